@@ -1,0 +1,79 @@
+//! Time as tcpshake sees it: nanoseconds on the kernel's `CLOCK_REALTIME`, the clock that
+//! stamps packets on AF_PACKET sockets (and in tcpdump's captures). Pure code never reads a
+//! clock; `net` hands it kernel timestamps and "now".
+
+use std::fmt;
+use std::ops::{Add, AddAssign, Sub};
+use std::time::Duration;
+
+/// A point in time: nanoseconds since the Unix epoch (`CLOCK_REALTIME`).
+#[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(u64);
+
+impl Instant {
+    pub const fn from_nanos(ns: u64) -> Self {
+        Instant(ns)
+    }
+
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// `self - earlier`, or zero when `earlier` is later (kernel timestamps of two sockets
+    /// may disagree by a few ns; a leg is never negative).
+    pub fn saturating_since(self, earlier: Instant) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Signed difference in nanoseconds, `self - other`.
+    pub fn signed_nanos_since(self, other: Instant) -> i64 {
+        self.0.wrapping_sub(other.0) as i64
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, d: Duration) -> Instant {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_add(ns))
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, d: Duration) {
+        *self = *self + d;
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_since(earlier)
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legs_never_go_negative() {
+        let a = Instant::from_nanos(10);
+        let b = Instant::from_nanos(7);
+        assert_eq!(a - b, Duration::from_nanos(3));
+        assert_eq!(b - a, Duration::ZERO);
+        assert_eq!(b.signed_nanos_since(a), -3);
+    }
+
+    #[test]
+    fn adding_huge_durations_saturates() {
+        let t = Instant::from_nanos(u64::MAX - 1) + Duration::from_secs(u64::MAX);
+        assert_eq!(t.as_nanos(), u64::MAX);
+    }
+}
