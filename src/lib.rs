@@ -5,6 +5,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod app;
+pub mod cli;
 pub mod net;
 pub mod probe;
 pub mod report;

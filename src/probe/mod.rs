@@ -1,1 +1,601 @@
 //! What a user asks for, decided without I/O.
+//!
+//! [`Probe`] runs one exchange: handshake → HTTP HEAD → orderly close, over a
+//! [`tcp::Connection`], and classifies the port (open / closed / filtered with nmap's
+//! reason words). It is fed every packet the tap saw — ours and the peer's, each with its
+//! kernel timestamp — and keeps the log that legs and reports are computed from.
+//!
+//! Polling order, after `start` and after every `handle_*`: drain `poll_transmit`, then
+//! check `is_done`, then sleep until a packet or `poll_timeout`.
+
+pub mod legs;
+pub mod record;
+pub mod target;
+
+use crate::tcp::{self, Connection, Event, State};
+use crate::time::Instant;
+use crate::wire::http::{HttpParse, head_request, parse_response};
+use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use crate::wire::{self, IcmpError, IpPacket, SeqNumber, TcpRepr};
+use record::{
+    CloseInitiator, Dir, HttpRecord, PeerOptionsRecord, PortState, ProbeResult, SCHEMA,
+    SegmentRecord, TimerRecord,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What to ask of the server once connected.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub path: String,
+    pub host: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// The target as the user wrote it.
+    pub target: String,
+    pub tcp: tcp::Config,
+    pub http: Option<HttpRequest>,
+    /// How long to wait for the server after the handshake: for the response, and for each
+    /// step of the close.
+    pub timeout: Duration,
+    /// After a complete response, how long to wait for the server's FIN (it was asked for
+    /// `Connection: close`) before closing ourselves.
+    pub linger: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    AwaitingResponse,
+    /// Response complete; waiting (until the deadline) for the server to close first.
+    Lingering,
+    Closing,
+    Done,
+}
+
+/// One segment we handed to `net`, waiting for its copy on the tap.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    seq: SeqNumber,
+    ack: SeqNumber,
+    flags: wire::TcpFlags,
+    len: usize,
+}
+
+pub struct Probe {
+    cfg: ProbeConfig,
+    conn: Connection,
+    phase: Phase,
+    deadline: Option<Instant>,
+    started_at: Option<Instant>,
+    log: Vec<SegmentRecord>,
+    marks: legs::Marks,
+    sent: VecDeque<Sent>,
+    /// State changes caused by our own calls, shown with the next segment we send.
+    pending_out_transitions: Vec<String>,
+    response: Vec<u8>,
+    http: Option<HttpRecord>,
+    state: Option<(PortState, String)>,
+    reply_ttl: Option<u8>,
+    reply_from: Option<String>,
+    peer_options: Option<PeerOptionsRecord>,
+    irs: Option<u32>,
+    close_initiator: Option<CloseInitiator>,
+    timers: Vec<TimerRecord>,
+    anomalies: Vec<String>,
+    error: Option<String>,
+}
+
+impl Probe {
+    pub fn new(cfg: ProbeConfig) -> Probe {
+        let conn = Connection::new(cfg.tcp.clone());
+        Probe {
+            cfg,
+            conn,
+            phase: Phase::Connecting,
+            deadline: None,
+            started_at: None,
+            log: Vec::new(),
+            marks: legs::Marks::default(),
+            sent: VecDeque::new(),
+            pending_out_transitions: Vec::new(),
+            response: Vec::new(),
+            http: None,
+            state: None,
+            reply_ttl: None,
+            reply_from: None,
+            peer_options: None,
+            irs: None,
+            close_initiator: None,
+            timers: Vec::new(),
+            anomalies: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.cfg.tcp.local
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.cfg.tcp.remote
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn start(&mut self, now: Instant) {
+        self.started_at = Some(now);
+        self.conn.connect(now);
+        self.drain_events(now, None);
+    }
+
+    /// The next segment to put on the wire.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<tcp::Segment> {
+        let seg = self.conn.poll_transmit(now)?;
+        self.sent.push_back(Sent {
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags,
+            len: seg.payload.len(),
+        });
+        // Bounded: copies that never showed up on the tap are forgotten.
+        while self.sent.len() > 64 {
+            self.sent.pop_front();
+        }
+        Some(seg)
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        match (self.conn.poll_timeout(), self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.drain_events(now, None);
+        if self.phase == Phase::Done {
+            return;
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.deadline = None;
+            match self.phase {
+                Phase::Lingering => {
+                    // The server kept the connection open despite `Connection: close`.
+                    self.begin_close(now);
+                }
+                Phase::AwaitingResponse => {
+                    self.fail(
+                        now,
+                        format!(
+                            "no complete HTTP response within {:?}; connection reset",
+                            self.cfg.timeout
+                        ),
+                    );
+                }
+                Phase::Closing => {
+                    let st = self.conn.state();
+                    self.fail(
+                        now,
+                        format!(
+                            "close did not finish within {:?} (stuck in {}); connection reset",
+                            self.cfg.timeout,
+                            st.name()
+                        ),
+                    );
+                }
+                Phase::Connecting | Phase::Done => {}
+            }
+        }
+    }
+
+    /// A packet the tap saw at `at`: `outgoing` copies of what left this host, or arrivals.
+    /// `checksum_offloaded`: the kernel left the transport checksum unfinished (veth), so it
+    /// cannot be verified.
+    pub fn handle_packet(
+        &mut self,
+        at: Instant,
+        outgoing: bool,
+        bytes: &[u8],
+        checksum_offloaded: bool,
+    ) {
+        let Ok(pkt) = IpPacket::parse(bytes) else {
+            return;
+        };
+        match pkt.ip.protocol {
+            PROTO_TCP => self.handle_tcp(at, outgoing, &pkt, checksum_offloaded),
+            PROTO_ICMP | PROTO_ICMPV6 if !outgoing => self.handle_icmp(at, &pkt),
+            _ => {}
+        }
+    }
+
+    fn handle_tcp(
+        &mut self,
+        at: Instant,
+        outgoing: bool,
+        pkt: &IpPacket<'_>,
+        checksum_offloaded: bool,
+    ) {
+        let (local, remote) = (self.local(), self.remote());
+        let Ok(hdr) = TcpRepr::parse_unchecked(pkt.payload) else {
+            return;
+        };
+        let dir = if pkt.ip.src == local.ip()
+            && hdr.src_port == local.port()
+            && pkt.ip.dst == remote.ip()
+            && hdr.dst_port == remote.port()
+        {
+            Dir::Out
+        } else if pkt.ip.src == remote.ip()
+            && hdr.src_port == remote.port()
+            && pkt.ip.dst == local.ip()
+            && hdr.dst_port == local.port()
+        {
+            Dir::In
+        } else {
+            return;
+        };
+        let _ = outgoing;
+        let bad_checksum = !checksum_offloaded
+            && matches!(
+                TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst),
+                Err(wire::Error::BadChecksum)
+            );
+        let base = self.log.first().map(|r| r.ts_ns).unwrap_or(at.as_nanos());
+        let mut rec = SegmentRecord {
+            dir,
+            t_ns: at.as_nanos() as i64 - base as i64,
+            ts_ns: at.as_nanos(),
+            flags: hdr.flags,
+            seq: hdr.seq.0,
+            ack: hdr.ack.0,
+            win: hdr.window,
+            len: hdr.payload.len() as u32,
+            options: hdr.options,
+            ttl: pkt.ip.ttl,
+            retransmission: false,
+            transitions: Vec::new(),
+            bad_checksum,
+            foreign: false,
+        };
+        match dir {
+            Dir::Out => {
+                rec.retransmission = hdr.segment_len() > 0
+                    && self.log.iter().any(|r| {
+                        r.dir == Dir::Out
+                            && r.seq == rec.seq
+                            && r.len == rec.len
+                            && r.flags.syn() == rec.flags.syn()
+                            && r.flags.fin() == rec.flags.fin()
+                    });
+                match self.sent.iter().position(|s| {
+                    s.seq == hdr.seq
+                        && s.ack == hdr.ack
+                        && s.flags == hdr.flags
+                        && s.len == hdr.payload.len()
+                }) {
+                    Some(i) => {
+                        self.sent.remove(i);
+                        rec.transitions = std::mem::take(&mut self.pending_out_transitions);
+                    }
+                    None => {
+                        rec.foreign = true;
+                        self.anomalies.push(format!(
+                            "a {} segment left this host that tcpshake did not send (the kernel's?)",
+                            record::tcpdump_flags(hdr.flags)
+                        ));
+                    }
+                }
+                self.log.push(rec);
+            }
+            Dir::In => {
+                self.log.push(rec);
+                if bad_checksum {
+                    self.anomalies.push(format!(
+                        "ignored a {} segment with a bad TCP checksum",
+                        record::tcpdump_flags(hdr.flags)
+                    ));
+                    return;
+                }
+                let idx = self.log.len() - 1;
+                if self.state.is_none() && (hdr.flags.syn() || hdr.flags.rst()) {
+                    self.reply_ttl = Some(pkt.ip.ttl);
+                    self.reply_from = Some(pkt.ip.src.to_string());
+                }
+                self.conn.handle_segment(at, &hdr);
+                self.drain_events(at, Some(idx));
+            }
+        }
+    }
+
+    fn handle_icmp(&mut self, at: Instant, pkt: &IpPacket<'_>) {
+        let v6 = pkt.ip.protocol == PROTO_ICMPV6;
+        let Ok(Some(err)) = IcmpError::parse(pkt.payload, v6, pkt.ip.src, pkt.ip.dst) else {
+            return;
+        };
+        let (local, remote) = (self.local(), self.remote());
+        if err.quoted_src != local.ip()
+            || err.quoted_dst != remote.ip()
+            || err.quoted_src_port != local.port()
+            || err.quoted_dst_port != remote.port()
+        {
+            return;
+        }
+        let t = self.rel(at);
+        let reason = err.kind.reason();
+        if self.phase == Phase::Connecting && self.state.is_none() {
+            // RFC 9293 §3.10.7.2 lets a client abort on a hard ICMP error in SYN-SENT;
+            // nmap calls the port filtered with the ICMP error as its reason.
+            self.state = Some((PortState::Filtered, reason.to_string()));
+            self.reply_ttl = Some(pkt.ip.ttl);
+            self.reply_from = Some(pkt.ip.src.to_string());
+            self.timers.push(TimerRecord {
+                t_ns: t,
+                what: format!("ICMP {reason} from {}", pkt.ip.src),
+            });
+            self.conn.abort(at);
+            self.drain_events(at, None);
+            self.finish();
+        } else {
+            self.anomalies.push(format!(
+                "ICMP {reason} from {} at {} µs (ignored)",
+                pkt.ip.src,
+                t / 1000
+            ));
+        }
+    }
+
+    /// ns since our first SYN.
+    fn rel(&self, at: Instant) -> i64 {
+        let base = self
+            .log
+            .first()
+            .map(|r| r.ts_ns)
+            .or(self.started_at.map(Instant::as_nanos))
+            .unwrap_or(0);
+        at.as_nanos() as i64 - base as i64
+    }
+
+    fn drain_events(&mut self, now: Instant, caused_by: Option<usize>) {
+        // Bounded: a connection emits a handful of events per input.
+        for _ in 0..1024 {
+            let Some(ev) = self.conn.poll_event() else {
+                break;
+            };
+            self.on_event(now, ev, caused_by);
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, ev: Event, caused_by: Option<usize>) {
+        match ev {
+            Event::StateChanged { from, to, at } => {
+                let text = format!("{} → {}", from.name(), to.name());
+                match caused_by {
+                    Some(i) => self.log[i].transitions.push(text),
+                    None if from == State::Closed
+                        || matches!(to, State::FinWait1 | State::LastAck) =>
+                    {
+                        self.pending_out_transitions.push(text)
+                    }
+                    None => {
+                        let t = self.rel(at);
+                        self.timers.push(TimerRecord {
+                            t_ns: t,
+                            what: text,
+                        });
+                    }
+                }
+                if from == State::FinWait1 && to == State::Closing {
+                    self.close_initiator = Some(CloseInitiator::Simultaneous);
+                }
+                if from == State::Established && to == State::CloseWait {
+                    self.close_initiator.get_or_insert(CloseInitiator::Server);
+                }
+                if from == State::Established && to == State::FinWait1 {
+                    self.close_initiator.get_or_insert(CloseInitiator::Client);
+                }
+            }
+            Event::Connected { peer, .. } => {
+                self.state = Some((PortState::Open, "syn-ack".into()));
+                self.marks.synack = caused_by;
+                self.irs = caused_by.map(|i| self.log[i].seq);
+                self.peer_options = Some(PeerOptionsRecord {
+                    mss: peer.mss,
+                    wscale: peer.wscale,
+                    sack_permitted: peer.sack_permitted,
+                    timestamps: peer.timestamps,
+                });
+                match self.cfg.http.clone() {
+                    Some(req) => {
+                        let ua = concat!("tcpshake/", env!("CARGO_PKG_VERSION"));
+                        self.conn.send(&head_request(&req.path, &req.host, ua));
+                        self.phase = Phase::AwaitingResponse;
+                        self.deadline = Some(now + self.cfg.timeout);
+                    }
+                    None => self.begin_close(now),
+                }
+            }
+            Event::Refused { .. } => {
+                self.state = Some((PortState::Closed, "reset".into()));
+                self.finish();
+            }
+            Event::Reset { state, .. } => {
+                self.close_initiator = Some(CloseInitiator::Reset);
+                if self.phase == Phase::AwaitingResponse {
+                    self.error = Some(format!(
+                        "connection reset by the server in {}",
+                        state.name()
+                    ));
+                } else if self.phase == Phase::Lingering || self.phase == Phase::Closing {
+                    self.anomalies.push(format!(
+                        "the server reset the connection in {}",
+                        state.name()
+                    ));
+                }
+                self.finish();
+            }
+            Event::Data { at, bytes } => self.on_data(at, &bytes, caused_by),
+            Event::PeerFin { .. } => {
+                if self.phase == Phase::AwaitingResponse {
+                    self.error = Some(
+                        "the server closed the connection before a complete HTTP response".into(),
+                    );
+                }
+                if self.conn.state() == State::CloseWait {
+                    self.begin_close(now);
+                }
+            }
+            Event::Retransmit { .. } => {}
+            Event::Anomaly { at, anomaly } => {
+                let t = self.rel(at);
+                self.anomalies
+                    .push(format!("{anomaly:?} at {} µs", t / 1000));
+            }
+            Event::TimedOut { at, state } => {
+                let t = self.rel(at);
+                self.timers.push(TimerRecord {
+                    t_ns: t,
+                    what: format!(
+                        "gave up in {} after {} retransmissions",
+                        state.name(),
+                        self.conn.retransmissions()
+                    ),
+                });
+                if state == State::SynSent {
+                    self.state = Some((PortState::Filtered, "no-response".into()));
+                } else {
+                    self.error = Some(format!("the server stopped answering in {}", state.name()));
+                }
+                self.finish();
+            }
+            Event::Closed { .. } => self.finish(),
+        }
+    }
+
+    fn on_data(&mut self, at: Instant, bytes: &[u8], caused_by: Option<usize>) {
+        if self.phase != Phase::AwaitingResponse {
+            if !bytes.is_empty() && self.http.is_some() {
+                self.anomalies.push(format!(
+                    "{} bytes after the response head (ignored)",
+                    bytes.len()
+                ));
+            }
+            return;
+        }
+        // A HEAD response has no body (RFC 9110 §9.3.2): the head is the whole response.
+        // Bound what we keep so a server that streams garbage cannot grow us without limit.
+        const MAX_HEAD: usize = 64 * 1024;
+        let room = MAX_HEAD.saturating_sub(self.response.len());
+        self.response
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        match parse_response(&self.response) {
+            HttpParse::Partial if self.response.len() >= MAX_HEAD => {
+                self.fail(
+                    at,
+                    format!("HTTP response head larger than {MAX_HEAD} bytes"),
+                );
+            }
+            HttpParse::Partial => {}
+            HttpParse::Complete(resp) => {
+                let mut headers: BTreeMap<String, String> = BTreeMap::new();
+                for (k, v) in resp.headers {
+                    headers
+                        .entry(k.to_ascii_lowercase())
+                        .and_modify(|e| {
+                            e.push_str(", ");
+                            e.push_str(&v);
+                        })
+                        .or_insert(v);
+                }
+                self.http = Some(HttpRecord {
+                    status: resp.status,
+                    reason: resp.reason,
+                    version: format!("HTTP/1.{}", resp.version),
+                    headers,
+                });
+                self.marks.response_complete = caused_by;
+                if self.conn.state() == State::CloseWait {
+                    // The FIN came with the response; PeerFin will start our close.
+                    self.phase = Phase::Closing;
+                } else {
+                    self.phase = Phase::Lingering;
+                    self.deadline = Some(at + self.cfg.linger);
+                }
+            }
+            HttpParse::Invalid(why) => {
+                self.fail(at, format!("the reply is not HTTP: {why}"));
+            }
+        }
+    }
+
+    fn begin_close(&mut self, now: Instant) {
+        self.phase = Phase::Closing;
+        self.deadline = Some(now + self.cfg.timeout);
+        self.conn.close(now);
+        self.drain_events(now, None);
+    }
+
+    /// Give up on the exchange: record why and reset the connection.
+    fn fail(&mut self, now: Instant, why: String) {
+        self.error.get_or_insert(why);
+        self.close_initiator.get_or_insert(CloseInitiator::Reset);
+        self.conn.abort(now);
+        self.pending_out_transitions
+            .push("→ CLOSED (reset by tcpshake)".into());
+        self.drain_events(now, None);
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.phase = Phase::Done;
+        self.deadline = None;
+    }
+
+    /// Stop now (Ctrl-C, or the caller's own limit): reset the connection if it is open.
+    pub fn abort(&mut self, now: Instant, why: &str) {
+        if self.phase != Phase::Done {
+            self.fail(now, why.to_string());
+        }
+    }
+
+    pub fn result(&self) -> ProbeResult {
+        let (state, reason) = self
+            .state
+            .clone()
+            .unwrap_or((PortState::Filtered, "no-response".to_string()));
+        ProbeResult {
+            schema: SCHEMA,
+            target: self.cfg.target.clone(),
+            addr: self.remote().ip().to_string(),
+            port: self.remote().port(),
+            src_addr: self.local().ip().to_string(),
+            src_port: self.local().port(),
+            state,
+            reason,
+            reply_ttl: self.reply_ttl,
+            reply_from: self.reply_from.clone(),
+            legs_ns: legs::compute(&self.log, self.marks),
+            retransmissions: self.log.iter().filter(|r| r.retransmission).count() as u32,
+            peer_options: self.peer_options,
+            http: self.http.clone(),
+            close_initiator: self.close_initiator,
+            isn: self.cfg.tcp.isn.0,
+            irs: self.irs,
+            segments: self.log.clone(),
+            timers: self.timers.clone(),
+            anomalies: self.anomalies.clone(),
+            error: self.error.clone(),
+        }
+    }
+}

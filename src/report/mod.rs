@@ -1,1 +1,4 @@
-//! Results formatting.
+//! Results formatting: the human view, pcap files. (JSON is serde on the records.)
+
+pub mod pcap;
+pub mod text;

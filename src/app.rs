@@ -1,0 +1,266 @@
+//! The edge: turn a validated command line into probes, run them, print results, and map
+//! errors to exit codes.
+
+use crate::cli::{Cli, Command, CommonArgs, LabArgs, ProbeArgs};
+use crate::net::guard::Guard;
+use crate::net::resolve::{Family, resolve};
+use crate::net::run::{self, MARK, Outcome, Path};
+use crate::net::{EnvironmentError, signals};
+use crate::probe::target::{self, Target};
+use crate::probe::{HttpRequest, ProbeConfig};
+use crate::report::pcap::PcapWriter;
+use crate::report::text::{self, Style};
+use crate::tcp;
+use crate::wire::SeqNumber;
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::io::{self, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Exit codes (README.md documents them).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_NOT_OPEN: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_ENVIRONMENT: u8 = 3;
+
+/// A command line that parsed but asks for something impossible. Exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let outcome = match cli.command {
+        Command::Probe(args) => probe_command(&args),
+        Command::Lab(args) => lab_command(&args),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::from(EXIT_OK);
+            }
+            eprintln!("tcpshake: {e:#}");
+            ExitCode::from(exit_code_for(&e))
+        }
+    }
+}
+
+fn exit_code_for(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<EnvironmentError>()) {
+        EXIT_ENVIRONMENT
+    } else if e.chain().any(|c| c.is::<UsageError>()) {
+        EXIT_USAGE
+    } else {
+        EXIT_NOT_OPEN
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn probe_command(args: &ProbeArgs) -> Result<u8> {
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| target::parse(t, args.port))
+        .collect::<Result<Vec<Target>, String>>()
+        .map_err(UsageError)?;
+    let family = match (args.ipv4, args.ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    };
+    let stop = signals::stop_flag();
+    let mut guard = Guard::install(MARK)?;
+    let mut session = Session::new(&args.common)?;
+    for t in &targets {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let remote = match resolve(t, family) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("tcpshake: {e:#}");
+                session.all_ok = false;
+                continue;
+            }
+        };
+        session.probe(t, remote, &mut guard, stop)?;
+    }
+    session.finish()
+}
+
+/// What every probe of one command shares: options, output, the pcap file.
+struct Session<'a> {
+    common: &'a CommonArgs,
+    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    style: Style,
+    all_ok: bool,
+}
+
+impl<'a> Session<'a> {
+    fn new(common: &'a CommonArgs) -> Result<Session<'a>> {
+        let pcap = match &common.pcap {
+            Some(p) => {
+                let f = std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?;
+                Some(PcapWriter::new(io::BufWriter::new(f))?)
+            }
+            None => None,
+        };
+        let color =
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Ok(Session {
+            common,
+            pcap,
+            style: Style { color },
+            all_ok: true,
+        })
+    }
+
+    fn probe(
+        &mut self,
+        t: &Target,
+        remote: SocketAddr,
+        guard: &mut Guard,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let path = Path::new(remote, None)?;
+        let cfg = self.config(t, remote, &path);
+        let outcome = match run::run(path, cfg, guard, self.pcap.is_some(), stop) {
+            Ok(o) => o,
+            Err(e) if e.chain().any(|c| c.is::<EnvironmentError>()) => return Err(e),
+            Err(e) => {
+                eprintln!("tcpshake: {e:#}");
+                self.all_ok = false;
+                return Ok(());
+            }
+        };
+        self.emit(&outcome)
+    }
+
+    fn config(&self, t: &Target, remote: SocketAddr, path: &Path) -> ProbeConfig {
+        let c = self.common;
+        let http = (!c.no_http).then(|| HttpRequest {
+            path: t.path.clone().unwrap_or_else(|| c.path.clone()),
+            host: c.host_header.clone().unwrap_or_else(|| t.host_header()),
+        });
+        ProbeConfig {
+            target: t.spec.clone(),
+            tcp: tcp_config(path.local, remote, path.mss(), c),
+            http,
+            timeout: c.timeout,
+            linger: c.linger,
+        }
+    }
+
+    fn emit(&mut self, outcome: &Outcome) -> Result<()> {
+        let r = &outcome.result;
+        self.all_ok &= r.succeeded();
+        if let Some(w) = &mut self.pcap {
+            for p in &outcome.packets {
+                w.write(p.at.as_nanos(), &p.bytes)
+                    .context("writing the pcap file")?;
+            }
+        }
+        let mut out = io::stdout().lock();
+        if self.common.json {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{}", text::render(r, self.style))?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<u8> {
+        if let Some(w) = self.pcap {
+            w.into_inner().context("writing the pcap file")?;
+        }
+        Ok(if self.all_ok { EXIT_OK } else { EXIT_NOT_OPEN })
+    }
+}
+
+/// Our side of the connection: Linux's SYN (window 64240, MSS from the route, SACK,
+/// timestamps, window scale 7), a random ISN (RFC 6528), and the user's timers.
+pub fn tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16, c: &CommonArgs) -> tcp::Config {
+    tcp::Config {
+        local,
+        remote,
+        isn: SeqNumber(signals::random_u32()),
+        mss,
+        syn_window: 64240,
+        rcv_buf: 128 * 1024,
+        wscale: 7,
+        sack_permitted: true,
+        timestamps: true,
+        ts_offset: signals::random_u32(),
+        syn_retries: c.retries,
+        data_retries: 6,
+        rto_initial: c.rto,
+        rto_min: Duration::from_millis(200),
+        rto_max: Duration::from_secs(60),
+        time_wait: c.time_wait,
+    }
+}
+
+fn lab_command(args: &LabArgs) -> Result<u8> {
+    use crate::net::labpeer::HttpPeer;
+    use crate::net::netns::LabNet;
+
+    let lab = LabNet::create().context("building the lab namespaces")?;
+    let peer = HttpPeer::start_in(&lab, 80).context("starting the lab's HTTP peer")?;
+    lab.enter_client()
+        .context("entering the lab's client namespace")?;
+    lab.wait_ready(Duration::from_secs(5))?;
+    let stop = signals::stop_flag();
+    let mut guard = Guard::install(MARK)?;
+    let mut session = Session::new(&args.common)?;
+    let targets = [
+        SocketAddr::new(lab.server_v4().into(), 80),
+        SocketAddr::new(lab.server_v6().into(), 80),
+    ];
+    if !args.common.json {
+        println!(
+            "lab: client {} / {} ⇄ server {} / {} (a kernel listener serving HTTP on port 80)\n",
+            lab.client_v4(),
+            lab.client_v6(),
+            lab.server_v4(),
+            lab.server_v6()
+        );
+    }
+    for remote in targets {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let t = target::parse(&remote.to_string(), None).map_err(UsageError)?;
+        session.probe(&t, remote, &mut guard, stop)?;
+        if !args.common.json {
+            println!();
+        }
+    }
+    drop(peer);
+    session.finish()
+}

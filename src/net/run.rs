@@ -1,0 +1,231 @@
+//! The run loop for one probe: route, reserve a port, guard it, open the tap and the raw
+//! sender, then shuttle between the sans-IO [`Probe`] and the wire until it is done.
+
+use super::guard::Guard;
+use super::route;
+use super::sender::{PortReservation, RawSender};
+use super::tap::Tap;
+use super::{EnvironmentError, clock};
+use crate::probe::record::ProbeResult;
+use crate::probe::{Probe, ProbeConfig};
+use crate::time::Instant;
+use crate::wire::IpRepr;
+use crate::wire::ip::PROTO_TCP;
+use anyhow::{Context, Result};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The socket mark on every packet tcpshake sends ("tcps"); the guard's rule lets marked
+/// packets pass and drops the kernel's unmarked RSTs for our ports.
+pub const MARK: u32 = 0x7463_7073;
+
+/// After a transmit, poll the tap without sleeping for this long: a reply that comes within
+/// it is handled without the scheduler's wake-up delay, so our reaction time (SYN-ACK→ACK)
+/// is close to the kernel's own.
+const SPIN: Duration = Duration::from_millis(3);
+/// Longest single sleep, so Ctrl-C is noticed promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// A packet as the tap saw it, kept for `--pcap`.
+pub struct Captured {
+    pub at: Instant,
+    pub bytes: Vec<u8>,
+}
+
+pub struct Outcome {
+    pub result: ProbeResult,
+    pub packets: Vec<Captured>,
+}
+
+/// Where a probe to `remote` leaves from, decided before anything is sent.
+pub struct Path {
+    pub local: SocketAddr,
+    pub route: route::Route,
+    reservation: PortReservation,
+}
+
+impl Path {
+    /// Look up the route like the kernel would and reserve a source port on its address.
+    pub fn new(remote: SocketAddr, src: Option<IpAddr>) -> Result<Path> {
+        let route = route::lookup_from(remote.ip(), src)?;
+        let reservation = PortReservation::new(route.src)?;
+        let local = SocketAddr::new(route.src, reservation.port);
+        Ok(Path {
+            local,
+            route,
+            reservation,
+        })
+    }
+
+    /// MSS to advertise: the route's MTU less the IP and TCP headers (RFC 9293 §3.7.1).
+    pub fn mss(&self) -> u16 {
+        let mtu = self.route.mtu.unwrap_or(1500);
+        let headers = if self.local.is_ipv6() { 60 } else { 40 };
+        u16::try_from(mtu.saturating_sub(headers).clamp(536, 65495)).unwrap_or(1460)
+    }
+}
+
+/// Run one probe to completion (or until `stop` is set, then reset it and return).
+pub fn run(
+    path: Path,
+    cfg: ProbeConfig,
+    guard: &mut Guard,
+    capture: bool,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let local = path.local;
+    let remote = cfg.tcp.remote;
+    guard.protect_port(local.port())?;
+    let outcome = run_guarded(&path, cfg, capture, stop);
+    // The port stays guarded until the loop is over (TIME-WAIT included).
+    let _ = guard.release_port(local.port());
+    drop(path.reservation);
+    outcome.with_context(|| format!("probe {local} → {remote}"))
+}
+
+fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) -> Result<Outcome> {
+    let (local, remote) = (path.local, cfg.tcp.remote);
+    let tap = Tap::open(
+        path.route.oif,
+        &path.route.ifname,
+        local.port(),
+        path.route.is_loopback,
+    )?;
+    let sender = RawSender::new(local.ip(), MARK)?;
+    let hard_limit = hard_limit(&cfg);
+    let mut probe = Probe::new(cfg);
+    let mut packets = Vec::new();
+    let mut rx = vec![0u8; 65536];
+    let mut tx = vec![0u8; 65536 + 60];
+    let mut ident: u16 = 1;
+
+    let start = clock::now();
+    let give_up_at = start + hard_limit;
+    probe.start(start);
+    let mut last_tx =
+        flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.unwrap_or(start);
+    let mut interrupted = false;
+
+    while !probe.is_done() {
+        // Everything the tap holds, answering each packet before reading the next.
+        while let Some(meta) = tap.recv(&mut rx).context("reading the AF_PACKET tap")? {
+            let bytes = &rx[..meta.len];
+            if capture {
+                packets.push(Captured {
+                    at: meta.at,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+            if let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)? {
+                last_tx = t;
+            }
+        }
+        if probe.is_done() {
+            break;
+        }
+        let now = clock::now();
+        if !interrupted && stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            probe.abort(now, "interrupted");
+        } else if now >= give_up_at {
+            probe.abort(now, "gave up: the exchange exceeded its time budget");
+        } else if probe.poll_timeout().is_some_and(|d| now >= d) {
+            probe.handle_timeout(now);
+        } else if now < last_tx + SPIN {
+            std::hint::spin_loop();
+            continue;
+        } else {
+            let until = probe.poll_timeout().unwrap_or(give_up_at).min(give_up_at);
+            tap.wait(Some(until.saturating_since(now).min(MAX_SLEEP)))?;
+            continue;
+        }
+        if let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)? {
+            last_tx = t;
+        }
+    }
+
+    // Our last segment's copy (and a loopback's arrival copy) may still be on its way to
+    // the tap: read until it has been quiet for a millisecond, at most 20 ms.
+    let drain_until = clock::now() + Duration::from_millis(20);
+    let mut quiet_since = clock::now();
+    loop {
+        let now = clock::now();
+        if now >= drain_until || now.saturating_since(quiet_since) >= Duration::from_millis(1) {
+            break;
+        }
+        match tap.recv(&mut rx)? {
+            Some(meta) => {
+                let bytes = &rx[..meta.len];
+                if capture {
+                    packets.push(Captured {
+                        at: meta.at,
+                        bytes: bytes.to_vec(),
+                    });
+                }
+                probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+                quiet_since = clock::now();
+            }
+            None => std::hint::spin_loop(),
+        }
+    }
+    Ok(Outcome {
+        result: probe.result(),
+        packets,
+    })
+}
+
+/// An upper bound on one exchange, however the peer behaves: every SYN backoff, then the
+/// response, linger and close waits, then TIME-WAIT, and a margin.
+fn hard_limit(cfg: &ProbeConfig) -> Duration {
+    let t = &cfg.tcp;
+    let mut syn = Duration::ZERO;
+    let mut rto = t.rto_initial;
+    for _ in 0..=t.syn_retries {
+        syn += rto;
+        rto = (rto * 2).min(t.rto_max);
+    }
+    syn + cfg.timeout * 3 + cfg.linger + t.time_wait + Duration::from_secs(5)
+}
+
+/// Send everything the probe has queued. Returns when the last one left, if any did.
+fn flush(
+    probe: &mut Probe,
+    sender: &RawSender,
+    buf: &mut [u8],
+    ident: &mut u16,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Result<Option<Instant>> {
+    let mut last = None;
+    // Bounded: a connection queues a handful of segments per input.
+    for _ in 0..256 {
+        let now = clock::now();
+        let Some(seg) = probe.poll_transmit(now) else {
+            break;
+        };
+        let repr = seg.repr(local.port(), remote.port());
+        let ip_len = if sender.is_v6() {
+            0 // the kernel writes the IPv6 header
+        } else {
+            let mut ip = IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, 64, repr.buffer_len());
+            ip.ident = *ident;
+            *ident = ident.wrapping_add(1);
+            ip.emit(buf).context("building the IPv4 header")?
+        };
+        let tcp_len = repr
+            .emit(local.ip(), remote.ip(), &mut buf[ip_len..])
+            .context("building the TCP segment")?;
+        sender.send(&buf[..ip_len + tcp_len], remote.ip()).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => anyhow::Error::new(e)
+                .context(format!("no route to {}: check `ip route get {}`", remote.ip(), remote.ip())),
+            Some(libc::EPERM) => anyhow::Error::new(EnvironmentError(format!(
+                "sending to {remote} was refused by the local firewall or a missing capability (EPERM)"
+            ))),
+            _ => anyhow::Error::new(e).context(format!("sending a segment to {remote}")),
+        })?;
+        last = Some(now);
+    }
+    Ok(last)
+}

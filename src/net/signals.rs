@@ -1,0 +1,39 @@
+//! Ctrl-C and SIGTERM: the first one asks the run loop to stop (it resets open
+//! connections and still reports); a second one kills the process as usual.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Install the handlers and return the flag they set.
+pub fn stop_flag() -> &'static AtomicBool {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data; zeroed is valid. The handler only stores to an
+        // atomic, which is async-signal-safe; SA_RESETHAND restores the default action so a
+        // second signal terminates the process.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    &STOP
+}
+
+/// Random bytes from the kernel's CSPRNG (for ISNs, RFC 9293 §3.4.1 / RFC 6528).
+pub fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        // getrandom(2) only fails on pre-3.17 kernels without /dev/urandom fallback;
+        // mix the clock so the ISN is at least not constant.
+        return super::clock::now().as_nanos() as u32 ^ std::process::id().rotate_left(16);
+    }
+    u32::from_ne_bytes(b)
+}

@@ -1,0 +1,118 @@
+//! Legs of the exchange, read off the segment log: each is the difference of two kernel
+//! timestamps of segments that the tap saw, so the numbers agree with tcpdump's.
+
+use super::record::{Dir, Legs, SegmentRecord};
+use crate::wire::SeqNumber;
+
+/// Indices into the log that the probe learned while the exchange ran (which SYN-ACK was
+/// accepted, which incoming segment completed the HTTP response).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Marks {
+    pub synack: Option<usize>,
+    pub response_complete: Option<usize>,
+}
+
+fn gap(log: &[SegmentRecord], from: usize, to: usize) -> Option<u64> {
+    let (a, b) = (log.get(from)?, log.get(to)?);
+    Some(b.ts_ns.saturating_sub(a.ts_ns))
+}
+
+/// Sequence number just past `r` (what acknowledges all of it).
+fn end_seq(r: &SegmentRecord) -> SeqNumber {
+    let syn_fin = u32::from(r.flags.syn()) + u32::from(r.flags.fin());
+    SeqNumber(r.seq).add(r.len + syn_fin)
+}
+
+/// First record after `after` in direction `dir` that acknowledges everything up to `end`.
+fn first_ack_of(log: &[SegmentRecord], after: usize, dir: Dir, end: SeqNumber) -> Option<usize> {
+    log.iter()
+        .enumerate()
+        .skip(after + 1)
+        .find(|(_, r)| r.dir == dir && r.flags.ack() && !r.flags.rst() && SeqNumber(r.ack).ge(end))
+        .map(|(i, _)| i)
+}
+
+fn other(dir: Dir) -> Dir {
+    match dir {
+        Dir::Out => Dir::In,
+        Dir::In => Dir::Out,
+    }
+}
+
+pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
+    let mut legs = Legs::default();
+    let usable = |r: &SegmentRecord| !r.bad_checksum && !r.foreign;
+    let first_syn = log
+        .iter()
+        .position(|r| r.dir == Dir::Out && r.flags.syn() && usable(r));
+
+    if let Some(sa) = marks.synack {
+        let synack = &log[sa];
+        // The SYN this SYN-ACK answers: the one whose TSval it echoes (RFC 7323 §3.2) when
+        // timestamps are on; otherwise the latest SYN sent before it.
+        let echoed = synack.options.timestamps.map(|(_, ecr)| ecr);
+        let syns: Vec<usize> = (0..sa)
+            .filter(|&i| log[i].dir == Dir::Out && log[i].flags.syn() && usable(&log[i]))
+            .collect();
+        let syn = syns
+            .iter()
+            .rev()
+            .find(|&&i| echoed.is_some() && log[i].options.timestamps.map(|(v, _)| v) == echoed)
+            .or(syns.last())
+            .copied();
+        if let Some(s) = syn {
+            legs.syn_to_synack = gap(log, s, sa);
+        }
+        let ack = log.iter().enumerate().skip(sa + 1).find(|(_, r)| {
+            r.dir == Dir::Out && r.flags.ack() && !r.flags.syn() && !r.flags.rst() && usable(r)
+        });
+        if let Some((a, _)) = ack {
+            legs.synack_to_ack = gap(log, sa, a);
+        }
+    }
+
+    let request = log
+        .iter()
+        .position(|r| r.dir == Dir::Out && r.len > 0 && usable(r));
+    if let Some(rq) = request {
+        let first_byte = log
+            .iter()
+            .enumerate()
+            .skip(rq + 1)
+            .find(|(_, r)| r.dir == Dir::In && r.len > 0 && usable(r));
+        if let Some((fb, _)) = first_byte {
+            legs.request_to_first_byte = gap(log, rq, fb);
+        }
+        if let Some(done) = marks.response_complete {
+            legs.request_to_complete = gap(log, rq, done);
+        }
+    }
+
+    // The close: the first FIN of either side, then the other side's.
+    let first_fin = log
+        .iter()
+        .position(|r| r.flags.fin() && !r.flags.syn() && usable(r));
+    if let Some(f1) = first_fin {
+        let d1 = log[f1].dir;
+        if let Some(a) = first_ack_of(log, f1, other(d1), end_seq(&log[f1])) {
+            legs.fin_to_ack = gap(log, f1, a);
+        }
+        let second_fin = log
+            .iter()
+            .enumerate()
+            .skip(f1 + 1)
+            .find(|(_, r)| r.dir == other(d1) && r.flags.fin() && usable(r))
+            .map(|(i, _)| i);
+        if let Some(f2) = second_fin {
+            legs.fin_to_peer_fin = gap(log, f1, f2);
+            if let Some(a) = first_ack_of(log, f2, d1, end_seq(&log[f2])) {
+                legs.peer_fin_to_last_ack = gap(log, f2, a);
+            }
+        }
+    }
+
+    if let (Some(s), Some(last)) = (first_syn, log.iter().rposition(|r| usable(r))) {
+        legs.total = gap(log, s, last);
+    }
+    legs
+}

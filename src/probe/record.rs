@@ -1,0 +1,278 @@
+//! What one probe found, as a script reads it (`--json`, schema 1, documented in README.md).
+
+use crate::wire::{TcpFlags, TcpOptions};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortState {
+    Open,
+    Closed,
+    Filtered,
+}
+
+impl PortState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortState::Open => "open",
+            PortState::Closed => "closed",
+            PortState::Filtered => "filtered",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    Out,
+    In,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseInitiator {
+    Client,
+    Server,
+    Simultaneous,
+    Reset,
+}
+
+/// Every leg is a difference of two kernel timestamps, in ns; `None` when that leg did not
+/// happen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Legs {
+    pub syn_to_synack: Option<u64>,
+    pub synack_to_ack: Option<u64>,
+    pub request_to_first_byte: Option<u64>,
+    pub request_to_complete: Option<u64>,
+    /// The first FIN (whoever sent it) → the other side's ACK of it.
+    pub fin_to_ack: Option<u64>,
+    /// The first FIN → the other side's FIN.
+    pub fin_to_peer_fin: Option<u64>,
+    /// The second FIN → its ACK (the last ACK of the exchange).
+    pub peer_fin_to_last_ack: Option<u64>,
+    /// First SYN → last segment of the exchange.
+    pub total: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PeerOptionsRecord {
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+    pub timestamps: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HttpRecord {
+    pub status: u16,
+    pub reason: String,
+    /// "HTTP/1.1" or "HTTP/1.0".
+    pub version: String,
+    /// Header names lower-cased; repeated headers joined with ", " (RFC 9110 §5.3).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One segment as the tap saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SegmentRecord {
+    pub dir: Dir,
+    /// ns since our first SYN left (negative only for nothing: the first SYN is 0).
+    pub t_ns: i64,
+    /// The kernel timestamp, ns since the epoch (same clock and tap as tcpdump).
+    pub ts_ns: u64,
+    #[serde(serialize_with = "ser_flags")]
+    pub flags: TcpFlags,
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    pub len: u32,
+    #[serde(serialize_with = "ser_options")]
+    pub options: TcpOptions,
+    pub ttl: u8,
+    /// Sent again: same sequence range and SYN/FIN as an earlier segment of ours.
+    pub retransmission: bool,
+    /// `FROM → TO` state changes this segment caused (or, outgoing, came with).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<String>,
+    /// Checksum did not verify: the segment was ignored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bad_checksum: bool,
+    /// An outgoing segment tcpshake did not make (the kernel's, or another program's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
+}
+
+/// A state change no segment caused (a timer, or giving up).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimerRecord {
+    pub t_ns: i64,
+    pub what: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeResult {
+    pub schema: u32,
+    pub target: String,
+    pub addr: String,
+    pub port: u16,
+    pub src_addr: String,
+    pub src_port: u16,
+    pub state: PortState,
+    pub reason: String,
+    pub reply_ttl: Option<u8>,
+    /// Who answered (the target, or the router that sent an ICMP error).
+    pub reply_from: Option<String>,
+    pub legs_ns: Legs,
+    pub retransmissions: u32,
+    pub peer_options: Option<PeerOptionsRecord>,
+    pub http: Option<HttpRecord>,
+    pub close_initiator: Option<CloseInitiator>,
+    pub isn: u32,
+    pub irs: Option<u32>,
+    pub segments: Vec<SegmentRecord>,
+    pub timers: Vec<TimerRecord>,
+    pub anomalies: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl ProbeResult {
+    /// Did the exchange do everything that was asked (for the exit code)?
+    pub fn succeeded(&self) -> bool {
+        self.state == PortState::Open && self.error.is_none()
+    }
+}
+
+/// Flags as tcpdump prints them: `S`, `F`, `R`, `P`, `U`, `E`, `W`, then `.` for ACK.
+pub fn tcpdump_flags(f: TcpFlags) -> String {
+    let mut s = String::new();
+    for (bit, c) in [
+        (TcpFlags::SYN, 'S'),
+        (TcpFlags::FIN, 'F'),
+        (TcpFlags::RST, 'R'),
+        (TcpFlags::PSH, 'P'),
+        (TcpFlags::URG, 'U'),
+        (TcpFlags::ECE, 'E'),
+        (TcpFlags::CWR, 'W'),
+    ] {
+        if f.contains(bit) {
+            s.push(c);
+        }
+    }
+    if f.ack() {
+        s.push('.');
+    }
+    if s.is_empty() {
+        s.push_str("none");
+    }
+    s
+}
+
+fn ser_flags<S: Serializer>(f: &TcpFlags, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&tcpdump_flags(*f))
+}
+
+fn ser_options<S: Serializer>(o: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(None)?;
+    if let Some(mss) = o.mss {
+        m.serialize_entry("mss", &mss)?;
+    }
+    if o.sack_permitted {
+        m.serialize_entry("sack_permitted", &true)?;
+    }
+    if let Some((val, ecr)) = o.timestamps {
+        m.serialize_entry("ts", &[val, ecr])?;
+    }
+    if let Some(ws) = o.wscale {
+        m.serialize_entry("wscale", &ws)?;
+    }
+    let blocks: Vec<[u32; 2]> = o
+        .sack_blocks
+        .iter()
+        .flatten()
+        .map(|(l, r)| [l.0, r.0])
+        .collect();
+    if !blocks.is_empty() {
+        m.serialize_entry("sack", &blocks)?;
+    }
+    if o.unknown_count > 0 {
+        m.serialize_entry("unknown", &UnknownKinds(o))?;
+    }
+    m.end()
+}
+
+struct UnknownKinds<'a>(&'a TcpOptions);
+
+impl Serialize for UnknownKinds<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for k in self.0.unknown.iter().flatten() {
+            seq.serialize_element(k)?;
+        }
+        seq.end()
+    }
+}
+
+/// Options the way tcpdump shows them: `mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7`
+/// (we leave out NOPs, which we do not keep).
+pub fn options_text(o: &TcpOptions) -> String {
+    let mut parts = Vec::new();
+    if let Some(mss) = o.mss {
+        parts.push(format!("mss {mss}"));
+    }
+    if o.sack_permitted {
+        parts.push("sackOK".to_string());
+    }
+    if let Some((val, ecr)) = o.timestamps {
+        parts.push(format!("TS val {val} ecr {ecr}"));
+    }
+    if let Some(ws) = o.wscale {
+        parts.push(format!("wscale {ws}"));
+    }
+    for (l, r) in o.sack_blocks.iter().flatten() {
+        parts.push(format!("sack {}:{}", l.0, r.0));
+    }
+    for k in o.unknown.iter().flatten() {
+        parts.push(format!("opt-{k}"));
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_read_like_tcpdump() {
+        assert_eq!(tcpdump_flags(TcpFlags::SYN), "S");
+        assert_eq!(tcpdump_flags(TcpFlags::SYN | TcpFlags::ACK), "S.");
+        assert_eq!(tcpdump_flags(TcpFlags::ACK), ".");
+        assert_eq!(tcpdump_flags(TcpFlags::PSH | TcpFlags::ACK), "P.");
+        assert_eq!(tcpdump_flags(TcpFlags::FIN | TcpFlags::ACK), "F.");
+        assert_eq!(tcpdump_flags(TcpFlags::RST), "R");
+        assert_eq!(tcpdump_flags(TcpFlags(0)), "none");
+    }
+
+    #[test]
+    fn options_serialize_as_an_object() {
+        let o = TcpOptions {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack_permitted: true,
+            timestamps: Some((5, 0)),
+            ..Default::default()
+        };
+        #[derive(Serialize)]
+        struct W(#[serde(serialize_with = "ser_options")] TcpOptions);
+        let v = serde_json::to_value(W(o)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"mss":1460,"sack_permitted":true,"ts":[5,0],"wscale":7})
+        );
+        assert_eq!(options_text(&o), "mss 1460,sackOK,TS val 5 ecr 0,wscale 7");
+    }
+}

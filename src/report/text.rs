@@ -1,0 +1,261 @@
+//! The human view: every segment with its time, relative sequence numbers and the state
+//! changes it caused, then the legs.
+
+use crate::probe::record::{
+    CloseInitiator, Dir, PortState, ProbeResult, SegmentRecord, options_text,
+};
+use crate::wire::TcpFlags;
+use std::fmt::Write;
+
+/// ANSI colours, or none.
+#[derive(Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// Flags as in the README example: `S`, `SA`, `A`, `PA`, `FA`, `R`, `RA`.
+pub fn short_flags(f: TcpFlags) -> String {
+    let mut s = String::new();
+    for (bit, c) in [
+        (TcpFlags::SYN, 'S'),
+        (TcpFlags::FIN, 'F'),
+        (TcpFlags::RST, 'R'),
+        (TcpFlags::PSH, 'P'),
+        (TcpFlags::URG, 'U'),
+        (TcpFlags::ECE, 'E'),
+        (TcpFlags::CWR, 'C'),
+        (TcpFlags::ACK, 'A'),
+    ] {
+        if f.contains(bit) {
+            s.push(c);
+        }
+    }
+    if s.is_empty() { "-".into() } else { s }
+}
+
+/// A duration in ns as people read it: `41.2 µs`, `12.345 ms`, `1.234 s`.
+pub fn human_ns(ns: u64) -> String {
+    if ns < 1_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.3} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
+fn segment_line(r: &ProbeResult, s: &SegmentRecord, style: Style) -> String {
+    let isn = r.isn;
+    let irs = r.irs.unwrap_or(s.seq);
+    let (seq, ack, arrow) = match s.dir {
+        Dir::Out => (
+            s.seq.wrapping_sub(isn),
+            s.ack.wrapping_sub(irs),
+            style.paint("36", ">"),
+        ),
+        Dir::In => (
+            s.seq.wrapping_sub(irs),
+            s.ack.wrapping_sub(isn),
+            style.paint("35", "<"),
+        ),
+    };
+    let mut fields = format!("seq={seq}");
+    if s.flags.ack() {
+        let _ = write!(fields, " ack={ack}");
+    }
+    let mut line = format!(
+        "  {:>10.3} ms  {arrow}  {:<5} {fields:<22} win={:<6}",
+        s.t_ns as f64 / 1e6,
+        short_flags(s.flags),
+        s.win
+    );
+    if s.len > 0 {
+        let _ = write!(line, " len={}", s.len);
+    }
+    let opts = options_text(&s.options);
+    if !opts.is_empty() {
+        let _ = write!(line, " <{opts}>");
+    }
+    if s.retransmission {
+        let _ = write!(line, "  {}", style.paint("33", "[retransmission]"));
+    }
+    if s.bad_checksum {
+        let _ = write!(line, "  {}", style.paint("31", "[bad checksum: ignored]"));
+    }
+    if s.foreign {
+        let _ = write!(line, "  {}", style.paint("31", "[not sent by tcpshake]"));
+    }
+    if !s.transitions.is_empty() {
+        let _ = write!(line, "   {}", style.paint("33", &s.transitions.join(", ")));
+    }
+    line
+}
+
+pub fn render(r: &ProbeResult, style: Style) -> String {
+    let mut out = String::new();
+    let server = r
+        .http
+        .as_ref()
+        .and_then(|h| h.headers.get("server"))
+        .map(|s| format!(" ({})", s.split('/').next().unwrap_or(s)))
+        .unwrap_or_default();
+    let state = match r.state {
+        PortState::Open => style.paint("32;1", "open"),
+        PortState::Closed => style.paint("31;1", "closed"),
+        PortState::Filtered => style.paint("33;1", "filtered"),
+    };
+    let _ = write!(
+        out,
+        "tcpshake probe {}{server}  {state}  reason={}",
+        r.target, r.reason
+    );
+    if let Some(ttl) = r.reply_ttl {
+        let _ = write!(out, "  ttl={ttl}");
+    }
+    if let Some(from) = &r.reply_from {
+        if *from != r.addr {
+            let _ = write!(out, "  from={from}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n  {}:{} → {}:{}",
+        r.src_addr, r.src_port, r.addr, r.port
+    );
+
+    // Segments and timer events, in time order.
+    let mut timers = r.timers.iter().peekable();
+    for s in &r.segments {
+        while let Some(t) = timers.next_if(|t| t.t_ns <= s.t_ns) {
+            let _ = writeln!(
+                out,
+                "  {:>10.3} ms  ·  {}",
+                t.t_ns as f64 / 1e6,
+                style.paint("33", &t.what)
+            );
+        }
+        let _ = writeln!(out, "{}", segment_line(r, s, style));
+    }
+    for t in timers {
+        let _ = writeln!(
+            out,
+            "  {:>10.3} ms  ·  {}",
+            t.t_ns as f64 / 1e6,
+            style.paint("33", &t.what)
+        );
+    }
+
+    if let Some(h) = &r.http {
+        let mut shown = Vec::new();
+        for k in ["server", "content-length", "content-type"] {
+            if let Some(v) = h.headers.get(k) {
+                shown.push(format!("{}: {v}", title_case(k)));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  http      {} {} {}  ({})",
+            h.version,
+            h.status,
+            h.reason,
+            shown.join(", ")
+        );
+    }
+    let l = &r.legs_ns;
+    let leg = |name: &str, v: Option<u64>| v.map(|ns| format!("{name} {}", human_ns(ns)));
+    let connect: Vec<String> = [
+        leg("SYN→SYN-ACK", l.syn_to_synack),
+        leg("SYN-ACK→ACK", l.synack_to_ack),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !connect.is_empty() {
+        let _ = writeln!(out, "  connect   {}", connect.join("   "));
+    }
+    let http: Vec<String> = [
+        leg("request→first byte", l.request_to_first_byte),
+        leg("→complete", l.request_to_complete),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !http.is_empty() {
+        let _ = writeln!(out, "  timing    {}", http.join("   "));
+    }
+    let close: Vec<String> = [
+        leg("FIN→ACK", l.fin_to_ack),
+        leg("FIN→peer FIN", l.fin_to_peer_fin),
+        leg("→last ACK", l.peer_fin_to_last_ack),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let who = match r.close_initiator {
+        Some(CloseInitiator::Client) => "(client closed)",
+        Some(CloseInitiator::Server) => "(server closed)",
+        Some(CloseInitiator::Simultaneous) => "(simultaneous close)",
+        Some(CloseInitiator::Reset) => "(reset)",
+        None => "",
+    };
+    if !close.is_empty() || !who.is_empty() {
+        let _ = writeln!(out, "  close     {}   {who}", close.join("   "));
+    }
+    if let Some(t) = l.total {
+        let _ = write!(out, "  total     {}", human_ns(t));
+        if r.retransmissions > 0 {
+            let _ = write!(out, "   retransmissions {}", r.retransmissions);
+        }
+        let _ = writeln!(out);
+    }
+    for a in &r.anomalies {
+        let _ = writeln!(out, "  {} {a}", style.paint("33", "note:"));
+    }
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "  {} {e}", style.paint("31;1", "error:"));
+    }
+    out
+}
+
+fn title_case(k: &str) -> String {
+    k.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_ns(41_200), "41.2 µs");
+        assert_eq!(human_ns(12_345_678), "12.346 ms");
+        assert_eq!(human_ns(1_234_000_000), "1.234 s");
+    }
+
+    #[test]
+    fn flags_read_like_the_readme() {
+        assert_eq!(short_flags(TcpFlags::SYN | TcpFlags::ACK), "SA");
+        assert_eq!(short_flags(TcpFlags::FIN | TcpFlags::ACK), "FA");
+        assert_eq!(short_flags(TcpFlags::PSH | TcpFlags::ACK), "PA");
+        assert_eq!(title_case("content-length"), "Content-Length");
+    }
+}
