@@ -599,3 +599,6 @@ impl Probe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

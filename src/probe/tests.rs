@@ -1,0 +1,261 @@
+//! The probe driven by a scripted server in virtual time: every segment the probe sends is
+//! "seen on the tap" a few µs later, and the server's answers are built with `wire`.
+
+use super::record::{CloseInitiator, Dir, PortState};
+use super::*;
+use crate::wire::ip::IpRepr;
+use crate::wire::{TcpFlags, TcpOptions};
+use std::net::{IpAddr, Ipv4Addr};
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const T0: u64 = 1_700_000_000_000_000_000;
+
+fn at(us: u64) -> Instant {
+    Instant::from_nanos(T0 + us * 1000)
+}
+
+fn config(isn: u32, http: bool) -> ProbeConfig {
+    ProbeConfig {
+        target: "198.18.0.2:80".into(),
+        tcp: tcp::Config {
+            local: SocketAddr::new(CLIENT, 40000),
+            remote: SocketAddr::new(SERVER, 80),
+            isn: SeqNumber(isn),
+            mss: 1460,
+            syn_window: 64240,
+            rcv_buf: 128 * 1024,
+            wscale: 7,
+            sack_permitted: true,
+            timestamps: false,
+            ts_offset: 0,
+            syn_retries: 2,
+            data_retries: 4,
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            time_wait: Duration::from_millis(250),
+        },
+        http: http.then(|| HttpRequest {
+            path: "/".into(),
+            host: "198.18.0.2".into(),
+        }),
+        timeout: Duration::from_secs(5),
+        linger: Duration::from_millis(200),
+    }
+}
+
+/// Bytes of an IPv4 packet carrying `seg`.
+fn packet(src: IpAddr, dst: IpAddr, seg: &TcpRepr<'_>, ttl: u8) -> Vec<u8> {
+    let mut buf = vec![0u8; 20 + seg.buffer_len()];
+    let ip = IpRepr::new(src, dst, PROTO_TCP, ttl, seg.buffer_len());
+    let n = ip.emit(&mut buf).unwrap();
+    seg.emit(src, dst, &mut buf[n..]).unwrap();
+    buf
+}
+
+fn server_seg(seq: u32, ack: u32, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
+    let options = if flags.syn() {
+        TcpOptions {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack_permitted: true,
+            ..Default::default()
+        }
+    } else {
+        TcpOptions::default()
+    };
+    let seg = TcpRepr {
+        src_port: 80,
+        dst_port: 40000,
+        seq: SeqNumber(seq),
+        ack: SeqNumber(ack),
+        flags,
+        window: 509,
+        urgent: 0,
+        options,
+        payload,
+    };
+    packet(SERVER, CLIENT, &seg, 64)
+}
+
+/// Send what the probe queued; each copy reaches the tap `delay_us` later. Returns the
+/// segments sent.
+fn pump(p: &mut Probe, now_us: u64) -> Vec<tcp::Segment> {
+    let mut sent = Vec::new();
+    while let Some(seg) = p.poll_transmit(at(now_us)) {
+        let bytes = packet(CLIENT, SERVER, &seg.repr(40000, 80), 64);
+        p.handle_packet(at(now_us + 2), true, &bytes, false);
+        sent.push(seg);
+    }
+    sent
+}
+
+#[test]
+fn open_port_with_http_and_server_close_has_every_leg() {
+    let isn = u32::MAX - 1; // the exchange crosses 2^32
+    let irs = 7_000;
+    let mut p = Probe::new(config(isn, true));
+    p.start(at(0));
+    let syn = pump(&mut p, 0);
+    assert_eq!(syn.len(), 1);
+    assert!(syn[0].flags.syn());
+
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(irs, isn.wrapping_add(1), TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 60);
+    let request: Vec<u8> = out.iter().flat_map(|s| s.payload.clone()).collect();
+    assert!(
+        request.starts_with(b"HEAD / HTTP/1.1\r\nHost: 198.18.0.2\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&request)
+    );
+    let req_len = request.len() as u32;
+
+    let response = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Length: 3\r\n\r\n";
+    let ack = isn.wrapping_add(1).wrapping_add(req_len);
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(irs + 1, ack, TcpFlags::PSH | TcpFlags::ACK, response),
+        false,
+    );
+    pump(&mut p, 305);
+    let fin_seq = irs + 1 + response.len() as u32;
+    p.handle_packet(
+        at(310),
+        false,
+        &server_seg(fin_seq, ack, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 320);
+    assert!(
+        out.iter().any(|s| s.flags.fin()),
+        "we close after the server's FIN"
+    );
+    p.handle_packet(
+        at(400),
+        false,
+        &server_seg(fin_seq + 1, ack.wrapping_add(1), TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 400);
+    assert!(p.is_done());
+
+    let r = p.result();
+    assert_eq!(r.state, PortState::Open);
+    assert_eq!(r.reason, "syn-ack");
+    assert_eq!(r.reply_ttl, Some(64));
+    assert_eq!(r.http.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(r.http.as_ref().unwrap().headers["server"], "nginx/1.22.1");
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Server));
+    assert_eq!(r.error, None);
+    let l = r.legs_ns;
+    assert_eq!(l.syn_to_synack, Some(48_000)); // SYN on the tap at 2 µs, SYN-ACK at 50
+    assert_eq!(l.synack_to_ack, Some(12_000));
+    assert_eq!(l.request_to_first_byte, Some(300_000 - 62_000));
+    assert_eq!(l.request_to_complete, l.request_to_first_byte);
+    assert!(
+        l.fin_to_ack.is_some() && l.fin_to_peer_fin.is_some() && l.peer_fin_to_last_ack.is_some()
+    );
+    assert_eq!(l.peer_fin_to_last_ack, Some(400_000 - 322_000));
+    assert_eq!(l.total, Some(400_000 - 2_000));
+    assert_eq!(r.segments[0].t_ns, 0);
+    assert!(
+        r.segments[0]
+            .transitions
+            .iter()
+            .any(|t| t == "CLOSED → SYN-SENT")
+    );
+    assert!(
+        r.segments.iter().any(
+            |s| s.dir == Dir::In && s.transitions.iter().any(|t| t == "SYN-SENT → ESTABLISHED")
+        )
+    );
+    assert!(r.segments.iter().all(|s| !s.foreign && !s.bad_checksum));
+}
+
+#[test]
+fn rst_to_syn_is_closed_reset() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(40),
+        false,
+        &server_seg(0, 1001, TcpFlags::RST | TcpFlags::ACK, &[]),
+        false,
+    );
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!((r.state, r.reason.as_str()), (PortState::Closed, "reset"));
+    assert_eq!(r.legs_ns.syn_to_synack, None);
+    assert!(!r.succeeded());
+}
+
+#[test]
+fn silence_is_filtered_no_response_after_retries() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let mut now = 0;
+    for _ in 0..10 {
+        let Some(d) = p.poll_timeout() else { break };
+        now = (d.as_nanos() - T0) / 1000;
+        p.handle_timeout(d);
+        pump(&mut p, now);
+        if p.is_done() {
+            break;
+        }
+    }
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!(
+        (r.state, r.reason.as_str()),
+        (PortState::Filtered, "no-response")
+    );
+    assert_eq!(r.retransmissions, 2);
+    assert!(r.segments.iter().filter(|s| s.retransmission).count() == 2);
+    // 1 s + 2 s + 4 s of backoff before giving up.
+    assert!(now >= 7_000_000, "gave up at {now} µs");
+}
+
+#[test]
+fn bad_checksum_is_ignored_and_reported() {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let mut bytes = server_seg(5, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff; // inside the options: checksum no longer matches
+    p.handle_packet(at(40), false, &bytes, false);
+    assert!(!p.is_done());
+    let r = p.result();
+    assert!(r.segments.iter().any(|s| s.bad_checksum));
+    assert!(r.anomalies.iter().any(|a| a.contains("bad TCP checksum")));
+    assert_ne!(r.state, PortState::Open);
+}
+
+#[test]
+fn segments_of_other_connections_are_not_ours() {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let seg = TcpRepr {
+        src_port: 80,
+        dst_port: 40001,
+        seq: SeqNumber(5),
+        ack: SeqNumber(1001),
+        flags: TcpFlags::SYN | TcpFlags::ACK,
+        window: 100,
+        urgent: 0,
+        options: TcpOptions::default(),
+        payload: &[],
+    };
+    p.handle_packet(at(40), false, &packet(SERVER, CLIENT, &seg, 64), false);
+    assert_eq!(p.result().segments.len(), 1);
+}
