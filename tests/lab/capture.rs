@@ -189,6 +189,16 @@ pub fn pcap_linktype(path: &Path) -> Result<u32, String> {
     Ok(pcap_records(&data)?.1)
 }
 
+/// True when the file is a nanosecond pcap (magic a1b23c4d in either byte order).
+pub fn pcap_is_nanosecond(path: &Path) -> Result<bool, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    match data.get(0..4) {
+        Some([0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d]) => Ok(true),
+        Some(_) => Ok(false),
+        None => Err("empty file".into()),
+    }
+}
+
 type Records<'a> = (Vec<(u64, &'a [u8])>, u32);
 
 fn pcap_records(data: &[u8]) -> Result<Records<'_>, String> {

@@ -51,7 +51,7 @@ pub fn tcpshake_bin() -> &'static str {
 /// True when the tests may go on. Not root: with `CI=true` that is a broken CI machine, so
 /// panic loudly; elsewhere print a note and let the test return early.
 pub fn require_root() -> bool {
-    // SAFETY-free check: the effective uid of this process, as the kernel reports it.
+    // The effective uid, as the kernel reports it (no libc call needed).
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
         .lines()
