@@ -851,7 +851,7 @@ fn twenty_percent_loss_still_completes() {
     for i in 0..5 {
         let run = lab.run_client_bounded(
             probe_args(&lab.target(i % 2 == 1, 80), &["--retries", "6"]),
-            Duration::from_secs(40),
+            Duration::from_secs(20),
         );
         let ctx = format!("probe {i}\n{run}");
         assert_eq!(run.code, Some(0), "{ctx}");
