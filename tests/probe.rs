@@ -1,0 +1,927 @@
+//! Integration tests: tcpshake against real peers in throwaway network namespaces.
+//!
+//! One test binary (after ripgrep's tests/): `lab` is the harness, `harness` checks the
+//! harness itself without tcpshake, and the rest drive the binary by its documented
+//! contract (JSON Lines schema 1, exit codes 0/1/2/3). Every test that needs root starts
+//! with `if !require_root() { return; }`.
+
+mod lab;
+
+use lab::capture::{self, L4, Packet, flags_str};
+use lab::faults::{Direction, Reject};
+use lab::peers::ListenerMode;
+use lab::report::ProbeRecord;
+use lab::{Lab, require_root};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Harness self-tests: they need root but not tcpshake.
+mod harness {
+    use super::*;
+
+    #[test]
+    fn nginx_answers_curl_on_v4_and_v6() {
+        if !require_root() {
+            return;
+        }
+        let mut lab = Lab::new("h_nginx");
+        lab.start_nginx(80);
+        for v6 in [false, true] {
+            let url = lab.url(v6, 80, "/");
+            assert_eq!(
+                lab.curl(&url, Duration::from_secs(5)),
+                (0, 200),
+                "{url}\n{}",
+                lab.describe()
+            );
+            let missing = lab.url(v6, 80, "/nope");
+            assert_eq!(
+                lab.curl(&missing, Duration::from_secs(5)),
+                (0, 404),
+                "{missing}"
+            );
+        }
+    }
+
+    #[test]
+    fn python_http_and_kernel_listener_accept() {
+        if !require_root() {
+            return;
+        }
+        let mut lab = Lab::new("h_peers");
+        lab.start_python_http(false, 8000);
+        lab.start_python_http(true, 8000);
+        for v6 in [false, true] {
+            assert_eq!(
+                lab.curl(&lab.url(v6, 8000, "/"), Duration::from_secs(5)),
+                (0, 200)
+            );
+        }
+        // curl's 52 is "empty reply from server": connected, then closed without a word;
+        // 56 when the close found curl's request unread and so became a RST (RFC 1122
+        // §4.2.2.13: a close with received data pending SHOULD reset).
+        lab.start_kernel_listener(9001, ListenerMode::CloseAfterAccept);
+        for v6 in [false, true] {
+            let code = lab.curl(&lab.url(v6, 9001, "/"), Duration::from_secs(5)).0;
+            assert!(code == 52 || code == 56, "curl exit {code}");
+        }
+        // A listener that never answers: curl connects and then times out (28).
+        lab.start_kernel_listener(9002, ListenerMode::ReadUntilEof);
+        assert_eq!(
+            lab.curl(&lab.url(false, 9002, "/"), Duration::from_secs(1))
+                .0,
+            28
+        );
+    }
+
+    /// Each fault, applied to its own port, shows up in the client's capture as exactly the
+    /// reply the tests expect tcpshake to classify.
+    #[test]
+    fn faults_produce_expected_replies() {
+        if !require_root() {
+            return;
+        }
+        let mut lab = Lab::new("h_faults");
+        lab.start_nginx(80);
+        lab.fault_reject(81, Reject::Drop);
+        lab.fault_reject(82, Reject::TcpReset);
+        lab.fault_reject(83, Reject::PortUnreachable);
+        lab.fault_reject(84, Reject::AdminProhibited);
+        let cap = lab.start_capture("faults");
+        for v6 in [false, true] {
+            let t = Duration::from_secs(1);
+            // curl: 28 timeout, 7 could not connect. Linux takes an ICMP error to a SYN as
+            // fatal over v4 but keeps retrying over v6 (a soft error), so for ICMP only the
+            // capture below tells what came back.
+            assert_eq!(lab.curl(&lab.url(v6, 81, "/"), t).0, 28, "drop v6={v6}");
+            assert_eq!(lab.curl(&lab.url(v6, 82, "/"), t).0, 7, "reset v6={v6}");
+            for port in [83, 84] {
+                let code = lab.curl(&lab.url(v6, port, "/"), t).0;
+                assert!(
+                    code == 7 || code == 28,
+                    "port {port} v6={v6}: curl exit {code}"
+                );
+            }
+            assert_eq!(
+                lab.curl(&lab.url(v6, 80, "/"), t),
+                (0, 200),
+                "unfaulted port v6={v6}"
+            );
+        }
+        let packets = lab.stop_capture(&cap);
+        for v6 in [false, true] {
+            let server = lab.server_addr(v6);
+            let from_server: Vec<&Packet> = packets.iter().filter(|p| p.src == server).collect();
+            let tcp_from = |port: u16| {
+                from_server
+                    .iter()
+                    .filter(|p| p.tcp().is_some_and(|t| t.sport == port))
+                    .count()
+            };
+            let icmp = |kind: u8, code: u8| {
+                from_server
+                    .iter()
+                    .filter(|p| p.l4 == L4::Icmp { v6, kind, code })
+                    .count()
+            };
+            assert_eq!(tcp_from(81), 0, "dropped port answered (v6={v6})");
+            assert!(
+                from_server.iter().any(|p| p
+                    .tcp()
+                    .is_some_and(|t| t.sport == 82 && t.flags & capture::RST != 0)),
+                "no RST from port 82 (v6={v6})"
+            );
+            // ICMP dest unreachable 3/3 and 3/13 (RFC 792, RFC 1812 §5.2.7.1);
+            // ICMPv6 1/4 port unreachable and 1/1 administratively prohibited (RFC 4443 §3.1).
+            let (port_unreach, admin) = if v6 {
+                ((1, 4), (1, 1))
+            } else {
+                ((3, 3), (3, 13))
+            };
+            assert!(
+                icmp(port_unreach.0, port_unreach.1) > 0,
+                "no port unreachable (v6={v6})"
+            );
+            assert!(icmp(admin.0, admin.1) > 0, "no admin prohibited (v6={v6})");
+            assert!(tcp_from(80) > 0, "nginx silent (v6={v6})");
+        }
+        // The same capture proves `tshark_expert` counts problems: RSTs are Warnings.
+        let (report, problems) = capture::tshark_expert(&cap.path, "tcp.flags.reset == 1");
+        assert!(problems > 0, "tshark reported no RST warning:\n{report}");
+    }
+
+    #[test]
+    fn loss_fault_drops_and_clears() {
+        if !require_root() {
+            return;
+        }
+        let mut lab = Lab::new("h_loss");
+        lab.start_nginx(80);
+        lab.fault_loss(100, Direction::FromServer);
+        assert_eq!(
+            lab.curl(&lab.url(false, 80, "/"), Duration::from_secs(1)).0,
+            28
+        );
+        lab.clear_faults();
+        lab.fault_loss(100, Direction::ToServer);
+        assert_eq!(
+            lab.curl(&lab.url(true, 80, "/"), Duration::from_secs(1)).0,
+            28
+        );
+        lab.clear_faults();
+        // 20 % both ways still lets TCP through, given time to retransmit.
+        lab.fault_loss(20, Direction::Both);
+        assert_eq!(
+            lab.curl(&lab.url(false, 80, "/"), Duration::from_secs(15)),
+            (0, 200),
+            "{}",
+            lab.fault_ruleset()
+        );
+    }
+
+    /// The pcap reader agrees with tcpdump's own decoding (flags, sequence numbers) and
+    /// with tshark's nanosecond epoch timestamps, packet for packet.
+    #[test]
+    fn pcap_reader_agrees_with_tcpdump_and_tshark() {
+        if !require_root() {
+            return;
+        }
+        let mut lab = Lab::new("h_pcap");
+        lab.start_nginx(80);
+        let cap = lab.start_capture("curl");
+        for v6 in [false, true] {
+            assert_eq!(
+                lab.curl(&lab.url(v6, 80, "/"), Duration::from_secs(5)),
+                (0, 200)
+            );
+        }
+        let packets = lab.stop_capture(&cap);
+        assert_eq!(
+            capture::pcap_linktype(&cap.path),
+            Ok(1),
+            "tcpdump on veth writes Ethernet"
+        );
+        let tcp: Vec<&Packet> = packets.iter().filter(|p| p.tcp().is_some()).collect();
+        assert!(
+            tcp.len() >= 12,
+            "two HTTP exchanges are at least 12 segments: {packets:?}"
+        );
+
+        let out = lab::run_ok(
+            std::process::Command::new("tcpdump")
+                .args(["-r"])
+                .arg(&cap.path)
+                .args(["-nn", "-S", "-tt", "--time-stamp-precision", "nano", "tcp"]),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), tcp.len(), "{text}");
+        for (line, p) in lines.iter().zip(&tcp) {
+            let t = p.tcp().expect("tcp");
+            let ts = format!("{}.{:09}", p.ts_ns / 1_000_000_000, p.ts_ns % 1_000_000_000);
+            assert!(line.starts_with(&ts), "timestamp {ts} vs {line}");
+            assert!(
+                line.contains(&format!("Flags [{}]", t.flags_str())),
+                "flags {} vs {line}",
+                t.flags_str()
+            );
+            if t.len > 0 || t.flags & (capture::SYN | capture::FIN) != 0 {
+                assert!(
+                    line.contains(&format!("seq {}", t.seq)),
+                    "seq {} vs {line}",
+                    t.seq
+                );
+            }
+            assert!(
+                line.contains(&format!(".{} > ", t.sport)),
+                "sport {} vs {line}",
+                t.sport
+            );
+        }
+
+        let out = lab::run_ok(
+            std::process::Command::new("tshark")
+                .arg("-r")
+                .arg(&cap.path)
+                .args([
+                    "-n",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "frame.time_epoch",
+                    "-e",
+                    "tcp.seq_raw",
+                    "tcp",
+                ]),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        for (line, p) in text.lines().zip(&tcp) {
+            let mut f = line.split('\t');
+            let epoch = f.next().unwrap_or("");
+            let ts = format!("{}.{:09}", p.ts_ns / 1_000_000_000, p.ts_ns % 1_000_000_000);
+            assert_eq!(epoch, ts, "tshark epoch vs pcap reader");
+            assert_eq!(
+                f.next(),
+                Some(p.tcp().expect("tcp").seq.to_string().as_str())
+            );
+        }
+        let (report, problems) = capture::tshark_expert(&cap.path, "");
+        assert_eq!(
+            problems, 0,
+            "clean curl exchanges raise no tshark warnings:\n{report}"
+        );
+    }
+
+    #[test]
+    fn flags_are_spelled_like_tcpdump() {
+        use capture::{ACK, ECE, FIN, PSH, RST, SYN};
+        assert_eq!(flags_str(SYN), "S");
+        assert_eq!(flags_str(SYN | ACK), "S.");
+        assert_eq!(flags_str(ACK), ".");
+        assert_eq!(flags_str(PSH | ACK), "P.");
+        assert_eq!(flags_str(FIN | PSH | ACK), "FP.");
+        assert_eq!(flags_str(RST), "R");
+        assert_eq!(flags_str(RST | ACK), "R.");
+        assert_eq!(flags_str(SYN | ACK | ECE), "S.E");
+    }
+
+    /// Drop removes namespaces, processes and the temp dir, also when the test panics.
+    #[test]
+    fn drop_cleans_up_even_on_panic() {
+        if !require_root() {
+            return;
+        }
+        let seen = std::sync::Mutex::new(None);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut lab = Lab::new("h_drop");
+            let pid = lab.start_nginx(80);
+            *seen.lock().expect("lock") = Some((
+                lab.client_ns.clone(),
+                lab.server_ns.clone(),
+                lab.dir().to_path_buf(),
+                pid,
+            ));
+            panic!("deliberate");
+        }));
+        assert!(result.is_err());
+        let (c, s, dir, pid) = seen.lock().expect("lock").clone().expect("lab was built");
+        let list = lab::run_ok(std::process::Command::new("ip").args(["netns", "list"]));
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(
+            !list.contains(&c) && !list.contains(&s),
+            "namespaces left: {list}"
+        );
+        assert!(!dir.exists(), "temp dir left: {dir:?}");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "nginx {pid} still runs"
+        );
+    }
+
+    /// `Lab::new` removes `tsk-` namespaces of dead processes and leaves live ones alone.
+    #[test]
+    fn sweep_removes_only_dead_owners_namespaces() {
+        if !require_root() {
+            return;
+        }
+        let mut dead = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead_pid = dead.id();
+        dead.wait().expect("wait true");
+        let stale = format!("tsk-{dead_pid}-0-stale-c");
+        let live = format!("tsk-{}-999999-live-c", std::process::id());
+        for ns in [&stale, &live] {
+            lab::run_ok(std::process::Command::new("ip").args(["netns", "add", ns]));
+        }
+        let _lab = Lab::new("h_sweep");
+        let list = lab::run_ok(std::process::Command::new("ip").args(["netns", "list"]));
+        let list = String::from_utf8_lossy(&list.stdout).into_owned();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &live])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &stale])
+            .status();
+        if std::path::Path::new(&format!("/proc/{dead_pid}")).exists() {
+            // The pid was reused in the meantime: the sweep was right to keep it.
+            return;
+        }
+        assert!(!list.contains(&stale), "stale namespace kept: {list}");
+        assert!(list.contains(&live), "live namespace swept: {list}");
+    }
+}
+
+/// `probe TARGET --json` plus `extra`.
+fn probe_args(target: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "probe".to_string(),
+        target.to_string(),
+        "--json".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The checks every successful HTTP probe must pass.
+fn assert_open_http(lab: &Lab, rec: &ProbeRecord, v6: bool, port: u16, ctx: &str) {
+    assert_eq!(rec.schema, 1, "{ctx}");
+    assert_eq!(rec.state(), "open", "{ctx}");
+    assert_eq!(rec.reason(), "syn-ack", "{ctx}");
+    assert_eq!(rec.http_status(), Some(200), "{ctx}");
+    assert_eq!(rec.error, None, "{ctx}");
+    assert_eq!(rec.port, Some(port), "{ctx}");
+    let addr: Option<IpAddr> = rec.addr.as_deref().and_then(|a| a.parse().ok());
+    assert_eq!(addr, Some(lab.server_addr(v6)), "{ctx}");
+    let src: Option<IpAddr> = rec.src_addr.as_deref().and_then(|a| a.parse().ok());
+    assert_eq!(src, Some(lab.client_addr(v6)), "{ctx}");
+    let first = rec
+        .segments
+        .first()
+        .unwrap_or_else(|| panic!("no segments: {ctx}"));
+    assert_eq!(
+        (first.dir.as_str(), first.flags.as_str()),
+        ("out", "S"),
+        "{ctx}"
+    );
+}
+
+fn nginx_probe(v6: bool) {
+    let mut lab = Lab::new(if v6 { "nginx6" } else { "nginx4" });
+    lab.start_nginx(80);
+    let run = lab.run_client(probe_args(&lab.target(v6, 80), &["--timeout", "5s"]));
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(0), "{ctx}");
+    let rec = run.record();
+    assert_open_http(&lab, &rec, v6, 80, &ctx);
+    let legs = rec
+        .legs_ns
+        .as_ref()
+        .unwrap_or_else(|| panic!("no legs_ns: {ctx}"));
+    for (name, value) in legs.all() {
+        assert!(value.is_some(), "leg {name} is null: {ctx}");
+    }
+    // nginx answers `Connection: close` and closes first (RFC 9112 §9.6).
+    assert_eq!(rec.close_initiator.as_deref(), Some("server"), "{ctx}");
+    let headers = rec
+        .http
+        .as_ref()
+        .map(|h| h.headers.to_string())
+        .unwrap_or_default();
+    assert!(
+        headers.contains("nginx"),
+        "Server header (server_tokens on) missing: {ctx}"
+    );
+}
+
+#[test]
+fn nginx_v4_open_200_every_leg_server_closes() {
+    if !require_root() {
+        return;
+    }
+    nginx_probe(false);
+}
+
+#[test]
+fn nginx_v6_open_200_every_leg_server_closes() {
+    if !require_root() {
+        return;
+    }
+    nginx_probe(true);
+}
+
+#[test]
+fn python_http_server_v4_open_200() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("python4");
+    lab.start_python_http(false, 8000);
+    let run = lab.run_client(probe_args(&lab.target(false, 8000), &["--timeout", "5s"]));
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(0), "{ctx}");
+    assert_open_http(&lab, &run.record(), false, 8000, &ctx);
+}
+
+#[test]
+fn no_http_against_kernel_listener_client_closes_with_fin_legs() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("nohttp");
+    lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
+    let run = lab.run_client(probe_args(
+        &lab.target(false, 9000),
+        &["--no-http", "--timeout", "5s", "--time-wait", "200ms"],
+    ));
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(0), "{ctx}");
+    let rec = run.record();
+    assert_eq!((rec.state(), rec.reason()), ("open", "syn-ack"), "{ctx}");
+    assert!(rec.http.is_none(), "--no-http sent a request: {ctx}");
+    assert_eq!(rec.close_initiator.as_deref(), Some("client"), "{ctx}");
+    let legs = rec
+        .legs_ns
+        .as_ref()
+        .unwrap_or_else(|| panic!("no legs_ns: {ctx}"));
+    // Our FIN is ACKed, the listener's FIN follows, and we ACK it (RFC 9293 §3.6, case 1).
+    for (name, value) in [
+        ("syn_to_synack", legs.syn_to_synack),
+        ("fin_to_ack", legs.fin_to_ack),
+        ("fin_to_peer_fin", legs.fin_to_peer_fin),
+        ("peer_fin_to_last_ack", legs.peer_fin_to_last_ack),
+        ("total", legs.total),
+    ] {
+        assert!(value.is_some(), "leg {name} is null: {ctx}");
+    }
+}
+
+#[test]
+fn closed_port_is_closed_reset_exit_1() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("closed");
+    let run = lab.run_client(probe_args(&lab.target(false, 81), &["--timeout", "3s"]));
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(1), "{ctx}");
+    let rec = run.record();
+    assert_eq!((rec.state(), rec.reason()), ("closed", "reset"), "{ctx}");
+}
+
+/// Applies `reject` to port 81 and probes it over v4 (and v6 when `both`).
+fn fault_case(name: &str, reject: Reject, families: &[bool], state: &str, reason: &str) {
+    let lab = Lab::new(name);
+    lab.fault_reject(81, reject);
+    for &v6 in families {
+        let run = lab.run_client_bounded(
+            probe_args(&lab.target(v6, 81), &["--retries", "1", "--timeout", "3s"]),
+            Duration::from_secs(20),
+        );
+        let ctx = format!(
+            "v6={v6}\n{run}\n{}\n{}",
+            lab.describe(),
+            lab.fault_ruleset()
+        );
+        assert_eq!(run.code, Some(1), "{ctx}");
+        let rec = run.record();
+        assert_eq!((rec.state(), rec.reason()), (state, reason), "{ctx}");
+        assert!(rec.http.is_none(), "{ctx}");
+    }
+}
+
+#[test]
+fn nft_drop_is_filtered_no_response() {
+    if !require_root() {
+        return;
+    }
+    fault_case("drop", Reject::Drop, &[false], "filtered", "no-response");
+}
+
+#[test]
+fn nft_reject_tcp_reset_is_closed_reset_v4_v6() {
+    if !require_root() {
+        return;
+    }
+    fault_case("rst", Reject::TcpReset, &[false, true], "closed", "reset");
+}
+
+#[test]
+fn nft_reject_port_unreachable_is_filtered_port_unreach_v4_v6() {
+    if !require_root() {
+        return;
+    }
+    fault_case(
+        "unreach",
+        Reject::PortUnreachable,
+        &[false, true],
+        "filtered",
+        "port-unreach",
+    );
+}
+
+#[test]
+fn nft_reject_admin_prohibited_is_filtered_admin_prohibited_v4_v6() {
+    if !require_root() {
+        return;
+    }
+    fault_case(
+        "admin",
+        Reject::AdminProhibited,
+        &[false, true],
+        "filtered",
+        "admin-prohibited",
+    );
+}
+
+/// Median of a non-empty list.
+fn median(values: &mut [u64]) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// Finds the captured packet for one reported segment: same direction, ports, seq, ack and
+/// flags; among retransmissions of it, the one closest in time.
+fn find_packet<'a>(
+    packets: &'a [Packet],
+    lab: &Lab,
+    rec: &ProbeRecord,
+    seg: &lab::report::Segment,
+) -> Option<&'a Packet> {
+    let v6 = rec.addr.as_deref().is_some_and(|a| a.contains(':'));
+    let (client, server) = (lab.client_addr(v6), lab.server_addr(v6));
+    let (src, dst) = if seg.dir == "out" {
+        (client, server)
+    } else {
+        (server, client)
+    };
+    let sport = rec.src_port?;
+    let port = rec.port?;
+    let (sp, dp) = if seg.dir == "out" {
+        (sport, port)
+    } else {
+        (port, sport)
+    };
+    packets
+        .iter()
+        .filter(|p| p.src == src && p.dst == dst)
+        .filter(|p| {
+            p.tcp().is_some_and(|t| {
+                t.sport == sp
+                    && t.dport == dp
+                    && t.seq == seg.seq
+                    && t.ack == seg.ack
+                    && t.flags_str() == seg.flags
+            })
+        })
+        .min_by_key(|p| p.ts_ns.abs_diff(seg.ts_ns))
+}
+
+/// Every reported segment is a packet tcpdump saw; outgoing kernel timestamps are
+/// identical to tcpdump's, incoming within 10 µs (median ≤ 2 µs), and the legs agree.
+#[test]
+fn segments_and_timestamps_agree_with_tcpdump() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tcpdump_agree");
+    lab.start_nginx(80);
+    let cap = lab.start_capture("agree");
+    let mut records = Vec::new();
+    for i in 0..10 {
+        let v6 = i % 2 == 1;
+        let run = lab.run_client(probe_args(&lab.target(v6, 80), &["--timeout", "5s"]));
+        assert_eq!(run.code, Some(0), "{run}");
+        records.push(run.record());
+    }
+    let packets = lab.stop_capture(&cap);
+    let (mut out_diffs, mut in_diffs) = (Vec::new(), Vec::new());
+    for rec in &records {
+        let ctx = format!("{rec:#?}");
+        let first_ts = rec.segments.first().map(|s| s.ts_ns).unwrap_or(0);
+        for seg in &rec.segments {
+            let p = find_packet(&packets, &lab, rec, seg)
+                .unwrap_or_else(|| panic!("segment not in tcpdump's capture: {seg:?}\n{ctx}"));
+            let diff = p.ts_ns.abs_diff(seg.ts_ns);
+            if seg.dir == "out" {
+                out_diffs.push(diff);
+            } else {
+                in_diffs.push(diff);
+            }
+            assert_eq!(
+                seg.t_ns,
+                seg.ts_ns - first_ts,
+                "t_ns is ns since the first SYN: {seg:?}"
+            );
+            let t = p.tcp().expect("tcp");
+            assert_eq!((seg.win, seg.len), (t.win, t.len), "{seg:?} vs {p:?}");
+        }
+        // reply_ttl is the SYN-ACK's TTL / hop limit as tcpdump saw it.
+        if let Some(synack) = rec
+            .segments
+            .iter()
+            .find(|s| s.dir == "in" && s.flags == "S.")
+        {
+            let p = find_packet(&packets, &lab, rec, synack).expect("SYN-ACK captured");
+            assert_eq!(rec.reply_ttl, Some(p.ttl), "{ctx}");
+        }
+    }
+    assert!(!out_diffs.is_empty() && !in_diffs.is_empty());
+    let out_max = out_diffs.iter().copied().max().unwrap_or(0);
+    let in_max = in_diffs.iter().copied().max().unwrap_or(0);
+    let in_median = median(&mut in_diffs);
+    println!(
+        "tcpdump agreement over {} probes: outgoing {} segments, max diff {out_max} ns; \
+         incoming {} segments, max diff {in_max} ns, median {in_median} ns",
+        records.len(),
+        out_diffs.len(),
+        in_diffs.len()
+    );
+    assert_eq!(out_max, 0, "outgoing timestamps must be tcpdump's own");
+    assert!(
+        in_max <= 10_000,
+        "incoming timestamp off by {in_max} ns (> 10 µs)"
+    );
+    assert!(
+        in_median <= 2_000,
+        "incoming median off by {in_median} ns (> 2 µs)"
+    );
+}
+
+/// tshark's expert analysis finds nothing wrong with the client's segments, neither in
+/// tcpdump's capture nor in tcpshake's own `--pcap` file (nanosecond, raw IP).
+#[test]
+fn tshark_expert_finds_no_warnings() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tshark");
+    lab.start_nginx(80);
+    let cap = lab.start_capture("tshark");
+    for v6 in [false, true] {
+        let pcap = lab.dir().join(format!("own-{v6}.pcap"));
+        let pcap_s = pcap.to_string_lossy().into_owned();
+        let run = lab.run_client(probe_args(
+            &lab.target(v6, 80),
+            &["--timeout", "5s", "--pcap", &pcap_s],
+        ));
+        assert_eq!(run.code, Some(0), "{run}");
+        let rec = run.record();
+        assert_eq!(
+            capture::pcap_is_nanosecond(&pcap),
+            Ok(true),
+            "--pcap must be a nanosecond pcap"
+        );
+        assert_eq!(
+            capture::pcap_linktype(&pcap),
+            Ok(101),
+            "--pcap link type must be LINKTYPE_RAW"
+        );
+        let own = capture::read_pcap(&pcap).expect("read --pcap");
+        let own_tcp: Vec<&Packet> = own.iter().filter(|p| p.tcp().is_some()).collect();
+        assert_eq!(
+            own_tcp.len(),
+            rec.segments.len(),
+            "--pcap holds every segment: {rec:#?}"
+        );
+        let (report, problems) = capture::tshark_expert(&pcap, "");
+        assert_eq!(problems, 0, "tshark on --pcap (v6={v6}):\n{report}");
+    }
+    lab.stop_capture(&cap);
+    let filter = format!(
+        "ip.src == {} || ipv6.src == {}",
+        lab.client_v4, lab.client_v6
+    );
+    let (report, problems) = capture::tshark_expert(&cap.path, &filter);
+    assert_eq!(problems, 0, "tshark on tcpdump's capture:\n{report}");
+}
+
+/// The kernel never answers tcpshake's peers with a RST of its own: every RST from the
+/// client host in the capture is one tcpshake reports having sent.
+#[test]
+fn no_kernel_rst_from_client_host() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("norst");
+    lab.start_nginx(80);
+    lab.start_kernel_listener(9000, ListenerMode::CloseAfterAccept);
+    let cap = lab.start_capture("norst");
+    let mut records = Vec::new();
+    for (v6, port, extra) in [
+        (false, 80, vec![]),
+        (true, 80, vec![]),
+        (false, 81, vec![]),
+        (false, 9000, vec!["--no-http", "--time-wait", "200ms"]),
+    ] {
+        let mut args = vec!["--timeout", "3s"];
+        args.extend(extra);
+        let run = lab.run_client(probe_args(&lab.target(v6, port), &args));
+        let rec = run.record();
+        let want = if port == 81 { "closed" } else { "open" };
+        assert_eq!(rec.state(), want, "port {port} v6={v6}\n{run}");
+        records.push(rec);
+    }
+    let packets = lab.stop_capture(&cap);
+    // The kernel had SYN-ACKs to answer: without tcpshake's guard it would have reset them.
+    let synacks_to_client = packets
+        .iter()
+        .filter(|p| p.tcp().is_some_and(|t| t.flags_str() == "S."))
+        .count();
+    assert!(
+        synacks_to_client >= 3,
+        "expected SYN-ACKs in the capture: {packets:?}"
+    );
+    let reported: Vec<(u16, u32)> = records
+        .iter()
+        .flat_map(|r| {
+            r.segments
+                .iter()
+                .filter(|s| s.dir == "out" && s.flags.contains('R'))
+                .map(move |s| (r.src_port.unwrap_or(0), s.seq))
+        })
+        .collect();
+    for p in &packets {
+        let Some(t) = p.tcp() else { continue };
+        let from_client = p.src == lab.client_addr(false) || p.src == lab.client_addr(true);
+        if from_client && t.flags & capture::RST != 0 {
+            assert!(
+                reported.contains(&(t.sport, t.seq)),
+                "RST from the client host that tcpshake did not send: {p:?}\nreported: {reported:?}"
+            );
+        }
+    }
+}
+
+/// The nftables guard table has the owner flag: SIGKILL removes it with the process.
+#[test]
+fn sigkill_leaves_no_guard_table() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("sigkill");
+    lab.fault_reject(81, Reject::Drop);
+    let mut cmd = lab.client_cmd(probe_args(
+        &lab.target(false, 81),
+        &["--timeout", "20s", "--retries", "3"],
+    ));
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let pid = lab.spawn_owned("tcpshake", &mut cmd);
+    let installed = lab::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        !lab.client_nft_tables().is_empty()
+    });
+    assert!(
+        installed,
+        "no tcpshake table appeared while probing a dropped port"
+    );
+    lab::signal(pid, "KILL");
+    let gone = lab::poll_until(Duration::from_secs(1), Duration::from_millis(20), || {
+        lab.client_nft_tables().is_empty()
+    });
+    assert!(
+        gone,
+        "tables left 1 s after SIGKILL: {:?}",
+        lab.client_nft_tables()
+    );
+    lab.stop_owned(pid);
+}
+
+/// tcpshake finishes the close properly: the server has no socket stuck in CLOSE-WAIT or
+/// LAST-ACK (which a lost or missing final ACK would leave, RFC 9293 §3.6).
+#[test]
+fn server_has_no_close_wait_or_last_ack_after_probe() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("closewait");
+    lab.start_nginx(80);
+    let run = lab.run_client(probe_args(&lab.target(false, 80), &["--timeout", "5s"]));
+    assert_eq!(run.code, Some(0), "{run}");
+    let rec = run.record();
+    assert_eq!(
+        (rec.state(), rec.http_status()),
+        ("open", Some(200)),
+        "{run}"
+    );
+    let mut stuck = Vec::new();
+    let clean = lab::poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        stuck = lab
+            .server_sockets()
+            .into_iter()
+            .filter(|(state, local, _)| {
+                (state == "CLOSE-WAIT" || state == "LAST-ACK") && local.ends_with(":80")
+            })
+            .collect();
+        stuck.is_empty()
+    });
+    assert!(clean, "server sockets stuck: {stuck:?}");
+}
+
+/// 20 % random loss each way: retransmission (RFC 6298) still gets every probe through.
+#[test]
+fn twenty_percent_loss_still_completes() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("loss");
+    lab.start_nginx(80);
+    lab.fault_loss(20, Direction::Both);
+    let mut retransmissions = 0;
+    for i in 0..5 {
+        let run = lab.run_client_bounded(
+            probe_args(&lab.target(i % 2 == 1, 80), &["--retries", "6"]),
+            Duration::from_secs(20),
+        );
+        let ctx = format!("probe {i}\n{run}");
+        assert_eq!(run.code, Some(0), "{ctx}");
+        let rec = run.record();
+        assert_eq!(
+            (rec.state(), rec.http_status()),
+            ("open", Some(200)),
+            "{ctx}"
+        );
+        retransmissions += rec.retransmissions();
+    }
+    println!("20% loss: {retransmissions} retransmissions over 5 probes");
+    assert!(
+        retransmissions > 0,
+        "5 probes through 20% loss and not one retransmission"
+    );
+}
+
+#[test]
+fn lab_subcommand_exits_0_with_open_result() {
+    if !require_root() {
+        return;
+    }
+    let run = lab::run_bounded(
+        std::process::Command::new(lab::tcpshake_bin()).args(["lab", "--json"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert!(
+        records.iter().any(|r| r.state() == "open"),
+        "no open result:\n{run}"
+    );
+}
+
+/// Usage errors exit 2 with a message. None of these has a valid target, so a broken
+/// parser still could not send anything from the host's namespace.
+#[test]
+fn bad_usage_exits_2_with_message() {
+    for args in [
+        vec![],
+        vec!["probe"],
+        vec!["probe", "--no-such-flag"],
+        vec!["probe", "198.18.0.2:99999"],
+        vec!["probe", "--timeout", "soon", "198.18.0.2:http-port"],
+    ] {
+        let run = lab::run_bounded(
+            std::process::Command::new(lab::tcpshake_bin()).args(&args),
+            Duration::from_secs(10),
+        );
+        assert_eq!(run.code, Some(2), "args {args:?}\n{run}");
+        assert!(!run.stderr.trim().is_empty(), "no message for {args:?}");
+    }
+}
+
+/// A `.invalid` name never resolves (RFC 6761 §6.4); run in the client namespace, where
+/// no resolver is reachable, so the lookup cannot leave the lab either.
+#[test]
+fn unresolvable_name_is_reported_by_name() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("resolve");
+    let run = lab.run_client_bounded(
+        probe_args("nosuchhost.invalid:80", &["--timeout", "2s"]),
+        Duration::from_secs(20),
+    );
+    assert!(matches!(run.code, Some(1 | 2)), "{run}");
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("nosuchhost.invalid"),
+        "the message must name the host:\n{run}"
+    );
+}
