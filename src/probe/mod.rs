@@ -202,34 +202,28 @@ impl Probe {
 
     /// A packet the tap saw at `at`: `outgoing` copies of what left this host, or arrivals.
     /// `checksum_offloaded`: the kernel left the transport checksum unfinished (veth), so it
-    /// cannot be verified.
+    /// cannot be verified. Returns whether the packet belonged to this probe.
     pub fn handle_packet(
         &mut self,
         at: Instant,
         outgoing: bool,
         bytes: &[u8],
         checksum_offloaded: bool,
-    ) {
+    ) -> bool {
         let Ok(pkt) = IpPacket::parse(bytes) else {
-            return;
+            return false;
         };
         match pkt.ip.protocol {
-            PROTO_TCP => self.handle_tcp(at, outgoing, &pkt, checksum_offloaded),
+            PROTO_TCP => self.handle_tcp(at, &pkt, checksum_offloaded),
             PROTO_ICMP | PROTO_ICMPV6 if !outgoing => self.handle_icmp(at, &pkt),
-            _ => {}
+            _ => false,
         }
     }
 
-    fn handle_tcp(
-        &mut self,
-        at: Instant,
-        outgoing: bool,
-        pkt: &IpPacket<'_>,
-        checksum_offloaded: bool,
-    ) {
+    fn handle_tcp(&mut self, at: Instant, pkt: &IpPacket<'_>, checksum_offloaded: bool) -> bool {
         let (local, remote) = (self.local(), self.remote());
         let Ok(hdr) = TcpRepr::parse_unchecked(pkt.payload) else {
-            return;
+            return false;
         };
         let dir = if pkt.ip.src == local.ip()
             && hdr.src_port == local.port()
@@ -244,9 +238,8 @@ impl Probe {
         {
             Dir::In
         } else {
-            return;
+            return false;
         };
-        let _ = outgoing;
         let bad_checksum = !checksum_offloaded
             && matches!(
                 TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst),
@@ -306,7 +299,7 @@ impl Probe {
                         "ignored a {} segment with a bad TCP checksum",
                         record::tcpdump_flags(hdr.flags)
                     ));
-                    return;
+                    return true;
                 }
                 let idx = self.log.len() - 1;
                 if self.state.is_none() && (hdr.flags.syn() || hdr.flags.rst()) {
@@ -317,12 +310,13 @@ impl Probe {
                 self.drain_events(at, Some(idx));
             }
         }
+        true
     }
 
-    fn handle_icmp(&mut self, at: Instant, pkt: &IpPacket<'_>) {
+    fn handle_icmp(&mut self, at: Instant, pkt: &IpPacket<'_>) -> bool {
         let v6 = pkt.ip.protocol == PROTO_ICMPV6;
         let Ok(Some(err)) = IcmpError::parse(pkt.payload, v6, pkt.ip.src, pkt.ip.dst) else {
-            return;
+            return false;
         };
         let (local, remote) = (self.local(), self.remote());
         if err.quoted_src != local.ip()
@@ -330,7 +324,7 @@ impl Probe {
             || err.quoted_src_port != local.port()
             || err.quoted_dst_port != remote.port()
         {
-            return;
+            return false;
         }
         let t = self.rel(at);
         let reason = err.kind.reason();
@@ -354,6 +348,7 @@ impl Probe {
                 t / 1000
             ));
         }
+        true
     }
 
     /// ns since our first SYN.

@@ -85,7 +85,7 @@ fn pump(p: &mut Probe, now_us: u64) -> Vec<tcp::Segment> {
     let mut sent = Vec::new();
     while let Some(seg) = p.poll_transmit(at(now_us)) {
         let bytes = packet(CLIENT, SERVER, &seg.repr(40000, 80), 64);
-        p.handle_packet(at(now_us + 2), true, &bytes, false);
+        assert!(p.handle_packet(at(now_us + 2), true, &bytes, false));
         sent.push(seg);
     }
     sent
@@ -232,7 +232,7 @@ fn bad_checksum_is_ignored_and_reported() {
     let mut bytes = server_seg(5, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff; // inside the options: checksum no longer matches
-    p.handle_packet(at(40), false, &bytes, false);
+    assert!(p.handle_packet(at(40), false, &bytes, false));
     assert!(!p.is_done());
     let r = p.result();
     assert!(r.segments.iter().any(|s| s.bad_checksum));
@@ -256,6 +256,6 @@ fn segments_of_other_connections_are_not_ours() {
         options: TcpOptions::default(),
         payload: &[],
     };
-    p.handle_packet(at(40), false, &packet(SERVER, CLIENT, &seg, 64), false);
+    assert!(p.handle_packet(at(40), false, &packet(SERVER, CLIENT, &seg, 64), false));
     assert_eq!(p.result().segments.len(), 1);
 }

@@ -10,13 +10,16 @@ use std::fmt;
 pub struct SeqNumber(pub u32);
 
 impl SeqNumber {
-    /// `self + n`, wrapping at 2^32.
+    /// `self + n`, wrapping at 2^32. (Not `std::ops::Add`: a method reads as the modular
+    /// operation it is.)
+    #[allow(clippy::should_implement_trait)]
     #[must_use]
     pub fn add(self, n: u32) -> SeqNumber {
         SeqNumber(self.0.wrapping_add(n))
     }
 
     /// `self - n`, wrapping at 2^32.
+    #[allow(clippy::should_implement_trait)]
     #[must_use]
     pub fn sub(self, n: u32) -> SeqNumber {
         SeqNumber(self.0.wrapping_sub(n))
