@@ -85,7 +85,7 @@ impl Reassembly {
     /// Out-of-order blocks as `[start, end)` offsets, most recently changed first.
     pub(super) fn blocks(&self) -> Vec<(u32, u32)> {
         let mut rs = self.ranges.clone();
-        rs.sort_by(|a, b| b.stamp.cmp(&a.stamp));
+        rs.sort_by_key(|r| std::cmp::Reverse(r.stamp));
         rs.into_iter().map(|r| (r.start, r.end)).collect()
     }
 

@@ -48,7 +48,7 @@ impl RttEstimator {
                 self.rttvar = r / 2;
             }
             Some(srtt) => {
-                let delta = if srtt > r { srtt - r } else { r - srtt };
+                let delta = srtt.abs_diff(r);
                 // RTTVAR <- (1 - 1/4) * RTTVAR + 1/4 * |SRTT - R'|
                 self.rttvar = (self.rttvar * 3 + delta) / 4;
                 // SRTT <- (1 - 1/8) * SRTT + 1/8 * R'
