@@ -372,6 +372,23 @@ fn syn_sent_synack_uses_only_options_both_sides_sent() {
 }
 
 #[test]
+fn syn_sent_synack_wscale_above_14_is_treated_as_14() {
+    let mut c = cfg(1000);
+    c.rcv_buf = 4 << 20;
+    let mut o = opts_mss(1460);
+    o.wscale = Some(15);
+    let mut h = conn_established_with(c, 5000, o, 1);
+    let mut a = ack_seg(5001, 1001);
+    a.window = 1;
+    h.recv(a);
+    assert_eq!(h.conn.snd_wnd(), 1 << 14);
+    assert_eq!(h.conn.peer_options().wscale, Some(14));
+    // Our own window: 4 MiB >> 7.
+    h.recv(seg(5001, 1001, ACK, b"x"));
+    assert_eq!(h.sent_one().window, ((4u32 << 20) >> 7) as u16);
+}
+
+#[test]
 fn syn_sent_synack_without_mss_uses_536() {
     let h = conn_established_with(cfg(1000), 5000, no_opts(), 65535);
     assert_eq!(h.conn.send_mss(), 536);
@@ -1666,6 +1683,8 @@ proptest! {
         sack in any::<bool>(),
         ts in any::<bool>(),
         mss in proptest::option::of(0u16..2000),
+        rcv_buf in prop_oneof![Just(0u32), 1u32..100, 100u32..2_000_000],
+        our_wscale in 0u8..20,
         inputs in proptest::collection::vec(input(), 0..60),
     ) {
         let opts = TcpOptions {
@@ -1675,7 +1694,10 @@ proptest! {
             timestamps: ts.then_some((1, 0)),
             ..TcpOptions::default()
         };
-        let h = conn_established_with(cfg(isn), irs, opts, 1000);
+        let mut c = cfg(isn);
+        c.rcv_buf = rcv_buf;
+        c.wscale = our_wscale;
+        let h = conn_established_with(c, irs, opts, 1000);
         run_inputs(h, inputs);
     }
 
