@@ -10,11 +10,31 @@
 //! Polling order after every input (`connect`, `send`, `close`, `abort`,
 //! `handle_segment`, `handle_timeout`): drain `poll_transmit`, then `poll_event`, then ask
 //! `poll_timeout` when to call `handle_timeout` next.
+//!
+//! Choices made because tcpshake is a measuring tool, not a bulk-transfer stack:
+//! - every segment that occupies sequence space is ACKed at once (no delayed ACK,
+//!   RFC 9293 §3.8.6.3 allows it), so the peer's timing is never skewed by ours;
+//! - no congestion control (RFC 5681): we send what the peer's window allows, which for a
+//!   HEAD request is one segment;
+//! - RTT samples come from Karn's rule (RFC 6298 §3) only, not from TSecr; PAWS (RFC 7323
+//!   §5) is not enforced, an old TSval only fails to update TS.Recent;
+//! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment.
+
+mod reassembly;
+mod rto;
+#[cfg(test)]
+mod tests;
+mod timer;
 
 use crate::time::Instant;
+use crate::wire::tcp::MAX_SACK_BLOCKS;
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+use reassembly::Reassembly;
+use rto::RttEstimator;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
+use timer::{Timer, TimerTable};
 
 /// RFC 9293 §3.3.2 states a client passes through.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -111,31 +131,66 @@ pub enum Anomaly {
     BeyondWindow { seq: SeqNumber, len: u32 },
     /// A retransmitted FIN in TIME-WAIT, ACKed again.
     FinInTimeWait,
+    /// A SYN without ACK in SYN-SENT (simultaneous open, RFC 9293 §3.5): not supported
+    /// by this client, ignored.
+    SimultaneousOpen { seq: SeqNumber },
+    /// ACK older than `snd_una - max_snd_wnd` (RFC 5961 §5.2): dropped and ACKed.
+    AckTooOld { ack: SeqNumber },
 }
 
 /// What happened, for the layers above. Every event carries the time of the input that
 /// caused it (a kernel RX timestamp for segments).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Event {
-    StateChanged { from: State, to: State, at: Instant },
+    StateChanged {
+        from: State,
+        to: State,
+        at: Instant,
+    },
     /// ESTABLISHED reached; the peer's options.
-    Connected { at: Instant, peer: PeerOptions },
+    Connected {
+        at: Instant,
+        peer: PeerOptions,
+    },
     /// RST in SYN-SENT acknowledging our SYN: the port is closed.
-    Refused { at: Instant },
+    Refused {
+        at: Instant,
+    },
     /// RST accepted in a synchronized state.
-    Reset { at: Instant, state: State },
+    Reset {
+        at: Instant,
+        state: State,
+    },
     /// In-order bytes newly delivered.
-    Data { at: Instant, bytes: Vec<u8> },
+    Data {
+        at: Instant,
+        bytes: Vec<u8>,
+    },
     /// The peer's FIN was accepted (in order).
-    PeerFin { at: Instant },
+    PeerFin {
+        at: Instant,
+    },
     /// A segment is being sent again (the segment itself comes from `poll_transmit` with
     /// `retransmission: true`).
-    Retransmit { at: Instant, seq: SeqNumber, flags: TcpFlags, attempt: u32 },
-    Anomaly { at: Instant, anomaly: Anomaly },
+    Retransmit {
+        at: Instant,
+        seq: SeqNumber,
+        flags: TcpFlags,
+        attempt: u32,
+    },
+    Anomaly {
+        at: Instant,
+        anomaly: Anomaly,
+    },
     /// Retransmissions exhausted in `state`; the connection is CLOSED (no RST is sent).
-    TimedOut { at: Instant, state: State },
+    TimedOut {
+        at: Instant,
+        state: State,
+    },
     /// CLOSED reached after an orderly close (TIME-WAIT expired or LAST-ACK acked).
-    Closed { at: Instant },
+    Closed {
+        at: Instant,
+    },
 }
 
 /// A segment to send. `payload` is owned: it comes from the send queue.
@@ -167,15 +222,115 @@ impl Segment {
     }
 }
 
+/// RFC 9293 §3.7.1: the send MSS when the peer sends no MSS option.
+const DEFAULT_MSS: u16 = 536;
+/// RFC 7323 §2.3: larger shifts are treated as 14.
+const MAX_WSCALE: u8 = 14;
+/// Bytes of the timestamps option as Linux lays it out (NOP, NOP, kind, len, 8 bytes):
+/// subtracted from the MSS when timestamps are on (RFC 9293 §3.7.1: the MSS counts
+/// data only, options come out of it).
+const TS_OPTION_LEN: u16 = 12;
+
 /// One client connection.
 #[derive(Debug)]
 pub struct Connection {
     cfg: Config,
+    state: State,
+    /// `connect` was called once; a connection is not reused.
+    opened: bool,
+
+    // --- send sequence space, RFC 9293 §3.3.1 ---
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    /// Peer's window in bytes, already scaled.
+    snd_wnd: u32,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// Largest window the peer ever offered (RFC 5961 §5.2 MAX.SND.WND).
+    max_snd_wnd: u32,
+    /// Shift applied to the peer's window field (0 unless both sides sent wscale).
+    snd_wscale: u8,
+    /// Data from `snd_una` on (after the SYN), sent or not, not yet acknowledged.
+    send_buf: VecDeque<u8>,
+    /// `close` was called: a FIN follows `send_buf`.
+    fin_queued: bool,
+    /// The FIN has been sent (it then sits at `snd_una + send_buf.len()`).
+    fin_sent: bool,
+    /// The send MSS: payload bytes per segment.
+    send_mss: u16,
+
+    // --- receive sequence space ---
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// Shift we apply to the window we advertise (0 unless both sides sent wscale).
+    rcv_wscale: u8,
+    reassembly: Reassembly,
+    /// Sequence number of a FIN seen out of order, processed once `rcv_nxt` reaches it.
+    peer_fin: Option<SeqNumber>,
+
+    // --- options ---
+    peer: PeerOptions,
+    /// RFC 7323 §4.3 TS.Recent and Last.ACK.sent.
+    ts_recent: u32,
+    last_ack_sent: SeqNumber,
+
+    // --- retransmission ---
+    rtt: RttEstimator,
+    /// The one segment being timed (RFC 6298 §3, Karn): its end and send time.
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    /// Consecutive expiries of the retransmission timer for the current `snd_una`.
+    retries: u32,
+    /// Zero-window probes sent since the window closed or data was last acked.
+    persist_probes: u32,
+    /// A one-byte zero-window probe is outstanding (it is in `snd_nxt` already).
+    persist_probe_out: bool,
+    retransmissions: u32,
+    timers: TimerTable,
+
+    // --- outputs ---
+    /// Segments built when an input demanded them (ACKs, RSTs, retransmissions, probes).
+    /// New SYN/data/FIN segments are built in `poll_transmit`, so their send time is the
+    /// caller's `now`.
+    tx: VecDeque<Segment>,
+    events: VecDeque<Event>,
 }
 
 impl Connection {
     pub fn new(cfg: Config) -> Connection {
-        Connection { cfg }
+        let rtt = RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max);
+        Connection {
+            state: State::Closed,
+            opened: false,
+            snd_una: cfg.isn,
+            snd_nxt: cfg.isn,
+            snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: SeqNumber(0),
+            max_snd_wnd: 0,
+            snd_wscale: 0,
+            send_buf: VecDeque::new(),
+            fin_queued: false,
+            fin_sent: false,
+            send_mss: DEFAULT_MSS,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_wscale: 0,
+            reassembly: Reassembly::default(),
+            peer_fin: None,
+            peer: PeerOptions::default(),
+            ts_recent: 0,
+            last_ack_sent: SeqNumber(0),
+            rtt,
+            rtt_probe: None,
+            retries: 0,
+            persist_probes: 0,
+            persist_probe_out: false,
+            retransmissions: 0,
+            timers: TimerTable::default(),
+            tx: VecDeque::new(),
+            events: VecDeque::new(),
+            cfg,
+        }
     }
 
     // --- getters ---
@@ -184,76 +339,854 @@ impl Connection {
         &self.cfg
     }
     pub fn state(&self) -> State {
-        todo!()
+        self.state
     }
     pub fn snd_una(&self) -> SeqNumber {
-        todo!()
+        self.snd_una
     }
     pub fn snd_nxt(&self) -> SeqNumber {
-        todo!()
+        self.snd_nxt
     }
     pub fn rcv_nxt(&self) -> SeqNumber {
-        todo!()
+        self.rcv_nxt
     }
     /// Retransmitted segments so far.
     pub fn retransmissions(&self) -> u32 {
-        todo!()
+        self.retransmissions
     }
     /// Smoothed RTT (RFC 6298), once measured.
     pub fn srtt(&self) -> Option<Duration> {
-        todo!()
+        self.rtt.srtt()
     }
     pub fn rto(&self) -> Duration {
-        todo!()
+        self.rtt.rto()
+    }
+    /// The peer's initial sequence number (valid once a SYN-ACK was accepted).
+    pub fn irs(&self) -> SeqNumber {
+        self.irs
+    }
+    /// The peer's current window in bytes (scaled).
+    pub fn snd_wnd(&self) -> u32 {
+        self.snd_wnd
+    }
+    /// What the SYN-ACK negotiated (all default before).
+    pub fn peer_options(&self) -> PeerOptions {
+        self.peer
+    }
+    /// Payload bytes per segment we send.
+    pub fn send_mss(&self) -> u16 {
+        self.send_mss
+    }
+    /// Window (bytes) within which we accept data: `rcv_buf`, capped at what the
+    /// window field can say with our shift.
+    pub fn rcv_wnd(&self) -> u32 {
+        self.cfg.rcv_buf.min(65_535u32 << self.rcv_wscale)
+    }
+    /// Bytes held in the out-of-order queue (never more than `rcv_wnd`).
+    pub fn reassembly_buffered(&self) -> usize {
+        self.reassembly.buffered()
     }
 
     // --- inputs ---
 
     /// CLOSED → SYN-SENT; queues the SYN.
     pub fn connect(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        if self.opened || self.state != State::Closed {
+            return;
+        }
+        self.opened = true;
+        self.snd_una = self.cfg.isn;
+        self.snd_nxt = self.cfg.isn;
+        self.set_state(State::SynSent, now);
     }
+
     /// Queue bytes to send (ESTABLISHED or CLOSE-WAIT; ignored otherwise).
     pub fn send(&mut self, data: &[u8]) {
-        let _ = data;
-        todo!()
+        if matches!(self.state, State::Established | State::CloseWait) && !self.fin_queued {
+            self.send_buf.extend(data);
+        }
     }
+
     /// Send FIN after the queued data (RFC 9293 §3.10.4).
     pub fn close(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        match self.state {
+            State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1, now);
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck, now);
+            }
+            // RFC 9293 §3.10.4: SYN-SENT just deletes the TCB.
+            State::SynSent => self.set_state(State::Closed, now),
+            // Closing already, or closed: nothing more to do.
+            _ => {}
+        }
     }
+
     /// Send RST and go to CLOSED at once (RFC 9293 §3.10.5).
     pub fn abort(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        match self.state {
+            State::Established
+            | State::FinWait1
+            | State::FinWait2
+            | State::Closing
+            | State::CloseWait
+            | State::LastAck => {
+                self.set_state(State::Closed, now);
+                let rst =
+                    self.bare_segment(self.snd_nxt, self.rcv_nxt, TcpFlags::RST | TcpFlags::ACK);
+                self.tx.push_back(rst);
+            }
+            // SYN-SENT and TIME-WAIT: the TCB goes without a word.
+            State::SynSent | State::TimeWait => self.set_state(State::Closed, now),
+            State::Closed => {}
+        }
     }
+
     /// A segment for this connection (ports already matched), received at `rx_at`
     /// (kernel timestamp).
     pub fn handle_segment(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
-        let _ = (rx_at, seg);
-        todo!()
+        let flags = seg.flags;
+        if flags.syn() && (flags.fin() || flags.rst()) {
+            self.anomaly(rx_at, Anomaly::BadFlagCombination { flags });
+        }
+        match self.state {
+            State::Closed => self.closed_segment(seg),
+            State::SynSent => self.syn_sent_segment(rx_at, seg),
+            _ => self.synchronized_segment(rx_at, seg),
+        }
     }
+
     /// Timers that are due at `now` fire.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        for timer in Timer::ALL {
+            if self.state == State::Closed {
+                return;
+            }
+            if self.timers.take_expired(timer, now) {
+                match timer {
+                    Timer::TimeWait => self.on_time_wait_timeout(now),
+                    Timer::Retransmit => self.on_retransmit_timeout(now),
+                    Timer::Persist => self.on_persist_timeout(now),
+                }
+            }
+        }
     }
 
     // --- outputs ---
 
+    /// The next segment to send, built at `now` (its send time for RTT sampling). Call
+    /// until `None`: each call returns one segment, and the number of calls that return
+    /// `Some` is bounded by the queued control segments plus the peer's window / MSS.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
-        let _ = now;
-        todo!()
+        if let Some(seg) = self.tx.pop_front() {
+            self.on_transmit(&seg);
+            return Some(seg);
+        }
+        let seg = match self.state {
+            State::SynSent if self.snd_nxt == self.cfg.isn => Some(self.new_syn(now)),
+            State::Established | State::CloseWait | State::FinWait1 | State::LastAck => {
+                self.new_data(now)
+            }
+            _ => None,
+        };
+        match &seg {
+            Some(s) => {
+                self.on_transmit(s);
+                self.on_new_transmit(s, now);
+            }
+            None => self.maybe_arm_persist(now),
+        }
+        seg
     }
+
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        self.timers.next_deadline()
     }
+
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
+    }
+
+    // --- segment arrival, by state (RFC 9293 §3.10.7) ---
+
+    /// RFC 9293 §3.10.7.1: in CLOSED every non-RST segment gets a RST.
+    fn closed_segment(&mut self, seg: &TcpRepr<'_>) {
+        if seg.flags.rst() {
+            return;
+        }
+        let rst = if seg.flags.ack() {
+            self.bare_segment(seg.ack, SeqNumber(0), TcpFlags::RST)
+        } else {
+            let ack = seg.seq.add(seg.segment_len());
+            self.bare_segment(SeqNumber(0), ack, TcpFlags::RST | TcpFlags::ACK)
+        };
+        self.tx.push_back(rst);
+    }
+
+    /// RFC 9293 §3.10.7.3.
+    fn syn_sent_segment(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
+        let flags = seg.flags;
+        // First: the ACK. snd_una = ISS, snd_nxt = ISS + 1, so "SND.UNA < SEG.ACK =<
+        // SND.NXT" means exactly snd_nxt (and the SYN must have gone out).
+        let ack_ok = flags.ack() && seg.ack == self.snd_nxt && self.snd_nxt != self.snd_una;
+        if flags.ack() && !ack_ok {
+            if flags.rst() {
+                self.anomaly(rx_at, Anomaly::RstIgnored { seq: seg.seq });
+            } else {
+                let rst = self.bare_segment(seg.ack, SeqNumber(0), TcpFlags::RST);
+                self.tx.push_back(rst);
+                self.anomaly(rx_at, Anomaly::BadSynAck { ack: seg.ack });
+            }
+            return;
+        }
+        // Second: RST, acceptable only with an ACK of our SYN (RFC 5961 §3.2 / RFC 9293).
+        if flags.rst() {
+            if ack_ok {
+                self.events.push_back(Event::Refused { at: rx_at });
+                self.set_state(State::Closed, rx_at);
+            } else {
+                self.anomaly(rx_at, Anomaly::RstIgnored { seq: seg.seq });
+            }
+            return;
+        }
+        // Fourth: SYN. Without SYN there is nothing to do here.
+        if !flags.syn() {
+            return;
+        }
+        if !ack_ok {
+            // A bare SYN: simultaneous open, which a client probing a server never wants.
+            self.anomaly(rx_at, Anomaly::SimultaneousOpen { seq: seg.seq });
+            return;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq.add(1);
+        self.negotiate(&seg.options);
+        self.snd_una = seg.ack;
+        // RFC 7323 §2.2: the window of a SYN segment is never scaled.
+        self.snd_wnd = u32::from(seg.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        if let (true, Some((tsval, _))) = (self.peer.timestamps, seg.options.timestamps) {
+            self.ts_recent = tsval;
+        }
+        self.take_rtt_sample(rx_at);
+        self.retries = 0;
+        self.timers.stop(Timer::Retransmit);
+        self.set_state(State::Established, rx_at);
+        self.events.push_back(Event::Connected {
+            at: rx_at,
+            peer: self.peer,
+        });
+        self.queue_ack(rx_at);
+        // RFC 9293 §3.10.7.3: "other controls or text" continue at the sixth step.
+        if !seg.payload.is_empty() || flags.fin() {
+            self.process_text(rx_at, seg.seq.add(1), seg.payload, flags.fin());
+        }
+    }
+
+    /// RFC 7323 §2.2, §3.2 and RFC 2018 §2: an option is used only if both sides sent it.
+    fn negotiate(&mut self, opts: &TcpOptions) {
+        let wscale = opts.wscale.map(|s| s.min(MAX_WSCALE));
+        if let Some(s) = wscale {
+            self.snd_wscale = s;
+            self.rcv_wscale = self.cfg.wscale.min(MAX_WSCALE);
+        }
+        let timestamps = self.cfg.timestamps && opts.timestamps.is_some();
+        let sack_permitted = self.cfg.sack_permitted && opts.sack_permitted;
+        let mut mss = opts.mss.unwrap_or(DEFAULT_MSS).min(self.cfg.mss);
+        if timestamps {
+            mss = mss.saturating_sub(TS_OPTION_LEN);
+        }
+        self.send_mss = mss.max(1);
+        self.peer = PeerOptions {
+            mss: opts.mss,
+            wscale,
+            sack_permitted,
+            timestamps,
+        };
+    }
+
+    /// RFC 9293 §3.10.7.4 for ESTABLISHED and later states, with RFC 5961's RST, SYN and
+    /// ACK checks.
+    fn synchronized_segment(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
+        let flags = seg.flags;
+        let seg_len = seg.segment_len();
+
+        // A retransmitted FIN in TIME-WAIT (our last ACK was lost): ACK it again and
+        // restart the timer (RFC 9293 §3.10.7.4 eighth step, TIME-WAIT).
+        if self.state == State::TimeWait
+            && flags.fin()
+            && !flags.rst()
+            && !flags.syn()
+            && seg.seq.add(seg_len) == self.rcv_nxt
+        {
+            self.anomaly(rx_at, Anomaly::FinInTimeWait);
+            self.queue_ack(rx_at);
+            self.timers.set(Timer::TimeWait, rx_at + self.cfg.time_wait);
+            return;
+        }
+
+        // Second step, RFC 5961 §3.2: exact RST resets, in-window RST is challenged.
+        if flags.rst() {
+            if seg.seq == self.rcv_nxt {
+                self.events.push_back(Event::Reset {
+                    at: rx_at,
+                    state: self.state,
+                });
+                self.set_state(State::Closed, rx_at);
+            } else if seg.seq.in_window(self.rcv_nxt, self.rcv_wnd()) {
+                self.queue_ack(rx_at);
+                self.anomaly(rx_at, Anomaly::RstChallenged { seq: seg.seq });
+            } else {
+                self.anomaly(rx_at, Anomaly::RstIgnored { seq: seg.seq });
+            }
+            return;
+        }
+
+        // Fourth step, RFC 5961 §4: any SYN gets a challenge ACK, whatever its sequence.
+        if flags.syn() {
+            self.queue_ack(rx_at);
+            self.anomaly(rx_at, Anomaly::SynChallenged { seq: seg.seq });
+            return;
+        }
+
+        // First step: the acceptability test.
+        if !self.acceptable(seg.seq, seg_len) {
+            self.queue_ack(rx_at);
+            self.anomaly(
+                rx_at,
+                Anomaly::OutOfWindow {
+                    seq: seg.seq,
+                    len: seg_len,
+                },
+            );
+            return;
+        }
+        self.update_ts_recent(seg);
+
+        // Fifth step: the ACK field.
+        if !flags.ack() {
+            return;
+        }
+        if seg.ack.gt(self.snd_nxt) {
+            // RFC 5961 §5.2 / RFC 9293: ACK of something not yet sent.
+            self.queue_ack(rx_at);
+            self.anomaly(rx_at, Anomaly::AckOfUnsentData { ack: seg.ack });
+            return;
+        }
+        if seg.ack.lt(self.snd_una.sub(self.max_snd_wnd)) {
+            self.queue_ack(rx_at);
+            self.anomaly(rx_at, Anomaly::AckTooOld { ack: seg.ack });
+            return;
+        }
+        self.process_ack(rx_at, seg);
+
+        let fin_acked = self.our_fin_acked();
+        match self.state {
+            State::Closing if fin_acked => {
+                self.enter_time_wait(rx_at);
+                return;
+            }
+            State::LastAck if fin_acked => {
+                self.set_state(State::Closed, rx_at);
+                self.events.push_back(Event::Closed { at: rx_at });
+                return;
+            }
+            _ => {}
+        }
+
+        // Seventh and eighth steps: text and FIN, while the peer may still send.
+        if matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) && (!seg.payload.is_empty() || flags.fin())
+        {
+            self.process_text(rx_at, seg.seq, seg.payload, flags.fin());
+        }
+        // Done after the FIN so that FIN-WAIT-1 + FIN + ACK of our FIN goes straight
+        // to TIME-WAIT.
+        if self.state == State::FinWait1 && fin_acked {
+            self.set_state(State::FinWait2, rx_at);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4, first step: the four cases.
+    fn acceptable(&self, seq: SeqNumber, seg_len: u32) -> bool {
+        let wnd = self.rcv_wnd();
+        match (seg_len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => seq.in_window(self.rcv_nxt, wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seq.in_window(self.rcv_nxt, wnd)
+                    || seq.add(seg_len - 1).in_window(self.rcv_nxt, wnd)
+            }
+        }
+    }
+
+    /// RFC 7323 §4.3: TS.Recent follows the peer's TSval for segments that are not
+    /// ahead of our last ACK; an older TSval is simply not taken (no PAWS drop).
+    fn update_ts_recent(&mut self, seg: &TcpRepr<'_>) {
+        if !self.peer.timestamps {
+            return;
+        }
+        if let Some((tsval, _)) = seg.options.timestamps {
+            let newer = tsval.wrapping_sub(self.ts_recent) as i32 >= 0;
+            if newer && seg.seq.le(self.last_ack_sent) {
+                self.ts_recent = tsval;
+            }
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4 fifth step for an acceptable ACK value, plus RFC 6298 timer
+    /// management.
+    fn process_ack(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
+        let ack = seg.ack;
+        if ack.lt(self.snd_una) {
+            // Old duplicate within MAX.SND.WND: nothing to learn.
+            return;
+        }
+        if ack.gt(self.snd_una) {
+            let acked = ack.diff(self.snd_una) as u32;
+            let data = (acked as usize).min(self.send_buf.len());
+            self.send_buf.drain(..data);
+            self.snd_una = ack;
+            self.take_rtt_sample(rx_at);
+            self.retries = 0;
+            self.persist_probes = 0;
+            self.persist_probe_out = false;
+            // RFC 6298 §5.2, §5.3.
+            if self.snd_una == self.snd_nxt {
+                self.timers.stop(Timer::Retransmit);
+            } else {
+                self.timers.set(Timer::Retransmit, rx_at + self.rtt.rto());
+            }
+        }
+        // SND.UNA =< SEG.ACK =< SND.NXT: window update if the segment is newer than the
+        // one that last set it (SND.WL1/WL2).
+        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(ack)) {
+            self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            if self.snd_wnd > 0 {
+                self.timers.stop(Timer::Persist);
+                self.persist_probes = 0;
+                self.persist_probe_out = false;
+                if self.snd_una != self.snd_nxt && !self.timers.is_set(Timer::Retransmit) {
+                    self.timers.set(Timer::Retransmit, rx_at + self.rtt.rto());
+                }
+            }
+        }
+    }
+
+    /// Seventh and eighth steps: trim to the window, reassemble, deliver, take an
+    /// in-order FIN, and ACK at once.
+    fn process_text(&mut self, rx_at: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+        let wnd = self.rcv_wnd();
+        let mut seq = seq;
+        let mut data = payload;
+        let mut fin = fin;
+        // Left edge: drop what we already have.
+        if seq.lt(self.rcv_nxt) {
+            let skip = self.rcv_nxt.diff(seq).unsigned_abs() as usize;
+            if skip > data.len() {
+                data = &[];
+                fin = false; // an old FIN, already taken
+            } else {
+                data = &data[skip..];
+            }
+            seq = self.rcv_nxt;
+        }
+        let offset = seq.diff(self.rcv_nxt).max(0) as u32;
+        // Right edge: never hold more than the window. The FIN uses no buffer, so it is
+        // kept when the data just fills the window.
+        let room = wnd.saturating_sub(offset) as usize;
+        if data.len() > room {
+            let cut = (data.len() - room) as u32 + u32::from(fin);
+            self.anomaly(
+                rx_at,
+                Anomaly::BeyondWindow {
+                    seq: self.rcv_nxt.add(wnd),
+                    len: cut,
+                },
+            );
+            data = &data[..room];
+            fin = false;
+        }
+        if fin {
+            self.peer_fin = Some(seq.add(data.len() as u32));
+        }
+        self.reassembly.insert(offset, data);
+        let bytes = self.reassembly.take_in_order();
+        if !bytes.is_empty() {
+            self.rcv_nxt = self.rcv_nxt.add(bytes.len() as u32);
+            self.events.push_back(Event::Data { at: rx_at, bytes });
+        }
+        if self.peer_fin == Some(self.rcv_nxt) {
+            self.peer_fin = None;
+            self.rcv_nxt = self.rcv_nxt.add(1);
+            self.events.push_back(Event::PeerFin { at: rx_at });
+            match self.state {
+                State::Established => self.set_state(State::CloseWait, rx_at),
+                State::FinWait1 if self.our_fin_acked() => self.enter_time_wait(rx_at),
+                State::FinWait1 => self.set_state(State::Closing, rx_at),
+                State::FinWait2 => self.enter_time_wait(rx_at),
+                _ => {}
+            }
+        }
+        self.queue_ack(rx_at);
+    }
+
+    // --- timers ---
+
+    fn on_time_wait_timeout(&mut self, now: Instant) {
+        if self.state == State::TimeWait {
+            self.set_state(State::Closed, now);
+            self.events.push_back(Event::Closed { at: now });
+        }
+    }
+
+    /// RFC 6298 §5.4–5.6: retransmit the earliest unacknowledged segment, back off,
+    /// restart the timer; give up after the configured number of retries.
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        if self.snd_una == self.snd_nxt {
+            return;
+        }
+        let limit = if self.state == State::SynSent {
+            self.cfg.syn_retries
+        } else {
+            self.cfg.data_retries
+        };
+        if self.retries >= limit {
+            self.events.push_back(Event::TimedOut {
+                at: now,
+                state: self.state,
+            });
+            self.set_state(State::Closed, now);
+            return;
+        }
+        self.retries += 1;
+        self.rtt.back_off();
+        // Karn: nothing sent before this retransmission may be timed.
+        self.rtt_probe = None;
+        let seg = if self.state == State::SynSent {
+            let mut s = self.syn_segment(now);
+            s.retransmission = true;
+            s
+        } else {
+            self.earliest_unacked(now)
+        };
+        self.record_retransmit(&seg, now, self.retries);
+        self.tx.push_back(seg);
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// RFC 9293 §3.8.6.1: while the peer's window is zero and data waits, send one byte
+    /// beyond the window now and then. The peer ACKs it (with its window) or drops it; a
+    /// probe that stays unacknowledged is sent again. Probing never gives up by itself
+    /// (RFC 9293: as long as the peer answers); the caller bounds the whole exchange.
+    fn on_persist_timeout(&mut self, now: Instant) {
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::LastAck
+        ) || self.snd_wnd != 0
+        {
+            return;
+        }
+        self.rtt_probe = None;
+        if self.persist_probe_out {
+            let seg = self.data_segment(self.snd_una, 1, false, now, true);
+            self.persist_probes += 1;
+            self.record_retransmit(&seg, now, self.persist_probes);
+            self.tx.push_back(seg);
+        } else if self.unsent_data() > 0 && self.snd_una == self.snd_nxt {
+            let seg = self.data_segment(self.snd_nxt, 1, false, now, false);
+            self.snd_nxt = self.snd_nxt.add(1);
+            self.persist_probe_out = true;
+            self.persist_probes += 1;
+            self.tx.push_back(seg);
+        } else {
+            return;
+        }
+        self.timers.stop(Timer::Retransmit);
+        self.timers
+            .set(Timer::Persist, now + self.persist_interval());
+    }
+
+    fn persist_interval(&self) -> Duration {
+        let shift = self.persist_probes.min(16);
+        self.rtt
+            .rto()
+            .saturating_mul(1u32 << shift)
+            .min(self.cfg.rto_max.max(self.cfg.rto_min))
+    }
+
+    /// Arm the persist timer when the window is closed and data waits with nothing in
+    /// flight (otherwise the retransmission timer is what gets an ACK back).
+    fn maybe_arm_persist(&mut self, now: Instant) {
+        let sending = matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::LastAck
+        );
+        if sending
+            && self.snd_wnd == 0
+            && self.unsent_data() > 0
+            && self.snd_una == self.snd_nxt
+            && !self.timers.is_set(Timer::Persist)
+        {
+            self.timers
+                .set(Timer::Persist, now + self.persist_interval());
+        }
+    }
+
+    fn record_retransmit(&mut self, seg: &Segment, now: Instant, attempt: u32) {
+        self.retransmissions += 1;
+        self.events.push_back(Event::Retransmit {
+            at: now,
+            seq: seg.seq,
+            flags: seg.flags,
+            attempt,
+        });
+    }
+
+    fn enter_time_wait(&mut self, at: Instant) {
+        self.timers.stop_all();
+        self.set_state(State::TimeWait, at);
+        self.timers.set(Timer::TimeWait, at + self.cfg.time_wait);
+    }
+
+    // --- building segments ---
+
+    /// The SYN (RFC 9293 §3.5) with our options (RFC 7323, RFC 2018), TSecr 0.
+    fn syn_segment(&self, now: Instant) -> Segment {
+        let options = TcpOptions {
+            mss: Some(self.cfg.mss),
+            wscale: Some(self.cfg.wscale.min(MAX_WSCALE)),
+            sack_permitted: self.cfg.sack_permitted,
+            timestamps: self.cfg.timestamps.then(|| (self.ts_now(now), 0)),
+            ..TcpOptions::default()
+        };
+        Segment {
+            seq: self.cfg.isn,
+            ack: SeqNumber(0),
+            flags: TcpFlags::SYN,
+            window: self.cfg.syn_window,
+            options,
+            payload: Vec::new(),
+            retransmission: false,
+        }
+    }
+
+    fn new_syn(&mut self, now: Instant) -> Segment {
+        let seg = self.syn_segment(now);
+        self.snd_nxt = self.cfg.isn.add(1);
+        seg
+    }
+
+    /// Bytes of `send_buf` already sent (the FIN, if sent, is not a byte of the buffer).
+    fn sent_data(&self) -> usize {
+        let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as usize;
+        in_flight.min(self.send_buf.len())
+    }
+
+    fn unsent_data(&self) -> usize {
+        self.send_buf.len() - self.sent_data()
+    }
+
+    /// New data (and the FIN after the last byte) within the peer's window.
+    fn new_data(&mut self, now: Instant) -> Option<Segment> {
+        if self.fin_sent {
+            return None;
+        }
+        let unsent = self.unsent_data();
+        let usable = self.snd_una.add(self.snd_wnd).diff(self.snd_nxt).max(0) as usize;
+        let len = unsent.min(usize::from(self.send_mss)).min(usable);
+        let fin = self.fin_queued && len == unsent;
+        if len == 0 && !fin {
+            return None;
+        }
+        let mut seg = self.data_segment(self.snd_nxt, len, fin, now, false);
+        if len > 0 && len == unsent {
+            // RFC 9293 §3.9.1.2: PSH on the last segment of what the caller gave us.
+            seg.flags = seg.flags | TcpFlags::PSH;
+        }
+        self.snd_nxt = self.snd_nxt.add(len as u32 + u32::from(fin));
+        self.fin_sent |= fin;
+        Some(seg)
+    }
+
+    /// The earliest unacknowledged segment again: up to one MSS of data from
+    /// `snd_una`, plus our FIN if it follows directly.
+    fn earliest_unacked(&self, now: Instant) -> Segment {
+        let outstanding = self.sent_data();
+        let len = outstanding.min(usize::from(self.send_mss));
+        let fin = self.fin_sent && len == self.send_buf.len();
+        let mut seg = self.data_segment(self.snd_una, len, fin, now, true);
+        if len > 0 && len == outstanding {
+            seg.flags = seg.flags | TcpFlags::PSH;
+        }
+        seg
+    }
+
+    /// ACK (+FIN) segment carrying `len` bytes of `send_buf` starting at `seq`.
+    fn data_segment(
+        &self,
+        seq: SeqNumber,
+        len: usize,
+        fin: bool,
+        now: Instant,
+        retransmission: bool,
+    ) -> Segment {
+        let start = seq.diff(self.snd_una).max(0) as usize;
+        let end = (start + len).min(self.send_buf.len());
+        let start = start.min(end);
+        let payload: Vec<u8> = self.send_buf.range(start..end).copied().collect();
+        let mut flags = TcpFlags::ACK;
+        if fin {
+            flags = flags | TcpFlags::FIN;
+        }
+        Segment {
+            seq,
+            ack: self.rcv_nxt,
+            flags,
+            window: self.advertised_window(),
+            options: self.options(now),
+            payload,
+            retransmission,
+        }
+    }
+
+    /// A segment without options or payload (RSTs).
+    fn bare_segment(&self, seq: SeqNumber, ack: SeqNumber, flags: TcpFlags) -> Segment {
+        Segment {
+            seq,
+            ack,
+            flags,
+            window: 0,
+            options: TcpOptions::default(),
+            payload: Vec::new(),
+            retransmission: false,
+        }
+    }
+
+    /// Queue an ACK of `rcv_nxt`. An ACK still waiting unpolled at the end of the queue
+    /// is superseded rather than duplicated, so the queue stays bounded if the caller
+    /// falls behind.
+    fn queue_ack(&mut self, now: Instant) {
+        let seg = self.data_segment(self.snd_nxt, 0, false, now, false);
+        if let Some(last) = self.tx.back_mut()
+            && last.flags == TcpFlags::ACK
+            && last.payload.is_empty()
+            && !last.retransmission
+        {
+            *last = seg;
+        } else {
+            self.tx.push_back(seg);
+        }
+    }
+
+    /// Options of every synchronized non-RST segment: timestamps (RFC 7323 §3.2) and
+    /// SACK blocks for the out-of-order queue (RFC 2018 §4), most recent first.
+    fn options(&self, now: Instant) -> TcpOptions {
+        let mut opts = TcpOptions::default();
+        if self.peer.timestamps {
+            opts.timestamps = Some((self.ts_now(now), self.ts_recent));
+        }
+        if self.peer.sack_permitted {
+            // 40 option bytes: 4 blocks alone, 3 next to timestamps (RFC 2018 §3).
+            let max = if self.peer.timestamps {
+                3
+            } else {
+                MAX_SACK_BLOCKS
+            };
+            for (slot, (start, end)) in opts
+                .sack_blocks
+                .iter_mut()
+                .zip(self.reassembly.blocks().into_iter().take(max))
+            {
+                *slot = Some((self.rcv_nxt.add(start), self.rcv_nxt.add(end)));
+            }
+        }
+        opts
+    }
+
+    /// RFC 7323 §2.3: the window field is the window shifted by our scale.
+    fn advertised_window(&self) -> u16 {
+        (self.rcv_wnd() >> self.rcv_wscale).min(65_535) as u16
+    }
+
+    /// RFC 7323 §5.4: a millisecond clock plus a per-connection offset.
+    fn ts_now(&self, now: Instant) -> u32 {
+        ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.cfg.ts_offset)
+    }
+
+    // --- bookkeeping ---
+
+    /// RFC 7323 §4.3 Last.ACK.sent.
+    fn on_transmit(&mut self, seg: &Segment) {
+        if seg.flags.ack() && !seg.flags.rst() && self.state != State::Closed {
+            self.last_ack_sent = seg.ack;
+        }
+    }
+
+    /// A new (not retransmitted) segment left: time it if nothing is being timed and
+    /// start the retransmission timer if it is not running (RFC 6298 §5.1).
+    fn on_new_transmit(&mut self, seg: &Segment, now: Instant) {
+        let len =
+            seg.payload.len() as u32 + u32::from(seg.flags.syn()) + u32::from(seg.flags.fin());
+        if len == 0 {
+            return;
+        }
+        if self.ack_segment_timing_allowed() && self.rtt_probe.is_none() {
+            self.rtt_probe = Some((seg.seq.add(len), now));
+        }
+        if !self.timers.is_set(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+    }
+
+    /// Karn (RFC 6298 §3): after a retransmission of the current `snd_una`, nothing is
+    /// timed until new data is acked.
+    fn ack_segment_timing_allowed(&self) -> bool {
+        self.retries == 0
+    }
+
+    fn take_rtt_sample(&mut self, rx_at: Instant) {
+        if let Some((end, sent)) = self.rtt_probe
+            && self.snd_una.ge(end)
+        {
+            self.rtt_probe = None;
+            self.rtt.on_sample(rx_at.saturating_since(sent));
+        }
+    }
+
+    fn our_fin_acked(&self) -> bool {
+        self.fin_sent && self.snd_una == self.snd_nxt
+    }
+
+    fn anomaly(&mut self, at: Instant, anomaly: Anomaly) {
+        self.events.push_back(Event::Anomaly { at, anomaly });
+    }
+
+    fn set_state(&mut self, to: State, at: Instant) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        self.state = to;
+        self.events.push_back(Event::StateChanged { from, to, at });
+        if to == State::Closed {
+            // Nothing more goes out for this connection (no RST after a timeout either).
+            self.timers.stop_all();
+            self.tx.clear();
+        }
     }
 }

@@ -1,0 +1,111 @@
+//! Retransmission timeout estimation, RFC 6298.
+
+use std::time::Duration;
+
+/// RFC 6298 §2: K = 4.
+const K: u32 = 4;
+/// RFC 6298 §2: clock granularity G. Our clock is in nanoseconds; 1 ms keeps the
+/// variance term from collapsing to zero on a very steady path.
+const G: Duration = Duration::from_millis(1);
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    rto: Duration,
+    rto_min: Duration,
+    rto_max: Duration,
+}
+
+impl RttEstimator {
+    /// RFC 6298 §2.1: before any sample, RTO is the initial value.
+    pub(super) fn new(initial: Duration, rto_min: Duration, rto_max: Duration) -> Self {
+        // A misconfigured floor above the ceiling must not make `clamp` panic.
+        let rto_max = rto_max.max(rto_min);
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: initial.clamp(rto_min, rto_max),
+            rto_min,
+            rto_max,
+        }
+    }
+
+    pub(super) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    pub(super) fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// RFC 6298 §2.2 (first sample) and §2.3 (later ones); the result is floored at
+    /// `rto_min` (§2.4, with Linux's floor instead of 1 s) and capped at `rto_max` (§2.5).
+    pub(super) fn on_sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let delta = srtt.abs_diff(r);
+                // RTTVAR <- (1 - 1/4) * RTTVAR + 1/4 * |SRTT - R'|
+                self.rttvar = (self.rttvar * 3 + delta) / 4;
+                // SRTT <- (1 - 1/8) * SRTT + 1/8 * R'
+                self.srtt = Some((srtt * 7 + r) / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(r);
+        let rto = srtt.saturating_add((self.rttvar * K).max(G));
+        self.rto = rto.clamp(self.rto_min, self.rto_max);
+    }
+
+    /// RFC 6298 §5.5: back off the timer on expiry.
+    pub(super) fn back_off(&mut self) {
+        self.rto = self.rto.saturating_mul(2).min(self.rto_max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn first_sample_sets_srtt_and_rttvar() {
+        let mut e = RttEstimator::new(ms(1000), ms(200), ms(60_000));
+        assert_eq!(e.rto(), ms(1000));
+        assert_eq!(e.srtt(), None);
+        e.on_sample(ms(100));
+        assert_eq!(e.srtt(), Some(ms(100)));
+        // 100 + 4 * 50 = 300
+        assert_eq!(e.rto(), ms(300));
+    }
+
+    #[test]
+    fn later_samples_smooth_and_floor_applies() {
+        let mut e = RttEstimator::new(ms(1000), ms(200), ms(60_000));
+        e.on_sample(ms(100));
+        e.on_sample(ms(200));
+        // rttvar = (50*3 + 100)/4 = 62.5; srtt = (700 + 200)/8 = 112.5
+        assert_eq!(e.srtt(), Some(Duration::from_micros(112_500)));
+        assert_eq!(e.rto(), Duration::from_micros(112_500 + 250_000));
+        let mut f = RttEstimator::new(ms(1000), ms(200), ms(60_000));
+        f.on_sample(Duration::from_micros(10));
+        assert_eq!(f.rto(), ms(200), "rto_min floor");
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_the_cap() {
+        let mut e = RttEstimator::new(ms(1000), ms(200), ms(3000));
+        e.back_off();
+        assert_eq!(e.rto(), ms(2000));
+        e.back_off();
+        assert_eq!(e.rto(), ms(3000));
+        e.back_off();
+        assert_eq!(e.rto(), ms(3000));
+    }
+}

@@ -1,0 +1,1718 @@
+//! State-machine tests. The test plays the peer: it builds `TcpRepr`s by hand, feeds them
+//! with virtual timestamps and looks at what comes out. No sleeps, no sockets, no parsing.
+
+use super::*;
+use proptest::prelude::*;
+
+const MS: u64 = 1_000_000;
+/// Virtual epoch: far from 0 so that nothing depends on small clock values.
+const T0: u64 = 1_700_000_000_000 * MS;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn cfg(isn: u32) -> Config {
+    Config {
+        local: "198.18.0.1:40000".parse().unwrap(),
+        remote: "198.18.0.2:80".parse().unwrap(),
+        isn: SeqNumber(isn),
+        mss: 1460,
+        syn_window: 64240,
+        rcv_buf: 8192,
+        wscale: 7,
+        sack_permitted: true,
+        timestamps: true,
+        ts_offset: 5000,
+        syn_retries: 3,
+        data_retries: 4,
+        rto_initial: ms(1000),
+        rto_min: ms(200),
+        rto_max: ms(60_000),
+        time_wait: ms(2000),
+    }
+}
+
+/// Peer's options: none at all (no scaling, no SACK, no timestamps, default MSS).
+fn no_opts() -> TcpOptions {
+    TcpOptions::default()
+}
+
+fn opts_mss(mss: u16) -> TcpOptions {
+    TcpOptions {
+        mss: Some(mss),
+        ..TcpOptions::default()
+    }
+}
+
+fn seg(seq: u32, ack: u32, flags: TcpFlags, payload: &[u8]) -> TcpRepr<'_> {
+    TcpRepr {
+        src_port: 80,
+        dst_port: 40000,
+        seq: SeqNumber(seq),
+        ack: SeqNumber(ack),
+        flags,
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions::default(),
+        payload,
+    }
+}
+
+fn ack_seg(seq: u32, ack: u32) -> TcpRepr<'static> {
+    seg(seq, ack, TcpFlags::ACK, &[])
+}
+
+const ACK: TcpFlags = TcpFlags::ACK;
+const SYN: TcpFlags = TcpFlags::SYN;
+const FIN: TcpFlags = TcpFlags::FIN;
+const RST: TcpFlags = TcpFlags::RST;
+const PSH: TcpFlags = TcpFlags::PSH;
+
+/// The peer's side of the test: a connection, a virtual clock, and everything the
+/// connection said.
+struct Harness {
+    conn: Connection,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(cfg: Config) -> Harness {
+        Harness {
+            conn: Connection::new(cfg),
+            now: Instant::from_nanos(T0),
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    fn recv(&mut self, seg: TcpRepr<'_>) {
+        self.conn.handle_segment(self.now, &seg);
+    }
+
+    /// Drain `poll_transmit` (bounded: a runaway would be a bug).
+    fn sent(&mut self) -> Vec<Segment> {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            match self.conn.poll_transmit(self.now) {
+                Some(s) => out.push(s),
+                None => return out,
+            }
+        }
+        panic!("poll_transmit never returned None");
+    }
+
+    fn sent_one(&mut self) -> Segment {
+        let mut s = self.sent();
+        assert_eq!(s.len(), 1, "expected one segment, got {s:#?}");
+        s.remove(0)
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.conn.poll_event()).collect()
+    }
+
+    fn anomalies(&mut self) -> Vec<Anomaly> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Anomaly { anomaly, .. } => Some(anomaly),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Jump the clock to the next deadline and fire it.
+    fn fire(&mut self) -> Instant {
+        let at = self.conn.poll_timeout().expect("a timer is armed");
+        assert!(at >= self.now, "deadline in the past");
+        self.now = at;
+        self.conn.handle_timeout(at);
+        at
+    }
+
+    fn state(&self) -> State {
+        self.conn.state()
+    }
+}
+
+fn transitions(events: &[Event]) -> Vec<(State, State)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StateChanged { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn data_of(events: &[Event]) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Data { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn conn_syn_sent_with(cfg: Config) -> (Harness, Segment) {
+    let mut h = Harness::new(cfg);
+    h.conn.connect(h.now);
+    let syn = h.sent_one();
+    h.events();
+    (h, syn)
+}
+
+fn conn_syn_sent() -> (Harness, Segment) {
+    conn_syn_sent_with(cfg(1000))
+}
+
+/// ESTABLISHED after a 10 ms handshake, with the peer's options and window.
+fn conn_established_with(cfg: Config, irs: u32, opts: TcpOptions, window: u16) -> Harness {
+    let (mut h, syn) = conn_syn_sent_with(cfg);
+    h.advance(ms(10));
+    let mut synack = seg(irs, syn.seq.add(1).0, SYN | ACK, &[]);
+    synack.options = opts;
+    synack.window = window;
+    h.recv(synack);
+    let ack = h.sent_one();
+    assert_eq!(ack.flags, ACK);
+    assert_eq!(h.state(), State::Established);
+    h.events();
+    h
+}
+
+/// ISS 1000, IRS 5000, peer MSS 1460, peer window 65535, no other options.
+fn conn_established() -> Harness {
+    conn_established_with(cfg(1000), 5000, opts_mss(1460), 65535)
+}
+
+// --- CLOSED / SYN-SENT ---
+
+#[test]
+fn closed_connect_sends_syn_with_options() {
+    let mut h = Harness::new(cfg(1000));
+    assert_eq!(h.conn.poll_timeout(), None);
+    assert!(h.sent().is_empty());
+    h.conn.connect(h.now);
+    assert_eq!(
+        transitions(&h.events()),
+        vec![(State::Closed, State::SynSent)]
+    );
+    let syn = h.sent_one();
+    assert_eq!(syn.seq, SeqNumber(1000));
+    assert_eq!(syn.flags, SYN);
+    assert_eq!(syn.window, 64240);
+    assert!(!syn.retransmission);
+    assert_eq!(syn.options.mss, Some(1460));
+    assert!(syn.options.sack_permitted);
+    assert_eq!(syn.options.wscale, Some(7));
+    let ms_clock = (T0 / MS) as u32;
+    assert_eq!(
+        syn.options.timestamps,
+        Some((ms_clock.wrapping_add(5000), 0))
+    );
+    assert_eq!(h.conn.snd_nxt(), SeqNumber(1001));
+    assert_eq!(h.conn.snd_una(), SeqNumber(1000));
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + ms(1000)));
+}
+
+#[test]
+fn closed_connect_without_sack_and_timestamps_omits_them() {
+    let mut c = cfg(1000);
+    c.sack_permitted = false;
+    c.timestamps = false;
+    let (_, syn) = conn_syn_sent_with(c);
+    assert!(!syn.options.sack_permitted);
+    assert_eq!(syn.options.timestamps, None);
+}
+
+#[test]
+fn syn_sent_timeout_retransmits_with_backoff_then_times_out() {
+    let (mut h, _) = conn_syn_sent();
+    let start = h.now;
+    let mut gaps = Vec::new();
+    let mut last = start;
+    for attempt in 1..=3u32 {
+        let at = h.fire();
+        gaps.push(at - last);
+        last = at;
+        let syn = h.sent_one();
+        assert!(syn.retransmission);
+        assert_eq!(syn.flags, SYN);
+        assert_eq!(syn.seq, SeqNumber(1000));
+        let ev = h.events();
+        assert_eq!(
+            ev,
+            vec![Event::Retransmit {
+                at,
+                seq: SeqNumber(1000),
+                flags: SYN,
+                attempt
+            }]
+        );
+    }
+    assert_eq!(gaps, vec![ms(1000), ms(2000), ms(4000)]);
+    assert_eq!(h.conn.retransmissions(), 3);
+    let at = h.fire();
+    assert_eq!(at - start, ms(15_000));
+    let ev = h.events();
+    assert_eq!(
+        ev,
+        vec![
+            Event::TimedOut {
+                at,
+                state: State::SynSent
+            },
+            Event::StateChanged {
+                from: State::SynSent,
+                to: State::Closed,
+                at
+            }
+        ]
+    );
+    assert!(h.sent().is_empty(), "no RST after a timeout");
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn syn_sent_backoff_is_capped_at_rto_max() {
+    let mut c = cfg(1000);
+    c.rto_max = ms(3000);
+    c.syn_retries = 4;
+    let (mut h, _) = conn_syn_sent_with(c);
+    let mut last = h.now;
+    let mut gaps = Vec::new();
+    for _ in 0..4 {
+        let at = h.fire();
+        gaps.push(at - last);
+        last = at;
+        h.sent();
+    }
+    assert_eq!(gaps, vec![ms(1000), ms(2000), ms(3000), ms(3000)]);
+}
+
+#[test]
+fn syn_sent_synack_establishes_acks_and_samples_rtt() {
+    let (mut h, _) = conn_syn_sent();
+    h.advance(ms(40));
+    let at = h.now;
+    let mut synack = seg(5000, 1001, SYN | ACK, &[]);
+    synack.options = TcpOptions {
+        mss: Some(1400),
+        wscale: Some(8),
+        sack_permitted: true,
+        timestamps: Some((777, 0)),
+        ..TcpOptions::default()
+    };
+    synack.window = 29200;
+    h.recv(synack);
+    let ev = h.events();
+    let peer = PeerOptions {
+        mss: Some(1400),
+        wscale: Some(8),
+        sack_permitted: true,
+        timestamps: true,
+    };
+    assert_eq!(
+        ev,
+        vec![
+            Event::StateChanged {
+                from: State::SynSent,
+                to: State::Established,
+                at
+            },
+            Event::Connected { at, peer }
+        ]
+    );
+    let ack = h.sent_one();
+    assert_eq!(ack.flags, ACK);
+    assert_eq!(ack.seq, SeqNumber(1001));
+    assert_eq!(ack.ack, SeqNumber(5001));
+    // 8192 >> 7 = 64
+    assert_eq!(ack.window, 64);
+    assert_eq!(ack.options.timestamps.map(|t| t.1), Some(777));
+    assert_eq!(h.conn.irs(), SeqNumber(5000));
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5001));
+    // SYN-ACK window is never scaled (RFC 7323 §2.2).
+    assert_eq!(h.conn.snd_wnd(), 29200);
+    assert_eq!(h.conn.srtt(), Some(ms(40)));
+    // 40 + 4 * 20 = 120, floored at 200.
+    assert_eq!(h.conn.rto(), ms(200));
+    assert_eq!(h.conn.send_mss(), 1400 - 12);
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn syn_sent_synack_uses_only_options_both_sides_sent() {
+    let mut c = cfg(1000);
+    c.timestamps = false;
+    c.sack_permitted = false;
+    let (mut h, _) = conn_syn_sent_with(c);
+    let mut synack = seg(5000, 1001, SYN | ACK, &[]);
+    synack.options = TcpOptions {
+        mss: Some(9000),
+        sack_permitted: true,
+        timestamps: Some((1, 0)),
+        ..TcpOptions::default()
+    };
+    h.recv(synack);
+    let peer = h.conn.peer_options();
+    assert!(!peer.timestamps && !peer.sack_permitted);
+    assert_eq!(peer.wscale, None);
+    assert_eq!(h.conn.send_mss(), 1460, "min(peer mss, our mss)");
+    let ack = h.sent_one();
+    assert_eq!(ack.options, TcpOptions::default());
+    // No window scaling: advertise min(rcv_buf, 65535) unscaled.
+    assert_eq!(ack.window, 8192);
+}
+
+#[test]
+fn syn_sent_synack_wscale_above_14_is_treated_as_14() {
+    let mut c = cfg(1000);
+    c.rcv_buf = 4 << 20;
+    let mut o = opts_mss(1460);
+    o.wscale = Some(15);
+    let mut h = conn_established_with(c, 5000, o, 1);
+    let mut a = ack_seg(5001, 1001);
+    a.window = 1;
+    h.recv(a);
+    assert_eq!(h.conn.snd_wnd(), 1 << 14);
+    assert_eq!(h.conn.peer_options().wscale, Some(14));
+    // Our own window: 4 MiB >> 7.
+    h.recv(seg(5001, 1001, ACK, b"x"));
+    assert_eq!(h.sent_one().window, ((4u32 << 20) >> 7) as u16);
+}
+
+#[test]
+fn syn_sent_synack_without_mss_uses_536() {
+    let h = conn_established_with(cfg(1000), 5000, no_opts(), 65535);
+    assert_eq!(h.conn.send_mss(), 536);
+}
+
+#[test]
+fn syn_sent_synack_with_data_and_fin_delivers_then_close_wait() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(seg(5000, 1001, SYN | ACK | FIN, b"hi"));
+    let ev = h.events();
+    assert!(ev.contains(&Event::Anomaly {
+        at: h.now,
+        anomaly: Anomaly::BadFlagCombination {
+            flags: SYN | ACK | FIN
+        }
+    }));
+    assert_eq!(data_of(&ev), b"hi");
+    assert_eq!(
+        transitions(&ev),
+        vec![
+            (State::SynSent, State::Established),
+            (State::Established, State::CloseWait)
+        ]
+    );
+    let acks = h.sent();
+    assert_eq!(acks.last().unwrap().ack, SeqNumber(5004));
+}
+
+#[test]
+fn syn_sent_rst_ack_is_refused() {
+    let (mut h, _) = conn_syn_sent();
+    h.advance(ms(3));
+    let at = h.now;
+    h.recv(seg(0, 1001, RST | ACK, &[]));
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::Refused { at },
+            Event::StateChanged {
+                from: State::SynSent,
+                to: State::Closed,
+                at
+            }
+        ]
+    );
+    assert!(h.sent().is_empty());
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn syn_sent_rst_without_ack_is_ignored() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(seg(0, 0, RST, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::RstIgnored { seq: SeqNumber(0) }]
+    );
+    assert_eq!(h.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_rst_with_bad_ack_is_ignored() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(seg(7, 1000, RST | ACK, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::RstIgnored { seq: SeqNumber(7) }]
+    );
+    assert_eq!(h.state(), State::SynSent);
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn syn_sent_synack_with_bad_ack_sends_rst_and_stays() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(seg(5000, 999_999, SYN | ACK, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::BadSynAck {
+            ack: SeqNumber(999_999)
+        }]
+    );
+    let rst = h.sent_one();
+    assert_eq!(rst.flags, RST);
+    assert_eq!(rst.seq, SeqNumber(999_999));
+    assert_eq!(h.state(), State::SynSent);
+    // The real SYN-ACK still works.
+    h.recv(seg(5000, 1001, SYN | ACK, &[]));
+    assert_eq!(h.state(), State::Established);
+}
+
+#[test]
+fn syn_sent_bare_syn_is_reported_and_ignored() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(seg(5000, 0, SYN, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::SimultaneousOpen {
+            seq: SeqNumber(5000)
+        }]
+    );
+    assert!(h.sent().is_empty());
+    assert_eq!(h.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_syn_rst_ack_reports_bad_flags_and_is_refused() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(seg(5000, 1001, SYN | RST | ACK, &[]));
+    let ev = h.events();
+    assert!(matches!(
+        ev[0],
+        Event::Anomaly {
+            anomaly: Anomaly::BadFlagCombination { .. },
+            ..
+        }
+    ));
+    assert!(matches!(ev[1], Event::Refused { .. }));
+    assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
+fn syn_sent_plain_ack_is_dropped() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(ack_seg(5000, 1001));
+    assert!(h.events().is_empty());
+    assert!(h.sent().is_empty());
+    assert_eq!(h.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_retransmitted_syn_gives_no_rtt_sample() {
+    let (mut h, _) = conn_syn_sent();
+    h.fire();
+    h.sent();
+    assert_eq!(h.conn.rto(), ms(2000));
+    h.advance(ms(50));
+    h.recv(seg(5000, 1001, SYN | ACK, &[]));
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.conn.srtt(), None, "Karn: ambiguous sample");
+    assert_eq!(h.conn.rto(), ms(2000), "backed-off RTO kept");
+}
+
+#[test]
+fn syn_sent_close_goes_closed_silently() {
+    let (mut h, _) = conn_syn_sent();
+    h.conn.close(h.now);
+    assert_eq!(
+        transitions(&h.events()),
+        vec![(State::SynSent, State::Closed)]
+    );
+    assert!(h.sent().is_empty());
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn syn_sent_abort_sends_nothing() {
+    let (mut h, _) = conn_syn_sent();
+    h.conn.abort(h.now);
+    assert_eq!(h.state(), State::Closed);
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn closed_segment_gets_rst() {
+    let mut h = Harness::new(cfg(1000));
+    h.recv(ack_seg(5000, 1234));
+    let rst = h.sent_one();
+    assert_eq!((rst.flags, rst.seq), (RST, SeqNumber(1234)));
+    h.recv(seg(5000, 0, SYN, &[]));
+    let rst = h.sent_one();
+    assert_eq!((rst.flags, rst.ack), (RST | ACK, SeqNumber(5001)));
+    h.recv(seg(5000, 0, RST, &[]));
+    assert!(h.sent().is_empty());
+}
+
+// --- ESTABLISHED: sending ---
+
+#[test]
+fn established_send_splits_by_mss_with_psh_on_last() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(100), 65535);
+    let data: Vec<u8> = (0..250u32).map(|i| i as u8).collect();
+    h.conn.send(&data);
+    let segs = h.sent();
+    assert_eq!(segs.len(), 3);
+    assert_eq!(
+        segs.iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        vec![100, 100, 50]
+    );
+    assert_eq!(
+        segs.iter().map(|s| s.seq.0).collect::<Vec<_>>(),
+        vec![1001, 1101, 1201]
+    );
+    assert_eq!(segs[0].flags, ACK);
+    assert_eq!(segs[2].flags, ACK | PSH);
+    let joined: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(joined, data);
+    assert_eq!(h.conn.snd_nxt(), SeqNumber(1251));
+    // Retransmission timer runs until everything is acked.
+    assert!(h.conn.poll_timeout().is_some());
+    h.recv(ack_seg(5001, 1101));
+    assert_eq!(h.conn.snd_una(), SeqNumber(1101));
+    assert!(h.conn.poll_timeout().is_some());
+    h.recv(ack_seg(5001, 1251));
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn established_send_stops_at_peer_window() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(100), 150);
+    h.conn.send(&[7u8; 400]);
+    let segs = h.sent();
+    assert_eq!(
+        segs.iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        vec![100, 50]
+    );
+    // The ACK opens the window again (RFC 9293 §3.10.7.4 window update).
+    let mut a = ack_seg(5001, 1151);
+    a.window = 300;
+    h.recv(a);
+    assert_eq!(h.conn.snd_wnd(), 300);
+    let segs = h.sent();
+    assert_eq!(
+        segs.iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        vec![100, 100, 50]
+    );
+}
+
+#[test]
+fn established_window_is_scaled_by_peer_shift() {
+    let mut c = cfg(1000);
+    c.timestamps = false;
+    let mut o = opts_mss(1000);
+    o.wscale = Some(2);
+    let mut h = conn_established_with(c, 5000, o, 100);
+    assert_eq!(h.conn.snd_wnd(), 100, "SYN-ACK window unscaled");
+    let mut a = ack_seg(5001, 1001);
+    a.window = 100;
+    h.recv(a);
+    assert_eq!(h.conn.snd_wnd(), 400);
+    h.conn.send(&[1u8; 1000]);
+    let total: usize = h.sent().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(total, 400);
+}
+
+#[test]
+fn established_old_window_update_is_ignored() {
+    let mut h = conn_established();
+    let mut newer = ack_seg(5001, 1001);
+    newer.window = 1000;
+    h.recv(newer);
+    // Deliver data so WL1 moves forward, then an older segment must not set the window.
+    let mut d = seg(5001, 1001, ACK, b"abc");
+    d.window = 2000;
+    h.recv(d);
+    assert_eq!(h.conn.snd_wnd(), 2000);
+    let mut old = ack_seg(5001, 1001);
+    old.window = 10;
+    h.recv(old);
+    assert_eq!(h.conn.snd_wnd(), 2000, "SND.WL1 rule");
+}
+
+#[test]
+fn established_timeout_retransmits_earliest_then_times_out() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(100), 65535);
+    h.conn.send(&[1u8; 150]);
+    assert_eq!(h.sent().len(), 2);
+    let rto = h.conn.rto();
+    let sent_at = h.now;
+    for attempt in 1..=4u32 {
+        let at = h.fire();
+        if attempt == 1 {
+            assert_eq!(at - sent_at, rto);
+        }
+        let s = h.sent_one();
+        assert!(s.retransmission);
+        assert_eq!(s.seq, SeqNumber(1001));
+        assert_eq!(s.payload.len(), 100);
+        assert_eq!(s.flags, ACK);
+        assert_eq!(
+            h.events(),
+            vec![Event::Retransmit {
+                at,
+                seq: SeqNumber(1001),
+                flags: ACK,
+                attempt
+            }]
+        );
+    }
+    let at = h.fire();
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::TimedOut {
+                at,
+                state: State::Established
+            },
+            Event::StateChanged {
+                from: State::Established,
+                to: State::Closed,
+                at
+            }
+        ]
+    );
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn established_partial_ack_restarts_timer_and_resets_retries() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(100), 65535);
+    h.conn.send(&[1u8; 150]);
+    h.sent();
+    h.fire();
+    h.sent();
+    let rto_backed = h.conn.rto();
+    h.advance(ms(5));
+    h.recv(ack_seg(5001, 1101));
+    h.events();
+    // Karn: no sample from the retransmitted segment.
+    assert_eq!(h.conn.srtt(), Some(ms(10)));
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + rto_backed));
+    let at = h.fire();
+    let s = h.sent_one();
+    assert_eq!((s.seq, s.payload.len()), (SeqNumber(1101), 50));
+    assert_eq!(s.flags, ACK | PSH);
+    assert!(matches!(
+        h.events()[0],
+        Event::Retransmit { attempt: 1, at: a, .. } if a == at
+    ));
+}
+
+#[test]
+fn established_ack_samples_rtt_for_new_data() {
+    let mut h = conn_established();
+    h.conn.send(b"HEAD / HTTP/1.1\r\n\r\n");
+    h.sent();
+    h.advance(ms(30));
+    h.recv(ack_seg(5001, 1020));
+    // srtt = 7/8 * 10 + 1/8 * 30 = 12.5 ms
+    assert_eq!(h.conn.srtt(), Some(Duration::from_micros(12_500)));
+}
+
+#[test]
+fn established_ack_of_unsent_data_is_acked_and_dropped() {
+    let mut h = conn_established();
+    h.conn.send(b"abc");
+    h.sent();
+    h.recv(seg(5001, 2000, ACK, b"xyz"));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::AckOfUnsentData {
+            ack: SeqNumber(2000)
+        }]
+    );
+    let a = h.sent_one();
+    assert_eq!(a.ack, SeqNumber(5001), "data of the bad segment not taken");
+    assert_eq!(h.conn.snd_una(), SeqNumber(1001));
+    assert_eq!(h.state(), State::Established);
+}
+
+#[test]
+fn established_ack_older_than_max_window_is_dropped() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(1460), 100);
+    h.recv(seg(5001, 1001 - 500, ACK, b"x"));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::AckTooOld {
+            ack: SeqNumber(501)
+        }]
+    );
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5001));
+    h.sent_one();
+    // Within MAX.SND.WND it is merely a duplicate: data taken.
+    h.recv(seg(5001, 1001 - 50, ACK, b"x"));
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5002));
+}
+
+// --- RST and SYN in synchronized states (RFC 5961) ---
+
+#[test]
+fn established_rst_exact_resets() {
+    let mut h = conn_established();
+    let at = h.now;
+    h.recv(seg(5001, 0, RST, &[]));
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::Reset {
+                at,
+                state: State::Established
+            },
+            Event::StateChanged {
+                from: State::Established,
+                to: State::Closed,
+                at
+            }
+        ]
+    );
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn established_rst_in_window_is_challenged() {
+    let mut h = conn_established();
+    h.recv(seg(5100, 0, RST, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::RstChallenged {
+            seq: SeqNumber(5100)
+        }]
+    );
+    let a = h.sent_one();
+    assert_eq!(
+        (a.flags, a.seq, a.ack),
+        (ACK, SeqNumber(1001), SeqNumber(5001))
+    );
+    assert_eq!(h.state(), State::Established);
+}
+
+#[test]
+fn established_rst_out_of_window_is_ignored() {
+    let mut h = conn_established();
+    for seq in [5000u32, 5001 + 8192, 1] {
+        h.recv(seg(seq, 0, RST | ACK, &[]));
+        assert_eq!(
+            h.anomalies(),
+            vec![Anomaly::RstIgnored {
+                seq: SeqNumber(seq)
+            }]
+        );
+    }
+    assert!(h.sent().is_empty());
+    assert_eq!(h.state(), State::Established);
+}
+
+#[test]
+fn established_syn_is_challenged() {
+    let mut h = conn_established();
+    // A retransmitted SYN-ACK (our ACK was lost) and a SYN out of nowhere alike.
+    for s in [seg(5000, 1001, SYN | ACK, &[]), seg(99, 0, SYN, &[])] {
+        let seq = s.seq;
+        h.recv(s);
+        assert_eq!(h.anomalies(), vec![Anomaly::SynChallenged { seq }]);
+        let a = h.sent_one();
+        assert_eq!((a.flags, a.ack), (ACK, SeqNumber(5001)));
+    }
+    assert_eq!(h.state(), State::Established);
+}
+
+#[test]
+fn established_syn_fin_is_bad_flags_and_challenged() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, SYN | FIN, &[]));
+    let a = h.anomalies();
+    assert!(matches!(a[0], Anomaly::BadFlagCombination { .. }));
+    assert!(matches!(a[1], Anomaly::SynChallenged { .. }));
+    assert_eq!(h.state(), State::Established);
+}
+
+// --- ESTABLISHED: receiving ---
+
+#[test]
+fn established_in_order_data_is_delivered_and_acked() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, ACK | PSH, b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(data_of(&h.events()), b"HTTP/1.1 200 OK\r\n");
+    let a = h.sent_one();
+    assert_eq!(a.ack, SeqNumber(5018));
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5018));
+}
+
+#[test]
+fn established_out_of_order_segments_are_reassembled() {
+    let mut h = conn_established();
+    h.recv(seg(5007, 1001, ACK, b"ghi"));
+    assert!(data_of(&h.events()).is_empty());
+    assert_eq!(h.sent_one().ack, SeqNumber(5001), "duplicate ACK at once");
+    h.recv(seg(5004, 1001, ACK, b"def"));
+    assert_eq!(h.sent_one().ack, SeqNumber(5001));
+    assert_eq!(h.conn.reassembly_buffered(), 9);
+    h.recv(seg(5001, 1001, ACK, b"abc"));
+    assert_eq!(data_of(&h.events()), b"abcdefghi");
+    assert_eq!(h.sent_one().ack, SeqNumber(5010));
+    assert_eq!(h.conn.reassembly_buffered(), 0);
+}
+
+#[test]
+fn established_overlapping_and_duplicate_segments_deliver_once() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, ACK, b"abcd"));
+    h.recv(seg(5003, 1001, ACK, b"cdef")); // overlaps the left edge
+    h.recv(seg(5009, 1001, ACK, b"ijk")); // out of order
+    h.recv(seg(5008, 1001, ACK, b"hijk")); // overlaps it
+    h.recv(seg(5001, 1001, ACK, b"abcdef")); // pure duplicate
+    let ev = h.events();
+    assert_eq!(data_of(&ev), b"abcdef");
+    assert!(ev.contains(&Event::Anomaly {
+        at: h.now,
+        anomaly: Anomaly::OutOfWindow {
+            seq: SeqNumber(5001),
+            len: 6
+        }
+    }));
+    h.recv(seg(5007, 1001, ACK, b"g"));
+    assert_eq!(data_of(&h.events()), b"ghijk");
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5012));
+    let acks = h.sent();
+    assert_eq!(acks.last().unwrap().ack, SeqNumber(5012));
+}
+
+#[test]
+fn established_data_beyond_window_is_trimmed() {
+    let mut h = conn_established();
+    let big = vec![9u8; 9000];
+    h.recv(seg(5001, 1001, ACK | FIN, &big));
+    let ev = h.events();
+    assert_eq!(data_of(&ev).len(), 8192);
+    assert!(ev.contains(&Event::Anomaly {
+        at: h.now,
+        anomaly: Anomaly::BeyondWindow {
+            seq: SeqNumber(5001 + 8192),
+            len: 9000 - 8192 + 1
+        }
+    }));
+    assert_eq!(
+        h.state(),
+        State::Established,
+        "the trimmed FIN is not taken"
+    );
+    assert_eq!(h.sent_one().ack, SeqNumber(5001 + 8192));
+}
+
+#[test]
+fn established_out_of_order_data_is_bounded_by_window() {
+    let mut h = conn_established();
+    h.recv(seg(5001 + 8000, 1001, ACK, &[1u8; 1000]));
+    assert!(h.conn.reassembly_buffered() <= 8192);
+    let a = h.anomalies();
+    assert_eq!(
+        a,
+        vec![Anomaly::BeyondWindow {
+            seq: SeqNumber(5001 + 8192),
+            len: 808
+        }]
+    );
+}
+
+#[test]
+fn established_out_of_window_segment_is_acked_and_reported() {
+    let mut h = conn_established();
+    h.recv(seg(5001 + 9000, 1001, ACK, b"zz"));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::OutOfWindow {
+            seq: SeqNumber(14001),
+            len: 2
+        }]
+    );
+    assert_eq!(h.sent_one().ack, SeqNumber(5001));
+    assert_eq!(h.conn.reassembly_buffered(), 0);
+}
+
+#[test]
+fn established_segment_without_ack_bit_is_dropped() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 0, TcpFlags(0), b"data"));
+    assert!(h.events().is_empty());
+    assert!(h.sent().is_empty());
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5001));
+}
+
+#[test]
+fn established_sack_blocks_describe_out_of_order_data_most_recent_first() {
+    let mut c = cfg(1000);
+    c.timestamps = false;
+    let mut o = opts_mss(1460);
+    o.sack_permitted = true;
+    let mut h = conn_established_with(c, 5000, o, 65535);
+    h.recv(seg(5011, 1001, ACK, b"b"));
+    let a = h.sent_one();
+    assert_eq!(
+        a.options.sack_blocks[0],
+        Some((SeqNumber(5011), SeqNumber(5012)))
+    );
+    h.recv(seg(5021, 1001, ACK, b"c"));
+    h.recv(seg(5031, 1001, ACK, b"d"));
+    h.recv(seg(5041, 1001, ACK, b"e"));
+    h.recv(seg(5051, 1001, ACK, b"f"));
+    let a = h.sent().pop().unwrap();
+    let blocks: Vec<_> = a
+        .options
+        .sack_blocks
+        .iter()
+        .flatten()
+        .map(|b| b.0.0)
+        .collect();
+    assert_eq!(blocks, vec![5051, 5041, 5031, 5021], "4 blocks without TS");
+    // Filling the hole at the left edge drops that block.
+    h.recv(seg(5001, 1001, ACK, b"0123456789"));
+    let a = h.sent_one();
+    assert_eq!(a.ack, SeqNumber(5012));
+    let blocks: Vec<_> = a
+        .options
+        .sack_blocks
+        .iter()
+        .flatten()
+        .map(|b| b.0.0)
+        .collect();
+    assert_eq!(blocks, vec![5051, 5041, 5031, 5021]);
+}
+
+#[test]
+fn established_sack_with_timestamps_has_at_most_three_blocks() {
+    let mut o = opts_mss(1460);
+    o.sack_permitted = true;
+    o.timestamps = Some((100, 0));
+    let mut h = conn_established_with(cfg(1000), 5000, o, 65535);
+    for i in 1..=5u32 {
+        let mut s = seg(5001 + 10 * i, 1001, ACK, b"x");
+        s.options.timestamps = Some((100 + i, 0));
+        h.recv(s);
+    }
+    let a = h.sent().pop().unwrap();
+    let blocks: Vec<_> = a.options.sack_blocks.iter().flatten().copied().collect();
+    assert_eq!(
+        blocks,
+        vec![
+            (SeqNumber(5051), SeqNumber(5052)),
+            (SeqNumber(5041), SeqNumber(5042)),
+            (SeqNumber(5031), SeqNumber(5032))
+        ]
+    );
+    assert!(a.options.timestamps.is_some());
+}
+
+#[test]
+fn established_without_sack_sends_no_blocks() {
+    let mut h = conn_established();
+    h.recv(seg(5011, 1001, ACK, b"b"));
+    assert!(h.sent_one().options.sack_blocks.iter().all(Option::is_none));
+}
+
+#[test]
+fn established_timestamps_echo_ts_recent() {
+    let mut o = opts_mss(1460);
+    o.timestamps = Some((1000, 0));
+    let mut h = conn_established_with(cfg(1000), 5000, o, 65535);
+    h.advance(ms(7));
+    let mut d = seg(5001, 1001, ACK, b"a");
+    d.options.timestamps = Some((1010, 0));
+    h.recv(d);
+    let a = h.sent_one();
+    let expect_tsval = ((h.now.as_nanos() / MS) as u32).wrapping_add(5000);
+    assert_eq!(a.options.timestamps, Some((expect_tsval, 1010)));
+    // An older TSval is not taken (no PAWS drop either: the data is).
+    let mut old = seg(5002, 1001, ACK, b"b");
+    old.options.timestamps = Some((900, 0));
+    h.recv(old);
+    assert_eq!(h.sent_one().options.timestamps.map(|t| t.1), Some(1010));
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5003));
+    // An out-of-order segment (seq > Last.ACK.sent) does not update TS.Recent.
+    let mut ooo = seg(5100, 1001, ACK, b"c");
+    ooo.options.timestamps = Some((2000, 0));
+    h.recv(ooo);
+    assert_eq!(h.sent_one().options.timestamps.map(|t| t.1), Some(1010));
+    // Data segments carry timestamps too, RSTs do not.
+    h.conn.send(b"q");
+    assert!(h.sent_one().options.timestamps.is_some());
+    h.conn.abort(h.now);
+    assert_eq!(h.sent_one().options.timestamps, None);
+}
+
+#[test]
+fn established_timestamps_wrap_is_newer() {
+    let mut o = opts_mss(1460);
+    o.timestamps = Some((u32::MAX - 1, 0));
+    let mut h = conn_established_with(cfg(1000), 5000, o, 65535);
+    let mut d = seg(5001, 1001, ACK, b"a");
+    d.options.timestamps = Some((3, 0));
+    h.recv(d);
+    assert_eq!(h.sent_one().options.timestamps.map(|t| t.1), Some(3));
+}
+
+// --- zero window and persist ---
+
+#[test]
+fn established_zero_window_probes_then_window_opens() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(1460), 0);
+    h.conn.send(b"hello");
+    assert!(h.sent().is_empty(), "nothing fits a zero window");
+    let first = h.conn.poll_timeout().expect("persist armed");
+    assert_eq!(first, h.now + h.conn.rto());
+    h.fire();
+    let p = h.sent_one();
+    assert_eq!((p.seq, p.payload.as_slice()), (SeqNumber(1001), &b"h"[..]));
+    assert!(!p.retransmission);
+    assert_eq!(h.conn.snd_nxt(), SeqNumber(1002));
+    // Peer still closed: the probe is not acked and is sent again, later.
+    let mut zero = ack_seg(5001, 1001);
+    zero.window = 0;
+    h.recv(zero);
+    let before = h.now;
+    let at = h.fire();
+    assert_eq!(at - before, h.conn.rto() * 2);
+    let p = h.sent_one();
+    assert_eq!((p.seq, p.payload.as_slice()), (SeqNumber(1001), &b"h"[..]));
+    assert!(p.retransmission);
+    assert!(matches!(h.events()[0], Event::Retransmit { .. }));
+    // Probing never times out by itself.
+    for _ in 0..10 {
+        h.fire();
+        h.sent();
+    }
+    assert_eq!(h.state(), State::Established);
+    // The window opens and acks the probe byte: the rest goes out.
+    let mut open = ack_seg(5001, 1002);
+    open.window = 1000;
+    h.recv(open);
+    let s = h.sent_one();
+    assert_eq!(
+        (s.seq, s.payload.as_slice()),
+        (SeqNumber(1002), &b"ello"[..])
+    );
+    assert_eq!(s.flags, ACK | PSH);
+    h.recv(ack_seg(5001, 1006));
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn established_window_closes_after_ack_then_persist() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(100), 100);
+    h.conn.send(&[5u8; 150]);
+    assert_eq!(h.sent().len(), 1);
+    let mut zero = ack_seg(5001, 1101);
+    zero.window = 0;
+    h.recv(zero);
+    assert!(h.sent().is_empty());
+    h.fire();
+    let p = h.sent_one();
+    assert_eq!((p.seq, p.payload.len()), (SeqNumber(1101), 1));
+    let mut open = ack_seg(5001, 1102);
+    open.window = 100;
+    h.recv(open);
+    assert_eq!(h.sent_one().payload.len(), 49);
+}
+
+// --- closing ---
+
+#[test]
+fn established_close_fin_wait_1_ack_fin_wait_2_fin_time_wait_closed() {
+    let mut h = conn_established();
+    h.conn.send(b"abc");
+    h.conn.close(h.now);
+    h.conn.send(b"ignored after close");
+    assert_eq!(
+        transitions(&h.events()),
+        vec![(State::Established, State::FinWait1)]
+    );
+    let s = h.sent_one();
+    assert_eq!(s.flags, ACK | PSH | FIN, "FIN rides on the last data");
+    assert_eq!(s.payload, b"abc");
+    assert_eq!(h.conn.snd_nxt(), SeqNumber(1005));
+    h.recv(ack_seg(5001, 1004));
+    assert_eq!(h.state(), State::FinWait1, "FIN not acked yet");
+    h.recv(ack_seg(5001, 1005));
+    assert_eq!(h.state(), State::FinWait2);
+    assert_eq!(h.conn.poll_timeout(), None, "no FIN-WAIT-2 timer");
+    h.recv(seg(5001, 1005, ACK | FIN, &[]));
+    let at = h.now;
+    let ev = h.events();
+    assert_eq!(
+        ev[ev.len() - 2..],
+        [
+            Event::PeerFin { at },
+            Event::StateChanged {
+                from: State::FinWait2,
+                to: State::TimeWait,
+                at
+            }
+        ]
+    );
+    assert_eq!(h.sent_one().ack, SeqNumber(5002));
+    assert_eq!(h.conn.poll_timeout(), Some(at + ms(2000)));
+    let end = h.fire();
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::StateChanged {
+                from: State::TimeWait,
+                to: State::Closed,
+                at: end
+            },
+            Event::Closed { at: end }
+        ]
+    );
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn fin_wait_1_timeout_retransmits_fin() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    let fin = h.sent_one();
+    assert_eq!((fin.flags, fin.seq), (ACK | FIN, SeqNumber(1001)));
+    let at = h.fire();
+    let again = h.sent_one();
+    assert!(again.retransmission);
+    assert_eq!((again.flags, again.seq), (ACK | FIN, SeqNumber(1001)));
+    assert!(h.events().contains(&Event::Retransmit {
+        at,
+        seq: SeqNumber(1001),
+        flags: ACK | FIN,
+        attempt: 1
+    }));
+    for _ in 0..3 {
+        h.fire();
+        h.sent();
+    }
+    h.fire();
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::TimedOut {
+            state: State::FinWait1,
+            ..
+        }
+    )));
+    assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
+fn fin_wait_1_fin_without_ack_of_ours_goes_closing_then_time_wait() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(seg(5001, 1001, ACK | FIN, &[]));
+    assert_eq!(h.state(), State::Closing);
+    assert_eq!(h.sent_one().ack, SeqNumber(5002));
+    h.recv(ack_seg(5002, 1002));
+    assert_eq!(
+        transitions(&h.events()),
+        vec![
+            (State::Established, State::FinWait1),
+            (State::FinWait1, State::Closing),
+            (State::Closing, State::TimeWait)
+        ]
+    );
+}
+
+#[test]
+fn closing_timeout_retransmits_fin() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(seg(5001, 1001, ACK | FIN, &[]));
+    h.sent();
+    h.fire();
+    let s = h.sent_one();
+    assert!(s.retransmission && s.flags.fin());
+    assert_eq!(s.ack, SeqNumber(5002));
+}
+
+#[test]
+fn fin_wait_1_fin_with_ack_of_ours_goes_time_wait_directly() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.events();
+    h.recv(seg(5001, 1002, ACK | FIN, b"bye"));
+    let ev = h.events();
+    assert_eq!(data_of(&ev), b"bye");
+    assert_eq!(transitions(&ev), vec![(State::FinWait1, State::TimeWait)]);
+    assert_eq!(h.sent_one().ack, SeqNumber(5005));
+}
+
+#[test]
+fn fin_wait_2_data_is_still_received() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(ack_seg(5001, 1002));
+    h.events();
+    h.recv(seg(5001, 1002, ACK, b"late"));
+    assert_eq!(data_of(&h.events()), b"late");
+    assert_eq!(h.sent_one().ack, SeqNumber(5005));
+}
+
+#[test]
+fn time_wait_retransmitted_fin_is_acked_and_timer_restarts() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(seg(5001, 1002, ACK | FIN, &[]));
+    h.sent();
+    assert_eq!(h.state(), State::TimeWait);
+    h.advance(ms(1500));
+    h.events();
+    h.recv(seg(5001, 1002, ACK | FIN, &[]));
+    assert_eq!(h.anomalies(), vec![Anomaly::FinInTimeWait]);
+    let a = h.sent_one();
+    assert_eq!((a.flags, a.ack), (ACK, SeqNumber(5002)));
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + ms(2000)));
+    h.fire();
+    assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
+fn time_wait_other_segments_are_acked_and_abort_is_silent() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(seg(5001, 1002, ACK | FIN, &[]));
+    h.sent();
+    // In-window text after the peer's FIN is ignored (RFC 9293 §3.10.7.4 seventh step),
+    // an out-of-window segment is ACKed.
+    h.recv(seg(6000, 1002, ACK, b"x"));
+    assert!(h.sent().is_empty());
+    h.recv(seg(5001 + 9000, 1002, ACK, b"x"));
+    assert_eq!(h.sent_one().ack, SeqNumber(5002));
+    assert_eq!(h.state(), State::TimeWait);
+    h.conn.abort(h.now);
+    assert_eq!(h.state(), State::Closed);
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn established_peer_fin_close_wait_close_last_ack_closed() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, ACK | FIN | PSH, b"body"));
+    let at = h.now;
+    let ev = h.events();
+    assert_eq!(
+        ev,
+        vec![
+            Event::Data {
+                at,
+                bytes: b"body".to_vec()
+            },
+            Event::PeerFin { at },
+            Event::StateChanged {
+                from: State::Established,
+                to: State::CloseWait,
+                at
+            }
+        ]
+    );
+    assert_eq!(h.sent_one().ack, SeqNumber(5006));
+    // We may still send in CLOSE-WAIT.
+    h.conn.send(b"more");
+    assert_eq!(h.sent_one().payload, b"more");
+    h.conn.close(h.now);
+    assert_eq!(h.state(), State::LastAck);
+    let fin = h.sent_one();
+    assert_eq!((fin.flags, fin.seq), (ACK | FIN, SeqNumber(1005)));
+    h.recv(ack_seg(5006, 1005));
+    assert_eq!(h.state(), State::LastAck);
+    h.events();
+    h.recv(ack_seg(5006, 1006));
+    let at = h.now;
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::StateChanged {
+                from: State::LastAck,
+                to: State::Closed,
+                at
+            },
+            Event::Closed { at }
+        ]
+    );
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn last_ack_ack_of_fin_emits_closed() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, ACK | FIN, &[]));
+    h.sent();
+    h.conn.close(h.now);
+    h.sent();
+    h.events();
+    h.recv(ack_seg(5002, 1002));
+    let at = h.now;
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::StateChanged {
+                from: State::LastAck,
+                to: State::Closed,
+                at
+            },
+            Event::Closed { at }
+        ]
+    );
+}
+
+#[test]
+fn close_wait_retransmitted_fin_is_acked_again() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, ACK | FIN, &[]));
+    h.sent();
+    h.recv(seg(5001, 1001, ACK | FIN, &[]));
+    assert_eq!(h.sent_one().ack, SeqNumber(5002));
+    assert_eq!(h.state(), State::CloseWait);
+}
+
+#[test]
+fn established_out_of_order_fin_is_processed_when_hole_fills() {
+    let mut h = conn_established();
+    h.recv(seg(5004, 1001, ACK | FIN, b"def"));
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.sent_one().ack, SeqNumber(5001));
+    h.recv(seg(5001, 1001, ACK, b"abc"));
+    let ev = h.events();
+    assert_eq!(data_of(&ev), b"abcdef");
+    assert!(ev.iter().any(|e| matches!(e, Event::PeerFin { .. })));
+    assert_eq!(h.state(), State::CloseWait);
+    assert_eq!(h.sent_one().ack, SeqNumber(5008));
+}
+
+#[test]
+fn established_abort_sends_rst_with_ack() {
+    let mut h = conn_established();
+    h.conn.send(b"abc");
+    h.sent();
+    h.conn.abort(h.now);
+    let rst = h.sent_one();
+    assert_eq!(rst.flags, RST | ACK);
+    assert_eq!((rst.seq, rst.ack), (SeqNumber(1004), SeqNumber(5001)));
+    assert_eq!(
+        transitions(&h.events()),
+        vec![(State::Established, State::Closed)]
+    );
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn established_connect_again_is_ignored() {
+    let mut h = conn_established();
+    h.conn.connect(h.now);
+    assert_eq!(h.state(), State::Established);
+    assert!(h.sent().is_empty());
+}
+
+// --- sequence-number wrap: every phase crosses 2^32 ---
+
+fn full_lifecycle(isn: u32, irs: u32) {
+    let mut h = conn_established_with(cfg(isn), irs, opts_mss(4), 65535);
+    let snd0 = isn.wrapping_add(1);
+    let rcv0 = irs.wrapping_add(1);
+    assert_eq!(h.conn.snd_una(), SeqNumber(snd0));
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(rcv0));
+    // Send 10 bytes in MSS 4 segments across the wrap.
+    h.conn.send(b"0123456789");
+    let segs = h.sent();
+    assert_eq!(segs.len(), 3);
+    assert_eq!(segs[2].seq, SeqNumber(snd0.wrapping_add(8)));
+    h.recv(ack_seg(rcv0, snd0.wrapping_add(4)));
+    assert_eq!(h.conn.snd_una(), SeqNumber(snd0.wrapping_add(4)));
+    // Retransmission after the wrap.
+    h.fire();
+    let r = h.sent_one();
+    assert_eq!(r.seq, SeqNumber(snd0.wrapping_add(4)));
+    assert_eq!(r.payload, b"4567");
+    h.recv(ack_seg(rcv0, snd0.wrapping_add(10)));
+    assert_eq!(h.conn.poll_timeout(), None);
+    // Receive out of order across the wrap.
+    h.recv(seg(
+        rcv0.wrapping_add(3),
+        snd0.wrapping_add(10),
+        ACK,
+        b"def",
+    ));
+    h.recv(seg(rcv0, snd0.wrapping_add(10), ACK, b"abc"));
+    assert_eq!(data_of(&h.events()), b"abcdef");
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(rcv0.wrapping_add(6)));
+    // RST handling uses the wrapped window.
+    h.recv(seg(rcv0.wrapping_add(100), 0, RST, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::RstChallenged {
+            seq: SeqNumber(rcv0.wrapping_add(100))
+        }]
+    );
+    h.sent();
+    // Close: our FIN, their FIN.
+    h.conn.close(h.now);
+    let fin = h.sent_one();
+    assert_eq!(fin.seq, SeqNumber(snd0.wrapping_add(10)));
+    h.recv(seg(
+        rcv0.wrapping_add(6),
+        snd0.wrapping_add(11),
+        ACK | FIN,
+        &[],
+    ));
+    assert_eq!(h.state(), State::TimeWait);
+    assert_eq!(h.sent_one().ack, SeqNumber(rcv0.wrapping_add(7)));
+    h.fire();
+    assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
+fn wrap_isn_max_full_lifecycle() {
+    full_lifecycle(u32::MAX, 5000);
+}
+
+#[test]
+fn wrap_isn_max_minus_one_full_lifecycle() {
+    full_lifecycle(u32::MAX - 1, 5000);
+}
+
+#[test]
+fn wrap_irs_max_full_lifecycle() {
+    full_lifecycle(1000, u32::MAX);
+}
+
+#[test]
+fn wrap_isn_and_irs_near_max_full_lifecycle() {
+    full_lifecycle(u32::MAX - 2, u32::MAX - 1);
+}
+
+#[test]
+fn wrap_syn_sent_with_isn_max_refused_and_bad_ack() {
+    let (mut h, syn) = conn_syn_sent_with(cfg(u32::MAX));
+    assert_eq!(syn.seq, SeqNumber(u32::MAX));
+    assert_eq!(h.conn.snd_nxt(), SeqNumber(0));
+    h.recv(seg(1, u32::MAX, SYN | ACK, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::BadSynAck {
+            ack: SeqNumber(u32::MAX)
+        }]
+    );
+    h.sent();
+    h.recv(seg(0, 0, RST | ACK, &[]));
+    assert_eq!(h.state(), State::Closed);
+}
+
+// --- property: random peers never break the invariants ---
+
+#[derive(Clone, Debug)]
+enum Input {
+    Segment {
+        seq_off: i32,
+        ack_off: i32,
+        flags: u16,
+        window: u16,
+        len: usize,
+        ts: Option<u32>,
+    },
+    Timeout,
+    Advance(u16),
+    Send(usize),
+    Close,
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        6 => (
+            prop_oneof![-20_000i32..20_000, -100i32..100, Just(0i32)],
+            prop_oneof![-20_000i32..20_000, -100i32..100, Just(0i32)],
+            0u16..0x200,
+            prop_oneof![Just(0u16), any::<u16>()],
+            prop_oneof![Just(0usize), 0usize..3000],
+            proptest::option::of(any::<u32>()),
+        )
+            .prop_map(|(seq_off, ack_off, flags, window, len, ts)| Input::Segment {
+                seq_off,
+                ack_off,
+                flags,
+                window,
+                len,
+                ts
+            }),
+        2 => Just(Input::Timeout),
+        1 => (0u16..5000).prop_map(Input::Advance),
+        1 => (0usize..3000).prop_map(Input::Send),
+        1 => Just(Input::Close),
+    ]
+}
+
+/// The invariants, checked after every input and on every segment sent.
+struct Checker {
+    isn: SeqNumber,
+    queued: Vec<u8>,
+}
+
+impl Checker {
+    fn check(&self, h: &mut Harness) {
+        let c = &h.conn;
+        assert!(c.snd_una().le(c.snd_nxt()), "snd_una ≤ snd_nxt");
+        // SYN + queued data + FIN is all the sequence space we may use.
+        let limit = self.isn.add(self.queued.len() as u32 + 2);
+        assert!(c.snd_nxt().le(limit), "snd_nxt beyond queued data");
+        assert!(c.reassembly_buffered() <= c.config().rcv_buf as usize);
+        for s in h.sent() {
+            if s.flags.rst() {
+                continue;
+            }
+            if s.flags.ack() {
+                assert!(s.ack.le(h.conn.rcv_nxt()), "ACK beyond rcv_nxt");
+            }
+            if !s.payload.is_empty() {
+                let start = s.seq.diff(self.isn.add(1));
+                assert!(start >= 0, "data before ISN+1");
+                let start = start as usize;
+                let end = start + s.payload.len();
+                assert!(end <= self.queued.len(), "data beyond queued data");
+                assert_eq!(
+                    s.payload,
+                    self.queued[start..end],
+                    "data not what was queued"
+                );
+            }
+        }
+    }
+}
+
+fn run_inputs(mut h: Harness, inputs: Vec<Input>) {
+    let isn = h.conn.config().isn;
+    let mut chk = Checker {
+        isn,
+        queued: Vec::new(),
+    };
+    // Whatever the fixture queued already (nothing by construction).
+    chk.check(&mut h);
+    let buf = vec![0xabu8; 3000];
+    for inp in inputs {
+        match inp {
+            Input::Segment {
+                seq_off,
+                ack_off,
+                flags,
+                window,
+                len,
+                ts,
+            } => {
+                let seq = h.conn.rcv_nxt().add(seq_off as u32);
+                let ack = h.conn.snd_una().add(ack_off as u32);
+                let mut s = seg(seq.0, ack.0, TcpFlags(flags), &buf[..len]);
+                s.window = window;
+                s.options.timestamps = ts.map(|v| (v, 0));
+                h.recv(s);
+            }
+            Input::Timeout => {
+                if let Some(at) = h.conn.poll_timeout() {
+                    h.now = h.now.max(at);
+                    h.conn.handle_timeout(h.now);
+                }
+            }
+            Input::Advance(d) => {
+                h.advance(ms(u64::from(d)));
+                h.conn.handle_timeout(h.now);
+            }
+            Input::Send(n) => {
+                let before = h.conn.state();
+                if matches!(before, State::Established | State::CloseWait) {
+                    let bytes: Vec<u8> = (0..n).map(|i| (chk.queued.len() + i) as u8).collect();
+                    let accepting = !h.conn.fin_queued;
+                    h.conn.send(&bytes);
+                    if accepting {
+                        chk.queued.extend(bytes);
+                    }
+                }
+            }
+            Input::Close => h.conn.close(h.now),
+        }
+        chk.check(&mut h);
+        let _ = h.events();
+        if h.conn.state() == State::Closed {
+            assert_eq!(h.conn.poll_timeout(), None, "no timer survives CLOSED");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn prop_syn_sent_random_peer_never_breaks_invariants(
+        isn in prop_oneof![any::<u32>(), Just(u32::MAX), Just(u32::MAX - 1)],
+        inputs in proptest::collection::vec(input(), 0..40),
+    ) {
+        let (h, _) = conn_syn_sent_with(cfg(isn));
+        run_inputs(h, inputs);
+    }
+
+    #[test]
+    fn prop_established_random_peer_never_breaks_invariants(
+        isn in prop_oneof![any::<u32>(), Just(u32::MAX)],
+        irs in prop_oneof![any::<u32>(), Just(u32::MAX)],
+        wscale in proptest::option::of(0u8..20),
+        sack in any::<bool>(),
+        ts in any::<bool>(),
+        mss in proptest::option::of(0u16..2000),
+        rcv_buf in prop_oneof![Just(0u32), 1u32..100, 100u32..2_000_000],
+        our_wscale in 0u8..20,
+        inputs in proptest::collection::vec(input(), 0..60),
+    ) {
+        let opts = TcpOptions {
+            mss,
+            wscale,
+            sack_permitted: sack,
+            timestamps: ts.then_some((1, 0)),
+            ..TcpOptions::default()
+        };
+        let mut c = cfg(isn);
+        c.rcv_buf = rcv_buf;
+        c.wscale = our_wscale;
+        let h = conn_established_with(c, irs, opts, 1000);
+        run_inputs(h, inputs);
+    }
+
+    #[test]
+    fn prop_closing_states_random_peer_never_breaks_invariants(
+        isn in any::<u32>(),
+        irs in any::<u32>(),
+        peer_fin_first in any::<bool>(),
+        inputs in proptest::collection::vec(input(), 0..40),
+    ) {
+        let mut h = conn_established_with(cfg(isn), irs, opts_mss(100), 1000);
+        if peer_fin_first {
+            h.recv(seg(irs.wrapping_add(1), isn.wrapping_add(1), ACK | FIN, &[]));
+        }
+        h.conn.close(h.now);
+        run_inputs(h, inputs);
+    }
+}
