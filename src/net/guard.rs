@@ -721,6 +721,58 @@ mod tests {
         .unwrap();
     }
 
+    /// Clears CAP_NET_ADMIN from the calling thread's effective set (capabilities are
+    /// per thread, so the rest of the test process keeps them).
+    fn drop_cap_net_admin_on_this_thread() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+        const CAP_NET_ADMIN: u32 = 12;
+        let mut hdr = Header {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capget(2) with a valid v3 header and room for the two data words v3 uses.
+        let rc = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
+        assert_eq!(rc, 0, "capget: {}", std::io::Error::last_os_error());
+        data[0].effective &= !(1 << CAP_NET_ADMIN);
+        // SAFETY: as above; capset(2) with pid 0 changes only the calling thread.
+        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
+        assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+    }
+
+    #[test]
+    fn without_cap_net_admin_the_error_says_what_to_do() {
+        if !require_root("without_cap_net_admin_the_error_says_what_to_do") {
+            return;
+        }
+        in_fresh_netns(|| {
+            drop_cap_net_admin_on_this_thread();
+            let err = Guard::install(MARK).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains("run as root (sudo) or grant capabilities: setcap cap_net_raw,cap_net_admin+ep /"),
+                "{msg}"
+            );
+        })
+        .unwrap();
+    }
+
     /// Env var that turns `sigkill_holder` into the guard-holding child process.
     const HOLDER_ENV: &str = "TCPSHAKE_GUARD_HOLDER";
 

@@ -27,6 +27,12 @@ pub const NLMSG_ERROR: u16 = 0x2;
 pub const NLMSG_DONE: u16 = 0x3;
 pub const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
+const NLM_F_CAPPED: u16 = 0x100;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_CAP_ACK: libc::c_int = 10;
+const NETLINK_EXT_ACK: libc::c_int = 11;
 const NLMSG_HDRLEN: usize = 16;
 const NLA_HDRLEN: usize = 4;
 
@@ -160,10 +166,12 @@ pub struct Message {
 
 /// The kernel refused a request: `errno` as the kernel reported it (positive), and the
 /// sequence number of the message it refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NlError {
     pub errno: i32,
     pub seq: u32,
+    /// The kernel's own explanation (extended ack, `NLMSGERR_ATTR_MSG`), when it gave one.
+    pub msg: Option<String>,
 }
 
 impl std::fmt::Display for NlError {
@@ -172,7 +180,11 @@ impl std::fmt::Display for NlError {
             f,
             "kernel refused netlink request: {}",
             io::Error::from_raw_os_error(self.errno)
-        )
+        )?;
+        match &self.msg {
+            Some(m) => write!(f, " ({m})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -215,6 +227,21 @@ pub fn read_u32_be(b: &[u8]) -> Option<u32> {
 pub fn read_str(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// The extended-ack message of an `NLMSG_ERROR` (linux/netlink.h: `struct nlmsgerr`, then
+/// the request — only its header when `NLM_F_CAPPED` — then TLVs if `NLM_F_ACK_TLVS`).
+fn ext_ack_msg(m: &Message) -> Option<String> {
+    if m.flags & NLM_F_ACK_TLVS == 0 {
+        return None;
+    }
+    let orig_len = if m.flags & NLM_F_CAPPED != 0 {
+        NLMSG_HDRLEN
+    } else {
+        read_u32_ne(m.payload.get(4..)?)? as usize
+    };
+    let tlvs = m.payload.get(4 + align4(orig_len)..)?;
+    find_attr(tlvs, NLMSGERR_ATTR_MSG).map(read_str)
 }
 
 /// Splits a datagram from the kernel into messages. Malformed tails end the walk.
@@ -278,6 +305,21 @@ impl NlSocket {
             return Err(io::Error::last_os_error())
                 .context("setting SO_RCVTIMEO on netlink socket");
         }
+        // Ask for the kernel's error strings, and not for our request echoed back in
+        // every error. Both are optional (Linux ≥ 4.12 / 4.3): ignore refusals.
+        for opt in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
+            let one: libc::c_int = 1;
+            // SAFETY: `one` is a valid c_int that outlives the call; size matches.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    SOL_NETLINK,
+                    opt,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+        }
         // Start sequence numbers somewhere unlikely to collide with a previous socket's
         // replies; uniqueness only matters within this socket.
         let seq = (std::process::id() << 8) ^ 0x5eed;
@@ -330,6 +372,9 @@ impl NlSocket {
         };
         if n < 0 {
             let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                return Ok(0); // a signal: the caller's bounded loop reads again
+            }
             if matches!(e.raw_os_error(), Some(libc::EAGAIN)) {
                 bail!("no answer from the kernel on netlink within {EXCHANGE_TIMEOUT:?}");
             }
@@ -382,6 +427,7 @@ impl NlSocket {
                             return Err(NlError {
                                 errno: -err,
                                 seq: m.seq,
+                                msg: ext_ack_msg(&m),
                             }
                             .into());
                         }

@@ -527,4 +527,24 @@ mod tests {
         let r = rx.recv().unwrap().unwrap();
         assert!(r.is_loopback, "198.18.0.2 is local in the server namespace");
     }
+
+    #[test]
+    fn kernel_refusals_carry_errno_and_its_explanation() {
+        if !require_root("kernel_refusals_carry_errno_and_its_explanation") {
+            return;
+        }
+        super::testutil::in_fresh_netns(|| {
+            let mut rt = NlSocket::open(libc::NETLINK_ROUTE).unwrap();
+            let e = add_addr(&mut rt, 1, "198.18.9.9".parse().unwrap(), 33).unwrap_err();
+            assert_eq!(errno_of(&e), Some(libc::EINVAL));
+            // Extended ack (NETLINK_EXT_ACK): the kernel's own words reach the user.
+            assert!(format!("{e:#}").contains("prefix length"), "{e:#}");
+            let e = link_index(&mut rt, "nope0").unwrap_err();
+            assert_eq!(errno_of(&e), Some(libc::ENODEV));
+            assert!(format!("{e:#}").contains("nope0"), "{e:#}");
+            // The socket stays usable after refusals.
+            assert_eq!(link_index(&mut rt, "lo").unwrap(), 1);
+        })
+        .unwrap();
+    }
 }

@@ -78,6 +78,9 @@ pub fn lookup_from(dst: IpAddr, src: Option<IpAddr>) -> anyhow::Result<Route> {
         Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ESRCH) => {
             anyhow!("no route to {dst}: check `ip route get {dst}`")
         }
+        Some(libc::EACCES) => {
+            anyhow!("route to {dst} is prohibited by a policy route: check `ip route get {dst}`")
+        }
         Some(libc::EINVAL) if src.is_some() => e.context(format!(
             "looking up the route to {dst} from {}: is that address configured here? (`ip addr`)",
             src.unwrap_or(dst)
