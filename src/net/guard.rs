@@ -660,14 +660,16 @@ mod tests {
             return false;
         }
         let deadline = Instant::now() + Duration::from_millis(300);
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+        let mut buf = [0u8; 1500];
         while Instant::now() < deadline {
-            let Ok(n) = raw.recv(&mut buf) else { continue };
-            // SAFETY: recv initialised the first n bytes.
-            let pkt: Vec<u8> = buf[..n]
-                .iter()
-                .map(|b| unsafe { b.assume_init() })
-                .collect();
+            use std::io::Read;
+            let Ok(n) = (&*raw).read(&mut buf) else {
+                continue;
+            };
+            let pkt = &buf[..n];
+            if pkt.is_empty() {
+                continue;
+            }
             let ihl = usize::from(pkt[0] & 0x0f) * 4;
             let Some(t) = pkt.get(ihl..ihl + 20) else {
                 continue;
