@@ -1,1 +1,227 @@
-//! (in progress)
+//! Route lookup the way the kernel does it (`ip route get`): one RTM_GETROUTE request over
+//! rtnetlink, which consults the routing tables and sends nothing on the network.
+//!
+//! The answer is for the network namespace of the calling thread (the netlink socket is
+//! opened here, per lookup).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+
+use anyhow::{Context, anyhow};
+
+use super::netlink::{MsgBuf, NLM_F_ACK, NlSocket, errno_of, find_attr, read_str, read_u32_ne};
+
+// linux/rtnetlink.h
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const RTA_DST: u16 = 1;
+const RTA_SRC: u16 = 2;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PREFSRC: u16 = 7;
+const RTA_METRICS: u16 = 8;
+const RTAX_MTU: u16 = 2;
+// linux/if_link.h
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFF_LOOPBACK: u32 = 0x8;
+
+/// Where the kernel would send a packet to some destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The source address the kernel would pick (RTA_PREFSRC, or what a connected UDP
+    /// socket gets).
+    pub src: IpAddr,
+    /// Outgoing interface index.
+    pub oif: u32,
+    pub ifname: String,
+    /// Next hop, when the destination is not on-link.
+    pub gateway: Option<IpAddr>,
+    /// Route MTU if the route has one, else the interface MTU.
+    pub mtu: Option<u32>,
+    /// The route leaves through a loopback interface (destination is on this host).
+    pub is_loopback: bool,
+}
+
+/// Looks up the route to `dst` in the calling thread's network namespace.
+pub fn lookup(dst: IpAddr) -> anyhow::Result<Route> {
+    lookup_from(dst, None)
+}
+
+/// Looks up the route to `dst` as if sending from `src` (`ip route get <dst> from <src>`).
+pub fn lookup_from(dst: IpAddr, src: Option<IpAddr>) -> anyhow::Result<Route> {
+    if let Some(s) = src
+        && s.is_ipv4() != dst.is_ipv4()
+    {
+        anyhow::bail!("source {s} and destination {dst} are of different IP versions");
+    }
+    let mut sock =
+        NlSocket::open(libc::NETLINK_ROUTE).context("route lookup needs an rtnetlink socket")?;
+    let (family, bits) = match dst {
+        IpAddr::V4(_) => (libc::AF_INET as u8, 32u8),
+        IpAddr::V6(_) => (libc::AF_INET6 as u8, 128u8),
+    };
+    // struct rtmsg { family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags }
+    let src_len = if src.is_some() { bits } else { 0 };
+    let rtmsg = [family, bits, src_len, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    m.begin(RTM_GETROUTE, NLM_F_ACK, seq)
+        .header(&rtmsg)
+        .attr(RTA_DST, &ip_bytes(dst));
+    if let Some(s) = src {
+        m.attr(RTA_SRC, &ip_bytes(s));
+    }
+    m.end();
+    let replies = sock.request(&m, seq).map_err(|e| match errno_of(&e) {
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ESRCH) => {
+            anyhow!("no route to {dst}: check `ip route get {dst}`")
+        }
+        Some(libc::EACCES) => {
+            anyhow!("route to {dst} is prohibited by a policy route: check `ip route get {dst}`")
+        }
+        Some(libc::EINVAL) if src.is_some() => e.context(format!(
+            "looking up the route to {dst} from {}: is that address configured here? (`ip addr`)",
+            src.unwrap_or(dst)
+        )),
+        _ => e.context(format!("looking up the route to {dst}")),
+    })?;
+    let reply = replies
+        .iter()
+        .find(|r| r.ty == RTM_NEWROUTE)
+        .ok_or_else(|| anyhow!("no route to {dst}: check `ip route get {dst}` (empty reply)"))?;
+    let attrs_at = 12.min(reply.payload.len());
+    let rta = &reply.payload[attrs_at..];
+    let oif = find_attr(rta, RTA_OIF)
+        .and_then(read_u32_ne)
+        .ok_or_else(|| anyhow!("route to {dst} has no outgoing interface (blackhole or prohibit route?): check `ip route get {dst}`"))?;
+    let gateway = find_attr(rta, RTA_GATEWAY).and_then(|b| parse_ip(b, dst));
+    let route_mtu = find_attr(rta, RTA_METRICS)
+        .and_then(|metrics| find_attr(metrics, RTAX_MTU))
+        .and_then(read_u32_ne)
+        .filter(|&m| m != 0);
+    let src = match src.or_else(|| find_attr(rta, RTA_PREFSRC).and_then(|b| parse_ip(b, dst))) {
+        Some(s) => s,
+        None => source_by_connect(dst)?,
+    };
+    let link = link_info(&mut sock, oif)?;
+    Ok(Route {
+        src,
+        oif,
+        ifname: link.name,
+        gateway,
+        mtu: route_mtu.or(link.mtu),
+        is_loopback: link.is_loopback,
+    })
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// An address attribute of the same family as `like`.
+fn parse_ip(b: &[u8], like: IpAddr) -> Option<IpAddr> {
+    match like {
+        IpAddr::V4(_) => {
+            let o: [u8; 4] = b.get(..4)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(o)))
+        }
+        IpAddr::V6(_) => {
+            let o: [u8; 16] = b.get(..16)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(o)))
+        }
+    }
+}
+
+/// The source the kernel would choose, learnt by connecting a UDP socket: connect(2) on
+/// UDP only does the route and source selection, it sends nothing.
+fn source_by_connect(dst: IpAddr) -> anyhow::Result<IpAddr> {
+    let bind: SocketAddr = match dst {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(bind).context("binding a UDP socket to learn the source address")?;
+    sock.connect((dst, 9))
+        .with_context(|| format!("no source address for {dst}: check `ip route get {dst}`"))?;
+    Ok(sock.local_addr()?.ip())
+}
+
+struct LinkInfo {
+    name: String,
+    mtu: Option<u32>,
+    is_loopback: bool,
+}
+
+/// Name, MTU and flags of interface `index` via RTM_GETLINK (in the socket's namespace,
+/// unlike /sys/class/net which shows the namespace /sys was mounted in).
+fn link_info(sock: &mut NlSocket, index: u32) -> anyhow::Result<LinkInfo> {
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    m.begin(RTM_GETLINK, NLM_F_ACK, seq)
+        .header(&ifinfomsg(index, 0, 0))
+        .end();
+    let replies = sock
+        .request(&m, seq)
+        .with_context(|| format!("reading interface {index}"))?;
+    let link = replies
+        .iter()
+        .find(|r| r.ty == RTM_NEWLINK)
+        .ok_or_else(|| anyhow!("interface {index} vanished during route lookup"))?;
+    let flags = link.payload.get(8..).and_then(read_u32_ne).unwrap_or(0);
+    let rta = link.payload.get(16..).unwrap_or(&[]);
+    Ok(LinkInfo {
+        name: find_attr(rta, IFLA_IFNAME)
+            .map(read_str)
+            .unwrap_or_else(|| format!("if{index}")),
+        mtu: find_attr(rta, IFLA_MTU).and_then(read_u32_ne),
+        is_loopback: flags & IFF_LOOPBACK != 0,
+    })
+}
+
+/// `struct ifinfomsg { u8 family; u8 pad; u16 type; i32 index; u32 flags; u32 change }`.
+pub(crate) fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[4..8].copy_from_slice(&index.to_ne_bytes());
+    h[8..12].copy_from_slice(&flags.to_ne_bytes());
+    h[12..16].copy_from_slice(&change.to_ne_bytes());
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::netns::testutil::{in_fresh_netns, require_root};
+
+    #[test]
+    fn loopback_route_in_fresh_netns() {
+        if !require_root("loopback_route_in_fresh_netns") {
+            return;
+        }
+        in_fresh_netns(|| {
+            // lo starts down in a new namespace: no route at all, not even to 127.0.0.1.
+            let err = lookup("127.0.0.1".parse().unwrap()).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("no route to 127.0.0.1"),
+                "{err:#}"
+            );
+            crate::net::netns::set_link_up_by_name("lo").unwrap();
+            let r = lookup("127.0.0.1".parse().unwrap()).unwrap();
+            assert_eq!(r.src, "127.0.0.1".parse::<IpAddr>().unwrap());
+            assert_eq!(r.ifname, "lo");
+            assert!(r.is_loopback);
+            assert_eq!(r.gateway, None);
+            assert_eq!(r.mtu, Some(65536));
+            let r6 = lookup("::1".parse().unwrap()).unwrap();
+            assert_eq!(r6.src, "::1".parse::<IpAddr>().unwrap());
+            assert!(r6.is_loopback);
+            let err = lookup_from("127.0.0.1".parse().unwrap(), Some("::1".parse().unwrap()))
+                .unwrap_err();
+            assert!(format!("{err}").contains("different IP versions"));
+        })
+        .unwrap();
+    }
+}
