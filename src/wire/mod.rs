@@ -12,6 +12,7 @@ pub mod checksum;
 pub mod http;
 pub mod icmp;
 pub mod ip;
+pub mod options;
 pub mod seq;
 pub mod tcp;
 
