@@ -301,18 +301,12 @@ pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testdata::LINUX_SYN_V4;
 
     const A4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const B4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const A6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
     const B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
-
-    /// A real Linux IPv4 header (loopback SYN in a netns, Linux 6.18, tcpdump -vv found
-    /// no IP checksum error) followed by its 40-byte TCP segment.
-    pub(crate) const LINUX_SYN_V4_HEADER: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x3c, 0x84, 0xc0, 0x40, 0x00, 0x40, 0x06, 0x29, 0xd5, 0xc6, 0x12, 0x00,
-        0x01, 0xc6, 0x12, 0x00, 0x01,
-    ];
 
     fn packet(repr: &IpRepr, payload: &[u8]) -> Vec<u8> {
         let mut buf = vec![0u8; repr.header_len() + payload.len()];
@@ -323,9 +317,7 @@ mod tests {
 
     #[test]
     fn linux_v4_header_parses() {
-        let mut bytes = LINUX_SYN_V4_HEADER.to_vec();
-        bytes.resize(60, 0);
-        let p = IpPacket::parse(&bytes).unwrap();
+        let p = IpPacket::parse(&LINUX_SYN_V4).unwrap();
         assert_eq!(p.ip.src, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
         assert_eq!(p.ip.protocol, PROTO_TCP);
         assert_eq!(p.ip.ttl, 64);
@@ -336,7 +328,7 @@ mod tests {
         // Re-emitting the same fields gives the same bytes, checksum included.
         let mut out = [0u8; 20];
         p.ip.emit(&mut out).unwrap();
-        assert_eq!(out, LINUX_SYN_V4_HEADER);
+        assert_eq!(out[..], LINUX_SYN_V4[..20]);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub mod options;
 pub mod seq;
 pub mod tcp;
 
+#[cfg(test)]
+mod testdata;
+
 pub use icmp::{IcmpError, IcmpKind};
 pub use ip::{IpPacket, IpRepr};
 pub use seq::SeqNumber;
