@@ -17,6 +17,8 @@ pub mod seq;
 pub mod tcp;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod testdata;
 
 pub use icmp::{IcmpError, IcmpKind};

@@ -145,7 +145,7 @@ impl TcpOptions {
                 }
                 KIND_SACK => {
                     // RFC 2018 §3: 8n + 2 bytes, n ≥ 1; 40 option bytes hold at most 4.
-                    if body.is_empty() || body.len() % SACK_BLOCK_LEN != 0 {
+                    if body.is_empty() || !body.len().is_multiple_of(SACK_BLOCK_LEN) {
                         return Err(bad);
                     }
                     opts.sack_blocks = [None; MAX_SACK_BLOCKS];
