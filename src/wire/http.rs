@@ -1,5 +1,12 @@
 //! The HTTP/1.1 response to our HEAD request, parsed with httparse (RFC 9110, RFC 9112).
 //! Running out of bytes is "not yet", never an error.
+//!
+//! This runs once per HEAD probe, not per packet, so it may allocate.
+
+/// Header lines accepted in one response head; more is `Invalid("too many headers")`.
+pub const MAX_HEADERS: usize = 64;
+/// Interim (1xx) heads skipped before the final one; a server sending more is broken.
+pub const MAX_INTERIM_RESPONSES: usize = 16;
 
 /// A response head, owned (header values decoded lossily as UTF-8).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,9 +30,55 @@ pub enum HttpParse {
 
 /// Parse a response head from the bytes received so far. Interim 1xx responses (except
 /// 101) are skipped as RFC 9110 §15.2 says a client must.
+///
+/// Parsing is lenient where real servers are sloppy and the meaning stays clear (spaces
+/// before a header colon, obsolete line folding, several spaces in the status line);
+/// httparse rejects everything else.
 pub fn parse_response(bytes: &[u8]) -> HttpParse {
-    let _ = bytes;
-    todo!()
+    let mut config = httparse::ParserConfig::default();
+    config
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true);
+    let mut start = 0usize;
+    for _ in 0..=MAX_INTERIM_RESPONSES {
+        let rest = bytes.get(start..).unwrap_or(&[]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let len = match config.parse_response(&mut response, rest) {
+            Ok(httparse::Status::Partial) => return HttpParse::Partial,
+            Ok(httparse::Status::Complete(len)) => len,
+            Err(e) => return HttpParse::Invalid(e.to_string()),
+        };
+        // A complete head always has a code and version; 0 would only mean httparse broke
+        // its promise, and is then reported as such rather than trusted.
+        let Some(status) = response.code else {
+            return HttpParse::Invalid("no status code".to_owned());
+        };
+        // RFC 9110 §15.2: a client must accept and skip interim responses before the
+        // final one; 101 Switching Protocols is final for this connection.
+        if (100..200).contains(&status) && status != 101 {
+            start += len;
+            continue;
+        }
+        return HttpParse::Complete(HttpResponse {
+            version: response.version.unwrap_or(1),
+            status,
+            reason: response.reason.unwrap_or("").to_owned(),
+            headers: response
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            head_len: start + len,
+        });
+    }
+    HttpParse::Invalid("too many interim responses".to_owned())
 }
 
 /// The request tcpshake sends.
@@ -34,4 +87,156 @@ pub fn head_request(path: &str, host: &str, user_agent: &str) -> Vec<u8> {
         "HEAD {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete(bytes: &[u8]) -> HttpResponse {
+        match parse_response(bytes) {
+            HttpParse::Complete(r) => r,
+            other => panic!("expected a complete head, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_head_response() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 612\r\n\r\n";
+        let r = complete(raw);
+        assert_eq!(r.version, 1);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.reason, "OK");
+        assert_eq!(
+            r.headers,
+            vec![
+                ("Server".to_owned(), "nginx".to_owned()),
+                ("Content-Length".to_owned(), "612".to_owned())
+            ]
+        );
+        assert_eq!(r.head_len, raw.len());
+    }
+
+    #[test]
+    fn body_bytes_after_the_head_are_not_counted() {
+        let r = complete(b"HTTP/1.0 404 Not Found\r\n\r\n<html>");
+        assert_eq!(
+            (r.version, r.status, r.reason.as_str()),
+            (0, 404, "Not Found")
+        );
+        assert_eq!(r.head_len, 26);
+    }
+
+    #[test]
+    fn every_prefix_is_partial() {
+        let raw = b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://x/\r\n\r\n";
+        for len in 0..raw.len() {
+            assert_eq!(
+                parse_response(&raw[..len]),
+                HttpParse::Partial,
+                "prefix {len}"
+            );
+        }
+        assert_eq!(complete(raw).status, 301);
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let interim =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n";
+        assert_eq!(parse_response(interim), HttpParse::Partial);
+        let mut raw = interim.to_vec();
+        raw.extend_from_slice(b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n");
+        let r = complete(&raw);
+        assert_eq!(r.status, 204);
+        assert_eq!(r.headers, vec![("X-A".to_owned(), "b".to_owned())]);
+        assert_eq!(
+            r.head_len,
+            raw.len(),
+            "counted from the start, interim heads included"
+        );
+    }
+
+    #[test]
+    fn switching_protocols_is_final() {
+        let r = complete(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n");
+        assert_eq!(r.status, 101);
+    }
+
+    #[test]
+    fn endless_interim_responses_are_invalid() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_RESPONSES + 1);
+        assert_eq!(
+            parse_response(&raw),
+            HttpParse::Invalid("too many interim responses".to_owned())
+        );
+        let ok = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_RESPONSES);
+        let mut ok = ok.clone();
+        ok.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(complete(&ok).status, 200);
+    }
+
+    #[test]
+    fn header_limit() {
+        let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        let mut at_limit = raw.clone();
+        at_limit.extend_from_slice(b"\r\n");
+        assert_eq!(complete(&at_limit).headers.len(), MAX_HEADERS);
+        raw.extend_from_slice(b"X-one-more: v\r\n\r\n");
+        assert_eq!(
+            parse_response(&raw),
+            HttpParse::Invalid("too many headers".to_owned())
+        );
+    }
+
+    #[test]
+    fn garbage_is_invalid() {
+        for raw in [
+            &b"SSH-2.0-OpenSSH_9.6\r\n"[..],
+            b"\x16\x03\x01\x00",
+            b"HTTP/2 200\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_response(raw), HttpParse::Invalid(_)),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            parse_response(b"HTTP/1.1 abc OK\r\n\r\n"),
+            HttpParse::Invalid("invalid response status".to_owned())
+        );
+    }
+
+    #[test]
+    fn lenient_where_servers_are_sloppy() {
+        let r = complete(b"HTTP/1.1  200  OK\r\nServer : x\r\nX-Fold: a\r\n  b\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.headers[0], ("Server".to_owned(), "x".to_owned()));
+        assert_eq!(r.headers.len(), 2);
+    }
+
+    #[test]
+    fn non_utf8_values_are_lossy() {
+        let r = complete(b"HTTP/1.1 200 OK\r\nX-Latin: caf\xe9\r\n\r\n");
+        assert_eq!(r.headers[0].1, "caf\u{fffd}");
+    }
+
+    #[test]
+    fn request_is_well_formed() {
+        let req = head_request("/", "example.test", "tcpshake/0.1");
+        assert_eq!(
+            req,
+            b"HEAD / HTTP/1.1\r\nHost: example.test\r\nUser-Agent: tcpshake/0.1\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Request::new(&mut headers);
+        assert_eq!(
+            parsed.parse(&req),
+            Ok(httparse::Status::Complete(req.len()))
+        );
+        assert_eq!(parsed.method, Some("HEAD"));
+    }
 }

@@ -12,8 +12,14 @@ pub mod checksum;
 pub mod http;
 pub mod icmp;
 pub mod ip;
+pub mod options;
 pub mod seq;
 pub mod tcp;
+
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod testdata;
 
 pub use icmp::{IcmpError, IcmpKind};
 pub use ip::{IpPacket, IpRepr};
