@@ -313,7 +313,7 @@ proptest! {
     /// Bytes that start like an IPv4/IPv6/TCP header get further than pure noise.
     #[test]
     fn header_like_bytes_never_panic(
-        first in prop_oneof![Just(0x45u8), Just(0x46), Just(0x4f), Just(0x60), Just(0x50), Just(0xa0)],
+        first in proptest::sample::select(vec![0x45u8, 0x46, 0x4f, 0x60, 0x50, 0xa0]),
         rest in proptest::collection::vec(any::<u8>(), 0..120),
     ) {
         let mut bytes = vec![first];
@@ -374,7 +374,8 @@ proptest! {
         prop_assert_eq!(back, expected);
         // Nothing that fits is dropped.
         if options.sack().count() <= options.sack_blocks_emitted() {
-            prop_assert_eq!(back.options.sack().collect::<Vec<_>>(), options.sack().collect::<Vec<_>>());
+            let sent: Vec<_> = options.sack().collect();
+            prop_assert_eq!(back.options.sack().collect::<Vec<_>>(), sent);
         }
     }
 }

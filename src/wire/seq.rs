@@ -107,4 +107,28 @@ mod tests {
         assert!(!lo.in_window(lo, 0));
         assert!(SeqNumber(3).between_inclusive(lo, SeqNumber(3)));
     }
+
+    mod props {
+        use super::super::SeqNumber;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any step forward of less than 2^31 is "later", from anywhere on the circle.
+            #[test]
+            fn forward_steps_compare_later(a in any::<u32>(), n in 1u32..(1 << 31)) {
+                let (s, t) = (SeqNumber(a), SeqNumber(a).add(n));
+                prop_assert!(s.lt(t) && t.gt(s) && s.le(t) && t.ge(s));
+                prop_assert!(!t.lt(s) && !s.gt(t));
+                prop_assert_eq!(t.diff(s), n as i32);
+                prop_assert_eq!(t.sub(n), s);
+            }
+
+            /// `in_window` is exactly "0 <= self - lo < len" in wrapping arithmetic.
+            #[test]
+            fn window_matches_offset(lo in any::<u32>(), off in any::<u32>(), len in any::<u32>()) {
+                let s = SeqNumber(lo).add(off);
+                prop_assert_eq!(s.in_window(SeqNumber(lo), len), off < len);
+            }
+        }
+    }
 }
