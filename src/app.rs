@@ -230,7 +230,9 @@ fn lab_command(args: &LabArgs) -> Result<u8> {
     use crate::net::netns::LabNet;
 
     let lab = LabNet::create().context("building the lab namespaces")?;
-    let peer = lab.start_http_peer(80).context("starting the lab's HTTP peer")?;
+    let peer = lab
+        .start_http_peer(80)
+        .context("starting the lab's HTTP peer")?;
     lab.enter_client()
         .context("entering the lab's client namespace")?;
     lab.wait_ready(Duration::from_secs(5))?;

@@ -108,16 +108,21 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
     let mut interrupted = false;
 
     while !probe.is_done() {
-        // Everything the tap holds, answering each packet before reading the next.
+        // Everything the tap holds, then one answer to all of it: a FIN that arrived right
+        // behind the data is ACKed once, not twice.
+        let mut received = false;
         while let Some(meta) = tap.recv(&mut rx).context("reading the AF_PACKET tap")? {
             let bytes = &rx[..meta.len];
-            if capture {
+            let ours = probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+            if capture && ours {
                 packets.push(Captured {
                     at: meta.at,
                     bytes: bytes.to_vec(),
                 });
             }
-            probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+            received |= ours;
+        }
+        if received {
             if let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)? {
                 last_tx = t;
             }
@@ -158,13 +163,14 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         match tap.recv(&mut rx)? {
             Some(meta) => {
                 let bytes = &rx[..meta.len];
-                if capture {
+                let ours =
+                    probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+                if capture && ours {
                     packets.push(Captured {
                         at: meta.at,
                         bytes: bytes.to_vec(),
                     });
                 }
-                probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
                 quiet_since = clock::now();
             }
             None => std::hint::spin_loop(),

@@ -46,6 +46,16 @@ pub struct ProbeConfig {
     pub linger: Duration,
 }
 
+/// What made the connection emit an event.
+#[derive(Clone, Copy, Debug)]
+enum Cause {
+    /// The incoming segment at this index of the log.
+    Segment(usize),
+    /// Our own call (connect, close, abort): shown with the next segment we send.
+    Ours,
+    Timer,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Connecting,
@@ -75,7 +85,7 @@ pub struct Probe {
     marks: legs::Marks,
     sent: VecDeque<Sent>,
     /// State changes caused by our own calls, shown with the next segment we send.
-    pending_out_transitions: Vec<String>,
+    pending_out_transitions: Vec<(Instant, String)>,
     response: Vec<u8>,
     http: Option<HttpRecord>,
     state: Option<(PortState, String)>,
@@ -131,7 +141,7 @@ impl Probe {
     pub fn start(&mut self, now: Instant) {
         self.started_at = Some(now);
         self.conn.connect(now);
-        self.drain_events(now, None);
+        self.drain_events(now, Cause::Ours);
     }
 
     /// The next segment to put on the wire.
@@ -164,7 +174,7 @@ impl Probe {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.conn.handle_timeout(now);
-        self.drain_events(now, None);
+        self.drain_events(now, Cause::Timer);
         if self.phase == Phase::Done {
             return;
         }
@@ -197,6 +207,7 @@ impl Probe {
                 }
                 Phase::Connecting | Phase::Done => {}
             }
+            self.drain_events(now, Cause::Ours);
         }
     }
 
@@ -280,13 +291,17 @@ impl Probe {
                 }) {
                     Some(i) => {
                         self.sent.remove(i);
-                        rec.transitions = std::mem::take(&mut self.pending_out_transitions);
+                        rec.transitions = self
+                            .pending_out_transitions
+                            .drain(..)
+                            .map(|(_, t)| t)
+                            .collect();
                     }
                     None => {
                         rec.foreign = true;
                         self.anomalies.push(format!(
                             "a {} segment left this host that tcpshake did not send (the kernel's?)",
-                            record::tcpdump_flags(hdr.flags)
+                            hdr.flags
                         ));
                     }
                 }
@@ -297,7 +312,7 @@ impl Probe {
                 if bad_checksum {
                     self.anomalies.push(format!(
                         "ignored a {} segment with a bad TCP checksum",
-                        record::tcpdump_flags(hdr.flags)
+                        hdr.flags
                     ));
                     return true;
                 }
@@ -307,7 +322,7 @@ impl Probe {
                     self.reply_from = Some(pkt.ip.src.to_string());
                 }
                 self.conn.handle_segment(at, &hdr);
-                self.drain_events(at, Some(idx));
+                self.drain_events(at, Cause::Segment(idx));
             }
         }
         true
@@ -339,7 +354,7 @@ impl Probe {
                 what: format!("ICMP {reason} from {}", pkt.ip.src),
             });
             self.conn.abort(at);
-            self.drain_events(at, None);
+            self.drain_events(at, Cause::Ours);
             self.finish();
         } else {
             self.anomalies.push(format!(
@@ -362,28 +377,36 @@ impl Probe {
         at.as_nanos() as i64 - base as i64
     }
 
-    fn drain_events(&mut self, now: Instant, caused_by: Option<usize>) {
-        // Bounded: a connection emits a handful of events per input.
-        for _ in 0..1024 {
-            let Some(ev) = self.conn.poll_event() else {
+    /// Handle the connection's events. The first batch is due to `cause`; whatever our
+    /// reactions to it make the connection emit (closing, resetting) is due to us.
+    fn drain_events(&mut self, now: Instant, mut cause: Cause) {
+        // Bounded: each round is a reaction to the one before, and reactions end quickly.
+        for _ in 0..8 {
+            let batch: Vec<Event> = std::iter::from_fn(|| self.conn.poll_event())
+                .take(1024)
+                .collect();
+            if batch.is_empty() {
                 break;
-            };
-            self.on_event(now, ev, caused_by);
+            }
+            for ev in batch {
+                self.on_event(now, ev, cause);
+            }
+            cause = Cause::Ours;
         }
     }
 
-    fn on_event(&mut self, now: Instant, ev: Event, caused_by: Option<usize>) {
+    fn on_event(&mut self, now: Instant, ev: Event, cause: Cause) {
+        let caused_by = match cause {
+            Cause::Segment(i) => Some(i),
+            Cause::Ours | Cause::Timer => None,
+        };
         match ev {
             Event::StateChanged { from, to, at } => {
                 let text = format!("{} → {}", from.name(), to.name());
-                match caused_by {
-                    Some(i) => self.log[i].transitions.push(text),
-                    None if from == State::Closed
-                        || matches!(to, State::FinWait1 | State::LastAck) =>
-                    {
-                        self.pending_out_transitions.push(text)
-                    }
-                    None => {
+                match cause {
+                    Cause::Segment(i) => self.log[i].transitions.push(text),
+                    Cause::Ours => self.pending_out_transitions.push((at, text)),
+                    Cause::Timer => {
                         let t = self.rel(at);
                         self.timers.push(TimerRecord {
                             t_ns: t,
@@ -538,7 +561,6 @@ impl Probe {
         self.phase = Phase::Closing;
         self.deadline = Some(now + self.cfg.timeout);
         self.conn.close(now);
-        self.drain_events(now, None);
     }
 
     /// Give up on the exchange: record why and reset the connection.
@@ -546,9 +568,6 @@ impl Probe {
         self.error.get_or_insert(why);
         self.close_initiator.get_or_insert(CloseInitiator::Reset);
         self.conn.abort(now);
-        self.pending_out_transitions
-            .push("→ CLOSED (reset by tcpshake)".into());
-        self.drain_events(now, None);
         self.finish();
     }
 
@@ -561,7 +580,22 @@ impl Probe {
     pub fn abort(&mut self, now: Instant, why: &str) {
         if self.phase != Phase::Done {
             self.fail(now, why.to_string());
+            self.drain_events(now, Cause::Ours);
         }
+    }
+
+    /// Timer records, plus our own state changes that no segment went out with (an abort
+    /// in SYN-SENT sends nothing), in time order.
+    fn timers_with_unsent(&self) -> Vec<TimerRecord> {
+        let mut all = self.timers.clone();
+        for (at, text) in &self.pending_out_transitions {
+            all.push(TimerRecord {
+                t_ns: self.rel(*at),
+                what: text.clone(),
+            });
+        }
+        all.sort_by_key(|t| t.t_ns);
+        all
     }
 
     pub fn result(&self) -> ProbeResult {
@@ -588,7 +622,7 @@ impl Probe {
             isn: self.cfg.tcp.isn.0,
             irs: self.irs,
             segments: self.log.clone(),
-            timers: self.timers.clone(),
+            timers: self.timers_with_unsent(),
             anomalies: self.anomalies.clone(),
             error: self.error.clone(),
         }

@@ -147,33 +147,8 @@ impl ProbeResult {
     }
 }
 
-/// Flags as tcpdump prints them: `S`, `F`, `R`, `P`, `U`, `E`, `W`, then `.` for ACK.
-pub fn tcpdump_flags(f: TcpFlags) -> String {
-    let mut s = String::new();
-    for (bit, c) in [
-        (TcpFlags::SYN, 'S'),
-        (TcpFlags::FIN, 'F'),
-        (TcpFlags::RST, 'R'),
-        (TcpFlags::PSH, 'P'),
-        (TcpFlags::URG, 'U'),
-        (TcpFlags::ECE, 'E'),
-        (TcpFlags::CWR, 'W'),
-    ] {
-        if f.contains(bit) {
-            s.push(c);
-        }
-    }
-    if f.ack() {
-        s.push('.');
-    }
-    if s.is_empty() {
-        s.push_str("none");
-    }
-    s
-}
-
 fn ser_flags<S: Serializer>(f: &TcpFlags, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&tcpdump_flags(*f))
+    s.collect_str(f)
 }
 
 fn ser_options<S: Serializer>(o: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
@@ -245,17 +220,6 @@ pub fn options_text(o: &TcpOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn flags_read_like_tcpdump() {
-        assert_eq!(tcpdump_flags(TcpFlags::SYN), "S");
-        assert_eq!(tcpdump_flags(TcpFlags::SYN | TcpFlags::ACK), "S.");
-        assert_eq!(tcpdump_flags(TcpFlags::ACK), ".");
-        assert_eq!(tcpdump_flags(TcpFlags::PSH | TcpFlags::ACK), "P.");
-        assert_eq!(tcpdump_flags(TcpFlags::FIN | TcpFlags::ACK), "F.");
-        assert_eq!(tcpdump_flags(TcpFlags::RST), "R");
-        assert_eq!(tcpdump_flags(TcpFlags(0)), "none");
-    }
 
     #[test]
     fn options_serialize_as_an_object() {

@@ -483,6 +483,17 @@ impl Connection {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
         if let Some(seg) = self.tx.pop_front() {
+            // A pure ACK with our FIN right behind it (we close as soon as the peer's FIN
+            // arrives): the FIN carries the same acknowledgment, so it goes alone, as
+            // Linux's does.
+            let pure_ack = seg.flags == TcpFlags::ACK && seg.payload.is_empty();
+            if pure_ack && self.tx.is_empty() && self.fin_queued && self.unsent_data() == 0 {
+                if let Some(fin) = self.new_data(now) {
+                    self.on_transmit(&fin);
+                    self.on_new_transmit(&fin, now);
+                    return Some(fin);
+                }
+            }
             self.on_transmit(&seg);
             return Some(seg);
         }
