@@ -12,11 +12,18 @@
 //!         type filter hook output priority 0; policy accept;
 //!         meta l4proto tcp meta mark != <mark> tcp flags & rst != 0 tcp sport @ports drop
 //!     }
+//!     chain prerouting {
+//!         type filter hook prerouting priority raw; policy accept;
+//!         meta l4proto tcp tcp dport @ports drop
+//!     }
 //! }
 //! ```
 //!
-//! Our own raw packets carry SO_MARK `<mark>` and pass; RSTs the kernel makes for a
-//! protected local port are dropped.
+//! Segments for a protected port are read by tcpshake's AF_PACKET tap, which sees them
+//! before the IP layer; the prerouting rule then keeps them from the kernel's TCP, which
+//! would only answer with RST. Should one get through anyway (another path in, a kernel
+//! that hooks differently), the output rule drops the kernel's RST: our own raw packets
+//! carry SO_MARK `<mark>` and pass.
 //!
 //! With `NFT_TABLE_F_OWNER` the table belongs to our netlink socket: the kernel deletes it
 //! the moment that socket closes — on exit, panic or SIGKILL — so it can never outlive
@@ -73,6 +80,9 @@ const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
+const NF_INET_PRE_ROUTING: u32 = 0;
+/// NF_IP_PRI_RAW: before conntrack (-200) and every usual filter.
+const NF_IP_PRI_RAW: i32 = -300;
 const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 
@@ -122,8 +132,10 @@ const TABLE_PREFIX: &str = "tcpshake_";
 const SET_NAME: &str = "ports";
 const SET_ID: u32 = 1;
 const CHAIN_NAME: &str = "output";
+const PREROUTING_CHAIN_NAME: &str = "prerouting";
 /// TCP header offsets (RFC 9293 §3.1): source port at 0, flags at 13; RST is bit 0x04.
 const TCP_SPORT_OFFSET: u32 = 0;
+const TCP_DPORT_OFFSET: u32 = 2;
 const TCP_FLAGS_OFFSET: u32 = 13;
 const TCP_FLAG_RST: u8 = 0x04;
 const IPPROTO_TCP: u8 = 6;
@@ -377,22 +389,31 @@ fn create_table(sock: &mut NlSocket, table: &str, mark: u32, owner: bool) -> any
         .attr_be32(NFTA_SET_KEY_LEN, 2)
         .attr_be32(NFTA_SET_ID, SET_ID)
         .end();
-    b.msg(sock, NFT_MSG_NEWCHAIN, excl)
-        .attr_str(NFTA_CHAIN_TABLE, table)
-        .attr_str(NFTA_CHAIN_NAME, CHAIN_NAME)
-        .nest(NFTA_CHAIN_HOOK)
-        .attr_be32(NFTA_HOOK_HOOKNUM, NF_INET_LOCAL_OUT)
-        .attr_be32(NFTA_HOOK_PRIORITY, 0)
-        .end_nest()
-        .attr_be32(NFTA_CHAIN_POLICY, NF_ACCEPT)
-        .attr_str(NFTA_CHAIN_TYPE, "filter")
-        .end();
-    let m = b.msg(sock, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
-    m.attr_str(NFTA_RULE_TABLE, table)
-        .attr_str(NFTA_RULE_CHAIN, CHAIN_NAME)
-        .nest(NFTA_RULE_EXPRESSIONS);
-    rule_expressions(m, mark);
-    m.end_nest().end();
+    for (chain, hook, priority) in [
+        (CHAIN_NAME, NF_INET_LOCAL_OUT, 0),
+        (PREROUTING_CHAIN_NAME, NF_INET_PRE_ROUTING, NF_IP_PRI_RAW),
+    ] {
+        b.msg(sock, NFT_MSG_NEWCHAIN, excl)
+            .attr_str(NFTA_CHAIN_TABLE, table)
+            .attr_str(NFTA_CHAIN_NAME, chain)
+            .nest(NFTA_CHAIN_HOOK)
+            .attr_be32(NFTA_HOOK_HOOKNUM, hook)
+            .attr_be32(NFTA_HOOK_PRIORITY, priority as u32)
+            .end_nest()
+            .attr_be32(NFTA_CHAIN_POLICY, NF_ACCEPT)
+            .attr_str(NFTA_CHAIN_TYPE, "filter")
+            .end();
+        let m = b.msg(sock, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+        m.attr_str(NFTA_RULE_TABLE, table)
+            .attr_str(NFTA_RULE_CHAIN, chain)
+            .nest(NFTA_RULE_EXPRESSIONS);
+        if hook == NF_INET_LOCAL_OUT {
+            output_rule(m, mark);
+        } else {
+            prerouting_rule(m);
+        }
+        m.end_nest().end();
+    }
     b.commit(sock).map_err(|e| {
         if owner && matches!(errno_of(&e), Some(libc::EOPNOTSUPP | libc::EINVAL)) {
             // Let install() see the raw refusal and fall back.
@@ -408,39 +429,7 @@ fn create_table(sock: &mut NlSocket, table: &str, mark: u32, owner: bool) -> any
 }
 
 /// `meta l4proto tcp meta mark != <mark> tcp flags & rst != 0 tcp sport @ports drop`
-fn rule_expressions(m: &mut MsgBuf, mark: u32) {
-    fn expr(m: &mut MsgBuf, name: &str, data: impl FnOnce(&mut MsgBuf)) {
-        m.nest(NFTA_LIST_ELEM)
-            .attr_str(NFTA_EXPR_NAME, name)
-            .nest(NFTA_EXPR_DATA);
-        data(m);
-        m.end_nest().end_nest();
-    }
-    fn value(m: &mut MsgBuf, ty: u16, bytes: &[u8]) {
-        m.nest(ty).attr(NFTA_DATA_VALUE, bytes).end_nest();
-    }
-    fn meta(m: &mut MsgBuf, key: u32) {
-        expr(m, "meta", |m| {
-            m.attr_be32(NFTA_META_DREG, NFT_REG_1)
-                .attr_be32(NFTA_META_KEY, key);
-        });
-    }
-    fn cmp(m: &mut MsgBuf, op: u32, bytes: &[u8]) {
-        expr(m, "cmp", |m| {
-            m.attr_be32(NFTA_CMP_SREG, NFT_REG_1)
-                .attr_be32(NFTA_CMP_OP, op);
-            value(m, NFTA_CMP_DATA, bytes);
-        });
-    }
-    fn tcp_field(m: &mut MsgBuf, offset: u32, len: u32) {
-        expr(m, "payload", |m| {
-            m.attr_be32(NFTA_PAYLOAD_DREG, NFT_REG_1)
-                .attr_be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER)
-                .attr_be32(NFTA_PAYLOAD_OFFSET, offset)
-                .attr_be32(NFTA_PAYLOAD_LEN, len);
-        });
-    }
-
+fn output_rule(m: &mut MsgBuf, mark: u32) {
     meta(m, NFT_META_L4PROTO);
     cmp(m, NFT_CMP_EQ, &[IPPROTO_TCP]);
     // skb->mark is loaded into the register as a host-order u32.
@@ -456,11 +445,68 @@ fn rule_expressions(m: &mut MsgBuf, mark: u32) {
     });
     cmp(m, NFT_CMP_NEQ, &[0]);
     tcp_field(m, TCP_SPORT_OFFSET, 2);
+    lookup_ports(m);
+    verdict_drop(m);
+}
+
+/// `meta l4proto tcp tcp dport @ports drop`, in prerouting before conntrack: segments for
+/// our connections have already been read by the tap (AF_PACKET sees them before the IP
+/// layer), so the kernel's TCP need not see them at all. It then has nothing to answer,
+/// and handling our connections' segments costs the receive path (and our reaction time)
+/// almost nothing.
+fn prerouting_rule(m: &mut MsgBuf) {
+    meta(m, NFT_META_L4PROTO);
+    cmp(m, NFT_CMP_EQ, &[IPPROTO_TCP]);
+    tcp_field(m, TCP_DPORT_OFFSET, 2);
+    lookup_ports(m);
+    verdict_drop(m);
+}
+
+fn expr(m: &mut MsgBuf, name: &str, data: impl FnOnce(&mut MsgBuf)) {
+    m.nest(NFTA_LIST_ELEM)
+        .attr_str(NFTA_EXPR_NAME, name)
+        .nest(NFTA_EXPR_DATA);
+    data(m);
+    m.end_nest().end_nest();
+}
+
+fn value(m: &mut MsgBuf, ty: u16, bytes: &[u8]) {
+    m.nest(ty).attr(NFTA_DATA_VALUE, bytes).end_nest();
+}
+
+fn meta(m: &mut MsgBuf, key: u32) {
+    expr(m, "meta", |m| {
+        m.attr_be32(NFTA_META_DREG, NFT_REG_1)
+            .attr_be32(NFTA_META_KEY, key);
+    });
+}
+
+fn cmp(m: &mut MsgBuf, op: u32, bytes: &[u8]) {
+    expr(m, "cmp", |m| {
+        m.attr_be32(NFTA_CMP_SREG, NFT_REG_1)
+            .attr_be32(NFTA_CMP_OP, op);
+        value(m, NFTA_CMP_DATA, bytes);
+    });
+}
+
+fn tcp_field(m: &mut MsgBuf, offset: u32, len: u32) {
+    expr(m, "payload", |m| {
+        m.attr_be32(NFTA_PAYLOAD_DREG, NFT_REG_1)
+            .attr_be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER)
+            .attr_be32(NFTA_PAYLOAD_OFFSET, offset)
+            .attr_be32(NFTA_PAYLOAD_LEN, len);
+    });
+}
+
+fn lookup_ports(m: &mut MsgBuf) {
     expr(m, "lookup", |m| {
         m.attr_str(NFTA_LOOKUP_SET, SET_NAME)
             .attr_be32(NFTA_LOOKUP_SET_ID, SET_ID)
             .attr_be32(NFTA_LOOKUP_SREG, NFT_REG_1);
     });
+}
+
+fn verdict_drop(m: &mut MsgBuf) {
     expr(m, "immediate", |m| {
         m.attr_be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
             .nest(NFTA_IMMEDIATE_DATA)
