@@ -122,10 +122,9 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
             }
             received |= ours;
         }
-        if received {
-            if let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)? {
-                last_tx = t;
-            }
+        if received && let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?
+        {
+            last_tx = t;
         }
         if probe.is_done() {
             break;

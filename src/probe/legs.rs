@@ -111,7 +111,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
         }
     }
 
-    if let (Some(s), Some(last)) = (first_syn, log.iter().rposition(|r| usable(r))) {
+    if let (Some(s), Some(last)) = (first_syn, log.iter().rposition(usable)) {
         legs.total = gap(log, s, last);
     }
     legs

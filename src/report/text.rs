@@ -122,10 +122,10 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
     if let Some(ttl) = r.reply_ttl {
         let _ = write!(out, "  ttl={ttl}");
     }
-    if let Some(from) = &r.reply_from {
-        if *from != r.addr {
-            let _ = write!(out, "  from={from}");
-        }
+    if let Some(from) = &r.reply_from
+        && *from != r.addr
+    {
+        let _ = write!(out, "  from={from}");
     }
     let _ = writeln!(
         out,

@@ -487,12 +487,15 @@ impl Connection {
             // arrives): the FIN carries the same acknowledgment, so it goes alone, as
             // Linux's does.
             let pure_ack = seg.flags == TcpFlags::ACK && seg.payload.is_empty();
-            if pure_ack && self.tx.is_empty() && self.fin_queued && self.unsent_data() == 0 {
-                if let Some(fin) = self.new_data(now) {
-                    self.on_transmit(&fin);
-                    self.on_new_transmit(&fin, now);
-                    return Some(fin);
-                }
+            if pure_ack
+                && self.tx.is_empty()
+                && self.fin_queued
+                && self.unsent_data() == 0
+                && let Some(fin) = self.new_data(now)
+            {
+                self.on_transmit(&fin);
+                self.on_new_transmit(&fin, now);
+                return Some(fin);
             }
             self.on_transmit(&seg);
             return Some(seg);
