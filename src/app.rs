@@ -5,7 +5,7 @@ use crate::cli::{Cli, Command, CommonArgs, LabArgs, ProbeArgs};
 use crate::net::guard::Guard;
 use crate::net::resolve::{Family, resolve};
 use crate::net::run::{self, MARK, Outcome, Path};
-use crate::net::{EnvironmentError, signals};
+use crate::net::{is_environment_error, signals};
 use crate::probe::target::{self, Target};
 use crate::probe::{HttpRequest, ProbeConfig};
 use crate::report::pcap::PcapWriter;
@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
 }
 
 fn exit_code_for(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<EnvironmentError>()) {
+    if is_environment_error(e) {
         EXIT_ENVIRONMENT
     } else if e.chain().any(|c| c.is::<UsageError>()) {
         EXIT_USAGE
@@ -150,7 +150,7 @@ impl<'a> Session<'a> {
         let cfg = self.config(t, remote, &path);
         let outcome = match run::run(path, cfg, guard, self.pcap.is_some(), stop) {
             Ok(o) => o,
-            Err(e) if e.chain().any(|c| c.is::<EnvironmentError>()) => return Err(e),
+            Err(e) if is_environment_error(&e) => return Err(e),
             Err(e) => {
                 eprintln!("tcpshake: {e:#}");
                 self.all_ok = false;

@@ -38,6 +38,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, anyhow};
 
+use super::EnvironmentError;
+
 use super::netlink::{
     MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NlSocket, errno_of, find_attr,
     read_str, read_u32_be,
@@ -296,9 +298,9 @@ fn open_nfnetlink() -> anyhow::Result<NlSocket> {
                 == Some(libc::EPROTONOSUPPORT)
         });
         if unsupported {
-            anyhow!(
-                "nftables guard: this kernel has no nfnetlink (CONFIG_NETFILTER_NETLINK); tcpshake needs nftables to keep the kernel from resetting its connections"
-            )
+            anyhow::Error::new(EnvironmentError(
+                "nftables guard: this kernel has no nfnetlink (CONFIG_NETFILTER_NETLINK); tcpshake needs nftables to keep the kernel from resetting its connections".into(),
+            ))
         } else {
             e.context("nftables guard: opening a NETLINK_NETFILTER socket")
         }
@@ -312,16 +314,16 @@ fn explain(e: anyhow::Error) -> anyhow::Error {
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "<path to tcpshake>".into());
-            anyhow!(
+            anyhow::Error::new(EnvironmentError(format!(
                 "nftables guard: permission denied: run as root (sudo) or grant capabilities: setcap cap_net_raw,cap_net_admin+ep {exe}"
-            )
+            )))
         }
-        Some(libc::EOPNOTSUPP) | Some(libc::EAFNOSUPPORT) => e.context(
-            "nftables guard: nf_tables (with the inet family) is not available in this kernel: needs CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (try `modprobe nf_tables`)",
-        ),
-        Some(libc::ENOENT) => e.context(
-            "nftables guard: the kernel lacks an nftables feature the guard needs (filter chains, meta, payload, bitwise, lookup, or sets; try `modprobe nf_tables`)",
-        ),
+        Some(libc::EOPNOTSUPP) | Some(libc::EAFNOSUPPORT) => e.context(EnvironmentError(
+            "nftables guard: nf_tables (with the inet family) is not available in this kernel: needs CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (try `modprobe nf_tables`)".into(),
+        )),
+        Some(libc::ENOENT) => e.context(EnvironmentError(
+            "nftables guard: the kernel lacks an nftables feature the guard needs (filter chains, meta, payload, bitwise, lookup, or sets; try `modprobe nf_tables`)".into(),
+        )),
         _ => e,
     }
 }

@@ -29,6 +29,11 @@ impl fmt::Display for EnvironmentError {
 
 impl std::error::Error for EnvironmentError {}
 
+/// Is `e` (or anything it wraps, or any context on it) an [`EnvironmentError`]?
+pub fn is_environment_error(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<EnvironmentError>().is_some() || e.chain().any(|c| c.is::<EnvironmentError>())
+}
+
 /// Turn EPERM/EACCES into advice; other errors keep their cause.
 pub fn privilege_error(e: io::Error, what: &str) -> anyhow::Error {
     match e.raw_os_error() {

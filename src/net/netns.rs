@@ -197,7 +197,10 @@ pub(crate) fn setns_net(ns: BorrowedFd<'_>) -> anyhow::Result<()> {
     if rc < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EPERM) {
-            bail!("setns: {e}: run as root (sudo) or grant CAP_SYS_ADMIN");
+            return Err(super::EnvironmentError(format!(
+                "setns: {e}: run as root (sudo) or grant CAP_SYS_ADMIN"
+            ))
+            .into());
         }
         return Err(e).context("setns(CLONE_NEWNET)");
     }
@@ -245,9 +248,10 @@ fn new_netns() -> anyhow::Result<(OwnedFd, NlSocket)> {
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EPERM) {
-                bail!(
+                return Err(super::EnvironmentError(format!(
                     "unshare(CLONE_NEWNET): {e}: creating a network namespace needs root (sudo) or CAP_SYS_ADMIN"
-                );
+                ))
+                .into());
             }
             return Err(e).context("unshare(CLONE_NEWNET)");
         }
