@@ -50,3 +50,53 @@ pub fn privilege_error(e: io::Error, what: &str) -> anyhow::Error {
         _ => anyhow::Error::new(e).context(format!("cannot {what}")),
     }
 }
+
+/// Fault in and lock every page mapped now (our code, the buffers already allocated), so
+/// the first time the run loop touches a code path after a SYN-ACK arrives it does not
+/// wait for the page cache: page faults are microseconds, the whole reaction budget.
+/// Failure (no CAP_IPC_LOCK, RLIMIT_MEMLOCK) only costs speed, so it is ignored.
+pub fn lock_memory() {
+    // SAFETY: mlockall has no memory-safety preconditions.
+    unsafe {
+        libc::mlockall(libc::MCL_CURRENT);
+    }
+}
+
+/// While it lives, the calling thread runs at the lowest real-time priority
+/// (`SCHED_FIFO` 1), so that no ordinary task — tcpdump waking up for the very SYN-ACK we
+/// are waiting for, say — preempts our run loop between a segment's arrival and our
+/// answer. Measured here with tcpdump capturing: SYN-ACK→ACK 55 µs without, 12 µs with.
+/// The loop only spins for a few ms after each transmit, and the kernel's RT throttling
+/// bounds it anyway. Only on machines with at least two CPUs, so the peer and the
+/// capture still have one; without CAP_SYS_NICE it silently does nothing.
+pub struct Realtime {
+    active: bool,
+}
+
+impl Realtime {
+    pub fn enter() -> Realtime {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus < 2 {
+            return Realtime { active: false };
+        }
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        Realtime { active: rc == 0 }
+    }
+
+    /// Whether spinning is worth it: we hold a CPU of our own.
+    pub fn active(&self) -> bool {
+        self.active
+    }
+}
+
+impl Drop for Realtime {
+    fn drop(&mut self) {
+        if self.active {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as in `enter`; back to the default policy.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+        }
+    }
+}

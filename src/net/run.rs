@@ -12,6 +12,7 @@ use crate::time::Instant;
 use crate::wire::IpRepr;
 use crate::wire::ip::PROTO_TCP;
 use anyhow::{Context, Result};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -86,7 +87,7 @@ pub fn run(
 
 fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) -> Result<Outcome> {
     let (local, remote) = (path.local, cfg.tcp.remote);
-    let tap = Tap::open(
+    let mut tap = Tap::open(
         path.route.oif,
         &path.route.ifname,
         local.port(),
@@ -94,25 +95,37 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
     )?;
     let sender = RawSender::new(local.ip(), MARK)?;
     let hard_limit = hard_limit(&cfg);
+    let mut link = Link::new(sender, local, remote);
+    Probe::rehearse(&cfg, |seg| {
+        let _ = link.build(seg);
+    });
     let mut probe = Probe::new(cfg);
     let mut packets = Vec::new();
-    let mut rx = vec![0u8; 65536];
-    let mut tx = vec![0u8; 65536 + 60];
-    let mut ident: u16 = 1;
+    let mut rx = vec![vec![0u8; 65536]; super::tap::BATCH];
+    let mut batch = Vec::with_capacity(super::tap::BATCH);
 
+    super::lock_memory();
+    let realtime = super::Realtime::enter();
+    // Spinning only pays (and is only fair to the other tasks) on a CPU of our own.
+    let spin = if realtime.active() {
+        SPIN
+    } else {
+        Duration::ZERO
+    };
     let start = clock::now();
     let give_up_at = start + hard_limit;
     probe.start(start);
-    let mut last_tx =
-        flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.unwrap_or(start);
+    let mut last_tx = link.flush(&mut probe)?.unwrap_or(start);
     let mut interrupted = false;
 
     while !probe.is_done() {
-        // Everything the tap holds, then one answer to all of it: a FIN that arrived right
-        // behind the data is ACKed once, not twice.
+        // Everything the tap holds (one recvmmsg), then one answer to all of it: a FIN that
+        // arrived right behind the data is ACKed once, not twice.
+        tap.recv_batch(&mut rx, &mut batch)
+            .context("reading the AF_PACKET tap")?;
         let mut received = false;
-        while let Some(meta) = tap.recv(&mut rx).context("reading the AF_PACKET tap")? {
-            let bytes = &rx[..meta.len];
+        for &(slot, meta) in &batch {
+            let bytes = &rx[slot][..meta.len];
             let ours = probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
             if capture && ours {
                 packets.push(Captured {
@@ -122,8 +135,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
             }
             received |= ours;
         }
-        if received && let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?
-        {
+        if received && let Some(t) = link.flush(&mut probe)? {
             last_tx = t;
         }
         if probe.is_done() {
@@ -137,7 +149,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
             probe.abort(now, "gave up: the exchange exceeded its time budget");
         } else if probe.poll_timeout().is_some_and(|d| now >= d) {
             probe.handle_timeout(now);
-        } else if now < last_tx + SPIN {
+        } else if now < last_tx + spin {
             std::hint::spin_loop();
             continue;
         } else {
@@ -145,7 +157,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
             tap.wait(Some(until.saturating_since(now).min(MAX_SLEEP)))?;
             continue;
         }
-        if let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)? {
+        if let Some(t) = link.flush(&mut probe)? {
             last_tx = t;
         }
     }
@@ -159,9 +171,9 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         if now >= drain_until || now.saturating_since(quiet_since) >= Duration::from_millis(1) {
             break;
         }
-        match tap.recv(&mut rx)? {
+        match tap.recv(&mut rx[0])? {
             Some(meta) => {
-                let bytes = &rx[..meta.len];
+                let bytes = &rx[0][..meta.len];
                 let ours =
                     probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
                 if capture && ours {
@@ -194,43 +206,77 @@ fn hard_limit(cfg: &ProbeConfig) -> Duration {
     syn + cfg.timeout * 3 + cfg.linger + t.time_wait + Duration::from_secs(5)
 }
 
-/// Send everything the probe has queued. Returns when the last one left, if any did.
-fn flush(
-    probe: &mut Probe,
-    sender: &RawSender,
-    buf: &mut [u8],
-    ident: &mut u16,
+/// Our side of the wire: builds each segment the probe queues and sends it.
+struct Link {
+    sender: RawSender,
+    buf: Vec<u8>,
+    ident: u16,
     local: SocketAddr,
     remote: SocketAddr,
-) -> Result<Option<Instant>> {
-    let mut last = None;
-    // Bounded: a connection queues a handful of segments per input.
-    for _ in 0..256 {
-        let now = clock::now();
-        let Some(seg) = probe.poll_transmit(now) else {
-            break;
-        };
+}
+
+impl Link {
+    fn new(sender: RawSender, local: SocketAddr, remote: SocketAddr) -> Link {
+        Link {
+            sender,
+            buf: vec![0u8; 65536 + 60],
+            ident: 1,
+            local,
+            remote,
+        }
+    }
+
+    /// Write `seg` as an IP packet (IPv4) or TCP segment (IPv6) into `buf`.
+    fn build(&mut self, seg: &crate::tcp::Segment) -> Result<usize> {
+        let (local, remote) = (self.local, self.remote);
         let repr = seg.repr(local.port(), remote.port());
-        let ip_len = if sender.is_v6() {
+        let ip_len = if self.sender.is_v6() {
             0 // the kernel writes the IPv6 header
         } else {
             let mut ip = IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, 64, repr.buffer_len());
-            ip.ident = *ident;
-            *ident = ident.wrapping_add(1);
-            ip.emit(buf).context("building the IPv4 header")?
+            ip.ident = self.ident;
+            self.ident = self.ident.wrapping_add(1);
+            ip.emit(&mut self.buf).context("building the IPv4 header")?
         };
         let tcp_len = repr
-            .emit(local.ip(), remote.ip(), &mut buf[ip_len..])
+            .emit(local.ip(), remote.ip(), &mut self.buf[ip_len..])
             .context("building the TCP segment")?;
-        sender.send(&buf[..ip_len + tcp_len], remote.ip()).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => anyhow::Error::new(e)
-                .context(format!("no route to {}: check `ip route get {}`", remote.ip(), remote.ip())),
-            Some(libc::EPERM) => anyhow::Error::new(EnvironmentError(format!(
-                "sending to {remote} was refused by the local firewall or a missing capability (EPERM)"
-            ))),
-            _ => anyhow::Error::new(e).context(format!("sending a segment to {remote}")),
-        })?;
-        last = Some(now);
+        Ok(ip_len + tcp_len)
     }
-    Ok(last)
+
+    /// Send everything the probe has queued. Returns when the last one left, if any did.
+    fn flush(&mut self, probe: &mut Probe) -> Result<Option<Instant>> {
+        let remote = self.remote;
+        let mut last = None;
+        // Bounded: a connection queues a handful of segments per input.
+        for _ in 0..256 {
+            let now = clock::now();
+            let Some(seg) = probe.poll_transmit(now) else {
+                break;
+            };
+            let len = self.build(&seg)?;
+            let packet = &self.buf[..len];
+            self.sender
+                .send(packet, remote.ip())
+                .map_err(|e| send_error(e, remote))?;
+            last = Some(now);
+        }
+        Ok(last)
+    }
+}
+
+fn send_error(e: io::Error, remote: SocketAddr) -> anyhow::Error {
+    match e.raw_os_error() {
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => {
+            anyhow::Error::new(e).context(format!(
+                "no route to {}: check `ip route get {}`",
+                remote.ip(),
+                remote.ip()
+            ))
+        }
+        Some(libc::EPERM) => anyhow::Error::new(EnvironmentError(format!(
+            "sending to {remote} was refused by the local firewall or a missing capability (EPERM)"
+        ))),
+        _ => anyhow::Error::new(e).context(format!("sending a segment to {remote}")),
+    }
 }

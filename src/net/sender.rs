@@ -85,6 +85,14 @@ impl RawSender {
         Ok(())
     }
 
+    /// Another handle on the same socket (for sending from another thread).
+    pub fn try_clone(&self) -> io::Result<RawSender> {
+        Ok(RawSender {
+            socket: self.socket.try_clone()?,
+            v6: self.v6,
+        })
+    }
+
     pub fn is_v6(&self) -> bool {
         self.v6
     }

@@ -1,41 +1,65 @@
-//! The tap: an AF_PACKET socket on the egress interface, the same place tcpdump listens.
+//! The tap: an AF_PACKET socket on the egress interface, the same place tcpdump listens,
+//! read through a `TPACKET_V2` ring mapped into our memory — tcpdump's own mechanism.
 //!
 //! Every segment we send and every segment or ICMP error we receive is read here with the
-//! kernel's timestamp (`SO_TIMESTAMPNS`). Outgoing copies carry exactly the timestamp
-//! tcpdump records for them; incoming ones are within a few µs (ARCHITECTURE.md, measured).
-//! A classic BPF filter keeps only TCP to or from our source port and ICMP/ICMPv6, so the
-//! socket does not wake us for unrelated traffic.
+//! kernel's timestamp, the one tcpdump records for the same packet (ARCHITECTURE.md,
+//! measured). The ring costs no system call per packet: the kernel writes each frame into
+//! memory we share, and we see it the moment our run loop looks — after a SYN-ACK that
+//! is most of what separates our reaction time from the kernel's. A classic BPF filter
+//! keeps only TCP to or from our source port and ICMP/ICMPv6.
 
 use crate::time::Instant;
 use anyhow::{Context, Result};
 use socket2::{Domain, SockFilter, Socket, Type};
 use std::io;
-use std::mem::{MaybeUninit, size_of};
+use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-// Linux UAPI values that the libc crate does not export for this target.
-const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
-const PACKET_AUXDATA: libc::c_int = 8; // linux/if_packet.h
-const PACKET_OUTGOING: u8 = 4;
-/// `tp_status` bit: the checksum is left for hardware (CHECKSUM_PARTIAL); the bytes we see
-/// hold only the pseudo-header sum. veth does this for kernel-made packets.
+// Linux UAPI values (linux/if_packet.h) that the libc crate does not export.
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+/// The checksum is left for hardware (CHECKSUM_PARTIAL); the bytes we see hold only the
+/// pseudo-header sum. veth does this for kernel-made packets.
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
 
-/// `struct tpacket_auxdata` from linux/if_packet.h.
+/// One ring frame holds the largest packet the tap can meet: a 64 KiB GSO super-packet
+/// (veth hands them over unsegmented) or a loopback packet, plus the frame header.
+const FRAME_SIZE: usize = 1 << 17;
+const FRAMES: usize = 16;
+/// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
+const SLL_OFFSET: usize = 32;
+
+/// `struct tpacket2_hdr`.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct TpacketAuxdata {
+struct Tpacket2Hdr {
     tp_status: u32,
     tp_len: u32,
     tp_snaplen: u32,
     tp_mac: u16,
     tp_net: u16,
+    tp_sec: u32,
+    tp_nsec: u32,
     tp_vlan_tci: u16,
     tp_vlan_tpid: u16,
+    tp_padding: [u8; 4],
+}
+
+/// `struct tpacket_req`.
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
 }
 
 /// One packet read off the tap.
@@ -51,8 +75,28 @@ pub struct TapMeta {
     pub checksum_offloaded: bool,
 }
 
+/// The mapped ring. Unmapped on drop.
+struct Ring {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned; nothing borrows the ring
+        // past the Tap that owns it.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+    }
+}
+
 pub struct Tap {
+    // Field order: the ring is unmapped before the socket closes.
+    ring: Ring,
     socket: Socket,
+    /// The frame to look at next.
+    next: usize,
     /// On a loopback interface each packet is seen twice (leaving and arriving);
     /// we keep only the arriving copy.
     loopback: bool,
@@ -61,39 +105,58 @@ pub struct Tap {
 impl Tap {
     /// Open a tap on interface `ifindex` that passes TCP to/from `port` and ICMP errors.
     pub fn open(ifindex: u32, ifname: &str, port: u16, loopback: bool) -> Result<Tap> {
-        let socket = Socket::new(
-            Domain::PACKET,
-            Type::DGRAM.cloexec(),
-            Some(socket2::Protocol::from(i32::from(ETH_P_ALL.to_be()))),
-        )
-        .map_err(|e| super::privilege_error(e, "open an AF_PACKET socket"))?;
+        // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
+        // packet reaches the ring before the filter is in place.
+        let socket = Socket::new(Domain::PACKET, Type::DGRAM.cloexec(), None)
+            .map_err(|e| super::privilege_error(e, "open an AF_PACKET socket"))?;
         socket
             .attach_filter(&port_filter(port))
             .context("attaching the BPF filter to the AF_PACKET socket")?;
-        set_int(&socket, libc::SOL_SOCKET, SO_TIMESTAMPNS, 1).context("SO_TIMESTAMPNS")?;
-        set_int(&socket, libc::SOL_PACKET, PACKET_AUXDATA, 1).context("PACKET_AUXDATA")?;
-        // Room for bursts: a response of a few segments must never be dropped here.
-        let _ = socket.set_recv_buffer_size(4 << 20);
+        set_opt(&socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
+            .context("PACKET_VERSION")?;
+        let req = TpacketReq {
+            tp_block_size: FRAME_SIZE as u32,
+            tp_block_nr: FRAMES as u32,
+            tp_frame_size: FRAME_SIZE as u32,
+            tp_frame_nr: FRAMES as u32,
+        };
+        set_opt(&socket, libc::SOL_PACKET, PACKET_RX_RING, &req).context("PACKET_RX_RING")?;
+        let len = FRAME_SIZE * FRAMES;
+        // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
+        // address of the kernel's choosing; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                socket.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error()).context("mapping the AF_PACKET ring");
+        }
+        let ring = Ring {
+            base: base.cast(),
+            len,
+        };
         bind_to_interface(&socket, ifindex)
             .with_context(|| format!("binding the AF_PACKET socket to interface {ifname}"))?;
         socket.set_nonblocking(true)?;
-        let tap = Tap { socket, loopback };
-        // Packets that matched before the filter was attached may be queued: drop them.
-        let mut scratch = [0u8; 2048];
-        for _ in 0..10_000 {
-            match tap.recv_raw(&mut scratch) {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
-        Ok(tap)
+        Ok(Tap {
+            ring,
+            socket,
+            next: 0,
+            loopback,
+        })
     }
 
-    /// Read one packet without blocking. `Ok(None)` when nothing is queued.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<TapMeta>> {
-        // Bounded: a loopback tap skips at most the copies queued right now.
-        for _ in 0..1024 {
-            match self.recv_raw(buf)? {
+    /// Read one packet without waiting. `Ok(None)` when nothing is there.
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<TapMeta>> {
+        // Bounded: a loopback tap skips at most one lap of the ring.
+        for _ in 0..=FRAMES {
+            match self.take(buf) {
                 Some(meta) if self.loopback && meta.outgoing => continue,
                 other => return Ok(other),
             }
@@ -101,7 +164,66 @@ impl Tap {
         Ok(None)
     }
 
-    /// Wait until a packet is queued or `timeout` passes (`None`: wait forever).
+    /// Read every packet the ring holds (up to [`BATCH`]): packet `i` of the result lies
+    /// at `bufs[slot][..meta.len]`.
+    pub fn recv_batch(
+        &mut self,
+        bufs: &mut [Vec<u8>],
+        out: &mut Vec<(usize, TapMeta)>,
+    ) -> io::Result<()> {
+        out.clear();
+        let mut slot = 0;
+        // Bounded by the ring's size.
+        for _ in 0..FRAMES {
+            let Some(buf) = bufs.get_mut(slot) else { break };
+            let Some(meta) = self.take(buf) else { break };
+            if !(self.loopback && meta.outgoing) {
+                out.push((slot, meta));
+                slot += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy the next frame out of the ring, if the kernel has filled it, and hand the
+    /// frame back.
+    fn take(&mut self, buf: &mut [u8]) -> Option<TapMeta> {
+        // SAFETY: `next < FRAMES`, so the frame lies inside the mapping.
+        let frame = unsafe { self.ring.base.add(self.next * FRAME_SIZE) };
+        // SAFETY: tp_status is the frame's first u32, 4-aligned (frames are page-aligned);
+        // the kernel writes it concurrently, hence an atomic. Acquire: the frame's other
+        // bytes, written before the kernel set TP_STATUS_USER, are visible after it.
+        let status = unsafe { &*(frame as *const AtomicU32) };
+        let st = status.load(Ordering::Acquire);
+        if st & TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: the frame is ours until we store TP_STATUS_KERNEL; the header is at its
+        // start and the sockaddr_ll at SLL_OFFSET, both inside FRAME_SIZE. Offsets and
+        // lengths from the header are clamped to the frame before use.
+        let meta = unsafe {
+            let hdr = &*(frame as *const Tpacket2Hdr);
+            let sll = &*(frame.add(SLL_OFFSET) as *const libc::sockaddr_ll);
+            let net = usize::from(hdr.tp_net).min(FRAME_SIZE);
+            let len = (hdr.tp_snaplen as usize)
+                .min(FRAME_SIZE - net)
+                .min(buf.len());
+            std::ptr::copy_nonoverlapping(frame.add(net), buf.as_mut_ptr(), len);
+            TapMeta {
+                at: Instant::from_nanos(
+                    u64::from(hdr.tp_sec) * 1_000_000_000 + u64::from(hdr.tp_nsec),
+                ),
+                len,
+                outgoing: sll.sll_pkttype == PACKET_OUTGOING,
+                checksum_offloaded: st & TP_STATUS_CSUMNOTREADY != 0,
+            }
+        };
+        status.store(TP_STATUS_KERNEL, Ordering::Release);
+        self.next = (self.next + 1) % FRAMES;
+        Some(meta)
+    }
+
+    /// Wait until a packet is there or `timeout` passes (`None`: wait forever).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let ms = match timeout {
             None => -1,
@@ -124,64 +246,10 @@ impl Tap {
         }
         Ok(n > 0)
     }
-
-    fn recv_raw(&self, buf: &mut [u8]) -> io::Result<Option<TapMeta>> {
-        let mut addr = MaybeUninit::<libc::sockaddr_ll>::zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // u64 alignment for the cmsg buffer, as cmsghdr needs.
-        let mut control = [0u64; 16];
-        // SAFETY: msghdr is plain data; zeroed is a valid initial value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = addr.as_mut_ptr().cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = size_of::<[u64; 16]>();
-        // SAFETY: every pointer in `msg` points at a live buffer of the stated length.
-        let n = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
-        }
-        // SAFETY: recvmsg filled `addr` (msg_namelen bytes, at most its size).
-        let addr = unsafe { addr.assume_init() };
-        let mut at = None;
-        let mut aux = TpacketAuxdata::default();
-        // SAFETY: CMSG_* walk the control buffer that recvmsg filled, within msg_controllen;
-        // each payload is copied out with read_unaligned after checking its type.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                let h = &*cmsg;
-                if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == SO_TIMESTAMPNS {
-                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                    at = Some(Instant::from_nanos(
-                        (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64,
-                    ));
-                } else if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == PACKET_AUXDATA {
-                    aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        let len = (n as usize).min(buf.len());
-        Ok(Some(TapMeta {
-            // Without a timestamp (never seen) fall back to the user-space clock, labelled
-            // by nobody: better than dropping the packet.
-            at: at.unwrap_or_else(super::clock::now),
-            len,
-            outgoing: addr.sll_pkttype == PACKET_OUTGOING,
-            checksum_offloaded: aux.tp_status & TP_STATUS_CSUMNOTREADY != 0,
-        }))
-    }
 }
+
+/// How many packets one `recv_batch` reads at most.
+pub const BATCH: usize = 16;
 
 impl AsFd for Tap {
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -189,20 +257,15 @@ impl AsFd for Tap {
     }
 }
 
-fn set_int(
-    socket: &Socket,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int and we pass its exact size.
+fn set_opt<T>(socket: &Socket, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live T and we pass its exact size.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             level,
             name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if rc < 0 {
