@@ -66,9 +66,10 @@ pub fn lock_memory() {
 /// (`SCHED_FIFO` 1), so that no ordinary task — tcpdump waking up for the very SYN-ACK we
 /// are waiting for, say — preempts our run loop between a segment's arrival and our
 /// answer. Measured here with tcpdump capturing: SYN-ACK→ACK 55 µs without, 12 µs with.
-/// The loop only spins for a few ms after each transmit, and the kernel's RT throttling
-/// bounds it anyway. Only on machines with at least two CPUs, so the peer and the
-/// capture still have one; without CAP_SYS_NICE it silently does nothing.
+/// Held only while waiting for a SYN-ACK (which no task of the peer's has to make) and
+/// for a few ms at most at a time; the kernel's RT throttling bounds it anyway. Only on
+/// machines with at least two CPUs, so the peer and the capture still have one; without
+/// CAP_SYS_NICE it silently does nothing.
 pub struct Realtime {
     active: bool,
 }

@@ -105,13 +105,10 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
     let mut batch = Vec::with_capacity(super::tap::BATCH);
 
     super::lock_memory();
-    let realtime = super::Realtime::enter();
-    // Spinning only pays (and is only fair to the other tasks) on a CPU of our own.
-    let spin = if realtime.active() {
-        SPIN
-    } else {
-        Duration::ZERO
-    };
+    // Until the SYN-ACK is answered, nothing of the peer's needs a CPU (its kernel
+    // answers a SYN in softirq), so we may hold one at real-time priority; afterwards its
+    // application (nginx reading our request) may need ours, and we spin politely.
+    let mut realtime = Some(super::Realtime::enter());
     let start = clock::now();
     let give_up_at = start + hard_limit;
     probe.start(start);
@@ -138,6 +135,9 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         if received && let Some(t) = link.flush(&mut probe)? {
             last_tx = t;
         }
+        if !probe.awaiting_synack() {
+            realtime = None;
+        }
         if probe.is_done() {
             break;
         }
@@ -149,8 +149,13 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
             probe.abort(now, "gave up: the exchange exceeded its time budget");
         } else if probe.poll_timeout().is_some_and(|d| now >= d) {
             probe.handle_timeout(now);
-        } else if now < last_tx + spin {
-            std::hint::spin_loop();
+        } else if now < last_tx + SPIN {
+            if realtime.as_ref().is_some_and(|r| r.active()) {
+                std::hint::spin_loop();
+            } else {
+                // Let anything runnable on this CPU (the peer's application) go first.
+                std::thread::yield_now();
+            }
             continue;
         } else {
             let until = probe.poll_timeout().unwrap_or(give_up_at).min(give_up_at);

@@ -67,12 +67,14 @@ enum Phase {
 }
 
 /// One segment we handed to `net`, waiting for its copy on the tap.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Sent {
     seq: SeqNumber,
     ack: SeqNumber,
     flags: wire::TcpFlags,
     len: usize,
+    /// Our state changes this segment goes out with (it is the first sent after them).
+    transitions: Vec<String>,
 }
 
 pub struct Probe {
@@ -138,6 +140,12 @@ impl Probe {
         self.phase == Phase::Done
     }
 
+    /// Still waiting for the SYN-ACK: the one reply that only the peer's kernel makes, with
+    /// no application of the peer's needing a CPU to make it.
+    pub fn awaiting_synack(&self) -> bool {
+        self.phase == Phase::Connecting
+    }
+
     pub fn start(&mut self, now: Instant) {
         self.started_at = Some(now);
         self.conn.connect(now);
@@ -153,6 +161,11 @@ impl Probe {
             ack: seg.ack,
             flags: seg.flags,
             len: seg.payload.len(),
+            transitions: self
+                .pending_out_transitions
+                .drain(..)
+                .map(|(_, t)| t)
+                .collect(),
         });
         // Bounded: copies that never showed up on the tap are forgotten.
         while self.sent.len() > 64 {
@@ -290,12 +303,9 @@ impl Probe {
                         && s.len == hdr.payload.len()
                 }) {
                     Some(i) => {
-                        self.sent.remove(i);
-                        rec.transitions = self
-                            .pending_out_transitions
-                            .drain(..)
-                            .map(|(_, t)| t)
-                            .collect();
+                        if let Some(sent) = self.sent.remove(i) {
+                            rec.transitions = sent.transitions;
+                        }
                     }
                     None => {
                         rec.foreign = true;
