@@ -488,7 +488,7 @@ impl Probe {
             Event::Anomaly { at, anomaly } => {
                 let t = self.rel(at);
                 self.anomalies
-                    .push(format!("{anomaly:?} at {} µs", t / 1000));
+                    .push(format!("{anomaly} (at {} µs)", t / 1000));
             }
             Event::TimedOut { at, state } => {
                 let t = self.rel(at);
@@ -546,7 +546,9 @@ impl Probe {
                         })
                         .or_insert(v);
                 }
+                let path = self.cfg.http.as_ref().map_or("/", |h| h.path.as_str());
                 self.http = Some(HttpRecord {
+                    request: format!("HEAD {path} HTTP/1.1"),
                     status: resp.status,
                     reason: resp.reason,
                     version: format!("HTTP/1.{}", resp.version),

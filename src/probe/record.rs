@@ -69,6 +69,8 @@ pub struct PeerOptionsRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HttpRecord {
+    /// Our request line, e.g. `HEAD / HTTP/1.1`.
+    pub request: String,
     pub status: u16,
     pub reason: String,
     /// "HTTP/1.1" or "HTTP/1.0".

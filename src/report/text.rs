@@ -133,7 +133,9 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
         r.src_addr, r.src_port, r.addr, r.port
     );
 
-    // Segments and timer events, in time order.
+    // Segments and timer events, in time order; the request and response lines beside
+    // the first segments that carry them.
+    let mut noted = (false, false);
     let mut timers = r.timers.iter().peekable();
     for s in &r.segments {
         while let Some(t) = timers.next_if(|t| t.t_ns <= s.t_ns) {
@@ -144,7 +146,12 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
                 style.paint("33", &t.what)
             );
         }
-        let _ = writeln!(out, "{}", segment_line(r, s, style));
+        let _ = writeln!(
+            out,
+            "{}{}",
+            segment_line(r, s, style),
+            http_note(r, s, &mut noted)
+        );
     }
     for t in timers {
         let _ = writeln!(
@@ -155,22 +162,6 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
         );
     }
 
-    if let Some(h) = &r.http {
-        let mut shown = Vec::new();
-        for k in ["server", "content-length", "content-type"] {
-            if let Some(v) = h.headers.get(k) {
-                shown.push(format!("{}: {v}", title_case(k)));
-            }
-        }
-        let _ = writeln!(
-            out,
-            "  http      {} {} {}  ({})",
-            h.version,
-            h.status,
-            h.reason,
-            shown.join(", ")
-        );
-    }
     let l = &r.legs_ns;
     let leg = |name: &str, v: Option<u64>| v.map(|ns| format!("{name} {}", human_ns(ns)));
     let connect: Vec<String> = [
@@ -191,7 +182,7 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
     .flatten()
     .collect();
     if !http.is_empty() {
-        let _ = writeln!(out, "  timing    {}", http.join("   "));
+        let _ = writeln!(out, "  http      {}", http.join("   "));
     }
     let close: Vec<String> = [
         leg("FIN→ACK", l.fin_to_ack),
@@ -225,6 +216,38 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
         let _ = writeln!(out, "  {} {e}", style.paint("31;1", "error:"));
     }
     out
+}
+
+/// `  HEAD / HTTP/1.1` beside our first data segment, `  HTTP/1.1 200 OK (Server: …)`
+/// beside the server's.
+fn http_note(r: &ProbeResult, s: &SegmentRecord, noted: &mut (bool, bool)) -> String {
+    let Some(h) = &r.http else {
+        return String::new();
+    };
+    if s.len == 0 {
+        return String::new();
+    }
+    match s.dir {
+        Dir::Out if !noted.0 => {
+            noted.0 = true;
+            format!("   {}", h.request)
+        }
+        Dir::In if !noted.1 => {
+            noted.1 = true;
+            let shown: Vec<String> = ["server", "content-length", "content-type"]
+                .iter()
+                .filter_map(|k| h.headers.get(*k).map(|v| format!("{}: {v}", title_case(k))))
+                .collect();
+            format!(
+                "   {} {} {} ({})",
+                h.version,
+                h.status,
+                h.reason,
+                shown.join(", ")
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 fn title_case(k: &str) -> String {

@@ -20,6 +20,7 @@
 //!   §5) is not enforced, an old TSval only fails to update TS.Recent;
 //! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment.
 
+mod display;
 mod reassembly;
 mod rto;
 #[cfg(test)]
