@@ -34,7 +34,7 @@ const ETH_P_IPV6: u32 = 0x86dd;
 /// One ring frame holds the largest packet the tap can meet: a 64 KiB GSO super-packet
 /// (veth hands them over unsegmented) or a loopback packet, plus the frame header.
 const FRAME_SIZE: usize = 1 << 17;
-const FRAMES: usize = 16;
+const FRAMES: usize = 32;
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
 const SLL_OFFSET: usize = 32;
 
