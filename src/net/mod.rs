@@ -29,6 +29,31 @@ impl fmt::Display for EnvironmentError {
 
 impl std::error::Error for EnvironmentError {}
 
+/// `setsockopt(2)` with a value of type `T` (a c_int, a struct the kernel expects).
+pub fn set_sockopt<T>(
+    fd: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` points at a live T for the duration of the call and we pass its
+    // exact size; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Is `e` (or anything it wraps, or any context on it) an [`EnvironmentError`]?
 pub fn is_environment_error(e: &anyhow::Error) -> bool {
     e.downcast_ref::<EnvironmentError>().is_some() || e.chain().any(|c| c.is::<EnvironmentError>())

@@ -291,34 +291,12 @@ impl NlSocket {
             tv_sec: EXCHANGE_TIMEOUT.as_secs() as libc::time_t,
             tv_usec: 0,
         };
-        // SAFETY: `timeout` is a valid timeval that outlives the call; size matches.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error())
-                .context("setting SO_RCVTIMEO on netlink socket");
-        }
+        super::set_sockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)
+            .context("setting SO_RCVTIMEO on netlink socket")?;
         // Ask for the kernel's error strings, and not for our request echoed back in
         // every error. Both are optional (Linux ≥ 4.12 / 4.3): ignore refusals.
         for opt in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
-            let one: libc::c_int = 1;
-            // SAFETY: `one` is a valid c_int that outlives the call; size matches.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    SOL_NETLINK,
-                    opt,
-                    (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
+            let _ = super::set_sockopt(&fd, SOL_NETLINK, opt, &1 as &libc::c_int);
         }
         // Start sequence numbers somewhere unlikely to collide with a previous socket's
         // replies; uniqueness only matters within this socket.

@@ -11,7 +11,6 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 pub struct RawSender {
     socket: Socket,
@@ -34,20 +33,13 @@ impl RawSender {
                 let s = Socket::new(Domain::IPV6, Type::RAW.cloexec(), Some(Protocol::TCP))
                     .map_err(|e| privilege_error(e, "open a raw IPv6 socket"))?;
                 // Offset of the checksum field in the TCP header.
-                let offset: libc::c_int = 16;
-                // SAFETY: `offset` is a live c_int and we pass its exact size.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_CHECKSUM,
-                        (&offset as *const libc::c_int).cast(),
-                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                if rc < 0 {
-                    return Err(io::Error::last_os_error()).context("setting IPV6_CHECKSUM");
-                }
+                super::set_sockopt(
+                    &s,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_CHECKSUM,
+                    &16 as &libc::c_int,
+                )
+                .context("setting IPV6_CHECKSUM")?;
                 s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
                     .with_context(|| format!("binding the raw IPv6 socket to {src}"))?;
                 // This socket would receive a copy of every TCP segment; it is never read,

@@ -112,7 +112,7 @@ impl Tap {
         socket
             .attach_filter(&port_filter(port))
             .context("attaching the BPF filter to the AF_PACKET socket")?;
-        set_opt(&socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
+        super::set_sockopt(&socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
             .context("PACKET_VERSION")?;
         let req = TpacketReq {
             tp_block_size: FRAME_SIZE as u32,
@@ -120,7 +120,8 @@ impl Tap {
             tp_frame_size: FRAME_SIZE as u32,
             tp_frame_nr: FRAMES as u32,
         };
-        set_opt(&socket, libc::SOL_PACKET, PACKET_RX_RING, &req).context("PACKET_RX_RING")?;
+        super::set_sockopt(&socket, libc::SOL_PACKET, PACKET_RX_RING, &req)
+            .context("PACKET_RX_RING")?;
         let len = FRAME_SIZE * FRAMES;
         // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
         // address of the kernel's choosing; the result is checked.
@@ -254,24 +255,6 @@ pub const BATCH: usize = 16;
 impl AsFd for Tap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
-    }
-}
-
-fn set_opt<T>(socket: &Socket, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live T and we pass its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 

@@ -18,8 +18,7 @@ use crate::wire::http::{HttpParse, head_request, parse_response};
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{self, IcmpError, IpPacket, SeqNumber, TcpRepr};
 use record::{
-    CloseInitiator, Dir, HttpRecord, PeerOptionsRecord, PortState, ProbeResult, SCHEMA,
-    SegmentRecord, TimerRecord,
+    CloseInitiator, Dir, HttpRecord, PortState, ProbeResult, SCHEMA, SegmentRecord, TimerRecord,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -93,7 +92,7 @@ pub struct Probe {
     state: Option<(PortState, String)>,
     reply_ttl: Option<u8>,
     reply_from: Option<String>,
-    peer_options: Option<PeerOptionsRecord>,
+    peer_options: Option<tcp::PeerOptions>,
     irs: Option<u32>,
     close_initiator: Option<CloseInitiator>,
     timers: Vec<TimerRecord>,
@@ -438,12 +437,7 @@ impl Probe {
                 self.state = Some((PortState::Open, "syn-ack".into()));
                 self.marks.synack = caused_by;
                 self.irs = caused_by.map(|i| self.log[i].seq);
-                self.peer_options = Some(PeerOptionsRecord {
-                    mss: peer.mss,
-                    wscale: peer.wscale,
-                    sack_permitted: peer.sack_permitted,
-                    timestamps: peer.timestamps,
-                });
+                self.peer_options = Some(peer);
                 match self.cfg.http.clone() {
                     Some(req) => {
                         let ua = concat!("tcpshake/", env!("CARGO_PKG_VERSION"));

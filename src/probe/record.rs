@@ -1,5 +1,6 @@
 //! What one probe found, as a script reads it (`--json`, schema 1, documented in README.md).
 
+use crate::tcp::PeerOptions;
 use crate::wire::{TcpFlags, TcpOptions};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -57,14 +58,6 @@ pub struct Legs {
     pub peer_fin_to_last_ack: Option<u64>,
     /// First SYN → last segment of the exchange.
     pub total: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PeerOptionsRecord {
-    pub mss: Option<u16>,
-    pub wscale: Option<u8>,
-    pub sack_permitted: bool,
-    pub timestamps: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -131,7 +124,7 @@ pub struct ProbeResult {
     pub reply_from: Option<String>,
     pub legs_ns: Legs,
     pub retransmissions: u32,
-    pub peer_options: Option<PeerOptionsRecord>,
+    pub peer_options: Option<PeerOptions>,
     pub http: Option<HttpRecord>,
     pub close_initiator: Option<CloseInitiator>,
     pub isn: u32,

@@ -102,7 +102,7 @@ pub struct Config {
 }
 
 /// The peer's SYN-ACK options, as negotiated.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize)]
 pub struct PeerOptions {
     pub mss: Option<u16>,
     pub wscale: Option<u8>,
