@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 // Linux UAPI values (linux/if_packet.h) that the libc crate does not export.
+const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
 const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_TIMESTAMP: libc::c_int = 17;
+const SOF_TIMESTAMPING_SOFTWARE: libc::c_int = 1 << 4;
 const PACKET_VERSION: libc::c_int = 10;
 const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
@@ -112,6 +115,26 @@ impl Tap {
         socket
             .attach_filter(&port_filter(port))
             .context("attaching the BPF filter to the AF_PACKET socket")?;
+        // Asking for timestamps turns on the kernel's receive timestamping (a static key),
+        // so arriving packets are stamped as they enter the stack; PACKET_TIMESTAMP makes
+        // the ring report that stamp rather than the moment it reached this socket.
+        // Outgoing copies carry the stamp dev_queue_xmit_nit gives every tap, tcpdump's
+        // included. Measured (scripts/bench-probe): outgoing identical to tcpdump's,
+        // incoming 0.8 µs earlier than tcpdump's (median), 3.5 µs at most.
+        super::set_sockopt(
+            &socket,
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            &1 as &libc::c_int,
+        )
+        .context("SO_TIMESTAMPNS")?;
+        super::set_sockopt(
+            &socket,
+            libc::SOL_PACKET,
+            PACKET_TIMESTAMP,
+            &SOF_TIMESTAMPING_SOFTWARE,
+        )
+        .context("PACKET_TIMESTAMP")?;
         super::set_sockopt(&socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
             .context("PACKET_VERSION")?;
         let req = TpacketReq {
