@@ -360,6 +360,10 @@ impl TlsSession {
                     }
                 }
                 Err(e) => {
+                    // The ServerHello may have come in the same batch as what failed.
+                    if self.marks.serverhello.is_none() && self.conn.protocol_version().is_some() {
+                        self.marks.serverhello = seg;
+                    }
                     // rustls queued an alert for the server if one is due (RFC 8446 §6.2).
                     step.to_send = self.flush();
                     let why = self.describe_error(&e);
