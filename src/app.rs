@@ -211,6 +211,10 @@ impl<'a> Session<'a> {
             roots,
             roots_from,
             insecure: c.insecure,
+            // Like curl: secrets for tshark only when SSLKEYLOGFILE names a file.
+            key_log: std::env::var_os("SSLKEYLOGFILE")
+                .is_some()
+                .then(|| Arc::new(rustls::KeyLogFile::new()) as Arc<dyn rustls::KeyLog>),
         })
     }
 

@@ -54,6 +54,9 @@ pub struct TlsSetup {
     pub roots_from: String,
     /// Report a failed verification but finish the exchange anyway.
     pub insecure: bool,
+    /// Where to write the session's secrets in NSS key log format, so tshark can decrypt
+    /// a capture (`SSLKEYLOGFILE`, as curl and browsers do); None: nowhere.
+    pub key_log: Option<Arc<dyn rustls::KeyLog>>,
 }
 
 /// `legs_ns` additions; each `null` when that leg did not happen.
@@ -275,6 +278,9 @@ impl TlsSession {
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
         config.alpn_protocols = vec![ALPN.to_vec()];
+        if let Some(k) = &setup.key_log {
+            config.key_log = k.clone();
+        }
         // One exchange per run: nothing to resume.
         config.resumption = rustls::client::Resumption::disabled();
         let conn = ClientConnection::new(Arc::new(config), setup.server_name.clone())
