@@ -453,3 +453,28 @@ fn server_closing_during_the_handshake_is_an_error() {
         "{run}"
     );
 }
+
+#[test]
+fn silent_server_is_a_handshake_timeout() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_silent");
+    lab.start_kernel_listener(443, lab::peers::ListenerMode::ReadUntilEof);
+    let mut cmd = lab.client_cmd([
+        "probe",
+        &https_url(&lab, false),
+        "--json",
+        "--timeout",
+        "1s",
+    ]);
+    let run = run_bounded(&mut cmd, Duration::from_secs(30));
+    let rec: Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        err(&rec).contains("handshake did not finish within"),
+        "{run}"
+    );
+    assert_eq!(rec["tls"]["version"], Value::Null, "{run}");
+}

@@ -342,3 +342,72 @@ fn rfc3339_dates() {
     assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
     assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
 }
+
+fn seg(dir: Dir, t_us: u64, seq: u32, len: u32, flags: crate::wire::TcpFlags) -> SegmentRecord {
+    SegmentRecord {
+        dir,
+        t_ns: 0,
+        ts_ns: T0 + t_us * 1000,
+        flags,
+        seq,
+        ack: 0,
+        win: 0,
+        len,
+        options: Default::default(),
+        ttl: 64,
+        retransmission: false,
+        transitions: Vec::new(),
+        bad_checksum: false,
+        foreign: false,
+    }
+}
+
+/// Offsets of our stream map to the segments that carried them, across the 2^32 wrap;
+/// a retransmission does not move a leg (the first transmission is when it left).
+#[test]
+fn legs_come_from_the_segments_that_carried_each_message() {
+    use crate::wire::TcpFlags as F;
+    let isn = u32::MAX - 100; // the stream wraps inside the ClientHello
+    let first = isn.wrapping_add(1);
+    let (pa, a) = (F::PSH | F::ACK, F::ACK);
+    let log = vec![
+        seg(Dir::Out, 0, isn, 0, F::SYN),                      // 0 SYN
+        seg(Dir::In, 40, 7, 0, F::SYN | F::ACK),               // 1 SYN-ACK
+        seg(Dir::Out, 50, first, 0, a),                        // 2 ACK
+        seg(Dir::Out, 60, first, 229, pa),                     // 3 ClientHello
+        seg(Dir::In, 900, 8, 790, pa),                         // 4 ServerHello … Finished
+        seg(Dir::Out, 2000, first.wrapping_add(229), 201, pa), // 5 Finished + request
+        seg(Dir::Out, 2500, first.wrapping_add(229), 201, pa), // 6 (retransmission)
+        seg(Dir::In, 2600, 798, 164, pa),                      // 7 response
+        seg(Dir::In, 2650, 962, 24, pa),                       // 8 server close_notify
+        seg(Dir::In, 2700, 986, 0, F::FIN | F::ACK),           // 9 FIN
+    ];
+    let pki = pki(2020, 2030);
+    let mut s = TlsSession::new(setup(&pki, "lab.test", false), at(0)).unwrap();
+    s.marks = Marks {
+        serverhello: Some(4),
+        server_finished: Some(4),
+        client_finished_end: Some(229 + 64),
+        request_at: Some(229 + 64),
+        first_byte: Some(7),
+        close_notify_out: None,
+        close_notify_in: Some(8),
+    };
+    let mut legs = Legs::default();
+    s.legs(&log, isn, Some(7), &mut legs);
+    let t = legs.tls.unwrap();
+    assert_eq!(t.tls_clienthello_to_serverhello, Some(840_000));
+    assert_eq!(t.tls_clienthello_to_server_finished, Some(840_000));
+    assert_eq!(t.tls_clienthello_to_client_finished, Some(1_940_000));
+    assert_eq!(t.tls_syn_to_appconnect, Some(2_000_000));
+    assert_eq!(t.tls_close_notify_to_fin, Some(50_000));
+    assert_eq!(legs.request_to_first_byte, Some(600_000));
+    assert_eq!(legs.request_to_complete, Some(600_000));
+    assert_eq!(out_segment(&log, isn, 228), Some(3));
+    assert_eq!(out_segment(&log, isn, 229), Some(5));
+    assert_eq!(out_segment(&log, isn, 430), None);
+    assert_eq!(
+        s.record(&log, isn).close_notify_first.as_deref(),
+        Some("server")
+    );
+}
