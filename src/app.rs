@@ -6,7 +6,8 @@ use crate::net::guard::Guard;
 use crate::net::resolve::{Family, resolve};
 use crate::net::run::{self, MARK, Outcome, Path};
 use crate::net::{is_environment_error, signals};
-use crate::probe::target::{self, Target};
+use crate::probe::target::{self, Host, Target};
+use crate::probe::tls::TlsSetup;
 use crate::probe::{HttpRequest, ProbeConfig};
 use crate::report::pcap::PcapWriter;
 use crate::report::text::{self, Style};
@@ -14,9 +15,12 @@ use crate::tcp;
 use crate::wire::SeqNumber;
 use anyhow::{Context, Result};
 use clap::Parser;
+use rustls::RootCertStore;
+use rustls::pki_types::ServerName;
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -117,6 +121,8 @@ struct Session<'a> {
     pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
     style: Style,
     all_ok: bool,
+    /// Trust anchors for HTTPS, loaded at the first TLS probe, and where they came from.
+    roots: Option<(Arc<RootCertStore>, String)>,
 }
 
 impl<'a> Session<'a> {
@@ -136,6 +142,7 @@ impl<'a> Session<'a> {
             pcap,
             style: Style { color },
             all_ok: true,
+            roots: None,
         })
     }
 
@@ -147,7 +154,15 @@ impl<'a> Session<'a> {
         stop: &AtomicBool,
     ) -> Result<()> {
         let path = Path::new(remote, None)?;
-        let cfg = self.config(t, remote, &path);
+        let mut cfg = self.config(t, remote, &path);
+        if t.tls || self.common.tls {
+            cfg.tls = Some(self.tls_setup(t)?);
+            if let Some(h) = cfg.http.as_mut()
+                && self.common.host_header.is_none()
+            {
+                h.host = t.host_header_for(true);
+            }
+        }
         let outcome = match run::run(path, cfg, guard, self.pcap.is_some(), stop) {
             Ok(o) => o,
             Err(e) if is_environment_error(&e) => return Err(e),
@@ -172,7 +187,35 @@ impl<'a> Session<'a> {
             http,
             timeout: c.timeout,
             linger: c.linger,
+            tls: None,
         }
+    }
+
+    /// Whom the certificate must name (`--sni`, else the target's name or address) and whom
+    /// to trust (`--cacert`, else the system's roots).
+    fn tls_setup(&mut self, t: &Target) -> Result<TlsSetup> {
+        let c = self.common;
+        let server_name = match (&c.sni, &t.host) {
+            (Some(n), _) => ServerName::try_from(n.clone())
+                .map_err(|e| UsageError(format!("--sni `{n}`: {e}")))?,
+            (None, Host::Name(n)) => ServerName::try_from(n.clone())
+                .map_err(|e| UsageError(format!("`{n}` is not a TLS server name: {e}")))?,
+            (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
+        };
+        let (roots, roots_from) = match &self.roots {
+            Some(r) => r.clone(),
+            None => self.roots.insert(load_roots(c.cacert.as_deref())?).clone(),
+        };
+        Ok(TlsSetup {
+            server_name,
+            roots,
+            roots_from,
+            insecure: c.insecure,
+            // Like curl: secrets for tshark only when SSLKEYLOGFILE names a file.
+            key_log: std::env::var_os("SSLKEYLOGFILE")
+                .is_some()
+                .then(|| Arc::new(rustls::KeyLogFile::new()) as Arc<dyn rustls::KeyLog>),
+        })
     }
 
     fn emit(&mut self, outcome: &Outcome) -> Result<()> {
@@ -223,6 +266,43 @@ pub fn tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16, c: &CommonArg
         rto_min: Duration::from_millis(200),
         rto_max: Duration::from_secs(60),
         time_wait: c.time_wait,
+    }
+}
+
+/// Trust anchors: the certificates of a PEM file, or the system's store (what curl and
+/// openssl use here: /etc/ssl/certs, or SSL_CERT_FILE / SSL_CERT_DIR).
+fn load_roots(cacert: Option<&std::path::Path>) -> Result<(Arc<RootCertStore>, String)> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    match cacert {
+        Some(p) => {
+            let pem = std::fs::read(p).with_context(|| format!("--cacert {}", p.display()))?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    UsageError(format!(
+                        "--cacert {}: not PEM certificates: {e}",
+                        p.display()
+                    ))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(UsageError(format!(
+                    "--cacert {}: no usable CA certificate in it",
+                    p.display()
+                ))
+                .into());
+            }
+            Ok((Arc::new(roots), p.display().to_string()))
+        }
+        None => {
+            // An empty store is not fatal here: the verification fails with a message that
+            // says to install ca-certificates or give --cacert (or --insecure goes on).
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            Ok((Arc::new(roots), "system".to_string()))
+        }
     }
 }
 

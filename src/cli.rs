@@ -75,6 +75,19 @@ pub struct CommonArgs {
     /// After the response, how long to wait for the server to close first.
     #[arg(long, default_value = "200ms", value_parser = parse_duration, value_name = "DUR")]
     pub linger: Duration,
+    /// HTTPS: a TLS handshake (1.3 or 1.2) before the request (implied by https:// targets).
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS server name to send and verify (default: the target's host name; none for an
+    /// address target, whose certificate is checked for that address).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Report a failed certificate verification but finish the exchange anyway.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,6 +11,7 @@
 pub mod legs;
 pub mod record;
 pub mod target;
+pub mod tls;
 
 use crate::tcp::{self, Connection, Event, State};
 use crate::time::Instant;
@@ -43,6 +44,8 @@ pub struct ProbeConfig {
     /// After a complete response, how long to wait for the server's FIN (it was asked for
     /// `Connection: close`) before closing ourselves.
     pub linger: Duration,
+    /// HTTPS: a TLS handshake before the request (see [`tls`]).
+    pub tls: Option<tls::TlsSetup>,
 }
 
 /// What made the connection emit an event.
@@ -98,6 +101,8 @@ pub struct Probe {
     timers: Vec<TimerRecord>,
     anomalies: Vec<String>,
     error: Option<String>,
+    tls: Option<tls::TlsSession>,
+    tls_setup_error: Option<String>,
 }
 
 impl Probe {
@@ -124,6 +129,8 @@ impl Probe {
             timers: Vec::new(),
             anomalies: Vec::new(),
             error: None,
+            tls: None,
+            tls_setup_error: None,
         }
     }
 
@@ -147,6 +154,7 @@ impl Probe {
 
     pub fn start(&mut self, now: Instant) {
         self.started_at = Some(now);
+        self.tls_prepare(now);
         self.conn.connect(now);
         self.drain_events(now, Cause::Ours);
     }
@@ -196,6 +204,17 @@ impl Probe {
                 Phase::Lingering => {
                     // The server kept the connection open despite `Connection: close`.
                     self.begin_close(now);
+                }
+                Phase::AwaitingResponse
+                    if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) =>
+                {
+                    self.fail(
+                        now,
+                        format!(
+                            "TLS: the handshake did not finish within {:?}; connection reset",
+                            self.cfg.timeout
+                        ),
+                    );
                 }
                 Phase::AwaitingResponse => {
                     self.fail(
@@ -438,6 +457,10 @@ impl Probe {
                 self.marks.synack = caused_by;
                 self.irs = caused_by.map(|i| self.log[i].seq);
                 self.peer_options = Some(peer);
+                if self.cfg.tls.is_some() {
+                    self.tls_start(now);
+                    return;
+                }
                 match self.cfg.http.clone() {
                     Some(req) => {
                         let ua = concat!("tcpshake/", env!("CARGO_PKG_VERSION"));
@@ -467,9 +490,14 @@ impl Probe {
                 }
                 self.finish();
             }
+            Event::Data { at, bytes } if self.tls.is_some() => {
+                self.tls_on_data(at, &bytes, caused_by)
+            }
             Event::Data { at, bytes } => self.on_data(at, &bytes, caused_by),
             Event::PeerFin { .. } => {
-                if self.phase == Phase::AwaitingResponse {
+                if let Some(t) = self.tls.as_mut().filter(|t| t.is_handshaking()) {
+                    self.error = Some(t.closed_mid_handshake());
+                } else if self.phase == Phase::AwaitingResponse {
                     self.error = Some(
                         "the server closed the connection before a complete HTTP response".into(),
                     );
@@ -566,6 +594,11 @@ impl Probe {
     fn begin_close(&mut self, now: Instant) {
         self.phase = Phase::Closing;
         self.deadline = Some(now + self.cfg.timeout);
+        // RFC 8446 §6.1: close_notify before the FIN, so the server knows nothing was cut.
+        if let Some(t) = self.tls.as_mut() {
+            let notify = t.close_notify(self.conn.state() == State::CloseWait);
+            self.conn.send(&notify);
+        }
         self.conn.close(now);
     }
 
@@ -663,7 +696,7 @@ impl Probe {
             reason,
             reply_ttl: self.reply_ttl,
             reply_from: self.reply_from.clone(),
-            legs_ns: legs::compute(&self.log, self.marks),
+            legs_ns: self.legs(),
             retransmissions: self.log.iter().filter(|r| r.retransmission).count() as u32,
             peer_options: self.peer_options,
             http: self.http.clone(),
@@ -674,7 +707,24 @@ impl Probe {
             timers: self.timers_with_unsent(),
             anomalies: self.anomalies.clone(),
             error: self.error.clone(),
+            tls: self
+                .tls
+                .as_ref()
+                .map(|t| t.record(&self.log, self.cfg.tcp.isn.0)),
         }
+    }
+
+    fn legs(&self) -> record::Legs {
+        let mut l = legs::compute(&self.log, self.marks);
+        if let Some(t) = &self.tls {
+            t.legs(
+                &self.log,
+                self.cfg.tcp.isn.0,
+                self.marks.response_complete,
+                &mut l,
+            );
+        }
+        l
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Legs {
     pub peer_fin_to_last_ack: Option<u64>,
     /// First SYN → last segment of the exchange.
     pub total: Option<u64>,
+    /// HTTPS only: the `tls_*` legs (see `probe::tls`).
+    #[serde(flatten)]
+    pub tls: Option<super::tls::TlsLegs>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,6 +136,8 @@ pub struct ProbeResult {
     pub timers: Vec<TimerRecord>,
     pub anomalies: Vec<String>,
     pub error: Option<String>,
+    /// HTTPS only: what the TLS handshake negotiated and showed.
+    pub tls: Option<super::tls::TlsRecord>,
 }
 
 impl ProbeResult {

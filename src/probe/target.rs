@@ -1,5 +1,6 @@
 //! Target syntax: `198.18.0.2:80`, `[fd00::2]:80`, `fd00::2` (with `-p`), `name:80`,
-//! `http://name[:port]/path`. Parsing only; names are resolved by `net`.
+//! `http://name[:port]/path`, `https://name[:port]/path`. Parsing only; names are resolved
+//! by `net`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -28,13 +29,21 @@ pub struct Target {
     pub port: u16,
     /// From a URL (`http://h/path`), if one was given.
     pub path: Option<String>,
+    /// `https://`: TLS before the request.
+    pub tls: bool,
 }
 
 impl Target {
     /// The `Host:` header value: the name or address, with the port when not 80
     /// (RFC 9110 §7.2).
     pub fn host_header(&self) -> String {
-        if self.port == 80 {
+        self.host_header_for(self.tls)
+    }
+
+    /// The `Host:` value when the exchange is (`tls`) or is not HTTPS: the port is left out
+    /// when it is the scheme's default, 443 or 80.
+    pub fn host_header_for(&self, tls: bool) -> String {
+        if self.port == if tls { 443 } else { 80 } {
             self.host.to_string()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -48,16 +57,20 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
     if s.is_empty() {
         return Err("empty target".into());
     }
-    let (rest, url_port, path) = if let Some(after) = s.strip_prefix("http://") {
+    let url = [("http://", 80, false), ("https://", 443, true)]
+        .into_iter()
+        .find_map(|(scheme, port, tls)| Some((s.strip_prefix(scheme)?, port, tls)));
+    let tls = url.is_some_and(|(_, _, tls)| tls);
+    let (rest, url_port, path) = if let Some((after, port, _)) = url {
         let (authority, path) = match after.find('/') {
             Some(i) => (&after[..i], after[i..].to_string()),
             None => (after, "/".to_string()),
         };
-        (authority, Some(80), Some(path))
+        (authority, Some(port), Some(path))
     } else if s.contains("://") {
         let scheme = &s[..s.find("://").unwrap_or(0)];
         return Err(format!(
-            "`{spec}`: scheme `{scheme}://` is not supported; use http:// or host:port"
+            "`{spec}`: scheme `{scheme}://` is not supported; use http://, https:// or host:port"
         ));
     } else {
         (s, None, None)
@@ -84,6 +97,7 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
         host,
         port,
         path,
+        tls,
     })
 }
 
@@ -161,7 +175,17 @@ mod tests {
         assert_eq!(t.host, Host::Name("lab.test".into()));
         assert_eq!((t.port, t.path.as_deref()), (8000, Some("/x?y")));
         let t = parse("http://198.18.0.2", None).unwrap();
-        assert_eq!((t.port, t.path.as_deref()), (80, Some("/")));
+        assert_eq!((t.port, t.path.as_deref(), t.tls), (80, Some("/"), false));
+        let t = parse("https://198.18.0.2/", None).unwrap();
+        assert_eq!((t.port, t.path.as_deref(), t.tls), (443, Some("/"), true));
+        assert_eq!(t.host_header(), "198.18.0.2");
+        let t = parse("https://lab.test:8443/x", None).unwrap();
+        assert_eq!(
+            (t.port, t.host_header()),
+            (8443, "lab.test:8443".to_string())
+        );
+        let t = parse("198.18.0.2:443", None).unwrap();
+        assert_eq!(t.host_header_for(true), "198.18.0.2");
         assert_eq!(
             parse("web-1.lab:81", None).unwrap().host,
             Host::Name("web-1.lab".into())
@@ -178,7 +202,7 @@ mod tests {
         );
         assert!(parse("[fd00::2:80", None).unwrap_err().contains("closing"));
         assert!(parse("fd00::zz:1", None).unwrap_err().contains("IPv6"));
-        assert!(parse("https://x/", None).unwrap_err().contains("https://"));
+        assert!(parse("ftp://x/", None).unwrap_err().contains("ftp://"));
         assert!(
             parse("bad host:80", None)
                 .unwrap_err()

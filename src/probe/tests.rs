@@ -42,6 +42,7 @@ fn config(isn: u32, http: bool) -> ProbeConfig {
         }),
         timeout: Duration::from_secs(5),
         linger: Duration::from_millis(200),
+        tls: None,
     }
 }
 

@@ -162,6 +162,7 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
         );
     }
 
+    tls_lines(&mut out, r, style);
     let l = &r.legs_ns;
     let leg = |name: &str, v: Option<u64>| v.map(|ns| format!("{name} {}", human_ns(ns)));
     let connect: Vec<String> = [
@@ -247,6 +248,87 @@ fn http_note(r: &ProbeResult, s: &SegmentRecord, noted: &mut (bool, bool)) -> St
             )
         }
         _ => String::new(),
+    }
+}
+
+/// HTTPS: what was negotiated, the verification verdict, the chain, the TLS legs.
+fn tls_lines(out: &mut String, r: &ProbeResult, style: Style) {
+    let Some(t) = &r.tls else {
+        return;
+    };
+    let mut parts: Vec<String> = [&t.version, &t.cipher_suite, &t.key_exchange_group]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if let Some(a) = &t.alpn {
+        parts.push(format!("alpn {a}"));
+    }
+    parts.push(match &t.sni {
+        Some(s) => format!("sni {s}"),
+        None => "no sni".into(),
+    });
+    let verdict = match (t.verified, &t.verify_error) {
+        (Some(true), _) => style.paint(
+            "32",
+            &format!("verified ({} for {})", t.trust, t.server_name),
+        ),
+        (Some(false), e) => style.paint(
+            "31;1",
+            &format!(
+                "NOT VERIFIED{}: {}",
+                if t.insecure {
+                    " (--insecure: went on)"
+                } else {
+                    ""
+                },
+                e.as_deref().unwrap_or("?")
+            ),
+        ),
+        (None, _) => "no certificate seen".into(),
+    };
+    parts.push(verdict);
+    let _ = writeln!(out, "  tls       {}", parts.join("  "));
+    for (i, c) in t.certificates.iter().enumerate() {
+        let label = if i == 0 {
+            "cert".to_string()
+        } else {
+            format!("cert #{i}")
+        };
+        let sans = if c.sans.is_empty() {
+            String::new()
+        } else {
+            format!("  SAN {}", c.sans.join(", "))
+        };
+        let left = if c.days_to_expiry < 0 {
+            style.paint("31", &format!("expired {} days ago", -c.days_to_expiry))
+        } else {
+            format!("{} days left", c.days_to_expiry)
+        };
+        let _ = writeln!(
+            out,
+            "  {label:<9} {}  issuer {}{sans}  {} → {} ({left})",
+            c.subject,
+            c.issuer,
+            c.not_before.get(..10).unwrap_or(&c.not_before),
+            c.not_after.get(..10).unwrap_or(&c.not_after),
+        );
+    }
+    if let Some(l) = &r.legs_ns.tls {
+        let leg = |name: &str, v: Option<u64>| v.map(|ns| format!("{name} {}", human_ns(ns)));
+        let legs: Vec<String> = [
+            leg("ClientHello→ServerHello", l.tls_clienthello_to_serverhello),
+            leg("→server Finished", l.tls_clienthello_to_server_finished),
+            leg("→our Finished", l.tls_clienthello_to_client_finished),
+            leg("SYN→appconnect", l.tls_syn_to_appconnect),
+            leg("close_notify→FIN", l.tls_close_notify_to_fin),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !legs.is_empty() {
+            let _ = writeln!(out, "  tls legs  {}", legs.join("   "));
+        }
     }
 }
 

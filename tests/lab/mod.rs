@@ -24,6 +24,7 @@ pub mod capture;
 pub mod faults;
 pub mod peers;
 pub mod report;
+pub mod tls;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;

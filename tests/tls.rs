@@ -1,0 +1,480 @@
+//! HTTPS over tcpshake's own connection, against nginx with certificates made by the tests.
+//!
+//! Each test builds its own lab (two namespaces, see lab/mod.rs), a test PKI (root →
+//! intermediate → leaf, rcgen), and runs the binary by its documented contract: the `tls`
+//! object and `tls_*` legs of the schema-1 record, exit codes 0/1.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use lab::capture::{self, Packet};
+use lab::tls::{EXPIRED, LAB_NAME, VALID};
+use lab::{Lab, Run, require_root, run_bounded};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs the binary in the client namespace with `args` (plus `--json`) and `env`.
+fn probe(lab: &Lab, args: &[&str], env: &[(&str, &Path)]) -> (Run, Value) {
+    let mut cmd =
+        lab.client_cmd(
+            ["probe"]
+                .iter()
+                .chain(args)
+                .chain(&["--json", "--timeout", "3s"]),
+        );
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let run = run_bounded(&mut cmd, Duration::from_secs(30));
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one JSON record:\n{run}");
+    let rec: Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}:\n{run}"));
+    assert_eq!(rec["schema"], 1, "{run}");
+    (run, rec)
+}
+
+fn https_url(lab: &Lab, v6: bool) -> String {
+    format!("https://{}/", lab.target(v6, 443))
+}
+
+fn leg(rec: &Value, name: &str) -> Option<u64> {
+    rec["legs_ns"][name].as_u64()
+}
+
+fn err(rec: &Value) -> String {
+    rec["error"].as_str().unwrap_or("").to_string()
+}
+
+/// One frame of tshark's TLS view: when, from whom, which handshake message types.
+#[derive(Debug)]
+struct TlsFrame {
+    ts_ns: u64,
+    from_server: bool,
+    types: Vec<u32>,
+}
+
+/// `frame.time_epoch` as tshark prints it for a nanosecond capture ("1700000000.123456789").
+fn epoch_ns(s: &str) -> Option<u64> {
+    let (sec, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac = format!("{frac:0<9}");
+    Some(sec.parse::<u64>().ok()? * 1_000_000_000 + frac.get(..9)?.parse::<u64>().ok()?)
+}
+
+/// The handshake messages tshark finds in `cap` for our connection (decrypted with the key
+/// log when there is one), frame by frame.
+fn tshark_handshake(cap: &Path, keys: &Path, port: u16, server: IpAddr) -> Vec<TlsFrame> {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(cap)
+        .arg("-n")
+        .arg("-o")
+        .arg(format!("tls.keylog_file:{}", keys.display()))
+        .args(["-d", "tcp.port==443,tls", "-Y"])
+        .arg(format!("tcp.port == {port} && tls.handshake.type"))
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "frame.time_epoch",
+        ])
+        .args(["-e", "ip.src", "-e", "ipv6.src", "-e", "tls.handshake.type"])
+        .output()
+        .expect("cannot run tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(';').collect();
+            let src = if f.get(1)?.is_empty() {
+                f.get(2)?
+            } else {
+                f.get(1)?
+            };
+            Some(TlsFrame {
+                ts_ns: epoch_ns(f.first()?)?,
+                from_server: src.parse::<IpAddr>().ok()? == server,
+                types: f
+                    .get(3)?
+                    .split(',')
+                    .filter_map(|t| t.trim().parse().ok())
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The capture's packet for one record segment: same direction, seq, ack, flags, length.
+fn find<'a>(packets: &'a [Packet], seg: &Value, local_port: u16) -> Option<&'a Packet> {
+    let out = seg["dir"] == "out";
+    packets.iter().find(|p| {
+        p.tcp().is_some_and(|t| {
+            (if out { t.sport } else { t.dport }) == local_port
+                && u64::from(t.seq) == seg["seq"].as_u64().unwrap_or(u64::MAX)
+                && u64::from(t.ack) == seg["ack"].as_u64().unwrap_or(u64::MAX)
+                && u64::from(t.len) == seg["len"].as_u64().unwrap_or(u64::MAX)
+                && capture::flags_str(t.flags) == seg["flags"].as_str().unwrap_or("")
+        })
+    })
+}
+
+/// A good chain: the handshake, the request and the close all work and are reported, the
+/// legs agree with tcpdump's timestamps and with tshark's view of the handshake, tshark
+/// finds nothing to warn about, and curl's `time_appconnect` is measured alongside.
+fn good_chain(name: &str, protocols: &str, version: &str, v6: bool, url_form: bool) {
+    let mut lab = Lab::new(name);
+    let pki = lab.make_pki("good", VALID);
+    lab.start_nginx_tls(443, &pki.chain, &pki.key, protocols);
+    let keys = lab.dir().join("keys.log");
+    let cap = lab.start_capture(name);
+    let target = if url_form {
+        https_url(&lab, v6)
+    } else {
+        lab.target(v6, 443)
+    };
+    let ca = pki.ca.to_string_lossy().to_string();
+    let mut args = vec![target.as_str(), "--cacert", &ca];
+    if !url_form {
+        args.push("--tls");
+    }
+    let (run, rec) = probe(&lab, &args, &[("SSLKEYLOGFILE", &keys)]);
+    let (curl_code, curl_connect, curl_appconnect) =
+        lab.curl_tls_times(&https_url(&lab, v6), &pki.ca);
+    let packets = lab.stop_capture(&cap);
+    let ctx = format!("{run}\n{}", lab.describe());
+
+    assert_eq!(run.code, Some(0), "{ctx}");
+    assert_eq!(rec["state"], "open", "{ctx}");
+    assert_eq!(rec["http"]["status"], 200, "{ctx}");
+    let tls = &rec["tls"];
+    assert_eq!(tls["version"], version, "{ctx}");
+    assert_eq!(tls["alpn"], "http/1.1", "{ctx}");
+    assert!(tls["cipher_suite"].is_string(), "{ctx}");
+    assert!(tls["key_exchange_group"].is_string(), "{ctx}");
+    assert_eq!(
+        tls["sni"],
+        Value::Null,
+        "an address target sends no SNI: {ctx}"
+    );
+    assert_eq!(tls["verified"], true, "{ctx}");
+    assert_eq!(tls["verify_error"], Value::Null, "{ctx}");
+    assert_eq!(tls["trust"], ca.as_str(), "{ctx}");
+    let certs = tls["certificates"].as_array().expect("certificates");
+    assert_eq!(certs.len(), 2, "leaf and intermediate: {ctx}");
+    assert_eq!(certs[0]["subject"], format!("CN={LAB_NAME}"), "{ctx}");
+    assert!(
+        certs[0]["issuer"]
+            .as_str()
+            .unwrap_or("")
+            .contains("intermediate"),
+        "{ctx}"
+    );
+    let sans: Vec<&str> = certs[0]["sans"]
+        .as_array()
+        .expect("sans")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let server = lab.server_addr(v6);
+    assert!(sans.contains(&LAB_NAME), "{sans:?}");
+    assert!(sans.contains(&server.to_string().as_str()), "{sans:?}");
+    assert_eq!(certs[0]["not_after"], "2099-01-01T00:00:00Z", "{ctx}");
+    assert!(
+        certs[0]["days_to_expiry"].as_i64().unwrap_or(-1) > 365,
+        "{ctx}"
+    );
+    assert_eq!(tls["error"], Value::Null, "{ctx}");
+
+    let names = [
+        "tls_clienthello_to_serverhello",
+        "tls_clienthello_to_server_finished",
+        "tls_clienthello_to_client_finished",
+        "tls_syn_to_appconnect",
+        "tls_close_notify_to_fin",
+        "request_to_first_byte",
+        "request_to_complete",
+        "syn_to_synack",
+        "fin_to_peer_fin",
+    ];
+    for n in names {
+        assert!(leg(&rec, n).is_some(), "leg {n} missing: {ctx}");
+    }
+    let sh = leg(&rec, "tls_clienthello_to_serverhello").unwrap_or(0);
+    let sfin = leg(&rec, "tls_clienthello_to_server_finished").unwrap_or(0);
+    let cfin = leg(&rec, "tls_clienthello_to_client_finished").unwrap_or(0);
+    assert!(sh <= sfin, "ServerHello after the server's Finished? {ctx}");
+    if version == "TLSv1.3" {
+        assert!(
+            cfin >= sfin,
+            "TLS 1.3: our Finished answers the server's: {ctx}"
+        );
+    } else {
+        assert!(cfin < sfin, "TLS 1.2: our Finished comes first: {ctx}");
+    }
+
+    // Every segment is tcpdump's; ours at the same nanosecond, the server's within 10 µs
+    // (median) and 100 µs (max: on a loaded 2-core machine the two taps are sometimes
+    // woken apart; tests/probe.rs sees the same).
+    let port = rec["src_port"].as_u64().expect("src_port") as u16;
+    let segments = rec["segments"].as_array().expect("segments");
+    let mut in_diffs = Vec::new();
+    for seg in segments {
+        let p = find(&packets, seg, port)
+            .unwrap_or_else(|| panic!("segment not in tcpdump's capture: {seg}\n{ctx}"));
+        let ts = seg["ts_ns"].as_u64().unwrap_or(0);
+        if seg["dir"] == "out" {
+            assert_eq!(
+                p.ts_ns, ts,
+                "outgoing timestamp differs from tcpdump's: {seg}"
+            );
+        } else {
+            in_diffs.push(p.ts_ns.abs_diff(ts));
+        }
+    }
+    in_diffs.sort_unstable();
+    let in_max = in_diffs.last().copied().unwrap_or(0);
+    let in_median = in_diffs.get(in_diffs.len() / 2).copied().unwrap_or(0);
+    assert!(
+        in_median <= 10_000 && in_max <= 100_000,
+        "incoming timestamps off by {in_diffs:?} ns"
+    );
+
+    // tshark's own reading of the handshake, decrypted with the key log, gives the same legs.
+    let frames = tshark_handshake(&cap.path, &keys, port, server);
+    let first = |from_server: bool, ty: u32| {
+        frames
+            .iter()
+            .find(|f| f.from_server == from_server && f.types.contains(&ty))
+            .map(|f| f.ts_ns)
+            .unwrap_or_else(|| {
+                panic!(
+                    "tshark found no type-{ty} message (server: {from_server}): {frames:?}\n{ctx}"
+                )
+            })
+    };
+    let ch = first(false, 1);
+    let first_data_out = segments
+        .iter()
+        .find(|s| s["dir"] == "out" && s["len"].as_u64() > Some(0))
+        .and_then(|s| s["ts_ns"].as_u64())
+        .unwrap_or(0);
+    assert_eq!(ch, first_data_out, "ClientHello frame: {frames:?}");
+    let near = |what: &str, ours: u64, theirs: u64| {
+        assert!(
+            ours.abs_diff(theirs) <= 100_000,
+            "{what}: tcpshake {ours} ns, tshark/tcpdump {theirs} ns\n{frames:?}\n{ctx}"
+        );
+    };
+    near("ClientHello→ServerHello", sh, first(true, 2) - ch);
+    near("→server Finished", sfin, first(true, 20) - ch);
+    assert_eq!(
+        cfin,
+        first(false, 20) - ch,
+        "→our Finished is our own segment: {frames:?}"
+    );
+
+    let filter = format!("tcp.port == {port}");
+    let (report, problems) = capture::tshark_expert(&cap.path, &filter);
+    assert_eq!(problems, 0, "tshark warns about our connection:\n{report}");
+
+    assert_eq!(curl_code, 0, "curl against the same server failed");
+    let appconnect = leg(&rec, "tls_syn_to_appconnect").unwrap_or(0);
+    let (t_sh, t_sfin) = (first(true, 2) - ch, first(true, 20) - ch);
+    eprintln!(
+        "{name}: {version} tcpshake SYN→appconnect {:.3} ms (ClientHello→ServerHello {:.3} ms, \
+         →server Finished {:.3} ms, →our Finished {:.3} ms; tshark/tcpdump: {:.3} / {:.3} / \
+         {:.3} ms; incoming ts vs tcpdump median {in_median} ns, max {in_max} ns); \
+         curl time_connect {:.3} ms, time_appconnect {:.3} ms",
+        appconnect as f64 / 1e6,
+        sh as f64 / 1e6,
+        sfin as f64 / 1e6,
+        cfin as f64 / 1e6,
+        t_sh as f64 / 1e6,
+        t_sfin as f64 / 1e6,
+        (first(false, 20) - ch) as f64 / 1e6,
+        curl_connect * 1e3,
+        curl_appconnect * 1e3,
+    );
+    assert!(curl_appconnect > 0.0, "curl measured no TLS handshake");
+}
+
+#[test]
+fn tls13_good_chain_v4_legs_match_tcpdump_and_tshark() {
+    if !require_root() {
+        return;
+    }
+    good_chain("tls13_v4", "TLSv1.3", "TLSv1.3", false, true);
+}
+
+#[test]
+fn tls13_good_chain_v6() {
+    if !require_root() {
+        return;
+    }
+    good_chain("tls13_v6", "TLSv1.3", "TLSv1.3", true, true);
+}
+
+#[test]
+fn tls12_forced_by_nginx_with_tls_flag() {
+    if !require_root() {
+        return;
+    }
+    good_chain("tls12_v4", "TLSv1.2", "TLSv1.2", false, false);
+}
+
+#[test]
+fn expired_certificate_fails_unless_insecure() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_expired");
+    let pki = lab.make_pki("expired", EXPIRED);
+    lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.2 TLSv1.3");
+    let url = https_url(&lab, false);
+    let ca = pki.ca.to_string_lossy().to_string();
+
+    let (run, rec) = probe(&lab, &[&url, "--cacert", &ca], &[]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(rec["state"], "open", "the port is open; TLS failed: {run}");
+    assert!(
+        err(&rec).contains("certificate verification failed"),
+        "{run}"
+    );
+    assert!(err(&rec).to_lowercase().contains("expired"), "{run}");
+    assert_eq!(rec["tls"]["verified"], false, "{run}");
+    assert_eq!(
+        rec["http"],
+        Value::Null,
+        "no request after a failed verification: {run}"
+    );
+    let days = rec["tls"]["certificates"][0]["days_to_expiry"].as_i64();
+    assert!(days.is_some_and(|d| d < 0), "{run}");
+
+    let (run, rec) = probe(&lab, &[&url, "--cacert", &ca, "--insecure"], &[]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(rec["http"]["status"], 200, "{run}");
+    assert_eq!(rec["tls"]["verified"], false, "{run}");
+    assert_eq!(rec["tls"]["insecure"], true, "{run}");
+    let why = rec["tls"]["verify_error"].as_str().unwrap_or("");
+    assert!(why.to_lowercase().contains("expired"), "{run}");
+    assert_eq!(rec["error"], Value::Null, "{run}");
+    // The human view says it too: never silent.
+    let human = lab.run_client(["probe", &url, "--cacert", &ca, "--insecure"]);
+    assert!(human.stdout.contains("NOT VERIFIED"), "{human}");
+}
+
+#[test]
+fn wrong_name_fails_right_name_verifies() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_name");
+    let pki = lab.make_pki("name", VALID);
+    lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.3");
+    let target = lab.target(false, 443);
+    let ca = pki.ca.to_string_lossy().to_string();
+
+    let (run, rec) = probe(
+        &lab,
+        &[&target, "--tls", "--sni", "wrong.test", "--cacert", &ca],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(err(&rec).contains("not valid for name"), "{run}");
+    assert_eq!(rec["tls"]["sni"], "wrong.test", "{run}");
+    assert_eq!(rec["tls"]["verified"], false, "{run}");
+
+    let (run, rec) = probe(
+        &lab,
+        &[&target, "--tls", "--sni", LAB_NAME, "--cacert", &ca],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(rec["tls"]["sni"], LAB_NAME, "{run}");
+    assert_eq!(rec["tls"]["verified"], true, "{run}");
+}
+
+#[test]
+fn default_trust_is_the_system_store_which_does_not_know_the_lab_ca() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_system");
+    let pki = lab.make_pki("sys", VALID);
+    lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.3");
+    let (run, rec) = probe(&lab, &[&https_url(&lab, false)], &[]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(rec["tls"]["trust"], "system", "{run}");
+    assert_eq!(rec["tls"]["verified"], false, "{run}");
+    assert!(
+        err(&rec).contains("certificate verification failed"),
+        "{run}"
+    );
+}
+
+#[test]
+fn plain_http_on_443_is_named() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_plain");
+    lab.start_nginx(443);
+    let (run, rec) = probe(&lab, &[&https_url(&lab, false)], &[]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(rec["state"], "open", "{run}");
+    assert!(err(&rec).contains("plain HTTP"), "{run}");
+    assert_eq!(rec["tls"]["verified"], Value::Null, "{run}");
+}
+
+#[test]
+fn server_closing_during_the_handshake_is_an_error() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_cut");
+    lab.start_close_after_client_hello(443);
+    let (run, rec) = probe(&lab, &[&https_url(&lab, false)], &[]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(rec["state"], "open", "{run}");
+    assert!(err(&rec).contains("during the handshake"), "{run}");
+    assert!(
+        leg(&rec, "tls_clienthello_to_serverhello").is_none(),
+        "{run}"
+    );
+}
+
+#[test]
+fn silent_server_is_a_handshake_timeout() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_silent");
+    lab.start_kernel_listener(443, lab::peers::ListenerMode::ReadUntilEof);
+    let mut cmd = lab.client_cmd([
+        "probe",
+        &https_url(&lab, false),
+        "--json",
+        "--timeout",
+        "1s",
+    ]);
+    let run = run_bounded(&mut cmd, Duration::from_secs(30));
+    let rec: Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        err(&rec).contains("handshake did not finish within"),
+        "{run}"
+    );
+    assert_eq!(rec["tls"]["version"], Value::Null, "{run}");
+}
