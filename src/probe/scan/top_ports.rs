@@ -3,7 +3,7 @@
 //! names nmap prints for them in -oG/-oX output.
 
 /// Ports in decreasing order of how often nmap's scans found them open.
-pub const TOP_PORTS: [u16; 1000] = [
+pub static TOP_PORTS: [u16; 1000] = [
     80, 23, 443, 21, 22, 25, 3389, 110, 445, 139, 143, 53, 135, 3306, 8080, 1723, 111, 995, 993,
     5900, 1025, 587, 8888, 199, 1720, 465, 548, 113, 81, 6001, 10000, 514, 5060, 179, 1026, 2000,
     8443, 8000, 32768, 554, 26, 1433, 49152, 2001, 515, 8008, 49154, 1027, 5666, 646, 5000, 5631,
@@ -71,7 +71,7 @@ pub const TOP_PORTS: [u16; 1000] = [
 ];
 
 /// nmap's service name for a TCP port among the top 1000 (sorted by port for lookup).
-pub const SERVICES: [(u16, &str); 1000] = [
+pub static SERVICES: [(u16, &str); 1000] = [
     (1, "tcpmux"),
     (3, "compressnet"),
     (4, "unknown"),
