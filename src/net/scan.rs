@@ -215,7 +215,20 @@ pub fn run(
         };
         let local = SocketAddr::new(r.src, port);
         guard.protect_port(port)?;
-        taps.push(Tap::open(r.oif, &r.ifname, port, r.is_loopback)?);
+        // Each tap answers for its own family only: its BPF filter passes every ICMP and
+        // ICMPv6 error, and the other family's tap must not race this one's SYN copies.
+        let only = if v6 {
+            Locals {
+                v4: None,
+                v6: Some(local),
+            }
+        } else {
+            Locals {
+                v4: Some(local),
+                v6: None,
+            }
+        };
+        taps.push((Tap::open(r.oif, &r.ifname, port, r.is_loopback)?, only));
         let sender = RawSender::new(r.src, MARK)?;
         rst_senders[usize::from(v6)] = Some(RawSender::new(r.src, MARK)?);
         sides[usize::from(v6)] = Some(Side {
@@ -248,7 +261,6 @@ pub fn run(
             receive(
                 &taps,
                 &rst_senders,
-                &locals,
                 &cookie,
                 plan.retries,
                 horizon,
@@ -422,6 +434,23 @@ fn send_all(
                 .as_mut()
                 .context("no sender for this family")?;
             let remote = SocketAddr::new(addr, port);
+            if round > 0 {
+                // Clear what the previous attempt may have left: a target whose SYN-ACK was
+                // lost sits in SYN-RECEIVED with rcv_nxt = that cookie + 1 and would answer
+                // this SYN (same 4-tuple, another sequence number) with a rate-limited ACK
+                // only. A RST in its window removes the half-open connection (RFC 9293
+                // §3.10.7.4); with no such state the RST is silently dropped (§3.10.7.1).
+                let prev = cookie.seq(side.local, remote, round - 1).add(1);
+                let slot = side.lens.len();
+                let len = build_rst(side.local, remote, prev, side.ident, &mut side.bufs[slot])
+                    .context("building a RST")?;
+                side.ident = side.ident.wrapping_add(1);
+                side.lens.push(len);
+                side.dsts.push(addr);
+                if side.lens.len() == BATCH {
+                    state.totals.sent += side.flush()?;
+                }
+            }
             let seq = cookie.seq(side.local, remote, round);
             let slot = side.lens.len();
             let len = build_syn(side.local, remote, seq, side.ident, &mut side.bufs[slot])
@@ -522,9 +551,8 @@ fn wait_draining(
 /// they are empty.
 #[allow(clippy::too_many_arguments)]
 fn receive(
-    taps: &[Tap],
+    taps: &[(Tap, Locals)],
     rst_senders: &[Option<RawSender>; 2],
-    locals: &Locals,
     cookie: &Cookie,
     retries: u8,
     horizon: Duration,
@@ -540,7 +568,7 @@ fn receive(
     let mut last_round = false;
     loop {
         let mut got = 0usize;
-        for tap in taps {
+        for (tap, locals) in taps {
             // Bounded per pass so both taps get their turn.
             for _ in 0..4096 {
                 let Some(meta) = tap.recv(&mut buf).context("reading the AF_PACKET tap")? else {
@@ -610,10 +638,10 @@ fn receive(
 }
 
 /// Sleep until one of the taps has a packet or `timeout` passes.
-fn poll_any(taps: &[Tap], timeout: Duration) -> Result<()> {
+fn poll_any(taps: &[(Tap, Locals)], timeout: Duration) -> Result<()> {
     let mut fds: Vec<libc::pollfd> = taps
         .iter()
-        .map(|t| libc::pollfd {
+        .map(|(t, _)| libc::pollfd {
             fd: t.as_fd().as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,

@@ -69,7 +69,7 @@ pub fn summary(
         t.sent as f64 / send_time.as_secs_f64()
     };
     let mut s = format!(
-        "scanned {} ports: {} open, {} closed, {} filtered in {:.2} s ({} SYNs, {:.0} pps achieved)",
+        "scanned {} ports: {} open, {} closed, {} filtered in {:.2} s ({} packets sent, {:.0} pps achieved)",
         t.scanned,
         t.open,
         t.closed,
@@ -152,7 +152,7 @@ mod tests {
         let s = summary(&t, Duration::from_secs(2), Duration::from_secs(1), false);
         assert_eq!(
             s,
-            "scanned 10 ports: 2 open, 5 closed, 3 filtered in 2.00 s (12 SYNs, 12 pps achieved)"
+            "scanned 10 ports: 2 open, 5 closed, 3 filtered in 2.00 s (12 packets sent, 12 pps achieved)"
         );
     }
 }

@@ -255,6 +255,12 @@ fn inspect_tcp(
         (PortState::Closed, "reset", None)
     } else if seg.flags.syn() {
         (PortState::Open, "syn-ack", Some(seg.ack))
+    } else if !seg.flags.fin() {
+        // A bare ACK of our cookie comes from a peer in SYN-RECEIVED: its SYN-ACK to an
+        // earlier attempt was lost, and our retry (same 4-tuple, another sequence number)
+        // is "not acceptable", which it answers with an ACK (RFC 9293 §3.10.7.4). Only a
+        // listening port gets there: open, and reset like any half-open connection.
+        (PortState::Open, "syn-ack", Some(seg.ack))
     } else {
         return Seen::Unmatched;
     };
@@ -325,7 +331,7 @@ pub struct ScanTotals {
     pub closed: u64,
     /// Answered with an ICMP error.
     pub filtered_icmp: u64,
-    /// SYNs sent, retries included.
+    /// Packets sent: SYNs, retries and the RSTs that clear a retried tuple.
     pub sent: u64,
     /// Replies to our port that matched no cookie.
     pub unmatched: u64,

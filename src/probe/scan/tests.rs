@@ -69,6 +69,27 @@ fn syn_ack_to_our_cookie_is_open_and_asks_for_a_rst() {
 }
 
 #[test]
+fn a_bare_ack_of_our_cookie_is_a_peer_in_syn_received_so_open() {
+    let l = locals().v4.unwrap();
+    let r = v4("198.18.0.9:22");
+    let isn = COOKIE.seq(l, r, 0);
+    let pkt = packet(r, l, 778, isn.0.wrapping_add(1), TcpFlags::ACK);
+    let Seen::Reply(rep) = inspect(&pkt, false, &locals(), &COOKIE, 1) else {
+        panic!("not a reply")
+    };
+    assert_eq!((rep.state, rep.attempt), (PortState::Open, 0));
+    assert_eq!(rep.rst_seq, Some(isn.add(1)));
+    let fin = packet(
+        r,
+        l,
+        778,
+        isn.0.wrapping_add(1),
+        TcpFlags::ACK | TcpFlags::FIN,
+    );
+    assert_eq!(inspect(&fin, false, &locals(), &COOKIE, 1), Seen::Unmatched);
+}
+
+#[test]
 fn rst_ack_is_closed_but_a_wrong_ack_or_a_bare_rst_is_unmatched() {
     let l = locals().v4.unwrap();
     let r = v4("198.18.0.9:23");
