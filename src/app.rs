@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod scan;
+
 /// Exit codes (README.md documents them).
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_NOT_OPEN: u8 = 1;
@@ -43,7 +45,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(crate::cli::nmap_spellings(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -53,6 +55,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Probe(args) => probe_command(&args),
         Command::Lab(args) => lab_command(&args),
+        Command::Scan(args) => scan::scan_command(&args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

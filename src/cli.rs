@@ -23,6 +23,8 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Build a throwaway network namespace with a built-in HTTP peer, probe it, tear it down.
     Lab(LabArgs),
+    /// Stateless half-open SYN scan of many addresses and ports, in nmap's syntax.
+    Scan(ScanArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -94,6 +96,89 @@ pub struct CommonArgs {
 pub struct LabArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Exit codes: 0 the scan ran to the end, 1 interrupted (results are \
+partial) or a run-time error, 2 usage, 3 environment (privileges, kernel). nmap's -iL, -oG and -oX \
+spellings are accepted."
+)]
+pub struct ScanArgs {
+    /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Read targets from FILE (`-` for stdin); nmap's -iL.
+    #[arg(long = "input-list", value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// Ports: 22,80,8000-8100; `-` for 1-65535 (nmap's -p-). Default: --top-ports 1000.
+    #[arg(
+        short = 'p',
+        long = "ports",
+        value_name = "PORTS",
+        allow_hyphen_values = true
+    )]
+    pub ports: Option<String>,
+    /// The N ports nmap finds open most often.
+    #[arg(long, value_name = "N", conflicts_with = "ports")]
+    pub top_ports: Option<usize>,
+    /// Targets to skip (comma-separated, same syntax as targets).
+    #[arg(long, value_name = "SPECS", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Targets to skip, read from FILE.
+    #[arg(long, value_name = "FILE")]
+    pub excludefile: Option<PathBuf>,
+    /// SYNs per second, retries included.
+    #[arg(long, default_value_t = 1000, value_name = "PPS", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub rate: u64,
+    /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub retries: u8,
+    /// After the last SYN of a round, how long replies are awaited.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub wait: Duration,
+    /// Key of the scan order; shards of one scan must share it.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Scan slice K of N (1-based) of the permuted (address, port) sequence.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Show every answered port (closed and ICMP-filtered too), not only open ones.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per answered port on stdout (JSON Lines).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write nmap's greppable format to FILE (`-` for stdout); nmap's -oG.
+    #[arg(long = "output-greppable", value_name = "FILE")]
+    pub output_greppable: Option<PathBuf>,
+    /// Also write nmap's XML format to FILE (`-` for stdout); nmap's -oX.
+    #[arg(long = "output-xml", value_name = "FILE")]
+    pub output_xml: Option<PathBuf>,
+    /// Send from this source port instead of a reserved ephemeral one.
+    #[arg(long, value_name = "PORT")]
+    pub source_port: Option<u16>,
+    /// Resolve host names to IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Resolve host names to IPv6 only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+}
+
+/// nmap spells some options as one dash and two letters (`-iL`, `-oG`, `-oX`); clap reads
+/// those as a short flag with a value, so they are renamed before parsing.
+pub fn nmap_spellings(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some("-iL") => "--input-list".into(),
+            Some("-oG") => "--output-greppable".into(),
+            Some("-oX") => "--output-xml".into(),
+            _ => a,
+        })
+        .collect()
 }
 
 /// `250ms`, `2s`, `1.5s`, `500us`, `1m`.

@@ -10,6 +10,7 @@ pub mod netns;
 pub mod resolve;
 pub mod route;
 pub mod run;
+pub mod scan;
 pub mod sender;
 pub mod signals;
 pub mod tap;

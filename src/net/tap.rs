@@ -34,10 +34,34 @@ const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
 
-/// One ring frame holds the largest packet the tap can meet: a 64 KiB GSO super-packet
-/// (veth hands them over unsegmented) or a loopback packet, plus the frame header.
-const FRAME_SIZE: usize = 1 << 17;
-const FRAMES: usize = 32;
+/// How the ring is cut into frames (each frame holds one packet).
+#[derive(Clone, Copy, Debug)]
+pub struct RingShape {
+    pub frame_size: usize,
+    pub frames: usize,
+}
+
+impl RingShape {
+    /// For one connection: few frames, each holding the largest packet the tap can meet
+    /// (a 64 KiB GSO super-packet — veth hands them over unsegmented — or a loopback
+    /// packet, plus the frame header).
+    pub const CONNECTION: RingShape = RingShape {
+        frame_size: 1 << 17,
+        frames: 32,
+    };
+    /// For scans: thousands of small frames, room for a burst of replies at a high rate
+    /// (replies are headers only; anything longer than a frame is cut to its start).
+    pub const SCAN: RingShape = RingShape {
+        frame_size: 2048,
+        frames: 4096,
+    };
+
+    /// Blocks are at least 64 KiB and a whole number of frames, so frame `i` lies at
+    /// `i * frame_size`.
+    fn block_size(self) -> usize {
+        self.frame_size.max(1 << 16)
+    }
+}
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
 const SLL_OFFSET: usize = 32;
 
@@ -98,6 +122,7 @@ pub struct Tap {
     // Field order: the ring is unmapped before the socket closes.
     ring: Ring,
     socket: Socket,
+    shape: RingShape,
     /// The frame to look at next.
     next: usize,
     /// On a loopback interface each packet is seen twice (leaving and arriving);
@@ -108,6 +133,17 @@ pub struct Tap {
 impl Tap {
     /// Open a tap on interface `ifindex` that passes TCP to/from `port` and ICMP errors.
     pub fn open(ifindex: u32, ifname: &str, port: u16, loopback: bool) -> Result<Tap> {
+        Tap::open_shaped(ifindex, ifname, port, loopback, RingShape::CONNECTION)
+    }
+
+    /// [`Tap::open`] with a ring of the given shape.
+    pub fn open_shaped(
+        ifindex: u32,
+        ifname: &str,
+        port: u16,
+        loopback: bool,
+        shape: RingShape,
+    ) -> Result<Tap> {
         // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
         // packet reaches the ring before the filter is in place.
         let socket = Socket::new(Domain::PACKET, Type::DGRAM.cloexec(), None)
@@ -138,14 +174,14 @@ impl Tap {
         super::set_sockopt(&socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
             .context("PACKET_VERSION")?;
         let req = TpacketReq {
-            tp_block_size: FRAME_SIZE as u32,
-            tp_block_nr: FRAMES as u32,
-            tp_frame_size: FRAME_SIZE as u32,
-            tp_frame_nr: FRAMES as u32,
+            tp_block_size: shape.block_size() as u32,
+            tp_block_nr: (shape.frame_size * shape.frames / shape.block_size()) as u32,
+            tp_frame_size: shape.frame_size as u32,
+            tp_frame_nr: shape.frames as u32,
         };
         super::set_sockopt(&socket, libc::SOL_PACKET, PACKET_RX_RING, &req)
             .context("PACKET_RX_RING")?;
-        let len = FRAME_SIZE * FRAMES;
+        let len = shape.frame_size * shape.frames;
         // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
         // address of the kernel's choosing; the result is checked.
         let base = unsafe {
@@ -171,6 +207,7 @@ impl Tap {
         Ok(Tap {
             ring,
             socket,
+            shape,
             next: 0,
             loopback,
         })
@@ -179,7 +216,7 @@ impl Tap {
     /// Read one packet without waiting. `Ok(None)` when nothing is there.
     pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<TapMeta>> {
         // Bounded: a loopback tap skips at most one lap of the ring.
-        for _ in 0..=FRAMES {
+        for _ in 0..=self.shape.frames {
             match self.take(buf) {
                 Some(meta) if self.loopback && meta.outgoing => continue,
                 other => return Ok(other),
@@ -198,7 +235,7 @@ impl Tap {
         out.clear();
         let mut slot = 0;
         // Bounded by the ring's size.
-        for _ in 0..FRAMES {
+        for _ in 0..self.shape.frames {
             let Some(buf) = bufs.get_mut(slot) else { break };
             let Some(meta) = self.take(buf) else { break };
             if !(self.loopback && meta.outgoing) {
@@ -212,8 +249,9 @@ impl Tap {
     /// Copy the next frame out of the ring, if the kernel has filled it, and hand the
     /// frame back.
     fn take(&mut self, buf: &mut [u8]) -> Option<TapMeta> {
-        // SAFETY: `next < FRAMES`, so the frame lies inside the mapping.
-        let frame = unsafe { self.ring.base.add(self.next * FRAME_SIZE) };
+        let frame_size = self.shape.frame_size;
+        // SAFETY: `next < frames`, so the frame lies inside the mapping.
+        let frame = unsafe { self.ring.base.add(self.next * frame_size) };
         // SAFETY: tp_status is the frame's first u32, 4-aligned (frames are page-aligned);
         // the kernel writes it concurrently, hence an atomic. Acquire: the frame's other
         // bytes, written before the kernel set TP_STATUS_USER, are visible after it.
@@ -223,14 +261,14 @@ impl Tap {
             return None;
         }
         // SAFETY: the frame is ours until we store TP_STATUS_KERNEL; the header is at its
-        // start and the sockaddr_ll at SLL_OFFSET, both inside FRAME_SIZE. Offsets and
+        // start and the sockaddr_ll at SLL_OFFSET, both inside the frame. Offsets and
         // lengths from the header are clamped to the frame before use.
         let meta = unsafe {
             let hdr = &*(frame as *const Tpacket2Hdr);
             let sll = &*(frame.add(SLL_OFFSET) as *const libc::sockaddr_ll);
-            let net = usize::from(hdr.tp_net).min(FRAME_SIZE);
+            let net = usize::from(hdr.tp_net).min(frame_size);
             let len = (hdr.tp_snaplen as usize)
-                .min(FRAME_SIZE - net)
+                .min(frame_size - net)
                 .min(buf.len());
             std::ptr::copy_nonoverlapping(frame.add(net), buf.as_mut_ptr(), len);
             TapMeta {
@@ -243,7 +281,7 @@ impl Tap {
             }
         };
         status.store(TP_STATUS_KERNEL, Ordering::Release);
-        self.next = (self.next + 1) % FRAMES;
+        self.next = (self.next + 1) % self.shape.frames;
         Some(meta)
     }
 
@@ -274,6 +312,10 @@ impl Tap {
 
 /// How many packets one `recv_batch` reads at most.
 pub const BATCH: usize = 16;
+
+// SAFETY: the ring's mapping belongs to this Tap alone and is only touched through
+// `&mut self` (reads) or on drop, so the Tap may move to another thread.
+unsafe impl Send for Tap {}
 
 impl AsFd for Tap {
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -10,6 +10,7 @@
 
 pub mod legs;
 pub mod record;
+pub mod scan;
 pub mod target;
 pub mod tls;
 

@@ -16,8 +16,10 @@
 //!   RFC 9293 §3.8.6.3 allows it), so the peer's timing is never skewed by ours;
 //! - no congestion control (RFC 5681): we send what the peer's window allows, which for a
 //!   HEAD request is one segment;
-//! - RTT samples come from Karn's rule (RFC 6298 §3) only, not from TSecr; PAWS (RFC 7323
-//!   §5) is not enforced, an old TSval only fails to update TS.Recent;
+//! - RTT samples come from the echoed timestamp when timestamps are on (RFC 7323 §4: the
+//!   TSecr names the transmission it answers, so a retransmitted SYN still gives a sample
+//!   and a sane RTO), else from Karn's rule (RFC 6298 §3); PAWS (RFC 7323 §5) is not
+//!   enforced, an old TSval only fails to update TS.Recent;
 //! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment.
 
 mod display;
@@ -279,6 +281,9 @@ pub struct Connection {
     rtt: RttEstimator,
     /// The one segment being timed (RFC 6298 §3, Karn): its end and send time.
     rtt_probe: Option<(SeqNumber, Instant)>,
+    /// TSvals of segments in flight that occupy sequence space, with when the first of
+    /// them left (RFC 7323 §4.1), oldest first, bounded.
+    ts_sent: VecDeque<(u32, Instant)>,
     /// Consecutive expiries of the retransmission timer for the current `snd_una`.
     retries: u32,
     /// Zero-window probes sent since the window closed or data was last acked.
@@ -323,6 +328,7 @@ impl Connection {
             last_ack_sent: SeqNumber(0),
             rtt,
             rtt_probe: None,
+            ts_sent: VecDeque::new(),
             retries: 0,
             persist_probes: 0,
             persist_probe_out: false,
@@ -483,6 +489,12 @@ impl Connection {
     /// `Some` is bounded by the queued control segments plus the peer's window / MSS.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
+        let seg = self.next_transmit(now)?;
+        self.note_ts_sent(&seg, now);
+        Some(seg)
+    }
+
+    fn next_transmit(&mut self, now: Instant) -> Option<Segment> {
         if let Some(seg) = self.tx.pop_front() {
             // A pure ACK with our FIN right behind it (we close as soon as the peer's FIN
             // arrives): the FIN carries the same acknowledgment, so it goes alone, as
@@ -591,7 +603,9 @@ impl Connection {
         if let (true, Some((tsval, _))) = (self.peer.timestamps, seg.options.timestamps) {
             self.ts_recent = tsval;
         }
-        self.take_rtt_sample(rx_at);
+        if !self.ts_rtt_sample(rx_at, seg) {
+            self.take_rtt_sample(rx_at);
+        }
         self.retries = 0;
         self.timers.stop(Timer::Retransmit);
         self.set_state(State::Established, rx_at);
@@ -773,7 +787,9 @@ impl Connection {
             let data = (acked as usize).min(self.send_buf.len());
             self.send_buf.drain(..data);
             self.snd_una = ack;
-            self.take_rtt_sample(rx_at);
+            if !self.ts_rtt_sample(rx_at, seg) {
+                self.take_rtt_sample(rx_at);
+            }
             self.retries = 0;
             self.persist_probes = 0;
             self.persist_probe_out = false;
@@ -1172,6 +1188,38 @@ impl Connection {
     /// timed until new data is acked.
     fn ack_segment_timing_allowed(&self) -> bool {
         self.retries == 0
+    }
+
+    /// Remember when a TSval first went out on a segment an ACK will answer.
+    fn note_ts_sent(&mut self, seg: &Segment, now: Instant) {
+        let occupies = seg.flags.syn() || seg.flags.fin() || !seg.payload.is_empty();
+        if let (true, Some((tsval, _))) = (occupies, seg.options.timestamps) {
+            if self.ts_sent.back().is_none_or(|&(v, _)| v != tsval) {
+                self.ts_sent.push_back((tsval, now));
+            }
+            while self.ts_sent.len() > 64 {
+                self.ts_sent.pop_front();
+            }
+        }
+    }
+
+    /// An RTT sample from the TSecr of an ACK that acknowledged new data (RFC 7323 §4.1):
+    /// now minus when the echoed TSval first left. Entries up to it are done with.
+    fn ts_rtt_sample(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) -> bool {
+        if !self.peer.timestamps {
+            return false;
+        }
+        let Some((_, tsecr)) = seg.options.timestamps else {
+            return false;
+        };
+        let Some(i) = self.ts_sent.iter().position(|&(v, _)| v == tsecr) else {
+            return false;
+        };
+        let sent = self.ts_sent[i].1;
+        self.ts_sent.drain(..=i);
+        self.rtt_probe = None;
+        self.rtt.on_sample(rx_at.saturating_since(sent));
+        true
     }
 
     fn take_rtt_sample(&mut self, rx_at: Instant) {

@@ -533,6 +533,30 @@ fn syn_sent_retransmitted_syn_gives_no_rtt_sample() {
 }
 
 #[test]
+fn syn_sent_retransmitted_syn_echoed_by_tsecr_gives_an_rtt_sample() {
+    let (mut h, _) = conn_syn_sent();
+    h.fire();
+    let resent = h.sent_one();
+    let (tsval, _) = resent.options.timestamps.expect("our SYN carries TS");
+    h.advance(ms(50));
+    let mut synack = seg(5000, 1001, SYN | ACK, &[]);
+    synack.options = TcpOptions {
+        timestamps: Some((77, tsval)),
+        ..opts_mss(1460)
+    };
+    h.recv(synack);
+    assert_eq!(h.state(), State::Established);
+    // RFC 7323 §4: the TSecr says which SYN this answers, so the sample is 50 ms.
+    assert_eq!(h.conn.srtt(), Some(ms(50)));
+    // 50 ms + 4 × 25 ms = 150 ms, raised to rto_min.
+    assert_eq!(
+        h.conn.rto(),
+        ms(200),
+        "RTO from the sample, not the backed-off 2 s"
+    );
+}
+
+#[test]
 fn syn_sent_close_goes_closed_silently() {
     let (mut h, _) = conn_syn_sent();
     h.conn.close(h.now);

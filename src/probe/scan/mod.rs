@@ -1,0 +1,350 @@
+//! `tcpshake scan`: stateless half-open SYN scanning, decided without I/O.
+//!
+//! No per-probe state is kept to recognise replies: the SYN's sequence number is a keyed
+//! SipHash of the 4-tuple and the attempt number (as masscan and zmap do, after the SYN
+//! cookies of RFC 4987 §3.6), so a SYN-ACK or RST is ours exactly when its acknowledgment
+//! number is one of those cookies plus one (RFC 9293 §3.4: the SYN consumes one sequence
+//! number), and an ICMP error is ours when the segment it quotes carries one. Everything
+//! else is counted and ignored.
+//!
+//! States and reasons are nmap's (`-sS --reason`): SYN-ACK → open/syn-ack, RST → closed/
+//! reset, ICMP unreachable or time exceeded → filtered/<icmp reason>, nothing after every
+//! retry → filtered/no-response.
+//!
+//! Timing: the I/O layer remembers, for a bounded window, the kernel timestamp of each SYN
+//! as its outgoing copy passes the tap, keyed by (address, port, sequence number); a reply
+//! names that key, so SYN→reply times are differences of two kernel timestamps.
+
+pub mod permute;
+pub mod ports;
+pub mod targets;
+pub mod top_ports;
+
+use crate::probe::record::PortState;
+use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use crate::wire::{
+    IcmpError, IcmpKind, IpPacket, IpRepr, SeqNumber, TcpFlags, TcpOptions, TcpRepr,
+};
+use serde::Serialize;
+use siphasher::sip::SipHasher24;
+use std::hash::Hasher;
+use std::net::{IpAddr, SocketAddr};
+
+/// nmap's SYN: window 1024, MSS 1460 and nothing else (a bare SYN looks odd to some
+/// middleboxes; nmap's `-sS` sends exactly this option).
+pub const SYN_WINDOW: u16 = 1024;
+pub const SYN_MSS: u16 = 1460;
+/// TTL / hop limit of our probes.
+pub const SYN_TTL: u8 = 64;
+
+/// The keyed hash that makes sequence numbers into cookies.
+#[derive(Clone, Copy, Debug)]
+pub struct Cookie {
+    k0: u64,
+    k1: u64,
+}
+
+impl Cookie {
+    pub fn new(k0: u64, k1: u64) -> Cookie {
+        Cookie { k0, k1 }
+    }
+
+    /// The initial sequence number of attempt `attempt` from `local` to `remote`.
+    pub fn seq(&self, local: SocketAddr, remote: SocketAddr, attempt: u8) -> SeqNumber {
+        let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
+        for a in [local.ip(), remote.ip()] {
+            match a {
+                IpAddr::V4(a) => h.write(&a.octets()),
+                IpAddr::V6(a) => h.write(&a.octets()),
+            }
+        }
+        h.write_u16(local.port());
+        h.write_u16(remote.port());
+        h.write_u8(attempt);
+        SeqNumber(h.finish() as u32)
+    }
+
+    /// Which attempt (0..=`max_attempt`) sent `seq`, if any did.
+    pub fn attempt_of(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: SeqNumber,
+        max_attempt: u8,
+    ) -> Option<u8> {
+        (0..=max_attempt).find(|&a| self.seq(local, remote, a) == seq)
+    }
+}
+
+/// Build our SYN from `local` to `remote` in `buf`: the whole IPv4 datagram, or for IPv6
+/// the TCP segment alone (the raw IPv6 socket writes the header). Returns its length.
+pub fn build_syn(
+    local: SocketAddr,
+    remote: SocketAddr,
+    seq: SeqNumber,
+    ident: u16,
+    buf: &mut [u8],
+) -> crate::wire::Result<usize> {
+    build_segment(local, remote, seq, SeqNumber(0), TcpFlags::SYN, ident, buf)
+}
+
+/// Build the RST that tells a SYN-ACKing target to drop its half-open connection: its
+/// sequence number is the SYN-ACK's acknowledgment number (RFC 9293 §3.5.2, group 2).
+pub fn build_rst(
+    local: SocketAddr,
+    remote: SocketAddr,
+    seq: SeqNumber,
+    ident: u16,
+    buf: &mut [u8],
+) -> crate::wire::Result<usize> {
+    build_segment(local, remote, seq, SeqNumber(0), TcpFlags::RST, ident, buf)
+}
+
+fn build_segment(
+    local: SocketAddr,
+    remote: SocketAddr,
+    seq: SeqNumber,
+    ack: SeqNumber,
+    flags: TcpFlags,
+    ident: u16,
+    buf: &mut [u8],
+) -> crate::wire::Result<usize> {
+    let options = if flags.syn() {
+        TcpOptions::default().with_mss(SYN_MSS)
+    } else {
+        TcpOptions::default()
+    };
+    let tcp = TcpRepr {
+        src_port: local.port(),
+        dst_port: remote.port(),
+        seq,
+        ack,
+        flags,
+        window: if flags.syn() { SYN_WINDOW } else { 0 },
+        urgent: 0,
+        options,
+        payload: &[],
+    };
+    let ip_len = if local.is_ipv6() {
+        0
+    } else {
+        let mut ip = IpRepr::new(
+            local.ip(),
+            remote.ip(),
+            PROTO_TCP,
+            SYN_TTL,
+            tcp.buffer_len(),
+        );
+        ip.ident = ident;
+        ip.emit(buf)?
+    };
+    let n = tcp.emit(
+        local.ip(),
+        remote.ip(),
+        buf.get_mut(ip_len..).unwrap_or(&mut []),
+    )?;
+    Ok(ip_len + n)
+}
+
+/// Our source endpoints, one per family in use.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Locals {
+    pub v4: Option<SocketAddr>,
+    pub v6: Option<SocketAddr>,
+}
+
+impl Locals {
+    fn for_family(&self, v6: bool) -> Option<SocketAddr> {
+        if v6 { self.v6 } else { self.v4 }
+    }
+}
+
+/// A reply that answers one of our SYNs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub remote: SocketAddr,
+    pub state: PortState,
+    pub reason: &'static str,
+    /// TTL (hop limit) of the reply as it arrived.
+    pub ttl: u8,
+    /// The sequence number of the SYN it answers (the key of its send time).
+    pub syn_seq: SeqNumber,
+    pub attempt: u8,
+    /// For a SYN-ACK: the sequence number our RST must carry.
+    pub rst_seq: Option<SeqNumber>,
+}
+
+/// What a packet off the tap is, for a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// One of our SYNs on its way out: its kernel timestamp is the send time.
+    OurSyn {
+        remote: SocketAddr,
+        seq: SeqNumber,
+    },
+    Reply(Reply),
+    /// Addressed to our port (or an ICMP error quoting it) but not answering a cookie:
+    /// a stale reply from an earlier scan, a spoofer, or a corrupted packet.
+    Unmatched,
+    /// Not ours at all (other traffic, our own RSTs, ICMP errors about other flows).
+    Other,
+}
+
+/// Classify one IP packet off the tap. Never panics, whatever the bytes.
+pub fn inspect(
+    bytes: &[u8],
+    checksum_offloaded: bool,
+    locals: &Locals,
+    cookie: &Cookie,
+    max_attempt: u8,
+) -> Seen {
+    let Ok(pkt) = IpPacket::parse(bytes) else {
+        return Seen::Other;
+    };
+    let v6 = pkt.ip.src.is_ipv6();
+    let Some(local) = locals.for_family(v6) else {
+        return Seen::Other;
+    };
+    if pkt.fragment {
+        return Seen::Other;
+    }
+    match pkt.ip.protocol {
+        PROTO_TCP => inspect_tcp(&pkt, checksum_offloaded, local, cookie, max_attempt),
+        PROTO_ICMP | PROTO_ICMPV6 => inspect_icmp(&pkt, v6, local, cookie, max_attempt),
+        _ => Seen::Other,
+    }
+}
+
+fn inspect_tcp(
+    pkt: &IpPacket<'_>,
+    checksum_offloaded: bool,
+    local: SocketAddr,
+    cookie: &Cookie,
+    max_attempt: u8,
+) -> Seen {
+    let Ok(seg) = TcpRepr::parse_unchecked(pkt.payload) else {
+        return Seen::Other;
+    };
+    // Ours, leaving (the tap also sees what we send).
+    if pkt.ip.src == local.ip() && seg.src_port == local.port() {
+        if seg.flags.syn() && !seg.flags.ack() {
+            return Seen::OurSyn {
+                remote: SocketAddr::new(pkt.ip.dst, seg.dst_port),
+                seq: seg.seq,
+            };
+        }
+        return Seen::Other;
+    }
+    if pkt.ip.dst != local.ip() || seg.dst_port != local.port() {
+        return Seen::Other;
+    }
+    if !checksum_offloaded && TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst).is_err() {
+        return Seen::Unmatched;
+    }
+    let remote = SocketAddr::new(pkt.ip.src, seg.src_port);
+    // Both answers acknowledge our SYN: ack = cookie + 1 (RFC 9293 §3.10.7.2 for the RST
+    // of a closed port: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>).
+    if !seg.flags.ack() {
+        return Seen::Unmatched;
+    }
+    let syn_seq = seg.ack.sub(1);
+    let Some(attempt) = cookie.attempt_of(local, remote, syn_seq, max_attempt) else {
+        return Seen::Unmatched;
+    };
+    let (state, reason, rst_seq) = if seg.flags.rst() {
+        (PortState::Closed, "reset", None)
+    } else if seg.flags.syn() {
+        (PortState::Open, "syn-ack", Some(seg.ack))
+    } else if !seg.flags.fin() {
+        // A bare ACK of our cookie comes from a peer in SYN-RECEIVED: its SYN-ACK to an
+        // earlier attempt was lost, and our retry (same 4-tuple, another sequence number)
+        // is "not acceptable", which it answers with an ACK (RFC 9293 §3.10.7.4). Only a
+        // listening port gets there: open, and reset like any half-open connection.
+        (PortState::Open, "syn-ack", Some(seg.ack))
+    } else {
+        return Seen::Unmatched;
+    };
+    Seen::Reply(Reply {
+        remote,
+        state,
+        reason,
+        ttl: pkt.ip.ttl,
+        syn_seq,
+        attempt,
+        rst_seq,
+    })
+}
+
+fn inspect_icmp(
+    pkt: &IpPacket<'_>,
+    v6: bool,
+    local: SocketAddr,
+    cookie: &Cookie,
+    max_attempt: u8,
+) -> Seen {
+    let Ok(Some(err)) = IcmpError::parse(pkt.payload, v6, pkt.ip.src, pkt.ip.dst) else {
+        return Seen::Other;
+    };
+    if err.quoted_src != local.ip() || err.quoted_src_port != local.port() {
+        return Seen::Other;
+    }
+    let remote = SocketAddr::new(err.quoted_dst, err.quoted_dst_port);
+    let Some(attempt) = cookie.attempt_of(local, remote, err.quoted_seq, max_attempt) else {
+        return Seen::Unmatched;
+    };
+    // Too-big is advice about size, not a verdict on the port (a SYN is never that big).
+    if matches!(err.kind, IcmpKind::PacketTooBig { .. }) {
+        return Seen::Other;
+    }
+    Seen::Reply(Reply {
+        remote,
+        state: PortState::Filtered,
+        reason: err.kind.reason(),
+        ttl: pkt.ip.ttl,
+        syn_seq: err.quoted_seq,
+        attempt,
+        rst_seq: None,
+    })
+}
+
+/// One answered port, as `--json` writes it (one line each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScanRecord {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub state: PortState,
+    pub reason: &'static str,
+    pub reply_ttl: u8,
+    /// SYN (kernel TX timestamp) → reply (kernel RX timestamp); null when the SYN's
+    /// timestamp was no longer remembered.
+    pub rtt_ns: Option<u64>,
+    /// When the reply arrived (kernel timestamp, ns since the Unix epoch).
+    pub t_ns: u64,
+}
+
+/// Totals for the summary line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanTotals {
+    /// (address, port) pairs probed at least once.
+    pub scanned: u64,
+    pub open: u64,
+    pub closed: u64,
+    /// Answered with an ICMP error.
+    pub filtered_icmp: u64,
+    /// Packets sent: SYNs, retries and the RSTs that clear a retried tuple.
+    pub sent: u64,
+    /// Replies to our port that matched no cookie.
+    pub unmatched: u64,
+    /// Duplicate replies to a port already answered.
+    pub duplicates: u64,
+}
+
+impl ScanTotals {
+    /// Filtered = every probed port that was neither open nor closed (ICMP or silence).
+    pub fn filtered(&self) -> u64 {
+        self.scanned.saturating_sub(self.open + self.closed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! Port specs in nmap's syntax: `-p 22,80,8000-8100`, `-p-` (1–65535), `-p -1024`,
+//! `-p 60000-`, an optional `T:` prefix; and `--top-ports N` from nmap's frequency list.
+
+use super::top_ports::TOP_PORTS;
+
+/// Parse a `-p` spec into sorted, distinct ports. Port 0 only when written explicitly
+/// (as nmap does: `-p-` starts at 1).
+pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
+    let s = spec.trim();
+    if s.is_empty() {
+        return Err("empty port list; write e.g. -p 22,80,8000-8100 or -p- for all".into());
+    }
+    let mut seen = vec![false; 65536];
+    for item in s.split(',') {
+        let item = item.trim();
+        let body = match item.split_once(':') {
+            Some(("T" | "t", rest)) => rest,
+            Some((proto, _)) => {
+                return Err(format!(
+                    "`{item}`: only TCP ports are scanned (`T:`), not `{proto}:`"
+                ));
+            }
+            None => item,
+        };
+        let num = |t: &str, dflt: u16| -> Result<u16, String> {
+            if t.is_empty() {
+                return Ok(dflt);
+            }
+            t.parse::<u16>().map_err(|_| {
+                format!("`{item}` in `{s}`: `{t}` is not a port number from 0 to 65535")
+            })
+        };
+        let (lo, hi) = match body.split_once('-') {
+            Some((a, b)) => (num(a, 1)?, num(b, 65535)?),
+            None if body.is_empty() => {
+                return Err(format!("`{s}`: empty item between commas"));
+            }
+            None => {
+                let p = num(body, 0)?;
+                (p, p)
+            }
+        };
+        if hi < lo {
+            return Err(format!(
+                "`{item}` in `{s}`: the range ends before it starts"
+            ));
+        }
+        for p in lo..=hi {
+            seen[usize::from(p)] = true;
+        }
+    }
+    Ok((0..=u16::MAX).filter(|&p| seen[usize::from(p)]).collect())
+}
+
+/// The `n` ports nmap finds open most often, most frequent first.
+pub fn top(n: usize) -> Result<Vec<u16>, String> {
+    if n == 0 || n > TOP_PORTS.len() {
+        return Err(format!(
+            "--top-ports {n}: choose from 1 to {} (or use -p- for every port)",
+            TOP_PORTS.len()
+        ));
+    }
+    let mut v = TOP_PORTS[..n].to_vec();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// nmap's compact form for `<scaninfo services=…>`: `1-3,22,80`.
+pub fn compact(ports: &[u16]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < ports.len() {
+        let start = ports[i];
+        let mut end = start;
+        while i + 1 < ports.len() && ports[i + 1] == end.wrapping_add(1) && end < u16::MAX {
+            i += 1;
+            end = ports[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out += &start.to_string();
+        } else {
+            out += &format!("{start}-{end}");
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_ranges_and_open_ends() {
+        assert_eq!(
+            parse("22,80,8000-8002").unwrap(),
+            [22, 80, 8000, 8001, 8002]
+        );
+        assert_eq!(parse("-").unwrap().len(), 65535);
+        assert_eq!(parse("-").unwrap()[0], 1);
+        assert_eq!(parse("-3").unwrap(), [1, 2, 3]);
+        assert_eq!(parse("65534-").unwrap(), [65534, 65535]);
+        assert_eq!(parse("T:80,22,80").unwrap(), [22, 80]);
+        assert_eq!(parse("0").unwrap(), [0]);
+    }
+
+    #[test]
+    fn bad_port_specs_point_at_the_bad_part() {
+        let e = parse("22,8o").unwrap_err();
+        assert!(e.contains("`8o`"), "{e}");
+        let e = parse("22,70000").unwrap_err();
+        assert!(e.contains("`70000`"), "{e}");
+        let e = parse("90-80").unwrap_err();
+        assert!(e.contains("ends before"), "{e}");
+        assert!(parse("U:53").unwrap_err().contains("`U:`"));
+        assert!(parse("22,,80").unwrap_err().contains("empty"));
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn top_ports_follow_nmaps_order() {
+        assert_eq!(top(1).unwrap(), [80]);
+        assert_eq!(top(5).unwrap(), [21, 22, 23, 80, 443]);
+        assert_eq!(top(1000).unwrap().len(), 1000);
+        assert!(top(0).is_err() && top(1001).is_err());
+    }
+
+    #[test]
+    fn compact_form() {
+        assert_eq!(compact(&[1, 2, 3, 22, 80, 81]), "1-3,22,80-81");
+        assert_eq!(compact(&[65535]), "65535");
+        assert_eq!(compact(&[]), "");
+    }
+}

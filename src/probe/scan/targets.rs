@@ -1,0 +1,482 @@
+//! Scan targets in nmap's syntax, enumerated by index without ever being materialised.
+//!
+//! A spec is one of: an address (`198.18.0.7`, `fd00::7`), a CIDR block (`198.18.0.0/24`,
+//! `fd00::/120`), nmap's octet ranges (`198.18.0.1-20`, `198.18.0-3.1,5,9-12`, `198.18.*.1`),
+//! a full range (`198.18.0.1-198.18.1.9`), or a host name (resolved by the caller, which
+//! then hands us an address, optionally with a prefix as in nmap's `name/24`).
+//!
+//! A [`TargetSet`] is the list of specs with the cumulative count of addresses in front of
+//! each, so address number `i` is found by a binary search and some arithmetic: a /8 costs
+//! the same memory as one address.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Largest IPv6 block we sweep: 2^16 addresses (a /112). Sweeping a /64 is hopeless at any
+/// rate (RFC 7707 §2); give the addresses instead.
+pub const MAX_V6_PREFIX_BITS: u32 = 16;
+
+/// One parsed spec that denotes addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    /// `count` consecutive addresses from `first` (IPv4 in the low 32 bits when `!v6`).
+    Range { v6: bool, first: u128, count: u64 },
+    /// nmap octet ranges: the Cartesian product of four sorted, disjoint lists of
+    /// inclusive ranges.
+    Octets(Box<[Vec<(u8, u8)>; 4]>),
+}
+
+/// What the user wrote, before names are resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetSpec {
+    Addrs(Spec),
+    /// A host name; `prefix` from `name/24`.
+    Name {
+        name: String,
+        prefix: Option<u8>,
+    },
+}
+
+impl Spec {
+    /// Every address of `addr`'s block of `prefix` bits (CIDR), or `addr` alone.
+    pub fn cidr(addr: IpAddr, prefix: Option<u8>, text: &str) -> Result<Spec, String> {
+        let (v6, value, bits) = match addr {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32u32),
+            IpAddr::V6(a) => (true, u128::from(a), 128u32),
+        };
+        let prefix = u32::from(prefix.unwrap_or(bits as u8));
+        if prefix > bits {
+            return Err(format!(
+                "`{text}`: prefix /{prefix} is longer than an address ({bits} bits)"
+            ));
+        }
+        let host_bits = bits - prefix;
+        if v6 && host_bits > MAX_V6_PREFIX_BITS {
+            return Err(format!(
+                "`{text}`: an IPv6 /{prefix} has 2^{host_bits} addresses; sweeping IPv6 blocks \
+                 larger than a /{} is not supported, list the addresses instead (-iL FILE)",
+                128 - MAX_V6_PREFIX_BITS
+            ));
+        }
+        let first = if host_bits == 0 {
+            value
+        } else {
+            value & !((1u128 << host_bits) - 1)
+        };
+        Ok(Spec::Range {
+            v6,
+            first,
+            count: 1u64 << host_bits,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Spec::Range { count, .. } => *count,
+            Spec::Octets(o) => o.iter().map(|r| ranges_len(r)).product(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Address number `i` (< `len()`) of this spec, in ascending order.
+    pub fn get(&self, i: u64) -> Option<IpAddr> {
+        if i >= self.len() {
+            return None;
+        }
+        match self {
+            Spec::Range {
+                v6: false, first, ..
+            } => {
+                let a = u32::try_from(first + u128::from(i)).ok()?;
+                Some(IpAddr::V4(Ipv4Addr::from(a)))
+            }
+            Spec::Range {
+                v6: true, first, ..
+            } => Some(IpAddr::V6(Ipv6Addr::from(
+                first.checked_add(u128::from(i))?,
+            ))),
+            Spec::Octets(o) => {
+                // Mixed radix, last octet fastest.
+                let mut rest = i;
+                let mut out = [0u8; 4];
+                for k in (0..4).rev() {
+                    let n = ranges_len(&o[k]);
+                    out[k] = ranges_nth(&o[k], rest % n)?;
+                    rest /= n;
+                }
+                Some(IpAddr::V4(Ipv4Addr::from(out)))
+            }
+        }
+    }
+
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self, addr) {
+            (
+                Spec::Range {
+                    v6: false,
+                    first,
+                    count,
+                },
+                IpAddr::V4(a),
+            ) => {
+                let a = u128::from(u32::from(a));
+                a >= *first && a - first < u128::from(*count)
+            }
+            (
+                Spec::Range {
+                    v6: true,
+                    first,
+                    count,
+                },
+                IpAddr::V6(a),
+            ) => {
+                let a = u128::from(a);
+                a >= *first && a - first < u128::from(*count)
+            }
+            (Spec::Octets(o), IpAddr::V4(a)) => a
+                .octets()
+                .iter()
+                .zip(o.iter())
+                .all(|(b, r)| r.iter().any(|&(lo, hi)| (lo..=hi).contains(b))),
+            _ => false,
+        }
+    }
+}
+
+fn ranges_len(r: &[(u8, u8)]) -> u64 {
+    r.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum()
+}
+
+fn ranges_nth(r: &[(u8, u8)], mut n: u64) -> Option<u8> {
+    for &(lo, hi) in r {
+        let len = u64::from(hi - lo) + 1;
+        if n < len {
+            return u8::try_from(u64::from(lo) + n).ok();
+        }
+        n -= len;
+    }
+    None
+}
+
+/// Parse one target spec. Errors quote the bad part and say what would be accepted.
+pub fn parse(text: &str) -> Result<TargetSpec, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty target".into());
+    }
+    let (body, prefix) = match s.split_once('/') {
+        Some((b, p)) => {
+            let bits: u8 = p.parse().map_err(|_| {
+                format!("`{s}`: `/{p}` is not a prefix length; write e.g. 198.18.0.0/24")
+            })?;
+            (b, Some(bits))
+        }
+        None => (s, None),
+    };
+    if let Ok(a) = body.parse::<IpAddr>() {
+        return Spec::cidr(a, prefix, s).map(TargetSpec::Addrs);
+    }
+    if body.contains(':') {
+        return Err(format!(
+            "`{s}` is not an IPv6 address (IPv6 ranges are not supported; use an address or a \
+             CIDR block of at most 2^{MAX_V6_PREFIX_BITS} addresses)"
+        ));
+    }
+    let looks_v4 = body
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | ',' | '*'));
+    if looks_v4 {
+        if prefix.is_some() {
+            return Err(format!(
+                "`{s}`: a prefix goes with a single address (198.18.0.0/24), not with ranges"
+            ));
+        }
+        if let Some((a, b)) = body.split_once('-')
+            && let (Ok(a), Ok(b)) = (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>())
+        {
+            let (a, b) = (u32::from(a), u32::from(b));
+            if b < a {
+                return Err(format!("`{s}`: the range ends before it starts"));
+            }
+            return Ok(TargetSpec::Addrs(Spec::Range {
+                v6: false,
+                first: u128::from(a),
+                count: u64::from(b - a) + 1,
+            }));
+        }
+        return parse_octets(body, s).map(TargetSpec::Addrs);
+    }
+    let valid_name = body.len() <= 253
+        && body.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !valid_name {
+        let bad = body
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .map(|c| format!(" (character `{c}`)"))
+            .unwrap_or_default();
+        return Err(format!(
+            "`{s}` is neither an address, a range, a CIDR block nor a host name{bad}"
+        ));
+    }
+    Ok(TargetSpec::Name {
+        name: body.to_string(),
+        prefix,
+    })
+}
+
+fn parse_octets(body: &str, whole: &str) -> Result<Spec, String> {
+    let parts: Vec<&str> = body.split('.').collect();
+    if parts.len() != 4 {
+        return Err(format!(
+            "`{whole}`: an IPv4 range has four dot-separated octets (e.g. 198.18.0.1-20), \
+             found {}",
+            parts.len()
+        ));
+    }
+    let mut out: [Vec<(u8, u8)>; 4] = Default::default();
+    for (k, part) in parts.iter().enumerate() {
+        let mut ranges = Vec::new();
+        for item in part.split(',') {
+            let octet = |t: &str, dflt: u8| -> Result<u8, String> {
+                if t.is_empty() {
+                    return Ok(dflt);
+                }
+                t.parse::<u8>().map_err(|_| {
+                    format!(
+                        "`{whole}`: octet {} `{t}` is not a number from 0 to 255",
+                        k + 1
+                    )
+                })
+            };
+            let (lo, hi) = if item == "*" {
+                (0, 255)
+            } else if let Some((a, b)) = item.split_once('-') {
+                (octet(a, 0)?, octet(b, 255)?)
+            } else if item.is_empty() {
+                return Err(format!("`{whole}`: octet {} is empty", k + 1));
+            } else {
+                let v = octet(item, 0)?;
+                (v, v)
+            };
+            if hi < lo {
+                return Err(format!(
+                    "`{whole}`: octet {} range `{item}` ends before it starts",
+                    k + 1
+                ));
+            }
+            ranges.push((lo, hi));
+        }
+        // Sort and merge so that every address appears once.
+        ranges.sort_unstable();
+        let mut merged: Vec<(u8, u8)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if u16::from(lo) <= u16::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        out[k] = merged;
+    }
+    Ok(Spec::Octets(Box::new(out)))
+}
+
+/// Split a target file (`-iL`, `--excludefile`) into specs: whitespace separates them (a
+/// comma belongs to an octet list), `#` starts a comment to the end of the line (nmap's rules).
+pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split_whitespace())
+}
+
+/// The addresses to scan, indexable, with exclusions applied at lookup.
+#[derive(Clone, Debug, Default)]
+pub struct TargetSet {
+    specs: Vec<Spec>,
+    /// `ends[i]` = number of addresses in specs `0..=i`.
+    ends: Vec<u64>,
+    exclude: Vec<Spec>,
+}
+
+impl TargetSet {
+    pub fn new(specs: Vec<Spec>, exclude: Vec<Spec>) -> Result<TargetSet, String> {
+        let mut ends = Vec::with_capacity(specs.len());
+        let mut total: u64 = 0;
+        for s in &specs {
+            total = total
+                .checked_add(s.len())
+                .filter(|&t| t < 1 << 48)
+                .ok_or("too many target addresses (at most 2^48 in one scan)")?;
+            ends.push(total);
+        }
+        Ok(TargetSet {
+            specs,
+            ends,
+            exclude,
+        })
+    }
+
+    /// Number of addresses, counting excluded ones (they are skipped at lookup).
+    pub fn len(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Address number `i`, or `None` when it is excluded (or out of range).
+    pub fn get(&self, i: u64) -> Option<IpAddr> {
+        let k = self.ends.partition_point(|&end| end <= i);
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        let addr = self.specs.get(k)?.get(i - start)?;
+        (!self.is_excluded(addr)).then_some(addr)
+    }
+
+    pub fn is_excluded(&self, addr: IpAddr) -> bool {
+        self.exclude.iter().any(|e| e.contains(addr))
+    }
+
+    pub fn has_v4(&self) -> bool {
+        self.specs
+            .iter()
+            .any(|s| !matches!(s, Spec::Range { v6: true, .. }))
+    }
+
+    pub fn has_v6(&self) -> bool {
+        self.specs
+            .iter()
+            .any(|s| matches!(s, Spec::Range { v6: true, .. }))
+    }
+
+    /// The first address of each family, for route lookups.
+    pub fn first_of_family(&self, v6: bool) -> Option<IpAddr> {
+        self.specs
+            .iter()
+            .filter(|s| matches!(s, Spec::Range { v6: true, .. }) == v6)
+            .find_map(|s| s.get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(text: &str) -> Vec<String> {
+        let TargetSpec::Addrs(s) = parse(text).unwrap() else {
+            panic!("{text} parsed as a name")
+        };
+        (0..s.len())
+            .map(|i| s.get(i).unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn single_addresses_and_cidr() {
+        assert_eq!(addrs("198.18.0.7"), ["198.18.0.7"]);
+        assert_eq!(addrs("fd00::7"), ["fd00::7"]);
+        let v = addrs("198.18.0.9/30");
+        assert_eq!(
+            v,
+            ["198.18.0.8", "198.18.0.9", "198.18.0.10", "198.18.0.11"]
+        );
+        assert_eq!(addrs("198.18.0.0/24").len(), 256);
+        assert_eq!(
+            addrs("fd00::/126"),
+            ["fd00::", "fd00::1", "fd00::2", "fd00::3"]
+        );
+        let TargetSpec::Addrs(s) = parse("10.0.0.0/8").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.len(), 1 << 24);
+        assert_eq!(s.get((1 << 24) - 1).unwrap().to_string(), "10.255.255.255");
+    }
+
+    #[test]
+    fn nmap_octet_ranges() {
+        assert_eq!(
+            addrs("198.18.0.1-3"),
+            ["198.18.0.1", "198.18.0.2", "198.18.0.3"]
+        );
+        assert_eq!(
+            addrs("198.18.0-1.5,1"),
+            ["198.18.0.1", "198.18.0.5", "198.18.1.1", "198.18.1.5"]
+        );
+        assert_eq!(addrs("198.18.0.*").len(), 256);
+        assert_eq!(addrs("198.18.0.250-").len(), 6);
+        // Overlaps are merged: each address once.
+        assert_eq!(addrs("198.18.0.1-3,2-4").len(), 4);
+        assert_eq!(
+            addrs("198.18.0.254-198.18.1.1"),
+            ["198.18.0.254", "198.18.0.255", "198.18.1.0", "198.18.1.1"]
+        );
+    }
+
+    #[test]
+    fn bad_specs_point_at_the_bad_part() {
+        let e = parse("198.18.0.300").unwrap_err();
+        assert!(e.contains("`300`") && e.contains("octet 4"), "{e}");
+        let e = parse("198.18.0.9-2").unwrap_err();
+        assert!(e.contains("ends before"), "{e}");
+        let e = parse("198.18.0").unwrap_err();
+        assert!(e.contains("four"), "{e}");
+        let e = parse("198.18.0.0/33").unwrap_err();
+        assert!(e.contains("/33"), "{e}");
+        let e = parse("fd00::/64").unwrap_err();
+        assert!(e.contains("list the addresses"), "{e}");
+        let e = parse("bad$host").unwrap_err();
+        assert!(e.contains("`$`"), "{e}");
+        assert!(parse("198.18.0.0/x").unwrap_err().contains("`/x`"));
+    }
+
+    #[test]
+    fn names_are_left_to_the_caller() {
+        assert_eq!(
+            parse("example.test/28").unwrap(),
+            TargetSpec::Name {
+                name: "example.test".into(),
+                prefix: Some(28)
+            }
+        );
+    }
+
+    #[test]
+    fn target_set_indexes_across_specs_and_skips_excluded() {
+        let spec = |t| match parse(t).unwrap() {
+            TargetSpec::Addrs(s) => s,
+            TargetSpec::Name { .. } => panic!(),
+        };
+        let set = TargetSet::new(
+            vec![spec("198.18.0.0/30"), spec("fd00::9"), spec("198.18.1.1-2")],
+            vec![spec("198.18.0.1"), spec("198.18.1.2")],
+        )
+        .unwrap();
+        assert_eq!(set.len(), 7);
+        let got: Vec<Option<String>> = (0..8).map(|i| set.get(i).map(|a| a.to_string())).collect();
+        let want = [
+            Some("198.18.0.0"),
+            None,
+            Some("198.18.0.2"),
+            Some("198.18.0.3"),
+            Some("fd00::9"),
+            Some("198.18.1.1"),
+            None,
+            None,
+        ];
+        assert_eq!(got, want.map(|o| o.map(String::from)));
+        assert!(set.has_v4() && set.has_v6());
+    }
+
+    #[test]
+    fn lists_have_comments_and_any_whitespace() {
+        let v: Vec<&str> =
+            split_list("198.18.0.1 # gateway\n\n  fd00::1\t198.18.0.0/30\n").collect();
+        assert_eq!(v, ["198.18.0.1", "fd00::1", "198.18.0.0/30"]);
+    }
+}

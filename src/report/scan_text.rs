@@ -1,0 +1,158 @@
+//! The human view of a scan: one table per host (open ports, or every answered port with
+//! `--all`), and the summary line.
+
+use crate::probe::record::PortState;
+use crate::probe::scan::{ScanRecord, ScanTotals};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Records grouped per host (ascending address), ports ascending within each.
+pub fn by_host(records: &[ScanRecord]) -> BTreeMap<IpAddr, Vec<&ScanRecord>> {
+    let mut m: BTreeMap<IpAddr, Vec<&ScanRecord>> = BTreeMap::new();
+    for r in records {
+        m.entry(r.addr).or_default().push(r);
+    }
+    for v in m.values_mut() {
+        v.sort_by_key(|r| r.port);
+    }
+    m
+}
+
+/// One table per host that has something to show.
+pub fn render(records: &[ScanRecord], all: bool) -> String {
+    let mut out = String::new();
+    for (addr, ports) in by_host(records) {
+        let shown: Vec<&&ScanRecord> = ports
+            .iter()
+            .filter(|r| all || r.state == PortState::Open)
+            .collect();
+        if shown.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "scan report for {addr}");
+        let _ = writeln!(
+            out,
+            "{:<11} {:<9} {:<17} {:>4}  RTT",
+            "PORT", "STATE", "REASON", "TTL"
+        );
+        for r in shown {
+            let rtt = r
+                .rtt_ns
+                .map(|ns| human(Duration::from_nanos(ns)))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                out,
+                "{:<11} {:<9} {:<17} {:>4}  {rtt}",
+                format!("{}/tcp", r.port),
+                r.state.as_str(),
+                r.reason,
+                r.reply_ttl
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `scanned 4096 ports: 12 open, 4000 closed, 84 filtered in 1.52 s (2690 pps)`.
+pub fn summary(
+    t: &ScanTotals,
+    duration: Duration,
+    send_time: Duration,
+    interrupted: bool,
+) -> String {
+    let pps = if send_time.is_zero() {
+        t.sent as f64
+    } else {
+        t.sent as f64 / send_time.as_secs_f64()
+    };
+    let mut s = format!(
+        "scanned {} ports: {} open, {} closed, {} filtered in {:.2} s ({} packets sent, {:.0} pps achieved)",
+        t.scanned,
+        t.open,
+        t.closed,
+        t.filtered(),
+        duration.as_secs_f64(),
+        t.sent,
+        pps
+    );
+    if t.unmatched > 0 {
+        let _ = write!(s, "; {} unmatched replies ignored", t.unmatched);
+    }
+    if interrupted {
+        s += "; interrupted: partial results";
+    }
+    s
+}
+
+fn human(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 1_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Vec<ScanRecord> {
+        let rec = |a: &str, port, state, reason| ScanRecord {
+            addr: a.parse().unwrap(),
+            port,
+            state,
+            reason,
+            reply_ttl: 64,
+            rtt_ns: Some(41_500),
+            t_ns: 1_700_000_000_000_000_000,
+        };
+        vec![
+            rec("198.18.0.9", 80, PortState::Open, "syn-ack"),
+            rec("198.18.0.9", 22, PortState::Open, "syn-ack"),
+            rec("198.18.0.9", 23, PortState::Closed, "reset"),
+            rec("198.18.0.3", 25, PortState::Filtered, "port-unreach"),
+        ]
+    }
+
+    #[test]
+    fn open_ports_per_host_by_default() {
+        let t = render(&sample(), false);
+        assert!(t.starts_with("scan report for 198.18.0.9\n"), "{t}");
+        assert!(!t.contains("198.18.0.3"), "{t}");
+        let p22 = t.find("22/tcp").unwrap();
+        let p80 = t.find("80/tcp").unwrap();
+        assert!(p22 < p80, "ports ascending:\n{t}");
+        assert!(t.contains("41.5 µs"));
+        assert!(!t.contains("23/tcp"));
+    }
+
+    #[test]
+    fn all_shows_every_answered_state() {
+        let t = render(&sample(), true);
+        assert!(t.find("198.18.0.3").unwrap() < t.find("198.18.0.9").unwrap());
+        assert!(t.contains("port-unreach") && t.contains("reset"), "{t}");
+    }
+
+    #[test]
+    fn summary_counts_silence_as_filtered() {
+        let t = ScanTotals {
+            scanned: 10,
+            open: 2,
+            closed: 5,
+            filtered_icmp: 1,
+            sent: 12,
+            ..ScanTotals::default()
+        };
+        let s = summary(&t, Duration::from_secs(2), Duration::from_secs(1), false);
+        assert_eq!(
+            s,
+            "scanned 10 ports: 2 open, 5 closed, 3 filtered in 2.00 s (12 packets sent, 12 pps achieved)"
+        );
+    }
+}
