@@ -10,6 +10,7 @@
 
 pub mod legs;
 pub mod record;
+pub mod stats;
 pub mod target;
 
 use crate::tcp::{self, Connection, Event, State};
