@@ -39,7 +39,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(crate::cli::rewrite_nmap_args(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -49,6 +49,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Probe(args) => probe_command(&args),
         Command::Lab(args) => lab_command(&args),
+        Command::Report(args) => crate::survey::report_command(&args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -80,10 +81,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn probe_command(args: &ProbeArgs) -> Result<u8> {
+    if args.survey.wanted() || args.port.len() > 1 {
+        return crate::survey::survey_command(args);
+    }
     let targets = args
         .targets
         .iter()
-        .map(|t| target::parse(t, args.port))
+        .map(|t| target::parse(t, args.port.first().copied()))
         .collect::<Result<Vec<Target>, String>>()
         .map_err(UsageError)?;
     let family = match (args.ipv4, args.ipv6) {

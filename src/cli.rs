@@ -23,16 +23,18 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Build a throwaway network namespace with a built-in HTTP peer, probe it, tear it down.
     Lab(LabArgs),
+    /// Statistics (and an SVG plot) from the JSON Lines of one or more surveys.
+    Report(ReportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ProbeArgs {
     /// HOST:PORT, [V6ADDR]:PORT, HOST with -p, or http://HOST[:PORT]/PATH
-    #[arg(required = true, value_name = "TARGET")]
+    #[arg(required_unless_present = "input_list", value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Port for targets that do not name one.
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
-    pub port: Option<u16>,
+    /// Port for targets that do not name one; a list (80,443) probes each of them.
+    #[arg(short = 'p', long = "port", value_name = "PORT", value_delimiter = ',')]
+    pub port: Vec<u16>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -41,6 +43,8 @@ pub struct ProbeArgs {
     pub ipv6: bool,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub survey: SurveyArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -81,6 +85,92 @@ pub struct CommonArgs {
 pub struct LabArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Many probes from one event loop (any of these flags makes `probe` a survey).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SurveyArgs {
+    /// Read targets from FILE, one per line (`-` for stdin; `#` starts a comment). `-iL` works too.
+    #[arg(long = "input-list", value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// Probes per target.
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// Between the starts of two probes of one target (never overlapping).
+    #[arg(short = 'i', long = "interval", value_parser = parse_duration, value_name = "DUR")]
+    pub interval: Option<Duration>,
+    /// Probes in flight at once (one thread drives them all).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20000))]
+    pub jobs: Option<u32>,
+    /// Per-probe output: text lines, JSON Lines (same as --json) or CSV (one column per leg).
+    #[arg(short = 'o', long = "output", value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// Statistics only: no per-probe lines (records asked for with --json or -o are still written).
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
+    #[arg(long = "slo", value_name = "SLO")]
+    pub slo: Option<String>,
+}
+
+impl SurveyArgs {
+    /// Did the user ask for a survey (rather than the classic one-at-a-time probe)?
+    pub fn wanted(&self) -> bool {
+        self.input_list.is_some()
+            || self.count.is_some()
+            || self.interval.is_some()
+            || self.jobs.is_some()
+            || self.output.is_some()
+            || self.quiet
+            || self.slo.is_some()
+    }
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// JSON Lines files written by `probe --json` (several shards concatenate; `-` is stdin).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Draw each target's latency distribution (SYN→SYN-ACK and request→first byte) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Kind of plot for --svg.
+    #[arg(long, value_name = "KIND", default_value = "box")]
+    pub plot: PlotKind,
+    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
+    #[arg(long, value_name = "SLO")]
+    pub slo: Option<String>,
+    /// The statistics as one JSON object (exact ns) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Overall statistics only, no per-target rows.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlotKind {
+    /// Box plot per target: whiskers at min and max, box from p25 to p75, median line, p99 mark.
+    Box,
+    /// Cumulative distribution per target.
+    Cdf,
+}
+
+/// nmap spells the input list `-iL FILE`; clap's short options are one letter, so the
+/// argument is renamed before parsing.
+pub fn rewrite_nmap_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| if a == "-iL" { "--input-list".into() } else { a })
+        .collect()
 }
 
 /// `250ms`, `2s`, `1.5s`, `500us`, `1m`.

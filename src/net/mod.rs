@@ -12,6 +12,7 @@ pub mod route;
 pub mod run;
 pub mod sender;
 pub mod signals;
+pub mod survey;
 pub mod tap;
 
 use std::fmt;

@@ -23,9 +23,9 @@ pub const MARK: u32 = 0x7463_7073;
 /// After a transmit, poll the tap without sleeping for this long: a reply that comes within
 /// it is handled without the scheduler's wake-up delay, so our reaction time (SYN-ACK→ACK)
 /// is close to the kernel's own.
-const SPIN: Duration = Duration::from_millis(3);
+pub(crate) const SPIN: Duration = Duration::from_millis(3);
 /// Longest single sleep, so Ctrl-C is noticed promptly.
-const MAX_SLEEP: Duration = Duration::from_millis(100);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// A packet as the tap saw it, kept for `--pcap`.
 pub struct Captured {
@@ -183,7 +183,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
 
 /// An upper bound on one exchange, however the peer behaves: every SYN backoff, then the
 /// response, linger and close waits, then TIME-WAIT, and a margin.
-fn hard_limit(cfg: &ProbeConfig) -> Duration {
+pub(crate) fn hard_limit(cfg: &ProbeConfig) -> Duration {
     let t = &cfg.tcp;
     let mut syn = Duration::ZERO;
     let mut rto = t.rto_initial;
@@ -195,7 +195,7 @@ fn hard_limit(cfg: &ProbeConfig) -> Duration {
 }
 
 /// Send everything the probe has queued. Returns when the last one left, if any did.
-fn flush(
+pub(crate) fn flush(
     probe: &mut Probe,
     sender: &RawSender,
     buf: &mut [u8],

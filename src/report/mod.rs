@@ -1,4 +1,6 @@
 //! Results formatting: the human view, pcap files. (JSON is serde on the records.)
 
 pub mod pcap;
+pub mod survey;
+pub mod svg;
 pub mod text;

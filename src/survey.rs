@@ -1,0 +1,494 @@
+//! The edge of `tcpshake probe` as a survey (many targets, `-c`, `-j`, `-i`) and of
+//! `tcpshake report`: stream targets in, records and statistics out, map the outcome to an
+//! exit code (README.md: 0 all fine, 1 some probe failed, 2 usage, 3 environment, 4 an SLO
+//! was breached).
+
+use crate::app::{EXIT_NOT_OPEN, EXIT_OK, UsageError, tcp_config};
+use crate::cli::{CommonArgs, OutputFormat, PlotKind, ProbeArgs, ReportArgs};
+use crate::net::guard::Guard;
+use crate::net::resolve::{Family, resolve};
+use crate::net::run::{MARK, Outcome};
+use crate::net::signals;
+use crate::net::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
+use crate::probe::record::ProbeResult;
+use crate::probe::stats::{Sample, Slo, Survey, parse_slos};
+use crate::probe::target::{self, Target};
+use crate::probe::{HttpRequest, ProbeConfig};
+use crate::report::pcap::PcapWriter;
+use crate::report::survey::{csv_header, csv_row, parse_record, probe_line, stats_json, table};
+use crate::report::text::human_ns;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::VecDeque;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// An SLO was breached (`--slo`).
+pub const EXIT_SLO: u8 = 4;
+
+/// Default probes in flight.
+const DEFAULT_JOBS: u32 = 16;
+/// The live display appears once a survey has run this long.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+/// The live percentiles cover this many recent probes.
+const LIVE_WINDOW: usize = 1000;
+
+/// Targets as they come: the command line first, then the input list, line by line; each
+/// expanded over the `-p` ports and resolved. Never holds more than one line.
+struct TargetStream {
+    cli: std::vec::IntoIter<String>,
+    list: Option<(String, Box<dyn BufRead>)>,
+    line_no: usize,
+    ports: Vec<u16>,
+    family: Family,
+    common: CommonArgs,
+    pending: VecDeque<Target>,
+    /// Targets that could not be probed (syntax in the list, resolution).
+    failed: u64,
+}
+
+impl TargetStream {
+    fn next_spec(&mut self) -> Option<(String, String)> {
+        if let Some(s) = self.cli.next() {
+            return Some((s.clone(), s));
+        }
+        let (name, reader) = self.list.as_mut()?;
+        let mut line = String::new();
+        // Bounded by the file: each pass consumes one line.
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    self.line_no += 1;
+                    let spec = line.split('#').next().unwrap_or("").trim();
+                    if !spec.is_empty() {
+                        return Some((spec.to_string(), format!("{name}:{}", self.line_no)));
+                    }
+                }
+                Err(e) => {
+                    eprintln!("tcpshake: reading {name}: {e}");
+                    self.failed += 1;
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn expand(&mut self, spec: &str, origin: &str) {
+        let ports: Vec<Option<u16>> = if self.ports.is_empty() {
+            vec![None]
+        } else {
+            self.ports.iter().map(|&p| Some(p)).collect()
+        };
+        let mut seen = Vec::new();
+        for p in ports {
+            match target::parse(spec, p) {
+                Ok(mut t) => {
+                    if seen.contains(&t.port) {
+                        continue; // the spec names its own port: once is enough
+                    }
+                    seen.push(t.port);
+                    if self.ports.len() > 1 && !spec_has_port(spec) {
+                        // One label per (host, port), so statistics keep them apart.
+                        t.spec = format!("{}:{}", t.host, t.port);
+                    }
+                    self.pending.push_back(t);
+                }
+                Err(e) => {
+                    eprintln!("tcpshake: {origin}: {e}");
+                    self.failed += 1;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn spec_has_port(spec: &str) -> bool {
+    target::parse(spec, None).is_ok()
+}
+
+impl Iterator for TargetStream {
+    type Item = SurveyTarget;
+
+    fn next(&mut self) -> Option<SurveyTarget> {
+        // Bounded by the input: each pass consumes a pending target or a line.
+        loop {
+            if let Some(t) = self.pending.pop_front() {
+                match resolve(&t, self.family) {
+                    Ok(remote) => {
+                        let c = &self.common;
+                        let http = (!c.no_http).then(|| HttpRequest {
+                            path: t.path.clone().unwrap_or_else(|| c.path.clone()),
+                            host: c.host_header.clone().unwrap_or_else(|| t.host_header()),
+                        });
+                        return Some(SurveyTarget {
+                            label: t.spec,
+                            remote,
+                            http,
+                        });
+                    }
+                    Err(e) => {
+                        eprintln!("tcpshake: {e:#}");
+                        self.failed += 1;
+                        continue;
+                    }
+                }
+            }
+            let (spec, origin) = self.next_spec()?;
+            self.expand(&spec, &origin);
+        }
+    }
+}
+
+fn open_list(path: &Path) -> Result<(String, Box<dyn BufRead>)> {
+    if path == Path::new("-") {
+        return Ok(("stdin".into(), Box::new(io::BufReader::new(io::stdin()))));
+    }
+    let f = std::fs::File::open(path).map_err(|e| {
+        UsageError(format!(
+            "cannot read the target list {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok((path.display().to_string(), Box::new(io::BufReader::new(f))))
+}
+
+/// Where per-probe records go and how.
+struct Sink {
+    format: OutputFormat,
+    quiet: bool,
+    out: io::BufWriter<io::Stdout>,
+    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    stats: Survey,
+    failed: u64,
+    live: Live,
+}
+
+impl Sink {
+    fn record(&mut self, outcome: &Outcome) -> Result<()> {
+        let r = &outcome.result;
+        if let Some(w) = &mut self.pcap {
+            for p in &outcome.packets {
+                w.write(p.at.as_nanos(), &p.bytes)
+                    .context("writing the pcap file")?;
+            }
+        }
+        match self.format {
+            OutputFormat::Jsonl => {
+                serde_json::to_writer(&mut self.out, r)?;
+                writeln!(self.out)?;
+            }
+            OutputFormat::Csv => writeln!(self.out, "{}", csv_row(r))?,
+            OutputFormat::Text if self.quiet => {}
+            OutputFormat::Text => {
+                let line = probe_line(r);
+                let out = &mut self.out;
+                self.live.suspend(|| writeln!(out, "{line}"))?;
+            }
+        }
+        // Flushed per probe: a survey killed at any moment keeps every finished probe.
+        self.out.flush()?;
+        if !r.succeeded() {
+            self.failed += 1;
+        }
+        let sample = Sample::new(&r.legs_ns, r.state, r.retransmissions);
+        self.stats.add(&r.target, &sample);
+        self.live.update(r, &self.stats);
+        Ok(())
+    }
+}
+
+/// The live display on a terminal (indicatif), shown on runs longer than a second.
+struct Live {
+    enabled: bool,
+    started: Instant,
+    bar: Option<ProgressBar>,
+    recent: VecDeque<u64>,
+    last_draw: Option<Instant>,
+    progress: Progress,
+}
+
+impl Live {
+    fn new(enabled: bool) -> Live {
+        Live {
+            enabled,
+            started: Instant::now(),
+            bar: None,
+            recent: VecDeque::new(),
+            last_draw: None,
+            progress: Progress::default(),
+        }
+    }
+
+    fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn update(&mut self, r: &ProbeResult, stats: &Survey) {
+        if let Some(v) = r.legs_ns.syn_to_synack {
+            self.recent.push_back(v);
+            if self.recent.len() > LIVE_WINDOW {
+                self.recent.pop_front();
+            }
+        }
+        if !self.enabled || self.started.elapsed() < PROGRESS_AFTER {
+            return;
+        }
+        // Percentiles of the window, at most four times a second.
+        if self
+            .last_draw
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} probes  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b
+        });
+        let mut w: Vec<u64> = self.recent.iter().copied().collect();
+        w.sort_unstable();
+        let pct = |p| {
+            crate::probe::stats::percentile(&w, p)
+                .map(human_ns)
+                .unwrap_or_else(|| "-".into())
+        };
+        let all = stats.probes();
+        bar.set_position(all);
+        bar.set_message(format!(
+            "{} in flight  {} failed  SYN→SYN-ACK (last {}) median {}  p99 {}",
+            self.progress.in_flight,
+            self.progress.finished.saturating_sub(all),
+            w.len(),
+            pct(50.0),
+            pct(99.0)
+        ));
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
+    let sv = &args.survey;
+    let slos = match &sv.slo {
+        Some(s) => parse_slos(s).map_err(UsageError)?,
+        None => Vec::new(),
+    };
+    // Command-line targets are checked before anything is sent: a typo is a usage error.
+    for t in &args.targets {
+        target::parse(t, args.port.first().copied()).map_err(UsageError)?;
+    }
+    let list = sv.input_list.as_deref().map(open_list).transpose()?;
+    let format = match (sv.output, args.common.json) {
+        (Some(f), _) => f,
+        (None, true) => OutputFormat::Jsonl,
+        (None, false) => OutputFormat::Text,
+    };
+    let family = match (args.ipv4, args.ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    };
+    let mut stream = TargetStream {
+        cli: args.targets.clone().into_iter(),
+        list,
+        line_no: 0,
+        ports: args.port.clone(),
+        family,
+        common: args.common.clone(),
+        pending: VecDeque::new(),
+        failed: 0,
+    };
+    let pcap = match &args.common.pcap {
+        Some(p) => Some(PcapWriter::new(io::BufWriter::new(create(p)?))?),
+        None => None,
+    };
+    let stop = signals::stop_flag();
+    let mut guard = Guard::install(MARK)?;
+    let mut sink = Sink {
+        format,
+        quiet: sv.quiet,
+        out: io::BufWriter::new(io::stdout()),
+        pcap,
+        stats: Survey::default(),
+        failed: 0,
+        live: Live::new(io::stderr().is_terminal()),
+    };
+    if format == OutputFormat::Csv {
+        writeln!(sink.out, "{}", csv_header())?;
+        sink.out.flush()?;
+    }
+    let opts = SurveyOptions {
+        jobs: sv.jobs.unwrap_or(DEFAULT_JOBS) as usize,
+        count: sv.count.unwrap_or(1),
+        interval: sv.interval.unwrap_or(Duration::ZERO),
+        capture: args.common.pcap.is_some(),
+    };
+    let common = &args.common;
+    let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| ProbeConfig {
+        target: t.label.clone(),
+        tcp: tcp_config(local, t.remote, mss, common),
+        http: t.http.clone(),
+        timeout: common.timeout,
+        linger: common.linger,
+    };
+    let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {
+        sink.live.progress = p;
+        match r {
+            Report::Done { outcome, .. } => sink.record(&outcome),
+            Report::Failed { target, error } => {
+                sink.live
+                    .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
+                sink.failed += 1;
+                Ok(())
+            }
+        }
+    };
+    let run = survey::survey(
+        &mut stream,
+        opts,
+        &mut make_cfg,
+        &mut on_report,
+        &mut guard,
+        stop,
+    );
+    sink.live.finish();
+    run?;
+    if let Some(w) = sink.pcap.take() {
+        w.into_inner().context("writing the pcap file")?;
+    }
+    sink.out.flush()?;
+    // The table goes where it does not mix with machine-readable records.
+    let text = table(&sink.stats, false);
+    if format == OutputFormat::Text {
+        let mut out = io::stdout().lock();
+        if !sv.quiet {
+            writeln!(out)?;
+        }
+        write!(out, "{text}")?;
+        out.flush()?;
+    } else {
+        eprint!("{text}");
+    }
+    let breached = judge(&slos, &sink.stats);
+    Ok(if breached {
+        EXIT_SLO
+    } else if sink.failed > 0 || stream.failed > 0 {
+        EXIT_NOT_OPEN
+    } else {
+        EXIT_OK
+    })
+}
+
+fn create(p: &Path) -> Result<std::fs::File> {
+    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))
+}
+
+/// Print each SLO's verdict on stderr; true when one was breached.
+fn judge(slos: &[Slo], stats: &Survey) -> bool {
+    if slos.is_empty() {
+        return false;
+    }
+    let all = stats.overall();
+    let mut breached = false;
+    for slo in slos {
+        let v = slo.judge(&all);
+        eprintln!("{v}");
+        breached |= !v.met;
+    }
+    breached
+}
+
+pub fn report_command(args: &ReportArgs) -> Result<u8> {
+    let slos = match &args.slo {
+        Some(s) => parse_slos(s).map_err(UsageError)?,
+        None => Vec::new(),
+    };
+    let mut stats = Survey::default();
+    for path in &args.files {
+        read_jsonl(path, &mut stats)?;
+    }
+    if stats.probes() == 0 {
+        return Err(UsageError(
+            "no probe records in the input; give files written by `tcpshake probe --json`".into(),
+        )
+        .into());
+    }
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &stats_json(&stats))?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", table(&stats, args.quiet))?;
+    }
+    out.flush()?;
+    if let Some(svg) = &args.svg {
+        crate::report::svg::write_svg(&stats, svg, args.plot == PlotKind::Cdf)
+            .with_context(|| format!("writing {}", svg.display()))?;
+    }
+    Ok(if judge(&slos, &stats) {
+        EXIT_SLO
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Add every record of one JSON Lines file. A last line cut short (a survey killed while
+/// writing it) is skipped with a warning; any other bad line is an error naming it.
+fn read_jsonl(path: &PathBuf, stats: &mut Survey) -> Result<()> {
+    let (name, mut reader) = if path.as_os_str() == "-" {
+        open_list(path)?
+    } else {
+        let f = std::fs::File::open(path)
+            .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+        (
+            path.display().to_string(),
+            Box::new(io::BufReader::new(f)) as Box<dyn BufRead>,
+        )
+    };
+    let mut line = String::new();
+    let mut n = 0usize;
+    // Bounded by the file: each pass consumes one line.
+    loop {
+        line.clear();
+        if reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading {name}"))?
+            == 0
+        {
+            return Ok(());
+        }
+        n += 1;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match parse_record(text) {
+            Ok((target, sample)) => stats.add(&target, &sample),
+            Err(_) if !line.ends_with('\n') => {
+                eprintln!("tcpshake: {name}:{n}: last line is cut short; skipped");
+            }
+            Err(e) => {
+                return Err(UsageError(format!(
+                    "{name}:{n}: not a tcpshake probe record (schema 1): {e}"
+                ))
+                .into());
+            }
+        }
+    }
+}
