@@ -17,6 +17,7 @@ use crate::probe::{HttpRequest, ProbeConfig};
 use crate::report::pcap::PcapWriter;
 use crate::report::survey::{csv_header, csv_row, parse_record, probe_line, stats_json, table};
 use crate::report::text::human_ns;
+use crate::wire::SeqNumber;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
@@ -340,12 +341,26 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         capture: args.common.pcap.is_some(),
     };
     let common = &args.common;
-    let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| ProbeConfig {
-        target: t.label.clone(),
-        tcp: tcp_config(local, t.remote, mss, common),
-        http: t.http.clone(),
-        timeout: common.timeout,
-        linger: common.linger,
+    let pair_secret = PairSecret::new();
+    let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| {
+        let mut tcp = tcp_config(local, t.remote, mss, common);
+        // Successive probes of one server must look like successive connections of one
+        // host, or a new SYN that meets the server's TIME-WAIT of an earlier probe (same
+        // port pair, after a port was reused) is refused: Linux accepts it only when its
+        // sequence number or timestamp is newer (RFC 6191 §2). So, as Linux itself does:
+        // ISN = a 4 µs clock + a keyed hash (RFC 6528 §3), TSval offset per host pair
+        // (RFC 7323 §5.4), both increasing across probes and across runs.
+        let now = crate::net::clock::now().as_nanos();
+        tcp.isn =
+            SeqNumber(((now / 4_000) as u32).wrapping_add(pair_secret.hash(local, t.remote, 1)));
+        tcp.ts_offset = pair_secret.hash(local, t.remote, 2);
+        ProbeConfig {
+            target: t.label.clone(),
+            tcp,
+            http: t.http.clone(),
+            timeout: common.timeout,
+            linger: common.linger,
+        }
     };
     let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {
         sink.live.progress = p;
@@ -393,6 +408,30 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The key of the per-host-pair hashes: this boot's id (readable by local users only, so
+/// unknown off-path, and the same for every run until reboot, which keeps ISNs and
+/// timestamps increasing across runs).
+struct PairSecret(Vec<u8>);
+
+impl PairSecret {
+    fn new() -> PairSecret {
+        let boot = std::fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_else(|_| {
+            // No procfs: a random key, which keeps them increasing within this run.
+            crate::net::signals::random_u32().to_le_bytes().to_vec()
+        });
+        PairSecret(boot)
+    }
+
+    /// A keyed hash of the two addresses (not the ports: every port pair of one host pair
+    /// shares the sequence and timestamp space, as in Linux).
+    fn hash(&self, local: SocketAddr, remote: SocketAddr, what: u8) -> u32 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.0, local.ip(), remote.ip(), what).hash(&mut h);
+        h.finish() as u32
+    }
 }
 
 fn create(p: &Path) -> Result<std::fs::File> {
