@@ -15,7 +15,9 @@ use crate::probe::stats::{Sample, Slo, Survey, parse_slos};
 use crate::probe::target::{self, Target};
 use crate::probe::{HttpRequest, ProbeConfig};
 use crate::report::pcap::PcapWriter;
-use crate::report::survey::{csv_header, csv_row, parse_record, probe_line, stats_json, table};
+use crate::report::survey::{
+    csv_header, csv_row, parse_record, probe_line, stats_json, write_table,
+};
 use crate::report::text::human_ns;
 use crate::wire::SeqNumber;
 use anyhow::{Context, Result};
@@ -389,16 +391,17 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     }
     sink.out.flush()?;
     // The table goes where it does not mix with machine-readable records.
-    let text = table(&sink.stats, false);
     if format == OutputFormat::Text {
-        let mut out = io::stdout().lock();
+        let mut out = io::BufWriter::new(io::stdout().lock());
         if !sv.quiet {
             writeln!(out)?;
         }
-        write!(out, "{text}")?;
+        write_table(&mut out, &sink.stats, false)?;
         out.flush()?;
     } else {
-        eprint!("{text}");
+        let mut err = io::BufWriter::new(io::stderr().lock());
+        write_table(&mut err, &sink.stats, false)?;
+        err.flush()?;
     }
     let breached = judge(&slos, &sink.stats);
     Ok(if breached {
@@ -473,7 +476,7 @@ pub fn report_command(args: &ReportArgs) -> Result<u8> {
         serde_json::to_writer_pretty(&mut out, &stats_json(&stats))?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", table(&stats, args.quiet))?;
+        write_table(&mut io::BufWriter::new(&mut out), &stats, args.quiet)?;
     }
     out.flush()?;
     if let Some(svg) = &args.svg {

@@ -136,8 +136,10 @@ struct Loop<'g> {
     active_count: usize,
     due: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     due_seq: u64,
-    recent: HashSet<(SocketAddr, u16)>,
-    recent_order: VecDeque<(SocketAddr, u16)>,
+    /// (remote, local port) pairs used lately, as 64-bit hashes: 8 bytes each, and a
+    /// collision only skips a port that was in fact free.
+    recent: HashSet<u64>,
+    recent_order: VecDeque<u64>,
     in_flight: usize,
     finished: u64,
     ident: u16,
@@ -484,7 +486,7 @@ impl Loop<'_> {
         // Bounded: the kernel hands out a different port while we hold the earlier ones.
         for _ in 0..16 {
             let r = PortReservation::new(src)?;
-            if !self.recent.contains(&(remote, r.port)) && self.in_range(r.port) {
+            if !self.recent.contains(&pair_key(remote, r.port)) && self.in_range(r.port) {
                 return Ok(r);
             }
             held.push(r);
@@ -500,8 +502,9 @@ impl Loop<'_> {
     }
 
     fn remember(&mut self, remote: SocketAddr, port: u16) {
-        if self.recent.insert((remote, port)) {
-            self.recent_order.push_back((remote, port));
+        let key = pair_key(remote, port);
+        if self.recent.insert(key) {
+            self.recent_order.push_back(key);
         }
         while self.recent_order.len() > RECENT_PAIRS {
             if let Some(old) = self.recent_order.pop_front() {
@@ -697,6 +700,13 @@ impl Loop<'_> {
         }
         Ok(())
     }
+}
+
+fn pair_key(remote: SocketAddr, port: u16) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (remote, port).hash(&mut h);
+    h.finish()
 }
 
 /// The kernel's ephemeral port range (where `bind(port 0)` picks from), which the taps'

@@ -82,68 +82,109 @@ impl Sample {
     }
 }
 
-/// Every probe of one group (a target, or everything).
-#[derive(Clone, Debug, Default)]
-pub struct Accumulator {
-    rows: Vec<[u64; 8]>,
-    retransmitted: Vec<bool>,
-    open: u64,
-    closed: u64,
-    filtered: u64,
+/// One probe's legs (`MISSING` for a leg that did not happen) and whether it retransmitted.
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    legs: [u64; 8],
+    retransmitted: bool,
 }
 
-impl Accumulator {
-    pub fn add(&mut self, s: &Sample) {
-        // A leg of u64::MAX ns (584 years) cannot happen; it stands for "missing".
-        self.rows
-            .push(s.legs.map(|l| l.map_or(MISSING, |v| v.min(MISSING - 1))));
-        self.retransmitted.push(s.retransmitted);
-        match s.state {
-            PortState::Open => self.open += 1,
-            PortState::Closed => self.closed += 1,
-            PortState::Filtered => self.filtered += 1,
-        }
-    }
-
-    pub fn probes(&self) -> u64 {
-        self.rows.len() as u64
-    }
-
-    pub fn states(&self) -> (u64, u64, u64) {
-        (self.open, self.closed, self.filtered)
-    }
-
-    /// The values of leg `leg` with whether their probe was retransmitted, unsorted.
-    fn column(&self, leg: usize) -> impl Iterator<Item = (u64, bool)> + '_ {
-        self.rows
-            .iter()
-            .zip(&self.retransmitted)
-            .filter(move |(r, _)| r[leg] != MISSING)
-            .map(move |(r, x)| (r[leg], *x))
-    }
+/// A group of probes whose statistics can be computed: one target, or all of them.
+pub trait Group {
+    fn probes(&self) -> u64;
+    /// Probes that found the port (open, closed, filtered).
+    fn states(&self) -> (u64, u64, u64);
+    /// Calls `f(value, retransmitted)` for every probe in which leg `leg` happened.
+    fn each(&self, leg: usize, f: &mut dyn FnMut(u64, bool));
 
     /// The values of leg `leg`, sorted.
-    pub fn sorted(&self, leg: usize) -> Vec<u64> {
-        let mut v: Vec<u64> = self.column(leg).map(|(x, _)| x).collect();
+    fn sorted(&self, leg: usize) -> Vec<u64> {
+        let mut v = Vec::new();
+        self.each(leg, &mut |x, _| v.push(x));
         v.sort_unstable();
         v
     }
 
-    pub fn leg_stats(&self, leg: usize) -> LegStats {
-        let retransmitted = self.column(leg).filter(|(_, x)| *x).count() as u64;
+    fn leg_stats(&self, leg: usize) -> LegStats {
+        let mut retransmitted = 0;
+        self.each(leg, &mut |_, x| retransmitted += u64::from(x));
         LegStats::from_sorted(leg, self.probes(), &self.sorted(leg), retransmitted)
     }
 
-    pub fn summary(&self) -> [LegStats; 8] {
+    fn summary(&self) -> [LegStats; 8] {
         std::array::from_fn(|leg| self.leg_stats(leg))
     }
+}
 
-    fn merge(&mut self, other: &Accumulator) {
-        self.rows.extend_from_slice(&other.rows);
-        self.retransmitted.extend_from_slice(&other.retransmitted);
-        self.open += other.open;
-        self.closed += other.closed;
-        self.filtered += other.filtered;
+/// Every probe of one target: 72 bytes each, nothing else.
+#[derive(Clone, Debug, Default)]
+pub struct Accumulator {
+    rows: Vec<Row>,
+    open: u32,
+    closed: u32,
+    filtered: u32,
+}
+
+impl Accumulator {
+    pub fn add(&mut self, s: &Sample) {
+        if self.rows.is_empty() {
+            // Most targets of a big survey get one probe: room for exactly one row, not
+            // the four a Vec starts with.
+            self.rows.reserve_exact(1);
+        }
+        // A leg of u64::MAX ns (584 years) cannot happen; it stands for "missing".
+        self.rows.push(Row {
+            legs: s.legs.map(|l| l.map_or(MISSING, |v| v.min(MISSING - 1))),
+            retransmitted: s.retransmitted,
+        });
+        let n = match s.state {
+            PortState::Open => &mut self.open,
+            PortState::Closed => &mut self.closed,
+            PortState::Filtered => &mut self.filtered,
+        };
+        *n = n.saturating_add(1);
+    }
+}
+
+impl Group for Accumulator {
+    fn probes(&self) -> u64 {
+        self.rows.len() as u64
+    }
+
+    fn states(&self) -> (u64, u64, u64) {
+        (self.open.into(), self.closed.into(), self.filtered.into())
+    }
+
+    fn each(&self, leg: usize, f: &mut dyn FnMut(u64, bool)) {
+        for r in &self.rows {
+            if let Some(&v) = r.legs.get(leg)
+                && v != MISSING
+            {
+                f(v, r.retransmitted);
+            }
+        }
+    }
+}
+
+/// All targets of a survey as one group, read in place (no copy of the rows).
+pub struct Overall<'a>(&'a Survey);
+
+impl Group for Overall<'_> {
+    fn probes(&self) -> u64 {
+        self.0.probes()
+    }
+
+    fn states(&self) -> (u64, u64, u64) {
+        self.0.accs.iter().fold((0, 0, 0), |(o, c, f), a| {
+            let (ao, ac, af) = a.states();
+            (o + ao, c + ac, f + af)
+        })
+    }
+
+    fn each(&self, leg: usize, f: &mut dyn FnMut(u64, bool)) {
+        for a in &self.0.accs {
+            a.each(leg, f);
+        }
     }
 }
 
@@ -217,48 +258,48 @@ fn mean_stddev(v: &[u64]) -> Option<(f64, f64)> {
     Some((mean, var.sqrt()))
 }
 
-/// Statistics of a whole survey: one accumulator per target, in first-seen order.
+/// Statistics of a whole survey: one accumulator per target, in first-seen order. Each
+/// target's name is kept once, as the key of the index.
 #[derive(Clone, Debug, Default)]
 pub struct Survey {
-    targets: Vec<(String, Accumulator)>,
-    index: HashMap<String, usize>,
+    accs: Vec<Accumulator>,
+    index: HashMap<Box<str>, u32>,
 }
 
 impl Survey {
     pub fn add(&mut self, target: &str, s: &Sample) {
         let i = match self.index.get(target) {
-            Some(&i) => i,
+            Some(&i) => i as usize,
             None => {
-                self.targets
-                    .push((target.to_string(), Accumulator::default()));
-                self.index
-                    .insert(target.to_string(), self.targets.len() - 1);
-                self.targets.len() - 1
+                self.accs.push(Accumulator::default());
+                let i = self.accs.len() - 1;
+                self.index.insert(target.into(), i as u32);
+                i
             }
         };
-        self.targets[i].1.add(s);
+        self.accs[i].add(s);
     }
 
+    /// Every target with its probes, in the order they were first seen.
     pub fn targets(&self) -> impl Iterator<Item = (&str, &Accumulator)> {
-        self.targets.iter().map(|(t, a)| (t.as_str(), a))
+        let mut names: Vec<(&str, u32)> = self.index.iter().map(|(k, &i)| (&**k, i)).collect();
+        names.sort_unstable_by_key(|&(_, i)| i);
+        names
+            .into_iter()
+            .map(|(name, i)| (name, &self.accs[i as usize]))
     }
 
     pub fn target_count(&self) -> usize {
-        self.targets.len()
+        self.accs.len()
     }
 
     pub fn probes(&self) -> u64 {
-        self.targets.iter().map(|(_, a)| a.probes()).sum()
+        self.accs.iter().map(|a| a.rows.len() as u64).sum()
     }
 
-    /// Everything in one group.
-    pub fn overall(&self) -> Accumulator {
-        let mut all = Accumulator::default();
-        all.rows.reserve(self.probes() as usize);
-        for (_, a) in &self.targets {
-            all.merge(a);
-        }
-        all
+    /// Everything as one group.
+    pub fn overall(&self) -> Overall<'_> {
+        Overall(self)
     }
 }
 
@@ -457,7 +498,7 @@ fn parse_duration_ns(v: &str) -> Result<f64, String> {
 impl Slo {
     /// Judge this SLO over `all` (every probe of the survey). Without samples of its leg a
     /// time SLO is breached: nothing shows it is met.
-    pub fn judge(&self, all: &Accumulator) -> Verdict {
+    pub fn judge(&self, all: &dyn Group) -> Verdict {
         let st = all.leg_stats(self.leg);
         let value = match self.stat {
             Stat::Min => st.min_ns.map(|v| v as f64),

@@ -2,10 +2,11 @@
 //! form, and reading JSON Lines back for `tcpshake report`.
 
 use crate::probe::record::{PortState, ProbeResult};
-use crate::probe::stats::{Accumulator, LEG_LABELS, LEGS, LegStats, Sample, Survey};
+use crate::probe::stats::{Group, LEG_LABELS, LEGS, LegStats, Sample, Survey};
 use crate::report::text::human_ns;
 use serde::Deserialize;
 use std::fmt::Write;
+use std::io;
 
 /// `198.18.0.2:80  open  syn-ack  SYN→SYN-ACK 41.2 µs  req→1st byte 180.4 µs  total 1.204 ms`
 pub fn probe_line(r: &ProbeResult) -> String {
@@ -96,29 +97,30 @@ fn cell_f(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn group(out: &mut String, title: &str, acc: &Accumulator) {
+fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<()> {
     let (open, closed, filtered) = acc.states();
-    let _ = writeln!(
+    writeln!(
         out,
         "{title}   probes {}   open {open}   closed {closed}   filtered {filtered}",
         acc.probes()
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "  {:<13} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5}",
         "leg", "count", "loss%", "min", "median", "mean", "p90", "p99", "max", "stddev", "retx"
-    );
+    )?;
     for (i, st) in acc.summary().iter().enumerate() {
         // SYN→SYN-ACK always (its loss is the survey's loss); others when they happened.
         if i != 0 && st.count == 0 {
             continue;
         }
-        row(out, LEG_LABELS[i], st);
+        row(out, LEG_LABELS[i], st)?;
     }
+    Ok(())
 }
 
-fn row(out: &mut String, label: &str, st: &LegStats) {
-    let _ = writeln!(
+fn row(out: &mut impl io::Write, label: &str, st: &LegStats) -> io::Result<()> {
+    writeln!(
         out,
         "  {:<13} {:>7} {:>6.1} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5}",
         label,
@@ -132,28 +134,38 @@ fn row(out: &mut String, label: &str, st: &LegStats) {
         cell(st.max_ns),
         cell_f(st.stddev_ns),
         st.retransmitted
-    );
+    )
 }
 
 /// The statistics table: each target (unless `overall_only`), then all of them together.
-/// Percentiles are nearest-rank (probe::stats).
-pub fn table(survey: &Survey, overall_only: bool) -> String {
-    let mut out = String::new();
+/// Percentiles are nearest-rank (probe::stats). Written as it is made: a survey of 100 000
+/// targets has a long table, which is never held in memory whole.
+pub fn write_table(
+    out: &mut impl io::Write,
+    survey: &Survey,
+    overall_only: bool,
+) -> io::Result<()> {
     if !overall_only {
         for (name, acc) in survey.targets() {
-            group(&mut out, name, acc);
-            out.push('\n');
+            group(out, name, acc)?;
+            writeln!(out)?;
         }
     }
     let title = format!("all {} targets", survey.target_count());
-    group(&mut out, &title, &survey.overall());
-    out
+    group(out, &title, &survey.overall())
+}
+
+/// [`write_table`] into a string.
+pub fn table(survey: &Survey, overall_only: bool) -> String {
+    let mut out = Vec::new();
+    let _ = write_table(&mut out, survey, overall_only);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The statistics as JSON, exact: `{"targets": [{"target", "probes", "open", "closed",
 /// "filtered", "legs": [LegStats…]}…], "overall": {…}}`.
 pub fn stats_json(survey: &Survey) -> serde_json::Value {
-    fn one(name: &str, acc: &Accumulator) -> serde_json::Value {
+    fn one(name: &str, acc: &dyn Group) -> serde_json::Value {
         let (open, closed, filtered) = acc.states();
         serde_json::json!({
             "target": name,

@@ -5,7 +5,7 @@
 //! Box plots mark the nearest-rank statistics of probe::stats: whiskers from min to max, the
 //! box from p25 to p75, a line at the median, a dot at p99. The CDF draws every sample.
 
-use crate::probe::stats::{Survey, percentile};
+use crate::probe::stats::{Group, Survey, percentile};
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::element::BackendCoordOnly;
