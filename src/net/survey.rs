@@ -105,7 +105,7 @@ struct Slot {
     local: SocketAddr,
     remote: SocketAddr,
     sender: usize,
-    _reservation: PortReservation,
+    reservation: PortReservation,
     started: Instant,
     give_up_at: Instant,
     drain_until: Option<Instant>,
@@ -145,6 +145,13 @@ struct Loop<'g> {
     ident: u16,
     tx: Vec<u8>,
     last_tx: Instant,
+    /// Slots made this pass, waiting for their ports to be guarded (one nftables
+    /// transaction for all of them) before their SYNs go out.
+    starting: Vec<usize>,
+    /// Ports of finished probes, released in one transaction per pass; each reservation is
+    /// dropped only after its port left the guard, so no other program gets a port whose
+    /// segments we still drop.
+    releasing: Vec<PortReservation>,
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
@@ -186,12 +193,14 @@ pub fn survey(
         ident: 1,
         tx: vec![0u8; 65536 + 60],
         last_tx: Instant::from_nanos(0),
+        starting: Vec::new(),
+        releasing: Vec::new(),
     };
     let result = lp.run(targets, make_cfg, report, stop);
     // Whatever happened, give every port back (the table itself dies with the guard).
-    for slot in lp.slots.iter().flatten() {
-        let _ = lp.guard.release_port(slot.local.port());
-    }
+    let ports: Vec<u16> = lp.slots.iter().flatten().map(|s| s.local.port()).collect();
+    let _ = lp.guard.release_ports(&ports);
+    let _ = lp.release_pending();
     result
 }
 
@@ -248,6 +257,7 @@ impl Loop<'_> {
                     None => exhausted = true,
                 }
             }
+            self.launch(report)?;
             if exhausted && self.in_flight == 0 && (self.active_count == 0 || stopping) {
                 return Ok(());
             }
@@ -315,6 +325,8 @@ impl Loop<'_> {
                 }
                 self.service(i, now, report)?;
             }
+
+            self.release_pending()?;
 
             // Sleep until a packet or the next deadline — but right after a transmit, spin:
             // the reply is handled without the scheduler's wake-up delay (run.rs, SPIN).
@@ -424,10 +436,7 @@ impl Loop<'_> {
         let mss = u16::try_from(mtu.saturating_sub(headers).clamp(536, 65495)).unwrap_or(1460);
         let cfg = make_cfg(target, local, mss);
         let give_up_at = now + hard_limit(&cfg);
-        self.guard.protect_port(local.port())?;
-        let mut probe = Probe::new(cfg);
-        let now = clock::now();
-        probe.start(now);
+        let probe = Probe::new(cfg);
         self.generation += 1;
         let slot = Slot {
             probe,
@@ -435,7 +444,7 @@ impl Loop<'_> {
             local,
             remote,
             sender,
-            _reservation: reservation,
+            reservation,
             started: now,
             give_up_at,
             drain_until: None,
@@ -456,9 +465,52 @@ impl Loop<'_> {
         };
         self.by_local.insert(local, i);
         self.in_flight += 1;
-        self.flush_slot(i)?;
-        self.arm(i);
+        self.starting.push(i);
         Ok(())
+    }
+
+    /// Guard the ports of the slots made this pass, then send their SYNs.
+    fn launch(&mut self, report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>) -> Result<()> {
+        if self.starting.is_empty() {
+            return Ok(());
+        }
+        let starting = std::mem::take(&mut self.starting);
+        let ports: Vec<u16> = starting
+            .iter()
+            .filter_map(|&i| self.slots[i].as_ref().map(|s| s.local.port()))
+            .collect();
+        if let Err(e) = self.guard.protect_ports(&ports) {
+            // Nothing was sent: the probes end unstarted, and the error ends the survey.
+            let now = clock::now();
+            for &i in &starting {
+                if let Some(s) = self.slots[i].as_mut() {
+                    s.probe.abort(now, "the nftables guard failed");
+                }
+                self.finish(i, now, report)?;
+            }
+            return Err(e);
+        }
+        for i in starting {
+            let now = clock::now();
+            if let Some(s) = self.slots[i].as_mut() {
+                s.started = now;
+                s.probe.start(now);
+            }
+            self.flush_slot(i)?;
+            self.arm(i);
+        }
+        Ok(())
+    }
+
+    /// Release the ports of finished probes (one transaction), then let the kernel have them.
+    fn release_pending(&mut self) -> Result<()> {
+        if self.releasing.is_empty() {
+            return Ok(());
+        }
+        let ports: Vec<u16> = self.releasing.iter().map(|r| r.port).collect();
+        let released = self.guard.release_ports(&ports);
+        self.releasing.clear();
+        released
     }
 
     fn progress(&self) -> Progress {
@@ -652,13 +704,12 @@ impl Loop<'_> {
         self.in_flight -= 1;
         self.finished += 1;
         // The port stays guarded until its drain is over; then the kernel may have it back.
-        self.guard.release_port(slot.local.port())?;
         self.remember(slot.remote, slot.local.port());
         let outcome = Box::new(Outcome {
             result: slot.probe.result(),
             packets: slot.packets,
         });
-        drop(slot._reservation);
+        self.releasing.push(slot.reservation);
         let progress = self.progress();
         if let Some(act) = self.actives.get(slot.active).and_then(Option::as_ref) {
             report(
