@@ -111,6 +111,24 @@ pub struct SurveyArgs {
     /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
     #[arg(long = "slo", value_name = "SLO")]
     pub slo: Option<String>,
+    /// Probe only shard K of N (1-based): N machines with the same list split it, and their
+    /// JSON Lines concatenate.
+    #[arg(long = "shard", value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+}
+
+/// `K/N` with 1 ≤ K ≤ N.
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{s}` is not a shard; write K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u32, u32) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 impl SurveyArgs {
@@ -123,6 +141,7 @@ impl SurveyArgs {
             || self.output.is_some()
             || self.quiet
             || self.slo.is_some()
+            || self.shard.is_some()
     }
 }
 
@@ -212,6 +231,15 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1e9s").is_err());
+    }
+
+    #[test]
+    fn shards() {
+        assert_eq!(parse_shard("2/4"), Ok((2, 4)));
+        assert_eq!(parse_shard("1/1"), Ok((1, 1)));
+        assert!(parse_shard("0/4").is_err());
+        assert!(parse_shard("5/4").is_err());
+        assert!(parse_shard("2").unwrap_err().contains("K/N"));
     }
 
     #[test]

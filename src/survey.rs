@@ -48,6 +48,7 @@ struct TargetStream {
     family: Family,
     common: CommonArgs,
     pending: VecDeque<Target>,
+    shard: Option<(u32, u32)>,
     /// Targets that could not be probed (syntax in the list, resolution).
     failed: u64,
 }
@@ -98,7 +99,9 @@ impl TargetStream {
                         // One label per (host, port), so statistics keep them apart.
                         t.spec = format!("{}:{}", t.host, t.port);
                     }
-                    self.pending.push_back(t);
+                    if self.shard.is_none_or(|s| in_shard(&t.spec, s)) {
+                        self.pending.push_back(t);
+                    }
                 }
                 Err(e) => {
                     eprintln!("tcpshake: {origin}: {e}");
@@ -108,6 +111,17 @@ impl TargetStream {
             }
         }
     }
+}
+
+/// `--shard K/N`: a target belongs to shard 1 + FNV-1a(label) mod N, a hash that every
+/// build and machine computes alike, so N runs over the same list split it exactly.
+fn in_shard(label: &str, (k, n): (u32, u32)) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in label.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % u64::from(n) == u64::from(k - 1)
 }
 
 fn spec_has_port(spec: &str) -> bool {
@@ -315,6 +329,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         family,
         common: args.common.clone(),
         pending: VecDeque::new(),
+        shard: sv.shard,
         failed: 0,
     };
     let pcap = match &args.common.pcap {
@@ -532,5 +547,25 @@ fn read_jsonl(path: &PathBuf, stats: &mut Survey) -> Result<()> {
                 .into());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_a_list_exactly() {
+        let labels: Vec<String> = (0..1000)
+            .map(|i| format!("198.18.{}.{}:80", i / 250, i % 250))
+            .collect();
+        let mut total = 0;
+        for k in 1..=4 {
+            let n = labels.iter().filter(|l| in_shard(l, (k, 4))).count();
+            assert!((150..=350).contains(&n), "shard {k}/4 has {n} of 1000");
+            total += n;
+        }
+        assert_eq!(total, 1000);
+        assert!(labels.iter().all(|l| in_shard(l, (1, 1))));
     }
 }
