@@ -90,6 +90,9 @@ const DRAIN_MAX: Duration = Duration::from_millis(20);
 /// How many (remote, local port) pairs to remember so a port is not reused towards the
 /// same server while it may still hold TIME-WAIT for it.
 const RECENT_PAIRS: usize = 65_536;
+/// Spin after a transmit only while few probes are in flight: with many, the loop is busy
+/// anyway, and empty polls of the taps would only take the CPU from the work.
+const SPIN_MAX_IN_FLIGHT: usize = 8;
 /// Route lookups remembered (one netlink request each otherwise).
 const ROUTE_CACHE: usize = 4_096;
 
@@ -331,7 +334,7 @@ impl Loop<'_> {
             // Sleep until a packet or the next deadline — but right after a transmit, spin:
             // the reply is handled without the scheduler's wake-up delay (run.rs, SPIN).
             let now = clock::now();
-            if now < self.last_tx + SPIN {
+            if now < self.last_tx + SPIN && self.in_flight <= SPIN_MAX_IN_FLIGHT {
                 std::hint::spin_loop();
                 continue;
             }
