@@ -10,7 +10,8 @@ use std::time::Duration;
     version,
     about = "A hand-made TCP client: every segment visible, every leg timed on the wire",
     after_help = "Exit codes: 0 every probe reached `open` (and its HTTP exchange worked), \
-1 some port not open or an exchange failed, 2 usage, 3 environment (privileges, kernel)."
+1 some port not open or an exchange failed, 2 usage, 3 environment (privileges, kernel), \
+4 an --slo objective was breached."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -535,3 +535,23 @@ fn probe_slo_breach_exits_4() {
     assert_eq!(bad.code, Some(4), "{bad}");
     assert!(bad.stderr.contains("BREACHED"), "{bad}");
 }
+
+/// IPv4 and IPv6 targets in one survey: one tap serves both, one raw sender per family.
+#[test]
+fn v4_and_v6_targets_in_one_survey() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-v6");
+    lab.start_nginx(80);
+    let (v4, v6) = (lab.target(false, 80), lab.target(true, 80));
+    let run = lab.run_client(["probe", &v4, &v6, "-c", "3", "-j", "4", "--json"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 6, "{run}");
+    for t in [&v4, &v6] {
+        let mine: Vec<&ProbeRecord> = records.iter().filter(|r| &r.target == t).collect();
+        assert_eq!(mine.len(), 3, "{t}\n{run}");
+        assert!(mine.iter().all(|r| r.http_status() == Some(200)), "{run}");
+    }
+}
