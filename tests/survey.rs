@@ -191,9 +191,10 @@ fn survey_statistics_match_records_and_tcpdump() {
     let stats: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     check_stats_against_records(&records, &stats);
 
-    // tcpdump saw the same SYN→SYN-ACK for every probe (outgoing copies are the same
-    // timestamps; incoming within the 10 µs the probe tests allow).
-    let mut compared = 0;
+    // tcpdump saw the same SYN→SYN-ACK for every probe: outgoing copies carry the same
+    // timestamps; incoming ones differ by a few µs (ARCHITECTURE.md), more on a loaded
+    // machine, so: median ≤ 2 µs, none over 100 µs.
+    let mut diffs = Vec::new();
     for r in records.iter().filter(|r| r.state() == "open") {
         let sport = r.src_port.unwrap();
         let Some(leg) = r.legs_ns.as_ref().and_then(|l| l.syn_to_synack) else {
@@ -218,15 +219,23 @@ fn survey_statistics_match_records_and_tcpdump() {
             continue; // which SYN was answered is the probe's call (echoed timestamp)
         }
         let from_capture = synack.ts_ns - syn.ts_ns;
+        let d = from_capture.abs_diff(leg);
         assert!(
-            from_capture.abs_diff(leg) <= 10_000,
+            d <= 100_000,
             "port {sport}: tcpshake {leg} ns, tcpdump {from_capture} ns"
         );
-        compared += 1;
+        diffs.push(d);
     }
     assert!(
-        compared >= 5,
-        "only {compared} probes compared with tcpdump"
+        diffs.len() >= 5,
+        "only {} probes compared with tcpdump",
+        diffs.len()
+    );
+    diffs.sort_unstable();
+    let median = diffs[(diffs.len() - 1) / 2];
+    assert!(
+        median <= 2_000,
+        "median |tcpshake − tcpdump| {median} ns: {diffs:?}"
     );
 }
 
