@@ -56,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Probe(args) => probe_command(&args),
         Command::Lab(args) => lab_command(&args),
         Command::Scan(args) => scan::scan_command(&args),
+        Command::Report(args) => crate::survey::report_command(&args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -87,10 +88,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn probe_command(args: &ProbeArgs) -> Result<u8> {
+    if args.survey.wanted() || args.port.len() > 1 {
+        return crate::survey::survey_command(args);
+    }
     let targets = args
         .targets
         .iter()
-        .map(|t| target::parse(t, args.port))
+        .map(|t| target::parse(t, args.port.first().copied()))
         .collect::<Result<Vec<Target>, String>>()
         .map_err(UsageError)?;
     let family = match (args.ipv4, args.ipv6) {

@@ -10,7 +10,8 @@ use std::time::Duration;
     version,
     about = "A hand-made TCP client: every segment visible, every leg timed on the wire",
     after_help = "Exit codes: 0 every probe reached `open` (and its HTTP exchange worked), \
-1 some port not open or an exchange failed, 2 usage, 3 environment (privileges, kernel)."
+1 some port not open or an exchange failed, 2 usage, 3 environment (privileges, kernel), \
+4 an --slo objective was breached."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,16 +26,18 @@ pub enum Command {
     Lab(LabArgs),
     /// Stateless half-open SYN scan of many addresses and ports, in nmap's syntax.
     Scan(ScanArgs),
+    /// Statistics (and an SVG plot) from the JSON Lines of one or more surveys.
+    Report(ReportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ProbeArgs {
     /// HOST:PORT, [V6ADDR]:PORT, HOST with -p, or http://HOST[:PORT]/PATH
-    #[arg(required = true, value_name = "TARGET")]
+    #[arg(required_unless_present = "input_list", value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Port for targets that do not name one.
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
-    pub port: Option<u16>,
+    /// Port for targets that do not name one; a list (80,443) probes each of them.
+    #[arg(short = 'p', long = "port", value_name = "PORT", value_delimiter = ',')]
+    pub port: Vec<u16>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -43,6 +46,8 @@ pub struct ProbeArgs {
     pub ipv6: bool,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub survey: SurveyArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -96,6 +101,101 @@ pub struct CommonArgs {
 pub struct LabArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Many probes from one event loop (any of these flags makes `probe` a survey).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SurveyArgs {
+    /// Read targets from FILE, one per line (`-` for stdin; `#` starts a comment). `-iL` works too.
+    #[arg(long = "input-list", value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// Probes per target.
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// Between the starts of two probes of one target (never overlapping).
+    #[arg(short = 'i', long = "interval", value_parser = parse_duration, value_name = "DUR")]
+    pub interval: Option<Duration>,
+    /// Probes in flight at once (one thread drives them all).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20000))]
+    pub jobs: Option<u32>,
+    /// Per-probe output: text lines, JSON Lines (same as --json) or CSV (one column per leg).
+    #[arg(short = 'o', long = "output", value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// Statistics only: no per-probe lines (records asked for with --json or -o are still written).
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
+    #[arg(long = "slo", value_name = "SLO")]
+    pub slo: Option<String>,
+    /// Probe only shard K of N (1-based): N machines with the same list split it, and their
+    /// JSON Lines concatenate.
+    #[arg(long = "shard", value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+}
+
+/// `K/N` with 1 ≤ K ≤ N.
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{s}` is not a shard; write K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u32, u32) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+impl SurveyArgs {
+    /// Did the user ask for a survey (rather than the classic one-at-a-time probe)?
+    pub fn wanted(&self) -> bool {
+        self.input_list.is_some()
+            || self.count.is_some()
+            || self.interval.is_some()
+            || self.jobs.is_some()
+            || self.output.is_some()
+            || self.quiet
+            || self.slo.is_some()
+            || self.shard.is_some()
+    }
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// JSON Lines files written by `probe --json` (several shards concatenate; `-` is stdin).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Draw each target's latency distribution (SYN→SYN-ACK and request→first byte) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Kind of plot for --svg.
+    #[arg(long, value_name = "KIND", default_value = "box")]
+    pub plot: PlotKind,
+    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
+    #[arg(long, value_name = "SLO")]
+    pub slo: Option<String>,
+    /// The statistics as one JSON object (exact ns) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Overall statistics only, no per-target rows.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlotKind {
+    /// Box plot per target: whiskers at min and max, box from p25 to p75, median line, p99 mark.
+    Box,
+    /// Cumulative distribution per target.
+    Cdf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -220,6 +320,15 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1e9s").is_err());
+    }
+
+    #[test]
+    fn shards() {
+        assert_eq!(parse_shard("2/4"), Ok((2, 4)));
+        assert_eq!(parse_shard("1/1"), Ok((1, 1)));
+        assert!(parse_shard("0/4").is_err());
+        assert!(parse_shard("5/4").is_err());
+        assert!(parse_shard("2").unwrap_err().contains("K/N"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod net;
 pub mod probe;
 pub mod report;
+pub mod survey;
 pub mod tcp;
 pub mod time;
 pub mod wire;

@@ -215,6 +215,59 @@ impl Guard {
         Ok(())
     }
 
+    /// [`Guard::protect_port`] for several ports in one nftables transaction: one netlink
+    /// round trip however many (a survey starts many probes at once).
+    pub fn protect_ports(&mut self, ports: &[u16]) -> anyhow::Result<()> {
+        let new: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| !self.ports.contains(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.set_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, &new)
+            .with_context(|| format!("nftables guard: protecting {} local ports", new.len()))?;
+        self.ports.extend(new);
+        Ok(())
+    }
+
+    /// [`Guard::release_port`] for several ports in one transaction.
+    pub fn release_ports(&mut self, ports: &[u16]) -> anyhow::Result<()> {
+        let old: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| self.ports.contains(p))
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        self.set_elements(NFT_MSG_DELSETELEM, 0, &old)
+            .with_context(|| format!("nftables guard: releasing {} local ports", old.len()))?;
+        for p in old {
+            self.ports.remove(&p);
+        }
+        Ok(())
+    }
+
+    fn set_elements(&mut self, ty: u16, flags: u16, ports: &[u16]) -> anyhow::Result<()> {
+        let mut b = Batch::new(&mut self.sock);
+        let m = b
+            .msg(&mut self.sock, ty, flags)
+            .attr_str(NFTA_SET_ELEM_LIST_TABLE, &self.table)
+            .attr_str(NFTA_SET_ELEM_LIST_SET, SET_NAME)
+            .nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+        for p in ports {
+            m.nest(NFTA_LIST_ELEM)
+                .nest(NFTA_SET_ELEM_KEY)
+                .attr(NFTA_DATA_VALUE, &p.to_be_bytes())
+                .end_nest()
+                .end_nest();
+        }
+        m.end_nest().end();
+        b.commit(&mut self.sock).map_err(explain)
+    }
+
     /// `tcpshake_<pid>` (`tcpshake_<pid>_<n>` for later guards of the same process).
     pub fn table_name(&self) -> &str {
         &self.table

@@ -13,6 +13,7 @@ pub mod run;
 pub mod scan;
 pub mod sender;
 pub mod signals;
+pub mod survey;
 pub mod tap;
 
 use std::fmt;

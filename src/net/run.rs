@@ -24,9 +24,9 @@ pub const MARK: u32 = 0x7463_7073;
 /// After a transmit, poll the tap without sleeping for this long: a reply that comes within
 /// it is handled without the scheduler's wake-up delay, so our reaction time (SYN-ACK→ACK)
 /// is close to the kernel's own.
-const SPIN: Duration = Duration::from_millis(3);
+pub(crate) const SPIN: Duration = Duration::from_millis(3);
 /// Longest single sleep, so Ctrl-C is noticed promptly.
-const MAX_SLEEP: Duration = Duration::from_millis(100);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// A packet as the tap saw it, kept for `--pcap`.
 pub struct Captured {
@@ -95,9 +95,10 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
     )?;
     let sender = RawSender::new(local.ip(), MARK)?;
     let hard_limit = hard_limit(&cfg);
-    let mut link = Link::new(sender, local, remote);
+    let mut tx = vec![0u8; 65536 + 60];
+    let mut ident: u16 = 1;
     Probe::rehearse(&cfg, |seg| {
-        let _ = link.build(seg);
+        let _ = build_segment(seg, sender.is_v6(), &mut tx, &mut ident, local, remote);
     });
     let mut probe = Probe::new(cfg);
     let mut packets = Vec::new();
@@ -112,7 +113,8 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
     let start = clock::now();
     let give_up_at = start + hard_limit;
     probe.start(start);
-    let mut last_tx = link.flush(&mut probe)?.unwrap_or(start);
+    let mut last_tx =
+        flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.unwrap_or(start);
     let mut interrupted = false;
 
     while !probe.is_done() {
@@ -132,7 +134,8 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
             }
             received |= ours;
         }
-        if received && let Some(t) = link.flush(&mut probe)? {
+        if received && let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?
+        {
             last_tx = t;
         }
         if !probe.awaiting_synack() {
@@ -162,7 +165,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
             tap.wait(Some(until.saturating_since(now).min(MAX_SLEEP)))?;
             continue;
         }
-        if let Some(t) = link.flush(&mut probe)? {
+        if let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)? {
             last_tx = t;
         }
     }
@@ -200,7 +203,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
 
 /// An upper bound on one exchange, however the peer behaves: every SYN backoff, then the
 /// response, linger and close waits, then TIME-WAIT, and a margin.
-fn hard_limit(cfg: &ProbeConfig) -> Duration {
+pub(crate) fn hard_limit(cfg: &ProbeConfig) -> Duration {
     let t = &cfg.tcp;
     let mut syn = Duration::ZERO;
     let mut rto = t.rto_initial;
@@ -211,63 +214,54 @@ fn hard_limit(cfg: &ProbeConfig) -> Duration {
     syn + cfg.timeout * 3 + cfg.linger + t.time_wait + Duration::from_secs(5)
 }
 
-/// Our side of the wire: builds each segment the probe queues and sends it.
-struct Link {
-    sender: RawSender,
-    buf: Vec<u8>,
-    ident: u16,
+/// Write `seg` into `buf`: the whole IPv4 datagram (we write the header), or for IPv6 the
+/// TCP segment alone (the kernel writes the header). Returns its length.
+pub(crate) fn build_segment(
+    seg: &crate::tcp::Segment,
+    v6: bool,
+    buf: &mut [u8],
+    ident: &mut u16,
     local: SocketAddr,
     remote: SocketAddr,
+) -> Result<usize> {
+    let repr = seg.repr(local.port(), remote.port());
+    let ip_len = if v6 {
+        0
+    } else {
+        let mut ip = IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, 64, repr.buffer_len());
+        ip.ident = *ident;
+        *ident = ident.wrapping_add(1);
+        ip.emit(buf).context("building the IPv4 header")?
+    };
+    let tcp_len = repr
+        .emit(local.ip(), remote.ip(), &mut buf[ip_len..])
+        .context("building the TCP segment")?;
+    Ok(ip_len + tcp_len)
 }
 
-impl Link {
-    fn new(sender: RawSender, local: SocketAddr, remote: SocketAddr) -> Link {
-        Link {
-            sender,
-            buf: vec![0u8; 65536 + 60],
-            ident: 1,
-            local,
-            remote,
-        }
-    }
-
-    /// Write `seg` as an IP packet (IPv4) or TCP segment (IPv6) into `buf`.
-    fn build(&mut self, seg: &crate::tcp::Segment) -> Result<usize> {
-        let (local, remote) = (self.local, self.remote);
-        let repr = seg.repr(local.port(), remote.port());
-        let ip_len = if self.sender.is_v6() {
-            0 // the kernel writes the IPv6 header
-        } else {
-            let mut ip = IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, 64, repr.buffer_len());
-            ip.ident = self.ident;
-            self.ident = self.ident.wrapping_add(1);
-            ip.emit(&mut self.buf).context("building the IPv4 header")?
+/// Send everything the probe has queued. Returns when the last one left, if any did.
+pub(crate) fn flush(
+    probe: &mut Probe,
+    sender: &RawSender,
+    buf: &mut [u8],
+    ident: &mut u16,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Result<Option<Instant>> {
+    let mut last = None;
+    // Bounded: a connection queues a handful of segments per input.
+    for _ in 0..256 {
+        let now = clock::now();
+        let Some(seg) = probe.poll_transmit(now) else {
+            break;
         };
-        let tcp_len = repr
-            .emit(local.ip(), remote.ip(), &mut self.buf[ip_len..])
-            .context("building the TCP segment")?;
-        Ok(ip_len + tcp_len)
+        let len = build_segment(&seg, sender.is_v6(), buf, ident, local, remote)?;
+        sender
+            .send(&buf[..len], remote.ip())
+            .map_err(|e| send_error(e, remote))?;
+        last = Some(now);
     }
-
-    /// Send everything the probe has queued. Returns when the last one left, if any did.
-    fn flush(&mut self, probe: &mut Probe) -> Result<Option<Instant>> {
-        let remote = self.remote;
-        let mut last = None;
-        // Bounded: a connection queues a handful of segments per input.
-        for _ in 0..256 {
-            let now = clock::now();
-            let Some(seg) = probe.poll_transmit(now) else {
-                break;
-            };
-            let len = self.build(&seg)?;
-            let packet = &self.buf[..len];
-            self.sender
-                .send(packet, remote.ip())
-                .map_err(|e| send_error(e, remote))?;
-            last = Some(now);
-        }
-        Ok(last)
-    }
+    Ok(last)
 }
 
 fn send_error(e: io::Error, remote: SocketAddr) -> anyhow::Error {

@@ -51,6 +51,12 @@ impl RingShape {
     };
     /// For scans: thousands of small frames, room for a burst of replies at a high rate
     /// (replies are headers only; anything longer than a frame is cut to its start).
+    /// For surveys: many connections at once, full-size frames (a TLS certificate flight
+    /// can arrive as one GSO super-packet).
+    pub const SURVEY: RingShape = RingShape {
+        frame_size: 1 << 17,
+        frames: 128,
+    };
     pub const SCAN: RingShape = RingShape {
         frame_size: 2048,
         frames: 4096,
@@ -133,7 +139,13 @@ pub struct Tap {
 impl Tap {
     /// Open a tap on interface `ifindex` that passes TCP to/from `port` and ICMP errors.
     pub fn open(ifindex: u32, ifname: &str, port: u16, loopback: bool) -> Result<Tap> {
-        Tap::open_shaped(ifindex, ifname, port, loopback, RingShape::CONNECTION)
+        Tap::open_with(
+            ifindex,
+            ifname,
+            &port_filter(port),
+            loopback,
+            RingShape::CONNECTION,
+        )
     }
 
     /// [`Tap::open`] with a ring of the given shape.
@@ -144,12 +156,34 @@ impl Tap {
         loopback: bool,
         shape: RingShape,
     ) -> Result<Tap> {
+        Tap::open_with(ifindex, ifname, &port_filter(port), loopback, shape)
+    }
+
+    /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
+    /// serves every probe of a survey that leaves through this interface.
+    pub fn open_range(ifindex: u32, ifname: &str, lo: u16, hi: u16, loopback: bool) -> Result<Tap> {
+        Tap::open_with(
+            ifindex,
+            ifname,
+            &range_filter(lo, hi),
+            loopback,
+            RingShape::SURVEY,
+        )
+    }
+
+    fn open_with(
+        ifindex: u32,
+        ifname: &str,
+        filter: &[SockFilter],
+        loopback: bool,
+        shape: RingShape,
+    ) -> Result<Tap> {
         // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
         // packet reaches the ring before the filter is in place.
         let socket = Socket::new(Domain::PACKET, Type::DGRAM.cloexec(), None)
             .map_err(|e| super::privilege_error(e, "open an AF_PACKET socket"))?;
         socket
-            .attach_filter(&port_filter(port))
+            .attach_filter(filter)
             .context("attaching the BPF filter to the AF_PACKET socket")?;
         // Asking for timestamps turns on the kernel's receive timestamping (a static key),
         // so arriving packets are stamped as they enter the stack; PACKET_TIMESTAMP makes
@@ -383,5 +417,54 @@ fn port_filter(port: u16) -> Vec<SockFilter> {
         /* 18 */ f(RET, 0, 0, 0), // (unreachable filler keeps offsets readable)
         /* 19 */ f(RET, 0, 0, 0x0004_0000),
         /* 20 */ f(RET, 0, 0, 0),
+    ]
+}
+
+/// Like [`port_filter`], for any port in `lo..=hi` (as source or destination).
+fn range_filter(lo: u16, hi: u16) -> Vec<SockFilter> {
+    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const LD_H_IND: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_IND) as u16;
+    const LDX_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JGT: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let (lo, hi) = (u32::from(lo), u32::from(hi));
+    let skf_proto = (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32;
+    let f = SockFilter::new;
+    // Jump offsets count from the next instruction; targets are in the comments.
+    vec![
+        /* 0 */ f(LD_W_ABS, 0, 0, skf_proto),
+        /* 1 */ f(JEQ, 0, 11, ETH_P_IP), // not IPv4 -> 13
+        // IPv4
+        /* 2 */ f(LD_B_ABS, 0, 0, 9),
+        /* 3 */ f(JEQ, 20, 0, u32::from(crate::wire::ip::PROTO_ICMP)), // -> accept (24)
+        /* 4 */ f(JEQ, 0, 20, u32::from(crate::wire::ip::PROTO_TCP)), // -> drop (25)
+        /* 5 */ f(LDX_MSH, 0, 0, 0),
+        /* 6 */ f(LD_H_IND, 0, 0, 0), // source port
+        /* 7 */ f(JGE, 0, 2, lo), // below -> 10
+        /* 8 */ f(JGT, 1, 0, hi), // above -> 10
+        /* 9 */ f(RET, 0, 0, 0x0004_0000),
+        /* 10 */ f(LD_H_IND, 0, 0, 2), // destination port
+        /* 11 */ f(JGE, 0, 13, lo), // below -> drop (25)
+        /* 12 */ f(JGT, 12, 11, hi), // above -> drop (25), else accept (24)
+        // IPv6 (A still holds the protocol)
+        /* 13 */
+        f(JEQ, 0, 11, ETH_P_IPV6), // -> drop (25)
+        /* 14 */ f(LD_B_ABS, 0, 0, 6),
+        /* 15 */
+        f(JEQ, 8, 0, u32::from(crate::wire::ip::PROTO_ICMPV6)), // -> accept (24)
+        /* 16 */ f(JEQ, 0, 8, u32::from(crate::wire::ip::PROTO_TCP)), // -> drop (25)
+        /* 17 */ f(LD_H_ABS, 0, 0, 40),
+        /* 18 */ f(JGE, 0, 2, lo), // below -> 21
+        /* 19 */ f(JGT, 1, 0, hi), // above -> 21
+        /* 20 */ f(RET, 0, 0, 0x0004_0000),
+        /* 21 */ f(LD_H_ABS, 0, 0, 42),
+        /* 22 */ f(JGE, 0, 2, lo), // below -> drop (25)
+        /* 23 */ f(JGT, 1, 0, hi), // above -> drop (25), else accept (24)
+        /* 24 */ f(RET, 0, 0, 0x0004_0000),
+        /* 25 */ f(RET, 0, 0, 0),
     ]
 }

@@ -11,6 +11,7 @@
 pub mod legs;
 pub mod record;
 pub mod scan;
+pub mod stats;
 pub mod target;
 pub mod tls;
 

@@ -3,4 +3,6 @@
 pub mod pcap;
 pub mod scan_nmap;
 pub mod scan_text;
+pub mod survey;
+pub mod svg;
 pub mod text;

@@ -1,0 +1,822 @@
+//! The survey loop: many probes in flight at once, driven by one thread over non-blocking
+//! sockets — one AF_PACKET tap per egress interface, one raw sender per address family (per
+//! source address for IPv6), one timer heap over every probe's deadlines.
+//!
+//! ```text
+//!   targets (streamed) ─► due heap ─► start ≤ jobs probes ─► slots ◄─ tap packets, demuxed
+//!                          ▲  repeat after --interval           │    by (local addr, port)
+//!                          └────────── finished ◄── drain ◄─────┘ ◄─ timer heap (RTO, deadlines)
+//! ```
+//!
+//! Each probe is the same sans-IO [`Probe`] that `tcpshake probe` runs alone (run.rs); only
+//! the shuttling differs. Every probe gets a fresh source port from the kernel (reserved by
+//! a bound socket, guarded in nftables while it runs); a port recently used towards the same
+//! remote is not reused, so a new SYN never lands on the server's TIME-WAIT of an earlier
+//! probe (RFC 9293 §3.6.1, RFC 6191).
+//!
+//! Targets are pulled from the caller's iterator only when there is room, and a finished
+//! probe leaves nothing here: memory is bounded by `jobs`, not by the number of targets.
+//!
+//! run.rs stays the path for the classic one-at-a-time probe: it taps one port only (the
+//! quietest filter), and its behaviour is pinned by the probe tests; this loop shares its
+//! pieces (flush, hard limit, the spin after a transmit).
+
+use super::guard::Guard;
+use super::route::{self, Route};
+use super::run::{Captured, MARK, MAX_SLEEP, Outcome, SPIN, flush, hard_limit};
+use super::sender::{PortReservation, RawSender};
+use super::tap::Tap;
+use super::{clock, is_environment_error};
+use crate::probe::{HttpRequest, Probe, ProbeConfig};
+use crate::time::Instant;
+use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use crate::wire::{IcmpError, IpPacket};
+use anyhow::{Context, Result};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// One target of a survey, as the caller resolved it.
+#[derive(Clone, Debug)]
+pub struct SurveyTarget {
+    /// The name statistics group by (the target as written, with its port).
+    pub label: String,
+    pub remote: SocketAddr,
+    /// What to ask once connected (None: handshake and close only).
+    pub http: Option<HttpRequest>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SurveyOptions {
+    /// Probes in flight at once.
+    pub jobs: usize,
+    /// Probes per target.
+    pub count: u32,
+    /// Between the starts of two probes of one target; they never overlap.
+    pub interval: Duration,
+    /// Keep every packet of each probe (for --pcap).
+    pub capture: bool,
+}
+
+/// What the loop tells its caller.
+pub enum Report<'a> {
+    /// A probe ended; its record is final.
+    Done {
+        target: &'a SurveyTarget,
+        outcome: Box<Outcome>,
+    },
+    /// A probe could not start (no route, no port); not an environment problem.
+    Failed {
+        target: &'a SurveyTarget,
+        error: anyhow::Error,
+    },
+}
+
+/// Counters for the caller's progress display.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    pub in_flight: usize,
+    pub finished: u64,
+}
+
+/// How long a finished probe still listens for the tap's copies of its last segments
+/// (our last ACK, a loopback's arrival copy): until quiet for `DRAIN_QUIET`, at most
+/// `DRAIN_MAX` (as run.rs does for one probe).
+const DRAIN_QUIET: Duration = Duration::from_millis(1);
+const DRAIN_MAX: Duration = Duration::from_millis(20);
+/// How many (remote, local port) pairs to remember so a port is not reused towards the
+/// same server while it may still hold TIME-WAIT for it.
+const RECENT_PAIRS: usize = 65_536;
+/// Spin after a transmit only while few probes are in flight: with many, the loop is busy
+/// anyway, and empty polls of the taps would only take the CPU from the work.
+const SPIN_MAX_IN_FLIGHT: usize = 8;
+/// Route lookups remembered (one netlink request each otherwise).
+const ROUTE_CACHE: usize = 4_096;
+
+struct Active {
+    target: SurveyTarget,
+    remaining: u32,
+    busy: bool,
+}
+
+struct Slot {
+    probe: Probe,
+    active: usize,
+    local: SocketAddr,
+    remote: SocketAddr,
+    sender: usize,
+    reservation: PortReservation,
+    started: Instant,
+    give_up_at: Instant,
+    drain_until: Option<Instant>,
+    done_at: Option<Instant>,
+    /// The earliest deadline this slot has in the timer heap.
+    armed: Option<Instant>,
+    generation: u64,
+    packets: Vec<Captured>,
+}
+
+/// The loop's sockets and tables.
+struct Loop<'g> {
+    opts: SurveyOptions,
+    guard: &'g mut Guard,
+    taps: Vec<Tap>,
+    tap_by_oif: HashMap<u32, usize>,
+    senders: Vec<RawSender>,
+    sender_by_src: HashMap<IpAddr, usize>,
+    routes: HashMap<IpAddr, Route>,
+    port_range: (u16, u16),
+    slots: Vec<Option<Slot>>,
+    free_slots: Vec<usize>,
+    by_local: HashMap<SocketAddr, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    generation: u64,
+    actives: Vec<Option<Active>>,
+    free_actives: Vec<usize>,
+    active_count: usize,
+    due: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    due_seq: u64,
+    /// (remote, local port) pairs used lately, as 64-bit hashes: 8 bytes each, and a
+    /// collision only skips a port that was in fact free.
+    recent: HashSet<u64>,
+    recent_order: VecDeque<u64>,
+    in_flight: usize,
+    finished: u64,
+    ident: u16,
+    tx: Vec<u8>,
+    last_tx: Instant,
+    /// Slots made this pass, waiting for their ports to be guarded (one nftables
+    /// transaction for all of them) before their SYNs go out.
+    starting: Vec<usize>,
+    /// Ports of finished probes, released in one transaction per pass; each reservation is
+    /// dropped only after its port left the guard, so no other program gets a port whose
+    /// segments we still drop.
+    releasing: Vec<PortReservation>,
+}
+
+/// Run a survey over `targets`; `report` is called as each probe ends (in the order they
+/// end). Returns when every target had `count` probes, or soon after `stop` is set (probes
+/// in flight are reset and still reported).
+pub fn survey(
+    targets: &mut dyn Iterator<Item = SurveyTarget>,
+    opts: SurveyOptions,
+    make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
+    report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+    guard: &mut Guard,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let jobs = opts.jobs.clamp(1, fd_budget());
+    let opts = SurveyOptions { jobs, ..opts };
+    let mut lp = Loop {
+        opts,
+        guard,
+        taps: Vec::new(),
+        tap_by_oif: HashMap::new(),
+        senders: Vec::new(),
+        sender_by_src: HashMap::new(),
+        routes: HashMap::new(),
+        port_range: ephemeral_range(),
+        slots: Vec::new(),
+        free_slots: Vec::new(),
+        by_local: HashMap::new(),
+        timers: BinaryHeap::new(),
+        generation: 0,
+        actives: Vec::new(),
+        free_actives: Vec::new(),
+        active_count: 0,
+        due: BinaryHeap::new(),
+        due_seq: 0,
+        recent: HashSet::new(),
+        recent_order: VecDeque::new(),
+        in_flight: 0,
+        finished: 0,
+        ident: 1,
+        tx: vec![0u8; 65536 + 60],
+        last_tx: Instant::from_nanos(0),
+        starting: Vec::new(),
+        releasing: Vec::new(),
+    };
+    let result = lp.run(targets, make_cfg, report, stop);
+    // Whatever happened, give every port back (the table itself dies with the guard).
+    let ports: Vec<u16> = lp.slots.iter().flatten().map(|s| s.local.port()).collect();
+    let _ = lp.guard.release_ports(&ports);
+    let _ = lp.release_pending();
+    result
+}
+
+/// Targets waiting for their next probe are bounded too: with `--interval` most of them
+/// idle between probes, so keep a few times `jobs` around to keep `jobs` probes busy.
+fn max_active(jobs: usize) -> usize {
+    jobs.saturating_mul(4).max(16)
+}
+
+impl Loop<'_> {
+    fn run(
+        &mut self,
+        targets: &mut dyn Iterator<Item = SurveyTarget>,
+        make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
+        report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let mut exhausted = false;
+        let mut stopping = false;
+        let mut rx = vec![0u8; 65536];
+        let mut touched: Vec<usize> = Vec::new();
+        // Bounded by the work: every pass either starts, advances or finishes probes, or
+        // sleeps until the next deadline; targets are finite.
+        loop {
+            let now = clock::now();
+            if !stopping && stop.load(Ordering::Relaxed) {
+                stopping = true;
+                exhausted = true;
+                for i in 0..self.slots.len() {
+                    if let Some(s) = self.slots[i].as_mut() {
+                        s.probe.abort(now, "interrupted");
+                    }
+                    self.service(i, now, report)?;
+                }
+            }
+
+            // Start what is due, then new targets, while there is room.
+            while !stopping && self.in_flight < self.opts.jobs {
+                if let Some(&Reverse((at, _, a))) = self.due.peek()
+                    && at <= now
+                {
+                    self.due.pop();
+                    self.start(a, now, make_cfg, report)?;
+                    continue;
+                }
+                if exhausted || self.active_count >= max_active(self.opts.jobs) {
+                    break;
+                }
+                match targets.next() {
+                    Some(t) => {
+                        let a = self.add_active(t);
+                        self.start(a, now, make_cfg, report)?;
+                    }
+                    None => exhausted = true,
+                }
+            }
+            self.launch(report)?;
+            if exhausted && self.in_flight == 0 && (self.active_count == 0 || stopping) {
+                return Ok(());
+            }
+
+            // Everything the taps hold, then one answer per probe to all of it.
+            for t in 0..self.taps.len() {
+                // Bounded: at most this many packets per pass, then timers get their turn.
+                for _ in 0..4096 {
+                    let Some(meta) = self.taps[t]
+                        .recv(&mut rx)
+                        .context("reading the AF_PACKET tap")?
+                    else {
+                        break;
+                    };
+                    let bytes = &rx[..meta.len];
+                    let Some(i) = self.demux(bytes, meta.outgoing) else {
+                        continue;
+                    };
+                    let Some(slot) = self.slots[i].as_mut() else {
+                        continue;
+                    };
+                    let ours = slot.probe.handle_packet(
+                        meta.at,
+                        meta.outgoing,
+                        bytes,
+                        meta.checksum_offloaded,
+                    );
+                    if ours {
+                        if self.opts.capture {
+                            slot.packets.push(Captured {
+                                at: meta.at,
+                                bytes: bytes.to_vec(),
+                            });
+                        }
+                        if let Some(d) = slot.done_at {
+                            // Still draining: wait for quiet again, within the cap.
+                            let until = (clock::now() + DRAIN_QUIET).min(d + DRAIN_MAX);
+                            slot.drain_until = Some(until);
+                        }
+                        touched.push(i);
+                    }
+                }
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            let now = clock::now();
+            for i in touched.drain(..) {
+                self.service(i, now, report)?;
+            }
+
+            // Deadlines that have come.
+            let now = clock::now();
+            while let Some(&Reverse((at, i, generation))) = self.timers.peek() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                match self.slots.get_mut(i).and_then(Option::as_mut) {
+                    Some(s) if s.generation == generation => {
+                        if s.armed == Some(at) {
+                            s.armed = None;
+                        }
+                    }
+                    _ => continue,
+                }
+                self.service(i, now, report)?;
+            }
+
+            self.release_pending()?;
+
+            // Sleep until a packet or the next deadline — but right after a transmit, spin:
+            // the reply is handled without the scheduler's wake-up delay (run.rs, SPIN).
+            let now = clock::now();
+            if now < self.last_tx + SPIN && self.in_flight <= SPIN_MAX_IN_FLIGHT {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut wake = now + MAX_SLEEP;
+            if let Some(&Reverse((at, _, _))) = self.timers.peek() {
+                wake = wake.min(at);
+            }
+            if self.in_flight < self.opts.jobs
+                && let Some(&Reverse((at, _, _))) = self.due.peek()
+            {
+                wake = wake.min(at);
+            }
+            if wake > now {
+                self.wait(wake.saturating_since(now))?;
+            }
+        }
+    }
+
+    fn add_active(&mut self, target: SurveyTarget) -> usize {
+        let a = Active {
+            target,
+            remaining: self.opts.count.max(1),
+            busy: false,
+        };
+        self.active_count += 1;
+        match self.free_actives.pop() {
+            Some(i) => {
+                self.actives[i] = Some(a);
+                i
+            }
+            None => {
+                self.actives.push(Some(a));
+                self.actives.len() - 1
+            }
+        }
+    }
+
+    /// One probe of active target `a` is over (or never started): schedule the next.
+    fn target_probe_over(&mut self, a: usize, started: Instant, now: Instant) {
+        let Some(act) = self.actives.get_mut(a).and_then(Option::as_mut) else {
+            return;
+        };
+        act.busy = false;
+        act.remaining = act.remaining.saturating_sub(1);
+        if act.remaining == 0 {
+            self.actives[a] = None;
+            self.free_actives.push(a);
+            self.active_count -= 1;
+        } else {
+            let next = (started + self.opts.interval).max(now);
+            self.due_seq += 1;
+            self.due.push(Reverse((next, self.due_seq, a)));
+        }
+    }
+
+    fn start(
+        &mut self,
+        a: usize,
+        now: Instant,
+        make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
+        report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+    ) -> Result<()> {
+        let Some(act) = self.actives.get_mut(a).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        act.busy = true;
+        let target = act.target.clone();
+        match self.open_slot(a, &target, now, make_cfg) {
+            Ok(()) => Ok(()),
+            Err(e) if is_environment_error(&e) => Err(e),
+            Err(error) => {
+                self.finished += 1;
+                let progress = self.progress();
+                report(
+                    Report::Failed {
+                        target: &target,
+                        error,
+                    },
+                    progress,
+                )?;
+                self.target_probe_over(a, now, now);
+                Ok(())
+            }
+        }
+    }
+
+    fn open_slot(
+        &mut self,
+        a: usize,
+        target: &SurveyTarget,
+        now: Instant,
+        make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
+    ) -> Result<()> {
+        let remote = target.remote;
+        let route = self.route(remote.ip())?;
+        let reservation = self.reserve(route.src, remote)?;
+        let local = SocketAddr::new(route.src, reservation.port);
+        self.tap_for(&route)?;
+        let sender = self.sender_for(route.src)?;
+        let mtu = route.mtu.unwrap_or(1500);
+        let headers = if local.is_ipv6() { 60 } else { 40 };
+        let mss = u16::try_from(mtu.saturating_sub(headers).clamp(536, 65495)).unwrap_or(1460);
+        let cfg = make_cfg(target, local, mss);
+        let give_up_at = now + hard_limit(&cfg);
+        let probe = Probe::new(cfg);
+        self.generation += 1;
+        let slot = Slot {
+            probe,
+            active: a,
+            local,
+            remote,
+            sender,
+            reservation,
+            started: now,
+            give_up_at,
+            drain_until: None,
+            done_at: None,
+            armed: None,
+            generation: self.generation,
+            packets: Vec::new(),
+        };
+        let i = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.by_local.insert(local, i);
+        self.in_flight += 1;
+        self.starting.push(i);
+        Ok(())
+    }
+
+    /// Guard the ports of the slots made this pass, then send their SYNs.
+    fn launch(&mut self, report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>) -> Result<()> {
+        if self.starting.is_empty() {
+            return Ok(());
+        }
+        let starting = std::mem::take(&mut self.starting);
+        let ports: Vec<u16> = starting
+            .iter()
+            .filter_map(|&i| self.slots[i].as_ref().map(|s| s.local.port()))
+            .collect();
+        if let Err(e) = self.guard.protect_ports(&ports) {
+            // Nothing was sent: the probes end unstarted, and the error ends the survey.
+            let now = clock::now();
+            for &i in &starting {
+                if let Some(s) = self.slots[i].as_mut() {
+                    s.probe.abort(now, "the nftables guard failed");
+                }
+                self.finish(i, now, report)?;
+            }
+            return Err(e);
+        }
+        for i in starting {
+            let now = clock::now();
+            if let Some(s) = self.slots[i].as_mut() {
+                s.started = now;
+                s.probe.start(now);
+            }
+            self.flush_slot(i)?;
+            self.arm(i);
+        }
+        Ok(())
+    }
+
+    /// Release the ports of finished probes (one transaction), then let the kernel have them.
+    fn release_pending(&mut self) -> Result<()> {
+        if self.releasing.is_empty() {
+            return Ok(());
+        }
+        let ports: Vec<u16> = self.releasing.iter().map(|r| r.port).collect();
+        let released = self.guard.release_ports(&ports);
+        self.releasing.clear();
+        released
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            in_flight: self.in_flight,
+            finished: self.finished,
+        }
+    }
+
+    fn route(&mut self, dst: IpAddr) -> Result<Route> {
+        if let Some(r) = self.routes.get(&dst) {
+            return Ok(r.clone());
+        }
+        let r = route::lookup(dst)?;
+        if self.routes.len() >= ROUTE_CACHE {
+            self.routes.clear();
+        }
+        self.routes.insert(dst, r.clone());
+        Ok(r)
+    }
+
+    /// A fresh source port on `src` not used towards `remote` lately.
+    fn reserve(&mut self, src: IpAddr, remote: SocketAddr) -> Result<PortReservation> {
+        let mut held = Vec::new();
+        // Bounded: the kernel hands out a different port while we hold the earlier ones.
+        for _ in 0..16 {
+            let r = PortReservation::new(src)?;
+            if !self.recent.contains(&pair_key(remote, r.port)) && self.in_range(r.port) {
+                return Ok(r);
+            }
+            held.push(r);
+        }
+        anyhow::bail!(
+            "no fresh source port on {src} for {remote}: every port the kernel offered was used \
+             towards it recently; widen net.ipv4.ip_local_port_range"
+        )
+    }
+
+    fn in_range(&self, port: u16) -> bool {
+        (self.port_range.0..=self.port_range.1).contains(&port)
+    }
+
+    fn remember(&mut self, remote: SocketAddr, port: u16) {
+        let key = pair_key(remote, port);
+        if self.recent.insert(key) {
+            self.recent_order.push_back(key);
+        }
+        while self.recent_order.len() > RECENT_PAIRS {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
+
+    fn tap_for(&mut self, route: &Route) -> Result<usize> {
+        if let Some(&t) = self.tap_by_oif.get(&route.oif) {
+            return Ok(t);
+        }
+        let (lo, hi) = self.port_range;
+        let tap = Tap::open_range(route.oif, &route.ifname, lo, hi, route.is_loopback)?;
+        self.taps.push(tap);
+        self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
+        Ok(self.taps.len() - 1)
+    }
+
+    /// IPv4 needs one IPPROTO_RAW socket for every source; IPv6 one per source address.
+    fn sender_for(&mut self, src: IpAddr) -> Result<usize> {
+        let key = match src {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            v6 => v6,
+        };
+        if let Some(&s) = self.sender_by_src.get(&key) {
+            return Ok(s);
+        }
+        self.senders.push(RawSender::new(src, MARK)?);
+        self.sender_by_src.insert(key, self.senders.len() - 1);
+        Ok(self.senders.len() - 1)
+    }
+
+    /// Which probe a tap packet belongs to: by our (address, port), the destination of what
+    /// arrives and the source of what leaves; ICMP errors by the segment they quote.
+    fn demux(&self, bytes: &[u8], outgoing: bool) -> Option<usize> {
+        let pkt = IpPacket::parse(bytes).ok()?;
+        let (addr, port) = match pkt.ip.protocol {
+            PROTO_TCP => {
+                let ports = pkt.payload.get(..4)?;
+                let sport = u16::from_be_bytes([ports[0], ports[1]]);
+                let dport = u16::from_be_bytes([ports[2], ports[3]]);
+                if outgoing {
+                    (pkt.ip.src, sport)
+                } else {
+                    // On loopback both ends are local: try the destination first.
+                    match self.by_local.get(&SocketAddr::new(pkt.ip.dst, dport)) {
+                        Some(&i) => return Some(i),
+                        None => (pkt.ip.src, sport),
+                    }
+                }
+            }
+            PROTO_ICMP | PROTO_ICMPV6 if !outgoing => {
+                let v6 = pkt.ip.protocol == PROTO_ICMPV6;
+                let err = IcmpError::parse(pkt.payload, v6, pkt.ip.src, pkt.ip.dst)
+                    .ok()
+                    .flatten()?;
+                (err.quoted_src, err.quoted_src_port)
+            }
+            _ => return None,
+        };
+        self.by_local.get(&SocketAddr::new(addr, port)).copied()
+    }
+
+    fn flush_slot(&mut self, i: usize) -> Result<()> {
+        let Some(slot) = self.slots[i].as_mut() else {
+            return Ok(());
+        };
+        let sender = &self.senders[slot.sender];
+        if let Some(t) = flush(
+            &mut slot.probe,
+            sender,
+            &mut self.tx,
+            &mut self.ident,
+            slot.local,
+            slot.remote,
+        )? {
+            self.last_tx = t;
+        }
+        Ok(())
+    }
+
+    /// Put the slot's next deadline on the timer heap, unless an earlier one is there.
+    fn arm(&mut self, i: usize) {
+        let Some(slot) = self.slots[i].as_mut() else {
+            return;
+        };
+        let next = match slot.drain_until {
+            Some(d) => d,
+            None => slot
+                .probe
+                .poll_timeout()
+                .map_or(slot.give_up_at, |t| t.min(slot.give_up_at)),
+        };
+        if slot.armed.is_none_or(|a| next < a) {
+            slot.armed = Some(next);
+            self.timers.push(Reverse((next, i, slot.generation)));
+        }
+    }
+
+    /// Bring slot `i` up to date at `now`: timeouts, transmits, the drain, the end.
+    fn service(
+        &mut self,
+        i: usize,
+        now: Instant,
+        report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+    ) -> Result<()> {
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        if !slot.probe.is_done() {
+            if now >= slot.give_up_at {
+                slot.probe
+                    .abort(now, "gave up: the exchange exceeded its time budget");
+            } else if slot.probe.poll_timeout().is_some_and(|d| now >= d) {
+                slot.probe.handle_timeout(now);
+            }
+        }
+        self.flush_slot(i)?;
+        let Some(slot) = self.slots[i].as_mut() else {
+            return Ok(());
+        };
+        if slot.probe.is_done() && slot.done_at.is_none() {
+            slot.done_at = Some(now);
+            slot.drain_until = Some(now + DRAIN_QUIET);
+        }
+        if slot.drain_until.is_some_and(|d| now >= d) {
+            return self.finish(i, now, report);
+        }
+        self.arm(i);
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        i: usize,
+        now: Instant,
+        report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+    ) -> Result<()> {
+        let Some(slot) = self.slots[i].take() else {
+            return Ok(());
+        };
+        self.free_slots.push(i);
+        self.by_local.remove(&slot.local);
+        self.in_flight -= 1;
+        self.finished += 1;
+        // The port stays guarded until its drain is over; then the kernel may have it back.
+        self.remember(slot.remote, slot.local.port());
+        let outcome = Box::new(Outcome {
+            result: slot.probe.result(),
+            packets: slot.packets,
+        });
+        self.releasing.push(slot.reservation);
+        let progress = self.progress();
+        if let Some(act) = self.actives.get(slot.active).and_then(Option::as_ref) {
+            report(
+                Report::Done {
+                    target: &act.target,
+                    outcome,
+                },
+                progress,
+            )?;
+        }
+        self.target_probe_over(slot.active, slot.started, now);
+        Ok(())
+    }
+
+    /// Sleep until some tap has a packet or `timeout` passes.
+    fn wait(&self, timeout: Duration) -> Result<()> {
+        if self.taps.is_empty() {
+            std::thread::sleep(timeout.min(MAX_SLEEP));
+            return Ok(());
+        }
+        let mut fds: Vec<libc::pollfd> = self
+            .taps
+            .iter()
+            .map(|t| libc::pollfd {
+                fd: t.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // Round up so we never wake before the deadline and spin.
+        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs for the whole call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).context("waiting for the taps");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pair_key(remote: SocketAddr, port: u16) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (remote, port).hash(&mut h);
+    h.finish()
+}
+
+/// The kernel's ephemeral port range (where `bind(port 0)` picks from), which the taps'
+/// filter passes. Unreadable: every port.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi)
+        .unwrap_or((1, 65535))
+}
+
+/// Probes in flight each hold a socket (the port reservation): raise the soft limit on open
+/// files to the hard one, and keep `jobs` under it with room for the rest.
+fn fd_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to write into.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1000;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `want` is a valid rlimit; raising the soft limit up to the hard one is
+        // always permitted.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    usize::try_from(lim.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(64)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ephemeral_range_is_ordered() {
+        let (lo, hi) = ephemeral_range();
+        assert!(lo <= hi);
+    }
+
+    #[test]
+    fn active_targets_are_bounded_by_jobs() {
+        assert_eq!(max_active(1), 16);
+        assert_eq!(max_active(64), 256);
+    }
+}

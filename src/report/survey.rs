@@ -1,0 +1,287 @@
+//! Survey output: a one-line view of each probe, CSV rows, the statistics table and its JSON
+//! form, and reading JSON Lines back for `tcpshake report`.
+
+use crate::probe::record::{PortState, ProbeResult};
+use crate::probe::stats::{Group, LEG_LABELS, LEGS, LegStats, Sample, Survey};
+use crate::report::text::human_ns;
+use serde::Deserialize;
+use std::fmt::Write;
+use std::io;
+
+/// `198.18.0.2:80  open  syn-ack  SYN→SYN-ACK 41.2 µs  req→1st byte 180.4 µs  total 1.204 ms`
+pub fn probe_line(r: &ProbeResult) -> String {
+    let mut s = format!("{}  {}  {}", r.target, r.state.as_str(), r.reason);
+    let l = &r.legs_ns;
+    for (name, v) in [
+        ("SYN→SYN-ACK", l.syn_to_synack),
+        ("req→1st byte", l.request_to_first_byte),
+        ("total", l.total),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(s, "  {name} {}", human_ns(v));
+        }
+    }
+    if let Some(h) = &r.http {
+        let _ = write!(s, "  HTTP {}", h.status);
+    }
+    if r.retransmissions > 0 {
+        let _ = write!(s, "  retransmissions {}", r.retransmissions);
+    }
+    if let Some(e) = &r.error {
+        let _ = write!(s, "  error: {e}");
+    }
+    s
+}
+
+/// The CSV header: one row per probe, one column per leg (ns, empty when it did not happen).
+pub fn csv_header() -> String {
+    let mut h = String::from(
+        "target,addr,port,src_addr,src_port,start_ns,state,reason,retransmissions,http_status",
+    );
+    for l in LEGS {
+        let _ = write!(h, ",{l}_ns");
+    }
+    h.push_str(",error");
+    h
+}
+
+pub fn csv_row(r: &ProbeResult) -> String {
+    let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let l = &r.legs_ns;
+    let mut row = vec![
+        csv_field(&r.target),
+        csv_field(&r.addr),
+        r.port.to_string(),
+        csv_field(&r.src_addr),
+        r.src_port.to_string(),
+        opt(r.segments.first().map(|s| s.ts_ns)),
+        r.state.as_str().to_string(),
+        csv_field(&r.reason),
+        r.retransmissions.to_string(),
+        r.http
+            .as_ref()
+            .map(|h| h.status.to_string())
+            .unwrap_or_default(),
+    ];
+    for v in [
+        l.syn_to_synack,
+        l.synack_to_ack,
+        l.request_to_first_byte,
+        l.request_to_complete,
+        l.fin_to_ack,
+        l.fin_to_peer_fin,
+        l.peer_fin_to_last_ack,
+        l.total,
+    ] {
+        row.push(opt(v));
+    }
+    row.push(csv_field(r.error.as_deref().unwrap_or("")));
+    row.join(",")
+}
+
+/// RFC 4180 §2: fields with commas, quotes or line breaks are quoted, quotes doubled.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn cell(v: Option<u64>) -> String {
+    v.map(human_ns).unwrap_or_else(|| "-".into())
+}
+
+fn cell_f(v: Option<f64>) -> String {
+    v.map(|x| human_ns(x.round() as u64))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<()> {
+    let (open, closed, filtered) = acc.states();
+    writeln!(
+        out,
+        "{title}   probes {}   open {open}   closed {closed}   filtered {filtered}",
+        acc.probes()
+    )?;
+    writeln!(
+        out,
+        "  {:<13} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5}",
+        "leg", "count", "loss%", "min", "median", "mean", "p90", "p99", "max", "stddev", "retx"
+    )?;
+    for (i, st) in acc.summary().iter().enumerate() {
+        // SYN→SYN-ACK always (its loss is the survey's loss); others when they happened.
+        if i != 0 && st.count == 0 {
+            continue;
+        }
+        row(out, LEG_LABELS[i], st)?;
+    }
+    Ok(())
+}
+
+fn row(out: &mut impl io::Write, label: &str, st: &LegStats) -> io::Result<()> {
+    writeln!(
+        out,
+        "  {:<13} {:>7} {:>6.1} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5}",
+        label,
+        st.count,
+        st.loss_pct,
+        cell(st.min_ns),
+        cell(st.median_ns),
+        cell_f(st.mean_ns),
+        cell(st.p90_ns),
+        cell(st.p99_ns),
+        cell(st.max_ns),
+        cell_f(st.stddev_ns),
+        st.retransmitted
+    )
+}
+
+/// The statistics table: each target (unless `overall_only`), then all of them together.
+/// Percentiles are nearest-rank (probe::stats). Written as it is made: a survey of 100 000
+/// targets has a long table, which is never held in memory whole.
+pub fn write_table(
+    out: &mut impl io::Write,
+    survey: &Survey,
+    overall_only: bool,
+) -> io::Result<()> {
+    if !overall_only {
+        for (name, acc) in survey.targets() {
+            group(out, name, acc)?;
+            writeln!(out)?;
+        }
+    }
+    let title = format!("all {} targets", survey.target_count());
+    group(out, &title, &survey.overall())
+}
+
+/// [`write_table`] into a string.
+pub fn table(survey: &Survey, overall_only: bool) -> String {
+    let mut out = Vec::new();
+    let _ = write_table(&mut out, survey, overall_only);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The statistics as JSON, exact: `{"targets": [{"target", "probes", "open", "closed",
+/// "filtered", "legs": [LegStats…]}…], "overall": {…}}`.
+pub fn stats_json(survey: &Survey) -> serde_json::Value {
+    fn one(name: &str, acc: &dyn Group) -> serde_json::Value {
+        let (open, closed, filtered) = acc.states();
+        serde_json::json!({
+            "target": name,
+            "probes": acc.probes(),
+            "open": open,
+            "closed": closed,
+            "filtered": filtered,
+            "legs": acc.summary().to_vec(),
+        })
+    }
+    serde_json::json!({
+        "targets": survey.targets().map(|(n, a)| one(n, a)).collect::<Vec<_>>(),
+        "overall": one("all", &survey.overall()),
+    })
+}
+
+/// The fields of a schema-1 record that statistics need; the rest is ignored.
+#[derive(Deserialize)]
+struct RecordIn {
+    schema: u32,
+    target: String,
+    state: String,
+    legs_ns: LegsIn,
+    #[serde(default)]
+    retransmissions: u32,
+}
+
+#[derive(Deserialize)]
+struct LegsIn {
+    syn_to_synack: Option<u64>,
+    synack_to_ack: Option<u64>,
+    request_to_first_byte: Option<u64>,
+    request_to_complete: Option<u64>,
+    fin_to_ack: Option<u64>,
+    fin_to_peer_fin: Option<u64>,
+    peer_fin_to_last_ack: Option<u64>,
+    total: Option<u64>,
+}
+
+/// One JSON line → (target, sample). Says what is wrong with a line that is not a record.
+pub fn parse_record(line: &str) -> Result<(String, Sample), String> {
+    let r: RecordIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if r.schema != 1 {
+        return Err(format!(
+            "schema {} (this tcpshake reads schema 1)",
+            r.schema
+        ));
+    }
+    let state = match r.state.as_str() {
+        "open" => PortState::Open,
+        "closed" => PortState::Closed,
+        "filtered" => PortState::Filtered,
+        other => return Err(format!("unknown state `{other}`")),
+    };
+    let l = r.legs_ns;
+    let legs = crate::probe::record::Legs {
+        syn_to_synack: l.syn_to_synack,
+        synack_to_ack: l.synack_to_ack,
+        request_to_first_byte: l.request_to_first_byte,
+        request_to_complete: l.request_to_complete,
+        fin_to_ack: l.fin_to_ack,
+        fin_to_peer_fin: l.fin_to_peer_fin,
+        peer_fin_to_last_ack: l.peer_fin_to_last_ack,
+        total: l.total,
+        tls: None,
+    };
+    Ok((r.target, Sample::new(&legs, state, r.retransmissions)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"schema":1,"target":"198.18.0.2:80","addr":"198.18.0.2","port":80,"state":"open","reason":"syn-ack","legs_ns":{"syn_to_synack":41000,"synack_to_ack":9000,"request_to_first_byte":null,"request_to_complete":null,"fin_to_ack":null,"fin_to_peer_fin":null,"peer_fin_to_last_ack":null,"total":90000},"retransmissions":1,"segments":[]}"#;
+
+    #[test]
+    fn records_read_back() {
+        let (t, s) = parse_record(LINE).unwrap();
+        assert_eq!(t, "198.18.0.2:80");
+        assert_eq!(s.legs[0], Some(41_000));
+        assert_eq!(s.legs[2], None);
+        assert_eq!(s.legs[7], Some(90_000));
+        assert!(s.retransmitted);
+        assert_eq!(s.state, PortState::Open);
+        assert!(parse_record("{").is_err());
+        assert!(
+            parse_record(&LINE.replace("\"schema\":1", "\"schema\":2"))
+                .unwrap_err()
+                .contains("schema 2")
+        );
+    }
+
+    #[test]
+    fn table_and_json_agree() {
+        let mut sv = Survey::default();
+        let (t, s) = parse_record(LINE).unwrap();
+        sv.add(&t, &s);
+        let table = table(&sv, false);
+        assert!(table.contains("198.18.0.2:80   probes 1   open 1"));
+        assert!(table.contains("41.0 µs"));
+        assert!(table.contains("all 1 targets"));
+        assert!(
+            !table.contains("FIN→ACK"),
+            "legs without samples are left out"
+        );
+        let j = stats_json(&sv);
+        assert_eq!(j["overall"]["legs"][0]["p99_ns"], 41_000);
+        assert_eq!(j["targets"][0]["legs"][7]["max_ns"], 90_000);
+        assert_eq!(j["targets"][0]["legs"][7]["retransmitted"], 1);
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_header().split(',').count(), 10 + LEGS.len() + 1);
+    }
+}

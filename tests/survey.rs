@@ -1,0 +1,566 @@
+//! Surveys: many probes from one event loop (`probe -c -j -iL -p LIST`), their records,
+//! statistics, `report` (table, JSON, SVG) and SLO exit codes, against real peers in the
+//! lab's namespaces, with faults injected by nftables.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use lab::faults::Reject;
+use lab::report::ProbeRecord;
+use lab::{Lab, in_ns, require_root, run_bounded, run_ok};
+use std::collections::{BTreeMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LEGS: [&str; 8] = [
+    "syn_to_synack",
+    "synack_to_ack",
+    "request_to_first_byte",
+    "request_to_complete",
+    "fin_to_ack",
+    "fin_to_peer_fin",
+    "peer_fin_to_last_ack",
+    "total",
+];
+
+/// `tcpshake report ARGS…` (no namespace needed: it only reads files).
+fn report(args: &[&str]) -> lab::Run {
+    let mut cmd = Command::new(lab::tcpshake_bin());
+    cmd.arg("report").args(args);
+    run_bounded(&mut cmd, Duration::from_secs(30))
+}
+
+/// Nearest rank, as README.md documents: the sample of rank ⌈p/100·n⌉.
+fn nearest_rank(sorted: &[u64], p: f64) -> u64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Statistics recomputed here from the records, independently of the binary, and compared
+/// with `report --json`: per target and overall, every leg.
+fn check_stats_against_records(records: &[ProbeRecord], stats: &serde_json::Value) {
+    let mut groups: BTreeMap<String, Vec<&ProbeRecord>> = BTreeMap::new();
+    for r in records {
+        groups.entry(r.target.clone()).or_default().push(r);
+    }
+    let mut expected: Vec<(String, Vec<&ProbeRecord>)> = groups.into_iter().collect();
+    expected.push(("all".into(), records.iter().collect()));
+    for (name, recs) in expected {
+        let got = if name == "all" {
+            &stats["overall"]
+        } else {
+            stats["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["target"] == name.as_str())
+                .unwrap_or_else(|| panic!("no statistics for {name}: {stats:#}"))
+        };
+        assert_eq!(got["probes"], recs.len() as u64, "{name}");
+        let open = recs.iter().filter(|r| r.state() == "open").count() as u64;
+        assert_eq!(got["open"], open, "{name}");
+        for (li, leg) in LEGS.iter().enumerate() {
+            let st = &got["legs"][li];
+            assert_eq!(st["leg"], *leg);
+            let with: Vec<(u64, bool)> = recs
+                .iter()
+                .filter_map(|r| {
+                    let v = r.legs_ns.as_ref()?.all()[li].1?;
+                    Some((v, r.retransmissions() > 0))
+                })
+                .collect();
+            let mut v: Vec<u64> = with.iter().map(|x| x.0).collect();
+            v.sort_unstable();
+            let ctx = format!("{name} {leg}: {st}");
+            assert_eq!(st["count"], v.len() as u64, "{ctx}");
+            let loss = (recs.len() - v.len()) as f64 * 100.0 / recs.len() as f64;
+            assert!(
+                (st["loss_pct"].as_f64().unwrap() - loss).abs() < 1e-9,
+                "{ctx}"
+            );
+            let retx = with.iter().filter(|x| x.1).count() as u64;
+            assert_eq!(st["retransmitted"], retx, "{ctx}");
+            if v.is_empty() {
+                assert!(st["min_ns"].is_null() && st["p99_ns"].is_null(), "{ctx}");
+                continue;
+            }
+            assert_eq!(st["min_ns"], v[0], "{ctx}");
+            assert_eq!(st["max_ns"], *v.last().unwrap(), "{ctx}");
+            assert_eq!(st["median_ns"], nearest_rank(&v, 50.0), "{ctx}");
+            assert_eq!(st["p90_ns"], nearest_rank(&v, 90.0), "{ctx}");
+            assert_eq!(st["p99_ns"], nearest_rank(&v, 99.0), "{ctx}");
+            let n = v.len() as f64;
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+            assert!(close(st["mean_ns"].as_f64().unwrap(), mean), "{ctx}");
+            assert!(close(st["stddev_ns"].as_f64().unwrap(), sd), "{ctx}");
+        }
+    }
+}
+
+/// Drops `percent`% of the segments that reach the server on `port` only (numgen), so the
+/// other targets stay clean.
+fn lossy_port(lab: &Lab, port: u16, percent: u8) {
+    run_ok(in_ns(&lab.server_ns, "nft").args([
+        "add table inet tsk_survey_loss; \
+         add chain inet tsk_survey_loss input { type filter hook input priority 0; policy accept; }; "
+            .to_string()
+            + &format!(
+                "add rule inet tsk_survey_loss input tcp dport {port} numgen random mod 100 < {percent} drop"
+            ),
+    ]));
+}
+
+/// A survey of four ports on the lab server: nginx (clean), nginx behind 30 % loss, a port
+/// whose SYNs are dropped (filtered), a closed port. The records, the binary's statistics,
+/// `report`'s statistics and tcpdump's capture of the same run must all agree.
+#[test]
+fn survey_statistics_match_records_and_tcpdump() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-stats");
+    lab.start_nginx(80);
+    lab.start_nginx(8080);
+    lab.fault_reject(81, Reject::Drop);
+    lossy_port(&lab, 8080, 30);
+    let cap = lab.start_capture("survey");
+    let server = lab.server_v4.to_string();
+    let run = lab.run_client_bounded(
+        [
+            "probe",
+            &server,
+            "-p",
+            "80,8080,81,82",
+            "-c",
+            "5",
+            "-j",
+            "8",
+            "--json",
+            "--rto",
+            "200ms",
+            "--retries",
+            "1",
+            "--timeout",
+            "1s",
+            "--linger",
+            "50ms",
+            "--time-wait",
+            "20ms",
+        ],
+        Duration::from_secs(60),
+    );
+    let packets = lab.stop_capture(&cap);
+    assert_eq!(run.code, Some(1), "filtered and closed ports exit 1\n{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 20, "4 targets × 5 probes\n{run}");
+    let by_port = |p: u16| -> Vec<&ProbeRecord> {
+        records
+            .iter()
+            .filter(|r| r.target == format!("{server}:{p}"))
+            .collect()
+    };
+    for p in [80, 8080, 81, 82] {
+        assert_eq!(by_port(p).len(), 5, "port {p}\n{run}");
+    }
+    for r in by_port(80) {
+        assert_eq!((r.state(), r.http_status()), ("open", Some(200)), "{r:?}");
+    }
+    assert!(by_port(81).iter().all(|r| r.reason() == "no-response"));
+    assert!(by_port(82).iter().all(|r| r.reason() == "reset"));
+    // Each probe had its own source port.
+    let ports: HashSet<u16> = records.iter().filter_map(|r| r.src_port).collect();
+    assert_eq!(ports.len(), records.len(), "source ports reused");
+
+    // The binary's own table (stderr, since stdout holds the records) equals report's.
+    let file = lab.dir().join("survey.jsonl");
+    std::fs::write(&file, &run.stdout).unwrap();
+    let text = report(&[file.to_str().unwrap()]);
+    assert_eq!(text.code, Some(0), "{text}");
+    assert!(
+        run.stderr.contains(&text.stdout),
+        "the survey's table differs from report's:\n{}\n---\n{}",
+        run.stderr,
+        text.stdout
+    );
+    let json = report(&["--json", file.to_str().unwrap()]);
+    assert_eq!(json.code, Some(0), "{json}");
+    let stats: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    check_stats_against_records(&records, &stats);
+
+    // tcpdump saw the same SYN→SYN-ACK for every probe: outgoing copies carry the same
+    // timestamps; incoming ones differ by a few µs (ARCHITECTURE.md), more on a loaded
+    // machine, so: median ≤ 2 µs, none over 100 µs.
+    let mut diffs = Vec::new();
+    for r in records.iter().filter(|r| r.state() == "open") {
+        let sport = r.src_port.unwrap();
+        let Some(leg) = r.legs_ns.as_ref().and_then(|l| l.syn_to_synack) else {
+            continue;
+        };
+        let seg = |flags: u8, out: bool| {
+            packets.iter().rev().find(|p| {
+                p.tcp().is_some_and(|t| {
+                    t.flags & 0x3f == flags
+                        && if out {
+                            t.sport == sport
+                        } else {
+                            t.dport == sport
+                        }
+                })
+            })
+        };
+        let (Some(syn), Some(synack)) = (seg(lab::capture::SYN, true), seg(0x12, false)) else {
+            panic!("capture lacks the handshake of port {sport}");
+        };
+        if r.retransmissions() > 0 {
+            continue; // which SYN was answered is the probe's call (echoed timestamp)
+        }
+        let from_capture = synack.ts_ns - syn.ts_ns;
+        let d = from_capture.abs_diff(leg);
+        assert!(
+            d <= 100_000,
+            "port {sport}: tcpshake {leg} ns, tcpdump {from_capture} ns"
+        );
+        diffs.push(d);
+    }
+    assert!(
+        diffs.len() >= 5,
+        "only {} probes compared with tcpdump",
+        diffs.len()
+    );
+    diffs.sort_unstable();
+    let median = diffs[(diffs.len() - 1) / 2];
+    assert!(
+        median <= 2_000,
+        "median |tcpshake − tcpdump| {median} ns: {diffs:?}"
+    );
+}
+
+/// Killed with SIGKILL in the middle of a survey: every line written is a complete record
+/// (each was flushed when its probe ended), and the guard table is gone with the process.
+#[test]
+fn sigkill_halfway_keeps_finished_records_and_no_table() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-kill");
+    lab.start_nginx(80);
+    let out_path = lab.dir().join("killed.jsonl");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let server = lab.server_v4.to_string();
+    let mut cmd = lab.client_cmd([
+        "probe", &server, "-p", "80", "-c", "200", "-i", "20ms", "-j", "4", "--json",
+    ]);
+    cmd.stdout(Stdio::from(out)).stderr(Stdio::null());
+    let pid = lab.spawn_owned("tcpshake survey", &mut cmd);
+    let lines = || {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(
+        lab::poll_until(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || lines() >= 10
+        ),
+        "no records appeared"
+    );
+    assert!(
+        !lab.client_nft_tables().is_empty(),
+        "no guard table while running"
+    );
+    lab::signal(pid, "KILL");
+    lab.stop_owned(pid);
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert!(text.ends_with('\n'), "a record was cut short:\n{text}");
+    let records = lab::report::parse_lines(&text);
+    assert!(
+        records.len() >= 10 && records.len() < 200,
+        "{}",
+        records.len()
+    );
+    assert!(records.iter().all(|r| r.state() == "open"));
+    assert!(
+        lab::poll_until(Duration::from_secs(1), Duration::from_millis(20), || lab
+            .client_nft_tables()
+            .is_empty()),
+        "tables left 1 s after SIGKILL: {:?}",
+        lab.client_nft_tables()
+    );
+}
+
+/// A fleet from `-iL`: 32 addresses of a /24 that the server answers on by AnyIP, two probes
+/// each, 16 in flight: every probe open, every one with its own source port.
+#[test]
+fn input_list_fleet_on_anyip_addresses() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-fleet");
+    // A /24 next to the lab's own, routed to the server, which owns all of it (AnyIP).
+    let o = lab.server_v4.octets();
+    let fleet = Ipv4Addr::new(198, 18 + 19 - o[1], o[2], 0);
+    run_ok(Command::new("ip").args([
+        "-n",
+        &lab.server_ns,
+        "route",
+        "add",
+        "local",
+        &format!("{fleet}/24"),
+        "dev",
+        "lo",
+    ]));
+    run_ok(Command::new("ip").args([
+        "-n",
+        &lab.client_ns,
+        "route",
+        "add",
+        &format!("{fleet}/24"),
+        "via",
+        &lab.server_v4.to_string(),
+    ]));
+    // A kernel listener on every address: Python's HTTP server bound to 0.0.0.0.
+    let www = lab.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "fleet\n").unwrap();
+    let mut py = in_ns(&lab.server_ns, "python3");
+    py.args([
+        "-m",
+        "http.server",
+        "8000",
+        "--bind",
+        "0.0.0.0",
+        "--directory",
+    ])
+    .arg(&www)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    lab.spawn_owned("python http.server (fleet)", &mut py);
+    let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+    assert!(lab.wait_listening(any, Duration::from_secs(10)));
+
+    let list = lab.dir().join("fleet.txt");
+    let mut text = String::from("# the fleet\n\n");
+    for i in 1..=32u8 {
+        let o = fleet.octets();
+        text += &format!("{}.{}.{}.{}\n", o[0], o[1], o[2], i);
+    }
+    std::fs::write(&list, text).unwrap();
+    let run = lab.run_client_bounded(
+        [
+            "probe",
+            "-iL",
+            list.to_str().unwrap(),
+            "-p",
+            "8000",
+            "-c",
+            "2",
+            "-j",
+            "16",
+            "--json",
+            "-q",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 64, "{run}");
+    let targets: HashSet<&str> = records.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets.len(), 32);
+    assert!(
+        records.iter().all(|r| r.http_status() == Some(200)),
+        "{run}"
+    );
+    let ports: HashSet<(Option<String>, Option<u16>)> = records
+        .iter()
+        .map(|r| (r.addr.clone(), r.src_port))
+        .collect();
+    assert_eq!(
+        ports.len(),
+        64,
+        "a source port was reused towards one target"
+    );
+    assert!(
+        run.stderr.contains("all 32 targets   probes 64   open 64"),
+        "{run}"
+    );
+}
+
+/// `-o csv`: a header, then one row per probe with one column per leg.
+#[test]
+fn csv_has_one_row_per_probe_and_a_column_per_leg() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-csv");
+    lab.start_nginx(80);
+    let run = lab.run_client([
+        "probe",
+        &lab.target(false, 80),
+        "-c",
+        "3",
+        "-o",
+        "csv",
+        "-q",
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let mut lines = run.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for leg in LEGS {
+        assert!(header.contains(&format!("{leg}_ns").as_str()), "{header:?}");
+    }
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "{run}");
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for row in &rows {
+        assert_eq!(row.len(), header.len());
+        assert_eq!(row[col("state")], "open");
+        assert!(row[col("syn_to_synack_ns")].parse::<u64>().unwrap() > 0);
+        assert_eq!(row[col("http_status")], "200");
+    }
+}
+
+/// Synthetic records: two targets, known legs.
+fn synthetic(dir: &Path) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (i, target) in ["alpha.example:80", "198.18.9.9:443"].iter().enumerate() {
+        for k in 1..=10u64 {
+            let syn = 1_000 * k * (i as u64 + 1);
+            text += &serde_json::json!({
+                "schema": 1, "target": target, "addr": "198.18.9.9", "port": 80,
+                "state": "open", "reason": "syn-ack", "retransmissions": u64::from(k == 10),
+                "legs_ns": {"syn_to_synack": syn, "synack_to_ack": 500,
+                    "request_to_first_byte": syn * 3, "request_to_complete": syn * 3,
+                    "fin_to_ack": null, "fin_to_peer_fin": null, "peer_fin_to_last_ack": null,
+                    "total": syn * 10},
+                "segments": []
+            })
+            .to_string();
+            text.push('\n');
+        }
+    }
+    let path = dir.join(format!("synthetic-{}.jsonl", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `report --svg` writes SVG that parses and names every target; --plot cdf too.
+#[test]
+fn report_svg_parses_and_names_targets() {
+    let dir = std::env::temp_dir();
+    let input = synthetic(&dir);
+    for kind in ["box", "cdf"] {
+        let svg = dir.join(format!("survey-{}-{kind}.svg", std::process::id()));
+        let run = report(&[
+            input.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+            "--plot",
+            kind,
+        ]);
+        assert_eq!(run.code, Some(0), "{run}");
+        let check = Command::new("python3")
+            .args([
+                "-c",
+                "import sys,xml.etree.ElementTree as E\n\
+                 t=E.parse(sys.argv[1]).getroot()\n\
+                 assert t.tag.endswith('svg'), t.tag\n\
+                 print('\\n'.join(''.join(e.itertext()) for e in t.iter() if e.tag.endswith('text')))",
+            ])
+            .arg(&svg)
+            .output()
+            .unwrap();
+        let texts = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success(),
+            "{kind}: not valid SVG: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        for name in ["alpha.example:80", "198.18.9.9:443", "SYN→SYN-ACK"] {
+            assert!(
+                texts.contains(name),
+                "{kind}: {name} missing from:\n{texts}"
+            );
+        }
+        let _ = std::fs::remove_file(&svg);
+    }
+    let _ = std::fs::remove_file(&input);
+}
+
+/// `--slo` exits 4 when breached, 0 when met, 2 when it cannot be parsed; the verdict names
+/// the measured value.
+#[test]
+fn report_slo_exit_codes() {
+    let input = synthetic(&std::env::temp_dir());
+    let f = input.to_str().unwrap();
+    // Overall SYN→SYN-ACK: 1..10 µs and 2..20 µs → p99 = 20 µs, median 6 µs (nearest rank).
+    let met = report(&[f, "-q", "--slo", "syn_to_synack.p99<=20us,ttfb.median<22us"]);
+    assert_eq!(met.code, Some(0), "{met}");
+    assert!(met.stderr.contains("met (measured 20.0 µs)"), "{met}");
+    let breached = report(&[f, "-q", "--slo", "syn_to_synack.p99<20us"]);
+    assert_eq!(breached.code, Some(4), "{breached}");
+    assert!(breached.stderr.contains("BREACHED"), "{breached}");
+    let retx = report(&[f, "-q", "--slo", "total.retransmitted<2"]);
+    assert_eq!(retx.code, Some(4), "two probes retransmitted\n{retx}");
+    let bad = report(&[f, "--slo", "syn_to_synack.p99<5"]);
+    assert_eq!(bad.code, Some(2), "{bad}");
+    assert!(bad.stderr.contains("no unit"), "{bad}");
+    let _ = std::fs::remove_file(&input);
+}
+
+/// `probe --slo` judges the survey it just ran.
+#[test]
+fn probe_slo_breach_exits_4() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-slo");
+    lab.start_nginx(80);
+    let t = lab.target(false, 80);
+    let ok = lab.run_client([
+        "probe",
+        &t,
+        "-c",
+        "3",
+        "-q",
+        "--slo",
+        "syn_to_synack.p99<5s",
+    ]);
+    assert_eq!(ok.code, Some(0), "{ok}");
+    let bad = lab.run_client([
+        "probe",
+        &t,
+        "-c",
+        "3",
+        "-q",
+        "--slo",
+        "syn_to_synack.max<1ns",
+    ]);
+    assert_eq!(bad.code, Some(4), "{bad}");
+    assert!(bad.stderr.contains("BREACHED"), "{bad}");
+}
+
+/// IPv4 and IPv6 targets in one survey: one tap serves both, one raw sender per family.
+#[test]
+fn v4_and_v6_targets_in_one_survey() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-v6");
+    lab.start_nginx(80);
+    let (v4, v6) = (lab.target(false, 80), lab.target(true, 80));
+    let run = lab.run_client(["probe", &v4, &v6, "-c", "3", "-j", "4", "--json"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 6, "{run}");
+    for t in [&v4, &v6] {
+        let mine: Vec<&ProbeRecord> = records.iter().filter(|r| &r.target == t).collect();
+        assert_eq!(mine.len(), 3, "{t}\n{run}");
+        assert!(mine.iter().all(|r| r.http_status() == Some(200)), "{run}");
+    }
+}
