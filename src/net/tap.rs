@@ -15,12 +15,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 // Linux UAPI values that the libc crate does not export for this target.
-const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
-const PACKET_AUXDATA: libc::c_int = 8; // linux/if_packet.h
-const PACKET_OUTGOING: u8 = 4;
+pub(super) const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
+pub(super) const PACKET_AUXDATA: libc::c_int = 8; // linux/if_packet.h
+pub(super) const PACKET_OUTGOING: u8 = 4;
 /// `tp_status` bit: the checksum is left for hardware (CHECKSUM_PARTIAL); the bytes we see
 /// hold only the pseudo-header sum. veth does this for kernel-made packets.
-const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+pub(super) const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
@@ -28,8 +28,8 @@ const ETH_P_IPV6: u32 = 0x86dd;
 /// `struct tpacket_auxdata` from linux/if_packet.h.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
-struct TpacketAuxdata {
-    tp_status: u32,
+pub(super) struct TpacketAuxdata {
+    pub(super) tp_status: u32,
     tp_len: u32,
     tp_snaplen: u32,
     tp_mac: u16,
@@ -189,7 +189,7 @@ impl AsFd for Tap {
     }
 }
 
-fn set_int(
+pub(super) fn set_int(
     socket: &Socket,
     level: libc::c_int,
     name: libc::c_int,
@@ -212,7 +212,7 @@ fn set_int(
     }
 }
 
-fn bind_to_interface(socket: &Socket, ifindex: u32) -> io::Result<()> {
+pub(super) fn bind_to_interface(socket: &Socket, ifindex: u32) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain data; zeroed is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
