@@ -75,6 +75,10 @@ pub struct CommonArgs {
     /// After the response, how long to wait for the server to close first.
     #[arg(long, default_value = "200ms", value_parser = parse_duration, value_name = "DUR")]
     pub linger: Duration,
+    /// Our initial sequence number, for tests (e.g. near 2^32 to cross the wrap); random
+    /// otherwise (RFC 6528). Hidden: a fixed ISN is for labs only.
+    #[arg(long, hide = true, value_name = "N")]
+    pub isn: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -13,6 +13,7 @@
 //!   carry TCP: losing ARP or neighbour discovery would test the kernel, not tcpshake. So
 //!   the PRNG draws depend only on the TCP segments seen in that direction, and the same
 //!   seed with the same exchange gives the same faults.
+//! - `port=N` narrows all faults to TCP segments from or to port N.
 //! - A *script* names TCP segments by their 1-based index in that direction and what to
 //!   do with them (`3:drop`, `2:dup`, `4:hold=5ms`, `5:corrupt`): deterministic faults for
 //!   tests that must never flake.
@@ -76,6 +77,9 @@ pub struct LinkParams {
     pub gap: Duration,
     /// (1-based TCP segment index in this direction, action).
     pub script: Vec<(u64, ScriptAction)>,
+    /// When set, faults (random and scripted) apply only to TCP segments from or to this
+    /// port, and only they are counted: a lab's own reachability checks stay untouched.
+    pub port: Option<u16>,
 }
 
 impl LinkParams {
@@ -99,6 +103,13 @@ impl LinkParams {
                 "reorder" => p.reorder = percent(value)?,
                 "corrupt" => p.corrupt = percent(value)?,
                 "script" => p.script = parse_script(value)?,
+                "port" => {
+                    p.port = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("`{value}` is not a port"))?,
+                    )
+                }
                 _ => return Err(format!("unknown link setting `{key}`")),
             }
         }
@@ -212,7 +223,18 @@ impl Link {
         }
         let mut due = at + delay;
         let (mut copies, mut hold) = (1, None);
-        if let Some(off) = info.tcp_offset {
+        let faulted = info.tcp_offset.filter(|&off| match p.port {
+            None => true,
+            Some(port) => {
+                let port_at = |i: usize| {
+                    frame
+                        .get(off + i..off + i + 2)
+                        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                };
+                port_at(0) == Some(port) || port_at(2) == Some(port)
+            }
+        });
+        if let Some(off) = faulted {
             self.stats.tcp += 1;
             self.tcp_index += 1;
             // Every die is rolled for every TCP frame, so one fault's probability does not
@@ -258,7 +280,7 @@ impl Link {
             Some(extra) => {
                 // Held back: off the FIFO line, so what follows overtakes it.
                 self.stats.reordered += 1;
-                due = due + extra;
+                due += extra;
             }
             None => {
                 if let Some(last) = self.last_due {
@@ -426,8 +448,11 @@ mod tests {
 
     #[test]
     fn parse_spec() {
-        let p = LinkParams::parse("delay=10ms,jitter=1ms,loss=5%,dup=1,script=3:drop;4:hold=2ms")
-            .unwrap();
+        let p = LinkParams::parse(
+            "delay=10ms,jitter=1ms,loss=5%,dup=1,script=3:drop;4:hold=2ms,port=80",
+        )
+        .unwrap();
+        assert_eq!(p.port, Some(80));
         assert_eq!(p.delay, Duration::from_millis(10));
         assert_eq!(p.jitter, Duration::from_millis(1));
         assert!((p.loss - 0.05).abs() < 1e-12);
@@ -494,6 +519,22 @@ mod tests {
     }
 
     #[test]
+    fn port_narrows_faults() {
+        let mut link = Link::new(LinkParams::parse("script=1:drop,port=80").unwrap(), 1);
+        let seg = |sport: u16, dport: u16| {
+            let mut f = vec![0u8; 20];
+            f[..2].copy_from_slice(&sport.to_be_bytes());
+            f[2..4].copy_from_slice(&dport.to_be_bytes());
+            f
+        };
+        link.push(t(0), seg(40000, 9), TCP); // not port 80: passes, not counted
+        link.push(t(1), seg(40000, 80), TCP); // the first port-80 segment: dropped
+        link.push(t(2), seg(80, 40000), TCP);
+        assert_eq!(drain(&mut link, t(10)).len(), 2);
+        assert_eq!((link.stats.tcp, link.stats.dropped), (2, 1));
+    }
+
+    #[test]
     fn same_seed_same_faults() {
         let spec = "loss=20%,dup=10%,reorder=10%,corrupt=10%,jitter=2ms,delay=5ms";
         let run = |seed| {
@@ -536,7 +577,7 @@ mod tests {
             let mut link = Link::new(LinkParams::parse(spec).unwrap(), seed);
             let mut at = t(0);
             for (dt, f) in frames {
-                at = at + Duration::from_millis(dt);
+                at += Duration::from_millis(dt);
                 let info = FrameInfo { tcp_offset: tcp_offset(&f).or(Some(0)) };
                 link.push(at, f, info);
             }
