@@ -333,18 +333,26 @@ impl Link {
     }
 }
 
-/// Flips one bit of a TCP segment at `off`, past the ports (so the segment still reaches
-/// its connection and is caught by its checksum, RFC 9293 §3.1). Returns false when the
+/// Flips one bit of the TCP segment at `off`: in its payload when it has one, else in
+/// its checksum field, so the segment still reaches its connection (ports, flags and
+/// offsets intact) and only the checksum can tell (RFC 9293 §3.1). Returns false when the
 /// frame is too short to hold a TCP header there.
 fn corrupt_tcp(frame: &mut [u8], off: usize, random: u64) -> bool {
-    let start = off + 4;
-    if frame.len() <= start || frame.len() < off + 20 {
+    let Some(&data_offset) = frame.get(off + 12) else {
+        return false;
+    };
+    if frame.len() < off + 20 {
         return false;
     }
-    let span = (frame.len() - start) as u64;
-    let i = start + (random % span) as usize;
-    let bit = (random >> 32) % 8;
-    frame[i] ^= 1 << bit;
+    // A data offset below 5 words is malformed; the header is at least 20 bytes.
+    let payload = off + (usize::from(data_offset >> 4) * 4).max(20);
+    let (start, end) = if payload < frame.len() {
+        (payload, frame.len())
+    } else {
+        (off + 16, off + 18)
+    };
+    let i = start + (random % (end - start) as u64) as usize;
+    frame[i] ^= 1 << ((random >> 32) % 8);
     true
 }
 
