@@ -291,8 +291,19 @@ fn lost_request_is_retransmitted() {
 /// Starts a Python peer on `port` (v4 and v6) whose per-connection behaviour is `body`, a
 /// Python function body of `def serve(c):` (indented one space), run on a thread.
 fn start_python_peer(lab: &mut Lab, port: u16, what: &str, body: &str) -> u32 {
+    start_python_peer_with_prelude(lab, port, what, "", body)
+}
+
+/// [`start_python_peer`] with `prelude` (Python at module level) before `serve`.
+fn start_python_peer_with_prelude(
+    lab: &mut Lab,
+    port: u16,
+    what: &str,
+    prelude: &str,
+    body: &str,
+) -> u32 {
     let script = format!(
-        "import socket,select,threading,time,struct\n\
+        "import socket,select,threading,time,struct\n{prelude}\n\
          HEAD=b'HTTP/1.1 200 OK\\r\\nServer: fault-peer\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n'\n\
          def serve(c):\n{body}\n\
          ls=[]\n\
@@ -737,4 +748,153 @@ fn router_icmp_errors_classify_the_port() {
         ("closed", "reset"),
         "{run}"
     );
+}
+
+/// Python helpers for hand-made segments from the server namespace: a raw TCP socket
+/// (the kernel writes the IP header) and the RFC 1071 checksum over the pseudo-header.
+const RAW_TCP: &str = "import socket,struct,time,select\n\
+def csum(b):\n\
+\x20if len(b)%2: b+=b'\\0'\n\
+\x20s=sum(struct.unpack('!%dH'%(len(b)//2),b))\n\
+\x20while s>>16: s=(s&0xffff)+(s>>16)\n\
+\x20return ~s&0xffff\n\
+def seg(src,dst,sport,dport,seq,ack,flags,win=65535,opts=b'',data=b''):\n\
+\x20off=(20+len(opts))//4\n\
+\x20h=struct.pack('!HHIIBBHHH',sport,dport,seq&0xffffffff,ack&0xffffffff,off<<4,flags,win,0,0)+opts+data\n\
+\x20ph=socket.inet_aton(src)+socket.inet_aton(dst)+struct.pack('!BBH',0,6,len(h))\n\
+\x20c=csum(ph+h)\n\
+\x20return h[:16]+struct.pack('!H',c)+h[18:]\n\
+raw=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)\n\
+def segments(port,limit=5.0):\n\
+\x20end=time.time()+limit\n\
+\x20while time.time()<end:\n\
+\x20 if not select.select([raw],[],[],0.05)[0]: continue\n\
+\x20 p,_=raw.recvfrom(65535); ihl=(p[0]&15)*4; t=p[ihl:]\n\
+\x20 sport,dport,seq,ack,off,flags=struct.unpack('!HHIIBB',t[:14])\n\
+\x20 if dport!=port: continue\n\
+\x20 yield socket.inet_ntoa(p[12:16]),sport,seq,ack,flags,len(t)-(off>>4)*4\n";
+
+/// RSTs with bad sequence numbers while we wait for the response (RFC 5961 §3.2): one far
+/// outside the window is ignored, one inside it but not at rcv_nxt gets a challenge ACK;
+/// neither resets the connection, and the response still arrives.
+#[test]
+fn rst_with_bad_sequence_is_challenged_not_obeyed() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("badrst");
+    let me = lab.server_v4.to_string();
+    let body = format!(
+        " {}\n for src,sport,seq,ack,flags,n in segments(8080):\n  if n>0: break\n \
+         c.recv(4096)\n \
+         for off in (1<<30, 100):\n  raw.sendto(seg({me:?},src,8080,sport,ack+off,0,0x04),(src,0)); time.sleep(0.05)\n \
+         c.send(HEAD); c.close()",
+        "pass"
+    );
+    let script = format!("{RAW_TCP}\n");
+    // The raw helpers live at module level of the peer script; `serve` uses them.
+    start_python_peer_with_prelude(&mut lab, 8080, "bad-RST peer", &script, &body);
+    let p = probe(&lab, false, 8080, &["--timeout", "3s"]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    let rsts = p.find("in", "R");
+    assert_eq!(rsts.len(), 2, "{}", p.ctx());
+    let a = p.anomalies().join("\n");
+    assert!(a.contains("RstIgnored"), "{a}\n{}", p.ctx());
+    assert!(a.contains("RstChallenged"), "{a}\n{}", p.ctx());
+    // The challenge ACK: our next segment after the in-window RST is a plain ACK of rcv_nxt.
+    let after = p.rec.segments[rsts[1] + 1..]
+        .iter()
+        .find(|s| s.dir == "out")
+        .unwrap_or_else(|| panic!("no challenge ACK: {}", p.ctx()));
+    assert_eq!(after.flags, ".", "{}", p.ctx());
+    assert_eq!(
+        after.ack,
+        p.rec.segments[rsts[1]].seq.wrapping_sub(100),
+        "{}",
+        p.ctx()
+    );
+}
+
+/// A hand-made peer answers our SYN with SYN|FIN|ACK and absurd options (zero MSS, window
+/// scale 200, an unknown option, a SACK block with a bad length): tcpshake reports it,
+/// does not crash, and ends the exchange with a verdict.
+#[test]
+fn synfin_and_absurd_options_are_anomalies() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("synfin");
+    // No listener on 7000, so the server kernel would reset our SYN: drop its RSTs.
+    let mut child = lab::in_ns(&lab.server_ns, "nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        b"table inet tsk_synfin {\n chain out {\n  type filter hook output priority 0;\n  \
+          tcp sport 7000 tcp flags rst drop\n }\n}\n",
+    )
+    .expect("nft script");
+    assert!(child.wait().expect("nft").success());
+    let me = lab.server_v4.to_string();
+    // First SYN: a SYN-ACK whose options cannot parse (a SACK option of length 3, RFC 2018
+    // §3 wants 2 + 8n). The retransmitted SYN: SYN|FIN|ACK with options that parse but make
+    // no sense: MSS 0, window scale 200 (RFC 7323 §2.3 caps it at 14), unknown kind 99.
+    let script = format!(
+        "{RAW_TCP}\
+         bad=bytes([5,3,0, 1])\n\
+         odd=bytes([2,4,0,0, 3,3,200, 99,2, 1,1,1])\n\
+         n=0\n\
+         for src,sport,seq,ack,flags,_ in segments(7000, 10.0):\n\
+         \x20if flags&0x02:\n\
+         \x20 n+=1\n\
+         \x20 o,f=(bad,0x12) if n==1 else (odd,0x13)\n\
+         \x20 raw.sendto(seg({me:?},src,7000,sport,1000,seq+1,f,opts=o),(src,0))\n"
+    );
+    let mut cmd = lab::in_ns(&lab.server_ns, "python3");
+    cmd.args(["-c", &script]);
+    lab.spawn_owned("SYN|FIN peer", &mut cmd);
+    std::thread::sleep(Duration::from_millis(300));
+    // tshark does not count the FIN of a SYN|FIN in its sequence analysis, so our ACK of
+    // it looks like an ACK of something unseen: the peer's fault, not our segment's.
+    let p = probe_allowing(
+        &lab,
+        false,
+        7000,
+        &["--timeout", "1s", "--retries", "1", "--rto", "300ms"],
+        &["ACKed segment that wasn't captured"],
+    );
+    // A verdict, not a crash (101 would be a panic).
+    assert!(matches!(p.run.code, Some(0) | Some(1)), "{}", p.ctx());
+    assert!(
+        p.rec
+            .segments
+            .iter()
+            .any(|s| s.dir == "in" && s.flags.contains('S') && s.flags.contains('F')),
+        "{}",
+        p.ctx()
+    );
+    let a = p.anomalies().join("\n");
+    assert!(
+        a.contains("malformed TCP option (kind 5)"),
+        "{a}\n{}",
+        p.ctx()
+    );
+    assert!(a.contains("BadFlagCombination"), "{a}\n{}", p.ctx());
+    // A SYN|FIN is still a SYN-ACK and a FIN (RFC 9293 §3.10.7.3 goes on to "the sixth
+    // step"): open, then CLOSE-WAIT, and the missing response is the error.
+    assert_eq!(p.rec.state(), "open", "{}", p.ctx());
+    assert!(
+        p.json["segments"]
+            .to_string()
+            .contains("ESTABLISHED → CLOSE-WAIT"),
+        "{}",
+        p.ctx()
+    );
+    // Window scale 200 is taken as 14 (RFC 7323 §2.3).
+    assert_eq!(p.json["peer_options"]["wscale"], 14, "{}", p.ctx());
+    // Every segment that left was ours: none reported as foreign.
+    assert!(!a.contains("did not send"), "{a}");
 }
