@@ -898,3 +898,66 @@ fn synfin_and_absurd_options_are_anomalies() {
     // Every segment that left was ours: none reported as foreign.
     assert!(!a.contains("did not send"), "{a}");
 }
+
+/// Starts tcpshake against a server that never answers, waits until the connection is
+/// established on the server's side, and returns (pid, stdout file).
+fn start_hanging_probe(lab: &mut Lab, tag: &str) -> (u32, std::path::PathBuf) {
+    let out = lab.dir().join(format!("{tag}.jsonl"));
+    let mut cmd = lab.client_cmd(probe_args(&lab.target(false, 9000), &["--timeout", "30s"]));
+    cmd.stdout(std::fs::File::create(&out).expect("create stdout file"))
+        .stderr(std::process::Stdio::null());
+    let pid = lab.spawn_owned("tcpshake", &mut cmd);
+    let established = lab::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        lab.server_sockets()
+            .iter()
+            .any(|(st, l, _)| st == "ESTAB" && l.ends_with(":9000"))
+    });
+    assert!(established, "no connection: {:?}", lab.server_sockets());
+    assert!(!lab.client_nft_tables().is_empty(), "no guard table while probing");
+    (pid, out)
+}
+
+/// SIGINT and SIGTERM: the in-flight connection is reset (the server's socket goes), the
+/// record still comes out, and the guard table is gone. SIGKILL: no RST is possible, but
+/// the guard table still disappears with the process (NFT_TABLE_F_OWNER).
+#[test]
+fn signals_reset_in_flight_connection_and_leave_no_guard() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("signals");
+    lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
+    for sig in ["INT", "TERM"] {
+        let (pid, out) = start_hanging_probe(&mut lab, sig);
+        lab::signal(pid, sig);
+        let exited = lab::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            !lab.owned_alive(pid)
+        });
+        assert!(exited, "tcpshake still running 5 s after SIG{sig}");
+        let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+        let rec = lab::report::parse_lines(&stdout)
+            .pop()
+            .unwrap_or_else(|| panic!("no record after SIG{sig}: {stdout:?}"));
+        assert_eq!(rec.error.as_deref(), Some("interrupted"), "SIG{sig}: {stdout}");
+        let last_out = rec.segments.iter().rev().find(|s| s.dir == "out");
+        assert!(
+            last_out.is_some_and(|s| s.flags.starts_with('R')),
+            "SIG{sig}: last segment is not our RST: {stdout}"
+        );
+        let reset = lab::poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
+            !lab.server_sockets()
+                .iter()
+                .any(|(st, l, _)| st == "ESTAB" && l.ends_with(":9000"))
+        });
+        assert!(reset, "SIG{sig}: server still connected: {:?}", lab.server_sockets());
+        assert!(lab.client_nft_tables().is_empty(), "SIG{sig}: {:?}", lab.client_nft_tables());
+        lab.stop_owned(pid);
+    }
+    let (pid, _) = start_hanging_probe(&mut lab, "KILL");
+    lab::signal(pid, "KILL");
+    let gone = lab::poll_until(Duration::from_secs(1), Duration::from_millis(20), || {
+        lab.client_nft_tables().is_empty()
+    });
+    assert!(gone, "guard table left after SIGKILL: {:?}", lab.client_nft_tables());
+    lab.stop_owned(pid);
+}
