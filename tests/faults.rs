@@ -913,7 +913,10 @@ fn start_hanging_probe(lab: &mut Lab, tag: &str) -> (u32, std::path::PathBuf) {
             .any(|(st, l, _)| st == "ESTAB" && l.ends_with(":9000"))
     });
     assert!(established, "no connection: {:?}", lab.server_sockets());
-    assert!(!lab.client_nft_tables().is_empty(), "no guard table while probing");
+    assert!(
+        !lab.client_nft_tables().is_empty(),
+        "no guard table while probing"
+    );
     (pid, out)
 }
 
@@ -938,7 +941,11 @@ fn signals_reset_in_flight_connection_and_leave_no_guard() {
         let rec = lab::report::parse_lines(&stdout)
             .pop()
             .unwrap_or_else(|| panic!("no record after SIG{sig}: {stdout:?}"));
-        assert_eq!(rec.error.as_deref(), Some("interrupted"), "SIG{sig}: {stdout}");
+        assert_eq!(
+            rec.error.as_deref(),
+            Some("interrupted"),
+            "SIG{sig}: {stdout}"
+        );
         let last_out = rec.segments.iter().rev().find(|s| s.dir == "out");
         assert!(
             last_out.is_some_and(|s| s.flags.starts_with('R')),
@@ -949,8 +956,16 @@ fn signals_reset_in_flight_connection_and_leave_no_guard() {
                 .iter()
                 .any(|(st, l, _)| st == "ESTAB" && l.ends_with(":9000"))
         });
-        assert!(reset, "SIG{sig}: server still connected: {:?}", lab.server_sockets());
-        assert!(lab.client_nft_tables().is_empty(), "SIG{sig}: {:?}", lab.client_nft_tables());
+        assert!(
+            reset,
+            "SIG{sig}: server still connected: {:?}",
+            lab.server_sockets()
+        );
+        assert!(
+            lab.client_nft_tables().is_empty(),
+            "SIG{sig}: {:?}",
+            lab.client_nft_tables()
+        );
         lab.stop_owned(pid);
     }
     let (pid, _) = start_hanging_probe(&mut lab, "KILL");
@@ -958,6 +973,10 @@ fn signals_reset_in_flight_connection_and_leave_no_guard() {
     let gone = lab::poll_until(Duration::from_secs(1), Duration::from_millis(20), || {
         lab.client_nft_tables().is_empty()
     });
-    assert!(gone, "guard table left after SIGKILL: {:?}", lab.client_nft_tables());
+    assert!(
+        gone,
+        "guard table left after SIGKILL: {:?}",
+        lab.client_nft_tables()
+    );
     lab.stop_owned(pid);
 }
