@@ -29,6 +29,9 @@ struct Args {
     /// Seed of the fault dice; the same seed and exchange give the same faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run under SCHED_FIFO so frames leave on time on a busy machine (needs root).
+    #[arg(long)]
+    realtime: bool,
 }
 
 fn stats_json(s: &LinkStats) -> serde_json::Value {
@@ -50,6 +53,9 @@ fn main() -> ExitCode {
         }
     };
     let stop = tcpshake::net::signals::stop_flag();
+    if args.realtime && !tcpshake::net::linkem::set_realtime() {
+        eprintln!("tcpshake-linkem: SCHED_FIFO refused; running with normal priority");
+    }
     match tcpshake::net::linkem::run(&args.a, &args.b, args.ab, args.ba, args.seed, stop) {
         Ok(r) => {
             let out = serde_json::json!({

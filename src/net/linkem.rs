@@ -155,6 +155,16 @@ pub struct Report {
     pub send_errors: u64,
 }
 
+/// Asks for `SCHED_FIFO` (priority 1): the bridge then preempts ordinary processes when a
+/// frame falls due, which keeps the delay's tail short on a busy machine. It sleeps
+/// between frames and spins at most [`SPIN_MARGIN`] per wake-up, so it cannot hog a CPU.
+/// Returns false when the kernel refuses (no CAP_SYS_NICE, RT throttling).
+pub fn set_realtime() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid sched_param for the call; pid 0 is this thread.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+}
+
 /// Bridges interfaces `a` and `b` until `stop` is set.
 pub fn run(
     a: &str,

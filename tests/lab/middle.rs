@@ -90,11 +90,19 @@ impl Lab {
         let out = std::fs::File::create(lab.dir().join("linkem.json")).expect("create linkem.json");
         let err = std::fs::File::create(lab.dir().join("linkem.err")).expect("create linkem.err");
         let mut cmd = in_ns(&middle, linkem_bin());
-        cmd.args([MIDDLE_CLIENT_IF, MIDDLE_SERVER_IF, "--ab", c2s, "--ba", s2c])
-            .arg("--seed")
-            .arg(seed.to_string())
-            .stdout(out)
-            .stderr(err);
+        cmd.args([
+            MIDDLE_CLIENT_IF,
+            MIDDLE_SERVER_IF,
+            "--ab",
+            c2s,
+            "--ba",
+            s2c,
+            "--realtime",
+        ])
+        .arg("--seed")
+        .arg(seed.to_string())
+        .stdout(out)
+        .stderr(err);
         lab.spawn_owned("link emulator", &mut cmd);
         lab.wait_reachable();
         lab
