@@ -1025,3 +1025,61 @@ fn signals_reset_in_flight_connection_and_leave_no_guard() {
     );
     lab.stop_owned(pid);
 }
+
+/// An ICMP error quoting our request (not our SYN) once the connection is open: RFC 9293
+/// §3.10.7.3 / RFC 5461 — soft errors do not abort an established connection. tcpshake
+/// reports it, keeps retransmitting, and gives up on the response after --timeout.
+#[test]
+fn icmp_error_quoting_our_request_is_reported_not_fatal() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::with_router("icmpdata");
+    lab.start_nginx(80);
+    // Only segments carrying data (our request) have their TTL run out at the router.
+    lab.router_ttl_one_matching(80, "meta length > 100");
+    let p = probe(&lab, false, 80, &["--timeout", "1s"]);
+    assert_eq!(p.rec.state(), "open", "{}", p.ctx());
+    let router = lab.router_v4(true).to_string();
+    let a = p.anomalies().join("\n");
+    assert!(
+        a.contains(&format!("ICMP time-exceeded from {router}")),
+        "{a}\n{}",
+        p.ctx()
+    );
+    assert!(
+        p.find("out", "P.").len() >= 2,
+        "request retransmitted: {}",
+        p.ctx()
+    );
+    let err = p.rec.error.clone().unwrap_or_default();
+    assert!(err.contains("no complete HTTP response"), "{}", p.ctx());
+}
+
+/// Seeded random faults both ways (2 ms ± 1 ms, 8 % loss, 5 % duplication, 5 % reordering,
+/// 3 % corruption): five probes in a row still end with 200 OK, and the emulator's report
+/// shows it did inject faults.
+#[test]
+fn seeded_random_faults_still_complete() {
+    if !require_root() {
+        return;
+    }
+    let spec = "port=80,delay=2ms,jitter=1ms,loss=8%,dup=5%,reorder=5%,gap=3ms,corrupt=3%";
+    let mut lab = Lab::with_link_emulator("random", spec, spec, 42);
+    lab.start_nginx(80);
+    for i in 0..5 {
+        let p = probe(
+            &lab,
+            i % 2 == 1,
+            80,
+            &["--rto", "200ms", "--retries", "6", "--timeout", "5s"],
+        );
+        assert_eq!(p.rec.http_status(), Some(200), "probe {i}: {}", p.ctx());
+        assert_eq!(p.rec.error, None, "probe {i}: {}", p.ctx());
+    }
+    let r = lab.stop_link_emulator();
+    let faults =
+        |s: &lab::middle::LinkemStats| s.dropped + s.duplicated + s.reordered + s.corrupted;
+    assert!(faults(&r.ab) + faults(&r.ba) > 0, "{r:?}");
+    eprintln!("{r:?}");
+}

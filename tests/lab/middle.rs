@@ -245,12 +245,18 @@ impl Lab {
     /// The router sets TTL / hop limit 1 on TCP to `port` as it arrives, so forwarding
     /// drops it to 0 and the router answers time-exceeded (RFC 792, RFC 4443 §3.3).
     pub fn router_ttl_one(&self, port: u16) {
+        self.router_ttl_one_matching(port, "");
+    }
+
+    /// [`Lab::router_ttl_one`] for segments that also match the nft expression `extra`
+    /// (e.g. `meta length > 100`: only segments carrying data).
+    pub fn router_ttl_one_matching(&self, port: u16, extra: &str) {
         let middle = self.middle_ns.as_deref().expect("router lab");
         let script = format!(
             "table inet tsk_router {{\n\
              \x20 chain pre {{ type filter hook prerouting priority -150; policy accept;\n\
-             \x20   meta nfproto ipv4 tcp dport {port} ip ttl set 1\n\
-             \x20   meta nfproto ipv6 tcp dport {port} ip6 hoplimit set 1\n\
+             \x20   meta nfproto ipv4 tcp dport {port} {extra} ip ttl set 1\n\
+             \x20   meta nfproto ipv6 tcp dport {port} {extra} ip6 hoplimit set 1\n\
              \x20 }}\n\
              }}\n"
         );
