@@ -506,6 +506,9 @@ fn rst_in_established_fails_the_exchange() {
 }
 
 /// RST after our FIN was acknowledged (FIN-WAIT-2): reported, no crash, nothing more sent.
+/// The peer waits 0.5 s after our FIN before it resets: Linux delays the ACK of a FIN
+/// (pingpong mode, up to 200 ms) hoping to send its own FIN with it, and a reset before
+/// that ACK would find us still in FIN-WAIT-1.
 #[test]
 fn rst_in_fin_wait_2_is_reported() {
     if !require_root() {
@@ -516,7 +519,7 @@ fn rst_in_fin_wait_2_is_reported() {
         &mut lab,
         8080,
         "rst-after-eof peer",
-        " while c.recv(4096): pass\n c.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0))\n c.close()",
+        " while c.recv(4096): pass\n time.sleep(0.5)\n c.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0))\n c.close()",
     );
     let p = probe(&lab, false, 8080, &["--no-http", "--timeout", "3s"]);
     assert_eq!(p.rec.state(), "open", "{}", p.ctx());
