@@ -259,7 +259,7 @@ pub fn tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16, c: &CommonArg
     tcp::Config {
         local,
         remote,
-        isn: SeqNumber(signals::random_u32()),
+        isn: SeqNumber(c.isn.unwrap_or_else(signals::random_u32)),
         mss,
         syn_window: 64240,
         rcv_buf: 128 * 1024,

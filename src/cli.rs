@@ -95,6 +95,10 @@ pub struct CommonArgs {
     /// Report a failed certificate verification but finish the exchange anyway.
     #[arg(long)]
     pub insecure: bool,
+    /// Our initial sequence number, for tests (e.g. near 2^32 to cross the wrap); random
+    /// otherwise (RFC 6528). Hidden: a fixed ISN is for labs only.
+    #[arg(long, hide = true, value_name = "N")]
+    pub isn: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]

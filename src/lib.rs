@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod linkem;
 pub mod net;
 pub mod probe;
 pub mod report;

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod guard;
 pub mod labpeer;
+pub mod linkem;
 pub mod netlink;
 pub mod netns;
 pub mod resolve;

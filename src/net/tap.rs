@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 // Linux UAPI values (linux/if_packet.h) that the libc crate does not export.
-const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
+pub(super) const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_TIMESTAMP: libc::c_int = 17;
 const SOF_TIMESTAMPING_SOFTWARE: libc::c_int = 1 << 4;
@@ -28,8 +28,8 @@ const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 /// The checksum is left for hardware (CHECKSUM_PARTIAL); the bytes we see hold only the
 /// pseudo-header sum. veth does this for kernel-made packets.
-const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
-const PACKET_OUTGOING: u8 = 4;
+pub(super) const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+pub(super) const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
@@ -357,7 +357,7 @@ impl AsFd for Tap {
     }
 }
 
-fn bind_to_interface(socket: &Socket, ifindex: u32) -> io::Result<()> {
+pub(super) fn bind_to_interface(socket: &Socket, ifindex: u32) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain data; zeroed is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;

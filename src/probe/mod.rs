@@ -176,8 +176,11 @@ impl Probe {
                 .map(|(_, t)| t)
                 .collect(),
         });
-        // Bounded: copies that never showed up on the tap are forgotten.
-        while self.sent.len() > 64 {
+        // Bounded: copies that never showed up on the tap are forgotten. The bound must
+        // exceed one flush (net::run sends up to 256 segments before it reads the tap
+        // again), or a burst's early copies are forgotten before they are read and then
+        // reported as segments tcpshake did not send.
+        while self.sent.len() > 1024 {
             self.sent.pop_front();
         }
         Some(seg)
@@ -266,8 +269,9 @@ impl Probe {
 
     fn handle_tcp(&mut self, at: Instant, pkt: &IpPacket<'_>, checksum_offloaded: bool) -> bool {
         let (local, remote) = (self.local(), self.remote());
-        let Ok(hdr) = TcpRepr::parse_unchecked(pkt.payload) else {
-            return false;
+        let hdr = match TcpRepr::parse_unchecked(pkt.payload) {
+            Ok(hdr) => hdr,
+            Err(e) => return self.handle_malformed_tcp(pkt, e),
         };
         let dir = if pkt.ip.src == local.ip()
             && hdr.src_port == local.port()
@@ -356,6 +360,28 @@ impl Probe {
             }
         }
         true
+    }
+
+    /// A TCP segment that does not parse (an impossible option length, a data offset past
+    /// the end). If its ports say it is the peer's, report it and drop it — RFC 9293 §3.1
+    /// (MUST-7) asks a receiver to survive an illegal option length; silently treating it
+    /// as someone else's packet would hide a misbehaving peer. Returns whether it was ours.
+    fn handle_malformed_tcp(&mut self, pkt: &IpPacket<'_>, e: wire::Error) -> bool {
+        let (local, remote) = (self.local(), self.remote());
+        let port = |i: usize| {
+            pkt.payload
+                .get(i..i + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        let from_peer = pkt.ip.src == remote.ip()
+            && pkt.ip.dst == local.ip()
+            && port(0) == Some(remote.port())
+            && port(2) == Some(local.port());
+        if from_peer && self.anomalies.len() < 64 {
+            self.anomalies
+                .push(format!("ignored a segment from the server: {e}"));
+        }
+        from_peer
     }
 
     fn handle_icmp(&mut self, at: Instant, pkt: &IpPacket<'_>) -> bool {

@@ -259,3 +259,122 @@ fn segments_of_other_connections_are_not_ours() {
     assert!(!p.handle_packet(at(40), false, &packet(SERVER, CLIENT, &seg, 64), false));
     assert_eq!(p.result().segments.len(), 1);
 }
+
+#[test]
+fn malformed_segment_from_the_server_is_reported_not_dropped() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    // A SYN-ACK whose only option is a SACK (kind 5) of length 3, which RFC 2018 §3 does
+    // not allow, then a NOP: data offset 6 words, IP total length 44.
+    let mut with_opts = server_seg(7000, 1001, TcpFlags::ACK, &[]);
+    with_opts[20 + 13] = 0x12;
+    with_opts[20 + 12] = 6 << 4;
+    with_opts.extend_from_slice(&[5, 3, 0, 1]);
+    with_opts[2..4].copy_from_slice(&44u16.to_be_bytes());
+    with_opts[10..12].copy_from_slice(&[0, 0]);
+    let sum = crate::wire::checksum::internet_checksum(0, &with_opts[..20]);
+    with_opts[10..12].copy_from_slice(&sum.to_be_bytes());
+    assert!(p.handle_packet(at(40), false, &with_opts, true));
+    let r = p.result();
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|a| a.contains("malformed TCP option (kind 5)")),
+        "{:?}",
+        r.anomalies
+    );
+    // Ignored: still waiting for a SYN-ACK.
+    assert!(!p.is_done());
+    assert_eq!(r.state, PortState::Filtered);
+}
+
+#[test]
+fn a_burst_of_our_segments_is_never_called_foreign() {
+    // The request as 1-byte segments (the server's MSS is absurdly small): every copy
+    // arrives on the tap only after the whole burst was handed to net.
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let synack = TcpRepr {
+        src_port: 80,
+        dst_port: 40000,
+        seq: SeqNumber(7000),
+        ack: SeqNumber(1001),
+        flags: TcpFlags::SYN | TcpFlags::ACK,
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions {
+            mss: Some(1),
+            ..TcpOptions::default()
+        },
+        payload: &[],
+    };
+    let csum_fixed = packet(SERVER, CLIENT, &synack, 64);
+    p.handle_packet(at(40), false, &csum_fixed, false);
+    let mut copies = Vec::new();
+    while let Some(seg) = p.poll_transmit(at(50)) {
+        copies.push(packet(CLIENT, SERVER, &seg.repr(40000, 80), 64));
+    }
+    assert!(copies.len() > 64, "{} segments", copies.len());
+    for c in &copies {
+        assert!(p.handle_packet(at(60), true, c, false));
+    }
+    let r = p.result();
+    assert!(!r.segments.iter().any(|s| s.foreign), "{:?}", r.anomalies);
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A probe fed arbitrary bytes and arbitrary segments on its own 4-tuple, in and
+        /// out, with timeouts between them: no panic, and its result always serialises.
+        #[test]
+        fn probe_survives_arbitrary_packets(
+            isn in any::<u32>(),
+            http in any::<bool>(),
+            inputs in proptest::collection::vec(
+                (0u8..4, any::<u32>(), any::<u32>(), 0u16..0x200, any::<u16>(),
+                 proptest::collection::vec(any::<u8>(), 0..80), any::<bool>()),
+                0..40,
+            ),
+        ) {
+            let mut p = Probe::new(config(isn, http));
+            p.start(at(0));
+            let mut t = 0;
+            for (kind, seq, ack, flags, window, bytes, outgoing) in inputs {
+                pump(&mut p, t);
+                t += 1000;
+                match kind {
+                    0 => { let _ = p.handle_packet(at(t), outgoing, &bytes, false); }
+                    1 => {
+                        if let Some(d) = p.poll_timeout() {
+                            p.handle_timeout(d);
+                            t = t.max((d.as_nanos() - T0) / 1000);
+                        }
+                    }
+                    _ => {
+                        let seg = TcpRepr {
+                            src_port: 80,
+                            dst_port: 40000,
+                            seq: SeqNumber(if kind == 2 { seq } else { seq % 4 + 7000 }),
+                            ack: SeqNumber(if kind == 2 { ack } else { isn.wrapping_add(1 + ack % 200) }),
+                            flags: TcpFlags(flags),
+                            window,
+                            urgent: 0,
+                            options: TcpOptions::default(),
+                            payload: &bytes,
+                        };
+                        let _ = p.handle_packet(at(t), false, &packet(SERVER, CLIENT, &seg, 64), false);
+                    }
+                }
+            }
+            let r = p.result();
+            prop_assert!(serde_json::to_string(&r).is_ok());
+        }
+    }
+}

@@ -22,6 +22,7 @@
 
 pub mod capture;
 pub mod faults;
+pub mod middle;
 pub mod peers;
 pub mod report;
 pub mod tls;
@@ -259,6 +260,8 @@ pub struct Lab {
     dir: TempDir,
     children: Vec<Owned>,
     namespaces: Vec<String>,
+    /// The namespace between client and server, when the lab has one (middle.rs).
+    pub middle_ns: Option<String>,
 }
 
 /// 512 /24 subnets in 198.18.0.0/15; the index is a hash of (pid, counter) so parallel
@@ -304,6 +307,13 @@ pub fn sweep_stale() {
 impl Lab {
     /// Builds the lab and waits (bounded) until the server answers on v4 and v6.
     pub fn new(name: &str) -> Lab {
+        let mut lab = Lab::alloc(name);
+        lab.build();
+        lab
+    }
+
+    /// Names, addresses and the temp dir of a new lab; nothing is created in the kernel.
+    fn alloc(name: &str) -> Lab {
         sweep_stale();
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -315,7 +325,7 @@ impl Lab {
         let base = format!("{PREFIX}{pid}-{n}-{short}");
         let k = subnet_index(pid, n);
         let (o2, o3) = (18 + (k >> 8) as u8, (k & 0xff) as u8);
-        let mut lab = Lab {
+        Lab {
             name: base.clone(),
             client_ns: format!("{base}-c"),
             server_ns: format!("{base}-s"),
@@ -326,9 +336,8 @@ impl Lab {
             dir: TempDir::new(&base),
             children: Vec::new(),
             namespaces: Vec::new(),
-        };
-        lab.build();
-        lab
+            middle_ns: None,
+        }
     }
 
     fn build(&mut self) {

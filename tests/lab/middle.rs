@@ -1,0 +1,340 @@
+//! Three-namespace labs: something between the client and the server.
+//!
+//! ```text
+//!  client tsk0 ── veth ── tskm0 [ middle ] tskm1 ── veth ── tsk1 server
+//! ```
+//!
+//! - [`Lab::with_link_emulator`]: the middle runs `tcpshake-linkem`, a bridge of whole
+//!   Ethernet frames with per-direction delay, jitter, loss, reordering, duplication,
+//!   corruption and scripted faults (src/linkem.rs). Client and server share one subnet,
+//!   as in [`Lab::new`]; the middle has no addresses and IPv6 off, so its own kernel
+//!   never speaks.
+//! - [`Lab::with_router`]: the middle is an IP router (forwarding on, TTL decremented),
+//!   so ICMP errors come from a third host, as on real paths. It knows routes that are
+//!   `unreachable` (host-unreach), `prohibit` (admin-prohibited), lacks routes
+//!   (net-unreach), and [`Lab::router_ttl_one`] makes it send time-exceeded.
+//!
+//! The middle namespace and the emulator process are owned like everything else: removed
+//! by `Drop`, the emulator killed by pid.
+
+use super::{Lab, in_ns, run_ok, signal, wait_bounded};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The middle's interfaces: toward the client, toward the server.
+pub const MIDDLE_CLIENT_IF: &str = "tskm0";
+pub const MIDDLE_SERVER_IF: &str = "tskm1";
+
+/// The emulator binary.
+pub fn linkem_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tcpshake-linkem")
+}
+
+/// What a host-unreachable / admin-prohibited / net-unreachable probe targets in a router lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterFault {
+    /// A /32 the router routes as `unreachable`: ICMP host unreachable (type 3 code 1).
+    HostUnreach,
+    /// A /32 routed as `prohibit`: ICMP type 3 code 13 (RFC 1812 §5.2.7.1).
+    AdminProhibited,
+    /// An address the router has no route for: ICMP net unreachable (type 3 code 0).
+    NetUnreach,
+}
+
+/// The emulator's closing report (stdout of `tcpshake-linkem` after SIGTERM).
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkemReport {
+    pub ab: LinkemStats,
+    pub ba: LinkemStats,
+    pub checksums_completed: u64,
+    pub send_errors: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkemStats {
+    pub received: u64,
+    pub tcp: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub corrupted: u64,
+    pub sent: u64,
+    pub late_mean_ns: u64,
+    pub late_max_ns: u64,
+}
+
+impl Lab {
+    /// client ⇄ link emulator ⇄ server. `c2s` / `s2c` are the emulator's per-direction
+    /// specs (`delay=10ms,loss=5%,script=2:drop`…, see src/linkem.rs); `seed` its dice.
+    pub fn with_link_emulator(name: &str, c2s: &str, s2c: &str, seed: u64) -> Lab {
+        let mut lab = Lab::alloc(name);
+        let middle = format!("{}-m", lab.name);
+        lab.make_middle(&middle);
+        // Quiet middle: no IPv6 (no link-local chatter, no DAD), set before the veths exist.
+        run_ok(in_ns(&middle, "sysctl").args([
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]));
+        lab.link_through_middle(&middle);
+        for ifname in [MIDDLE_CLIENT_IF, MIDDLE_SERVER_IF] {
+            run_ok(
+                Command::new("ip").args(["-n", &middle, "link", "set", ifname, "promisc", "on"]),
+            );
+            run_ok(Command::new("ip").args(["-n", &middle, "link", "set", ifname, "up"]));
+        }
+        let (v4c, v6c, v4s, v6s) = (lab.client_v4, lab.client_v6, lab.server_v4, lab.server_v6);
+        lab.address_side(true, v4c, 24, v6c);
+        lab.address_side(false, v4s, 24, v6s);
+        let out = std::fs::File::create(lab.dir().join("linkem.json")).expect("create linkem.json");
+        let err = std::fs::File::create(lab.dir().join("linkem.err")).expect("create linkem.err");
+        let mut cmd = in_ns(&middle, linkem_bin());
+        cmd.args([
+            MIDDLE_CLIENT_IF,
+            MIDDLE_SERVER_IF,
+            "--ab",
+            c2s,
+            "--ba",
+            s2c,
+            "--realtime",
+        ])
+        .arg("--seed")
+        .arg(seed.to_string())
+        .stdout(out)
+        .stderr(err);
+        lab.spawn_owned("link emulator", &mut cmd);
+        lab.wait_reachable();
+        lab
+    }
+
+    /// Stops the link emulator (SIGTERM) and returns its report.
+    pub fn stop_link_emulator(&mut self) -> LinkemReport {
+        let i = self
+            .children
+            .iter()
+            .position(|o| o.what == "link emulator")
+            .expect("this lab has no link emulator");
+        let mut o = self.children.remove(i);
+        signal(o.child.id(), "TERM");
+        let clean = wait_bounded(&mut o.child, Duration::from_secs(3));
+        let text = std::fs::read_to_string(self.dir().join("linkem.json")).unwrap_or_default();
+        let err = std::fs::read_to_string(self.dir().join("linkem.err")).unwrap_or_default();
+        assert!(clean, "link emulator did not stop on SIGTERM\n{err}");
+        serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("link emulator report ({e}):\n{text}\n{err}"))
+    }
+
+    /// client ⇄ router ⇄ server, each side its own subnet. See the module doc.
+    pub fn with_router(name: &str) -> Lab {
+        let mut lab = Lab::alloc(name);
+        let middle = format!("{}-m", lab.name);
+        lab.make_middle(&middle);
+        lab.link_through_middle(&middle);
+        // Server side: the upper half of the /24 and fd00:K:1::/64.
+        let o = lab.client_v4.octets();
+        lab.server_v4 = Ipv4Addr::new(o[0], o[1], o[2], 130);
+        let s = lab.client_v6.segments();
+        lab.server_v6 = Ipv6Addr::new(s[0], s[1], 1, 0, 0, 0, 0, 2);
+        let (v4c, v6c, v4s, v6s) = (lab.client_v4, lab.client_v6, lab.server_v4, lab.server_v6);
+        lab.address_side(true, v4c, 25, v6c);
+        lab.address_side(false, v4s, 25, v6s);
+        let (r4c, r6c) = (lab.router_v4(true), lab.router_v6(true));
+        let (r4s, r6s) = (lab.router_v4(false), lab.router_v6(false));
+        run_ok(in_ns(&middle, "sysctl").args([
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            // Every probe gets its ICMP error: no rate limit in a lab (RFC 1812 §4.3.2.8
+            // allows limiting; we want determinism).
+            "net.ipv4.icmp_ratelimit=0",
+            "net.ipv6.icmp.ratelimit=0",
+        ]));
+        for (ifname, v4, v6) in [(MIDDLE_CLIENT_IF, r4c, r6c), (MIDDLE_SERVER_IF, r4s, r6s)] {
+            run_ok(Command::new("ip").args([
+                "-n",
+                &middle,
+                "addr",
+                "add",
+                &format!("{v4}/25"),
+                "dev",
+                ifname,
+            ]));
+            run_ok(
+                Command::new("ip")
+                    .args([
+                        "-n",
+                        &middle,
+                        "addr",
+                        "add",
+                        &format!("{v6}/64"),
+                        "dev",
+                        ifname,
+                    ])
+                    .arg("nodad"),
+            );
+            run_ok(Command::new("ip").args(["-n", &middle, "link", "set", ifname, "up"]));
+            quiet_ethtool(&middle, ifname);
+        }
+        // Routes that fail on purpose, each answered by the router's own ICMP error.
+        let host = lab.router_fault_target(RouterFault::HostUnreach);
+        let prohibited = lab.router_fault_target(RouterFault::AdminProhibited);
+        run_ok(Command::new("ip").args([
+            "-n",
+            &middle,
+            "route",
+            "add",
+            "unreachable",
+            &format!("{host}/32"),
+        ]));
+        run_ok(Command::new("ip").args([
+            "-n",
+            &middle,
+            "route",
+            "add",
+            "prohibit",
+            &format!("{prohibited}/32"),
+        ]));
+        for (ns, v4, v6) in [(&lab.client_ns, r4c, r6c), (&lab.server_ns, r4s, r6s)] {
+            run_ok(Command::new("ip").args([
+                "-n",
+                ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &v4.to_string(),
+            ]));
+            run_ok(Command::new("ip").args([
+                "-n",
+                ns,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &v6.to_string(),
+            ]));
+        }
+        lab.wait_reachable();
+        lab
+    }
+
+    /// The router's address on the client side (`client_side`) or the server side.
+    pub fn router_v4(&self, client_side: bool) -> Ipv4Addr {
+        let o = self.client_v4.octets();
+        Ipv4Addr::new(o[0], o[1], o[2], if client_side { 126 } else { 129 })
+    }
+
+    pub fn router_v6(&self, client_side: bool) -> Ipv6Addr {
+        let s = self.client_v6.segments();
+        Ipv6Addr::new(s[0], s[1], u16::from(!client_side), 0, 0, 0, 0, 0xff)
+    }
+
+    /// An IPv4 address whose probes the router answers with `fault`.
+    pub fn router_fault_target(&self, fault: RouterFault) -> Ipv4Addr {
+        let o = self.client_v4.octets();
+        match fault {
+            RouterFault::HostUnreach => Ipv4Addr::new(o[0], o[1], o[2], 200),
+            RouterFault::AdminProhibited => Ipv4Addr::new(o[0], o[1], o[2], 201),
+            // The other half of 198.18.0.0/15: the router has no route there.
+            RouterFault::NetUnreach => Ipv4Addr::new(o[0], o[1] ^ 1, o[2], 9),
+        }
+    }
+
+    /// The router sets TTL / hop limit 1 on TCP to `port` as it arrives, so forwarding
+    /// drops it to 0 and the router answers time-exceeded (RFC 792, RFC 4443 §3.3).
+    pub fn router_ttl_one(&self, port: u16) {
+        self.router_ttl_one_matching(port, "");
+    }
+
+    /// [`Lab::router_ttl_one`] for segments that also match the nft expression `extra`
+    /// (e.g. `meta length > 100`: only segments carrying data).
+    pub fn router_ttl_one_matching(&self, port: u16, extra: &str) {
+        let middle = self.middle_ns.as_deref().expect("router lab");
+        let script = format!(
+            "table inet tsk_router {{\n\
+             \x20 chain pre {{ type filter hook prerouting priority -150; policy accept;\n\
+             \x20   meta nfproto ipv4 tcp dport {port} {extra} ip ttl set 1\n\
+             \x20   meta nfproto ipv6 tcp dport {port} {extra} ip6 hoplimit set 1\n\
+             \x20 }}\n\
+             }}\n"
+        );
+        let mut child = in_ns(middle, "nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nft");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+            .expect("write nft script");
+        let out = child.wait_with_output().expect("wait nft");
+        assert!(
+            out.status.success(),
+            "nft in the router:\n{script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn make_middle(&mut self, middle: &str) {
+        for ns in [
+            self.client_ns.clone(),
+            middle.to_string(),
+            self.server_ns.clone(),
+        ] {
+            run_ok(Command::new("ip").args(["netns", "add", &ns]));
+            self.namespaces.push(ns.clone());
+            run_ok(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]));
+        }
+        self.middle_ns = Some(middle.to_string());
+    }
+
+    /// Two veth pairs, each created directly inside its two namespaces.
+    fn link_through_middle(&self, middle: &str) {
+        for (ns, ifname, mid_if) in [
+            (&self.client_ns, super::CLIENT_IF, MIDDLE_CLIENT_IF),
+            (&self.server_ns, super::SERVER_IF, MIDDLE_SERVER_IF),
+        ] {
+            run_ok(Command::new("ip").args([
+                "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", mid_if,
+                "netns", middle,
+            ]));
+            quiet_ethtool(middle, mid_if);
+        }
+    }
+
+    /// Addresses and link state of the client (`client`) or server end.
+    fn address_side(&self, client: bool, v4: Ipv4Addr, prefix: u8, v6: Ipv6Addr) {
+        let (ns, ifname) = if client {
+            (&self.client_ns, super::CLIENT_IF)
+        } else {
+            (&self.server_ns, super::SERVER_IF)
+        };
+        run_ok(Command::new("ip").args([
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{v4}/{prefix}"),
+            "dev",
+            ifname,
+        ]));
+        run_ok(
+            Command::new("ip")
+                .args(["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", ifname])
+                .arg("nodad"),
+        );
+        run_ok(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
+        quiet_ethtool(ns, ifname);
+    }
+}
+
+/// Full checksums on a veth end (see `Lab::build`): kernel-made packets would otherwise
+/// cross the middle with checksums left for an offload that never happens.
+fn quiet_ethtool(ns: &str, ifname: &str) {
+    let _ = in_ns(ns, "ethtool")
+        .args(["-K", ifname, "tx", "off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
