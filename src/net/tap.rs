@@ -142,7 +142,7 @@ impl Tap {
         Tap::open_with(
             ifindex,
             ifname,
-            &port_filter(port),
+            &range_filter(port, port),
             loopback,
             RingShape::CONNECTION,
         )
@@ -156,7 +156,7 @@ impl Tap {
         loopback: bool,
         shape: RingShape,
     ) -> Result<Tap> {
-        Tap::open_with(ifindex, ifname, &port_filter(port), loopback, shape)
+        Tap::open_with(ifindex, ifname, &range_filter(port, port), loopback, shape)
     }
 
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
@@ -379,48 +379,10 @@ pub(super) fn bind_to_interface(socket: &Socket, ifindex: u32) -> io::Result<()>
 }
 
 /// Classic BPF over a cooked (SOCK_DGRAM) packet, which starts at the IP header:
-/// accept IPv4/IPv6 TCP with `port` as source or destination, and every ICMP/ICMPv6
-/// packet (errors quoting our segments are matched in user space). IPv6 extension headers
-/// before TCP are rare on these paths; such packets are not seen.
-fn port_filter(port: u16) -> Vec<SockFilter> {
-    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const LD_H_IND: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_IND) as u16;
-    const LDX_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
-    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let p = u32::from(port);
-    let skf_proto = (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32;
-    let f = SockFilter::new;
-    vec![
-        /* 0 */ f(LD_W_ABS, 0, 0, skf_proto),
-        /* 1 */ f(JEQ, 0, 8, ETH_P_IP),
-        // IPv4
-        /* 2 */ f(LD_B_ABS, 0, 0, 9),
-        /* 3 */ f(JEQ, 15, 0, u32::from(crate::wire::ip::PROTO_ICMP)), // -> accept (19)
-        /* 4 */ f(JEQ, 0, 15, u32::from(crate::wire::ip::PROTO_TCP)), // -> drop (20)
-        /* 5 */ f(LDX_MSH, 0, 0, 0),
-        /* 6 */ f(LD_H_IND, 0, 0, 0),
-        /* 7 */ f(JEQ, 11, 0, p), // -> accept
-        /* 8 */ f(LD_H_IND, 0, 0, 2),
-        /* 9 */ f(JEQ, 9, 10, p), // -> accept / drop
-        // IPv6
-        /* 10 */ f(JEQ, 0, 9, ETH_P_IPV6), // not IPv6 -> drop
-        /* 11 */ f(LD_B_ABS, 0, 0, 6),
-        /* 12 */ f(JEQ, 6, 0, u32::from(crate::wire::ip::PROTO_ICMPV6)), // -> accept
-        /* 13 */ f(JEQ, 0, 6, u32::from(crate::wire::ip::PROTO_TCP)), // -> drop
-        /* 14 */ f(LD_H_ABS, 0, 0, 40),
-        /* 15 */ f(JEQ, 3, 0, p), // -> accept
-        /* 16 */ f(LD_H_ABS, 0, 0, 42),
-        /* 17 */ f(JEQ, 1, 2, p), // -> accept / drop
-        /* 18 */ f(RET, 0, 0, 0), // (unreachable filler keeps offsets readable)
-        /* 19 */ f(RET, 0, 0, 0x0004_0000),
-        /* 20 */ f(RET, 0, 0, 0),
-    ]
-}
-
-/// Like [`port_filter`], for any port in `lo..=hi` (as source or destination).
+/// accept IPv4/IPv6 TCP with a port in `lo..=hi` as source or destination (one port:
+/// `lo == hi`), and every ICMP/ICMPv6 packet (errors quoting our segments are matched in
+/// user space). IPv6 extension headers before TCP are rare on these paths; such packets
+/// are not seen.
 fn range_filter(lo: u16, hi: u16) -> Vec<SockFilter> {
     const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
