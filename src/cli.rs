@@ -268,6 +268,10 @@ pub struct ScanArgs {
     /// Resolve host names to IPv6 only.
     #[arg(short = '6')]
     pub ipv6: bool,
+    /// After the scan, connect to each open port (full handshake, then close with our FIN)
+    /// and report the handshake and close legs.
+    #[arg(long)]
+    pub complete: bool,
 }
 
 /// nmap spells some options as one dash and two letters (`-iL`, `-oG`, `-oX`); clap reads

@@ -3,23 +3,35 @@
 use super::{EXIT_NOT_OPEN, EXIT_OK, UsageError};
 use crate::cli::ScanArgs;
 use crate::net::scan::{self, Progress, ScanPlan};
-use crate::net::signals;
+use crate::net::guard::Guard;
+use crate::net::run::{self, MARK};
+use crate::net::{is_environment_error, signals};
+use crate::probe::ProbeConfig;
+use crate::probe::record::{Legs, PortState};
 use crate::probe::scan::permute::Shard;
 use crate::probe::scan::targets::{self, Spec, TargetSet, TargetSpec};
-use crate::probe::scan::{ScanRecord, ports};
+use crate::probe::scan::{Completion, ScanRecord, ports};
 use crate::report::scan_nmap::{self, RunInfo};
 use crate::report::scan_text;
+use crate::tcp;
+use crate::wire::SeqNumber;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn scan_command(args: &ScanArgs) -> Result<u8> {
     let plan = plan(args)?;
     let stop = signals::stop_flag();
-    let keep = !args.json || args.output_greppable.is_some() || args.output_xml.is_some();
+    let keep = !args.json
+        || args.output_greppable.is_some()
+        || args.output_xml.is_some()
+        || args.complete;
+    // With --complete an open port's line waits for its connection.
+    let defer = |r: &ScanRecord| args.complete && r.state == PortState::Open;
     let mut records: Vec<ScanRecord> = Vec::new();
     let mut out = io::BufWriter::new(io::stdout().lock());
     let bar = progress_bar(plan.planned());
@@ -28,7 +40,7 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
         &plan,
         stop,
         |r| {
-            if args.json {
+            if args.json && !defer(r) {
                 serde_json::to_writer(&mut out, r)?;
                 out.write_all(b"\n")?;
             }
@@ -47,6 +59,15 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
         bar.finish_and_clear();
     }
     let outcome = outcome?;
+    if args.complete {
+        complete_open(&mut records, stop)?;
+        if args.json {
+            for r in records.iter().filter(|r| defer(r)) {
+                serde_json::to_writer(&mut out, r)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
     let summary = scan_text::summary(
         &outcome.totals,
         outcome.duration,
@@ -80,6 +101,77 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// `--complete`: connect to every open port found, one at a time, and keep the handshake
+/// and close legs. The scan itself already reset its half-open connection; this is a new
+/// one, from a new source port, that the probe machinery completes (RFC 9293 §3.5) and
+/// closes with our FIN (§3.6), so the target keeps neither a half-open nor a CLOSE-WAIT
+/// connection. Ctrl-C stops it; the ports not yet connected keep no completion.
+fn complete_open(records: &mut [ScanRecord], stop: &AtomicBool) -> Result<()> {
+    if !records.iter().any(|r| r.state == PortState::Open) {
+        return Ok(());
+    }
+    let mut guard = Guard::install(MARK)?;
+    for r in records.iter_mut().filter(|r| r.state == PortState::Open) {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let remote = SocketAddr::new(r.addr, r.port);
+        r.complete = Some(complete_one(remote, &mut guard, stop)?);
+    }
+    Ok(())
+}
+
+/// One `tcpshake probe --no-http` connection. Only an environment error (no privilege, no
+/// raw socket) stops the command; anything else is this port's `complete_error`.
+fn complete_one(remote: SocketAddr, guard: &mut Guard, stop: &AtomicBool) -> Result<Completion> {
+    let failed = |e: anyhow::Error| Completion {
+        legs_ns: Legs::default(),
+        close_initiator: None,
+        complete_error: Some(format!("{e:#}")),
+    };
+    let path = match run::Path::new(remote, None) {
+        Ok(p) => p,
+        Err(e) if is_environment_error(&e) => return Err(e),
+        Err(e) => return Ok(failed(e)),
+    };
+    // The probe's defaults (`tcpshake probe`): Linux's SYN, a random ISN (RFC 6528).
+    let tcp = tcp::Config {
+        local: path.local,
+        remote,
+        isn: SeqNumber(signals::random_u32()),
+        mss: path.mss(),
+        syn_window: 64240,
+        rcv_buf: 128 * 1024,
+        wscale: 7,
+        sack_permitted: true,
+        timestamps: true,
+        ts_offset: signals::random_u32(),
+        syn_retries: 2,
+        data_retries: 6,
+        rto_initial: Duration::from_secs(1),
+        rto_min: Duration::from_millis(200),
+        rto_max: Duration::from_secs(60),
+        time_wait: Duration::from_millis(250),
+    };
+    let cfg = ProbeConfig {
+        target: remote.to_string(),
+        tcp,
+        http: None,
+        timeout: Duration::from_secs(5),
+        linger: Duration::from_millis(200),
+        tls: None,
+    };
+    match run::run(path, cfg, guard, false, stop) {
+        Ok(o) => Ok(Completion {
+            legs_ns: o.result.legs_ns,
+            close_initiator: o.result.close_initiator,
+            complete_error: o.result.error,
+        }),
+        Err(e) if is_environment_error(&e) => Err(e),
+        Err(e) => Ok(failed(e)),
+    }
 }
 
 fn write_file(path: &Path, text: &str, stdout: &mut impl Write) -> Result<()> {

@@ -348,6 +348,7 @@ impl State {
                 .rtt
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             t_ns: a.at.as_nanos(),
+            complete: None,
         })
     }
 }

@@ -275,6 +275,7 @@ mod tests {
             reply_ttl: 64,
             rtt_ns: Some(50_000),
             t_ns: 1_700_000_000_000_000_000,
+            complete: None,
         };
         v.push(rec(22, PortState::Open, "syn-ack"));
         v.push(rec(25, PortState::Filtered, "admin-prohibited"));

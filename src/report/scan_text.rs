@@ -1,8 +1,8 @@
 //! The human view of a scan: one table per host (open ports, or every answered port with
 //! `--all`), and the summary line.
 
-use crate::probe::record::PortState;
-use crate::probe::scan::{ScanRecord, ScanTotals};
+use crate::probe::record::{CloseInitiator, PortState};
+use crate::probe::scan::{Completion, ScanRecord, ScanTotals};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -50,6 +50,9 @@ pub fn render(records: &[ScanRecord], all: bool) -> String {
                 r.reason,
                 r.reply_ttl
             );
+            if let Some(c) = &r.complete {
+                let _ = writeln!(out, "{:<11} {}", "", completion(c));
+            }
         }
         out.push('\n');
     }
@@ -87,6 +90,39 @@ pub fn summary(
     s
 }
 
+/// `--complete`'s line under an open port: the handshake's legs, then the close's, named
+/// like `tcpshake probe` names them.
+fn completion(c: &Completion) -> String {
+    let leg = |ns: Option<u64>| {
+        ns.map(|ns| human(Duration::from_nanos(ns)))
+            .unwrap_or_else(|| "-".into())
+    };
+    let l = &c.legs_ns;
+    let mut s = format!(
+        "connect: SYN→SYN-ACK {}, SYN-ACK→ACK {}",
+        leg(l.syn_to_synack),
+        leg(l.synack_to_ack)
+    );
+    let by = match c.close_initiator {
+        Some(CloseInitiator::Client) => "client",
+        Some(CloseInitiator::Server) => "server",
+        Some(CloseInitiator::Simultaneous) => "simultaneous",
+        Some(CloseInitiator::Reset) => "reset",
+        None => "-",
+    };
+    let _ = write!(
+        s,
+        "; close by {by}: FIN→ACK {}, FIN→FIN {}, FIN→last ACK {}",
+        leg(l.fin_to_ack),
+        leg(l.fin_to_peer_fin),
+        leg(l.peer_fin_to_last_ack)
+    );
+    if let Some(e) = &c.complete_error {
+        let _ = write!(s, "; failed: {e}");
+    }
+    s
+}
+
 fn human(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns < 1_000_000 {
@@ -111,6 +147,7 @@ mod tests {
             reply_ttl: 64,
             rtt_ns: Some(41_500),
             t_ns: 1_700_000_000_000_000_000,
+            complete: None,
         };
         vec![
             rec("198.18.0.9", 80, PortState::Open, "syn-ack"),
@@ -130,6 +167,33 @@ mod tests {
         assert!(p22 < p80, "ports ascending:\n{t}");
         assert!(t.contains("41.5 µs"));
         assert!(!t.contains("23/tcp"));
+    }
+
+    #[test]
+    fn complete_adds_the_connection_legs_under_its_port() {
+        let mut recs = sample();
+        recs[1].complete = Some(Completion {
+            legs_ns: crate::probe::record::Legs {
+                syn_to_synack: Some(48_000),
+                synack_to_ack: Some(12_000),
+                fin_to_ack: Some(30_000),
+                fin_to_peer_fin: Some(40_000),
+                peer_fin_to_last_ack: Some(10_000),
+                ..Default::default()
+            },
+            close_initiator: Some(CloseInitiator::Client),
+            complete_error: None,
+        });
+        let t = render(&recs, false);
+        let p22 = t.find("22/tcp").unwrap();
+        let conn = t.find("connect: SYN→SYN-ACK 48.0 µs, SYN-ACK→ACK 12.0 µs").unwrap();
+        let p80 = t.find("80/tcp").unwrap();
+        assert!(p22 < conn && conn < p80, "under port 22:\n{t}");
+        assert!(
+            t.contains("close by client: FIN→ACK 30.0 µs, FIN→FIN 40.0 µs, FIN→last ACK 10.0 µs"),
+            "{t}"
+        );
+        assert_eq!(t.matches("connect:").count(), 1, "{t}");
     }
 
     #[test]

@@ -320,6 +320,21 @@ pub struct ScanRecord {
     pub rtt_ns: Option<u64>,
     /// When the reply arrived (kernel timestamp, ns since the Unix epoch).
     pub t_ns: u64,
+    /// `--complete`, open ports only: the full connection made after the scan.
+    #[serde(flatten)]
+    pub complete: Option<Completion>,
+}
+
+/// `--complete`: a second, full connection to an open port (handshake, then our FIN, RFC
+/// 9293 §3.6), timed like `tcpshake probe --no-http` does it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Completion {
+    /// The probe's legs: SYN→SYN-ACK, SYN-ACK→ACK, then the close.
+    pub legs_ns: crate::probe::record::Legs,
+    /// Who closed first: `client` when the close went as planned.
+    pub close_initiator: Option<crate::probe::record::CloseInitiator>,
+    /// Why the connection did not complete, if it did not (null when it did).
+    pub complete_error: Option<String>,
 }
 
 /// Totals for the summary line.
