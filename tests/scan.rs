@@ -383,3 +383,130 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
         );
     }
 }
+
+/// `--complete`: every open port gets a second, full connection that we close with our FIN;
+/// its legs land in the port's record, and the server is left with nothing half-closed.
+#[test]
+fn complete_connects_to_open_ports_and_closes_them_cleanly() {
+    if !require_root() {
+        return;
+    }
+    let mut s = ScanLab::new("scan_complete", &[]);
+    // A listener that accepts and closes when the peer does, like a real service: a port
+    // whose application never closes would sit in CLOSE-WAIT whatever we send.
+    let open = [22u16, 80];
+    let script = "import socket,threading,time\n\
+         def serve(c):\n\
+         \x20try:\n\
+         \x20 while c.recv(4096): pass\n\
+         \x20except OSError: pass\n\
+         \x20c.close()\n\
+         def accept(s):\n\
+         \x20while True:\n\
+         \x20 c,_=s.accept(); threading.Thread(target=serve,args=(c,),daemon=True).start()\n\
+         for p in (22,80):\n\
+         \x20for fam,a in ((socket.AF_INET,'0.0.0.0'),(socket.AF_INET6,'::')):\n\
+         \x20 s=socket.socket(fam,socket.SOCK_STREAM)\n\
+         \x20 s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         \x20 if fam==socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\n\
+         \x20 s.bind((a,p)); s.listen(64)\n\
+         \x20 threading.Thread(target=accept,args=(s,),daemon=True).start()\n\
+         time.sleep(600)\n";
+    let mut cmd = in_ns(&s.lab.server_ns, "python3");
+    cmd.args(["-c", script]);
+    s.lab.spawn_owned("closing listener", &mut cmd);
+    for &p in &open {
+        for any in [
+            IpAddr::from(Ipv4Addr::UNSPECIFIED),
+            Ipv6Addr::UNSPECIFIED.into(),
+        ] {
+            assert!(
+                s.lab
+                    .wait_listening(SocketAddr::new(any, p), Duration::from_secs(5)),
+                "listener on {p}"
+            );
+        }
+    }
+    let range = format!("{}-3", s.v4(1));
+    let run = s.scan(&[
+        &range,
+        &s.v6(1).to_string(),
+        "-p",
+        "22,23,80",
+        "--wait",
+        "300ms",
+        "--complete",
+        "--json",
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let got = verdicts(&run);
+    let hosts = [s.v4(1), s.v4(2), s.v4(3), s.v6(1)];
+    assert_eq!(got.len(), hosts.len() * 3, "{run}");
+    let mut completed = 0;
+    for line in run.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let port = v["port"].as_u64().unwrap() as u16;
+        if !open.contains(&port) {
+            assert_eq!(v["state"], "closed", "{line}");
+            assert!(
+                v.get("legs_ns").is_none(),
+                "only open ports connect: {line}"
+            );
+            continue;
+        }
+        assert_eq!(v["state"], "open", "{line}");
+        assert_eq!(v["reason"], "syn-ack", "{line}");
+        assert_eq!(v["close_initiator"], "client", "{line}");
+        assert!(v["complete_error"].is_null(), "{line}");
+        let legs = &v["legs_ns"];
+        for leg in [
+            "syn_to_synack",
+            "synack_to_ack",
+            "fin_to_ack",
+            "fin_to_peer_fin",
+            "peer_fin_to_last_ack",
+            "total",
+        ] {
+            let ns = legs[leg]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{leg} is null: {line}"));
+            assert!(ns < 2_000_000_000, "{leg}: {line}");
+        }
+        // No HTTP was sent: the request legs did not happen.
+        assert!(legs["request_to_first_byte"].is_null(), "{line}");
+        completed += 1;
+    }
+    assert_eq!(completed, hosts.len() * open.len(), "{run}");
+    // Both closes finished (LAST-ACK acknowledged), and the scan's own half-open
+    // connections were reset: the server keeps only its listeners.
+    let left: Vec<_> = s
+        .lab
+        .server_sockets()
+        .into_iter()
+        .filter(|(state, _, _)| state != "LISTEN")
+        .collect();
+    assert!(
+        left.iter().all(
+            |(st, _, _)| !["CLOSE-WAIT", "LAST-ACK", "SYN-RECV", "ESTAB"].contains(&st.as_str())
+        ),
+        "server sockets left: {left:?}\n{run}"
+    );
+
+    // The text view shows the legs under the open port.
+    let text = s.scan(&[
+        &s.v4(1).to_string(),
+        "-p",
+        "22",
+        "--wait",
+        "300ms",
+        "--complete",
+    ]);
+    assert_eq!(text.code, Some(0), "{text}");
+    assert!(text.stdout.contains("22/tcp"), "{text}");
+    assert!(
+        text.stdout.contains("connect: SYN→SYN-ACK ")
+            && text.stdout.contains("close by client: FIN→ACK "),
+        "{text}"
+    );
+    assert!(!text.stdout.contains("failed"), "{text}");
+}

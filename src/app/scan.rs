@@ -2,9 +2,9 @@
 
 use super::{EXIT_NOT_OPEN, EXIT_OK, UsageError};
 use crate::cli::ScanArgs;
-use crate::net::scan::{self, Progress, ScanPlan};
 use crate::net::guard::Guard;
 use crate::net::run::{self, MARK};
+use crate::net::scan::{self, Progress, ScanPlan};
 use crate::net::{is_environment_error, signals};
 use crate::probe::ProbeConfig;
 use crate::probe::record::{Legs, PortState};
@@ -26,10 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub fn scan_command(args: &ScanArgs) -> Result<u8> {
     let plan = plan(args)?;
     let stop = signals::stop_flag();
-    let keep = !args.json
-        || args.output_greppable.is_some()
-        || args.output_xml.is_some()
-        || args.complete;
+    let keep =
+        !args.json || args.output_greppable.is_some() || args.output_xml.is_some() || args.complete;
     // With --complete an open port's line waits for its connection.
     let defer = |r: &ScanRecord| args.complete && r.state == PortState::Open;
     let mut records: Vec<ScanRecord> = Vec::new();

@@ -186,7 +186,9 @@ mod tests {
         });
         let t = render(&recs, false);
         let p22 = t.find("22/tcp").unwrap();
-        let conn = t.find("connect: SYN→SYN-ACK 48.0 µs, SYN-ACK→ACK 12.0 µs").unwrap();
+        let conn = t
+            .find("connect: SYN→SYN-ACK 48.0 µs, SYN-ACK→ACK 12.0 µs")
+            .unwrap();
         let p80 = t.find("80/tcp").unwrap();
         assert!(p22 < conn && conn < p80, "under port 22:\n{t}");
         assert!(

@@ -305,3 +305,46 @@ proptest! {
         let _ = inspect(&pkt, false, &locals(), &COOKIE, 0);
     }
 }
+
+/// Without `--complete` the JSON line keeps exactly the keys; with it the probe's
+/// `legs_ns` and `close_initiator` sit beside them.
+#[test]
+fn completion_is_flattened_into_the_record_only_when_present() {
+    let mut r = ScanRecord {
+        addr: "198.18.0.9".parse().unwrap(),
+        port: 22,
+        state: PortState::Open,
+        reason: "syn-ack",
+        reply_ttl: 64,
+        rtt_ns: Some(41_500),
+        t_ns: 7,
+        complete: None,
+    };
+    let plain = serde_json::to_value(&r).unwrap();
+    let keys: Vec<&str> = plain
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        7,
+        "addr port state reason reply_ttl rtt_ns t_ns: {plain}"
+    );
+    r.complete = Some(Completion {
+        legs_ns: crate::probe::record::Legs {
+            synack_to_ack: Some(12_000),
+            fin_to_ack: Some(30_000),
+            ..Default::default()
+        },
+        close_initiator: Some(crate::probe::record::CloseInitiator::Client),
+        complete_error: None,
+    });
+    let full = serde_json::to_value(&r).unwrap();
+    assert_eq!(full["legs_ns"]["synack_to_ack"], 12_000, "{full}");
+    assert_eq!(full["legs_ns"]["fin_to_ack"], 30_000, "{full}");
+    assert_eq!(full["close_initiator"], "client", "{full}");
+    assert!(full["complete_error"].is_null(), "{full}");
+    assert_eq!(full["state"], "open", "{full}");
+}
