@@ -112,7 +112,7 @@ fn completion(c: &Completion) -> String {
     };
     let _ = write!(
         s,
-        "; close by {by}: FIN→ACK {}, FIN→FIN {}, FIN→last ACK {}",
+        "; close by {by}: FIN→ACK {}, FIN→FIN {}, peer FIN→ACK {}",
         leg(l.fin_to_ack),
         leg(l.fin_to_peer_fin),
         leg(l.peer_fin_to_last_ack)
@@ -192,7 +192,7 @@ mod tests {
         let p80 = t.find("80/tcp").unwrap();
         assert!(p22 < conn && conn < p80, "under port 22:\n{t}");
         assert!(
-            t.contains("close by client: FIN→ACK 30.0 µs, FIN→FIN 40.0 µs, FIN→last ACK 10.0 µs"),
+            t.contains("close by client: FIN→ACK 30.0 µs, FIN→FIN 40.0 µs, peer FIN→ACK 10.0 µs"),
             "{t}"
         );
         assert_eq!(t.matches("connect:").count(), 1, "{t}");
