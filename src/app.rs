@@ -256,10 +256,23 @@ impl<'a> Session<'a> {
 /// Our side of the connection: Linux's SYN (window 64240, MSS from the route, SACK,
 /// timestamps, window scale 7), a random ISN (RFC 6528), and the user's timers.
 pub fn tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16, c: &CommonArgs) -> tcp::Config {
+    let ours = default_tcp_config(local, remote, mss);
+    tcp::Config {
+        isn: c.isn.map_or(ours.isn, SeqNumber),
+        syn_retries: c.retries,
+        rto_initial: c.rto,
+        time_wait: c.time_wait,
+        ..ours
+    }
+}
+
+/// The same with `tcpshake probe`'s default timers (`--retries 2`, `--rto 1s`,
+/// `--time-wait 250ms`), for connections no command line describes (`scan --complete`).
+pub fn default_tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16) -> tcp::Config {
     tcp::Config {
         local,
         remote,
-        isn: SeqNumber(c.isn.unwrap_or_else(signals::random_u32)),
+        isn: SeqNumber(signals::random_u32()),
         mss,
         syn_window: 64240,
         rcv_buf: 128 * 1024,
@@ -267,12 +280,12 @@ pub fn tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16, c: &CommonArg
         sack_permitted: true,
         timestamps: true,
         ts_offset: signals::random_u32(),
-        syn_retries: c.retries,
+        syn_retries: 2,
         data_retries: 6,
-        rto_initial: c.rto,
+        rto_initial: Duration::from_secs(1),
         rto_min: Duration::from_millis(200),
         rto_max: Duration::from_secs(60),
-        time_wait: c.time_wait,
+        time_wait: Duration::from_millis(250),
     }
 }
 

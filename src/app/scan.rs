@@ -13,8 +13,6 @@ use crate::probe::scan::targets::{self, Spec, TargetSet, TargetSpec};
 use crate::probe::scan::{Completion, ScanRecord, ports};
 use crate::report::scan_nmap::{self, RunInfo};
 use crate::report::scan_text;
-use crate::tcp;
-use crate::wire::SeqNumber;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Read, Write};
@@ -135,24 +133,7 @@ fn complete_one(remote: SocketAddr, guard: &mut Guard, stop: &AtomicBool) -> Res
         Err(e) => return Ok(failed(e)),
     };
     // The probe's defaults (`tcpshake probe`): Linux's SYN, a random ISN (RFC 6528).
-    let tcp = tcp::Config {
-        local: path.local,
-        remote,
-        isn: SeqNumber(signals::random_u32()),
-        mss: path.mss(),
-        syn_window: 64240,
-        rcv_buf: 128 * 1024,
-        wscale: 7,
-        sack_permitted: true,
-        timestamps: true,
-        ts_offset: signals::random_u32(),
-        syn_retries: 2,
-        data_retries: 6,
-        rto_initial: Duration::from_secs(1),
-        rto_min: Duration::from_millis(200),
-        rto_max: Duration::from_secs(60),
-        time_wait: Duration::from_millis(250),
-    };
+    let tcp = super::default_tcp_config(path.local, remote, path.mss());
     let cfg = ProbeConfig {
         target: remote.to_string(),
         tcp,
