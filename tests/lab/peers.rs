@@ -3,7 +3,7 @@
 
 use super::{Lab, in_ns, run_ok};
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Body nginx returns for `/`.
@@ -25,7 +25,24 @@ impl Lab {
     /// Starts nginx on `port` for v4 and v6 and waits until both listen. `/` answers 200
     /// with [`NGINX_BODY`]; `server_tokens on` puts the version in the Server header.
     pub fn start_nginx(&mut self, port: u16) -> u32 {
-        let dir = self.dir().join(format!("nginx-{port}"));
+        let (pid, dir) = self.launch_nginx("nginx", &format!("nginx-{port}"), port, "", "");
+        self.wait_peer("nginx", pid, &[true, false], port, &dir.join("error.log"));
+        pid
+    }
+
+    /// Writes an nginx config in `<lab dir>/<dir_name>` listening on `port` (v4 and v6,
+    /// each `listen` followed by `listen_suffix`, e.g. " ssl"), with `server_extra` lines in
+    /// the server block, checks it with `nginx -t`, and starts nginx (not waiting for it).
+    /// Returns its pid and its directory (pid file, logs, temp dirs).
+    pub fn launch_nginx(
+        &mut self,
+        what: &str,
+        dir_name: &str,
+        port: u16,
+        listen_suffix: &str,
+        server_extra: &str,
+    ) -> (u32, std::path::PathBuf) {
+        let dir = self.dir().join(dir_name);
         std::fs::create_dir_all(&dir).expect("mkdir nginx dir");
         let d = dir.display();
         // daemon off + master_process off: one process, in the foreground, that we own by
@@ -49,9 +66,9 @@ http {{
     server_tokens on;
     default_type text/plain;
     server {{
-        listen {v4}:{port};
-        listen [{v6}]:{port};
-        location = / {{ return 200 "{body}"; }}
+        listen {v4}:{port}{listen_suffix};
+        listen [{v6}]:{port}{listen_suffix};
+{server_extra}        location = / {{ return 200 "{body}"; }}
         location / {{ return 404; }}
     }}
 }}
@@ -62,29 +79,25 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        // Fail early with nginx's own words if the config is wrong (`-t` binds the listen
-        // addresses, so it runs in the server namespace too).
-        run_ok(
-            in_ns(&self.server_ns, "nginx")
-                .arg("-t")
-                .arg("-p")
+        let args = |cmd: &mut Command| {
+            cmd.arg("-p")
                 .arg(&dir)
                 .arg("-e")
                 .arg(dir.join("error.log"))
                 .arg("-c")
-                .arg(&conf_path),
-        );
+                .arg(&conf_path);
+        };
+        // Fail early with nginx's own words if the config is wrong (`-t` binds the listen
+        // addresses, so it runs in the server namespace too).
+        let mut check = in_ns(&self.server_ns, "nginx");
+        check.arg("-t");
+        args(&mut check);
+        run_ok(&mut check);
         let mut cmd = in_ns(&self.server_ns, "nginx");
-        cmd.arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null());
-        let pid = self.spawn_owned("nginx", &mut cmd);
-        self.wait_peer("nginx", pid, &[true, false], port, &dir.join("error.log"));
-        pid
+        args(&mut cmd);
+        cmd.stdout(Stdio::null());
+        let pid = self.spawn_owned(what, &mut cmd);
+        (pid, dir)
     }
 
     /// Starts `python3 -m http.server` on `port`, bound to the server's v4 or v6 address.

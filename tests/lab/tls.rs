@@ -1,7 +1,7 @@
 //! HTTPS peers for the lab: a test PKI made here with rcgen (root CA → intermediate →
 //! leaf), nginx serving it with chosen TLS versions, and a peer that hangs up mid-handshake.
 
-use super::{Lab, in_ns, run_ok};
+use super::{Lab, in_ns};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     date_time_ymd,
@@ -99,62 +99,18 @@ impl Lab {
     /// the versions in `protocols` (nginx's `ssl_protocols`, e.g. "TLSv1.3"). `/` answers
     /// 200 like [`Lab::start_nginx`].
     pub fn start_nginx_tls(&mut self, port: u16, cert: &Path, key: &Path, protocols: &str) -> u32 {
-        let dir = self.dir().join(format!("nginx-tls-{port}"));
-        std::fs::create_dir_all(&dir).expect("mkdir nginx dir");
-        let d = dir.display();
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server_tokens on;
-    default_type text/plain;
-    server {{
-        listen {v4}:{port} ssl;
-        listen [{v6}]:{port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols {protocols};
-        ssl_session_tickets off;
-        location = / {{ return 200 "{body}"; }}
-        location / {{ return 404; }}
-    }}
-}}
-"#,
-            v4 = self.server_v4,
-            v6 = self.server_v6,
-            cert = cert.display(),
-            key = key.display(),
-            body = super::peers::NGINX_BODY.escape_default(),
+        let extra = format!(
+            "        ssl_certificate {};\n        ssl_certificate_key {};\n        ssl_protocols {protocols};\n        ssl_session_tickets off;\n",
+            cert.display(),
+            key.display(),
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let args = |cmd: &mut std::process::Command| {
-            cmd.arg("-p")
-                .arg(&dir)
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .arg("-c")
-                .arg(&conf_path);
-        };
-        let mut check = in_ns(&self.server_ns, "nginx");
-        check.arg("-t");
-        args(&mut check);
-        run_ok(&mut check);
-        let mut cmd = in_ns(&self.server_ns, "nginx");
-        args(&mut cmd);
-        cmd.stdout(Stdio::null());
-        let pid = self.spawn_owned("nginx (tls)", &mut cmd);
+        let (pid, dir) = self.launch_nginx(
+            "nginx (tls)",
+            &format!("nginx-tls-{port}"),
+            port,
+            " ssl",
+            &extra,
+        );
         self.wait_peer_tls("nginx (tls)", pid, port, &dir.join("error.log"));
         pid
     }
