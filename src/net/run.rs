@@ -205,13 +205,24 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
 /// response, linger and close waits, then TIME-WAIT, and a margin.
 pub(crate) fn hard_limit(cfg: &ProbeConfig) -> Duration {
     let t = &cfg.tcp;
-    let mut syn = Duration::ZERO;
-    let mut rto = t.rto_initial;
-    for _ in 0..=t.syn_retries {
-        syn += rto;
-        rto = (rto * 2).min(t.rto_max);
-    }
-    syn + cfg.timeout * 3 + cfg.linger + t.time_wait + Duration::from_secs(5)
+    let backoff = |first: Duration, retries: u32| {
+        let (mut total, mut rto) = (Duration::ZERO, first);
+        for _ in 0..=retries {
+            total += rto;
+            rto = (rto * 2).min(t.rto_max);
+        }
+        total
+    };
+    // The SYN's backoff; then the request's and the FIN's, each at most as long as a
+    // backoff that starts from four times the initial RTO (the RTO after a slow handshake);
+    // then the waits for the server, TIME-WAIT and a margin.
+    let data = backoff(t.rto_initial * 4, t.data_retries);
+    backoff(t.rto_initial, t.syn_retries)
+        + data * 2
+        + cfg.timeout * 3
+        + cfg.linger
+        + t.time_wait
+        + Duration::from_secs(5)
 }
 
 /// Write `seg` into `buf`: the whole IPv4 datagram (we write the header), or for IPv6 the

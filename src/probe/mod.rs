@@ -87,6 +87,8 @@ pub struct Probe {
     phase: Phase,
     deadline: Option<Instant>,
     started_at: Option<Instant>,
+    /// When the server last sent us a valid segment.
+    last_heard: Option<Instant>,
     log: Vec<SegmentRecord>,
     marks: legs::Marks,
     sent: VecDeque<Sent>,
@@ -116,6 +118,7 @@ impl Probe {
             phase: Phase::Connecting,
             deadline: None,
             started_at: None,
+            last_heard: None,
             log: Vec::new(),
             marks: legs::Marks::default(),
             sent: VecDeque::new(),
@@ -205,6 +208,19 @@ impl Probe {
         }
         if self.deadline.is_some_and(|d| now >= d) {
             self.deadline = None;
+            // `--timeout` counts the server's silence. While our own TCP is still
+            // retransmitting (request, ClientHello or FIN not yet acknowledged), the path
+            // may be lossy rather than dead: keep waiting if the server spoke within the
+            // last `--timeout`, or while what we sent has been repeated fewer than three
+            // times (an RTO inflated by a handshake through loss can put even the first
+            // repetition seconds away). The connection's bounded retries still end it.
+            let retransmitting = self.conn.snd_una() != self.conn.snd_nxt()
+                && matches!(self.phase, Phase::AwaitingResponse | Phase::Closing);
+            let heard_lately = self.last_heard.is_some_and(|h| now < h + self.cfg.timeout);
+            if retransmitting && (heard_lately || self.conn.retries() < 3) {
+                self.deadline = Some(now + self.cfg.timeout);
+                return;
+            }
             match self.phase {
                 Phase::Lingering => {
                     // The server kept the connection open despite `Connection: close`.
@@ -355,6 +371,7 @@ impl Probe {
                     self.reply_ttl = Some(pkt.ip.ttl);
                     self.reply_from = Some(pkt.ip.src.to_string());
                 }
+                self.last_heard = Some(at);
                 self.conn.handle_segment(at, &hdr);
                 self.drain_events(at, Cause::Segment(idx));
             }

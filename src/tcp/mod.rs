@@ -282,8 +282,8 @@ pub struct Connection {
     /// The one segment being timed (RFC 6298 §3, Karn): its end and send time.
     rtt_probe: Option<(SeqNumber, Instant)>,
     /// TSvals of segments in flight that occupy sequence space, with when the first of
-    /// them left (RFC 7323 §4.1), oldest first, bounded.
-    ts_sent: VecDeque<(u32, Instant)>,
+    /// them left and whether it was a retransmission (RFC 7323 §4.1), oldest first, bounded.
+    ts_sent: VecDeque<(u32, Instant, bool)>,
     /// Consecutive expiries of the retransmission timer for the current `snd_una`.
     retries: u32,
     /// Zero-window probes sent since the window closed or data was last acked.
@@ -358,6 +358,11 @@ impl Connection {
         self.rcv_nxt
     }
     /// Retransmitted segments so far.
+    /// Retransmissions of the current `snd_una` so far (0 once it is acknowledged).
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
     pub fn retransmissions(&self) -> u32 {
         self.retransmissions
     }
@@ -605,6 +610,13 @@ impl Connection {
         }
         if !self.ts_rtt_sample(rx_at, seg) {
             self.take_rtt_sample(rx_at);
+        }
+        if self.rtt.srtt().is_none() {
+            // Our SYN was sent again and no sample is unambiguous: start the connection
+            // from the initial RTO rather than the SYN's backed-off one (RFC 6298 §5.7 would
+            // say 3 s; a probe waits `--timeout`, 5 s by default, and a lossy path needs
+            // its retransmissions inside that).
+            self.rtt = RttEstimator::new(self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max);
         }
         self.retries = 0;
         self.timers.stop(Timer::Retransmit);
@@ -1194,8 +1206,8 @@ impl Connection {
     fn note_ts_sent(&mut self, seg: &Segment, now: Instant) {
         let occupies = seg.flags.syn() || seg.flags.fin() || !seg.payload.is_empty();
         if let (true, Some((tsval, _))) = (occupies, seg.options.timestamps) {
-            if self.ts_sent.back().is_none_or(|&(v, _)| v != tsval) {
-                self.ts_sent.push_back((tsval, now));
+            if self.ts_sent.back().is_none_or(|&(v, _, _)| v != tsval) {
+                self.ts_sent.push_back((tsval, now, seg.retransmission));
             }
             while self.ts_sent.len() > 64 {
                 self.ts_sent.pop_front();
@@ -1212,11 +1224,18 @@ impl Connection {
         let Some((_, tsecr)) = seg.options.timestamps else {
             return false;
         };
-        let Some(i) = self.ts_sent.iter().position(|&(v, _)| v == tsecr) else {
+        let Some(i) = self.ts_sent.iter().position(|&(v, _, _)| v == tsecr) else {
             return false;
         };
         let sent = self.ts_sent[i].1;
+        // Echoing a transmission we have since repeated: the peer's answer to it may itself
+        // have been a retransmission after its own timeout (a SYN-ACK sent again 1 s
+        // later), so the sample would hold the peer's timer, not the path. No sample.
+        let repeated_since = self.ts_sent.iter().skip(i + 1).any(|&(_, _, re)| re);
         self.ts_sent.drain(..=i);
+        if repeated_since {
+            return false;
+        }
         self.rtt_probe = None;
         self.rtt.on_sample(rx_at.saturating_since(sent));
         true

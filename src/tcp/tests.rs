@@ -529,7 +529,34 @@ fn syn_sent_retransmitted_syn_gives_no_rtt_sample() {
     h.recv(seg(5000, 1001, SYN | ACK, &[]));
     assert_eq!(h.state(), State::Established);
     assert_eq!(h.conn.srtt(), None, "Karn: ambiguous sample");
-    assert_eq!(h.conn.rto(), ms(2000), "backed-off RTO kept");
+    assert_eq!(
+        h.conn.rto(),
+        ms(1000),
+        "back to the initial RTO, not the SYN's 2 s"
+    );
+}
+
+#[test]
+fn syn_sent_synack_echoing_the_first_of_two_syns_gives_no_rtt_sample() {
+    let (mut h, first) = conn_syn_sent();
+    let (first_tsval, _) = first.options.timestamps.expect("our SYN carries TS");
+    h.fire();
+    h.sent();
+    h.advance(ms(1000));
+    // The peer answers our first SYN again after its own 1 s timeout.
+    let mut synack = seg(5000, 1001, SYN | ACK, &[]);
+    synack.options = TcpOptions {
+        timestamps: Some((77, first_tsval)),
+        ..opts_mss(1460)
+    };
+    h.recv(synack);
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(
+        h.conn.srtt(),
+        None,
+        "a 2 s sample would hold the peer's timer"
+    );
+    assert_eq!(h.conn.rto(), ms(1000));
 }
 
 #[test]
