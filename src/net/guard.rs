@@ -33,7 +33,7 @@
 //!
 //! Everything here acts on the network namespace of the thread that calls `install`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, anyhow};
@@ -152,7 +152,11 @@ pub struct Guard {
     sock: NlSocket,
     table: String,
     owner: bool,
-    ports: BTreeSet<u16>,
+    /// The table is gone already ([`Guard::remove`]).
+    removed: bool,
+    /// Protected ports and how many holders each has: an IPv4 and an IPv6 probe may use the
+    /// same port number at once, and the first to end must not unguard the other.
+    ports: BTreeMap<u16, u32>,
 }
 
 impl Guard {
@@ -188,66 +192,66 @@ impl Guard {
             sock,
             table,
             owner,
-            ports: BTreeSet::new(),
+            removed: false,
+            ports: BTreeMap::new(),
         })
     }
 
-    /// Drops the kernel's RSTs from local port `port` from now on.
+    /// Drops the kernel's RSTs from local port `port` from now on. Each call is one
+    /// holder; the port stays protected until every holder released it.
     pub fn protect_port(&mut self, port: u16) -> anyhow::Result<()> {
-        if self.ports.contains(&port) {
-            return Ok(());
-        }
-        self.set_element(NFT_MSG_NEWSETELEM, NLM_F_CREATE, port)
-            .with_context(|| format!("nftables guard: protecting local port {port}"))?;
-        self.ports.insert(port);
-        Ok(())
+        self.protect_ports(&[port])
     }
 
-    /// Lets the kernel answer on local port `port` again. Releasing a port that is not
-    /// protected does nothing.
+    /// Lets the kernel answer on local port `port` again once its last holder released it.
+    /// Releasing a port that is not protected does nothing.
     pub fn release_port(&mut self, port: u16) -> anyhow::Result<()> {
-        if !self.ports.contains(&port) {
-            return Ok(());
-        }
-        self.set_element(NFT_MSG_DELSETELEM, 0, port)
-            .with_context(|| format!("nftables guard: releasing local port {port}"))?;
-        self.ports.remove(&port);
-        Ok(())
+        self.release_ports(&[port])
     }
 
     /// [`Guard::protect_port`] for several ports in one nftables transaction: one netlink
     /// round trip however many (a survey starts many probes at once).
     pub fn protect_ports(&mut self, ports: &[u16]) -> anyhow::Result<()> {
-        let new: Vec<u16> = ports
+        let mut new: Vec<u16> = ports
             .iter()
             .copied()
-            .filter(|p| !self.ports.contains(p))
+            .filter(|p| !self.ports.contains_key(p))
             .collect();
-        if new.is_empty() {
-            return Ok(());
+        new.sort_unstable();
+        new.dedup();
+        if !new.is_empty() {
+            self.set_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, &new)
+                .with_context(|| match new.as_slice() {
+                    [one] => format!("nftables guard: protecting local port {one}"),
+                    many => format!("nftables guard: protecting {} local ports", many.len()),
+                })?;
         }
-        self.set_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, &new)
-            .with_context(|| format!("nftables guard: protecting {} local ports", new.len()))?;
-        self.ports.extend(new);
+        for &p in ports {
+            *self.ports.entry(p).or_insert(0) += 1;
+        }
         Ok(())
     }
 
     /// [`Guard::release_port`] for several ports in one transaction.
     pub fn release_ports(&mut self, ports: &[u16]) -> anyhow::Result<()> {
-        let old: Vec<u16> = ports
-            .iter()
-            .copied()
-            .filter(|p| self.ports.contains(p))
-            .collect();
-        if old.is_empty() {
+        let mut last: Vec<u16> = Vec::new();
+        for &p in ports {
+            if let Some(holders) = self.ports.get_mut(&p) {
+                *holders -= 1;
+                if *holders == 0 {
+                    self.ports.remove(&p);
+                    last.push(p);
+                }
+            }
+        }
+        if last.is_empty() {
             return Ok(());
         }
-        self.set_elements(NFT_MSG_DELSETELEM, 0, &old)
-            .with_context(|| format!("nftables guard: releasing {} local ports", old.len()))?;
-        for p in old {
-            self.ports.remove(&p);
-        }
-        Ok(())
+        self.set_elements(NFT_MSG_DELSETELEM, 0, &last)
+            .with_context(|| match last.as_slice() {
+                [one] => format!("nftables guard: releasing local port {one}"),
+                many => format!("nftables guard: releasing {} local ports", many.len()),
+            })
     }
 
     fn set_elements(&mut self, ty: u16, flags: u16, ports: &[u16]) -> anyhow::Result<()> {
@@ -268,6 +272,20 @@ impl Guard {
         b.commit(&mut self.sock).map_err(explain)
     }
 
+    /// Delete the table now, when nothing needs it any more. Dropping the guard would
+    /// delete it too, but an owned table deleted by closing its socket makes the closing
+    /// thread wait out an RCU grace period (15–20 ms here); deleted by a transaction, the
+    /// kernel does that waiting in a worker, beside whatever this process does next.
+    pub fn remove(&mut self) -> anyhow::Result<()> {
+        if !self.removed {
+            delete_table(&mut self.sock, &self.table)
+                .with_context(|| format!("nftables guard: deleting table {}", self.table))?;
+            self.removed = true;
+            self.ports.clear();
+        }
+        Ok(())
+    }
+
     /// `tcpshake_<pid>` (`tcpshake_<pid>_<n>` for later guards of the same process).
     pub fn table_name(&self) -> &str {
         &self.table
@@ -278,22 +296,6 @@ impl Guard {
     pub fn owner_flag(&self) -> bool {
         self.owner
     }
-
-    fn set_element(&mut self, ty: u16, flags: u16, port: u16) -> anyhow::Result<()> {
-        let mut b = Batch::new(&mut self.sock);
-        b.msg(&mut self.sock, ty, flags)
-            .attr_str(NFTA_SET_ELEM_LIST_TABLE, &self.table)
-            .attr_str(NFTA_SET_ELEM_LIST_SET, SET_NAME)
-            .nest(NFTA_SET_ELEM_LIST_ELEMENTS)
-            .nest(NFTA_LIST_ELEM)
-            .nest(NFTA_SET_ELEM_KEY)
-            .attr(NFTA_DATA_VALUE, &port.to_be_bytes())
-            .end_nest()
-            .end_nest()
-            .end_nest()
-            .end();
-        b.commit(&mut self.sock).map_err(explain)
-    }
 }
 
 impl Drop for Guard {
@@ -301,7 +303,7 @@ impl Drop for Guard {
         // With the owner flag, closing `sock` (dropped right after this) is what deletes
         // the table; without it we must do so ourselves. Nothing to report on failure:
         // the next install's sweep removes what is left.
-        if !self.owner {
+        if !self.owner && !self.removed {
             let _ = delete_table(&mut self.sock, &self.table);
         }
     }
@@ -649,10 +651,11 @@ mod tests {
             let flags = listed.iter().find(|(n, _)| *n == name).unwrap().1;
             assert_eq!(flags & NFT_TABLE_F_OWNER, NFT_TABLE_F_OWNER);
             g.protect_port(8080).unwrap();
-            g.protect_port(8080).unwrap(); // idempotent
+            g.protect_port(8080).unwrap(); // a second holder
             g.protect_port(443).unwrap();
             g.release_port(443).unwrap();
             g.release_port(9).unwrap(); // never protected: no-op
+            g.release_port(8080).unwrap(); // one holder left: still protected
 
             // Read it back with nft(8) when it is installed: the child process inherits
             // this thread's network namespace.
