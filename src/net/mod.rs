@@ -8,6 +8,7 @@ pub mod labpeer;
 pub mod linkem;
 pub mod netlink;
 pub mod netns;
+pub mod ports;
 pub mod resolve;
 pub mod route;
 pub mod run;
@@ -16,6 +17,7 @@ pub mod sender;
 pub mod signals;
 pub mod survey;
 pub mod tap;
+mod tapqueue;
 
 use std::fmt;
 use std::io;

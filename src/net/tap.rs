@@ -8,6 +8,7 @@
 //! is most of what separates our reaction time from the kernel's. A classic BPF filter
 //! keeps only TCP to or from our source port and ICMP/ICMPv6.
 
+use super::tapqueue::{PACKET_AUXDATA, QueueReader};
 use crate::time::Instant;
 use anyhow::{Context, Result};
 use socket2::{Domain, SockFilter, Socket, Type};
@@ -26,6 +27,7 @@ const PACKET_VERSION: libc::c_int = 10;
 const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
+const PACKET_STATISTICS: libc::c_int = 6;
 /// The checksum is left for hardware (CHECKSUM_PARTIAL); the bytes we see hold only the
 /// pseudo-header sum. veth does this for kernel-made packets.
 pub(super) const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
@@ -51,12 +53,6 @@ impl RingShape {
     };
     /// For scans: thousands of small frames, room for a burst of replies at a high rate
     /// (replies are headers only; anything longer than a frame is cut to its start).
-    /// For surveys: many connections at once, full-size frames (a TLS certificate flight
-    /// can arrive as one GSO super-packet).
-    pub const SURVEY: RingShape = RingShape {
-        frame_size: 1 << 17,
-        frames: 128,
-    };
     pub const SCAN: RingShape = RingShape {
         frame_size: 2048,
         frames: 4096,
@@ -68,6 +64,11 @@ impl RingShape {
         self.frame_size.max(1 << 16)
     }
 }
+/// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
+/// costs about a kilobyte of it).
+const QUEUE_BYTES: libc::c_int = 16 << 20;
+/// At most this many packets per `recv_batch` from a queue-read tap.
+const QUEUE_BOUND: usize = 4096;
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
 const SLL_OFFSET: usize = 32;
 
@@ -106,6 +107,26 @@ pub struct TapMeta {
     pub outgoing: bool,
     /// The transport checksum is not filled in yet (offloaded); do not verify it.
     pub checksum_offloaded: bool,
+    /// Only the start of a packet longer than a frame (its whole copy could not be
+    /// queued): not a packet to parse.
+    pub truncated: bool,
+}
+
+/// What the tap missed, from the kernel's count and our own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TapLosses {
+    /// Packets the filter passed but the ring had no free frame for (PACKET_STATISTICS).
+    pub dropped: u64,
+    /// Packets longer than a frame whose whole copy was not available.
+    pub truncated: u64,
+}
+
+/// `struct tpacket_stats`.
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStats {
+    tp_packets: u32,
+    tp_drops: u32,
 }
 
 /// The mapped ring. Unmapped on drop.
@@ -126,7 +147,9 @@ impl Drop for Ring {
 
 pub struct Tap {
     // Field order: the ring is unmapped before the socket closes.
-    ring: Ring,
+    /// None: packets are read from the socket's queue instead (tapqueue.rs).
+    ring: Option<Ring>,
+    queue: Option<Box<QueueReader>>,
     socket: Socket,
     shape: RingShape,
     /// The frame to look at next.
@@ -134,6 +157,7 @@ pub struct Tap {
     /// On a loopback interface each packet is seen twice (leaving and arriving);
     /// we keep only the arriving copy.
     loopback: bool,
+    losses: TapLosses,
 }
 
 impl Tap {
@@ -160,15 +184,10 @@ impl Tap {
     }
 
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
-    /// serves every probe of a survey that leaves through this interface.
+    /// serves every probe of a survey that leaves through this interface. It reads the
+    /// socket's queue, not a ring (tapqueue.rs says why).
     pub fn open_range(ifindex: u32, ifname: &str, lo: u16, hi: u16, loopback: bool) -> Result<Tap> {
-        Tap::open_with(
-            ifindex,
-            ifname,
-            &range_filter(lo, hi),
-            loopback,
-            RingShape::SURVEY,
-        )
+        Tap::open_with(ifindex, ifname, &range_filter(lo, hi), loopback, None)
     }
 
     fn open_with(
@@ -176,8 +195,9 @@ impl Tap {
         ifname: &str,
         filter: &[SockFilter],
         loopback: bool,
-        shape: RingShape,
+        shape: impl Into<Option<RingShape>>,
     ) -> Result<Tap> {
+        let shape: Option<RingShape> = shape.into();
         // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
         // packet reaches the ring before the filter is in place.
         let socket = Socket::new(Domain::PACKET, Type::DGRAM.cloexec(), None)
@@ -205,45 +225,46 @@ impl Tap {
             &SOF_TIMESTAMPING_SOFTWARE,
         )
         .context("PACKET_TIMESTAMP")?;
-        super::set_sockopt(&socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
-            .context("PACKET_VERSION")?;
-        let req = TpacketReq {
-            tp_block_size: shape.block_size() as u32,
-            tp_block_nr: (shape.frame_size * shape.frames / shape.block_size()) as u32,
-            tp_frame_size: shape.frame_size as u32,
-            tp_frame_nr: shape.frames as u32,
-        };
-        super::set_sockopt(&socket, libc::SOL_PACKET, PACKET_RX_RING, &req)
-            .context("PACKET_RX_RING")?;
-        let len = shape.frame_size * shape.frames;
-        // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
-        // address of the kernel's choosing; the result is checked.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                socket.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error()).context("mapping the AF_PACKET ring");
-        }
-        let ring = Ring {
-            base: base.cast(),
-            len,
+        let (ring, queue) = match shape {
+            Some(shape) => (Some(map_ring(&socket, shape)?), None),
+            None => {
+                super::set_sockopt(
+                    &socket,
+                    libc::SOL_PACKET,
+                    PACKET_AUXDATA,
+                    &1 as &libc::c_int,
+                )
+                .context("PACKET_AUXDATA")?;
+                // Room for a burst while the loop is busy sending: 64 probes in flight put
+                // hundreds of segments here at once. FORCE goes past rmem_max (we hold
+                // CAP_NET_ADMIN for the guard anyway); without it, what rmem_max allows.
+                if super::set_sockopt(
+                    &socket,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    &QUEUE_BYTES,
+                )
+                .is_err()
+                {
+                    let _ = socket.set_recv_buffer_size(QUEUE_BYTES as usize);
+                }
+                (None, Some(Box::new(QueueReader::new())))
+            }
         };
         bind_to_interface(&socket, ifindex)
             .with_context(|| format!("binding the AF_PACKET socket to interface {ifname}"))?;
         socket.set_nonblocking(true)?;
         Ok(Tap {
             ring,
+            queue,
             socket,
-            shape,
+            shape: shape.unwrap_or(RingShape {
+                frame_size: 0,
+                frames: QUEUE_BOUND,
+            }),
             next: 0,
             loopback,
+            losses: TapLosses::default(),
         })
     }
 
@@ -283,9 +304,16 @@ impl Tap {
     /// Copy the next frame out of the ring, if the kernel has filled it, and hand the
     /// frame back.
     fn take(&mut self, buf: &mut [u8]) -> Option<TapMeta> {
+        let Some(ring) = &self.ring else {
+            let meta = self.queue.as_mut()?.take(&self.socket, buf)?;
+            if meta.truncated {
+                self.losses.truncated += 1;
+            }
+            return Some(meta);
+        };
         let frame_size = self.shape.frame_size;
         // SAFETY: `next < frames`, so the frame lies inside the mapping.
-        let frame = unsafe { self.ring.base.add(self.next * frame_size) };
+        let frame = unsafe { ring.base.add(self.next * frame_size) };
         // SAFETY: tp_status is the frame's first u32, 4-aligned (frames are page-aligned);
         // the kernel writes it concurrently, hence an atomic. Acquire: the frame's other
         // bytes, written before the kernel set TP_STATUS_USER, are visible after it.
@@ -312,8 +340,12 @@ impl Tap {
                 len,
                 outgoing: sll.sll_pkttype == PACKET_OUTGOING,
                 checksum_offloaded: st & TP_STATUS_CSUMNOTREADY != 0,
+                truncated: (len as u64) < u64::from(hdr.tp_len),
             }
         };
+        if meta.truncated {
+            self.losses.truncated += 1;
+        }
         status.store(TP_STATUS_KERNEL, Ordering::Release);
         self.next = (self.next + 1) % self.shape.frames;
         Some(meta)
@@ -341,6 +373,62 @@ impl Tap {
             return Err(e);
         }
         Ok(n > 0)
+    }
+}
+
+/// Ask for a TPACKET_V2 ring of `shape` on `socket` and map it.
+fn map_ring(socket: &Socket, shape: RingShape) -> Result<Ring> {
+    super::set_sockopt(socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
+        .context("PACKET_VERSION")?;
+    let req = TpacketReq {
+        tp_block_size: shape.block_size() as u32,
+        tp_block_nr: (shape.frame_size * shape.frames / shape.block_size()) as u32,
+        tp_frame_size: shape.frame_size as u32,
+        tp_frame_nr: shape.frames as u32,
+    };
+    super::set_sockopt(socket, libc::SOL_PACKET, PACKET_RX_RING, &req).context("PACKET_RX_RING")?;
+    let len = shape.frame_size * shape.frames;
+    // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
+    // address of the kernel's choosing; the result is checked.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            socket.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error()).context("mapping the AF_PACKET ring");
+    }
+    Ok(Ring {
+        base: base.cast(),
+        len,
+    })
+}
+
+impl Tap {
+    /// What this tap missed so far. The kernel's drop counter resets when read, so the
+    /// counts accumulate here.
+    pub fn losses(&mut self) -> TapLosses {
+        let mut st = TpacketStats::default();
+        let mut len = size_of::<TpacketStats>() as libc::socklen_t;
+        // SAFETY: `st` is a writable tpacket_stats and `len` its size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                (&mut st as *mut TpacketStats).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            self.losses.dropped += u64::from(st.tp_drops);
+        }
+        self.losses
     }
 }
 
