@@ -178,15 +178,23 @@ fn open_list(path: &Path) -> Result<(String, Box<dyn BufRead>)> {
 struct Sink {
     format: OutputFormat,
     quiet: bool,
-    out: io::BufWriter<io::Stdout>,
-    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    records: Records,
     stats: Survey,
     failed: u64,
     live: Live,
 }
 
-impl Sink {
-    fn record(&mut self, outcome: &Outcome) -> Result<()> {
+/// Where the records go, and the pcap's packets.
+struct Output {
+    format: OutputFormat,
+    out: io::BufWriter<io::Stdout>,
+    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+}
+
+impl Output {
+    /// One probe's record (JSON Lines or CSV) and packets, flushed: a survey killed at any
+    /// moment keeps every finished probe.
+    fn write(&mut self, outcome: &Outcome) -> Result<()> {
         let r = &outcome.result;
         if let Some(w) = &mut self.pcap {
             for p in &outcome.packets {
@@ -200,22 +208,104 @@ impl Sink {
                 writeln!(self.out)?;
             }
             OutputFormat::Csv => writeln!(self.out, "{}", csv_row(r))?,
-            OutputFormat::Text if self.quiet => {}
-            OutputFormat::Text => {
-                let line = probe_line(r);
-                let out = &mut self.out;
-                self.live.suspend(|| writeln!(out, "{line}"))?;
+            OutputFormat::Text => {}
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if let Some(w) = self.pcap.take() {
+            w.into_inner().context("writing the pcap file")?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// Machine-readable records are written by a thread of their own, one at a time as probes
+/// end: serializing and writing them was a tenth of the survey loop's time, which the loop
+/// then spent on probes instead. Text lines stay with the loop (they share the terminal
+/// with the live display).
+enum Records {
+    Inline(Output),
+    Writer {
+        to_writer: std::sync::mpsc::SyncSender<Box<Outcome>>,
+        writer: std::thread::JoinHandle<Result<Output>>,
+    },
+}
+
+impl Records {
+    fn new(output: Output) -> Result<Records> {
+        if output.format == OutputFormat::Text {
+            return Ok(Records::Inline(output));
+        }
+        // Bounded: a writer that falls behind (a slow pipe) slows the survey down rather
+        // than holding its records in memory.
+        let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Box<Outcome>>(1024);
+        let writer = std::thread::Builder::new()
+            .name("record writer".into())
+            .spawn(move || {
+                let mut output = output;
+                for outcome in from_loop {
+                    output.write(&outcome)?;
+                }
+                Ok(output)
+            })
+            .context("starting the record writer thread")?;
+        Ok(Records::Writer { to_writer, writer })
+    }
+
+    /// All records written; the output flushed and closed.
+    fn finish(self) -> Result<()> {
+        match self {
+            Records::Inline(output) => output.finish(),
+            Records::Writer { to_writer, writer } => {
+                drop(to_writer);
+                writer
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the record writer thread panicked"))??
+                    .finish()
             }
         }
-        // Flushed per probe: a survey killed at any moment keeps every finished probe.
-        self.out.flush()?;
+    }
+}
+
+impl Sink {
+    fn record(&mut self, outcome: Box<Outcome>) -> Result<()> {
+        let r = &outcome.result;
         if !r.succeeded() {
             self.failed += 1;
         }
         let sample = Sample::new(&r.legs_ns, r.state, r.retransmissions);
         self.stats.add(&r.target, &sample);
         self.live.update(r, &self.stats);
-        Ok(())
+        match &mut self.records {
+            Records::Inline(output) => {
+                if !self.quiet {
+                    let line = probe_line(r);
+                    let out = &mut output.out;
+                    self.live.suspend(|| writeln!(out, "{line}"))?;
+                }
+                output.write(&outcome)
+            }
+            Records::Writer { to_writer, .. } => {
+                if to_writer.send(outcome).is_err() {
+                    // The writer stopped on an error; take it.
+                    let records = std::mem::replace(
+                        &mut self.records,
+                        Records::Inline(Output {
+                            format: self.format,
+                            out: io::BufWriter::new(io::stdout()),
+                            pcap: None,
+                        }),
+                    );
+                    records.finish()?;
+                    anyhow::bail!("the record writer stopped");
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -351,19 +441,19 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     };
     let stop = signals::stop_flag();
     let mut guard = Guard::install(MARK)?;
+    let mut out = io::BufWriter::new(io::stdout());
+    if format == OutputFormat::Csv {
+        writeln!(out, "{}", csv_header())?;
+        out.flush()?;
+    }
     let mut sink = Sink {
         format,
         quiet: sv.quiet,
-        out: io::BufWriter::new(io::stdout()),
-        pcap,
+        records: Records::new(Output { format, out, pcap })?,
         stats: Survey::default(),
         failed: 0,
         live: Live::new(io::stderr().is_terminal()),
     };
-    if format == OutputFormat::Csv {
-        writeln!(sink.out, "{}", csv_header())?;
-        sink.out.flush()?;
-    }
     let opts = SurveyOptions {
         jobs: sv.jobs.unwrap_or(DEFAULT_JOBS) as usize,
         count: sv.count.unwrap_or(1),
@@ -397,7 +487,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {
         sink.live.progress = p;
         match r {
-            Report::Done { outcome, .. } => sink.record(&outcome),
+            Report::Done { outcome, .. } => sink.record(outcome),
             Report::Failed { target, error } => {
                 sink.live
                     .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
@@ -415,28 +505,49 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         stop,
     );
     sink.live.finish();
-    run?;
-    if let Some(w) = sink.pcap.take() {
-        w.into_inner().context("writing the pcap file")?;
+    // Every probe is over and every port released: the guard has nothing left to do, and
+    // removing its table costs an RCU grace period in the kernel (15–20 ms here). Delete
+    // it now (the kernel waits in a worker) and close its socket beside the table printing
+    // and the tap's own teardown; the process does not exit before this thread ends, so no
+    // table outlives it.
+    let _ = guard.remove();
+    let closing = std::thread::spawn(move || drop(guard));
+    let losses = run?;
+    if losses.dropped > 0 || losses.truncated > 0 {
+        eprintln!(
+            "tcpshake: warning: the capture socket missed {} packet(s) ({} dropped with its \
+             queue full, {} too long): the records of some probes lack segments and their \
+             timings may include the server's retransmissions; lower -j",
+            losses.dropped + losses.truncated,
+            losses.dropped,
+            losses.truncated
+        );
     }
-    sink.out.flush()?;
+    let Sink {
+        records,
+        stats,
+        failed,
+        ..
+    } = sink;
+    records.finish()?;
     // The table goes where it does not mix with machine-readable records.
     if format == OutputFormat::Text {
         let mut out = io::BufWriter::new(io::stdout().lock());
         if !sv.quiet {
             writeln!(out)?;
         }
-        write_table(&mut out, &sink.stats, false)?;
+        write_table(&mut out, &stats, false)?;
         out.flush()?;
     } else {
         let mut err = io::BufWriter::new(io::stderr().lock());
-        write_table(&mut err, &sink.stats, false)?;
+        write_table(&mut err, &stats, false)?;
         err.flush()?;
     }
-    let breached = judge(&slos, &sink.stats);
+    let breached = judge(&slos, &stats);
+    let _ = closing.join();
     Ok(if breached {
         EXIT_SLO
-    } else if sink.failed > 0 || stream.failed > 0 {
+    } else if failed > 0 || stream.failed > 0 {
         EXIT_NOT_OPEN
     } else {
         EXIT_OK

@@ -275,7 +275,7 @@ pub(crate) fn flush(
     Ok(last)
 }
 
-fn send_error(e: io::Error, remote: SocketAddr) -> anyhow::Error {
+pub(crate) fn send_error(e: io::Error, remote: SocketAddr) -> anyhow::Error {
     match e.raw_os_error() {
         Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => {
             anyhow::Error::new(e).context(format!(

@@ -9,10 +9,11 @@
 //! ```
 //!
 //! Each probe is the same sans-IO [`Probe`] that `tcpshake probe` runs alone (run.rs); only
-//! the shuttling differs. Every probe gets a fresh source port from the kernel (reserved by
-//! a bound socket, guarded in nftables while it runs); a port recently used towards the same
-//! remote is not reused, so a new SYN never lands on the server's TIME-WAIT of an earlier
-//! probe (RFC 9293 §3.6.1, RFC 6191).
+//! the shuttling differs. Every probe gets a source port of its own, reserved from the
+//! kernel by a bound socket and guarded in nftables; a port recently used towards the same
+//! remote is not used for it again, so a new SYN never lands on the server's TIME-WAIT of
+//! an earlier probe (RFC 9293 §3.6.1, RFC 6191). No port serves two probes. Reserving,
+//! guarding and giving ports back is done beside the loop, on another thread (ports.rs).
 //!
 //! Targets are pulled from the caller's iterator only when there is room, and a finished
 //! probe leaves nothing here: memory is bounded by `jobs`, not by the number of targets.
@@ -22,10 +23,11 @@
 //! pieces (flush, hard limit, the spin after a transmit).
 
 use super::guard::Guard;
+use super::ports::PortKeeper;
 use super::route::{self, Route};
-use super::run::{Captured, MARK, MAX_SLEEP, Outcome, SPIN, flush, hard_limit};
+use super::run::{Captured, MARK, MAX_SLEEP, Outcome, SPIN, build_segment, hard_limit, send_error};
 use super::sender::{PortReservation, RawSender};
-use super::tap::Tap;
+use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
 use crate::probe::{HttpRequest, Probe, ProbeConfig};
 use crate::time::Instant;
@@ -82,9 +84,10 @@ pub struct Progress {
     pub finished: u64,
 }
 
-/// How long a finished probe still listens for the tap's copies of its last segments
-/// (our last ACK, a loopback's arrival copy): until quiet for `DRAIN_QUIET`, at most
-/// `DRAIN_MAX` (as run.rs does for one probe).
+/// A finished probe's record is final once the tap has shown every segment it sent (an
+/// outgoing copy is in the ring before `sendto` returns, so this is usually at once).
+/// Should a copy never come (lost to a full ring), it waits until the tap has been quiet
+/// for it for `DRAIN_QUIET`, at most `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(1);
 const DRAIN_MAX: Duration = Duration::from_millis(20);
 /// How many (remote, local port) pairs to remember so a port is not reused towards the
@@ -95,6 +98,26 @@ const RECENT_PAIRS: usize = 65_536;
 const SPIN_MAX_IN_FLIGHT: usize = 8;
 /// Route lookups remembered (one netlink request each otherwise).
 const ROUTE_CACHE: usize = 4_096;
+/// How many stocked ports a new probe looks at for one not used towards its remote lately.
+const STOCK_SCAN: usize = 64;
+/// Ports per source address the keeper keeps ready, and per guard transaction.
+const PORT_BATCH: usize = 64;
+/// Segments per `sendmmsg`.
+const SEND_BATCH: usize = 64;
+
+/// A segment built and waiting for this pass's `sendmmsg`.
+struct Queued {
+    start: usize,
+    len: usize,
+    sender: usize,
+    remote: SocketAddr,
+}
+
+#[derive(Default)]
+struct Outbox {
+    bytes: Vec<u8>,
+    packets: Vec<Queued>,
+}
 
 struct Active {
     target: SurveyTarget,
@@ -109,6 +132,10 @@ struct Slot {
     remote: SocketAddr,
     sender: usize,
     reservation: PortReservation,
+    /// The port is in the guard (one holder), to be released when the probe ends.
+    guarded: bool,
+    /// The port came from the kernel just now and still has to be guarded.
+    fresh: bool,
     started: Instant,
     give_up_at: Instant,
     drain_until: Option<Instant>,
@@ -120,9 +147,9 @@ struct Slot {
 }
 
 /// The loop's sockets and tables.
-struct Loop<'g> {
+struct Loop<'k, 'g> {
     opts: SurveyOptions,
-    guard: &'g mut Guard,
+    ports: &'k PortKeeper<'g>,
     taps: Vec<Tap>,
     tap_by_oif: HashMap<u32, usize>,
     senders: Vec<RawSender>,
@@ -151,15 +178,13 @@ struct Loop<'g> {
     /// Slots made this pass, waiting for their ports to be guarded (one nftables
     /// transaction for all of them) before their SYNs go out.
     starting: Vec<usize>,
-    /// Ports of finished probes, released in one transaction per pass; each reservation is
-    /// dropped only after its port left the guard, so no other program gets a port whose
-    /// segments we still drop.
-    releasing: Vec<PortReservation>,
+    outbox: Outbox,
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
 /// end). Returns when every target had `count` probes, or soon after `stop` is set (probes
-/// in flight are reset and still reported).
+/// in flight are reset and still reported), with what the taps missed (a loop too busy to
+/// read them: those probes' records lack segments).
 pub fn survey(
     targets: &mut dyn Iterator<Item = SurveyTarget>,
     opts: SurveyOptions,
@@ -167,18 +192,45 @@ pub fn survey(
     report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
     guard: &mut Guard,
     stop: &AtomicBool,
-) -> Result<()> {
-    let jobs = opts.jobs.clamp(1, fd_budget());
+) -> Result<TapLosses> {
+    let budget = fd_budget();
+    let jobs = opts.jobs.clamp(1, budget);
     let opts = SurveyOptions { jobs, ..opts };
+    // Each port held is an open file: in flight, in stock, and given back but not yet
+    // released — `jobs` plus up to twice the batch per source address.
+    let batch = PORT_BATCH.min((budget - jobs) / 4).max(1);
+    let port_range = ephemeral_range();
+    let keeper = PortKeeper::new(guard, batch, port_range);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("port keeper".into())
+            .spawn_scoped(scope, || keeper.run())
+            .context("starting the port keeper thread")?;
+        let result = survey_with(targets, opts, make_cfg, report, &keeper, port_range, stop);
+        keeper.stop();
+        let _ = helper.join();
+        result
+    })
+}
+
+fn survey_with(
+    targets: &mut dyn Iterator<Item = SurveyTarget>,
+    opts: SurveyOptions,
+    make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
+    report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+    ports: &PortKeeper<'_>,
+    port_range: (u16, u16),
+    stop: &AtomicBool,
+) -> Result<TapLosses> {
     let mut lp = Loop {
         opts,
-        guard,
+        ports,
         taps: Vec::new(),
         tap_by_oif: HashMap::new(),
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
         routes: HashMap::new(),
-        port_range: ephemeral_range(),
+        port_range,
         slots: Vec::new(),
         free_slots: Vec::new(),
         by_local: HashMap::new(),
@@ -197,14 +249,28 @@ pub fn survey(
         tx: vec![0u8; 65536 + 60],
         last_tx: Instant::from_nanos(0),
         starting: Vec::new(),
-        releasing: Vec::new(),
+        outbox: Outbox::default(),
     };
     let result = lp.run(targets, make_cfg, report, stop);
     // Whatever happened, give every port back (the table itself dies with the guard).
-    let ports: Vec<u16> = lp.slots.iter().flatten().map(|s| s.local.port()).collect();
-    let _ = lp.guard.release_ports(&ports);
-    let _ = lp.release_pending();
-    result
+    for slot in lp.slots.iter_mut().filter_map(Option::take) {
+        if slot.guarded {
+            ports.give_back(slot.reservation);
+        }
+    }
+    let losses = lp.taps.iter_mut().fold(TapLosses::default(), |sum, t| {
+        let l = t.losses();
+        TapLosses {
+            dropped: sum.dropped + l.dropped,
+            truncated: sum.truncated + l.truncated,
+        }
+    });
+    // Closing a tap waits out two RCU grace periods in the kernel (unhooking the ring, then
+    // the socket), some 30 ms here, which the caller's own teardown (the guard's table)
+    // need not wait behind. Process exit still waits for this thread.
+    let taps = std::mem::take(&mut lp.taps);
+    std::thread::spawn(move || drop(taps));
+    result.map(|()| losses)
 }
 
 /// Targets waiting for their next probe are bounded too: with `--interval` most of them
@@ -213,7 +279,7 @@ fn max_active(jobs: usize) -> usize {
     jobs.saturating_mul(4).max(16)
 }
 
-impl Loop<'_> {
+impl Loop<'_, '_> {
     fn run(
         &mut self,
         targets: &mut dyn Iterator<Item = SurveyTarget>,
@@ -238,6 +304,7 @@ impl Loop<'_> {
                     }
                     self.service(i, now, report)?;
                 }
+                self.send_queued()?;
             }
 
             // Start what is due, then new targets, while there is room.
@@ -310,6 +377,7 @@ impl Loop<'_> {
             for i in touched.drain(..) {
                 self.service(i, now, report)?;
             }
+            self.send_queued()?;
 
             // Deadlines that have come.
             let now = clock::now();
@@ -328,8 +396,16 @@ impl Loop<'_> {
                 }
                 self.service(i, now, report)?;
             }
+            self.send_queued()?;
 
-            self.release_pending()?;
+            if let Some(e) = self.ports.take_error() {
+                return Err(e);
+            }
+
+            if exhausted && self.in_flight == 0 && (self.active_count == 0 || stopping) {
+                // Done: the last probe ended this pass; no deadline left is worth a sleep.
+                return Ok(());
+            }
 
             // Sleep until a packet or the next deadline — but right after a transmit, spin:
             // the reply is handled without the scheduler's wake-up delay (run.rs, SPIN).
@@ -348,6 +424,7 @@ impl Loop<'_> {
                 wake = wake.min(at);
             }
             if wake > now {
+                self.ports.flush();
                 self.wait(wake.saturating_since(now))?;
             }
         }
@@ -430,7 +507,7 @@ impl Loop<'_> {
     ) -> Result<()> {
         let remote = target.remote;
         let route = self.route(remote.ip())?;
-        let reservation = self.reserve(route.src, remote)?;
+        let (reservation, fresh) = self.reserve(route.src, remote)?;
         let local = SocketAddr::new(route.src, reservation.port);
         self.tap_for(&route)?;
         let sender = self.sender_for(route.src)?;
@@ -448,6 +525,8 @@ impl Loop<'_> {
             remote,
             sender,
             reservation,
+            guarded: !fresh,
+            fresh,
             started: now,
             give_up_at,
             drain_until: None,
@@ -480,9 +559,15 @@ impl Loop<'_> {
         let starting = std::mem::take(&mut self.starting);
         let ports: Vec<u16> = starting
             .iter()
-            .filter_map(|&i| self.slots[i].as_ref().map(|s| s.local.port()))
+            .filter_map(|&i| self.slots[i].as_ref().filter(|s| s.fresh))
+            .map(|s| s.local.port())
             .collect();
-        if let Err(e) = self.guard.protect_ports(&ports) {
+        let guarded = if ports.is_empty() {
+            Ok(())
+        } else {
+            self.ports.guard().protect_ports(&ports)
+        };
+        if let Err(e) = guarded {
             // Nothing was sent: the probes end unstarted, and the error ends the survey.
             let now = clock::now();
             for &i in &starting {
@@ -496,24 +581,15 @@ impl Loop<'_> {
         for i in starting {
             let now = clock::now();
             if let Some(s) = self.slots[i].as_mut() {
+                s.guarded = true;
+                s.fresh = false;
                 s.started = now;
                 s.probe.start(now);
             }
             self.flush_slot(i)?;
             self.arm(i);
         }
-        Ok(())
-    }
-
-    /// Release the ports of finished probes (one transaction), then let the kernel have them.
-    fn release_pending(&mut self) -> Result<()> {
-        if self.releasing.is_empty() {
-            return Ok(());
-        }
-        let ports: Vec<u16> = self.releasing.iter().map(|r| r.port).collect();
-        let released = self.guard.release_ports(&ports);
-        self.releasing.clear();
-        released
+        self.send_queued()
     }
 
     fn progress(&self) -> Progress {
@@ -535,14 +611,21 @@ impl Loop<'_> {
         Ok(r)
     }
 
-    /// A fresh source port on `src` not used towards `remote` lately.
-    fn reserve(&mut self, src: IpAddr, remote: SocketAddr) -> Result<PortReservation> {
+    /// A source port on `src` no probe used yet and not used towards `remote` lately: from
+    /// the stock (already guarded), or from the kernel (`true`: still to be guarded).
+    fn reserve(&mut self, src: IpAddr, remote: SocketAddr) -> Result<(PortReservation, bool)> {
+        let recent = &self.recent;
+        if let Some(r) = self.ports.take(src, STOCK_SCAN, |port| {
+            !recent.contains(&pair_key(remote, port))
+        }) {
+            return Ok((r, false));
+        }
         let mut held = Vec::new();
         // Bounded: the kernel hands out a different port while we hold the earlier ones.
         for _ in 0..16 {
             let r = PortReservation::new(src)?;
             if !self.recent.contains(&pair_key(remote, r.port)) && self.in_range(r.port) {
-                return Ok(r);
+                return Ok((r, true));
             }
             held.push(r);
         }
@@ -624,21 +707,69 @@ impl Loop<'_> {
         self.by_local.get(&SocketAddr::new(addr, port)).copied()
     }
 
+    /// Queue everything slot `i` has to send; [`Loop::send_queued`] puts it on the wire.
     fn flush_slot(&mut self, i: usize) -> Result<()> {
         let Some(slot) = self.slots[i].as_mut() else {
             return Ok(());
         };
-        let sender = &self.senders[slot.sender];
-        if let Some(t) = flush(
-            &mut slot.probe,
-            sender,
-            &mut self.tx,
-            &mut self.ident,
-            slot.local,
-            slot.remote,
-        )? {
-            self.last_tx = t;
+        let v6 = self.senders[slot.sender].is_v6();
+        // Bounded: a connection queues a handful of segments per input.
+        for _ in 0..256 {
+            let Some(seg) = slot.probe.poll_transmit(clock::now()) else {
+                break;
+            };
+            let len = build_segment(
+                &seg,
+                v6,
+                &mut self.tx,
+                &mut self.ident,
+                slot.local,
+                slot.remote,
+            )?;
+            let start = self.outbox.bytes.len();
+            self.outbox.bytes.extend_from_slice(&self.tx[..len]);
+            self.outbox.packets.push(Queued {
+                start,
+                len,
+                sender: slot.sender,
+                remote: slot.remote,
+            });
         }
+        Ok(())
+    }
+
+    /// Send what the probes queued this pass, one `sendmmsg(2)` per sender and batch: a
+    /// system call per segment was a measurable share of a busy survey's time.
+    fn send_queued(&mut self) -> Result<()> {
+        if self.outbox.packets.is_empty() {
+            return Ok(());
+        }
+        let packets = std::mem::take(&mut self.outbox.packets);
+        // Consecutive packets of one sender go together (almost always all of them).
+        let mut rest = &packets[..];
+        // Bounded: every turn sends at least one packet or returns an error.
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take(SEND_BATCH)
+                .take_while(|q| q.sender == first.sender)
+                .count();
+            let batch: Vec<(&[u8], IpAddr)> = rest[..run]
+                .iter()
+                .map(|q| (&self.outbox.bytes[q.start..q.start + q.len], q.remote.ip()))
+                .collect();
+            let sent = self.senders[first.sender]
+                .send_batch(&batch)
+                .map_err(|e| send_error(e, first.remote))?;
+            if sent == 0 {
+                anyhow::bail!("sending to {}: the kernel took no segment", first.remote);
+            }
+            rest = &rest[sent..];
+        }
+        self.outbox.bytes.clear();
+        self.outbox.packets = packets;
+        self.outbox.packets.clear();
+        self.last_tx = clock::now();
         Ok(())
     }
 
@@ -686,7 +817,8 @@ impl Loop<'_> {
             slot.done_at = Some(now);
             slot.drain_until = Some(now + DRAIN_QUIET);
         }
-        if slot.drain_until.is_some_and(|d| now >= d) {
+        let copies_in = slot.done_at.is_some() && !slot.probe.awaiting_own_copies();
+        if copies_in || slot.drain_until.is_some_and(|d| now >= d) {
             return self.finish(i, now, report);
         }
         self.arm(i);
@@ -712,7 +844,9 @@ impl Loop<'_> {
             result: slot.probe.result(),
             packets: slot.packets,
         });
-        self.releasing.push(slot.reservation);
+        if slot.guarded {
+            self.ports.give_back(slot.reservation);
+        }
         let progress = self.progress();
         if let Some(act) = self.actives.get(slot.active).and_then(Option::as_ref) {
             report(
@@ -742,10 +876,22 @@ impl Loop<'_> {
                 revents: 0,
             })
             .collect();
-        // Round up so we never wake before the deadline and spin.
-        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs for the whole call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        // Nanoseconds, not poll(2)'s milliseconds: rounding a 100 µs deadline up to 1 ms
+        // would hold every probe waiting on it for ten times as long.
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs and `ts` a valid
+        // timespec for the whole call; no signal mask is passed.
+        let n = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {

@@ -151,6 +151,12 @@ impl Probe {
         self.phase == Phase::Done
     }
 
+    /// Some segment we sent has not been seen on the tap yet (its copy carries the time it
+    /// left): a finished probe waits for these before its record is final.
+    pub fn awaiting_own_copies(&self) -> bool {
+        !self.sent.is_empty()
+    }
+
     /// Still waiting for the SYN-ACK: the one reply that only the peer's kernel makes, with
     /// no application of the peer's needing a CPU to make it.
     pub fn awaiting_synack(&self) -> bool {
