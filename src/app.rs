@@ -286,6 +286,7 @@ pub fn default_tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16) -> tc
         rto_min: Duration::from_millis(200),
         rto_max: Duration::from_secs(60),
         time_wait: Duration::from_millis(250),
+        ack_with_data: false,
     }
 }
 

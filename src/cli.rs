@@ -135,6 +135,11 @@ pub struct SurveyArgs {
     /// JSON Lines concatenate.
     #[arg(long = "shard", value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
+    /// Surveys: acknowledge the SYN-ACK with a segment of its own, then send the request
+    /// (as curl does). By default a survey's request rides on that ACK (RFC 9293 §3.5): one
+    /// segment less per probe. A single probe always sends the ACK alone.
+    #[arg(long = "separate-ack")]
+    pub separate_ack: bool,
 }
 
 /// `K/N` with 1 ≤ K ≤ N.

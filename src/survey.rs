@@ -179,6 +179,8 @@ struct Sink {
     format: OutputFormat,
     quiet: bool,
     records: Records,
+    /// Records of this loop pass, handed to the writer together when it ends.
+    pending: Vec<Outcome>,
     stats: Survey,
     failed: u64,
     live: Live,
@@ -223,14 +225,15 @@ impl Output {
     }
 }
 
-/// Machine-readable records are written by a thread of their own, one at a time as probes
-/// end: serializing and writing them was a tenth of the survey loop's time, which the loop
-/// then spent on probes instead. Text lines stay with the loop (they share the terminal
-/// with the live display).
+/// Machine-readable records are written by a thread of their own as probes end (handed
+/// over once per loop pass, each written and flushed on its own): serializing and writing
+/// them was a tenth of the survey loop's time, which the loop then spent on probes instead,
+/// and waking the writer for each one another 2%. Text lines stay with the loop (they share
+/// the terminal with the live display).
 enum Records {
     Inline(Output),
     Writer {
-        to_writer: std::sync::mpsc::SyncSender<Box<Outcome>>,
+        to_writer: std::sync::mpsc::SyncSender<Vec<Outcome>>,
         writer: std::thread::JoinHandle<Result<Output>>,
     },
 }
@@ -242,13 +245,15 @@ impl Records {
         }
         // Bounded: a writer that falls behind (a slow pipe) slows the survey down rather
         // than holding its records in memory.
-        let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Box<Outcome>>(1024);
+        let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Vec<Outcome>>(64);
         let writer = std::thread::Builder::new()
             .name("record writer".into())
             .spawn(move || {
                 let mut output = output;
-                for outcome in from_loop {
-                    output.write(&outcome)?;
+                for batch in from_loop {
+                    for outcome in batch {
+                        output.write(&outcome)?;
+                    }
                 }
                 Ok(output)
             })
@@ -289,8 +294,23 @@ impl Sink {
                 }
                 output.write(&outcome)
             }
+            Records::Writer { .. } => {
+                self.pending.push(*outcome);
+                Ok(())
+            }
+        }
+    }
+
+    /// The loop pass ended: hand this pass's records to the writer.
+    fn pass_done(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match &mut self.records {
+            Records::Inline(_) => Ok(()),
             Records::Writer { to_writer, .. } => {
-                if to_writer.send(outcome).is_err() {
+                let batch = std::mem::take(&mut self.pending);
+                if to_writer.send(batch).is_err() {
                     // The writer stopped on an error; take it.
                     let records = std::mem::replace(
                         &mut self.records,
@@ -450,6 +470,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         format,
         quiet: sv.quiet,
         records: Records::new(Output { format, out, pcap })?,
+        pending: Vec::new(),
         stats: Survey::default(),
         failed: 0,
         live: Live::new(io::stderr().is_terminal()),
@@ -474,6 +495,9 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         tcp.isn =
             SeqNumber(((now / 4_000) as u32).wrapping_add(pair_secret.hash(local, t.remote, 1)));
         tcp.ts_offset = pair_secret.hash(local, t.remote, 2);
+        // The request rides on the handshake's ACK unless asked otherwise: one segment
+        // less per probe, for the server and for us (tcp::Config::ack_with_data).
+        tcp.ack_with_data = !sv.separate_ack;
         ProbeConfig {
             target: t.label.clone(),
             tcp,
@@ -488,6 +512,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         sink.live.progress = p;
         match r {
             Report::Done { outcome, .. } => sink.record(outcome),
+            Report::PassDone => sink.pass_done(),
             Report::Failed { target, error } => {
                 sink.live
                     .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
@@ -505,14 +530,15 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         stop,
     );
     sink.live.finish();
-    // Every probe is over and every port released: the guard has nothing left to do, and
-    // removing its table costs an RCU grace period in the kernel (15–20 ms here). Delete
-    // it now (the kernel waits in a worker) and close its socket beside the table printing
-    // and the tap's own teardown; the process does not exit before this thread ends, so no
-    // table outlives it.
+    let handed = sink.pass_done();
+    // The survey deleted the guard's table when it ended (the kernel waits out its RCU
+    // grace period, 15–20 ms here, in a worker); closing the socket waits for that worker,
+    // so let it happen beside the table printing. The process does not exit before this
+    // thread ends.
     let _ = guard.remove();
     let closing = std::thread::spawn(move || drop(guard));
     let losses = run?;
+    handed?;
     if losses.dropped > 0 || losses.truncated > 0 {
         eprintln!(
             "tcpshake: warning: the capture socket missed {} packet(s) ({} dropped with its \

@@ -70,5 +70,6 @@ pub fn tcp_config(isn: u32, v6: bool) -> tcp::Config {
         rto_min: Duration::from_millis(200),
         rto_max: Duration::from_secs(60),
         time_wait: Duration::from_millis(250),
+        ack_with_data: false,
     }
 }

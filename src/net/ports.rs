@@ -25,9 +25,12 @@ pub struct PortKeeper<'g> {
     state: Mutex<State>,
     wake: Condvar,
     guard: Mutex<&'g mut Guard>,
-    /// Ports per source address to keep in stock, and how many to reserve or release in
-    /// one guard transaction.
+    /// How many ports one guard transaction adds or removes at most.
     batch: usize,
+    /// Ports per source address to keep in stock: a few batches, so a burst of new
+    /// probes (the survey's start, many ending at once) does not empty it before the
+    /// keeper's next turn.
+    stock_target: usize,
     /// The kernel's ephemeral range: ports outside it are not stocked (the taps'
     /// filter only passes the range).
     range: (u16, u16),
@@ -46,15 +49,25 @@ struct State {
     stop: bool,
     /// A guard transaction failed: the loop ends the survey with it.
     error: Option<anyhow::Error>,
+    /// What the keeper held when it stopped, still reserved and guarded.
+    leftovers: Vec<PortReservation>,
 }
 
 impl<'g> PortKeeper<'g> {
-    pub fn new(guard: &'g mut Guard, batch: usize, range: (u16, u16)) -> PortKeeper<'g> {
+    /// Files held at once: `stock_target` per source address, plus up to about a batch
+    /// given back and not yet released.
+    pub fn new(
+        guard: &'g mut Guard,
+        batch: usize,
+        stock_target: usize,
+        range: (u16, u16),
+    ) -> PortKeeper<'g> {
         PortKeeper {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             guard: Mutex::new(guard),
             batch: batch.max(1),
+            stock_target: stock_target.max(1),
             range,
         }
     }
@@ -83,7 +96,7 @@ impl<'g> PortKeeper<'g> {
             .take(scan)
             .position(|r| usable(r.port))
             .and_then(|k| stock.remove(k));
-        if stock.len() < self.batch / 2 + 1 && !st.low.contains(&src) {
+        if stock.len() < self.stock_target / 2 + 1 && !st.low.contains(&src) {
             st.low.push(src);
             self.wake.notify_one();
         }
@@ -113,7 +126,8 @@ impl<'g> PortKeeper<'g> {
         self.state().error.take()
     }
 
-    /// End the keeper's loop; it gives every stocked and returned port back on its way out.
+    /// End the keeper's loop. What it holds then (stock, ports given back) stays reserved
+    /// and guarded: see [`PortKeeper::finish`].
     pub fn stop(&self) {
         self.state().stop = true;
         self.wake.notify_one();
@@ -145,19 +159,34 @@ impl<'g> PortKeeper<'g> {
                 let returned = std::mem::take(&mut st.returned);
                 (low, returned, st.stop)
             };
-            self.release(returned);
             if stop {
-                let stock: Vec<PortReservation> = {
-                    let mut st = self.state();
-                    st.stock.drain().flat_map(|(_, q)| q).collect()
-                };
-                self.release(stock);
+                let mut st = self.state();
+                let stock: Vec<PortReservation> = st.stock.drain().flat_map(|(_, q)| q).collect();
+                st.leftovers.extend(returned);
+                st.leftovers.extend(stock);
                 return;
             }
+            self.release(returned);
             for src in low {
                 self.restock(src);
             }
         }
+    }
+
+    /// After [`PortKeeper::stop`] and the keeper thread's end: delete the guard's table (the
+    /// survey is over) and only then close every reservation left, on a thread of its own
+    /// — a few hundred sockets, 10 ms here, that nothing needs to wait for (the process
+    /// does not exit before that thread ends).
+    pub fn finish(&self) -> anyhow::Result<()> {
+        let leftovers = std::mem::take(&mut self.state().leftovers);
+        let removed = self.guard().remove();
+        if removed.is_ok() {
+            std::thread::spawn(move || drop(leftovers));
+        } else {
+            // The table may still drop these ports: keep them ours until the process ends.
+            std::mem::forget(leftovers);
+        }
+        removed
     }
 
     /// Unguard `ports` in one transaction, then close their reservations (in that order:
@@ -176,28 +205,34 @@ impl<'g> PortKeeper<'g> {
         drop(ports);
     }
 
-    /// Fill `src`'s stock up to a batch: reserve, then guard them in one transaction.
+    /// Fill `src`'s stock up to its target, a batch at a time: reserve, guard them in one
+    /// transaction, hand them to the loop, next batch.
     fn restock(&self, src: IpAddr) {
         let have = self.state().stock.get(&src).map_or(0, VecDeque::len);
-        let mut fresh = Vec::new();
-        // Bounded by the batch; a port the kernel cannot give just ends the refill.
-        for _ in have..self.batch {
-            let Ok(r) = PortReservation::new(src) else {
-                break;
-            };
-            if (self.range.0..=self.range.1).contains(&r.port) {
-                fresh.push(r);
+        let mut missing = self.stock_target.saturating_sub(have);
+        // Bounded: `missing` shrinks every turn, and a port the kernel cannot give ends it;
+        // a survey that ended needs no more.
+        while missing > 0 && !self.state().stop {
+            let mut fresh = Vec::new();
+            for _ in 0..missing.min(self.batch) {
+                let Ok(r) = PortReservation::new(src) else {
+                    break;
+                };
+                if (self.range.0..=self.range.1).contains(&r.port) {
+                    fresh.push(r);
+                }
             }
+            if fresh.is_empty() {
+                return;
+            }
+            missing = missing.saturating_sub(self.batch);
+            let numbers: Vec<u16> = fresh.iter().map(|r| r.port).collect();
+            if let Err(e) = self.guard().protect_ports(&numbers) {
+                self.state().error.get_or_insert(e);
+                return;
+            }
+            self.state().stock.entry(src).or_default().extend(fresh);
         }
-        if fresh.is_empty() {
-            return;
-        }
-        let numbers: Vec<u16> = fresh.iter().map(|r| r.port).collect();
-        if let Err(e) = self.guard().protect_ports(&numbers) {
-            self.state().error.get_or_insert(e);
-            return;
-        }
-        self.state().stock.entry(src).or_default().extend(fresh);
     }
 }
 

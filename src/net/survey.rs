@@ -24,7 +24,7 @@
 
 use super::guard::Guard;
 use super::ports::PortKeeper;
-use super::route::{self, Route};
+use super::route::{Route, Router};
 use super::run::{Captured, MARK, MAX_SLEEP, Outcome, SPIN, build_segment, hard_limit, send_error};
 use super::sender::{PortReservation, RawSender};
 use super::tap::{Tap, TapLosses};
@@ -75,6 +75,9 @@ pub enum Report<'a> {
         target: &'a SurveyTarget,
         error: anyhow::Error,
     },
+    /// The loop finished a pass in which probes ended: what was reported so far can go out
+    /// together (the loop is about to read the taps again or to sleep).
+    PassDone,
 }
 
 /// Counters for the caller's progress display.
@@ -155,6 +158,7 @@ struct Loop<'k, 'g> {
     senders: Vec<RawSender>,
     sender_by_src: HashMap<IpAddr, usize>,
     routes: HashMap<IpAddr, Route>,
+    router: Router,
     port_range: (u16, u16),
     slots: Vec<Option<Slot>>,
     free_slots: Vec<usize>,
@@ -184,7 +188,7 @@ struct Loop<'k, 'g> {
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
 /// end). Returns when every target had `count` probes, or soon after `stop` is set (probes
 /// in flight are reset and still reported), with what the taps missed (a loop too busy to
-/// read them: those probes' records lack segments).
+/// read them: those probes' records lack segments). The guard's table is gone by then.
 pub fn survey(
     targets: &mut dyn Iterator<Item = SurveyTarget>,
     opts: SurveyOptions,
@@ -197,10 +201,12 @@ pub fn survey(
     let jobs = opts.jobs.clamp(1, budget);
     let opts = SurveyOptions { jobs, ..opts };
     // Each port held is an open file: in flight, in stock, and given back but not yet
-    // released — `jobs` plus up to twice the batch per source address.
-    let batch = PORT_BATCH.min((budget - jobs) / 4).max(1);
+    // released — `jobs`, the stock per source address, about a batch more.
+    let spare = budget - jobs;
+    let batch = PORT_BATCH.min(spare / 8).max(1);
+    let stock = (4 * batch).min(spare / 2).max(1);
     let port_range = ephemeral_range();
-    let keeper = PortKeeper::new(guard, batch, port_range);
+    let keeper = PortKeeper::new(guard, batch, stock, port_range);
     std::thread::scope(|scope| {
         let helper = std::thread::Builder::new()
             .name("port keeper".into())
@@ -209,7 +215,10 @@ pub fn survey(
         let result = survey_with(targets, opts, make_cfg, report, &keeper, port_range, stop);
         keeper.stop();
         let _ = helper.join();
-        result
+        let finished = keeper.finish();
+        let losses = result?;
+        finished?;
+        Ok(losses)
     })
 }
 
@@ -230,6 +239,7 @@ fn survey_with(
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
         routes: HashMap::new(),
+        router: Router::new()?,
         port_range,
         slots: Vec::new(),
         free_slots: Vec::new(),
@@ -291,6 +301,7 @@ impl Loop<'_, '_> {
         let mut stopping = false;
         let mut rx = vec![0u8; 65536];
         let mut touched: Vec<usize> = Vec::new();
+        let mut reported = 0;
         // Bounded by the work: every pass either starts, advances or finishes probes, or
         // sleeps until the next deadline; targets are finite.
         loop {
@@ -400,6 +411,10 @@ impl Loop<'_, '_> {
 
             if let Some(e) = self.ports.take_error() {
                 return Err(e);
+            }
+            if self.finished != reported {
+                reported = self.finished;
+                report(Report::PassDone, self.progress())?;
             }
 
             if exhausted && self.in_flight == 0 && (self.active_count == 0 || stopping) {
@@ -603,7 +618,7 @@ impl Loop<'_, '_> {
         if let Some(r) = self.routes.get(&dst) {
             return Ok(r.clone());
         }
-        let r = route::lookup(dst)?;
+        let r = self.router.lookup(dst)?;
         if self.routes.len() >= ROUTE_CACHE {
             self.routes.clear();
         }

@@ -35,6 +35,7 @@ fn config(isn: u32, http: bool) -> ProbeConfig {
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(60),
             time_wait: Duration::from_millis(250),
+            ack_with_data: false,
         },
         http: http.then(|| HttpRequest {
             path: "/".into(),

@@ -101,6 +101,11 @@ pub struct Config {
     pub rto_max: Duration,
     /// How long TIME-WAIT lasts (short by default; 2×MSL would be minutes).
     pub time_wait: Duration,
+    /// Data queued by the time the SYN-ACK is acknowledged rides on that acknowledgment
+    /// (RFC 9293 §3.5 allows data in the handshake's third segment; Linux sends it so when
+    /// the application's write was waiting for the connection). Off: a bare ACK first,
+    /// then the data, as curl's connections go.
+    pub ack_with_data: bool,
 }
 
 /// The peer's SYN-ACK options, as negotiated.
@@ -514,6 +519,18 @@ impl Connection {
                 self.on_transmit(&fin);
                 self.on_new_transmit(&fin, now);
                 return Some(fin);
+            }
+            // The handshake's ACK with data right behind it: the data carries it.
+            if pure_ack
+                && self.cfg.ack_with_data
+                && self.tx.is_empty()
+                && self.state == State::Established
+                && self.unsent_data() > 0
+                && let Some(data) = self.new_data(now)
+            {
+                self.on_transmit(&data);
+                self.on_new_transmit(&data, now);
+                return Some(data);
             }
             self.on_transmit(&seg);
             return Some(seg);

@@ -29,6 +29,7 @@ fn cfg(isn: u32) -> Config {
         rto_initial: ms(1000),
         rto_min: ms(200),
         rto_max: ms(60_000),
+        ack_with_data: false,
         time_wait: ms(2000),
     }
 }
@@ -345,6 +346,48 @@ fn syn_sent_synack_establishes_acks_and_samples_rtt() {
     assert_eq!(h.conn.rto(), ms(200));
     assert_eq!(h.conn.send_mss(), 1400 - 12);
     assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn synack_ack_rides_on_data_written_before_it_left_when_asked() {
+    for ack_with_data in [false, true] {
+        let (mut h, _) = conn_syn_sent_with(Config {
+            ack_with_data,
+            ..cfg(1000)
+        });
+        h.advance(ms(10));
+        h.recv(seg(5000, 1001, SYN | ACK, &[]));
+        // The application writes as soon as it hears of the connection, before any
+        // segment is taken.
+        h.conn.send(b"HEAD / HTTP/1.1\r\n\r\n");
+        let segs = h.sent();
+        let flags: Vec<TcpFlags> = segs.iter().map(|s| s.flags).collect();
+        if ack_with_data {
+            assert_eq!(flags, vec![ACK | PSH], "{segs:?}");
+        } else {
+            assert_eq!(flags, vec![ACK, ACK | PSH], "{segs:?}");
+            assert!(segs[0].payload.is_empty());
+        }
+        let data = segs.last().unwrap();
+        assert_eq!((data.seq, data.ack), (SeqNumber(1001), SeqNumber(5001)));
+        assert_eq!(data.payload.len(), 19);
+        // Acknowledged like any data: nothing left to send or time.
+        h.recv(ack_seg(5001, 1020));
+        assert!(h.sent().is_empty());
+        assert_eq!(h.conn.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn synack_ack_goes_alone_when_nothing_was_written() {
+    let (mut h, _) = conn_syn_sent_with(Config {
+        ack_with_data: true,
+        ..cfg(1000)
+    });
+    h.recv(seg(5000, 1001, SYN | ACK, &[]));
+    let ack = h.sent_one();
+    assert_eq!(ack.flags, ACK);
+    assert!(ack.payload.is_empty());
 }
 
 #[test]
