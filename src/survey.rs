@@ -190,6 +190,9 @@ struct Sink {
 struct Output {
     format: OutputFormat,
     out: io::BufWriter<io::Stdout>,
+    /// One record, made whole before it is written: a line is one `write(2)`, so a kill
+    /// cannot leave half of it (a BufWriter alone would write a long record in pieces).
+    line: Vec<u8>,
     pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
 }
 
@@ -204,14 +207,16 @@ impl Output {
                     .context("writing the pcap file")?;
             }
         }
+        self.line.clear();
         match self.format {
             OutputFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, r)?;
-                writeln!(self.out)?;
+                serde_json::to_writer(&mut self.line, r)?;
+                self.line.push(b'\n');
             }
-            OutputFormat::Csv => writeln!(self.out, "{}", csv_row(r))?,
+            OutputFormat::Csv => writeln!(self.line, "{}", csv_row(r))?,
             OutputFormat::Text => {}
         }
+        self.out.write_all(&self.line)?;
         self.out.flush()?;
         Ok(())
     }
@@ -317,6 +322,7 @@ impl Sink {
                         Records::Inline(Output {
                             format: self.format,
                             out: io::BufWriter::new(io::stdout()),
+                            line: Vec::new(),
                             pcap: None,
                         }),
                     );
@@ -469,7 +475,12 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     let mut sink = Sink {
         format,
         quiet: sv.quiet,
-        records: Records::new(Output { format, out, pcap })?,
+        records: Records::new(Output {
+            format,
+            out,
+            line: Vec::new(),
+            pcap,
+        })?,
         pending: Vec::new(),
         stats: Survey::default(),
         failed: 0,

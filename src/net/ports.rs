@@ -10,8 +10,11 @@
 //! The loop only takes a port from the stock, and when the stock is empty (the first
 //! probes, a burst) reserves one itself as before.
 //!
-//! No port serves two probes: a port given back is released, never stocked again (the
-//! kernel may hand it out later, as it would to anyone).
+//! No port serves two probes: a port given back is released, never stocked again. Ports
+//! are taken in turn through the ephemeral range from a random start (the kernel's own
+//! `bind` starts anew at random each time), so a survey uses each port once before it
+//! uses any twice: a capture of up to ~28 000 probes can be split into probes by source
+//! port alone.
 
 use super::guard::Guard;
 use super::sender::PortReservation;
@@ -51,6 +54,8 @@ struct State {
     error: Option<anyhow::Error>,
     /// What the keeper held when it stopped, still reserved and guarded.
     leftovers: Vec<PortReservation>,
+    /// The next port to try.
+    walk: u16,
 }
 
 impl<'g> PortKeeper<'g> {
@@ -62,8 +67,14 @@ impl<'g> PortKeeper<'g> {
         stock_target: usize,
         range: (u16, u16),
     ) -> PortKeeper<'g> {
+        let (lo, hi) = range;
+        let span = u32::from(hi.saturating_sub(lo)) + 1;
+        let start = lo.saturating_add((super::signals::random_u32() % span) as u16);
         PortKeeper {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                walk: start,
+                ..State::default()
+            }),
             wake: Condvar::new(),
             guard: Mutex::new(guard),
             batch: batch.max(1),
@@ -101,6 +112,34 @@ impl<'g> PortKeeper<'g> {
             self.wake.notify_one();
         }
         found
+    }
+
+    /// A port on `src` no other socket holds, the next in turn through the range (not
+    /// guarded yet).
+    pub fn reserve(&self, src: IpAddr) -> anyhow::Result<PortReservation> {
+        let (lo, hi) = self.range;
+        let span = usize::from(hi.saturating_sub(lo)) + 1;
+        // Bounded: one lap of the range at most.
+        for _ in 0..span {
+            let port = {
+                let mut st = self.state();
+                let p = st.walk;
+                st.walk = if p >= hi || p < lo { lo } else { p + 1 };
+                p.clamp(lo, hi)
+            };
+            match PortReservation::at(src, port) {
+                Ok(r) => return Ok(r),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("reserving source port {port} on {src}")));
+                }
+            }
+        }
+        anyhow::bail!(
+            "no free source port on {src} in {lo}-{hi}: every one is in use; widen \
+             net.ipv4.ip_local_port_range"
+        )
     }
 
     /// A finished probe's port: the keeper unguards it, then closes its reservation.
@@ -215,12 +254,10 @@ impl<'g> PortKeeper<'g> {
         while missing > 0 && !self.state().stop {
             let mut fresh = Vec::new();
             for _ in 0..missing.min(self.batch) {
-                let Ok(r) = PortReservation::new(src) else {
+                let Ok(r) = self.reserve(src) else {
                     break;
                 };
-                if (self.range.0..=self.range.1).contains(&r.port) {
-                    fresh.push(r);
-                }
+                fresh.push(r);
             }
             if fresh.is_empty() {
                 return;

@@ -133,6 +133,21 @@ pub struct PortReservation {
 }
 
 impl PortReservation {
+    /// Bind to `src` and `port` exactly; the kernel refuses a port in use (`AddrInUse`).
+    pub fn at(src: IpAddr, port: u16) -> io::Result<PortReservation> {
+        let domain = if src.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
+        let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+        socket.bind(&SockAddr::from(SocketAddr::new(src, port)))?;
+        Ok(PortReservation {
+            _socket: socket,
+            port,
+        })
+    }
+
     /// Bind to `src` with a port the kernel picks from its ephemeral range.
     pub fn new(src: IpAddr) -> Result<PortReservation> {
         let domain = if src.is_ipv6() {

@@ -638,20 +638,16 @@ impl Loop<'_, '_> {
         let mut held = Vec::new();
         // Bounded: the kernel hands out a different port while we hold the earlier ones.
         for _ in 0..16 {
-            let r = PortReservation::new(src)?;
-            if !self.recent.contains(&pair_key(remote, r.port)) && self.in_range(r.port) {
+            let r = self.ports.reserve(src)?;
+            if !self.recent.contains(&pair_key(remote, r.port)) {
                 return Ok((r, true));
             }
             held.push(r);
         }
         anyhow::bail!(
-            "no fresh source port on {src} for {remote}: every port the kernel offered was used \
-             towards it recently; widen net.ipv4.ip_local_port_range"
+            "no fresh source port on {src} for {remote}: every free port was used towards it \
+             recently; widen net.ipv4.ip_local_port_range"
         )
-    }
-
-    fn in_range(&self, port: u16) -> bool {
-        (self.port_range.0..=self.port_range.1).contains(&port)
     }
 
     fn remember(&mut self, remote: SocketAddr, port: u16) {
