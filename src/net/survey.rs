@@ -38,6 +38,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -123,7 +124,8 @@ struct Outbox {
 }
 
 struct Active {
-    target: SurveyTarget,
+    /// Shared with the probe in flight (a clone per probe was a measurable share).
+    target: Rc<SurveyTarget>,
     remaining: u32,
     busy: bool,
 }
@@ -157,7 +159,7 @@ struct Loop<'k, 'g> {
     tap_by_oif: HashMap<u32, usize>,
     senders: Vec<RawSender>,
     sender_by_src: HashMap<IpAddr, usize>,
-    routes: HashMap<IpAddr, Route>,
+    routes: HashMap<IpAddr, Rc<Route>>,
     router: Router,
     port_range: (u16, u16),
     slots: Vec<Option<Slot>>,
@@ -447,7 +449,7 @@ impl Loop<'_, '_> {
 
     fn add_active(&mut self, target: SurveyTarget) -> usize {
         let a = Active {
-            target,
+            target: Rc::new(target),
             remaining: self.opts.count.max(1),
             busy: false,
         };
@@ -493,7 +495,7 @@ impl Loop<'_, '_> {
             return Ok(());
         };
         act.busy = true;
-        let target = act.target.clone();
+        let target = Rc::clone(&act.target);
         match self.open_slot(a, &target, now, make_cfg) {
             Ok(()) => Ok(()),
             Err(e) if is_environment_error(&e) => Err(e),
@@ -614,15 +616,16 @@ impl Loop<'_, '_> {
         }
     }
 
-    fn route(&mut self, dst: IpAddr) -> Result<Route> {
+    fn route(&mut self, dst: IpAddr) -> Result<Rc<Route>> {
         if let Some(r) = self.routes.get(&dst) {
-            return Ok(r.clone());
+            return Ok(Rc::clone(r));
         }
         let r = self.router.lookup(dst)?;
         if self.routes.len() >= ROUTE_CACHE {
             self.routes.clear();
         }
-        self.routes.insert(dst, r.clone());
+        let r = Rc::new(r);
+        self.routes.insert(dst, Rc::clone(&r));
         Ok(r)
     }
 

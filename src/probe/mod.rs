@@ -310,7 +310,10 @@ impl Probe {
         } else {
             return false;
         };
-        let bad_checksum = !checksum_offloaded
+        // Our own segments need no check (their copies are read before any link could
+        // damage them); the peer's do, unless the kernel left the sum to hardware.
+        let bad_checksum = dir == Dir::In
+            && !checksum_offloaded
             && matches!(
                 TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst),
                 Err(wire::Error::BadChecksum)
