@@ -128,8 +128,8 @@ struct Session<'a> {
     pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
     style: Style,
     all_ok: bool,
-    /// Trust anchors for HTTPS, loaded at the first TLS probe, and where they came from.
-    roots: Option<(Arc<RootCertStore>, String)>,
+    /// What HTTPS probes share: trust anchors (loaded at the first), the key log.
+    tls: TlsShared,
 }
 
 impl<'a> Session<'a> {
@@ -149,7 +149,7 @@ impl<'a> Session<'a> {
             pcap,
             style: Style { color },
             all_ok: true,
-            roots: None,
+            tls: TlsShared::default(),
         })
     }
 
@@ -163,7 +163,7 @@ impl<'a> Session<'a> {
         let path = Path::new(remote, None)?;
         let mut cfg = self.config(t, remote, &path);
         if t.tls || self.common.tls {
-            cfg.tls = Some(self.tls_setup(t)?);
+            cfg.tls = Some(tls_setup(self.common, t, &mut self.tls)?);
             if let Some(h) = cfg.http.as_mut()
                 && self.common.host_header.is_none()
             {
@@ -196,33 +196,6 @@ impl<'a> Session<'a> {
             linger: c.linger,
             tls: None,
         }
-    }
-
-    /// Whom the certificate must name (`--sni`, else the target's name or address) and whom
-    /// to trust (`--cacert`, else the system's roots).
-    fn tls_setup(&mut self, t: &Target) -> Result<TlsSetup> {
-        let c = self.common;
-        let server_name = match (&c.sni, &t.host) {
-            (Some(n), _) => ServerName::try_from(n.clone())
-                .map_err(|e| UsageError(format!("--sni `{n}`: {e}")))?,
-            (None, Host::Name(n)) => ServerName::try_from(n.clone())
-                .map_err(|e| UsageError(format!("`{n}` is not a TLS server name: {e}")))?,
-            (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
-        };
-        let (roots, roots_from) = match &self.roots {
-            Some(r) => r.clone(),
-            None => self.roots.insert(load_roots(c.cacert.as_deref())?).clone(),
-        };
-        Ok(TlsSetup {
-            server_name,
-            roots,
-            roots_from,
-            insecure: c.insecure,
-            // Like curl: secrets for tshark only when SSLKEYLOGFILE names a file.
-            key_log: std::env::var_os("SSLKEYLOGFILE")
-                .is_some()
-                .then(|| Arc::new(rustls::KeyLogFile::new()) as Arc<dyn rustls::KeyLog>),
-        })
     }
 
     fn emit(&mut self, outcome: &Outcome) -> Result<()> {
@@ -288,6 +261,59 @@ pub fn default_tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16) -> tc
         time_wait: Duration::from_millis(250),
         ack_with_data: false,
     }
+}
+
+/// What every HTTPS probe of a run shares: the trust anchors, loaded once, and the key log.
+#[derive(Default)]
+pub struct TlsShared {
+    roots: Option<(Arc<RootCertStore>, String)>,
+    key_log: Option<Option<Arc<dyn rustls::KeyLog>>>,
+}
+
+impl TlsShared {
+    /// Load the trust anchors now (a bad `--cacert` is then an error before any probe).
+    pub fn preload(&mut self, c: &CommonArgs) -> Result<()> {
+        if self.roots.is_none() {
+            self.roots = Some(load_roots(c.cacert.as_deref())?);
+        }
+        Ok(())
+    }
+}
+
+/// Whom the certificate must name (`--sni`, else the target's name or address) and whom
+/// to trust (`--cacert`, else the system's roots).
+pub fn tls_setup(c: &CommonArgs, t: &Target, shared: &mut TlsShared) -> Result<TlsSetup> {
+    let server_name = match (&c.sni, &t.host) {
+        (Some(n), _) => {
+            ServerName::try_from(n.clone()).map_err(|e| UsageError(format!("--sni `{n}`: {e}")))?
+        }
+        (None, Host::Name(n)) => ServerName::try_from(n.clone())
+            .map_err(|e| UsageError(format!("`{n}` is not a TLS server name: {e}")))?,
+        (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
+    };
+    let (roots, roots_from) = match &shared.roots {
+        Some(r) => r.clone(),
+        None => shared
+            .roots
+            .insert(load_roots(c.cacert.as_deref())?)
+            .clone(),
+    };
+    // Like curl: secrets for tshark only when SSLKEYLOGFILE names a file.
+    let key_log = shared
+        .key_log
+        .get_or_insert_with(|| {
+            std::env::var_os("SSLKEYLOGFILE")
+                .is_some()
+                .then(|| Arc::new(rustls::KeyLogFile::new()) as Arc<dyn rustls::KeyLog>)
+        })
+        .clone();
+    Ok(TlsSetup {
+        server_name,
+        roots,
+        roots_from,
+        insecure: c.insecure,
+        key_log,
+    })
 }
 
 /// Trust anchors: the certificates of a PEM file, or the system's store (what curl and

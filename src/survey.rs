@@ -3,7 +3,7 @@
 //! exit code (README.md: 0 all fine, 1 some probe failed, 2 usage, 3 environment, 4 an SLO
 //! was breached).
 
-use crate::app::{EXIT_NOT_OPEN, EXIT_OK, UsageError, tcp_config};
+use crate::app::{EXIT_NOT_OPEN, EXIT_OK, TlsShared, UsageError, tcp_config, tls_setup};
 use crate::cli::{CommonArgs, OutputFormat, PlotKind, ProbeArgs, ReportArgs};
 use crate::net::guard::Guard;
 use crate::net::resolve::{Family, resolve};
@@ -51,6 +51,7 @@ struct TargetStream {
     shard: Option<(u32, u32)>,
     /// Targets that could not be probed (syntax in the list, resolution).
     failed: u64,
+    tls: TlsShared,
 }
 
 impl TargetStream {
@@ -138,14 +139,28 @@ impl Iterator for TargetStream {
                 match resolve(&t, self.family) {
                     Ok(remote) => {
                         let c = &self.common;
+                        let https = t.tls || c.tls;
+                        let tls = match https.then(|| tls_setup(c, &t, &mut self.tls)) {
+                            None => None,
+                            Some(Ok(s)) => Some(s),
+                            Some(Err(e)) => {
+                                eprintln!("tcpshake: {}: {e:#}", t.spec);
+                                self.failed += 1;
+                                continue;
+                            }
+                        };
                         let http = (!c.no_http).then(|| HttpRequest {
                             path: t.path.clone().unwrap_or_else(|| c.path.clone()),
-                            host: c.host_header.clone().unwrap_or_else(|| t.host_header()),
+                            host: c
+                                .host_header
+                                .clone()
+                                .unwrap_or_else(|| t.host_header_for(https)),
                         });
                         return Some(SurveyTarget {
                             label: t.spec,
                             remote,
                             http,
+                            tls,
                         });
                     }
                     Err(e) => {
@@ -424,20 +439,12 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     };
     // Command-line targets are checked before anything is sent: a typo is a usage error.
     for t in &args.targets {
-        let parsed = target::parse(t, args.port.first().copied()).map_err(UsageError)?;
-        if parsed.tls {
-            return Err(UsageError(format!(
-                "`{t}`: surveys (-c, -j, -iL, …) speak plain HTTP only for now; probe HTTPS targets one at a time"
-            ))
-            .into());
-        }
+        target::parse(t, args.port.first().copied()).map_err(UsageError)?;
     }
-    if args.common.tls {
-        return Err(UsageError(
-            "--tls with survey flags (-c, -j, -iL, …): surveys speak plain HTTP only for now"
-                .into(),
-        )
-        .into());
+    // So is an unreadable --cacert: load the trust anchors now when they will be needed.
+    let mut tls = TlsShared::default();
+    if args.common.tls || args.common.cacert.is_some() {
+        tls.preload(&args.common)?;
     }
     let list = sv.input_list.as_deref().map(open_list).transpose()?;
     let format = match (sv.output, args.common.json) {
@@ -460,6 +467,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         pending: VecDeque::new(),
         shard: sv.shard,
         failed: 0,
+        tls,
     };
     let pcap = match &args.common.pcap {
         Some(p) => Some(PcapWriter::new(io::BufWriter::new(create(p)?))?),
@@ -515,8 +523,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
             http: t.http.clone(),
             timeout: common.timeout,
             linger: common.linger,
-            // Surveys speak plain HTTP; `--tls` with survey flags is refused up front.
-            tls: None,
+            tls: t.tls.clone(),
         }
     };
     let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {

@@ -213,7 +213,17 @@ fn survey_statistics_match_records_and_tcpdump() {
             })
         };
         let (Some(syn), Some(synack)) = (seg(lab::capture::SYN, true), seg(0x12, false)) else {
-            panic!("capture lacks the handshake of port {sport}");
+            let seen: Vec<String> = packets
+                .iter()
+                .filter_map(|p| p.tcp())
+                .filter(|t| t.sport == sport || t.dport == sport)
+                .map(|t| format!("{}>{} {:#x} len {}", t.sport, t.dport, t.flags, t.len))
+                .collect();
+            panic!(
+                "capture lacks the handshake of port {sport} ({} packets in all; of this \
+                 port: {seen:?}); record: {r:?}",
+                packets.len()
+            );
         };
         if r.retransmissions() > 0 {
             continue; // which SYN was answered is the probe's call (echoed timestamp)

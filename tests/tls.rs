@@ -478,3 +478,60 @@ fn silent_server_is_a_handshake_timeout() {
     );
     assert_eq!(rec["tls"]["version"], Value::Null, "{run}");
 }
+
+/// A survey over `-p 80,443`: port 443 speaks HTTPS (no scheme given), port 80 plain HTTP,
+/// one event loop for both; each HTTPS record carries its verified `tls` object and legs,
+/// and the request rode on the handshake's ACK (the ClientHello is in the third segment).
+#[test]
+fn survey_speaks_https_on_443_and_http_on_80() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("tls_survey");
+    let pki = lab.make_pki("survey", VALID);
+    lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.2 TLSv1.3");
+    lab.start_nginx(80);
+    let ca = pki.ca.to_string_lossy().to_string();
+    let server = lab.server_addr(false).to_string();
+    let mut cmd = lab.client_cmd([
+        "probe",
+        &server,
+        "-p",
+        "80,443",
+        "-c",
+        "3",
+        "-j",
+        "4",
+        "--cacert",
+        &ca,
+        "--json",
+        "--timeout",
+        "3s",
+    ]);
+    let run = run_bounded(&mut cmd, Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{run}");
+    let records: Vec<Value> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{run}")))
+        .collect();
+    assert_eq!(records.len(), 6, "{run}");
+    for rec in &records {
+        assert_eq!(rec["http"]["status"], 200, "{rec}");
+        let segs = rec["segments"].as_array().expect("segments");
+        // SYN, SYN-ACK, then our first data segment, which also completes the handshake.
+        assert_eq!(segs[2]["dir"], "out", "{rec}");
+        assert!(segs[2]["len"].as_u64().unwrap_or(0) > 0, "{rec}");
+        if rec["port"] == 443 {
+            assert_eq!(rec["target"], format!("{server}:443"), "{rec}");
+            assert_eq!(rec["tls"]["verified"], true, "{rec}");
+            assert_eq!(rec["tls"]["trust"], ca.as_str(), "{rec}");
+            assert!(leg(rec, "tls_syn_to_appconnect").is_some(), "{rec}");
+        } else {
+            assert_eq!(rec["port"], 80, "{rec}");
+            assert_eq!(rec["tls"], Value::Null, "{rec}");
+        }
+    }
+    assert_eq!(records.iter().filter(|r| r["port"] == 443).count(), 3);
+}

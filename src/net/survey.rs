@@ -29,6 +29,7 @@ use super::run::{Captured, MARK, MAX_SLEEP, Outcome, SPIN, build_segment, hard_l
 use super::sender::{PortReservation, RawSender};
 use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
+use crate::probe::tls::TlsSetup;
 use crate::probe::{HttpRequest, Probe, ProbeConfig};
 use crate::time::Instant;
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
@@ -50,6 +51,8 @@ pub struct SurveyTarget {
     pub remote: SocketAddr,
     /// What to ask once connected (None: handshake and close only).
     pub http: Option<HttpRequest>,
+    /// HTTPS: a TLS handshake first.
+    pub tls: Option<TlsSetup>,
 }
 
 #[derive(Clone, Copy, Debug)]

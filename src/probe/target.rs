@@ -29,7 +29,7 @@ pub struct Target {
     pub port: u16,
     /// From a URL (`http://h/path`), if one was given.
     pub path: Option<String>,
-    /// `https://`: TLS before the request.
+    /// `https://`, or no scheme and port 443: TLS before the request.
     pub tls: bool,
 }
 
@@ -97,7 +97,9 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
         host,
         port,
         path,
-        tls,
+        // Port 443 means HTTPS unless a scheme says otherwise (`http://host:443`): what
+        // someone who lists `-p 80,443` wants.
+        tls: tls || (url.is_none() && port == 443),
     })
 }
 
@@ -179,6 +181,11 @@ mod tests {
         let t = parse("https://198.18.0.2/", None).unwrap();
         assert_eq!((t.port, t.path.as_deref(), t.tls), (443, Some("/"), true));
         assert_eq!(t.host_header(), "198.18.0.2");
+        // Port 443 without a scheme is HTTPS; a scheme says otherwise.
+        assert!(parse("198.18.0.2:443", None).unwrap().tls);
+        assert!(parse("198.18.0.2", Some(443)).unwrap().tls);
+        assert!(!parse("http://198.18.0.2:443/", None).unwrap().tls);
+        assert!(!parse("198.18.0.2", Some(8443)).unwrap().tls);
         let t = parse("https://lab.test:8443/x", None).unwrap();
         assert_eq!(
             (t.port, t.host_header()),

@@ -27,7 +27,10 @@ impl Lab {
         let mut cmd = in_ns(&self.client_ns, "tcpdump");
         // -U with -w: write each packet as it arrives, so a SIGTERM loses nothing.
         // --immediate-mode: no buffering in libpcap either. -n: no DNS lookups ever.
-        cmd.args(["-n", "-i", CLIENT_IF, "-w"])
+        // -s/-B: in immediate mode libpcap cuts its 2 MiB buffer into frames of the snap
+        // length, 256 KiB by default, so 8 frames: a survey's burst (64 SYNs in one
+        // sendmmsg) overflowed it and tcpdump dropped packets ("dropped by kernel").
+        cmd.args(["-n", "-i", CLIENT_IF, "-s", "65535", "-B", "65536", "-w"])
             .arg(&path)
             .args(["--immediate-mode", "--time-stamp-precision", "nano", "-U"])
             .stdout(Stdio::null())
