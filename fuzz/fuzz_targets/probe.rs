@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         }),
         timeout: Duration::from_secs(5),
         linger: Duration::from_millis(200),
+        tls: None,
     });
     let mut now = Instant::from_nanos(T0);
     probe.start(now);
