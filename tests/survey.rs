@@ -569,3 +569,43 @@ fn v4_and_v6_targets_in_one_survey() {
         assert!(mine.iter().all(|r| r.http_status() == Some(200)), "{run}");
     }
 }
+
+/// Source ports come from the namespace's ephemeral range, skip the ports an administrator
+/// reserved (`ip_local_reserved_ports`: the kernel's own choice skips them, an explicit bind
+/// would not), and no two probes share one.
+#[test]
+fn source_ports_stay_in_the_range_and_out_of_reserved_ports() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-ports");
+    lab.start_nginx(80);
+    for (key, value) in [
+        ("net.ipv4.ip_local_port_range", "40000 40063"),
+        ("net.ipv4.ip_local_reserved_ports", "40000-40031,40040"),
+    ] {
+        run_ok(lab::in_ns(&lab.client_ns, "sysctl").args(["-qw", &format!("{key}={value}")]));
+    }
+    let server = lab.server_v4.to_string();
+    let run = lab.run_client_bounded(
+        [
+            "probe", &server, "-p", "80", "-c", "24", "-j", "4", "--json", "-q",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let ports: Vec<u16> = run.records().iter().filter_map(|r| r.src_port).collect();
+    assert_eq!(ports.len(), 24, "{run}");
+    for p in &ports {
+        assert!(
+            (40032..=40063).contains(p) && *p != 40040,
+            "port {p}\n{run}"
+        );
+    }
+    let distinct: HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        24,
+        "a source port served two probes: {ports:?}"
+    );
+}

@@ -37,6 +37,9 @@ pub struct PortKeeper<'g> {
     /// The kernel's ephemeral range: ports outside it are not stocked (the taps'
     /// filter only passes the range).
     range: (u16, u16),
+    /// `net.ipv4.ip_local_reserved_ports`: the kernel's own choice skips them, an explicit
+    /// bind does not, so the walk must.
+    reserved: Vec<(u16, u16)>,
 }
 
 #[derive(Default)]
@@ -80,6 +83,9 @@ impl<'g> PortKeeper<'g> {
             batch: batch.max(1),
             stock_target: stock_target.max(1),
             range,
+            reserved: std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
+                .map(|s| parse_port_list(&s))
+                .unwrap_or_default(),
         }
     }
 
@@ -127,6 +133,9 @@ impl<'g> PortKeeper<'g> {
                 st.walk = if p >= hi || p < lo { lo } else { p + 1 };
                 p.clamp(lo, hi)
             };
+            if self.reserved.iter().any(|&(a, b)| (a..=b).contains(&port)) {
+                continue;
+            }
             match PortReservation::at(src, port) {
                 Ok(r) => return Ok(r),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
@@ -273,5 +282,33 @@ impl<'g> PortKeeper<'g> {
     }
 }
 
+/// `8080,9000-9010` (the sysctl's syntax) as ranges; what does not parse is left out.
+fn parse_port_list(s: &str) -> Vec<(u16, u16)> {
+    s.split(',')
+        .filter_map(|item| {
+            let item = item.trim();
+            let (a, b) = item.split_once('-').unwrap_or((item, item));
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .filter(|(a, b)| a <= b)
+        .collect()
+}
+
 /// How long the keeper sleeps when nothing wakes it (it wakes on work at once).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_port_lists_parse_like_the_sysctl() {
+        assert_eq!(parse_port_list(""), vec![]);
+        assert_eq!(parse_port_list("\n"), vec![]);
+        assert_eq!(
+            parse_port_list("8080,9000-9010, 40000 - 40002\n"),
+            vec![(8080, 8080), (9000, 9010), (40000, 40002)]
+        );
+        assert_eq!(parse_port_list("x,5-3,70000,7"), vec![(7, 7)]);
+    }
+}

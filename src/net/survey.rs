@@ -927,7 +927,7 @@ fn pair_key(remote: SocketAddr, port: u16) -> u64 {
 }
 
 /// The kernel's ephemeral port range (where `bind(port 0)` picks from), which the taps'
-/// filter passes. Unreadable: every port.
+/// filter passes. Unreadable: Linux's default.
 fn ephemeral_range() -> (u16, u16) {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -936,7 +936,7 @@ fn ephemeral_range() -> (u16, u16) {
             Some((it.next()??, it.next()??))
         })
         .filter(|(lo, hi)| lo <= hi)
-        .unwrap_or((1, 65535))
+        .unwrap_or((32768, 60999))
 }
 
 /// Probes in flight each hold a socket (the port reservation): raise the soft limit on open
