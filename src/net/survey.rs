@@ -217,8 +217,17 @@ pub fn survey(
             .name("port keeper".into())
             .spawn_scoped(scope, || keeper.run())
             .context("starting the port keeper thread")?;
+        // Stops the keeper however the loop ends — a panic too, or the scope would wait
+        // for the keeper forever.
+        struct StopKeeper<'a, 'g>(&'a PortKeeper<'g>);
+        impl Drop for StopKeeper<'_, '_> {
+            fn drop(&mut self) {
+                self.0.stop();
+            }
+        }
+        let stopper = StopKeeper(&keeper);
         let result = survey_with(targets, opts, make_cfg, report, &keeper, port_range, stop);
-        keeper.stop();
+        drop(stopper);
         let _ = helper.join();
         let finished = keeper.finish();
         let losses = result?;
