@@ -651,8 +651,8 @@ impl Loop<'_, '_> {
             return Ok((r, false));
         }
         let mut held = Vec::new();
-        // Bounded: the kernel hands out a different port while we hold the earlier ones.
-        for _ in 0..16 {
+        // Bounded: the walk hands out a different port while we hold the earlier ones.
+        for _ in 0..64 {
             let r = self.ports.reserve(src)?;
             if !self.recent.contains(&pair_key(remote, r.port)) {
                 return Ok((r, true));
