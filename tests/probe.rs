@@ -848,14 +848,37 @@ fn twenty_percent_loss_still_completes() {
     lab.start_nginx(80);
     lab.fault_loss(20, Direction::Both);
     let mut retransmissions = 0;
-    for i in 0..5 {
+    let mut probes = 0;
+    // Five probes, and more (ten at most) until one of them had to retransmit: a probe
+    // goes through without any a quarter of the time (its SYN, request and FIN each
+    // answered at the first try: 0.64^3), five in a row one run in a thousand.
+    for i in 0..10 {
+        if i >= 5 && retransmissions > 0 {
+            break;
+        }
+        probes += 1;
+        // 20% each way loses 36% of round trips. A 5 s --timeout of server silence covers
+        // five transmissions of our FIN (RTO 200 ms doubling): all five unanswered is
+        // 0.36^5 ≈ 0.6% per probe, 3% per run of five, and it happened (a close reset in
+        // LAST-ACK). 15 s covers seven: 0.08% per probe.
         let run = lab.run_client_bounded(
-            probe_args(&lab.target(i % 2 == 1, 80), &["--retries", "6"]),
-            Duration::from_secs(20),
+            probe_args(
+                &lab.target(i % 2 == 1, 80),
+                &["--retries", "6", "--timeout", "15s"],
+            ),
+            Duration::from_secs(45),
         );
-        let ctx = format!("probe {i}\n{run}");
-        assert_eq!(run.code, Some(0), "{ctx}");
         let rec = run.record();
+        let segs: Vec<String> = rec
+            .segments
+            .iter()
+            .map(|g| format!("{} {} {} len {}", g.t_ns / 1000, g.dir, g.flags, g.len))
+            .collect();
+        let ctx = format!(
+            "probe {i}: error {:?}\nsegments (µs): {segs:?}\n{run}",
+            rec.error
+        );
+        assert_eq!(run.code, Some(0), "{ctx}");
         assert_eq!(
             (rec.state(), rec.http_status()),
             ("open", Some(200)),
@@ -863,10 +886,10 @@ fn twenty_percent_loss_still_completes() {
         );
         retransmissions += rec.retransmissions();
     }
-    println!("20% loss: {retransmissions} retransmissions over 5 probes");
+    println!("20% loss: {retransmissions} retransmissions over {probes} probes");
     assert!(
         retransmissions > 0,
-        "5 probes through 20% loss and not one retransmission"
+        "{probes} probes through 20% loss and not one retransmission"
     );
 }
 
