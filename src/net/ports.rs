@@ -73,6 +73,16 @@ impl<'g> PortKeeper<'g> {
         let (lo, hi) = range;
         let span = u32::from(hi.saturating_sub(lo)) + 1;
         let start = lo.saturating_add((super::signals::random_u32() % span) as u16);
+        let reserved = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
+            .map(|s| parse_port_list(&s))
+            .unwrap_or_default();
+        let usable = (lo..=hi)
+            .filter(|p| !reserved.iter().any(|&(a, b)| (a..=b).contains(p)))
+            .count();
+        // The stock holds a quarter of the usable range at most: in a small range a full
+        // stock (and the batch the keeper is still guarding) left the loop's own
+        // reservation no free port at all.
+        let stock_target = stock_target.min(usable / 4).max(1);
         PortKeeper {
             state: Mutex::new(State {
                 walk: start,
@@ -80,12 +90,10 @@ impl<'g> PortKeeper<'g> {
             }),
             wake: Condvar::new(),
             guard: Mutex::new(guard),
-            batch: batch.max(1),
-            stock_target: stock_target.max(1),
+            batch: batch.min(stock_target).max(1),
+            stock_target,
             range,
-            reserved: std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
-                .map(|s| parse_port_list(&s))
-                .unwrap_or_default(),
+            reserved,
         }
     }
 
