@@ -550,7 +550,8 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     sink.live.finish();
     let handed = sink.pass_done();
     // The survey deleted the guard's table when it ended (the kernel waits out its RCU
-    // grace period, 15–20 ms here, in a worker); closing the socket waits for that worker,
+    // grace period, 15–20 ms here, in a worker; removing again is a no-op, and covers a
+    // survey that failed before its loop began); closing the socket waits for that worker,
     // so let it happen beside the table printing. The process does not exit before this
     // thread ends.
     let _ = guard.remove();

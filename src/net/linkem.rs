@@ -19,21 +19,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-// Linux UAPI (linux/if_packet.h) that the libc crate does not export.
-const PACKET_AUXDATA: libc::c_int = 8;
-
-/// `struct tpacket_auxdata`: per-packet metadata with the `tp_status` bits.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct TpacketAuxdata {
-    tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_vlan_tci: u16,
-    tp_vlan_tpid: u16,
-}
+use super::tapqueue::{PACKET_AUXDATA, TpacketAuxdata};
 
 const ETH_P_ALL: u16 = 0x0003;
 /// Wake this long before a frame is due and spin the rest: a sleep can overshoot by the

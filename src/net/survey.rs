@@ -140,10 +140,9 @@ struct Slot {
     remote: SocketAddr,
     sender: usize,
     reservation: PortReservation,
-    /// The port is in the guard (one holder), to be released when the probe ends.
+    /// The port is in the guard (one holder), to be released when the probe ends; false for
+    /// a port the loop reserved itself until `launch` guards it.
     guarded: bool,
-    /// The port came from the kernel just now and still has to be guarded.
-    fresh: bool,
     started: Instant,
     give_up_at: Instant,
     drain_until: Option<Instant>,
@@ -555,7 +554,6 @@ impl Loop<'_, '_> {
             sender,
             reservation,
             guarded: !fresh,
-            fresh,
             started: now,
             give_up_at,
             drain_until: None,
@@ -588,7 +586,7 @@ impl Loop<'_, '_> {
         let starting = std::mem::take(&mut self.starting);
         let ports: Vec<u16> = starting
             .iter()
-            .filter_map(|&i| self.slots[i].as_ref().filter(|s| s.fresh))
+            .filter_map(|&i| self.slots[i].as_ref().filter(|s| !s.guarded))
             .map(|s| s.local.port())
             .collect();
         let guarded = if ports.is_empty() {
@@ -611,7 +609,6 @@ impl Loop<'_, '_> {
             let now = clock::now();
             if let Some(s) = self.slots[i].as_mut() {
                 s.guarded = true;
-                s.fresh = false;
                 s.started = now;
                 s.probe.start(now);
             }

@@ -28,10 +28,12 @@ const PACKET_ROOM: usize = 65_536 + 256;
 /// Room for both control messages (a timespec and a tpacket_auxdata, each with its header).
 const CONTROL_ROOM: usize = 128;
 
-/// `struct tpacket_auxdata`.
+/// `struct tpacket_auxdata`: per-packet metadata with the `tp_status` bits (the link
+/// emulator reads it too).
 #[repr(C)]
-struct TpacketAuxdata {
-    tp_status: u32,
+#[derive(Clone, Copy, Default)]
+pub(super) struct TpacketAuxdata {
+    pub(super) tp_status: u32,
     tp_len: u32,
     tp_snaplen: u32,
     tp_mac: u16,
