@@ -128,7 +128,7 @@ impl RawSender {
 /// A kernel TCP socket bound to our source port and never connected or listening: while
 /// it lives, no other program on this host can take the port.
 pub struct PortReservation {
-    _socket: Socket,
+    socket: Socket,
     pub port: u16,
 }
 
@@ -142,31 +142,19 @@ impl PortReservation {
         };
         let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
         socket.bind(&SockAddr::from(SocketAddr::new(src, port)))?;
-        Ok(PortReservation {
-            _socket: socket,
-            port,
-        })
+        Ok(PortReservation { socket, port })
     }
 
     /// Bind to `src` with a port the kernel picks from its ephemeral range.
     pub fn new(src: IpAddr) -> Result<PortReservation> {
-        let domain = if src.is_ipv6() {
-            Domain::IPV6
-        } else {
-            Domain::IPV4
-        };
-        let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
-        socket
-            .bind(&SockAddr::from(SocketAddr::new(src, 0)))
+        let mut r = PortReservation::at(src, 0)
             .with_context(|| format!("reserving a source port on {src}"))?;
-        let port = socket
+        r.port = r
+            .socket
             .local_addr()?
             .as_socket()
             .map(|a| a.port())
             .context("reading the reserved port")?;
-        Ok(PortReservation {
-            _socket: socket,
-            port,
-        })
+        Ok(r)
     }
 }
