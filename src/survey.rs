@@ -432,6 +432,8 @@ impl Live {
 }
 
 pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
+    // First, while this process has one thread (see the function).
+    survey::grow_file_table(args.survey.jobs.unwrap_or(DEFAULT_JOBS) as usize);
     let sv = &args.survey;
     let slos = match &sv.slo {
         Some(s) => parse_slos(s).map_err(UsageError)?,

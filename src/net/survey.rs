@@ -38,7 +38,7 @@ use anyhow::{Context, Result};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -201,14 +201,12 @@ pub fn survey(
     guard: &mut Guard,
     stop: &AtomicBool,
 ) -> Result<TapLosses> {
-    let budget = fd_budget();
-    let jobs = opts.jobs.clamp(1, budget);
-    let opts = SurveyOptions { jobs, ..opts };
-    // Each port held is an open file: in flight, in stock, and given back but not yet
-    // released — `jobs`, the stock per source address, about a batch more.
-    let spare = budget - jobs;
-    let batch = PORT_BATCH.min(spare / 8).max(1);
-    let stock = (4 * batch).min(spare / 2).max(1);
+    let plan = FilePlan::new(opts.jobs);
+    let (batch, stock) = (plan.batch, plan.stock);
+    let opts = SurveyOptions {
+        jobs: plan.jobs,
+        ..opts
+    };
     let port_range = ephemeral_range();
     let keeper = PortKeeper::new(guard, batch, stock, port_range);
     std::thread::scope(|scope| {
@@ -225,10 +223,17 @@ pub fn survey(
             }
         }
         let stopper = StopKeeper(&keeper);
-        let result = survey_with(targets, opts, make_cfg, report, &keeper, port_range, stop);
+        let (result, taps) =
+            survey_with(targets, opts, make_cfg, report, &keeper, port_range, stop);
         drop(stopper);
         let _ = helper.join();
         let finished = keeper.finish();
+        // Closing a tap waits out an RCU grace period in the kernel (`synchronize_net()` in
+        // packet_release), 10–20 ms here, and so does the table just deleted (its destroy
+        // work, which closing the guard's socket waits for). Started together they share
+        // one grace period; a tap closed before the table was deleted cost the two of them
+        // one and a half. Process exit still waits for this thread.
+        std::thread::spawn(move || drop(taps));
         let losses = result?;
         finished?;
         Ok(losses)
@@ -243,7 +248,11 @@ fn survey_with(
     ports: &PortKeeper<'_>,
     port_range: (u16, u16),
     stop: &AtomicBool,
-) -> Result<TapLosses> {
+) -> (Result<TapLosses>, Vec<Tap>) {
+    let router = match Router::new() {
+        Ok(r) => r,
+        Err(e) => return (Err(e), Vec::new()),
+    };
     let mut lp = Loop {
         opts,
         ports,
@@ -252,7 +261,7 @@ fn survey_with(
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
         routes: HashMap::new(),
-        router: Router::new()?,
+        router,
         port_range,
         slots: Vec::new(),
         free_slots: Vec::new(),
@@ -288,12 +297,8 @@ fn survey_with(
             truncated: sum.truncated + l.truncated,
         }
     });
-    // Closing a tap waits out two RCU grace periods in the kernel (unhooking the ring, then
-    // the socket), some 30 ms here, which the caller's own teardown (the guard's table)
-    // need not wait behind. Process exit still waits for this thread.
-    let taps = std::mem::take(&mut lp.taps);
-    std::thread::spawn(move || drop(taps));
-    result.map(|()| losses)
+    // The caller closes the taps, once the guard's table is gone (see there).
+    (result.map(|()| losses), std::mem::take(&mut lp.taps))
 }
 
 /// Targets waiting for their next probe are bounded too: with `--interval` most of them
@@ -943,6 +948,56 @@ fn ephemeral_range() -> (u16, u16) {
         })
         .filter(|(lo, hi)| lo <= hi)
         .unwrap_or((32768, 60999))
+}
+
+/// How many files a survey holds: each port held is an open file (the reservation), in
+/// flight (`jobs`), in the keeper's stock, and given back but not yet released (about a
+/// batch).
+struct FilePlan {
+    jobs: usize,
+    batch: usize,
+    stock: usize,
+}
+
+impl FilePlan {
+    fn new(jobs: usize) -> FilePlan {
+        let budget = fd_budget();
+        let jobs = jobs.clamp(1, budget);
+        let spare = budget - jobs;
+        let batch = PORT_BATCH.min(spare / 8).max(1);
+        let stock = (4 * batch).min(spare / 2).max(1);
+        FilePlan { jobs, batch, stock }
+    }
+
+    /// Descriptors open at the peak: the ports above (one source address), their batch
+    /// being guarded, and room for the taps, senders, sockets and files of the rest.
+    fn peak(&self) -> usize {
+        self.jobs + self.stock + 4 * self.batch + 64
+    }
+}
+
+/// Grow this process's file table now, for a survey of `jobs`, and call it while the process
+/// has one thread. The kernel grows the table by doubling as descriptors are opened, and
+/// once threads share it each doubling waits out an RCU grace period (fs/file.c,
+/// `expand_fdtable`: `synchronize_rcu()` when `files->count > 1`) with every thread that
+/// opens a file stuck behind it: ~10–20 ms each here, two of them (at 256 and 512 files)
+/// ~8% of a 64-job survey of 5 000 probes. With one thread the kernel skips the wait.
+/// Failure only costs that time, so it is ignored.
+pub fn grow_file_table(jobs: usize) {
+    let want = FilePlan::new(jobs).peak().min(fd_budget() + 63);
+    let Ok(null) = std::fs::File::open("/dev/null") else {
+        return;
+    };
+    let Ok(lowest) = libc::c_int::try_from(want.saturating_sub(1)) else {
+        return;
+    };
+    // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own onto the lowest free number
+    // ≥ `lowest`; the copy is an fd we then own and close.
+    let copy = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, lowest) };
+    if copy >= 0 {
+        // SAFETY: `copy` was just returned by fcntl and nothing else refers to it.
+        drop(unsafe { OwnedFd::from_raw_fd(copy) });
+    }
 }
 
 /// Probes in flight each hold a socket (the port reservation): raise the soft limit on open
