@@ -196,7 +196,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         }
     }
     Ok(Outcome {
-        result: probe.result(),
+        result: probe.into_result(),
         packets,
     })
 }

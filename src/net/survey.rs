@@ -869,7 +869,7 @@ impl Loop<'_, '_> {
         // The port stays guarded until its drain is over; then the kernel may have it back.
         self.remember(slot.remote, slot.local.port());
         let outcome = Box::new(Outcome {
-            result: slot.probe.result(),
+            result: slot.probe.into_result(),
             packets: slot.packets,
         });
         if slot.guarded {

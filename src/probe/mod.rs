@@ -22,6 +22,7 @@ use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{self, IcmpError, IpPacket, SeqNumber, TcpRepr};
 use record::{
     CloseInitiator, Dir, HttpRecord, PortState, ProbeResult, SCHEMA, SegmentRecord, TimerRecord,
+    Transition,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -78,7 +79,7 @@ struct Sent {
     flags: wire::TcpFlags,
     len: usize,
     /// Our state changes this segment goes out with (it is the first sent after them).
-    transitions: Vec<String>,
+    transitions: Vec<Transition>,
 }
 
 pub struct Probe {
@@ -93,7 +94,7 @@ pub struct Probe {
     marks: legs::Marks,
     sent: VecDeque<Sent>,
     /// State changes caused by our own calls, shown with the next segment we send.
-    pending_out_transitions: Vec<(Instant, String)>,
+    pending_out_transitions: Vec<(Instant, Transition)>,
     response: Vec<u8>,
     http: Option<HttpRecord>,
     state: Option<(PortState, String)>,
@@ -119,7 +120,8 @@ impl Probe {
             deadline: None,
             started_at: None,
             last_heard: None,
-            log: Vec::new(),
+            // A probe that goes well logs 8–10 segments: no regrowing on the way.
+            log: Vec::with_capacity(12),
             marks: legs::Marks::default(),
             sent: VecDeque::new(),
             pending_out_transitions: Vec::new(),
@@ -463,14 +465,16 @@ impl Probe {
     /// reactions to it make the connection emit (closing, resetting) is due to us.
     fn drain_events(&mut self, now: Instant, mut cause: Cause) {
         // Bounded: each round is a reaction to the one before, and reactions end quickly.
+        // A round is the events queued when it began; those its handlers queue are ours.
         for _ in 0..8 {
-            let batch: Vec<Event> = std::iter::from_fn(|| self.conn.poll_event())
-                .take(1024)
-                .collect();
-            if batch.is_empty() {
+            let round = self.conn.pending_events().min(1024);
+            if round == 0 {
                 break;
             }
-            for ev in batch {
+            for _ in 0..round {
+                let Some(ev) = self.conn.poll_event() else {
+                    break;
+                };
                 self.on_event(now, ev, cause);
             }
             cause = Cause::Ours;
@@ -484,15 +488,15 @@ impl Probe {
         };
         match ev {
             Event::StateChanged { from, to, at } => {
-                let text = format!("{} → {}", from.name(), to.name());
+                let change = Transition { from, to };
                 match cause {
-                    Cause::Segment(i) => self.log[i].transitions.push(text),
-                    Cause::Ours => self.pending_out_transitions.push((at, text)),
+                    Cause::Segment(i) => self.log[i].transitions.push(change),
+                    Cause::Ours => self.pending_out_transitions.push((at, change)),
                     Cause::Timer => {
                         let t = self.rel(at);
                         self.timers.push(TimerRecord {
                             t_ns: t,
-                            what: text,
+                            what: change.to_string(),
                         });
                     }
                 }
@@ -677,14 +681,13 @@ impl Probe {
         }
     }
 
-    /// Timer records, plus our own state changes that no segment went out with (an abort
-    /// in SYN-SENT sends nothing), in time order.
-    fn timers_with_unsent(&self) -> Vec<TimerRecord> {
-        let mut all = self.timers.clone();
-        for (at, text) in &self.pending_out_transitions {
+    /// `timers` (the timer records), plus our own state changes that no segment went out
+    /// with (an abort in SYN-SENT sends nothing), in time order.
+    fn with_unsent(&self, mut all: Vec<TimerRecord>) -> Vec<TimerRecord> {
+        for (at, change) in &self.pending_out_transitions {
             all.push(TimerRecord {
                 t_ns: self.rel(*at),
-                what: text.clone(),
+                what: change.to_string(),
             });
         }
         all.sort_by_key(|t| t.t_ns);
@@ -735,6 +738,31 @@ impl Probe {
     }
 
     pub fn result(&self) -> ProbeResult {
+        self.result_with(
+            self.log.clone(),
+            self.http.clone(),
+            self.anomalies.clone(),
+            self.timers.clone(),
+        )
+    }
+
+    /// [`Probe::result`] for a probe that is over: its records move, not copied (a survey
+    /// makes one per probe, thousands a second).
+    pub fn into_result(mut self) -> ProbeResult {
+        let log = std::mem::take(&mut self.log);
+        let http = self.http.take();
+        let anomalies = std::mem::take(&mut self.anomalies);
+        let timers = std::mem::take(&mut self.timers);
+        self.result_with(log, http, anomalies, timers)
+    }
+
+    fn result_with(
+        &self,
+        segments: Vec<SegmentRecord>,
+        http: Option<HttpRecord>,
+        anomalies: Vec<String>,
+        timers: Vec<TimerRecord>,
+    ) -> ProbeResult {
         let (state, reason) = self
             .state
             .clone()
@@ -750,29 +778,29 @@ impl Probe {
             reason,
             reply_ttl: self.reply_ttl,
             reply_from: self.reply_from.clone(),
-            legs_ns: self.legs(),
-            retransmissions: self.log.iter().filter(|r| r.retransmission).count() as u32,
+            legs_ns: self.legs(&segments),
+            retransmissions: segments.iter().filter(|r| r.retransmission).count() as u32,
             peer_options: self.peer_options,
-            http: self.http.clone(),
+            http,
             close_initiator: self.close_initiator,
             isn: self.cfg.tcp.isn.0,
             irs: self.irs,
-            segments: self.log.clone(),
-            timers: self.timers_with_unsent(),
-            anomalies: self.anomalies.clone(),
-            error: self.error.clone(),
             tls: self
                 .tls
                 .as_ref()
-                .map(|t| t.record(&self.log, self.cfg.tcp.isn.0)),
+                .map(|t| t.record(&segments, self.cfg.tcp.isn.0)),
+            segments,
+            timers: self.with_unsent(timers),
+            anomalies,
+            error: self.error.clone(),
         }
     }
 
-    fn legs(&self) -> record::Legs {
-        let mut l = legs::compute(&self.log, self.marks);
+    fn legs(&self, log: &[SegmentRecord]) -> record::Legs {
+        let mut l = legs::compute(log, self.marks);
         if let Some(t) = &self.tls {
             t.legs(
-                &self.log,
+                log,
                 self.cfg.tcp.isn.0,
                 self.marks.response_complete,
                 &mut l,

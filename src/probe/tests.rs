@@ -171,13 +171,14 @@ fn open_port_with_http_and_server_close_has_every_leg() {
         r.segments[0]
             .transitions
             .iter()
-            .any(|t| t == "CLOSED → SYN-SENT")
+            .any(|t| t.to_string() == "CLOSED → SYN-SENT")
     );
-    assert!(
-        r.segments.iter().any(
-            |s| s.dir == Dir::In && s.transitions.iter().any(|t| t == "SYN-SENT → ESTABLISHED")
-        )
-    );
+    assert!(r.segments.iter().any(|s| {
+        s.dir == Dir::In
+            && s.transitions
+                .iter()
+                .any(|t| t.to_string() == "SYN-SENT → ESTABLISHED")
+    }));
     assert!(r.segments.iter().all(|s| !s.foreign && !s.bad_checksum));
 }
 

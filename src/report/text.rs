@@ -96,7 +96,8 @@ fn segment_line(r: &ProbeResult, s: &SegmentRecord, style: Style) -> String {
         let _ = write!(line, "  {}", style.paint("31", "[not sent by tcpshake]"));
     }
     if !s.transitions.is_empty() {
-        let _ = write!(line, "   {}", style.paint("33", &s.transitions.join(", ")));
+        let changes: Vec<String> = s.transitions.iter().map(ToString::to_string).collect();
+        let _ = write!(line, "   {}", style.paint("33", &changes.join(", ")));
     }
     line
 }

@@ -562,6 +562,12 @@ impl Connection {
         self.events.pop_front()
     }
 
+    /// How many events [`Connection::poll_event`] has waiting.
+    #[must_use]
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
     // --- segment arrival, by state (RFC 9293 §3.10.7) ---
 
     /// RFC 9293 §3.10.7.1: in CLOSED every non-RST segment gets a RST.
