@@ -194,10 +194,8 @@ struct Sink {
     format: OutputFormat,
     quiet: bool,
     records: Records,
-    /// Records of this loop pass, handed to the writer together when it ends. Boxed as
-    /// the loop made them: an Outcome is ~900 bytes, moved twice more on its way.
-    #[allow(clippy::vec_box)]
-    pending: Vec<Box<Outcome>>,
+    /// Records of this loop pass, handed to the writer together when it ends.
+    pending: Vec<Outcome>,
     stats: Survey,
     failed: u64,
     live: Live,
@@ -255,8 +253,7 @@ impl Output {
 enum Records {
     Inline(Output),
     Writer {
-        #[allow(clippy::vec_box)] // see Sink::pending
-        to_writer: std::sync::mpsc::SyncSender<Vec<Box<Outcome>>>,
+        to_writer: std::sync::mpsc::SyncSender<Vec<Outcome>>,
         writer: std::thread::JoinHandle<Result<Output>>,
     },
 }
@@ -268,7 +265,7 @@ impl Records {
         }
         // Bounded: a writer that falls behind (a slow pipe) slows the survey down rather
         // than holding its records in memory.
-        let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Vec<Box<Outcome>>>(64);
+        let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Vec<Outcome>>(64);
         let writer = std::thread::Builder::new()
             .name("record writer".into())
             .spawn(move || {
@@ -318,7 +315,7 @@ impl Sink {
                 output.write(&outcome)
             }
             Records::Writer { .. } => {
-                self.pending.push(outcome);
+                self.pending.push(*outcome);
                 Ok(())
             }
         }

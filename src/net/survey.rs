@@ -134,8 +134,7 @@ struct Active {
 }
 
 struct Slot {
-    /// Boxed: a probe is ~3 KB, and a slot moves in and out of the table.
-    probe: Box<Probe>,
+    probe: Probe,
     active: usize,
     local: SocketAddr,
     remote: SocketAddr,
@@ -550,7 +549,7 @@ impl Loop<'_, '_> {
         let mss = u16::try_from(mtu.saturating_sub(headers).clamp(536, 65495)).unwrap_or(1460);
         let cfg = make_cfg(target, local, mss);
         let give_up_at = now + hard_limit(&cfg);
-        let probe = Box::new(Probe::new(cfg));
+        let probe = Probe::new(cfg);
         self.generation += 1;
         let slot = Slot {
             probe,
