@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! table inet tcpshake_<pid> {                      # flags owner (Linux ≥ 5.12)
-//!     set ports { type inet_service; flags dynamic; }   # a hash table (NFT_SET_EVAL)
+//!     set ports { type inet_service; }
 //!     chain output {
 //!         type filter hook output priority 0; policy accept;
 //!         meta l4proto tcp meta mark != <mark> tcp flags & rst != 0 tcp sport @ports drop
@@ -71,11 +71,6 @@ const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_ID: u16 = 10;
-/// `flags dynamic`: makes the kernel back the set with a hash table rather than the
-/// bitmap it picks for 2-byte keys, whose insert and delete walk every element (a
-/// survey's set holds hundreds of ports, changed in batches thousands of times a second:
-/// 20% of the port keeper's time). Lookups stay O(1).
-const NFT_SET_EVAL: u32 = 0x20;
 /// nft's datatype number for `inet_service` (a port, big endian): nft's `TYPE_INET_SERVICE`.
 const TYPE_INET_SERVICE: u32 = 13;
 
@@ -446,7 +441,7 @@ fn create_table(sock: &mut NlSocket, table: &str, mark: u32, owner: bool) -> any
     b.msg(sock, NFT_MSG_NEWSET, excl)
         .attr_str(NFTA_SET_TABLE, table)
         .attr_str(NFTA_SET_NAME, SET_NAME)
-        .attr_be32(NFTA_SET_FLAGS, NFT_SET_EVAL)
+        .attr_be32(NFTA_SET_FLAGS, 0)
         .attr_be32(NFTA_SET_KEY_TYPE, TYPE_INET_SERVICE)
         .attr_be32(NFTA_SET_KEY_LEN, 2)
         .attr_be32(NFTA_SET_ID, SET_ID)
@@ -675,7 +670,6 @@ mod tests {
                     for want in [
                         "flags owner",
                         "type inet_service",
-                        "flags dynamic",
                         "elements = { 8080 }",
                         "type filter hook output priority filter; policy accept;",
                         // nft leaves out `meta l4proto tcp`: `tcp ...` implies it.
