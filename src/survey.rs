@@ -476,7 +476,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         None => None,
     };
     let stop = signals::stop_flag();
-    let mut guard = Guard::install(MARK)?;
+    let mut guard = Guard::install_for_survey(MARK)?;
     let mut out = io::BufWriter::new(io::stdout());
     if format == OutputFormat::Csv {
         writeln!(out, "{}", csv_header())?;
