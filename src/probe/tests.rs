@@ -180,6 +180,8 @@ fn open_port_with_http_and_server_close_has_every_leg() {
                 .any(|t| t.to_string() == "SYN-SENT → ESTABLISHED")
     }));
     assert!(r.segments.iter().all(|s| !s.foreign && !s.bad_checksum));
+    // A survey takes the result by value: the same record, moved rather than copied.
+    assert_eq!(p.into_result(), r);
 }
 
 #[test]
@@ -225,6 +227,9 @@ fn silence_is_filtered_no_response_after_retries() {
     assert!(r.segments.iter().filter(|s| s.retransmission).count() == 2);
     // 1 s + 2 s + 4 s of backoff before giving up.
     assert!(now >= 7_000_000, "gave up at {now} µs");
+    // Timer records too (the state changes no segment went with).
+    assert!(!r.timers.is_empty());
+    assert_eq!(p.into_result(), r);
 }
 
 #[test]
