@@ -957,6 +957,8 @@ struct FilePlan {
     jobs: usize,
     batch: usize,
     stock: usize,
+    /// What [`fd_budget`] allows.
+    budget: usize,
 }
 
 impl FilePlan {
@@ -966,13 +968,19 @@ impl FilePlan {
         let spare = budget - jobs;
         let batch = PORT_BATCH.min(spare / 8).max(1);
         let stock = (4 * batch).min(spare / 2).max(1);
-        FilePlan { jobs, batch, stock }
+        FilePlan {
+            jobs,
+            batch,
+            stock,
+            budget,
+        }
     }
 
     /// Descriptors open at the peak: the ports above (one source address), their batch
-    /// being guarded, and room for the taps, senders, sockets and files of the rest.
+    /// being guarded, and room for the taps, senders, sockets and files of the rest —
+    /// within the open-files limit (the budget keeps 64 under it).
     fn peak(&self) -> usize {
-        self.jobs + self.stock + 4 * self.batch + 64
+        (self.jobs + self.stock + 4 * self.batch + 64).min(self.budget + 63)
     }
 }
 
@@ -984,7 +992,7 @@ impl FilePlan {
 /// ~8% of a 64-job survey of 5 000 probes. With one thread the kernel skips the wait.
 /// Failure only costs that time, so it is ignored.
 pub fn grow_file_table(jobs: usize) {
-    let want = FilePlan::new(jobs).peak().min(fd_budget() + 63);
+    let want = FilePlan::new(jobs).peak();
     let Ok(null) = std::fs::File::open("/dev/null") else {
         return;
     };
