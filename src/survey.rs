@@ -432,9 +432,10 @@ impl Live {
 }
 
 pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
-    // First, while this process has one thread (see the function).
-    survey::grow_file_table(args.survey.jobs.unwrap_or(DEFAULT_JOBS) as usize);
     let sv = &args.survey;
+    let jobs = sv.jobs.unwrap_or(DEFAULT_JOBS) as usize;
+    // First, while this process has one thread (see the function).
+    survey::grow_file_table(jobs);
     let slos = match &sv.slo {
         Some(s) => parse_slos(s).map_err(UsageError)?,
         None => Vec::new(),
@@ -497,7 +498,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         live: Live::new(io::stderr().is_terminal()),
     };
     let opts = SurveyOptions {
-        jobs: sv.jobs.unwrap_or(DEFAULT_JOBS) as usize,
+        jobs,
         count: sv.count.unwrap_or(1),
         interval: sv.interval.unwrap_or(Duration::ZERO),
         capture: args.common.pcap.is_some(),
