@@ -65,6 +65,7 @@ fn emulator_delay_is_accurate_at_10ms() {
     lab::signal(tcpdump, "TERM");
     std::thread::sleep(Duration::from_millis(200));
     lab.stop_owned(tcpdump);
+    let notes = lab.link_emulator_notes().to_string();
     let report = lab.stop_link_emulator();
     // "1795531345.301269963 tskm0 In  IP a > b: ICMP echo request, id 7, seq 1, length 64"
     let text = std::fs::read_to_string(&dump).unwrap_or_default();
@@ -111,7 +112,7 @@ fn emulator_delay_is_accurate_at_10ms() {
     assert!(q(0) >= 10_000.0, "a frame left early: {} µs", q(0));
     // Within 100 µs for nine frames in ten (the emulator runs SCHED_FIFO, so a busy
     // machine does not delay it); the worst frame is bounded loosely.
-    let said = std::fs::read_to_string(lab.dir().join("linkem.err")).unwrap_or_default();
+    let said = notes;
     assert!(q(90) <= 10_100.0, "p90 {} µs (emulator: {said})", q(90));
     assert!(q(100) <= 12_000.0, "max {} µs (emulator: {said})", q(100));
     assert_eq!(report.ab.dropped + report.ba.dropped, 0, "{report:?}");

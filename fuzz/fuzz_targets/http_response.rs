@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpshake::wire::http::{HttpParse, parse_response};
+use tcpshake_proto::wire::http::{HttpParse, parse_response};
 
 fuzz_target!(|data: &[u8]| {
     let whole = parse_response(data);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpshake::wire::IcmpError;
+use tcpshake_proto::wire::IcmpError;
 use tcpshake_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {

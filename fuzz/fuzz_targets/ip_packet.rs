@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpshake::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
-use tcpshake::wire::{IcmpError, IpPacket, TcpRepr};
+use tcpshake_proto::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use tcpshake_proto::wire::{IcmpError, IpPacket, TcpRepr};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(pkt) = IpPacket::parse(data) else {

@@ -5,10 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use tcpshake::probe::{HttpRequest, Probe, ProbeConfig};
-use tcpshake::time::Instant;
-use tcpshake::wire::ip::{IpRepr, PROTO_TCP};
-use tcpshake::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+use tcpshake_proto::probe::{HttpRequest, Probe, ProbeConfig};
+use tcpshake_proto::time::Instant;
+use tcpshake_proto::wire::ip::{IpRepr, PROTO_TCP};
+use tcpshake_proto::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 use tcpshake_fuzz::*;
 
 const T0: u64 = 1_700_000_000_000_000_000;

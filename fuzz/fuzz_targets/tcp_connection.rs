@@ -7,9 +7,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use tcpshake::tcp::{Connection, State};
-use tcpshake::time::Instant;
-use tcpshake::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+use tcpshake_proto::tcp::{Connection, State};
+use tcpshake_proto::time::Instant;
+use tcpshake_proto::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 use tcpshake_fuzz::*;
 
 const T0: u64 = 1_700_000_000_000_000_000;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpshake::wire::TcpRepr;
+use tcpshake_proto::wire::TcpRepr;
 use tcpshake_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {

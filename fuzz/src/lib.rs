@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
-use tcpshake::tcp;
-use tcpshake::wire::SeqNumber;
+use tcpshake_proto::tcp;
+use tcpshake_proto::wire::SeqNumber;
 
 pub const CLIENT4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 pub const SERVER4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));

@@ -2,15 +2,6 @@
 
 use super::{EXIT_NOT_OPEN, EXIT_OK, UsageError};
 use crate::cli::ScanArgs;
-use crate::net::guard::Guard;
-use crate::net::run::{self, MARK};
-use crate::net::scan::{self, Progress, ScanPlan};
-use crate::net::{is_environment_error, signals};
-use crate::probe::ProbeConfig;
-use crate::probe::record::{Legs, PortState};
-use crate::probe::scan::permute::Shard;
-use crate::probe::scan::targets::{self, Spec, TargetSet, TargetSpec};
-use crate::probe::scan::{Completion, ScanRecord, ports};
 use crate::report::scan_nmap::{self, RunInfo};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
@@ -20,6 +11,15 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tcpshake_io::guard::Guard;
+use tcpshake_io::run::{self, MARK};
+use tcpshake_io::scan::{self, Progress, ScanPlan};
+use tcpshake_io::{is_environment_error, signals};
+use tcpshake_proto::probe::ProbeConfig;
+use tcpshake_proto::probe::record::{Legs, PortState};
+use tcpshake_proto::probe::scan::permute::Shard;
+use tcpshake_proto::probe::scan::targets::{self, Spec, TargetSet, TargetSpec};
+use tcpshake_proto::probe::scan::{Completion, ScanRecord, ports};
 
 pub fn scan_command(args: &ScanArgs) -> Result<u8> {
     let plan = plan(args)?;

@@ -7,13 +7,13 @@
 //! them.
 
 use super::scan_text::by_host;
-use crate::probe::record::PortState;
-use crate::probe::scan::top_ports::service_name;
-use crate::probe::scan::{ScanRecord, ports};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
+use tcpshake_proto::probe::record::PortState;
+use tcpshake_proto::probe::scan::top_ports::service_name;
+use tcpshake_proto::probe::scan::{ScanRecord, ports};
 
 /// nmap folds a state into "extraports" above this many ports.
 const EXTRAPORTS_THRESHOLD: usize = 25;

@@ -1,12 +1,12 @@
 //! The human view of a scan: one table per host (open ports, or every answered port with
 //! `--all`), and the summary line.
 
-use crate::probe::record::{CloseInitiator, PortState};
-use crate::probe::scan::{Completion, ScanRecord, ScanTotals};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
+use tcpshake_proto::probe::record::{CloseInitiator, PortState};
+use tcpshake_proto::probe::scan::{Completion, ScanRecord, ScanTotals};
 
 /// Records grouped per host (ascending address), ports ascending within each.
 pub fn by_host(records: &[ScanRecord]) -> BTreeMap<IpAddr, Vec<&ScanRecord>> {
@@ -173,7 +173,7 @@ mod tests {
     fn complete_adds_the_connection_legs_under_its_port() {
         let mut recs = sample();
         recs[1].complete = Some(Completion {
-            legs_ns: crate::probe::record::Legs {
+            legs_ns: tcpshake_proto::probe::record::Legs {
                 syn_to_synack: Some(48_000),
                 synack_to_ack: Some(12_000),
                 fin_to_ack: Some(30_000),

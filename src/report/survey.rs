@@ -1,12 +1,12 @@
 //! Survey output: a one-line view of each probe, CSV rows, the statistics table and its JSON
 //! form, and reading JSON Lines back for `tcpshake report`.
 
-use crate::probe::record::{PortState, ProbeResult};
-use crate::probe::stats::{Group, LEG_LABELS, LEGS, LegStats, Sample, Survey};
 use crate::report::text::human_ns;
 use serde::Deserialize;
 use std::fmt::Write;
 use std::io;
+use tcpshake_proto::probe::record::{PortState, ProbeResult};
+use tcpshake_proto::probe::stats::{Group, LEG_LABELS, LEGS, LegStats, Sample, Survey};
 
 /// `198.18.0.2:80  open  syn-ack  SYN→SYN-ACK 41.2 µs  req→1st byte 180.4 µs  total 1.204 ms`
 pub fn probe_line(r: &ProbeResult) -> String {
@@ -221,7 +221,7 @@ pub fn parse_record(line: &str) -> Result<(String, Sample), String> {
         other => return Err(format!("unknown state `{other}`")),
     };
     let l = r.legs_ns;
-    let legs = crate::probe::record::Legs {
+    let legs = tcpshake_proto::probe::record::Legs {
         syn_to_synack: l.syn_to_synack,
         synack_to_ack: l.synack_to_ack,
         request_to_first_byte: l.request_to_first_byte,

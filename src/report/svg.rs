@@ -5,12 +5,12 @@
 //! Box plots mark the nearest-rank statistics of probe::stats: whiskers from min to max, the
 //! box from p25 to p75, a line at the median, a dot at p99. The CDF draws every sample.
 
-use crate::probe::stats::{Group, Survey, percentile};
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::element::BackendCoordOnly;
 use plotters::prelude::*;
 use std::path::Path;
+use tcpshake_proto::probe::stats::{Group, Survey, percentile};
 
 /// At most this many targets are drawn (the first ones, in the order they came).
 pub const MAX_TARGETS: usize = 60;

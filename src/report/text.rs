@@ -1,11 +1,11 @@
 //! The human view: every segment with its time, relative sequence numbers and the state
 //! changes it caused, then the legs.
 
-use crate::probe::record::{
+use std::fmt::Write;
+use tcpshake_proto::probe::record::{
     CloseInitiator, Dir, PortState, ProbeResult, SegmentRecord, options_text,
 };
-use crate::wire::TcpFlags;
-use std::fmt::Write;
+use tcpshake_proto::wire::TcpFlags;
 
 /// ANSI colours, or none.
 #[derive(Clone, Copy)]

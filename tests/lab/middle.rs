@@ -4,9 +4,11 @@
 //!  client tsk0 ── veth ── tskm0 [ middle ] tskm1 ── veth ── tsk1 server
 //! ```
 //!
-//! - [`Lab::with_link_emulator`]: the middle runs `tcpshake-linkem`, a bridge of whole
-//!   Ethernet frames with per-direction delay, jitter, loss, reordering, duplication,
-//!   corruption and scripted faults (src/linkem.rs). Client and server share one subnet,
+//! - [`Lab::with_link_emulator`]: the middle runs the lab's link emulator
+//!   (`tcpshake_lab::linkem`, the engine of `tcpshake-linkem`) on a thread of the test
+//!   process moved into the middle namespace: a bridge of whole Ethernet frames with
+//!   per-direction delay, jitter, loss, reordering, duplication, corruption and scripted
+//!   faults. Client and server share one subnet,
 //!   as in [`Lab::new`]; the middle has no addresses and IPv6 off, so its own kernel
 //!   never speaks.
 //! - [`Lab::with_router`]: the middle is an IP router (forwarding on, TTL decremented),
@@ -14,21 +16,86 @@
 //!   `unreachable` (host-unreach), `prohibit` (admin-prohibited), lacks routes
 //!   (net-unreach), and [`Lab::router_ttl_one`] makes it send time-exceeded.
 //!
-//! The middle namespace and the emulator process are owned like everything else: removed
-//! by `Drop`, the emulator killed by pid.
+//! The middle namespace and the emulator thread are owned like everything else: `Drop`
+//! stops the thread (bounded) before it deletes the namespaces.
 
-use super::{Lab, in_ns, run_ok, signal, wait_bounded};
+use super::{Lab, in_ns, run_ok};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
+use tcpshake_lab::linkem::{LinkParams, LinkStats};
+use tcpshake_lab::linkem_io;
 
 /// The middle's interfaces: toward the client, toward the server.
 pub const MIDDLE_CLIENT_IF: &str = "tskm0";
 pub const MIDDLE_SERVER_IF: &str = "tskm1";
 
-/// The emulator binary.
-pub fn linkem_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tcpshake-linkem")
+/// The link emulator on its thread: stop it to get its report.
+#[derive(Debug)]
+pub struct LinkemThread {
+    stop: Arc<AtomicBool>,
+    done: mpsc::Receiver<Result<linkem_io::Report, String>>,
+    thread: JoinHandle<()>,
+    /// What it said on the way (SCHED_FIFO refused…).
+    pub notes: String,
+}
+
+impl LinkemThread {
+    /// Starts the emulator inside namespace `ns`, bridging `a` and `b`.
+    fn start(ns: &str, a: &str, b: &str, ab: LinkParams, ba: LinkParams, seed: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, done) = mpsc::channel();
+        let (ready_tx, ready) = mpsc::channel();
+        let path = format!("/run/netns/{ns}");
+        let (a, b, flag) = (a.to_string(), b.to_string(), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let entered = std::fs::File::open(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|f| tcpshake_io::netns::setns_net(f.as_fd()));
+            if let Err(e) = entered {
+                let _ = ready_tx.send(Err(format!("entering {path}: {e:#}")));
+                return;
+            }
+            // SCHED_FIFO: frames leave on time on a busy machine.
+            let realtime = linkem_io::set_realtime();
+            let _ = ready_tx.send(Ok(realtime));
+            let r = linkem_io::run(&a, &b, ab, ba, seed, &flag).map_err(|e| format!("{e:#}"));
+            let _ = tx.send(r);
+        });
+        let notes = match ready.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(true)) => String::new(),
+            Ok(Ok(false)) => "SCHED_FIFO refused; running with normal priority".to_string(),
+            Ok(Err(e)) => panic!("link emulator: {e}"),
+            Err(_) => panic!("link emulator thread did not start within 5 s"),
+        };
+        LinkemThread {
+            stop,
+            done,
+            thread,
+            notes,
+        }
+    }
+
+    /// Stops the emulator (bounded: it checks its flag at least every 50 ms).
+    pub fn stop(self) -> Result<LinkemReport, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let r = self
+            .done
+            .recv_timeout(Duration::from_secs(3))
+            .map_err(|_| "link emulator did not stop within 3 s".to_string())?;
+        let _ = self.thread.join();
+        let r = r?;
+        Ok(LinkemReport {
+            ab: LinkemStats::of(&r.ab),
+            ba: LinkemStats::of(&r.ba),
+            checksums_completed: r.checksums_completed,
+            send_errors: r.send_errors,
+        })
+    }
 }
 
 /// What a host-unreachable / admin-prohibited / net-unreachable probe targets in a router lab.
@@ -42,8 +109,8 @@ pub enum RouterFault {
     NetUnreach,
 }
 
-/// The emulator's closing report (stdout of `tcpshake-linkem` after SIGTERM).
-#[derive(Debug, serde::Deserialize)]
+/// The emulator's closing report (what `tcpshake-linkem` prints after SIGTERM).
+#[derive(Debug)]
 pub struct LinkemReport {
     pub ab: LinkemStats,
     pub ba: LinkemStats,
@@ -51,7 +118,7 @@ pub struct LinkemReport {
     pub send_errors: u64,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug)]
 pub struct LinkemStats {
     pub received: u64,
     pub tcp: u64,
@@ -64,9 +131,25 @@ pub struct LinkemStats {
     pub late_max_ns: u64,
 }
 
+impl LinkemStats {
+    fn of(s: &LinkStats) -> LinkemStats {
+        LinkemStats {
+            received: s.received,
+            tcp: s.tcp,
+            dropped: s.dropped,
+            duplicated: s.duplicated,
+            reordered: s.reordered,
+            corrupted: s.corrupted,
+            sent: s.sent,
+            late_mean_ns: s.late_sum_ns.checked_div(s.sent).unwrap_or(0),
+            late_max_ns: s.late_max_ns,
+        }
+    }
+}
+
 impl Lab {
     /// client ⇄ link emulator ⇄ server. `c2s` / `s2c` are the emulator's per-direction
-    /// specs (`delay=10ms,loss=5%,script=2:drop`…, see src/linkem.rs); `seed` its dice.
+    /// specs (`delay=10ms,loss=5%,script=2:drop`…, see `tcpshake_lab::linkem`); `seed` its dice.
     pub fn with_link_emulator(name: &str, c2s: &str, s2c: &str, seed: u64) -> Lab {
         let mut lab = Lab::alloc(name);
         let middle = format!("{}-m", lab.name);
@@ -87,42 +170,29 @@ impl Lab {
         let (v4c, v6c, v4s, v6s) = (lab.client_v4, lab.client_v6, lab.server_v4, lab.server_v6);
         lab.address_side(true, v4c, 24, v6c);
         lab.address_side(false, v4s, 24, v6s);
-        let out = std::fs::File::create(lab.dir().join("linkem.json")).expect("create linkem.json");
-        let err = std::fs::File::create(lab.dir().join("linkem.err")).expect("create linkem.err");
-        let mut cmd = in_ns(&middle, linkem_bin());
-        cmd.args([
+        let spec =
+            |s: &str| LinkParams::parse(s).unwrap_or_else(|e| panic!("link spec {s:?}: {e}"));
+        lab.linkem = Some(LinkemThread::start(
+            &middle,
             MIDDLE_CLIENT_IF,
             MIDDLE_SERVER_IF,
-            "--ab",
-            c2s,
-            "--ba",
-            s2c,
-            "--realtime",
-        ])
-        .arg("--seed")
-        .arg(seed.to_string())
-        .stdout(out)
-        .stderr(err);
-        lab.spawn_owned("link emulator", &mut cmd);
+            spec(c2s),
+            spec(s2c),
+            seed,
+        ));
         lab.wait_reachable();
         lab
     }
 
-    /// Stops the link emulator (SIGTERM) and returns its report.
+    /// Stops the link emulator and returns its report.
     pub fn stop_link_emulator(&mut self) -> LinkemReport {
-        let i = self
-            .children
-            .iter()
-            .position(|o| o.what == "link emulator")
-            .expect("this lab has no link emulator");
-        let mut o = self.children.remove(i);
-        signal(o.child.id(), "TERM");
-        let clean = wait_bounded(&mut o.child, Duration::from_secs(3));
-        let text = std::fs::read_to_string(self.dir().join("linkem.json")).unwrap_or_default();
-        let err = std::fs::read_to_string(self.dir().join("linkem.err")).unwrap_or_default();
-        assert!(clean, "link emulator did not stop on SIGTERM\n{err}");
-        serde_json::from_str(text.trim())
-            .unwrap_or_else(|e| panic!("link emulator report ({e}):\n{text}\n{err}"))
+        let t = self.linkem.take().expect("this lab has no link emulator");
+        t.stop().unwrap_or_else(|e| panic!("link emulator: {e}"))
+    }
+
+    /// What the link emulator said while starting (empty when all went well).
+    pub fn link_emulator_notes(&self) -> &str {
+        self.linkem.as_ref().map_or("", |t| t.notes.as_str())
     }
 
     /// client ⇄ router ⇄ server, each side its own subnet. See the module doc.

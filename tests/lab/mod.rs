@@ -30,7 +30,6 @@ pub mod tls;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -96,18 +95,9 @@ pub fn in_ns(ns: &str, program: impl AsRef<OsStr>) -> Command {
 }
 
 /// Makes a child die with the test process even if the test is SIGKILLed, so no peer or
-/// tcpdump outlives a crashed test run. `ip netns exec` keeps the setting across exec.
+/// tcpdump outlives a crashed test run.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-    // async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
+    tcpshake_io::signals::die_with_parent(cmd)
 }
 
 /// Sends `signal` (e.g. "TERM", "KILL") to one process by pid.
@@ -262,6 +252,8 @@ pub struct Lab {
     namespaces: Vec<String>,
     /// The namespace between client and server, when the lab has one (middle.rs).
     pub middle_ns: Option<String>,
+    /// The link emulator running on a thread inside the middle namespace (middle.rs).
+    linkem: Option<middle::LinkemThread>,
 }
 
 /// 512 /24 subnets in 198.18.0.0/15; the index is a hash of (pid, counter) so parallel
@@ -337,6 +329,7 @@ impl Lab {
             children: Vec::new(),
             namespaces: Vec::new(),
             middle_ns: None,
+            linkem: None,
         }
     }
 
@@ -583,6 +576,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The emulator's thread first: like a process, it keeps its namespace alive.
+        if let Some(t) = self.linkem.take() {
+            let _ = t.stop();
+        }
         // Processes first: a namespace with a live process in it survives `ip netns del`.
         for o in &mut self.children {
             if o.what == "tcpdump" {

@@ -6,16 +6,16 @@ use super::route;
 use super::sender::{PortReservation, RawSender};
 use super::tap::Tap;
 use super::{EnvironmentError, clock};
-use crate::probe::record::ProbeResult;
-use crate::probe::{Probe, ProbeConfig};
-use crate::time::Instant;
-use crate::wire::IpRepr;
-use crate::wire::ip::PROTO_TCP;
 use anyhow::{Context, Result};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tcpshake_proto::probe::record::ProbeResult;
+use tcpshake_proto::probe::{Probe, ProbeConfig};
+use tcpshake_proto::time::Instant;
+use tcpshake_proto::wire::IpRepr;
+use tcpshake_proto::wire::ip::PROTO_TCP;
 
 /// The socket mark on every packet tcpshake sends ("tcps"); the guard's rule lets marked
 /// packets pass and drops the kernel's unmarked RSTs for our ports.
@@ -228,7 +228,7 @@ pub(crate) fn hard_limit(cfg: &ProbeConfig) -> Duration {
 /// Write `seg` into `buf`: the whole IPv4 datagram (we write the header), or for IPv6 the
 /// TCP segment alone (the kernel writes the header). Returns its length.
 pub(crate) fn build_segment(
-    seg: &crate::tcp::Segment,
+    seg: &tcpshake_proto::tcp::Segment,
     v6: bool,
     buf: &mut [u8],
     ident: &mut u16,

@@ -3,7 +3,7 @@
 //! corruption), from a seeded PRNG so a run is reproducible.
 //!
 //! This machine has no `sch_netem`; `tcpshake-linkem` (src/bin) bridges two interfaces
-//! over AF_PACKET (src/net/linkem.rs) and asks a [`Link`] per direction what to do.
+//! over AF_PACKET (`linkem_io.rs`) and asks a [`Link`] per direction what to do.
 //!
 //! Rules, after netem (`tc-netem(8)`), made deterministic:
 //! - Every frame is delayed by `delay ± jitter` (uniform). Jitter alone never reorders:
@@ -20,10 +20,10 @@
 //! - Reordering holds a frame back by `gap` beyond its normal due time, so the frames
 //!   behind it overtake it.
 
-use crate::time::Instant;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
+use tcpshake_proto::time::Instant;
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, good enough for fault dice.
 #[derive(Clone, Debug)]
@@ -95,9 +95,9 @@ impl LinkParams {
                 .split_once('=')
                 .ok_or_else(|| format!("`{item}`: expected key=value"))?;
             match key {
-                "delay" => p.delay = crate::cli::parse_duration(value)?,
-                "jitter" => p.jitter = crate::cli::parse_duration(value)?,
-                "gap" => p.gap = crate::cli::parse_duration(value)?,
+                "delay" => p.delay = tcpshake_proto::time::parse_duration(value)?,
+                "jitter" => p.jitter = tcpshake_proto::time::parse_duration(value)?,
+                "gap" => p.gap = tcpshake_proto::time::parse_duration(value)?,
                 "loss" => p.loss = percent(value)?,
                 "dup" => p.duplicate = percent(value)?,
                 "reorder" => p.reorder = percent(value)?,
@@ -145,7 +145,7 @@ fn parse_script(s: &str) -> Result<Vec<(u64, ScriptAction)>, String> {
             "dup" => ScriptAction::Duplicate,
             "corrupt" => ScriptAction::Corrupt,
             a => match a.strip_prefix("hold=") {
-                Some(d) => ScriptAction::Hold(crate::cli::parse_duration(d)?),
+                Some(d) => ScriptAction::Hold(tcpshake_proto::time::parse_duration(d)?),
                 None => return Err(format!("script step `{step}`: unknown action `{a}`")),
             },
         };
@@ -380,8 +380,8 @@ pub fn tcp_offset(frame: &[u8]) -> Option<usize> {
 /// pseudo-header sum). A bridge must forward finished packets: the far side's stack
 /// verifies them. Returns false when the frame is not IPv4/IPv6 TCP/UDP or is too short.
 pub fn complete_checksum(frame: &mut [u8]) -> bool {
-    use crate::wire::checksum::upper_layer_checksum;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use tcpshake_proto::wire::checksum::upper_layer_checksum;
     const ETH: usize = 14;
     let Some(ethertype) = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
         return false;
@@ -561,8 +561,8 @@ mod tests {
 
     #[test]
     fn complete_checksum_finishes_offloaded_tcp_and_udp() {
-        use crate::wire::checksum::verify_upper_layer;
         use std::net::{IpAddr, Ipv4Addr};
+        use tcpshake_proto::wire::checksum::verify_upper_layer;
         let (src, dst) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
         for (proto, l4_len) in [(6u8, 24usize), (17, 12)] {
             let mut f = vec![0u8; 14 + 20 + l4_len];

@@ -12,7 +12,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -26,7 +26,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the accept loop waits in poll(2) before looking at the stop flag again; a
 /// connection is accepted as soon as it arrives, so this only bounds how long a drop takes.
-const ACCEPT_POLL_MS: libc::c_int = 20;
+const ACCEPT_POLL_MS: u64 = 20;
 /// Connections served at once; beyond this the accept thread serves them itself.
 const MAX_CONCURRENT: usize = 64;
 
@@ -103,7 +103,7 @@ fn accept_loop(listener: TcpListener, stop: &AtomicBool) {
             Err(e) if e.kind() == ErrorKind::WouldBlock => wait_readable(&listener),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // ECONNABORTED, EMFILE, ...: back off a little and keep serving.
-            Err(_) => std::thread::sleep(Duration::from_millis(ACCEPT_POLL_MS as u64)),
+            Err(_) => std::thread::sleep(Duration::from_millis(ACCEPT_POLL_MS)),
         }
     }
     for w in workers {
@@ -111,16 +111,13 @@ fn accept_loop(listener: TcpListener, stop: &AtomicBool) {
     }
 }
 
-/// Waits until `listener` has a connection to accept, or ACCEPT_POLL_MS passed.
+/// Waits until `listener` has a connection to accept, or ACCEPT_POLL_MS passed. Errors
+/// (EINTR) just end this wait early.
 fn wait_readable(listener: &TcpListener) {
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd for the duration of the call; the listener's fd
-    // stays open (borrowed) meanwhile. Errors (EINTR) just end this wait early.
-    unsafe { libc::poll(&mut pfd, 1, ACCEPT_POLL_MS) };
+    let _ = tcpshake_io::poll::wait_readable(
+        &[listener.as_fd()],
+        Duration::from_millis(ACCEPT_POLL_MS),
+    );
 }
 
 /// Serves one connection: read the head, answer, close first, then wait (bounded) for the

@@ -29,11 +29,6 @@ use super::run::{Captured, MARK, MAX_SLEEP, Outcome, SPIN, build_segment, hard_l
 use super::sender::{PortReservation, RawSender};
 use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
-use crate::probe::tls::TlsSetup;
-use crate::probe::{HttpRequest, Probe, ProbeConfig};
-use crate::time::Instant;
-use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
-use crate::wire::{IcmpError, IpPacket};
 use anyhow::{Context, Result};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -42,6 +37,11 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tcpshake_proto::probe::tls::TlsSetup;
+use tcpshake_proto::probe::{HttpRequest, Probe, ProbeConfig};
+use tcpshake_proto::time::Instant;
+use tcpshake_proto::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use tcpshake_proto::wire::{IcmpError, IpPacket};
 
 /// One target of a survey, as the caller resolved it.
 #[derive(Clone, Debug)]

@@ -9,7 +9,6 @@
 //! keeps only TCP to or from our source port and ICMP/ICMPv6.
 
 use super::tapqueue::{PACKET_AUXDATA, QueueReader};
-use crate::time::Instant;
 use anyhow::{Context, Result};
 use socket2::{Domain, SockFilter, Socket, Type};
 use std::io;
@@ -17,6 +16,7 @@ use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use tcpshake_proto::time::Instant;
 
 // Linux UAPI values (linux/if_packet.h) that the libc crate does not export.
 pub(super) const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
@@ -490,8 +490,10 @@ fn range_filter(lo: u16, hi: u16) -> Vec<SockFilter> {
         /* 1 */ f(JEQ, 0, 11, ETH_P_IP), // not IPv4 -> 13
         // IPv4
         /* 2 */ f(LD_B_ABS, 0, 0, 9),
-        /* 3 */ f(JEQ, 20, 0, u32::from(crate::wire::ip::PROTO_ICMP)), // -> accept (24)
-        /* 4 */ f(JEQ, 0, 20, u32::from(crate::wire::ip::PROTO_TCP)), // -> drop (25)
+        /* 3 */
+        f(JEQ, 20, 0, u32::from(tcpshake_proto::wire::ip::PROTO_ICMP)), // -> accept (24)
+        /* 4 */
+        f(JEQ, 0, 20, u32::from(tcpshake_proto::wire::ip::PROTO_TCP)), // -> drop (25)
         /* 5 */ f(LDX_MSH, 0, 0, 0),
         /* 6 */ f(LD_H_IND, 0, 0, 0), // source port
         /* 7 */ f(JGE, 0, 2, lo), // below -> 10
@@ -505,8 +507,9 @@ fn range_filter(lo: u16, hi: u16) -> Vec<SockFilter> {
         f(JEQ, 0, 11, ETH_P_IPV6), // -> drop (25)
         /* 14 */ f(LD_B_ABS, 0, 0, 6),
         /* 15 */
-        f(JEQ, 8, 0, u32::from(crate::wire::ip::PROTO_ICMPV6)), // -> accept (24)
-        /* 16 */ f(JEQ, 0, 8, u32::from(crate::wire::ip::PROTO_TCP)), // -> drop (25)
+        f(JEQ, 8, 0, u32::from(tcpshake_proto::wire::ip::PROTO_ICMPV6)), // -> accept (24)
+        /* 16 */
+        f(JEQ, 0, 8, u32::from(tcpshake_proto::wire::ip::PROTO_TCP)), // -> drop (25)
         /* 17 */ f(LD_H_ABS, 0, 0, 40),
         /* 18 */ f(JGE, 0, 2, lo), // below -> 21
         /* 19 */ f(JGT, 1, 0, hi), // above -> 21

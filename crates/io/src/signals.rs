@@ -27,6 +27,23 @@ pub fn stop_flag() -> &'static AtomicBool {
     &STOP
 }
 
+/// Makes a child process die (SIGKILL) with the thread that spawned it, even if that one
+/// is SIGKILLed, so no peer or capture outlives a crashed run (`PR_SET_PDEATHSIG`;
+/// `ip netns exec` keeps the setting across its exec).
+pub fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Random bytes from the kernel's CSPRNG (for ISNs, RFC 9293 §3.4.1 / RFC 6528), drawn 256
 /// bytes at a time: a survey needs two per probe, and a system call each was 1.5% of its
 /// time.

@@ -233,7 +233,7 @@ pub(crate) fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::netns::testutil::{in_fresh_netns, require_root};
+    use crate::netns::testutil::{in_fresh_netns, require_root};
 
     #[test]
     fn loopback_route_in_fresh_netns() {
@@ -247,7 +247,7 @@ mod tests {
                 format!("{err:#}").contains("no route to 127.0.0.1"),
                 "{err:#}"
             );
-            crate::net::netns::set_link_up_by_name("lo").unwrap();
+            crate::netns::set_link_up_by_name("lo").unwrap();
             let r = lookup("127.0.0.1".parse().unwrap()).unwrap();
             assert_eq!(r.src, "127.0.0.1".parse::<IpAddr>().unwrap());
             assert_eq!(r.ifname, "lo");

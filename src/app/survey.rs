@@ -5,21 +5,11 @@
 
 use crate::app::{EXIT_NOT_OPEN, EXIT_OK, TlsShared, UsageError, tcp_config, tls_setup};
 use crate::cli::{CommonArgs, OutputFormat, PlotKind, ProbeArgs, ReportArgs};
-use crate::net::guard::Guard;
-use crate::net::resolve::{Family, resolve};
-use crate::net::run::{MARK, Outcome};
-use crate::net::signals;
-use crate::net::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
-use crate::probe::record::ProbeResult;
-use crate::probe::stats::{Sample, Slo, Survey, parse_slos};
-use crate::probe::target::{self, Target};
-use crate::probe::{HttpRequest, ProbeConfig};
 use crate::report::pcap::PcapWriter;
 use crate::report::survey::{
     csv_header, csv_row, parse_record, probe_line, stats_json, write_table,
 };
 use crate::report::text::human_ns;
-use crate::wire::SeqNumber;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
@@ -27,6 +17,16 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tcpshake_io::guard::Guard;
+use tcpshake_io::resolve::{Family, resolve};
+use tcpshake_io::run::{MARK, Outcome};
+use tcpshake_io::signals;
+use tcpshake_io::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
+use tcpshake_proto::probe::record::ProbeResult;
+use tcpshake_proto::probe::stats::{Sample, Slo, Survey, parse_slos};
+use tcpshake_proto::probe::target::{self, Target};
+use tcpshake_proto::probe::{HttpRequest, ProbeConfig};
+use tcpshake_proto::wire::SeqNumber;
 
 /// An SLO was breached (`--slo`).
 pub const EXIT_SLO: u8 = 4;
@@ -408,7 +408,7 @@ impl Live {
         let mut w: Vec<u64> = self.recent.iter().copied().collect();
         w.sort_unstable();
         let pct = |p| {
-            crate::probe::stats::percentile(&w, p)
+            tcpshake_proto::probe::stats::percentile(&w, p)
                 .map(human_ns)
                 .unwrap_or_else(|| "-".into())
         };
@@ -513,7 +513,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         // sequence number or timestamp is newer (RFC 6191 §2). So, as Linux itself does:
         // ISN = a 4 µs clock + a keyed hash (RFC 6528 §3), TSval offset per host pair
         // (RFC 7323 §5.4), both increasing across probes and across runs.
-        let now = crate::net::clock::now().as_nanos();
+        let now = tcpshake_io::clock::now().as_nanos();
         tcp.isn =
             SeqNumber(((now / 4_000) as u32).wrapping_add(pair_secret.hash(local, t.remote, 1)));
         tcp.ts_offset = pair_secret.hash(local, t.remote, 2);
@@ -611,7 +611,7 @@ impl PairSecret {
     fn new() -> PairSecret {
         let boot = std::fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_else(|_| {
             // No procfs: a random key, which keeps them increasing within this run.
-            crate::net::signals::random_u32().to_le_bytes().to_vec()
+            tcpshake_io::signals::random_u32().to_le_bytes().to_vec()
         });
         PairSecret(boot)
     }

@@ -2,13 +2,13 @@
 //!
 //! Bridges interfaces A and B (whole Ethernet frames, AF_PACKET) and applies, per
 //! direction, delay ± jitter, loss, reordering, duplication and corruption from a seeded
-//! PRNG, plus scripted faults on chosen TCP segments (SPEC syntax: `tcpshake::linkem`).
+//! PRNG, plus scripted faults on chosen TCP segments (SPEC syntax: `tcpshake_lab::linkem`).
 //! Runs until SIGINT/SIGTERM, then prints what it did as one JSON object on stdout.
 //! Exit codes: 0 stopped by a signal, 2 usage, 3 environment (privileges, no interface).
 
 use clap::Parser;
 use std::process::ExitCode;
-use tcpshake::linkem::{LinkParams, LinkStats};
+use tcpshake_lab::linkem::{LinkParams, LinkStats};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,11 +52,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let stop = tcpshake::net::signals::stop_flag();
-    if args.realtime && !tcpshake::net::linkem::set_realtime() {
+    let stop = tcpshake_io::signals::stop_flag();
+    if args.realtime && !tcpshake_lab::linkem_io::set_realtime() {
         eprintln!("tcpshake-linkem: SCHED_FIFO refused; running with normal priority");
     }
-    match tcpshake::net::linkem::run(&args.a, &args.b, args.ab, args.ba, args.seed, stop) {
+    match tcpshake_lab::linkem_io::run(&args.a, &args.b, args.ab, args.ba, args.seed, stop) {
         Ok(r) => {
             let out = serde_json::json!({
                 "ab": stats_json(&r.ab), "ba": stats_json(&r.ba),

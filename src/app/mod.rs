@@ -2,17 +2,8 @@
 //! errors to exit codes.
 
 use crate::cli::{Cli, Command, CommonArgs, LabArgs, ProbeArgs};
-use crate::net::guard::Guard;
-use crate::net::resolve::{Family, resolve};
-use crate::net::run::{self, MARK, Outcome, Path};
-use crate::net::{is_environment_error, signals};
-use crate::probe::target::{self, Host, Target};
-use crate::probe::tls::TlsSetup;
-use crate::probe::{HttpRequest, ProbeConfig};
 use crate::report::pcap::PcapWriter;
 use crate::report::text::{self, Style};
-use crate::tcp;
-use crate::wire::SeqNumber;
 use anyhow::{Context, Result};
 use clap::Parser;
 use rustls::RootCertStore;
@@ -23,8 +14,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tcpshake_io::guard::Guard;
+use tcpshake_io::resolve::{Family, resolve};
+use tcpshake_io::run::{self, MARK, Outcome, Path};
+use tcpshake_io::{is_environment_error, signals};
+use tcpshake_proto::probe::target::{self, Host, Target};
+use tcpshake_proto::probe::tls::TlsSetup;
+use tcpshake_proto::probe::{HttpRequest, ProbeConfig};
+use tcpshake_proto::tcp;
+use tcpshake_proto::wire::SeqNumber;
 
 mod scan;
+pub mod survey;
 
 /// Exit codes (README.md documents them).
 pub const EXIT_OK: u8 = 0;
@@ -56,7 +57,7 @@ pub fn main() -> ExitCode {
         Command::Probe(args) => probe_command(&args),
         Command::Lab(args) => lab_command(&args),
         Command::Scan(args) => scan::scan_command(&args),
-        Command::Report(args) => crate::survey::report_command(&args),
+        Command::Report(args) => crate::app::survey::report_command(&args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -89,7 +90,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn probe_command(args: &ProbeArgs) -> Result<u8> {
     if args.survey.wanted() || args.port.len() > 1 {
-        return crate::survey::survey_command(args);
+        return crate::app::survey::survey_command(args);
     }
     let targets = args
         .targets
@@ -354,7 +355,7 @@ fn load_roots(cacert: Option<&std::path::Path>) -> Result<(Arc<RootCertStore>, S
 }
 
 fn lab_command(args: &LabArgs) -> Result<u8> {
-    use crate::net::netns::LabNet;
+    use tcpshake_lab::labnet::LabNet;
 
     let lab = LabNet::create().context("building the lab namespaces")?;
     let peer = lab

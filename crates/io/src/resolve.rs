@@ -1,8 +1,8 @@
 //! Host names to addresses, through the system resolver (getaddrinfo), like curl.
 
-use crate::probe::target::{Host, Target};
 use anyhow::{Result, bail};
 use std::net::{SocketAddr, ToSocketAddrs};
+use tcpshake_proto::probe::target::{Host, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {

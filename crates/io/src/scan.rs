@@ -18,13 +18,6 @@ use super::run::MARK;
 use super::sender::{PortReservation, RawSender};
 use super::tap::{RingShape, Tap};
 use super::{EnvironmentError, clock, signals};
-use crate::probe::record::PortState;
-use crate::probe::scan::permute::{Permutation, Shard};
-use crate::probe::scan::targets::TargetSet;
-use crate::probe::scan::{
-    self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_syn,
-};
-use crate::time::Instant;
 use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +25,13 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+use tcpshake_proto::probe::record::PortState;
+use tcpshake_proto::probe::scan::permute::{Permutation, Shard};
+use tcpshake_proto::probe::scan::targets::TargetSet;
+use tcpshake_proto::probe::scan::{
+    self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_syn,
+};
+use tcpshake_proto::time::Instant;
 
 /// SYNs per `sendmmsg`.
 const BATCH: usize = 64;

@@ -10,10 +10,10 @@
 //! any system call is what its reaction time needs.
 
 use super::tap::{PACKET_OUTGOING, TP_STATUS_CSUMNOTREADY, TapMeta};
-use crate::time::Instant;
 use socket2::Socket;
 use std::mem::{size_of, zeroed};
 use std::os::fd::AsRawFd;
+use tcpshake_proto::time::Instant;
 
 /// `PACKET_AUXDATA` (linux/if_packet.h): a `tpacket_auxdata` control message per packet.
 pub(super) const PACKET_AUXDATA: libc::c_int = 8;

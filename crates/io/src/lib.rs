@@ -1,13 +1,13 @@
-//! The only layer that touches sockets, clocks and the firewall. Every `unsafe` block
-//! carries a `// SAFETY:` line.
-#![allow(unsafe_code)]
+//! tcpshake's I/O layer: the only crate that touches sockets, clocks and the firewall, and
+//! the only one with `unsafe` (every block carries a `// SAFETY:` line). It runs the pure
+//! machines of `tcpshake_proto` against the network. See ARCHITECTURE.md.
 
 pub mod clock;
+pub mod frames;
 pub mod guard;
-pub mod labpeer;
-pub mod linkem;
 pub mod netlink;
 pub mod netns;
+pub mod poll;
 pub mod ports;
 pub mod resolve;
 pub mod route;
@@ -110,10 +110,9 @@ impl Realtime {
         if cpus < 2 {
             return Realtime { active: false };
         }
-        let param = libc::sched_param { sched_priority: 1 };
-        // SAFETY: `param` is a valid sched_param; pid 0 is the calling thread.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        Realtime { active: rc == 0 }
+        Realtime {
+            active: set_realtime(),
+        }
     }
 
     /// Whether spinning is worth it: we hold a CPU of our own.
@@ -130,4 +129,12 @@ impl Drop for Realtime {
             unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
         }
     }
+}
+
+/// Puts the calling thread in `SCHED_FIFO` at the lowest real-time priority (1). False
+/// when the kernel refuses (no CAP_SYS_NICE, RT throttling).
+pub fn set_realtime() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid sched_param for the call; pid 0 is the calling thread.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }

@@ -648,7 +648,7 @@ fn list_tables(sock: &mut NlSocket) -> anyhow::Result<Vec<(String, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::netns::testutil::{in_fresh_netns, require_root};
+    use crate::netns::testutil::{in_fresh_netns, require_root};
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     use std::net::{Ipv4Addr, SocketAddr};
     use std::time::{Duration, Instant};
@@ -860,7 +860,7 @@ mod tests {
             return;
         }
         in_fresh_netns(|| {
-            crate::net::netns::set_link_up_by_name("lo").unwrap();
+            crate::netns::set_link_up_by_name("lo").unwrap();
             // Reserve a local port the way probes do: bound, not listening.
             let reserved = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
             reserved
@@ -976,7 +976,7 @@ mod tests {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "net::guard::tests::sigkill_holder",
+                "guard::tests::sigkill_holder",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
@@ -1028,7 +1028,7 @@ mod tests {
         let elapsed = std::thread::scope(|s| {
             s.spawn(|| {
                 use std::os::fd::AsFd;
-                crate::net::netns::setns_net(ns.as_fd()).unwrap();
+                crate::netns::setns_net(ns.as_fd()).unwrap();
                 assert!(has_table(&table), "holder's table missing before the kill");
                 let t0 = Instant::now();
                 child.kill().unwrap(); // SIGKILL, to our own child by pid

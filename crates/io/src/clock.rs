@@ -1,0 +1,33 @@
+//! The user-space clock, on the same timeline as kernel packet timestamps. Used for
+//! deadlines only; no reported time comes from here.
+
+use tcpshake_proto::time::Instant;
+
+/// `CLOCK_REALTIME` now.
+pub fn now() -> Instant {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    Instant::from_nanos((ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64)
+}
+
+/// A kernel `timespec` (a timestamp cmsg, `SO_TIMESTAMPNS`) as an [`Instant`].
+pub fn instant_of(ts: &libc::timespec) -> Instant {
+    Instant::from_nanos(
+        u64::try_from(ts.tv_sec)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0)),
+    )
+}
+
+/// A duration as a `timespec` (a `ppoll` timeout).
+pub fn timespec(d: std::time::Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    }
+}

@@ -1,0 +1,155 @@
+//! Whole Ethernet frames on one interface (AF_PACKET, SOCK_RAW), each with its kernel
+//! receive timestamp and whether its checksum is still partial (veth offloads): the link
+//! emulator's ports (`tcpshake_lab::linkem_io`).
+
+use super::set_sockopt;
+use super::tap::{PACKET_OUTGOING, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY, bind_to_interface};
+use super::tapqueue::{PACKET_AUXDATA, TpacketAuxdata};
+use anyhow::{Context, Result, bail};
+use socket2::{Domain, Socket, Type};
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use tcpshake_proto::time::Instant;
+
+const ETH_P_ALL: u16 = 0x0003;
+
+/// One interface, every frame on it.
+pub struct FramePort {
+    socket: Socket,
+    name: String,
+}
+
+/// A frame read off a port.
+pub struct Frame {
+    pub at: Instant,
+    pub len: usize,
+    pub csum_not_ready: bool,
+}
+
+impl FramePort {
+    pub fn open(name: &str) -> Result<FramePort> {
+        let cname = std::ffi::CString::new(name).context("interface name")?;
+        // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            bail!("no interface named {name}");
+        }
+        let socket = Socket::new(
+            Domain::PACKET,
+            Type::RAW.cloexec(),
+            Some(socket2::Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+        )
+        .map_err(|e| super::privilege_error(e, "open an AF_PACKET socket"))?;
+        set_sockopt(
+            &socket,
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            &1 as &libc::c_int,
+        )
+        .context("SO_TIMESTAMPNS")?;
+        set_sockopt(
+            &socket,
+            libc::SOL_PACKET,
+            PACKET_AUXDATA,
+            &1 as &libc::c_int,
+        )
+        .context("PACKET_AUXDATA")?;
+        let _ = socket.set_recv_buffer_size(8 << 20);
+        let _ = socket.set_send_buffer_size(8 << 20);
+        bind_to_interface(&socket, ifindex).with_context(|| format!("binding to {name}"))?;
+        socket.set_nonblocking(true)?;
+        Ok(FramePort {
+            socket,
+            name: name.to_string(),
+        })
+    }
+
+    /// One frame that arrived on this interface (our own transmissions are skipped).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Frame>> {
+        // Bounded: skip at most the outgoing copies queued right now.
+        for _ in 0..1024 {
+            let mut addr = MaybeUninit::<libc::sockaddr_ll>::zeroed();
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut control = [0u64; 16];
+            // SAFETY: msghdr is plain data; zeroed is a valid initial value.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_name = addr.as_mut_ptr().cast();
+            msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of::<[u64; 16]>();
+            // SAFETY: every pointer in `msg` points at a live buffer of the stated length.
+            let n = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                    _ => Err(e),
+                };
+            }
+            // SAFETY: recvmsg filled `addr` (at most its size).
+            let addr = unsafe { addr.assume_init() };
+            if addr.sll_pkttype == PACKET_OUTGOING {
+                continue;
+            }
+            let mut at = None;
+            let mut aux = TpacketAuxdata::default();
+            // SAFETY: CMSG_* walk the control buffer recvmsg filled, within msg_controllen;
+            // payloads are copied out with read_unaligned after checking their type.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+                while !cmsg.is_null() {
+                    let h = &*cmsg;
+                    if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == SO_TIMESTAMPNS {
+                        let ts: libc::timespec =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                        at = Some(Instant::from_nanos(
+                            (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64,
+                        ));
+                    } else if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == PACKET_AUXDATA {
+                        aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                }
+            }
+            return Ok(Some(Frame {
+                at: at.unwrap_or_else(super::clock::now),
+                len: (n as usize).min(buf.len()),
+                csum_not_ready: aux.tp_status & TP_STATUS_CSUMNOTREADY != 0,
+            }));
+        }
+        Ok(None)
+    }
+
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: `frame` is a live buffer of the stated length; the socket is bound to
+        // the interface, so no address is needed.
+        let n = unsafe {
+            libc::send(
+                self.socket.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl AsFd for FramePort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
