@@ -22,7 +22,7 @@ use tcpshake_io::resolve::{Family, resolve};
 use tcpshake_io::run::{MARK, Outcome};
 use tcpshake_io::signals;
 use tcpshake_io::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
-use tcpshake_proto::probe::record::ProbeResult;
+use tcpshake_proto::probe::record::{Leg, ProbeResult};
 use tcpshake_proto::probe::stats::{Sample, Slo, Survey, parse_slos};
 use tcpshake_proto::probe::target::{self, Target};
 use tcpshake_proto::probe::{HttpRequest, ProbeConfig};
@@ -380,7 +380,7 @@ impl Live {
     }
 
     fn update(&mut self, r: &ProbeResult, stats: &Survey) {
-        if let Some(v) = r.legs_ns.syn_to_synack {
+        if let Some(v) = r.legs_ns.get(Leg::SynToSynack) {
             self.recent.push_back(v);
             if self.recent.len() > LIVE_WINDOW {
                 self.recent.pop_front();

@@ -58,7 +58,7 @@ fn fold<'r>(ports: &[&'r ScanRecord]) -> Folded<'r> {
         if r.state.as_str() == top {
             state = r.state;
             n += 1;
-            *reasons.entry(r.reason).or_default() += 1;
+            *reasons.entry(r.reason.as_str()).or_default() += 1;
         } else {
             listed.push(*r);
         }
@@ -139,7 +139,7 @@ pub fn xml(records: &[ScanRecord], info: &RunInfo<'_>) -> String {
             secs(last)
         );
         let (reason, ttl) = first
-            .map(|r| (r.reason, r.reply_ttl))
+            .map(|r| (r.reason.as_str(), r.reply_ttl))
             .unwrap_or(("user-set", 0));
         let _ = writeln!(
             out,
@@ -264,14 +264,15 @@ fn ctime(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpshake_proto::probe::record::Reason;
 
     fn records() -> Vec<ScanRecord> {
         let mut v = Vec::new();
-        let rec = |port, state, reason| ScanRecord {
+        let rec = |port, state, reason: &str| ScanRecord {
             addr: "198.18.0.9".parse().unwrap(),
             port,
             state,
-            reason,
+            reason: Reason::from_word(reason).unwrap(),
             reply_ttl: 64,
             rtt_ns: Some(50_000),
             t_ns: 1_700_000_000_000_000_000,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
-use tcpshake_proto::probe::record::{CloseInitiator, PortState};
+use tcpshake_proto::probe::record::{CloseInitiator, Leg, PortState};
 use tcpshake_proto::probe::scan::{Completion, ScanRecord, ScanTotals};
 
 /// Records grouped per host (ascending address), ports ascending within each.
@@ -100,8 +100,8 @@ fn completion(c: &Completion) -> String {
     let l = &c.legs_ns;
     let mut s = format!(
         "connect: SYN→SYN-ACK {}, SYN-ACK→ACK {}",
-        leg(l.syn_to_synack),
-        leg(l.synack_to_ack)
+        leg(l.get(Leg::SynToSynack)),
+        leg(l.get(Leg::SynackToAck))
     );
     let by = match c.close_initiator {
         Some(CloseInitiator::Client) => "client",
@@ -113,9 +113,9 @@ fn completion(c: &Completion) -> String {
     let _ = write!(
         s,
         "; close by {by}: FIN→ACK {}, FIN→FIN {}, peer FIN→ACK {}",
-        leg(l.fin_to_ack),
-        leg(l.fin_to_peer_fin),
-        leg(l.peer_fin_to_last_ack)
+        leg(l.get(Leg::FinToAck)),
+        leg(l.get(Leg::FinToPeerFin)),
+        leg(l.get(Leg::PeerFinToLastAck))
     );
     if let Some(e) = &c.complete_error {
         let _ = write!(s, "; failed: {e}");
@@ -137,13 +137,14 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpshake_proto::probe::record::Reason;
 
     pub(crate) fn sample() -> Vec<ScanRecord> {
-        let rec = |a: &str, port, state, reason| ScanRecord {
+        let rec = |a: &str, port, state, reason: &str| ScanRecord {
             addr: a.parse().unwrap(),
             port,
             state,
-            reason,
+            reason: Reason::from_word(reason).unwrap(),
             reply_ttl: 64,
             rtt_ns: Some(41_500),
             t_ns: 1_700_000_000_000_000_000,
@@ -173,13 +174,14 @@ mod tests {
     fn complete_adds_the_connection_legs_under_its_port() {
         let mut recs = sample();
         recs[1].complete = Some(Completion {
-            legs_ns: tcpshake_proto::probe::record::Legs {
-                syn_to_synack: Some(48_000),
-                synack_to_ack: Some(12_000),
-                fin_to_ack: Some(30_000),
-                fin_to_peer_fin: Some(40_000),
-                peer_fin_to_last_ack: Some(10_000),
-                ..Default::default()
+            legs_ns: {
+                let mut l = tcpshake_proto::probe::record::Legs::default();
+                l.set(Leg::SynToSynack, Some(48_000));
+                l.set(Leg::SynackToAck, Some(12_000));
+                l.set(Leg::FinToAck, Some(30_000));
+                l.set(Leg::FinToPeerFin, Some(40_000));
+                l.set(Leg::PeerFinToLastAck, Some(10_000));
+                l
             },
             close_initiator: Some(CloseInitiator::Client),
             complete_error: None,

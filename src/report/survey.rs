@@ -2,23 +2,17 @@
 //! form, and reading JSON Lines back for `tcpshake report`.
 
 use crate::report::text::human_ns;
-use serde::Deserialize;
 use std::fmt::Write;
 use std::io;
-use tcpshake_proto::probe::record::{PortState, ProbeResult};
-use tcpshake_proto::probe::stats::{Group, LEG_LABELS, LEGS, LegStats, Sample, Survey};
+use tcpshake_proto::probe::record::{Leg, ProbeResult};
+use tcpshake_proto::probe::stats::{Group, LegStats, Sample, Survey};
 
 /// `198.18.0.2:80  open  syn-ack  SYN→SYN-ACK 41.2 µs  req→1st byte 180.4 µs  total 1.204 ms`
 pub fn probe_line(r: &ProbeResult) -> String {
     let mut s = format!("{}  {}  {}", r.target, r.state.as_str(), r.reason);
-    let l = &r.legs_ns;
-    for (name, v) in [
-        ("SYN→SYN-ACK", l.syn_to_synack),
-        ("req→1st byte", l.request_to_first_byte),
-        ("total", l.total),
-    ] {
-        if let Some(v) = v {
-            let _ = write!(s, "  {name} {}", human_ns(v));
+    for leg in [Leg::SynToSynack, Leg::RequestToFirstByte, Leg::Total] {
+        if let Some(v) = r.legs_ns.get(leg) {
+            let _ = write!(s, "  {} {}", leg.label(), human_ns(v));
         }
     }
     if let Some(h) = &r.http {
@@ -33,21 +27,21 @@ pub fn probe_line(r: &ProbeResult) -> String {
     s
 }
 
-/// The CSV header: one row per probe, one column per leg (ns, empty when it did not happen).
+/// The CSV header: one row per probe, one column per leg (ns, empty when it did not happen;
+/// the `tls_*` legs and columns are empty for plain HTTP).
 pub fn csv_header() -> String {
     let mut h = String::from(
         "target,addr,port,src_addr,src_port,start_ns,state,reason,retransmissions,http_status",
     );
-    for l in LEGS {
-        let _ = write!(h, ",{l}_ns");
+    for l in Leg::ALL {
+        let _ = write!(h, ",{}_ns", l.name());
     }
-    h.push_str(",error");
+    h.push_str(",tls_version,tls_verified,error");
     h
 }
 
 pub fn csv_row(r: &ProbeResult) -> String {
     let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
-    let l = &r.legs_ns;
     let mut row = vec![
         csv_field(&r.target),
         csv_field(&r.addr),
@@ -56,25 +50,25 @@ pub fn csv_row(r: &ProbeResult) -> String {
         r.src_port.to_string(),
         opt(r.segments.first().map(|s| s.ts_ns)),
         r.state.as_str().to_string(),
-        csv_field(&r.reason),
+        r.reason.to_string(),
         r.retransmissions.to_string(),
         r.http
             .as_ref()
             .map(|h| h.status.to_string())
             .unwrap_or_default(),
     ];
-    for v in [
-        l.syn_to_synack,
-        l.synack_to_ack,
-        l.request_to_first_byte,
-        l.request_to_complete,
-        l.fin_to_ack,
-        l.fin_to_peer_fin,
-        l.peer_fin_to_last_ack,
-        l.total,
-    ] {
-        row.push(opt(v));
+    for leg in Leg::ALL {
+        row.push(opt(r.legs_ns.get(leg)));
     }
+    let tls = r.tls.as_ref();
+    row.push(csv_field(
+        tls.and_then(|t| t.version.as_deref()).unwrap_or(""),
+    ));
+    row.push(
+        tls.and_then(|t| t.verified)
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+    );
     row.push(csv_field(r.error.as_deref().unwrap_or("")));
     row.join(",")
 }
@@ -109,12 +103,12 @@ fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<(
         "  {:<13} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5}",
         "leg", "count", "loss%", "min", "median", "mean", "p90", "p99", "max", "stddev", "retx"
     )?;
-    for (i, st) in acc.summary().iter().enumerate() {
+    for (leg, st) in Leg::ALL.iter().zip(acc.summary().iter()) {
         // SYN→SYN-ACK always (its loss is the survey's loss); others when they happened.
-        if i != 0 && st.count == 0 {
+        if *leg != Leg::SynToSynack && st.count == 0 {
             continue;
         }
-        row(out, LEG_LABELS[i], st)?;
+        row(out, leg.label(), st)?;
     }
     Ok(())
 }
@@ -182,74 +176,29 @@ pub fn stats_json(survey: &Survey) -> serde_json::Value {
     })
 }
 
-/// The fields of a schema-1 record that statistics need; the rest is ignored.
-#[derive(Deserialize)]
-struct RecordIn {
-    schema: u32,
-    target: String,
-    state: String,
-    legs_ns: LegsIn,
-    #[serde(default)]
-    retransmissions: u32,
-}
-
-#[derive(Deserialize)]
-struct LegsIn {
-    syn_to_synack: Option<u64>,
-    synack_to_ack: Option<u64>,
-    request_to_first_byte: Option<u64>,
-    request_to_complete: Option<u64>,
-    fin_to_ack: Option<u64>,
-    fin_to_peer_fin: Option<u64>,
-    peer_fin_to_last_ack: Option<u64>,
-    total: Option<u64>,
-}
-
-/// One JSON line → (target, sample). Says what is wrong with a line that is not a record.
+/// One JSON line → (target, sample). Reads the record type `probe` writes; says what is
+/// wrong with a line that is not a record.
 pub fn parse_record(line: &str) -> Result<(String, Sample), String> {
-    let r: RecordIn = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    if r.schema != 1 {
-        return Err(format!(
-            "schema {} (this tcpshake reads schema 1)",
-            r.schema
-        ));
-    }
-    let state = match r.state.as_str() {
-        "open" => PortState::Open,
-        "closed" => PortState::Closed,
-        "filtered" => PortState::Filtered,
-        other => return Err(format!("unknown state `{other}`")),
-    };
-    let l = r.legs_ns;
-    let legs = tcpshake_proto::probe::record::Legs {
-        syn_to_synack: l.syn_to_synack,
-        synack_to_ack: l.synack_to_ack,
-        request_to_first_byte: l.request_to_first_byte,
-        request_to_complete: l.request_to_complete,
-        fin_to_ack: l.fin_to_ack,
-        fin_to_peer_fin: l.fin_to_peer_fin,
-        peer_fin_to_last_ack: l.peer_fin_to_last_ack,
-        total: l.total,
-        tls: None,
-    };
-    Ok((r.target, Sample::new(&legs, state, r.retransmissions)))
+    let r = ProbeResult::from_json_line(line)?;
+    let sample = Sample::new(&r.legs_ns, r.state, r.retransmissions);
+    Ok((r.target, sample))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"{"schema":1,"target":"198.18.0.2:80","addr":"198.18.0.2","port":80,"state":"open","reason":"syn-ack","legs_ns":{"syn_to_synack":41000,"synack_to_ack":9000,"request_to_first_byte":null,"request_to_complete":null,"fin_to_ack":null,"fin_to_peer_fin":null,"peer_fin_to_last_ack":null,"total":90000},"retransmissions":1,"segments":[]}"#;
+    const LINE: &str = r#"{"schema":1,"target":"198.18.0.2:80","addr":"198.18.0.2","port":80,"state":"open","reason":"syn-ack","src_addr":"198.18.0.1","src_port":40000,"reply_ttl":64,"reply_from":"198.18.0.2","legs_ns":{"syn_to_synack":41000,"synack_to_ack":9000,"request_to_first_byte":null,"request_to_complete":null,"fin_to_ack":null,"fin_to_peer_fin":null,"peer_fin_to_last_ack":null,"total":90000},"retransmissions":1,"peer_options":null,"http":null,"close_initiator":null,"isn":1,"irs":null,"segments":[],"timers":[],"anomalies":[],"error":null,"tls":null}"#;
 
     #[test]
     fn records_read_back() {
         let (t, s) = parse_record(LINE).unwrap();
         assert_eq!(t, "198.18.0.2:80");
-        assert_eq!(s.legs[0], Some(41_000));
-        assert_eq!(s.legs[2], None);
-        assert_eq!(s.legs[7], Some(90_000));
+        assert_eq!(s.legs[Leg::SynToSynack.index()], Some(41_000));
+        assert_eq!(s.legs[Leg::RequestToFirstByte.index()], None);
+        assert_eq!(s.legs[Leg::Total.index()], Some(90_000));
         assert!(s.retransmitted);
-        assert_eq!(s.state, PortState::Open);
+        assert_eq!(s.state, tcpshake_proto::probe::record::PortState::Open);
         assert!(parse_record("{").is_err());
         assert!(
             parse_record(&LINE.replace("\"schema\":1", "\"schema\":2"))
@@ -282,6 +231,6 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_header().split(',').count(), 10 + LEGS.len() + 1);
+        assert_eq!(csv_header().split(',').count(), 10 + Leg::COUNT + 3);
     }
 }

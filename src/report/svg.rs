@@ -10,13 +10,17 @@ use plotters::coord::Shift;
 use plotters::element::BackendCoordOnly;
 use plotters::prelude::*;
 use std::path::Path;
+use tcpshake_proto::probe::record::Leg;
 use tcpshake_proto::probe::stats::{Group, Survey, percentile};
 
 /// At most this many targets are drawn (the first ones, in the order they came).
 pub const MAX_TARGETS: usize = 60;
 
-/// Which legs are drawn: (index in probe::stats::LEGS, title).
-const PANELS: [(usize, &str); 2] = [(0, "SYN→SYN-ACK"), (2, "request→first byte (TTFB)")];
+/// Which legs are drawn, with their panel titles.
+const PANELS: [(Leg, &str); 2] = [
+    (Leg::SynToSynack, "SYN→SYN-ACK"),
+    (Leg::RequestToFirstByte, "request→first byte (TTFB)"),
+];
 
 pub fn write_svg(survey: &Survey, path: &Path, cdf: bool) -> Result<()> {
     let shown: Vec<(&str, [Vec<u64>; 2])> = survey

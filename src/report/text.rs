@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 use tcpshake_proto::probe::record::{
-    CloseInitiator, Dir, PortState, ProbeResult, SegmentRecord, options_text,
+    CloseInitiator, Dir, Leg, LegGroup, Legs, PortState, ProbeResult, SegmentRecord, options_text,
 };
 use tcpshake_proto::wire::TcpFlags;
 
@@ -165,35 +165,15 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
 
     tls_lines(&mut out, r, style);
     let l = &r.legs_ns;
-    let leg = |name: &str, v: Option<u64>| v.map(|ns| format!("{name} {}", human_ns(ns)));
-    let connect: Vec<String> = [
-        leg("SYN→SYN-ACK", l.syn_to_synack),
-        leg("SYN-ACK→ACK", l.synack_to_ack),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let connect = leg_phrases(l, LegGroup::Connect);
     if !connect.is_empty() {
         let _ = writeln!(out, "  connect   {}", connect.join("   "));
     }
-    let http: Vec<String> = [
-        leg("request→first byte", l.request_to_first_byte),
-        leg("→complete", l.request_to_complete),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let http = leg_phrases(l, LegGroup::Http);
     if !http.is_empty() {
         let _ = writeln!(out, "  http      {}", http.join("   "));
     }
-    let close: Vec<String> = [
-        leg("FIN→ACK", l.fin_to_ack),
-        leg("FIN→peer FIN", l.fin_to_peer_fin),
-        leg("→last ACK", l.peer_fin_to_last_ack),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let close = leg_phrases(l, LegGroup::Close);
     let who = match r.close_initiator {
         Some(CloseInitiator::Client) => "(client closed)",
         Some(CloseInitiator::Server) => "(server closed)",
@@ -204,7 +184,7 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
     if !close.is_empty() || !who.is_empty() {
         let _ = writeln!(out, "  close     {}   {who}", close.join("   "));
     }
-    if let Some(t) = l.total {
+    if let Some(t) = l.get(Leg::Total) {
         let _ = write!(out, "  total     {}", human_ns(t));
         if r.retransmissions > 0 {
             let _ = write!(out, "   retransmissions {}", r.retransmissions);
@@ -315,22 +295,18 @@ fn tls_lines(out: &mut String, r: &ProbeResult, style: Style) {
             c.not_after.get(..10).unwrap_or(&c.not_after),
         );
     }
-    if let Some(l) = &r.legs_ns.tls {
-        let leg = |name: &str, v: Option<u64>| v.map(|ns| format!("{name} {}", human_ns(ns)));
-        let legs: Vec<String> = [
-            leg("ClientHello→ServerHello", l.tls_clienthello_to_serverhello),
-            leg("→server Finished", l.tls_clienthello_to_server_finished),
-            leg("→our Finished", l.tls_clienthello_to_client_finished),
-            leg("SYN→appconnect", l.tls_syn_to_appconnect),
-            leg("close_notify→FIN", l.tls_close_notify_to_fin),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if !legs.is_empty() {
-            let _ = writeln!(out, "  tls legs  {}", legs.join("   "));
-        }
+    let legs = leg_phrases(&r.legs_ns, LegGroup::Tls);
+    if !legs.is_empty() {
+        let _ = writeln!(out, "  tls legs  {}", legs.join("   "));
     }
+}
+
+/// `SYN→SYN-ACK 21.8 µs` for each leg of `group` that happened.
+fn leg_phrases(legs: &Legs, group: LegGroup) -> Vec<String> {
+    legs.iter()
+        .filter(|(l, _)| l.group() == group)
+        .filter_map(|(l, v)| v.map(|ns| format!("{} {}", l.phrase(), human_ns(ns))))
+        .collect()
 }
 
 fn title_case(k: &str) -> String {

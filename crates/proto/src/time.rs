@@ -63,7 +63,9 @@ impl fmt::Debug for Instant {
     }
 }
 
-/// `250ms`, `2s`, `1.5s`, `500us`, `1m`.
+/// A duration as every option writes it: a number and a unit, `250ms`, `2s`, `1.5s`,
+/// `500us`, `800ns`, `1m` (0 to 24 h). The unit is required everywhere: a bare `5` could
+/// mean seconds to one reader and milliseconds to another.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -77,8 +79,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ns" => 1e-9,
         "us" | "µs" => 1e-6,
         "ms" => 1e-3,
-        "s" | "" => 1.0,
+        "s" => 1.0,
         "m" => 60.0,
+        "" => return Err(format!("`{s}` has no unit; write e.g. {s}s or {s}ms")),
         _ => return Err(format!("`{unit}` is not a unit; use ns, us, ms, s or m")),
     };
     let secs = value * scale;
@@ -112,7 +115,8 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("800ns").unwrap(), Duration::from_nanos(800));
+        assert!(parse_duration("3").unwrap_err().contains("no unit"));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1e9s").is_err());

@@ -1,7 +1,7 @@
 //! Legs of the exchange, read off the segment log: each is the difference of two kernel
 //! timestamps of segments that the tap saw, so the numbers agree with tcpdump's.
 
-use super::record::{Dir, Legs, SegmentRecord};
+use super::record::{Dir, Leg, Legs, SegmentRecord};
 use crate::wire::SeqNumber;
 
 /// Indices into the log that the probe learned while the exchange ran (which SYN-ACK was
@@ -61,13 +61,13 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
             .or(syns.last())
             .copied();
         if let Some(s) = syn {
-            legs.syn_to_synack = gap(log, s, sa);
+            legs.set(Leg::SynToSynack, gap(log, s, sa));
         }
         let ack = log.iter().enumerate().skip(sa + 1).find(|(_, r)| {
             r.dir == Dir::Out && r.flags.ack() && !r.flags.syn() && !r.flags.rst() && usable(r)
         });
         if let Some((a, _)) = ack {
-            legs.synack_to_ack = gap(log, sa, a);
+            legs.set(Leg::SynackToAck, gap(log, sa, a));
         }
     }
 
@@ -81,10 +81,10 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
             .skip(rq + 1)
             .find(|(_, r)| r.dir == Dir::In && r.len > 0 && usable(r));
         if let Some((fb, _)) = first_byte {
-            legs.request_to_first_byte = gap(log, rq, fb);
+            legs.set(Leg::RequestToFirstByte, gap(log, rq, fb));
         }
         if let Some(done) = marks.response_complete {
-            legs.request_to_complete = gap(log, rq, done);
+            legs.set(Leg::RequestToComplete, gap(log, rq, done));
         }
     }
 
@@ -95,7 +95,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
     if let Some(f1) = first_fin {
         let d1 = log[f1].dir;
         if let Some(a) = first_ack_of(log, f1, other(d1), end_seq(&log[f1])) {
-            legs.fin_to_ack = gap(log, f1, a);
+            legs.set(Leg::FinToAck, gap(log, f1, a));
         }
         let second_fin = log
             .iter()
@@ -104,15 +104,15 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
             .find(|(_, r)| r.dir == other(d1) && r.flags.fin() && usable(r))
             .map(|(i, _)| i);
         if let Some(f2) = second_fin {
-            legs.fin_to_peer_fin = gap(log, f1, f2);
+            legs.set(Leg::FinToPeerFin, gap(log, f1, f2));
             if let Some(a) = first_ack_of(log, f2, d1, end_seq(&log[f2])) {
-                legs.peer_fin_to_last_ack = gap(log, f2, a);
+                legs.set(Leg::PeerFinToLastAck, gap(log, f2, a));
             }
         }
     }
 
     if let (Some(s), Some(last)) = (first_syn, log.iter().rposition(usable)) {
-        legs.total = gap(log, s, last);
+        legs.set(Leg::Total, gap(log, s, last));
     }
     legs
 }

@@ -14,6 +14,7 @@ pub mod scan;
 pub mod stats;
 pub mod target;
 pub mod tls;
+pub mod verdict;
 
 use crate::tcp::{self, Connection, Event, State};
 use crate::time::Instant;
@@ -21,12 +22,12 @@ use crate::wire::http::{HttpParse, head_request, parse_response};
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{self, IcmpError, IpPacket, SeqNumber, TcpRepr};
 use record::{
-    CloseInitiator, Dir, HttpRecord, PortState, ProbeResult, SCHEMA, SegmentRecord, TimerRecord,
-    Transition,
+    CloseInitiator, Dir, HttpRecord, ProbeResult, SCHEMA, SegmentRecord, TimerRecord, Transition,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
+use verdict::Verdict;
 
 /// What to ask of the server once connected.
 #[derive(Clone, Debug)]
@@ -97,7 +98,7 @@ pub struct Probe {
     pending_out_transitions: Vec<(Instant, Transition)>,
     response: Vec<u8>,
     http: Option<HttpRecord>,
-    state: Option<(PortState, String)>,
+    state: Option<Verdict>,
     reply_ttl: Option<u8>,
     reply_from: Option<String>,
     peer_options: Option<tcp::PeerOptions>,
@@ -426,11 +427,12 @@ impl Probe {
             return false;
         }
         let t = self.rel(at);
-        let reason = err.kind.reason();
+        let verdict = Verdict::of_icmp(err.kind);
+        let reason = verdict.reason;
         if self.phase == Phase::Connecting && self.state.is_none() {
             // RFC 9293 §3.10.7.2 lets a client abort on a hard ICMP error in SYN-SENT;
             // nmap calls the port filtered with the ICMP error as its reason.
-            self.state = Some((PortState::Filtered, reason.to_string()));
+            self.state = Some(verdict);
             self.reply_ttl = Some(pkt.ip.ttl);
             self.reply_from = Some(pkt.ip.src.to_string());
             self.timers.push(TimerRecord {
@@ -511,7 +513,7 @@ impl Probe {
                 }
             }
             Event::Connected { peer, .. } => {
-                self.state = Some((PortState::Open, "syn-ack".into()));
+                self.state = Some(Verdict::OPEN);
                 self.marks.synack = caused_by;
                 self.irs = caused_by.map(|i| self.log[i].seq);
                 self.peer_options = Some(peer);
@@ -530,7 +532,7 @@ impl Probe {
                 }
             }
             Event::Refused { .. } => {
-                self.state = Some((PortState::Closed, "reset".into()));
+                self.state = Some(Verdict::CLOSED);
                 self.finish();
             }
             Event::Reset { state, .. } => {
@@ -581,7 +583,7 @@ impl Probe {
                     ),
                 });
                 if state == State::SynSent {
-                    self.state = Some((PortState::Filtered, "no-response".into()));
+                    self.state = Some(Verdict::NO_RESPONSE);
                 } else {
                     self.error = Some(format!("the server stopped answering in {}", state.name()));
                 }
@@ -763,10 +765,7 @@ impl Probe {
         anomalies: Vec<String>,
         timers: Vec<TimerRecord>,
     ) -> ProbeResult {
-        let (state, reason) = self
-            .state
-            .clone()
-            .unwrap_or((PortState::Filtered, "no-response".to_string()));
+        let Verdict { state, reason } = self.state.unwrap_or(Verdict::NO_RESPONSE);
         ProbeResult {
             schema: SCHEMA,
             target: self.cfg.target.clone(),

@@ -1,40 +1,28 @@
-//! What one probe found, as a script reads it (`--json`, schema 1, documented in README.md).
+//! The record schema: what one probe found, as a script reads it (`--json`, schema 1,
+//! documented in README.md). Every type here serializes to exactly the JSON `probe` writes
+//! and deserializes from it, so `tcpshake report` reads back what `probe` wrote (the golden
+//! tests in `tests.rs` pin both directions).
 
 use crate::tcp::{PeerOptions, State};
-use crate::wire::{TcpFlags, TcpOptions};
+use crate::wire::{SeqNumber, TcpFlags, TcpOptions};
 use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
 pub const SCHEMA: u32 = 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PortState {
-    Open,
-    Closed,
-    Filtered,
-}
+pub use super::verdict::{PortState, Reason, Verdict};
 
-impl PortState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortState::Open => "open",
-            PortState::Closed => "closed",
-            PortState::Filtered => "filtered",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dir {
     Out,
     In,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CloseInitiator {
     Client,
@@ -43,28 +31,248 @@ pub enum CloseInitiator {
     Reset,
 }
 
-/// Every leg is a difference of two kernel timestamps, in ns; `None` when that leg did not
-/// happen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Legs {
-    pub syn_to_synack: Option<u64>,
-    pub synack_to_ack: Option<u64>,
-    pub request_to_first_byte: Option<u64>,
-    pub request_to_complete: Option<u64>,
+/// One leg of the exchange: the time between two segments on the wire.
+///
+/// This table is the one place the legs are listed: the JSON keys (in the schema's order),
+/// the labels of the tables, the CSV columns, the statistics and the SLOs all iterate it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Leg {
+    SynToSynack,
+    SynackToAck,
+    RequestToFirstByte,
+    RequestToComplete,
     /// The first FIN (whoever sent it) → the other side's ACK of it.
-    pub fin_to_ack: Option<u64>,
+    FinToAck,
     /// The first FIN → the other side's FIN.
-    pub fin_to_peer_fin: Option<u64>,
+    FinToPeerFin,
     /// The second FIN → its ACK (the last ACK of the exchange).
-    pub peer_fin_to_last_ack: Option<u64>,
+    PeerFinToLastAck,
     /// First SYN → last segment of the exchange.
-    pub total: Option<u64>,
-    /// HTTPS only: the `tls_*` legs (see `probe::tls`).
-    #[serde(flatten)]
-    pub tls: Option<super::tls::TlsLegs>,
+    Total,
+    // HTTPS only (see `probe::tls` for where each starts and ends).
+    TlsClienthelloToServerhello,
+    TlsClienthelloToServerFinished,
+    TlsClienthelloToClientFinished,
+    TlsSynToAppconnect,
+    TlsCloseNotifyToFin,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Which part of the exchange a leg times (the single probe's view prints one line each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegGroup {
+    Connect,
+    Http,
+    Close,
+    Total,
+    Tls,
+}
+
+/// (leg, JSON key, short label for tables, phrase for the segment view, group)
+const LEG_TABLE: [(Leg, &str, &str, &str, LegGroup); Leg::COUNT] = {
+    use LegGroup::*;
+    [
+        (
+            Leg::SynToSynack,
+            "syn_to_synack",
+            "SYN→SYN-ACK",
+            "SYN→SYN-ACK",
+            Connect,
+        ),
+        (
+            Leg::SynackToAck,
+            "synack_to_ack",
+            "SYN-ACK→ACK",
+            "SYN-ACK→ACK",
+            Connect,
+        ),
+        (
+            Leg::RequestToFirstByte,
+            "request_to_first_byte",
+            "req→1st byte",
+            "request→first byte",
+            Http,
+        ),
+        (
+            Leg::RequestToComplete,
+            "request_to_complete",
+            "req→complete",
+            "→complete",
+            Http,
+        ),
+        (Leg::FinToAck, "fin_to_ack", "FIN→ACK", "FIN→ACK", Close),
+        (
+            Leg::FinToPeerFin,
+            "fin_to_peer_fin",
+            "FIN→peer FIN",
+            "FIN→peer FIN",
+            Close,
+        ),
+        (
+            Leg::PeerFinToLastAck,
+            "peer_fin_to_last_ack",
+            "peer FIN→ACK",
+            "→last ACK",
+            Close,
+        ),
+        (Leg::Total, "total", "total", "total", Total),
+        (
+            Leg::TlsClienthelloToServerhello,
+            "tls_clienthello_to_serverhello",
+            "CH→SH",
+            "ClientHello→ServerHello",
+            Tls,
+        ),
+        (
+            Leg::TlsClienthelloToServerFinished,
+            "tls_clienthello_to_server_finished",
+            "CH→srv Fin",
+            "→server Finished",
+            Tls,
+        ),
+        (
+            Leg::TlsClienthelloToClientFinished,
+            "tls_clienthello_to_client_finished",
+            "CH→our Fin",
+            "→our Finished",
+            Tls,
+        ),
+        (
+            Leg::TlsSynToAppconnect,
+            "tls_syn_to_appconnect",
+            "SYN→appconn",
+            "SYN→appconnect",
+            Tls,
+        ),
+        (
+            Leg::TlsCloseNotifyToFin,
+            "tls_close_notify_to_fin",
+            "notify→FIN",
+            "close_notify→FIN",
+            Tls,
+        ),
+    ]
+};
+
+impl Leg {
+    pub const COUNT: usize = 13;
+    /// Every leg, in the schema's order: the eight TCP/HTTP legs, then the TLS ones.
+    pub const ALL: [Leg; Leg::COUNT] = {
+        let mut all = [Leg::Total; Leg::COUNT];
+        let mut i = 0;
+        while i < Leg::COUNT {
+            all[i] = LEG_TABLE[i].0;
+            i += 1;
+        }
+        all
+    };
+    /// The legs every record has (HTTPS records add the TLS ones).
+    pub const TCP: &'static [Leg] = Leg::ALL.split_at(8).0;
+
+    /// Position in [`Leg::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The JSON key (`syn_to_synack`).
+    pub fn name(self) -> &'static str {
+        LEG_TABLE[self.index()].1
+    }
+
+    /// A short label for tables (`SYN→SYN-ACK`, `req→1st byte`).
+    pub fn label(self) -> &'static str {
+        LEG_TABLE[self.index()].2
+    }
+
+    /// The phrase in a single probe's view, read after the leg before it on its line
+    /// (`request→first byte   →complete`).
+    pub fn phrase(self) -> &'static str {
+        LEG_TABLE[self.index()].3
+    }
+
+    pub fn group(self) -> LegGroup {
+        LEG_TABLE[self.index()].4
+    }
+
+    pub fn is_tls(self) -> bool {
+        self.group() == LegGroup::Tls
+    }
+
+    /// A leg by its JSON key, or one of the short aliases `connect` (SYN→SYN-ACK) and
+    /// `ttfb` (request→first byte).
+    pub fn from_name(name: &str) -> Option<Leg> {
+        match name {
+            "connect" => Some(Leg::SynToSynack),
+            "ttfb" => Some(Leg::RequestToFirstByte),
+            _ => LEG_TABLE.iter().find(|e| e.1 == name).map(|e| e.0),
+        }
+    }
+}
+
+/// Every leg is a difference of two kernel timestamps, in ns; `None` when that leg did not
+/// happen. The TLS legs belong to HTTPS probes only: a plain probe's record has no
+/// `tls_*` keys at all, an HTTPS probe's has all of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Legs {
+    ns: [Option<u64>; Leg::COUNT],
+    tls: bool,
+}
+
+impl Legs {
+    /// No leg measured yet; `tls`: the record carries the TLS legs.
+    pub fn new(tls: bool) -> Legs {
+        Legs {
+            ns: [None; Leg::COUNT],
+            tls,
+        }
+    }
+
+    pub fn get(&self, leg: Leg) -> Option<u64> {
+        self.ns[leg.index()]
+    }
+
+    /// Sets a leg; setting a TLS leg makes the record an HTTPS one.
+    pub fn set(&mut self, leg: Leg, ns: Option<u64>) {
+        self.ns[leg.index()] = ns;
+        self.tls |= leg.is_tls();
+    }
+
+    /// Whether the record carries the TLS legs.
+    pub fn has_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The legs this record carries, in the schema's order, with their values.
+    pub fn iter(&self) -> impl Iterator<Item = (Leg, Option<u64>)> + '_ {
+        let carried = if self.tls { Leg::COUNT } else { Leg::TCP.len() };
+        Leg::ALL[..carried].iter().map(|&l| (l, self.get(l)))
+    }
+}
+
+impl Serialize for Legs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (leg, v) in self.iter() {
+            m.serialize_entry(leg.name(), &v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Legs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Legs, D::Error> {
+        let map: BTreeMap<String, Option<u64>> = BTreeMap::deserialize(d)?;
+        let mut legs = Legs::default();
+        for (k, v) in map {
+            // Unknown keys are a newer tcpshake's legs: kept out, not an error.
+            if let Some(leg) = LEG_TABLE.iter().find(|e| e.1 == k).map(|e| e.0) {
+                legs.set(leg, v);
+            }
+        }
+        Ok(legs)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRecord {
     /// Our request line, e.g. `HEAD / HTTP/1.1`.
     pub request: String,
@@ -77,32 +285,32 @@ pub struct HttpRecord {
 }
 
 /// One segment as the tap saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRecord {
     pub dir: Dir,
     /// ns since our first SYN left (negative only for nothing: the first SYN is 0).
     pub t_ns: i64,
     /// The kernel timestamp, ns since the epoch (same clock and tap as tcpdump).
     pub ts_ns: u64,
-    #[serde(serialize_with = "ser_flags")]
+    #[serde(serialize_with = "ser_flags", deserialize_with = "de_flags")]
     pub flags: TcpFlags,
     pub seq: u32,
     pub ack: u32,
     pub win: u16,
     pub len: u32,
-    #[serde(serialize_with = "ser_options")]
+    #[serde(serialize_with = "ser_options", deserialize_with = "de_options")]
     pub options: TcpOptions,
     pub ttl: u8,
     /// Sent again: same sequence range and SYN/FIN as an earlier segment of ours.
     pub retransmission: bool,
     /// State changes this segment caused (or, outgoing, came with).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitions: Vec<Transition>,
     /// Checksum did not verify: the segment was ignored.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bad_checksum: bool,
     /// An outgoing segment tcpshake did not make (the kernel's, or another program's).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub foreign: bool,
 }
 
@@ -127,46 +335,164 @@ impl Serialize for Transition {
     }
 }
 
+impl<'de> Deserialize<'de> for Transition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Transition, D::Error> {
+        let text = String::deserialize(d)?;
+        let state = |name: &str| {
+            State::from_name(name.trim()).ok_or_else(|| {
+                serde::de::Error::custom(format!("`{name}` is not an RFC 9293 state"))
+            })
+        };
+        let (from, to) = text
+            .split_once('→')
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not FROM → TO")))?;
+        Ok(Transition {
+            from: state(from)?,
+            to: state(to)?,
+        })
+    }
+}
+
 /// A state change no segment caused (a timer, or giving up).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerRecord {
     pub t_ns: i64,
     pub what: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One probe's record: one JSON line of `probe --json`.
+///
+/// Reading one back (`tcpshake report`) needs the verdict and the legs: `schema`, `target`,
+/// `addr`, `port`, `state`, `reason`, `legs_ns`; what a record made by other means may
+/// leave out is empty (`#[serde(default)]`, missing options are null).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeResult {
     pub schema: u32,
     pub target: String,
     pub addr: String,
     pub port: u16,
+    #[serde(default)]
     pub src_addr: String,
+    #[serde(default)]
     pub src_port: u16,
     pub state: PortState,
-    pub reason: String,
+    pub reason: Reason,
     pub reply_ttl: Option<u8>,
     /// Who answered (the target, or the router that sent an ICMP error).
     pub reply_from: Option<String>,
     pub legs_ns: Legs,
+    #[serde(default)]
     pub retransmissions: u32,
     pub peer_options: Option<PeerOptions>,
     pub http: Option<HttpRecord>,
     pub close_initiator: Option<CloseInitiator>,
+    #[serde(default)]
     pub isn: u32,
     pub irs: Option<u32>,
+    #[serde(default)]
     pub segments: Vec<SegmentRecord>,
+    #[serde(default)]
     pub timers: Vec<TimerRecord>,
+    #[serde(default)]
     pub anomalies: Vec<String>,
     pub error: Option<String>,
     /// HTTPS only: what the TLS handshake negotiated and showed.
-    pub tls: Option<super::tls::TlsRecord>,
+    pub tls: Option<TlsRecord>,
+}
+
+/// One certificate of the chain the server sent, leaf first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    pub subject: String,
+    pub issuer: String,
+    /// DNS names and IP addresses from subjectAltName (RFC 5280 §4.2.1.6).
+    pub sans: Vec<String>,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days from the handshake to `not_after` (negative once expired).
+    pub days_to_expiry: i64,
+}
+
+/// The `tls` object of a probe record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsRecord {
+    /// `TLSv1.3`, `TLSv1.2`, or null before a ServerHello.
+    pub version: Option<String>,
+    pub cipher_suite: Option<String>,
+    pub alpn: Option<String>,
+    pub key_exchange_group: Option<String>,
+    /// The SNI we sent (null for an address target without `--sni`).
+    pub sni: Option<String>,
+    /// The name or address the certificate was checked against.
+    pub server_name: String,
+    /// `system` or the `--cacert` file.
+    pub trust: String,
+    /// null when no certificate was seen (the server never got that far).
+    pub verified: Option<bool>,
+    pub verify_error: Option<String>,
+    /// `--insecure`: a failed verification was reported, not fatal.
+    pub insecure: bool,
+    pub certificates: Vec<CertRecord>,
+    /// Who sent close_notify first: `client`, `server`, or null.
+    pub close_notify_first: Option<String>,
+    /// Whether we sent close_notify (not when the server had closed completely first).
+    pub close_notify_sent: bool,
+    /// What went wrong in TLS itself (alert, not TLS, closed mid-handshake).
+    pub error: Option<String>,
 }
 
 impl ProbeResult {
+    /// One line of `probe --json` output, checked to be schema 1.
+    pub fn from_json_line(line: &str) -> Result<ProbeResult, String> {
+        #[derive(Deserialize)]
+        struct Schema {
+            schema: u32,
+        }
+        let v: Schema = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if v.schema != SCHEMA {
+            return Err(format!(
+                "schema {} (this tcpshake reads schema {SCHEMA})",
+                v.schema
+            ));
+        }
+        serde_json::from_str(line).map_err(|e| e.to_string())
+    }
+
     /// Did the exchange do everything that was asked (for the exit code)?
     pub fn succeeded(&self) -> bool {
         self.state == PortState::Open && self.error.is_none()
     }
+}
+
+/// One answered port, as `scan --json` writes it (one line each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRecord {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub state: PortState,
+    pub reason: Reason,
+    pub reply_ttl: u8,
+    /// SYN (kernel TX timestamp) → reply (kernel RX timestamp); null when the SYN's
+    /// timestamp was no longer remembered.
+    pub rtt_ns: Option<u64>,
+    /// When the reply arrived (kernel timestamp, ns since the Unix epoch).
+    pub t_ns: u64,
+    /// `--complete`, open ports only: the full connection made after the scan.
+    #[serde(flatten)]
+    pub complete: Option<Completion>,
+}
+
+/// `--complete`: a second, full connection to an open port (handshake, then our FIN, RFC
+/// 9293 §3.6), timed like `tcpshake probe --no-http` does it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The probe's legs: SYN→SYN-ACK, SYN-ACK→ACK, then the close.
+    pub legs_ns: Legs,
+    /// Who closed first: `client` when the close went as planned.
+    pub close_initiator: Option<CloseInitiator>,
+    /// Why the connection did not complete, if it did not (null when it did).
+    pub complete_error: Option<String>,
 }
 
 fn ser_flags<S: Serializer>(f: &TcpFlags, s: S) -> Result<S::Ok, S::Error> {
@@ -200,6 +526,46 @@ fn ser_options<S: Serializer>(o: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
         m.serialize_entry("unknown", &UnknownKinds(o))?;
     }
     m.end()
+}
+
+fn de_flags<'de, D: Deserializer<'de>>(d: D) -> Result<TcpFlags, D::Error> {
+    let text = String::deserialize(d)?;
+    TcpFlags::from_letters(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a set of TCP flags")))
+}
+
+/// The options object as `ser_options` writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsIn {
+    mss: Option<u16>,
+    #[serde(default)]
+    sack_permitted: bool,
+    ts: Option<[u32; 2]>,
+    wscale: Option<u8>,
+    #[serde(default)]
+    sack: Vec<[u32; 2]>,
+    #[serde(default)]
+    unknown: Vec<u8>,
+}
+
+fn de_options<'de, D: Deserializer<'de>>(d: D) -> Result<TcpOptions, D::Error> {
+    let o = OptionsIn::deserialize(d)?;
+    let mut out = TcpOptions {
+        mss: o.mss,
+        wscale: o.wscale,
+        sack_permitted: o.sack_permitted,
+        timestamps: o.ts.map(|[v, e]| (v, e)),
+        ..Default::default()
+    };
+    for (slot, [l, r]) in out.sack_blocks.iter_mut().zip(o.sack) {
+        *slot = Some((SeqNumber(l), SeqNumber(r)));
+    }
+    for (slot, k) in out.unknown.iter_mut().zip(&o.unknown) {
+        *slot = Some(*k);
+    }
+    out.unknown_count = u8::try_from(o.unknown.len()).unwrap_or(u8::MAX);
+    Ok(out)
 }
 
 struct UnknownKinds<'a>(&'a TcpOptions);
@@ -242,6 +608,53 @@ pub fn options_text(o: &TcpOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leg_table_is_in_declaration_order() {
+        for (i, e) in LEG_TABLE.iter().enumerate() {
+            assert_eq!(e.0.index(), i, "{:?}", e.0);
+            assert_eq!(Leg::from_name(e.1), Some(e.0));
+        }
+        assert_eq!(Leg::TCP.len(), 8);
+        assert!(Leg::TCP.iter().all(|l| !l.is_tls()));
+        assert!(Leg::ALL[8..].iter().all(|l| l.is_tls()));
+        assert_eq!(Leg::from_name("ttfb"), Some(Leg::RequestToFirstByte));
+    }
+
+    #[test]
+    fn plain_legs_have_no_tls_keys_and_https_legs_have_all() {
+        let mut l = Legs::default();
+        l.set(Leg::SynToSynack, Some(5));
+        let plain = serde_json::to_string(&l).unwrap();
+        assert_eq!(
+            plain,
+            r#"{"syn_to_synack":5,"synack_to_ack":null,"request_to_first_byte":null,"request_to_complete":null,"fin_to_ack":null,"fin_to_peer_fin":null,"peer_fin_to_last_ack":null,"total":null}"#
+        );
+        l.set(Leg::TlsSynToAppconnect, None);
+        let https = serde_json::to_string(&l).unwrap();
+        assert!(https.starts_with(&plain[..plain.len() - 1]));
+        assert!(https.ends_with(r#","tls_clienthello_to_serverhello":null,"tls_clienthello_to_server_finished":null,"tls_clienthello_to_client_finished":null,"tls_syn_to_appconnect":null,"tls_close_notify_to_fin":null}"#), "{https}");
+        for json in [plain, https] {
+            let back: Legs = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn flags_and_transitions_read_back() {
+        for bits in 0..0x200u16 {
+            let f = TcpFlags(bits);
+            assert_eq!(TcpFlags::from_letters(&f.to_string()), Some(f), "{f}");
+        }
+        assert_eq!(TcpFlags::from_letters("X"), None);
+        let t = Transition {
+            from: State::SynSent,
+            to: State::Established,
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"SYN-SENT → ESTABLISHED\"");
+        assert_eq!(serde_json::from_str::<Transition>(&json).unwrap(), t);
+    }
 
     #[test]
     fn options_serialize_as_an_object() {

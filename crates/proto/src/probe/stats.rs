@@ -8,57 +8,23 @@
 //! sample for an even count). The standard deviation is the population one (divide by n):
 //! it describes the probes that were made, not an estimate of some larger population.
 //!
-//! Memory: each probe keeps one row of eight `u64` (the legs, `u64::MAX` for a leg that did
-//! not happen) and no record; a million probes is 64 MB of rows, 100 000 single probes a
-//! few MB.
+//! Memory: each probe keeps one row of thirteen `u64` (every leg of [`Leg::ALL`], TLS ones
+//! included; `u64::MAX` for a leg that did not happen) and no record: 112 bytes a probe, so
+//! a million probes is 112 MB of rows, 100 000 single probes about 11 MB.
 //!
 //! SLOs (`--slo 'syn_to_synack.p99<5ms'`) are parsed and judged here too.
 
-use super::record::{Legs, PortState};
+use super::record::{Leg, Legs, PortState};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
-
-/// The legs, in the JSON schema's order.
-pub const LEGS: [&str; 8] = [
-    "syn_to_synack",
-    "synack_to_ack",
-    "request_to_first_byte",
-    "request_to_complete",
-    "fin_to_ack",
-    "fin_to_peer_fin",
-    "peer_fin_to_last_ack",
-    "total",
-];
-
-/// Short names for tables.
-pub const LEG_LABELS: [&str; 8] = [
-    "SYN→SYN-ACK",
-    "SYN-ACK→ACK",
-    "req→1st byte",
-    "req→complete",
-    "FIN→ACK",
-    "FIN→peer FIN",
-    "peer FIN→ACK",
-    "total",
-];
-
-/// The index of a leg by its JSON name, or one of the short aliases `connect` (SYN→SYN-ACK)
-/// and `ttfb` (request→first byte).
-pub fn leg_index(name: &str) -> Option<usize> {
-    match name {
-        "connect" => Some(0),
-        "ttfb" => Some(2),
-        _ => LEGS.iter().position(|l| *l == name),
-    }
-}
 
 const MISSING: u64 = u64::MAX;
 
 /// One probe, as statistics see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
-    pub legs: [Option<u64>; 8],
+    pub legs: [Option<u64>; Leg::COUNT],
     pub state: PortState,
     pub retransmitted: bool,
 }
@@ -66,16 +32,7 @@ pub struct Sample {
 impl Sample {
     pub fn new(legs: &Legs, state: PortState, retransmissions: u32) -> Sample {
         Sample {
-            legs: [
-                legs.syn_to_synack,
-                legs.synack_to_ack,
-                legs.request_to_first_byte,
-                legs.request_to_complete,
-                legs.fin_to_ack,
-                legs.fin_to_peer_fin,
-                legs.peer_fin_to_last_ack,
-                legs.total,
-            ],
+            legs: Leg::ALL.map(|l| legs.get(l)),
             state,
             retransmitted: retransmissions > 0,
         }
@@ -85,7 +42,7 @@ impl Sample {
 /// One probe's legs (`MISSING` for a leg that did not happen) and whether it retransmitted.
 #[derive(Clone, Copy, Debug)]
 struct Row {
-    legs: [u64; 8],
+    legs: [u64; Leg::COUNT],
     retransmitted: bool,
 }
 
@@ -95,24 +52,25 @@ pub trait Group {
     /// Probes that found the port (open, closed, filtered).
     fn states(&self) -> (u64, u64, u64);
     /// Calls `f(value, retransmitted)` for every probe in which leg `leg` happened.
-    fn each(&self, leg: usize, f: &mut dyn FnMut(u64, bool));
+    fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool));
 
     /// The values of leg `leg`, sorted.
-    fn sorted(&self, leg: usize) -> Vec<u64> {
+    fn sorted(&self, leg: Leg) -> Vec<u64> {
         let mut v = Vec::new();
         self.each(leg, &mut |x, _| v.push(x));
         v.sort_unstable();
         v
     }
 
-    fn leg_stats(&self, leg: usize) -> LegStats {
+    fn leg_stats(&self, leg: Leg) -> LegStats {
         let mut retransmitted = 0;
         self.each(leg, &mut |_, x| retransmitted += u64::from(x));
         LegStats::from_sorted(leg, self.probes(), &self.sorted(leg), retransmitted)
     }
 
-    fn summary(&self) -> [LegStats; 8] {
-        std::array::from_fn(|leg| self.leg_stats(leg))
+    /// Every leg's statistics, in [`Leg::ALL`]'s order.
+    fn summary(&self) -> [LegStats; Leg::COUNT] {
+        Leg::ALL.map(|leg| self.leg_stats(leg))
     }
 }
 
@@ -155,11 +113,10 @@ impl Group for Accumulator {
         (self.open.into(), self.closed.into(), self.filtered.into())
     }
 
-    fn each(&self, leg: usize, f: &mut dyn FnMut(u64, bool)) {
+    fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool)) {
         for r in &self.rows {
-            if let Some(&v) = r.legs.get(leg)
-                && v != MISSING
-            {
+            let v = r.legs[leg.index()];
+            if v != MISSING {
                 f(v, r.retransmitted);
             }
         }
@@ -181,7 +138,7 @@ impl Group for Overall<'_> {
         })
     }
 
-    fn each(&self, leg: usize, f: &mut dyn FnMut(u64, bool)) {
+    fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool)) {
         for a in &self.0.accs {
             a.each(leg, f);
         }
@@ -211,11 +168,11 @@ pub struct LegStats {
 }
 
 impl LegStats {
-    pub fn from_sorted(leg: usize, probes: u64, sorted: &[u64], retransmitted: u64) -> LegStats {
+    pub fn from_sorted(leg: Leg, probes: u64, sorted: &[u64], retransmitted: u64) -> LegStats {
         let n = sorted.len() as u64;
         let (mean, stddev) = mean_stddev(sorted).unzip();
         LegStats {
-            leg: LEGS[leg.min(LEGS.len() - 1)],
+            leg: leg.name(),
             probes,
             count: n,
             loss_pct: if probes == 0 {
@@ -348,7 +305,7 @@ impl Op {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slo {
     pub text: String,
-    pub leg: usize,
+    pub leg: Leg,
     pub stat: Stat,
     pub op: Op,
     /// ns for time statistics, percent for loss, a count otherwise.
@@ -418,10 +375,11 @@ pub fn parse_slo(s: &str) -> Result<Slo, String> {
     let (leg_name, stat_name) = lhs
         .split_once('.')
         .ok_or_else(|| format!("`{s}`: `{lhs}` is not LEG.STAT; {SLO_HELP}"))?;
-    let leg = leg_index(leg_name).ok_or_else(|| {
+    let leg = Leg::from_name(leg_name).ok_or_else(|| {
+        let names: Vec<&str> = Leg::ALL.iter().map(|l| l.name()).collect();
         format!(
             "`{s}`: unknown leg `{leg_name}`; legs are {} (or connect, ttfb)",
-            LEGS.join(", ")
+            names.join(", ")
         )
     })?;
     let stat = match stat_name {
@@ -471,28 +429,9 @@ pub fn parse_slo(s: &str) -> Result<Slo, String> {
     })
 }
 
-/// `5ms`, `250us`, `1.5s`, `800ns` → ns. A unit is required: a bare `5` is ambiguous.
+/// A time bound → ns, with the one duration syntax of every option (`5ms`, `250us`).
 fn parse_duration_ns(v: &str) -> Result<f64, String> {
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let x: f64 = num
-        .parse()
-        .map_err(|_| format!("`{v}` is not a duration; write e.g. 5ms, 250us, 1.5s"))?;
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "" => return Err(format!("`{v}` has no unit; write e.g. {v}ms or {v}us")),
-        u => return Err(format!("`{u}` is not a unit; use ns, us, ms or s")),
-    };
-    let ns = x * scale;
-    if !ns.is_finite() {
-        return Err(format!("`{v}` is out of range"));
-    }
-    Ok(ns)
+    crate::time::parse_duration(v).map(|d| d.as_nanos() as f64)
 }
 
 impl Slo {
@@ -524,9 +463,9 @@ mod tests {
     use super::*;
 
     fn sample(syn: Option<u64>, total: Option<u64>, retx: bool) -> Sample {
-        let mut legs = [None; 8];
-        legs[0] = syn;
-        legs[7] = total;
+        let mut legs = [None; Leg::COUNT];
+        legs[Leg::SynToSynack.index()] = syn;
+        legs[Leg::Total.index()] = total;
         Sample {
             legs,
             state: if syn.is_some() {
@@ -569,7 +508,7 @@ mod tests {
             let v = (i * 7_919) % n + 1;
             acc.add(&sample(Some(v), None, false));
         }
-        let s = acc.leg_stats(0);
+        let s = acc.leg_stats(Leg::SynToSynack);
         assert_eq!(s.count, n);
         assert_eq!(s.min_ns, Some(1));
         assert_eq!(s.median_ns, Some(500_000));
@@ -590,7 +529,7 @@ mod tests {
         acc.add(&sample(Some(5), Some(30), false));
         acc.add(&sample(Some(7), None, false));
         acc.add(&sample(Some(9), None, false));
-        let s = acc.leg_stats(0);
+        let s = acc.leg_stats(Leg::SynToSynack);
         assert_eq!((s.probes, s.count), (8, 7));
         assert!((s.loss_pct - 12.5).abs() < 1e-9);
         // 2 4 4 4 5 7 9 → mean 5, population stddev sqrt(32/7).
@@ -601,11 +540,11 @@ mod tests {
             (Some(2), Some(4), Some(9))
         );
         assert_eq!(s.retransmitted, 1);
-        let t = acc.leg_stats(7);
+        let t = acc.leg_stats(Leg::Total);
         assert_eq!((t.count, t.retransmitted), (3, 1));
         assert!((t.loss_pct - 62.5).abs() < 1e-9);
         assert_eq!(acc.states(), (7, 0, 1));
-        let none = acc.leg_stats(1);
+        let none = acc.leg_stats(Leg::SynackToAck);
         assert_eq!((none.count, none.min_ns, none.mean_ns), (0, None, None));
         assert_eq!(none.loss_pct, 100.0);
     }
@@ -620,8 +559,8 @@ mod tests {
         let names: Vec<&str> = s.targets().map(|(t, _)| t).collect();
         assert_eq!(names, ["a:80", "b:80"]);
         let all = s.overall();
-        assert_eq!(all.sorted(0), [1, 2, 3]);
-        assert_eq!(all.leg_stats(0).retransmitted, 1);
+        assert_eq!(all.sorted(Leg::SynToSynack), [1, 2, 3]);
+        assert_eq!(all.leg_stats(Leg::SynToSynack).retransmitted, 1);
     }
 
     #[test]
@@ -629,15 +568,15 @@ mod tests {
         let s = parse_slo("syn_to_synack.p99<5ms").unwrap();
         assert_eq!(
             (s.leg, s.stat, s.op, s.bound),
-            (0, Stat::Percentile(99.0), Op::Lt, 5e6)
+            (Leg::SynToSynack, Stat::Percentile(99.0), Op::Lt, 5e6)
         );
         let s = parse_slo(" ttfb.median <= 250us ").unwrap();
         assert_eq!(
             (s.leg, s.stat, s.op, s.bound),
-            (2, Stat::Median, Op::Le, 250e3)
+            (Leg::RequestToFirstByte, Stat::Median, Op::Le, 250e3)
         );
         let s = parse_slo("total.loss<1.5%").unwrap();
-        assert_eq!((s.leg, s.stat, s.bound), (7, Stat::Loss, 1.5));
+        assert_eq!((s.leg, s.stat, s.bound), (Leg::Total, Stat::Loss, 1.5));
         let s = parse_slo("connect.p99.9>=800ns").unwrap();
         assert_eq!(
             (s.stat, s.op, s.bound),

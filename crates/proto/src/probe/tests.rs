@@ -1,7 +1,7 @@
 //! The probe driven by a scripted server in virtual time: every segment the probe sends is
 //! "seen on the tap" a few µs later, and the server's answers are built with `wire`.
 
-use super::record::{CloseInitiator, Dir, PortState};
+use super::record::{CloseInitiator, Dir, Leg, PortState};
 use super::*;
 use crate::wire::ip::IpRepr;
 use crate::wire::{TcpFlags, TcpOptions};
@@ -83,6 +83,26 @@ fn server_seg(seq: u32, ack: u32, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
 
 /// Send what the probe queued; each copy reaches the tap `delay_us` later. Returns the
 /// segments sent.
+/// The record's JSON, byte for byte, against `golden/NAME.json` (the schema README.md
+/// documents), and read back into the same record. `UPDATE_GOLDEN=1` rewrites the file:
+/// only when the schema is meant to change, and README.md with it.
+fn golden(name: &str, r: &ProbeResult) {
+    let json = serde_json::to_string(r).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/probe/golden")
+        .join(format!("{name}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{json}\n")).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(json, want.trim_end(), "{name}: the JSON schema changed");
+    let back = ProbeResult::from_json_line(&json).unwrap();
+    assert_eq!(&back, r, "{name}: read back differs");
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+}
+
 fn pump(p: &mut Probe, now_us: u64) -> Vec<tcp::Segment> {
     let mut sent = Vec::new();
     while let Some(seg) = p.poll_transmit(at(now_us)) {
@@ -149,6 +169,7 @@ fn open_port_with_http_and_server_close_has_every_leg() {
     assert!(p.is_done());
 
     let r = p.result();
+    golden("open_http_server_closes", &r);
     assert_eq!(r.state, PortState::Open);
     assert_eq!(r.reason, "syn-ack");
     assert_eq!(r.reply_ttl, Some(64));
@@ -157,15 +178,20 @@ fn open_port_with_http_and_server_close_has_every_leg() {
     assert_eq!(r.close_initiator, Some(CloseInitiator::Server));
     assert_eq!(r.error, None);
     let l = r.legs_ns;
-    assert_eq!(l.syn_to_synack, Some(48_000)); // SYN on the tap at 2 µs, SYN-ACK at 50
-    assert_eq!(l.synack_to_ack, Some(12_000));
-    assert_eq!(l.request_to_first_byte, Some(300_000 - 62_000));
-    assert_eq!(l.request_to_complete, l.request_to_first_byte);
-    assert!(
-        l.fin_to_ack.is_some() && l.fin_to_peer_fin.is_some() && l.peer_fin_to_last_ack.is_some()
+    assert_eq!(l.get(Leg::SynToSynack), Some(48_000)); // SYN on the tap at 2 µs, SYN-ACK at 50
+    assert_eq!(l.get(Leg::SynackToAck), Some(12_000));
+    assert_eq!(l.get(Leg::RequestToFirstByte), Some(300_000 - 62_000));
+    assert_eq!(
+        l.get(Leg::RequestToComplete),
+        l.get(Leg::RequestToFirstByte)
     );
-    assert_eq!(l.peer_fin_to_last_ack, Some(400_000 - 322_000));
-    assert_eq!(l.total, Some(400_000 - 2_000));
+    assert!(
+        l.get(Leg::FinToAck).is_some()
+            && l.get(Leg::FinToPeerFin).is_some()
+            && l.get(Leg::PeerFinToLastAck).is_some()
+    );
+    assert_eq!(l.get(Leg::PeerFinToLastAck), Some(400_000 - 322_000));
+    assert_eq!(l.get(Leg::Total), Some(400_000 - 2_000));
     assert_eq!(r.segments[0].t_ns, 0);
     assert!(
         r.segments[0]
@@ -197,8 +223,9 @@ fn rst_to_syn_is_closed_reset() {
     );
     assert!(p.is_done());
     let r = p.result();
+    golden("closed_reset", &r);
     assert_eq!((r.state, r.reason.as_str()), (PortState::Closed, "reset"));
-    assert_eq!(r.legs_ns.syn_to_synack, None);
+    assert_eq!(r.legs_ns.get(Leg::SynToSynack), None);
     assert!(!r.succeeded());
 }
 
@@ -219,6 +246,7 @@ fn silence_is_filtered_no_response_after_retries() {
     }
     assert!(p.is_done());
     let r = p.result();
+    golden("filtered_no_response", &r);
     assert_eq!(
         (r.state, r.reason.as_str()),
         (PortState::Filtered, "no-response")
@@ -242,6 +270,7 @@ fn bad_checksum_is_ignored_and_reported() {
     assert!(p.handle_packet(at(40), false, &bytes, false));
     assert!(!p.is_done());
     let r = p.result();
+    golden("bad_checksum", &r);
     assert!(r.segments.iter().any(|s| s.bad_checksum));
     assert!(r.anomalies.iter().any(|a| a.contains("bad TCP checksum")));
     assert_ne!(r.state, PortState::Open);
@@ -284,6 +313,7 @@ fn malformed_segment_from_the_server_is_reported_not_dropped() {
     with_opts[10..12].copy_from_slice(&sum.to_be_bytes());
     assert!(p.handle_packet(at(40), false, &with_opts, true));
     let r = p.result();
+    golden("malformed_segment", &r);
     assert!(
         r.anomalies
             .iter()

@@ -26,7 +26,7 @@
 //! randomness (client random, key shares), which TLS cannot do without.
 
 use super::Phase;
-use super::record::{Dir, Legs, SegmentRecord};
+use super::record::{CertRecord, Dir, Leg, Legs, SegmentRecord, TlsRecord};
 use crate::time::Instant;
 use crate::wire::http::head_request;
 use rustls::client::WebPkiServerVerifier;
@@ -37,7 +37,6 @@ use rustls::time_provider::TimeProvider;
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use serde::Serialize;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,58 +56,6 @@ pub struct TlsSetup {
     /// Where to write the session's secrets in NSS key log format, so tshark can decrypt
     /// a capture (`SSLKEYLOGFILE`, as curl and browsers do); None: nowhere.
     pub key_log: Option<Arc<dyn rustls::KeyLog>>,
-}
-
-/// `legs_ns` additions; each `null` when that leg did not happen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct TlsLegs {
-    pub tls_clienthello_to_serverhello: Option<u64>,
-    pub tls_clienthello_to_server_finished: Option<u64>,
-    pub tls_clienthello_to_client_finished: Option<u64>,
-    pub tls_syn_to_appconnect: Option<u64>,
-    pub tls_close_notify_to_fin: Option<u64>,
-}
-
-/// One certificate of the chain the server sent, leaf first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CertRecord {
-    pub subject: String,
-    pub issuer: String,
-    /// DNS names and IP addresses from subjectAltName (RFC 5280 §4.2.1.6).
-    pub sans: Vec<String>,
-    /// RFC 3339, UTC.
-    pub not_before: String,
-    pub not_after: String,
-    /// Whole days from the handshake to `not_after` (negative once expired).
-    pub days_to_expiry: i64,
-}
-
-/// The `tls` object of a probe record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TlsRecord {
-    /// `TLSv1.3`, `TLSv1.2`, or null before a ServerHello.
-    pub version: Option<String>,
-    pub cipher_suite: Option<String>,
-    pub alpn: Option<String>,
-    pub key_exchange_group: Option<String>,
-    /// The SNI we sent (null for an address target without `--sni`).
-    pub sni: Option<String>,
-    /// The name or address the certificate was checked against.
-    pub server_name: String,
-    /// `system` or the `--cacert` file.
-    pub trust: String,
-    /// null when no certificate was seen (the server never got that far).
-    pub verified: Option<bool>,
-    pub verify_error: Option<String>,
-    /// `--insecure`: a failed verification was reported, not fatal.
-    pub insecure: bool,
-    pub certificates: Vec<CertRecord>,
-    /// Who sent close_notify first: `client`, `server`, or null.
-    pub close_notify_first: Option<String>,
-    /// Whether we sent close_notify (not when the server had closed completely first).
-    pub close_notify_sent: bool,
-    /// What went wrong in TLS itself (alert, not TLS, closed mid-handshake).
-    pub error: Option<String>,
 }
 
 /// The probe's notion of "now" for rustls: the timestamp of the input being handled.
@@ -508,7 +455,6 @@ impl TlsSession {
         response_complete: Option<usize>,
         legs: &mut Legs,
     ) {
-        let mut t = TlsLegs::default();
         let hello = out_segment(log, isn, 0);
         let gap = |a: Option<usize>, b: Option<usize>| -> Option<u64> {
             let (a, b) = (log.get(a?)?, log.get(b?)?);
@@ -520,9 +466,18 @@ impl TlsSession {
             .client_finished_end
             .filter(|&end| end > 0)
             .and_then(|end| out_segment(log, isn, end - 1));
-        t.tls_clienthello_to_serverhello = gap(hello, self.marks.serverhello);
-        t.tls_clienthello_to_server_finished = gap(hello, self.marks.server_finished);
-        t.tls_clienthello_to_client_finished = gap(hello, client_finished);
+        legs.set(
+            Leg::TlsClienthelloToServerhello,
+            gap(hello, self.marks.serverhello),
+        );
+        legs.set(
+            Leg::TlsClienthelloToServerFinished,
+            gap(hello, self.marks.server_finished),
+        );
+        legs.set(
+            Leg::TlsClienthelloToClientFinished,
+            gap(hello, client_finished),
+        );
         let first_syn = log
             .iter()
             .position(|r| r.dir == Dir::Out && r.flags.syn() && !r.foreign);
@@ -530,7 +485,7 @@ impl TlsSession {
             (Some(a), Some(b)) => Some(later(a, b)),
             _ => None,
         };
-        t.tls_syn_to_appconnect = gap(first_syn, appconnect);
+        legs.set(Leg::TlsSynToAppconnect, gap(first_syn, appconnect));
         let first_notify = match (
             self.close_notify_out_segment(log, isn),
             self.marks.close_notify_in,
@@ -541,13 +496,12 @@ impl TlsSession {
         let first_fin = log
             .iter()
             .position(|r| r.flags.fin() && !r.flags.syn() && !r.foreign && !r.bad_checksum);
-        t.tls_close_notify_to_fin = gap(first_notify, first_fin);
-        legs.tls = Some(t);
+        legs.set(Leg::TlsCloseNotifyToFin, gap(first_notify, first_fin));
 
         // The HTTP legs start at the encrypted request, not at the ClientHello.
         let request = self.marks.request_at.and_then(|o| out_segment(log, isn, o));
-        legs.request_to_first_byte = gap(request, self.marks.first_byte);
-        legs.request_to_complete = gap(request, response_complete);
+        legs.set(Leg::RequestToFirstByte, gap(request, self.marks.first_byte));
+        legs.set(Leg::RequestToComplete, gap(request, response_complete));
     }
 
     fn close_notify_out_segment(&self, log: &[SegmentRecord], isn: u32) -> Option<usize> {

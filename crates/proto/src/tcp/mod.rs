@@ -54,6 +54,24 @@ pub enum State {
 }
 
 impl State {
+    /// The state spelled `name` (`SYN-SENT`), as [`State::name`] writes it.
+    pub fn from_name(name: &str) -> Option<State> {
+        use State::*;
+        [
+            Closed,
+            SynSent,
+            Established,
+            FinWait1,
+            FinWait2,
+            Closing,
+            TimeWait,
+            CloseWait,
+            LastAck,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+
     /// The RFC's spelling: `SYN-SENT`, `FIN-WAIT-1`, …
     pub fn name(self) -> &'static str {
         match self {
@@ -109,7 +127,7 @@ pub struct Config {
 }
 
 /// The peer's SYN-ACK options, as negotiated.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PeerOptions {
     pub mss: Option<u16>,
     pub wscale: Option<u8>,

@@ -56,23 +56,40 @@ impl TcpFlags {
 /// tcpdump's notation: `S`, `S.`, `F.`, `FP.`, `R`, `R.`, `P.`, `.`; `none` when no bit is
 /// set. Letters in tcpdump's order (F S R P . U E W e), `.` standing for ACK and `e` for
 /// the NS/AE bit.
+/// tcpdump's letter for each flag, in its order.
+const FLAG_LETTERS: [(TcpFlags, char); 9] = [
+    (TcpFlags::FIN, 'F'),
+    (TcpFlags::SYN, 'S'),
+    (TcpFlags::RST, 'R'),
+    (TcpFlags::PSH, 'P'),
+    (TcpFlags::ACK, '.'),
+    (TcpFlags::URG, 'U'),
+    (TcpFlags::ECE, 'E'),
+    (TcpFlags::CWR, 'W'),
+    (TcpFlags::NS, 'e'),
+];
+
+impl TcpFlags {
+    /// The flags spelled as `Display` writes them (`S.`, `FP.`, `none`).
+    pub fn from_letters(s: &str) -> Option<TcpFlags> {
+        if s == "none" {
+            return Some(TcpFlags(0));
+        }
+        let mut f = TcpFlags(0);
+        for c in s.chars() {
+            let (flag, _) = FLAG_LETTERS.iter().find(|(_, l)| *l == c)?;
+            f = f | *flag;
+        }
+        (!s.is_empty()).then_some(f)
+    }
+}
+
 impl fmt::Display for TcpFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const LETTERS: [(TcpFlags, char); 9] = [
-            (TcpFlags::FIN, 'F'),
-            (TcpFlags::SYN, 'S'),
-            (TcpFlags::RST, 'R'),
-            (TcpFlags::PSH, 'P'),
-            (TcpFlags::ACK, '.'),
-            (TcpFlags::URG, 'U'),
-            (TcpFlags::ECE, 'E'),
-            (TcpFlags::CWR, 'W'),
-            (TcpFlags::NS, 'e'),
-        ];
         if self.0 & TcpFlags::ALL.0 == 0 {
             return f.write_str("none");
         }
-        for (flag, letter) in LETTERS {
+        for (flag, letter) in FLAG_LETTERS {
             if self.contains(flag) {
                 write!(f, "{letter}")?;
             }

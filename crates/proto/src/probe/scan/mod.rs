@@ -20,12 +20,12 @@ pub mod ports;
 pub mod targets;
 pub mod top_ports;
 
-use crate::probe::record::PortState;
+pub use crate::probe::record::{Completion, ScanRecord};
+use crate::probe::record::{PortState, Reason, Verdict};
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{
     IcmpError, IcmpKind, IpPacket, IpRepr, SeqNumber, TcpFlags, TcpOptions, TcpRepr,
 };
-use serde::Serialize;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
@@ -164,7 +164,7 @@ impl Locals {
 pub struct Reply {
     pub remote: SocketAddr,
     pub state: PortState,
-    pub reason: &'static str,
+    pub reason: Reason,
     /// TTL (hop limit) of the reply as it arrived.
     pub ttl: u8,
     /// The sequence number of the SYN it answers (the key of its send time).
@@ -251,19 +251,12 @@ fn inspect_tcp(
     let Some(attempt) = cookie.attempt_of(local, remote, syn_seq, max_attempt) else {
         return Seen::Unmatched;
     };
-    let (state, reason, rst_seq) = if seg.flags.rst() {
-        (PortState::Closed, "reset", None)
-    } else if seg.flags.syn() {
-        (PortState::Open, "syn-ack", Some(seg.ack))
-    } else if !seg.flags.fin() {
-        // A bare ACK of our cookie comes from a peer in SYN-RECEIVED: its SYN-ACK to an
-        // earlier attempt was lost, and our retry (same 4-tuple, another sequence number)
-        // is "not acceptable", which it answers with an ACK (RFC 9293 §3.10.7.4). Only a
-        // listening port gets there: open, and reset like any half-open connection.
-        (PortState::Open, "syn-ack", Some(seg.ack))
-    } else {
+    // A bare ACK of our cookie comes from a peer in SYN-RECEIVED (see `Verdict::of_reply`):
+    // open, and reset like any half-open connection.
+    let Some(Verdict { state, reason }) = Verdict::of_reply(seg.flags) else {
         return Seen::Unmatched;
     };
+    let rst_seq = (state == PortState::Open).then_some(seg.ack);
     Seen::Reply(Reply {
         remote,
         state,
@@ -296,45 +289,16 @@ fn inspect_icmp(
     if matches!(err.kind, IcmpKind::PacketTooBig { .. }) {
         return Seen::Other;
     }
+    let Verdict { state, reason } = Verdict::of_icmp(err.kind);
     Seen::Reply(Reply {
         remote,
-        state: PortState::Filtered,
-        reason: err.kind.reason(),
+        state,
+        reason,
         ttl: pkt.ip.ttl,
         syn_seq: err.quoted_seq,
         attempt,
         rst_seq: None,
     })
-}
-
-/// One answered port, as `--json` writes it (one line each).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ScanRecord {
-    pub addr: IpAddr,
-    pub port: u16,
-    pub state: PortState,
-    pub reason: &'static str,
-    pub reply_ttl: u8,
-    /// SYN (kernel TX timestamp) → reply (kernel RX timestamp); null when the SYN's
-    /// timestamp was no longer remembered.
-    pub rtt_ns: Option<u64>,
-    /// When the reply arrived (kernel timestamp, ns since the Unix epoch).
-    pub t_ns: u64,
-    /// `--complete`, open ports only: the full connection made after the scan.
-    #[serde(flatten)]
-    pub complete: Option<Completion>,
-}
-
-/// `--complete`: a second, full connection to an open port (handshake, then our FIN, RFC
-/// 9293 §3.6), timed like `tcpshake probe --no-http` does it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Completion {
-    /// The probe's legs: SYN→SYN-ACK, SYN-ACK→ACK, then the close.
-    pub legs_ns: crate::probe::record::Legs,
-    /// Who closed first: `client` when the close went as planned.
-    pub close_initiator: Option<crate::probe::record::CloseInitiator>,
-    /// Why the connection did not complete, if it did not (null when it did).
-    pub complete_error: Option<String>,
 }
 
 /// Totals for the summary line.

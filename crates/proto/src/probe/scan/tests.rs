@@ -1,6 +1,7 @@
 //! Reply matching and classification: built packets in, verdicts out.
 
 use super::*;
+use crate::probe::record::Leg;
 use crate::wire::checksum;
 use crate::wire::ip::PROTO_ICMP;
 use proptest::prelude::*;
@@ -104,7 +105,7 @@ fn rst_ack_is_closed_but_a_wrong_ack_or_a_bare_rst_is_unmatched() {
     let Seen::Reply(rep) = inspect(&rst, false, &locals(), &COOKIE, 0) else {
         panic!()
     };
-    assert_eq!((rep.state, rep.reason), (PortState::Closed, "reset"));
+    assert_eq!((rep.state, rep.reason), (PortState::Closed, Reason::Reset));
     let wrong = packet(
         r,
         l,
@@ -215,7 +216,7 @@ fn icmp_errors_quoting_our_cookie_are_filtered_with_nmaps_reasons() {
             panic!("code {code}")
         };
         assert_eq!(
-            (rep.state, rep.reason, rep.ttl),
+            (rep.state, rep.reason.as_str(), rep.ttl),
             (PortState::Filtered, reason, 250)
         );
         assert_eq!(rep.remote, r);
@@ -224,7 +225,7 @@ fn icmp_errors_quoting_our_cookie_are_filtered_with_nmaps_reasons() {
     assert!(matches!(
         inspect(&te, false, &locals(), &COOKIE, 0),
         Seen::Reply(Reply {
-            reason: "time-exceeded",
+            reason: Reason::TimeExceeded,
             ..
         })
     ));
@@ -314,7 +315,7 @@ fn completion_is_flattened_into_the_record_only_when_present() {
         addr: "198.18.0.9".parse().unwrap(),
         port: 22,
         state: PortState::Open,
-        reason: "syn-ack",
+        reason: Reason::SynAck,
         reply_ttl: 64,
         rtt_ns: Some(41_500),
         t_ns: 7,
@@ -333,10 +334,11 @@ fn completion_is_flattened_into_the_record_only_when_present() {
         "addr port state reason reply_ttl rtt_ns t_ns: {plain}"
     );
     r.complete = Some(Completion {
-        legs_ns: crate::probe::record::Legs {
-            synack_to_ack: Some(12_000),
-            fin_to_ack: Some(30_000),
-            ..Default::default()
+        legs_ns: {
+            let mut l = crate::probe::record::Legs::default();
+            l.set(Leg::SynackToAck, Some(12_000));
+            l.set(Leg::FinToAck, Some(30_000));
+            l
         },
         close_initiator: Some(crate::probe::record::CloseInitiator::Client),
         complete_error: None,
