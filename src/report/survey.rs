@@ -103,12 +103,12 @@ fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<(
         "  {:<13} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5}",
         "leg", "count", "loss%", "min", "median", "mean", "p90", "p99", "max", "stddev", "retx"
     )?;
-    for (leg, st) in Leg::ALL.iter().zip(acc.summary().iter()) {
+    for st in acc.summary() {
         // SYN→SYN-ACK always (its loss is the survey's loss); others when they happened.
-        if *leg != Leg::SynToSynack && st.count == 0 {
+        if st.leg != Leg::SynToSynack && st.count == 0 {
             continue;
         }
-        row(out, leg.label(), st)?;
+        row(out, st.leg.label(), &st)?;
     }
     Ok(())
 }
@@ -167,7 +167,7 @@ pub fn stats_json(survey: &Survey) -> serde_json::Value {
             "open": open,
             "closed": closed,
             "filtered": filtered,
-            "legs": acc.summary().to_vec(),
+            "legs": acc.summary(),
         })
     }
     serde_json::json!({

@@ -208,6 +208,13 @@ impl Leg {
     }
 }
 
+/// A leg is written as its JSON key.
+impl Serialize for Leg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// Every leg is a difference of two kernel timestamps, in ns; `None` when that leg did not
 /// happen. The TLS legs belong to HTTPS probes only: a plain probe's record has no
 /// `tls_*` keys at all, an HTTPS probe's has all of them.

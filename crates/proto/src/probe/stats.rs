@@ -27,6 +27,8 @@ pub struct Sample {
     pub legs: [Option<u64>; Leg::COUNT],
     pub state: PortState,
     pub retransmitted: bool,
+    /// An HTTPS probe: its record carries the TLS legs (each may still be missing).
+    pub tls: bool,
 }
 
 impl Sample {
@@ -35,20 +37,25 @@ impl Sample {
             legs: Leg::ALL.map(|l| legs.get(l)),
             state,
             retransmitted: retransmissions > 0,
+            tls: legs.has_tls(),
         }
     }
 }
 
-/// One probe's legs (`MISSING` for a leg that did not happen) and whether it retransmitted.
+/// One probe's legs (`MISSING` for a leg that did not happen), whether it retransmitted,
+/// whether it was an HTTPS probe.
 #[derive(Clone, Copy, Debug)]
 struct Row {
     legs: [u64; Leg::COUNT],
     retransmitted: bool,
+    tls: bool,
 }
 
 /// A group of probes whose statistics can be computed: one target, or all of them.
 pub trait Group {
     fn probes(&self) -> u64;
+    /// The HTTPS probes among them: the ones a TLS leg's loss is counted over.
+    fn tls_probes(&self) -> u64;
     /// Probes that found the port (open, closed, filtered).
     fn states(&self) -> (u64, u64, u64);
     /// Calls `f(value, retransmitted)` for every probe in which leg `leg` happened.
@@ -65,19 +72,31 @@ pub trait Group {
     fn leg_stats(&self, leg: Leg) -> LegStats {
         let mut retransmitted = 0;
         self.each(leg, &mut |_, x| retransmitted += u64::from(x));
-        LegStats::from_sorted(leg, self.probes(), &self.sorted(leg), retransmitted)
+        let probes = if leg.is_tls() {
+            self.tls_probes()
+        } else {
+            self.probes()
+        };
+        LegStats::from_sorted(leg, probes, &self.sorted(leg), retransmitted)
     }
 
-    /// Every leg's statistics, in [`Leg::ALL`]'s order.
-    fn summary(&self) -> [LegStats; Leg::COUNT] {
-        Leg::ALL.map(|leg| self.leg_stats(leg))
+    /// The statistics of every leg the group's records carry, in [`Leg::ALL`]'s order:
+    /// the TLS legs only when some probe was an HTTPS one.
+    fn summary(&self) -> Vec<LegStats> {
+        let tls = self.tls_probes() > 0;
+        Leg::ALL
+            .iter()
+            .filter(|l| tls || !l.is_tls())
+            .map(|&leg| self.leg_stats(leg))
+            .collect()
     }
 }
 
-/// Every probe of one target: 72 bytes each, nothing else.
+/// Every probe of one target: 112 bytes each, nothing else.
 #[derive(Clone, Debug, Default)]
 pub struct Accumulator {
     rows: Vec<Row>,
+    tls: u32,
     open: u32,
     closed: u32,
     filtered: u32,
@@ -94,7 +113,9 @@ impl Accumulator {
         self.rows.push(Row {
             legs: s.legs.map(|l| l.map_or(MISSING, |v| v.min(MISSING - 1))),
             retransmitted: s.retransmitted,
+            tls: s.tls,
         });
+        self.tls = self.tls.saturating_add(u32::from(s.tls));
         let n = match s.state {
             PortState::Open => &mut self.open,
             PortState::Closed => &mut self.closed,
@@ -109,6 +130,10 @@ impl Group for Accumulator {
         self.rows.len() as u64
     }
 
+    fn tls_probes(&self) -> u64 {
+        self.tls.into()
+    }
+
     fn states(&self) -> (u64, u64, u64) {
         (self.open.into(), self.closed.into(), self.filtered.into())
     }
@@ -116,7 +141,7 @@ impl Group for Accumulator {
     fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool)) {
         for r in &self.rows {
             let v = r.legs[leg.index()];
-            if v != MISSING {
+            if v != MISSING && (r.tls || !leg.is_tls()) {
                 f(v, r.retransmitted);
             }
         }
@@ -129,6 +154,10 @@ pub struct Overall<'a>(&'a Survey);
 impl Group for Overall<'_> {
     fn probes(&self) -> u64 {
         self.0.probes()
+    }
+
+    fn tls_probes(&self) -> u64 {
+        self.0.accs.iter().map(Accumulator::tls_probes).sum()
     }
 
     fn states(&self) -> (u64, u64, u64) {
@@ -148,7 +177,7 @@ impl Group for Overall<'_> {
 /// The statistics of one leg over one group of probes. Times in ns; `None` without samples.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LegStats {
-    pub leg: &'static str,
+    pub leg: Leg,
     /// Probes in the group.
     pub probes: u64,
     /// Probes in which this leg happened.
@@ -172,7 +201,7 @@ impl LegStats {
         let n = sorted.len() as u64;
         let (mean, stddev) = mean_stddev(sorted).unzip();
         LegStats {
-            leg: leg.name(),
+            leg,
             probes,
             count: n,
             loss_pct: if probes == 0 {
@@ -467,6 +496,7 @@ mod tests {
         legs[Leg::SynToSynack.index()] = syn;
         legs[Leg::Total.index()] = total;
         Sample {
+            tls: false,
             legs,
             state: if syn.is_some() {
                 PortState::Open
@@ -547,6 +577,29 @@ mod tests {
         let none = acc.leg_stats(Leg::SynackToAck);
         assert_eq!((none.count, none.min_ns, none.mean_ns), (0, None, None));
         assert_eq!(none.loss_pct, 100.0);
+    }
+
+    #[test]
+    fn tls_legs_count_over_https_probes_only() {
+        let mut acc = Accumulator::default();
+        acc.add(&sample(Some(1), Some(9), false));
+        assert_eq!(
+            acc.summary().len(),
+            Leg::TCP.len(),
+            "no HTTPS probe: no TLS legs"
+        );
+        let mut https = sample(Some(2), Some(9), false);
+        https.tls = true;
+        https.legs[Leg::TlsSynToAppconnect.index()] = Some(500);
+        acc.add(&https);
+        https.legs[Leg::TlsSynToAppconnect.index()] = None;
+        acc.add(&https);
+        assert_eq!(acc.summary().len(), Leg::COUNT);
+        let t = acc.leg_stats(Leg::TlsSynToAppconnect);
+        assert_eq!((t.probes, t.count, t.loss_pct), (2, 1, 50.0));
+        assert_eq!(acc.leg_stats(Leg::SynToSynack).probes, 3);
+        let slo = parse_slo("tls_syn_to_appconnect.max<1us").unwrap();
+        assert!(slo.judge(&acc).met);
     }
 
     #[test]
