@@ -2,6 +2,8 @@
 //! the only one with `unsafe` (every block carries a `// SAFETY:` line). It runs the pure
 //! machines of `tcpshake_proto` against the network. See ARCHITECTURE.md.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod clock;
 pub mod frames;
 pub mod guard;
