@@ -2,9 +2,9 @@
 //! receive timestamp and whether its checksum is still partial (veth offloads): the link
 //! emulator's ports (`tcpshake_lab::linkem_io`).
 
+use super::cmsg::{self, CONTROL_WORDS, PACKET_AUXDATA, SO_TIMESTAMPNS};
 use super::set_sockopt;
-use super::tap::{PACKET_OUTGOING, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY, bind_to_interface};
-use super::tapqueue::{PACKET_AUXDATA, TpacketAuxdata};
+use super::tap::{PACKET_OUTGOING, bind_to_interface};
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Socket, Type};
 use std::io;
@@ -74,7 +74,7 @@ impl FramePort {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
             };
-            let mut control = [0u64; 16];
+            let mut control = [0u64; CONTROL_WORDS];
             // SAFETY: msghdr is plain data; zeroed is a valid initial value.
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             msg.msg_name = addr.as_mut_ptr().cast();
@@ -82,7 +82,7 @@ impl FramePort {
             msg.msg_iov = &mut iov;
             msg.msg_iovlen = 1;
             msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = size_of::<[u64; 16]>();
+            msg.msg_controllen = CONTROL_WORDS * 8;
             // SAFETY: every pointer in `msg` points at a live buffer of the stated length.
             let n = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
             if n < 0 {
@@ -97,30 +97,13 @@ impl FramePort {
             if addr.sll_pkttype == PACKET_OUTGOING {
                 continue;
             }
-            let mut at = None;
-            let mut aux = TpacketAuxdata::default();
-            // SAFETY: CMSG_* walk the control buffer recvmsg filled, within msg_controllen;
-            // payloads are copied out with read_unaligned after checking their type.
-            unsafe {
-                let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-                while !cmsg.is_null() {
-                    let h = &*cmsg;
-                    if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == SO_TIMESTAMPNS {
-                        let ts: libc::timespec =
-                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                        at = Some(Instant::from_nanos(
-                            (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64,
-                        ));
-                    } else if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == PACKET_AUXDATA {
-                        aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                    }
-                    cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-                }
-            }
+            // SAFETY: recvmsg filled `control` (alive, `msg_controllen` bytes) with the
+            // packet's control messages.
+            let info = unsafe { cmsg::decode(&msg) };
             return Ok(Some(Frame {
-                at: at.unwrap_or_else(super::clock::now),
+                at: info.at.unwrap_or_else(super::clock::now),
                 len: (n as usize).min(buf.len()),
-                csum_not_ready: aux.tp_status & TP_STATUS_CSUMNOTREADY != 0,
+                csum_not_ready: info.checksum_offloaded,
             }));
         }
         Ok(None)

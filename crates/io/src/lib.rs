@@ -5,6 +5,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod clock;
+mod cmsg;
 pub mod frames;
 pub mod guard;
 pub mod netlink;

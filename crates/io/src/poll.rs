@@ -5,27 +5,33 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-/// The most descriptors one call waits on (a survey's taps, a bridge's two ports).
-const MAX_FDS: usize = 16;
-
-/// Sleeps until one of `fds` is readable or `timeout` passes; returns how many are
-/// readable (0 on timeout). A signal ends the wait early and counts as a timeout, so
-/// callers re-check their stop flags.
-pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<usize> {
-    let mut pfds = [libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    }; MAX_FDS];
-    let n = fds.len().min(MAX_FDS);
-    for (p, fd) in pfds.iter_mut().zip(fds) {
-        p.fd = fd.as_raw_fd();
-        p.events = libc::POLLIN;
-    }
-    let ts = crate::clock::timespec(timeout);
-    // SAFETY: `pfds[..n]` are valid pollfds whose fds are borrowed for the call, `ts` is a
-    // valid timespec; a null sigmask keeps the current one.
-    let rc = unsafe { libc::ppoll(pfds.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
+/// Sleeps until one of `fds` is readable or `timeout` passes (`None`: no limit); returns
+/// how many are readable (0 on timeout). A signal ends the wait early and counts as a
+/// timeout, so callers re-check their stop flags. The timeout has nanosecond resolution
+/// (`ppoll(2)`), so a 100 µs deadline is not rounded up to poll(2)'s 1 ms.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ts = timeout.map(crate::clock::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `pfds` holds `pfds.len()` valid pollfds whose fds are borrowed for the call;
+    // `ts_ptr` is null or points at `ts`, alive for the call; a null sigmask keeps ours.
+    let rc = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted {

@@ -21,7 +21,7 @@ use super::{EnvironmentError, clock, signals};
 use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -643,22 +643,7 @@ fn receive(
 
 /// Sleep until one of the taps has a packet or `timeout` passes.
 fn poll_any(taps: &[(Tap, Locals)], timeout: Duration) -> Result<()> {
-    let mut fds: Vec<libc::pollfd> = taps
-        .iter()
-        .map(|(t, _)| libc::pollfd {
-            fd: t.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: `fds` holds `fds.len()` valid pollfds for the duration of the call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(anyhow::Error::new(e).context("polling the taps"));
-        }
-    }
+    let fds: Vec<_> = taps.iter().map(|(t, _)| t.as_fd()).collect();
+    super::poll::wait_readable(&fds, Some(timeout)).context("polling the taps")?;
     Ok(())
 }

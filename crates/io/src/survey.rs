@@ -895,37 +895,10 @@ impl Loop<'_, '_> {
             std::thread::sleep(timeout.min(MAX_SLEEP));
             return Ok(());
         }
-        let mut fds: Vec<libc::pollfd> = self
-            .taps
-            .iter()
-            .map(|t| libc::pollfd {
-                fd: t.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
         // Nanoseconds, not poll(2)'s milliseconds: rounding a 100 µs deadline up to 1 ms
         // would hold every probe waiting on it for ten times as long.
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs and `ts` a valid
-        // timespec for the whole call; no signal mask is passed.
-        let n = unsafe {
-            libc::ppoll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                &ts,
-                std::ptr::null(),
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e).context("waiting for the taps");
-            }
-        }
+        let fds: Vec<_> = self.taps.iter().map(|t| t.as_fd()).collect();
+        super::poll::wait_readable(&fds, Some(timeout)).context("waiting for the taps")?;
         Ok(())
     }
 }

@@ -8,7 +8,8 @@
 //! is most of what separates our reaction time from the kernel's. A classic BPF filter
 //! keeps only TCP to or from our source port and ICMP/ICMPv6.
 
-use super::tapqueue::{PACKET_AUXDATA, QueueReader};
+use super::cmsg::{PACKET_AUXDATA, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY};
+use super::tapqueue::QueueReader;
 use anyhow::{Context, Result};
 use socket2::{Domain, SockFilter, Socket, Type};
 use std::io;
@@ -19,7 +20,6 @@ use std::time::Duration;
 use tcpshake_proto::time::Instant;
 
 // Linux UAPI values (linux/if_packet.h) that the libc crate does not export.
-pub(super) const SO_TIMESTAMPNS: libc::c_int = 35; // asm-generic/socket.h, SO_TIMESTAMPNS_OLD
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_TIMESTAMP: libc::c_int = 17;
 const SOF_TIMESTAMPING_SOFTWARE: libc::c_int = 1 << 4;
@@ -28,9 +28,6 @@ const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const PACKET_STATISTICS: libc::c_int = 6;
-/// The checksum is left for hardware (CHECKSUM_PARTIAL); the bytes we see hold only the
-/// pseudo-header sum. veth does this for kernel-made packets.
-pub(super) const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 pub(super) const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u32 = 0x0800;
@@ -353,26 +350,7 @@ impl Tap {
 
     /// Wait until a packet is there or `timeout` passes (`None`: wait forever).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let ms = match timeout {
-            None => -1,
-            // Round up so we never wake before the deadline and spin.
-            Some(t) => i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
-        };
-        let mut pfd = libc::pollfd {
-            fd: self.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call; nfds is 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e);
-        }
-        Ok(n > 0)
+        super::poll::wait_readable(&[self.socket.as_fd()], timeout).map(|n| n > 0)
     }
 }
 

@@ -9,44 +9,23 @@
 //! per packet costs it nothing measurable; the one-probe path keeps the ring, whose lack of
 //! any system call is what its reaction time needs.
 
-use super::tap::{PACKET_OUTGOING, TP_STATUS_CSUMNOTREADY, TapMeta};
+use super::cmsg::{self, CONTROL_WORDS};
+use super::tap::{PACKET_OUTGOING, TapMeta};
 use socket2::Socket;
 use std::mem::{size_of, zeroed};
 use std::os::fd::AsRawFd;
 use tcpshake_proto::time::Instant;
-
-/// `PACKET_AUXDATA` (linux/if_packet.h): a `tpacket_auxdata` control message per packet.
-pub(super) const PACKET_AUXDATA: libc::c_int = 8;
-/// `SCM_TIMESTAMPNS` equals `SO_TIMESTAMPNS` (asm-generic/socket.h).
-const SCM_TIMESTAMPNS: libc::c_int = super::tap::SO_TIMESTAMPNS;
 
 /// Packets per `recvmmsg`.
 const BATCH: usize = 16;
 /// Room for the largest packet a tap can meet (a 64 KiB GSO super-packet) and its
 /// headers; a longer one is reported truncated.
 const PACKET_ROOM: usize = 65_536 + 256;
-/// Room for both control messages (a timespec and a tpacket_auxdata, each with its header).
-const CONTROL_ROOM: usize = 128;
-
-/// `struct tpacket_auxdata`: per-packet metadata with the `tp_status` bits (the link
-/// emulator reads it too).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(super) struct TpacketAuxdata {
-    pub(super) tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_vlan_tci: u16,
-    tp_vlan_tpid: u16,
-}
-
 /// The last batch read, handed out one packet at a time.
 pub(super) struct QueueReader {
     bufs: Vec<Vec<u8>>,
     /// Control-message space, 8-aligned as `cmsghdr` needs.
-    controls: Vec<[u64; CONTROL_ROOM / 8]>,
+    controls: Vec<[u64; CONTROL_WORDS]>,
     names: Vec<libc::sockaddr_ll>,
     metas: Vec<TapMeta>,
     next: usize,
@@ -56,7 +35,7 @@ impl QueueReader {
     pub(super) fn new() -> QueueReader {
         QueueReader {
             bufs: (0..BATCH).map(|_| vec![0u8; PACKET_ROOM]).collect(),
-            controls: vec![[0u64; CONTROL_ROOM / 8]; BATCH],
+            controls: vec![[0u64; CONTROL_WORDS]; BATCH],
             // SAFETY: sockaddr_ll is plain data; zeroed is valid.
             names: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             metas: Vec::with_capacity(BATCH),
@@ -98,7 +77,7 @@ impl QueueReader {
                 m.msg_hdr.msg_iov = &mut iovs[i];
                 m.msg_hdr.msg_iovlen = 1;
                 m.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
-                m.msg_hdr.msg_controllen = CONTROL_ROOM;
+                m.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
                 m
             })
             .collect();
@@ -121,52 +100,17 @@ impl QueueReader {
         };
         for (i, m) in msgs.iter().enumerate().take(n) {
             let len = m.msg_len as usize;
-            let mut meta = TapMeta {
-                at: Instant::from_nanos(0),
+            // SAFETY: recvmmsg filled this message's control buffer (`self.controls[i]`,
+            // alive and unborrowed) with `msg_controllen` bytes of control messages.
+            let info = unsafe { cmsg::decode(&m.msg_hdr) };
+            let meta = TapMeta {
+                at: info.at.unwrap_or(Instant::from_nanos(0)),
                 len: len.min(PACKET_ROOM),
                 outgoing: self.names[i].sll_pkttype == PACKET_OUTGOING,
-                checksum_offloaded: false,
+                checksum_offloaded: info.checksum_offloaded,
                 truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             };
-            // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control
-            // messages into this message's control buffer; CMSG_FIRSTHDR/NXTHDR stay
-            // within it, and each payload is read unaligned at its own size.
-            unsafe {
-                let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
-                while !c.is_null() {
-                    let data = libc::CMSG_DATA(c);
-                    match ((*c).cmsg_level, (*c).cmsg_type) {
-                        (libc::SOL_SOCKET, SCM_TIMESTAMPNS) => {
-                            let ts = std::ptr::read_unaligned(data as *const libc::timespec);
-                            meta.at = Instant::from_nanos(
-                                (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64,
-                            );
-                        }
-                        (libc::SOL_PACKET, PACKET_AUXDATA) => {
-                            let aux = std::ptr::read_unaligned(data as *const TpacketAuxdata);
-                            meta.checksum_offloaded = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
-                        }
-                        _ => {}
-                    }
-                    c = libc::CMSG_NXTHDR(&m.msg_hdr, c);
-                }
-            }
             self.metas.push(meta);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_room_holds_both_messages() {
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let need = unsafe {
-            libc::CMSG_SPACE(size_of::<libc::timespec>() as u32)
-                + libc::CMSG_SPACE(size_of::<TpacketAuxdata>() as u32)
-        } as usize;
-        assert!(need <= CONTROL_ROOM, "{need}");
     }
 }

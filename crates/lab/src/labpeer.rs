@@ -116,7 +116,7 @@ fn accept_loop(listener: TcpListener, stop: &AtomicBool) {
 fn wait_readable(listener: &TcpListener) {
     let _ = tcpshake_io::poll::wait_readable(
         &[listener.as_fd()],
-        Duration::from_millis(ACCEPT_POLL_MS),
+        Some(Duration::from_millis(ACCEPT_POLL_MS)),
     );
 }
 

@@ -96,7 +96,10 @@ pub fn run(
         let now = clock::now();
         let wait = next.map_or(MAX_SLEEP, |d| d.saturating_since(now).min(MAX_SLEEP));
         if wait > SPIN_MARGIN {
-            wait_readable(&[ports[0].as_fd(), ports[1].as_fd()], wait - SPIN_MARGIN)?;
+            wait_readable(
+                &[ports[0].as_fd(), ports[1].as_fd()],
+                Some(wait - SPIN_MARGIN),
+            )?;
         } else {
             std::hint::spin_loop();
         }
