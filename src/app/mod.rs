@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcpshake_io::guard::Guard;
+use tcpshake_io::guard::MARK;
 use tcpshake_io::resolve::{Family, resolve};
-use tcpshake_io::run::{self, MARK, Outcome, Path};
-use tcpshake_io::{is_environment_error, signals};
+use tcpshake_io::run::{self, Outcome, Path};
+use tcpshake_io::{is_environment_error, random, signals};
 use tcpshake_proto::probe::target::{self, Host, Target};
 use tcpshake_proto::probe::tls::TlsSetup;
 use tcpshake_proto::probe::{HttpRequest, ProbeConfig};
@@ -246,14 +247,14 @@ pub fn default_tcp_config(local: SocketAddr, remote: SocketAddr, mss: u16) -> tc
     tcp::Config {
         local,
         remote,
-        isn: SeqNumber(signals::random_u32()),
+        isn: SeqNumber(random::random_u32()),
         mss,
         syn_window: 64240,
         rcv_buf: 128 * 1024,
         wscale: 7,
         sack_permitted: true,
         timestamps: true,
-        ts_offset: signals::random_u32(),
+        ts_offset: random::random_u32(),
         syn_retries: 2,
         data_retries: 6,
         rto_initial: Duration::from_secs(1),

@@ -12,9 +12,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tcpshake_io::guard::Guard;
-use tcpshake_io::run::{self, MARK};
+use tcpshake_io::guard::MARK;
+use tcpshake_io::run;
 use tcpshake_io::scan::{self, Progress, ScanPlan};
-use tcpshake_io::{is_environment_error, signals};
+use tcpshake_io::{is_environment_error, random, signals};
 use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{Legs, PortState};
 use tcpshake_proto::probe::scan::permute::Shard;
@@ -236,9 +237,9 @@ fn plan(args: &ScanArgs) -> Result<ScanPlan> {
         }
         None => Shard::WHOLE,
     };
-    let seed = args.seed.unwrap_or_else(|| {
-        u64::from(signals::random_u32()) << 32 | u64::from(signals::random_u32())
-    });
+    let seed = args
+        .seed
+        .unwrap_or_else(|| u64::from(random::random_u32()) << 32 | u64::from(random::random_u32()));
     Ok(ScanPlan {
         targets,
         ports,

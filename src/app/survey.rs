@@ -18,8 +18,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tcpshake_io::guard::Guard;
+use tcpshake_io::guard::MARK;
 use tcpshake_io::resolve::{Family, resolve};
-use tcpshake_io::run::{MARK, Outcome};
+use tcpshake_io::run::Outcome;
 use tcpshake_io::signals;
 use tcpshake_io::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
 use tcpshake_proto::probe::record::{Leg, ProbeResult};
@@ -611,7 +612,7 @@ impl PairSecret {
     fn new() -> PairSecret {
         let boot = std::fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_else(|_| {
             // No procfs: a random key, which keeps them increasing within this run.
-            tcpshake_io::signals::random_u32().to_le_bytes().to_vec()
+            tcpshake_io::random::random_u32().to_le_bytes().to_vec()
         });
         PairSecret(boot)
     }

@@ -46,6 +46,10 @@ use super::netlink::{
 };
 
 // linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h
+/// The socket mark on every packet tcpshake sends ("tcps"); the guard's rule lets marked
+/// packets pass and drops the kernel's unmarked RSTs for our ports.
+pub const MARK: u32 = 0x7463_7073;
+
 const NETLINK_NETFILTER: libc::c_int = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;

@@ -12,6 +12,7 @@ pub mod netlink;
 pub mod netns;
 pub mod poll;
 pub mod ports;
+pub mod random;
 pub mod resolve;
 pub mod route;
 pub mod run;

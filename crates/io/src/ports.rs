@@ -1,5 +1,6 @@
-//! Source ports for a survey, kept ready by a helper thread so the event loop does not pay
-//! for them.
+//! Source ports: [`PortReservation`], one port held for one probe, and for surveys the
+//! [`PortKeeper`], which keeps them ready on a helper thread so the event loop does not
+//! pay for them.
 //!
 //! Every probe needs a port of its own: reserved from the kernel by a bound socket (so no
 //! other program is handed it) and guarded in nftables (so the kernel never answers on it).
@@ -17,9 +18,12 @@
 //! port alone.
 
 use super::guard::Guard;
-use super::sender::PortReservation;
+use anyhow::Context as _;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -72,7 +76,7 @@ impl<'g> PortKeeper<'g> {
     ) -> PortKeeper<'g> {
         let (lo, hi) = range;
         let span = u32::from(hi.saturating_sub(lo)) + 1;
-        let start = lo.saturating_add((super::signals::random_u32() % span) as u16);
+        let start = lo.saturating_add((super::random::random_u32() % span) as u16);
         let reserved = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
             .map(|s| parse_port_list(&s))
             .unwrap_or_default();
@@ -304,6 +308,40 @@ fn parse_port_list(s: &str) -> Vec<(u16, u16)> {
 
 /// How long the keeper sleeps when nothing wakes it (it wakes on work at once).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
+
+/// A kernel TCP socket bound to our source port and never connected or listening: while
+/// it lives, no other program on this host can take the port.
+pub struct PortReservation {
+    socket: Socket,
+    pub port: u16,
+}
+
+impl PortReservation {
+    /// Bind to `src` and `port` exactly; the kernel refuses a port in use (`AddrInUse`).
+    pub fn at(src: IpAddr, port: u16) -> io::Result<PortReservation> {
+        let domain = if src.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
+        let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+        socket.bind(&SockAddr::from(SocketAddr::new(src, port)))?;
+        Ok(PortReservation { socket, port })
+    }
+
+    /// Bind to `src` with a port the kernel picks from its ephemeral range.
+    pub fn new(src: IpAddr) -> anyhow::Result<PortReservation> {
+        let mut r = PortReservation::at(src, 0)
+            .with_context(|| format!("reserving a source port on {src}"))?;
+        r.port = r
+            .socket
+            .local_addr()?
+            .as_socket()
+            .map(|a| a.port())
+            .context("reading the reserved port")?;
+        Ok(r)
+    }
+}
 
 #[cfg(test)]
 mod tests {

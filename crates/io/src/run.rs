@@ -1,9 +1,10 @@
 //! The run loop for one probe: route, reserve a port, guard it, open the tap and the raw
 //! sender, then shuttle between the sans-IO [`Probe`] and the wire until it is done.
 
-use super::guard::Guard;
+use super::guard::{Guard, MARK};
+use super::ports::PortReservation;
 use super::route;
-use super::sender::{PortReservation, RawSender};
+use super::sender::RawSender;
 use super::tap::Tap;
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
@@ -16,10 +17,6 @@ use tcpshake_proto::probe::{Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::IpRepr;
 use tcpshake_proto::wire::ip::PROTO_TCP;
-
-/// The socket mark on every packet tcpshake sends ("tcps"); the guard's rule lets marked
-/// packets pass and drops the kernel's unmarked RSTs for our ports.
-pub const MARK: u32 = 0x7463_7073;
 
 /// After a transmit, poll the tap without sleeping for this long: a reply that comes within
 /// it is handled without the scheduler's wake-up delay, so our reaction time (SYN-ACK→ACK)

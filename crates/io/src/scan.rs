@@ -13,11 +13,12 @@
 //! route elsewhere are still sent to, but their replies arrive on an interface we do not tap.
 
 use super::guard::Guard;
+use super::guard::MARK;
+use super::ports::PortReservation;
 use super::route;
-use super::run::MARK;
-use super::sender::{PortReservation, RawSender};
+use super::sender::RawSender;
 use super::tap::{RingShape, Tap};
-use super::{EnvironmentError, clock, signals};
+use super::{EnvironmentError, clock, random};
 use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -237,7 +238,7 @@ pub fn run(
         sides[usize::from(v6)] = Some(Side {
             local,
             sender,
-            ident: signals::random_u32() as u16,
+            ident: random::random_u32() as u16,
             bufs: vec![[0u8; 64]; BATCH],
             lens: Vec::with_capacity(BATCH),
             dsts: Vec::with_capacity(BATCH),
@@ -251,8 +252,8 @@ pub fn run(
     // The cookie key is secret and fresh per run (replies cannot be forged); only the
     // order is reproducible.
     let cookie = Cookie::new(
-        u64::from(signals::random_u32()) << 32 | u64::from(signals::random_u32()),
-        u64::from(signals::random_u32()) << 32 | u64::from(signals::random_u32()),
+        u64::from(random::random_u32()) << 32 | u64::from(random::random_u32()),
+        u64::from(random::random_u32()) << 32 | u64::from(random::random_u32()),
     );
     let receiving = AtomicBool::new(true);
     let unmatched = AtomicU64::new(0);
@@ -567,7 +568,7 @@ fn receive(
     let mut tx_times: HashMap<(IpAddr, u16, u32), Instant> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     let mut rst = [0u8; 64];
-    let mut rst_ident: u16 = signals::random_u32() as u16;
+    let mut rst_ident: u16 = random::random_u32() as u16;
     let mut next_expiry = clock::now() + horizon;
     let mut last_round = false;
     loop {

@@ -124,37 +124,3 @@ impl RawSender {
         self.v6
     }
 }
-
-/// A kernel TCP socket bound to our source port and never connected or listening: while
-/// it lives, no other program on this host can take the port.
-pub struct PortReservation {
-    socket: Socket,
-    pub port: u16,
-}
-
-impl PortReservation {
-    /// Bind to `src` and `port` exactly; the kernel refuses a port in use (`AddrInUse`).
-    pub fn at(src: IpAddr, port: u16) -> io::Result<PortReservation> {
-        let domain = if src.is_ipv6() {
-            Domain::IPV6
-        } else {
-            Domain::IPV4
-        };
-        let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
-        socket.bind(&SockAddr::from(SocketAddr::new(src, port)))?;
-        Ok(PortReservation { socket, port })
-    }
-
-    /// Bind to `src` with a port the kernel picks from its ephemeral range.
-    pub fn new(src: IpAddr) -> Result<PortReservation> {
-        let mut r = PortReservation::at(src, 0)
-            .with_context(|| format!("reserving a source port on {src}"))?;
-        r.port = r
-            .socket
-            .local_addr()?
-            .as_socket()
-            .map(|a| a.port())
-            .context("reading the reserved port")?;
-        Ok(r)
-    }
-}

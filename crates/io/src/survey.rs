@@ -23,10 +23,12 @@
 //! pieces (flush, hard limit, the spin after a transmit).
 
 use super::guard::Guard;
+use super::guard::MARK;
 use super::ports::PortKeeper;
+use super::ports::PortReservation;
 use super::route::{Route, Router};
-use super::run::{Captured, MARK, MAX_SLEEP, Outcome, SPIN, build_segment, hard_limit, send_error};
-use super::sender::{PortReservation, RawSender};
+use super::run::{Captured, MAX_SLEEP, Outcome, SPIN, build_segment, hard_limit, send_error};
+use super::sender::RawSender;
 use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
 use anyhow::{Context, Result};
