@@ -875,7 +875,7 @@ fn rst_with_bad_sequence_is_challenged_not_obeyed() {
 }
 
 /// A hand-made peer answers our SYN with SYN|FIN|ACK and absurd options (zero MSS, window
-/// scale 200, an unknown option, a SACK block with a bad length): tcpshake reports it,
+/// scale 200, an unknown option, a SACK option with a bad length): tcpshake reports it,
 /// does not crash, and ends the exchange with a verdict.
 #[test]
 fn synfin_and_absurd_options_are_anomalies() {
@@ -897,19 +897,15 @@ fn synfin_and_absurd_options_are_anomalies() {
     .expect("nft script");
     assert!(child.wait().expect("nft").success());
     let me = lab.server_v4.to_string();
-    // First SYN: a SYN-ACK whose options cannot parse (a SACK option of length 3, RFC 2018
-    // §3 wants 2 + 8n). The retransmitted SYN: SYN|FIN|ACK with options that parse but make
-    // no sense: MSS 0, window scale 200 (RFC 7323 §2.3 caps it at 14), unknown kind 99.
+    // The SYN is answered with SYN|FIN|ACK and options that make no sense: MSS 0, window
+    // scale 200 (RFC 7323 §2.3 caps it at 14), unknown kind 99, and a SACK option of
+    // length 3 (RFC 2018 §3 wants 2 + 8n), which costs that option only (RFC 9293 MUST-7).
     let script = format!(
         "{RAW_TCP}\
-         bad=bytes([5,3,0, 1])\n\
-         odd=bytes([2,4,0,0, 3,3,200, 99,2, 1,1,1])\n\
-         n=0\n\
+         odd=bytes([2,4,0,0, 3,3,200, 99,2, 5,3,0, 1,1,1,1])\n\
          for src,sport,seq,ack,flags,_ in segments(7000, 10.0):\n\
          \x20if flags&0x02:\n\
-         \x20 n+=1\n\
-         \x20 o,f=(bad,0x12) if n==1 else (odd,0x13)\n\
-         \x20 raw.sendto(seg({me:?},src,7000,sport,1000,seq+1,f,opts=o),(src,0))\n"
+         \x20 raw.sendto(seg({me:?},src,7000,sport,1000,seq+1,0x13,opts=odd),(src,0))\n"
     );
     let mut cmd = lab::in_ns(&lab.server_ns, "python3");
     cmd.args(["-c", &script]);
@@ -936,10 +932,11 @@ fn synfin_and_absurd_options_are_anomalies() {
     );
     let a = p.anomalies().join("\n");
     assert!(
-        a.contains("malformed TCP option (kind 5)"),
+        a.contains("TCP option kind 5 with a bad length"),
         "{a}\n{}",
         p.ctx()
     );
+    assert!(a.contains("MSS is 0"), "{a}\n{}", p.ctx());
     assert!(
         a.contains("impossible flag combination"),
         "{a}\n{}",
@@ -1099,4 +1096,492 @@ fn seeded_random_faults_still_complete() {
         |s: &lab::middle::LinkemStats| s.dropped + s.duplicated + s.reordered + s.corrupted;
     assert!(faults(&r.ab) + faults(&r.ba) > 0, "{r:?}");
     eprintln!("{r:?}");
+}
+
+// --- Peers that misbehave (issue 12): a scripted server on a raw socket ---
+
+/// A one-connection TCP server in Python on a raw socket in the server namespace (the
+/// kernel's RSTs for the port are dropped by nft), playing `MODE`:
+/// - `simopen`: answers our SYN with a bare SYN, our SYN-ACK with its SYN-ACK;
+/// - `badtsecr`: the first SYN-ACK echoes a TSecr we never sent, the next a proper one;
+/// - `zerowin`: SYN-ACK and every ACK with window 0, never taking a byte;
+/// - `mss10`: SYN-ACK with MSS 10 and no other option;
+/// - `badopts`: SYN-ACK whose options are MSS 0, a window scale of length 4, a SACK-
+///   permitted of length 3, then a well-formed timestamps option;
+/// - `synackdata`: the whole response rides on the SYN-ACK, before any request;
+/// - `paws`: the response's second part first comes with a TSval older than the first's
+///   (PAWS drops it), then again with a fresh one;
+/// - `urg`: the response with URG set and urgent pointer 5;
+/// - `dup`: the response, then the same bytes again (a plain duplicate), then the FIN;
+/// - `noack`: never acknowledges our request, but answers every segment with an ACK of the
+///   SYN only (it keeps talking).
+///
+/// Otherwise it behaves: ACKs what arrives in order, answers a complete request head with
+/// `HEAD` and its FIN, answers our FIN with its own. Every loop is bounded in time.
+const RAW_PEER: &str = r#"
+import socket,struct,time,select,sys
+ME,PORT,MODE,LIMIT=sys.argv[1],int(sys.argv[2]),sys.argv[3],float(sys.argv[4])
+def csum(b):
+    if len(b)%2: b+=b'\0'
+    s=sum(struct.unpack('!%dH'%(len(b)//2),b))
+    while s>>16: s=(s&0xffff)+(s>>16)
+    return ~s&0xffff
+raw=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)
+open(sys.argv[5],'w').close()
+def send(dst,dport,seq,ack,flags,win=65535,opts=b'',data=b'',urg=0):
+    off=(20+len(opts))//4
+    h=struct.pack('!HHIIBBHHH',PORT,dport,seq&0xffffffff,ack&0xffffffff,off<<4,flags,win,0,urg)+opts+data
+    ph=socket.inet_aton(ME)+socket.inet_aton(dst)+struct.pack('!BBH',0,6,len(h))
+    c=csum(ph+h); raw.sendto(h[:16]+struct.pack('!H',c)+h[18:],(dst,0))
+def tsval_of(o):
+    i=0
+    while i+1<len(o):
+        k=o[i]
+        if k==0: break
+        if k==1: i+=1; continue
+        if k==8 and o[i+1]==10: return struct.unpack('!I',o[i+2:i+6])[0]
+        i+=max(o[i+1],2)
+    return 0
+def rx():
+    end=time.time()+LIMIT
+    while time.time()<end:
+        if not select.select([raw],[],[],0.05)[0]: continue
+        p,_=raw.recvfrom(65535); ihl=(p[0]&15)*4; t=p[ihl:]
+        sport,dport,seq,ack,off,flags=struct.unpack('!HHIIBB',t[:14])
+        if dport!=PORT: continue
+        off=(off>>4)*4
+        yield socket.inet_ntoa(p[12:16]),sport,seq,ack,flags,t[off:],tsval_of(t[20:off])
+HEAD=b'HTTP/1.1 200 OK\r\nServer: raw-peer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+IRS=1000000
+ts=lambda: int(time.monotonic()*1000)&0xffffffff
+tso=lambda v,e: bytes([1,1,8,10])+struct.pack('!II',v,e)
+mss=lambda m: bytes([2,4])+struct.pack('!H',m)
+nsyn=0; rcv=0; snd=IRS+1; req=b''; fin_sent=False; answered=False; client=None
+for src,sport,seq,ack,flags,data,tsv in rx():
+    if client is None: client=sport
+    if sport!=client or flags&0x04: continue
+    if flags&0x02 and not flags&0x10:
+        nsyn+=1; rcv=seq+1
+        if MODE=='simopen': send(src,sport,IRS,0,0x02,opts=mss(1400)+tso(ts(),tsv)+bytes([1,3,3,5]))
+        elif MODE=='badtsecr' and nsyn==1: send(src,sport,IRS,rcv,0x12,opts=mss(1460)+tso(ts(),tsv+5000000))
+        elif MODE=='zerowin': send(src,sport,IRS,rcv,0x12,win=0,opts=mss(1460)+tso(ts(),tsv))
+        elif MODE=='mss10': send(src,sport,IRS,rcv,0x12,opts=mss(10))
+        elif MODE=='badopts': send(src,sport,IRS,rcv,0x12,opts=mss(0)+bytes([3,4,7,0, 4,3,0, 1])+tso(ts(),tsv))
+        elif MODE=='synackdata':
+            send(src,sport,IRS,rcv,0x12,opts=mss(1460)+tso(ts(),tsv),data=HEAD)
+            snd=IRS+1+len(HEAD); answered=True
+        else: send(src,sport,IRS,rcv,0x12,opts=mss(1460)+tso(ts(),tsv))
+        continue
+    if flags&0x12==0x12:
+        send(src,sport,IRS,rcv,0x12,opts=mss(1400)+tso(ts(),tsv)+bytes([1,3,3,5])); continue
+    o=tso(ts(),tsv) if tsv else b''
+    if MODE=='zerowin':
+        send(src,sport,IRS+1,rcv,0x10,win=0,opts=o); continue
+    if MODE=='noack':
+        send(src,sport,IRS+1,rcv,0x10,opts=o); continue
+    if data and seq==rcv: rcv+=len(data); req+=data
+    if flags&0x01 and seq+len(data)==rcv: rcv+=1
+    if b'\r\n\r\n' in req and not answered:
+        answered=True
+        if MODE=='paws':
+            t=ts(); send(src,sport,snd,rcv,0x18,opts=tso(t,tsv),data=HEAD[:20]); time.sleep(0.02)
+            send(src,sport,snd+20,rcv,0x18,opts=tso(t-100,tsv),data=HEAD[20:]); time.sleep(0.02)
+            send(src,sport,snd+20,rcv,0x19,opts=tso(ts()+1,tsv),data=HEAD[20:])
+        elif MODE=='urg':
+            send(src,sport,snd,rcv,0x39,opts=o,data=HEAD,urg=5)
+        elif MODE=='dup':
+            send(src,sport,snd,rcv,0x18,opts=o,data=HEAD); time.sleep(0.02)
+            send(src,sport,snd,rcv,0x18,opts=o,data=HEAD); time.sleep(0.02)
+            send(src,sport,snd+len(HEAD),rcv,0x11,opts=o)
+        else:
+            send(src,sport,snd,rcv,0x19,opts=o,data=HEAD)
+        snd+=len(HEAD)+1; fin_sent=True
+    elif flags&0x01 and not fin_sent:
+        send(src,sport,snd,rcv,0x11,opts=o); snd+=1; fin_sent=True
+    elif data or flags&0x01:
+        send(src,sport,snd,rcv,0x10,opts=o)
+"#;
+
+/// Starts [`RAW_PEER`] on `port` in `mode` (v4), with the kernel's RSTs for the port
+/// dropped; it ends by itself after `limit_s` seconds.
+fn start_raw_peer(lab: &mut Lab, port: u16, mode: &str, limit_s: u32) {
+    let mut child = lab::in_ns(&lab.server_ns, "nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        format!(
+            "table inet tsk_rawpeer {{\n chain out {{\n  type filter hook output priority 0;\n  \
+             tcp sport {port} tcp flags rst drop\n }}\n}}\n"
+        )
+        .as_bytes(),
+    )
+    .expect("nft script");
+    assert!(child.wait().expect("nft").success());
+    let me = lab.server_v4.to_string();
+    let ready = lab.dir().join(format!("raw-peer-{port}.ready"));
+    let mut cmd = lab::in_ns(&lab.server_ns, "python3");
+    cmd.args([
+        "-c",
+        RAW_PEER,
+        &me,
+        &port.to_string(),
+        mode,
+        &limit_s.to_string(),
+        &ready.to_string_lossy(),
+    ]);
+    lab.spawn_owned(&format!("raw peer ({mode})"), &mut cmd);
+    // The peer has its socket (and reads from then on) once it made this file.
+    assert!(
+        lab::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            ready.exists()
+        }),
+        "raw peer ({mode}) did not start"
+    );
+}
+
+/// A server whose receive window never opens: the exchange ends at `--timeout` (it used
+/// to probe for ~500 s), with a RST the server accepts: SEG.SEQ = its RCV.NXT (the ack it
+/// kept sending), not one past the probe byte it never took (RFC 9293 §3.10.7.4).
+#[test]
+fn zero_window_forever_ends_at_timeout_with_acceptable_rst() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("zwforever");
+    start_raw_peer(&mut lab, 7001, "zerowin", 20);
+    let started = std::time::Instant::now();
+    let p = probe_allowing(
+        &lab,
+        false,
+        7001,
+        &["--timeout", "2s"],
+        &[
+            "Previous segment(s) not captured",
+            "Zero window",
+            "window is full",
+        ],
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "took {took:?}\n{}", p.ctx());
+    assert_eq!(p.rec.state(), "open", "{}", p.ctx());
+    let err = p.rec.error.clone().unwrap_or_default();
+    assert!(err.contains("window stayed closed"), "{err}\n{}", p.ctx());
+    assert_eq!(p.last_out_flags(), "R.", "{}", p.ctx());
+    let rst = p
+        .rec
+        .segments
+        .iter()
+        .rev()
+        .find(|s| s.dir == "out")
+        .unwrap();
+    let peer_rcv_nxt = p
+        .rec
+        .segments
+        .iter()
+        .rev()
+        .find(|s| s.dir == "in")
+        .map(|s| s.ack)
+        .unwrap();
+    assert_eq!(rst.seq, peer_rcv_nxt, "{}", p.ctx());
+    // Probes went out and were answered with window 0 meanwhile.
+    assert!(
+        p.rec
+            .segments
+            .iter()
+            .filter(|s| s.dir == "out" && s.len == 1)
+            .count()
+            >= 1,
+        "{}",
+        p.ctx()
+    );
+}
+
+/// RFC 9293 MUST-10, as Linux: a bare SYN in reply to ours is a simultaneous open. We go to
+/// SYN-RECEIVED, answer with a SYN-ACK of our ISN, and the peer's SYN-ACK completes it: the
+/// port is open with nmap's reason for that reply.
+#[test]
+fn simultaneous_open_completes_and_is_split_handshake_syn() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("simopen");
+    start_raw_peer(&mut lab, 7002, "simopen", 20);
+    let p = probe(&lab, false, 7002, &["--timeout", "2s"]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(
+        (p.rec.state(), p.rec.reason.as_deref()),
+        ("open", Some("split-handshake-syn")),
+        "{}",
+        p.ctx()
+    );
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    assert_eq!(p.rec.retransmissions, Some(0), "{}", p.ctx());
+    let flags: Vec<String> = exchange(&p.rec).into_iter().take(4).collect();
+    assert_eq!(flags, ["out S", "in S", "out S.", "in S."], "{}", p.ctx());
+    // Our SYN-ACK repeats our ISN and acknowledges theirs.
+    let (syn, synack) = (&p.rec.segments[0], &p.rec.segments[2]);
+    assert_eq!(synack.seq, syn.seq, "{}", p.ctx());
+    assert_eq!(
+        synack.ack,
+        p.rec.segments[1].seq.wrapping_add(1),
+        "{}",
+        p.ctx()
+    );
+    let text = p.json["segments"].to_string();
+    assert!(text.contains("SYN-SENT → SYN-RECEIVED"), "{}", p.ctx());
+    assert!(text.contains("SYN-RECEIVED → ESTABLISHED"), "{}", p.ctx());
+    assert!(
+        p.json["leg_notes"]["synack_to_ack"]
+            .as_str()
+            .is_some_and(|n| n.contains("simultaneous open")),
+        "{}",
+        p.ctx()
+    );
+}
+
+/// Linux's answer to a SYN-ACK whose TSecr echoes nothing it sent (checked on the wire): a
+/// RST with SEG.SEQ = SEG.ACK, SYN-SENT kept, the SYN sent again at its RTO. The next
+/// SYN-ACK connects.
+#[test]
+fn synack_with_foreign_tsecr_gets_rst_and_syn_again() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("badtsecr");
+    start_raw_peer(&mut lab, 7003, "badtsecr", 20);
+    let p = probe_allowing(
+        &lab,
+        false,
+        7003,
+        &["--timeout", "2s", "--rto", "300ms"],
+        &["ACKed segment that wasn't captured"],
+    );
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    // From the first SYN-ACK on (a SYN lost on the way would come before it).
+    let first = p.find("in", "S.")[0];
+    let flags: Vec<String> = exchange(&p.rec).into_iter().skip(first).take(4).collect();
+    assert_eq!(flags, ["in S.", "out R", "out S", "in S."], "{}", p.ctx());
+    assert_eq!(
+        p.rec.segments[first + 1].seq,
+        p.rec.segments[first].ack,
+        "RST at SEG.ACK: {}",
+        p.ctx()
+    );
+    assert_eq!(p.seg(first + 2)["retransmission"], true, "{}", p.ctx());
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    assert!(
+        p.anomalies()
+            .iter()
+            .any(|a| a.contains("a timestamp we never sent")),
+        "{:?}",
+        p.anomalies()
+    );
+}
+
+/// MSS 10 is raised to Linux's floor of 48 (TCP_MIN_SND_MSS), not honoured with 10-byte
+/// segments: the request goes out in 48-byte segments.
+#[test]
+fn tiny_mss_is_raised_to_linux_floor() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("mss10");
+    start_raw_peer(&mut lab, 7004, "mss10", 20);
+    let p = probe(&lab, false, 7004, &["--timeout", "2s"]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    let sizes: Vec<u32> = p
+        .rec
+        .segments
+        .iter()
+        .filter(|s| s.dir == "out" && s.len > 0)
+        .map(|s| s.len)
+        .collect();
+    assert!(sizes.len() >= 2, "{sizes:?}\n{}", p.ctx());
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&n| n == 48),
+        "{sizes:?}"
+    );
+    assert!(
+        p.anomalies()
+            .iter()
+            .any(|a| a.contains("below Linux's floor")),
+        "{:?}",
+        p.anomalies()
+    );
+}
+
+/// A SYN-ACK with options of impossible lengths (window scale of length 4, SACK-permitted of
+/// length 3) and MSS 0 is still a SYN-ACK (RFC 9293 MUST-7, as Linux): the bad options cost
+/// themselves, MSS 0 means 536, the timestamps after them still count.
+#[test]
+fn bad_option_lengths_cost_the_option_not_the_synack() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("badopts");
+    start_raw_peer(&mut lab, 7005, "badopts", 20);
+    let p = probe_allowing(
+        &lab,
+        false,
+        7005,
+        &["--timeout", "2s"],
+        &["Malformed", "malformed", "option length", "Bogus"],
+    );
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.rec.state(), "open", "{}", p.ctx());
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    let peer = &p.json["peer_options"];
+    assert_eq!(peer["wscale"], serde_json::Value::Null, "{}", p.ctx());
+    assert_eq!(peer["sack_permitted"], false, "{}", p.ctx());
+    assert_eq!(peer["timestamps"], true, "{}", p.ctx());
+    assert_eq!(
+        p.seg(1)["options"]["malformed"],
+        serde_json::json!([3, 4]),
+        "{}",
+        p.ctx()
+    );
+    let a = p.anomalies().join("\n");
+    assert!(a.contains("TCP option kind 3 with a bad length"), "{a}");
+    assert!(a.contains("MSS is 0"), "{a}");
+}
+
+/// The whole response in the SYN-ACK, before our request: the request legs cannot be
+/// measured, so they are null with a note (they used to read 0).
+#[test]
+fn response_in_synack_leaves_request_legs_null_with_notes() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("synackdata");
+    start_raw_peer(&mut lab, 7006, "synackdata", 20);
+    let p = probe_allowing(&lab, false, 7006, &["--timeout", "2s"], &["Retransmission"]);
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    let legs = p.rec.legs_ns.clone().expect("legs");
+    assert_eq!(legs.request_to_complete, None, "{}", p.ctx());
+    assert_eq!(legs.request_to_first_byte, None, "{}", p.ctx());
+    let notes = &p.json["leg_notes"];
+    assert!(
+        notes["request_to_complete"]
+            .as_str()
+            .is_some_and(|n| n.contains("before our request")),
+        "{}",
+        p.ctx()
+    );
+    assert!(notes["request_to_first_byte"].is_string(), "{}", p.ctx());
+}
+
+/// PAWS (RFC 7323 §5.3 R1), as Linux (checked on the wire): a segment whose TSval is older
+/// than TS.Recent is dropped and answered with a duplicate ACK; the same bytes with a fresh
+/// TSval are taken.
+#[test]
+fn paws_drops_a_segment_with_an_old_timestamp() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("paws");
+    start_raw_peer(&mut lab, 7007, "paws", 20);
+    // tshark's sequence analysis takes the dropped segment's bytes as received, so our
+    // duplicate ACK of the first part reads to it as acknowledging something unseen.
+    let p = probe_allowing(
+        &lab,
+        false,
+        7007,
+        &["--timeout", "2s"],
+        &["Retransmission", "ACKed segment that wasn't captured"],
+    );
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    let a = p.anomalies().join("\n");
+    assert!(a.contains("older than TS.Recent"), "{a}\n{}", p.ctx());
+    // The old segment's answer acknowledges only the first part.
+    let old = p
+        .rec
+        .segments
+        .iter()
+        .position(|s| s.dir == "in" && s.len > 0 && s.len != 20)
+        .expect("the second part");
+    let answer = p.rec.segments[old + 1..]
+        .iter()
+        .find(|s| s.dir == "out")
+        .expect("a duplicate ACK");
+    assert_eq!(
+        answer.ack,
+        p.rec.segments[old].seq,
+        "dup ACK of the first part only: {}",
+        p.ctx()
+    );
+}
+
+/// URG is reported, in the segment record and as a note; nothing else changes.
+#[test]
+fn urgent_pointer_is_reported() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("urg");
+    start_raw_peer(&mut lab, 7008, "urg", 20);
+    let p = probe(&lab, false, 7008, &["--timeout", "2s"]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    let i = (0..p.rec.segments.len())
+        .find(|&i| p.seg(i)["urgent"] == 5)
+        .unwrap_or_else(|| panic!("no urgent pointer in the record: {}", p.ctx()));
+    assert_eq!(p.rec.segments[i].dir, "in", "{}", p.ctx());
+    assert!(
+        p.anomalies().iter().any(|a| a.contains("urgent pointer 5")),
+        "{:?}",
+        p.anomalies()
+    );
+}
+
+/// The same response bytes twice: the second copy is called a duplicate, not "outside the
+/// window".
+#[test]
+fn plain_duplicate_is_called_a_duplicate() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("dupdata");
+    start_raw_peer(&mut lab, 7009, "dup", 20);
+    let p = probe_allowing(
+        &lab,
+        false,
+        7009,
+        &["--timeout", "2s"],
+        &["Retransmission", "Spurious", "Duplicate"],
+    );
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    let a = p.anomalies().join("\n");
+    assert!(a.contains("duplicate of bytes already received"), "{a}");
+    assert!(!a.contains("outside our receive window"), "{a}");
+}
+
+/// A server that keeps answering (an ACK of our SYN for every segment) but never
+/// acknowledges the request: the error says so, not "stopped answering"; and its talk is
+/// no progress, so the exchange still ends at `--timeout` (plus the RST).
+#[test]
+fn server_answering_without_acking_is_not_called_silent() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("noack");
+    start_raw_peer(&mut lab, 7010, "noack", 30);
+    let p = probe_allowing(
+        &lab,
+        false,
+        7010,
+        &["--timeout", "2s", "--rto", "200ms"],
+        &["Retransmission", "Duplicate ACK", "Dup ACK"],
+    );
+    // From the SYN-ACK to our RST: `--timeout` and no more.
+    let synack = p.find("in", "S.")[0];
+    let took = p.rec.segments.last().unwrap().t_ns - p.rec.segments[synack].t_ns;
+    assert!(took < 2_100_000_000, "took {took} ns\n{}", p.ctx());
+    let err = p.rec.error.clone().unwrap_or_default();
+    assert!(!err.contains("stopped answering"), "{err}\n{}", p.ctx());
+    assert!(err.contains("never acknowledged"), "{err}\n{}", p.ctx());
 }

@@ -82,6 +82,9 @@ fn segment_line(r: &ProbeResult, s: &SegmentRecord, style: Style) -> String {
     if s.len > 0 {
         let _ = write!(line, " len={}", s.len);
     }
+    if let Some(urg) = s.urgent {
+        let _ = write!(line, " urg={urg}");
+    }
     let opts = options_text(&s.options);
     if !opts.is_empty() {
         let _ = write!(line, " <{opts}>");
@@ -190,6 +193,9 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
             let _ = write!(out, "   retransmissions {}", r.retransmissions);
         }
         let _ = writeln!(out);
+    }
+    for (leg, why) in &r.leg_notes {
+        let _ = writeln!(out, "  {} {leg}: {why}", style.paint("33", "leg:"));
     }
     for a in &r.anomalies {
         let _ = writeln!(out, "  {} {a}", style.paint("33", "note:"));

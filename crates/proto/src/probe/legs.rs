@@ -3,18 +3,28 @@
 
 use super::record::{Dir, Leg, Legs, SegmentRecord};
 use crate::wire::SeqNumber;
+use std::collections::BTreeMap;
+
+/// Why a leg is `null` although the segments it would join were seen (or why a leg was
+/// measured between other segments than its name says), by leg name.
+pub type LegNotes = BTreeMap<String, String>;
 
 /// Indices into the log that the probe learned while the exchange ran (which SYN-ACK was
 /// accepted, which incoming segment completed the HTTP response).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Marks {
+    /// The SYN-ACK accepted; in a simultaneous open, the peer's bare SYN.
     pub synack: Option<usize>,
     pub response_complete: Option<usize>,
+    /// The peer answered our SYN with a SYN of its own (SYN-RECEIVED).
+    pub simultaneous_open: bool,
 }
 
+/// The time from record `from` to record `to`; `None` when `to` came first (never a
+/// clamped 0: a leg that ran backwards was not measured).
 fn gap(log: &[SegmentRecord], from: usize, to: usize) -> Option<u64> {
     let (a, b) = (log.get(from)?, log.get(to)?);
-    Some(b.ts_ns.saturating_sub(a.ts_ns))
+    b.ts_ns.checked_sub(a.ts_ns)
 }
 
 /// Sequence number just past `r` (what acknowledges all of it).
@@ -39,8 +49,12 @@ fn other(dir: Dir) -> Dir {
     }
 }
 
-pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
+pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
     let mut legs = Legs::default();
+    let mut notes = LegNotes::new();
+    let mut note = |leg: Leg, why: &str| {
+        notes.insert(leg.name().to_string(), why.to_string());
+    };
     let usable = |r: &SegmentRecord| !r.bad_checksum && !r.foreign;
     let first_syn = log
         .iter()
@@ -63,11 +77,24 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
         if let Some(s) = syn {
             legs.set(Leg::SynToSynack, gap(log, s, sa));
         }
-        let ack = log.iter().enumerate().skip(sa + 1).find(|(_, r)| {
-            r.dir == Dir::Out && r.flags.ack() && !r.flags.syn() && !r.flags.rst() && usable(r)
-        });
-        if let Some((a, _)) = ack {
-            legs.set(Leg::SynackToAck, gap(log, sa, a));
+        if marks.simultaneous_open {
+            // The server answered with a bare SYN (simultaneous open): the first leg ends
+            // at that SYN, and there is no SYN-ACK of the server's for us to acknowledge.
+            note(
+                Leg::SynToSynack,
+                "simultaneous open: measured to the server's SYN, which came without an ACK",
+            );
+            note(
+                Leg::SynackToAck,
+                "simultaneous open: the server sent no SYN-ACK for us to acknowledge",
+            );
+        } else {
+            let ack = log.iter().enumerate().skip(sa + 1).find(|(_, r)| {
+                r.dir == Dir::Out && r.flags.ack() && !r.flags.syn() && !r.flags.rst() && usable(r)
+            });
+            if let Some((a, _)) = ack {
+                legs.set(Leg::SynackToAck, gap(log, sa, a));
+            }
         }
     }
 
@@ -77,14 +104,22 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
     if let Some(rq) = request {
         let first_byte = log
             .iter()
-            .enumerate()
-            .skip(rq + 1)
-            .find(|(_, r)| r.dir == Dir::In && r.len > 0 && usable(r));
-        if let Some((fb, _)) = first_byte {
-            legs.set(Leg::RequestToFirstByte, gap(log, rq, fb));
+            .position(|r| r.dir == Dir::In && r.len > 0 && !r.flags.rst() && usable(r));
+        match first_byte {
+            Some(fb) if fb < rq => note(
+                Leg::RequestToFirstByte,
+                "the server sent data before our request (in its SYN-ACK or right after it)",
+            ),
+            Some(fb) => legs.set(Leg::RequestToFirstByte, gap(log, rq, fb)),
+            None => {}
         }
-        if let Some(done) = marks.response_complete {
-            legs.set(Leg::RequestToComplete, gap(log, rq, done));
+        match marks.response_complete {
+            Some(done) if done < rq => note(
+                Leg::RequestToComplete,
+                "the response was complete before our request left (the server sent it unasked, in its SYN-ACK or right after it)",
+            ),
+            Some(done) => legs.set(Leg::RequestToComplete, gap(log, rq, done)),
+            None => {}
         }
     }
 
@@ -114,5 +149,5 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> Legs {
     if let (Some(s), Some(last)) = (first_syn, log.iter().rposition(usable)) {
         legs.set(Leg::Total, gap(log, s, last));
     }
-    legs
+    (legs, notes)
 }

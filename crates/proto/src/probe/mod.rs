@@ -89,8 +89,9 @@ pub struct Probe {
     phase: Phase,
     deadline: Option<Instant>,
     started_at: Option<Instant>,
-    /// When the server last sent us a valid segment.
-    last_heard: Option<Instant>,
+    /// When the server last made progress: acknowledged something new of ours, or gave us
+    /// new bytes or its FIN. A server that only repeats itself is not progress.
+    last_progress: Option<Instant>,
     log: Vec<SegmentRecord>,
     marks: legs::Marks,
     sent: VecDeque<Sent>,
@@ -120,7 +121,7 @@ impl Probe {
             phase: Phase::Connecting,
             deadline: None,
             started_at: None,
-            last_heard: None,
+            last_progress: None,
             // A probe that goes well logs 8–10 segments: no regrowing on the way.
             log: Vec::with_capacity(12),
             marks: legs::Marks::default(),
@@ -223,14 +224,35 @@ impl Probe {
             // last `--timeout`, or while what we sent has been repeated fewer than three
             // times (an RTO inflated by a handshake through loss can put even the first
             // repetition seconds away). The connection's bounded retries still end it.
+            // A closed window is no lossy path: the server answers and says it takes
+            // nothing, which `--timeout` bounds as it bounds silence (like Linux's
+            // TCP_USER_TIMEOUT bounds zero-window probing).
+            let zero_window = self.conn.zero_window_probing();
             let retransmitting = self.conn.snd_una() != self.conn.snd_nxt()
+                && !zero_window
                 && matches!(self.phase, Phase::AwaitingResponse | Phase::Closing);
-            let heard_lately = self.last_heard.is_some_and(|h| now < h + self.cfg.timeout);
-            if retransmitting && (heard_lately || self.conn.retries() < 3) {
+            let progressed_lately = self
+                .last_progress
+                .is_some_and(|h| now < h + self.cfg.timeout);
+            if retransmitting && (progressed_lately || self.conn.retries() < 3) {
                 self.deadline = Some(now + self.cfg.timeout);
                 return;
             }
             match self.phase {
+                Phase::AwaitingResponse | Phase::Closing if zero_window => {
+                    let what = if self.phase == Phase::Closing {
+                        "our FIN"
+                    } else {
+                        "the request"
+                    };
+                    self.fail(
+                        now,
+                        format!(
+                            "the server's receive window stayed closed for {:?}: {what} could not be sent (RFC 9293 §3.8.6.1 zero-window probes were answered, the window never opened); connection reset",
+                            self.cfg.timeout
+                        ),
+                    );
+                }
                 Phase::Lingering => {
                     // The server kept the connection open despite `Connection: close`.
                     self.begin_close(now);
@@ -247,10 +269,11 @@ impl Probe {
                     );
                 }
                 Phase::AwaitingResponse => {
+                    let why = self.unacknowledged_note();
                     self.fail(
                         now,
                         format!(
-                            "no complete HTTP response within {:?}; connection reset",
+                            "no complete HTTP response within {:?}{why}; connection reset",
                             self.cfg.timeout
                         ),
                     );
@@ -337,6 +360,7 @@ impl Probe {
             transitions: Vec::new(),
             bad_checksum,
             foreign: false,
+            urgent: hdr.flags.urg().then_some(hdr.urgent),
         };
         match dir {
             Dir::Out => {
@@ -347,6 +371,8 @@ impl Probe {
                             && r.len == rec.len
                             && r.flags.syn() == rec.flags.syn()
                             && r.flags.fin() == rec.flags.fin()
+                            // A simultaneous open's SYN-ACK is no repeat of our SYN.
+                            && (!rec.flags.syn() || r.flags.ack() == rec.flags.ack())
                     });
                 match self.sent.iter().position(|s| {
                     s.seq == hdr.seq
@@ -383,8 +409,11 @@ impl Probe {
                     self.reply_ttl = Some(pkt.ip.ttl);
                     self.reply_from = Some(pkt.ip.src.to_string());
                 }
-                self.last_heard = Some(at);
+                let (una, rcv) = (self.conn.snd_una(), self.conn.rcv_nxt());
                 self.conn.handle_segment(at, &hdr);
+                if self.conn.snd_una() != una || self.conn.rcv_nxt() != rcv {
+                    self.last_progress = Some(at);
+                }
                 self.drain_events(at, Cause::Segment(idx));
             }
         }
@@ -502,6 +531,14 @@ impl Probe {
                         });
                     }
                 }
+                if to == State::SynReceived {
+                    // The peer answered our SYN with a SYN of its own (a simultaneous open,
+                    // or a "split handshake"): it is listening. nmap's reason word for
+                    // exactly this reply is `split-handshake-syn` (its ER_SYN), port open.
+                    self.state = Some(Verdict::SPLIT_HANDSHAKE);
+                    self.marks.synack = caused_by;
+                    self.marks.simultaneous_open = true;
+                }
                 if from == State::FinWait1 && to == State::Closing {
                     self.close_initiator = Some(CloseInitiator::Simultaneous);
                 }
@@ -513,9 +550,12 @@ impl Probe {
                 }
             }
             Event::Connected { peer, .. } => {
-                self.state = Some(Verdict::OPEN);
-                self.marks.synack = caused_by;
-                self.irs = caused_by.map(|i| self.log[i].seq);
+                // A simultaneous open already named its reason at the peer's SYN.
+                self.state.get_or_insert(Verdict::OPEN);
+                if self.marks.synack.is_none() {
+                    self.marks.synack = caused_by;
+                }
+                self.irs = Some(self.conn.irs().0);
                 self.peer_options = Some(peer);
                 if self.cfg.tls.is_some() {
                     self.tls_start(now);
@@ -537,7 +577,7 @@ impl Probe {
             }
             Event::Reset { state, .. } => {
                 self.close_initiator = Some(CloseInitiator::Reset);
-                if self.phase == Phase::AwaitingResponse {
+                if self.phase == Phase::AwaitingResponse || self.phase == Phase::Connecting {
                     self.error = Some(format!(
                         "connection reset by the server in {}",
                         state.name()
@@ -572,7 +612,12 @@ impl Probe {
                 self.anomalies
                     .push(format!("{anomaly} (at {} µs)", t / 1000));
             }
-            Event::TimedOut { at, state } => {
+            Event::TimedOut {
+                at,
+                state,
+                answered,
+                zero_window,
+            } => {
                 let t = self.rel(at);
                 self.timers.push(TimerRecord {
                     t_ns: t,
@@ -584,6 +629,18 @@ impl Probe {
                 });
                 if state == State::SynSent {
                     self.state = Some(Verdict::NO_RESPONSE);
+                } else if zero_window {
+                    self.error = Some(format!(
+                        "the server stopped answering our zero-window probes in {}",
+                        state.name()
+                    ));
+                } else if answered > 0 {
+                    // It spoke, so it did not stop answering: it never acknowledged what
+                    // we kept sending.
+                    self.error = Some(format!(
+                        "the server never acknowledged our retransmitted segment in {} (it sent {answered} segments meanwhile)",
+                        state.name()
+                    ));
                 } else {
                     self.error = Some(format!("the server stopped answering in {}", state.name()));
                 }
@@ -648,6 +705,25 @@ impl Probe {
             HttpParse::Invalid(why) => {
                 self.fail(at, format!("the reply is not HTTP: {why}"));
             }
+        }
+    }
+
+    /// `: the server never acknowledged our request …` when that is why we wait: what we
+    /// sent is still unacknowledged after retransmissions. Says whether the server spoke
+    /// meanwhile, so "no answer" is never claimed of a server that did answer.
+    fn unacknowledged_note(&self) -> String {
+        if self.conn.snd_una() == self.conn.snd_nxt() || self.conn.retries() == 0 {
+            return String::new();
+        }
+        match self.conn.peer_segments_since_progress() {
+            0 => format!(
+                ": the server stopped answering (our request sent {} times, unacknowledged)",
+                self.conn.retries() + 1
+            ),
+            n => format!(
+                ": the server never acknowledged our request (sent {} times) though it sent {n} segments meanwhile",
+                self.conn.retries() + 1
+            ),
         }
     }
 
@@ -766,6 +842,7 @@ impl Probe {
         timers: Vec<TimerRecord>,
     ) -> ProbeResult {
         let Verdict { state, reason } = self.state.unwrap_or(Verdict::NO_RESPONSE);
+        let (legs, leg_notes) = self.legs(&segments);
         ProbeResult {
             schema: SCHEMA,
             target: self.cfg.target.clone(),
@@ -777,7 +854,8 @@ impl Probe {
             reason,
             reply_ttl: self.reply_ttl,
             reply_from: self.reply_from.clone(),
-            legs_ns: self.legs(&segments),
+            legs_ns: legs,
+            leg_notes,
             retransmissions: segments.iter().filter(|r| r.retransmission).count() as u32,
             peer_options: self.peer_options,
             http,
@@ -795,8 +873,8 @@ impl Probe {
         }
     }
 
-    fn legs(&self, log: &[SegmentRecord]) -> record::Legs {
-        let mut l = legs::compute(log, self.marks);
+    fn legs(&self, log: &[SegmentRecord]) -> (record::Legs, legs::LegNotes) {
+        let (mut l, notes) = legs::compute(log, self.marks);
         if let Some(t) = &self.tls {
             t.legs(
                 log,
@@ -805,7 +883,7 @@ impl Probe {
                 &mut l,
             );
         }
-        l
+        (l, notes)
     }
 }
 

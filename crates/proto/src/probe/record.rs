@@ -319,6 +319,9 @@ pub struct SegmentRecord {
     /// An outgoing segment tcpshake did not make (the kernel's, or another program's).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub foreign: bool,
+    /// The urgent pointer, when URG is set (reported, not acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent: Option<u16>,
 }
 
 /// A state change, written `FROM → TO` in RFC 9293's names (`SYN-SENT → ESTABLISHED`).
@@ -388,6 +391,11 @@ pub struct ProbeResult {
     /// Who answered (the target, or the router that sent an ICMP error).
     pub reply_from: Option<String>,
     pub legs_ns: Legs,
+    /// Why a leg is null although both its ends were seen (a response that came before
+    /// the request…), or how a leg was measured when not as its name says; by leg name.
+    /// Left out when there is none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub leg_notes: super::legs::LegNotes,
     #[serde(default)]
     pub retransmissions: u32,
     pub peer_options: Option<PeerOptions>,
@@ -532,6 +540,10 @@ fn ser_options<S: Serializer>(o: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
     if o.unknown_count > 0 {
         m.serialize_entry("unknown", &UnknownKinds(o))?;
     }
+    if o.malformed_count > 0 {
+        let kinds: Vec<u8> = o.malformed_kinds().collect();
+        m.serialize_entry("malformed", &kinds)?;
+    }
     m.end()
 }
 
@@ -554,6 +566,8 @@ struct OptionsIn {
     sack: Vec<[u32; 2]>,
     #[serde(default)]
     unknown: Vec<u8>,
+    #[serde(default)]
+    malformed: Vec<u8>,
 }
 
 fn de_options<'de, D: Deserializer<'de>>(d: D) -> Result<TcpOptions, D::Error> {
@@ -572,6 +586,10 @@ fn de_options<'de, D: Deserializer<'de>>(d: D) -> Result<TcpOptions, D::Error> {
         *slot = Some(*k);
     }
     out.unknown_count = u8::try_from(o.unknown.len()).unwrap_or(u8::MAX);
+    for (slot, k) in out.malformed.iter_mut().zip(&o.malformed) {
+        *slot = Some(*k);
+    }
+    out.malformed_count = u8::try_from(o.malformed.len()).unwrap_or(u8::MAX);
     Ok(out)
 }
 
@@ -608,6 +626,9 @@ pub fn options_text(o: &TcpOptions) -> String {
     }
     for k in o.unknown.iter().flatten() {
         parts.push(format!("opt-{k}"));
+    }
+    for k in o.malformed_kinds() {
+        parts.push(format!("bad-opt-{k}"));
     }
     parts.join(",")
 }

@@ -297,7 +297,7 @@ fn segments_of_other_connections_are_not_ours() {
 }
 
 #[test]
-fn malformed_segment_from_the_server_is_reported_not_dropped() {
+fn synack_with_a_malformed_option_costs_only_the_option() {
     let mut p = Probe::new(config(1000, true));
     p.start(at(0));
     pump(&mut p, 0);
@@ -317,20 +317,25 @@ fn malformed_segment_from_the_server_is_reported_not_dropped() {
     assert!(
         r.anomalies
             .iter()
-            .any(|a| a.contains("malformed TCP option (kind 5)")),
+            .any(|a| a.contains("TCP option kind 5 with a bad length")),
         "{:?}",
         r.anomalies
     );
-    // Ignored: still waiting for a SYN-ACK.
-    assert!(!p.is_done());
-    assert_eq!(r.state, PortState::Filtered);
+    // The option is ignored, the SYN-ACK is not (RFC 9293 §3.1 MUST-7, as Linux): open.
+    assert_eq!(r.state, PortState::Open);
+    assert_eq!(r.peer_options.map(|o| o.sack_permitted), Some(false));
 }
 
 #[test]
 fn a_burst_of_our_segments_is_never_called_foreign() {
-    // The request as 1-byte segments (the server's MSS is absurdly small): every copy
-    // arrives on the tap only after the whole burst was handed to net.
-    let mut p = Probe::new(config(1000, true));
+    // The request as 48-byte segments (the server's MSS of 1 is raised to Linux's floor,
+    // and the path is long): every copy arrives on the tap only after the whole burst was
+    // handed to net.
+    let mut cfg = config(1000, true);
+    if let Some(h) = cfg.http.as_mut() {
+        h.path = format!("/{}", "x".repeat(4000));
+    }
+    let mut p = Probe::new(cfg);
     p.start(at(0));
     pump(&mut p, 0);
     let synack = TcpRepr {
@@ -359,6 +364,217 @@ fn a_burst_of_our_segments_is_never_called_foreign() {
     }
     let r = p.result();
     assert!(!r.segments.iter().any(|s| s.foreign), "{:?}", r.anomalies);
+}
+
+/// Run the probe's timers until it is done or `limit_us` passes; returns when it ended.
+fn run_timers(p: &mut Probe, limit_us: u64) -> u64 {
+    let mut now = 0;
+    for _ in 0..1000 {
+        let Some(d) = p.poll_timeout() else { break };
+        now = (d.as_nanos() - T0) / 1000;
+        if now > limit_us {
+            break;
+        }
+        p.handle_timeout(d);
+        pump(p, now);
+        if p.is_done() {
+            break;
+        }
+    }
+    now
+}
+
+/// A server that answers our SYN with a bare SYN (simultaneous open, or a "split
+/// handshake"): open, with nmap's reason for it, and the exchange goes on.
+#[test]
+fn bare_syn_reply_is_open_split_handshake_syn() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(7000, 0, TcpFlags::SYN, &[]),
+        false,
+    );
+    let out = pump(&mut p, 60);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, TcpFlags::SYN | TcpFlags::ACK);
+    p.handle_packet(
+        at(100),
+        false,
+        &server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 110);
+    let request: Vec<u8> = out.iter().flat_map(|s| s.payload.clone()).collect();
+    assert!(request.starts_with(b"HEAD /"), "{out:?}");
+    let r = p.result();
+    assert_eq!(
+        (r.state, r.reason.as_str()),
+        (PortState::Open, "split-handshake-syn")
+    );
+    assert_eq!(r.irs, Some(7000));
+    assert!(
+        !r.segments[2].retransmission,
+        "our SYN-ACK is no repeat of the SYN"
+    );
+    assert_eq!(r.retransmissions, 0);
+    assert_eq!(r.legs_ns.get(Leg::SynToSynack), Some(48_000));
+    assert_eq!(r.legs_ns.get(Leg::SynackToAck), None);
+    assert!(r.leg_notes["synack_to_ack"].contains("simultaneous open"));
+    assert!(
+        r.segments[1]
+            .transitions
+            .iter()
+            .any(|t| t.to == State::SynReceived)
+    );
+}
+
+/// The whole response in the SYN-ACK, before our request: the request legs cannot be
+/// measured and say why, instead of a clamped 0.
+#[test]
+fn response_in_the_synack_leaves_request_legs_null_with_a_note() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, response),
+        false,
+    );
+    pump(&mut p, 60);
+    let r = p.result();
+    golden("response_in_synack", &r);
+    assert_eq!(r.http.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(r.legs_ns.get(Leg::RequestToComplete), None);
+    assert_eq!(r.legs_ns.get(Leg::RequestToFirstByte), None);
+    assert!(r.leg_notes["request_to_complete"].contains("before our request"));
+    assert!(r.leg_notes.contains_key("request_to_first_byte"));
+}
+
+/// A server whose window never opens: the exchange ends at `--timeout` (not after
+/// minutes of probing), with a RST the server can accept (SEQ = its RCV.NXT, our
+/// SND.UNA, not past the probe byte it never took), and an error that says so.
+#[test]
+fn zero_window_forever_ends_at_timeout_with_an_acceptable_rst() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let mut synack = server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    // Window 0 (bytes 34..36 of the packet: 20 of IP, then 14 into TCP); checksum fixed.
+    synack[34..36].copy_from_slice(&[0, 0]);
+    let fixed = crate::wire::TcpRepr::parse_unchecked(&synack[20..]).unwrap();
+    let synack = packet(SERVER, CLIENT, &fixed, 64);
+    p.handle_packet(at(50), false, &synack, false);
+    pump(&mut p, 60);
+    let mut now = 60;
+    // Answer every probe with "still zero".
+    for _ in 0..100 {
+        let Some(d) = p.poll_timeout() else { break };
+        now = (d.as_nanos() - T0) / 1000;
+        p.handle_timeout(d);
+        let out = pump(&mut p, now);
+        if p.is_done() {
+            break;
+        }
+        if out.iter().any(|s| s.payload.len() == 1) {
+            let mut zero = server_seg(7001, 1001, TcpFlags::ACK, &[]);
+            zero[34..36].copy_from_slice(&[0, 0]);
+            let fixed = crate::wire::TcpRepr::parse_unchecked(&zero[20..]).unwrap();
+            p.handle_packet(
+                at(now + 20),
+                false,
+                &packet(SERVER, CLIENT, &fixed, 64),
+                false,
+            );
+            pump(&mut p, now + 25);
+        }
+    }
+    assert!(p.is_done());
+    // `--timeout` (5 s) after the handshake, not later.
+    assert!(now <= 5_000_100, "ended at {now} µs");
+    let r = p.result();
+    let rst = r
+        .segments
+        .iter()
+        .rev()
+        .find(|s| s.flags.rst())
+        .expect("a RST");
+    assert_eq!(rst.seq, 1001, "{:?}", r.segments);
+    let err = r.error.unwrap_or_default();
+    assert!(err.contains("window stayed closed"), "{err}");
+}
+
+/// Unanswered retransmissions while the server keeps talking: not "stopped answering".
+#[test]
+fn server_that_answers_but_never_acks_is_not_called_silent() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 60);
+    let mut now = 60;
+    for _ in 0..100 {
+        let Some(d) = p.poll_timeout() else { break };
+        now = (d.as_nanos() - T0) / 1000;
+        p.handle_timeout(d);
+        pump(&mut p, now);
+        if p.is_done() {
+            break;
+        }
+        // A duplicate ACK of the SYN only, never of the request.
+        p.handle_packet(
+            at(now + 20),
+            false,
+            &server_seg(7001, 1001, TcpFlags::ACK, &[]),
+            false,
+        );
+        pump(&mut p, now + 25);
+    }
+    let r = p.result();
+    let err = r.error.unwrap_or_default();
+    assert!(!err.contains("stopped answering"), "{err}");
+    assert!(
+        err.contains("never acknowledged") || err.contains("no complete HTTP response"),
+        "{err}"
+    );
+    let _ = run_timers(&mut p, now);
+}
+
+/// URG is reported in the segment record.
+#[test]
+fn urgent_pointer_is_in_the_segment_record() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let seg = TcpRepr {
+        src_port: 80,
+        dst_port: 40000,
+        seq: SeqNumber(7000),
+        ack: SeqNumber(1001),
+        flags: TcpFlags::SYN | TcpFlags::ACK | TcpFlags::URG,
+        window: 1000,
+        urgent: 9,
+        options: TcpOptions::default(),
+        payload: &[],
+    };
+    p.handle_packet(at(50), false, &packet(SERVER, CLIENT, &seg, 64), false);
+    let r = p.result();
+    golden("urgent_pointer", &r);
+    assert_eq!(r.segments[1].urgent, Some(9));
+    assert_eq!(r.segments[0].urgent, None);
+    assert!(r.anomalies.iter().any(|a| a.contains("urgent pointer 9")));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["segments"][1]["urgent"], 9);
+    assert!(json["segments"][0].get("urgent").is_none());
 }
 
 mod prop {

@@ -458,7 +458,8 @@ impl TlsSession {
         let hello = out_segment(log, isn, 0);
         let gap = |a: Option<usize>, b: Option<usize>| -> Option<u64> {
             let (a, b) = (log.get(a?)?, log.get(b?)?);
-            Some(b.ts_ns.saturating_sub(a.ts_ns))
+            // A leg that ran backwards was not measured: null, never a clamped 0.
+            b.ts_ns.checked_sub(a.ts_ns)
         };
         let later = |a: usize, b: usize| if log[a].ts_ns >= log[b].ts_ns { a } else { b };
         let client_finished = self

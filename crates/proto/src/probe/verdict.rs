@@ -4,6 +4,7 @@
 //! | what answered our SYN | state | reason |
 //! |---|---|---|
 //! | SYN-ACK (or a bare ACK of it: a peer still in SYN-RECEIVED) | open | `syn-ack` |
+//! | a bare SYN (simultaneous open, RFC 9293 §3.5, or a "split handshake"): single probes only | open | `split-handshake-syn` (nmap's ER_SYN) |
 //! | RST acknowledging the SYN (RFC 9293 §3.10.7.3) | closed | `reset` |
 //! | an ICMP/ICMPv6 destination unreachable or time exceeded quoting it | filtered | the ICMP error (`port-unreach`, `admin-prohibited`, …) |
 //! | nothing, after every retransmission | filtered | `no-response` |
@@ -40,6 +41,8 @@ impl fmt::Display for PortState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     SynAck,
+    /// The peer answered our SYN with a SYN of its own (nmap's `ER_SYN`).
+    SplitHandshakeSyn,
     Reset,
     NoResponse,
     NetUnreach,
@@ -55,8 +58,9 @@ pub enum Reason {
     Unreach,
 }
 
-const REASON_WORDS: [(Reason, &str); 13] = [
+const REASON_WORDS: [(Reason, &str); 14] = [
     (Reason::SynAck, "syn-ack"),
+    (Reason::SplitHandshakeSyn, "split-handshake-syn"),
     (Reason::Reset, "reset"),
     (Reason::NoResponse, "no-response"),
     (Reason::NetUnreach, "net-unreach"),
@@ -138,6 +142,11 @@ impl Verdict {
     pub const OPEN: Verdict = Verdict {
         state: PortState::Open,
         reason: Reason::SynAck,
+    };
+    /// A bare SYN answered ours: the peer is listening (and opening too).
+    pub const SPLIT_HANDSHAKE: Verdict = Verdict {
+        state: PortState::Open,
+        reason: Reason::SplitHandshakeSyn,
     };
     pub const CLOSED: Verdict = Verdict {
         state: PortState::Closed,

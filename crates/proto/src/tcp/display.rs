@@ -46,15 +46,45 @@ impl fmt::Display for Anomaly {
                     "FIN retransmitted in TIME-WAIT: ACKed again, TIME-WAIT restarted"
                 )
             }
-            Anomaly::SimultaneousOpen { seq } => {
-                write!(
-                    f,
-                    "a SYN without ACK (seq {seq}) while in SYN-SENT (simultaneous open): ignored"
-                )
-            }
+            Anomaly::SimultaneousOpen { seq } => write!(
+                f,
+                "a SYN without ACK (seq {seq}) while in SYN-SENT: simultaneous open, answered with a SYN-ACK (RFC 9293 §3.5)"
+            ),
             Anomaly::AckTooOld { ack } => write!(
                 f,
                 "ACK {ack} is older than anything in flight: dropped and ACKed (RFC 5961 §5.2)"
+            ),
+            Anomaly::MalformedOption { kind } => write!(
+                f,
+                "TCP option kind {kind} with a bad length: that option ignored, the segment kept (RFC 9293 §3.1 MUST-7)"
+            ),
+            Anomaly::MssAdjusted { offered: 0, used } => write!(
+                f,
+                "the peer's MSS is 0: taken as no MSS option ({used}, RFC 9293 §3.7.1)"
+            ),
+            Anomaly::MssAdjusted { offered, used } => write!(
+                f,
+                "the peer's MSS {offered} is below Linux's floor: using {used} (TCP_MIN_SND_MSS)"
+            ),
+            Anomaly::OverlapConflict { seq, len } => write!(
+                f,
+                "segment seq {seq} len {len} overlaps out-of-order bytes already received with different content: the copy starting lower kept, as Linux (a middlebox or an injection?)"
+            ),
+            Anomaly::Duplicate { seq, len } => write!(
+                f,
+                "segment seq {seq} len {len} is a duplicate of bytes already received: ACKed again"
+            ),
+            Anomaly::PawsRejected { tsval, ts_recent } => write!(
+                f,
+                "segment with TSval {tsval}, older than TS.Recent {ts_recent}: dropped and ACKed (PAWS, RFC 7323 §5.3)"
+            ),
+            Anomaly::SynAckBadTsecr { tsecr } => write!(
+                f,
+                "SYN-ACK echoes TSecr {tsecr}, a timestamp we never sent: answered with RST, SYN to be sent again (RFC 7323 §3.2, as Linux)"
+            ),
+            Anomaly::Urgent { seq, pointer } => write!(
+                f,
+                "URG set (seq {seq}, urgent pointer {pointer}): reported, not acted on"
             ),
         }
     }

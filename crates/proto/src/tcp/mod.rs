@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   CLOSED --connect/SYN--> SYN-SENT --SYN-ACK/ACK--> ESTABLISHED
+//!   SYN-SENT --SYN/SYN-ACK--> SYN-RECEIVED --ACK (or SYN-ACK)/ACK--> ESTABLISHED
 //!   ESTABLISHED --close/FIN--> FIN-WAIT-1 --ACK--> FIN-WAIT-2 --FIN/ACK--> TIME-WAIT
 //!   FIN-WAIT-1 --FIN/ACK--> CLOSING --ACK--> TIME-WAIT --2MSL(configured)--> CLOSED
 //!   ESTABLISHED --FIN/ACK--> CLOSE-WAIT --close/FIN--> LAST-ACK --ACK--> CLOSED
@@ -18,9 +19,26 @@
 //!   HEAD request is one segment;
 //! - RTT samples come from the echoed timestamp when timestamps are on (RFC 7323 §4: the
 //!   TSecr names the transmission it answers, so a retransmitted SYN still gives a sample
-//!   and a sane RTO), else from Karn's rule (RFC 6298 §3); PAWS (RFC 7323 §5) is not
-//!   enforced, an old TSval only fails to update TS.Recent;
-//! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment.
+//!   and a sane RTO), else from Karn's rule (RFC 6298 §3);
+//! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment;
+//! - zero-window probing (RFC 9293 §3.8.6.1) goes on while the peer answers the probes
+//!   (MUST-36, as Linux does); unanswered probes give up like retransmissions (R2). The
+//!   caller's own limit (tcpshake's `--timeout`, Linux's `TCP_USER_TIMEOUT`) ends the rest.
+//!
+//! Where RFC 9293 leaves room, we tolerate what Linux tolerates, because a stricter client
+//! would make an open port look filtered (each rule cites Linux where it is applied):
+//! - an option with a bad length costs that option, not the segment (MUST-7; parsed in
+//!   `wire::options`, reported here);
+//! - MSS 0 is no MSS option; an MSS below Linux's floor of 48 (`TCP_MIN_SND_MSS`) is
+//!   raised to it rather than honoured with tiny segments;
+//! - out-of-order bytes that overlap bytes already queued: the copy that starts lower in
+//!   sequence wins, as in Linux's queue; a copy that differs is reported (a middlebox
+//!   rewriting data, or an injection);
+//! - a bare SYN in SYN-SENT is a simultaneous open (MUST-10): SYN-RECEIVED and a SYN-ACK;
+//! - PAWS (RFC 7323 §5.3 R1) drops a segment whose TSval is older than TS.Recent by more
+//!   than Linux's one-tick `TCP_PAWS_WINDOW`, except RSTs and Linux's "disordered" pure
+//!   duplicate ACKs; a SYN-ACK whose TSecr echoes nothing we sent gets a RST and the SYN
+//!   is retransmitted (Linux's `tcp_rcv_synsent_state_process`).
 
 mod display;
 mod reassembly;
@@ -44,6 +62,8 @@ use timer::{Timer, TimerTable};
 pub enum State {
     Closed,
     SynSent,
+    /// Simultaneous open (RFC 9293 §3.5, MUST-10): the peer's SYN crossed ours.
+    SynReceived,
     Established,
     FinWait1,
     FinWait2,
@@ -77,6 +97,7 @@ impl State {
         match self {
             State::Closed => "CLOSED",
             State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
             State::Established => "ESTABLISHED",
             State::FinWait1 => "FIN-WAIT-1",
             State::FinWait2 => "FIN-WAIT-2",
@@ -157,11 +178,29 @@ pub enum Anomaly {
     BeyondWindow { seq: SeqNumber, len: u32 },
     /// A retransmitted FIN in TIME-WAIT, ACKed again.
     FinInTimeWait,
-    /// A SYN without ACK in SYN-SENT (simultaneous open, RFC 9293 §3.5): not supported
-    /// by this client, ignored.
+    /// A SYN without ACK in SYN-SENT (simultaneous open, RFC 9293 §3.5): answered with a
+    /// SYN-ACK, SYN-RECEIVED.
     SimultaneousOpen { seq: SeqNumber },
     /// ACK older than `snd_una - max_snd_wnd` (RFC 5961 §5.2): dropped and ACKed.
     AckTooOld { ack: SeqNumber },
+    /// An option whose length is wrong for its kind (or cannot be framed): that option was
+    /// ignored, the segment kept (RFC 9293 §3.1 MUST-7).
+    MalformedOption { kind: u8 },
+    /// The peer's MSS was unusable: 0 (taken as no option, so 536) or below Linux's floor
+    /// of 48 (raised to 48).
+    MssAdjusted { offered: u16, used: u16 },
+    /// Out-of-order bytes that overlap bytes already queued but differ from them (the copy
+    /// that starts lower in sequence was kept, as Linux keeps it).
+    OverlapConflict { seq: SeqNumber, len: u32 },
+    /// A segment entirely below `rcv_nxt`: bytes we already have, sent again. ACKed.
+    Duplicate { seq: SeqNumber, len: u32 },
+    /// PAWS (RFC 7323 §5.3 R1): a TSval older than TS.Recent. Dropped and ACKed.
+    PawsRejected { tsval: u32, ts_recent: u32 },
+    /// A SYN-ACK whose TSecr is no TSval of ours (RFC 7323 §3.2 / Linux): answered with
+    /// RST, SYN-SENT kept.
+    SynAckBadTsecr { tsecr: u32 },
+    /// The urgent pointer was set (URG): reported, not acted on (RFC 6093 discourages it).
+    Urgent { seq: SeqNumber, pointer: u16 },
 }
 
 /// What happened, for the layers above. Every event carries the time of the input that
@@ -209,9 +248,14 @@ pub enum Event {
         anomaly: Anomaly,
     },
     /// Retransmissions exhausted in `state`; the connection is CLOSED (no RST is sent).
+    /// `answered`: segments the peer sent since it last acknowledged anything new (so it
+    /// had not stopped answering, only stopped acknowledging); `zero_window`: we were
+    /// probing its closed window.
     TimedOut {
         at: Instant,
         state: State,
+        answered: u32,
+        zero_window: bool,
     },
     /// CLOSED reached after an orderly close (TIME-WAIT expired or LAST-ACK acked).
     Closed {
@@ -256,6 +300,12 @@ const MAX_WSCALE: u8 = 14;
 /// subtracted from the MSS when timestamps are on (RFC 9293 §3.7.1: the MSS counts
 /// data only, options come out of it).
 const TS_OPTION_LEN: u16 = 12;
+/// Linux's smallest send MSS (`TCP_MIN_SND_MSS` in include/net/tcp.h, the default of
+/// `net.ipv4.tcp_min_snd_mss`): room for the full set of options and 8 bytes of data.
+/// `__tcp_mtu_to_mss()` raises a smaller one to it, before options come out.
+const MIN_SND_MSS: u16 = 48;
+/// Linux's PAWS tolerance in timestamp ticks (`TCP_PAWS_WINDOW` in include/net/tcp.h).
+const PAWS_WINDOW: i32 = 1;
 
 /// One client connection.
 #[derive(Debug)]
@@ -298,7 +348,11 @@ pub struct Connection {
     peer: PeerOptions,
     /// RFC 7323 §4.3 TS.Recent and Last.ACK.sent.
     ts_recent: u32,
+    /// TS.Recent holds a TSval of the peer's (PAWS applies only then, RFC 7323 §5.3).
+    ts_recent_valid: bool,
     last_ack_sent: SeqNumber,
+    /// TSval of our first SYN: a SYN-ACK's TSecr must lie between it and now.
+    syn_tsval: Option<u32>,
 
     // --- retransmission ---
     rtt: RttEstimator,
@@ -313,6 +367,10 @@ pub struct Connection {
     persist_probes: u32,
     /// A one-byte zero-window probe is outstanding (it is in `snd_nxt` already).
     persist_probe_out: bool,
+    /// Zero-window probes the peer has not answered (any acceptable ACK answers them).
+    persist_unanswered: u32,
+    /// Segments from the peer since `snd_una` last advanced.
+    rx_since_progress: u32,
     retransmissions: u32,
     timers: TimerTable,
 
@@ -348,13 +406,17 @@ impl Connection {
             peer_fin: None,
             peer: PeerOptions::default(),
             ts_recent: 0,
+            ts_recent_valid: false,
             last_ack_sent: SeqNumber(0),
+            syn_tsval: None,
             rtt,
             rtt_probe: None,
             ts_sent: VecDeque::new(),
             retries: 0,
             persist_probes: 0,
             persist_probe_out: false,
+            persist_unanswered: 0,
+            rx_since_progress: 0,
             retransmissions: 0,
             timers: TimerTable::default(),
             tx: VecDeque::new(),
@@ -417,6 +479,16 @@ impl Connection {
     pub fn rcv_wnd(&self) -> u32 {
         self.cfg.rcv_buf.min(65_535u32 << self.rcv_wscale)
     }
+    /// Segments the peer sent since it last acknowledged something new of ours (it may
+    /// be talking without acknowledging).
+    pub fn peer_segments_since_progress(&self) -> u32 {
+        self.rx_since_progress
+    }
+    /// The peer's window is closed and we are probing it (RFC 9293 §3.8.6.1): what we
+    /// wait for is the peer's window, not an acknowledgment of something lost.
+    pub fn zero_window_probing(&self) -> bool {
+        self.snd_wnd == 0 && (self.persist_probe_out || self.timers.is_set(Timer::Persist))
+    }
     /// Bytes held in the out-of-order queue (never more than `rcv_wnd`).
     pub fn reassembly_buffered(&self) -> usize {
         self.reassembly.buffered()
@@ -455,23 +527,37 @@ impl Connection {
             }
             // RFC 9293 §3.10.4: SYN-SENT just deletes the TCB.
             State::SynSent => self.set_state(State::Closed, now),
+            // RFC 9293 §3.10.4 would send a FIN once ESTABLISHED; a probe closes before
+            // that only to give up, so it resets, as `abort` does.
+            State::SynReceived => self.abort(now),
             // Closing already, or closed: nothing more to do.
             _ => {}
         }
     }
 
     /// Send RST and go to CLOSED at once (RFC 9293 §3.10.5).
+    ///
+    /// The RST must be acceptable to the peer (RFC 9293 §3.10.7.4, RFC 5961 §3.2): its
+    /// SEG.SEQ lies in the peer's receive window. That is SND.NXT (Linux's
+    /// `tcp_acceptable_seq()`), except when the peer's window is closed: then only its
+    /// RCV.NXT is acceptable, which is our SND.UNA (a zero-window probe's byte, already
+    /// counted in SND.NXT, was never taken).
     pub fn abort(&mut self, now: Instant) {
         match self.state {
-            State::Established
+            State::SynReceived
+            | State::Established
             | State::FinWait1
             | State::FinWait2
             | State::Closing
             | State::CloseWait
             | State::LastAck => {
+                let seq = if self.snd_wnd == 0 && self.state != State::SynReceived {
+                    self.snd_una
+                } else {
+                    self.snd_nxt
+                };
                 self.set_state(State::Closed, now);
-                let rst =
-                    self.bare_segment(self.snd_nxt, self.rcv_nxt, TcpFlags::RST | TcpFlags::ACK);
+                let rst = self.bare_segment(seq, self.rcv_nxt, TcpFlags::RST | TcpFlags::ACK);
                 self.tx.push_back(rst);
             }
             // SYN-SENT and TIME-WAIT: the TCB goes without a word.
@@ -487,6 +573,19 @@ impl Connection {
         if flags.syn() && (flags.fin() || flags.rst()) {
             self.anomaly(rx_at, Anomaly::BadFlagCombination { flags });
         }
+        for kind in seg.options.malformed_kinds() {
+            self.anomaly(rx_at, Anomaly::MalformedOption { kind });
+        }
+        if flags.urg() {
+            self.anomaly(
+                rx_at,
+                Anomaly::Urgent {
+                    seq: seg.seq,
+                    pointer: seg.urgent,
+                },
+            );
+        }
+        self.rx_since_progress = self.rx_since_progress.saturating_add(1);
         match self.state {
             State::Closed => self.closed_segment(seg),
             State::SynSent => self.syn_sent_segment(rx_at, seg),
@@ -633,25 +732,57 @@ impl Connection {
             return;
         }
         if !ack_ok {
-            // A bare SYN: simultaneous open, which a client probing a server never wants.
-            self.anomaly(rx_at, Anomaly::SimultaneousOpen { seq: seg.seq });
+            self.simultaneous_open(rx_at, seg);
             return;
         }
+        // RFC 7323 §3.2: the TSecr of a SYN-ACK echoes the TSval of one of our SYNs. Linux
+        // (`tcp_rcv_synsent_state_process`, LINUX_MIB_PAWSACTIVEREJECTED) takes a non-zero
+        // TSecr outside [first SYN's TSval, now] for a stale or forged SYN-ACK: it answers
+        // "reset_and_undo" (a RST with SEG.SEQ = SEG.ACK, RFC 9293 §3.10.7.3 for a bad
+        // segment) and stays in SYN-SENT, its SYN retransmitted when the timer fires.
+        if let (true, Some(first), Some((_, tsecr))) =
+            (self.cfg.timestamps, self.syn_tsval, seg.options.timestamps)
+        {
+            let now = self.ts_now(rx_at);
+            let echoes_ours = tsecr.wrapping_sub(first) <= now.wrapping_sub(first);
+            if tsecr != 0 && !echoes_ours {
+                let rst = self.bare_segment(seg.ack, SeqNumber(0), TcpFlags::RST);
+                self.tx.push_back(rst);
+                self.anomaly(rx_at, Anomaly::SynAckBadTsecr { tsecr });
+                return;
+            }
+        }
+        self.take_peer_syn(rx_at, seg);
+        self.snd_una = seg.ack;
+        self.snd_wl2 = seg.ack;
+        if !self.ts_rtt_sample(rx_at, seg) {
+            self.take_rtt_sample(rx_at);
+        }
+        self.establish(rx_at);
+        self.queue_ack(rx_at);
+        // RFC 9293 §3.10.7.3: "other controls or text" continue at the sixth step.
+        if !seg.payload.is_empty() || flags.fin() {
+            self.process_text(rx_at, seg.seq.add(1), seg.payload, flags.fin());
+        }
+    }
+
+    /// What a SYN (with or without ACK) tells us: the peer's ISN, options and window.
+    fn take_peer_syn(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq.add(1);
-        self.negotiate(&seg.options);
-        self.snd_una = seg.ack;
+        self.negotiate(rx_at, &seg.options);
         // RFC 7323 §2.2: the window of a SYN segment is never scaled.
         self.snd_wnd = u32::from(seg.window);
         self.max_snd_wnd = self.snd_wnd;
         self.snd_wl1 = seg.seq;
-        self.snd_wl2 = seg.ack;
         if let (true, Some((tsval, _))) = (self.peer.timestamps, seg.options.timestamps) {
             self.ts_recent = tsval;
+            self.ts_recent_valid = true;
         }
-        if !self.ts_rtt_sample(rx_at, seg) {
-            self.take_rtt_sample(rx_at);
-        }
+    }
+
+    /// ESTABLISHED: our SYN is acknowledged.
+    fn establish(&mut self, rx_at: Instant) {
         if self.rtt.srtt().is_none() {
             // Our SYN was sent again and no sample is unambiguous: start the connection
             // from the initial RTO rather than the SYN's backed-off one (RFC 6298 §5.7 would
@@ -660,21 +791,35 @@ impl Connection {
             self.rtt = RttEstimator::new(self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max);
         }
         self.retries = 0;
+        self.rx_since_progress = 0;
         self.timers.stop(Timer::Retransmit);
         self.set_state(State::Established, rx_at);
         self.events.push_back(Event::Connected {
             at: rx_at,
             peer: self.peer,
         });
-        self.queue_ack(rx_at);
-        // RFC 9293 §3.10.7.3: "other controls or text" continue at the sixth step.
-        if !seg.payload.is_empty() || flags.fin() {
-            self.process_text(rx_at, seg.seq.add(1), seg.payload, flags.fin());
+    }
+
+    /// RFC 9293 §3.10.7.3 fourth step, a SYN without ACK (MUST-10): the peer's SYN crossed
+    /// ours. SYN-RECEIVED, and our SYN again with an ACK of theirs. Linux does the same
+    /// (`tcp_rcv_synsent_state_process`: "simultaneous connect with crossed SYNs"), sends
+    /// its SYN-ACK with the ISN of its SYN, and, like it, we drop any data the SYN carried
+    /// ("discard packet for sanity": RFC 9293 lets it be queued, nothing requires it).
+    fn simultaneous_open(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
+        if self.snd_nxt == self.snd_una {
+            // Our SYN has not gone out: nothing crossed.
+            return;
         }
+        self.anomaly(rx_at, Anomaly::SimultaneousOpen { seq: seg.seq });
+        self.take_peer_syn(rx_at, seg);
+        self.set_state(State::SynReceived, rx_at);
+        let synack = self.synack_segment(rx_at, false);
+        self.tx.push_back(synack);
+        // The retransmission timer of our SYN keeps running: it now repeats the SYN-ACK.
     }
 
     /// RFC 7323 §2.2, §3.2 and RFC 2018 §2: an option is used only if both sides sent it.
-    fn negotiate(&mut self, opts: &TcpOptions) {
+    fn negotiate(&mut self, rx_at: Instant, opts: &TcpOptions) {
         let wscale = opts.wscale.map(|s| s.min(MAX_WSCALE));
         if let Some(s) = wscale {
             self.snd_wscale = s;
@@ -682,7 +827,20 @@ impl Connection {
         }
         let timestamps = self.cfg.timestamps && opts.timestamps.is_some();
         let sack_permitted = self.cfg.sack_permitted && opts.sack_permitted;
-        let mut mss = opts.mss.unwrap_or(DEFAULT_MSS).min(self.cfg.mss);
+        // Linux's `tcp_parse_options`: "if (in_mss)": an MSS of 0 sets nothing, and the
+        // default of RFC 9293 §3.7.1 stands, as if there were no option.
+        let offered = opts.mss.filter(|&m| m != 0);
+        let peer_mss = offered.unwrap_or(DEFAULT_MSS);
+        // Linux's `__tcp_mtu_to_mss`: never below TCP_MIN_SND_MSS (48), before options
+        // come out; a peer asking for less would get 1-byte segments otherwise.
+        let floored = peer_mss.max(MIN_SND_MSS);
+        if let Some(m) = opts.mss
+            && (m == 0 || m < MIN_SND_MSS)
+        {
+            let used = if m == 0 { DEFAULT_MSS } else { floored };
+            self.anomaly(rx_at, Anomaly::MssAdjusted { offered: m, used });
+        }
+        let mut mss = floored.min(self.cfg.mss.max(MIN_SND_MSS));
         if timestamps {
             mss = mss.saturating_sub(TS_OPTION_LEN);
         }
@@ -715,6 +873,23 @@ impl Connection {
             return;
         }
 
+        // RFC 7323 §5.3 R1 (PAWS), before the sequence check as there; RSTs are exempt
+        // (§5.3: "RST segments ... acceptable regardless of their timestamp", and Linux's
+        // "Reset is accepted even if it did not pass PAWS").
+        if !flags.rst() && self.paws_rejects(seg) {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                self.anomaly(
+                    rx_at,
+                    Anomaly::PawsRejected {
+                        tsval,
+                        ts_recent: self.ts_recent,
+                    },
+                );
+            }
+            self.queue_ack(rx_at);
+            return;
+        }
+
         // Second step, RFC 5961 §3.2: exact RST resets, in-window RST is challenged.
         if flags.rst() {
             if seg.seq == self.rcv_nxt {
@@ -732,6 +907,22 @@ impl Connection {
             return;
         }
 
+        // Simultaneous open, SYN-RECEIVED: the peer's own SYN-ACK (its SYN again, now with
+        // an ACK of ours) completes the handshake. RFC 5961 §4 would challenge it; Linux
+        // lets exactly this one through (`tcp_validate_incoming`: SYN-RECV, SEG.SEQ + 1 =
+        // RCV.NXT, SEG.ACK = SND.NXT) and ACKs it, as an old segment.
+        if self.state == State::SynReceived
+            && flags.syn()
+            && flags.ack()
+            && seg.seq == self.irs
+            && seg.ack == self.snd_nxt
+        {
+            self.update_ts_recent(seg);
+            self.complete_simultaneous_open(rx_at, seg);
+            self.queue_ack(rx_at);
+            return;
+        }
+
         // Fourth step, RFC 5961 §4: any SYN gets a challenge ACK, whatever its sequence.
         if flags.syn() {
             self.queue_ack(rx_at);
@@ -742,13 +933,21 @@ impl Connection {
         // First step: the acceptability test.
         if !self.acceptable(seg.seq, seg_len) {
             self.queue_ack(rx_at);
-            self.anomaly(
-                rx_at,
+            // Entirely below RCV.NXT: bytes we already have, sent again (the peer missed
+            // our ACK, or a path duplicated it). Not "outside the window" in any sense a
+            // reader cares about.
+            let anomaly = if seg.seq.lt(self.rcv_nxt) && seg.seq.add(seg_len).le(self.rcv_nxt) {
+                Anomaly::Duplicate {
+                    seq: seg.seq,
+                    len: seg_len,
+                }
+            } else {
                 Anomaly::OutOfWindow {
                     seq: seg.seq,
                     len: seg_len,
-                },
-            );
+                }
+            };
+            self.anomaly(rx_at, anomaly);
             return;
         }
         self.update_ts_recent(seg);
@@ -756,6 +955,18 @@ impl Connection {
         // Fifth step: the ACK field.
         if !flags.ack() {
             return;
+        }
+        if self.state == State::SynReceived {
+            // RFC 9293 §3.10.7.4, SYN-RECEIVED: SND.UNA < SEG.ACK =< SND.NXT enters
+            // ESTABLISHED; any other ACK gets <SEQ=SEG.ACK><CTL=RST>.
+            if seg.ack.gt(self.snd_una) && seg.ack.le(self.snd_nxt) {
+                self.complete_simultaneous_open(rx_at, seg);
+            } else {
+                let rst = self.bare_segment(seg.ack, SeqNumber(0), TcpFlags::RST);
+                self.tx.push_back(rst);
+                self.anomaly(rx_at, Anomaly::AckOfUnsentData { ack: seg.ack });
+                return;
+            }
         }
         if seg.ack.gt(self.snd_nxt) {
             // RFC 5961 §5.2 / RFC 9293: ACK of something not yet sent.
@@ -799,6 +1010,53 @@ impl Connection {
         }
     }
 
+    /// SYN-RECEIVED → ESTABLISHED on an ACK of our SYN (its window as in RFC 9293
+    /// §3.10.7.4: SND.WND, SND.WL1, SND.WL2 from this segment).
+    fn complete_simultaneous_open(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
+        self.snd_una = seg.ack;
+        // A SYN-ACK's window is never scaled (RFC 7323 §2.2); a plain ACK's is.
+        self.snd_wnd = if seg.flags.syn() {
+            u32::from(seg.window)
+        } else {
+            u32::from(seg.window) << self.snd_wscale
+        };
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        if !self.ts_rtt_sample(rx_at, seg) {
+            self.take_rtt_sample(rx_at);
+        }
+        self.establish(rx_at);
+    }
+
+    /// RFC 7323 §5.3 R1: a TSval older than TS.Recent marks an old duplicate (or a
+    /// forgery). Linux's `tcp_paws_discard`: older by more than `TCP_PAWS_WINDOW` (1),
+    /// and not a "disordered ACK" (`tcp_disordered_ack`: a pure duplicate ACK at RCV.NXT
+    /// that updates no window, its TSval within an RTO of TS.Recent, can be reordered
+    /// behind newer data on a fast sender and is harmless).
+    fn paws_rejects(&self, seg: &TcpRepr<'_>) -> bool {
+        let (true, true, Some((tsval, _))) = (
+            self.peer.timestamps,
+            self.ts_recent_valid,
+            seg.options.timestamps,
+        ) else {
+            return false;
+        };
+        let behind = self.ts_recent.wrapping_sub(tsval) as i32;
+        if behind <= PAWS_WINDOW {
+            return false;
+        }
+        let window = u32::from(seg.window) << self.snd_wscale;
+        let disordered_ack = seg.flags.ack()
+            && seg.segment_len() == 0
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && !(seg.seq.gt(self.snd_wl1)
+                || (seg.seq == self.snd_wl1 && (window > self.snd_wnd || window == 0)))
+            && i64::from(behind) <= (self.rtt.rto().as_millis() as i64) * 1024 / 1000;
+        !disordered_ack
+    }
+
     /// RFC 9293 §3.10.7.4, first step: the four cases.
     fn acceptable(&self, seq: SeqNumber, seg_len: u32) -> bool {
         let wnd = self.rcv_wnd();
@@ -814,7 +1072,7 @@ impl Connection {
     }
 
     /// RFC 7323 §4.3: TS.Recent follows the peer's TSval for segments that are not
-    /// ahead of our last ACK; an older TSval is simply not taken (no PAWS drop).
+    /// ahead of our last ACK (an older TSval that PAWS let through is not taken).
     fn update_ts_recent(&mut self, seg: &TcpRepr<'_>) {
         if !self.peer.timestamps {
             return;
@@ -823,6 +1081,7 @@ impl Connection {
             let newer = tsval.wrapping_sub(self.ts_recent) as i32 >= 0;
             if newer && seg.seq.le(self.last_ack_sent) {
                 self.ts_recent = tsval;
+                self.ts_recent_valid = true;
             }
         }
     }
@@ -835,6 +1094,10 @@ impl Connection {
             // Old duplicate within MAX.SND.WND: nothing to learn.
             return;
         }
+        // Any acceptable ACK answers a zero-window probe (Linux resets `icsk_probes_out`
+        // on every ACK): the peer is alive, and RFC 9293 §3.8.6.1 (MUST-36) keeps the
+        // connection open for as long as it answers.
+        self.persist_unanswered = 0;
         if ack.gt(self.snd_una) {
             let acked = ack.diff(self.snd_una) as u32;
             let data = (acked as usize).min(self.send_buf.len());
@@ -844,6 +1107,7 @@ impl Connection {
                 self.take_rtt_sample(rx_at);
             }
             self.retries = 0;
+            self.rx_since_progress = 0;
             self.persist_probes = 0;
             self.persist_probe_out = false;
             // RFC 6298 §5.2, §5.3.
@@ -863,6 +1127,7 @@ impl Connection {
             if self.snd_wnd > 0 {
                 self.timers.stop(Timer::Persist);
                 self.persist_probes = 0;
+                self.persist_unanswered = 0;
                 self.persist_probe_out = false;
                 if self.snd_una != self.snd_nxt && !self.timers.is_set(Timer::Retransmit) {
                     self.timers.set(Timer::Retransmit, rx_at + self.rtt.rto());
@@ -908,7 +1173,15 @@ impl Connection {
         if fin {
             self.peer_fin = Some(seq.add(data.len() as u32));
         }
-        self.reassembly.insert(offset, data);
+        if self.reassembly.insert(offset, data) {
+            self.anomaly(
+                rx_at,
+                Anomaly::OverlapConflict {
+                    seq,
+                    len: data.len() as u32,
+                },
+            );
+        }
         let bytes = self.reassembly.take_in_order();
         if !bytes.is_empty() {
             self.rcv_nxt = self.rcv_nxt.add(bytes.len() as u32);
@@ -944,17 +1217,13 @@ impl Connection {
         if self.snd_una == self.snd_nxt {
             return;
         }
-        let limit = if self.state == State::SynSent {
+        let limit = if matches!(self.state, State::SynSent | State::SynReceived) {
             self.cfg.syn_retries
         } else {
             self.cfg.data_retries
         };
         if self.retries >= limit {
-            self.events.push_back(Event::TimedOut {
-                at: now,
-                state: self.state,
-            });
-            self.set_state(State::Closed, now);
+            self.time_out(now, false);
             return;
         }
         self.retries += 1;
@@ -965,6 +1234,10 @@ impl Connection {
             let mut s = self.syn_segment(now);
             s.retransmission = true;
             s
+        } else if self.state == State::SynReceived {
+            // Linux's `tcp_send_synack` turns the queued SYN into a SYN-ACK: that is what
+            // goes again.
+            self.synack_segment(now, true)
         } else {
             self.earliest_unacked(now)
         };
@@ -975,8 +1248,10 @@ impl Connection {
 
     /// RFC 9293 §3.8.6.1: while the peer's window is zero and data waits, send one byte
     /// beyond the window now and then. The peer ACKs it (with its window) or drops it; a
-    /// probe that stays unacknowledged is sent again. Probing never gives up by itself
-    /// (RFC 9293: as long as the peer answers); the caller bounds the whole exchange.
+    /// probe that stays unacknowledged is sent again. Probing goes on as long as the peer
+    /// answers (MUST-36); probes it leaves unanswered count like retransmissions and give
+    /// up after as many (RFC 9293 §3.8.3 R2; Linux's `tcp_probe_timer` gives up after
+    /// `tcp_retries2` unanswered probes). The caller's own limit bounds the rest.
     fn on_persist_timeout(&mut self, now: Instant) {
         if !matches!(
             self.state,
@@ -985,6 +1260,11 @@ impl Connection {
         {
             return;
         }
+        if self.persist_unanswered >= self.cfg.data_retries {
+            self.time_out(now, true);
+            return;
+        }
+        self.persist_unanswered += 1;
         self.rtt_probe = None;
         if self.persist_probe_out {
             let seg = self.data_segment(self.snd_una, 1, false, now, true);
@@ -1031,6 +1311,17 @@ impl Connection {
         }
     }
 
+    /// Give up (RFC 9293 §3.8.3 R2): CLOSED without a RST, as Linux's `tcp_write_err`.
+    fn time_out(&mut self, now: Instant, zero_window: bool) {
+        self.events.push_back(Event::TimedOut {
+            at: now,
+            state: self.state,
+            answered: self.rx_since_progress,
+            zero_window,
+        });
+        self.set_state(State::Closed, now);
+    }
+
     fn record_retransmit(&mut self, seg: &Segment, now: Instant, attempt: u32) {
         self.retransmissions += 1;
         self.events.push_back(Event::Retransmit {
@@ -1072,6 +1363,24 @@ impl Connection {
     fn new_syn(&mut self, now: Instant) -> Segment {
         let seg = self.syn_segment(now);
         self.snd_nxt = self.cfg.isn.add(1);
+        self.syn_tsval = seg.options.timestamps.map(|(v, _)| v);
+        seg
+    }
+
+    /// Simultaneous open: our SYN again, now acknowledging the peer's (RFC 9293 §3.5
+    /// figure 7), with TSecr echoing its TSval. The options are our SYN's, as they were
+    /// offered, whatever the peer's SYN carried: Linux's `tcp_send_synack` turns the queued
+    /// SYN into this SYN-ACK and sends the same options (checked on the wire; RFC 7323
+    /// §2.2's rule for a SYN-ACK's window scale answers a SYN that had none, and ours, a
+    /// SYN of its own, already offered it).
+    fn synack_segment(&self, now: Instant, retransmission: bool) -> Segment {
+        let mut seg = self.syn_segment(now);
+        seg.flags = TcpFlags::SYN | TcpFlags::ACK;
+        seg.ack = self.rcv_nxt;
+        if let Some((tsval, _)) = seg.options.timestamps {
+            seg.options.timestamps = Some((tsval, self.ts_recent));
+        }
+        seg.retransmission = retransmission;
         seg
     }
 

@@ -27,11 +27,17 @@ pub(super) struct Reassembly {
 }
 
 impl Reassembly {
-    /// Store `data` at `offset` bytes past `rcv_nxt`. Overlaps with what is already held
-    /// are merged (RFC 9293 leaves the choice of bytes open; the newer copy wins).
-    pub(super) fn insert(&mut self, offset: u32, data: &[u8]) {
+    /// Store `data` at `offset` bytes past `rcv_nxt`. Where it overlaps bytes already
+    /// held, RFC 9293 leaves the choice open; we make Linux's (`tcp_data_queue_ofo` and
+    /// `tcp_ofo_queue`, net/ipv4/tcp_input.c, and checked on the wire): the copy that starts
+    /// lower in sequence wins, since it is read first and the later one is trimmed; at the
+    /// same start the longer wins (a segment that covers a queued one replaces it, one that
+    /// is covered is dropped). Linux coalesces adjacent queued segments, as our ranges do.
+    /// Returns whether some overlapping byte differed from the copy kept: two versions of
+    /// the same bytes are a middlebox rewriting data or an injection, worth reporting.
+    pub(super) fn insert(&mut self, offset: u32, data: &[u8]) -> bool {
         if data.is_empty() {
-            return;
+            return false;
         }
         let start = offset;
         let end = offset.saturating_add(data.len() as u32);
@@ -39,9 +45,35 @@ impl Reassembly {
         if self.buf.len() < end_usize {
             self.buf.resize(end_usize, 0);
         }
-        for (slot, &b) in self.buf.range_mut(start as usize..end_usize).zip(data) {
-            *slot = b;
+        // Walk the held ranges that overlap [start, end) in order: compare what they hold,
+        // overwrite them where the new copy wins, and fill the gaps between them. One pass
+        // over ranges and data.
+        let mut conflict = false;
+        let mut at = start;
+        let copy = |buf: &mut VecDeque<u8>, from: u32, to: u32| {
+            for (i, slot) in (from..to).zip(buf.range_mut(from as usize..to as usize)) {
+                if let Some(&b) = data.get((i - start) as usize) {
+                    *slot = b;
+                }
+            }
+        };
+        for r in self
+            .ranges
+            .iter()
+            .filter(|r| r.end > start && r.start < end)
+        {
+            let (lo, hi) = (r.start.max(start), r.end.min(end));
+            copy(&mut self.buf, at, lo.max(at));
+            let held = self.buf.range(lo as usize..hi as usize);
+            let new = data.get((lo - start) as usize..(hi - start) as usize);
+            conflict |= new.is_some_and(|n| !held.eq(n.iter()));
+            let new_wins = start < r.start || (start == r.start && end > r.end);
+            if new_wins {
+                copy(&mut self.buf, lo, hi);
+            }
+            at = at.max(hi);
         }
+        copy(&mut self.buf, at, end);
         self.stamp += 1;
         let mut merged = Range {
             start,
@@ -61,6 +93,7 @@ impl Reassembly {
         let at = kept.partition_point(|r| r.start < merged.start);
         kept.insert(at, merged);
         self.ranges = kept;
+        conflict
     }
 
     /// The contiguous bytes starting at offset 0, removed from the queue; the remaining
@@ -122,6 +155,38 @@ mod tests {
         assert_eq!(r.blocks(), vec![(10, 23)]);
         r.insert(0, b"abcdefghij");
         assert_eq!(r.take_in_order(), b"abcdefghijklmnopqrstuvw");
+    }
+
+    #[test]
+    fn overlap_keeps_the_lower_starting_copy_and_reports_a_difference() {
+        let mut r = Reassembly::default();
+        assert!(!r.insert(4, b"efgh"));
+        // Same bytes again, overlapping on both sides: no conflict.
+        assert!(!r.insert(2, b"XXefghYY"));
+        // A different version of bytes inside a held block that starts lower: the held
+        // copy stays, the difference is reported.
+        assert!(r.insert(5, b"zz"));
+        // Same start, shorter: covered, dropped.
+        assert!(r.insert(2, b"QQ"));
+        r.insert(0, b"ab");
+        assert_eq!(r.take_in_order(), b"abXXefghYY");
+    }
+
+    /// The exchange checked against Linux on the wire: `EFGH` at 4, then `cdXYgh` at 2
+    /// (starts lower and covers it), then `ab`: Linux's application reads `abcdXYgh`.
+    #[test]
+    fn overlap_like_linux_a_lower_starting_copy_replaces() {
+        let mut r = Reassembly::default();
+        r.insert(4, b"EFGH");
+        assert!(r.insert(2, b"cdXYgh"));
+        r.insert(0, b"ab");
+        assert_eq!(r.take_in_order(), b"abcdXYgh");
+        // Same start, longer: replaces.
+        let mut r = Reassembly::default();
+        r.insert(2, b"cd");
+        assert!(r.insert(2, b"CDE"));
+        r.insert(0, b"ab");
+        assert_eq!(r.take_in_order(), b"abCDE");
     }
 
     #[test]

@@ -267,7 +267,9 @@ fn syn_sent_timeout_retransmits_with_backoff_then_times_out() {
         vec![
             Event::TimedOut {
                 at,
-                state: State::SynSent
+                state: State::SynSent,
+                answered: 0,
+                zero_window: false,
             },
             Event::StateChanged {
                 from: State::SynSent,
@@ -523,18 +525,274 @@ fn syn_sent_synack_with_bad_ack_sends_rst_and_stays() {
     assert_eq!(h.state(), State::Established);
 }
 
-#[test]
-fn syn_sent_bare_syn_is_reported_and_ignored() {
+/// The peer's SYN with options, as a simultaneous open would send it.
+fn peer_syn(seq: u32, flags: TcpFlags, ack: u32, tsval: u32) -> TcpRepr<'static> {
+    let mut s = seg(seq, ack, flags, &[]);
+    s.options = TcpOptions::default()
+        .with_mss(1400)
+        .with_sack_permitted()
+        .with_timestamps(tsval, 0)
+        .with_wscale(5);
+    s.window = 29200;
+    s
+}
+
+/// SYN-RECEIVED after a simultaneous open (ISS 1000, IRS 5000, peer TSval 777), with the
+/// SYN-ACK we sent.
+fn conn_syn_received() -> (Harness, Segment) {
     let (mut h, _) = conn_syn_sent();
-    h.recv(seg(5000, 0, SYN, &[]));
-    assert_eq!(
-        h.anomalies(),
-        vec![Anomaly::SimultaneousOpen {
+    h.advance(ms(10));
+    h.recv(peer_syn(5000, SYN, 0, 777));
+    let synack = h.sent_one();
+    (h, synack)
+}
+
+/// RFC 9293 §3.10.7.3 fourth step (MUST-10), as Linux: a bare SYN in SYN-SENT is a
+/// simultaneous open: SYN-RECEIVED, and our SYN again (same ISN) with an ACK of theirs.
+#[test]
+fn syn_sent_bare_syn_enters_syn_received_and_sends_synack() {
+    let (mut h, syn) = conn_syn_sent();
+    h.advance(ms(10));
+    h.recv(peer_syn(5000, SYN, 0, 777));
+    let ev = h.events();
+    assert_eq!(transitions(&ev), vec![(State::SynSent, State::SynReceived)]);
+    assert!(ev.contains(&Event::Anomaly {
+        at: h.now,
+        anomaly: Anomaly::SimultaneousOpen {
             seq: SeqNumber(5000)
-        }]
+        }
+    }));
+    let sa = h.sent_one();
+    assert_eq!(sa.flags, SYN | ACK);
+    assert_eq!((sa.seq, sa.ack), (SeqNumber(1000), SeqNumber(5001)));
+    assert_eq!(sa.options.mss, Some(1460));
+    assert_eq!(sa.options.wscale, Some(7));
+    assert!(sa.options.sack_permitted);
+    let tsval = ((h.now.as_nanos() / MS) as u32).wrapping_add(5000);
+    assert_eq!(
+        sa.options.timestamps,
+        Some((tsval, 777)),
+        "TSecr echoes the SYN"
     );
-    assert!(h.sent().is_empty());
+    assert!(!sa.retransmission);
+    assert_eq!(sa.window, syn.window);
+    assert_eq!(h.state(), State::SynReceived);
+}
+
+/// Linux's SYN-ACK of a simultaneous open carries its SYN's options whatever the peer's
+/// SYN had (checked on the wire): SACK-permitted and window scale were offered already.
+#[test]
+fn syn_sent_bare_syn_without_options_gets_our_syn_options() {
+    let (mut h, syn) = conn_syn_sent();
+    h.recv(seg(5000, 0, SYN, &[]));
+    let sa = h.sent_one();
+    assert_eq!(sa.options.mss, syn.options.mss);
+    assert_eq!(sa.options.wscale, syn.options.wscale);
+    assert!(sa.options.sack_permitted);
+    assert_eq!(sa.options.timestamps.map(|t| t.1), Some(0));
+    h.recv(ack_seg(5001, 1001));
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.conn.peer_options().wscale, None, "nothing negotiated");
+    assert!(!h.conn.peer_options().sack_permitted);
+}
+
+/// Linux discards the data of a bare SYN ("discard packet for sanity"); so do we.
+#[test]
+fn syn_sent_bare_syn_with_data_drops_the_data() {
+    let (mut h, _) = conn_syn_sent();
+    h.recv(seg(5000, 0, SYN, b"early"));
+    assert_eq!(h.sent_one().ack, SeqNumber(5001));
+    h.recv(ack_seg(5001, 1001));
+    assert!(data_of(&h.events()).is_empty());
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5001));
+}
+
+#[test]
+fn syn_received_ack_completes_the_handshake() {
+    let (mut h, _) = conn_syn_received();
+    h.events();
+    h.advance(ms(5));
+    let mut ack = ack_seg(5001, 1001);
+    ack.window = 100; // scaled by 5: 3200 bytes
+    h.recv(ack);
+    let ev = h.events();
+    assert_eq!(
+        transitions(&ev),
+        vec![(State::SynReceived, State::Established)]
+    );
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Connected { peer, .. } if peer.mss == Some(1400) && peer.timestamps
+    )));
+    assert!(h.sent().is_empty(), "a bare ACK needs no answer");
+    assert_eq!(h.conn.snd_una(), SeqNumber(1001));
+    assert_eq!(h.conn.snd_wnd(), 3200);
+    assert_eq!(h.conn.send_mss(), 1400 - 12);
+    assert_eq!(h.conn.poll_timeout(), None, "the SYN's timer stops");
+    h.conn.send(b"GET");
+    assert_eq!(h.sent_one().payload, b"GET");
+}
+
+/// The peer's own SYN-ACK (its SYN again, acknowledging ours) also completes it: RFC 5961
+/// §4 would challenge a SYN here, Linux lets exactly this one through and ACKs it.
+#[test]
+fn syn_received_peer_synack_completes_and_is_acked() {
+    let (mut h, _) = conn_syn_received();
+    h.events();
+    h.recv(peer_syn(5000, SYN | ACK, 1001, 778));
+    assert_eq!(h.state(), State::Established);
+    let a = h.sent_one();
+    assert_eq!(a.flags, ACK);
+    assert_eq!((a.seq, a.ack), (SeqNumber(1001), SeqNumber(5001)));
+    assert_eq!(a.options.timestamps.map(|t| t.1), Some(778));
+    assert!(
+        !h.anomalies()
+            .iter()
+            .any(|a| matches!(a, Anomaly::SynChallenged { .. }))
+    );
+}
+
+#[test]
+fn syn_received_retransmits_synack_then_times_out() {
+    let (mut h, _) = conn_syn_received();
+    h.events();
+    for attempt in 1..=3 {
+        h.fire();
+        let r = h.sent_one();
+        assert_eq!(r.flags, SYN | ACK);
+        assert_eq!((r.seq, r.ack), (SeqNumber(1000), SeqNumber(5001)));
+        assert!(r.retransmission);
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::Retransmit { attempt: a, .. } if *a == attempt
+        )));
+    }
+    let at = h.fire();
+    assert!(h.events().contains(&Event::TimedOut {
+        at,
+        state: State::SynReceived,
+        answered: 1,
+        zero_window: false
+    }));
+    assert_eq!(h.state(), State::Closed);
+}
+
+/// RFC 9293 §3.10.7.4, SYN-RECEIVED: an ACK of something we never sent gets
+/// <SEQ=SEG.ACK><CTL=RST>.
+#[test]
+fn syn_received_bad_ack_gets_rst() {
+    let (mut h, _) = conn_syn_received();
+    h.recv(ack_seg(5001, 9999));
+    let rst = h.sent_one();
+    assert_eq!((rst.flags, rst.seq), (RST, SeqNumber(9999)));
+    assert_eq!(h.state(), State::SynReceived);
+}
+
+#[test]
+fn syn_received_rst_resets() {
+    let (mut h, _) = conn_syn_received();
+    h.events();
+    h.recv(seg(5001, 0, RST, &[]));
+    let ev = h.events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Reset {
+            state: State::SynReceived,
+            ..
+        }
+    )));
+    assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
+fn syn_received_abort_sends_acceptable_rst() {
+    let (mut h, _) = conn_syn_received();
+    h.conn.abort(h.now);
+    let rst = h.sent_one();
+    assert_eq!(rst.flags, RST | ACK);
+    assert_eq!((rst.seq, rst.ack), (SeqNumber(1001), SeqNumber(5001)));
+    assert_eq!(h.state(), State::Closed);
+}
+
+/// Linux's `tcp_rcv_synsent_state_process`: a SYN-ACK whose TSecr is not between our first
+/// SYN's TSval and now gets a RST (SEQ = SEG.ACK) and SYN-SENT goes on; the SYN is sent
+/// again when its timer fires, and a proper SYN-ACK then connects.
+#[test]
+fn syn_sent_synack_with_foreign_tsecr_gets_rst_and_syn_again() {
+    let (mut h, syn) = conn_syn_sent();
+    let (syn_tsval, _) = syn.options.timestamps.unwrap();
+    h.advance(ms(10));
+    let mut bad = seg(5000, 1001, SYN | ACK, &[]);
+    bad.options = TcpOptions::default().with_timestamps(40, syn_tsval.wrapping_add(1_000_000));
+    h.recv(bad);
+    let rst = h.sent_one();
+    assert_eq!((rst.flags, rst.seq), (RST, SeqNumber(1001)));
     assert_eq!(h.state(), State::SynSent);
+    assert!(h.anomalies().contains(&Anomaly::SynAckBadTsecr {
+        tsecr: syn_tsval.wrapping_add(1_000_000)
+    }));
+    h.fire();
+    let again = h.sent_one();
+    assert_eq!((again.flags, again.retransmission), (SYN, true));
+    let mut good = seg(5000, 1001, SYN | ACK, &[]);
+    good.options = TcpOptions::default().with_timestamps(41, syn_tsval);
+    h.recv(good);
+    assert_eq!(h.state(), State::Established);
+}
+
+#[test]
+fn syn_sent_synack_with_tsecr_zero_or_ours_is_accepted() {
+    for echo in [Some(0), None] {
+        let (mut h, syn) = conn_syn_sent();
+        let tsecr = echo.unwrap_or(syn.options.timestamps.unwrap().0);
+        let mut sa = seg(5000, 1001, SYN | ACK, &[]);
+        sa.options = TcpOptions::default().with_timestamps(40, tsecr);
+        h.recv(sa);
+        assert_eq!(h.state(), State::Established, "TSecr {tsecr}");
+    }
+}
+
+/// Linux's `tcp_parse_options` ("if (in_mss)"): MSS 0 sets nothing, so the RFC 9293
+/// §3.7.1 default of 536 stands.
+#[test]
+fn syn_sent_synack_mss_zero_is_no_mss() {
+    let h = conn_established_with(cfg(1000), 5000, opts_mss(0), 65535);
+    assert_eq!(h.conn.send_mss(), 536);
+}
+
+/// Linux's `__tcp_mtu_to_mss`: never below TCP_MIN_SND_MSS (48), options come out after.
+#[test]
+fn syn_sent_synack_mss_below_floor_is_raised_to_48() {
+    let (mut h, _) = conn_syn_sent();
+    let mut sa = seg(5000, 1001, SYN | ACK, &[]);
+    sa.options = opts_mss(1);
+    h.recv(sa);
+    assert_eq!(h.conn.send_mss(), 48);
+    assert!(h.anomalies().contains(&Anomaly::MssAdjusted {
+        offered: 1,
+        used: 48
+    }));
+    let mut ts = opts_mss(47);
+    ts.timestamps = Some((1, 0));
+    let h = conn_established_with(cfg(1000), 5000, ts, 65535);
+    assert_eq!(h.conn.send_mss(), 48 - 12, "timestamps come out of the 48");
+}
+
+/// RFC 9293 §3.1 MUST-7: a malformed option (already dropped by the parser) is reported,
+/// and the segment works.
+#[test]
+fn syn_sent_synack_with_malformed_option_connects_and_reports_it() {
+    let (mut h, _) = conn_syn_sent();
+    let bytes = [2u8, 4, 5, 0xb4, 3, 4, 7, 0];
+    let mut sa = seg(5000, 1001, SYN | ACK, &[]);
+    sa.options = TcpOptions::parse(&bytes);
+    h.recv(sa);
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.conn.peer_options().wscale, None);
+    assert!(
+        h.anomalies()
+            .contains(&Anomaly::MalformedOption { kind: 3 })
+    );
 }
 
 #[test]
@@ -778,7 +1036,9 @@ fn established_timeout_retransmits_earliest_then_times_out() {
         vec![
             Event::TimedOut {
                 at,
-                state: State::Established
+                state: State::Established,
+                answered: 0,
+                zero_window: false,
             },
             Event::StateChanged {
                 from: State::Established,
@@ -981,7 +1241,7 @@ fn established_overlapping_and_duplicate_segments_deliver_once() {
     assert_eq!(data_of(&ev), b"abcdef");
     assert!(ev.contains(&Event::Anomaly {
         at: h.now,
-        anomaly: Anomaly::OutOfWindow {
+        anomaly: Anomaly::Duplicate {
             seq: SeqNumber(5001),
             len: 6
         }
@@ -1137,17 +1397,32 @@ fn established_timestamps_echo_ts_recent() {
     let a = h.sent_one();
     let expect_tsval = ((h.now.as_nanos() / MS) as u32).wrapping_add(5000);
     assert_eq!(a.options.timestamps, Some((expect_tsval, 1010)));
-    // An older TSval is not taken (no PAWS drop either: the data is).
+    // An older TSval is not taken, and PAWS drops its data (RFC 7323 §5.3 R1): a
+    // duplicate ACK of what we have, TS.Recent unchanged.
     let mut old = seg(5002, 1001, ACK, b"b");
     old.options.timestamps = Some((900, 0));
     h.recv(old);
-    assert_eq!(h.sent_one().options.timestamps.map(|t| t.1), Some(1010));
+    let a = h.sent_one();
+    assert_eq!(a.options.timestamps.map(|t| t.1), Some(1010));
+    assert_eq!(a.ack, SeqNumber(5002));
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5002));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::PawsRejected {
+            tsval: 900,
+            ts_recent: 1010
+        }]
+    );
+    let mut b = seg(5002, 1001, ACK, b"b");
+    b.options.timestamps = Some((1011, 0));
+    h.recv(b);
+    assert_eq!(h.sent_one().options.timestamps.map(|t| t.1), Some(1011));
     assert_eq!(h.conn.rcv_nxt(), SeqNumber(5003));
     // An out-of-order segment (seq > Last.ACK.sent) does not update TS.Recent.
     let mut ooo = seg(5100, 1001, ACK, b"c");
     ooo.options.timestamps = Some((2000, 0));
     h.recv(ooo);
-    assert_eq!(h.sent_one().options.timestamps.map(|t| t.1), Some(1010));
+    assert_eq!(h.sent_one().options.timestamps.map(|t| t.1), Some(1011));
     // Data segments carry timestamps too, RSTs do not.
     h.conn.send(b"q");
     assert!(h.sent_one().options.timestamps.is_some());
@@ -1191,12 +1466,17 @@ fn established_zero_window_probes_then_window_opens() {
     assert_eq!((p.seq, p.payload.as_slice()), (SeqNumber(1001), &b"h"[..]));
     assert!(p.retransmission);
     assert!(matches!(h.events()[0], Event::Retransmit { .. }));
-    // Probing never times out by itself.
+    // Probing goes on as long as the peer answers (RFC 9293 §3.8.6.1 MUST-36), past the
+    // four retries that bound unanswered ones.
     for _ in 0..10 {
         h.fire();
         h.sent();
+        let mut zero = ack_seg(5001, 1001);
+        zero.window = 0;
+        h.recv(zero);
     }
     assert_eq!(h.state(), State::Established);
+    assert!(h.conn.zero_window_probing());
     // The window opens and acks the probe byte: the rest goes out.
     let mut open = ack_seg(5001, 1002);
     open.window = 1000;
@@ -1227,6 +1507,178 @@ fn established_window_closes_after_ack_then_persist() {
     open.window = 100;
     h.recv(open);
     assert_eq!(h.sent_one().payload.len(), 49);
+}
+
+/// RFC 9293 §3.8.3 R2 for zero-window probes (Linux's `tcp_probe_timer`: `tcp_retries2`
+/// unanswered probes): probes nobody answers give up, without a RST, and say so.
+#[test]
+fn established_zero_window_unanswered_probes_time_out() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(1460), 0);
+    h.conn.send(b"hello");
+    assert!(h.sent().is_empty());
+    for _ in 0..4 {
+        h.fire();
+        assert_eq!(h.sent_one().payload, b"h");
+    }
+    h.events();
+    let at = h.fire();
+    assert!(h.sent().is_empty(), "no RST after a timeout");
+    assert!(h.events().contains(&Event::TimedOut {
+        at,
+        state: State::Established,
+        answered: 0,
+        zero_window: true
+    }));
+    assert_eq!(h.state(), State::Closed);
+}
+
+/// The RST of an abort must be acceptable (RFC 9293 §3.10.7.4, RFC 5961 §3.2). With the
+/// peer's window closed only SEG.SEQ = its RCV.NXT is; our probe byte, counted in
+/// SND.NXT, was never taken, so the RST goes at SND.UNA.
+#[test]
+fn established_zero_window_abort_rst_is_at_snd_una() {
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(1460), 0);
+    h.conn.send(b"hello");
+    h.sent();
+    h.fire();
+    assert_eq!(h.sent_one().seq, SeqNumber(1001));
+    assert_eq!(h.conn.snd_nxt(), SeqNumber(1002));
+    let mut zero = ack_seg(5001, 1001);
+    zero.window = 0;
+    h.recv(zero);
+    assert!(h.conn.zero_window_probing());
+    h.conn.abort(h.now);
+    let rst = h.sent_one();
+    assert_eq!(rst.flags, RST | ACK);
+    assert_eq!(rst.seq, SeqNumber(1001));
+}
+
+/// A peer that keeps answering but never acknowledges our data: the timeout says how many
+/// segments it sent meanwhile (it did not stop answering).
+#[test]
+fn established_timeout_counts_what_the_peer_sent_meanwhile() {
+    let mut h = conn_established();
+    h.conn.send(b"req");
+    h.sent();
+    for i in 0..4 {
+        h.recv(seg(5001, 1001, ACK, &[b'a' + i]));
+        h.sent();
+        h.fire();
+        h.sent();
+    }
+    h.events();
+    let at = h.fire();
+    assert!(h.events().contains(&Event::TimedOut {
+        at,
+        state: State::Established,
+        answered: 4,
+        zero_window: false
+    }));
+}
+
+/// Overlapping out-of-order bytes: the copy starting lower wins (Linux); a different
+/// second copy is reported (a middlebox or an injection).
+#[test]
+fn established_overlap_with_different_bytes_is_reported() {
+    let mut h = conn_established();
+    h.recv(seg(5004, 1001, ACK, b"defg"));
+    h.recv(seg(5006, 1001, ACK, b"fgh")); // same bytes where they overlap
+    assert!(
+        !h.anomalies()
+            .iter()
+            .any(|a| matches!(a, Anomaly::OverlapConflict { .. }))
+    );
+    h.recv(seg(5005, 1001, ACK, b"XY"));
+    assert!(h.anomalies().contains(&Anomaly::OverlapConflict {
+        seq: SeqNumber(5005),
+        len: 2
+    }));
+    h.recv(seg(5001, 1001, ACK, b"abc"));
+    assert_eq!(data_of(&h.events()), b"abcdefgh");
+}
+
+/// RFC 7323 §5.3: RSTs are acceptable whatever their timestamp (Linux: "Reset is accepted
+/// even if it did not pass PAWS").
+#[test]
+fn established_paws_exempts_rst() {
+    let mut o = opts_mss(1460);
+    o.timestamps = Some((1000, 0));
+    let mut h = conn_established_with(cfg(1000), 5000, o, 65535);
+    let mut rst = seg(5001, 0, RST, &[]);
+    rst.options.timestamps = Some((10, 0));
+    h.recv(rst);
+    assert_eq!(h.state(), State::Closed);
+}
+
+/// Linux's `TCP_PAWS_WINDOW` of one tick: a TSval one behind TS.Recent still passes;
+/// two behind is dropped.
+#[test]
+fn established_paws_tolerates_one_tick() {
+    let mut o = opts_mss(1460);
+    o.timestamps = Some((1000, 0));
+    let mut h = conn_established_with(cfg(1000), 5000, o, 65535);
+    let mut d = seg(5001, 1001, ACK, b"a");
+    d.options.timestamps = Some((999, 0));
+    h.recv(d);
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5002));
+    let mut d = seg(5002, 1001, ACK, b"b");
+    d.options.timestamps = Some((998, 0));
+    h.recv(d);
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5002));
+    // Across the 2^32 wrap of TSval too.
+    let mut o = opts_mss(1460);
+    o.timestamps = Some((3, 0));
+    let mut h = conn_established_with(cfg(1000), 5000, o, 65535);
+    let mut d = seg(5001, 1001, ACK, b"a");
+    d.options.timestamps = Some((u32::MAX - 5, 0));
+    h.recv(d);
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5001), "older across the wrap");
+}
+
+/// Linux's `tcp_disordered_ack`: a pure duplicate ACK that changes no window and whose
+/// TSval is within an RTO of TS.Recent is let through, not answered.
+#[test]
+fn established_paws_lets_a_disordered_duplicate_ack_through() {
+    let mut o = opts_mss(1460);
+    o.timestamps = Some((1000, 0));
+    let mut h = conn_established_with(cfg(1000), 5000, o, 65535);
+    // One ACK at RCV.NXT first, so SND.WL1 is there and the next changes nothing.
+    let mut first = ack_seg(5001, 1001);
+    first.options.timestamps = Some((1000, 0));
+    h.recv(first);
+    let mut dup = ack_seg(5001, 1001);
+    dup.options.timestamps = Some((990, 0));
+    h.recv(dup);
+    assert!(h.anomalies().is_empty());
+    assert!(h.sent().is_empty());
+    // The same closing the window may update it, so is not "disordered": dropped and
+    // answered.
+    let mut moved = ack_seg(5001, 1001);
+    moved.options.timestamps = Some((990, 0));
+    moved.window = 0;
+    h.recv(moved);
+    assert!(matches!(
+        h.anomalies()[..],
+        [Anomaly::PawsRejected { tsval: 990, .. }]
+    ));
+}
+
+/// The urgent pointer is reported, and changes nothing else.
+#[test]
+fn established_urgent_pointer_is_reported() {
+    let mut h = conn_established();
+    let mut d = seg(5001, 1001, ACK | TcpFlags::URG, b"abc");
+    d.urgent = 2;
+    h.recv(d);
+    let ev = h.events();
+    assert_eq!(data_of(&ev), b"abc");
+    assert!(ev.contains(&Event::Anomaly {
+        at: h.now,
+        anomaly: Anomaly::Urgent {
+            seq: SeqNumber(5001),
+            pointer: 2
+        }
+    }));
 }
 
 // --- closing ---
@@ -1529,33 +1981,35 @@ fn established_connect_again_is_ignored() {
 // --- sequence-number wrap: every phase crosses 2^32 ---
 
 fn full_lifecycle(isn: u32, irs: u32) {
-    let mut h = conn_established_with(cfg(isn), irs, opts_mss(4), 65535);
+    // MSS 48, Linux's floor: the smallest segments a peer can ask for.
+    let mut h = conn_established_with(cfg(isn), irs, opts_mss(48), 65535);
     let snd0 = isn.wrapping_add(1);
     let rcv0 = irs.wrapping_add(1);
     assert_eq!(h.conn.snd_una(), SeqNumber(snd0));
     assert_eq!(h.conn.rcv_nxt(), SeqNumber(rcv0));
-    // Send 10 bytes in MSS 4 segments across the wrap.
-    h.conn.send(b"0123456789");
+    // Send 120 bytes in MSS 48 segments across the wrap.
+    let data: Vec<u8> = (0..120u8).collect();
+    h.conn.send(&data);
     let segs = h.sent();
     assert_eq!(segs.len(), 3);
-    assert_eq!(segs[2].seq, SeqNumber(snd0.wrapping_add(8)));
-    h.recv(ack_seg(rcv0, snd0.wrapping_add(4)));
-    assert_eq!(h.conn.snd_una(), SeqNumber(snd0.wrapping_add(4)));
+    assert_eq!(segs[2].seq, SeqNumber(snd0.wrapping_add(96)));
+    h.recv(ack_seg(rcv0, snd0.wrapping_add(48)));
+    assert_eq!(h.conn.snd_una(), SeqNumber(snd0.wrapping_add(48)));
     // Retransmission after the wrap.
     h.fire();
     let r = h.sent_one();
-    assert_eq!(r.seq, SeqNumber(snd0.wrapping_add(4)));
-    assert_eq!(r.payload, b"4567");
-    h.recv(ack_seg(rcv0, snd0.wrapping_add(10)));
+    assert_eq!(r.seq, SeqNumber(snd0.wrapping_add(48)));
+    assert_eq!(r.payload, &data[48..96]);
+    h.recv(ack_seg(rcv0, snd0.wrapping_add(120)));
     assert_eq!(h.conn.poll_timeout(), None);
     // Receive out of order across the wrap.
     h.recv(seg(
         rcv0.wrapping_add(3),
-        snd0.wrapping_add(10),
+        snd0.wrapping_add(120),
         ACK,
         b"def",
     ));
-    h.recv(seg(rcv0, snd0.wrapping_add(10), ACK, b"abc"));
+    h.recv(seg(rcv0, snd0.wrapping_add(120), ACK, b"abc"));
     assert_eq!(data_of(&h.events()), b"abcdef");
     assert_eq!(h.conn.rcv_nxt(), SeqNumber(rcv0.wrapping_add(6)));
     // RST handling uses the wrapped window.
@@ -1570,10 +2024,10 @@ fn full_lifecycle(isn: u32, irs: u32) {
     // Close: our FIN, their FIN.
     h.conn.close(h.now);
     let fin = h.sent_one();
-    assert_eq!(fin.seq, SeqNumber(snd0.wrapping_add(10)));
+    assert_eq!(fin.seq, SeqNumber(snd0.wrapping_add(120)));
     h.recv(seg(
         rcv0.wrapping_add(6),
-        snd0.wrapping_add(11),
+        snd0.wrapping_add(121),
         ACK | FIN,
         &[],
     ));

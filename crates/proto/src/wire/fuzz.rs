@@ -23,6 +23,8 @@ fn as_emitted(options: &TcpOptions) -> TcpOptions {
         sack_blocks: [None; MAX_SACK_BLOCKS],
         unknown: Default::default(),
         unknown_count: 0,
+        malformed: Default::default(),
+        malformed_count: 0,
         ..*options
     };
     for (slot, block) in out

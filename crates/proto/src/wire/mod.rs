@@ -42,8 +42,6 @@ pub enum Error {
     Unsupported,
     /// The checksum does not match.
     BadChecksum,
-    /// A TCP option whose length byte is impossible (0, 1, or running past the header).
-    BadOption { kind: u8 },
 }
 
 impl fmt::Display for Error {
@@ -53,7 +51,6 @@ impl fmt::Display for Error {
             Error::BadLength => f.write_str("impossible length field"),
             Error::Unsupported => f.write_str("unsupported protocol"),
             Error::BadChecksum => f.write_str("bad checksum"),
-            Error::BadOption { kind } => write!(f, "malformed TCP option (kind {kind})"),
         }
     }
 }

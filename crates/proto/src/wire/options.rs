@@ -25,6 +25,8 @@ pub const MAX_OPTIONS_LEN: usize = 40;
 pub const MAX_SACK_BLOCKS: usize = 4;
 /// Unknown option kinds remembered per segment (more are counted, not kept).
 pub const MAX_UNKNOWN_OPTIONS: usize = 8;
+/// Malformed options remembered per segment (more are counted, not kept).
+pub const MAX_MALFORMED_OPTIONS: usize = 4;
 
 // Encoded sizes of each group as `emit` writes it (all multiples of 4).
 const MSS_LEN: usize = 4; // 02 04 mss
@@ -50,6 +52,12 @@ pub struct TcpOptions {
     pub unknown: [Option<u8>; MAX_UNKNOWN_OPTIONS],
     /// How many unknown options there were in all.
     pub unknown_count: u8,
+    /// Kinds of options that were ignored because their length was wrong (a known kind with
+    /// the wrong length, or a length below 2 or past the end), in order of appearance.
+    /// Never emitted.
+    pub malformed: [Option<u8>; MAX_MALFORMED_OPTIONS],
+    /// How many malformed options there were in all.
+    pub malformed_count: u8,
 }
 
 impl TcpOptions {
@@ -101,12 +109,33 @@ impl TcpOptions {
         self.unknown.iter().flatten().copied()
     }
 
+    /// The malformed kinds remembered, in order of appearance.
+    pub fn malformed_kinds(&self) -> impl Iterator<Item = u8> + '_ {
+        self.malformed.iter().flatten().copied()
+    }
+
+    fn note_malformed(&mut self, kind: u8) {
+        if let Some(slot) = self.malformed.get_mut(usize::from(self.malformed_count)) {
+            *slot = Some(kind);
+        }
+        self.malformed_count = self.malformed_count.saturating_add(1);
+    }
+
     /// Decode the option bytes of a header (everything between the fixed 20 bytes and the
     /// data offset). RFC 9293 §3.2: EOL ends the list, NOP is one byte, every other kind
-    /// has a length byte counting kind and length. A length below 2 or past the end, or a
-    /// known kind with the wrong length, is `BadOption { kind }`. Duplicates: the last
-    /// one wins.
-    pub fn parse(mut bytes: &[u8]) -> Result<TcpOptions> {
+    /// has a length byte counting kind and length. Duplicates: the last one wins.
+    ///
+    /// Never fails: RFC 9293 §3.1 (MUST-7) asks a receiver to survive an illegal option
+    /// length, and Linux's `tcp_parse_options()` (net/ipv4/tcp_input.c) shows how a segment
+    /// survives it, which we copy because a stricter client would call an open port
+    /// filtered:
+    /// - a known kind whose length is not its own (`opsize == TCPOLEN_MSS` and so on) is
+    ///   skipped by its length byte, and the options after it are still read;
+    /// - a length below 2 ("silly options") or past the end ("don't parse partial
+    ///   options") ends the walk: nothing after it can be framed, what came before stands.
+    ///
+    /// Either way the segment is kept and the option is recorded in `malformed`.
+    pub fn parse(mut bytes: &[u8]) -> TcpOptions {
         let mut opts = TcpOptions::default();
         // Each round consumes at least one byte, so this ends after ≤ bytes.len() rounds.
         while let Some((&kind, rest)) = bytes.split_first() {
@@ -118,62 +147,76 @@ impl TcpOptions {
                 }
                 _ => {}
             }
-            let bad = Error::BadOption { kind };
-            let len = usize::from(*rest.first().ok_or(bad)?);
-            if len < 2 {
-                return Err(bad);
-            }
-            let option = bytes.get(..len).ok_or(bad)?;
-            let body = option.get(2..).ok_or(bad)?;
-            bytes = bytes.get(len..).ok_or(bad)?;
-            match kind {
-                KIND_MSS => {
-                    let b: [u8; 2] = body.try_into().map_err(|_| bad)?;
-                    opts.mss = Some(u16::from_be_bytes(b));
-                }
-                KIND_WSCALE => {
-                    let [shift]: [u8; 1] = body.try_into().map_err(|_| bad)?;
-                    // RFC 7323 §2.3 says to treat a shift above 14 as 14; that is a decision
-                    // for the connection, so the raw value is kept here.
-                    opts.wscale = Some(shift);
-                }
-                KIND_SACK_PERMITTED => {
-                    if !body.is_empty() {
-                        return Err(bad);
-                    }
-                    opts.sack_permitted = true;
-                }
-                KIND_SACK => {
-                    // RFC 2018 §3: 8n + 2 bytes, n ≥ 1; 40 option bytes hold at most 4.
-                    if body.is_empty() || !body.len().is_multiple_of(SACK_BLOCK_LEN) {
-                        return Err(bad);
-                    }
-                    opts.sack_blocks = [None; MAX_SACK_BLOCKS];
-                    for (slot, block) in opts
-                        .sack_blocks
-                        .iter_mut()
-                        .zip(body.chunks_exact(SACK_BLOCK_LEN))
-                    {
-                        let left = u32::from_be_bytes([block[0], block[1], block[2], block[3]]);
-                        let right = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
-                        *slot = Some((SeqNumber(left), SeqNumber(right)));
-                    }
-                }
-                KIND_TIMESTAMPS => {
-                    let b: [u8; 8] = body.try_into().map_err(|_| bad)?;
-                    let tsval = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                    let tsecr = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-                    opts.timestamps = Some((tsval, tsecr));
-                }
-                other => {
-                    if let Some(slot) = opts.unknown.get_mut(usize::from(opts.unknown_count)) {
-                        *slot = Some(other);
-                    }
-                    opts.unknown_count = opts.unknown_count.saturating_add(1);
-                }
+            let len = rest.first().map_or(0, |&l| usize::from(l));
+            let (Some(option), true) = (bytes.get(..len), len >= 2) else {
+                opts.note_malformed(kind);
+                break;
+            };
+            let body = option.get(2..).unwrap_or(&[]);
+            bytes = bytes.get(len..).unwrap_or(&[]);
+            if !opts.take(kind, body) {
+                opts.note_malformed(kind);
             }
         }
-        Ok(opts)
+        opts
+    }
+
+    /// One framed option: `body` is what follows kind and length. False when a known kind
+    /// has the wrong length (the option is then ignored).
+    fn take(&mut self, kind: u8, body: &[u8]) -> bool {
+        match kind {
+            KIND_MSS => {
+                let Ok(b) = <[u8; 2]>::try_from(body) else {
+                    return false;
+                };
+                self.mss = Some(u16::from_be_bytes(b));
+            }
+            KIND_WSCALE => {
+                let Ok([shift]) = <[u8; 1]>::try_from(body) else {
+                    return false;
+                };
+                // RFC 7323 §2.3 says to treat a shift above 14 as 14; that is a decision
+                // for the connection, so the raw value is kept here.
+                self.wscale = Some(shift);
+            }
+            KIND_SACK_PERMITTED => {
+                if !body.is_empty() {
+                    return false;
+                }
+                self.sack_permitted = true;
+            }
+            KIND_SACK => {
+                // RFC 2018 §3: 8n + 2 bytes, n ≥ 1; 40 option bytes hold at most 4.
+                if body.is_empty() || !body.len().is_multiple_of(SACK_BLOCK_LEN) {
+                    return false;
+                }
+                self.sack_blocks = [None; MAX_SACK_BLOCKS];
+                for (slot, block) in self
+                    .sack_blocks
+                    .iter_mut()
+                    .zip(body.chunks_exact(SACK_BLOCK_LEN))
+                {
+                    let left = u32::from_be_bytes([block[0], block[1], block[2], block[3]]);
+                    let right = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
+                    *slot = Some((SeqNumber(left), SeqNumber(right)));
+                }
+            }
+            KIND_TIMESTAMPS => {
+                let Ok(b) = <[u8; 8]>::try_from(body) else {
+                    return false;
+                };
+                let tsval = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                let tsecr = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                self.timestamps = Some((tsval, tsecr));
+            }
+            other => {
+                if let Some(slot) = self.unknown.get_mut(usize::from(self.unknown_count)) {
+                    *slot = Some(other);
+                }
+                self.unknown_count = self.unknown_count.saturating_add(1);
+            }
+        }
+        true
     }
 
     /// Bytes of everything but SACK blocks, as `emit` lays it out.
@@ -298,7 +341,7 @@ mod tests {
             ]
         );
         assert_eq!(o.emitted_len(), 20);
-        assert_eq!(TcpOptions::parse(&emit_vec(&o)), Ok(o));
+        assert_eq!(TcpOptions::parse(&emit_vec(&o)), o);
     }
 
     #[test]
@@ -314,7 +357,7 @@ mod tests {
             .with_sack_permitted()
             .with_wscale(0);
         assert_eq!(emit_vec(&o), [2, 4, 2, 24, 1, 3, 3, 0, 1, 1, 4, 2]);
-        assert_eq!(TcpOptions::parse(&emit_vec(&o)), Ok(o));
+        assert_eq!(TcpOptions::parse(&emit_vec(&o)), o);
     }
 
     #[test]
@@ -334,7 +377,7 @@ mod tests {
         assert_eq!(with_ts.emitted_len(), 40);
         let bytes = emit_vec(&with_ts);
         assert_eq!(&bytes[12..16], &[1, 1, 5, 26]);
-        let back = TcpOptions::parse(&bytes).unwrap();
+        let back = TcpOptions::parse(&bytes);
         assert_eq!(back.sack().count(), 3);
         assert_eq!(back.sack_blocks[3], None);
         let syn_like = with_ts.with_mss(1).with_wscale(1).with_sack_permitted();
@@ -348,9 +391,9 @@ mod tests {
     #[test]
     fn empty_and_padding() {
         assert_eq!(TcpOptions::default().emitted_len(), 0);
-        assert_eq!(TcpOptions::parse(&[]), Ok(TcpOptions::default()));
+        assert_eq!(TcpOptions::parse(&[]), TcpOptions::default());
         // NOPs, then EOL; bytes after EOL are padding and ignored even if they look bad.
-        let o = TcpOptions::parse(&[1, 1, 2, 4, 0, 100, 0, 2, 0xff, 0xff]).unwrap();
+        let o = TcpOptions::parse(&[1, 1, 2, 4, 0, 100, 0, 2, 0xff, 0xff]);
         assert_eq!(o.mss, Some(100));
         assert_eq!(o.unknown_count, 0);
     }
@@ -362,7 +405,7 @@ mod tests {
         for _ in 0..8 {
             bytes.extend_from_slice(&[253, 2]);
         }
-        let o = TcpOptions::parse(&bytes).unwrap();
+        let o = TcpOptions::parse(&bytes);
         assert_eq!(o.unknown_count, 10);
         assert_eq!(o.unknown[0], Some(30));
         assert_eq!(o.unknown[1], Some(34));
@@ -375,35 +418,71 @@ mod tests {
     #[test]
     fn unknown_count_saturates() {
         let bytes = [99u8, 2].repeat(300);
-        assert_eq!(TcpOptions::parse(&bytes).unwrap().unknown_count, 255);
+        assert_eq!(TcpOptions::parse(&bytes).unknown_count, 255);
     }
 
+    /// A known kind with the wrong length costs that option only; the walk goes on
+    /// (Linux's `tcp_parse_options()`: `opsize == TCPOLEN_*` gates each kind).
     #[test]
-    fn malformed_lengths() {
+    fn wrong_length_costs_only_that_option() {
+        let ts = [8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
         let cases: &[(&[u8], u8)] = &[
-            (&[2], 2),                                // MSS with no length byte
-            (&[2, 0, 0, 0], 2),                       // length 0
-            (&[2, 1, 0, 0], 2),                       // length 1
             (&[2, 3, 0], 2),                          // MSS must be 4
             (&[2, 5, 0, 0, 0], 2),                    // MSS must be 4
-            (&[2, 4, 5], 2),                          // runs past the end
             (&[3, 4, 0, 0], 3),                       // window scale must be 3
             (&[4, 3, 0], 4),                          // SACK-permitted must be 2
             (&[5, 2], 5),                             // SACK with no block
             (&[5, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0], 5), // SACK not 8n + 2
             (&[8, 8, 0, 0, 0, 0, 0, 0], 8),           // timestamps must be 10
-            (&[1, 1, 200, 0], 200),                   // unknown kind, length 0
-            (&[200, 1], 200),                         // unknown kind, length 1
-            (&[200, 40, 0, 0], 200),                  // unknown kind, overruns
-            (&[200], 200),                            // unknown kind, no length byte
         ];
-        for &(bytes, kind) in cases {
+        for &(bad, kind) in cases {
+            let bytes = [bad, &[1], &ts[..]].concat();
+            let o = TcpOptions::parse(&bytes);
             assert_eq!(
-                TcpOptions::parse(bytes),
-                Err(Error::BadOption { kind }),
-                "{bytes:?}"
+                o.timestamps,
+                Some((7, 9)),
+                "{bytes:?}: the next option stands"
             );
+            assert_eq!(o.malformed_kinds().collect::<Vec<_>>(), [kind], "{bytes:?}");
+            assert_eq!((o.mss, o.wscale, o.sack_permitted), (None, None, false));
+            assert_eq!(o.sack().count(), 0);
         }
+    }
+
+    /// A length that cannot frame an option (below 2, past the end, missing) ends the
+    /// walk; what came before stands (Linux: "silly options", "don't parse partial
+    /// options").
+    #[test]
+    fn unframeable_length_ends_the_walk() {
+        let cases: &[(&[u8], u8)] = &[
+            (&[2], 2),               // MSS with no length byte
+            (&[2, 0, 0, 0], 2),      // length 0
+            (&[2, 1, 0, 0], 2),      // length 1
+            (&[200, 9, 5], 200),     // runs past the end
+            (&[1, 1, 200, 0], 200),  // unknown kind, length 0
+            (&[200, 1], 200),        // unknown kind, length 1
+            (&[200, 40, 0, 0], 200), // unknown kind, overruns
+            (&[200], 200),           // unknown kind, no length byte
+        ];
+        for &(bad, kind) in cases {
+            // After the bad option, a window scale option that the walk must not reach
+            // (for the overrunning cases it is what the length runs into).
+            let bytes = [&[2, 4, 5, 0xb4][..], bad, &[1, 3, 3, 7]].concat();
+            let o = TcpOptions::parse(&bytes);
+            assert_eq!(o.mss, Some(1460), "{bytes:?}: what came before stands");
+            assert_eq!(o.wscale, None, "{bytes:?}: nothing after is read");
+            assert_eq!(o.malformed_kinds().next(), Some(kind), "{bytes:?}");
+            assert_eq!(o.unknown_count, 0);
+        }
+    }
+
+    #[test]
+    fn malformed_count_saturates_and_is_never_emitted() {
+        let bytes = [3u8, 2].repeat(300);
+        let o = TcpOptions::parse(&bytes);
+        assert_eq!(o.malformed_count, 255);
+        assert_eq!(o.malformed_kinds().count(), MAX_MALFORMED_OPTIONS);
+        assert_eq!(o.emitted_len(), 0);
     }
 
     #[test]

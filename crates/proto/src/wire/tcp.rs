@@ -105,7 +105,7 @@ impl std::ops::BitOr for TcpFlags {
     }
 }
 
-pub use super::options::{MAX_SACK_BLOCKS, MAX_UNKNOWN_OPTIONS, TcpOptions};
+pub use super::options::{MAX_MALFORMED_OPTIONS, MAX_SACK_BLOCKS, MAX_UNKNOWN_OPTIONS, TcpOptions};
 
 /// A parsed or to-be-emitted TCP segment. `payload` borrows from the packet.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -143,7 +143,7 @@ impl<'a> TcpRepr<'a> {
         let header_len = checked_header_len(bytes)?;
         // checked_header_len made sure 20 ≤ header_len ≤ bytes.len().
         let pkt = TcpPacket::new(bytes).ok_or(Error::Truncated)?;
-        let options = TcpOptions::parse(bytes.get(TCP_HEADER_LEN..header_len).unwrap_or(&[]))?;
+        let options = TcpOptions::parse(bytes.get(TCP_HEADER_LEN..header_len).unwrap_or(&[]));
         // pnet splits byte 12 into data offset and a 4-bit "reserved" whose lowest bit is
         // NS (RFC 3540, now AE); byte 13 holds the other eight flags.
         let ns = u16::from(pkt.get_reserved() & 1) << 8;
@@ -468,21 +468,20 @@ mod tests {
         );
         assert_eq!(TcpRepr::parse(&good, A4, B6), Err(Error::Unsupported));
 
-        // MSS length byte 0 (the checksum is fixed up so the option error shows).
+        // MSS length byte 0 (the checksum is fixed up): the segment still parses, the
+        // option walk ends there and says so (RFC 9293 §3.1 MUST-7).
         let mut b = good;
         b[21] = 0;
         fix_checksum(&mut b, A4, B4);
-        assert_eq!(
-            TcpRepr::parse(&b, A4, B4),
-            Err(Error::BadOption { kind: 2 })
-        );
+        let seg = TcpRepr::parse(&b, A4, B4).expect("a bad option costs the option");
+        assert_eq!(seg.options.mss, None);
+        assert_eq!(seg.options.malformed_kinds().collect::<Vec<_>>(), [2]);
         // Timestamps length overrunning the header.
         let mut b = good;
         b[27] = 14;
-        assert_eq!(
-            TcpRepr::parse_unchecked(&b),
-            Err(Error::BadOption { kind: 8 })
-        );
+        let seg = TcpRepr::parse_unchecked(&b).expect("a bad option costs the option");
+        assert_eq!(seg.options.timestamps, None);
+        assert_eq!(seg.options.malformed_kinds().collect::<Vec<_>>(), [8]);
     }
 
     fn fix_checksum(seg: &mut [u8], src: IpAddr, dst: IpAddr) {
