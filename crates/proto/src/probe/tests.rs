@@ -455,10 +455,9 @@ fn soft_icmp_after_the_handshake_is_noted_and_named_on_timeout() {
         false,
     );
     assert!(!p.is_done());
-    let mut now = 70;
     for _ in 0..50 {
         let Some(d) = p.poll_timeout() else { break };
-        now = (d.as_nanos() - T0) / 1000;
+        let now = (d.as_nanos() - T0) / 1000;
         p.handle_timeout(d);
         pump(&mut p, now);
         if p.is_done() {
