@@ -103,6 +103,24 @@ fn golden(name: &str, r: &ProbeResult) {
     assert_eq!(serde_json::to_string(&back).unwrap(), json);
 }
 
+#[test]
+fn records_written_before_the_icmp_fields_read_back_with_their_defaults() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/probe/golden/closed_reset.json");
+    let now = std::fs::read_to_string(path).unwrap();
+    let old = now.replace(
+        r#""icmp_ignored":0,"path_mtu":null,"pmtu_black_hole":false,"#,
+        "",
+    );
+    assert_ne!(old, now);
+    let r = ProbeResult::from_json_line(old.trim_end()).unwrap();
+    assert_eq!(
+        (r.icmp_ignored, r.path_mtu, r.pmtu_black_hole),
+        (0, None, false)
+    );
+    assert_eq!(serde_json::to_string(&r).unwrap(), now.trim_end());
+}
+
 fn pump(p: &mut Probe, now_us: u64) -> Vec<tcp::Segment> {
     let mut sent = Vec::new();
     while let Some(seg) = p.poll_transmit(at(now_us)) {
