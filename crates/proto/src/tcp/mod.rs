@@ -1,4 +1,5 @@
-//! One client TCP connection, sans-IO (RFC 9293, RFC 6298, RFC 5961, RFC 7323, RFC 2018).
+//! One client TCP connection, sans-IO (RFC 9293, RFC 6298, RFC 5961, RFC 7323, RFC 2018;
+//! ICMP errors and the path MTU: RFC 5927, RFC 1191, RFC 8201, RFC 2923).
 //!
 //! ```text
 //!   CLOSED --connect/SYN--> SYN-SENT --SYN-ACK/ACK--> ESTABLISHED
@@ -8,7 +9,7 @@
 //! ```
 //!
 //! Polling order after every input (`connect`, `send`, `close`, `abort`,
-//! `handle_segment`, `handle_timeout`): drain `poll_transmit`, then `poll_event`, then ask
+//! `handle_segment`, `handle_icmp`, `handle_timeout`): drain `poll_transmit`, then `poll_event`, then ask
 //! `poll_timeout` when to call `handle_timeout` next.
 //!
 //! Choices made because tcpshake is a measuring tool, not a bulk-transfer stack:
@@ -20,7 +21,10 @@
 //!   TSecr names the transmission it answers, so a retransmitted SYN still gives a sample
 //!   and a sane RTO), else from Karn's rule (RFC 6298 §3); PAWS (RFC 7323 §5) is not
 //!   enforced, an old TSval only fails to update TS.Recent;
-//! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment.
+//! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment;
+//! - an ICMP error counts only if it quotes a sequence number in flight (RFC 5927 §4.1);
+//!   a smaller path MTU resends the segments that were too big at once, and a PMTU black
+//!   hole is assumed after two timeouts of a full-sized segment (see [`icmp`]).
 
 mod display;
 mod flight;
