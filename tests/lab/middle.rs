@@ -338,9 +338,9 @@ impl Lab {
     /// answers a bigger packet with DF by frag-needed / Packet Too Big (RFC 1191, RFC 4443
     /// §3.2). The other way, the server's own link still says 1500: a bigger packet from
     /// the server is dropped without a word where the veth meets the smaller MTU (HEAD
-    /// responses are small). Below 1280 Linux turns IPv6 off on a link and drops its addresses: the lab's
-    /// IPv6 then stops at the router until a later call with 1280 or more puts the
-    /// router's address back. The client's route cache (a PMTU a kernel TCP learned) is
+    /// responses are small). Below 1280 Linux turns IPv6 off on a link and drops its
+    /// addresses: the lab's IPv6 then stops at the router until a later call with 1280 or
+    /// more puts the router's address back. The client's route cache (a PMTU a kernel TCP learned) is
     /// flushed, so every probe starts from the route's MTU.
     pub fn router_server_mtu(&self, mtu: u32) {
         let middle = self.middle_ns.as_deref().expect("router lab");

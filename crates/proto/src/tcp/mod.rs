@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Polling order after every input (`connect`, `send`, `close`, `abort`,
-//! `handle_segment`, `handle_icmp`, `handle_timeout`): drain `poll_transmit`, then `poll_event`, then ask
-//! `poll_timeout` when to call `handle_timeout` next.
+//! `handle_segment`, `handle_icmp`, `handle_timeout`): drain `poll_transmit`, then
+//! `poll_event`, then ask `poll_timeout` when to call `handle_timeout` next.
 //!
 //! Choices made because tcpshake is a measuring tool, not a bulk-transfer stack:
 //! - every segment that occupies sequence space is ACKed at once (no delayed ACK,
