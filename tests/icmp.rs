@@ -63,6 +63,15 @@ impl Probed {
             .collect()
     }
 
+    /// `legs_ns.total`: our first SYN to the exchange's last segment.
+    fn total_ns(&self) -> u64 {
+        self.rec
+            .legs_ns
+            .as_ref()
+            .and_then(|l| l.total)
+            .unwrap_or(u64::MAX)
+    }
+
     /// When the first timer line containing `what` happened.
     fn timer_at(&self, what: &str) -> Option<i64> {
         self.json["timers"]
@@ -146,12 +155,7 @@ fn frag_needed_mid_path_resegments_at_once_like_linux() {
     let resent: Vec<u64> = after.iter().copied().filter(|&l| l <= 948).collect();
     assert!(resent.len() >= 3, "re-cut segments: {after:?}\n{}", p.ctx());
     // No timer was needed: well under the 200 ms minimum RTO.
-    let total = p
-        .rec
-        .legs_ns
-        .as_ref()
-        .and_then(|l| l.total)
-        .unwrap_or(u64::MAX);
+    let total = p.total_ns();
     assert!(total < 150_000_000, "total {total} ns\n{}", p.ctx());
     eprintln!(
         "tcpshake over a 1000-byte path: {:.3} ms",
@@ -207,12 +211,7 @@ fn frag_needed_mid_path_resegments_at_once_like_linux() {
         p.timers(),
         p.ctx()
     );
-    let total = p
-        .rec
-        .legs_ns
-        .as_ref()
-        .and_then(|l| l.total)
-        .unwrap_or(u64::MAX);
+    let total = p.total_ns();
     assert!(total < 150_000_000, "total {total} ns\n{}", p.ctx());
 }
 
@@ -255,12 +254,7 @@ fn pmtu_black_hole_is_detected_and_named() {
             p.ctx()
         );
         // Two retransmission timeouts (200 ms, then 400 ms) and the rest in milliseconds.
-        let total = p
-            .rec
-            .legs_ns
-            .as_ref()
-            .and_then(|l| l.total)
-            .unwrap_or(u64::MAX);
+        let total = p.total_ns();
         assert!(total < 2_000_000_000, "total {total} ns\n{}", p.ctx());
         eprintln!(
             "black hole (IPv{}): {:.1} ms",

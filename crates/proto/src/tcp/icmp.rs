@@ -2,8 +2,9 @@
 //! §4.2.3.9, RFC 5461, RFC 1191, RFC 8201), and the path MTU it teaches.
 //!
 //! The rule that an error must prove it is about a segment of ours lives here, once: the
-//! connection applies it to SND.UNA..SND.NXT in every state, and a scan applies it to its
-//! keyed-hash SYN (whose SND.UNA..SND.NXT is exactly that one sequence number).
+//! connection applies it to SND.UNA..SND.NXT in every state. A scan's SYN is alone in
+//! flight, so there the rule is that the quoted sequence number is its keyed-hash cookie
+//! (`probe::scan::inspect`).
 
 use crate::wire::{IcmpError, IcmpKind, SeqNumber};
 use std::fmt;

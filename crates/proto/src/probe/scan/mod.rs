@@ -22,7 +22,6 @@ pub mod top_ports;
 
 pub use crate::probe::record::{Completion, ScanRecord};
 use crate::probe::record::{PortState, Reason, Verdict};
-use crate::tcp;
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{
     IcmpError, IcmpKind, IpPacket, IpRepr, SeqNumber, TcpFlags, TcpOptions, TcpRepr,
@@ -74,22 +73,6 @@ impl Cookie {
         max_attempt: u8,
     ) -> Option<u8> {
         (0..=max_attempt).find(|&a| self.seq(local, remote, a) == seq)
-    }
-
-    /// Which attempt's SYN an ICMP error quoting `seq` is about, if any. The connection's
-    /// rule (RFC 5927 §4.1, [`tcp::icmp::quote_in_flight`]): the quoted sequence number
-    /// must be in SND.UNA..SND.NXT, which for a SYN alone in flight is its cookie exactly.
-    pub fn attempt_quoted(
-        &self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seq: SeqNumber,
-        max_attempt: u8,
-    ) -> Option<u8> {
-        (0..=max_attempt).find(|&a| {
-            let isn = self.seq(local, remote, a);
-            tcp::icmp::quote_in_flight(seq, isn, isn.add(1))
-        })
     }
 }
 
@@ -299,7 +282,10 @@ fn inspect_icmp(
         return Seen::Other;
     }
     let remote = SocketAddr::new(err.quoted_dst, err.quoted_dst_port);
-    let Some(attempt) = cookie.attempt_quoted(local, remote, err.quoted_seq, max_attempt) else {
+    // RFC 5927 §4.1, the connection's rule (`tcp::icmp::quote_in_flight`): the quoted
+    // sequence number must be in SND.UNA..SND.NXT, which for a SYN alone in flight is its
+    // cookie exactly.
+    let Some(attempt) = cookie.attempt_of(local, remote, err.quoted_seq, max_attempt) else {
         return Seen::Unmatched;
     };
     // Too-big is advice about size, not a verdict on the port (a SYN is never that big).
