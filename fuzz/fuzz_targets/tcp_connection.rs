@@ -1,15 +1,16 @@
 //! The state machine fed arbitrary inputs: segments with fuzzer-chosen sequence numbers
 //! (near rcv_nxt / snd_una or anywhere), flags, windows, options and payloads; timeouts;
-//! clock jumps; sends; close and abort. After every input the invariants hold:
+//! clock jumps; sends; ICMP errors (any kind, quoting sequence numbers in flight or not,
+//! any MTU); close and abort. After every input the invariants hold:
 //! snd_una ≤ snd_nxt in sequence space, snd_nxt within SYN + queued data + FIN, no ACK
 //! of data the peer never sent, and every payload byte we send is a byte we queued.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use tcpshake_proto::tcp::{Connection, State};
+use tcpshake_proto::tcp::{Connection, IcmpOutcome, State};
 use tcpshake_proto::time::Instant;
-use tcpshake_proto::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+use tcpshake_proto::wire::{IcmpError, IcmpKind, SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 use tcpshake_fuzz::*;
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -39,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         if b.is_empty() {
             break;
         }
-        match b.u8() % 8 {
+        match b.u8() % 9 {
             0..=3 => {
                 let flags = TcpFlags(b.u16() & 0x1ff);
                 let seq = match b.u8() % 4 {
@@ -118,6 +119,40 @@ fuzz_target!(|data: &[u8]| {
                     conn.send(&bytes);
                     queued.extend(bytes);
                 }
+            }
+            7 => {
+                let kind = match b.u8() % 4 {
+                    0 => IcmpKind::PortUnreachable,
+                    1 => IcmpKind::TimeExceeded,
+                    2 => IcmpKind::HostUnreachable,
+                    _ => IcmpKind::PacketTooBig {
+                        mtu: u32::from(b.u16()),
+                    },
+                };
+                let seq = match b.u8() % 3 {
+                    0 => conn.snd_una().add(u32::from(b.u16() % 4096)),
+                    1 => conn.snd_una().sub(u32::from(b.u16())),
+                    _ => SeqNumber(b.u32()),
+                };
+                let cfg = conn.config();
+                let err = IcmpError {
+                    kind,
+                    icmp_type: 3,
+                    code: 0,
+                    quoted_src: cfg.local.ip(),
+                    quoted_dst: cfg.remote.ip(),
+                    quoted_src_port: cfg.local.port(),
+                    quoted_dst_port: cfg.remote.port(),
+                    quoted_seq: seq,
+                };
+                let in_flight = seq.ge(conn.snd_una()) && seq.lt(conn.snd_nxt());
+                let (state, mss) = (conn.state(), conn.send_mss());
+                let out = conn.handle_icmp(now, &err);
+                if !in_flight {
+                    assert!(matches!(out, IcmpOutcome::Ignored(_)), "unproven ICMP believed");
+                    assert_eq!((conn.state(), conn.send_mss()), (state, mss));
+                }
+                assert!(conn.send_mss() <= mss, "ICMP raised the MSS");
             }
             _ => {
                 if b.u8() % 4 == 0 {

@@ -330,20 +330,81 @@ impl Lab {
              \x20 }}\n\
              }}\n"
         );
-        let mut child = in_ns(middle, "nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nft");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
-            .expect("write nft script");
-        let out = child.wait_with_output().expect("wait nft");
-        assert!(
-            out.status.success(),
-            "nft in the router:\n{script}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        nft_script(middle, &script);
+    }
+
+    /// The router's link toward the server gets MTU `mtu`, while both ends keep 1500: the
+    /// bottleneck in the middle of a path whose ends each say MSS 1460, so the router
+    /// answers a bigger packet with DF by frag-needed / Packet Too Big (RFC 1191, RFC 4443
+    /// §3.2). The other way, the server's own link still says 1500: a bigger packet from
+    /// the server is dropped without a word where the veth meets the smaller MTU (HEAD
+    /// responses are small). Below 1280 Linux turns IPv6 off on a link and drops its
+    /// addresses: the lab's IPv6 then stops at the router until a later call with 1280 or
+    /// more puts the router's address back. The client's route cache (a PMTU a kernel TCP learned) is
+    /// flushed, so every probe starts from the route's MTU.
+    pub fn router_server_mtu(&self, mtu: u32) {
+        let middle = self.middle_ns.as_deref().expect("router lab");
+        run_ok(Command::new("ip").args([
+            "-n",
+            middle,
+            "link",
+            "set",
+            MIDDLE_SERVER_IF,
+            "mtu",
+            &mtu.to_string(),
+        ]));
+        if mtu >= 1280 {
+            let v6 = format!("{}/64", self.router_v6(false));
+            let has = run_ok(Command::new("ip").args([
+                "-n",
+                middle,
+                "-6",
+                "addr",
+                "show",
+                "dev",
+                MIDDLE_SERVER_IF,
+            ]));
+            if !String::from_utf8_lossy(&has.stdout).contains(&self.router_v6(false).to_string()) {
+                run_ok(
+                    Command::new("ip")
+                        .args(["-n", middle, "addr", "add", &v6, "dev", MIDDLE_SERVER_IF])
+                        .arg("nodad"),
+                );
+            }
+            self.wait_reachable();
+        }
+        self.flush_client_route_cache();
+    }
+
+    /// Forget the path MTUs the client's kernel learned (its own TCP does, from the same
+    /// ICMP errors that tcpshake reads).
+    pub fn flush_client_route_cache(&self) {
+        for family in ["-4", "-6"] {
+            run_ok(Command::new("ip").args([
+                "-n",
+                &self.client_ns,
+                family,
+                "route",
+                "flush",
+                "cache",
+            ]));
+        }
+    }
+
+    /// The router drops, without a word, every forwarded IPv4 packet longer than `v4`
+    /// bytes and IPv6 packet longer than `v6` (IP header included): a PMTU black hole
+    /// (RFC 2923 §2.1).
+    pub fn router_black_hole(&self, v4: u32, v6: u32) {
+        let middle = self.middle_ns.as_deref().expect("router lab");
+        let script = format!(
+            "table inet tsk_black_hole {{\n\
+             \x20 chain black_hole {{ type filter hook forward priority 0; policy accept;\n\
+             \x20   meta nfproto ipv4 meta length > {v4} drop\n\
+             \x20   meta nfproto ipv6 meta length > {v6} drop\n\
+             \x20 }}\n\
+             }}\n"
         );
+        nft_script(middle, &script);
     }
 
     fn make_middle(&mut self, middle: &str) {
@@ -397,6 +458,24 @@ impl Lab {
         run_ok(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
         quiet_ethtool(ns, ifname);
     }
+}
+
+/// Load an nft script in namespace `ns`, panicking with nft's words if it fails.
+pub fn nft_script(ns: &str, script: &str) {
+    let mut child = in_ns(ns, "nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nft");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+        .expect("write nft script");
+    let out = child.wait_with_output().expect("wait nft");
+    assert!(
+        out.status.success(),
+        "nft in {ns}:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Full checksums on a veth end (see `Lab::build`): kernel-made packets would otherwise

@@ -41,6 +41,17 @@ impl RawSender {
                     &16 as &libc::c_int,
                 )
                 .context("setting IPV6_CHECKSUM")?;
+                // Our segments leave whole or not at all, whatever path MTU the kernel has
+                // learned: their size is our TCP's decision (RFC 8201 §5.2, the
+                // packetization layer's), and a fragment on the wire would be no segment
+                // of ours. IPv4 needs nothing: we write the header, with DF.
+                super::set_sockopt(
+                    &s,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MTU_DISCOVER,
+                    &libc::IPV6_PMTUDISC_PROBE,
+                )
+                .context("setting IPV6_MTU_DISCOVER")?;
                 s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
                     .with_context(|| format!("binding the raw IPv6 socket to {src}"))?;
                 // This socket would receive a copy of every TCP segment; it is never read,

@@ -16,18 +16,22 @@ pub mod target;
 pub mod tls;
 pub mod verdict;
 
-use crate::tcp::{self, Connection, Event, State};
+use crate::tcp::{self, Connection, Event, IcmpIgnored, IcmpOutcome, State};
 use crate::time::Instant;
 use crate::wire::http::{HttpParse, head_request, parse_response};
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
-use crate::wire::{self, IcmpError, IpPacket, SeqNumber, TcpRepr};
+use crate::wire::{self, IcmpError, IcmpKind, IpPacket, SeqNumber, TcpRepr};
 use record::{
     CloseInitiator, Dir, HttpRecord, ProbeResult, SCHEMA, SegmentRecord, TimerRecord, Transition,
 };
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 use verdict::Verdict;
+
+/// Most notes (anomalies) and ICMP lines one probe records.
+const MAX_NOTES: usize = 64;
 
 /// What to ask of the server once connected.
 #[derive(Clone, Debug)]
@@ -110,6 +114,13 @@ pub struct Probe {
     error: Option<String>,
     tls: Option<tls::TlsSession>,
     tls_setup_error: Option<String>,
+    /// ICMP errors about our 4-tuple that the connection did not believe.
+    icmp_ignored: u32,
+    /// The last soft ICMP error (what, from whom): the likely reason if we time out.
+    last_soft_icmp: Option<String>,
+    /// Just past the highest sequence number our segments on the tap have covered: a
+    /// segment starting before it is a retransmission, whatever its length.
+    out_end: Option<SeqNumber>,
 }
 
 impl Probe {
@@ -140,6 +151,9 @@ impl Probe {
             error: None,
             tls: None,
             tls_setup_error: None,
+            icmp_ignored: 0,
+            last_soft_icmp: None,
+            out_end: None,
         }
     }
 
@@ -273,8 +287,9 @@ impl Probe {
                     self.fail(
                         now,
                         format!(
-                            "no complete HTTP response within {:?}{why}; connection reset",
-                            self.cfg.timeout
+                            "no complete HTTP response within {:?}{why}{}; connection reset",
+                            self.cfg.timeout,
+                            self.soft_icmp_hint()
                         ),
                     );
                 }
@@ -364,16 +379,23 @@ impl Probe {
         };
         match dir {
             Dir::Out => {
-                rec.retransmission = hdr.segment_len() > 0
-                    && self.log.iter().any(|r| {
-                        r.dir == Dir::Out
-                            && r.seq == rec.seq
-                            && r.len == rec.len
-                            && r.flags.syn() == rec.flags.syn()
-                            && r.flags.fin() == rec.flags.fin()
-                            // A simultaneous open's SYN-ACK is no repeat of our SYN.
-                            && (!rec.flags.syn() || r.flags.ack() == rec.flags.ack())
-                    });
+                // Sent again: it covers sequence space an earlier segment of ours did
+                // (as tcpdump's and Wireshark's analysis say), also when it was cut at a
+                // smaller size after the path MTU went down. A simultaneous open's first
+                // SYN-ACK re-uses our SYN's sequence number but is no repeat of it.
+                let len = hdr.segment_len();
+                let first_synack = hdr.flags.syn()
+                    && hdr.flags.ack()
+                    && !self
+                        .log
+                        .iter()
+                        .any(|r| r.dir == Dir::Out && r.flags.syn() && r.flags.ack());
+                rec.retransmission =
+                    len > 0 && !first_synack && self.out_end.is_some_and(|end| hdr.seq.lt(end));
+                let end = hdr.seq.add(len);
+                if len > 0 && self.out_end.is_none_or(|e| end.gt(e)) {
+                    self.out_end = Some(end);
+                }
                 match self.sent.iter().position(|s| {
                     s.seq == hdr.seq
                         && s.ack == hdr.ack
@@ -442,43 +464,127 @@ impl Probe {
         from_peer
     }
 
+    /// An ICMP error that may be about our connection. The connection judges it (is it
+    /// about a segment in flight? what does it do in this state?, see
+    /// [`Connection::handle_icmp`]); here it becomes the port's verdict, a line in the
+    /// view, or a note saying why it was ignored. Returns whether it quoted our 4-tuple.
     fn handle_icmp(&mut self, at: Instant, pkt: &IpPacket<'_>) -> bool {
         let v6 = pkt.ip.protocol == PROTO_ICMPV6;
         let Ok(Some(err)) = IcmpError::parse(pkt.payload, v6, pkt.ip.src, pkt.ip.dst) else {
             return false;
         };
-        let (local, remote) = (self.local(), self.remote());
-        if err.quoted_src != local.ip()
-            || err.quoted_dst != remote.ip()
-            || err.quoted_src_port != local.port()
-            || err.quoted_dst_port != remote.port()
-        {
-            return false;
-        }
         let t = self.rel(at);
-        let verdict = Verdict::of_icmp(err.kind);
-        let reason = verdict.reason;
-        if self.phase == Phase::Connecting && self.state.is_none() {
-            // RFC 9293 §3.10.7.2 lets a client abort on a hard ICMP error in SYN-SENT;
-            // nmap calls the port filtered with the ICMP error as its reason.
-            self.state = Some(verdict);
-            self.reply_ttl = Some(pkt.ip.ttl);
-            self.reply_from = Some(pkt.ip.src.to_string());
-            self.timers.push(TimerRecord {
-                t_ns: t,
-                what: format!("ICMP {reason} from {}", pkt.ip.src),
-            });
-            self.conn.abort(at);
-            self.drain_events(at, Cause::Ours);
-            self.finish();
-        } else {
-            self.anomalies.push(format!(
-                "ICMP {reason} from {} at {} µs (ignored)",
-                pkt.ip.src,
-                t / 1000
-            ));
+        let from = pkt.ip.src;
+        let what = match err.kind {
+            IcmpKind::PacketTooBig { mtu } if v6 => format!("packet-too-big mtu {mtu}"),
+            IcmpKind::PacketTooBig { mtu } => format!("frag-needed mtu {mtu}"),
+            kind => Verdict::of_icmp(kind).reason.to_string(),
+        };
+        let state = self.conn.state();
+        match self.conn.handle_icmp(at, &err) {
+            IcmpOutcome::Ignored(IcmpIgnored::OtherConnection) => return false,
+            IcmpOutcome::Ignored(why) => {
+                self.icmp_ignored = self.icmp_ignored.saturating_add(1);
+                let why = match why {
+                    // Relative to our ISN, as the view numbers our segments.
+                    IcmpIgnored::SeqOutside {
+                        seq,
+                        snd_una,
+                        snd_nxt,
+                    } => {
+                        let isn = self.cfg.tcp.isn;
+                        format!(
+                            "it quotes sequence number {}, not one in flight \
+                             ({} ≤ seq < {}, relative to our ISN; RFC 5927 §4.1)",
+                            seq.diff(isn),
+                            snd_una.diff(isn),
+                            snd_nxt.diff(isn)
+                        )
+                    }
+                    other => other.to_string(),
+                };
+                self.note(format!(
+                    "ignored ICMP {what} from {from} at {} µs in {}: {why}",
+                    t / 1000,
+                    state.name()
+                ));
+            }
+            IcmpOutcome::Aborted => {
+                // The connection gave up (as Linux's connect() fails); nmap calls the port
+                // filtered with the ICMP error as its reason.
+                let verdict = Verdict::of_icmp(err.kind);
+                let reason = verdict.reason;
+                if self.state.is_none() {
+                    self.state = Some(verdict);
+                    self.reply_ttl = Some(pkt.ip.ttl);
+                    self.reply_from = Some(from.to_string());
+                }
+                self.timers.push(TimerRecord {
+                    t_ns: t,
+                    what: format!("ICMP {reason} from {from}"),
+                });
+                self.drain_events(at, Cause::Ours);
+                self.finish();
+            }
+            IcmpOutcome::Soft => {
+                self.last_soft_icmp = Some(format!("{what} from {from}"));
+                self.note(format!(
+                    "ICMP {what} from {from} at {} µs: a soft error in {}, the connection \
+                     goes on (RFC 1122 §4.2.3.9)",
+                    t / 1000,
+                    state.name()
+                ));
+            }
+            IcmpOutcome::PathMtu(c) => {
+                let mut line = format!("ICMP {what} from {from}: ");
+                if !c.lowered {
+                    // RFC 1191 §3 / RFC 8201 §4: never raised by a message.
+                    let _ = write!(line, "path MTU stays {}", c.path_mtu);
+                } else if state == State::SynSent {
+                    let _ = write!(line, "path MTU {}, used once connected", c.path_mtu);
+                } else if c.mss_after < c.mss_before {
+                    let _ = write!(
+                        line,
+                        "path MTU {}, MSS {} → {}, {} segment{} sent again",
+                        c.path_mtu,
+                        c.mss_before,
+                        c.mss_after,
+                        c.resent,
+                        if c.resent == 1 { "" } else { "s" }
+                    );
+                } else {
+                    let _ = write!(line, "path MTU {}, MSS stays {}", c.path_mtu, c.mss_after);
+                }
+                if c.lowered && c.path_mtu != c.reported {
+                    // IPv4's floor (Linux's min_pmtu) raised what the router said.
+                    let _ = write!(line, " (floor {}; it said {})", c.path_mtu, c.reported);
+                }
+                if self.timers.len() < MAX_NOTES {
+                    self.timers.push(TimerRecord {
+                        t_ns: t,
+                        what: line,
+                    });
+                }
+                self.drain_events(at, Cause::Ours);
+            }
         }
         true
+    }
+
+    /// Why the server may have seemed silent: the last soft ICMP error, as Linux reports
+    /// it on a timeout (`sk_err_soft`) instead of a bare "timed out".
+    fn soft_icmp_hint(&self) -> String {
+        self.last_soft_icmp
+            .as_ref()
+            .map(|w| format!(" (last ICMP error: {w})"))
+            .unwrap_or_default()
+    }
+
+    /// A note for the record, within bounds (a flood of odd packets cannot grow it).
+    fn note(&mut self, text: String) {
+        if self.anomalies.len() < MAX_NOTES {
+            self.anomalies.push(text);
+        }
     }
 
     /// ns since our first SYN.
@@ -642,11 +748,33 @@ impl Probe {
                         state.name()
                     ));
                 } else {
-                    self.error = Some(format!("the server stopped answering in {}", state.name()));
+                    self.error = Some(format!(
+                        "the server stopped answering in {}{}",
+                        state.name(),
+                        self.soft_icmp_hint()
+                    ));
                 }
                 self.finish();
             }
             Event::Closed { .. } => self.finish(),
+            Event::BlackHoleSuspected { at, mtu, mss } => {
+                let t = self.rel(at);
+                self.timers.push(TimerRecord {
+                    t_ns: t,
+                    what: format!(
+                        "a full-sized segment lost twice: sending at MSS {mss} (path MTU {mtu}), \
+                         suspecting a path MTU black hole"
+                    ),
+                });
+            }
+            Event::BlackHoleConfirmed { at, mtu } => {
+                let t = self.rel(at);
+                self.note(format!(
+                    "path MTU black hole: full-sized segments vanished without an ICMP error, \
+                     segments for a path MTU of {mtu} got through (at {} µs; RFC 2923 §2.1)",
+                    t / 1000
+                ));
+            }
         }
     }
 
@@ -869,6 +997,9 @@ impl Probe {
             segments,
             timers: self.with_unsent(timers),
             anomalies,
+            icmp_ignored: self.icmp_ignored,
+            path_mtu: self.conn.path_mtu(),
+            pmtu_black_hole: self.conn.pmtu_black_hole(),
             error: self.error.clone(),
         }
     }

@@ -410,6 +410,19 @@ pub struct ProbeResult {
     pub timers: Vec<TimerRecord>,
     #[serde(default)]
     pub anomalies: Vec<String>,
+    /// ICMP errors quoting our 4-tuple that were not believed: their quoted sequence
+    /// number was not in flight (RFC 5927 §4.1), or their content was impossible. Each
+    /// has a note in `anomalies` saying why.
+    #[serde(default)]
+    pub icmp_ignored: u32,
+    /// The path MTU, once a fragmentation-needed / Packet Too Big (RFC 1191, RFC 8201) or
+    /// a black hole lowered it below the route's; null while it was the route's.
+    #[serde(default)]
+    pub path_mtu: Option<u32>,
+    /// Full-sized segments vanished without an ICMP error and smaller ones got through
+    /// (RFC 2923 §2.1).
+    #[serde(default)]
+    pub pmtu_black_hole: bool,
     pub error: Option<String>,
     /// HTTPS only: what the TLS handshake negotiated and showed.
     pub tls: Option<TlsRecord>,

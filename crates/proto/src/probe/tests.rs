@@ -3,7 +3,7 @@
 
 use super::record::{CloseInitiator, Dir, Leg, PortState};
 use super::*;
-use crate::wire::ip::IpRepr;
+use crate::wire::ip::{IpRepr, PROTO_ICMP};
 use crate::wire::{TcpFlags, TcpOptions};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -101,6 +101,24 @@ fn golden(name: &str, r: &ProbeResult) {
     let back = ProbeResult::from_json_line(&json).unwrap();
     assert_eq!(&back, r, "{name}: read back differs");
     assert_eq!(serde_json::to_string(&back).unwrap(), json);
+}
+
+#[test]
+fn records_written_before_the_icmp_fields_read_back_with_their_defaults() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/probe/golden/closed_reset.json");
+    let now = std::fs::read_to_string(path).unwrap();
+    let old = now.replace(
+        r#""icmp_ignored":0,"path_mtu":null,"pmtu_black_hole":false,"#,
+        "",
+    );
+    assert_ne!(old, now);
+    let r = ProbeResult::from_json_line(old.trim_end()).unwrap();
+    assert_eq!(
+        (r.icmp_ignored, r.path_mtu, r.pmtu_black_hole),
+        (0, None, false)
+    );
+    assert_eq!(serde_json::to_string(&r).unwrap(), now.trim_end());
 }
 
 fn pump(p: &mut Probe, now_us: u64) -> Vec<tcp::Segment> {
@@ -258,6 +276,227 @@ fn silence_is_filtered_no_response_after_retries() {
     // Timer records too (the state changes no segment went with).
     assert!(!r.timers.is_empty());
     assert_eq!(p.into_result(), r);
+}
+
+const ROUTER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 254));
+
+/// An ICMPv4 error from `from` (type, code, MTU) quoting our segment `seg` with its
+/// sequence number replaced by `quoted_seq`.
+fn icmp_quoting(
+    from: IpAddr,
+    t: u8,
+    code: u8,
+    mtu: u16,
+    seg: &tcp::Segment,
+    quoted_seq: u32,
+) -> Vec<u8> {
+    let mut quote = packet(CLIENT, SERVER, &seg.repr(40000, 80), 64);
+    quote[24..28].copy_from_slice(&quoted_seq.to_be_bytes());
+    quote.truncate(20 + 8 + 20); // what a router quotes of a big segment is cut short
+    let [m0, m1] = mtu.to_be_bytes();
+    let mut icmp = vec![t, code, 0, 0, 0, 0, m0, m1];
+    icmp.extend_from_slice(&quote);
+    let sum = crate::wire::checksum::internet_checksum(0, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let ip = IpRepr::new(from, CLIENT, PROTO_ICMP, 63, icmp.len());
+    let mut buf = vec![0u8; 20 + icmp.len()];
+    let n = ip.emit(&mut buf).unwrap();
+    buf[n..].copy_from_slice(&icmp);
+    buf
+}
+
+#[test]
+fn icmp_in_syn_sent_must_quote_our_isn() {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    let syn = pump(&mut p, 0).remove(0);
+    // Someone who knows the 4-tuple but not our ISN: port-unreach from the target,
+    // host-unreach and frag-needed from a "router", the sequence number one past and far.
+    let spoofs = [
+        icmp_quoting(SERVER, 3, 3, 0, &syn, 1001),
+        icmp_quoting(ROUTER, 3, 1, 0, &syn, 0xdead_beef),
+        icmp_quoting(ROUTER, 3, 4, 600, &syn, 999),
+    ];
+    for (i, b) in spoofs.iter().enumerate() {
+        assert!(
+            p.handle_packet(at(10 + i as u64), false, b, false),
+            "ours: {i}"
+        );
+    }
+    assert!(!p.is_done());
+    // The real SYN-ACK arrives: open.
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 60);
+    let r = p.result();
+    assert_eq!((r.state, r.reason.as_str()), (PortState::Open, "syn-ack"));
+    assert_eq!(r.icmp_ignored, 3);
+    assert_eq!(r.path_mtu, None, "a forged frag-needed teaches nothing");
+    let notes = r.anomalies.join("\n");
+    assert!(
+        notes.contains("ignored ICMP port-unreach from 198.18.0.2")
+            && notes.contains("quotes sequence number 1, not one in flight (0 ≤ seq < 1")
+            && notes.contains("ignored ICMP frag-needed mtu 600 from 198.19.0.254"),
+        "{notes}"
+    );
+    // An error about another connection is none of ours.
+    let mut other = icmp_quoting(ROUTER, 3, 1, 0, &syn, 1000);
+    other[20 + 8 + 20..20 + 8 + 22].copy_from_slice(&40001u16.to_be_bytes());
+    let sum_at = 20 + 2;
+    other[sum_at..sum_at + 2].copy_from_slice(&[0, 0]);
+    let sum = crate::wire::checksum::internet_checksum(0, &other[20..]);
+    other[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    assert!(!p.handle_packet(at(70), false, &other, false));
+    assert_eq!(p.result().icmp_ignored, 3);
+}
+
+#[test]
+fn icmp_quoting_our_isn_filters_the_port_but_frag_needed_does_not() {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    let syn = pump(&mut p, 0).remove(0);
+    assert!(p.handle_packet(
+        at(20),
+        false,
+        &icmp_quoting(ROUTER, 3, 4, 1000, &syn, 1000),
+        false
+    ));
+    assert!(!p.is_done(), "frag-needed is a hint, not a verdict");
+    assert!(p.handle_packet(
+        at(30),
+        false,
+        &icmp_quoting(ROUTER, 3, 1, 0, &syn, 1000),
+        false
+    ));
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!(
+        (r.state, r.reason.as_str(), r.reply_from.as_deref()),
+        (PortState::Filtered, "host-unreach", Some("198.19.0.254"))
+    );
+    assert_eq!(r.icmp_ignored, 0);
+    assert_eq!(r.path_mtu, Some(1000));
+    let lines: Vec<&str> = r.timers.iter().map(|t| t.what.as_str()).collect();
+    assert!(
+        lines.contains(
+            &"ICMP frag-needed mtu 1000 from 198.19.0.254: path MTU 1000, used once connected"
+        ) && lines.contains(&"ICMP host-unreach from 198.19.0.254"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn frag_needed_after_the_handshake_resegments_the_request() {
+    let mut cfg = config(1000, true);
+    if let Some(h) = cfg.http.as_mut() {
+        h.path = format!("/{}", "a".repeat(3000));
+    }
+    let mut p = Probe::new(cfg);
+    p.start(at(0));
+    pump(&mut p, 0);
+    // A SYN-ACK with room for the whole request (its window is not scaled).
+    let mut synack = server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    synack[20 + 14..20 + 16].copy_from_slice(&65535u16.to_be_bytes());
+    synack[20 + 16..20 + 18].copy_from_slice(&[0, 0]);
+    let sum = crate::wire::checksum::upper_layer_checksum(SERVER, CLIENT, PROTO_TCP, &synack[20..]);
+    synack[20 + 16..20 + 18].copy_from_slice(&sum.to_be_bytes());
+    p.handle_packet(at(50), false, &synack, false);
+    let out = pump(&mut p, 60);
+    let request: Vec<&tcp::Segment> = out.iter().filter(|s| !s.payload.is_empty()).collect();
+    assert_eq!(request[0].payload.len(), 1460);
+    let total: usize = request.iter().map(|s| s.payload.len()).sum();
+    // The router refuses the first segment (and the second) for its size.
+    let big = request[0].clone();
+    p.handle_packet(
+        at(80),
+        false,
+        &icmp_quoting(ROUTER, 3, 4, 1000, &big, 1001),
+        false,
+    );
+    let again = pump(&mut p, 85);
+    assert!(
+        again
+            .iter()
+            .all(|s| s.payload.len() <= 960 && s.retransmission)
+    );
+    assert_eq!(again.iter().map(|s| s.payload.len()).sum::<usize>(), 2920);
+    p.handle_packet(
+        at(90),
+        false,
+        &icmp_quoting(ROUTER, 3, 4, 1000, request[1], 2461),
+        false,
+    );
+    assert!(pump(&mut p, 95).is_empty(), "nothing more to resend");
+    let r = p.result();
+    assert_eq!(r.path_mtu, Some(1000));
+    assert_eq!(r.icmp_ignored, 0);
+    // The log marks the re-cut segments as retransmissions (they cover sent bytes).
+    let data_out: Vec<_> = r
+        .segments
+        .iter()
+        .filter(|s| s.dir == Dir::Out && s.len > 0)
+        .collect();
+    assert_eq!(data_out.len(), request.len() + again.len());
+    assert!(data_out[..request.len()].iter().all(|s| !s.retransmission));
+    assert!(data_out[request.len()..].iter().all(|s| s.retransmission));
+    assert_eq!(r.retransmissions as usize, again.len());
+    let lines: Vec<&str> = r.timers.iter().map(|t| t.what.as_str()).collect();
+    assert!(
+        lines.contains(&"ICMP frag-needed mtu 1000 from 198.19.0.254: path MTU 1000, MSS 1460 → 960, 4 segments sent again")
+            && lines.contains(&"ICMP frag-needed mtu 1000 from 198.19.0.254: path MTU stays 1000"),
+        "{lines:?}"
+    );
+    assert!(total > 3000);
+}
+
+#[test]
+fn soft_icmp_after_the_handshake_is_noted_and_named_on_timeout() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 60);
+    let req = out.iter().find(|s| !s.payload.is_empty()).unwrap().clone();
+    p.handle_packet(
+        at(70),
+        false,
+        &icmp_quoting(ROUTER, 11, 0, 0, &req, 1001),
+        false,
+    );
+    assert!(!p.is_done());
+    for _ in 0..50 {
+        let Some(d) = p.poll_timeout() else { break };
+        let now = (d.as_nanos() - T0) / 1000;
+        p.handle_timeout(d);
+        pump(&mut p, now);
+        if p.is_done() {
+            break;
+        }
+    }
+    let r = p.result();
+    assert_eq!(r.state, PortState::Open);
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|a| a.starts_with("ICMP time-exceeded from 198.19.0.254")
+                && a.contains("soft error in ESTABLISHED")),
+        "{:?}",
+        r.anomalies
+    );
+    let err = r.error.unwrap_or_default();
+    assert!(
+        err.contains("(last ICMP error: time-exceeded from 198.19.0.254)"),
+        "{err}"
+    );
 }
 
 #[test]

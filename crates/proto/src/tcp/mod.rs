@@ -1,4 +1,5 @@
-//! One client TCP connection, sans-IO (RFC 9293, RFC 6298, RFC 5961, RFC 7323, RFC 2018).
+//! One client TCP connection, sans-IO (RFC 9293, RFC 6298, RFC 5961, RFC 7323, RFC 2018;
+//! ICMP errors and the path MTU: RFC 5927, RFC 1191, RFC 8201, RFC 2923).
 //!
 //! ```text
 //!   CLOSED --connect/SYN--> SYN-SENT --SYN-ACK/ACK--> ESTABLISHED
@@ -9,8 +10,8 @@
 //! ```
 //!
 //! Polling order after every input (`connect`, `send`, `close`, `abort`,
-//! `handle_segment`, `handle_timeout`): drain `poll_transmit`, then `poll_event`, then ask
-//! `poll_timeout` when to call `handle_timeout` next.
+//! `handle_segment`, `handle_icmp`, `handle_timeout`): drain `poll_transmit`, then
+//! `poll_event`, then ask `poll_timeout` when to call `handle_timeout` next.
 //!
 //! Choices made because tcpshake is a measuring tool, not a bulk-transfer stack:
 //! - every segment that occupies sequence space is ACKed at once (no delayed ACK,
@@ -21,6 +22,9 @@
 //!   TSecr names the transmission it answers, so a retransmitted SYN still gives a sample
 //!   and a sane RTO), else from Karn's rule (RFC 6298 §3);
 //! - challenge ACKs (RFC 5961) are not rate-limited: at most one per received segment;
+//! - an ICMP error counts only if it quotes a sequence number in flight (RFC 5927 §4.1);
+//!   a smaller path MTU resends the segments that were too big at once, and a PMTU black
+//!   hole is assumed after two timeouts of a full-sized segment (see [`icmp`]);
 //! - zero-window probing (RFC 9293 §3.8.6.1) goes on while the peer answers the probes
 //!   (MUST-36, as Linux does); unanswered probes give up like retransmissions (R2). The
 //!   caller's own limit (tcpshake's `--timeout`, Linux's `TCP_USER_TIMEOUT`) ends the rest.
@@ -41,6 +45,8 @@
 //!   is retransmitted (Linux's `tcp_rcv_synsent_state_process`).
 
 mod display;
+mod flight;
+pub mod icmp;
 mod reassembly;
 mod rto;
 #[cfg(test)]
@@ -49,7 +55,9 @@ mod timer;
 
 use crate::time::Instant;
 use crate::wire::tcp::MAX_SACK_BLOCKS;
-use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{IcmpError, IcmpKind, SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+use flight::Flight;
+pub use icmp::{IcmpIgnored, IcmpOutcome, PmtuChange};
 use reassembly::Reassembly;
 use rto::RttEstimator;
 use std::collections::VecDeque;
@@ -261,6 +269,20 @@ pub enum Event {
     Closed {
         at: Instant,
     },
+    /// A full-sized segment was lost twice in a row: suspecting a path MTU black hole
+    /// (RFC 2923 §2.1), the connection now sends at most `mss` bytes per segment, as if
+    /// the path MTU were `mtu`, and has sent what was in flight again at that size.
+    BlackHoleSuspected {
+        at: Instant,
+        mtu: u32,
+        mss: u16,
+    },
+    /// Segments at the smaller size got through where the big ones had vanished: the path
+    /// drops big packets without saying so (a PMTU black hole).
+    BlackHoleConfirmed {
+        at: Instant,
+        mtu: u32,
+    },
 }
 
 /// A segment to send. `payload` is owned: it comes from the send queue.
@@ -306,6 +328,26 @@ const TS_OPTION_LEN: u16 = 12;
 const MIN_SND_MSS: u16 = 48;
 /// Linux's PAWS tolerance in timestamp ticks (`TCP_PAWS_WINDOW` in include/net/tcp.h).
 const PAWS_WINDOW: i32 = 1;
+/// The TCP header without options.
+const TCP_HEADER_LEN: u32 = 20;
+/// RTO expiries of the same full-sized segment after which a path MTU black hole is
+/// suspected (RFC 2923 §2.1; Linux's `tcp_mtu_probing` waits for `tcp_retries1` = 3 and is
+/// off by default). Two: the first loss may be chance, the second in a row of the same
+/// big segment, after a handshake whose small segments got through, is the path.
+const BLACK_HOLE_AFTER: u32 = 2;
+/// Most segments one path MTU change sends again at once; the rest follow by the
+/// retransmission timer (the flight of a probe is a request or a TLS flight: a few).
+const MAX_RESEND: u32 = 64;
+
+/// Where the path MTU black hole search stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BlackHole {
+    No,
+    /// Fell back to the safe size; waiting for an ACK to tell.
+    Suspected,
+    /// The smaller segments were acknowledged.
+    Confirmed,
+}
 
 /// One client connection.
 #[derive(Debug)]
@@ -332,8 +374,17 @@ pub struct Connection {
     fin_queued: bool,
     /// The FIN has been sent (it then sits at `snd_una + send_buf.len()`).
     fin_sent: bool,
-    /// The send MSS: payload bytes per segment.
+    /// The send MSS: payload bytes per segment (RFC 9293 §3.7.1: the peer's MSS, ours,
+    /// the path MTU, less the options every segment carries).
     send_mss: u16,
+    /// The peer's MSS (or 536) and ours, the smaller: the ceiling of `send_mss`.
+    mss_limit: u16,
+    /// The path MTU once an ICMP error or a black hole lowered it below the route's
+    /// (RFC 1191, RFC 8201); `None` while it is the route's.
+    path_mtu: Option<u32>,
+    black_hole: BlackHole,
+    /// The lengths our unacknowledged data went out in (what a path MTU change resends).
+    flight: Flight,
 
     // --- receive sequence space ---
     irs: SeqNumber,
@@ -399,6 +450,10 @@ impl Connection {
             fin_queued: false,
             fin_sent: false,
             send_mss: DEFAULT_MSS,
+            mss_limit: DEFAULT_MSS,
+            path_mtu: None,
+            black_hole: BlackHole::No,
+            flight: Flight::default(),
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale: 0,
@@ -473,6 +528,16 @@ impl Connection {
     /// Payload bytes per segment we send.
     pub fn send_mss(&self) -> u16 {
         self.send_mss
+    }
+    /// The path MTU, once an ICMP error (RFC 1191, RFC 8201) or a black hole lowered it
+    /// below the route's; `None` until then.
+    pub fn path_mtu(&self) -> Option<u32> {
+        self.path_mtu
+    }
+    /// Big segments vanished without an ICMP error and smaller ones got through: the
+    /// path is a PMTU black hole (RFC 2923 §2.1).
+    pub fn pmtu_black_hole(&self) -> bool {
+        self.black_hole == BlackHole::Confirmed
     }
     /// Window (bytes) within which we accept data: `rcv_buf`, capped at what the
     /// window field can say with our shift.
@@ -591,6 +656,46 @@ impl Connection {
             State::SynSent => self.syn_sent_segment(rx_at, seg),
             _ => self.synchronized_segment(rx_at, seg),
         }
+    }
+
+    /// An ICMP or ICMPv6 error received at `rx_at` that quotes a TCP segment. It must
+    /// prove it is about this connection: the quoted 4-tuple is ours and the quoted
+    /// sequence number is in flight (RFC 5927 §4.1), in every state; otherwise it is
+    /// ignored, and the caller is told why.
+    ///
+    /// What a believed error does, as Linux's `tcp_v4_err` / `tcp_v6_err` decide it:
+    /// - fragmentation needed / Packet Too Big: the path MTU goes down and what is in
+    ///   flight is sent again at once at the new size (RFC 1191, RFC 8201); in SYN-SENT it
+    ///   is only remembered for the MSS negotiated next;
+    /// - any other error in SYN-SENT aborts the attempt (RFC 9293 §3.10.7.2 and RFC 5461
+    ///   allow it; Linux does so for every unreachable code up to 15 and time exceeded);
+    /// - in a synchronized state it is soft (RFC 1122 §4.2.3.9): the connection goes on
+    ///   retransmitting until it succeeds or times out.
+    pub fn handle_icmp(&mut self, rx_at: Instant, err: &IcmpError) -> IcmpOutcome {
+        if !icmp::quote_names(err, self.cfg.local, self.cfg.remote) {
+            return IcmpOutcome::Ignored(IcmpIgnored::OtherConnection);
+        }
+        if matches!(self.state, State::Closed | State::TimeWait) {
+            return IcmpOutcome::Ignored(IcmpIgnored::Closed);
+        }
+        if !icmp::quote_in_flight(err.quoted_seq, self.snd_una, self.snd_nxt) {
+            return IcmpOutcome::Ignored(IcmpIgnored::SeqOutside {
+                seq: err.quoted_seq,
+                snd_una: self.snd_una,
+                snd_nxt: self.snd_nxt,
+            });
+        }
+        if let Some(code) = icmp::unknown_code(err) {
+            return IcmpOutcome::Ignored(IcmpIgnored::UnknownCode { code });
+        }
+        if let IcmpKind::PacketTooBig { mtu } = err.kind {
+            return self.on_packet_too_big(rx_at, mtu);
+        }
+        if self.state == State::SynSent && icmp::aborts_syn_sent(err) {
+            self.set_state(State::Closed, rx_at);
+            return IcmpOutcome::Aborted;
+        }
+        IcmpOutcome::Soft
     }
 
     /// Timers that are due at `now` fire.
@@ -840,17 +945,180 @@ impl Connection {
             let used = if m == 0 { DEFAULT_MSS } else { floored };
             self.anomaly(rx_at, Anomaly::MssAdjusted { offered: m, used });
         }
-        let mut mss = floored.min(self.cfg.mss.max(MIN_SND_MSS));
-        if timestamps {
-            mss = mss.saturating_sub(TS_OPTION_LEN);
-        }
-        self.send_mss = mss.max(1);
+        self.mss_limit = floored.min(self.cfg.mss.max(MIN_SND_MSS));
         self.peer = PeerOptions {
             mss: opts.mss,
             wscale,
             sack_permitted,
             timestamps,
         };
+        // A path MTU learned in SYN-SENT (a Packet Too Big about our SYN) applies now.
+        self.update_send_mss();
+    }
+
+    // --- path MTU (RFC 1191, RFC 8201, RFC 2923) ---
+
+    fn ip_header_len(&self) -> u32 {
+        if self.cfg.local.is_ipv6() { 40 } else { 20 }
+    }
+
+    /// The route's MTU, as our own MSS was derived from it (RFC 9293 §3.7.1).
+    fn route_mtu(&self) -> u32 {
+        u32::from(self.cfg.mss) + self.ip_header_len() + TCP_HEADER_LEN
+    }
+
+    /// The path MTU in use: the route's until something lowered it.
+    fn current_mtu(&self) -> u32 {
+        self.path_mtu.unwrap_or_else(|| self.route_mtu())
+    }
+
+    /// Options every data segment carries (timestamps, once negotiated).
+    fn option_overhead(&self) -> u32 {
+        if self.peer.timestamps {
+            u32::from(TS_OPTION_LEN)
+        } else {
+            0
+        }
+    }
+
+    /// Payload bytes that fit a packet of `mtu` bytes (Linux's `tcp_mtu_to_mss`).
+    fn mtu_to_mss(&self, mtu: u32) -> u16 {
+        let mss =
+            mtu.saturating_sub(self.ip_header_len() + TCP_HEADER_LEN + self.option_overhead());
+        u16::try_from(mss).unwrap_or(u16::MAX)
+    }
+
+    /// RFC 9293 §3.7.1 (the effective send MSS) with RFC 1191 §3's path MTU: the smaller
+    /// of the two MSS values and what fits the path, less the options in use.
+    fn update_send_mss(&mut self) {
+        let limit = u32::from(self.mss_limit).saturating_sub(self.option_overhead());
+        let mut mss = u16::try_from(limit).unwrap_or(u16::MAX);
+        if let Some(mtu) = self.path_mtu {
+            mss = mss.min(self.mtu_to_mss(mtu));
+        }
+        self.send_mss = mss.max(1);
+    }
+
+    /// The IPv4 floor or IPv6 minimum below which no path MTU goes.
+    fn min_mtu(&self) -> u32 {
+        if self.cfg.local.is_ipv6() {
+            icmp::IPV6_MIN_MTU
+        } else {
+            icmp::IPV4_MIN_PMTU
+        }
+    }
+
+    /// A fragmentation-needed (RFC 1191 §4) or Packet Too Big (RFC 8201 §4) about a
+    /// segment in flight: lower the path MTU, never raise it (RFC 1191 §3, RFC 8201 §4),
+    /// and send what is in flight again at once at the new size.
+    fn on_packet_too_big(&mut self, now: Instant, reported: u32) -> IcmpOutcome {
+        if self.cfg.local.is_ipv6() && reported < icmp::IPV6_MIN_MTU {
+            return IcmpOutcome::Ignored(IcmpIgnored::MtuBelowMinimum { mtu: reported });
+        }
+        // IPv4: Linux takes anything below its floor (0 from an old router included) as
+        // the floor itself.
+        let mtu = reported.max(self.min_mtu());
+        let mss_before = self.send_mss;
+        let mut change = PmtuChange {
+            reported,
+            path_mtu: self.current_mtu(),
+            lowered: false,
+            mss_before,
+            mss_after: mss_before,
+            resent: 0,
+        };
+        if mtu >= self.current_mtu() {
+            return IcmpOutcome::PathMtu(change);
+        }
+        self.path_mtu = Some(mtu);
+        change.path_mtu = mtu;
+        change.lowered = true;
+        if self.state == State::SynSent {
+            // The SYN is small; the hint takes effect once the MSS is negotiated.
+            return IcmpOutcome::PathMtu(change);
+        }
+        self.update_send_mss();
+        change.mss_after = self.send_mss;
+        if self.send_mss < mss_before {
+            change.resent = self.resend_flight(now);
+        }
+        IcmpOutcome::PathMtu(change)
+    }
+
+    /// Send again, now, the bytes in flight that went out in segments longer than the
+    /// send MSS, cut at it (RFC 1191 §6.4; Linux's `tcp_simple_retransmit`, whose
+    /// retransmissions also join adjacent lost bytes into full segments). Shorter segments
+    /// fit the path and may have arrived: the retransmission timer covers them. A router
+    /// dropped these for their size, so this says nothing about congestion: the RTO is not
+    /// backed off and no retry is counted; by Karn's rule nothing in flight is timed.
+    /// Returns the segments queued.
+    fn resend_flight(&mut self, now: Instant) -> u32 {
+        if self.persist_probe_out {
+            return 0;
+        }
+        let mss = u32::from(self.send_mss);
+        let data_end = self.snd_una.add(self.send_buf.len() as u32);
+        let mut queued = 0;
+        for (start, len) in self.flight.runs_longer_than(mss) {
+            let mut offset = 0;
+            while offset < len && queued < MAX_RESEND {
+                let n = (len - offset).min(mss);
+                let seq = start.add(offset);
+                let last = offset + n == len;
+                let fin = self.fin_sent && seq.add(n) == data_end;
+                let mut seg = self.data_segment(seq, n as usize, fin, now, true);
+                if last {
+                    seg.flags = seg.flags | TcpFlags::PSH;
+                }
+                self.flight.sent(seq, n);
+                self.retransmissions += 1;
+                self.events.push_back(Event::Retransmit {
+                    at: now,
+                    seq: seg.seq,
+                    flags: seg.flags,
+                    attempt: self.retries,
+                });
+                self.tx.push_back(seg);
+                queued += 1;
+                offset += n;
+            }
+        }
+        if queued > 0 {
+            self.rtt_probe = None;
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        queued
+    }
+
+    /// At an RTO expiry: is this the black hole (RFC 2923 §2.1)? The same segment, bigger
+    /// than the safe size, lost [`BLACK_HOLE_AFTER`] times in a row after a handshake
+    /// whose small segments got through. If so, fall back to the safe MTU (IPv6: 1280,
+    /// RFC 8200 §5; IPv4: 576, segments of the default MSS 536) and send the flight again
+    /// at that size. Returns whether it did.
+    fn black_hole_fallback(&mut self, now: Instant) -> bool {
+        let safe = if self.cfg.local.is_ipv6() {
+            icmp::IPV6_MIN_MTU
+        } else {
+            icmp::IPV4_SAFE_MTU
+        };
+        let head = self.sent_data().min(usize::from(self.send_mss));
+        if self.retries != BLACK_HOLE_AFTER
+            || self.black_hole != BlackHole::No
+            || self.persist_probe_out
+            || self.current_mtu() <= safe
+            || head <= usize::from(self.mtu_to_mss(safe))
+        {
+            return false;
+        }
+        self.black_hole = BlackHole::Suspected;
+        self.path_mtu = Some(safe);
+        self.update_send_mss();
+        self.events.push_back(Event::BlackHoleSuspected {
+            at: now,
+            mtu: safe,
+            mss: self.send_mss,
+        });
+        self.resend_flight(now) > 0
     }
 
     /// RFC 9293 §3.10.7.4 for ESTABLISHED and later states, with RFC 5961's RST, SYN and
@@ -1103,6 +1371,16 @@ impl Connection {
             let data = (acked as usize).min(self.send_buf.len());
             self.send_buf.drain(..data);
             self.snd_una = ack;
+            self.flight.acked(ack);
+            if self.black_hole == BlackHole::Suspected {
+                // Acknowledged only after the fall back to the safe size: the smaller
+                // segments got through where the big ones had vanished, twice.
+                self.black_hole = BlackHole::Confirmed;
+                self.events.push_back(Event::BlackHoleConfirmed {
+                    at: rx_at,
+                    mtu: self.current_mtu(),
+                });
+            }
             if !self.ts_rtt_sample(rx_at, seg) {
                 self.take_rtt_sample(rx_at);
             }
@@ -1230,6 +1508,9 @@ impl Connection {
         self.rtt.back_off();
         // Karn: nothing sent before this retransmission may be timed.
         self.rtt_probe = None;
+        if self.state != State::SynSent && self.black_hole_fallback(now) {
+            return;
+        }
         let seg = if self.state == State::SynSent {
             let mut s = self.syn_segment(now);
             s.retransmission = true;
@@ -1239,7 +1520,9 @@ impl Connection {
             // goes again.
             self.synack_segment(now, true)
         } else {
-            self.earliest_unacked(now)
+            let seg = self.earliest_unacked(now);
+            self.flight.sent(seg.seq, seg.payload.len() as u32);
+            seg
         };
         self.record_retransmit(&seg, now, self.retries);
         self.tx.push_back(seg);
@@ -1268,11 +1551,13 @@ impl Connection {
         self.rtt_probe = None;
         if self.persist_probe_out {
             let seg = self.data_segment(self.snd_una, 1, false, now, true);
+            self.flight.sent(seg.seq, 1);
             self.persist_probes += 1;
             self.record_retransmit(&seg, now, self.persist_probes);
             self.tx.push_back(seg);
         } else if self.unsent_data() > 0 && self.snd_una == self.snd_nxt {
             let seg = self.data_segment(self.snd_nxt, 1, false, now, false);
+            self.flight.sent(seg.seq, 1);
             self.snd_nxt = self.snd_nxt.add(1);
             self.persist_probe_out = true;
             self.persist_probes += 1;
@@ -1411,6 +1696,7 @@ impl Connection {
             // RFC 9293 §3.9.1.2: PSH on the last segment of what the caller gave us.
             seg.flags = seg.flags | TcpFlags::PSH;
         }
+        self.flight.sent(seg.seq, len as u32);
         self.snd_nxt = self.snd_nxt.add(len as u32 + u32::from(fin));
         self.fin_sent |= fin;
         Some(seg)
@@ -1619,6 +1905,7 @@ impl Connection {
             // Nothing more goes out for this connection (no RST after a timeout either).
             self.timers.stop_all();
             self.tx.clear();
+            self.flight.clear();
         }
     }
 }

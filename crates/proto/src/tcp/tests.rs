@@ -1978,6 +1978,538 @@ fn established_connect_again_is_ignored() {
     assert!(h.sent().is_empty());
 }
 
+// --- ICMP errors (RFC 5927, RFC 1122 §4.2.3.9, RFC 1191, RFC 8201, RFC 2923) ---
+
+/// An ICMP error of `kind` quoting our segment with sequence number `seq`.
+fn icmp_about(h: &Harness, kind: IcmpKind, seq: SeqNumber) -> IcmpError {
+    let c = h.conn.config();
+    IcmpError {
+        kind,
+        icmp_type: 3,
+        code: 0,
+        quoted_src: c.local.ip(),
+        quoted_dst: c.remote.ip(),
+        quoted_src_port: c.local.port(),
+        quoted_dst_port: c.remote.port(),
+        quoted_seq: seq,
+    }
+}
+
+fn icmp(h: &mut Harness, kind: IcmpKind, seq: u32) -> IcmpOutcome {
+    let e = icmp_about(h, kind, SeqNumber(seq));
+    h.conn.handle_icmp(h.now, &e)
+}
+
+fn too_big(mtu: u32) -> IcmpKind {
+    IcmpKind::PacketTooBig { mtu }
+}
+
+fn cfg_v6(isn: u32) -> Config {
+    Config {
+        local: "[fd00::1]:40000".parse().unwrap(),
+        remote: "[fd00::2]:80".parse().unwrap(),
+        ..cfg(isn)
+    }
+}
+
+/// ESTABLISHED with the peer's MSS 1460 and timestamps: 1448 payload bytes a segment.
+fn conn_established_ts(cfg: Config) -> Harness {
+    let opts = TcpOptions {
+        mss: Some(1460),
+        timestamps: Some((77, 0)),
+        ..TcpOptions::default()
+    };
+    conn_established_with(cfg, 5000, opts, 65535)
+}
+
+#[test]
+fn syn_sent_icmp_quoting_another_sequence_number_is_ignored() {
+    // Anyone who knows the 4-tuple can send these; only the ISN proves it saw our SYN.
+    for kind in [
+        IcmpKind::PortUnreachable,
+        IcmpKind::HostUnreachable,
+        IcmpKind::AdminProhibited,
+        IcmpKind::TimeExceeded,
+        too_big(1000),
+    ] {
+        let (mut h, syn) = conn_syn_sent();
+        for seq in [
+            syn.seq.add(1),
+            syn.seq.sub(1),
+            syn.seq.add(1 << 31),
+            SeqNumber(0),
+        ] {
+            assert_eq!(
+                h.conn.handle_icmp(h.now, &icmp_about(&h, kind, seq)),
+                IcmpOutcome::Ignored(IcmpIgnored::SeqOutside {
+                    seq,
+                    snd_una: syn.seq,
+                    snd_nxt: syn.seq.add(1),
+                }),
+                "{kind:?} {seq}"
+            );
+        }
+        assert_eq!(h.state(), State::SynSent);
+        assert!(h.events().is_empty());
+        assert!(h.sent().is_empty());
+        assert_eq!(h.conn.path_mtu(), None);
+        // The real SYN-ACK still opens the connection.
+        h.advance(ms(5));
+        h.recv(seg(9000, syn.seq.add(1).0, SYN | ACK, &[]));
+        assert_eq!(h.state(), State::Established, "{kind:?}");
+    }
+}
+
+#[test]
+fn syn_sent_hard_icmp_quoting_the_isn_aborts_silently() {
+    for kind in [
+        IcmpKind::PortUnreachable,
+        IcmpKind::HostUnreachable,
+        IcmpKind::NetUnreachable,
+        IcmpKind::ProtocolUnreachable,
+        IcmpKind::HostProhibited,
+        IcmpKind::TimeExceeded,
+        IcmpKind::OtherUnreachable { code: 15 },
+    ] {
+        let (mut h, syn) = conn_syn_sent();
+        h.advance(ms(3));
+        assert_eq!(
+            icmp(&mut h, kind, syn.seq.0),
+            IcmpOutcome::Aborted,
+            "{kind:?}"
+        );
+        assert_eq!(h.state(), State::Closed);
+        assert_eq!(
+            transitions(&h.events()),
+            vec![(State::SynSent, State::Closed)]
+        );
+        assert!(h.sent().is_empty(), "no RST in SYN-SENT");
+        assert_eq!(h.conn.poll_timeout(), None);
+        // After that, nothing is believed.
+        assert_eq!(
+            icmp(&mut h, kind, syn.seq.0),
+            IcmpOutcome::Ignored(IcmpIgnored::Closed)
+        );
+    }
+}
+
+#[test]
+fn icmp_before_the_syn_left_or_about_another_connection_is_ignored() {
+    let mut h = Harness::new(cfg(1000));
+    assert_eq!(
+        icmp(&mut h, IcmpKind::PortUnreachable, 1000),
+        IcmpOutcome::Ignored(IcmpIgnored::Closed)
+    );
+    h.conn.connect(h.now);
+    // Connected but the SYN not yet polled: nothing is in flight.
+    assert!(matches!(
+        icmp(&mut h, IcmpKind::PortUnreachable, 1000),
+        IcmpOutcome::Ignored(IcmpIgnored::SeqOutside { .. })
+    ));
+    let syn = h.sent_one();
+    let mut e = icmp_about(&h, IcmpKind::PortUnreachable, syn.seq);
+    e.quoted_dst_port = 81;
+    assert_eq!(
+        h.conn.handle_icmp(h.now, &e),
+        IcmpOutcome::Ignored(IcmpIgnored::OtherConnection)
+    );
+    let mut e = icmp_about(&h, IcmpKind::PortUnreachable, syn.seq);
+    e.quoted_src = "198.18.0.77".parse().unwrap();
+    assert_eq!(
+        h.conn.handle_icmp(h.now, &e),
+        IcmpOutcome::Ignored(IcmpIgnored::OtherConnection)
+    );
+    // Linux ignores ICMPv4 codes it does not know.
+    assert_eq!(
+        icmp(&mut h, IcmpKind::OtherUnreachable { code: 16 }, syn.seq.0),
+        IcmpOutcome::Ignored(IcmpIgnored::UnknownCode { code: 16 })
+    );
+    assert_eq!(h.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_frag_needed_is_a_hint_used_once_connected() {
+    let (mut h, syn) = conn_syn_sent();
+    let out = icmp(&mut h, too_big(1000), syn.seq.0);
+    let IcmpOutcome::PathMtu(c) = out else {
+        panic!("{out:?}")
+    };
+    assert!(c.lowered);
+    assert_eq!((c.reported, c.path_mtu, c.resent), (1000, 1000, 0));
+    assert_eq!(h.state(), State::SynSent, "not a verdict");
+    assert!(h.sent().is_empty(), "the SYN is not sent again");
+    assert_eq!(h.conn.path_mtu(), Some(1000));
+    // The SYN-ACK offers 1460 with timestamps: 1000 − 20 − 20 − 12.
+    h.advance(ms(5));
+    let mut synack = seg(9000, syn.seq.add(1).0, SYN | ACK, &[]);
+    synack.options = TcpOptions {
+        mss: Some(1460),
+        timestamps: Some((1, 0)),
+        ..TcpOptions::default()
+    };
+    h.recv(synack);
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.conn.send_mss(), 948);
+    h.sent();
+    h.conn.send(&[7u8; 3000]);
+    let lens: Vec<usize> = h.sent().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, [948, 948, 948, 156]);
+}
+
+#[test]
+fn established_frag_needed_resegments_and_resends_at_once() {
+    let mut h = conn_established_ts(cfg(1000));
+    assert_eq!(h.conn.send_mss(), 1448);
+    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    h.conn.send(&data);
+    let first = h.sent();
+    assert_eq!(
+        first.iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        [1448, 1448, 104]
+    );
+    let (rto, deadline) = (h.conn.rto(), h.conn.poll_timeout());
+    h.events();
+    h.advance(Duration::from_micros(300));
+    // The router's frag-needed for the first segment.
+    let out = icmp(&mut h, too_big(1000), 1001);
+    assert_eq!(
+        out,
+        IcmpOutcome::PathMtu(PmtuChange {
+            reported: 1000,
+            path_mtu: 1000,
+            lowered: true,
+            mss_before: 1448,
+            mss_after: 948,
+            resent: 4,
+        })
+    );
+    let again = h.sent();
+    let spans: Vec<(u32, usize)> = again.iter().map(|s| (s.seq.0, s.payload.len())).collect();
+    // Only the two long segments' bytes, cut at 948 (the short tail fit the path), as
+    // Linux's tcp_simple_retransmit sends them.
+    assert_eq!(spans, [(1001, 948), (1949, 948), (2897, 948), (3845, 52)]);
+    assert!(again.iter().all(|s| s.retransmission && s.flags.ack()));
+    assert!(again[3].flags.psh() && !again[2].flags.psh());
+    let resent: Vec<u8> = again.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(resent, data[..2896]);
+    // Not a congestion loss: no backoff, no retry counted; the timer restarts from now.
+    assert_eq!(h.conn.rto(), rto);
+    assert_eq!(h.conn.retries(), 0);
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + rto));
+    assert_ne!(h.conn.poll_timeout(), deadline);
+    assert_eq!(h.conn.retransmissions(), 4);
+    // The second big segment's frag-needed changes nothing more.
+    let out = icmp(&mut h, too_big(1000), 1001 + 1448);
+    assert!(
+        matches!(
+            out,
+            IcmpOutcome::PathMtu(PmtuChange {
+                lowered: false,
+                path_mtu: 1000,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    assert!(h.sent().is_empty());
+    // All acknowledged: the path MTU stays learned.
+    h.recv(ack_seg(5001, 4001));
+    assert_eq!(h.conn.snd_una(), SeqNumber(4001));
+    assert_eq!(h.conn.path_mtu(), Some(1000));
+    assert!(!h.conn.pmtu_black_hole());
+    // A late error about data now acknowledged is no longer believed.
+    assert!(matches!(
+        icmp(&mut h, too_big(600), 1001),
+        IcmpOutcome::Ignored(IcmpIgnored::SeqOutside { .. })
+    ));
+    assert_eq!(h.conn.path_mtu(), Some(1000));
+}
+
+#[test]
+fn frag_needed_with_our_fin_in_flight_resends_the_fin_last() {
+    let mut h = conn_established(); // MSS 1460, no timestamps
+    h.conn.send(&[1u8; 2860]);
+    h.conn.close(h.now);
+    let first = h.sent();
+    assert_eq!(first.len(), 2);
+    assert!(first[1].flags.fin() && first[1].payload.len() == 1400);
+    let out = icmp(&mut h, too_big(1000), 1001);
+    assert!(matches!(
+        out,
+        IcmpOutcome::PathMtu(PmtuChange {
+            mss_after: 960,
+            resent: 3,
+            ..
+        })
+    ));
+    let again = h.sent();
+    let spans: Vec<(u32, usize, bool)> = again
+        .iter()
+        .map(|s| (s.seq.0, s.payload.len(), s.flags.fin()))
+        .collect();
+    assert_eq!(
+        spans,
+        [(1001, 960, false), (1961, 960, false), (2921, 940, true)]
+    );
+}
+
+#[test]
+fn frag_needed_mtu_is_floored_and_never_raised() {
+    let mut h = conn_established();
+    h.conn.send(&[1u8; 3000]);
+    h.sent();
+    // Above or at the route's MTU (1460 + 40): nothing to learn.
+    for mtu in [1500, 9000] {
+        let out = icmp(&mut h, too_big(mtu), 1001);
+        assert!(
+            matches!(
+                out,
+                IcmpOutcome::PathMtu(PmtuChange {
+                    lowered: false,
+                    path_mtu: 1500,
+                    resent: 0,
+                    ..
+                })
+            ),
+            "{out:?}"
+        );
+    }
+    assert_eq!(h.conn.path_mtu(), None);
+    assert!(h.sent().is_empty());
+    // Below Linux's min_pmtu (and 0, from a pre-RFC 1191 router): 552.
+    for mtu in [300, 0] {
+        let mut h = conn_established();
+        h.conn.send(&[1u8; 3000]);
+        h.sent();
+        let out = icmp(&mut h, too_big(mtu), 1001);
+        assert!(
+            matches!(
+                out,
+                IcmpOutcome::PathMtu(PmtuChange {
+                    lowered: true,
+                    path_mtu: 552,
+                    mss_after: 512,
+                    ..
+                })
+            ),
+            "{mtu}: {out:?}"
+        );
+    }
+    // Lowered once, then lower still, then not back up.
+    icmp(&mut h, too_big(1200), 1001);
+    h.sent();
+    assert_eq!(h.conn.send_mss(), 1160);
+    icmp(&mut h, too_big(1000), 1001);
+    assert_eq!(h.conn.send_mss(), 960);
+    h.sent();
+    let out = icmp(&mut h, too_big(1200), 1001);
+    assert!(matches!(
+        out,
+        IcmpOutcome::PathMtu(PmtuChange {
+            lowered: false,
+            path_mtu: 1000,
+            ..
+        })
+    ));
+    assert_eq!(h.conn.send_mss(), 960);
+}
+
+#[test]
+fn frag_needed_below_a_smaller_peer_mss_resends_nothing() {
+    // The peer's MSS (500) already keeps segments under the reported MTU.
+    let mut h = conn_established_with(cfg(1000), 5000, opts_mss(500), 65535);
+    h.conn.send(&[1u8; 900]);
+    h.sent();
+    let out = icmp(&mut h, too_big(1000), 1001);
+    assert_eq!(
+        out,
+        IcmpOutcome::PathMtu(PmtuChange {
+            reported: 1000,
+            path_mtu: 1000,
+            lowered: true,
+            mss_before: 500,
+            mss_after: 500,
+            resent: 0,
+        })
+    );
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn ipv6_packet_too_big_below_1280_is_ignored() {
+    let mut h = conn_established_ts(cfg_v6(1000));
+    assert_eq!(h.conn.send_mss(), 1448);
+    h.conn.send(&[1u8; 3000]);
+    h.sent();
+    assert_eq!(
+        icmp(&mut h, too_big(1000), 1001),
+        IcmpOutcome::Ignored(IcmpIgnored::MtuBelowMinimum { mtu: 1000 })
+    );
+    assert_eq!(h.conn.path_mtu(), None);
+    let out = icmp(&mut h, too_big(1280), 1001);
+    // 1280 − 40 − 20 − 12.
+    assert!(
+        matches!(
+            out,
+            IcmpOutcome::PathMtu(PmtuChange {
+                lowered: true,
+                mss_after: 1208,
+                resent: 3,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn established_unreachable_is_soft_and_the_connection_goes_on() {
+    let mut h = conn_established();
+    h.conn.send(&[1u8; 100]);
+    h.sent();
+    for kind in [
+        IcmpKind::PortUnreachable,
+        IcmpKind::HostUnreachable,
+        IcmpKind::TimeExceeded,
+        IcmpKind::AdminProhibited,
+    ] {
+        assert_eq!(icmp(&mut h, kind, 1001), IcmpOutcome::Soft, "{kind:?}");
+        assert_eq!(h.state(), State::Established);
+    }
+    assert!(h.sent().is_empty());
+    h.fire();
+    assert!(h.sent_one().retransmission, "still retransmitting");
+    // A pure ACK's sequence number (SND.NXT) names nothing in flight (RFC 5927 §4.1;
+    // Linux's inclusive check would take it).
+    assert!(matches!(
+        icmp(&mut h, IcmpKind::PortUnreachable, 1101),
+        IcmpOutcome::Ignored(IcmpIgnored::SeqOutside { .. })
+    ));
+}
+
+#[test]
+fn time_wait_icmp_is_ignored() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(seg(5001, 1002, ACK | FIN, &[]));
+    assert_eq!(h.state(), State::TimeWait);
+    assert_eq!(
+        icmp(&mut h, IcmpKind::PortUnreachable, 1001),
+        IcmpOutcome::Ignored(IcmpIgnored::Closed)
+    );
+    assert_eq!(h.state(), State::TimeWait);
+}
+
+#[test]
+fn black_hole_full_sized_segment_lost_twice_falls_back_to_536() {
+    let mut h = conn_established_ts(cfg(1000));
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    h.conn.send(&data);
+    h.sent();
+    h.events();
+    // First RTO: the same 1448 bytes again (one loss may be chance).
+    h.fire();
+    let s = h.sent_one();
+    assert_eq!(s.payload.len(), 1448);
+    assert_eq!(h.conn.path_mtu(), None);
+    h.events();
+    // Second RTO, still nothing: the safe size, the whole flight.
+    let at = h.fire();
+    let again = h.sent();
+    // The bytes of the long segments (the short tail may have arrived; its own timer
+    // covers it).
+    assert_eq!(
+        again.iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        [524, 524, 524, 524, 524, 276]
+    );
+    assert!(again.iter().all(|s| s.retransmission));
+    let resent: Vec<u8> = again.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(resent, data[..2896]);
+    assert_eq!(h.conn.path_mtu(), Some(576));
+    assert_eq!(h.conn.send_mss(), 524);
+    assert!(!h.conn.pmtu_black_hole(), "not before an ACK says so");
+    let ev = h.events();
+    assert!(
+        ev.contains(&Event::BlackHoleSuspected {
+            at,
+            mtu: 576,
+            mss: 524
+        }),
+        "{ev:?}"
+    );
+    // The small segments get through.
+    h.advance(ms(1));
+    h.recv(ack_seg(5001, 1001 + 524));
+    assert!(h.conn.pmtu_black_hole());
+    let ev = h.events();
+    assert!(
+        ev.contains(&Event::BlackHoleConfirmed {
+            at: h.now,
+            mtu: 576
+        }),
+        "{ev:?}"
+    );
+    h.recv(ack_seg(5001, 4001));
+    assert_eq!(h.conn.snd_una(), SeqNumber(4001));
+    // Never twice.
+    h.conn.send(&[1u8; 2000]);
+    assert!(h.sent().iter().all(|s| s.payload.len() <= 524));
+}
+
+#[test]
+fn black_hole_ipv6_falls_back_to_1280() {
+    let mut h = conn_established_ts(cfg_v6(1000));
+    h.conn.send(&[3u8; 3000]);
+    h.sent();
+    h.fire();
+    h.sent();
+    h.fire();
+    let lens: Vec<usize> = h.sent().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, [1208, 1208, 480]);
+    assert_eq!(h.conn.path_mtu(), Some(1280));
+}
+
+#[test]
+fn black_hole_is_not_suspected_for_small_segments_or_confirmed_by_silence() {
+    // A lost small segment is not about size.
+    let mut h = conn_established_ts(cfg(1000));
+    h.conn.send(&[1u8; 400]);
+    h.sent();
+    for _ in 0..3 {
+        h.fire();
+        assert_eq!(h.sent_one().payload.len(), 400);
+    }
+    assert_eq!(h.conn.path_mtu(), None);
+    // A dead path: suspected, never confirmed.
+    let mut h = conn_established_ts(cfg(1000));
+    h.conn.send(&[1u8; 3000]);
+    h.sent();
+    for _ in 0..4 {
+        h.fire();
+        h.sent();
+    }
+    assert_eq!(h.conn.path_mtu(), Some(576));
+    assert!(!h.conn.pmtu_black_hole());
+    h.fire();
+    assert_eq!(h.state(), State::Closed, "times out as before");
+}
+
+#[test]
+fn black_hole_after_frag_needed_is_not_suspected_when_already_small() {
+    // A path MTU at the IPv4 floor is below the safe size: nothing smaller to try.
+    let mut h = conn_established_ts(cfg(1000));
+    h.conn.send(&[1u8; 3000]);
+    h.sent();
+    icmp(&mut h, too_big(552), 1001);
+    h.sent();
+    h.fire();
+    h.sent();
+    h.fire();
+    assert_eq!(h.sent_one().payload.len(), 500);
+    assert_eq!(h.conn.path_mtu(), Some(552));
+}
+
 // --- sequence-number wrap: every phase crosses 2^32 ---
 
 fn full_lifecycle(isn: u32, irs: u32) {
@@ -2090,6 +2622,13 @@ enum Input {
     Advance(u16),
     Send(usize),
     Close,
+    /// An ICMP error quoting `snd_una + seq_off`: kind 0 port unreachable, 1 time
+    /// exceeded, 2 frag-needed with `mtu`, 3 host unreachable.
+    Icmp {
+        kind: u8,
+        seq_off: i32,
+        mtu: u32,
+    },
 }
 
 fn input() -> impl Strategy<Value = Input> {
@@ -2114,6 +2653,8 @@ fn input() -> impl Strategy<Value = Input> {
         1 => (0u16..5000).prop_map(Input::Advance),
         1 => (0usize..3000).prop_map(Input::Send),
         1 => Just(Input::Close),
+        1 => (0u8..4, prop_oneof![-3000i32..3000, Just(0i32)], 0u32..2000)
+            .prop_map(|(kind, seq_off, mtu)| Input::Icmp { kind, seq_off, mtu }),
     ]
 }
 
@@ -2202,6 +2743,30 @@ fn run_inputs(mut h: Harness, inputs: Vec<Input>) {
                 }
             }
             Input::Close => h.conn.close(h.now),
+            Input::Icmp { kind, seq_off, mtu } => {
+                let kind = match kind {
+                    0 => IcmpKind::PortUnreachable,
+                    1 => IcmpKind::TimeExceeded,
+                    2 => IcmpKind::PacketTooBig { mtu },
+                    _ => IcmpKind::HostUnreachable,
+                };
+                let seq = h.conn.snd_una().add(seq_off as u32);
+                let in_flight = seq.ge(h.conn.snd_una()) && seq.lt(h.conn.snd_nxt());
+                let (state, mss) = (h.conn.state(), h.conn.send_mss());
+                let out = h.conn.handle_icmp(h.now, &icmp_about(&h, kind, seq));
+                if !in_flight {
+                    // RFC 5927 §4.1: unproven errors change nothing at all.
+                    assert!(matches!(out, IcmpOutcome::Ignored(_)), "{out:?}");
+                    assert_eq!((h.conn.state(), h.conn.send_mss()), (state, mss));
+                }
+                assert!(
+                    h.conn.send_mss() <= mss,
+                    "an ICMP error never raises the MSS"
+                );
+                if let IcmpOutcome::PathMtu(c) = out {
+                    assert!(c.path_mtu >= 552, "IPv4 floor");
+                }
+            }
         }
         chk.check(&mut h);
         let _ = h.events();

@@ -282,6 +282,9 @@ fn inspect_icmp(
         return Seen::Other;
     }
     let remote = SocketAddr::new(err.quoted_dst, err.quoted_dst_port);
+    // RFC 5927 §4.1, the connection's rule (`tcp::icmp::quote_in_flight`): the quoted
+    // sequence number must be in SND.UNA..SND.NXT, which for a SYN alone in flight is its
+    // cookie exactly.
     let Some(attempt) = cookie.attempt_of(local, remote, err.quoted_seq, max_attempt) else {
         return Seen::Unmatched;
     };

@@ -229,11 +229,19 @@ fn icmp_errors_quoting_our_cookie_are_filtered_with_nmaps_reasons() {
             ..
         })
     ));
-    let forged = icmp_quoting("198.18.0.254", 3, 3, l, r, seq.add(7));
-    assert_eq!(
-        inspect(&forged, false, &locals(), &COOKIE, 0),
-        Seen::Unmatched
-    );
+    // RFC 5927 §4.1, the connection's rule: only the SYN's own sequence number counts;
+    // the one just past it (which Linux's inclusive check would take) does not.
+    for wrong in [seq.add(7), seq.add(1), seq.sub(1)] {
+        let forged = icmp_quoting("198.18.0.254", 3, 3, l, r, wrong);
+        assert_eq!(
+            inspect(&forged, false, &locals(), &COOKIE, 0),
+            Seen::Unmatched,
+            "{wrong}"
+        );
+    }
+    // Frag-needed about our SYN is a hint about size, never a verdict on the port.
+    let big = icmp_quoting("198.18.0.254", 3, 4, l, r, seq);
+    assert_eq!(inspect(&big, false, &locals(), &COOKIE, 0), Seen::Other);
     // Quoting someone else's flow is none of our business.
     let other = icmp_quoting("198.18.0.254", 3, 3, v4("198.18.0.1:5555"), r, seq);
     assert_eq!(inspect(&other, false, &locals(), &COOKIE, 0), Seen::Other);
