@@ -18,7 +18,7 @@ pub mod verdict;
 
 use crate::tcp::{self, Connection, Event, IcmpIgnored, IcmpOutcome, State};
 use crate::time::Instant;
-use crate::wire::http::{HttpParse, head_request, parse_response};
+use crate::wire::http::{HttpParse, MAX_HEAD, head_request, parse_response};
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{self, IcmpError, IcmpKind, IpPacket, SeqNumber, TcpRepr};
 use record::{
@@ -790,15 +790,30 @@ impl Probe {
         }
         // A HEAD response has no body (RFC 9110 §9.3.2): the head is the whole response.
         // Bound what we keep so a server that streams garbage cannot grow us without limit.
-        const MAX_HEAD: usize = 64 * 1024;
         let room = MAX_HEAD.saturating_sub(self.response.len());
+        let before = self.response.len();
         self.response
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        // Parse only once the head can be complete: its blank line has arrived (a head
+        // of 1 MiB in 1448-byte segments would otherwise be parsed 700 times).
+        let from = before.saturating_sub(3);
+        let tail = self.response.get(from..).unwrap_or(&[]);
+        let ended = tail.windows(2).any(|w| w == b"\n\n")
+            || tail.windows(4).any(|w| w == b"\r\n\r\n")
+            || tail.windows(3).any(|w| w == b"\n\r\n");
+        // The first bytes are parsed at once, so a reply that is not HTTP is named at once.
+        let early = before < 64;
+        if !ended && !early && self.response.len() < MAX_HEAD {
+            return;
+        }
         match parse_response(&self.response) {
             HttpParse::Partial if self.response.len() >= MAX_HEAD => {
                 self.fail(
                     at,
-                    format!("HTTP response head larger than {MAX_HEAD} bytes"),
+                    format!(
+                        "HTTP response head larger than {} KiB (the most tcpshake reads)",
+                        MAX_HEAD / 1024
+                    ),
                 );
             }
             HttpParse::Partial => {}
@@ -869,6 +884,12 @@ impl Probe {
     /// Give up on the exchange: record why and reset the connection.
     fn fail(&mut self, now: Instant, why: String) {
         self.error.get_or_insert(why);
+        // The segment that made us give up may have carried the server's FIN too (it is
+        // processed whole before its events reach us): then the server closed first, and
+        // our RST only ends what it began.
+        if matches!(self.conn.state(), State::CloseWait | State::LastAck) {
+            self.close_initiator.get_or_insert(CloseInitiator::Server);
+        }
         self.close_initiator.get_or_insert(CloseInitiator::Reset);
         self.conn.abort(now);
         self.finish();

@@ -870,3 +870,95 @@ mod prop {
         }
     }
 }
+
+/// A probe past its handshake with the request sent: (probe, the server's next seq, the
+/// ack that covers our request).
+fn requested(isn: u32, irs: u32) -> (Probe, u32, u32) {
+    let mut p = Probe::new(config(isn, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(irs, isn.wrapping_add(1), TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 60);
+    let req_len: u32 = out.iter().map(|s| s.payload.len() as u32).sum();
+    (p, irs + 1, isn.wrapping_add(1).wrapping_add(req_len))
+}
+
+/// Feeds `data` to the probe in segments of `chunk` bytes, from `seq`; returns the next seq.
+fn feed(p: &mut Probe, mut seq: u32, ack: u32, data: &[u8], chunk: usize, t_us: u64) -> u32 {
+    for (i, c) in data.chunks(chunk).enumerate() {
+        let t = t_us + i as u64;
+        p.handle_packet(at(t), false, &server_seg(seq, ack, TcpFlags::ACK, c), false);
+        pump(p, t);
+        seq = seq.wrapping_add(c.len() as u32);
+    }
+    seq
+}
+
+#[test]
+fn awaiting_response_any_number_of_headers_in_many_segments_is_read() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..3_000 {
+        head.extend_from_slice(format!("Set-Cookie: c{i}=v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"Server: big\r\n\r\n");
+    feed(&mut p, seq, ack, &head, 1448, 300);
+    let r = p.result();
+    assert_eq!(r.error, None, "{:?}", r.anomalies);
+    let h = r.http.expect("the head was read");
+    assert_eq!(h.headers["server"], "big");
+    assert_eq!(h.headers["set-cookie"].matches(", ").count(), 2_999);
+}
+
+#[test]
+fn awaiting_response_head_over_the_limit_is_refused_as_too_large() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    while head.len() <= MAX_HEAD {
+        head.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    feed(&mut p, seq, ack, &head, 16_000, 300);
+    let r = p.result();
+    let e = r.error.expect("refused");
+    assert!(e.contains("larger than 1024 KiB"), "{e}");
+    assert!(r.http.is_none());
+}
+
+#[test]
+fn awaiting_response_not_http_with_the_servers_fin_says_the_server_closed_first() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let junk = b"SSH-2.0-OpenSSH_9.6\r\n";
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(
+            seq,
+            ack,
+            TcpFlags::FIN | TcpFlags::PSH | TcpFlags::ACK,
+            junk,
+        ),
+        false,
+    );
+    pump(&mut p, 300);
+    let r = p.result();
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("not HTTP"),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Server));
+}
+
+#[test]
+fn awaiting_response_not_http_without_fin_is_our_reset() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    feed(&mut p, seq, ack, b"SSH-2.0-OpenSSH_9.6\r\n", 1448, 300);
+    let r = p.result();
+    assert!(r.error.as_deref().unwrap_or("").contains("not HTTP"));
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Reset));
+}

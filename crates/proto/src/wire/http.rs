@@ -3,8 +3,14 @@
 //!
 //! This runs once per HEAD probe, not per packet, so it may allocate.
 
-/// Header lines accepted in one response head; more is `Invalid("too many headers")`.
-pub const MAX_HEADERS: usize = 64;
+/// The largest response head read (status line, headers, blank line): 1 MiB. curl reads
+/// heads of any size within its own buffers; servers that send a few hundred headers or
+/// long cookies exist, none near this. A larger head is refused as too large, not as
+/// "not HTTP".
+pub const MAX_HEAD: usize = 1 << 20;
+/// Header slots tried first; a head with more is parsed again with room for all of them
+/// (at most one per 4 bytes of head, "a:\r\n", so the count is bounded by `MAX_HEAD`).
+const FIRST_HEADER_SLOTS: usize = 64;
 /// Interim (1xx) heads skipped before the final one; a server sending more is broken.
 pub const MAX_INTERIM_RESPONSES: usize = 16;
 
@@ -43,9 +49,19 @@ pub fn parse_response(bytes: &[u8]) -> HttpParse {
     let mut start = 0usize;
     for _ in 0..=MAX_INTERIM_RESPONSES {
         let rest = bytes.get(start..).unwrap_or(&[]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // Any number of headers: start with a few slots, and when httparse says there
+        // are more, count the head's lines and parse again with a slot for each.
+        let mut headers = vec![httparse::EMPTY_HEADER; FIRST_HEADER_SLOTS];
         let mut response = httparse::Response::new(&mut headers);
-        let len = match config.parse_response(&mut response, rest) {
+        let mut outcome = config.parse_response(&mut response, rest);
+        let mut bigger;
+        if matches!(outcome, Err(httparse::Error::TooManyHeaders)) {
+            let lines = rest.iter().filter(|&&b| b == b'\n').count();
+            bigger = vec![httparse::EMPTY_HEADER; lines.max(FIRST_HEADER_SLOTS)];
+            response = httparse::Response::new(&mut bigger);
+            outcome = config.parse_response(&mut response, rest);
+        }
+        let len = match outcome {
             Ok(httparse::Status::Partial) => return HttpParse::Partial,
             Ok(httparse::Status::Complete(len)) => len,
             Err(e) => return HttpParse::Invalid(e.to_string()),
@@ -177,19 +193,26 @@ mod tests {
     }
 
     #[test]
-    fn header_limit() {
-        let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
-        for i in 0..MAX_HEADERS {
-            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    fn any_number_of_headers() {
+        for n in [
+            0,
+            1,
+            FIRST_HEADER_SLOTS - 1,
+            FIRST_HEADER_SLOTS,
+            FIRST_HEADER_SLOTS + 1,
+            5000,
+        ] {
+            let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for i in 0..n {
+                raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            }
+            // Every prefix is partial, never "too many headers".
+            assert_eq!(parse_response(&raw), HttpParse::Partial, "{n}");
+            raw.extend_from_slice(b"\r\n");
+            let r = complete(&raw);
+            assert_eq!(r.headers.len(), n);
+            assert_eq!(r.head_len, raw.len());
         }
-        let mut at_limit = raw.clone();
-        at_limit.extend_from_slice(b"\r\n");
-        assert_eq!(complete(&at_limit).headers.len(), MAX_HEADERS);
-        raw.extend_from_slice(b"X-one-more: v\r\n\r\n");
-        assert_eq!(
-            parse_response(&raw),
-            HttpParse::Invalid("too many headers".to_owned())
-        );
     }
 
     #[test]
