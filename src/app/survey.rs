@@ -303,8 +303,9 @@ impl Sink {
         if !r.succeeded() {
             self.failed += 1;
         }
-        let sample = Sample::new(&r.legs_ns, r.state, r.retransmissions);
-        self.stats.add(&r.target, &sample);
+        if let Some(sample) = Sample::of(r) {
+            self.stats.add(&r.target, &sample);
+        }
         self.live.update(r, &self.stats);
         match &mut self.records {
             Records::Inline(output) => {
@@ -711,7 +712,8 @@ fn read_jsonl(path: &PathBuf, stats: &mut Survey) -> Result<()> {
             continue;
         }
         match parse_record(text) {
-            Ok((target, sample)) => stats.add(&target, &sample),
+            Ok((target, Some(sample))) => stats.add(&target, &sample),
+            Ok((_, None)) => {}
             Err(_) if !line.ends_with('\n') => {
                 eprintln!("tcpshake: {name}:{n}: last line is cut short; skipped");
             }

@@ -176,11 +176,11 @@ pub fn stats_json(survey: &Survey) -> serde_json::Value {
     })
 }
 
-/// One JSON line → (target, sample). Reads the record type `probe` writes; says what is
-/// wrong with a line that is not a record.
-pub fn parse_record(line: &str) -> Result<(String, Sample), String> {
+/// One JSON line → (target, sample; none for a probe the user interrupted). Reads the
+/// record type `probe` writes; says what is wrong with a line that is not a record.
+pub fn parse_record(line: &str) -> Result<(String, Option<Sample>), String> {
     let r = ProbeResult::from_json_line(line)?;
-    let sample = Sample::new(&r.legs_ns, r.state, r.retransmissions);
+    let sample = Sample::of(&r);
     Ok((r.target, sample))
 }
 
@@ -193,6 +193,7 @@ mod tests {
     #[test]
     fn records_read_back() {
         let (t, s) = parse_record(LINE).unwrap();
+        let s = s.unwrap();
         assert_eq!(t, "198.18.0.2:80");
         assert_eq!(s.legs[Leg::SynToSynack.index()], Some(41_000));
         assert_eq!(s.legs[Leg::RequestToFirstByte.index()], None);
@@ -211,7 +212,16 @@ mod tests {
     fn table_and_json_agree() {
         let mut sv = Survey::default();
         let (t, s) = parse_record(LINE).unwrap();
-        sv.add(&t, &s);
+        sv.add(&t, &s.unwrap());
+        let (_, none) = parse_record(&LINE.replace(
+            r#""error":null"#,
+            r#""error":"interrupted","interrupted":true"#,
+        ))
+        .unwrap();
+        assert!(
+            none.is_none(),
+            "interrupted probes stay out of the statistics"
+        );
         let table = table(&sv, false);
         assert!(table.contains("198.18.0.2:80   probes 1   open 1"));
         assert!(table.contains("41.0 µs"));

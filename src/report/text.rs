@@ -117,6 +117,7 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
         PortState::Open => style.paint("32;1", "open"),
         PortState::Closed => style.paint("31;1", "closed"),
         PortState::Filtered => style.paint("33;1", "filtered"),
+        PortState::Interrupted => style.paint("33", "interrupted"),
     };
     let _ = write!(
         out,

@@ -144,7 +144,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         let now = clock::now();
         if !interrupted && stop.load(Ordering::Relaxed) {
             interrupted = true;
-            probe.abort(now, "interrupted");
+            probe.interrupt(now);
         } else if now >= give_up_at {
             probe.abort(now, "gave up: the exchange exceeded its time budget");
         } else if probe.poll_timeout().is_some_and(|d| now >= d) {

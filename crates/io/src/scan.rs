@@ -338,6 +338,8 @@ impl State {
             PortState::Open => self.totals.open += 1,
             PortState::Closed => self.totals.closed += 1,
             PortState::Filtered => self.totals.filtered_icmp += 1,
+            // A scan's reply is never "interrupted": that is a probe's state.
+            PortState::Interrupted => {}
         }
         on_record(&ScanRecord {
             addr: key.0,

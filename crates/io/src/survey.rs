@@ -331,7 +331,7 @@ impl Loop<'_, '_> {
                 exhausted = true;
                 for i in 0..self.slots.len() {
                     if let Some(s) = self.slots[i].as_mut() {
-                        s.probe.abort(now, "interrupted");
+                        s.probe.interrupt(now);
                     }
                     self.service(i, now, report)?;
                 }

@@ -18,6 +18,9 @@ pub struct Marks {
     pub response_complete: Option<usize>,
     /// The peer answered our SYN with a SYN of its own (SYN-RECEIVED).
     pub simultaneous_open: bool,
+    /// The kernel timestamp (ns) of the ICMP error that ended the exchange: the last
+    /// packet of it, though not a segment of the log.
+    pub icmp_end_ns: Option<u64>,
 }
 
 /// The time from record `from` to record `to`; `None` when `to` came first (never a
@@ -148,6 +151,12 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
 
     if let (Some(s), Some(last)) = (first_syn, log.iter().rposition(usable)) {
         legs.set(Leg::Total, gap(log, s, last));
+        // An ICMP error that ended the exchange is its last packet: the total runs to it.
+        if let Some(end) = marks.icmp_end_ns
+            && end > log[last].ts_ns
+        {
+            legs.set(Leg::Total, end.checked_sub(log[s].ts_ns));
+        }
     }
     (legs, notes)
 }

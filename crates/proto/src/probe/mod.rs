@@ -112,6 +112,8 @@ pub struct Probe {
     timers: Vec<TimerRecord>,
     anomalies: Vec<String>,
     error: Option<String>,
+    /// The user stopped the probe before it ended (Ctrl-C, SIGTERM).
+    interrupted: bool,
     tls: Option<tls::TlsSession>,
     tls_setup_error: Option<String>,
     /// ICMP errors about our 4-tuple that the connection did not believe.
@@ -149,6 +151,7 @@ impl Probe {
             timers: Vec::new(),
             anomalies: Vec::new(),
             error: None,
+            interrupted: false,
             tls: None,
             tls_setup_error: None,
             icmp_ignored: 0,
@@ -523,6 +526,7 @@ impl Probe {
                     t_ns: t,
                     what: format!("ICMP {reason} from {from}"),
                 });
+                self.marks.icmp_end_ns = Some(at.as_nanos());
                 self.drain_events(at, Cause::Ours);
                 self.finish();
             }
@@ -900,7 +904,17 @@ impl Probe {
         self.deadline = None;
     }
 
-    /// Stop now (Ctrl-C, or the caller's own limit): reset the connection if it is open.
+    /// The user stopped us (Ctrl-C, SIGTERM): reset the connection if it is open. The
+    /// record says so, and a probe that had no verdict yet is `interrupted`, not filtered.
+    pub fn interrupt(&mut self, now: Instant) {
+        if self.phase != Phase::Done {
+            self.interrupted = true;
+            self.abort(now, "interrupted");
+        }
+    }
+
+    /// Stop now (the caller's own limit, a failure of the I/O around us): reset the
+    /// connection if it is open.
     pub fn abort(&mut self, now: Instant, why: &str) {
         if self.phase != Phase::Done {
             self.fail(now, why.to_string());
@@ -990,7 +1004,12 @@ impl Probe {
         anomalies: Vec<String>,
         timers: Vec<TimerRecord>,
     ) -> ProbeResult {
-        let Verdict { state, reason } = self.state.unwrap_or(Verdict::NO_RESPONSE);
+        let unknown = if self.interrupted {
+            Verdict::INTERRUPTED
+        } else {
+            Verdict::NO_RESPONSE
+        };
+        let Verdict { state, reason } = self.state.unwrap_or(unknown);
         let (legs, leg_notes) = self.legs(&segments);
         ProbeResult {
             schema: SCHEMA,
@@ -1022,6 +1041,7 @@ impl Probe {
             path_mtu: self.conn.path_mtu(),
             pmtu_black_hole: self.conn.pmtu_black_hole(),
             error: self.error.clone(),
+            interrupted: self.interrupted,
         }
     }
 

@@ -424,6 +424,10 @@ pub struct ProbeResult {
     #[serde(default)]
     pub pmtu_black_hole: bool,
     pub error: Option<String>,
+    /// The user stopped this probe before it ended (Ctrl-C, SIGTERM): its legs are
+    /// partial, and statistics leave it out. Only written when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// HTTPS only: what the TLS handshake negotiated and showed.
     pub tls: Option<TlsRecord>,
 }

@@ -14,7 +14,7 @@
 //!
 //! SLOs (`--slo 'syn_to_synack.p99<5ms'`) are parsed and judged here too.
 
-use super::record::{Leg, Legs, PortState};
+use super::record::{Leg, Legs, PortState, ProbeResult};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -32,6 +32,12 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A record as statistics see it; `None` for a probe the user interrupted, whose
+    /// legs are partial and whose verdict may be missing: statistics leave it out.
+    pub fn of(r: &ProbeResult) -> Option<Sample> {
+        (!r.interrupted).then(|| Sample::new(&r.legs_ns, r.state, r.retransmissions))
+    }
+
     pub fn new(legs: &Legs, state: PortState, retransmissions: u32) -> Sample {
         Sample {
             legs: Leg::ALL.map(|l| legs.get(l)),
@@ -104,6 +110,10 @@ pub struct Accumulator {
 
 impl Accumulator {
     pub fn add(&mut self, s: &Sample) {
+        // `Sample::of` keeps interrupted probes out; one made by hand counts nowhere.
+        if s.state == PortState::Interrupted {
+            return;
+        }
         if self.rows.is_empty() {
             // Most targets of a big survey get one probe: room for exactly one row, not
             // the four a Vec starts with.
@@ -119,7 +129,7 @@ impl Accumulator {
         let n = match s.state {
             PortState::Open => &mut self.open,
             PortState::Closed => &mut self.closed,
-            PortState::Filtered => &mut self.filtered,
+            PortState::Filtered | PortState::Interrupted => &mut self.filtered,
         };
         *n = n.saturating_add(1);
     }

@@ -380,6 +380,8 @@ fn icmp_quoting_our_isn_filters_the_port_but_frag_needed_does_not() {
     );
     assert_eq!(r.icmp_ignored, 0);
     assert_eq!(r.path_mtu, Some(1000));
+    // SYN on the tap at 2 µs, the ICMP error at 30: the exchange lasted until the error.
+    assert_eq!(r.legs_ns.get(Leg::Total), Some(28_000));
     let lines: Vec<&str> = r.timers.iter().map(|t| t.what.as_str()).collect();
     assert!(
         lines.contains(
@@ -961,4 +963,41 @@ fn awaiting_response_not_http_without_fin_is_our_reset() {
     let r = p.result();
     assert!(r.error.as_deref().unwrap_or("").contains("not HTTP"));
     assert_eq!(r.close_initiator, Some(CloseInitiator::Reset));
+}
+
+#[test]
+fn syn_sent_interrupt_is_interrupted_not_filtered() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.interrupt(at(500));
+    pump(&mut p, 500);
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!(
+        (r.state, r.reason.as_str(), r.interrupted),
+        (PortState::Interrupted, "interrupted", true)
+    );
+    assert!(crate::probe::stats::Sample::of(&r).is_none());
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(
+        json.contains(r#""state":"interrupted","reason":"interrupted""#),
+        "{json}"
+    );
+    assert_eq!(ProbeResult::from_json_line(&json).unwrap(), r);
+}
+
+#[test]
+fn established_interrupt_keeps_the_verdict_and_is_marked() {
+    let (mut p, _, _) = requested(1_000, 9_000);
+    p.interrupt(at(400));
+    let out = pump(&mut p, 400);
+    assert!(
+        out.iter().any(|s| s.flags.rst()),
+        "an open connection is reset"
+    );
+    let r = p.result();
+    assert_eq!((r.state, r.interrupted), (PortState::Open, true));
+    assert_eq!(r.error.as_deref(), Some("interrupted"));
+    assert!(crate::probe::stats::Sample::of(&r).is_none());
 }

@@ -8,6 +8,10 @@
 //! | RST acknowledging the SYN (RFC 9293 §3.10.7.3) | closed | `reset` |
 //! | an ICMP/ICMPv6 destination unreachable or time exceeded quoting it | filtered | the ICMP error (`port-unreach`, `admin-prohibited`, …) |
 //! | nothing, after every retransmission | filtered | `no-response` |
+//! | nothing yet when the user stopped us (Ctrl-C, SIGTERM) | interrupted | `interrupted` |
+//!
+//! `interrupted` is not one of nmap's states: a probe stopped before anything answered
+//! says nothing about the port, and calling it filtered would be a guess.
 
 use crate::wire::{IcmpKind, TcpFlags};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -19,6 +23,8 @@ pub enum PortState {
     Open,
     Closed,
     Filtered,
+    /// Stopped by the user before any verdict.
+    Interrupted,
 }
 
 impl PortState {
@@ -27,6 +33,7 @@ impl PortState {
             PortState::Open => "open",
             PortState::Closed => "closed",
             PortState::Filtered => "filtered",
+            PortState::Interrupted => "interrupted",
         }
     }
 }
@@ -56,9 +63,11 @@ pub enum Reason {
     TimeExceeded,
     /// Any other destination-unreachable code.
     Unreach,
+    /// The user stopped the probe before any verdict.
+    Interrupted,
 }
 
-const REASON_WORDS: [(Reason, &str); 14] = [
+const REASON_WORDS: [(Reason, &str); 15] = [
     (Reason::SynAck, "syn-ack"),
     (Reason::SplitHandshakeSyn, "split-handshake-syn"),
     (Reason::Reset, "reset"),
@@ -73,6 +82,7 @@ const REASON_WORDS: [(Reason, &str); 14] = [
     (Reason::AdminProhibited, "admin-prohibited"),
     (Reason::TimeExceeded, "time-exceeded"),
     (Reason::Unreach, "unreach"),
+    (Reason::Interrupted, "interrupted"),
 ];
 
 impl Reason {
@@ -156,6 +166,11 @@ impl Verdict {
     pub const NO_RESPONSE: Verdict = Verdict {
         state: PortState::Filtered,
         reason: Reason::NoResponse,
+    };
+    /// Stopped by the user before any answer.
+    pub const INTERRUPTED: Verdict = Verdict {
+        state: PortState::Interrupted,
+        reason: Reason::Interrupted,
     };
 
     /// The verdict of a TCP segment that acknowledges our SYN, by its flags: RST → closed;
