@@ -58,32 +58,71 @@ pub struct IpRepr {
 pub struct IpPacket<'a> {
     pub ip: IpRepr,
     pub payload: &'a [u8],
-    /// IPv4: a fragment (MF set or offset ≠ 0); IPv6: a Fragment header was present.
-    pub fragment: bool,
+    /// Set when this packet is one fragment of a larger datagram: `payload` is then only a
+    /// piece of the upper-layer bytes (for a later fragment, not even their start) and must
+    /// go through reassembly ([`super::defrag`]) before anything reads it as TCP. An IPv6
+    /// atomic fragment (offset 0, M clear) is whole: RFC 6946 §4 has it processed as a
+    /// packet that was never fragmented, so it parses with `fragment: None`.
+    pub fragment: Option<Fragment>,
+}
+
+/// Where a fragment belongs in its datagram (RFC 791 §3.1, RFC 8200 §4.5).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Fragment {
+    /// IPv4 Identification (16 bits) or IPv6 Fragment Identification (32 bits).
+    pub ident: u32,
+    /// Where this fragment's data starts in the datagram's fragmentable part, in bytes.
+    pub offset: usize,
+    /// More fragments follow (IPv4 MF, IPv6 M).
+    pub more: bool,
 }
 
 /// Where the extension-header chain of an IPv6 packet ends.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Ipv6Upper {
-    /// The upper-layer protocol (the first next-header value that is not skipped).
+    /// The upper-layer protocol (the first next-header value that is not skipped); for a
+    /// fragment, the Fragment header's Next Header.
     pub protocol: u8,
-    /// Offset of the upper-layer header from the end of the fixed header.
+    /// Offset of the upper-layer header from the end of the fixed header; for a fragment,
+    /// of the fragment's data (right after the Fragment header).
     pub offset: usize,
-    /// A Fragment header was seen.
-    pub fragment: bool,
+    /// A Fragment header that is not atomic (RFC 6946: offset 0 and M clear is atomic).
+    pub fragment: Option<Fragment>,
+    /// A Fragment header was seen, atomic or not.
+    pub fragment_header: Option<FragmentHeaderAt>,
     /// The Fragment header's offset field is non-zero: the upper-layer header is in an
     /// earlier fragment, so the bytes at `offset` are not a header.
     pub later_fragment: bool,
 }
 
+/// Where a Fragment header sits, for reassembly (RFC 8200 §4.5): offsets from the end of
+/// the fixed header.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FragmentHeaderAt {
+    /// The Fragment header itself; the unfragmentable part is everything before it.
+    pub at: usize,
+    /// The header whose Next Header field names the Fragment header (its first byte);
+    /// `None`: the fixed header's (byte 6 of the packet).
+    pub named_by: Option<usize>,
+    /// The Fragment header's own Next Header: the first header of the fragmentable part.
+    pub next_header: u8,
+}
+
 /// Walk the IPv6 extension headers in `bytes` (everything after the fixed header),
 /// starting with `next_header` from the fixed header (RFC 8200 §4). `Truncated` if a
 /// header runs past `bytes`; `Unsupported` if the chain is longer than
-/// [`MAX_IPV6_EXTENSIONS`].
+/// [`MAX_IPV6_EXTENSIONS`]. The tap's BPF filter (net/bpf.rs) walks the same chain with
+/// the same bound, so what the filter lets through is what this walk can read.
 pub fn skip_ipv6_extensions(mut next_header: u8, bytes: &[u8]) -> Result<Ipv6Upper> {
     let mut offset = 0usize;
-    let mut fragment = false;
-    let mut later_fragment = false;
+    let mut previous: Option<usize> = None;
+    let mut upper = Ipv6Upper {
+        protocol: 0,
+        offset: 0,
+        fragment: None,
+        fragment_header: None,
+        later_fragment: false,
+    };
     for _ in 0..MAX_IPV6_EXTENSIONS {
         let len = match next_header {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
@@ -92,10 +131,30 @@ pub fn skip_ipv6_extensions(mut next_header: u8, bytes: &[u8]) -> Result<Ipv6Upp
                 (usize::from(units) + 1) * 8
             }
             IPV6_FRAGMENT => {
-                // RFC 8200 §4.5: always 8 bytes; offset in the top 13 bits of bytes 2–3.
+                // RFC 8200 §4.5: always 8 bytes; offset in the top 13 bits of bytes 2–3,
+                // M in the lowest bit, the identification in bytes 4–7.
                 let hdr = bytes.get(offset..offset + 8).ok_or(Error::Truncated)?;
-                fragment = true;
-                later_fragment = u16::from_be_bytes([hdr[2], hdr[3]]) >> 3 != 0;
+                let word = u16::from_be_bytes([hdr[2], hdr[3]]);
+                let frag = Fragment {
+                    ident: u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]),
+                    offset: usize::from(word >> 3) * 8,
+                    more: word & 1 != 0,
+                };
+                upper.fragment_header = Some(FragmentHeaderAt {
+                    at: offset,
+                    named_by: previous,
+                    next_header: hdr[0],
+                });
+                // RFC 6946 §4: an atomic fragment is a whole packet; the walk goes on.
+                // A real fragment ends the walk: what follows is the fragmentable part,
+                // whole or cut short by the fragmentation, to be reassembled first.
+                if frag.offset != 0 || frag.more {
+                    upper.fragment = Some(frag);
+                    upper.later_fragment = frag.offset != 0;
+                    upper.protocol = hdr[0];
+                    upper.offset = offset + 8;
+                    return Ok(upper);
+                }
                 8
             }
             IPV6_AUTH => {
@@ -103,27 +162,22 @@ pub fn skip_ipv6_extensions(mut next_header: u8, bytes: &[u8]) -> Result<Ipv6Upp
                 (usize::from(units) + 2) * 4
             }
             protocol => {
-                return Ok(Ipv6Upper {
-                    protocol,
-                    offset,
-                    fragment,
-                    later_fragment,
-                });
+                upper.protocol = protocol;
+                upper.offset = offset;
+                return Ok(upper);
             }
         };
         let hdr = bytes.get(offset..offset + len).ok_or(Error::Truncated)?;
         next_header = hdr[0];
+        previous = Some(offset);
         offset += len;
     }
     if is_ipv6_extension(next_header) {
         return Err(Error::Unsupported);
     }
-    Ok(Ipv6Upper {
-        protocol: next_header,
-        offset,
-        fragment,
-        later_fragment,
-    })
+    upper.protocol = next_header;
+    upper.offset = offset;
+    Ok(upper)
 }
 
 /// The extension headers [`skip_ipv6_extensions`] knows how to step over.
@@ -176,7 +230,13 @@ fn parse_v4(bytes: &[u8]) -> Result<IpPacket<'_>> {
         dont_frag: flags & IPV4_FLAG_DF != 0,
         payload_len: payload.len(),
     };
-    let fragment = flags & IPV4_FLAG_MF != 0 || pkt.get_fragment_offset() != 0;
+    let more = flags & IPV4_FLAG_MF != 0;
+    let offset = usize::from(pkt.get_fragment_offset()) * 8;
+    let fragment = (more || offset != 0).then_some(Fragment {
+        ident: u32::from(ip.ident),
+        offset,
+        more,
+    });
     Ok(IpPacket {
         ip,
         payload,
@@ -323,7 +383,7 @@ mod tests {
         assert_eq!(p.ip.ttl, 64);
         assert_eq!(p.ip.ident, 0x84c0);
         assert!(p.ip.dont_frag);
-        assert!(!p.fragment);
+        assert_eq!(p.fragment, None);
         assert_eq!(p.payload.len(), 40);
         // Re-emitting the same fields gives the same bytes, checksum included.
         let mut out = [0u8; 20];
@@ -340,7 +400,7 @@ mod tests {
         let p = IpPacket::parse(&bytes).unwrap();
         assert_eq!(p.ip, repr);
         assert_eq!(p.payload, b"hello");
-        assert!(!p.fragment);
+        assert_eq!(p.fragment, None);
     }
 
     #[test]
@@ -422,16 +482,24 @@ mod tests {
         let p = IpPacket::parse(&bytes).unwrap();
         assert_eq!(p.payload, &[9, 9]);
 
-        for (word, frag) in [
-            (0x2000u16, true),
-            (0x0001, true),
-            (0x4000, false),
-            (0, false),
+        let frag = |offset, more| {
+            Some(Fragment {
+                ident: 0,
+                offset,
+                more,
+            })
+        };
+        for (word, want) in [
+            (0x2000u16, frag(0, true)),
+            (0x0001, frag(8, false)),
+            (0x3fff, frag(0x1fff * 8, true)),
+            (0x4000, None),
+            (0, None),
         ] {
             bytes[6..8].copy_from_slice(&word.to_be_bytes());
             fix_v4_checksum(&mut bytes);
             let p = IpPacket::parse(&bytes).unwrap();
-            assert_eq!(p.fragment, frag, "flags/offset word {word:#06x}");
+            assert_eq!(p.fragment, want, "flags/offset word {word:#06x}");
             assert_eq!(p.ip.dont_frag, word & 0x4000 != 0);
         }
     }
@@ -471,22 +539,130 @@ mod tests {
         assert_eq!(p.ip.protocol, PROTO_TCP);
         assert_eq!(p.payload, b"tcp!");
         assert_eq!(p.ip.payload_len, 4);
-        assert!(!p.fragment);
+        assert_eq!(p.fragment, None);
 
         let frag = (IPV6_FRAGMENT, vec![0, 0, 1, 0, 0, 0, 42]); // offset 0, M=1
         let bytes = v6_with_extensions(&[frag], PROTO_TCP, b"x");
         let p = IpPacket::parse(&bytes).unwrap();
-        assert!(p.fragment);
+        assert_eq!(
+            p.fragment,
+            Some(Fragment {
+                ident: 42,
+                offset: 0,
+                more: true
+            })
+        );
         assert_eq!(p.ip.protocol, PROTO_TCP);
         assert_eq!(p.payload, b"x");
+    }
+
+    #[test]
+    fn v6_each_extension_header_alone() {
+        let routing0 = {
+            // Type 0 (RFC 5095 deprecates it; with Segments Left 0 it is skipped, §4.4).
+            let mut b = vec![2u8, 0, 0]; // len 2 → 24 bytes, type 0, segments left 0
+            b.resize(23, 0);
+            b
+        };
+        let srh = {
+            // Segment Routing Header (RFC 8754): routing type 4, segments left 0.
+            let mut b = vec![2u8, 4, 0, 0, 0, 0, 0];
+            b.resize(23, 0);
+            b
+        };
+        for (kind, body, len) in [
+            (IPV6_HOP_BY_HOP, vec![0, 1, 4, 0, 0, 0, 0], 8),
+            (
+                IPV6_DEST_OPTS,
+                vec![1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                16,
+            ),
+            (IPV6_ROUTING, routing0, 24),
+            (IPV6_ROUTING, srh, 24),
+            (IPV6_AUTH, vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 12),
+            (IPV6_FRAGMENT, vec![0, 0, 0, 0, 0, 0, 7], 8), // atomic: offset 0, M=0
+        ] {
+            let bytes = v6_with_extensions(&[(kind, body)], PROTO_TCP, b"seg");
+            let p = IpPacket::parse(&bytes).unwrap();
+            assert_eq!(p.ip.protocol, PROTO_TCP, "header {kind}");
+            assert_eq!(p.payload, b"seg", "header {kind}");
+            assert_eq!(
+                p.fragment, None,
+                "header {kind}: atomic fragments are whole"
+            );
+            let up = skip_ipv6_extensions(kind, &bytes[40..]).unwrap();
+            assert_eq!(up.offset, len, "header {kind}");
+            assert_eq!(
+                up.fragment_header.is_some(),
+                kind == IPV6_FRAGMENT,
+                "header {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn v6_unknown_next_header_ends_the_walk() {
+        // 59 (No Next Header) and an unassigned 253 are not extension headers we know: the
+        // walk stops there and reports them as the upper layer, which nobody here reads.
+        for upper in [59u8, 253, 17] {
+            let hop = (IPV6_HOP_BY_HOP, vec![0, 1, 4, 0, 0, 0, 0]);
+            let bytes = v6_with_extensions(&[hop], upper, b"zz");
+            let p = IpPacket::parse(&bytes).unwrap();
+            assert_eq!(p.ip.protocol, upper);
+            assert_eq!(p.payload, b"zz");
+        }
+    }
+
+    #[test]
+    fn v6_fragment_header_position_is_reported() {
+        let hop = (IPV6_HOP_BY_HOP, vec![0, 1, 4, 0, 0, 0, 0]);
+        let dest = (IPV6_DEST_OPTS, vec![0, 1, 4, 0, 0, 0, 0]);
+        let frag = (IPV6_FRAGMENT, vec![0, 0x00, 0x11, 0xde, 0xad, 0xbe, 0xef]); // offset 2, M
+        let bytes = v6_with_extensions(&[hop, dest, frag], PROTO_TCP, b"datadata");
+        let up = skip_ipv6_extensions(bytes[6], &bytes[40..]).unwrap();
+        assert_eq!(
+            up.fragment_header,
+            Some(FragmentHeaderAt {
+                at: 16,
+                named_by: Some(8),
+                next_header: PROTO_TCP
+            })
+        );
+        assert_eq!(
+            up.fragment,
+            Some(Fragment {
+                ident: 0xdead_beef,
+                offset: 16,
+                more: true
+            })
+        );
+        assert!(up.later_fragment);
+        assert_eq!(up.offset, 24);
+        let p = IpPacket::parse(&bytes).unwrap();
+        assert_eq!(
+            p.payload, b"datadata",
+            "a later fragment's payload is its data"
+        );
+        // Fragment header first: named by the fixed header.
+        let frag = (IPV6_FRAGMENT, vec![0, 0, 1, 0, 0, 0, 1]);
+        let bytes = v6_with_extensions(&[frag], PROTO_TCP, b"x");
+        let up = skip_ipv6_extensions(bytes[6], &bytes[40..]).unwrap();
+        assert_eq!(up.fragment_header.map(|f| f.named_by), Some(None));
+        assert!(!up.later_fragment);
     }
 
     #[test]
     fn v6_later_fragment_is_flagged() {
         let after = [PROTO_TCP, 0, 0x00, 0x08, 0, 0, 0, 1]; // offset 1 (8 bytes)
         let up = skip_ipv6_extensions(IPV6_FRAGMENT, &after).unwrap();
-        assert!(up.fragment && up.later_fragment);
+        assert!(up.fragment.is_some() && up.later_fragment);
         assert_eq!(up.offset, 8);
+        // A later fragment whose Next Header names an extension header: its data is not
+        // walked (it is the middle of the fragmentable part), even when it is too short to
+        // be the header it would claim to be.
+        let after = [IPV6_DEST_OPTS, 0, 0x00, 0x08, 0, 0, 0, 1, 0];
+        let up = skip_ipv6_extensions(IPV6_FRAGMENT, &after).unwrap();
+        assert_eq!((up.protocol, up.offset), (IPV6_DEST_OPTS, 8));
     }
 
     #[test]
@@ -514,6 +690,9 @@ mod tests {
         assert_eq!(IpPacket::parse(&bare), Err(Error::Truncated));
         // Fragment header cut short.
         let bytes = v6_with_extensions(&[(IPV6_FRAGMENT, vec![0, 0])], 6, &[]);
+        assert_eq!(IpPacket::parse(&bytes), Err(Error::Truncated));
+        // Truncated inside a chain: the second header's length byte is missing.
+        let bytes = v6_with_extensions(&[(IPV6_HOP_BY_HOP, vec![0, 1, 4, 0, 0, 0, 0])], 60, &[]);
         assert_eq!(IpPacket::parse(&bytes), Err(Error::Truncated));
         // A chain longer than the bound: nine destination-options headers.
         let chain: Vec<_> = (0..9).map(|_| (IPV6_DEST_OPTS, vec![0; 7])).collect();

@@ -6,12 +6,14 @@
 //! accessors unchecked (pnet's `new()` checks only the fixed header). Odd but well-formed
 //! packets (SYN|FIN, unknown options) parse fine and are reported by the layers above;
 //! broken ones give a typed [`Error`]. This module reads no clock and allocates nothing per
-//! packet (only [`http`] allocates, once per response head).
+//! packet (only [`http`] allocates, once per response head, and [`defrag`], for fragments
+//! alone: whole packets pass it untouched).
 //!
 //! The contract is tested in `fuzz.rs`: arbitrary bytes into every entry point, and every
 //! single-byte mutation, truncation and extension of real Linux packets.
 
 pub mod checksum;
+pub mod defrag;
 pub mod http;
 pub mod icmp;
 pub mod ip;

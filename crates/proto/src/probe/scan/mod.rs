@@ -205,7 +205,7 @@ pub fn inspect(
     let Some(local) = locals.for_family(v6) else {
         return Seen::Other;
     };
-    if pkt.fragment {
+    if pkt.fragment.is_some() {
         return Seen::Other;
     }
     match pkt.ip.protocol {
