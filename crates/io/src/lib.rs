@@ -4,6 +4,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod bpf;
 pub mod clock;
 mod cmsg;
 pub mod frames;

@@ -6,7 +6,8 @@
 //! measured). The ring costs no system call per packet: the kernel writes each frame into
 //! memory we share, and we see it the moment our run loop looks — after a SYN-ACK that
 //! is most of what separates our reaction time from the kernel's. A classic BPF filter
-//! keeps only TCP to or from our source port and ICMP/ICMPv6.
+//! (bpf.rs) keeps only TCP to or from our source port, arriving TCP fragments, and
+//! ICMP/ICMPv6.
 
 use super::cmsg::{PACKET_AUXDATA, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY};
 use super::tapqueue::QueueReader;
@@ -30,8 +31,6 @@ const TP_STATUS_USER: u32 = 1;
 const PACKET_STATISTICS: libc::c_int = 6;
 pub(super) const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
-const ETH_P_IP: u32 = 0x0800;
-const ETH_P_IPV6: u32 = 0x86dd;
 
 /// How the ring is cut into frames (each frame holds one packet).
 #[derive(Clone, Copy, Debug)]
@@ -163,7 +162,7 @@ impl Tap {
         Tap::open_with(
             ifindex,
             ifname,
-            &range_filter(port, port),
+            &range_filter(port, port)?,
             loopback,
             RingShape::CONNECTION,
         )
@@ -177,14 +176,14 @@ impl Tap {
         loopback: bool,
         shape: RingShape,
     ) -> Result<Tap> {
-        Tap::open_with(ifindex, ifname, &range_filter(port, port), loopback, shape)
+        Tap::open_with(ifindex, ifname, &range_filter(port, port)?, loopback, shape)
     }
 
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
     /// serves every probe of a survey that leaves through this interface. It reads the
     /// socket's queue, not a ring (tapqueue.rs says why).
     pub fn open_range(ifindex: u32, ifname: &str, lo: u16, hi: u16, loopback: bool) -> Result<Tap> {
-        Tap::open_with(ifindex, ifname, &range_filter(lo, hi), loopback, None)
+        Tap::open_with(ifindex, ifname, &range_filter(lo, hi)?, loopback, None)
     }
 
     fn open_with(
@@ -444,58 +443,12 @@ pub(super) fn bind_to_interface(socket: &Socket, ifindex: u32) -> io::Result<()>
     }
 }
 
-/// Classic BPF over a cooked (SOCK_DGRAM) packet, which starts at the IP header:
-/// accept IPv4/IPv6 TCP with a port in `lo..=hi` as source or destination (one port:
-/// `lo == hi`), and every ICMP/ICMPv6 packet (errors quoting our segments are matched in
-/// user space). IPv6 extension headers before TCP are rare on these paths; such packets
-/// are not seen.
-fn range_filter(lo: u16, hi: u16) -> Vec<SockFilter> {
-    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const LD_H_IND: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_IND) as u16;
-    const LDX_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
-    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-    const JGT: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
-    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let (lo, hi) = (u32::from(lo), u32::from(hi));
-    let skf_proto = (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32;
-    let f = SockFilter::new;
-    // Jump offsets count from the next instruction; targets are in the comments.
-    vec![
-        /* 0 */ f(LD_W_ABS, 0, 0, skf_proto),
-        /* 1 */ f(JEQ, 0, 11, ETH_P_IP), // not IPv4 -> 13
-        // IPv4
-        /* 2 */ f(LD_B_ABS, 0, 0, 9),
-        /* 3 */
-        f(JEQ, 20, 0, u32::from(tcpshake_proto::wire::ip::PROTO_ICMP)), // -> accept (24)
-        /* 4 */
-        f(JEQ, 0, 20, u32::from(tcpshake_proto::wire::ip::PROTO_TCP)), // -> drop (25)
-        /* 5 */ f(LDX_MSH, 0, 0, 0),
-        /* 6 */ f(LD_H_IND, 0, 0, 0), // source port
-        /* 7 */ f(JGE, 0, 2, lo), // below -> 10
-        /* 8 */ f(JGT, 1, 0, hi), // above -> 10
-        /* 9 */ f(RET, 0, 0, 0x0004_0000),
-        /* 10 */ f(LD_H_IND, 0, 0, 2), // destination port
-        /* 11 */ f(JGE, 0, 13, lo), // below -> drop (25)
-        /* 12 */ f(JGT, 12, 11, hi), // above -> drop (25), else accept (24)
-        // IPv6 (A still holds the protocol)
-        /* 13 */
-        f(JEQ, 0, 11, ETH_P_IPV6), // -> drop (25)
-        /* 14 */ f(LD_B_ABS, 0, 0, 6),
-        /* 15 */
-        f(JEQ, 8, 0, u32::from(tcpshake_proto::wire::ip::PROTO_ICMPV6)), // -> accept (24)
-        /* 16 */
-        f(JEQ, 0, 8, u32::from(tcpshake_proto::wire::ip::PROTO_TCP)), // -> drop (25)
-        /* 17 */ f(LD_H_ABS, 0, 0, 40),
-        /* 18 */ f(JGE, 0, 2, lo), // below -> 21
-        /* 19 */ f(JGT, 1, 0, hi), // above -> 21
-        /* 20 */ f(RET, 0, 0, 0x0004_0000),
-        /* 21 */ f(LD_H_ABS, 0, 0, 42),
-        /* 22 */ f(JGE, 0, 2, lo), // below -> drop (25)
-        /* 23 */ f(JGT, 1, 0, hi), // above -> drop (25), else accept (24)
-        /* 24 */ f(RET, 0, 0, 0x0004_0000),
-        /* 25 */ f(RET, 0, 0, 0),
-    ]
+/// The tap's BPF filter for TCP ports `lo..=hi` (bpf.rs says what it passes and why).
+fn range_filter(lo: u16, hi: u16) -> Result<Vec<SockFilter>> {
+    let prog = super::bpf::range_filter(lo, hi)
+        .map_err(|e| anyhow::anyhow!("building the tap's BPF filter: {e}"))?;
+    Ok(prog
+        .into_iter()
+        .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
+        .collect())
 }
