@@ -98,6 +98,13 @@ fn segment_line(r: &ProbeResult, s: &SegmentRecord, style: Style) -> String {
     if s.foreign {
         let _ = write!(line, "  {}", style.paint("31", "[not sent by tcpshake]"));
     }
+    if s.fragments > 1 {
+        let _ = write!(
+            line,
+            "  {}",
+            style.paint("33", &format!("[{} fragments]", s.fragments))
+        );
+    }
     if !s.transitions.is_empty() {
         let changes: Vec<String> = s.transitions.iter().map(ToString::to_string).collect();
         let _ = write!(line, "   {}", style.paint("33", &changes.join(", ")));

@@ -5,7 +5,7 @@ use super::guard::{Guard, MARK};
 use super::ports::PortReservation;
 use super::route;
 use super::sender::RawSender;
-use super::tap::Tap;
+use super::tap::{Tap, TapMeta};
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
 use std::io;
@@ -16,6 +16,7 @@ use tcpshake_proto::probe::record::ProbeResult;
 use tcpshake_proto::probe::{Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::IpRepr;
+use tcpshake_proto::wire::defrag::{Defrag, Defragged};
 use tcpshake_proto::wire::ip::PROTO_TCP;
 
 /// After a transmit, poll the tap without sleeping for this long: a reply that comes within
@@ -99,6 +100,8 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
     });
     let mut probe = Probe::new(cfg);
     let mut packets = Vec::new();
+    // Arriving fragments wait here until their datagram is whole (wire/defrag.rs).
+    let mut defrag = Defrag::new(capture);
     let mut rx = vec![vec![0u8; 65536]; super::tap::BATCH];
     let mut batch = Vec::with_capacity(super::tap::BATCH);
 
@@ -122,14 +125,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         let mut received = false;
         for &(slot, meta) in &batch {
             let bytes = &rx[slot][..meta.len];
-            let ours = probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
-            if capture && ours {
-                packets.push(Captured {
-                    at: meta.at,
-                    bytes: bytes.to_vec(),
-                });
-            }
-            received |= ours;
+            received |= deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
         }
         if received && let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?
         {
@@ -179,14 +175,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         match tap.recv(&mut rx[0])? {
             Some(meta) => {
                 let bytes = &rx[0][..meta.len];
-                let ours =
-                    probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
-                if capture && ours {
-                    packets.push(Captured {
-                        at: meta.at,
-                        bytes: bytes.to_vec(),
-                    });
-                }
+                deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
                 quiet_since = clock::now();
             }
             None => std::hint::spin_loop(),
@@ -196,6 +185,50 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
         result: probe.into_result(),
         packets,
     })
+}
+
+/// Hand one packet off the tap to `probe`. Arriving packets go through `defrag` first:
+/// a fragment is held until its datagram is whole, which then reaches the probe stamped
+/// with the completing fragment's arrival, and (for `--pcap`) each fragment is kept as it
+/// came, as tcpdump would show it. Returns whether the packet was the probe's.
+pub(crate) fn deliver(
+    probe: &mut Probe,
+    defrag: &mut Defrag,
+    meta: TapMeta,
+    bytes: &[u8],
+    capture: bool,
+    packets: &mut Vec<Captured>,
+) -> bool {
+    let whole = if meta.outgoing {
+        Defragged::Whole
+    } else {
+        defrag.push(meta.at, bytes, meta.checksum_offloaded)
+    };
+    match whole {
+        Defragged::Whole => {
+            let ours = probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+            if capture && ours {
+                packets.push(Captured {
+                    at: meta.at,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            ours
+        }
+        Defragged::Complete(d) => {
+            let ours =
+                probe.handle_datagram(meta.at, false, &d.bytes, d.checksum_offloaded, d.fragments);
+            if capture && ours {
+                packets.extend(
+                    d.originals
+                        .into_iter()
+                        .map(|(at, bytes)| Captured { at, bytes }),
+                );
+            }
+            ours
+        }
+        Defragged::Held | Defragged::Dropped(_) => false,
+    }
 }
 
 /// An upper bound on one exchange, however the peer behaves: every SYN backoff, then the

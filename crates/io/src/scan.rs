@@ -33,6 +33,7 @@ use tcpshake_proto::probe::scan::{
     self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_syn,
 };
 use tcpshake_proto::time::Instant;
+use tcpshake_proto::wire::defrag::{Defrag, Defragged};
 
 /// SYNs per `sendmmsg`.
 const BATCH: usize = 64;
@@ -573,9 +574,11 @@ fn receive(
     let mut rst_ident: u16 = random::random_u32() as u16;
     let mut next_expiry = clock::now() + horizon;
     let mut last_round = false;
+    // One reassembler per tap: a fragmented SYN-ACK is matched once whole (defrag.rs).
+    let mut defrags: Vec<Defrag> = taps.iter().map(|_| Defrag::new(false)).collect();
     loop {
         let mut got = 0usize;
-        for (tap, locals) in taps.iter_mut() {
+        for ((tap, locals), defrag) in taps.iter_mut().zip(defrags.iter_mut()) {
             // Bounded per pass so both taps get their turn.
             for _ in 0..4096 {
                 let Some(meta) = tap.recv(&mut buf).context("reading the AF_PACKET tap")? else {
@@ -583,7 +586,17 @@ fn receive(
                 };
                 got += 1;
                 let bytes = &buf[..meta.len];
-                match scan::inspect(bytes, meta.checksum_offloaded, locals, cookie, retries) {
+                let whole = if meta.outgoing {
+                    Defragged::Whole
+                } else {
+                    defrag.push(meta.at, bytes, meta.checksum_offloaded)
+                };
+                let (bytes, offloaded) = match &whole {
+                    Defragged::Whole => (bytes, meta.checksum_offloaded),
+                    Defragged::Complete(d) => (&d.bytes[..], d.checksum_offloaded),
+                    Defragged::Held | Defragged::Dropped(_) => continue,
+                };
+                match scan::inspect(bytes, offloaded, locals, cookie, retries) {
                     Seen::OurSyn { remote, seq } => {
                         if tx_times.len() < TX_TIMES_CAP {
                             tx_times.insert((remote.ip(), remote.port(), seq.0), meta.at);

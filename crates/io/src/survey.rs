@@ -42,6 +42,7 @@ use std::time::Duration;
 use tcpshake_proto::probe::tls::TlsSetup;
 use tcpshake_proto::probe::{HttpRequest, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
+use tcpshake_proto::wire::defrag::{Defrag, Defragged};
 use tcpshake_proto::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use tcpshake_proto::wire::{IcmpError, IpPacket};
 
@@ -160,6 +161,8 @@ struct Loop<'k, 'g> {
     opts: SurveyOptions,
     ports: &'k PortKeeper<'g>,
     taps: Vec<Tap>,
+    /// One reassembler per tap: fragments carry no ports until whole (wire/defrag.rs).
+    defrags: Vec<Defrag>,
     tap_by_oif: HashMap<u32, usize>,
     senders: Vec<RawSender>,
     sender_by_src: HashMap<IpAddr, usize>,
@@ -259,6 +262,7 @@ fn survey_with(
         opts,
         ports,
         taps: Vec::new(),
+        defrags: Vec::new(),
         tap_by_oif: HashMap::new(),
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
@@ -374,24 +378,48 @@ impl Loop<'_, '_> {
                         break;
                     };
                     let bytes = &rx[..meta.len];
+                    // A fragment waits for the rest of its datagram, which is then
+                    // demultiplexed like any packet (only it has the ports).
+                    let whole = if meta.outgoing {
+                        Defragged::Whole
+                    } else {
+                        self.defrags[t].push(meta.at, bytes, meta.checksum_offloaded)
+                    };
+                    let (bytes, offloaded, fragments, originals) = match &whole {
+                        Defragged::Whole => (bytes, meta.checksum_offloaded, 1, None),
+                        Defragged::Complete(d) => (
+                            &d.bytes[..],
+                            d.checksum_offloaded,
+                            d.fragments,
+                            Some(&d.originals),
+                        ),
+                        Defragged::Held | Defragged::Dropped(_) => continue,
+                    };
                     let Some(i) = self.demux(bytes, meta.outgoing) else {
                         continue;
                     };
                     let Some(slot) = self.slots[i].as_mut() else {
                         continue;
                     };
-                    let ours = slot.probe.handle_packet(
+                    let ours = slot.probe.handle_datagram(
                         meta.at,
                         meta.outgoing,
                         bytes,
-                        meta.checksum_offloaded,
+                        offloaded,
+                        fragments,
                     );
                     if ours {
                         if self.opts.capture {
-                            slot.packets.push(Captured {
-                                at: meta.at,
-                                bytes: bytes.to_vec(),
-                            });
+                            match originals {
+                                Some(o) => slot.packets.extend(o.iter().map(|(at, b)| Captured {
+                                    at: *at,
+                                    bytes: b.clone(),
+                                })),
+                                None => slot.packets.push(Captured {
+                                    at: meta.at,
+                                    bytes: bytes.to_vec(),
+                                }),
+                            }
                         }
                         if let Some(d) = slot.done_at {
                             // Still draining: wait for quiet again, within the cap.
@@ -688,6 +716,7 @@ impl Loop<'_, '_> {
         let (lo, hi) = self.port_range;
         let tap = Tap::open_range(route.oif, &route.ifname, lo, hi, route.is_loopback)?;
         self.taps.push(tap);
+        self.defrags.push(Defrag::new(self.opts.capture));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         Ok(self.taps.len() - 1)
     }

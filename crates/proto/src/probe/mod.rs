@@ -323,17 +323,42 @@ impl Probe {
         bytes: &[u8],
         checksum_offloaded: bool,
     ) -> bool {
+        self.handle_datagram(at, outgoing, bytes, checksum_offloaded, 1)
+    }
+
+    /// [`Probe::handle_packet`] for a datagram that arrived in `fragments` IP fragments and
+    /// was put back together by the driver (wire::defrag); `at` is when the fragment that
+    /// completed it arrived. A fragment itself is never read as TCP: its payload is only a
+    /// piece of a segment (the first one's checksum would fail, the others carry no
+    /// header), so it is not ours until reassembled.
+    pub fn handle_datagram(
+        &mut self,
+        at: Instant,
+        outgoing: bool,
+        bytes: &[u8],
+        checksum_offloaded: bool,
+        fragments: u16,
+    ) -> bool {
         let Ok(pkt) = IpPacket::parse(bytes) else {
             return false;
         };
+        if pkt.fragment.is_some() {
+            return false;
+        }
         match pkt.ip.protocol {
-            PROTO_TCP => self.handle_tcp(at, &pkt, checksum_offloaded),
+            PROTO_TCP => self.handle_tcp(at, &pkt, checksum_offloaded, fragments),
             PROTO_ICMP | PROTO_ICMPV6 if !outgoing => self.handle_icmp(at, &pkt),
             _ => false,
         }
     }
 
-    fn handle_tcp(&mut self, at: Instant, pkt: &IpPacket<'_>, checksum_offloaded: bool) -> bool {
+    fn handle_tcp(
+        &mut self,
+        at: Instant,
+        pkt: &IpPacket<'_>,
+        checksum_offloaded: bool,
+        fragments: u16,
+    ) -> bool {
         let (local, remote) = (self.local(), self.remote());
         let hdr = match TcpRepr::parse_unchecked(pkt.payload) {
             Ok(hdr) => hdr,
@@ -379,6 +404,7 @@ impl Probe {
             bad_checksum,
             foreign: false,
             urgent: hdr.flags.urg().then_some(hdr.urgent),
+            fragments,
         };
         match dir {
             Dir::Out => {

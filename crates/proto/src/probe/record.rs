@@ -322,6 +322,19 @@ pub struct SegmentRecord {
     /// The urgent pointer, when URG is set (reported, not acted on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urgent: Option<u16>,
+    /// How many IP fragments the segment arrived in (wire::defrag); 1 for an unfragmented
+    /// one, which JSON leaves out. `ts_ns` is then the arrival of the fragment that
+    /// completed it.
+    #[serde(default = "one", skip_serializing_if = "unfragmented")]
+    pub fragments: u16,
+}
+
+fn one() -> u16 {
+    1
+}
+
+fn unfragmented(n: &u16) -> bool {
+    *n <= 1
 }
 
 /// A state change, written `FROM → TO` in RFC 9293's names (`SYN-SENT → ESTABLISHED`).

@@ -963,6 +963,98 @@ fn awaiting_response_not_http_without_fin_is_our_reset() {
     let r = p.result();
     assert!(r.error.as_deref().unwrap_or("").contains("not HTTP"));
     assert_eq!(r.close_initiator, Some(CloseInitiator::Reset));
+
+}
+
+/// `datagram` cut into IPv4 fragments of `piece` data bytes each (a multiple of 8).
+fn fragments_of(datagram: &[u8], piece: usize) -> Vec<Vec<u8>> {
+    let data = &datagram[20..];
+    (0..data.len())
+        .step_by(piece)
+        .map(|start| {
+            let end = (start + piece).min(data.len());
+            let mut f = datagram[..20].to_vec();
+            f.extend_from_slice(&data[start..end]);
+            let total = f.len() as u16;
+            f[2..4].copy_from_slice(&total.to_be_bytes());
+            let more = if end < data.len() { 0x2000 } else { 0 };
+            f[6..8].copy_from_slice(&((start / 8) as u16 | more).to_be_bytes());
+            f[10..12].copy_from_slice(&[0, 0]);
+            let sum = crate::wire::checksum::internet_checksum(0, &f[..20]);
+            f[10..12].copy_from_slice(&sum.to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn syn_sent_fragmented_synack_reassembled_is_open_and_counted() {
+    let isn = 1000;
+    let mut p = Probe::new(config(isn, false));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let mut synack = server_seg(5000, isn + 1, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    synack[6] = 0; // DF clear: a router may fragment it
+    synack[10..12].copy_from_slice(&[0, 0]);
+    let sum = crate::wire::checksum::internet_checksum(0, &synack[..20]);
+    synack[10..12].copy_from_slice(&sum.to_be_bytes());
+    // A tiny first fragment (ports and sequence number only, RFC 1858), then the rest.
+    let frags = fragments_of(&synack, 8);
+    let n = frags.len();
+    assert_eq!(n, (synack.len() - 20).div_ceil(8));
+    // Fragments fed to the probe as they are are not segments: not ours, no anomaly.
+    for f in &frags {
+        assert!(!p.handle_packet(at(40), false, f, false));
+    }
+    assert!(
+        p.result().anomalies.is_empty(),
+        "{:?}",
+        p.result().anomalies
+    );
+    assert!(p.awaiting_synack());
+    // Through the reassembler, as the drivers do.
+    let mut defrag = crate::wire::defrag::Defrag::new(false);
+    let mut done = None;
+    for (i, f) in frags.iter().enumerate() {
+        if let crate::wire::defrag::Defragged::Complete(r) =
+            defrag.push(at(40 + i as u64), f, false)
+        {
+            done = Some(r);
+        }
+    }
+    let r = done.expect("reassembled");
+    assert_eq!(usize::from(r.fragments), n);
+    let last = at(40 + n as u64 - 1);
+    assert!(p.handle_datagram(last, false, &r.bytes, false, r.fragments));
+    pump(&mut p, 50);
+    let res = p.result();
+    assert_eq!(
+        (res.state, res.reason.as_str()),
+        (PortState::Open, "syn-ack")
+    );
+    let seg = res.segments.iter().find(|s| s.dir == Dir::In).unwrap();
+    assert_eq!(usize::from(seg.fragments), n);
+    assert_eq!(
+        seg.ts_ns,
+        last.as_nanos(),
+        "stamped when the last fragment came"
+    );
+    assert_eq!(
+        res.legs_ns.syn_to_synack,
+        Some(last.as_nanos() - at(2).as_nanos())
+    );
+    let json = serde_json::to_value(&res).unwrap();
+    let segs = json["segments"].as_array().unwrap();
+    let synack_json = segs.iter().find(|s| s["dir"] == "in").unwrap();
+    assert_eq!(synack_json["fragments"], n);
+    // Unfragmented segments say nothing: the JSON stays as it was for them.
+    assert!(
+        segs.iter()
+            .filter(|s| s["dir"] == "out")
+            .all(|s| s.get("fragments").is_none())
+    );
+    let text = crate::report::text::render(&res, crate::report::text::Style { color: false });
+    assert!(text.contains(&format!("[{n} fragments]")), "{text}");
 }
 
 #[test]

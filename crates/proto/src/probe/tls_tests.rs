@@ -360,6 +360,7 @@ fn seg(dir: Dir, t_us: u64, seq: u32, len: u32, flags: crate::wire::TcpFlags) ->
         bad_checksum: false,
         foreign: false,
         urgent: None,
+        fragments: 1,
     }
 }
 

@@ -209,6 +209,11 @@ impl Defrag {
     /// the tap said its transport checksum is not filled in. Never panics, whatever the
     /// bytes.
     pub fn push(&mut self, at: Instant, bytes: &[u8], checksum_offloaded: bool) -> Defragged {
+        // Nearly every packet is whole: decide that from a byte or two, before any parse
+        // (this runs on the way from a SYN-ACK to our ACK).
+        if !may_be_fragment(bytes) {
+            return Defragged::Whole;
+        }
         self.expire(at);
         let Some(piece) = locate(bytes) else {
             return Defragged::Whole;
@@ -355,6 +360,21 @@ impl Defrag {
             Discard::TooManyFragments => s.too_many_fragments += 1,
             Discard::Malformed => s.malformed += 1,
         }
+    }
+}
+
+/// False when `bytes` is surely not a fragment: IPv4 without MF and offset, IPv6 whose
+/// first Next Header is neither a Fragment header nor an extension header that may precede
+/// one.
+fn may_be_fragment(bytes: &[u8]) -> bool {
+    match bytes.first().map(|b| b >> 4) {
+        Some(4) => bytes
+            .get(6..8)
+            .is_some_and(|w| u16::from_be_bytes([w[0], w[1]]) & 0x3fff != 0),
+        Some(6) => bytes
+            .get(6)
+            .is_some_and(|&nh| super::ip::is_ipv6_extension(nh)),
+        _ => false,
     }
 }
 
