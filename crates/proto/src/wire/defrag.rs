@@ -42,8 +42,12 @@
 //! - **Past 65 535**: an IPv4 fragment that would put the datagram past 65 535 bytes
 //!   discards it (Linux fails such a datagram at reassembly); an IPv6 fragment ending past
 //!   65 535 is dropped alone (Linux: Parameter Problem, fragment dropped).
-//! - **Tiny first fragments** (RFC 1858: the TCP header itself split) are reassembled
-//!   like any other: the datagram is checked as a whole once it is complete.
+//! - **Tiny first fragments** (RFC 1858: the TCP header itself split): IPv4 reassembles
+//!   them like any other (so does Linux); the datagram is checked as a whole once it is
+//!   complete. IPv6 drops a first fragment that does not hold every header through the
+//!   upper-layer header (RFC 8200 §4.5, from RFC 7112; Linux's
+//!   `ipv6frag_thdr_truncated`: 20 bytes of TCP, 8 of ICMPv6 or UDP), so its datagram
+//!   never completes, as with a Linux receiver.
 //! - **Atomic fragments** (IPv6, offset 0 and M clear, RFC 6946 §4) are whole packets:
 //!   returned as [`Defragged::Whole`] at once, never queued, never mixed with a
 //!   reassembly of the same identification.
@@ -116,7 +120,8 @@ pub enum Discard {
     /// More than [`MAX_FRAGMENTS`] fragments: the whole datagram is gone.
     TooManyFragments,
     /// Empty, inconsistent with the last fragment (datagram gone), or an IPv6 fragment other
-    /// than the last whose length is not a multiple of 8 (fragment dropped).
+    /// than the last whose length is not a multiple of 8, or an IPv6 first fragment without
+    /// the whole header chain (fragment dropped).
     Malformed,
 }
 
@@ -232,6 +237,9 @@ impl Defrag {
         }
         if piece.v6 && end > MAX_LEN {
             return self.drop_fragment(Discard::TooBig);
+        }
+        if piece.v6 && start == 0 && !first_holds_upper_header(&piece) {
+            return self.drop_fragment(Discard::Malformed);
         }
         // IPv4: even with the shortest header the datagram would not fit its total length
         // (the first fragment's real header length is checked again when it completes).
@@ -411,6 +419,24 @@ fn locate(bytes: &[u8]) -> Option<Piece<'_>> {
         data: pkt.payload,
         v6,
     })
+}
+
+/// RFC 8200 §4.5: an IPv6 first fragment must hold the whole header chain through the
+/// upper-layer header. As Linux counts it: the fixed part of a TCP header (20 bytes), of an
+/// ICMPv6 or UDP header (8); other upper layers, nothing more.
+fn first_holds_upper_header(piece: &Piece<'_>) -> bool {
+    let Some((_, first)) = piece.next_header else {
+        return true;
+    };
+    let Ok(upper) = skip_ipv6_extensions(first, piece.data) else {
+        return false;
+    };
+    let need = match upper.protocol {
+        super::ip::PROTO_TCP => 20,
+        super::ip::PROTO_ICMPV6 | 17 => 8,
+        _ => 0,
+    };
+    piece.data.len() >= upper.offset + need
 }
 
 /// Add `[start, end)` (disjoint from every range in `have`) and merge neighbours.

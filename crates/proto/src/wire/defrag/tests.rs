@@ -195,6 +195,37 @@ fn tiny_first_fragment_splitting_the_tcp_header() {
 }
 
 #[test]
+fn v6_first_fragment_must_hold_the_header_chain() {
+    // RFC 8200 §4.5 (RFC 7112): 16 bytes of a TCP header are not enough; Linux drops it.
+    let data = payload(40);
+    let mut dg = Defrag::new(false);
+    assert_eq!(
+        dg.push(t(0), &frag6(&[], PROTO_TCP, 5, &data, 0, 16, true), false),
+        Defragged::Dropped(Discard::Malformed)
+    );
+    assert_eq!(dg.pending(), 0);
+    // 24 bytes hold the 20-byte header: fine, and the options may follow later.
+    assert_eq!(
+        dg.push(t(0), &frag6(&[], PROTO_TCP, 5, &data, 0, 24, true), false),
+        Defragged::Held
+    );
+    complete(dg.push(t(0), &frag6(&[], PROTO_TCP, 5, &data, 24, 40, false), false));
+    // A destination-options header that the first fragment cuts: dropped as well.
+    let mut dd = chain_bytes(
+        &[(
+            IPV6_DEST_OPTS,
+            vec![1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        )],
+        PROTO_TCP,
+    );
+    dd.extend_from_slice(&payload(40));
+    assert_eq!(
+        dg.push(t(0), &frag6(&[], IPV6_DEST_OPTS, 6, &dd, 0, 8, true), false),
+        Defragged::Dropped(Discard::Malformed)
+    );
+}
+
+#[test]
 fn duplicates_are_ignored_and_not_counted() {
     let data = payload(64);
     let original = datagram4(A4, PROTO_TCP, 2, &data);
@@ -289,16 +320,16 @@ fn v6_with_unfragmentable_headers_is_rebuilt_per_rfc8200() {
 
 #[test]
 fn odd_lengths() {
-    // IPv6: a non-last fragment of 12 bytes is dropped alone; the datagram goes on.
+    // IPv6: a non-last fragment of 28 bytes is dropped alone; the datagram goes on.
     let data = payload(40);
     let mut dg = Defrag::new(false);
     let f = |a, b, m| frag6(&[], PROTO_TCP, 4, &data, a, b, m);
     assert_eq!(
-        dg.push(t(0), &f(0, 12, true), false),
+        dg.push(t(0), &f(0, 28, true), false),
         Defragged::Dropped(Discard::Malformed)
     );
-    assert_eq!(dg.push(t(0), &f(0, 16, true), false), Defragged::Held);
-    let r = complete(dg.push(t(0), &f(16, 40, false), false));
+    assert_eq!(dg.push(t(0), &f(0, 24, true), false), Defragged::Held);
+    let r = complete(dg.push(t(0), &f(24, 40, false), false));
     assert_eq!(r.bytes, datagram6(&[], PROTO_TCP, &data));
 
     // IPv4: trimmed to 8 bytes (Linux), the rest arrives again in the next fragment.
@@ -365,13 +396,13 @@ fn past_65535() {
     assert_eq!(dg.pending(), 0);
 
     // IPv6: a fragment ending past 65 535 is dropped alone.
-    let data = payload(32);
+    let data = payload(48);
     let mut dg = Defrag::new(false);
     assert_eq!(
-        dg.push(t(0), &frag6(&[], PROTO_TCP, 8, &data, 0, 16, true), false),
+        dg.push(t(0), &frag6(&[], PROTO_TCP, 8, &data, 0, 24, true), false),
         Defragged::Held
     );
-    let mut far = frag6(&[], PROTO_TCP, 8, &data, 16, 32, false);
+    let mut far = frag6(&[], PROTO_TCP, 8, &data, 24, 48, false);
     far[42..44].copy_from_slice(&(((65_528 / 8) as u16) << 3).to_be_bytes());
     assert_eq!(
         dg.push(t(0), &far, false),
@@ -511,8 +542,10 @@ fn cuts(len: usize, raw: &[u16]) -> Vec<(usize, usize, bool)> {
         .map(|&r| (usize::from(r) % len.max(1)) & !7)
         .filter(|&p| p > 0 && p < len)
         .collect();
-    // At least two pieces: one piece at offset 0 without MF is no fragment.
-    points.extend([0, 8, len]);
+    // At least two pieces (one piece at offset 0 without MF is no fragment), the first
+    // holding a TCP header's 20 bytes (RFC 8200 §4.5 asks that of IPv6).
+    points.retain(|&p| p >= 24);
+    points.extend([0, 24, len]);
     points.sort_unstable();
     points.dedup();
     points
@@ -528,7 +561,7 @@ proptest! {
     /// completes exactly once, byte for byte, counting each fragment once.
     #[test]
     fn any_fragmentation_in_any_order_reassembles(
-        len in 9usize..4000,
+        len in 25usize..4000,
         raw_cuts in prop::collection::vec(any::<u16>(), 0..12),
         order in prop::collection::vec(any::<u32>(), 0..64),
         v6 in any::<bool>(),
