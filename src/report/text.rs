@@ -348,6 +348,23 @@ mod tests {
     }
 
     #[test]
+    fn a_fragmented_segment_says_so() {
+        let golden =
+            include_str!("../../crates/proto/src/probe/golden/open_http_server_closes.json");
+        let mut r: ProbeResult = serde_json::from_str(golden).unwrap();
+        assert!(!render(&r, Style { color: false }).contains("fragments]"));
+        let synack = r.segments.iter().position(|s| s.dir == Dir::In).unwrap();
+        r.segments[synack].fragments = 3;
+        let text = render(&r, Style { color: false });
+        let line = text
+            .lines()
+            .find(|l| l.contains("[3 fragments]"))
+            .unwrap_or_default();
+        assert!(line.contains(" SA "), "{text}");
+        assert_eq!(text.matches("fragments]").count(), 1, "{text}");
+    }
+
+    #[test]
     fn flags_read_like_the_readme() {
         assert_eq!(short_flags(TcpFlags::SYN | TcpFlags::ACK), "SA");
         assert_eq!(short_flags(TcpFlags::FIN | TcpFlags::ACK), "FA");

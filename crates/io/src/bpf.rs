@@ -29,11 +29,11 @@
 //! and every jump is checked to fit its 8-bit offset, so a program that would not load
 //! cannot be built.
 
+use std::collections::HashMap;
 use tcpshake_proto::wire::ip::{
     IPV6_AUTH, IPV6_DEST_OPTS, IPV6_FRAGMENT, IPV6_HEADER_LEN, IPV6_HOP_BY_HOP, IPV6_ROUTING,
     MAX_IPV6_EXTENSIONS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
 };
-use std::collections::HashMap;
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

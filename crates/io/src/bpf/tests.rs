@@ -2,9 +2,9 @@
 //! what the parser (wire/ip.rs) makes of the same bytes.
 
 use super::*;
-use tcpshake_proto::wire::ip::{IpPacket, IpRepr};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use tcpshake_proto::wire::ip::{IpPacket, IpRepr};
 
 /// Runs `prog` over `pkt` as the kernel would for a cooked packet of ethertype `proto` and
 /// packet type `pkttype`. Returns the filter's verdict (bytes to keep; 0 drops). A load
