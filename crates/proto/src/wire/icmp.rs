@@ -215,7 +215,9 @@ fn quoted_tcp_v6(quoted: &[u8]) -> Result<Option<(IpAddr, IpAddr, &[u8])>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ip::{IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IpPacket, IpRepr, PROTO_ICMP};
+    use crate::wire::ip::{
+        IPV6_DEST_OPTS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_ROUTING, IpPacket, IpRepr, PROTO_ICMP,
+    };
     use crate::wire::testdata::*;
     use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
 
@@ -448,6 +450,59 @@ mod tests {
         let at = 40 + 8 + 2;
         quote[at..at + 2].copy_from_slice(&[0x00, 0x08]);
         assert_eq!(parse6(&icmp(true, 1, 3, [0; 4], &quote)), Ok(None));
+    }
+
+    /// A quote of our segment behind `chain` (kind, body after the Next Header byte), cut
+    /// to `keep` bytes of TCP.
+    fn quote_behind(chain: &[(u8, Vec<u8>)], keep: usize) -> Vec<u8> {
+        let syn = our_syn(A6, B6);
+        let mut quote = syn[..40].to_vec();
+        quote[6] = chain.first().map_or(PROTO_TCP, |(k, _)| *k);
+        for (i, (_, body)) in chain.iter().enumerate() {
+            quote.push(chain.get(i + 1).map_or(PROTO_TCP, |(k, _)| *k));
+            quote.extend_from_slice(body);
+        }
+        quote.extend_from_slice(&syn[40..40 + keep]);
+        quote
+    }
+
+    #[test]
+    fn v6_quote_chains() {
+        let hop = (IPV6_HOP_BY_HOP, vec![0, 1, 4, 0, 0, 0, 0]);
+        let dest = (IPV6_DEST_OPTS, vec![0, 1, 4, 0, 0, 0, 0]);
+        let srh = (IPV6_ROUTING, {
+            let mut b = vec![2u8, 4, 0];
+            b.resize(23, 0);
+            b
+        });
+        let atomic = (IPV6_FRAGMENT, vec![0, 0, 0, 0, 0, 0, 1]);
+        let first = (IPV6_FRAGMENT, vec![0, 0, 1, 0, 0, 0, 1]); // offset 0, M=1
+        for chain in [
+            vec![hop.clone(), dest.clone(), srh.clone()],
+            vec![hop.clone(), srh.clone(), atomic.clone(), dest.clone()],
+            vec![srh.clone(), first.clone()],
+        ] {
+            let e = parse6(&icmp(true, 1, 4, [0; 4], &quote_behind(&chain, 8)))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{chain:?}"));
+            assert_eq!((e.quoted_src_port, e.quoted_dst_port), (40001, 443));
+            assert_eq!(e.quoted_seq, SeqNumber(0xa1b2_c3d4));
+        }
+        // The router cut its quote inside the chain, or before 8 bytes of TCP: truncated.
+        let long = quote_behind(&[hop.clone(), srh.clone()], 8);
+        for cut in [41, 48, 60, 71, 72 + 7] {
+            assert_eq!(
+                parse6(&icmp(true, 1, 4, [0; 4], &long[..cut])),
+                Err(Error::Truncated),
+                "cut at {cut}"
+            );
+        }
+        // More headers than the walk's bound: not a packet of ours.
+        let chain: Vec<_> = (0..9).map(|_| dest.clone()).collect();
+        assert_eq!(
+            parse6(&icmp(true, 1, 4, [0; 4], &quote_behind(&chain, 8))),
+            Err(Error::Unsupported)
+        );
     }
 
     #[test]
