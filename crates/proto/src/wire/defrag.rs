@@ -23,8 +23,9 @@
 //!   most `MAX_DATAGRAMS` × 64 KiB (twice that when the fragments are kept for a capture).
 //! - **Timeout**: [`TIMEOUT`] (Linux's `ipfrag_time`, 30 s; RFC 1122 §3.3.2 suggests
 //!   60–120 s, but a probe's whole budget is shorter) from a datagram's first fragment,
-//!   measured on the kernel timestamps the caller passes in: each `push` first forgets
-//!   datagrams older than that.
+//!   measured on the kernel timestamps the caller passes in: each fragment pushed first
+//!   forgets datagrams older than that (whole packets skip the reassembler, so between
+//!   fragments nothing is looked at; memory stays bounded by the datagram limit anyway).
 //! - **Overlaps**: a fragment that overlaps data already received, without lying wholly
 //!   inside what has arrived, discards the whole datagram — RFC 5722 §4 for IPv6, and
 //!   what Linux does for IPv4 as well since 4.19 (inet_frag_queue_insert returns
