@@ -24,6 +24,10 @@ const PORT: u16 = 7000;
 ///   with segments left 0 and an atomic fragment (RFC 6946); the response behind
 ///   hop-by-hop and a segment routing header (RFC 8754, segments left 0), fragmented in
 ///   three; the FIN's ACK behind destination options.
+/// - `v4overlap`: the SYN-ACK in IPv4 fragments 0–16, 8–24, 24–28: the second overlaps
+///   the first without repeating it (RFC 5722's case; Linux discards such datagrams).
+/// - `v6tiny`: the SYN-ACK in IPv6 fragments of 8 bytes: the first does not hold the TCP
+///   header (RFC 8200 §4.5: discard it).
 const PEER: &str = r#"
 import socket, struct, sys, time
 IF, PORT, MODE, LIMIT = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
@@ -52,10 +56,12 @@ def next_ident():
     ident[0] += 1
     return ident[0]
 
-def v4(src, dst, seg, size=None, order="fwd", dup=None):
+def v4(src, dst, seg, size=None, order="fwd", dup=None, cuts=None):
     pieces = [(0, seg, False)]
     if size:
         pieces = [(o, seg[o:o + size], o + size < len(seg)) for o in range(0, len(seg), size)]
+    if cuts:
+        pieces = [(a, seg[a:b], b < len(seg)) for a, b in cuts]
     i = next_ident()
     out = []
     for off, data, more in pieces:
@@ -124,7 +130,13 @@ while time.time() < end:
     mac = addr[4]
     key = (src, sport)
     def out(seg, kind):
-        if not v6p:
+        if MODE == "v4overlap" and kind == "synack" and not v6p:
+            # 8..16 comes twice with different neighbours: an overlap, not a duplicate.
+            send(v4(dst, src, seg, cuts=[(0, 16), (8, 24), (24, len(seg))]), False, mac)
+        elif MODE == "v6tiny" and kind == "synack" and v6p:
+            # The first fragment holds 8 bytes of the TCP header (RFC 8200 §4.5 wants 20).
+            send(v6frag(dst, src, [], seg, 8), True, mac)
+        elif not v6p:
             size = {"synack": 8, "data": 552}.get(kind)
             order = "rev" if kind == "synack" else "fwd"
             send(v4(dst, src, seg, size, order, 1 if kind == "data" else None), False, mac)
@@ -290,6 +302,42 @@ fn v6_extension_headers_on_synack_and_response() {
         );
     }
     curl_checks(&lab, true);
+}
+
+/// Fragments that Linux refuses, tcpshake refuses too: an IPv4 SYN-ACK whose fragments
+/// overlap (RFC 5722; Linux since 4.19 for IPv4 as well) and an IPv6 one whose first
+/// fragment stops inside the TCP header (RFC 8200 §4.5). Neither client connects; both
+/// keep retrying the SYN, and tcpshake calls the port filtered.
+#[test]
+fn fragments_linux_refuses_are_refused() {
+    if !require_root() {
+        return;
+    }
+    for (mode, v6) in [("v4overlap", false), ("v6tiny", true)] {
+        let mut lab = Lab::new(&format!("fragbad-{mode}"));
+        start_peer(&mut lab, mode);
+        let (code, status) = lab.curl(&lab.url(v6, PORT, "/"), Duration::from_secs(2));
+        assert_eq!((code, status), (28, 0), "{mode}: curl should time out");
+        let run = lab.run_client([
+            "probe",
+            &lab.target(v6, PORT),
+            "--json",
+            "--retries",
+            "1",
+            "--rto",
+            "300ms",
+        ]);
+        let json: serde_json::Value = serde_json::from_str(run.stdout.trim())
+            .unwrap_or_else(|e| panic!("{mode}: one JSON record ({e}):\n{run}"));
+        assert_eq!(
+            (&json["state"], &json["reason"]),
+            (&"filtered".into(), &"no-response".into()),
+            "{mode}\n{run}"
+        );
+        // The peer did answer, twice: nothing of it became a segment, nor an anomaly.
+        assert!(incoming(&json).is_empty(), "{mode}\n{run}");
+        assert_eq!(json["anomalies"], serde_json::json!([]), "{mode}\n{run}");
+    }
 }
 
 /// A survey's loop (one tap for every probe, packets demultiplexed by port) reassembles
