@@ -963,7 +963,6 @@ fn awaiting_response_not_http_without_fin_is_our_reset() {
     let r = p.result();
     assert!(r.error.as_deref().unwrap_or("").contains("not HTTP"));
     assert_eq!(r.close_initiator, Some(CloseInitiator::Reset));
-
 }
 
 /// `datagram` cut into IPv4 fragments of `piece` data bytes each (a multiple of 8).
