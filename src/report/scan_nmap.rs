@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 use tcpshake_proto::probe::record::PortState;
-use tcpshake_proto::probe::scan::top_ports::service_name;
+use tcpshake_proto::probe::scan::ports::service_name;
 use tcpshake_proto::probe::scan::{ScanRecord, ports};
 
 /// nmap folds a state into "extraports" above this many ports.

@@ -15,10 +15,10 @@
 //! as its outgoing copy passes the tap, keyed by (address, port, sequence number); a reply
 //! names that key, so SYN→reply times are differences of two kernel timestamps.
 
+pub mod nmap_services;
 pub mod permute;
 pub mod ports;
 pub mod targets;
-pub mod top_ports;
 
 pub use crate::probe::record::{Completion, ScanRecord};
 use crate::probe::record::{PortState, Reason, Verdict};

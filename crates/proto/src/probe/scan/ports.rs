@@ -1,7 +1,8 @@
 //! Port specs in nmap's syntax: `-p 22,80,8000-8100`, `-p-` (1–65535), `-p -1024`,
-//! `-p 60000-`, an optional `T:` prefix; and `--top-ports N` from nmap's frequency list.
+//! `-p 60000-`, an optional `T:` prefix; `--top-ports N` from nmap's frequency list; and the
+//! service name nmap prints for a port.
 
-use super::top_ports::TOP_PORTS;
+use super::nmap_services::{SERVICES, TOP_PORTS};
 
 /// Parse a `-p` spec into sorted, distinct ports. Port 0 only when written explicitly
 /// (as nmap does: `-p-` starts at 1).
@@ -65,6 +66,15 @@ pub fn top(n: usize) -> Result<Vec<u16>, String> {
     Ok(v)
 }
 
+/// nmap's name for TCP `port` (from its services file: `unknown` for ports it lists as
+/// such, `None` for ports it does not list, which nmap prints without a service).
+pub fn service_name(port: u16) -> Option<&'static str> {
+    SERVICES
+        .binary_search_by_key(&port, |&(p, _)| p)
+        .ok()
+        .map(|i| SERVICES[i].1)
+}
+
 /// nmap's compact form for `<scaninfo services=…>`: `1-3,22,80`.
 pub fn compact(ports: &[u16]) -> String {
     let mut out = String::new();
@@ -126,6 +136,21 @@ mod tests {
         assert_eq!(top(5).unwrap(), [21, 22, 23, 80, 443]);
         assert_eq!(top(1000).unwrap().len(), 1000);
         assert!(top(0).is_err() && top(1001).is_err());
+    }
+
+    #[test]
+    fn service_names_are_nmaps_for_every_port_it_lists() {
+        assert_eq!(service_name(22), Some("ssh"));
+        assert_eq!(service_name(81), Some("hosts2-ns"));
+        assert_eq!(service_name(6001), Some("X11:1"));
+        assert_eq!(service_name(40001), Some("unknown"));
+        assert_eq!(service_name(39999), None);
+        assert!(
+            SERVICES.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, no duplicates"
+        );
+        // Every top port has a name (they come from the same file).
+        assert!(TOP_PORTS.iter().all(|&p| service_name(p).is_some()));
     }
 
     #[test]
