@@ -2,11 +2,13 @@
 
 use super::{EXIT_NOT_OPEN, EXIT_OK, UsageError};
 use crate::cli::ScanArgs;
-use crate::report::scan_nmap::{self, RunInfo};
+use crate::report::scan_nmap::{Greppable, RunEnd, RunInfo, Xml};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{self, IsTerminal, Read, Write};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,20 +19,86 @@ use tcpshake_io::run;
 use tcpshake_io::scan::{self, Progress, ScanPlan};
 use tcpshake_io::{is_environment_error, random, signals};
 use tcpshake_proto::probe::ProbeConfig;
-use tcpshake_proto::probe::record::{Legs, PortState};
+use tcpshake_proto::probe::record::{Legs, PortState, Reason};
 use tcpshake_proto::probe::scan::permute::Shard;
+use tcpshake_proto::probe::scan::results::{Answers, Coverage, Walk};
 use tcpshake_proto::probe::scan::targets::{self, Spec, TargetSet, TargetSpec};
 use tcpshake_proto::probe::scan::{Completion, ScanRecord, ports};
 
+/// The host names typed on the command line (or in -iL), by the address each resolved to.
+type Names = BTreeMap<IpAddr, Vec<String>>;
+
+/// nmap's stylesheet: the local copy when nmap is installed (what nmap itself points at),
+/// else the copy nmap's `--webxml` points at.
+const XSL_LOCAL: &str = "/usr/share/nmap/nmap.xsl";
+const XSL_WEB: &str = "https://svn.nmap.org/nmap/docs/nmap.xsl";
+
+/// Where -oX / -oG go: a file, created before the scan so a bad path fails at once, or
+/// stdout (`-`), which that format then has to itself.
+type Sink = BufWriter<Box<dyn Write>>;
+
+fn open_sink(path: &Path, flag: &str) -> Result<Sink> {
+    if path.as_os_str() == "-" {
+        return Ok(BufWriter::new(Box::new(io::stdout())));
+    }
+    let f = File::create(path).map_err(|e| {
+        UsageError(format!(
+            "{flag} {}: cannot write there ({e}); give a writable path",
+            path.display()
+        ))
+    })?;
+    Ok(BufWriter::new(Box::new(f)))
+}
+
+fn is_stdout(p: &Option<std::path::PathBuf>) -> bool {
+    p.as_ref().is_some_and(|p| p.as_os_str() == "-")
+}
+
+/// Only one format can own stdout, as with nmap's `-oX -`: a parser reading it must find
+/// nothing else there.
+fn check_stdout(args: &ScanArgs) -> Result<()> {
+    let (x, g) = (
+        is_stdout(&args.output_xml),
+        is_stdout(&args.output_greppable),
+    );
+    let clash = match (args.json, x, g) {
+        (true, true, _) => Some("--json and -oX -"),
+        (true, _, true) => Some("--json and -oG -"),
+        (_, true, true) => Some("-oX - and -oG -"),
+        _ => None,
+    };
+    match clash {
+        Some(both) => Err(UsageError(format!(
+            "{both} both write to stdout; send one of them to a file (e.g. -oX scan.xml)"
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 pub fn scan_command(args: &ScanArgs) -> Result<u8> {
-    let plan = plan(args)?;
+    let (plan, names) = plan(args)?;
+    check_stdout(args)?;
+    let mut xml = args
+        .output_xml
+        .as_deref()
+        .map(|p| open_sink(p, "-oX"))
+        .transpose()?;
+    let mut greppable = args
+        .output_greppable
+        .as_deref()
+        .map(|p| open_sink(p, "-oG"))
+        .transpose()?;
+    // The table goes to stdout unless stdout carries a format (JSON Lines, XML, -oG).
+    let table = !args.json && !is_stdout(&args.output_xml) && !is_stdout(&args.output_greppable);
+    // The reports after the scan need every silent port: walk the scanned pairs.
+    let walk = xml.is_some() || greppable.is_some() || args.all;
+    let keep = table || walk || args.complete;
     let stop = signals::stop_flag();
-    let keep =
-        !args.json || args.output_greppable.is_some() || args.output_xml.is_some() || args.complete;
     // With --complete an open port's line waits for its connection.
     let defer = |r: &ScanRecord| args.complete && r.state == PortState::Open;
-    let mut records: Vec<ScanRecord> = Vec::new();
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut answers = Answers::default();
+    let mut out = BufWriter::new(io::stdout().lock());
     let bar = progress_bar(plan.planned());
     let start_secs = unix_now();
     let outcome = scan::run(
@@ -42,7 +110,7 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
                 out.write_all(b"\n")?;
             }
             if keep {
-                records.push(r.clone());
+                answers.insert(r);
             }
             Ok(())
         },
@@ -56,12 +124,15 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
         bar.finish_and_clear();
     }
     let outcome = outcome?;
+    answers.sort();
     if args.complete {
-        complete_open(&mut records, stop)?;
+        complete_open(&mut answers, stop)?;
         if args.json {
-            for r in records.iter().filter(|r| defer(r)) {
-                serde_json::to_writer(&mut out, r)?;
-                out.write_all(b"\n")?;
+            for (addr, a) in answers.iter() {
+                for p in a.iter().filter(|p| p.state == PortState::Open) {
+                    serde_json::to_writer(&mut out, &p.record(addr))?;
+                    out.write_all(b"\n")?;
+                }
             }
         }
     }
@@ -71,28 +142,86 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
         outcome.send_time,
         outcome.interrupted,
     );
-    if args.json {
-        out.flush()?;
-        eprintln!("{summary}");
+    let args_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let stylesheet = if Path::new(XSL_LOCAL).exists() {
+        format!("file://{XSL_LOCAL}")
     } else {
-        write!(out, "{}", scan_text::render(&records, args.all))?;
+        XSL_WEB.to_string()
+    };
+    let info = RunInfo {
+        args: &args_line,
+        start_secs,
+        ports: &plan.ports,
+        stylesheet: &stylesheet,
+    };
+    let mut xml = xml.take().map(|w| Xml::start(w, &info)).transpose()?;
+    let mut greppable = greppable
+        .take()
+        .map(|w| Greppable::start(w, &info))
+        .transpose()?;
+    let no_names = Vec::new();
+    let names_of = |a: IpAddr| names.get(&a).unwrap_or(&no_names);
+    // A silent port's line is dated when the scan stopped waiting for it.
+    let gave_up_ns = (outcome.started + outcome.duration).as_nanos();
+    let (mut up, mut down) = (0, 0);
+    if walk {
+        let coverage = Coverage::new(
+            &plan.targets,
+            &plan.ports,
+            plan.seed,
+            plan.shard,
+            outcome.walked,
+        );
+        let mut hosts = Walk::new(&coverage, &answers, args.all);
+        for h in hosts.by_ref() {
+            if let Some(x) = &mut xml {
+                x.host(&h, names_of(h.addr))?;
+            }
+            if let Some(g) = &mut greppable {
+                g.host(&h)?;
+            }
+            if table {
+                scan_text::host(&mut out, &h, names_of(h.addr), args.all)?;
+            }
+            if args.json && args.all {
+                for &port in &h.silent {
+                    serde_json::to_writer(&mut out, &silent_record(h.addr, port, gave_up_ns))?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        (up, down) = (hosts.up_hosts(), hosts.silent_hosts());
+    } else if table {
+        for (addr, answered) in answers.iter() {
+            let h = tcpshake_proto::probe::scan::results::HostPorts {
+                addr,
+                answered,
+                silent: Vec::new(),
+            };
+            scan_text::host(&mut out, &h, names_of(addr), false)?;
+        }
+    }
+    if table {
         writeln!(out, "{summary}")?;
     }
-    let info = RunInfo {
-        args: &std::env::args().collect::<Vec<_>>().join(" "),
-        start_secs,
+    out.flush()?;
+    let error = "interrupted by a signal: only the pairs sent before it are reported";
+    let end = RunEnd {
         end_secs: unix_now(),
         elapsed: outcome.duration,
-        ports: &plan.ports,
-        addresses: plan.targets.len(),
+        up,
+        down,
+        error: outcome.interrupted.then_some(error),
     };
-    if let Some(p) = &args.output_greppable {
-        write_file(p, &scan_nmap::greppable(&records, &info), &mut out)?;
+    if let Some(x) = xml {
+        x.finish(&end).context("writing -oX")?;
     }
-    if let Some(p) = &args.output_xml {
-        write_file(p, &scan_nmap::xml(&records, &info), &mut out)?;
+    if let Some(g) = greppable {
+        g.finish(&end).context("writing -oG")?;
     }
-    out.flush()?;
+    if !table {
+        eprintln!("{summary}");
+    }
     Ok(if outcome.interrupted {
         EXIT_NOT_OPEN
     } else {
@@ -100,22 +229,43 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
     })
 }
 
+/// A port that never answered, as `--all --json` lists it: filtered/no-response with no
+/// reply (TTL 0, as nmap's `reason_ttl`; no RTT), dated when the scan gave up on it.
+fn silent_record(addr: IpAddr, port: u16, gave_up_ns: u64) -> ScanRecord {
+    ScanRecord {
+        addr,
+        port,
+        state: PortState::Filtered,
+        reason: Reason::NoResponse,
+        reply_ttl: 0,
+        rtt_ns: None,
+        t_ns: gave_up_ns,
+        complete: None,
+    }
+}
+
 /// `--complete`: connect to every open port found, one at a time, and keep the handshake
 /// and close legs. The scan itself already reset its half-open connection; this is a new
 /// one, from a new source port, that the probe machinery completes (RFC 9293 §3.5) and
 /// closes with our FIN (§3.6), so the target keeps neither a half-open nor a CLOSE-WAIT
 /// connection. Ctrl-C stops it; the ports not yet connected keep no completion.
-fn complete_open(records: &mut [ScanRecord], stop: &AtomicBool) -> Result<()> {
-    if !records.iter().any(|r| r.state == PortState::Open) {
+fn complete_open(answers: &mut Answers, stop: &AtomicBool) -> Result<()> {
+    if !answers
+        .iter()
+        .any(|(_, a)| a.iter().any(|p| p.state == PortState::Open))
+    {
         return Ok(());
     }
     let mut guard = Guard::install(MARK)?;
-    for r in records.iter_mut().filter(|r| r.state == PortState::Open) {
+    for (addr, p) in answers
+        .iter_mut()
+        .filter(|(_, p)| p.state == PortState::Open)
+    {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let remote = SocketAddr::new(r.addr, r.port);
-        r.complete = Some(complete_one(remote, &mut guard, stop)?);
+        let remote = SocketAddr::new(addr, p.port);
+        p.complete = Some(Box::new(complete_one(remote, &mut guard, stop)?));
     }
     Ok(())
 }
@@ -154,14 +304,6 @@ fn complete_one(remote: SocketAddr, guard: &mut Guard, stop: &AtomicBool) -> Res
     }
 }
 
-fn write_file(path: &Path, text: &str, stdout: &mut impl Write) -> Result<()> {
-    if path.as_os_str() == "-" {
-        stdout.write_all(text.as_bytes())?;
-        return Ok(());
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -169,8 +311,9 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Validate the command line into a plan. Every mistake is a [`UsageError`] naming it.
-fn plan(args: &ScanArgs) -> Result<ScanPlan> {
+/// Validate the command line into a plan, and the host names typed by the address each
+/// stands for. Every mistake is a [`UsageError`] naming it.
+fn plan(args: &ScanArgs) -> Result<(ScanPlan, Names)> {
     let mut specs_text: Vec<String> = args.targets.clone();
     if let Some(p) = &args.input_list {
         let text = read_list(p)?;
@@ -184,11 +327,20 @@ fn plan(args: &ScanArgs) -> Result<ScanPlan> {
     }
     let want = family(args);
     let mut specs = Vec::new();
+    let mut names = Names::new();
     for t in &specs_text {
         match targets::parse(t).map_err(UsageError)? {
             TargetSpec::Addrs(s) => specs.push(s),
             TargetSpec::Name { name, prefix } => match resolve(&name, want).first() {
-                Some(&a) => specs.push(Spec::cidr(a, prefix, t).map_err(UsageError)?),
+                Some(&a) => {
+                    specs.push(Spec::cidr(a, prefix, t).map_err(UsageError)?);
+                    // The name is the address it resolved to, not its whole block (nmap
+                    // names only that one in `name/24`).
+                    let typed = names.entry(a).or_default();
+                    if !typed.contains(&name) {
+                        typed.push(name);
+                    }
+                }
                 None => eprintln!("tcpshake: cannot resolve `{name}`; skipping it"),
             },
         }
@@ -240,7 +392,7 @@ fn plan(args: &ScanArgs) -> Result<ScanPlan> {
     let seed = args
         .seed
         .unwrap_or_else(|| u64::from(random::random_u32()) << 32 | u64::from(random::random_u32()));
-    Ok(ScanPlan {
+    let plan = ScanPlan {
         targets,
         ports,
         seed,
@@ -249,7 +401,8 @@ fn plan(args: &ScanArgs) -> Result<ScanPlan> {
         retries: args.retries,
         wait: args.wait,
         source_port: args.source_port,
-    })
+    };
+    Ok((plan, names))
 }
 
 fn family(args: &ScanArgs) -> Option<bool> {

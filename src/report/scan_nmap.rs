@@ -1,182 +1,300 @@
-//! nmap's file formats for a scan, so nmap's ecosystem reads ours: `-oG` (greppable) and
-//! `-oX` (XML, the element and attribute names of nmap's `nmap.dtd`, xmloutputversion 1.05).
+//! nmap's file formats for a scan, so nmap's tools read ours: `-oG` (greppable) and `-oX`
+//! (XML valid against nmap's `nmap.dtd`, xmloutputversion 1.05, so `xmllint --dtdvalid`,
+//! `ndiff`, `xsltproc` and the parsers written for nmap take it).
 //!
-//! As nmap does, a host's most common non-open state is folded into one "extraports" entry
-//! (`Ignored State:` in -oG) when more than 25 ports share it; silent ports
-//! (filtered/no-response) are never listed one by one since no per-port state is kept for
-//! them.
+//! Both are written host by host as the scan's hosts are walked after it (see
+//! `probe::scan::results`), so a scan of many hosts never holds its report in memory.
+//! Every port sent to is there: the answered ones as answered, the silent ones as
+//! filtered/no-response. As nmap does (`PortList::isIgnoredState`, non-verbose), a host's
+//! non-open states with more than 25 ports are folded into `<extraports>` (-oG: `Ignored
+//! State`, only when exactly one state is folded), the most common first, ties in nmap's
+//! state order (closed before filtered); each with `<extrareasons>` per reason, the most
+//! common first, naming its ports. Hosts that answered nothing are not listed (nmap lists
+//! a host only once it found it up) but are counted as down.
+//!
+//! Deliberate differences from nmap's own files: `scanner="nmap"` because the DTD allows
+//! no other value, with tcpshake's version in `version` and the command line (which starts
+//! with `tcpshake`) in `args` and the leading comment; no `<hosthint>` or MAC address (no
+//! host discovery was made); host names are the ones typed (`type="user"`), never PTR.
 
-use super::scan_text::by_host;
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::time::Duration;
-use tcpshake_proto::probe::record::PortState;
-use tcpshake_proto::probe::scan::ports::service_name;
-use tcpshake_proto::probe::scan::{ScanRecord, ports};
+use tcpshake_proto::probe::record::{PortState, Reason};
+use tcpshake_proto::probe::scan::ports::{self, service_name};
+use tcpshake_proto::probe::scan::results::{HostPorts, PortAnswer};
 
-/// nmap folds a state into "extraports" above this many ports.
+/// nmap folds a state into `<extraports>` when more ports than this have it.
 const EXTRAPORTS_THRESHOLD: usize = 25;
 
-/// What the headers and footers say about the run.
+/// What the headers say about the run.
 #[derive(Clone, Debug)]
 pub struct RunInfo<'a> {
     /// The command line, as typed.
     pub args: &'a str,
     pub start_secs: u64,
+    /// The ports scanned, ascending.
+    pub ports: &'a [u16],
+    /// `href` of the `xml-stylesheet` processing instruction.
+    pub stylesheet: &'a str,
+}
+
+/// What the footers say.
+#[derive(Clone, Debug)]
+pub struct RunEnd<'a> {
     pub end_secs: u64,
     pub elapsed: Duration,
-    pub ports: &'a [u16],
-    /// Addresses in the target list (this shard's scan covered a share of them).
-    pub addresses: u64,
+    /// Scanned hosts that answered something.
+    pub up: u64,
+    /// Scanned hosts that answered nothing.
+    pub down: u64,
+    /// Why the scan did not finish (`exit="error"` and `errormsg` in -oX).
+    pub error: Option<&'a str>,
 }
 
-/// Split a host's records into listed ports and the folded state (state, reason counts).
-type Folded<'r> = (
-    Vec<&'r ScanRecord>,
-    Option<(PortState, usize, BTreeMap<&'static str, usize>)>,
-);
+/// One port of a host: its verdict and, when it answered, the answer.
+#[derive(Clone, Copy, Debug)]
+struct Row<'a> {
+    port: u16,
+    state: PortState,
+    reason: Reason,
+    answer: Option<&'a PortAnswer>,
+}
 
-fn fold<'r>(ports: &[&'r ScanRecord]) -> Folded<'r> {
-    let mut count: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for r in ports.iter().filter(|r| r.state != PortState::Open) {
-        *count.entry(r.state.as_str()).or_default() += 1;
+fn rows<'a>(h: &'a HostPorts<'a>) -> impl Iterator<Item = Row<'a>> + 'a {
+    let mut answered = h.answered.iter().peekable();
+    h.verdicts().map(move |(port, state, reason)| {
+        while answered.next_if(|a| a.port < port).is_some() {}
+        let answer = answered.next_if(|a| a.port == port);
+        Row {
+            port,
+            state,
+            reason,
+            answer,
+        }
+    })
+}
+
+/// A folded state: how many ports, and per reason (most common first) which ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Folded {
+    state: PortState,
+    count: usize,
+    reasons: Vec<(Reason, Vec<u16>)>,
+}
+
+/// nmap's state numbers (portlist.h), which break ties between folded states.
+fn nmap_state_number(s: PortState) -> u8 {
+    match s {
+        PortState::Closed => 1,
+        PortState::Open => 2,
+        PortState::Filtered => 3,
     }
-    let top = count
-        .iter()
-        .max_by_key(|&(_, n)| *n)
-        .filter(|&(_, n)| *n > EXTRAPORTS_THRESHOLD)
-        .map(|(s, _)| *s);
-    let Some(top) = top else {
-        return (ports.to_vec(), None);
-    };
-    let mut listed = Vec::new();
-    let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let mut state = PortState::Closed;
-    let mut n = 0;
-    for r in ports {
-        if r.state.as_str() == top {
-            state = r.state;
-            n += 1;
-            *reasons.entry(r.reason.as_str()).or_default() += 1;
-        } else {
-            listed.push(*r);
+}
+
+/// The states of a host that nmap would fold, in the order it prints them.
+fn fold(h: &HostPorts<'_>) -> Vec<Folded> {
+    let mut by_state: Vec<Folded> = Vec::new();
+    for r in rows(h).filter(|r| r.state != PortState::Open) {
+        let f = match by_state.iter_mut().position(|f| f.state == r.state) {
+            Some(i) => &mut by_state[i],
+            None => {
+                by_state.push(Folded {
+                    state: r.state,
+                    count: 0,
+                    reasons: Vec::new(),
+                });
+                by_state.last_mut().expect("just pushed")
+            }
+        };
+        f.count += 1;
+        match f.reasons.iter_mut().find(|(reason, _)| *reason == r.reason) {
+            Some((_, ports)) => ports.push(r.port),
+            None => f.reasons.push((r.reason, vec![r.port])),
         }
     }
-    (listed, Some((state, n, reasons)))
+    by_state.retain(|f| f.count > EXTRAPORTS_THRESHOLD);
+    by_state.sort_by_key(|f| (std::cmp::Reverse(f.count), nmap_state_number(f.state)));
+    for f in &mut by_state {
+        f.reasons
+            .sort_by_key(|(reason, ports)| (std::cmp::Reverse(ports.len()), reason.as_str()));
+    }
+    by_state
 }
 
-/// nmap's `-oG` format.
-pub fn greppable(records: &[ScanRecord], info: &RunInfo<'_>) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# tcpshake {} scan initiated {} as: {}",
-        env!("CARGO_PKG_VERSION"),
-        ctime(info.start_secs),
-        info.args
-    );
-    let hosts = by_host(records);
-    for (addr, ports) in &hosts {
-        let _ = writeln!(out, "Host: {addr} ()\tStatus: Up");
-        let (listed, folded) = fold(ports);
-        let fields: Vec<String> = listed
-            .iter()
+/// `1 IP address (1 host up)`, `3 IP addresses (2 hosts up)`: nmap's wording.
+fn addresses_phrase(total: u64, up: u64) -> String {
+    format!(
+        "{total} IP address{} ({up} host{} up)",
+        if total == 1 { "" } else { "es" },
+        if up == 1 { "" } else { "s" }
+    )
+}
+
+/// nmap's `-oG` format, written host by host.
+pub struct Greppable<W: Write> {
+    w: W,
+}
+
+impl<W: Write> Greppable<W> {
+    pub fn start(mut w: W, info: &RunInfo<'_>) -> io::Result<Greppable<W>> {
+        writeln!(
+            w,
+            "# tcpshake {} scan initiated {} as: {}",
+            env!("CARGO_PKG_VERSION"),
+            ctime(info.start_secs),
+            info.args
+        )?;
+        Ok(Greppable { w })
+    }
+
+    /// One host that answered (others are not listed, as nmap lists only hosts up).
+    pub fn host(&mut self, h: &HostPorts<'_>) -> io::Result<()> {
+        if !h.is_up() {
+            return Ok(());
+        }
+        let addr = h.addr;
+        // The parentheses hold a reverse-DNS name in nmap's file; we look none up.
+        writeln!(self.w, "Host: {addr} ()\tStatus: Up")?;
+        let folded = fold(h);
+        let fields: Vec<String> = rows(h)
+            .filter(|r| !folded.iter().any(|f| f.state == r.state))
             .map(|r| {
                 format!(
                     "{}/{}/tcp//{}///",
                     r.port,
-                    r.state.as_str(),
+                    r.state,
                     service_name(r.port).unwrap_or("")
                 )
             })
             .collect();
-        let _ = write!(out, "Host: {addr} ()\tPorts: {}", fields.join(", "));
-        if let Some((state, n, _)) = folded {
-            let _ = write!(out, "\tIgnored State: {} ({n})", state.as_str());
+        write!(self.w, "Host: {addr} ()\tPorts: {}", fields.join(", "))?;
+        // nmap names the folded state only when there is exactly one.
+        if let [f] = folded.as_slice() {
+            write!(self.w, "\tIgnored State: {} ({})", f.state, f.count)?;
         }
-        out.push('\n');
+        writeln!(self.w)
     }
-    let _ = writeln!(
-        out,
-        "# tcpshake done at {} -- {} IP addresses ({} hosts up) scanned in {:.2} seconds",
-        ctime(info.end_secs),
-        info.addresses,
-        hosts.len(),
-        info.elapsed.as_secs_f64()
-    );
-    out
+
+    pub fn finish(mut self, end: &RunEnd<'_>) -> io::Result<W> {
+        writeln!(
+            self.w,
+            "# tcpshake done at {} -- {} scanned in {:.2} seconds",
+            ctime(end.end_secs),
+            addresses_phrase(end.up + end.down, end.up),
+            end.elapsed.as_secs_f64()
+        )?;
+        self.w.flush()?;
+        Ok(self.w)
+    }
 }
 
-/// nmap's `-oX` format.
-pub fn xml(records: &[ScanRecord], info: &RunInfo<'_>) -> String {
-    let mut out = String::new();
-    out += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE nmaprun>\n";
-    let _ = writeln!(
-        out,
-        "<nmaprun scanner=\"tcpshake\" args=\"{}\" start=\"{}\" startstr=\"{}\" version=\"{}\" xmloutputversion=\"1.05\">",
-        escape(info.args),
-        info.start_secs,
-        ctime(info.start_secs),
-        env!("CARGO_PKG_VERSION")
-    );
-    let _ = writeln!(
-        out,
-        "<scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"{}\" services=\"{}\"/>",
-        info.ports.len(),
-        ports::compact(info.ports)
-    );
-    out += "<verbose level=\"0\"/>\n<debugging level=\"0\"/>\n";
-    let hosts = by_host(records);
-    for (addr, ports) in &hosts {
-        let first = ports.iter().min_by_key(|r| r.t_ns);
-        let last = ports.iter().max_by_key(|r| r.t_ns);
-        let secs = |r: Option<&&ScanRecord>| r.map(|r| r.t_ns / 1_000_000_000).unwrap_or(0);
+/// nmap's `-oX` format, written host by host.
+pub struct Xml<W: Write> {
+    w: W,
+}
+
+impl<W: Write> Xml<W> {
+    pub fn start(mut w: W, info: &RunInfo<'_>) -> io::Result<Xml<W>> {
+        let version = env!("CARGO_PKG_VERSION");
+        let start = ctime(info.start_secs);
+        writeln!(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+        writeln!(w, "<!DOCTYPE nmaprun>")?;
+        writeln!(
+            w,
+            "<?xml-stylesheet href=\"{}\" type=\"text/xsl\"?>",
+            escape(info.stylesheet)
+        )?;
+        writeln!(
+            w,
+            "<!-- tcpshake {version} scan initiated {start} as: {} -->",
+            comment_safe(info.args)
+        )?;
+        writeln!(
+            w,
+            "<nmaprun scanner=\"nmap\" args=\"{}\" start=\"{}\" startstr=\"{start}\" version=\"{version}\" xmloutputversion=\"1.05\">",
+            escape(info.args),
+            info.start_secs,
+        )?;
+        writeln!(
+            w,
+            "<scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"{}\" services=\"{}\"/>",
+            info.ports.len(),
+            ports::compact(info.ports)
+        )?;
+        writeln!(w, "<verbose level=\"0\"/>\n<debugging level=\"0\"/>")?;
+        Ok(Xml { w })
+    }
+
+    /// One host that answered, with the names typed for it (others are not listed).
+    pub fn host(&mut self, h: &HostPorts<'_>, names: &[String]) -> io::Result<()> {
+        if !h.is_up() {
+            return Ok(());
+        }
+        let mut out = String::new();
+        let first = h.answered.iter().min_by_key(|a| a.t_ns);
+        let last = h.answered.iter().max_by_key(|a| a.t_ns);
+        let secs = |a: Option<&PortAnswer>| a.map_or(0, |a| a.t_ns / 1_000_000_000);
         let _ = write!(
             out,
             "<host starttime=\"{}\" endtime=\"{}\">",
             secs(first),
             secs(last)
         );
-        let (reason, ttl) = first
-            .map(|r| (r.reason.as_str(), r.reply_ttl))
-            .unwrap_or(("user-set", 0));
+        // The host is up because of its first reply: that is its reason (nmap's
+        // `--reason` for a host found by a port's reply: `syn-ack`, `reset`, ...).
+        let (reason, ttl) = first.map_or(("user-set", 0), |a| (a.reason.as_str(), a.reply_ttl));
         let _ = writeln!(
             out,
             "<status state=\"up\" reason=\"{reason}\" reason_ttl=\"{ttl}\"/>"
         );
-        let addrtype = if matches!(addr, IpAddr::V6(_)) {
+        let addrtype = if matches!(h.addr, IpAddr::V6(_)) {
             "ipv6"
         } else {
             "ipv4"
         };
-        let _ = writeln!(out, "<address addr=\"{addr}\" addrtype=\"{addrtype}\"/>");
-        out += "<hostnames>\n</hostnames>\n<ports>";
-        let (listed, folded) = fold(ports);
-        if let Some((state, n, reasons)) = folded {
+        let _ = writeln!(
+            out,
+            "<address addr=\"{}\" addrtype=\"{addrtype}\"/>",
+            h.addr
+        );
+        out += "<hostnames>\n";
+        for n in names {
+            let _ = writeln!(out, "<hostname name=\"{}\" type=\"user\"/>", escape(n));
+        }
+        out += "</hostnames>\n<ports>";
+        let folded = fold(h);
+        for f in &folded {
             let _ = writeln!(
                 out,
-                "<extraports state=\"{}\" count=\"{n}\">",
-                state.as_str()
+                "<extraports state=\"{}\" count=\"{}\">",
+                f.state, f.count
             );
-            for (reason, count) in reasons {
-                let _ = writeln!(out, "<extrareasons reason=\"{reason}\" count=\"{count}\"/>");
+            for (reason, ports) in &f.reasons {
+                let _ = writeln!(
+                    out,
+                    "<extrareasons reason=\"{reason}\" count=\"{}\" proto=\"tcp\" ports=\"{}\"/>",
+                    ports.len(),
+                    ports::compact(ports)
+                );
             }
             out += "</extraports>\n";
         }
-        for r in listed {
+        for r in rows(h).filter(|r| !folded.iter().any(|f| f.state == r.state)) {
             let _ = write!(
                 out,
                 "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/>",
                 r.port,
-                r.state.as_str(),
+                r.state,
                 r.reason,
-                r.reply_ttl
+                r.answer.map_or(0, |a| a.reply_ttl)
             );
             if let Some(name) = service_name(r.port) {
                 let _ = write!(
                     out,
-                    "<service name=\"{name}\" method=\"table\" conf=\"3\"/>"
+                    "<service name=\"{}\" method=\"table\" conf=\"3\"/>",
+                    escape(name)
                 );
             }
             out += "</port>\n";
@@ -184,7 +302,7 @@ pub fn xml(records: &[ScanRecord], info: &RunInfo<'_>) -> String {
         out += "</ports>\n";
         // nmap's smoothed RTT and variance, in µs, from this host's measured SYN→reply
         // times (mean and mean deviation, as RFC 6298 §2 estimates them).
-        let rtts: Vec<u64> = ports.iter().filter_map(|r| r.rtt_ns).collect();
+        let rtts: Vec<u64> = h.answered.iter().filter_map(|a| a.rtt_ns).collect();
         if !rtts.is_empty() {
             let srtt = rtts.iter().sum::<u64>() / rtts.len() as u64 / 1000;
             let var =
@@ -193,23 +311,29 @@ pub fn xml(records: &[ScanRecord], info: &RunInfo<'_>) -> String {
             let _ = writeln!(out, "<times srtt=\"{srtt}\" rttvar=\"{var}\" to=\"{to}\"/>");
         }
         out += "</host>\n";
+        self.w.write_all(out.as_bytes())
     }
-    let up = hosts.len() as u64;
-    let _ = writeln!(
-        out,
-        "<runstats><finished time=\"{}\" timestr=\"{}\" summary=\"tcpshake done at {}; {} IP addresses ({} hosts up) scanned in {:.2} seconds\" elapsed=\"{:.2}\" exit=\"success\"/><hosts up=\"{up}\" down=\"{}\" total=\"{}\"/>",
-        info.end_secs,
-        ctime(info.end_secs),
-        ctime(info.end_secs),
-        info.addresses,
-        up,
-        info.elapsed.as_secs_f64(),
-        info.elapsed.as_secs_f64(),
-        info.addresses.saturating_sub(up),
-        info.addresses
-    );
-    out += "</runstats>\n</nmaprun>\n";
-    out
+
+    pub fn finish(mut self, end: &RunEnd<'_>) -> io::Result<W> {
+        let t = ctime(end.end_secs);
+        let elapsed = end.elapsed.as_secs_f64();
+        let exit = match end.error {
+            None => "exit=\"success\"".to_string(),
+            Some(e) => format!("exit=\"error\" errormsg=\"{}\"", escape(e)),
+        };
+        writeln!(
+            self.w,
+            "<runstats><finished time=\"{}\" timestr=\"{t}\" summary=\"tcpshake done at {t}; {} scanned in {elapsed:.2} seconds\" elapsed=\"{elapsed:.2}\" {exit}/><hosts up=\"{}\" down=\"{}\" total=\"{}\"/>",
+            end.end_secs,
+            addresses_phrase(end.up + end.down, end.up),
+            end.up,
+            end.down,
+            end.up + end.down
+        )?;
+        writeln!(self.w, "</runstats>\n</nmaprun>")?;
+        self.w.flush()?;
+        Ok(self.w)
+    }
 }
 
 /// XML attribute escaping (XML 1.0 §2.4 and §3.3.3).
@@ -227,6 +351,30 @@ fn escape(s: &str) -> String {
             }
             c => o.push(c),
         }
+    }
+    o
+}
+
+/// Text for an XML comment, which may not contain `--` (XML 1.0 §2.5): nmap writes the
+/// second dash as `&#45;` (a comment holds no references, so it reads literally).
+fn comment_safe(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    let mut prev_dash = false;
+    for c in s.chars() {
+        if c == '-' && prev_dash {
+            o += "&#45;";
+            prev_dash = false;
+            continue;
+        }
+        prev_dash = c == '-';
+        if (c as u32) < 0x20 && c != '\t' {
+            o.push(' ');
+        } else {
+            o.push(c);
+        }
+    }
+    if o.ends_with('-') {
+        o.push(' ');
     }
     o
 }
@@ -264,12 +412,15 @@ fn ctime(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tcpshake_proto::probe::record::Reason;
+    use tcpshake_proto::probe::scan::ScanRecord;
+    use tcpshake_proto::probe::scan::results::Answers;
 
-    fn records() -> Vec<ScanRecord> {
-        let mut v = Vec::new();
+    const ADDR: &str = "198.18.0.9";
+
+    fn answers(extra: impl IntoIterator<Item = (u16, PortState, &'static str)>) -> Answers {
+        let mut a = Answers::default();
         let rec = |port, state, reason: &str| ScanRecord {
-            addr: "198.18.0.9".parse().unwrap(),
+            addr: ADDR.parse().unwrap(),
             port,
             state,
             reason: Reason::from_word(reason).unwrap(),
@@ -278,23 +429,53 @@ mod tests {
             t_ns: 1_700_000_000_000_000_000,
             complete: None,
         };
-        v.push(rec(22, PortState::Open, "syn-ack"));
-        v.push(rec(25, PortState::Filtered, "admin-prohibited"));
-        for p in 1000..1030 {
-            v.push(rec(p, PortState::Closed, "reset"));
+        a.insert(&rec(22, PortState::Open, "syn-ack"));
+        a.insert(&rec(25, PortState::Filtered, "admin-prohibited"));
+        for (p, s, r) in extra {
+            a.insert(&rec(p, s, r));
         }
-        v
+        a.sort();
+        a
+    }
+
+    fn host<'a>(a: &'a Answers, silent: impl IntoIterator<Item = u16>) -> HostPorts<'a> {
+        let addr = ADDR.parse().unwrap();
+        HostPorts {
+            addr,
+            answered: a.host(addr),
+            silent: silent.into_iter().collect(),
+        }
     }
 
     fn info(ports: &[u16]) -> RunInfo<'_> {
         RunInfo {
-            args: "tcpshake scan 198.18.0.9 -p \"22,25,1000-1029\" & more",
+            args: "tcpshake scan 198.18.0.9 -p \"22,25,1000-1029\" --rate 10 & more",
             start_secs: 1_700_000_000,
+            ports,
+            stylesheet: "https://svn.nmap.org/nmap/docs/nmap.xsl",
+        }
+    }
+
+    fn end(error: Option<&str>) -> RunEnd<'_> {
+        RunEnd {
             end_secs: 1_700_000_002,
             elapsed: Duration::from_millis(2500),
-            ports,
-            addresses: 1,
+            up: 1,
+            down: 0,
+            error,
         }
+    }
+
+    fn xml(h: &HostPorts<'_>, names: &[String], error: Option<&str>) -> String {
+        let mut x = Xml::start(Vec::new(), &info(&[22, 25])).unwrap();
+        x.host(h, names).unwrap();
+        String::from_utf8(x.finish(&end(error)).unwrap()).unwrap()
+    }
+
+    fn greppable(h: &HostPorts<'_>) -> String {
+        let mut g = Greppable::start(Vec::new(), &info(&[22, 25])).unwrap();
+        g.host(h).unwrap();
+        String::from_utf8(g.finish(&end(None)).unwrap()).unwrap()
     }
 
     #[test]
@@ -305,36 +486,127 @@ mod tests {
     }
 
     #[test]
-    fn greppable_folds_the_common_state() {
-        let ports: Vec<u16> = [22, 25].into_iter().chain(1000..1030).collect();
-        let g = greppable(&records(), &info(&ports));
-        assert!(g.contains("Host: 198.18.0.9 ()\tStatus: Up\n"), "{g}");
+    fn few_ports_are_listed_one_by_one_silent_ones_too() {
+        let a = answers([(23, PortState::Closed, "reset")]);
+        let h = host(&a, [81]);
+        let x = xml(&h, &[], None);
+        for needle in [
+            "<port protocol=\"tcp\" portid=\"22\"><state state=\"open\" reason=\"syn-ack\" reason_ttl=\"64\"/><service name=\"ssh\" method=\"table\" conf=\"3\"/></port>",
+            "<port protocol=\"tcp\" portid=\"23\"><state state=\"closed\" reason=\"reset\" reason_ttl=\"64\"/>",
+            "<port protocol=\"tcp\" portid=\"25\"><state state=\"filtered\" reason=\"admin-prohibited\" reason_ttl=\"64\"/>",
+            "<port protocol=\"tcp\" portid=\"81\"><state state=\"filtered\" reason=\"no-response\" reason_ttl=\"0\"/><service name=\"hosts2-ns\" method=\"table\" conf=\"3\"/></port>",
+        ] {
+            assert!(x.contains(needle), "missing {needle}:\n{x}");
+        }
+        assert!(!x.contains("extraports"), "{x}");
+        let order: Vec<usize> = ["\"22\"", "\"23\"", "\"25\"", "\"81\""]
+            .iter()
+            .map(|p| x.find(&format!("portid={p}")).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "ascending:\n{x}");
+        let g = greppable(&h);
+        assert!(
+            g.contains("Ports: 22/open/tcp//ssh///, 23/closed/tcp//telnet///, 25/filtered/tcp//smtp///, 81/filtered/tcp//hosts2-ns///\n"),
+            "{g}"
+        );
+    }
+
+    #[test]
+    fn states_above_25_ports_fold_most_common_first_with_their_reasons() {
+        // 30 closed, 31 filtered (1 admin-prohibited + 30 silent): filtered first.
+        let a = answers((1000..1030).map(|p| (p, PortState::Closed, "reset")));
+        let h = host(&a, 2000..2030);
+        let x = xml(&h, &[], None);
+        let filtered = x
+            .find("<extraports state=\"filtered\" count=\"31\">\n<extrareasons reason=\"no-response\" count=\"30\" proto=\"tcp\" ports=\"2000-2029\"/>\n<extrareasons reason=\"admin-prohibited\" count=\"1\" proto=\"tcp\" ports=\"25\"/>\n</extraports>")
+            .unwrap_or_else(|| panic!("{x}"));
+        let closed = x
+            .find("<extraports state=\"closed\" count=\"30\">\n<extrareasons reason=\"reset\" count=\"30\" proto=\"tcp\" ports=\"1000-1029\"/>\n</extraports>")
+            .unwrap_or_else(|| panic!("{x}"));
+        assert!(filtered < closed, "{x}");
+        assert!(x.contains("portid=\"22\""), "open is never folded:\n{x}");
+        assert!(
+            !x.contains("portid=\"1000\"") && !x.contains("portid=\"25\""),
+            "{x}"
+        );
+        // Two folded states: -oG names none of them (nmap's rule).
+        let g = greppable(&h);
+        assert!(g.contains("Ports: 22/open/tcp//ssh///\n"), "{g}");
+        assert!(!g.contains("Ignored"), "{g}");
+    }
+
+    #[test]
+    fn a_tie_folds_closed_before_filtered_and_greppable_names_a_single_fold() {
+        let a = answers((1000..1030).map(|p| (p, PortState::Closed, "reset")));
+        let h = host(&a, 2000..2029); // 30 filtered with port 25
+        let x = xml(&h, &[], None);
+        let closed = x
+            .find("<extraports state=\"closed\" count=\"30\">")
+            .unwrap();
+        let filtered = x
+            .find("<extraports state=\"filtered\" count=\"30\">")
+            .unwrap();
+        assert!(closed < filtered, "{x}");
+
+        let a = answers((1000..1030).map(|p| (p, PortState::Closed, "reset")));
+        let h = host(&a, []);
+        let g = greppable(&h);
         assert!(
             g.contains(
                 "Ports: 22/open/tcp//ssh///, 25/filtered/tcp//smtp///\tIgnored State: closed (30)\n"
             ),
             "{g}"
         );
-        assert!(g.contains("(1 hosts up) scanned in 2.50 seconds"), "{g}");
     }
 
     #[test]
-    fn xml_has_nmaps_elements_and_escapes_args() {
-        let ports: Vec<u16> = [22, 25].into_iter().chain(1000..1030).collect();
-        let x = xml(&records(), &info(&ports));
+    fn xml_names_the_host_as_typed_escapes_and_says_how_it_ended() {
+        let a = answers([]);
+        let h = host(&a, []);
+        let x = xml(&h, &["srv.lab.test".to_string()], None);
         for needle in [
-            "<nmaprun scanner=\"tcpshake\"",
-            "&quot;22,25,1000-1029&quot; &amp; more",
-            "<scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"32\" services=\"22,25,1000-1029\"/>",
-            "<address addr=\"198.18.0.9\" addrtype=\"ipv4\"/>",
-            "<extraports state=\"closed\" count=\"30\">",
-            "<extrareasons reason=\"reset\" count=\"30\"/>",
-            "<port protocol=\"tcp\" portid=\"22\"><state state=\"open\" reason=\"syn-ack\" reason_ttl=\"64\"/><service name=\"ssh\" method=\"table\" conf=\"3\"/></port>",
+            "<?xml-stylesheet href=\"https://svn.nmap.org/nmap/docs/nmap.xsl\" type=\"text/xsl\"?>\n",
+            "<nmaprun scanner=\"nmap\" args=\"tcpshake scan 198.18.0.9 -p &quot;22,25,1000-1029&quot; --rate 10 &amp; more\"",
+            "<!-- tcpshake ",
+            "as: tcpshake scan 198.18.0.9 -p \"22,25,1000-1029\" -&#45;rate 10 & more -->",
+            "<scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"2\" services=\"22,25\"/>",
+            "<address addr=\"198.18.0.9\" addrtype=\"ipv4\"/>\n<hostnames>\n<hostname name=\"srv.lab.test\" type=\"user\"/>\n</hostnames>",
             "<times srtt=\"50\" rttvar=\"0\" to=\"100000\"/>",
-            "<hosts up=\"1\" down=\"0\" total=\"1\"/>",
+            "exit=\"success\"/><hosts up=\"1\" down=\"0\" total=\"1\"/>",
+            "summary=\"tcpshake done at Tue Nov 14 22:13:22 2023; 1 IP address (1 host up) scanned in 2.50 seconds\"",
         ] {
             assert!(x.contains(needle), "missing {needle}:\n{x}");
         }
-        assert!(!x.contains("portid=\"1000\""));
+        let comment = x.lines().find(|l| l.starts_with("<!--")).unwrap();
+        assert!(!comment[4..comment.len() - 3].contains("--"), "{comment}");
+        let x = xml(&h, &[], Some("interrupted <by> a signal"));
+        assert!(
+            x.contains("exit=\"error\" errormsg=\"interrupted &lt;by&gt; a signal\"/>"),
+            "{x}"
+        );
+    }
+
+    #[test]
+    fn hosts_that_answered_nothing_are_not_listed() {
+        let h = HostPorts {
+            addr: ADDR.parse().unwrap(),
+            answered: &[],
+            silent: vec![22, 25],
+        };
+        assert!(!xml(&h, &[], None).contains("<host "));
+        assert!(!greppable(&h).contains("Host:"));
+    }
+
+    #[test]
+    fn nmaps_wording_for_counts() {
+        assert_eq!(addresses_phrase(1, 1), "1 IP address (1 host up)");
+        assert_eq!(addresses_phrase(3, 2), "3 IP addresses (2 hosts up)");
+        assert_eq!(addresses_phrase(1, 0), "1 IP address (0 hosts up)");
+    }
+
+    #[test]
+    fn comments_never_hold_two_dashes() {
+        assert_eq!(comment_safe("a --b ---c"), "a -&#45;b -&#45;-c");
+        assert_eq!(comment_safe("x -"), "x - ");
     }
 }

@@ -1,62 +1,70 @@
-//! The human view of a scan: one table per host (open ports, or every answered port with
-//! `--all`), and the summary line.
+//! The human view of a scan: one table per host (open ports, or with `--all` every port
+//! sent to, silent ones included), and the summary line.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::io::{self, Write};
 use std::time::Duration;
 use tcpshake_proto::probe::record::{CloseInitiator, Leg, PortState};
-use tcpshake_proto::probe::scan::{Completion, ScanRecord, ScanTotals};
+use tcpshake_proto::probe::scan::results::HostPorts;
+use tcpshake_proto::probe::scan::{Completion, ScanTotals};
 
-/// Records grouped per host (ascending address), ports ascending within each.
-pub fn by_host(records: &[ScanRecord]) -> BTreeMap<IpAddr, Vec<&ScanRecord>> {
-    let mut m: BTreeMap<IpAddr, Vec<&ScanRecord>> = BTreeMap::new();
-    for r in records {
-        m.entry(r.addr).or_default().push(r);
+/// One host's table: its open ports, or with `all` every port with its verdict (silent
+/// ones as filtered/no-response, TTL and RTT `-`). Nothing for a host with nothing to show.
+/// `names`: the host names typed for this address.
+pub fn host(
+    out: &mut impl Write,
+    h: &HostPorts<'_>,
+    names: &[String],
+    all: bool,
+) -> io::Result<()> {
+    let mut shown = h
+        .verdicts()
+        .filter(|&(_, state, _)| all || state == PortState::Open)
+        .peekable();
+    if shown.peek().is_none() {
+        return Ok(());
     }
-    for v in m.values_mut() {
-        v.sort_by_key(|r| r.port);
-    }
-    m
-}
-
-/// One table per host that has something to show.
-pub fn render(records: &[ScanRecord], all: bool) -> String {
-    let mut out = String::new();
-    for (addr, ports) in by_host(records) {
-        let shown: Vec<&&ScanRecord> = ports
-            .iter()
-            .filter(|r| all || r.state == PortState::Open)
-            .collect();
-        if shown.is_empty() {
-            continue;
+    let mut s = String::new();
+    match names {
+        [] => {
+            let _ = writeln!(s, "scan report for {}", h.addr);
         }
-        let _ = writeln!(out, "scan report for {addr}");
+        names => {
+            let _ = writeln!(s, "scan report for {} ({})", names.join(", "), h.addr);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{:<11} {:<9} {:<17} {:>4}  RTT",
+        "PORT", "STATE", "REASON", "TTL"
+    );
+    let mut answered = h.answered.iter().peekable();
+    for (port, state, reason) in shown {
+        while answered.next_if(|a| a.port < port).is_some() {}
+        let answer = answered.next_if(|a| a.port == port);
+        let ttl = answer.map_or_else(|| "-".to_string(), |a| a.reply_ttl.to_string());
+        let rtt = answer
+            .and_then(|a| a.rtt_ns)
+            .map_or_else(|| "-".into(), |ns| human(Duration::from_nanos(ns)));
         let _ = writeln!(
-            out,
-            "{:<11} {:<9} {:<17} {:>4}  RTT",
-            "PORT", "STATE", "REASON", "TTL"
+            s,
+            "{:<11} {:<9} {:<17} {:>4}  {rtt}",
+            format!("{port}/tcp"),
+            state.as_str(),
+            reason,
+            ttl
         );
-        for r in shown {
-            let rtt = r
-                .rtt_ns
-                .map(|ns| human(Duration::from_nanos(ns)))
-                .unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                out,
-                "{:<11} {:<9} {:<17} {:>4}  {rtt}",
-                format!("{}/tcp", r.port),
-                r.state.as_str(),
-                r.reason,
-                r.reply_ttl
-            );
-            if let Some(c) = &r.complete {
-                let _ = writeln!(out, "{:<11} {}", "", completion(c));
-            }
+        if let Some(c) = answer.and_then(|a| a.complete.as_deref()) {
+            let _ = writeln!(s, "{:<11} {}", "", completion(c));
         }
-        out.push('\n');
+        // A host of 65535 ports is written as it goes, not held.
+        if s.len() > 1 << 16 {
+            out.write_all(s.as_bytes())?;
+            s.clear();
+        }
     }
-    out
+    s.push('\n');
+    out.write_all(s.as_bytes())
 }
 
 /// `scanned 4096 ports: 12 open, 4000 closed, 84 filtered in 1.52 s (2690 pps)`.
@@ -138,8 +146,10 @@ fn human(d: Duration) -> String {
 mod tests {
     use super::*;
     use tcpshake_proto::probe::record::Reason;
+    use tcpshake_proto::probe::scan::ScanRecord;
+    use tcpshake_proto::probe::scan::results::Answers;
 
-    pub(crate) fn sample() -> Vec<ScanRecord> {
+    fn sample() -> Answers {
         let rec = |a: &str, port, state, reason: &str| ScanRecord {
             addr: a.parse().unwrap(),
             port,
@@ -150,43 +160,83 @@ mod tests {
             t_ns: 1_700_000_000_000_000_000,
             complete: None,
         };
-        vec![
+        let mut a = Answers::default();
+        for r in [
             rec("198.18.0.9", 80, PortState::Open, "syn-ack"),
             rec("198.18.0.9", 22, PortState::Open, "syn-ack"),
             rec("198.18.0.9", 23, PortState::Closed, "reset"),
             rec("198.18.0.3", 25, PortState::Filtered, "port-unreach"),
-        ]
+        ] {
+            a.insert(&r);
+        }
+        a.sort();
+        a
+    }
+
+    fn render(a: &Answers, silent: &[u16], all: bool) -> String {
+        let mut out = Vec::new();
+        for (addr, answered) in a.iter() {
+            let h = HostPorts {
+                addr,
+                answered,
+                silent: silent.to_vec(),
+            };
+            host(&mut out, &h, &[], all).unwrap();
+        }
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn open_ports_per_host_by_default() {
-        let t = render(&sample(), false);
+        let t = render(&sample(), &[81], false);
         assert!(t.starts_with("scan report for 198.18.0.9\n"), "{t}");
         assert!(!t.contains("198.18.0.3"), "{t}");
         let p22 = t.find("22/tcp").unwrap();
         let p80 = t.find("80/tcp").unwrap();
         assert!(p22 < p80, "ports ascending:\n{t}");
         assert!(t.contains("41.5 µs"));
-        assert!(!t.contains("23/tcp"));
+        assert!(!t.contains("23/tcp") && !t.contains("81/tcp"), "{t}");
+    }
+
+    #[test]
+    fn the_names_typed_head_the_table() {
+        let a = sample();
+        let addr = "198.18.0.9".parse().unwrap();
+        let h = HostPorts {
+            addr,
+            answered: a.host(addr),
+            silent: vec![],
+        };
+        let mut out = Vec::new();
+        host(&mut out, &h, &["srv.lab.test".into()], false).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.starts_with("scan report for srv.lab.test (198.18.0.9)\n"),
+            "{t}"
+        );
     }
 
     #[test]
     fn complete_adds_the_connection_legs_under_its_port() {
-        let mut recs = sample();
-        recs[1].complete = Some(Completion {
-            legs_ns: {
-                let mut l = tcpshake_proto::probe::record::Legs::default();
-                l.set(Leg::SynToSynack, Some(48_000));
-                l.set(Leg::SynackToAck, Some(12_000));
-                l.set(Leg::FinToAck, Some(30_000));
-                l.set(Leg::FinToPeerFin, Some(40_000));
-                l.set(Leg::PeerFinToLastAck, Some(10_000));
-                l
-            },
-            close_initiator: Some(CloseInitiator::Client),
-            complete_error: None,
-        });
-        let t = render(&recs, false);
+        let mut a = sample();
+        for (addr, p) in a.iter_mut() {
+            if addr.to_string() == "198.18.0.9" && p.port == 22 {
+                p.complete = Some(Box::new(Completion {
+                    legs_ns: {
+                        let mut l = tcpshake_proto::probe::record::Legs::default();
+                        l.set(Leg::SynToSynack, Some(48_000));
+                        l.set(Leg::SynackToAck, Some(12_000));
+                        l.set(Leg::FinToAck, Some(30_000));
+                        l.set(Leg::FinToPeerFin, Some(40_000));
+                        l.set(Leg::PeerFinToLastAck, Some(10_000));
+                        l
+                    },
+                    close_initiator: Some(CloseInitiator::Client),
+                    complete_error: None,
+                }));
+            }
+        }
+        let t = render(&a, &[], false);
         let p22 = t.find("22/tcp").unwrap();
         let conn = t
             .find("connect: SYN→SYN-ACK 48.0 µs, SYN-ACK→ACK 12.0 µs")
@@ -201,10 +251,18 @@ mod tests {
     }
 
     #[test]
-    fn all_shows_every_answered_state() {
-        let t = render(&sample(), true);
+    fn all_shows_every_port_sent_to_silent_ones_too() {
+        let t = render(&sample(), &[81], true);
         assert!(t.find("198.18.0.3").unwrap() < t.find("198.18.0.9").unwrap());
         assert!(t.contains("port-unreach") && t.contains("reset"), "{t}");
+        let silent = t
+            .lines()
+            .find(|l| l.starts_with("81/tcp"))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(
+            silent.split_whitespace().collect::<Vec<_>>(),
+            ["81/tcp", "filtered", "no-response", "-", "-"]
+        );
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct ScanOutcome {
     pub duration: Duration,
     pub interrupted: bool,
     pub locals: Locals,
+    /// Positions of this shard the first round got through (each sent, or skipped as
+    /// excluded): the shard's length unless interrupted. With the plan, it says which
+    /// pairs were sent (`probe::scan::results::Coverage`).
+    pub walked: u64,
 }
 
 /// One family's sending side.
@@ -309,6 +313,7 @@ pub fn run(
         duration: clock::now().saturating_since(state.started),
         interrupted: state.interrupted,
         locals,
+        walked: state.walked,
     })
 }
 
@@ -322,6 +327,8 @@ struct State {
     totals: ScanTotals,
     started: Instant,
     interrupted: bool,
+    /// First-round positions walked (see `ScanOutcome::walked`).
+    walked: u64,
 }
 
 impl State {
@@ -377,6 +384,7 @@ fn send_all(
         totals: ScanTotals::default(),
         started,
         interrupted: false,
+        walked: 0,
     };
     let mut bucket = Bucket::new(plan.rate, started);
     let mut progress = Progress {
@@ -407,6 +415,11 @@ fn send_all(
             if stop.load(Ordering::Relaxed) {
                 state.interrupted = true;
                 break 'rounds;
+            }
+            // From here this position is sent (its SYN batched, flushed before the drain)
+            // or skipped: either way the first round is past it.
+            if round == 0 {
+                state.walked += 1;
             }
             let v = perm.at(i);
             let Some(addr) = plan.targets.get(v / n_ports) else {

@@ -9,6 +9,10 @@
 //!
 //! `--shard K/N` takes positions K−1, K−1+N, K−1+2N, … of the same permuted sequence: the
 //! N shards are disjoint and their union is the whole scan, whatever N.
+//!
+//! The permutation is invertible the same way (decrypt, walking the cycle backwards), so
+//! after a scan the position of any value — and so whether this shard sent it, and before
+//! an interruption or after — is computed again instead of remembered.
 
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
@@ -59,15 +63,42 @@ impl Permutation {
         i
     }
 
+    /// The position `i` (< n) at which `v` (< n) comes: `at(position_of(v)) == v`.
+    pub fn position_of(&self, v: u64) -> u64 {
+        debug_assert!(v < self.n);
+        // Cycle walking backwards: the values between v and its position on the cycle are
+        // all ≥ n, exactly those `at` skipped; bounded like `at`.
+        let mut x = v;
+        for _ in 0..(1u64 << (2 * self.half_bits)).min(u64::MAX >> 1) {
+            x = self.decrypt(x);
+            if x < self.n {
+                return x;
+            }
+        }
+        v
+    }
+
+    fn round(&self, round: u64, half: u64) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write_u64(round);
+        h.write_u64(half);
+        h.finish() & ((1u64 << self.half_bits) - 1)
+    }
+
+    fn decrypt(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut left, mut right) = (x >> self.half_bits, x & mask);
+        for round in (0..ROUNDS).rev() {
+            (left, right) = (right ^ self.round(round, left), left);
+        }
+        (left << self.half_bits) | right
+    }
+
     fn encrypt(&self, x: u64) -> u64 {
         let mask = (1u64 << self.half_bits) - 1;
         let (mut left, mut right) = (x >> self.half_bits, x & mask);
         for round in 0..ROUNDS {
-            let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-            h.write_u64(round);
-            h.write_u64(right);
-            let f = h.finish() & mask;
-            (left, right) = (right, left ^ f);
+            (left, right) = (right, left ^ self.round(round, right));
         }
         (left << self.half_bits) | right
     }
@@ -102,6 +133,12 @@ impl Shard {
     /// Positions of this shard in a sequence of `n`.
     pub fn positions(self, n: u64) -> impl Iterator<Item = u64> {
         (self.index - 1..n).step_by(usize::try_from(self.count).unwrap_or(usize::MAX))
+    }
+
+    /// Where position `i` comes in this shard's walk (0 for its first position), or `None`
+    /// when another shard has it.
+    pub fn rank(self, i: u64) -> Option<u64> {
+        (i % self.count == self.index - 1).then(|| i / self.count)
     }
 
     /// How many positions of `n` fall in this shard.
@@ -140,6 +177,21 @@ mod tests {
     }
 
     #[test]
+    fn position_of_inverts_at() {
+        for n in [1, 2, 3, 5, 17, 1000, 4097] {
+            let p = Permutation::new(n, 9);
+            for i in 0..n {
+                assert_eq!(p.position_of(p.at(i)), i, "n = {n}");
+            }
+        }
+        let n = (1u64 << 24) * 65535;
+        let p = Permutation::new(n, 7);
+        for i in [0, 1, 12_345_678_901, n / 3, n - 1] {
+            assert_eq!(p.position_of(p.at(i)), i);
+        }
+    }
+
+    #[test]
     fn the_seed_changes_the_order_and_reproduces_it() {
         let a: Vec<u64> = (0..50).map(|i| Permutation::new(50, 1).at(i)).collect();
         let b: Vec<u64> = (0..50).map(|i| Permutation::new(50, 2).at(i)).collect();
@@ -166,12 +218,23 @@ mod tests {
         }
 
         #[test]
+        fn position_of_inverts_at_for_any_seed(n in 1u64..1 << 40, seed: u64, i: u64) {
+            let p = Permutation::new(n, seed);
+            let i = i % n;
+            prop_assert_eq!(p.position_of(p.at(i)), i);
+        }
+
+        #[test]
         fn shards_partition_the_sequence(n in 0u64..500, count in 1u64..9) {
             let mut all: Vec<u64> = Vec::new();
             for index in 1..=count {
                 let s = Shard { index, count };
                 let pos: Vec<u64> = s.positions(n).collect();
                 prop_assert_eq!(pos.len() as u64, s.len(n));
+                for (r, &i) in pos.iter().enumerate() {
+                    prop_assert_eq!(s.rank(i), Some(r as u64));
+                }
+                prop_assert!((0..n).filter(|&i| s.rank(i).is_some()).count() == pos.len());
                 all.extend(pos);
             }
             all.sort_unstable();

@@ -9,6 +9,8 @@
 //! each, so address number `i` is found by a binary search and some arithmetic: a /8 costs
 //! the same memory as one address.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Largest IPv6 block we sweep: 2^16 addresses (a /112). Sweeping a /64 is hopeless at any
@@ -355,12 +357,54 @@ impl TargetSet {
             .any(|s| matches!(s, Spec::Range { v6: true, .. }))
     }
 
+    /// Every address of the set in ascending order (IPv4 before IPv6) with its index, the
+    /// excluded ones left out. An address that several specs name comes once per spec,
+    /// its copies adjacent. A merge of the specs (each is ascending already): memory is
+    /// one cursor per spec, never one entry per address.
+    pub fn ascending(&self) -> Ascending<'_> {
+        let mut heap = BinaryHeap::with_capacity(self.specs.len());
+        for (k, s) in self.specs.iter().enumerate() {
+            if let Some(a) = s.get(0) {
+                heap.push(Reverse((a, k, 0)));
+            }
+        }
+        Ascending { set: self, heap }
+    }
+
     /// The first address of each family, for route lookups.
     pub fn first_of_family(&self, v6: bool) -> Option<IpAddr> {
         self.specs
             .iter()
             .filter(|s| matches!(s, Spec::Range { v6: true, .. }) == v6)
             .find_map(|s| s.get(0))
+    }
+}
+
+/// See [`TargetSet::ascending`]: yields (address, index in the set).
+#[derive(Debug)]
+pub struct Ascending<'a> {
+    set: &'a TargetSet,
+    /// (next address, spec, offset in the spec), smallest address on top.
+    heap: BinaryHeap<Reverse<(IpAddr, usize, u64)>>,
+}
+
+impl Iterator for Ascending<'_> {
+    type Item = (IpAddr, u64);
+
+    fn next(&mut self) -> Option<(IpAddr, u64)> {
+        // Each turn consumes one address of one spec: bounded by the set's size.
+        while let Some(Reverse((addr, k, j))) = self.heap.pop() {
+            let spec = &self.set.specs[k];
+            if let Some(next) = spec.get(j + 1) {
+                self.heap.push(Reverse((next, k, j + 1)));
+            }
+            if self.set.is_excluded(addr) {
+                continue;
+            }
+            let start = if k == 0 { 0 } else { self.set.ends[k - 1] };
+            return Some((addr, start + j));
+        }
+        None
     }
 }
 
@@ -471,6 +515,54 @@ mod tests {
         ];
         assert_eq!(got, want.map(|o| o.map(String::from)));
         assert!(set.has_v4() && set.has_v6());
+    }
+
+    #[test]
+    fn ascending_merges_specs_skips_excluded_and_keeps_indices() {
+        let spec = |t| match parse(t).unwrap() {
+            TargetSpec::Addrs(s) => s,
+            TargetSpec::Name { .. } => panic!(),
+        };
+        let set = TargetSet::new(
+            vec![
+                spec("fd00::9"),
+                spec("198.18.0.8/30"),
+                spec("198.18.0.1-9"),
+                spec("198.18.0.2"),
+            ],
+            vec![spec("198.18.0.5")],
+        )
+        .unwrap();
+        let got: Vec<(String, u64)> = set.ascending().map(|(a, i)| (a.to_string(), i)).collect();
+        // Every index points back at its address.
+        for (a, i) in &got {
+            assert_eq!(set.get(*i).unwrap().to_string(), *a);
+        }
+        let addrs: Vec<&str> = got.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(
+            addrs,
+            [
+                "198.18.0.1",
+                "198.18.0.2",
+                "198.18.0.2",
+                "198.18.0.3",
+                "198.18.0.4",
+                "198.18.0.6",
+                "198.18.0.7",
+                "198.18.0.8",
+                "198.18.0.8",
+                "198.18.0.9",
+                "198.18.0.9",
+                "198.18.0.10",
+                "198.18.0.11",
+                "fd00::9",
+            ]
+        );
+        // Every non-excluded index exactly once.
+        let mut idx: Vec<u64> = got.iter().map(|&(_, i)| i).collect();
+        idx.sort_unstable();
+        let want: Vec<u64> = (0..set.len()).filter(|&i| set.get(i).is_some()).collect();
+        assert_eq!(idx, want);
     }
 
     #[test]

@@ -1,0 +1,465 @@
+//! What a scan found, host by host, for the reports written after it: the answered ports
+//! as they were recorded, and the ports that never answered (filtered/no-response),
+//! recomputed rather than remembered.
+//!
+//! A scan keeps no per-probe state (see the module above), so the silent ports are the
+//! pairs it sent minus the pairs that answered. Which pairs it sent is a pure function of
+//! the plan: the target set × the ports, permuted by the seed, cut by the shard, up to the
+//! position the first round reached (all of them unless the scan was interrupted). The
+//! permutation is inverted per pair ([`Permutation::position_of`]) to ask "did this shard,
+//! before it stopped, send this pair?". Memory is the answered ports (as before) plus one
+//! host's ports at a time; hosts are walked in ascending address order straight from the
+//! target specs ([`TargetSet::ascending`]), never listed.
+
+use super::permute::{Permutation, Shard};
+use super::targets::{Ascending, TargetSet};
+use crate::probe::record::{Completion, PortState, Reason, ScanRecord};
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::net::IpAddr;
+
+/// Which (address, port) pairs the first round of a scan sent a SYN to.
+#[derive(Clone, Debug)]
+pub struct Coverage<'a> {
+    targets: &'a TargetSet,
+    /// Ascending, as the plan holds them.
+    ports: &'a [u16],
+    perm: Permutation,
+    shard: Shard,
+    /// Positions of this shard the first round walked (sent, or skipped as excluded).
+    walked: u64,
+}
+
+impl<'a> Coverage<'a> {
+    /// `walked`: how many of the shard's positions the first round got through — the
+    /// shard's length when it ran to the end.
+    pub fn new(
+        targets: &'a TargetSet,
+        ports: &'a [u16],
+        seed: u64,
+        shard: Shard,
+        walked: u64,
+    ) -> Coverage<'a> {
+        let n = targets.len().saturating_mul(ports.len() as u64);
+        Coverage {
+            targets,
+            ports,
+            perm: Permutation::new(n, seed),
+            shard,
+            walked,
+        }
+    }
+
+    /// Every pair was sent: no permutation needs inverting.
+    fn is_everything(&self) -> bool {
+        let n = self.perm.len();
+        self.shard == Shard::WHOLE && self.walked >= n
+    }
+
+    /// Whether the first round sent a SYN to address number `a` of the target set and
+    /// port number `p` of the port list.
+    pub fn covers(&self, a: u64, p: usize) -> bool {
+        let n_ports = self.ports.len() as u64;
+        let v = a.saturating_mul(n_ports).saturating_add(p as u64);
+        if p >= self.ports.len() || v >= self.perm.len() {
+            return false;
+        }
+        if self.is_everything() {
+            return true;
+        }
+        let i = self.perm.position_of(v);
+        self.shard.rank(i).is_some_and(|r| r < self.walked)
+    }
+
+    /// The ports (ascending) sent to the address whose indices in the target set are
+    /// `indices` (one, or more when specs overlap).
+    pub fn ports_of<'s>(&'s self, indices: &'s [u64]) -> impl Iterator<Item = u16> + 's {
+        (0..self.ports.len())
+            .filter(move |&p| indices.iter().any(|&a| self.covers(a, p)))
+            .map(|p| self.ports[p])
+    }
+
+    /// Whether any port was sent to that address.
+    pub fn any_port(&self, indices: &[u64]) -> bool {
+        self.ports_of(indices).next().is_some()
+    }
+}
+
+/// One answered port as the reports keep it: the record without its address (about 40
+/// bytes; a `--complete` connection is boxed, as only open ports have one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortAnswer {
+    pub port: u16,
+    pub state: PortState,
+    pub reason: Reason,
+    pub reply_ttl: u8,
+    pub rtt_ns: Option<u64>,
+    pub t_ns: u64,
+    pub complete: Option<Box<Completion>>,
+}
+
+impl PortAnswer {
+    pub fn of(r: &ScanRecord) -> PortAnswer {
+        PortAnswer {
+            port: r.port,
+            state: r.state,
+            reason: r.reason,
+            reply_ttl: r.reply_ttl,
+            rtt_ns: r.rtt_ns,
+            t_ns: r.t_ns,
+            complete: r.complete.clone().map(Box::new),
+        }
+    }
+
+    pub fn record(&self, addr: IpAddr) -> ScanRecord {
+        ScanRecord {
+            addr,
+            port: self.port,
+            state: self.state,
+            reason: self.reason,
+            reply_ttl: self.reply_ttl,
+            rtt_ns: self.rtt_ns,
+            t_ns: self.t_ns,
+            complete: self.complete.as_deref().cloned(),
+        }
+    }
+}
+
+/// The answered ports of a scan, by host (ascending), ports ascending within each host.
+#[derive(Clone, Debug, Default)]
+pub struct Answers {
+    hosts: BTreeMap<IpAddr, Vec<PortAnswer>>,
+    sorted: bool,
+}
+
+impl Answers {
+    /// Keep one answered port (the scan hands each (address, port) over once).
+    pub fn insert(&mut self, r: &ScanRecord) {
+        self.hosts
+            .entry(r.addr)
+            .or_default()
+            .push(PortAnswer::of(r));
+        self.sorted = false;
+    }
+
+    /// Put every host's ports in order; call once the scan is over.
+    pub fn sort(&mut self) {
+        for v in self.hosts.values_mut() {
+            v.sort_by_key(|a| a.port);
+        }
+        self.sorted = true;
+    }
+
+    /// A host's answered ports (ascending once [`Answers::sort`] ran).
+    pub fn host(&self, addr: IpAddr) -> &[PortAnswer] {
+        debug_assert!(self.sorted || self.hosts.is_empty());
+        self.hosts.get(&addr).map_or(&[], Vec::as_slice)
+    }
+
+    /// The answered ports of every host that answered, ascending by address.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &[PortAnswer])> {
+        self.hosts.iter().map(|(a, v)| (*a, v.as_slice()))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (IpAddr, &mut PortAnswer)> {
+        self.hosts
+            .iter_mut()
+            .flat_map(|(a, v)| v.iter_mut().map(move |p| (*a, p)))
+    }
+
+    /// Hosts that answered at all.
+    pub fn hosts(&self) -> usize {
+        self.hosts.len()
+    }
+}
+
+/// One scanned host: what answered, and which ports never did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPorts<'a> {
+    pub addr: IpAddr,
+    /// Ascending by port.
+    pub answered: &'a [PortAnswer],
+    /// Sent but never answered, after every retry: filtered/no-response. Ascending.
+    pub silent: Vec<u16>,
+}
+
+impl HostPorts<'_> {
+    /// Whether the host answered anything (nmap would call it up).
+    pub fn is_up(&self) -> bool {
+        !self.answered.is_empty()
+    }
+
+    /// Every port with its state and reason, ascending: the answered ones as answered,
+    /// the silent ones filtered/no-response.
+    pub fn verdicts(&self) -> impl Iterator<Item = (u16, PortState, Reason)> + '_ {
+        let mut a = self.answered.iter().peekable();
+        let mut s = self.silent.iter().copied().peekable();
+        std::iter::from_fn(move || match (a.peek(), s.peek()) {
+            (Some(x), Some(&y)) if x.port > y => {
+                s.next();
+                Some((y, PortState::Filtered, Reason::NoResponse))
+            }
+            (Some(_), _) => a.next().map(|x| (x.port, x.state, x.reason)),
+            (None, Some(_)) => s
+                .next()
+                .map(|y| (y, PortState::Filtered, Reason::NoResponse)),
+            (None, None) => None,
+        })
+    }
+}
+
+/// Every scanned host in ascending address order, each once, with its silent ports
+/// computed. Hosts that answered nothing are skipped unless asked for (`silent_hosts`);
+/// either way they are counted ([`Walk::silent_hosts`]).
+pub struct Walk<'a> {
+    coverage: &'a Coverage<'a>,
+    answers: &'a Answers,
+    addrs: Peekable<Ascending<'a>>,
+    include_silent: bool,
+    silent_hosts: u64,
+    up_hosts: u64,
+}
+
+impl<'a> Walk<'a> {
+    pub fn new(coverage: &'a Coverage<'a>, answers: &'a Answers, silent_hosts: bool) -> Walk<'a> {
+        Walk {
+            coverage,
+            answers,
+            addrs: coverage.targets.ascending().peekable(),
+            include_silent: silent_hosts,
+            silent_hosts: 0,
+            up_hosts: 0,
+        }
+    }
+
+    /// Hosts walked so far that were sent something and answered nothing.
+    pub fn silent_hosts(&self) -> u64 {
+        self.silent_hosts
+    }
+
+    /// Hosts walked so far that answered something.
+    pub fn up_hosts(&self) -> u64 {
+        self.up_hosts
+    }
+}
+
+impl<'a> Iterator for Walk<'a> {
+    type Item = HostPorts<'a>;
+
+    fn next(&mut self) -> Option<HostPorts<'a>> {
+        let mut indices: Vec<u64> = Vec::with_capacity(1);
+        // Each turn consumes at least one address: bounded by the target set.
+        while let Some((addr, first)) = self.addrs.next() {
+            indices.clear();
+            indices.push(first);
+            while let Some((_, i)) = self.addrs.next_if(|&(a, _)| a == addr) {
+                indices.push(i);
+            }
+            let answered = self.answers.host(addr);
+            if answered.is_empty() {
+                if !self.coverage.any_port(&indices) {
+                    continue; // another shard's, or after the interruption
+                }
+                self.silent_hosts += 1;
+                if !self.include_silent {
+                    continue;
+                }
+            } else {
+                self.up_hosts += 1;
+            }
+            let mut answered_ports = answered.iter().map(|a| a.port).peekable();
+            let silent = self
+                .coverage
+                .ports_of(&indices)
+                .filter(|&p| {
+                    while answered_ports.next_if(|&q| q < p).is_some() {}
+                    answered_ports.next_if_eq(&p).is_none()
+                })
+                .collect();
+            return Some(HostPorts {
+                addr,
+                answered,
+                silent,
+            });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::scan::targets::{self, Spec, TargetSpec};
+
+    fn spec(t: &str) -> Spec {
+        match targets::parse(t).unwrap() {
+            TargetSpec::Addrs(s) => s,
+            TargetSpec::Name { .. } => panic!("{t} is a name"),
+        }
+    }
+
+    fn record(addr: &str, port: u16, state: PortState, reason: Reason) -> ScanRecord {
+        ScanRecord {
+            addr: addr.parse().unwrap(),
+            port,
+            state,
+            reason,
+            reply_ttl: 64,
+            rtt_ns: Some(1000),
+            t_ns: 7,
+            complete: None,
+        }
+    }
+
+    /// The pairs a scan sends, as the driver walks them: this shard's positions in order,
+    /// the first `walked` of them.
+    fn sent(
+        set: &TargetSet,
+        ports: &[u16],
+        seed: u64,
+        shard: Shard,
+        walked: u64,
+    ) -> Vec<(IpAddr, u16)> {
+        let n = set.len() * ports.len() as u64;
+        let perm = Permutation::new(n, seed);
+        let mut v: Vec<(IpAddr, u16)> = shard
+            .positions(n)
+            .take(walked as usize)
+            .filter_map(|i| {
+                let x = perm.at(i);
+                let a = set.get(x / ports.len() as u64)?;
+                Some((a, ports[(x % ports.len() as u64) as usize]))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn walked_pairs(c: &Coverage<'_>, answers: &Answers) -> Vec<(IpAddr, u16)> {
+        let mut v: Vec<(IpAddr, u16)> = Walk::new(c, answers, true)
+            .flat_map(|h| {
+                let addr = h.addr;
+                h.verdicts()
+                    .map(move |(p, _, _)| (addr, p))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let sorted = v.windows(2).all(|w| w[0] < w[1]);
+        assert!(sorted, "hosts ascending, ports ascending, each pair once");
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_walk_recomputes_exactly_the_pairs_each_shard_sent() {
+        let set = TargetSet::new(
+            vec![spec("198.18.0.0/29"), spec("fd00::1"), spec("198.18.0.6-9")],
+            vec![spec("198.18.0.3")],
+        )
+        .unwrap();
+        let ports = [22, 80, 443];
+        let n = set.len() * ports.len() as u64;
+        let empty = Answers::default();
+        for count in 1..=4 {
+            let mut union = Vec::new();
+            for index in 1..=count {
+                let shard = Shard { index, count };
+                let len = shard.len(n);
+                // The whole shard, and interrupted after a third of it.
+                for walked in [len, len / 3] {
+                    let c = Coverage::new(&set, &ports, 42, shard, walked);
+                    let got = walked_pairs(&c, &empty);
+                    assert_eq!(
+                        got,
+                        sent(&set, &ports, 42, shard, walked),
+                        "{index}/{count} {walked}"
+                    );
+                    if walked == len {
+                        union.extend(got);
+                    }
+                }
+            }
+            union.sort();
+            union.dedup();
+            assert_eq!(union, sent(&set, &ports, 42, Shard::WHOLE, n));
+        }
+    }
+
+    #[test]
+    fn silent_ports_are_the_sent_ones_that_did_not_answer() {
+        let set = TargetSet::new(vec![spec("198.18.0.1-3")], vec![]).unwrap();
+        let ports = [22, 23, 80, 81];
+        let c = Coverage::new(&set, &ports, 1, Shard::WHOLE, 12);
+        let mut answers = Answers::default();
+        answers.insert(&record("198.18.0.2", 80, PortState::Open, Reason::SynAck));
+        answers.insert(&record("198.18.0.2", 22, PortState::Open, Reason::SynAck));
+        answers.insert(&record("198.18.0.3", 23, PortState::Closed, Reason::Reset));
+        answers.sort();
+
+        let mut walk = Walk::new(&c, &answers, false);
+        let hosts: Vec<HostPorts<'_>> = walk.by_ref().collect();
+        assert_eq!(hosts.len(), 2, "the silent host is skipped");
+        assert_eq!(walk.silent_hosts(), 1);
+        assert_eq!(walk.up_hosts(), 2);
+        assert_eq!(hosts[0].addr.to_string(), "198.18.0.2");
+        assert_eq!(hosts[0].silent, [23, 81]);
+        let v: Vec<_> = hosts[0].verdicts().collect();
+        assert_eq!(
+            v,
+            [
+                (22, PortState::Open, Reason::SynAck),
+                (23, PortState::Filtered, Reason::NoResponse),
+                (80, PortState::Open, Reason::SynAck),
+                (81, PortState::Filtered, Reason::NoResponse),
+            ]
+        );
+        assert_eq!(hosts[1].silent, [22, 80, 81]);
+
+        let all: Vec<HostPorts<'_>> = Walk::new(&c, &answers, true).collect();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].addr.to_string(), "198.18.0.1");
+        assert!(!all[0].is_up());
+        assert_eq!(all[0].silent, ports);
+    }
+
+    #[test]
+    fn an_interrupted_scan_reports_only_what_it_sent() {
+        let set = TargetSet::new(vec![spec("198.18.0.0/28")], vec![]).unwrap();
+        let ports = [1, 2, 3, 4, 5];
+        let c = Coverage::new(&set, &ports, 3, Shard::WHOLE, 0);
+        let none = Answers::default();
+        let mut walk = Walk::new(&c, &none, true);
+        assert!(walk.next().is_none());
+        assert_eq!(walk.silent_hosts(), 0);
+        let c = Coverage::new(&set, &ports, 3, Shard::WHOLE, 10);
+        let pairs = walked_pairs(&c, &none);
+        assert_eq!(pairs.len(), 10);
+    }
+
+    #[test]
+    fn duplicate_addresses_are_one_host() {
+        let set = TargetSet::new(vec![spec("198.18.0.1"), spec("198.18.0.0/31")], vec![]).unwrap();
+        let ports = [22];
+        let c = Coverage::new(&set, &ports, 5, Shard { index: 1, count: 2 }, 2);
+        let none = Answers::default();
+        let hosts: Vec<_> = Walk::new(&c, &none, true).collect();
+        let addrs: Vec<String> = hosts.iter().map(|h| h.addr.to_string()).collect();
+        // Three pairs, two shards: whichever copy of .1 this shard sent, .1 is one host.
+        let want = sent(&set, &ports, 5, Shard { index: 1, count: 2 }, 2);
+        let want: Vec<String> = want.iter().map(|(a, _)| a.to_string()).collect();
+        assert_eq!(addrs, want);
+    }
+
+    #[test]
+    fn answers_keep_the_record_and_give_it_back() {
+        let r = record("fd00::5", 443, PortState::Closed, Reason::Reset);
+        let a = PortAnswer::of(&r);
+        assert_eq!(a.record(r.addr), r);
+        assert!(
+            std::mem::size_of::<PortAnswer>() <= 48,
+            "{}",
+            std::mem::size_of::<PortAnswer>()
+        );
+    }
+}
