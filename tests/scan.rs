@@ -6,11 +6,41 @@
 mod lab;
 
 use lab::faults::{Direction, Reject};
-use lab::{Lab, Run, in_ns, require_root, run_ok};
+use lab::{Lab, Run, die_with_parent, in_ns, require_root, run_ok};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// nmap's DTD, from the nmap package (scripts/test installs it).
+const NMAP_DTD: &str = "/usr/share/nmap/nmap.dtd";
+
+/// `/etc/netns/<namespace>/hosts`: `ip netns exec` shows it as `/etc/hosts` to whatever
+/// runs in that namespace (tcpshake and nmap alike), so the names a test types resolve
+/// there and nowhere else. Removed on drop.
+struct NetnsHosts(PathBuf);
+
+impl NetnsHosts {
+    fn new(ns: &str, entries: &[(IpAddr, &str)]) -> NetnsHosts {
+        let dir = Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        let guard = NetnsHosts(dir);
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (a, name) in entries {
+            text += &format!("{a} {name}\n");
+        }
+        std::fs::write(guard.0.join("hosts"), text).unwrap();
+        guard
+    }
+}
+
+impl Drop for NetnsHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// A lab whose server answers on every address of `v4_prefix()/24` and of
 /// `v6_prefix()/120`, routed to it from the client.
@@ -107,6 +137,68 @@ impl ScanLab {
             Duration::from_secs(30),
         )
     }
+
+    /// nmap, in the client namespace like tcpshake.
+    fn nmap(&self, args: &[&str]) -> Run {
+        let mut cmd = in_ns(&self.lab.client_ns, "nmap");
+        cmd.args(args);
+        lab::run_bounded(&mut cmd, Duration::from_secs(120))
+    }
+
+    /// The server answers every SYN to a rejected port with its ICMP error: no per-peer
+    /// rate limit (Linux's default lets ~6 through, then 1/s).
+    fn icmp_unlimited(&self) {
+        run_ok(in_ns(&self.lab.server_ns, "sysctl").args([
+            "-qw",
+            "net.ipv4.icmp_ratelimit=0",
+            "net.ipv6.icmp.ratelimit=0",
+        ]));
+    }
+}
+
+/// `xmllint --dtdvalid` against nmap's DTD; the failure message has xmllint's complaint.
+fn assert_valid_nmap_xml(path: &Path) {
+    let out = Command::new("xmllint")
+        .args(["--noout", "--dtdvalid", NMAP_DTD])
+        .arg(path)
+        .output()
+        .expect("cannot run xmllint");
+    assert!(
+        out.status.success(),
+        "{} is not valid against {NMAP_DTD}:\n{}\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+/// The `Host:` lines of an -oG file (the comments carry dates and command lines).
+fn greppable_hosts(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.starts_with("Host: ")).collect()
+}
+
+/// (addr, port) → state from -oG `Ports:` fields (`22/open/tcp//ssh///`).
+fn greppable_ports(text: &str) -> BTreeMap<(IpAddr, u16), String> {
+    let mut m = BTreeMap::new();
+    for l in greppable_hosts(text) {
+        let Some((head, ports)) = l.split_once("\tPorts: ") else {
+            continue;
+        };
+        let addr: IpAddr = head["Host: ".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ports = ports.split('\t').next().unwrap();
+        for f in ports.split(", ").filter(|f| !f.is_empty()) {
+            let parts: Vec<&str> = f.split('/').collect();
+            assert_eq!(parts.len(), 8, "nmap's 7 slashes: {f}");
+            assert_eq!(parts[2], "tcp", "{f}");
+            m.insert((addr, parts[0].parse().unwrap()), parts[1].to_string());
+        }
+    }
+    m
 }
 
 /// What differs between two verdict maps, for failure messages.
@@ -142,11 +234,17 @@ fn verdicts(run: &Run) -> BTreeMap<(IpAddr, u16), (String, String)> {
         let reason = v["reason"].as_str().unwrap().to_string();
         assert!(v["reply_ttl"].as_u64().is_some(), "{line}");
         assert!(v["t_ns"].as_u64().is_some(), "{line}");
-        // Every answered port is timed by the kernel, and within the lab it is quick.
-        let rtt = v["rtt_ns"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no rtt: {line}"));
-        assert!(rtt > 0 && rtt < 1_000_000_000, "{line}");
+        if reason == "no-response" {
+            // `--all`: a port that never answered has no reply and no RTT.
+            assert_eq!(v["reply_ttl"], 0, "{line}");
+            assert!(v["rtt_ns"].is_null(), "{line}");
+        } else {
+            // Every answered port is timed by the kernel, and within the lab it is quick.
+            let rtt = v["rtt_ns"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no rtt: {line}"));
+            assert!(rtt > 0 && rtt < 1_000_000_000, "{line}");
+        }
         assert!(
             m.insert((addr, port), (state, reason)).is_none(),
             "duplicate: {line}"
@@ -279,16 +377,19 @@ fn states_and_reasons_match_the_ground_truth_on_v4_and_v6() {
     assert!(g.contains("23/closed/tcp//telnet///"), "{g}");
 }
 
+/// `--all` lists every pair sent to, silent ones too; each shard lists its own pairs only
+/// (in JSON and in -oG), and the shards together are the whole scan.
 #[test]
 fn three_shards_equal_the_whole_scan() {
     if !require_root() {
         return;
     }
     let s = ScanLab::new("scan_shards", &[22, 8080]);
+    s.lab.fault_reject(81, Reject::Drop);
     let net = format!("{}/26", s.v4(0));
     let common = [
         "-p",
-        "22,23,8080",
+        "22,23,81,8080",
         "--seed",
         "7",
         "--rate",
@@ -301,11 +402,21 @@ fn three_shards_equal_the_whole_scan() {
     let whole = s.scan(&[&[net.as_str()][..], &common[..]].concat());
     assert_eq!(whole.code, Some(0), "{whole}");
     let whole = verdicts(&whole);
-    assert_eq!(whole.len(), 64 * 3);
+    assert_eq!(whole.len(), 64 * 4);
+    let silent = whole.values().filter(|(_, r)| r == "no-response").count();
+    assert_eq!(silent, 64, "port 81 of every host");
     let mut union = BTreeMap::new();
     for k in 1..=3 {
         let shard = format!("{k}/3");
-        let run = s.scan(&[&[net.as_str(), "--shard", shard.as_str()][..], &common[..]].concat());
+        let grep = s.lab.dir().join(format!("shard{k}.gnmap"));
+        let run = s.scan(
+            &[
+                &[net.as_str(), "--shard", shard.as_str()][..],
+                &common[..],
+                &["-oG", grep.to_str().unwrap()][..],
+            ]
+            .concat(),
+        );
         assert_eq!(run.code, Some(0), "{run}");
         let part = verdicts(&run);
         assert!(
@@ -313,6 +424,20 @@ fn three_shards_equal_the_whole_scan() {
             "shard {k}: {}",
             part.len()
         );
+        // -oG lists the same pairs, for the hosts that answered this shard at all.
+        let g = std::fs::read_to_string(&grep).unwrap();
+        let listed = greppable_ports(&g);
+        let up: BTreeSet<IpAddr> = part
+            .iter()
+            .filter(|(_, (_, r))| r != "no-response")
+            .map(|((a, _), _)| *a)
+            .collect();
+        let want: BTreeMap<(IpAddr, u16), String> = part
+            .iter()
+            .filter(|((a, _), _)| up.contains(a))
+            .map(|(k, (st, _))| (*k, st.clone()))
+            .collect();
+        assert_eq!(listed, want, "shard {k} -oG:\n{g}");
         for (key, v) in part {
             assert!(union.insert(key, v).is_none(), "shards overlap at {key:?}");
         }
@@ -322,6 +447,232 @@ fn three_shards_equal_the_whole_scan() {
     let bad = s.scan(&[net.as_str(), "--shard", "1/3", "-p", "22"]);
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("--seed"), "{bad}");
+}
+
+/// nmap's own tools read our files as nmap's: `ndiff` against `nmap -sS -oX` of the same
+/// ports finds no difference (states, service names, folded counts, host names), the XML
+/// is valid against nmap's DTD and carries the stylesheet line, and the -oG host lines
+/// are nmap's, byte for byte. Open, closed, dropped (no-response), port-unreachable and
+/// admin-prohibited ports; many of a kind (folded into extraports) and few (listed); a
+/// host given by name and one by address, over IPv4 and IPv6.
+#[test]
+fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
+    if !require_root() {
+        return;
+    }
+    let s = ScanLab::new("scan_nmap_diff", &[22, 80]);
+    s.icmp_unlimited();
+    s.lab.fault_reject(81, Reject::Drop);
+    s.lab.fault_reject(82, Reject::PortUnreachable);
+    s.lab.fault_reject(83, Reject::AdminProhibited);
+    for p in 2000..=2029 {
+        s.lab.fault_reject(p, Reject::Drop);
+    }
+    for p in 3000..=3004 {
+        s.lab.fault_reject(p, Reject::AdminProhibited);
+    }
+    let (name4, name6) = ("srv4.scan.test", "srv6.scan.test");
+    let _hosts = NetnsHosts::new(&s.lab.client_ns, &[(s.v4(1), name4), (s.v6(1), name6)]);
+    let folded = "22,23,80-83,1000-1029,2000-2029,3000-3004";
+    let listed = "22,23,80-83";
+    let (a4, a6) = (s.v4(2).to_string(), s.v6(2).to_string());
+    // (label, family flag for nmap, targets ascending as typed, ports, -oX on stdout?)
+    let cases = [
+        ("v4-folded", None, [name4, a4.as_str()], folded, false),
+        ("v6-listed", Some("-6"), [name6, a6.as_str()], listed, true),
+    ];
+    for (label, family, targets, ports, xml_on_stdout) in cases {
+        let dir = s.lab.dir();
+        let (ts_xml, ts_grep) = (
+            dir.join(format!("ts-{label}.xml")),
+            dir.join(format!("ts-{label}.gnmap")),
+        );
+        let (nm_xml, nm_grep) = (
+            dir.join(format!("nm-{label}.xml")),
+            dir.join(format!("nm-{label}.gnmap")),
+        );
+        let mut args: Vec<&str> = targets.to_vec();
+        args.extend(["-p", ports, "--wait", "500ms"]);
+        if xml_on_stdout {
+            args.extend(["-oX", "-", "-oG", ts_grep.to_str().unwrap()]);
+        } else {
+            args.extend(["-oX", ts_xml.to_str().unwrap(), "-oG", "-"]);
+        }
+        let run = s.scan(&args);
+        assert_eq!(run.code, Some(0), "{label}: {run}");
+        // The format on stdout is alone there; the summary goes to stderr.
+        assert!(run.stderr.contains("scanned "), "{label}: {run}");
+        if xml_on_stdout {
+            assert!(run.stdout.starts_with("<?xml "), "{label}: {run}");
+            std::fs::write(&ts_xml, &run.stdout).unwrap();
+        } else {
+            assert!(run.stdout.starts_with("# tcpshake "), "{label}: {run}");
+            std::fs::write(&ts_grep, &run.stdout).unwrap();
+        }
+
+        let mut nargs: Vec<&str> = vec!["-n", "-sS", "-p", ports];
+        nargs.extend(family);
+        nargs.extend([
+            "-oX",
+            nm_xml.to_str().unwrap(),
+            "-oG",
+            nm_grep.to_str().unwrap(),
+        ]);
+        nargs.extend(targets);
+        let nm = s.nmap(&nargs);
+        assert_eq!(nm.code, Some(0), "{label}: {nm}");
+
+        assert_valid_nmap_xml(&ts_xml);
+        let x = std::fs::read_to_string(&ts_xml).unwrap();
+        assert!(
+            x.lines()
+                .nth(2)
+                .is_some_and(|l| l.starts_with("<?xml-stylesheet href=\"")
+                    && l.ends_with("\" type=\"text/xsl\"?>")),
+            "{label}: no stylesheet line:\n{x}"
+        );
+        let typed = if family.is_some() { name6 } else { name4 };
+        assert!(
+            x.contains(&format!(
+                "<hostnames>\n<hostname name=\"{typed}\" type=\"user\"/>\n</hostnames>"
+            )),
+            "{label}: {x}"
+        );
+        assert!(x.contains("exit=\"success\""), "{label}: {x}");
+        let diff = Command::new("ndiff")
+            .arg(&nm_xml)
+            .arg(&ts_xml)
+            .output()
+            .expect("cannot run ndiff");
+        assert!(
+            diff.status.code() == Some(0),
+            "{label}: ndiff finds differences:\n{}{}\n--- nmap ---\n{}\n--- tcpshake ---\n{x}",
+            String::from_utf8_lossy(&diff.stdout),
+            String::from_utf8_lossy(&diff.stderr),
+            std::fs::read_to_string(&nm_xml).unwrap_or_default()
+        );
+        // What ndiff compared is really there: both folded states, or every port listed.
+        if ports == folded {
+            assert!(
+                x.contains("<extraports state=\"filtered\" count=\"38\">"),
+                "{label}: {x}"
+            );
+            assert!(x.contains("<extrareasons reason=\"no-response\" count=\"31\" proto=\"tcp\" ports=\"81,2000-2029\"/>"), "{label}: {x}");
+            assert!(
+                x.contains("<extraports state=\"closed\" count=\"31\">"),
+                "{label}: {x}"
+            );
+        } else {
+            assert!(x.contains("<port protocol=\"tcp\" portid=\"81\"><state state=\"filtered\" reason=\"no-response\" reason_ttl=\"0\"/><service name=\"hosts2-ns\""), "{label}: {x}");
+            assert!(x.contains("reason=\"admin-prohibited\""), "{label}: {x}");
+        }
+        let ours = std::fs::read_to_string(&ts_grep).unwrap();
+        let theirs = std::fs::read_to_string(&nm_grep).unwrap();
+        assert_eq!(
+            greppable_hosts(&ours),
+            greppable_hosts(&theirs),
+            "{label}: -oG differs\n--- tcpshake ---\n{ours}\n--- nmap ---\n{theirs}"
+        );
+        assert_eq!(greppable_hosts(&ours).len(), 4, "{label}: {ours}");
+    }
+}
+
+/// Ctrl-C mid-scan: the sending stops, the replies on their way are still taken, and every
+/// file is complete — XML valid, saying `exit="error"` — listing exactly the pairs that
+/// were sent, each with its true verdict.
+#[test]
+fn an_interrupted_scan_writes_complete_files_that_say_so() {
+    if !require_root() {
+        return;
+    }
+    let s = ScanLab::new("scan_sigint", &[22]);
+    s.lab.fault_reject(81, Reject::Drop);
+    let dir = s.lab.dir().to_path_buf();
+    let (xml, grep, json) = (
+        dir.join("int.xml"),
+        dir.join("int.gnmap"),
+        dir.join("int.jsonl"),
+    );
+    let net = format!("{}/24", s.v4(0));
+    // 768 pairs at 300 per second: about 2.6 s, stopped after 1 s.
+    let mut cmd = s.lab.client_cmd([
+        "scan",
+        net.as_str(),
+        "-p",
+        "22,23,81",
+        "--rate",
+        "300",
+        "--wait",
+        "300ms",
+        "--all",
+        "--json",
+        "-oX",
+        xml.to_str().unwrap(),
+        "-oG",
+        grep.to_str().unwrap(),
+    ]);
+    cmd.stdin(Stdio::null())
+        .stdout(File::create(&json).unwrap())
+        .stderr(File::create(dir.join("int.err")).unwrap());
+    let mut child = die_with_parent(&mut cmd)
+        .spawn()
+        .expect("cannot start tcpshake");
+    std::thread::sleep(Duration::from_secs(1));
+    // `ip netns exec` execs in place: the child's pid is tcpshake's.
+    lab::signal(child.id(), "INT");
+    let finished = lab::wait_bounded(&mut child, Duration::from_secs(15));
+    let code = child.wait().ok().and_then(|st| st.code());
+    let err = std::fs::read_to_string(dir.join("int.err")).unwrap_or_default();
+    assert!(finished, "did not stop after SIGINT\n{err}");
+    assert_eq!(code, Some(1), "interrupted means exit 1\n{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let scanned: usize = err
+        .split("scanned ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {err}"));
+    assert!(
+        scanned > 0 && scanned < 768,
+        "stopped mid-scan: {scanned}\n{err}"
+    );
+
+    let run = Run {
+        code,
+        stdout: std::fs::read_to_string(&json).unwrap(),
+        stderr: err.clone(),
+    };
+    let got = verdicts(&run);
+    assert_eq!(got.len(), scanned, "one line per pair sent\n{err}");
+    for ((addr, port), (state, reason)) in &got {
+        let want = match port {
+            22 => ("open", "syn-ack"),
+            23 => ("closed", "reset"),
+            81 => ("filtered", "no-response"),
+            _ => unreachable!(),
+        };
+        assert_eq!((state.as_str(), reason.as_str()), want, "{addr}:{port}");
+    }
+
+    assert_valid_nmap_xml(&xml);
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(x.contains("exit=\"error\" errormsg=\"interrupted"), "{x}");
+    // Three ports a host: none folded, every pair sent is a <port> of a host that answered.
+    let up: BTreeSet<IpAddr> = got
+        .iter()
+        .filter(|(_, (_, r))| r != "no-response")
+        .map(|((a, _), _)| *a)
+        .collect();
+    let want = got.keys().filter(|(a, _)| up.contains(a)).count();
+    assert_eq!(x.matches("<port protocol=").count(), want, "{x}");
+    let g = std::fs::read_to_string(&grep).unwrap();
+    assert!(
+        g.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("# tcpshake done at ")),
+        "{g}"
+    );
+    assert_eq!(greppable_ports(&g).len(), want, "{g}");
 }
 
 #[test]
@@ -373,6 +724,26 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
         (
             vec!["scan", "198.18.0.1", "--shard", "4/3", "--seed", "1"],
             "K ≤ N",
+        ),
+        // One format per stdout, as with nmap's `-oX -`.
+        (
+            vec!["scan", "198.18.0.1", "-p", "22", "--json", "-oX", "-"],
+            "--json and -oX - both write to stdout",
+        ),
+        (
+            vec!["scan", "198.18.0.1", "-p", "22", "-oX", "-", "-oG", "-"],
+            "-oX - and -oG - both write to stdout",
+        ),
+        (
+            vec![
+                "scan",
+                "198.18.0.1",
+                "-p",
+                "22",
+                "-oX",
+                "/nonexistent/dir/scan.xml",
+            ],
+            "cannot write there",
         ),
     ] {
         let run = lab::run_bounded(Command::new(bin).args(&args), Duration::from_secs(10));
