@@ -253,7 +253,8 @@ pub struct ScanArgs {
     /// Scan slice K of N (1-based) of the permuted (address, port) sequence.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
-    /// Show every answered port (closed and ICMP-filtered too), not only open ones.
+    /// Show every port sent to (closed, filtered and silent too), not only open ones; with
+    /// --json, a line for each silent port as well.
     #[arg(long)]
     pub all: bool,
     /// One JSON object per answered port on stdout (JSON Lines).

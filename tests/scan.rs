@@ -594,7 +594,7 @@ fn an_interrupted_scan_writes_complete_files_that_say_so() {
         dir.join("int.jsonl"),
     );
     let net = format!("{}/24", s.v4(0));
-    // 768 pairs at 300 per second: about 2.6 s, stopped after 1 s.
+    // 768 pairs at 300 per second: about 2.6 s, stopped well before the end.
     let mut cmd = s.lab.client_cmd([
         "scan",
         net.as_str(),
@@ -617,7 +617,12 @@ fn an_interrupted_scan_writes_complete_files_that_say_so() {
     let mut child = die_with_parent(&mut cmd)
         .spawn()
         .expect("cannot start tcpshake");
-    std::thread::sleep(Duration::from_secs(1));
+    // Interrupt once replies are coming in (the first JSON Lines reach the file), however
+    // slowly the process started on a busy machine.
+    let started = lab::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        std::fs::metadata(&json).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(started, "no reply within 20 s");
     // `ip netns exec` execs in place: the child's pid is tcpshake's.
     lab::signal(child.id(), "INT");
     let finished = lab::wait_bounded(&mut child, Duration::from_secs(15));

@@ -93,7 +93,9 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
     let table = !args.json && !is_stdout(&args.output_xml) && !is_stdout(&args.output_greppable);
     // The reports after the scan need every silent port: walk the scanned pairs.
     let walk = xml.is_some() || greppable.is_some() || args.all;
-    let keep = table || walk || args.complete;
+    // Kept for after the scan: the walk needs every answered port; the table without
+    // --all and --complete need the open ones only.
+    let keep = |r: &ScanRecord| walk || ((table || args.complete) && r.state == PortState::Open);
     let stop = signals::stop_flag();
     // With --complete an open port's line waits for its connection.
     let defer = |r: &ScanRecord| args.complete && r.state == PortState::Open;
@@ -109,7 +111,7 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
                 serde_json::to_writer(&mut out, r)?;
                 out.write_all(b"\n")?;
             }
-            if keep {
+            if keep(r) {
                 answers.insert(r);
             }
             Ok(())
