@@ -90,6 +90,8 @@ fn nmap_state_number(s: PortState) -> u8 {
         PortState::Closed => 1,
         PortState::Open => 2,
         PortState::Filtered => 3,
+        // A single probe's state; a scan's pairs are never in it.
+        PortState::Interrupted => 0,
     }
 }
 
