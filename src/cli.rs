@@ -311,10 +311,14 @@ pub struct GenerateArgs {
     pub what: Generate,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Generate {
-    /// The man page, tcpshake(1), in roff: `tcpshake generate man > tcpshake.1`.
-    Man,
+    /// The man pages, tcpshake(1) and one per command (tcpshake-probe(1)…), written into
+    /// DIR: `tcpshake generate man /usr/share/man/man1`.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// A completion script: `tcpshake generate completions bash > tcpshake.bash`.
     Completions {
         #[arg(value_enum)]

@@ -77,7 +77,7 @@ fn run(config: Config) -> Result<Exit> {
         Config::Lab(c) => lab::run(&c),
         Config::Scan(c) => scan::run(&c),
         Config::Report(c) => report::run(&c),
-        Config::Generate(g) => generate::run(g),
+        Config::Generate(g) => generate::run(&g),
     }
 }
 

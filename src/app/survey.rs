@@ -500,10 +500,10 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     handed?;
     if losses.dropped > 0 || losses.truncated > 0 {
         eprintln!(
-            "tcpshake: warning: the capture socket missed {} packet(s) ({} dropped with its \
-             queue full, {} too long): the records of some probes lack segments and their \
-             timings may include the server's retransmissions; lower -j",
-            losses.dropped + losses.truncated,
+            "tcpshake: warning: the capture socket missed {} ({} dropped with its queue full, \
+             {} too long): the records of some probes lack segments and their timings may \
+             include the server's retransmissions; lower -j",
+            crate::report::count(losses.dropped + losses.truncated, "packet", "packets"),
             losses.dropped,
             losses.truncated
         );

@@ -310,8 +310,8 @@ fn help_and_version_exit_0() {
 #[test]
 fn generate_is_a_command() {
     assert!(matches!(
-        parse(&["generate", "man"]),
-        Ok(Config::Generate(Generate::Man))
+        parse(&["generate", "man", "out"]),
+        Ok(Config::Generate(Generate::Man { .. }))
     ));
     assert!(matches!(
         parse(&["generate", "completions", "bash"]),
