@@ -17,7 +17,7 @@ pub(super) fn run(what: &Generate) -> Result<Exit> {
     let mut out = io::stdout().lock();
     match what {
         Generate::Man { dir } => {
-            clap_mangen::generate_to(cmd, &dir)
+            clap_mangen::generate_to(cmd, dir)
                 .with_context(|| format!("writing the man pages into {}", dir.display()))?;
         }
         Generate::Completions { shell } => {
