@@ -372,7 +372,7 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
         ),
         (
             vec!["scan", "198.18.0.1", "--shard", "4/3", "--seed", "1"],
-            "K ≤ N",
+            "K is between 1 and 3",
         ),
     ] {
         let run = lab::run_bounded(Command::new(bin).args(&args), Duration::from_secs(10));
