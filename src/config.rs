@@ -351,13 +351,7 @@ fn check_tls_used(exchange: &Exchange, targets: &[Target]) -> Result<()> {
 fn probe_targets(specs: &[String], ports: &[u16], family: Family) -> Result<Vec<Target>> {
     let mut out = Vec::new();
     for spec in specs {
-        let expanded = target::expand(spec, ports).map_err(UsageError)?;
-        for t in &expanded {
-            t.host
-                .check_family(family)
-                .map_err(|e| UsageError(target::in_spec(spec, "", e)))?;
-        }
-        out.extend(expanded);
+        out.extend(target::expand(spec, ports, family).map_err(UsageError)?);
     }
     Ok(out)
 }

@@ -62,12 +62,7 @@ impl TargetStream<'_> {
             return false;
         };
         for spec in specs {
-            let checked = target::expand(&spec, self.ports).and_then(|ts| {
-                ts.iter()
-                    .try_for_each(|t| t.host.check_family(self.family))
-                    .map(|()| ts)
-                    .map_err(|e| target::in_spec(&spec, "", e))
-            });
+            let checked = target::expand(&spec, self.ports, self.family);
             match checked {
                 Ok(ts) => self.pending.extend(
                     ts.into_iter()

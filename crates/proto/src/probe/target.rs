@@ -214,12 +214,18 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
     })
 }
 
-/// One spec over the `-p` ports (none: the spec must name its own). A spec that names its
-/// own port is probed once; one that does not is probed on each port, labelled
-/// `host:port` when there are several, so that statistics keep them apart.
-pub fn expand(spec: &str, ports: &[u16]) -> Result<Vec<Target>, String> {
+/// One spec over the `-p` ports (none: the spec must name its own), its address checked
+/// against `-4`/`-6`. A spec that names its own port is probed once; one that does not is
+/// probed on each port, labelled `host:port` when there are several, so that statistics
+/// keep them apart.
+pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, String> {
+    let first = parse(spec, ports.first().copied())?;
+    first
+        .host
+        .check_family(family)
+        .map_err(|e| in_spec(spec, "", e))?;
     if ports.is_empty() {
-        return Ok(vec![parse(spec, None)?]);
+        return Ok(vec![first]);
     }
     let own_port = parse(spec, None).is_ok();
     let mut out: Vec<Target> = Vec::with_capacity(ports.len());
@@ -433,7 +439,7 @@ mod tests {
     #[test]
     fn expansion_over_ports_labels_each_pair() {
         let labels = |spec, ports: &[u16]| -> Vec<String> {
-            expand(spec, ports)
+            expand(spec, ports, Family::Any)
                 .unwrap()
                 .into_iter()
                 .map(|t| t.spec)
@@ -446,8 +452,17 @@ mod tests {
         assert_eq!(labels("lab.test:81", &[80, 443]), ["lab.test:81"]);
         assert_eq!(labels("lab.test", &[80]), ["lab.test"]);
         assert_eq!(labels("[fd00::2]:80", &[]), ["[fd00::2]:80"]);
-        assert!(expand("lab.test", &[]).is_err());
-        assert!(expand("lab.test", &[0]).unwrap_err().contains("port 0"));
+        assert!(expand("lab.test", &[], Family::Any).is_err());
+        assert!(
+            expand("lab.test", &[0], Family::Any)
+                .unwrap_err()
+                .contains("port 0")
+        );
+        let e = expand("198.18.0.2", &[80, 443], Family::V6).unwrap_err();
+        assert!(
+            e.starts_with("`198.18.0.2`: 198.18.0.2 is an IPv4 address"),
+            "{e}"
+        );
     }
 
     #[test]
