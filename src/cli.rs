@@ -1,18 +1,23 @@
-//! Command-line definitions (clap) and their validation into plain values.
+//! The command line as typed (clap): raw arguments, checked only for their own syntax
+//! (a number, a duration with its unit, a shard). What they mean together, and every
+//! default that is not shown by `--help`, is decided once in [`crate::config`].
 
+use crate::app::exit;
+use crate::config::defaults;
 use clap::{Args, Parser, Subcommand};
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
-pub use tcpshake_proto::time::parse_duration;
+use tcpshake_proto::probe::shard::Shard;
+use tcpshake_proto::time::{format_duration, parse_duration};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "tcpshake",
     version,
     about = "A hand-made TCP client: every segment visible, every leg timed on the wire",
-    after_help = "Exit codes: 0 every probe reached `open` (and its HTTP exchange worked), \
-1 some port not open or an exchange failed, 2 usage, 3 environment (privileges, kernel), \
-4 an --slo objective was breached."
+    after_help = exit::help_text()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,11 +34,32 @@ pub enum Command {
     Scan(ScanArgs),
     /// Statistics (and an SVG plot) from the JSON Lines of one or more surveys.
     Report(ReportArgs),
+    /// For packagers: print the man page or a shell's completion script.
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// A duration as every option writes it (a number and a unit: `250ms`, `2s`); shown back
+/// in the same form, so `--help` prints defaults that parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dur, String> {
+        parse_duration(s).map(Dur)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ProbeArgs {
-    /// HOST:PORT, [V6ADDR]:PORT, HOST with -p, or http://HOST[:PORT]/PATH
+    /// HOST:PORT, [V6ADDR]:PORT, HOST with -p, or http(s)://HOST[:PORT]/PATH
     #[arg(required_unless_present = "input_list", value_name = "TARGET")]
     pub targets: Vec<String>,
     /// Port for targets that do not name one; a list (80,443) probes each of them.
@@ -46,43 +72,51 @@ pub struct ProbeArgs {
     #[arg(short = '6')]
     pub ipv6: bool,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub exchange: ExchangeArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[command(flatten)]
     pub survey: SurveyArgs,
 }
 
+/// What one exchange does and how long it waits: `probe`, its surveys and `lab`.
 #[derive(Args, Debug, Clone)]
-pub struct CommonArgs {
-    /// Request path for HEAD (a URL target's path wins).
-    #[arg(long, default_value = "/", value_name = "PATH")]
-    pub path: String,
+pub struct ExchangeArgs {
+    /// Request path for HEAD, starting with `/` (a URL target's path wins). [default: /]
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
     /// Host: header value (default: the name or address as given).
     #[arg(long, value_name = "HOST")]
     pub host_header: Option<String>,
     /// Handshake and close only; no HTTP request.
     #[arg(long)]
     pub no_http: bool,
-    /// One JSON object per probe on stdout (schema in README.md).
-    #[arg(long)]
-    pub json: bool,
-    /// Write every segment sent and received, with kernel timestamps, to a pcap file.
-    #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
     /// How long to wait for the server after the handshake (response, each close step).
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
-    pub timeout: Duration,
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIMEOUT))]
+    pub timeout: Dur,
     /// SYN retransmissions before calling the port filtered.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long, value_name = "N", default_value_t = defaults::SYN_RETRIES)]
     pub retries: u32,
-    /// Initial retransmission timeout (RFC 6298 §2.1: 1s).
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
-    pub rto: Duration,
+    /// Initial retransmission timeout (RFC 6298 §2.1), doubled on each retry.
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::RTO))]
+    pub rto: Dur,
     /// How long TIME-WAIT lasts (a retransmitted FIN is ACKed again meanwhile).
-    #[arg(long, default_value = "250ms", value_parser = parse_duration, value_name = "DUR")]
-    pub time_wait: Duration,
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIME_WAIT))]
+    pub time_wait: Dur,
     /// After the response, how long to wait for the server to close first.
-    #[arg(long, default_value = "200ms", value_parser = parse_duration, value_name = "DUR")]
-    pub linger: Duration,
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::LINGER))]
+    pub linger: Dur,
+    /// Our initial sequence number, for tests (e.g. near 2^32 to cross the wrap); random
+    /// otherwise (RFC 6528). Hidden: a fixed ISN is for labs only.
+    #[arg(long, hide = true, value_name = "N")]
+    pub isn: Option<u32>,
+}
+
+/// HTTPS: `probe` and its surveys (the lab's peer speaks plain HTTP).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
     /// HTTPS: a TLS handshake (1.3 or 1.2) before the request (implied by https:// targets).
     #[arg(long)]
     pub tls: bool,
@@ -96,31 +130,40 @@ pub struct CommonArgs {
     /// Report a failed certificate verification but finish the exchange anyway.
     #[arg(long)]
     pub insecure: bool,
-    /// Our initial sequence number, for tests (e.g. near 2^32 to cross the wrap); random
-    /// otherwise (RFC 6528). Hidden: a fixed ISN is for labs only.
-    #[arg(long, hide = true, value_name = "N")]
-    pub isn: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// One JSON object per probe on stdout (schema in README.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Write every segment sent and received, with kernel timestamps, to a pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct LabArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub exchange: ExchangeArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Many probes from one event loop (any of these flags makes `probe` a survey).
 #[derive(Args, Debug, Clone, Default)]
 pub struct SurveyArgs {
-    /// Read targets from FILE, one per line (`-` for stdin; `#` starts a comment). `-iL` works too.
+    /// Read targets from FILE (`-` for stdin): whitespace between them, `#` starts a
+    /// comment. `-iL` works too.
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
-    /// Probes per target.
+    /// Probes per target. [default: 1]
     #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub count: Option<u32>,
-    /// Between the starts of two probes of one target (never overlapping).
-    #[arg(short = 'i', long = "interval", value_parser = parse_duration, value_name = "DUR")]
-    pub interval: Option<Duration>,
-    /// Probes in flight at once (one thread drives them all).
+    /// Between the starts of two probes of one target (never overlapping). [default: 0s]
+    #[arg(short = 'i', long = "interval", value_name = "DUR")]
+    pub interval: Option<Dur>,
+    /// Probes in flight at once (one thread drives them all). [default: 16]
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20000))]
     pub jobs: Option<u32>,
     /// Per-probe output: text lines, JSON Lines (same as --json) or CSV (one column per leg).
@@ -134,27 +177,13 @@ pub struct SurveyArgs {
     pub slo: Option<String>,
     /// Probe only shard K of N (1-based): N machines with the same list split it, and their
     /// JSON Lines concatenate.
-    #[arg(long = "shard", value_name = "K/N", value_parser = parse_shard)]
-    pub shard: Option<(u32, u32)>,
+    #[arg(long = "shard", value_name = "K/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
     /// Surveys: acknowledge the SYN-ACK with a segment of its own, then send the request
     /// (as curl does). By default a survey's request rides on that ACK (RFC 9293 §3.5): one
     /// segment less per probe. A single probe always sends the ACK alone.
     #[arg(long = "separate-ack")]
     pub separate_ack: bool,
-}
-
-/// `K/N` with 1 ≤ K ≤ N.
-pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("`{s}` is not a shard; write K/N with 1 <= K <= N, e.g. 2/4");
-    let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let (k, n): (u32, u32) = (
-        k.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if k == 0 || k > n {
-        return Err(bad());
-    }
-    Ok((k, n))
 }
 
 impl SurveyArgs {
@@ -186,9 +215,9 @@ pub struct ReportArgs {
     /// Draw each target's latency distribution (SYN→SYN-ACK and request→first byte) to FILE.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
-    /// Kind of plot for --svg.
-    #[arg(long, value_name = "KIND", default_value = "box")]
-    pub plot: PlotKind,
+    /// Kind of plot for --svg. [default: box]
+    #[arg(long, value_name = "KIND")]
+    pub plot: Option<PlotKind>,
     /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
     #[arg(long, value_name = "SLO")]
     pub slo: Option<String>,
@@ -209,11 +238,7 @@ pub enum PlotKind {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(
-    after_help = "Exit codes: 0 the scan ran to the end, 1 interrupted (results are \
-partial) or a run-time error, 2 usage, 3 environment (privileges, kernel). nmap's -iL, -oG and -oX \
-spellings are accepted."
-)]
+#[command(after_help = "nmap's -iL, -oG and -oX spellings are accepted.")]
 pub struct ScanArgs {
     /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
     #[arg(value_name = "TARGET")]
@@ -239,20 +264,20 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
     /// SYNs per second, retries included.
-    #[arg(long, default_value_t = 1000, value_name = "PPS", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long, value_name = "PPS", default_value_t = defaults::SCAN_RATE, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub rate: u64,
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=10))]
+    #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = clap::value_parser!(u8).range(0..=10))]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
-    pub wait: Duration,
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::SCAN_WAIT))]
+    pub wait: Dur,
     /// Key of the scan order; shards of one scan must share it.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Scan slice K of N (1-based) of the permuted (address, port) sequence.
-    #[arg(long, value_name = "K/N")]
-    pub shard: Option<String>,
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
     /// Show every port sent to (closed, filtered and silent too), not only open ones; with
     /// --json, a line for each silent port as well.
     #[arg(long)]
@@ -267,7 +292,7 @@ pub struct ScanArgs {
     #[arg(long = "output-xml", value_name = "FILE")]
     pub output_xml: Option<PathBuf>,
     /// Send from this source port instead of a reserved ephemeral one.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub source_port: Option<u16>,
     /// Resolve host names to IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -279,6 +304,27 @@ pub struct ScanArgs {
     /// and report the handshake and close legs.
     #[arg(long)]
     pub complete: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Generate {
+    /// The man pages, tcpshake(1) and one per command (tcpshake-probe(1)…), written into
+    /// DIR: `tcpshake generate man /usr/share/man/man1`.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// A completion script: `tcpshake generate completions bash > tcpshake.bash`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// nmap spells some options as one dash and two letters (`-iL`, `-oG`, `-oX`); clap reads
@@ -302,16 +348,27 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn shards() {
-        assert_eq!(parse_shard("2/4"), Ok((2, 4)));
-        assert_eq!(parse_shard("1/1"), Ok((1, 1)));
-        assert!(parse_shard("0/4").is_err());
-        assert!(parse_shard("5/4").is_err());
-        assert!(parse_shard("2").unwrap_err().contains("K/N"));
-    }
-
-    #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Defaults clap cannot show (the options are optional) are written in the help text;
+    /// they must be the ones `config` applies.
+    #[test]
+    fn defaults_written_in_the_help_are_the_applied_ones() {
+        let mut cmd = Cli::command();
+        let probe = cmd
+            .find_subcommand_mut("probe")
+            .expect("probe")
+            .render_long_help();
+        let text = probe.to_string();
+        for want in [
+            format!("[default: {}]", defaults::COUNT),
+            format!("[default: {}]", defaults::JOBS),
+            format!("[default: {}]", Dur(defaults::INTERVAL)),
+            format!("[default: {}]", defaults::PATH),
+        ] {
+            assert!(text.contains(&want), "probe --help lacks {want}");
+        }
     }
 }

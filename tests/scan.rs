@@ -629,7 +629,11 @@ fn an_interrupted_scan_writes_complete_files_that_say_so() {
     let code = child.wait().ok().and_then(|st| st.code());
     let err = std::fs::read_to_string(dir.join("int.err")).unwrap_or_default();
     assert!(finished, "did not stop after SIGINT\n{err}");
-    assert_eq!(code, Some(1), "interrupted means exit 1\n{err}");
+    assert_eq!(
+        code,
+        Some(130),
+        "interrupted means exit 130 (SIGINT)\n{err}"
+    );
     assert!(err.contains("interrupted"), "{err}");
     let scanned: usize = err
         .split("scanned ")
@@ -728,7 +732,7 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
         ),
         (
             vec!["scan", "198.18.0.1", "--shard", "4/3", "--seed", "1"],
-            "K ≤ N",
+            "K is between 1 and 3",
         ),
         // One format per stdout, as with nmap's `-oX -`.
         (

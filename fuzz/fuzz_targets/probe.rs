@@ -21,10 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut probe = Probe::new(ProbeConfig {
         target: server.to_string(),
         tcp,
-        http: Some(HttpRequest {
-            path: "/".into(),
-            host: "h".into(),
-        }),
+        http: Some(HttpRequest::new("/", "h").expect("a valid request")),
         timeout: Duration::from_secs(5),
         linger: Duration::from_millis(200),
         tls: None,

@@ -1,29 +1,30 @@
 //! `tcpshake scan`: command line → targets, ports and plan; run; write the reports.
 
-use super::{EXIT_NOT_OPEN, EXIT_OK, UsageError};
-use crate::cli::ScanArgs;
+use super::exit::{Exit, UsageError};
+use super::targets::TargetList;
+use crate::config::{Exchange, ScanConfig, scan_spec};
 use crate::report::scan_nmap::{Greppable, RunEnd, RunInfo, Xml};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::io::{self, BufWriter, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
+use tcpshake_io::resolve::{Family, resolve_name};
 use tcpshake_io::run;
 use tcpshake_io::scan::{self, Progress, ScanPlan};
 use tcpshake_io::{is_environment_error, random, signals};
 use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{Legs, PortState, Reason};
-use tcpshake_proto::probe::scan::permute::Shard;
-use tcpshake_proto::probe::scan::results::{Answers, Coverage, Walk};
-use tcpshake_proto::probe::scan::targets::{self, Spec, TargetSet, TargetSpec};
-use tcpshake_proto::probe::scan::{Completion, ScanRecord, ports};
+use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Walk};
+use tcpshake_proto::probe::scan::targets::{Spec, TargetSet, TargetSpec};
+use tcpshake_proto::probe::scan::{Completion, ScanRecord};
 
 /// The host names typed on the command line (or in -iL), by the address each resolved to.
 type Names = BTreeMap<IpAddr, Vec<String>>;
@@ -34,7 +35,8 @@ const XSL_LOCAL: &str = "/usr/share/nmap/nmap.xsl";
 const XSL_WEB: &str = "https://svn.nmap.org/nmap/docs/nmap.xsl";
 
 /// Where -oX / -oG go: a file, created before the scan so a bad path fails at once, or
-/// stdout (`-`), which that format then has to itself.
+/// stdout (`-`), which that format then has to itself (the configuration checked that no
+/// two outputs claim it).
 type Sink = BufWriter<Box<dyn Write>>;
 
 fn open_sink(path: &Path, flag: &str) -> Result<Sink> {
@@ -54,31 +56,11 @@ fn is_stdout(p: &Option<std::path::PathBuf>) -> bool {
     p.as_ref().is_some_and(|p| p.as_os_str() == "-")
 }
 
-/// Only one format can own stdout, as with nmap's `-oX -`: a parser reading it must find
-/// nothing else there.
-fn check_stdout(args: &ScanArgs) -> Result<()> {
-    let (x, g) = (
-        is_stdout(&args.output_xml),
-        is_stdout(&args.output_greppable),
-    );
-    let clash = match (args.json, x, g) {
-        (true, true, _) => Some("--json and -oX -"),
-        (true, _, true) => Some("--json and -oG -"),
-        (_, true, true) => Some("-oX - and -oG -"),
-        _ => None,
+pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
+    let (plan, skipped, names) = plan(args)?;
+    let Some(plan) = plan else {
+        return Ok(Exit::Failed);
     };
-    match clash {
-        Some(both) => Err(UsageError(format!(
-            "{both} both write to stdout; send one of them to a file (e.g. -oX scan.xml)"
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
-pub fn scan_command(args: &ScanArgs) -> Result<u8> {
-    let (plan, names) = plan(args)?;
-    check_stdout(args)?;
     let mut xml = args
         .output_xml
         .as_deref()
@@ -195,7 +177,7 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
         (up, down) = (hosts.up_hosts(), hosts.silent_hosts());
     } else if table {
         for (addr, answered) in answers.iter() {
-            let h = tcpshake_proto::probe::scan::results::HostPorts {
+            let h = HostPorts {
                 addr,
                 answered,
                 silent: Vec::new(),
@@ -224,10 +206,11 @@ pub fn scan_command(args: &ScanArgs) -> Result<u8> {
     if !table {
         eprintln!("{summary}");
     }
-    Ok(if outcome.interrupted {
-        EXIT_NOT_OPEN
+    // An interrupted scan exits as every interrupted command does (`app::main`).
+    Ok(if skipped || outcome.interrupted {
+        Exit::Failed
     } else {
-        EXIT_OK
+        Exit::Ok
     })
 }
 
@@ -285,14 +268,15 @@ fn complete_one(remote: SocketAddr, guard: &mut Guard, stop: &AtomicBool) -> Res
         Err(e) if is_environment_error(&e) => return Err(e),
         Err(e) => return Ok(failed(e)),
     };
-    // The probe's defaults (`tcpshake probe`): Linux's SYN, a random ISN (RFC 6528).
-    let tcp = super::default_tcp_config(path.local, remote, path.mss());
+    // The probe's defaults (`tcpshake probe --no-http`): Linux's SYN, a random ISN
+    // (RFC 6528).
+    let ex = Exchange::default();
     let cfg = ProbeConfig {
         target: remote.to_string(),
-        tcp,
+        tcp: super::tcp_config(&ex, path.local, remote, path.mss()),
         http: None,
-        timeout: Duration::from_secs(5),
-        linger: Duration::from_millis(200),
+        timeout: ex.timeout,
+        linger: ex.linger,
         tls: None,
     };
     match run::run(path, cfg, guard, false, stop) {
@@ -313,135 +297,121 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Validate the command line into a plan, and the host names typed by the address each
-/// stands for. Every mistake is a [`UsageError`] naming it.
-fn plan(args: &ScanArgs) -> Result<(ScanPlan, Names)> {
-    let mut specs_text: Vec<String> = args.targets.clone();
-    if let Some(p) = &args.input_list {
-        let text = read_list(p)?;
-        specs_text.extend(targets::split_list(&text).map(String::from));
-    }
-    if specs_text.is_empty() {
-        return Err(UsageError(
-            "no targets: give addresses, ranges or CIDR blocks, or -iL FILE".into(),
-        )
-        .into());
-    }
-    let want = family(args);
-    let mut specs = Vec::new();
+/// The plan: targets read and resolved, exclusions applied. `None` when no target is
+/// left; `true` when something was skipped (a bad list line, a name that did not
+/// resolve), which the exit code says; the host names typed, by the address each stands
+/// for (for -oX).
+fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
+    let mut skipped = false;
     let mut names = Names::new();
-    for t in &specs_text {
-        match targets::parse(t).map_err(UsageError)? {
-            TargetSpec::Addrs(s) => specs.push(s),
-            TargetSpec::Name { name, prefix } => match resolve(&name, want).first() {
-                Some(&a) => {
-                    specs.push(Spec::cidr(a, prefix, t).map_err(UsageError)?);
-                    // The name is the address it resolved to, not its whole block (nmap
-                    // names only that one in `name/24`).
-                    let typed = names.entry(a).or_default();
-                    if !typed.contains(&name) {
-                        typed.push(name);
+    let mut targets = resolve_specs(&args.targets, args.family, &mut skipped, &mut names);
+    if let Some(p) = &args.list {
+        let specs = read_list(p, args.family, &mut skipped)?;
+        targets.extend(resolve_specs(&specs, args.family, &mut skipped, &mut names));
+    }
+    let mut exclude = Vec::new();
+    let mut exclude_specs = args.exclude.clone();
+    if let Some(p) = &args.exclude_list {
+        exclude_specs.extend(read_list(p, Family::Any, &mut skipped)?);
+    }
+    // An excluded name is excluded at every address it has.
+    for spec in exclude_specs {
+        match spec {
+            TargetSpec::Addrs(s) => exclude.push(s),
+            TargetSpec::Name { name, prefix } => match resolve_name(&name, Family::Any) {
+                Ok(addrs) => {
+                    for a in addrs {
+                        exclude.push(Spec::cidr(a, prefix, &name).map_err(UsageError)?);
                     }
                 }
-                None => eprintln!("tcpshake: cannot resolve `{name}`; skipping it"),
+                Err(e) => {
+                    eprintln!("tcpshake: --exclude: {e:#}");
+                    skipped = true;
+                }
             },
         }
     }
-    if specs.is_empty() {
-        return Err(UsageError("no target could be resolved".into()).into());
+    if targets.is_empty() {
+        eprintln!("tcpshake: no target left to scan");
+        return Ok((None, true, names));
     }
-    let mut exclude_text: Vec<String> = args.exclude.clone();
-    if let Some(p) = &args.excludefile {
-        let text = read_list(p)?;
-        exclude_text.extend(targets::split_list(&text).map(String::from));
-    }
-    let mut exclude = Vec::new();
-    for t in &exclude_text {
-        match targets::parse(t).map_err(|e| UsageError(format!("--exclude: {e}")))? {
-            TargetSpec::Addrs(s) => exclude.push(s),
-            TargetSpec::Name { name, prefix } => {
-                for a in resolve(&name, None) {
-                    exclude.push(Spec::cidr(a, prefix, t).map_err(UsageError)?);
-                }
-            }
-        }
-    }
-    let targets = TargetSet::new(specs, exclude).map_err(|e| UsageError(e.to_string()))?;
-    let ports = match (&args.ports, args.top_ports) {
-        (Some(p), _) => ports::parse(p),
-        (None, Some(n)) => ports::top(n),
-        (None, None) => ports::top(1000),
-    }
-    .map_err(UsageError)?;
-    let total = targets.len().checked_mul(ports.len() as u64);
+    let targets = TargetSet::new(targets, exclude).map_err(|e| UsageError(e.to_string()))?;
+    let total = targets.len().checked_mul(args.ports.len() as u64);
     if total.is_none_or(|t| t >= 1 << 62) {
         return Err(UsageError("too many (address, port) pairs for one scan".into()).into());
     }
-    let shard = match &args.shard {
-        Some(s) => {
-            let shard = Shard::parse(s).map_err(UsageError)?;
-            if args.seed.is_none() {
-                return Err(UsageError(format!(
-                    "--shard {s} needs --seed N, the same N for every shard, so that the \
-                     shards cut one order into disjoint slices"
-                ))
-                .into());
-            }
-            shard
-        }
-        None => Shard::WHOLE,
-    };
     let seed = args
         .seed
         .unwrap_or_else(|| u64::from(random::random_u32()) << 32 | u64::from(random::random_u32()));
     let plan = ScanPlan {
         targets,
-        ports,
+        ports: args.ports.clone(),
         seed,
-        shard,
+        shard: args.shard,
         rate: args.rate,
         retries: args.retries,
         wait: args.wait,
         source_port: args.source_port,
     };
-    Ok((plan, names))
+    Ok((Some(plan), skipped, names))
 }
 
-fn family(args: &ScanArgs) -> Option<bool> {
-    match (args.ipv4, args.ipv6) {
-        (true, _) => Some(false),
-        (_, true) => Some(true),
-        _ => None,
+/// Address specs as they are; a name at its first address of the wanted family (as nmap
+/// does), or reported and skipped. A name is kept for the address it resolved to, not its
+/// whole block (nmap names only that one in `name/24`).
+fn resolve_specs(
+    specs: &[TargetSpec],
+    family: Family,
+    skipped: &mut bool,
+    names: &mut Names,
+) -> Vec<Spec> {
+    let mut out = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match spec {
+            TargetSpec::Addrs(s) => out.push(s.clone()),
+            TargetSpec::Name { name, prefix } => {
+                let cidr = resolve_name(name, family).and_then(|a| {
+                    Spec::cidr(a[0], *prefix, name)
+                        .map(|s| (a[0], s))
+                        .map_err(anyhow::Error::msg)
+                });
+                match cidr {
+                    Ok((addr, s)) => {
+                        out.push(s);
+                        let typed = names.entry(addr).or_default();
+                        if !typed.contains(name) {
+                            typed.push(name.clone());
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("tcpshake: {e:#}");
+                        *skipped = true;
+                    }
+                }
+            }
+        }
     }
+    out
 }
 
-/// A name's addresses (the system resolver), optionally of one family (`Some(true)`: v6).
-fn resolve(name: &str, v6: Option<bool>) -> Vec<IpAddr> {
-    (name, 0)
-        .to_socket_addrs()
-        .map(|it| {
-            it.map(|a| a.ip())
-                .filter(|a| v6.is_none_or(|v6| a.is_ipv6() == v6))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn read_list(path: &Path) -> Result<String> {
-    if path.as_os_str() == "-" {
-        let mut s = String::new();
-        io::stdin()
-            .read_to_string(&mut s)
-            .context("reading targets from stdin")?;
-        return Ok(s);
+/// A target list's specs; its bad lines and bad specs are reported and skipped.
+fn read_list(path: &Path, family: Family, skipped: &mut bool) -> Result<Vec<TargetSpec>> {
+    let mut list = TargetList::open(path)?;
+    let mut out = Vec::new();
+    while let Some((origin, specs)) = list.next_line() {
+        for text in specs {
+            match scan_spec(&text, family) {
+                Ok(s) => out.push(s),
+                Err(e) => list.skip(&origin, e),
+            }
+        }
     }
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))
-        .map_err(|e| UsageError(format!("{e:#}")).into())
+    *skipped |= list.skipped > 0;
+    Ok(out)
 }
 
 fn progress_bar(planned: u64) -> Option<ProgressBar> {
-    if !io::stderr().is_terminal() {
+    if !super::live_stderr() {
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(planned), ProgressDrawTarget::stderr());

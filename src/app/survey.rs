@@ -1,21 +1,21 @@
-//! The edge of `tcpshake probe` as a survey (many targets, `-c`, `-j`, `-i`) and of
-//! `tcpshake report`: stream targets in, records and statistics out, map the outcome to an
-//! exit code (README.md: 0 all fine, 1 some probe failed, 2 usage, 3 environment, 4 an SLO
-//! was breached).
+//! `tcpshake probe` as a survey (many targets, `-c`, `-j`, `-i`): stream targets in,
+//! records and statistics out, and say how it went (`exit::Exit`).
 
-use crate::app::{EXIT_NOT_OPEN, EXIT_OK, TlsShared, UsageError, tcp_config, tls_setup};
-use crate::cli::{CommonArgs, OutputFormat, PlotKind, ProbeArgs, ReportArgs};
+use super::exit::Exit;
+use super::report::judge;
+use super::targets::TargetList;
+use super::{TlsShared, http_request, live_stderr, tcp_config, tls_setup};
+use crate::cli::OutputFormat;
+use crate::config::{Exchange, SurveyConfig};
 use crate::report::pcap::PcapWriter;
-use crate::report::survey::{
-    csv_header, csv_row, parse_record, probe_line, stats_json, write_table,
-};
+use crate::report::survey::{csv_header, csv_row, probe_line, write_table};
 use crate::report::text::human_ns;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
@@ -23,171 +23,114 @@ use tcpshake_io::resolve::{Family, resolve};
 use tcpshake_io::run::Outcome;
 use tcpshake_io::signals;
 use tcpshake_io::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
+use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{Leg, ProbeResult};
-use tcpshake_proto::probe::stats::{Sample, Slo, Survey, parse_slos};
-use tcpshake_proto::probe::target::{self, Target};
-use tcpshake_proto::probe::{HttpRequest, ProbeConfig};
+use tcpshake_proto::probe::shard::Shard;
+use tcpshake_proto::probe::stats::{Sample, Survey};
+use tcpshake_proto::probe::target::{self, Host, Target};
 use tcpshake_proto::wire::SeqNumber;
 
-/// An SLO was breached (`--slo`).
-pub const EXIT_SLO: u8 = 4;
-
-/// Default probes in flight.
-const DEFAULT_JOBS: u32 = 16;
 /// The live display appears once a survey has run this long.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 /// The live percentiles cover this many recent probes.
 const LIVE_WINDOW: usize = 1000;
 
-/// Targets as they come: the command line first, then the input list, line by line; each
-/// expanded over the `-p` ports and resolved. Never holds more than one line.
-struct TargetStream {
-    cli: std::vec::IntoIter<String>,
-    list: Option<(String, Box<dyn BufRead>)>,
-    line_no: usize,
-    ports: Vec<u16>,
-    family: Family,
-    common: CommonArgs,
+/// Targets as they come: the command line's first (checked already), then the input
+/// list's, line by line, each expanded over the `-p` ports and resolved. Never holds more
+/// than one line's.
+struct TargetStream<'a> {
     pending: VecDeque<Target>,
-    shard: Option<(u32, u32)>,
-    /// Targets that could not be probed (syntax in the list, resolution).
+    list: Option<TargetList>,
+    ports: &'a [u16],
+    family: Family,
+    exchange: &'a Exchange,
+    shard: Option<Shard>,
+    /// Targets that could not be probed (a name that did not resolve, a bad TLS name).
     failed: u64,
+    /// The host whose target failed last: its other ports fail alike, said once.
+    last_failed: Option<Host>,
     tls: TlsShared,
 }
 
-impl TargetStream {
-    fn next_spec(&mut self) -> Option<(String, String)> {
-        if let Some(s) = self.cli.next() {
-            return Some((s.clone(), s));
-        }
-        let (name, reader) = self.list.as_mut()?;
-        let mut line = String::new();
-        // Bounded by the file: each pass consumes one line.
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) => return None,
-                Ok(_) => {
-                    self.line_no += 1;
-                    let spec = line.split('#').next().unwrap_or("").trim();
-                    if !spec.is_empty() {
-                        return Some((spec.to_string(), format!("{name}:{}", self.line_no)));
-                    }
-                }
-                Err(e) => {
-                    eprintln!("tcpshake: reading {name}: {e}");
-                    self.failed += 1;
-                    return None;
-                }
-            }
-        }
-    }
-
-    fn expand(&mut self, spec: &str, origin: &str) {
-        let ports: Vec<Option<u16>> = if self.ports.is_empty() {
-            vec![None]
-        } else {
-            self.ports.iter().map(|&p| Some(p)).collect()
+impl TargetStream<'_> {
+    /// The next list line's targets into `pending`; false at the end of the list.
+    fn read_line(&mut self) -> bool {
+        let Some(list) = self.list.as_mut() else {
+            return false;
         };
-        let mut seen = Vec::new();
-        for p in ports {
-            match target::parse(spec, p) {
-                Ok(mut t) => {
-                    if seen.contains(&t.port) {
-                        continue; // the spec names its own port: once is enough
-                    }
-                    seen.push(t.port);
-                    if self.ports.len() > 1 && !spec_has_port(spec) {
-                        // One label per (host, port), so statistics keep them apart.
-                        t.spec = format!("{}:{}", t.host, t.port);
-                    }
-                    if self.shard.is_none_or(|s| in_shard(&t.spec, s)) {
-                        self.pending.push_back(t);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("tcpshake: {origin}: {e}");
-                    self.failed += 1;
-                    return;
-                }
+        let Some((origin, specs)) = list.next_line() else {
+            return false;
+        };
+        for spec in specs {
+            let checked = target::expand(&spec, self.ports, self.family);
+            match checked {
+                Ok(ts) => self.pending.extend(
+                    ts.into_iter()
+                        .filter(|t| self.shard.is_none_or(|s| s.owns(&t.spec))),
+                ),
+                Err(e) => list.skip(&origin, e),
             }
         }
+        true
+    }
+
+    /// A resolved target made ready to probe, or why not.
+    fn prepare(&mut self, t: Target, remote: SocketAddr) -> Result<SurveyTarget> {
+        let ex = self.exchange;
+        let tls = match ex.is_https(&t) {
+            true => Some(tls_setup(&ex.tls, &t, &mut self.tls)?),
+            false => None,
+        };
+        Ok(SurveyTarget {
+            http: http_request(ex, &t)?,
+            label: t.spec,
+            remote,
+            tls,
+        })
+    }
+
+    /// Lines skipped and targets that could not be probed.
+    fn failed(&self) -> u64 {
+        self.failed + self.list.as_ref().map_or(0, |l| l.skipped)
     }
 }
 
-/// `--shard K/N`: a target belongs to shard 1 + FNV-1a(label) mod N, a hash that every
-/// build and machine computes alike, so N runs over the same list split it exactly.
-fn in_shard(label: &str, (k, n): (u32, u32)) -> bool {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in label.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h % u64::from(n) == u64::from(k - 1)
-}
-
-fn spec_has_port(spec: &str) -> bool {
-    target::parse(spec, None).is_ok()
-}
-
-impl Iterator for TargetStream {
+impl Iterator for TargetStream<'_> {
     type Item = SurveyTarget;
 
     fn next(&mut self) -> Option<SurveyTarget> {
         // Bounded by the input: each pass consumes a pending target or a line.
         loop {
             if let Some(t) = self.pending.pop_front() {
-                match resolve(&t, self.family) {
-                    Ok(remote) => {
-                        let c = &self.common;
-                        let https = t.tls || c.tls;
-                        let tls = match https.then(|| tls_setup(c, &t, &mut self.tls)) {
-                            None => None,
-                            Some(Ok(s)) => Some(s),
-                            Some(Err(e)) => {
-                                eprintln!("tcpshake: {}: {e:#}", t.spec);
-                                self.failed += 1;
-                                continue;
-                            }
-                        };
-                        let http = (!c.no_http).then(|| HttpRequest {
-                            path: t.path.clone().unwrap_or_else(|| c.path.clone()),
-                            host: c
-                                .host_header
-                                .clone()
-                                .unwrap_or_else(|| t.host_header_for(https)),
-                        });
-                        return Some(SurveyTarget {
-                            label: t.spec,
-                            remote,
-                            http,
-                            tls,
-                        });
-                    }
+                if self.last_failed.as_ref() == Some(&t.host) {
+                    self.failed += 1;
+                    continue;
+                }
+                let remote = match resolve(&t, self.family) {
+                    Ok(a) => a,
                     Err(e) => {
+                        // As `probe` says it; the host's other ports fail alike, silently.
                         eprintln!("tcpshake: {e:#}");
+                        self.failed += 1;
+                        self.last_failed = Some(t.host);
+                        continue;
+                    }
+                };
+                let label = t.spec.clone();
+                match self.prepare(t, remote) {
+                    Ok(st) => return Some(st),
+                    Err(e) => {
+                        eprintln!("tcpshake: {label}: {e:#}");
                         self.failed += 1;
                         continue;
                     }
                 }
             }
-            let (spec, origin) = self.next_spec()?;
-            self.expand(&spec, &origin);
+            if !self.read_line() {
+                return None;
+            }
         }
     }
-}
-
-fn open_list(path: &Path) -> Result<(String, Box<dyn BufRead>)> {
-    if path == Path::new("-") {
-        return Ok(("stdin".into(), Box::new(io::BufReader::new(io::stdin()))));
-    }
-    let f = std::fs::File::open(path).map_err(|e| {
-        UsageError(format!(
-            "cannot read the target list {}: {e}",
-            path.display()
-        ))
-    })?;
-    Ok((path.display().to_string(), Box::new(io::BufReader::new(f))))
 }
 
 /// Where per-probe records go and how.
@@ -433,48 +376,35 @@ impl Live {
     }
 }
 
-pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
-    let sv = &args.survey;
-    let jobs = sv.jobs.unwrap_or(DEFAULT_JOBS) as usize;
+pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
+    let jobs = c.jobs as usize;
     // First, while this process has one thread (see the function).
     survey::grow_file_table(jobs);
-    let slos = match &sv.slo {
-        Some(s) => parse_slos(s).map_err(UsageError)?,
-        None => Vec::new(),
-    };
-    // Command-line targets are checked before anything is sent: a typo is a usage error.
-    for t in &args.targets {
-        target::parse(t, args.port.first().copied()).map_err(UsageError)?;
-    }
-    // So is an unreadable --cacert: load the trust anchors now when they will be needed.
+    // An unreadable --cacert is a usage error before anything is sent: load the trust
+    // anchors now when they will be needed.
     let mut tls = TlsShared::default();
-    if args.common.tls || args.common.cacert.is_some() {
-        tls.preload(&args.common)?;
+    if c.exchange.tls.force || c.exchange.tls.cacert.is_some() {
+        tls.preload(&c.exchange.tls)?;
     }
-    let list = sv.input_list.as_deref().map(open_list).transpose()?;
-    let format = match (sv.output, args.common.json) {
-        (Some(f), _) => f,
-        (None, true) => OutputFormat::Jsonl,
-        (None, false) => OutputFormat::Text,
-    };
-    let family = match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
+    let list = c.list.as_deref().map(TargetList::open).transpose()?;
+    let format = c.format;
     let mut stream = TargetStream {
-        cli: args.targets.clone().into_iter(),
+        pending: c
+            .targets
+            .iter()
+            .filter(|t| c.shard.is_none_or(|s| s.owns(&t.spec)))
+            .cloned()
+            .collect(),
         list,
-        line_no: 0,
-        ports: args.port.clone(),
-        family,
-        common: args.common.clone(),
-        pending: VecDeque::new(),
-        shard: sv.shard,
+        ports: &c.ports,
+        family: c.family,
+        exchange: &c.exchange,
+        shard: c.shard,
         failed: 0,
+        last_failed: None,
         tls,
     };
-    let pcap = match &args.common.pcap {
+    let pcap = match &c.pcap {
         Some(p) => Some(PcapWriter::new(io::BufWriter::new(create(p)?))?),
         None => None,
     };
@@ -487,7 +417,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     }
     let mut sink = Sink {
         format,
-        quiet: sv.quiet,
+        quiet: c.quiet,
         records: Records::new(Output {
             format,
             out,
@@ -497,18 +427,18 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         pending: Vec::new(),
         stats: Survey::default(),
         failed: 0,
-        live: Live::new(io::stderr().is_terminal()),
+        live: Live::new(live_stderr()),
     };
     let opts = SurveyOptions {
         jobs,
-        count: sv.count.unwrap_or(1),
-        interval: sv.interval.unwrap_or(Duration::ZERO),
-        capture: args.common.pcap.is_some(),
+        count: c.count,
+        interval: c.interval,
+        capture: c.pcap.is_some(),
     };
-    let common = &args.common;
+    let ex = &c.exchange;
     let pair_secret = PairSecret::new();
     let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| {
-        let mut tcp = tcp_config(local, t.remote, mss, common);
+        let mut tcp = tcp_config(ex, local, t.remote, mss);
         // Successive probes of one server must look like successive connections of one
         // host, or a new SYN that meets the server's TIME-WAIT of an earlier probe (same
         // port pair, after a port was reused) is refused: Linux accepts it only when its
@@ -521,13 +451,13 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         tcp.ts_offset = pair_secret.hash(local, t.remote, 2);
         // The request rides on the handshake's ACK unless asked otherwise: one segment
         // less per probe, for the server and for us (tcp::Config::ack_with_data).
-        tcp.ack_with_data = !sv.separate_ack;
+        tcp.ack_with_data = !c.separate_ack;
         ProbeConfig {
             target: t.label.clone(),
             tcp,
             http: t.http.clone(),
-            timeout: common.timeout,
-            linger: common.linger,
+            timeout: ex.timeout,
+            linger: ex.linger,
             tls: t.tls.clone(),
         }
     };
@@ -565,10 +495,10 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     handed?;
     if losses.dropped > 0 || losses.truncated > 0 {
         eprintln!(
-            "tcpshake: warning: the capture socket missed {} packet(s) ({} dropped with its \
-             queue full, {} too long): the records of some probes lack segments and their \
-             timings may include the server's retransmissions; lower -j",
-            losses.dropped + losses.truncated,
+            "tcpshake: warning: the capture socket missed {} ({} dropped with its queue full, \
+             {} too long): the records of some probes lack segments and their timings may \
+             include the server's retransmissions; lower -j",
+            crate::report::count(losses.dropped + losses.truncated, "packet", "packets"),
             losses.dropped,
             losses.truncated
         );
@@ -583,7 +513,7 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
     // The table goes where it does not mix with machine-readable records.
     if format == OutputFormat::Text {
         let mut out = io::BufWriter::new(io::stdout().lock());
-        if !sv.quiet {
+        if !c.quiet {
             writeln!(out)?;
         }
         write_table(&mut out, &stats, false)?;
@@ -593,14 +523,14 @@ pub fn survey_command(args: &ProbeArgs) -> Result<u8> {
         write_table(&mut err, &stats, false)?;
         err.flush()?;
     }
-    let breached = judge(&slos, &stats);
+    let breached = judge(&c.slos, &stats);
     let _ = closing.join();
     Ok(if breached {
-        EXIT_SLO
-    } else if failed > 0 || stream.failed > 0 {
-        EXIT_NOT_OPEN
+        Exit::SloBreached
+    } else if failed > 0 || stream.failed() > 0 {
+        Exit::Failed
     } else {
-        EXIT_OK
+        Exit::Ok
     })
 }
 
@@ -630,119 +560,4 @@ impl PairSecret {
 
 fn create(p: &Path) -> Result<std::fs::File> {
     std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))
-}
-
-/// Print each SLO's verdict on stderr; true when one was breached.
-fn judge(slos: &[Slo], stats: &Survey) -> bool {
-    if slos.is_empty() {
-        return false;
-    }
-    let all = stats.overall();
-    let mut breached = false;
-    for slo in slos {
-        let v = slo.judge(&all);
-        eprintln!("{v}");
-        breached |= !v.met;
-    }
-    breached
-}
-
-pub fn report_command(args: &ReportArgs) -> Result<u8> {
-    let slos = match &args.slo {
-        Some(s) => parse_slos(s).map_err(UsageError)?,
-        None => Vec::new(),
-    };
-    let mut stats = Survey::default();
-    for path in &args.files {
-        read_jsonl(path, &mut stats)?;
-    }
-    if stats.probes() == 0 {
-        return Err(UsageError(
-            "no probe records in the input; give files written by `tcpshake probe --json`".into(),
-        )
-        .into());
-    }
-    let mut out = io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &stats_json(&stats))?;
-        writeln!(out)?;
-    } else {
-        write_table(&mut io::BufWriter::new(&mut out), &stats, args.quiet)?;
-    }
-    out.flush()?;
-    if let Some(svg) = &args.svg {
-        crate::report::svg::write_svg(&stats, svg, args.plot == PlotKind::Cdf)
-            .with_context(|| format!("writing {}", svg.display()))?;
-    }
-    Ok(if judge(&slos, &stats) {
-        EXIT_SLO
-    } else {
-        EXIT_OK
-    })
-}
-
-/// Add every record of one JSON Lines file. A last line cut short (a survey killed while
-/// writing it) is skipped with a warning; any other bad line is an error naming it.
-fn read_jsonl(path: &PathBuf, stats: &mut Survey) -> Result<()> {
-    let (name, mut reader) = if path.as_os_str() == "-" {
-        open_list(path)?
-    } else {
-        let f = std::fs::File::open(path)
-            .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
-        (
-            path.display().to_string(),
-            Box::new(io::BufReader::new(f)) as Box<dyn BufRead>,
-        )
-    };
-    let mut line = String::new();
-    let mut n = 0usize;
-    // Bounded by the file: each pass consumes one line.
-    loop {
-        line.clear();
-        if reader
-            .read_line(&mut line)
-            .with_context(|| format!("reading {name}"))?
-            == 0
-        {
-            return Ok(());
-        }
-        n += 1;
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        match parse_record(text) {
-            Ok((target, Some(sample))) => stats.add(&target, &sample),
-            Ok((_, None)) => {}
-            Err(_) if !line.ends_with('\n') => {
-                eprintln!("tcpshake: {name}:{n}: last line is cut short; skipped");
-            }
-            Err(e) => {
-                return Err(UsageError(format!(
-                    "{name}:{n}: not a tcpshake probe record (schema 1): {e}"
-                ))
-                .into());
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shards_split_a_list_exactly() {
-        let labels: Vec<String> = (0..1000)
-            .map(|i| format!("198.18.{}.{}:80", i / 250, i % 250))
-            .collect();
-        let mut total = 0;
-        for k in 1..=4 {
-            let n = labels.iter().filter(|l| in_shard(l, (k, 4))).count();
-            assert!((150..=350).contains(&n), "shard {k}/4 has {n} of 1000");
-            total += n;
-        }
-        assert_eq!(total, 1000);
-        assert!(labels.iter().all(|l| in_shard(l, (1, 1))));
-    }
 }

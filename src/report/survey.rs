@@ -145,7 +145,10 @@ pub fn write_table(
             writeln!(out)?;
         }
     }
-    let title = format!("all {} targets", survey.target_count());
+    let title = format!(
+        "all {}",
+        super::count(survey.target_count() as u64, "target", "targets")
+    );
     group(out, &title, &survey.overall())
 }
 
@@ -225,7 +228,7 @@ mod tests {
         let table = table(&sv, false);
         assert!(table.contains("198.18.0.2:80   probes 1   open 1"));
         assert!(table.contains("41.0 µs"));
-        assert!(table.contains("all 1 targets"));
+        assert!(table.contains("all 1 target "));
         assert!(
             !table.contains("FIN→ACK"),
             "legs without samples are left out"

@@ -60,8 +60,10 @@ pub fn write_svg(survey: &Survey, path: &Path, cdf: bool) -> Result<()> {
     Ok(())
 }
 
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing the SVG: {e:?}")
+/// The plotting library's error in words (its Debug form, `BackendError(…)`, is for
+/// programmers, not users).
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing the SVG: {e}")
 }
 
 /// A log-scale range in µs that holds every sample.

@@ -1,13 +1,22 @@
 //! Ctrl-C and SIGTERM: the first one asks the run loop to stop (it resets open
 //! connections and still reports); a second one kills the process as usual.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`STOP`] (0: none yet).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only atomic stores: async-signal-safe.
+    SIGNAL.store(sig, Ordering::Relaxed);
     STOP.store(true, Ordering::Relaxed);
+}
+
+/// The signal (SIGINT, SIGTERM) that asked the run to stop, if one did.
+pub fn stop_signal() -> Option<i32> {
+    STOP.load(Ordering::Relaxed)
+        .then(|| SIGNAL.load(Ordering::Relaxed))
 }
 
 /// Install the handlers and return the flag they set.

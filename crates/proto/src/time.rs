@@ -91,6 +91,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration written so that [`parse_duration`] reads it back exactly: the largest unit
+/// that divides it (`5s`, `250ms`, `1500us`, `0s`).
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    for (unit, size) in [
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if ns.is_multiple_of(size) && (ns > 0 || unit == "s") {
+            return format!("{}{unit}", ns / size);
+        }
+    }
+    format!("{ns}ns")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +137,20 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1e9s").is_err());
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for (d, text) in [
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_micros(1500), "1500us"),
+            (Duration::from_nanos(7), "7ns"),
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(120), "2m"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
+        }
     }
 }

@@ -9,8 +9,10 @@
 //! check `is_done`, then sleep until a packet or `poll_timeout`.
 
 pub mod legs;
+pub mod list;
 pub mod record;
 pub mod scan;
+pub mod shard;
 pub mod stats;
 pub mod target;
 pub mod tls;
@@ -33,11 +35,32 @@ use verdict::Verdict;
 /// Most notes (anomalies) and ICMP lines one probe records.
 const MAX_NOTES: usize = 64;
 
-/// What to ask of the server once connected.
-#[derive(Clone, Debug)]
+/// What to ask of the server once connected: a well-formed `HEAD` request, always — its
+/// path and `Host:` value were checked when it was made, so nothing a user typed can end
+/// a line early or add a header.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRequest {
-    pub path: String,
-    pub host: String,
+    path: String,
+    host: String,
+}
+
+impl HttpRequest {
+    pub fn new(path: impl Into<String>, host: impl Into<String>) -> Result<HttpRequest, String> {
+        let (path, host) = (path.into(), host.into());
+        wire::http::check_request_target(&path)
+            .map_err(|e| format!("request path `{}`: {e}", path.escape_debug()))?;
+        wire::http::check_host_field(&host)
+            .map_err(|e| format!("Host header `{}`: {e}", host.escape_debug()))?;
+        Ok(HttpRequest { path, host })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -1,9 +1,11 @@
-//! Target syntax: `198.18.0.2:80`, `[fd00::2]:80`, `fd00::2` (with `-p`), `name:80`,
-//! `http://name[:port]/path`, `https://name[:port]/path`. Parsing only; names are resolved
-//! by `net`.
+//! Target syntax, one parser for `probe`, its surveys and `scan`'s host part:
+//! `198.18.0.2:80`, `[fd00::2]:80`, `fd00::2` (with `-p`), `name:80`,
+//! `http://name[:port]/path?query`, `https://name[:port]/path`. Parsing only; names are
+//! resolved by the I/O layer.
 
+use crate::wire::http::check_request_target;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -21,13 +23,92 @@ impl fmt::Display for Host {
     }
 }
 
+/// The address family `-4` / `-6` ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    #[default]
+    Any,
+    V4,
+    V6,
+}
+
+impl Family {
+    /// From the `-4` and `-6` flags (the command line lets at most one be given).
+    pub fn from_flags(ipv4: bool, ipv6: bool) -> Family {
+        match (ipv4, ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        }
+    }
+
+    pub fn admits(self, ip: IpAddr) -> bool {
+        match self {
+            Family::Any => true,
+            Family::V4 => ip.is_ipv4(),
+            Family::V6 => ip.is_ipv6(),
+        }
+    }
+
+    /// `IPv4` / `IPv6` (`any` for [`Family::Any`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Any => "any",
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Family::V6 => "-6",
+            _ => "-4",
+        }
+    }
+}
+
+impl Host {
+    /// An address or a host name: the host part of every target syntax. `[v6addr]` is
+    /// accepted too. The message says what is wrong with `s`.
+    pub fn parse(s: &str) -> Result<Host, String> {
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        if bare.contains(':') {
+            return Err(format!("`{bare}` is not an IPv6 address"));
+        }
+        validate_name(bare)?;
+        Ok(Host::Name(bare.to_string()))
+    }
+
+    /// A literal address of the other family than `-4`/`-6` ask for is a contradiction the
+    /// user must resolve; a name is looked up in the wanted family later.
+    pub fn check_family(&self, family: Family) -> Result<(), String> {
+        match self {
+            Host::Ip(ip) if !family.admits(*ip) => Err(format!(
+                "{ip} is an {} address but {} asks for {}; drop {} or give an {} address",
+                if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+                family.flag(),
+                family.name(),
+                family.flag(),
+                family.name()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// As the user wrote it.
     pub spec: String,
     pub host: Host,
     pub port: u16,
-    /// From a URL (`http://h/path`), if one was given.
+    /// From a URL (`http://h/path?query`; the `#fragment` is never sent), if one was given.
     pub path: Option<String>,
     /// `https://`, or no scheme and port 443: TLS before the request.
     pub tls: bool,
@@ -51,47 +132,77 @@ impl Target {
     }
 }
 
-/// Parse one target; `default_port` applies when the spec has none.
+/// A message about `part` of the target `spec`, naming the spec when it is more than that
+/// part (`198.18.0.2:99999`), once when it is all of it (`bad$host`).
+pub fn in_spec(spec: &str, part: &str, e: String) -> String {
+    if spec == part || e.starts_with(&format!("`{spec}`")) {
+        e
+    } else {
+        format!("`{spec}`: {e}")
+    }
+}
+
+/// Parse one target; `default_port` (`-p`) applies when the spec has none.
 pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
     let s = spec.trim();
     if s.is_empty() {
         return Err("empty target".into());
     }
-    let url = [("http://", 80, false), ("https://", 443, true)]
-        .into_iter()
-        .find_map(|(scheme, port, tls)| Some((s.strip_prefix(scheme)?, port, tls)));
-    let tls = url.is_some_and(|(_, _, tls)| tls);
-    let (rest, url_port, path) = if let Some((after, port, _)) = url {
-        let (authority, path) = match after.find('/') {
-            Some(i) => (&after[..i], after[i..].to_string()),
-            None => (after, "/".to_string()),
-        };
-        (authority, Some(port), Some(path))
-    } else if s.contains("://") {
-        let scheme = &s[..s.find("://").unwrap_or(0)];
-        return Err(format!(
-            "`{spec}`: scheme `{scheme}://` is not supported; use http://, https:// or host:port"
-        ));
-    } else {
-        (s, None, None)
+    let at = |e: String| in_spec(s, "", e);
+    // RFC 3986 §3.1: schemes are case-insensitive.
+    let url = match s.split_once("://") {
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "http" => Some((rest, 80, false)),
+            "https" => Some((rest, 443, true)),
+            _ => {
+                return Err(at(format!(
+                    "scheme `{scheme}://` is not supported; use http://, https:// or HOST:PORT"
+                )));
+            }
+        },
+        None => None,
     };
-    let (host, port) = split_host_port(rest).map_err(|e| format!("`{spec}`: {e}"))?;
-    let port = match port {
-        Some(p) => p,
-        None => default_port.or(url_port).ok_or_else(|| {
-            format!("`{spec}`: no port; write it as `{rest}:80` (or `[v6addr]:80`) or give -p PORT")
-        })?,
-    };
-    if port == 0 {
-        return Err(format!("`{spec}`: port 0 cannot be probed"));
-    }
-    let host = match host.parse::<IpAddr>() {
-        Ok(ip) => Host::Ip(ip),
-        Err(_) => {
-            validate_name(host).map_err(|e| format!("`{spec}`: {e}"))?;
-            Host::Name(host.to_string())
+    let (authority, url_port, path, tls) = match url {
+        Some((rest, port, tls)) => {
+            // RFC 3986 §3.2: the authority ends at the first `/`, `?` or `#`.
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            if authority.contains('@') {
+                return Err(at(
+                    "a user name or password in a URL (`user:pw@`) is not supported: \
+                     tcpshake sends no credentials; leave it out"
+                        .into(),
+                ));
+            }
+            // §3.5: the fragment stays with the client; §3.4: the query is sent.
+            let tail = tail.split('#').next().unwrap_or("");
+            let path = match tail.strip_prefix('/') {
+                Some(_) => tail.to_string(),
+                None => format!("/{tail}"),
+            };
+            check_request_target(&path).map_err(|e| at(format!("path `{path}`: {e}")))?;
+            (authority, Some(port), Some(path), tls)
+        }
+        None => {
+            if s.contains('/') {
+                return Err(at(
+                    "a path needs a URL (http://HOST[:PORT]/PATH) or --path; \
+                     address blocks are for `tcpshake scan`"
+                        .into(),
+                ));
+            }
+            (s, None, None, false)
         }
     };
+    let (host, port) = split_host_port(authority).map_err(|e| in_spec(s, authority, e))?;
+    let host = Host::parse(host).map_err(|e| in_spec(s, host, e))?;
+    let port = match port.or(default_port).or(url_port) {
+        Some(p) => p,
+        None => return Err(at(no_port(&host, authority))),
+    };
+    if port == 0 {
+        return Err(at("port 0 cannot be probed".into()));
+    }
     Ok(Target {
         spec: spec.to_string(),
         host,
@@ -103,11 +214,56 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
     })
 }
 
+/// One spec over the `-p` ports (none: the spec must name its own), its address checked
+/// against `-4`/`-6`. A spec that names its own port is probed once; one that does not is
+/// probed on each port, labelled `host:port` when there are several, so that statistics
+/// keep them apart.
+pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, String> {
+    let first = parse(spec, ports.first().copied())?;
+    first
+        .host
+        .check_family(family)
+        .map_err(|e| in_spec(spec, "", e))?;
+    if ports.is_empty() {
+        return Ok(vec![first]);
+    }
+    let own_port = parse(spec, None).is_ok();
+    let mut out: Vec<Target> = Vec::with_capacity(ports.len());
+    for &p in ports {
+        let mut t = parse(spec, Some(p))?;
+        if out.iter().any(|o| o.port == t.port) {
+            continue; // the spec names its own port: once is enough
+        }
+        if ports.len() > 1 && !own_port {
+            t.spec = format!("{}:{}", t.host, t.port);
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// What to write instead of a target without a port. `fd00::2:80` is a valid address
+/// whose last group happens to be 80, so the likely meaning is said first.
+fn no_port(host: &Host, written: &str) -> String {
+    if let Host::Ip(IpAddr::V6(_)) = host
+        && !written.starts_with('[')
+        && let Some((addr, port)) = written.rsplit_once(':')
+        && addr.parse::<Ipv6Addr>().is_ok()
+        && port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return format!(
+            "no port; if you meant port {port}, write `[{addr}]:{port}` (an IPv6 address \
+             with a port goes in brackets), or give -p PORT"
+        );
+    }
+    format!("no port; write it as `{host}:80` or give -p PORT")
+}
+
 fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
     if let Some(inner) = s.strip_prefix('[') {
         let close = inner.find(']').ok_or("`[` without a closing `]`")?;
         let host = &inner[..close];
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
+        if host.parse::<Ipv6Addr>().is_err() {
             return Err(format!("`{host}` inside brackets is not an IPv6 address"));
         }
         let after = &inner[close + 1..];
@@ -119,10 +275,12 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
     }
     // A bare IPv6 address has several colons and no port.
     if s.matches(':').count() > 1 {
-        if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        if s.parse::<Ipv6Addr>().is_ok() {
             return Ok((s, None));
         }
-        return Err("not an IPv6 address; to give a port, write `[addr]:port`".into());
+        return Err(format!(
+            "`{s}` is not an IPv6 address; to give a port, write `[ADDR]:PORT`"
+        ));
     }
     match s.rsplit_once(':') {
         Some((h, p)) => Ok((h, Some(parse_port(p)?))),
@@ -135,23 +293,34 @@ fn parse_port(p: &str) -> Result<u16, String> {
         .map_err(|_| format!("`{p}` is not a port (1-65535)"))
 }
 
-/// RFC 1123 §2.1 host names: letters, digits, hyphens, dots; labels of 1-63.
+/// RFC 1123 §2.1 host names: letters, digits, hyphens, dots; labels of 1-63. The message
+/// points at the first character that cannot be in one.
 fn validate_name(name: &str) -> Result<(), String> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || name.len() > 253 {
-        return Err("empty or over-long host name".into());
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    if bare.is_empty() {
+        return Err("empty host name".into());
     }
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
+    if bare.len() > 253 {
+        return Err(format!("`{name}` is longer than a host name can be (253)"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if let Some(c) = bare.chars().find(|&c| !(allowed(c) || c == '.')) {
+        let c = if c.is_ascii_graphic() {
+            format!("`{c}`")
+        } else if c == ' ' {
+            "space".to_string()
+        } else {
+            c.escape_unicode().to_string()
+        };
+        return Err(format!(
+            "`{}` is neither an address nor a host name (character {c})",
+            name.escape_debug()
+        ));
+    }
+    for label in bare.split('.') {
+        if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
             return Err(format!(
-                "`{name}` is neither an address nor a valid host name"
+                "`{name}` is neither an address nor a host name (label `{label}`)"
             ));
         }
     }
@@ -217,5 +386,105 @@ mod tests {
         );
         assert!(parse("h:0", None).unwrap_err().contains("port 0"));
         assert!(parse("", Some(80)).is_err());
+    }
+
+    #[test]
+    fn urls_follow_rfc_3986() {
+        // Schemes are case-insensitive (§3.1).
+        let t = parse("HTTPS://lab.test/", None).unwrap();
+        assert_eq!((t.port, t.tls), (443, true));
+        assert_eq!(parse("Http://lab.test", None).unwrap().port, 80);
+        // The query is sent (§3.4), the fragment is not (§3.5).
+        let path = |u| parse(u, None).unwrap().path.unwrap();
+        assert_eq!(path("http://h/a?b=1#frag"), "/a?b=1");
+        assert_eq!(path("http://h?b=1"), "/?b=1");
+        assert_eq!(path("http://h#top"), "/");
+        assert_eq!(path("http://h:8080"), "/");
+        // What would not be a well-formed request is refused, not sent.
+        for (bad, why) in [
+            ("http://user:pw@h/", "user:pw@"),
+            ("http://h/a b", "space"),
+            ("http://h/\r\nX: 1", "carriage return"),
+            ("http://h/é", "percent-encode"),
+        ] {
+            let e = parse(bad, None).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_address_with_a_port_is_told_to_use_brackets() {
+        let e = parse("fd00::2:80", None).unwrap_err();
+        assert!(e.contains("`[fd00::2]:80`"), "{e}");
+        // With -p it is an address like any other.
+        assert_eq!(parse("fd00::2:80", Some(443)).unwrap().port, 443);
+        let e = parse("lab.test", None).unwrap_err();
+        assert!(e.contains("`lab.test:80`") && e.contains("-p"), "{e}");
+    }
+
+    #[test]
+    fn host_messages_name_the_bad_part_once() {
+        assert_eq!(
+            parse("bad$host", Some(80)).unwrap_err(),
+            "`bad$host` is neither an address nor a host name (character `$`)"
+        );
+        assert_eq!(
+            parse("bad$host:80", None).unwrap_err(),
+            "`bad$host:80`: `bad$host` is neither an address nor a host name (character `$`)"
+        );
+        assert!(parse("a b:80", None).unwrap_err().contains("space"));
+        assert!(parse("198.18.0.0/24", None).unwrap_err().contains("scan"));
+    }
+
+    #[test]
+    fn expansion_over_ports_labels_each_pair() {
+        let labels = |spec, ports: &[u16]| -> Vec<String> {
+            expand(spec, ports, Family::Any)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.spec)
+                .collect()
+        };
+        assert_eq!(
+            labels("lab.test", &[80, 443]),
+            ["lab.test:80", "lab.test:443"]
+        );
+        assert_eq!(labels("lab.test:81", &[80, 443]), ["lab.test:81"]);
+        assert_eq!(labels("lab.test", &[80]), ["lab.test"]);
+        assert_eq!(labels("[fd00::2]:80", &[]), ["[fd00::2]:80"]);
+        assert!(expand("lab.test", &[], Family::Any).is_err());
+        assert!(
+            expand("lab.test", &[0], Family::Any)
+                .unwrap_err()
+                .contains("port 0")
+        );
+        let e = expand("198.18.0.2", &[80, 443], Family::V6).unwrap_err();
+        assert!(
+            e.starts_with("`198.18.0.2`: 198.18.0.2 is an IPv4 address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_literal_of_the_other_family_is_a_contradiction() {
+        let v4 = Host::parse("198.18.0.2").unwrap();
+        let e = v4.check_family(Family::V6).unwrap_err();
+        assert_eq!(
+            e,
+            "198.18.0.2 is an IPv4 address but -6 asks for IPv6; drop -6 or give an IPv6 address"
+        );
+        assert!(v4.check_family(Family::V4).is_ok());
+        assert!(
+            Host::parse("fd00::2")
+                .unwrap()
+                .check_family(Family::V4)
+                .is_err()
+        );
+        assert!(
+            Host::parse("lab.test")
+                .unwrap()
+                .check_family(Family::V6)
+                .is_ok()
+        );
     }
 }

@@ -37,10 +37,7 @@ fn config(isn: u32, http: bool) -> ProbeConfig {
             time_wait: Duration::from_millis(250),
             ack_with_data: false,
         },
-        http: http.then(|| HttpRequest {
-            path: "/".into(),
-            host: "198.18.0.2".into(),
-        }),
+        http: http.then(|| HttpRequest::new("/", "198.18.0.2").expect("a valid request")),
         timeout: Duration::from_secs(5),
         linger: Duration::from_millis(200),
         tls: None,

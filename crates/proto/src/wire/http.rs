@@ -97,7 +97,54 @@ pub fn parse_response(bytes: &[u8]) -> HttpParse {
     HttpParse::Invalid("too many interim responses".to_owned())
 }
 
-/// The request tcpshake sends.
+/// Why a request path or a `Host:` value cannot be sent as it is.
+fn refuse_char(c: char) -> String {
+    match c {
+        '\r' => "a carriage return (CR) would end the request line or header early".into(),
+        '\n' => "a line feed (LF) would end the request line or header early".into(),
+        ' ' => "a space would split the request line; write it as %20".into(),
+        '#' => "`#` starts a fragment, which is never sent to a server (RFC 3986 §3.5); \
+                leave it out"
+            .into(),
+        c if c.is_ascii_control() => {
+            format!("control character {} is not allowed", c.escape_unicode())
+        }
+        c => format!("`{c}` is not ASCII; percent-encode its UTF-8 bytes (e.g. %C3%A9)"),
+    }
+}
+
+/// A request-target we may send with HEAD: origin-form (RFC 9112 §3.2.1), an absolute
+/// path starting with `/`, optionally `?query`, in visible ASCII (RFC 3986 §2). Anything
+/// else would be a malformed request, and a CR or LF a header injection. The
+/// asterisk-form `*` is for OPTIONS only (RFC 9112 §3.2.4), not for HEAD.
+pub fn check_request_target(path: &str) -> Result<(), String> {
+    if path == "*" {
+        return Err(
+            "`*` is only a request target for OPTIONS (RFC 9112 §3.2.4); \
+                    tcpshake sends HEAD: give a path such as /"
+                .into(),
+        );
+    }
+    if !path.starts_with('/') {
+        return Err("a request path starts with `/` (e.g. /index.html)".into());
+    }
+    match path.chars().find(|&c| c == '#' || !c.is_ascii_graphic()) {
+        Some(c) => Err(refuse_char(c)),
+        None => Ok(()),
+    }
+}
+
+/// A `Host:` value we may send (RFC 9110 §7.2: uri-host [":" port]): visible ASCII, no
+/// spaces, so it cannot end the header or add another. Empty is allowed (RFC 9112 §3.2).
+pub fn check_host_field(host: &str) -> Result<(), String> {
+    match host.chars().find(|&c| !c.is_ascii_graphic()) {
+        Some(c) => Err(refuse_char(c)),
+        None => Ok(()),
+    }
+}
+
+/// The request tcpshake sends. The caller checked `path` and `host`
+/// ([`check_request_target`], [`check_host_field`]).
 pub fn head_request(path: &str, host: &str, user_agent: &str) -> Vec<u8> {
     format!(
         "HEAD {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -108,6 +155,35 @@ pub fn head_request(path: &str, host: &str, user_agent: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_targets_are_origin_form_in_visible_ascii() {
+        for ok in ["/", "/a/b?x=1&y=%20", "/~user/"] {
+            assert_eq!(check_request_target(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("/a\r\nX-Injected: 1", "carriage return"),
+            ("/a\nX: 1", "line feed"),
+            ("/a b", "%20"),
+            ("/a\u{1}", "control character"),
+            ("/a#top", "fragment"),
+            ("/é", "percent-encode"),
+            ("index.html", "starts with `/`"),
+            ("", "starts with `/`"),
+            ("*", "OPTIONS"),
+        ] {
+            let e = check_request_target(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert_eq!(check_host_field("lab.test:8080"), Ok(()));
+        assert_eq!(check_host_field(""), Ok(()));
+        assert!(
+            check_host_field("a\r\nX: 1")
+                .unwrap_err()
+                .contains("carriage")
+        );
+        assert!(check_host_field("a b").is_err());
+    }
 
     fn complete(bytes: &[u8]) -> HttpResponse {
         match parse_response(bytes) {

@@ -7,8 +7,8 @@
 //! stays a permutation (Black & Rogaway, "Ciphers with arbitrary finite domains", 2002).
 //! The domain is at most 4n, so on average fewer than four encryptions per value.
 //!
-//! `--shard K/N` takes positions K−1, K−1+N, K−1+2N, … of the same permuted sequence: the
-//! N shards are disjoint and their union is the whole scan, whatever N.
+//! `--shard K/N` ([`Shard`]) takes positions K−1, K−1+N, K−1+2N, … of the same permuted
+//! sequence: the N shards are disjoint and their union is the whole scan, whatever N.
 //!
 //! The permutation is invertible the same way (decrypt, walking the cycle backwards), so
 //! after a scan the position of any value — and so whether this shard sent it, and before
@@ -16,6 +16,8 @@
 
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
+
+pub use crate::probe::shard::Shard;
 
 const ROUNDS: u64 = 4;
 
@@ -104,53 +106,6 @@ impl Permutation {
     }
 }
 
-/// `--shard K/N` (1-based K).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u64,
-    pub count: u64,
-}
-
-impl Shard {
-    pub const WHOLE: Shard = Shard { index: 1, count: 1 };
-
-    pub fn parse(s: &str) -> Result<Shard, String> {
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("--shard `{s}`: write K/N, e.g. 2/8"))?;
-        let k: u64 = k
-            .parse()
-            .map_err(|_| format!("--shard `{s}`: `{k}` is not a number"))?;
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("--shard `{s}`: `{n}` is not a number"))?;
-        if n == 0 || k == 0 || k > n {
-            return Err(format!("--shard `{s}`: need 1 ≤ K ≤ N"));
-        }
-        Ok(Shard { index: k, count: n })
-    }
-
-    /// Positions of this shard in a sequence of `n`.
-    pub fn positions(self, n: u64) -> impl Iterator<Item = u64> {
-        (self.index - 1..n).step_by(usize::try_from(self.count).unwrap_or(usize::MAX))
-    }
-
-    /// Where position `i` comes in this shard's walk (0 for its first position), or `None`
-    /// when another shard has it.
-    pub fn rank(self, i: u64) -> Option<u64> {
-        (i % self.count == self.index - 1).then(|| i / self.count)
-    }
-
-    /// How many positions of `n` fall in this shard.
-    pub fn len(self, n: u64) -> u64 {
-        if n < self.index {
-            0
-        } else {
-            (n - self.index) / self.count + 1
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,30 +178,5 @@ mod tests {
             let i = i % n;
             prop_assert_eq!(p.position_of(p.at(i)), i);
         }
-
-        #[test]
-        fn shards_partition_the_sequence(n in 0u64..500, count in 1u64..9) {
-            let mut all: Vec<u64> = Vec::new();
-            for index in 1..=count {
-                let s = Shard { index, count };
-                let pos: Vec<u64> = s.positions(n).collect();
-                prop_assert_eq!(pos.len() as u64, s.len(n));
-                for (r, &i) in pos.iter().enumerate() {
-                    prop_assert_eq!(s.rank(i), Some(r as u64));
-                }
-                prop_assert!((0..n).filter(|&i| s.rank(i).is_some()).count() == pos.len());
-                all.extend(pos);
-            }
-            all.sort_unstable();
-            prop_assert_eq!(all, (0..n).collect::<Vec<_>>());
-        }
-    }
-
-    #[test]
-    fn shard_syntax() {
-        assert_eq!(Shard::parse("2/3").unwrap(), Shard { index: 2, count: 3 });
-        assert!(Shard::parse("0/3").is_err());
-        assert!(Shard::parse("4/3").is_err());
-        assert!(Shard::parse("3").unwrap_err().contains("K/N"));
     }
 }

@@ -9,6 +9,7 @@
 //! each, so address number `i` is found by a binary search and some arithmetic: a /8 costs
 //! the same memory as one address.
 
+use crate::probe::target::{Host, in_spec};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -177,19 +178,10 @@ pub fn parse(text: &str) -> Result<TargetSpec, String> {
         }
         None => (s, None),
     };
-    if let Ok(a) = body.parse::<IpAddr>() {
-        return Spec::cidr(a, prefix, s).map(TargetSpec::Addrs);
-    }
-    if body.contains(':') {
-        return Err(format!(
-            "`{s}` is not an IPv6 address (IPv6 ranges are not supported; use an address or a \
-             CIDR block of at most 2^{MAX_V6_PREFIX_BITS} addresses)"
-        ));
-    }
     let looks_v4 = body
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | ',' | '*'));
-    if looks_v4 {
+    if looks_v4 && body.parse::<Ipv4Addr>().is_err() {
         if prefix.is_some() {
             return Err(format!(
                 "`{s}`: a prefix goes with a single address (198.18.0.0/24), not with ranges"
@@ -210,27 +202,11 @@ pub fn parse(text: &str) -> Result<TargetSpec, String> {
         }
         return parse_octets(body, s).map(TargetSpec::Addrs);
     }
-    let valid_name = body.len() <= 253
-        && body.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if !valid_name {
-        let bad = body
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-            .map(|c| format!(" (character `{c}`)"))
-            .unwrap_or_default();
-        return Err(format!(
-            "`{s}` is neither an address, a range, a CIDR block nor a host name{bad}"
-        ));
+    // An address or a name: the host parser every command shares.
+    match Host::parse(body).map_err(|e| in_spec(s, body, e))? {
+        Host::Ip(a) => Spec::cidr(a, prefix, s).map(TargetSpec::Addrs),
+        Host::Name(name) => Ok(TargetSpec::Name { name, prefix }),
     }
-    Ok(TargetSpec::Name {
-        name: body.to_string(),
-        prefix,
-    })
 }
 
 fn parse_octets(body: &str, whole: &str) -> Result<Spec, String> {
@@ -287,14 +263,6 @@ fn parse_octets(body: &str, whole: &str) -> Result<Spec, String> {
         out[k] = merged;
     }
     Ok(Spec::Octets(Box::new(out)))
-}
-
-/// Split a target file (`-iL`, `--excludefile`) into specs: whitespace separates them (a
-/// comma belongs to an octet list), `#` starts a comment to the end of the line (nmap's rules).
-pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(|l| l.split_whitespace())
 }
 
 /// The addresses to scan, indexable, with exclusions applied at lookup.
@@ -476,6 +444,15 @@ mod tests {
         assert!(e.contains("list the addresses"), "{e}");
         let e = parse("bad$host").unwrap_err();
         assert!(e.contains("`$`"), "{e}");
+        // The host part's message is the one `probe` gives for the same host.
+        let probe = crate::probe::target::parse("bad$host", Some(80)).unwrap_err();
+        assert_eq!(e, probe);
+        assert!(
+            parse("fd00::zz")
+                .unwrap_err()
+                .starts_with("`fd00::zz` is not an IPv6 address")
+        );
+        assert_eq!(addrs("[fd00::7]"), ["fd00::7"]);
         assert!(parse("198.18.0.0/x").unwrap_err().contains("`/x`"));
     }
 
@@ -563,12 +540,5 @@ mod tests {
         idx.sort_unstable();
         let want: Vec<u64> = (0..set.len()).filter(|&i| set.get(i).is_some()).collect();
         assert_eq!(idx, want);
-    }
-
-    #[test]
-    fn lists_have_comments_and_any_whitespace() {
-        let v: Vec<&str> =
-            split_list("198.18.0.1 # gateway\n\n  fd00::1\t198.18.0.0/30\n").collect();
-        assert_eq!(v, ["198.18.0.1", "fd00::1", "198.18.0.0/30"]);
     }
 }

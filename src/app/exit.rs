@@ -1,0 +1,201 @@
+//! Exit codes and the kinds of error that lead to them: one table every command maps
+//! through. `--help` prints it, and README's exit-code table is checked against it
+//! (`readme_lists_every_exit_code`).
+
+use std::fmt;
+
+/// How a command ended, from the user's side. Each has one exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    /// Everything asked for was done and went well.
+    Ok,
+    /// Done, but something failed: a port not open, a name that did not resolve, an
+    /// exchange or a run-time error, a target list line that was skipped.
+    Failed,
+    /// An `--slo` objective was breached (wins over `Failed`).
+    SloBreached,
+    /// The command line asks for something that cannot be done as written.
+    Usage,
+    /// The host cannot do what is needed: privileges, kernel features.
+    Environment,
+    /// Ctrl-C (SIGINT): stopped early; everything finished before it was written.
+    Interrupted,
+    /// SIGTERM: the same as Ctrl-C.
+    Terminated,
+}
+
+impl Exit {
+    /// Every exit, in the order of their codes.
+    pub const ALL: [Exit; 7] = [
+        Exit::Ok,
+        Exit::Failed,
+        Exit::Usage,
+        Exit::Environment,
+        Exit::SloBreached,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Failed => 1,
+            Exit::Usage => 2,
+            Exit::Environment => 3,
+            Exit::SloBreached => 4,
+            // 128 + the signal's number, as a shell reports a process the signal killed.
+            Exit::Interrupted => 128 + 2,
+            Exit::Terminated => 128 + 15,
+        }
+    }
+
+    /// What the code means, as README's table says it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => {
+                "every probe reached `open` and its exchange (HTTP, TLS, close) worked; a scan ran to its end"
+            }
+            Exit::Failed => {
+                "some port not open (closed, filtered), a name did not resolve, a target-list line was skipped, or an exchange or run-time error"
+            }
+            Exit::Usage => {
+                "usage: a bad option, option value or target, refused before anything was sent"
+            }
+            Exit::Environment => {
+                "environment: missing privileges, nftables missing or too old, kernel refused"
+            }
+            Exit::SloBreached => {
+                "an `--slo` objective was breached (`probe` survey or `report`); wins over 1"
+            }
+            Exit::Interrupted => {
+                "interrupted by Ctrl-C (SIGINT): what finished before was written; wins over 1 and 4"
+            }
+            Exit::Terminated => "stopped by SIGTERM, as for Ctrl-C",
+        }
+    }
+
+    /// The exit of a command stopped by `signal` (SIGINT or SIGTERM).
+    pub fn stopped_by(signal: i32) -> Exit {
+        if signal == SIGTERM {
+            Exit::Terminated
+        } else {
+            Exit::Interrupted
+        }
+    }
+
+    /// The exit of a command that ended `self` and also saw `other`: the more telling one
+    /// (interrupted over SLO breached over failed over ok).
+    pub fn and(self, other: Exit) -> Exit {
+        self.max(other)
+    }
+}
+
+/// Linux's SIGTERM (signal(7)).
+const SIGTERM: i32 = 15;
+
+/// The exit-code list `--help` ends with.
+pub fn help_text() -> String {
+    let mut s = String::from("Exit codes:\n");
+    for e in Exit::ALL {
+        s += &format!("  {:>3}  {}\n", e.code(), e.meaning());
+    }
+    s
+}
+
+/// A command line that parsed but asks for something impossible: exit 2. The message says
+/// what to type instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit an error ends the command with.
+pub fn classify(e: &anyhow::Error) -> Exit {
+    if tcpshake_io::is_environment_error(e) {
+        Exit::Environment
+    } else if e.chain().any(|c| c.is::<UsageError>()) {
+        Exit::Usage
+    } else {
+        Exit::Failed
+    }
+}
+
+/// Whether `e` is a write to a closed pipe (`tcpshake … | head`): the reader has all it
+/// wants, so every command stops quietly and exits 0, as ripgrep does.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_in_order() {
+        let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        let mut sorted = codes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(codes, sorted);
+        assert_eq!(Exit::stopped_by(2), Exit::Interrupted);
+        assert_eq!(Exit::stopped_by(15).code(), 143);
+    }
+
+    #[test]
+    fn the_more_telling_exit_wins() {
+        assert_eq!(Exit::Failed.and(Exit::SloBreached), Exit::SloBreached);
+        assert_eq!(Exit::SloBreached.and(Exit::Interrupted), Exit::Interrupted);
+        assert_eq!(Exit::Ok.and(Exit::Failed), Exit::Failed);
+    }
+
+    #[test]
+    fn errors_map_to_their_kind() {
+        let usage = anyhow::Error::new(UsageError("bad".into())).context("while reading");
+        assert_eq!(classify(&usage), Exit::Usage);
+        let env = anyhow::Error::new(tcpshake_io::EnvironmentError("no".into()));
+        assert_eq!(classify(&env), Exit::Environment);
+        assert_eq!(classify(&anyhow::anyhow!("other")), Exit::Failed);
+        let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&pipe.context("writing")));
+    }
+
+    /// README's exit-code table is this table: every code, once, with its meaning.
+    #[test]
+    fn readme_lists_every_exit_code() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Exit codes")
+            .expect("README has an exit-code section");
+        let rows: Vec<(u8, String)> = readme[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with("| code"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let (code, meaning) = l
+                    .trim_matches('|')
+                    .split_once('|')
+                    .unwrap_or_else(|| panic!("README exit-code row without two cells: {l}"));
+                let code = code
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("README exit-code row without a code: {l}"));
+                (code, meaning.trim().to_string())
+            })
+            .collect();
+        let want: Vec<(u8, String)> = Exit::ALL
+            .iter()
+            .map(|e| (e.code(), e.meaning().to_string()))
+            .collect();
+        assert_eq!(rows, want, "README's exit codes differ from app/exit.rs");
+    }
+}

@@ -1,0 +1,61 @@
+//! `tcpshake lab`: two throwaway namespaces, a built-in HTTP peer, one probe over IPv4 and
+//! one over IPv6, then nothing left behind.
+
+use super::exit::{Exit, UsageError};
+use super::probe::Session;
+use crate::config::LabConfig;
+use anyhow::{Context, Result};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tcpshake_io::guard::Guard;
+use tcpshake_io::guard::MARK;
+use tcpshake_io::signals;
+use tcpshake_lab::labnet::LabNet;
+use tcpshake_proto::probe::target;
+
+pub(super) fn run(c: &LabConfig) -> Result<Exit> {
+    let lab = LabNet::create().context("building the lab namespaces")?;
+    let peer = lab
+        .start_http_peer(80)
+        .context("starting the lab's HTTP peer")?;
+    lab.enter_client()
+        .context("entering the lab's client namespace")?;
+    lab.wait_ready(Duration::from_secs(5))?;
+    let stop = signals::stop_flag();
+    let mut guard = Guard::install(MARK)?;
+    let mut session = Session::new(&c.exchange, c.json, c.pcap.as_ref())?;
+    let targets = [
+        SocketAddr::new(lab.server_v4().into(), 80),
+        SocketAddr::new(lab.server_v6().into(), 80),
+    ];
+    // Written, not println!: a closed stdout is an error to stop on, not a panic.
+    let say = |text: String| -> Result<()> {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{text}")?;
+        out.flush()?;
+        Ok(())
+    };
+    if !c.json {
+        say(format!(
+            "lab: client {} / {} ⇄ server {} / {} (a kernel listener serving HTTP on port 80)\n",
+            lab.client_v4(),
+            lab.client_v6(),
+            lab.server_v4(),
+            lab.server_v6()
+        ))?;
+    }
+    for remote in targets {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let t = target::parse(&remote.to_string(), None).map_err(UsageError)?;
+        session.probe(&t, remote, &mut guard, stop)?;
+        if !c.json {
+            say(String::new())?;
+        }
+    }
+    drop(peer);
+    session.finish()
+}

@@ -1,0 +1,138 @@
+//! `tcpshake probe TARGET…`: one exchange per target, one after the other, each shown
+//! segment by segment (or as one JSON object).
+
+use super::exit::Exit;
+use super::{TlsShared, colour_stdout, http_request, tcp_config, tls_setup};
+use crate::config::{Exchange, ProbeConfig};
+use crate::report::pcap::PcapWriter;
+use crate::report::text::{self, Style};
+use anyhow::{Context, Result};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tcpshake_io::guard::Guard;
+use tcpshake_io::guard::MARK;
+use tcpshake_io::resolve::resolve;
+use tcpshake_io::run::{self, Outcome, Path};
+use tcpshake_io::{is_environment_error, signals};
+use tcpshake_proto::probe;
+use tcpshake_proto::probe::target::Target;
+
+pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
+    let stop = signals::stop_flag();
+    let mut guard = Guard::install(MARK)?;
+    let mut session = Session::new(&c.exchange, c.json, c.pcap.as_ref())?;
+    for t in &c.targets {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let remote = match resolve(t, c.family) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("tcpshake: {e:#}");
+                session.all_ok = false;
+                continue;
+            }
+        };
+        session.probe(t, remote, &mut guard, stop)?;
+    }
+    session.finish()
+}
+
+/// What every probe of one command shares: options, output, the pcap file.
+pub(super) struct Session<'a> {
+    exchange: &'a Exchange,
+    json: bool,
+    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    style: Style,
+    all_ok: bool,
+    /// What HTTPS probes share: trust anchors (loaded at the first), the key log.
+    tls: TlsShared,
+}
+
+impl<'a> Session<'a> {
+    pub(super) fn new(
+        exchange: &'a Exchange,
+        json: bool,
+        pcap: Option<&PathBuf>,
+    ) -> Result<Session<'a>> {
+        let pcap = match pcap {
+            Some(p) => {
+                let f = std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?;
+                Some(PcapWriter::new(io::BufWriter::new(f))?)
+            }
+            None => None,
+        };
+        Ok(Session {
+            exchange,
+            json,
+            pcap,
+            style: Style {
+                color: colour_stdout(),
+            },
+            all_ok: true,
+            tls: TlsShared::default(),
+        })
+    }
+
+    pub(super) fn probe(
+        &mut self,
+        t: &Target,
+        remote: SocketAddr,
+        guard: &mut Guard,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let path = Path::new(remote, None)?;
+        let ex = self.exchange;
+        let cfg = probe::ProbeConfig {
+            target: t.spec.clone(),
+            tcp: tcp_config(ex, path.local, remote, path.mss()),
+            http: http_request(ex, t)?,
+            timeout: ex.timeout,
+            linger: ex.linger,
+            tls: match ex.is_https(t) {
+                true => Some(tls_setup(&ex.tls, t, &mut self.tls)?),
+                false => None,
+            },
+        };
+        let outcome = match run::run(path, cfg, guard, self.pcap.is_some(), stop) {
+            Ok(o) => o,
+            Err(e) if is_environment_error(&e) => return Err(e),
+            Err(e) => {
+                eprintln!("tcpshake: {e:#}");
+                self.all_ok = false;
+                return Ok(());
+            }
+        };
+        self.emit(&outcome)
+    }
+
+    fn emit(&mut self, outcome: &Outcome) -> Result<()> {
+        let r = &outcome.result;
+        self.all_ok &= r.succeeded();
+        if let Some(w) = &mut self.pcap {
+            for p in &outcome.packets {
+                w.write(p.at.as_nanos(), &p.bytes)
+                    .context("writing the pcap file")?;
+            }
+        }
+        let mut out = io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{}", text::render(r, self.style))?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Result<Exit> {
+        if let Some(w) = self.pcap {
+            w.into_inner().context("writing the pcap file")?;
+        }
+        Ok(if self.all_ok { Exit::Ok } else { Exit::Failed })
+    }
+}

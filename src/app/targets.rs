@@ -1,0 +1,163 @@
+//! Target lists at run time, read the same way by every command (`probe -iL`, `scan -iL`,
+//! `scan --excludefile`): line by line, each bad line named by file and number, reported
+//! and skipped (exit 1 at the end), never a reason to read the file whole.
+
+use super::exit::UsageError;
+use anyhow::Result;
+use std::io::{self, BufRead, Read};
+use std::path::Path;
+use tcpshake_proto::probe::list::{self, BadLine};
+
+/// Bad lines reported one by one; past this, only counted (a binary file is not worth a
+/// thousand messages).
+const REPORTED_BAD_LINES: u64 = 10;
+
+pub struct TargetList {
+    name: String,
+    reader: Box<dyn BufRead>,
+    line_no: usize,
+    buf: Vec<u8>,
+    done: bool,
+    /// Lines skipped (bad text, bad targets, a read error): the command exits 1.
+    pub skipped: u64,
+}
+
+impl TargetList {
+    /// `-` is stdin. A list that cannot be opened is a mistake on the command line.
+    pub fn open(path: &Path) -> Result<TargetList> {
+        let (name, reader): (String, Box<dyn BufRead>) = if path == Path::new("-") {
+            ("stdin".into(), Box::new(io::BufReader::new(io::stdin())))
+        } else {
+            let f = std::fs::File::open(path).map_err(|e| {
+                UsageError(format!(
+                    "cannot read the target list {}: {e}",
+                    path.display()
+                ))
+            })?;
+            (path.display().to_string(), Box::new(io::BufReader::new(f)))
+        };
+        Ok(TargetList {
+            name,
+            reader,
+            line_no: 0,
+            buf: Vec::new(),
+            done: false,
+            skipped: 0,
+        })
+    }
+
+    /// Report a bad line (or a bad target on it) and count it as skipped.
+    pub fn skip(&mut self, origin: &str, why: impl std::fmt::Display) {
+        self.skipped += 1;
+        if self.skipped <= REPORTED_BAD_LINES {
+            eprintln!("tcpshake: {origin}: {why}; skipped");
+        } else if self.skipped == REPORTED_BAD_LINES + 1 {
+            eprintln!(
+                "tcpshake: {}: more bad lines; skipped without a message",
+                self.name
+            );
+        }
+    }
+
+    /// The targets of the next line that has any, with where they come from
+    /// (`fleet.txt, line 3`); `None` at the end of the list.
+    pub fn next_line(&mut self) -> Option<(String, Vec<String>)> {
+        // Bounded by the file: each pass consumes one line.
+        while !self.done {
+            self.buf.clear();
+            let read = (&mut self.reader)
+                .take(list::MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut self.buf);
+            match read {
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    self.line_no += 1;
+                    let origin = format!("{}, line {}", self.name, self.line_no);
+                    let complete = self.buf.last() == Some(&b'\n');
+                    if !complete && self.buf.len() > list::MAX_LINE {
+                        self.discard_rest_of_line();
+                        self.skip(&origin, BadLine::TooLong);
+                        continue;
+                    }
+                    let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+                    let specs = list::specs(line).map(|s| s.map(String::from).collect());
+                    match specs {
+                        Ok(specs) => {
+                            let specs: Vec<String> = specs;
+                            if !specs.is_empty() {
+                                return Some((origin, specs));
+                            }
+                        }
+                        Err(bad) => self.skip(&origin, bad),
+                    }
+                }
+                Err(e) => {
+                    let name = self.name.clone();
+                    self.skip(&format!("{name}, line {}", self.line_no + 1), e);
+                    self.done = true;
+                }
+            }
+        }
+        None
+    }
+
+    /// Skip to the next line break (a line too long to keep), in bounded chunks.
+    fn discard_rest_of_line(&mut self) {
+        loop {
+            let (found, used) = match self.reader.fill_buf() {
+                Ok([]) | Err(_) => return,
+                Ok(chunk) => match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => (true, i + 1),
+                    None => (false, chunk.len()),
+                },
+            };
+            self.reader.consume(used);
+            if found {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(bytes: &'static [u8]) -> TargetList {
+        TargetList {
+            name: "fleet.txt".into(),
+            reader: Box::new(io::BufReader::with_capacity(64, bytes)),
+            line_no: 0,
+            buf: Vec::new(),
+            done: false,
+            skipped: 0,
+        }
+    }
+
+    #[test]
+    fn lines_are_numbered_and_bad_ones_skipped() {
+        let mut junk = b"198.18.0.1 198.18.0.2 # two\n\n".to_vec();
+        junk.extend_from_slice(b"\x7fELF\x00\x01\n");
+        junk.extend(std::iter::repeat_n(b'a', list::MAX_LINE + 10));
+        junk.extend_from_slice(b"\nfd00::1\nlast");
+        let mut l = list(junk.leak());
+        assert_eq!(
+            l.next_line(),
+            Some((
+                "fleet.txt, line 1".into(),
+                vec!["198.18.0.1".into(), "198.18.0.2".into()]
+            ))
+        );
+        assert_eq!(
+            l.next_line(),
+            Some(("fleet.txt, line 5".into(), vec!["fd00::1".into()]))
+        );
+        assert_eq!(l.skipped, 2, "line 3 is not text, line 4 too long");
+        assert_eq!(
+            l.next_line(),
+            Some(("fleet.txt, line 6".into(), vec!["last".into()]))
+        );
+        assert_eq!(l.next_line(), None);
+        assert_eq!(l.next_line(), None);
+    }
+}

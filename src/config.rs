@@ -1,0 +1,537 @@
+//! One validated configuration per command, made once from the raw command line
+//! ([`crate::cli`]): after [`Config::from_args`] no command checks an option again, and
+//! every default lives in [`defaults`]. Like ripgrep's `LowArgs` → `HiArgs`.
+//!
+//! Validation is pure: syntax, ranges, options that contradict each other or that would be
+//! silently ignored. What needs the system (reading `-iL` files, resolving names, loading
+//! `--cacert`) happens when the command runs, with the same messages and exit codes in
+//! every command (`app::targets`, `app::exit`).
+
+use crate::app::exit::UsageError;
+use crate::cli::{
+    Cli, Command, ExchangeArgs, Generate, LabArgs, OutputArgs, OutputFormat, PlotKind, ProbeArgs,
+    ReportArgs, ScanArgs, TlsArgs,
+};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+use tcpshake_proto::probe::scan::ports;
+use tcpshake_proto::probe::scan::targets::{self as scan_targets, Spec, TargetSpec};
+use tcpshake_proto::probe::shard::Shard;
+use tcpshake_proto::probe::stats::{Slo, parse_slos};
+use tcpshake_proto::probe::target::{self, Family, Target};
+use tcpshake_proto::time::format_duration;
+use tcpshake_proto::wire::http::{check_host_field, check_request_target};
+
+/// Every default, in one place. `--help` shows those of options with a value.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `--path`.
+    pub const PATH: &str = "/";
+    /// `--timeout`: waiting for the server after the handshake.
+    pub const TIMEOUT: Duration = Duration::from_secs(5);
+    /// `--retries`: SYN retransmissions (Linux's `tcp_syn_retries` is 6; a probe is
+    /// impatient).
+    pub const SYN_RETRIES: u32 = 2;
+    /// At most this many, so a probe's time budget stays minutes, not hours.
+    pub const MAX_SYN_RETRIES: u32 = 10;
+    /// `--rto`: the initial retransmission timeout (RFC 6298 §2.1).
+    pub const RTO: Duration = Duration::from_secs(1);
+    /// The RTO's floor: Linux's `TCP_RTO_MIN` (RFC 6298 §2.4 says 1 s; Linux and
+    /// tcpshake use 200 ms). `--rto` below it is refused, not raised silently.
+    pub const RTO_MIN: Duration = Duration::from_millis(200);
+    /// The RTO's ceiling (RFC 6298 §2.5 allows one of at least 60 s; Linux's is 120 s).
+    pub const RTO_MAX: Duration = Duration::from_secs(60);
+    /// `--time-wait`.
+    pub const TIME_WAIT: Duration = Duration::from_millis(250);
+    /// `--linger`: waiting for the server to close first after the response.
+    pub const LINGER: Duration = Duration::from_millis(200);
+    /// `-c`.
+    pub const COUNT: u32 = 1;
+    /// `-i`.
+    pub const INTERVAL: Duration = Duration::ZERO;
+    /// `-j`.
+    pub const JOBS: u32 = 16;
+    /// `report --plot`.
+    pub const PLOT: crate::cli::PlotKind = crate::cli::PlotKind::Box;
+    /// `scan --rate`, SYNs per second.
+    pub const SCAN_RATE: u64 = 1000;
+    /// `scan --retries`.
+    pub const SCAN_RETRIES: u8 = 1;
+    /// `scan --wait`.
+    pub const SCAN_WAIT: Duration = Duration::from_secs(1);
+    /// `scan` without `-p`: nmap's most frequently open ports.
+    pub const TOP_PORTS: usize = 1000;
+}
+
+/// What to do: one command, validated.
+#[derive(Debug)]
+pub enum Config {
+    /// `probe` with one exchange per target, one after the other.
+    Probe(ProbeConfig),
+    /// `probe` as a survey (`-iL`, `-c`, `-j`, a port list…).
+    Survey(SurveyConfig),
+    Lab(LabConfig),
+    Scan(ScanConfig),
+    Report(ReportConfig),
+    Generate(Generate),
+}
+
+/// One exchange: what `probe`, a survey and `lab` do per target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// `None`: `--no-http`.
+    pub http: Option<HttpOptions>,
+    pub timeout: Duration,
+    pub linger: Duration,
+    pub syn_retries: u32,
+    pub rto: Duration,
+    pub time_wait: Duration,
+    /// A fixed ISN (hidden `--isn`, for labs); random otherwise.
+    pub isn: Option<u32>,
+    pub tls: TlsOptions,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// `--path`; a URL target's own path wins.
+    pub path: String,
+    /// `--host-header`; otherwise the target's name or address (and port).
+    pub host_header: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// `--tls`: HTTPS for every target, not only `https://` ones and port 443.
+    pub force: bool,
+    pub sni: Option<String>,
+    pub cacert: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+impl Default for Exchange {
+    /// `tcpshake probe`'s defaults, without HTTP: what `scan --complete` does per port.
+    fn default() -> Exchange {
+        Exchange {
+            http: None,
+            timeout: defaults::TIMEOUT,
+            linger: defaults::LINGER,
+            syn_retries: defaults::SYN_RETRIES,
+            rto: defaults::RTO,
+            time_wait: defaults::TIME_WAIT,
+            isn: None,
+            tls: TlsOptions::default(),
+        }
+    }
+}
+
+impl Exchange {
+    /// Whether the exchange with `t` is HTTPS.
+    pub fn is_https(&self, t: &Target) -> bool {
+        t.tls || self.tls.force
+    }
+}
+
+#[derive(Debug)]
+pub struct ProbeConfig {
+    pub targets: Vec<Target>,
+    pub family: Family,
+    pub exchange: Exchange,
+    pub json: bool,
+    pub pcap: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct LabConfig {
+    pub exchange: Exchange,
+    pub json: bool,
+    pub pcap: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct SurveyConfig {
+    /// The command line's targets, already over the `-p` ports.
+    pub targets: Vec<Target>,
+    /// `-iL`: read as the survey goes (`-` is stdin).
+    pub list: Option<PathBuf>,
+    /// `-p`, for the list's targets.
+    pub ports: Vec<u16>,
+    pub family: Family,
+    pub exchange: Exchange,
+    pub format: OutputFormat,
+    pub quiet: bool,
+    pub slos: Vec<Slo>,
+    pub shard: Option<Shard>,
+    pub count: u32,
+    pub interval: Duration,
+    pub jobs: u32,
+    pub separate_ack: bool,
+    pub pcap: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct ScanConfig {
+    pub targets: Vec<TargetSpec>,
+    pub list: Option<PathBuf>,
+    pub exclude: Vec<TargetSpec>,
+    pub exclude_list: Option<PathBuf>,
+    pub ports: Vec<u16>,
+    pub seed: Option<u64>,
+    pub shard: Shard,
+    pub rate: u64,
+    pub retries: u8,
+    pub wait: Duration,
+    pub source_port: Option<u16>,
+    pub family: Family,
+    pub all: bool,
+    pub json: bool,
+    pub output_greppable: Option<PathBuf>,
+    pub output_xml: Option<PathBuf>,
+    pub complete: bool,
+}
+
+#[derive(Debug)]
+pub struct ReportConfig {
+    pub files: Vec<PathBuf>,
+    pub svg: Option<PathBuf>,
+    pub plot: PlotKind,
+    pub slos: Vec<Slo>,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// Why a command line was not accepted: clap's own error (its message, exit 2; or help
+/// and version, exit 0), or ours.
+#[derive(Debug)]
+pub enum Refused {
+    Clap(clap::Error),
+    Usage(UsageError),
+}
+
+type Result<T> = std::result::Result<T, UsageError>;
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T> {
+    Err(UsageError(msg.into()))
+}
+
+impl Config {
+    /// Parse and validate a whole command line (`argv[0]` first).
+    pub fn parse_from<I, T>(argv: I) -> std::result::Result<Config, Refused>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString>,
+    {
+        let argv = crate::cli::nmap_spellings(argv.into_iter().map(Into::into));
+        let cli = Cli::try_parse_from(argv).map_err(Refused::Clap)?;
+        Config::from_args(cli).map_err(Refused::Usage)
+    }
+
+    /// Validate parsed arguments into the command's configuration.
+    pub fn from_args(cli: Cli) -> Result<Config> {
+        match cli.command {
+            Command::Probe(a) if a.survey.wanted() || a.port.len() > 1 => survey(a),
+            Command::Probe(a) => probe(a),
+            Command::Lab(a) => lab(a),
+            Command::Scan(a) => scan(a),
+            Command::Report(a) => report(a),
+            Command::Generate(g) => Ok(Config::Generate(g.what)),
+        }
+    }
+}
+
+fn exchange(a: &ExchangeArgs, tls: &TlsArgs) -> Result<Exchange> {
+    let timeout = a.timeout.0;
+    if timeout.is_zero() {
+        return refuse(
+            "--timeout 0s would give up before the server could answer; give a positive \
+             duration, e.g. --timeout 5s",
+        );
+    }
+    let rto = a.rto.0;
+    if rto < defaults::RTO_MIN {
+        return refuse(format!(
+            "--rto {} is below the floor of {} (Linux's minimum RTO; RFC 6298 §2.4 asks for \
+             1s): give at least --rto {}",
+            format_duration(rto),
+            format_duration(defaults::RTO_MIN),
+            format_duration(defaults::RTO_MIN)
+        ));
+    }
+    if rto > defaults::RTO_MAX {
+        return refuse(format!(
+            "--rto {} is above the ceiling of {} (RFC 6298 §2.5); give at most --rto {}",
+            format_duration(rto),
+            format_duration(defaults::RTO_MAX),
+            format_duration(defaults::RTO_MAX)
+        ));
+    }
+    if a.retries > defaults::MAX_SYN_RETRIES {
+        return refuse(format!(
+            "--retries {}: at most {} (each retry doubles the wait, up to {} per SYN)",
+            a.retries,
+            defaults::MAX_SYN_RETRIES,
+            format_duration(defaults::RTO_MAX)
+        ));
+    }
+    let http = if a.no_http {
+        for (given, name) in [
+            (a.path.is_some(), "--path"),
+            (a.host_header.is_some(), "--host-header"),
+        ] {
+            if given {
+                return refuse(format!(
+                    "{name} shapes the HTTP request, which --no-http leaves out; drop one of them"
+                ));
+            }
+        }
+        None
+    } else {
+        let path = a.path.clone().unwrap_or_else(|| defaults::PATH.to_string());
+        check_request_target(&path)
+            .or_else(|e| refuse(format!("--path `{}`: {e}", path.escape_debug())))?;
+        if let Some(h) = &a.host_header {
+            check_host_field(h)
+                .or_else(|e| refuse(format!("--host-header `{}`: {e}", h.escape_debug())))?;
+        }
+        Some(HttpOptions {
+            path,
+            host_header: a.host_header.clone(),
+        })
+    };
+    if let Some(sni) = &tls.sni
+        && rustls::pki_types::ServerName::try_from(sni.as_str()).is_err()
+    {
+        return refuse(format!(
+            "--sni `{}` is not a DNS name or an address",
+            sni.escape_debug()
+        ));
+    }
+    Ok(Exchange {
+        http,
+        timeout,
+        linger: a.linger.0,
+        syn_retries: a.retries,
+        rto,
+        time_wait: a.time_wait.0,
+        isn: a.isn,
+        tls: TlsOptions {
+            force: tls.tls,
+            sni: tls.sni.clone(),
+            cacert: tls.cacert.clone(),
+            insecure: tls.insecure,
+        },
+    })
+}
+
+/// `--sni`, `--cacert` and `--insecure` act on HTTPS exchanges only: given where none can
+/// happen, they would be ignored, so they are refused.
+fn check_tls_used(exchange: &Exchange, targets: &[Target]) -> Result<()> {
+    if exchange.tls.force || targets.iter().any(|t| t.tls) {
+        return Ok(());
+    }
+    let t = &exchange.tls;
+    for (given, name) in [
+        (t.sni.is_some(), "--sni"),
+        (t.cacert.is_some(), "--cacert"),
+        (t.insecure, "--insecure"),
+    ] {
+        if given {
+            return refuse(format!(
+                "{name} applies to HTTPS, and no target is HTTPS; use an https:// target, \
+                 port 443, or add --tls"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Command-line targets: each parsed and checked against `-4`/`-6`. A mistake here is a
+/// usage error before anything is sent.
+fn probe_targets(specs: &[String], ports: &[u16], family: Family) -> Result<Vec<Target>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        out.extend(target::expand(spec, ports, family).map_err(UsageError)?);
+    }
+    Ok(out)
+}
+
+fn probe(a: ProbeArgs) -> Result<Config> {
+    let family = Family::from_flags(a.ipv4, a.ipv6);
+    let exchange = exchange(&a.exchange, &a.tls)?;
+    let targets = probe_targets(&a.targets, &a.port, family)?;
+    check_tls_used(&exchange, &targets)?;
+    Ok(Config::Probe(ProbeConfig {
+        targets,
+        family,
+        exchange,
+        json: a.output.json,
+        pcap: a.output.pcap,
+    }))
+}
+
+fn survey(a: ProbeArgs) -> Result<Config> {
+    let family = Family::from_flags(a.ipv4, a.ipv6);
+    let exchange = exchange(&a.exchange, &a.tls)?;
+    let targets = probe_targets(&a.targets, &a.port, family)?;
+    let sv = &a.survey;
+    if sv.input_list.is_none() {
+        check_tls_used(&exchange, &targets)?;
+    }
+    let format = match (sv.output, a.output.json) {
+        (Some(f), false) | (Some(f @ OutputFormat::Jsonl), true) => f,
+        (Some(f), true) => {
+            let name = if f == OutputFormat::Csv {
+                "csv"
+            } else {
+                "text"
+            };
+            return refuse(format!(
+                "--json and -o {name} ask for two formats; give one of them"
+            ));
+        }
+        (None, true) => OutputFormat::Jsonl,
+        (None, false) => OutputFormat::Text,
+    };
+    let slos = match &sv.slo {
+        Some(s) => parse_slos(s).map_err(UsageError)?,
+        None => Vec::new(),
+    };
+    Ok(Config::Survey(SurveyConfig {
+        targets,
+        list: sv.input_list.clone(),
+        ports: a.port.clone(),
+        family,
+        exchange,
+        format,
+        quiet: sv.quiet,
+        slos,
+        shard: sv.shard,
+        count: sv.count.unwrap_or(defaults::COUNT),
+        interval: sv.interval.map_or(defaults::INTERVAL, |d| d.0),
+        jobs: sv.jobs.unwrap_or(defaults::JOBS),
+        separate_ack: sv.separate_ack,
+        pcap: a.output.pcap.clone(),
+    }))
+}
+
+fn lab(a: LabArgs) -> Result<Config> {
+    let LabArgs {
+        exchange: ex,
+        output: OutputArgs { json, pcap },
+    } = a;
+    Ok(Config::Lab(LabConfig {
+        exchange: exchange(&ex, &TlsArgs::default())?,
+        json,
+        pcap,
+    }))
+}
+
+/// A scan target spec, checked against `-4`/`-6` when it is made of addresses.
+pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
+    let spec = scan_targets::parse(text)?;
+    if let TargetSpec::Addrs(s) = &spec {
+        let v6 = matches!(s, Spec::Range { v6: true, .. });
+        let fits = match family {
+            Family::Any => true,
+            Family::V4 => !v6,
+            Family::V6 => v6,
+        };
+        if !fits {
+            let (is, other) = if v6 { ("IPv6", "-4") } else { ("IPv4", "-6") };
+            return Err(format!(
+                "`{text}` is {is} but {other} asks for the other family; drop {other}"
+            ));
+        }
+    }
+    Ok(spec)
+}
+
+fn scan(a: ScanArgs) -> Result<Config> {
+    let family = Family::from_flags(a.ipv4, a.ipv6);
+    if a.targets.is_empty() && a.input_list.is_none() {
+        return refuse("no targets: give addresses, ranges or CIDR blocks, or -iL FILE");
+    }
+    let targets = a
+        .targets
+        .iter()
+        .map(|t| scan_spec(t, family))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(UsageError)?;
+    let exclude = a
+        .exclude
+        .iter()
+        .map(|t| scan_spec(t, Family::Any).map_err(|e| format!("--exclude: {e}")))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(UsageError)?;
+    let ports = match (&a.ports, a.top_ports) {
+        (Some(p), _) => ports::parse(p),
+        (None, Some(n)) => ports::top(n),
+        (None, None) => ports::top(defaults::TOP_PORTS),
+    }
+    .map_err(UsageError)?;
+    // Only one format can own stdout, as with nmap's `-oX -`: a parser reading it must
+    // find nothing else there.
+    let stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let clash = match (a.json, stdout(&a.output_xml), stdout(&a.output_greppable)) {
+        (true, true, _) => Some("--json and -oX -"),
+        (true, _, true) => Some("--json and -oG -"),
+        (_, true, true) => Some("-oX - and -oG -"),
+        _ => None,
+    };
+    if let Some(both) = clash {
+        return refuse(format!(
+            "{both} both write to stdout; send one of them to a file (e.g. -oX scan.xml)"
+        ));
+    }
+    let shard = match a.shard {
+        Some(s) if a.seed.is_none() => {
+            return refuse(format!(
+                "--shard {s} needs --seed N, the same N for every shard, so that the shards \
+                 cut one order into disjoint slices"
+            ));
+        }
+        Some(s) => s,
+        None => Shard::WHOLE,
+    };
+    Ok(Config::Scan(ScanConfig {
+        targets,
+        list: a.input_list,
+        exclude,
+        exclude_list: a.excludefile,
+        ports,
+        seed: a.seed,
+        shard,
+        rate: a.rate,
+        retries: a.retries,
+        wait: a.wait.0,
+        source_port: a.source_port,
+        family,
+        all: a.all,
+        json: a.json,
+        output_greppable: a.output_greppable,
+        output_xml: a.output_xml,
+        complete: a.complete,
+    }))
+}
+
+fn report(a: ReportArgs) -> Result<Config> {
+    if a.plot.is_some() && a.svg.is_none() {
+        return refuse("--plot chooses the kind of --svg plot; give --svg FILE too");
+    }
+    let slos = match &a.slo {
+        Some(s) => parse_slos(s).map_err(UsageError)?,
+        None => Vec::new(),
+    };
+    Ok(Config::Report(ReportConfig {
+        files: a.files,
+        svg: a.svg,
+        plot: a.plot.unwrap_or(defaults::PLOT),
+        slos,
+        json: a.json,
+        quiet: a.quiet,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

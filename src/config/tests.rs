@@ -1,0 +1,320 @@
+//! Every refusal of [`Config`], with its message and exit code, and the defaults it fills
+//! in. Nothing here needs the network or root: validation is pure.
+
+use super::*;
+use crate::app::exit::Exit;
+
+fn parse(args: &[&str]) -> std::result::Result<Config, Refused> {
+    Config::parse_from(std::iter::once("tcpshake").chain(args.iter().copied()))
+}
+
+/// The message and exit code a refused command line ends with, as `app::main` prints it.
+fn refusal(args: &[&str]) -> (String, u8) {
+    match parse(args) {
+        Ok(c) => panic!("{args:?} was accepted: {c:?}"),
+        Err(Refused::Usage(e)) => (e.0, Exit::Usage.code()),
+        Err(Refused::Clap(e)) => {
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            (e.to_string(), code.code())
+        }
+    }
+}
+
+/// Refused with exit 2 and a message containing every one of `want`.
+#[track_caller]
+fn refused(args: &[&str], want: &[&str]) {
+    let (msg, code) = refusal(args);
+    assert_eq!(code, 2, "{args:?}: {msg}");
+    for w in want {
+        assert!(msg.contains(w), "{args:?}: message lacks {w:?}:\n{msg}");
+    }
+    assert!(
+        !msg.contains("Error(") && !msg.contains("Some("),
+        "{args:?}: Rust debug text reaches the user:\n{msg}"
+    );
+}
+
+fn probe(args: &[&str]) -> ProbeConfig {
+    match parse(args) {
+        Ok(Config::Probe(c)) => c,
+        other => panic!("{args:?}: not a single probe: {other:?}"),
+    }
+}
+
+fn survey(args: &[&str]) -> SurveyConfig {
+    match parse(args) {
+        Ok(Config::Survey(c)) => c,
+        other => panic!("{args:?}: not a survey: {other:?}"),
+    }
+}
+
+fn scan(args: &[&str]) -> ScanConfig {
+    match parse(args) {
+        Ok(Config::Scan(c)) => c,
+        other => panic!("{args:?}: not a scan: {other:?}"),
+    }
+}
+
+#[test]
+fn probe_defaults_come_from_one_place() {
+    let c = probe(&["probe", "198.18.0.2:80"]);
+    assert_eq!(
+        c.exchange,
+        Exchange {
+            http: Some(HttpOptions {
+                path: defaults::PATH.into(),
+                host_header: None
+            }),
+            ..Exchange::default()
+        }
+    );
+    assert_eq!(c.family, Family::Any);
+    assert!(!c.json && c.pcap.is_none());
+    let s = survey(&["probe", "198.18.0.2:80", "-q"]);
+    assert_eq!(
+        (s.count, s.interval, s.jobs, s.format),
+        (
+            defaults::COUNT,
+            defaults::INTERVAL,
+            defaults::JOBS,
+            OutputFormat::Text
+        )
+    );
+    let s = scan(&["scan", "198.18.0.2"]);
+    assert_eq!(s.ports.len(), defaults::TOP_PORTS);
+    assert_eq!(
+        (s.rate, s.retries, s.wait, s.shard),
+        (
+            defaults::SCAN_RATE,
+            defaults::SCAN_RETRIES,
+            defaults::SCAN_WAIT,
+            Shard::WHOLE
+        )
+    );
+    match parse(&["report", "a.jsonl", "--svg", "a.svg"]) {
+        Ok(Config::Report(r)) => assert_eq!(r.plot, defaults::PLOT),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn what_makes_a_survey() {
+    for args in [
+        &["probe", "h:80", "-c", "3"][..],
+        &["probe", "h", "-p", "80,443"],
+        &["probe", "-iL", "list.txt"],
+        &["probe", "h:80", "--shard", "1/2"],
+        &["probe", "h:80", "-o", "csv"],
+    ] {
+        survey(args);
+    }
+    probe(&["probe", "h", "-p", "80"]);
+}
+
+#[test]
+fn timers_are_refused_not_changed() {
+    refused(
+        &["probe", "h:80", "--timeout", "0s"],
+        &["--timeout 0s", "positive"],
+    );
+    refused(
+        &["probe", "h:80", "--rto", "50ms"],
+        &["--rto 50ms", "floor of 200ms", "--rto 200ms"],
+    );
+    refused(&["probe", "h:80", "--rto", "2m"], &["ceiling of 1m"]);
+    refused(
+        &["probe", "h:80", "--retries", "11"],
+        &["--retries 11", "at most 10"],
+    );
+    refused(&["lab", "--timeout", "0s"], &["--timeout 0s"]);
+    // A unit everywhere: a bare number is refused by every duration option.
+    for opt in ["--timeout", "--rto", "--time-wait", "--linger", "-i"] {
+        refused(&["probe", "h:80", opt, "5"], &["no unit", "5s"]);
+    }
+    refused(&["scan", "h", "--wait", "5"], &["no unit"]);
+    // The floor itself and zero TIME-WAIT / linger are fine.
+    let c = probe(&[
+        "probe",
+        "h:80",
+        "--rto",
+        "200ms",
+        "--time-wait",
+        "0s",
+        "--linger",
+        "0s",
+    ]);
+    assert_eq!(c.exchange.rto, defaults::RTO_MIN);
+}
+
+#[test]
+fn requests_are_well_formed_or_refused() {
+    refused(
+        &["probe", "h:80", "--path", "/a\r\nX-Injected: 1"],
+        &["--path", "carriage return"],
+    );
+    refused(&["probe", "h:80", "--path", "/a\nb"], &["line feed"]);
+    refused(&["probe", "h:80", "--path", "/a b"], &["%20"]);
+    refused(
+        &["probe", "h:80", "--path", "/a\u{7}"],
+        &["control character"],
+    );
+    refused(
+        &["probe", "h:80", "--path", "index.html"],
+        &["starts with `/`"],
+    );
+    refused(&["probe", "h:80", "--path", "*"], &["OPTIONS"]);
+    refused(&["probe", "h:80", "--path", "/#top"], &["fragment"]);
+    refused(
+        &["probe", "h:80", "--host-header", "h\r\nX-Injected: 1"],
+        &["--host-header", "carriage return"],
+    );
+    refused(&["probe", "h:80", "--host-header", "a b"], &["space"]);
+    refused(
+        &["probe", "http://h/a\r\nX: 1"],
+        &["`http://h/a\r\nX: 1`", "carriage return"],
+    );
+    refused(
+        &["probe", "http://user:pw@h/"],
+        &["user:pw@", "no credentials"],
+    );
+    refused(&["probe", "ftp://h/"], &["ftp://"]);
+    refused(
+        &["probe", "h:80", "--no-http", "--path", "/x"],
+        &["--path", "--no-http"],
+    );
+    refused(
+        &["probe", "h:80", "--no-http", "--host-header", "x"],
+        &["--host-header", "--no-http"],
+    );
+    let c = probe(&["probe", "HTTP://h/a?b=1#frag"]);
+    assert_eq!(c.targets[0].path.as_deref(), Some("/a?b=1"));
+    // A query in --path is kept.
+    let c = probe(&["probe", "h:80", "--path", "/x?y=1"]);
+    assert_eq!(c.exchange.http.unwrap().path, "/x?y=1");
+}
+
+#[test]
+fn targets_and_families() {
+    refused(&["probe", "fd00::2:80"], &["`[fd00::2]:80`"]);
+    refused(&["probe", "198.18.0.2"], &["no port", "-p PORT"]);
+    refused(&["probe", "198.18.0.2:99999"], &["not a port"]);
+    refused(&["probe", "bad$host:80"], &["`bad$host`", "character `$`"]);
+    refused(
+        &["probe", "-6", "198.18.0.2:80"],
+        &["198.18.0.2 is an IPv4 address but -6 asks for IPv6"],
+    );
+    refused(
+        &["probe", "-4", "[fd00::2]:80", "-c", "2"],
+        &["IPv6 address but -4"],
+    );
+    refused(&["probe", "-4", "-6", "h:80"], &["cannot be used with"]);
+    refused(
+        &["scan", "-6", "198.18.0.0/30"],
+        &["`198.18.0.0/30` is IPv4", "-6"],
+    );
+    refused(&["scan", "-4", "fd00::1"], &["IPv6", "-4"]);
+    refused(&["scan", "bad$host"], &["`bad$host`", "character `$`"]);
+    refused(&["scan"], &["no targets"]);
+    refused(&["scan", "h", "-p", "70000"], &["70000"]);
+    refused(&["scan", "h", "--exclude", "x$y"], &["--exclude", "`$`"]);
+    // The same bad host gives the same words in probe and scan.
+    let (p, _) = refusal(&["probe", "bad$host", "-p", "80"]);
+    let (s, _) = refusal(&["scan", "bad$host"]);
+    assert_eq!(p, s);
+    // Names are left for the resolver, in the family asked for.
+    assert_eq!(probe(&["probe", "-6", "lab.test:80"]).family, Family::V6);
+}
+
+#[test]
+fn one_shard_syntax_for_surveys_and_scans() {
+    assert_eq!(
+        survey(&["probe", "h:80", "--shard", "2/4"]).shard,
+        Some(Shard { index: 2, count: 4 })
+    );
+    assert_eq!(
+        scan(&["scan", "h", "--shard", "2/4", "--seed", "1"]).shard,
+        Shard { index: 2, count: 4 }
+    );
+    for bad in ["0/4", "5/4", "2", "a/4", " 2/4"] {
+        let (p, _) = refusal(&["probe", "h:80", "--shard", bad]);
+        let (s, _) = refusal(&["scan", "h", "--seed", "1", "--shard", bad]);
+        let want = Shard::parse(bad).unwrap_err();
+        assert!(p.contains(&want) && s.contains(&want), "{bad}:\n{p}\n{s}");
+    }
+    refused(
+        &["scan", "h", "--shard", "1/2"],
+        &["--shard 1/2 needs --seed"],
+    );
+}
+
+#[test]
+fn options_that_would_be_ignored_are_refused() {
+    refused(
+        &["report", "a.jsonl", "--plot", "cdf"],
+        &["--plot", "--svg FILE"],
+    );
+    for opt in [
+        &["--sni", "x.test"][..],
+        &["--cacert", "ca.pem"],
+        &["--insecure"],
+    ] {
+        let mut args = vec!["probe", "198.18.0.2:80"];
+        args.extend_from_slice(opt);
+        refused(&args, &[opt[0], "no target is HTTPS"]);
+    }
+    // With HTTPS they are used.
+    probe(&["probe", "198.18.0.2:443", "--sni", "x.test"]);
+    probe(&["probe", "198.18.0.2:80", "--tls", "--insecure"]);
+    // A list may hold https:// targets: not known before it is read.
+    survey(&["probe", "-iL", "l.txt", "--cacert", "ca.pem"]);
+    refused(&["probe", "h:443", "--sni", "a b"], &["--sni `a b`"]);
+    refused(
+        &["probe", "h:80", "--json", "-o", "csv"],
+        &["--json and -o csv"],
+    );
+    assert_eq!(
+        survey(&["probe", "h:80", "--json", "-o", "jsonl"]).format,
+        OutputFormat::Jsonl
+    );
+    // lab probes its own peer over plain HTTP: TLS options and targets are not its own.
+    for args in [
+        &["lab", "--tls"][..],
+        &["lab", "--sni", "x"],
+        &["lab", "198.18.0.2:80"],
+        &["lab", "-c", "2"],
+    ] {
+        let (msg, code) = refusal(args);
+        assert_eq!(code, 2, "{args:?}: {msg}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for args in [&["--help"][..], &["probe", "--help"], &["--version"]] {
+        let (_, code) = refusal(args);
+        assert_eq!(code, 0, "{args:?}");
+    }
+    let (help, _) = refusal(&["--help"]);
+    for e in Exit::ALL {
+        assert!(
+            help.contains(&format!("{:>3}  ", e.code())),
+            "--help lacks exit {e:?}"
+        );
+    }
+}
+
+#[test]
+fn generate_is_a_command() {
+    assert!(matches!(
+        parse(&["generate", "man", "out"]),
+        Ok(Config::Generate(Generate::Man { .. }))
+    ));
+    assert!(matches!(
+        parse(&["generate", "completions", "bash"]),
+        Ok(Config::Generate(Generate::Completions { .. }))
+    ));
+}

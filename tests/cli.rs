@@ -1,0 +1,363 @@
+//! The command line as a new user meets it: mistakes refused with one message that says
+//! what to type and the documented exit code, the same mistake treated alike by `probe`,
+//! its surveys and `scan`, requests that are well-formed on the wire or never sent,
+//! Ctrl-C, closed pipes, and what a package installs (man pages, completions).
+
+mod lab;
+
+use lab::faults::Reject;
+use lab::{Lab, Run, in_ns, require_root, run_bounded, tcpshake_bin};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn tcpshake(args: &[&str]) -> Run {
+    run_bounded(
+        Command::new(tcpshake_bin()).args(args),
+        Duration::from_secs(10),
+    )
+}
+
+/// One message, on stderr, the user can act on: no Rust debug text, nothing said twice.
+#[track_caller]
+fn assert_one_clean_message(run: &Run, args: &[&str]) {
+    // Messages, not tables (a survey's statistics go to stderr beside JSON Lines).
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("tcpshake:") || l.starts_with("error:"))
+        .collect();
+    assert!(!lines.is_empty(), "{args:?}: no message\n{run}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(!lines[..i].contains(l), "{args:?}: said twice: {l}\n{run}");
+        for debug in ["Error(", "Some(", "DnsName(", "BackendError", "Os {"] {
+            assert!(!l.contains(debug), "{args:?}: Rust debug text: {l}\n{run}");
+        }
+    }
+}
+
+/// None of these has a target that could be sent to: they are refused before anything
+/// is, so they run without root and without a lab.
+#[test]
+fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["probe", "fd00::2:80"], "`[fd00::2]:80`"),
+        (
+            &["probe", "198.18.0.2:80", "--path", "/a\r\nX-Injected: 1"],
+            "carriage return",
+        ),
+        (
+            &[
+                "probe",
+                "198.18.0.2:80",
+                "--host-header",
+                "h\nX-Injected: 1",
+            ],
+            "line feed",
+        ),
+        (
+            &["probe", "198.18.0.2:80", "--path", "a"],
+            "starts with `/`",
+        ),
+        (&["probe", "http://user:pw@198.18.0.2/"], "user:pw@"),
+        (
+            &["probe", "198.18.0.2:80", "--timeout", "0s"],
+            "--timeout 0s",
+        ),
+        (&["probe", "198.18.0.2:80", "--timeout", "5"], "no unit"),
+        (
+            &["probe", "198.18.0.2:80", "--rto", "10ms"],
+            "floor of 200ms",
+        ),
+        (&["probe", "-6", "198.18.0.2:80"], "-6 asks for IPv6"),
+        (&["scan", "-6", "198.18.0.0/30"], "-6"),
+        (&["report", "x.jsonl", "--plot", "cdf"], "--svg FILE"),
+        (
+            &["probe", "198.18.0.2:80", "--sni", "x.test"],
+            "no target is HTTPS",
+        ),
+        (&["lab", "--tls"], "--tls"),
+        (
+            &["probe", "198.18.0.2:80", "--shard", "0/2"],
+            "numbered 1 to N",
+        ),
+        (
+            &["scan", "198.18.0.2", "--shard", "0/2", "--seed", "1"],
+            "numbered 1 to N",
+        ),
+        (
+            &["probe", "-iL", "/nonexistent/list"],
+            "cannot read the target list",
+        ),
+    ];
+    for (args, want) in cases {
+        let run = tcpshake(args);
+        assert_eq!(run.code, Some(2), "{args:?}\n{run}");
+        assert!(run.stderr.contains(want), "{args:?}: lacks {want:?}\n{run}");
+        assert!(run.stdout.is_empty(), "{args:?}: printed results\n{run}");
+        assert_one_clean_message(&run, args);
+    }
+}
+
+/// `--help` lists every exit code; `generate` writes the man pages and completions a
+/// package installs.
+#[test]
+fn help_man_pages_and_completions() {
+    let help = tcpshake(&["--help"]);
+    assert_eq!(help.code, Some(0), "{help}");
+    for code in ["  0  ", "  2  ", "130  ", "143  "] {
+        assert!(
+            help.stdout.contains(code),
+            "--help lacks exit code {code}\n{help}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("tcpshake-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let man = tcpshake(&["generate", "man", dir.to_str().expect("utf-8 temp dir")]);
+    assert_eq!(man.code, Some(0), "{man}");
+    for page in [
+        "tcpshake",
+        "tcpshake-probe",
+        "tcpshake-scan",
+        "tcpshake-report",
+        "tcpshake-lab",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{page}.1")))
+            .unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        assert!(text.contains(".TH"), "{page}.1 is not roff");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    for shell in ["bash", "zsh", "fish"] {
+        let c = tcpshake(&["generate", "completions", shell]);
+        assert_eq!(c.code, Some(0), "{c}");
+        assert!(c.stdout.contains("input-list"), "{shell}: {c}");
+    }
+}
+
+/// A server that writes every request head it receives, byte for byte, to a file, and
+/// answers 200. At most 8 connections, each read for at most 5 s.
+fn start_recording_server(lab: &mut Lab, port: u16) -> std::path::PathBuf {
+    let log = lab.dir().join(format!("requests-{port}.bin"));
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{addr}', {port})); s.listen(8)\n\
+         for _ in range(8):\n\
+         \x20   c, _ = s.accept(); c.settimeout(5); data = b''\n\
+         \x20   try:\n\
+         \x20       while b'\\r\\n\\r\\n' not in data and len(data) < 65536:\n\
+         \x20           d = c.recv(4096)\n\
+         \x20           if not d: break\n\
+         \x20           data += d\n\
+         \x20   except OSError: pass\n\
+         \x20   open('{log}', 'ab').write(data + b'\\n--end--\\n')\n\
+         \x20   c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n')\n\
+         \x20   c.close()\n",
+        addr = lab.server_v4,
+        log = log.display()
+    );
+    let mut cmd = in_ns(&lab.server_ns, "python3");
+    cmd.args(["-c", &script]).stdout(Stdio::null());
+    lab.spawn_owned("recording server", &mut cmd);
+    let addr = SocketAddr::new(lab.server_v4.into(), port);
+    assert!(
+        lab.wait_listening(addr, Duration::from_secs(5)),
+        "recording server not listening\n{}",
+        lab.describe()
+    );
+    log
+}
+
+/// What reaches the server is exactly the request the user asked for, or nothing: a CR
+/// or LF in `--path` / `--host-header` (or a URL) is refused before any segment leaves;
+/// a URL's query is sent and its fragment is not.
+#[test]
+fn requests_on_the_wire_are_well_formed_or_never_sent() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("cli_wire");
+    let log = start_recording_server(&mut lab, 8080);
+    let target = lab.target(false, 8080);
+    for bad in [
+        vec!["probe", &target, "--path", "/a\r\nX-Injected: 1"],
+        vec!["probe", &target, "--host-header", "h\r\nX-Injected: 1"],
+        vec!["probe", &target, "-c", "2", "--path", "/a\nX-Injected: 1"],
+    ] {
+        let run = lab.run_client_bounded(&bad, Duration::from_secs(10));
+        assert_eq!(run.code, Some(2), "{bad:?}\n{run}");
+    }
+    let url = format!("http://{target}/a?b=1#frag");
+    let run = lab.run_client_bounded(["probe", &url, "--json"], Duration::from_secs(20));
+    assert_eq!(run.code, Some(0), "{run}\n{}", lab.describe());
+    // Let the server write what it got.
+    std::thread::sleep(Duration::from_millis(300));
+    let got = std::fs::read(&log).unwrap_or_default();
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(
+        got.matches("--end--").count(),
+        1,
+        "only the good request may arrive:\n{got}"
+    );
+    assert!(
+        got.starts_with(&format!("HEAD /a?b=1 HTTP/1.1\r\nHost: {target}\r\n")),
+        "{got}"
+    );
+    assert!(
+        !got.contains("X-Injected") && !got.contains("frag"),
+        "{got}"
+    );
+}
+
+/// The same name that does not resolve gives the same message and exit code in `probe`,
+/// a survey and `scan`. A `.invalid` name never resolves (RFC 6761 §6.4); the client
+/// namespace has no resolver, so the lookup cannot leave the lab either.
+#[test]
+fn an_unresolvable_name_is_one_message_and_exit_1_everywhere() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("cli_resolve");
+    let mut messages = Vec::new();
+    for args in [
+        vec!["probe", "nosuch.invalid:80"],
+        vec!["probe", "nosuch.invalid", "-p", "80,443", "-q"],
+        vec!["scan", "nosuch.invalid", "-p", "80"],
+    ] {
+        let run = lab.run_client_bounded(&args, Duration::from_secs(20));
+        assert_eq!(run.code, Some(1), "{args:?}\n{run}");
+        assert_one_clean_message(&run, &args);
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("nosuch.invalid"))
+            .unwrap_or_else(|| panic!("{args:?}: the message must name the host\n{run}"))
+            .to_string();
+        messages.push(line);
+    }
+    assert!(
+        messages.iter().all(|m| *m == messages[0]),
+        "different messages: {messages:#?}"
+    );
+}
+
+/// Binary junk or a bad target in a list: named by file and line, skipped, exit 1 — in
+/// surveys and scans alike; the good lines are still done.
+#[test]
+fn bad_list_lines_are_named_and_skipped_alike() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("cli_list");
+    lab.start_python_http(false, 80);
+    let list = lab.dir().join("fleet.txt");
+    let mut bytes = format!("{}  # good\n", lab.server_v4).into_bytes();
+    bytes.extend_from_slice(b"\x7fELF\x02\x01\x00\x00\n");
+    bytes.extend_from_slice(b"bad$host\n");
+    std::fs::write(&list, bytes).expect("write list");
+    let list = list.to_str().expect("utf-8 path").to_string();
+    for args in [
+        vec!["probe", "-iL", &list, "-p", "80", "-q"],
+        vec!["scan", "-iL", &list, "-p", "80"],
+    ] {
+        let run = lab.run_client_bounded(&args, Duration::from_secs(20));
+        assert_eq!(run.code, Some(1), "{args:?}\n{run}");
+        assert_one_clean_message(&run, &args);
+        assert!(
+            run.stderr.contains(&format!("{list}, line 2: not text")),
+            "{args:?}\n{run}"
+        );
+        assert!(
+            run.stderr.contains(&format!(
+                "{list}, line 3: `bad$host` is neither an address nor a host name"
+            )),
+            "{args:?}\n{run}"
+        );
+        assert!(
+            run.stdout.contains("open"),
+            "the good line was not done\n{run}"
+        );
+    }
+}
+
+/// Ctrl-C stops a single probe as it stops a survey: the probe in flight is reset and
+/// reported, one line says it was interrupted, and the exit code is 130 (143: SIGTERM).
+#[test]
+fn ctrl_c_stops_probes_and_surveys_alike() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new("cli_sigint");
+    lab.fault_reject(81, Reject::Drop);
+    let target = lab.target(false, 81);
+    for (args, signal, code) in [
+        (vec!["probe", &target, "--json"], "INT", 130),
+        (vec!["probe", &target, "--json", "-c", "3"], "INT", 130),
+        (vec!["probe", &target, "--json"], "TERM", 143),
+    ] {
+        let mut child = lab
+            .client_cmd(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpshake");
+        // The SYN is dropped: the probe waits for its retransmission timer.
+        std::thread::sleep(Duration::from_millis(800));
+        lab::signal(child.id(), signal);
+        let finished = lab::wait_bounded(&mut child, Duration::from_secs(10));
+        let out = child.wait_with_output().expect("output");
+        let run = Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(finished, "{args:?} did not stop on SIG{signal}\n{run}");
+        assert_eq!(run.code, Some(code), "{args:?} SIG{signal}\n{run}");
+        assert!(run.stderr.contains("tcpshake: interrupted"), "{run}");
+        assert_one_clean_message(&run, &args);
+        let records = run.records();
+        assert!(
+            !records.is_empty()
+                && records
+                    .iter()
+                    .all(|r| r.error.as_deref() == Some("interrupted")),
+            "the probe in flight is reported as interrupted\n{run}"
+        );
+    }
+}
+
+/// `tcpshake … | head -1`: the reader is done; every command stops quietly with 0.
+#[test]
+fn a_closed_pipe_ends_every_command_quietly() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("cli_pipe");
+    lab.start_python_http(false, 80);
+    let target = lab.target(false, 80);
+    let server = lab.server_v4.to_string();
+    for args in [
+        format!("probe {target} {target} {target}"),
+        format!("probe {target} -c 20 --json"),
+        format!("scan {server}/30 -p 80,81 --all --wait 200ms"),
+    ] {
+        let script = format!(
+            "ip netns exec {} {} {args} 2>err.txt | head -c 1 >/dev/null; \
+             echo ${{PIPESTATUS[0]}}; cat err.txt",
+            lab.client_ns,
+            tcpshake_bin()
+        );
+        let run = run_bounded(
+            Command::new("bash")
+                .args(["-c", &script])
+                .current_dir(lab.dir()),
+            Duration::from_secs(30),
+        );
+        let mut lines = run.stdout.lines();
+        assert_eq!(lines.next(), Some("0"), "{args}\n{run}");
+        let said: Vec<&str> = lines.collect();
+        assert!(said.is_empty(), "{args}: said something: {said:?}");
+    }
+}
