@@ -249,9 +249,16 @@ fn num(v: Val, what: &str) -> Result<u64, String> {
 }
 
 /// Checks a client segment against an expected line; `Err` says what differs.
-fn check(conn: &mut Conn, spec: &TcpSpec, seg: &TcpIn, first: bool) -> Result<(), String> {
+fn check(
+    conn: &mut Conn,
+    spec: &TcpSpec,
+    seg: &TcpIn,
+    first: bool,
+    ignore_psh: bool,
+) -> Result<(), String> {
     let mut diffs = Vec::new();
-    if seg.flags != spec.flags {
+    let mask = if ignore_psh { !packet::PSH } else { 0xff };
+    if seg.flags & mask != spec.flags & mask {
         diffs.push(format!(
             "flags {} (expected {})",
             packet::flags_str(seg.flags),
@@ -437,7 +444,13 @@ fn arg_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 fn client_command(script: &Script, client: Client, lab: &Lab) -> Command {
     let target = lab.target(script.v6, script.port);
     let (path, req) = request(script.request_size);
-    let mut args: Vec<String> = TCPSHAKE_DEFAULTS.iter().map(|s| s.to_string()).collect();
+    // The defaults, less those the script sets itself, then the script's.
+    let mut args: Vec<String> = Vec::new();
+    for pair in TCPSHAKE_DEFAULTS.chunks(2) {
+        if !script.args.iter().any(|a| a == pair[0]) {
+            args.extend(pair.iter().map(|s| s.to_string()));
+        }
+    }
     args.extend(script.args.iter().cloned());
     match client {
         Client::Tcpshake => {
@@ -650,7 +663,26 @@ fn walk(
                     b + secs(ev.time.hi) + tol,
                 ),
             };
-            let Some((seg, t)) = recv_tcp(peer, conn, deadline, &mut buf) else {
+            let mut got = recv_tcp(peer, conn, deadline, &mut buf);
+            // `{coalesce}`: pure ACKs short of this line's ack, in any number, come first.
+            for _ in 0..10_000 {
+                match &got {
+                    Some((seg, t))
+                        if ev.mods.coalesce
+                            && !first
+                            && seg.flags == packet::ACK
+                            && seg.payload.is_empty()
+                            && spec
+                                .ack
+                                .is_some_and(|a| !a.matches(u64::from(conn.rel_peer(seg.ack)))) =>
+                    {
+                        trace.note(*t, format!("{}   (coalesced)", conn.show(seg)));
+                        got = recv_tcp(peer, conn, deadline, &mut buf);
+                    }
+                    _ => break,
+                }
+            }
+            let Some((seg, t)) = got else {
                 let exited = matches!(proc_.child.try_wait(), Ok(Some(_)));
                 return Err(format!(
                     "{}: nothing came by its latest time{}",
@@ -665,7 +697,7 @@ fn walk(
             if trace.t0.is_none() {
                 trace.t0 = Some(t);
             }
-            let checked = check(conn, spec, &seg, first);
+            let checked = check(conn, spec, &seg, first, script.ignore_psh);
             trace.note(t, conn.show(&seg));
             checked
                 .map_err(|d| format!("{}: the client sent `{}`: {d}", at(ev), conn.show(&seg)))?;
@@ -742,18 +774,38 @@ fn recv_tcp(
 /// Builds and sends one injected event; returns how it reads in the trace.
 fn inject(peer: &crate::peer::PeerSocket, conn: &mut Conn, ev: &Event) -> Result<String, String> {
     let m = &ev.mods;
-    let (proto, payload, shown) = match &ev.body {
+    let mut packets: Vec<(u8, Vec<u8>)> = Vec::new();
+    match &ev.body {
         Body::Tcp(spec) => {
-            let mut seg = conn
+            let seg = conn
                 .tcp_out(spec)
                 .map_err(|e| format!("line {}: {e}", ev.line))?;
-            seg.bad_checksum = m.bad_checksum;
-            let src = conn.server;
-            (
-                packet::PROTO_TCP,
-                seg.bytes(src, conn.client),
-                ev.text.clone(),
-            )
+            let pieces: Vec<TcpOut> = match m.split {
+                Some(n) if seg.payload.len() > n => {
+                    let chunks: Vec<&[u8]> = seg.payload.chunks(n).collect();
+                    let last = chunks.len() - 1;
+                    let mut off = 0u32;
+                    chunks
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let mut p = seg.clone();
+                            p.seq = seg.seq.wrapping_add(off);
+                            p.payload = c.to_vec();
+                            if i != last {
+                                p.flags &= !(packet::FIN | packet::PSH);
+                            }
+                            off += c.len() as u32;
+                            p
+                        })
+                        .collect()
+                }
+                _ => vec![seg],
+            };
+            for mut p in pieces {
+                p.bad_checksum = m.bad_checksum;
+                packets.push((packet::PROTO_TCP, p.bytes(conn.server, conn.client)));
+            }
         }
         Body::Icmp(icmp) => {
             let quoted = conn
@@ -781,40 +833,42 @@ fn inject(peer: &crate::peer::PeerSocket, conn: &mut Conn, ev: &Event) -> Result
             } else {
                 packet::PROTO_ICMP
             };
-            (proto, b, ev.text.clone())
+            packets.push((proto, b));
         }
-    };
-    let ip = IpOut {
-        src: if m.from_router {
-            conn.router
-        } else {
-            conn.server
-        },
-        dst: conn.client,
-        proto,
-        ttl: m.ttl.unwrap_or(64),
-        ident: 0x1234 + ev.line as u32,
-        dont_fragment: !m.no_df && m.frag.is_none(),
-        tos: m.tos.unwrap_or(0),
-        ext: m.ext.clone(),
-        frag: m.frag,
-    };
+    }
     let ethertype = if conn.v6 {
         packet::ETH_P_IPV6
     } else {
         packet::ETH_P_IP
     };
     for _ in 0..m.copies.max(1) {
-        for p in packet::ip_packets(&ip, &payload) {
-            peer.send(&packet::ethernet(
-                peer.client_mac,
-                peer.server_mac,
-                ethertype,
-                &p,
-            ));
+        for (i, (proto, payload)) in packets.iter().enumerate() {
+            let ip = IpOut {
+                src: if m.from_router {
+                    conn.router
+                } else {
+                    conn.server
+                },
+                dst: conn.client,
+                proto: *proto,
+                ttl: m.ttl.unwrap_or(64),
+                ident: 0x1000 + (ev.line as u32) * 64 + i as u32,
+                dont_fragment: !m.no_df && m.frag.is_none(),
+                tos: m.tos.unwrap_or(0),
+                ext: m.ext.clone(),
+                frag: m.frag,
+            };
+            for p in packet::ip_packets(&ip, payload) {
+                peer.send(&packet::ethernet(
+                    peer.client_mac,
+                    peer.server_mac,
+                    ethertype,
+                    &p,
+                ));
+            }
         }
     }
-    Ok(shown)
+    Ok(ev.text.clone())
 }
 
 /// `@exit` and `@result` lines for this client.

@@ -135,6 +135,10 @@ pub struct Mods {
     pub quote_len: Option<usize>,
     /// Send this many identical copies.
     pub copies: usize,
+    /// Cut the payload into segments of this many bytes, sent back to back.
+    pub split: Option<usize>,
+    /// On an expected line: pure ACKs before it (delayed or not) may come in any number.
+    pub coalesce: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -187,6 +191,9 @@ pub struct Script {
     pub differs: Vec<(String, String)>,
     pub asserts: Vec<Assert>,
     pub exit: Vec<(Client, i32)>,
+    /// `@ignore-psh`: PSH is advisory (RFC 9293 §3.9.1.2); where clients set it differently
+    /// and it does not matter, the script says so.
+    pub ignore_psh: bool,
     pub events: Vec<Event>,
 }
 
@@ -530,8 +537,14 @@ fn parse_tcp(toks: &[String]) -> Result<(TcpSpec, usize), String> {
                 }
                 i += 1;
             }
+            // `"text"`, `"a"*870` (repeated), several in a row (concatenated).
             _ if t.starts_with('"') => {
-                spec.payload = Some(parse_string(&t[1..t.len() - 1])?);
+                let mut bytes = parse_string(&t[1..t.len() - 1])?;
+                if let Some(n) = toks.get(i + 1).and_then(|n| n.strip_prefix('*')) {
+                    bytes = bytes.repeat(num(n)? as usize);
+                    i += 1;
+                }
+                spec.payload.get_or_insert_with(Vec::new).extend(bytes);
                 i += 1;
             }
             _ => break,
@@ -576,6 +589,8 @@ fn parse_mods(tok: &str, mods: &mut Mods) -> Result<(), String> {
             ["from", "router"] => mods.from_router = true,
             ["quote", n] => mods.quote_len = Some(num(n)? as usize),
             ["copies", n] => mods.copies = num(n)? as usize,
+            ["split", n] => mods.split = Some((num(n)? as usize).max(1)),
+            ["coalesce"] => mods.coalesce = true,
             _ => return Err(format!("unknown modifier `{item}`")),
         }
     }
@@ -721,6 +736,7 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Script, String> {
         differs: Vec::new(),
         asserts: Vec::new(),
         exit: Vec::new(),
+        ignore_psh: false,
         events: Vec::new(),
     };
     // Directives first (@family changes how ICMP names read), then events.
@@ -795,6 +811,7 @@ fn directive(s: &mut Script, n: usize, d: &str) -> Result<(), String> {
                 _ => return Err(format!("@app http|no-http, not `{rest}`")),
             }
         }
+        "ignore-psh" => s.ignore_psh = true,
         "port" => s.port = num(rest)? as u16,
         "request-size" => s.request_size = num(rest)? as usize,
         "args" => s.args.extend(rest.split_whitespace().map(String::from)),
