@@ -156,9 +156,8 @@ mod readme {
                 row.1.push(format!("`{}`", s.name));
             }
         }
-        let mut t = String::from(
-            "| difference | what tcpshake does, and why | scenarios |\n|---|---|---|\n",
-        );
+        let mut t =
+            String::from("| difference | what differs, and why | scenarios |\n|---|---|---|\n");
         for (id, (why, scripts)) in rows {
             t.push_str(&format!("| `{id}` | {why} | {} |\n", scripts.join(", ")));
         }

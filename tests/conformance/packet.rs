@@ -108,7 +108,7 @@ pub struct TcpOut {
 /// Options padded with zero bytes (EOL) to a multiple of four, as RFC 9293 §3.1 lays
 /// them out.
 pub fn pad_options(mut o: Vec<u8>) -> Vec<u8> {
-    while o.len() % 4 != 0 {
+    while !o.len().is_multiple_of(4) {
         o.push(0);
     }
     o
@@ -364,7 +364,7 @@ pub enum Opt {
 pub struct TcpIn {
     pub src: IpAddr,
     pub dst: IpAddr,
-    pub ttl: u8,
+    /// IPv4's don't-fragment bit (true for IPv6, which routers never fragment).
     pub dont_fragment: bool,
     pub src_port: u16,
     pub dst_port: u16,
@@ -374,20 +374,11 @@ pub struct TcpIn {
     pub win: u16,
     pub urg: u16,
     pub options: Vec<Opt>,
-    /// The option bytes as sent, for failure messages.
-    pub raw_options: Vec<u8>,
     pub payload: Vec<u8>,
     pub checksum_ok: bool,
 }
 
 impl TcpIn {
-    /// Sequence space the segment occupies (RFC 9293 §3.4: SYN and FIN count one).
-    pub fn seg_len(&self) -> u32 {
-        self.payload.len() as u32
-            + u32::from(self.flags & SYN != 0)
-            + u32::from(self.flags & FIN != 0)
-    }
-
     pub fn ts(&self) -> Option<(u32, u32)> {
         self.options.iter().find_map(|o| match o {
             Opt::Ts(v, e) => Some((*v, *e)),
@@ -443,7 +434,7 @@ fn parse_options(mut b: &[u8]) -> Vec<Opt> {
 pub fn parse_frame(frame: &[u8]) -> Option<TcpIn> {
     let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
     let ip = frame.get(14..)?;
-    let (src, dst, ttl, df, proto, l4) = match ethertype {
+    let (src, dst, df, proto, l4) = match ethertype {
         ETH_P_IP => {
             let ihl = usize::from(ip.first()? & 0x0f) * 4;
             let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
@@ -456,7 +447,6 @@ pub fn parse_frame(frame: &[u8]) -> Option<TcpIn> {
             (
                 IpAddr::from(s),
                 IpAddr::from(d),
-                ip[8],
                 frag & 0x4000 != 0,
                 ip[9],
                 ip.get(ihl..total)?,
@@ -469,8 +459,7 @@ pub fn parse_frame(frame: &[u8]) -> Option<TcpIn> {
             (
                 IpAddr::from(s),
                 IpAddr::from(d),
-                ip[7],
-                false,
+                true,
                 ip[6],
                 ip.get(40..40 + plen)?,
             )
@@ -486,11 +475,9 @@ pub fn parse_frame(frame: &[u8]) -> Option<TcpIn> {
     }
     let be16 = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
     let be32 = |i: usize| u32::from_be_bytes([l4[i], l4[i + 1], l4[i + 2], l4[i + 3]]);
-    let raw_options = l4[20..hlen].to_vec();
     Some(TcpIn {
         src,
         dst,
-        ttl,
         dont_fragment: df,
         src_port: be16(0),
         dst_port: be16(2),
@@ -499,8 +486,7 @@ pub fn parse_frame(frame: &[u8]) -> Option<TcpIn> {
         flags: l4[13],
         win: be16(14),
         urg: be16(18),
-        options: parse_options(&raw_options),
-        raw_options,
+        options: parse_options(&l4[20..hlen]),
         payload: l4[hlen..].to_vec(),
         checksum_ok: l4_checksum(src, dst, PROTO_TCP, l4) == 0,
     })
