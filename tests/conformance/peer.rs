@@ -127,26 +127,51 @@ impl PeerSocket {
         }
     }
 
-    /// Sends one Ethernet frame.
-    pub fn send(&self, frame: &[u8]) {
+    /// Sends frames back to back in one `sendmmsg` per 256, so a burst reaches the client
+    /// faster than any reader can keep up with one frame at a time.
+    pub fn send_burst(&self, frames: &[Vec<u8>]) {
         // SAFETY: sockaddr_ll is plain data.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = self.ifindex;
         sll.sll_halen = 6;
         sll.sll_addr[..6].copy_from_slice(&self.client_mac);
-        // SAFETY: the buffer and the address are valid for the call.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(n, frame.len() as isize, "{}", os_err("peer sendto"));
+        for chunk in frames.chunks(256) {
+            let mut iov: Vec<libc::iovec> = chunk
+                .iter()
+                .map(|f| libc::iovec {
+                    iov_base: f.as_ptr() as *mut libc::c_void,
+                    iov_len: f.len(),
+                })
+                .collect();
+            let mut msgs: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .map(|v| {
+                    // SAFETY: msghdr is plain data; the pointers set below outlive the call.
+                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    h.msg_hdr.msg_name = &mut sll as *mut _ as *mut libc::c_void;
+                    h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                    h.msg_hdr.msg_iov = v as *mut libc::iovec;
+                    h.msg_hdr.msg_iovlen = 1;
+                    h
+                })
+                .collect();
+            let mut sent = 0;
+            // Bounded: each call sends at least one frame or fails the test.
+            while sent < msgs.len() {
+                // SAFETY: `msgs[sent..]` are valid headers pointing at live buffers.
+                let n = unsafe {
+                    libc::sendmmsg(
+                        self.fd.as_raw_fd(),
+                        msgs[sent..].as_mut_ptr(),
+                        (msgs.len() - sent) as u32,
+                        0,
+                    )
+                };
+                assert!(n > 0, "{}", os_err("peer sendmmsg"));
+                sent += n as usize;
+            }
+        }
     }
 
     /// The next frame, waiting until `deadline` at most; `None` when none came.

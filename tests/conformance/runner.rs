@@ -861,31 +861,46 @@ fn inject(peer: &crate::peer::PeerSocket, conn: &mut Conn, ev: &Event) -> Result
     } else {
         packet::ETH_P_IP
     };
-    for _ in 0..m.copies.max(1) {
-        for (i, (proto, payload)) in packets.iter().enumerate() {
-            let ip = IpOut {
-                src: if m.from_router {
-                    conn.router
-                } else {
-                    conn.server
-                },
-                dst: conn.client,
-                proto: *proto,
-                ttl: m.ttl.unwrap_or(64),
-                ident: 0x1000 + (ev.line as u32) * 64 + i as u32,
-                dont_fragment: !m.no_df && m.frag.is_none(),
-                tos: m.tos.unwrap_or(0),
-                ext: m.ext.clone(),
-                frag: m.frag,
-            };
-            for p in packet::ip_packets(&ip, payload) {
-                peer.send(&packet::ethernet(
-                    peer.client_mac,
-                    peer.server_mac,
-                    ethertype,
-                    &p,
-                ));
+    let mut frames = Vec::new();
+    for (i, (proto, payload)) in packets.iter().enumerate() {
+        let ip = IpOut {
+            src: if m.from_router {
+                conn.router
+            } else {
+                conn.server
+            },
+            dst: conn.client,
+            proto: *proto,
+            ttl: m.ttl.unwrap_or(64),
+            ident: 0x1000 + (ev.line as u32) * 64 + i as u32,
+            dont_fragment: !m.no_df && m.frag.is_none(),
+            tos: m.tos.unwrap_or(0),
+            ext: m.ext.clone(),
+            frag: m.frag,
+        };
+        for p in packet::ip_packets(&ip, payload) {
+            frames.push(packet::ethernet(
+                peer.client_mac,
+                peer.server_mac,
+                ethertype,
+                &p,
+            ));
+        }
+    }
+    match m.gap {
+        // A paced flood: one copy at a time.
+        Some(gap) => {
+            for _ in 0..m.copies.max(1) {
+                peer.send_burst(&frames);
+                std::thread::sleep(gap);
             }
+        }
+        // Everything back to back.
+        None => {
+            let all: Vec<Vec<u8>> = (0..m.copies.max(1))
+                .flat_map(|_| frames.iter().cloned())
+                .collect();
+            peer.send_burst(&all);
         }
     }
     Ok(ev.text.clone())

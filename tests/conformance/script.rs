@@ -135,6 +135,8 @@ pub struct Mods {
     pub quote_len: Option<usize>,
     /// Send this many identical copies.
     pub copies: usize,
+    /// Between copies, wait this long (a paced flood rather than a burst).
+    pub gap: Option<Duration>,
     /// Cut the payload into segments of this many bytes, sent back to back.
     pub split: Option<usize>,
     /// On an expected line: pure ACKs before it (delayed or not) may come in any number.
@@ -589,6 +591,7 @@ fn parse_mods(tok: &str, mods: &mut Mods) -> Result<(), String> {
             ["from", "router"] => mods.from_router = true,
             ["quote", n] => mods.quote_len = Some(num(n)? as usize),
             ["copies", n] => mods.copies = num(n)? as usize,
+            ["gap", d] => mods.gap = Some(duration(d)?),
             ["split", n] => mods.split = Some((num(n)? as usize).max(1)),
             ["coalesce"] => mods.coalesce = true,
             _ => return Err(format!("unknown modifier `{item}`")),
