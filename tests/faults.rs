@@ -1114,7 +1114,12 @@ fn seeded_random_faults_still_complete() {
 /// - `urg`: the response with URG set and urgent pointer 5;
 /// - `dup`: the response, then the same bytes again (a plain duplicate), then the FIN;
 /// - `noack`: never acknowledges our request, but answers every segment with an ACK of the
-///   SYN only (it keeps talking).
+///   SYN only (it keeps talking);
+/// - `staleack`: answers our FIN with its FIN+ACK; its pure ACK of our FIN, as it was before
+///   its FIN (SEG.SEQ = the FIN's), arrives after our ACK of its FIN, the order a loaded
+///   Linux server's segments can take on veth. Closed by that ACK of ours, it answers any
+///   later segment as Linux's listener does, RST <SEQ=SEG.ACK> (its raw socket's mark gets
+///   the RST past nft).
 ///
 /// Otherwise it behaves: ACKs what arrives in order, answers a complete request head with
 /// `HEAD` and its FIN, answers our FIN with its own. Every loop is bounded in time.
@@ -1127,6 +1132,7 @@ def csum(b):
     while s>>16: s=(s&0xffff)+(s>>16)
     return ~s&0xffff
 raw=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)
+raw.setsockopt(socket.SOL_SOCKET,socket.SO_MARK,0x7e57)
 open(sys.argv[5],'w').close()
 def send(dst,dport,seq,ack,flags,win=65535,opts=b'',data=b'',urg=0):
     off=(20+len(opts))//4
@@ -1156,10 +1162,13 @@ IRS=1000000
 ts=lambda: int(time.monotonic()*1000)&0xffffffff
 tso=lambda v,e: bytes([1,1,8,10])+struct.pack('!II',v,e)
 mss=lambda m: bytes([2,4])+struct.pack('!H',m)
-nsyn=0; rcv=0; snd=IRS+1; req=b''; fin_sent=False; answered=False; client=None
+nsyn=0; rcv=0; snd=IRS+1; req=b''; fin_sent=False; answered=False; client=None; closed=False
 for src,sport,seq,ack,flags,data,tsv in rx():
     if client is None: client=sport
     if sport!=client or flags&0x04: continue
+    if closed: send(src,sport,ack,0,0x04); continue
+    if MODE=='staleack' and fin_sent and flags&0x10 and ack==snd:
+        closed=True; send(src,sport,snd-1,rcv,0x10,opts=tso(ts(),tsv) if tsv else b''); continue
     if flags&0x02 and not flags&0x10:
         nsyn+=1; rcv=seq+1
         if MODE=='simopen': send(src,sport,IRS,0,0x02,opts=mss(1400)+tso(ts(),tsv)+bytes([1,3,3,5]))
@@ -1214,7 +1223,7 @@ fn start_raw_peer(lab: &mut Lab, port: u16, mode: &str, limit_s: u32) {
         &mut child.stdin.take().expect("stdin"),
         format!(
             "table inet tsk_rawpeer {{\n chain out {{\n  type filter hook output priority 0;\n  \
-             tcp sport {port} tcp flags rst drop\n }}\n}}\n"
+             meta mark != 0x7e57 tcp sport {port} tcp flags rst drop\n }}\n}}\n"
         )
         .as_bytes(),
     )
@@ -1584,4 +1593,37 @@ fn server_answering_without_acking_is_not_called_silent() {
     let err = p.rec.error.clone().unwrap_or_default();
     assert!(!err.contains("stopped answering"), "{err}\n{}", p.ctx());
     assert!(err.contains("never acknowledged"), "{err}\n{}", p.ctx());
+}
+
+/// The `scan --complete` flake, made deterministic: the server's ACK of our FIN arrives
+/// behind its FIN+ACK, after we entered TIME-WAIT. We ACK it again (RFC 9293 §3.10.7.4; Linux's
+/// TIME-WAIT does the same, checked on the wire), the server, closed by our last ACK, answers
+/// with a RST at our RCV.NXT, and that RST ends TIME-WAIT. The close had completed: it is
+/// the client's close with every leg, not a reset, and the RST is noted.
+#[test]
+fn rst_in_time_wait_after_a_reordered_ack_is_still_a_client_close() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("staleack");
+    start_raw_peer(&mut lab, 7011, "staleack", 20);
+    let p = probe(&lab, false, 7011, &["--no-http", "--timeout", "2s"]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.rec.state(), "open", "{}", p.ctx());
+    assert_eq!(p.json["close_initiator"], "client", "{}", p.ctx());
+    assert!(p.json["error"].is_null(), "{}", p.ctx());
+    for leg in ["fin_to_ack", "fin_to_peer_fin", "peer_fin_to_last_ack"] {
+        assert!(p.json["legs_ns"][leg].is_u64(), "{leg}: {}", p.ctx());
+    }
+    // Our last ACK and our ACK of the stale one, then the server's RST, which ended it.
+    assert_eq!(p.find("out", ".").len(), 2, "{}", p.ctx());
+    let rst = p.find("in", "R");
+    assert_eq!(rst.len(), 1, "{}", p.ctx());
+    assert_eq!(rst[0], p.rec.segments.len() - 1, "{}", p.ctx());
+    let a = p.anomalies().join("\n");
+    assert!(
+        a.contains("in TIME-WAIT, after our close had completed"),
+        "{a}\n{}",
+        p.ctx()
+    );
 }

@@ -225,6 +225,78 @@ fn open_port_with_http_and_server_close_has_every_leg() {
     assert_eq!(p.into_result(), r);
 }
 
+/// `scan --complete`'s connection (`probe --no-http`) as the flaky lab run had it: our FIN
+/// rides on the handshake's ACK, the loaded server's FIN+ACK comes 2 ms later, and its pure
+/// ACK of our FIN, overtaken by its FIN, comes after our last ACK. We ACK that old segment
+/// again (RFC 9293 §3.10.7.4, as Linux), and the server, closed by then, answers with a RST
+/// at our RCV.NXT. The close had completed: the record says the client closed, with every
+/// close leg, and notes the RST; it is no reset and no error.
+#[test]
+fn rst_in_time_wait_after_the_close_leaves_it_a_client_close() {
+    let (isn, irs) = (1000, 7000);
+    let mut p = Probe::new(config(isn, false));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(30),
+        false,
+        &server_seg(irs, isn + 1, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let fin = pump(&mut p, 70);
+    assert_eq!(fin.len(), 1);
+    assert!(fin[0].flags.fin() && fin[0].flags.ack(), "{fin:?}");
+    p.handle_packet(
+        at(2_700),
+        false,
+        &server_seg(irs + 1, isn + 2, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    assert_eq!(pump(&mut p, 2_720).len(), 1, "our last ACK");
+    // The server's ACK of our FIN, from before its FIN, overtaken by it.
+    p.handle_packet(
+        at(2_725),
+        false,
+        &server_seg(irs + 1, isn + 2, TcpFlags::ACK, &[]),
+        false,
+    );
+    let dup = pump(&mut p, 2_750);
+    assert_eq!(dup.len(), 1, "ACKed again, as Linux does in TIME-WAIT");
+    assert!(!p.is_done());
+    p.handle_packet(
+        at(2_760),
+        false,
+        &server_seg(irs + 2, 0, TcpFlags::RST, &[]),
+        false,
+    );
+    assert!(pump(&mut p, 2_770).is_empty());
+    assert!(p.is_done(), "the RST ended TIME-WAIT");
+
+    let r = p.result();
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Client), "{r:#?}");
+    assert_eq!(r.error, None);
+    let l = r.legs_ns;
+    assert_eq!(l.get(Leg::FinToAck), Some(2_628_000)); // our FIN on the tap at 72 µs
+    assert_eq!(l.get(Leg::FinToPeerFin), Some(2_628_000));
+    assert_eq!(l.get(Leg::PeerFinToLastAck), Some(22_000));
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|a| a.contains("TIME-WAIT") && a.contains("RST")),
+        "{:?}",
+        r.anomalies
+    );
+    let last = r.segments.last().unwrap();
+    assert!(last.flags.rst() && last.dir == Dir::In);
+    assert_eq!(
+        last.transitions,
+        [Transition {
+            from: State::TimeWait,
+            to: State::Closed
+        }]
+    );
+}
+
 #[test]
 fn rst_to_syn_is_closed_reset() {
     let mut p = Probe::new(config(1000, true));

@@ -46,6 +46,10 @@ impl fmt::Display for Anomaly {
                     "FIN retransmitted in TIME-WAIT: ACKed again, TIME-WAIT restarted"
                 )
             }
+            Anomaly::RstInTimeWait { seq } => write!(
+                f,
+                "RST (seq {seq}) in TIME-WAIT, after our close had completed: TIME-WAIT ended early, as Linux's does (RFC 9293 §3.10.7.4; RFC 1337 would ignore it)"
+            ),
             Anomaly::SimultaneousOpen { seq } => write!(
                 f,
                 "a SYN without ACK (seq {seq}) while in SYN-SENT: simultaneous open, answered with a SYN-ACK (RFC 9293 §3.5)"

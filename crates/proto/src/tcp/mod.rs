@@ -42,7 +42,10 @@
 //! - PAWS (RFC 7323 §5.3 R1) drops a segment whose TSval is older than TS.Recent by more
 //!   than Linux's one-tick `TCP_PAWS_WINDOW`, except RSTs and Linux's "disordered" pure
 //!   duplicate ACKs; a SYN-ACK whose TSecr echoes nothing we sent gets a RST and the SYN
-//!   is retransmitted (Linux's `tcp_rcv_synsent_state_process`).
+//!   is retransmitted (Linux's `tcp_rcv_synsent_state_process`);
+//! - in TIME-WAIT, a segment below RCV.NXT is ACKed again (RFC 9293 §3.10.7.4, as Linux's
+//!   TIME-WAIT), and a RST at RCV.NXT ends TIME-WAIT as a completed close, not a reset
+//!   (Linux's default `tcp_rfc1337` = 0; RFC 1337 §3 would ignore the RST).
 
 mod display;
 mod flight;
@@ -186,6 +189,9 @@ pub enum Anomaly {
     BeyondWindow { seq: SeqNumber, len: u32 },
     /// A retransmitted FIN in TIME-WAIT, ACKed again.
     FinInTimeWait,
+    /// A RST at RCV.NXT in TIME-WAIT: our close had completed, the RST ended TIME-WAIT
+    /// early (RFC 9293 §3.10.7.4, as Linux by default); no reset of the connection.
+    RstInTimeWait { seq: SeqNumber },
     /// A SYN without ACK in SYN-SENT (simultaneous open, RFC 9293 §3.5): answered with a
     /// SYN-ACK, SYN-RECEIVED.
     SimultaneousOpen { seq: SeqNumber },
@@ -229,7 +235,8 @@ pub enum Event {
     Refused {
         at: Instant,
     },
-    /// RST accepted in a synchronized state.
+    /// RST accepted in a synchronized state, TIME-WAIT excepted (there the close had
+    /// completed: [`Anomaly::RstInTimeWait`] and [`Event::Closed`]).
     Reset {
         at: Instant,
         state: State,
@@ -265,7 +272,8 @@ pub enum Event {
         answered: u32,
         zero_window: bool,
     },
-    /// CLOSED reached after an orderly close (TIME-WAIT expired or LAST-ACK acked).
+    /// CLOSED reached after an orderly close (TIME-WAIT expired or was ended by the peer's
+    /// RST, or LAST-ACK acked).
     Closed {
         at: Instant,
     },
@@ -1160,7 +1168,19 @@ impl Connection {
 
         // Second step, RFC 5961 §3.2: exact RST resets, in-window RST is challenged.
         if flags.rst() {
-            if seg.seq == self.rcv_nxt {
+            if seg.seq == self.rcv_nxt && self.state == State::TimeWait {
+                // TIME-WAIT: both FINs are acknowledged, the connection is closed and only
+                // waits out stray segments. RFC 9293 §3.10.7.4 ends TIME-WAIT on a RST, as
+                // Linux does by default (`tcp_timewait_state_process`, `tcp_rfc1337` = 0;
+                // RFC 1337 §3 would ignore it instead). Linux tells no one: its application
+                // closed long ago. Neither is it a reset of the connection here: a peer
+                // that has forgotten the connection answers any segment of ours this way,
+                // e.g. our ACK of an old segment of its own that a path reordered behind
+                // its FIN. The close stays an orderly close; the RST is noted.
+                self.anomaly(rx_at, Anomaly::RstInTimeWait { seq: seg.seq });
+                self.set_state(State::Closed, rx_at);
+                self.events.push_back(Event::Closed { at: rx_at });
+            } else if seg.seq == self.rcv_nxt {
                 self.events.push_back(Event::Reset {
                     at: rx_at,
                     state: self.state,

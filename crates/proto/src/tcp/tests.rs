@@ -1859,6 +1859,95 @@ fn time_wait_other_segments_are_acked_and_abort_is_silent() {
     assert!(h.sent().is_empty());
 }
 
+/// The flaky `scan --complete` run, segment by segment (timestamps on, as there). We close;
+/// the peer's FIN+ACK puts us in TIME-WAIT and we ACK it; then the peer's pure ACK of our
+/// FIN arrives, built before its FIN (SEG.SEQ = the FIN's own) but overtaken by it on the
+/// way (veth queues per CPU). It lies below RCV.NXT: we ACK it again, as RFC 9293
+/// §3.10.7.4 asks and as Linux's TIME-WAIT does. The peer, closed since our last ACK,
+/// answers that ACK with RST <SEQ=SEG.ACK>, exactly our RCV.NXT. Our close had completed,
+/// so the RST only ends TIME-WAIT early (RFC 9293 §3.10.7.4; Linux with its default
+/// `tcp_rfc1337` = 0): an orderly close, not a reset.
+#[test]
+fn time_wait_rst_after_our_ack_of_a_reordered_ack_ends_time_wait_as_a_close() {
+    let ts = |v: u32| TcpOptions {
+        timestamps: Some((v, 0)),
+        ..TcpOptions::default()
+    };
+    let with_ts = |mut s: TcpRepr<'static>, v: u32| {
+        s.options = ts(v);
+        s
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, ts(300), 65535);
+    h.conn.close(h.now);
+    let fin = h.sent_one();
+    assert_eq!((fin.flags, fin.seq), (ACK | FIN, SeqNumber(1001)));
+    h.advance(ms(3));
+    h.recv(with_ts(seg(5001, 1002, ACK | FIN, &[]), 303));
+    assert_eq!(h.state(), State::TimeWait);
+    assert_eq!(h.sent_one().ack, SeqNumber(5002));
+    h.events();
+
+    // The overtaken ACK: out of window (below RCV.NXT), so ACKed again, TIME-WAIT kept.
+    h.advance(Duration::from_micros(3));
+    h.recv(with_ts(ack_seg(5001, 1002), 303));
+    let again = h.sent_one();
+    assert_eq!((again.flags, again.ack), (ACK, SeqNumber(5002)));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::Duplicate {
+            seq: SeqNumber(5001),
+            len: 0
+        }]
+    );
+    assert_eq!(h.state(), State::TimeWait);
+
+    // The closed peer's answer: a RST at RCV.NXT, without timestamps (as Linux's).
+    h.advance(Duration::from_micros(10));
+    h.recv(seg(5002, 0, RST, &[]));
+    let at = h.now;
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::Anomaly {
+                at,
+                anomaly: Anomaly::RstInTimeWait {
+                    seq: SeqNumber(5002)
+                }
+            },
+            Event::StateChanged {
+                from: State::TimeWait,
+                to: State::Closed,
+                at
+            },
+            Event::Closed { at },
+        ]
+    );
+    assert!(h.sent().is_empty(), "nothing answers a RST");
+    assert_eq!(h.conn.poll_timeout(), None, "TIME-WAIT is over");
+}
+
+/// A RST in TIME-WAIT that is not at RCV.NXT does not end it (RFC 5961 §3.2 applies as in
+/// every synchronized state): TIME-WAIT runs its course and ends as a close.
+#[test]
+fn time_wait_rst_outside_the_window_is_ignored() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(seg(5001, 1002, ACK | FIN, &[]));
+    h.sent();
+    h.events();
+    h.recv(seg(5001 + 100_000, 0, RST, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::RstIgnored {
+            seq: SeqNumber(5001 + 100_000)
+        }]
+    );
+    assert_eq!(h.state(), State::TimeWait);
+    let end = h.fire();
+    assert_eq!(h.events().last(), Some(&Event::Closed { at: end }));
+}
+
 #[test]
 fn established_peer_fin_close_wait_close_last_ack_closed() {
     let mut h = conn_established();
