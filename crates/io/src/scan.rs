@@ -20,15 +20,14 @@ use super::sender::RawSender;
 use super::tap::{RingShape, Tap};
 use super::{EnvironmentError, clock, random};
 use anyhow::{Context, Result, bail};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
-use tcpshake_proto::probe::record::PortState;
-use tcpshake_proto::probe::scan::permute::{Permutation, Shard};
-use tcpshake_proto::probe::scan::targets::TargetSet;
+pub use tcpshake_proto::probe::scan::schedule::{Progress, ScanPlan};
+use tcpshake_proto::probe::scan::schedule::{Schedule, Step};
 use tcpshake_proto::probe::scan::{
     self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_syn,
 };
@@ -41,41 +40,6 @@ const BATCH: usize = 64;
 const TX_TIMES_CAP: usize = 4 << 20;
 /// How often the sender reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
-
-/// What to scan and how; validated by the CLI.
-#[derive(Clone, Debug)]
-pub struct ScanPlan {
-    pub targets: TargetSet,
-    pub ports: Vec<u16>,
-    /// Keys the permutation: the same seed gives the same order (needed by shards).
-    pub seed: u64,
-    pub shard: Shard,
-    /// Packets per second (SYNs, retries included).
-    pub rate: u64,
-    /// Extra SYNs for ports that stayed silent.
-    pub retries: u8,
-    /// After the last SYN (and before each retry round): how long to wait for replies.
-    pub wait: Duration,
-    /// Use this source port instead of a kernel-chosen one.
-    pub source_port: Option<u16>,
-}
-
-impl ScanPlan {
-    /// (address, port) pairs this shard covers, excluded addresses included.
-    pub fn planned(&self) -> u64 {
-        self.shard.len(self.targets.len() * self.ports.len() as u64)
-    }
-}
-
-/// Progress as the sender sees it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Progress {
-    pub totals: ScanTotals,
-    /// Positions of the permutation walked in the current round.
-    pub done: u64,
-    pub planned: u64,
-    pub round: u8,
-}
 
 pub struct ScanOutcome {
     pub totals: ScanTotals,
@@ -104,6 +68,20 @@ struct Side {
 }
 
 impl Side {
+    /// Builds one packet for `dst` into the batch with `build(buf, local, ident)`.
+    fn push(
+        &mut self,
+        dst: IpAddr,
+        build: impl FnOnce(&mut [u8], SocketAddr, u16) -> tcpshake_proto::wire::Result<usize>,
+    ) -> tcpshake_proto::wire::Result<()> {
+        let slot = self.lens.len();
+        let len = build(&mut self.bufs[slot], self.local, self.ident)?;
+        self.ident = self.ident.wrapping_add(1);
+        self.lens.push(len);
+        self.dsts.push(dst);
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<u64> {
         let mut done = 0;
         // Bounded: a full socket queue (ENOBUFS) is waited out at most ~1 s per batch.
@@ -144,39 +122,6 @@ impl Side {
         self.lens.clear();
         self.dsts.clear();
         Ok(sent)
-    }
-}
-
-/// A token bucket (RFC 2697's idea, one rate, one burst): tokens arrive at `rate` per
-/// second up to `burst`; each packet takes one.
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: u64, now: Instant) -> Bucket {
-        let rate = rate.max(1) as f64;
-        Bucket {
-            rate,
-            // 5 ms worth: enough to ride out the scheduler, small enough to stay smooth.
-            burst: (rate / 200.0).max(1.0),
-            tokens: 1.0,
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        self.last = now;
-    }
-
-    /// How long until one token is there.
-    fn wait_for_one(&self) -> Duration {
-        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0))
     }
 }
 
@@ -292,81 +237,40 @@ pub fn run(
         let received = receiver
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the receiver thread panicked")));
-        let (mut state, send_time) = sent?;
+        let mut schedule = sent?;
         // Whatever the receiver passed on before it stopped.
         while let Ok(a) = rx.try_recv() {
-            state.take(a, &mut on_record)?;
+            take(&mut schedule, a, &mut on_record)?;
         }
         received?;
-        state.totals.unmatched = unmatched.load(Ordering::Relaxed);
-        Ok::<_, anyhow::Error>((state, send_time))
+        schedule.set_unmatched(unmatched.load(Ordering::Relaxed));
+        Ok::<_, anyhow::Error>(ScanOutcome {
+            totals: schedule.totals(),
+            started: schedule.started(),
+            send_time: schedule.send_time(),
+            duration: clock::now().saturating_since(schedule.started()),
+            interrupted: schedule.interrupted(),
+            locals,
+            walked: schedule.walked(),
+        })
     });
     for p in guard_ports(&locals) {
         let _ = guard.release_port(p);
     }
     drop(reservations);
-    let (state, send_time) = outcome?;
-    Ok(ScanOutcome {
-        totals: state.totals,
-        started: state.started,
-        send_time,
-        duration: clock::now().saturating_since(state.started),
-        interrupted: state.interrupted,
-        locals,
-        walked: state.walked,
-    })
+    outcome
 }
 
 fn guard_ports(l: &Locals) -> Vec<u16> {
     [l.v4, l.v6].iter().flatten().map(|a| a.port()).collect()
 }
 
-/// The sender's view of the results.
-struct State {
-    answered: HashSet<(IpAddr, u16)>,
-    totals: ScanTotals,
-    started: Instant,
-    interrupted: bool,
-    /// First-round positions walked (see `ScanOutcome::walked`).
-    walked: u64,
-}
-
-impl State {
-    fn take(
-        &mut self,
-        a: Answer,
-        on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
-    ) -> Result<()> {
-        let key = (a.reply.remote.ip(), a.reply.remote.port());
-        if !self.answered.insert(key) {
-            self.totals.duplicates += 1;
-            return Ok(());
-        }
-        match a.reply.state {
-            PortState::Open => self.totals.open += 1,
-            PortState::Closed => self.totals.closed += 1,
-            PortState::Filtered => self.totals.filtered_icmp += 1,
-            // A scan's reply is never "interrupted": that is a probe's state.
-            PortState::Interrupted => {}
-        }
-        on_record(&ScanRecord {
-            addr: key.0,
-            port: key.1,
-            state: a.reply.state,
-            reason: a.reply.reason,
-            reply_ttl: a.reply.ttl,
-            rtt_ns: a
-                .rtt
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-            t_ns: a.at.as_nanos(),
-            complete: None,
-        })
-    }
-}
-
+/// The sending thread: does what the pure [`Schedule`] asks (builds, batches and sends
+/// SYNs, and a retry's RST), takes the receiver's answers whenever it waits, and reports
+/// progress.
 #[allow(clippy::too_many_arguments)]
-fn send_all(
-    plan: &ScanPlan,
+fn send_all<'p>(
+    plan: &'p ScanPlan,
     sides: &mut [Option<Side>; 2],
     cookie: &Cookie,
     stop: &AtomicBool,
@@ -374,192 +278,110 @@ fn send_all(
     unmatched: &AtomicU64,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
     on_progress: &mut impl FnMut(&Progress),
-) -> Result<(State, Duration)> {
-    let n_ports = plan.ports.len() as u64;
-    let n = plan.targets.len() * n_ports;
-    let perm = Permutation::new(n, plan.seed);
-    let started = clock::now();
-    let mut state = State {
-        answered: HashSet::new(),
-        totals: ScanTotals::default(),
-        started,
-        interrupted: false,
-        walked: 0,
-    };
-    let mut bucket = Bucket::new(plan.rate, started);
-    let mut progress = Progress {
-        planned: plan.planned(),
-        ..Progress::default()
-    };
-    let mut next_progress = started;
-    let mut last_send = started;
-
-    let mut send_time = Duration::ZERO;
-    let (mut round_first, mut round_last): (Option<Instant>, Option<Instant>) = (None, None);
-    'rounds: for round in 0..=plan.retries {
-        progress.round = round;
-        progress.done = 0;
-        if round > 0 {
-            // Every probed port answered: nothing to retry.
-            if state.answered.len() as u64 >= state.totals.scanned {
-                break 'rounds;
-            }
-            // Give the previous round's SYNs their full wait before asking again.
-            if wait_draining(last_send + plan.wait, stop, rx, &mut state, on_record)? {
-                state.interrupted = true;
-                break 'rounds;
-            }
+) -> Result<Schedule<'p>> {
+    let families = [sides[0].is_some(), sides[1].is_some()];
+    let mut schedule = Schedule::new(plan, families, clock::now());
+    let mut next_progress = schedule.started();
+    // Bounded by the schedule: it ends once the walk, the retry rounds and the drain are
+    // through, and a stop cuts everything but the drain.
+    loop {
+        let now = clock::now();
+        if now >= next_progress {
+            next_progress = now + PROGRESS_EVERY;
+            schedule.set_unmatched(unmatched.load(Ordering::Relaxed));
+            on_progress(&schedule.progress());
         }
-        for i in plan.shard.positions(n) {
-            progress.done += 1;
-            if stop.load(Ordering::Relaxed) {
-                state.interrupted = true;
-                break 'rounds;
-            }
-            // From here this position is sent (its SYN batched, flushed before the drain)
-            // or skipped: either way the first round is past it.
-            if round == 0 {
-                state.walked += 1;
-            }
-            let v = perm.at(i);
-            let Some(addr) = plan.targets.get(v / n_ports) else {
-                continue;
-            };
-            let port = plan.ports[(v % n_ports) as usize];
-            if round > 0 && state.answered.contains(&(addr, port)) {
-                continue;
-            }
-            if sides[usize::from(addr.is_ipv6())].is_none() {
-                continue;
-            }
-            // A token for this packet; while none is there, send what is batched, read
-            // answers, and sleep.
-            let mut now = clock::now();
-            bucket.refill(now);
-            while bucket.tokens < 1.0 {
-                for s in sides.iter_mut().flatten() {
-                    state.totals.sent += s.flush()?;
+        match schedule.poll(now, stop.load(Ordering::Relaxed)) {
+            Step::Send(p) => {
+                let side = sides[usize::from(p.remote.is_ipv6())]
+                    .as_mut()
+                    .context("no sender for this family")?;
+                if p.reset_previous {
+                    let prev = cookie.seq(side.local, p.remote, p.attempt - 1).add(1);
+                    side.push(p.remote.ip(), |buf, local, ident| {
+                        build_rst(local, p.remote, prev, ident, buf)
+                    })
+                    .context("building a RST")?;
                 }
-                drain(rx, &mut state, on_record)?;
-                let d = bucket.wait_for_one();
-                if d >= Duration::from_micros(200) {
-                    std::thread::sleep(d);
+                let seq = cookie.seq(side.local, p.remote, p.attempt);
+                side.push(p.remote.ip(), |buf, local, ident| {
+                    build_syn(local, p.remote, seq, ident, buf)
+                })
+                .context("building a SYN")?;
+                if side.lens.len() + 2 > BATCH {
+                    let n = side.flush()?;
+                    schedule.sent(n, clock::now());
+                    drain(rx, &mut schedule, on_record)?;
+                }
+            }
+            Step::Wait(until) => {
+                // Send what is batched, then take answers until it is time again.
+                for s in sides.iter_mut().flatten() {
+                    let n = s.flush()?;
+                    schedule.sent(n, clock::now());
+                }
+                drain(rx, &mut schedule, on_record)?;
+                let until = until.min(clock::now() + PROGRESS_EVERY);
+                if until.saturating_since(clock::now()) >= Duration::from_micros(200) {
+                    wait_draining(until, stop, rx, &mut schedule, on_record)?;
                 } else {
                     std::thread::yield_now();
                 }
-                now = clock::now();
-                bucket.refill(now);
             }
-            bucket.tokens -= 1.0;
-            let side = sides[usize::from(addr.is_ipv6())]
-                .as_mut()
-                .context("no sender for this family")?;
-            let remote = SocketAddr::new(addr, port);
-            if round > 0 {
-                // Clear what the previous attempt may have left: a target whose SYN-ACK was
-                // lost sits in SYN-RECEIVED with rcv_nxt = that cookie + 1 and would answer
-                // this SYN (same 4-tuple, another sequence number) with a rate-limited ACK
-                // only. A RST in its window removes the half-open connection (RFC 9293
-                // §3.10.7.4); with no such state the RST is silently dropped (§3.10.7.1).
-                let prev = cookie.seq(side.local, remote, round - 1).add(1);
-                let slot = side.lens.len();
-                let len = build_rst(side.local, remote, prev, side.ident, &mut side.bufs[slot])
-                    .context("building a RST")?;
-                side.ident = side.ident.wrapping_add(1);
-                side.lens.push(len);
-                side.dsts.push(addr);
-                if side.lens.len() == BATCH {
-                    state.totals.sent += side.flush()?;
-                }
-            }
-            let seq = cookie.seq(side.local, remote, round);
-            let slot = side.lens.len();
-            let len = build_syn(side.local, remote, seq, side.ident, &mut side.bufs[slot])
-                .context("building a SYN")?;
-            side.ident = side.ident.wrapping_add(1);
-            side.lens.push(len);
-            side.dsts.push(addr);
-            if round == 0 {
-                state.totals.scanned += 1;
-            }
-            if side.lens.len() == BATCH {
-                state.totals.sent += side.flush()?;
-                drain(rx, &mut state, on_record)?;
-            }
-            // Sending time counts from each round's first SYN to its last.
-            round_first.get_or_insert(now);
-            round_last = Some(now);
-            last_send = now;
-            if now >= next_progress {
-                next_progress = now + PROGRESS_EVERY;
-                progress.totals = state.totals;
-                progress.totals.unmatched = unmatched.load(Ordering::Relaxed);
-                on_progress(&progress);
-            }
-        }
-        for s in sides.iter_mut().flatten() {
-            state.totals.sent += s.flush()?;
-        }
-        if let (Some(a), Some(b)) = (round_first.take(), round_last.take()) {
-            last_send = clock::now();
-            send_time += last_send.saturating_since(a).max(b.saturating_since(a));
+            Step::Done => break,
         }
     }
     for s in sides.iter_mut().flatten() {
-        state.totals.sent += s.flush()?;
+        let n = s.flush()?;
+        schedule.sent(n, clock::now());
     }
-    // An interrupted round still counts its sending time.
-    if let (Some(a), Some(b)) = (round_first, round_last) {
-        send_time += b.saturating_since(a);
-    }
-    // The drain: a Ctrl-C stops the sending, not the listening for what is on its way.
-    let until = last_send + plan.wait;
-    let never = AtomicBool::new(false);
-    // Bounded by `until`; each turn lasts at most PROGRESS_EVERY.
-    while clock::now() < until {
-        progress.totals = state.totals;
-        progress.totals.unmatched = unmatched.load(Ordering::Relaxed);
-        on_progress(&progress);
-        let turn = (clock::now() + PROGRESS_EVERY).min(until);
-        wait_draining(turn, &never, rx, &mut state, on_record)?;
-    }
-    Ok((state, send_time))
+    Ok(schedule)
 }
 
 fn drain(
     rx: &mpsc::Receiver<Answer>,
-    state: &mut State,
+    schedule: &mut Schedule<'_>,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
 ) -> Result<()> {
     // Bounded per call; the rest waits for the next call.
     for _ in 0..100_000 {
         match rx.try_recv() {
-            Ok(a) => state.take(a, on_record)?,
+            Ok(a) => take(schedule, a, on_record)?,
             Err(_) => break,
         }
     }
     Ok(())
 }
 
-/// Take answers until `until`. True when `stop` was set meanwhile.
+/// One answer into the schedule, and out as a record unless it repeats one.
+fn take(
+    schedule: &mut Schedule<'_>,
+    a: Answer,
+    on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
+) -> Result<()> {
+    match schedule.answer(&a.reply, a.at, a.rtt) {
+        Some(r) => on_record(&r),
+        None => Ok(()),
+    }
+}
+
+/// Take answers until `until`, or until a stop request the schedule has not seen yet (it
+/// decides what a stop means: after it, only the drain is left, which a stop does not cut).
 fn wait_draining(
     until: Instant,
     stop: &AtomicBool,
     rx: &mpsc::Receiver<Answer>,
-    state: &mut State,
+    schedule: &mut Schedule<'_>,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
-) -> Result<bool> {
+) -> Result<()> {
     loop {
         let now = clock::now();
-        if stop.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        if now >= until {
-            return Ok(false);
+        if now >= until || (stop.load(Ordering::Relaxed) && !schedule.interrupted()) {
+            return Ok(());
         }
         let d = until.saturating_since(now).min(Duration::from_millis(20));
         match rx.recv_timeout(d) {
-            Ok(a) => state.take(a, on_record)?,
+            Ok(a) => take(schedule, a, on_record)?,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(d);

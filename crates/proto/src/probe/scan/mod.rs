@@ -19,6 +19,7 @@ pub mod nmap_services;
 pub mod permute;
 pub mod ports;
 pub mod results;
+pub mod schedule;
 pub mod targets;
 
 pub use crate::probe::record::{Completion, ScanRecord};
