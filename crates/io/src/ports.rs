@@ -294,6 +294,26 @@ impl<'g> PortKeeper<'g> {
     }
 }
 
+/// Linux's default `ip_local_port_range`.
+const DEFAULT_EPHEMERAL: (u16, u16) = (32768, 60999);
+
+/// The kernel's ephemeral port range (where `bind(port 0)` picks from), which the taps'
+/// filter passes. Unreadable or nonsense: Linux's default.
+pub fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| parse_port_range(&s))
+        .unwrap_or(DEFAULT_EPHEMERAL)
+}
+
+/// `ip_local_port_range` as the sysctl shows it (`32768\t60999\n`): two ports, low then
+/// high; anything else is `None`.
+fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+    let range = (it.next()??, it.next()??);
+    (it.next().is_none() && range.0 <= range.1 && range.0 > 0).then_some(range)
+}
+
 /// `8080,9000-9010` (the sysctl's syntax) as ranges; what does not parse is left out.
 fn parse_port_list(s: &str) -> Vec<(u16, u16)> {
     s.split(',')
@@ -346,6 +366,25 @@ impl PortReservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ephemeral_range_parses_like_the_sysctl() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_port_range("1024 1024"), Some((1024, 1024)));
+        for bad in [
+            "60999 32768",
+            "0 100",
+            "32768",
+            "a b",
+            "1 2 3",
+            "",
+            "70000 80000",
+        ] {
+            assert_eq!(parse_port_range(bad), None, "{bad:?}");
+        }
+        let (lo, hi) = ephemeral_range();
+        assert!(0 < lo && lo <= hi);
+    }
 
     #[test]
     fn reserved_port_lists_parse_like_the_sysctl() {

@@ -212,7 +212,7 @@ pub fn survey(
         jobs: plan.jobs,
         ..opts
     };
-    let port_range = ephemeral_range();
+    let port_range = super::ports::ephemeral_range();
     let keeper = PortKeeper::new(guard, batch, stock, port_range);
     std::thread::scope(|scope| {
         let helper = std::thread::Builder::new()
@@ -941,19 +941,6 @@ fn pair_key(remote: SocketAddr, port: u16) -> u64 {
     h.finish()
 }
 
-/// The kernel's ephemeral port range (where `bind(port 0)` picks from), which the taps'
-/// filter passes. Unreadable: Linux's default.
-fn ephemeral_range() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .filter(|(lo, hi)| lo <= hi)
-        .unwrap_or((32768, 60999))
-}
-
 /// How many files a survey holds: each port held is an open file (the reservation), in
 /// flight (`jobs`), in the keeper's stock, and given back but not yet released (about a
 /// batch).
@@ -1043,12 +1030,6 @@ fn fd_budget() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ephemeral_range_is_ordered() {
-        let (lo, hi) = ephemeral_range();
-        assert!(lo <= hi);
-    }
 
     #[test]
     fn active_targets_are_bounded_by_jobs() {

@@ -1159,3 +1159,74 @@ fn established_interrupt_keeps_the_verdict_and_is_marked() {
     assert_eq!(r.error.as_deref(), Some("interrupted"));
     assert!(crate::probe::stats::Sample::of(&r).is_none());
 }
+
+/// After a complete response the server keeps the connection open past `--linger` (200 ms
+/// here): we close first, and the record says the client did.
+#[test]
+fn lingering_expiry_closes_from_our_side() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let head = b"HTTP/1.1 204 No Content\r\n\r\n";
+    feed(&mut p, seq, ack, head, 1448, 300);
+    assert!(p.result().http.is_some());
+    // Nothing from the server: the linger deadline fires and our FIN goes.
+    let d = p.poll_timeout().expect("the linger deadline");
+    assert_eq!(
+        d,
+        at(300 + 200_000),
+        "linger counts from the completing segment"
+    );
+    p.handle_timeout(d);
+    let out = pump(&mut p, 200_300);
+    assert!(out.iter().any(|s| s.flags.fin()), "{out:?}");
+    // The server ACKs and closes; our last ACK ends it.
+    let srv = seq + head.len() as u32;
+    p.handle_packet(
+        at(200_400),
+        false,
+        &server_seg(srv, ack + 1, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 200_400);
+    run_timers(&mut p, 2_000_000);
+    let r = p.result();
+    assert!(p.is_done());
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Client));
+    assert_eq!(r.error, None);
+}
+
+/// Our FIN is never acknowledged and the server never closes: the close gives up within
+/// `--timeout` with a RST and says where it was stuck.
+#[test]
+fn close_that_never_finishes_gives_up_at_timeout() {
+    let mut cfg = config(1_000, false);
+    cfg.timeout = Duration::from_secs(2);
+    let mut p = Probe::new(cfg);
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(9_000, 1_001, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 60);
+    assert!(
+        out.iter().any(|s| s.flags.fin()),
+        "--no-http closes at once"
+    );
+    let end = run_timers(&mut p, 10_000_000);
+    assert!(p.is_done());
+    assert!(
+        end <= 60 + 2_000_000 + 1_000,
+        "gave up at {end} µs, later than --timeout"
+    );
+    let r = p.result();
+    let e = r.error.expect("an error");
+    assert!(
+        e.contains("close did not finish") && e.contains("FIN-WAIT-1"),
+        "{e}"
+    );
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Client));
+    let last = r.segments.last().unwrap();
+    assert!(last.flags.rst() && last.dir == Dir::Out, "{:?}", last.flags);
+}
