@@ -1,4 +1,7 @@
-//! Results formatting: the human view, pcap files. (JSON is serde on the records.)
+//! Results formatting, never deciding: the human views of a probe (`text`), a survey
+//! (`survey`: its lines, CSV, the statistics table) and a scan (`scan_text`); nmap's XML and
+//! greppable formats (`scan_nmap`); pcap captures; the SVG plots. JSON and JSON Lines are
+//! serde on the record types of `tcpshake_proto::probe::record`.
 
 pub mod pcap;
 pub mod scan_nmap;

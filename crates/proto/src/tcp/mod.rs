@@ -830,7 +830,9 @@ impl Connection {
             }
             return;
         }
-        // Second: RST, acceptable only with an ACK of our SYN (RFC 5961 §3.2 / RFC 9293).
+        // Second: RST, acceptable only with an ACK of our SYN (RFC 9293 §3.10.7.3, "If the
+        // RST bit is set: If the ACK was acceptable, then signal ... drop the segment, enter
+        // CLOSED"; RFC 5961 §3.2's exact-sequence rule is for synchronized states only).
         if flags.rst() {
             if ack_ok {
                 self.events.push_back(Event::Refused { at: rx_at });
