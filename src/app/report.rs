@@ -15,6 +15,8 @@ pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
     for path in &args.files {
         read_jsonl(path, &mut stats)?;
     }
+    // Records come in the order probes ended; the table lists targets as they were given.
+    stats.order_by_first_start();
     if stats.probes() == 0 {
         return Err(UsageError(
             "no probe records in the input; give files written by `tcpshake probe --json`".into(),

@@ -12,6 +12,7 @@ use crate::report::survey::{csv_header, csv_row, probe_line, write_table};
 use crate::report::text::human_ns;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -241,7 +242,12 @@ impl Records {
 }
 
 impl Sink {
-    fn record(&mut self, outcome: Box<Outcome>) -> Result<()> {
+    fn record(&mut self, outcome: Box<Outcome>, declared: &RefCell<Vec<String>>) -> Result<()> {
+        // Targets enter the statistics in the order they were started, which is the input
+        // order, before this probe's sample: the table lists them as given.
+        for label in declared.borrow_mut().drain(..) {
+            self.stats.declare(&label);
+        }
         let r = &outcome.result;
         if !r.succeeded() {
             self.failed += 1;
@@ -437,7 +443,11 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     };
     let ex = &c.exchange;
     let pair_secret = PairSecret::new();
+    // Labels of the probes started since the last record: a target's first probe starts
+    // as it is taken from the input, so this is the input order (see Sink::record).
+    let declared = RefCell::new(Vec::new());
     let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| {
+        declared.borrow_mut().push(t.label.clone());
         let mut tcp = tcp_config(ex, local, t.remote, mss);
         // Successive probes of one server must look like successive connections of one
         // host, or a new SYN that meets the server's TIME-WAIT of an earlier probe (same
@@ -464,7 +474,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {
         sink.live.progress = p;
         match r {
-            Report::Done { outcome, .. } => sink.record(outcome),
+            Report::Done { outcome, .. } => sink.record(outcome, &declared),
             Report::PassDone => sink.pass_done(),
             Report::Failed { target, error } => {
                 sink.live

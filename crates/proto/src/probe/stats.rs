@@ -29,13 +29,19 @@ pub struct Sample {
     pub retransmitted: bool,
     /// An HTTPS probe: its record carries the TLS legs (each may still be missing).
     pub tls: bool,
+    /// When the probe's first SYN left (kernel timestamp, ns since the epoch), if it did:
+    /// what `tcpshake report` orders targets by.
+    pub start_ns: Option<u64>,
 }
 
 impl Sample {
     /// A record as statistics see it; `None` for a probe the user interrupted, whose
     /// legs are partial and whose verdict may be missing: statistics leave it out.
     pub fn of(r: &ProbeResult) -> Option<Sample> {
-        (!r.interrupted).then(|| Sample::new(&r.legs_ns, r.state, r.retransmissions))
+        (!r.interrupted).then(|| Sample {
+            start_ns: r.segments.first().map(|s| s.ts_ns),
+            ..Sample::new(&r.legs_ns, r.state, r.retransmissions)
+        })
     }
 
     pub fn new(legs: &Legs, state: PortState, retransmissions: u32) -> Sample {
@@ -44,6 +50,7 @@ impl Sample {
             state,
             retransmitted: retransmissions > 0,
             tls: legs.has_tls(),
+            start_ns: None,
         }
     }
 }
@@ -98,7 +105,8 @@ pub trait Group {
     }
 }
 
-/// Every probe of one target: 112 bytes each, nothing else.
+/// Every probe of one target: 112 bytes each, nothing else (and, once per target, when
+/// its first probe started).
 #[derive(Clone, Debug, Default)]
 pub struct Accumulator {
     rows: Vec<Row>,
@@ -106,6 +114,7 @@ pub struct Accumulator {
     open: u32,
     closed: u32,
     filtered: u32,
+    first_start_ns: Option<u64>,
 }
 
 impl Accumulator {
@@ -126,6 +135,9 @@ impl Accumulator {
             tls: s.tls,
         });
         self.tls = self.tls.saturating_add(u32::from(s.tls));
+        if let Some(t) = s.start_ns {
+            self.first_start_ns = Some(self.first_start_ns.map_or(t, |f| f.min(t)));
+        }
         let n = match s.state {
             PortState::Open => &mut self.open,
             PortState::Closed => &mut self.closed,
@@ -254,8 +266,10 @@ fn mean_stddev(v: &[u64]) -> Option<(f64, f64)> {
     Some((mean, var.sqrt()))
 }
 
-/// Statistics of a whole survey: one accumulator per target, in first-seen order. Each
-/// target's name is kept once, as the key of the index.
+/// Statistics of a whole survey: one accumulator per target, in the order the targets were
+/// made known — by [`Survey::declare`] as they are taken from the input (a survey's table
+/// lists them as the user gave them, not in the order their probes happened to end), else
+/// by their first sample. Each target's name is kept once, as the key of the index.
 #[derive(Clone, Debug, Default)]
 pub struct Survey {
     accs: Vec<Accumulator>,
@@ -263,8 +277,19 @@ pub struct Survey {
 }
 
 impl Survey {
+    /// Give `target` its place in the order now, before any of its probes ended. Declaring
+    /// a known target changes nothing; a target declared but never sampled is not listed.
+    pub fn declare(&mut self, target: &str) {
+        self.slot(target);
+    }
+
     pub fn add(&mut self, target: &str, s: &Sample) {
-        let i = match self.index.get(target) {
+        let i = self.slot(target);
+        self.accs[i].add(s);
+    }
+
+    fn slot(&mut self, target: &str) -> usize {
+        match self.index.get(target) {
             Some(&i) => i as usize,
             None => {
                 self.accs.push(Accumulator::default());
@@ -272,21 +297,50 @@ impl Survey {
                 self.index.insert(target.into(), i as u32);
                 i
             }
-        };
-        self.accs[i].add(s);
+        }
     }
 
-    /// Every target with its probes, in the order they were first seen.
+    /// Order the targets by when their first probe started: for the records of one survey,
+    /// the order in which its targets were given (each target's first probe starts as it
+    /// is taken from the input). Targets whose probes never sent a SYN keep their place
+    /// relative to each other, after the rest. For `tcpshake report`, which reads records
+    /// in the order probes ended.
+    pub fn order_by_first_start(&mut self) {
+        let mut order: Vec<u32> = (0..self.accs.len() as u32).collect();
+        // Stable: equal starts (and none) keep their first-seen order.
+        order.sort_by_key(|&i| self.accs[i as usize].first_start_ns.unwrap_or(u64::MAX));
+        let mut old: Vec<Option<Accumulator>> = std::mem::take(&mut self.accs)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut new_pos = vec![0u32; order.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            new_pos[i as usize] = pos as u32;
+            self.accs.extend(old[i as usize].take());
+        }
+        for i in self.index.values_mut() {
+            *i = new_pos[*i as usize];
+        }
+    }
+
+    /// Every target with its probes, in order (see [`Survey`]); targets without a sample
+    /// (declared, but every probe failed to start or was interrupted) are left out.
     pub fn targets(&self) -> impl Iterator<Item = (&str, &Accumulator)> {
-        let mut names: Vec<(&str, u32)> = self.index.iter().map(|(k, &i)| (&**k, i)).collect();
+        let mut names: Vec<(&str, u32)> = self
+            .index
+            .iter()
+            .filter(|&(_, &i)| !self.accs[i as usize].rows.is_empty())
+            .map(|(k, &i)| (&**k, i))
+            .collect();
         names.sort_unstable_by_key(|&(_, i)| i);
         names
             .into_iter()
             .map(|(name, i)| (name, &self.accs[i as usize]))
     }
 
+    /// Targets with at least one sample.
     pub fn target_count(&self) -> usize {
-        self.accs.len()
+        self.accs.iter().filter(|a| !a.rows.is_empty()).count()
     }
 
     pub fn probes(&self) -> u64 {
@@ -514,6 +568,7 @@ mod tests {
                 PortState::Filtered
             },
             retransmitted: retx,
+            start_ns: None,
         }
     }
 
@@ -624,6 +679,43 @@ mod tests {
         let all = s.overall();
         assert_eq!(all.sorted(Leg::SynToSynack), [1, 2, 3]);
         assert_eq!(all.leg_stats(Leg::SynToSynack).retransmitted, 1);
+    }
+
+    #[test]
+    fn declared_targets_keep_the_input_order_whatever_ends_first() {
+        let mut s = Survey::default();
+        for t in ["c:80", "a:80", "b:80", "never:80"] {
+            s.declare(t);
+        }
+        // Probes end in another order than the targets were given.
+        s.add("b:80", &sample(Some(3), None, false));
+        s.add("a:80", &sample(Some(1), None, false));
+        s.add("c:80", &sample(Some(2), None, false));
+        s.declare("a:80");
+        let names: Vec<&str> = s.targets().map(|(t, _)| t).collect();
+        assert_eq!(names, ["c:80", "a:80", "b:80"], "never:80 had no sample");
+        assert_eq!(s.target_count(), 3);
+    }
+
+    #[test]
+    fn report_orders_targets_by_their_first_start() {
+        let at = |t: u64| Sample {
+            start_ns: Some(t),
+            ..sample(Some(1), None, false)
+        };
+        let mut s = Survey::default();
+        // Records as a survey writes them: in the order the probes ended.
+        s.add("b:80", &at(200));
+        s.add("nosyn:80", &sample(None, None, false));
+        s.add("a:80", &at(300));
+        s.add("c:80", &at(100));
+        s.add("a:80", &at(50));
+        s.order_by_first_start();
+        let names: Vec<&str> = s.targets().map(|(t, _)| t).collect();
+        assert_eq!(names, ["a:80", "c:80", "b:80", "nosyn:80"]);
+        s.add("c:80", &at(1));
+        let (name, acc) = s.targets().nth(1).unwrap();
+        assert_eq!((name, acc.probes()), ("c:80", 2));
     }
 
     #[test]
