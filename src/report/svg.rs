@@ -22,21 +22,24 @@ const PANELS: [(Leg, &str); 2] = [
     (Leg::RequestToFirstByte, "request→first byte (TTFB)"),
 ];
 
+/// Longest target label drawn whole; longer ones keep their start and end (the host's
+/// first labels and the port) around an ellipsis.
+const MAX_LABEL: usize = 64;
+/// Height of one target's row in the box plot, in px.
+const ROW: u32 = 20;
+/// Width of one panel's plotting area in the box plot, in px.
+const PANEL: u32 = 440;
+/// What a character of the 12 px sans-serif labels takes, in tenths of a px: DejaVu Sans
+/// (rsvg's and most Linux browsers' sans-serif) averages ~5.6 px for host names, Verdana,
+/// the widest common one, ~6.5.
+const CHAR_DECIPX: u32 = 65;
+
 pub fn write_svg(survey: &Survey, path: &Path, cdf: bool) -> Result<()> {
-    let shown: Vec<(&str, [Vec<u64>; 2])> = survey
+    let shown: Vec<(String, [Vec<u64>; 2])> = survey
         .targets()
         .take(MAX_TARGETS)
-        .map(|(name, acc)| (name, PANELS.map(|(leg, _)| acc.sorted(leg))))
+        .map(|(name, acc)| (short_label(name), PANELS.map(|(leg, _)| acc.sorted(leg))))
         .collect();
-    let width = if cdf {
-        1000
-    } else {
-        (220 + 28 * shown.len() as u32).max(700)
-    };
-    let label_room = shown.iter().map(|(n, _)| n.len()).max().unwrap_or(8) as u32 * 7 + 20;
-    let height = if cdf { 900 } else { 2 * (380 + label_room) };
-    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
     let title = if survey.target_count() > shown.len() {
         format!(
             "tcpshake latency, first {} of {} targets",
@@ -46,18 +49,58 @@ pub fn write_svg(survey: &Survey, path: &Path, cdf: bool) -> Result<()> {
     } else {
         format!("tcpshake latency, {} targets", shown.len())
     };
+    // Box plots lie on their side: one row per target, its name written level at the left
+    // of the row (never rotated, never over a box), both panels sharing the rows.
+    let label_room = label_width(shown.iter().map(|(n, _)| n.as_str()));
+    let (width, height) = if cdf {
+        (1000, 900)
+    } else {
+        (
+            label_room + 2 * PANEL + 60,
+            shown.len().max(1) as u32 * ROW + 150,
+        )
+    };
+    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
     let root = root.titled(&title, ("sans-serif", 22)).map_err(plot_err)?;
-    let panels = root.split_evenly((2, 1));
-    for (p, area) in panels.iter().enumerate() {
-        let series: Vec<(&str, &[u64])> = shown.iter().map(|(n, v)| (*n, &v[p][..])).collect();
-        if cdf {
+    if cdf {
+        let panels = root.split_evenly((2, 1));
+        for (p, area) in panels.iter().enumerate() {
+            let series: Vec<(&str, &[u64])> =
+                shown.iter().map(|(n, v)| (n.as_str(), &v[p][..])).collect();
             draw_cdf(area, PANELS[p].1, &series)?;
-        } else {
-            draw_boxes(area, PANELS[p].1, &series, label_room)?;
+        }
+    } else {
+        let (left, right) = root.split_horizontally(label_room + PANEL + 30);
+        for (p, (area, labels)) in [(&left, label_room), (&right, 0)].into_iter().enumerate() {
+            let series: Vec<(&str, &[u64])> =
+                shown.iter().map(|(n, v)| (n.as_str(), &v[p][..])).collect();
+            draw_boxes(area, PANELS[p].1, &series, labels)?;
         }
     }
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// `name` as drawn: whole up to [`MAX_LABEL`] characters, else its start and end around
+/// `…` (the end keeps the port, which tells apart `host:80` and `host:443`).
+fn short_label(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= MAX_LABEL {
+        return name.to_string();
+    }
+    let tail = MAX_LABEL / 3;
+    let head = MAX_LABEL - tail - 1;
+    let mut s: String = chars[..head].iter().collect();
+    s.push('…');
+    s.extend(&chars[chars.len() - tail..]);
+    s
+}
+
+/// Room for the longest label at the left of the rows, in px.
+fn label_width<'a>(names: impl Iterator<Item = &'a str>) -> u32 {
+    let longest = names.map(|n| n.chars().count()).max().unwrap_or(8) as u32;
+    longest * CHAR_DECIPX / 10 + 16
 }
 
 /// The plotting library's error in words (its Debug form, `BackendError(…)`, is for
@@ -82,70 +125,74 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1e3
 }
 
+/// One panel of level box plots: the first target in the top row. `labels`: the width of
+/// the name column, 0 for a panel beside another that already names the rows.
 fn draw_boxes(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     title: &str,
     series: &[(&str, &[u64])],
-    label_room: u32,
+    labels: u32,
 ) -> Result<()> {
     let n = series.len().max(1);
+    // Row of series i, counted from the bottom as the y axis is.
+    let row = |i: usize| n - 1 - i;
     let (lo, hi) = y_range(series);
     let names: Vec<String> = series.iter().map(|(n, _)| n.to_string()).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(label_room)
-        .y_label_area_size(80)
-        .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())
+        .x_label_area_size(40)
+        .y_label_area_size(labels.max(4))
+        // A discrete range includes its end: 0..n-1 is n rows.
+        .build_cartesian_2d((lo..hi).log_scale(), (0..n - 1).into_segmented())
         .map_err(plot_err)?;
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(r) if labels > 0 && *r < n => {
+                names.get(n - 1 - *r).cloned().unwrap_or_default()
+            }
             _ => String::new(),
         })
-        .x_label_style(
-            ("sans-serif", 12)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
-        .y_desc("µs (log scale)")
+        .y_label_style(("sans-serif", 12))
+        .x_desc("µs (log scale)")
         .draw()
         .map_err(plot_err)?;
     for (i, (_, v)) in series.iter().enumerate() {
         let (Some(min), Some(max)) = (v.first(), v.last()) else {
             continue;
         };
+        let r = row(i);
         let q = |p: f64| us(percentile(v, p).unwrap_or(*min));
         let (q1, med, q3, p99) = (q(25.0), q(50.0), q(75.0), q(99.0));
         let whisker = PathElement::new(
             vec![
-                (SegmentValue::CenterOf(i), us(*min)),
-                (SegmentValue::CenterOf(i), us(*max)),
+                (us(*min), SegmentValue::CenterOf(r)),
+                (us(*max), SegmentValue::CenterOf(r)),
             ],
             BLACK.stroke_width(1),
         );
         let mut body = Rectangle::new(
             [
-                (SegmentValue::Exact(i), q1),
-                (SegmentValue::Exact(i + 1), q3),
+                (q1, SegmentValue::Exact(r + 1)),
+                (q3, SegmentValue::Exact(r)),
             ],
             BLUE.mix(0.35).filled(),
         );
-        body.set_margin(0, 0, 5, 5);
+        body.set_margin(4, 4, 0, 0);
         let median = PathElement::new(
             vec![
-                (SegmentValue::Exact(i), med),
-                (SegmentValue::Exact(i + 1), med),
+                (med, SegmentValue::Exact(r)),
+                (med, SegmentValue::Exact(r + 1)),
             ],
             RED.stroke_width(2),
         );
-        let dot = Circle::new((SegmentValue::CenterOf(i), p99), 3, BLACK.filled());
+        let dot = Circle::new((p99, SegmentValue::CenterOf(r)), 3, BLACK.filled());
         chart.draw_series([whisker]).map_err(plot_err)?;
         chart
-            .draw_series::<BackendCoordOnly, Rectangle<(SegmentValue<usize>, f64)>, _, _>([body])
+            .draw_series::<BackendCoordOnly, Rectangle<(f64, SegmentValue<usize>)>, _, _>([body])
             .map_err(plot_err)?;
         chart.draw_series([median]).map_err(plot_err)?;
         chart.draw_series([dot]).map_err(plot_err)?;
@@ -198,4 +245,110 @@ fn draw_cdf(
         .draw()
         .map_err(plot_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcpshake_proto::probe::record::PortState;
+    use tcpshake_proto::probe::stats::Sample;
+
+    /// (x, y, font size, text) of every `<text text-anchor="end">`: the row labels.
+    fn row_labels(svg: &str) -> Vec<(f64, f64, f64, String)> {
+        let attr = |tag: &str, name: &str| -> f64 {
+            let key = format!(" {name}=\"");
+            tag.split(&key)
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let (tag, rest) = t.split_once('>')?;
+                tag.contains("text-anchor=\"end\"").then(|| {
+                    let text = rest.split("</text>").next().unwrap_or("").trim();
+                    (
+                        attr(tag, "x"),
+                        attr(tag, "y"),
+                        attr(tag, "font-size"),
+                        text.to_string(),
+                    )
+                })
+            })
+            .filter(|l| !l.3.is_empty() && l.3.parse::<f64>().is_err())
+            .collect()
+    }
+
+    #[test]
+    fn thirty_long_target_names_are_level_apart_and_whole() {
+        let names: Vec<String> = (0..30)
+            .map(|i| format!("very-long-service-name-{i:02}.eu-west-{}.internal.example.com:80", i % 3))
+            .chain(["https://a-really-extremely-long-hostname-that-goes-on-and-on.example.org:443/health".to_string()])
+            .collect();
+        let mut survey = Survey::default();
+        for n in &names {
+            survey.declare(n);
+        }
+        // Probes end in reverse order; the plot keeps the order the targets were given.
+        for (i, n) in names.iter().enumerate().rev() {
+            for k in 0..5u64 {
+                let mut legs = [None; Leg::COUNT];
+                legs[Leg::SynToSynack.index()] = Some(20_000 + 1_000 * (i as u64 + k));
+                legs[Leg::RequestToFirstByte.index()] = Some(90_000 + 7_000 * k);
+                let s = Sample {
+                    legs,
+                    state: PortState::Open,
+                    retransmitted: false,
+                    tls: false,
+                    start_ns: None,
+                };
+                survey.add(n, &s);
+            }
+        }
+        let path = std::env::temp_dir().join(format!("tcpshake-svg-{}.svg", std::process::id()));
+        write_svg(&survey, &path, false).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(!svg.contains("rotate"), "labels are level");
+        let mut labels = row_labels(&svg);
+        labels.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let texts: Vec<&str> = labels.iter().map(|l| l.3.as_str()).collect();
+        let want: Vec<String> = names.iter().map(|n| short_label(n)).collect();
+        assert_eq!(
+            texts, want,
+            "every target once, top to bottom in input order"
+        );
+        assert!(
+            want[..30].iter().zip(&names).all(|(a, b)| a == b),
+            "short names whole"
+        );
+        assert!(want[30].contains('…') && want[30].ends_with(":443/health"));
+        for pair in labels.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            assert!(b.1 - a.1 >= a.2 * 1.2, "rows {} and {} overlap", a.3, b.3);
+        }
+        // Right-aligned at the axis; even at a wide font's 0.65 em a character, each label
+        // starts inside the picture.
+        for (x, _, size, text) in &labels {
+            let width = text.chars().count() as f64 * size * 0.65;
+            assert!(
+                x - width >= 0.0,
+                "{text} is cut at the left ({x} - {width})"
+            );
+        }
+    }
+
+    #[test]
+    fn long_labels_keep_their_start_and_port() {
+        let name = format!("{}.example.com:8443", "x".repeat(100));
+        let s = short_label(&name);
+        assert_eq!(s.chars().count(), MAX_LABEL);
+        assert!(
+            s.starts_with("xxxx") && s.ends_with(".example.com:8443"),
+            "{s}"
+        );
+        assert_eq!(short_label("a:80"), "a:80");
+    }
 }
