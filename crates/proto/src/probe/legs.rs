@@ -30,6 +30,43 @@ fn gap(log: &[SegmentRecord], from: usize, to: usize) -> Option<u64> {
     b.ts_ns.checked_sub(a.ts_ns)
 }
 
+/// The legs as measured, with the two segments each one runs between (indices into the
+/// log) where both ends are segments: what a capture's comments name (a leg that ends at
+/// an ICMP error, `total` then, has a value but no span).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Measured {
+    pub legs: Legs,
+    spans: [Option<(usize, usize)>; Leg::COUNT],
+}
+
+impl Measured {
+    /// Leg `leg` from record `from` to record `to` of `log`; not measured (`None`) when an
+    /// end is missing or `to` came first.
+    pub fn between(
+        &mut self,
+        log: &[SegmentRecord],
+        leg: Leg,
+        from: Option<usize>,
+        to: Option<usize>,
+    ) {
+        let ends = from.zip(to);
+        let ns = ends.and_then(|(a, b)| gap(log, a, b));
+        self.legs.set(leg, ns);
+        self.spans[leg.index()] = ns.and(ends);
+    }
+
+    /// A leg whose end is no segment of the log.
+    pub fn set_value(&mut self, leg: Leg, ns: Option<u64>) {
+        self.legs.set(leg, ns);
+        self.spans[leg.index()] = None;
+    }
+
+    /// (first, last) segment of `leg`, when it was measured between two of them.
+    pub fn span(&self, leg: Leg) -> Option<(usize, usize)> {
+        self.spans[leg.index()]
+    }
+}
+
 /// Sequence number just past `r` (what acknowledges all of it).
 fn end_seq(r: &SegmentRecord) -> SeqNumber {
     let syn_fin = u32::from(r.flags.syn()) + u32::from(r.flags.fin());
@@ -52,8 +89,8 @@ fn other(dir: Dir) -> Dir {
     }
 }
 
-pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
-    let mut legs = Legs::default();
+pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Measured, LegNotes) {
+    let mut legs = Measured::default();
     let mut notes = LegNotes::new();
     let mut note = |leg: Leg, why: &str| {
         notes.insert(leg.name().to_string(), why.to_string());
@@ -78,7 +115,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
             .or(syns.last())
             .copied();
         if let Some(s) = syn {
-            legs.set(Leg::SynToSynack, gap(log, s, sa));
+            legs.between(log, Leg::SynToSynack, Some(s), Some(sa));
         }
         if marks.simultaneous_open {
             // The server answered with a bare SYN (simultaneous open): the first leg ends
@@ -96,7 +133,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
                 r.dir == Dir::Out && r.flags.ack() && !r.flags.syn() && !r.flags.rst() && usable(r)
             });
             if let Some((a, _)) = ack {
-                legs.set(Leg::SynackToAck, gap(log, sa, a));
+                legs.between(log, Leg::SynackToAck, Some(sa), Some(a));
             }
         }
     }
@@ -113,7 +150,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
                 Leg::RequestToFirstByte,
                 "the server sent data before our request (in its SYN-ACK or right after it)",
             ),
-            Some(fb) => legs.set(Leg::RequestToFirstByte, gap(log, rq, fb)),
+            Some(fb) => legs.between(log, Leg::RequestToFirstByte, Some(rq), Some(fb)),
             None => {}
         }
         match marks.response_complete {
@@ -121,7 +158,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
                 Leg::RequestToComplete,
                 "the response was complete before our request left (the server sent it unasked, in its SYN-ACK or right after it)",
             ),
-            Some(done) => legs.set(Leg::RequestToComplete, gap(log, rq, done)),
+            Some(done) => legs.between(log, Leg::RequestToComplete, Some(rq), Some(done)),
             None => {}
         }
     }
@@ -133,7 +170,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
     if let Some(f1) = first_fin {
         let d1 = log[f1].dir;
         if let Some(a) = first_ack_of(log, f1, other(d1), end_seq(&log[f1])) {
-            legs.set(Leg::FinToAck, gap(log, f1, a));
+            legs.between(log, Leg::FinToAck, Some(f1), Some(a));
         }
         let second_fin = log
             .iter()
@@ -142,20 +179,20 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Legs, LegNotes) {
             .find(|(_, r)| r.dir == other(d1) && r.flags.fin() && usable(r))
             .map(|(i, _)| i);
         if let Some(f2) = second_fin {
-            legs.set(Leg::FinToPeerFin, gap(log, f1, f2));
+            legs.between(log, Leg::FinToPeerFin, Some(f1), Some(f2));
             if let Some(a) = first_ack_of(log, f2, d1, end_seq(&log[f2])) {
-                legs.set(Leg::PeerFinToLastAck, gap(log, f2, a));
+                legs.between(log, Leg::PeerFinToLastAck, Some(f2), Some(a));
             }
         }
     }
 
     if let (Some(s), Some(last)) = (first_syn, log.iter().rposition(usable)) {
-        legs.set(Leg::Total, gap(log, s, last));
+        legs.between(log, Leg::Total, Some(s), Some(last));
         // An ICMP error that ended the exchange is its last packet: the total runs to it.
         if let Some(end) = marks.icmp_end_ns
             && end > log[last].ts_ns
         {
-            legs.set(Leg::Total, end.checked_sub(log[s].ts_ns));
+            legs.set_value(Leg::Total, end.checked_sub(log[s].ts_ns));
         }
     }
     (legs, notes)

@@ -24,7 +24,8 @@ use crate::wire::http::{HttpParse, MAX_HEAD, head_request, parse_response};
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{self, IcmpError, IcmpKind, IpPacket, SeqNumber, TcpRepr};
 use record::{
-    CloseInitiator, Dir, HttpRecord, ProbeResult, SCHEMA, SegmentRecord, TimerRecord, Transition,
+    CloseInitiator, Dir, HttpRecord, Leg, ProbeResult, SCHEMA, SegmentRecord, TimerRecord,
+    Transition,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -110,6 +111,29 @@ struct Sent {
     transitions: Vec<Transition>,
 }
 
+/// What a capture's comment says about one packet: see [`Probe::packet_note`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PacketNote {
+    /// The segment the packet became, as logged then (its transitions, retransmission…);
+    /// None for an ICMP error, a segment that did not parse, an IP fragment.
+    pub segment: Option<SegmentRecord>,
+    /// The legs this segment ended, with their values (ns).
+    pub legs: Vec<(Leg, u64)>,
+    /// `HEAD / HTTP/1.1` on the segment that carried (the first byte of) our request, the
+    /// status line on the one that completed the response head.
+    pub label: Option<String>,
+    /// Timer lines and notes the packet caused (an ICMP error's effect, an anomaly).
+    pub notes: Vec<String>,
+}
+
+/// Where the log, the notes and the timer lines stood when the last packet came in.
+#[derive(Clone, Copy, Debug, Default)]
+struct Handled {
+    logged: Option<usize>,
+    anomalies_from: usize,
+    timers_from: usize,
+}
+
 pub struct Probe {
     cfg: ProbeConfig,
     conn: Connection,
@@ -146,6 +170,8 @@ pub struct Probe {
     /// Just past the highest sequence number our segments on the tap have covered: a
     /// segment starting before it is a retransmission, whatever its length.
     out_end: Option<SeqNumber>,
+    /// The last packet handed in: what it added (for [`Probe::packet_note`]).
+    last_handled: Handled,
 }
 
 impl Probe {
@@ -180,6 +206,7 @@ impl Probe {
             icmp_ignored: 0,
             last_soft_icmp: None,
             out_end: None,
+            last_handled: Handled::default(),
         }
     }
 
@@ -362,17 +389,27 @@ impl Probe {
         checksum_offloaded: bool,
         fragments: u16,
     ) -> bool {
+        let before = (self.log.len(), self.anomalies.len(), self.timers.len());
+        self.last_handled = Handled {
+            logged: None,
+            anomalies_from: before.1,
+            timers_from: before.2,
+        };
         let Ok(pkt) = IpPacket::parse(bytes) else {
             return false;
         };
         if pkt.fragment.is_some() {
             return false;
         }
-        match pkt.ip.protocol {
+        let ours = match pkt.ip.protocol {
             PROTO_TCP => self.handle_tcp(at, &pkt, checksum_offloaded, fragments),
             PROTO_ICMP | PROTO_ICMPV6 if !outgoing => self.handle_icmp(at, &pkt),
             _ => false,
+        };
+        if self.log.len() > before.0 {
+            self.last_handled.logged = Some(self.log.len() - 1);
         }
+        ours
     }
 
     fn handle_tcp(
@@ -1095,16 +1132,92 @@ impl Probe {
     }
 
     fn legs(&self, log: &[SegmentRecord]) -> (record::Legs, legs::LegNotes) {
-        let (mut l, notes) = legs::compute(log, self.marks);
+        let (m, notes) = self.measure(log);
+        (m.legs, notes)
+    }
+
+    /// The legs with the segments each runs between.
+    fn measure(&self, log: &[SegmentRecord]) -> (legs::Measured, legs::LegNotes) {
+        let (mut m, notes) = legs::compute(log, self.marks);
         if let Some(t) = &self.tls {
             t.legs(
                 log,
                 self.cfg.tcp.isn.0,
                 self.marks.response_complete,
-                &mut l,
+                &mut m,
             );
         }
-        (l, notes)
+        (m, notes)
+    }
+
+    /// What the probe made of the packet it was last handed ([`Probe::handle_datagram`]),
+    /// as it stood then: for a capture's comments (pcapng), written as packets are seen,
+    /// before the record is final. A leg is named at the segment that ended it once that
+    /// segment is known to end it — at once for all but our Finished in a full TLS 1.2
+    /// handshake (known only when the server's Finished came) and `total` (whose end is
+    /// the last segment, known at the end), which are left out.
+    pub fn packet_note(&self) -> PacketNote {
+        let h = self.last_handled;
+        let logged = h.logged.and_then(|i| Some((i, self.log.get(i)?)));
+        let mut legs = Vec::new();
+        if let Some((i, _)) = logged {
+            let (m, _) = self.measure(&self.log);
+            for leg in Leg::ALL {
+                if leg != Leg::Total
+                    && m.span(leg).is_some_and(|(_, to)| to == i)
+                    && let Some(ns) = m.legs.get(leg)
+                {
+                    legs.push((leg, ns));
+                }
+            }
+        }
+        PacketNote {
+            segment: logged.map(|(_, seg)| seg.clone()),
+            legs,
+            label: logged.and_then(|(i, seg)| self.http_label(i, seg)),
+            notes: self.notes_since(h),
+        }
+    }
+
+    /// `HEAD / HTTP/1.1` for the segment carrying the first byte of our request (with TLS:
+    /// of the encrypted request), the status line for the segment that completed the
+    /// response head.
+    fn http_label(&self, i: usize, seg: &SegmentRecord) -> Option<String> {
+        let http = self.cfg.http.as_ref()?;
+        let isn = self.cfg.tcp.isn.0;
+        let request = match &self.tls {
+            Some(t) => t.request_segment(&self.log, isn),
+            None => self
+                .log
+                .iter()
+                .position(|r| r.dir == Dir::Out && r.len > 0 && !r.foreign),
+        };
+        if request == Some(i) && !seg.retransmission {
+            let how = if self.tls.is_some() {
+                " (encrypted)"
+            } else {
+                ""
+            };
+            return Some(format!("HEAD {} HTTP/1.1{how}", http.path));
+        }
+        let h = self.http.as_ref()?;
+        (self.marks.response_complete == Some(i)).then(|| {
+            format!(
+                "{} {} {} (response complete)",
+                h.version, h.status, h.reason
+            )
+        })
+    }
+
+    /// Notes and timer lines added since the packet `h` was handed in.
+    fn notes_since(&self, h: Handled) -> Vec<String> {
+        let timers = self.timers.get(h.timers_from..).unwrap_or_default();
+        let notes = self.anomalies.get(h.anomalies_from..).unwrap_or_default();
+        timers
+            .iter()
+            .map(|t| t.what.clone())
+            .chain(notes.iter().cloned())
+            .collect()
     }
 }
 

@@ -1230,3 +1230,212 @@ fn close_that_never_finishes_gives_up_at_timeout() {
     let last = r.segments.last().unwrap();
     assert!(last.flags.rst() && last.dir == Dir::Out, "{:?}", last.flags);
 }
+/// A simultaneous close whose FINs cross at the tap: the linger deadline makes us close
+/// (FIN queued and sent), and the server's FIN, which reached the tap a few µs before
+/// ours left, is read only after. The record keeps each state change beside its cause:
+/// ESTABLISHED → FIN-WAIT-1 with our FIN (our own call), FIN-WAIT-1 → CLOSING with the
+/// server's FIN, which the log lists first (it was on the wire first).
+fn crossing_fins() -> Probe {
+    let (mut p, seq, ack) = requested(1_000, 5_000);
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(seq, ack, TcpFlags::PSH | TcpFlags::ACK, response),
+        false,
+    );
+    pump(&mut p, 305);
+    let fin_seq = seq + response.len() as u32;
+    // --linger 200ms after the response: we close.
+    let deadline = p.poll_timeout().expect("lingering");
+    assert_eq!(deadline, at(200_300));
+    p.handle_timeout(deadline);
+    let our_fin = p.poll_transmit(deadline).expect("our FIN");
+    assert!(our_fin.flags.fin());
+    // The server's FIN was on the tap 3 µs before our FIN's copy: read after we sent.
+    p.handle_packet(
+        at(200_302),
+        false,
+        &server_seg(fin_seq, ack, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let bytes = packet(CLIENT, SERVER, &our_fin.repr(40000, 80), 64);
+    assert!(p.handle_packet(at(200_305), true, &bytes, false));
+    pump(&mut p, 200_306);
+    p.handle_packet(
+        at(200_400),
+        false,
+        &server_seg(fin_seq + 1, ack.wrapping_add(1), TcpFlags::ACK, &[]),
+        false,
+    );
+    run_timers(&mut p, 2_000_000);
+    assert!(p.is_done());
+    p
+}
+
+#[test]
+fn fin_wait_1_crossing_fin_read_after_ours_left_keeps_each_change_with_its_cause() {
+    let r = crossing_fins().result();
+    golden("simultaneous_close_crossing", &r);
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Simultaneous));
+    let lines: Vec<String> = r
+        .segments
+        .iter()
+        .map(|s| {
+            let t: Vec<String> = s.transitions.iter().map(ToString::to_string).collect();
+            format!("{:?} {} {}", s.dir, s.flags, t.join(", "))
+        })
+        .collect();
+    let tail: Vec<&str> = lines[lines.len() - 4..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "In F. FIN-WAIT-1 → CLOSING",
+            "Out F. ESTABLISHED → FIN-WAIT-1",
+            "Out . ",
+            "In . CLOSING → TIME-WAIT",
+        ],
+        "{lines:#?}"
+    );
+}
+
+/// A capture's comments say, packet by packet, what the probe made of each segment when
+/// it handled it: the state changes, the legs it ended (with the values the record then
+/// has), the request and the completed response.
+#[test]
+fn packet_notes_name_each_segments_changes_legs_and_http_as_handled() {
+    let isn = 1_000;
+    let irs = 5_000;
+    let mut p = Probe::new(config(isn, true));
+    let mut notes: Vec<PacketNote> = Vec::new();
+    let mut hand = |p: &mut Probe, t: u64, out: bool, bytes: &[u8]| {
+        assert!(p.handle_packet(at(t), out, bytes, false));
+        notes.push(p.packet_note());
+    };
+    p.start(at(0));
+    let syn = p.poll_transmit(at(0)).unwrap();
+    hand(
+        &mut p,
+        2,
+        true,
+        &packet(CLIENT, SERVER, &syn.repr(40000, 80), 64),
+    );
+    let synack = server_seg(irs, isn + 1, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    hand(&mut p, 50, false, &synack);
+    let mut req_len = 0;
+    while let Some(seg) = p.poll_transmit(at(60)) {
+        req_len += seg.payload.len() as u32;
+        hand(
+            &mut p,
+            62,
+            true,
+            &packet(CLIENT, SERVER, &seg.repr(40000, 80), 64),
+        );
+    }
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let ack = isn + 1 + req_len;
+    hand(
+        &mut p,
+        300,
+        false,
+        &server_seg(
+            irs + 1,
+            ack,
+            TcpFlags::PSH | TcpFlags::ACK | TcpFlags::FIN,
+            response,
+        ),
+    );
+    while let Some(seg) = p.poll_transmit(at(305)) {
+        hand(
+            &mut p,
+            307,
+            true,
+            &packet(CLIENT, SERVER, &seg.repr(40000, 80), 64),
+        );
+    }
+    let last = server_seg(irs + 2 + response.len() as u32, ack + 1, TcpFlags::ACK, &[]);
+    hand(&mut p, 400, false, &last);
+    assert!(p.is_done());
+
+    let legs_of = |n: &PacketNote| n.legs.iter().map(|(l, _)| *l).collect::<Vec<_>>();
+    let changes = |n: &PacketNote| {
+        n.segment
+            .as_ref()
+            .map(|s| {
+                s.transitions
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(changes(&notes[0]), ["CLOSED → SYN-SENT"]);
+    assert!(notes[0].legs.is_empty());
+    assert_eq!(changes(&notes[1]), ["SYN-SENT → ESTABLISHED"]);
+    assert_eq!(notes[1].legs, [(Leg::SynToSynack, 48_000)]);
+    assert_eq!(legs_of(&notes[2]), [Leg::SynackToAck], "the bare ACK");
+    assert_eq!(notes[3].label.as_deref(), Some("HEAD / HTTP/1.1"));
+    let resp = &notes[4];
+    assert_eq!(
+        legs_of(resp),
+        [Leg::RequestToFirstByte, Leg::RequestToComplete]
+    );
+    assert_eq!(
+        resp.label.as_deref(),
+        Some("HTTP/1.1 200 OK (response complete)")
+    );
+    assert_eq!(changes(resp), ["ESTABLISHED → CLOSE-WAIT"]);
+    // Our FIN answers at once (ACK and FIN in one segment): it ends the server's FIN→ACK.
+    let fin = &notes[5];
+    assert_eq!(changes(fin), ["CLOSE-WAIT → LAST-ACK"]);
+    assert_eq!(legs_of(fin), [Leg::FinToAck, Leg::FinToPeerFin]);
+    let end = notes.last().unwrap();
+    assert_eq!(legs_of(end), [Leg::PeerFinToLastAck]);
+    assert_eq!(changes(end), ["LAST-ACK → CLOSED"]);
+    // Every leg a note named has the value the final record gives it.
+    let r = p.result();
+    for n in &notes {
+        for (leg, ns) in &n.legs {
+            assert_eq!(r.legs_ns.get(*leg), Some(*ns), "{leg:?}");
+        }
+        if let Some(s) = &n.segment {
+            assert!(r.segments.contains(s), "{s:?} differs from the record");
+        }
+    }
+    assert!(notes.iter().all(|n| n.notes.is_empty()), "{notes:?}");
+}
+
+#[test]
+fn packet_notes_carry_what_a_packet_added_to_the_notes() {
+    let (mut p, seq, ack) = requested(1_000, 5_000);
+    let mut bad = server_seg(seq, ack, TcpFlags::ACK, b"xx");
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert!(p.handle_packet(at(500), false, &bad, false));
+    let n = p.packet_note();
+    assert!(n.segment.as_ref().is_some_and(|s| s.bad_checksum));
+    assert_eq!(n.notes.len(), 1, "{n:?}");
+    assert!(n.notes[0].contains("bad TCP checksum"), "{n:?}");
+    // A packet of someone else's connection leaves no note of ours.
+    let other = packet(
+        SERVER,
+        CLIENT,
+        &TcpRepr {
+            src_port: 81,
+            dst_port: 40000,
+            seq: SeqNumber(1),
+            ack: SeqNumber(1),
+            flags: TcpFlags::ACK,
+            window: 1,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        },
+        64,
+    );
+    assert!(!p.handle_packet(at(600), false, &other, false));
+    assert_eq!(p.packet_note(), PacketNote::default());
+}

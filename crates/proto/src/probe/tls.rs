@@ -26,7 +26,8 @@
 //! randomness (client random, key shares), which TLS cannot do without.
 
 use super::Phase;
-use super::record::{CertRecord, Dir, Leg, Legs, SegmentRecord, TlsRecord};
+use super::legs::Measured;
+use super::record::{CertRecord, Dir, Leg, SegmentRecord, TlsRecord};
 use crate::time::Instant;
 use crate::wire::http::head_request;
 use rustls::client::WebPkiServerVerifier;
@@ -453,31 +454,32 @@ impl TlsSession {
         log: &[SegmentRecord],
         isn: u32,
         response_complete: Option<usize>,
-        legs: &mut Legs,
+        legs: &mut Measured,
     ) {
         let hello = out_segment(log, isn, 0);
-        let gap = |a: Option<usize>, b: Option<usize>| -> Option<u64> {
-            let (a, b) = (log.get(a?)?, log.get(b?)?);
-            // A leg that ran backwards was not measured: null, never a clamped 0.
-            b.ts_ns.checked_sub(a.ts_ns)
-        };
         let later = |a: usize, b: usize| if log[a].ts_ns >= log[b].ts_ns { a } else { b };
         let client_finished = self
             .marks
             .client_finished_end
             .filter(|&end| end > 0)
             .and_then(|end| out_segment(log, isn, end - 1));
-        legs.set(
+        legs.between(
+            log,
             Leg::TlsClienthelloToServerhello,
-            gap(hello, self.marks.serverhello),
+            hello,
+            self.marks.serverhello,
         );
-        legs.set(
+        legs.between(
+            log,
             Leg::TlsClienthelloToServerFinished,
-            gap(hello, self.marks.server_finished),
+            hello,
+            self.marks.server_finished,
         );
-        legs.set(
+        legs.between(
+            log,
             Leg::TlsClienthelloToClientFinished,
-            gap(hello, client_finished),
+            hello,
+            client_finished,
         );
         let first_syn = log
             .iter()
@@ -486,7 +488,7 @@ impl TlsSession {
             (Some(a), Some(b)) => Some(later(a, b)),
             _ => None,
         };
-        legs.set(Leg::TlsSynToAppconnect, gap(first_syn, appconnect));
+        legs.between(log, Leg::TlsSynToAppconnect, first_syn, appconnect);
         let first_notify = match (
             self.close_notify_out_segment(log, isn),
             self.marks.close_notify_in,
@@ -497,12 +499,17 @@ impl TlsSession {
         let first_fin = log
             .iter()
             .position(|r| r.flags.fin() && !r.flags.syn() && !r.foreign && !r.bad_checksum);
-        legs.set(Leg::TlsCloseNotifyToFin, gap(first_notify, first_fin));
+        legs.between(log, Leg::TlsCloseNotifyToFin, first_notify, first_fin);
 
         // The HTTP legs start at the encrypted request, not at the ClientHello.
-        let request = self.marks.request_at.and_then(|o| out_segment(log, isn, o));
-        legs.set(Leg::RequestToFirstByte, gap(request, self.marks.first_byte));
-        legs.set(Leg::RequestToComplete, gap(request, response_complete));
+        let request = self.request_segment(log, isn);
+        legs.between(log, Leg::RequestToFirstByte, request, self.marks.first_byte);
+        legs.between(log, Leg::RequestToComplete, request, response_complete);
+    }
+
+    /// The segment carrying the first byte of the encrypted request.
+    pub fn request_segment(&self, log: &[SegmentRecord], isn: u32) -> Option<usize> {
+        self.marks.request_at.and_then(|o| out_segment(log, isn, o))
     }
 
     fn close_notify_out_segment(&self, log: &[SegmentRecord], isn: u32) -> Option<usize> {

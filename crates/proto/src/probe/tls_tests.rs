@@ -395,10 +395,15 @@ fn legs_come_from_the_segments_that_carried_each_message() {
         close_notify_out: None,
         close_notify_in: Some(8),
     };
-    let mut legs = Legs::default();
-    s.legs(&log, isn, Some(7), &mut legs);
+    let mut m = crate::probe::legs::Measured::default();
+    s.legs(&log, isn, Some(7), &mut m);
+    let legs = m.legs;
     assert!(legs.has_tls());
     let t = legs;
+    // Each leg runs between the segments its marks name.
+    assert_eq!(m.span(Leg::TlsClienthelloToServerhello), Some((3, 4)));
+    assert_eq!(m.span(Leg::RequestToFirstByte), Some((5, 7)));
+    assert_eq!(m.span(Leg::TlsCloseNotifyToFin), Some((8, 9)));
     assert_eq!(t.get(Leg::TlsClienthelloToServerhello), Some(840_000));
     assert_eq!(t.get(Leg::TlsClienthelloToServerFinished), Some(840_000));
     assert_eq!(t.get(Leg::TlsClienthelloToClientFinished), Some(1_940_000));
