@@ -3,8 +3,10 @@
 
 use std::fmt::Write;
 use tcpshake_proto::probe::record::{
-    CloseInitiator, Dir, Leg, LegGroup, Legs, PortState, ProbeResult, SegmentRecord, options_text,
+    CloseInitiator, Dir, Leg, LegGroup, Legs, PortState, ProbeResult, SegmentRecord, Transition,
+    options_text,
 };
+use tcpshake_proto::tcp::State;
 use tcpshake_proto::wire::TcpFlags;
 
 /// ANSI colours, or none.
@@ -54,7 +56,12 @@ pub fn human_ns(ns: u64) -> String {
     }
 }
 
-fn segment_line(r: &ProbeResult, s: &SegmentRecord, style: Style) -> String {
+fn segment_line(
+    r: &ProbeResult,
+    s: &SegmentRecord,
+    transitions: &[Transition],
+    style: Style,
+) -> String {
     let isn = r.isn;
     let irs = r.irs.unwrap_or(s.seq);
     let (seq, ack, arrow) = match s.dir {
@@ -105,8 +112,8 @@ fn segment_line(r: &ProbeResult, s: &SegmentRecord, style: Style) -> String {
             style.paint("33", &format!("[{} fragments]", s.fragments))
         );
     }
-    if !s.transitions.is_empty() {
-        let changes: Vec<String> = s.transitions.iter().map(ToString::to_string).collect();
+    if !transitions.is_empty() {
+        let changes: Vec<String> = transitions.iter().map(ToString::to_string).collect();
         let _ = write!(line, "   {}", style.paint("33", &changes.join(", ")));
     }
     line
@@ -146,11 +153,13 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
     );
 
     // Segments and timer events, in time order; the request and response lines beside
-    // the first segments that carry them.
-    let mut noted = (false, false);
+    // the segments that carry them; each state change beside its cause.
+    let labels = segment_labels(r);
+    let mut shown = StateTrack::new(r);
     let mut timers = r.timers.iter().peekable();
-    for s in &r.segments {
+    for (i, s) in r.segments.iter().enumerate() {
         while let Some(t) = timers.next_if(|t| t.t_ns <= s.t_ns) {
+            shown.timer(&t.what);
             let _ = writeln!(
                 out,
                 "  {:>10.3} ms  ·  {}",
@@ -158,12 +167,14 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
                 style.paint("33", &t.what)
             );
         }
-        let _ = writeln!(
-            out,
-            "{}{}",
-            segment_line(r, s, style),
-            http_note(r, s, &mut noted)
-        );
+        if let Some(early) = shown.hoist(i) {
+            let _ = writeln!(out, "{:>16}·  {}", "", style.paint("33", &early));
+        }
+        let mut line = segment_line(r, s, shown.remaining(i), style);
+        if let Some(l) = &labels[i] {
+            let _ = write!(line, "   {l}");
+        }
+        let _ = writeln!(out, "{line}");
     }
     for t in timers {
         let _ = writeln!(
@@ -214,36 +225,199 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
     out
 }
 
-/// `  HEAD / HTTP/1.1` beside our first data segment, `  HTTP/1.1 200 OK (Server: …)`
-/// beside the server's.
-fn http_note(r: &ProbeResult, s: &SegmentRecord, noted: &mut (bool, bool)) -> String {
-    let Some(h) = &r.http else {
-        return String::new();
-    };
-    if s.len == 0 {
-        return String::new();
-    }
-    match s.dir {
-        Dir::Out if !noted.0 => {
-            noted.0 = true;
-            format!("   {}", h.request)
+/// The state the lines so far have brought the connection to, and the state changes of
+/// ours shown ahead of the segment they went out with.
+///
+/// A line's state changes are those its segment caused, or, for our segment, those it went
+/// out with (our own call: connect, close, abort). Lines are in wire order; the probe acts
+/// in the order it reads the tap. The two differ when a segment of the server's reached
+/// the tap while ours was leaving: FINs that cross (a simultaneous close, RFC 9293 §3.6)
+/// can show the server's FIN first, handled in FIN-WAIT-1 → CLOSING, and then our FIN,
+/// with the ESTABLISHED → FIN-WAIT-1 that came before it. Such changes of ours are shown
+/// on a line of their own before the segment that found us in their state.
+struct StateTrack<'a> {
+    segments: &'a [SegmentRecord],
+    state: Option<State>,
+    /// Per segment, how many of its leading transitions are already shown.
+    shown: Vec<usize>,
+}
+
+/// How far ahead an out-of-order change of ours is looked for.
+const HOIST_AHEAD: usize = 8;
+
+impl<'a> StateTrack<'a> {
+    fn new(r: &'a ProbeResult) -> StateTrack<'a> {
+        StateTrack {
+            segments: &r.segments,
+            state: None,
+            shown: vec![0; r.segments.len()],
         }
-        Dir::In if !noted.1 => {
-            noted.1 = true;
-            let shown: Vec<String> = ["server", "content-length", "content-type"]
+    }
+
+    /// A timer line: `TIME-WAIT → CLOSED` moves the state, other lines do not.
+    fn timer(&mut self, what: &str) {
+        if let Some((from, to)) = what.split_once(" → ")
+            && State::from_name(from.trim()).is_some()
+            && let Some(to) = State::from_name(to.trim())
+        {
+            self.state = Some(to);
+        }
+    }
+
+    /// Segment `i`'s changes not shown yet; the state moves past them.
+    fn remaining(&mut self, i: usize) -> &'a [Transition] {
+        let rest = self.segments[i]
+            .transitions
+            .get(self.shown[i]..)
+            .unwrap_or_default();
+        if let Some(t) = rest.last() {
+            self.state = Some(t.to);
+        }
+        rest
+    }
+
+    /// When segment `i` was handled in a state the lines so far have not reached, and a
+    /// segment of ours a little further down went out with the changes that lead there:
+    /// those changes, to be shown first, with where they went out.
+    fn hoist(&mut self, i: usize) -> Option<String> {
+        let seg = &self.segments[i];
+        let first = seg.transitions.get(self.shown[i])?;
+        let now = self.state?;
+        if first.from == now || seg.dir != Dir::In {
+            return None;
+        }
+        let base = self.segments.first().map_or(0, |s| s.t_ns);
+        for (k, later) in self
+            .segments
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .take(HOIST_AHEAD)
+        {
+            if later.dir != Dir::Out || self.shown[k] > 0 {
+                continue;
+            }
+            let chain = later.transitions.first().is_some_and(|t| t.from == now);
+            let n = later.transitions.iter().position(|t| t.to == first.from);
+            if let (true, Some(n)) = (chain, n) {
+                let moved = &later.transitions[..=n];
+                self.shown[k] = n + 1;
+                self.state = Some(first.from);
+                let changes: Vec<String> = moved.iter().map(ToString::to_string).collect();
+                return Some(format!(
+                    "{}   (made before the segment below was read; our {} at {:.3} ms carried it)",
+                    changes.join(", "),
+                    short_flags(later.flags),
+                    (later.t_ns - base) as f64 / 1e6
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// What goes beside each segment: `HEAD / HTTP/1.1` beside the segment carrying our
+/// request, `HTTP/1.1 200 OK (Server: …)` beside the first that carries the response; with
+/// HTTPS, `TLS ClientHello` and `TLS ServerHello` beside theirs and the HTTP lines beside
+/// the encrypted request and response (see [`https_segments`]).
+fn segment_labels(r: &ProbeResult) -> Vec<Option<String>> {
+    let mut labels = vec![None; r.segments.len()];
+    let usable = |s: &SegmentRecord| !s.foreign && !s.bad_checksum && s.len > 0;
+    let (request, response) = if r.tls.is_some() {
+        let marks = https_segments(r);
+        if let Some(h) = marks.hello {
+            labels[h] = Some("TLS ClientHello".to_string());
+        }
+        if let Some(sh) = marks.serverhello {
+            labels[sh] = Some("TLS ServerHello".to_string());
+        }
+        (marks.request, marks.first_byte)
+    } else {
+        (
+            r.segments
                 .iter()
-                .filter_map(|k| h.headers.get(*k).map(|v| format!("{}: {v}", title_case(k))))
-                .collect();
-            format!(
-                "   {} {} {} ({})",
-                h.version,
-                h.status,
-                h.reason,
-                shown.join(", ")
-            )
-        }
-        _ => String::new(),
+                .position(|s| s.dir == Dir::Out && usable(s)),
+            r.segments
+                .iter()
+                .position(|s| s.dir == Dir::In && usable(s)),
+        )
+    };
+    let Some(h) = &r.http else {
+        return labels;
+    };
+    let encrypted = if r.tls.is_some() { " in TLS" } else { "" };
+    if let Some(i) = request {
+        labels[i] = Some(format!("{}{encrypted}", h.request));
     }
+    if let Some(i) = response {
+        let shown: Vec<String> = ["server", "content-length", "content-type"]
+            .iter()
+            .filter_map(|k| h.headers.get(*k).map(|v| format!("{}: {v}", title_case(k))))
+            .collect();
+        labels[i] = Some(format!(
+            "{} {} {} ({}){encrypted}",
+            h.version,
+            h.status,
+            h.reason,
+            shown.join(", ")
+        ));
+    }
+    labels
+}
+
+/// Where the TLS handshake and the encrypted HTTP exchange are in the segments.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct HttpsSegments {
+    hello: Option<usize>,
+    serverhello: Option<usize>,
+    request: Option<usize>,
+    first_byte: Option<usize>,
+}
+
+/// The segments of an HTTPS record, found from its legs: a leg is the exact difference of
+/// the kernel timestamps of the two segments it runs between (README, `legs_ns`), so the
+/// segment at the far end of a leg is the one stamped exactly that many ns after the near
+/// one. The ClientHello is our first data segment; the ServerHello segment ends
+/// `tls_clienthello_to_serverhello`; the encrypted request is the first data segment of
+/// ours, from the one carrying our Finished on, that has an incoming data segment exactly
+/// `request_to_first_byte` later, and that segment is the first response byte. A leg that
+/// was not measured leaves its segments unlabelled rather than guessed.
+fn https_segments(r: &ProbeResult) -> HttpsSegments {
+    let segs = &r.segments;
+    let data = |s: &SegmentRecord, dir: Dir| {
+        s.dir == dir && s.len > 0 && !s.foreign && !s.bad_checksum && !s.flags.syn()
+    };
+    let at = |from: usize, dir: Dir, ns: u64| {
+        let t = segs[from].ts_ns.checked_add(ns)?;
+        (from..segs.len()).find(|&j| data(&segs[j], dir) && segs[j].ts_ns == t)
+    };
+    let mut m = HttpsSegments {
+        hello: segs
+            .iter()
+            .position(|s| data(s, Dir::Out) && !s.retransmission),
+        ..Default::default()
+    };
+    let Some(hello) = m.hello else {
+        return m;
+    };
+    let leg = |l: Leg| r.legs_ns.get(l);
+    m.serverhello = leg(Leg::TlsClienthelloToServerhello).and_then(|v| at(hello, Dir::In, v));
+    let finished = leg(Leg::TlsClienthelloToClientFinished)
+        .and_then(|v| at(hello, Dir::Out, v))
+        .unwrap_or(hello + 1);
+    if let Some(v) = leg(Leg::RequestToFirstByte) {
+        let found = segs
+            .iter()
+            .enumerate()
+            .skip(finished)
+            .filter(|(_, s)| data(s, Dir::Out) && !s.retransmission)
+            .find_map(|(c, _)| Some((c, at(c, Dir::In, v)?)));
+        if let Some((c, fb)) = found {
+            m.request = Some(c);
+            m.first_byte = Some(fb);
+        }
+    }
+    m
 }
 
 /// HTTPS: what was negotiated, the verification verdict, the chain, the TLS legs.
@@ -362,6 +536,138 @@ mod tests {
             .unwrap_or_default();
         assert!(line.contains(" SA "), "{text}");
         assert_eq!(text.matches("fragments]").count(), 1, "{text}");
+    }
+
+    fn golden(name: &str) -> ProbeResult {
+        let path = format!(
+            "{}/crates/proto/src/probe/golden/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The line of `text` that shows the segment with these flags and relative seq.
+    fn line_of<'a>(text: &'a str, needle: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{text}"))
+    }
+
+    #[test]
+    fn crossing_fins_show_each_change_beside_its_cause_in_order() {
+        let r = golden("simultaneous_close_crossing");
+        let text = render(&r, Style { color: false });
+        let lines: Vec<&str> = text.lines().collect();
+        let fin_in = lines.iter().position(|l| l.contains("<  FA")).unwrap();
+        let fin_out = lines.iter().position(|l| l.contains(">  FA")).unwrap();
+        // The server's FIN came first on the wire and was handled in FIN-WAIT-1: our close,
+        // made before it was read, is shown before it, once, and the states read in order.
+        assert!(fin_in < fin_out, "{text}");
+        assert!(
+            lines[fin_in - 1].contains("·  ESTABLISHED → FIN-WAIT-1"),
+            "{text}"
+        );
+        assert!(lines[fin_in].ends_with("FIN-WAIT-1 → CLOSING"), "{text}");
+        assert!(!lines[fin_out].contains("→"), "{text}");
+        assert_eq!(
+            text.matches("ESTABLISHED → FIN-WAIT-1").count(),
+            1,
+            "{text}"
+        );
+        // Each change's `from`, in the order the lines show them.
+        let order: Vec<&str> = text
+            .lines()
+            .flat_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (1..w.len())
+                    .filter(|&k| w[k] == "→")
+                    .map(|k| w[k - 1])
+                    .filter(|a| State::from_name(a).is_some())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "CLOSED",
+                "SYN-SENT",
+                "ESTABLISHED",
+                "FIN-WAIT-1",
+                "CLOSING",
+                "TIME-WAIT"
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn states_in_wire_order_are_left_where_they_are() {
+        let r = golden("open_http_server_closes");
+        let text = render(&r, Style { color: false });
+        assert!(!text.contains("made before"), "{text}");
+        assert!(
+            line_of(&text, "<  FA").ends_with("ESTABLISHED → CLOSE-WAIT"),
+            "{text}"
+        );
+        assert!(
+            line_of(&text, ">  FA").contains("CLOSE-WAIT → LAST-ACK"),
+            "{text}"
+        );
+    }
+
+    /// Lab records of nginx over HTTPS (TLS 1.3: our Finished and the request in one
+    /// segment, two NewSessionTickets before the response; TLS 1.2: our Finished first).
+    fn https(version: &str) -> ProbeResult {
+        let text = match version {
+            "1.3" => include_str!("testdata/https_tls13.json"),
+            _ => include_str!("testdata/https_tls12.json"),
+        };
+        serde_json::from_str(text.trim()).unwrap()
+    }
+
+    #[test]
+    fn https_labels_the_encrypted_request_and_response_not_the_hellos() {
+        for (version, request_len, response_len) in [("1.3", 201, 165), ("1.2", 128, 172)] {
+            let r = https(version);
+            let text = render(&r, Style { color: false });
+            let request = line_of(&text, "HEAD / HTTP/1.1");
+            assert!(request.contains(">  PA"), "{text}");
+            assert!(request.contains(&format!("len={request_len} ")), "{text}");
+            assert!(request.ends_with("HEAD / HTTP/1.1 in TLS"), "{text}");
+            let response = line_of(&text, "HTTP/1.1 200 OK");
+            assert!(response.contains(&format!("len={response_len} ")), "{text}");
+            assert!(response.contains("<  PA"), "{text}");
+            assert!(
+                line_of(&text, "TLS ClientHello").contains("len=229 "),
+                "{text}"
+            );
+            assert!(
+                line_of(&text, "TLS ServerHello").contains("<  PA"),
+                "{text}"
+            );
+            assert_eq!(text.matches("HEAD /").count(), 1, "{text}");
+            assert_eq!(text.matches("200 OK").count(), 1, "{text}");
+            // The labelled segments are the ends of request→first byte.
+            let m = https_segments(&r);
+            let (rq, fb) = (m.request.unwrap(), m.first_byte.unwrap());
+            assert_eq!(
+                r.segments[fb].ts_ns - r.segments[rq].ts_ns,
+                r.legs_ns.get(Leg::RequestToFirstByte).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn https_without_the_legs_labels_nothing_it_would_guess() {
+        let mut r = https("1.3");
+        r.legs_ns.set(Leg::RequestToFirstByte, None);
+        r.legs_ns.set(Leg::TlsClienthelloToServerhello, None);
+        let text = render(&r, Style { color: false });
+        assert!(!text.contains("HEAD /"), "{text}");
+        assert!(!text.contains("200 OK"), "{text}");
+        assert!(!text.contains("ServerHello"), "{text}");
+        assert!(text.contains("TLS ClientHello"), "{text}");
     }
 
     #[test]
