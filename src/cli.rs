@@ -140,6 +140,10 @@ pub struct OutputArgs {
     /// Write every segment sent and received, with kernel timestamps, to a pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// The same as pcapng, each packet with a comment (state changes, retransmissions, the
+    /// legs it ends) and, for HTTPS, the session keys, so Wireshark decrypts it on open.
+    #[arg(long, value_name = "FILE")]
+    pub pcapng: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

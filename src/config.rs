@@ -140,6 +140,7 @@ pub struct ProbeConfig {
     pub exchange: Exchange,
     pub json: bool,
     pub pcap: Option<PathBuf>,
+    pub pcapng: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -147,6 +148,7 @@ pub struct LabConfig {
     pub exchange: Exchange,
     pub json: bool,
     pub pcap: Option<PathBuf>,
+    pub pcapng: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -168,6 +170,7 @@ pub struct SurveyConfig {
     pub jobs: u32,
     pub separate_ack: bool,
     pub pcap: Option<PathBuf>,
+    pub pcapng: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -361,12 +364,14 @@ fn probe(a: ProbeArgs) -> Result<Config> {
     let exchange = exchange(&a.exchange, &a.tls)?;
     let targets = probe_targets(&a.targets, &a.port, family)?;
     check_tls_used(&exchange, &targets)?;
+    check_captures(&a.output)?;
     Ok(Config::Probe(ProbeConfig {
         targets,
         family,
         exchange,
         json: a.output.json,
         pcap: a.output.pcap,
+        pcapng: a.output.pcapng,
     }))
 }
 
@@ -397,6 +402,7 @@ fn survey(a: ProbeArgs) -> Result<Config> {
         Some(s) => parse_slos(s).map_err(UsageError)?,
         None => Vec::new(),
     };
+    check_captures(&a.output)?;
     Ok(Config::Survey(SurveyConfig {
         targets,
         list: sv.input_list.clone(),
@@ -412,19 +418,33 @@ fn survey(a: ProbeArgs) -> Result<Config> {
         jobs: sv.jobs.unwrap_or(defaults::JOBS),
         separate_ack: sv.separate_ack,
         pcap: a.output.pcap.clone(),
+        pcapng: a.output.pcapng.clone(),
     }))
 }
 
 fn lab(a: LabArgs) -> Result<Config> {
+    check_captures(&a.output)?;
     let LabArgs {
         exchange: ex,
-        output: OutputArgs { json, pcap },
+        output: OutputArgs { json, pcap, pcapng },
     } = a;
     Ok(Config::Lab(LabConfig {
         exchange: exchange(&ex, &TlsArgs::default())?,
         json,
         pcap,
+        pcapng,
     }))
+}
+
+/// `--pcap F --pcapng F`: two formats cannot share one file.
+fn check_captures(o: &OutputArgs) -> Result<()> {
+    match (&o.pcap, &o.pcapng) {
+        (Some(a), Some(b)) if a == b => refuse(format!(
+            "--pcap and --pcapng both name {}; give each its own file",
+            a.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A scan target spec, checked against `-4`/`-6` when it is made of addresses.

@@ -611,3 +611,95 @@ fn source_ports_stay_in_the_range_and_out_of_reserved_ports() {
         "a source port served two probes: {ports:?}"
     );
 }
+
+/// `--pcap` and `--pcapng` of a survey: packets of probes in flight together are written
+/// in the order they were on the wire (capinfos: strict time order), each segment of every
+/// record once, at its own timestamp; the pcapng's comments name each packet's segment.
+#[test]
+fn survey_captures_are_in_time_order() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-pcap");
+    lab.start_nginx(80);
+    lab.start_nginx(8080);
+    let (pcap, png) = (
+        lab.dir().join("survey.pcap"),
+        lab.dir().join("survey.pcapng"),
+    );
+    let targets = [
+        lab.target(false, 80),
+        lab.target(true, 80),
+        lab.target(false, 8080),
+        lab.target(true, 8080),
+    ];
+    let mut args: Vec<&str> = vec!["probe"];
+    args.extend(targets.iter().map(String::as_str));
+    args.extend(["-c", "10", "-j", "16", "--json", "-q"]);
+    args.extend([
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--pcapng",
+        png.to_str().unwrap(),
+    ]);
+    let run = lab.run_client(&args);
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 40, "{run}");
+    let json: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // (ts, seq) of every segment of every record.
+    let mut want: Vec<(u64, u64)> = json
+        .iter()
+        .flat_map(|r| r["segments"].as_array().cloned().unwrap_or_default())
+        .map(|s| (s["ts_ns"].as_u64().unwrap(), s["seq"].as_u64().unwrap()))
+        .collect();
+    want.sort_unstable();
+    // The probes overlapped: some probe started before another one ended.
+    let spans: Vec<(u64, u64)> = json
+        .iter()
+        .filter_map(|r| {
+            let s = r["segments"].as_array()?;
+            Some((s.first()?["ts_ns"].as_u64()?, s.last()?["ts_ns"].as_u64()?))
+        })
+        .collect();
+    let overlapping = spans
+        .iter()
+        .any(|a| spans.iter().any(|b| a != b && b.0 > a.0 && b.0 < a.1));
+    assert!(overlapping, "the probes never overlapped: {spans:?}");
+
+    for file in [&pcap, &png] {
+        let info = lab::capture::capinfos(file);
+        assert_eq!(
+            lab::capture::capinfo(&info, "Strict time order"),
+            "True",
+            "{file:?}\n{info}"
+        );
+        let frames = lab::capture::tshark_fields(file, "", &["frame.time_epoch", "tcp.seq_raw"]);
+        let mut got: Vec<(u64, u64)> = frames
+            .iter()
+            .map(|f| (epoch_ns(&f[0]), f[1].parse().unwrap_or(u64::MAX)))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(
+            got, want,
+            "{file:?}: the capture is not the records' segments"
+        );
+    }
+    let comments = lab::capture::tshark_fields(&png, "", &["frame.comment"]);
+    let with = |t: &str| comments.iter().filter(|c| c[0].contains(t)).count();
+    assert_eq!(with("tcpshake: "), want.len());
+    assert_eq!(with("SYN-SENT → ESTABLISHED"), 40);
+    assert_eq!(with("HEAD / HTTP/1.1"), 40);
+    assert_eq!(with("syn_to_synack "), 40);
+}
+
+/// `frame.time_epoch` as tshark prints it for a nanosecond capture.
+fn epoch_ns(s: &str) -> u64 {
+    let (sec, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac = format!("{frac:0<9}");
+    sec.parse::<u64>().unwrap_or(0) * 1_000_000_000 + frac[..9].parse::<u64>().unwrap_or(0)
+}

@@ -535,3 +535,139 @@ fn survey_speaks_https_on_443_and_http_on_80() {
     }
     assert_eq!(records.iter().filter(|r| r["port"] == 443).count(), 3);
 }
+
+/// `--pcapng`: Wireshark decrypts the exchange from the file alone (the session keys are in
+/// a Decryption Secrets Block; tshark gets no key file and no preference, and the same
+/// exchange in the `--pcap` file stays encrypted), every packet carries tcpshake's comment,
+/// and capinfos reads the file: in time order, one set of secrets, one packet per segment.
+fn pcapng_decrypts(name: &str, protocols: &str, v6: bool) {
+    let mut lab = Lab::new(name);
+    let pki = lab.make_pki("good", VALID);
+    lab.start_nginx_tls(443, &pki.chain, &pki.key, protocols);
+    let (png, pcap) = (
+        lab.dir().join(format!("{name}.pcapng")),
+        lab.dir().join(format!("{name}.pcap")),
+    );
+    let ca = pki.ca.to_string_lossy().to_string();
+    let url = https_url(&lab, v6);
+    let args = [
+        url.as_str(),
+        "--cacert",
+        &ca,
+        "--pcapng",
+        png.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ];
+    let (run, rec) = probe(&lab, &args, &[]);
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(0), "{ctx}");
+    let segments = rec["segments"].as_array().expect("segments");
+
+    let http = capture::tshark_fields(
+        &png,
+        "http",
+        &[
+            "http.request.method",
+            "http.request.uri",
+            "http.response.code",
+        ],
+    );
+    let seen: Vec<String> = http
+        .iter()
+        .map(|f| f.join(" ").trim().to_string())
+        .collect();
+    assert_eq!(seen, ["HEAD /", "200"], "decrypted HTTP in {png:?}\n{ctx}");
+    let plain = capture::tshark_fields(&pcap, "http", &["frame.number"]);
+    assert!(plain.is_empty(), "the pcap has no keys, yet: {plain:?}");
+
+    let frames = capture::tshark_fields(&png, "", &["frame.time_epoch", "frame.comment"]);
+    assert_eq!(frames.len(), segments.len(), "{frames:?}\n{ctx}");
+    for (f, seg) in frames.iter().zip(segments) {
+        assert_eq!(
+            Some(epoch_ns(&f[0]).unwrap_or(0)),
+            seg["ts_ns"].as_u64(),
+            "{f:?} vs {seg}"
+        );
+        let dir = if seg["dir"] == "out" {
+            "sent"
+        } else {
+            "received"
+        };
+        assert!(
+            f[1].starts_with(&format!("tcpshake: {dir}")),
+            "{f:?} vs {seg}"
+        );
+        for t in seg["transitions"].as_array().into_iter().flatten() {
+            assert!(f[1].contains(t.as_str().unwrap_or("?")), "{f:?} vs {seg}");
+        }
+    }
+    let comments: Vec<&str> = frames.iter().map(|f| f[1].as_str()).collect();
+    let with = |text: &str| comments.iter().filter(|c| c.contains(text)).count();
+    assert_eq!(with("TLS ClientHello"), 1, "{comments:#?}");
+    assert_eq!(with("TLS ServerHello"), 1, "{comments:#?}");
+    assert_eq!(with("HEAD / HTTP/1.1 in TLS"), 1, "{comments:#?}");
+    assert_eq!(
+        with("200 OK (response complete) in TLS"),
+        1,
+        "{comments:#?}"
+    );
+    for leg in [
+        "syn_to_synack",
+        "request_to_first_byte",
+        "tls_syn_to_appconnect",
+    ] {
+        assert_eq!(with(&format!("{leg} ")), 1, "{leg}: {comments:#?}");
+    }
+    // tshark -V shows the comments where a reader looks for them.
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&png)
+        .args(["-V", "-c", "1"])
+        .output()
+        .expect("tshark");
+    let verbose = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        verbose.contains("Packet comments")
+            && verbose.contains("tcpshake: sent; CLOSED → SYN-SENT"),
+        "{verbose}"
+    );
+
+    let info = capture::capinfos(&png);
+    assert_eq!(
+        capture::capinfo(&info, "Strict time order"),
+        "True",
+        "{info}"
+    );
+    assert_eq!(
+        capture::capinfo(&info, "Number of decryption secrets in file"),
+        "1",
+        "{info}"
+    );
+    assert_eq!(
+        capture::capinfo(&info, "Number of packets"),
+        segments.len().to_string(),
+        "{info}"
+    );
+    assert_eq!(
+        capture::capinfo(&info, "File encapsulation"),
+        "Raw IP",
+        "{info}"
+    );
+}
+
+#[test]
+fn pcapng_tls13_decrypts_on_open_with_comments() {
+    if !require_root() {
+        return;
+    }
+    pcapng_decrypts("png13", "TLSv1.3", false);
+}
+
+#[test]
+fn pcapng_tls12_v6_decrypts_on_open_with_comments() {
+    if !require_root() {
+        return;
+    }
+    pcapng_decrypts("png12", "TLSv1.2", true);
+}

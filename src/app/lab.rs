@@ -25,7 +25,7 @@ pub(super) fn run(c: &LabConfig) -> Result<Exit> {
     lab.wait_ready(Duration::from_secs(5))?;
     let stop = signals::stop_flag();
     let mut guard = Guard::install(MARK)?;
-    let mut session = Session::new(&c.exchange, c.json, c.pcap.as_ref())?;
+    let mut session = Session::new(&c.exchange, c.json, c.pcap.as_deref(), c.pcapng.as_deref())?;
     let targets = [
         SocketAddr::new(lab.server_v4().into(), 80),
         SocketAddr::new(lab.server_v6().into(), 80),

@@ -12,6 +12,9 @@ mod survey;
 mod targets;
 
 use crate::config::{Config, Exchange, Refused, TlsOptions, defaults};
+use crate::report::capture::{CaptureFiles, KeyLogs, SessionKeys};
+use crate::report::pcap::PcapWriter;
+use crate::report::pcapng::PcapngWriter;
 use anyhow::{Context, Result};
 use exit::{Exit, UsageError};
 use rustls::RootCertStore;
@@ -20,6 +23,7 @@ use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use tcpshake_io::run::Capture;
 use tcpshake_io::{random, signals};
 use tcpshake_proto::probe::HttpRequest;
 use tcpshake_proto::probe::target::{Host, Target};
@@ -144,6 +148,43 @@ fn tcp_config(exchange: &Exchange, local: SocketAddr, remote: SocketAddr, mss: u
 struct TlsShared {
     roots: Option<(Arc<RootCertStore>, String)>,
     key_log: Option<Option<Arc<dyn rustls::KeyLog>>>,
+    /// The pcapng file's keys, when one is written.
+    capture_keys: Option<Arc<SessionKeys>>,
+}
+
+/// The `--pcap` and `--pcapng` files, created now (a bad path is an error before any
+/// probe); with a pcapng file, HTTPS probes log their session keys for it (into `tls`).
+fn open_captures(
+    pcap: Option<&std::path::Path>,
+    pcapng: Option<&std::path::Path>,
+    tls: &mut TlsShared,
+) -> Result<Option<CaptureFiles>> {
+    let create = |p: &std::path::Path| {
+        std::fs::File::create(p)
+            .map(io::BufWriter::new)
+            .with_context(|| format!("cannot create {}", p.display()))
+    };
+    let pcap = pcap
+        .map(|p| Ok::<_, anyhow::Error>(PcapWriter::new(create(p)?)?))
+        .transpose()?;
+    let pcapng = pcapng
+        .map(|p| Ok::<_, anyhow::Error>(PcapngWriter::new(create(p)?)?))
+        .transpose()?;
+    if pcap.is_none() && pcapng.is_none() {
+        return Ok(None);
+    }
+    let keys = pcapng.is_some().then(|| Arc::new(SessionKeys::default()));
+    tls.capture_keys = keys.clone();
+    Ok(Some(CaptureFiles::new(pcap, pcapng, keys)))
+}
+
+/// What the run loops keep of the packets for these files.
+fn capture_mode(files: &Option<CaptureFiles>) -> Capture {
+    match files {
+        None => Capture::Off,
+        Some(f) if f.annotated() => Capture::Annotated,
+        Some(_) => Capture::Packets,
+    }
 }
 
 impl TlsShared {
@@ -177,13 +218,24 @@ fn tls_setup(c: &TlsOptions, t: &Target, shared: &mut TlsShared) -> Result<TlsSe
             .insert(load_roots(c.cacert.as_deref())?)
             .clone(),
     };
-    // Like curl: secrets for tshark only when SSLKEYLOGFILE names a file.
+    // Like curl: secrets for tshark only when SSLKEYLOGFILE names a file; and for the
+    // pcapng file's Decryption Secrets Block when one is written.
+    let capture_keys = shared.capture_keys.clone();
     let key_log = shared
         .key_log
         .get_or_insert_with(|| {
-            std::env::var_os("SSLKEYLOGFILE")
+            let file = std::env::var_os("SSLKEYLOGFILE")
                 .is_some()
-                .then(|| Arc::new(rustls::KeyLogFile::new()) as Arc<dyn rustls::KeyLog>)
+                .then(|| Arc::new(rustls::KeyLogFile::new()) as Arc<dyn rustls::KeyLog>);
+            let logs: Vec<Arc<dyn rustls::KeyLog>> = file
+                .into_iter()
+                .chain(capture_keys.map(|k| k as Arc<dyn rustls::KeyLog>))
+                .collect();
+            match logs.len() {
+                0 => None,
+                1 => logs.into_iter().next(),
+                _ => Some(Arc::new(KeyLogs(logs)) as Arc<dyn rustls::KeyLog>),
+            }
         })
         .clone();
     Ok(TlsSetup {

@@ -2,14 +2,16 @@
 //! segment by segment (or as one JSON object).
 
 use super::exit::Exit;
-use super::{TlsShared, colour_stdout, http_request, tcp_config, tls_setup};
+use super::{
+    TlsShared, capture_mode, colour_stdout, http_request, open_captures, tcp_config, tls_setup,
+};
 use crate::config::{Exchange, ProbeConfig};
-use crate::report::pcap::PcapWriter;
+use crate::report::capture::CaptureFiles;
 use crate::report::text::{self, Style};
 use anyhow::{Context, Result};
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path as FilePath;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
@@ -22,7 +24,7 @@ use tcpshake_proto::probe::target::Target;
 pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
     let stop = signals::stop_flag();
     let mut guard = Guard::install(MARK)?;
-    let mut session = Session::new(&c.exchange, c.json, c.pcap.as_ref())?;
+    let mut session = Session::new(&c.exchange, c.json, c.pcap.as_deref(), c.pcapng.as_deref())?;
     for t in &c.targets {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -40,11 +42,11 @@ pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
     session.finish()
 }
 
-/// What every probe of one command shares: options, output, the pcap file.
+/// What every probe of one command shares: options, output, the capture files.
 pub(super) struct Session<'a> {
     exchange: &'a Exchange,
     json: bool,
-    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    capture: Option<CaptureFiles>,
     style: Style,
     all_ok: bool,
     /// What HTTPS probes share: trust anchors (loaded at the first), the key log.
@@ -55,25 +57,20 @@ impl<'a> Session<'a> {
     pub(super) fn new(
         exchange: &'a Exchange,
         json: bool,
-        pcap: Option<&PathBuf>,
+        pcap: Option<&FilePath>,
+        pcapng: Option<&FilePath>,
     ) -> Result<Session<'a>> {
-        let pcap = match pcap {
-            Some(p) => {
-                let f = std::fs::File::create(p)
-                    .with_context(|| format!("cannot create {}", p.display()))?;
-                Some(PcapWriter::new(io::BufWriter::new(f))?)
-            }
-            None => None,
-        };
+        let mut tls = TlsShared::default();
+        let capture = open_captures(pcap, pcapng, &mut tls)?;
         Ok(Session {
             exchange,
             json,
-            pcap,
+            capture,
             style: Style {
                 color: colour_stdout(),
             },
             all_ok: true,
-            tls: TlsShared::default(),
+            tls,
         })
     }
 
@@ -97,7 +94,7 @@ impl<'a> Session<'a> {
                 false => None,
             },
         };
-        let outcome = match run::run(path, cfg, guard, self.pcap.is_some(), stop) {
+        let outcome = match run::run(path, cfg, guard, capture_mode(&self.capture), stop) {
             Ok(o) => o,
             Err(e) if is_environment_error(&e) => return Err(e),
             Err(e) => {
@@ -112,11 +109,9 @@ impl<'a> Session<'a> {
     fn emit(&mut self, outcome: &Outcome) -> Result<()> {
         let r = &outcome.result;
         self.all_ok &= r.succeeded();
-        if let Some(w) = &mut self.pcap {
-            for p in &outcome.packets {
-                w.write(p.at.as_nanos(), &p.bytes)
-                    .context("writing the pcap file")?;
-            }
+        if let Some(c) = &mut self.capture {
+            c.probe(&outcome.packets)
+                .context("writing the capture file")?;
         }
         let mut out = io::stdout().lock();
         if self.json {
@@ -130,8 +125,8 @@ impl<'a> Session<'a> {
     }
 
     pub(super) fn finish(self) -> Result<Exit> {
-        if let Some(w) = self.pcap {
-            w.into_inner().context("writing the pcap file")?;
+        if let Some(c) = self.capture {
+            c.finish().context("writing the capture file")?;
         }
         Ok(if self.all_ok { Exit::Ok } else { Exit::Failed })
     }

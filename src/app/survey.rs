@@ -4,10 +4,12 @@
 use super::exit::Exit;
 use super::report::judge;
 use super::targets::TargetList;
-use super::{TlsShared, http_request, live_stderr, tcp_config, tls_setup};
+use super::{
+    TlsShared, capture_mode, http_request, live_stderr, open_captures, tcp_config, tls_setup,
+};
 use crate::cli::OutputFormat;
 use crate::config::{Exchange, SurveyConfig};
-use crate::report::pcap::PcapWriter;
+use crate::report::capture::CaptureFiles;
 use crate::report::survey::{csv_header, csv_row, probe_line, write_table};
 use crate::report::text::human_ns;
 use anyhow::{Context, Result};
@@ -16,12 +18,11 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
 use tcpshake_io::resolve::{Family, resolve};
-use tcpshake_io::run::Outcome;
+use tcpshake_io::run::{Captured, Outcome};
 use tcpshake_io::signals;
 use tcpshake_io::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
 use tcpshake_proto::probe::ProbeConfig;
@@ -146,14 +147,15 @@ struct Sink {
     live: Live,
 }
 
-/// Where the records go, and the pcap's packets.
+/// Where the records go, and the packets.
 struct Output {
     format: OutputFormat,
     out: io::BufWriter<io::Stdout>,
     /// One record, made whole before it is written: a line is one `write(2)`, so a kill
     /// cannot leave half of it (a BufWriter alone would write a long record in pieces).
     line: Vec<u8>,
-    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    /// `--pcap`, `--pcapng`: packets as the loop saw them, put in time order.
+    capture: Option<CaptureFiles>,
 }
 
 impl Output {
@@ -161,12 +163,6 @@ impl Output {
     /// moment keeps every finished probe.
     fn write(&mut self, outcome: &Outcome) -> Result<()> {
         let r = &outcome.result;
-        if let Some(w) = &mut self.pcap {
-            for p in &outcome.packets {
-                w.write(p.at.as_nanos(), &p.bytes)
-                    .context("writing the pcap file")?;
-            }
-        }
         self.line.clear();
         match self.format {
             OutputFormat::Jsonl => {
@@ -181,9 +177,31 @@ impl Output {
         Ok(())
     }
 
+    /// Packets the loop saw (in its order): to the capture files, in time order.
+    fn packets(&mut self, packets: Vec<Captured>) -> Result<()> {
+        if let Some(c) = &mut self.capture {
+            c.seen(packets).context("writing the capture file")?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: Batch) -> Result<()> {
+        match batch {
+            Batch::Records(outcomes) => outcomes.iter().try_for_each(|o| self.write(o)),
+            Batch::Packets(packets) => self.packets(packets),
+        }
+    }
+
     fn finish(mut self) -> Result<()> {
-        if let Some(w) = self.pcap.take() {
-            w.into_inner().context("writing the pcap file")?;
+        if let Some(c) = self.capture.take() {
+            let late = c.finish().context("writing the capture file")?;
+            if late > 0 {
+                eprintln!(
+                    "tcpshake: warning: {late} packet(s) reached the capture file more than \
+                     {} ms behind later ones and were written out of time order",
+                    crate::report::capture::WINDOW / 1_000_000
+                );
+            }
         }
         self.out.flush()?;
         Ok(())
@@ -198,9 +216,15 @@ impl Output {
 enum Records {
     Inline(Output),
     Writer {
-        to_writer: std::sync::mpsc::SyncSender<Vec<Outcome>>,
+        to_writer: std::sync::mpsc::SyncSender<Batch>,
         writer: std::thread::JoinHandle<Result<Output>>,
     },
+}
+
+/// What the loop hands the writer: the records of a pass, or packets it saw.
+enum Batch {
+    Records(Vec<Outcome>),
+    Packets(Vec<Captured>),
 }
 
 impl Records {
@@ -210,15 +234,13 @@ impl Records {
         }
         // Bounded: a writer that falls behind (a slow pipe) slows the survey down rather
         // than holding its records in memory.
-        let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Vec<Outcome>>(64);
+        let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Batch>(64);
         let writer = std::thread::Builder::new()
             .name("record writer".into())
             .spawn(move || {
                 let mut output = output;
                 for batch in from_loop {
-                    for outcome in batch {
-                        output.write(&outcome)?;
-                    }
+                    output.write_batch(batch)?;
                 }
                 Ok(output)
             })
@@ -277,10 +299,22 @@ impl Sink {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let batch = Batch::Records(std::mem::take(&mut self.pending));
+        self.hand(batch)
+    }
+
+    /// Packets the loop saw: to the capture files (by the writer, when there is one).
+    fn captured(&mut self, packets: Vec<Captured>) -> Result<()> {
         match &mut self.records {
-            Records::Inline(_) => Ok(()),
+            Records::Inline(output) => output.packets(packets),
+            Records::Writer { .. } => self.hand(Batch::Packets(packets)),
+        }
+    }
+
+    fn hand(&mut self, batch: Batch) -> Result<()> {
+        match &mut self.records {
+            Records::Inline(output) => output.write_batch(batch),
             Records::Writer { to_writer, .. } => {
-                let batch = std::mem::take(&mut self.pending);
                 if to_writer.send(batch).is_err() {
                     // The writer stopped on an error; take it.
                     let records = std::mem::replace(
@@ -289,7 +323,7 @@ impl Sink {
                             format: self.format,
                             out: io::BufWriter::new(io::stdout()),
                             line: Vec::new(),
-                            pcap: None,
+                            capture: None,
                         }),
                     );
                     records.finish()?;
@@ -389,6 +423,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     // An unreadable --cacert is a usage error before anything is sent: load the trust
     // anchors now when they will be needed.
     let mut tls = TlsShared::default();
+    let capture = open_captures(c.pcap.as_deref(), c.pcapng.as_deref(), &mut tls)?;
+    let capture_as = capture_mode(&capture);
     if c.exchange.tls.force || c.exchange.tls.cacert.is_some() {
         tls.preload(&c.exchange.tls)?;
     }
@@ -410,10 +446,6 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         last_failed: None,
         tls,
     };
-    let pcap = match &c.pcap {
-        Some(p) => Some(PcapWriter::new(io::BufWriter::new(create(p)?))?),
-        None => None,
-    };
     let stop = signals::stop_flag();
     let mut guard = Guard::install_for_survey(MARK)?;
     let mut out = io::BufWriter::new(io::stdout());
@@ -428,7 +460,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
             format,
             out,
             line: Vec::new(),
-            pcap,
+            capture,
         })?,
         pending: Vec::new(),
         stats: Survey::default(),
@@ -439,7 +471,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         jobs,
         count: c.count,
         interval: c.interval,
-        capture: c.pcap.is_some(),
+        capture: capture_as,
     };
     let ex = &c.exchange;
     let pair_secret = PairSecret::new();
@@ -476,6 +508,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         match r {
             Report::Done { outcome, .. } => sink.record(outcome, &declared),
             Report::PassDone => sink.pass_done(),
+            Report::Captured(packets) => sink.captured(packets),
             Report::Failed { target, error } => {
                 sink.live
                     .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
@@ -566,8 +599,4 @@ impl PairSecret {
         (&self.0, local.ip(), remote.ip(), what).hash(&mut h);
         h.finish() as u32
     }
-}
-
-fn create(p: &Path) -> Result<std::fs::File> {
-    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))
 }

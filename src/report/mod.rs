@@ -1,9 +1,12 @@
 //! Results formatting, never deciding: the human views of a probe (`text`), a survey
 //! (`survey`: its lines, CSV, the statistics table) and a scan (`scan_text`); nmap's XML and
-//! greppable formats (`scan_nmap`); pcap captures; the SVG plots. JSON and JSON Lines are
-//! serde on the record types of `tcpshake_proto::probe::record`.
+//! greppable formats (`scan_nmap`); captures (`pcap`, `pcapng` with comments and TLS keys,
+//! `capture`: both written in time order); the SVG plots. JSON and JSON Lines are serde on
+//! the record types of `tcpshake_proto::probe::record`.
 
+pub mod capture;
 pub mod pcap;
+pub mod pcapng;
 pub mod scan_nmap;
 pub mod scan_text;
 pub mod survey;

@@ -372,3 +372,60 @@ pub fn tshark_expert(path: &Path, filter: &str) -> (String, usize) {
         .sum();
     (text, count)
 }
+
+/// `tshark -r FILE [-Y FILTER] -T fields -e F…`: one row per frame, one string per field.
+/// No preference is given and tshark reads no profile of the user's (an empty
+/// WIRESHARK_CONFIG_DIR), so whatever it decrypts, it decrypts with what the file holds.
+pub fn tshark_fields(path: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let empty = std::env::temp_dir().join(format!("tsk-{}-wireshark", std::process::id()));
+    let _ = std::fs::create_dir_all(&empty);
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.env("WIRESHARK_CONFIG_DIR", &empty)
+        .env_remove("SSLKEYLOGFILE")
+        .arg("-r")
+        .arg(path)
+        .args(["-n", "-T", "fields", "-E", "separator=\t"]);
+    if !filter.is_empty() {
+        cmd.args(["-Y", filter]);
+    }
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run tshark");
+    assert!(
+        out.status.success(),
+        "tshark -r {path:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
+}
+
+/// `capinfos -o FILE` (the summary, with "Strict time order: True|False").
+pub fn capinfos(path: &Path) -> String {
+    let out = std::process::Command::new("capinfos")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run capinfos (apt install wireshark-common)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "capinfos {path:?}: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// capinfos' value for `key` ("Strict time order", "Number of packets"…).
+pub fn capinfo<'a>(info: &'a str, key: &str) -> &'a str {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix(':'))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("capinfos says nothing of {key:?}:\n{info}"))
+}

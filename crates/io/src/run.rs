@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcpshake_proto::probe::record::ProbeResult;
-use tcpshake_proto::probe::{Probe, ProbeConfig};
+use tcpshake_proto::probe::{PacketNote, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::IpRepr;
 use tcpshake_proto::wire::defrag::{Defrag, Defragged};
@@ -26,10 +26,56 @@ pub(crate) const SPIN: Duration = Duration::from_millis(3);
 /// Longest single sleep, so Ctrl-C is noticed promptly.
 pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(100);
 
-/// A packet as the tap saw it, kept for `--pcap`.
+/// A packet as the tap saw it, kept for `--pcap` / `--pcapng`.
 pub struct Captured {
     pub at: Instant,
     pub bytes: Vec<u8>,
+    /// What the probe made of it when it handled it ([`Capture::Annotated`]); None for an
+    /// IP fragment that did not complete its datagram (the one that did carries the note).
+    pub note: Option<PacketNote>,
+}
+
+/// What a run keeps of the packets that belonged to its probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Capture {
+    #[default]
+    Off,
+    /// The packets (for a pcap file).
+    Packets,
+    /// The packets, each with the probe's note (for a pcapng file's comments).
+    Annotated,
+}
+
+impl Capture {
+    pub fn is_on(self) -> bool {
+        self != Capture::Off
+    }
+
+    /// The note for the packet `probe` just handled, when notes are kept.
+    pub(crate) fn note(self, probe: &Probe) -> Option<PacketNote> {
+        (self == Capture::Annotated).then(|| probe.packet_note())
+    }
+
+    /// Keep a datagram that arrived in fragments as its fragments, each with its own
+    /// stamp (as tcpdump shows them); the one that completed it (stamped `at`) carries the
+    /// note.
+    pub(crate) fn fragments(
+        self,
+        probe: &Probe,
+        at: Instant,
+        originals: impl IntoIterator<Item = (Instant, Vec<u8>)>,
+        packets: &mut Vec<Captured>,
+    ) {
+        let start = packets.len();
+        packets.extend(originals.into_iter().map(|(at, bytes)| Captured {
+            at,
+            bytes,
+            note: None,
+        }));
+        if let Some(last) = packets[start..].iter_mut().rev().find(|c| c.at == at) {
+            last.note = self.note(probe);
+        }
+    }
 }
 
 pub struct Outcome {
@@ -70,7 +116,7 @@ pub fn run(
     path: Path,
     cfg: ProbeConfig,
     guard: &mut Guard,
-    capture: bool,
+    capture: Capture,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     let local = path.local;
@@ -83,7 +129,12 @@ pub fn run(
     outcome.with_context(|| format!("probe {local} → {remote}"))
 }
 
-fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) -> Result<Outcome> {
+fn run_guarded(
+    path: &Path,
+    cfg: ProbeConfig,
+    capture: Capture,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
     let (local, remote) = (path.local, cfg.tcp.remote);
     let mut tap = Tap::open(
         path.route.oif,
@@ -101,7 +152,7 @@ fn run_guarded(path: &Path, cfg: ProbeConfig, capture: bool, stop: &AtomicBool) 
     let mut probe = Probe::new(cfg);
     let mut packets = Vec::new();
     // Arriving fragments wait here until their datagram is whole (wire/defrag.rs).
-    let mut defrag = Defrag::new(capture);
+    let mut defrag = Defrag::new(capture.is_on());
     let mut rx = vec![vec![0u8; 65536]; super::tap::BATCH];
     let mut batch = Vec::with_capacity(super::tap::BATCH);
 
@@ -196,7 +247,7 @@ pub(crate) fn deliver(
     defrag: &mut Defrag,
     meta: TapMeta,
     bytes: &[u8],
-    capture: bool,
+    capture: Capture,
     packets: &mut Vec<Captured>,
 ) -> bool {
     let whole = if meta.outgoing {
@@ -207,10 +258,11 @@ pub(crate) fn deliver(
     match whole {
         Defragged::Whole => {
             let ours = probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
-            if capture && ours {
+            if capture.is_on() && ours {
                 packets.push(Captured {
                     at: meta.at,
                     bytes: bytes.to_vec(),
+                    note: capture.note(probe),
                 });
             }
             ours
@@ -218,12 +270,8 @@ pub(crate) fn deliver(
         Defragged::Complete(d) => {
             let ours =
                 probe.handle_datagram(meta.at, false, &d.bytes, d.checksum_offloaded, d.fragments);
-            if capture && ours {
-                packets.extend(
-                    d.originals
-                        .into_iter()
-                        .map(|(at, bytes)| Captured { at, bytes }),
-                );
+            if capture.is_on() && ours {
+                capture.fragments(probe, meta.at, d.originals, packets);
             }
             ours
         }

@@ -27,7 +27,9 @@ use super::guard::MARK;
 use super::ports::PortKeeper;
 use super::ports::PortReservation;
 use super::route::{Route, Router};
-use super::run::{Captured, MAX_SLEEP, Outcome, SPIN, build_segment, hard_limit, send_error};
+use super::run::{
+    Capture, Captured, MAX_SLEEP, Outcome, SPIN, build_segment, hard_limit, send_error,
+};
 use super::sender::RawSender;
 use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
@@ -66,8 +68,9 @@ pub struct SurveyOptions {
     pub count: u32,
     /// Between the starts of two probes of one target; they never overlap.
     pub interval: Duration,
-    /// Keep every packet of each probe (for --pcap).
-    pub capture: bool,
+    /// Keep the packets of the probes (for --pcap, --pcapng): they are handed to the caller
+    /// as they are seen ([`Report::Captured`]), not held until their probe ends.
+    pub capture: Capture,
 }
 
 /// What the loop tells its caller.
@@ -85,6 +88,11 @@ pub enum Report<'a> {
     /// The loop finished a pass in which probes ended: what was reported so far can go out
     /// together (the loop is about to read the taps again or to sleep).
     PassDone,
+    /// Packets of the probes, in the order the taps gave them (with `capture` on), handed
+    /// over at the end of each pass that saw some, or sooner when many came: a pcap file
+    /// written from these is in time order but for what crosses taps or comes in fragments
+    /// (the caller keeps a short reorder window).
+    Captured(Vec<Captured>),
 }
 
 /// Counters for the caller's progress display.
@@ -153,7 +161,6 @@ struct Slot {
     /// The earliest deadline this slot has in the timer heap.
     armed: Option<Instant>,
     generation: u64,
-    packets: Vec<Captured>,
 }
 
 /// The loop's sockets and tables.
@@ -192,6 +199,8 @@ struct Loop<'k, 'g> {
     /// transaction for all of them) before their SYNs go out.
     starting: Vec<usize>,
     outbox: Outbox,
+    /// Packets of the probes seen this pass (with `capture` on), for [`Report::Captured`].
+    captured: Vec<Captured>,
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
@@ -288,6 +297,7 @@ fn survey_with(
         last_tx: Instant::from_nanos(0),
         starting: Vec::new(),
         outbox: Outbox::default(),
+        captured: Vec::new(),
     };
     let result = lp.run(targets, make_cfg, report, stop);
     // Whatever happened, give every port back (the table itself dies with the guard).
@@ -409,15 +419,19 @@ impl Loop<'_, '_> {
                         fragments,
                     );
                     if ours {
-                        if self.opts.capture {
+                        let capture = self.opts.capture;
+                        if capture.is_on() {
                             match originals {
-                                Some(o) => slot.packets.extend(o.iter().map(|(at, b)| Captured {
-                                    at: *at,
-                                    bytes: b.clone(),
-                                })),
-                                None => slot.packets.push(Captured {
+                                Some(o) => capture.fragments(
+                                    &slot.probe,
+                                    meta.at,
+                                    o.iter().map(|(at, b)| (*at, b.clone())),
+                                    &mut self.captured,
+                                ),
+                                None => self.captured.push(Captured {
                                     at: meta.at,
                                     bytes: bytes.to_vec(),
+                                    note: capture.note(&slot.probe),
                                 }),
                             }
                         }
@@ -460,6 +474,7 @@ impl Loop<'_, '_> {
             if let Some(e) = self.ports.take_error() {
                 return Err(e);
             }
+            self.hand_over_captured(report)?;
             if self.finished != reported {
                 reported = self.finished;
                 report(Report::PassDone, self.progress())?;
@@ -595,7 +610,6 @@ impl Loop<'_, '_> {
             done_at: None,
             armed: None,
             generation: self.generation,
-            packets: Vec::new(),
         };
         let i = match self.free_slots.pop() {
             Some(i) => {
@@ -651,6 +665,18 @@ impl Loop<'_, '_> {
             self.arm(i);
         }
         self.send_queued()
+    }
+
+    /// Give the caller the packets captured so far.
+    fn hand_over_captured(
+        &mut self,
+        report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+    ) -> Result<()> {
+        if self.captured.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.captured);
+        report(Report::Captured(batch), self.progress())
     }
 
     fn progress(&self) -> Progress {
@@ -716,7 +742,7 @@ impl Loop<'_, '_> {
         let (lo, hi) = self.port_range;
         let tap = Tap::open_range(route.oif, &route.ifname, lo, hi, route.is_loopback)?;
         self.taps.push(tap);
-        self.defrags.push(Defrag::new(self.opts.capture));
+        self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         Ok(self.taps.len() - 1)
     }
@@ -901,7 +927,7 @@ impl Loop<'_, '_> {
         self.remember(slot.remote, slot.local.port());
         let outcome = Box::new(Outcome {
             result: slot.probe.into_result(),
-            packets: slot.packets,
+            packets: Vec::new(),
         });
         if slot.guarded {
             self.ports.give_back(slot.reservation);

@@ -1180,11 +1180,21 @@ impl Probe {
     }
 
     /// `HEAD / HTTP/1.1` for the segment carrying the first byte of our request (with TLS:
-    /// of the encrypted request), the status line for the segment that completed the
-    /// response head.
+    /// of the encrypted request, `… in TLS`), the status line for the segment that completed
+    /// the response head; `TLS ClientHello` and `TLS ServerHello` for theirs.
     fn http_label(&self, i: usize, seg: &SegmentRecord) -> Option<String> {
-        let http = self.cfg.http.as_ref()?;
         let isn = self.cfg.tcp.isn.0;
+        if let Some(t) = &self.tls
+            && !seg.retransmission
+        {
+            match t.hello_segments(&self.log, isn) {
+                (Some(h), _) if h == i => return Some("TLS ClientHello".into()),
+                (_, Some(sh)) if sh == i => return Some("TLS ServerHello".into()),
+                _ => {}
+            }
+        }
+        let http = self.cfg.http.as_ref()?;
+        let in_tls = if self.tls.is_some() { " in TLS" } else { "" };
         let request = match &self.tls {
             Some(t) => t.request_segment(&self.log, isn),
             None => self
@@ -1193,17 +1203,12 @@ impl Probe {
                 .position(|r| r.dir == Dir::Out && r.len > 0 && !r.foreign),
         };
         if request == Some(i) && !seg.retransmission {
-            let how = if self.tls.is_some() {
-                " (encrypted)"
-            } else {
-                ""
-            };
-            return Some(format!("HEAD {} HTTP/1.1{how}", http.path));
+            return Some(format!("HEAD {} HTTP/1.1{in_tls}", http.path));
         }
         let h = self.http.as_ref()?;
         (self.marks.response_complete == Some(i)).then(|| {
             format!(
-                "{} {} {} (response complete)",
+                "{} {} {} (response complete){in_tls}",
                 h.version, h.status, h.reason
             )
         })

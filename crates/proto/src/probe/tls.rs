@@ -507,6 +507,16 @@ impl TlsSession {
         legs.between(log, Leg::RequestToComplete, request, response_complete);
     }
 
+    /// The segments of the ClientHello (its first byte) and of the ServerHello (the one
+    /// that completed its record).
+    pub fn hello_segments(
+        &self,
+        log: &[SegmentRecord],
+        isn: u32,
+    ) -> (Option<usize>, Option<usize>) {
+        (out_segment(log, isn, 0), self.marks.serverhello)
+    }
+
     /// The segment carrying the first byte of the encrypted request.
     pub fn request_segment(&self, log: &[SegmentRecord], isn: u32) -> Option<usize> {
         self.marks.request_at.and_then(|o| out_segment(log, isn, o))

@@ -1,0 +1,393 @@
+//! Capture files: `--pcap` and `--pcapng` written together from the packets the taps saw,
+//! each pcapng packet with a comment saying what tcpshake made of it, and the HTTPS
+//! session keys (collected in memory by [`SessionKeys`]) in a Decryption Secrets Block
+//! before the packets they decrypt.
+//!
+//! A survey hands its packets over as they are seen (not per probe, which would put the
+//! packets of probes that overlap out of order). Within one tap they come in the kernel's
+//! order; packets of different taps and the fragments of a datagram (kept until the
+//! datagram is whole) can come a little out of it, so they pass a [`Reorder`] window first:
+//! a packet is written once a packet stamped [`WINDOW`] later has been seen, or when the
+//! window holds [`MAX_HELD`] packets, or at the end.
+
+use super::pcap::PcapWriter;
+use super::pcapng::PcapngWriter;
+use super::text::human_ns;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::sync::Mutex;
+use tcpshake_io::run::Captured;
+use tcpshake_proto::probe::PacketNote;
+use tcpshake_proto::probe::record::Dir;
+
+/// How far (kernel time) a packet may come behind a later one and still be put in order.
+pub const WINDOW: u64 = 100_000_000;
+/// Most packets the window holds; past it the oldest goes out at once.
+pub const MAX_HELD: usize = 65_536;
+
+/// A pcapng comment for one packet: what tcpshake made of it, in its words.
+/// `tcpshake: received; SYN-SENT → ESTABLISHED; syn_to_synack 41.2 µs`.
+pub fn comment(note: &PacketNote) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    match &note.segment {
+        Some(s) => {
+            parts.push(
+                match s.dir {
+                    Dir::Out => "sent",
+                    Dir::In => "received",
+                }
+                .to_string(),
+            );
+            parts.extend(s.transitions.iter().map(ToString::to_string));
+            if s.retransmission {
+                parts.push("retransmission".into());
+            }
+            if s.bad_checksum {
+                parts.push("bad checksum: ignored".into());
+            }
+            if s.foreign {
+                parts.push("not sent by tcpshake".into());
+            }
+            if s.fragments > 1 {
+                parts.push(format!("reassembled from {} IP fragments", s.fragments));
+            }
+        }
+        None if note.notes.is_empty() => parts.push("received".into()),
+        None => {}
+    }
+    parts.extend(note.label.iter().cloned());
+    parts.extend(
+        note.legs
+            .iter()
+            .map(|(leg, ns)| format!("{} {}", leg.name(), human_ns(*ns))),
+    );
+    parts.extend(note.notes.iter().cloned());
+    format!("tcpshake: {}", parts.join("; "))
+}
+
+/// Packets waiting to be written in kernel-timestamp order (see the module doc).
+#[derive(Default)]
+pub struct Reorder {
+    held: BinaryHeap<Reverse<Held>>,
+    /// Latest stamp seen.
+    newest: u64,
+    /// Stamp of the last packet released.
+    released: u64,
+    /// Packets released behind one released before (came later than the window allows).
+    pub late: u64,
+    seq: u64,
+}
+
+struct Held {
+    at: u64,
+    seq: u64,
+    packet: Captured,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+impl Reorder {
+    pub fn push(&mut self, packet: Captured) {
+        let at = packet.at.as_nanos();
+        self.newest = self.newest.max(at);
+        self.seq += 1;
+        self.held.push(Reverse(Held {
+            at,
+            seq: self.seq,
+            packet,
+        }));
+    }
+
+    /// The oldest packet, if it may go out: the window has moved past it, it is one too
+    /// many, or `all` (the end).
+    pub fn pop(&mut self, all: bool) -> Option<Captured> {
+        let Reverse(oldest) = self.held.peek()?;
+        let due =
+            all || oldest.at.saturating_add(WINDOW) <= self.newest || self.held.len() > MAX_HELD;
+        if !due {
+            return None;
+        }
+        let Reverse(h) = self.held.pop()?;
+        if h.at < self.released {
+            self.late += 1;
+        }
+        self.released = self.released.max(h.at);
+        Some(h.packet)
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// TLS session secrets as rustls derives them, in NSS key log lines (what SSLKEYLOGFILE
+/// holds), kept in memory until the pcapng writer puts them in a Decryption Secrets Block.
+/// Shared with every HTTPS probe of the run (an `Arc<dyn rustls::KeyLog>`): the probe stays
+/// pure, rustls calls this from the thread that drives it.
+#[derive(Debug, Default)]
+pub struct SessionKeys {
+    pending: Mutex<Vec<u8>>,
+}
+
+impl SessionKeys {
+    /// The lines logged since the last call.
+    pub fn take(&self) -> Vec<u8> {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+}
+
+impl rustls::KeyLog for SessionKeys {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        use std::fmt::Write;
+        let mut line =
+            String::with_capacity(label.len() + 2 * (client_random.len() + secret.len()) + 3);
+        line.push_str(label);
+        line.push(' ');
+        for b in client_random {
+            let _ = write!(line, "{b:02x}");
+        }
+        line.push(' ');
+        for b in secret {
+            let _ = write!(line, "{b:02x}");
+        }
+        line.push('\n');
+        if let Ok(mut p) = self.pending.lock() {
+            p.extend_from_slice(line.as_bytes());
+        }
+    }
+}
+
+/// Every key log a run writes to: `SSLKEYLOGFILE` and the pcapng's keys, when both.
+#[derive(Debug)]
+pub struct KeyLogs(pub Vec<std::sync::Arc<dyn rustls::KeyLog>>);
+
+impl rustls::KeyLog for KeyLogs {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        for k in &self.0 {
+            k.log(label, client_random, secret);
+        }
+    }
+}
+
+/// The capture files of a run.
+pub struct CaptureFiles {
+    pcap: Option<PcapWriter<BufWriter<File>>>,
+    pcapng: Option<PcapngWriter<BufWriter<File>>>,
+    keys: Option<std::sync::Arc<SessionKeys>>,
+    window: Reorder,
+}
+
+impl CaptureFiles {
+    /// `keys`: the secrets of the run's HTTPS probes, for the pcapng file.
+    pub fn new(
+        pcap: Option<PcapWriter<BufWriter<File>>>,
+        pcapng: Option<PcapngWriter<BufWriter<File>>>,
+        keys: Option<std::sync::Arc<SessionKeys>>,
+    ) -> CaptureFiles {
+        CaptureFiles {
+            pcap,
+            pcapng,
+            keys,
+            window: Reorder::default(),
+        }
+    }
+
+    /// Whether the pcapng file wants notes on the packets.
+    pub fn annotated(&self) -> bool {
+        self.pcapng.is_some()
+    }
+
+    /// Packets handed over as they were seen (a survey): written once in order.
+    pub fn seen(&mut self, packets: Vec<Captured>) -> io::Result<()> {
+        for p in packets {
+            self.window.push(p);
+        }
+        self.release(false)
+    }
+
+    /// One probe's packets, in the order its tap saw them (a single probe: nothing else
+    /// runs meanwhile).
+    pub fn probe(&mut self, packets: &[Captured]) -> io::Result<()> {
+        self.secrets()?;
+        for p in packets {
+            self.write(p)?;
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, all: bool) -> io::Result<()> {
+        if self.window.is_empty() {
+            return Ok(());
+        }
+        // The keys of a handshake were logged when its packets were handled, before they
+        // came here: written ahead of them.
+        self.secrets()?;
+        while let Some(p) = self.window.pop(all) {
+            self.write(&p)?;
+        }
+        Ok(())
+    }
+
+    fn secrets(&mut self) -> io::Result<()> {
+        if let (Some(w), Some(k)) = (&mut self.pcapng, &self.keys) {
+            w.tls_secrets(&k.take())?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, p: &Captured) -> io::Result<()> {
+        let at = p.at.as_nanos();
+        if let Some(w) = &mut self.pcap {
+            w.write(at, &p.bytes)?;
+        }
+        if let Some(w) = &mut self.pcapng {
+            let c = p.note.as_ref().map(comment);
+            w.packet(at, &p.bytes, c.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Everything held written, the files flushed; how many packets had to be written out
+    /// of time order (0 but for packets later than the window).
+    pub fn finish(mut self) -> io::Result<u64> {
+        self.release(true)?;
+        self.secrets()?;
+        if let Some(w) = self.pcap.take() {
+            w.into_inner()?;
+        }
+        if let Some(w) = self.pcapng.take() {
+            w.into_inner()?;
+        }
+        Ok(self.window.late)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcpshake_proto::probe::record::{Leg, SegmentRecord, Transition};
+    use tcpshake_proto::tcp::State;
+    use tcpshake_proto::time::Instant;
+    use tcpshake_proto::wire::{TcpFlags, TcpOptions};
+
+    fn captured(at: u64) -> Captured {
+        Captured {
+            at: Instant::from_nanos(at),
+            bytes: at.to_le_bytes().to_vec(),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn the_window_puts_packets_in_time_order() {
+        let mut w = Reorder::default();
+        let ms = 1_000_000;
+        // Two taps read one after the other, and a fragment held a while.
+        for at in [10 * ms, 12 * ms, 11 * ms, 5 * ms, 13 * ms] {
+            w.push(captured(at));
+        }
+        assert!(w.pop(false).is_none(), "nothing is 100 ms old yet");
+        w.push(captured(111 * ms));
+        let out: Vec<u64> = std::iter::from_fn(|| w.pop(false))
+            .map(|c| c.at.as_nanos())
+            .collect();
+        assert_eq!(out, [5 * ms, 10 * ms, 11 * ms]);
+        let rest: Vec<u64> = std::iter::from_fn(|| w.pop(true))
+            .map(|c| c.at.as_nanos())
+            .collect();
+        assert_eq!(rest, [12 * ms, 13 * ms, 111 * ms]);
+        assert_eq!(w.late, 0);
+        // Later than the window: written anyway, and counted.
+        w.push(captured(ms));
+        assert!(w.pop(true).is_some());
+        assert_eq!(w.late, 1);
+    }
+
+    #[test]
+    fn the_window_is_bounded() {
+        let mut w = Reorder::default();
+        for at in 0..(MAX_HELD as u64 + 10) {
+            w.push(captured(1_000 + at));
+            while w.pop(false).is_some() {}
+        }
+        assert_eq!(w.len(), MAX_HELD);
+    }
+
+    #[test]
+    fn keys_come_as_nss_key_log_lines() {
+        let k = SessionKeys::default();
+        rustls::KeyLog::log(
+            &k,
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+            &[0xab, 0x01],
+            &[0xff],
+        );
+        assert_eq!(k.take(), b"CLIENT_HANDSHAKE_TRAFFIC_SECRET ab01 ff\n");
+        assert!(k.take().is_empty());
+    }
+
+    #[test]
+    fn comments_say_direction_changes_legs_and_http() {
+        let seg = SegmentRecord {
+            dir: Dir::In,
+            t_ns: 41_000,
+            ts_ns: 1,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            seq: 1,
+            ack: 2,
+            win: 1,
+            len: 0,
+            options: TcpOptions::default(),
+            ttl: 64,
+            retransmission: true,
+            transitions: vec![Transition {
+                from: State::SynSent,
+                to: State::Established,
+            }],
+            bad_checksum: false,
+            foreign: false,
+            urgent: None,
+            fragments: 3,
+        };
+        let note = PacketNote {
+            segment: Some(seg),
+            legs: vec![(Leg::SynToSynack, 41_234)],
+            label: Some("HEAD / HTTP/1.1".into()),
+            notes: vec!["a note".into()],
+        };
+        assert_eq!(
+            comment(&note),
+            "tcpshake: received; SYN-SENT → ESTABLISHED; retransmission; reassembled from 3 IP \
+             fragments; HEAD / HTTP/1.1; syn_to_synack 41.2 µs; a note"
+        );
+        let icmp = PacketNote {
+            notes: vec!["ICMP frag-needed mtu 1000".into()],
+            ..Default::default()
+        };
+        assert_eq!(comment(&icmp), "tcpshake: ICMP frag-needed mtu 1000");
+    }
+}
