@@ -1627,3 +1627,40 @@ fn rst_in_time_wait_after_a_reordered_ack_is_still_a_client_close() {
         p.ctx()
     );
 }
+
+/// `--pcapng` names a retransmission in the packet's comment: the first SYN is lost, the
+/// second one's comment says `retransmission`; the first carries the state change.
+#[test]
+fn pcapng_comments_name_the_retransmitted_syn() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::with_link_emulator("pngretx", "port=80,script=1:drop", "", 1);
+    lab.start_nginx(80);
+    let png = lab.dir().join("retx.pcapng");
+    let args = probe_args(
+        &lab.target(false, 80),
+        &["--rto", "200ms", "--pcapng", png.to_str().unwrap()],
+    );
+    let run = lab.run_client(args);
+    let rec = run.record();
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(rec.retransmissions(), 1, "{run}");
+    let frames = lab::capture::tshark_fields(&png, "tcp.flags.syn == 1", &["frame.comment"]);
+    let comments: Vec<&str> = frames.iter().map(|f| f[0].as_str()).collect();
+    assert_eq!(
+        comments,
+        [
+            "tcpshake: sent; CLOSED → SYN-SENT",
+            "tcpshake: sent; retransmission",
+            comments.get(2).copied().unwrap_or("no SYN-ACK"),
+        ],
+        "{run}"
+    );
+    assert!(
+        comments[2].starts_with("tcpshake: received; SYN-SENT → ESTABLISHED; syn_to_synack "),
+        "{comments:?}"
+    );
+    let syn_to_synack = rec.legs_ns.as_ref().and_then(|l| l.all()[0].1);
+    assert!(syn_to_synack.is_some(), "{run}");
+}

@@ -911,8 +911,12 @@ fn lab_subcommand_exits_0_with_open_result() {
     if !require_root() {
         return;
     }
+    // The lab's own namespaces die with it; the capture file is ours to remove.
+    let png = std::env::temp_dir().join(format!("tsk-{}-labcmd.pcapng", std::process::id()));
     let run = lab::run_bounded(
-        std::process::Command::new(lab::tcpshake_bin()).args(["lab", "--json"]),
+        std::process::Command::new(lab::tcpshake_bin())
+            .args(["lab", "--json", "--pcapng"])
+            .arg(&png),
         Duration::from_secs(30),
     );
     assert_eq!(run.code, Some(0), "{run}");
@@ -921,6 +925,26 @@ fn lab_subcommand_exits_0_with_open_result() {
         records.iter().any(|r| r.state() == "open"),
         "no open result:\n{run}"
     );
+    // --pcapng: both probes' segments, in time order, each with tcpshake's comment.
+    let segments: usize = records.iter().map(|r| r.segments.len()).sum();
+    let info = capture::capinfos(&png);
+    let comments = capture::tshark_fields(&png, "", &["frame.comment"]);
+    let _ = std::fs::remove_file(&png);
+    assert_eq!(
+        capture::capinfo(&info, "Strict time order"),
+        "True",
+        "{info}"
+    );
+    assert_eq!(comments.len(), segments, "{comments:?}");
+    assert!(
+        comments.iter().all(|c| c[0].starts_with("tcpshake: ")),
+        "{comments:?}"
+    );
+    let handshakes = comments
+        .iter()
+        .filter(|c| c[0].contains("SYN-SENT → ESTABLISHED; syn_to_synack "))
+        .count();
+    assert_eq!(handshakes, 2, "{comments:?}");
 }
 
 /// Usage errors exit 2 with a message. None of these has a valid target, so a broken

@@ -703,3 +703,54 @@ fn epoch_ns(s: &str) -> u64 {
     let frac = format!("{frac:0<9}");
     sec.parse::<u64>().unwrap_or(0) * 1_000_000_000 + frac[..9].parse::<u64>().unwrap_or(0)
 }
+
+/// The statistics list targets in the order they were given, whatever order their probes
+/// end in: here the first target's SYNs are dropped (it ends last, after its
+/// retransmissions), the others answer at once. `report` on the records agrees.
+#[test]
+fn statistics_list_targets_in_input_order() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("survey-order");
+    lab.start_nginx(80);
+    lab.fault_reject(81, Reject::Drop);
+    let targets = [
+        lab.target(false, 81),
+        lab.target(true, 80),
+        lab.target(false, 80),
+    ];
+    let mut args: Vec<&str> = vec!["probe"];
+    args.extend(targets.iter().map(String::as_str));
+    args.extend(["-j", "8", "--json", "--retries", "1", "--rto", "200ms"]);
+    let run = lab.run_client(&args);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "the filtered port fails the survey: {run}"
+    );
+    let ended: Vec<String> = run.records().into_iter().map(|r| r.target).collect();
+    assert_eq!(
+        ended.last(),
+        Some(&targets[0]),
+        "the dropped port should end last: {run}"
+    );
+    // The table (on stderr, stdout has the records): one title line per target.
+    let titles = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| {
+                l.split("   probes")
+                    .next()
+                    .filter(|_| l.contains("   probes "))
+            })
+            .filter(|t| !t.starts_with("all "))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(titles(&run.stderr), targets, "{run}");
+    let file = lab.dir().join("order.jsonl");
+    std::fs::write(&file, &run.stdout).expect("write records");
+    let rep = report(&[file.to_str().unwrap()]);
+    assert_eq!(rep.code, Some(0), "{rep}");
+    assert_eq!(titles(&rep.stdout), targets, "{rep}");
+}
