@@ -493,6 +493,7 @@ fn survey_speaks_https_on_443_and_http_on_80() {
     lab.start_nginx(80);
     let ca = pki.ca.to_string_lossy().to_string();
     let server = lab.server_addr(false).to_string();
+    let png = lab.dir().join("survey.pcapng");
     let mut cmd = lab.client_cmd([
         "probe",
         &server,
@@ -507,6 +508,8 @@ fn survey_speaks_https_on_443_and_http_on_80() {
         "--json",
         "--timeout",
         "3s",
+        "--pcapng",
+        png.to_str().unwrap(),
     ]);
     let run = run_bounded(&mut cmd, Duration::from_secs(60));
     assert_eq!(run.code, Some(0), "{run}");
@@ -534,6 +537,31 @@ fn survey_speaks_https_on_443_and_http_on_80() {
         }
     }
     assert_eq!(records.iter().filter(|r| r["port"] == 443).count(), 3);
+    // The survey's pcapng carries the three sessions' keys ahead of their packets:
+    // tshark, told nothing, reads all six requests and responses, HTTPS ones included.
+    let http = capture::tshark_fields(
+        &png,
+        "http",
+        &[
+            "tcp.dstport",
+            "tcp.srcport",
+            "http.request.method",
+            "http.response.code",
+        ],
+    );
+    let on_443 = |want: &str| {
+        http.iter()
+            .filter(|f| f.contains(&"443".to_string()) && f.contains(&want.to_string()))
+            .count()
+    };
+    assert_eq!((on_443("HEAD"), on_443("200")), (3, 3), "{http:?}");
+    assert_eq!(http.len(), 12, "{http:?}");
+    let info = capture::capinfos(&png);
+    // One block per batch of keys written (sessions that end together share one).
+    let blocks: u32 = capture::capinfo(&info, "Number of decryption secrets in file")
+        .parse()
+        .unwrap_or(0);
+    assert!((1..=3).contains(&blocks), "{info}");
 }
 
 /// `--pcapng`: Wireshark decrypts the exchange from the file alone (the session keys are in
