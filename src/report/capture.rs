@@ -229,11 +229,14 @@ impl CaptureFiles {
         self.release(false)
     }
 
-    /// One probe's packets, in the order its tap saw them (a single probe: nothing else
-    /// runs meanwhile).
+    /// One probe's packets (a single probe: nothing else runs meanwhile, and the next
+    /// starts after it). Its tap gives them in order but for the fragments of a datagram,
+    /// kept until it is whole: put in time order here.
     pub fn probe(&mut self, packets: &[Captured]) -> io::Result<()> {
         self.secrets()?;
-        for p in packets {
+        let mut order: Vec<&Captured> = packets.iter().collect();
+        order.sort_by_key(|p| p.at); // stable: equal stamps keep the tap's order
+        for p in order {
             self.write(p)?;
         }
         Ok(())
@@ -335,6 +338,37 @@ mod tests {
             while w.pop(false).is_some() {}
         }
         assert_eq!(w.len(), MAX_HELD);
+    }
+
+    #[test]
+    fn a_probes_fragments_go_in_time_order_with_its_keys_first() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("tcpshake-capture-{}.pcapng", std::process::id()));
+        let file = BufWriter::new(File::create(&path).unwrap());
+        let keys = std::sync::Arc::new(SessionKeys::default());
+        rustls::KeyLog::log(&*keys, "CLIENT_RANDOM", &[1], &[2]);
+        let mut c = CaptureFiles::new(None, Some(PcapngWriter::new(file).unwrap()), Some(keys));
+        // A segment that came between two fragments is listed before them (the datagram
+        // reached the probe when its last fragment came).
+        c.probe(&[captured(20), captured(10), captured(30)])
+            .unwrap();
+        assert_eq!(c.finish().unwrap(), 0);
+        let b = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let mut kinds = Vec::new();
+        let mut stamps = Vec::new();
+        let mut at = 0;
+        while at + 8 <= b.len() {
+            let kind = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+            let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()) as usize;
+            if kind == 6 {
+                stamps.push(u32::from_le_bytes(b[at + 16..at + 20].try_into().unwrap()));
+            }
+            kinds.push(kind);
+            at += len;
+        }
+        assert_eq!(kinds, [0x0A0D_0D0A, 1, 10, 6, 6, 6]);
+        assert_eq!(stamps, [10, 20, 30]);
     }
 
     #[test]

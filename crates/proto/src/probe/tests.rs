@@ -1439,3 +1439,31 @@ fn packet_notes_carry_what_a_packet_added_to_the_notes() {
     assert!(!p.handle_packet(at(600), false, &other, false));
     assert_eq!(p.packet_note(), PacketNote::default());
 }
+
+/// An ICMP error is no segment: its capture comment is what the probe made of it.
+#[test]
+fn packet_notes_of_icmp_errors_say_what_they_did() {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    let syn = pump(&mut p, 0).remove(0);
+    // A forged one (wrong sequence number): ignored, and the note says why.
+    assert!(p.handle_packet(
+        at(10),
+        false,
+        &icmp_quoting(ROUTER, 3, 1, 0, &syn, 7),
+        false
+    ));
+    let n = p.packet_note();
+    assert_eq!((n.segment.is_none(), n.notes.len()), (true, 1), "{n:?}");
+    assert!(n.notes[0].starts_with("ignored ICMP host-unreach"), "{n:?}");
+    // Our ISN quoted: the attempt is over, the port filtered.
+    assert!(p.handle_packet(
+        at(20),
+        false,
+        &icmp_quoting(SERVER, 3, 3, 0, &syn, 1000),
+        false
+    ));
+    let n = p.packet_note();
+    assert!(n.segment.is_none() && !n.notes.is_empty(), "{n:?}");
+    assert!(n.notes.iter().any(|t| t.contains("port-unreach")), "{n:?}");
+}
