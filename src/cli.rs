@@ -59,8 +59,12 @@ impl fmt::Display for Dur {
 
 #[derive(Args, Debug, Clone)]
 pub struct ProbeArgs {
-    /// HOST:PORT, [V6ADDR]:PORT, HOST with -p, or http(s)://HOST[:PORT]/PATH
-    #[arg(required_unless_present = "input_list", value_name = "TARGET")]
+    // The help is an attribute, not a doc comment: rustdoc would read its brackets as links.
+    #[arg(
+        required_unless_present = "input_list",
+        value_name = "TARGET",
+        help = "HOST:PORT, [V6ADDR]:PORT, HOST with -p, or http(s)://HOST[:PORT]/PATH"
+    )]
     pub targets: Vec<String>,
     /// Port for targets that do not name one; a list (80,443) probes each of them.
     #[arg(short = 'p', long = "port", value_name = "PORT", value_delimiter = ',')]

@@ -7,7 +7,7 @@
 //! joins its threads when the [`HttpPeer`] is dropped.
 //!
 //! Listeners bind in the network namespace of the thread calling [`HttpPeer::start`]; use
-//! [`LabNet::start_http_peer`](super::netns::LabNet::start_http_peer) to get the server
+//! [`LabNet::start_http_peer`](crate::labnet::LabNet::start_http_peer) to get the server
 //! namespace.
 
 use std::io::{ErrorKind, Read, Write};

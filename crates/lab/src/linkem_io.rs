@@ -32,7 +32,7 @@ pub struct Report {
 
 /// Asks for `SCHED_FIFO` (priority 1): the bridge then preempts ordinary processes when a
 /// frame falls due, which keeps the delay's tail short on a busy machine. It sleeps
-/// between frames and spins at most [`SPIN_MARGIN`] per wake-up, so it cannot hog a CPU.
+/// between frames and spins at most `SPIN_MARGIN` (1 ms) per wake-up, so it cannot hog a CPU.
 /// Returns false when the kernel refuses (no CAP_SYS_NICE, RT throttling).
 pub fn set_realtime() -> bool {
     tcpshake_io::set_realtime()

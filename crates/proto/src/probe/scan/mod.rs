@@ -8,7 +8,7 @@
 //! else is counted and ignored.
 //!
 //! States and reasons are nmap's (`-sS --reason`): SYN-ACK → open/syn-ack, RST → closed/
-//! reset, ICMP unreachable or time exceeded → filtered/<icmp reason>, nothing after every
+//! reset, ICMP unreachable or time exceeded → filtered/`<icmp reason>`, nothing after every
 //! retry → filtered/no-response.
 //!
 //! Timing: the I/O layer remembers, for a bounded window, the kernel timestamp of each SYN
