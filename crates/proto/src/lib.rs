@@ -10,4 +10,5 @@
 pub mod probe;
 pub mod tcp;
 pub mod time;
+pub mod trace;
 pub mod wire;

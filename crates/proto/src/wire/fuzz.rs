@@ -6,6 +6,7 @@ use super::checksum;
 use super::http::{HttpParse, parse_response};
 use super::ip::{IpPacket, IpRepr, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use super::options::MAX_SACK_BLOCKS;
+use super::quote::{IcmpBody, QuotedDatagram};
 use super::testdata::*;
 use super::{IcmpError, SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 use proptest::prelude::*;
@@ -68,11 +69,12 @@ fn parse_everything(bytes: &[u8]) {
                 }
                 let _ = TcpRepr::parse_unchecked(p.payload);
             }
-            PROTO_ICMP => {
-                let _ = IcmpError::parse(p.payload, false, p.ip.src, p.ip.dst);
-            }
-            PROTO_ICMPV6 => {
-                let _ = IcmpError::parse(p.payload, true, p.ip.src, p.ip.dst);
+            PROTO_ICMP | PROTO_ICMPV6 => {
+                let v6 = p.ip.protocol == PROTO_ICMPV6;
+                let _ = IcmpError::parse(p.payload, v6, p.ip.src, p.ip.dst);
+                if let Ok(body) = IcmpBody::parse(p.payload, v6) {
+                    check_quote(body.datagram);
+                }
             }
             _ => {}
         }
@@ -86,8 +88,43 @@ fn parse_everything(bytes: &[u8]) {
     }
     let _ = TcpRepr::parse_unchecked(bytes);
     let _ = TcpOptions::parse(bytes);
+    for v6 in [false, true] {
+        if let Ok(body) = IcmpBody::parse(bytes, v6) {
+            assert!(body.datagram.len() + body.extensions.len() <= bytes.len());
+            check_quote(body.datagram);
+        }
+    }
+    check_quote(bytes);
     if let HttpParse::Complete(r) = parse_response(bytes) {
         assert!(r.head_len <= bytes.len());
+    }
+}
+
+/// The lenient quote view of `bytes`, every accessor exercised.
+fn check_quote(bytes: &[u8]) {
+    let Ok(q) = QuotedDatagram::parse(bytes) else {
+        return;
+    };
+    assert!(q.ip.header_len <= bytes.len());
+    let _ = (
+        q.ip.dscp(),
+        q.ip.ecn(),
+        q.ip.segment_len(),
+        q.tcp_checksum_valid(),
+    );
+    if let Some(t) = q.tcp {
+        assert_eq!(t.bytes.len(), bytes.len() - q.ip.header_len);
+        let _ = (t.src_port(), t.dst_port(), t.seq(), t.ack(), t.flags());
+        let _ = (
+            t.window(),
+            t.checksum(),
+            t.urgent(),
+            t.options(),
+            t.payload(),
+        );
+        if let Some(o) = t.option_bytes() {
+            assert!(o.len() <= 40);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod http;
 pub mod icmp;
 pub mod ip;
 pub mod options;
+pub mod quote;
 pub mod seq;
 pub mod tcp;
 

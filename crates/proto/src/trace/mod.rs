@@ -1,0 +1,1442 @@
+//! `tcpshake trace`: find the hop — which router a TCP packet reaches, where it is
+//! dropped, and which hop changes which header field on the way. Decided without I/O.
+//!
+//! # What is sent
+//! - **SYN mode** (default): copies of the SYN a probe would send (`tcp::Connection`
+//!   builds it: window, MSS from the route, SACK-permitted, timestamps, window scale), one
+//!   per (TTL, attempt), with the TTL / hop limit set to the TTL being probed. The
+//!   destination's SYN-ACK is answered with a RST at once (RFC 9293 §3.10.7.3: our RST
+//!   carries the SYN-ACK's acknowledgment number), so it keeps no half-open connection.
+//! - **In-session mode**: the handshake first (our `tcp::Connection`, full TTL), then
+//!   TTL-limited segments inside the connection, then an orderly close. Each is a
+//!   keep-alive with one garbage octet (RFC 9293 §3.8.4 allows the octet): sequence number
+//!   SND.NXT−1, our current acknowledgment, window and timestamps. For the server it is a
+//!   duplicate of data it has (it ends at its RCV.NXT): it drops the octet and answers
+//!   with an immediate ACK (RFC 9293 §3.10.7.4) whose TSecr echoes the keep-alive's TSval
+//!   (RFC 7323 §4.3: SEG.SEQ ≤ Last.ACK.sent updates TS.Recent) — that echo tells which
+//!   probe reached it. A zero-length keep-alive would not do: Linux answers out-of-window
+//!   segments without data at most twice a second (`tcp_invalid_ratelimit`), data ones at
+//!   once. Stateful firewalls that drop a bare SYN (or a second SYN on a 5-tuple) let
+//!   these through: they belong to a connection they saw open.
+//!
+//! # Flow identity (Paris traceroute)
+//! Routers that balance load (ECMP) hash the 5-tuple, and some the IPv6 flow label (RFC
+//! 6438, RFC 7098). Every probe therefore has the same addresses, ports and protocol, and
+//! for IPv6 the kernel's flow label, which it derives from the flow and keeps constant (we
+//! read it from our own packets on the tap and compare it like any field). What tells the
+//! probes apart is something routers quote but do not hash:
+//! - IPv4: the identification (the first probe gets `ident`, the next `ident + 1`…); it is
+//!   in every quote, even RFC 792's minimal one;
+//! - SYN mode: the sequence number, 2^22 apart from probe to probe (so no probe's SYN falls
+//!   in the window of another's half-open connection at the destination, which would make
+//!   Linux answer with a RST); a SYN-ACK or RST names its probe by acknowledgment − 1;
+//!   TSval is the connection's clock plus the probe number, a last resort for a quote whose
+//!   identification and sequence number were both rewritten;
+//! - in-session: TSval (probes are paced one per millisecond, the timestamp clock's tick)
+//!   and the garbage octet (the probe number, mod 256).
+//!
+//! A quote is matched when it names our 4-tuple on either side (a source rewritten by NAT
+//! still has our destination) and one of these keys. Answers to probes already given up
+//! are counted as unmatched.
+//!
+//! # Which TTLs when
+//! Several TTLs are in flight at once, bounded: the first attempt at TTL t goes out while
+//! t ≤ `frontier + parallel`, `frontier` being the highest TTL whose first attempt has an
+//! answer or was given up; at most `parallel × probes` probes are unanswered at once.
+//! Attempt k+1 at a TTL follows attempt k by `interval` (spreading what each router must
+//! answer: Linux lets a peer have 6 ICMP errors at once, then one per second); at a TTL
+//! that might be the destination it also waits for attempt k's answer (or timeout), so
+//! that its SYN does not meet the half-open connection of the one before. A TTL is known
+//! to lie before the destination once any TTL at or above it got a time exceeded.
+//!
+//! The trace ends when
+//! - the destination answered (SYN-ACK, RST, or for in-session the echoing ACK), or a
+//!   router answered with an unreachable: every attempt at lower TTLs is answered or given
+//!   up, and higher TTLs are not probed any more;
+//! - `gap` TTLs in a row above the last one that answered stayed silent: "no reply beyond
+//!   TTL N", the likely place where the SYN is dropped;
+//! - `max_ttl` is reached, or the user stops it.
+//!
+//! A probe is given up `timeout` after it was sent.
+
+pub mod diff;
+pub mod record;
+#[cfg(test)]
+mod tests;
+
+use crate::probe::record::{PortState, Reason, Verdict};
+use crate::tcp::{self, Connection, Event, IcmpOutcome, State};
+use crate::time::Instant;
+use crate::wire::checksum;
+use crate::wire::ip::{IPV6_HEADER_LEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use crate::wire::quote::{IcmpBody, QuotedDatagram};
+use crate::wire::{
+    IcmpError, IcmpKind, IpPacket, IpRepr, SeqNumber, TcpFlags, TcpOptions, TcpRepr,
+};
+use diff::Observation;
+use record::{
+    ChangeRecord, DestinationRecord, HopRecord, IcmpRecord, QuoteKind, TRACE_SCHEMA, TraceMode,
+    TraceRecord,
+};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// At most this many probes per trace (TTLs × attempts): the sequence numbers of SYN-mode
+/// probes must stay [`SEQ_STRIDE`] apart around the 2^32 circle.
+pub const MAX_PROBES: usize = 1024;
+/// SYN-mode probes' sequence numbers are this far apart: beyond any window a half-open
+/// connection at the destination offers (a SYN-ACK's window is at most 65535 unscaled,
+/// RFC 7323 §2.2), so no probe lands in another's window.
+pub const SEQ_STRIDE: u32 = 1 << 22;
+/// The timestamp clock's tick (RFC 7323 §5.4, our connection's millisecond clock):
+/// in-session probes are at least this far apart, so each has a TSval of its own.
+pub const TSVAL_TICK: Duration = Duration::from_millis(1);
+/// Bytes of a quote (and of a packet of ours) kept for the comparison.
+const MAX_KEPT: usize = 256;
+/// IPv4 identifications of our other segments (RSTs, the connection's) start this far
+/// from the probes', so the two never collide.
+const OTHER_IDENT_OFFSET: u16 = 0x8000;
+/// Most notes a trace keeps.
+const MAX_NOTES: usize = 16;
+/// Other addresses kept per probe.
+const MAX_OTHER_ADDRS: usize = 4;
+
+/// What to trace and how; every value validated by the caller.
+#[derive(Clone, Debug)]
+pub struct TraceConfig {
+    /// The target as the user wrote it.
+    pub target: String,
+    pub mode: TraceMode,
+    /// The connection whose SYN the probes copy (and, in-session, the one opened):
+    /// addresses, ports, the ISN of the first probe, options, timers.
+    pub tcp: tcp::Config,
+    pub first_ttl: u8,
+    pub max_ttl: u8,
+    /// Attempts per TTL.
+    pub probes: u8,
+    /// TTLs probed ahead of the frontier (see the module doc).
+    pub parallel: u8,
+    /// A probe unanswered this long is given up.
+    pub timeout: Duration,
+    /// Between the attempts at one TTL.
+    pub interval: Duration,
+    /// Silent TTLs in a row that end the trace.
+    pub gap: u8,
+    /// TOS byte / IPv6 traffic class of every packet (DSCP << 2 | ECN).
+    pub tos: u8,
+    /// IPv4 identification of the first probe.
+    pub ident: u16,
+    /// TTL of our packets that are no probes (RSTs, the connection's segments).
+    pub hop_limit: u8,
+    /// In-session: how long the close may take before we reset.
+    pub close_timeout: Duration,
+}
+
+impl TraceConfig {
+    /// Probes this configuration may send.
+    pub fn probe_count(&self) -> usize {
+        usize::from(self.max_ttl.saturating_sub(self.first_ttl)) * usize::from(self.probes)
+            + usize::from(self.probes)
+    }
+
+    /// An upper bound on the whole trace, however the network behaves: the handshake's
+    /// backoff, every attempt's spacing, the timeouts, the close, and a margin.
+    pub fn hard_limit(&self) -> Duration {
+        let t = &self.tcp;
+        let (mut syn, mut rto) = (Duration::ZERO, t.rto_initial);
+        for _ in 0..=t.syn_retries {
+            syn += rto;
+            rto = (rto * 2).min(t.rto_max);
+        }
+        let pacing = match self.mode {
+            TraceMode::Syn => Duration::ZERO,
+            TraceMode::InSession => TSVAL_TICK * self.probe_count() as u32,
+        };
+        let attempts = (self.interval + self.timeout) * u32::from(self.probes)
+            + self.timeout * u32::from(self.max_ttl);
+        syn + pacing + attempts + self.close_timeout * 2 + t.time_wait + Duration::from_secs(5)
+    }
+}
+
+/// A packet to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// IPv4: the whole datagram (TTL and TOS in it); IPv6: the TCP segment alone (the
+    /// kernel writes the header: the sender sets `hop_limit` and `tos`).
+    pub bytes: Vec<u8>,
+    pub dst: IpAddr,
+    pub hop_limit: u8,
+    pub tos: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// In-session: opening the connection.
+    Handshake,
+    Tracing,
+    /// In-session: our FIN and the server's.
+    Closing,
+    /// Answering late SYN-ACKs before we go.
+    Draining,
+    Done,
+}
+
+#[derive(Clone, Debug)]
+enum AnswerKind {
+    Icmp {
+        kind: IcmpKind,
+        icmp_type: u8,
+        code: u8,
+        /// The quoted datagram (up to [`MAX_KEPT`] bytes) and its quoted length.
+        quote: Vec<u8>,
+        quote_len: usize,
+        rfc4884: bool,
+    },
+    /// The destination's TCP answer.
+    Tcp { flags: TcpFlags },
+}
+
+#[derive(Clone, Debug)]
+struct Answer {
+    at: Instant,
+    from: IpAddr,
+    reply_ttl: u8,
+    kind: AnswerKind,
+}
+
+/// One probe: a (TTL, attempt).
+#[derive(Clone, Debug)]
+struct Slot {
+    ttl: u8,
+    k: u8,
+    seq: SeqNumber,
+    ident: u16,
+    tsval: Option<u32>,
+    /// In-session: the garbage octet.
+    octet: u8,
+    /// Handed to the driver.
+    queued: Option<Instant>,
+    /// Its copy on the tap (the kernel's timestamp).
+    sent_at: Option<Instant>,
+    /// The datagram as it left (the tap's copy; until then, as built).
+    sent: Vec<u8>,
+    answer: Option<Answer>,
+    /// Other routers that answered it too.
+    others: Vec<IpAddr>,
+    lost: bool,
+}
+
+impl Slot {
+    fn resolved(&self) -> bool {
+        self.answer.is_some() || self.lost
+    }
+
+    fn outstanding(&self) -> bool {
+        self.queued.is_some() && !self.resolved()
+    }
+}
+
+/// The far end, as far as known.
+#[derive(Clone, Copy, Debug)]
+struct End {
+    ttl: u8,
+    verdict: Verdict,
+    addr: IpAddr,
+}
+
+/// One trace, sans-IO. Polling order after `start` and after every `handle_*`: drain
+/// `poll_transmit`, then check `is_done`, then sleep until a packet or `poll_timeout`.
+pub struct Trace {
+    cfg: TraceConfig,
+    phase: Phase,
+    slots: Vec<Slot>,
+    tx: VecDeque<Transmit>,
+    conn: Option<Connection>,
+    end: Option<End>,
+    started: Option<Instant>,
+    first_sent: Option<Instant>,
+    finished_at: Option<Instant>,
+    drain_until: Option<Instant>,
+    close_deadline: Option<Instant>,
+    give_up_at: Option<Instant>,
+    other_ident: u16,
+    last_probe_at: Option<Instant>,
+    /// In-session: the window and TSecr our probes carry.
+    window: u16,
+    tsecr: Option<u32>,
+    timestamps: bool,
+    handshake_syn_at: Option<Instant>,
+    handshake_synack_at: Option<Instant>,
+    /// In-session: echoes from the server that named no probe (no timestamps).
+    untied_acks: u32,
+    close_outcome: Option<String>,
+    max_rtt: Duration,
+    packets_sent: u32,
+    unmatched: u32,
+    notes: Vec<String>,
+    interrupted: bool,
+    error: Option<String>,
+}
+
+impl Trace {
+    pub fn new(cfg: TraceConfig) -> Trace {
+        let count = cfg.probe_count().min(MAX_PROBES);
+        let mut slots = Vec::with_capacity(count);
+        'ttls: for ttl in cfg.first_ttl..=cfg.max_ttl {
+            for k in 0..cfg.probes {
+                let p = slots.len();
+                if p >= MAX_PROBES {
+                    break 'ttls;
+                }
+                slots.push(Slot {
+                    ttl,
+                    k,
+                    seq: cfg.tcp.isn.add((p as u32).wrapping_mul(SEQ_STRIDE)),
+                    ident: cfg.ident.wrapping_add(p as u16),
+                    tsval: None,
+                    octet: p as u8,
+                    queued: None,
+                    sent_at: None,
+                    sent: Vec::new(),
+                    answer: None,
+                    others: Vec::new(),
+                    lost: false,
+                });
+            }
+        }
+        let conn = (cfg.mode == TraceMode::InSession).then(|| Connection::new(cfg.tcp.clone()));
+        Trace {
+            other_ident: cfg.ident.wrapping_add(OTHER_IDENT_OFFSET),
+            cfg,
+            phase: Phase::Tracing,
+            slots,
+            tx: VecDeque::new(),
+            conn,
+            end: None,
+            started: None,
+            first_sent: None,
+            finished_at: None,
+            drain_until: None,
+            close_deadline: None,
+            give_up_at: None,
+            last_probe_at: None,
+            window: 0,
+            tsecr: None,
+            timestamps: false,
+            handshake_syn_at: None,
+            handshake_synack_at: None,
+            untied_acks: 0,
+            close_outcome: None,
+            max_rtt: Duration::ZERO,
+            packets_sent: 0,
+            unmatched: 0,
+            notes: Vec::new(),
+            interrupted: false,
+            error: None,
+        }
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.cfg.tcp.local
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.cfg.tcp.remote
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn start(&mut self, now: Instant) {
+        if self.started.is_some() {
+            return;
+        }
+        self.started = Some(now);
+        self.give_up_at = Some(now + self.cfg.hard_limit());
+        if let Some(conn) = &mut self.conn {
+            self.phase = Phase::Handshake;
+            conn.connect(now);
+        }
+    }
+
+    /// The user stopped us: no more probes; in-session, close the connection.
+    pub fn interrupt(&mut self, now: Instant) {
+        if self.phase == Phase::Done || self.interrupted {
+            return;
+        }
+        self.interrupted = true;
+        self.finish(now);
+    }
+
+    // --- outputs ---
+
+    /// The next packet to send: RSTs and the connection's segments first, then a probe
+    /// when one is due.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.tx.pop_front() {
+            return Some(self.count(now, t));
+        }
+        if let Some(seg) = self.conn.as_mut().and_then(|c| c.poll_transmit(now)) {
+            self.drain_events(now);
+            if seg.flags.ack() && !seg.flags.rst() {
+                self.window = seg.window;
+            }
+            let repr = seg.repr(self.local().port(), self.remote().port());
+            let ident = self.next_other_ident();
+            let t = self.emit(&repr, self.cfg.hop_limit, ident).0;
+            return Some(self.count(now, t));
+        }
+        self.step(now);
+        if self.phase != Phase::Tracing {
+            return None;
+        }
+        let (ready, _) = self.schedule(now);
+        let p = ready?;
+        let t = self.build_probe(p, now)?;
+        Some(self.count(now, t))
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let mut next = self.give_up_at;
+        let mut at = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        at(self.conn.as_ref().and_then(|c| c.poll_timeout()));
+        at(self.drain_until);
+        at(self.close_deadline);
+        if self.phase == Phase::Tracing {
+            at(self.schedule(Instant::from_nanos(0)).1);
+            at(self
+                .slots
+                .iter()
+                .filter(|s| s.outstanding())
+                .filter_map(|s| s.queued)
+                .min()
+                .map(|q| q + self.cfg.timeout));
+        }
+        next
+    }
+
+    // --- inputs ---
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        if self.give_up_at.is_some_and(|g| now >= g) {
+            self.note("gave up: the trace exceeded its time budget".into());
+            self.phase = Phase::Done;
+            return;
+        }
+        if let Some(conn) = &mut self.conn {
+            conn.handle_timeout(now);
+            self.drain_events(now);
+        }
+        for s in &mut self.slots {
+            if s.outstanding() && s.queued.is_some_and(|q| now >= q + self.cfg.timeout) {
+                s.lost = true;
+            }
+        }
+        if self.phase == Phase::Closing && self.close_deadline.is_some_and(|d| now >= d) {
+            if let Some(conn) = &mut self.conn {
+                conn.abort(now);
+            }
+            self.close_outcome = Some("timed out: reset".into());
+            self.close_deadline = None;
+            self.drain(now, Duration::from_millis(2));
+        }
+        self.step(now);
+    }
+
+    /// A packet the tap saw at `at`: `outgoing` copies of what left this host, or
+    /// arrivals (whole datagrams: the driver reassembles fragments). Returns whether it
+    /// belonged to this trace.
+    pub fn handle_packet(
+        &mut self,
+        at: Instant,
+        outgoing: bool,
+        bytes: &[u8],
+        checksum_offloaded: bool,
+    ) -> bool {
+        if self.phase == Phase::Done {
+            return false;
+        }
+        let Ok(pkt) = IpPacket::parse(bytes) else {
+            return false;
+        };
+        if pkt.fragment.is_some() {
+            return false;
+        }
+        let ours = match pkt.ip.protocol {
+            PROTO_TCP if outgoing => self.on_own_segment(at, &pkt, bytes),
+            PROTO_TCP => self.on_segment(at, &pkt, checksum_offloaded),
+            PROTO_ICMP | PROTO_ICMPV6 if !outgoing => self.on_icmp(at, &pkt),
+            _ => false,
+        };
+        self.step(at);
+        ours
+    }
+
+    // --- the record ---
+
+    pub fn into_record(self) -> TraceRecord {
+        self.record()
+    }
+
+    pub fn record(&self) -> TraceRecord {
+        let rows = self.rows();
+        let mut hops = Vec::with_capacity(rows.len());
+        let mut views: Vec<Option<Vec<Observation>>> = Vec::with_capacity(rows.len());
+        for &ttl in &rows {
+            let (hop, view) = self.hop_record(ttl);
+            hops.push(hop);
+            views.push(view);
+        }
+        for (hop, changes) in hops.iter_mut().zip(diff::attribute(&views)) {
+            hop.changes = changes
+                .into_iter()
+                .map(|c| ChangeRecord {
+                    field: c.field.name().to_string(),
+                    sent: c.sent,
+                    seen: c.seen,
+                    note: c.note,
+                })
+                .collect();
+        }
+        let last_answered = self.last_answered();
+        let reached = self.end.is_some() || self.untied_acks > 0;
+        let lost_after_ttl = if reached {
+            None
+        } else if self.gap_reached() || self.all_silent_to_max() {
+            Some(last_answered.unwrap_or(self.cfg.first_ttl.saturating_sub(1)))
+        } else {
+            None
+        };
+        let mut notes = self.notes.clone();
+        if !reached && lost_after_ttl.is_none() && !self.interrupted && self.error.is_none() {
+            notes.push(format!(
+                "the destination was not reached within {} hops",
+                self.cfg.max_ttl
+            ));
+        }
+        let started = self.first_sent.or(self.started).unwrap_or_default();
+        let ended = self.finished_at.unwrap_or(started);
+        TraceRecord {
+            schema: TRACE_SCHEMA,
+            command: "trace".into(),
+            target: self.cfg.target.clone(),
+            mode: self.cfg.mode,
+            local: self.local().to_string(),
+            remote: self.remote().to_string(),
+            first_ttl: self.cfg.first_ttl,
+            max_ttl: self.cfg.max_ttl,
+            probes: self.cfg.probes,
+            t_ns: started.as_nanos(),
+            duration_ns: nanos(ended.saturating_since(started)),
+            hops,
+            destination: self.destination_record(),
+            lost_after_ttl,
+            packets_sent: self.packets_sent,
+            unmatched: self.unmatched,
+            notes,
+            interrupted: self.interrupted,
+            error: self.error.clone(),
+        }
+    }
+
+    // --- scheduling ---
+
+    fn index(&self, ttl: u8, k: u8) -> Option<usize> {
+        let p = usize::from(ttl.checked_sub(self.cfg.first_ttl)?) * usize::from(self.cfg.probes)
+            + usize::from(k);
+        (p < self.slots.len() && k < self.cfg.probes).then_some(p)
+    }
+
+    fn slots_at(&self, ttl: u8) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().filter(move |s| s.ttl == ttl)
+    }
+
+    /// The highest TTL whose first attempt is answered or given up.
+    fn frontier(&self) -> Option<u8> {
+        self.slots
+            .iter()
+            .filter(|s| s.k == 0 && s.resolved())
+            .map(|s| s.ttl)
+            .max()
+    }
+
+    /// The highest TTL with any answer.
+    fn last_answered(&self) -> Option<u8> {
+        self.slots
+            .iter()
+            .filter(|s| s.answer.is_some())
+            .map(|s| s.ttl)
+            .max()
+    }
+
+    /// `gap` TTLs in a row above the last that answered had their first attempt given up.
+    fn gap_reached(&self) -> bool {
+        let from = self
+            .last_answered()
+            .map_or(self.cfg.first_ttl, |t| t.saturating_add(1));
+        let gap = self.cfg.gap.max(1);
+        let mut run = 0u8;
+        for ttl in from..=self.cfg.max_ttl {
+            match self.index(ttl, 0).map(|p| &self.slots[p]) {
+                Some(s) if s.lost => run += 1,
+                _ => break,
+            }
+            if run >= gap {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Every TTL up to the last was given up or answered without reaching the end.
+    fn all_silent_to_max(&self) -> bool {
+        self.end.is_none()
+            && self.slots.iter().all(|s| s.resolved())
+            && self
+                .slots
+                .iter()
+                .rev()
+                .take(usize::from(self.cfg.probes))
+                .all(|s| s.lost)
+    }
+
+    /// The highest TTL that is still worth probing.
+    fn limit(&self) -> u8 {
+        if let Some(end) = self.end {
+            return end.ttl;
+        }
+        if self.gap_reached() {
+            return self.last_answered().unwrap_or(0);
+        }
+        self.cfg.max_ttl
+    }
+
+    /// TTL `ttl` lies before the destination: something at or above it expired there.
+    fn proven_intermediate(&self, ttl: u8) -> bool {
+        if self.end.is_some_and(|e| ttl < e.ttl) {
+            return true;
+        }
+        self.slots.iter().any(|s| {
+            s.ttl >= ttl
+                && matches!(
+                    s.answer,
+                    Some(Answer {
+                        kind: AnswerKind::Icmp {
+                            kind: IcmpKind::TimeExceeded,
+                            ..
+                        },
+                        ..
+                    })
+                )
+        })
+    }
+
+    /// The probe to send now, if any; else when the next one may become due by time
+    /// alone (others wait for an answer or a timeout).
+    fn schedule(&self, now: Instant) -> (Option<usize>, Option<Instant>) {
+        if self.phase != Phase::Tracing || self.slots.is_empty() {
+            return (None, None);
+        }
+        let limit = self.limit();
+        let in_flight = self
+            .slots
+            .iter()
+            .filter(|s| s.outstanding() && s.ttl <= limit)
+            .count();
+        let max_in_flight = usize::from(self.cfg.parallel.max(1)) * usize::from(self.cfg.probes);
+        if in_flight >= max_in_flight {
+            return (None, None);
+        }
+        let window = self.cfg.parallel.max(1);
+        let horizon = self
+            .frontier()
+            .map_or(self.cfg.first_ttl.saturating_add(window - 1), |f| {
+                f.saturating_add(window)
+            })
+            .max(self.cfg.first_ttl.saturating_add(window - 1))
+            .min(limit);
+        // In-session probes are told apart by TSval: one per tick.
+        let paced = match (self.cfg.mode, self.last_probe_at) {
+            (TraceMode::InSession, Some(last)) => Some(last + TSVAL_TICK),
+            _ => None,
+        };
+        let mut earliest: Option<Instant> = None;
+        for ttl in self.cfg.first_ttl..=horizon {
+            for k in 0..self.cfg.probes {
+                let Some(p) = self.index(ttl, k) else { break };
+                if self.slots[p].queued.is_some() {
+                    continue;
+                }
+                let due = if k == 0 {
+                    Some(Instant::from_nanos(0))
+                } else {
+                    let prev = &self.slots[p - 1];
+                    let gate = prev.resolved() || self.proven_intermediate(ttl);
+                    gate.then(|| prev.queued.unwrap_or_default() + self.cfg.interval)
+                };
+                if let Some(due) = due {
+                    let due = paced.map_or(due, |p| due.max(p));
+                    if due <= now {
+                        return (Some(p), None);
+                    }
+                    earliest = Some(earliest.map_or(due, |e| e.min(due)));
+                }
+                break;
+            }
+        }
+        (None, earliest)
+    }
+
+    /// Move on when the current phase is over.
+    fn step(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Tracing if self.tracing_finished() => self.finish(now),
+            Phase::Draining if self.drain_until.is_none_or(|d| now >= d) => {
+                self.phase = Phase::Done;
+            }
+            _ => {}
+        }
+    }
+
+    fn tracing_finished(&self) -> bool {
+        if self.started.is_none() {
+            return false;
+        }
+        if self.all_silent_to_max() {
+            return true;
+        }
+        let limit = self.limit();
+        if self.end.is_none() && !self.gap_reached() {
+            // Still going up: done only when every TTL to the maximum is settled.
+            return self.slots.iter().all(|s| s.resolved());
+        }
+        self.slots
+            .iter()
+            .filter(|s| s.ttl <= limit)
+            .all(|s| s.resolved())
+    }
+
+    /// No more probes: in-session, close; then answer stragglers for a moment.
+    fn finish(&mut self, now: Instant) {
+        if self.finished_at.is_none() {
+            self.finished_at = Some(now);
+        }
+        match self.phase {
+            Phase::Handshake | Phase::Tracing if self.conn.is_some() => {
+                let conn = self.conn.as_mut().map(|c| {
+                    c.close(now);
+                    c.state()
+                });
+                if conn == Some(State::Closed) {
+                    self.drain(now, Duration::ZERO);
+                } else {
+                    self.phase = Phase::Closing;
+                    self.close_deadline = Some(now + self.cfg.close_timeout);
+                }
+            }
+            Phase::Handshake | Phase::Tracing => {
+                // Probes beyond the end may still bring SYN-ACKs: stay to reset them.
+                let stragglers = self.slots.iter().any(|s| s.outstanding());
+                let wait = if stragglers {
+                    (self.max_rtt * 2).clamp(Duration::from_millis(2), Duration::from_millis(200))
+                } else {
+                    Duration::ZERO
+                };
+                self.drain(now, wait.min(self.cfg.timeout));
+            }
+            Phase::Closing | Phase::Draining | Phase::Done => {}
+        }
+    }
+
+    fn drain(&mut self, now: Instant, wait: Duration) {
+        self.phase = Phase::Draining;
+        self.drain_until = Some(now + wait);
+        self.step(now);
+    }
+
+    // --- building packets ---
+
+    fn next_other_ident(&mut self) -> u16 {
+        let i = self.other_ident;
+        self.other_ident = i.wrapping_add(1);
+        i
+    }
+
+    fn count(&mut self, now: Instant, t: Transmit) -> Transmit {
+        self.packets_sent = self.packets_sent.saturating_add(1);
+        self.first_sent.get_or_insert(now);
+        t
+    }
+
+    /// The bytes to hand the sender, and the datagram as it should leave (IPv6: with the
+    /// header the kernel will write, flow label unknown until the tap shows it).
+    fn emit(&self, repr: &TcpRepr<'_>, hop_limit: u8, ident: u16) -> (Transmit, Vec<u8>) {
+        let (local, remote) = (self.local(), self.remote());
+        let mut ip = IpRepr::new(
+            local.ip(),
+            remote.ip(),
+            PROTO_TCP,
+            hop_limit,
+            repr.buffer_len(),
+        );
+        ip.ident = ident;
+        let mut full = vec![0u8; ip.header_len() + repr.buffer_len()];
+        let Ok(n) = ip.emit(&mut full) else {
+            return (self.empty_transmit(), Vec::new());
+        };
+        if repr.emit(local.ip(), remote.ip(), &mut full[n..]).is_err() {
+            return (self.empty_transmit(), Vec::new());
+        }
+        let tos = self.cfg.tos;
+        if local.is_ipv6() {
+            // Traffic class: the 8 bits after the version (RFC 8200 §3).
+            full[0] = 0x60 | (tos >> 4);
+            full[1] = (full[1] & 0x0f) | (tos << 4);
+        } else {
+            full[1] = tos;
+            full[10..12].fill(0);
+            let sum = checksum::internet_checksum(0, &full[..n]);
+            full[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
+        let bytes = if local.is_ipv6() {
+            full[IPV6_HEADER_LEN..].to_vec()
+        } else {
+            full.clone()
+        };
+        full.truncate(MAX_KEPT);
+        (
+            Transmit {
+                bytes,
+                dst: remote.ip(),
+                hop_limit,
+                tos,
+            },
+            full,
+        )
+    }
+
+    fn empty_transmit(&self) -> Transmit {
+        Transmit {
+            bytes: Vec::new(),
+            dst: self.remote().ip(),
+            hop_limit: self.cfg.hop_limit,
+            tos: self.cfg.tos,
+        }
+    }
+
+    fn build_probe(&mut self, p: usize, now: Instant) -> Option<Transmit> {
+        let (ttl, seq, ident, octet) = {
+            let s = self.slots.get(p)?;
+            (s.ttl, s.seq, s.ident, s.octet)
+        };
+        let (repr_seg, tsval) = match self.cfg.mode {
+            TraceMode::Syn => {
+                // Exactly the SYN our connection would send, at this probe's ISN.
+                let mut c = self.cfg.tcp.clone();
+                c.isn = seq;
+                let mut conn = Connection::new(c);
+                conn.connect(now);
+                let mut seg = conn.poll_transmit(now)?;
+                let tsval = seg.options.timestamps.map(|(v, e)| {
+                    let v = v.wrapping_add(p as u32);
+                    seg.options.timestamps = Some((v, e));
+                    v
+                });
+                (seg, tsval)
+            }
+            TraceMode::InSession => {
+                let conn = self.conn.as_ref()?;
+                let tsval = self.timestamps.then(|| {
+                    ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.cfg.tcp.ts_offset)
+                });
+                let mut options = TcpOptions::default();
+                if let Some(v) = tsval {
+                    options.timestamps = Some((v, self.tsecr.unwrap_or(0)));
+                }
+                let seg = tcp::Segment {
+                    seq: conn.snd_nxt().sub(1),
+                    ack: conn.rcv_nxt(),
+                    flags: TcpFlags::ACK,
+                    window: self.window,
+                    options,
+                    payload: vec![octet],
+                    retransmission: false,
+                };
+                (seg, tsval)
+            }
+        };
+        let repr = repr_seg.repr(self.local().port(), self.remote().port());
+        let (t, sent) = self.emit(&repr, ttl, ident);
+        if t.bytes.is_empty() {
+            return None;
+        }
+        let s = &mut self.slots[p];
+        s.tsval = tsval;
+        s.queued = Some(now);
+        s.sent = sent;
+        self.last_probe_at = Some(now);
+        Some(t)
+    }
+
+    fn queue_rst(&mut self, seq: SeqNumber) {
+        let repr = TcpRepr {
+            src_port: self.local().port(),
+            dst_port: self.remote().port(),
+            seq,
+            ack: SeqNumber(0),
+            flags: TcpFlags::RST,
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        };
+        let ident = self.next_other_ident();
+        let (t, _) = self.emit(&repr, self.cfg.hop_limit, ident);
+        if !t.bytes.is_empty() && self.tx.len() < 64 {
+            self.tx.push_back(t);
+        }
+    }
+
+    // --- packets in ---
+
+    /// A packet of ours on its way out: the probe's send time and its header as sent.
+    fn on_own_segment(&mut self, at: Instant, pkt: &IpPacket<'_>, bytes: &[u8]) -> bool {
+        let Ok(seg) = TcpRepr::parse_unchecked(pkt.payload) else {
+            return false;
+        };
+        let (local, remote) = (self.local(), self.remote());
+        if pkt.ip.src != local.ip() || seg.src_port != local.port() || pkt.ip.dst != remote.ip() {
+            return false;
+        }
+        let v6 = pkt.ip.src.is_ipv6();
+        let tsval = seg.options.timestamps.map(|t| t.0);
+        let octet = seg.payload.first().copied();
+        let found = self.slots.iter().position(|s| {
+            s.queued.is_some()
+                && s.sent_at.is_none()
+                && s.ttl == pkt.ip.ttl
+                && match self.cfg.mode {
+                    TraceMode::Syn => {
+                        seg.flags == TcpFlags::SYN
+                            && s.seq == seg.seq
+                            && (v6 || s.ident == pkt.ip.ident)
+                    }
+                    TraceMode::InSession => {
+                        seg.payload.len() == 1
+                            && (v6 || s.ident == pkt.ip.ident)
+                            && (s.tsval.is_none() || s.tsval == tsval)
+                            && Some(s.octet) == octet
+                    }
+                }
+        });
+        match found {
+            Some(p) => {
+                let s = &mut self.slots[p];
+                s.sent_at = Some(at);
+                s.sent = bytes[..bytes.len().min(MAX_KEPT)].to_vec();
+            }
+            None => {
+                if seg.flags == TcpFlags::SYN && self.conn.is_some() {
+                    self.handshake_syn_at.get_or_insert(at);
+                }
+            }
+        }
+        true
+    }
+
+    /// A segment from the destination.
+    fn on_segment(&mut self, at: Instant, pkt: &IpPacket<'_>, checksum_offloaded: bool) -> bool {
+        let (local, remote) = (self.local(), self.remote());
+        let Ok(seg) = TcpRepr::parse_unchecked(pkt.payload) else {
+            return false;
+        };
+        if pkt.ip.src != remote.ip()
+            || seg.src_port != remote.port()
+            || pkt.ip.dst != local.ip()
+            || seg.dst_port != local.port()
+        {
+            return false;
+        }
+        if !checksum_offloaded && TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst).is_err() {
+            self.unmatched = self.unmatched.saturating_add(1);
+            return true;
+        }
+        if self.conn.is_some() {
+            self.on_session_segment(at, pkt.ip.ttl, &seg);
+            return true;
+        }
+        // SYN mode: a SYN-ACK or RST names its probe by acknowledgment − 1 (RFC 9293
+        // §3.10.7.3: a RST answering a SYN acknowledges it).
+        let verdict = Verdict::of_reply(seg.flags);
+        let p = seg
+            .flags
+            .ack()
+            .then(|| self.slots.iter().position(|s| s.seq == seg.ack.sub(1)))
+            .flatten();
+        // A half-open connection of ours (SYN-ACK, or a bare ACK from SYN-RECEIVED) is
+        // reset at once, whether or not it names a probe we still wait for.
+        if verdict.is_some_and(|v| v.state == PortState::Open) {
+            self.queue_rst(seg.ack);
+        }
+        match (p, verdict) {
+            (Some(p), Some(v)) if !self.slots[p].lost && self.slots[p].queued.is_some() => {
+                let ttl = self.slots[p].ttl;
+                self.record_answer(
+                    p,
+                    Answer {
+                        at,
+                        from: pkt.ip.src,
+                        reply_ttl: pkt.ip.ttl,
+                        kind: AnswerKind::Tcp { flags: seg.flags },
+                    },
+                );
+                self.set_end(ttl, v, pkt.ip.src);
+            }
+            _ => self.unmatched = self.unmatched.saturating_add(1),
+        }
+        true
+    }
+
+    fn on_session_segment(&mut self, at: Instant, reply_ttl: u8, seg: &TcpRepr<'_>) {
+        let Some(conn) = &mut self.conn else { return };
+        // RFC 7323 §4.3: TS.Recent follows the segments that arrive in order.
+        let in_order = seg.seq == conn.rcv_nxt();
+        conn.handle_segment(at, seg);
+        if let Some((tsval, tsecr)) = seg.options.timestamps
+            && in_order
+        {
+            self.tsecr = Some(tsval);
+            // The server's answer to a probe echoes its TSval.
+            let pure_ack = seg.flags == TcpFlags::ACK && seg.payload.is_empty();
+            if pure_ack
+                && self.phase != Phase::Handshake
+                && let Some(p) = self
+                    .slots
+                    .iter()
+                    .position(|s| s.queued.is_some() && s.tsval == Some(tsecr))
+            {
+                if !self.slots[p].lost {
+                    let ttl = self.slots[p].ttl;
+                    self.record_answer(
+                        p,
+                        Answer {
+                            at,
+                            from: self.remote().ip(),
+                            reply_ttl,
+                            kind: AnswerKind::Tcp { flags: seg.flags },
+                        },
+                    );
+                    self.set_end(ttl, Verdict::OPEN, self.remote().ip());
+                } else {
+                    self.unmatched = self.unmatched.saturating_add(1);
+                }
+            }
+        } else if seg.flags == TcpFlags::ACK
+            && seg.payload.is_empty()
+            && self.phase == Phase::Tracing
+            && !self.timestamps
+        {
+            self.untied_acks = self.untied_acks.saturating_add(1);
+        }
+        self.drain_events(at);
+    }
+
+    /// Events of the in-session connection.
+    fn drain_events(&mut self, now: Instant) {
+        let Some(conn) = &mut self.conn else { return };
+        // Bounded: a connection queues a handful per input.
+        let mut events = Vec::new();
+        while let Some(e) = conn.poll_event() {
+            if events.len() < 64 {
+                events.push(e);
+            }
+        }
+        for e in events {
+            match e {
+                Event::Connected { at, peer } => {
+                    self.handshake_synack_at = Some(at);
+                    self.timestamps = peer.timestamps;
+                    if !peer.timestamps {
+                        self.note(
+                            "the server does not do timestamps: its answers cannot say which \
+                             probe reached it"
+                                .into(),
+                        );
+                    }
+                    if self.phase == Phase::Handshake {
+                        self.phase = Phase::Tracing;
+                    }
+                }
+                Event::Refused { at } => {
+                    self.handshake_synack_at = Some(at);
+                    self.handshake_failed(now, Verdict::CLOSED);
+                }
+                Event::TimedOut {
+                    state: State::SynSent,
+                    ..
+                } => {
+                    self.handshake_failed(now, Verdict::NO_RESPONSE);
+                }
+                Event::TimedOut { state, .. } => {
+                    self.close_outcome = Some(format!("timed out in {}", state.name()));
+                    if self.phase != Phase::Done {
+                        self.drain(now, Duration::ZERO);
+                    }
+                }
+                Event::Reset { state, .. } => {
+                    self.close_outcome = Some(format!("reset by the server in {}", state.name()));
+                    if matches!(self.phase, Phase::Tracing | Phase::Handshake) {
+                        self.error =
+                            Some("the server reset the connection during the trace".into());
+                    }
+                    self.finished_at.get_or_insert(now);
+                    self.drain(now, Duration::ZERO);
+                }
+                Event::Closed { .. } => {
+                    self.close_outcome.get_or_insert_with(|| "closed".into());
+                    self.drain(now, Duration::from_millis(2));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn handshake_failed(&mut self, now: Instant, verdict: Verdict) {
+        if self.end.is_none() {
+            self.end = Some(End {
+                ttl: 0,
+                verdict,
+                addr: self.remote().ip(),
+            });
+        }
+        self.error = Some(format!(
+            "the port is {} ({}): an in-session trace needs an open port",
+            verdict.state, verdict.reason
+        ));
+        self.finished_at.get_or_insert(now);
+        self.drain(now, Duration::ZERO);
+    }
+
+    /// An ICMP or ICMPv6 error: ours when it quotes our 4-tuple (on either side, so a
+    /// rewritten source still counts) and one of the probe's keys.
+    fn on_icmp(&mut self, at: Instant, pkt: &IpPacket<'_>) -> bool {
+        let v6 = pkt.ip.protocol == PROTO_ICMPV6;
+        let Ok(Some(err)) = IcmpError::parse(pkt.payload, v6, pkt.ip.src, pkt.ip.dst) else {
+            return false;
+        };
+        let (local, remote) = (self.local(), self.remote());
+        let to_target = err.quoted_dst == remote.ip() && err.quoted_dst_port == remote.port();
+        let from_us = err.quoted_src == local.ip() && err.quoted_src_port == local.port();
+        if !(to_target || from_us) {
+            return false;
+        }
+        let Ok(body) = IcmpBody::parse(pkt.payload, v6) else {
+            return false;
+        };
+        let Ok(quote) = QuotedDatagram::parse(body.datagram) else {
+            return false;
+        };
+        let Some(p) = self.match_quote(&quote) else {
+            // The connection's own segments (in-session): the handshake SYN, our FIN.
+            if let Some(conn) = &mut self.conn {
+                if conn.handle_icmp(at, &err) == IcmpOutcome::Aborted {
+                    self.handshake_failed(at, Verdict::of_icmp(err.kind));
+                }
+                self.drain_events(at);
+            } else {
+                self.unmatched = self.unmatched.saturating_add(1);
+            }
+            return true;
+        };
+        // Advice about size is no hop's answer (our probes are small).
+        if matches!(err.kind, IcmpKind::PacketTooBig { .. }) {
+            return true;
+        }
+        if self.slots[p].lost {
+            self.unmatched = self.unmatched.saturating_add(1);
+            return true;
+        }
+        let ttl = self.slots[p].ttl;
+        let kept = body.datagram.get(..MAX_KEPT).unwrap_or(body.datagram);
+        self.record_answer(
+            p,
+            Answer {
+                at,
+                from: pkt.ip.src,
+                reply_ttl: pkt.ip.ttl,
+                kind: AnswerKind::Icmp {
+                    kind: err.kind,
+                    icmp_type: err.icmp_type,
+                    code: err.code,
+                    quote: kept.to_vec(),
+                    quote_len: body.datagram.len(),
+                    rfc4884: body.rfc4884_len.is_some(),
+                },
+            },
+        );
+        if err.kind != IcmpKind::TimeExceeded {
+            self.set_end(ttl, Verdict::of_icmp(err.kind), pkt.ip.src);
+        }
+        true
+    }
+
+    /// Which probe a quote is of (see the module doc for the keys).
+    fn match_quote(&self, q: &QuotedDatagram<'_>) -> Option<usize> {
+        let tcp = q.tcp?;
+        let seq = tcp.seq();
+        let tsval = tcp.options().and_then(|o| o.timestamps).map(|t| t.0);
+        let octet = tcp.payload().and_then(|p| p.first().copied());
+        let sent = |s: &&Slot| s.queued.is_some();
+        let by = |f: &dyn Fn(&Slot) -> bool| {
+            let mut hits = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| sent(s) && f(s));
+            let first = hits.next()?;
+            // Ambiguous keys name nobody.
+            hits.next().is_none().then_some(first.0)
+        };
+        if !q.ip.v6
+            && let Some(p) = by(&|s| s.ident == q.ip.ident)
+        {
+            return Some(p);
+        }
+        if self.cfg.mode == TraceMode::Syn
+            && let Some(seq) = seq
+            && let Some(p) = by(&|s| s.seq == seq)
+        {
+            return Some(p);
+        }
+        if let Some(v) = tsval
+            && let Some(p) = by(&|s| s.tsval == Some(v))
+        {
+            return Some(p);
+        }
+        if self.cfg.mode == TraceMode::InSession
+            && let Some(o) = octet
+        {
+            return by(&|s| s.octet == o);
+        }
+        None
+    }
+
+    fn record_answer(&mut self, p: usize, answer: Answer) {
+        let s = &mut self.slots[p];
+        match &s.answer {
+            None => {
+                if let Some(sent) = s.sent_at {
+                    self.max_rtt = self.max_rtt.max(answer.at.saturating_since(sent));
+                }
+                s.answer = Some(answer);
+            }
+            Some(first) => {
+                if first.from != answer.from
+                    && !s.others.contains(&answer.from)
+                    && s.others.len() < MAX_OTHER_ADDRS
+                {
+                    s.others.push(answer.from);
+                }
+            }
+        }
+    }
+
+    /// The far end answered at `ttl` (the smallest such TTL wins).
+    fn set_end(&mut self, ttl: u8, verdict: Verdict, addr: IpAddr) {
+        if self.end.is_none_or(|e| ttl < e.ttl) {
+            self.end = Some(End { ttl, verdict, addr });
+        }
+    }
+
+    fn note(&mut self, n: String) {
+        if self.notes.len() < MAX_NOTES && !self.notes.contains(&n) {
+            self.notes.push(n);
+        }
+    }
+
+    // --- the record's parts ---
+
+    /// The TTLs shown: up to the end, or to the last probed TTL.
+    fn rows(&self) -> Vec<u8> {
+        let last = match self.end {
+            Some(e) if e.ttl >= self.cfg.first_ttl => e.ttl,
+            Some(_) => return Vec::new(),
+            None => {
+                let probed = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.queued.is_some())
+                    .map(|s| s.ttl)
+                    .max()
+                    .unwrap_or(0);
+                if self.gap_reached() {
+                    // The answered hops and the silent run that ended the trace.
+                    let last = self
+                        .last_answered()
+                        .unwrap_or(self.cfg.first_ttl.saturating_sub(1));
+                    probed.min(last.saturating_add(self.cfg.gap.max(1)))
+                } else {
+                    probed
+                }
+            }
+        };
+        (self.cfg.first_ttl..=last).collect()
+    }
+
+    fn hop_record(&self, ttl: u8) -> (HopRecord, Option<Vec<Observation>>) {
+        let slots: Vec<&Slot> = self.slots_at(ttl).filter(|s| s.queued.is_some()).collect();
+        let answered: Vec<&Slot> = slots
+            .iter()
+            .copied()
+            .filter(|s| s.answer.is_some())
+            .collect();
+        let first = answered
+            .first()
+            .and_then(|s| s.answer.as_ref().map(|a| (*s, a)));
+        let mut other_addrs = Vec::new();
+        for s in &answered {
+            let from = s.answer.as_ref().map(|a| a.from);
+            for a in from.into_iter().chain(s.others.iter().copied()) {
+                if Some(a) != first.map(|f| f.1.from) && !other_addrs.contains(&a) {
+                    other_addrs.push(a);
+                }
+            }
+        }
+        let rtt_ns = answered
+            .iter()
+            .filter_map(|s| Some(nanos(s.answer.as_ref()?.at.saturating_since(s.sent_at?))))
+            .collect();
+        let mut hop = HopRecord {
+            ttl,
+            addr: first.map(|f| f.1.from),
+            other_addrs,
+            reply: first.map(|f| reply_word(&f.1.kind)),
+            icmp: None,
+            rtt_ns,
+            sent: slots.len() as u8,
+            lost: slots.iter().filter(|s| s.answer.is_none()).count() as u8,
+            quote_len: None,
+            quote: None,
+            rfc4884: false,
+            quoted_ttl: None,
+            reply_ttl: first.map(|f| f.1.reply_ttl),
+            changes: Vec::new(),
+        };
+        let mut view = None;
+        // The first answer that quotes our packet gives the hop's view.
+        let quoted = answered
+            .iter()
+            .find_map(|s| match &s.answer.as_ref()?.kind {
+                AnswerKind::Icmp {
+                    icmp_type,
+                    code,
+                    quote,
+                    quote_len,
+                    rfc4884,
+                    ..
+                } => Some((*s, *icmp_type, *code, quote, *quote_len, *rfc4884)),
+                AnswerKind::Tcp { .. } => None,
+            });
+        if let Some((s, icmp_type, code, quote, quote_len, rfc4884)) = quoted {
+            hop.icmp = Some(IcmpRecord { icmp_type, code });
+            hop.quote_len = Some(quote_len);
+            hop.rfc4884 = rfc4884;
+            if let (Ok(q), Ok(sent)) =
+                (QuotedDatagram::parse(quote), QuotedDatagram::parse(&s.sent))
+            {
+                hop.quoted_ttl = Some(q.ip.ttl);
+                hop.quote = Some(quote_kind(&q));
+                view = Some(diff::compare(&sent, &q, 1));
+            }
+        }
+        (hop, view)
+    }
+
+    fn destination_record(&self) -> DestinationRecord {
+        let handshake_rtt_ns = match (self.handshake_syn_at, self.handshake_synack_at) {
+            (Some(a), Some(b)) => Some(nanos(b.saturating_since(a))),
+            _ => None,
+        };
+        let close = self.close_outcome.clone();
+        match self.end {
+            Some(end) => {
+                let rtt_ns = self
+                    .slots_at(end.ttl)
+                    .filter_map(|s| {
+                        let a = s.answer.as_ref()?;
+                        (a.from == end.addr).then_some(())?;
+                        Some(nanos(a.at.saturating_since(s.sent_at?)))
+                    })
+                    .collect();
+                DestinationRecord {
+                    state: end.verdict.state,
+                    reason: end.verdict.reason,
+                    addr: Some(end.addr),
+                    ttl: (end.ttl > 0).then_some(end.ttl),
+                    rtt_ns,
+                    handshake_rtt_ns,
+                    close,
+                }
+            }
+            None => {
+                // In-session: the handshake said open even if no probe's echo came back.
+                let (state, reason, addr) = if handshake_rtt_ns.is_some() {
+                    (PortState::Open, Reason::SynAck, Some(self.remote().ip()))
+                } else if self.interrupted {
+                    (PortState::Interrupted, Reason::Interrupted, None)
+                } else {
+                    (PortState::Filtered, Reason::NoResponse, None)
+                };
+                DestinationRecord {
+                    state,
+                    reason,
+                    addr,
+                    ttl: None,
+                    rtt_ns: Vec::new(),
+                    handshake_rtt_ns,
+                    close,
+                }
+            }
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What answered, in a word: the ICMP error's reason, or the destination's segment.
+fn reply_word(kind: &AnswerKind) -> String {
+    match kind {
+        AnswerKind::Icmp { kind, .. } => kind.reason().to_string(),
+        AnswerKind::Tcp { flags } if flags.syn() && flags.ack() => "syn-ack".into(),
+        AnswerKind::Tcp { flags } if flags.rst() => "reset".into(),
+        AnswerKind::Tcp { .. } => "ack".into(),
+    }
+}
+
+/// How much of the TCP segment the quote holds.
+fn quote_kind(q: &QuotedDatagram<'_>) -> QuoteKind {
+    let tcp = q.tcp_quoted();
+    if tcp <= 8 {
+        QuoteKind::Rfc792
+    } else if tcp >= q.ip.segment_len() {
+        QuoteKind::Full
+    } else {
+        QuoteKind::Partial
+    }
+}

@@ -1,0 +1,1084 @@
+//! The trace against a simulated path in virtual time: routers that decrement the TTL,
+//! quote what expired (all of it, or RFC 792's 8 bytes of TCP), rewrite fields on the way
+//! in or out, drop SYNs or answer with unreachables; a destination that answers SYNs (and,
+//! in-session, keep-alives and the close) as Linux does. Every packet the trace sends is
+//! "seen on the tap" 1 µs later, every answer after the path's round trip.
+
+use super::record::{QuoteKind, TraceMode};
+use super::*;
+use crate::wire::checksum;
+use proptest::prelude::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const C4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+const S4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 9, 2));
+const C6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
+const S6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 2));
+/// The flow label the simulated kernel writes on our IPv6 packets.
+const FLOW: u32 = 0x5_a5a5;
+const SERVER_ISN: u32 = 777_000;
+
+fn at0() -> Instant {
+    Instant::from_nanos(T0)
+}
+
+fn cfg(v6: bool, mode: TraceMode) -> TraceConfig {
+    let (c, s) = if v6 { (C6, S6) } else { (C4, S4) };
+    TraceConfig {
+        target: SocketAddr::new(s, 80).to_string(),
+        mode,
+        tcp: tcp::Config {
+            local: SocketAddr::new(c, 40000),
+            remote: SocketAddr::new(s, 80),
+            isn: SeqNumber(0xffff_f000),
+            mss: 1460,
+            syn_window: 64240,
+            rcv_buf: 128 * 1024,
+            wscale: 7,
+            sack_permitted: true,
+            timestamps: true,
+            ts_offset: 5000,
+            syn_retries: 2,
+            data_retries: 4,
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            time_wait: Duration::from_millis(100),
+            ack_with_data: false,
+        },
+        first_ttl: 1,
+        max_ttl: 30,
+        probes: 3,
+        parallel: 8,
+        timeout: Duration::from_secs(1),
+        interval: Duration::from_millis(10),
+        gap: 5,
+        tos: 0,
+        ident: 0xfff0,
+        hop_limit: 64,
+        close_timeout: Duration::from_secs(2),
+    }
+}
+
+// --- packet surgery ---
+
+fn tcp_at(pkt: &[u8]) -> usize {
+    if pkt[0] >> 4 == 4 {
+        usize::from(pkt[0] & 0xf) * 4
+    } else {
+        40
+    }
+}
+
+fn addrs(pkt: &[u8]) -> (IpAddr, IpAddr) {
+    if pkt[0] >> 4 == 4 {
+        let a = |o: usize| IpAddr::V4(Ipv4Addr::new(pkt[o], pkt[o + 1], pkt[o + 2], pkt[o + 3]));
+        (a(12), a(16))
+    } else {
+        let a = |o: usize| {
+            IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&pkt[o..o + 16]).unwrap(),
+            ))
+        };
+        (a(8), a(24))
+    }
+}
+
+/// Put the IPv4 header checksum and the TCP checksum right again.
+fn fix(pkt: &mut [u8]) {
+    let at = tcp_at(pkt);
+    if pkt[0] >> 4 == 4 {
+        pkt[10..12].fill(0);
+        let c = checksum::internet_checksum(0, &pkt[..at]);
+        pkt[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    let (s, d) = addrs(pkt);
+    pkt[at + 16..at + 18].fill(0);
+    let c = checksum::upper_layer_checksum(s, d, PROTO_TCP, &pkt[at..]);
+    pkt[at + 16..at + 18].copy_from_slice(&c.to_be_bytes());
+}
+
+fn ttl_of(pkt: &[u8]) -> u8 {
+    if pkt[0] >> 4 == 4 { pkt[8] } else { pkt[7] }
+}
+
+fn set_ttl(pkt: &mut [u8], ttl: u8) {
+    if pkt[0] >> 4 == 4 {
+        pkt[8] = ttl;
+        pkt[10..12].fill(0);
+        let at = tcp_at(pkt);
+        let c = checksum::internet_checksum(0, &pkt[..at]);
+        pkt[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        pkt[7] = ttl;
+    }
+}
+
+fn set_tos(pkt: &mut [u8], tos: u8) {
+    if pkt[0] >> 4 == 4 {
+        pkt[1] = tos;
+    } else {
+        pkt[0] = 0x60 | (tos >> 4);
+        pkt[1] = (pkt[1] & 0x0f) | (tos << 4);
+    }
+    fix(pkt);
+}
+
+fn tos_of(pkt: &[u8]) -> u8 {
+    if pkt[0] >> 4 == 4 {
+        pkt[1]
+    } else {
+        (pkt[0] << 4) | (pkt[1] >> 4)
+    }
+}
+
+/// Rewrite the MSS option (as `tcp option maxseg size set` does) and the checksum.
+fn clamp_mss(pkt: &mut [u8], mss: u16) {
+    let at = tcp_at(pkt);
+    let end = at + usize::from(pkt[at + 12] >> 4) * 4;
+    let mut i = at + 20;
+    while i + 1 < end {
+        match pkt[i] {
+            0 => break,
+            1 => i += 1,
+            2 => {
+                pkt[i + 2..i + 4].copy_from_slice(&mss.to_be_bytes());
+                break;
+            }
+            _ => i += usize::from(pkt[i + 1]).max(2),
+        }
+    }
+    fix(pkt);
+}
+
+/// SACK-permitted replaced by two NOPs (`reset tcp option sack-perm`).
+fn strip_sack_permitted(pkt: &mut [u8]) {
+    let at = tcp_at(pkt);
+    let end = at + usize::from(pkt[at + 12] >> 4) * 4;
+    let mut i = at + 20;
+    while i + 1 < end {
+        match pkt[i] {
+            0 => break,
+            1 => i += 1,
+            4 => {
+                pkt[i] = 1;
+                pkt[i + 1] = 1;
+                break;
+            }
+            _ => i += usize::from(pkt[i + 1]).max(2),
+        }
+    }
+    fix(pkt);
+}
+
+fn set_src(pkt: &mut [u8], src: IpAddr) {
+    match src {
+        IpAddr::V4(a) => pkt[12..16].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => pkt[8..24].copy_from_slice(&a.octets()),
+    }
+    fix(pkt);
+}
+
+fn is_syn(pkt: &[u8]) -> bool {
+    let at = tcp_at(pkt);
+    pkt[at + 13] & 0x12 == 0x02
+}
+
+// --- the simulated path ---
+
+type Mutate = Box<dyn Fn(&mut Vec<u8>)>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Action {
+    Forward,
+    /// A firewall that drops SYNs it would forward.
+    DropSyn,
+    /// Forwarding fails: this ICMP error instead (type, code).
+    Unreach(u8, u8),
+}
+
+struct Router {
+    addr: IpAddr,
+    /// On arrival: shows in this router's own quote.
+    pre: Option<Mutate>,
+    /// On the way out: shows from the next hop on.
+    post: Option<Mutate>,
+    /// `None`: sends no ICMP at all; else quotes at most this many bytes.
+    quote: Option<usize>,
+    action: Action,
+}
+
+impl Router {
+    fn new(addr: IpAddr) -> Router {
+        Router {
+            addr,
+            pre: None,
+            post: None,
+            quote: Some(576),
+            action: Action::Forward,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dest {
+    Open,
+    Closed,
+    Silent,
+}
+
+struct Tapped {
+    at: Instant,
+    outgoing: bool,
+    bytes: Vec<u8>,
+}
+
+struct Net {
+    v6: bool,
+    routers: Vec<Router>,
+    dest: Dest,
+    /// One way, per link.
+    link: Duration,
+    events: Vec<Tapped>,
+    /// Everything the trace sent: (when, where to, hop limit).
+    sent: Vec<(Instant, IpAddr, u8, Vec<u8>)>,
+    /// The server's side of an in-session connection: its RCV.NXT once synchronized.
+    rcv_nxt: Option<u32>,
+    server_fin_sent: bool,
+    /// Half-open connection at the destination (SYN mode): the SYN's sequence number.
+    half_open: Option<u32>,
+    /// Linux's behaviour for a SYN meeting a half-open connection: nothing (the ACK it
+    /// sends is rate-limited to twice a second).
+    collisions: u32,
+    rsts_received: u32,
+}
+
+impl Net {
+    fn new(v6: bool, hops: usize, dest: Dest) -> Net {
+        let routers = (1..=hops)
+            .map(|i| {
+                Router::new(if v6 {
+                    IpAddr::V6(Ipv6Addr::new(0xfd00, i as u16, 0, 0, 0, 0, 0, 0xfe))
+                } else {
+                    IpAddr::V4(Ipv4Addr::new(198, 18, i as u8, 254))
+                })
+            })
+            .collect();
+        Net {
+            v6,
+            routers,
+            dest,
+            link: Duration::from_micros(100),
+            events: Vec::new(),
+            sent: Vec::new(),
+            rcv_nxt: None,
+            server_fin_sent: false,
+            half_open: None,
+            collisions: 0,
+            rsts_received: 0,
+        }
+    }
+
+    fn local(&self) -> IpAddr {
+        if self.v6 { C6 } else { C4 }
+    }
+
+    fn remote(&self) -> IpAddr {
+        if self.v6 { S6 } else { S4 }
+    }
+
+    fn rtt(&self, hop: usize) -> Duration {
+        self.link * (2 * hop as u32)
+    }
+
+    fn tap(&mut self, at: Instant, outgoing: bool, bytes: Vec<u8>) {
+        self.events.push(Tapped {
+            at,
+            outgoing,
+            bytes,
+        });
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        self.events.iter().map(|e| e.at).min()
+    }
+
+    fn take_due(&mut self, now: Instant) -> Vec<Tapped> {
+        let mut due: Vec<Tapped> = Vec::new();
+        let mut i = 0;
+        while i < self.events.len() {
+            if self.events[i].at <= now {
+                due.push(self.events.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by_key(|e| e.at);
+        due
+    }
+
+    /// What the kernel makes of a transmit: the datagram on the wire.
+    fn datagram(&self, t: &Transmit) -> Vec<u8> {
+        if !self.v6 {
+            return t.bytes.clone();
+        }
+        let mut p = vec![0u8; 40];
+        let word = 0x6000_0000u32 | (u32::from(t.tos) << 20) | FLOW;
+        p[0..4].copy_from_slice(&word.to_be_bytes());
+        p[4..6].copy_from_slice(&(t.bytes.len() as u16).to_be_bytes());
+        p[6] = PROTO_TCP;
+        p[7] = t.hop_limit;
+        if let (IpAddr::V6(s), IpAddr::V6(d)) = (self.local(), t.dst) {
+            p[8..24].copy_from_slice(&s.octets());
+            p[24..40].copy_from_slice(&d.octets());
+        }
+        p.extend_from_slice(&t.bytes);
+        p
+    }
+
+    fn send(&mut self, now: Instant, t: &Transmit) {
+        let mut pkt = self.datagram(t);
+        self.sent.push((now, t.dst, ttl_of(&pkt), pkt.clone()));
+        self.tap(now + Duration::from_micros(1), true, pkt.clone());
+        for i in 0..self.routers.len() {
+            let hop = i + 1;
+            if let Some(m) = &self.routers[i].pre {
+                m(&mut pkt);
+            }
+            if ttl_of(&pkt) <= 1 {
+                if let Some(n) = self.routers[i].quote {
+                    let q = pkt[..pkt.len().min(n)].to_vec();
+                    let (ty, code) = if self.v6 { (3, 0) } else { (11, 0) };
+                    let icmp = self.icmp(self.routers[i].addr, ty, code, &q);
+                    self.tap(now + self.rtt(hop), false, icmp);
+                }
+                return;
+            }
+            match self.routers[i].action {
+                Action::Forward => {}
+                Action::DropSyn if is_syn(&pkt) => return,
+                Action::DropSyn => {}
+                Action::Unreach(ty, code) => {
+                    let q = pkt[..pkt.len().min(576)].to_vec();
+                    let icmp = self.icmp(self.routers[i].addr, ty, code, &q);
+                    self.tap(now + self.rtt(hop), false, icmp);
+                    return;
+                }
+            }
+            if let Some(m) = &self.routers[i].post {
+                m(&mut pkt);
+            }
+            let ttl = ttl_of(&pkt) - 1;
+            set_ttl(&mut pkt, ttl);
+        }
+        let hop = self.routers.len() + 1;
+        let at = now + self.rtt(hop);
+        if let Some(reply) = self.destination(&pkt) {
+            self.tap(at, false, reply);
+        }
+    }
+
+    /// An ICMP error from `from` to us quoting `quote`.
+    fn icmp(&self, from: IpAddr, ty: u8, code: u8, quote: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty, code, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(quote);
+        let proto = if self.v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
+        let sum = if self.v6 {
+            checksum::upper_layer_checksum(from, self.local(), PROTO_ICMPV6, &m)
+        } else {
+            checksum::internet_checksum(0, &m)
+        };
+        m[2..4].copy_from_slice(&sum.to_be_bytes());
+        let ip = IpRepr::new(from, self.local(), proto, 60, m.len());
+        let mut out = vec![0u8; ip.header_len()];
+        ip.emit(&mut out).unwrap();
+        out.extend_from_slice(&m);
+        out
+    }
+
+    fn segment(&self, seq: u32, ack: u32, flags: TcpFlags, options: TcpOptions) -> Vec<u8> {
+        let seg = TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq: SeqNumber(seq),
+            ack: SeqNumber(ack),
+            flags,
+            window: 509,
+            urgent: 0,
+            options,
+            payload: &[],
+        };
+        let ip = IpRepr::new(self.remote(), self.local(), PROTO_TCP, 61, seg.buffer_len());
+        let mut out = vec![0u8; ip.header_len() + seg.buffer_len()];
+        let n = ip.emit(&mut out).unwrap();
+        seg.emit(self.remote(), self.local(), &mut out[n..])
+            .unwrap();
+        out
+    }
+
+    /// The destination's answer, Linux-like.
+    fn destination(&mut self, pkt: &[u8]) -> Option<Vec<u8>> {
+        let ip = IpPacket::parse(pkt).expect("a valid packet reaches the destination");
+        let seg = TcpRepr::parse(ip.payload, ip.ip.src, ip.ip.dst).expect("valid TCP");
+        let ts = |echo: u32| TcpOptions::default().with_timestamps(4242, echo);
+        let tsval = seg.options.timestamps.map_or(0, |t| t.0);
+        if seg.flags.rst() {
+            self.rsts_received += 1;
+            if self
+                .half_open
+                .is_some_and(|s| seg.seq.0 == SERVER_ISN.wrapping_add(1) || s == 0)
+            {
+                self.half_open = None;
+            }
+            self.half_open = None;
+            return None;
+        }
+        match self.dest {
+            Dest::Silent => None,
+            Dest::Closed if seg.flags.syn() => Some(self.segment(
+                0,
+                seg.seq.0.wrapping_add(1),
+                TcpFlags::RST | TcpFlags::ACK,
+                TcpOptions::default(),
+            )),
+            Dest::Closed => None,
+            Dest::Open if seg.flags.syn() => {
+                if self.rcv_nxt.is_none() {
+                    if self.half_open.is_some() {
+                        self.collisions += 1;
+                        return None;
+                    }
+                    self.half_open = Some(seg.seq.0);
+                }
+                let mut o = ts(tsval).with_mss(1460).with_wscale(7);
+                o.sack_permitted = true;
+                Some(self.segment(
+                    SERVER_ISN,
+                    seg.seq.0.wrapping_add(1),
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    o,
+                ))
+            }
+            Dest::Open => {
+                // In-session: the handshake's ACK, keep-alives, the close.
+                let next = *self.rcv_nxt.get_or_insert(seg.seq.0);
+                let ours = SERVER_ISN.wrapping_add(1) + u32::from(self.server_fin_sent);
+                if seg.payload.len() == 1 && seg.seq.0.wrapping_add(1) == next {
+                    // A duplicate of data we have: an immediate ACK echoing its TSval.
+                    return Some(self.segment(ours, next, TcpFlags::ACK, ts(tsval)));
+                }
+                if seg.flags.fin() {
+                    let next = seg.seq.0.wrapping_add(1);
+                    self.rcv_nxt = Some(next);
+                    self.server_fin_sent = true;
+                    return Some(self.segment(
+                        ours,
+                        next,
+                        TcpFlags::FIN | TcpFlags::ACK,
+                        ts(tsval),
+                    ));
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Run the trace to the end (bounded), in virtual time.
+fn run(trace: &mut Trace, net: &mut Net) -> Instant {
+    let mut now = at0();
+    trace.start(now);
+    for _ in 0..200_000 {
+        while let Some(t) = trace.poll_transmit(now) {
+            net.send(now, &t);
+        }
+        if trace.is_done() {
+            return now;
+        }
+        let next = match (net.next_at(), trace.poll_timeout()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).expect("a trace that is not done has a deadline"),
+        };
+        now = now.max(next);
+        for e in net.take_due(now) {
+            trace.handle_packet(e.at, e.outgoing, &e.bytes, false);
+            while let Some(t) = trace.poll_transmit(now) {
+                net.send(now, &t);
+            }
+        }
+        if trace.poll_timeout().is_some_and(|d| d <= now) {
+            trace.handle_timeout(now);
+        }
+    }
+    panic!("the trace did not end");
+}
+
+fn trace(v6: bool, mode: TraceMode, net: &mut Net) -> (TraceRecord, Duration) {
+    trace_with(cfg(v6, mode), net)
+}
+
+fn trace_with(c: TraceConfig, net: &mut Net) -> (TraceRecord, Duration) {
+    let mut t = Trace::new(c);
+    let end = run(&mut t, net);
+    let r = t.into_record();
+    // Nothing ever goes anywhere but the target.
+    for (_, dst, _, _) in &net.sent {
+        assert_eq!(*dst, net.remote());
+    }
+    (r, end.saturating_since(at0()))
+}
+
+fn changes(r: &TraceRecord, ttl: u8) -> Vec<(String, String, String)> {
+    r.hops
+        .iter()
+        .find(|h| h.ttl == ttl)
+        .map(|h| {
+            h.changes
+                .iter()
+                .map(|c| (c.field.clone(), c.sent.clone(), c.seen.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn fields(r: &TraceRecord, ttl: u8) -> Vec<String> {
+    changes(r, ttl).into_iter().map(|c| c.0).collect()
+}
+
+#[test]
+fn syn_three_routers_then_open() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        let (r, took) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.hops.len(), 4, "{r:#?}");
+        for (i, h) in r.hops.iter().take(3).enumerate() {
+            assert_eq!(h.ttl, i as u8 + 1);
+            assert_eq!(h.addr, Some(net.routers[i].addr));
+            assert_eq!(h.reply.as_deref(), Some("time-exceeded"));
+            assert_eq!((h.sent, h.lost), (3, 0));
+            // Tap to tap: exactly the path's round trip (the copy is stamped 1 µs later).
+            let rtt = nanos(net.rtt(i + 1)) - 1000;
+            assert_eq!(h.rtt_ns, vec![rtt; 3], "hop {}", h.ttl);
+            assert_eq!(h.quote, Some(QuoteKind::Full));
+            assert_eq!(h.quoted_ttl, Some(1));
+            assert!(h.changes.is_empty(), "{:?}", h.changes);
+        }
+        let d = &r.hops[3];
+        assert_eq!(d.reply.as_deref(), Some("syn-ack"));
+        assert_eq!(d.addr, Some(net.remote()));
+        assert_eq!(r.destination.state, PortState::Open);
+        assert_eq!(r.destination.reason, Reason::SynAck);
+        assert_eq!(r.destination.ttl, Some(4));
+        assert_eq!(r.destination.rtt_ns.len(), 3);
+        assert_eq!(r.lost_after_ttl, None);
+        // Every SYN-ACK got its RST: nothing half-open stays at the destination.
+        assert_eq!(net.half_open, None);
+        assert!(net.rsts_received >= 3);
+        assert!(took < Duration::from_millis(100), "{took:?}");
+    }
+}
+
+#[test]
+fn probes_keep_the_flow_and_differ_in_their_keys() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        trace(v6, TraceMode::Syn, &mut net);
+        let probes: Vec<&Vec<u8>> = net
+            .sent
+            .iter()
+            .filter(|s| is_syn(&s.3))
+            .map(|s| &s.3)
+            .collect();
+        assert!(probes.len() >= 12);
+        let q: Vec<QuotedDatagram<'_>> = probes
+            .iter()
+            .map(|p| QuotedDatagram::parse(p).unwrap())
+            .collect();
+        let first = &q[0];
+        let mut seqs = Vec::new();
+        for p in &q {
+            let t = p.tcp.unwrap();
+            assert_eq!((p.ip.src, p.ip.dst), (first.ip.src, first.ip.dst));
+            assert_eq!((t.src_port(), t.dst_port()), (Some(40000), Some(80)));
+            assert_eq!(p.ip.flow_label, first.ip.flow_label);
+            assert_eq!(p.ip.tos, 0);
+            // The probe's SYN: Linux's options.
+            let o = t.options().unwrap();
+            assert_eq!(
+                (o.mss, o.wscale, o.sack_permitted),
+                (Some(1460), Some(7), true)
+            );
+            assert_eq!(t.window(), Some(64240));
+            seqs.push(t.seq().unwrap());
+        }
+        // Sequence numbers 2^22 apart (across the wrap: the first ISN is 0xfffff000).
+        for (i, s) in seqs.iter().enumerate() {
+            assert!(
+                seqs[i + 1..]
+                    .iter()
+                    .all(|o| o.diff(*s).unsigned_abs() >= SEQ_STRIDE)
+            );
+        }
+        if !v6 {
+            let mut ids: Vec<u16> = q.iter().map(|p| p.ip.ident).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), q.len(), "one identification per probe");
+        }
+    }
+}
+
+#[test]
+fn changes_are_attributed_to_the_first_hop_that_shows_them() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 4, Dest::Open);
+        // Hop 1 quotes RFC 792's minimum; hop 2 clamps the MSS on the way out (seen from
+        // hop 3 on); hop 3 marks DSCP cs1 on the way in (seen in its own quote); hop 4
+        // strips SACK-permitted on the way in.
+        net.routers[0].quote = Some(if v6 { 48 } else { 28 });
+        net.routers[1].post = Some(Box::new(|p: &mut Vec<u8>| clamp_mss(p, 1200)));
+        net.routers[2].pre = Some(Box::new(|p: &mut Vec<u8>| {
+            let t = tos_of(p);
+            set_tos(p, (8 << 2) | (t & 3))
+        }));
+        net.routers[3].pre = Some(Box::new(|p: &mut Vec<u8>| strip_sack_permitted(p)));
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.hops[0].quote, Some(QuoteKind::Rfc792));
+        assert!(r.hops[0].changes.is_empty());
+        assert!(r.hops[1].changes.is_empty(), "{:?}", r.hops[1].changes);
+        let h3 = changes(&r, 3);
+        assert!(
+            h3.contains(&("tcp.mss".into(), "1460".into(), "1200".into())),
+            "{h3:?}"
+        );
+        assert!(
+            h3.contains(&("ip.dscp".into(), "cs0 (0)".into(), "cs1 (8)".into())),
+            "{h3:?}"
+        );
+        assert!(fields(&r, 3).contains(&"tcp.checksum".to_string()));
+        let h4 = fields(&r, 4);
+        assert_eq!(
+            h4,
+            vec!["tcp.sack_permitted".to_string()],
+            "{:?}",
+            changes(&r, 4)
+        );
+        assert!(
+            changes(&r, 5).is_empty(),
+            "the destination's row quotes nothing"
+        );
+        assert_eq!(r.destination.ttl, Some(5));
+    }
+}
+
+#[test]
+fn ecn_cleared_and_source_rewritten() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        let nat: IpAddr = if v6 {
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x77))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 77))
+        };
+        net.routers[0].post = Some(Box::new(move |p: &mut Vec<u8>| set_src(p, nat)));
+        net.routers[1].post = Some(Box::new(|p: &mut Vec<u8>| {
+            let t = tos_of(p);
+            set_tos(p, t & !3)
+        }));
+        let mut c = cfg(v6, TraceMode::Syn);
+        c.tos = 0x02; // ECT(0)
+        let (r, _) = trace_with(c, &mut net);
+        let h2 = changes(&r, 2);
+        assert!(
+            h2.contains(&("ip.src".into(), net.local().to_string(), nat.to_string())),
+            "{h2:?}"
+        );
+        let h3 = changes(&r, 3);
+        assert_eq!(
+            h3,
+            vec![("ip.ecn".into(), "ect(0)".into(), "not-ect".into())],
+            "{r:#?}"
+        );
+    }
+}
+
+#[test]
+fn identification_rewritten_still_matches_by_sequence_number() {
+    let mut net = Net::new(false, 3, Dest::Open);
+    net.routers[0].post = Some(Box::new(|p: &mut Vec<u8>| {
+        p[4..6].copy_from_slice(&0x4242u16.to_be_bytes());
+        fix(p);
+    }));
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.hops[1].addr, Some(net.routers[1].addr));
+    assert_eq!(r.hops[1].lost, 0);
+    assert_eq!(fields(&r, 2), vec!["ip.id".to_string()]);
+    assert!(fields(&r, 3).is_empty());
+}
+
+#[test]
+fn a_firewall_that_drops_syns_is_after_the_last_hop_that_answered() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 5, Dest::Open);
+        net.routers[2].action = Action::DropSyn;
+        let (r, took) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.lost_after_ttl, Some(3), "{r:#?}");
+        assert_eq!(r.destination.state, PortState::Filtered);
+        assert_eq!(r.destination.reason, Reason::NoResponse);
+        assert_eq!(r.hops.len(), 8, "three that answered, then five silent");
+        assert!(
+            r.hops[3..]
+                .iter()
+                .all(|h| h.addr.is_none() && h.lost == h.sent)
+        );
+        // Silent TTLs cost one timeout (in parallel), not one each.
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+}
+
+#[test]
+fn closed_port_and_router_unreachable() {
+    let mut net = Net::new(false, 2, Dest::Closed);
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.destination.state, PortState::Closed);
+    assert_eq!(r.destination.reason, Reason::Reset);
+    assert_eq!(r.hops[2].reply.as_deref(), Some("reset"));
+    assert_eq!(net.rsts_received, 0, "no RST answers a RST");
+
+    let mut net = Net::new(false, 4, Dest::Open);
+    net.routers[2].action = Action::Unreach(3, 13);
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.destination.state, PortState::Filtered);
+    assert_eq!(r.destination.reason, Reason::AdminProhibited);
+    assert_eq!(r.destination.addr, Some(net.routers[2].addr));
+    // TTL 3 expires at router 3 (the TTL is checked first); TTL 4 is refused there.
+    assert_eq!(r.destination.ttl, Some(4));
+    assert_eq!(
+        r.hops.last().unwrap().reply.as_deref(),
+        Some("admin-prohibited")
+    );
+    assert_eq!(
+        r.hops.last().unwrap().icmp,
+        Some(record::IcmpRecord {
+            icmp_type: 3,
+            code: 13
+        })
+    );
+}
+
+#[test]
+fn parallel_ten_hops_far_away() {
+    // 10 ms per link: a 10-hop path of 220 ms round trip to the destination.
+    let mut net = Net::new(false, 10, Dest::Open);
+    net.link = Duration::from_millis(10);
+    let mut t = Trace::new(cfg(false, TraceMode::Syn));
+    let mut now = at0();
+    t.start(now);
+    let mut max_out = 0;
+    for _ in 0..100_000 {
+        while let Some(x) = t.poll_transmit(now) {
+            net.send(now, &x);
+        }
+        let out = t.slots.iter().filter(|s| s.outstanding()).count();
+        max_out = max_out.max(out);
+        if t.is_done() {
+            break;
+        }
+        let next = [net.next_at(), t.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap();
+        now = now.max(next);
+        for e in net.take_due(now) {
+            t.handle_packet(e.at, e.outgoing, &e.bytes, false);
+        }
+        if t.poll_timeout().is_some_and(|d| d <= now) {
+            t.handle_timeout(now);
+        }
+    }
+    assert!(t.is_done());
+    assert!(
+        max_out > 8 && max_out <= 24,
+        "bounded parallelism: {max_out}"
+    );
+    let took = now.saturating_since(at0());
+    // Sequential probing would take 33 round trips; in parallel: a few.
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    let r = t.into_record();
+    assert_eq!(r.destination.ttl, Some(11));
+    assert!(r.hops.iter().all(|h| h.lost == 0), "{r:#?}");
+}
+
+#[test]
+fn destination_probes_wait_for_the_answer_before() {
+    // The destination is far (RTT 80 ms) and the attempts 10 ms apart: the second SYN at
+    // the destination's TTL must not meet the half-open connection of the first.
+    let mut net = Net::new(false, 3, Dest::Open);
+    net.link = Duration::from_millis(10);
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.destination.rtt_ns.len(), 3, "{r:#?}");
+    let d = r.hops.last().unwrap();
+    assert_eq!(d.lost, 0);
+    // Each SYN at the destination's TTL left after the answer to the one before.
+    let at_dest: Vec<Instant> = net
+        .sent
+        .iter()
+        .filter(|s| s.2 == 4 && is_syn(&s.3))
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(at_dest.len(), 3);
+    for w in at_dest.windows(2) {
+        assert!(w[1].saturating_since(w[0]) >= net.rtt(4), "{at_dest:?}");
+    }
+    // TTL 2 lies before the destination once TTL 3 expired: 10 ms apart, no waiting.
+    let ttl2: Vec<Instant> = net.sent.iter().filter(|s| s.2 == 2).map(|s| s.0).collect();
+    assert_eq!(ttl2[2].saturating_since(ttl2[1]), Duration::from_millis(10));
+}
+
+#[test]
+fn in_session_trace() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        net.routers[1].post = Some(Box::new(|p: &mut Vec<u8>| {
+            let t = tos_of(p);
+            set_tos(p, (10 << 2) | (t & 3))
+        }));
+        let (r, _) = trace(v6, TraceMode::InSession, &mut net);
+        assert_eq!(r.error, None, "{r:#?}");
+        assert_eq!(r.hops.len(), 4);
+        for h in &r.hops[..3] {
+            assert_eq!(h.reply.as_deref(), Some("time-exceeded"));
+            assert_eq!(h.lost, 0);
+        }
+        assert_eq!(
+            changes(&r, 3),
+            vec![("ip.dscp".into(), "cs0 (0)".into(), "af11 (10)".into())]
+        );
+        assert_eq!(r.hops[3].reply.as_deref(), Some("ack"));
+        assert_eq!(r.destination.ttl, Some(4));
+        assert_eq!(r.destination.rtt_ns.len(), 3);
+        assert!(r.destination.handshake_rtt_ns.is_some());
+        assert_eq!(r.destination.close.as_deref(), Some("closed"), "{r:#?}");
+        // Probes: ACK, one octet at SND.NXT−1, each TSval its own.
+        let probes: Vec<QuotedDatagram<'_>> = net
+            .sent
+            .iter()
+            .filter(|s| s.2 < 64)
+            .map(|s| QuotedDatagram::parse(&s.3).unwrap())
+            .collect();
+        assert_eq!(probes.len(), 12);
+        let mut tsvals: Vec<u32> = probes
+            .iter()
+            .map(|p| {
+                let t = p.tcp.unwrap();
+                assert_eq!(t.flags(), Some(TcpFlags::ACK));
+                assert_eq!(
+                    t.seq(),
+                    Some(SeqNumber(0xffff_f000)),
+                    "SND.NXT − 1 = the ISN"
+                );
+                assert_eq!(t.payload().map(|p| p.len()), Some(1));
+                t.options().unwrap().timestamps.unwrap().0
+            })
+            .collect();
+        tsvals.sort_unstable();
+        tsvals.dedup();
+        assert_eq!(tsvals.len(), 12);
+        assert!(net.server_fin_sent);
+    }
+}
+
+#[test]
+fn in_session_on_a_closed_port_says_so() {
+    let mut net = Net::new(false, 2, Dest::Closed);
+    let (r, _) = trace(false, TraceMode::InSession, &mut net);
+    assert_eq!(r.destination.state, PortState::Closed);
+    assert!(r.error.as_deref().unwrap().contains("needs an open port"));
+    assert!(r.hops.is_empty());
+}
+
+#[test]
+fn interrupted_in_session_closes() {
+    // The handshake takes 28 ms; the user stops the trace 12 ms into its probes.
+    let mut net = Net::new(false, 6, Dest::Open);
+    net.link = Duration::from_millis(2);
+    let mut t = Trace::new(cfg(false, TraceMode::InSession));
+    let mut now = at0();
+    t.start(now);
+    let stop_at = at0() + Duration::from_millis(40);
+    let mut stopped = false;
+    for _ in 0..100_000 {
+        while let Some(x) = t.poll_transmit(now) {
+            net.send(now, &x);
+        }
+        if t.is_done() {
+            break;
+        }
+        if !stopped && now >= stop_at {
+            t.interrupt(now);
+            stopped = true;
+            continue;
+        }
+        let next = [
+            net.next_at(),
+            t.poll_timeout(),
+            (!stopped).then_some(stop_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap();
+        now = now.max(next);
+        for e in net.take_due(now) {
+            t.handle_packet(e.at, e.outgoing, &e.bytes, false);
+        }
+        if t.poll_timeout().is_some_and(|d| d <= now) {
+            t.handle_timeout(now);
+        }
+    }
+    assert!(t.is_done());
+    let r = t.into_record();
+    assert!(r.interrupted);
+    assert!(!r.hops.is_empty());
+    assert_eq!(r.destination.close.as_deref(), Some("closed"), "{r:#?}");
+    assert!(net.server_fin_sent);
+}
+
+#[test]
+fn strangers_are_not_matched() {
+    let mut t = Trace::new(cfg(false, TraceMode::Syn));
+    let net = Net::new(false, 2, Dest::Open);
+    t.start(at0());
+    let x = t.poll_transmit(at0()).unwrap();
+    let at = tcp_at(&x.bytes);
+    // Our probe, its source address and port rewritten (a NAT): still ours, by its
+    // destination and its identification.
+    let mut p = net.datagram(&x);
+    set_src(&mut p, IpAddr::V4(Ipv4Addr::new(198, 18, 7, 7)));
+    p[at..at + 2].copy_from_slice(&1234u16.to_be_bytes());
+    fix(&mut p);
+    let icmp = net.icmp(net.routers[0].addr, 11, 0, &p);
+    assert!(t.handle_packet(at0(), false, &icmp, false));
+    assert_eq!(
+        t.slots[0].answer.as_ref().map(|a| a.from),
+        Some(net.routers[0].addr)
+    );
+    // Our 4-tuple, but identification, sequence number and TSval that name no probe:
+    // counted, not matched.
+    let mut q = net.datagram(&x);
+    q[4..6].copy_from_slice(&0x1111u16.to_be_bytes());
+    q[at + 4..at + 8].copy_from_slice(&5u32.to_be_bytes());
+    let ts = at + 20 + 8; // MSS (4), SACK-permitted (2), kind 8, length 10, then TSval
+    assert_eq!(q[ts - 2], 8);
+    q[ts..ts + 4].copy_from_slice(&9u32.to_be_bytes());
+    fix(&mut q);
+    let icmp = net.icmp(net.routers[1].addr, 11, 0, &q);
+    assert!(t.handle_packet(at0(), false, &icmp, false));
+    assert_eq!(t.unmatched, 1);
+    assert!(t.slots[1..].iter().all(|s| s.answer.is_none()));
+    // Someone else's flow through the same router is not ours at all.
+    let mut other = net.datagram(&x);
+    set_src(&mut other, IpAddr::V4(Ipv4Addr::new(198, 18, 7, 7)));
+    other[at + 2..at + 4].copy_from_slice(&443u16.to_be_bytes());
+    fix(&mut other);
+    let icmp = net.icmp(net.routers[1].addr, 11, 0, &other);
+    assert!(!t.handle_packet(at0(), false, &icmp, false));
+    assert_eq!(t.unmatched, 1);
+}
+
+#[test]
+fn late_answers_are_not_taken() {
+    // 520 ms to hop 1, 1040 ms to hop 2: beyond the 1 s timeout. Hop 1's attempts go one
+    // after the other's answer (it might be the destination), so the trace is still
+    // running when hop 2's answers come, late.
+    let mut net = Net::new(false, 2, Dest::Open);
+    net.link = Duration::from_millis(260);
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.hops[0].lost, 0);
+    assert_eq!(r.hops[1].lost, r.hops[1].sent, "{r:#?}");
+    assert!(r.unmatched >= 1);
+    assert_eq!(r.lost_after_ttl, Some(1));
+}
+
+#[test]
+fn path_longer_than_max_ttl() {
+    let mut net = Net::new(false, 6, Dest::Open);
+    let mut c = cfg(false, TraceMode::Syn);
+    c.max_ttl = 4;
+    let (r, _) = trace_with(c, &mut net);
+    assert_eq!(r.hops.len(), 4);
+    assert_eq!(r.lost_after_ttl, None);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("not reached within 4 hops")),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn nothing_answers_at_all() {
+    let mut net = Net::new(false, 3, Dest::Silent);
+    for r in &mut net.routers {
+        r.quote = None;
+    }
+    let (r, took) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.lost_after_ttl, Some(0));
+    assert_eq!(r.hops.len(), 5);
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+#[test]
+fn json_round_trip() {
+    let mut net = Net::new(true, 2, Dest::Open);
+    net.routers[0].post = Some(Box::new(|p: &mut Vec<u8>| clamp_mss(p, 1000)));
+    let (r, _) = trace(true, TraceMode::Syn, &mut net);
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(
+        json.contains(r#""changes":[{"field":"tcp.mss","sent":"1460","seen":"1000"}"#),
+        "{json}"
+    );
+    let back: TraceRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, r);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Whatever the path does, the trace ends within its hard limit, sends only to the
+    /// target, and keeps its bounds.
+    #[test]
+    fn any_path_ends(
+        hops in 1usize..8,
+        drop_at in proptest::option::of(0usize..8),
+        silent in proptest::collection::vec(any::<bool>(), 8),
+        short in proptest::collection::vec(any::<bool>(), 8),
+        dest in 0u8..3,
+        link_us in 1u64..200_000,
+        v6 in any::<bool>(),
+        in_session in any::<bool>(),
+    ) {
+        let dest = [Dest::Open, Dest::Closed, Dest::Silent][usize::from(dest)];
+        let mut net = Net::new(v6, hops, dest);
+        net.link = Duration::from_micros(link_us);
+        for (i, r) in net.routers.iter_mut().enumerate() {
+            if silent[i] {
+                r.quote = None;
+            } else if short[i] {
+                r.quote = Some(if v6 { 48 } else { 28 });
+            }
+            if drop_at == Some(i) {
+                r.action = Action::DropSyn;
+            }
+        }
+        let mode = if in_session { TraceMode::InSession } else { TraceMode::Syn };
+        let c = cfg(v6, mode);
+        let limit = c.hard_limit();
+        let (r, took) = trace_with(c, &mut net);
+        prop_assert!(took <= limit);
+        prop_assert!(r.hops.len() <= 30);
+        prop_assert!(net.sent.len() <= MAX_PROBES + 64);
+    }
+}
