@@ -34,6 +34,9 @@ pub enum Command {
     Scan(ScanArgs),
     /// Statistics (and an SVG plot) from the JSON Lines of one or more surveys.
     Report(ReportArgs),
+    /// Find the hop: copies of our SYN (or segments inside a connection) with increasing
+    /// TTL; who answers each, and which header fields each hop changed.
+    Trace(TraceArgs),
     /// For packagers: print the man page or a shell's completion script.
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -312,6 +315,69 @@ pub struct ScanArgs {
     /// and report the handshake and close legs.
     #[arg(long)]
     pub complete: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// HOST:PORT, [V6ADDR]:PORT, or HOST with -p
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// Port, for a target that does not name one.
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Use IPv4 only (for host names).
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Use IPv6 only (for host names).
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// Open a connection first and trace with segments inside it (through stateful
+    /// firewalls that drop a bare SYN); close it afterwards.
+    #[arg(long)]
+    pub in_session: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Highest TTL / hop limit probed.
+    #[arg(short = 'm', long, value_name = "N", default_value_t = defaults::TRACE_MAX_TTL, value_parser = clap::value_parser!(u8).range(1..))]
+    pub max_ttl: u8,
+    /// First TTL probed.
+    #[arg(short = 'f', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub first_ttl: u8,
+    /// Probes per TTL.
+    #[arg(short = 'q', long, value_name = "N", default_value_t = defaults::TRACE_PROBES, value_parser = clap::value_parser!(u8).range(1..=10))]
+    pub probes: u8,
+    /// TTLs probed at once, ahead of the highest that answered.
+    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_PARALLEL, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub parallel: u8,
+    /// How long a probe is waited for.
+    #[arg(short = 'w', long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_TIMEOUT))]
+    pub timeout: Dur,
+    /// Between the probes of one TTL.
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_INTERVAL))]
+    pub interval: Dur,
+    /// Silent TTLs in a row that end the trace.
+    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_GAP, value_parser = clap::value_parser!(u8).range(1..))]
+    pub gap: u8,
+    /// TOS byte / IPv6 traffic class of every packet (DSCP << 2 | ECN), e.g. 0x02 for
+    /// ECT(0), so a hop that clears ECN shows.
+    #[arg(short = 't', long, value_name = "BYTE", default_value = "0", value_parser = parse_byte)]
+    pub tos: u8,
+    /// Send from this source port instead of a reserved ephemeral one.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub source_port: Option<u16>,
+    /// Our first ISN, for tests. Hidden: a fixed ISN is for labs only.
+    #[arg(long, hide = true, value_name = "N")]
+    pub isn: Option<u32>,
+}
+
+/// A byte in decimal or `0x` hex.
+pub fn parse_byte(s: &str) -> Result<u8, String> {
+    let s = s.trim();
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    v.map_err(|_| format!("`{s}` is not a byte: give 0 to 255, or 0x00 to 0xff"))
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,7 +10,7 @@
 use crate::app::exit::UsageError;
 use crate::cli::{
     Cli, Command, ExchangeArgs, Generate, LabArgs, OutputArgs, OutputFormat, PlotKind, ProbeArgs,
-    ReportArgs, ScanArgs, TlsArgs,
+    ReportArgs, ScanArgs, TlsArgs, TraceArgs,
 };
 use clap::Parser;
 use std::path::PathBuf;
@@ -63,6 +63,21 @@ pub mod defaults {
     pub const SCAN_WAIT: Duration = Duration::from_secs(1);
     /// `scan` without `-p`: nmap's most frequently open ports.
     pub const TOP_PORTS: usize = 1000;
+    /// `trace --max-ttl`: as traceroute and mtr.
+    pub const TRACE_MAX_TTL: u8 = 30;
+    /// `trace --probes`: per TTL, as traceroute.
+    pub const TRACE_PROBES: u8 = 3;
+    /// `trace --parallel`: TTLs ahead of the highest that answered.
+    pub const TRACE_PARALLEL: u8 = 8;
+    /// `trace --timeout`: a probe unanswered this long is lost.
+    pub const TRACE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// `trace --interval`: between the probes of one TTL (Linux routers let a peer have 6
+    /// ICMP errors at once, then one a second: three at once stay within it).
+    pub const TRACE_INTERVAL: Duration = Duration::from_millis(10);
+    /// `trace --gap`: silent TTLs in a row that end the trace.
+    pub const TRACE_GAP: u8 = 5;
+    /// `trace --in-session`: how long the close may take at least.
+    pub const TRACE_CLOSE: Duration = Duration::from_secs(2);
 }
 
 /// What to do: one command, validated.
@@ -75,6 +90,7 @@ pub enum Config {
     Lab(LabConfig),
     Scan(ScanConfig),
     Report(ReportConfig),
+    Trace(TraceConfig),
     Generate(Generate),
 }
 
@@ -204,6 +220,25 @@ pub struct ReportConfig {
     pub quiet: bool,
 }
 
+#[derive(Debug)]
+pub struct TraceConfig {
+    pub target: Target,
+    pub family: Family,
+    pub in_session: bool,
+    pub json: bool,
+    pub pcap: Option<PathBuf>,
+    pub first_ttl: u8,
+    pub max_ttl: u8,
+    pub probes: u8,
+    pub parallel: u8,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub gap: u8,
+    pub tos: u8,
+    pub source_port: Option<u16>,
+    pub isn: Option<u32>,
+}
+
 /// Why a command line was not accepted: clap's own error (its message, exit 2; or help
 /// and version, exit 0), or ours.
 #[derive(Debug)]
@@ -238,6 +273,7 @@ impl Config {
             Command::Lab(a) => lab(a),
             Command::Scan(a) => scan(a),
             Command::Report(a) => report(a),
+            Command::Trace(a) => trace(a),
             Command::Generate(g) => Ok(Config::Generate(g.what)),
         }
     }
@@ -550,6 +586,55 @@ fn report(a: ReportArgs) -> Result<Config> {
         slos,
         json: a.json,
         quiet: a.quiet,
+    }))
+}
+
+fn trace(a: TraceArgs) -> Result<Config> {
+    let family = Family::from_flags(a.ipv4, a.ipv6);
+    let ports: Vec<u16> = a.port.into_iter().collect();
+    let target = target::expand(&a.target, &ports, family)
+        .map_err(UsageError)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| UsageError(format!("`{}`: no target", a.target)))?;
+    if a.first_ttl > a.max_ttl {
+        return refuse(format!(
+            "--first-ttl {} is above --max-ttl {}; give a first TTL at or below the last",
+            a.first_ttl, a.max_ttl
+        ));
+    }
+    let probes = (usize::from(a.max_ttl - a.first_ttl) + 1) * usize::from(a.probes);
+    if probes > tcpshake_proto::trace::MAX_PROBES {
+        return refuse(format!(
+            "{probes} probes (TTLs {}..={} × --probes {}); at most {}: lower --max-ttl or --probes",
+            a.first_ttl,
+            a.max_ttl,
+            a.probes,
+            tcpshake_proto::trace::MAX_PROBES
+        ));
+    }
+    if a.timeout.0.is_zero() {
+        return refuse(
+            "--timeout 0s would give up every probe at once; give a positive duration, e.g. \
+             --timeout 1s",
+        );
+    }
+    Ok(Config::Trace(TraceConfig {
+        target,
+        family,
+        in_session: a.in_session,
+        json: a.output.json,
+        pcap: a.output.pcap,
+        first_ttl: a.first_ttl,
+        max_ttl: a.max_ttl,
+        probes: a.probes,
+        parallel: a.parallel,
+        timeout: a.timeout.0,
+        interval: a.interval.0,
+        gap: a.gap,
+        tos: a.tos,
+        source_port: a.source_port,
+        isn: a.isn,
     }))
 }
 

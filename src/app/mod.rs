@@ -10,6 +10,7 @@ mod report;
 mod scan;
 mod survey;
 mod targets;
+mod trace;
 
 use crate::config::{Config, Exchange, Refused, TlsOptions, defaults};
 use crate::report::capture::{CaptureFiles, KeyLogs, SessionKeys};
@@ -81,6 +82,7 @@ fn run(config: Config) -> Result<Exit> {
         Config::Lab(c) => lab::run(&c),
         Config::Scan(c) => scan::run(&c),
         Config::Report(c) => report::run(&c),
+        Config::Trace(c) => trace::run(&c),
         Config::Generate(g) => generate::run(&g),
     }
 }

@@ -94,6 +94,8 @@ pub struct Packet {
     pub dst: IpAddr,
     pub ttl: u8,
     pub l4: L4,
+    /// The whole IP packet as captured.
+    pub ip: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -335,6 +337,7 @@ fn decode_ip(ip: &[u8]) -> Option<Packet> {
         dst,
         ttl,
         l4,
+        ip: ip.to_vec(),
     })
 }
 

@@ -21,6 +21,7 @@
 #![allow(dead_code)] // Each test uses a different subset of the harness.
 
 pub mod capture;
+pub mod chain;
 pub mod faults;
 pub mod middle;
 pub mod peers;

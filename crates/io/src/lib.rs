@@ -23,6 +23,7 @@ pub mod signals;
 pub mod survey;
 pub mod tap;
 mod tapqueue;
+pub mod trace;
 
 use std::fmt;
 use std::io;

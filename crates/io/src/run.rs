@@ -103,6 +103,24 @@ impl Path {
         })
     }
 
+    /// The same from a source port of the caller's choosing (it must be free).
+    pub fn with_port(remote: SocketAddr, src: Option<IpAddr>, port: u16) -> Result<Path> {
+        let route = route::lookup_from(remote.ip(), src)?;
+        let reservation = PortReservation::at(route.src, port)
+            .with_context(|| format!("source port {port} on {} is taken", route.src))?;
+        let local = SocketAddr::new(route.src, port);
+        Ok(Path {
+            local,
+            route,
+            reservation,
+        })
+    }
+
+    /// Give the port back (the caller is done with it).
+    pub fn release(self) {
+        drop(self.reservation);
+    }
+
     /// MSS to advertise: the route's MTU less the IP and TCP headers (RFC 9293 §3.7.1).
     pub fn mss(&self) -> u16 {
         let mtu = self.route.mtu.unwrap_or(1500);

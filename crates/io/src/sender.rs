@@ -134,4 +134,23 @@ impl RawSender {
     pub fn is_v6(&self) -> bool {
         self.v6
     }
+
+    /// IPv6: the hop limit of the packets sent from now on (RFC 3542 §6.3's
+    /// `IPV6_UNICAST_HOPS`, the kernel writes it into the header it makes). IPv4 packets
+    /// carry their TTL in the header we write.
+    pub fn set_hop_limit(&self, hops: u8) -> io::Result<()> {
+        if self.v6 {
+            self.socket.set_unicast_hops_v6(u32::from(hops))?;
+        }
+        Ok(())
+    }
+
+    /// IPv6: the traffic class (DSCP and ECN) of the packets sent from now on (RFC 3542
+    /// §6.5). IPv4 packets carry their TOS in the header we write.
+    pub fn set_traffic_class(&self, tclass: u8) -> io::Result<()> {
+        if self.v6 {
+            self.socket.set_tclass_v6(u32::from(tclass))?;
+        }
+        Ok(())
+    }
 }

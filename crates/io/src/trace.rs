@@ -1,0 +1,222 @@
+//! The run loop of `tcpshake trace`: guard the source port, open the tap and the raw
+//! sender, then shuttle between the sans-IO [`Trace`] and the wire until it is done.
+//!
+//! The tap is the one a probe uses (bpf.rs): TCP to and from our port — our probes on
+//! their way out, with the kernel's timestamp of their departure, and the destination's
+//! answers — and every ICMP/ICMPv6 packet, which the trace matches against what it sent.
+//! It reads a ring of small frames (a burst of probes and their answers at once).
+//! The guard keeps the kernel's TCP away from our port, so a SYN-ACK is answered by our
+//! RST, not the kernel's, and an in-session connection is ours alone.
+
+use super::guard::{Guard, MARK};
+use super::run::{Captured, MAX_SLEEP, Path, send_error};
+use super::sender::RawSender;
+use super::tap::{RingShape, Tap, TapMeta};
+use super::{EnvironmentError, clock};
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tcpshake_proto::time::Instant;
+use tcpshake_proto::trace::record::TraceRecord;
+use tcpshake_proto::trace::{Trace, TraceConfig};
+use tcpshake_proto::wire::IpPacket;
+use tcpshake_proto::wire::defrag::{Defrag, Defragged};
+use tcpshake_proto::wire::ip::PROTO_TCP;
+
+/// Probes and answers read per pass.
+const BATCH: usize = 64;
+
+pub struct TraceOutcome {
+    pub record: TraceRecord,
+    /// Every packet of the trace as the tap saw it, for `--pcap`.
+    pub packets: Vec<Captured>,
+}
+
+/// Run one trace to its end (or until `stop` is set: then the trace stops sending, closes
+/// an in-session connection, and returns what it found).
+pub fn run(
+    path: Path,
+    cfg: TraceConfig,
+    guard: &mut Guard,
+    capture: bool,
+    stop: &AtomicBool,
+) -> Result<TraceOutcome> {
+    let local = path.local;
+    let remote = cfg.tcp.remote;
+    guard.protect_port(local.port())?;
+    let outcome = run_guarded(&path, cfg, capture, stop);
+    // Guarded until the loop is over: late SYN-ACKs are still ours to reset.
+    let _ = guard.release_port(local.port());
+    path.release();
+    outcome.with_context(|| format!("trace {local} → {remote}"))
+}
+
+fn run_guarded(
+    path: &Path,
+    cfg: TraceConfig,
+    capture: bool,
+    stop: &AtomicBool,
+) -> Result<TraceOutcome> {
+    let local = path.local;
+    let mut tap = Tap::open_shaped(
+        path.route.oif,
+        &path.route.ifname,
+        local.port(),
+        path.route.is_loopback,
+        RingShape::SCAN,
+    )?;
+    let sender = RawSender::new(local.ip(), MARK)?;
+    sender
+        .set_traffic_class(cfg.tos)
+        .context("setting IPV6_TCLASS")?;
+    let mut trace = Trace::new(cfg);
+    let mut defrag = Defrag::new(capture);
+    let mut packets = Vec::new();
+    let mut rx = vec![vec![0u8; 2048]; BATCH];
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut hop_limit = None;
+
+    trace.start(clock::now());
+    flush(&mut trace, &sender, &mut hop_limit)?;
+    let mut interrupted = false;
+    // Bounded: the trace's own hard limit ends it (`Trace::handle_timeout`), and every
+    // pass either handles a packet, a deadline, or sleeps at most MAX_SLEEP.
+    while !trace.is_done() {
+        tap.recv_batch(&mut rx, &mut batch)
+            .context("reading the AF_PACKET tap")?;
+        for &(slot, meta) in &batch {
+            let bytes = &rx[slot][..meta.len];
+            deliver(&mut trace, &mut defrag, meta, bytes, capture, &mut packets);
+        }
+        flush(&mut trace, &sender, &mut hop_limit)?;
+        if trace.is_done() {
+            break;
+        }
+        let now = clock::now();
+        if !interrupted && stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            trace.interrupt(now);
+        } else if trace.poll_timeout().is_some_and(|d| now >= d) {
+            trace.handle_timeout(now);
+        } else if batch.is_empty() {
+            let until = trace.poll_timeout().unwrap_or(now + MAX_SLEEP);
+            tap.wait(Some(until.saturating_since(now).min(MAX_SLEEP)))?;
+            continue;
+        } else {
+            continue;
+        }
+        flush(&mut trace, &sender, &mut hop_limit)?;
+    }
+
+    // The copies of our last packets may still be on their way to the tap: read until it
+    // has been quiet for a millisecond, at most 20 ms.
+    let drain_until = clock::now() + Duration::from_millis(20);
+    let mut quiet_since = clock::now();
+    loop {
+        let now = clock::now();
+        if now >= drain_until || now.saturating_since(quiet_since) >= Duration::from_millis(1) {
+            break;
+        }
+        match tap.recv(&mut rx[0])? {
+            Some(meta) => {
+                let bytes = &rx[0][..meta.len];
+                // Only our own segments leave through the filter here (ICMP we never send).
+                let ours = IpPacket::parse(bytes).is_ok_and(|p| p.ip.protocol == PROTO_TCP);
+                if meta.outgoing && capture && !meta.truncated && ours {
+                    packets.push(Captured {
+                        at: meta.at,
+                        bytes: bytes.to_vec(),
+                    });
+                }
+                quiet_since = clock::now();
+            }
+            None => std::hint::spin_loop(),
+        }
+    }
+    let losses = tap.losses();
+    let mut record = trace.into_record();
+    if losses.dropped > 0 {
+        record.notes.push(format!(
+            "the tap's ring overflowed: {} packets were not seen",
+            losses.dropped
+        ));
+    }
+    packets.sort_by_key(|p| p.at);
+    Ok(TraceOutcome { record, packets })
+}
+
+/// One packet off the tap to the trace (arriving fragments through the reassembler).
+fn deliver(
+    trace: &mut Trace,
+    defrag: &mut Defrag,
+    meta: TapMeta,
+    bytes: &[u8],
+    capture: bool,
+    packets: &mut Vec<Captured>,
+) {
+    if meta.truncated {
+        return;
+    }
+    let whole = if meta.outgoing {
+        Defragged::Whole
+    } else {
+        defrag.push(meta.at, bytes, meta.checksum_offloaded)
+    };
+    match whole {
+        Defragged::Whole => {
+            let ours = trace.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+            if capture && ours {
+                packets.push(Captured {
+                    at: meta.at,
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+        Defragged::Complete(d) => {
+            let ours = trace.handle_packet(meta.at, false, &d.bytes, d.checksum_offloaded);
+            if capture && ours {
+                packets.extend(
+                    d.originals
+                        .into_iter()
+                        .map(|(at, bytes)| Captured { at, bytes }),
+                );
+            }
+        }
+        Defragged::Held | Defragged::Dropped(_) => {}
+    }
+}
+
+/// Send everything the trace has queued.
+fn flush(
+    trace: &mut Trace,
+    sender: &RawSender,
+    hop_limit: &mut Option<u8>,
+) -> Result<Option<Instant>> {
+    let mut last = None;
+    let remote = trace.remote();
+    // Bounded: a pass queues at most a window of probes and a few RSTs.
+    for _ in 0..1024 {
+        let now = clock::now();
+        let Some(t) = trace.poll_transmit(now) else {
+            break;
+        };
+        if *hop_limit != Some(t.hop_limit) {
+            sender
+                .set_hop_limit(t.hop_limit)
+                .context("setting IPV6_UNICAST_HOPS")?;
+            *hop_limit = Some(t.hop_limit);
+        }
+        match sender.send(&t.bytes, t.dst) {
+            Ok(()) => last = Some(now),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(EnvironmentError(format!(
+                    "sending to {remote} was refused by the local firewall or a missing \
+                     capability (EPERM)"
+                ))
+                .into());
+            }
+            Err(e) => return Err(send_error(e, remote)),
+        }
+    }
+    Ok(last)
+}
