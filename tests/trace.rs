@@ -1,23 +1,581 @@
-//! `tcpshake trace` through a chain of routers.
+//! `tcpshake trace` through a chain of router namespaces (tests/lab/chain.rs) whose
+//! nftables rules rewrite headers, NAT the source, or drop SYNs, at hops chosen at random
+//! per run (the seed is printed; `TRACE_SEED=n` replays one). Each change must be
+//! attributed to the hop where it first shows; per-hop round trips must match tcpdump's
+//! on the client; nothing may be sent to anyone but the target, and nothing may be left
+//! half-open there.
 
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::{Lab, require_root};
+use lab::capture::{L4, Packet};
+use lab::peers::ListenerMode;
+use lab::{Lab, Run, in_ns, require_root, run_ok};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tcpshake_proto::trace::record::{HopRecord, TraceRecord};
+use tcpshake_proto::wire::IpPacket;
+use tcpshake_proto::wire::quote::{IcmpBody, QuotedDatagram};
+
+const PORT: u16 = 8080;
+
+/// A small deterministic generator (xorshift), seeded per run.
+struct Dice(u64);
+
+impl Dice {
+    fn new(test: &str) -> Dice {
+        let seed = std::env::var("TRACE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64);
+                t ^ u64::from(std::process::id()) << 32
+            });
+        eprintln!("{test}: TRACE_SEED={seed}");
+        Dice(seed | 1)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// `tcpshake trace` in the client namespace, as JSON.
+fn trace(lab: &Lab, v6: bool, port: u16, extra: &[&str]) -> (Run, TraceRecord) {
+    let mut args = vec!["trace".to_string(), lab.target(v6, port), "--json".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let run = lab.run_client(&args);
+    let rec: TraceRecord = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("not a trace record ({e}):\n{run}\n{}", lab.describe()));
+    (run, rec)
+}
+
+fn hop(r: &TraceRecord, ttl: u8) -> &HopRecord {
+    r.hops
+        .iter()
+        .find(|h| h.ttl == ttl)
+        .unwrap_or_else(|| panic!("no hop {ttl}: {r:#?}"))
+}
+
+/// Hops (TTLs) at which `field` is listed as changed.
+fn changed_at(r: &TraceRecord, field: &str) -> Vec<(u8, String)> {
+    r.hops
+        .iter()
+        .flat_map(|h| {
+            h.changes
+                .iter()
+                .filter(|c| c.field == field)
+                .map(move |c| (h.ttl, c.seen.clone()))
+        })
+        .collect()
+}
+
+/// Where a rule sits in router `router`: `prerouting` (shows in its own quote) or
+/// `forward` (shows from the next hop on).
+#[derive(Clone, Copy, Debug)]
+struct Placement {
+    router: usize,
+    pre: bool,
+}
+
+impl Placement {
+    fn random(dice: &mut Dice, routers: usize) -> Placement {
+        // A forward rule in the last router would show only to the destination, which
+        // quotes nothing: keep it to routers that have a router after them.
+        let pre = routers == 1 || dice.below(2) == 0;
+        let router = 1 + dice.below(if pre { routers } else { routers - 1 });
+        Placement { router, pre }
+    }
+
+    /// The hop whose quote is the first to show the rule's effect.
+    fn first_hop(self) -> u8 {
+        (self.router + usize::from(!self.pre)) as u8
+    }
+}
+
+/// One nft table per router, the rules of each placement in its chain.
+fn load_rules(lab: &Lab, rules: &[(Placement, String)]) {
+    let mut per_router: BTreeMap<usize, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for (p, rule) in rules {
+        let e = per_router.entry(p.router).or_default();
+        if p.pre {
+            e.0.push(rule.clone());
+        } else {
+            e.1.push(rule.clone());
+        }
+    }
+    for (router, (pre, fwd)) in per_router {
+        let script = format!(
+            "table inet tsk_trace {{\n\
+             \x20 chain pre {{\n    type filter hook prerouting priority -150; policy accept;\n{}  }}\n\
+             \x20 chain fw {{\n    type filter hook forward priority 0; policy accept;\n{}  }}\n\
+             }}\n",
+            pre.iter().map(|r| format!("    {r}\n")).collect::<String>(),
+            fwd.iter().map(|r| format!("    {r}\n")).collect::<String>(),
+        );
+        eprintln!("router {router}:\n{script}");
+        lab.chain_nft(router, &script);
+    }
+}
 
 #[test]
-fn smoke() {
+fn header_changes_are_attributed_to_their_hop() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::with_chain("trace_smoke", 4);
-    lab.start_kernel_listener(8080, lab::peers::ListenerMode::ReadUntilEof);
-    lab.chain_nft(1, "table inet t { chain pre { type filter hook prerouting priority -150; policy accept;\n tcp dport 8080 ip dscp set cs1\n tcp dport 8080 ip6 dscp set cs1\n }\n}\n");
-    lab.chain_nft(2, "table inet t { chain pre { type filter hook prerouting priority -150; policy accept;\n tcp dport 8080 ip ecn set not-ect\n tcp dport 8080 ip6 ecn set not-ect\n }\n chain fw { type filter hook forward priority 0; policy accept;\n tcp dport 8080 tcp flags syn tcp option maxseg size set 1200\n }\n}\n");
-    lab.chain_nft(3, "table inet t { chain pre { type filter hook prerouting priority -150; policy accept;\n tcp dport 8080 reset tcp option sack-perm\n tcp dport 8080 tcp option timestamp tsval set 7\n }\n}\n");
-    lab.chain_nft(4, "table ip nat { chain post { type nat hook postrouting priority 100; policy accept;\n oifname \"tskd\" masquerade\n }\n}\ntable ip6 nat { chain post { type nat hook postrouting priority 100; policy accept;\n oifname \"tskd\" masquerade\n }\n}\n");
+    let mut dice = Dice::new("header_changes_are_attributed_to_their_hop");
+    let routers = 5;
+    let mut lab = Lab::with_chain("trace_changes", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    // (field, what the hop should see, the rule), each at a random router and hook.
+    let m = format!("tcp dport {PORT}");
+    let cases = [
+        ("ip.dscp", "cs1 (8)", format!("{m} ip dscp set cs1 ip6 dscp set cs1")),
+        ("ip.ecn", "not-ect", format!("{m} ip ecn set not-ect ip6 ecn set not-ect")),
+        (
+            "tcp.mss",
+            "1200",
+            format!("{m} tcp flags syn tcp option maxseg size set 1200"),
+        ),
+        ("tcp.sack_permitted", "no", format!("{m} reset tcp option sack-perm")),
+        ("tcp.tsval", "7", format!("{m} tcp option timestamp tsval set 7")),
+    ];
+    let placed: Vec<(Placement, &str, &str, String)> = cases
+        .iter()
+        .map(|(f, seen, rule)| (Placement::random(&mut dice, routers), *f, *seen, rule.clone()))
+        .collect();
+    // The same rule text serves both families: nft skips the other family's half.
+    let rules: Vec<(Placement, String)> = placed
+        .iter()
+        .flat_map(|(p, _, _, r)| {
+            let mut v: Vec<(Placement, String)> = Vec::new();
+            for part in split_families(r) {
+                v.push((*p, part));
+            }
+            v
+        })
+        .collect();
+    load_rules(&lab, &rules);
     for v6 in [false, true] {
-        let run = lab.run_client(["trace", &lab.target(v6, 8080), "--tos", "0x02"]);
-        eprintln!("{run}");
+        // ECT(0) on every probe, so a hop that clears ECN has something to clear.
+        let (run, r) = trace(&lab, v6, PORT, &["--tos", "0x02"]);
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_eq!(r.destination.ttl, Some(routers as u8 + 1), "{run}");
+        for (p, field, seen, _) in &placed {
+            let got = changed_at(&r, field);
+            assert_eq!(
+                got,
+                vec![(p.first_hop(), seen.to_string())],
+                "{field} rewritten at router {} ({}): expected at hop {}\n{}",
+                p.router,
+                if p.pre { "prerouting" } else { "forward" },
+                p.first_hop(),
+                text(&lab, v6)
+            );
+        }
+        // Nothing else changed (the checksum goes with the TCP changes; lengths stay).
+        for h in &r.hops {
+            for c in &h.changes {
+                assert!(
+                    placed.iter().any(|(_, f, _, _)| *f == c.field) || c.field == "tcp.checksum",
+                    "unexpected change at hop {}: {c:?}\n{run}",
+                    h.ttl
+                );
+                if c.field == "tcp.checksum" {
+                    assert!(c.seen.ends_with("(valid)"), "{c:?}");
+                }
+            }
+        }
+    }
+}
+
+/// `tcp dport 8080 ip dscp set cs1 ip6 dscp set cs1` → one rule per family.
+fn split_families(rule: &str) -> Vec<String> {
+    if let Some(at) = rule.find(" ip6 ") {
+        let (v4, v6) = rule.split_at(at);
+        let head = v4.split(" ip ").next().unwrap_or("");
+        vec![v4.to_string(), format!("{head}{v6}")]
+    } else {
+        vec![rule.to_string()]
+    }
+}
+
+/// The table, for failure messages.
+fn text(lab: &Lab, v6: bool) -> String {
+    lab.run_client(["trace", &lab.target(v6, PORT), "--tos", "0x02"])
+        .to_string()
+}
+
+#[test]
+fn source_rewritten_statelessly_is_seen_and_a_real_nat_is_not() {
+    if !require_root() {
+        return;
+    }
+    let mut dice = Dice::new("source_rewritten_statelessly_is_seen_and_a_real_nat_is_not");
+    let routers = 4;
+    let mut lab = Lab::with_chain("trace_nat", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    let sport = 40_000 + (std::process::id() % 5000) as u16;
+    // Router k rewrites our source address and port on the way out (after its TTL
+    // check: hop k+1 is the first to see it) and puts them back on what comes back; the
+    // routers after it quote the rewritten packet, as a NAT that does not translate
+    // ICMP errors' quotes would leave them (RFC 5508 §7 asks NATs to translate them).
+    let k = 1 + dice.below(routers - 1);
+    let ns = lab.router_ns(k);
+    let (c4, c6) = (lab.client_v4, lab.client_v6);
+    let f4 = lab.link_v4(0, true).octets();
+    let fake4 = std::net::Ipv4Addr::new(f4[0], f4[1], f4[2], 5);
+    let s6 = c6.segments();
+    let fake6 = std::net::Ipv6Addr::new(s6[0], s6[1], 0, 0, 0, 0, 0, 5);
+    let script = format!(
+        "table inet tsk_snat {{\n\
+         \x20 chain out {{\n    type filter hook postrouting priority 0; policy accept;\n\
+         \x20   ip saddr {c4} tcp sport {sport} ip saddr set {fake4} tcp sport set 4444\n\
+         \x20   ip6 saddr {c6} tcp sport {sport} ip6 saddr set {fake6} tcp sport set 4444\n  }}\n\
+         \x20 chain back {{\n    type filter hook prerouting priority -300; policy accept;\n\
+         \x20   ip daddr {fake4} tcp dport 4444 tcp dport set {sport}\n\
+         \x20   ip6 daddr {fake6} tcp dport 4444 tcp dport set {sport}\n\
+         \x20   ip daddr {fake4} ip daddr set {c4}\n\
+         \x20   ip6 daddr {fake6} ip6 daddr set {c6}\n  }}\n\
+         }}\n"
+    );
+    eprintln!("router {k} ({ns}):\n{script}");
+    lab.chain_nft(k, &script);
+    // And a real (conntrack) NAT further on: it translates the quotes back (to what it
+    // saw, the rewritten source). Before k it would hide our address from k's rule; at k
+    // it would overwrite k's rewrite.
+    let m = k + 1 + dice.below(routers - k);
+    lab.chain_nft(
+        m,
+        "table ip tsk_nat { chain post { type nat hook postrouting priority 100; policy accept;\n\
+         oifname \"tskd\" masquerade\n }\n}\n\
+         table ip6 tsk_nat { chain post { type nat hook postrouting priority 100; policy accept;\n\
+         oifname \"tskd\" masquerade\n }\n}\n",
+    );
+    eprintln!("masquerade at router {m}");
+    for v6 in [false, true] {
+        let (run, r) = trace(&lab, v6, PORT, &["--source-port", &sport.to_string()]);
+        assert_eq!(run.code, Some(0), "{run}");
+        let fake: IpAddr = if v6 { fake6.into() } else { fake4.into() };
+        let want = (k + 1) as u8;
+        assert_eq!(changed_at(&r, "ip.src"), vec![(want, fake.to_string())], "{run}");
+        assert_eq!(changed_at(&r, "tcp.sport"), vec![(want, "4444".into())], "{run}");
+        // Every hop answered: the errors came back through both NATs.
+        assert!(r.hops.iter().all(|h| h.lost == 0), "{run}");
+        assert_eq!(r.destination.ttl, Some(routers as u8 + 1));
+    }
+}
+
+#[test]
+fn a_firewall_that_drops_syns_is_right_after_the_last_hop_that_answers() {
+    if !require_root() {
+        return;
+    }
+    let mut dice = Dice::new("a_firewall_that_drops_syns");
+    let routers = 4;
+    let mut lab = Lab::with_chain("trace_drop", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    lab.start_kernel_listener(PORT + 1, ListenerMode::ReadUntilEof);
+    let k = 1 + dice.below(routers);
+    lab.chain_nft(
+        k,
+        &format!(
+            "table inet tsk_fw {{ chain fw {{ type filter hook forward priority 0; policy accept;\n\
+             tcp dport {} tcp flags & (syn | ack) == syn drop\n }}\n}}\n",
+            PORT + 1
+        ),
+    );
+    eprintln!("router {k} drops SYNs to {}", PORT + 1);
+    for v6 in [false, true] {
+        let started = Instant::now();
+        let (run, r) = trace(&lab, v6, PORT + 1, &["--timeout", "300ms", "--gap", "3"]);
+        assert_eq!(run.code, Some(1), "{run}");
+        assert_eq!(r.lost_after_ttl, Some(k as u8), "{run}");
+        assert_eq!(r.destination.reason.as_str(), "no-response");
+        assert_eq!(hop(&r, k as u8).addr, Some(lab.hop_addr(k, v6)));
+        assert!(r.hops.iter().filter(|h| h.ttl as usize > k).all(|h| h.addr.is_none()));
+        // Silent TTLs cost one timeout, in parallel.
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        let text = lab.run_client(["trace", &lab.target(v6, PORT + 1), "--timeout", "300ms", "--gap", "3"]);
+        assert!(
+            text.stdout.contains(&format!("no reply beyond TTL {k}")),
+            "{text}"
+        );
+        // The other port goes through.
+        let (run, r) = trace(&lab, v6, PORT, &[]);
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_eq!(r.lost_after_ttl, None);
+        assert_eq!(r.destination.ttl, Some(routers as u8 + 1));
+    }
+}
+
+#[test]
+fn in_session_passes_a_firewall_that_drops_repeated_syns() {
+    if !require_root() {
+        return;
+    }
+    let mut dice = Dice::new("in_session_passes_a_firewall");
+    let routers = 4;
+    let mut lab = Lab::with_chain("trace_session", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    // A SYN-flood guard: one SYN per minute to the port gets through router k, for
+    // each family.
+    let k = 1 + dice.below(routers);
+    lab.chain_nft(
+        k,
+        &format!(
+            "table inet tsk_fw {{ chain fw {{ type filter hook forward priority 0; policy accept;\n\
+             meta nfproto ipv4 tcp dport {PORT} tcp flags & (syn | ack) == syn limit rate over 1/minute burst 1 packets drop\n\
+             meta nfproto ipv6 tcp dport {PORT} tcp flags & (syn | ack) == syn limit rate over 1/minute burst 1 packets drop\n }}\n}}\n"
+        ),
+    );
+    eprintln!("router {k} lets one SYN a minute through");
+    for v6 in [false, true] {
+        let cap = lab.start_capture(&format!("session{}", u8::from(v6)));
+        let (run, r) = trace(&lab, v6, PORT, &["--in-session"]);
+        let packets = lab.stop_capture(&cap);
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_eq!(r.error, None, "{run}");
+        assert!(r.hops.iter().all(|h| h.lost == 0), "{run}");
+        assert_eq!(r.destination.ttl, Some(routers as u8 + 1), "{run}");
+        assert_eq!(hop(&r, routers as u8 + 1).reply.as_deref(), Some("ack"));
+        assert_eq!(r.destination.close.as_deref(), Some("closed"), "{run}");
+        // One SYN only, the handshake's; the rest rode inside the connection, which
+        // ended with FINs both ways; nothing but the target was sent to.
+        let ours: Vec<&Packet> = packets
+            .iter()
+            .filter(|p| p.src == lab.client_addr(v6))
+            .collect();
+        assert!(ours.iter().all(|p| p.dst == lab.server_addr(v6)));
+        let syns = ours
+            .iter()
+            .filter(|p| p.tcp().is_some_and(|t| t.flags & 0x12 == 0x02))
+            .count();
+        assert_eq!(syns, 1);
+        let fins_in = packets
+            .iter()
+            .filter(|p| p.src == lab.server_addr(v6))
+            .filter(|p| p.tcp().is_some_and(|t| t.flags & 0x01 != 0))
+            .count();
+        assert_eq!(fins_in, 1, "the server closed its side");
+        assert_no_state_left(&lab, v6);
+        // SYN mode after it: the guard drops our SYNs beyond router k.
+        let (run, r) = trace(&lab, v6, PORT, &["--timeout", "300ms", "--gap", "2"]);
+        assert_eq!(r.lost_after_ttl, Some(k as u8), "{run}");
+    }
+}
+
+/// No connection of ours is left at the server: nothing half-open, nothing established.
+fn assert_no_state_left(lab: &Lab, v6: bool) {
+    let client = lab.client_addr(v6).to_string();
+    // The server's own close (LAST-ACK → CLOSED) may take one round trip.
+    let ok = lab::poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
+        lab.server_sockets()
+            .iter()
+            .filter(|(_, _, peer)| peer.contains(&client))
+            .all(|(state, _, _)| state == "TIME-WAIT")
+    });
+    assert!(ok, "left at the server: {:?}", lab.server_sockets());
+}
+
+/// The probe a quote (or a SYN-ACK) answers, by the key the trace uses.
+fn probe_key(p: &Packet) -> Option<(u16, u32)> {
+    let ip = IpPacket::parse(&p.ip).ok()?;
+    let q = QuotedDatagram::parse(&p.ip).ok()?;
+    let tcp = q.tcp?;
+    Some((if ip.ip.src.is_ipv4() { ip.ip.ident } else { 0 }, tcp.seq()?.0))
+}
+
+fn answer_key(p: &Packet) -> Option<(u16, u32)> {
+    match &p.l4 {
+        L4::Icmp { v6, .. } => {
+            let ip = IpPacket::parse(&p.ip).ok()?;
+            let body = IcmpBody::parse(ip.payload, *v6).ok()?;
+            let q = QuotedDatagram::parse(body.datagram).ok()?;
+            Some((
+                if *v6 { 0 } else { q.ip.ident },
+                q.tcp?.seq()?.0,
+            ))
+        }
+        L4::Tcp(t) if t.flags & 0x10 != 0 => Some((u16::MAX, t.ack.wrapping_sub(1))),
+        _ => None,
+    }
+}
+
+#[test]
+fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
+    if !require_root() {
+        return;
+    }
+    let routers = 3;
+    let mut lab = Lab::with_chain("trace_rtt", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    let mut diffs: Vec<i64> = Vec::new();
+    for v6 in [false, true] {
+        let pcap = lab.dir().join(format!("ours{}.pcap", u8::from(v6)));
+        let cap = lab.start_capture(&format!("rtt{}", u8::from(v6)));
+        let (run, r) = trace(&lab, v6, PORT, &["--pcap", pcap.to_str().unwrap()]);
+        let packets = lab.stop_capture(&cap);
+        assert_eq!(run.code, Some(0), "{run}");
+        let client = lab.client_addr(v6);
+        let server = lab.server_addr(v6);
+        // Our probes in tcpdump's capture: (TTL, key) → send time, in order.
+        let mut sent: Vec<(u8, (u16, u32), u64)> = Vec::new();
+        for p in packets.iter().filter(|p| p.src == client) {
+            assert_eq!(p.dst, server, "a packet to someone else: {p:?}");
+            if let Some(t) = p.tcp()
+                && t.flags == lab::capture::SYN
+            {
+                let (id, seq) = probe_key(p).unwrap();
+                sent.push((p.ttl, (id, seq), p.ts_ns));
+            }
+        }
+        // tcpdump's round trip of each probe: its first answer.
+        let mut rtt_of = BTreeMap::new();
+        for a in packets.iter().filter(|p| p.dst == client) {
+            let Some((id, seq)) = answer_key(a) else { continue };
+            let probe = sent.iter().find(|(_, (pid, pseq), _)| {
+                *pseq == seq && (id == u16::MAX || v6 || *pid == id)
+            });
+            if let Some(&(ttl, key, at)) = probe {
+                rtt_of.entry((ttl, key)).or_insert(a.ts_ns.saturating_sub(at));
+            }
+        }
+        for h in &r.hops {
+            let theirs: Vec<u64> = sent
+                .iter()
+                .filter(|s| s.0 == h.ttl)
+                .filter_map(|s| rtt_of.get(&(s.0, s.1)).copied())
+                .collect();
+            assert_eq!(theirs.len(), h.rtt_ns.len(), "hop {}: {theirs:?} vs {:?}\n{run}", h.ttl, h.rtt_ns);
+            for (ours, theirs) in h.rtt_ns.iter().zip(&theirs) {
+                diffs.push(*ours as i64 - *theirs as i64);
+            }
+        }
+        // Every SYN-ACK was answered by our RST (its acknowledgment as our sequence
+        // number), and nothing is half-open at the server.
+        for sa in packets.iter().filter(|p| p.dst == client).filter_map(|p| p.tcp()) {
+            if sa.flags == 0x12 {
+                assert!(
+                    packets.iter().any(|p| p.src == client
+                        && p.tcp().is_some_and(|t| t.flags & 0x04 != 0 && t.seq == sa.ack)),
+                    "SYN-ACK ack {} not reset",
+                    sa.ack
+                );
+            }
+        }
+        assert!(
+            !lab.server_sockets().iter().any(|(s, _, _)| s == "SYN-RECV"),
+            "{:?}",
+            lab.server_sockets()
+        );
+        // The pcap has every probe and every answer.
+        let ours = lab::capture::read_pcap(&pcap).unwrap();
+        let probes = ours.iter().filter(|p| p.tcp().is_some_and(|t| t.flags == 0x02)).count();
+        assert_eq!(probes, sent.len(), "{run}");
+        let icmp = ours.iter().filter(|p| matches!(p.l4, L4::Icmp { .. })).count();
+        assert_eq!(icmp, routers * 3, "{run}");
+        // Kernel timestamps: each packet in our pcap at tcpdump's time (outgoing exactly).
+        for p in ours.iter().filter(|p| p.src == client) {
+            assert!(
+                packets.iter().any(|q| q.ip == p.ip && q.ts_ns == p.ts_ns),
+                "our copy not at tcpdump's time: {p:?}"
+            );
+        }
+    }
+    diffs.sort_unstable();
+    let median = diffs[diffs.len() / 2];
+    let worst = diffs.iter().map(|d| d.abs()).max().unwrap_or(0);
+    eprintln!(
+        "ours − tcpdump's RTT (ns): median {median}, worst {worst}, all {diffs:?}"
+    );
+    assert!(median.abs() <= 2_000, "median {median} ns: {diffs:?}");
+    assert!(worst <= 50_000, "{diffs:?}");
+}
+
+#[test]
+fn ten_hops_in_under_a_second() {
+    if !require_root() {
+        return;
+    }
+    let routers = 9;
+    let mut lab = Lab::with_chain("trace_ten", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    for v6 in [false, true] {
+        let started = Instant::now();
+        let (run, r) = trace(&lab, v6, PORT, &[]);
+        let wall = started.elapsed();
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_eq!(r.destination.ttl, Some(10));
+        for t in 1..=9u8 {
+            assert_eq!(hop(&r, t).addr, Some(lab.hop_addr(t as usize, v6)), "{run}");
+            assert_eq!(hop(&r, t).lost, 0);
+        }
+        eprintln!("10 hops, {}: trace {} ms, process {wall:?}", if v6 { "v6" } else { "v4" }, r.duration_ns / 1_000_000);
+        assert!(r.duration_ns < 1_000_000_000, "{run}");
+        assert!(wall < Duration::from_secs(1), "{wall:?}\n{run}");
+    }
+}
+
+#[test]
+fn hops_agree_with_traceroute_and_mtr() {
+    if !require_root() {
+        return;
+    }
+    let have = |tool: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let routers = 4;
+    let mut lab = Lab::with_chain("trace_tools", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    let mut compared = 0;
+    for v6 in [false, true] {
+        let (_, r) = trace(&lab, v6, PORT, &[]);
+        let ours: Vec<String> = r
+            .hops
+            .iter()
+            .map(|h| h.addr.map_or("*".into(), |a| a.to_string()))
+            .collect();
+        let server = lab.server_addr(v6).to_string();
+        if have("traceroute") {
+            let fam = if v6 { "-6" } else { "-4" };
+            let out = run_ok(in_ns(&lab.client_ns, "traceroute").args([
+                fam, "-T", "-n", "-q", "1", "-w", "1", "-p", &PORT.to_string(), &server,
+            ]));
+            let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+                .collect();
+            eprintln!("traceroute -T: {theirs:?}\ntcpshake:      {ours:?}");
+            assert_eq!(theirs, ours);
+            compared += 1;
+        }
+        if have("mtr") {
+            let fam = if v6 { "-6" } else { "-4" };
+            let out = run_ok(in_ns(&lab.client_ns, "mtr").args([
+                fam, "--tcp", "-P", &PORT.to_string(), "-n", "-r", "-c", "1", &server,
+            ]));
+            let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(".|--"))
+                .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+                .collect();
+            eprintln!("mtr --tcp:     {theirs:?}\ntcpshake:      {ours:?}");
+            assert_eq!(theirs, ours);
+            compared += 1;
+        }
+    }
+    if compared == 0 {
+        eprintln!("neither traceroute nor mtr installed: nothing compared");
     }
 }
