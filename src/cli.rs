@@ -346,7 +346,7 @@ pub struct TraceArgs {
     /// Probes per TTL.
     #[arg(short = 'q', long, value_name = "N", default_value_t = defaults::TRACE_PROBES, value_parser = clap::value_parser!(u8).range(1..=10))]
     pub probes: u8,
-    /// TTLs probed at once, ahead of the highest that answered.
+    /// TTLs probed at once, ahead of the highest whose first probe was answered or lost.
     #[arg(long, value_name = "N", default_value_t = defaults::TRACE_PARALLEL, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub parallel: u8,
     /// How long a probe is waited for.

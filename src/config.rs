@@ -67,7 +67,7 @@ pub mod defaults {
     pub const TRACE_MAX_TTL: u8 = 30;
     /// `trace --probes`: per TTL, as traceroute.
     pub const TRACE_PROBES: u8 = 3;
-    /// `trace --parallel`: TTLs ahead of the highest that answered.
+    /// `trace --parallel`: TTLs ahead of the highest whose first probe is settled.
     pub const TRACE_PARALLEL: u8 = 8;
     /// `trace --timeout`: a probe unanswered this long is lost.
     pub const TRACE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -472,6 +472,18 @@ fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
         assert_eq!(run.code, Some(0), "{run}");
         let client = lab.client_addr(v6);
         let server = lab.server_addr(v6);
+        // One flow: every packet of ours carries the same IPv6 flow label (the kernel's,
+        // RFC 6437; ECMP may hash it, RFC 6438).
+        if v6 {
+            let mut labels: Vec<u32> = packets
+                .iter()
+                .filter(|p| p.src == client)
+                .map(|p| u32::from_be_bytes([p.ip[0], p.ip[1], p.ip[2], p.ip[3]]) & 0xf_ffff)
+                .collect();
+            labels.sort_unstable();
+            labels.dedup();
+            assert_eq!(labels.len(), 1, "flow labels {labels:x?}");
+        }
         // Our probes in tcpdump's capture: (TTL, key) → send time, in order.
         let mut sent: Vec<(u8, (u16, u32), u64)> = Vec::new();
         for p in packets.iter().filter(|p| p.src == client) {
@@ -563,6 +575,27 @@ fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
     eprintln!("ours − tcpdump's RTT (ns): median {median}, worst {worst}, all {diffs:?}");
     assert!(median.abs() <= 2_000, "median {median} ns: {diffs:?}");
     assert!(worst <= 50_000, "{diffs:?}");
+}
+
+#[test]
+fn one_trace_fits_in_linux_default_icmp_rate_limit() {
+    if !require_root() {
+        return;
+    }
+    // Linux answers a peer with at most 6 ICMP errors at once, then one a second
+    // (icmp_ratelimit 1000 ms, XRLIM_BURST_FACTOR 6): a trace asks each router for
+    // three, so it gets all of them, and a second trace right after it too.
+    let routers = 4;
+    let mut lab = Lab::with_chain("trace_ratelimit", routers);
+    lab.chain_icmp_ratelimit(routers, 1000);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    for v6 in [false, true] {
+        for _ in 0..2 {
+            let (run, r) = trace(&lab, v6, PORT, &[]);
+            assert_eq!(run.code, Some(0), "{run}");
+            assert!(r.hops.iter().all(|h| h.lost == 0), "{run}");
+        }
+    }
 }
 
 #[test]

@@ -318,3 +318,63 @@ fn generate_is_a_command() {
         Ok(Config::Generate(Generate::Completions { .. }))
     ));
 }
+
+fn trace(args: &[&str]) -> TraceConfig {
+    match parse(args) {
+        Ok(Config::Trace(c)) => c,
+        other => panic!("{args:?}: not a trace: {other:?}"),
+    }
+}
+
+#[test]
+fn trace_defaults_and_refusals() {
+    let c = trace(&["trace", "198.18.0.2:80"]);
+    assert_eq!(
+        (c.first_ttl, c.max_ttl, c.probes, c.parallel, c.gap, c.tos),
+        (
+            1,
+            defaults::TRACE_MAX_TTL,
+            defaults::TRACE_PROBES,
+            defaults::TRACE_PARALLEL,
+            defaults::TRACE_GAP,
+            0
+        )
+    );
+    assert_eq!(
+        (c.timeout, c.interval),
+        (defaults::TRACE_TIMEOUT, defaults::TRACE_INTERVAL)
+    );
+    assert!(!c.in_session && !c.json && c.pcap.is_none());
+    assert_eq!(c.target.port, 80);
+    let c = trace(&[
+        "trace",
+        "fd00::2",
+        "-p",
+        "443",
+        "-6",
+        "--tos",
+        "0x22",
+        "--in-session",
+    ]);
+    assert_eq!((c.target.port, c.tos, c.in_session), (443, 0x22, true));
+    assert_eq!(trace(&["trace", "h:80", "-t", "34"]).tos, 34);
+    refused(&["trace", "h:80", "--tos", "0x100"], &["not a byte"]);
+    refused(&["trace", "h:80", "--tos", "ef"], &["not a byte"]);
+    refused(&["trace", "h"], &["port"]);
+    refused(
+        &["trace", "h:80", "--first-ttl", "9", "--max-ttl", "5"],
+        &["--first-ttl 9", "--max-ttl 5"],
+    );
+    refused(
+        &["trace", "h:80", "--max-ttl", "255", "--probes", "5"],
+        &["1275 probes", "at most 1024"],
+    );
+    refused(
+        &["trace", "h:80", "--timeout", "0s"],
+        &["--timeout 0s", "positive"],
+    );
+    refused(&["trace", "h:80", "--timeout", "1"], &["no unit"]);
+    refused(&["trace", "h:80", "--probes", "11"], &["11"]);
+    refused(&["trace", "h:80", "--max-ttl", "0"], &["0"]);
+    refused(&["trace", "198.18.0.2:80", "-6"], &["-6"]);
+}

@@ -1,6 +1,7 @@
 //! The human view of a trace: a table per TTL as mtr and traceroute users read it, the
 //! changes each hop made under it, then the verdict at the far end.
 
+use super::count;
 use super::text::{Style, human_ns};
 use std::fmt::Write;
 use tcpshake_proto::probe::record::PortState;
@@ -150,14 +151,132 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
     }
     let _ = writeln!(
         s,
-        "{} packets sent in {}{}",
-        r.packets_sent,
+        "{} in {}{}",
+        count(u64::from(r.packets_sent), "packet sent", "packets sent"),
         human_ns(r.duration_ns),
         if r.unmatched > 0 {
-            format!(", {} answers matched no probe", r.unmatched)
+            format!(
+                ", {} no probe",
+                count(u64::from(r.unmatched), "answer matched", "answers matched")
+            )
         } else {
             String::new()
         }
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcpshake_proto::probe::record::Reason;
+    use tcpshake_proto::trace::record::{ChangeRecord, DestinationRecord, IcmpRecord};
+
+    fn hop(ttl: u8, addr: Option<&str>, rtt: &[u64]) -> HopRecord {
+        HopRecord {
+            ttl,
+            addr: addr.map(|a| a.parse().unwrap()),
+            other_addrs: Vec::new(),
+            reply: addr.map(|_| "time-exceeded".into()),
+            icmp: addr.map(|_| IcmpRecord {
+                icmp_type: 11,
+                code: 0,
+            }),
+            rtt_ns: rtt.to_vec(),
+            sent: 3,
+            lost: 3 - rtt.len() as u8,
+            quote_len: addr.map(|_| 28),
+            quote: addr.map(|_| QuoteKind::Rfc792),
+            rfc4884: false,
+            quoted_ttl: addr.map(|_| 1),
+            reply_ttl: None,
+            changes: Vec::new(),
+        }
+    }
+
+    fn record() -> TraceRecord {
+        let mut h2 = hop(2, Some("198.18.0.30"), &[3_000_000, 1_000_000, 2_000_000]);
+        h2.quote = Some(QuoteKind::Full);
+        h2.quote_len = Some(60);
+        h2.quoted_ttl = Some(3);
+        h2.changes.push(ChangeRecord {
+            field: "tcp.mss".into(),
+            sent: "1460".into(),
+            seen: "1200".into(),
+            note: None,
+        });
+        TraceRecord {
+            schema: 1,
+            command: "trace".into(),
+            target: "198.18.0.78:80".into(),
+            mode: TraceMode::Syn,
+            local: "198.18.0.1:40000".into(),
+            remote: "198.18.0.78:80".into(),
+            first_ttl: 1,
+            max_ttl: 30,
+            probes: 3,
+            t_ns: 0,
+            duration_ns: 1_200_000_000,
+            hops: vec![
+                hop(1, Some("198.18.0.14"), &[100_000, 300_000]),
+                h2,
+                hop(3, None, &[]),
+            ],
+            destination: DestinationRecord {
+                state: PortState::Filtered,
+                reason: Reason::NoResponse,
+                addr: None,
+                ttl: None,
+                rtt_ns: Vec::new(),
+                handshake_rtt_ns: None,
+                close: None,
+            },
+            lost_after_ttl: Some(2),
+            packets_sent: 9,
+            unmatched: 1,
+            notes: vec!["a note".into()],
+            interrupted: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_table() {
+        let text = render(&record(), Style { color: false });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("tcpshake trace 198.18.0.78:80 (SYN from 198.18.0.1:40000"));
+        assert!(lines[1].contains("min ms") && lines[1].contains("quote"));
+        // Two answers: the median of two is their mean.
+        assert!(lines[2].contains("198.18.0.14"), "{text}");
+        assert!(lines[2].contains("33%"), "{text}");
+        assert!(
+            lines[2].contains("0.100") && lines[2].contains("0.200") && lines[2].contains("0.300"),
+            "{text}"
+        );
+        assert!(lines[2].ends_with("28 B 8 B of TCP (RFC 792)"), "{text}");
+        assert!(
+            lines[3].contains("1.000") && lines[3].contains("2.000") && lines[3].contains("3.000")
+        );
+        assert!(lines[3].ends_with("60 B full"));
+        assert!(lines[4].contains("quoted TTL 3"), "{text}");
+        assert!(lines[5].contains("tcp.mss") && lines[5].contains("1460 → 1200"));
+        assert_eq!(
+            lines[6].split_whitespace().collect::<Vec<_>>(),
+            ["3", "*", "100%"]
+        );
+        assert!(text.contains("destination: filtered (no-response)\n"));
+        assert!(text.contains("no reply beyond TTL 2"));
+        assert!(text.contains("note: a note"));
+        assert!(text.contains("9 packets sent in 1.200 s, 1 answer matched no probe"));
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), 0);
+        assert_eq!(median(&[5]), 5);
+        assert_eq!(median(&[1, 2]), 1);
+        assert_eq!(median(&[1, 3]), 2);
+        assert_eq!(median(&[1, 2, 9]), 2);
+        assert_eq!(median(&[u64::MAX - 1, u64::MAX]), u64::MAX - 1);
+    }
 }

@@ -181,6 +181,18 @@ impl Lab {
         )
     }
 
+    /// Give routers 1..=`routers` Linux's ICMP rate limit of `ms` per peer (the lab starts
+    /// without any; Linux's default is 1000 ms, with a burst of 6).
+    pub fn chain_icmp_ratelimit(&self, routers: usize, ms: u32) {
+        for r in 1..=routers {
+            run_ok(in_ns(&self.router_ns(r), "sysctl").args([
+                "-qw",
+                &format!("net.ipv4.icmp_ratelimit={ms}"),
+                &format!("net.ipv6.icmp.ratelimit={ms}"),
+            ]));
+        }
+    }
+
     /// An nft script in router `r`'s namespace (see the module doc for where rules show).
     pub fn chain_nft(&self, r: usize, script: &str) {
         super::middle::nft_script(&self.router_ns(r), script);

@@ -522,6 +522,14 @@ impl Trace {
             None
         };
         let mut notes = self.notes.clone();
+        if self.end.is_none() && self.untied_acks > 0 {
+            notes.push(format!(
+                "the server answered {} probes, beyond hop {}; without timestamps its answers \
+                 do not say which TTL reached it",
+                self.untied_acks,
+                last_answered.unwrap_or(0)
+            ));
+        }
         if !reached && lost_after_ttl.is_none() && !self.interrupted && self.error.is_none() {
             notes.push(format!(
                 "the destination was not reached within {} hops",
@@ -1172,6 +1180,14 @@ impl Trace {
         }
         let ttl = self.slots[p].ttl;
         let kept = body.datagram.get(..MAX_KEPT).unwrap_or(body.datagram);
+        // What was quoted of our packet: an RFC 4884 original-datagram field is padded to
+        // 128 bytes, which our packet may not fill.
+        let declared = if quote.ip.v6 {
+            IPV6_HEADER_LEN + usize::from(quote.ip.length)
+        } else {
+            usize::from(quote.ip.length)
+        };
+        let quote_len = body.datagram.len().min(declared.max(quote.ip.header_len));
         self.record_answer(
             p,
             Answer {
@@ -1183,7 +1199,7 @@ impl Trace {
                     icmp_type: err.icmp_type,
                     code: err.code,
                     quote: kept.to_vec(),
-                    quote_len: body.datagram.len(),
+                    quote_len,
                     rfc4884: body.rfc4884_len.is_some(),
                 },
             },
@@ -1275,6 +1291,9 @@ impl Trace {
         let last = match self.end {
             Some(e) if e.ttl >= self.cfg.first_ttl => e.ttl,
             Some(_) => return Vec::new(),
+            // In-session without timestamps: the server answered, but not which TTL
+            // reached it; the hops are those that answered.
+            None if self.untied_acks > 0 => self.last_answered().unwrap_or(0),
             None => {
                 let probed = self
                     .slots

@@ -206,6 +206,8 @@ struct Router {
     post: Option<Mutate>,
     /// `None`: sends no ICMP at all; else quotes at most this many bytes.
     quote: Option<usize>,
+    /// Quotes padded to 128 bytes with an RFC 4884 length and an extension after them.
+    rfc4884: bool,
     action: Action,
 }
 
@@ -216,6 +218,7 @@ impl Router {
             pre: None,
             post: None,
             quote: Some(576),
+            rfc4884: false,
             action: Action::Forward,
         }
     }
@@ -252,6 +255,8 @@ struct Net {
     /// sends is rate-limited to twice a second).
     collisions: u32,
     rsts_received: u32,
+    /// The destination does not do timestamps (Windows' default).
+    no_timestamps: bool,
 }
 
 impl Net {
@@ -277,6 +282,7 @@ impl Net {
             half_open: None,
             collisions: 0,
             rsts_received: 0,
+            no_timestamps: false,
         }
     }
 
@@ -348,9 +354,25 @@ impl Net {
             }
             if ttl_of(&pkt) <= 1 {
                 if let Some(n) = self.routers[i].quote {
-                    let q = pkt[..pkt.len().min(n)].to_vec();
+                    let mut q = pkt[..pkt.len().min(n)].to_vec();
                     let (ty, code) = if self.v6 { (3, 0) } else { (11, 0) };
-                    let icmp = self.icmp(self.routers[i].addr, ty, code, &q);
+                    let icmp = if self.routers[i].rfc4884 {
+                        // RFC 4884 §5.1: padded to 128 bytes, then an extension structure
+                        // (version 2, an MPLS label stack object, RFC 4950).
+                        q.resize(128, 0);
+                        q.extend_from_slice(&[0x20, 0, 0, 0, 0, 8, 1, 1, 0, 0x10, 0x01, 0xff]);
+                        let mut m = self.icmp(self.routers[i].addr, ty, code, &q);
+                        let at = if self.v6 { 40 } else { 20 };
+                        if self.v6 {
+                            m[at + 4] = 16; // 128 bytes in 64-bit words
+                        } else {
+                            m[at + 5] = 32; // in 32-bit words
+                        }
+                        refresh_icmp(&mut m);
+                        m
+                    } else {
+                        self.icmp(self.routers[i].addr, ty, code, &q)
+                    };
                     self.tap(now + self.rtt(hop), false, icmp);
                 }
                 return;
@@ -421,7 +443,14 @@ impl Net {
     fn destination(&mut self, pkt: &[u8]) -> Option<Vec<u8>> {
         let ip = IpPacket::parse(pkt).expect("a valid packet reaches the destination");
         let seg = TcpRepr::parse(ip.payload, ip.ip.src, ip.ip.dst).expect("valid TCP");
-        let ts = |echo: u32| TcpOptions::default().with_timestamps(4242, echo);
+        let no_ts = self.no_timestamps;
+        let ts = |echo: u32| {
+            if no_ts {
+                TcpOptions::default()
+            } else {
+                TcpOptions::default().with_timestamps(4242, echo)
+            }
+        };
         let tsval = seg.options.timestamps.map_or(0, |t| t.0);
         if seg.flags.rst() {
             self.rsts_received += 1;
@@ -483,6 +512,20 @@ impl Net {
             }
         }
     }
+}
+
+/// Recompute the checksum of the ICMP message in the IP packet `m`.
+fn refresh_icmp(m: &mut [u8]) {
+    let v6 = m[0] >> 4 == 6;
+    let at = if v6 { 40 } else { 20 };
+    m[at + 2..at + 4].fill(0);
+    let (s, d) = addrs(m);
+    let sum = if v6 {
+        checksum::upper_layer_checksum(s, d, PROTO_ICMPV6, &m[at..])
+    } else {
+        checksum::internet_checksum(0, &m[at..])
+    };
+    m[at + 2..at + 4].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// Run the trace to the end (bounded), in virtual time.
@@ -669,6 +712,25 @@ fn changes_are_attributed_to_the_first_hop_that_shows_them() {
             "the destination's row quotes nothing"
         );
         assert_eq!(r.destination.ttl, Some(5));
+    }
+}
+
+#[test]
+fn rfc4884_quotes_are_read_to_their_length() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        net.routers[1].rfc4884 = true;
+        net.routers[1].pre = Some(Box::new(|p: &mut Vec<u8>| clamp_mss(p, 1300)));
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        let h = &r.hops[1];
+        assert!(h.rfc4884 && !r.hops[0].rfc4884);
+        assert_eq!(
+            h.quote_len,
+            Some(if v6 { 80 } else { 60 }),
+            "the SYN, not the padding"
+        );
+        assert_eq!(h.quote, Some(QuoteKind::Full));
+        assert!(fields(&r, 2).contains(&"tcp.mss".to_string()), "{r:#?}");
     }
 }
 
@@ -887,6 +949,28 @@ fn in_session_trace() {
         tsvals.dedup();
         assert_eq!(tsvals.len(), 12);
         assert!(net.server_fin_sent);
+    }
+}
+
+#[test]
+fn in_session_without_timestamps() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        net.no_timestamps = true;
+        let (r, took) = trace(v6, TraceMode::InSession, &mut net);
+        assert_eq!(r.error, None, "{r:#?}");
+        // The hops are matched (IPv4: identification; IPv6: the garbage octet).
+        assert_eq!(r.hops.len(), 3, "{r:#?}");
+        assert!(r.hops.iter().all(|h| h.lost == 0 && h.addr.is_some()));
+        assert_eq!(r.destination.state, PortState::Open);
+        assert_eq!(r.destination.ttl, None);
+        assert_eq!(r.lost_after_ttl, None);
+        assert!(
+            r.notes.iter().any(|n| n.contains("without timestamps")),
+            "{r:#?}"
+        );
+        assert_eq!(r.destination.close.as_deref(), Some("closed"));
+        assert!(took < Duration::from_secs(3), "{took:?}");
     }
 }
 
