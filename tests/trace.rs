@@ -136,6 +136,10 @@ fn header_changes_are_attributed_to_their_hop() {
     // (field, what the hop should see, the rule), each at a random router and hook.
     let m = format!("tcp dport {PORT}");
     let cases = [
+        ("tcp.window", "1000", format!("{m} tcp window set 1000")),
+        // IPv4 only (IPv6 has no identification): the probes' keys then collide, and the
+        // sequence numbers tell them apart.
+        ("ip.id", "7", format!("{m} ip id set 7")),
         (
             "ip.dscp",
             "cs1 (8)",
@@ -192,9 +196,14 @@ fn header_changes_are_attributed_to_their_hop() {
         assert_eq!(r.destination.ttl, Some(routers as u8 + 1), "{run}");
         for (p, field, seen, _) in &placed {
             let got = changed_at(&r, field);
+            let want = if v6 && *field == "ip.id" {
+                vec![]
+            } else {
+                vec![(p.first_hop(), seen.to_string())]
+            };
             assert_eq!(
                 got,
-                vec![(p.first_hop(), seen.to_string())],
+                want,
                 "{field} rewritten at router {} ({}): expected at hop {}\n{}",
                 p.router,
                 if p.pre { "prerouting" } else { "forward" },

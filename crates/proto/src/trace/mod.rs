@@ -35,9 +35,10 @@
 //! - in-session: TSval (probes are paced one per millisecond, the timestamp clock's tick)
 //!   and the garbage octet (the probe number, mod 256).
 //!
-//! A quote is matched when it names our 4-tuple on either side (a source rewritten by NAT
-//! still has our destination) and one of these keys. Answers to probes already given up
-//! are counted as unmatched.
+//! A quote is ours when it names our 4-tuple on either side (a source rewritten by NAT
+//! still has our destination); it belongs to the probe that shares the most of these keys
+//! with it, the longer keys counting more (any one may have been rewritten, or collide by
+//! chance). Answers to probes already given up are counted as unmatched.
 //!
 //! # Which TTLs when
 //! Several TTLs are in flight at once, bounded: the first attempt at TTL t goes out while
@@ -1210,45 +1211,40 @@ impl Trace {
         true
     }
 
-    /// Which probe a quote is of (see the module doc for the keys).
+    /// Which probe a quote is of (see the module doc for the keys). Any key may have been
+    /// rewritten on the way (an ISN randomiser, a NAT that renumbers identifications), and
+    /// a short one may name another probe by chance, so each probe scores the keys it
+    /// shares with the quote, the longer the key the more: the sequence number (SYN mode,
+    /// 32 bits), TSval, the identification (16 bits), the octet (8). The one probe with
+    /// the best score is it; a tie names nobody.
     fn match_quote(&self, q: &QuotedDatagram<'_>) -> Option<usize> {
         let tcp = q.tcp?;
-        let seq = tcp.seq();
+        let seq = tcp.seq().filter(|_| self.cfg.mode == TraceMode::Syn);
         let tsval = tcp.options().and_then(|o| o.timestamps).map(|t| t.0);
-        let octet = tcp.payload().and_then(|p| p.first().copied());
-        let sent = |s: &&Slot| s.queued.is_some();
-        let by = |f: &dyn Fn(&Slot) -> bool| {
-            let mut hits = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| sent(s) && f(s));
-            let first = hits.next()?;
-            // Ambiguous keys name nobody.
-            hits.next().is_none().then_some(first.0)
+        let ident = (!q.ip.v6).then_some(q.ip.ident);
+        let octet = tcp
+            .payload()
+            .and_then(|p| p.first().copied())
+            .filter(|_| self.cfg.mode == TraceMode::InSession);
+        let score = |s: &Slot| {
+            u32::from(seq == Some(s.seq)) * 8
+                + u32::from(tsval.is_some() && tsval == s.tsval) * 4
+                + u32::from(ident == Some(s.ident)) * 2
+                + u32::from(octet == Some(s.octet))
         };
-        if !q.ip.v6
-            && let Some(p) = by(&|s| s.ident == q.ip.ident)
-        {
-            return Some(p);
+        let (mut best, mut best_score, mut tie) = (None, 0, false);
+        for (p, s) in self.slots.iter().enumerate() {
+            if s.queued.is_none() {
+                continue;
+            }
+            let sc = score(s);
+            if sc > best_score {
+                (best, best_score, tie) = (Some(p), sc, false);
+            } else if sc == best_score && sc > 0 {
+                tie = true;
+            }
         }
-        if self.cfg.mode == TraceMode::Syn
-            && let Some(seq) = seq
-            && let Some(p) = by(&|s| s.seq == seq)
-        {
-            return Some(p);
-        }
-        if let Some(v) = tsval
-            && let Some(p) = by(&|s| s.tsval == Some(v))
-        {
-            return Some(p);
-        }
-        if self.cfg.mode == TraceMode::InSession
-            && let Some(o) = octet
-        {
-            return by(&|s| s.octet == o);
-        }
-        None
+        if tie { None } else { best }
     }
 
     fn record_answer(&mut self, p: usize, answer: Answer) {

@@ -780,6 +780,32 @@ fn identification_rewritten_still_matches_by_sequence_number() {
 }
 
 #[test]
+fn identification_rewritten_to_another_probes_still_matches_each_its_own() {
+    // Router 1 gives every packet the identification of probe 7 (TTL 3, attempt 1): the
+    // sequence numbers still tell them apart.
+    let mut net = Net::new(false, 3, Dest::Open);
+    let other = cfg(false, TraceMode::Syn).ident.wrapping_add(7);
+    net.routers[0].post = Some(Box::new(move |p: &mut Vec<u8>| {
+        p[4..6].copy_from_slice(&other.to_be_bytes());
+        fix(p);
+    }));
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    for h in &r.hops[1..3] {
+        assert_eq!((h.sent, h.lost), (3, 0), "{r:#?}");
+        assert_eq!(h.rtt_ns.len(), 3);
+    }
+    assert_eq!(changed_at_ttl(&r, "ip.id"), vec![2]);
+}
+
+fn changed_at_ttl(r: &TraceRecord, field: &str) -> Vec<u8> {
+    r.hops
+        .iter()
+        .filter(|h| h.changes.iter().any(|c| c.field == field))
+        .map(|h| h.ttl)
+        .collect()
+}
+
+#[test]
 fn a_firewall_that_drops_syns_is_after_the_last_hop_that_answered() {
     for v6 in [false, true] {
         let mut net = Net::new(v6, 5, Dest::Open);
