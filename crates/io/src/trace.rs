@@ -25,6 +25,9 @@ use tcpshake_proto::wire::ip::PROTO_TCP;
 
 /// Probes and answers read per pass.
 const BATCH: usize = 64;
+/// Packets kept for `--pcap` at most (a trace sends at most 1024 probes; what is beyond
+/// this is a flood of errors quoting our port, not worth the memory).
+const MAX_CAPTURED: usize = 16_384;
 
 pub struct TraceOutcome {
     pub record: TraceRecord,
@@ -86,7 +89,8 @@ fn run_guarded(
             .context("reading the AF_PACKET tap")?;
         for &(slot, meta) in &batch {
             let bytes = &rx[slot][..meta.len];
-            deliver(&mut trace, &mut defrag, meta, bytes, capture, &mut packets);
+            let keep = capture && packets.len() < MAX_CAPTURED;
+            deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
         }
         flush(&mut trace, &sender, &mut hop_limit)?;
         if trace.is_done() {
@@ -122,7 +126,12 @@ fn run_guarded(
                 let bytes = &rx[0][..meta.len];
                 // Only our own segments leave through the filter here (ICMP we never send).
                 let ours = IpPacket::parse(bytes).is_ok_and(|p| p.ip.protocol == PROTO_TCP);
-                if meta.outgoing && capture && !meta.truncated && ours {
+                if meta.outgoing
+                    && capture
+                    && !meta.truncated
+                    && ours
+                    && packets.len() < MAX_CAPTURED
+                {
                     packets.push(Captured {
                         at: meta.at,
                         bytes: bytes.to_vec(),
@@ -139,6 +148,11 @@ fn run_guarded(
         record.notes.push(format!(
             "the tap's ring overflowed: {} packets were not seen",
             losses.dropped
+        ));
+    }
+    if packets.len() >= MAX_CAPTURED {
+        record.notes.push(format!(
+            "the pcap holds the first {MAX_CAPTURED} packets of the trace only"
         ));
     }
     packets.sort_by_key(|p| p.at);
