@@ -319,8 +319,11 @@ pub struct ScanArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct TraceArgs {
-    /// HOST:PORT, [V6ADDR]:PORT, or HOST with -p
-    #[arg(value_name = "TARGET")]
+    // The help is an attribute, not a doc comment: rustdoc would read its brackets as links.
+    #[arg(
+        value_name = "TARGET",
+        help = "HOST:PORT, [V6ADDR]:PORT, or HOST with -p"
+    )]
     pub target: String,
     /// Port, for a target that does not name one.
     #[arg(short = 'p', long = "port", value_name = "PORT")]

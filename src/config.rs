@@ -227,6 +227,7 @@ pub struct TraceConfig {
     pub in_session: bool,
     pub json: bool,
     pub pcap: Option<PathBuf>,
+    pub pcapng: Option<PathBuf>,
     pub first_ttl: u8,
     pub max_ttl: u8,
     pub probes: u8,
@@ -613,6 +614,7 @@ fn trace(a: TraceArgs) -> Result<Config> {
             tcpshake_proto::trace::MAX_PROBES
         ));
     }
+    check_captures(&a.output)?;
     if a.timeout.0.is_zero() {
         return refuse(
             "--timeout 0s would give up every probe at once; give a positive duration, e.g. \
@@ -625,6 +627,7 @@ fn trace(a: TraceArgs) -> Result<Config> {
         in_session: a.in_session,
         json: a.output.json,
         pcap: a.output.pcap,
+        pcapng: a.output.pcapng,
         first_ttl: a.first_ttl,
         max_ttl: a.max_ttl,
         probes: a.probes,

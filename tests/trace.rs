@@ -475,8 +475,19 @@ fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
     let mut diffs: Vec<i64> = Vec::new();
     for v6 in [false, true] {
         let pcap = lab.dir().join(format!("ours{}.pcap", u8::from(v6)));
+        let png = lab.dir().join(format!("ours{}.pcapng", u8::from(v6)));
         let cap = lab.start_capture(&format!("rtt{}", u8::from(v6)));
-        let (run, r) = trace(&lab, v6, PORT, &["--pcap", pcap.to_str().unwrap()]);
+        let (run, r) = trace(
+            &lab,
+            v6,
+            PORT,
+            &[
+                "--pcap",
+                pcap.to_str().unwrap(),
+                "--pcapng",
+                png.to_str().unwrap(),
+            ],
+        );
         let packets = lab.stop_capture(&cap);
         assert_eq!(run.code, Some(0), "{run}");
         let client = lab.client_addr(v6);
@@ -570,6 +581,35 @@ fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
             .filter(|p| matches!(p.l4, L4::Icmp { .. }))
             .count();
         assert_eq!(icmp, routers * 3, "{run}");
+        // The pcapng has the same packets, each saying what it was to the trace.
+        let comments: Vec<String> = lab::capture::tshark_fields(&png, "", &["frame.comment"])
+            .into_iter()
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(comments.len(), ours.len(), "{comments:?}");
+        assert!(
+            comments.iter().all(|c| c.starts_with("tcpshake: ")),
+            "{comments:?}"
+        );
+        assert!(
+            comments
+                .iter()
+                .any(|c| c == "tcpshake: probe: TTL 1, attempt 1"),
+            "{comments:?}"
+        );
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.starts_with("tcpshake: time-exceeded from ")
+                    && c.contains("TTL 3, attempt 2, rtt ")),
+            "{comments:?}"
+        );
+        assert!(
+            comments
+                .iter()
+                .any(|c| c.starts_with("tcpshake: syn-ack from the destination: TTL 4")),
+            "{comments:?}"
+        );
         // Kernel timestamps: each packet in our pcap at tcpdump's time (outgoing exactly).
         for p in ours.iter().filter(|p| p.src == client) {
             assert!(

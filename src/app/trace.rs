@@ -2,9 +2,8 @@
 //! pcap.
 
 use super::exit::Exit;
-use super::{colour_stdout, tcp_config};
+use super::{TlsShared, capture_mode, colour_stdout, open_captures, tcp_config};
 use crate::config::{Exchange, TraceConfig, defaults};
-use crate::report::pcap::PcapWriter;
 use crate::report::text::Style;
 use crate::report::trace as report;
 use anyhow::{Context, Result};
@@ -49,24 +48,20 @@ pub(super) fn run(c: &TraceConfig) -> Result<Exit> {
         hop_limit: 64,
         close_timeout: c.timeout.max(defaults::TRACE_CLOSE),
     };
-    // A bad --pcap path fails before anything is sent.
-    let mut pcap = match &c.pcap {
-        Some(p) => {
-            let f = std::fs::File::create(p)
-                .with_context(|| format!("cannot create {}", p.display()))?;
-            Some(PcapWriter::new(io::BufWriter::new(f))?)
-        }
-        None => None,
-    };
-    let outcome = tcpshake_io::trace::run(path, plan, &mut guard, pcap.is_some(), stop)?;
-    if let Some(w) = &mut pcap {
-        for p in &outcome.packets {
-            w.write(p.at.as_nanos(), &p.bytes)
-                .context("writing the pcap file")?;
-        }
+    // A bad --pcap / --pcapng path fails before anything is sent.
+    let mut captures = open_captures(
+        c.pcap.as_deref(),
+        c.pcapng.as_deref(),
+        &mut TlsShared::default(),
+    )?;
+    let mode = capture_mode(&captures);
+    let outcome = tcpshake_io::trace::run(path, plan, &mut guard, mode, stop)?;
+    if let Some(f) = &mut captures {
+        f.probe(&outcome.packets)
+            .context("writing the capture file")?;
     }
-    if let Some(w) = pcap {
-        w.into_inner().context("writing the pcap file")?;
+    if let Some(f) = captures {
+        f.finish().context("writing the capture file")?;
     }
     let r = &outcome.record;
     let mut out = io::stdout().lock();

@@ -9,13 +9,14 @@
 //! RST, not the kernel's, and an in-session connection is ours alone.
 
 use super::guard::{Guard, MARK};
-use super::run::{Captured, MAX_SLEEP, Path, send_error};
+use super::run::{Capture, Captured, MAX_SLEEP, Path, send_error};
 use super::sender::RawSender;
 use super::tap::{RingShape, Tap, TapMeta};
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tcpshake_proto::probe::PacketNote;
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::trace::record::TraceRecord;
 use tcpshake_proto::trace::{Trace, TraceConfig};
@@ -41,7 +42,7 @@ pub fn run(
     path: Path,
     cfg: TraceConfig,
     guard: &mut Guard,
-    capture: bool,
+    capture: Capture,
     stop: &AtomicBool,
 ) -> Result<TraceOutcome> {
     let local = path.local;
@@ -57,7 +58,7 @@ pub fn run(
 fn run_guarded(
     path: &Path,
     cfg: TraceConfig,
-    capture: bool,
+    capture: Capture,
     stop: &AtomicBool,
 ) -> Result<TraceOutcome> {
     let local = path.local;
@@ -73,7 +74,7 @@ fn run_guarded(
         .set_traffic_class(cfg.tos)
         .context("setting IPV6_TCLASS")?;
     let mut trace = Trace::new(cfg);
-    let mut defrag = Defrag::new(capture);
+    let mut defrag = Defrag::new(capture.is_on());
     let mut packets = Vec::new();
     let mut rx = vec![vec![0u8; 2048]; BATCH];
     let mut batch = Vec::with_capacity(BATCH);
@@ -89,7 +90,11 @@ fn run_guarded(
             .context("reading the AF_PACKET tap")?;
         for &(slot, meta) in &batch {
             let bytes = &rx[slot][..meta.len];
-            let keep = capture && packets.len() < MAX_CAPTURED;
+            let keep = if packets.len() < MAX_CAPTURED {
+                capture
+            } else {
+                Capture::Off
+            };
             deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
         }
         flush(&mut trace, &sender, &mut hop_limit)?;
@@ -127,7 +132,7 @@ fn run_guarded(
                 // Only our own segments leave through the filter here (ICMP we never send).
                 let ours = IpPacket::parse(bytes).is_ok_and(|p| p.ip.protocol == PROTO_TCP);
                 if meta.outgoing
-                    && capture
+                    && capture.is_on()
                     && !meta.truncated
                     && ours
                     && packets.len() < MAX_CAPTURED
@@ -135,6 +140,7 @@ fn run_guarded(
                     packets.push(Captured {
                         at: meta.at,
                         bytes: bytes.to_vec(),
+                        note: note(capture, Some("sent")),
                     });
                 }
                 quiet_since = clock::now();
@@ -165,7 +171,7 @@ fn deliver(
     defrag: &mut Defrag,
     meta: TapMeta,
     bytes: &[u8],
-    capture: bool,
+    capture: Capture,
     packets: &mut Vec<Captured>,
 ) {
     if meta.truncated {
@@ -179,25 +185,41 @@ fn deliver(
     match whole {
         Defragged::Whole => {
             let ours = trace.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
-            if capture && ours {
+            if capture.is_on() && ours {
                 packets.push(Captured {
                     at: meta.at,
                     bytes: bytes.to_vec(),
+                    note: note(capture, trace.packet_note()),
                 });
             }
         }
         Defragged::Complete(d) => {
             let ours = trace.handle_packet(meta.at, false, &d.bytes, d.checksum_offloaded);
-            if capture && ours {
-                packets.extend(
-                    d.originals
-                        .into_iter()
-                        .map(|(at, bytes)| Captured { at, bytes }),
-                );
+            if capture.is_on() && ours {
+                let start = packets.len();
+                packets.extend(d.originals.into_iter().map(|(at, bytes)| Captured {
+                    at,
+                    bytes,
+                    note: None,
+                }));
+                // The fragment that completed the datagram carries the note.
+                if let Some(last) = packets[start..].iter_mut().rev().find(|c| c.at == meta.at) {
+                    last.note = note(capture, trace.packet_note());
+                }
             }
         }
         Defragged::Held | Defragged::Dropped(_) => {}
     }
+}
+
+/// A capture comment (pcapng) when the capture keeps them.
+fn note(capture: Capture, text: Option<&str>) -> Option<PacketNote> {
+    (capture == Capture::Annotated).then(|| PacketNote {
+        segment: None,
+        legs: Vec::new(),
+        label: None,
+        notes: text.map(|t| vec![t.to_string()]).unwrap_or_default(),
+    })
 }
 
 /// Send everything the trace has queued.

@@ -263,6 +263,8 @@ pub struct Trace {
     give_up_at: Option<Instant>,
     other_ident: u16,
     last_probe_at: Option<Instant>,
+    /// What the last packet handed in was, for a capture's comment.
+    note: Option<String>,
     /// In-session: the window and TSecr our probes carry.
     window: u16,
     tsecr: Option<u32>,
@@ -322,6 +324,7 @@ impl Trace {
             close_deadline: None,
             give_up_at: None,
             last_probe_at: None,
+            note: None,
             window: 0,
             tsecr: None,
             timestamps: false,
@@ -468,6 +471,7 @@ impl Trace {
         bytes: &[u8],
         checksum_offloaded: bool,
     ) -> bool {
+        self.note = None;
         if self.phase == Phase::Done {
             return false;
         }
@@ -485,6 +489,28 @@ impl Trace {
         };
         self.step(at);
         ours
+    }
+
+    /// What the packet last handed to [`Trace::handle_packet`] was to the trace, in words
+    /// (`probe: TTL 3, attempt 2`, `time-exceeded from 198.18.0.30: TTL 2, attempt 1, rtt
+    /// 41.2 µs`), for the comments of a capture file.
+    pub fn packet_note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    /// `TTL t, attempt k` and the probe's round trip to `at`, if its send time is known.
+    fn describe(&self, p: usize, at: Instant) -> String {
+        let s = &self.slots[p];
+        let rtt = s
+            .sent_at
+            .map(|t| {
+                format!(
+                    ", rtt {:.1} µs",
+                    at.saturating_since(t).as_nanos() as f64 / 1e3
+                )
+            })
+            .unwrap_or_default();
+        format!("TTL {}, attempt {}{rtt}", s.ttl, s.k + 1)
     }
 
     // --- the record ---
@@ -957,11 +983,17 @@ impl Trace {
                 let s = &mut self.slots[p];
                 s.sent_at = Some(at);
                 s.sent = bytes[..bytes.len().min(MAX_KEPT)].to_vec();
+                self.note = Some(format!("probe: TTL {}, attempt {}", s.ttl, s.k + 1));
             }
             None => {
                 if seg.flags == TcpFlags::SYN && self.conn.is_some() {
                     self.handshake_syn_at.get_or_insert(at);
                 }
+                self.note = Some(if seg.flags == TcpFlags::RST && self.conn.is_none() {
+                    "sent: RST, so the destination keeps nothing half-open".into()
+                } else {
+                    format!("sent: {} (the connection's)", seg.flags)
+                });
             }
         }
         true
@@ -982,6 +1014,7 @@ impl Trace {
         }
         if !checksum_offloaded && TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst).is_err() {
             self.unmatched = self.unmatched.saturating_add(1);
+            self.note = Some("bad checksum: ignored".into());
             return true;
         }
         if self.conn.is_some() {
@@ -1004,6 +1037,11 @@ impl Trace {
         match (p, verdict) {
             (Some(p), Some(v)) if !self.slots[p].lost && self.slots[p].queued.is_some() => {
                 let ttl = self.slots[p].ttl;
+                let word = reply_word(&AnswerKind::Tcp { flags: seg.flags });
+                self.note = Some(format!(
+                    "{word} from the destination: {}",
+                    self.describe(p, at)
+                ));
                 self.record_answer(
                     p,
                     Answer {
@@ -1015,12 +1053,19 @@ impl Trace {
                 );
                 self.set_end(ttl, v, pkt.ip.src);
             }
-            _ => self.unmatched = self.unmatched.saturating_add(1),
+            _ => {
+                self.unmatched = self.unmatched.saturating_add(1);
+                self.note = Some(format!(
+                    "received {} from the destination: no probe waits for it",
+                    seg.flags
+                ));
+            }
         }
         true
     }
 
     fn on_session_segment(&mut self, at: Instant, reply_ttl: u8, seg: &TcpRepr<'_>) {
+        self.note = Some(format!("received {} (the connection's)", seg.flags));
         let Some(conn) = &mut self.conn else { return };
         // RFC 7323 §4.3: TS.Recent follows the segments that arrive in order.
         let in_order = seg.seq == conn.rcv_nxt();
@@ -1040,6 +1085,10 @@ impl Trace {
             {
                 if !self.slots[p].lost {
                     let ttl = self.slots[p].ttl;
+                    self.note = Some(format!(
+                        "ACK from the destination, its TSecr names {}",
+                        self.describe(p, at)
+                    ));
                     self.record_answer(
                         p,
                         Answer {
@@ -1159,7 +1208,9 @@ impl Trace {
         let Ok(quote) = QuotedDatagram::parse(body.datagram) else {
             return false;
         };
+        let what = format!("{} from {}", err.kind.reason(), pkt.ip.src);
         let Some(p) = self.match_quote(&quote) else {
+            self.note = Some(format!("{what}: quotes our flow, names no probe"));
             // The connection's own segments (in-session): the handshake SYN, our FIN.
             if let Some(conn) = &mut self.conn {
                 if conn.handle_icmp(at, &err) == IcmpOutcome::Aborted {
@@ -1173,12 +1224,18 @@ impl Trace {
         };
         // Advice about size is no hop's answer (our probes are small).
         if matches!(err.kind, IcmpKind::PacketTooBig { .. }) {
+            self.note = Some(format!("{what}: about size, not an answer"));
             return true;
         }
         if self.slots[p].lost {
             self.unmatched = self.unmatched.saturating_add(1);
+            self.note = Some(format!(
+                "{what}: {}, already given up",
+                self.describe(p, at)
+            ));
             return true;
         }
+        self.note = Some(format!("{what}: {}", self.describe(p, at)));
         let ttl = self.slots[p].ttl;
         let kept = body.datagram.get(..MAX_KEPT).unwrap_or(body.datagram);
         // What was quoted of our packet: an RFC 4884 original-datagram field is padded to
