@@ -4,8 +4,10 @@
 //! in-session, keep-alives and the close) as Linux does. Every packet the trace sends is
 //! "seen on the tap" 1 µs later, every answer after the path's round trip.
 
-use super::record::{QuoteKind, TraceMode};
+use super::record::{self, QuoteKind, TraceMode, TraceRecord};
+use super::summary::nanos;
 use super::*;
+use crate::probe::record::Reason;
 use crate::wire::checksum;
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -1,0 +1,226 @@
+//! Which probe goes out when, and when the trace is over (the module doc of [`super`]
+//! says why: the window of TTLs, the attempts at one TTL, the end).
+
+use super::{Answer, AnswerKind, Phase, Slot, TSVAL_TICK, Trace};
+use crate::tcp::State;
+use crate::time::Instant;
+use crate::trace::record::TraceMode;
+use crate::wire::IcmpKind;
+use std::time::Duration;
+
+impl Trace {
+    // --- scheduling ---
+
+    pub(super) fn index(&self, ttl: u8, k: u8) -> Option<usize> {
+        let p = usize::from(ttl.checked_sub(self.cfg.first_ttl)?) * usize::from(self.cfg.probes)
+            + usize::from(k);
+        (p < self.slots.len() && k < self.cfg.probes).then_some(p)
+    }
+
+    pub(super) fn slots_at(&self, ttl: u8) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().filter(move |s| s.ttl == ttl)
+    }
+
+    /// The highest TTL whose first attempt is answered or given up.
+    pub(super) fn frontier(&self) -> Option<u8> {
+        self.slots
+            .iter()
+            .filter(|s| s.k == 0 && s.resolved())
+            .map(|s| s.ttl)
+            .max()
+    }
+
+    /// The highest TTL with any answer.
+    pub(super) fn last_answered(&self) -> Option<u8> {
+        self.slots
+            .iter()
+            .filter(|s| s.answer.is_some())
+            .map(|s| s.ttl)
+            .max()
+    }
+
+    /// `gap` TTLs in a row above the last that answered had their first attempt given up.
+    pub(super) fn gap_reached(&self) -> bool {
+        let from = self
+            .last_answered()
+            .map_or(self.cfg.first_ttl, |t| t.saturating_add(1));
+        let gap = self.cfg.gap.max(1);
+        let mut run = 0u8;
+        for ttl in from..=self.cfg.max_ttl {
+            match self.index(ttl, 0).map(|p| &self.slots[p]) {
+                Some(s) if s.lost => run += 1,
+                _ => break,
+            }
+            if run >= gap {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Every TTL up to the last was given up or answered without reaching the end.
+    pub(super) fn all_silent_to_max(&self) -> bool {
+        self.end.is_none()
+            && self.slots.iter().all(|s| s.resolved())
+            && self
+                .slots
+                .iter()
+                .rev()
+                .take(usize::from(self.cfg.probes))
+                .all(|s| s.lost)
+    }
+
+    /// The highest TTL that is still worth probing.
+    pub(super) fn limit(&self) -> u8 {
+        if let Some(end) = self.end {
+            return end.ttl;
+        }
+        if self.gap_reached() {
+            return self.last_answered().unwrap_or(0);
+        }
+        self.cfg.max_ttl
+    }
+
+    /// TTL `ttl` lies before the destination: something at or above it expired there.
+    pub(super) fn proven_intermediate(&self, ttl: u8) -> bool {
+        if self.end.is_some_and(|e| ttl < e.ttl) {
+            return true;
+        }
+        self.slots.iter().any(|s| {
+            s.ttl >= ttl
+                && matches!(
+                    s.answer,
+                    Some(Answer {
+                        kind: AnswerKind::Icmp {
+                            kind: IcmpKind::TimeExceeded,
+                            ..
+                        },
+                        ..
+                    })
+                )
+        })
+    }
+
+    /// The probe to send now, if any; else when the next one may become due by time
+    /// alone (others wait for an answer or a timeout).
+    pub(super) fn schedule(&self, now: Instant) -> (Option<usize>, Option<Instant>) {
+        if self.phase != Phase::Tracing || self.slots.is_empty() {
+            return (None, None);
+        }
+        let limit = self.limit();
+        let in_flight = self
+            .slots
+            .iter()
+            .filter(|s| s.outstanding() && s.ttl <= limit)
+            .count();
+        let max_in_flight = usize::from(self.cfg.parallel.max(1)) * usize::from(self.cfg.probes);
+        if in_flight >= max_in_flight {
+            return (None, None);
+        }
+        let window = self.cfg.parallel.max(1);
+        let horizon = self
+            .frontier()
+            .map_or(self.cfg.first_ttl.saturating_add(window - 1), |f| {
+                f.saturating_add(window)
+            })
+            .max(self.cfg.first_ttl.saturating_add(window - 1))
+            .min(limit);
+        // In-session probes are told apart by TSval: one per tick.
+        let paced = match (self.cfg.mode, self.last_probe_at) {
+            (TraceMode::InSession, Some(last)) => Some(last + TSVAL_TICK),
+            _ => None,
+        };
+        let mut earliest: Option<Instant> = None;
+        for ttl in self.cfg.first_ttl..=horizon {
+            for k in 0..self.cfg.probes {
+                let Some(p) = self.index(ttl, k) else { break };
+                if self.slots[p].queued.is_some() {
+                    continue;
+                }
+                let due = if k == 0 {
+                    Some(Instant::from_nanos(0))
+                } else {
+                    let prev = &self.slots[p - 1];
+                    let gate = prev.resolved() || self.proven_intermediate(ttl);
+                    gate.then(|| prev.queued.unwrap_or_default() + self.cfg.interval)
+                };
+                if let Some(due) = due {
+                    let due = paced.map_or(due, |p| due.max(p));
+                    if due <= now {
+                        return (Some(p), None);
+                    }
+                    earliest = Some(earliest.map_or(due, |e| e.min(due)));
+                }
+                break;
+            }
+        }
+        (None, earliest)
+    }
+
+    /// Move on when the current phase is over.
+    pub(super) fn step(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Tracing if self.tracing_finished() => self.finish(now),
+            Phase::Draining if self.drain_until.is_none_or(|d| now >= d) => {
+                self.phase = Phase::Done;
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn tracing_finished(&self) -> bool {
+        if self.started.is_none() {
+            return false;
+        }
+        if self.all_silent_to_max() {
+            return true;
+        }
+        let limit = self.limit();
+        if self.end.is_none() && !self.gap_reached() {
+            // Still going up: done only when every TTL to the maximum is settled.
+            return self.slots.iter().all(|s| s.resolved());
+        }
+        self.slots
+            .iter()
+            .filter(|s| s.ttl <= limit)
+            .all(|s| s.resolved())
+    }
+
+    /// No more probes: in-session, close; then answer stragglers for a moment.
+    pub(super) fn finish(&mut self, now: Instant) {
+        if self.finished_at.is_none() {
+            self.finished_at = Some(now);
+        }
+        match self.phase {
+            Phase::Handshake | Phase::Tracing if self.conn.is_some() => {
+                let conn = self.conn.as_mut().map(|c| {
+                    c.close(now);
+                    c.state()
+                });
+                if conn == Some(State::Closed) {
+                    self.drain(now, Duration::ZERO);
+                } else {
+                    self.phase = Phase::Closing;
+                    self.close_deadline = Some(now + self.cfg.close_timeout);
+                }
+            }
+            Phase::Handshake | Phase::Tracing => {
+                // Probes beyond the end may still bring SYN-ACKs: stay to reset them.
+                let stragglers = self.slots.iter().any(|s| s.outstanding());
+                let wait = if stragglers {
+                    (self.max_rtt * 2).clamp(Duration::from_millis(2), Duration::from_millis(200))
+                } else {
+                    Duration::ZERO
+                };
+                self.drain(now, wait.min(self.cfg.timeout));
+            }
+            Phase::Closing | Phase::Draining | Phase::Done => {}
+        }
+    }
+
+    pub(super) fn drain(&mut self, now: Instant, wait: Duration) {
+        self.phase = Phase::Draining;
+        self.drain_until = Some(now + wait);
+        self.step(now);
+    }
+}
