@@ -58,10 +58,10 @@ impl Capture {
 
     /// Keep a datagram that arrived in fragments as its fragments, each with its own
     /// stamp (as tcpdump shows them); the one that completed it (stamped `at`) carries the
-    /// note.
+    /// note of the machine that handled it.
     pub(crate) fn fragments(
         self,
-        probe: &Probe,
+        fed: &impl Fed,
         at: Instant,
         originals: impl IntoIterator<Item = (Instant, Vec<u8>)>,
         packets: &mut Vec<Captured>,
@@ -73,8 +73,40 @@ impl Capture {
             note: None,
         }));
         if let Some(last) = packets[start..].iter_mut().rev().find(|c| c.at == at) {
-            last.note = self.note(probe);
+            last.note = (self == Capture::Annotated).then(|| fed.note());
         }
+    }
+}
+
+/// A pure machine the tap feeds (a probe, a trace): one whole packet or reassembled
+/// datagram in, whether it was the machine's, and the capture note for what it just
+/// handled.
+pub(crate) trait Fed {
+    fn packet(
+        &mut self,
+        at: Instant,
+        outgoing: bool,
+        bytes: &[u8],
+        offloaded: bool,
+        fragments: u16,
+    ) -> bool;
+    fn note(&self) -> PacketNote;
+}
+
+impl Fed for Probe {
+    fn packet(
+        &mut self,
+        at: Instant,
+        outgoing: bool,
+        bytes: &[u8],
+        offloaded: bool,
+        fragments: u16,
+    ) -> bool {
+        self.handle_datagram(at, outgoing, bytes, offloaded, fragments)
+    }
+
+    fn note(&self) -> PacketNote {
+        self.packet_note()
     }
 }
 
@@ -256,12 +288,13 @@ fn run_guarded(
     })
 }
 
-/// Hand one packet off the tap to `probe`. Arriving packets go through `defrag` first:
-/// a fragment is held until its datagram is whole, which then reaches the probe stamped
-/// with the completing fragment's arrival, and (for `--pcap`) each fragment is kept as it
-/// came, as tcpdump would show it. Returns whether the packet was the probe's.
+/// Hand one packet off the tap to `fed` (a probe, a trace). Arriving packets go through
+/// `defrag` first: a fragment is held until its datagram is whole, which then reaches the
+/// machine stamped with the completing fragment's arrival, and (for `--pcap`) each fragment
+/// is kept as it came, as tcpdump would show it. Returns whether the packet was the
+/// machine's.
 pub(crate) fn deliver(
-    probe: &mut Probe,
+    fed: &mut impl Fed,
     defrag: &mut Defrag,
     meta: TapMeta,
     bytes: &[u8],
@@ -275,21 +308,20 @@ pub(crate) fn deliver(
     };
     match whole {
         Defragged::Whole => {
-            let ours = probe.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
+            let ours = fed.packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded, 1);
             if capture.is_on() && ours {
                 packets.push(Captured {
                     at: meta.at,
                     bytes: bytes.to_vec(),
-                    note: capture.note(probe),
+                    note: (capture == Capture::Annotated).then(|| fed.note()),
                 });
             }
             ours
         }
         Defragged::Complete(d) => {
-            let ours =
-                probe.handle_datagram(meta.at, false, &d.bytes, d.checksum_offloaded, d.fragments);
+            let ours = fed.packet(meta.at, false, &d.bytes, d.checksum_offloaded, d.fragments);
             if capture.is_on() && ours {
-                capture.fragments(probe, meta.at, d.originals, packets);
+                capture.fragments(fed, meta.at, d.originals, packets);
             }
             ours
         }

@@ -9,9 +9,9 @@
 //! RST, not the kernel's, and an in-session connection is ours alone.
 
 use super::guard::{Guard, MARK};
-use super::run::{Capture, Captured, MAX_SLEEP, Path, send_error};
+use super::run::{Capture, Captured, Fed, MAX_SLEEP, Path, deliver, send_error};
 use super::sender::RawSender;
-use super::tap::{RingShape, Tap, TapMeta};
+use super::tap::{RingShape, Tap};
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,7 @@ use tcpshake_proto::time::Instant;
 use tcpshake_proto::trace::record::TraceRecord;
 use tcpshake_proto::trace::{Trace, TraceConfig};
 use tcpshake_proto::wire::IpPacket;
-use tcpshake_proto::wire::defrag::{Defrag, Defragged};
+use tcpshake_proto::wire::defrag::Defrag;
 use tcpshake_proto::wire::ip::PROTO_TCP;
 
 /// Probes and answers read per pass.
@@ -95,7 +95,9 @@ fn run_guarded(
             } else {
                 Capture::Off
             };
-            deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
+            if !meta.truncated {
+                deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
+            }
         }
         flush(&mut trace, &sender, &mut hop_limit)?;
         if trace.is_done() {
@@ -140,7 +142,7 @@ fn run_guarded(
                     packets.push(Captured {
                         at: meta.at,
                         bytes: bytes.to_vec(),
-                        note: note(capture, Some("sent")),
+                        note: (capture == Capture::Annotated).then(|| text_note(Some("sent"))),
                     });
                 }
                 quiet_since = clock::now();
@@ -165,61 +167,33 @@ fn run_guarded(
     Ok(TraceOutcome { record, packets })
 }
 
-/// One packet off the tap to the trace (arriving fragments through the reassembler).
-fn deliver(
-    trace: &mut Trace,
-    defrag: &mut Defrag,
-    meta: TapMeta,
-    bytes: &[u8],
-    capture: Capture,
-    packets: &mut Vec<Captured>,
-) {
-    if meta.truncated {
-        return;
+/// The trace as the tap's machine: a datagram's fragment count does not matter to it, and
+/// its capture note is the line it gave the packet.
+impl Fed for Trace {
+    fn packet(
+        &mut self,
+        at: Instant,
+        outgoing: bool,
+        bytes: &[u8],
+        offloaded: bool,
+        _: u16,
+    ) -> bool {
+        self.handle_packet(at, outgoing, bytes, offloaded)
     }
-    let whole = if meta.outgoing {
-        Defragged::Whole
-    } else {
-        defrag.push(meta.at, bytes, meta.checksum_offloaded)
-    };
-    match whole {
-        Defragged::Whole => {
-            let ours = trace.handle_packet(meta.at, meta.outgoing, bytes, meta.checksum_offloaded);
-            if capture.is_on() && ours {
-                packets.push(Captured {
-                    at: meta.at,
-                    bytes: bytes.to_vec(),
-                    note: note(capture, trace.packet_note()),
-                });
-            }
-        }
-        Defragged::Complete(d) => {
-            let ours = trace.handle_packet(meta.at, false, &d.bytes, d.checksum_offloaded);
-            if capture.is_on() && ours {
-                let start = packets.len();
-                packets.extend(d.originals.into_iter().map(|(at, bytes)| Captured {
-                    at,
-                    bytes,
-                    note: None,
-                }));
-                // The fragment that completed the datagram carries the note.
-                if let Some(last) = packets[start..].iter_mut().rev().find(|c| c.at == meta.at) {
-                    last.note = note(capture, trace.packet_note());
-                }
-            }
-        }
-        Defragged::Held | Defragged::Dropped(_) => {}
+
+    fn note(&self) -> PacketNote {
+        text_note(self.packet_note())
     }
 }
 
-/// A capture comment (pcapng) when the capture keeps them.
-fn note(capture: Capture, text: Option<&str>) -> Option<PacketNote> {
-    (capture == Capture::Annotated).then(|| PacketNote {
+/// A capture comment (pcapng) of one line of text.
+fn text_note(text: Option<&str>) -> PacketNote {
+    PacketNote {
         segment: None,
         legs: Vec::new(),
         label: None,
         notes: text.map(|t| vec![t.to_string()]).unwrap_or_default(),
-    })
+    }
 }
 
 /// Send everything the trace has queued.
