@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod monitor;
 pub mod probe;
 pub mod tcp;
 pub mod time;

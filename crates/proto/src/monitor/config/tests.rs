@@ -1,0 +1,314 @@
+use super::*;
+
+fn defaults() -> Defaults {
+    Defaults {
+        timeout: Duration::from_secs(5),
+        retries: 2,
+        max_retries: 10,
+        rto: Duration::from_secs(1),
+        rto_min: Duration::from_millis(200),
+        rto_max: Duration::from_secs(60),
+        time_wait: Duration::from_millis(250),
+        linger: Duration::from_millis(200),
+        jobs: 64,
+        interval: Duration::from_secs(10),
+        probe_rate: 10.0,
+        probe_burst: 20,
+        probe_max_in_flight: 8,
+    }
+}
+
+fn ok(text: &str) -> ExporterConfig {
+    parse(text, &defaults()).unwrap_or_else(|e| panic!("refused: {e}\n{text}"))
+}
+
+/// The refusal, which must name `line` and contain `words`.
+fn refused(text: &str, line: usize, words: &str) {
+    let e = parse(text, &defaults()).expect_err(text);
+    assert_eq!(e.line, Some(line), "{e}\n{text}");
+    assert!(
+        e.message.contains(words),
+        "`{}` lacks `{words}`\n{text}",
+        e.message
+    );
+}
+
+const FULL: &str = r#"# a full configuration
+[exporter]
+jobs = 128
+
+[probe]
+allow = ["198.18.0.0/15", "fd00::/8"]
+allow_names = ["*.lab.test"]
+max_in_flight = 4
+rate = 5
+burst = 10
+default_module = "web"
+
+[histograms]
+type = "both"
+buckets = { start = "10us", factor = 2, count = 10 }
+
+[modules.web]
+prober = "https"
+path = "/healthz"
+host_header = "www.lab.test"
+sni = "www.lab.test"
+cacert = "/etc/ca.pem"
+insecure = true
+timeout = "2s"
+retries = 1
+rto = "500ms"
+family = "ipv6"
+
+[modules.syn]
+prober = "tcp"
+
+[[survey]]
+name = "fleet"
+targets = ["198.18.0.2:80", "[fd00::2]:443", "www.lab.test:8080"]
+target_files = ["fleet.txt"]
+interval = "2s"
+modules = ["http", "syn"]
+slo = ["syn_to_synack.p99<5ms", "total.loss<1%"]
+
+[[survey]]
+name = "web-2"
+targets = ["198.18.0.3:443"]
+modules = ["web"]
+"#;
+
+#[test]
+fn a_full_configuration_is_read() {
+    let c = ok(FULL);
+    assert_eq!(c.jobs, 128);
+    assert_eq!(c.probe.max_in_flight, 4);
+    assert_eq!(c.probe.rate, 5.0);
+    assert_eq!(c.probe.burst, 10);
+    assert_eq!(c.probe.default_module, "web");
+    assert_eq!(c.probe.allow.cidrs.len(), 2);
+    assert_eq!(c.histograms.kind, HistogramKind::Both);
+    assert_eq!(c.histograms.buckets.len(), 10);
+    assert_eq!(c.histograms.buckets[0], 1e-5);
+    assert_eq!(c.histograms.buckets[9], 0.00512);
+    let web = &c.modules["web"];
+    assert_eq!(web.prober, Prober::Https);
+    assert_eq!(web.path, "/healthz");
+    assert_eq!(web.family, Family::V6);
+    assert_eq!(web.retries, 1);
+    assert_eq!(web.rto, Duration::from_millis(500));
+    assert!(web.insecure);
+    assert_eq!(c.modules["syn"].prober, Prober::Tcp);
+    // The built-in modules stay.
+    assert_eq!(c.modules["http"].prober, Prober::Http);
+    assert_eq!(c.surveys.len(), 2);
+    let s = &c.surveys[0];
+    assert_eq!(s.targets.len(), 3);
+    assert_eq!(s.targets[0].1, 34);
+    assert_eq!(s.target_files, vec![(PathBuf::from("fleet.txt"), 35)]);
+    assert_eq!(s.interval, Duration::from_secs(2));
+    assert_eq!(s.modules, vec!["http", "syn"]);
+    assert_eq!(s.slos.len(), 2);
+    assert_eq!(c.surveys[1].interval, Duration::from_secs(10));
+}
+
+#[test]
+fn an_empty_file_is_a_quiet_exporter() {
+    let c = ok("");
+    assert_eq!(c.jobs, 64);
+    assert!(c.surveys.is_empty());
+    assert!(c.probe.allow.is_empty());
+    assert_eq!(c.histograms.buckets, default_buckets());
+    assert_eq!(c.modules.len(), 3);
+}
+
+#[test]
+fn default_buckets_are_a_clean_1_2_5_series() {
+    let b = default_buckets();
+    assert_eq!(b.len(), 19);
+    assert_eq!(b[0], 1e-5);
+    assert_eq!(b[1], 2e-5);
+    assert_eq!(b[2], 5e-5);
+    assert_eq!(b[17], 5.0);
+    assert_eq!(b[18], 10.0);
+    assert!(b.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn syntax_errors_name_their_line() {
+    refused("[probe]\nallow = [\"198.18.0.0/15\"\n", 2, "");
+    refused("\n\n[exporter]\njobs = \"many\"\n", 4, "invalid type");
+    refused("[exporter]\njbos = 3\n", 2, "unknown field `jbos`");
+    refused(
+        "[[survey]]\nname = \"a\"\ntargets = [\"198.18.0.2:80\"]\nfoo = 1\n",
+        4,
+        "foo",
+    );
+    refused("[modules.x]\npath = \"/\"\n", 1, "prober");
+}
+
+#[test]
+fn every_refusal_names_its_line() {
+    refused("[exporter]\njobs = 0\n", 2, "jobs = 0");
+    refused("[probe]\nallow = [\"198.18.0.1/15\"]\n", 2, "198.18.0.0/15");
+    refused(
+        "[probe]\nallow = [\"10.0.0.0/8\"]\nallow_names = [\"*.com\"]\n",
+        3,
+        "top-level",
+    );
+    refused(
+        "[probe]\nallow_names = [\"*.lab.test\"]\n",
+        2,
+        "`allow`, which is empty",
+    );
+    refused(
+        "[probe]\nallow = [\"10.0.0.0/8\"]\nmax_in_flight = 100\n",
+        3,
+        "1 to 64",
+    );
+    refused("[probe]\nrate = 0\n", 2, "rate = 0");
+    refused("[probe]\nburst = 0\n", 2, "burst");
+    refused(
+        "[probe]\n\ndefault_module = \"nope\"\n",
+        3,
+        "no module named `nope`",
+    );
+    refused(
+        "[histograms]\ntype = \"sparse\"\n",
+        2,
+        "classic, native or both",
+    );
+    refused(
+        "[histograms]\nbuckets = [\"1ms\", \"1ms\"]\n",
+        2,
+        "increase strictly",
+    );
+    refused("[histograms]\nbuckets = [\"1ms\", \"2\"]\n", 2, "no unit");
+    refused(
+        "[histograms]\nbuckets = { start = \"1ms\", factor = 1, count = 5 }\n",
+        2,
+        "factor",
+    );
+    refused(
+        "[histograms]\nbuckets = { start = \"1ms\", factor = 2, count = 500 }\n",
+        2,
+        "count",
+    );
+    refused("[modules.x]\nprober = \"icmp\"\n", 2, "http, https or tcp");
+    refused(
+        "[modules.x]\nprober = \"tcp\"\npath = \"/\"\n",
+        3,
+        "leaves out",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\nsni = \"a.test\"\n",
+        3,
+        "applies to HTTPS",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\n\ninsecure = true\n",
+        4,
+        "applies to HTTPS",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\npath = \"no-slash\"\n",
+        3,
+        "path",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\npath = \"/a\\r\\nX: y\"\n",
+        3,
+        "path",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\nhost_header = \"a\\nb\"\n",
+        3,
+        "host_header",
+    );
+    refused(
+        "[modules.x]\nprober = \"https\"\nsni = \"bad name!\"\n",
+        3,
+        "sni",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\ntimeout = \"0s\"\n",
+        3,
+        "timeout",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\ntimeout = \"5\"\n",
+        3,
+        "no unit",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\nretries = 11\n",
+        3,
+        "retries = 11",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\nrto = \"100ms\"\n",
+        3,
+        "rto",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\nfamily = \"ipx\"\n",
+        3,
+        "family",
+    );
+    refused(
+        "[modules.\"bad name\"]\nprober = \"http\"\n",
+        1,
+        "module `bad name`",
+    );
+    let survey = "[[survey]]\nname = \"s\"\n";
+    refused(&format!("{survey}targets = [\"198.18.0.2\"]\n"), 3, "port");
+    refused(
+        &format!("{survey}\ntargets = [\"https://a.test/\"]\n"),
+        4,
+        "HOST:PORT",
+    );
+    refused(survey, 2, "no targets");
+    refused(
+        &format!("{survey}targets = [\"a.test:80\"]\ninterval = \"10ms\"\n"),
+        4,
+        "at least",
+    );
+    refused(
+        &format!("{survey}targets = [\"a.test:80\"]\nmodules = [\"http\", \"nope\"]\n"),
+        4,
+        "no module named `nope`",
+    );
+    refused(
+        &format!("{survey}targets = [\"a.test:80\"]\nmodules = [\"tcp\", \"tcp\"]\n"),
+        4,
+        "twice",
+    );
+    refused(
+        &format!("{survey}targets = [\"a.test:80\"]\nmodules = []\n"),
+        2,
+        "probes nothing",
+    );
+    refused(
+        &format!("{survey}targets = [\"a.test:80\"]\nslo = [\"syn_to_synack.p99<5\"]\n"),
+        4,
+        "unit",
+    );
+    refused(
+        &format!(
+            "{survey}targets = [\"a.test:80\"]\n\n[[survey]]\nname = \"s\"\ntargets = [\"b.test:80\"]\n"
+        ),
+        5,
+        "second survey named `s`",
+    );
+    refused(
+        "[[survey]]\nname = \"a b\"\ntargets = [\"a.test:80\"]\n",
+        2,
+        "survey `a b`",
+    );
+}
+
+#[test]
+fn a_module_may_replace_a_builtin() {
+    let c = ok("[modules.http]\nprober = \"http\"\npath = \"/health\"\n");
+    assert_eq!(c.modules["http"].path, "/health");
+}
