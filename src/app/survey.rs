@@ -88,6 +88,7 @@ impl TargetStream<'_> {
             label: t.spec,
             remote,
             tls,
+            tag: 0,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod clock;
 mod cmsg;
 pub mod frames;
 pub mod guard;
+pub mod httpd;
 pub mod netlink;
 pub mod netns;
 pub mod poll;

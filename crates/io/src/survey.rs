@@ -58,6 +58,38 @@ pub struct SurveyTarget {
     pub http: Option<HttpRequest>,
     /// HTTPS: a TLS handshake first.
     pub tls: Option<TlsSetup>,
+    /// The caller's own number for this target, handed back with it in every report (the
+    /// exporter matches a `/probe` request to its result by it); the loop ignores it.
+    pub tag: u64,
+}
+
+/// What a [`Feed`] has for the loop.
+pub enum Next {
+    /// Start this target now.
+    Target(SurveyTarget),
+    /// Nothing to start now: ask again at this time at the latest (or at the next loop
+    /// pass, whichever comes first); `None`: whenever.
+    Later(Option<Instant>),
+    /// No more targets: the survey ends when the probes in flight have.
+    End,
+}
+
+/// Where a survey's targets come from. A finite list is an [`Iterator`]; a feed that is
+/// never done (the exporter's continuous surveys and `/probe` requests) answers
+/// [`Next::Later`] until something is due, so the loop keeps serving the probes in flight
+/// instead of blocking in it.
+pub trait Feed {
+    /// Asked whenever there is room for another probe; must not block.
+    fn next_target(&mut self, now: Instant) -> Next;
+}
+
+impl<I: Iterator<Item = SurveyTarget>> Feed for I {
+    fn next_target(&mut self, _now: Instant) -> Next {
+        match self.next() {
+            Some(t) => Next::Target(t),
+            None => Next::End,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -215,6 +247,20 @@ pub fn survey(
     guard: &mut Guard,
     stop: &AtomicBool,
 ) -> Result<TapLosses> {
+    let mut feed = targets;
+    survey_feed(&mut feed, opts, make_cfg, report, guard, stop)
+}
+
+/// [`survey`] over a [`Feed`]: runs until the feed says [`Next::End`] and the probes in
+/// flight are over, or soon after `stop` is set.
+pub fn survey_feed(
+    targets: &mut dyn Feed,
+    opts: SurveyOptions,
+    make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
+    report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
+    guard: &mut Guard,
+    stop: &AtomicBool,
+) -> Result<TapLosses> {
     let plan = FilePlan::new(opts.jobs);
     let (batch, stock) = (plan.batch, plan.stock);
     let opts = SurveyOptions {
@@ -255,7 +301,7 @@ pub fn survey(
 }
 
 fn survey_with(
-    targets: &mut dyn Iterator<Item = SurveyTarget>,
+    targets: &mut dyn Feed,
     opts: SurveyOptions,
     make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
     report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
@@ -326,7 +372,7 @@ fn max_active(jobs: usize) -> usize {
 impl Loop<'_, '_> {
     fn run(
         &mut self,
-        targets: &mut dyn Iterator<Item = SurveyTarget>,
+        targets: &mut dyn Feed,
         make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
         report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
         stop: &AtomicBool,
@@ -353,6 +399,7 @@ impl Loop<'_, '_> {
             }
 
             // Start what is due, then new targets, while there is room.
+            let mut feed_wake = None;
             while !stopping && self.in_flight < self.opts.jobs {
                 if let Some(&Reverse((at, _, a))) = self.due.peek()
                     && at <= now
@@ -364,12 +411,16 @@ impl Loop<'_, '_> {
                 if exhausted || self.active_count >= max_active(self.opts.jobs) {
                     break;
                 }
-                match targets.next() {
-                    Some(t) => {
+                match targets.next_target(now) {
+                    Next::Target(t) => {
                         let a = self.add_active(t);
                         self.start(a, now, make_cfg, report)?;
                     }
-                    None => exhausted = true,
+                    Next::Later(at) => {
+                        feed_wake = at;
+                        break;
+                    }
+                    Next::End => exhausted = true,
                 }
             }
             self.launch(report)?;
@@ -499,6 +550,9 @@ impl Loop<'_, '_> {
             if self.in_flight < self.opts.jobs
                 && let Some(&Reverse((at, _, _))) = self.due.peek()
             {
+                wake = wake.min(at);
+            }
+            if let Some(at) = feed_wake {
                 wake = wake.min(at);
             }
             if wake > now {
