@@ -37,6 +37,9 @@ pub enum Command {
     /// Find the hop: copies of our SYN (or segments inside a connection) with increasing
     /// TTL; who answers each, and which header fields each hop changed.
     Trace(TraceArgs),
+    /// Prometheus exporter: continuous surveys as histograms (/metrics), probes on demand
+    /// (/probe?target=HOST:PORT).
+    Exporter(ExporterArgs),
     /// For packagers: print the man page or a shell's completion script.
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -177,7 +180,8 @@ pub struct SurveyArgs {
     /// Probes in flight at once (one thread drives them all). [default: 16]
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20000))]
     pub jobs: Option<u32>,
-    /// Per-probe output: text lines, JSON Lines (same as --json) or CSV (one column per leg).
+    /// Per-probe output: text lines, JSON Lines (same as --json), CSV (one column per leg) or
+    /// InfluxDB line protocol.
     #[arg(short = 'o', long = "output", value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
     /// Statistics only: no per-probe lines (records asked for with --json or -o are still written).
@@ -216,6 +220,24 @@ pub enum OutputFormat {
     Text,
     Jsonl,
     Csv,
+    /// InfluxDB line protocol, one line per probe (Telegraf's exec/execd inputs read it).
+    Influx,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExporterArgs {
+    /// Where to serve /metrics and /probe over HTTP (a non-loopback address exposes them).
+    #[arg(long, value_name = "ADDR:PORT", default_value = defaults::EXPORTER_LISTEN)]
+    pub listen: String,
+    /// The configuration (TOML): modules, surveys, the /probe allow-list (README.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Also write every survey probe's record to FILE (JSON Lines, as `probe --json`).
+    #[arg(long, value_name = "FILE")]
+    pub records: Option<PathBuf>,
+    /// Check the configuration (and the target files it names), print a summary, exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Args, Debug, Clone)]

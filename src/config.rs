@@ -78,6 +78,17 @@ pub mod defaults {
     pub const TRACE_GAP: u8 = 5;
     /// `trace --in-session`: how long the close may take at least.
     pub const TRACE_CLOSE: Duration = Duration::from_secs(2);
+    /// `exporter --listen`: loopback only unless told otherwise (9917: next to
+    /// blackbox_exporter's 9115 range of exporter ports, unassigned).
+    pub const EXPORTER_LISTEN: &str = "127.0.0.1:9917";
+    /// `exporter`: probes in flight at once, surveys and /probe together.
+    pub const EXPORTER_JOBS: usize = 64;
+    /// `exporter`: a survey's interval.
+    pub const EXPORTER_INTERVAL: Duration = Duration::from_secs(10);
+    /// `exporter` /probe: requests a second, burst, in flight.
+    pub const PROBE_RATE: f64 = 10.0;
+    pub const PROBE_BURST: u32 = 20;
+    pub const PROBE_MAX_IN_FLIGHT: usize = 8;
 }
 
 /// What to do: one command, validated.
@@ -91,7 +102,37 @@ pub enum Config {
     Scan(ScanConfig),
     Report(ReportConfig),
     Trace(TraceConfig),
+    Exporter(ExporterConfig),
     Generate(Generate),
+}
+
+/// `tcpshake exporter`: the file is read and validated when the command runs (it may name
+/// target files), with every refusal naming its line.
+#[derive(Debug)]
+pub struct ExporterConfig {
+    pub listen: std::net::SocketAddr,
+    pub file: PathBuf,
+    pub records: Option<PathBuf>,
+    pub check_only: bool,
+}
+
+/// The exporter's configuration file's defaults: `probe`'s own, and the exporter's.
+pub fn monitor_defaults() -> tcpshake_proto::monitor::config::Defaults {
+    tcpshake_proto::monitor::config::Defaults {
+        timeout: defaults::TIMEOUT,
+        retries: defaults::SYN_RETRIES,
+        max_retries: defaults::MAX_SYN_RETRIES,
+        rto: defaults::RTO,
+        rto_min: defaults::RTO_MIN,
+        rto_max: defaults::RTO_MAX,
+        time_wait: defaults::TIME_WAIT,
+        linger: defaults::LINGER,
+        jobs: defaults::EXPORTER_JOBS,
+        interval: defaults::EXPORTER_INTERVAL,
+        probe_rate: defaults::PROBE_RATE,
+        probe_burst: defaults::PROBE_BURST,
+        probe_max_in_flight: defaults::PROBE_MAX_IN_FLIGHT,
+    }
 }
 
 /// One exchange: what `probe`, a survey and `lab` do per target.
@@ -275,6 +316,7 @@ impl Config {
             Command::Scan(a) => scan(a),
             Command::Report(a) => report(a),
             Command::Trace(a) => trace(a),
+            Command::Exporter(a) => exporter(a),
             Command::Generate(g) => Ok(Config::Generate(g.what)),
         }
     }
@@ -423,10 +465,10 @@ fn survey(a: ProbeArgs) -> Result<Config> {
     let format = match (sv.output, a.output.json) {
         (Some(f), false) | (Some(f @ OutputFormat::Jsonl), true) => f,
         (Some(f), true) => {
-            let name = if f == OutputFormat::Csv {
-                "csv"
-            } else {
-                "text"
+            let name = match f {
+                OutputFormat::Csv => "csv",
+                OutputFormat::Influx => "influx",
+                _ => "text",
             };
             return refuse(format!(
                 "--json and -o {name} ask for two formats; give one of them"
@@ -569,6 +611,21 @@ fn scan(a: ScanArgs) -> Result<Config> {
         output_greppable: a.output_greppable,
         output_xml: a.output_xml,
         complete: a.complete,
+    }))
+}
+
+fn exporter(a: crate::cli::ExporterArgs) -> Result<Config> {
+    let listen = a.listen.parse().or_else(|_| {
+        refuse(format!(
+            "--listen `{}` is not ADDR:PORT; write e.g. 127.0.0.1:9917 or [::1]:9917",
+            a.listen.escape_debug()
+        ))
+    })?;
+    Ok(Config::Exporter(ExporterConfig {
+        listen,
+        file: a.config,
+        records: a.records,
+        check_only: a.check_config,
     }))
 }
 

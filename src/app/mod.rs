@@ -3,6 +3,7 @@
 //! for every command.
 
 pub mod exit;
+mod exporter;
 mod generate;
 mod lab;
 mod probe;
@@ -49,6 +50,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(Exit::Usage.code());
         }
     };
+    // A daemon's normal end is SIGTERM: the exporter exits 0 on it.
+    let daemon = matches!(config, Config::Exporter(_));
     let exit = match run(config) {
         Ok(exit) => exit,
         Err(e) if exit::is_broken_pipe(&e) => Exit::Ok,
@@ -60,6 +63,10 @@ pub fn main() -> ExitCode {
     // Ctrl-C or SIGTERM: the command cleared its live display, finished what it could and
     // wrote it; one line says why it stopped early, in every command.
     let exit = match signals::stop_signal() {
+        Some(sig) if daemon && Exit::stopped_by(sig) == Exit::Terminated => {
+            eprintln!("tcpshake: exporter stopped (SIGTERM); probes in flight were reset");
+            exit
+        }
         Some(sig) => {
             let stopped = Exit::stopped_by(sig);
             let by = if stopped == Exit::Terminated {
@@ -83,6 +90,7 @@ fn run(config: Config) -> Result<Exit> {
         Config::Scan(c) => scan::run(&c),
         Config::Report(c) => report::run(&c),
         Config::Trace(c) => trace::run(&c),
+        Config::Exporter(c) => exporter::run(&c),
         Config::Generate(g) => generate::run(&g),
     }
 }

@@ -171,6 +171,7 @@ impl Output {
                 self.line.push(b'\n');
             }
             OutputFormat::Csv => writeln!(self.line, "{}", csv_row(r))?,
+            OutputFormat::Influx => writeln!(self.line, "{}", crate::report::influx::line(r))?,
             OutputFormat::Text => {}
         }
         self.out.write_all(&self.line)?;
@@ -481,28 +482,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     let declared = RefCell::new(Vec::new());
     let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| {
         declared.borrow_mut().push(t.label.clone());
-        let mut tcp = tcp_config(ex, local, t.remote, mss);
-        // Successive probes of one server must look like successive connections of one
-        // host, or a new SYN that meets the server's TIME-WAIT of an earlier probe (same
-        // port pair, after a port was reused) is refused: Linux accepts it only when its
-        // sequence number or timestamp is newer (RFC 6191 §2). So, as Linux itself does:
-        // ISN = a 4 µs clock + a keyed hash (RFC 6528 §3), TSval offset per host pair
-        // (RFC 7323 §5.4), both increasing across probes and across runs.
-        let now = tcpshake_io::clock::now().as_nanos();
-        tcp.isn =
-            SeqNumber(((now / 4_000) as u32).wrapping_add(pair_secret.hash(local, t.remote, 1)));
-        tcp.ts_offset = pair_secret.hash(local, t.remote, 2);
-        // The request rides on the handshake's ACK unless asked otherwise: one segment
-        // less per probe, for the server and for us (tcp::Config::ack_with_data).
-        tcp.ack_with_data = !c.separate_ack;
-        ProbeConfig {
-            target: t.label.clone(),
-            tcp,
-            http: t.http.clone(),
-            timeout: ex.timeout,
-            linger: ex.linger,
-            tls: t.tls.clone(),
-        }
+        probe_config(ex, t, local, mss, &pair_secret, c.separate_ack)
     };
     let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {
         sink.live.progress = p;
@@ -578,13 +558,45 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     })
 }
 
+/// One survey probe's configuration (the exporter's too).
+pub(super) fn probe_config(
+    ex: &Exchange,
+    t: &SurveyTarget,
+    local: SocketAddr,
+    mss: u16,
+    pair_secret: &PairSecret,
+    separate_ack: bool,
+) -> ProbeConfig {
+    let mut tcp = tcp_config(ex, local, t.remote, mss);
+    // Successive probes of one server must look like successive connections of one
+    // host, or a new SYN that meets the server's TIME-WAIT of an earlier probe (same
+    // port pair, after a port was reused) is refused: Linux accepts it only when its
+    // sequence number or timestamp is newer (RFC 6191 §2). So, as Linux itself does:
+    // ISN = a 4 µs clock + a keyed hash (RFC 6528 §3), TSval offset per host pair
+    // (RFC 7323 §5.4), both increasing across probes and across runs.
+    let now = tcpshake_io::clock::now().as_nanos();
+    tcp.isn = SeqNumber(((now / 4_000) as u32).wrapping_add(pair_secret.hash(local, t.remote, 1)));
+    tcp.ts_offset = pair_secret.hash(local, t.remote, 2);
+    // The request rides on the handshake's ACK unless asked otherwise: one segment
+    // less per probe, for the server and for us (tcp::Config::ack_with_data).
+    tcp.ack_with_data = !separate_ack;
+    ProbeConfig {
+        target: t.label.clone(),
+        tcp,
+        http: t.http.clone(),
+        timeout: ex.timeout,
+        linger: ex.linger,
+        tls: t.tls.clone(),
+    }
+}
+
 /// The key of the per-host-pair hashes: this boot's id (readable by local users only, so
 /// unknown off-path, and the same for every run until reboot, which keeps ISNs and
 /// timestamps increasing across runs).
-struct PairSecret(Vec<u8>);
+pub(super) struct PairSecret(Vec<u8>);
 
 impl PairSecret {
-    fn new() -> PairSecret {
+    pub(super) fn new() -> PairSecret {
         let boot = std::fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_else(|_| {
             // No procfs: a random key, which keeps them increasing within this run.
             tcpshake_io::random::random_u32().to_le_bytes().to_vec()

@@ -6,6 +6,8 @@
 //! the record types of `tcpshake_proto::probe::record`.
 
 pub mod capture;
+pub mod influx;
+pub mod metrics;
 pub mod pcap;
 pub mod pcapng;
 pub mod scan_nmap;

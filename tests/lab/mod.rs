@@ -476,6 +476,15 @@ impl Lab {
             .is_some_and(|o| matches!(o.child.try_wait(), Ok(None)))
     }
 
+    /// The exit code of the owned process `pid`, once it has exited by itself.
+    pub fn owned_exit_code(&mut self, pid: u32) -> Option<i32> {
+        self.children
+            .iter_mut()
+            .find(|o| o.child.id() == pid)
+            .and_then(|o| o.child.try_wait().ok().flatten())
+            .and_then(|s| s.code())
+    }
+
     /// Stops one owned process (SIGKILL by pid) and forgets it.
     pub fn stop_owned(&mut self, pid: u32) {
         if let Some(i) = self.children.iter().position(|o| o.child.id() == pid) {

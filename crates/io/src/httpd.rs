@@ -92,7 +92,7 @@ impl Server {
     /// when its request is answered).
     pub fn serve<H>(&self, workers: usize, stop: &AtomicBool, handler: &H) -> Result<()>
     where
-        H: Fn(&Head) -> Reply<'_> + Sync,
+        H: Fn(&Head) -> Reply<'static> + Sync,
     {
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
@@ -112,7 +112,7 @@ impl Server {
 
     fn worker<H>(&self, stop: &AtomicBool, handler: &H)
     where
-        H: Fn(&Head) -> Reply<'_> + Sync,
+        H: Fn(&Head) -> Reply<'static> + Sync,
     {
         // Bounded by the stop flag, checked at least every STOP_POLL.
         while !stop.load(Ordering::Relaxed) {
@@ -133,7 +133,7 @@ impl Server {
 
 fn handle<H>(mut stream: TcpStream, handler: &H) -> io::Result<()>
 where
-    H: Fn(&Head) -> Reply<'_>,
+    H: Fn(&Head) -> Reply<'static>,
 {
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;

@@ -1,0 +1,687 @@
+//! `tcpshake exporter`: a long-running Prometheus exporter.
+//!
+//! ```text
+//!   HTTP workers ──/probe──► admission, allow-list, resolve ──job──┐
+//!        │                                                         ▼
+//!        └─/metrics─► registry ◄── record ◄── survey loop ◄── feed: /probe jobs, then the
+//!                     (shared, atomic)        (one thread,        continuous schedule
+//!                                              tcpshake-io)
+//! ```
+//!
+//! One survey loop ([`survey::survey_feed`]) runs every probe, the surveys' and the
+//! `/probe` requests' alike: one nftables guard table, one tap per interface, one port
+//! keeper for the whole process. Its feed never ends: it hands out a `/probe` request as
+//! soon as one waits, then whatever the schedule says is due, and otherwise tells the loop
+//! when to ask again, so the probes in flight are never held up. SIGTERM stops the loop,
+//! which resets the probes in flight (RST) and reports them; then the HTTP workers end and
+//! the process exits 0; the guard table goes with the process.
+
+use super::exit::{Exit, UsageError};
+use super::survey::{PairSecret, probe_config};
+use super::targets::TargetList;
+use super::{TlsShared, http_request, tls_setup};
+use crate::config::{Exchange, ExporterConfig, HttpOptions, TlsOptions, monitor_defaults};
+use crate::report::metrics::{self, ExporterMetrics, TargetLabels};
+use anyhow::{Context, Result};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tcpshake_io::guard::{Guard, MARK};
+use tcpshake_io::httpd::{Body, Reply, Server};
+use tcpshake_io::run::Outcome;
+use tcpshake_io::survey::{self, Feed, Next, Progress, Report, SurveyOptions, SurveyTarget};
+use tcpshake_io::{clock, resolve, signals};
+use tcpshake_proto::monitor::admission::{Admission, Refusal};
+use tcpshake_proto::monitor::allow::{self, AllowList};
+use tcpshake_proto::monitor::config::{self as mconfig, HistogramKind, Module, Prober};
+use tcpshake_proto::monitor::query::{self, Head};
+use tcpshake_proto::monitor::schedule::{Schedule, spread};
+use tcpshake_proto::probe::record::ProbeResult;
+use tcpshake_proto::probe::stats::{Sample, Slo, Survey};
+use tcpshake_proto::probe::target::{Host, Target};
+use tcpshake_proto::time::Instant;
+
+/// Tags of `/probe` jobs have this bit; survey entries are tagged with their index.
+const JOB: u64 = 1 << 63;
+/// While `/probe` is open, the loop asks its feed at least this often (a request waits at
+/// most this long for the loop to notice it).
+const JOB_POLL: Duration = Duration::from_millis(5);
+/// A `/probe` waits at most this long for its probe (the loop's own limit on each probe,
+/// derived from the module, ends it well before).
+const JOB_WAIT: Duration = Duration::from_secs(300);
+
+/// One (survey, target, module), probed every interval.
+struct Entry {
+    labels: TargetLabels,
+    survey: usize,
+    module: Arc<Module>,
+    target: SurveyTarget,
+    /// A failure to start was said once on stderr.
+    warned: bool,
+}
+
+/// What a module's probes do, as the survey code takes it.
+fn exchange_of(m: &Module) -> Exchange {
+    Exchange {
+        http: (m.prober != Prober::Tcp).then(|| HttpOptions {
+            path: m.path.clone(),
+            host_header: m.host_header.clone(),
+        }),
+        timeout: m.timeout,
+        linger: m.linger,
+        syn_retries: m.retries,
+        rto: m.rto,
+        time_wait: m.time_wait,
+        isn: None,
+        tls: TlsOptions {
+            force: m.prober == Prober::Https,
+            sni: m.sni.clone(),
+            cacert: m.cacert.clone(),
+            insecure: m.insecure,
+        },
+    }
+}
+
+/// A target made ready for the loop: the module decides HTTP or HTTPS (not the port).
+fn prepare(
+    mut t: Target,
+    remote: SocketAddr,
+    m: &Module,
+    tls: &mut TlsShared,
+    tag: u64,
+) -> Result<SurveyTarget> {
+    t.tls = m.prober == Prober::Https;
+    let ex = exchange_of(m);
+    let tls = match t.tls {
+        true => Some(tls_setup(&ex.tls, &t, tls)?),
+        false => None,
+    };
+    Ok(SurveyTarget {
+        http: http_request(&ex, &t)?,
+        label: t.spec,
+        remote,
+        tls,
+        tag,
+    })
+}
+
+/// A survey's SLOs, judged over the probes that ended in each interval.
+struct SloWindow {
+    name: String,
+    slos: Vec<Slo>,
+    interval: Duration,
+    until: Option<Instant>,
+    stats: Survey,
+}
+
+/// A `/probe` request handed to the loop.
+struct Job {
+    target: SurveyTarget,
+    module: Arc<Module>,
+    reply: mpsc::SyncSender<Result<Box<Outcome>, String>>,
+}
+
+/// The loop's side: the schedule, the entries, the jobs in flight.
+struct LoopState {
+    entries: Vec<Entry>,
+    schedule: Schedule,
+    jobs: mpsc::Receiver<Job>,
+    pending: HashMap<u64, (Arc<Module>, mpsc::SyncSender<Result<Box<Outcome>, String>>)>,
+    probe_open: bool,
+    windows: Vec<SloWindow>,
+    metrics: ExporterMetrics,
+    records: Option<std::io::BufWriter<std::fs::File>>,
+    exchanges: HashMap<String, Exchange>,
+}
+
+struct ExporterFeed(Rc<RefCell<LoopState>>);
+
+impl Feed for ExporterFeed {
+    fn next_target(&mut self, now: Instant) -> Next {
+        let mut st = self.0.borrow_mut();
+        if let Ok(job) = st.jobs.try_recv() {
+            let tag = job.target.tag;
+            st.pending.insert(tag, (job.module, job.reply));
+            return Next::Target(job.target);
+        }
+        if let Some(due) = st.schedule.poll(now) {
+            st.metrics.lag(due.lag.as_secs_f64());
+            st.metrics.set_skipped(st.schedule.skipped());
+            return Next::Target(st.entries[due.entry].target.clone());
+        }
+        st.metrics.set_skipped(st.schedule.skipped());
+        let mut at = st.schedule.next_due();
+        if st.probe_open {
+            let poll = now + JOB_POLL;
+            at = Some(at.map_or(poll, |a| a.min(poll)));
+        }
+        Next::Later(at)
+    }
+}
+
+impl LoopState {
+    fn module_of(&self, tag: u64) -> Option<&Module> {
+        if tag & JOB != 0 {
+            self.pending.get(&tag).map(|(m, _)| &**m)
+        } else {
+            self.entries.get(tag as usize).map(|e| &*e.module)
+        }
+    }
+
+    fn done(&mut self, tag: u64, outcome: Box<Outcome>) -> Result<()> {
+        if tag & JOB != 0 {
+            if let Some((_, reply)) = self.pending.remove(&tag) {
+                // The requester may have gone (its client hung up): nothing to do.
+                let _ = reply.try_send(Ok(outcome));
+            }
+            return Ok(());
+        }
+        let i = tag as usize;
+        let Some(e) = self.entries.get(i) else {
+            return Ok(());
+        };
+        let r = &outcome.result;
+        self.metrics.record(&e.labels, r);
+        let survey = e.survey;
+        self.schedule.done(i);
+        self.judge_window(survey, r);
+        if let Some(w) = &mut self.records {
+            serde_json::to_writer(&mut *w, r)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    /// The survey's SLO window: judged when an interval has passed since it opened, over
+    /// the probes that ended in it.
+    fn judge_window(&mut self, survey: usize, r: &ProbeResult) {
+        let Some(w) = self.windows.get_mut(survey) else {
+            return;
+        };
+        if w.slos.is_empty() {
+            return;
+        }
+        let now = clock::now();
+        let until = *w.until.get_or_insert(now + w.interval);
+        if now >= until {
+            if w.stats.probes() > 0 {
+                let all = w.stats.overall();
+                for slo in &w.slos {
+                    let v = slo.judge(&all);
+                    self.metrics.slo_judged(&w.name, &slo.text, !v.met);
+                }
+            }
+            w.stats = Survey::default();
+            w.until = Some(now + w.interval);
+        }
+        if let Some(s) = Sample::of(r) {
+            w.stats.add(&w.name, &s);
+        }
+    }
+
+    fn failed(&mut self, tag: u64, error: &anyhow::Error) {
+        if tag & JOB != 0 {
+            if let Some((_, reply)) = self.pending.remove(&tag) {
+                let _ = reply.try_send(Err(format!("{error:#}")));
+            }
+            return;
+        }
+        let i = tag as usize;
+        if let Some(e) = self.entries.get_mut(i) {
+            self.metrics.failed(&e.labels);
+            if !e.warned {
+                e.warned = true;
+                eprintln!(
+                    "tcpshake: survey {} {} ({}): {error:#} (said once; counted in \
+                     tcpshake_survey_failures_total)",
+                    e.labels.survey, e.labels.target, e.labels.module
+                );
+            }
+        }
+        self.schedule.done(i);
+    }
+}
+
+/// What the HTTP workers share.
+struct Shared {
+    metrics: ExporterMetrics,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    admission: Mutex<Admission>,
+    allow: AllowList,
+    modules: HashMap<String, Arc<Module>>,
+    default_module: String,
+    tls: Mutex<HashMap<String, TlsShared>>,
+    next_job: AtomicU64,
+}
+
+/// A place taken in the admission, given back however the request ends.
+struct Admitted<'a>(&'a Mutex<Admission>);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.0.lock() {
+            a.release();
+        }
+    }
+}
+
+impl Shared {
+    fn handle(&self, head: &Head) -> Reply<'static> {
+        match head.path.as_str() {
+            "/metrics" => {
+                let om = metrics::wants_openmetrics(head.accept.as_deref());
+                let m = self.metrics.clone();
+                Reply {
+                    status: 200,
+                    content_type: metrics::content_type(om).into(),
+                    headers: Vec::new(),
+                    body: Body::Stream(Box::new(move |w| m.encode(om, w))),
+                }
+            }
+            "/probe" => self.probe(head),
+            "/" => Reply::text(
+                200,
+                "tcpshake exporter\n\n/metrics  the continuous surveys (histograms per target and leg) and the exporter's health\n/probe?target=HOST:PORT[&module=NAME]  one probe now, its legs as gauges",
+            ),
+            _ => Reply::text(404, "not found; try /metrics or /probe?target=HOST:PORT"),
+        }
+    }
+
+    fn refuse(&self, result: &'static str, status: u16, msg: String) -> Reply<'static> {
+        self.metrics.request(result);
+        Reply::text(status, msg)
+    }
+
+    fn probe(&self, head: &Head) -> Reply<'static> {
+        let q = match query::probe_query(head.query.as_deref()) {
+            Ok(q) => q,
+            Err(e) => return self.refuse("bad-request", e.status, e.message),
+        };
+        let name = q.module.unwrap_or_else(|| self.default_module.clone());
+        let Some(module) = self.modules.get(&name).cloned() else {
+            let mut known: Vec<&str> = self.modules.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return self.refuse(
+                "bad-request",
+                400,
+                format!("no module named `{name}`; modules are {}", known.join(", ")),
+            );
+        };
+        // The address first (no DNS query for a name that is not allowed), then the place.
+        let ip = match &q.target.host {
+            Host::Ip(ip) => {
+                let ip = allow::canonical(*ip);
+                if !module.family.admits(ip) {
+                    return self.refuse(
+                        "bad-request",
+                        400,
+                        format!(
+                            "{ip} is not of module `{name}`'s family ({})",
+                            module.family.name()
+                        ),
+                    );
+                }
+                if let Err(d) = self.allow.check_addr(ip) {
+                    return self.refuse("denied", 403, d.to_string());
+                }
+                ip
+            }
+            Host::Name(n) => {
+                if let Err(d) = self.allow.check_name(n) {
+                    return self.refuse("denied", 403, d.to_string());
+                }
+                // The first address of the family, as `probe` takes it; only that one is
+                // checked and probed (allow.rs).
+                let ip = match resolve::resolve_name(n, module.family) {
+                    Ok(a) => allow::canonical(a[0]),
+                    Err(e) => return self.refuse("unresolved", 502, format!("{e:#}")),
+                };
+                if let Err(d) = self.allow.check_resolved(n, ip) {
+                    return self.refuse("denied", 403, d.to_string());
+                }
+                ip
+            }
+        };
+        let admitted = match self.admission.lock() {
+            Ok(mut a) => a.admit(clock::now()),
+            Err(_) => return self.refuse("error", 500, "admission state poisoned".into()),
+        };
+        let _place = match admitted {
+            Ok(()) => Admitted(&self.admission),
+            Err(Refusal::Busy { in_flight }) => {
+                return self.refuse(
+                    "busy",
+                    429,
+                    format!("{in_flight} probes are running, the most /probe allows at once ([probe] max_in_flight); try again"),
+                );
+            }
+            Err(Refusal::Rate { retry_after }) => {
+                let mut r = self.refuse(
+                    "rate-limited",
+                    429,
+                    "too many /probe requests ([probe] rate and burst); try again later".into(),
+                );
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                r.headers.push(("Retry-After", secs.to_string()));
+                return r;
+            }
+        };
+        let started = std::time::Instant::now();
+        let port = q.target.port;
+        let tag = JOB | self.next_job.fetch_add(1, Ordering::Relaxed);
+        let target = {
+            let mut tls = match self.tls.lock() {
+                Ok(t) => t,
+                Err(_) => return self.refuse("error", 500, "TLS state poisoned".into()),
+            };
+            let shared = tls.entry(module.name.clone()).or_default();
+            match prepare(q.target, SocketAddr::new(ip, port), &module, shared, tag) {
+                Ok(t) => t,
+                Err(e) => return self.refuse("bad-request", 400, format!("{e:#}")),
+            }
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = self.jobs.lock().map(|j| {
+            j.send(Job {
+                target,
+                module,
+                reply: tx,
+            })
+        });
+        if !matches!(sent, Ok(Ok(()))) {
+            return self.refuse("stopping", 503, "the exporter is stopping".into());
+        }
+        let outcome = match rx.recv_timeout(JOB_WAIT) {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return self.refuse("error", 502, e),
+            Err(_) => return self.refuse("stopping", 503, "the exporter is stopping".into()),
+        };
+        let om = metrics::wants_openmetrics(head.accept.as_deref());
+        match metrics::probe_body(&outcome.result, started.elapsed(), om) {
+            Ok(body) => {
+                self.metrics.request("probed");
+                Reply {
+                    status: 200,
+                    content_type: metrics::content_type(om).into(),
+                    headers: Vec::new(),
+                    body: Body::Bytes(body),
+                }
+            }
+            Err(e) => self.refuse("error", 500, format!("encoding: {e}")),
+        }
+    }
+}
+
+/// The survey entries: every target of every survey (its file's lines included) with
+/// every one of its modules, resolved now.
+fn entries(
+    file: &str,
+    cfg: &mconfig::ExporterConfig,
+    modules: &HashMap<String, Arc<Module>>,
+    tls: &mut HashMap<String, TlsShared>,
+) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for (si, s) in cfg.surveys.iter().enumerate() {
+        let mut targets: Vec<(Target, String)> = s
+            .targets
+            .iter()
+            .map(|(t, line)| (t.clone(), format!("{file}, line {line}")))
+            .collect();
+        for (path, line) in &s.target_files {
+            let mut list = TargetList::open(path)
+                .map_err(|e| UsageError(format!("{file}, line {line}: {e:#}")))?;
+            while let Some((origin, specs)) = list.next_line() {
+                for spec in specs {
+                    let t = mconfig::survey_target(&spec)
+                        .map_err(|e| UsageError(format!("{origin}: {e}")))?;
+                    targets.push((t, origin.clone()));
+                }
+            }
+            if list.skipped > 0 {
+                return Err(UsageError(format!(
+                    "{}: {} bad lines (above); the exporter checks its target lists at start",
+                    path.display(),
+                    list.skipped
+                ))
+                .into());
+            }
+        }
+        for (t, origin) in targets {
+            for mname in &s.modules {
+                let m = &modules[mname];
+                let remote = resolve::resolve(&t, m.family)
+                    .with_context(|| format!("{origin}: survey {}", s.name))?;
+                let shared = tls.entry(m.name.clone()).or_default();
+                let tag = out.len() as u64;
+                let target = prepare(t.clone(), remote, m, shared, tag)
+                    .with_context(|| format!("{origin}: survey {}", s.name))?;
+                out.push(Entry {
+                    labels: TargetLabels {
+                        survey: s.name.clone(),
+                        target: t.spec.clone(),
+                        module: m.name.clone(),
+                    },
+                    survey: si,
+                    module: Arc::clone(m),
+                    target,
+                    warned: false,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
+    let file = c.file.display().to_string();
+    let text = std::fs::read_to_string(&c.file)
+        .map_err(|e| UsageError(format!("cannot read the configuration {file}: {e}")))?;
+    let cfg = mconfig::parse(&text, &monitor_defaults())
+        .map_err(|e| UsageError(format!("{file}, {e}")))?;
+    if cfg.histograms.kind != HistogramKind::Classic {
+        return Err(UsageError(format!(
+            "{file}: [histograms] type = \"{}\": native histograms travel only in Prometheus' \
+             protobuf exposition, which this build does not serve; use type = \"classic\"",
+            if cfg.histograms.kind == HistogramKind::Native {
+                "native"
+            } else {
+                "both"
+            }
+        ))
+        .into());
+    }
+    let modules: HashMap<String, Arc<Module>> = cfg
+        .modules
+        .iter()
+        .map(|(k, m)| (k.clone(), Arc::new(m.clone())))
+        .collect();
+    // An unreadable cacert is a mistake in the file: refused now, not at the first probe.
+    let mut tls: HashMap<String, TlsShared> = HashMap::new();
+    for m in modules.values().filter(|m| m.prober == Prober::Https) {
+        let ex = exchange_of(m);
+        tls.entry(m.name.clone())
+            .or_default()
+            .preload(&ex.tls)
+            .map_err(|e| UsageError(format!("{file}: module `{}`: {e:#}", m.name)))?;
+    }
+    let entries = entries(&file, &cfg, &modules, &mut tls)?;
+    if c.check_only {
+        println!(
+            "{file}: OK: {} surveys, {} probes every interval (targets × modules), {} modules; \
+             /probe {}",
+            cfg.surveys.len(),
+            entries.len(),
+            modules.len(),
+            if cfg.probe.allow.is_empty() {
+                "refuses every target (no [probe] allow)".to_string()
+            } else {
+                let blocks: Vec<String> = cfg
+                    .probe
+                    .allow
+                    .cidrs
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
+                format!("allows {}", blocks.join(", "))
+            }
+        );
+        return Ok(Exit::Ok);
+    }
+
+    let jobs = cfg.jobs;
+    // First, while this process has one thread (see the function).
+    survey::grow_file_table(jobs);
+    let stop = signals::stop_flag();
+    let server = Server::bind(c.listen)?;
+    let mut guard = Guard::install_for_survey(MARK)?;
+    let records = match &c.records {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| UsageError(format!("cannot create {}: {e}", p.display())),
+        )?)),
+        None => None,
+    };
+    let metrics = ExporterMetrics::new(&cfg.histograms.buckets);
+
+    // Each survey's entries start spread over its interval.
+    let mut schedule = Schedule::new();
+    let start = clock::now();
+    for (si, s) in cfg.surveys.iter().enumerate() {
+        let mine: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].survey == si)
+            .collect();
+        for (k, &i) in mine.iter().enumerate() {
+            let at = schedule.add(s.interval, spread(start, s.interval, k, mine.len()));
+            debug_assert_eq!(at, i);
+        }
+    }
+    let (jobs_tx, jobs_rx) = mpsc::channel();
+    let exchanges: HashMap<String, Exchange> = modules
+        .iter()
+        .map(|(k, m)| (k.clone(), exchange_of(m)))
+        .collect();
+    let state = Rc::new(RefCell::new(LoopState {
+        entries,
+        schedule,
+        jobs: jobs_rx,
+        pending: HashMap::new(),
+        probe_open: !cfg.probe.allow.is_empty(),
+        windows: cfg
+            .surveys
+            .iter()
+            .map(|s| SloWindow {
+                name: s.name.clone(),
+                slos: s.slos.clone(),
+                interval: s.interval,
+                until: None,
+                stats: Survey::default(),
+            })
+            .collect(),
+        metrics: metrics.clone(),
+        records,
+        exchanges,
+    }));
+    let shared = Shared {
+        metrics: metrics.clone(),
+        jobs: Mutex::new(jobs_tx),
+        admission: Mutex::new(Admission::new(
+            cfg.probe.max_in_flight,
+            cfg.probe.rate,
+            cfg.probe.burst,
+        )),
+        allow: cfg.probe.allow.clone(),
+        modules,
+        default_module: cfg.probe.default_module.clone(),
+        tls: Mutex::new(tls),
+        next_job: AtomicU64::new(0),
+    };
+    eprintln!(
+        "tcpshake: exporter listening on http://{} ({} survey probes every interval; /probe {})",
+        server.local_addr()?,
+        state.borrow().entries.len(),
+        if cfg.probe.allow.is_empty() {
+            "closed"
+        } else {
+            "open to the allow-list"
+        }
+    );
+
+    let http_stop = AtomicBool::new(false);
+    // /probe requests wait for their probe; /metrics must still be answered meanwhile.
+    let workers = cfg.probe.max_in_flight + 4;
+    let secret = PairSecret::new();
+    let result = std::thread::scope(|scope| {
+        let http = scope.spawn(|| server.serve(workers, &http_stop, &|h: &Head| shared.handle(h)));
+        let mut feed = ExporterFeed(Rc::clone(&state));
+        let cfg_state = Rc::clone(&state);
+        let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| {
+            let st = cfg_state.borrow();
+            let ex = st
+                .module_of(t.tag)
+                .and_then(|m| st.exchanges.get(&m.name))
+                .cloned()
+                .unwrap_or_default();
+            probe_config(&ex, t, local, mss, &secret, false)
+        };
+        let report_state = Rc::clone(&state);
+        let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {
+            let mut st = report_state.borrow_mut();
+            st.metrics.set_in_flight(p.in_flight);
+            match r {
+                Report::Done { target, outcome } => st.done(target.tag, outcome),
+                Report::Failed { target, error } => {
+                    st.failed(target.tag, &error);
+                    Ok(())
+                }
+                Report::PassDone => match &mut st.records {
+                    Some(w) => w.flush().context("writing the records"),
+                    None => Ok(()),
+                },
+                // Capture is off: nothing comes.
+                Report::Captured(_) => Ok(()),
+            }
+        };
+        let opts = SurveyOptions {
+            jobs,
+            count: 1,
+            interval: Duration::ZERO,
+            capture: tcpshake_io::run::Capture::Off,
+        };
+        let run = survey::survey_feed(
+            &mut feed,
+            opts,
+            &mut make_cfg,
+            &mut on_report,
+            &mut guard,
+            stop,
+        );
+        // Waiting /probe requests get their answer (the stop) before the workers go.
+        {
+            let mut st = state.borrow_mut();
+            st.pending.clear();
+            if let Some(w) = &mut st.records {
+                let _ = w.flush();
+            }
+        }
+        drop(feed);
+        http_stop.store(true, Ordering::Relaxed);
+        let served = http
+            .join()
+            .map_err(|_| anyhow::anyhow!("the HTTP server thread panicked"))?;
+        served?;
+        run
+    });
+    let _ = guard.remove();
+    let losses = result?;
+    if losses.dropped > 0 || losses.truncated > 0 {
+        eprintln!(
+            "tcpshake: warning: the capture socket missed {} packets over the exporter's run",
+            losses.dropped + losses.truncated
+        );
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,373 @@
+//! The exporter's metrics in Prometheus' formats, through the Prometheus project's own
+//! client (prometheus-client): OpenMetrics text when the scraper asks for it (Prometheus
+//! does), the classic text format 0.0.4 otherwise (curl, `promtool check metrics`).
+//!
+//! `/metrics` (the continuous surveys and the exporter's health):
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `tcpshake_survey_leg_seconds` | histogram | `survey`, `target`, `module`, `leg` |
+//! | `tcpshake_survey_probes_total` | counter | `survey`, `target`, `module`, `state`, `reason` |
+//! | `tcpshake_survey_retransmissions_total` | counter | `survey`, `target`, `module` |
+//! | `tcpshake_survey_failures_total` | counter | `survey`, `target`, `module` (a probe that could not start: no route, no port) |
+//! | `tcpshake_survey_slo_windows_total`, `tcpshake_survey_slo_breaches_total` | counter | `survey`, `slo` |
+//! | `tcpshake_survey_rounds_skipped_total` | counter | (a target still busy, or the exporter behind) |
+//! | `tcpshake_exporter_probes_in_flight` | gauge | |
+//! | `tcpshake_exporter_loop_lag_seconds` | histogram | (how late a due probe started) |
+//! | `tcpshake_exporter_probe_requests_total` | counter | `result` (`/probe` answers) |
+//!
+//! `/probe` answers the gauges of [`tcpshake_proto::monitor::samples`].
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tcpshake_proto::monitor::samples;
+use tcpshake_proto::probe::record::ProbeResult;
+
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub survey: String,
+    pub target: String,
+    pub module: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LegLabels {
+    survey: String,
+    target: String,
+    module: String,
+    leg: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    survey: String,
+    target: String,
+    module: String,
+    state: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SloLabels {
+    survey: String,
+    slo: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Makes each new histogram with the configured buckets.
+#[derive(Clone)]
+struct Buckets(Arc<Vec<f64>>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// Buckets of the loop lag: 100 µs to 10 s.
+const LAG_BUCKETS: [f64; 6] = [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0];
+
+/// The `/metrics` registry and handles on its metrics (they share their state with it).
+#[derive(Clone)]
+pub struct ExporterMetrics {
+    registry: Arc<Registry>,
+    legs: Family<LegLabels, Histogram, Buckets>,
+    probes: Family<StateLabels, Counter>,
+    retransmissions: Family<TargetLabels, Counter>,
+    failures: Family<TargetLabels, Counter>,
+    slo_windows: Family<SloLabels, Counter>,
+    slo_breaches: Family<SloLabels, Counter>,
+    skipped: Counter,
+    in_flight: Gauge,
+    loop_lag: Histogram,
+    requests: Family<ResultLabels, Counter>,
+}
+
+impl ExporterMetrics {
+    pub fn new(buckets: &[f64]) -> ExporterMetrics {
+        let mut r = Registry::default();
+        let legs = Family::new_with_constructor(Buckets(Arc::new(buckets.to_vec())));
+        r.register(
+            "tcpshake_survey_leg_seconds",
+            "Each leg of the surveys' exchanges, between two kernel timestamps on the wire",
+            legs.clone(),
+        );
+        let probes = Family::<StateLabels, Counter>::default();
+        r.register(
+            "tcpshake_survey_probes",
+            "Survey probes that ended, by the port's state and the reason for it",
+            probes.clone(),
+        );
+        let retransmissions = Family::<TargetLabels, Counter>::default();
+        r.register(
+            "tcpshake_survey_retransmissions",
+            "Segments the surveys' probes sent again",
+            retransmissions.clone(),
+        );
+        let failures = Family::<TargetLabels, Counter>::default();
+        r.register(
+            "tcpshake_survey_failures",
+            "Survey probes that could not start (no route, no source port)",
+            failures.clone(),
+        );
+        let slo_windows = Family::<SloLabels, Counter>::default();
+        r.register(
+            "tcpshake_survey_slo_windows",
+            "Survey intervals in which an SLO was judged (over the probes that ended in it)",
+            slo_windows.clone(),
+        );
+        let slo_breaches = Family::<SloLabels, Counter>::default();
+        r.register(
+            "tcpshake_survey_slo_breaches",
+            "Survey intervals in which an SLO was breached",
+            slo_breaches.clone(),
+        );
+        let skipped = Counter::default();
+        r.register(
+            "tcpshake_survey_rounds_skipped",
+            "Survey probes not made when due: the target's previous probe was still running, \
+             or the exporter was more than an interval behind",
+            skipped.clone(),
+        );
+        let in_flight = Gauge::default();
+        r.register(
+            "tcpshake_exporter_probes_in_flight",
+            "Probes running now, surveys and /probe together",
+            in_flight.clone(),
+        );
+        let loop_lag = Histogram::new(LAG_BUCKETS);
+        r.register(
+            "tcpshake_exporter_loop_lag_seconds",
+            "How late a due survey probe was started by the exporter's loop",
+            loop_lag.clone(),
+        );
+        let requests = Family::<ResultLabels, Counter>::default();
+        r.register(
+            "tcpshake_exporter_probe_requests",
+            "Requests to /probe, by how they were answered",
+            requests.clone(),
+        );
+        ExporterMetrics {
+            registry: Arc::new(r),
+            legs,
+            probes,
+            retransmissions,
+            failures,
+            slo_windows,
+            slo_breaches,
+            skipped,
+            in_flight,
+            loop_lag,
+            requests,
+        }
+    }
+
+    /// A survey probe ended. A probe the exporter's own stop interrupted counts as a probe
+    /// (state `interrupted`) but its partial legs stay out of the histograms, as they stay
+    /// out of `tcpshake report`'s statistics.
+    pub fn record(&self, who: &TargetLabels, r: &ProbeResult) {
+        let legs = r.legs_ns.iter().filter(|_| !r.interrupted);
+        for (leg, v) in legs {
+            if let Some(ns) = v {
+                self.legs
+                    .get_or_create(&LegLabels {
+                        survey: who.survey.clone(),
+                        target: who.target.clone(),
+                        module: who.module.clone(),
+                        leg: leg.name(),
+                    })
+                    .observe(ns as f64 / 1e9);
+            }
+        }
+        self.probes
+            .get_or_create(&StateLabels {
+                survey: who.survey.clone(),
+                target: who.target.clone(),
+                module: who.module.clone(),
+                state: r.state.as_str(),
+                reason: r.reason.as_str(),
+            })
+            .inc();
+        self.retransmissions
+            .get_or_create(who)
+            .inc_by(u64::from(r.retransmissions));
+    }
+
+    pub fn failed(&self, who: &TargetLabels) {
+        self.failures.get_or_create(who).inc();
+    }
+
+    pub fn slo_judged(&self, survey: &str, slo: &str, breached: bool) {
+        let l = SloLabels {
+            survey: survey.to_string(),
+            slo: slo.to_string(),
+        };
+        self.slo_windows.get_or_create(&l).inc();
+        // Created at 0 with the first window, so a breach is an increase, not a new series.
+        let b = self.slo_breaches.get_or_create(&l);
+        if breached {
+            b.inc();
+        }
+    }
+
+    pub fn set_skipped(&self, total: u64) {
+        let now = self.skipped.get();
+        if total > now {
+            self.skipped.inc_by(total - now);
+        }
+    }
+
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn lag(&self, seconds: f64) {
+        self.loop_lag.observe(seconds);
+    }
+
+    pub fn request(&self, result: &'static str) {
+        self.requests.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Write the registry to `w` in the format `accept` prefers.
+    pub fn encode(&self, openmetrics: bool, w: &mut dyn io::Write) -> io::Result<()> {
+        encode_registry(&self.registry, openmetrics, w)
+    }
+}
+
+/// Whether the scraper's `Accept` asks for OpenMetrics (Prometheus lists it first).
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+pub fn content_type(openmetrics: bool) -> &'static str {
+    if openmetrics { OPENMETRICS } else { TEXT }
+}
+
+/// prometheus-client writes to a `fmt::Write`; this forwards to a socket and keeps the
+/// I/O error that `fmt::Error` cannot carry.
+struct FmtToIo<'a> {
+    w: &'a mut dyn io::Write,
+    error: Option<io::Error>,
+}
+
+impl fmt::Write for FmtToIo<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.w.write_all(s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            fmt::Error
+        })
+    }
+}
+
+fn encode_registry(r: &Registry, openmetrics: bool, w: &mut dyn io::Write) -> io::Result<()> {
+    let mut f = FmtToIo { w, error: None };
+    let done = if openmetrics {
+        prometheus_client::encoding::text::encode(&mut f, r)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut f, r)
+    };
+    match (done, f.error) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(e),
+        (Err(_), None) => Err(io::Error::other("encoding the metrics failed")),
+    }
+}
+
+/// `/probe`'s answer: one probe's gauges.
+pub fn probe_body(
+    r: &ProbeResult,
+    took: std::time::Duration,
+    openmetrics: bool,
+) -> io::Result<Vec<u8>> {
+    let mut reg = Registry::default();
+    for fam in samples::probe_samples(r, took) {
+        let family = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
+        for (labels, v) in &fam.samples {
+            family.get_or_create(labels).set(*v);
+        }
+        reg.register(fam.name, fam.help, family);
+    }
+    let mut out = Vec::new();
+    encode_registry(&reg, openmetrics, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ProbeResult {
+        let json = r#"{"schema":1,"target":"198.18.0.2:80","addr":"198.18.0.2","port":80,
+            "state":"open","reason":"syn-ack","reply_ttl":64,"reply_from":"198.18.0.2",
+            "legs_ns":{"syn_to_synack":21800,"synack_to_ack":20500,"request_to_first_byte":249600,
+            "request_to_complete":249600,"fin_to_ack":17500,"fin_to_peer_fin":17500,
+            "peer_fin_to_last_ack":22900,"total":378200},
+            "peer_options":{"mss":1460,"wscale":10,"sack_permitted":true,"timestamps":true},
+            "http":{"request":"HEAD / HTTP/1.1","status":200,"reason":"OK","version":"HTTP/1.1","headers":{}},
+            "close_initiator":"server","irs":5,"error":null,"tls":null}"#;
+        ProbeResult::from_json_line(&json.replace('\n', " ")).unwrap()
+    }
+
+    #[test]
+    fn survey_histograms_and_counters_encode() {
+        let m = ExporterMetrics::new(&[1e-5, 1e-4, 1e-3]);
+        let who = TargetLabels {
+            survey: "fleet".into(),
+            target: "198.18.0.2:80".into(),
+            module: "http".into(),
+        };
+        m.record(&who, &record());
+        m.record(&who, &record());
+        m.slo_judged("fleet", "syn_to_synack.p99<5ms", false);
+        let mut out = Vec::new();
+        m.encode(true, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("# TYPE tcpshake_survey_leg_seconds histogram"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "tcpshake_survey_leg_seconds_bucket{survey=\"fleet\",target=\"198.18.0.2:80\",module=\"http\",leg=\"syn_to_synack\",le=\"0.0001\"} 2"
+        ), "{text}");
+        assert!(text.contains(
+            "tcpshake_survey_probes_total{survey=\"fleet\",target=\"198.18.0.2:80\",module=\"http\",state=\"open\",reason=\"syn-ack\"} 2"
+        ), "{text}");
+        assert!(text.contains("tcpshake_survey_slo_breaches_total{survey=\"fleet\",slo=\"syn_to_synack.p99<5ms\"} 0"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+        let mut plain = Vec::new();
+        m.encode(false, &mut plain).unwrap();
+        assert!(!String::from_utf8(plain).unwrap().contains("# EOF"));
+    }
+
+    #[test]
+    fn a_probe_answer_has_its_gauges() {
+        let body = probe_body(&record(), std::time::Duration::from_millis(2), true).unwrap();
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("tcpshake_probe_success 1"), "{text}");
+        assert!(
+            text.contains("tcpshake_leg_seconds{leg=\"syn_to_synack\"} 2.18e-5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tcpshake_port_state{state=\"open\",reason=\"syn-ack\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("tcpshake_http_status_code 200"), "{text}");
+    }
+}

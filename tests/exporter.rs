@@ -1,0 +1,568 @@
+//! `tcpshake exporter` in the lab: a real Prometheus (Debian's `prometheus`) scrapes it,
+//! its histograms agree with `tcpshake report` over the same probes' records, `promtool
+//! check metrics` finds nothing to say, `/probe` answers only what the allow-list allows
+//! and refuses hostile requests, and SIGTERM resets the probes in flight and exits 0
+//! without leaving the guard table behind.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use lab::peers::ListenerMode;
+use lab::{Lab, in_ns, poll_until, require_root, run_bounded, signal};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Where the exporter listens inside the client namespace (private to the test).
+const LISTEN: &str = "127.0.0.1:9917";
+
+fn write_config(lab: &Lab, text: &str) -> PathBuf {
+    let p = lab.dir().join("exporter.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Starts the exporter in the client namespace; waits until it answers.
+fn start_exporter(lab: &mut Lab, config: &Path, records: Option<&Path>) -> u32 {
+    let mut cmd = lab.client_cmd(["exporter", "--listen", LISTEN, "--config"]);
+    cmd.arg(config);
+    if let Some(r) = records {
+        cmd.arg("--records").arg(r);
+    }
+    let log = std::fs::File::create(lab.dir().join("exporter.log")).unwrap();
+    cmd.stdout(Stdio::null()).stderr(log);
+    let pid = lab.spawn_owned("tcpshake exporter", &mut cmd);
+    let up = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        get(lab, "/").0 == 200
+    });
+    assert!(up, "the exporter did not answer:\n{}", exporter_log(lab));
+    pid
+}
+
+fn exporter_log(lab: &Lab) -> String {
+    std::fs::read_to_string(lab.dir().join("exporter.log")).unwrap_or_default()
+}
+
+/// `GET path` from inside the client namespace: (status, body); status 0 if no answer.
+fn get(lab: &Lab, path: &str) -> (u16, String) {
+    get_with(lab, path, &[])
+}
+
+fn get_with(lab: &Lab, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut cmd = in_ns(&lab.client_ns, "curl");
+    cmd.args(["-s", "-g", "--max-time", "20", "-w", "\n%{http_code}"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.arg(format!("http://{LISTEN}{path}"));
+    let out = cmd.stdin(Stdio::null()).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Raw bytes to the exporter (python in the namespace); the status line it answered.
+fn raw(lab: &Lab, bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket\ns=socket.create_connection(('127.0.0.1',9917),timeout=10)\n\
+         s.sendall(bytes.fromhex('{hex}'))\ns.shutdown(socket.SHUT_WR)\nd=b''\n\
+         while True:\n c=s.recv(4096)\n if not c: break\n d+=c\n\
+         print(d.split(b'\\r\\n')[0].decode())\n"
+    );
+    let out = run_bounded(
+        in_ns(&lab.client_ns, "python3").args(["-c", &script]),
+        Duration::from_secs(20),
+    );
+    out.stdout.trim().to_string()
+}
+
+/// `promtool check metrics` on `text`: (clean, what it said).
+fn promtool(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && said.trim().is_empty(), said)
+}
+
+struct Prometheus {
+    pid: u32,
+}
+
+/// Prometheus in the client namespace, scraping the exporter every second.
+fn start_prometheus(lab: &mut Lab) -> Prometheus {
+    let dir = lab.dir().join("prometheus");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let conf = dir.join("prometheus.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
+             - job_name: tcpshake\n    static_configs:\n      - targets: ['{LISTEN}']\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let mut cmd = in_ns(&lab.client_ns, "prometheus");
+    cmd.arg(format!("--config.file={}", conf.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg("--web.listen-address=127.0.0.1:9090")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let pid = lab.spawn_owned("prometheus", &mut cmd);
+    Prometheus { pid }
+}
+
+/// An instant query's vector result.
+fn query(lab: &Lab, q: &str) -> Vec<Value> {
+    let out = in_ns(&lab.client_ns, "curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "http://127.0.0.1:9090/api/v1/query",
+        ])
+        .args(["--data-urlencode", &format!("query={q}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn scalar(v: &Value) -> f64 {
+    v["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Index of the bucket (upper bounds `bounds`, `+Inf` last) a value in seconds falls in.
+fn bucket(bounds: &[f64], v: f64) -> usize {
+    bounds
+        .iter()
+        .position(|&b| v <= b * (1.0 + 1e-9))
+        .unwrap_or(bounds.len())
+}
+
+#[test]
+fn prometheus_scrapes_histograms_that_agree_with_report() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("exporter-prom");
+    lab.start_nginx(80);
+    let server = lab.server_v4;
+    // 10 µs × 2^k: 20 buckets up to 5.2 s.
+    let bounds: Vec<f64> = (0..20).map(|k| 1e-5 * f64::from(1u32 << k)).collect();
+    let config = write_config(
+        &lab,
+        &format!(
+            "[histograms]\nbuckets = {{ start = \"10us\", factor = 2, count = 20 }}\n\n\
+             [[survey]]\nname = \"lab\"\ntargets = [\"{server}:80\"]\ninterval = \"100ms\"\n\
+             modules = [\"http\", \"tcp\"]\nslo = [\"syn_to_synack.p99<1s\"]\n"
+        ),
+    );
+    let records = lab.dir().join("records.jsonl");
+    let exporter = start_exporter(&mut lab, &config, Some(&records));
+    let prom = start_prometheus(&mut lab);
+    // Enough probes for the quantiles to mean something: ~10 s at 10 a second per module.
+    let enough = poll_until(Duration::from_secs(60), Duration::from_millis(500), || {
+        query(
+            &lab,
+            "tcpshake_survey_leg_seconds_count{module=\"http\",leg=\"syn_to_synack\"}",
+        )
+        .first()
+        .is_some_and(|v| scalar(v) >= 80.0)
+    });
+    assert!(
+        enough,
+        "Prometheus has not scraped 80 probes:\nexporter:\n{}\nprometheus:\n{}",
+        exporter_log(&lab),
+        std::fs::read_to_string(lab.dir().join("prometheus/log")).unwrap_or_default()
+    );
+    // The exporter is healthy in its own metrics, and the scrape is clean for promtool.
+    let (status, text) = get(&lab, "/metrics");
+    assert_eq!(status, 200);
+    let (clean, said) = promtool(&text);
+    assert!(
+        clean,
+        "promtool check metrics:\n{said}\n--- metrics ---\n{text}"
+    );
+    assert!(
+        text.contains("tcpshake_exporter_probes_in_flight"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "tcpshake_survey_slo_windows_total{survey=\"lab\",slo=\"syn_to_synack.p99<1s\"}"
+        ),
+        "{text}"
+    );
+    let (status, om) = get_with(
+        &lab,
+        "/metrics",
+        &["Accept: application/openmetrics-text;version=1.0.0"],
+    );
+    assert_eq!(status, 200);
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert_eq!(
+        query(&lab, "up{job=\"tcpshake\"}").first().map(scalar),
+        Some(1.0)
+    );
+
+    // One instant: the count Prometheus holds and the quantiles over it.
+    let legs = [
+        "syn_to_synack",
+        "synack_to_ack",
+        "request_to_first_byte",
+        "fin_to_ack",
+        "total",
+    ];
+    let mut promql = Vec::new();
+    for leg in legs {
+        let sel = format!("{{module=\"http\",leg=\"{leg}\"}}");
+        let n = query(&lab, &format!("tcpshake_survey_leg_seconds_count{sel}"))
+            .first()
+            .map(scalar)
+            .unwrap();
+        let qs: Vec<f64> = [0.5, 0.9, 0.99]
+            .iter()
+            .map(|q| {
+                let r = query(
+                    &lab,
+                    &format!("histogram_quantile({q}, tcpshake_survey_leg_seconds_bucket{sel})"),
+                );
+                r.first().map(scalar).unwrap_or(f64::NAN)
+            })
+            .collect();
+        promql.push((leg, n as usize, qs));
+    }
+    // Stop: the exporter flushes its records and exits 0 on SIGTERM.
+    signal(exporter, "TERM");
+    let mut exited = false;
+    let mut code = None;
+    for _ in 0..100 {
+        if !lab.owned_alive(exporter) {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if exited {
+        code = lab.owned_exit_code(exporter);
+    }
+    assert!(exited, "the exporter did not stop on SIGTERM");
+    assert_eq!(code, Some(0), "{}", exporter_log(&lab));
+    lab.stop_owned(prom.pid);
+
+    // The same probes' records, as `tcpshake report` reads them: the first N http-module
+    // records (the histograms and the records file take probes in the same order).
+    let text = std::fs::read_to_string(&records).unwrap();
+    let http: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"request\":\"HEAD"))
+        .filter(|l| !l.contains("\"interrupted\":true"))
+        .collect();
+    for (leg, n, qs) in promql {
+        // Probes in which this leg happened, in order, until the histogram's count.
+        let mut chosen = Vec::new();
+        for l in &http {
+            let v: Value = serde_json::from_str(l).unwrap();
+            if v["legs_ns"][leg].is_u64() {
+                chosen.push(*l);
+            }
+            if chosen.len() == n {
+                break;
+            }
+        }
+        assert_eq!(
+            chosen.len(),
+            n,
+            "{leg}: fewer records than the histogram counts"
+        );
+        let file = lab.dir().join(format!("records-{leg}.jsonl"));
+        std::fs::write(&file, chosen.join("\n") + "\n").unwrap();
+        let out = run_bounded(
+            Command::new(lab::tcpshake_bin())
+                .args(["report", "--json"])
+                .arg(&file),
+            Duration::from_secs(30),
+        );
+        let rep: Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
+        let row = rep["overall"]["legs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["leg"] == leg)
+            .cloned()
+            .unwrap();
+        assert_eq!(row["count"].as_u64(), Some(n as u64), "{leg}");
+        for (q, (name, est)) in ["median_ns", "p90_ns", "p99_ns"].iter().zip(qs).enumerate() {
+            let exact = row[name].as_u64().unwrap() as f64 / 1e9;
+            let (a, b) = (bucket(&bounds, exact), bucket(&bounds, est));
+            assert!(
+                a.abs_diff(b) <= 1,
+                "{leg} {name}: tcpshake report {exact} s (bucket {a}) vs histogram_quantile \
+                 {est} s (bucket {b}), quantile #{q}"
+            );
+        }
+    }
+}
+
+#[test]
+fn probe_answers_allowed_targets_and_refuses_the_rest() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("exporter-probe");
+    lab.start_nginx(80);
+    let server = lab.server_v4;
+    let config = write_config(
+        &lab,
+        &format!(
+            "[probe]\nallow = [\"{server}/32\", \"{}/128\"]\nallow_names = [\"localhost\"]\n\
+             rate = 0.2\nburst = 4\n\n[modules.syn]\nprober = \"tcp\"\n",
+            lab.server_v6
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+
+    let (status, body) = get(&lab, &format!("/probe?target={server}:80"));
+    assert_eq!(status, 200, "{body}");
+    let (clean, said) = promtool(&body);
+    assert!(clean, "promtool on /probe:\n{said}\n{body}");
+    for want in [
+        "tcpshake_probe_success 1",
+        "tcpshake_leg_seconds{leg=\"syn_to_synack\"}",
+        "tcpshake_leg_seconds{leg=\"request_to_first_byte\"}",
+        "tcpshake_port_state{state=\"open\",reason=\"syn-ack\"} 1",
+        "tcpshake_http_status_code 200",
+        "tcpshake_peer_mss_bytes",
+        "tcpshake_retransmissions 0",
+    ] {
+        assert!(body.contains(want), "no `{want}` in\n{body}");
+    }
+    // The tcp module: handshake and close, no HTTP legs.
+    let (status, body) = get(
+        &lab,
+        &format!("/probe?target=[{}]:80&module=syn", lab.server_v6),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("tcpshake_leg_seconds{leg=\"fin_to_ack\"}"),
+        "{body}"
+    );
+    assert!(!body.contains("request_to_first_byte"), "{body}");
+    // A closed port is an answer, not an error.
+    let (status, body) = get(&lab, &format!("/probe?target={server}:81&module=syn"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tcpshake_probe_success 0"), "{body}");
+    assert!(body.contains("state=\"closed\",reason=\"reset\""), "{body}");
+
+    // Outside the allow-list: refused before anything is sent.
+    let o = server.octets();
+    let outside = format!("{}.{}.{}.{}", o[0], o[1], o[2], 3);
+    for (path, words) in [
+        (
+            format!("/probe?target={outside}:80"),
+            "not in the exporter's allowed",
+        ),
+        (
+            "/probe?target=127.0.0.1:9917".to_string(),
+            "not in the exporter's allowed",
+        ),
+        (
+            "/probe?target=[::ffff:127.0.0.1]:9917".to_string(),
+            "not in the exporter's allowed",
+        ),
+        (
+            "/probe?target=example.com:80".to_string(),
+            "not in the exporter's allowed names",
+        ),
+        ("/probe?target=localhost:80".to_string(), "resolved to"),
+    ] {
+        let (status, body) = get(&lab, &path);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains(words), "{path}: {body}");
+    }
+    // Hostile and malformed requests: 4xx with a reason, never a crash.
+    for path in [
+        "/probe",
+        "/probe?target=",
+        "/probe?target=%zz",
+        "/probe?target=a%00b:80",
+        "/probe?target=198.18.0.2:99999",
+        "/probe?target=198.18.0.2:80&target=198.18.0.2:80",
+        "/probe?target=198.18.0.2:80&module=nope",
+        "/probe?target=http://198.18.0.2/",
+        "/probe?debug=true&target=198.18.0.2:80",
+        "/probe?target=%C0%AF:80",
+        "/probe?target=[fd00::2:80",
+    ] {
+        let (status, body) = get(&lab, path);
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let long = format!("/probe?target={}", "a".repeat(20_000));
+    assert_eq!(get(&lab, &long).0, 431);
+    assert_eq!(get(&lab, "/nothing").0, 404);
+    assert!(raw(&lab, b"POST /probe HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    assert!(
+        raw(
+            &lab,
+            b"\x16\x03\x01\x00\xa0\x01\x00\x00\x9c\x03\x03\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 400")
+    );
+    assert!(
+        raw(&lab, b"GET /probe?target=\xff\xfe:80 HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400")
+    );
+    // The rate: the burst of 4 was spent by the 3 probes above and this one; then 429.
+    let (status, _) = get(&lab, &format!("/probe?target={server}:80&module=syn"));
+    assert_eq!(status, 200);
+    let (status, body) = get(&lab, &format!("/probe?target={server}:80&module=syn"));
+    assert_eq!(status, 429, "{body}");
+    // Still serving, and it counted what it refused.
+    let (status, m) = get(&lab, "/metrics");
+    assert_eq!(status, 200);
+    for want in [
+        "result=\"denied\"} 5",
+        "result=\"rate-limited\"} 1",
+        "result=\"probed\"} 4",
+    ] {
+        assert!(m.contains(want), "no `{want}` in\n{m}");
+    }
+}
+
+#[test]
+fn sigterm_resets_probes_in_flight_exits_0_and_removes_the_guard() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("exporter-term");
+    // Accepts and never answers: every HTTP probe waits for its response.
+    lab.start_kernel_listener(8080, ListenerMode::ReadUntilEof);
+    let server = lab.server_v4;
+    let config = write_config(
+        &lab,
+        &format!(
+            "[probe]\nallow = [\"{server}/32\"]\n\n[[survey]]\nname = \"hang\"\n\
+             targets = [\"{server}:8080\"]\ninterval = \"100ms\"\n"
+        ),
+    );
+    let exporter = start_exporter(&mut lab, &config, None);
+    // A /probe in flight too, answered when the exporter stops.
+    let mut waiting = in_ns(&lab.client_ns, "curl");
+    waiting
+        .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
+        .arg(format!("http://{LISTEN}/probe?target={server}:8080"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let waiting = waiting.spawn().unwrap();
+    let established = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        lab.server_sockets()
+            .iter()
+            .filter(|(state, local, _)| state == "ESTAB" && local.ends_with(":8080"))
+            .count()
+            >= 2
+    });
+    assert!(established, "{:?}", lab.server_sockets());
+    assert_eq!(
+        lab.client_nft_tables().len(),
+        1,
+        "one guard table for everything"
+    );
+    signal(exporter, "TERM");
+    let out = waiting.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("503") || text.contains("tcpshake_probe_success 0"),
+        "{text}"
+    );
+    let stopped = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        !lab.owned_alive(exporter)
+    });
+    assert!(stopped);
+    assert_eq!(
+        lab.owned_exit_code(exporter),
+        Some(0),
+        "{}",
+        exporter_log(&lab)
+    );
+    assert!(exporter_log(&lab).contains("exporter stopped (SIGTERM)"));
+    // Our RSTs ended the server's connections; nothing of ours is left.
+    let gone = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        !lab.server_sockets()
+            .iter()
+            .any(|(state, local, _)| state == "ESTAB" && local.ends_with(":8080"))
+    });
+    assert!(gone, "{:?}", lab.server_sockets());
+    assert!(lab.client_nft_tables().is_empty());
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("tsk-{}-exporter-config", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[probe]\nallow = [\"198.18.0.0/15\"]\n\n[[survey]]\nname = \"x\"\ntargets = [\"198.18.0.2\"]\n").unwrap();
+    let out = run_bounded(
+        Command::new(lab::tcpshake_bin())
+            .args(["exporter", "--check-config", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains(&format!("{}, line 6:", cfg.display())),
+        "{out}"
+    );
+    let list = dir.join("fleet.txt");
+    std::fs::write(&list, "198.18.0.2:80\n\n198.18.0.3\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[survey]]\nname = \"x\"\ntarget_files = [\"{}\"]\n",
+            list.display()
+        ),
+    )
+    .unwrap();
+    let out = run_bounded(
+        Command::new(lab::tcpshake_bin())
+            .args(["exporter", "--check-config", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains(&format!("{}, line 3:", list.display())),
+        "{out}"
+    );
+    std::fs::write(&list, "198.18.0.2:80 198.18.0.3:80\n").unwrap();
+    let out = run_bounded(
+        Command::new(lab::tcpshake_bin())
+            .args(["exporter", "--check-config", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("2 probes every interval"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
