@@ -317,6 +317,9 @@ fn prometheus_scrapes_histograms_that_agree_with_report() {
         for (q, (name, est)) in ["median_ns", "p90_ns", "p99_ns"].iter().zip(qs).enumerate() {
             let exact = row[name].as_u64().unwrap() as f64 / 1e9;
             let (a, b) = (bucket(&bounds, exact), bucket(&bounds, est));
+            eprintln!(
+                "{leg} {name}: report {exact} s (bucket {a}), histogram_quantile {est} s (bucket {b}), n = {n}"
+            );
             assert!(
                 a.abs_diff(b) <= 1,
                 "{leg} {name}: tcpshake report {exact} s (bucket {a}) vs histogram_quantile \

@@ -119,11 +119,14 @@ struct SloWindow {
     stats: Survey,
 }
 
+/// Where a `/probe` request waits for its probe's outcome (or why there is none).
+type ReplyTo = mpsc::SyncSender<Result<Box<Outcome>, String>>;
+
 /// A `/probe` request handed to the loop.
 struct Job {
     target: SurveyTarget,
     module: Arc<Module>,
-    reply: mpsc::SyncSender<Result<Box<Outcome>, String>>,
+    reply: ReplyTo,
 }
 
 /// The loop's side: the schedule, the entries, the jobs in flight.
@@ -131,7 +134,7 @@ struct LoopState {
     entries: Vec<Entry>,
     schedule: Schedule,
     jobs: mpsc::Receiver<Job>,
-    pending: HashMap<u64, (Arc<Module>, mpsc::SyncSender<Result<Box<Outcome>, String>>)>,
+    pending: HashMap<u64, (Arc<Module>, ReplyTo)>,
     probe_open: bool,
     windows: Vec<SloWindow>,
     metrics: ExporterMetrics,
@@ -386,14 +389,16 @@ impl Shared {
             }
         };
         let (tx, rx) = mpsc::sync_channel(1);
-        let sent = self.jobs.lock().map(|j| {
-            j.send(Job {
-                target,
-                module,
-                reply: tx,
-            })
-        });
-        if !matches!(sent, Ok(Ok(()))) {
+        let job = Job {
+            target,
+            module,
+            reply: tx,
+        };
+        let sent = match self.jobs.lock() {
+            Ok(j) => j.send(job).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
             return self.refuse("stopping", 503, "the exporter is stopping".into());
         }
         let outcome = match rx.recv_timeout(JOB_WAIT) {

@@ -34,9 +34,12 @@ pub struct Reply<'a> {
     pub body: Body<'a>,
 }
 
+/// Writes a streamed body to the connection.
+pub type Writer<'a> = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + 'a>;
+
 pub enum Body<'a> {
     Bytes(Vec<u8>),
-    Stream(Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + 'a>),
+    Stream(Writer<'a>),
 }
 
 impl Reply<'_> {
