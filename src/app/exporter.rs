@@ -51,6 +51,10 @@ const JOB: u64 = 1 << 63;
 /// While `/probe` is open, the loop asks its feed at least this often (a request waits at
 /// most this long for the loop to notice it).
 const JOB_POLL: Duration = Duration::from_millis(5);
+/// Survey probes start in batches this far apart (monitor::schedule::spread): 1 000
+/// targets every 10 s are 25 probes every 250 ms, not one every 10 ms — one by one, each
+/// probe made the loop spin for its replies (tcpshake-io's SPIN), a third of a CPU.
+const BATCH_TICK: Duration = Duration::from_millis(250);
 /// A `/probe` waits at most this long for its probe (the loop's own limit on each probe,
 /// derived from the module, ends it well before).
 const JOB_WAIT: Duration = Duration::from_secs(300);
@@ -560,7 +564,10 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
             .filter(|&i| entries[i].survey == si)
             .collect();
         for (k, &i) in mine.iter().enumerate() {
-            let at = schedule.add(s.interval, spread(start, s.interval, k, mine.len()));
+            let at = schedule.add(
+                s.interval,
+                spread(start, s.interval, k, mine.len(), BATCH_TICK),
+            );
             debug_assert_eq!(at, i);
         }
     }

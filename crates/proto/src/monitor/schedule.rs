@@ -37,14 +37,21 @@ pub struct Schedule {
     skipped: u64,
 }
 
-/// When entry `i` of `n` sharing one interval first runs: spread over the interval.
-pub fn spread(start: Instant, interval: Duration, i: usize, n: usize) -> Instant {
+/// When entry `i` of `n` sharing one interval first runs: spread over the interval in
+/// steps of `tick`, so entries start in batches (a batch of probes keeps the loop busy
+/// enough that it sleeps between passes, where probes started one by one would each make
+/// it spin for the reply; see tcpshake-io's survey loop). A zero `tick` spreads evenly.
+pub fn spread(start: Instant, interval: Duration, i: usize, n: usize, tick: Duration) -> Instant {
     if n == 0 {
         return start;
     }
     let step = interval.as_nanos() / n as u128;
-    let offset = u64::try_from(step.saturating_mul(i as u128)).unwrap_or(u64::MAX);
-    start + Duration::from_nanos(offset)
+    let mut offset = step.saturating_mul(i as u128);
+    let tick = tick.as_nanos();
+    if tick > 0 {
+        offset -= offset % tick;
+    }
+    start + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
 }
 
 impl Schedule {
@@ -181,7 +188,7 @@ mod tests {
         let mut s = Schedule::new();
         let n = 4;
         for i in 0..n {
-            s.add(ms(1000), spread(t(0), ms(1000), i, n));
+            s.add(ms(1000), spread(t(0), ms(1000), i, n, Duration::ZERO));
         }
         let mut starts = Vec::new();
         for step in 0..1000 {
@@ -194,10 +201,21 @@ mod tests {
     }
 
     #[test]
+    fn a_tick_starts_entries_in_batches() {
+        let firsts: Vec<Instant> = (0..8)
+            .map(|i| spread(t(0), ms(1000), i, 8, ms(250)))
+            .collect();
+        assert_eq!(
+            firsts,
+            vec![t(0), t(0), t(250), t(250), t(500), t(500), t(750), t(750)]
+        );
+    }
+
+    #[test]
     fn memory_is_one_item_per_entry_however_long_it_runs() {
         let mut s = Schedule::new();
         for i in 0..10 {
-            s.add(ms(10), spread(t(0), ms(10), i, 10));
+            s.add(ms(10), spread(t(0), ms(10), i, 10, Duration::ZERO));
         }
         let mut n = 0;
         for step in 0..100_000u64 {
