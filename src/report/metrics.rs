@@ -343,7 +343,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "tcpshake_survey_leg_seconds_bucket{survey=\"fleet\",target=\"198.18.0.2:80\",module=\"http\",leg=\"syn_to_synack\",le=\"0.0001\"} 2"
+            "tcpshake_survey_leg_seconds_bucket{le=\"0.0001\",survey=\"fleet\",target=\"198.18.0.2:80\",module=\"http\",leg=\"syn_to_synack\"} 2"
         ), "{text}");
         assert!(text.contains(
             "tcpshake_survey_probes_total{survey=\"fleet\",target=\"198.18.0.2:80\",module=\"http\",state=\"open\",reason=\"syn-ack\"} 2"
@@ -355,19 +355,54 @@ mod tests {
         assert!(!String::from_utf8(plain).unwrap().contains("# EOF"));
     }
 
+    /// The dashboard in contrib/grafana queries only metrics the exporter serves.
+    #[test]
+    fn the_grafana_dashboard_names_served_metrics() {
+        let dash = include_str!("../../contrib/grafana/tcpshake-legs.json");
+        let m = ExporterMetrics::new(&[1e-3]);
+        let who = TargetLabels {
+            survey: "s".into(),
+            target: "t".into(),
+            module: "m".into(),
+        };
+        m.record(&who, &record());
+        m.failed(&who);
+        m.slo_judged("s", "x", true);
+        m.request("probed");
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let served = String::from_utf8(out).unwrap();
+        let mut checked = 0;
+        for (i, _) in dash.match_indices("tcpshake_") {
+            let name: String = dash[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == "tcpshake_" || name.starts_with("tcpshake_legs") {
+                continue;
+            }
+            assert!(
+                served.contains(&name),
+                "the dashboard queries {name}, not served"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked}");
+    }
+
     #[test]
     fn a_probe_answer_has_its_gauges() {
         let body = probe_body(&record(), std::time::Duration::from_millis(2), true).unwrap();
         let text = String::from_utf8(body).unwrap();
-        assert!(text.contains("tcpshake_probe_success 1"), "{text}");
+        assert!(text.contains("tcpshake_probe_success 1.0"), "{text}");
         assert!(
-            text.contains("tcpshake_leg_seconds{leg=\"syn_to_synack\"} 2.18e-5"),
+            text.contains("tcpshake_leg_seconds{leg=\"syn_to_synack\"} 0.0000218"),
             "{text}"
         );
         assert!(
             text.contains("tcpshake_port_state{state=\"open\",reason=\"syn-ack\"} 1"),
             "{text}"
         );
-        assert!(text.contains("tcpshake_http_status_code 200"), "{text}");
+        assert!(text.contains("tcpshake_http_status_code 200.0"), "{text}");
     }
 }
