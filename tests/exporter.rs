@@ -210,6 +210,10 @@ fn prometheus_scrapes_histograms_that_agree_with_report() {
         "{text}"
     );
     assert!(
+        text.contains("tcpshake_exporter_capture_missed_packets_total 0"),
+        "{text}"
+    );
+    assert!(
         text.contains(
             "tcpshake_survey_slo_windows_total{survey=\"lab\",slo=\"syn_to_synack.p99<1s\"}"
         ),

@@ -643,6 +643,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {
             let mut st = report_state.borrow_mut();
             st.metrics.set_in_flight(p.in_flight);
+            st.metrics.set_capture_missed(p.capture_missed);
             match r {
                 Report::Done { target, outcome } => st.done(target.tag, outcome),
                 Report::Failed { target, error } => {

@@ -15,6 +15,7 @@
 //! | `tcpshake_exporter_probes_in_flight` | gauge | |
 //! | `tcpshake_exporter_loop_lag_seconds` | histogram | (how late a due probe started) |
 //! | `tcpshake_exporter_probe_requests_total` | counter | `result` (`/probe` answers) |
+//! | `tcpshake_exporter_capture_missed_packets_total` | counter | |
 //!
 //! `/probe` answers the gauges of [`tcpshake_proto::monitor::samples`].
 
@@ -96,6 +97,7 @@ pub struct ExporterMetrics {
     in_flight: Gauge,
     loop_lag: Histogram,
     requests: Family<ResultLabels, Counter>,
+    capture_missed: Counter,
 }
 
 impl ExporterMetrics {
@@ -162,6 +164,13 @@ impl ExporterMetrics {
             "Requests to /probe, by how they were answered",
             requests.clone(),
         );
+        let capture_missed = Counter::default();
+        r.register(
+            "tcpshake_exporter_capture_missed_packets",
+            "Packets the capture sockets missed (queue full or too long): those probes' \
+             records lack segments",
+            capture_missed.clone(),
+        );
         ExporterMetrics {
             registry: Arc::new(r),
             legs,
@@ -174,6 +183,7 @@ impl ExporterMetrics {
             in_flight,
             loop_lag,
             requests,
+            capture_missed,
         }
     }
 
@@ -229,6 +239,14 @@ impl ExporterMetrics {
         let now = self.skipped.get();
         if total > now {
             self.skipped.inc_by(total - now);
+        }
+    }
+
+    /// The taps' running total of missed packets.
+    pub fn set_capture_missed(&self, total: u64) {
+        let now = self.capture_missed.get();
+        if total > now {
+            self.capture_missed.inc_by(total - now);
         }
     }
 

@@ -132,6 +132,9 @@ pub enum Report<'a> {
 pub struct Progress {
     pub in_flight: usize,
     pub finished: u64,
+    /// Packets the taps missed so far (queue full, or too long), read at most once a
+    /// second: a long-running caller (the exporter) shows them as they happen.
+    pub capture_missed: u64,
 }
 
 /// A finished probe's record is final once the tap has shown every segment it sent (an
@@ -154,6 +157,8 @@ const STOCK_SCAN: usize = 64;
 const PORT_BATCH: usize = 64;
 /// Segments per `sendmmsg`.
 const SEND_BATCH: usize = 64;
+/// How often the taps' loss counters are read for [`Progress::capture_missed`].
+const LOSSES_EVERY: Duration = Duration::from_secs(1);
 
 /// A segment built and waiting for this pass's `sendmmsg`.
 struct Queued {
@@ -233,6 +238,9 @@ struct Loop<'k, 'g> {
     outbox: Outbox,
     /// Packets of the probes seen this pass (with `capture` on), for [`Report::Captured`].
     captured: Vec<Captured>,
+    /// What the taps missed, as last read ([`Loop::refresh_losses`]).
+    capture_missed: u64,
+    losses_read_at: Instant,
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
@@ -344,6 +352,8 @@ fn survey_with(
         starting: Vec::new(),
         outbox: Outbox::default(),
         captured: Vec::new(),
+        capture_missed: 0,
+        losses_read_at: Instant::from_nanos(0),
     };
     let result = lp.run(targets, make_cfg, report, stop);
     // Whatever happened, give every port back (the table itself dies with the guard).
@@ -528,6 +538,7 @@ impl Loop<'_, '_> {
             self.hand_over_captured(report)?;
             if self.finished != reported {
                 reported = self.finished;
+                self.refresh_losses(clock::now());
                 report(Report::PassDone, self.progress())?;
             }
 
@@ -737,7 +748,25 @@ impl Loop<'_, '_> {
         Progress {
             in_flight: self.in_flight,
             finished: self.finished,
+            capture_missed: self.capture_missed,
         }
+    }
+
+    /// What the taps missed, from the kernel's counters (one getsockopt per tap), at most
+    /// once a second.
+    fn refresh_losses(&mut self, now: Instant) {
+        if now < self.losses_read_at + LOSSES_EVERY {
+            return;
+        }
+        self.losses_read_at = now;
+        self.capture_missed = self
+            .taps
+            .iter_mut()
+            .map(|t| {
+                let l = t.losses();
+                l.dropped + l.truncated
+            })
+            .sum();
     }
 
     fn route(&mut self, dst: IpAddr) -> Result<Rc<Route>> {
