@@ -573,3 +573,48 @@ fn a_bad_configuration_is_refused_with_its_line() {
     assert!(out.stdout.contains("2 probes every interval"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn https_probes_report_tls_facts_and_tls_legs() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = Lab::new("exporter-tls");
+    let pki = lab.make_pki("exporter", lab::tls::VALID);
+    lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.2 TLSv1.3");
+    let server = lab.server_v4;
+    let config = write_config(
+        &lab,
+        &format!(
+            "[probe]\nallow = [\"{server}/32\"]\n\n[modules.web]\nprober = \"https\"\n\
+             cacert = \"{}\"\n\n[[survey]]\nname = \"tls\"\ntargets = [\"{server}:443\"]\n\
+             interval = \"200ms\"\nmodules = [\"web\"]\n",
+            pki.ca.display()
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+    let (status, body) = get(&lab, &format!("/probe?target={server}:443&module=web"));
+    assert_eq!(status, 200, "{body}");
+    assert!(promtool(&body).0, "{body}");
+    for want in [
+        "tcpshake_probe_success 1",
+        "tcpshake_tls_version_info{version=\"TLSv1.3\",cipher=\"TLS13_",
+        // The lab's chain: every certificate ends on 2099-01-01 (tests/lab/tls.rs).
+        "tcpshake_tls_cert_expiry_timestamp_seconds 4070908800",
+        "tcpshake_leg_seconds{leg=\"tls_syn_to_appconnect\"}",
+        "tcpshake_http_status_code 200",
+    ] {
+        assert!(body.contains(want), "no `{want}` in\n{body}");
+    }
+    // Without the module's CA, the same server is a failed probe, not a failed request.
+    let (status, body) = get(&lab, &format!("/probe?target={server}:443&module=https"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tcpshake_probe_success 0"), "{body}");
+    // The survey keeps the TLS legs as histograms too.
+    let seen = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        get(&lab, "/metrics")
+            .1
+            .contains("leg=\"tls_clienthello_to_serverhello\"")
+    });
+    assert!(seen, "{}", get(&lab, "/metrics").1);
+}
