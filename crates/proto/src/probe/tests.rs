@@ -1467,3 +1467,5 @@ fn packet_notes_of_icmp_errors_say_what_they_did() {
     assert!(n.segment.is_none() && !n.notes.is_empty(), "{n:?}");
     assert!(n.notes.iter().any(|t| t.contains("port-unreach")), "{n:?}");
 }
+
+mod flood;
