@@ -229,15 +229,29 @@ impl CaptureFiles {
         self.release(false)
     }
 
-    /// One probe's packets (a single probe: nothing else runs meanwhile, and the next
-    /// starts after it). Its tap gives them in order but for the fragments of a datagram,
-    /// kept until it is whole: put in time order here.
+    /// One run's packets at once (a trace: nothing else runs meanwhile). Its tap gives them
+    /// in order but for the fragments of a datagram, kept until it is whole: put in time
+    /// order here.
     pub fn probe(&mut self, packets: &[Captured]) -> io::Result<()> {
         self.secrets()?;
         let mut order: Vec<&Captured> = packets.iter().collect();
         order.sort_by_key(|p| p.at); // stable: equal stamps keep the tap's order
         for p in order {
             self.write(p)?;
+        }
+        Ok(())
+    }
+
+    /// Everything held written and handed to the files: between two single probes (their
+    /// packets go through [`CaptureFiles::seen`] as they come, fragments put in order by the
+    /// window), so no write(2) of one probe's packets falls into the next one's handshake.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.release(true)?;
+        if let Some(w) = &mut self.pcap {
+            w.flush()?;
+        }
+        if let Some(w) = &mut self.pcapng {
+            w.flush()?;
         }
         Ok(())
     }
@@ -406,6 +420,7 @@ mod tests {
             foreign: false,
             urgent: None,
             fragments: 3,
+            omitted_before: 0,
         };
         let note = PacketNote {
             segment: Some(seg),
