@@ -32,13 +32,16 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// 1 536 records at most, about 300 KB: a probe's log stays far below the 32 MiB a
-    /// tcpshake process may use under any flood, even with `-j 64` probes flooded at once.
-    /// The head holds a full 128 KiB window of 536-byte segments with an ACK for each.
+    /// 896 records at most (192 bytes each, 170 KB): a probe's log stays far below the
+    /// 32 MiB a tcpshake process may use under any flood, even with `-j 64` probes flooded
+    /// at once, and a record stays readable. The head holds a whole 128 KiB window of
+    /// 536-byte segments with an ACK for each (490 records), the tail how it ended, and
+    /// the pinned ones are far more than a leg can need (about 20; TLS's records a few
+    /// more).
     pub const DEFAULT: Bounds = Bounds {
-        head: 1024,
+        head: 512,
         pinned: 256,
-        tail: 256,
+        tail: 128,
     };
 }
 

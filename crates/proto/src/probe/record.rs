@@ -428,7 +428,7 @@ pub struct ProbeResult {
     pub irs: Option<u32>,
     #[serde(default)]
     pub segments: Vec<SegmentRecord>,
-    /// Segments seen but left out of `segments` (a flood: the log keeps at most 1 536, see
+    /// Segments seen but left out of `segments` (a flood: the log keeps at most 896, see
     /// `omitted_before`); only written when some were.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub segments_omitted: u64,
