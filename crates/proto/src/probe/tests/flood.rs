@@ -40,22 +40,11 @@ enum Step {
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: flood\r\nContent-Length: 3\r\n\r\n";
 
 /// Runs the script against a probe whose log keeps `bounds`; the time advances 1 µs per
-/// segment, 5 µs before a FIN or the last ACK (so they come after our copies). Returns the record and how many segments the tap showed the probe.
+/// segment, 5 µs before a FIN or the last ACK (so they come after our copies). Returns the
+/// record and how many segments the tap showed the probe.
 fn run(bounds: Bounds, steps: &[Step]) -> (ProbeResult, u64) {
-    let (isn, irs) = (4_000_000_000u32, 9_000u32);
-    let mut p = Probe::with_log_bounds(config(isn, true), bounds);
-    p.start(at(0));
-    pump(&mut p, 0);
-    p.handle_packet(
-        at(50),
-        false,
-        &server_seg(irs, isn.wrapping_add(1), TcpFlags::SYN | TcpFlags::ACK, &[]),
-        false,
-    );
-    let out = pump(&mut p, 60);
-    let req_len: u32 = out.iter().map(|s| s.payload.len() as u32).sum();
-    let ack = isn.wrapping_add(1).wrapping_add(req_len);
-    let mut seq = irs.wrapping_add(1);
+    // Our ISN close to 2^32: the exchange crosses it.
+    let (mut p, mut seq, ack) = requested_with(bounds, 4_000_000_000, 9_000);
     let mut t = 100;
     let mut fin_acked = ack;
     let feed = |p: &mut Probe, bytes: &[u8], t: &mut u64| {
