@@ -39,18 +39,29 @@ enum Step {
 
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: flood\r\nContent-Length: 3\r\n\r\n";
 
+/// What a script run left: the record, how many segments the tap showed the probe, and
+/// (when asked for) the capture note of each of the server's packets after the request.
+struct Run {
+    record: ProbeResult,
+    seen: u64,
+    notes: Vec<PacketNote>,
+}
+
 /// Runs the script against a probe whose log keeps `bounds`; the time advances 1 µs per
-/// segment, 5 µs before a FIN or the last ACK (so they come after our copies). Returns the
-/// record and how many segments the tap showed the probe.
-fn run(bounds: Bounds, steps: &[Step]) -> (ProbeResult, u64) {
+/// segment, 5 µs before a FIN or the last ACK (so they come after our copies).
+fn run(bounds: Bounds, steps: &[Step], with_notes: bool) -> Run {
     // Our ISN close to 2^32: the exchange crosses it.
     let (mut p, mut seq, ack) = requested_with(bounds, 4_000_000_000, 9_000);
     let mut t = 100;
     let mut fin_acked = ack;
-    let feed = |p: &mut Probe, bytes: &[u8], t: &mut u64| {
+    let mut notes = Vec::new();
+    let mut feed = |p: &mut Probe, bytes: &[u8], t: &mut u64| {
         *t += 1;
         if !p.is_done() {
             p.handle_packet(at(*t), false, bytes, false);
+            if with_notes {
+                notes.push(p.packet_note());
+            }
             pump(p, *t);
         }
     };
@@ -102,7 +113,11 @@ fn run(bounds: Bounds, steps: &[Step]) -> (ProbeResult, u64) {
         }
     }
     let seen = p.log.total() as u64;
-    (p.into_result(), seen)
+    Run {
+        record: p.into_result(),
+        seen,
+        notes,
+    }
 }
 
 /// A log that keeps everything (for the scripts here).
@@ -119,7 +134,9 @@ fn flood_of_100_000_segments_keeps_the_record_bounded_and_says_so() {
         steps.push(Step::Flood(k, 25_000));
     }
     steps.extend([Step::Fin, Step::LastAck]);
-    let (r, seen) = run(Bounds::DEFAULT, &steps);
+    let Run {
+        record: r, seen, ..
+    } = run(Bounds::DEFAULT, &steps, false);
     let bound = Bounds::DEFAULT;
     assert!(seen > 100_000, "{seen} segments seen");
     assert!(r.segments.len() <= bound.head + bound.pinned + bound.tail);
@@ -165,16 +182,33 @@ fn a_bounded_log_gives_the_legs_of_the_whole_log() {
         pinned: 64,
         tail: 4,
     };
-    let (all, seen) = run(ALL, &steps);
-    let (capped, _) = run(small, &steps);
-    assert_eq!(all.segments_omitted, 0);
-    assert!(
-        capped.segments_omitted > 1_000,
-        "{}",
-        capped.segments_omitted
+    let all = run(ALL, &steps, true);
+    let capped = run(small, &steps, true);
+    assert_eq!(all.record.segments_omitted, 0);
+    let omitted = capped.record.segments_omitted;
+    assert!(omitted > 1_000, "{omitted}");
+    assert_eq!(capped.record.segments.len() as u64 + omitted, all.seen);
+    // A capture's comments name the same legs and labels at the same packets (the
+    // server's: its first byte, the response complete, its FIN's ACK of ours).
+    assert!(capped.notes == all.notes, "the capture notes differ");
+    let named: Vec<Leg> = all
+        .notes
+        .iter()
+        .flat_map(|n| n.legs.iter().map(|l| l.0))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            Leg::RequestToFirstByte,
+            Leg::RequestToComplete,
+            Leg::PeerFinToLastAck
+        ]
     );
-    assert_eq!(capped.segments.len() as u64 + capped.segments_omitted, seen);
-    assert_eq!(without_segments(capped), without_segments(all));
+    assert!(all.notes.iter().any(|n| n.label.is_some()));
+    assert_eq!(
+        without_segments(capped.record),
+        without_segments(all.record)
+    );
 }
 
 /// A record with its segment list set aside: what must not depend on the log's bounds.
@@ -230,10 +264,12 @@ mod prop {
             if last_ack {
                 steps.push(Step::LastAck);
             }
-            let (all, _) = run(ALL, &steps);
-            let (capped, seen) = run(Bounds { head, pinned: 64, tail }, &steps);
-            prop_assert_eq!(capped.segments.len() as u64 + capped.segments_omitted, seen);
-            prop_assert_eq!(without_segments(capped), without_segments(all));
+            let all = run(ALL, &steps, true);
+            let capped = run(Bounds { head, pinned: 64, tail }, &steps, true);
+            let r = &capped.record;
+            prop_assert_eq!(r.segments.len() as u64 + r.segments_omitted, capped.seen);
+            prop_assert_eq!(capped.notes, all.notes);
+            prop_assert_eq!(without_segments(capped.record), without_segments(all.record));
         }
     }
 }
