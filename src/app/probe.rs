@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
 use tcpshake_io::resolve::resolve;
-use tcpshake_io::run::{self, Outcome, Path};
+use tcpshake_io::run::{self, Captured, Outcome, Path};
 use tcpshake_io::{is_environment_error, signals};
 use tcpshake_proto::probe;
 use tcpshake_proto::probe::target::Target;
@@ -94,7 +94,30 @@ impl<'a> Session<'a> {
                 false => None,
             },
         };
-        let outcome = match run::run(path, cfg, guard, capture_mode(&self.capture), stop) {
+        // Packets go to the capture files as the tap shows them, through the files' reorder
+        // window: a flood costs the files their size, not our memory. The window is
+        // written out first, so no write(2) of an earlier probe's packets lands in this
+        // one's handshake.
+        let mode = capture_mode(&self.capture);
+        let mut capture_error: Option<io::Error> = None;
+        let run = match self.capture.as_mut() {
+            Some(c) => {
+                c.flush().context("writing the capture file")?;
+                let mut sink = |p: Captured| {
+                    if capture_error.is_none()
+                        && let Err(e) = c.seen(vec![p])
+                    {
+                        capture_error = Some(e);
+                    }
+                };
+                run::run(path, cfg, guard, mode, &mut sink, stop)
+            }
+            None => run::run(path, cfg, guard, mode, &mut |_| {}, stop),
+        };
+        if let Some(e) = capture_error {
+            return Err(e).context("writing the capture file");
+        }
+        let outcome = match run {
             Ok(o) => o,
             Err(e) if is_environment_error(&e) => return Err(e),
             Err(e) => {
@@ -109,10 +132,6 @@ impl<'a> Session<'a> {
     fn emit(&mut self, outcome: &Outcome) -> Result<()> {
         let r = &outcome.result;
         self.all_ok &= r.succeeded();
-        if let Some(c) = &mut self.capture {
-            c.probe(&outcome.packets)
-                .context("writing the capture file")?;
-        }
         let mut out = io::stdout().lock();
         if self.json {
             serde_json::to_writer(&mut out, r)?;

@@ -279,7 +279,7 @@ fn complete_one(remote: SocketAddr, guard: &mut Guard, stop: &AtomicBool) -> Res
         linger: ex.linger,
         tls: None,
     };
-    match run::run(path, cfg, guard, run::Capture::Off, stop) {
+    match run::run(path, cfg, guard, run::Capture::Off, &mut |_| {}, stop) {
         Ok(o) => Ok(Completion {
             legs_ns: o.result.legs_ns,
             close_initiator: o.result.close_initiator,

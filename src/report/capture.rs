@@ -229,15 +229,29 @@ impl CaptureFiles {
         self.release(false)
     }
 
-    /// One probe's packets (a single probe: nothing else runs meanwhile, and the next
-    /// starts after it). Its tap gives them in order but for the fragments of a datagram,
-    /// kept until it is whole: put in time order here.
+    /// One run's packets at once (a trace: nothing else runs meanwhile). Its tap gives them
+    /// in order but for the fragments of a datagram, kept until it is whole: put in time
+    /// order here.
     pub fn probe(&mut self, packets: &[Captured]) -> io::Result<()> {
         self.secrets()?;
         let mut order: Vec<&Captured> = packets.iter().collect();
         order.sort_by_key(|p| p.at); // stable: equal stamps keep the tap's order
         for p in order {
             self.write(p)?;
+        }
+        Ok(())
+    }
+
+    /// Everything held written and handed to the files: between two single probes (their
+    /// packets go through [`CaptureFiles::seen`] as they come, fragments put in order by the
+    /// window), so no write(2) of one probe's packets falls into the next one's handshake.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.release(true)?;
+        if let Some(w) = &mut self.pcap {
+            w.flush()?;
+        }
+        if let Some(w) = &mut self.pcapng {
+            w.flush()?;
         }
         Ok(())
     }
@@ -371,6 +385,28 @@ mod tests {
         assert_eq!(stamps, [10, 20, 30]);
     }
 
+    /// A single probe hands its packets over as they come (a fragment's datagram after a
+    /// later segment) and the files are flushed before the next probe: all of them are in
+    /// the file then, in time order.
+    #[test]
+    fn a_single_probes_packets_are_in_the_file_in_order_once_flushed() {
+        let path = std::env::temp_dir().join(format!("tcpshake-flush-{}.pcap", std::process::id()));
+        let file = BufWriter::new(File::create(&path).unwrap());
+        let mut c = CaptureFiles::new(Some(PcapWriter::new(file).unwrap()), None, None);
+        for at in [20, 10, 30] {
+            c.seen(vec![captured(at)]).unwrap();
+        }
+        c.flush().unwrap();
+        let b = std::fs::read(&path).unwrap();
+        // 24 bytes of file header, then 16 of record header and 8 of packet each.
+        let stamps: Vec<u32> = (0..3)
+            .map(|i| u32::from_le_bytes(b[24 + i * 24 + 4..24 + i * 24 + 8].try_into().unwrap()))
+            .collect();
+        assert_eq!((b.len(), stamps), (24 + 3 * 24, vec![10, 20, 30]));
+        assert_eq!(c.finish().unwrap(), 0);
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn keys_come_as_nss_key_log_lines() {
         let k = SessionKeys::default();
@@ -406,6 +442,7 @@ mod tests {
             foreign: false,
             urgent: None,
             fragments: 3,
+            omitted_before: 0,
         };
         let note = PacketNote {
             segment: Some(seg),

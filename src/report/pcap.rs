@@ -41,6 +41,11 @@ impl<W: Write> PcapWriter<W> {
         self.out.write_all(&packet[..len as usize])
     }
 
+    /// Everything written so far, handed to the writer underneath.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn into_inner(mut self) -> io::Result<W> {
         self.out.flush()?;
         Ok(self.out)

@@ -151,6 +151,11 @@ impl<W: Write> PcapngWriter<W> {
         self.block(DSB, &body)
     }
 
+    /// Everything written so far, handed to the writer underneath.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn into_inner(mut self) -> io::Result<W> {
         self.out.flush()?;
         Ok(self.out)

@@ -98,6 +98,13 @@ fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<(
         "{title}   probes {}   open {open}   closed {closed}   filtered {filtered}",
         acc.probes()
     )?;
+    let lost = acc.capture_lost();
+    if lost > 0 {
+        writeln!(
+            out,
+            "  the capture dropped packets while {lost} of them ran: their legs may be wrong"
+        )?;
+    }
     writeln!(
         out,
         "  {:<13} {:>7} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5}",
@@ -160,7 +167,8 @@ pub fn table(survey: &Survey, overall_only: bool) -> String {
 }
 
 /// The statistics as JSON, exact: `{"targets": [{"target", "probes", "open", "closed",
-/// "filtered", "legs": [LegStats…]}…], "overall": {…}}`.
+/// "filtered", "capture_lost", "legs": [LegStats…]}…], "overall": {…}}` (`capture_lost`:
+/// probes whose capture dropped packets).
 pub fn stats_json(survey: &Survey) -> serde_json::Value {
     fn one(name: &str, acc: &dyn Group) -> serde_json::Value {
         let (open, closed, filtered) = acc.states();
@@ -170,6 +178,7 @@ pub fn stats_json(survey: &Survey) -> serde_json::Value {
             "open": open,
             "closed": closed,
             "filtered": filtered,
+            "capture_lost": acc.capture_lost(),
             "legs": acc.summary(),
         })
     }
@@ -233,10 +242,30 @@ mod tests {
             !table.contains("FIN→ACK"),
             "legs without samples are left out"
         );
+        assert!(!table.contains("capture dropped"));
         let j = stats_json(&sv);
+        assert_eq!(j["overall"]["capture_lost"], 0);
         assert_eq!(j["overall"]["legs"][0]["p99_ns"], 41_000);
         assert_eq!(j["targets"][0]["legs"][7]["max_ns"], 90_000);
         assert_eq!(j["targets"][0]["legs"][7]["retransmitted"], 1);
+    }
+
+    #[test]
+    fn probes_whose_capture_dropped_packets_are_counted() {
+        let mut sv = Survey::default();
+        for line in [
+            LINE.to_string(),
+            LINE.replace(r#""error":null"#, r#""error":null,"capture_lost":7"#),
+        ] {
+            let (t, s) = parse_record(&line).unwrap();
+            sv.add(&t, &s.unwrap());
+        }
+        let table = table(&sv, false);
+        assert!(
+            table.contains("the capture dropped packets while 1 of them ran"),
+            "{table}"
+        );
+        assert_eq!(stats_json(&sv)["overall"]["capture_lost"], 1);
     }
 
     #[test]

@@ -303,6 +303,7 @@ mod tests {
                     retransmitted: false,
                     tls: false,
                     start_ns: None,
+                    capture_lost: false,
                 };
                 survey.add(n, &s);
             }

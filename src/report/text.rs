@@ -167,6 +167,14 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
                 style.paint("33", &t.what)
             );
         }
+        if s.omitted_before > 0 {
+            let _ = writeln!(
+                out,
+                "  {:>10}     {}",
+                "…",
+                style.paint("33", &format!("{} segments left out", s.omitted_before))
+            );
+        }
         if let Some(early) = shown.hoist(i) {
             let _ = writeln!(out, "{:>16}·  {}", "", style.paint("33", &early));
         }
@@ -212,6 +220,15 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
             let _ = write!(out, "   retransmissions {}", r.retransmissions);
         }
         let _ = writeln!(out);
+    }
+    if r.capture_lost > 0 {
+        let _ = writeln!(
+            out,
+            "  {} the capture dropped {} packet{}: legs may be wrong",
+            style.paint("31;1", "capture:"),
+            r.capture_lost,
+            if r.capture_lost == 1 { "" } else { "s" }
+        );
     }
     for (leg, why) in &r.leg_notes {
         let _ = writeln!(out, "  {} {leg}: {why}", style.paint("33", "leg:"));
@@ -668,6 +685,31 @@ mod tests {
         assert!(!text.contains("200 OK"), "{text}");
         assert!(!text.contains("ServerHello"), "{text}");
         assert!(text.contains("TLS ClientHello"), "{text}");
+    }
+
+    #[test]
+    fn left_out_segments_and_capture_losses_are_shown() {
+        let golden =
+            include_str!("../../crates/proto/src/probe/golden/open_http_server_closes.json");
+        let mut r: ProbeResult = serde_json::from_str(golden).unwrap();
+        let plain = render(&r, Style { color: false });
+        assert!(!plain.contains("left out") && !plain.contains("capture:"));
+        r.segments[3].omitted_before = 81_000;
+        r.segments_omitted = 81_000;
+        r.capture_lost = 58;
+        let text = render(&r, Style { color: false });
+        let lines: Vec<&str> = text.lines().collect();
+        let gap = lines
+            .iter()
+            .position(|l| l.contains("… ") && l.ends_with("81000 segments left out"))
+            .unwrap_or_else(|| panic!("{text}"));
+        // Right before the segment it precedes (the fourth: after the title and the
+        // address line).
+        assert_eq!(gap, 2 + 3, "{text}");
+        assert!(
+            text.contains("capture: the capture dropped 58 packets: legs may be wrong"),
+            "{text}"
+        );
     }
 
     #[test]

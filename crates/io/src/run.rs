@@ -5,7 +5,7 @@ use super::guard::{Guard, MARK};
 use super::ports::PortReservation;
 use super::route;
 use super::sender::RawSender;
-use super::tap::{Tap, TapMeta};
+use super::tap::{PACKET_ROOM, Tap, TapMeta};
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
 use std::io;
@@ -110,9 +110,13 @@ impl Fed for Probe {
     }
 }
 
+/// Where a single probe's packets go (with its [`Capture`] on), as the tap shows them:
+/// handed over as they come — after the answer to them has left — so a flood costs the
+/// capture files their size and the process nothing.
+pub type CaptureSink<'a> = &'a mut dyn FnMut(Captured);
+
 pub struct Outcome {
     pub result: ProbeResult,
-    pub packets: Vec<Captured>,
 }
 
 /// Where a probe to `remote` leaves from, decided before anything is sent.
@@ -161,18 +165,20 @@ impl Path {
     }
 }
 
-/// Run one probe to completion (or until `stop` is set, then reset it and return).
+/// Run one probe to completion (or until `stop` is set, then reset it and return); with
+/// `capture` on, each of its packets goes to `sink`.
 pub fn run(
     path: Path,
     cfg: ProbeConfig,
     guard: &mut Guard,
     capture: Capture,
+    sink: CaptureSink<'_>,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     let local = path.local;
     let remote = cfg.tcp.remote;
     guard.protect_port(local.port())?;
-    let outcome = run_guarded(&path, cfg, capture, stop);
+    let outcome = run_guarded(&path, cfg, capture, sink, stop);
     // The port stays guarded until the loop is over (TIME-WAIT included).
     let _ = guard.release_port(local.port());
     drop(path.reservation);
@@ -183,6 +189,7 @@ fn run_guarded(
     path: &Path,
     cfg: ProbeConfig,
     capture: Capture,
+    sink: CaptureSink<'_>,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     let (local, remote) = (path.local, cfg.tcp.remote);
@@ -191,6 +198,7 @@ fn run_guarded(
         &path.route.ifname,
         local.port(),
         path.route.is_loopback,
+        cfg.tcp.rcv_buf,
     )?;
     let sender = RawSender::new(local.ip(), MARK)?;
     let hard_limit = hard_limit(&cfg);
@@ -200,10 +208,11 @@ fn run_guarded(
         let _ = build_segment(seg, sender.is_v6(), &mut tx, &mut ident, local, remote);
     });
     let mut probe = Probe::new(cfg);
+    // The captured packets of one batch, handed to `sink` once it is answered.
     let mut packets = Vec::new();
     // Arriving fragments wait here until their datagram is whole (wire/defrag.rs).
     let mut defrag = Defrag::new(capture.is_on());
-    let mut rx = vec![vec![0u8; 65536]; super::tap::BATCH];
+    let mut rx = vec![vec![0u8; PACKET_ROOM]; super::tap::BATCH];
     let mut batch = Vec::with_capacity(super::tap::BATCH);
 
     super::lock_memory();
@@ -232,6 +241,7 @@ fn run_guarded(
         {
             last_tx = t;
         }
+        packets.drain(..).for_each(&mut *sink);
         if !probe.awaiting_synack() {
             realtime = None;
         }
@@ -282,9 +292,12 @@ fn run_guarded(
             None => std::hint::spin_loop(),
         }
     }
+    packets.drain(..).for_each(&mut *sink);
+    // What the ring had no room for (or could not give whole) never reached our TCP:
+    // the record says so.
+    probe.capture_lost(tap.losses().total());
     Ok(Outcome {
         result: probe.into_result(),
-        packets,
     })
 }
 

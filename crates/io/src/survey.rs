@@ -198,6 +198,8 @@ struct Slot {
     /// The earliest deadline this slot has in the timer heap.
     armed: Option<Instant>,
     generation: u64,
+    /// The tap its packets come through (taps[tap]).
+    tap: usize,
 }
 
 /// The loop's sockets and tables.
@@ -207,6 +209,8 @@ struct Loop<'k, 'g> {
     taps: Vec<Tap>,
     /// One reassembler per tap: fragments carry no ports until whole (wire/defrag.rs).
     defrags: Vec<Defrag>,
+    /// What each tap had lost when last looked at (`Tap::losses`, cumulative).
+    tap_lost: Vec<u64>,
     tap_by_oif: HashMap<u32, usize>,
     senders: Vec<RawSender>,
     sender_by_src: HashMap<IpAddr, usize>,
@@ -326,6 +330,7 @@ fn survey_with(
         ports,
         taps: Vec::new(),
         defrags: Vec::new(),
+        tap_lost: Vec::new(),
         tap_by_oif: HashMap::new(),
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
@@ -389,7 +394,7 @@ impl Loop<'_, '_> {
     ) -> Result<()> {
         let mut exhausted = false;
         let mut stopping = false;
-        let mut rx = vec![0u8; 65536];
+        let mut rx = vec![0u8; super::tap::PACKET_ROOM];
         let mut touched: Vec<usize> = Vec::new();
         let mut reported = 0;
         // Bounded by the work: every pass either starts, advances or finishes probes, or
@@ -440,6 +445,7 @@ impl Loop<'_, '_> {
 
             // Everything the taps hold, then one answer per probe to all of it.
             for t in 0..self.taps.len() {
+                let mut read = false;
                 // Bounded: at most this many packets per pass, then timers get their turn.
                 for _ in 0..4096 {
                     let Some(meta) = self.taps[t]
@@ -448,6 +454,7 @@ impl Loop<'_, '_> {
                     else {
                         break;
                     };
+                    read = true;
                     let bytes = &rx[..meta.len];
                     // A fragment waits for the rest of its datagram, which is then
                     // demultiplexed like any packet (only it has the ports).
@@ -503,6 +510,11 @@ impl Loop<'_, '_> {
                         }
                         touched.push(i);
                     }
+                }
+                // A queue that overflowed is read in the next pass, so looking only after
+                // passes that read something misses no loss.
+                if read {
+                    self.note_losses(t);
                 }
             }
             touched.sort_unstable();
@@ -652,7 +664,7 @@ impl Loop<'_, '_> {
         let route = self.route(remote.ip())?;
         let (reservation, fresh) = self.reserve(route.src, remote)?;
         let local = SocketAddr::new(route.src, reservation.port);
-        self.tap_for(&route)?;
+        let tap = self.tap_for(&route)?;
         let sender = self.sender_for(route.src)?;
         let mtu = route.mtu.unwrap_or(1500);
         let headers = if local.is_ipv6() { 60 } else { 40 };
@@ -675,6 +687,7 @@ impl Loop<'_, '_> {
             done_at: None,
             armed: None,
             generation: self.generation,
+            tap,
         };
         let i = match self.free_slots.pop() {
             Some(i) => {
@@ -818,6 +831,23 @@ impl Loop<'_, '_> {
         }
     }
 
+    /// What tap `t` lost since it was last looked at goes into the record of every probe
+    /// in flight through it: the packets may have been any of theirs (the record says so).
+    fn note_losses(&mut self, t: usize) {
+        let lost = self.taps[t].losses().total();
+        let Some(seen) = self.tap_lost.get_mut(t) else {
+            return;
+        };
+        let new = lost.saturating_sub(*seen);
+        *seen = lost;
+        if new == 0 {
+            return;
+        }
+        for slot in self.slots.iter_mut().flatten().filter(|s| s.tap == t) {
+            slot.probe.capture_lost(new);
+        }
+    }
+
     fn tap_for(&mut self, route: &Route) -> Result<usize> {
         if let Some(&t) = self.tap_by_oif.get(&route.oif) {
             return Ok(t);
@@ -825,6 +855,7 @@ impl Loop<'_, '_> {
         let (lo, hi) = self.port_range;
         let tap = Tap::open_range(route.oif, &route.ifname, lo, hi, route.is_loopback)?;
         self.taps.push(tap);
+        self.tap_lost.push(0);
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         Ok(self.taps.len() - 1)
@@ -1010,7 +1041,6 @@ impl Loop<'_, '_> {
         self.remember(slot.remote, slot.local.port());
         let outcome = Box::new(Outcome {
             result: slot.probe.into_result(),
-            packets: Vec::new(),
         });
         if slot.guarded {
             self.ports.give_back(slot.reservation);

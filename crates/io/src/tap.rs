@@ -8,6 +8,23 @@
 //! is most of what separates our reaction time from the kernel's. A classic BPF filter
 //! (bpf.rs) keeps only TCP to or from our source port, arriving TCP fragments, and
 //! ICMP/ICMPv6.
+//!
+//! A connection's ring must hold everything that can arrive between two looks of the run
+//! loop: a server may send its whole window at once (the 128 KiB we advertise is 90
+//! full-sized segments), and every ACK we send takes a frame too. A frame the ring has no
+//! room for is a segment our TCP never sees — the server must send it again — so the
+//! ring is sized from the window ([`RingShape::for_window`]) and the kernel's drop counter
+//! is read and reported ([`Tap::losses`], `capture_lost` in the record).
+//!
+//! Frames are fixed-size in `TPACKET_V2`, and packets come in two sizes: a window's worth
+//! of Ethernet-sized segments, and rarely a few giants (GSO/GRO super-packets up to 64 KiB
+//! over veth or from a NIC, loopback's 64 KiB MTU). Frames of 2 KiB hold every
+//! Ethernet-sized packet; a larger one fills its frame with its start and its whole copy
+//! goes to the socket's queue (`PACKET_COPY_THRESH`, `TP_STATUS_COPY`), from which `take`
+//! reads it in ring order. Frames of 64 KiB for the giants would make a window's ring
+//! 90 × 64 KiB; `TPACKET_V3`'s variable-size frames in blocks would pack both, but a block
+//! reaches us only when it is full or its timer (1 ms at least) retires it, which would
+//! put a millisecond into our reaction to a SYN-ACK.
 
 use super::cmsg::{PACKET_AUXDATA, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY};
 use super::tapqueue::QueueReader;
@@ -28,7 +45,12 @@ const PACKET_VERSION: libc::c_int = 10;
 const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
+/// The frame holds the start of a packet larger than a frame; the whole of it is in the
+/// socket's queue.
+const TP_STATUS_COPY: u32 = 1 << 1;
 const PACKET_STATISTICS: libc::c_int = 6;
+/// Packets larger than a frame are also queued whole (any non-zero value turns it on).
+const PACKET_COPY_THRESH: libc::c_int = 7;
 pub(super) const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -37,22 +59,50 @@ const ETH_P_ALL: u16 = 0x0003;
 pub struct RingShape {
     pub frame_size: usize,
     pub frames: usize,
+    /// A packet larger than a frame is also queued whole on the socket (and read from
+    /// there); without it, only its start is seen.
+    pub copy_large: bool,
 }
 
+/// The smallest segment a server sending a full window is expected to use: RFC 9293's
+/// default MSS (§3.7.1), which is also below any MSS we advertise.
+const SMALLEST_FULL_SEGMENT: usize = 536;
+/// Room in a ring frame before the packet: `tpacket2_hdr` and `sockaddr_ll`, aligned, plus
+/// the 16 bytes a `SOCK_DGRAM` ring leaves for a link header (`tpacket_rcv`'s `netoff`).
+const FRAME_OVERHEAD: usize = 80;
+/// Frames of 2 KiB: every packet of a 1500-byte MTU fits whole.
+const CONNECTION_FRAME: usize = 2048;
+/// The socket buffer for packets larger than a frame (kernel memory, not ours): a
+/// window's worth of 64 KiB super-packets many times over.
+const COPY_QUEUE_BYTES: libc::c_int = 4 << 20;
+
 impl RingShape {
-    /// For one connection: few frames, each holding the largest packet the tap can meet
-    /// (a 64 KiB GSO super-packet — veth hands them over unsegmented — or a loopback
-    /// packet, plus the frame header).
-    pub const CONNECTION: RingShape = RingShape {
-        frame_size: 1 << 17,
-        frames: 32,
-    };
+    /// For one connection that advertises a receive window of `rcv_buf` bytes: room for a
+    /// whole window of [`SMALLEST_FULL_SEGMENT`]-byte segments, one ACK of ours for each,
+    /// and a margin (SYN retransmissions, ICMP, duplicates), in 2 KiB frames — 1024 of
+    /// them (2 MiB) for our 128 KiB window. A full window of 1448-byte segments uses 90
+    /// frames, and our ACKs of them fewer. Larger packets take the copy path (module doc).
+    pub fn for_window(rcv_buf: u32) -> RingShape {
+        let segments = (rcv_buf as usize).div_ceil(SMALLEST_FULL_SEGMENT);
+        RingShape {
+            frame_size: CONNECTION_FRAME,
+            frames: (2 * segments + 64).next_power_of_two().clamp(256, 8192),
+            copy_large: true,
+        }
+    }
+
     /// For scans: thousands of small frames, room for a burst of replies at a high rate
     /// (replies are headers only; anything longer than a frame is cut to its start).
     pub const SCAN: RingShape = RingShape {
         frame_size: 2048,
         frames: 4096,
+        copy_large: false,
     };
+
+    /// The largest packet a frame holds whole.
+    pub fn frame_room(self) -> usize {
+        self.frame_size.saturating_sub(FRAME_OVERHEAD)
+    }
 
     /// Blocks are at least 64 KiB and a whole number of frames, so frame `i` lies at
     /// `i * frame_size`.
@@ -63,6 +113,9 @@ impl RingShape {
 /// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
 /// costs about a kilobyte of it).
 const QUEUE_BYTES: libc::c_int = 16 << 20;
+/// Room for the largest packet a tap can meet: a 64 KiB GSO super-packet (an IPv6 one is
+/// 40 bytes of header and 65 535 of payload); a longer one is reported truncated.
+pub const PACKET_ROOM: usize = 65_536 + 256;
 /// At most this many packets per `recv_batch` from a queue-read tap.
 const QUEUE_BOUND: usize = 4096;
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
@@ -117,6 +170,13 @@ pub struct TapLosses {
     pub truncated: u64,
 }
 
+impl TapLosses {
+    /// Packets the capture did not deliver whole.
+    pub fn total(self) -> u64 {
+        self.dropped.saturating_add(self.truncated)
+    }
+}
+
 /// `struct tpacket_stats`.
 #[repr(C)]
 #[derive(Default)]
@@ -157,14 +217,21 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// Open a tap on interface `ifindex` that passes TCP to/from `port` and ICMP errors.
-    pub fn open(ifindex: u32, ifname: &str, port: u16, loopback: bool) -> Result<Tap> {
+    /// Open a tap on interface `ifindex` that passes TCP to/from `port` and ICMP errors,
+    /// its ring sized for a connection that advertises `rcv_buf` bytes of window.
+    pub fn open(
+        ifindex: u32,
+        ifname: &str,
+        port: u16,
+        loopback: bool,
+        rcv_buf: u32,
+    ) -> Result<Tap> {
         Tap::open_with(
             ifindex,
             ifname,
             &range_filter(port, port)?,
             loopback,
-            RingShape::CONNECTION,
+            RingShape::for_window(rcv_buf),
         )
     }
 
@@ -222,7 +289,19 @@ impl Tap {
         )
         .context("PACKET_TIMESTAMP")?;
         let (ring, queue) = match shape {
-            Some(shape) => (Some(map_ring(&socket, shape)?), None),
+            Some(shape) => {
+                if shape.copy_large {
+                    super::set_sockopt(
+                        &socket,
+                        libc::SOL_PACKET,
+                        PACKET_COPY_THRESH,
+                        &1 as &libc::c_int,
+                    )
+                    .context("PACKET_COPY_THRESH")?;
+                    force_recv_buffer(&socket, COPY_QUEUE_BYTES);
+                }
+                (Some(map_ring(&socket, shape)?), None)
+            }
             None => {
                 super::set_sockopt(
                     &socket,
@@ -232,18 +311,8 @@ impl Tap {
                 )
                 .context("PACKET_AUXDATA")?;
                 // Room for a burst while the loop is busy sending: 64 probes in flight put
-                // hundreds of segments here at once. FORCE goes past rmem_max (we hold
-                // CAP_NET_ADMIN for the guard anyway); without it, what rmem_max allows.
-                if super::set_sockopt(
-                    &socket,
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    &QUEUE_BYTES,
-                )
-                .is_err()
-                {
-                    let _ = socket.set_recv_buffer_size(QUEUE_BYTES as usize);
-                }
+                // hundreds of segments here at once.
+                force_recv_buffer(&socket, QUEUE_BYTES);
                 (None, Some(Box::new(QueueReader::new())))
             }
         };
@@ -257,6 +326,7 @@ impl Tap {
             shape: shape.unwrap_or(RingShape {
                 frame_size: 0,
                 frames: QUEUE_BOUND,
+                copy_large: false,
             }),
             next: 0,
             loopback,
@@ -321,7 +391,7 @@ impl Tap {
         // SAFETY: the frame is ours until we store TP_STATUS_KERNEL; the header is at its
         // start and the sockaddr_ll at SLL_OFFSET, both inside the frame. Offsets and
         // lengths from the header are clamped to the frame before use.
-        let meta = unsafe {
+        let mut meta = unsafe {
             let hdr = &*(frame as *const Tpacket2Hdr);
             let sll = &*(frame.add(SLL_OFFSET) as *const libc::sockaddr_ll);
             let net = usize::from(hdr.tp_net).min(frame_size);
@@ -339,6 +409,16 @@ impl Tap {
                 truncated: (len as u64) < u64::from(hdr.tp_len),
             }
         };
+        if st & TP_STATUS_COPY != 0 {
+            // Larger than a frame: the frame has its start (and its time, direction and
+            // checksum status: the queued copy's address is blank), the queue the whole of
+            // it. Copies are queued in ring order and read only here, so this is its copy.
+            meta.truncated = true;
+            if let Some(n) = recv_whole(&self.socket, buf) {
+                meta.len = n.min(buf.len());
+                meta.truncated = n > buf.len();
+            }
+        }
         if meta.truncated {
             self.losses.truncated += 1;
         }
@@ -351,6 +431,29 @@ impl Tap {
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         super::poll::wait_readable(&[self.socket.as_fd()], timeout).map(|n| n > 0)
     }
+}
+
+/// The receive buffer: FORCE goes past `rmem_max` (we hold CAP_NET_ADMIN for the guard
+/// anyway); without it, what `rmem_max` allows.
+fn force_recv_buffer(socket: &Socket, bytes: libc::c_int) {
+    if super::set_sockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes).is_err() {
+        let _ = socket.set_recv_buffer_size(bytes as usize);
+    }
+}
+
+/// The next packet of the socket's queue, into `buf`: its full length (longer than `buf`
+/// when it did not fit), or None when the queue is empty.
+fn recv_whole(socket: &Socket, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes for the call.
+    let n = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    usize::try_from(n).ok()
 }
 
 /// Ask for a TPACKET_V2 ring of `shape` on `socket` and map it.
@@ -387,8 +490,9 @@ fn map_ring(socket: &Socket, shape: RingShape) -> Result<Ring> {
 }
 
 impl Tap {
-    /// What this tap missed so far. The kernel's drop counter resets when read, so the
-    /// counts accumulate here.
+    /// What this tap missed so far (PACKET_STATISTICS: packets the filter passed that the
+    /// ring or queue had no room for; and packets we could not read whole). The kernel's
+    /// counter resets when read, so the counts accumulate here. One system call.
     pub fn losses(&mut self) -> TapLosses {
         let mut st = TpacketStats::default();
         let mut len = size_of::<TpacketStats>() as libc::socklen_t;
@@ -451,4 +555,131 @@ fn range_filter(lo: u16, hi: u16) -> Result<Vec<SockFilter>> {
         .into_iter()
         .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::testutil::{in_fresh_netns, require_root};
+    use crate::sender::RawSender;
+    use std::net::{IpAddr, Ipv4Addr};
+    use tcpshake_proto::wire::ip::PROTO_TCP;
+    use tcpshake_proto::wire::{IpRepr, SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const PORT: u16 = 40_000;
+
+    /// An IPv4 segment to our port on loopback carrying `payload` bytes, sequence `seq`.
+    fn segment(seq: u32, payload: usize) -> Vec<u8> {
+        let data = vec![0x5a; payload];
+        let tcp = TcpRepr {
+            src_port: 80,
+            dst_port: PORT,
+            seq: SeqNumber(seq),
+            ack: SeqNumber(1),
+            // A RST: the kernel answers nothing (another RST would take frames too).
+            flags: TcpFlags::RST,
+            window: 1000,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &data,
+        };
+        let mut buf = vec![0u8; 20 + tcp.buffer_len()];
+        let ip = IpRepr::new(LO, LO, PROTO_TCP, 64, tcp.buffer_len());
+        let n = ip.emit(&mut buf).unwrap();
+        tcp.emit(LO, LO, &mut buf[n..]).unwrap();
+        buf
+    }
+
+    /// A tap as a probe opens it, on loopback in a namespace of its own, and a sender.
+    fn lab() -> (Tap, RawSender) {
+        crate::netns::set_link_up_by_name("lo").unwrap();
+        let tap = Tap::open(1, "lo", PORT, true, 128 * 1024).unwrap();
+        (tap, RawSender::new(LO, 0).unwrap())
+    }
+
+    /// Everything the tap holds: (seq, length, truncated) of each arriving packet.
+    fn drain(tap: &mut Tap) -> Vec<(u32, usize, bool)> {
+        let mut buf = vec![0u8; PACKET_ROOM];
+        let mut got = Vec::new();
+        for _ in 0..100_000 {
+            match tap.recv(&mut buf).unwrap() {
+                Some(m) => {
+                    let seq = u32::from_be_bytes(buf[24..28].try_into().unwrap());
+                    got.push((seq, m.len, m.truncated));
+                }
+                None if tap.wait(Some(Duration::from_millis(50))).unwrap() => {}
+                None => break,
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_connection_ring_holds_a_window_of_small_segments() {
+        let shape = RingShape::for_window(128 * 1024);
+        assert_eq!((shape.frame_size, shape.frames), (2048, 1024));
+        assert_eq!(shape.frame_room(), 1968);
+        assert!(
+            shape.frame_room() >= 1500,
+            "an Ethernet-sized packet fits a frame"
+        );
+        // 245 segments of 536 bytes and an ACK for each, with room to spare.
+        assert!(shape.frames >= 2 * 245 + 64);
+        assert_eq!(RingShape::for_window(16 * 1024).frames, 256);
+        assert_eq!(RingShape::for_window(16 << 20).frames, 8192);
+    }
+
+    #[test]
+    fn burst_within_the_ring_is_whole_and_an_overflow_is_counted() {
+        if !require_root("burst_within_the_ring_is_whole_and_an_overflow_is_counted") {
+            return;
+        }
+        in_fresh_netns(|| {
+            let (mut tap, tx) = lab();
+            // Loopback shows each packet twice (leaving, arriving): 400 take 800 frames.
+            for i in 0..400 {
+                tx.send(&segment(i, 1400), LO).unwrap();
+            }
+            let got = drain(&mut tap);
+            assert_eq!(got.len(), 400);
+            assert!(got.iter().all(|&(_, len, t)| len == 1440 && !t));
+            assert_eq!(tap.losses(), TapLosses::default());
+            // Unread, 1 000 packets (2 000 frames) overflow the 1 024 frames: the first
+            // 512 are there, and the kernel counted the rest.
+            for i in 0..1000 {
+                tx.send(&segment(10_000 + i, 1400), LO).unwrap();
+            }
+            let got = drain(&mut tap);
+            assert_eq!(got.len(), 512);
+            assert_eq!(got.last().map(|g| g.0), Some(10_511));
+            assert_eq!(tap.losses().dropped, 2000 - 1024);
+            assert_eq!(tap.losses().total(), 2000 - 1024, "counts accumulate");
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn packets_larger_than_a_frame_are_read_whole_in_order() {
+        if !require_root("packets_larger_than_a_frame_are_read_whole_in_order") {
+            return;
+        }
+        in_fresh_netns(|| {
+            let (mut tap, tx) = lab();
+            // Loopback's MTU is 64 KiB: these reach the tap as they were sent.
+            let sizes = [100, 9_000, 1_400, 65_000, 1_928, 1_929, 30];
+            for (i, &n) in sizes.iter().enumerate() {
+                tx.send(&segment(i as u32, n), LO).unwrap();
+            }
+            let got = drain(&mut tap);
+            let want: Vec<(u32, usize, bool)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (i as u32, n + 40, false))
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(tap.losses(), TapLosses::default());
+        })
+        .unwrap();
+    }
 }

@@ -10,7 +10,7 @@
 //! any system call is what its reaction time needs.
 
 use super::cmsg::{self, CONTROL_WORDS};
-use super::tap::{PACKET_OUTGOING, TapMeta};
+use super::tap::{PACKET_OUTGOING, PACKET_ROOM, TapMeta};
 use socket2::Socket;
 use std::mem::{size_of, zeroed};
 use std::os::fd::AsRawFd;
@@ -18,9 +18,6 @@ use tcpshake_proto::time::Instant;
 
 /// Packets per `recvmmsg`.
 const BATCH: usize = 16;
-/// Room for the largest packet a tap can meet (a 64 KiB GSO super-packet) and its
-/// headers; a longer one is reported truncated.
-const PACKET_ROOM: usize = 65_536 + 256;
 /// The last batch read, handed out one packet at a time.
 pub(super) struct QueueReader {
     bufs: Vec<Vec<u8>>,

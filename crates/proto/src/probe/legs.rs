@@ -78,7 +78,7 @@ fn first_ack_of(log: &[SegmentRecord], after: usize, dir: Dir, end: SeqNumber) -
     log.iter()
         .enumerate()
         .skip(after + 1)
-        .find(|(_, r)| r.dir == dir && r.flags.ack() && !r.flags.rst() && SeqNumber(r.ack).ge(end))
+        .find(|(_, r)| acks(r, dir, end))
         .map(|(i, _)| i)
 }
 
@@ -89,25 +89,134 @@ fn other(dir: Dir) -> Dir {
     }
 }
 
+/// A segment a leg may start or end at: not ignored for a bad checksum, and ours when it
+/// says it is.
+pub fn usable(r: &SegmentRecord) -> bool {
+    !r.bad_checksum && !r.foreign
+}
+
+/// One of our SYNs (or, in a simultaneous open, our SYN-ACK): where SYN→SYN-ACK may start.
+fn our_syn(r: &SegmentRecord) -> bool {
+    r.dir == Dir::Out && r.flags.syn() && usable(r)
+}
+
+/// Our ACK of the SYN-ACK, when it is the first such segment after it.
+fn our_ack(r: &SegmentRecord) -> bool {
+    r.dir == Dir::Out && r.flags.ack() && !r.flags.syn() && !r.flags.rst() && usable(r)
+}
+
+/// Our request's first segment, when it is the first such segment.
+fn our_data(r: &SegmentRecord) -> bool {
+    r.dir == Dir::Out && r.len > 0 && usable(r)
+}
+
+/// The server's first byte, when it is the first such segment.
+fn peer_data(r: &SegmentRecord) -> bool {
+    r.dir == Dir::In && r.len > 0 && !r.flags.rst() && usable(r)
+}
+
+/// A FIN that may open the close.
+fn a_fin(r: &SegmentRecord) -> bool {
+    r.flags.fin() && !r.flags.syn() && usable(r)
+}
+
+/// `r` acknowledges everything up to `end`, from side `dir`.
+fn acks(r: &SegmentRecord, dir: Dir, end: SeqNumber) -> bool {
+    r.dir == dir && r.flags.ack() && !r.flags.rst() && SeqNumber(r.ack).ge(end)
+}
+
+/// Which records [`compute`] may pick, decided as they are logged: the segment log keeps
+/// every record this names even when a flood makes it leave others out (probe/log.rs), so
+/// legs computed on what it kept are the legs of the whole exchange.
+///
+/// It follows `compute`'s searches one by one: every SYN of ours (SYN→SYN-ACK picks the one
+/// the SYN-ACK echoes), the first ACK of ours after the SYN-ACK, the first segment of data
+/// each way, the first FIN, the other side's first ACK of it and its own FIN, and that FIN's
+/// ACK. The marks (the SYN-ACK, the segment that completed the response, TLS's) and the last
+/// usable record are kept by the log itself.
+#[derive(Clone, Debug, Default)]
+pub struct Watch {
+    /// The SYN-ACK was marked; our next ACK answers it.
+    synack_marked: bool,
+    request_seen: bool,
+    first_byte_seen: bool,
+    /// The first FIN: its side and what acknowledges it.
+    fin1: Option<(Dir, SeqNumber)>,
+    fin1_acked: bool,
+    /// The other side's FIN after it, and what acknowledges that.
+    fin2: Option<SeqNumber>,
+    fin2_acked: bool,
+}
+
+impl Watch {
+    /// The SYN-ACK (or the bare SYN of a simultaneous open) was just marked.
+    pub fn synack_marked(&mut self) {
+        self.synack_marked = true;
+    }
+
+    /// Record `r` was just logged (after every earlier one): may a leg need it?
+    pub fn needs(&mut self, r: &SegmentRecord) -> bool {
+        let mut needed = our_syn(r);
+        if self.synack_marked && our_ack(r) {
+            self.synack_marked = false;
+            needed = true;
+        }
+        if !self.request_seen && our_data(r) {
+            self.request_seen = true;
+            needed = true;
+        }
+        if !self.first_byte_seen && peer_data(r) {
+            self.first_byte_seen = true;
+            needed = true;
+        }
+        // Each ACK search starts after its FIN, so a record is looked at as an ACK before
+        // it may become a FIN itself.
+        match self.fin1 {
+            None => {
+                if a_fin(r) {
+                    self.fin1 = Some((r.dir, end_seq(r)));
+                    needed = true;
+                }
+            }
+            Some((d1, end1)) => {
+                if !self.fin1_acked && acks(r, other(d1), end1) {
+                    self.fin1_acked = true;
+                    needed = true;
+                }
+                match self.fin2 {
+                    Some(end2) => {
+                        if !self.fin2_acked && acks(r, d1, end2) {
+                            self.fin2_acked = true;
+                            needed = true;
+                        }
+                    }
+                    None => {
+                        if r.dir == other(d1) && r.flags.fin() && usable(r) {
+                            self.fin2 = Some(end_seq(r));
+                            needed = true;
+                        }
+                    }
+                }
+            }
+        }
+        needed
+    }
+}
+
 pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Measured, LegNotes) {
     let mut legs = Measured::default();
     let mut notes = LegNotes::new();
     let mut note = |leg: Leg, why: &str| {
         notes.insert(leg.name().to_string(), why.to_string());
     };
-    let usable = |r: &SegmentRecord| !r.bad_checksum && !r.foreign;
-    let first_syn = log
-        .iter()
-        .position(|r| r.dir == Dir::Out && r.flags.syn() && usable(r));
+    let first_syn = log.iter().position(our_syn);
 
     if let Some(sa) = marks.synack {
         let synack = &log[sa];
         // The SYN this SYN-ACK answers: the one whose TSval it echoes (RFC 7323 §3.2) when
         // timestamps are on; otherwise the latest SYN sent before it.
         let echoed = synack.options.timestamps.map(|(_, ecr)| ecr);
-        let syns: Vec<usize> = (0..sa)
-            .filter(|&i| log[i].dir == Dir::Out && log[i].flags.syn() && usable(&log[i]))
-            .collect();
+        let syns: Vec<usize> = (0..sa).filter(|&i| our_syn(&log[i])).collect();
         let syn = syns
             .iter()
             .rev()
@@ -129,22 +238,20 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Measured, LegNotes) {
                 "simultaneous open: the server sent no SYN-ACK for us to acknowledge",
             );
         } else {
-            let ack = log.iter().enumerate().skip(sa + 1).find(|(_, r)| {
-                r.dir == Dir::Out && r.flags.ack() && !r.flags.syn() && !r.flags.rst() && usable(r)
-            });
+            let ack = log
+                .iter()
+                .enumerate()
+                .skip(sa + 1)
+                .find(|(_, r)| our_ack(r));
             if let Some((a, _)) = ack {
                 legs.between(log, Leg::SynackToAck, Some(sa), Some(a));
             }
         }
     }
 
-    let request = log
-        .iter()
-        .position(|r| r.dir == Dir::Out && r.len > 0 && usable(r));
+    let request = log.iter().position(our_data);
     if let Some(rq) = request {
-        let first_byte = log
-            .iter()
-            .position(|r| r.dir == Dir::In && r.len > 0 && !r.flags.rst() && usable(r));
+        let first_byte = log.iter().position(peer_data);
         match first_byte {
             Some(fb) if fb < rq => note(
                 Leg::RequestToFirstByte,
@@ -164,9 +271,7 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Measured, LegNotes) {
     }
 
     // The close: the first FIN of either side, then the other side's.
-    let first_fin = log
-        .iter()
-        .position(|r| r.flags.fin() && !r.flags.syn() && usable(r));
+    let first_fin = log.iter().position(a_fin);
     if let Some(f1) = first_fin {
         let d1 = log[f1].dir;
         if let Some(a) = first_ack_of(log, f1, other(d1), end_seq(&log[f1])) {

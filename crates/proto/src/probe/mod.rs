@@ -10,6 +10,7 @@
 
 pub mod legs;
 pub mod list;
+pub mod log;
 pub mod record;
 pub mod scan;
 pub mod shard;
@@ -23,6 +24,7 @@ use crate::time::Instant;
 use crate::wire::http::{HttpParse, MAX_HEAD, head_request, parse_response};
 use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{self, IcmpError, IcmpKind, IpPacket, SeqNumber, TcpRepr};
+use log::{Bounds, Kept, SegmentLog};
 use record::{
     CloseInitiator, Dir, HttpRecord, Leg, ProbeResult, SCHEMA, SegmentRecord, TimerRecord,
     Transition,
@@ -33,7 +35,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use verdict::Verdict;
 
-/// Most notes (anomalies) and ICMP lines one probe records.
+/// Most notes (anomalies) and timer lines one probe records; past them it counts what it
+/// left out and says so ("…and 81000 more"), so a flood cannot grow a record.
 const MAX_NOTES: usize = 64;
 
 /// What to ask of the server once connected: a well-formed `HEAD` request, always — its
@@ -143,7 +146,8 @@ pub struct Probe {
     /// When the server last made progress: acknowledged something new of ours, or gave us
     /// new bytes or its FIN. A server that only repeats itself is not progress.
     last_progress: Option<Instant>,
-    log: Vec<SegmentRecord>,
+    /// Every segment seen, bounded (log.rs); marks are ids into it.
+    log: SegmentLog,
     marks: legs::Marks,
     sent: VecDeque<Sent>,
     /// State changes caused by our own calls, shown with the next segment we send.
@@ -158,6 +162,15 @@ pub struct Probe {
     close_initiator: Option<CloseInitiator>,
     timers: Vec<TimerRecord>,
     anomalies: Vec<String>,
+    /// Notes and timer lines past [`MAX_NOTES`], counted, not kept.
+    notes_omitted: u64,
+    timers_omitted: u64,
+    /// Our segments sent again (counted here: the log may leave some out).
+    retransmissions: u32,
+    /// An outgoing SYN-ACK was logged (ours in a simultaneous open).
+    sent_synack: bool,
+    /// Packets the capture dropped while the probe ran, as the driver counted them.
+    capture_lost: u64,
     error: Option<String>,
     /// The user stopped the probe before it ended (Ctrl-C, SIGTERM).
     interrupted: bool,
@@ -176,6 +189,11 @@ pub struct Probe {
 
 impl Probe {
     pub fn new(cfg: ProbeConfig) -> Probe {
+        Probe::with_log_bounds(cfg, Bounds::DEFAULT)
+    }
+
+    /// A probe whose segment log keeps at most `bounds` records (tests use small ones).
+    pub fn with_log_bounds(cfg: ProbeConfig, bounds: Bounds) -> Probe {
         let conn = Connection::new(cfg.tcp.clone());
         Probe {
             cfg,
@@ -184,8 +202,7 @@ impl Probe {
             deadline: None,
             started_at: None,
             last_progress: None,
-            // A probe that goes well logs 8–10 segments: no regrowing on the way.
-            log: Vec::with_capacity(12),
+            log: SegmentLog::new(bounds),
             marks: legs::Marks::default(),
             sent: VecDeque::new(),
             pending_out_transitions: Vec::new(),
@@ -199,6 +216,11 @@ impl Probe {
             close_initiator: None,
             timers: Vec::new(),
             anomalies: Vec::new(),
+            notes_omitted: 0,
+            timers_omitted: 0,
+            retransmissions: 0,
+            sent_synack: false,
+            capture_lost: 0,
             error: None,
             interrupted: false,
             tls: None,
@@ -389,7 +411,7 @@ impl Probe {
         checksum_offloaded: bool,
         fragments: u16,
     ) -> bool {
-        let before = (self.log.len(), self.anomalies.len(), self.timers.len());
+        let before = (self.log.total(), self.anomalies.len(), self.timers.len());
         self.last_handled = Handled {
             logged: None,
             anomalies_from: before.1,
@@ -406,8 +428,8 @@ impl Probe {
             PROTO_ICMP | PROTO_ICMPV6 if !outgoing => self.handle_icmp(at, &pkt),
             _ => false,
         };
-        if self.log.len() > before.0 {
-            self.last_handled.logged = Some(self.log.len() - 1);
+        if self.log.total() > before.0 {
+            self.last_handled.logged = Some(self.log.total() - 1);
         }
         ours
     }
@@ -465,6 +487,7 @@ impl Probe {
             foreign: false,
             urgent: hdr.flags.urg().then_some(hdr.urgent),
             fragments,
+            omitted_before: 0,
         };
         match dir {
             Dir::Out => {
@@ -473,16 +496,19 @@ impl Probe {
                 // smaller size after the path MTU went down. A simultaneous open's first
                 // SYN-ACK re-uses our SYN's sequence number but is no repeat of it.
                 let len = hdr.segment_len();
-                let first_synack = hdr.flags.syn()
-                    && hdr.flags.ack()
-                    && !self
-                        .log
-                        .iter()
-                        .any(|r| r.dir == Dir::Out && r.flags.syn() && r.flags.ack());
+                let synack = hdr.flags.syn() && hdr.flags.ack();
+                let first_synack = synack && !self.sent_synack;
+                self.sent_synack |= synack;
                 rec.retransmission =
                     len > 0 && !first_synack && self.out_end.is_some_and(|end| hdr.seq.lt(end));
+                if rec.retransmission {
+                    self.retransmissions = self.retransmissions.saturating_add(1);
+                }
                 let end = hdr.seq.add(len);
-                if len > 0 && self.out_end.is_none_or(|e| end.gt(e)) {
+                // It carries bytes never sent before: TLS finds its records by stream
+                // offset in the first segment that carried them (tls.rs `out_segment`).
+                let new_bytes = len > 0 && self.out_end.is_none_or(|e| end.gt(e));
+                if new_bytes {
                     self.out_end = Some(end);
                 }
                 match self.sent.iter().position(|s| {
@@ -498,24 +524,26 @@ impl Probe {
                     }
                     None => {
                         rec.foreign = true;
-                        self.anomalies.push(format!(
+                        self.note(format!(
                             "a {} segment left this host that tcpshake did not send (the kernel's?)",
                             hdr.flags
                         ));
                     }
                 }
-                self.log.push(rec);
+                let id = self.log.push(rec);
+                if new_bytes && !hdr.payload.is_empty() {
+                    self.log.pin(id);
+                }
             }
             Dir::In => {
-                self.log.push(rec);
+                let idx = self.log.push(rec);
                 if bad_checksum {
-                    self.anomalies.push(format!(
+                    self.note(format!(
                         "ignored a {} segment with a bad TCP checksum",
                         hdr.flags
                     ));
                     return true;
                 }
-                let idx = self.log.len() - 1;
                 if self.state.is_none() && (hdr.flags.syn() || hdr.flags.rst()) {
                     self.reply_ttl = Some(pkt.ip.ttl);
                     self.reply_from = Some(pkt.ip.src.to_string());
@@ -546,9 +574,8 @@ impl Probe {
             && pkt.ip.dst == local.ip()
             && port(0) == Some(remote.port())
             && port(2) == Some(local.port());
-        if from_peer && self.anomalies.len() < 64 {
-            self.anomalies
-                .push(format!("ignored a segment from the server: {e}"));
+        if from_peer {
+            self.note(format!("ignored a segment from the server: {e}"));
         }
         from_peer
     }
@@ -608,7 +635,7 @@ impl Probe {
                     self.reply_ttl = Some(pkt.ip.ttl);
                     self.reply_from = Some(from.to_string());
                 }
-                self.timers.push(TimerRecord {
+                self.timer(TimerRecord {
                     t_ns: t,
                     what: format!("ICMP {reason} from {from}"),
                 });
@@ -649,12 +676,10 @@ impl Probe {
                     // IPv4's floor (Linux's min_pmtu) raised what the router said.
                     let _ = write!(line, " (floor {}; it said {})", c.path_mtu, c.reported);
                 }
-                if self.timers.len() < MAX_NOTES {
-                    self.timers.push(TimerRecord {
-                        t_ns: t,
-                        what: line,
-                    });
-                }
+                self.timer(TimerRecord {
+                    t_ns: t,
+                    what: line,
+                });
                 self.drain_events(at, Cause::Ours);
             }
         }
@@ -670,11 +695,29 @@ impl Probe {
             .unwrap_or_default()
     }
 
-    /// A note for the record, within bounds (a flood of odd packets cannot grow it).
+    /// A note for the record, within bounds (a flood of odd packets cannot grow it): past
+    /// [`MAX_NOTES`] it is only counted, and the record ends its notes with the count.
     fn note(&mut self, text: String) {
         if self.anomalies.len() < MAX_NOTES {
             self.anomalies.push(text);
+        } else {
+            self.notes_omitted = self.notes_omitted.saturating_add(1);
         }
+    }
+
+    /// A timer line, within bounds like [`Probe::note`].
+    fn timer(&mut self, t: TimerRecord) {
+        if self.timers.len() < MAX_NOTES {
+            self.timers.push(t);
+        } else {
+            self.timers_omitted = self.timers_omitted.saturating_add(1);
+        }
+    }
+
+    /// The driver's capture dropped `packets` packets (a full ring or queue) while this
+    /// probe ran: segments our TCP never saw. The record says so (`capture_lost`).
+    pub fn capture_lost(&mut self, packets: u64) {
+        self.capture_lost = self.capture_lost.saturating_add(packets);
     }
 
     /// ns since our first SYN.
@@ -717,11 +760,16 @@ impl Probe {
             Event::StateChanged { from, to, at } => {
                 let change = Transition { from, to };
                 match cause {
-                    Cause::Segment(i) => self.log[i].transitions.push(change),
+                    Cause::Segment(i) => {
+                        if let Some(r) = self.log.get_mut(i) {
+                            r.transitions.push(change);
+                        }
+                        self.log.pin(i);
+                    }
                     Cause::Ours => self.pending_out_transitions.push((at, change)),
                     Cause::Timer => {
                         let t = self.rel(at);
-                        self.timers.push(TimerRecord {
+                        self.timer(TimerRecord {
                             t_ns: t,
                             what: change.to_string(),
                         });
@@ -734,6 +782,9 @@ impl Probe {
                     self.state = Some(Verdict::SPLIT_HANDSHAKE);
                     self.marks.synack = caused_by;
                     self.marks.simultaneous_open = true;
+                    if let Some(i) = caused_by {
+                        self.log.synack_marked(i);
+                    }
                 }
                 if from == State::FinWait1 && to == State::Closing {
                     self.close_initiator = Some(CloseInitiator::Simultaneous);
@@ -748,8 +799,11 @@ impl Probe {
             Event::Connected { peer, .. } => {
                 // A simultaneous open already named its reason at the peer's SYN.
                 self.state.get_or_insert(Verdict::OPEN);
-                if self.marks.synack.is_none() {
-                    self.marks.synack = caused_by;
+                if self.marks.synack.is_none()
+                    && let Some(i) = caused_by
+                {
+                    self.marks.synack = Some(i);
+                    self.log.synack_marked(i);
                 }
                 self.irs = Some(self.conn.irs().0);
                 self.peer_options = Some(peer);
@@ -779,7 +833,7 @@ impl Probe {
                         state.name()
                     ));
                 } else if self.phase == Phase::Lingering || self.phase == Phase::Closing {
-                    self.anomalies.push(format!(
+                    self.note(format!(
                         "the server reset the connection in {}",
                         state.name()
                     ));
@@ -805,8 +859,7 @@ impl Probe {
             Event::Retransmit { .. } => {}
             Event::Anomaly { at, anomaly } => {
                 let t = self.rel(at);
-                self.anomalies
-                    .push(format!("{anomaly} (at {} µs)", t / 1000));
+                self.note(format!("{anomaly} (at {} µs)", t / 1000));
             }
             Event::TimedOut {
                 at,
@@ -815,7 +868,7 @@ impl Probe {
                 zero_window,
             } => {
                 let t = self.rel(at);
-                self.timers.push(TimerRecord {
+                self.timer(TimerRecord {
                     t_ns: t,
                     what: format!(
                         "gave up in {} after {} retransmissions",
@@ -849,7 +902,7 @@ impl Probe {
             Event::Closed { .. } => self.finish(),
             Event::BlackHoleSuspected { at, mtu, mss } => {
                 let t = self.rel(at);
-                self.timers.push(TimerRecord {
+                self.timer(TimerRecord {
                     t_ns: t,
                     what: format!(
                         "a full-sized segment lost twice: sending at MSS {mss} (path MTU {mtu}), \
@@ -871,7 +924,7 @@ impl Probe {
     fn on_data(&mut self, at: Instant, bytes: &[u8], caused_by: Option<usize>) {
         if self.phase != Phase::AwaitingResponse {
             if !bytes.is_empty() && self.http.is_some() {
-                self.anomalies.push(format!(
+                self.note(format!(
                     "{} bytes after the response head (ignored)",
                     bytes.len()
                 ));
@@ -927,6 +980,9 @@ impl Probe {
                     headers,
                 });
                 self.marks.response_complete = caused_by;
+                if let Some(i) = caused_by {
+                    self.log.pin(i);
+                }
                 if self.conn.state() == State::CloseWait {
                     // The FIN came with the response; PeerFin will start our close.
                     self.phase = Phase::Closing;
@@ -1066,7 +1122,7 @@ impl Probe {
 
     pub fn result(&self) -> ProbeResult {
         self.result_with(
-            self.log.clone(),
+            self.log.kept(),
             self.http.clone(),
             self.anomalies.clone(),
             self.timers.clone(),
@@ -1076,18 +1132,18 @@ impl Probe {
     /// [`Probe::result`] for a probe that is over: its records move, not copied (a survey
     /// makes one per probe, thousands a second).
     pub fn into_result(mut self) -> ProbeResult {
-        let log = std::mem::take(&mut self.log);
+        let log = std::mem::replace(&mut self.log, SegmentLog::new(Bounds::DEFAULT));
         let http = self.http.take();
         let anomalies = std::mem::take(&mut self.anomalies);
         let timers = std::mem::take(&mut self.timers);
-        self.result_with(log, http, anomalies, timers)
+        self.result_with(log.into_kept(), http, anomalies, timers)
     }
 
     fn result_with(
         &self,
-        segments: Vec<SegmentRecord>,
+        kept: Kept<'_>,
         http: Option<HttpRecord>,
-        anomalies: Vec<String>,
+        mut anomalies: Vec<String>,
         timers: Vec<TimerRecord>,
     ) -> ProbeResult {
         let unknown = if self.interrupted {
@@ -1096,7 +1152,31 @@ impl Probe {
             Verdict::NO_RESPONSE
         };
         let Verdict { state, reason } = self.state.unwrap_or(unknown);
-        let (legs, leg_notes) = self.legs(&segments);
+        let (legs, leg_notes) = self.legs(&kept);
+        // What the bounds left out is said, never silently dropped.
+        if kept.pinned_dropped > 0 {
+            anomalies.push(format!(
+                "the segment log left out {} segments a leg may end at (more than it keeps): \
+                 legs may be wrong",
+                kept.pinned_dropped
+            ));
+        }
+        if self.timers_omitted > 0 {
+            anomalies.push(format!(
+                "…and {} more timer lines (a record keeps {MAX_NOTES})",
+                self.timers_omitted
+            ));
+        }
+        if self.notes_omitted > 0 {
+            anomalies.push(format!(
+                "…and {} more notes (a record keeps {MAX_NOTES})",
+                self.notes_omitted
+            ));
+        }
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| t.record(&kept.records, self.cfg.tcp.isn.0, &|i| kept.position(i)));
         ProbeResult {
             schema: SCHEMA,
             target: self.cfg.target.clone(),
@@ -1110,17 +1190,16 @@ impl Probe {
             reply_from: self.reply_from.clone(),
             legs_ns: legs,
             leg_notes,
-            retransmissions: segments.iter().filter(|r| r.retransmission).count() as u32,
+            retransmissions: self.retransmissions,
             peer_options: self.peer_options,
             http,
             close_initiator: self.close_initiator,
             isn: self.cfg.tcp.isn.0,
             irs: self.irs,
-            tls: self
-                .tls
-                .as_ref()
-                .map(|t| t.record(&segments, self.cfg.tcp.isn.0)),
-            segments,
+            tls,
+            segments_omitted: kept.omitted,
+            capture_lost: self.capture_lost,
+            segments: kept.records.into_owned(),
             timers: self.with_unsent(timers),
             anomalies,
             icmp_ignored: self.icmp_ignored,
@@ -1131,20 +1210,29 @@ impl Probe {
         }
     }
 
-    fn legs(&self, log: &[SegmentRecord]) -> (record::Legs, legs::LegNotes) {
-        let (m, notes) = self.measure(log);
+    fn legs(&self, kept: &Kept<'_>) -> (record::Legs, legs::LegNotes) {
+        let (m, notes) = self.measure(kept);
         (m.legs, notes)
     }
 
-    /// The legs with the segments each runs between.
-    fn measure(&self, log: &[SegmentRecord]) -> (legs::Measured, legs::LegNotes) {
-        let (mut m, notes) = legs::compute(log, self.marks);
+    /// The legs with the segments each runs between (positions of `kept`), computed on the
+    /// kept records with the marks moved to their positions (the log keeps every record a
+    /// leg may pick: log.rs).
+    fn measure(&self, kept: &Kept<'_>) -> (legs::Measured, legs::LegNotes) {
+        let pos = |i: Option<usize>| i.and_then(|i| kept.position(i));
+        let marks = legs::Marks {
+            synack: pos(self.marks.synack),
+            response_complete: pos(self.marks.response_complete),
+            ..self.marks
+        };
+        let (mut m, notes) = legs::compute(&kept.records, marks);
         if let Some(t) = &self.tls {
             t.legs(
-                log,
+                &kept.records,
                 self.cfg.tcp.isn.0,
-                self.marks.response_complete,
+                marks.response_complete,
                 &mut m,
+                &|i| kept.position(i),
             );
         }
         (m, notes)
@@ -1159,12 +1247,20 @@ impl Probe {
     pub fn packet_note(&self) -> PacketNote {
         let h = self.last_handled;
         let logged = h.logged.and_then(|i| Some((i, self.log.get(i)?)));
+        // Legs end, and labels stand, only at records the log keeps for them (log.rs): past
+        // the head, under a flood, the others are not worth a copy of the log each.
+        let view = logged
+            .filter(|&(i, _)| self.log.needed(i))
+            .and_then(|(i, seg)| {
+                let kept = self.log.kept();
+                Some((kept.position(i)?, seg, kept))
+            });
         let mut legs = Vec::new();
-        if let Some((i, _)) = logged {
-            let (m, _) = self.measure(&self.log);
+        if let Some((i, _, kept)) = &view {
+            let (m, _) = self.measure(kept);
             for leg in Leg::ALL {
                 if leg != Leg::Total
-                    && m.span(leg).is_some_and(|(_, to)| to == i)
+                    && m.span(leg).is_some_and(|(_, to)| to == *i)
                     && let Some(ns) = m.legs.get(leg)
                 {
                     legs.push((leg, ns));
@@ -1174,20 +1270,22 @@ impl Probe {
         PacketNote {
             segment: logged.map(|(_, seg)| seg.clone()),
             legs,
-            label: logged.and_then(|(i, seg)| self.http_label(i, seg)),
+            label: view.and_then(|(i, seg, kept)| self.http_label(&kept, i, seg)),
             notes: self.notes_since(h),
         }
     }
 
     /// `HEAD / HTTP/1.1` for the segment carrying the first byte of our request (with TLS:
     /// of the encrypted request, `… in TLS`), the status line for the segment that completed
-    /// the response head; `TLS ClientHello` and `TLS ServerHello` for theirs.
-    fn http_label(&self, i: usize, seg: &SegmentRecord) -> Option<String> {
+    /// the response head; `TLS ClientHello` and `TLS ServerHello` for theirs. `i`: the
+    /// segment's position among the `kept` records.
+    fn http_label(&self, kept: &Kept<'_>, i: usize, seg: &SegmentRecord) -> Option<String> {
         let isn = self.cfg.tcp.isn.0;
+        let log = &kept.records[..];
         if let Some(t) = &self.tls
             && !seg.retransmission
         {
-            match t.hello_segments(&self.log, isn) {
+            match t.hello_segments(log, isn, &|id| kept.position(id)) {
                 (Some(h), _) if h == i => return Some("TLS ClientHello".into()),
                 (_, Some(sh)) if sh == i => return Some("TLS ServerHello".into()),
                 _ => {}
@@ -1196,9 +1294,8 @@ impl Probe {
         let http = self.cfg.http.as_ref()?;
         let in_tls = if self.tls.is_some() { " in TLS" } else { "" };
         let request = match &self.tls {
-            Some(t) => t.request_segment(&self.log, isn),
-            None => self
-                .log
+            Some(t) => t.request_segment(log, isn),
+            None => log
                 .iter()
                 .position(|r| r.dir == Dir::Out && r.len > 0 && !r.foreign),
         };
@@ -1206,7 +1303,11 @@ impl Probe {
             return Some(format!("HEAD {} HTTP/1.1{in_tls}", http.path));
         }
         let h = self.http.as_ref()?;
-        (self.marks.response_complete == Some(i)).then(|| {
+        let complete = self
+            .marks
+            .response_complete
+            .and_then(|id| kept.position(id));
+        (complete == Some(i)).then(|| {
             format!(
                 "{} {} {} (response complete){in_tls}",
                 h.version, h.status, h.reason

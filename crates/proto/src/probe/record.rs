@@ -327,10 +327,19 @@ pub struct SegmentRecord {
     /// completed it.
     #[serde(default = "one", skip_serializing_if = "unfragmented")]
     pub fragments: u16,
+    /// Segments left out of the log right before this one (the log is bounded: a flood
+    /// keeps its first and last records and those a leg needs); 0, left out of JSON, when
+    /// none were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_before: u64,
 }
 
 fn one() -> u16 {
     1
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn unfragmented(n: &u16) -> bool {
@@ -419,6 +428,16 @@ pub struct ProbeResult {
     pub irs: Option<u32>,
     #[serde(default)]
     pub segments: Vec<SegmentRecord>,
+    /// Segments seen but left out of `segments` (a flood: the log keeps at most 896, see
+    /// `omitted_before`); only written when some were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub segments_omitted: u64,
+    /// Packets the capture dropped while this probe ran (the tap's ring or queue was full,
+    /// PACKET_STATISTICS): segments our TCP never saw, so the server had to send them again
+    /// and legs may be wrong. A survey's tap is shared, so they may have been another
+    /// probe's. Only written when some were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub capture_lost: u64,
     #[serde(default)]
     pub timers: Vec<TimerRecord>,
     #[serde(default)]

@@ -32,6 +32,8 @@ pub struct Sample {
     /// When the probe's first SYN left (kernel timestamp, ns since the epoch), if it did:
     /// what `tcpshake report` orders targets by.
     pub start_ns: Option<u64>,
+    /// The capture dropped packets while it ran (`capture_lost`): its legs may be wrong.
+    pub capture_lost: bool,
 }
 
 impl Sample {
@@ -40,6 +42,7 @@ impl Sample {
     pub fn of(r: &ProbeResult) -> Option<Sample> {
         (!r.interrupted).then(|| Sample {
             start_ns: r.segments.first().map(|s| s.ts_ns),
+            capture_lost: r.capture_lost > 0,
             ..Sample::new(&r.legs_ns, r.state, r.retransmissions)
         })
     }
@@ -51,6 +54,7 @@ impl Sample {
             retransmitted: retransmissions > 0,
             tls: legs.has_tls(),
             start_ns: None,
+            capture_lost: false,
         }
     }
 }
@@ -71,6 +75,9 @@ pub trait Group {
     fn tls_probes(&self) -> u64;
     /// Probes that found the port (open, closed, filtered).
     fn states(&self) -> (u64, u64, u64);
+    /// Probes whose capture dropped packets (their legs may be wrong; they are counted in
+    /// the statistics all the same).
+    fn capture_lost(&self) -> u64;
     /// Calls `f(value, retransmitted)` for every probe in which leg `leg` happened.
     fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool));
 
@@ -115,6 +122,7 @@ pub struct Accumulator {
     closed: u32,
     filtered: u32,
     first_start_ns: Option<u64>,
+    capture_lost: u32,
 }
 
 impl Accumulator {
@@ -138,6 +146,7 @@ impl Accumulator {
         if let Some(t) = s.start_ns {
             self.first_start_ns = Some(self.first_start_ns.map_or(t, |f| f.min(t)));
         }
+        self.capture_lost = self.capture_lost.saturating_add(u32::from(s.capture_lost));
         let n = match s.state {
             PortState::Open => &mut self.open,
             PortState::Closed => &mut self.closed,
@@ -160,6 +169,10 @@ impl Group for Accumulator {
         (self.open.into(), self.closed.into(), self.filtered.into())
     }
 
+    fn capture_lost(&self) -> u64 {
+        self.capture_lost.into()
+    }
+
     fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool)) {
         for r in &self.rows {
             let v = r.legs[leg.index()];
@@ -180,6 +193,10 @@ impl Group for Overall<'_> {
 
     fn tls_probes(&self) -> u64 {
         self.0.accs.iter().map(Accumulator::tls_probes).sum()
+    }
+
+    fn capture_lost(&self) -> u64 {
+        self.0.accs.iter().map(Group::capture_lost).sum()
     }
 
     fn states(&self) -> (u64, u64, u64) {
@@ -569,7 +586,33 @@ mod tests {
             },
             retransmitted: retx,
             start_ns: None,
+            capture_lost: false,
         }
+    }
+
+    #[test]
+    fn probes_whose_capture_lost_packets_are_counted_per_target_and_overall() {
+        let mut sv = Survey::default();
+        sv.add("a", &sample(Some(5), Some(9), false));
+        sv.add(
+            "a",
+            &Sample {
+                capture_lost: true,
+                ..sample(Some(6), Some(9), false)
+            },
+        );
+        sv.add(
+            "b",
+            &Sample {
+                capture_lost: true,
+                ..sample(None, None, false)
+            },
+        );
+        let per: Vec<u64> = sv.targets().map(|(_, a)| a.capture_lost()).collect();
+        assert_eq!(per, [1, 1]);
+        assert_eq!(sv.overall().capture_lost(), 2);
+        // Still in the statistics: their legs were measured.
+        assert_eq!(sv.overall().leg_stats(Leg::SynToSynack).count, 2);
     }
 
     #[test]

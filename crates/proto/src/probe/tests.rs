@@ -945,7 +945,12 @@ mod prop {
 /// A probe past its handshake with the request sent: (probe, the server's next seq, the
 /// ack that covers our request).
 fn requested(isn: u32, irs: u32) -> (Probe, u32, u32) {
-    let mut p = Probe::new(config(isn, true));
+    requested_with(crate::probe::log::Bounds::DEFAULT, isn, irs)
+}
+
+/// [`requested`] with a segment log that keeps `bounds`.
+fn requested_with(bounds: crate::probe::log::Bounds, isn: u32, irs: u32) -> (Probe, u32, u32) {
+    let mut p = Probe::with_log_bounds(config(isn, true), bounds);
     p.start(at(0));
     pump(&mut p, 0);
     p.handle_packet(
@@ -1467,3 +1472,5 @@ fn packet_notes_of_icmp_errors_say_what_they_did() {
     assert!(n.segment.is_none() && !n.notes.is_empty(), "{n:?}");
     assert!(n.notes.iter().any(|t| t.contains("port-unreach")), "{n:?}");
 }
+
+mod flood;

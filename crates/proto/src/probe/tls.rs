@@ -159,7 +159,8 @@ pub struct TlsStep {
 }
 
 /// Offsets count bytes of our stream from 0 (the first byte after our SYN); marks of
-/// incoming events are indices into the probe's segment log.
+/// incoming events are ids of the probe's segment log (probe/log.rs), turned into
+/// positions among the kept records when the record is written.
 #[derive(Clone, Copy, Debug, Default)]
 struct Marks {
     serverhello: Option<usize>,
@@ -447,15 +448,42 @@ impl TlsSession {
         why
     }
 
+    /// Whether segment `seg` of the log is one of this session's marks (the log keeps it).
+    pub fn marks_segment(&self, seg: usize) -> bool {
+        let m = &self.marks;
+        [
+            m.serverhello,
+            m.server_finished,
+            m.first_byte,
+            m.close_notify_in,
+        ]
+        .contains(&Some(seg))
+    }
+
+    /// This session's marks as positions of `log` (`pos`: where a log id was kept).
+    fn marks_in(&self, pos: &dyn Fn(usize) -> Option<usize>) -> Marks {
+        let p = |m: Option<usize>| m.and_then(pos);
+        Marks {
+            serverhello: p(self.marks.serverhello),
+            server_finished: p(self.marks.server_finished),
+            first_byte: p(self.marks.first_byte),
+            close_notify_in: p(self.marks.close_notify_in),
+            ..self.marks
+        }
+    }
+
     /// The TLS legs, plus the request legs re-measured from the encrypted request
-    /// (`response_complete`: the segment that completed the HTTP response head).
+    /// (`response_complete`: the segment that completed the HTTP response head, a position
+    /// of `log`; `pos`: where each log id is in `log`).
     pub fn legs(
         &self,
         log: &[SegmentRecord],
         isn: u32,
         response_complete: Option<usize>,
         legs: &mut Measured,
+        pos: &dyn Fn(usize) -> Option<usize>,
     ) {
+        let marks = self.marks_in(pos);
         let hello = out_segment(log, isn, 0);
         let later = |a: usize, b: usize| if log[a].ts_ns >= log[b].ts_ns { a } else { b };
         let client_finished = self
@@ -467,13 +495,13 @@ impl TlsSession {
             log,
             Leg::TlsClienthelloToServerhello,
             hello,
-            self.marks.serverhello,
+            marks.serverhello,
         );
         legs.between(
             log,
             Leg::TlsClienthelloToServerFinished,
             hello,
-            self.marks.server_finished,
+            marks.server_finished,
         );
         legs.between(
             log,
@@ -484,14 +512,14 @@ impl TlsSession {
         let first_syn = log
             .iter()
             .position(|r| r.dir == Dir::Out && r.flags.syn() && !r.foreign);
-        let appconnect = match (self.marks.server_finished, client_finished) {
+        let appconnect = match (marks.server_finished, client_finished) {
             (Some(a), Some(b)) => Some(later(a, b)),
             _ => None,
         };
         legs.between(log, Leg::TlsSynToAppconnect, first_syn, appconnect);
         let first_notify = match (
-            self.close_notify_out_segment(log, isn),
-            self.marks.close_notify_in,
+            close_notify_out_segment(&marks, log, isn),
+            marks.close_notify_in,
         ) {
             (Some(a), Some(b)) => Some(if later(a, b) == a { b } else { a }),
             (a, b) => a.or(b),
@@ -503,18 +531,22 @@ impl TlsSession {
 
         // The HTTP legs start at the encrypted request, not at the ClientHello.
         let request = self.request_segment(log, isn);
-        legs.between(log, Leg::RequestToFirstByte, request, self.marks.first_byte);
+        legs.between(log, Leg::RequestToFirstByte, request, marks.first_byte);
         legs.between(log, Leg::RequestToComplete, request, response_complete);
     }
 
     /// The segments of the ClientHello (its first byte) and of the ServerHello (the one
-    /// that completed its record).
+    /// that completed its record), as positions of `log` (`pos`: where each log id is).
     pub fn hello_segments(
         &self,
         log: &[SegmentRecord],
         isn: u32,
+        pos: &dyn Fn(usize) -> Option<usize>,
     ) -> (Option<usize>, Option<usize>) {
-        (out_segment(log, isn, 0), self.marks.serverhello)
+        (
+            out_segment(log, isn, 0),
+            self.marks.serverhello.and_then(pos),
+        )
     }
 
     /// The segment carrying the first byte of the encrypted request.
@@ -522,14 +554,14 @@ impl TlsSession {
         self.marks.request_at.and_then(|o| out_segment(log, isn, o))
     }
 
-    fn close_notify_out_segment(&self, log: &[SegmentRecord], isn: u32) -> Option<usize> {
-        self.marks
-            .close_notify_out
-            .and_then(|o| out_segment(log, isn, o))
-    }
-
-    /// The `tls` object of the record.
-    pub fn record(&self, log: &[SegmentRecord], isn: u32) -> TlsRecord {
+    /// The `tls` object of the record (`pos`: where each log id is in `log`).
+    pub fn record(
+        &self,
+        log: &[SegmentRecord],
+        isn: u32,
+        pos: &dyn Fn(usize) -> Option<usize>,
+    ) -> TlsRecord {
+        let marks = self.marks_in(pos);
         let seen = self
             .seen
             .lock()
@@ -541,8 +573,8 @@ impl TlsSession {
             .unwrap_or_else(|| (self.time.0.load(Ordering::Relaxed) / 1_000_000_000) as i64);
         let done = !self.handshaking;
         let close_notify_first = match (
-            self.close_notify_out_segment(log, isn),
-            self.marks.close_notify_in,
+            close_notify_out_segment(&marks, log, isn),
+            marks.close_notify_in,
         ) {
             (Some(a), Some(b)) if log[a].ts_ns <= log[b].ts_ns => Some("client"),
             (Some(_), Some(_)) | (None, Some(_)) => Some("server"),
@@ -594,6 +626,13 @@ fn version_text(v: rustls::ProtocolVersion) -> String {
         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
         other => format!("{other:?}"),
     }
+}
+
+/// Our segment that carried the first byte of our close_notify.
+fn close_notify_out_segment(marks: &Marks, log: &[SegmentRecord], isn: u32) -> Option<usize> {
+    marks
+        .close_notify_out
+        .and_then(|o| out_segment(log, isn, o))
 }
 
 /// The first outgoing segment (as first sent) whose payload holds byte `offset` of our
@@ -708,6 +747,9 @@ impl super::Probe {
             return;
         };
         let step = session.handle_data(at, bytes, caused_by);
+        if let Some(i) = caused_by.filter(|&i| session.marks_segment(i)) {
+            self.log.pin(i);
+        }
         if !step.to_send.is_empty() {
             self.conn.send(&step.to_send);
         }
@@ -722,12 +764,15 @@ impl super::Probe {
         if step.handshake_done {
             let verdict = session.seen.lock().ok().and_then(|s| s.verdict.clone());
             if let Some(Err(why)) = verdict {
-                self.anomalies.push(format!(
+                self.note(format!(
                     "certificate verification failed, going on because of --insecure: {why}"
                 ));
             }
             match self.cfg.http.clone() {
                 Some(req) => {
+                    let Some(session) = self.tls.as_mut() else {
+                        return;
+                    };
                     let ua = concat!("tcpshake/", env!("CARGO_PKG_VERSION"));
                     let records = session.send_plaintext(&head_request(&req.path, &req.host, ua));
                     self.conn.send(&records);

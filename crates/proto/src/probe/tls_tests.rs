@@ -164,7 +164,7 @@ fn tls13_good_chain_verifies_and_reports_everything() {
         "the request follows our Finished"
     );
     assert_eq!(s.marks.first_byte, Some(1));
-    let r = s.record(&[], 0);
+    let r = s.record(&[], 0, &Some);
     assert_eq!(r.version.as_deref(), Some("TLSv1.3"));
     assert_eq!(r.alpn.as_deref(), Some("http/1.1"));
     assert!(
@@ -199,7 +199,7 @@ fn tls12_full_handshake_our_finished_precedes_the_servers() {
     assert_eq!(s.marks.server_finished, Some(1));
     let after_second_flight = (out.client_flights[0] + out.client_flights[1]) as u64;
     assert_eq!(s.marks.client_finished_end, Some(after_second_flight));
-    let r = s.record(&[], 0);
+    let r = s.record(&[], 0, &Some);
     assert_eq!(r.version.as_deref(), Some("TLSv1.2"));
     assert!(
         r.cipher_suite.as_deref().unwrap().starts_with("TLS_ECDHE_"),
@@ -222,7 +222,7 @@ fn wrong_name_fails_verification_and_alerts_the_server() {
     );
     assert!(why.contains("not valid for name"), "{why}");
     assert!(out.server_error.is_some(), "the server got our alert");
-    let r = s.record(&[], 0);
+    let r = s.record(&[], 0, &Some);
     assert_eq!(r.verified, Some(false));
     assert!(r.verify_error.unwrap().contains("wrong.test"));
     assert_eq!(
@@ -245,7 +245,7 @@ fn expired_certificate_fails_at_the_probes_time() {
     let out = exchange(&mut s, &mut srv);
     let (_, why) = out.error.expect("expired must fail");
     assert!(why.to_lowercase().contains("expired"), "{why}");
-    let r = s.record(&[], 0);
+    let r = s.record(&[], 0, &Some);
     assert_eq!(r.verified, Some(false));
     assert!(r.certificates[0].days_to_expiry < -1000, "{r:?}");
 }
@@ -258,7 +258,7 @@ fn insecure_reports_the_failure_and_goes_on() {
     let out = exchange(&mut s, &mut srv);
     assert_eq!(out.error, None);
     assert!(out.plaintext.starts_with(b"HTTP/1.1 200 OK"));
-    let r = s.record(&[], 0);
+    let r = s.record(&[], 0, &Some);
     assert_eq!(r.verified, Some(false));
     assert!(r.insecure);
     assert!(r.verify_error.is_some());
@@ -274,7 +274,7 @@ fn address_target_sends_no_sni_and_verifies_the_ip_san() {
     let out = exchange(&mut s, &mut srv);
     assert_eq!(out.error, None);
     assert_eq!(srv.server_name(), None, "RFC 6066 §3: no address in SNI");
-    let r = s.record(&[], 0);
+    let r = s.record(&[], 0, &Some);
     assert_eq!((r.sni, r.verified), (None, Some(true)));
     assert_eq!(r.server_name, "198.18.0.2");
 }
@@ -294,7 +294,7 @@ fn plain_http_answer_is_named_as_such() {
         why.contains("plain HTTP") && why.contains("HTTP/1.1 400"),
         "{why}"
     );
-    assert_eq!(s.record(&[], 0).verified, None);
+    assert_eq!(s.record(&[], 0, &Some).verified, None);
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn close_mid_handshake_says_how_far_it_got() {
     let why = s.closed_mid_handshake();
     assert!(why.contains("before sending anything"), "{why}");
     assert!(!s.is_handshaking());
-    assert_eq!(s.record(&[], 0).error.as_deref(), Some(why.as_str()));
+    assert_eq!(s.record(&[], 0, &Some).error.as_deref(), Some(why.as_str()));
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn garbage_from_the_server_never_panics() {
         }
         let step = s.handle_data(at(1), &junk, Some(1));
         assert!(!step.handshake_done);
-        let _ = s.record(&[], 0);
+        let _ = s.record(&[], 0, &Some);
     }
 }
 
@@ -361,6 +361,7 @@ fn seg(dir: Dir, t_us: u64, seq: u32, len: u32, flags: crate::wire::TcpFlags) ->
         foreign: false,
         urgent: None,
         fragments: 1,
+        omitted_before: 0,
     }
 }
 
@@ -396,7 +397,7 @@ fn legs_come_from_the_segments_that_carried_each_message() {
         close_notify_in: Some(8),
     };
     let mut m = crate::probe::legs::Measured::default();
-    s.legs(&log, isn, Some(7), &mut m);
+    s.legs(&log, isn, Some(7), &mut m, &Some);
     let legs = m.legs;
     assert!(legs.has_tls());
     let t = legs;
@@ -415,7 +416,7 @@ fn legs_come_from_the_segments_that_carried_each_message() {
     assert_eq!(out_segment(&log, isn, 229), Some(5));
     assert_eq!(out_segment(&log, isn, 430), None);
     assert_eq!(
-        s.record(&log, isn).close_notify_first.as_deref(),
+        s.record(&log, isn, &Some).close_notify_first.as_deref(),
         Some("server")
     );
 }

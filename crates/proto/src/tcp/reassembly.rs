@@ -4,9 +4,18 @@
 //! Offsets are relative to `rcv_nxt`. The caller trims every segment to the receive
 //! window before inserting, so the buffer never holds more than the window (≤ `rcv_buf`)
 //! bytes. In-order bytes are handed out at once (`take_in_order`), so what stays here is
-//! only data above a hole.
+//! only data above a hole. The holes are bounded too: at most [`MAX_RANGES`] separate
+//! ranges, so a peer sending one byte in every other position of the window cannot make
+//! each insert (and each SACK) walk tens of thousands of them.
 
 use std::collections::VecDeque;
+
+/// Separate ranges held at most. Past it the highest ones are dropped (not acknowledged,
+/// no longer SACKed, so the peer sends them again), as Linux prunes its out-of-order queue
+/// from the top when it runs out of receive memory (`tcp_prune_ofo_queue`, RFC 2018 §8
+/// allows the receiver to discard SACKed data). 128 is far more than SACK can report
+/// (4 blocks) and than a real loss pattern in one window makes.
+pub(super) const MAX_RANGES: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Range {
@@ -92,7 +101,10 @@ impl Reassembly {
         }
         let at = kept.partition_point(|r| r.start < merged.start);
         kept.insert(at, merged);
+        kept.truncate(MAX_RANGES);
         self.ranges = kept;
+        let end = self.ranges.last().map_or(0, |r| r.end as usize);
+        self.buf.truncate(end);
         conflict
     }
 
@@ -187,6 +199,32 @@ mod tests {
         assert!(r.insert(2, b"CDE"));
         r.insert(0, b"ab");
         assert_eq!(r.take_in_order(), b"abCDE");
+    }
+
+    #[test]
+    fn a_window_of_one_byte_islands_is_bounded() {
+        let mut r = Reassembly::default();
+        for i in 0..10_000u32 {
+            r.insert(2 * i + 1, b"x");
+        }
+        assert_eq!(r.ranges.len(), MAX_RANGES);
+        assert_eq!(r.buffered(), 2 * MAX_RANGES);
+        // The lowest islands were kept: filling their holes delivers them in order.
+        for i in 0..MAX_RANGES as u32 {
+            r.insert(2 * i, b"h");
+        }
+        assert_eq!(r.take_in_order().len(), 2 * MAX_RANGES);
+        assert_eq!(r.buffered(), 0);
+        // An island above the kept ones, when they are as many as allowed, is dropped.
+        let mut r = Reassembly::default();
+        for i in 0..MAX_RANGES as u32 {
+            r.insert(2 * i + 1, b"x");
+        }
+        r.insert(10_000, b"far");
+        assert_eq!(
+            r.blocks().iter().map(|b| b.1).max(),
+            Some(2 * MAX_RANGES as u32)
+        );
     }
 
     #[test]
