@@ -680,7 +680,11 @@ fn walk(
                 ),
             };
             let mut got = recv_tcp(peer, conn, deadline, &mut buf);
-            // `{coalesce}`: pure ACKs short of this line's ack, in any number, come first.
+            // `{coalesce}`: pure ACKs short of this line's ack, in any number, come first;
+            // before a FIN, also one with this line's ack (whether a client's close
+            // carries the ACK of the peer's FIN or follows it is a race between its
+            // application and its delayed-ACK timer).
+            let fin = spec.flags & packet::FIN != 0;
             for _ in 0..10_000 {
                 match &got {
                     Some((seg, t))
@@ -688,9 +692,10 @@ fn walk(
                             && !first
                             && seg.flags == packet::ACK
                             && seg.payload.is_empty()
-                            && spec
-                                .ack
-                                .is_some_and(|a| !a.matches(u64::from(conn.rel_peer(seg.ack)))) =>
+                            && (fin
+                                || spec.ack.is_some_and(|a| {
+                                    !a.matches(u64::from(conn.rel_peer(seg.ack)))
+                                })) =>
                     {
                         trace.note(*t, format!("{}   (coalesced)", conn.show(seg)));
                         got = recv_tcp(peer, conn, deadline, &mut buf);

@@ -35,12 +35,13 @@ use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
 use anyhow::{Context, Result};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tcpshake_proto::probe::survey::{Admit, RecentPairs, Schedule};
 use tcpshake_proto::probe::tls::TlsSetup;
 use tcpshake_proto::probe::{HttpRequest, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
@@ -143,9 +144,6 @@ pub struct Progress {
 /// for it for `DRAIN_QUIET`, at most `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(1);
 const DRAIN_MAX: Duration = Duration::from_millis(20);
-/// How many (remote, local port) pairs to remember so a port is not reused towards the
-/// same server while it may still hold TIME-WAIT for it.
-const RECENT_PAIRS: usize = 65_536;
 /// Spin after a transmit only while few probes are in flight: with many, the loop is busy
 /// anyway, and empty polls of the taps would only take the CPU from the work.
 const SPIN_MAX_IN_FLIGHT: usize = 8;
@@ -172,13 +170,6 @@ struct Queued {
 struct Outbox {
     bytes: Vec<u8>,
     packets: Vec<Queued>,
-}
-
-struct Active {
-    /// Shared with the probe in flight (a clone per probe was a measurable share).
-    target: Rc<SurveyTarget>,
-    remaining: u32,
-    busy: bool,
 }
 
 struct Slot {
@@ -222,16 +213,12 @@ struct Loop<'k, 'g> {
     by_local: HashMap<SocketAddr, usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     generation: u64,
-    actives: Vec<Option<Active>>,
-    free_actives: Vec<usize>,
-    active_count: usize,
-    due: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    due_seq: u64,
-    /// (remote, local port) pairs used lately, as 64-bit hashes: 8 bytes each, and a
-    /// collision only skips a port that was in fact free.
-    recent: HashSet<u64>,
-    recent_order: VecDeque<u64>,
-    in_flight: usize,
+    /// Which target gets the next probe (pure policy: `probe::survey`). A target is shared
+    /// with its probe in flight (a clone per probe was a measurable share).
+    schedule: Schedule<Rc<SurveyTarget>>,
+    /// (remote, local port) pairs used lately: a port is not used towards a server that may
+    /// still hold it in TIME-WAIT.
+    recent: RecentPairs,
     finished: u64,
     ident: u16,
     tx: Vec<u8>,
@@ -342,14 +329,8 @@ fn survey_with(
         by_local: HashMap::new(),
         timers: BinaryHeap::new(),
         generation: 0,
-        actives: Vec::new(),
-        free_actives: Vec::new(),
-        active_count: 0,
-        due: BinaryHeap::new(),
-        due_seq: 0,
-        recent: HashSet::new(),
-        recent_order: VecDeque::new(),
-        in_flight: 0,
+        schedule: Schedule::new(opts.jobs, opts.count, opts.interval),
+        recent: RecentPairs::default(),
         finished: 0,
         ident: 1,
         tx: vec![0u8; 65536 + 60],
@@ -376,12 +357,6 @@ fn survey_with(
     });
     // The caller closes the taps, once the guard's table is gone (see there).
     (result.map(|()| losses), std::mem::take(&mut lp.taps))
-}
-
-/// Targets waiting for their next probe are bounded too: with `--interval` most of them
-/// idle between probes, so keep a few times `jobs` around to keep `jobs` probes busy.
-fn max_active(jobs: usize) -> usize {
-    jobs.saturating_mul(4).max(16)
 }
 
 impl Loop<'_, '_> {
@@ -415,31 +390,28 @@ impl Loop<'_, '_> {
 
             // Start what is due, then new targets, while there is room.
             let mut feed_wake = None;
-            while !stopping && self.in_flight < self.opts.jobs {
-                if let Some(&Reverse((at, _, a))) = self.due.peek()
-                    && at <= now
-                {
-                    self.due.pop();
-                    self.start(a, now, make_cfg, report)?;
-                    continue;
-                }
-                if exhausted || self.active_count >= max_active(self.opts.jobs) {
-                    break;
-                }
-                match targets.next_target(now) {
-                    Next::Target(t) => {
-                        let a = self.add_active(t);
-                        self.start(a, now, make_cfg, report)?;
+            // Bounded: each turn starts a probe, or ends the loop; `jobs` bounds the starts.
+            if !stopping {
+                loop {
+                    match self.schedule.admit(now, !exhausted) {
+                        Admit::Start(a) => self.start(a, now, make_cfg, report)?,
+                        Admit::AskFeed => match targets.next_target(now) {
+                            Next::Target(t) => {
+                                let a = self.schedule.add(Rc::new(t));
+                                self.start(a, now, make_cfg, report)?;
+                            }
+                            Next::Later(at) => {
+                                feed_wake = at;
+                                break;
+                            }
+                            Next::End => exhausted = true,
+                        },
+                        Admit::Wait => break,
                     }
-                    Next::Later(at) => {
-                        feed_wake = at;
-                        break;
-                    }
-                    Next::End => exhausted = true,
                 }
             }
             self.launch(report)?;
-            if exhausted && self.in_flight == 0 && (self.active_count == 0 || stopping) {
+            if self.schedule.finished(!exhausted, stopping) {
                 return Ok(());
             }
 
@@ -554,7 +526,7 @@ impl Loop<'_, '_> {
                 report(Report::PassDone, self.progress())?;
             }
 
-            if exhausted && self.in_flight == 0 && (self.active_count == 0 || stopping) {
+            if self.schedule.finished(!exhausted, stopping) {
                 // Done: the last probe ended this pass; no deadline left is worth a sleep.
                 return Ok(());
             }
@@ -562,7 +534,7 @@ impl Loop<'_, '_> {
             // Sleep until a packet or the next deadline — but right after a transmit, spin:
             // the reply is handled without the scheduler's wake-up delay (run.rs, SPIN).
             let now = clock::now();
-            if now < self.last_tx + SPIN && self.in_flight <= SPIN_MAX_IN_FLIGHT {
+            if now < self.last_tx + SPIN && self.schedule.in_flight() <= SPIN_MAX_IN_FLIGHT {
                 std::hint::spin_loop();
                 continue;
             }
@@ -570,9 +542,7 @@ impl Loop<'_, '_> {
             if let Some(&Reverse((at, _, _))) = self.timers.peek() {
                 wake = wake.min(at);
             }
-            if self.in_flight < self.opts.jobs
-                && let Some(&Reverse((at, _, _))) = self.due.peek()
-            {
+            if let Some(at) = self.schedule.next_due() {
                 wake = wake.min(at);
             }
             if let Some(at) = feed_wake {
@@ -585,43 +555,6 @@ impl Loop<'_, '_> {
         }
     }
 
-    fn add_active(&mut self, target: SurveyTarget) -> usize {
-        let a = Active {
-            target: Rc::new(target),
-            remaining: self.opts.count.max(1),
-            busy: false,
-        };
-        self.active_count += 1;
-        match self.free_actives.pop() {
-            Some(i) => {
-                self.actives[i] = Some(a);
-                i
-            }
-            None => {
-                self.actives.push(Some(a));
-                self.actives.len() - 1
-            }
-        }
-    }
-
-    /// One probe of active target `a` is over (or never started): schedule the next.
-    fn target_probe_over(&mut self, a: usize, started: Instant, now: Instant) {
-        let Some(act) = self.actives.get_mut(a).and_then(Option::as_mut) else {
-            return;
-        };
-        act.busy = false;
-        act.remaining = act.remaining.saturating_sub(1);
-        if act.remaining == 0 {
-            self.actives[a] = None;
-            self.free_actives.push(a);
-            self.active_count -= 1;
-        } else {
-            let next = (started + self.opts.interval).max(now);
-            self.due_seq += 1;
-            self.due.push(Reverse((next, self.due_seq, a)));
-        }
-    }
-
     fn start(
         &mut self,
         a: usize,
@@ -629,11 +562,9 @@ impl Loop<'_, '_> {
         make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
         report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
     ) -> Result<()> {
-        let Some(act) = self.actives.get_mut(a).and_then(Option::as_mut) else {
+        let Some(target) = self.schedule.target(a).map(Rc::clone) else {
             return Ok(());
         };
-        act.busy = true;
-        let target = Rc::clone(&act.target);
         match self.open_slot(a, &target, now, make_cfg) {
             Ok(()) => Ok(()),
             Err(e) if is_environment_error(&e) => Err(e),
@@ -647,7 +578,7 @@ impl Loop<'_, '_> {
                     },
                     progress,
                 )?;
-                self.target_probe_over(a, now, now);
+                self.schedule.over(a, now, now);
                 Ok(())
             }
         }
@@ -700,7 +631,6 @@ impl Loop<'_, '_> {
             }
         };
         self.by_local.insert(local, i);
-        self.in_flight += 1;
         self.starting.push(i);
         Ok(())
     }
@@ -759,7 +689,7 @@ impl Loop<'_, '_> {
 
     fn progress(&self) -> Progress {
         Progress {
-            in_flight: self.in_flight,
+            in_flight: self.schedule.in_flight(),
             finished: self.finished,
             capture_missed: self.capture_missed,
         }
@@ -799,16 +729,17 @@ impl Loop<'_, '_> {
     /// the stock (already guarded), or from the kernel (`true`: still to be guarded).
     fn reserve(&mut self, src: IpAddr, remote: SocketAddr) -> Result<(PortReservation, bool)> {
         let recent = &self.recent;
-        if let Some(r) = self.ports.take(src, STOCK_SCAN, |port| {
-            !recent.contains(&pair_key(remote, port))
-        }) {
+        if let Some(r) = self
+            .ports
+            .take(src, STOCK_SCAN, |port| !recent.contains(remote, port))
+        {
             return Ok((r, false));
         }
         let mut held = Vec::new();
         // Bounded: the walk hands out a different port while we hold the earlier ones.
         for _ in 0..64 {
             let r = self.ports.reserve(src)?;
-            if !self.recent.contains(&pair_key(remote, r.port)) {
+            if !self.recent.contains(remote, r.port) {
                 return Ok((r, true));
             }
             held.push(r);
@@ -817,18 +748,6 @@ impl Loop<'_, '_> {
             "no fresh source port on {src} for {remote}: every free port was used towards it \
              recently; widen net.ipv4.ip_local_port_range"
         )
-    }
-
-    fn remember(&mut self, remote: SocketAddr, port: u16) {
-        let key = pair_key(remote, port);
-        if self.recent.insert(key) {
-            self.recent_order.push_back(key);
-        }
-        while self.recent_order.len() > RECENT_PAIRS {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
-        }
     }
 
     /// What tap `t` lost since it was last looked at goes into the record of every probe
@@ -1035,10 +954,9 @@ impl Loop<'_, '_> {
         };
         self.free_slots.push(i);
         self.by_local.remove(&slot.local);
-        self.in_flight -= 1;
         self.finished += 1;
         // The port stays guarded until its drain is over; then the kernel may have it back.
-        self.remember(slot.remote, slot.local.port());
+        self.recent.remember(slot.remote, slot.local.port());
         let outcome = Box::new(Outcome {
             result: slot.probe.into_result(),
         });
@@ -1046,16 +964,10 @@ impl Loop<'_, '_> {
             self.ports.give_back(slot.reservation);
         }
         let progress = self.progress();
-        if let Some(act) = self.actives.get(slot.active).and_then(Option::as_ref) {
-            report(
-                Report::Done {
-                    target: &act.target,
-                    outcome,
-                },
-                progress,
-            )?;
+        if let Some(target) = self.schedule.target(slot.active) {
+            report(Report::Done { target, outcome }, progress)?;
         }
-        self.target_probe_over(slot.active, slot.started, now);
+        self.schedule.over(slot.active, slot.started, now);
         Ok(())
     }
 
@@ -1071,13 +983,6 @@ impl Loop<'_, '_> {
         super::poll::wait_readable(&fds, Some(timeout)).context("waiting for the taps")?;
         Ok(())
     }
-}
-
-fn pair_key(remote: SocketAddr, port: u16) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (remote, port).hash(&mut h);
-    h.finish()
 }
 
 /// How many files a survey holds: each port held is an open file (the reservation), in
@@ -1164,15 +1069,4 @@ fn fd_budget() -> usize {
         .unwrap_or(usize::MAX)
         .saturating_sub(64)
         .max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn active_targets_are_bounded_by_jobs() {
-        assert_eq!(max_active(1), 16);
-        assert_eq!(max_active(64), 256);
-    }
 }

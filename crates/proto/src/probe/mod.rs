@@ -15,6 +15,7 @@ pub mod record;
 pub mod scan;
 pub mod shard;
 pub mod stats;
+pub mod survey;
 pub mod target;
 pub mod tls;
 pub mod verdict;

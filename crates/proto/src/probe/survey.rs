@@ -1,0 +1,327 @@
+//! A survey's policy, decided in virtual time: which target gets its next probe when, and
+//! which source ports a new probe must not use. The I/O layer (`tcpshake_io::survey`)
+//! opens the sockets, runs the probes and asks these two.
+//!
+//! Scheduling ([`Schedule`]):
+//! - At most `jobs` probes are in flight. A free place goes first to a target whose next
+//!   probe is due (in due order), then to a new target from the caller's feed.
+//! - Each target gets `count` probes; the next starts `interval` after the previous one
+//!   *started*, and never before it ended: the probes of one target never overlap.
+//! - Targets waiting for their next probe are bounded too (`4 × jobs`, at least 16): with an
+//!   interval most targets idle between probes, and a few times `jobs` of them keep `jobs`
+//!   probes busy without holding the whole list in memory.
+//!
+//! Port reuse ([`RecentPairs`]): a probe's source port is not used again towards the same
+//! server while that server may still hold the earlier connection in TIME-WAIT (RFC 9293
+//! §3.6.1): a new SYN would land on it, and RFC 6191's rules for accepting it differ
+//! between stacks. The last 65 536 (server, port) pairs are remembered, as 64-bit hashes.
+
+use crate::time::Instant;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What to do with a free place in the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Start the next probe of active target `id` now (it counts as in flight).
+    Start(usize),
+    /// Room for a new target: ask the feed, then [`Schedule::add`] it.
+    AskFeed,
+    /// Nothing to start now (no room, or nothing due and no new targets wanted).
+    Wait,
+}
+
+#[derive(Debug)]
+struct Active<T> {
+    target: T,
+    /// Probes still to start, the one in flight included.
+    remaining: u32,
+}
+
+/// Which target gets the next probe. See the module doc.
+#[derive(Debug)]
+pub struct Schedule<T> {
+    jobs: usize,
+    count: u32,
+    interval: Duration,
+    actives: Vec<Option<Active<T>>>,
+    free: Vec<usize>,
+    active_count: usize,
+    /// (due time, order of scheduling, active id): the order breaks ties first come,
+    /// first served.
+    due: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    due_seq: u64,
+    in_flight: usize,
+}
+
+impl<T> Schedule<T> {
+    pub fn new(jobs: usize, count: u32, interval: Duration) -> Schedule<T> {
+        Schedule {
+            jobs: jobs.max(1),
+            count: count.max(1),
+            interval,
+            actives: Vec::new(),
+            free: Vec::new(),
+            active_count: 0,
+            due: BinaryHeap::new(),
+            due_seq: 0,
+            in_flight: 0,
+        }
+    }
+
+    /// Targets kept waiting for their next probe at most.
+    pub fn max_active(&self) -> usize {
+        self.jobs.saturating_mul(4).max(16)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub fn target(&self, id: usize) -> Option<&T> {
+        self.actives.get(id)?.as_ref().map(|a| &a.target)
+    }
+
+    /// What a free place is for at `now`; `feed_open`: the feed may still give targets.
+    pub fn admit(&mut self, now: Instant, feed_open: bool) -> Admit {
+        if self.in_flight >= self.jobs {
+            return Admit::Wait;
+        }
+        if let Some(&Reverse((at, _, id))) = self.due.peek()
+            && at <= now
+        {
+            self.due.pop();
+            self.in_flight += 1;
+            return Admit::Start(id);
+        }
+        if feed_open && self.active_count < self.max_active() {
+            Admit::AskFeed
+        } else {
+            Admit::Wait
+        }
+    }
+
+    /// A new target from the feed; its first probe starts now (in flight). Its id.
+    pub fn add(&mut self, target: T) -> usize {
+        let a = Active {
+            target,
+            remaining: self.count,
+        };
+        self.active_count += 1;
+        self.in_flight += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.actives[i] = Some(a);
+                i
+            }
+            None => {
+                self.actives.push(Some(a));
+                self.actives.len() - 1
+            }
+        }
+    }
+
+    /// The probe of `id` that started at `started` is over at `now` (or never got going):
+    /// its target's next probe is due `interval` after `started`, never before `now`; or
+    /// the target is done. The target, when it is done (the caller may want it back).
+    pub fn over(&mut self, id: usize, started: Instant, now: Instant) -> Option<T> {
+        let act = self.actives.get_mut(id)?.as_mut()?;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        act.remaining = act.remaining.saturating_sub(1);
+        if act.remaining == 0 {
+            self.free.push(id);
+            self.active_count -= 1;
+            return self.actives[id].take().map(|a| a.target);
+        }
+        let next = (started + self.interval).max(now);
+        self.due_seq += 1;
+        self.due.push(Reverse((next, self.due_seq, id)));
+        None
+    }
+
+    /// When the next probe falls due, if there is room for it then.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.in_flight >= self.jobs {
+            return None;
+        }
+        self.due.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Nothing in flight and nothing left to start (`stopping`: waiting targets are given
+    /// up).
+    pub fn finished(&self, feed_open: bool, stopping: bool) -> bool {
+        self.in_flight == 0 && (stopping || (!feed_open && self.active_count == 0))
+    }
+}
+
+/// (server, local port) pairs used lately; see the module doc.
+#[derive(Debug)]
+pub struct RecentPairs {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+impl Default for RecentPairs {
+    fn default() -> Self {
+        RecentPairs::new(RecentPairs::CAP)
+    }
+}
+
+impl RecentPairs {
+    /// Pairs remembered by default: more than the ports of one address (so a port comes
+    /// back to one server only after a whole walk through the range), 8 bytes each.
+    pub const CAP: usize = 65_536;
+
+    pub fn new(cap: usize) -> RecentPairs {
+        RecentPairs {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Whether `port` was used towards `remote` lately (a hash collision only makes a
+    /// free port look used: never the other way round).
+    pub fn contains(&self, remote: SocketAddr, port: u16) -> bool {
+        self.set.contains(&key(remote, port))
+    }
+
+    /// `port` was used towards `remote`; the oldest pair is forgotten past the bound.
+    pub fn remember(&mut self, remote: SocketAddr, port: u16) {
+        let k = key(remote, port);
+        if self.set.insert(k) {
+            self.order.push_back(k);
+        }
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+fn key(remote: SocketAddr, port: u16) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (remote, port).hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_700_000_000_000_000_000;
+
+    fn at_ms(ms: u64) -> Instant {
+        Instant::from_nanos(T0 + ms * 1_000_000)
+    }
+
+    /// Runs a survey of `n` targets, each probe taking `took` ms, in virtual time; the
+    /// (target, start ms) of every probe.
+    fn run(jobs: usize, count: u32, interval_ms: u64, n: usize, took: u64) -> Vec<(usize, u64)> {
+        let mut s: Schedule<usize> = Schedule::new(jobs, count, Duration::from_millis(interval_ms));
+        let mut feed = 0..n;
+        let mut feed_open = true;
+        let mut running: Vec<(usize, u64)> = Vec::new(); // (id, started)
+        let mut starts = Vec::new();
+        for now in 0..100_000u64 {
+            // End what is over.
+            let (over, rest): (Vec<_>, Vec<_>) =
+                running.into_iter().partition(|&(_, st)| st + took <= now);
+            running = rest;
+            for (id, st) in over {
+                s.over(id, at_ms(st), at_ms(now));
+            }
+            loop {
+                match s.admit(at_ms(now), feed_open) {
+                    Admit::Start(id) => {
+                        starts.push((*s.target(id).unwrap(), now));
+                        running.push((id, now));
+                    }
+                    Admit::AskFeed => match feed.next() {
+                        Some(t) => {
+                            let id = s.add(t);
+                            starts.push((t, now));
+                            running.push((id, now));
+                        }
+                        None => feed_open = false,
+                    },
+                    Admit::Wait => break,
+                }
+            }
+            assert!(s.in_flight() <= jobs);
+            if s.finished(feed_open, false) {
+                return starts;
+            }
+        }
+        panic!("the survey never ended");
+    }
+
+    #[test]
+    fn every_target_gets_count_probes_never_overlapping_and_interval_apart() {
+        let starts = run(4, 3, 100, 10, 30);
+        assert_eq!(starts.len(), 30);
+        for t in 0..10 {
+            let mine: Vec<u64> = starts.iter().filter(|s| s.0 == t).map(|s| s.1).collect();
+            assert_eq!(mine.len(), 3, "target {t}");
+            for w in mine.windows(2) {
+                assert!(w[1] >= w[0] + 100, "target {t}: {mine:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_probe_longer_than_the_interval_delays_the_next_not_overlaps() {
+        let starts = run(1, 3, 10, 1, 50);
+        let times: Vec<u64> = starts.iter().map(|s| s.1).collect();
+        assert_eq!(times, [0, 50, 100]);
+    }
+
+    #[test]
+    fn due_targets_come_before_new_ones_and_waiting_targets_are_bounded() {
+        let mut s: Schedule<u32> = Schedule::new(1, 2, Duration::ZERO);
+        assert_eq!(s.max_active(), 16);
+        assert_eq!(s.admit(at_ms(0), true), Admit::AskFeed);
+        let a = s.add(7);
+        assert_eq!(s.admit(at_ms(0), true), Admit::Wait, "jobs = 1: no room");
+        assert!(s.over(a, at_ms(0), at_ms(1)).is_none());
+        assert_eq!(s.admit(at_ms(1), true), Admit::Start(a), "due first");
+        assert_eq!(s.over(a, at_ms(1), at_ms(2)), Some(7), "done after count");
+        assert!(s.finished(false, false));
+        // With an interval, waiting targets pile up to max_active, then the feed waits.
+        let mut s: Schedule<u32> = Schedule::new(2, 2, Duration::from_secs(60));
+        for i in 0..40 {
+            match s.admit(at_ms(0), true) {
+                Admit::AskFeed => {
+                    let id = s.add(i);
+                    s.over(id, at_ms(0), at_ms(0));
+                }
+                other => {
+                    assert_eq!(other, Admit::Wait);
+                    assert_eq!(i, 16, "stopped at max_active");
+                    break;
+                }
+            }
+        }
+        assert_eq!(s.next_due(), Some(at_ms(60_000)));
+    }
+
+    #[test]
+    fn recent_pairs_are_bounded_and_per_server() {
+        let a: SocketAddr = "198.18.0.2:80".parse().unwrap();
+        let b: SocketAddr = "198.18.0.3:80".parse().unwrap();
+        let mut r = RecentPairs::new(3);
+        r.remember(a, 40000);
+        assert!(r.contains(a, 40000));
+        assert!(!r.contains(b, 40000), "another server may have the port");
+        r.remember(a, 40001);
+        r.remember(a, 40002);
+        r.remember(a, 40003);
+        assert!(!r.contains(a, 40000), "the oldest is forgotten");
+        assert!(r.contains(a, 40003));
+    }
+}
