@@ -201,7 +201,7 @@ fn run_guarded(
         cfg.tcp.rcv_buf,
     )?;
     let sender = RawSender::new(local.ip(), MARK)?;
-    let hard_limit = hard_limit(&cfg);
+    let hard_limit = cfg.hard_limit();
     let mut tx = vec![0u8; 65536 + 60];
     let mut ident: u16 = 1;
     Probe::rehearse(&cfg, |seg| {
@@ -340,30 +340,6 @@ pub(crate) fn deliver(
         }
         Defragged::Held | Defragged::Dropped(_) => false,
     }
-}
-
-/// An upper bound on one exchange, however the peer behaves: every SYN backoff, then the
-/// response, linger and close waits, then TIME-WAIT, and a margin.
-pub(crate) fn hard_limit(cfg: &ProbeConfig) -> Duration {
-    let t = &cfg.tcp;
-    let backoff = |first: Duration, retries: u32| {
-        let (mut total, mut rto) = (Duration::ZERO, first);
-        for _ in 0..=retries {
-            total += rto;
-            rto = (rto * 2).min(t.rto_max);
-        }
-        total
-    };
-    // The SYN's backoff; then the request's and the FIN's, each at most as long as a
-    // backoff that starts from four times the initial RTO (the RTO after a slow handshake);
-    // then the waits for the server, TIME-WAIT and a margin.
-    let data = backoff(t.rto_initial * 4, t.data_retries);
-    backoff(t.rto_initial, t.syn_retries)
-        + data * 2
-        + cfg.timeout * 3
-        + cfg.linger
-        + t.time_wait
-        + Duration::from_secs(5)
 }
 
 /// Write `seg` into `buf`: the whole IPv4 datagram (we write the header), or for IPv6 the

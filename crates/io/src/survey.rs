@@ -27,9 +27,7 @@ use super::guard::MARK;
 use super::ports::PortKeeper;
 use super::ports::PortReservation;
 use super::route::{Route, Router};
-use super::run::{
-    Capture, Captured, MAX_SLEEP, Outcome, SPIN, build_segment, hard_limit, send_error,
-};
+use super::run::{Capture, Captured, MAX_SLEEP, Outcome, SPIN, build_segment, send_error};
 use super::sender::RawSender;
 use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
@@ -601,7 +599,7 @@ impl Loop<'_, '_> {
         let headers = if local.is_ipv6() { 60 } else { 40 };
         let mss = u16::try_from(mtu.saturating_sub(headers).clamp(536, 65495)).unwrap_or(1460);
         let cfg = make_cfg(target, local, mss);
-        let give_up_at = now + hard_limit(&cfg);
+        let give_up_at = now + cfg.hard_limit();
         let probe = Probe::new(cfg);
         self.generation += 1;
         let slot = Slot {

@@ -84,6 +84,33 @@ pub struct ProbeConfig {
     pub tls: Option<tls::TlsSetup>,
 }
 
+impl ProbeConfig {
+    /// An upper bound on one exchange, however the peer behaves: the driver's backstop
+    /// (the probe's own timers end every exchange well before it; reaching it means a bug,
+    /// and the probe is aborted with a note saying so).
+    pub fn hard_limit(&self) -> Duration {
+        let t = &self.tcp;
+        let backoff = |first: Duration, retries: u32| {
+            let (mut total, mut rto) = (Duration::ZERO, first);
+            for _ in 0..=retries {
+                total += rto;
+                rto = (rto * 2).min(t.rto_max);
+            }
+            total
+        };
+        // The SYN's backoff; then the request's and the FIN's, each at most as long as a
+        // backoff that starts from four times the initial RTO (the RTO after a slow
+        // handshake); then the waits for the server, TIME-WAIT and a margin.
+        let data = backoff(t.rto_initial * 4, t.data_retries);
+        backoff(t.rto_initial, t.syn_retries)
+            + data * 2
+            + self.timeout * 3
+            + self.linger
+            + t.time_wait
+            + Duration::from_secs(5)
+    }
+}
+
 /// What made the connection emit an event.
 #[derive(Clone, Copy, Debug)]
 enum Cause {

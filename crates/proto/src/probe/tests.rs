@@ -1474,3 +1474,29 @@ fn packet_notes_of_icmp_errors_say_what_they_did() {
 }
 
 mod flood;
+
+/// The driver's backstop is never what ends an exchange: a silent server, and one that
+/// takes the handshake and then says nothing, both end by the probe's own timers, well
+/// inside `hard_limit`.
+#[test]
+fn every_exchange_ends_before_the_hard_limit() {
+    let cfg = config(1_000, true);
+    let limit_us = cfg.hard_limit().as_micros() as u64;
+    // Silence.
+    let mut p = Probe::new(cfg.clone());
+    p.start(at(0));
+    pump(&mut p, 0);
+    let end = run_timers(&mut p, limit_us);
+    assert!(
+        p.is_done() && end < limit_us / 2,
+        "silent: {end} of {limit_us} µs"
+    );
+    // The handshake, then nothing: the request is retransmitted, then given up.
+    let (mut p, _, _) = requested(1_000, 9_000);
+    let end = run_timers(&mut p, limit_us);
+    assert!(
+        p.is_done() && end < limit_us / 2,
+        "mute: {end} of {limit_us} µs"
+    );
+    assert!(p.result().error.is_some());
+}
