@@ -27,13 +27,14 @@ const PORT: u16 = 7000;
 ///   segments a second for `flood seconds`: duplicate ACKs, data with a bad checksum, and
 ///   data acknowledged long ago (which a client answers with an ACK each).
 const PEER: &str = r#"
-import socket, struct, sys, time
+import os, socket, struct, sys, time
 IF, PORT, MODE, LIMIT = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 SEGS, RATE, FLOOD = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
 MSS, ISS = 1448, 1000
 s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))
 s.bind((IF, 3))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+open(os.environ["READY_FILE"], "w").close()
 s.settimeout(0.02)
 
 def csum(b):
@@ -173,9 +174,7 @@ fn start_peer(lab: &mut Lab, name: &str, args: &[&str]) {
     let mut cmd = in_ns(&lab.server_ns, "python3");
     cmd.args(["-c", PEER, lab::SERVER_IF, &PORT.to_string()])
         .args(args);
-    lab.spawn_owned(&format!("scripted peer ({name})"), &mut cmd);
-    // The peer binds its packet socket at once; give Python a moment to get there.
-    std::thread::sleep(Duration::from_millis(400));
+    lab.spawn_ready(&format!("scripted peer ({name})"), &mut cmd);
 }
 
 /// The server's data segments to client port `port` in a capture, in order.

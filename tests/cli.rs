@@ -191,8 +191,10 @@ fn requests_on_the_wire_are_well_formed_or_never_sent() {
     let url = format!("http://{target}/a?b=1#frag");
     let run = lab.run_client_bounded(["probe", &url, "--json"], Duration::from_secs(20));
     assert_eq!(run.code, Some(0), "{run}\n{}", lab.describe());
-    // Let the server write what it got.
-    std::thread::sleep(Duration::from_millis(300));
+    // The server writes what it got once the connection is over.
+    lab::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        std::fs::read(&log).is_ok_and(|b| String::from_utf8_lossy(&b).contains("--end--"))
+    });
     let got = std::fs::read(&log).unwrap_or_default();
     let got = String::from_utf8_lossy(&got);
     assert_eq!(

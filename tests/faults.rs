@@ -53,9 +53,14 @@ fn emulator_delay_is_accurate_at_10ms() {
         "icmp",
     ])
     .stdout(std::fs::File::create(&dump).expect("create dump"))
-    .stderr(std::process::Stdio::null());
+    .stderr(std::fs::File::create(lab.dir().join("middle.err")).expect("create err"));
     let tcpdump = lab.spawn_owned("tcpdump", &mut cmd);
-    std::thread::sleep(Duration::from_millis(500));
+    // tcpdump says "listening on …" once it captures.
+    let listening = lab::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        std::fs::read_to_string(lab.dir().join("middle.err"))
+            .is_ok_and(|t| t.contains("listening on"))
+    });
+    assert!(listening, "tcpdump in the middle did not start");
     lab::run_ok(
         lab::in_ns(&lab.client_ns, "ping")
             .args(["-c", "100", "-i", "0.02", "-q"])
@@ -802,7 +807,7 @@ fn router_icmp_errors_classify_the_port() {
 
 /// Python helpers for hand-made segments from the server namespace: a raw TCP socket
 /// (the kernel writes the IP header) and the RFC 1071 checksum over the pseudo-header.
-const RAW_TCP: &str = "import socket,struct,time,select\n\
+const RAW_TCP: &str = "import os,socket,struct,time,select\n\
 def csum(b):\n\
 \x20if len(b)%2: b+=b'\\0'\n\
 \x20s=sum(struct.unpack('!%dH'%(len(b)//2),b))\n\
@@ -815,6 +820,7 @@ def seg(src,dst,sport,dport,seq,ack,flags,win=65535,opts=b'',data=b''):\n\
 \x20c=csum(ph+h)\n\
 \x20return h[:16]+struct.pack('!H',c)+h[18:]\n\
 raw=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)\n\
+'READY_FILE' in os.environ and open(os.environ['READY_FILE'],'w').close()\n\
 def segments(port,limit=5.0):\n\
 \x20end=time.time()+limit\n\
 \x20while time.time()<end:\n\
@@ -909,8 +915,7 @@ fn synfin_and_absurd_options_are_anomalies() {
     );
     let mut cmd = lab::in_ns(&lab.server_ns, "python3");
     cmd.args(["-c", &script]);
-    lab.spawn_owned("SYN|FIN peer", &mut cmd);
-    std::thread::sleep(Duration::from_millis(300));
+    lab.spawn_ready("SYN|FIN peer", &mut cmd);
     // tshark does not count the FIN of a SYN|FIN in its sequence analysis, so our ACK of
     // it looks like an ACK of something unseen: the peer's fault, not our segment's.
     let p = probe_allowing(

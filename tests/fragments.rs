@@ -29,11 +29,12 @@ const PORT: u16 = 7000;
 /// - `v6tiny`: the SYN-ACK in IPv6 fragments of 8 bytes: the first does not hold the TCP
 ///   header (RFC 8200 §4.5: discard it).
 const PEER: &str = r#"
-import socket, struct, sys, time
+import os, socket, struct, sys, time
 IF, PORT, MODE, LIMIT = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))
 s.bind((IF, 3))
 s.settimeout(0.05)
+open(os.environ["READY_FILE"], "w").close()
 ISS = 1000
 BODY = (b"HTTP/1.1 200 OK\r\nServer: frag-peer\r\nContent-Length: 0\r\nX-Pad: "
         + b"p" * 1240 + b"\r\nConnection: close\r\n\r\n")
@@ -180,9 +181,7 @@ fn start_peer(lab: &mut Lab, mode: &str) {
     assert!(child.wait().expect("nft").success());
     let mut cmd = in_ns(&lab.server_ns, "python3");
     cmd.args(["-c", PEER, lab::SERVER_IF, &PORT.to_string(), mode, "60"]);
-    lab.spawn_owned(&format!("fragmenting peer ({mode})"), &mut cmd);
-    // The peer binds its packet socket at once; give Python a moment to get there.
-    std::thread::sleep(Duration::from_millis(400));
+    lab.spawn_ready(&format!("fragmenting peer ({mode})"), &mut cmd);
 }
 
 /// What the probe's JSON said about fragments: (flags, fragments) of each incoming segment.

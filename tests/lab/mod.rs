@@ -468,6 +468,25 @@ impl Lab {
         pid
     }
 
+    /// Like [`Lab::spawn_owned`], for a scripted peer that says when it is ready: it gets
+    /// the path of a file in `READY_FILE` and makes it once its sockets are open (Python:
+    /// `open(os.environ["READY_FILE"], "w").close()`). Waits for it (10 s at most) instead
+    /// of guessing how long an interpreter takes to start.
+    pub fn spawn_ready(&mut self, what: &str, cmd: &mut Command) -> u32 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let ready = self.dir().join(format!("ready-{n}"));
+        let pid = self.spawn_owned(what, cmd.env("READY_FILE", &ready));
+        let up = poll_until(Duration::from_secs(10), Duration::from_millis(10), || {
+            ready.exists()
+        });
+        assert!(
+            up,
+            "{what} did not say it was ready within 10 s\n{}",
+            self.describe()
+        );
+        pid
+    }
+
     /// True while the owned process `pid` is still running.
     pub fn owned_alive(&mut self, pid: u32) -> bool {
         self.children
