@@ -50,9 +50,9 @@ pub fn tcpshake_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tcpshake")
 }
 
-/// True when the tests may go on. Not root: with `CI=true` that is a broken CI machine, so
-/// panic loudly; elsewhere print a note and let the test return early.
-pub fn require_root() -> bool {
+/// Panics unless the tests run as root: a test that needs namespaces, nftables and raw
+/// sockets must fail where it cannot run, never pass by doing nothing.
+pub fn require_root() {
     // The effective uid, as the kernel reports it (no libc call needed).
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
@@ -60,14 +60,11 @@ pub fn require_root() -> bool {
         .find(|l| l.starts_with("Uid:"))
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|s| s.parse::<u32>().ok());
-    if euid == Some(0) {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("this test needs root (network namespaces, nftables, raw sockets) and CI=true");
-    }
-    eprintln!("skipped: needs root");
-    false
+    assert_eq!(
+        euid,
+        Some(0),
+        "this test needs root (network namespaces, nftables, raw sockets): run it as root"
+    );
 }
 
 /// Runs `cmd`, panicking with its stderr when it fails. For setup steps only.

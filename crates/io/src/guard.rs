@@ -676,10 +676,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn survey_guard_keeps_its_ports_in_a_hash_set() {
-        if !require_root("survey_guard_keeps_its_ports_in_a_hash_set") {
-            return;
-        }
+        require_root("survey_guard_keeps_its_ports_in_a_hash_set");
         in_fresh_netns(|| {
             let mut g = Guard::install_for_survey(MARK).unwrap();
             let name = g.table_name().to_string();
@@ -707,10 +706,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn install_creates_owned_table_and_drop_removes_it() {
-        if !require_root("install_creates_owned_table_and_drop_removes_it") {
-            return;
-        }
+        require_root("install_creates_owned_table_and_drop_removes_it");
         in_fresh_netns(|| {
             let mut g = Guard::install(MARK).unwrap();
             let name = g.table_name().to_string();
@@ -763,10 +761,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn unowned_fallback_table_is_deleted_on_drop_and_stale_ones_swept() {
-        if !require_root("unowned_fallback_table_is_deleted_on_drop_and_stale_ones_swept") {
-            return;
-        }
+        require_root("unowned_fallback_table_is_deleted_on_drop_and_stale_ones_swept");
         in_fresh_netns(|| {
             let g = Guard::install_with(MARK, false, PortSet::Bitmap).unwrap();
             let name = g.table_name().to_string();
@@ -859,10 +856,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn kernel_rst_for_protected_port_is_dropped_and_marked_rst_passes() {
-        if !require_root("kernel_rst_for_protected_port_is_dropped_and_marked_rst_passes") {
-            return;
-        }
+        require_root("kernel_rst_for_protected_port_is_dropped_and_marked_rst_passes");
         in_fresh_netns(|| {
             crate::netns::set_link_up_by_name("lo").unwrap();
             // Reserve a local port the way probes do: bound, not listening.
@@ -932,10 +928,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn without_cap_net_admin_the_error_says_what_to_do() {
-        if !require_root("without_cap_net_admin_the_error_says_what_to_do") {
-            return;
-        }
+        require_root("without_cap_net_admin_the_error_says_what_to_do");
         in_fresh_netns(|| {
             drop_cap_net_admin_on_this_thread();
             let err = Guard::install(MARK).unwrap_err();
@@ -972,10 +967,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn owner_table_vanishes_after_sigkill() {
-        if !require_root("owner_table_vanishes_after_sigkill") {
-            return;
-        }
+        require_root("owner_table_vanishes_after_sigkill");
         use std::io::BufRead;
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([

@@ -241,18 +241,15 @@ pub fn v6_usable(rt: &mut NlSocket, index: u32, addr: Ipv6Addr) -> anyhow::Resul
 
 /// Helpers for tests that need a namespace of their own (this crate's and the lab's).
 pub mod testutil {
-    /// Whether a root-only test may run. Without root it fails loudly under CI=true and
-    /// otherwise prints why it is skipped.
-    pub fn require_root(test: &str) -> bool {
+    /// Panics unless the test runs as root. Root-only tests are `#[ignore = "needs root…"]`
+    /// and run with `--run-ignored all` (scripts/test): run, they fail loudly without it.
+    pub fn require_root(test: &str) {
         // SAFETY: geteuid(2) cannot fail and has no side effects.
         let root = unsafe { libc::geteuid() } == 0;
-        if !root {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{test} needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and CI=true");
-            }
-            eprintln!("SKIPPED {test}: needs root; run `sudo -E cargo test`");
-        }
-        root
+        assert!(
+            root,
+            "{test} needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): run it as root"
+        );
     }
 
     /// Runs `f` on a thread inside a brand-new network namespace, which disappears when
@@ -279,10 +276,9 @@ mod tests {
     use super::*;
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn kernel_refusals_carry_errno_and_its_explanation() {
-        if !require_root("kernel_refusals_carry_errno_and_its_explanation") {
-            return;
-        }
+        require_root("kernel_refusals_carry_errno_and_its_explanation");
         super::testutil::in_fresh_netns(|| {
             let mut rt = NlSocket::open(libc::NETLINK_ROUTE).unwrap();
             let e = add_addr(&mut rt, 1, "198.18.9.9".parse().unwrap(), 33).unwrap_err();

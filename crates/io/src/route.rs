@@ -236,10 +236,9 @@ mod tests {
     use crate::netns::testutil::{in_fresh_netns, require_root};
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn loopback_route_in_fresh_netns() {
-        if !require_root("loopback_route_in_fresh_netns") {
-            return;
-        }
+        require_root("loopback_route_in_fresh_netns");
         in_fresh_netns(|| {
             // lo starts down in a new namespace: no route at all, not even to 127.0.0.1.
             let err = lookup("127.0.0.1".parse().unwrap()).unwrap_err();

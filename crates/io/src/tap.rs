@@ -631,10 +631,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn burst_within_the_ring_is_whole_and_an_overflow_is_counted() {
-        if !require_root("burst_within_the_ring_is_whole_and_an_overflow_is_counted") {
-            return;
-        }
+        require_root("burst_within_the_ring_is_whole_and_an_overflow_is_counted");
         in_fresh_netns(|| {
             let (mut tap, tx) = lab();
             // Loopback shows each packet twice (leaving, arriving): 400 take 800 frames.
@@ -660,10 +659,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn packets_larger_than_a_frame_are_read_whole_in_order() {
-        if !require_root("packets_larger_than_a_frame_are_read_whole_in_order") {
-            return;
-        }
+        require_root("packets_larger_than_a_frame_are_read_whole_in_order");
         in_fresh_netns(|| {
             let (mut tap, tx) = lab();
             // Loopback's MTU is 64 KiB: these reach the tap as they were sent.

@@ -187,10 +187,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn lab_http_peer_answers_over_v4_and_v6() {
-        if !require_root("lab_http_peer_answers_over_v4_and_v6") {
-            return;
-        }
+        require_root("lab_http_peer_answers_over_v4_and_v6");
         let lab = LabNet::create().unwrap();
         lab.wait_ready(Duration::from_secs(3)).unwrap();
         let peer = lab.start_http_peer(80).unwrap();
@@ -223,10 +222,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn lab_routes_from_client_namespace() {
-        if !require_root("lab_routes_from_client_namespace") {
-            return;
-        }
+        require_root("lab_routes_from_client_namespace");
         use tcpshake_io::route::{lookup, lookup_from};
         let lab = Arc::new(LabNet::create().unwrap());
         lab.wait_ready(Duration::from_secs(3)).unwrap();
@@ -263,10 +261,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
     fn spawn_in_server_runs_inside_server_namespace() {
-        if !require_root("spawn_in_server_runs_inside_server_namespace") {
-            return;
-        }
+        require_root("spawn_in_server_runs_inside_server_namespace");
         let lab = LabNet::create().unwrap();
         let (tx, rx) = mpsc::channel();
         lab.spawn_in_server(move || {

@@ -4,12 +4,11 @@
 //! intermediate → leaf, rcgen), and runs the binary by its documented contract: the `tls`
 //! object and `tls_*` legs of the schema-1 record, exit codes 0/1.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::capture::{self, Packet};
 use lab::tls::{EXPIRED, LAB_NAME, VALID};
-use lab::{Lab, Run, require_root, run_bounded};
+use lab::{Lab, Run, run_bounded};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::path::Path;
@@ -309,35 +308,26 @@ fn good_chain(name: &str, protocols: &str, version: &str, v6: bool, url_form: bo
     assert!(curl_appconnect > 0.0, "curl measured no TLS handshake");
 }
 
-#[test]
+lab_test! {
 fn tls13_good_chain_v4_legs_match_tcpdump_and_tshark() {
-    if !require_root() {
-        return;
-    }
     good_chain("tls13_v4", "TLSv1.3", "TLSv1.3", false, true);
 }
+}
 
-#[test]
+lab_test! {
 fn tls13_good_chain_v6() {
-    if !require_root() {
-        return;
-    }
     good_chain("tls13_v6", "TLSv1.3", "TLSv1.3", true, true);
 }
-
-#[test]
-fn tls12_forced_by_nginx_with_tls_flag() {
-    if !require_root() {
-        return;
-    }
-    good_chain("tls12_v4", "TLSv1.2", "TLSv1.2", false, false);
 }
 
-#[test]
+lab_test! {
+fn tls12_forced_by_nginx_with_tls_flag() {
+    good_chain("tls12_v4", "TLSv1.2", "TLSv1.2", false, false);
+}
+}
+
+lab_test! {
 fn expired_certificate_fails_unless_insecure() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tls_expired");
     let pki = lab.make_pki("expired", EXPIRED);
     lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.2 TLSv1.3");
@@ -373,12 +363,10 @@ fn expired_certificate_fails_unless_insecure() {
     let human = lab.run_client(["probe", &url, "--cacert", &ca, "--insecure"]);
     assert!(human.stdout.contains("NOT VERIFIED"), "{human}");
 }
+}
 
-#[test]
+lab_test! {
 fn wrong_name_fails_right_name_verifies() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tls_name");
     let pki = lab.make_pki("name", VALID);
     lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.3");
@@ -404,12 +392,10 @@ fn wrong_name_fails_right_name_verifies() {
     assert_eq!(rec["tls"]["sni"], LAB_NAME, "{run}");
     assert_eq!(rec["tls"]["verified"], true, "{run}");
 }
+}
 
-#[test]
+lab_test! {
 fn default_trust_is_the_system_store_which_does_not_know_the_lab_ca() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tls_system");
     let pki = lab.make_pki("sys", VALID);
     lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.3");
@@ -422,12 +408,10 @@ fn default_trust_is_the_system_store_which_does_not_know_the_lab_ca() {
         "{run}"
     );
 }
+}
 
-#[test]
+lab_test! {
 fn plain_http_on_443_is_named() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tls_plain");
     lab.start_nginx(443);
     let (run, rec) = probe(&lab, &[&https_url(&lab, false)], &[]);
@@ -436,12 +420,10 @@ fn plain_http_on_443_is_named() {
     assert!(err(&rec).contains("plain HTTP"), "{run}");
     assert_eq!(rec["tls"]["verified"], Value::Null, "{run}");
 }
+}
 
-#[test]
+lab_test! {
 fn server_closing_during_the_handshake_is_an_error() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tls_cut");
     lab.start_close_after_client_hello(443);
     let (run, rec) = probe(&lab, &[&https_url(&lab, false)], &[]);
@@ -453,12 +435,10 @@ fn server_closing_during_the_handshake_is_an_error() {
         "{run}"
     );
 }
+}
 
-#[test]
+lab_test! {
 fn silent_server_is_a_handshake_timeout() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tls_silent");
     lab.start_kernel_listener(443, lab::peers::ListenerMode::ReadUntilEof);
     let mut cmd = lab.client_cmd([
@@ -478,15 +458,13 @@ fn silent_server_is_a_handshake_timeout() {
     );
     assert_eq!(rec["tls"]["version"], Value::Null, "{run}");
 }
+}
 
+lab_test! {
 /// A survey over `-p 80,443`: port 443 speaks HTTPS (no scheme given), port 80 plain HTTP,
 /// one event loop for both; each HTTPS record carries its verified `tls` object and legs,
 /// and the request rode on the handshake's ACK (the ClientHello is in the third segment).
-#[test]
 fn survey_speaks_https_on_443_and_http_on_80() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tls_survey");
     let pki = lab.make_pki("survey", VALID);
     lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.2 TLSv1.3");
@@ -562,6 +540,7 @@ fn survey_speaks_https_on_443_and_http_on_80() {
         .parse()
         .unwrap_or(0);
     assert!((1..=3).contains(&blocks), "{info}");
+}
 }
 
 /// `--pcapng`: Wireshark decrypts the exchange from the file alone (the session keys are in
@@ -684,18 +663,14 @@ fn pcapng_decrypts(name: &str, protocols: &str, v6: bool) {
     );
 }
 
-#[test]
+lab_test! {
 fn pcapng_tls13_decrypts_on_open_with_comments() {
-    if !require_root() {
-        return;
-    }
     pcapng_decrypts("png13", "TLSv1.3", false);
 }
+}
 
-#[test]
+lab_test! {
 fn pcapng_tls12_v6_decrypts_on_open_with_comments() {
-    if !require_root() {
-        return;
-    }
     pcapng_decrypts("png12", "TLSv1.2", true);
+}
 }

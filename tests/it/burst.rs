@@ -4,11 +4,10 @@
 //! against the kernel's own TCP sending super-packets (TSO over veth). tcpdump on the
 //! client side is the referee: it says what the server sent, and how often.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::capture::{Packet, TcpSeg};
-use lab::{Lab, in_ns, require_root, run_ok};
+use lab::{Lab, in_ns, run_ok};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -193,15 +192,12 @@ fn repeats(segs: &[TcpSeg]) -> usize {
     segs.iter().filter(|t| !seen.insert(t.seq)).count()
 }
 
+lab_test! {
 /// A whole window at once (90 segments in about a millisecond): tcpshake's capture holds
 /// all of it, its TCP sees every segment, and the server never has to send one again —
 /// as with curl against the same peer. (With the 32-frame ring it replaced, 58 of the 90
 /// were lost and sent again.)
-#[test]
 fn burst_of_a_whole_window_is_captured_whole() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("burst");
     start_peer(
         &mut lab,
@@ -263,6 +259,7 @@ fn burst_of_a_whole_window_is_captured_whole() {
         assert_eq!(repeats(&wire), 0, "{}", lab.describe());
     }
 }
+}
 
 /// VmHWM (peak resident set, KiB) of process `pid`, if it is still there.
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -273,14 +270,11 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+lab_test! {
 /// 10 000 segments a second for longer than `--timeout`: the probe ends when the timeout
 /// says (the flood keeps nothing alive), its peak memory stays under 32 MiB, and its record
 /// is bounded and says how much it left out.
-#[test]
 fn flood_ends_on_time_in_bounded_memory() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("flood");
     start_peer(&mut lab, "flood", &["flood", "60", "1", "10000", "6"]);
     let timeout = Duration::from_secs(4);
@@ -361,15 +355,13 @@ fn flood_ends_on_time_in_bounded_memory() {
         "{last}\n{ctx}"
     );
 }
+}
 
+lab_test! {
 /// The kernel's TCP with TSO over veth hands over super-packets of many segments: the
 /// connection ring's 2 KiB frames take their start, the socket's queue the whole of them,
 /// and the probe reads a 200 KB response head from them as from any segments.
-#[test]
 fn super_packets_larger_than_a_frame_are_read_whole() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("superpkt");
     // The lab turns checksum offload off (and TSO with it); on, the server's kernel sends
     // TSO super-packets that reach the client namespace unsegmented.
@@ -443,4 +435,5 @@ fn super_packets_larger_than_a_frame_are_read_whole() {
         data.iter().any(|&(_, n)| n > 1968),
         "some segment larger than a ring frame: {data:?}\n{ctx}"
     );
+}
 }

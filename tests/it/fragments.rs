@@ -4,10 +4,9 @@
 //! nft drop so the server's kernel stays out. Each case is checked with tcpshake (probe,
 //! survey, scan) and with the Linux client (curl) against the same peer.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
-use lab::{Lab, in_ns, require_root, run_ok};
+use lab::{Lab, in_ns, run_ok};
 use std::time::Duration;
 
 const PORT: u16 = 7000;
@@ -260,34 +259,27 @@ fn curl_checks(lab: &Lab, v6: bool) {
     );
 }
 
-#[test]
+lab_test! {
 fn v4_fragmented_synack_and_response() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("frag4");
     start_peer(&mut lab, "v4frag");
     // 28 bytes of SYN-ACK in 8-byte pieces; 1 320 bytes of response in 552-byte pieces.
     probe_checks(&lab, false, 4, 3);
     curl_checks(&lab, false);
 }
+}
 
-#[test]
+lab_test! {
 fn v6_fragmented_synack_and_response() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("frag6");
     start_peer(&mut lab, "v6frag");
     probe_checks(&lab, true, 2, 3);
     curl_checks(&lab, true);
 }
+}
 
-#[test]
+lab_test! {
 fn v6_extension_headers_on_synack_and_response() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("ext6");
     start_peer(&mut lab, "v6ext");
     // The SYN-ACK's atomic fragment is a whole packet (RFC 6946): one "fragment".
@@ -302,16 +294,14 @@ fn v6_extension_headers_on_synack_and_response() {
     }
     curl_checks(&lab, true);
 }
+}
 
+lab_test! {
 /// Fragments that Linux refuses, tcpshake refuses too: an IPv4 SYN-ACK whose fragments
 /// overlap (RFC 5722; Linux since 4.19 for IPv4 as well) and an IPv6 one whose first
 /// fragment stops inside the TCP header (RFC 8200 §4.5). Neither client connects; both
 /// keep retrying the SYN, and tcpshake calls the port filtered.
-#[test]
 fn fragments_linux_refuses_are_refused() {
-    if !require_root() {
-        return;
-    }
     for (mode, v6) in [("v4overlap", false), ("v6tiny", true)] {
         let mut lab = Lab::new(&format!("fragbad-{mode}"));
         start_peer(&mut lab, mode);
@@ -338,14 +328,12 @@ fn fragments_linux_refuses_are_refused() {
         assert_eq!(json["anomalies"], serde_json::json!([]), "{mode}\n{run}");
     }
 }
+}
 
+lab_test! {
 /// A survey's loop (one tap for every probe, packets demultiplexed by port) reassembles
 /// too: every probe's record shows the fragmented SYN-ACK and response.
-#[test]
 fn survey_sees_fragmented_responses() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("fragsurvey");
     start_peer(&mut lab, "v4frag");
     let run = lab.run_client([
@@ -385,14 +373,12 @@ fn survey_sees_fragmented_responses() {
         assert_eq!((synack, response), (Some(want.0), Some(want.1)), "{run}");
     }
 }
+}
 
+lab_test! {
 /// `tcpshake scan` reads a fragmented SYN-ACK (IPv4) and one behind extension headers and
 /// a fragment header (IPv6) as open ports.
-#[test]
 fn scan_sees_fragmented_synacks() {
-    if !require_root() {
-        return;
-    }
     for (mode, v6) in [("v4frag", false), ("v6frag", true), ("v6ext", true)] {
         let mut lab = Lab::new(&format!("fragscan-{mode}"));
         start_peer(&mut lab, mode);
@@ -419,4 +405,5 @@ fn scan_sees_fragmented_synacks() {
         );
         assert!(json["rtt_ns"].as_u64().is_some(), "{mode}\n{run}");
     }
+}
 }

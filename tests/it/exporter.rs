@@ -4,11 +4,10 @@
 //! and refuses hostile requests, and SIGTERM resets the probes in flight and exits 0
 //! without leaving the guard table behind.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::peers::ListenerMode;
-use lab::{Lab, in_ns, poll_until, require_root, run_bounded, signal};
+use lab::{Lab, in_ns, poll_until, run_bounded, signal};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -161,11 +160,8 @@ fn bucket(bounds: &[f64], v: f64) -> usize {
         .unwrap_or(bounds.len())
 }
 
-#[test]
+lab_test! {
 fn prometheus_scrapes_histograms_that_agree_with_report() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("exporter-prom");
     lab.start_nginx(80);
     let server = lab.server_v4;
@@ -332,12 +328,10 @@ fn prometheus_scrapes_histograms_that_agree_with_report() {
         }
     }
 }
+}
 
-#[test]
+lab_test! {
 fn probe_answers_allowed_targets_and_refuses_the_rest() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("exporter-probe");
     lab.start_nginx(80);
     let server = lab.server_v4;
@@ -456,12 +450,10 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
         assert!(m.contains(want), "no `{want}` in\n{m}");
     }
 }
+}
 
-#[test]
+lab_test! {
 fn sigterm_resets_probes_in_flight_exits_0_and_removes_the_guard() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("exporter-term");
     // Accepts and never answers: every HTTP probe waits for its response.
     lab.start_kernel_listener(8080, ListenerMode::ReadUntilEof);
@@ -523,6 +515,7 @@ fn sigterm_resets_probes_in_flight_exits_0_and_removes_the_guard() {
     assert!(gone, "{:?}", lab.server_sockets());
     assert!(lab.client_nft_tables().is_empty());
 }
+}
 
 #[test]
 fn a_bad_configuration_is_refused_with_its_line() {
@@ -574,11 +567,8 @@ fn a_bad_configuration_is_refused_with_its_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
+lab_test! {
 fn https_probes_report_tls_facts_and_tls_legs() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("exporter-tls");
     let pki = lab.make_pki("exporter", lab::tls::VALID);
     lab.start_nginx_tls(443, &pki.chain, &pki.key, "TLSv1.2 TLSv1.3");
@@ -617,4 +607,5 @@ fn https_probes_report_tls_facts_and_tls_legs() {
             .contains("leg=\"tls_clienthello_to_serverhello\"")
     });
     assert!(seen, "{}", get(&lab, "/metrics").1);
+}
 }

@@ -5,12 +5,11 @@
 //! on the client; nothing may be sent to anyone but the target, and nothing may be left
 //! half-open there.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::capture::{L4, Packet};
 use lab::peers::ListenerMode;
-use lab::{Lab, Run, in_ns, require_root, run_ok};
+use lab::{Lab, Run, in_ns, run_ok};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -124,11 +123,8 @@ fn load_rules(lab: &Lab, rules: &[(Placement, String)]) {
     }
 }
 
-#[test]
+lab_test! {
 fn header_changes_are_attributed_to_their_hop() {
-    if !require_root() {
-        return;
-    }
     let mut dice = Dice::new("header_changes_are_attributed_to_their_hop");
     let routers = 5;
     let mut lab = Lab::with_chain("trace_changes", routers);
@@ -226,6 +222,7 @@ fn header_changes_are_attributed_to_their_hop() {
         }
     }
 }
+}
 
 /// `tcp dport 8080 ip dscp set cs1 ip6 dscp set cs1` → one rule per family.
 fn split_families(rule: &str) -> Vec<String> {
@@ -244,11 +241,8 @@ fn text(lab: &Lab, v6: bool) -> String {
         .to_string()
 }
 
-#[test]
+lab_test! {
 fn source_rewritten_statelessly_is_seen_and_a_real_nat_is_not() {
-    if !require_root() {
-        return;
-    }
     let mut dice = Dice::new("source_rewritten_statelessly_is_seen_and_a_real_nat_is_not");
     let routers = 4;
     let mut lab = Lab::with_chain("trace_nat", routers);
@@ -311,12 +305,10 @@ fn source_rewritten_statelessly_is_seen_and_a_real_nat_is_not() {
         assert_eq!(r.destination.ttl, Some(routers as u8 + 1));
     }
 }
+}
 
-#[test]
+lab_test! {
 fn a_firewall_that_drops_syns_is_right_after_the_last_hop_that_answers() {
-    if !require_root() {
-        return;
-    }
     let mut dice = Dice::new("a_firewall_that_drops_syns");
     let routers = 4;
     let mut lab = Lab::with_chain("trace_drop", routers);
@@ -370,12 +362,10 @@ fn a_firewall_that_drops_syns_is_right_after_the_last_hop_that_answers() {
         assert_eq!(r.destination.ttl, Some(routers as u8 + 1));
     }
 }
+}
 
-#[test]
+lab_test! {
 fn in_session_passes_a_firewall_that_drops_repeated_syns() {
-    if !require_root() {
-        return;
-    }
     let mut dice = Dice::new("in_session_passes_a_firewall");
     let routers = 4;
     let mut lab = Lab::with_chain("trace_session", routers);
@@ -426,6 +416,7 @@ fn in_session_passes_a_firewall_that_drops_repeated_syns() {
         assert_eq!(r.lost_after_ttl, Some(k as u8), "{run}");
     }
 }
+}
 
 /// No connection of ours is left at the server: nothing half-open, nothing established.
 fn assert_no_state_left(lab: &Lab, v6: bool) {
@@ -464,11 +455,8 @@ fn answer_key(p: &Packet) -> Option<(u16, u32)> {
     }
 }
 
-#[test]
+lab_test! {
 fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
-    if !require_root() {
-        return;
-    }
     let routers = 3;
     let mut lab = Lab::with_chain("trace_rtt", routers);
     lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
@@ -625,12 +613,10 @@ fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
     assert!(median.abs() <= 2_000, "median {median} ns: {diffs:?}");
     assert!(worst <= 50_000, "{diffs:?}");
 }
+}
 
-#[test]
+lab_test! {
 fn one_trace_fits_in_linux_default_icmp_rate_limit() {
-    if !require_root() {
-        return;
-    }
     // Linux answers a peer with at most 6 ICMP errors at once, then one a second
     // (icmp_ratelimit 1000 ms, XRLIM_BURST_FACTOR 6): a trace asks each router for
     // three, so it gets all of them, and a second trace right after it too.
@@ -646,12 +632,10 @@ fn one_trace_fits_in_linux_default_icmp_rate_limit() {
         }
     }
 }
+}
 
-#[test]
+lab_test! {
 fn ten_hops_in_under_a_second() {
-    if !require_root() {
-        return;
-    }
     let routers = 9;
     let mut lab = Lab::with_chain("trace_ten", routers);
     lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
@@ -674,12 +658,10 @@ fn ten_hops_in_under_a_second() {
         assert!(wall < Duration::from_secs(1), "{wall:?}\n{run}");
     }
 }
+}
 
-#[test]
+lab_test! {
 fn hops_agree_with_traceroute_and_mtr() {
-    if !require_root() {
-        return;
-    }
     let have = |tool: &str| {
         std::process::Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -752,4 +734,5 @@ fn hops_agree_with_traceroute_and_mtr() {
         );
         eprintln!("traceroute or mtr missing: compared {compared} of 4");
     }
+}
 }

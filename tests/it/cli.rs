@@ -3,10 +3,10 @@
 //! its surveys and `scan`, requests that are well-formed on the wire or never sent,
 //! Ctrl-C, closed pipes, and what a package installs (man pages, completions).
 
-mod lab;
+use crate::lab;
 
 use lab::faults::Reject;
-use lab::{Lab, Run, in_ns, require_root, run_bounded, tcpshake_bin};
+use lab::{Lab, Run, in_ns, run_bounded, tcpshake_bin};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -169,14 +169,11 @@ fn start_recording_server(lab: &mut Lab, port: u16) -> std::path::PathBuf {
     log
 }
 
+lab_test! {
 /// What reaches the server is exactly the request the user asked for, or nothing: a CR
 /// or LF in `--path` / `--host-header` (or a URL) is refused before any segment leaves;
 /// a URL's query is sent and its fragment is not.
-#[test]
 fn requests_on_the_wire_are_well_formed_or_never_sent() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("cli_wire");
     let log = start_recording_server(&mut lab, 8080);
     let target = lab.target(false, 8080);
@@ -211,15 +208,13 @@ fn requests_on_the_wire_are_well_formed_or_never_sent() {
         "{got}"
     );
 }
+}
 
+lab_test! {
 /// The same name that does not resolve gives the same message and exit code in `probe`,
 /// a survey and `scan`. A `.invalid` name never resolves (RFC 6761 §6.4); the client
 /// namespace has no resolver, so the lookup cannot leave the lab either.
-#[test]
 fn an_unresolvable_name_is_one_message_and_exit_1_everywhere() {
-    if !require_root() {
-        return;
-    }
     let lab = Lab::new("cli_resolve");
     let mut messages = Vec::new();
     for args in [
@@ -243,14 +238,12 @@ fn an_unresolvable_name_is_one_message_and_exit_1_everywhere() {
         "different messages: {messages:#?}"
     );
 }
+}
 
+lab_test! {
 /// Binary junk or a bad target in a list: named by file and line, skipped, exit 1 — in
 /// surveys and scans alike; the good lines are still done.
-#[test]
 fn bad_list_lines_are_named_and_skipped_alike() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("cli_list");
     lab.start_python_http(false, 80);
     let list = lab.dir().join("fleet.txt");
@@ -282,14 +275,12 @@ fn bad_list_lines_are_named_and_skipped_alike() {
         );
     }
 }
+}
 
+lab_test! {
 /// Ctrl-C stops a single probe as it stops a survey: the probe in flight is reset and
 /// reported, one line says it was interrupted, and the exit code is 130 (143: SIGTERM).
-#[test]
 fn ctrl_c_stops_probes_and_surveys_alike() {
-    if !require_root() {
-        return;
-    }
     let lab = Lab::new("cli_sigint");
     lab.fault_reject(81, Reject::Drop);
     let target = lab.target(false, 81);
@@ -329,13 +320,11 @@ fn ctrl_c_stops_probes_and_surveys_alike() {
         );
     }
 }
+}
 
+lab_test! {
 /// `tcpshake … | head -1`: the reader is done; every command stops quietly with 0.
-#[test]
 fn a_closed_pipe_ends_every_command_quietly() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("cli_pipe");
     lab.start_python_http(false, 80);
     let target = lab.target(false, 80);
@@ -362,4 +351,5 @@ fn a_closed_pipe_ends_every_command_quietly() {
         let said: Vec<&str> = lines.collect();
         assert!(said.is_empty(), "{args}: said something: {said:?}");
     }
+}
 }

@@ -2,12 +2,11 @@
 //! statistics, `report` (table, JSON, SVG) and SLO exit codes, against real peers in the
 //! lab's namespaces, with faults injected by nftables.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::faults::Reject;
 use lab::report::ProbeRecord;
-use lab::{Lab, in_ns, require_root, run_bounded, run_ok};
+use lab::{Lab, in_ns, run_bounded, run_ok};
 use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -114,14 +113,11 @@ fn lossy_port(lab: &Lab, port: u16, percent: u8) {
     ]));
 }
 
+lab_test! {
 /// A survey of four ports on the lab server: nginx (clean), nginx behind 30 % loss, a port
 /// whose SYNs are dropped (filtered), a closed port. The records, the binary's statistics,
 /// `report`'s statistics and tcpdump's capture of the same run must all agree.
-#[test]
 fn survey_statistics_match_records_and_tcpdump() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-stats");
     lab.start_nginx(80);
     lab.start_nginx(8080);
@@ -248,14 +244,12 @@ fn survey_statistics_match_records_and_tcpdump() {
         "median |tcpshake − tcpdump| {median} ns: {diffs:?}"
     );
 }
+}
 
+lab_test! {
 /// Killed with SIGKILL in the middle of a survey: every line written is a complete record
 /// (each was flushed when its probe ended), and the guard table is gone with the process.
-#[test]
 fn sigkill_halfway_keeps_finished_records_and_no_table() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-kill");
     lab.start_nginx(80);
     let out_path = lab.dir().join("killed.jsonl");
@@ -303,14 +297,12 @@ fn sigkill_halfway_keeps_finished_records_and_no_table() {
         lab.client_nft_tables()
     );
 }
+}
 
+lab_test! {
 /// A fleet from `-iL`: 32 addresses of a /24 that the server answers on by AnyIP, two probes
 /// each, 16 in flight: every probe open, every one with its own source port.
-#[test]
 fn input_list_fleet_on_anyip_addresses() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-fleet");
     // A /24 next to the lab's own, routed to the server, which owns all of it (AnyIP).
     let o = lab.server_v4.octets();
@@ -395,13 +387,11 @@ fn input_list_fleet_on_anyip_addresses() {
         "{run}"
     );
 }
+}
 
+lab_test! {
 /// `-o csv`: a header, then one row per probe with one column per leg.
-#[test]
 fn csv_has_one_row_per_probe_and_a_column_per_leg() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-csv");
     lab.start_nginx(80);
     let run = lab.run_client([
@@ -428,6 +418,7 @@ fn csv_has_one_row_per_probe_and_a_column_per_leg() {
         assert!(row[col("syn_to_synack_ns")].parse::<u64>().unwrap() > 0);
         assert_eq!(row[col("http_status")], "200");
     }
+}
 }
 
 /// Synthetic records: two targets, known legs.
@@ -518,12 +509,9 @@ fn report_slo_exit_codes() {
     let _ = std::fs::remove_file(&input);
 }
 
+lab_test! {
 /// `probe --slo` judges the survey it just ran.
-#[test]
 fn probe_slo_breach_exits_4() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-slo");
     lab.start_nginx(80);
     let t = lab.target(false, 80);
@@ -549,13 +537,11 @@ fn probe_slo_breach_exits_4() {
     assert_eq!(bad.code, Some(4), "{bad}");
     assert!(bad.stderr.contains("BREACHED"), "{bad}");
 }
+}
 
+lab_test! {
 /// IPv4 and IPv6 targets in one survey: one tap serves both, one raw sender per family.
-#[test]
 fn v4_and_v6_targets_in_one_survey() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-v6");
     lab.start_nginx(80);
     let (v4, v6) = (lab.target(false, 80), lab.target(true, 80));
@@ -569,15 +555,13 @@ fn v4_and_v6_targets_in_one_survey() {
         assert!(mine.iter().all(|r| r.http_status() == Some(200)), "{run}");
     }
 }
+}
 
+lab_test! {
 /// Source ports come from the namespace's ephemeral range, skip the ports an administrator
 /// reserved (`ip_local_reserved_ports`: the kernel's own choice skips them, an explicit bind
 /// would not), and no two probes share one.
-#[test]
 fn source_ports_stay_in_the_range_and_out_of_reserved_ports() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-ports");
     lab.start_nginx(80);
     // 127 usable ports: enough that the keeper's stock and the probes never run a
@@ -611,15 +595,13 @@ fn source_ports_stay_in_the_range_and_out_of_reserved_ports() {
         "a source port served two probes: {ports:?}"
     );
 }
+}
 
+lab_test! {
 /// `--pcap` and `--pcapng` of a survey: packets of probes in flight together are written
 /// in the order they were on the wire (capinfos: strict time order), each segment of every
 /// record once, at its own timestamp; the pcapng's comments name each packet's segment.
-#[test]
 fn survey_captures_are_in_time_order() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-pcap");
     lab.start_nginx(80);
     lab.start_nginx(8080);
@@ -696,6 +678,7 @@ fn survey_captures_are_in_time_order() {
     assert_eq!(with("HEAD / HTTP/1.1"), 40);
     assert_eq!(with("syn_to_synack "), 40);
 }
+}
 
 /// `frame.time_epoch` as tshark prints it for a nanosecond capture.
 fn epoch_ns(s: &str) -> u64 {
@@ -704,14 +687,11 @@ fn epoch_ns(s: &str) -> u64 {
     sec.parse::<u64>().unwrap_or(0) * 1_000_000_000 + frac[..9].parse::<u64>().unwrap_or(0)
 }
 
+lab_test! {
 /// The statistics list targets in the order they were given, whatever order their probes
 /// end in: here the first target's SYNs are dropped (it ends last, after its
 /// retransmissions), the others answer at once. `report` on the records agrees.
-#[test]
 fn statistics_list_targets_in_input_order() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("survey-order");
     lab.start_nginx(80);
     lab.fault_reject(81, Reject::Drop);
@@ -753,4 +733,5 @@ fn statistics_list_targets_in_input_order() {
     let rep = report(&[file.to_str().unwrap()]);
     assert_eq!(rep.code, Some(0), "{rep}");
     assert_eq!(titles(&rep.stdout), targets, "{rep}");
+}
 }

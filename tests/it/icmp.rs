@@ -4,12 +4,11 @@
 //! sequence numbers (RFC 5927 §4.1). Linux's client (curl) goes through the same router
 //! for comparison. Shares the harness with tests/faults.rs.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::capture::{L4, Packet};
 use lab::report::ProbeRecord;
-use lab::{Lab, in_ns, poll_until, require_root};
+use lab::{Lab, in_ns, poll_until};
 use std::time::Duration;
 
 /// A request line of more than 3 kB: three segments at MSS 1448.
@@ -122,15 +121,12 @@ fn is_frag_needed(p: &Packet) -> bool {
     )
 }
 
+lab_test! {
 /// A router whose link toward the server carries 1000 bytes (IPv6: 1280) between ends
 /// that both say MSS 1460. The request's big segments draw frag-needed / Packet Too Big;
 /// tcpshake lowers its MSS and sends them again at once, re-cut, as Linux's curl does
 /// through the same router: both finish in milliseconds, no retransmission timer.
-#[test]
 fn frag_needed_mid_path_resegments_at_once_like_linux() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_router("pmtu");
     lab.start_nginx(80);
     lab.router_server_mtu(1000);
@@ -214,16 +210,14 @@ fn frag_needed_mid_path_resegments_at_once_like_linux() {
     let total = p.total_ns();
     assert!(total < 150_000_000, "total {total} ns\n{}", p.ctx());
 }
+}
 
+lab_test! {
 /// The router drops big packets without a word (IPv4 over 1000 bytes, IPv6 over 1400).
 /// tcpshake's full-sized request segment is lost twice; it then sends at the size every
 /// path carries, gets through and names the black hole. (Linux's client does nothing of
 /// the kind unless `net.ipv4.tcp_mtu_probing` is on, and then after seconds.)
-#[test]
 fn pmtu_black_hole_is_detected_and_named() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_router("blackhole");
     lab.start_nginx(80);
     lab.router_black_hole(1000, 1400);
@@ -262,6 +256,7 @@ fn pmtu_black_hole_is_detected_and_named() {
             total as f64 / 1e6
         );
     }
+}
 }
 
 /// Sniffs our SYN in the server namespace (an AF_PACKET socket sees it before nft drops
@@ -323,16 +318,13 @@ subprocess.run(["nft", "delete", "table", "inet", table], check=True)
 print("sent", len(msgs) + 1, "errors about seq", seq)
 "#;
 
+lab_test! {
 /// Someone who knows the 4-tuple but not our ISN sends port-unreach, host-unreach, time
 /// exceeded and frag-needed while our SYN waits for its answer (the first SYN is kept
 /// from the server, so the wait is a whole RTO). None of them is believed: the port reads
 /// open, each is counted and named. The one frag-needed that quotes our ISN is a hint:
 /// the request goes out in segments that fit it.
-#[test]
 fn icmp_errors_with_a_wrong_sequence_number_leave_an_open_port_open() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_router("spoof");
     lab.start_nginx(80);
     let script = lab.dir().join("spoof.py");
@@ -420,4 +412,5 @@ fn icmp_errors_with_a_wrong_sequence_number_leave_an_open_port_open() {
         // The SYN was sent again after a whole RTO: the errors came in between.
         assert!(p.rec.retransmissions.unwrap_or(0) >= 1, "{}", p.ctx());
     }
+}
 }

@@ -3,14 +3,12 @@
 //! `tcpshake-linkem`, nft rules, router routes), each test asserting the segments
 //! exchanged and the verdict. Shares the harness with tests/probe.rs.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::Lab;
 use lab::middle::RouterFault;
 use lab::peers::ListenerMode;
 use lab::report::ProbeRecord;
-use lab::require_root;
 use std::time::Duration;
 
 fn probe_args(target: &str, extra: &[&str]) -> Vec<String> {
@@ -31,14 +29,11 @@ fn exchange(rec: &ProbeRecord) -> Vec<String> {
         .collect()
 }
 
+lab_test! {
 /// The emulator keeps a fixed 10 ms each way to within ~100 µs. Measured where the
 /// frames are: tcpdump in the middle namespace timestamps each ping as it arrives on one
 /// side and as it leaves on the other (one kernel clock, ns precision).
-#[test]
 fn emulator_delay_is_accurate_at_10ms() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_link_emulator("delay", "delay=10ms", "delay=10ms", 1);
     let middle = lab.middle_ns.clone().expect("middle namespace");
     let dump = lab.dir().join("middle.txt");
@@ -121,6 +116,7 @@ fn emulator_delay_is_accurate_at_10ms() {
     assert!(q(90) <= 10_100.0, "p90 {} µs (emulator: {said})", q(90));
     assert!(q(100) <= 12_000.0, "max {} µs (emulator: {said})", q(100));
     assert_eq!(report.ab.dropped + report.ba.dropped, 0, "{report:?}");
+}
 }
 
 /// One probe's outcome: the run, its record, and the raw JSON (for fields the shared
@@ -221,12 +217,9 @@ fn probe_allowing(lab: &Lab, v6: bool, port: u16, extra: &[&str], allowed: &[&st
     p
 }
 
+lab_test! {
 /// A lost SYN is retransmitted after the RTO (RFC 6298 §5) and the probe still succeeds.
-#[test]
 fn lost_syn_is_retransmitted() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_link_emulator("lostsyn", "port=80,script=1:drop", "", 1);
     lab.start_nginx(80);
     let p = probe(&lab, false, 80, &["--rto", "200ms"]);
@@ -238,13 +231,11 @@ fn lost_syn_is_retransmitted() {
     let report = lab.stop_link_emulator();
     assert_eq!(report.ab.dropped, 1, "{report:?}");
 }
+}
 
+lab_test! {
 /// A lost SYN-ACK: our SYN is retransmitted, the server answers it again.
-#[test]
 fn lost_synack_syn_is_retransmitted() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_link_emulator("lostsynack", "", "port=80,script=1:drop", 1);
     lab.start_nginx(80);
     let p = probe(&lab, false, 80, &["--rto", "200ms"]);
@@ -260,16 +251,14 @@ fn lost_synack_syn_is_retransmitted() {
     assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
     assert_eq!(lab.stop_link_emulator().ba.dropped, 1);
 }
+}
 
+lab_test! {
 /// Our handshake ACK and FIN are lost until the server retransmits its SYN-ACK (after its
 /// 1 s RTO): tcpshake, already past SYN-SENT, must ACK the duplicate SYN-ACK (RFC 9293
 /// §3.10.7.4: an unacceptable segment is answered with an ACK), which completes the
 /// server's handshake.
-#[test]
 fn lost_ack_server_retransmits_synack_and_we_reack() {
-    if !require_root() {
-        return;
-    }
     // Client→server TCP segments: 1 SYN, 2 FIN (our ACK rides on it), 3 and 4 its
     // retransmissions (RTO 200 ms, then 400 ms) all lost; the server's SYN-ACK
     // retransmission comes at ~1 s, before our third FIN retransmission at 1.4 s.
@@ -318,13 +307,11 @@ fn lost_ack_server_retransmits_synack_and_we_reack() {
     );
     assert_eq!(p.rec.error, None, "{}", p.ctx());
 }
+}
 
+lab_test! {
 /// The request is lost: retransmitted after the RTO, answered once.
-#[test]
 fn lost_request_is_retransmitted() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_link_emulator("lostreq", "port=80,script=3:drop", "", 1);
     lab.start_nginx(80);
     let p = probe(&lab, false, 80, &[]);
@@ -338,6 +325,7 @@ fn lost_request_is_retransmitted() {
     );
     assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
     assert_eq!(lab.stop_link_emulator().ab.dropped, 1);
+}
 }
 
 /// Starts a Python peer on `port` (v4 and v6) whose per-connection behaviour is `body`, a
@@ -388,14 +376,11 @@ c.recv(4096)\n \
 for part in (HEAD[:20],HEAD[20:50],HEAD[50:]):\n  c.send(part); time.sleep(0.005)\n \
 c.close()";
 
+lab_test! {
 /// Response segments reordered (the first held back 40 ms) and duplicated: tcpshake
 /// reassembles them (RFC 9293 §3.10.7.4), answers the gap with duplicate ACKs, ignores the
 /// duplicate, and reads one complete response.
-#[test]
 fn response_reordered_and_duplicated_is_reassembled() {
-    if !require_root() {
-        return;
-    }
     // Server→client on port 8080: 1 SYN-ACK, 2 ACK of the request (Linux's quick ACK),
     // 3–5 the three response parts, 6 FIN.
     let s2c = "port=8080,script=3:hold=40ms;4:dup";
@@ -441,14 +426,12 @@ fn response_reordered_and_duplicated_is_reassembled() {
         "{report:?}"
     );
 }
+}
 
+lab_test! {
 /// A corrupted response segment is ignored and reported; the server's retransmission
 /// completes the exchange.
-#[test]
 fn corrupted_segment_is_ignored_and_reported() {
-    if !require_root() {
-        return;
-    }
     // nginx, server→client: 1 SYN-ACK, 2 ACK, 3 the response, 4 FIN.
     let mut lab = Lab::with_link_emulator("corrupt", "", "port=80,script=3:corrupt", 1);
     lab.start_nginx(80);
@@ -478,13 +461,11 @@ fn corrupted_segment_is_ignored_and_reported() {
     );
     assert_eq!(lab.stop_link_emulator().ba.corrupted, 1);
 }
+}
 
+lab_test! {
 /// RST while waiting for the response (ESTABLISHED): the exchange failed, reset.
-#[test]
 fn rst_in_established_fails_the_exchange() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("rstestab");
     // SO_LINGER {on, 0}: close sends RST instead of FIN (RFC 9293 §3.10.4 ABORT).
     start_python_peer(
@@ -511,16 +492,14 @@ fn rst_in_established_fails_the_exchange() {
     let ex = exchange(&p.rec);
     assert_eq!(ex.last().map(String::as_str), Some("in R."), "{}", p.ctx());
 }
+}
 
+lab_test! {
 /// RST after our FIN was acknowledged (FIN-WAIT-2): reported, no crash, nothing more sent.
 /// The peer waits 0.5 s after our FIN before it resets: Linux delays the ACK of a FIN
 /// (pingpong mode, up to 200 ms) hoping to send its own FIN with it, and a reset before
 /// that ACK would find us still in FIN-WAIT-1.
-#[test]
 fn rst_in_fin_wait_2_is_reported() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("rstfw2");
     start_python_peer(
         &mut lab,
@@ -551,13 +530,11 @@ fn rst_in_fin_wait_2_is_reported() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// The server never answers HEAD: after --timeout tcpshake resets the connection.
-#[test]
 fn silent_server_times_out_then_rst() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("silent");
     lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
     let p = probe(&lab, false, 9000, &["--timeout", "500ms"]);
@@ -580,14 +557,12 @@ fn silent_server_times_out_then_rst() {
     });
     assert!(gone, "{:?}", lab.server_sockets());
 }
+}
 
+lab_test! {
 /// The server closes before answering: reported as an error, the server closed first,
 /// and we still close properly (LAST-ACK → CLOSED).
-#[test]
 fn server_closes_first_before_response() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("srvclose");
     start_python_peer(
         &mut lab,
@@ -612,15 +587,13 @@ fn server_closes_first_before_response() {
     let transitions = p.json["segments"].to_string();
     assert!(transitions.contains("LAST-ACK → CLOSED"), "{}", p.ctx());
 }
+}
 
+lab_test! {
 /// Both FINs cross: ours leaves while the server's is on its way (held 100 ms), and the
 /// server's ACK of ours is held longer, so we go FIN-WAIT-1 → CLOSING → TIME-WAIT
 /// (RFC 9293 §3.6, simultaneous close).
-#[test]
 fn simultaneous_close() {
-    if !require_root() {
-        return;
-    }
     // nginx, server→client: 1 SYN-ACK, 2 ACK, 3 response, 4 FIN (held 100 ms), 5 the ACK
     // of our FIN (held 300 ms). We stop lingering after 20 ms and send our FIN.
     let s2c = "port=80,script=4:hold=100ms;5:hold=300ms";
@@ -648,14 +621,12 @@ fn simultaneous_close() {
         assert!(transitions.contains(t), "{t}: {}", p.ctx());
     }
 }
+}
 
+lab_test! {
 /// Our last ACK is lost: the server retransmits its FIN and we, in TIME-WAIT, ACK it again
 /// (RFC 9293 §3.10.7.4); the server ends with no socket in LAST-ACK.
-#[test]
 fn time_wait_reacks_retransmitted_fin() {
-    if !require_root() {
-        return;
-    }
     // Client→server on 9000: 1 SYN, 2 FIN (with the handshake ACK), 3 the last ACK.
     let mut lab = Lab::with_link_emulator("timewait", "port=9000,script=3:drop", "", 1);
     lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
@@ -679,14 +650,12 @@ fn time_wait_reacks_retransmitted_fin() {
         .count();
     assert_eq!(stuck, 0, "{:?}", lab.server_sockets());
 }
+}
 
+lab_test! {
 /// The server's SYN-ACK advertises a zero window (rewritten by nft): tcpshake holds the
 /// request, probes the window (RFC 9293 §3.8.6.1), and sends once the server opens it.
-#[test]
 fn zero_window_synack_defers_request() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("zerowin");
     lab.start_nginx(80);
     let mut child = lab::in_ns(&lab.server_ns, "nft")
@@ -725,13 +694,11 @@ fn zero_window_synack_defers_request() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// ISN 2^32 − 50: our 99-byte request crosses the wrap, and everything still agrees.
-#[test]
 fn isn_near_wrap() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("isnwrap");
     lab.start_nginx(80);
     let isn = u32::MAX - 49;
@@ -749,13 +716,11 @@ fn isn_near_wrap() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// ICMP errors from a router (a third host), quoting our SYN.
-#[test]
 fn router_icmp_errors_classify_the_port() {
-    if !require_root() {
-        return;
-    }
     let lab = Lab::with_router("router");
     lab.router_ttl_one(80);
     let router = lab.router_v4(true).to_string();
@@ -804,6 +769,7 @@ fn router_icmp_errors_classify_the_port() {
         "{run}"
     );
 }
+}
 
 /// Python helpers for hand-made segments from the server namespace: a raw TCP socket
 /// (the kernel writes the IP header) and the RFC 1071 checksum over the pseudo-header.
@@ -830,14 +796,11 @@ def segments(port,limit=5.0):\n\
 \x20 if dport!=port: continue\n\
 \x20 yield socket.inet_ntoa(p[12:16]),sport,seq,ack,flags,len(t)-(off>>4)*4\n";
 
+lab_test! {
 /// RSTs with bad sequence numbers while we wait for the response (RFC 5961 §3.2): one far
 /// outside the window is ignored, one inside it but not at rcv_nxt gets a challenge ACK;
 /// neither resets the connection, and the response still arrives.
-#[test]
 fn rst_with_bad_sequence_is_challenged_not_obeyed() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("badrst");
     let me = lab.server_v4.to_string();
     let body = format!(
@@ -879,15 +842,13 @@ fn rst_with_bad_sequence_is_challenged_not_obeyed() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// A hand-made peer answers our SYN with SYN|FIN|ACK and absurd options (zero MSS, window
 /// scale 200, an unknown option, a SACK option with a bad length): tcpshake reports it,
 /// does not crash, and ends the exchange with a verdict.
-#[test]
 fn synfin_and_absurd_options_are_anomalies() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("synfin");
     // No listener on 7000, so the server kernel would reset our SYN: drop its RSTs.
     let mut child = lab::in_ns(&lab.server_ns, "nft")
@@ -962,6 +923,7 @@ fn synfin_and_absurd_options_are_anomalies() {
     // Every segment that left was ours: none reported as foreign.
     assert!(!a.contains("did not send"), "{a}");
 }
+}
 
 /// Starts tcpshake against a server that never answers, waits until the connection is
 /// established on the server's side, and returns (pid, stdout file).
@@ -984,14 +946,11 @@ fn start_hanging_probe(lab: &mut Lab, tag: &str) -> (u32, std::path::PathBuf) {
     (pid, out)
 }
 
+lab_test! {
 /// SIGINT and SIGTERM: the in-flight connection is reset (the server's socket goes), the
 /// record still comes out, and the guard table is gone. SIGKILL: no RST is possible, but
 /// the guard table still disappears with the process (NFT_TABLE_F_OWNER).
-#[test]
 fn signals_reset_in_flight_connection_and_leave_no_guard() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("signals");
     lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
     for sig in ["INT", "TERM"] {
@@ -1044,15 +1003,13 @@ fn signals_reset_in_flight_connection_and_leave_no_guard() {
     );
     lab.stop_owned(pid);
 }
+}
 
+lab_test! {
 /// An ICMP error quoting our request (not our SYN) once the connection is open: RFC 9293
 /// §3.10.7.3 / RFC 5461 — soft errors do not abort an established connection. tcpshake
 /// reports it, keeps retransmitting, and gives up on the response after --timeout.
-#[test]
 fn icmp_error_quoting_our_request_is_reported_not_fatal() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_router("icmpdata");
     lab.start_nginx(80);
     // Only segments carrying data (our request) have their TTL run out at the router.
@@ -1074,15 +1031,13 @@ fn icmp_error_quoting_our_request_is_reported_not_fatal() {
     let err = p.rec.error.clone().unwrap_or_default();
     assert!(err.contains("no complete HTTP response"), "{}", p.ctx());
 }
+}
 
+lab_test! {
 /// Seeded random faults both ways (2 ms ± 1 ms, 8 % loss, 5 % duplication, 5 % reordering,
 /// 3 % corruption): five probes in a row still end with 200 OK, and the emulator's report
 /// shows it did inject faults.
-#[test]
 fn seeded_random_faults_still_complete() {
-    if !require_root() {
-        return;
-    }
     let spec = "port=80,delay=2ms,jitter=1ms,loss=8%,dup=5%,reorder=5%,gap=3ms,corrupt=3%";
     let mut lab = Lab::with_link_emulator("random", spec, spec, 42);
     lab.start_nginx(80);
@@ -1101,6 +1056,7 @@ fn seeded_random_faults_still_complete() {
         |s: &lab::middle::LinkemStats| s.dropped + s.duplicated + s.reordered + s.corrupted;
     assert!(faults(&r.ab) + faults(&r.ba) > 0, "{r:?}");
     eprintln!("{r:?}");
+}
 }
 
 // --- Peers that misbehave (issue 12): a scripted server on a raw socket ---
@@ -1256,14 +1212,11 @@ fn start_raw_peer(lab: &mut Lab, port: u16, mode: &str, limit_s: u32) {
     );
 }
 
+lab_test! {
 /// A server whose receive window never opens: the exchange ends at `--timeout` (it used
 /// to probe for ~500 s), with a RST the server accepts: SEG.SEQ = its RCV.NXT (the ack it
 /// kept sending), not one past the probe byte it never took (RFC 9293 §3.10.7.4).
-#[test]
 fn zero_window_forever_ends_at_timeout_with_acceptable_rst() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("zwforever");
     start_raw_peer(&mut lab, 7001, "zerowin", 20);
     let started = std::time::Instant::now();
@@ -1312,15 +1265,13 @@ fn zero_window_forever_ends_at_timeout_with_acceptable_rst() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// RFC 9293 MUST-10, as Linux: a bare SYN in reply to ours is a simultaneous open. We go to
 /// SYN-RECEIVED, answer with a SYN-ACK of our ISN, and the peer's SYN-ACK completes it: the
 /// port is open with nmap's reason for that reply.
-#[test]
 fn simultaneous_open_completes_and_is_split_handshake_syn() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("simopen");
     start_raw_peer(&mut lab, 7002, "simopen", 20);
     let p = probe(&lab, false, 7002, &["--timeout", "2s"]);
@@ -1355,15 +1306,13 @@ fn simultaneous_open_completes_and_is_split_handshake_syn() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// Linux's answer to a SYN-ACK whose TSecr echoes nothing it sent (checked on the wire): a
 /// RST with SEG.SEQ = SEG.ACK, SYN-SENT kept, the SYN sent again at its RTO. The next
 /// SYN-ACK connects.
-#[test]
 fn synack_with_foreign_tsecr_gets_rst_and_syn_again() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("badtsecr");
     start_raw_peer(&mut lab, 7003, "badtsecr", 20);
     let p = probe_allowing(
@@ -1394,14 +1343,12 @@ fn synack_with_foreign_tsecr_gets_rst_and_syn_again() {
         p.anomalies()
     );
 }
+}
 
+lab_test! {
 /// MSS 10 is raised to Linux's floor of 48 (TCP_MIN_SND_MSS), not honoured with 10-byte
 /// segments: the request goes out in 48-byte segments.
-#[test]
 fn tiny_mss_is_raised_to_linux_floor() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("mss10");
     start_raw_peer(&mut lab, 7004, "mss10", 20);
     let p = probe(&lab, false, 7004, &["--timeout", "2s"]);
@@ -1427,15 +1374,13 @@ fn tiny_mss_is_raised_to_linux_floor() {
         p.anomalies()
     );
 }
+}
 
+lab_test! {
 /// A SYN-ACK with options of impossible lengths (window scale of length 4, SACK-permitted of
 /// length 3) and MSS 0 is still a SYN-ACK (RFC 9293 MUST-7, as Linux): the bad options cost
 /// themselves, MSS 0 means 536, the timestamps after them still count.
-#[test]
 fn bad_option_lengths_cost_the_option_not_the_synack() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("badopts");
     start_raw_peer(&mut lab, 7005, "badopts", 20);
     let p = probe_allowing(
@@ -1462,14 +1407,12 @@ fn bad_option_lengths_cost_the_option_not_the_synack() {
     assert!(a.contains("TCP option kind 3 with a bad length"), "{a}");
     assert!(a.contains("MSS is 0"), "{a}");
 }
+}
 
+lab_test! {
 /// The whole response in the SYN-ACK, before our request: the request legs cannot be
 /// measured, so they are null with a note (they used to read 0).
-#[test]
 fn response_in_synack_leaves_request_legs_null_with_notes() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("synackdata");
     start_raw_peer(&mut lab, 7006, "synackdata", 20);
     let p = probe_allowing(&lab, false, 7006, &["--timeout", "2s"], &["Retransmission"]);
@@ -1487,15 +1430,13 @@ fn response_in_synack_leaves_request_legs_null_with_notes() {
     );
     assert!(notes["request_to_first_byte"].is_string(), "{}", p.ctx());
 }
+}
 
+lab_test! {
 /// PAWS (RFC 7323 §5.3 R1), as Linux (checked on the wire): a segment whose TSval is older
 /// than TS.Recent is dropped and answered with a duplicate ACK; the same bytes with a fresh
 /// TSval are taken.
-#[test]
 fn paws_drops_a_segment_with_an_old_timestamp() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("paws");
     start_raw_peer(&mut lab, 7007, "paws", 20);
     // tshark's sequence analysis takes the dropped segment's bytes as received, so our
@@ -1529,13 +1470,11 @@ fn paws_drops_a_segment_with_an_old_timestamp() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// URG is reported, in the segment record and as a note; nothing else changes.
-#[test]
 fn urgent_pointer_is_reported() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("urg");
     start_raw_peer(&mut lab, 7008, "urg", 20);
     let p = probe(&lab, false, 7008, &["--timeout", "2s"]);
@@ -1551,14 +1490,12 @@ fn urgent_pointer_is_reported() {
         p.anomalies()
     );
 }
+}
 
+lab_test! {
 /// The same response bytes twice: the second copy is called a duplicate, not "outside the
 /// window".
-#[test]
 fn plain_duplicate_is_called_a_duplicate() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("dupdata");
     start_raw_peer(&mut lab, 7009, "dup", 20);
     let p = probe_allowing(
@@ -1573,15 +1510,13 @@ fn plain_duplicate_is_called_a_duplicate() {
     assert!(a.contains("duplicate of bytes already received"), "{a}");
     assert!(!a.contains("outside our receive window"), "{a}");
 }
+}
 
+lab_test! {
 /// A server that keeps answering (an ACK of our SYN for every segment) but never
 /// acknowledges the request: the error says so, not "stopped answering"; and its talk is
 /// no progress, so the exchange still ends at `--timeout` (plus the RST).
-#[test]
 fn server_answering_without_acking_is_not_called_silent() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("noack");
     start_raw_peer(&mut lab, 7010, "noack", 30);
     let p = probe_allowing(
@@ -1599,17 +1534,15 @@ fn server_answering_without_acking_is_not_called_silent() {
     assert!(!err.contains("stopped answering"), "{err}\n{}", p.ctx());
     assert!(err.contains("never acknowledged"), "{err}\n{}", p.ctx());
 }
+}
 
+lab_test! {
 /// The `scan --complete` flake, made deterministic: the server's ACK of our FIN arrives
 /// behind its FIN+ACK, after we entered TIME-WAIT. We ACK it again (RFC 9293 §3.10.7.4; Linux's
 /// TIME-WAIT does the same, checked on the wire), the server, closed by our last ACK, answers
 /// with a RST at our RCV.NXT, and that RST ends TIME-WAIT. The close had completed: it is
 /// the client's close with every leg, not a reset, and the RST is noted.
-#[test]
 fn rst_in_time_wait_after_a_reordered_ack_is_still_a_client_close() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("staleack");
     start_raw_peer(&mut lab, 7011, "staleack", 20);
     let p = probe(&lab, false, 7011, &["--no-http", "--timeout", "2s"]);
@@ -1632,14 +1565,12 @@ fn rst_in_time_wait_after_a_reordered_ack_is_still_a_client_close() {
         p.ctx()
     );
 }
+}
 
+lab_test! {
 /// `--pcapng` names a retransmission in the packet's comment: the first SYN is lost, the
 /// second one's comment says `retransmission`; the first carries the state change.
-#[test]
 fn pcapng_comments_name_the_retransmitted_syn() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::with_link_emulator("pngretx", "port=80,script=1:drop", "", 1);
     lab.start_nginx(80);
     let png = lab.dir().join("retx.pcapng");
@@ -1668,4 +1599,5 @@ fn pcapng_comments_name_the_retransmitted_syn() {
     );
     let syn_to_synack = rec.legs_ns.as_ref().and_then(|l| l.all()[0].1);
     assert!(syn_to_synack.is_some(), "{run}");
+}
 }

@@ -1,17 +1,14 @@
-//! Integration tests: tcpshake against real peers in throwaway network namespaces.
-//!
-//! One test binary (after ripgrep's tests/): `lab` is the harness, `harness` checks the
-//! harness itself without tcpshake, and the rest drive the binary by its documented
-//! contract (JSON Lines schema 1, exit codes 0/1/2/3). Every test that needs root starts
-//! with `if !require_root() { return; }`.
+//! `tcpshake probe` against real peers in throwaway network namespaces: `harness` checks
+//! the lab itself without tcpshake, the rest drive the binary by its documented contract
+//! (JSON Lines schema 1, the exit codes).
 
-mod lab;
+use crate::lab;
 
+use lab::Lab;
 use lab::capture::{self, L4, Packet, flags_str};
 use lab::faults::{Direction, Reject};
 use lab::peers::ListenerMode;
 use lab::report::ProbeRecord;
-use lab::{Lab, require_root};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -19,11 +16,8 @@ use std::time::Duration;
 mod harness {
     use super::*;
 
-    #[test]
+    lab_test! {
     fn nginx_answers_curl_on_v4_and_v6() {
-        if !require_root() {
-            return;
-        }
         let mut lab = Lab::new("h_nginx");
         lab.start_nginx(80);
         for v6 in [false, true] {
@@ -42,12 +36,10 @@ mod harness {
             );
         }
     }
+    }
 
-    #[test]
+    lab_test! {
     fn python_http_and_kernel_listener_accept() {
-        if !require_root() {
-            return;
-        }
         let mut lab = Lab::new("h_peers");
         lab.start_python_http(false, 8000);
         lab.start_python_http(true, 8000);
@@ -73,14 +65,12 @@ mod harness {
             28
         );
     }
+    }
 
+    lab_test! {
     /// Each fault, applied to its own port, shows up in the client's capture as exactly the
     /// reply the tests expect tcpshake to classify.
-    #[test]
     fn faults_produce_expected_replies() {
-        if !require_root() {
-            return;
-        }
         let mut lab = Lab::new("h_faults");
         lab.start_nginx(80);
         lab.fault_reject(81, Reject::Drop);
@@ -149,12 +139,10 @@ mod harness {
         let (report, problems) = capture::tshark_expert(&cap.path, "tcp.flags.reset == 1");
         assert!(problems > 0, "tshark reported no RST warning:\n{report}");
     }
+    }
 
-    #[test]
+    lab_test! {
     fn loss_fault_drops_and_clears() {
-        if !require_root() {
-            return;
-        }
         let mut lab = Lab::new("h_loss");
         lab.start_nginx(80);
         lab.fault_loss(100, Direction::FromServer);
@@ -178,14 +166,12 @@ mod harness {
             lab.fault_ruleset()
         );
     }
+    }
 
+    lab_test! {
     /// The pcap reader agrees with tcpdump's own decoding (flags, sequence numbers) and
     /// with tshark's nanosecond epoch timestamps, packet for packet.
-    #[test]
     fn pcap_reader_agrees_with_tcpdump_and_tshark() {
-        if !require_root() {
-            return;
-        }
         let mut lab = Lab::new("h_pcap");
         lab.start_nginx(80);
         let cap = lab.start_capture("curl");
@@ -271,6 +257,7 @@ mod harness {
             "clean curl exchanges raise no tshark warnings:\n{report}"
         );
     }
+    }
 
     #[test]
     fn flags_are_spelled_like_tcpdump() {
@@ -285,12 +272,9 @@ mod harness {
         assert_eq!(flags_str(SYN | ACK | ECE), "S.E");
     }
 
+    lab_test! {
     /// Drop removes namespaces, processes and the temp dir, also when the test panics.
-    #[test]
     fn drop_cleans_up_even_on_panic() {
-        if !require_root() {
-            return;
-        }
         let seen = std::sync::Mutex::new(None);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut lab = Lab::new("h_drop");
@@ -317,13 +301,11 @@ mod harness {
             "nginx {pid} still runs"
         );
     }
+    }
 
+    lab_test! {
     /// `Lab::new` removes `tsk-` namespaces of dead processes and leaves live ones alone.
-    #[test]
     fn sweep_removes_only_dead_owners_namespaces() {
-        if !require_root() {
-            return;
-        }
         let mut dead = std::process::Command::new("true")
             .spawn()
             .expect("spawn true");
@@ -349,6 +331,7 @@ mod harness {
         }
         assert!(!list.contains(&stale), "stale namespace kept: {list}");
         assert!(list.contains(&live), "live namespace swept: {list}");
+    }
     }
 }
 
@@ -414,27 +397,20 @@ fn nginx_probe(v6: bool) {
     );
 }
 
-#[test]
+lab_test! {
 fn nginx_v4_open_200_every_leg_server_closes() {
-    if !require_root() {
-        return;
-    }
     nginx_probe(false);
 }
-
-#[test]
-fn nginx_v6_open_200_every_leg_server_closes() {
-    if !require_root() {
-        return;
-    }
-    nginx_probe(true);
 }
 
-#[test]
+lab_test! {
+fn nginx_v6_open_200_every_leg_server_closes() {
+    nginx_probe(true);
+}
+}
+
+lab_test! {
 fn python_http_server_v4_open_200() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("python4");
     lab.start_python_http(false, 8000);
     let run = lab.run_client(probe_args(&lab.target(false, 8000), &["--timeout", "5s"]));
@@ -442,12 +418,10 @@ fn python_http_server_v4_open_200() {
     assert_eq!(run.code, Some(0), "{ctx}");
     assert_open_http(&lab, &run.record(), false, 8000, &ctx);
 }
+}
 
-#[test]
+lab_test! {
 fn no_http_against_kernel_listener_client_closes_with_fin_legs() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("nohttp");
     lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
     let run = lab.run_client(probe_args(
@@ -475,18 +449,17 @@ fn no_http_against_kernel_listener_client_closes_with_fin_legs() {
         assert!(value.is_some(), "leg {name} is null: {ctx}");
     }
 }
+}
 
-#[test]
+lab_test! {
 fn closed_port_is_closed_reset_exit_1() {
-    if !require_root() {
-        return;
-    }
     let lab = Lab::new("closed");
     let run = lab.run_client(probe_args(&lab.target(false, 81), &["--timeout", "3s"]));
     let ctx = format!("{run}\n{}", lab.describe());
     assert_eq!(run.code, Some(1), "{ctx}");
     let rec = run.record();
     assert_eq!((rec.state(), rec.reason()), ("closed", "reset"), "{ctx}");
+}
 }
 
 /// Applies `reject` to port 81 and probes it over v4 (and v6 when `both`).
@@ -510,27 +483,20 @@ fn fault_case(name: &str, reject: Reject, families: &[bool], state: &str, reason
     }
 }
 
-#[test]
+lab_test! {
 fn nft_drop_is_filtered_no_response() {
-    if !require_root() {
-        return;
-    }
     fault_case("drop", Reject::Drop, &[false], "filtered", "no-response");
 }
-
-#[test]
-fn nft_reject_tcp_reset_is_closed_reset_v4_v6() {
-    if !require_root() {
-        return;
-    }
-    fault_case("rst", Reject::TcpReset, &[false, true], "closed", "reset");
 }
 
-#[test]
+lab_test! {
+fn nft_reject_tcp_reset_is_closed_reset_v4_v6() {
+    fault_case("rst", Reject::TcpReset, &[false, true], "closed", "reset");
+}
+}
+
+lab_test! {
 fn nft_reject_port_unreachable_is_filtered_port_unreach_v4_v6() {
-    if !require_root() {
-        return;
-    }
     fault_case(
         "unreach",
         Reject::PortUnreachable,
@@ -539,12 +505,10 @@ fn nft_reject_port_unreachable_is_filtered_port_unreach_v4_v6() {
         "port-unreach",
     );
 }
+}
 
-#[test]
+lab_test! {
 fn nft_reject_admin_prohibited_is_filtered_admin_prohibited_v4_v6() {
-    if !require_root() {
-        return;
-    }
     fault_case(
         "admin",
         Reject::AdminProhibited,
@@ -552,6 +516,7 @@ fn nft_reject_admin_prohibited_is_filtered_admin_prohibited_v4_v6() {
         "filtered",
         "admin-prohibited",
     );
+}
 }
 
 /// Median of a non-empty list.
@@ -597,16 +562,13 @@ fn find_packet<'a>(
         .min_by_key(|p| p.ts_ns.abs_diff(seg.ts_ns))
 }
 
+lab_test! {
 /// Every reported segment is a packet tcpdump saw; outgoing kernel timestamps are
 /// identical to tcpdump's; incoming ones are the kernel's receive stamp, taken as the
 /// packet entered the stack, so never later than tcpdump's (libpcap asks for no
 /// PACKET_TIMESTAMP: its stamp is the moment the packet reached its socket), and within
 /// 10 µs of it (median ≤ 2 µs). The legs agree.
-#[test]
 fn segments_and_timestamps_agree_with_tcpdump() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tcpdump_agree");
     lab.start_nginx(80);
     let cap = lab.start_capture("agree");
@@ -680,14 +642,12 @@ fn segments_and_timestamps_agree_with_tcpdump() {
         "incoming median off by {in_median} ns (> 2 µs)"
     );
 }
+}
 
+lab_test! {
 /// tshark's expert analysis finds nothing wrong with the client's segments, neither in
 /// tcpdump's capture nor in tcpshake's own `--pcap` file (nanosecond, raw IP).
-#[test]
 fn tshark_expert_finds_no_warnings() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("tshark");
     lab.start_nginx(80);
     let cap = lab.start_capture("tshark");
@@ -728,14 +688,12 @@ fn tshark_expert_finds_no_warnings() {
     let (report, problems) = capture::tshark_expert(&cap.path, &filter);
     assert_eq!(problems, 0, "tshark on tcpdump's capture:\n{report}");
 }
+}
 
+lab_test! {
 /// The kernel never answers tcpshake's peers with a RST of its own: every RST from the
 /// client host in the capture is one tcpshake reports having sent.
-#[test]
 fn no_kernel_rst_from_client_host() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("norst");
     lab.start_nginx(80);
     lab.start_kernel_listener(9000, ListenerMode::CloseAfterAccept);
@@ -785,13 +743,11 @@ fn no_kernel_rst_from_client_host() {
         }
     }
 }
+}
 
+lab_test! {
 /// The nftables guard table has the owner flag: SIGKILL removes it with the process.
-#[test]
 fn sigkill_leaves_no_guard_table() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("sigkill");
     lab.fault_reject(81, Reject::Drop);
     let mut cmd = lab.client_cmd(probe_args(
@@ -819,14 +775,12 @@ fn sigkill_leaves_no_guard_table() {
     );
     lab.stop_owned(pid);
 }
+}
 
+lab_test! {
 /// tcpshake finishes the close properly: the server has no socket stuck in CLOSE-WAIT or
 /// LAST-ACK (which a lost or missing final ACK would leave, RFC 9293 §3.6).
-#[test]
 fn server_has_no_close_wait_or_last_ack_after_probe() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("closewait");
     lab.start_nginx(80);
     let run = lab.run_client(probe_args(&lab.target(false, 80), &["--timeout", "5s"]));
@@ -850,13 +804,11 @@ fn server_has_no_close_wait_or_last_ack_after_probe() {
     });
     assert!(clean, "server sockets stuck: {stuck:?}");
 }
+}
 
+lab_test! {
 /// 20 % random loss each way: retransmission (RFC 6298) still gets every probe through.
-#[test]
 fn twenty_percent_loss_still_completes() {
-    if !require_root() {
-        return;
-    }
     let mut lab = Lab::new("loss");
     lab.start_nginx(80);
     lab.fault_loss(20, Direction::Both);
@@ -905,12 +857,10 @@ fn twenty_percent_loss_still_completes() {
         "{probes} probes through 20% loss and not one retransmission"
     );
 }
+}
 
-#[test]
+lab_test! {
 fn lab_subcommand_exits_0_with_open_result() {
-    if !require_root() {
-        return;
-    }
     // The lab's own namespaces die with it; the capture file is ours to remove.
     let png = std::env::temp_dir().join(format!("tsk-{}-labcmd.pcapng", std::process::id()));
     let run = lab::run_bounded(
@@ -946,6 +896,7 @@ fn lab_subcommand_exits_0_with_open_result() {
         .count();
     assert_eq!(handshakes, 2, "{comments:?}");
 }
+}
 
 /// Usage errors exit 2 with a message. None of these has a valid target, so a broken
 /// parser still could not send anything from the host's namespace.
@@ -967,13 +918,10 @@ fn bad_usage_exits_2_with_message() {
     }
 }
 
+lab_test! {
 /// A `.invalid` name never resolves (RFC 6761 §6.4); run in the client namespace, where
 /// no resolver is reachable, so the lookup cannot leave the lab either.
-#[test]
 fn unresolvable_name_is_reported_by_name() {
-    if !require_root() {
-        return;
-    }
     let lab = Lab::new("resolve");
     let run = lab.run_client_bounded(
         probe_args("nosuchhost.invalid:80", &["--timeout", "2s"]),
@@ -984,4 +932,5 @@ fn unresolvable_name_is_reported_by_name() {
         format!("{}{}", run.stdout, run.stderr).contains("nosuchhost.invalid"),
         "the message must name the host:\n{run}"
     );
+}
 }

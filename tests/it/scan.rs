@@ -2,11 +2,10 @@
 //! (and a few IPv6 addresses) through AnyIP routes, open/closed/dropped/ICMP-rejected
 //! ports, and every verdict compared against the ground truth the test set up.
 
-#[path = "lab/mod.rs"]
-mod lab;
+use crate::lab;
 
 use lab::faults::{Direction, Reject};
-use lab::{Lab, Run, die_with_parent, in_ns, require_root, run_ok};
+use lab::{Lab, Run, die_with_parent, in_ns, run_ok};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -253,11 +252,8 @@ fn verdicts(run: &Run) -> BTreeMap<(IpAddr, u16), (String, String)> {
     m
 }
 
-#[test]
+lab_test! {
 fn states_and_reasons_match_the_ground_truth_on_v4_and_v6() {
-    if !require_root() {
-        return;
-    }
     let open = [22, 80, 443];
     let s = ScanLab::new("scan_states", &open);
     s.lab.fault_reject(81, Reject::Drop);
@@ -376,14 +372,12 @@ fn states_and_reasons_match_the_ground_truth_on_v4_and_v6() {
     assert!(g.contains("22/open/tcp//ssh///"), "{g}");
     assert!(g.contains("23/closed/tcp//telnet///"), "{g}");
 }
+}
 
+lab_test! {
 /// `--all` lists every pair sent to, silent ones too; each shard lists its own pairs only
 /// (in JSON and in -oG), and the shards together are the whole scan.
-#[test]
 fn three_shards_equal_the_whole_scan() {
-    if !require_root() {
-        return;
-    }
     let s = ScanLab::new("scan_shards", &[22, 8080]);
     s.lab.fault_reject(81, Reject::Drop);
     let net = format!("{}/26", s.v4(0));
@@ -448,18 +442,16 @@ fn three_shards_equal_the_whole_scan() {
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("--seed"), "{bad}");
 }
+}
 
+lab_test! {
 /// nmap's own tools read our files as nmap's: `ndiff` against `nmap -sS -oX` of the same
 /// ports finds no difference (states, service names, folded counts, host names), the XML
 /// is valid against nmap's DTD and carries the stylesheet line, and the -oG host lines
 /// are nmap's, byte for byte. Open, closed, dropped (no-response), port-unreachable and
 /// admin-prohibited ports; many of a kind (folded into extraports) and few (listed); a
 /// host given by name and one by address, over IPv4 and IPv6.
-#[test]
 fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
-    if !require_root() {
-        return;
-    }
     let s = ScanLab::new("scan_nmap_diff", &[22, 80]);
     s.icmp_unlimited();
     s.lab.fault_reject(81, Reject::Drop);
@@ -576,15 +568,13 @@ fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
         assert_eq!(greppable_hosts(&ours).len(), 4, "{label}: {ours}");
     }
 }
+}
 
+lab_test! {
 /// Ctrl-C mid-scan: the sending stops, the replies on their way are still taken, and every
 /// file is complete — XML valid, saying `exit="error"` — listing exactly the pairs that
 /// were sent, each with its true verdict.
-#[test]
 fn an_interrupted_scan_writes_complete_files_that_say_so() {
-    if !require_root() {
-        return;
-    }
     let s = ScanLab::new("scan_sigint", &[22]);
     s.lab.fault_reject(81, Reject::Drop);
     let dir = s.lab.dir().to_path_buf();
@@ -683,12 +673,10 @@ fn an_interrupted_scan_writes_complete_files_that_say_so() {
     );
     assert_eq!(greppable_ports(&g).len(), want, "{g}");
 }
+}
 
-#[test]
+lab_test! {
 fn two_percent_loss_with_two_retries_finds_every_open_port() {
-    if !require_root() {
-        return;
-    }
     let open = [22, 80];
     let s = ScanLab::new("scan_loss", &open);
     s.lab.fault_loss(2, Direction::Both);
@@ -717,6 +705,7 @@ fn two_percent_loss_with_two_retries_finds_every_open_port() {
         .collect();
     let missing: Vec<_> = want.difference(&found).collect();
     assert!(missing.is_empty(), "missed {missing:?}\n{}", run.stderr);
+}
 }
 
 #[test]
@@ -764,13 +753,10 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
     }
 }
 
+lab_test! {
 /// `--complete`: every open port gets a second, full connection that we close with our FIN;
 /// its legs land in the port's record, and the server is left with nothing half-closed.
-#[test]
 fn complete_connects_to_open_ports_and_closes_them_cleanly() {
-    if !require_root() {
-        return;
-    }
     let mut s = ScanLab::new("scan_complete", &[]);
     // A listener that accepts and closes when the peer does, like a real service: a port
     // whose application never closes would sit in CLOSE-WAIT whatever we send.
@@ -889,4 +875,5 @@ fn complete_connects_to_open_ports_and_closes_them_cleanly() {
         "{text}"
     );
     assert!(!text.stdout.contains("failed"), "{text}");
+}
 }
