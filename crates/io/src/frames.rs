@@ -3,8 +3,9 @@
 //! emulator's ports (`tcpshake_lab::linkem_io`).
 
 use super::cmsg::{self, CONTROL_WORDS, PACKET_AUXDATA, SO_TIMESTAMPNS};
+use super::packet::PACKET_OUTGOING;
 use super::set_sockopt;
-use super::tap::{PACKET_OUTGOING, bind_to_interface};
+use super::tap::bind_to_interface;
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Socket, Type};
 use std::io;

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod httpd;
 pub mod netlink;
 pub mod netns;
+mod packet;
 pub mod poll;
 pub mod ports;
 pub mod random;

@@ -27,6 +27,8 @@
 //! put a millisecond into our reaction to a SYN-ACK.
 
 use super::cmsg::{PACKET_AUXDATA, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY};
+use super::packet::PACKET_OUTGOING;
+pub use super::packet::{PACKET_ROOM, TapMeta};
 use super::tapqueue::QueueReader;
 use anyhow::{Context, Result};
 use socket2::{Domain, SockFilter, Socket, Type};
@@ -51,7 +53,6 @@ const TP_STATUS_COPY: u32 = 1 << 1;
 const PACKET_STATISTICS: libc::c_int = 6;
 /// Packets larger than a frame are also queued whole (any non-zero value turns it on).
 const PACKET_COPY_THRESH: libc::c_int = 7;
-pub(super) const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
 
 /// How the ring is cut into frames (each frame holds one packet).
@@ -113,9 +114,6 @@ impl RingShape {
 /// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
 /// costs about a kilobyte of it).
 const QUEUE_BYTES: libc::c_int = 16 << 20;
-/// Room for the largest packet a tap can meet: a 64 KiB GSO super-packet (an IPv6 one is
-/// 40 bytes of header and 65 535 of payload); a longer one is reported truncated.
-pub const PACKET_ROOM: usize = 65_536 + 256;
 /// At most this many packets per `recv_batch` from a queue-read tap.
 const QUEUE_BOUND: usize = 4096;
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
@@ -143,22 +141,6 @@ struct TpacketReq {
     tp_block_nr: u32,
     tp_frame_size: u32,
     tp_frame_nr: u32,
-}
-
-/// One packet read off the tap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TapMeta {
-    /// Kernel timestamp, `CLOCK_REALTIME`.
-    pub at: Instant,
-    /// Bytes of the IP packet written into the caller's buffer.
-    pub len: usize,
-    /// The packet left this host (PACKET_OUTGOING).
-    pub outgoing: bool,
-    /// The transport checksum is not filled in yet (offloaded); do not verify it.
-    pub checksum_offloaded: bool,
-    /// Only the start of a packet longer than a frame (its whole copy could not be
-    /// queued): not a packet to parse.
-    pub truncated: bool,
 }
 
 /// What the tap missed, from the kernel's count and our own.

@@ -10,7 +10,7 @@
 //! any system call is what its reaction time needs.
 
 use super::cmsg::{self, CONTROL_WORDS};
-use super::tap::{PACKET_OUTGOING, PACKET_ROOM, TapMeta};
+use super::packet::{PACKET_OUTGOING, PACKET_ROOM, TapMeta};
 use socket2::Socket;
 use std::mem::{size_of, zeroed};
 use std::os::fd::AsRawFd;
