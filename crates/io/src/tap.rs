@@ -79,7 +79,7 @@ const COPY_QUEUE_BYTES: libc::c_int = 4 << 20;
 
 impl RingShape {
     /// For one connection that advertises a receive window of `rcv_buf` bytes: room for a
-    /// whole window of [`SMALLEST_FULL_SEGMENT`]-byte segments, one ACK of ours for each,
+    /// whole window of `SMALLEST_FULL_SEGMENT`-byte segments, one ACK of ours for each,
     /// and a margin (SYN retransmissions, ICMP, duplicates), in 2 KiB frames — 1024 of
     /// them (2 MiB) for our 128 KiB window. A full window of 1448-byte segments uses 90
     /// frames, and our ACKs of them fewer. Larger packets take the copy path (module doc).
