@@ -274,24 +274,10 @@ fn run_guarded(
         }
     }
 
-    // Our last segment's copy (and a loopback's arrival copy) may still be on its way to
-    // the tap: read until it has been quiet for a millisecond, at most 20 ms.
-    let drain_until = clock::now() + Duration::from_millis(20);
-    let mut quiet_since = clock::now();
-    loop {
-        let now = clock::now();
-        if now >= drain_until || now.saturating_since(quiet_since) >= Duration::from_millis(1) {
-            break;
-        }
-        match tap.recv(&mut rx[0])? {
-            Some(meta) => {
-                let bytes = &rx[0][..meta.len];
-                deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
-                quiet_since = clock::now();
-            }
-            None => std::hint::spin_loop(),
-        }
-    }
+    // Our last segment's copy (and a loopback's arrival copy) may still be on its way.
+    drain_tap(&mut tap, &mut rx[0], |meta, bytes| {
+        deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
+    })?;
     packets.drain(..).for_each(&mut *sink);
     // What the ring had no room for (or could not give whole) never reached our TCP:
     // the record says so.
@@ -299,6 +285,37 @@ fn run_guarded(
     Ok(Outcome {
         result: probe.into_result(),
     })
+}
+
+/// How long the tap must be quiet after a probe's last segment before its copy is taken as
+/// lost, and how long to wait for it at most.
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(1);
+pub(crate) const DRAIN_MAX: Duration = Duration::from_millis(20);
+
+/// Reads what is still on its way to the tap after the last packet we sent (its copy, a
+/// loopback arrival): every packet to `each`, until the tap has been quiet for
+/// [`DRAIN_QUIET`], for [`DRAIN_MAX`] at most.
+pub(crate) fn drain_tap(
+    tap: &mut Tap,
+    buf: &mut [u8],
+    mut each: impl FnMut(TapMeta, &[u8]),
+) -> Result<()> {
+    let drain_until = clock::now() + DRAIN_MAX;
+    let mut quiet_since = clock::now();
+    // Bounded by `drain_until`.
+    loop {
+        let now = clock::now();
+        if now >= drain_until || now.saturating_since(quiet_since) >= DRAIN_QUIET {
+            return Ok(());
+        }
+        match tap.recv(buf)? {
+            Some(meta) => {
+                each(meta, &buf[..meta.len]);
+                quiet_since = clock::now();
+            }
+            None => std::hint::spin_loop(),
+        }
+    }
 }
 
 /// Hand one packet off the tap to `fed` (a probe, a trace). Arriving packets go through

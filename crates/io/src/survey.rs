@@ -27,7 +27,9 @@ use super::guard::MARK;
 use super::ports::PortKeeper;
 use super::ports::PortReservation;
 use super::route::{Route, Router};
-use super::run::{Capture, Captured, MAX_SLEEP, Outcome, SPIN, build_segment, send_error};
+use super::run::{
+    Capture, Captured, DRAIN_MAX, DRAIN_QUIET, MAX_SLEEP, Outcome, SPIN, build_segment, send_error,
+};
 use super::sender::RawSender;
 use super::tap::{Tap, TapLosses};
 use super::{clock, is_environment_error};
@@ -136,12 +138,11 @@ pub struct Progress {
     pub capture_missed: u64,
 }
 
-/// A finished probe's record is final once the tap has shown every segment it sent (an
-/// outgoing copy is in the ring before `sendto` returns, so this is usually at once).
-/// Should a copy never come (lost to a full ring), it waits until the tap has been quiet
-/// for it for `DRAIN_QUIET`, at most `DRAIN_MAX`.
-const DRAIN_QUIET: Duration = Duration::from_millis(1);
-const DRAIN_MAX: Duration = Duration::from_millis(20);
+// A finished probe's record is final once the tap has shown every segment it sent (an
+// outgoing copy is in the ring before `sendto` returns, so this is usually at once).
+// Should a copy never come (lost to a full ring), it waits until the tap has been quiet
+// for it for `DRAIN_QUIET`, at most `DRAIN_MAX` (run.rs: the same as a single probe's).
+
 /// Spin after a transmit only while few probes are in flight: with many, the loop is busy
 /// anyway, and empty polls of the taps would only take the CPU from the work.
 const SPIN_MAX_IN_FLIGHT: usize = 8;

@@ -9,13 +9,12 @@
 //! RST, not the kernel's, and an in-session connection is ours alone.
 
 use super::guard::{Guard, MARK};
-use super::run::{Capture, Captured, Fed, MAX_SLEEP, Path, deliver, send_error};
+use super::run::{Capture, Captured, Fed, MAX_SLEEP, Path, deliver, drain_tap, send_error};
 use super::sender::RawSender;
 use super::tap::{RingShape, Tap};
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tcpshake_proto::probe::PacketNote;
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::trace::record::TraceRecord;
@@ -119,37 +118,23 @@ fn run_guarded(
         flush(&mut trace, &sender, &mut hop_limit)?;
     }
 
-    // The copies of our last packets may still be on their way to the tap: read until it
-    // has been quiet for a millisecond, at most 20 ms.
-    let drain_until = clock::now() + Duration::from_millis(20);
-    let mut quiet_since = clock::now();
-    loop {
-        let now = clock::now();
-        if now >= drain_until || now.saturating_since(quiet_since) >= Duration::from_millis(1) {
-            break;
+    // The copies of our last packets may still be on their way to the tap.
+    drain_tap(&mut tap, &mut rx[0], |meta, bytes| {
+        // Only our own segments leave through the filter here (ICMP we never send).
+        let ours = IpPacket::parse(bytes).is_ok_and(|p| p.ip.protocol == PROTO_TCP);
+        if meta.outgoing
+            && capture.is_on()
+            && !meta.truncated
+            && ours
+            && packets.len() < MAX_CAPTURED
+        {
+            packets.push(Captured {
+                at: meta.at,
+                bytes: bytes.to_vec(),
+                note: (capture == Capture::Annotated).then(|| text_note(Some("sent"))),
+            });
         }
-        match tap.recv(&mut rx[0])? {
-            Some(meta) => {
-                let bytes = &rx[0][..meta.len];
-                // Only our own segments leave through the filter here (ICMP we never send).
-                let ours = IpPacket::parse(bytes).is_ok_and(|p| p.ip.protocol == PROTO_TCP);
-                if meta.outgoing
-                    && capture.is_on()
-                    && !meta.truncated
-                    && ours
-                    && packets.len() < MAX_CAPTURED
-                {
-                    packets.push(Captured {
-                        at: meta.at,
-                        bytes: bytes.to_vec(),
-                        note: (capture == Capture::Annotated).then(|| text_note(Some("sent"))),
-                    });
-                }
-                quiet_since = clock::now();
-            }
-            None => std::hint::spin_loop(),
-        }
-    }
+    })?;
     let losses = tap.losses();
     let mut record = trace.into_record();
     if losses.dropped > 0 {
