@@ -302,9 +302,14 @@ pub struct ScanArgs {
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
     #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = clap::value_parser!(u8).range(0..=10))]
     pub retries: u8,
-    /// After the last SYN of a round, how long replies are awaited.
-    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::SCAN_WAIT))]
-    pub wait: Dur,
+    /// After the last SYN of a round, how long replies are awaited. [default: from the
+    /// replies' times: SRTT + 4·RTTVAR, at least 50 ms; 1 s until a reply is timed]
+    #[arg(long, value_name = "DUR")]
+    pub wait: Option<Dur>,
+    /// Send IP packets through the kernel (raw sockets) instead of Ethernet frames of our
+    /// own: no ARP / Neighbor Discovery of our own either (nmap's --send-ip).
+    #[arg(long = "send-ip")]
+    pub send_ip: bool,
     /// Key of the scan order; shards of one scan must share it.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,

@@ -16,6 +16,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 use tcpshake_proto::probe::scan::ports;
+use tcpshake_proto::probe::scan::rtt::Wait;
 use tcpshake_proto::probe::scan::targets::{self as scan_targets, Spec, TargetSpec};
 use tcpshake_proto::probe::shard::Shard;
 use tcpshake_proto::probe::stats::{Slo, parse_slos};
@@ -26,6 +27,7 @@ use tcpshake_proto::wire::http::{check_host_field, check_request_target};
 /// Every default, in one place. `--help` shows those of options with a value.
 pub mod defaults {
     use std::time::Duration;
+    use tcpshake_proto::probe::scan::rtt::Wait;
 
     /// `--path`.
     pub const PATH: &str = "/";
@@ -59,8 +61,8 @@ pub mod defaults {
     pub const SCAN_RATE: u64 = 1000;
     /// `scan --retries`.
     pub const SCAN_RETRIES: u8 = 1;
-    /// `scan --wait`.
-    pub const SCAN_WAIT: Duration = Duration::from_secs(1);
+    /// `scan --wait`: adaptive (tcpshake_proto::probe::scan::rtt).
+    pub const SCAN_WAIT: Wait = Wait::Adaptive;
     /// `scan` without `-p`: nmap's most frequently open ports.
     pub const TOP_PORTS: usize = 1000;
     /// `trace --max-ttl`: as traceroute and mtr.
@@ -241,7 +243,9 @@ pub struct ScanConfig {
     pub shard: Shard,
     pub rate: u64,
     pub retries: u8,
-    pub wait: Duration,
+    pub wait: Wait,
+    /// `--send-ip`: the kernel's path, no frames and no resolution of our own.
+    pub send_ip: bool,
     pub source_port: Option<u16>,
     pub family: Family,
     pub all: bool,
@@ -603,7 +607,8 @@ fn scan(a: ScanArgs) -> Result<Config> {
         shard,
         rate: a.rate,
         retries: a.retries,
-        wait: a.wait.0,
+        wait: a.wait.map_or(defaults::SCAN_WAIT, |d| Wait::Fixed(d.0)),
+        send_ip: a.send_ip,
         source_port: a.source_port,
         family,
         all: a.all,

@@ -352,6 +352,7 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         retries: args.retries,
         wait: args.wait,
         source_port: args.source_port,
+        send_ip: args.send_ip,
     };
     Ok((Some(plan), skipped, names))
 }

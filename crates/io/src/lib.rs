@@ -10,6 +10,7 @@ mod cmsg;
 pub mod frames;
 pub mod guard;
 pub mod httpd;
+pub mod link;
 pub mod netlink;
 pub mod netns;
 mod packet;

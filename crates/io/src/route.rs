@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use anyhow::{Context, anyhow};
+use tcpshake_proto::wire::ethernet::MacAddr;
 
 use super::netlink::{MsgBuf, NLM_F_ACK, NlSocket, errno_of, find_attr, read_str, read_u32_ne};
 
@@ -23,9 +24,12 @@ const RTA_PREFSRC: u16 = 7;
 const RTA_METRICS: u16 = 8;
 const RTAX_MTU: u16 = 2;
 // linux/if_link.h
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFF_LOOPBACK: u32 = 0x8;
+// linux/if_arp.h
+const ARPHRD_ETHER: u16 = 1;
 
 /// Where the kernel would send a packet to some destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,9 @@ pub struct Route {
     pub mtu: Option<u32>,
     /// The route leaves through a loopback interface (destination is on this host).
     pub is_loopback: bool,
+    /// The interface's MAC address, when it is an Ethernet interface (ARPHRD_ETHER):
+    /// what a scan writing whole frames puts as their source.
+    pub mac: Option<MacAddr>,
 }
 
 /// Looks up the route to `dst` in the calling thread's network namespace.
@@ -152,6 +159,7 @@ fn lookup_with(
         gateway,
         mtu: route_mtu.or(link.mtu),
         is_loopback: link.is_loopback,
+        mac: link.mac,
     })
 }
 
@@ -193,6 +201,7 @@ struct LinkInfo {
     name: String,
     mtu: Option<u32>,
     is_loopback: bool,
+    mac: Option<MacAddr>,
 }
 
 /// Name, MTU and flags of interface `index` via RTM_GETLINK (in the socket's namespace,
@@ -211,6 +220,11 @@ fn link_info(sock: &mut NlSocket, index: u32) -> anyhow::Result<LinkInfo> {
         .find(|r| r.ty == RTM_NEWLINK)
         .ok_or_else(|| anyhow!("interface {index} vanished during route lookup"))?;
     let flags = link.payload.get(8..).and_then(read_u32_ne).unwrap_or(0);
+    // struct ifinfomsg: the device type (ARPHRD_*) is the u16 at offset 2.
+    let arphrd = link
+        .payload
+        .get(2..4)
+        .map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]));
     let rta = link.payload.get(16..).unwrap_or(&[]);
     Ok(LinkInfo {
         name: find_attr(rta, IFLA_IFNAME)
@@ -218,6 +232,9 @@ fn link_info(sock: &mut NlSocket, index: u32) -> anyhow::Result<LinkInfo> {
             .unwrap_or_else(|| format!("if{index}")),
         mtu: find_attr(rta, IFLA_MTU).and_then(read_u32_ne),
         is_loopback: flags & IFF_LOOPBACK != 0,
+        mac: find_attr(rta, IFLA_ADDRESS)
+            .filter(|a| arphrd == ARPHRD_ETHER && a.len() == 6)
+            .and_then(MacAddr::from_slice),
     })
 }
 

@@ -26,6 +26,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+use tcpshake_proto::probe::scan::rtt::{self, Wait};
 pub use tcpshake_proto::probe::scan::schedule::{Progress, ScanPlan};
 use tcpshake_proto::probe::scan::schedule::{Schedule, Step};
 use tcpshake_proto::probe::scan::{
@@ -208,7 +209,10 @@ pub fn run(
     let receiving = AtomicBool::new(true);
     let unmatched = AtomicU64::new(0);
     let (tx, rx) = mpsc::channel::<Answer>();
-    let horizon = plan.wait * 2 + Duration::from_secs(2);
+    let horizon = match plan.wait {
+        Wait::Fixed(w) => w * 2 + Duration::from_secs(2),
+        Wait::Adaptive => rtt::CEILING * 2,
+    };
 
     let outcome = std::thread::scope(|scope| {
         let receiver = scope.spawn(|| {

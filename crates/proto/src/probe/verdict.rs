@@ -65,9 +65,17 @@ pub enum Reason {
     Unreach,
     /// The user stopped the probe before any verdict.
     Interrupted,
+    /// A host's: it answered our ARP request (nmap's `arp-response`).
+    ArpResponse,
+    /// A host's: it answered our Neighbor Solicitation (nmap's `nd-response`).
+    NdResponse,
+    /// A host's: an on-link IPv4 host that never answered ARP, so it was not scanned.
+    NoArp,
+    /// A host's: an on-link IPv6 host that never answered Neighbor Discovery.
+    NoNd,
 }
 
-const REASON_WORDS: [(Reason, &str); 15] = [
+const REASON_WORDS: [(Reason, &str); 19] = [
     (Reason::SynAck, "syn-ack"),
     (Reason::SplitHandshakeSyn, "split-handshake-syn"),
     (Reason::Reset, "reset"),
@@ -83,6 +91,10 @@ const REASON_WORDS: [(Reason, &str); 15] = [
     (Reason::TimeExceeded, "time-exceeded"),
     (Reason::Unreach, "unreach"),
     (Reason::Interrupted, "interrupted"),
+    (Reason::ArpResponse, "arp-response"),
+    (Reason::NdResponse, "nd-response"),
+    (Reason::NoArp, "no-arp"),
+    (Reason::NoNd, "no-nd"),
 ];
 
 impl Reason {

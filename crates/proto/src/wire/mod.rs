@@ -1,4 +1,5 @@
-//! Packet formats: IPv4, IPv6, TCP (with options), ICMP/ICMPv6 errors, HTTP responses.
+//! Packet formats: Ethernet, ARP, IPv4, IPv6, TCP (with options), ICMP/ICMPv6 errors,
+//! Neighbor Discovery's solicitations and advertisements, HTTP responses.
 //!
 //! # The no-panic contract
 //! Every `parse` checks lengths before it touches a field; after a successful length check
@@ -12,11 +13,14 @@
 //! The contract is tested in `fuzz.rs`: arbitrary bytes into every entry point, and every
 //! single-byte mutation, truncation and extension of real Linux packets.
 
+pub mod arp;
 pub mod checksum;
 pub mod defrag;
+pub mod ethernet;
 pub mod http;
 pub mod icmp;
 pub mod ip;
+pub mod ndp;
 pub mod options;
 pub mod quote;
 pub mod seq;

@@ -15,10 +15,13 @@
 //! as its outgoing copy passes the tap, keyed by (address, port, sequence number); a reply
 //! names that key, so SYN→reply times are differences of two kernel timestamps.
 
+pub mod neighbours;
 pub mod nmap_services;
 pub mod permute;
 pub mod ports;
+pub mod rate;
 pub mod results;
+pub mod rtt;
 pub mod schedule;
 pub mod targets;
 

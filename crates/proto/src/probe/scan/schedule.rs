@@ -5,8 +5,9 @@
 //!
 //! ```text
 //!   Sending(round 0) ──end of walk──► Between(last send + wait) ──► Sending(round 1) …
-//!          │ every pair answered, or no round left                          │
-//!          └──────────────► Draining(last send + wait) ──► Done ◄────────────┘
+//!          │ no round left                   │ every pair answered         │
+//!          └──────► Draining(last send + wait) ──► Done ◄──────────────────┘
+//!                         └── every pair answered ──┘
 //!   Ctrl-C (stop) in Sending or Between ──► Draining: it stops the sending, not the
 //!   listening for what is on its way.
 //! ```
@@ -15,9 +16,15 @@
 //! - The rate is a token bucket: tokens arrive at `rate` per second up to a 5 ms burst; each
 //!   packet takes one (RFC 2697's idea with one rate). A retry's RST and SYN go together on
 //!   one token, as nmap counts a probe.
+//! - The wait after a round is adaptive (rtt.rs: SRTT + 4·RTTVAR of this scan's reply
+//!   times, at least 50 ms, 1 s before any reply) unless `--wait` was given; it is
+//!   measured from the round's last SYN and follows the estimate as replies come in.
 //! - A round > 0 sends only to pairs that have not answered, and only after the previous
-//!   round's last SYN had its full `--wait`; when every pair has answered there is no next
-//!   round.
+//!   round's last SYN had its full wait; when every pair has answered there is no next
+//!   round, and no wait either: nothing is left to wait for (a later duplicate changes
+//!   nothing), so the scan ends with its last answer.
+//! - Hosts that neighbour resolution found down (neighbours.rs) get no SYN: their pairs
+//!   are walked past, neither sent nor counted as scanned.
 //! - Before a retry's SYN goes a RST at the previous attempt's cookie + 1: a target whose
 //!   SYN-ACK was lost sits in SYN-RECEIVED with rcv_nxt = that cookie + 1 and would answer
 //!   the new SYN (same 4-tuple, another sequence number) with a rate-limited ACK only. The
@@ -26,7 +33,9 @@
 //! - An answer is counted once per pair, whatever else arrives for it later (duplicates
 //!   are counted as such).
 
+use super::neighbours::Neighbours;
 use super::permute::{Permutation, Shard};
+use super::rtt::{RttEstimator, Wait};
 use super::targets::TargetSet;
 use super::{Reply, ScanTotals};
 use crate::probe::record::{PortState, ScanRecord};
@@ -48,9 +57,11 @@ pub struct ScanPlan {
     /// Extra SYNs for ports that stayed silent.
     pub retries: u8,
     /// After the last SYN (and before each retry round): how long to wait for replies.
-    pub wait: Duration,
+    pub wait: Wait,
     /// Use this source port instead of a kernel-chosen one.
     pub source_port: Option<u16>,
+    /// Send through the kernel (raw IP sockets) only: no frames, no resolution of our own.
+    pub send_ip: bool,
 }
 
 impl ScanPlan {
@@ -135,13 +146,14 @@ pub enum Step {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Sending,
-    /// The wait after a round, before round `next`.
+    /// The wait after a round whose last SYN left at `from`, before round `next`.
     Between {
-        until: Instant,
+        from: Instant,
         next: u8,
     },
+    /// The wait for the last replies, from `from`.
     Draining {
-        until: Instant,
+        from: Instant,
     },
     Done,
 }
@@ -171,6 +183,9 @@ pub struct Schedule<'p> {
     round_last: Option<Instant>,
     send_time: Duration,
     interrupted: bool,
+    rtt: RttEstimator,
+    /// Which hosts are down (unresolved on-link targets): not sent to.
+    neighbours: Option<&'p Neighbours>,
 }
 
 impl<'p> Schedule<'p> {
@@ -195,7 +210,21 @@ impl<'p> Schedule<'p> {
             round_last: None,
             send_time: Duration::ZERO,
             interrupted: false,
+            rtt: RttEstimator::new(),
+            neighbours: None,
         }
+    }
+
+    /// Skip the hosts `n` found down.
+    pub fn skip_down(mut self, n: &'p Neighbours) -> Self {
+        self.neighbours = Some(n);
+        self
+    }
+
+    /// Start from reply times measured before (neighbour resolution's, on the same link).
+    pub fn seed_rtt(mut self, rtt: RttEstimator) -> Self {
+        self.rtt = rtt;
+        self
     }
 
     // --- getters ---
@@ -233,6 +262,16 @@ impl<'p> Schedule<'p> {
         self.interrupted
     }
 
+    /// The reply times measured (SRTT, RTTVAR), for the summary.
+    pub fn rtt(&self) -> RttEstimator {
+        self.rtt
+    }
+
+    /// The wait after a round, as it stands now.
+    pub fn wait(&self) -> Duration {
+        self.rtt.wait(self.plan.wait)
+    }
+
     // --- inputs ---
 
     /// `n` packets left this host (SYNs and RSTs); the last of them at `now`, which is
@@ -257,6 +296,9 @@ impl<'p> Schedule<'p> {
         at: Instant,
         rtt: Option<Duration>,
     ) -> Option<ScanRecord> {
+        if let Some(r) = rtt {
+            self.rtt.sample(r);
+        }
         let key = (reply.remote.ip(), reply.remote.port());
         if !self.answered.insert(key) {
             self.totals.duplicates += 1;
@@ -291,20 +333,22 @@ impl<'p> Schedule<'p> {
         loop {
             match self.phase {
                 Phase::Done => return Step::Done,
-                Phase::Draining { until } => {
-                    if now >= until {
+                Phase::Draining { from } => {
+                    let until = from + self.wait();
+                    if now >= until || self.all_answered() {
                         self.phase = Phase::Done;
                         return Step::Done;
                     }
                     return Step::Wait(until);
                 }
-                Phase::Between { until, next } => {
+                Phase::Between { from, next } => {
+                    let until = from + self.wait();
                     if stop {
-                        self.interrupt(until);
+                        self.interrupt(from);
+                    } else if self.all_answered() {
+                        self.phase = Phase::Done;
                     } else if now < until {
                         return Step::Wait(until);
-                    } else if self.all_answered() {
-                        self.phase = Phase::Draining { until };
                     } else {
                         self.round = next;
                         self.next_position = self.plan.shard.index - 1;
@@ -315,7 +359,7 @@ impl<'p> Schedule<'p> {
                 Phase::Sending => {
                     if stop {
                         self.end_round(now);
-                        self.interrupt(self.last_send + self.plan.wait);
+                        self.interrupt(self.last_send);
                         continue;
                     }
                     if let Err(wait) = self.bucket.ready(now) {
@@ -337,14 +381,14 @@ impl<'p> Schedule<'p> {
                         }
                         None => {
                             self.end_round(now);
-                            let until = self.last_send + self.plan.wait;
+                            let from = self.last_send;
                             self.phase = if self.round < self.plan.retries && !self.all_answered() {
                                 Phase::Between {
-                                    until,
+                                    from,
                                     next: self.round + 1,
                                 }
                             } else {
-                                Phase::Draining { until }
+                                Phase::Draining { from }
                             };
                         }
                     }
@@ -378,6 +422,9 @@ impl<'p> Schedule<'p> {
             if !self.families[usize::from(addr.is_ipv6())] {
                 continue; // no route for this family
             }
+            if self.neighbours.is_some_and(|n| n.is_down(addr)) {
+                continue; // did not answer ARP / ND: not scanned
+            }
             return Some(SocketAddr::new(addr, port));
         }
         None
@@ -394,9 +441,9 @@ impl<'p> Schedule<'p> {
         }
     }
 
-    fn interrupt(&mut self, drain_until: Instant) {
+    fn interrupt(&mut self, from: Instant) {
         self.interrupted = true;
-        self.phase = Phase::Draining { until: drain_until };
+        self.phase = Phase::Draining { from };
     }
 }
 
@@ -424,8 +471,9 @@ mod tests {
             shard,
             rate,
             retries,
-            wait: Duration::from_millis(100),
+            wait: Wait::Fixed(Duration::from_millis(100)),
             source_port: None,
+            send_ip: false,
         }
     }
 
@@ -452,22 +500,42 @@ mod tests {
         mut answers: impl FnMut(&SendSyn) -> Option<PortState>,
         stop_at_us: Option<u64>,
     ) -> (Vec<(u64, SendSyn)>, u64) {
+        run_delayed(s, |p| answers(p).map(|st| (st, 1)), stop_at_us)
+    }
+
+    /// [`run`] with each answer's delay (µs) chosen too; answers carry their RTT.
+    fn run_delayed(
+        s: &mut Schedule<'_>,
+        mut answers: impl FnMut(&SendSyn) -> Option<(PortState, u64)>,
+        stop_at_us: Option<u64>,
+    ) -> (Vec<(u64, SendSyn)>, u64) {
         let mut now = 0u64;
         let mut sent = Vec::new();
+        let mut pending: Vec<(u64, u64, SocketAddr, PortState)> = Vec::new();
         for _ in 0..1_000_000 {
+            pending.retain(|&(due, delay, remote, state)| {
+                if due <= now {
+                    let rtt = Some(Duration::from_micros(delay));
+                    let _ = s.answer(&reply(remote, state), at_us(due), rtt);
+                    false
+                } else {
+                    true
+                }
+            });
             let stop = stop_at_us.is_some_and(|t| now >= t);
             match s.poll(at_us(now), stop) {
                 Step::Send(p) => {
                     s.sent(1 + u64::from(p.reset_previous), at_us(now));
-                    if let Some(state) = answers(&p) {
-                        let _ = s.answer(&reply(p.remote, state), at_us(now + 1), None);
+                    if let Some((state, delay)) = answers(&p) {
+                        pending.push((now + delay, delay, p.remote, state));
                     }
                     sent.push((now, p));
                 }
                 Step::Wait(t) => {
                     let t = (t.as_nanos() - T0).div_ceil(1000);
                     assert!(t >= now, "a wait goes forward");
-                    now = t.max(now + 1);
+                    let next = pending.iter().map(|p| p.0).min().unwrap_or(u64::MAX);
+                    now = t.min(next).max(now + 1);
                 }
                 Step::Done => return (sent, now),
             }
@@ -519,8 +587,169 @@ mod tests {
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let (sent, end) = run(&mut s, |_| Some(PortState::Closed), None);
         assert_eq!(sent.len(), 4);
-        // The drain: one --wait after the last SYN, no more.
-        assert!((100_000..101_000).contains(&end), "{end}");
+        // Every pair answered: no drain at all, the scan ends with the last answer.
+        let last = sent.last().unwrap().0;
+        assert!(end <= last + 2, "{last} {end}");
+    }
+
+    #[test]
+    fn the_adaptive_wait_follows_the_replies() {
+        let mut p = plan("198.18.0.0/28", &[22, 80], 1_000_000, 1, Shard::WHOLE);
+        p.wait = Wait::Adaptive;
+        // Port 80 is silent everywhere; port 22 answers after 30 ms ± 1 ms.
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let mut k = 0;
+        let (sent, end) = run_delayed(
+            &mut s,
+            |p| {
+                k += 1;
+                (p.remote.port() == 22).then_some((PortState::Closed, 29_000 + (k % 3) * 1000))
+            },
+            None,
+        );
+        let r0_last = sent
+            .iter()
+            .filter(|x| x.1.attempt == 0)
+            .map(|x| x.0)
+            .max()
+            .unwrap();
+        let r1_first = sent
+            .iter()
+            .filter(|x| x.1.attempt == 1)
+            .map(|x| x.0)
+            .min()
+            .unwrap();
+        let r1_last = sent.last().unwrap().0;
+        // SRTT ≈ 30 ms and RTTVAR under 5 ms: SRTT + 4·RTTVAR is below the 50 ms floor.
+        let gap = r1_first - r0_last;
+        assert!((50_000..51_000).contains(&gap), "{gap}");
+        assert!(
+            (50_000..51_000).contains(&(end - r1_last)),
+            "{}",
+            end - r1_last
+        );
+        let rtt = s.rtt();
+        assert_eq!(rtt.samples(), 16);
+        let srtt = rtt.srtt().unwrap();
+        assert!(
+            srtt > Duration::from_millis(29) && srtt < Duration::from_millis(31),
+            "{srtt:?}"
+        );
+        // Slower replies (200 ms) stretch the wait beyond the floor.
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (sent, end) = run_delayed(
+            &mut s,
+            |p| (p.remote.port() == 22).then_some((PortState::Closed, 200_000)),
+            None,
+        );
+        let last = sent.last().unwrap().0;
+        let w = s.wait();
+        assert!(
+            w >= Duration::from_millis(200) && w < Duration::from_millis(400),
+            "{w:?}"
+        );
+        let w_us = u64::try_from(w.as_micros()).unwrap();
+        assert!(
+            (w_us..=w_us + 1).contains(&(end - last)),
+            "{} {w_us}",
+            end - last
+        );
+    }
+
+    #[test]
+    fn no_reply_at_all_waits_the_initial_second() {
+        let mut p = plan("198.18.0.1", &[80], 1_000_000, 0, Shard::WHOLE);
+        p.wait = Wait::Adaptive;
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (_, end) = run(&mut s, |_| None, None);
+        assert_eq!(end, 1_000_000);
+        // Seeded by resolution's reply times on the same link, it waits the floor.
+        let mut seeded = RttEstimator::new();
+        seeded.sample(Duration::from_micros(40));
+        let mut s = Schedule::new(&p, [true, false], at_us(0)).seed_rtt(seeded);
+        let (_, end) = run(&mut s, |_| None, None);
+        assert_eq!(end, 50_000);
+    }
+
+    #[test]
+    fn answers_that_complete_the_scan_during_the_wait_end_it() {
+        let p = plan("198.18.0.0/30", &[22], 1_000_000, 2, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        // One answer comes 70 ms late: inside the 100 ms wait before the retry round.
+        let (sent, end) = run_delayed(
+            &mut s,
+            |p| {
+                Some((
+                    PortState::Closed,
+                    if p.remote.ip().to_string() == "198.18.0.2" {
+                        70_000
+                    } else {
+                        5
+                    },
+                ))
+            },
+            None,
+        );
+        assert_eq!(sent.len(), 4, "no retry round");
+        let late = sent
+            .iter()
+            .find(|x| x.1.remote.ip().to_string() == "198.18.0.2")
+            .unwrap()
+            .0;
+        assert_eq!(end, late + 70_000, "the scan ends with that answer");
+    }
+
+    #[test]
+    fn hosts_found_down_are_walked_past() {
+        use crate::probe::scan::neighbours::{LinkRoutes, Prefix, ResolvePlan, Resolver, Via};
+        use crate::wire::ethernet::MacAddr;
+        let p = plan("198.18.0.0/29", &[22, 80], 1_000_000, 0, Shard::WHOLE);
+        let us: IpAddr = "198.18.0.1".parse().unwrap();
+        let link = LinkRoutes::new(
+            us,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            vec![Prefix::new(us, 32).unwrap()],
+            vec![(
+                Prefix::new("198.18.0.0".parse().unwrap(), 24).unwrap(),
+                Via::OnLink,
+            )],
+        );
+        let mut r = Resolver::new(
+            &p.targets,
+            [Some(link), None],
+            Default::default(),
+            ResolvePlan {
+                rate: 1_000_000,
+                retries: 0,
+                wait: Wait::Fixed(Duration::from_millis(1)),
+            },
+            at_us(0),
+        );
+        let mut now = 0;
+        loop {
+            match r.poll(at_us(now), false) {
+                crate::probe::scan::neighbours::ResolveStep::Ask(a) => {
+                    r.sent(a, at_us(now));
+                    if a.to_string() == "198.18.0.3" {
+                        r.answer(a, MacAddr([2, 0, 0, 0, 0, 3]), at_us(now));
+                    }
+                }
+                crate::probe::scan::neighbours::ResolveStep::Wait(t) => {
+                    now = (t.as_nanos() - T0).div_ceil(1000)
+                }
+                crate::probe::scan::neighbours::ResolveStep::Done => break,
+            }
+        }
+        let n = r.finish();
+        let mut s = Schedule::new(&p, [true, false], at_us(0)).skip_down(&n);
+        let (sent, _) = run(&mut s, |_| Some(PortState::Closed), None);
+        // .3 (resolved) and .1 (ourselves: the kernel's path) get SYNs; the 6 others, down, none.
+        let mut hosts: Vec<String> = sent.iter().map(|x| x.1.remote.ip().to_string()).collect();
+        hosts.sort();
+        hosts.dedup();
+        assert_eq!(hosts, ["198.18.0.1", "198.18.0.3"]);
+        assert_eq!(s.totals().scanned, 4);
+        assert_eq!(s.walked(), 16, "every position walked");
     }
 
     #[test]

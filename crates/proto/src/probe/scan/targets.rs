@@ -72,6 +72,29 @@ impl Spec {
         })
     }
 
+    /// The lowest and highest address (as numbers) and the family: every address of the
+    /// spec lies between them. `None` for an empty spec.
+    pub fn bounds(&self) -> Option<(u128, u128, bool)> {
+        match self {
+            Spec::Range { v6, first, count } => {
+                let last = first.checked_add(u128::from(count.checked_sub(1)?))?;
+                Some((*first, last, *v6))
+            }
+            Spec::Octets(o) => {
+                let lo = o
+                    .iter()
+                    .map(|r| r.first().map(|x| x.0))
+                    .collect::<Option<Vec<u8>>>()?;
+                let hi = o
+                    .iter()
+                    .map(|r| r.last().map(|x| x.1))
+                    .collect::<Option<Vec<u8>>>()?;
+                let n = |b: &[u8]| u128::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                Some((n(&lo), n(&hi), false))
+            }
+        }
+    }
+
     pub fn len(&self) -> u64 {
         match self {
             Spec::Range { count, .. } => *count,
@@ -309,6 +332,16 @@ impl TargetSet {
         (!self.is_excluded(addr)).then_some(addr)
     }
 
+    /// Each spec's [`Spec::bounds`].
+    pub fn bounds(&self) -> impl Iterator<Item = (u128, u128, bool)> + '_ {
+        self.specs.iter().filter_map(Spec::bounds)
+    }
+
+    /// Whether some spec names `addr` and no exclusion removes it.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.specs.iter().any(|s| s.contains(addr)) && !self.is_excluded(addr)
+    }
+
     pub fn is_excluded(&self, addr: IpAddr) -> bool {
         self.exclude.iter().any(|e| e.contains(addr))
     }
@@ -339,12 +372,85 @@ impl TargetSet {
         Ascending { set: self, heap }
     }
 
+    /// The next address of the set (excluded ones left out) whose value lies in
+    /// `lo..=hi` of family `v6`, after the one `cursor` stands at; `None` at the end. Range
+    /// specs are cut to the interval arithmetically, so walking the on-link part of a
+    /// large off-link scan costs nothing; an octet-range spec (small, IPv4) is filtered.
+    /// An address named by two specs comes twice.
+    pub fn next_within(
+        &self,
+        lo: u128,
+        hi: u128,
+        v6: bool,
+        cursor: &mut WithinCursor,
+    ) -> Option<IpAddr> {
+        // Each pass moves the cursor on by at least one address or one spec: bounded by
+        // the set's size.
+        while let Some(spec) = self.specs.get(cursor.spec) {
+            match spec {
+                Spec::Range {
+                    v6: sv6,
+                    first,
+                    count,
+                } if *sv6 == v6 && *count > 0 => {
+                    let last = first.saturating_add(u128::from(*count) - 1);
+                    let start = (*first).max(lo);
+                    let end = last.min(hi);
+                    let at = first.saturating_add(u128::from(cursor.offset)).max(start);
+                    if start > end || at > end {
+                        cursor.next_spec();
+                        continue;
+                    }
+                    cursor.offset = u64::try_from(at - first)
+                        .unwrap_or(u64::MAX)
+                        .saturating_add(1);
+                    let addr = if v6 {
+                        IpAddr::V6(Ipv6Addr::from(at))
+                    } else {
+                        IpAddr::V4(Ipv4Addr::from(u32::try_from(at).ok()?))
+                    };
+                    if !self.is_excluded(addr) {
+                        return Some(addr);
+                    }
+                }
+                Spec::Octets(_) if !v6 => {
+                    let Some(addr) = spec.get(cursor.offset) else {
+                        cursor.next_spec();
+                        continue;
+                    };
+                    cursor.offset += 1;
+                    let IpAddr::V4(a) = addr else { continue };
+                    let value = u128::from(u32::from(a));
+                    if (lo..=hi).contains(&value) && !self.is_excluded(addr) {
+                        return Some(addr);
+                    }
+                }
+                _ => cursor.next_spec(),
+            }
+        }
+        None
+    }
+
     /// The first address of each family, for route lookups.
     pub fn first_of_family(&self, v6: bool) -> Option<IpAddr> {
         self.specs
             .iter()
             .filter(|s| matches!(s, Spec::Range { v6: true, .. }) == v6)
             .find_map(|s| s.get(0))
+    }
+}
+
+/// Where [`TargetSet::next_within`] stands: a spec and an offset in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WithinCursor {
+    spec: usize,
+    offset: u64,
+}
+
+impl WithinCursor {
+    fn next_spec(&mut self) {
+        self.spec += 1;
+        self.offset = 0;
     }
 }
 
@@ -408,6 +514,64 @@ mod tests {
         };
         assert_eq!(s.len(), 1 << 24);
         assert_eq!(s.get((1 << 24) - 1).unwrap().to_string(), "10.255.255.255");
+    }
+
+    #[test]
+    fn within_cuts_ranges_and_filters_octets() {
+        let spec = |t: &str| match parse(t).unwrap() {
+            TargetSpec::Addrs(s) => s,
+            TargetSpec::Name { .. } => panic!(),
+        };
+        let set = TargetSet::new(
+            vec![
+                spec("10.0.0.0/8"),
+                spec("198.18.0.250-198.18.1.3"),
+                spec("198.18.0.1-3"),
+                spec("fd00::/120"),
+            ],
+            vec![spec("198.18.1.1")],
+        )
+        .unwrap();
+        let v4 = |a: &str| u128::from(u32::from(a.parse::<Ipv4Addr>().unwrap()));
+        let walk = |lo: u128, hi: u128, v6: bool| {
+            let mut c = WithinCursor::default();
+            let mut out = Vec::new();
+            while let Some(a) = set.next_within(lo, hi, v6, &mut c) {
+                out.push(a.to_string());
+                assert!(out.len() < 1000);
+            }
+            out
+        };
+        // 198.18.1.0/24: the tail of the full range, the excluded address left out; the
+        // /8 is cut away without being walked.
+        assert_eq!(
+            walk(v4("198.18.1.0"), v4("198.18.1.255"), false),
+            ["198.18.1.0", "198.18.1.2", "198.18.1.3"]
+        );
+        assert_eq!(
+            walk(v4("198.18.0.0"), v4("198.18.0.255"), false),
+            [
+                "198.18.0.250",
+                "198.18.0.251",
+                "198.18.0.252",
+                "198.18.0.253",
+                "198.18.0.254",
+                "198.18.0.255",
+                "198.18.0.1",
+                "198.18.0.2",
+                "198.18.0.3"
+            ]
+        );
+        assert_eq!(
+            walk(v4("10.1.2.3"), v4("10.1.2.4"), false),
+            ["10.1.2.3", "10.1.2.4"]
+        );
+        let v6 = |a: &str| u128::from(a.parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            walk(v6("fd00::fe"), v6("fd00::1:0"), true),
+            ["fd00::fe", "fd00::ff"]
+        );
+        assert!(walk(v6("fd01::"), v6("fd01::ff"), true).is_empty());
     }
 
     #[test]

@@ -1,0 +1,464 @@
+//! Whole Ethernet frames put on one interface by an AF_PACKET socket: the scan's fast send
+//! path (zmap's and masscan's), beside the raw IP sockets of `sender.rs`.
+//!
+//! Why: a raw IP socket's packet goes through the IP layer — a route lookup, netfilter's
+//! OUTPUT hook (our guard's table included), the neighbour table — before the device. A
+//! frame whose addresses we wrote ourselves goes to the device directly. Measured on the
+//! lab (scripts/bench-send, README "Send paths"): the frame paths send about twice as many
+//! SYNs a second as the raw socket.
+//!
+//! Three ways in, chosen by [`Mode`]:
+//! - `sendmmsg(2)` of prebuilt frames (one system call per batch);
+//! - the same with `PACKET_QDISC_BYPASS`, which skips the qdisc layer and hands frames to
+//!   the driver (`packet_direct_xmit`) — but then no tap sees them (`dev_queue_xmit_nit`
+//!   is on the qdisc path only), so a scan could not stamp its SYNs: kept for the bench;
+//! - a `TPACKET_V2` TX ring (frames written into shared memory, one `send` to flush).
+//!
+//! The socket is bound with protocol 0, so it receives nothing; the kernel reads each
+//! frame's EtherType from the frame itself (`packet_parse_headers`). Frames it sends are
+//! seen by every other AF_PACKET socket on the interface, our tap included (without the
+//! bypass), with the kernel's transmit timestamp — the same stamp a raw socket's packet
+//! gets.
+
+use super::{privilege_error, set_sockopt};
+use anyhow::{Context, Result};
+use socket2::{Domain, Socket, Type};
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use tcpshake_proto::time::Instant;
+
+// linux/if_packet.h
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_TX_RING: libc::c_int = 13;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_AVAILABLE: u32 = 0;
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_WRONG_FORMAT: u32 = 1 << 2;
+/// `TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)`: where a TX frame's data starts.
+const TX_DATA_OFFSET: usize = 32;
+/// Send buffer for frames in flight: a few batches of small frames, many times over.
+const SNDBUF: libc::c_int = 4 << 20;
+/// Receive buffer, which holds the transmit timestamps waiting on the error queue (each
+/// costs a small skb, ~0.5 KiB as the kernel counts it).
+const RCVBUF: libc::c_int = 8 << 20;
+// linux/net_tstamp.h, asm-generic/socket.h
+const SO_TIMESTAMPING: libc::c_int = 37;
+const SOF_TIMESTAMPING_TX_SOFTWARE: u32 = 1 << 1;
+const SOF_TIMESTAMPING_SOFTWARE: u32 = 1 << 4;
+const SOF_TIMESTAMPING_OPT_ID: u32 = 1 << 7;
+const SOF_TIMESTAMPING_OPT_TSONLY: u32 = 1 << 11;
+// linux/errqueue.h, linux/if_packet.h
+const SO_EE_ORIGIN_TIMESTAMPING: u8 = 4;
+const SCM_TSTAMP_SND: u32 = 0;
+const PACKET_TX_TIMESTAMP: libc::c_int = 16;
+/// Error-queue messages read per `recvmmsg`.
+const STAMP_BATCH: usize = 64;
+/// Room for one message's control data: `scm_timestamping` (3 timespecs) and a
+/// `sock_extended_err`, each with its header, in u64s for alignment.
+const STAMP_CONTROL_WORDS: usize = 16;
+
+/// How frames reach the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `sendmmsg(2)`, through the qdisc: every tap sees the frames.
+    Sendmmsg,
+    /// `sendmmsg(2)` with `PACKET_QDISC_BYPASS`: taps do not see the frames.
+    SendmmsgBypass,
+    /// A `TPACKET_V2` TX ring, through the qdisc.
+    TxRing,
+    /// A TX ring with `PACKET_QDISC_BYPASS`.
+    TxRingBypass,
+}
+
+impl Mode {
+    pub fn bypass(self) -> bool {
+        matches!(self, Mode::SendmmsgBypass | Mode::TxRingBypass)
+    }
+
+    pub fn ring(self) -> bool {
+        matches!(self, Mode::TxRing | Mode::TxRingBypass)
+    }
+}
+
+/// `struct tpacket_req`.
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+}
+
+/// The TX ring's shape: small frames (a SYN frame is 78 bytes), many of them.
+const RING_FRAME: usize = 256;
+const RING_FRAMES: usize = 4096;
+const RING_BLOCK: usize = 1 << 16;
+
+/// A mapped TX ring. Unmapped on drop.
+struct TxRing {
+    base: *mut u8,
+    len: usize,
+    /// The frame to fill next.
+    next: usize,
+}
+
+impl Drop for TxRing {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned; nothing borrows the ring
+        // past the sender that owns it.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+    }
+}
+
+/// Frames onto one interface. See the module doc.
+pub struct FrameSender {
+    // Field order: the ring is unmapped before the socket closes.
+    ring: Option<TxRing>,
+    socket: Socket,
+    mode: Mode,
+    /// Scratch for `sendmmsg`, kept to avoid allocating per batch.
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    /// Scratch for reading transmit timestamps.
+    stamp_control: Vec<[u64; STAMP_CONTROL_WORDS]>,
+    stamp_msgs: Vec<libc::mmsghdr>,
+}
+
+/// A frame's transmit timestamp: the `key`-th frame this sender handed to the kernel (0
+/// first), stamped when the driver took it (`skb_tx_timestamp`, the software stamp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxStamp {
+    pub key: u32,
+    pub at: Instant,
+}
+
+// SAFETY: the ring's mapping and the scratch vectors' raw pointers belong to this sender
+// alone and are only used through `&mut self`, so it may move to another thread.
+unsafe impl Send for FrameSender {}
+
+impl FrameSender {
+    /// A sender on interface `ifindex`. `mark` is the socket mark (our guard's); frames
+    /// skip netfilter's IP hooks anyway, but the mark says they are ours wherever a
+    /// netdev-level rule looks.
+    pub fn open(ifindex: u32, mode: Mode, mark: u32) -> Result<FrameSender> {
+        let socket = Socket::new(Domain::PACKET, Type::RAW.cloexec(), None)
+            .map_err(|e| privilege_error(e, "open an AF_PACKET socket for sending"))?;
+        if set_sockopt(&socket, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SNDBUF).is_err() {
+            let _ = socket.set_send_buffer_size(SNDBUF as usize);
+        }
+        socket
+            .set_mark(mark)
+            .map_err(|e| privilege_error(e, "set SO_MARK on the AF_PACKET socket"))?;
+        if mode.bypass() {
+            set_sockopt(
+                &socket,
+                libc::SOL_PACKET,
+                PACKET_QDISC_BYPASS,
+                &1 as &libc::c_int,
+            )
+            .context("PACKET_QDISC_BYPASS")?;
+        }
+        let ring = if mode.ring() {
+            Some(map_tx_ring(&socket)?)
+        } else {
+            None
+        };
+        bind_send_only(&socket, ifindex).with_context(|| {
+            format!("binding the sending AF_PACKET socket to interface {ifindex}")
+        })?;
+        Ok(FrameSender {
+            ring,
+            socket,
+            mode,
+            iovs: Vec::new(),
+            msgs: Vec::new(),
+            stamp_control: Vec::new(),
+            stamp_msgs: Vec::new(),
+        })
+    }
+
+    /// Ask for each frame's transmit timestamp ([`FrameSender::read_stamps`]): the
+    /// driver's software stamp (`SOF_TIMESTAMPING_TX_SOFTWARE`), keyed by the frame's
+    /// number on this socket (`OPT_ID`), without the frame's bytes (`OPT_TSONLY`). The
+    /// stamp is taken where the frame enters the driver — with `PACKET_QDISC_BYPASS`,
+    /// where no tap sees it. False when the kernel refuses.
+    pub fn enable_tx_stamps(&self) -> bool {
+        if set_sockopt(
+            &self.socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &RCVBUF,
+        )
+        .is_err()
+        {
+            let _ = self.socket.set_recv_buffer_size(RCVBUF as usize);
+        }
+        let flags = SOF_TIMESTAMPING_TX_SOFTWARE
+            | SOF_TIMESTAMPING_SOFTWARE
+            | SOF_TIMESTAMPING_OPT_ID
+            | SOF_TIMESTAMPING_OPT_TSONLY;
+        set_sockopt(&self.socket, libc::SOL_SOCKET, SO_TIMESTAMPING, &flags).is_ok()
+    }
+
+    /// Read the transmit timestamps waiting on the error queue, up to `max`, appending
+    /// them to `out`; returns how many were read. Never blocks.
+    pub fn read_stamps(&mut self, out: &mut Vec<TxStamp>, max: usize) -> io::Result<usize> {
+        let mut total = 0;
+        // Bounded by `max`.
+        while total < max {
+            let want = (max - total).min(STAMP_BATCH);
+            self.stamp_control.resize(want, [0; STAMP_CONTROL_WORDS]);
+            self.stamp_msgs.clear();
+            for c in self.stamp_control.iter_mut() {
+                // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                m.msg_hdr.msg_controllen = STAMP_CONTROL_WORDS * 8;
+                self.stamp_msgs.push(m);
+            }
+            // SAFETY: `stamp_msgs` holds `want` mmsghdrs whose control buffers point into
+            // `stamp_control`, alive and of the stated length for the call; no data
+            // buffers (OPT_TSONLY messages carry none); MSG_DONTWAIT never blocks.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.socket.as_raw_fd(),
+                    self.stamp_msgs.as_mut_ptr(),
+                    want as u32,
+                    libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR) => Ok(total),
+                    _ => Err(e),
+                };
+            }
+            let n = rc as usize;
+            for m in &self.stamp_msgs[..n] {
+                // SAFETY: recvmmsg filled this message's control buffer (alive,
+                // `msg_controllen` bytes) with its control messages.
+                if let Some(s) = unsafe { decode_stamp(&m.msg_hdr) } {
+                    out.push(s);
+                }
+            }
+            total += n;
+            if n < want {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Send whole Ethernet frames; returns how many the kernel took (fewer than given on
+    /// a full queue, or a full ring: the caller sends the rest again). An error only when
+    /// none was taken.
+    pub fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        if frames.is_empty() {
+            return Ok(0);
+        }
+        if self.ring.is_some() {
+            return self.send_ring(frames);
+        }
+        self.iovs.clear();
+        self.iovs.extend(frames.iter().map(|f| libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        }));
+        self.msgs.clear();
+        for iov in self.iovs.iter_mut() {
+            // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            self.msgs.push(m);
+        }
+        let n = u32::try_from(self.msgs.len()).unwrap_or(u32::MAX);
+        // SAFETY: `msgs` holds `n` initialised mmsghdrs whose iovecs point into `iovs` and
+        // the caller's frames, all alive for the call; no address (the socket is bound);
+        // the kernel only reads them (it writes msg_len).
+        let rc = unsafe { libc::sendmmsg(self.socket.as_raw_fd(), self.msgs.as_mut_ptr(), n, 0) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc as usize)
+    }
+
+    /// Copy frames into free ring slots and have the kernel send them all.
+    fn send_ring(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        let Some(ring) = self.ring.as_mut() else {
+            return Ok(0);
+        };
+        let mut queued = 0;
+        for f in frames {
+            if f.len() > RING_FRAME - TX_DATA_OFFSET {
+                return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+            }
+            // SAFETY: `next < RING_FRAMES`, so the frame lies inside the mapping.
+            let frame = unsafe { ring.base.add(ring.next * RING_FRAME) };
+            // SAFETY: tp_status is the frame's first u32, 4-aligned (frames are 256-byte
+            // aligned in page-aligned blocks); the kernel writes it concurrently, hence
+            // an atomic.
+            let status = unsafe { &*(frame as *const AtomicU32) };
+            let st = status.load(Ordering::Acquire);
+            if st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT {
+                break; // still the kernel's: the ring is full
+            }
+            // SAFETY: the frame is ours while its status is AVAILABLE; the data and the
+            // length field lie inside it (checked above: the frame fits).
+            unsafe {
+                std::ptr::copy_nonoverlapping(f.as_ptr(), frame.add(TX_DATA_OFFSET), f.len());
+                // tp_len: the u32 after tp_status.
+                (frame.add(4) as *mut u32).write(f.len() as u32);
+            }
+            status.store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+            ring.next = (ring.next + 1) % RING_FRAMES;
+            queued += 1;
+        }
+        if queued == 0 {
+            // Let the kernel drain what it holds, then say "try again".
+            self.kick()?;
+            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+        }
+        self.kick()?;
+        Ok(queued)
+    }
+
+    /// `send(fd, NULL, 0)`: transmit every frame marked SEND_REQUEST.
+    fn kick(&self) -> io::Result<()> {
+        // SAFETY: a zero-length send with a null buffer is how the TX ring is flushed;
+        // the kernel reads the ring, not the buffer.
+        let rc = unsafe { libc::send(self.socket.as_raw_fd(), std::ptr::null(), 0, 0) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for FrameSender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// `struct sock_extended_err` (linux/errqueue.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SockExtendedErr {
+    ee_errno: u32,
+    ee_origin: u8,
+    ee_type: u8,
+    ee_code: u8,
+    ee_pad: u8,
+    ee_info: u32,
+    ee_data: u32,
+}
+
+/// One error-queue message: a software transmit stamp (`scm_timestamping.ts[0]`) and the
+/// extended error that says it is one (`SO_EE_ORIGIN_TIMESTAMPING`, `SCM_TSTAMP_SND`)
+/// and carries its key.
+///
+/// # Safety
+/// `msg` must be a message recvmsg filled, its control buffer alive for
+/// `msg_controllen` bytes.
+unsafe fn decode_stamp(msg: &libc::msghdr) -> Option<TxStamp> {
+    let (mut at, mut key) = (None, None);
+    // SAFETY: per this function's contract, CMSG_FIRSTHDR/NXTHDR walk a buffer the kernel
+    // filled and stay within `msg_controllen`; each payload is read unaligned at the size
+    // of the type its (level, type) pair announces, which the kernel wrote.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_SOCKET, SO_TIMESTAMPING) => {
+                    let ts = std::ptr::read_unaligned(data as *const libc::timespec);
+                    at = Some(crate::clock::instant_of(&ts));
+                }
+                (libc::SOL_PACKET, PACKET_TX_TIMESTAMP) => {
+                    let e = std::ptr::read_unaligned(data as *const SockExtendedErr);
+                    if e.ee_errno == libc::ENOMSG as u32
+                        && e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING
+                        && e.ee_info == SCM_TSTAMP_SND
+                    {
+                        key = Some(e.ee_data);
+                    }
+                }
+                _ => {}
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    Some(TxStamp {
+        key: key?,
+        at: at.filter(|a| a.as_nanos() != 0)?,
+    })
+}
+
+fn map_tx_ring(socket: &Socket) -> Result<TxRing> {
+    set_sockopt(socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2).context("PACKET_VERSION")?;
+    let req = TpacketReq {
+        tp_block_size: RING_BLOCK as u32,
+        tp_block_nr: (RING_FRAME * RING_FRAMES / RING_BLOCK) as u32,
+        tp_frame_size: RING_FRAME as u32,
+        tp_frame_nr: RING_FRAMES as u32,
+    };
+    set_sockopt(socket, libc::SOL_PACKET, PACKET_TX_RING, &req).context("PACKET_TX_RING")?;
+    let len = RING_FRAME * RING_FRAMES;
+    // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
+    // address of the kernel's choosing; the result is checked.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            socket.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error()).context("mapping the AF_PACKET TX ring");
+    }
+    Ok(TxRing {
+        base: base.cast(),
+        len,
+        next: 0,
+    })
+}
+
+/// Bind to the interface with protocol 0: the socket sends there and receives nothing.
+fn bind_send_only(socket: &Socket, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = 0;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll and we pass its size.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
