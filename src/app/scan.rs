@@ -21,7 +21,9 @@ use tcpshake_io::run;
 use tcpshake_io::scan::{self, Progress, ScanPlan};
 use tcpshake_io::{is_environment_error, random, signals};
 use tcpshake_proto::probe::ProbeConfig;
-use tcpshake_proto::probe::record::{Legs, PortState, Reason};
+use tcpshake_proto::probe::record::{HostRecord, HostState, Legs, PortState, Reason};
+use tcpshake_proto::probe::scan::neighbours::HostLink;
+use tcpshake_proto::probe::scan::rate;
 use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Walk};
 use tcpshake_proto::probe::scan::targets::{Spec, TargetSet, TargetSpec};
 use tcpshake_proto::probe::scan::{Completion, ScanRecord};
@@ -120,12 +122,15 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
             }
         }
     }
-    let summary = scan_text::summary(
-        &outcome.totals,
-        outcome.duration,
-        outcome.send_time,
-        outcome.interrupted,
-    );
+    let summary = scan_text::summary(&scan_text::Summary {
+        totals: outcome.totals,
+        duration: outcome.duration,
+        send_time: outcome.send_time,
+        interrupted: outcome.interrupted,
+        tap_drops: outcome.tap_drops,
+        resolution: outcome.resolution,
+        shortfall: rate::check(plan.rate, &outcome.send_log),
+    });
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
     let stylesheet = if Path::new(XSL_LOCAL).exists() {
         format!("file://{XSL_LOCAL}")
@@ -155,7 +160,8 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
             plan.seed,
             plan.shard,
             outcome.walked,
-        );
+        )
+        .with_neighbours(&outcome.neighbours);
         let mut hosts = Walk::new(&coverage, &answers, args.all);
         for h in hosts.by_ref() {
             if let Some(x) = &mut xml {
@@ -168,19 +174,30 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                 scan_text::host(&mut out, &h, names_of(h.addr), args.all)?;
             }
             if args.json && args.all {
+                if let Some(HostLink::Unresolved(how)) = h.link {
+                    let rec = HostRecord {
+                        addr: h.addr,
+                        state: HostState::Down,
+                        reason: how.down_reason(),
+                        t_ns: gave_up_ns,
+                    };
+                    serde_json::to_writer(&mut out, &rec)?;
+                    out.write_all(b"\n")?;
+                }
                 for &port in &h.silent {
                     serde_json::to_writer(&mut out, &silent_record(h.addr, port, gave_up_ns))?;
                     out.write_all(b"\n")?;
                 }
             }
         }
-        (up, down) = (hosts.up_hosts(), hosts.silent_hosts());
+        (up, down) = (hosts.up_hosts(), hosts.silent_hosts() + hosts.down_hosts());
     } else if table {
         for (addr, answered) in answers.iter() {
             let h = HostPorts {
                 addr,
                 answered,
                 silent: Vec::new(),
+                link: outcome.neighbours.host(addr),
             };
             scan_text::host(&mut out, &h, names_of(addr), false)?;
         }

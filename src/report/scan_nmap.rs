@@ -23,6 +23,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tcpshake_proto::probe::record::{PortState, Reason};
 use tcpshake_proto::probe::scan::ports::{self, service_name};
+use tcpshake_proto::probe::scan::neighbours::HostLink;
 use tcpshake_proto::probe::scan::results::{HostPorts, PortAnswer};
 
 /// nmap folds a state into `<extraports>` when more ports than this have it.
@@ -151,8 +152,13 @@ impl<W: Write> Greppable<W> {
         Ok(Greppable { w })
     }
 
-    /// One host that answered (others are not listed, as nmap lists only hosts up).
+    /// One host that answered (others are not listed, as nmap lists only hosts up); with
+    /// `--all`, an on-link host that never answered ARP / ND as nmap -v writes it,
+    /// `Status: Down`.
     pub fn host(&mut self, h: &HostPorts<'_>) -> io::Result<()> {
+        if h.is_down() {
+            return writeln!(self.w, "Host: {} ()\tStatus: Down", h.addr);
+        }
         if !h.is_up() {
             return Ok(());
         }
@@ -229,8 +235,22 @@ impl<W: Write> Xml<W> {
         Ok(Xml { w })
     }
 
-    /// One host that answered, with the names typed for it (others are not listed).
+    /// One host that answered, with the names typed for it (others are not listed). An
+    /// on-link host that never answered ARP / ND comes only with `--all`, as nmap -v
+    /// writes one: down, reason `no-response` (nmap's word for a silent ARP / ND ping).
     pub fn host(&mut self, h: &HostPorts<'_>, names: &[String]) -> io::Result<()> {
+        let addrtype = if matches!(h.addr, IpAddr::V6(_)) {
+            "ipv6"
+        } else {
+            "ipv4"
+        };
+        if h.is_down() {
+            return writeln!(
+                self.w,
+                "<host><status state=\"down\" reason=\"no-response\" reason_ttl=\"0\"/>\n<address addr=\"{}\" addrtype=\"{addrtype}\"/>\n</host>",
+                h.addr
+            );
+        }
         if !h.is_up() {
             return Ok(());
         }
@@ -244,23 +264,26 @@ impl<W: Write> Xml<W> {
             secs(first),
             secs(last)
         );
-        // The host is up because of its first reply: that is its reason (nmap's
-        // `--reason` for a host found by a port's reply: `syn-ack`, `reset`, ...).
-        let (reason, ttl) = first.map_or(("user-set", 0), |a| (a.reason.as_str(), a.reply_ttl));
+        // The host is up because it answered ARP / ND (nmap's `arp-response`,
+        // `nd-response`, TTL 0), or because of its first reply (nmap's `--reason` for a
+        // host found by a port's reply: `syn-ack`, `reset`, ...).
+        let (reason, ttl) = match (h.link, first) {
+            (Some(HostLink::Resolved(_, how)), _) => (how.up_reason().as_str(), 0),
+            (_, Some(a)) => (a.reason.as_str(), a.reply_ttl),
+            (_, None) => ("user-set", 0),
+        };
         let _ = writeln!(
             out,
             "<status state=\"up\" reason=\"{reason}\" reason_ttl=\"{ttl}\"/>"
         );
-        let addrtype = if matches!(h.addr, IpAddr::V6(_)) {
-            "ipv6"
-        } else {
-            "ipv4"
-        };
         let _ = writeln!(
             out,
             "<address addr=\"{}\" addrtype=\"{addrtype}\"/>",
             h.addr
         );
+        if let Some(HostLink::Resolved(mac, _)) = h.link {
+            let _ = writeln!(out, "<address addr=\"{mac}\" addrtype=\"mac\"/>");
+        }
         out += "<hostnames>\n";
         for n in names {
             let _ = writeln!(out, "<hostname name=\"{}\" type=\"user\"/>", escape(n));
@@ -446,6 +469,7 @@ mod tests {
             addr,
             answered: a.host(addr),
             silent: silent.into_iter().collect(),
+            link: None,
         }
     }
 
@@ -594,9 +618,44 @@ mod tests {
             addr: ADDR.parse().unwrap(),
             answered: &[],
             silent: vec![22, 25],
+            link: None,
         };
         assert!(!xml(&h, &[], None).contains("<host "));
         assert!(!greppable(&h).contains("Host:"));
+    }
+
+    #[test]
+    fn hosts_found_by_arp_are_up_with_their_mac_and_silent_ones_down_as_nmap_writes_them() {
+        use tcpshake_proto::probe::scan::neighbours::Resolution;
+        use tcpshake_proto::wire::ethernet::MacAddr;
+        let mac = MacAddr([0x9a, 0x86, 0x31, 0x63, 0x91, 0xac]);
+        // Up by ARP though every port stayed silent: listed, as nmap lists it.
+        let up = HostPorts {
+            addr: ADDR.parse().unwrap(),
+            answered: &[],
+            silent: vec![22, 25],
+            link: Some(HostLink::Resolved(mac, Resolution::Arp)),
+        };
+        let x = xml(&up, &[], None);
+        assert!(x.contains("<status state=\"up\" reason=\"arp-response\" reason_ttl=\"0\"/>\n<address addr=\"198.18.0.9\" addrtype=\"ipv4\"/>\n<address addr=\"9A:86:31:63:91:AC\" addrtype=\"mac\"/>"), "{x}");
+        assert!(x.contains("<port protocol=\"tcp\" portid=\"22\"><state state=\"filtered\" reason=\"no-response\""), "{x}");
+        assert!(greppable(&up).contains("Host: 198.18.0.9 ()\tStatus: Up"));
+        let v6 = HostPorts {
+            addr: "fd00::9".parse().unwrap(),
+            link: Some(HostLink::Resolved(mac, Resolution::Nd)),
+            ..up.clone()
+        };
+        assert!(xml(&v6, &[], None).contains("reason=\"nd-response\""));
+        // Down (only walked with --all): nmap -v's element, nmap's reason word.
+        let down = HostPorts {
+            addr: "198.18.0.4".parse().unwrap(),
+            answered: &[],
+            silent: vec![],
+            link: Some(HostLink::Unresolved(Resolution::Arp)),
+        };
+        let x = xml(&down, &[], None);
+        assert!(x.contains("<host><status state=\"down\" reason=\"no-response\" reason_ttl=\"0\"/>\n<address addr=\"198.18.0.4\" addrtype=\"ipv4\"/>\n</host>\n"), "{x}");
+        assert!(greppable(&down).contains("Host: 198.18.0.4 ()\tStatus: Down\n"));
     }
 
     #[test]

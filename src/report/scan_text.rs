@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 use tcpshake_proto::probe::record::{CloseInitiator, Leg, PortState};
+use tcpshake_proto::probe::scan::neighbours::{HostLink, ResolveTotals};
+use tcpshake_proto::probe::scan::rate::Shortfall;
 use tcpshake_proto::probe::scan::results::HostPorts;
 use tcpshake_proto::probe::scan::{Completion, ScanTotals};
 
@@ -17,6 +19,12 @@ pub fn host(
     names: &[String],
     all: bool,
 ) -> io::Result<()> {
+    if h.is_down() {
+        if all && let Some(HostLink::Unresolved(how)) = h.link {
+            writeln!(out, "scan report for {} [host down, {}]\n", h.addr, how.down_reason())?;
+        }
+        return Ok(());
+    }
     let mut shown = h
         .verdicts()
         .filter(|&(_, state, _)| all || state == PortState::Open)
@@ -63,37 +71,79 @@ pub fn host(
             s.clear();
         }
     }
+    if let Some(HostLink::Resolved(mac, _)) = h.link {
+        let _ = writeln!(s, "MAC Address: {mac}");
+    }
     s.push('\n');
     out.write_all(s.as_bytes())
 }
 
-/// `scanned 4096 ports: 12 open, 4000 closed, 84 filtered in 1.52 s (2690 pps)`.
-pub fn summary(
-    t: &ScanTotals,
-    duration: Duration,
-    send_time: Duration,
-    interrupted: bool,
-) -> String {
-    let pps = if send_time.is_zero() {
+/// What the summary says about a scan.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    pub totals: ScanTotals,
+    /// Resolution, scan and drain.
+    pub duration: Duration,
+    /// First SYN to last, summed over rounds.
+    pub send_time: Duration,
+    pub interrupted: bool,
+    /// Packets the capture's ring had no room for.
+    pub tap_drops: u64,
+    /// Neighbour resolution's counts, when it ran.
+    pub resolution: Option<ResolveTotals>,
+    /// The rate not met, and why.
+    pub shortfall: Option<Shortfall>,
+}
+
+/// `scanned 4096 ports: 12 open, 4000 closed, 84 filtered in 1.52 s (4100 packets sent,
+/// 2690 pps achieved, 0 dropped by the capture)`, then a line on neighbour resolution when
+/// it ran, and warnings: a rate not met, packets the capture dropped.
+pub fn summary(x: &Summary) -> String {
+    let t = &x.totals;
+    let pps = if x.send_time.is_zero() {
         t.sent as f64
     } else {
-        t.sent as f64 / send_time.as_secs_f64()
+        t.sent as f64 / x.send_time.as_secs_f64()
     };
     let mut s = format!(
-        "scanned {} ports: {} open, {} closed, {} filtered in {:.2} s ({} packets sent, {:.0} pps achieved)",
+        "scanned {} ports: {} open, {} closed, {} filtered in {:.2} s ({} packets sent, {:.0} pps achieved, {} dropped by the capture)",
         t.scanned,
         t.open,
         t.closed,
         t.filtered(),
-        duration.as_secs_f64(),
+        x.duration.as_secs_f64(),
         t.sent,
-        pps
+        pps,
+        x.tap_drops
     );
     if t.unmatched > 0 {
         let _ = write!(s, "; {} unmatched replies ignored", t.unmatched);
     }
-    if interrupted {
+    if x.interrupted {
         s += "; interrupted: partial results";
+    }
+    if let Some(r) = x.resolution.filter(|r| r.asked > 0) {
+        let _ = write!(
+            s,
+            "\nneighbours: {} of {} on-link addresses answered ARP / ND ({} requests, {} round{}); {} down, not scanned",
+            r.resolved,
+            r.asked,
+            r.sent,
+            r.rounds,
+            if r.rounds == 1 { "" } else { "s" },
+            r.asked.saturating_sub(r.resolved)
+        );
+    }
+    if let Some(f) = &x.shortfall {
+        let _ = write!(s, "\nwarning: {f}");
+    }
+    if x.tap_drops > 0 {
+        let _ = write!(
+            s,
+            "\nwarning: the capture dropped {} packets (its ring was full): replies among them \
+             are missing, their ports may show as filtered; a lower --rate avoids it",
+            x.tap_drops
+        );
     }
     s
 }
@@ -148,6 +198,8 @@ mod tests {
     use tcpshake_proto::probe::record::Reason;
     use tcpshake_proto::probe::scan::ScanRecord;
     use tcpshake_proto::probe::scan::results::Answers;
+    use tcpshake_proto::probe::scan::neighbours::Resolution;
+    use tcpshake_proto::wire::ethernet::MacAddr;
 
     fn sample() -> Answers {
         let rec = |a: &str, port, state, reason: &str| ScanRecord {
@@ -180,6 +232,7 @@ mod tests {
                 addr,
                 answered,
                 silent: silent.to_vec(),
+                link: None,
             };
             host(&mut out, &h, &[], all).unwrap();
         }
@@ -206,6 +259,7 @@ mod tests {
             addr,
             answered: a.host(addr),
             silent: vec![],
+            link: None,
         };
         let mut out = Vec::new();
         host(&mut out, &h, &["srv.lab.test".into()], false).unwrap();
@@ -275,10 +329,59 @@ mod tests {
             sent: 12,
             ..ScanTotals::default()
         };
-        let s = summary(&t, Duration::from_secs(2), Duration::from_secs(1), false);
+        let mut x = Summary {
+            totals: t,
+            duration: Duration::from_secs(2),
+            send_time: Duration::from_secs(1),
+            ..Summary::default()
+        };
         assert_eq!(
-            s,
-            "scanned 10 ports: 2 open, 5 closed, 3 filtered in 2.00 s (12 packets sent, 12 pps achieved)"
+            summary(&x),
+            "scanned 10 ports: 2 open, 5 closed, 3 filtered in 2.00 s (12 packets sent, 12 pps achieved, 0 dropped by the capture)"
         );
+        x.tap_drops = 3;
+        x.resolution = Some(ResolveTotals {
+            asked: 255,
+            resolved: 3,
+            sent: 507,
+            rounds: 2,
+        });
+        let s = summary(&x);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 3, "{s}");
+        assert!(lines[0].ends_with("(12 packets sent, 12 pps achieved, 3 dropped by the capture)"));
+        assert_eq!(
+            lines[1],
+            "neighbours: 3 of 255 on-link addresses answered ARP / ND (507 requests, 2 rounds); 252 down, not scanned"
+        );
+        assert!(lines[2].starts_with("warning: the capture dropped 3 packets"), "{s}");
+    }
+
+    #[test]
+    fn down_hosts_show_with_all_and_found_ones_show_their_mac() {
+        let a = sample();
+        let mac = MacAddr([0x9a, 0x86, 0x31, 0x63, 0x91, 0xac]);
+        let addr = "198.18.0.9".parse().unwrap();
+        let h = HostPorts {
+            addr,
+            answered: a.host(addr),
+            silent: vec![],
+            link: Some(HostLink::Resolved(mac, Resolution::Arp)),
+        };
+        let mut out = Vec::new();
+        host(&mut out, &h, &[], false).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(t.ends_with("MAC Address: 9A:86:31:63:91:AC\n\n"), "{t}");
+        let down = HostPorts {
+            addr: "fd00::4".parse().unwrap(),
+            answered: &[],
+            silent: vec![],
+            link: Some(HostLink::Unresolved(Resolution::Nd)),
+        };
+        let mut out = Vec::new();
+        host(&mut out, &down, &[], false).unwrap();
+        assert!(out.is_empty());
+        host(&mut out, &down, &[], true).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "scan report for fd00::4 [host down, no-nd]\n\n");
     }
 }

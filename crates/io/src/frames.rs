@@ -13,8 +13,6 @@ use std::mem::{MaybeUninit, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use tcpshake_proto::time::Instant;
 
-const ETH_P_ALL: u16 = 0x0003;
-
 /// One interface, every frame on it.
 pub struct FramePort {
     socket: Socket,
@@ -30,18 +28,29 @@ pub struct Frame {
 
 impl FramePort {
     pub fn open(name: &str) -> Result<FramePort> {
+        FramePort::open_filtered(name, None)
+    }
+
+    /// [`FramePort::open`] passing only what `filter` (classic BPF over the whole frame)
+    /// accepts: the filter is in place before the socket is bound, so nothing else is
+    /// ever queued.
+    pub fn open_filtered(name: &str, filter: Option<&[socket2::SockFilter]>) -> Result<FramePort> {
         let cname = std::ffi::CString::new(name).context("interface name")?;
         // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
         let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
         if ifindex == 0 {
             bail!("no interface named {name}");
         }
-        let socket = Socket::new(
-            Domain::PACKET,
-            Type::RAW.cloexec(),
-            Some(socket2::Protocol::from(i32::from(ETH_P_ALL.to_be()))),
-        )
-        .map_err(|e| super::privilege_error(e, "open an AF_PACKET socket"))?;
+        // Protocol 0: the socket receives nothing until `bind` names ETH_P_ALL. A socket
+        // made with a protocol is already receiving, and binding it again waits for an RCU
+        // grace period (`packet_do_bind`: `synchronize_net`), ~10 ms here.
+        let socket = Socket::new(Domain::PACKET, Type::RAW.cloexec(), None)
+            .map_err(|e| super::privilege_error(e, "open an AF_PACKET socket"))?;
+        if let Some(f) = filter {
+            socket
+                .attach_filter(f)
+                .context("attaching the BPF filter to the AF_PACKET socket")?;
+        }
         set_sockopt(
             &socket,
             libc::SOL_SOCKET,

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod guard;
 pub mod httpd;
 pub mod link;
+pub mod neighbour;
 pub mod netlink;
 pub mod netns;
 mod packet;

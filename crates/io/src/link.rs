@@ -48,14 +48,14 @@ const RCVBUF: libc::c_int = 8 << 20;
 const SO_TIMESTAMPING: libc::c_int = 37;
 const SOF_TIMESTAMPING_TX_SOFTWARE: u32 = 1 << 1;
 const SOF_TIMESTAMPING_SOFTWARE: u32 = 1 << 4;
-const SOF_TIMESTAMPING_OPT_ID: u32 = 1 << 7;
-const SOF_TIMESTAMPING_OPT_TSONLY: u32 = 1 << 11;
 // linux/errqueue.h, linux/if_packet.h
 const SO_EE_ORIGIN_TIMESTAMPING: u8 = 4;
 const SCM_TSTAMP_SND: u32 = 0;
 const PACKET_TX_TIMESTAMP: libc::c_int = 16;
 /// Error-queue messages read per `recvmmsg`.
 const STAMP_BATCH: usize = 64;
+/// Bytes of a stamped frame read back: its headers (Ethernet, IPv6, TCP with MSS).
+const STAMP_DATA: usize = 128;
 /// Room for one message's control data: `scm_timestamping` (3 timespecs) and a
 /// `sock_extended_err`, each with its header, in u64s for alignment.
 const STAMP_CONTROL_WORDS: usize = 16;
@@ -126,15 +126,9 @@ pub struct FrameSender {
     msgs: Vec<libc::mmsghdr>,
     /// Scratch for reading transmit timestamps.
     stamp_control: Vec<[u64; STAMP_CONTROL_WORDS]>,
+    stamp_data: Vec<[u8; STAMP_DATA]>,
+    stamp_iovs: Vec<libc::iovec>,
     stamp_msgs: Vec<libc::mmsghdr>,
-}
-
-/// A frame's transmit timestamp: the `key`-th frame this sender handed to the kernel (0
-/// first), stamped when the driver took it (`skb_tx_timestamp`, the software stamp).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxStamp {
-    pub key: u32,
-    pub at: Instant,
 }
 
 // SAFETY: the ring's mapping and the scratch vectors' raw pointers belong to this sender
@@ -178,52 +172,57 @@ impl FrameSender {
             iovs: Vec::new(),
             msgs: Vec::new(),
             stamp_control: Vec::new(),
+            stamp_data: Vec::new(),
+            stamp_iovs: Vec::new(),
             stamp_msgs: Vec::new(),
         })
     }
 
     /// Ask for each frame's transmit timestamp ([`FrameSender::read_stamps`]): the
-    /// driver's software stamp (`SOF_TIMESTAMPING_TX_SOFTWARE`), keyed by the frame's
-    /// number on this socket (`OPT_ID`), without the frame's bytes (`OPT_TSONLY`). The
-    /// stamp is taken where the frame enters the driver — with `PACKET_QDISC_BYPASS`,
-    /// where no tap sees it. False when the kernel refuses.
+    /// driver's software stamp (`SOF_TIMESTAMPING_TX_SOFTWARE`, taken where the frame
+    /// enters the driver, `skb_tx_timestamp`) — with `PACKET_QDISC_BYPASS`, where no tap
+    /// sees the frame. Each stamp comes back with a copy of its frame, so it names its
+    /// packet itself: counting frames (`OPT_ID`) would go wrong when the kernel sends a
+    /// ring frame twice after a drop (`tpacket_snd` puts it back as SEND_REQUEST). False
+    /// when the kernel refuses.
     pub fn enable_tx_stamps(&self) -> bool {
-        if set_sockopt(
-            &self.socket,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &RCVBUF,
-        )
-        .is_err()
-        {
+        if set_sockopt(&self.socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
             let _ = self.socket.set_recv_buffer_size(RCVBUF as usize);
         }
-        let flags = SOF_TIMESTAMPING_TX_SOFTWARE
-            | SOF_TIMESTAMPING_SOFTWARE
-            | SOF_TIMESTAMPING_OPT_ID
-            | SOF_TIMESTAMPING_OPT_TSONLY;
+        let flags = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
         set_sockopt(&self.socket, libc::SOL_SOCKET, SO_TIMESTAMPING, &flags).is_ok()
     }
 
-    /// Read the transmit timestamps waiting on the error queue, up to `max`, appending
-    /// them to `out`; returns how many were read. Never blocks.
-    pub fn read_stamps(&mut self, out: &mut Vec<TxStamp>, max: usize) -> io::Result<usize> {
+    /// Read up to `max` transmit timestamps waiting on the error queue, handing each
+    /// (with the start of its frame) to `each`; returns how many messages were read.
+    /// Never blocks.
+    pub fn read_stamps(&mut self, max: usize, mut each: impl FnMut(&[u8], Instant)) -> io::Result<usize> {
         let mut total = 0;
         // Bounded by `max`.
         while total < max {
             let want = (max - total).min(STAMP_BATCH);
             self.stamp_control.resize(want, [0; STAMP_CONTROL_WORDS]);
+            self.stamp_data.resize(want, [0; STAMP_DATA]);
+            self.stamp_iovs.clear();
+            for d in self.stamp_data.iter_mut() {
+                self.stamp_iovs.push(libc::iovec {
+                    iov_base: d.as_mut_ptr().cast(),
+                    iov_len: STAMP_DATA,
+                });
+            }
             self.stamp_msgs.clear();
-            for c in self.stamp_control.iter_mut() {
+            for (c, iov) in self.stamp_control.iter_mut().zip(self.stamp_iovs.iter_mut()) {
                 // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
                 let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
                 m.msg_hdr.msg_control = c.as_mut_ptr().cast();
                 m.msg_hdr.msg_controllen = STAMP_CONTROL_WORDS * 8;
                 self.stamp_msgs.push(m);
             }
-            // SAFETY: `stamp_msgs` holds `want` mmsghdrs whose control buffers point into
-            // `stamp_control`, alive and of the stated length for the call; no data
-            // buffers (OPT_TSONLY messages carry none); MSG_DONTWAIT never blocks.
+            // SAFETY: `stamp_msgs` holds `want` mmsghdrs whose data and control buffers
+            // point into `stamp_data`/`stamp_iovs` and `stamp_control`, alive and of the
+            // stated lengths for the call; MSG_DONTWAIT never blocks.
             let rc = unsafe {
                 libc::recvmmsg(
                     self.socket.as_raw_fd(),
@@ -241,11 +240,12 @@ impl FrameSender {
                 };
             }
             let n = rc as usize;
-            for m in &self.stamp_msgs[..n] {
+            for (m, d) in self.stamp_msgs[..n].iter().zip(&self.stamp_data) {
                 // SAFETY: recvmmsg filled this message's control buffer (alive,
                 // `msg_controllen` bytes) with its control messages.
-                if let Some(s) = unsafe { decode_stamp(&m.msg_hdr) } {
-                    out.push(s);
+                if let Some(at) = unsafe { decode_stamp(&m.msg_hdr) } {
+                    let len = (m.msg_len as usize).min(STAMP_DATA);
+                    each(&d[..len], at);
                 }
             }
             total += n;
@@ -254,6 +254,35 @@ impl FrameSender {
             }
         }
         Ok(total)
+    }
+
+    /// Frames still in the TX ring (not yet handed to the driver).
+    pub fn in_flight(&self) -> usize {
+        let Some(ring) = &self.ring else { return 0 };
+        (0..RING_FRAMES)
+            .filter(|i| {
+                // SAFETY: frame `i < RING_FRAMES` lies inside the mapping; its status is
+                // read atomically (the kernel writes it).
+                let status = unsafe { &*(ring.base.add(i * RING_FRAME) as *const AtomicU32) };
+                let st = status.load(Ordering::Acquire);
+                st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT
+            })
+            .count()
+    }
+
+    /// Have the kernel send what the ring holds, until it is empty or `limit` passes;
+    /// returns the frames left.
+    pub fn drain(&mut self, limit: std::time::Duration) -> io::Result<usize> {
+        let end = crate::clock::now() + limit;
+        // Bounded by `limit`.
+        loop {
+            let left = self.in_flight();
+            if left == 0 || crate::clock::now() >= end {
+                return Ok(left);
+            }
+            self.kick()?;
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
     }
 
     pub fn mode(&self) -> Mode {
@@ -368,15 +397,14 @@ struct SockExtendedErr {
     ee_data: u32,
 }
 
-/// One error-queue message: a software transmit stamp (`scm_timestamping.ts[0]`) and the
-/// extended error that says it is one (`SO_EE_ORIGIN_TIMESTAMPING`, `SCM_TSTAMP_SND`)
-/// and carries its key.
+/// One error-queue message: a software transmit stamp (`scm_timestamping.ts[0]`) with
+/// the extended error that says it is one (`SO_EE_ORIGIN_TIMESTAMPING`, `SCM_TSTAMP_SND`).
 ///
 /// # Safety
 /// `msg` must be a message recvmsg filled, its control buffer alive for
 /// `msg_controllen` bytes.
-unsafe fn decode_stamp(msg: &libc::msghdr) -> Option<TxStamp> {
-    let (mut at, mut key) = (None, None);
+unsafe fn decode_stamp(msg: &libc::msghdr) -> Option<Instant> {
+    let (mut at, mut sent) = (None, false);
     // SAFETY: per this function's contract, CMSG_FIRSTHDR/NXTHDR walk a buffer the kernel
     // filled and stay within `msg_controllen`; each payload is read unaligned at the size
     // of the type its (level, type) pair announces, which the kernel wrote.
@@ -391,22 +419,16 @@ unsafe fn decode_stamp(msg: &libc::msghdr) -> Option<TxStamp> {
                 }
                 (libc::SOL_PACKET, PACKET_TX_TIMESTAMP) => {
                     let e = std::ptr::read_unaligned(data as *const SockExtendedErr);
-                    if e.ee_errno == libc::ENOMSG as u32
+                    sent = e.ee_errno == libc::ENOMSG as u32
                         && e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING
-                        && e.ee_info == SCM_TSTAMP_SND
-                    {
-                        key = Some(e.ee_data);
-                    }
+                        && e.ee_info == SCM_TSTAMP_SND;
                 }
                 _ => {}
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    Some(TxStamp {
-        key: key?,
-        at: at.filter(|a| a.as_nanos() != 0)?,
-    })
+    at.filter(|a| sent && a.as_nanos() != 0)
 }
 
 fn map_tx_ring(socket: &Socket) -> Result<TxRing> {
@@ -461,4 +483,46 @@ fn bind_send_only(socket: &Socket, ifindex: u32) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// `struct ethtool_ts_info` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolTsInfo {
+    cmd: u32,
+    so_timestamping: u32,
+    phc_index: i32,
+    tx_types: u32,
+    tx_reserved: [u32; 3],
+    rx_filters: u32,
+    rx_reserved: [u32; 3],
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GET_TS_INFO: u32 = 0x41;
+
+/// Whether interface `ifname`'s driver stamps the frames it transmits in software
+/// (`ethtool -T`: "software-transmit"), which [`FrameSender::enable_tx_stamps`] needs.
+pub fn tx_software_stamps(ifname: &str) -> bool {
+    let Ok(sock) = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None) else {
+        return false;
+    };
+    let mut info = EthtoolTsInfo {
+        cmd: ETHTOOL_GET_TS_INFO,
+        ..EthtoolTsInfo::default()
+    };
+    // SAFETY: ifreq is plain data; zeroed is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return false;
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut EthtoolTsInfo).cast();
+    // SAFETY: SIOCETHTOOL reads the NUL-terminated name and the command at ifru_data,
+    // and writes an ethtool_ts_info there: `info` is one, alive for the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
+    rc == 0 && info.so_timestamping & SOF_TIMESTAMPING_TX_SOFTWARE != 0
 }

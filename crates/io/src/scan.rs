@@ -1,19 +1,42 @@
-//! The scan loop: send SYNs in permuted order at a held rate, read replies on the tap, send
-//! RSTs to SYN-ACKs, retry the unanswered, drain, and hand every answered port back.
+//! The scan loop: resolve on-link neighbours, send SYNs in permuted order at a held rate,
+//! read replies on the tap, send RSTs to SYN-ACKs, retry the unanswered, drain, and hand
+//! every answered port back. The policy is pure (`tcpshake_proto::probe::scan::schedule`,
+//! `neighbours`, `rtt`, `rate`); this is its driver.
 //!
-//! Two threads. The sender (the caller's thread) walks the permutation, takes tokens from a
-//! bucket, and batches SYNs into `sendmmsg`. The receiver owns the taps: it remembers the
-//! kernel timestamp of each outgoing SYN for a bounded window, matches replies against the
-//! cookies, answers SYN-ACKs with a RST at once (as nmap does, so the target keeps no
-//! half-open connection), and passes verdicts to the sender over a channel. Nothing per
-//! target is kept except the set of answered ports (needed for retries and deduplication):
-//! memory grows with what is found, not with what is scanned.
+//! Send paths, per family (chosen here, measured by scripts/bench-send):
+//! - **frames** (an Ethernet interface, unless `--send-ip`): whole Ethernet frames through
+//!   an AF_PACKET `TPACKET_V2` TX ring with `PACKET_QDISC_BYPASS` (link.rs) — no IP layer,
+//!   netfilter hook or neighbour table per packet. Destination MACs come from our own
+//!   resolution (neighbour.rs: ARP / ND for on-link targets, the kernel's table or ARP /
+//!   ND for the gateway). The tap does not see bypassing frames, so each SYN's send time
+//!   is the driver's software transmit stamp read back from the socket's error queue with
+//!   a copy of the frame (`SO_TIMESTAMPING`). A driver without software transmit stamps
+//!   (`ethtool -T`) gets the ring without the bypass, and the tap stamps the SYNs.
+//! - **kernel** (loopback, non-Ethernet interfaces, this host's own addresses, routes
+//!   through another interface, a gateway that does not answer, `--send-ip`): raw IP
+//!   sockets with `sendmmsg`, stamped by the tap as before.
 //!
-//! Each family uses the route (interface, source address) of its first target; targets that
-//! route elsewhere are still sent to, but their replies arrive on an interface we do not tap.
+//! Two threads. The sender (the caller's thread) runs the schedule, builds and batches,
+//! and reads the transmit stamps. The receiver owns the taps: it matches replies against
+//! the cookies, answers SYN-ACKs with a RST at once (a frame to the MAC the SYN went to,
+//! or through the kernel), remembers the tap's stamps of SYNs it sees leave, and passes
+//! answers to the sender over a channel; a reply whose SYN the tap did not stamp is timed
+//! by the sender from its transmit stamps. Nothing per target is kept except the set of
+//! answered ports and the MACs resolution found: memory grows with what is found, not
+//! with what is scanned.
+//!
+//! The kernel still sees the replies (a SYN-ACK to a port it has no socket for makes it
+//! answer RST): the guard's prerouting rule keeps them from its TCP, as before — frames
+//! skip the OUTPUT hook, but no rule there was needed for our own packets.
+//!
+//! Each family uses the route (interface, source address) of its first target; on the
+//! kernel's path, targets that route elsewhere are still sent to, but their replies arrive
+//! on an interface we do not tap.
 
 use super::guard::Guard;
 use super::guard::MARK;
+use super::link::{self, FrameSender, Mode};
+use super::neighbour;
 use super::ports::PortReservation;
 use super::route;
 use super::sender::RawSender;
@@ -26,28 +49,46 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
-use tcpshake_proto::probe::scan::rtt::{self, Wait};
+use tcpshake_proto::probe::scan::neighbours::{
+    Class, Neighbours, NextHop, ResolvePlan, ResolveTotals,
+};
+use tcpshake_proto::probe::scan::rate::SendLog;
+use tcpshake_proto::probe::scan::rtt::{self, RttEstimator, Wait};
 pub use tcpshake_proto::probe::scan::schedule::{Progress, ScanPlan};
 use tcpshake_proto::probe::scan::schedule::{Schedule, Step};
 use tcpshake_proto::probe::scan::{
-    self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_syn,
+    self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_rst_frame,
+    build_syn, build_syn_frame, syn_of_frame,
 };
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::defrag::{Defrag, Defragged};
+use tcpshake_proto::wire::ethernet::MacAddr;
 
-/// SYNs per `sendmmsg`.
+/// Packets per `sendmmsg` or ring flush.
 const BATCH: usize = 64;
 /// SYN send times remembered at most (≈ 40 bytes each); beyond it rtt_ns is null.
 const TX_TIMES_CAP: usize = 4 << 20;
 /// How often the sender reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Room for one built frame (a SYN frame is 14 + 40 + 24 bytes).
+const FRAME_ROOM: usize = 128;
+
+/// How one family's packets leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendPath {
+    /// Ethernet frames of our own; `stamps`: transmit stamps from the error queue (with
+    /// the qdisc bypassed), else the tap's.
+    Frames { stamps: bool },
+    /// Raw IP sockets through the kernel.
+    Kernel,
+}
 
 pub struct ScanOutcome {
     pub totals: ScanTotals,
     pub started: Instant,
     /// First SYN to the last one.
     pub send_time: Duration,
-    /// Whole scan, drain included.
+    /// Whole scan, resolution and drain included.
     pub duration: Duration,
     pub interrupted: bool,
     pub locals: Locals,
@@ -55,74 +96,230 @@ pub struct ScanOutcome {
     /// excluded): the shard's length unless interrupted. With the plan, it says which
     /// pairs were sent (`probe::scan::results::Coverage`).
     pub walked: u64,
+    /// Where each target's packets went; which on-link hosts are down.
+    pub neighbours: Neighbours,
+    /// Neighbour resolution's counts, when it ran.
+    pub resolution: Option<ResolveTotals>,
+    /// The sending, resolution included: what the rate check judges.
+    pub send_log: SendLog,
+    /// Packets the taps' rings had no room for (PACKET_STATISTICS): replies never seen.
+    pub tap_drops: u64,
+    /// The reply times measured.
+    pub rtt: RttEstimator,
+    /// Per family (IPv4, IPv6), when it was scanned.
+    pub paths: [Option<SendPath>; 2],
 }
 
-/// One family's sending side.
-struct Side {
-    local: SocketAddr,
-    sender: RawSender,
-    ident: u16,
-    /// Built packets waiting for the next `sendmmsg`.
-    bufs: Vec<[u8; 64]>,
+/// A batch of built packets for one sender.
+struct Batch {
+    bufs: Vec<[u8; FRAME_ROOM]>,
     lens: Vec<usize>,
     dsts: Vec<IpAddr>,
 }
 
-impl Side {
-    /// Builds one packet for `dst` into the batch with `build(buf, local, ident)`.
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            bufs: vec![[0u8; FRAME_ROOM]; BATCH],
+            lens: Vec::with_capacity(BATCH),
+            dsts: Vec::with_capacity(BATCH),
+        }
+    }
+
+    fn room(&self) -> usize {
+        BATCH - self.lens.len()
+    }
+
     fn push(
         &mut self,
         dst: IpAddr,
-        build: impl FnOnce(&mut [u8], SocketAddr, u16) -> tcpshake_proto::wire::Result<usize>,
+        build: impl FnOnce(&mut [u8]) -> tcpshake_proto::wire::Result<usize>,
     ) -> tcpshake_proto::wire::Result<()> {
         let slot = self.lens.len();
-        let len = build(&mut self.bufs[slot], self.local, self.ident)?;
-        self.ident = self.ident.wrapping_add(1);
+        let len = build(&mut self.bufs[slot])?;
         self.lens.push(len);
         self.dsts.push(dst);
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<u64> {
-        let mut done = 0;
-        // Bounded: a full socket queue (ENOBUFS) is waited out at most ~1 s per batch.
-        for _ in 0..10_000 {
-            if done == self.lens.len() {
-                break;
-            }
-            let pkts: Vec<(&[u8], IpAddr)> = (done..self.lens.len())
-                .map(|i| (&self.bufs[i][..self.lens[i]], self.dsts[i]))
-                .collect();
-            match self.sender.send_batch(&pkts) {
-                Ok(n) => done += n,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                    return Err(EnvironmentError(format!(
-                        "sending SYNs from {} was refused by the local firewall or a missing \
-                         capability (EPERM)",
-                        self.local
-                    ))
-                    .into());
-                }
-                // One unreachable destination must not stop the scan: skip it.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES)
-                    ) =>
-                {
-                    done += 1;
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("sending SYNs")),
-            }
-        }
-        let sent = done as u64;
+    fn clear(&mut self) {
         self.lens.clear();
         self.dsts.clear();
+    }
+}
+
+/// One family's frame path.
+struct FrameSide {
+    sender: FrameSender,
+    mac: MacAddr,
+    stamps: bool,
+    batch: Batch,
+}
+
+/// One family's sending side.
+struct Side {
+    local: SocketAddr,
+    raw: RawSender,
+    raw_batch: Batch,
+    frames: Option<FrameSide>,
+    ident: u16,
+}
+
+/// Where the driver's sending time went (rate.rs judges it).
+#[derive(Default)]
+struct Accounting {
+    blocked: Duration,
+    full: u64,
+}
+
+impl Side {
+    /// Queue a packet for `remote` (a SYN, or a RST at `seq`) on the path its next hop
+    /// says. Returns false when it has no path (a down host).
+    fn push(
+        &mut self,
+        hop: NextHop,
+        remote: SocketAddr,
+        seq: tcpshake_proto::wire::SeqNumber,
+        syn: bool,
+    ) -> Result<bool> {
+        let (local, ident) = (self.local, self.ident);
+        self.ident = self.ident.wrapping_add(1);
+        match (hop, &mut self.frames) {
+            (NextHop::Mac(dst), Some(f)) => {
+                let macs = (f.mac, dst);
+                f.batch
+                    .push(remote.ip(), |b| {
+                        if syn {
+                            build_syn_frame(macs, local, remote, seq, ident, b)
+                        } else {
+                            build_rst_frame(macs, local, remote, seq, ident, b)
+                        }
+                    })
+                    .context("building a frame")?;
+            }
+            (NextHop::Down, _) => return Ok(false),
+            _ => {
+                self.raw_batch
+                    .push(remote.ip(), |b| {
+                        if syn {
+                            build_syn(local, remote, seq, ident, b)
+                        } else {
+                            build_rst(local, remote, seq, ident, b)
+                        }
+                    })
+                    .context("building a packet")?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn room(&self) -> usize {
+        let f = self.frames.as_ref().map_or(BATCH, |f| f.batch.room());
+        f.min(self.raw_batch.room())
+    }
+
+    /// Send both batches; returns how many packets left.
+    fn flush(&mut self, acc: &mut Accounting) -> Result<u64> {
+        let mut sent = 0;
+        if let Some(f) = &mut self.frames {
+            let b = &mut f.batch;
+            sent += send_all(self.local, acc, b.lens.len(), |from| {
+                let v: Vec<&[u8]> = (from..b.lens.len()).map(|i| &b.bufs[i][..b.lens[i]]).collect();
+                f.sender.send_batch(&v)
+            })?;
+            b.clear();
+        }
+        let b = &mut self.raw_batch;
+        let raw = &self.raw;
+        sent += send_all(self.local, acc, b.lens.len(), |from| {
+            let v: Vec<(&[u8], IpAddr)> = (from..b.lens.len())
+                .map(|i| (&b.bufs[i][..b.lens[i]], b.dsts[i]))
+                .collect();
+            raw.send_batch(&v)
+        })?;
+        b.clear();
         Ok(sent)
+    }
+}
+
+/// Hand `n` packets to the kernel through `send(first_unsent)`, waiting out a full queue.
+fn send_all(
+    local: SocketAddr,
+    acc: &mut Accounting,
+    n: usize,
+    mut send: impl FnMut(usize) -> std::io::Result<usize>,
+) -> Result<u64> {
+    let mut done = 0;
+    // Bounded: a full socket queue (ENOBUFS) is waited out at most ~1 s per batch.
+    for _ in 0..10_000 {
+        if done >= n {
+            break;
+        }
+        match send(done) {
+            Ok(k) => done += k,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
+                acc.full += 1;
+                let t = clock::now();
+                std::thread::sleep(Duration::from_micros(100));
+                acc.blocked += clock::now().saturating_since(t);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(EnvironmentError(format!(
+                    "sending SYNs from {local} was refused by the local firewall or a missing \
+                     capability (EPERM)"
+                ))
+                .into());
+            }
+            // One unreachable destination must not stop the scan: skip it.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES)
+                ) =>
+            {
+                done += 1;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("sending SYNs")),
+        }
+    }
+    Ok(done.min(n) as u64)
+}
+
+/// SYN send times by (address, port, sequence number), bounded in count and age.
+struct TxTimes {
+    map: HashMap<(IpAddr, u16, u32), Instant>,
+    horizon: Duration,
+    next_expiry: Instant,
+}
+
+impl TxTimes {
+    fn new(horizon: Duration) -> TxTimes {
+        TxTimes {
+            map: HashMap::new(),
+            horizon,
+            next_expiry: clock::now() + horizon,
+        }
+    }
+
+    fn insert(&mut self, key: (IpAddr, u16, u32), at: Instant) {
+        if self.map.len() < TX_TIMES_CAP {
+            // A frame sent twice (a drop, then the ring's retry) keeps its last stamp:
+            // the copy that left.
+            self.map.insert(key, at);
+        }
+    }
+
+    fn rtt(&self, key: &(IpAddr, u16, u32), at: Instant) -> Option<Duration> {
+        self.map.get(key).map(|&t| at.saturating_since(t))
+    }
+
+    fn expire(&mut self, now: Instant) {
+        if now >= self.next_expiry {
+            self.next_expiry = now + self.horizon / 2;
+            let h = self.horizon;
+            self.map.retain(|_, t| now.saturating_since(*t) < h);
+        }
     }
 }
 
@@ -130,7 +327,23 @@ impl Side {
 struct Answer {
     reply: Reply,
     at: Instant,
+    /// From the tap's stamp of the SYN, when the tap saw it leave.
     rtt: Option<Duration>,
+}
+
+/// One family as set up for the scan.
+struct Family {
+    side: Side,
+    tap: Tap,
+    /// A second tap on the loopback interface, when a target is one of our addresses.
+    loopback_tap: Option<Tap>,
+    only: Locals,
+    rst_raw: RawSender,
+    rst_frames: Option<FrameSender>,
+    path: SendPath,
+    /// For resolution: the routes as the interface sees them, its index and name.
+    link: Option<(tcpshake_proto::probe::scan::neighbours::LinkRoutes, u32, String)>,
+    oif: u32,
 }
 
 /// Run the scan. `on_record` gets every answered port once, as soon as it is known;
@@ -144,11 +357,10 @@ pub fn run(
     if plan.ports.is_empty() || plan.targets.is_empty() {
         bail!("nothing to scan");
     }
+    let started = clock::now();
     let mut guard = Guard::install(MARK)?;
     let mut reservations = Vec::new();
-    let mut sides: [Option<Side>; 2] = [None, None];
-    let mut taps = Vec::new();
-    let mut rst_senders: [Option<RawSender>; 2] = [None, None];
+    let mut families: [Option<Family>; 2] = [None, None];
     let mut locals = Locals::default();
     for v6 in [false, true] {
         let Some(first) = plan.targets.first_of_family(v6) else {
@@ -180,19 +392,55 @@ pub fn run(
                 v6: None,
             }
         };
-        taps.push((
-            Tap::open_shaped(r.oif, &r.ifname, port, r.is_loopback, RingShape::SCAN)?,
+        // The tap's ring and the frame sender's each wait for an RCU grace period while
+        // the kernel sets them up (`packet_set_ring`: `synchronize_net`, 10–20 ms on a
+        // busy machine): made at once, they wait for about one.
+        let (tap, frames) = std::thread::scope(|s| {
+            let tap = s.spawn(|| {
+                Tap::open_shaped(r.oif, &r.ifname, port, r.is_loopback, RingShape::SCAN)
+            });
+            let frames = frame_path(plan, &r, first);
+            let tap = tap
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the tap panicked")));
+            (tap, frames)
+        });
+        let (tap, (frames, link)) = (tap?, frames?);
+        // A target that is this host's own address is answered over the loopback
+        // interface, which the tap above does not see: tap that too (nmap scans such a
+        // target through lo as well).
+        let loopback_tap = match own_target(plan, v6) {
+            Some(own) if !r.is_loopback => {
+                let lo = route::lookup(own)?;
+                Some(Tap::open_shaped(lo.oif, &lo.ifname, port, lo.is_loopback, RingShape::SCAN)?)
+            }
+            _ => None,
+        };
+        let path = frames
+            .as_ref()
+            .map_or(SendPath::Kernel, |f| SendPath::Frames { stamps: f.stamps });
+        // The receiver's RSTs are few: sendmmsg, no ring (a ring costs an RCU grace
+        // period to set up, `packet_set_ring`'s `synchronize_net`).
+        let rst_frames = match &frames {
+            Some(_) => Some(FrameSender::open(r.oif, Mode::SendmmsgBypass, MARK)?),
+            None => None,
+        };
+        families[usize::from(v6)] = Some(Family {
+            side: Side {
+                local,
+                raw: RawSender::new(r.src, MARK)?,
+                raw_batch: Batch::new(),
+                frames,
+                ident: random::random_u32() as u16,
+            },
+            tap,
+            loopback_tap,
             only,
-        ));
-        let sender = RawSender::new(r.src, MARK)?;
-        rst_senders[usize::from(v6)] = Some(RawSender::new(r.src, MARK)?);
-        sides[usize::from(v6)] = Some(Side {
-            local,
-            sender,
-            ident: random::random_u32() as u16,
-            bufs: vec![[0u8; 64]; BATCH],
-            lens: Vec::with_capacity(BATCH),
-            dsts: Vec::with_capacity(BATCH),
+            rst_raw: RawSender::new(r.src, MARK)?,
+            rst_frames,
+            path,
+            link,
+            oif: r.oif,
         });
         if v6 {
             locals.v6 = Some(local);
@@ -200,6 +448,50 @@ pub fn run(
             locals.v4 = Some(local);
         }
     }
+    let paths = [0, 1].map(|i| families[i].as_ref().map(|f| f.path));
+
+    // Neighbour resolution, before the first SYN: it decides who gets one.
+    let mut send_log = SendLog::default();
+    let mut resolution = None;
+    let mut closing: Vec<Box<dyn Send>> = Vec::new();
+    let mut seed = RttEstimator::new();
+    let mut resolve_interrupted = false;
+    let neighbours = if families.iter().flatten().any(|f| f.link.is_some()) {
+        let mut known = HashMap::new();
+        let mut links = [None, None];
+        let mut senders: [Option<&mut FrameSender>; 2] = [None, None];
+        for (i, f) in families.iter_mut().enumerate() {
+            let Some(f) = f else { continue };
+            if let Some(l) = f.link.take() {
+                // Gateways the kernel has already resolved are not asked again.
+                known.extend(neighbour::kernel_neighbours(f.oif, i == 1).unwrap_or_default());
+                links[i] = Some(l);
+                senders[i] = f.side.frames.as_mut().map(|s| &mut s.sender);
+            }
+        }
+        let r = neighbour::resolve(
+            &plan.targets,
+            links,
+            &mut senders,
+            known,
+            ResolvePlan {
+                rate: plan.rate,
+                retries: plan.retries,
+                wait: plan.wait,
+            },
+            stop,
+        )?;
+        send_log.add(&r.log);
+        for p in r.reply_sockets {
+            closing.push(Box::new(p));
+        }
+        resolution = Some(r.totals);
+        seed = r.rtt;
+        resolve_interrupted = r.interrupted;
+        r.neighbours
+    } else {
+        Neighbours::kernel_only()
+    };
     // The cookie key is secret and fresh per run (replies cannot be forged); only the
     // order is reproducible.
     let cookie = Cookie::new(
@@ -213,12 +505,26 @@ pub fn run(
         Wait::Fixed(w) => w * 2 + Duration::from_secs(2),
         Wait::Adaptive => rtt::CEILING * 2,
     };
+    let mut sides: [Option<Side>; 2] = [None, None];
+    let mut taps = Vec::new();
+    let mut rst: [Option<(RawSender, Option<FrameSender>)>; 2] = [None, None];
+    for (i, f) in families.into_iter().enumerate() {
+        if let Some(f) = f {
+            sides[i] = Some(f.side);
+            taps.push((f.tap, f.only));
+            if let Some(t) = f.loopback_tap {
+                taps.push((t, f.only));
+            }
+            rst[i] = Some((f.rst_raw, f.rst_frames));
+        }
+    }
 
     let outcome = std::thread::scope(|scope| {
         let receiver = scope.spawn(|| {
             receive(
                 &mut taps,
-                &rst_senders,
+                &mut rst,
+                &neighbours,
                 &cookie,
                 plan.retries,
                 horizon,
@@ -227,107 +533,275 @@ pub fn run(
                 tx,
             )
         });
-        let sent = send_all(
-            plan,
-            &mut sides,
-            &cookie,
-            stop,
-            &rx,
-            &unmatched,
-            &mut on_record,
-            &mut on_progress,
-        );
+        let sent = if resolve_interrupted {
+            Ok(None)
+        } else {
+            send_all_syns(
+                plan,
+                &mut sides,
+                &neighbours,
+                seed,
+                &cookie,
+                &locals,
+                horizon,
+                stop,
+                &rx,
+                &unmatched,
+                &mut on_record,
+                &mut on_progress,
+            )
+            .map(Some)
+        };
         receiving.store(false, Ordering::Relaxed);
         let received = receiver
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the receiver thread panicked")));
-        let mut schedule = sent?;
+        let tap_drops = received?;
+        let Some(mut run) = sent? else {
+            return Ok::<_, anyhow::Error>(ScanOutcome {
+                totals: ScanTotals::default(),
+                started,
+                send_time: Duration::ZERO,
+                duration: clock::now().saturating_since(started),
+                interrupted: true,
+                locals,
+                walked: 0,
+                neighbours: Neighbours::kernel_only(),
+                resolution,
+                send_log,
+                tap_drops,
+                rtt: seed,
+                paths,
+            });
+        };
         // Whatever the receiver passed on before it stopped.
         while let Ok(a) = rx.try_recv() {
-            take(&mut schedule, a, &mut on_record)?;
+            run.take(a, &mut on_record)?;
         }
-        received?;
-        schedule.set_unmatched(unmatched.load(Ordering::Relaxed));
-        Ok::<_, anyhow::Error>(ScanOutcome {
-            totals: schedule.totals(),
-            started: schedule.started(),
-            send_time: schedule.send_time(),
-            duration: clock::now().saturating_since(schedule.started()),
-            interrupted: schedule.interrupted(),
+        let s = &mut run.schedule;
+        s.set_unmatched(unmatched.load(Ordering::Relaxed));
+        send_log.add(&SendLog {
+            sent: s.totals().sent,
+            send_time: s.send_time(),
+            busy: run.cpu.min(s.send_time()),
+            blocked: run.acc.blocked,
+            full: run.acc.full,
+        });
+        Ok(ScanOutcome {
+            totals: s.totals(),
+            started,
+            send_time: s.send_time(),
+            duration: clock::now().saturating_since(started),
+            interrupted: s.interrupted(),
             locals,
-            walked: schedule.walked(),
+            walked: s.walked(),
+            neighbours: Neighbours::kernel_only(),
+            resolution,
+            send_log,
+            tap_drops,
+            rtt: s.rtt(),
+            paths,
         })
     });
     for p in guard_ports(&locals) {
         let _ = guard.release_port(p);
     }
-    drop(reservations);
-    outcome
+    closing.push(Box::new(guard));
+    closing.push(Box::new(reservations));
+    closing.extend(taps.into_iter().map(|t| Box::new(t) as Box<dyn Send>));
+    closing.extend(sides.into_iter().flatten().map(|s| Box::new(s) as Box<dyn Send>));
+    closing.extend(rst.into_iter().flatten().map(|r| Box::new(r) as Box<dyn Send>));
+    close_together(closing);
+    outcome.map(|mut o| {
+        o.neighbours = neighbours;
+        o
+    })
+}
+
+/// A target of family `v6` that is one of this host's own addresses, if any (by the
+/// targets' bounds: a spec that reaches into a local prefix).
+fn own_target(plan: &ScanPlan, v6: bool) -> Option<IpAddr> {
+    let local = neighbour::local_prefixes(v6).ok()?;
+    plan.targets
+        .bounds()
+        .filter(|b| b.2 == v6)
+        .flat_map(|(lo, hi, _)| local.iter().map(move |p| (lo, hi, *p)))
+        .find_map(|(lo, hi, p)| {
+            let (plo, phi) = p.bounds();
+            let a = lo.max(plo);
+            (a <= hi.min(phi)).then(|| {
+                if v6 {
+                    IpAddr::V6(std::net::Ipv6Addr::from(a))
+                } else {
+                    IpAddr::V4(std::net::Ipv4Addr::from(a as u32))
+                }
+            })
+        })
+}
+
+/// The frame path for a family whose first target routes as `r` says, with the routes
+/// resolution needs; `None` for the kernel's path.
+#[allow(clippy::type_complexity)]
+fn frame_path(
+    plan: &ScanPlan,
+    r: &route::Route,
+    first: IpAddr,
+) -> Result<(
+    Option<FrameSide>,
+    Option<(tcpshake_proto::probe::scan::neighbours::LinkRoutes, u32, String)>,
+)> {
+    let Some(mac) = r.mac.filter(|_| !plan.send_ip && !r.is_loopback) else {
+        return Ok((None, None));
+    };
+    let Ok(routes) = neighbour::link_routes(r.oif, r.src, mac) else {
+        return Ok((None, None));
+    };
+    // Our reading of the routes must agree with the kernel's lookup for the first target
+    // (policy routing, which we do not model, could send it elsewhere): else the kernel
+    // keeps the family.
+    let agrees = match (routes.classify(first), r.gateway) {
+        (Class::OnLink, None) => true,
+        (Class::Gateway(g), Some(k)) => g == k,
+        (Class::Kernel, _) => true,
+        _ => false,
+    };
+    if !agrees {
+        return Ok((None, None));
+    }
+    let mut stamps = link::tx_software_stamps(&r.ifname);
+    let mode = if stamps {
+        Mode::TxRingBypass
+    } else {
+        Mode::TxRing
+    };
+    let mut sender = FrameSender::open(r.oif, mode, MARK)?;
+    if stamps && !sender.enable_tx_stamps() {
+        // Without stamps the frames must pass the tap: no bypass.
+        sender = FrameSender::open(r.oif, Mode::TxRing, MARK)?;
+        stamps = false;
+    }
+    Ok((
+        Some(FrameSide {
+            sender,
+            mac,
+            stamps,
+            batch: Batch::new(),
+        }),
+        Some((routes, r.oif, r.ifname.clone())),
+    ))
+}
+
+/// Close sockets together. Closing an AF_PACKET socket waits for an RCU grace period
+/// (`packet_release`: `synchronize_net`), and one with a ring for another per ring: one
+/// after the other, a scan's four or five took 75 ms here; at once, they wait for about
+/// one. The guard's table goes with them (its deletion commits through RCU too).
+fn close_together(items: Vec<Box<dyn Send>>) {
+    std::thread::scope(|s| {
+        for item in items {
+            s.spawn(move || drop(item));
+        }
+    });
 }
 
 fn guard_ports(l: &Locals) -> Vec<u16> {
     [l.v4, l.v6].iter().flatten().map(|a| a.port()).collect()
 }
 
+/// The sender's state while the schedule runs.
+struct SendRun<'p> {
+    schedule: Schedule<'p>,
+    tx_times: TxTimes,
+    acc: Accounting,
+    /// The thread's CPU time while sending.
+    cpu: Duration,
+}
+
+impl SendRun<'_> {
+    /// One answer into the schedule, timed from the transmit stamps when the tap did not
+    /// time it, and out as a record unless it repeats one.
+    fn take(
+        &mut self,
+        a: Answer,
+        on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
+    ) -> Result<()> {
+        let r = &a.reply;
+        let rtt = a.rtt.or_else(|| {
+            self.tx_times
+                .rtt(&(r.remote.ip(), r.remote.port(), r.syn_seq.0), a.at)
+        });
+        match self.schedule.answer(&a.reply, a.at, rtt) {
+            Some(rec) => on_record(&rec),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The sending thread: does what the pure [`Schedule`] asks (builds, batches and sends
-/// SYNs, and a retry's RST), takes the receiver's answers whenever it waits, and reports
-/// progress.
+/// SYNs, and a retry's RST), reads transmit stamps, takes the receiver's answers whenever
+/// it waits, and reports progress.
 #[allow(clippy::too_many_arguments)]
-fn send_all<'p>(
+fn send_all_syns<'p>(
     plan: &'p ScanPlan,
     sides: &mut [Option<Side>; 2],
+    neighbours: &'p Neighbours,
+    seed: RttEstimator,
     cookie: &Cookie,
+    locals: &Locals,
+    horizon: Duration,
     stop: &AtomicBool,
     rx: &mpsc::Receiver<Answer>,
     unmatched: &AtomicU64,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
     on_progress: &mut impl FnMut(&Progress),
-) -> Result<Schedule<'p>> {
+) -> Result<SendRun<'p>> {
     let families = [sides[0].is_some(), sides[1].is_some()];
-    let mut schedule = Schedule::new(plan, families, clock::now());
-    let mut next_progress = schedule.started();
+    let schedule = Schedule::new(plan, families, clock::now())
+        .skip_down(neighbours)
+        .seed_rtt(seed);
+    let mut run = SendRun {
+        schedule,
+        tx_times: TxTimes::new(horizon),
+        acc: Accounting::default(),
+        cpu: Duration::ZERO,
+    };
+    let cpu0 = clock::thread_cpu();
+    let mut next_progress = run.schedule.started();
     // Bounded by the schedule: it ends once the walk, the retry rounds and the drain are
     // through, and a stop cuts everything but the drain.
     loop {
         let now = clock::now();
         if now >= next_progress {
             next_progress = now + PROGRESS_EVERY;
-            schedule.set_unmatched(unmatched.load(Ordering::Relaxed));
-            on_progress(&schedule.progress());
+            run.schedule.set_unmatched(unmatched.load(Ordering::Relaxed));
+            on_progress(&run.schedule.progress());
         }
-        match schedule.poll(now, stop.load(Ordering::Relaxed)) {
+        match run.schedule.poll(now, stop.load(Ordering::Relaxed)) {
             Step::Send(p) => {
                 let side = sides[usize::from(p.remote.is_ipv6())]
                     .as_mut()
                     .context("no sender for this family")?;
+                let hop = neighbours.next_hop(p.remote.ip());
                 if p.reset_previous {
                     let prev = cookie.seq(side.local, p.remote, p.attempt - 1).add(1);
-                    side.push(p.remote.ip(), |buf, local, ident| {
-                        build_rst(local, p.remote, prev, ident, buf)
-                    })
-                    .context("building a RST")?;
+                    side.push(hop, p.remote, prev, false)?;
                 }
                 let seq = cookie.seq(side.local, p.remote, p.attempt);
-                side.push(p.remote.ip(), |buf, local, ident| {
-                    build_syn(local, p.remote, seq, ident, buf)
-                })
-                .context("building a SYN")?;
-                if side.lens.len() + 2 > BATCH {
-                    let n = side.flush()?;
-                    schedule.sent(n, clock::now());
-                    drain(rx, &mut schedule, on_record)?;
+                side.push(hop, p.remote, seq, true)?;
+                if side.room() < 2 {
+                    flush_side(side, &mut run, locals)?;
+                    drain(rx, &mut run, on_record)?;
                 }
             }
             Step::Wait(until) => {
                 // Send what is batched, then take answers until it is time again.
                 for s in sides.iter_mut().flatten() {
-                    let n = s.flush()?;
-                    schedule.sent(n, clock::now());
+                    flush_side(s, &mut run, locals)?;
                 }
-                drain(rx, &mut schedule, on_record)?;
+                drain(rx, &mut run, on_record)?;
+                run.tx_times.expire(clock::now());
                 let until = until.min(clock::now() + PROGRESS_EVERY);
                 if until.saturating_since(clock::now()) >= Duration::from_micros(200) {
-                    wait_draining(until, stop, rx, &mut schedule, on_record)?;
+                    wait_draining(until, stop, rx, &mut run, sides, locals, on_record)?;
                 } else {
                     std::thread::yield_now();
                 }
@@ -336,37 +810,49 @@ fn send_all<'p>(
         }
     }
     for s in sides.iter_mut().flatten() {
-        let n = s.flush()?;
-        schedule.sent(n, clock::now());
+        flush_side(s, &mut run, locals)?;
+        if let Some(f) = &mut s.frames {
+            let _ = f.sender.drain(Duration::from_millis(100));
+        }
     }
-    Ok(schedule)
+    run.cpu = clock::thread_cpu().saturating_sub(cpu0);
+    Ok(run)
+}
+
+/// Send a side's batches, tell the schedule, and read the transmit stamps they made.
+fn flush_side(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result<()> {
+    let n = side.flush(&mut run.acc)?;
+    run.schedule.sent(n, clock::now());
+    read_stamps(side, run, locals)
+}
+
+fn read_stamps(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result<()> {
+    if let Some(f) = side.frames.as_mut().filter(|f| f.stamps) {
+        let times = &mut run.tx_times;
+        f.sender
+            .read_stamps(4 * BATCH, |frame, at| {
+                if let Some(key) = syn_of_frame(frame, locals) {
+                    times.insert(key, at);
+                }
+            })
+            .context("reading transmit timestamps")?;
+    }
+    Ok(())
 }
 
 fn drain(
     rx: &mpsc::Receiver<Answer>,
-    schedule: &mut Schedule<'_>,
+    run: &mut SendRun<'_>,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
 ) -> Result<()> {
     // Bounded per call; the rest waits for the next call.
     for _ in 0..100_000 {
         match rx.try_recv() {
-            Ok(a) => take(schedule, a, on_record)?,
+            Ok(a) => run.take(a, on_record)?,
             Err(_) => break,
         }
     }
     Ok(())
-}
-
-/// One answer into the schedule, and out as a record unless it repeats one.
-fn take(
-    schedule: &mut Schedule<'_>,
-    a: Answer,
-    on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
-) -> Result<()> {
-    match schedule.answer(&a.reply, a.at, a.rtt) {
-        Some(r) => on_record(&r),
-        None => Ok(()),
-    }
 }
 
 /// Take answers until `until`, or until a stop request the schedule has not seen yet (it
@@ -375,17 +861,27 @@ fn wait_draining(
     until: Instant,
     stop: &AtomicBool,
     rx: &mpsc::Receiver<Answer>,
-    schedule: &mut Schedule<'_>,
+    run: &mut SendRun<'_>,
+    sides: &mut [Option<Side>; 2],
+    locals: &Locals,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
 ) -> Result<()> {
     loop {
         let now = clock::now();
-        if now >= until || (stop.load(Ordering::Relaxed) && !schedule.interrupted()) {
+        if now >= until || (stop.load(Ordering::Relaxed) && !run.schedule.interrupted()) {
             return Ok(());
         }
         let d = until.saturating_since(now).min(Duration::from_millis(20));
         match rx.recv_timeout(d) {
-            Ok(a) => take(schedule, a, on_record)?,
+            Ok(a) => {
+                // The stamps of the SYNs being answered may still be on the error queue.
+                for s in sides.iter_mut().flatten() {
+                    read_stamps(s, run, locals)?;
+                }
+                run.take(a, on_record)?;
+                // The schedule may be done now (every pair answered): let it say so.
+                return Ok(());
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(d);
@@ -394,24 +890,27 @@ fn wait_draining(
     }
 }
 
+/// The receiver's ways to send a RST, per family.
+type RstSenders = [Option<(RawSender, Option<FrameSender>)>; 2];
+
 /// The receiver thread: read the taps until the sender says stop, then once more until
-/// they are empty.
+/// they are empty. Returns what the taps' rings dropped.
 #[allow(clippy::too_many_arguments)]
 fn receive(
     taps: &mut [(Tap, Locals)],
-    rst_senders: &[Option<RawSender>; 2],
+    rst: &mut RstSenders,
+    neighbours: &Neighbours,
     cookie: &Cookie,
     retries: u8,
     horizon: Duration,
     receiving: &AtomicBool,
     unmatched: &AtomicU64,
     tx: mpsc::Sender<Answer>,
-) -> Result<()> {
-    let mut tx_times: HashMap<(IpAddr, u16, u32), Instant> = HashMap::new();
+) -> Result<u64> {
+    let mut tx_times = TxTimes::new(horizon);
     let mut buf = vec![0u8; 65536];
-    let mut rst = [0u8; 64];
+    let mut pkt = [0u8; FRAME_ROOM];
     let mut rst_ident: u16 = random::random_u32() as u16;
-    let mut next_expiry = clock::now() + horizon;
     let mut last_round = false;
     // One reassembler per tap: a fragmented SYN-ACK is matched once whole (defrag.rs).
     let mut defrags: Vec<Defrag> = taps.iter().map(|_| Defrag::new(false)).collect();
@@ -437,29 +936,47 @@ fn receive(
                 };
                 match scan::inspect(bytes, offloaded, locals, cookie, retries) {
                     Seen::OurSyn { remote, seq } => {
-                        if tx_times.len() < TX_TIMES_CAP {
-                            tx_times.insert((remote.ip(), remote.port(), seq.0), meta.at);
-                        }
+                        tx_times.insert((remote.ip(), remote.port(), seq.0), meta.at);
                     }
                     Seen::Reply(reply) => {
                         let remote = reply.remote;
                         if let Some(seq) = reply.rst_seq
-                            && let Some(sender) = &rst_senders[usize::from(remote.is_ipv6())]
                             && let Some(local) = if remote.is_ipv6() {
                                 locals.v6
                             } else {
                                 locals.v4
                             }
-                            && let Ok(n) = build_rst(local, remote, seq, rst_ident, &mut rst)
+                            && let Some((raw, frames)) = &mut rst[usize::from(remote.is_ipv6())]
                         {
                             rst_ident = rst_ident.wrapping_add(1);
                             // Best effort: the target times its half-open connection out
-                            // anyway (RFC 9293 §3.8.1).
-                            let _ = sender.send(&rst[..n], remote.ip());
+                            // anyway (RFC 9293 §3.8.1). To the MAC the SYN went to.
+                            match (neighbours.next_hop(remote.ip()), frames) {
+                                (NextHop::Mac(dst), Some(f)) => {
+                                    let macs = neighbours
+                                        .routes(remote.is_ipv6())
+                                        .map(|l| (l.mac, dst));
+                                    if let Some(macs) = macs
+                                        && let Ok(n) = build_rst_frame(
+                                            macs, local, remote, seq, rst_ident, &mut pkt,
+                                        )
+                                    {
+                                        let _ = f.send_batch(&[&pkt[..n]]);
+                                    }
+                                }
+                                _ => {
+                                    if let Ok(n) =
+                                        build_rst(local, remote, seq, rst_ident, &mut pkt)
+                                    {
+                                        let _ = raw.send(&pkt[..n], remote.ip());
+                                    }
+                                }
+                            }
                         }
-                        let rtt = tx_times
-                            .get(&(remote.ip(), remote.port(), reply.syn_seq.0))
-                            .map(|&t| meta.at.saturating_since(t));
+                        let rtt = tx_times.rtt(
+                            &(remote.ip(), remote.port(), reply.syn_seq.0),
+                            meta.at,
+                        );
                         if tx
                             .send(Answer {
                                 reply,
@@ -468,7 +985,7 @@ fn receive(
                             })
                             .is_err()
                         {
-                            return Ok(());
+                            return Ok(drops(taps));
                         }
                     }
                     Seen::Unmatched => {
@@ -478,13 +995,9 @@ fn receive(
                 }
             }
         }
-        let now = clock::now();
-        if now >= next_expiry {
-            next_expiry = now + horizon / 2;
-            tx_times.retain(|_, t| now.saturating_since(*t) < horizon);
-        }
+        tx_times.expire(clock::now());
         if last_round && got == 0 {
-            return Ok(());
+            return Ok(drops(taps));
         }
         if !receiving.load(Ordering::Relaxed) {
             last_round = true;
@@ -494,6 +1007,11 @@ fn receive(
             poll_any(taps, Duration::from_millis(10))?;
         }
     }
+}
+
+/// The taps' drops so far (PACKET_STATISTICS).
+fn drops(taps: &mut [(Tap, Locals)]) -> u64 {
+    taps.iter_mut().map(|(t, _)| t.losses().dropped).sum()
 }
 
 /// Sleep until one of the taps has a packet or `timeout` passes.

@@ -547,6 +547,27 @@ pub struct ScanRecord {
     pub complete: Option<Completion>,
 }
 
+/// An on-link host neighbour resolution found down, as `scan --all --json` writes it:
+/// one line among the port lines, told apart by having no `port`. It was not scanned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub addr: IpAddr,
+    /// Always `down` (hosts that are up have port lines).
+    pub state: HostState,
+    /// `no-arp` (IPv4) or `no-nd` (IPv6): which resolution went unanswered.
+    pub reason: Reason,
+    /// When the scan gave up on it (ns since the Unix epoch).
+    pub t_ns: u64,
+}
+
+/// A host's state, nmap's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    Up,
+    Down,
+}
+
 /// `--complete`: a second, full connection to an open port (handshake, then our FIN, RFC
 /// 9293 §3.6), timed like `tcpshake probe --no-http` does it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

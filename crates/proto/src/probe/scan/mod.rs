@@ -27,7 +27,8 @@ pub mod targets;
 
 pub use crate::probe::record::{Completion, ScanRecord};
 use crate::probe::record::{PortState, Reason, Verdict};
-use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetRepr, MacAddr};
+use crate::wire::ip::{IPV6_HEADER_LEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{
     IcmpError, IcmpKind, IpPacket, IpRepr, SeqNumber, TcpFlags, TcpOptions, TcpRepr,
 };
@@ -103,6 +104,78 @@ pub fn build_rst(
     buf: &mut [u8],
 ) -> crate::wire::Result<usize> {
     build_segment(local, remote, seq, SeqNumber(0), TcpFlags::RST, ident, buf)
+}
+
+/// [`build_syn`] as a whole Ethernet frame from `src_mac` to `dst_mac`, its IP header
+/// included for either family (the frame path has no kernel to write IPv6's).
+pub fn build_syn_frame(
+    macs: (MacAddr, MacAddr),
+    local: SocketAddr,
+    remote: SocketAddr,
+    seq: SeqNumber,
+    ident: u16,
+    buf: &mut [u8],
+) -> crate::wire::Result<usize> {
+    build_frame(macs, local, remote, seq, TcpFlags::SYN, ident, buf)
+}
+
+/// [`build_rst`] as a whole Ethernet frame.
+pub fn build_rst_frame(
+    macs: (MacAddr, MacAddr),
+    local: SocketAddr,
+    remote: SocketAddr,
+    seq: SeqNumber,
+    ident: u16,
+    buf: &mut [u8],
+) -> crate::wire::Result<usize> {
+    build_frame(macs, local, remote, seq, TcpFlags::RST, ident, buf)
+}
+
+fn build_frame(
+    (src_mac, dst_mac): (MacAddr, MacAddr),
+    local: SocketAddr,
+    remote: SocketAddr,
+    seq: SeqNumber,
+    flags: TcpFlags,
+    ident: u16,
+    buf: &mut [u8],
+) -> crate::wire::Result<usize> {
+    let eth = EthernetRepr {
+        dst: dst_mac,
+        src: src_mac,
+        ethertype: if local.is_ipv6() {
+            ETHERTYPE_IPV6
+        } else {
+            ETHERTYPE_IPV4
+        },
+    };
+    let e = eth.emit(buf)?;
+    let rest = buf.get_mut(e..).ok_or(crate::wire::Error::Truncated)?;
+    let n = if local.is_ipv6() {
+        // The segment after room for the IPv6 header, then the header for its length.
+        let seg = rest.get_mut(IPV6_HEADER_LEN..).ok_or(crate::wire::Error::Truncated)?;
+        let n = build_segment(local, remote, seq, SeqNumber(0), flags, ident, seg)?;
+        IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, SYN_TTL, n).emit(rest)?;
+        IPV6_HEADER_LEN + n
+    } else {
+        build_segment(local, remote, seq, SeqNumber(0), flags, ident, rest)?
+    };
+    crate::wire::ethernet::pad(buf, e + n)
+}
+
+/// The SYN a stamped frame carries, as the key of its send time: (destination, port,
+/// sequence number), when the frame is one of our SYNs from `locals`.
+pub fn syn_of_frame(frame: &[u8], locals: &Locals) -> Option<(IpAddr, u16, u32)> {
+    let (_, ip) = EthernetRepr::parse(frame).ok()?;
+    let pkt = IpPacket::parse(ip).ok()?;
+    let local = locals.for_family(pkt.ip.src.is_ipv6())?;
+    let seg = TcpRepr::parse_unchecked(pkt.payload).ok()?;
+    (pkt.ip.protocol == PROTO_TCP
+        && pkt.ip.src == local.ip()
+        && seg.src_port == local.port()
+        && seg.flags.syn()
+        && !seg.flags.ack())
+    .then_some((pkt.ip.dst, seg.dst_port, seg.seq.0))
 }
 
 fn build_segment(

@@ -405,14 +405,18 @@ pub struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    /// `known`: gateway MACs the kernel already has (not asked again).
+    /// `known`: what the kernel's neighbour table holds; only its gateways are taken (not
+    /// asked again). On-link targets are always asked: a stale kernel entry must not make
+    /// a host that is gone look up, and "down" means "did not answer us".
     pub fn new(
         targets: &'a TargetSet,
         links: [Option<LinkRoutes>; 2],
-        known: HashMap<IpAddr, MacAddr>,
+        mut known: HashMap<IpAddr, MacAddr>,
         plan: ResolvePlan,
         now: Instant,
     ) -> Resolver<'a> {
+        let all_gateways: Vec<IpAddr> = links.iter().flatten().flat_map(|l| l.gateways()).collect();
+        known.retain(|a, _| all_gateways.contains(a));
         let mut ranges = Vec::new();
         let mut gateways = Vec::new();
         for l in links.iter().flatten() {
@@ -916,6 +920,16 @@ mod tests {
         let n = r.finish();
         assert_eq!(n.next_hop(ip("198.51.100.1")), NextHop::Kernel);
         assert!(!n.is_down(ip("198.51.100.1")));
+    }
+
+    #[test]
+    fn the_kernels_entries_for_on_link_hosts_are_not_believed() {
+        let t = targets(&["198.18.77.2-3"]);
+        let stale = HashMap::from([(ip("198.18.77.2"), MacAddr([2, 0, 0, 0, 0, 2]))]);
+        let mut r = Resolver::new(&t, links(), stale, plan(0), at_us(0));
+        let (asked, _) = run(&mut r, |_, _| None, None);
+        assert_eq!(asked.len(), 2, "both asked");
+        assert!(r.finish().is_down(ip("198.18.77.2")), "gone, whatever the kernel remembers");
     }
 
     #[test]

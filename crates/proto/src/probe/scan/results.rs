@@ -11,6 +11,7 @@
 //! host's ports at a time; hosts are walked in ascending address order straight from the
 //! target specs ([`TargetSet::ascending`]), never listed.
 
+use super::neighbours::{HostLink, Neighbours};
 use super::permute::{Permutation, Shard};
 use super::targets::{Ascending, TargetSet};
 use crate::probe::record::{Completion, PortState, Reason, ScanRecord};
@@ -28,6 +29,8 @@ pub struct Coverage<'a> {
     shard: Shard,
     /// Positions of this shard the first round walked (sent, or skipped as excluded).
     walked: u64,
+    /// Which on-link hosts resolution found (down ones were walked past, never sent to).
+    neighbours: Option<&'a Neighbours>,
 }
 
 impl<'a> Coverage<'a> {
@@ -47,7 +50,18 @@ impl<'a> Coverage<'a> {
             perm: Permutation::new(n, seed),
             shard,
             walked,
+            neighbours: None,
         }
+    }
+
+    /// Hosts `n` found down were not sent to; hosts it found get their MAC reported.
+    pub fn with_neighbours(mut self, n: &'a Neighbours) -> Coverage<'a> {
+        self.neighbours = Some(n);
+        self
+    }
+
+    fn link(&self, addr: IpAddr) -> Option<HostLink> {
+        self.neighbours.and_then(|n| n.host(addr))
     }
 
     /// Every pair was sent: no permutation needs inverting.
@@ -59,6 +73,18 @@ impl<'a> Coverage<'a> {
     /// Whether the first round sent a SYN to address number `a` of the target set and
     /// port number `p` of the port list.
     pub fn covers(&self, a: u64, p: usize) -> bool {
+        if let Some(n) = self.neighbours
+            && let Some(addr) = self.targets.get(a)
+            && n.is_down(addr)
+        {
+            return false;
+        }
+        self.would_cover(a, p)
+    }
+
+    /// [`Coverage::covers`] for a host resolution did not find: whether this shard's walk
+    /// reached the pair (so the host is this shard's to report down).
+    fn would_cover(&self, a: u64, p: usize) -> bool {
         let n_ports = self.ports.len() as u64;
         let v = a.saturating_mul(n_ports).saturating_add(p as u64);
         if p >= self.ports.len() || v >= self.perm.len() {
@@ -82,6 +108,13 @@ impl<'a> Coverage<'a> {
     /// Whether any port was sent to that address.
     pub fn any_port(&self, indices: &[u64]) -> bool {
         self.ports_of(indices).next().is_some()
+    }
+
+    /// Whether a host resolution found down is this shard's to report: its walk reached
+    /// the host's pair with the first port (sent or not). One pair, so that of N shards
+    /// exactly one reports the host.
+    fn reports_down(&self, indices: &[u64]) -> bool {
+        indices.iter().any(|&a| self.would_cover(a, 0))
     }
 }
 
@@ -181,12 +214,20 @@ pub struct HostPorts<'a> {
     pub answered: &'a [PortAnswer],
     /// Sent but never answered, after every retry: filtered/no-response. Ascending.
     pub silent: Vec<u16>,
+    /// An on-link host: what neighbour resolution found (its MAC, or nothing: down).
+    pub link: Option<HostLink>,
 }
 
 impl HostPorts<'_> {
-    /// Whether the host answered anything (nmap would call it up).
+    /// Whether the host answered anything, a port or our ARP / ND request (nmap would
+    /// call it up).
     pub fn is_up(&self) -> bool {
-        !self.answered.is_empty()
+        !self.answered.is_empty() || matches!(self.link, Some(HostLink::Resolved(..)))
+    }
+
+    /// An on-link host that never answered ARP / ND: down, not scanned.
+    pub fn is_down(&self) -> bool {
+        matches!(self.link, Some(HostLink::Unresolved(_)))
     }
 
     /// Every port with its state and reason, ascending: the answered ones as answered,
@@ -209,8 +250,10 @@ impl HostPorts<'_> {
 }
 
 /// Every scanned host in ascending address order, each once, with its silent ports
-/// computed. Hosts that answered nothing are skipped unless asked for (`silent_hosts`);
-/// either way they are counted ([`Walk::silent_hosts`]).
+/// computed. Hosts that answered nothing, and on-link hosts that never answered ARP / ND
+/// (down, not scanned), are skipped unless asked for (`silent_hosts`); either way they
+/// are counted ([`Walk::silent_hosts`], [`Walk::down_hosts`]). A host that answered
+/// ARP / ND is up whatever its ports did.
 pub struct Walk<'a> {
     coverage: &'a Coverage<'a>,
     answers: &'a Answers,
@@ -218,6 +261,7 @@ pub struct Walk<'a> {
     include_silent: bool,
     silent_hosts: u64,
     up_hosts: u64,
+    down_hosts: u64,
 }
 
 impl<'a> Walk<'a> {
@@ -229,7 +273,13 @@ impl<'a> Walk<'a> {
             include_silent: silent_hosts,
             silent_hosts: 0,
             up_hosts: 0,
+            down_hosts: 0,
         }
+    }
+
+    /// On-link hosts walked so far that never answered ARP / ND.
+    pub fn down_hosts(&self) -> u64 {
+        self.down_hosts
     }
 
     /// Hosts walked so far that were sent something and answered nothing.
@@ -256,7 +306,24 @@ impl<'a> Iterator for Walk<'a> {
                 indices.push(i);
             }
             let answered = self.answers.host(addr);
-            if answered.is_empty() {
+            let link = self.coverage.link(addr);
+            if let Some(HostLink::Unresolved(_)) = link {
+                if !self.coverage.reports_down(&indices) {
+                    continue; // another shard's, or after the interruption
+                }
+                self.down_hosts += 1;
+                if !self.include_silent {
+                    continue;
+                }
+                return Some(HostPorts {
+                    addr,
+                    answered,
+                    silent: Vec::new(),
+                    link,
+                });
+            }
+            let resolved = matches!(link, Some(HostLink::Resolved(..)));
+            if answered.is_empty() && !resolved {
                 if !self.coverage.any_port(&indices) {
                     continue; // another shard's, or after the interruption
                 }
@@ -264,6 +331,8 @@ impl<'a> Iterator for Walk<'a> {
                 if !self.include_silent {
                     continue;
                 }
+            } else if answered.is_empty() && !self.coverage.any_port(&indices) {
+                continue; // found by ARP / ND, but another shard's
             } else {
                 self.up_hosts += 1;
             }
@@ -280,6 +349,7 @@ impl<'a> Iterator for Walk<'a> {
                 addr,
                 answered,
                 silent,
+                link,
             });
         }
         None
@@ -384,6 +454,87 @@ mod tests {
             union.dedup();
             assert_eq!(union, sent(&set, &ports, 42, Shard::WHOLE, n));
         }
+    }
+
+    /// Neighbours for 198.18.0.0/24 on-link from 198.18.0.1, where `live` answered ARP.
+    fn resolved(set: &TargetSet, live: &[&str]) -> Neighbours {
+        use crate::probe::scan::neighbours::{
+            LinkRoutes, Prefix, ResolvePlan, ResolveStep, Resolver, Via,
+        };
+        use crate::probe::scan::rtt::Wait;
+        use crate::time::Instant;
+        use crate::wire::ethernet::MacAddr;
+        let us: IpAddr = "198.18.0.1".parse().unwrap();
+        let link = LinkRoutes::new(
+            us,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            vec![Prefix::new(us, 32).unwrap()],
+            vec![(Prefix::new("198.18.0.0".parse().unwrap(), 24).unwrap(), Via::OnLink)],
+        );
+        let plan = ResolvePlan {
+            rate: 1_000_000,
+            retries: 0,
+            wait: Wait::Fixed(std::time::Duration::from_millis(1)),
+        };
+        let mut now = Instant::from_nanos(1);
+        let mut r = Resolver::new(set, [Some(link), None], Default::default(), plan, now);
+        for _ in 0..10_000 {
+            match r.poll(now, false) {
+                ResolveStep::Ask(a) => {
+                    r.sent(a, now);
+                    if live.contains(&a.to_string().as_str()) {
+                        r.answer(a, MacAddr([2, 0, 0, 0, 1, 9]), now);
+                    }
+                }
+                ResolveStep::Wait(t) => now = t,
+                ResolveStep::Done => break,
+            }
+        }
+        r.finish()
+    }
+
+    #[test]
+    fn hosts_resolution_found_down_are_not_sent_to_and_are_reported_once_by_one_shard() {
+        let set = TargetSet::new(vec![spec("198.18.0.0/29")], vec![]).unwrap();
+        let ports = [22, 80];
+        let n = resolved(&set, &["198.18.0.3", "198.18.0.5"]);
+        let mut answers = Answers::default();
+        answers.insert(&record("198.18.0.3", 22, PortState::Open, Reason::SynAck));
+        answers.sort();
+        let c = Coverage::new(&set, &ports, 9, Shard::WHOLE, 16).with_neighbours(&n);
+        // Not sent to: down hosts have no pairs; ourselves (.1, the kernel's) and the
+        // resolved ones have all theirs.
+        let pairs = walked_pairs(&c, &answers);
+        let hosts: Vec<String> = pairs.iter().map(|p| p.0.to_string()).collect();
+        assert!(hosts.iter().all(|h| ["198.18.0.1", "198.18.0.3", "198.18.0.5"].contains(&h.as_str())), "{hosts:?}");
+        assert_eq!(pairs.len(), 6);
+        let mut walk = Walk::new(&c, &answers, true);
+        let all: Vec<HostPorts<'_>> = walk.by_ref().collect();
+        assert_eq!(all.len(), 8);
+        let down: Vec<String> = all.iter().filter(|h| h.is_down()).map(|h| h.addr.to_string()).collect();
+        assert_eq!(down, ["198.18.0.0", "198.18.0.2", "198.18.0.4", "198.18.0.6", "198.18.0.7"]);
+        // .5 answered ARP but no port: up all the same, its ports silent.
+        let five = all.iter().find(|h| h.addr.to_string() == "198.18.0.5").unwrap();
+        assert!(five.is_up() && five.silent == [22, 80]);
+        assert_eq!((walk.up_hosts(), walk.silent_hosts(), walk.down_hosts()), (2, 1, 5));
+        // Without --all, down and silent hosts are counted, not walked; found ones are.
+        let mut walk = Walk::new(&c, &answers, false);
+        let shown: Vec<String> = walk.by_ref().map(|h| h.addr.to_string()).collect();
+        assert_eq!(shown, ["198.18.0.3", "198.18.0.5"]);
+        assert_eq!(walk.down_hosts(), 5);
+        // Two shards: each down host is reported by exactly one.
+        let mut reported = Vec::new();
+        for index in 1..=2 {
+            let shard = Shard { index, count: 2 };
+            let c = Coverage::new(&set, &ports, 9, shard, shard.len(16)).with_neighbours(&n);
+            reported.extend(
+                Walk::new(&c, &answers, true)
+                    .filter(|h| h.is_down())
+                    .map(|h| h.addr.to_string()),
+            );
+        }
+        reported.sort();
+        assert_eq!(reported, down);
     }
 
     #[test]

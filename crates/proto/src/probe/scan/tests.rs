@@ -358,3 +358,55 @@ fn completion_is_flattened_into_the_record_only_when_present() {
     assert!(full["complete_error"].is_null(), "{full}");
     assert_eq!(full["state"], "open", "{full}");
 }
+
+#[test]
+fn syn_and_rst_frames_are_valid_segments_in_both_families() {
+    use crate::wire::ethernet::{EthernetRepr, MacAddr};
+    let macs = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+    let l = locals();
+    for (local, remote) in [
+        (l.v4.unwrap(), v4("198.18.0.9:443")),
+        (l.v6.unwrap(), "[fd00::9]:443".parse().unwrap()),
+    ] {
+        let mut buf = [0u8; 128];
+        let n = build_syn_frame(macs, local, remote, SeqNumber(7), 3, &mut buf).unwrap();
+        let (eth, ip) = EthernetRepr::parse(&buf[..n]).unwrap();
+        assert_eq!((eth.src, eth.dst), macs);
+        let pkt = IpPacket::parse(ip).unwrap();
+        assert_eq!((pkt.ip.src, pkt.ip.dst, pkt.ip.ttl), (local.ip(), remote.ip(), SYN_TTL));
+        // The checksum is ours to get right (no kernel fills it in on this path).
+        let seg = TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst).unwrap();
+        assert!(seg.flags.syn() && !seg.flags.ack());
+        assert_eq!((seg.seq, seg.window, seg.options.mss), (SeqNumber(7), SYN_WINDOW, Some(SYN_MSS)));
+        assert_eq!(syn_of_frame(&buf[..n], &l), Some((remote.ip(), 443, 7)));
+        // The same packet as the raw path's (IPv4: the whole datagram).
+        if local.is_ipv4() {
+            let mut raw = [0u8; 64];
+            let m = build_syn(local, remote, SeqNumber(7), 3, &mut raw).unwrap();
+            assert_eq!(&buf[14..14 + m], &raw[..m]);
+        }
+        let n = build_rst_frame(macs, local, remote, SeqNumber(8), 4, &mut buf).unwrap();
+        assert!(n >= 60, "padded to Ethernet's minimum");
+        let (_, ip) = EthernetRepr::parse(&buf[..n]).unwrap();
+        let pkt = IpPacket::parse(ip).unwrap();
+        let seg = TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst).unwrap();
+        assert!(seg.flags.rst() && seg.seq == SeqNumber(8));
+        assert_eq!(syn_of_frame(&buf[..n], &l), None, "a RST is not a SYN to time");
+        assert!(build_syn_frame(macs, local, remote, SeqNumber(7), 3, &mut buf[..40]).is_err());
+    }
+}
+
+#[test]
+fn a_down_host_is_one_json_line_without_a_port() {
+    use crate::probe::record::{HostRecord, HostState};
+    let h = HostRecord {
+        addr: "198.18.77.4".parse().unwrap(),
+        state: HostState::Down,
+        reason: Reason::NoArp,
+        t_ns: 7,
+    };
+    let line = serde_json::to_string(&h).unwrap();
+    assert_eq!(line, r#"{"addr":"198.18.77.4","state":"down","reason":"no-arp","t_ns":7}"#);
+    assert_eq!(serde_json::from_str::<HostRecord>(&line).unwrap(), h);
+    assert!(serde_json::from_str::<ScanRecord>(&line).is_err(), "not a port line");
+}
