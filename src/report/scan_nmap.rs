@@ -22,8 +22,8 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::time::Duration;
 use tcpshake_proto::probe::record::{PortState, Reason};
-use tcpshake_proto::probe::scan::ports::{self, service_name};
 use tcpshake_proto::probe::scan::neighbours::HostLink;
+use tcpshake_proto::probe::scan::ports::{self, service_name};
 use tcpshake_proto::probe::scan::results::{HostPorts, PortAnswer};
 
 /// nmap folds a state into `<extraports>` when more ports than this have it.

@@ -21,7 +21,12 @@ pub fn host(
 ) -> io::Result<()> {
     if h.is_down() {
         if all && let Some(HostLink::Unresolved(how)) = h.link {
-            writeln!(out, "scan report for {} [host down, {}]\n", h.addr, how.down_reason())?;
+            writeln!(
+                out,
+                "scan report for {} [host down, {}]\n",
+                h.addr,
+                how.down_reason()
+            )?;
         }
         return Ok(());
     }
@@ -197,8 +202,8 @@ mod tests {
     use super::*;
     use tcpshake_proto::probe::record::Reason;
     use tcpshake_proto::probe::scan::ScanRecord;
-    use tcpshake_proto::probe::scan::results::Answers;
     use tcpshake_proto::probe::scan::neighbours::Resolution;
+    use tcpshake_proto::probe::scan::results::Answers;
     use tcpshake_proto::wire::ethernet::MacAddr;
 
     fn sample() -> Answers {
@@ -354,7 +359,10 @@ mod tests {
             lines[1],
             "neighbours: 3 of 255 on-link addresses answered ARP / ND (507 requests, 2 rounds); 252 down, not scanned"
         );
-        assert!(lines[2].starts_with("warning: the capture dropped 3 packets"), "{s}");
+        assert!(
+            lines[2].starts_with("warning: the capture dropped 3 packets"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -382,6 +390,9 @@ mod tests {
         host(&mut out, &down, &[], false).unwrap();
         assert!(out.is_empty());
         host(&mut out, &down, &[], true).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "scan report for fd00::4 [host down, no-nd]\n\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "scan report for fd00::4 [host down, no-nd]\n\n"
+        );
     }
 }

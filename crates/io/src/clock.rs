@@ -46,3 +46,16 @@ pub fn thread_cpu() -> std::time::Duration {
         u32::try_from(ts.tv_nsec).unwrap_or(0),
     )
 }
+
+/// The calling thread's scheduler accounting (`/proc/thread-self/schedstat`): time it
+/// ran on a CPU, and time it was ready to run but waited for one (preempted by other
+/// work). `None` where the kernel does not keep it (no CONFIG_SCHED_INFO).
+pub fn thread_sched() -> Option<(std::time::Duration, std::time::Duration)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = s.split_ascii_whitespace().map(|x| x.parse::<u64>().ok());
+    let (run, wait) = (f.next()??, f.next()??);
+    Some((
+        std::time::Duration::from_nanos(run),
+        std::time::Duration::from_nanos(wait),
+    ))
+}

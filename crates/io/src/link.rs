@@ -186,7 +186,14 @@ impl FrameSender {
     /// ring frame twice after a drop (`tpacket_snd` puts it back as SEND_REQUEST). False
     /// when the kernel refuses.
     pub fn enable_tx_stamps(&self) -> bool {
-        if set_sockopt(&self.socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
+        if set_sockopt(
+            &self.socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &RCVBUF,
+        )
+        .is_err()
+        {
             let _ = self.socket.set_recv_buffer_size(RCVBUF as usize);
         }
         let flags = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
@@ -196,7 +203,11 @@ impl FrameSender {
     /// Read up to `max` transmit timestamps waiting on the error queue, handing each
     /// (with the start of its frame) to `each`; returns how many messages were read.
     /// Never blocks.
-    pub fn read_stamps(&mut self, max: usize, mut each: impl FnMut(&[u8], Instant)) -> io::Result<usize> {
+    pub fn read_stamps(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&[u8], Instant),
+    ) -> io::Result<usize> {
         let mut total = 0;
         // Bounded by `max`.
         while total < max {
@@ -211,7 +222,11 @@ impl FrameSender {
                 });
             }
             self.stamp_msgs.clear();
-            for (c, iov) in self.stamp_control.iter_mut().zip(self.stamp_iovs.iter_mut()) {
+            for (c, iov) in self
+                .stamp_control
+                .iter_mut()
+                .zip(self.stamp_iovs.iter_mut())
+            {
                 // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
                 let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 m.msg_hdr.msg_iov = iov;

@@ -72,11 +72,15 @@ pub fn link_routes(oif: u32, us: IpAddr, mac: MacAddr) -> Result<LinkRoutes> {
     m.begin(RTM_GETROUTE, NLM_F_DUMP, seq)
         .header(&[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         .end();
-    let replies = sock.request(&m, seq).context("dumping the routing tables")?;
+    let replies = sock
+        .request(&m, seq)
+        .context("dumping the routing tables")?;
     let (mut local, mut routes) = (Vec::new(), Vec::new());
     for r in replies.iter().filter(|r| r.ty == RTM_NEWROUTE) {
         // struct rtmsg { family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags }
-        let Some(h) = r.payload.get(..12) else { continue };
+        let Some(h) = r.payload.get(..12) else {
+            continue;
+        };
         let (dst_len, table8, ty) = (h[1], h[4], h[7]);
         let rta = &r.payload[12..];
         let table = find_attr(rta, RTA_TABLE)
@@ -117,7 +121,8 @@ pub fn link_routes(oif: u32, us: IpAddr, mac: MacAddr) -> Result<LinkRoutes> {
 /// What the kernel's neighbour table holds for interface `oif` and family `v6`: the
 /// entries with a usable link address (not INCOMPLETE or FAILED).
 pub fn kernel_neighbours(oif: u32, v6: bool) -> Result<HashMap<IpAddr, MacAddr>> {
-    let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("reading neighbours needs rtnetlink")?;
+    let mut sock =
+        NlSocket::open(libc::NETLINK_ROUTE).context("reading neighbours needs rtnetlink")?;
     let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
     let seq = sock.next_seq();
     let mut m = MsgBuf::new();
@@ -125,10 +130,14 @@ pub fn kernel_neighbours(oif: u32, v6: bool) -> Result<HashMap<IpAddr, MacAddr>>
     let mut ndmsg = [0u8; 12];
     ndmsg[0] = family;
     m.begin(RTM_GETNEIGH, NLM_F_DUMP, seq).header(&ndmsg).end();
-    let replies = sock.request(&m, seq).context("dumping the neighbour table")?;
+    let replies = sock
+        .request(&m, seq)
+        .context("dumping the neighbour table")?;
     let mut out = HashMap::new();
     for r in replies.iter().filter(|r| r.ty == RTM_NEWNEIGH) {
-        let Some(h) = r.payload.get(..12) else { continue };
+        let Some(h) = r.payload.get(..12) else {
+            continue;
+        };
         let ifindex = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
         let state = u16::from_ne_bytes([h[8], h[9]]);
         if ifindex != oif || state & (NUD_INCOMPLETE | NUD_FAILED) != 0 || state == NUD_NONE {
@@ -223,7 +232,7 @@ pub fn resolve(
     let mut batch: Vec<(IpAddr, usize)> = Vec::with_capacity(BATCH);
     let mut frame = vec![0u8; 2048];
     let mut log = SendLog::default();
-    let cpu0 = clock::thread_cpu();
+    let sched0 = clock::thread_sched();
     // Bounded by the resolver: it ends after its rounds and waits.
     loop {
         match r.poll(clock::now(), stop.load(Ordering::Relaxed)) {
@@ -251,7 +260,9 @@ pub fn resolve(
             ResolveStep::Wait(until) => {
                 flush(senders, &bufs, &mut batch, &mut r, &mut log)?;
                 read_replies(&ports, &mut frame, &mut r)?;
-                let d = until.saturating_since(clock::now()).min(Duration::from_millis(20));
+                let d = until
+                    .saturating_since(clock::now())
+                    .min(Duration::from_millis(20));
                 if d >= Duration::from_micros(200) {
                     let fds: Vec<_> = ports.iter().map(|p| p.as_fd()).collect();
                     poll::wait_readable(&fds, Some(d)).context("waiting for ARP / ND replies")?;
@@ -264,9 +275,10 @@ pub fn resolve(
     }
     flush(senders, &bufs, &mut batch, &mut r, &mut log)?;
     log.send_time = r.send_time();
-    // The thread's CPU time over the whole resolution: a bound on the time spent building
-    // and sending (waits sleep).
-    log.busy = clock::thread_cpu().saturating_sub(cpu0).min(log.send_time);
+    if let (Some((run0, wait0)), Some((run1, wait1))) = (sched0, clock::thread_sched()) {
+        log.busy = run1.saturating_sub(run0).min(log.send_time);
+        log.preempted = wait1.saturating_sub(wait0).min(log.send_time);
+    }
     let totals = r.totals();
     let rtt = r.rtt();
     let interrupted = r.interrupted();
@@ -293,14 +305,19 @@ fn flush(
         let Some(s) = senders[usize::from(v6)].as_mut() else {
             continue;
         };
-        let idx: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].0.is_ipv6() == v6).collect();
+        let idx: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch[i].0.is_ipv6() == v6)
+            .collect();
         let mut done = 0;
         // Bounded: a full ring is waited out at most ~1 s per batch.
         for _ in 0..10_000 {
             if done == idx.len() {
                 break;
             }
-            let frames: Vec<&[u8]> = idx[done..].iter().map(|&i| &bufs[i][..batch[i].1]).collect();
+            let frames: Vec<&[u8]> = idx[done..]
+                .iter()
+                .map(|&i| &bufs[i][..batch[i].1])
+                .collect();
             match s.send_batch(&frames) {
                 Ok(n) => done += n,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {

@@ -72,6 +72,16 @@ const TX_TIMES_CAP: usize = 4 << 20;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Room for one built frame (a SYN frame is 14 + 40 + 24 bytes).
 const FRAME_ROOM: usize = 128;
+/// The scan's capture ring: 32 768 frames of 512 bytes (16 MiB), room for ~100 ms of
+/// replies at 300 000 a second should the receiver be kept off the CPU that long. A frame
+/// holds 432 bytes of packet: every reply a SYN can draw — SYN-ACK or RST with any
+/// options, or an ICMP error quoting our 44-byte (IPv4) or 64-byte (IPv6) SYN, RFC 4884
+/// extensions included — so the 2 KiB frames a connection's tap needs would only waste
+/// three quarters of the memory.
+const SCAN_RING: RingShape = RingShape {
+    frame_size: 512,
+    frames: 32_768,
+};
 
 /// How one family's packets leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,7 +234,9 @@ impl Side {
         if let Some(f) = &mut self.frames {
             let b = &mut f.batch;
             sent += send_all(self.local, acc, b.lens.len(), |from| {
-                let v: Vec<&[u8]> = (from..b.lens.len()).map(|i| &b.bufs[i][..b.lens[i]]).collect();
+                let v: Vec<&[u8]> = (from..b.lens.len())
+                    .map(|i| &b.bufs[i][..b.lens[i]])
+                    .collect();
                 f.sender.send_batch(&v)
             })?;
             b.clear();
@@ -258,10 +270,9 @@ fn send_all(
         match send(done) {
             Ok(k) => done += k,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
+                // The sleep counts as waiting (flush_side measures it).
                 acc.full += 1;
-                let t = clock::now();
                 std::thread::sleep(Duration::from_micros(100));
-                acc.blocked += clock::now().saturating_since(t);
             }
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -342,7 +353,11 @@ struct Family {
     rst_frames: Option<FrameSender>,
     path: SendPath,
     /// For resolution: the routes as the interface sees them, its index and name.
-    link: Option<(tcpshake_proto::probe::scan::neighbours::LinkRoutes, u32, String)>,
+    link: Option<(
+        tcpshake_proto::probe::scan::neighbours::LinkRoutes,
+        u32,
+        String,
+    )>,
     oif: u32,
 }
 
@@ -396,9 +411,8 @@ pub fn run(
         // the kernel sets them up (`packet_set_ring`: `synchronize_net`, 10–20 ms on a
         // busy machine): made at once, they wait for about one.
         let (tap, frames) = std::thread::scope(|s| {
-            let tap = s.spawn(|| {
-                Tap::open_shaped(r.oif, &r.ifname, port, r.is_loopback, RingShape::SCAN)
-            });
+            let tap =
+                s.spawn(|| Tap::open_shaped(r.oif, &r.ifname, port, r.is_loopback, SCAN_RING));
             let frames = frame_path(plan, &r, first);
             let tap = tap
                 .join()
@@ -412,7 +426,13 @@ pub fn run(
         let loopback_tap = match own_target(plan, v6) {
             Some(own) if !r.is_loopback => {
                 let lo = route::lookup(own)?;
-                Some(Tap::open_shaped(lo.oif, &lo.ifname, port, lo.is_loopback, RingShape::SCAN)?)
+                Some(Tap::open_shaped(
+                    lo.oif,
+                    &lo.ifname,
+                    port,
+                    lo.is_loopback,
+                    SCAN_RING,
+                )?)
             }
             _ => None,
         };
@@ -584,6 +604,7 @@ pub fn run(
             sent: s.totals().sent,
             send_time: s.send_time(),
             busy: run.cpu.min(s.send_time()),
+            preempted: run.preempted.min(s.send_time()),
             blocked: run.acc.blocked,
             full: run.acc.full,
         });
@@ -609,8 +630,17 @@ pub fn run(
     closing.push(Box::new(guard));
     closing.push(Box::new(reservations));
     closing.extend(taps.into_iter().map(|t| Box::new(t) as Box<dyn Send>));
-    closing.extend(sides.into_iter().flatten().map(|s| Box::new(s) as Box<dyn Send>));
-    closing.extend(rst.into_iter().flatten().map(|r| Box::new(r) as Box<dyn Send>));
+    closing.extend(
+        sides
+            .into_iter()
+            .flatten()
+            .map(|s| Box::new(s) as Box<dyn Send>),
+    );
+    closing.extend(
+        rst.into_iter()
+            .flatten()
+            .map(|r| Box::new(r) as Box<dyn Send>),
+    );
     close_together(closing);
     outcome.map(|mut o| {
         o.neighbours = neighbours;
@@ -648,7 +678,11 @@ fn frame_path(
     first: IpAddr,
 ) -> Result<(
     Option<FrameSide>,
-    Option<(tcpshake_proto::probe::scan::neighbours::LinkRoutes, u32, String)>,
+    Option<(
+        tcpshake_proto::probe::scan::neighbours::LinkRoutes,
+        u32,
+        String,
+    )>,
 )> {
     let Some(mac) = r.mac.filter(|_| !plan.send_ip && !r.is_loopback) else {
         return Ok((None, None));
@@ -712,8 +746,9 @@ struct SendRun<'p> {
     schedule: Schedule<'p>,
     tx_times: TxTimes,
     acc: Accounting,
-    /// The thread's CPU time while sending.
+    /// The thread's time on a CPU, and waiting for one, while sending.
     cpu: Duration,
+    preempted: Duration,
 }
 
 impl SendRun<'_> {
@@ -763,8 +798,9 @@ fn send_all_syns<'p>(
         tx_times: TxTimes::new(horizon),
         acc: Accounting::default(),
         cpu: Duration::ZERO,
+        preempted: Duration::ZERO,
     };
-    let cpu0 = clock::thread_cpu();
+    let sched0 = clock::thread_sched();
     let mut next_progress = run.schedule.started();
     // Bounded by the schedule: it ends once the walk, the retry rounds and the drain are
     // through, and a stop cuts everything but the drain.
@@ -772,7 +808,8 @@ fn send_all_syns<'p>(
         let now = clock::now();
         if now >= next_progress {
             next_progress = now + PROGRESS_EVERY;
-            run.schedule.set_unmatched(unmatched.load(Ordering::Relaxed));
+            run.schedule
+                .set_unmatched(unmatched.load(Ordering::Relaxed));
             on_progress(&run.schedule.progress());
         }
         match run.schedule.poll(now, stop.load(Ordering::Relaxed)) {
@@ -815,15 +852,39 @@ fn send_all_syns<'p>(
             let _ = f.sender.drain(Duration::from_millis(100));
         }
     }
-    run.cpu = clock::thread_cpu().saturating_sub(cpu0);
+    if let (Some((run0, wait0)), Some((run1, wait1))) = (sched0, clock::thread_sched()) {
+        run.cpu = run1.saturating_sub(run0);
+        run.preempted = wait1.saturating_sub(wait0);
+    }
     Ok(run)
 }
 
 /// Send a side's batches, tell the schedule, and read the transmit stamps they made.
 fn flush_side(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result<()> {
+    // Wall time in the send calls beyond the CPU they used is time the kernel made us
+    // wait (a blocking socket whose buffer is full: packets held in neighbour resolution
+    // queues, a slow device), which the rate check must see.
+    let (wall0, cpu0, sw0) = (clock::now(), clock::thread_cpu(), voluntary_switches());
     let n = side.flush(&mut run.acc)?;
+    // Only a call that slept (a voluntary context switch) was held back: the rest of the
+    // wall time beyond our CPU time is the kernel's softirq work done in our send calls —
+    // on a veth, the peer's whole receive path — which is the send path's own cost.
+    if voluntary_switches() > sw0 {
+        let wall = clock::now().saturating_since(wall0);
+        let cpu = clock::thread_cpu().saturating_sub(cpu0);
+        run.acc.blocked += wall.saturating_sub(cpu);
+    }
     run.schedule.sent(n, clock::now());
     read_stamps(side, run, locals)
+}
+
+/// The calling thread's voluntary context switches so far (`getrusage(RUSAGE_THREAD)`).
+fn voluntary_switches() -> i64 {
+    // SAFETY: rusage is plain data; zeroed is valid, and getrusage only writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid rusage to write into.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    ru.ru_nvcsw
 }
 
 fn read_stamps(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result<()> {
@@ -907,6 +968,13 @@ fn receive(
     unmatched: &AtomicU64,
     tx: mpsc::Sender<Answer>,
 ) -> Result<u64> {
+    // A receiver kept off the CPU (other work on the machine) lets the ring fill and
+    // drop replies: it runs at the lowest real-time priority, which ordinary work cannot
+    // preempt, when there is a second CPU for the sender (lib.rs `set_realtime`; without
+    // CAP_SYS_NICE this does nothing). It sleeps in poll whenever the ring is empty.
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        super::set_realtime();
+    }
     let mut tx_times = TxTimes::new(horizon);
     let mut buf = vec![0u8; 65536];
     let mut pkt = [0u8; FRAME_ROOM];
@@ -953,9 +1021,8 @@ fn receive(
                             // anyway (RFC 9293 §3.8.1). To the MAC the SYN went to.
                             match (neighbours.next_hop(remote.ip()), frames) {
                                 (NextHop::Mac(dst), Some(f)) => {
-                                    let macs = neighbours
-                                        .routes(remote.is_ipv6())
-                                        .map(|l| (l.mac, dst));
+                                    let macs =
+                                        neighbours.routes(remote.is_ipv6()).map(|l| (l.mac, dst));
                                     if let Some(macs) = macs
                                         && let Ok(n) = build_rst_frame(
                                             macs, local, remote, seq, rst_ident, &mut pkt,
@@ -973,10 +1040,8 @@ fn receive(
                                 }
                             }
                         }
-                        let rtt = tx_times.rtt(
-                            &(remote.ip(), remote.port(), reply.syn_seq.0),
-                            meta.at,
-                        );
+                        let rtt =
+                            tx_times.rtt(&(remote.ip(), remote.port(), reply.syn_seq.0), meta.at);
                         if tx
                             .send(Answer {
                                 reply,

@@ -153,7 +153,9 @@ fn build_frame(
     let rest = buf.get_mut(e..).ok_or(crate::wire::Error::Truncated)?;
     let n = if local.is_ipv6() {
         // The segment after room for the IPv6 header, then the header for its length.
-        let seg = rest.get_mut(IPV6_HEADER_LEN..).ok_or(crate::wire::Error::Truncated)?;
+        let seg = rest
+            .get_mut(IPV6_HEADER_LEN..)
+            .ok_or(crate::wire::Error::Truncated)?;
         let n = build_segment(local, remote, seq, SeqNumber(0), flags, ident, seg)?;
         IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, SYN_TTL, n).emit(rest)?;
         IPV6_HEADER_LEN + n

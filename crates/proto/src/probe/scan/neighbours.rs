@@ -929,7 +929,10 @@ mod tests {
         let mut r = Resolver::new(&t, links(), stale, plan(0), at_us(0));
         let (asked, _) = run(&mut r, |_, _| None, None);
         assert_eq!(asked.len(), 2, "both asked");
-        assert!(r.finish().is_down(ip("198.18.77.2")), "gone, whatever the kernel remembers");
+        assert!(
+            r.finish().is_down(ip("198.18.77.2")),
+            "gone, whatever the kernel remembers"
+        );
     }
 
     #[test]

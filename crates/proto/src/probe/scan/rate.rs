@@ -1,21 +1,21 @@
 //! Did the scan send at `--rate`? If it fell short by more than a fifth, say so and why,
 //! from what the driver measured while sending.
 //!
-//! The driver accounts for every moment of the sending: inside the system calls that
-//! hand packets to the kernel and building them (`busy`), waiting because the kernel's
-//! queue or ring was full (`blocked`, ENOBUFS/EAGAIN), and the rest — waiting for tokens
-//! on purpose, or not running at all. The reason is the largest of these, when it
-//! explains the shortfall:
+//! The driver accounts for the sending time: made to wait by the kernel (`blocked`: a
+//! full queue or ring, ENOBUFS/EAGAIN, or a send call that slept on a full socket buffer
+//! — packets held in the kernel's neighbour resolution, a slow device), ready to run but
+//! kept off the CPU by other work (`preempted`, the scheduler's run delay), and the rest:
+//! running, in our code or in the kernel's send path (its softirq work included: on a
+//! veth that is the peer's whole receive path). The reason:
 //!
 //! | measured | reason |
 //! |---|---|
-//! | blocked ≥ 20% of the sending time | the interface or its driver took packets slower than `--rate` |
-//! | busy ≥ 70% | this host's send path (CPU) cannot go faster: the rate is its ceiling |
-//! | otherwise | the sending thread was not running: other work on this host took the CPU |
+//! | blocked ≥ 20% of the sending time | the kernel held the packets back: the device, its driver or its neighbour resolution took them slower than `--rate` |
+//! | preempted ≥ 20% | other work on this host kept the sender off the CPU |
+//! | otherwise | the sender was running: this host's send path cannot go faster, `--rate` is above its ceiling |
 //!
-//! Scans too short to judge (under 20 ms of sending, or fewer packets than a
-//! second's worth of 50) are not judged: the token bucket's 5 ms burst alone moves such
-//! a rate.
+//! Scans too short to judge (under 20 ms of sending, or fewer than 50 packets) are not
+//! judged: the token bucket's 5 ms burst alone moves such a rate.
 
 use std::fmt;
 use std::time::Duration;
@@ -32,11 +32,13 @@ pub struct SendLog {
     pub sent: u64,
     /// First packet to last, summed over rounds (and resolution).
     pub send_time: Duration,
-    /// Building packets and inside the send system calls.
+    /// On a CPU (the thread's own CPU time).
     pub busy: Duration,
-    /// Waiting because the kernel's queue or ring was full.
+    /// Ready to run but waiting for a CPU (the scheduler's run delay).
+    pub preempted: Duration,
+    /// Made to wait by the kernel: a full queue or ring, or a send call that blocked.
     pub blocked: Duration,
-    /// How many times the kernel said its queue was full.
+    /// How many times the kernel said its queue was full (ENOBUFS/EAGAIN).
     pub full: u64,
 }
 
@@ -45,6 +47,7 @@ impl SendLog {
         self.sent += other.sent;
         self.send_time += other.send_time;
         self.busy += other.busy;
+        self.preempted += other.preempted;
         self.blocked += other.blocked;
         self.full += other.full;
     }
@@ -62,11 +65,12 @@ impl SendLog {
 /// Why the rate was not met.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Cause {
-    /// The kernel's queue was full this many times, for this long in all.
+    /// The kernel held the packets back this long in all (its queue was full this many
+    /// times).
     QueueFull { times: u64, waited: Duration },
-    /// Building and sending took this share of the sending time.
+    /// The sender was running (or in the kernel's send path) this share of the time.
     SendPath { busy: f64 },
-    /// The sender was not running for this share of the sending time.
+    /// The sender waited for a CPU this share of the sending time.
     Preempted { idle: f64 },
 }
 
@@ -94,13 +98,13 @@ pub fn check(rate: u64, log: &SendLog) -> Option<Shortfall> {
             times: log.full,
             waited: log.blocked,
         }
-    } else if share(log.busy) >= 0.7 {
-        Cause::SendPath {
-            busy: share(log.busy),
+    } else if share(log.preempted) >= 0.2 {
+        Cause::Preempted {
+            idle: share(log.preempted),
         }
     } else {
-        Cause::Preempted {
-            idle: (1.0 - share(log.busy) - share(log.blocked)).max(0.0),
+        Cause::SendPath {
+            busy: (1.0 - share(log.preempted) - share(log.blocked)).max(0.0),
         }
     };
     Some(Shortfall {
@@ -124,20 +128,25 @@ impl fmt::Display for Shortfall {
         match self.cause {
             Cause::QueueFull { times, waited } => write!(
                 f,
-                "the interface's queue was full {times} times ({:.1} s waiting): the link or \
-                 its driver takes packets slower than that",
-                waited.as_secs_f64()
+                "the kernel held the packets back for {:.1} s ({}): the device, its driver or \
+                 the kernel's neighbour resolution takes them slower than that",
+                waited.as_secs_f64(),
+                if times > 0 {
+                    format!("its queue was full {times} times")
+                } else {
+                    "its send calls blocked".to_string()
+                }
             ),
             Cause::SendPath { busy } => write!(
                 f,
-                "building and sending took {:.0}% of the time: this is about as fast as this \
-                 host sends; a lower --rate gives the same result",
+                "the sender was busy {:.0}% of the time: this is about as fast as this host \
+                 sends here; a lower --rate gives the same result",
                 100.0 * busy
             ),
             Cause::Preempted { idle } => write!(
                 f,
-                "the sending thread was not running {:.0}% of the time: other work on this \
-                 host took the CPU",
+                "the sender waited for a CPU {:.0}% of the time: other work on this host \
+                 took it",
                 100.0 * idle
             ),
         }
@@ -176,6 +185,7 @@ mod tests {
             sent: 1722,
             send_time: ms(17_400),
             busy: ms(200),
+            preempted: ms(10),
             blocked: ms(16_900),
             full: 169_000,
         };
@@ -189,36 +199,42 @@ mod tests {
         );
         assert_eq!(
             s.to_string(),
-            "sent at 99 pps, 1% of --rate 10000: the interface's queue was full 169000 times \
-             (16.9 s waiting): the link or its driver takes packets slower than that"
+            "sent at 99 pps, 1% of --rate 10000: the kernel held the packets back for 16.9 s \
+             (its queue was full 169000 times): the device, its driver or the kernel's \
+             neighbour resolution takes them slower than that"
         );
     }
 
     #[test]
-    fn a_busy_sender_is_the_ceiling_an_idle_one_was_preempted() {
+    fn a_busy_sender_is_the_ceiling_a_waiting_one_was_preempted() {
         let busy = SendLog {
             sent: 400_000,
             send_time: ms(1000),
-            busy: ms(950),
+            busy: ms(700),
+            preempted: ms(50),
             ..SendLog::default()
         };
         let s = check(1_000_000, &busy).unwrap();
-        assert!(matches!(s.cause, Cause::SendPath { busy } if busy > 0.94));
+        assert!(matches!(s.cause, Cause::SendPath { busy } if (busy - 0.95).abs() < 1e-9));
         assert!(
             s.to_string()
-                .starts_with("sent at 400000 pps, 40% of --rate 1000000: building")
+                .starts_with("sent at 400000 pps, 40% of --rate 1000000: the sender was busy 95%")
         );
-        let idle = SendLog {
+        let waiting = SendLog {
             sent: 40_000,
             send_time: ms(1000),
             busy: ms(100),
+            preempted: ms(600),
             blocked: ms(50),
             full: 3,
         };
-        let s = check(100_000, &idle).unwrap();
+        let s = check(100_000, &waiting).unwrap();
         match s.cause {
-            Cause::Preempted { idle } => assert!((idle - 0.85).abs() < 1e-9, "{idle}"),
+            Cause::Preempted { idle } => assert!((idle - 0.6).abs() < 1e-9, "{idle}"),
             c => panic!("{c:?}"),
         }
+        assert!(s.to_string().ends_with(
+            "the sender waited for a CPU 60% of the time: other work on this host took it"
+        ));
     }
 }

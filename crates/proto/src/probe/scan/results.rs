@@ -469,7 +469,10 @@ mod tests {
             us,
             MacAddr([2, 0, 0, 0, 0, 1]),
             vec![Prefix::new(us, 32).unwrap()],
-            vec![(Prefix::new("198.18.0.0".parse().unwrap(), 24).unwrap(), Via::OnLink)],
+            vec![(
+                Prefix::new("198.18.0.0".parse().unwrap(), 24).unwrap(),
+                Via::OnLink,
+            )],
         );
         let plan = ResolvePlan {
             rate: 1_000_000,
@@ -506,17 +509,41 @@ mod tests {
         // resolved ones have all theirs.
         let pairs = walked_pairs(&c, &answers);
         let hosts: Vec<String> = pairs.iter().map(|p| p.0.to_string()).collect();
-        assert!(hosts.iter().all(|h| ["198.18.0.1", "198.18.0.3", "198.18.0.5"].contains(&h.as_str())), "{hosts:?}");
+        assert!(
+            hosts
+                .iter()
+                .all(|h| ["198.18.0.1", "198.18.0.3", "198.18.0.5"].contains(&h.as_str())),
+            "{hosts:?}"
+        );
         assert_eq!(pairs.len(), 6);
         let mut walk = Walk::new(&c, &answers, true);
         let all: Vec<HostPorts<'_>> = walk.by_ref().collect();
         assert_eq!(all.len(), 8);
-        let down: Vec<String> = all.iter().filter(|h| h.is_down()).map(|h| h.addr.to_string()).collect();
-        assert_eq!(down, ["198.18.0.0", "198.18.0.2", "198.18.0.4", "198.18.0.6", "198.18.0.7"]);
+        let down: Vec<String> = all
+            .iter()
+            .filter(|h| h.is_down())
+            .map(|h| h.addr.to_string())
+            .collect();
+        assert_eq!(
+            down,
+            [
+                "198.18.0.0",
+                "198.18.0.2",
+                "198.18.0.4",
+                "198.18.0.6",
+                "198.18.0.7"
+            ]
+        );
         // .5 answered ARP but no port: up all the same, its ports silent.
-        let five = all.iter().find(|h| h.addr.to_string() == "198.18.0.5").unwrap();
+        let five = all
+            .iter()
+            .find(|h| h.addr.to_string() == "198.18.0.5")
+            .unwrap();
         assert!(five.is_up() && five.silent == [22, 80]);
-        assert_eq!((walk.up_hosts(), walk.silent_hosts(), walk.down_hosts()), (2, 1, 5));
+        assert_eq!(
+            (walk.up_hosts(), walk.silent_hosts(), walk.down_hosts()),
+            (2, 1, 5)
+        );
         // Without --all, down and silent hosts are counted, not walked; found ones are.
         let mut walk = Walk::new(&c, &answers, false);
         let shown: Vec<String> = walk.by_ref().map(|h| h.addr.to_string()).collect();

@@ -373,11 +373,17 @@ fn syn_and_rst_frames_are_valid_segments_in_both_families() {
         let (eth, ip) = EthernetRepr::parse(&buf[..n]).unwrap();
         assert_eq!((eth.src, eth.dst), macs);
         let pkt = IpPacket::parse(ip).unwrap();
-        assert_eq!((pkt.ip.src, pkt.ip.dst, pkt.ip.ttl), (local.ip(), remote.ip(), SYN_TTL));
+        assert_eq!(
+            (pkt.ip.src, pkt.ip.dst, pkt.ip.ttl),
+            (local.ip(), remote.ip(), SYN_TTL)
+        );
         // The checksum is ours to get right (no kernel fills it in on this path).
         let seg = TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst).unwrap();
         assert!(seg.flags.syn() && !seg.flags.ack());
-        assert_eq!((seg.seq, seg.window, seg.options.mss), (SeqNumber(7), SYN_WINDOW, Some(SYN_MSS)));
+        assert_eq!(
+            (seg.seq, seg.window, seg.options.mss),
+            (SeqNumber(7), SYN_WINDOW, Some(SYN_MSS))
+        );
         assert_eq!(syn_of_frame(&buf[..n], &l), Some((remote.ip(), 443, 7)));
         // The same packet as the raw path's (IPv4: the whole datagram).
         if local.is_ipv4() {
@@ -391,7 +397,11 @@ fn syn_and_rst_frames_are_valid_segments_in_both_families() {
         let pkt = IpPacket::parse(ip).unwrap();
         let seg = TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst).unwrap();
         assert!(seg.flags.rst() && seg.seq == SeqNumber(8));
-        assert_eq!(syn_of_frame(&buf[..n], &l), None, "a RST is not a SYN to time");
+        assert_eq!(
+            syn_of_frame(&buf[..n], &l),
+            None,
+            "a RST is not a SYN to time"
+        );
         assert!(build_syn_frame(macs, local, remote, SeqNumber(7), 3, &mut buf[..40]).is_err());
     }
 }
@@ -406,7 +416,13 @@ fn a_down_host_is_one_json_line_without_a_port() {
         t_ns: 7,
     };
     let line = serde_json::to_string(&h).unwrap();
-    assert_eq!(line, r#"{"addr":"198.18.77.4","state":"down","reason":"no-arp","t_ns":7}"#);
+    assert_eq!(
+        line,
+        r#"{"addr":"198.18.77.4","state":"down","reason":"no-arp","t_ns":7}"#
+    );
     assert_eq!(serde_json::from_str::<HostRecord>(&line).unwrap(), h);
-    assert!(serde_json::from_str::<ScanRecord>(&line).is_err(), "not a port line");
+    assert!(
+        serde_json::from_str::<ScanRecord>(&line).is_err(),
+        "not a port line"
+    );
 }
