@@ -355,12 +355,10 @@ enum Phase {
     Sending,
     /// Waiting from the round's last request before round `next`.
     Between {
-        from: Instant,
         next: u8,
     },
-    Draining {
-        from: Instant,
-    },
+    /// Waiting for the last replies (from the last request).
+    Draining,
     Done,
 }
 
@@ -536,7 +534,10 @@ impl<'a> Resolver<'a> {
         loop {
             match self.phase {
                 Phase::Done => return ResolveStep::Done,
-                Phase::Draining { from } => {
+                Phase::Draining => {
+                    // From the last request as the driver reported it (the round's last
+                    // batch may leave after its walk ended).
+                    let from = self.last_send.unwrap_or(self.started);
                     let until = from + self.rtt.wait(self.plan.wait);
                     if now >= until || self.all_answered() {
                         self.phase = Phase::Done;
@@ -544,11 +545,12 @@ impl<'a> Resolver<'a> {
                     }
                     return ResolveStep::Wait(until);
                 }
-                Phase::Between { from, next } => {
+                Phase::Between { next } => {
+                    let from = self.last_send.unwrap_or(self.started);
                     let until = from + self.rtt.wait(self.plan.wait);
                     if stop {
                         self.interrupted = true;
-                        self.phase = Phase::Draining { from };
+                        self.phase = Phase::Draining;
                     } else if self.all_answered() {
                         self.phase = Phase::Done;
                     } else if now < until {
@@ -566,10 +568,7 @@ impl<'a> Resolver<'a> {
                     if stop {
                         self.interrupted = true;
                         self.end_round(now);
-                        self.phase = match self.last_send {
-                            Some(from) => Phase::Draining { from },
-                            None => Phase::Done,
-                        };
+                        self.phase = Phase::Draining;
                         continue;
                     }
                     if let Err(wait) = self.bucket.ready(now) {
@@ -585,18 +584,17 @@ impl<'a> Resolver<'a> {
                             return ResolveStep::Ask(a);
                         }
                         None => {
+                            let asked_any = self.round_first.is_some();
                             self.end_round(now);
-                            let Some(from) = self.last_send else {
-                                self.phase = Phase::Done;
-                                continue;
-                            };
-                            self.phase = if self.round < self.plan.retries && !self.all_answered() {
+                            self.phase = if !asked_any {
+                                // Nothing to ask this round (nothing on-link): done.
+                                Phase::Done
+                            } else if self.round < self.plan.retries && !self.all_answered() {
                                 Phase::Between {
-                                    from,
                                     next: self.round + 1,
                                 }
                             } else {
-                                Phase::Draining { from }
+                                Phase::Draining
                             };
                         }
                     }
@@ -920,6 +918,20 @@ mod tests {
         let n = r.finish();
         assert_eq!(n.next_hop(ip("198.51.100.1")), NextHop::Kernel);
         assert!(!n.is_down(ip("198.51.100.1")));
+    }
+
+    #[test]
+    fn a_request_batched_but_not_yet_sent_is_still_waited_for() {
+        // At a high rate the walk can end before the driver has sent (and reported) its
+        // batch: the drain must wait from the send, not end for want of one.
+        let t = targets(&["198.18.77.2"]);
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(0), at_us(0));
+        assert_eq!(r.poll(at_us(0), false), ResolveStep::Ask(ip("198.18.77.2")));
+        let step = r.poll(at_us(0), false);
+        assert!(matches!(step, ResolveStep::Wait(_)), "{step:?}");
+        r.sent(ip("198.18.77.2"), at_us(1));
+        assert!(r.answer(ip("198.18.77.2"), US_MAC, at_us(40)));
+        assert_eq!(r.poll(at_us(41), false), ResolveStep::Done);
     }
 
     #[test]

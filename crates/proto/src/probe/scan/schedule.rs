@@ -146,15 +146,12 @@ pub enum Step {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Sending,
-    /// The wait after a round whose last SYN left at `from`, before round `next`.
+    /// The wait after a round (from its last SYN), before round `next`.
     Between {
-        from: Instant,
         next: u8,
     },
-    /// The wait for the last replies, from `from`.
-    Draining {
-        from: Instant,
-    },
+    /// The wait for the last replies (from the last SYN).
+    Draining,
     Done,
 }
 
@@ -333,18 +330,20 @@ impl<'p> Schedule<'p> {
         loop {
             match self.phase {
                 Phase::Done => return Step::Done,
-                Phase::Draining { from } => {
-                    let until = from + self.wait();
+                Phase::Draining => {
+                    // From the last packet as the driver reported it: the round's last
+                    // batch may leave after its walk ended.
+                    let until = self.last_send + self.wait();
                     if now >= until || self.all_answered() {
                         self.phase = Phase::Done;
                         return Step::Done;
                     }
                     return Step::Wait(until);
                 }
-                Phase::Between { from, next } => {
-                    let until = from + self.wait();
+                Phase::Between { next } => {
+                    let until = self.last_send + self.wait();
                     if stop {
-                        self.interrupt(from);
+                        self.interrupt();
                     } else if self.all_answered() {
                         self.phase = Phase::Done;
                     } else if now < until {
@@ -359,7 +358,7 @@ impl<'p> Schedule<'p> {
                 Phase::Sending => {
                     if stop {
                         self.end_round(now);
-                        self.interrupt(self.last_send);
+                        self.interrupt();
                         continue;
                     }
                     if let Err(wait) = self.bucket.ready(now) {
@@ -381,14 +380,12 @@ impl<'p> Schedule<'p> {
                         }
                         None => {
                             self.end_round(now);
-                            let from = self.last_send;
                             self.phase = if self.round < self.plan.retries && !self.all_answered() {
                                 Phase::Between {
-                                    from,
                                     next: self.round + 1,
                                 }
                             } else {
-                                Phase::Draining { from }
+                                Phase::Draining
                             };
                         }
                     }
@@ -441,9 +438,9 @@ impl<'p> Schedule<'p> {
         }
     }
 
-    fn interrupt(&mut self, from: Instant) {
+    fn interrupt(&mut self) {
         self.interrupted = true;
-        self.phase = Phase::Draining { from };
+        self.phase = Phase::Draining;
     }
 }
 
