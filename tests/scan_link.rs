@@ -413,7 +413,7 @@ fn what_the_capture_drops_is_counted() {
     if !require_root() {
         return;
     }
-    let mut lab = link_lab("link_drops", &[], &[80]);
+    let lab = link_lab("link_drops", &[], &[80]);
     lab.fault_reject(81, Reject::Drop);
     let mut cmd = lab.client_cmd([
         "scan",
