@@ -259,7 +259,9 @@ pub fn resolve(
             }
             ResolveStep::Wait(until) => {
                 flush(senders, &bufs, &mut batch, &mut r, &mut log)?;
-                read_replies(&ports, &mut frame, &mut r)?;
+                if read_replies(&ports, &mut frame, &mut r)? > 0 {
+                    continue; // the resolver may be done now: ask before sleeping
+                }
                 let d = until
                     .saturating_since(clock::now())
                     .min(Duration::from_millis(20));
@@ -340,18 +342,21 @@ fn flush(
     Ok(())
 }
 
-/// Every reply waiting on the sockets, into the resolver.
-fn read_replies(ports: &[FramePort], frame: &mut [u8], r: &mut Resolver<'_>) -> Result<()> {
+/// Every reply waiting on the sockets, into the resolver; how many resolved something.
+fn read_replies(ports: &[FramePort], frame: &mut [u8], r: &mut Resolver<'_>) -> Result<usize> {
+    let mut new = 0;
     for p in ports {
         // Bounded per call; the rest is read on the next.
         for _ in 0..4096 {
             let Some(f) = p.recv(frame).context("reading ARP / ND replies")? else {
                 break;
             };
-            if let Some((addr, mac)) = parse_reply(&frame[..f.len], r.links()) {
-                r.answer(addr, mac, f.at);
+            if let Some((addr, mac)) = parse_reply(&frame[..f.len], r.links())
+                && r.answer(addr, mac, f.at)
+            {
+                new += 1;
             }
         }
     }
-    Ok(())
+    Ok(new)
 }

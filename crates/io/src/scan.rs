@@ -519,6 +519,10 @@ pub fn run(
         u64::from(random::random_u32()) << 32 | u64::from(random::random_u32()),
     );
     let receiving = AtomicBool::new(true);
+    // Wakes the receiver from its poll the moment the sender is done (else it would
+    // notice only at its next timeout).
+    let (wake_tx, wake_rx) = std::os::unix::net::UnixDatagram::pair()
+        .context("making the receiver's wake-up socket")?;
     let unmatched = AtomicU64::new(0);
     let (tx, rx) = mpsc::channel::<Answer>();
     let horizon = match plan.wait {
@@ -543,6 +547,7 @@ pub fn run(
         let receiver = scope.spawn(|| {
             receive(
                 &mut taps,
+                &wake_rx,
                 &mut rst,
                 &neighbours,
                 &cookie,
@@ -573,6 +578,7 @@ pub fn run(
             .map(Some)
         };
         receiving.store(false, Ordering::Relaxed);
+        let _ = wake_tx.send(&[1]);
         let received = receiver
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the receiver thread panicked")));
@@ -834,7 +840,9 @@ fn send_all_syns<'p>(
                 for s in sides.iter_mut().flatten() {
                     flush_side(s, &mut run, locals)?;
                 }
-                drain(rx, &mut run, on_record)?;
+                if drain(rx, &mut run, on_record)? > 0 {
+                    continue; // the schedule may be done now: ask before sleeping
+                }
                 run.tx_times.expire(clock::now());
                 let until = until.min(clock::now() + PROGRESS_EVERY);
                 if until.saturating_since(clock::now()) >= Duration::from_micros(200) {
@@ -901,19 +909,20 @@ fn read_stamps(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Resul
     Ok(())
 }
 
+/// Take the answers waiting in the channel; how many.
 fn drain(
     rx: &mpsc::Receiver<Answer>,
     run: &mut SendRun<'_>,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
-) -> Result<()> {
+) -> Result<usize> {
     // Bounded per call; the rest waits for the next call.
-    for _ in 0..100_000 {
+    for n in 0..100_000 {
         match rx.try_recv() {
             Ok(a) => run.take(a, on_record)?,
-            Err(_) => break,
+            Err(_) => return Ok(n),
         }
     }
-    Ok(())
+    Ok(100_000)
 }
 
 /// Take answers until `until`, or until a stop request the schedule has not seen yet (it
@@ -959,6 +968,7 @@ type RstSenders = [Option<(RawSender, Option<FrameSender>)>; 2];
 #[allow(clippy::too_many_arguments)]
 fn receive(
     taps: &mut [(Tap, Locals)],
+    wake: &std::os::unix::net::UnixDatagram,
     rst: &mut RstSenders,
     neighbours: &Neighbours,
     cookie: &Cookie,
@@ -1069,7 +1079,7 @@ fn receive(
             continue;
         }
         if got == 0 {
-            poll_any(taps, Duration::from_millis(10))?;
+            poll_any(taps, wake, Duration::from_millis(10))?;
         }
     }
 }
@@ -1079,9 +1089,14 @@ fn drops(taps: &mut [(Tap, Locals)]) -> u64 {
     taps.iter_mut().map(|(t, _)| t.losses().dropped).sum()
 }
 
-/// Sleep until one of the taps has a packet or `timeout` passes.
-fn poll_any(taps: &[(Tap, Locals)], timeout: Duration) -> Result<()> {
-    let fds: Vec<_> = taps.iter().map(|(t, _)| t.as_fd()).collect();
+/// Sleep until one of the taps has a packet, `wake` is written to, or `timeout` passes.
+fn poll_any(
+    taps: &[(Tap, Locals)],
+    wake: &std::os::unix::net::UnixDatagram,
+    timeout: Duration,
+) -> Result<()> {
+    let mut fds: Vec<_> = taps.iter().map(|(t, _)| t.as_fd()).collect();
+    fds.push(wake.as_fd());
     super::poll::wait_readable(&fds, Some(timeout)).context("polling the taps")?;
     Ok(())
 }
