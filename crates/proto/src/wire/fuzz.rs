@@ -8,6 +8,9 @@ use super::ip::{IpPacket, IpRepr, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use super::options::MAX_SACK_BLOCKS;
 use super::quote::{IcmpBody, QuotedDatagram};
 use super::testdata::*;
+use super::arp::ArpRepr;
+use super::ethernet::EthernetRepr;
+use super::ndp::Advertisement;
 use super::{IcmpError, SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -95,6 +98,19 @@ fn parse_everything(bytes: &[u8]) {
         }
     }
     check_quote(bytes);
+    // The link layer a scan reads: Ethernet, ARP and Neighbor Advertisements.
+    if let Ok((eth, rest)) = EthernetRepr::parse(bytes) {
+        assert_eq!(rest.len() + 14, bytes.len());
+        let _ = eth.dst.is_unicast();
+    }
+    if let Ok(a) = ArpRepr::parse(bytes) {
+        let mut out = [0u8; 28];
+        a.emit(&mut out).unwrap();
+        assert_eq!(&out[..], &bytes[..28]);
+    }
+    if let Ok(Some(na)) = Advertisement::parse(bytes) {
+        assert!(!na.target.is_multicast());
+    }
     if let HttpParse::Complete(r) = parse_response(bytes) {
         assert!(r.head_len <= bytes.len());
     }
