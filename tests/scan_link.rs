@@ -415,6 +415,17 @@ fn what_the_capture_drops_is_counted() {
     }
     let lab = link_lab("link_drops", &[], &[80]);
     lab.fault_reject(81, Reject::Drop);
+    // A counter of SYNs to 81 at the server, ahead of the drop: once it moves, the scan
+    // has sent its SYN and sits in its drain, its tap open.
+    run_ok(in_ns(&lab.server_ns, "nft").args([
+        "add table inet tsk_count; \
+         add chain inet tsk_count c { type filter hook input priority -10; }; \
+         add rule inet tsk_count c tcp dport 81 counter",
+    ]));
+    let syn_seen = || {
+        let out = run_ok(in_ns(&lab.server_ns, "nft").args(["list", "chain", "inet", "tsk_count", "c"]));
+        !String::from_utf8_lossy(&out.stdout).contains("packets 0 ")
+    };
     let mut cmd = lab.client_cmd([
         "scan",
         &lab.server_v4.to_string(),
@@ -427,7 +438,10 @@ fn what_the_capture_drops_is_counted() {
     ]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("tcpshake");
-    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        lab::poll_until(Duration::from_secs(3), Duration::from_millis(20), syn_seen),
+        "the scan's SYN never reached the server"
+    );
     signal(child.id(), "STOP");
     // 40 000 echo requests as fast as Python sends them; each also draws the client
     // kernel's reply, which the capture sees leave.

@@ -4,21 +4,27 @@
 //! Why: a raw IP socket's packet goes through the IP layer — a route lookup, netfilter's
 //! OUTPUT hook (our guard's table included), the neighbour table — before the device. A
 //! frame whose addresses we wrote ourselves goes to the device directly. Measured on the
-//! lab (scripts/bench-send, README "Send paths"): the frame paths send about twice as many
-//! SYNs a second as the raw socket.
+//! lab (scripts/bench-send, README "Speed"): the TX ring with the qdisc bypassed sends
+//! about 1.5 times as many SYNs a second as the raw socket, and keeps most of that with
+//! its transmit stamps read back.
 //!
-//! Three ways in, chosen by [`Mode`]:
+//! Ways in, chosen by [`Mode`]:
 //! - `sendmmsg(2)` of prebuilt frames (one system call per batch);
-//! - the same with `PACKET_QDISC_BYPASS`, which skips the qdisc layer and hands frames to
-//!   the driver (`packet_direct_xmit`) — but then no tap sees them (`dev_queue_xmit_nit`
-//!   is on the qdisc path only), so a scan could not stamp its SYNs: kept for the bench;
-//! - a `TPACKET_V2` TX ring (frames written into shared memory, one `send` to flush).
+//! - a `TPACKET_V2` TX ring (frames written into shared memory, one `send` to flush);
+//! - either with `PACKET_QDISC_BYPASS`, which skips the qdisc layer and hands frames to the
+//!   driver (`packet_direct_xmit`). Then no tap sees them (`dev_queue_xmit_nit` is on the
+//!   qdisc path only): the frames' send times come from the driver's software transmit
+//!   stamps instead ([`FrameSender::enable_tx_stamps`]).
 //!
 //! The socket is bound with protocol 0, so it receives nothing; the kernel reads each
-//! frame's EtherType from the frame itself (`packet_parse_headers`). Frames it sends are
-//! seen by every other AF_PACKET socket on the interface, our tap included (without the
-//! bypass), with the kernel's transmit timestamp — the same stamp a raw socket's packet
+//! frame's EtherType from the frame itself (`packet_parse_headers`). Without the bypass,
+//! frames it sends are seen by every other AF_PACKET socket on the interface, our tap
+//! included, with the kernel's transmit timestamp — the same stamp a raw socket's packet
 //! gets.
+//!
+//! Setting up a ring, and closing any AF_PACKET socket, waits for an RCU grace period
+//! (`packet_set_ring`, `packet_release`: `synchronize_net`); the scan does both for its
+//! sockets at once.
 
 use super::{privilege_error, set_sockopt};
 use anyhow::{Context, Result};
@@ -378,11 +384,21 @@ impl FrameSender {
         Ok(queued)
     }
 
-    /// `send(fd, NULL, 0)`: transmit every frame marked SEND_REQUEST.
+    /// `send(fd, NULL, 0, MSG_DONTWAIT)`: transmit every frame marked SEND_REQUEST. Not
+    /// waiting: without MSG_DONTWAIT the kernel waits for the device to complete every
+    /// frame in flight, with no timeout (`tpacket_snd`), and a device that never does
+    /// would hang the scan; a full ring is waited out by the caller instead.
     fn kick(&self) -> io::Result<()> {
         // SAFETY: a zero-length send with a null buffer is how the TX ring is flushed;
         // the kernel reads the ring, not the buffer.
-        let rc = unsafe { libc::send(self.socket.as_raw_fd(), std::ptr::null(), 0, 0) };
+        let rc = unsafe {
+            libc::send(
+                self.socket.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+            )
+        };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) {
