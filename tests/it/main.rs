@@ -20,6 +20,7 @@ mod fragments;
 mod icmp;
 mod probe;
 mod scan;
+mod scan_link;
 mod survey;
 mod tls;
 mod trace;

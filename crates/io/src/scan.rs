@@ -74,13 +74,15 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 const FRAME_ROOM: usize = 128;
 /// The scan's capture ring: 32 768 frames of 512 bytes (16 MiB), room for ~100 ms of
 /// replies at 300 000 a second should the receiver be kept off the CPU that long. A frame
-/// holds 432 bytes of packet: every reply a SYN can draw — SYN-ACK or RST with any
-/// options, or an ICMP error quoting our 44-byte (IPv4) or 64-byte (IPv6) SYN, RFC 4884
-/// extensions included — so the 2 KiB frames a connection's tap needs would only waste
-/// three quarters of the memory.
+/// holds 432 bytes of packet: every reply a SYN normally draws — SYN-ACK or RST with any
+/// options, an ICMP error quoting our 44-byte (IPv4) or 64-byte (IPv6) SYN — so the 2 KiB
+/// frames a connection's tap needs would waste three quarters of the memory; a larger one
+/// (an ICMP error with RFC 4884 extensions) is read whole from the socket queue
+/// (`copy_large`, tap.rs).
 const SCAN_RING: RingShape = RingShape {
     frame_size: 512,
     frames: 32_768,
+    copy_large: true,
 };
 
 /// How one family's packets leave.
@@ -521,8 +523,8 @@ pub fn run(
     let receiving = AtomicBool::new(true);
     // Wakes the receiver from its poll the moment the sender is done (else it would
     // notice only at its next timeout).
-    let (wake_tx, wake_rx) = std::os::unix::net::UnixDatagram::pair()
-        .context("making the receiver's wake-up socket")?;
+    let (wake_tx, wake_rx) =
+        std::os::unix::net::UnixDatagram::pair().context("making the receiver's wake-up socket")?;
     let unmatched = AtomicU64::new(0);
     let (tx, rx) = mpsc::channel::<Answer>();
     let horizon = match plan.wait {

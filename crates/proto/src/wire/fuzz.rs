@@ -2,15 +2,15 @@
 //! point, byte-by-byte mutations of real packets (with checksums repaired so the parsers
 //! get past them), and emit→parse round trips of arbitrary segments.
 
+use super::arp::ArpRepr;
 use super::checksum;
+use super::ethernet::EthernetRepr;
 use super::http::{HttpParse, parse_response};
 use super::ip::{IpPacket, IpRepr, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
+use super::ndp::Advertisement;
 use super::options::MAX_SACK_BLOCKS;
 use super::quote::{IcmpBody, QuotedDatagram};
 use super::testdata::*;
-use super::arp::ArpRepr;
-use super::ethernet::EthernetRepr;
-use super::ndp::Advertisement;
 use super::{IcmpError, SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
