@@ -810,6 +810,7 @@ fn send_all_syns<'p>(
     };
     let sched0 = clock::thread_sched();
     let mut next_progress = run.schedule.started();
+    let mut last_hop: Option<(IpAddr, NextHop)> = None;
     // Bounded by the schedule: it ends once the walk, the retry rounds and the drain are
     // through, and a stop cuts everything but the drain.
     loop {
@@ -825,7 +826,16 @@ fn send_all_syns<'p>(
                 let side = sides[usize::from(p.remote.is_ipv6())]
                     .as_mut()
                     .context("no sender for this family")?;
-                let hop = neighbours.next_hop(p.remote.ip());
+                // A host's ports come one after another in a full-port scan: look its
+                // next hop up once.
+                let hop = match last_hop {
+                    Some((a, h)) if a == p.remote.ip() => h,
+                    _ => {
+                        let h = neighbours.next_hop(p.remote.ip());
+                        last_hop = Some((p.remote.ip(), h));
+                        h
+                    }
+                };
                 if p.reset_previous {
                     let prev = cookie.seq(side.local, p.remote, p.attempt - 1).add(1);
                     side.push(hop, p.remote, prev, false)?;

@@ -183,6 +183,9 @@ pub struct Schedule<'p> {
     rtt: RttEstimator,
     /// Which hosts are down (unresolved on-link targets): not sent to.
     neighbours: Option<&'p Neighbours>,
+    /// The last address looked up there, and whether it was down (a host's ports come
+    /// one after another in a full-port scan).
+    last_down: Option<(IpAddr, bool)>,
 }
 
 impl<'p> Schedule<'p> {
@@ -209,6 +212,7 @@ impl<'p> Schedule<'p> {
             interrupted: false,
             rtt: RttEstimator::new(),
             neighbours: None,
+            last_down: None,
         }
     }
 
@@ -419,12 +423,26 @@ impl<'p> Schedule<'p> {
             if !self.families[usize::from(addr.is_ipv6())] {
                 continue; // no route for this family
             }
-            if self.neighbours.is_some_and(|n| n.is_down(addr)) {
+            if self.is_down(addr) {
                 continue; // did not answer ARP / ND: not scanned
             }
             return Some(SocketAddr::new(addr, port));
         }
         None
+    }
+
+    fn is_down(&mut self, addr: IpAddr) -> bool {
+        let Some(n) = self.neighbours else {
+            return false;
+        };
+        match self.last_down {
+            Some((a, down)) if a == addr => down,
+            _ => {
+                let down = n.is_down(addr);
+                self.last_down = Some((addr, down));
+                down
+            }
+        }
     }
 
     fn all_answered(&self) -> bool {
