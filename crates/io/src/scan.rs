@@ -972,6 +972,11 @@ fn wait_draining(
     }
 }
 
+/// While a packet came within `BUSY`, the receiver naps `NAP` between passes over an
+/// empty ring instead of waiting in poll (see `receive`).
+const BUSY: Duration = Duration::from_millis(5);
+const NAP: Duration = Duration::from_micros(200);
+
 /// The receiver's ways to send a RST, per family.
 type RstSenders = [Option<(RawSender, Option<FrameSender>)>; 2];
 
@@ -1002,6 +1007,7 @@ fn receive(
     let mut pkt = [0u8; FRAME_ROOM];
     let mut rst_ident: u16 = random::random_u32() as u16;
     let mut last_round = false;
+    let mut last_packet = clock::now();
     // One reassembler per tap: a fragmented SYN-ACK is matched once whole (defrag.rs).
     let mut defrags: Vec<Defrag> = taps.iter().map(|_| Defrag::new(false)).collect();
     loop {
@@ -1090,7 +1096,16 @@ fn receive(
             last_round = true;
             continue;
         }
-        if got == 0 {
+        if got > 0 {
+            last_packet = clock::now();
+        } else if clock::now().saturating_since(last_packet) < BUSY {
+            // Replies are flowing: nap instead of polling. In poll, every packet the
+            // kernel puts in the ring wakes this thread (a wake-up per reply, most of
+            // the receiver's CPU at a few hundred thousand replies a second); a nap
+            // lets a few hundred gather and takes them in one pass. The ring holds
+            // ~100 ms of them.
+            std::thread::sleep(NAP);
+        } else {
             poll_any(taps, wake, Duration::from_millis(10))?;
         }
     }
