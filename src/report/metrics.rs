@@ -21,7 +21,7 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use tcpshake_proto::monitor::samples;
 use tcpshake_proto::probe::record::ProbeResult;
+
+use super::leg_histograms::LegHistograms;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -70,16 +72,6 @@ struct ResultLabels {
     result: &'static str,
 }
 
-/// Makes each new histogram with the configured buckets.
-#[derive(Clone)]
-struct Buckets(Arc<Vec<f64>>);
-
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
-    }
-}
-
 /// Buckets of the loop lag: 100 µs to 10 s.
 const LAG_BUCKETS: [f64; 6] = [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0];
 
@@ -87,7 +79,9 @@ const LAG_BUCKETS: [f64; 6] = [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0];
 #[derive(Clone)]
 pub struct ExporterMetrics {
     registry: Arc<Registry>,
-    legs: Family<LegLabels, Histogram, Buckets>,
+    /// Not in `registry`: written by hand, first, in the library's format (see
+    /// leg_histograms.rs: most of a scrape's lines).
+    legs: Arc<LegHistograms<LegLabels>>,
     probes: Family<StateLabels, Counter>,
     retransmissions: Family<TargetLabels, Counter>,
     failures: Family<TargetLabels, Counter>,
@@ -103,12 +97,11 @@ pub struct ExporterMetrics {
 impl ExporterMetrics {
     pub fn new(buckets: &[f64]) -> ExporterMetrics {
         let mut r = Registry::default();
-        let legs = Family::new_with_constructor(Buckets(Arc::new(buckets.to_vec())));
-        r.register(
+        let legs = Arc::new(LegHistograms::new(
             "tcpshake_survey_leg_seconds",
             "Each leg of the surveys' exchanges, between two kernel timestamps on the wire",
-            legs.clone(),
-        );
+            buckets,
+        ));
         let probes = Family::<StateLabels, Counter>::default();
         r.register(
             "tcpshake_survey_probes",
@@ -194,14 +187,13 @@ impl ExporterMetrics {
         let legs = r.legs_ns.iter().filter(|_| !r.interrupted);
         for (leg, v) in legs {
             if let Some(ns) = v {
-                self.legs
-                    .get_or_create(&LegLabels {
-                        survey: who.survey.clone(),
-                        target: who.target.clone(),
-                        module: who.module.clone(),
-                        leg: leg.name(),
-                    })
-                    .observe(ns as f64 / 1e9);
+                let labels = LegLabels {
+                    survey: who.survey.clone(),
+                    target: who.target.clone(),
+                    module: who.module.clone(),
+                    leg: leg.name(),
+                };
+                self.legs.observe(&labels, ns as f64 / 1e9);
             }
         }
         self.probes
@@ -264,6 +256,7 @@ impl ExporterMetrics {
 
     /// Write the registry to `w` in the format `accept` prefers.
     pub fn encode(&self, openmetrics: bool, w: &mut dyn io::Write) -> io::Result<()> {
+        self.legs.encode(openmetrics, w)?;
         encode_registry(&self.registry, openmetrics, w)
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod influx;
+pub mod leg_histograms;
 pub mod metrics;
 pub mod pcap;
 pub mod pcapng;
