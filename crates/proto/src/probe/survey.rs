@@ -15,6 +15,21 @@
 //! server while that server may still hold the earlier connection in TIME-WAIT (RFC 9293
 //! §3.6.1): a new SYN would land on it, and RFC 6191's rules for accepting it differ
 //! between stacks. The last 65 536 (server, port) pairs are remembered, as 64-bit hashes.
+//!
+//! A loop pass ([`Pass`]) answers first and keeps its books after. A reply a probe must
+//! answer at once — above all a SYN-ACK, whose ACK the server times as our reaction — is
+//! read and answered before anything else is done, and never waits behind book-keeping:
+//! - Packets are read from a tap a batch at a time (one `recvmmsg`), and what the probes
+//!   they touched have to send goes out before the next batch is read.
+//! - In what goes out together, each probe's answer (its first segment: the ACK) goes
+//!   ahead of everything else (requests, SYNs, retransmissions).
+//! - Probes that ended are settled (record, port given back) one at a time, with the taps
+//!   read after each; new probes start [`Pass::start_group`] at a time, with the taps read
+//!   after each group's SYNs: over a veth pair the server answers a SYN inside our
+//!   `sendmmsg`, so a SYN-ACK waits for the rest of the train of SYNs sent with it.
+//! - With nothing to do, the loop spins (polls without sleeping) for a while after it sent
+//!   something, while few probes are in flight ([`Pass::idle`]); otherwise it sleeps until
+//!   a packet or a deadline.
 
 use crate::time::Instant;
 use std::cmp::Reverse;
@@ -154,6 +169,55 @@ impl<T> Schedule<T> {
     /// up).
     pub fn finished(&self, feed_open: bool, stopping: bool) -> bool {
         self.in_flight == 0 && (stopping || (!feed_open && self.active_count == 0))
+    }
+}
+
+/// What the loop does when a pass found nothing more to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll the taps again at once: an answer is likely soon, and a sleep would add the
+    /// scheduler's wake-up delay to our reaction.
+    Spin,
+    /// Sleep until a packet or the next deadline.
+    Sleep,
+}
+
+/// How a survey's loop pass is paced; see the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    /// Probes started between two reads of the taps.
+    pub start_group: usize,
+    /// How long after our last transmit the loop spins rather than sleeps.
+    pub spin: Duration,
+    /// Spin only with at most this many probes in flight: with more, the loop is busy
+    /// anyway, and empty polls would only take the CPU from the work (and, on a small
+    /// machine, from a local server).
+    pub spin_max_in_flight: usize,
+}
+
+impl Default for Pass {
+    fn default() -> Self {
+        Pass {
+            start_group: 4,
+            spin: Duration::from_millis(3),
+            spin_max_in_flight: 8,
+        }
+    }
+}
+
+impl Pass {
+    /// Probes to start before the taps are read again (at least one).
+    pub fn start_group(&self) -> usize {
+        self.start_group.max(1)
+    }
+
+    /// Spin or sleep, at `now`, having last sent at `last_tx`, with `in_flight` probes.
+    pub fn idle(&self, now: Instant, last_tx: Instant, in_flight: usize) -> Idle {
+        if in_flight > 0 && in_flight <= self.spin_max_in_flight && now < last_tx + self.spin {
+            Idle::Spin
+        } else {
+            Idle::Sleep
+        }
     }
 }
 
