@@ -198,7 +198,7 @@ pub struct Pass {
 impl Default for Pass {
     fn default() -> Self {
         Pass {
-            start_group: 4,
+            start_group: 1,
             spin: Duration::from_millis(3),
             spin_max_in_flight: 8,
         }
