@@ -375,6 +375,47 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_starts_one_probe_between_reads_and_spins_only_briefly_with_few_in_flight() {
+        let p = Pass::default();
+        assert_eq!(
+            p.start_group(),
+            1,
+            "every SYN is followed by a read of the taps"
+        );
+        assert_eq!(
+            Pass {
+                start_group: 0,
+                ..p
+            }
+            .start_group(),
+            1,
+            "never zero"
+        );
+        let sent = at_ms(10);
+        assert_eq!(
+            p.idle(at_ms(10), sent, 1),
+            Idle::Spin,
+            "an answer may come at once"
+        );
+        assert_eq!(p.idle(at_ms(12), sent, 8), Idle::Spin);
+        assert_eq!(
+            p.idle(at_ms(13), sent, 8),
+            Idle::Sleep,
+            "the spin ends after 3 ms"
+        );
+        assert_eq!(
+            p.idle(at_ms(10), sent, 9),
+            Idle::Sleep,
+            "busy enough: no empty polls"
+        );
+        assert_eq!(
+            p.idle(at_ms(10), sent, 0),
+            Idle::Sleep,
+            "nothing can answer"
+        );
+    }
+
+    #[test]
     fn recent_pairs_are_bounded_and_per_server() {
         let a: SocketAddr = "198.18.0.2:80".parse().unwrap();
         let b: SocketAddr = "198.18.0.3:80".parse().unwrap();
