@@ -201,10 +201,7 @@ fn run_guarded(
     let hard_limit = cfg.hard_limit();
     let mut tx = vec![0u8; 65536 + 60];
     let mut ident: u16 = 1;
-    Probe::rehearse(&cfg, |seg| {
-        let _ = build_segment(seg, sender.is_v6(), &mut tx, &mut ident, local, remote);
-    });
-    let mut probe = Probe::new(cfg);
+    let mut probe = Probe::new(cfg.clone());
     // The captured packets of one batch, handed to `sink` once it is answered.
     let mut packets = Vec::new();
     // Arriving fragments wait here until their datagram is whole (wire/defrag.rs).
@@ -217,6 +214,14 @@ fn run_guarded(
     // answers a SYN in softirq), so we may hold one at real-time priority; afterwards its
     // application (nginx reading our request) may need ours, and we spin politely.
     let mut realtime = Some(super::Realtime::enter());
+    // Last before the SYN: locking memory and taking real-time priority walked through
+    // enough to push the handshake's code out of the caches.
+    Probe::rehearse(&cfg, |seg| {
+        let _ = build_segment(seg, sender.is_v6(), &mut tx, &mut ident, local, remote);
+    });
+    tap.recv_batch(&mut rx, &mut batch)
+        .context("reading the AF_PACKET tap")?;
+    drop(cfg);
     let start = clock::now();
     let give_up_at = start + hard_limit;
     probe.start(start);
