@@ -411,12 +411,17 @@ impl Loop<'_, '_> {
             self.settle(report)?;
 
             // Start what is due, then new targets, while there is room: a few at a time,
-            // each group's SYNs sent and the taps answered before the next.
+            // each group's SYNs sent and the taps answered before the next. At most `jobs`
+            // per pass: probes that end meanwhile make room again, and a pass that never
+            // ended would hold back what the caller does at its end (records handed to
+            // the writer, packets to the capture files).
             let mut feed_wake = None;
-            // Bounded: each turn starts a probe, or ends the loop; `jobs` bounds the starts.
             if !stopping {
                 let mut group = 0;
-                loop {
+                let mut started = 0;
+                // Bounded: each turn starts a probe or ends the loop, `jobs` times at most.
+                while started < self.opts.jobs {
+                    started += 1;
                     let now = clock::now();
                     match self.schedule.admit(now, !exhausted) {
                         Admit::Start(a) => self.start(a, now, make_cfg, report)?,
