@@ -453,9 +453,6 @@ impl Loop<'_, '_> {
             self.launch(report)?;
             self.react()?;
             self.settle(report)?;
-            if self.schedule.finished(!exhausted, stopping) {
-                return Ok(());
-            }
 
             if let Some(e) = self.ports.take_error() {
                 return Err(e);
