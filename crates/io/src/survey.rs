@@ -204,6 +204,8 @@ struct Loop<'k, 'g> {
     defrags: Vec<Defrag>,
     /// What each tap had lost when last looked at (`Tap::losses`, cumulative).
     tap_lost: Vec<u64>,
+    /// Which taps gave packets this pass (their losses are looked at when it ends).
+    tap_read: Vec<bool>,
     tap_by_oif: HashMap<u32, usize>,
     senders: Vec<RawSender>,
     sender_by_src: HashMap<IpAddr, usize>,
@@ -236,6 +238,8 @@ struct Loop<'k, 'g> {
     losses_read_at: Instant,
     /// How a pass is paced (pure policy: `probe::survey::Pass`).
     pass: Pass,
+    /// When `react` last read the taps.
+    last_read: Instant,
     /// Room for one packet off a tap.
     rx: Vec<u8>,
     /// Probes with packets read since the last answer (`react`).
@@ -328,6 +332,7 @@ fn survey_with(
         taps: Vec::new(),
         defrags: Vec::new(),
         tap_lost: Vec::new(),
+        tap_read: Vec::new(),
         tap_by_oif: HashMap::new(),
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
@@ -351,6 +356,7 @@ fn survey_with(
         capture_missed: 0,
         losses_read_at: Instant::from_nanos(0),
         pass: Pass::default(),
+        last_read: Instant::from_nanos(0),
         rx: vec![0u8; super::tap::PACKET_ROOM],
         touched: Vec::new(),
         due: Vec::new(),
@@ -457,6 +463,14 @@ impl Loop<'_, '_> {
             if let Some(e) = self.ports.take_error() {
                 return Err(e);
             }
+            // What the taps that gave packets this pass lost (one system call each): a
+            // queue that overflowed is read in the next pass, so looking only after passes
+            // that read something misses no loss.
+            for t in 0..self.taps.len() {
+                if std::mem::take(&mut self.tap_read[t]) {
+                    self.note_losses(t);
+                }
+            }
             self.hand_over_captured(report)?;
             if self.finished != reported {
                 reported = self.finished;
@@ -504,6 +518,7 @@ impl Loop<'_, '_> {
     /// go out before the next read. A probe that ended waits in `due` for
     /// [`Loop::settle`].
     fn react(&mut self) -> Result<()> {
+        self.last_read = clock::now();
         for t in 0..self.taps.len() {
             let mut read = false;
             // Bounded: at most this many packets per call, then timers get their turn.
@@ -521,10 +536,8 @@ impl Loop<'_, '_> {
                 }
             }
             self.answer()?;
-            // A queue that overflowed is read in the next pass, so looking only after
-            // passes that read something misses no loss.
             if read {
-                self.note_losses(t);
+                self.tap_read[t] = true;
             }
         }
         Ok(())
@@ -649,7 +662,8 @@ impl Loop<'_, '_> {
 
     /// Book-keeping for the probes that ended or whose deadline came (`due`): their
     /// timeouts and transmits, and for those that are over, the record and the port given
-    /// back — one probe at a time, the taps answered after each that ended.
+    /// back — one probe at a time, the taps read again whenever the last read is
+    /// `Pass::reread_after` old.
     fn settle(&mut self, report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>) -> Result<()> {
         // Bounded: each turn takes one entry; `service` re-queues none (react may add
         // probes that ended meanwhile, at most one entry per slot).
@@ -660,7 +674,7 @@ impl Loop<'_, '_> {
             let now = clock::now();
             let ended = self.service(i, now, report)?;
             self.send_queued()?;
-            if ended {
+            if ended && self.pass.reread(self.last_read, clock::now()) {
                 self.react()?;
             }
         }
@@ -889,6 +903,7 @@ impl Loop<'_, '_> {
         let tap = Tap::open_range(route.oif, &route.ifname, lo, hi, route.is_loopback)?;
         self.taps.push(tap);
         self.tap_lost.push(0);
+        self.tap_read.push(false);
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         Ok(self.taps.len() - 1)

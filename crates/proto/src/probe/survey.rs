@@ -23,10 +23,12 @@
 //!   they touched have to send goes out before the next batch is read.
 //! - In what goes out together, each probe's answer (its first segment: the ACK) goes
 //!   ahead of everything else (requests, SYNs, retransmissions).
-//! - Probes that ended are settled (record, port given back) one at a time, with the taps
-//!   read after each; new probes start [`Pass::start_group`] at a time, with the taps read
-//!   after each group's SYNs: over a veth pair the server answers a SYN inside our
-//!   `sendmmsg`, so a SYN-ACK waits for the rest of the train of SYNs sent with it.
+//! - Probes that ended are settled (record, port given back) one at a time, and the taps
+//!   are read again as soon as the last read is [`Pass::reread_after`] old (20 µs; after
+//!   every probe was an empty `recvmmsg` for two probes in five); new probes start
+//!   [`Pass::start_group`] at a time, with the taps read after each group's SYNs: over a
+//!   veth pair the server answers a SYN inside our `sendmmsg`, so a SYN-ACK waits for the
+//!   rest of the train of SYNs sent with it.
 //! - With nothing to do, the loop spins (polls without sleeping) for a while after it sent
 //!   something, while few probes are in flight ([`Pass::idle`]); otherwise it sleeps until
 //!   a packet or a deadline.
@@ -187,6 +189,8 @@ pub enum Idle {
 pub struct Pass {
     /// Probes started between two reads of the taps.
     pub start_group: usize,
+    /// Book-keeping reads the taps again once the last read is this old.
+    pub reread_after: Duration,
     /// How long after our last transmit the loop spins rather than sleeps.
     pub spin: Duration,
     /// Spin only with at most this many probes in flight: with more, the loop is busy
@@ -199,6 +203,7 @@ impl Default for Pass {
     fn default() -> Self {
         Pass {
             start_group: 1,
+            reread_after: Duration::from_micros(20),
             spin: Duration::from_millis(3),
             spin_max_in_flight: 8,
         }
@@ -209,6 +214,11 @@ impl Pass {
     /// Probes to start before the taps are read again (at least one).
     pub fn start_group(&self) -> usize {
         self.start_group.max(1)
+    }
+
+    /// Whether book-keeping at `now` should read the taps again, last read at `last_read`.
+    pub fn reread(&self, last_read: Instant, now: Instant) -> bool {
+        now >= last_read + self.reread_after
     }
 
     /// Spin or sleep, at `now`, having last sent at `last_tx`, with `in_flight` probes.
@@ -412,6 +422,12 @@ mod tests {
             p.idle(at_ms(10), sent, 0),
             Idle::Sleep,
             "nothing can answer"
+        );
+        let read = at_ms(20);
+        assert!(!p.reread(read, read + Duration::from_micros(19)));
+        assert!(
+            p.reread(read, read + Duration::from_micros(20)),
+            "book-keeping waits 20 µs"
         );
     }
 
