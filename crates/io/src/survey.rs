@@ -430,6 +430,8 @@ impl Loop<'_, '_> {
             // ended would hold back what the caller does at its end (records handed to
             // the writer, packets to the capture files).
             let mut feed_wake = None;
+            // The feed said "not now" this pass: its own time, not a free place, wakes us.
+            let mut feed_deferred = false;
             if !stopping {
                 let mut group = 0;
                 let mut started = 0;
@@ -446,6 +448,7 @@ impl Loop<'_, '_> {
                             }
                             Next::Later(at) => {
                                 feed_wake = at;
+                                feed_deferred = true;
                                 break;
                             }
                             Next::End => {
@@ -505,6 +508,12 @@ impl Loop<'_, '_> {
                 wake = wake.min(at);
             }
             if wake <= now {
+                continue;
+            }
+            // A place is free and something could take it (the pass started `jobs` probes
+            // and some ended meanwhile): start it now. Sleeping here left it empty until a
+            // packet or a deadline came — at `-j 1`, up to MAX_SLEEP between probes.
+            if !stopping && !feed_deferred && self.schedule.can_start(now, !exhausted) {
                 continue;
             }
             match self.pass.idle(now, self.last_tx, self.schedule.in_flight()) {

@@ -121,6 +121,20 @@ impl<T> Schedule<T> {
         }
     }
 
+    /// Whether [`Schedule::admit`] at `now` would start a probe or ask the feed: a loop
+    /// that sleeps while this holds leaves a free place empty until some packet or deadline
+    /// wakes it (at `-j 1`, the 100 ms sleep cap between every two probes).
+    pub fn can_start(&self, now: Instant, feed_open: bool) -> bool {
+        if self.in_flight >= self.jobs {
+            return false;
+        }
+        let due = self
+            .due
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now);
+        due || (feed_open && self.active_count < self.max_active())
+    }
+
     /// A new target from the feed; its first probe starts now (in flight). Its id.
     pub fn add(&mut self, target: T) -> usize {
         let a = Active {
@@ -382,6 +396,48 @@ mod tests {
             }
         }
         assert_eq!(s.next_due(), Some(at_ms(60_000)));
+    }
+
+    #[test]
+    fn can_start_agrees_with_admit() {
+        let mut s: Schedule<u32> = Schedule::new(1, 2, Duration::from_millis(10));
+        assert!(s.can_start(at_ms(0), true), "room and an open feed");
+        assert!(!s.can_start(at_ms(0), false), "room but nothing to start");
+        let a = s.add(1);
+        assert!(!s.can_start(at_ms(0), true), "jobs = 1: no room");
+        s.over(a, at_ms(0), at_ms(1));
+        assert!(
+            !s.can_start(at_ms(5), false),
+            "the next probe is not due yet"
+        );
+        assert!(s.can_start(at_ms(10), false), "due at start + interval");
+        assert_eq!(s.admit(at_ms(10), false), Admit::Start(a));
+        // Random walks: whenever can_start says no, admit says Wait.
+        let mut s: Schedule<u32> = Schedule::new(3, 3, Duration::from_millis(2));
+        let mut running: Vec<(usize, u64)> = Vec::new();
+        let mut x = 12345u64;
+        for now in 0..2_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let feed_open = now < 1_000;
+            if !running.is_empty() && x >> 62 == 0 {
+                let (id, st) = running.remove((x >> 20) as usize % running.len());
+                s.over(id, at_ms(st), at_ms(now));
+            }
+            let can = s.can_start(at_ms(now), feed_open);
+            match s.admit(at_ms(now), feed_open) {
+                Admit::Start(id) => {
+                    assert!(can);
+                    running.push((id, now));
+                }
+                Admit::AskFeed => {
+                    assert!(can);
+                    running.push((s.add(0), now));
+                }
+                Admit::Wait => assert!(!can, "at {now}"),
+            }
+        }
     }
 
     #[test]
