@@ -254,6 +254,8 @@ struct Loop<'k, 'g> {
     touched: Vec<usize>,
     /// Probes that ended or whose deadline came, for `settle`.
     due: Vec<usize>,
+    /// Segments sent so far (`react` reads again after an answer that sent some).
+    segments_sent: u64,
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
@@ -368,6 +370,7 @@ fn survey_with(
         rx: vec![0u8; super::tap::PACKET_ROOM],
         touched: Vec::new(),
         due: Vec::new(),
+        segments_sent: 0,
     };
     let result = lp.run(targets, make_cfg, report, stop);
     // Whatever happened, give every port back (the table itself dies with the guard).
@@ -549,7 +552,14 @@ impl Loop<'_, '_> {
                 read = true;
                 self.deliver(t, meta);
                 if !self.taps[t].buffered() {
+                    let sent = self.segments_sent;
                     self.answer()?;
+                    // The read emptied the queue and nothing went out since (over veth
+                    // what we send is answered inside the call: read again then): a
+                    // second read would be an `EAGAIN`, two reads in five before.
+                    if sent == self.segments_sent && self.taps[t].drained() {
+                        break;
+                    }
                 }
             }
             self.answer()?;
@@ -1014,6 +1024,7 @@ impl Loop<'_, '_> {
             return Ok(());
         }
         let mut packets = std::mem::take(&mut self.outbox.packets);
+        let packets_sent = packets.len() as u64;
         // Answers first: in a lab (veth) each segment sent costs the server's processing
         // of it inside our system call, so a SYN-ACK's ACK queued behind others' requests
         // leaves that much later; a probe's own segments keep their order (its first is
@@ -1043,6 +1054,7 @@ impl Loop<'_, '_> {
         self.outbox.bytes.clear();
         self.outbox.packets = packets;
         self.outbox.packets.clear();
+        self.segments_sent += packets_sent;
         self.last_tx = clock::now();
         Ok(())
     }

@@ -416,6 +416,12 @@ impl Tap {
         self.queue.as_ref().is_some_and(|q| q.buffered())
     }
 
+    /// A queue reader's last read emptied the socket's queue and all of it was handed out
+    /// (a ring is never "drained": reading it costs no system call).
+    pub fn drained(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.drained())
+    }
+
     /// Wait until a packet is there or `timeout` passes (`None`: wait forever).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         super::poll::wait_readable(&[self.socket.as_fd()], timeout).map(|n| n > 0)

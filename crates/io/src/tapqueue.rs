@@ -26,6 +26,8 @@ pub(super) struct QueueReader {
     names: Vec<libc::sockaddr_ll>,
     metas: Vec<TapMeta>,
     next: usize,
+    /// The last `recvmmsg` found the queue empty or emptied it (fewer than a batch).
+    short: bool,
 }
 
 impl QueueReader {
@@ -37,6 +39,7 @@ impl QueueReader {
             names: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             metas: Vec::with_capacity(BATCH),
             next: 0,
+            short: false,
         }
     }
 
@@ -57,6 +60,12 @@ impl QueueReader {
     /// Packets of the last batch not handed out yet.
     pub(super) fn buffered(&self) -> bool {
         self.next < self.metas.len()
+    }
+
+    /// Everything read was handed out, and the last read left the queue empty: another
+    /// read now would find only what came since (most often nothing: an `EAGAIN`).
+    pub(super) fn drained(&self) -> bool {
+        self.short && !self.buffered()
     }
 
     fn refill(&mut self, socket: &Socket) {
@@ -95,8 +104,10 @@ impl QueueReader {
         // Nothing there (EAGAIN) or an error: no packets this time; a real error shows up
         // again on the next read and in poll.
         let Ok(n) = usize::try_from(n) else {
+            self.short = true;
             return;
         };
+        self.short = n < BATCH;
         for (i, m) in msgs.iter().enumerate().take(n) {
             let len = m.msg_len as usize;
             // SAFETY: recvmmsg filled this message's control buffer (`self.controls[i]`,
