@@ -168,8 +168,8 @@ struct Queued {
     len: usize,
     sender: usize,
     remote: SocketAddr,
-    /// An answer's first segment: sent ahead of the rest (`Pass::answers_first`).
-    first: bool,
+    /// Its place in the order of sending (`Pass::send_rank`): a SYN-ACK's answer first.
+    rank: u8,
 }
 
 #[derive(Default)]
@@ -199,6 +199,8 @@ struct Slot {
     tap: usize,
     /// In `Loop::touched`: packets of it were read since the last answer.
     touched: bool,
+    /// Its SYN-ACK was among them: its answer goes out ahead of all others.
+    synack: bool,
     /// In `Loop::due`: it ended or a deadline of it came; `settle` will see to it.
     due: bool,
 }
@@ -550,8 +552,8 @@ impl Loop<'_, '_> {
                     break;
                 };
                 read = true;
-                self.deliver(t, meta);
-                if !self.taps[t].buffered() {
+                let synack = self.deliver(t, meta);
+                if self.pass.answer_now(synack, self.taps[t].buffered()) {
                     let sent = self.segments_sent;
                     self.answer()?;
                     // The read emptied the queue and nothing went out since (over veth
@@ -570,8 +572,9 @@ impl Loop<'_, '_> {
         Ok(())
     }
 
-    /// One packet off tap `t` to the probe it belongs to.
-    fn deliver(&mut self, t: usize, meta: super::tap::TapMeta) {
+    /// One packet off tap `t` to the probe it belongs to. Whether it ended that probe's
+    /// wait for a SYN-ACK (its answer is due at once).
+    fn deliver(&mut self, t: usize, meta: super::tap::TapMeta) -> bool {
         let bytes = &self.rx[..meta.len];
         // A fragment waits for the rest of its datagram, which is then demultiplexed like
         // any packet (only it has the ports).
@@ -588,20 +591,23 @@ impl Loop<'_, '_> {
                 d.fragments,
                 Some(&d.originals),
             ),
-            Defragged::Held | Defragged::Dropped(_) => return,
+            Defragged::Held | Defragged::Dropped(_) => return false,
         };
         let Some(i) = self.demux(bytes, meta.outgoing) else {
-            return;
+            return false;
         };
         let Some(slot) = self.slots[i].as_mut() else {
-            return;
+            return false;
         };
+        let connecting = slot.probe.awaiting_synack();
         let ours = slot
             .probe
             .handle_datagram(meta.at, meta.outgoing, bytes, offloaded, fragments);
         if !ours {
-            return;
+            return false;
         }
+        let synack = connecting && !slot.probe.awaiting_synack();
+        slot.synack |= synack;
         let capture = self.opts.capture;
         if capture.is_on() {
             match originals {
@@ -627,6 +633,7 @@ impl Loop<'_, '_> {
             slot.touched = true;
             self.touched.push(i);
         }
+        synack
     }
 
     /// The probes touched by the packets read since the last answer queue what they have
@@ -773,6 +780,7 @@ impl Loop<'_, '_> {
             generation: self.generation,
             tap,
             touched: false,
+            synack: false,
             due: false,
         };
         let i = match self.free_slots.pop() {
@@ -990,6 +998,7 @@ impl Loop<'_, '_> {
         };
         let v6 = self.senders[slot.sender].is_v6();
         let mut first = answer;
+        let synack = answer && std::mem::take(&mut slot.synack);
         // Bounded: a connection queues a handful of segments per input.
         for _ in 0..256 {
             let Some(seg) = slot.probe.poll_transmit(clock::now()) else {
@@ -1010,7 +1019,7 @@ impl Loop<'_, '_> {
                 len,
                 sender: slot.sender,
                 remote: slot.remote,
-                first,
+                rank: self.pass.send_rank(first, synack),
             });
             first = false;
         }
@@ -1025,11 +1034,12 @@ impl Loop<'_, '_> {
         }
         let mut packets = std::mem::take(&mut self.outbox.packets);
         let packets_sent = packets.len() as u64;
-        // Answers first: in a lab (veth) each segment sent costs the server's processing
-        // of it inside our system call, so a SYN-ACK's ACK queued behind others' requests
-        // leaves that much later; a probe's own segments keep their order (its first is
-        // its first either way). A stable sort, so the rest keep theirs.
-        packets.sort_by_key(|q| !q.first);
+        // Answers first, a SYN-ACK's first of all (`Pass::send_rank`): in a lab (veth) each
+        // segment sent costs the server's processing of it inside our system call, so a
+        // SYN-ACK's ACK queued behind others' segments leaves that much later; a probe's
+        // own segments keep their order (its first is its first either way). A stable
+        // sort, so the rest keep theirs.
+        packets.sort_by_key(|q| q.rank);
         // Consecutive packets of one sender go together (almost always all of them).
         let mut rest = &packets[..];
         // Bounded: every turn sends at least one packet or returns an error.
