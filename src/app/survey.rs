@@ -152,8 +152,9 @@ struct Sink {
 struct Output {
     format: OutputFormat,
     out: io::BufWriter<io::Stdout>,
-    /// One record, made whole before it is written: a line is one `write(2)`, so a kill
-    /// cannot leave half of it (a BufWriter alone would write a long record in pieces).
+    /// Records made whole before they are written: whole lines in one `write(2)`, so a
+    /// kill cannot leave half of one (a BufWriter alone would write a long record in
+    /// pieces).
     line: Vec<u8>,
     /// `--pcap`, `--pcapng`: packets as the loop saw them, put in time order.
     capture: Option<CaptureFiles>,
@@ -163,8 +164,13 @@ impl Output {
     /// One probe's record (JSON Lines or CSV) and packets, flushed: a survey killed at any
     /// moment keeps every finished probe.
     fn write(&mut self, outcome: &Outcome) -> Result<()> {
+        self.stage(outcome)?;
+        self.emit()
+    }
+
+    /// One probe's record, made whole behind the others staged, not written yet.
+    fn stage(&mut self, outcome: &Outcome) -> Result<()> {
         let r = &outcome.result;
-        self.line.clear();
         match self.format {
             OutputFormat::Jsonl => {
                 serde_json::to_writer(&mut self.line, r)?;
@@ -174,8 +180,17 @@ impl Output {
             OutputFormat::Influx => writeln!(self.line, "{}", crate::report::influx::line(r))?,
             OutputFormat::Text => {}
         }
+        Ok(())
+    }
+
+    /// The staged records, whole lines, in one `write(2)`, flushed.
+    fn emit(&mut self) -> Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
         self.out.write_all(&self.line)?;
         self.out.flush()?;
+        self.line.clear();
         Ok(())
     }
 
@@ -188,8 +203,14 @@ impl Output {
     }
 
     fn write_batch(&mut self, batch: Batch) -> Result<()> {
+        self.stage_batch(batch)?;
+        self.emit()
+    }
+
+    /// A batch's records staged (see [`Output::emit`]), its packets to the capture files.
+    fn stage_batch(&mut self, batch: Batch) -> Result<()> {
         match batch {
-            Batch::Records(outcomes) => outcomes.iter().try_for_each(|o| self.write(o)),
+            Batch::Records(outcomes) => outcomes.iter().try_for_each(|o| self.stage(o)),
             Batch::Packets(packets) => self.packets(packets),
         }
     }
@@ -210,8 +231,12 @@ impl Output {
     }
 }
 
+/// Records staged at most before they are written (a few hundred JSON records).
+const STAGED_MAX: usize = 256 * 1024;
+
 /// Machine-readable records are written by a thread of their own as probes end (handed
-/// over once per loop pass, each written and flushed on its own): serializing and writing
+/// over once per loop pass, written and flushed as soon as the thread gets to them, all it
+/// has at hand in one write): serializing and writing
 /// them was a tenth of the survey loop's time, which the loop then spent on probes instead,
 /// and waking the writer for each one another 2%. Text lines stay with the loop (they share
 /// the terminal with the live display).
@@ -241,8 +266,18 @@ impl Records {
             .name("record writer".into())
             .spawn(move || {
                 let mut output = output;
-                for batch in from_loop {
-                    output.write_batch(batch)?;
+                for batch in &from_loop {
+                    output.stage_batch(batch)?;
+                    // What the loop handed over meanwhile goes out in the same write(2): a
+                    // write per record was a third of this thread's time, which on a small
+                    // machine the loop and the server wait for.
+                    while output.line.len() < STAGED_MAX {
+                        let Ok(more) = from_loop.try_recv() else {
+                            break;
+                        };
+                        output.stage_batch(more)?;
+                    }
+                    output.emit()?;
                 }
                 Ok(output)
             })

@@ -106,8 +106,10 @@ pub fn lock_memory() {
 /// (`SCHED_FIFO` 1), so that no ordinary task — tcpdump waking up for the very SYN-ACK we
 /// are waiting for, say — preempts our run loop between a segment's arrival and our
 /// answer. Measured here with tcpdump capturing: SYN-ACK→ACK 55 µs without, 12 µs with.
-/// Held only while waiting for a SYN-ACK (which no task of the peer's has to make) and
-/// for a few ms at most at a time; the kernel's RT throttling bounds it anyway. Only on
+/// Held only while waiting for a SYN-ACK (which no task of the peer's has to make); the
+/// loop spins at it for at most 100 µs after each segment it sends, then sleeps until a
+/// packet wakes it (`probe::spin`), so no other task waits longer than that for this CPU.
+/// Only on
 /// machines with at least two CPUs, so the peer and the capture still have one; without
 /// CAP_SYS_NICE it silently does nothing.
 pub struct Realtime {
@@ -134,11 +136,16 @@ impl Realtime {
 impl Drop for Realtime {
     fn drop(&mut self) {
         if self.active {
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: as in `enter`; back to the default policy.
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+            set_ordinary();
         }
     }
+}
+
+/// Back to the default policy (`SCHED_OTHER`).
+fn set_ordinary() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the call; pid 0 is the calling thread.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
 }
 
 /// Puts the calling thread in `SCHED_FIFO` at the lowest real-time priority (1). False

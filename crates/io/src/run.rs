@@ -13,16 +13,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcpshake_proto::probe::record::ProbeResult;
+use tcpshake_proto::probe::spin::{SpinPolicy, Spinner, Wait};
 use tcpshake_proto::probe::{PacketNote, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::IpRepr;
 use tcpshake_proto::wire::defrag::{Defrag, Defragged};
 use tcpshake_proto::wire::ip::PROTO_TCP;
 
-/// After a transmit, poll the tap without sleeping for this long: a reply that comes within
-/// it is handled without the scheduler's wake-up delay, so our reaction time (SYN-ACK→ACK)
-/// is close to the kernel's own.
-pub(crate) const SPIN: Duration = Duration::from_millis(3);
 /// Longest single sleep, so Ctrl-C is noticed promptly.
 pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(100);
 
@@ -204,10 +201,7 @@ fn run_guarded(
     let hard_limit = cfg.hard_limit();
     let mut tx = vec![0u8; 65536 + 60];
     let mut ident: u16 = 1;
-    Probe::rehearse(&cfg, |seg| {
-        let _ = build_segment(seg, sender.is_v6(), &mut tx, &mut ident, local, remote);
-    });
-    let mut probe = Probe::new(cfg);
+    let mut probe = Probe::new(cfg.clone());
     // The captured packets of one batch, handed to `sink` once it is answered.
     let mut packets = Vec::new();
     // Arriving fragments wait here until their datagram is whole (wire/defrag.rs).
@@ -220,12 +214,21 @@ fn run_guarded(
     // answers a SYN in softirq), so we may hold one at real-time priority; afterwards its
     // application (nginx reading our request) may need ours, and we spin politely.
     let mut realtime = Some(super::Realtime::enter());
+    // Last before the SYN: locking memory and taking real-time priority walked through
+    // enough to push the handshake's code out of the caches.
+    Probe::rehearse(&cfg, |seg| {
+        let _ = build_segment(seg, sender.is_v6(), &mut tx, &mut ident, local, remote);
+    });
+    tap.recv_batch(&mut rx, &mut batch)
+        .context("reading the AF_PACKET tap")?;
+    drop(cfg);
     let start = clock::now();
     let give_up_at = start + hard_limit;
     probe.start(start);
     let mut last_tx =
         flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.unwrap_or(start);
     let mut interrupted = false;
+    let mut spinner = Spinner::new(SpinPolicy::default());
 
     while !probe.is_done() {
         // Everything the tap holds (one recvmmsg), then one answer to all of it: a FIN that
@@ -256,17 +259,23 @@ fn run_guarded(
             probe.abort(now, "gave up: the exchange exceeded its time budget");
         } else if probe.poll_timeout().is_some_and(|d| now >= d) {
             probe.handle_timeout(now);
-        } else if now < last_tx + SPIN {
-            if realtime.as_ref().is_some_and(|r| r.active()) {
-                std::hint::spin_loop();
-            } else {
-                // Let anything runnable on this CPU (the peer's application) go first.
-                std::thread::yield_now();
-            }
-            continue;
         } else {
-            let until = probe.poll_timeout().unwrap_or(give_up_at).min(give_up_at);
-            tap.wait(Some(until.saturating_since(now).min(MAX_SLEEP)))?;
+            // Spin a while after a transmit, bounded (probe::spin): at real-time priority
+            // for at most 100 µs, then asleep (a packet wakes us at once); politely for up
+            // to 3 ms, in slices of 100 µs with a short sleep between them.
+            let rt = realtime.as_ref().is_some_and(|r| r.active());
+            match spinner.next(now, last_tx, rt) {
+                Wait::Spin if rt => std::hint::spin_loop(),
+                // Let anything runnable on this CPU (the peer's application) go first.
+                Wait::Spin => std::thread::yield_now(),
+                Wait::HandOver(d) => {
+                    tap.wait(Some(d))?;
+                }
+                Wait::Sleep => {
+                    let until = probe.poll_timeout().unwrap_or(give_up_at).min(give_up_at);
+                    tap.wait(Some(until.saturating_since(now).min(MAX_SLEEP)))?;
+                }
+            }
             continue;
         }
         if let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)? {
@@ -274,6 +283,9 @@ fn run_guarded(
         }
     }
 
+    // A probe that ended without a SYN-ACK (filtered) still holds real-time priority: the
+    // drain below needs none.
+    drop(realtime);
     // Our last segment's copy (and a loopback's arrival copy) may still be on its way.
     drain_tap(&mut tap, &mut rx[0], |meta, bytes| {
         deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
@@ -313,7 +325,12 @@ pub(crate) fn drain_tap(
                 each(meta, &buf[..meta.len]);
                 quiet_since = clock::now();
             }
-            None => std::hint::spin_loop(),
+            // Nothing here needs a quick answer: sleep (a spin here, even yielding, kept
+            // a woken task off this CPU for ~1 ms per probe).
+            None => {
+                let quiet_end = quiet_since + DRAIN_QUIET;
+                tap.wait(Some(quiet_end.min(drain_until).saturating_since(now)))?;
+            }
         }
     }
 }

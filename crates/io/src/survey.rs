@@ -18,9 +18,17 @@
 //! Targets are pulled from the caller's iterator only when there is room, and a finished
 //! probe leaves nothing here: memory is bounded by `jobs`, not by the number of targets.
 //!
+//! A pass answers first and keeps its books after (`probe::survey::Pass`): packets are read
+//! and answered a `recvmmsg` batch at a time, each probe's answer (the ACK of a SYN-ACK)
+//! sent ahead of everything else; ended probes are settled and new ones started one at a
+//! time, with the taps read in between. Before, a pass read everything, then answered,
+//! then kept its books and sent a train of 64 SYNs at once: at `-j 64` a SYN-ACK waited
+//! ~400 µs for our ACK (over veth the server's kernel answers each SYN inside our
+//! `sendmmsg`, so the first SYN-ACK waited for the other 63 SYNs to be sent); now ~3 µs.
+//!
 //! run.rs stays the path for the classic one-at-a-time probe: it taps one port only (the
 //! quietest filter), and its behaviour is pinned by the probe tests; this loop shares its
-//! pieces (flush, hard limit, the spin after a transmit).
+//! pieces (flush, hard limit).
 
 use super::guard::Guard;
 use super::guard::MARK;
@@ -28,7 +36,7 @@ use super::ports::PortKeeper;
 use super::ports::PortReservation;
 use super::route::{Route, Router};
 use super::run::{
-    Capture, Captured, DRAIN_MAX, DRAIN_QUIET, MAX_SLEEP, Outcome, SPIN, build_segment, send_error,
+    Capture, Captured, DRAIN_MAX, DRAIN_QUIET, MAX_SLEEP, Outcome, build_segment, send_error,
 };
 use super::sender::RawSender;
 use super::tap::{Tap, TapLosses};
@@ -41,7 +49,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tcpshake_proto::probe::survey::{Admit, RecentPairs, Schedule};
+use tcpshake_proto::probe::survey::{Admit, Idle, Pass, RecentPairs, Schedule};
 use tcpshake_proto::probe::tls::TlsSetup;
 use tcpshake_proto::probe::{HttpRequest, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
@@ -143,9 +151,6 @@ pub struct Progress {
 // Should a copy never come (lost to a full ring), it waits until the tap has been quiet
 // for it for `DRAIN_QUIET`, at most `DRAIN_MAX` (run.rs: the same as a single probe's).
 
-/// Spin after a transmit only while few probes are in flight: with many, the loop is busy
-/// anyway, and empty polls of the taps would only take the CPU from the work.
-const SPIN_MAX_IN_FLIGHT: usize = 8;
 /// Route lookups remembered (one netlink request each otherwise).
 const ROUTE_CACHE: usize = 4_096;
 /// How many stocked ports a new probe looks at for one not used towards its remote lately.
@@ -163,6 +168,8 @@ struct Queued {
     len: usize,
     sender: usize,
     remote: SocketAddr,
+    /// Its place in the order of sending (`Pass::send_rank`): a SYN-ACK's answer first.
+    rank: u8,
 }
 
 #[derive(Default)]
@@ -190,6 +197,12 @@ struct Slot {
     generation: u64,
     /// The tap its packets come through (taps[tap]).
     tap: usize,
+    /// In `Loop::touched`: packets of it were read since the last answer.
+    touched: bool,
+    /// Its SYN-ACK was among them: its answer goes out ahead of all others.
+    synack: bool,
+    /// In `Loop::due`: it ended or a deadline of it came; `settle` will see to it.
+    due: bool,
 }
 
 /// The loop's sockets and tables.
@@ -201,6 +214,8 @@ struct Loop<'k, 'g> {
     defrags: Vec<Defrag>,
     /// What each tap had lost when last looked at (`Tap::losses`, cumulative).
     tap_lost: Vec<u64>,
+    /// Which taps gave packets this pass (their losses are looked at when it ends).
+    tap_read: Vec<bool>,
     tap_by_oif: HashMap<u32, usize>,
     senders: Vec<RawSender>,
     sender_by_src: HashMap<IpAddr, usize>,
@@ -231,6 +246,18 @@ struct Loop<'k, 'g> {
     /// What the taps missed, as last read ([`Loop::refresh_losses`]).
     capture_missed: u64,
     losses_read_at: Instant,
+    /// How a pass is paced (pure policy: `probe::survey::Pass`).
+    pass: Pass,
+    /// When `react` last read the taps.
+    last_read: Instant,
+    /// Room for one packet off a tap.
+    rx: Vec<u8>,
+    /// Probes with packets read since the last answer (`react`).
+    touched: Vec<usize>,
+    /// Probes that ended or whose deadline came, for `settle`.
+    due: Vec<usize>,
+    /// Segments sent so far (`react` reads again after an answer that sent some).
+    segments_sent: u64,
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
@@ -317,6 +344,7 @@ fn survey_with(
         taps: Vec::new(),
         defrags: Vec::new(),
         tap_lost: Vec::new(),
+        tap_read: Vec::new(),
         tap_by_oif: HashMap::new(),
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
@@ -339,6 +367,12 @@ fn survey_with(
         captured: Vec::new(),
         capture_missed: 0,
         losses_read_at: Instant::from_nanos(0),
+        pass: Pass::default(),
+        last_read: Instant::from_nanos(0),
+        rx: vec![0u8; super::tap::PACKET_ROOM],
+        touched: Vec::new(),
+        due: Vec::new(),
+        segments_sent: 0,
     };
     let result = lp.run(targets, make_cfg, report, stop);
     // Whatever happened, give every port back (the table itself dies with the guard).
@@ -368,11 +402,15 @@ impl Loop<'_, '_> {
     ) -> Result<()> {
         let mut exhausted = false;
         let mut stopping = false;
-        let mut rx = vec![0u8; super::tap::PACKET_ROOM];
-        let mut touched: Vec<usize> = Vec::new();
         let mut reported = 0;
         // Bounded by the work: every pass either starts, advances or finishes probes, or
         // sleeps until the next deadline; targets are finite.
+        //
+        // A pass answers first and keeps its books after (`probe::survey::Pass`): what the
+        // taps hold is read and answered batch by batch (`react`), deadlines that came are
+        // served, then ended probes are settled and new ones started a few at a time, the
+        // taps read again between them, so a SYN-ACK never waits behind a record being
+        // made or behind a long train of SYNs.
         loop {
             let now = clock::now();
             if !stopping && stop.load(Ordering::Relaxed) {
@@ -387,11 +425,25 @@ impl Loop<'_, '_> {
                 self.send_queued()?;
             }
 
-            // Start what is due, then new targets, while there is room.
+            self.react()?;
+            self.expire()?;
+            self.settle(report)?;
+
+            // Start what is due, then new targets, while there is room: a few at a time,
+            // each group's SYNs sent and the taps answered before the next. At most `jobs`
+            // per pass: probes that end meanwhile make room again, and a pass that never
+            // ended would hold back what the caller does at its end (records handed to
+            // the writer, packets to the capture files).
             let mut feed_wake = None;
-            // Bounded: each turn starts a probe, or ends the loop; `jobs` bounds the starts.
+            // The feed said "not now" this pass: its own time, not a free place, wakes us.
+            let mut feed_deferred = false;
             if !stopping {
-                loop {
+                let mut group = 0;
+                let mut started = 0;
+                // Bounded: each turn starts a probe or ends the loop, `jobs` times at most.
+                while started < self.opts.jobs {
+                    started += 1;
+                    let now = clock::now();
                     match self.schedule.admit(now, !exhausted) {
                         Admit::Start(a) => self.start(a, now, make_cfg, report)?,
                         Admit::AskFeed => match targets.next_target(now) {
@@ -401,122 +453,39 @@ impl Loop<'_, '_> {
                             }
                             Next::Later(at) => {
                                 feed_wake = at;
+                                feed_deferred = true;
                                 break;
                             }
-                            Next::End => exhausted = true,
+                            Next::End => {
+                                exhausted = true;
+                                continue;
+                            }
                         },
                         Admit::Wait => break,
+                    }
+                    group += 1;
+                    if group >= self.pass.start_group() {
+                        group = 0;
+                        self.launch(report)?;
+                        self.react()?;
+                        self.settle(report)?;
                     }
                 }
             }
             self.launch(report)?;
-            if self.schedule.finished(!exhausted, stopping) {
-                return Ok(());
-            }
-
-            // Everything the taps hold, then one answer per probe to all of it.
-            for t in 0..self.taps.len() {
-                let mut read = false;
-                // Bounded: at most this many packets per pass, then timers get their turn.
-                for _ in 0..4096 {
-                    let Some(meta) = self.taps[t]
-                        .recv(&mut rx)
-                        .context("reading the AF_PACKET tap")?
-                    else {
-                        break;
-                    };
-                    read = true;
-                    let bytes = &rx[..meta.len];
-                    // A fragment waits for the rest of its datagram, which is then
-                    // demultiplexed like any packet (only it has the ports).
-                    let whole = if meta.outgoing {
-                        Defragged::Whole
-                    } else {
-                        self.defrags[t].push(meta.at, bytes, meta.checksum_offloaded)
-                    };
-                    let (bytes, offloaded, fragments, originals) = match &whole {
-                        Defragged::Whole => (bytes, meta.checksum_offloaded, 1, None),
-                        Defragged::Complete(d) => (
-                            &d.bytes[..],
-                            d.checksum_offloaded,
-                            d.fragments,
-                            Some(&d.originals),
-                        ),
-                        Defragged::Held | Defragged::Dropped(_) => continue,
-                    };
-                    let Some(i) = self.demux(bytes, meta.outgoing) else {
-                        continue;
-                    };
-                    let Some(slot) = self.slots[i].as_mut() else {
-                        continue;
-                    };
-                    let ours = slot.probe.handle_datagram(
-                        meta.at,
-                        meta.outgoing,
-                        bytes,
-                        offloaded,
-                        fragments,
-                    );
-                    if ours {
-                        let capture = self.opts.capture;
-                        if capture.is_on() {
-                            match originals {
-                                Some(o) => capture.fragments(
-                                    &slot.probe,
-                                    meta.at,
-                                    o.iter().map(|(at, b)| (*at, b.clone())),
-                                    &mut self.captured,
-                                ),
-                                None => self.captured.push(Captured {
-                                    at: meta.at,
-                                    bytes: bytes.to_vec(),
-                                    note: capture.note(&slot.probe),
-                                }),
-                            }
-                        }
-                        if let Some(d) = slot.done_at {
-                            // Still draining: wait for quiet again, within the cap.
-                            let until = (clock::now() + DRAIN_QUIET).min(d + DRAIN_MAX);
-                            slot.drain_until = Some(until);
-                        }
-                        touched.push(i);
-                    }
-                }
-                // A queue that overflowed is read in the next pass, so looking only after
-                // passes that read something misses no loss.
-                if read {
-                    self.note_losses(t);
-                }
-            }
-            touched.sort_unstable();
-            touched.dedup();
-            let now = clock::now();
-            for i in touched.drain(..) {
-                self.service(i, now, report)?;
-            }
-            self.send_queued()?;
-
-            // Deadlines that have come.
-            let now = clock::now();
-            while let Some(&Reverse((at, i, generation))) = self.timers.peek() {
-                if at > now {
-                    break;
-                }
-                self.timers.pop();
-                match self.slots.get_mut(i).and_then(Option::as_mut) {
-                    Some(s) if s.generation == generation => {
-                        if s.armed == Some(at) {
-                            s.armed = None;
-                        }
-                    }
-                    _ => continue,
-                }
-                self.service(i, now, report)?;
-            }
-            self.send_queued()?;
+            self.react()?;
+            self.settle(report)?;
 
             if let Some(e) = self.ports.take_error() {
                 return Err(e);
+            }
+            // What the taps that gave packets this pass lost (one system call each): a
+            // queue that overflowed is read in the next pass, so looking only after passes
+            // that read something misses no loss.
+            for t in 0..self.taps.len() {
+                if std::mem::take(&mut self.tap_read[t]) {
+                    self.note_losses(t);
+                }
             }
             self.hand_over_captured(report)?;
             if self.finished != reported {
@@ -530,13 +499,9 @@ impl Loop<'_, '_> {
                 return Ok(());
             }
 
-            // Sleep until a packet or the next deadline — but right after a transmit, spin:
-            // the reply is handled without the scheduler's wake-up delay (run.rs, SPIN).
+            // Sleep until a packet or the next deadline — but while an answer may come at
+            // once, spin: the reply is handled without the scheduler's wake-up delay.
             let now = clock::now();
-            if now < self.last_tx + SPIN && self.schedule.in_flight() <= SPIN_MAX_IN_FLIGHT {
-                std::hint::spin_loop();
-                continue;
-            }
             let mut wake = now + MAX_SLEEP;
             if let Some(&Reverse((at, _, _))) = self.timers.peek() {
                 wake = wake.min(at);
@@ -547,11 +512,207 @@ impl Loop<'_, '_> {
             if let Some(at) = feed_wake {
                 wake = wake.min(at);
             }
-            if wake > now {
-                self.ports.flush();
-                self.wait(wake.saturating_since(now))?;
+            if wake <= now {
+                continue;
+            }
+            // A place is free and something could take it (the pass started `jobs` probes
+            // and some ended meanwhile): start it now. Sleeping here left it empty until a
+            // packet or a deadline came — at `-j 1`, up to MAX_SLEEP between probes.
+            if !stopping && !feed_deferred && self.schedule.can_start(now, !exhausted) {
+                continue;
+            }
+            match self.pass.idle(now, self.last_tx, self.schedule.in_flight()) {
+                Idle::Spin => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                Idle::Sleep => {
+                    self.ports.flush();
+                    self.wait(wake.saturating_since(now))?;
+                }
             }
         }
+    }
+
+    /// Read everything the taps hold and answer it: after each batch read from a tap (one
+    /// `recvmmsg`), the probes it touched queue their answers (one answer to all of a
+    /// probe's packets in it: a FIN right behind the data is ACKed once) and the answers
+    /// go out before the next read. A probe that ended waits in `due` for
+    /// [`Loop::settle`].
+    fn react(&mut self) -> Result<()> {
+        self.last_read = clock::now();
+        for t in 0..self.taps.len() {
+            let mut read = false;
+            // Bounded: at most this many packets per call, then timers get their turn.
+            for _ in 0..4096 {
+                let Some(meta) = self.taps[t]
+                    .recv(&mut self.rx)
+                    .context("reading the AF_PACKET tap")?
+                else {
+                    break;
+                };
+                read = true;
+                let synack = self.deliver(t, meta);
+                if self.pass.answer_now(synack, self.taps[t].buffered()) {
+                    let sent = self.segments_sent;
+                    self.answer()?;
+                    // The read emptied the queue and nothing went out since (over veth
+                    // what we send is answered inside the call: read again then): a
+                    // second read would be an `EAGAIN`, two reads in five before.
+                    if sent == self.segments_sent && self.taps[t].drained() {
+                        break;
+                    }
+                }
+            }
+            self.answer()?;
+            if read {
+                self.tap_read[t] = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// One packet off tap `t` to the probe it belongs to. Whether it ended that probe's
+    /// wait for a SYN-ACK (its answer is due at once).
+    fn deliver(&mut self, t: usize, meta: super::tap::TapMeta) -> bool {
+        let bytes = &self.rx[..meta.len];
+        // A fragment waits for the rest of its datagram, which is then demultiplexed like
+        // any packet (only it has the ports).
+        let whole = if meta.outgoing {
+            Defragged::Whole
+        } else {
+            self.defrags[t].push(meta.at, bytes, meta.checksum_offloaded)
+        };
+        let (bytes, offloaded, fragments, originals) = match &whole {
+            Defragged::Whole => (bytes, meta.checksum_offloaded, 1, None),
+            Defragged::Complete(d) => (
+                &d.bytes[..],
+                d.checksum_offloaded,
+                d.fragments,
+                Some(&d.originals),
+            ),
+            Defragged::Held | Defragged::Dropped(_) => return false,
+        };
+        let Some(i) = self.demux(bytes, meta.outgoing) else {
+            return false;
+        };
+        let Some(slot) = self.slots[i].as_mut() else {
+            return false;
+        };
+        let connecting = slot.probe.awaiting_synack();
+        let ours = slot
+            .probe
+            .handle_datagram(meta.at, meta.outgoing, bytes, offloaded, fragments);
+        if !ours {
+            return false;
+        }
+        let synack = connecting && !slot.probe.awaiting_synack();
+        slot.synack |= synack;
+        let capture = self.opts.capture;
+        if capture.is_on() {
+            match originals {
+                Some(o) => capture.fragments(
+                    &slot.probe,
+                    meta.at,
+                    o.iter().map(|(at, b)| (*at, b.clone())),
+                    &mut self.captured,
+                ),
+                None => self.captured.push(Captured {
+                    at: meta.at,
+                    bytes: bytes.to_vec(),
+                    note: capture.note(&slot.probe),
+                }),
+            }
+        }
+        if let Some(d) = slot.done_at {
+            // Still draining: wait for quiet again, within the cap.
+            let until = (clock::now() + DRAIN_QUIET).min(d + DRAIN_MAX);
+            slot.drain_until = Some(until);
+        }
+        if !slot.touched {
+            slot.touched = true;
+            self.touched.push(i);
+        }
+        synack
+    }
+
+    /// The probes touched by the packets read since the last answer queue what they have
+    /// to send, which goes out now; those that ended wait for [`Loop::settle`].
+    fn answer(&mut self) -> Result<()> {
+        if self.touched.is_empty() {
+            return Ok(());
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for &i in &touched {
+            let Some(slot) = self.slots[i].as_mut() else {
+                continue;
+            };
+            slot.touched = false;
+            self.flush_slot(i, true)?;
+            let Some(slot) = self.slots[i].as_mut() else {
+                continue;
+            };
+            if slot.probe.is_done() || slot.done_at.is_some() {
+                if !slot.due {
+                    slot.due = true;
+                    self.due.push(i);
+                }
+            } else {
+                self.arm(i);
+            }
+        }
+        self.touched = touched;
+        self.touched.clear();
+        self.send_queued()
+    }
+
+    /// Deadlines that have come: retransmissions, give-ups, drains over.
+    fn expire(&mut self) -> Result<()> {
+        let now = clock::now();
+        // Bounded: each turn pops an entry; entries are pushed only by `arm`, at most one
+        // per slot and deadline.
+        while let Some(&Reverse((at, i, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match self.slots.get_mut(i).and_then(Option::as_mut) {
+                Some(s) if s.generation == generation => {
+                    if s.armed == Some(at) {
+                        s.armed = None;
+                    }
+                }
+                _ => continue,
+            }
+            if let Some(s) = self.slots[i].as_mut()
+                && !s.due
+            {
+                s.due = true;
+                self.due.push(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Book-keeping for the probes that ended or whose deadline came (`due`): their
+    /// timeouts and transmits, and for those that are over, the record and the port given
+    /// back — one probe at a time, the taps read again whenever the last read is
+    /// `Pass::reread_after` old.
+    fn settle(&mut self, report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>) -> Result<()> {
+        // Bounded: each turn takes one entry; `service` re-queues none (react may add
+        // probes that ended meanwhile, at most one entry per slot).
+        while let Some(i) = self.due.pop() {
+            if let Some(s) = self.slots[i].as_mut() {
+                s.due = false;
+            }
+            let now = clock::now();
+            let ended = self.service(i, now, report)?;
+            self.send_queued()?;
+            if ended && self.pass.reread(self.last_read, clock::now()) {
+                self.react()?;
+            }
+        }
+        Ok(())
     }
 
     fn start(
@@ -618,6 +779,9 @@ impl Loop<'_, '_> {
             armed: None,
             generation: self.generation,
             tap,
+            touched: false,
+            synack: false,
+            due: false,
         };
         let i = match self.free_slots.pop() {
             Some(i) => {
@@ -668,7 +832,7 @@ impl Loop<'_, '_> {
                 s.started = now;
                 s.probe.start(now);
             }
-            self.flush_slot(i)?;
+            self.flush_slot(i, false)?;
             self.arm(i);
         }
         self.send_queued()
@@ -774,6 +938,7 @@ impl Loop<'_, '_> {
         let tap = Tap::open_range(route.oif, &route.ifname, lo, hi, route.is_loopback)?;
         self.taps.push(tap);
         self.tap_lost.push(0);
+        self.tap_read.push(false);
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         Ok(self.taps.len() - 1)
@@ -825,11 +990,15 @@ impl Loop<'_, '_> {
     }
 
     /// Queue everything slot `i` has to send; [`Loop::send_queued`] puts it on the wire.
-    fn flush_slot(&mut self, i: usize) -> Result<()> {
+    /// `answer`: this is the probe's answer to packets that just came; its first segment
+    /// (the ACK of a SYN-ACK, of data, of a FIN) goes out before anything else queued.
+    fn flush_slot(&mut self, i: usize, answer: bool) -> Result<()> {
         let Some(slot) = self.slots[i].as_mut() else {
             return Ok(());
         };
         let v6 = self.senders[slot.sender].is_v6();
+        let mut first = answer;
+        let synack = answer && std::mem::take(&mut slot.synack);
         // Bounded: a connection queues a handful of segments per input.
         for _ in 0..256 {
             let Some(seg) = slot.probe.poll_transmit(clock::now()) else {
@@ -850,7 +1019,9 @@ impl Loop<'_, '_> {
                 len,
                 sender: slot.sender,
                 remote: slot.remote,
+                rank: self.pass.send_rank(first, synack),
             });
+            first = false;
         }
         Ok(())
     }
@@ -861,7 +1032,14 @@ impl Loop<'_, '_> {
         if self.outbox.packets.is_empty() {
             return Ok(());
         }
-        let packets = std::mem::take(&mut self.outbox.packets);
+        let mut packets = std::mem::take(&mut self.outbox.packets);
+        let packets_sent = packets.len() as u64;
+        // Answers first, a SYN-ACK's first of all (`Pass::send_rank`): in a lab (veth) each
+        // segment sent costs the server's processing of it inside our system call, so a
+        // SYN-ACK's ACK queued behind others' segments leaves that much later; a probe's
+        // own segments keep their order (its first is its first either way). A stable
+        // sort, so the rest keep theirs.
+        packets.sort_by_key(|q| q.rank);
         // Consecutive packets of one sender go together (almost always all of them).
         let mut rest = &packets[..];
         // Bounded: every turn sends at least one packet or returns an error.
@@ -886,6 +1064,7 @@ impl Loop<'_, '_> {
         self.outbox.bytes.clear();
         self.outbox.packets = packets;
         self.outbox.packets.clear();
+        self.segments_sent += packets_sent;
         self.last_tx = clock::now();
         Ok(())
     }
@@ -914,9 +1093,9 @@ impl Loop<'_, '_> {
         i: usize,
         now: Instant,
         report: &mut dyn FnMut(Report<'_>, Progress) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
-            return Ok(());
+            return Ok(false);
         };
         if !slot.probe.is_done() {
             if now >= slot.give_up_at {
@@ -926,9 +1105,9 @@ impl Loop<'_, '_> {
                 slot.probe.handle_timeout(now);
             }
         }
-        self.flush_slot(i)?;
+        self.flush_slot(i, false)?;
         let Some(slot) = self.slots[i].as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         if slot.probe.is_done() && slot.done_at.is_none() {
             slot.done_at = Some(now);
@@ -936,10 +1115,11 @@ impl Loop<'_, '_> {
         }
         let copies_in = slot.done_at.is_some() && !slot.probe.awaiting_own_copies();
         if copies_in || slot.drain_until.is_some_and(|d| now >= d) {
-            return self.finish(i, now, report);
+            self.finish(i, now, report)?;
+            return Ok(true);
         }
         self.arm(i);
-        Ok(())
+        Ok(false)
     }
 
     fn finish(

@@ -409,6 +409,19 @@ impl Tap {
         Some(meta)
     }
 
+    /// Whether packets already read from the socket's queue wait here (the next [`Tap::recv`]
+    /// makes no system call): a survey answers what it read once this is false, before it
+    /// reads the queue again. Always false for a ring, whose every packet is its own read.
+    pub fn buffered(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.buffered())
+    }
+
+    /// A queue reader's last read emptied the socket's queue and all of it was handed out
+    /// (a ring is never "drained": reading it costs no system call).
+    pub fn drained(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.drained())
+    }
+
     /// Wait until a packet is there or `timeout` passes (`None`: wait forever).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         super::poll::wait_readable(&[self.socket.as_fd()], timeout).map(|n| n > 0)

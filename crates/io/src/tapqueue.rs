@@ -26,6 +26,8 @@ pub(super) struct QueueReader {
     names: Vec<libc::sockaddr_ll>,
     metas: Vec<TapMeta>,
     next: usize,
+    /// The last `recvmmsg` found the queue empty or emptied it (fewer than a batch).
+    short: bool,
 }
 
 impl QueueReader {
@@ -37,6 +39,7 @@ impl QueueReader {
             names: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             metas: Vec::with_capacity(BATCH),
             next: 0,
+            short: false,
         }
     }
 
@@ -54,30 +57,38 @@ impl QueueReader {
         Some(meta)
     }
 
+    /// Packets of the last batch not handed out yet.
+    pub(super) fn buffered(&self) -> bool {
+        self.next < self.metas.len()
+    }
+
+    /// Everything read was handed out, and the last read left the queue empty: another
+    /// read now would find only what came since (most often nothing: an `EAGAIN`).
+    pub(super) fn drained(&self) -> bool {
+        self.short && !self.buffered()
+    }
+
     fn refill(&mut self, socket: &Socket) {
         self.metas.clear();
         self.next = 0;
-        let mut iovs: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|i| {
-                // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
-                let mut m: libc::mmsghdr = unsafe { zeroed() };
-                m.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_ll).cast();
-                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                m.msg_hdr.msg_iov = &mut iovs[i];
-                m.msg_hdr.msg_iovlen = 1;
-                m.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
-                m.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
-                m
-            })
-            .collect();
+        // On the stack, not in Vecs: a survey polls an empty queue between its other work
+        // (to answer a SYN-ACK at once), and an allocation per poll was most of its cost.
+        // SAFETY: iovec is plain data; zeroed is a valid initial value.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+        for (iov, b) in iovs.iter_mut().zip(self.bufs.iter_mut()) {
+            iov.iov_base = b.as_mut_ptr().cast();
+            iov.iov_len = b.len();
+        }
+        // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_ll).cast();
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = &mut iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
+        }
         // SAFETY: `msgs` holds BATCH initialised mmsghdrs whose name, iovec and control
         // pointers point into `self.names`, `iovs`, `self.bufs` and `self.controls`, all
         // alive and not otherwise borrowed for the call, with their true sizes.
@@ -93,8 +104,10 @@ impl QueueReader {
         // Nothing there (EAGAIN) or an error: no packets this time; a real error shows up
         // again on the next read and in poll.
         let Ok(n) = usize::try_from(n) else {
+            self.short = true;
             return;
         };
+        self.short = n < BATCH;
         for (i, m) in msgs.iter().enumerate().take(n) {
             let len = m.msg_len as usize;
             // SAFETY: recvmmsg filled this message's control buffer (`self.controls[i]`,

@@ -14,6 +14,7 @@ pub mod log;
 pub mod record;
 pub mod scan;
 pub mod shard;
+pub mod spin;
 pub mod stats;
 pub mod survey;
 pub mod target;

@@ -15,6 +15,26 @@
 //! server while that server may still hold the earlier connection in TIME-WAIT (RFC 9293
 //! §3.6.1): a new SYN would land on it, and RFC 6191's rules for accepting it differ
 //! between stacks. The last 65 536 (server, port) pairs are remembered, as 64-bit hashes.
+//!
+//! A loop pass ([`Pass`]) answers first and keeps its books after. A reply a probe must
+//! answer at once — above all a SYN-ACK, whose ACK the server times as our reaction — is
+//! read and answered before anything else is done, and never waits behind book-keeping:
+//! - Packets are read from a tap a batch at a time (one `recvmmsg`), and what the probes
+//!   they touched have to send goes out before the next batch is read — at once, before
+//!   the rest of the batch, when a packet was a probe's SYN-ACK ([`Pass::answer_now`]).
+//! - In what goes out together, each probe's answer (its first segment: the ACK) goes
+//!   ahead of everything else (requests, SYNs, retransmissions), and the answer to a
+//!   SYN-ACK ahead of all ([`Pass::send_rank`]): a FIN's ACK sent before it cost it the
+//!   server's handling of that FIN, ~20 µs.
+//! - Probes that ended are settled (record, port given back) one at a time, and the taps
+//!   are read again as soon as the last read is [`Pass::reread_after`] old (20 µs; after
+//!   every probe was an empty `recvmmsg` for two probes in five); new probes start
+//!   [`Pass::start_group`] at a time, with the taps read after each group's SYNs: over a
+//!   veth pair the server answers a SYN inside our `sendmmsg`, so a SYN-ACK waits for the
+//!   rest of the train of SYNs sent with it.
+//! - With nothing to do, the loop spins (polls without sleeping) for a while after it sent
+//!   something, while few probes are in flight ([`Pass::idle`]); otherwise it sleeps until
+//!   a packet or a deadline.
 
 use crate::time::Instant;
 use std::cmp::Reverse;
@@ -104,6 +124,20 @@ impl<T> Schedule<T> {
         }
     }
 
+    /// Whether [`Schedule::admit`] at `now` would start a probe or ask the feed: a loop
+    /// that sleeps while this holds leaves a free place empty until some packet or deadline
+    /// wakes it (at `-j 1`, the 100 ms sleep cap between every two probes).
+    pub fn can_start(&self, now: Instant, feed_open: bool) -> bool {
+        if self.in_flight >= self.jobs {
+            return false;
+        }
+        let due = self
+            .due
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now);
+        due || (feed_open && self.active_count < self.max_active())
+    }
+
     /// A new target from the feed; its first probe starts now (in flight). Its id.
     pub fn add(&mut self, target: T) -> usize {
         let a = Active {
@@ -154,6 +188,86 @@ impl<T> Schedule<T> {
     /// up).
     pub fn finished(&self, feed_open: bool, stopping: bool) -> bool {
         self.in_flight == 0 && (stopping || (!feed_open && self.active_count == 0))
+    }
+}
+
+/// What the loop does when a pass found nothing more to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll the taps again at once: an answer is likely soon, and a sleep would add the
+    /// scheduler's wake-up delay to our reaction.
+    Spin,
+    /// Sleep until a packet or the next deadline.
+    Sleep,
+}
+
+/// How a survey's loop pass is paced; see the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    /// Probes started between two reads of the taps.
+    pub start_group: usize,
+    /// Book-keeping reads the taps again once the last read is this old.
+    pub reread_after: Duration,
+    /// How long after our last transmit the loop spins rather than sleeps.
+    pub spin: Duration,
+    /// Spin only with at most this many probes in flight: with more, the loop is busy
+    /// anyway, and empty polls would only take the CPU from the work (and, on a small
+    /// machine, from a local server).
+    pub spin_max_in_flight: usize,
+}
+
+impl Default for Pass {
+    fn default() -> Self {
+        Pass {
+            start_group: 1,
+            reread_after: Duration::from_micros(20),
+            spin: Duration::from_millis(3),
+            spin_max_in_flight: 8,
+        }
+    }
+}
+
+impl Pass {
+    /// Probes to start before the taps are read again (at least one).
+    pub fn start_group(&self) -> usize {
+        self.start_group.max(1)
+    }
+
+    /// Whether the answers queued so far go out before the rest of a batch read from a tap
+    /// is handed in: when the batch is used up (`batch_left`: packets of it still to hand
+    /// in), or at once when a packet just ended a probe's wait for its SYN-ACK — the
+    /// server times our ACK, and the rest of a batch of 16 took up to ~1 µs a packet.
+    pub fn answer_now(&self, synack: bool, batch_left: bool) -> bool {
+        synack || !batch_left
+    }
+
+    /// The order in which segments queued together go out (lowest first; equals keep the
+    /// order they were queued in): over veth the server's kernel handles each segment we
+    /// send inside our system call, ~5–20 µs each, so what goes out first waits for no one.
+    /// A SYN-ACK's answer first (the server times it), then the first segment of every
+    /// other answer (ACKs of data and FINs), then the rest (requests, SYNs, FINs we start,
+    /// retransmissions). `answer`: the segment is the first of a probe's answer to packets
+    /// that just came; `synack`: they included its SYN-ACK.
+    pub fn send_rank(&self, answer: bool, synack: bool) -> u8 {
+        match (answer, synack) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, _) => 2,
+        }
+    }
+
+    /// Whether book-keeping at `now` should read the taps again, last read at `last_read`.
+    pub fn reread(&self, last_read: Instant, now: Instant) -> bool {
+        now >= last_read + self.reread_after
+    }
+
+    /// Spin or sleep, at `now`, having last sent at `last_tx`, with `in_flight` probes.
+    pub fn idle(&self, now: Instant, last_tx: Instant, in_flight: usize) -> Idle {
+        if in_flight > 0 && in_flight <= self.spin_max_in_flight && now < last_tx + self.spin {
+            Idle::Spin
+        } else {
+            Idle::Sleep
+        }
     }
 }
 
@@ -308,6 +422,110 @@ mod tests {
             }
         }
         assert_eq!(s.next_due(), Some(at_ms(60_000)));
+    }
+
+    #[test]
+    fn can_start_agrees_with_admit() {
+        let mut s: Schedule<u32> = Schedule::new(1, 2, Duration::from_millis(10));
+        assert!(s.can_start(at_ms(0), true), "room and an open feed");
+        assert!(!s.can_start(at_ms(0), false), "room but nothing to start");
+        let a = s.add(1);
+        assert!(!s.can_start(at_ms(0), true), "jobs = 1: no room");
+        s.over(a, at_ms(0), at_ms(1));
+        assert!(
+            !s.can_start(at_ms(5), false),
+            "the next probe is not due yet"
+        );
+        assert!(s.can_start(at_ms(10), false), "due at start + interval");
+        assert_eq!(s.admit(at_ms(10), false), Admit::Start(a));
+        // Random walks: whenever can_start says no, admit says Wait.
+        let mut s: Schedule<u32> = Schedule::new(3, 3, Duration::from_millis(2));
+        let mut running: Vec<(usize, u64)> = Vec::new();
+        let mut x = 12345u64;
+        for now in 0..2_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let feed_open = now < 1_000;
+            if !running.is_empty() && x >> 62 == 0 {
+                let (id, st) = running.remove((x >> 20) as usize % running.len());
+                s.over(id, at_ms(st), at_ms(now));
+            }
+            let can = s.can_start(at_ms(now), feed_open);
+            match s.admit(at_ms(now), feed_open) {
+                Admit::Start(id) => {
+                    assert!(can);
+                    running.push((id, now));
+                }
+                Admit::AskFeed => {
+                    assert!(can);
+                    running.push((s.add(0), now));
+                }
+                Admit::Wait => assert!(!can, "at {now}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_pass_starts_one_probe_between_reads_and_spins_only_briefly_with_few_in_flight() {
+        let p = Pass::default();
+        assert_eq!(
+            p.start_group(),
+            1,
+            "every SYN is followed by a read of the taps"
+        );
+        assert_eq!(
+            Pass {
+                start_group: 0,
+                ..p
+            }
+            .start_group(),
+            1,
+            "never zero"
+        );
+        let sent = at_ms(10);
+        assert_eq!(
+            p.idle(at_ms(10), sent, 1),
+            Idle::Spin,
+            "an answer may come at once"
+        );
+        assert_eq!(p.idle(at_ms(12), sent, 8), Idle::Spin);
+        assert_eq!(
+            p.idle(at_ms(13), sent, 8),
+            Idle::Sleep,
+            "the spin ends after 3 ms"
+        );
+        assert_eq!(
+            p.idle(at_ms(10), sent, 9),
+            Idle::Sleep,
+            "busy enough: no empty polls"
+        );
+        assert_eq!(
+            p.idle(at_ms(10), sent, 0),
+            Idle::Sleep,
+            "nothing can answer"
+        );
+        assert!(
+            p.send_rank(true, true) < p.send_rank(true, false),
+            "a SYN-ACK's answer before a FIN's"
+        );
+        assert!(p.send_rank(true, false) < p.send_rank(false, false));
+        assert_eq!(p.send_rank(false, true), p.send_rank(false, false));
+        assert!(p.answer_now(false, false), "the batch is used up");
+        assert!(
+            p.answer_now(true, true),
+            "a SYN-ACK is answered before the rest"
+        );
+        assert!(
+            !p.answer_now(false, true),
+            "other answers wait for the batch's end"
+        );
+        let read = at_ms(20);
+        assert!(!p.reread(read, read + Duration::from_micros(19)));
+        assert!(
+            p.reread(read, read + Duration::from_micros(20)),
+            "book-keeping waits 20 µs"
+        );
     }
 
     #[test]
