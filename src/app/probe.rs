@@ -81,7 +81,17 @@ impl<'a> Session<'a> {
         guard: &mut Guard,
         stop: &AtomicBool,
     ) -> Result<()> {
-        let path = Path::new(remote, None)?;
+        // A target with no route (or no source address) costs that target, not the ones
+        // after it: its reason on stderr, exit 1 at the end, as a survey does.
+        let path = match Path::new(remote, None) {
+            Ok(p) => p,
+            Err(e) if is_environment_error(&e) => return Err(e),
+            Err(e) => {
+                eprintln!("tcpshake: {e:#}");
+                self.all_ok = false;
+                return Ok(());
+            }
+        };
         let ex = self.exchange;
         let cfg = probe::ProbeConfig {
             target: t.spec.clone(),

@@ -934,3 +934,28 @@ fn unresolvable_name_is_reported_by_name() {
     );
 }
 }
+
+lab_test! {
+/// Targets on one command line are independent: one with no route gets its message on
+/// stderr and exit 1, and the targets after it are still probed (as in a survey).
+fn a_target_with_no_route_does_not_stop_the_others() {
+    let mut lab = Lab::new("noroute");
+    lab.start_python_http(false, 80);
+    // Inside the lab's ranges, on no link of the client namespace, and it has no default
+    // route: the route lookup fails before any packet.
+    let unrouted = "198.19.254.9:80";
+    let good = lab.target(false, 80);
+    let run = lab.run_client_bounded(
+        ["probe", unrouted, &good, "--json"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr.contains("no route to 198.19.254.9"),
+        "the message names the target\n{run}"
+    );
+    let records = run.records();
+    assert_eq!(records.len(), 1, "the good target is still probed\n{run}");
+    assert_eq!(records[0].state(), "open", "{run}");
+}
+}
