@@ -187,7 +187,7 @@ pub struct SurveyArgs {
     /// Statistics only: no per-probe lines (records asked for with --json or -o are still written).
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
+    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,connect.loss<1%'.
     #[arg(long = "slo", value_name = "SLO")]
     pub slo: Option<String>,
     /// Probe only shard K of N (1-based): N machines with the same list split it, and their
@@ -251,7 +251,7 @@ pub struct ReportArgs {
     /// Kind of plot for --svg. [default: box]
     #[arg(long, value_name = "KIND")]
     pub plot: Option<PlotKind>,
-    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,total.loss<1%'.
+    /// Exit 4 when an objective is breached, e.g. 'syn_to_synack.p99<5ms,connect.loss<1%'.
     #[arg(long, value_name = "SLO")]
     pub slo: Option<String>,
     /// The statistics as one JSON object (exact ns) instead of a table.

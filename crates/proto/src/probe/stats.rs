@@ -445,7 +445,7 @@ impl fmt::Display for Verdict {
 }
 
 const SLO_HELP: &str = "write LEG.STAT<VALUE, e.g. syn_to_synack.p99<5ms, ttfb.median<=20ms, \
-total.loss<1%; several separated by commas";
+connect.loss<1%; several separated by commas";
 
 /// Parse a comma-separated list of SLOs.
 pub fn parse_slos(s: &str) -> Result<Vec<Slo>, String> {
@@ -517,6 +517,14 @@ pub fn parse_slo(s: &str) -> Result<Slo, String> {
             ));
         }
     };
+    // Every probe has a `total` (first segment to last, a filtered one's included), so
+    // its loss is 0% whatever happens: an objective that can never be breached is refused.
+    if leg == Leg::Total && stat == Stat::Loss {
+        return Err(format!(
+            "`{s}`: every probe has a total, so total.loss is always 0%; write connect.loss \
+             (probes that got no SYN-ACK) or ttfb.loss (no response)"
+        ));
+    }
     let bound = if stat.is_time() {
         parse_duration_ns(value).map_err(|e| format!("`{s}`: {e}"))?
     } else if stat == Stat::Loss {
@@ -773,8 +781,11 @@ mod tests {
             (s.leg, s.stat, s.op, s.bound),
             (Leg::RequestToFirstByte, Stat::Median, Op::Le, 250e3)
         );
-        let s = parse_slo("total.loss<1.5%").unwrap();
-        assert_eq!((s.leg, s.stat, s.bound), (Leg::Total, Stat::Loss, 1.5));
+        let s = parse_slo("connect.loss<1.5%").unwrap();
+        assert_eq!(
+            (s.leg, s.stat, s.bound),
+            (Leg::SynToSynack, Stat::Loss, 1.5)
+        );
         let s = parse_slo("connect.p99.9>=800ns").unwrap();
         assert_eq!(
             (s.stat, s.op, s.bound),
@@ -794,7 +805,8 @@ mod tests {
         assert!(e("ttfb.p99<5").contains("no unit"));
         assert!(e("ttfb.p99<5 parsecs").contains("not a unit"));
         assert!(e("ttfb<5ms").contains("not LEG.STAT"));
-        assert!(e("total.loss<150%").contains("percentage"));
+        assert!(e("connect.loss<150%").contains("percentage"));
+        assert!(e("total.loss<1%").contains("always 0%"));
         assert!(e("ttfb.p99=<5ms").contains("comparison"));
         assert!(parse_slos(" , ").unwrap_err().contains("empty"));
     }

@@ -70,7 +70,7 @@ targets = ["198.18.0.2:80", "[fd00::2]:443", "www.lab.test:8080"]
 target_files = ["fleet.txt"]
 interval = "2s"
 modules = ["http", "syn"]
-slo = ["syn_to_synack.p99<5ms", "total.loss<1%"]
+slo = ["syn_to_synack.p99<5ms", "connect.loss<1%"]
 
 [[survey]]
 name = "web-2"
