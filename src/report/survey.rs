@@ -152,10 +152,19 @@ pub fn write_table(
             writeln!(out)?;
         }
     }
-    let title = format!(
+    let mut title = format!(
         "all {}",
         super::count(survey.target_count() as u64, "target", "targets")
     );
+    // A target whose every probe was interrupted (or could not start) has no row: say so,
+    // or "all 1 target" reads as if the others were never asked for.
+    let unsampled = survey.unsampled_count();
+    if unsampled > 0 {
+        title.push_str(&format!(
+            " (and {} without a finished probe)",
+            super::count(unsampled as u64, "target", "targets")
+        ));
+    }
     group(out, &title, &survey.overall())
 }
 
@@ -248,6 +257,14 @@ mod tests {
         assert_eq!(j["overall"]["legs"][0]["p99_ns"], 41_000);
         assert_eq!(j["targets"][0]["legs"][7]["max_ns"], 90_000);
         assert_eq!(j["targets"][0]["legs"][7]["retransmitted"], 1);
+        // A declared target whose only probe was interrupted has no row, but is counted.
+        sv.declare("198.18.0.3:80");
+        assert!(
+            super::table(&sv, false)
+                .contains("all 1 target (and 1 target without a finished probe)"),
+            "{}",
+            super::table(&sv, false)
+        );
     }
 
     #[test]

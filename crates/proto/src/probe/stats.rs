@@ -360,6 +360,12 @@ impl Survey {
         self.accs.iter().filter(|a| !a.rows.is_empty()).count()
     }
 
+    /// Targets declared but without a sample: every probe of theirs failed to start or
+    /// was interrupted.
+    pub fn unsampled_count(&self) -> usize {
+        self.accs.len() - self.target_count()
+    }
+
     pub fn probes(&self) -> u64 {
         self.accs.iter().map(|a| a.rows.len() as u64).sum()
     }
@@ -746,6 +752,7 @@ mod tests {
         let names: Vec<&str> = s.targets().map(|(t, _)| t).collect();
         assert_eq!(names, ["c:80", "a:80", "b:80"], "never:80 had no sample");
         assert_eq!(s.target_count(), 3);
+        assert_eq!(s.unsampled_count(), 1);
     }
 
     #[test]
