@@ -7,7 +7,7 @@
 
 use crate::lab;
 
-use lab::capture::{L4, Packet};
+use lab::capture::{ACK, L4, Packet, SYN};
 use lab::peers::ListenerMode;
 use lab::{Lab, Run, in_ns, run_ok};
 use std::collections::BTreeMap;
@@ -733,6 +733,162 @@ fn hops_agree_with_traceroute_and_mtr() {
             "traceroute and mtr are needed (scripts/test installs them)"
         );
         eprintln!("traceroute or mtr missing: compared {compared} of 4");
+    }
+}
+}
+
+/// One destination `routers + 1` hops away, as near as the window of TTLs in flight: the
+/// SYNs of the TTLs beyond it reach it too. Checks what README's "How fast" promises:
+/// at most `d − 1` SYNs beyond the destination's TTL `d` (none when it is the neighbour:
+/// TTL 2 waits until TTL 1 expired somewhere, and it never does), the verdict and round
+/// trip from the first SYN-ACK, every answer of the destination labelled for what it is
+/// (a challenge ACK names the half-open connection a SYN met, not the SYN), and nothing
+/// half-open left at the server.
+fn near_destination(lab: &mut Lab, v6: bool, routers: usize) {
+    let d = routers as u8 + 1;
+    let tag = format!("near{routers}_{}", u8::from(v6));
+    let png = lab.dir().join(format!("{tag}.pcapng"));
+    let cap = lab.start_capture(&tag);
+    let (run, r) = trace(lab, v6, PORT, &["--pcapng", png.to_str().unwrap()]);
+    // Before tcpdump's 200 ms wait: a half-open connection would still be there.
+    let half_open = lab.server_sockets();
+    let packets = lab.stop_capture(&cap);
+    assert_eq!(run.code, Some(0), "{run}");
+    let client = lab.client_addr(v6);
+    let server = lab.server_addr(v6);
+    // tcpdump's view: our SYNs (TTL as they left) and the destination's answers.
+    let syns: Vec<(u8, u32, u64)> = packets
+        .iter()
+        .filter(|p| p.src == client)
+        .filter_map(|p| {
+            p.tcp()
+                .filter(|t| t.flags == SYN)
+                .map(|t| (p.ttl, t.seq, p.ts_ns))
+        })
+        .collect();
+    let beyond: Vec<u8> = syns.iter().map(|s| s.0).filter(|&t| t > d).collect();
+    eprintln!("{tag}: SYNs beyond TTL {d}: {beyond:?}");
+    assert!(
+        beyond.len() < usize::from(d),
+        "{} SYNs beyond the destination's TTL {d}: {beyond:?}\n{run}",
+        beyond.len()
+    );
+    let first_synack = packets
+        .iter()
+        .filter(|p| p.src == server)
+        .find(|p| p.tcp().is_some_and(|t| t.flags == SYN | ACK))
+        .expect("a SYN-ACK");
+    let answered = syns
+        .iter()
+        .find(|s| s.1 == first_synack.tcp().unwrap().ack.wrapping_sub(1))
+        .expect("the SYN of the first SYN-ACK");
+    // The destination's verdict and round trip: the first SYN-ACK's, to the first SYN
+    // at its TTL.
+    assert_eq!(answered.0, d, "{run}");
+    assert_eq!(r.destination.ttl, Some(d), "{run}");
+    assert_eq!(
+        r.destination.state,
+        tcpshake_proto::probe::record::PortState::Open
+    );
+    assert_eq!(r.destination.reason.as_str(), "syn-ack");
+    let tcpdump_rtt = first_synack.ts_ns.saturating_sub(answered.2) as i64;
+    let ours = r.destination.rtt_ns[0] as i64;
+    assert!(
+        (ours - tcpdump_rtt).abs() <= 20_000,
+        "rtt {ours} ns, tcpdump's {tcpdump_rtt} ns\n{run}"
+    );
+    // Every answer of the destination, as our pcapng labels it.
+    let (ttl_field, src_field) = if v6 {
+        ("ipv6.hlim", "ipv6.src")
+    } else {
+        ("ip.ttl", "ip.src")
+    };
+    let rows = lab::capture::tshark_fields(
+        &png,
+        "tcp",
+        &[
+            src_field,
+            ttl_field,
+            "tcp.flags",
+            "tcp.seq_raw",
+            "tcp.ack_raw",
+            "frame.comment",
+        ],
+    );
+    let probe_label = |seq: u32| -> String {
+        rows.iter()
+            .find(|r| r[2] == "0x0002" && r[3] == seq.to_string())
+            .map(|r| r[5].trim_start_matches("tcpshake: probe: ").to_string())
+            .unwrap_or_else(|| panic!("no probe with seq {seq}: {rows:?}"))
+    };
+    let mut challenge_acks = 0;
+    for row in rows.iter().filter(|r| r[0] == server.to_string()) {
+        let ack: u32 = row[4].parse().unwrap();
+        let named = probe_label(ack.wrapping_sub(1));
+        match row[2].as_str() {
+            "0x0012" => assert!(
+                row[5].starts_with(&format!(
+                    "tcpshake: syn-ack from the destination: {named}, rtt "
+                )),
+                "{row:?}"
+            ),
+            "0x0010" => {
+                challenge_acks += 1;
+                assert_eq!(
+                    row[5],
+                    format!(
+                        "tcpshake: challenge ACK from the destination to a SYN that met the \
+                         half-open connection of {named}: not an answer"
+                    ),
+                    "{rows:?}"
+                );
+            }
+            other => panic!("the destination sent {other}: {row:?}"),
+        }
+    }
+    eprintln!(
+        "{tag}: {challenge_acks} challenge ACKs; trace {} µs",
+        r.duration_ns / 1000
+    );
+    // In --json: counted as answering no probe, and said so.
+    assert!(r.unmatched >= challenge_acks, "{run}");
+    assert_eq!(
+        r.notes.iter().any(|n| n.contains("challenge ACK")),
+        challenge_acks > 0,
+        "{:?}",
+        r.notes
+    );
+    if routers == 0 {
+        assert_eq!(challenge_acks, 0, "{rows:?}");
+    }
+    // Nothing half-open at the server for our port, right after the trace.
+    let client_s = client.to_string();
+    let left: Vec<_> = half_open
+        .into_iter()
+        .filter(|(state, _, peer)| state == "SYN-RECV" && peer.contains(&client_s))
+        .collect();
+    assert!(left.is_empty(), "half-open at the server: {left:?}");
+}
+
+lab_test! {
+fn a_neighbour_destination_gets_no_syn_beyond_its_ttl() {
+    // The regression: 198.18.x.2 directly connected, one hop. Before, TTLs 2–8 left
+    // before the SYN-ACK was read, the TTL-2 SYN met the half-open connection, and its
+    // challenge ACK was labelled as the TTL-1 attempt's answer.
+    let mut lab = Lab::new("trace_near");
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    for v6 in [false, true] {
+        near_destination(&mut lab, v6, 0);
+    }
+}
+}
+
+lab_test! {
+fn a_destination_behind_three_routers_gets_at_most_three_extra_syns() {
+    let mut lab = Lab::with_chain("trace_near3", 3);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    for v6 in [false, true] {
+        near_destination(&mut lab, v6, 3);
     }
 }
 }

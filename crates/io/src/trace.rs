@@ -96,6 +96,12 @@ fn run_guarded(
             };
             if !meta.truncated {
                 deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
+                // An answer may have queued a RST (a SYN-ACK's): out before the rest of the
+                // batch is read, so the destination's half-open connection lives one round
+                // trip, not a batch of reading and formatting longer.
+                if !meta.outgoing {
+                    flush(&mut trace, &sender, &mut hop_limit)?;
+                }
             }
         }
         flush(&mut trace, &sender, &mut hop_limit)?;

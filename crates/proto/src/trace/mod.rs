@@ -44,6 +44,20 @@
 //! Several TTLs are in flight at once, bounded: the first attempt at TTL t goes out while
 //! t ≤ `frontier + parallel`, `frontier` being the highest TTL whose first attempt has an
 //! answer or was given up; at most `parallel × probes` probes are unanswered at once.
+//!
+//! The window opens like TCP's slow start, one TTL per hop behind us: the first attempt at
+//! TTL t also waits until t ≤ `passed + 1 + n`, where `passed` is the highest TTL known to
+//! lie before the destination or to be silent, and `n` how many TTLs are (a TTL is passed
+//! once it, or one above it, answered time-exceeded, or once its first attempt has been
+//! unanswered for [`RAMP_PATIENCE`]). Every SYN beyond the destination's TTL reaches the
+//! destination too, and one that arrives while the first one's connection is half-open
+//! meets it (Linux answers the first such SYN with a challenge ACK, RFC 5961 §4, and
+//! ignores the rest): so a destination at TTL d that answers within [`RAMP_PATIENCE`] gets
+//! at most d − 1 SYNs after the one that reached it (none when it is the first hop, one
+//! at the second), and never more than `parallel − 1`. It costs a near path nothing and a far one a few round trips to its
+//! first routers; a silent hop holds the window back for [`RAMP_PATIENCE`], not for
+//! `timeout`.
+//!
 //! Attempt k+1 at a TTL follows attempt k by `interval` (spreading what each router must
 //! answer: Linux lets a peer have 6 ICMP errors at once, then one per second); at a TTL
 //! that might be the destination it also waits for attempt k's answer (or timeout), so
@@ -92,6 +106,11 @@ pub const SEQ_STRIDE: u32 = 1 << 22;
 /// The timestamp clock's tick (RFC 7323 §5.4, our connection's millisecond clock):
 /// in-session probes are at least this far apart, so each has a TSval of its own.
 pub const TSVAL_TICK: Duration = Duration::from_millis(1);
+/// A first attempt unanswered this long opens the window one TTL further (the module
+/// doc's "Which TTLs when"): longer than a first hop's round trip on any link that is not
+/// a satellite's, short against the default `timeout` (1 s), so a silent router costs
+/// the trace this, not a timeout.
+pub const RAMP_PATIENCE: Duration = Duration::from_millis(50);
 /// Bytes of a quote (and of a packet of ours) kept for the comparison.
 const MAX_KEPT: usize = 256;
 /// IPv4 identifications of our other segments (RSTs, the connection's) start this far
@@ -225,6 +244,8 @@ struct Slot {
     /// Other routers that answered it too.
     others: Vec<IpAddr>,
     lost: bool,
+    /// Unanswered for [`RAMP_PATIENCE`] (first attempts only): the window may pass it.
+    overdue: bool,
 }
 
 impl Slot {
@@ -272,6 +293,9 @@ pub struct Trace {
     handshake_synack_at: Option<Instant>,
     /// In-session: echoes from the server that named no probe (no timestamps).
     untied_acks: u32,
+    /// SYN mode: challenge ACKs, the destination's answers to SYNs that met the half-open
+    /// connection of an earlier probe.
+    challenge_acks: u32,
     close_outcome: Option<String>,
     max_rtt: Duration,
     packets_sent: u32,
@@ -304,6 +328,7 @@ impl Trace {
                     answer: None,
                     others: Vec::new(),
                     lost: false,
+                    overdue: false,
                 });
             }
         }
@@ -330,6 +355,7 @@ impl Trace {
             handshake_syn_at: None,
             handshake_synack_at: None,
             untied_acks: 0,
+            challenge_acks: 0,
             close_outcome: None,
             max_rtt: Duration::ZERO,
             packets_sent: 0,
@@ -425,6 +451,13 @@ impl Trace {
                 .filter_map(|s| s.queued)
                 .min()
                 .map(|q| q + self.cfg.timeout));
+            at(self
+                .slots
+                .iter()
+                .filter(|s| s.k == 0 && s.outstanding() && !s.overdue)
+                .filter_map(|s| s.queued)
+                .min()
+                .map(|q| q + self.patience()));
         }
         next
     }
@@ -444,9 +477,13 @@ impl Trace {
             conn.handle_timeout(now);
             self.drain_events(now);
         }
+        let patience = self.patience();
         for s in &mut self.slots {
             if s.outstanding() && s.queued.is_some_and(|q| now >= q + self.cfg.timeout) {
                 s.lost = true;
+            }
+            if s.k == 0 && s.outstanding() && s.queued.is_some_and(|q| now >= q + patience) {
+                s.overdue = true;
             }
         }
         if self.phase == Phase::Closing && self.close_deadline.is_some_and(|d| now >= d) {
@@ -495,6 +532,12 @@ impl Trace {
     /// 41.2 µs`), for the comments of a capture file.
     pub fn packet_note(&self) -> Option<&str> {
         self.note.as_deref()
+    }
+
+    /// `TTL t, attempt k`.
+    fn describe_probe(&self, p: usize) -> String {
+        let s = &self.slots[p];
+        format!("TTL {}, attempt {}", s.ttl, s.k + 1)
     }
 
     /// `TTL t, attempt k` and the probe's round trip to `at`, if its send time is known.
@@ -738,6 +781,10 @@ impl Trace {
             .ack()
             .then(|| self.slots.iter().position(|s| s.seq == seg.ack.sub(1)))
             .flatten();
+        if seg.flags.ack() && !seg.flags.syn() && !seg.flags.rst() && !seg.flags.fin() {
+            self.on_challenge_ack(p, seg.ack);
+            return true;
+        }
         // A half-open connection of ours (SYN-ACK, or a bare ACK from SYN-RECEIVED) is
         // reset at once, whether or not it names a probe we still wait for.
         if verdict.is_some_and(|v| v.state == PortState::Open) {
@@ -771,6 +818,38 @@ impl Trace {
             }
         }
         true
+    }
+
+    /// A bare ACK in SYN mode answers no SYN: a SYN that reaches a listener gets a SYN-ACK
+    /// or a RST. It is the destination's answer to a later probe's SYN that met the
+    /// half-open connection an earlier one opened (RFC 9293 §3.10.7.4, RFC 5961 §4; Linux:
+    /// `tcp_check_req` answers an out-of-window SYN with an ACK, at most one per
+    /// `tcp_invalid_ratelimit`). Its acknowledgment is that connection's RCV.NXT, the
+    /// earlier probe's ISN + 1, so it names the connection, never the probe that provoked
+    /// it: no answer is recorded and the verdict stays the first SYN-ACK's.
+    fn on_challenge_ack(&mut self, p: Option<usize>, ack: SeqNumber) {
+        self.challenge_acks = self.challenge_acks.saturating_add(1);
+        self.unmatched = self.unmatched.saturating_add(1);
+        // Reset the connection it speaks for, unless its SYN-ACK already was (same RST).
+        let reset = p.is_some_and(|p| {
+            matches!(
+                self.slots[p].answer,
+                Some(Answer { kind: AnswerKind::Tcp { flags }, .. }) if flags.syn()
+            )
+        });
+        if !reset {
+            self.queue_rst(ack);
+        }
+        self.note = Some(match p {
+            Some(p) => format!(
+                "challenge ACK from the destination to a SYN that met the half-open \
+                 connection of {}: not an answer",
+                self.describe_probe(p)
+            ),
+            None => "challenge ACK from the destination to a SYN that met a connection \
+                     it holds: not an answer"
+                .into(),
+        });
     }
 
     fn on_session_segment(&mut self, at: Instant, reply_ttl: u8, seg: &TcpRepr<'_>) {

@@ -1,7 +1,7 @@
 //! Which probe goes out when, and when the trace is over (the module doc of [`super`]
 //! says why: the window of TTLs, the attempts at one TTL, the end).
 
-use super::{Answer, AnswerKind, Phase, Slot, TSVAL_TICK, Trace};
+use super::{Answer, AnswerKind, Phase, RAMP_PATIENCE, Slot, TSVAL_TICK, Trace};
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::trace::record::TraceMode;
@@ -70,6 +70,49 @@ impl Trace {
                 .all(|s| s.lost)
     }
 
+    /// The highest TTL whose first attempt may go out: one beyond the highest TTL passed,
+    /// plus one per TTL passed (the module doc's slow start), so a destination closer than
+    /// the window's end is not sent the SYNs of the TTLs beyond it. A TTL is passed when it
+    /// lies before the destination (`proven_intermediate`) or its first attempt was given
+    /// up or is overdue.
+    pub(super) fn ramp(&self) -> u8 {
+        // `proven_intermediate` for every TTL at once: at or below the highest that expired.
+        let expired = self
+            .slots
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.answer,
+                    Some(Answer {
+                        kind: AnswerKind::Icmp {
+                            kind: IcmpKind::TimeExceeded,
+                            ..
+                        },
+                        ..
+                    })
+                )
+            })
+            .map(|s| s.ttl)
+            .max()
+            .unwrap_or(0);
+        let before_end = self.end.map_or(0, |e| e.ttl.saturating_sub(1));
+        let proven = expired.max(before_end);
+        let (mut highest, mut count) = (self.cfg.first_ttl.saturating_sub(1), 0u8);
+        for s in self.slots.iter().filter(|s| s.k == 0) {
+            if s.ttl <= proven || s.lost || s.overdue {
+                highest = s.ttl;
+                count = count.saturating_add(1);
+            }
+        }
+        let ahead = count.saturating_add(1).min(self.cfg.parallel.max(1));
+        highest.saturating_add(ahead)
+    }
+
+    /// How long a first attempt may stay unanswered before the window passes it.
+    pub(super) fn patience(&self) -> Duration {
+        RAMP_PATIENCE.min(self.cfg.timeout)
+    }
+
     /// The highest TTL that is still worth probing.
     pub(super) fn limit(&self) -> u8 {
         if let Some(end) = self.end {
@@ -124,6 +167,7 @@ impl Trace {
                 f.saturating_add(window)
             })
             .max(self.cfg.first_ttl.saturating_add(window - 1))
+            .min(self.ramp())
             .min(limit);
         // In-session probes are told apart by TSval: one per tick.
         let paced = match (self.cfg.mode, self.last_probe_at) {

@@ -55,6 +55,14 @@ impl Trace {
                 last_answered.unwrap_or(0)
             ));
         }
+        if self.challenge_acks > 0 {
+            notes.push(format!(
+                "the destination sent {} challenge ACK(s): a SYN met the half-open connection \
+                 of an earlier probe (not an answer; the verdict and round trip are the first \
+                 SYN-ACK's)",
+                self.challenge_acks
+            ));
+        }
         if !reached && lost_after_ttl.is_none() && !self.interrupted && self.error.is_none() {
             notes.push(format!(
                 "the destination was not reached within {} hops",

@@ -253,9 +253,14 @@ struct Net {
     server_fin_sent: bool,
     /// Half-open connection at the destination (SYN mode): the SYN's sequence number.
     half_open: Option<u32>,
-    /// Linux's behaviour for a SYN meeting a half-open connection: nothing (the ACK it
-    /// sends is rate-limited to twice a second).
+    /// SYNs that met the half-open connection. Linux answers the first with a challenge
+    /// ACK (`tcp_check_req`: an out-of-window SYN) and the rest with nothing (at most one
+    /// such ACK per `tcp_invalid_ratelimit`, 500 ms).
     collisions: u32,
+    /// The half-open connection got its challenge ACK already.
+    challenged: bool,
+    /// The TTL each SYN that reached the destination left us with, in order.
+    syns_at_dest: Vec<u8>,
     rsts_received: u32,
     /// The destination does not do timestamps (Windows' default).
     no_timestamps: bool,
@@ -283,6 +288,8 @@ impl Net {
             server_fin_sent: false,
             half_open: None,
             collisions: 0,
+            challenged: false,
+            syns_at_dest: Vec::new(),
             rsts_received: 0,
             no_timestamps: false,
         }
@@ -454,6 +461,10 @@ impl Net {
             }
         };
         let tsval = seg.options.timestamps.map_or(0, |t| t.0);
+        if seg.flags.syn() {
+            let hops = self.routers.len() as u8;
+            self.syns_at_dest.push(ip.ip.ttl.saturating_add(hops));
+        }
         if seg.flags.rst() {
             self.rsts_received += 1;
             if self
@@ -476,11 +487,22 @@ impl Net {
             Dest::Closed => None,
             Dest::Open if seg.flags.syn() => {
                 if self.rcv_nxt.is_none() {
-                    if self.half_open.is_some() {
+                    if let Some(first) = self.half_open {
                         self.collisions += 1;
-                        return None;
+                        // The challenge ACK: the half-open connection's own numbers.
+                        let first_one = !self.challenged;
+                        self.challenged = true;
+                        return first_one.then(|| {
+                            self.segment(
+                                SERVER_ISN.wrapping_add(1),
+                                first.wrapping_add(1),
+                                TcpFlags::ACK,
+                                ts(tsval),
+                            )
+                        });
                     }
                     self.half_open = Some(seg.seq.0);
+                    self.challenged = false;
                 }
                 let mut o = ts(tsval).with_mss(1460).with_wscale(7);
                 o.sack_permitted = true;
@@ -1193,4 +1215,168 @@ proptest! {
         prop_assert!(r.hops.len() <= 30);
         prop_assert!(net.sent.len() <= MAX_PROBES + 64);
     }
+}
+
+// --- the window's slow start (a destination closer than the TTLs in flight) ---
+
+/// An arriving packet and the capture note the trace gave it.
+type Noted = (Vec<u8>, Option<String>);
+
+/// Run to the end in virtual time, keeping each arriving packet's capture note.
+fn run_noting(t: &mut Trace, net: &mut Net) -> (Instant, Vec<Noted>) {
+    let mut now = at0();
+    let mut notes = Vec::new();
+    t.start(now);
+    for _ in 0..200_000 {
+        while let Some(x) = t.poll_transmit(now) {
+            net.send(now, &x);
+        }
+        if t.is_done() {
+            return (now, notes);
+        }
+        let next = [net.next_at(), t.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("a deadline");
+        now = now.max(next);
+        for e in net.take_due(now) {
+            t.handle_packet(e.at, e.outgoing, &e.bytes, false);
+            if !e.outgoing {
+                notes.push((e.bytes.clone(), t.packet_note().map(String::from)));
+            }
+            while let Some(x) = t.poll_transmit(now) {
+                net.send(now, &x);
+            }
+        }
+        if t.poll_timeout().is_some_and(|d| d <= now) {
+            t.handle_timeout(now);
+        }
+    }
+    panic!("the trace did not end");
+}
+
+#[test]
+fn syn_one_hop_destination_gets_no_syn_beyond_its_ttl() {
+    // The user's case: the destination is the neighbour. Only TTL 1 goes out until it is
+    // known not to be the destination, and it never is: no SYN meets a half-open
+    // connection, no challenge ACK.
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 0, Dest::Open);
+        net.link = Duration::from_micros(10);
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(net.syns_at_dest, vec![1, 1, 1], "{r:#?}");
+        assert_eq!((net.collisions, r.unmatched), (0, 0));
+        assert_eq!(r.destination.ttl, Some(1));
+        // 20 µs, less the 1 µs our SYN takes to the tap.
+        assert_eq!(r.destination.rtt_ns, vec![19_000; 3]);
+        assert_eq!(net.half_open, None);
+    }
+}
+
+#[test]
+fn syn_near_destinations_get_at_most_d_minus_one_extra_syns() {
+    // A destination d hops away gets at most d − 1 SYNs beyond its TTL (and never more
+    // than parallel − 1 = 7); before the slow start it got 7 wherever it was.
+    for d in 1..=12usize {
+        let mut net = Net::new(false, d - 1, Dest::Open);
+        let (r, _) = trace(false, TraceMode::Syn, &mut net);
+        assert_eq!(r.destination.ttl, Some(d as u8));
+        let extra = net.syns_at_dest.iter().filter(|&&t| t > d as u8).count();
+        assert!(
+            extra < d.min(8),
+            "d {d}: {extra} extra SYNs {:?}",
+            net.syns_at_dest
+        );
+        assert!(r.hops.iter().all(|h| h.lost == 0), "d {d}: {r:#?}");
+        assert_eq!(net.half_open, None, "d {d}");
+    }
+}
+
+#[test]
+fn syn_challenge_ack_is_labelled_and_changes_nothing() {
+    // One router: TTL 1 expires, then TTLs 2 and 3 go out together; the TTL-3 SYN meets
+    // the half-open connection of the TTL-2 one and the destination answers it with a
+    // challenge ACK acknowledging the TTL-2 SYN (its ISN + 1).
+    let mut net = Net::new(false, 1, Dest::Open);
+    let mut t = Trace::new(cfg(false, TraceMode::Syn));
+    let (_, notes) = run_noting(&mut t, &mut net);
+    let r = t.into_record();
+    assert_eq!(net.collisions, 1);
+    let challenge: Vec<&String> = notes
+        .iter()
+        .filter_map(|(b, n)| {
+            let p = IpPacket::parse(b).ok()?;
+            let seg = TcpRepr::parse_unchecked(p.payload).ok()?;
+            (p.ip.protocol == PROTO_TCP && seg.flags == TcpFlags::ACK).then_some(n.as_ref()?)
+        })
+        .collect();
+    assert_eq!(
+        challenge,
+        vec![
+            "challenge ACK from the destination to a SYN that met the half-open connection \
+             of TTL 2, attempt 1: not an answer"
+        ]
+    );
+    // The verdict and round trips are the SYN-ACKs' (3 attempts at TTL 2, 400 µs each, less the 1 µs to the tap).
+    assert_eq!(r.destination.ttl, Some(2));
+    assert_eq!(r.destination.reason, Reason::SynAck);
+    assert_eq!(r.destination.rtt_ns, vec![399_000; 3], "{r:#?}");
+    assert_eq!(r.hops[1].reply.as_deref(), Some("syn-ack"));
+    assert_eq!(r.unmatched, 1);
+    assert!(
+        r.notes.iter().any(|n| n.contains("1 challenge ACK(s)")),
+        "{:?}",
+        r.notes
+    );
+    // The SYN-ACK's RST resets that connection; the challenge ACK adds no second one.
+    let rsts = net
+        .sent
+        .iter()
+        .filter(|s| s.3[tcp_at(&s.3) + 13] & 0x04 != 0)
+        .count();
+    assert_eq!(rsts, 3);
+    assert_eq!(net.half_open, None);
+}
+
+#[test]
+fn syn_challenge_ack_without_its_syn_ack_resets_and_is_no_verdict() {
+    // The SYN-ACK was lost on its way back, its connection's challenge ACK was not: the
+    // connection is reset all the same, and the ACK is no answer of the probe it names.
+    let mut t = Trace::new(cfg(false, TraceMode::Syn));
+    let now = at0();
+    t.start(now);
+    let syn = t.poll_transmit(now).expect("the first SYN");
+    let net = Net::new(false, 0, Dest::Open);
+    let isn = u32::from_be_bytes(syn.bytes[24..28].try_into().unwrap());
+    let ack = net.segment(
+        SERVER_ISN.wrapping_add(1),
+        isn.wrapping_add(1),
+        TcpFlags::ACK,
+        TcpOptions::default(),
+    );
+    let later = now + Duration::from_micros(30);
+    assert!(t.handle_packet(later, false, &ack, false));
+    assert!(t.packet_note().unwrap().starts_with("challenge ACK"));
+    let rst = t.poll_transmit(later).expect("a RST");
+    assert_eq!(rst.bytes[20 + 13], 0x04);
+    assert_eq!(
+        u32::from_be_bytes(rst.bytes[24..28].try_into().unwrap()),
+        isn.wrapping_add(1)
+    );
+    assert!(t.end.is_none());
+    assert!(t.slots[0].answer.is_none());
+}
+
+#[test]
+fn syn_silent_first_hop_holds_the_window_for_patience_not_timeout() {
+    let mut net = Net::new(false, 4, Dest::Open);
+    net.routers[0].quote = None;
+    let (r, took) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.destination.ttl, Some(5));
+    let first_ttl2 = net.sent.iter().find(|s| s.2 == 2).map(|s| s.0).unwrap();
+    assert_eq!(first_ttl2.saturating_since(at0()), RAMP_PATIENCE);
+    // TTL 1's three attempts are given up after 1 s each, 10 ms apart (hop 2's time
+    // exceeded proves TTL 1 is no destination): the trace waits for them, no longer.
+    assert!(took < Duration::from_millis(1100), "{took:?}");
 }
