@@ -1085,8 +1085,12 @@ impl Probe {
         if matches!(self.conn.state(), State::CloseWait | State::LastAck) {
             self.close_initiator.get_or_insert(CloseInitiator::Server);
         }
-        self.close_initiator.get_or_insert(CloseInitiator::Reset);
-        self.conn.abort(now);
+        // `reset` only if our RST really goes out. In SYN-SENT there is no connection to
+        // close (the TCB just goes, nothing is sent): null, as for SYNs that timed out;
+        // in TIME-WAIT the close had completed and keeps its initiator.
+        if self.conn.abort(now) {
+            self.close_initiator.get_or_insert(CloseInitiator::Reset);
+        }
         self.finish();
     }
 

@@ -1405,6 +1405,61 @@ fn last_ack_rst_at_the_servers_fin_seq_keeps_server_but_an_exact_rst_is_reset() 
     }
 }
 
+/// Ctrl-C in SYN-SENT: nothing was connected, nothing is sent (no RST either way), so
+/// there is no close to name: `close_initiator` is null, as when the SYNs time out.
+#[test]
+fn syn_sent_interrupt_claims_no_reset() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let d = p.poll_timeout().expect("the SYN's RTO");
+    p.handle_timeout(d);
+    pump(&mut p, (d.as_nanos() - T0) / 1000);
+    p.interrupt(d + Duration::from_millis(300));
+    let out = pump(&mut p, (d.as_nanos() - T0) / 1000 + 300_000);
+    assert!(out.is_empty(), "{out:?}");
+    let r = p.result();
+    let flags: Vec<String> = r.segments.iter().map(|s| s.flags.to_string()).collect();
+    assert_eq!(flags, ["S", "S"]);
+    assert_eq!(r.close_initiator, None);
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains(r#""close_initiator":null"#), "{json}");
+}
+
+/// Ctrl-C on an open connection: our RST goes out, and `reset` says so.
+#[test]
+fn established_interrupt_is_our_reset() {
+    let (mut p, _, _) = requested(1_000, 9_000);
+    p.interrupt(at(400));
+    let out = pump(&mut p, 400);
+    assert!(out.iter().any(|s| s.flags.rst()));
+    assert_eq!(p.result().close_initiator, Some(CloseInitiator::Reset));
+}
+
+/// Ctrl-C in TIME-WAIT: the close had completed; nothing is sent and it keeps its
+/// initiator.
+#[test]
+fn time_wait_interrupt_keeps_the_close() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let head = b"HTTP/1.1 204 No Content\r\n\r\n";
+    feed(&mut p, seq, ack, head, 1448, 300);
+    let d = p.poll_timeout().expect("the linger deadline");
+    p.handle_timeout(d);
+    pump(&mut p, 200_300);
+    let srv = seq + head.len() as u32;
+    p.handle_packet(
+        at(200_400),
+        false,
+        &server_seg(srv, ack + 1, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 200_400);
+    assert_eq!(p.conn.state(), State::TimeWait);
+    p.interrupt(at(200_500));
+    assert!(pump(&mut p, 200_500).is_empty(), "no RST from TIME-WAIT");
+    assert_eq!(p.result().close_initiator, Some(CloseInitiator::Client));
+}
+
 /// A capture's comments say, packet by packet, what the probe made of each segment when
 /// it handled it: the state changes, the legs it ended (with the values the record then
 /// has), the request and the completed response.

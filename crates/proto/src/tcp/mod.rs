@@ -610,7 +610,9 @@ impl Connection {
             State::SynSent => self.set_state(State::Closed, now),
             // RFC 9293 §3.10.4 would send a FIN once ESTABLISHED; a probe closes before
             // that only to give up, so it resets, as `abort` does.
-            State::SynReceived => self.abort(now),
+            State::SynReceived => {
+                self.abort(now);
+            }
             // Closing already, or closed: nothing more to do.
             _ => {}
         }
@@ -623,7 +625,10 @@ impl Connection {
     /// `tcp_acceptable_seq()`), except when the peer's window is closed: then only its
     /// RCV.NXT is acceptable, which is our SND.UNA (a zero-window probe's byte, already
     /// counted in SND.NXT, was never taken).
-    pub fn abort(&mut self, now: Instant) {
+    ///
+    /// Returns whether a RST went out: not in SYN-SENT (no connection yet, the TCB just
+    /// goes), TIME-WAIT (the close had completed) or CLOSED.
+    pub fn abort(&mut self, now: Instant) -> bool {
         match self.state {
             State::SynReceived
             | State::Established
@@ -640,10 +645,14 @@ impl Connection {
                 self.set_state(State::Closed, now);
                 let rst = self.bare_segment(seq, self.rcv_nxt, TcpFlags::RST | TcpFlags::ACK);
                 self.tx.push_back(rst);
+                true
             }
             // SYN-SENT and TIME-WAIT: the TCB goes without a word.
-            State::SynSent | State::TimeWait => self.set_state(State::Closed, now),
-            State::Closed => {}
+            State::SynSent | State::TimeWait => {
+                self.set_state(State::Closed, now);
+                false
+            }
+            State::Closed => false,
         }
     }
 

@@ -899,7 +899,7 @@ fn syn_sent_close_goes_closed_silently() {
 #[test]
 fn syn_sent_abort_sends_nothing() {
     let (mut h, _) = conn_syn_sent();
-    h.conn.abort(h.now);
+    assert!(!h.conn.abort(h.now), "abort says no RST went out");
     assert_eq!(h.state(), State::Closed);
     assert!(h.sent().is_empty());
 }
@@ -2187,7 +2187,7 @@ fn established_abort_sends_rst_with_ack() {
     let mut h = conn_established();
     h.conn.send(b"abc");
     h.sent();
-    h.conn.abort(h.now);
+    assert!(h.conn.abort(h.now), "abort says a RST went out");
     let rst = h.sent_one();
     assert_eq!(rst.flags, RST | ACK);
     assert_eq!((rst.seq, rst.ack), (SeqNumber(1004), SeqNumber(5001)));
