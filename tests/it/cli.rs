@@ -318,6 +318,11 @@ fn ctrl_c_stops_probes_and_surveys_alike() {
                     .all(|r| r.error.as_deref() == Some("interrupted")),
             "the probe in flight is reported as interrupted\n{run}"
         );
+        // SYN-SENT: only SYNs on the wire, no RST either way, so no close to name.
+        for r in &records {
+            assert!(r.segments.iter().all(|s| s.flags == "S"), "{run}");
+            assert_eq!(r.close_initiator, None, "{run}");
+        }
     }
 }
 }

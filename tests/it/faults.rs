@@ -974,6 +974,11 @@ fn signals_reset_in_flight_connection_and_leave_no_guard() {
             last_out.is_some_and(|s| s.flags.starts_with('R')),
             "SIG{sig}: last segment is not our RST: {stdout}"
         );
+        assert_eq!(
+            rec.close_initiator.as_deref(),
+            Some("reset"),
+            "SIG{sig}: {stdout}"
+        );
         let reset = lab::poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
             !lab.server_sockets()
                 .iter()

@@ -854,16 +854,36 @@ impl Probe {
                 self.state = Some(Verdict::CLOSED);
                 self.finish();
             }
-            Event::Reset { state, .. } => {
-                self.close_initiator = Some(CloseInitiator::Reset);
+            Event::Reset {
+                state, at_peer_fin, ..
+            } => {
+                // A RST at the server's FIN's sequence number answers a segment of ours that
+                // did not yet acknowledge that FIN (it crossed it): the server had begun the
+                // close, and the RST only refused our late segment. It says nothing new
+                // about who closed first, so the close keeps its initiator (`server`, or
+                // `simultaneous` when our FIN crossed its FIN), as a RST in TIME-WAIT
+                // does; only a RST that ended the connection otherwise is `reset`.
+                let late = if at_peer_fin {
+                    self.close_initiator
+                        .get_or_insert(if state == State::Closing {
+                            CloseInitiator::Simultaneous
+                        } else {
+                            CloseInitiator::Server
+                        });
+                    " (its RST answered a segment of ours that did not yet acknowledge its \
+                     FIN: at the FIN's sequence number, accepted as Linux accepts it)"
+                } else {
+                    self.close_initiator = Some(CloseInitiator::Reset);
+                    ""
+                };
                 if self.phase == Phase::AwaitingResponse || self.phase == Phase::Connecting {
                     self.error = Some(format!(
-                        "connection reset by the server in {}",
+                        "connection reset by the server in {}{late}",
                         state.name()
                     ));
                 } else if self.phase == Phase::Lingering || self.phase == Phase::Closing {
                     self.note(format!(
-                        "the server reset the connection in {}",
+                        "the server reset the connection in {}{late}",
                         state.name()
                     ));
                 }
@@ -1065,8 +1085,12 @@ impl Probe {
         if matches!(self.conn.state(), State::CloseWait | State::LastAck) {
             self.close_initiator.get_or_insert(CloseInitiator::Server);
         }
-        self.close_initiator.get_or_insert(CloseInitiator::Reset);
-        self.conn.abort(now);
+        // `reset` only if our RST really goes out. In SYN-SENT there is no connection to
+        // close (the TCB just goes, nothing is sent): null, as for SYNs that timed out;
+        // in TIME-WAIT the close had completed and keeps its initiator.
+        if self.conn.abort(now) {
+            self.close_initiator.get_or_insert(CloseInitiator::Reset);
+        }
         self.finish();
     }
 

@@ -1307,6 +1307,159 @@ fn fin_wait_1_crossing_fin_read_after_ours_left_keeps_each_change_with_its_cause
     );
 }
 
+/// The user's race (a server that answers and closes at once): our FIN, built before the
+/// server's FIN was read, crossed it and carried the stale ACK; the closed server answers
+/// it with a RST taken from that ACK field, at its FIN's sequence number (RCV.NXT - 1).
+/// Accepted as Linux accepts it in CLOSING: the probe ends there, with no retransmission
+/// 200 ms later. The close keeps its initiator (the FINs crossed: `simultaneous`, as
+/// without the RST); the RST is a note, not `reset`.
+#[test]
+fn closing_rst_at_the_servers_fin_seq_ends_the_close_it_began_without_retransmission() {
+    let (mut p, seq, ack) = requested(1_000, 5_000);
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(seq, ack, TcpFlags::PSH | TcpFlags::ACK, response),
+        false,
+    );
+    pump(&mut p, 305);
+    let fin_seq = seq + response.len() as u32;
+    let deadline = p.poll_timeout().expect("lingering");
+    p.handle_timeout(deadline);
+    let our_fin = p.poll_transmit(deadline).expect("our FIN");
+    assert_eq!(
+        our_fin.ack.0, fin_seq,
+        "built before the server's FIN was read"
+    );
+    p.handle_packet(
+        at(200_302),
+        false,
+        &server_seg(fin_seq, ack, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let bytes = packet(CLIENT, SERVER, &our_fin.repr(40000, 80), 64);
+    assert!(p.handle_packet(at(200_305), true, &bytes, false));
+    pump(&mut p, 200_306);
+    p.handle_packet(
+        at(200_330),
+        false,
+        &server_seg(fin_seq, 0, TcpFlags::RST, &[]),
+        false,
+    );
+    assert!(pump(&mut p, 200_331).is_empty(), "nothing answers the RST");
+    assert!(p.is_done(), "the RST ended the probe at once");
+    let r = p.result();
+    assert_eq!(r.retransmissions, 0);
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Simultaneous));
+    assert_eq!(r.error, None);
+    // Our first SYN was on the tap at 2 µs; the RST is the exchange's last segment.
+    assert_eq!(r.legs_ns.get(Leg::Total), Some(200_328_000));
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|a| a.contains("reset the connection in CLOSING")
+                && a.contains("did not yet acknowledge its FIN")),
+        "{:#?}",
+        r.anomalies
+    );
+}
+
+/// The server closed first (CLOSE-WAIT, then our FIN: LAST-ACK) and resets a segment of
+/// ours that did not acknowledge its FIN: `server`, not `reset`. Any other RST that ends
+/// the close is still `reset`.
+#[test]
+fn last_ack_rst_at_the_servers_fin_seq_keeps_server_but_an_exact_rst_is_reset() {
+    for (rst_at_fin, want) in [
+        (true, CloseInitiator::Server),
+        (false, CloseInitiator::Reset),
+    ] {
+        let (mut p, seq, ack) = requested(1_000, 5_000);
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let flags = TcpFlags::FIN | TcpFlags::PSH | TcpFlags::ACK;
+        p.handle_packet(
+            at(300),
+            false,
+            &server_seg(seq, ack, flags, response),
+            false,
+        );
+        pump(&mut p, 305);
+        assert_eq!(p.conn.state(), State::LastAck);
+        let fin_seq = seq + response.len() as u32;
+        let rst_seq = if rst_at_fin { fin_seq } else { fin_seq + 1 };
+        p.handle_packet(
+            at(400),
+            false,
+            &server_seg(rst_seq, 0, TcpFlags::RST, &[]),
+            false,
+        );
+        assert!(pump(&mut p, 401).is_empty());
+        assert!(p.is_done());
+        let r = p.result();
+        assert_eq!(
+            r.close_initiator,
+            Some(want),
+            "RST at the FIN: {rst_at_fin}"
+        );
+        assert_eq!(r.retransmissions, 0);
+    }
+}
+
+/// Ctrl-C in SYN-SENT: nothing was connected, nothing is sent (no RST either way), so
+/// there is no close to name: `close_initiator` is null, as when the SYNs time out.
+#[test]
+fn syn_sent_interrupt_claims_no_reset() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let d = p.poll_timeout().expect("the SYN's RTO");
+    p.handle_timeout(d);
+    pump(&mut p, (d.as_nanos() - T0) / 1000);
+    p.interrupt(d + Duration::from_millis(300));
+    let out = pump(&mut p, (d.as_nanos() - T0) / 1000 + 300_000);
+    assert!(out.is_empty(), "{out:?}");
+    let r = p.result();
+    let flags: Vec<String> = r.segments.iter().map(|s| s.flags.to_string()).collect();
+    assert_eq!(flags, ["S", "S"]);
+    assert_eq!(r.close_initiator, None);
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains(r#""close_initiator":null"#), "{json}");
+}
+
+/// Ctrl-C on an open connection: our RST goes out, and `reset` says so.
+#[test]
+fn established_interrupt_is_our_reset() {
+    let (mut p, _, _) = requested(1_000, 9_000);
+    p.interrupt(at(400));
+    let out = pump(&mut p, 400);
+    assert!(out.iter().any(|s| s.flags.rst()));
+    assert_eq!(p.result().close_initiator, Some(CloseInitiator::Reset));
+}
+
+/// Ctrl-C in TIME-WAIT: the close had completed; nothing is sent and it keeps its
+/// initiator.
+#[test]
+fn time_wait_interrupt_keeps_the_close() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let head = b"HTTP/1.1 204 No Content\r\n\r\n";
+    feed(&mut p, seq, ack, head, 1448, 300);
+    let d = p.poll_timeout().expect("the linger deadline");
+    p.handle_timeout(d);
+    pump(&mut p, 200_300);
+    let srv = seq + head.len() as u32;
+    p.handle_packet(
+        at(200_400),
+        false,
+        &server_seg(srv, ack + 1, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 200_400);
+    assert_eq!(p.conn.state(), State::TimeWait);
+    p.interrupt(at(200_500));
+    assert!(pump(&mut p, 200_500).is_empty(), "no RST from TIME-WAIT");
+    assert_eq!(p.result().close_initiator, Some(CloseInitiator::Client));
+}
+
 /// A capture's comments say, packet by packet, what the probe made of each segment when
 /// it handled it: the state changes, the legs it ended (with the values the record then
 /// has), the request and the completed response.

@@ -43,6 +43,10 @@
 //!   than Linux's one-tick `TCP_PAWS_WINDOW`, except RSTs and Linux's "disordered" pure
 //!   duplicate ACKs; a SYN-ACK whose TSecr echoes nothing we sent gets a RST and the SYN
 //!   is retransmitted (Linux's `tcp_rcv_synsent_state_process`);
+//! - after the peer's FIN, in CLOSE-WAIT, LAST-ACK and CLOSING, a RST at the FIN's
+//!   sequence number (RCV.NXT − 1) resets as one at RCV.NXT does (Linux's
+//!   `tcp_reset_check`; RFC 5961 §3.2 alone would ignore it): the peer answered a segment
+//!   of ours that crossed its FIN;
 //! - in TIME-WAIT, a segment below RCV.NXT is ACKed again (RFC 9293 §3.10.7.4, as Linux's
 //!   TIME-WAIT), and a RST at RCV.NXT ends TIME-WAIT as a completed close, not a reset
 //!   (Linux's default `tcp_rfc1337` = 0; RFC 1337 §3 would ignore the RST).
@@ -237,9 +241,13 @@ pub enum Event {
     },
     /// RST accepted in a synchronized state, TIME-WAIT excepted (there the close had
     /// completed: [`Anomaly::RstInTimeWait`] and [`Event::Closed`]).
+    /// `at_peer_fin`: its sequence number was the peer's FIN's (RCV.NXT − 1), accepted as
+    /// Linux accepts it after that FIN: the peer, having closed, answered a segment of ours
+    /// that did not yet acknowledge its FIN.
     Reset {
         at: Instant,
         state: State,
+        at_peer_fin: bool,
     },
     /// In-order bytes newly delivered.
     Data {
@@ -602,7 +610,9 @@ impl Connection {
             State::SynSent => self.set_state(State::Closed, now),
             // RFC 9293 §3.10.4 would send a FIN once ESTABLISHED; a probe closes before
             // that only to give up, so it resets, as `abort` does.
-            State::SynReceived => self.abort(now),
+            State::SynReceived => {
+                self.abort(now);
+            }
             // Closing already, or closed: nothing more to do.
             _ => {}
         }
@@ -615,7 +625,10 @@ impl Connection {
     /// `tcp_acceptable_seq()`), except when the peer's window is closed: then only its
     /// RCV.NXT is acceptable, which is our SND.UNA (a zero-window probe's byte, already
     /// counted in SND.NXT, was never taken).
-    pub fn abort(&mut self, now: Instant) {
+    ///
+    /// Returns whether a RST went out: not in SYN-SENT (no connection yet, the TCB just
+    /// goes), TIME-WAIT (the close had completed) or CLOSED.
+    pub fn abort(&mut self, now: Instant) -> bool {
         match self.state {
             State::SynReceived
             | State::Established
@@ -632,10 +645,14 @@ impl Connection {
                 self.set_state(State::Closed, now);
                 let rst = self.bare_segment(seq, self.rcv_nxt, TcpFlags::RST | TcpFlags::ACK);
                 self.tx.push_back(rst);
+                true
             }
             // SYN-SENT and TIME-WAIT: the TCB goes without a word.
-            State::SynSent | State::TimeWait => self.set_state(State::Closed, now),
-            State::Closed => {}
+            State::SynSent | State::TimeWait => {
+                self.set_state(State::Closed, now);
+                false
+            }
+            State::Closed => false,
         }
     }
 
@@ -1168,7 +1185,9 @@ impl Connection {
             return;
         }
 
-        // Second step, RFC 5961 §3.2: exact RST resets, in-window RST is challenged.
+        // Second step, RFC 5961 §3.2: exact RST resets (after the peer's FIN, so does one
+        // at the FIN's own sequence number, as in Linux: `rst_at_peer_fin`), in-window RST
+        // is challenged, any other ignored.
         if flags.rst() {
             if seg.seq == self.rcv_nxt && self.state == State::TimeWait {
                 // TIME-WAIT: both FINs are acknowledged, the connection is closed and only
@@ -1182,10 +1201,11 @@ impl Connection {
                 self.anomaly(rx_at, Anomaly::RstInTimeWait { seq: seg.seq });
                 self.set_state(State::Closed, rx_at);
                 self.events.push_back(Event::Closed { at: rx_at });
-            } else if seg.seq == self.rcv_nxt {
+            } else if seg.seq == self.rcv_nxt || self.rst_at_peer_fin(seg.seq) {
                 self.events.push_back(Event::Reset {
                     at: rx_at,
                     state: self.state,
+                    at_peer_fin: seg.seq != self.rcv_nxt,
                 });
                 self.set_state(State::Closed, rx_at);
             } else if seg.seq.in_window(self.rcv_nxt, self.rcv_wnd()) {
@@ -1616,6 +1636,24 @@ impl Connection {
             self.timers
                 .set(Timer::Persist, now + self.persist_interval());
         }
+    }
+
+    /// A RST at the sequence number of the peer's FIN (RCV.NXT − 1) after that FIN: the
+    /// FIN-consumed-sequence case. RFC 5961 §3.2 resets only at exactly RCV.NXT, but a peer
+    /// that has sent its FIN and then answers a segment of ours sent before we had
+    /// acknowledged that FIN (built before the FIN was read, crossing it) takes the RST's
+    /// sequence number from that segment's stale ACK field, one short of RCV.NXT. Linux
+    /// accepts exactly this RST, in CLOSE-WAIT, LAST-ACK and CLOSING only — the states in
+    /// which the peer's FIN was taken and the close is not complete — whether or not it
+    /// passed the sequence check (`tcp_reset_check()`, called from both steps of
+    /// `tcp_validate_incoming()`); elsewhere it gets what any other RST gets. Ignoring it
+    /// would cost a retransmission timeout, then a reset anyway. The window a blind attacker
+    /// must hit stays one sequence number, next to RCV.NXT.
+    fn rst_at_peer_fin(&self, seq: SeqNumber) -> bool {
+        matches!(
+            self.state,
+            State::CloseWait | State::LastAck | State::Closing
+        ) && seq.add(1) == self.rcv_nxt
     }
 
     /// Give up (RFC 9293 §3.8.3 R2): CLOSED without a RST, as Linux's `tcp_write_err`.

@@ -899,7 +899,7 @@ fn syn_sent_close_goes_closed_silently() {
 #[test]
 fn syn_sent_abort_sends_nothing() {
     let (mut h, _) = conn_syn_sent();
-    h.conn.abort(h.now);
+    assert!(!h.conn.abort(h.now), "abort says no RST went out");
     assert_eq!(h.state(), State::Closed);
     assert!(h.sent().is_empty());
 }
@@ -1132,7 +1132,8 @@ fn established_rst_exact_resets() {
         vec![
             Event::Reset {
                 at,
-                state: State::Established
+                state: State::Established,
+                at_peer_fin: false,
             },
             Event::StateChanged {
                 from: State::Established,
@@ -2029,6 +2030,144 @@ fn close_wait_retransmitted_fin_is_acked_again() {
     assert_eq!(h.state(), State::CloseWait);
 }
 
+// --- RST at the peer's FIN's sequence number (RCV.NXT - 1), Linux's `tcp_reset_check` ---
+
+/// The race of a server that answers and closes at once: our data and FIN (a TLS
+/// close_notify) were built before its FIN was read, so they carry the stale ACK 5001; the
+/// server, closed, answers them with a RST taken from that ACK field: SEQ 5001 = RCV.NXT - 1.
+/// Linux accepts it in CLOSING; so do we, at once, with no retransmission after.
+#[test]
+fn closing_rst_at_peer_fin_seq_after_our_stale_ack_resets_without_retransmission() {
+    let mut h = conn_established();
+    h.conn.send(b"notify!");
+    h.conn.close(h.now);
+    let ours = h.sent_one();
+    assert_eq!((ours.flags, ours.ack), (ACK | PSH | FIN, SeqNumber(5001)));
+    h.advance(ms(1));
+    h.recv(seg(5001, 1001, ACK | FIN, &[]));
+    assert_eq!(h.state(), State::Closing);
+    assert_eq!(h.sent_one().ack, SeqNumber(5002));
+    h.events();
+    h.advance(ms(1));
+    let at = h.now;
+    h.recv(seg(5001, 0, RST, &[]));
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::Reset {
+                at,
+                state: State::Closing,
+                at_peer_fin: true,
+            },
+            Event::StateChanged {
+                from: State::Closing,
+                to: State::Closed,
+                at
+            }
+        ]
+    );
+    assert!(h.sent().is_empty(), "no challenge ACK, no RST back");
+    assert_eq!(h.conn.poll_timeout(), None, "nothing left to retransmit");
+    assert_eq!(h.conn.retransmissions(), 0);
+}
+
+/// The same answer after data of ours crossed the peer's FIN, while we had not closed yet
+/// (CLOSE-WAIT), and after our FIN followed (LAST-ACK).
+#[test]
+fn close_wait_and_last_ack_rst_at_peer_fin_seq_reset() {
+    for close_first in [false, true] {
+        let mut h = conn_established();
+        h.conn.send(b"late");
+        let late = h.sent_one();
+        assert_eq!(late.ack, SeqNumber(5001));
+        h.recv(seg(5001, 1001, ACK | FIN, &[]));
+        h.sent();
+        let state = if close_first {
+            h.conn.close(h.now);
+            h.sent();
+            State::LastAck
+        } else {
+            State::CloseWait
+        };
+        assert_eq!(h.state(), state);
+        h.events();
+        h.recv(seg(5001, 0, RST, &[]));
+        assert!(
+            h.events().iter().any(|e| matches!(
+                e,
+                Event::Reset { state: s, at_peer_fin: true, .. } if *s == state
+            )),
+            "{state:?}"
+        );
+        assert_eq!(h.state(), State::Closed);
+        assert!(h.sent().is_empty());
+    }
+}
+
+/// One further below RCV.NXT is no FIN's sequence number: out of the window, ignored (as
+/// Linux discards it: silently, RFC 5961 §3.2), and our FIN is retransmitted at its RTO.
+#[test]
+fn closing_rst_two_below_rcv_nxt_is_ignored_and_fin_retransmitted() {
+    let mut h = conn_established();
+    h.conn.close(h.now);
+    h.sent();
+    h.recv(seg(5001, 1001, ACK | FIN, &[]));
+    h.sent();
+    h.events();
+    h.recv(seg(5000, 0, RST, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::RstIgnored {
+            seq: SeqNumber(5000)
+        }]
+    );
+    assert!(h.sent().is_empty());
+    assert_eq!(h.state(), State::Closing);
+    h.fire();
+    assert!(h.sent_one().retransmission);
+}
+
+/// RCV.NXT - 1 is accepted only where Linux accepts it: with the peer's FIN taken and the
+/// close not complete. Before any FIN (ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2) it is an old
+/// sequence number, ignored; in TIME-WAIT only RCV.NXT ends it (Linux's
+/// `tcp_timewait_state_process`).
+#[test]
+fn rst_one_below_rcv_nxt_without_peer_fin_or_in_time_wait_is_ignored() {
+    let established = conn_established();
+    let mut fin_wait_1 = conn_established();
+    fin_wait_1.conn.close(fin_wait_1.now);
+    fin_wait_1.sent();
+    let mut fin_wait_2 = conn_established();
+    fin_wait_2.conn.close(fin_wait_2.now);
+    fin_wait_2.sent();
+    fin_wait_2.recv(ack_seg(5001, 1002));
+    let mut time_wait = conn_established();
+    time_wait.conn.close(time_wait.now);
+    time_wait.sent();
+    time_wait.recv(seg(5001, 1002, ACK | FIN, &[]));
+    time_wait.sent();
+    for (mut h, state) in [
+        (established, State::Established),
+        (fin_wait_1, State::FinWait1),
+        (fin_wait_2, State::FinWait2),
+        (time_wait, State::TimeWait),
+    ] {
+        assert_eq!(h.state(), state);
+        let below = h.conn.rcv_nxt().0.wrapping_sub(1);
+        h.events();
+        h.recv(seg(below, 0, RST, &[]));
+        assert_eq!(
+            h.anomalies(),
+            vec![Anomaly::RstIgnored {
+                seq: SeqNumber(below)
+            }],
+            "{state:?}"
+        );
+        assert_eq!(h.state(), state);
+        assert!(h.sent().is_empty(), "{state:?}");
+    }
+}
+
 #[test]
 fn established_out_of_order_fin_is_processed_when_hole_fills() {
     let mut h = conn_established();
@@ -2048,7 +2187,7 @@ fn established_abort_sends_rst_with_ack() {
     let mut h = conn_established();
     h.conn.send(b"abc");
     h.sent();
-    h.conn.abort(h.now);
+    assert!(h.conn.abort(h.now), "abort says a RST went out");
     let rst = h.sent_one();
     assert_eq!(rst.flags, RST | ACK);
     assert_eq!((rst.seq, rst.ack), (SeqNumber(1004), SeqNumber(5001)));
