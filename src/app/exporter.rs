@@ -323,15 +323,8 @@ impl Shared {
         let ip = match &q.target.host {
             Host::Ip(ip) => {
                 let ip = allow::canonical(*ip);
-                if !module.family.admits(ip) {
-                    return self.refuse(
-                        "bad-request",
-                        400,
-                        format!(
-                            "{ip} is not of module `{name}`'s family ({})",
-                            module.family.name()
-                        ),
-                    );
+                if let Err(e) = module.check_family(&Host::Ip(ip)) {
+                    return self.refuse("bad-request", 400, e);
                 }
                 if let Err(d) = self.allow.check_addr(ip) {
                     return self.refuse("denied", 403, d.to_string());
@@ -463,6 +456,9 @@ fn entries(
         for (t, origin) in targets {
             for mname in &s.modules {
                 let m = &modules[mname];
+                // A mistake in the configuration: exit 2, as every refusal of it.
+                m.check_family(&t.host)
+                    .map_err(|e| UsageError(format!("{origin}: survey {}: {e}", s.name)))?;
                 let remote = resolve::resolve(&t, m.family)
                     .with_context(|| format!("{origin}: survey {}", s.name))?;
                 let shared = tls.entry(m.name.clone()).or_default();

@@ -144,6 +144,16 @@ pub fn in_spec(spec: &str, part: &str, e: String) -> String {
 
 /// Parse one target; `default_port` (`-p`) applies when the spec has none.
 pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
+    parse_with(spec, default_port, true)
+}
+
+/// Parse one target that must name its port (HOST:PORT, [V6ADDR]:PORT, a URL): where there
+/// is no `-p` to give, as in the exporter's configuration and its /probe.
+pub fn parse_host_port(spec: &str) -> Result<Target, String> {
+    parse_with(spec, None, false)
+}
+
+fn parse_with(spec: &str, default_port: Option<u16>, has_p: bool) -> Result<Target, String> {
     let s = spec.trim();
     if s.is_empty() {
         return Err("empty target".into());
@@ -198,7 +208,7 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
     let host = Host::parse(host).map_err(|e| in_spec(s, host, e))?;
     let port = match port.or(default_port).or(url_port) {
         Some(p) => p,
-        None => return Err(at(no_port(&host, authority))),
+        None => return Err(at(no_port(&host, authority, has_p))),
     };
     if port == 0 {
         return Err(at("port 0 cannot be probed".into()));
@@ -242,9 +252,11 @@ pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, 
     Ok(out)
 }
 
-/// What to write instead of a target without a port. `fd00::2:80` is a valid address
-/// whose last group happens to be 80, so the likely meaning is said first.
-fn no_port(host: &Host, written: &str) -> String {
+/// What to write instead of a target without a port (`has_p`: the command has `-p`).
+/// `fd00::2:80` is a valid address whose last group happens to be 80, so the likely
+/// meaning is said first.
+fn no_port(host: &Host, written: &str, has_p: bool) -> String {
+    let or_p = if has_p { ", or give -p PORT" } else { "" };
     if let Host::Ip(IpAddr::V6(_)) = host
         && !written.starts_with('[')
         && let Some((addr, port)) = written.rsplit_once(':')
@@ -253,10 +265,14 @@ fn no_port(host: &Host, written: &str) -> String {
     {
         return format!(
             "no port; if you meant port {port}, write `[{addr}]:{port}` (an IPv6 address \
-             with a port goes in brackets), or give -p PORT"
+             with a port goes in brackets){or_p}"
         );
     }
-    format!("no port; write it as `{host}:80` or give -p PORT")
+    if has_p {
+        format!("no port; write it as `{host}:80` or give -p PORT")
+    } else {
+        format!("no port; write it as HOST:PORT, e.g. `{host}:80`")
+    }
 }
 
 fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
