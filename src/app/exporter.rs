@@ -545,8 +545,9 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let server = Server::bind(c.listen)?;
     let mut guard = Guard::install_for_survey(MARK)?;
     let records = match &c.records {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| UsageError(format!("cannot create {}: {e}", p.display())),
+        Some(p) => Some(std::io::BufWriter::new(super::create_output(
+            p,
+            "--records",
         )?)),
         None => None,
     };
