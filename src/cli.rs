@@ -40,8 +40,7 @@ pub enum Command {
     /// Prometheus exporter: continuous surveys as histograms (/metrics), probes on demand
     /// (/probe?target=HOST:PORT).
     Exporter(ExporterArgs),
-    /// For packagers: print the man page or a shell's completion script.
-    #[command(hide = true)]
+    /// For packagers: write the man pages or print a shell's completion script.
     Generate(GenerateArgs),
 }
 
@@ -159,6 +158,11 @@ pub struct OutputArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+// The lab takes no target: the shared options' help says what they do here.
+#[command(
+    mut_arg("path", |a| a.help("Request path for HEAD, starting with `/`. [default: /]")),
+    mut_arg("host_header", |a| a.help("Host: header value (default: the lab server's address)"))
+)]
 pub struct LabArgs {
     #[command(flatten)]
     pub exchange: ExchangeArgs,
@@ -351,6 +355,13 @@ pub struct ScanArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+// A trace is not a probe: the shared output options' help says what they write here.
+#[command(
+    mut_arg("json", |a| a.help("One JSON object per trace on stdout (every hop and probe in it)")),
+    mut_arg("pcapng", |a| a.help(
+        "The same as pcapng, each packet with a comment (the TTL and attempt it belongs to, its round trip)"
+    ))
+)]
 pub struct TraceArgs {
     // The help is an attribute, not a doc comment: rustdoc would read its brackets as links.
     #[arg(

@@ -21,6 +21,7 @@ use super::survey::{PairSecret, probe_config};
 use super::targets::TargetList;
 use super::{TlsShared, http_request, tls_setup};
 use crate::config::{Exchange, ExporterConfig, HttpOptions, TlsOptions, monitor_defaults};
+use crate::report::count;
 use crate::report::metrics::{self, ExporterMetrics, TargetLabels};
 use anyhow::{Context, Result};
 use std::cell::RefCell;
@@ -517,11 +518,10 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let entries = entries(&file, &cfg, &modules, &mut tls)?;
     if c.check_only {
         println!(
-            "{file}: OK: {} surveys, {} probes every interval (targets × modules), {} modules; \
-             /probe {}",
-            cfg.surveys.len(),
-            entries.len(),
-            modules.len(),
+            "{file}: OK: {}, {} every interval (targets × modules), {}; /probe {}",
+            count(cfg.surveys.len() as u64, "survey", "surveys"),
+            count(entries.len() as u64, "probe", "probes"),
+            count(modules.len() as u64, "module", "modules"),
             if cfg.probe.allow.is_empty() {
                 "refuses every target (no [probe] allow)".to_string()
             } else {
