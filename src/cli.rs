@@ -40,8 +40,7 @@ pub enum Command {
     /// Prometheus exporter: continuous surveys as histograms (/metrics), probes on demand
     /// (/probe?target=HOST:PORT).
     Exporter(ExporterArgs),
-    /// For packagers: print the man page or a shell's completion script.
-    #[command(hide = true)]
+    /// For packagers: write the man pages or print a shell's completion script.
     Generate(GenerateArgs),
 }
 
@@ -73,8 +72,10 @@ pub struct ProbeArgs {
     )]
     pub targets: Vec<String>,
     /// Port for targets that do not name one; a list (80,443) probes each of them.
-    #[arg(short = 'p', long = "port", value_name = "PORT", value_delimiter = ',')]
-    pub port: Vec<u16>,
+    // Read as text: `config` gives the one port message (`target::port_number`), and says
+    // that ranges are `scan`'s.
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Vec<String>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -107,7 +108,7 @@ pub struct ExchangeArgs {
     #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIMEOUT))]
     pub timeout: Dur,
     /// SYN retransmissions before calling the port filtered.
-    #[arg(long, value_name = "N", default_value_t = defaults::SYN_RETRIES)]
+    #[arg(long, value_name = "N", default_value_t = defaults::SYN_RETRIES, value_parser = whole::<u32>(0, u32::MAX))]
     pub retries: u32,
     /// Initial retransmission timeout (RFC 6298 §2.1), doubled on each retry.
     #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::RTO))]
@@ -157,6 +158,11 @@ pub struct OutputArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+// The lab takes no target: the shared options' help says what they do here.
+#[command(
+    mut_arg("path", |a| a.help("Request path for HEAD, starting with `/`. [default: /]")),
+    mut_arg("host_header", |a| a.help("Host: header value (default: the lab server's address)"))
+)]
 pub struct LabArgs {
     #[command(flatten)]
     pub exchange: ExchangeArgs,
@@ -172,13 +178,13 @@ pub struct SurveyArgs {
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
     /// Probes per target. [default: 1]
-    #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = whole::<u32>(1, u32::MAX))]
     pub count: Option<u32>,
     /// Between the starts of two probes of one target (never overlapping). [default: 0s]
     #[arg(short = 'i', long = "interval", value_name = "DUR")]
     pub interval: Option<Dur>,
     /// Probes in flight at once (one thread drives them all). [default: 16]
-    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20000))]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = whole::<u32>(1, 20000))]
     pub jobs: Option<u32>,
     /// Per-probe output: text lines, JSON Lines (same as --json), CSV (one column per leg) or
     /// InfluxDB line protocol.
@@ -271,7 +277,11 @@ pub enum PlotKind {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "nmap's -iL, -oG and -oX spellings are accepted.")]
+#[command(
+    after_help = "nmap's -iL, -oG and -oX spellings are accepted; so are -sS, -Pn and -n, which \
+                  ask for what tcpshake scan always does (a SYN scan, no host discovery, no \
+                  reverse lookups). Other scan types and -T timing templates are refused."
+)]
 pub struct ScanArgs {
     /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
     #[arg(value_name = "TARGET")]
@@ -288,7 +298,7 @@ pub struct ScanArgs {
     )]
     pub ports: Option<String>,
     /// The N ports nmap finds open most often.
-    #[arg(long, value_name = "N", conflicts_with = "ports")]
+    #[arg(long, value_name = "N", conflicts_with = "ports", value_parser = whole::<usize>(0, usize::MAX))]
     pub top_ports: Option<usize>,
     /// Targets to skip (comma-separated, same syntax as targets).
     #[arg(long, value_name = "SPECS", value_delimiter = ',')]
@@ -297,10 +307,10 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
     /// SYNs per second, retries included.
-    #[arg(long, value_name = "PPS", default_value_t = defaults::SCAN_RATE, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long, value_name = "PPS", default_value_t = defaults::SCAN_RATE, value_parser = whole::<u64>(1, 100_000_000))]
     pub rate: u64,
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
-    #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = clap::value_parser!(u8).range(0..=10))]
+    #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10))]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the
     /// replies' times: SRTT + 4·RTTVAR, at least 50 ms; 1 s until a reply is timed]
@@ -311,7 +321,7 @@ pub struct ScanArgs {
     #[arg(long = "send-ip")]
     pub send_ip: bool,
     /// Key of the scan order; shards of one scan must share it.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole::<u64>(0, u64::MAX))]
     pub seed: Option<u64>,
     /// Scan slice K of N (1-based) of the permuted (address, port) sequence.
     #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
@@ -330,7 +340,7 @@ pub struct ScanArgs {
     #[arg(long = "output-xml", value_name = "FILE")]
     pub output_xml: Option<PathBuf>,
     /// Send from this source port instead of a reserved ephemeral one.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
     pub source_port: Option<u16>,
     /// Resolve host names to IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -345,6 +355,13 @@ pub struct ScanArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+// A trace is not a probe: the shared output options' help says what they write here.
+#[command(
+    mut_arg("json", |a| a.help("One JSON object per trace on stdout (every hop and probe in it)")),
+    mut_arg("pcapng", |a| a.help(
+        "The same as pcapng, each packet with a comment (the TTL and attempt it belongs to, its round trip)"
+    ))
+)]
 pub struct TraceArgs {
     // The help is an attribute, not a doc comment: rustdoc would read its brackets as links.
     #[arg(
@@ -354,7 +371,7 @@ pub struct TraceArgs {
     pub target: String,
     /// Port, for a target that does not name one.
     #[arg(short = 'p', long = "port", value_name = "PORT")]
-    pub port: Option<u16>,
+    pub port: Option<String>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub ipv4: bool,
@@ -368,16 +385,16 @@ pub struct TraceArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Highest TTL / hop limit probed.
-    #[arg(short = 'm', long, value_name = "N", default_value_t = defaults::TRACE_MAX_TTL, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(short = 'm', long, value_name = "N", default_value_t = defaults::TRACE_MAX_TTL, value_parser = whole::<u8>(1, u8::MAX))]
     pub max_ttl: u8,
     /// First TTL probed.
-    #[arg(short = 'f', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(short = 'f', long, value_name = "N", default_value_t = 1, value_parser = whole::<u8>(1, u8::MAX))]
     pub first_ttl: u8,
     /// Probes per TTL.
-    #[arg(short = 'q', long, value_name = "N", default_value_t = defaults::TRACE_PROBES, value_parser = clap::value_parser!(u8).range(1..=10))]
+    #[arg(short = 'q', long, value_name = "N", default_value_t = defaults::TRACE_PROBES, value_parser = whole::<u8>(1, 10))]
     pub probes: u8,
     /// TTLs probed at once, ahead of the highest whose first probe was answered or lost.
-    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_PARALLEL, value_parser = clap::value_parser!(u8).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_PARALLEL, value_parser = whole::<u8>(1, 64))]
     pub parallel: u8,
     /// How long a probe is waited for.
     #[arg(short = 'w', long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_TIMEOUT))]
@@ -386,18 +403,51 @@ pub struct TraceArgs {
     #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_INTERVAL))]
     pub interval: Dur,
     /// Silent TTLs in a row that end the trace.
-    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_GAP, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_GAP, value_parser = whole::<u8>(1, u8::MAX))]
     pub gap: u8,
     /// TOS byte / IPv6 traffic class of every packet (DSCP << 2 | ECN), e.g. 0x02 for
     /// ECT(0), so a hop that clears ECN shows.
     #[arg(short = 't', long, value_name = "BYTE", default_value = "0", value_parser = parse_byte)]
     pub tos: u8,
     /// Send from this source port instead of a reserved ephemeral one.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
     pub source_port: Option<u16>,
     /// Our first ISN, for tests. Hidden: a fixed ISN is for labs only.
     #[arg(long, hide = true, value_name = "N")]
     pub isn: Option<u32>,
+}
+
+/// A whole number from `lo` to `hi`, refused in our words: clap's own parsers would pass
+/// on Rust's (`invalid digit found in string`). A `k` or `M` suffix is not read (`--rate
+/// 10k`): the message says what to write instead.
+pub fn whole<T>(lo: T, hi: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| {
+        let t = s.trim();
+        match t.parse::<T>() {
+            Ok(v) if v >= lo && v <= hi => Ok(v),
+            _ => {
+                let multiple = match t.char_indices().last() {
+                    Some((i, 'k' | 'K')) => Some((&t[..i], 1_000u64)),
+                    Some((i, 'M' | 'm')) => Some((&t[..i], 1_000_000u64)),
+                    _ => None,
+                };
+                let hint = match multiple {
+                    Some((n, m)) if n.parse::<u64>().is_ok() => format!(
+                        " (no suffixes: write {} for {t})",
+                        n.parse::<u64>().unwrap_or(0).saturating_mul(m)
+                    ),
+                    _ => String::new(),
+                };
+                Err(format!(
+                    "`{}` is not a whole number from {lo} to {hi}{hint}",
+                    t.escape_debug()
+                ))
+            }
+        }
+    }
 }
 
 /// A byte in decimal or `0x` hex.
@@ -433,17 +483,66 @@ pub enum Generate {
 
 /// nmap spells some options as one dash and two letters (`-iL`, `-oG`, `-oX`); clap reads
 /// those as a short flag with a value, so they are renamed before parsing.
+///
+/// `scan` also meets nmap's habits: `-sS`, `-Pn` and `-n` ask for what it always does (a
+/// SYN scan, no host discovery, no reverse lookups), so they are dropped; other scan types
+/// (`-sT`, `-sU`…) and timing templates (`-T4`) are refused with what to use instead —
+/// clap would say "unexpected argument '-s'" and suggest `-- -s`, which makes it a target.
 pub fn nmap_spellings(
     args: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Vec<std::ffi::OsString> {
-    args.into_iter()
-        .map(|a| match a.to_str() {
-            Some("-iL") => "--input-list".into(),
-            Some("-oG") => "--output-greppable".into(),
-            Some("-oX") => "--output-xml".into(),
-            _ => a,
-        })
-        .collect()
+) -> Result<Vec<std::ffi::OsString>, exit::UsageError> {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let scan = args.get(1).is_some_and(|a| a == "scan");
+    let mut out = Vec::with_capacity(args.len());
+    let mut after_dashes = false;
+    for a in args {
+        let Some(text) = a.to_str().filter(|_| !after_dashes) else {
+            out.push(a);
+            continue;
+        };
+        match text {
+            "--" => after_dashes = true,
+            "-iL" => {
+                out.push("--input-list".into());
+                continue;
+            }
+            "-oG" => {
+                out.push("--output-greppable".into());
+                continue;
+            }
+            "-oX" => {
+                out.push("--output-xml".into());
+                continue;
+            }
+            _ if scan && nmap_no_op(text)? => continue,
+            _ => {}
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+/// Whether `text` is one of nmap's options that `scan` does anyway (to drop); a refusal
+/// for one that asks for what tcpshake does not do.
+fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
+    let refuse = |m: String| Err(exit::UsageError(m));
+    match text {
+        // Always so: a SYN scan, no ping first, no reverse DNS.
+        "-sS" | "-Pn" | "-n" => Ok(true),
+        "-sT" => refuse(
+            "-sT: tcpshake scan is a SYN scan (nmap's -sS) and has no connect scan; drop -sT \
+             (add --complete to connect to each open port after the scan)"
+                .into(),
+        ),
+        _ if text.starts_with("-s") && text.len() > 2 => refuse(format!(
+            "{text}: tcpshake scan does one scan type, a TCP SYN scan (nmap's -sS, always on); \
+             drop {text}"
+        )),
+        _ if text.starts_with("-T") && text.len() > 2 => refuse(format!(
+            "{text}: tcpshake scan has no timing templates: use --rate PPS (and --wait/--retries)"
+        )),
+        _ => Ok(false),
+    }
 }
 
 #[cfg(test)]

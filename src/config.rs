@@ -306,7 +306,8 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString>,
     {
-        let argv = crate::cli::nmap_spellings(argv.into_iter().map(Into::into));
+        let argv =
+            crate::cli::nmap_spellings(argv.into_iter().map(Into::into)).map_err(Refused::Usage)?;
         let cli = Cli::try_parse_from(argv).map_err(Refused::Clap)?;
         Config::from_args(cli).map_err(Refused::Usage)
     }
@@ -314,8 +315,14 @@ impl Config {
     /// Validate parsed arguments into the command's configuration.
     pub fn from_args(cli: Cli) -> Result<Config> {
         match cli.command {
-            Command::Probe(a) if a.survey.wanted() || a.port.len() > 1 => survey(a),
-            Command::Probe(a) => probe(a),
+            Command::Probe(a) => {
+                let ports = probe_ports(&a.port)?;
+                if a.survey.wanted() || ports.len() > 1 {
+                    survey(a, ports)
+                } else {
+                    probe(a, ports)
+                }
+            }
             Command::Lab(a) => lab(a),
             Command::Scan(a) => scan(a),
             Command::Report(a) => report(a),
@@ -442,10 +449,37 @@ fn probe_targets(specs: &[String], ports: &[u16], family: Family) -> Result<Vec<
     Ok(out)
 }
 
-fn probe(a: ProbeArgs) -> Result<Config> {
+/// `probe -p` (each `-p` a port or a list of them): single ports, no ranges (those are
+/// `scan`'s), and no port 0.
+fn probe_ports(given: &[String]) -> Result<Vec<u16>> {
+    let mut out = Vec::new();
+    for list in given {
+        for item in list.split(',') {
+            if let Some((a, b)) = item.split_once('-')
+                && let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>())
+            {
+                let example = (a..=b.min(a.saturating_add(2)))
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                return refuse(format!(
+                    "-p `{list}`: probe takes single ports, not ranges; list them \
+                     (-p {example}) or scan the range: `tcpshake scan HOST -p {a}-{b}`"
+                ));
+            }
+            out.push(
+                target::port_number(item, 1)
+                    .map_err(|e| UsageError(format!("-p `{list}`: {e}")))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn probe(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
     let exchange = exchange(&a.exchange, &a.tls)?;
-    let targets = probe_targets(&a.targets, &a.port, family)?;
+    let targets = probe_targets(&a.targets, &ports, family)?;
     check_tls_used(&exchange, &targets)?;
     check_captures(&a.output)?;
     Ok(Config::Probe(ProbeConfig {
@@ -458,10 +492,10 @@ fn probe(a: ProbeArgs) -> Result<Config> {
     }))
 }
 
-fn survey(a: ProbeArgs) -> Result<Config> {
+fn survey(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
     let exchange = exchange(&a.exchange, &a.tls)?;
-    let targets = probe_targets(&a.targets, &a.port, family)?;
+    let targets = probe_targets(&a.targets, &ports, family)?;
     let sv = &a.survey;
     if sv.input_list.is_none() {
         check_tls_used(&exchange, &targets)?;
@@ -489,7 +523,7 @@ fn survey(a: ProbeArgs) -> Result<Config> {
     Ok(Config::Survey(SurveyConfig {
         targets,
         list: sv.input_list.clone(),
-        ports: a.port.clone(),
+        ports,
         family,
         exchange,
         format,
@@ -532,6 +566,19 @@ fn check_captures(o: &OutputArgs) -> Result<()> {
 
 /// A scan target spec, checked against `-4`/`-6` when it is made of addresses.
 pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
+    // nmap's habit is addresses and -p; a HOST:PORT (or a URL) is said the scan's way.
+    if text.parse::<std::net::IpAddr>().is_err()
+        && let Ok(t) = target::parse(text, None)
+    {
+        let host = match &t.host {
+            target::Host::Ip(ip) => ip.to_string(),
+            target::Host::Name(n) => n.clone(),
+        };
+        return Err(format!(
+            "`{text}`: scan takes ports with -p: `tcpshake scan {host} -p {}`",
+            t.port
+        ));
+    }
     let spec = scan_targets::parse(text)?;
     if let TargetSpec::Addrs(s) = &spec {
         let v6 = matches!(s, Spec::Range { v6: true, .. });
@@ -541,10 +588,7 @@ pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, 
             Family::V6 => v6,
         };
         if !fits {
-            let (is, other) = if v6 { ("IPv6", "-4") } else { ("IPv4", "-6") };
-            return Err(format!(
-                "`{text}` is {is} but {other} asks for the other family; drop {other}"
-            ));
+            return Err(target::family_mismatch(text, v6, family));
         }
     }
     Ok(spec)
@@ -568,7 +612,7 @@ fn scan(a: ScanArgs) -> Result<Config> {
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(UsageError)?;
     let ports = match (&a.ports, a.top_ports) {
-        (Some(p), _) => ports::parse(p),
+        (Some(p), _) => ports::parse(p).map_err(|e| format!("-p `{p}`: {e}")),
         (None, Some(n)) => ports::top(n),
         (None, None) => ports::top(defaults::TOP_PORTS),
     }
@@ -654,7 +698,12 @@ fn report(a: ReportArgs) -> Result<Config> {
 
 fn trace(a: TraceArgs) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
-    let ports: Vec<u16> = a.port.into_iter().collect();
+    let ports = match &a.port {
+        Some(p) => {
+            vec![target::port_number(p, 1).map_err(|e| UsageError(format!("-p `{p}`: {e}")))?]
+        }
+        None => Vec::new(),
+    };
     let target = target::expand(&a.target, &ports, family)
         .map_err(UsageError)?
         .into_iter()

@@ -21,6 +21,7 @@ use super::survey::{PairSecret, probe_config};
 use super::targets::TargetList;
 use super::{TlsShared, http_request, tls_setup};
 use crate::config::{Exchange, ExporterConfig, HttpOptions, TlsOptions, monitor_defaults};
+use crate::report::count;
 use crate::report::metrics::{self, ExporterMetrics, TargetLabels};
 use anyhow::{Context, Result};
 use std::cell::RefCell;
@@ -323,15 +324,8 @@ impl Shared {
         let ip = match &q.target.host {
             Host::Ip(ip) => {
                 let ip = allow::canonical(*ip);
-                if !module.family.admits(ip) {
-                    return self.refuse(
-                        "bad-request",
-                        400,
-                        format!(
-                            "{ip} is not of module `{name}`'s family ({})",
-                            module.family.name()
-                        ),
-                    );
+                if let Err(e) = module.check_family(&Host::Ip(ip)) {
+                    return self.refuse("bad-request", 400, e);
                 }
                 if let Err(d) = self.allow.check_addr(ip) {
                     return self.refuse("denied", 403, d.to_string());
@@ -463,6 +457,9 @@ fn entries(
         for (t, origin) in targets {
             for mname in &s.modules {
                 let m = &modules[mname];
+                // A mistake in the configuration: exit 2, as every refusal of it.
+                m.check_family(&t.host)
+                    .map_err(|e| UsageError(format!("{origin}: survey {}: {e}", s.name)))?;
                 let remote = resolve::resolve(&t, m.family)
                     .with_context(|| format!("{origin}: survey {}", s.name))?;
                 let shared = tls.entry(m.name.clone()).or_default();
@@ -521,11 +518,10 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let entries = entries(&file, &cfg, &modules, &mut tls)?;
     if c.check_only {
         println!(
-            "{file}: OK: {} surveys, {} probes every interval (targets × modules), {} modules; \
-             /probe {}",
-            cfg.surveys.len(),
-            entries.len(),
-            modules.len(),
+            "{file}: OK: {}, {} every interval (targets × modules), {}; /probe {}",
+            count(cfg.surveys.len() as u64, "survey", "surveys"),
+            count(entries.len() as u64, "probe", "probes"),
+            count(modules.len() as u64, "module", "modules"),
             if cfg.probe.allow.is_empty() {
                 "refuses every target (no [probe] allow)".to_string()
             } else {
@@ -549,8 +545,9 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let server = Server::bind(c.listen)?;
     let mut guard = Guard::install_for_survey(MARK)?;
     let records = match &c.records {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| UsageError(format!("cannot create {}: {e}", p.display())),
+        Some(p) => Some(std::io::BufWriter::new(super::create_output(
+            p,
+            "--records",
         )?)),
         None => None,
     };

@@ -162,6 +162,55 @@ struct TlsShared {
     capture_keys: Option<Arc<SessionKeys>>,
 }
 
+/// An input file the user named (`-iL`, `report FILE`, `--cacert`), opened now: one that
+/// is missing, unreadable or a directory is a usage error (exit 2), whichever it is.
+/// `what` names it (`--cacert`, `the target list`).
+pub(crate) fn open_input(path: &std::path::Path, what: &str) -> Result<std::fs::File> {
+    let refused = |why: String| {
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!("{what} ")
+        };
+        UsageError(format!("cannot read {what}{}: {why}", path.display()))
+    };
+    let f = std::fs::File::open(path).map_err(|e| refused(io_reason(&e)))?;
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(refused("it is a directory; give a file".into()).into());
+    }
+    Ok(f)
+}
+
+/// An output file the user named (`--pcap`, `-oX`, `--svg`, `--records`), created before
+/// anything is probed: one that cannot be is a usage error (exit 2) in every command.
+/// `flag` names the option.
+pub(crate) fn create_output(path: &std::path::Path, flag: &str) -> Result<std::fs::File> {
+    std::fs::File::create(path).map_err(|e| {
+        UsageError(format!(
+            "{flag}: cannot create {}: {}; give a path in a directory you can write to",
+            path.display(),
+            io_reason(&e)
+        ))
+        .into()
+    })
+}
+
+/// An I/O error in words, without Rust's `(os error N)`.
+fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::IsADirectory => "it is a directory; give a file".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
 /// The `--pcap` and `--pcapng` files, created now (a bad path is an error before any
 /// probe); with a pcapng file, HTTPS probes log their session keys for it (into `tls`).
 fn open_captures(
@@ -169,16 +218,12 @@ fn open_captures(
     pcapng: Option<&std::path::Path>,
     tls: &mut TlsShared,
 ) -> Result<Option<CaptureFiles>> {
-    let create = |p: &std::path::Path| {
-        std::fs::File::create(p)
-            .map(io::BufWriter::new)
-            .with_context(|| format!("cannot create {}", p.display()))
-    };
+    let create = |p: &std::path::Path, flag| create_output(p, flag).map(io::BufWriter::new);
     let pcap = pcap
-        .map(|p| Ok::<_, anyhow::Error>(PcapWriter::new(create(p)?)?))
+        .map(|p| Ok::<_, anyhow::Error>(PcapWriter::new(create(p, "--pcap")?)?))
         .transpose()?;
     let pcapng = pcapng
-        .map(|p| Ok::<_, anyhow::Error>(PcapngWriter::new(create(p)?)?))
+        .map(|p| Ok::<_, anyhow::Error>(PcapngWriter::new(create(p, "--pcapng")?)?))
         .transpose()?;
     if pcap.is_none() && pcapng.is_none() {
         return Ok(None);
@@ -265,7 +310,9 @@ fn load_roots(cacert: Option<&std::path::Path>) -> Result<(Arc<RootCertStore>, S
     let mut roots = RootCertStore::empty();
     match cacert {
         Some(p) => {
-            let pem = std::fs::read(p).with_context(|| format!("--cacert {}", p.display()))?;
+            let mut pem = Vec::new();
+            io::Read::read_to_end(&mut open_input(p, "--cacert")?, &mut pem)
+                .with_context(|| format!("--cacert: reading {}", p.display()))?;
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {

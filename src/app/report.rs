@@ -11,18 +11,33 @@ use std::path::Path;
 use tcpshake_proto::probe::stats::{Slo, Survey};
 
 pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
+    // The plot's path is checked first, not after the whole table was printed.
+    if let Some(svg) = &args.svg {
+        super::create_output(svg, "--svg")?;
+    }
     let mut stats = Survey::default();
-    for path in &args.files {
-        read_jsonl(path, &mut stats)?;
+    let read = args
+        .files
+        .iter()
+        .try_for_each(|path| read_jsonl(path, &mut stats));
+    let read = read.and_then(|()| {
+        if stats.probes() == 0 {
+            return Err(UsageError(
+                "no probe records in the input; give files written by `tcpshake probe --json`"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(())
+    });
+    if let Err(e) = read {
+        if let Some(svg) = &args.svg {
+            let _ = std::fs::remove_file(svg);
+        }
+        return Err(e);
     }
     // Records come in the order probes ended; the table lists targets as they were given.
     stats.order_by_first_start();
-    if stats.probes() == 0 {
-        return Err(UsageError(
-            "no probe records in the input; give files written by `tcpshake probe --json`".into(),
-        )
-        .into());
-    }
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &stats_json(&stats))?;
@@ -51,8 +66,7 @@ fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
             Box::new(io::BufReader::new(io::stdin())) as Box<dyn BufRead>,
         )
     } else {
-        let f = std::fs::File::open(path)
-            .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+        let f = super::open_input(path, "")?;
         (
             path.display().to_string(),
             Box::new(io::BufReader::new(f)) as Box<dyn BufRead>,
@@ -63,14 +77,15 @@ fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
     // Bounded by the file: each pass consumes one line.
     loop {
         line.clear();
-        if reader
-            .read_line(&mut line)
-            .with_context(|| format!("reading {name}"))?
-            == 0
-        {
-            return Ok(());
-        }
         n += 1;
+        match reader.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(not_ours(&name, n, "is not UTF-8 text").into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {name}")),
+        }
         let text = line.trim();
         if text.is_empty() {
             continue;
@@ -81,14 +96,31 @@ fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
             Err(_) if !line.ends_with('\n') => {
                 eprintln!("tcpshake: {name}:{n}: last line is cut short; skipped");
             }
+            // Not JSON, or JSON but not an object: some other file.
+            Err(_)
+                if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                    .is_err() =>
+            {
+                return Err(not_ours(&name, n, "is not a JSON object").into());
+            }
+            // An object, but not a record: what is wrong with it may help.
             Err(e) => {
                 return Err(UsageError(format!(
-                    "{name}:{n}: not a tcpshake probe record (schema 1): {e}"
+                    "{name}, line {n}: not a tcpshake probe record (schema 1): {e}; give files \
+                     written by `tcpshake probe --json`"
                 ))
                 .into());
             }
         }
     }
+}
+
+/// A file that is not tcpshake's JSON Lines at all: which, where, what to give instead.
+fn not_ours(name: &str, line: usize, what: &str) -> UsageError {
+    UsageError(format!(
+        "{name} is not a tcpshake JSON Lines file (line {line} {what}); give files written by \
+         `tcpshake probe --json`"
+    ))
 }
 
 /// Print each SLO's verdict on stderr; true when one was breached.

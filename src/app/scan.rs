@@ -8,7 +8,6 @@ use crate::report::scan_text;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -45,12 +44,7 @@ fn open_sink(path: &Path, flag: &str) -> Result<Sink> {
     if path.as_os_str() == "-" {
         return Ok(BufWriter::new(Box::new(io::stdout())));
     }
-    let f = File::create(path).map_err(|e| {
-        UsageError(format!(
-            "{flag} {}: cannot write there ({e}); give a writable path",
-            path.display()
-        ))
-    })?;
+    let f = super::create_output(path, flag)?;
     Ok(BufWriter::new(Box::new(f)))
 }
 

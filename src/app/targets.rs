@@ -2,7 +2,6 @@
 //! `scan --excludefile`): line by line, each bad line named by file and number, reported
 //! and skipped (exit 1 at the end), never a reason to read the file whole.
 
-use super::exit::UsageError;
 use anyhow::Result;
 use std::io::{self, BufRead, Read};
 use std::path::Path;
@@ -28,12 +27,7 @@ impl TargetList {
         let (name, reader): (String, Box<dyn BufRead>) = if path == Path::new("-") {
             ("stdin".into(), Box::new(io::BufReader::new(io::stdin())))
         } else {
-            let f = std::fs::File::open(path).map_err(|e| {
-                UsageError(format!(
-                    "cannot read the target list {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let f = super::open_input(path, "the target list")?;
             (path.display().to_string(), Box::new(io::BufReader::new(f)))
         };
         Ok(TargetList {

@@ -201,15 +201,18 @@ fn requests_are_well_formed_or_refused() {
 fn targets_and_families() {
     refused(&["probe", "fd00::2:80"], &["`[fd00::2]:80`"]);
     refused(&["probe", "198.18.0.2"], &["no port", "-p PORT"]);
-    refused(&["probe", "198.18.0.2:99999"], &["not a port"]);
+    refused(
+        &["probe", "198.18.0.2:99999"],
+        &["`198.18.0.2:99999`: `99999` is not a port; give a number from 1 to 65535"],
+    );
     refused(&["probe", "bad$host:80"], &["`bad$host`", "character `$`"]);
     refused(
         &["probe", "-6", "198.18.0.2:80"],
-        &["198.18.0.2 is an IPv4 address but -6 asks for IPv6"],
+        &["`198.18.0.2` is IPv4 but -6 asks for IPv6; drop -6 or give an IPv6 address"],
     );
     refused(
         &["probe", "-4", "[fd00::2]:80", "-c", "2"],
-        &["IPv6 address but -4"],
+        &["`fd00::2` is IPv6 but -4 asks for IPv4"],
     );
     refused(&["probe", "-4", "-6", "h:80"], &["cannot be used with"]);
     refused(
@@ -377,4 +380,94 @@ fn trace_defaults_and_refusals() {
     refused(&["trace", "h:80", "--probes", "11"], &["11"]);
     refused(&["trace", "h:80", "--max-ttl", "0"], &["0"]);
     refused(&["trace", "198.18.0.2:80", "-6"], &["-6"]);
+}
+
+/// A new user's mistakes, each refused in our words (never Rust's or serde's), naming the
+/// option or target, with what to write instead — the same words in probe and scan.
+#[test]
+fn a_new_users_mistakes_are_said_the_same_in_every_command() {
+    let not_a_port = "`99999` is not a port; give a number from";
+    refused(&["probe", "198.18.0.2:99999"], &[not_a_port, "1 to 65535"]);
+    refused(
+        &["scan", "198.18.0.2", "-p", "99999"],
+        &["-p `99999`: ", not_a_port, "0 to 65535"],
+    );
+    refused(&["trace", "198.18.0.2", "-p", "99999"], &[not_a_port]);
+    refused(
+        &["probe", "198.18.0.2:"],
+        &["`198.18.0.2:`: a port is missing"],
+    );
+    refused(
+        &["probe", "198.18.0.2", "-p", "80,"],
+        &["-p `80,`: a port is missing"],
+    );
+    refused(
+        &["probe", "198.18.0.2", "-p", "80-82"],
+        &[
+            "probe takes single ports, not ranges",
+            "-p 80,81,82",
+            "tcpshake scan",
+        ],
+    );
+    refused(
+        &["probe", "198.18.0.2", "-p", "0"],
+        &["port 0 cannot be connected to"],
+    );
+    assert!(matches!(
+        Config::parse_from(["tcpshake", "scan", "198.18.0.2", "-p", "0"]),
+        Ok(Config::Scan(_))
+    ));
+    let v6_with_4 = "`fd00:77::2` is IPv6 but -4 asks for IPv4; drop -4 or give an IPv4 address";
+    refused(&["probe", "-4", "fd00:77::2", "-p", "80"], &[v6_with_4]);
+    refused(&["scan", "-4", "fd00:77::2", "-p", "80"], &[v6_with_4]);
+    refused(
+        &["scan", "198.18.0.2", "--rate", "10k"],
+        &["`10k` is not a whole number", "write 10000"],
+    );
+    refused(
+        &["scan", "198.18.77.2:80"],
+        &["scan takes ports with -p: `tcpshake scan 198.18.77.2 -p 80`"],
+    );
+    refused(
+        &["scan", "[fd00::2]:80"],
+        &["`tcpshake scan fd00::2 -p 80`"],
+    );
+    for (args, want) in [
+        (&["probe", "198.18.0.2", "-p", "80,"][..], "empty string"),
+        (
+            &["scan", "198.18.0.2", "--rate", "10k"][..],
+            "invalid digit",
+        ),
+    ] {
+        let (msg, _) = refusal(args);
+        assert!(!msg.contains(want), "{args:?}: Rust's words: {msg}");
+    }
+}
+
+/// nmap's habits in `scan`: what it always does is accepted, the rest refused with what to
+/// use — never clap's "use '-- -s'", which would make the option a target.
+#[test]
+fn nmap_habits_in_scan() {
+    let c = Config::parse_from([
+        "tcpshake",
+        "scan",
+        "-sS",
+        "-Pn",
+        "-n",
+        "198.18.0.2",
+        "-p",
+        "80",
+    ]);
+    let Ok(Config::Scan(c)) = c else {
+        panic!("-sS -Pn -n refused: {c:?}")
+    };
+    assert_eq!(c.targets.len(), 1);
+    refused(
+        &["scan", "198.18.0.2", "-T4"],
+        &["no timing templates: use --rate PPS (and --wait/--retries)"],
+    );
+    refused(&["scan", "198.18.0.2", "-sU"], &["-sU", "SYN scan"]);
+    refused(&["scan", "198.18.0.2", "-sT"], &["-sT", "--complete"]);
+    let (msg, _) = refusal(&["scan", "198.18.0.2", "-sA"]);
+    assert!(!msg.contains("-- -s"), "{msg}");
 }

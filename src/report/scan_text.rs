@@ -1,6 +1,7 @@
 //! The human view of a scan: one table per host (open ports, or with `--all` every port
 //! sent to, silent ones included), and the summary line.
 
+use super::count;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
@@ -111,18 +112,22 @@ pub fn summary(x: &Summary) -> String {
         t.sent as f64 / x.send_time.as_secs_f64()
     };
     let mut s = format!(
-        "scanned {} ports: {} open, {} closed, {} filtered in {:.2} s ({} packets sent, {:.0} pps achieved, {} dropped by the capture)",
-        t.scanned,
+        "scanned {}: {} open, {} closed, {} filtered in {:.2} s ({}, {:.0} pps achieved, {} dropped by the capture)",
+        count(t.scanned, "port", "ports"),
         t.open,
         t.closed,
         t.filtered(),
         x.duration.as_secs_f64(),
-        t.sent,
+        count(t.sent, "packet sent", "packets sent"),
         pps,
         x.tap_drops
     );
     if t.unmatched > 0 {
-        let _ = write!(s, "; {} unmatched replies ignored", t.unmatched);
+        let _ = write!(
+            s,
+            "; {} ignored",
+            count(t.unmatched, "unmatched reply", "unmatched replies")
+        );
     }
     if x.interrupted {
         s += "; interrupted: partial results";
@@ -130,12 +135,11 @@ pub fn summary(x: &Summary) -> String {
     if let Some(r) = x.resolution.filter(|r| r.asked > 0) {
         let _ = write!(
             s,
-            "\nneighbours: {} of {} on-link addresses answered ARP / ND ({} requests, {} round{}); {} down, not scanned",
+            "\nneighbours: {} of {} answered ARP / ND ({}, {}); {} down, not scanned",
             r.resolved,
-            r.asked,
-            r.sent,
-            r.rounds,
-            if r.rounds == 1 { "" } else { "s" },
+            count(r.asked, "on-link address", "on-link addresses"),
+            count(r.sent, "request", "requests"),
+            count(r.rounds as u64, "round", "rounds"),
             r.asked.saturating_sub(r.resolved)
         );
     }
@@ -322,6 +326,26 @@ mod tests {
             silent.split_whitespace().collect::<Vec<_>>(),
             ["81/tcp", "filtered", "no-response", "-", "-"]
         );
+    }
+
+    /// One port, one packet: singular (a user saw `scanned 1 ports`, `1 packets sent`).
+    #[test]
+    fn summary_of_one_is_singular() {
+        let x = Summary {
+            totals: ScanTotals {
+                scanned: 1,
+                sent: 1,
+                unmatched: 1,
+                ..ScanTotals::default()
+            },
+            duration: Duration::from_secs(1),
+            send_time: Duration::from_secs(1),
+            ..Summary::default()
+        };
+        let s = summary(&x);
+        assert!(s.starts_with("scanned 1 port: "), "{s}");
+        assert!(s.contains("(1 packet sent, "), "{s}");
+        assert!(s.contains("1 unmatched reply ignored"), "{s}");
     }
 
     #[test]

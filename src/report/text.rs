@@ -45,16 +45,9 @@ pub fn short_flags(f: TcpFlags) -> String {
     if s.is_empty() { "-".into() } else { s }
 }
 
-/// A duration in ns as people read it: `41.2 µs`, `12.345 ms`, `1.234 s`.
-pub fn human_ns(ns: u64) -> String {
-    if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.3} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.3} s", ns as f64 / 1e9)
-    }
-}
+/// A duration in ns as people read it: `41.2 µs`, `12.345 ms`, `1.234 s` (one form with
+/// the SLO verdicts: `tcpshake_proto::time::human_ns`).
+pub use tcpshake_proto::time::human_ns;
 
 fn segment_line(
     r: &ProbeResult,

@@ -89,6 +89,62 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
             &["probe", "-iL", "/nonexistent/list"],
             "cannot read the target list",
         ),
+        // A file mistake is one kind whatever the file is: a directory as a missing file,
+        // an output file that cannot be created in every command (before anything runs).
+        (
+            &["probe", "-iL", "/tmp", "-p", "80"],
+            "/tmp: it is a directory",
+        ),
+        (&["report", "/tmp"], "/tmp: it is a directory"),
+        (&["report", "/nonexistent.jsonl"], "no such file"),
+        (
+            &["probe", "198.18.0.2:80", "--pcap", "/nonexistent/x.pcap"],
+            "--pcap: cannot create /nonexistent/x.pcap",
+        ),
+        (
+            &[
+                "trace",
+                "198.18.0.2:80",
+                "--pcapng",
+                "/nonexistent/x.pcapng",
+            ],
+            "--pcapng: cannot create",
+        ),
+        (
+            &[
+                "scan",
+                "198.18.0.2",
+                "-p",
+                "80",
+                "-oX",
+                "/nonexistent/x.xml",
+            ],
+            "-oX: cannot create",
+        ),
+        (
+            &[
+                "report",
+                "/nonexistent.jsonl",
+                "--svg",
+                "/nonexistent/x.svg",
+            ],
+            "--svg: cannot create",
+        ),
+        (
+            &["probe", "198.18.0.2:443", "--cacert", "/nonexistent.pem"],
+            "--cacert /nonexistent.pem: no such file",
+        ),
+        (
+            &["probe", "198.18.0.2:443", "--cacert", "/tmp"],
+            "it is a directory",
+        ),
+        (
+            &["probe", "198.18.0.2", "-p", "80,"],
+            "-p `80,`: a port is missing",
+        ),
+        (&["scan", "198.18.0.2:80"], "scan takes ports with -p"),
+        (&["scan", "198.18.0.2", "-T4"], "no timing templates"),
+        (&["scan", "198.18.0.2", "--rate", "10k"], "write 10000"),
     ];
     for (args, want) in cases {
         let run = tcpshake(args);
@@ -97,6 +153,34 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
         assert!(run.stdout.is_empty(), "{args:?}: printed results\n{run}");
         assert_one_clean_message(&run, args);
     }
+}
+
+/// `report` of a file that is not tcpshake's JSON Lines says so and which line, exit 2
+/// (never serde's or std's words).
+#[test]
+fn report_of_a_file_that_is_not_json_lines() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-notjsonl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let text = dir.join("bad.txt");
+    std::fs::write(&text, "\n1.5\n").expect("write");
+    let binary = dir.join("bin.dat");
+    std::fs::write(&binary, [0x7f, b'E', b'L', b'F', 0xff, 0xfe, b'\n']).expect("write");
+    for (file, want) in [
+        (&text, "line 2 is not a JSON object"),
+        (&binary, "line 1 is not UTF-8 text"),
+    ] {
+        let args = ["report", file.to_str().expect("utf-8")];
+        let run = tcpshake(&args);
+        assert_eq!(run.code, Some(2), "{run}");
+        assert!(
+            run.stderr.contains("is not a tcpshake JSON Lines file"),
+            "{run}"
+        );
+        assert!(run.stderr.contains(want), "{run}");
+        assert!(!run.stderr.contains("invalid type"), "serde's words: {run}");
+        assert_one_clean_message(&run, &args);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--help` lists every exit code; `generate` writes the man pages and completions a

@@ -555,6 +555,40 @@ fn a_bad_configuration_is_refused_with_its_line() {
         out.stderr.contains(&format!("{}, line 3:", list.display())),
         "{out}"
     );
+    // A target its module's family cannot reach: the module and its setting named, exit 2
+    // (the exporter has no -4 to drop).
+    std::fs::write(&list, "198.18.0.2:80\n[fd00:77::2]:80\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[modules.v4]\nprober = \"tcp\"\nfamily = \"ipv4\"\n\n[[survey]]\nname = \"x\"\nmodules = [\"v4\"]\ntarget_files = [\"{}\"]\n",
+            list.display()
+        ),
+    )
+    .unwrap();
+    let out = run_bounded(
+        Command::new(lab::tcpshake_bin())
+            .args(["exporter", "--check-config", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}, line 2: survey x: fd00:77::2 is an IPv6 address, but module `v4` has family = \"ipv4\" (line 3)",
+            list.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("-4"), "{out}");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[survey]]\nname = \"x\"\ntarget_files = [\"{}\"]\n",
+            list.display()
+        ),
+    )
+    .unwrap();
     std::fs::write(&list, "198.18.0.2:80 198.18.0.3:80\n").unwrap();
     let out = run_bounded(
         Command::new(lab::tcpshake_bin())

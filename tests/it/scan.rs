@@ -741,7 +741,7 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
                 "-oX",
                 "/nonexistent/dir/scan.xml",
             ],
-            "cannot write there",
+            "-oX: cannot create",
         ),
     ] {
         let run = lab::run_bounded(Command::new(bin).args(&args), Duration::from_secs(10));

@@ -451,7 +451,7 @@ lab_test! {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let line = stdout
             .lines()
-            .find(|l| l.starts_with("scanned 1 ports"))
+            .find(|l| l.starts_with("scanned 1 port: "))
             .unwrap_or_else(|| panic!("{stdout}"));
         let dropped: u64 = line
             .split(", ")

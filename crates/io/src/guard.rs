@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 
 use super::EnvironmentError;
 
@@ -239,11 +239,11 @@ impl Guard {
         new.sort_unstable();
         new.dedup();
         if !new.is_empty() {
-            self.set_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, &new)
-                .with_context(|| match new.as_slice() {
-                    [one] => format!("nftables guard: protecting local port {one}"),
-                    many => format!("nftables guard: protecting {} local ports", many.len()),
-                })?;
+            let what = match new.as_slice() {
+                [one] => format!("protecting local port {one}"),
+                many => format!("protecting {} local ports", many.len()),
+            };
+            self.set_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, &new, &what)?;
         }
         for &p in ports {
             *self.ports.entry(p).or_insert(0) += 1;
@@ -266,14 +266,21 @@ impl Guard {
         if last.is_empty() {
             return Ok(());
         }
-        self.set_elements(NFT_MSG_DELSETELEM, 0, &last)
-            .with_context(|| match last.as_slice() {
-                [one] => format!("nftables guard: releasing local port {one}"),
-                many => format!("nftables guard: releasing {} local ports", many.len()),
-            })
+        let what = match last.as_slice() {
+            [one] => format!("releasing local port {one}"),
+            many => format!("releasing {} local ports", many.len()),
+        };
+        self.set_elements(NFT_MSG_DELSETELEM, 0, &last, &what)
     }
 
-    fn set_elements(&mut self, ty: u16, flags: u16, ports: &[u16]) -> anyhow::Result<()> {
+    /// Add or delete `ports` in the set; `what` names that for an error message.
+    fn set_elements(
+        &mut self,
+        ty: u16,
+        flags: u16,
+        ports: &[u16],
+        what: &str,
+    ) -> anyhow::Result<()> {
         let mut b = Batch::new(&mut self.sock);
         let m = b
             .msg(&mut self.sock, ty, flags)
@@ -288,7 +295,7 @@ impl Guard {
                 .end_nest();
         }
         m.end_nest().end();
-        b.commit(&mut self.sock).map_err(explain)
+        b.commit(&mut self.sock).map_err(|e| explain(e, what))
     }
 
     /// Delete the table now, when nothing needs it any more. Dropping the guard would
@@ -298,7 +305,7 @@ impl Guard {
     pub fn remove(&mut self) -> anyhow::Result<()> {
         if !self.removed {
             delete_table(&mut self.sock, &self.table)
-                .with_context(|| format!("nftables guard: deleting table {}", self.table))?;
+                .map_err(|e| explain(e, &format!("deleting table inet {}", self.table)))?;
             self.removed = true;
             self.ports.clear();
         }
@@ -351,7 +358,7 @@ fn sweep_with(sock: &mut NlSocket) -> anyhow::Result<usize> {
             Ok(()) => swept += 1,
             // Someone else swept it first.
             Err(e) if errno_of(&e) == Some(libc::ENOENT) => {}
-            Err(e) => return Err(e.context(format!("deleting stale table inet {name}"))),
+            Err(e) => return Err(explain(e, &format!("deleting stale table inet {name}"))),
         }
     }
     Ok(swept)
@@ -381,24 +388,26 @@ fn open_nfnetlink() -> anyhow::Result<NlSocket> {
     })
 }
 
-/// Turns the kernel's refusals into what the user can do about them.
-fn explain(e: anyhow::Error) -> anyhow::Error {
+/// Turns the kernel's refusals while `doing` something into what the user can do about
+/// them. The result is the whole message, `nftables guard: ` once and `doing` once: add no
+/// context of your own around it.
+fn explain(e: anyhow::Error, doing: &str) -> anyhow::Error {
     match errno_of(&e) {
         Some(libc::EPERM) => {
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "<path to tcpshake>".into());
             anyhow::Error::new(EnvironmentError(format!(
-                "nftables guard: permission denied: run as root (sudo) or grant capabilities: setcap cap_net_raw,cap_net_admin+ep {exe}"
+                "nftables guard: permission denied ({doing}): run as root (sudo) or grant capabilities: setcap cap_net_raw,cap_net_admin+ep {exe}"
             )))
         }
-        Some(libc::EOPNOTSUPP) | Some(libc::EAFNOSUPPORT) => e.context(EnvironmentError(
-            "nftables guard: nf_tables (with the inet family) is not available in this kernel: needs CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (try `modprobe nf_tables`)".into(),
-        )),
-        Some(libc::ENOENT) => e.context(EnvironmentError(
-            "nftables guard: the kernel lacks an nftables feature the guard needs (filter chains, meta, payload, bitwise, lookup, or sets; try `modprobe nf_tables`)".into(),
-        )),
-        _ => e,
+        Some(libc::EOPNOTSUPP) | Some(libc::EAFNOSUPPORT) => e.context(EnvironmentError(format!(
+            "nftables guard: nf_tables (with the inet family) is not available in this kernel ({doing}): needs CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (try `modprobe nf_tables`)"
+        ))),
+        Some(libc::ENOENT) => e.context(EnvironmentError(format!(
+            "nftables guard: the kernel lacks an nftables feature the guard needs ({doing}): filter chains, meta, payload, bitwise, lookup, or sets (try `modprobe nf_tables`)"
+        ))),
+        _ => e.context(format!("nftables guard: {doing}")),
     }
 }
 
@@ -519,7 +528,7 @@ fn create_table(
                 "nftables guard: table inet {table} already exists (left by an earlier process with the same pid?): delete it with `nft delete table inet {table}`"
             );
         }
-        explain(e).context(format!("nftables guard: creating table inet {table}"))
+        explain(e, &format!("creating table inet {table}"))
     })
 }
 
@@ -633,8 +642,7 @@ fn list_tables(sock: &mut NlSocket) -> anyhow::Result<Vec<(String, u32)>> {
     .end();
     let replies = sock
         .request(&m, seq)
-        .map_err(explain)
-        .context("nftables guard: listing tables")?;
+        .map_err(|e| explain(e, "listing tables"))?;
     Ok(replies
         .iter()
         .filter(|r| r.ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)
@@ -652,6 +660,23 @@ fn list_tables(sock: &mut NlSocket) -> anyhow::Result<Vec<(String, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel's refusal becomes one message: `nftables guard` once, what was being
+    /// done once (a user saw `nftables guard: listing tables: nftables guard: permission
+    /// denied`).
+    #[test]
+    fn a_refusal_names_the_guard_once() {
+        for errno in [libc::EPERM, libc::EOPNOTSUPP, libc::ENOENT, libc::EBUSY] {
+            let e = anyhow::Error::new(crate::netlink::NlError {
+                errno,
+                seq: 1,
+                msg: None,
+            });
+            let msg = format!("{:#}", explain(e, "listing tables"));
+            assert_eq!(msg.matches("nftables guard").count(), 1, "{msg}");
+            assert_eq!(msg.matches("listing tables").count(), 1, "{msg}");
+        }
+    }
     use crate::netns::testutil::{in_fresh_netns, require_root};
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     use std::net::{Ipv4Addr, SocketAddr};

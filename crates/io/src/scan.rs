@@ -383,8 +383,8 @@ pub fn run(
         let Some(first) = plan.targets.first_of_family(v6) else {
             continue;
         };
-        let r = route::lookup(first)
-            .with_context(|| format!("no route to {first}: check `ip route get {first}`"))?;
+        // The lookup's errors name the address and say what to check.
+        let r = route::lookup(first)?;
         let port = match plan.source_port {
             Some(p) => p,
             None => {

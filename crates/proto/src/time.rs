@@ -108,6 +108,18 @@ pub fn format_duration(d: Duration) -> String {
     format!("{ns}ns")
 }
 
+/// A duration in ns as people read it: `41.2 µs`, `12.345 ms`, `1.234 s`: the statistics
+/// table's form, and the SLO verdicts' beside it.
+pub fn human_ns(ns: u64) -> String {
+    if ns < 1_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.3} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@
 
 use crate::monitor::allow::{AllowList, Cidr, NamePattern};
 use crate::probe::stats::{Slo, parse_slo};
-use crate::probe::target::{self, Family, Target};
+use crate::probe::target::{self, Family, Host, Target};
 use crate::time::{format_duration, parse_duration};
 use crate::wire::http::{check_host_field, check_request_target};
 use serde::Deserialize;
@@ -156,6 +156,34 @@ pub struct Module {
     pub time_wait: Duration,
     pub linger: Duration,
     pub family: Family,
+    /// The line of its `family` setting, for messages about it.
+    pub family_line: Option<usize>,
+}
+
+impl Module {
+    /// A literal address of the other family than the module's `family` is a mistake in
+    /// the configuration (or the /probe request): the message names the module, its
+    /// setting and where it is. (The exporter has no `-4`/`-6`; `family` is its word.)
+    pub fn check_family(&self, host: &Host) -> Result<(), String> {
+        match host {
+            Host::Ip(ip) if !self.family.admits(*ip) => {
+                let (is, setting) = match self.family {
+                    Family::V6 => ("IPv4", "ipv6"),
+                    _ => ("IPv6", "ipv4"),
+                };
+                let at = self
+                    .family_line
+                    .map_or(String::new(), |l| format!(" (line {l})"));
+                Err(format!(
+                    "{ip} is an {is} address, but module `{}` has family = \"{setting}\"{at}; \
+                     give an {} address or use a module with family = \"any\"",
+                    self.name,
+                    self.family.name()
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One `[[survey]]`: targets probed with each module, every `interval`.
@@ -419,6 +447,7 @@ fn builtin_modules(d: &Defaults) -> BTreeMap<String, Module> {
                     time_wait: d.time_wait,
                     linger: d.linger,
                     family: Family::Any,
+                    family_line: None,
                 },
             )
         })
@@ -584,6 +613,10 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
         time_wait,
         linger,
         family,
+        family_line: m
+            .family
+            .as_ref()
+            .and_then(|f| at(f.span(), String::new()).line),
     })
 }
 
@@ -795,6 +828,7 @@ fn survey(
         }
         None => d.interval,
     };
+    let modules_by_name = modules;
     let modules = match &s.modules {
         Some(list) if list.is_empty() => {
             return Err(at(
@@ -805,7 +839,7 @@ fn survey(
         Some(list) => {
             let mut out: Vec<String> = Vec::new();
             for m in list {
-                let n = module_ref(m, modules, at)?;
+                let n = module_ref(m, modules_by_name, at)?;
                 if out.contains(&n) {
                     return Err(at(m.span(), format!("module `{n}` is listed twice")));
                 }
@@ -815,6 +849,17 @@ fn survey(
         }
         None => vec!["http".into()],
     };
+    // A literal address its modules cannot probe is a mistake found now, at its line;
+    // target files' lines are checked when they are read (the exporter, at start).
+    for (t, src) in targets.iter().zip(&s.targets) {
+        for m in &modules {
+            if let Some(module) = modules_by_name.get(m) {
+                module
+                    .check_family(&t.0.host)
+                    .map_err(|e| at(src.span(), format!("survey `{name}`: {e}")))?;
+            }
+        }
+    }
     let slos = s
         .slo
         .iter()
@@ -839,7 +884,8 @@ pub fn survey_target(spec: &str) -> Result<Target, String> {
              Host header"
         ));
     }
-    target::parse(spec, None)
+    // The exporter has no -p: a target names its own port.
+    target::parse_host_port(spec)
 }
 
 #[cfg(test)]

@@ -266,7 +266,9 @@ X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
     fn probe_queries_are_strict() {
         let err = |q: &str| probe_query(Some(q)).unwrap_err();
         assert!(err("").message.contains("no target"));
-        assert!(err("target=198.18.0.2").message.contains("port"));
+        let no_port = err("target=198.18.0.2").message;
+        assert!(no_port.contains("HOST:PORT"), "{no_port}");
+        assert!(!no_port.contains("-p"), "/probe has no -p: {no_port}");
         assert!(err("target=a:80&target=b:80").message.contains("twice"));
         assert!(
             err("target=a:80&debug=true")

@@ -442,7 +442,8 @@ impl fmt::Display for Verdict {
         let value = match (self.value, self.slo.stat) {
             (None, _) => "no samples".to_string(),
             (Some(v), Stat::Loss) => format!("{v:.2}%"),
-            (Some(v), s) if s.is_time() => format!("{:.1} µs", v / 1e3),
+            // The statistics table's form, so the two can be compared at a glance.
+            (Some(v), s) if s.is_time() => crate::time::human_ns(v.round() as u64),
             (Some(v), _) => format!("{v}"),
         };
         let word = if self.met { "met" } else { "BREACHED" };
@@ -585,6 +586,21 @@ impl Slo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A verdict's value is written as the statistics table writes it (a user saw
+    /// `measured 1537.1 µs` beside a table's `1.537 ms`).
+    #[test]
+    fn a_verdict_measures_as_the_table_does() {
+        let v = Verdict {
+            slo: parse_slo("syn_to_synack.p99<1ms").unwrap(),
+            value: Some(1_537_100.0),
+            met: false,
+        };
+        assert_eq!(
+            v.to_string(),
+            "SLO syn_to_synack.p99<1ms: BREACHED (measured 1.537 ms)"
+        );
+    }
 
     fn sample(syn: Option<u64>, total: Option<u64>, retx: bool) -> Sample {
         let mut legs = [None; Leg::COUNT];

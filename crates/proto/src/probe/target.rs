@@ -89,14 +89,9 @@ impl Host {
     /// user must resolve; a name is looked up in the wanted family later.
     pub fn check_family(&self, family: Family) -> Result<(), String> {
         match self {
-            Host::Ip(ip) if !family.admits(*ip) => Err(format!(
-                "{ip} is an {} address but {} asks for {}; drop {} or give an {} address",
-                if ip.is_ipv4() { "IPv4" } else { "IPv6" },
-                family.flag(),
-                family.name(),
-                family.flag(),
-                family.name()
-            )),
+            Host::Ip(ip) if !family.admits(*ip) => {
+                Err(family_mismatch(&ip.to_string(), ip.is_ipv6(), family))
+            }
             _ => Ok(()),
         }
     }
@@ -144,6 +139,16 @@ pub fn in_spec(spec: &str, part: &str, e: String) -> String {
 
 /// Parse one target; `default_port` (`-p`) applies when the spec has none.
 pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
+    parse_with(spec, default_port, true)
+}
+
+/// Parse one target that must name its port (HOST:PORT, [V6ADDR]:PORT, a URL): where there
+/// is no `-p` to give, as in the exporter's configuration and its /probe.
+pub fn parse_host_port(spec: &str) -> Result<Target, String> {
+    parse_with(spec, None, false)
+}
+
+fn parse_with(spec: &str, default_port: Option<u16>, has_p: bool) -> Result<Target, String> {
     let s = spec.trim();
     if s.is_empty() {
         return Err("empty target".into());
@@ -194,14 +199,14 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
             (s, None, None, false)
         }
     };
-    let (host, port) = split_host_port(authority).map_err(|e| in_spec(s, authority, e))?;
+    let (host, port) = split_host_port(authority).map_err(at)?;
     let host = Host::parse(host).map_err(|e| in_spec(s, host, e))?;
     let port = match port.or(default_port).or(url_port) {
         Some(p) => p,
-        None => return Err(at(no_port(&host, authority))),
+        None => return Err(at(no_port(&host, authority, has_p))),
     };
     if port == 0 {
-        return Err(at("port 0 cannot be probed".into()));
+        return Err(at(port_number("0", 1).unwrap_err()));
     }
     Ok(Target {
         spec: spec.to_string(),
@@ -242,9 +247,11 @@ pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, 
     Ok(out)
 }
 
-/// What to write instead of a target without a port. `fd00::2:80` is a valid address
-/// whose last group happens to be 80, so the likely meaning is said first.
-fn no_port(host: &Host, written: &str) -> String {
+/// What to write instead of a target without a port (`has_p`: the command has `-p`).
+/// `fd00::2:80` is a valid address whose last group happens to be 80, so the likely
+/// meaning is said first.
+fn no_port(host: &Host, written: &str, has_p: bool) -> String {
+    let or_p = if has_p { ", or give -p PORT" } else { "" };
     if let Host::Ip(IpAddr::V6(_)) = host
         && !written.starts_with('[')
         && let Some((addr, port)) = written.rsplit_once(':')
@@ -253,10 +260,14 @@ fn no_port(host: &Host, written: &str) -> String {
     {
         return format!(
             "no port; if you meant port {port}, write `[{addr}]:{port}` (an IPv6 address \
-             with a port goes in brackets), or give -p PORT"
+             with a port goes in brackets){or_p}"
         );
     }
-    format!("no port; write it as `{host}:80` or give -p PORT")
+    if has_p {
+        format!("no port; write it as `{host}:80` or give -p PORT")
+    } else {
+        format!("no port; write it as HOST:PORT, e.g. `{host}:80`")
+    }
 }
 
 fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
@@ -289,8 +300,37 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
-    p.parse::<u16>()
-        .map_err(|_| format!("`{p}` is not a port (1-65535)"))
+    port_number(p, 1)
+}
+
+/// The one reading of a port, and the one message for what is not a port, in every
+/// command: a number from `lowest` to 65535. `scan` takes port 0 as nmap does (`lowest`
+/// 0: a SYN to it shows what answers there); a connection cannot be made to it, so the
+/// others refuse it and say why.
+pub fn port_number(text: &str, lowest: u16) -> Result<u16, String> {
+    let t = text.trim();
+    let give = format!("give a number from {lowest} to 65535");
+    match t.parse::<u16>() {
+        Ok(0) if lowest > 0 => Err(format!(
+            "port 0 cannot be connected to (no server can listen on it; `tcpshake scan -p 0` \
+             sends it a SYN); {give}"
+        )),
+        Ok(p) => Ok(p),
+        Err(_) if t.is_empty() => Err(format!("a port is missing; {give}")),
+        Err(_) => Err(format!("`{}` is not a port; {give}", t.escape_debug())),
+    }
+}
+
+/// The one message for a literal address of the other family than `-4`/`-6` ask for,
+/// in every command: `text` as written (an address, a range, a block).
+pub fn family_mismatch(text: &str, v6: bool, family: Family) -> String {
+    let (is, want) = if v6 {
+        ("IPv6", "IPv4")
+    } else {
+        ("IPv4", "IPv6")
+    };
+    let flag = family.flag();
+    format!("`{text}` is {is} but {flag} asks for {want}; drop {flag} or give an {want} address")
 }
 
 /// RFC 1123 §2.1 host names: letters, digits, hyphens, dots; labels of 1-63. The message
@@ -459,10 +499,7 @@ mod tests {
                 .contains("port 0")
         );
         let e = expand("198.18.0.2", &[80, 443], Family::V6).unwrap_err();
-        assert!(
-            e.starts_with("`198.18.0.2`: 198.18.0.2 is an IPv4 address"),
-            "{e}"
-        );
+        assert!(e.starts_with("`198.18.0.2` is IPv4 but -6"), "{e}");
     }
 
     #[test]
@@ -471,7 +508,7 @@ mod tests {
         let e = v4.check_family(Family::V6).unwrap_err();
         assert_eq!(
             e,
-            "198.18.0.2 is an IPv4 address but -6 asks for IPv6; drop -6 or give an IPv6 address"
+            "`198.18.0.2` is IPv4 but -6 asks for IPv6; drop -6 or give an IPv6 address"
         );
         assert!(v4.check_family(Family::V4).is_ok());
         assert!(

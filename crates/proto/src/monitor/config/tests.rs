@@ -74,7 +74,7 @@ slo = ["syn_to_synack.p99<5ms", "connect.loss<1%"]
 
 [[survey]]
 name = "web-2"
-targets = ["198.18.0.3:443"]
+targets = ["[fd00::3]:443"]
 modules = ["web"]
 "#;
 
@@ -268,6 +268,21 @@ fn every_refusal_names_its_line() {
         "HOST:PORT",
     );
     refused(survey, 2, "no targets");
+    // The exporter has no -p and no -4: its own words, not probe's.
+    let e = parse(
+        &format!("{survey}targets = [\"198.18.0.2\"]\n"),
+        &defaults(),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("HOST:PORT"), "{e}");
+    assert!(!e.message.contains("-p"), "{e}");
+    refused(
+        &format!(
+            "[modules.v4]\nprober = \"tcp\"\nfamily = \"ipv4\"\n\n{survey}modules = [\"v4\"]\ntargets = [\"[fd00:77::2]:80\"]\n"
+        ),
+        8,
+        "fd00:77::2 is an IPv6 address, but module `v4` has family = \"ipv4\" (line 3)",
+    );
     refused(
         &format!("{survey}targets = [\"a.test:80\"]\ninterval = \"10ms\"\n"),
         4,

@@ -5,7 +5,8 @@
 use super::nmap_services::{SERVICES, TOP_PORTS};
 
 /// Parse a `-p` spec into sorted, distinct ports. Port 0 only when written explicitly
-/// (as nmap does: `-p-` starts at 1).
+/// (as nmap does: `-p-` starts at 1). Messages are about a part of the spec; the caller
+/// names the option and the whole spec (`-p `22,x`: …`).
 pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
     let s = spec.trim();
     if s.is_empty() {
@@ -23,18 +24,17 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
             }
             None => item,
         };
+        // The one port message every command gives (`target::port_number`).
         let num = |t: &str, dflt: u16| -> Result<u16, String> {
             if t.is_empty() {
                 return Ok(dflt);
             }
-            t.parse::<u16>().map_err(|_| {
-                format!("`{item}` in `{s}`: `{t}` is not a port number from 0 to 65535")
-            })
+            crate::probe::target::port_number(t, 0)
         };
         let (lo, hi) = match body.split_once('-') {
             Some((a, b)) => (num(a, 1)?, num(b, 65535)?),
             None if body.is_empty() => {
-                return Err(format!("`{s}`: empty item between commas"));
+                return Err("an empty item between commas; write e.g. -p 22,80".into());
             }
             None => {
                 let p = num(body, 0)?;
@@ -43,7 +43,7 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
         };
         if hi < lo {
             return Err(format!(
-                "`{item}` in `{s}`: the range ends before it starts"
+                "`{item}`: the range ends before it starts; write e.g. -p {hi}-{lo}"
             ));
         }
         for p in lo..=hi {
