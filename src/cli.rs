@@ -306,9 +306,10 @@ pub struct ScanArgs {
     /// Targets to skip, read from FILE.
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
-    /// SYNs per second, retries included.
-    #[arg(long, value_name = "PPS", default_value_t = defaults::SCAN_RATE, value_parser = whole::<u64>(1, 100_000_000))]
-    pub rate: u64,
+    /// SYNs per second, retries included (ARP / ND requests too). [default: as fast as this
+    /// host sends; on shared networks, give a rate]
+    #[arg(long, value_name = "PPS", value_parser = whole::<u64>(1, 100_000_000))]
+    pub rate: Option<u64>,
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
     #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10))]
     pub retries: u8,

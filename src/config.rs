@@ -57,8 +57,11 @@ pub mod defaults {
     pub const JOBS: u32 = 16;
     /// `report --plot`.
     pub const PLOT: crate::cli::PlotKind = crate::cli::PlotKind::Box;
-    /// `scan --rate`, SYNs per second.
-    pub const SCAN_RATE: u64 = 1000;
+    /// `scan` without `--rate`: as fast as this host sends. The token bucket gets the
+    /// option's maximum, which no send path here comes near (~0.5 M pps is this kind of
+    /// host's ceiling), so the send path is the limit, as with nmap -T5 or masscan's
+    /// highest rates; the rate check has nothing to hold it to.
+    pub const SCAN_RATE_UNLIMITED: u64 = 100_000_000;
     /// `scan --retries`.
     pub const SCAN_RETRIES: u8 = 1;
     /// `scan --wait`: adaptive (tcpshake_proto::probe::scan::rtt).
@@ -241,7 +244,8 @@ pub struct ScanConfig {
     pub ports: Vec<u16>,
     pub seed: Option<u64>,
     pub shard: Shard,
-    pub rate: u64,
+    /// `--rate`; none: as fast as this host sends.
+    pub rate: Option<u64>,
     pub retries: u8,
     pub wait: Wait,
     /// `--send-ip`: the kernel's path, no frames and no resolution of our own.

@@ -2,7 +2,7 @@
 
 use super::exit::{Exit, UsageError};
 use super::targets::TargetList;
-use crate::config::{Exchange, ScanConfig, scan_spec};
+use crate::config::{Exchange, ScanConfig, defaults, scan_spec};
 use crate::report::scan_nmap::{Greppable, RunEnd, RunInfo, Xml};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
@@ -123,7 +123,10 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         interrupted: outcome.interrupted,
         tap_drops: outcome.tap_drops,
         resolution: outcome.resolution,
-        shortfall: rate::check(plan.rate, &outcome.send_log),
+        // Only a rate asked for can be missed.
+        shortfall: args
+            .rate
+            .and_then(|_| rate::check(plan.rate, &outcome.send_log)),
     });
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
     let stylesheet = if Path::new(XSL_LOCAL).exists() {
@@ -359,7 +362,7 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         ports: args.ports.clone(),
         seed,
         shard: args.shard,
-        rate: args.rate,
+        rate: args.rate.unwrap_or(defaults::SCAN_RATE_UNLIMITED),
         retries: args.retries,
         wait: args.wait,
         source_port: args.source_port,

@@ -89,7 +89,7 @@ fn probe_defaults_come_from_one_place() {
     assert_eq!(
         (s.rate, s.retries, s.wait, s.shard),
         (
-            defaults::SCAN_RATE,
+            None,
             defaults::SCAN_RETRIES,
             defaults::SCAN_WAIT,
             Shard::WHOLE
