@@ -10,6 +10,7 @@ use tcpshake_proto::probe::scan::neighbours::{HostLink, ResolveTotals};
 use tcpshake_proto::probe::scan::rate::Shortfall;
 use tcpshake_proto::probe::scan::results::HostPorts;
 use tcpshake_proto::probe::scan::{Completion, ScanTotals};
+use tcpshake_proto::time::human_ns;
 
 /// One host's table: its open ports, or with `all` every port with its verdict (silent
 /// ones as filtered/no-response, TTL and RTT `-`). Nothing for a host with nothing to show.
@@ -59,7 +60,7 @@ pub fn host(
         let ttl = answer.map_or_else(|| "-".to_string(), |a| a.reply_ttl.to_string());
         let rtt = answer
             .and_then(|a| a.rtt_ns)
-            .map_or_else(|| "-".into(), |ns| human(Duration::from_nanos(ns)));
+            .map_or_else(|| "-".into(), human_ns);
         let _ = writeln!(
             s,
             "{:<11} {:<9} {:<17} {:>4}  {rtt}",
@@ -160,10 +161,7 @@ pub fn summary(x: &Summary) -> String {
 /// `--complete`'s line under an open port: the handshake's legs, then the close's, named
 /// like `tcpshake probe` names them.
 fn completion(c: &Completion) -> String {
-    let leg = |ns: Option<u64>| {
-        ns.map(|ns| human(Duration::from_nanos(ns)))
-            .unwrap_or_else(|| "-".into())
-    };
+    let leg = |ns: Option<u64>| ns.map(human_ns).unwrap_or_else(|| "-".into());
     let l = &c.legs_ns;
     let mut s = format!(
         "connect: SYN→SYN-ACK {}, SYN-ACK→ACK {}",
@@ -188,17 +186,6 @@ fn completion(c: &Completion) -> String {
         let _ = write!(s, "; failed: {e}");
     }
     s
-}
-
-fn human(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns < 1_000_000 {
-        format!("{:.1} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.3} s", ns as f64 / 1e9)
-    }
 }
 
 #[cfg(test)]
