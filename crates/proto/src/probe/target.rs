@@ -142,7 +142,7 @@ pub fn parse(spec: &str, default_port: Option<u16>) -> Result<Target, String> {
     parse_with(spec, default_port, true)
 }
 
-/// Parse one target that must name its port (HOST:PORT, [V6ADDR]:PORT, a URL): where there
+/// Parse one target that must name its port (`HOST:PORT`, `[V6ADDR]:PORT`, a URL): where there
 /// is no `-p` to give, as in the exporter's configuration and its /probe.
 pub fn parse_host_port(spec: &str) -> Result<Target, String> {
     parse_with(spec, None, false)
