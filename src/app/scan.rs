@@ -123,10 +123,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         interrupted: outcome.interrupted,
         tap_drops: outcome.tap_drops,
         resolution: outcome.resolution,
-        // Only a rate asked for can be missed.
-        shortfall: args
-            .rate
-            .and_then(|_| rate::check(plan.rate, &outcome.send_log)),
+        shortfall: rate::check(args.rate, &outcome.send_log),
     });
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
     let stylesheet = if Path::new(XSL_LOCAL).exists() {

@@ -14,6 +14,10 @@
 //! | preempted ≥ 20% | other work on this host kept the sender off the CPU |
 //! | otherwise | the sender was running: this host's send path cannot go faster, `--rate` is above its ceiling |
 //!
+//! Without `--rate` (as fast as the host sends) there is no rate to miss: only the kernel
+//! holding the packets back is worth saying (a slow device, or `--send-ip` into the
+//! kernel's neighbour resolution), since that is a scan crawling for a reason outside it.
+//!
 //! Scans too short to judge (under 20 ms of sending, or fewer than 50 packets) are not
 //! judged: the token bucket's 5 ms burst alone moves such a rate.
 
@@ -77,18 +81,20 @@ pub enum Cause {
 /// A rate not met: what was achieved of what was asked, and why.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Shortfall {
-    pub asked: u64,
+    /// `--rate`; none when it was not given.
+    pub asked: Option<u64>,
     pub achieved: f64,
     pub cause: Cause,
 }
 
-/// The shortfall, if the scan sent below [`SHORTFALL`] of `rate`.
-pub fn check(rate: u64, log: &SendLog) -> Option<Shortfall> {
+/// The shortfall, if the scan sent below [`SHORTFALL`] of `rate`; without a rate, only
+/// when the kernel held the packets back.
+pub fn check(rate: Option<u64>, log: &SendLog) -> Option<Shortfall> {
     if log.send_time < MIN_SEND_TIME || log.sent < MIN_PACKETS {
         return None;
     }
     let achieved = log.achieved();
-    if achieved >= SHORTFALL * rate as f64 {
+    if rate.is_some_and(|r| achieved >= SHORTFALL * r as f64) {
         return None;
     }
     let t = log.send_time.as_secs_f64();
@@ -107,6 +113,9 @@ pub fn check(rate: u64, log: &SendLog) -> Option<Shortfall> {
             busy: (1.0 - share(log.preempted) - share(log.blocked)).max(0.0),
         }
     };
+    if rate.is_none() && !matches!(cause, Cause::QueueFull { .. }) {
+        return None; // as fast as it could, and nothing outside held it back
+    }
     Some(Shortfall {
         asked: rate,
         achieved,
@@ -118,13 +127,15 @@ pub fn check(rate: u64, log: &SendLog) -> Option<Shortfall> {
 /// waiting): the link or its driver takes packets slower than that`.
 impl fmt::Display for Shortfall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sent at {:.0} pps, {:.0}% of --rate {}: ",
-            self.achieved,
-            100.0 * self.achieved / self.asked.max(1) as f64,
-            self.asked
-        )?;
+        match self.asked {
+            Some(asked) => write!(
+                f,
+                "sent at {:.0} pps, {:.0}% of --rate {asked}: ",
+                self.achieved,
+                100.0 * self.achieved / asked.max(1) as f64,
+            )?,
+            None => write!(f, "sent at {:.0} pps: ", self.achieved)?,
+        }
         match self.cause {
             Cause::QueueFull { times, waited } => write!(
                 f,
@@ -169,13 +180,13 @@ mod tests {
             busy: ms(400),
             ..SendLog::default()
         };
-        assert_eq!(check(100_000, &log), None, "90% is fine");
+        assert_eq!(check(Some(100_000), &log), None, "90% is fine");
         let short = SendLog {
             sent: 40,
             send_time: ms(10),
             ..SendLog::default()
         };
-        assert_eq!(check(1_000_000, &short), None);
+        assert_eq!(check(Some(1_000_000), &short), None);
     }
 
     #[test]
@@ -189,7 +200,7 @@ mod tests {
             blocked: ms(16_900),
             full: 169_000,
         };
-        let s = check(10_000, &log).unwrap();
+        let s = check(Some(10_000), &log).unwrap();
         assert_eq!(
             s.cause,
             Cause::QueueFull {
@@ -205,6 +216,39 @@ mod tests {
         );
     }
 
+    /// Without --rate: as fast as it could is no shortfall, nor a busy CPU; a kernel that
+    /// held the packets back still is (a scan crawling for a reason outside it).
+    #[test]
+    fn without_a_rate_only_a_kernel_holding_back_is_said() {
+        let held = SendLog {
+            sent: 1722,
+            send_time: ms(17_400),
+            busy: ms(200),
+            preempted: ms(10),
+            blocked: ms(16_900),
+            full: 169_000,
+        };
+        let s = check(None, &held).unwrap();
+        assert!(
+            s.to_string()
+                .starts_with("sent at 99 pps: the kernel held the packets back for 16.9 s"),
+            "{s}"
+        );
+        let fast = SendLog {
+            sent: 300_000,
+            send_time: ms(1000),
+            busy: ms(950),
+            ..SendLog::default()
+        };
+        assert_eq!(check(None, &fast), None);
+        let preempted = SendLog {
+            preempted: ms(600),
+            busy: ms(300),
+            ..fast
+        };
+        assert_eq!(check(None, &preempted), None);
+    }
+
     #[test]
     fn a_busy_sender_is_the_ceiling_a_waiting_one_was_preempted() {
         let busy = SendLog {
@@ -214,7 +258,7 @@ mod tests {
             preempted: ms(50),
             ..SendLog::default()
         };
-        let s = check(1_000_000, &busy).unwrap();
+        let s = check(Some(1_000_000), &busy).unwrap();
         assert!(matches!(s.cause, Cause::SendPath { busy } if (busy - 0.95).abs() < 1e-9));
         assert!(
             s.to_string()
@@ -228,7 +272,7 @@ mod tests {
             blocked: ms(50),
             full: 3,
         };
-        let s = check(100_000, &waiting).unwrap();
+        let s = check(Some(100_000), &waiting).unwrap();
         match s.cause {
             Cause::Preempted { idle } => assert!((idle - 0.6).abs() < 1e-9, "{idle}"),
             c => panic!("{c:?}"),
