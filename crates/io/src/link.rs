@@ -26,6 +26,7 @@
 //! (`packet_set_ring`, `packet_release`: `synchronize_net`); the scan does both for its
 //! sockets at once.
 
+use super::packet::{MappedRing, RingKind, map_ring};
 use super::{privilege_error, set_sockopt};
 use anyhow::{Context, Result};
 use socket2::{Domain, Socket, Type};
@@ -36,10 +37,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tcpshake_proto::time::Instant;
 
 // linux/if_packet.h
-const PACKET_VERSION: libc::c_int = 10;
-const PACKET_TX_RING: libc::c_int = 13;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
-const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_AVAILABLE: u32 = 0;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_WRONG_FORMAT: u32 = 1 << 2;
@@ -89,36 +87,15 @@ impl Mode {
     }
 }
 
-/// `struct tpacket_req`.
-#[repr(C)]
-struct TpacketReq {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-}
-
 /// The TX ring's shape: small frames (a SYN frame is 78 bytes), many of them.
 const RING_FRAME: usize = 256;
 const RING_FRAMES: usize = 4096;
 const RING_BLOCK: usize = 1 << 16;
 
-/// A mapped TX ring. Unmapped on drop.
+/// The mapped TX ring and the frame to fill next.
 struct TxRing {
-    base: *mut u8,
-    len: usize,
-    /// The frame to fill next.
+    map: MappedRing,
     next: usize,
-}
-
-impl Drop for TxRing {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`len` are exactly what mmap returned; nothing borrows the ring
-        // past the sender that owns it.
-        unsafe {
-            libc::munmap(self.base.cast(), self.len);
-        }
-    }
 }
 
 /// Frames onto one interface. See the module doc.
@@ -284,7 +261,7 @@ impl FrameSender {
             .filter(|i| {
                 // SAFETY: frame `i < RING_FRAMES` lies inside the mapping; its status is
                 // read atomically (the kernel writes it).
-                let status = unsafe { &*(ring.base.add(i * RING_FRAME) as *const AtomicU32) };
+                let status = unsafe { &*(ring.map.base.add(i * RING_FRAME) as *const AtomicU32) };
                 let st = status.load(Ordering::Acquire);
                 st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT
             })
@@ -355,7 +332,7 @@ impl FrameSender {
                 return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
             }
             // SAFETY: `next < RING_FRAMES`, so the frame lies inside the mapping.
-            let frame = unsafe { ring.base.add(ring.next * RING_FRAME) };
+            let frame = unsafe { ring.map.base.add(ring.next * RING_FRAME) };
             // SAFETY: tp_status is the frame's first u32, 4-aligned (frames are 256-byte
             // aligned in page-aligned blocks); the kernel writes it concurrently, hence
             // an atomic.
@@ -463,35 +440,8 @@ unsafe fn decode_stamp(msg: &libc::msghdr) -> Option<Instant> {
 }
 
 fn map_tx_ring(socket: &Socket) -> Result<TxRing> {
-    set_sockopt(socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2).context("PACKET_VERSION")?;
-    let req = TpacketReq {
-        tp_block_size: RING_BLOCK as u32,
-        tp_block_nr: (RING_FRAME * RING_FRAMES / RING_BLOCK) as u32,
-        tp_frame_size: RING_FRAME as u32,
-        tp_frame_nr: RING_FRAMES as u32,
-    };
-    set_sockopt(socket, libc::SOL_PACKET, PACKET_TX_RING, &req).context("PACKET_TX_RING")?;
-    let len = RING_FRAME * RING_FRAMES;
-    // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
-    // address of the kernel's choosing; the result is checked.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            socket.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error()).context("mapping the AF_PACKET TX ring");
-    }
-    Ok(TxRing {
-        base: base.cast(),
-        len,
-        next: 0,
-    })
+    let map = map_ring(socket, RingKind::Tx, RING_BLOCK, RING_FRAME, RING_FRAMES)?;
+    Ok(TxRing { map, next: 0 })
 }
 
 /// Bind to the interface with protocol 0: the socket sends there and receives nothing.

@@ -1,7 +1,98 @@
 //! What an AF_PACKET socket hands us, for the tap's two readers (the ring in `tap.rs`, the
-//! socket queue in `tapqueue.rs`) and the link emulator's frame ports (`frames.rs`).
+//! socket queue in `tapqueue.rs`) and the link emulator's frame ports (`frames.rs`); and
+//! the `TPACKET_V2` ring, mapped the same way for the tap's reception (`tap.rs`) and the
+//! scan's transmission (`link.rs`).
 
+use anyhow::{Context, Result};
+use socket2::Socket;
+use std::io;
+use std::os::fd::AsRawFd;
 use tcpshake_proto::time::Instant;
+
+// linux/if_packet.h
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+
+/// `struct tpacket_req`.
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+}
+
+/// Which ring of a socket (linux/if_packet.h).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RingKind {
+    /// `PACKET_RX_RING`: what the socket receives.
+    Rx,
+    /// `PACKET_TX_RING`: frames to send.
+    Tx,
+}
+
+/// A `TPACKET_V2` ring mapped into our memory: `frames` frames of `frame_size` bytes from
+/// `base` on. Unmapped on drop (before its socket closes: keep it in a field above the
+/// socket's).
+pub(crate) struct MappedRing {
+    pub base: *mut u8,
+    len: usize,
+}
+
+impl Drop for MappedRing {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned; nothing borrows the ring
+        // past the reader or sender that owns it.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+    }
+}
+
+/// Ask for a `TPACKET_V2` ring of `frames` frames of `frame_size` bytes in blocks of
+/// `block_size` on `socket`, and map it.
+pub(crate) fn map_ring(
+    socket: &Socket,
+    kind: RingKind,
+    block_size: usize,
+    frame_size: usize,
+    frames: usize,
+) -> Result<MappedRing> {
+    super::set_sockopt(socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
+        .context("PACKET_VERSION")?;
+    let req = TpacketReq {
+        tp_block_size: block_size as u32,
+        tp_block_nr: (frame_size * frames / block_size) as u32,
+        tp_frame_size: frame_size as u32,
+        tp_frame_nr: frames as u32,
+    };
+    let (name, what) = match kind {
+        RingKind::Rx => (5, "PACKET_RX_RING"),
+        RingKind::Tx => (13, "PACKET_TX_RING"),
+    };
+    super::set_sockopt(socket, libc::SOL_PACKET, name, &req).context(what)?;
+    let len = frame_size * frames;
+    // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
+    // address of the kernel's choosing; the result is checked.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            socket.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error())
+            .context(format!("mapping the AF_PACKET ring ({what})"));
+    }
+    Ok(MappedRing {
+        base: base.cast(),
+        len,
+    })
+}
 
 /// `sll_pkttype` of a packet this host sent (linux/if_packet.h).
 pub(crate) const PACKET_OUTGOING: u8 = 4;

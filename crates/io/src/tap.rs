@@ -27,7 +27,7 @@
 //! put a millisecond into our reaction to a SYN-ACK.
 
 use super::cmsg::{PACKET_AUXDATA, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY};
-use super::packet::PACKET_OUTGOING;
+use super::packet::{MappedRing, PACKET_OUTGOING, RingKind, map_ring};
 pub use super::packet::{PACKET_ROOM, TapMeta};
 use super::tapqueue::QueueReader;
 use anyhow::{Context, Result};
@@ -40,11 +40,8 @@ use std::time::Duration;
 use tcpshake_proto::time::Instant;
 
 // Linux UAPI values (linux/if_packet.h) that the libc crate does not export.
-const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_TIMESTAMP: libc::c_int = 17;
 const SOF_TIMESTAMPING_SOFTWARE: libc::c_int = 1 << 4;
-const PACKET_VERSION: libc::c_int = 10;
-const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 /// The frame holds the start of a packet larger than a frame; the whole of it is in the
@@ -134,15 +131,6 @@ struct Tpacket2Hdr {
     tp_padding: [u8; 4],
 }
 
-/// `struct tpacket_req`.
-#[repr(C)]
-struct TpacketReq {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-}
-
 /// What the tap missed, from the kernel's count and our own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TapLosses {
@@ -167,26 +155,10 @@ struct TpacketStats {
     tp_drops: u32,
 }
 
-/// The mapped ring. Unmapped on drop.
-struct Ring {
-    base: *mut u8,
-    len: usize,
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`len` are exactly what mmap returned; nothing borrows the ring
-        // past the Tap that owns it.
-        unsafe {
-            libc::munmap(self.base.cast(), self.len);
-        }
-    }
-}
-
 pub struct Tap {
     // Field order: the ring is unmapped before the socket closes.
     /// None: packets are read from the socket's queue instead (tapqueue.rs).
-    ring: Option<Ring>,
+    ring: Option<MappedRing>,
     queue: Option<Box<QueueReader>>,
     socket: Socket,
     shape: RingShape,
@@ -282,7 +254,16 @@ impl Tap {
                     .context("PACKET_COPY_THRESH")?;
                     force_recv_buffer(&socket, COPY_QUEUE_BYTES);
                 }
-                (Some(map_ring(&socket, shape)?), None)
+                (
+                    Some(map_ring(
+                        &socket,
+                        RingKind::Rx,
+                        shape.block_size(),
+                        shape.frame_size,
+                        shape.frames,
+                    )?),
+                    None,
+                )
             }
             None => {
                 super::set_sockopt(
@@ -449,39 +430,6 @@ fn recv_whole(socket: &Socket, buf: &mut [u8]) -> Option<usize> {
         )
     };
     usize::try_from(n).ok()
-}
-
-/// Ask for a TPACKET_V2 ring of `shape` on `socket` and map it.
-fn map_ring(socket: &Socket, shape: RingShape) -> Result<Ring> {
-    super::set_sockopt(socket, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
-        .context("PACKET_VERSION")?;
-    let req = TpacketReq {
-        tp_block_size: shape.block_size() as u32,
-        tp_block_nr: (shape.frame_size * shape.frames / shape.block_size()) as u32,
-        tp_frame_size: shape.frame_size as u32,
-        tp_frame_nr: shape.frames as u32,
-    };
-    super::set_sockopt(socket, libc::SOL_PACKET, PACKET_RX_RING, &req).context("PACKET_RX_RING")?;
-    let len = shape.frame_size * shape.frames;
-    // SAFETY: mapping the ring the kernel just allocated for this socket, shared, at an
-    // address of the kernel's choosing; the result is checked.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            socket.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error()).context("mapping the AF_PACKET ring");
-    }
-    Ok(Ring {
-        base: base.cast(),
-        len,
-    })
 }
 
 impl Tap {
