@@ -4,8 +4,8 @@
 
 use super::cmsg::{self, CONTROL_WORDS, PACKET_AUXDATA, SO_TIMESTAMPNS};
 use super::packet::PACKET_OUTGOING;
+use super::packet::{ETH_P_ALL, bind_to_interface};
 use super::set_sockopt;
-use super::tap::bind_to_interface;
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Socket, Type};
 use std::io;
@@ -67,7 +67,8 @@ impl FramePort {
         .context("PACKET_AUXDATA")?;
         let _ = socket.set_recv_buffer_size(8 << 20);
         let _ = socket.set_send_buffer_size(8 << 20);
-        bind_to_interface(&socket, ifindex).with_context(|| format!("binding to {name}"))?;
+        bind_to_interface(&socket, ifindex, ETH_P_ALL)
+            .with_context(|| format!("binding to {name}"))?;
         socket.set_nonblocking(true)?;
         Ok(FramePort {
             socket,

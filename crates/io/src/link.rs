@@ -26,12 +26,11 @@
 //! (`packet_set_ring`, `packet_release`: `synchronize_net`); the scan does both for its
 //! sockets at once.
 
-use super::packet::{MappedRing, RingKind, map_ring};
+use super::packet::{MappedRing, RingKind, bind_to_interface, map_ring};
 use super::{privilege_error, set_sockopt};
 use anyhow::{Context, Result};
 use socket2::{Domain, Socket, Type};
 use std::io;
-use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use tcpshake_proto::time::Instant;
@@ -145,7 +144,8 @@ impl FrameSender {
         } else {
             None
         };
-        bind_send_only(&socket, ifindex).with_context(|| {
+        // Protocol 0: the socket sends there and receives nothing.
+        bind_to_interface(&socket, ifindex, 0).with_context(|| {
             format!("binding the sending AF_PACKET socket to interface {ifindex}")
         })?;
         Ok(FrameSender {
@@ -442,28 +442,6 @@ unsafe fn decode_stamp(msg: &libc::msghdr) -> Option<Instant> {
 fn map_tx_ring(socket: &Socket) -> Result<TxRing> {
     let map = map_ring(socket, RingKind::Tx, RING_BLOCK, RING_FRAME, RING_FRAMES)?;
     Ok(TxRing { map, next: 0 })
-}
-
-/// Bind to the interface with protocol 0: the socket sends there and receives nothing.
-fn bind_send_only(socket: &Socket, ifindex: u32) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = 0;
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: `sll` is a valid sockaddr_ll and we pass its size.
-    let rc = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// `struct ethtool_ts_info` (linux/ethtool.h).

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use socket2::Socket;
 use std::io;
+use std::mem::size_of;
 use std::os::fd::AsRawFd;
 use tcpshake_proto::time::Instant;
 
@@ -20,6 +21,32 @@ struct TpacketReq {
     tp_block_nr: u32,
     tp_frame_size: u32,
     tp_frame_nr: u32,
+}
+
+/// `bind` protocol: every packet, whatever its EtherType.
+pub(crate) const ETH_P_ALL: u16 = 0x0003;
+
+/// Bind an AF_PACKET socket to interface `ifindex` for `protocol` (host order): ETH_P_ALL
+/// to receive everything there, 0 to send there and receive nothing.
+pub(crate) fn bind_to_interface(socket: &Socket, ifindex: u32, protocol: u16) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll and we pass its size.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Which ring of a socket (linux/if_packet.h).

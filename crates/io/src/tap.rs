@@ -27,7 +27,9 @@
 //! put a millisecond into our reaction to a SYN-ACK.
 
 use super::cmsg::{PACKET_AUXDATA, SO_TIMESTAMPNS, TP_STATUS_CSUMNOTREADY};
-use super::packet::{MappedRing, PACKET_OUTGOING, RingKind, map_ring};
+use super::packet::{
+    ETH_P_ALL, MappedRing, PACKET_OUTGOING, RingKind, bind_to_interface, map_ring,
+};
 pub use super::packet::{PACKET_ROOM, TapMeta};
 use super::tapqueue::QueueReader;
 use anyhow::{Context, Result};
@@ -50,7 +52,6 @@ const TP_STATUS_COPY: u32 = 1 << 1;
 const PACKET_STATISTICS: libc::c_int = 6;
 /// Packets larger than a frame are also queued whole (any non-zero value turns it on).
 const PACKET_COPY_THRESH: libc::c_int = 7;
-const ETH_P_ALL: u16 = 0x0003;
 
 /// How the ring is cut into frames (each frame holds one packet).
 #[derive(Clone, Copy, Debug)]
@@ -279,7 +280,7 @@ impl Tap {
                 (None, Some(Box::new(QueueReader::new())))
             }
         };
-        bind_to_interface(&socket, ifindex)
+        bind_to_interface(&socket, ifindex, ETH_P_ALL)
             .with_context(|| format!("binding the AF_PACKET socket to interface {ifname}"))?;
         socket.set_nonblocking(true)?;
         Ok(Tap {
@@ -466,27 +467,6 @@ unsafe impl Send for Tap {}
 impl AsFd for Tap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
-    }
-}
-
-pub(super) fn bind_to_interface(socket: &Socket, ifindex: u32) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_ALL.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: `sll` is a valid sockaddr_ll and we pass its size.
-    let rc = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
