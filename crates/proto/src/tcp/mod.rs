@@ -55,7 +55,7 @@ mod display;
 mod flight;
 pub mod icmp;
 mod reassembly;
-mod rto;
+pub(crate) mod rto;
 #[cfg(test)]
 mod tests;
 mod timer;

@@ -8,10 +8,45 @@ const K: u32 = 4;
 /// variance term from collapsing to zero on a very steady path.
 const G: Duration = Duration::from_millis(1);
 
-#[derive(Clone, Copy, Debug)]
-pub(super) struct RttEstimator {
+/// RFC 6298 §2's smoothed round-trip time and its variation, shared by the connection's
+/// retransmission timer (below) and the scan's reply wait (probe::scan::rtt).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Smoothed {
     srtt: Option<Duration>,
     rttvar: Duration,
+}
+
+impl Smoothed {
+    /// One measurement (§2.2 for the first, §2.3 after; α = 1/8, β = 1/4). Each term is
+    /// divided before the sum, so no sample, however absurd, overflows a `Duration`.
+    pub(crate) fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let delta = srtt.abs_diff(r);
+                // RTTVAR <- (1 - 1/4) * RTTVAR + 1/4 * |SRTT - R'|
+                self.rttvar = self.rttvar * 3 / 4 + delta / 4;
+                // SRTT <- (1 - 1/8) * SRTT + 1/8 * R'
+                self.srtt = Some(srtt * 7 / 8 + r / 8);
+            }
+        }
+    }
+
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    pub(crate) fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RttEstimator {
+    smoothed: Smoothed,
     rto: Duration,
     rto_min: Duration,
     rto_max: Duration,
@@ -23,8 +58,7 @@ impl RttEstimator {
         // A misconfigured floor above the ceiling must not make `clamp` panic.
         let rto_max = rto_max.max(rto_min);
         RttEstimator {
-            srtt: None,
-            rttvar: Duration::ZERO,
+            smoothed: Smoothed::default(),
             rto: initial.clamp(rto_min, rto_max),
             rto_min,
             rto_max,
@@ -32,7 +66,7 @@ impl RttEstimator {
     }
 
     pub(super) fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.smoothed.srtt()
     }
 
     pub(super) fn rto(&self) -> Duration {
@@ -42,21 +76,9 @@ impl RttEstimator {
     /// RFC 6298 §2.2 (first sample) and §2.3 (later ones); the result is floored at
     /// `rto_min` (§2.4, with Linux's floor instead of 1 s) and capped at `rto_max` (§2.5).
     pub(super) fn on_sample(&mut self, r: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(srtt) => {
-                let delta = srtt.abs_diff(r);
-                // RTTVAR <- (1 - 1/4) * RTTVAR + 1/4 * |SRTT - R'|
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                // SRTT <- (1 - 1/8) * SRTT + 1/8 * R'
-                self.srtt = Some((srtt * 7 + r) / 8);
-            }
-        }
-        let srtt = self.srtt.unwrap_or(r);
-        let rto = srtt.saturating_add((self.rttvar * K).max(G));
+        self.smoothed.sample(r);
+        let srtt = self.smoothed.srtt().unwrap_or(r);
+        let rto = srtt.saturating_add(self.smoothed.rttvar().saturating_mul(K).max(G));
         self.rto = rto.clamp(self.rto_min, self.rto_max);
     }
 

@@ -16,6 +16,7 @@
 //!
 //! `--wait DUR` given explicitly replaces all this with a fixed wait ([`Wait::Fixed`]).
 
+use crate::tcp::rto::Smoothed;
 use std::time::Duration;
 
 pub const INITIAL: Duration = Duration::from_secs(1);
@@ -31,11 +32,10 @@ pub enum Wait {
     Adaptive,
 }
 
-/// RFC 6298 §2's estimator.
+/// RFC 6298 §2's estimator (the connection's, [`Smoothed`]), with its own bounds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    smoothed: Smoothed,
     samples: u64,
 }
 
@@ -47,25 +47,15 @@ impl RttEstimator {
     /// One measured reply time (RFC 6298 §2.2, §2.3; α = 1/8, β = 1/4).
     pub fn sample(&mut self, r: Duration) {
         self.samples = self.samples.saturating_add(1);
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(srtt) => {
-                let delta = srtt.abs_diff(r);
-                self.rttvar = self.rttvar * 3 / 4 + delta / 4;
-                self.srtt = Some(srtt * 7 / 8 + r / 8);
-            }
-        }
+        self.smoothed.sample(r);
     }
 
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.smoothed.srtt()
     }
 
     pub fn rttvar(&self) -> Duration {
-        self.rttvar
+        self.smoothed.rttvar()
     }
 
     pub fn samples(&self) -> u64 {
@@ -74,10 +64,10 @@ impl RttEstimator {
 
     /// SRTT + 4·RTTVAR within the floor and the ceiling; [`INITIAL`] before any sample.
     pub fn timeout(&self) -> Duration {
-        match self.srtt {
+        match self.srtt() {
             None => INITIAL,
             Some(srtt) => srtt
-                .saturating_add(self.rttvar.saturating_mul(4))
+                .saturating_add(self.rttvar().saturating_mul(4))
                 .clamp(FLOOR, CEILING),
         }
     }
