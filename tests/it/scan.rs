@@ -81,36 +81,7 @@ impl ScanLab {
                 .args([&format!("{v6_net}/120"), "via", &lab.server_v6.to_string()]),
         );
         if !open.is_empty() {
-            let list = open
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let script = format!(
-                "import socket,time\n\
-                 ls=[]\n\
-                 for p in ({list},):\n\
-                 \x20for fam,a in ((socket.AF_INET,'0.0.0.0'),(socket.AF_INET6,'::')):\n\
-                 \x20 s=socket.socket(fam,socket.SOCK_STREAM)\n\
-                 \x20 s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-                 \x20 if fam==socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\n\
-                 \x20 s.bind((a,p)); s.listen(4096); ls.append(s)\n\
-                 time.sleep(600)\n"
-            );
-            let mut cmd = in_ns(&lab.server_ns, "python3");
-            cmd.args(["-c", &script]);
-            lab.spawn_owned("anyip listener", &mut cmd);
-            for &p in open {
-                for any in [
-                    IpAddr::from(Ipv4Addr::UNSPECIFIED),
-                    Ipv6Addr::UNSPECIFIED.into(),
-                ] {
-                    assert!(
-                        lab.wait_listening(SocketAddr::new(any, p), Duration::from_secs(5)),
-                        "listener on {p}"
-                    );
-                }
-            }
+            lab.start_wildcard_listeners("anyip listener", open);
         }
         ScanLab {
             lab,

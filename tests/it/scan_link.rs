@@ -9,7 +9,7 @@ use crate::lab;
 use lab::faults::Reject;
 use lab::{Lab, Run, in_ns, run_ok, signal, wait_bounded};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,36 +33,7 @@ fn link_lab(name: &str, extra: &[u8], open: &[u16]) -> Lab {
                 .args([&format!("{v6}/64"), "dev", lab::SERVER_IF, "nodad"]),
         );
     }
-    let list = open
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let script = format!(
-        "import socket,time\n\
-         ls=[]\n\
-         for p in ({list},):\n\
-         \x20for fam,a in ((socket.AF_INET,'0.0.0.0'),(socket.AF_INET6,'::')):\n\
-         \x20 s=socket.socket(fam,socket.SOCK_STREAM)\n\
-         \x20 s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-         \x20 if fam==socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\n\
-         \x20 s.bind((a,p)); s.listen(4096); ls.append(s)\n\
-         time.sleep(600)\n"
-    );
-    let mut cmd = in_ns(&lab.server_ns, "python3");
-    cmd.args(["-c", &script]);
-    lab.spawn_owned("listener", &mut cmd);
-    for &p in open {
-        for any in [
-            IpAddr::from(Ipv4Addr::UNSPECIFIED),
-            Ipv6Addr::UNSPECIFIED.into(),
-        ] {
-            assert!(
-                lab.wait_listening(SocketAddr::new(any, p), Duration::from_secs(5)),
-                "listener on {p}"
-            );
-        }
-    }
+    lab.start_wildcard_listeners("listener", open);
     lab
 }
 

@@ -2,7 +2,7 @@
 //! kernel listener. Each runs in the foreground as a child the lab owns by pid.
 
 use super::{Lab, in_ns, run_ok};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -116,6 +116,43 @@ http {{
             .stderr(Stdio::null());
         let pid = self.spawn_owned("python http.server", &mut cmd);
         self.wait_peer("python http.server", pid, &[v6], port, &dir);
+        pid
+    }
+
+    /// Listening sockets that never accept, on `ports` of every address of the server
+    /// namespace, both families (0.0.0.0 and ::, v6-only): the kernel answers a SYN to
+    /// them with a SYN-ACK — the open ports of a scan's lab. Returns once all listen.
+    pub fn start_wildcard_listeners(&mut self, what: &str, ports: &[u16]) -> u32 {
+        let list = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let script = format!(
+            "import socket,time\n\
+             ls=[]\n\
+             for p in ({list},):\n\
+             \x20for fam,a in ((socket.AF_INET,'0.0.0.0'),(socket.AF_INET6,'::')):\n\
+             \x20 s=socket.socket(fam,socket.SOCK_STREAM)\n\
+             \x20 s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             \x20 if fam==socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\n\
+             \x20 s.bind((a,p)); s.listen(4096); ls.append(s)\n\
+             time.sleep(600)\n"
+        );
+        let mut cmd = in_ns(&self.server_ns, "python3");
+        cmd.args(["-c", &script]);
+        let pid = self.spawn_owned(what, &mut cmd);
+        for &p in ports {
+            for any in [
+                IpAddr::from(Ipv4Addr::UNSPECIFIED),
+                Ipv6Addr::UNSPECIFIED.into(),
+            ] {
+                assert!(
+                    self.wait_listening(SocketAddr::new(any, p), Duration::from_secs(5)),
+                    "listener on {p}"
+                );
+            }
+        }
         pid
     }
 
