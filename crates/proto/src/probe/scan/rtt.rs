@@ -32,7 +32,8 @@ pub enum Wait {
     Adaptive,
 }
 
-/// RFC 6298 §2's estimator (the connection's, [`Smoothed`]), with its own bounds.
+/// RFC 6298 §2's estimator (the connection's smoothing, `tcp::rto::Smoothed`), with its
+/// own bounds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RttEstimator {
     smoothed: Smoothed,
