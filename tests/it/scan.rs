@@ -647,6 +647,30 @@ fn an_interrupted_scan_writes_complete_files_that_say_so() {
 }
 
 lab_test! {
+/// Every port of one host on each family at the default rate (as fast as the host sends):
+/// with two CPUs, each family's frames leave through two TX rings, one flushed on a
+/// thread of its own (link.rs, "Two rings"). Exact, and every answer timed by a transmit
+/// stamp from whichever socket sent its SYN.
+fn a_full_port_scan_at_full_speed_is_exact_and_every_answer_timed() {
+    let open = [22, 80, 443, 8080];
+    let s = ScanLab::new("scan_full", &open);
+    let (v4, v6) = (s.v4(7), s.v6(7));
+    let run = s.scan(&[&v4.to_string(), &v6.to_string(), "-p-", "--json"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    // verdicts(): one line per pair, each answered one with its RTT.
+    let got = verdicts(&run);
+    assert_eq!(got.len(), 2 * 65_535, "{}", run.stderr);
+    for ((addr, port), (state, reason)) in &got {
+        let want = match open.contains(port) {
+            true => ("open", "syn-ack"),
+            false => ("closed", "reset"),
+        };
+        assert_eq!((state.as_str(), reason.as_str()), want, "{addr} port {port}");
+    }
+}
+}
+
+lab_test! {
 fn two_percent_loss_with_two_retries_finds_every_open_port() {
     let open = [22, 80];
     let s = ScanLab::new("scan_loss", &open);

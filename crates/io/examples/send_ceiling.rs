@@ -6,9 +6,11 @@
 //!
 //!     send_ceiling DST DST_MAC MODE SECS [BATCH]
 //!     MODE: raw | packet | packet-bypass | packet-bypass-ts | ring | ring-bypass | ring-bypass-ts
+//!           | ring-bypass-ts-twin
 //!
 //! `-ts`: with transmit timestamps from the error queue (SO_TIMESTAMPING, each with its
-//! frame), read after every batch. The scan's guard is installed, as in a scan.
+//! frame), read after every batch. `-twin`: two rings, the second flushed on a thread of
+//! its own (link.rs, "Two rings"). The scan's guard is installed, as in a scan.
 //!
 //! Prints one line of JSON: mode, sent, seconds, pps, seen_by_tap, tap_drops, enobufs.
 
@@ -104,14 +106,18 @@ fn blast(
         "packet" => Some(Mode::Sendmmsg),
         "packet-bypass" => Some(Mode::SendmmsgBypass),
         "ring" => Some(Mode::TxRing),
-        "ring-bypass" | "ring-bypass-ts" => Some(Mode::TxRingBypass),
+        "ring-bypass" | "ring-bypass-ts" | "ring-bypass-ts-twin" => Some(Mode::TxRingBypass),
         "packet-bypass-ts" => Some(Mode::SendmmsgBypass),
         m => anyhow::bail!("unknown mode {m}"),
     };
+    let twin = mode.ends_with("-twin");
     let mut frames = frame_mode
-        .map(|m| FrameSender::open(r.oif, m, MARK))
+        .map(|m| match twin {
+            true => FrameSender::open_twinned(r.oif, m, MARK),
+            false => FrameSender::open(r.oif, m, MARK),
+        })
         .transpose()?;
-    let stamps = mode.ends_with("-ts");
+    let stamps = mode.ends_with("-ts") || twin;
     if stamps && let Some(f) = &frames {
         anyhow::ensure!(f.enable_tx_stamps(), "SO_TIMESTAMPING refused");
     }

@@ -25,6 +25,18 @@
 //! Setting up a ring, and closing any AF_PACKET socket, waits for an RCU grace period
 //! (`packet_set_ring`, `packet_release`: `synchronize_net`); the scan does both for its
 //! sockets at once.
+//!
+//! **Two rings** ([`FrameSender::open_twinned`]). The CPU a `send` runs on pays for every
+//! frame it flushes all the way down: the driver, and on a veth the peer's whole receive
+//! path in softirq (the server's TCP answering each SYN). One thread flushing one ring is
+//! thus bound to one CPU however many the host has. A twinned sender fills a second socket's
+//! ring too and has a thread of its own flush it: frames go there while that thread waits
+//! to send, and to the first ring, flushed by the caller, while it is sending. No frame is
+//! added to a ring during its `send`: the kernel's loop (`tpacket_snd`) takes frames until
+//! it finds none, and fed without pause it would not return — holding a CPU that a kernel
+//! without preemption gives to nobody else, the scan's receiver included. Measured
+//! (scripts/bench-send, `ring-bypass-ts` vs `ring-bypass-ts-twin`, 2 CPUs): see README
+//! "Speed".
 
 use super::packet::{MappedRing, RingKind, bind_to_interface, map_ring};
 use super::{privilege_error, set_sockopt};
@@ -32,7 +44,8 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use tcpshake_proto::time::Instant;
 
 // linux/if_packet.h
@@ -97,12 +110,19 @@ struct TxRing {
     next: usize,
 }
 
+// SAFETY: the mapping belongs to this ring alone and is only touched through `&mut self`
+// (filling) or `&self` (reading statuses atomically), so the ring may move to the thread
+// that closes it.
+unsafe impl Send for TxRing {}
+
 /// Frames onto one interface. See the module doc.
 pub struct FrameSender {
     // Field order: the ring is unmapped before the socket closes.
     ring: Option<TxRing>,
     socket: Socket,
     mode: Mode,
+    /// A second ring flushed on a thread of its own (module doc, "Two rings").
+    twin: Option<Twin>,
     /// Scratch for `sendmmsg`, kept to avoid allocating per batch.
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
@@ -122,36 +142,12 @@ impl FrameSender {
     /// skip netfilter's IP hooks anyway, but the mark says they are ours wherever a
     /// netdev-level rule looks.
     pub fn open(ifindex: u32, mode: Mode, mark: u32) -> Result<FrameSender> {
-        let socket = Socket::new(Domain::PACKET, Type::RAW.cloexec(), None)
-            .map_err(|e| privilege_error(e, "open an AF_PACKET socket for sending"))?;
-        if set_sockopt(&socket, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SNDBUF).is_err() {
-            let _ = socket.set_send_buffer_size(SNDBUF as usize);
-        }
-        socket
-            .set_mark(mark)
-            .map_err(|e| privilege_error(e, "set SO_MARK on the AF_PACKET socket"))?;
-        if mode.bypass() {
-            set_sockopt(
-                &socket,
-                libc::SOL_PACKET,
-                PACKET_QDISC_BYPASS,
-                &1 as &libc::c_int,
-            )
-            .context("PACKET_QDISC_BYPASS")?;
-        }
-        let ring = if mode.ring() {
-            Some(map_tx_ring(&socket)?)
-        } else {
-            None
-        };
-        // Protocol 0: the socket sends there and receives nothing.
-        bind_to_interface(&socket, ifindex, 0).with_context(|| {
-            format!("binding the sending AF_PACKET socket to interface {ifindex}")
-        })?;
+        let (socket, ring) = open_socket(ifindex, mode, mark)?;
         Ok(FrameSender {
             ring,
             socket,
             mode,
+            twin: None,
             iovs: Vec::new(),
             msgs: Vec::new(),
             stamp_control: Vec::new(),
@@ -161,6 +157,70 @@ impl FrameSender {
         })
     }
 
+    /// A ring sender with a second socket and ring flushed by a thread of its own
+    /// (module doc, "Two rings"). The two rings are set up at once (each waits for a
+    /// grace period). For a mode without a ring, the same as [`FrameSender::open`].
+    pub fn open_twinned(ifindex: u32, mode: Mode, mark: u32) -> Result<FrameSender> {
+        if !mode.ring() {
+            return FrameSender::open(ifindex, mode, mark);
+        }
+        let (ours, theirs) = std::thread::scope(|s| {
+            let theirs = s.spawn(|| open_socket(ifindex, mode, mark));
+            let ours = FrameSender::open(ifindex, mode, mark);
+            let theirs = theirs
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("opening a sending socket panicked")));
+            (ours, theirs)
+        });
+        let mut sender = ours?;
+        let (socket, ring) = theirs?;
+        let ring = ring.context("the second sending socket has no ring")?;
+        sender.twin = Some(Twin::start(socket, ring)?);
+        Ok(sender)
+    }
+
+    /// Whether a second ring is flushed on its own thread.
+    pub fn twinned(&self) -> bool {
+        self.twin.is_some()
+    }
+
+    /// Every socket of this sender: ours, then the twin's.
+    fn sockets(&self) -> impl Iterator<Item = &Socket> {
+        std::iter::once(&self.socket).chain(self.twin.as_ref().map(|t| &*t.socket))
+    }
+}
+
+/// One sending socket bound to `ifindex`, with its TX ring when `mode` has one.
+fn open_socket(ifindex: u32, mode: Mode, mark: u32) -> Result<(Socket, Option<TxRing>)> {
+    let socket = Socket::new(Domain::PACKET, Type::RAW.cloexec(), None)
+        .map_err(|e| privilege_error(e, "open an AF_PACKET socket for sending"))?;
+    if set_sockopt(&socket, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &SNDBUF).is_err() {
+        let _ = socket.set_send_buffer_size(SNDBUF as usize);
+    }
+    socket
+        .set_mark(mark)
+        .map_err(|e| privilege_error(e, "set SO_MARK on the AF_PACKET socket"))?;
+    if mode.bypass() {
+        set_sockopt(
+            &socket,
+            libc::SOL_PACKET,
+            PACKET_QDISC_BYPASS,
+            &1 as &libc::c_int,
+        )
+        .context("PACKET_QDISC_BYPASS")?;
+    }
+    let ring = if mode.ring() {
+        Some(map_tx_ring(&socket)?)
+    } else {
+        None
+    };
+    // Protocol 0: the socket sends there and receives nothing.
+    bind_to_interface(&socket, ifindex, 0)
+        .with_context(|| format!("binding the sending AF_PACKET socket to interface {ifindex}"))?;
+    Ok((socket, ring))
+}
+
+impl FrameSender {
     /// Ask for each frame's transmit timestamp ([`FrameSender::read_stamps`]): the
     /// driver's software stamp (`SOF_TIMESTAMPING_TX_SOFTWARE`, taken where the frame
     /// enters the driver, `skb_tx_timestamp`) — with `PACKET_QDISC_BYPASS`, where no tap
@@ -169,28 +229,41 @@ impl FrameSender {
     /// ring frame twice after a drop (`tpacket_snd` puts it back as SEND_REQUEST). False
     /// when the kernel refuses.
     pub fn enable_tx_stamps(&self) -> bool {
-        if set_sockopt(
-            &self.socket,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &RCVBUF,
-        )
-        .is_err()
-        {
-            let _ = self.socket.set_recv_buffer_size(RCVBUF as usize);
-        }
-        let flags = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
-        set_sockopt(&self.socket, libc::SOL_SOCKET, SO_TIMESTAMPING, &flags).is_ok()
+        self.sockets().all(|socket| {
+            if set_sockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
+                let _ = socket.set_recv_buffer_size(RCVBUF as usize);
+            }
+            let flags = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+            set_sockopt(socket, libc::SOL_SOCKET, SO_TIMESTAMPING, &flags).is_ok()
+        })
     }
 
-    /// Read up to `max` transmit timestamps waiting on the error queue, handing each
-    /// (with the start of its frame) to `each`; returns how many messages were read.
-    /// Never blocks.
+    /// Read up to `max` transmit timestamps waiting on the error queues (each socket's),
+    /// handing each (with the start of its frame) to `each`; returns how many messages
+    /// were read. Never blocks.
     pub fn read_stamps(
         &mut self,
         max: usize,
         mut each: impl FnMut(&[u8], Instant),
     ) -> io::Result<usize> {
+        let mut total = self.read_stamps_of(false, max, &mut each)?;
+        if self.twin.is_some() {
+            total += self.read_stamps_of(true, max.saturating_sub(total), &mut each)?;
+        }
+        Ok(total)
+    }
+
+    /// [`FrameSender::read_stamps`] for one socket: ours, or the twin's.
+    fn read_stamps_of(
+        &mut self,
+        twin: bool,
+        max: usize,
+        each: &mut impl FnMut(&[u8], Instant),
+    ) -> io::Result<usize> {
+        let fd = match (&self.twin, twin) {
+            (Some(t), true) => t.socket.as_raw_fd(),
+            _ => self.socket.as_raw_fd(),
+        };
         let mut total = 0;
         // Bounded by `max`.
         while total < max {
@@ -223,7 +296,7 @@ impl FrameSender {
             // stated lengths for the call; MSG_DONTWAIT never blocks.
             let rc = unsafe {
                 libc::recvmmsg(
-                    self.socket.as_raw_fd(),
+                    fd,
                     self.stamp_msgs.as_mut_ptr(),
                     want as u32,
                     libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
@@ -254,18 +327,10 @@ impl FrameSender {
         Ok(total)
     }
 
-    /// Frames still in the TX ring (not yet handed to the driver).
+    /// Frames still in the TX rings (not yet handed to the driver).
     pub fn in_flight(&self) -> usize {
-        let Some(ring) = &self.ring else { return 0 };
-        (0..RING_FRAMES)
-            .filter(|i| {
-                // SAFETY: frame `i < RING_FRAMES` lies inside the mapping; its status is
-                // read atomically (the kernel writes it).
-                let status = unsafe { &*(ring.map.base.add(i * RING_FRAME) as *const AtomicU32) };
-                let st = status.load(Ordering::Acquire);
-                st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT
-            })
-            .count()
+        let twin = self.twin.as_ref().map(|t| &t.ring);
+        self.ring.iter().chain(twin).map(TxRing::in_flight).sum()
     }
 
     /// Have the kernel send what the ring holds, until it is empty or `limit` passes;
@@ -321,18 +386,52 @@ impl FrameSender {
         Ok(rc as usize)
     }
 
-    /// Copy frames into free ring slots and have the kernel send them all.
+    /// Copy frames into free ring slots and have the kernel send them all. Twinned, the
+    /// frames go to the twin's ring unless its thread is sending (or the ring is full),
+    /// else to ours, sent here (module doc, "Two rings").
     fn send_ring(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        if frames.iter().any(|f| f.len() > RING_FRAME - TX_DATA_OFFSET) {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        if let Some(t) = &mut self.twin {
+            // What the flusher's last send failed with, said once, here.
+            t.flusher.failure()?;
+            let queued = t.flusher.offer(|| t.ring.fill(frames));
+            if queued > 0 {
+                return Ok(queued);
+            }
+        }
         let Some(ring) = self.ring.as_mut() else {
             return Ok(0);
         };
+        let queued = ring.fill(frames);
+        if queued == 0 {
+            // Let the kernel drain what it holds, then say "try again".
+            kick(&self.socket)?;
+            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+        }
+        kick(&self.socket)?;
+        Ok(queued)
+    }
+
+    /// Flush every ring: ours here, the twin's on its thread.
+    fn kick(&self) -> io::Result<()> {
+        if let Some(t) = &self.twin {
+            t.flusher.request();
+        }
+        kick(&self.socket)
+    }
+}
+
+impl TxRing {
+    /// Copy as many of `frames` as there are free slots (each checked to fit) and mark
+    /// them for sending; returns how many.
+    fn fill(&mut self, frames: &[&[u8]]) -> usize {
         let mut queued = 0;
         for f in frames {
-            if f.len() > RING_FRAME - TX_DATA_OFFSET {
-                return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-            }
+            let len = f.len().min(RING_FRAME - TX_DATA_OFFSET);
             // SAFETY: `next < RING_FRAMES`, so the frame lies inside the mapping.
-            let frame = unsafe { ring.map.base.add(ring.next * RING_FRAME) };
+            let frame = unsafe { self.map.base.add(self.next * RING_FRAME) };
             // SAFETY: tp_status is the frame's first u32, 4-aligned (frames are 256-byte
             // aligned in page-aligned blocks); the kernel writes it concurrently, hence
             // an atomic.
@@ -341,48 +440,187 @@ impl FrameSender {
             if st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT {
                 break; // still the kernel's: the ring is full
             }
-            // SAFETY: the frame is ours while its status is AVAILABLE; the data and the
-            // length field lie inside it (checked above: the frame fits).
+            // SAFETY: the frame is ours while its status is AVAILABLE; the data (at most
+            // the frame's room, `len`) and the length field lie inside it.
             unsafe {
-                std::ptr::copy_nonoverlapping(f.as_ptr(), frame.add(TX_DATA_OFFSET), f.len());
+                std::ptr::copy_nonoverlapping(f.as_ptr(), frame.add(TX_DATA_OFFSET), len);
                 // tp_len: the u32 after tp_status.
-                (frame.add(4) as *mut u32).write(f.len() as u32);
+                (frame.add(4) as *mut u32).write(len as u32);
             }
             status.store(TP_STATUS_SEND_REQUEST, Ordering::Release);
-            ring.next = (ring.next + 1) % RING_FRAMES;
+            self.next = (self.next + 1) % RING_FRAMES;
             queued += 1;
         }
-        if queued == 0 {
-            // Let the kernel drain what it holds, then say "try again".
-            self.kick()?;
-            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
-        }
-        self.kick()?;
-        Ok(queued)
+        queued
     }
 
-    /// `send(fd, NULL, 0, MSG_DONTWAIT)`: transmit every frame marked SEND_REQUEST. Not
-    /// waiting: without MSG_DONTWAIT the kernel waits for the device to complete every
-    /// frame in flight, with no timeout (`tpacket_snd`), and a device that never does
-    /// would hang the scan; a full ring is waited out by the caller instead.
-    fn kick(&self) -> io::Result<()> {
-        // SAFETY: a zero-length send with a null buffer is how the TX ring is flushed;
-        // the kernel reads the ring, not the buffer.
-        let rc = unsafe {
-            libc::send(
-                self.socket.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) {
-                return Err(e);
-            }
+    /// Frames not yet handed to the driver.
+    fn in_flight(&self) -> usize {
+        (0..RING_FRAMES)
+            .filter(|i| {
+                // SAFETY: frame `i < RING_FRAMES` lies inside the mapping; its status is
+                // read atomically (the kernel writes it).
+                let status = unsafe { &*(self.map.base.add(i * RING_FRAME) as *const AtomicU32) };
+                let st = status.load(Ordering::Acquire);
+                st != TP_STATUS_AVAILABLE && st != TP_STATUS_WRONG_FORMAT
+            })
+            .count()
+    }
+}
+
+/// `send(fd, NULL, 0, MSG_DONTWAIT)`: transmit every frame of the socket's ring marked
+/// SEND_REQUEST. Not waiting: without MSG_DONTWAIT the kernel waits for the device to
+/// complete every frame in flight, with no timeout (`tpacket_snd`), and a device that never
+/// does would hang the scan; a full ring is waited out by the caller instead.
+fn kick(socket: &Socket) -> io::Result<()> {
+    // SAFETY: a zero-length send with a null buffer is how the TX ring is flushed; the
+    // kernel reads the ring, not the buffer.
+    let rc = unsafe { libc::send(socket.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) {
+            return Err(e);
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// The second socket and ring of a twinned sender, and the thread that flushes it.
+struct Twin {
+    // Field order: the thread is stopped (Drop) before the ring is unmapped, and the ring
+    // before the socket closes.
+    flusher: Arc<Flusher>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    ring: TxRing,
+    socket: Arc<Socket>,
+}
+
+/// Requests from the sender to the flushing thread.
+#[derive(Default)]
+struct Flusher {
+    state: Mutex<FlushState>,
+    wake: Condvar,
+    /// The errno of a flush that failed (0: none), taken by the sender's next batch.
+    failed: AtomicI32,
+}
+
+#[derive(Default)]
+struct FlushState {
+    /// Frames were marked for sending since the last flush began.
+    pending: bool,
+    /// The thread is in `send`: the ring must not gain frames (the kernel's loop would
+    /// take them too, and one that never finds the ring empty never returns).
+    sending: bool,
+    stop: bool,
+}
+
+impl Flusher {
+    fn request(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pending = true;
+        self.wake.notify_one();
+    }
+
+    /// Put frames in the ring with `fill` unless the thread is sending; returns how many
+    /// went in, and has them flushed.
+    fn offer(&self, fill: impl FnOnce() -> usize) -> usize {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.sending {
+            return 0;
+        }
+        let queued = fill();
+        if queued > 0 {
+            s.pending = true;
+            drop(s);
+            self.wake.notify_one();
+        }
+        queued
+    }
+
+    fn failure(&self) -> io::Result<()> {
+        match self.failed.swap(0, Ordering::Relaxed) {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    /// The thread's loop: one flush per request (requests made during a flush make one
+    /// more), until told to stop — after a last flush of anything requested.
+    fn run(&self, socket: &Socket) {
+        // Bounded by the sender's life: `Twin`'s drop stops it.
+        loop {
+            {
+                let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                // Bounded: each wake-up is a request or the stop.
+                while !s.pending && !s.stop {
+                    s = self.wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+                }
+                if !s.pending {
+                    return;
+                }
+                s.pending = false;
+                s.sending = true;
+            }
+            // Bounded: nothing is added to the ring while `sending` is set, so the kernel's
+            // loop ends with the frames there now (at most the ring's 4 096).
+            if let Err(e) = kick(socket) {
+                self.failed
+                    .store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Relaxed);
+            }
+            self.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sending = false;
+        }
+    }
+}
+
+impl Twin {
+    fn start(socket: Socket, ring: TxRing) -> Result<Twin> {
+        let socket = Arc::new(socket);
+        let flusher = Arc::new(Flusher::default());
+        let thread = {
+            let (socket, flusher) = (Arc::clone(&socket), Arc::clone(&flusher));
+            std::thread::Builder::new()
+                .name("frame flusher".into())
+                .spawn(move || flusher.run(&socket))
+                .context("starting the frame flusher thread")?
+        };
+        Ok(Twin {
+            flusher,
+            thread: Some(thread),
+            ring,
+            socket,
+        })
+    }
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        self.flusher
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop = true;
+        self.flusher.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FrameSender {
+    fn drop(&mut self) {
+        // Closing a ring's socket waits out two RCU grace periods (module doc): the twin's
+        // closes on a thread of its own, beside ours. The process does not exit before the
+        // kernel has finished with it.
+        if let Some(t) = self.twin.take() {
+            let _ = std::thread::Builder::new()
+                .name("closing".into())
+                .spawn(move || drop(t));
+        }
     }
 }
 

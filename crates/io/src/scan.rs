@@ -52,7 +52,7 @@ use std::time::Duration;
 use tcpshake_proto::probe::scan::neighbours::{
     Class, Neighbours, NextHop, ResolvePlan, ResolveTotals,
 };
-use tcpshake_proto::probe::scan::rate::SendLog;
+use tcpshake_proto::probe::scan::rate::{self, SendLog};
 use tcpshake_proto::probe::scan::rtt::{self, RttEstimator, Wait};
 pub use tcpshake_proto::probe::scan::schedule::{Progress, ScanPlan};
 use tcpshake_proto::probe::scan::schedule::{Schedule, Step};
@@ -604,7 +604,7 @@ pub fn run(
         };
         // Whatever the receiver passed on before it stopped.
         while let Ok(a) = rx.try_recv() {
-            run.take(a, &mut on_record)?;
+            take_timed(a, &mut run, &mut sides, &locals, &mut on_record)?;
         }
         let s = &mut run.schedule;
         s.set_unmatched(unmatched.load(Ordering::Relaxed));
@@ -716,10 +716,17 @@ fn frame_path(
     } else {
         Mode::TxRing
     };
-    let mut sender = FrameSender::open(r.oif, mode, MARK)?;
+    // A second ring, flushed on its own thread, when sending is what bounds the scan.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let open = match rate::second_ring(plan.rate, plan.planned(), cpus) {
+        true => FrameSender::open_twinned,
+        false => FrameSender::open,
+    };
+    let mut sender = open(r.oif, mode, MARK)?;
     if stamps && !sender.enable_tx_stamps() {
         // Without stamps the frames must pass the tap: no bypass.
-        sender = FrameSender::open(r.oif, Mode::TxRing, MARK)?;
+        drop(sender);
+        sender = open(r.oif, Mode::TxRing, MARK)?;
         stamps = false;
     }
     Ok((
@@ -844,7 +851,7 @@ fn send_all_syns<'p>(
                 side.push(hop, p.remote, seq, true)?;
                 if side.room() < 2 {
                     flush_side(side, &mut run, locals)?;
-                    drain(rx, &mut run, on_record)?;
+                    drain(rx, &mut run, sides, locals, on_record)?;
                 }
             }
             Step::Wait(until) => {
@@ -852,7 +859,7 @@ fn send_all_syns<'p>(
                 for s in sides.iter_mut().flatten() {
                     flush_side(s, &mut run, locals)?;
                 }
-                if drain(rx, &mut run, on_record)? > 0 {
+                if drain(rx, &mut run, sides, locals, on_record)? > 0 {
                     continue; // the schedule may be done now: ask before sleeping
                 }
                 run.tx_times.expire(clock::now());
@@ -871,6 +878,8 @@ fn send_all_syns<'p>(
         if let Some(f) = &mut s.frames {
             let _ = f.sender.drain(Duration::from_millis(100));
         }
+        // Every SYN has left: its stamp is waiting, for the answers taken after this.
+        read_stamps(s, &mut run, locals, STAMPS_BEFORE_ANSWERS)?;
     }
     if let (Some((run0, wait0)), Some((run1, wait1))) = (sched0, clock::thread_sched()) {
         run.cpu = run1.saturating_sub(run0);
@@ -895,7 +904,7 @@ fn flush_side(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result
         run.acc.blocked += wall.saturating_sub(cpu);
     }
     run.schedule.sent(n, clock::now());
-    read_stamps(side, run, locals)
+    read_stamps(side, run, locals, 4 * BATCH)
 }
 
 /// The calling thread's voluntary context switches so far (`getrusage(RUSAGE_THREAD)`).
@@ -907,11 +916,12 @@ fn voluntary_switches() -> i64 {
     ru.ru_nvcsw
 }
 
-fn read_stamps(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result<()> {
+/// Up to `max` transmit stamps off the side's error queues into the run's send times.
+fn read_stamps(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals, max: usize) -> Result<()> {
     if let Some(f) = side.frames.as_mut().filter(|f| f.stamps) {
         let times = &mut run.tx_times;
         f.sender
-            .read_stamps(4 * BATCH, |frame, at| {
+            .read_stamps(max, |frame, at| {
                 if let Some(key) = syn_of_frame(frame, locals) {
                     times.insert(key, at);
                 }
@@ -921,16 +931,46 @@ fn read_stamps(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Resul
     Ok(())
 }
 
+/// Transmit stamps read when an answer's SYN has none yet: every stamp waiting, up to
+/// this many per socket.
+const STAMPS_BEFORE_ANSWERS: usize = 1 << 16;
+
+/// One answer into the run, its SYN's transmit stamp read first if it is not yet. A SYN's
+/// stamp is queued when the driver takes it, before its answer can exist; but on a
+/// twinned sender (link.rs) the other thread may have sent thousands of frames since this
+/// one last read its stamps, the answered SYN among them.
+fn take_timed(
+    a: Answer,
+    run: &mut SendRun<'_>,
+    sides: &mut [Option<Side>; 2],
+    locals: &Locals,
+    on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
+) -> Result<()> {
+    let key = (
+        a.reply.remote.ip(),
+        a.reply.remote.port(),
+        a.reply.syn_seq.0,
+    );
+    if a.rtt.is_none() && run.tx_times.rtt(&key, a.at).is_none() {
+        for s in sides.iter_mut().flatten() {
+            read_stamps(s, run, locals, STAMPS_BEFORE_ANSWERS)?;
+        }
+    }
+    run.take(a, on_record)
+}
+
 /// Take the answers waiting in the channel; how many.
 fn drain(
     rx: &mpsc::Receiver<Answer>,
     run: &mut SendRun<'_>,
+    sides: &mut [Option<Side>; 2],
+    locals: &Locals,
     on_record: &mut impl FnMut(&ScanRecord) -> Result<()>,
 ) -> Result<usize> {
     // Bounded per call; the rest waits for the next call.
     for n in 0..100_000 {
         match rx.try_recv() {
-            Ok(a) => run.take(a, on_record)?,
+            Ok(a) => take_timed(a, run, sides, locals, on_record)?,
             Err(_) => return Ok(n),
         }
     }
@@ -956,11 +996,7 @@ fn wait_draining(
         let d = until.saturating_since(now).min(Duration::from_millis(20));
         match rx.recv_timeout(d) {
             Ok(a) => {
-                // The stamps of the SYNs being answered may still be on the error queue.
-                for s in sides.iter_mut().flatten() {
-                    read_stamps(s, run, locals)?;
-                }
-                run.take(a, on_record)?;
+                take_timed(a, run, sides, locals, on_record)?;
                 // The schedule may be done now (every pair answered): let it say so.
                 return Ok(());
             }
