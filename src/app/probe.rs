@@ -39,7 +39,12 @@ pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
         };
         session.probe(t, remote, &mut guard, stop)?;
     }
-    session.finish()
+    let exit = session.finish();
+    // The guard's table goes while the last tap is still closing (each waits out an RCU
+    // grace period in the kernel: together, about one).
+    drop(guard);
+    run::wait_closing();
+    exit
 }
 
 /// What every probe of one command shares: options, output, the capture files.

@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 use tcpshake_proto::probe::record::ProbeResult;
 use tcpshake_proto::probe::spin::{SpinPolicy, Spinner, Wait};
@@ -214,6 +216,7 @@ fn run_guarded(
     // answers a SYN in softirq), so we may hold one at real-time priority; afterwards its
     // application (nginx reading our request) may need ours, and we spin politely.
     let mut realtime = Some(super::Realtime::enter());
+    let held_since = clock::now();
     // Last before the SYN: locking memory and taking real-time priority walked through
     // enough to push the handshake's code out of the caches.
     Probe::rehearse(&cfg, |seg| {
@@ -229,6 +232,8 @@ fn run_guarded(
         flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.unwrap_or(start);
     let mut interrupted = false;
     let mut spinner = Spinner::new(SpinPolicy::default());
+    // The CPU has been held since the priority was taken (rehearsal, SYN): that counts.
+    spinner.held_since(held_since);
 
     while !probe.is_done() {
         // Everything the tap holds (one recvmmsg), then one answer to all of it: a FIN that
@@ -294,9 +299,44 @@ fn run_guarded(
     // What the ring had no room for (or could not give whole) never reached our TCP:
     // the record says so.
     probe.capture_lost(tap.losses().total());
+    close_later(tap);
     Ok(Outcome {
         result: probe.into_result(),
     })
+}
+
+/// The tap last handed to [`close_later`], closing.
+static CLOSING: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+
+/// Close a probe's tap off the caller's path. Closing it waits out two RCU grace periods
+/// in the kernel, one after the other (its ring, `packet_set_ring`, then the socket,
+/// `packet_release`: `synchronize_net` each), 20–30 ms here: time the record's output, the
+/// next probe and the guard's own teardown (another grace period) need not wait for. At
+/// most one close is pending: the next waits for it, so threads never pile up behind a
+/// slow kernel.
+fn close_later(tap: Tap) {
+    let mut slot = CLOSING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(previous) = slot.take() {
+        let _ = previous.join();
+    }
+    // Should no thread start, the closure and the tap in it are dropped here: closed now.
+    *slot = std::thread::Builder::new()
+        .name("closing tap".into())
+        .spawn(move || drop(tap))
+        .ok();
+}
+
+/// Wait until the last tap handed to [`close_later`] is closed. The process would not exit
+/// before anyway (a thread in `close(2)` finishes its system call first); this keeps a
+/// command's end where its code says.
+pub fn wait_closing() {
+    if let Some(h) = CLOSING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        let _ = h.join();
+    }
 }
 
 /// How long the tap must be quiet after a probe's last segment before its copy is taken as

@@ -12,8 +12,9 @@
 //! So the spin is bounded, as the kernel's own busy polling is (`napi_busy_loop` stops at
 //! `need_resched()`, after at most `busy_poll` µs):
 //! - at real-time priority (held only while awaiting the SYN-ACK) the loop spins for at
-//!   most [`SpinPolicy::slice`] (100 µs) after each transmit, then sleeps until a packet
-//!   or a deadline. Asleep it takes no CPU; a packet wakes it at once, ahead of any
+//!   most [`SpinPolicy::slice`] (100 µs) after each transmit, and never longer than that
+//!   since it took the priority ([`Spinner::held_since`]: the rehearsal and the SYN that
+//!   come first, ~45 µs, count too), then sleeps until a packet or a deadline. Asleep it takes no CPU; a packet wakes it at once, ahead of any
 //!   ordinary task (a real-time wake-up preempts), and it answers and sleeps again. No
 //!   task waits longer than a slice for us per segment we send (SYNs are RTO apart);
 //! - at ordinary priority (after the handshake, or without the privilege) it spins
@@ -74,6 +75,8 @@ pub enum Wait {
 pub struct Spinner {
     policy: SpinPolicy,
     slice_from: Option<Instant>,
+    /// Since when the loop has held its CPU at real-time priority without sleeping.
+    held_from: Option<Instant>,
 }
 
 impl Spinner {
@@ -81,7 +84,14 @@ impl Spinner {
         Spinner {
             policy,
             slice_from: None,
+            held_from: None,
         }
+    }
+
+    /// The loop took real-time priority at `at` and has run since: its real-time spin
+    /// ends a slice after this even if a transmit came later. Forgotten once it sleeps.
+    pub fn held_since(&mut self, at: Instant) {
+        self.held_from = Some(at);
     }
 
     /// What to do at `now`, our last transmit having left at `last_tx`; `realtime`: the
@@ -92,8 +102,13 @@ impl Spinner {
         } else {
             self.policy.window
         };
-        if now >= last_tx + window {
+        let mut end = last_tx + window;
+        if realtime && let Some(held) = self.held_from {
+            end = end.min(held + self.policy.slice);
+        }
+        if now >= end {
             self.slice_from = None;
+            self.held_from = None;
             return Wait::Sleep;
         }
         match self.slice_from {
@@ -148,6 +163,27 @@ mod tests {
             "{run:?}"
         );
         assert_eq!(run.last(), Some(&(100, Wait::Sleep)));
+    }
+
+    #[test]
+    fn the_time_before_the_transmit_at_realtime_priority_counts_against_the_slice() {
+        // Priority taken 45 µs before the SYN (rehearsal, building, sending): the spin
+        // after it ends 55 µs after the SYN, so the CPU is held 100 µs in all.
+        let mut s = Spinner::new(SpinPolicy::default());
+        s.held_since(at_us(0));
+        let syn = at_us(45);
+        assert_eq!(s.next(at_us(46), syn, true), Wait::Spin);
+        assert_eq!(s.next(at_us(99), syn, true), Wait::Spin);
+        assert_eq!(s.next(at_us(100), syn, true), Wait::Sleep);
+        // Woken later (a retransmission's timer): a new transmit spins its whole slice.
+        let again = at_us(1_000_000);
+        assert_eq!(s.next(again, again, true), Wait::Spin);
+        assert_eq!(s.next(at_us(1_000_099), again, true), Wait::Spin);
+        assert_eq!(s.next(at_us(1_000_100), again, true), Wait::Sleep);
+        // At ordinary priority the hold does not matter: the polite window applies.
+        let mut p = Spinner::new(SpinPolicy::default());
+        p.held_since(at_us(0));
+        assert_eq!(p.next(at_us(500), syn, false), Wait::Spin);
     }
 
     #[test]
