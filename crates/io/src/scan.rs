@@ -16,8 +16,9 @@
 //!   through another interface, a gateway that does not answer, `--send-ip`): raw IP
 //!   sockets with `sendmmsg`, stamped by the tap as before.
 //!
-//! Two threads. The sender (the caller's thread) runs the schedule, builds and batches,
-//! and reads the transmit stamps. The receiver owns the taps: it matches replies against
+//! Two threads (three with a twinned frame sender, whose second ring has a thread of its
+//! own to flush it: link.rs, "Two rings"). The sender (the caller's thread) runs the
+//! schedule, builds and batches, and reads the transmit stamps of every ring. The receiver owns the taps: it matches replies against
 //! the cookies, answers SYN-ACKs with a RST at once (a frame to the MAC the SYN went to,
 //! or through the kernel), remembers the tap's stamps of SYNs it sees leave, and passes
 //! answers to the sender over a channel; a reply whose SYN the tap did not stamp is timed
