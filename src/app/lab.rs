@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
+use tcpshake_io::run;
 use tcpshake_io::signals;
 use tcpshake_lab::labnet::LabNet;
 use tcpshake_proto::probe::target;
@@ -57,5 +58,9 @@ pub(super) fn run(c: &LabConfig) -> Result<Exit> {
         }
     }
     drop(peer);
-    session.finish()
+    run::close_spare();
+    let exit = session.finish();
+    drop(guard);
+    run::wait_closing();
+    exit
 }

@@ -39,9 +39,10 @@ pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
         };
         session.probe(t, remote, &mut guard, stop)?;
     }
+    // The last tap closes while the record is written and the guard's table goes (each
+    // waits out RCU grace periods in the kernel: together, about as long as the tap alone).
+    run::close_spare();
     let exit = session.finish();
-    // The guard's table goes while the last tap is still closing (each waits out an RCU
-    // grace period in the kernel: together, about one).
     drop(guard);
     run::wait_closing();
     exit

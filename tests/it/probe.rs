@@ -959,3 +959,53 @@ fn a_target_with_no_route_does_not_stop_the_others() {
     assert_eq!(records[0].state(), "open", "{run}");
 }
 }
+
+lab_test! {
+/// The targets of one command share one tap, its filter moved from probe to probe (run.rs,
+/// `Tap::retarget`): across families and verdicts each record and each packet of `--pcap`
+/// is its own probe's, none of an earlier one's.
+fn consecutive_probes_keep_their_packets_apart() {
+    let mut lab = Lab::new("consec");
+    lab.start_nginx(80);
+    let pcap = lab.dir().join("consec.pcap");
+    let pcap_s = pcap.to_string_lossy().into_owned();
+    let targets = [
+        (false, 80),
+        (false, 81),
+        (true, 80),
+        (false, 80),
+        (true, 81),
+    ];
+    let mut args = vec!["probe".to_string()];
+    args.extend(targets.iter().map(|&(v6, port)| lab.target(v6, port)));
+    args.extend(["--json", "--timeout", "5s", "--pcap", &pcap_s].map(String::from));
+    let run = lab.run_client_bounded(args, Duration::from_secs(60));
+    // Port 81 is closed: exit 1, every target still probed.
+    assert_eq!(run.code, Some(1), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), targets.len(), "{run}");
+    let own = capture::read_pcap(&pcap).expect("read --pcap");
+    let mut seen = 0;
+    for (rec, &(v6, port)) in records.iter().zip(&targets) {
+        let ctx = format!("{rec:#?}\n{run}");
+        match port {
+            80 => assert_open_http(&lab, rec, v6, port, &ctx),
+            _ => assert_eq!((rec.state(), rec.reason()), ("closed", "reset"), "{ctx}"),
+        }
+        let src = rec.src_port.unwrap_or_else(|| panic!("no src_port: {ctx}"));
+        // Its packets in the file: those of its 4-tuple, as many as its segments.
+        let mine = own
+            .iter()
+            .filter_map(Packet::tcp)
+            .filter(|t| (t.sport, t.dport) == (src, port) || (t.sport, t.dport) == (port, src))
+            .count();
+        assert_eq!(mine, rec.segments.len(), "{ctx}");
+        seen += mine;
+    }
+    assert_eq!(
+        seen,
+        own.iter().filter(|p| p.tcp().is_some()).count(),
+        "--pcap holds packets of no probe's 4-tuple"
+    );
+}
+}

@@ -192,13 +192,15 @@ fn run_guarded(
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     let (local, remote) = (path.local, cfg.tcp.remote);
-    let mut tap = Tap::open(
+    let mut tap = open_tap(
         path.route.oif,
         &path.route.ifname,
         local.port(),
         path.route.is_loopback,
         cfg.tcp.rcv_buf,
     )?;
+    // A tap kept from an earlier probe has counted that probe's losses.
+    let lost_before = tap.losses().total();
     let sender = RawSender::new(local.ip(), MARK)?;
     let hard_limit = cfg.hard_limit();
     let mut tx = vec![0u8; 65536 + 60];
@@ -298,11 +300,57 @@ fn run_guarded(
     packets.drain(..).for_each(&mut *sink);
     // What the ring had no room for (or could not give whole) never reached our TCP:
     // the record says so.
-    probe.capture_lost(tap.losses().total());
-    close_later(tap);
+    probe.capture_lost(tap.losses().total().saturating_sub(lost_before));
+    keep_spare(path.route.oif, path.route.is_loopback, tap);
     Ok(Outcome {
         result: probe.into_result(),
     })
+}
+
+/// A probe's tap, kept once the probe is over for the next probe through the same
+/// interface ([`Tap::retarget`]): the probes of one command (`tcpshake probe A B C`) then
+/// set up one ring, not one each, and close it once ([`wait_closing`]).
+static SPARE: Mutex<Option<Spare>> = Mutex::new(None);
+
+struct Spare {
+    ifindex: u32,
+    loopback: bool,
+    tap: Tap,
+}
+
+/// A tap for one probe on `port`: the spare one if it taps this interface with this
+/// ring's shape, else a new one (the spare then closes).
+fn open_tap(ifindex: u32, ifname: &str, port: u16, loopback: bool, rcv_buf: u32) -> Result<Tap> {
+    let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(Spare {
+        ifindex: i,
+        loopback: l,
+        mut tap,
+    }) = spare
+    {
+        let shape = Some(super::tap::RingShape::for_window(rcv_buf));
+        if i == ifindex && l == loopback && tap.ring_shape() == shape && tap.retarget(port).is_ok()
+        {
+            return Ok(tap);
+        }
+        close_later(tap);
+    }
+    Tap::open(ifindex, ifname, port, loopback, rcv_buf)
+}
+
+/// Keep a probe's tap for the next probe.
+fn keep_spare(ifindex: u32, loopback: bool, tap: Tap) {
+    let old = SPARE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .replace(Spare {
+            ifindex,
+            loopback,
+            tap,
+        });
+    if let Some(old) = old {
+        close_later(old.tap);
+    }
 }
 
 /// The tap last handed to [`close_later`], closing.
@@ -326,10 +374,20 @@ fn close_later(tap: Tap) {
         .ok();
 }
 
-/// Wait until the last tap handed to [`close_later`] is closed. The process would not exit
-/// before anyway (a thread in `close(2)` finishes its system call first); this keeps a
-/// command's end where its code says.
+/// Start closing the spare tap ([`SPARE`]), so that it closes beside whatever the caller
+/// does next (the guard's teardown); [`wait_closing`] waits for it.
+pub fn close_spare() {
+    let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(s) = spare {
+        close_later(s.tap);
+    }
+}
+
+/// Close the spare tap and wait until every tap handed to [`close_later`] is closed. The
+/// process would not exit before anyway (a thread in `close(2)` finishes its system call
+/// first); this keeps a command's end where its code says.
 pub fn wait_closing() {
+    close_spare();
     if let Some(h) = CLOSING
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

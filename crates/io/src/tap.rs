@@ -54,7 +54,7 @@ const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_COPY_THRESH: libc::c_int = 7;
 
 /// How the ring is cut into frames (each frame holds one packet).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingShape {
     pub frame_size: usize,
     pub frames: usize,
@@ -389,6 +389,32 @@ impl Tap {
         status.store(TP_STATUS_KERNEL, Ordering::Release);
         self.next = (self.next + 1) % self.shape.frames;
         Some(meta)
+    }
+
+    /// Serve another probe on the same interface: pass `port`'s packets from now on and
+    /// drop what is left of the last probe's. Swapping the filter waits for nothing (the
+    /// kernel frees the old one in an RCU callback), where closing this tap and opening
+    /// another waits out three RCU grace periods, one after the other (the ring torn
+    /// down, the socket released, a new ring set up: ~35 ms here). A packet the old filter
+    /// let through just before the swap may still land after the drop: it is not the new
+    /// probe's (other port), and the probe's machine ignores it.
+    pub fn retarget(&mut self, port: u16) -> Result<()> {
+        self.socket
+            .attach_filter(&range_filter(port, port)?)
+            .context("attaching the BPF filter to the AF_PACKET socket")?;
+        let mut buf = vec![0u8; PACKET_ROOM];
+        // Bounded: at most one lap of the ring, or one queue's worth.
+        for _ in 0..=self.shape.frames {
+            if self.take(&mut buf).is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The shape of this tap's ring (None: it reads the socket's queue).
+    pub fn ring_shape(&self) -> Option<RingShape> {
+        self.ring.as_ref().map(|_| self.shape)
     }
 
     /// Whether packets already read from the socket's queue wait here (the next [`Tap::recv`]
