@@ -18,13 +18,13 @@
 //!
 //! Two threads (three with a twinned frame sender, whose second ring has a thread of its
 //! own to flush it: link.rs, "Two rings"). The sender (the caller's thread) runs the
-//! schedule, builds and batches, and reads the transmit stamps of every ring. The receiver owns the taps: it matches replies against
-//! the cookies, answers SYN-ACKs with a RST at once (a frame to the MAC the SYN went to,
-//! or through the kernel), remembers the tap's stamps of SYNs it sees leave, and passes
-//! answers to the sender over a channel; a reply whose SYN the tap did not stamp is timed
-//! by the sender from its transmit stamps. Nothing per target is kept except the set of
-//! answered ports and the MACs resolution found: memory grows with what is found, not
-//! with what is scanned.
+//! schedule, builds and batches, and reads the transmit stamps of every ring. The
+//! receiver owns the taps: it matches replies against the cookies, answers SYN-ACKs
+//! with a RST at once (a frame to the MAC the SYN went to, or through the kernel),
+//! remembers the tap's stamps of SYNs it sees leave, and passes answers to the sender
+//! over a channel; a reply whose SYN the tap did not stamp is timed by the sender from
+//! its transmit stamps. Nothing per target is kept except the set of answered ports and
+//! the MACs resolution found: memory grows with what is found, not with what is scanned.
 //!
 //! The kernel still sees the replies (a SYN-ACK to a port it has no socket for makes it
 //! answer RST): the guard's prerouting rule keeps them from its TCP, as before — frames
