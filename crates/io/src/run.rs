@@ -374,7 +374,7 @@ fn close_later(tap: Tap) {
         .ok();
 }
 
-/// Start closing the spare tap ([`SPARE`]), so that it closes beside whatever the caller
+/// Start closing the spare tap (`SPARE`), so that it closes beside whatever the caller
 /// does next (the guard's teardown); [`wait_closing`] waits for it.
 pub fn close_spare() {
     let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -383,7 +383,7 @@ pub fn close_spare() {
     }
 }
 
-/// Close the spare tap and wait until every tap handed to [`close_later`] is closed. The
+/// Close the spare tap and wait until every tap handed to `close_later` is closed. The
 /// process would not exit before anyway (a thread in `close(2)` finishes its system call
 /// first); this keeps a command's end where its code says.
 pub fn wait_closing() {
