@@ -648,8 +648,8 @@ fn an_interrupted_scan_writes_complete_files_that_say_so() {
 
 lab_test! {
 /// Every port of one host on each family at the default rate (as fast as the host sends):
-/// with two CPUs, each family's frames leave through two TX rings, one flushed on a
-/// thread of its own (link.rs, "Two rings"). Exact, and every answer timed by a transmit
+/// with two CPUs, each family's frames leave through two sockets, one sending from a
+/// thread of its own (link.rs, "Two senders"). Exact, and every answer timed by a transmit
 /// stamp from whichever socket sent its SYN.
 fn a_full_port_scan_at_full_speed_is_exact_and_every_answer_timed() {
     let open = [22, 80, 443, 8080];

@@ -371,9 +371,9 @@ lab_test! {
 }
 
 lab_test! {
-    /// Replies the capture's ring had no room for are counted and reported: the scanner is
-    /// stopped (SIGSTOP) in its drain while the server floods the client with ICMP, which
-    /// the capture's filter passes, until its 32 768 frames overflow.
+    /// Replies the capture had no room for are counted and reported: the scanner is stopped
+    /// (SIGSTOP) in its drain while the server floods the client with ICMP, which the
+    /// capture's filter passes, until its queue (32 MiB as the kernel counts it) overflows.
     fn what_the_capture_drops_is_counted() {
         let lab = link_lab("link_drops", &[], &[80]);
         lab.fault_reject(81, Reject::Drop);
@@ -405,13 +405,14 @@ lab_test! {
             "the scan's SYN never reached the server"
         );
         signal(child.id(), "STOP");
-        // 40 000 echo requests as fast as Python sends them; each also draws the client
-        // kernel's reply, which the capture sees leave.
+        // 150 000 echo requests as fast as Python sends them; each also draws the client
+        // kernel's reply, which the capture sees leave: 300 000 packets, far more than the
+        // queue holds.
         let flood = format!(
             "import socket\n\
              s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP)\n\
              pkt=bytes([8,0,0xf7,0xff,0,0,0,0])\n\
-             for i in range(40000): s.sendto(pkt,('{}',0))\n",
+             for i in range(150000): s.sendto(pkt,('{}',0))\n",
             lab.client_v4
         );
         run_ok(in_ns(&lab.server_ns, "python3").args(["-c", &flood]));

@@ -6,11 +6,12 @@
 //!
 //!     send_ceiling DST DST_MAC MODE SECS [BATCH]
 //!     MODE: raw | packet | packet-bypass | packet-bypass-ts | ring | ring-bypass | ring-bypass-ts
-//!           | ring-bypass-ts-twin
+//!           | packet-bypass-ts-twin | ring-bypass-ts-twin
 //!
 //! `-ts`: with transmit timestamps from the error queue (SO_TIMESTAMPING, each with its
-//! frame), read after every batch. `-twin`: two rings, the second flushed on a thread of
-//! its own (link.rs, "Two rings"). The scan's guard is installed, as in a scan.
+//! frame), read after every batch. `-twin`: two sockets, the second sending from a thread
+//! of its own (link.rs, "Two senders"; the scan's path is `packet-bypass-ts-twin`). The
+//! scan's guard is installed, as in a scan.
 //!
 //! Prints one line of JSON: mode, sent, seconds, pps, seen_by_tap, tap_drops, enobufs.
 
@@ -107,7 +108,7 @@ fn blast(
         "packet-bypass" => Some(Mode::SendmmsgBypass),
         "ring" => Some(Mode::TxRing),
         "ring-bypass" | "ring-bypass-ts" | "ring-bypass-ts-twin" => Some(Mode::TxRingBypass),
-        "packet-bypass-ts" => Some(Mode::SendmmsgBypass),
+        "packet-bypass-ts" | "packet-bypass-ts-twin" => Some(Mode::SendmmsgBypass),
         m => anyhow::bail!("unknown mode {m}"),
     };
     let twin = mode.ends_with("-twin");

@@ -26,17 +26,17 @@
 //! (`packet_set_ring`, `packet_release`: `synchronize_net`); the scan does both for its
 //! sockets at once.
 //!
-//! **Two rings** ([`FrameSender::open_twinned`]). The CPU a `send` runs on pays for every
-//! frame it flushes all the way down: the driver, and on a veth the peer's whole receive
-//! path in softirq (the server's TCP answering each SYN). One thread flushing one ring is
-//! thus bound to one CPU however many the host has. A twinned sender fills a second socket's
-//! ring too and has a thread of its own flush it: frames go there while that thread waits
-//! to send, and to the first ring, flushed by the caller, while it is sending. No frame is
-//! added to a ring during its `send`: the kernel's loop (`tpacket_snd`) takes frames until
-//! it finds none, and fed without pause it would not return — holding a CPU that a kernel
-//! without preemption gives to nobody else, the scan's receiver included. Measured
-//! (scripts/bench-send, `ring-bypass-ts` against `ring-bypass-ts-twin`, 2 CPUs): ~415 000
-//! against ~660 000 SYNs a second.
+//! **Two senders** ([`FrameSender::open_twinned`]). The CPU a send call runs on pays for
+//! every frame all the way down: the driver, and on a veth the peer's whole receive path
+//! in softirq (the server's TCP answering each SYN). One sending thread is thus bound to
+//! one CPU however many the host has. A twinned sender has a second socket (with its own
+//! ring, in a ring mode) and a thread of its own sending through it: frames go there while
+//! that thread waits, and through the first socket, sent by the caller, while it is
+//! sending (at most 4 096 frames wait for it). No frame is added to a ring during its
+//! `send`: the kernel's loop (`tpacket_snd`) takes frames until it finds none, and fed
+//! without pause it would not return — holding a CPU that a kernel without preemption
+//! gives to nobody else, the scan's receiver included. Measured (scripts/bench-send, 2
+//! CPUs): `ring-bypass-ts` ~405 000 SYNs a second, `ring-bypass-ts-twin` ~630 000.
 
 use super::packet::{MappedRing, RingKind, bind_to_interface, map_ring};
 use super::{privilege_error, set_sockopt};
@@ -121,7 +121,7 @@ pub struct FrameSender {
     ring: Option<TxRing>,
     socket: Socket,
     mode: Mode,
-    /// A second ring flushed on a thread of its own (module doc, "Two rings").
+    /// A second socket sending from a thread of its own (module doc, "Two senders").
     twin: Option<Twin>,
     /// Scratch for `sendmmsg`, kept to avoid allocating per batch.
     iovs: Vec<libc::iovec>,
@@ -157,13 +157,10 @@ impl FrameSender {
         })
     }
 
-    /// A ring sender with a second socket and ring flushed by a thread of its own
-    /// (module doc, "Two rings"). The two rings are set up at once (each waits for a
-    /// grace period). For a mode without a ring, the same as [`FrameSender::open`].
+    /// A sender with a second socket (and ring, in a ring mode) that a thread of its own
+    /// sends through (module doc, "Two senders"). The two sockets are set up at once (a
+    /// ring waits for a grace period).
     pub fn open_twinned(ifindex: u32, mode: Mode, mark: u32) -> Result<FrameSender> {
-        if !mode.ring() {
-            return FrameSender::open(ifindex, mode, mark);
-        }
         let (ours, theirs) = std::thread::scope(|s| {
             let theirs = s.spawn(|| open_socket(ifindex, mode, mark));
             let ours = FrameSender::open(ifindex, mode, mark);
@@ -174,7 +171,6 @@ impl FrameSender {
         });
         let mut sender = ours?;
         let (socket, ring) = theirs?;
-        let ring = ring.context("the second sending socket has no ring")?;
         sender.twin = Some(Twin::start(socket, ring)?);
         Ok(sender)
     }
@@ -322,10 +318,11 @@ impl FrameSender {
         Ok(total)
     }
 
-    /// Frames still in the TX rings (not yet handed to the driver).
+    /// Frames still in the TX rings, or handed to the twin's thread, not yet to the driver.
     pub fn in_flight(&self) -> usize {
-        let twin = self.twin.as_ref().map(|t| &t.ring);
-        self.ring.iter().chain(twin).map(TxRing::in_flight).sum()
+        let twin = self.twin.as_ref().and_then(|t| t.ring.as_ref());
+        let rings: usize = self.ring.iter().chain(twin).map(TxRing::in_flight).sum();
+        rings + self.twin.as_ref().map_or(0, |t| t.flusher.backlog())
     }
 
     /// Have the kernel send what the ring holds, until it is empty or `limit` passes;
@@ -357,41 +354,33 @@ impl FrameSender {
         if self.ring.is_some() {
             return self.send_ring(frames);
         }
-        self.iovs.clear();
-        self.iovs.extend(frames.iter().map(|f| libc::iovec {
-            iov_base: f.as_ptr() as *mut libc::c_void,
-            iov_len: f.len(),
-        }));
-        self.msgs.clear();
-        for iov in self.iovs.iter_mut() {
-            // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            self.msgs.push(m);
+        // Twinned: to the other thread unless it is sending (module doc, "Two senders").
+        if let Some(t) = &self.twin {
+            t.flusher.failure()?;
+            let queued = t.flusher.offer(|s| s.hand(frames));
+            if queued > 0 {
+                return Ok(queued);
+            }
         }
-        let n = u32::try_from(self.msgs.len()).unwrap_or(u32::MAX);
-        // SAFETY: `msgs` holds `n` initialised mmsghdrs whose iovecs point into `iovs` and
-        // the caller's frames, all alive for the call; no address (the socket is bound);
-        // the kernel only reads them (it writes msg_len).
-        let rc = unsafe { libc::sendmmsg(self.socket.as_raw_fd(), self.msgs.as_mut_ptr(), n, 0) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(rc as usize)
+        sendmmsg_frames(&self.socket, frames, &mut self.iovs, &mut self.msgs)
     }
 
     /// Copy frames into free ring slots and have the kernel send them all. Twinned, the
     /// frames go to the twin's ring unless its thread is sending (or the ring is full),
-    /// else to ours, sent here (module doc, "Two rings").
+    /// else to ours, sent here (module doc, "Two senders").
     fn send_ring(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         if frames.iter().any(|f| f.len() > RING_FRAME - TX_DATA_OFFSET) {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
-        if let Some(t) = &mut self.twin {
+        if let Some(Twin {
+            flusher,
+            ring: Some(ring),
+            ..
+        }) = &mut self.twin
+        {
             // What the flusher's last send failed with, said once, here.
-            t.flusher.failure()?;
-            let queued = t.flusher.offer(|| t.ring.fill(frames));
+            flusher.failure()?;
+            let queued = flusher.offer(|_| ring.fill(frames));
             if queued > 0 {
                 return Ok(queued);
             }
@@ -463,6 +452,38 @@ impl TxRing {
     }
 }
 
+/// Whole frames through `socket` with one `sendmmsg(2)` (`iovs` and `msgs`: scratch);
+/// returns how many the kernel took.
+fn sendmmsg_frames(
+    socket: &Socket,
+    frames: &[&[u8]],
+    iovs: &mut Vec<libc::iovec>,
+    msgs: &mut Vec<libc::mmsghdr>,
+) -> io::Result<usize> {
+    iovs.clear();
+    iovs.extend(frames.iter().map(|f| libc::iovec {
+        iov_base: f.as_ptr() as *mut libc::c_void,
+        iov_len: f.len(),
+    }));
+    msgs.clear();
+    for iov in iovs.iter_mut() {
+        // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
+        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        msgs.push(m);
+    }
+    let n = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+    // SAFETY: `msgs` holds `n` initialised mmsghdrs whose iovecs point into `iovs` and the
+    // caller's frames, all alive for the call; no address (the socket is bound); the
+    // kernel only reads them (it writes msg_len).
+    let rc = unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), n, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
 /// `send(fd, NULL, 0, MSG_DONTWAIT)`: transmit every frame of the socket's ring marked
 /// SEND_REQUEST. Not waiting: without MSG_DONTWAIT the kernel waits for the device to
 /// complete every frame in flight, with no timeout (`tpacket_snd`), and a device that never
@@ -480,15 +501,20 @@ fn kick(socket: &Socket) -> io::Result<()> {
     Ok(())
 }
 
-/// The second socket and ring of a twinned sender, and the thread that flushes it.
+/// The second socket of a twinned sender, its ring (in a ring mode), and the thread that
+/// sends through it.
 struct Twin {
     // Field order: the thread is stopped (Drop) before the ring is unmapped, and the ring
     // before the socket closes.
     flusher: Arc<Flusher>,
     thread: Option<std::thread::JoinHandle<()>>,
-    ring: TxRing,
+    ring: Option<TxRing>,
     socket: Arc<Socket>,
 }
+
+/// Frames a `sendmmsg` twin holds at most, handed over and not yet sent: like a ring's
+/// 4 096 frames, a bound on what waits there.
+const TWIN_BACKLOG: usize = 4096;
 
 /// Requests from the sender to the flushing thread.
 #[derive(Default)]
@@ -501,12 +527,29 @@ struct Flusher {
 
 #[derive(Default)]
 struct FlushState {
-    /// Frames were marked for sending since the last flush began.
+    /// Frames were marked for sending (or handed over) since the last flush began.
     pending: bool,
     /// The thread is in `send`: the ring must not gain frames (the kernel's loop would
     /// take them too, and one that never finds the ring empty never returns).
     sending: bool,
     stop: bool,
+    /// A `sendmmsg` twin's frames, back to back, and their lengths.
+    bytes: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+impl FlushState {
+    /// Take as many of `frames` as the backlog has room for (copies); how many.
+    fn hand(&mut self, frames: &[&[u8]]) -> usize {
+        let n = frames
+            .len()
+            .min(TWIN_BACKLOG.saturating_sub(self.lens.len()));
+        for f in &frames[..n] {
+            self.bytes.extend_from_slice(f);
+            self.lens.push(f.len());
+        }
+        n
+    }
 }
 
 impl Flusher {
@@ -518,20 +561,27 @@ impl Flusher {
         self.wake.notify_one();
     }
 
-    /// Put frames in the ring with `fill` unless the thread is sending; returns how many
-    /// went in, and has them flushed.
-    fn offer(&self, fill: impl FnOnce() -> usize) -> usize {
+    /// Put frames in the ring, or hand them over, with `fill` unless the thread is
+    /// sending; returns how many went in, and has them sent.
+    fn offer(&self, fill: impl FnOnce(&mut FlushState) -> usize) -> usize {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if s.sending {
             return 0;
         }
-        let queued = fill();
+        let queued = fill(&mut s);
         if queued > 0 {
             s.pending = true;
             drop(s);
             self.wake.notify_one();
         }
         queued
+    }
+
+    /// Frames handed over and not yet sent (a ring's are counted in the ring), the send in
+    /// progress counting as one.
+    fn backlog(&self) -> usize {
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.lens.len() + usize::from(s.sending)
     }
 
     fn failure(&self) -> io::Result<()> {
@@ -541,9 +591,12 @@ impl Flusher {
         }
     }
 
-    /// The thread's loop: one flush per request (requests made during a flush make one
-    /// more), until told to stop — after a last flush of anything requested.
-    fn run(&self, socket: &Socket) {
+    /// The thread's loop: one send per request (requests made during a send make one
+    /// more) — the ring flushed, or what was handed over sent — until told to stop, after
+    /// a last send of anything requested.
+    fn run(&self, socket: &Socket, ring: bool) {
+        let (mut bytes, mut lens) = (Vec::new(), Vec::new());
+        let (mut iovs, mut msgs) = (Vec::new(), Vec::new());
         // Bounded by the sender's life: `Twin`'s drop stops it.
         loop {
             {
@@ -557,13 +610,22 @@ impl Flusher {
                 }
                 s.pending = false;
                 s.sending = true;
+                std::mem::swap(&mut bytes, &mut s.bytes);
+                std::mem::swap(&mut lens, &mut s.lens);
             }
             // Bounded: nothing is added to the ring while `sending` is set, so the kernel's
-            // loop ends with the frames there now (at most the ring's 4 096).
-            if let Err(e) = kick(socket) {
+            // loop ends with the frames there now (at most the ring's 4 096); what was
+            // handed over is at most TWIN_BACKLOG frames.
+            let sent = match ring {
+                true => kick(socket),
+                false => send_handed(socket, &bytes, &lens, &mut iovs, &mut msgs),
+            };
+            if let Err(e) = sent {
                 self.failed
                     .store(e.raw_os_error().unwrap_or(libc::EIO), Ordering::Relaxed);
             }
+            bytes.clear();
+            lens.clear();
             self.state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -572,15 +634,51 @@ impl Flusher {
     }
 }
 
+/// Send frames handed over (back to back in `bytes`, lengths `lens`) with `sendmmsg`, 64
+/// at a time; a full queue (ENOBUFS) is waited out, about a second at most per batch.
+fn send_handed(
+    socket: &Socket,
+    bytes: &[u8],
+    lens: &[usize],
+    iovs: &mut Vec<libc::iovec>,
+    msgs: &mut Vec<libc::mmsghdr>,
+) -> io::Result<()> {
+    let mut frames = Vec::with_capacity(lens.len());
+    let mut at = 0;
+    for &len in lens {
+        frames.push(&bytes[at..at + len]);
+        at += len;
+    }
+    let mut rest = &frames[..];
+    let mut waits = 0;
+    // Bounded: each turn sends a frame or waits, 10 000 waits of 100 µs at most.
+    while !rest.is_empty() {
+        let batch = &rest[..rest.len().min(64)];
+        match sendmmsg_frames(socket, batch, iovs, msgs) {
+            Ok(n) if n > 0 => rest = &rest[n..],
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {
+                return Err(e);
+            }
+            _ if waits < 10_000 => {
+                waits += 1;
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            _ => return Err(io::Error::from_raw_os_error(libc::ENOBUFS)),
+        }
+    }
+    Ok(())
+}
+
 impl Twin {
-    fn start(socket: Socket, ring: TxRing) -> Result<Twin> {
+    fn start(socket: Socket, ring: Option<TxRing>) -> Result<Twin> {
         let socket = Arc::new(socket);
         let flusher = Arc::new(Flusher::default());
         let thread = {
             let (socket, flusher) = (Arc::clone(&socket), Arc::clone(&flusher));
+            let is_ring = ring.is_some();
             std::thread::Builder::new()
                 .name("frame flusher".into())
-                .spawn(move || flusher.run(&socket))
+                .spawn(move || flusher.run(&socket, is_ring))
                 .context("starting the frame flusher thread")?
         };
         Ok(Twin {
@@ -608,9 +706,9 @@ impl Drop for Twin {
 
 impl Drop for FrameSender {
     fn drop(&mut self) {
-        // Closing a ring's socket waits out two RCU grace periods (module doc): the twin's
-        // closes on a thread of its own, beside ours. The process does not exit before the
-        // kernel has finished with it.
+        // Closing an AF_PACKET socket waits out an RCU grace period, a ring's socket two
+        // (module doc): the twin's closes on a thread of its own, beside ours. The process
+        // does not exit before the kernel has finished with it.
         if let Some(t) = self.twin.take() {
             let _ = std::thread::Builder::new()
                 .name("closing".into())

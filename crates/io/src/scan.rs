@@ -4,21 +4,27 @@
 //! `neighbours`, `rtt`, `rate`); this is its driver.
 //!
 //! Send paths, per family (chosen here, measured by scripts/bench-send):
-//! - **frames** (an Ethernet interface, unless `--send-ip`): whole Ethernet frames through
-//!   an AF_PACKET `TPACKET_V2` TX ring with `PACKET_QDISC_BYPASS` (link.rs) — no IP layer,
-//!   netfilter hook or neighbour table per packet. Destination MACs come from our own
-//!   resolution (neighbour.rs: ARP / ND for on-link targets, the kernel's table or ARP /
-//!   ND for the gateway). The tap does not see bypassing frames, so each SYN's send time
+//! - **frames** (an Ethernet interface, unless `--send-ip`): whole Ethernet frames,
+//!   `sendmmsg(2)` on an AF_PACKET socket with `PACKET_QDISC_BYPASS` (link.rs) — no IP
+//!   layer, netfilter hook or neighbour table per packet. Destination MACs come from our
+//!   own resolution (neighbour.rs: ARP / ND for on-link targets, the kernel's table or ARP
+//!   / ND for the gateway). The tap does not see bypassing frames, so each SYN's send time
 //!   is the driver's software transmit stamp read back from the socket's error queue with
 //!   a copy of the frame (`SO_TIMESTAMPING`). A driver without software transmit stamps
-//!   (`ethtool -T`) gets the ring without the bypass, and the tap stamps the SYNs.
+//!   (`ethtool -T`) gets the socket without the bypass, and the tap stamps the SYNs.
+//!   A fast scan on a host with a second CPU sends through a second socket too, from a
+//!   thread of its own (link.rs, "Two senders"; `rate::second_sender` decides).
 //! - **kernel** (loopback, non-Ethernet interfaces, this host's own addresses, routes
 //!   through another interface, a gateway that does not answer, `--send-ip`): raw IP
 //!   sockets with `sendmmsg`, stamped by the tap as before.
 //!
-//! Two threads (three with a twinned frame sender, whose second ring has a thread of its
-//! own to flush it: link.rs, "Two rings"). The sender (the caller's thread) runs the
-//! schedule, builds and batches, and reads the transmit stamps of every ring. The
+//! No rings: a `TPACKET_V2` ring sends about as fast as `sendmmsg` here (bench-send), but
+//! setting one up and closing it waits for RCU grace periods (`packet_set_ring`,
+//! `packet_release`: ~10 ms each here, two at close), which a full-port scan of 0.2 s
+//! felt as a fifth of its time; the taps read their sockets' queues for the same reason.
+//!
+//! Two threads (three with the second sender). The sender (the caller's thread) runs the
+//! schedule, builds and batches, and reads the transmit stamps of both sockets. The
 //! receiver owns the taps: it matches replies against the cookies, answers SYN-ACKs
 //! with a RST at once (a frame to the MAC the SYN went to, or through the kernel),
 //! remembers the tap's stamps of SYNs it sees leave, and passes answers to the sender
@@ -41,7 +47,7 @@ use super::neighbour;
 use super::ports::PortReservation;
 use super::route;
 use super::sender::RawSender;
-use super::tap::{RingShape, Tap};
+use super::tap::Tap;
 use super::{EnvironmentError, clock, random};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -73,18 +79,12 @@ const TX_TIMES_CAP: usize = 4 << 20;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Room for one built frame (a SYN frame is 14 + 40 + 24 bytes).
 const FRAME_ROOM: usize = 128;
-/// The scan's capture ring: 32 768 frames of 512 bytes (16 MiB), room for ~100 ms of
-/// replies at 300 000 a second should the receiver be kept off the CPU that long. A frame
-/// holds 432 bytes of packet: every reply a SYN normally draws — SYN-ACK or RST with any
-/// options, an ICMP error quoting our 44-byte (IPv4) or 64-byte (IPv6) SYN — so the 2 KiB
-/// frames a connection's tap needs would waste three quarters of the memory; a larger one
-/// (an ICMP error with RFC 4884 extensions) is read whole from the socket queue
-/// (`copy_large`, tap.rs).
-const SCAN_RING: RingShape = RingShape {
-    frame_size: 512,
-    frames: 32_768,
-    copy_large: true,
-};
+/// The capture's queue (kernel memory, as the kernel counts it: about a kilobyte per
+/// reply): room for ~30 000 replies, ~60 ms at 500 000 a second should the receiver be kept
+/// off the CPU that long. The taps read their socket's queue, not a ring, for the same
+/// reason the senders use `sendmmsg`: a ring costs RCU grace periods to set up and to close
+/// (module doc), and a scan is short.
+const SCAN_QUEUE_BYTES: usize = 32 << 20;
 
 /// How one family's packets leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +115,7 @@ pub struct ScanOutcome {
     pub resolution: Option<ResolveTotals>,
     /// The sending, resolution included: what the rate check judges.
     pub send_log: SendLog,
-    /// Packets the taps' rings had no room for (PACKET_STATISTICS): replies never seen.
+    /// Packets the taps had no room for (PACKET_STATISTICS): replies never seen.
     pub tap_drops: u64,
     /// The reply times measured.
     pub rtt: RttEstimator,
@@ -410,31 +410,20 @@ pub fn run(
                 v6: None,
             }
         };
-        // The tap's ring and the frame sender's each wait for an RCU grace period while
-        // the kernel sets them up (`packet_set_ring`: `synchronize_net`, 10–20 ms on a
-        // busy machine): made at once, they wait for about one.
-        let (tap, frames) = std::thread::scope(|s| {
-            let tap =
-                s.spawn(|| Tap::open_shaped(r.oif, &r.ifname, port, r.is_loopback, SCAN_RING));
-            let frames = frame_path(plan, &r, first);
-            let tap = tap
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the tap panicked")));
-            (tap, frames)
-        });
-        let (tap, (frames, link)) = (tap?, frames?);
+        let tap = Tap::open_queue(r.oif, &r.ifname, port, r.is_loopback, SCAN_QUEUE_BYTES)?;
+        let (frames, link) = frame_path(plan, &r, first)?;
         // A target that is this host's own address is answered over the loopback
         // interface, which the tap above does not see: tap that too (nmap scans such a
         // target through lo as well).
         let loopback_tap = match own_target(plan, v6) {
             Some(own) if !r.is_loopback => {
                 let lo = route::lookup(own)?;
-                Some(Tap::open_shaped(
+                Some(Tap::open_queue(
                     lo.oif,
                     &lo.ifname,
                     port,
                     lo.is_loopback,
-                    SCAN_RING,
+                    SCAN_QUEUE_BYTES,
                 )?)
             }
             _ => None,
@@ -713,13 +702,13 @@ fn frame_path(
     }
     let mut stamps = link::tx_software_stamps(&r.ifname);
     let mode = if stamps {
-        Mode::TxRingBypass
+        Mode::SendmmsgBypass
     } else {
-        Mode::TxRing
+        Mode::Sendmmsg
     };
-    // A second ring, flushed on its own thread, when sending is what bounds the scan.
+    // A second sender on a thread of its own, when sending is what bounds the scan.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let open = match rate::second_ring(plan.rate, plan.planned(), cpus) {
+    let open = match rate::second_sender(plan.rate, plan.planned(), cpus) {
         true => FrameSender::open_twinned,
         false => FrameSender::open,
     };
@@ -727,7 +716,7 @@ fn frame_path(
     if stamps && !sender.enable_tx_stamps() {
         // Without stamps the frames must pass the tap: no bypass.
         drop(sender);
-        sender = open(r.oif, Mode::TxRing, MARK)?;
+        sender = open(r.oif, Mode::Sendmmsg, MARK)?;
         stamps = false;
     }
     Ok((
@@ -1010,7 +999,7 @@ fn wait_draining(
 }
 
 /// While a packet came within `BUSY`, the receiver naps `NAP` between passes over an
-/// empty ring instead of waiting in poll (see `receive`).
+/// empty tap instead of waiting in poll (see `receive`).
 const BUSY: Duration = Duration::from_millis(5);
 const NAP: Duration = Duration::from_micros(200);
 
@@ -1018,7 +1007,7 @@ const NAP: Duration = Duration::from_micros(200);
 type RstSenders = [Option<(RawSender, Option<FrameSender>)>; 2];
 
 /// The receiver thread: read the taps until the sender says stop, then once more until
-/// they are empty. Returns what the taps' rings dropped.
+/// they are empty. Returns what the taps dropped.
 #[allow(clippy::too_many_arguments)]
 fn receive(
     taps: &mut [(Tap, Locals)],
@@ -1032,10 +1021,10 @@ fn receive(
     unmatched: &AtomicU64,
     tx: mpsc::Sender<Answer>,
 ) -> Result<u64> {
-    // A receiver kept off the CPU (other work on the machine) lets the ring fill and
+    // A receiver kept off the CPU (other work on the machine) lets the capture fill and
     // drop replies: it runs at the lowest real-time priority, which ordinary work cannot
     // preempt, when there is a second CPU for the sender (lib.rs `set_realtime`; without
-    // CAP_SYS_NICE this does nothing). It sleeps in poll whenever the ring is empty.
+    // CAP_SYS_NICE this does nothing). It sleeps in poll whenever the taps are empty.
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
         super::set_realtime();
     }

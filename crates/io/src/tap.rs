@@ -73,7 +73,7 @@ const FRAME_OVERHEAD: usize = 80;
 const CONNECTION_FRAME: usize = 2048;
 /// The socket buffer for packets larger than a frame (kernel memory, not ours): a
 /// window's worth of 64 KiB super-packets many times over.
-const COPY_QUEUE_BYTES: libc::c_int = 4 << 20;
+const COPY_QUEUE_BYTES: usize = 4 << 20;
 
 impl RingShape {
     /// For one connection that advertises a receive window of `rcv_buf` bytes: room for a
@@ -111,7 +111,14 @@ impl RingShape {
 }
 /// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
 /// costs about a kilobyte of it).
-const QUEUE_BYTES: libc::c_int = 16 << 20;
+const QUEUE_BYTES: usize = 16 << 20;
+
+/// How a tap is read: a ring of this shape, or its socket's queue with a receive buffer of
+/// this many bytes.
+enum Reading {
+    Ring(RingShape),
+    Queue(usize),
+}
 /// At most this many packets per `recv_batch` from a queue-read tap.
 const QUEUE_BOUND: usize = 4096;
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
@@ -186,7 +193,7 @@ impl Tap {
             ifname,
             &range_filter(port, port)?,
             loopback,
-            RingShape::for_window(rcv_buf),
+            Reading::Ring(RingShape::for_window(rcv_buf)),
         )
     }
 
@@ -198,14 +205,41 @@ impl Tap {
         loopback: bool,
         shape: RingShape,
     ) -> Result<Tap> {
-        Tap::open_with(ifindex, ifname, &range_filter(port, port)?, loopback, shape)
+        let filter = range_filter(port, port)?;
+        Tap::open_with(ifindex, ifname, &filter, loopback, Reading::Ring(shape))
+    }
+
+    /// [`Tap::open`] reading the socket's queue, not a ring (tapqueue.rs), which holds up
+    /// to `queue_bytes` (as the kernel counts them: about a kilobyte per small packet).
+    pub fn open_queue(
+        ifindex: u32,
+        ifname: &str,
+        port: u16,
+        loopback: bool,
+        queue_bytes: usize,
+    ) -> Result<Tap> {
+        let filter = range_filter(port, port)?;
+        Tap::open_with(
+            ifindex,
+            ifname,
+            &filter,
+            loopback,
+            Reading::Queue(queue_bytes),
+        )
     }
 
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
     /// serves every probe of a survey that leaves through this interface. It reads the
     /// socket's queue, not a ring (tapqueue.rs says why).
     pub fn open_range(ifindex: u32, ifname: &str, lo: u16, hi: u16, loopback: bool) -> Result<Tap> {
-        Tap::open_with(ifindex, ifname, &range_filter(lo, hi)?, loopback, None)
+        let filter = range_filter(lo, hi)?;
+        Tap::open_with(
+            ifindex,
+            ifname,
+            &filter,
+            loopback,
+            Reading::Queue(QUEUE_BYTES),
+        )
     }
 
     fn open_with(
@@ -213,9 +247,12 @@ impl Tap {
         ifname: &str,
         filter: &[SockFilter],
         loopback: bool,
-        shape: impl Into<Option<RingShape>>,
+        reading: Reading,
     ) -> Result<Tap> {
-        let shape: Option<RingShape> = shape.into();
+        let (shape, queue_bytes) = match reading {
+            Reading::Ring(s) => (Some(s), QUEUE_BYTES),
+            Reading::Queue(bytes) => (None, bytes),
+        };
         // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
         // packet reaches the ring before the filter is in place.
         let socket = Socket::new(Domain::PACKET, Type::DGRAM.cloexec(), None)
@@ -276,7 +313,7 @@ impl Tap {
                 .context("PACKET_AUXDATA")?;
                 // Room for a burst while the loop is busy sending: 64 probes in flight put
                 // hundreds of segments here at once.
-                force_recv_buffer(&socket, QUEUE_BYTES);
+                force_recv_buffer(&socket, queue_bytes);
                 (None, Some(Box::new(QueueReader::new())))
             }
         };
@@ -438,9 +475,10 @@ impl Tap {
 
 /// The receive buffer: FORCE goes past `rmem_max` (we hold CAP_NET_ADMIN for the guard
 /// anyway); without it, what `rmem_max` allows.
-fn force_recv_buffer(socket: &Socket, bytes: libc::c_int) {
-    if super::set_sockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes).is_err() {
-        let _ = socket.set_recv_buffer_size(bytes as usize);
+fn force_recv_buffer(socket: &Socket, bytes: usize) {
+    let asked = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    if super::set_sockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &asked).is_err() {
+        let _ = socket.set_recv_buffer_size(bytes);
     }
 }
 

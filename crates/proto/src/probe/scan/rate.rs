@@ -164,20 +164,19 @@ impl fmt::Display for Shortfall {
     }
 }
 
-/// From this rate (packets per second) a scan may outrun one thread flushing one TX
-/// ring: here one does 400–450 k SYNs a second with transmit stamps, and a slower
-/// machine less.
-pub const SECOND_RING_RATE: u64 = 100_000;
-/// Fewer SYNs than this leave in a few tens of milliseconds from one ring: a second one
-/// would save less than its thread and its socket cost to set up and close.
-pub const SECOND_RING_PAIRS: u64 = 10_000;
+/// From this rate (packets per second) a scan may outrun one thread sending: here one
+/// sends 350–450 k SYNs a second with transmit stamps, and a slower machine fewer.
+pub const SECOND_SENDER_RATE: u64 = 100_000;
+/// Fewer SYNs than this leave in a few tens of milliseconds from one sender: a second one
+/// would save less than its thread and its socket cost.
+pub const SECOND_SENDER_PAIRS: u64 = 10_000;
 
-/// Whether a scan's frames should also go through a second TX ring flushed on a thread of
-/// its own (tcpshake-io link.rs, "Two rings"): only when sending is what bounds the scan's
-/// time — a rate above one ring's reach, enough SYNs for it to matter — and there is a
-/// second CPU to flush it on (the flushing CPU does the kernel's whole send path).
-pub fn second_ring(rate: u64, planned: u64, cpus: usize) -> bool {
-    cpus >= 2 && rate >= SECOND_RING_RATE && planned >= SECOND_RING_PAIRS
+/// Whether a scan's frames should also go through a second socket sending on a thread of
+/// its own (tcpshake-io link.rs, "Two senders"): only when sending is what bounds the
+/// scan's time — a rate above one sender's reach, enough SYNs for it to matter — and there
+/// is a second CPU to send on (the sending CPU does the kernel's whole send path).
+pub fn second_sender(rate: u64, planned: u64, cpus: usize) -> bool {
+    cpus >= 2 && rate >= SECOND_SENDER_RATE && planned >= SECOND_SENDER_PAIRS
 }
 
 #[cfg(test)]
@@ -185,15 +184,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_second_ring_only_for_fast_large_scans_with_a_cpu_to_spare() {
+    fn a_second_sender_only_for_fast_large_scans_with_a_cpu_to_spare() {
         // A full-port scan at the default (unlimited) rate on two CPUs.
-        assert!(second_ring(100_000_000, 65_535, 2));
-        assert!(second_ring(SECOND_RING_RATE, SECOND_RING_PAIRS, 8));
-        // One CPU: the flushing thread would only take turns with the sender.
-        assert!(!second_ring(100_000_000, 65_535, 1));
-        // A rate one ring keeps with ease, or a scan too small to gain.
-        assert!(!second_ring(SECOND_RING_RATE - 1, 65_535, 2));
-        assert!(!second_ring(100_000_000, SECOND_RING_PAIRS - 1, 2));
+        assert!(second_sender(100_000_000, 65_535, 2));
+        assert!(second_sender(SECOND_SENDER_RATE, SECOND_SENDER_PAIRS, 8));
+        // One CPU: the sending thread would only take turns with the other.
+        assert!(!second_sender(100_000_000, 65_535, 1));
+        // A rate one sender keeps with ease, or a scan too small to gain.
+        assert!(!second_sender(SECOND_SENDER_RATE - 1, 65_535, 2));
+        assert!(!second_sender(100_000_000, SECOND_SENDER_PAIRS - 1, 2));
     }
 
     fn ms(n: u64) -> Duration {
