@@ -398,12 +398,17 @@ impl FrameSender {
         Ok(queued)
     }
 
-    /// Flush every ring: ours here, the twin's on its thread.
+    /// Have everything waiting sent: our ring flushed here, the twin's ring flushed or its
+    /// handed frames sent on its thread. (A socket without a ring has nothing waiting: a
+    /// zero-length send there is a malformed frame, refused.)
     fn kick(&self) -> io::Result<()> {
         if let Some(t) = &self.twin {
             t.flusher.request();
         }
-        kick(&self.socket)
+        match self.ring {
+            Some(_) => kick(&self.socket),
+            None => Ok(()),
+        }
     }
 }
 
