@@ -75,9 +75,14 @@ pub(super) fn run(c: &TraceConfig) -> Result<Exit> {
         write!(out, "{}", report::render(r, style))?;
     }
     out.flush()?;
-    Ok(if r.reached_open() && r.error.is_none() {
+    let exit = if r.reached_open() && r.error.is_none() {
         Exit::Ok
     } else {
         Exit::Failed
-    })
+    };
+    // The table goes while the tap is still closing (each waits for the kernel's RCU
+    // grace periods: together, about as long as the longer one).
+    drop(guard);
+    tcpshake_io::run::wait_closing();
+    Ok(exit)
 }

@@ -2,7 +2,8 @@
 //! behind the scan's choice of path (scripts/bench-send runs it in a lab and prints the
 //! table). Each SYN is built as the scan builds it (keyed cookie, checksums), in batches
 //! of `BATCH`, as fast as the kernel takes them, for `SECS` seconds; a tap on the same
-//! interface (the scan's receiver, same ring) counts what it sees leave.
+//! interface, read from its socket's queue as the scan's receiver reads it, counts what it
+//! sees leave.
 //!
 //!     send_ceiling DST DST_MAC MODE SECS [BATCH]
 //!     MODE: raw | packet | packet-bypass | packet-bypass-ts | ring | ring-bypass | ring-bypass-ts
@@ -22,7 +23,7 @@ use tcpshake_io::guard::MARK;
 use tcpshake_io::link::{FrameSender, Mode};
 use tcpshake_io::route;
 use tcpshake_io::sender::RawSender;
-use tcpshake_io::tap::{RingShape, Tap};
+use tcpshake_io::tap::Tap;
 use tcpshake_proto::probe::scan::{Cookie, build_syn};
 use tcpshake_proto::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetRepr, MacAddr};
 
@@ -47,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     // As a scan has it: the guard's table (its OUTPUT chain is on the raw socket's path).
     let mut guard = tcpshake_io::guard::Guard::install(MARK)?;
     guard.protect_port(local.port())?;
-    let mut tap = Tap::open_shaped(r.oif, &r.ifname, local.port(), false, RingShape::SCAN)?;
+    let mut tap = Tap::open_queue(r.oif, &r.ifname, local.port(), false, 32 << 20)?;
     let (sent, enobufs, took, stamped) = std::thread::scope(|s| {
         s.spawn(|| {
             let mut buf = vec![0u8; 2048];

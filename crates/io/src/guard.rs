@@ -326,10 +326,14 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // With the owner flag, closing `sock` (dropped right after this) is what deletes
-        // the table; without it we must do so ourselves. Nothing to report on failure:
-        // the next install's sweep removes what is left.
-        if !self.owner && !self.removed {
+        // Deleted by a transaction even with the owner flag: closing `sock` (dropped right
+        // after this) would delete the table too, but through the kernel's release path,
+        // which waits out RCU grace periods one after the other (22–35 ms here, measured
+        // with strace), where a transaction's delete leaves the waiting to a worker and
+        // the close waits for that worker only (one grace period, ~10 ms). Without the
+        // owner flag it is the only way. Nothing to report on failure: the close (owner
+        // flag) or the next install's sweep removes what is left.
+        if !self.removed {
             let _ = delete_table(&mut self.sock, &self.table);
         }
     }

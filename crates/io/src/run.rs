@@ -362,7 +362,7 @@ static CLOSING: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 /// next probe and the guard's own teardown (another grace period) need not wait for. At
 /// most one close is pending: the next waits for it, so threads never pile up behind a
 /// slow kernel.
-fn close_later(tap: Tap) {
+pub(crate) fn close_later(tap: Tap) {
     let mut slot = CLOSING.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(previous) = slot.take() {
         let _ = previous.join();

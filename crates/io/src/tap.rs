@@ -90,14 +90,6 @@ impl RingShape {
         }
     }
 
-    /// For scans: thousands of small frames, room for a burst of replies at a high rate
-    /// (replies are headers only; anything longer than a frame is cut to its start).
-    pub const SCAN: RingShape = RingShape {
-        frame_size: 2048,
-        frames: 4096,
-        copy_large: false,
-    };
-
     /// The largest packet a frame holds whole.
     pub fn frame_room(self) -> usize {
         self.frame_size.saturating_sub(FRAME_OVERHEAD)
@@ -112,13 +104,13 @@ impl RingShape {
 /// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
 /// costs about a kilobyte of it).
 const QUEUE_BYTES: usize = 16 << 20;
-
 /// How a tap is read: a ring of this shape, or its socket's queue with a receive buffer of
 /// this many bytes.
 enum Reading {
     Ring(RingShape),
     Queue(usize),
 }
+
 /// At most this many packets per `recv_batch` from a queue-read tap.
 const QUEUE_BOUND: usize = 4096;
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`: where the `sockaddr_ll` starts.
@@ -195,18 +187,6 @@ impl Tap {
             loopback,
             Reading::Ring(RingShape::for_window(rcv_buf)),
         )
-    }
-
-    /// [`Tap::open`] with a ring of the given shape.
-    pub fn open_shaped(
-        ifindex: u32,
-        ifname: &str,
-        port: u16,
-        loopback: bool,
-        shape: RingShape,
-    ) -> Result<Tap> {
-        let filter = range_filter(port, port)?;
-        Tap::open_with(ifindex, ifname, &filter, loopback, Reading::Ring(shape))
     }
 
     /// [`Tap::open`] reading the socket's queue, not a ring (tapqueue.rs), which holds up

@@ -9,9 +9,11 @@
 //! RST, not the kernel's, and an in-session connection is ours alone.
 
 use super::guard::{Guard, MARK};
-use super::run::{Capture, Captured, Fed, MAX_SLEEP, Path, deliver, drain_tap, send_error};
+use super::run::{
+    Capture, Captured, Fed, MAX_SLEEP, Path, close_later, deliver, drain_tap, send_error,
+};
 use super::sender::RawSender;
-use super::tap::{RingShape, Tap};
+use super::tap::Tap;
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +24,10 @@ use tcpshake_proto::trace::{Trace, TraceConfig};
 use tcpshake_proto::wire::IpPacket;
 use tcpshake_proto::wire::defrag::Defrag;
 use tcpshake_proto::wire::ip::PROTO_TCP;
+
+/// The tap's queue (kernel memory, about a kilobyte per packet as the kernel counts it):
+/// room for thousands of replies, where a trace draws a few per hop.
+const TRACE_QUEUE_BYTES: usize = 4 << 20;
 
 /// Probes and answers read per pass.
 const BATCH: usize = 64;
@@ -61,12 +67,14 @@ fn run_guarded(
     stop: &AtomicBool,
 ) -> Result<TraceOutcome> {
     let local = path.local;
-    let mut tap = Tap::open_shaped(
+    // The socket's queue, not a ring: a trace is short, and a ring costs RCU grace
+    // periods to set up and close (~10 ms each here) — most of a one-hop trace's time.
+    let mut tap = Tap::open_queue(
         path.route.oif,
         &path.route.ifname,
         local.port(),
         path.route.is_loopback,
-        RingShape::SCAN,
+        TRACE_QUEUE_BYTES,
     )?;
     let sender = RawSender::new(local.ip(), MARK)?;
     sender
@@ -142,10 +150,12 @@ fn run_guarded(
         }
     })?;
     let losses = tap.losses();
+    // It closes beside the output and the guard's teardown (run::wait_closing).
+    close_later(tap);
     let mut record = trace.into_record();
     if losses.dropped > 0 {
         record.notes.push(format!(
-            "the tap's ring overflowed: {} packets were not seen",
+            "the tap's queue overflowed: {} packets were not seen",
             losses.dropped
         ));
     }
