@@ -4,13 +4,15 @@
 //! Why: a raw IP socket's packet goes through the IP layer — a route lookup, netfilter's
 //! OUTPUT hook (our guard's table included), the neighbour table — before the device. A
 //! frame whose addresses we wrote ourselves goes to the device directly. Measured on the
-//! lab (scripts/bench-send; README, `tcpshake scan`, "Send path"): the TX ring with the qdisc bypassed sends
-//! about 1.5 times as many SYNs a second as the raw socket, and keeps most of that with
-//! its transmit stamps read back.
+//! lab (scripts/bench-send; README, `tcpshake scan`, "Send path"): `sendmmsg` of frames
+//! with the qdisc bypassed sends about 1.5 times as many SYNs a second as the raw socket,
+//! and keeps most of that with its transmit stamps read back.
 //!
 //! Ways in, chosen by [`Mode`]:
-//! - `sendmmsg(2)` of prebuilt frames (one system call per batch);
-//! - a `TPACKET_V2` TX ring (frames written into shared memory, one `send` to flush);
+//! - `sendmmsg(2)` of prebuilt frames (one system call per batch): the scan's;
+//! - a `TPACKET_V2` TX ring (frames written into shared memory, one `send` to flush): no
+//!   faster here, and its set-up and close wait for RCU grace periods (below); kept for
+//!   `examples/send_ceiling.rs`, which measures every way;
 //! - either with `PACKET_QDISC_BYPASS`, which skips the qdisc layer and hands frames to the
 //!   driver (`packet_direct_xmit`). Then no tap sees them (`dev_queue_xmit_nit` is on the
 //!   qdisc path only): the frames' send times come from the driver's software transmit
@@ -23,8 +25,8 @@
 //! gets.
 //!
 //! Setting up a ring, and closing any AF_PACKET socket, waits for an RCU grace period
-//! (`packet_set_ring`, `packet_release`: `synchronize_net`); the scan does both for its
-//! sockets at once.
+//! (`packet_set_ring`, `packet_release`: `synchronize_net`); the scan closes its sockets
+//! at once.
 //!
 //! **Two senders** ([`FrameSender::open_twinned`]). The CPU a send call runs on pays for
 //! every frame all the way down: the driver, and on a veth the peer's whole receive path
