@@ -263,6 +263,11 @@ fn complete_open(answers: &mut Answers, stop: &AtomicBool) -> Result<()> {
         let remote = SocketAddr::new(addr, p.port);
         p.complete = Some(Box::new(complete_one(remote, &mut guard, stop)?));
     }
+    // The connections' shared tap closes while the guard's table goes (each waits for the
+    // kernel's RCU grace periods: together, about as long as the tap alone).
+    run::close_spare();
+    drop(guard);
+    run::wait_closing();
     Ok(())
 }
 
