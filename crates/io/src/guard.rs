@@ -298,10 +298,10 @@ impl Guard {
         b.commit(&mut self.sock).map_err(|e| explain(e, what))
     }
 
-    /// Delete the table now, when nothing needs it any more. Dropping the guard would
-    /// delete it too, but an owned table deleted by closing its socket makes the closing
-    /// thread wait out an RCU grace period (15–20 ms here); deleted by a transaction, the
-    /// kernel does that waiting in a worker, beside whatever this process does next.
+    /// Delete the table now, when nothing needs it any more. Dropping the guard does the
+    /// same and then closes its socket, which waits for the kernel's worker to finish the
+    /// deletion (an RCU grace period, 10–20 ms here); deleted earlier, that worker's wait
+    /// passes beside whatever this process does next.
     pub fn remove(&mut self) -> anyhow::Result<()> {
         if !self.removed {
             delete_table(&mut self.sock, &self.table)
