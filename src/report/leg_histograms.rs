@@ -242,38 +242,27 @@ mod tests {
         )
     }
 
+    /// Bucket bounds of both sides of [`writes_what_the_library_writes`].
+    const BOUNDS: [f64; 10] = [
+        1e-5,
+        2e-5,
+        5e-5,
+        1e-4,
+        1e-3,
+        0.5,
+        1.0,
+        2.5,
+        10.0,
+        f64::INFINITY,
+    ];
+
     /// The same observations through the library's Family<_, Histogram> and through
     /// ours: the same lines, in both formats (a series' lines in the same order; series in
     /// any order, as the library's own hash map gives them).
     #[test]
     fn writes_what_the_library_writes() {
-        let bounds = [
-            1e-5,
-            2e-5,
-            5e-5,
-            1e-4,
-            1e-3,
-            0.5,
-            1.0,
-            2.5,
-            10.0,
-            f64::INFINITY,
-        ];
-        let ours_h = LegHistograms::<L>::new("tcpshake_survey_leg_seconds", "Legs", &bounds);
-        let fam = Family::<L, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                1e-5,
-                2e-5,
-                5e-5,
-                1e-4,
-                1e-3,
-                0.5,
-                1.0,
-                2.5,
-                10.0,
-                f64::INFINITY,
-            ])
-        });
+        let ours_h = LegHistograms::<L>::new("tcpshake_survey_leg_seconds", "Legs", &BOUNDS);
+        let fam = Family::<L, Histogram>::new_with_constructor(|| Histogram::new(BOUNDS));
         // Escapes in label values, and values on, between and beyond the bounds.
         let targets = ["198.18.0.2:80", "a\"b\\c\nd:443", "[fd00::2]:8080"];
         let legs = ["syn_to_synack", "total"];

@@ -530,13 +530,17 @@ fn a_bad_configuration_is_refused_with_its_line() {
     let dir = std::env::temp_dir().join(format!("tsk-{}-exporter-config", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bad.toml");
+    // `tcpshake exporter --check-config` of `cfg` as it is written now.
+    let check_config = || {
+        run_bounded(
+            Command::new(lab::tcpshake_bin())
+                .args(["exporter", "--check-config", "--config"])
+                .arg(&cfg),
+            Duration::from_secs(10),
+        )
+    };
     std::fs::write(&cfg, "[probe]\nallow = [\"198.18.0.0/15\"]\n\n[[survey]]\nname = \"x\"\ntargets = [\"198.18.0.2\"]\n").unwrap();
-    let out = run_bounded(
-        Command::new(lab::tcpshake_bin())
-            .args(["exporter", "--check-config", "--config"])
-            .arg(&cfg),
-        Duration::from_secs(10),
-    );
+    let out = check_config();
     assert_eq!(out.code, Some(2), "{out}");
     assert!(
         out.stderr.contains(&format!("{}, line 6:", cfg.display())),
@@ -552,12 +556,7 @@ fn a_bad_configuration_is_refused_with_its_line() {
         ),
     )
     .unwrap();
-    let out = run_bounded(
-        Command::new(lab::tcpshake_bin())
-            .args(["exporter", "--check-config", "--config"])
-            .arg(&cfg),
-        Duration::from_secs(10),
-    );
+    let out = check_config();
     assert_eq!(out.code, Some(2), "{out}");
     assert!(
         out.stderr.contains(&format!("{}, line 3:", list.display())),
@@ -574,12 +573,7 @@ fn a_bad_configuration_is_refused_with_its_line() {
         ),
     )
     .unwrap();
-    let out = run_bounded(
-        Command::new(lab::tcpshake_bin())
-            .args(["exporter", "--check-config", "--config"])
-            .arg(&cfg),
-        Duration::from_secs(10),
-    );
+    let out = check_config();
     assert_eq!(out.code, Some(2), "{out}");
     assert!(
         out.stderr.contains(&format!(
@@ -599,12 +593,7 @@ fn a_bad_configuration_is_refused_with_its_line() {
     )
     .unwrap();
     std::fs::write(&list, "198.18.0.2:80 198.18.0.3:80\n").unwrap();
-    let out = run_bounded(
-        Command::new(lab::tcpshake_bin())
-            .args(["exporter", "--check-config", "--config"])
-            .arg(&cfg),
-        Duration::from_secs(10),
-    );
+    let out = check_config();
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("2 probes every interval"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);

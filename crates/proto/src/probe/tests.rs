@@ -1241,6 +1241,21 @@ fn close_that_never_finishes_gives_up_at_timeout() {
 /// ESTABLISHED → FIN-WAIT-1 with our FIN (our own call), FIN-WAIT-1 → CLOSING with the
 /// server's FIN, which the log lists first (it was on the wire first).
 fn crossing_fins() -> Probe {
+    let (mut p, fin_seq, ack) = fins_crossed();
+    p.handle_packet(
+        at(200_400),
+        false,
+        &server_seg(fin_seq + 1, ack.wrapping_add(1), TcpFlags::ACK, &[]),
+        false,
+    );
+    run_timers(&mut p, 2_000_000);
+    assert!(p.is_done());
+    p
+}
+
+/// The FINs of [`crossing_fins`] crossed, the server's read after ours left (CLOSING);
+/// with the server's FIN's sequence number and its ACK field.
+fn fins_crossed() -> (Probe, u32, u32) {
     let (mut p, seq, ack) = requested(1_000, 5_000);
     let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     p.handle_packet(
@@ -1257,6 +1272,10 @@ fn crossing_fins() -> Probe {
     p.handle_timeout(deadline);
     let our_fin = p.poll_transmit(deadline).expect("our FIN");
     assert!(our_fin.flags.fin());
+    assert_eq!(
+        our_fin.ack.0, fin_seq,
+        "built before the server's FIN was read"
+    );
     // The server's FIN was on the tap 3 µs before our FIN's copy: read after we sent.
     p.handle_packet(
         at(200_302),
@@ -1267,15 +1286,7 @@ fn crossing_fins() -> Probe {
     let bytes = packet(CLIENT, SERVER, &our_fin.repr(40000, 80), 64);
     assert!(p.handle_packet(at(200_305), true, &bytes, false));
     pump(&mut p, 200_306);
-    p.handle_packet(
-        at(200_400),
-        false,
-        &server_seg(fin_seq + 1, ack.wrapping_add(1), TcpFlags::ACK, &[]),
-        false,
-    );
-    run_timers(&mut p, 2_000_000);
-    assert!(p.is_done());
-    p
+    (p, fin_seq, ack)
 }
 
 #[test]
@@ -1315,32 +1326,7 @@ fn fin_wait_1_crossing_fin_read_after_ours_left_keeps_each_change_with_its_cause
 /// without the RST); the RST is a note, not `reset`.
 #[test]
 fn closing_rst_at_the_servers_fin_seq_ends_the_close_it_began_without_retransmission() {
-    let (mut p, seq, ack) = requested(1_000, 5_000);
-    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    p.handle_packet(
-        at(300),
-        false,
-        &server_seg(seq, ack, TcpFlags::PSH | TcpFlags::ACK, response),
-        false,
-    );
-    pump(&mut p, 305);
-    let fin_seq = seq + response.len() as u32;
-    let deadline = p.poll_timeout().expect("lingering");
-    p.handle_timeout(deadline);
-    let our_fin = p.poll_transmit(deadline).expect("our FIN");
-    assert_eq!(
-        our_fin.ack.0, fin_seq,
-        "built before the server's FIN was read"
-    );
-    p.handle_packet(
-        at(200_302),
-        false,
-        &server_seg(fin_seq, ack, TcpFlags::FIN | TcpFlags::ACK, &[]),
-        false,
-    );
-    let bytes = packet(CLIENT, SERVER, &our_fin.repr(40000, 80), 64);
-    assert!(p.handle_packet(at(200_305), true, &bytes, false));
-    pump(&mut p, 200_306);
+    let (mut p, fin_seq, _) = fins_crossed();
     p.handle_packet(
         at(200_330),
         false,

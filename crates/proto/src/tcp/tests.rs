@@ -1122,26 +1122,28 @@ fn established_ack_older_than_max_window_is_dropped() {
 
 // --- RST and SYN in synchronized states (RFC 5961) ---
 
+/// What an accepted RST in `state` makes the connection say at `at`.
+fn reset_to_closed(at: Instant, state: State, at_peer_fin: bool) -> Vec<Event> {
+    vec![
+        Event::Reset {
+            at,
+            state,
+            at_peer_fin,
+        },
+        Event::StateChanged {
+            from: state,
+            to: State::Closed,
+            at,
+        },
+    ]
+}
+
 #[test]
 fn established_rst_exact_resets() {
     let mut h = conn_established();
     let at = h.now;
     h.recv(seg(5001, 0, RST, &[]));
-    assert_eq!(
-        h.events(),
-        vec![
-            Event::Reset {
-                at,
-                state: State::Established,
-                at_peer_fin: false,
-            },
-            Event::StateChanged {
-                from: State::Established,
-                to: State::Closed,
-                at
-            }
-        ]
-    );
+    assert_eq!(h.events(), reset_to_closed(at, State::Established, false));
     assert!(h.sent().is_empty());
 }
 
@@ -2051,21 +2053,7 @@ fn closing_rst_at_peer_fin_seq_after_our_stale_ack_resets_without_retransmission
     h.advance(ms(1));
     let at = h.now;
     h.recv(seg(5001, 0, RST, &[]));
-    assert_eq!(
-        h.events(),
-        vec![
-            Event::Reset {
-                at,
-                state: State::Closing,
-                at_peer_fin: true,
-            },
-            Event::StateChanged {
-                from: State::Closing,
-                to: State::Closed,
-                at
-            }
-        ]
-    );
+    assert_eq!(h.events(), reset_to_closed(at, State::Closing, true));
     assert!(h.sent().is_empty(), "no challenge ACK, no RST back");
     assert_eq!(h.conn.poll_timeout(), None, "nothing left to retransmit");
     assert_eq!(h.conn.retransmissions(), 0);

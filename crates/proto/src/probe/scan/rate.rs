@@ -216,18 +216,21 @@ mod tests {
         assert_eq!(check(Some(1_000_000), &short), None);
     }
 
-    #[test]
-    fn a_full_queue_is_the_reason_when_it_held_the_sender() {
-        // Issue 15's on-link crawl: 99 pps of 10 000, ENOBUFS all along.
-        let log = SendLog {
+    /// Issue 15's on-link crawl: 99 pps of 10 000, ENOBUFS all along.
+    fn onlink_crawl() -> SendLog {
+        SendLog {
             sent: 1722,
             send_time: ms(17_400),
             busy: ms(200),
             preempted: ms(10),
             blocked: ms(16_900),
             full: 169_000,
-        };
-        let s = check(Some(10_000), &log).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_full_queue_is_the_reason_when_it_held_the_sender() {
+        let s = check(Some(10_000), &onlink_crawl()).unwrap();
         assert_eq!(
             s.cause,
             Cause::QueueFull {
@@ -247,15 +250,7 @@ mod tests {
     /// held the packets back still is (a scan crawling for a reason outside it).
     #[test]
     fn without_a_rate_only_a_kernel_holding_back_is_said() {
-        let held = SendLog {
-            sent: 1722,
-            send_time: ms(17_400),
-            busy: ms(200),
-            preempted: ms(10),
-            blocked: ms(16_900),
-            full: 169_000,
-        };
-        let s = check(None, &held).unwrap();
+        let s = check(None, &onlink_crawl()).unwrap();
         assert!(
             s.to_string()
                 .starts_with("sent at 99 pps: the kernel held the packets back for 16.9 s"),
