@@ -91,12 +91,7 @@ impl<'a> Session<'a> {
         // after it: its reason on stderr, exit 1 at the end, as a survey does.
         let path = match Path::new(remote, None) {
             Ok(p) => p,
-            Err(e) if is_environment_error(&e) => return Err(e),
-            Err(e) => {
-                eprintln!("tcpshake: {e:#}");
-                self.all_ok = false;
-                return Ok(());
-            }
+            Err(e) => return self.target_failed(e),
         };
         let ex = self.exchange;
         let cfg = probe::ProbeConfig {
@@ -135,14 +130,20 @@ impl<'a> Session<'a> {
         }
         let outcome = match run {
             Ok(o) => o,
-            Err(e) if is_environment_error(&e) => return Err(e),
-            Err(e) => {
-                eprintln!("tcpshake: {e:#}");
-                self.all_ok = false;
-                return Ok(());
-            }
+            Err(e) => return self.target_failed(e),
         };
         self.emit(&outcome)
+    }
+
+    /// An error that costs this target only (its reason on stderr, exit 1 at the end), or,
+    /// from the environment (privileges, the firewall), the whole command.
+    fn target_failed(&mut self, e: anyhow::Error) -> Result<()> {
+        if is_environment_error(&e) {
+            return Err(e);
+        }
+        eprintln!("tcpshake: {e:#}");
+        self.all_ok = false;
+        Ok(())
     }
 
     fn emit(&mut self, outcome: &Outcome) -> Result<()> {
