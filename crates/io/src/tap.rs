@@ -106,6 +106,7 @@ impl RingShape {
 const QUEUE_BYTES: usize = 16 << 20;
 /// How a tap is read: a ring of this shape, or its socket's queue with a receive buffer of
 /// this many bytes.
+#[derive(Clone, Copy)]
 enum Reading {
     Ring(RingShape),
     Queue(usize),
@@ -229,10 +230,6 @@ impl Tap {
         loopback: bool,
         reading: Reading,
     ) -> Result<Tap> {
-        let (shape, queue_bytes) = match reading {
-            Reading::Ring(s) => (Some(s), QUEUE_BYTES),
-            Reading::Queue(bytes) => (None, bytes),
-        };
         // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
         // packet reaches the ring before the filter is in place.
         let socket = Socket::new(Domain::PACKET, Type::DGRAM.cloexec(), None)
@@ -260,8 +257,8 @@ impl Tap {
             &SOF_TIMESTAMPING_SOFTWARE,
         )
         .context("PACKET_TIMESTAMP")?;
-        let (ring, queue) = match shape {
-            Some(shape) => {
+        let (ring, queue) = match reading {
+            Reading::Ring(shape) => {
                 if shape.copy_large {
                     super::set_sockopt(
                         &socket,
@@ -283,7 +280,7 @@ impl Tap {
                     None,
                 )
             }
-            None => {
+            Reading::Queue(queue_bytes) => {
                 super::set_sockopt(
                     &socket,
                     libc::SOL_PACKET,
@@ -304,11 +301,14 @@ impl Tap {
             ring,
             queue,
             socket,
-            shape: shape.unwrap_or(RingShape {
-                frame_size: 0,
-                frames: QUEUE_BOUND,
-                copy_large: false,
-            }),
+            shape: match reading {
+                Reading::Ring(shape) => shape,
+                Reading::Queue(_) => RingShape {
+                    frame_size: 0,
+                    frames: QUEUE_BOUND,
+                    copy_large: false,
+                },
+            },
             next: 0,
             loopback,
             losses: TapLosses::default(),
