@@ -160,19 +160,10 @@ impl FrameSender {
     }
 
     /// A sender with a second socket (and ring, in a ring mode) that a thread of its own
-    /// sends through (module doc, "Two senders"). The two sockets are set up at once (a
-    /// ring waits for a grace period).
+    /// sends through (module doc, "Two senders").
     pub fn open_twinned(ifindex: u32, mode: Mode, mark: u32) -> Result<FrameSender> {
-        let (ours, theirs) = std::thread::scope(|s| {
-            let theirs = s.spawn(|| open_socket(ifindex, mode, mark));
-            let ours = FrameSender::open(ifindex, mode, mark);
-            let theirs = theirs
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("opening a sending socket panicked")));
-            (ours, theirs)
-        });
-        let mut sender = ours?;
-        let (socket, ring) = theirs?;
+        let mut sender = FrameSender::open(ifindex, mode, mark)?;
+        let (socket, ring) = open_socket(ifindex, mode, mark)?;
         sender.twin = Some(Twin::start(socket, ring)?);
         Ok(sender)
     }
