@@ -31,6 +31,10 @@
 //! flag; then the table is made without it, [`Drop`] deletes it, and every install first
 //! sweeps `tcpshake_<pid>` tables whose process is gone ([`sweep_stale`]).
 //!
+//! The rules match the port alone, on every address: so a guarded port must be ours on
+//! every address, or the guard would drop another program's connection that has it on some
+//! other address. `ports::PortReservation` binds the port dual-stack on the wildcard.
+//!
 //! Everything here acts on the network namespace of the thread that calls `install`.
 
 use std::collections::BTreeMap;

@@ -22,8 +22,7 @@ use anyhow::Context as _;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::IpAddr;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -148,12 +147,12 @@ impl<'g> PortKeeper<'g> {
             if self.reserved.iter().any(|&(a, b)| (a..=b).contains(&port)) {
                 continue;
             }
-            match PortReservation::at(src, port) {
+            match PortReservation::at(port) {
                 Ok(r) => return Ok(r),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
                 Err(e) => {
                     return Err(anyhow::Error::new(e)
-                        .context(format!("reserving source port {port} on {src}")));
+                        .context(format!("reserving source port {port} for {src}")));
                 }
             }
         }
@@ -329,30 +328,53 @@ fn parse_port_list(s: &str) -> Vec<(u16, u16)> {
 /// How long the keeper sleeps when nothing wakes it (it wakes on work at once).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
 
-/// A kernel TCP socket bound to our source port and never connected or listening: while
-/// it lives, no other program on this host can take the port.
+/// A kernel TCP socket bound to our source port on every address (`[::]`, dual-stack) and
+/// never connected or listening: while it lives, no other socket on this host has the
+/// port, whatever its address, and none is handed it.
+///
+/// Every address, not only the probe's: the guard drops by port alone (guard.rs), so a
+/// reservation on one address let the walk take a port that a kernel connection held on
+/// another — the exporter's own HTTP client on 127.0.0.1 — and the guard then dropped
+/// that connection's segments (a `/probe` request left without an answer). A wildcard
+/// bind conflicts with every socket on the port (`inet_csk_bind_conflict`: a wildcard
+/// overlaps any address, and a dual-stack `[::]` the IPv4 ones too), and `connect`'s own
+/// choice skips bound ports (`__inet_hash_connect`), so the port stays ours alone.
 pub struct PortReservation {
     socket: Socket,
     pub port: u16,
 }
 
 impl PortReservation {
-    /// Bind to `src` and `port` exactly; the kernel refuses a port in use (`AddrInUse`).
-    pub fn at(src: IpAddr, port: u16) -> io::Result<PortReservation> {
-        let domain = if src.is_ipv6() {
-            Domain::IPV6
-        } else {
-            Domain::IPV4
+    /// Bind to `port` exactly; the kernel refuses a port any socket holds (`AddrInUse`).
+    pub fn at(port: u16) -> io::Result<PortReservation> {
+        let socket = match Socket::new(Domain::IPV6, Type::STREAM.cloexec(), Some(Protocol::TCP)) {
+            Ok(s) => {
+                // Explicitly: `net.ipv6.bindv6only = 1` makes v6-only the default.
+                s.set_only_v6(false)?;
+                s.bind(&SockAddr::from(SocketAddr::from((
+                    Ipv6Addr::UNSPECIFIED,
+                    port,
+                ))))?;
+                s
+            }
+            // A kernel without IPv6 (`ipv6.disable=1`) has only IPv4 sockets to conflict
+            // with.
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                let s = Socket::new(Domain::IPV4, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+                s.bind(&SockAddr::from(SocketAddr::from((
+                    Ipv4Addr::UNSPECIFIED,
+                    port,
+                ))))?;
+                s
+            }
+            Err(e) => return Err(e),
         };
-        let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
-        socket.bind(&SockAddr::from(SocketAddr::new(src, port)))?;
         Ok(PortReservation { socket, port })
     }
 
-    /// Bind to `src` with a port the kernel picks from its ephemeral range.
-    pub fn new(src: IpAddr) -> anyhow::Result<PortReservation> {
-        let mut r = PortReservation::at(src, 0)
-            .with_context(|| format!("reserving a source port on {src}"))?;
+    /// A port the kernel picks from its ephemeral range, free on every address.
+    pub fn new() -> anyhow::Result<PortReservation> {
+        let mut r = PortReservation::at(0).context("reserving a source port")?;
         r.port = r
             .socket
             .local_addr()?
@@ -366,6 +388,36 @@ impl PortReservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A port a kernel connection holds on another address (and the other family) is not
+    /// ours to take: the guard would drop that connection's segments.
+    #[test]
+    fn a_port_held_on_any_address_is_not_reserved() {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let port = client.local_addr().unwrap().port();
+        let err = PortReservation::at(port)
+            .err()
+            .expect("the client's port was reserved");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        // A port ours, in turn, is handed to no connection and can be bound nowhere.
+        let ours = PortReservation::new().unwrap();
+        for addr in ["127.0.0.1", "127.0.0.2", "::1"] {
+            let ip: IpAddr = addr.parse().unwrap();
+            let domain = if ip.is_ipv6() {
+                Domain::IPV6
+            } else {
+                Domain::IPV4
+            };
+            let s = Socket::new(domain, Type::STREAM, None).unwrap();
+            let e = s
+                .bind(&SockAddr::from(SocketAddr::new(ip, ours.port)))
+                .expect_err(addr);
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{addr}: {e}");
+        }
+    }
 
     #[test]
     fn the_ephemeral_range_parses_like_the_sysctl() {

@@ -129,7 +129,7 @@ impl Path {
     /// Look up the route like the kernel would and reserve a source port on its address.
     pub fn new(remote: SocketAddr, src: Option<IpAddr>) -> Result<Path> {
         let route = route::lookup_from(remote.ip(), src)?;
-        let reservation = PortReservation::new(route.src)?;
+        let reservation = PortReservation::new()?;
         let local = SocketAddr::new(route.src, reservation.port);
         Ok(Path {
             local,
@@ -141,8 +141,9 @@ impl Path {
     /// The same from a source port of the caller's choosing (it must be free).
     pub fn with_port(remote: SocketAddr, src: Option<IpAddr>, port: u16) -> Result<Path> {
         let route = route::lookup_from(remote.ip(), src)?;
-        let reservation = PortReservation::at(route.src, port)
-            .with_context(|| format!("source port {port} on {} is taken", route.src))?;
+        let reservation = PortReservation::at(port).with_context(|| {
+            format!("source port {port} is taken on this host (see `ss -tan 'sport = :{port}'`)")
+        })?;
         let local = SocketAddr::new(route.src, port);
         Ok(Path {
             local,

@@ -389,7 +389,7 @@ pub fn run(
         let port = match plan.source_port {
             Some(p) => p,
             None => {
-                let res = PortReservation::new(r.src)?;
+                let res = PortReservation::new()?;
                 let p = res.port;
                 reservations.push(res);
                 p
