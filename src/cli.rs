@@ -340,8 +340,9 @@ pub struct ScanArgs {
     /// Also write nmap's XML format to FILE (`-` for stdout); nmap's -oX.
     #[arg(long = "output-xml", value_name = "FILE")]
     pub output_xml: Option<PathBuf>,
-    /// Send from this source port instead of a reserved ephemeral one.
-    #[arg(long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
+    /// Send from this source port instead of a reserved ephemeral one (nmap's -g); refused
+    /// when another socket on this host holds it.
+    #[arg(short = 'g', long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
     pub source_port: Option<u16>,
     /// Resolve host names to IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]

@@ -119,7 +119,10 @@ impl std::error::Error for UsageError {}
 pub fn classify(e: &anyhow::Error) -> Exit {
     if tcpshake_io::is_environment_error(e) {
         Exit::Environment
-    } else if e.chain().any(|c| c.is::<UsageError>()) {
+    } else if e
+        .chain()
+        .any(|c| c.is::<UsageError>() || c.is::<tcpshake_io::ports::PortTaken>())
+    {
         Exit::Usage
     } else {
         Exit::Failed

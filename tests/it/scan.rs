@@ -872,3 +872,46 @@ fn complete_connects_to_open_ports_and_closes_them_cleanly() {
     assert!(!text.stdout.contains("failed"), "{text}");
 }
 }
+
+lab_test! {
+/// A `--source-port` that another socket on the host holds (here a listener on loopback,
+/// another address than the probe's) is refused by `scan` and `trace` alike, exit 2: the
+/// guard drops by port and would cut that socket off while the command runs. A free one
+/// is taken.
+fn a_source_port_another_socket_holds_is_refused() {
+    let mut lab = Lab::new("scan-sport-taken");
+    let listener = "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',45678))\n\
+                    s.listen()\ntime.sleep(60)\n";
+    lab.spawn_owned(
+        "a loopback listener",
+        in_ns(&lab.client_ns, "python3").args(["-c", listener]),
+    );
+    let up = lab::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let ss = lab::run_bounded(
+            in_ns(&lab.client_ns, "ss").args(["-Htln", "sport = :45678"]),
+            Duration::from_secs(5),
+        );
+        !ss.stdout.trim().is_empty()
+    });
+    assert!(up, "the listener did not come up");
+    let server = lab.server_v4.to_string();
+    let target = format!("{server}:80");
+    for args in [
+        vec!["scan", &server, "-p", "80", "--source-port", "45678"],
+        vec!["trace", &target, "--source-port", "45678"],
+    ] {
+        let run = lab::run_bounded(&mut lab.client_cmd(&args), Duration::from_secs(20));
+        assert_eq!(run.code, Some(2), "{args:?}\n{run}");
+        assert!(
+            run.stderr.contains("source port 45678 is taken on this host"),
+            "{args:?}\n{run}"
+        );
+    }
+    let run = lab::run_bounded(
+        &mut lab.client_cmd(["scan", &server, "-p", "80", "--source-port", "45679"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains("1 closed"), "{run}");
+}
+}

@@ -328,6 +328,25 @@ fn parse_port_list(s: &str) -> Vec<(u16, u16)> {
 /// How long the keeper sleeps when nothing wakes it (it wakes on work at once).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
 
+/// `--source-port` names a port another socket on this host holds: the user's to change
+/// (exit 2, like any option value that cannot be used as written).
+#[derive(Debug)]
+pub struct PortTaken(pub u16);
+
+impl std::fmt::Display for PortTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let port = self.0;
+        write!(
+            f,
+            "source port {port} is taken on this host: another socket holds it, and tcpshake \
+             would drop that socket's segments while it runs; pick another (see `ss -tan \
+             'sport = :{port}'`)"
+        )
+    }
+}
+
+impl std::error::Error for PortTaken {}
+
 /// A kernel TCP socket bound to our source port on every address (`[::]`, dual-stack) and
 /// never connected or listening: while it lives, no other socket on this host has the
 /// port, whatever its address, and none is handed it.
@@ -370,6 +389,18 @@ impl PortReservation {
             Err(e) => return Err(e),
         };
         Ok(PortReservation { socket, port })
+    }
+
+    /// The port a user asked for (`--source-port`): [`PortTaken`] when another socket
+    /// holds it, since the guard would drop that socket's segments.
+    pub fn chosen(port: u16) -> anyhow::Result<PortReservation> {
+        PortReservation::at(port).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                anyhow::Error::new(PortTaken(port))
+            } else {
+                anyhow::Error::new(e).context(format!("reserving source port {port}"))
+            }
+        })
     }
 
     /// A port the kernel picks from its ephemeral range, free on every address.

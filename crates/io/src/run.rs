@@ -141,9 +141,7 @@ impl Path {
     /// The same from a source port of the caller's choosing (it must be free).
     pub fn with_port(remote: SocketAddr, src: Option<IpAddr>, port: u16) -> Result<Path> {
         let route = route::lookup_from(remote.ip(), src)?;
-        let reservation = PortReservation::at(port).with_context(|| {
-            format!("source port {port} is taken on this host (see `ss -tan 'sport = :{port}'`)")
-        })?;
+        let reservation = PortReservation::chosen(port)?;
         let local = SocketAddr::new(route.src, port);
         Ok(Path {
             local,

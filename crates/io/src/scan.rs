@@ -377,7 +377,13 @@ pub fn run(
     }
     let started = clock::now();
     let mut guard = Guard::install(MARK)?;
+    // A port asked for serves both families; else each has its own, so that each
+    // family's tap passes only its own replies.
     let mut reservations = Vec::new();
+    if let Some(p) = plan.source_port {
+        reservations.push(PortReservation::chosen(p)?);
+        guard.protect_port(p)?;
+    }
     let mut families: [Option<Family>; 2] = [None, None];
     let mut locals = Locals::default();
     for v6 in [false, true] {
@@ -391,12 +397,12 @@ pub fn run(
             None => {
                 let res = PortReservation::new()?;
                 let p = res.port;
+                guard.protect_port(p)?;
                 reservations.push(res);
                 p
             }
         };
         let local = SocketAddr::new(r.src, port);
-        guard.protect_port(port)?;
         // Each tap answers for its own family only: its BPF filter passes every ICMP and
         // ICMPv6 error, and the other family's tap must not race this one's SYN copies.
         let only = if v6 {
@@ -622,8 +628,8 @@ pub fn run(
             paths,
         })
     });
-    for p in guard_ports(&locals) {
-        let _ = guard.release_port(p);
+    for r in &reservations {
+        let _ = guard.release_port(r.port);
     }
     closing.push(Box::new(guard));
     closing.push(Box::new(reservations));
@@ -740,10 +746,6 @@ fn close_together(items: Vec<Box<dyn Send>>) {
             s.spawn(move || drop(item));
         }
     });
-}
-
-fn guard_ports(l: &Locals) -> Vec<u16> {
-    [l.v4, l.v6].iter().flatten().map(|a| a.port()).collect()
 }
 
 /// The sender's state while the schedule runs.
