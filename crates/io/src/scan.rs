@@ -59,6 +59,7 @@ use std::time::Duration;
 use tcpshake_proto::probe::scan::neighbours::{
     Class, Neighbours, NextHop, ResolvePlan, ResolveTotals,
 };
+use tcpshake_proto::probe::scan::pairhash::PairMap;
 use tcpshake_proto::probe::scan::rate::{self, SendLog};
 use tcpshake_proto::probe::scan::rtt::{self, RttEstimator, Wait};
 pub use tcpshake_proto::probe::scan::schedule::{Progress, ScanPlan};
@@ -75,6 +76,8 @@ use tcpshake_proto::wire::ethernet::MacAddr;
 const BATCH: usize = 64;
 /// SYN send times remembered at most (≈ 40 bytes each); beyond it rtt_ns is null.
 const TX_TIMES_CAP: usize = 4 << 20;
+/// Stamps the table has room for from the start (a full-port scan's, ~6 MiB).
+const TX_TIMES_RESERVE: u64 = 1 << 17;
 /// How often the sender reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Room for one built frame (a SYN frame is 14 + 40 + 24 bytes).
@@ -302,15 +305,17 @@ fn send_all(
 
 /// SYN send times by (address, port, sequence number), bounded in count and age.
 struct TxTimes {
-    map: HashMap<(IpAddr, u16, u32), Instant>,
+    map: PairMap<(IpAddr, u16, u32), Instant>,
     horizon: Duration,
     next_expiry: Instant,
 }
 
 impl TxTimes {
-    fn new(horizon: Duration) -> TxTimes {
+    /// Room for `expected` stamps made at once: a full-port scan's table grown by
+    /// doubling rehashed it five times, a twentieth of the sending thread's time.
+    fn new(horizon: Duration, expected: usize) -> TxTimes {
         TxTimes {
-            map: HashMap::new(),
+            map: PairMap::with_capacity_and_hasher(expected.min(TX_TIMES_CAP), Default::default()),
             horizon,
             next_expiry: clock::now() + horizon,
         }
@@ -802,7 +807,7 @@ fn send_all_syns<'p>(
         .seed_rtt(seed);
     let mut run = SendRun {
         schedule,
-        tx_times: TxTimes::new(horizon),
+        tx_times: TxTimes::new(horizon, plan.planned().min(TX_TIMES_RESERVE) as usize),
         acc: Accounting::default(),
         cpu: Duration::ZERO,
         preempted: Duration::ZERO,
@@ -1030,7 +1035,7 @@ fn receive(
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
         super::set_realtime();
     }
-    let mut tx_times = TxTimes::new(horizon);
+    let mut tx_times = TxTimes::new(horizon, 0);
     let mut buf = vec![0u8; 65536];
     let mut pkt = [0u8; FRAME_ROOM];
     let mut rst_ident: u16 = random::random_u32() as u16;

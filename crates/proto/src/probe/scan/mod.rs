@@ -17,6 +17,7 @@
 
 pub mod neighbours;
 pub mod nmap_services;
+pub mod pairhash;
 pub mod permute;
 pub mod ports;
 pub mod rate;

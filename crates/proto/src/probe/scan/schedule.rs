@@ -34,13 +34,13 @@
 //!   are counted as such).
 
 use super::neighbours::Neighbours;
+use super::pairhash::PairSet;
 use super::permute::{Permutation, Shard};
 use super::rtt::{RttEstimator, Wait};
 use super::targets::TargetSet;
 use super::{Reply, ScanTotals};
 use crate::probe::record::{PortState, ScanRecord};
 use crate::time::Instant;
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -63,6 +63,9 @@ pub struct ScanPlan {
     /// Send through the kernel (raw IP sockets) only: no frames, no resolution of our own.
     pub send_ip: bool,
 }
+
+/// Answered pairs the set has room for from the start (a full-port scan's).
+const ANSWERED_RESERVE: u64 = 1 << 16;
 
 impl ScanPlan {
     /// (address, port) pairs this shard covers, excluded addresses included.
@@ -169,7 +172,7 @@ pub struct Schedule<'p> {
     round: u8,
     /// Where this round's walk over the shard's positions stands.
     next_position: u64,
-    answered: HashSet<(IpAddr, u16)>,
+    answered: PairSet<(IpAddr, u16)>,
     totals: ScanTotals,
     /// First-round positions walked: each sent or skipped as excluded.
     walked: u64,
@@ -200,7 +203,10 @@ impl<'p> Schedule<'p> {
             phase: Phase::Sending,
             round: 0,
             next_position: plan.shard.index - 1,
-            answered: HashSet::new(),
+            answered: PairSet::with_capacity_and_hasher(
+                plan.planned().min(ANSWERED_RESERVE) as usize,
+                Default::default(),
+            ),
             totals: ScanTotals::default(),
             walked: 0,
             done_in_round: 0,
