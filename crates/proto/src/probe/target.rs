@@ -81,6 +81,9 @@ impl Host {
         if bare.contains(':') {
             return Err(format!("`{bare}` is not an IPv6 address"));
         }
+        if numeric_form(bare) {
+            return Err(not_ipv4(bare));
+        }
         validate_name(bare)?;
         Ok(Host::Name(bare.to_string()))
     }
@@ -333,6 +336,58 @@ pub fn family_mismatch(text: &str, v6: bool, family: Family) -> String {
     format!("`{text}` is {is} but {flag} asks for {want}; drop {flag} or give an {want} address")
 }
 
+/// Whether `s` is meant as an IPv4 address rather than a name: its last label is a number
+/// (decimal, or `0x` hex). No host name ends so (RFC 1123 §2.1: the highest-level label is
+/// alphabetic), and the resolver would read it as one of inet_aton's old forms — `010` as
+/// octal 8, `198.18.200` as 198.18.0.200, `3323119618` as one 32-bit number — an address
+/// the user did not write.
+fn numeric_form(s: &str) -> bool {
+    let last = s
+        .strip_suffix('.')
+        .unwrap_or(s)
+        .rsplit('.')
+        .next()
+        .unwrap_or("");
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit()));
+    hex || (!last.is_empty() && last.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// What is wrong with `s`, which [`numeric_form`] takes for an IPv4 address that did not
+/// parse as one: the bad octet of four, or the form.
+fn not_ipv4(s: &str) -> String {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() == 4 && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_digit())) {
+        for (k, p) in parts.iter().enumerate() {
+            if let Err(e) = ipv4_octet(p, k + 1, s) {
+                return e;
+            }
+        }
+    }
+    format!(
+        "`{s}` is not an IPv4 address: write four decimal octets, as 198.18.0.1 (a host \
+         name never ends in a number)"
+    )
+}
+
+/// Octet `k` (1-4) of the IPv4 address or range `whole`, in decimal: one rule for every
+/// command. A leading zero is refused, not read: `010` is 8 to inet_aton and to ping, 10
+/// to nmap.
+pub fn ipv4_octet(t: &str, k: usize, whole: &str) -> Result<u8, String> {
+    if t.len() > 1 && t.starts_with('0') && t.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "`{whole}`: octet {k} `{t}` has a leading zero, which some programs read as octal \
+             (`010` is 8) and others as decimal; write it without"
+        ));
+    }
+    t.parse::<u8>()
+        .ok()
+        .filter(|_| t.chars().all(|c| c.is_ascii_digit()))
+        .ok_or_else(|| format!("`{whole}`: octet {k} `{t}` is not a number from 0 to 255"))
+}
+
 /// RFC 1123 §2.1 host names: letters, digits, hyphens, dots; labels of 1-63. The message
 /// points at the first character that cannot be in one.
 fn validate_name(name: &str) -> Result<(), String> {
@@ -460,6 +515,35 @@ mod tests {
         assert_eq!(parse("fd00::2:80", Some(443)).unwrap().port, 443);
         let e = parse("lab.test", None).unwrap_err();
         assert!(e.contains("`lab.test:80`") && e.contains("-p"), "{e}");
+    }
+
+    /// What inet_aton would read as another address is refused, with what is wrong.
+    #[test]
+    fn numeric_forms_are_addresses_or_refused() {
+        for (bad, why) in [
+            ("198.18.200.010:80", "octet 4 `010` has a leading zero"),
+            (
+                "198.18.200.256:80",
+                "octet 4 `256` is not a number from 0 to 255",
+            ),
+            ("198.18.200:80", "four decimal octets"),
+            ("3323119618:80", "four decimal octets"),
+            ("0xc6.18.200.2:80", "four decimal octets"),
+            ("lab.0x1f:80", "four decimal octets"),
+            ("198.18.0.1.:80", "four decimal octets"),
+        ] {
+            let e = parse(bad, None).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // Names with digits are names; 0 alone is an octet.
+        for good in [
+            "web-1.lab:80",
+            "1lab.test:80",
+            "lab.x10:80",
+            "198.18.0.0:80",
+        ] {
+            assert!(parse(good, None).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -249,12 +249,7 @@ fn parse_octets(body: &str, whole: &str) -> Result<Spec, String> {
                 if t.is_empty() {
                     return Ok(dflt);
                 }
-                t.parse::<u8>().map_err(|_| {
-                    format!(
-                        "`{whole}`: octet {} `{t}` is not a number from 0 to 255",
-                        k + 1
-                    )
-                })
+                crate::probe::target::ipv4_octet(t, k + 1, whole)
             };
             let (lo, hi) = if item == "*" {
                 (0, 255)
@@ -618,6 +613,14 @@ mod tests {
         );
         assert_eq!(addrs("[fd00::7]"), ["fd00::7"]);
         assert!(parse("198.18.0.0/x").unwrap_err().contains("`/x`"));
+        // An octet with a leading zero is refused by scan and probe alike, in the same words
+        // (inet_aton reads `010` as 8, nmap as 10).
+        let e = parse("198.18.200.010").unwrap_err();
+        assert!(e.contains("octet 4 `010` has a leading zero"), "{e}");
+        let probe = crate::probe::target::parse("198.18.200.010", Some(80)).unwrap_err();
+        assert_eq!(e, probe);
+        assert!(parse("198.18.0-010.1").unwrap_err().contains("leading zero"));
+        assert!(parse("0xc6.18.200.2").unwrap_err().contains("four decimal octets"));
     }
 
     #[test]
