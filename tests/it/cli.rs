@@ -412,6 +412,41 @@ fn ctrl_c_stops_probes_and_surveys_alike() {
 }
 
 lab_test! {
+/// A signal sent twice at once is one request to stop: coreutils `timeout` signals the
+/// process and then its process group, and the second used to kill tcpshake before it
+/// wrote what it had (2 runs of 10). Both ways: a `kill` twice 20 ms apart, and `timeout`.
+fn a_signal_sent_twice_at_once_is_one_request() {
+    let lab = Lab::new("cli_sigtwice");
+    lab.fault_reject(81, Reject::Drop);
+    let target = lab.target(false, 81);
+    let bin = lab::tcpshake_bin();
+    let ns = &lab.client_ns;
+    let twice = format!(
+        "ip netns exec {ns} {bin} probe {target} --json & p=$!; sleep 0.8; kill -TERM $p; \
+         sleep 0.02; kill -TERM $p; wait $p"
+    );
+    let under_timeout = format!(
+        "timeout --preserve-status -s TERM 0.8 ip netns exec {ns} {bin} probe {target} --json"
+    );
+    for (how, script) in [("kill twice", &twice), ("timeout", &under_timeout)] {
+        for _ in 0..3 {
+            let run = lab::run_bounded(
+                Command::new("sh").args(["-c", script]),
+                Duration::from_secs(20),
+            );
+            assert_eq!(run.code, Some(143), "{how}\n{run}");
+            assert!(run.stderr.contains("tcpshake: interrupted"), "{how}\n{run}");
+            let records = run.records();
+            assert!(
+                records.len() == 1 && records[0].error.as_deref() == Some("interrupted"),
+                "{how}: the probe in flight is reported\n{run}"
+            );
+        }
+    }
+}
+}
+
+lab_test! {
 /// `tcpshake … | head -1`: the reader is done; every command stops quietly with 0.
 fn a_closed_pipe_ends_every_command_quietly() {
     let mut lab = Lab::new("cli_pipe");

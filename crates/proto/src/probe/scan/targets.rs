@@ -619,8 +619,16 @@ mod tests {
         assert!(e.contains("octet 4 `010` has a leading zero"), "{e}");
         let probe = crate::probe::target::parse("198.18.200.010", Some(80)).unwrap_err();
         assert_eq!(e, probe);
-        assert!(parse("198.18.0-010.1").unwrap_err().contains("leading zero"));
-        assert!(parse("0xc6.18.200.2").unwrap_err().contains("four decimal octets"));
+        assert!(
+            parse("198.18.0-010.1")
+                .unwrap_err()
+                .contains("leading zero")
+        );
+        assert!(
+            parse("0xc6.18.200.2")
+                .unwrap_err()
+                .contains("four decimal octets")
+        );
     }
 
     #[test]
