@@ -404,6 +404,14 @@ fn in_session_passes_a_firewall_that_drops_repeated_syns() {
             .filter(|p| p.tcp().is_some_and(|t| t.flags & 0x12 == 0x02))
             .count();
         assert_eq!(syns, 1);
+        // RFC 7323 §3.2: every segment with ACK echoes TS.Recent, the first keep-alive
+        // too (it carried TSecr 0 when the SYN-ACK's TSval was not taken).
+        for p in &ours {
+            let t = p.tcp().expect("tcp");
+            if t.flags & 0x10 != 0 && t.flags & 0x04 == 0 {
+                assert_ne!(tsecr(&t.options), Some(0), "{p:?}");
+            }
+        }
         let fins_in = packets
             .iter()
             .filter(|p| p.src == lab.server_addr(v6))
@@ -416,6 +424,28 @@ fn in_session_passes_a_firewall_that_drops_repeated_syns() {
         assert_eq!(r.lost_after_ttl, Some(k as u8), "{run}");
     }
 }
+}
+
+/// The TSecr of a segment's timestamps option (RFC 7323 §3.2: kind 8, length 10).
+fn tsecr(options: &[u8]) -> Option<u32> {
+    let mut i = 0;
+    // Bounded: every turn moves past one option.
+    while i < options.len() {
+        match options[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*options.get(i + 1)?);
+                if kind == 8 && len == 10 {
+                    return Some(u32::from_be_bytes(
+                        options.get(i + 6..i + 10)?.try_into().ok()?,
+                    ));
+                }
+                i += len.max(2);
+            }
+        }
+    }
+    None
 }
 
 /// No connection of ours is left at the server: nothing half-open, nothing established.

@@ -513,6 +513,11 @@ impl Connection {
     pub fn rcv_nxt(&self) -> SeqNumber {
         self.rcv_nxt
     }
+    /// TS.Recent (RFC 7323 §4.3): the TSval our next segment echoes, once the peer's SYN
+    /// (or SYN-ACK) set it and timestamps are on.
+    pub fn ts_recent(&self) -> Option<u32> {
+        self.ts_recent_valid.then_some(self.ts_recent)
+    }
     /// Retransmitted segments so far.
     /// Retransmissions of the current `snd_una` so far (0 once it is acknowledged).
     pub fn retries(&self) -> u32 {

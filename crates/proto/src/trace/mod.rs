@@ -285,9 +285,8 @@ pub struct Trace {
     last_probe_at: Option<Instant>,
     /// What the last packet handed in was, for a capture's comment.
     note: Option<String>,
-    /// In-session: the window and TSecr our probes carry.
+    /// In-session: the window our probes carry (their TSecr is the connection's TS.Recent).
     window: u16,
-    tsecr: Option<u32>,
     timestamps: bool,
     handshake_syn_at: Option<Instant>,
     handshake_synack_at: Option<Instant>,
@@ -350,7 +349,6 @@ impl Trace {
             last_probe_at: None,
             note: None,
             window: 0,
-            tsecr: None,
             timestamps: false,
             handshake_syn_at: None,
             handshake_synack_at: None,
@@ -652,7 +650,9 @@ impl Trace {
                 });
                 let mut options = TcpOptions::default();
                 if let Some(v) = tsval {
-                    options.timestamps = Some((v, self.tsecr.unwrap_or(0)));
+                    // TS.Recent as the connection keeps it (RFC 7323 §4.3): from the
+                    // SYN-ACK on, so the first keep-alive echoes it too.
+                    options.timestamps = Some((v, conn.ts_recent().unwrap_or(0)));
                 }
                 let seg = tcp::Segment {
                     seq: conn.snd_nxt().sub(1),
@@ -855,13 +855,13 @@ impl Trace {
     fn on_session_segment(&mut self, at: Instant, reply_ttl: u8, seg: &TcpRepr<'_>) {
         self.note = Some(format!("received {} (the connection's)", seg.flags));
         let Some(conn) = &mut self.conn else { return };
-        // RFC 7323 §4.3: TS.Recent follows the segments that arrive in order.
+        // Only an in-order segment's TSecr names a probe (an old duplicate may echo an
+        // earlier one); the TSecr our probes carry is the connection's TS.Recent.
         let in_order = seg.seq == conn.rcv_nxt();
         conn.handle_segment(at, seg);
-        if let Some((tsval, tsecr)) = seg.options.timestamps
+        if let Some((_, tsecr)) = seg.options.timestamps
             && in_order
         {
-            self.tsecr = Some(tsval);
             // The server's answer to a probe echoes its TSval.
             let pure_ack = seg.flags == TcpFlags::ACK && seg.payload.is_empty();
             if pure_ack
