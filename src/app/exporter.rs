@@ -609,9 +609,13 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         next_job: AtomicU64::new(0),
     };
     eprintln!(
-        "tcpshake: exporter listening on http://{} ({} survey probes every interval; /probe {})",
+        "tcpshake: exporter listening on http://{} ({} every interval; /probe {})",
         server.local_addr()?,
-        state.borrow().entries.len(),
+        count(
+            state.borrow().entries.len() as u64,
+            "survey probe",
+            "survey probes"
+        ),
         if cfg.probe.allow.is_empty() {
             "closed"
         } else {

@@ -339,8 +339,9 @@ impl std::fmt::Display for PortTaken {
         write!(
             f,
             "source port {port} is taken on this host: another socket holds it, and tcpshake \
-             would drop that socket's segments while it runs; pick another (see `ss -tan \
-             'sport = :{port}'`)"
+             would drop that socket's segments while it runs; pick another (`ss -tanp 'sport \
+             = :{port}'` shows who has it; a socket only bound shows with `ss -tBp`, in \
+             iproute2 6.8 and later)"
         )
     }
 }

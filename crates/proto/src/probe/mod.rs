@@ -919,11 +919,14 @@ impl Probe {
                 let t = self.rel(at);
                 self.timer(TimerRecord {
                     t_ns: t,
-                    what: format!(
-                        "gave up in {} after {} retransmissions",
-                        state.name(),
-                        self.conn.retransmissions()
-                    ),
+                    what: {
+                        let n = self.conn.retransmissions();
+                        format!(
+                            "gave up in {} after {n} retransmission{}",
+                            state.name(),
+                            if n == 1 { "" } else { "s" }
+                        )
+                    },
                 });
                 if state == State::SynSent {
                     self.state = Some(Verdict::NO_RESPONSE);

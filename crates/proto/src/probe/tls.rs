@@ -382,9 +382,15 @@ impl TlsSession {
                 self.setup.roots_from
             );
         }
-        // A server that answers a ClientHello in cleartext HTTP sends "HTTP/1.1 400 …",
-        // which no TLS record starts with (RFC 8446 §5.1: content types 20-24).
-        if self.first_rx.starts_with(b"HTTP/") {
+        // A server that answers a ClientHello in cleartext sends what no TLS record starts
+        // with (RFC 8446 §5.1: content type 20-24, then version 3.x): "HTTP/1.1 400 …"
+        // from nginx, an HTML page from an HTTP/0.9-style answer (Python's http.server).
+        let not_tls = match self.first_rx.as_slice() {
+            [ty, major, ..] => !(20..=24).contains(ty) || *major != 3,
+            [ty] => !(20..=24).contains(ty),
+            [] => false,
+        };
+        if not_tls {
             let shown: String = self
                 .first_rx
                 .iter()
@@ -396,8 +402,13 @@ impl TlsSession {
                     }
                 })
                 .collect();
+            let what = if self.first_rx.starts_with(b"HTTP/") {
+                "in plain HTTP"
+            } else {
+                "with bytes that are not TLS"
+            };
             return format!(
-                "TLS: the server does not speak TLS on this port; it answered in plain HTTP (\"{shown}…\"): {e}"
+                "TLS: the server does not speak TLS on this port; it answered {what} (\"{shown}…\"): {e}"
             );
         }
         format!("TLS: {e}")

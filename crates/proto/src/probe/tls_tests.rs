@@ -279,6 +279,21 @@ fn address_target_sends_no_sni_and_verifies_the_ip_san() {
     assert_eq!(r.server_name, "198.18.0.2");
 }
 
+/// Python's http.server answers a ClientHello the HTTP/0.9 way: an HTML page, no status
+/// line. Not TLS either, and said so.
+#[test]
+fn any_cleartext_answer_is_named_not_tls() {
+    let pki = pki(2020, 2030);
+    let mut s = TlsSession::new(setup(&pki, "lab.test", false), at(0)).unwrap();
+    let _ = s.client_hello();
+    let step = s.handle_data(at(1), b"<!DOCTYPE HTML>\n<html lang=\"en\">", Some(3));
+    let why = step.error.expect("not TLS");
+    assert!(
+        why.contains("does not speak TLS") && why.contains("<!DOCTYPE HTML>"),
+        "{why}"
+    );
+}
+
 #[test]
 fn plain_http_answer_is_named_as_such() {
     let pki = pki(2020, 2030);
