@@ -961,6 +961,40 @@ fn a_target_with_no_route_does_not_stop_the_others() {
 }
 
 lab_test! {
+/// An on-link address nothing answers ARP / ND for: the kernel holds our SYNs behind the
+/// resolution and drops them, so none reaches the wire. The record says filtered (as nmap
+/// -Pn would) and why: no "no-response" left unexplained, no SYN that never left.
+fn an_on_link_address_without_a_neighbour_is_named_as_such() {
+    let lab = Lab::new("noneigh");
+    let (v4, v6) = (lab.server_v4.octets(), lab.server_v6.segments());
+    let dead4 = format!("{}.{}.{}.{}:80", v4[0], v4[1], v4[2], v4[3].wrapping_add(50));
+    let dead6 = format!(
+        "[{}]:80",
+        std::net::Ipv6Addr::new(v6[0], v6[1], v6[2], v6[3], v6[4], v6[5], v6[6], v6[7] + 50)
+    );
+    for (target, by) in [(dead4, "ARP"), (dead6, "Neighbor Discovery")] {
+        let run = lab.run_client_bounded(
+            [
+                "probe", &target, "--no-http", "--retries", "1", "--rto", "300ms", "--json",
+            ],
+            Duration::from_secs(20),
+        );
+        assert_eq!(run.code, Some(1), "{run}");
+        let records = run.records();
+        assert_eq!(records.len(), 1, "{run}");
+        let r = &records[0];
+        assert_eq!(r.state(), "filtered", "{run}");
+        assert!(r.segments.is_empty(), "nothing left: {run}");
+        let e = r.error.as_deref().unwrap_or_default();
+        assert!(
+            e.contains("none of our SYNs left this host") && e.contains(&format!("answer {by}")),
+            "{target}: {run}"
+        );
+    }
+}
+}
+
+lab_test! {
 /// The targets of one command share one tap, its filter moved from probe to probe (run.rs,
 /// `Tap::retarget`): across families and verdicts each record and each packet of `--pcap`
 /// is its own probe's, none of an earlier one's.

@@ -118,9 +118,15 @@ pub fn link_routes(oif: u32, us: IpAddr, mac: MacAddr) -> Result<LinkRoutes> {
     Ok(LinkRoutes::new(us, mac, local, routes))
 }
 
-/// What the kernel's neighbour table holds for interface `oif` and family `v6`: the
-/// entries with a usable link address (not INCOMPLETE or FAILED).
-pub fn kernel_neighbours(oif: u32, v6: bool) -> Result<HashMap<IpAddr, MacAddr>> {
+/// One entry of the kernel's neighbour table.
+struct KernelNeighbour {
+    dst: IpAddr,
+    state: u16,
+    mac: Option<MacAddr>,
+}
+
+/// The kernel's neighbour entries on interface `oif` for family `v6`.
+fn dump_neighbours(oif: u32, v6: bool) -> Result<Vec<KernelNeighbour>> {
     let mut sock =
         NlSocket::open(libc::NETLINK_ROUTE).context("reading neighbours needs rtnetlink")?;
     let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
@@ -133,28 +139,49 @@ pub fn kernel_neighbours(oif: u32, v6: bool) -> Result<HashMap<IpAddr, MacAddr>>
     let replies = sock
         .request(&m, seq)
         .context("dumping the neighbour table")?;
-    let mut out = HashMap::new();
+    let mut out = Vec::new();
     for r in replies.iter().filter(|r| r.ty == RTM_NEWNEIGH) {
         let Some(h) = r.payload.get(..12) else {
             continue;
         };
         let ifindex = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
-        let state = u16::from_ne_bytes([h[8], h[9]]);
-        if ifindex != oif || state & (NUD_INCOMPLETE | NUD_FAILED) != 0 || state == NUD_NONE {
+        if ifindex != oif {
             continue;
         }
         let rta = &r.payload[12..];
-        let (Some(dst), Some(mac)) = (
-            find_attr(rta, NDA_DST).and_then(|b| parse_ip(b, v6)),
-            find_attr(rta, NDA_LLADDR).and_then(MacAddr::from_slice),
-        ) else {
+        let Some(dst) = find_attr(rta, NDA_DST).and_then(|b| parse_ip(b, v6)) else {
             continue;
         };
-        if mac.is_unicast() {
-            out.insert(dst, mac);
+        out.push(KernelNeighbour {
+            dst,
+            state: u16::from_ne_bytes([h[8], h[9]]),
+            mac: find_attr(rta, NDA_LLADDR).and_then(MacAddr::from_slice),
+        });
+    }
+    Ok(out)
+}
+
+/// What the kernel's neighbour table holds for interface `oif` and family `v6`: the
+/// entries with a usable link address (not INCOMPLETE or FAILED).
+pub fn kernel_neighbours(oif: u32, v6: bool) -> Result<HashMap<IpAddr, MacAddr>> {
+    let mut out = HashMap::new();
+    for n in dump_neighbours(oif, v6)? {
+        if n.state & (NUD_INCOMPLETE | NUD_FAILED) != 0 || n.state == NUD_NONE {
+            continue;
+        }
+        if let Some(mac) = n.mac.filter(|m| m.is_unicast()) {
+            out.insert(n.dst, mac);
         }
     }
     Ok(out)
+}
+
+/// Whether the kernel tried to resolve `addr` on `oif` and got no answer: its entry is
+/// FAILED or still INCOMPLETE (the packets queued behind it were dropped).
+pub fn kernel_unresolved(oif: u32, addr: IpAddr) -> Result<bool> {
+    Ok(dump_neighbours(oif, addr.is_ipv6())?
+        .iter()
+        .any(|n| n.dst == addr && n.state & (NUD_INCOMPLETE | NUD_FAILED) != 0))
 }
 
 fn parse_ip(b: &[u8], v6: bool) -> Option<IpAddr> {

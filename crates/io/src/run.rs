@@ -300,10 +300,41 @@ fn run_guarded(
     // What the ring had no room for (or could not give whole) never reached our TCP:
     // the record says so.
     probe.capture_lost(tap.losses().total().saturating_sub(lost_before));
+    if probe.nothing_seen_leaving() && !interrupted && !path.route.is_loopback {
+        explain_unsent(&mut probe, &path.route, remote.ip());
+    }
     keep_spare(path.route.oif, path.route.is_loopback, tap);
     Ok(Outcome {
         result: probe.into_result(),
     })
+}
+
+/// None of the probe's segments left: ask the kernel whether its next hop went
+/// unresolved (the packets wait behind ARP / ND and are dropped when it fails), and tell
+/// the probe, which says so in the record.
+fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAddr) {
+    let hop = route.gateway.unwrap_or(dst);
+    if !super::neighbour::kernel_unresolved(route.oif, hop).unwrap_or(false) {
+        return;
+    }
+    let by = if hop.is_ipv6() {
+        "Neighbor Discovery"
+    } else {
+        "ARP"
+    };
+    let what = if route.gateway.is_some() {
+        format!(
+            "the gateway {hop} did not answer {by} on {}, so the kernel never sent our SYNs",
+            route.ifname
+        )
+    } else {
+        format!(
+            "{hop} did not answer {by} on {} (down, or not on this link), so the kernel \
+             never sent our SYNs",
+            route.ifname
+        )
+    };
+    probe.next_hop_unresolved(what);
 }
 
 /// A probe's tap, kept once the probe is over for the next probe through the same

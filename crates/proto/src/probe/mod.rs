@@ -201,6 +201,9 @@ pub struct Probe {
     /// Packets the capture dropped while the probe ran, as the driver counted them.
     capture_lost: u64,
     error: Option<String>,
+    /// The driver's word that the next hop's link-layer address went unresolved (ARP, ND):
+    /// why none of our segments left, when none was seen leaving.
+    unresolved: Option<String>,
     /// The user stopped the probe before it ended (Ctrl-C, SIGTERM).
     interrupted: bool,
     tls: Option<tls::TlsSession>,
@@ -251,6 +254,7 @@ impl Probe {
             sent_synack: false,
             capture_lost: 0,
             error: None,
+            unresolved: None,
             interrupted: false,
             tls: None,
             tls_setup_error: None,
@@ -747,6 +751,20 @@ impl Probe {
     /// probe ran: segments our TCP never saw. The record says so (`capture_lost`).
     pub fn capture_lost(&mut self, packets: u64) {
         self.capture_lost = self.capture_lost.saturating_add(packets);
+    }
+
+    /// Whether none of our segments was seen leaving (on the tap) so far.
+    pub fn nothing_seen_leaving(&self) -> bool {
+        self.out_end.is_none()
+    }
+
+    /// The driver asked the kernel why nothing left: the next hop's link-layer address
+    /// went unresolved (`what`: which address, on which interface, by ARP or ND). The
+    /// kernel holds packets for an unresolved neighbour and drops them when resolution
+    /// fails, so our SYNs never reached the wire; the record says so rather than leave
+    /// "filtered, no-response" unexplained (a scan says `no-arp`/`no-nd` for such a host).
+    pub fn next_hop_unresolved(&mut self, what: String) {
+        self.unresolved = Some(what);
     }
 
     /// ns since our first SYN.
@@ -1261,7 +1279,14 @@ impl Probe {
             icmp_ignored: self.icmp_ignored,
             path_mtu: self.conn.path_mtu(),
             pmtu_black_hole: self.conn.pmtu_black_hole(),
-            error: self.error.clone(),
+            error: match (&self.error, &self.unresolved) {
+                (None, Some(what))
+                    if state == verdict::PortState::Filtered && self.out_end.is_none() =>
+                {
+                    Some(format!("none of our SYNs left this host: {what}"))
+                }
+                (e, _) => e.clone(),
+            },
             interrupted: self.interrupted,
         }
     }
