@@ -411,14 +411,35 @@ fn default_trust_is_the_system_store_which_does_not_know_the_lab_ca() {
 }
 
 lab_test! {
+/// A server that answers a ClientHello in cleartext: nginx with an HTTP status line, Python's
+/// http.server with a bare HTML page. Both are named not TLS, and our close shows on the
+/// segment that carries our FIN, not on the ACK of their bytes sent just before it.
 fn plain_http_on_443_is_named() {
     let mut lab = Lab::new("tls_plain");
     lab.start_nginx(443);
-    let (run, rec) = probe(&lab, &[&https_url(&lab, false)], &[]);
-    assert_eq!(run.code, Some(1), "{run}");
-    assert_eq!(rec["state"], "open", "{run}");
-    assert!(err(&rec).contains("plain HTTP"), "{run}");
-    assert_eq!(rec["tls"]["verified"], Value::Null, "{run}");
+    lab.start_python_http(false, 8443);
+    for (url, words) in [
+        (https_url(&lab, false), "plain HTTP"),
+        (format!("https://{}:8443/", lab.server_v4), "does not speak TLS"),
+    ] {
+        let (run, rec) = probe(&lab, &[&url], &[]);
+        assert_eq!(run.code, Some(1), "{run}");
+        assert_eq!(rec["state"], "open", "{run}");
+        assert!(err(&rec).contains(words), "{run}");
+        assert_eq!(rec["tls"]["verified"], Value::Null, "{run}");
+        for seg in rec["segments"].as_array().unwrap() {
+            let ours_closing = seg["dir"] == "out"
+                && seg["transitions"].as_array().is_some_and(|t| {
+                    t.iter().any(|t| {
+                        let t = t.as_str().unwrap_or_default();
+                        t.ends_with("FIN-WAIT-1") || t.ends_with("LAST-ACK")
+                    })
+                });
+            if ours_closing {
+                assert!(seg["flags"].as_str().unwrap().contains('F'), "{seg}\n{run}");
+            }
+        }
+    }
 }
 }
 

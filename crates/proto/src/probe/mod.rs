@@ -300,16 +300,31 @@ impl Probe {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<tcp::Segment> {
         let seg = self.conn.poll_transmit(now)?;
+        // A change our call made shows with the segment that carries it: our SYN (into
+        // SYN-SENT), our FIN (into FIN-WAIT-1 or LAST-ACK, RFC 9293 §3.10.4) — not with an
+        // ACK the connection still owed and sends first.
+        let carries = |t: &Transition| match t.to {
+            State::SynSent => seg.flags.syn(),
+            State::FinWait1 | State::LastAck => seg.flags.fin(),
+            _ => true,
+        };
+        // In order: a change waits for its segment, and the changes after it wait too.
+        let shown = self
+            .pending_out_transitions
+            .iter()
+            .take_while(|(_, t)| carries(t))
+            .count();
+        let transitions = self
+            .pending_out_transitions
+            .drain(..shown)
+            .map(|(_, t)| t)
+            .collect();
         self.sent.push_back(Sent {
             seq: seg.seq,
             ack: seg.ack,
             flags: seg.flags,
             len: seg.payload.len(),
-            transitions: self
-                .pending_out_transitions
-                .drain(..)
-                .map(|(_, t)| t)
-                .collect(),
+            transitions,
         });
         // Bounded: copies that never showed up on the tap are forgotten. The bound must
         // exceed one flush (net::run sends up to 256 segments before it reads the tap
