@@ -485,13 +485,27 @@ fn entries(
 
 pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let file = c.file.display().to_string();
-    let text = std::fs::read_to_string(&c.file)
-        .map_err(|e| UsageError(format!("cannot read the configuration {file}: {e}")))?;
+    let text = std::fs::read_to_string(&c.file).map_err(|e| {
+        UsageError(format!(
+            "cannot read the configuration {file}: {}",
+            super::io_reason(&e)
+        ))
+    })?;
     let cfg = mconfig::parse(&text, &monitor_defaults())
         .map_err(|e| UsageError(format!("{file}, {e}")))?;
     if cfg.histograms.kind != HistogramKind::Classic {
+        // The line, as every other refusal of the file names it.
+        let mut section = "";
+        let line = text.lines().position(|l| {
+            let l = l.trim();
+            if l.starts_with('[') {
+                section = l;
+            }
+            section == "[histograms]" && l.split('=').next().map(str::trim) == Some("type")
+        });
+        let at = line.map_or(String::new(), |n| format!(", line {}", n + 1));
         return Err(UsageError(format!(
-            "{file}: [histograms] type = \"{}\": native histograms travel only in Prometheus' \
+            "{file}{at}: [histograms] type = \"{}\": native histograms travel only in Prometheus' \
              protobuf exposition, which this build does not serve; use type = \"classic\"",
             if cfg.histograms.kind == HistogramKind::Native {
                 "native"

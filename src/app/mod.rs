@@ -196,7 +196,7 @@ pub(crate) fn create_output(path: &std::path::Path, flag: &str) -> Result<std::f
 }
 
 /// An I/O error in words, without Rust's `(os error N)`.
-fn io_reason(e: &io::Error) -> String {
+pub(super) fn io_reason(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "no such file or directory".into(),
         io::ErrorKind::PermissionDenied => "permission denied".into(),

@@ -585,6 +585,43 @@ fn a_bad_configuration_is_refused_with_its_line() {
         out.stderr.contains(&format!("{}, line 6:", cfg.display())),
         "{out}"
     );
+    // Every refusal names its line: the histogram type this build cannot serve, buckets
+    // written neither way, and a missing file in words.
+    for (text, line, words) in [
+        (
+            "# a\n[histograms]\ntype = \"native\"\n",
+            3,
+            "use type = \"classic\"",
+        ),
+        (
+            "[histograms]\nbuckets = \"1ms\"\n",
+            2,
+            "`buckets` must be a list",
+        ),
+        (
+            "[[survey]]\nname = \"x\"\ntargets = [\"198.18.0.010:80\"]\n",
+            3,
+            "leading zero",
+        ),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let out = check_config();
+        assert_eq!(out.code, Some(2), "{text}\n{out}");
+        let at = format!("{}, line {line}:", cfg.display());
+        assert!(
+            out.stderr.contains(&at) && out.stderr.contains(words),
+            "{text}\n{out}"
+        );
+    }
+    let out = run_bounded(
+        Command::new(lab::tcpshake_bin()).args(["exporter", "--config", "/nonexistent/x.toml"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("x.toml: no such file or directory"),
+        "{out}"
+    );
     let list = dir.join("fleet.txt");
     std::fs::write(&list, "198.18.0.2:80\n\n198.18.0.3\n").unwrap();
     std::fs::write(

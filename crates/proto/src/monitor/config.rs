@@ -260,7 +260,10 @@ struct RawHistograms {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`buckets` must be a list of durations ([\"100us\", \"1ms\"]) or { start = \"10us\", factor = 2, count = 21 }"
+)]
 enum RawBuckets {
     List(Vec<String>),
     Exponential(RawExponential),
