@@ -94,7 +94,9 @@ fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
             Ok((target, Some(sample))) => stats.add(&target, &sample),
             Ok((_, None)) => {}
             Err(_) if !line.ends_with('\n') => {
-                eprintln!("tcpshake: {name}:{n}: last line is cut short; skipped");
+                eprintln!(
+                    "tcpshake: {name}, line {n}: the last line is cut short (a run still writing, or stopped mid-line); skipped"
+                );
             }
             // Not JSON, or JSON but not an object: some other file.
             Err(_)

@@ -110,7 +110,11 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
         (None, Some(a)) => format!(" ({a})"),
         _ => String::new(),
     };
-    let verdict = format!("{} ({})", d.state, d.reason);
+    let verdict = if d.state == PortState::Interrupted {
+        "interrupted before it answered".to_string()
+    } else {
+        format!("{} ({})", d.state, d.reason)
+    };
     let verdict = match d.state {
         PortState::Open => style.paint("32", &verdict),
         _ => style.paint("31", &verdict),
@@ -146,7 +150,8 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(s, "error: {e}");
     }
-    if r.interrupted {
+    // Said once: the destination's line says it when the stop came before its answer.
+    if r.interrupted && d.state != PortState::Interrupted {
         let _ = writeln!(s, "interrupted");
     }
     let _ = writeln!(
@@ -268,6 +273,26 @@ mod tests {
         assert!(text.contains("no reply beyond TTL 2"));
         assert!(text.contains("note: a note"));
         assert!(text.contains("9 packets sent in 1.200 s, 1 answer matched no probe"));
+    }
+
+    /// Stopped before the destination answered: said once, on its line.
+    #[test]
+    fn an_interruption_is_said_once() {
+        let mut r = record();
+        r.interrupted = true;
+        r.destination.state = PortState::Interrupted;
+        r.destination.reason = Reason::Interrupted;
+        let text = render(&r, Style { color: false });
+        assert!(
+            text.contains("destination: interrupted before it answered\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("interrupted").count(), 1, "{text}");
+        // Stopped after it answered (an in-session close cut short): its own line.
+        r.destination.state = PortState::Open;
+        r.destination.reason = Reason::SynAck;
+        let text = render(&r, Style { color: false });
+        assert!(text.contains("\ninterrupted\n"), "{text}");
     }
 
     #[test]

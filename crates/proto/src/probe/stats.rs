@@ -524,12 +524,14 @@ pub fn parse_slo(s: &str) -> Result<Slo, String> {
             ));
         }
     };
-    // Every probe has a `total` (first segment to last, a filtered one's included), so
-    // its loss is 0% whatever happens: an objective that can never be breached is refused.
+    // A probe's `total` runs from its first segment to its last, a filtered one's
+    // included; only a probe whose SYN never left (an unresolved neighbour) has none. Its
+    // "loss" is not the loss anyone means: refused, with what to write instead.
     if leg == Leg::Total && stat == Stat::Loss {
         return Err(format!(
-            "`{s}`: every probe has a total, so total.loss is always 0%; write connect.loss \
-             (probes that got no SYN-ACK) or ttfb.loss (no response)"
+            "`{s}`: a probe's total is its whole run, not a reply it may miss (total.loss \
+             would count only probes whose SYN never left); write connect.loss (probes that \
+             got no SYN-ACK) or ttfb.loss (no response)"
         ));
     }
     let bound = if stat.is_time() {
