@@ -972,24 +972,39 @@ fn an_on_link_address_without_a_neighbour_is_named_as_such() {
         "[{}]:80",
         std::net::Ipv6Addr::new(v6[0], v6[1], v6[2], v6[3], v6[4], v6[5], v6[6], v6[7] + 50)
     );
+    let list = lab.dir().join("dead.txt");
+    std::fs::write(&list, format!("{dead4}\n{dead6}\n")).unwrap();
+    let list = list.to_string_lossy().into_owned();
+    let common = ["--no-http", "--retries", "1", "--rto", "300ms"];
+    // A survey of both, then each alone (the survey's driver and the single probe's).
+    let survey = lab.run_client_bounded(
+        ["probe", "-iL", &list, "-o", "jsonl"].iter().chain(&common),
+        Duration::from_secs(20),
+    );
+    assert_eq!(survey.code, Some(1), "{survey}");
+    let in_survey = survey.records();
+    assert_eq!(in_survey.len(), 2, "{survey}");
     for (target, by) in [(dead4, "ARP"), (dead6, "Neighbor Discovery")] {
         let run = lab.run_client_bounded(
-            [
-                "probe", &target, "--no-http", "--retries", "1", "--rto", "300ms", "--json",
-            ],
+            ["probe", &target, "--json"].iter().chain(&common),
             Duration::from_secs(20),
         );
         assert_eq!(run.code, Some(1), "{run}");
-        let records = run.records();
+        let mut records = run.records();
         assert_eq!(records.len(), 1, "{run}");
-        let r = &records[0];
-        assert_eq!(r.state(), "filtered", "{run}");
-        assert!(r.segments.is_empty(), "nothing left: {run}");
-        let e = r.error.as_deref().unwrap_or_default();
-        assert!(
-            e.contains("none of our SYNs left this host") && e.contains(&format!("answer {by}")),
-            "{target}: {run}"
-        );
+        let addr = records[0].addr.clone();
+        records.extend(in_survey.iter().filter(|r| r.addr == addr).cloned());
+        assert_eq!(records.len(), 2, "{run}\n{survey}");
+        for r in &records {
+            assert_eq!(r.state(), "filtered", "{run}");
+            assert!(r.segments.is_empty(), "nothing left: {run}");
+            let e = r.error.as_deref().unwrap_or_default();
+            assert!(
+                e.contains("none of our SYNs left this host")
+                    && e.contains(&format!("answer {by}")),
+                "{target}: {run}\n{survey}"
+            );
+        }
     }
 }
 }

@@ -312,7 +312,7 @@ fn run_guarded(
 /// None of the probe's segments left: ask the kernel whether its next hop went
 /// unresolved (the packets wait behind ARP / ND and are dropped when it fails), and tell
 /// the probe, which says so in the record.
-fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAddr) {
+pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAddr) {
     let hop = route.gateway.unwrap_or(dst);
     if !super::neighbour::kernel_unresolved(route.oif, hop).unwrap_or(false) {
         return;

@@ -1136,8 +1136,16 @@ impl Loop<'_, '_> {
         self.finished += 1;
         // The port stays guarded until its drain is over; then the kernel may have it back.
         self.recent.remember(slot.remote, slot.local.port());
+        let mut probe = slot.probe;
+        // Rare (an on-link target that is down): one neighbour-table dump to say why.
+        if probe.nothing_seen_leaving()
+            && let Some(route) = self.routes.get(&slot.remote.ip())
+            && !route.is_loopback
+        {
+            super::run::explain_unsent(&mut probe, route, slot.remote.ip());
+        }
         let outcome = Box::new(Outcome {
-            result: slot.probe.into_result(),
+            result: probe.into_result(),
         });
         if slot.guarded {
             self.ports.give_back(slot.reservation);
