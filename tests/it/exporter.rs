@@ -500,6 +500,55 @@ fn probe_requests_keep_their_connections_in_a_narrow_port_range() {
 }
 
 lab_test! {
+/// A target no connection can be made to — the subnet's broadcast address, allowed by a
+/// /24 — costs only itself: `/probe` answers with why, a survey of it beside a real one
+/// goes on, and the exporter keeps serving (one such request used to stop it: the
+/// kernel's EACCES ended the whole loop).
+fn a_broadcast_target_costs_only_itself() {
+    let mut lab = Lab::new("exporter-bcast");
+    lab.start_nginx(80);
+    let o = lab.server_v4.octets();
+    let subnet = format!("{}.{}.{}.0/24", o[0], o[1], o[2]);
+    let broadcast = format!("{}.{}.{}.255", o[0], o[1], o[2]);
+    let config = write_config(
+        &lab,
+        &format!(
+            "[probe]\nallow = [\"{subnet}\"]\nrate = 100\nburst = 100\n\n[[survey]]\n\
+             name = \"lan\"\ninterval = \"1s\"\ntargets = [\"{broadcast}:80\", \"{}:80\"]\n",
+            lab.server_v4
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+    let (status, body) = get(&lab, &format!("/probe?target={broadcast}:80"));
+    assert!(status >= 400, "{status} {body}");
+    assert!(body.contains("is a broadcast address"), "{body}");
+    // Still serving, and still surveying the real target.
+    let (status, body) = get(&lab, &format!("/probe?target={}:80", lab.server_v4));
+    assert_eq!(status, 200, "{body}\n{}", exporter_log(&lab));
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, metrics) = get(&lab, "/metrics");
+    assert_eq!(status, 200, "{}", exporter_log(&lab));
+    let probes = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("tcpshake_survey_probes_total{")
+                && l.contains(&format!("{}:80", lab.server_v4))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(probes >= 2.0, "{metrics}\n{}", exporter_log(&lab));
+    assert!(
+        metrics.contains(&format!(
+            "tcpshake_survey_failures_total{{survey=\"lan\",target=\"{broadcast}:80\""
+        )),
+        "{metrics}"
+    );
+    assert!(exporter_log(&lab).contains("is a broadcast address"), "{}", exporter_log(&lab));
+}
+}
+
+lab_test! {
 fn sigterm_resets_probes_in_flight_exits_0_and_removes_the_guard() {
     let mut lab = Lab::new("exporter-term");
     // Accepts and never answers: every HTTP probe waits for its response.

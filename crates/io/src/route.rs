@@ -49,6 +49,33 @@ pub struct Route {
     /// The interface's MAC address, when it is an Ethernet interface (ARPHRD_ETHER):
     /// what a scan writing whole frames puts as their source.
     pub mac: Option<MacAddr>,
+    /// The route's type (`rtm_type`): a broadcast or multicast destination is one no TCP
+    /// connection can be made to.
+    pub rtm_type: u8,
+}
+
+// linux/rtnetlink.h
+const RTN_BROADCAST: u8 = 3;
+const RTN_MULTICAST: u8 = 5;
+
+impl Route {
+    /// `Err` when the destination is an address no connection can be made to: a
+    /// broadcast address (a subnet's, which the kernel's local table names, or
+    /// 255.255.255.255) or a multicast group (RFC 1122 §4.2.3.10: a SYN to one must be
+    /// ignored; the kernel refuses to send it to a broadcast address without
+    /// SO_BROADCAST, EACCES). Said before anything is sent, as what it is.
+    pub fn connectable(&self, dst: IpAddr) -> anyhow::Result<()> {
+        let what = match self.rtm_type {
+            RTN_BROADCAST => "a broadcast address",
+            RTN_MULTICAST => "a multicast address",
+            _ if dst.is_multicast() => "a multicast address",
+            _ => return Ok(()),
+        };
+        anyhow::bail!(
+            "{dst} is {what} (on {}): no TCP connection can be made to it",
+            self.ifname
+        )
+    }
 }
 
 /// Looks up the route to `dst` in the calling thread's network namespace.
@@ -160,6 +187,7 @@ fn lookup_with(
         mtu: route_mtu.or(link.mtu),
         is_loopback: link.is_loopback,
         mac: link.mac,
+        rtm_type: reply.payload.get(7).copied().unwrap_or(0),
     })
 }
 

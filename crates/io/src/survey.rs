@@ -168,6 +168,9 @@ struct Queued {
     len: usize,
     sender: usize,
     remote: SocketAddr,
+    /// Its probe: the slot and the slot's generation (the slot may be another probe's by
+    /// the time a send fails).
+    slot: (usize, u64),
     /// Its place in the order of sending (`Pass::send_rank`): a SYN-ACK's answer first.
     rank: u8,
 }
@@ -753,6 +756,7 @@ impl Loop<'_, '_> {
     ) -> Result<()> {
         let remote = target.remote;
         let route = self.route(remote.ip())?;
+        route.connectable(remote.ip())?;
         let (reservation, fresh) = self.reserve(route.src, remote)?;
         let local = SocketAddr::new(route.src, reservation.port);
         let tap = self.tap_for(&route)?;
@@ -1019,6 +1023,7 @@ impl Loop<'_, '_> {
                 len,
                 sender: slot.sender,
                 remote: slot.remote,
+                slot: (i, slot.generation),
                 rank: self.pass.send_rank(first, synack),
             });
             first = false;
@@ -1053,12 +1058,25 @@ impl Loop<'_, '_> {
                 .iter()
                 .map(|q| (&self.outbox.bytes[q.start..q.start + q.len], q.remote.ip()))
                 .collect();
-            let sent = self.senders[first.sender]
-                .send_batch(&batch)
-                .map_err(|e| send_error(e, first.remote))?;
-            if sent == 0 {
-                anyhow::bail!("sending to {}: the kernel took no segment", first.remote);
-            }
+            let sent = match self.senders[first.sender].send_batch(&batch) {
+                Ok(0) => {
+                    anyhow::bail!("sending to {}: the kernel took no segment", first.remote)
+                }
+                Ok(n) => n,
+                // `sendmmsg` fails only when its first segment does: that segment's probe
+                // ends with the error, and the rest go on (one target the kernel will not
+                // send to — a broadcast address, a neighbour that just failed — cost the
+                // whole survey, the exporter with it). A refusal of the host's own (a
+                // firewall, a capability) ends the run.
+                Err(e) => {
+                    let error = send_error(e, first.remote);
+                    if is_environment_error(&error) {
+                        return Err(error);
+                    }
+                    self.send_failed(first.slot, &error);
+                    1
+                }
+            };
             rest = &rest[sent..];
         }
         self.outbox.bytes.clear();
@@ -1067,6 +1085,22 @@ impl Loop<'_, '_> {
         self.segments_sent += packets_sent;
         self.last_tx = clock::now();
         Ok(())
+    }
+
+    /// A segment of the probe in `slot` could not be sent: the probe ends with the error
+    /// (its record says it), and `settle` finishes it.
+    fn send_failed(&mut self, (i, generation): (usize, u64), error: &anyhow::Error) {
+        let Some(s) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        if s.generation != generation {
+            return;
+        }
+        s.probe.abort(clock::now(), &format!("{error:#}"));
+        if !s.due {
+            s.due = true;
+            self.due.push(i);
+        }
     }
 
     /// Put the slot's next deadline on the timer heap, unless an earlier one is there.
