@@ -135,6 +135,11 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            // serde_json wraps the writer's error and does not give it as its source: a
+            // `--json` writer's closed pipe is found only by asking it.
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -160,6 +165,18 @@ mod tests {
         assert_eq!(Exit::Ok.and(Exit::Failed), Exit::Failed);
     }
 
+    /// A writer whose reader is gone.
+    struct ClosedPipe;
+
+    impl std::io::Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn errors_map_to_their_kind() {
         let usage = anyhow::Error::new(UsageError("bad".into())).context("while reading");
@@ -169,6 +186,11 @@ mod tests {
         assert_eq!(classify(&anyhow::anyhow!("other")), Exit::Failed);
         let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
         assert!(is_broken_pipe(&pipe.context("writing")));
+        // What `serde_json::to_writer` returns when the pipe is closed.
+        let json = serde_json::to_writer(ClosedPipe, &[1, 2, 3]).unwrap_err();
+        assert!(is_broken_pipe(&anyhow::Error::new(json).context("writing")));
+        let not = serde_json::from_str::<u8>("x").unwrap_err();
+        assert!(!is_broken_pipe(&anyhow::Error::new(not)));
     }
 
     /// README's exit-code table is this table: every code, once, with its meaning.

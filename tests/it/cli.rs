@@ -457,6 +457,9 @@ fn a_closed_pipe_ends_every_command_quietly() {
         format!("probe {target} {target} {target}"),
         format!("probe {target} -c 20 --json"),
         format!("scan {server}/30 -p 80,81 --all --wait 200ms"),
+        // ~250 KB of JSON Lines: more than a pipe holds, so the write after `head` left
+        // fails (serde_json's error, which hid the closed pipe: exit 1 and a message).
+        format!("scan {server} -p 1-2000 --json --wait 200ms"),
     ] {
         let script = format!(
             "ip netns exec {} {} {args} 2>err.txt | head -c 1 >/dev/null; \
