@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
@@ -41,7 +42,8 @@ const LIVE_WINDOW: usize = 1000;
 /// list's, line by line, each expanded over the `-p` ports and resolved. Never holds more
 /// than one line's.
 struct TargetStream<'a> {
-    pending: VecDeque<Target>,
+    /// Targets to resolve, each with the list line it came from (none: the command line).
+    pending: VecDeque<(Target, Option<Rc<str>>)>,
     list: Option<TargetList>,
     ports: &'a [u16],
     family: Family,
@@ -63,12 +65,14 @@ impl TargetStream<'_> {
         let Some((origin, specs)) = list.next_line() else {
             return false;
         };
+        let from: Rc<str> = Rc::from(origin.as_str());
         for spec in specs {
             let checked = target::expand(&spec, self.ports, self.family);
             match checked {
                 Ok(ts) => self.pending.extend(
                     ts.into_iter()
-                        .filter(|t| self.shard.is_none_or(|s| s.owns(&t.spec))),
+                        .filter(|t| self.shard.is_none_or(|s| s.owns(&t.spec)))
+                        .map(|t| (t, Some(Rc::clone(&from)))),
                 ),
                 Err(e) => list.skip(&origin, e),
             }
@@ -104,16 +108,18 @@ impl Iterator for TargetStream<'_> {
     fn next(&mut self) -> Option<SurveyTarget> {
         // Bounded by the input: each pass consumes a pending target or a line.
         loop {
-            if let Some(t) = self.pending.pop_front() {
+            if let Some((t, from)) = self.pending.pop_front() {
                 if self.last_failed.as_ref() == Some(&t.host) {
                     self.failed += 1;
                     continue;
                 }
+                // A list's target is named by its line, as a bad line is.
+                let at = from.map_or(String::new(), |f| format!("{f}: "));
                 let remote = match resolve(&t, self.family) {
                     Ok(a) => a,
                     Err(e) => {
                         // As `probe` says it; the host's other ports fail alike, silently.
-                        eprintln!("tcpshake: {e:#}");
+                        eprintln!("tcpshake: {at}{e:#}");
                         self.failed += 1;
                         self.last_failed = Some(t.host);
                         continue;
@@ -123,7 +129,7 @@ impl Iterator for TargetStream<'_> {
                 match self.prepare(t, remote) {
                     Ok(st) => return Some(st),
                     Err(e) => {
-                        eprintln!("tcpshake: {label}: {e:#}");
+                        eprintln!("tcpshake: {at}{label}: {e:#}");
                         self.failed += 1;
                         continue;
                     }
@@ -145,6 +151,10 @@ struct Sink {
     pending: Vec<Outcome>,
     stats: Survey,
     failed: u64,
+    /// Targets whose probes could not start, said once each (`-c 50` of a target with no
+    /// route said the same line 50 times); how many times more they failed.
+    failures_said: std::collections::HashSet<String>,
+    failed_again: u64,
     live: Live,
 }
 
@@ -472,7 +482,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
             .targets
             .iter()
             .filter(|t| c.shard.is_none_or(|s| s.owns(&t.spec)))
-            .cloned()
+            .map(|t| (t.clone(), None))
             .collect(),
         list,
         ports: &c.ports,
@@ -502,6 +512,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         pending: Vec::new(),
         stats: Survey::default(),
         failed: 0,
+        failures_said: std::collections::HashSet::new(),
+        failed_again: 0,
         live: Live::new(live_stderr()),
     };
     let opts = SurveyOptions {
@@ -526,8 +538,12 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
             Report::PassDone => sink.pass_done(),
             Report::Captured(packets) => sink.captured(packets),
             Report::Failed { target, error } => {
-                sink.live
-                    .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
+                if sink.failures_said.insert(target.label.clone()) {
+                    sink.live
+                        .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
+                } else {
+                    sink.failed_again += 1;
+                }
                 sink.failed += 1;
                 Ok(())
             }
@@ -566,9 +582,16 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         records,
         stats,
         failed,
+        failed_again,
         ..
     } = sink;
     records.finish()?;
+    if failed_again > 0 {
+        eprintln!(
+            "tcpshake: and {} of those targets failed as said above",
+            crate::report::count(failed_again, "more probe", "more probes")
+        );
+    }
     // The table goes where it does not mix with machine-readable records.
     if format == OutputFormat::Text {
         let mut out = io::BufWriter::new(io::stdout().lock());

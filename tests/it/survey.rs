@@ -735,3 +735,38 @@ fn statistics_list_targets_in_input_order() {
     assert_eq!(titles(&rep.stdout), targets, "{rep}");
 }
 }
+
+lab_test! {
+/// What could not be probed is said once per target, where it came from: a list line
+/// (its `FILE, line N`, a byte-order mark at the file's start ignored), and a target with
+/// no route under `-c 3` once, not three times.
+fn failures_are_said_once_each_with_their_line() {
+    let mut lab = Lab::new("survey-said");
+    lab.start_python_http(false, 80);
+    let list = lab.dir().join("bom.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "\u{feff}{}\r\nno-such-name.invalid:80\n",
+            lab.target(false, 80)
+        ),
+    )
+    .unwrap();
+    let list = list.to_string_lossy().into_owned();
+    let run = lab.run_client_bounded(
+        [
+            "probe", "-iL", &list, "198.19.254.9:80", "-c", "3", "-i", "10ms", "-q",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr.contains(&format!("{list}, line 2: cannot resolve `no-such-name.invalid`")),
+        "{run}"
+    );
+    assert!(!run.stderr.contains("line 1"), "the BOM line is a target:\n{run}");
+    assert_eq!(run.stderr.matches("no route to 198.19.254.9").count(), 1, "{run}");
+    assert!(run.stderr.contains("and 2 more probes of those targets failed"), "{run}");
+    assert!(run.stdout.contains(&format!("{}   probes 3", lab.target(false, 80))), "{run}");
+}
+}

@@ -26,6 +26,9 @@ impl std::fmt::Display for BadLine {
 /// The targets on one line (without its line break).
 pub fn specs(line: &[u8]) -> Result<impl Iterator<Item = &str>, BadLine> {
     let text = std::str::from_utf8(line).map_err(|_| BadLine::NotText)?;
+    // A byte-order mark (Windows editors start a UTF-8 file with one) is not text of the
+    // first target; invisible in a message, it made `198.18.0.1` "not an address".
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text
         .chars()
         .any(|c| c.is_control() && !c.is_ascii_whitespace())
@@ -42,6 +45,14 @@ mod tests {
 
     fn all(line: &[u8]) -> Result<Vec<&str>, BadLine> {
         specs(line).map(Iterator::collect)
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_target() {
+        assert_eq!(
+            all("\u{feff}198.18.0.1:80\r".as_bytes()),
+            Ok(vec!["198.18.0.1:80"])
+        );
     }
 
     #[test]
