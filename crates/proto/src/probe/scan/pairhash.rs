@@ -98,7 +98,9 @@ mod tests {
         let v4 = |k: u16| IpAddr::V4(Ipv4Addr::from(0xc612_0000 | u32::from(k)));
         let v6 = |k: u16| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, k));
         // One host's every port, v4 and v6; a /16's and a /112's every host on one port.
-        let scans: [(&str, &dyn Fn(u16) -> (IpAddr, u16)); 4] = [
+        // (what, the k-th key's address and port)
+        type Keys<'a> = (&'a str, &'a dyn Fn(u16) -> (IpAddr, u16));
+        let scans: [Keys<'_>; 4] = [
             ("v4 ports", &|k| (v4(2), k)),
             ("v6 ports", &|k| (v6(2), k)),
             ("v4 hosts", &|k| (v4(k), 80)),
