@@ -538,6 +538,9 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
             Report::PassDone => sink.pass_done(),
             Report::Captured(packets) => sink.captured(packets),
             Report::Failed { target, error } => {
+                // Counted among the targets, in input order: "(and 1 target without a
+                // finished probe)" says it was asked for.
+                declared.borrow_mut().push(target.label.clone());
                 if sink.failures_said.insert(target.label.clone()) {
                     sink.live
                         .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
@@ -580,11 +583,15 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     }
     let Sink {
         records,
-        stats,
+        mut stats,
         failed,
         failed_again,
         ..
     } = sink;
+    // Targets started (or failed to) after the last record.
+    for label in declared.borrow_mut().drain(..) {
+        stats.declare(&label);
+    }
     records.finish()?;
     if failed_again > 0 {
         eprintln!(
