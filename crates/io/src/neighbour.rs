@@ -176,12 +176,14 @@ pub fn kernel_neighbours(oif: u32, v6: bool) -> Result<HashMap<IpAddr, MacAddr>>
     Ok(out)
 }
 
-/// Whether the kernel tried to resolve `addr` on `oif` and got no answer: its entry is
-/// FAILED or still INCOMPLETE (the packets queued behind it were dropped).
-pub fn kernel_unresolved(oif: u32, addr: IpAddr) -> Result<bool> {
+/// Whether the kernel tried to resolve `addr` on `oif` and got no answer: `Some(true)`
+/// when its entry is FAILED (the packets queued behind it were dropped), `Some(false)`
+/// while it is still INCOMPLETE (they wait), `None` otherwise.
+pub fn kernel_unresolved(oif: u32, addr: IpAddr) -> Result<Option<bool>> {
     Ok(dump_neighbours(oif, addr.is_ipv6())?
         .iter()
-        .any(|n| n.dst == addr && n.state & (NUD_INCOMPLETE | NUD_FAILED) != 0))
+        .find(|n| n.dst == addr && n.state & (NUD_INCOMPLETE | NUD_FAILED) != 0)
+        .map(|n| n.state & NUD_FAILED != 0))
 }
 
 fn parse_ip(b: &[u8], v6: bool) -> Option<IpAddr> {

@@ -152,12 +152,12 @@ impl<'g> PortKeeper<'g> {
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
                 Err(e) => {
                     return Err(anyhow::Error::new(e)
-                        .context(format!("reserving source port {port} for {src}")));
+                        .context(format!("reserving source port {port} (for {src})")));
                 }
             }
         }
         anyhow::bail!(
-            "no free source port on {src} in {lo}-{hi}: every one is in use; widen \
+            "no free source port in {lo}-{hi} (for {src}): every one is in use; widen \
              net.ipv4.ip_local_port_range"
         )
     }
@@ -393,15 +393,20 @@ impl PortReservation {
     }
 
     /// The port a user asked for (`--source-port`): [`PortTaken`] when another socket
-    /// holds it, since the guard would drop that socket's segments.
-    pub fn chosen(port: u16) -> anyhow::Result<PortReservation> {
-        PortReservation::at(port).map_err(|e| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                anyhow::Error::new(PortTaken(port))
-            } else {
-                anyhow::Error::new(e).context(format!("reserving source port {port}"))
+    /// holds it, since the guard would drop that socket's segments. `None` for a
+    /// privileged port (below `ip_unprivileged_port_start`, nmap's `-g 53`) that we may
+    /// not bind without CAP_NET_BIND_SERVICE (the documented `setcap` grants raw sockets
+    /// and nftables only): `connect` never hands such a port out, and only a privileged
+    /// program can bind it, so it goes unreserved, as it did before reservations.
+    pub fn chosen(port: u16) -> anyhow::Result<Option<PortReservation>> {
+        match PortReservation::at(port) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                Err(anyhow::Error::new(PortTaken(port)))
             }
-        })
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && port < 1024 => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("reserving source port {port}"))),
+        }
     }
 
     /// A port the kernel picks from its ephemeral range, free on every address.

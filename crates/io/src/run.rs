@@ -122,7 +122,8 @@ pub struct Outcome {
 pub struct Path {
     pub local: SocketAddr,
     pub route: route::Route,
-    reservation: PortReservation,
+    /// None only for a privileged port asked for (`PortReservation::chosen`).
+    reservation: Option<PortReservation>,
 }
 
 impl Path {
@@ -132,6 +133,7 @@ impl Path {
         route.connectable(remote.ip())?;
         let reservation = PortReservation::new()?;
         let local = SocketAddr::new(route.src, reservation.port);
+        let reservation = Some(reservation);
         Ok(Path {
             local,
             route,
@@ -316,9 +318,16 @@ fn run_guarded(
 /// the probe, which says so in the record.
 pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAddr) {
     let hop = route.gateway.unwrap_or(dst);
-    if !super::neighbour::kernel_unresolved(route.oif, hop).unwrap_or(false) {
+    let Ok(Some(failed)) = super::neighbour::kernel_unresolved(route.oif, hop) else {
         return;
-    }
+    };
+    // INCOMPLETE: resolution still running (ARP gives up after ~3 s); the kernel may yet
+    // send what it holds. FAILED: it gave up and dropped it.
+    let (answer, sent) = if failed {
+        ("did not answer", "so the kernel never sent our SYNs")
+    } else {
+        ("had not answered", "so the kernel held our SYNs")
+    };
     let by = if hop.is_ipv6() {
         "Neighbor Discovery"
     } else {
@@ -326,13 +335,12 @@ pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAdd
     };
     let what = if route.gateway.is_some() {
         format!(
-            "the gateway {hop} did not answer {by} on {}, so the kernel never sent our SYNs",
+            "the gateway {hop} {answer} {by} on {}, {sent}",
             route.ifname
         )
     } else {
         format!(
-            "{hop} did not answer {by} on {} (down, or not on this link), so the kernel \
-             never sent our SYNs",
+            "{hop} {answer} {by} on {} (down, or not on this link), {sent}",
             route.ifname
         )
     };
@@ -566,7 +574,9 @@ pub(crate) fn send_error(e: io::Error, remote: SocketAddr) -> anyhow::Error {
             ))
         }
         Some(libc::EPERM) => anyhow::Error::new(EnvironmentError(format!(
-            "sending to {remote} was refused by the local firewall or a missing capability (EPERM)"
+            "sending to {remote} was refused on this host (EPERM): a firewall rule on output \
+             (nftables, iptables), a security module or a cgroup BPF program, or a missing \
+             capability"
         ))),
         _ => anyhow::Error::new(e).context(format!("sending a segment to {remote}")),
     }

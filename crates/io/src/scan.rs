@@ -386,7 +386,7 @@ pub fn run(
     // family's tap passes only its own replies.
     let mut reservations = Vec::new();
     if let Some(p) = plan.source_port {
-        reservations.push(PortReservation::chosen(p)?);
+        reservations.extend(PortReservation::chosen(p)?);
         guard.protect_port(p)?;
     }
     let mut families: [Option<Family>; 2] = [None, None];
@@ -633,8 +633,13 @@ pub fn run(
             paths,
         })
     });
-    for r in &reservations {
-        let _ = guard.release_port(r.port);
+    // The port asked for (reserved or, if privileged, not), else each family's own.
+    let guarded: Vec<u16> = match plan.source_port {
+        Some(p) => vec![p],
+        None => reservations.iter().map(|r| r.port).collect(),
+    };
+    for p in guarded {
+        let _ = guard.release_port(p);
     }
     closing.push(Box::new(guard));
     closing.push(Box::new(reservations));
@@ -1064,9 +1069,13 @@ fn receive(
                     Defragged::Held | Defragged::Dropped(_) => continue,
                 };
                 match scan::inspect(bytes, offloaded, locals, cookie, retries) {
-                    Seen::OurSyn { remote, seq } => {
+                    // Only a copy leaving this host is our SYN: a frame from the link with
+                    // our address as its source is someone else's, and must not set (or
+                    // flood) the table of send times.
+                    Seen::OurSyn { remote, seq } if meta.outgoing => {
                         tx_times.insert((remote.ip(), remote.port(), seq.0), meta.at);
                     }
+                    Seen::OurSyn { .. } => {}
                     Seen::Reply(reply) => {
                         let remote = reply.remote;
                         if let Some(seq) = reply.rst_seq

@@ -35,20 +35,23 @@ fn monotonic_ns() -> u64 {
 extern "C" fn on_signal(sig: libc::c_int) {
     // Atomics, clock_gettime, signal and raise only: all async-signal-safe.
     let now = monotonic_ns().max(1);
-    let first = FIRST_AT.load(Ordering::Relaxed);
-    if first == 0 {
-        FIRST_AT.store(now, Ordering::Relaxed);
-        SIGNAL.store(sig, Ordering::Relaxed);
-        STOP.store(true, Ordering::Relaxed);
-    } else if now.saturating_sub(first) >= SAME_REQUEST.as_nanos() as u64 {
-        // A second request: the default action, as a process without a handler. The
-        // signal is blocked while its handler runs, so the raised one ends the process as
-        // this handler returns, reported as killed by `sig`.
-        // SAFETY: signal(2) and raise(3) are async-signal-safe.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-            libc::raise(sig);
+    // One first signal, even if SIGINT and SIGTERM come at once on two threads.
+    match FIRST_AT.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => {
+            SIGNAL.store(sig, Ordering::Relaxed);
+            STOP.store(true, Ordering::Relaxed);
         }
+        Err(first) if now.saturating_sub(first) >= SAME_REQUEST.as_nanos() as u64 => {
+            // A second request: the default action, as a process without a handler. The
+            // signal is blocked while its handler runs, so the raised one ends the process as
+            // this handler returns, reported as killed by `sig`.
+            // SAFETY: signal(2) and raise(3) are async-signal-safe.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+        }
+        Err(_) => {}
     }
 }
 

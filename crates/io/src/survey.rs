@@ -1047,7 +1047,9 @@ impl Loop<'_, '_> {
         packets.sort_by_key(|q| q.rank);
         // Consecutive packets of one sender go together (almost always all of them).
         let mut rest = &packets[..];
-        // Bounded: every turn sends at least one packet or returns an error.
+        // Bounded: every turn sends or fails at least one packet, or returns an error, but
+        // for a few turns a signal interrupts.
+        let mut interrupted = 0;
         while let Some(first) = rest.first() {
             let run = rest
                 .iter()
@@ -1063,14 +1065,20 @@ impl Loop<'_, '_> {
                     anyhow::bail!("sending to {}: the kernel took no segment", first.remote)
                 }
                 Ok(n) => n,
+                // A signal came (the handlers do not restart calls): send again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted && interrupted < 8 => {
+                    interrupted += 1;
+                    0
+                }
                 // `sendmmsg` fails only when its first segment does: that segment's probe
                 // ends with the error, and the rest go on (one target the kernel will not
-                // send to — a broadcast address, a neighbour that just failed — cost the
-                // whole survey, the exporter with it). A refusal of the host's own (a
-                // firewall, a capability) ends the run.
+                // send to — a broadcast address, a destination a local firewall rule
+                // refuses (EPERM) — cost the whole survey, the exporter with it). Only
+                // when nothing has gone out yet is a refusal the host's, not the
+                // target's: a missing capability, a firewall closed to everything.
                 Err(e) => {
                     let error = send_error(e, first.remote);
-                    if is_environment_error(&error) {
+                    if is_environment_error(&error) && self.segments_sent == 0 {
                         return Err(error);
                     }
                     self.send_failed(first.slot, &error);
