@@ -349,8 +349,8 @@ impl std::fmt::Display for PortTaken {
 impl std::error::Error for PortTaken {}
 
 /// A kernel TCP socket bound to our source port on every address (`[::]`, dual-stack) and
-/// never connected or listening: while it lives, no other socket on this host has the
-/// port, whatever its address, and none is handed it.
+/// never connected or listening: while it lives, no other socket in this network namespace
+/// (and VRF) has the port, whatever its address, and none is handed it.
 ///
 /// Every address, not only the probe's: the guard drops by port alone (guard.rs), so a
 /// reservation on one address let the walk take a port that a kernel connection held on
@@ -358,7 +358,10 @@ impl std::error::Error for PortTaken {}
 /// that connection's segments (a `/probe` request left without an answer). A wildcard
 /// bind conflicts with every socket on the port (`inet_csk_bind_conflict`: a wildcard
 /// overlaps any address, and a dual-stack `[::]` the IPv4 ones too), and `connect`'s own
-/// choice skips bound ports (`__inet_hash_connect`), so the port stays ours alone.
+/// choice skips bound ports (`__inet_hash_connect`), so the port stays ours alone there.
+/// (Not beyond: a container's connection masqueraded out through this host keeps its own
+/// source port, which the guard's prerouting rule, ahead of conntrack, would drop on the
+/// way back if it is one of ours — a port clash bind cannot see.)
 pub struct PortReservation {
     socket: Socket,
     pub port: u16,
