@@ -495,15 +495,10 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         .map_err(|e| UsageError(format!("{file}, {e}")))?;
     if cfg.histograms.kind != HistogramKind::Classic {
         // The line, as every other refusal of the file names it.
-        let mut section = "";
-        let line = text.lines().position(|l| {
-            let l = l.trim();
-            if l.starts_with('[') {
-                section = l;
-            }
-            section == "[histograms]" && l.split('=').next().map(str::trim) == Some("type")
-        });
-        let at = line.map_or(String::new(), |n| format!(", line {}", n + 1));
+        let at = cfg
+            .histograms
+            .kind_line
+            .map_or(String::new(), |n| format!(", line {n}"));
         return Err(UsageError(format!(
             "{file}{at}: [histograms] type = \"{}\": native histograms travel only in Prometheus' \
              protobuf exposition, which this build does not serve; use type = \"classic\"",

@@ -314,9 +314,7 @@ impl Sink {
     fn record(&mut self, outcome: Box<Outcome>, declared: &RefCell<Vec<String>>) -> Result<()> {
         // Targets enter the statistics in the order they were started, which is the input
         // order, before this probe's sample: the table lists them as given.
-        for label in declared.borrow_mut().drain(..) {
-            self.stats.declare(&label);
-        }
+        declare_started(&mut self.stats, declared);
         let r = &outcome.result;
         if !r.succeeded() {
             self.failed += 1;
@@ -589,9 +587,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         ..
     } = sink;
     // Targets started (or failed to) after the last record.
-    for label in declared.borrow_mut().drain(..) {
-        stats.declare(&label);
-    }
+    declare_started(&mut stats, &declared);
     records.finish()?;
     if failed_again > 0 {
         eprintln!(
@@ -621,6 +617,13 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     } else {
         Exit::Ok
     })
+}
+
+/// The targets started since the last record, into the statistics in that order.
+fn declare_started(stats: &mut Survey, declared: &RefCell<Vec<String>>) {
+    for label in declared.borrow_mut().drain(..) {
+        stats.declare(&label);
+    }
 }
 
 /// One survey probe's configuration (the exporter's too).

@@ -304,19 +304,21 @@ fn run_guarded(
     // What the ring had no room for (or could not give whole) never reached our TCP:
     // the record says so.
     probe.capture_lost(tap.losses().total().saturating_sub(lost_before));
-    if probe.nothing_seen_leaving() && !interrupted && !path.route.is_loopback {
-        explain_unsent(&mut probe, &path.route, remote.ip());
-    }
+    explain_unsent(&mut probe, &path.route, remote.ip());
     keep_spare(path.route.oif, path.route.is_loopback, tap);
     Ok(Outcome {
         result: probe.into_result(),
     })
 }
 
-/// None of the probe's segments left: ask the kernel whether its next hop went
-/// unresolved (the packets wait behind ARP / ND and are dropped when it fails), and tell
-/// the probe, which says so in the record.
+/// When none of the probe's segments was seen leaving (rare: an on-link target that is
+/// down), ask the kernel whether its next hop went unresolved (the packets wait behind
+/// ARP / ND and are dropped when it fails), and tell the probe, which says so in the
+/// record. One neighbour-table dump per such probe; nothing for the others.
 pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAddr) {
+    if !probe.nothing_seen_leaving() || route.is_loopback {
+        return;
+    }
     let hop = route.gateway.unwrap_or(dst);
     let Ok(Some(failed)) = super::neighbour::kernel_unresolved(route.oif, hop) else {
         return;

@@ -385,9 +385,12 @@ pub fn run(
     // A port asked for serves both families; else each has its own, so that each
     // family's tap passes only its own replies.
     let mut reservations = Vec::new();
+    // The ports put in the guard, released from it at the end.
+    let mut guarded = Vec::new();
     if let Some(p) = plan.source_port {
         reservations.extend(PortReservation::chosen(p)?);
         guard.protect_port(p)?;
+        guarded.push(p);
     }
     let mut families: [Option<Family>; 2] = [None, None];
     let mut locals = Locals::default();
@@ -403,6 +406,7 @@ pub fn run(
                 let res = PortReservation::new()?;
                 let p = res.port;
                 guard.protect_port(p)?;
+                guarded.push(p);
                 reservations.push(res);
                 p
             }
@@ -633,11 +637,6 @@ pub fn run(
             paths,
         })
     });
-    // The port asked for (reserved or, if privileged, not), else each family's own.
-    let guarded: Vec<u16> = match plan.source_port {
-        Some(p) => vec![p],
-        None => reservations.iter().map(|r| r.port).collect(),
-    };
     for p in guarded {
         let _ = guard.release_port(p);
     }

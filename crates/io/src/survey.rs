@@ -656,10 +656,7 @@ impl Loop<'_, '_> {
                 continue;
             };
             if slot.probe.is_done() || slot.done_at.is_some() {
-                if !slot.due {
-                    slot.due = true;
-                    self.due.push(i);
-                }
+                self.mark_due(i);
             } else {
                 self.arm(i);
             }
@@ -687,14 +684,19 @@ impl Loop<'_, '_> {
                 }
                 _ => continue,
             }
-            if let Some(s) = self.slots[i].as_mut()
-                && !s.due
-            {
-                s.due = true;
-                self.due.push(i);
-            }
+            self.mark_due(i);
         }
         Ok(())
+    }
+
+    /// Slot `i` ended or has a deadline to serve: into `due` for `settle`, once.
+    fn mark_due(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(i).and_then(Option::as_mut)
+            && !s.due
+        {
+            s.due = true;
+            self.due.push(i);
+        }
     }
 
     /// Book-keeping for the probes that ended or whose deadline came (`due`): their
@@ -1105,10 +1107,7 @@ impl Loop<'_, '_> {
             return;
         }
         s.probe.abort(clock::now(), &format!("{error:#}"));
-        if !s.due {
-            s.due = true;
-            self.due.push(i);
-        }
+        self.mark_due(i);
     }
 
     /// Put the slot's next deadline on the timer heap, unless an earlier one is there.
@@ -1179,11 +1178,7 @@ impl Loop<'_, '_> {
         // The port stays guarded until its drain is over; then the kernel may have it back.
         self.recent.remember(slot.remote, slot.local.port());
         let mut probe = slot.probe;
-        // Rare (an on-link target that is down): one neighbour-table dump to say why.
-        if probe.nothing_seen_leaving()
-            && let Some(route) = self.routes.get(&slot.remote.ip())
-            && !route.is_loopback
-        {
+        if let Some(route) = self.routes.get(&slot.remote.ip()) {
             super::run::explain_unsent(&mut probe, route, slot.remote.ip());
         }
         let outcome = Box::new(Outcome {

@@ -116,6 +116,9 @@ pub enum HistogramKind {
 #[derive(Clone, Debug)]
 pub struct Histograms {
     pub kind: HistogramKind,
+    /// The line of `type`, for a refusal of what it asks (the exporter serves no native
+    /// histograms).
+    pub kind_line: Option<usize>,
     /// Upper bounds in seconds, ascending (the `+Inf` bucket is implied).
     pub buckets: Vec<f64>,
 }
@@ -375,6 +378,7 @@ pub fn parse(text: &str, d: &Defaults) -> Result<ExporterConfig, ConfigError> {
         Some(h) => histograms(h, &at)?,
         None => Histograms {
             kind: HistogramKind::Classic,
+            kind_line: None,
             buckets: default_buckets(),
         },
     };
@@ -781,7 +785,14 @@ fn histograms(h: RawHistograms, at: &At<'_>) -> Result<Histograms, ConfigError> 
             bounds
         }
     };
-    Ok(Histograms { kind, buckets })
+    Ok(Histograms {
+        kind,
+        kind_line: h
+            .kind
+            .as_ref()
+            .and_then(|k| at(k.span(), String::new()).line),
+        buckets,
+    })
 }
 
 fn survey(

@@ -1296,7 +1296,7 @@ impl Probe {
             pmtu_black_hole: self.conn.pmtu_black_hole(),
             error: match (&self.error, &self.unresolved) {
                 (None, Some(what))
-                    if state == verdict::PortState::Filtered && self.out_end.is_none() =>
+                    if state == verdict::PortState::Filtered && self.nothing_seen_leaving() =>
                 {
                     Some(format!("none of our SYNs left this host: {what}"))
                 }
