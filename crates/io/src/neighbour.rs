@@ -6,7 +6,9 @@
 
 use super::frames::FramePort;
 use super::link::FrameSender;
-use super::netlink::{MsgBuf, NLM_F_DUMP, NlSocket, find_attr, read_u32_ne};
+use super::netlink::{
+    Message, MsgBuf, NLM_F_ACK, NLM_F_DUMP, NlSocket, errno_of, find_attr, read_u32_ne,
+};
 use super::{clock, poll};
 use anyhow::{Context, Result};
 use socket2::SockFilter;
@@ -121,6 +123,7 @@ pub fn link_routes(oif: u32, us: IpAddr, mac: MacAddr) -> Result<LinkRoutes> {
 /// One entry of the kernel's neighbour table.
 struct KernelNeighbour {
     dst: IpAddr,
+    ifindex: u32,
     state: u16,
     mac: Option<MacAddr>,
 }
@@ -129,36 +132,75 @@ struct KernelNeighbour {
 fn dump_neighbours(oif: u32, v6: bool) -> Result<Vec<KernelNeighbour>> {
     let mut sock =
         NlSocket::open(libc::NETLINK_ROUTE).context("reading neighbours needs rtnetlink")?;
-    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
     let seq = sock.next_seq();
     let mut m = MsgBuf::new();
-    // struct ndmsg { u8 family, pad1; u16 pad2; i32 ifindex; u16 state; u8 flags, type }
-    let mut ndmsg = [0u8; 12];
-    ndmsg[0] = family;
-    m.begin(RTM_GETNEIGH, NLM_F_DUMP, seq).header(&ndmsg).end();
+    m.begin(RTM_GETNEIGH, NLM_F_DUMP, seq)
+        .header(&ndmsg(v6, 0))
+        .end();
     let replies = sock
         .request(&m, seq)
         .context("dumping the neighbour table")?;
-    let mut out = Vec::new();
-    for r in replies.iter().filter(|r| r.ty == RTM_NEWNEIGH) {
-        let Some(h) = r.payload.get(..12) else {
-            continue;
-        };
-        let ifindex = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
-        if ifindex != oif {
-            continue;
+    Ok(replies
+        .iter()
+        .filter_map(|r| parse_neighbour(r, v6))
+        .filter(|n| n.ifindex == oif)
+        .collect())
+}
+
+/// The kernel's neighbour entry for `addr` on interface `oif`, asked for by address (one
+/// entry, not the table: a survey of a dead on-link range asks once per probe, while the
+/// table fills with the INCOMPLETE entries of that range). Kernels before 5.0 cannot
+/// answer such a request; the table is read then.
+fn get_neighbour(oif: u32, addr: IpAddr) -> Result<Option<KernelNeighbour>> {
+    let v6 = addr.is_ipv6();
+    let mut sock =
+        NlSocket::open(libc::NETLINK_ROUTE).context("reading neighbours needs rtnetlink")?;
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    let dst = match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    m.begin(RTM_GETNEIGH, NLM_F_ACK, seq)
+        .header(&ndmsg(v6, oif))
+        .attr(NDA_DST, &dst)
+        .end();
+    match sock.request(&m, seq) {
+        Ok(replies) => Ok(replies
+            .iter()
+            .filter_map(|r| parse_neighbour(r, v6))
+            .find(|n| n.dst == addr && n.ifindex == oif)),
+        Err(e) if errno_of(&e) == Some(libc::ENOENT) => Ok(None),
+        Err(e) if matches!(errno_of(&e), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
+            Ok(dump_neighbours(oif, v6)?
+                .into_iter()
+                .find(|n| n.dst == addr))
         }
-        let rta = &r.payload[12..];
-        let Some(dst) = find_attr(rta, NDA_DST).and_then(|b| parse_ip(b, v6)) else {
-            continue;
-        };
-        out.push(KernelNeighbour {
-            dst,
-            state: u16::from_ne_bytes([h[8], h[9]]),
-            mac: find_attr(rta, NDA_LLADDR).and_then(MacAddr::from_slice),
-        });
+        Err(e) => Err(e).context("asking the kernel for a neighbour entry"),
     }
-    Ok(out)
+}
+
+/// `struct ndmsg { u8 family, pad1; u16 pad2; i32 ifindex; u16 state; u8 flags, type }`.
+fn ndmsg(v6: bool, ifindex: u32) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[0] = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
+    h[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    h
+}
+
+/// One `RTM_NEWNEIGH` message of family `v6`, if it is one.
+fn parse_neighbour(r: &Message, v6: bool) -> Option<KernelNeighbour> {
+    if r.ty != RTM_NEWNEIGH {
+        return None;
+    }
+    let h = r.payload.get(..12)?;
+    let rta = &r.payload[12..];
+    Some(KernelNeighbour {
+        dst: find_attr(rta, NDA_DST).and_then(|b| parse_ip(b, v6))?,
+        ifindex: u32::from_ne_bytes([h[4], h[5], h[6], h[7]]),
+        state: u16::from_ne_bytes([h[8], h[9]]),
+        mac: find_attr(rta, NDA_LLADDR).and_then(MacAddr::from_slice),
+    })
 }
 
 /// What the kernel's neighbour table holds for interface `oif` and family `v6`: the
@@ -180,9 +222,8 @@ pub fn kernel_neighbours(oif: u32, v6: bool) -> Result<HashMap<IpAddr, MacAddr>>
 /// when its entry is FAILED (the packets queued behind it were dropped), `Some(false)`
 /// while it is still INCOMPLETE (they wait), `None` otherwise.
 pub fn kernel_unresolved(oif: u32, addr: IpAddr) -> Result<Option<bool>> {
-    Ok(dump_neighbours(oif, addr.is_ipv6())?
-        .iter()
-        .find(|n| n.dst == addr && n.state & (NUD_INCOMPLETE | NUD_FAILED) != 0)
+    Ok(get_neighbour(oif, addr)?
+        .filter(|n| n.state & (NUD_INCOMPLETE | NUD_FAILED) != 0)
         .map(|n| n.state & NUD_FAILED != 0))
 }
 
