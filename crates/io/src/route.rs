@@ -78,6 +78,19 @@ impl Route {
     }
 }
 
+/// Whether `dst` can be a TCP peer at all, before any route is asked: a multicast group or
+/// IPv4's limited broadcast never can (RFC 1122 §4.2.3.10), and saying so beats the "no
+/// route" a host without a default route would give for them. A subnet's broadcast
+/// address needs its route to be known ([`Route::connectable`]).
+pub fn connectable_address(dst: IpAddr) -> anyhow::Result<()> {
+    let what = match dst {
+        IpAddr::V4(a) if a.is_broadcast() => "the limited broadcast address",
+        _ if dst.is_multicast() => "a multicast address",
+        _ => return Ok(()),
+    };
+    anyhow::bail!("{dst} is {what}: no TCP connection can be made to it")
+}
+
 /// Looks up the route to `dst` in the calling thread's network namespace.
 pub fn lookup(dst: IpAddr) -> anyhow::Result<Route> {
     lookup_from(dst, None)

@@ -129,6 +129,7 @@ pub struct Path {
 impl Path {
     /// Look up the route like the kernel would and reserve a source port on its address.
     pub fn new(remote: SocketAddr, src: Option<IpAddr>) -> Result<Path> {
+        route::connectable_address(remote.ip())?;
         let route = route::lookup_from(remote.ip(), src)?;
         route.connectable(remote.ip())?;
         let reservation = PortReservation::new()?;
@@ -143,6 +144,7 @@ impl Path {
 
     /// The same from a source port of the caller's choosing (it must be free).
     pub fn with_port(remote: SocketAddr, src: Option<IpAddr>, port: u16) -> Result<Path> {
+        route::connectable_address(remote.ip())?;
         let route = route::lookup_from(remote.ip(), src)?;
         route.connectable(remote.ip())?;
         let reservation = PortReservation::chosen(port)?;

@@ -757,6 +757,7 @@ impl Loop<'_, '_> {
         make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
     ) -> Result<()> {
         let remote = target.remote;
+        super::route::connectable_address(remote.ip())?;
         let route = self.route(remote.ip())?;
         route.connectable(remote.ip())?;
         let (reservation, fresh) = self.reserve(route.src, remote)?;
