@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tcpshake_io::run::Capture;
-use tcpshake_io::{random, signals};
+use tcpshake_io::{random, signals, teardown};
 use tcpshake_proto::probe::HttpRequest;
 use tcpshake_proto::probe::target::{Host, Target};
 use tcpshake_proto::probe::tls::TlsSetup;
@@ -52,6 +52,13 @@ pub fn main() -> ExitCode {
     };
     // A daemon's normal end is SIGTERM: the exporter exits 0 on it.
     let daemon = matches!(config, Config::Exporter(_));
+    // A one-shot command's last sockets close after it exits (teardown.rs).
+    if matches!(
+        config,
+        Config::Probe(_) | Config::Scan(_) | Config::Survey(_) | Config::Trace(_)
+    ) {
+        teardown::arm();
+    }
     let exit = match run(config) {
         Ok(exit) => exit,
         Err(e) if exit::is_broken_pipe(&e) => Exit::Ok,
@@ -79,6 +86,7 @@ pub fn main() -> ExitCode {
         }
         None => exit,
     };
+    teardown::finish();
     ExitCode::from(exit.code())
 }
 

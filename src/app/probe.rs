@@ -17,7 +17,7 @@ use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
 use tcpshake_io::resolve::resolve;
 use tcpshake_io::run::{self, Captured, Outcome, Path};
-use tcpshake_io::{is_environment_error, signals};
+use tcpshake_io::{is_environment_error, signals, teardown};
 use tcpshake_proto::probe;
 use tcpshake_proto::probe::target::Target;
 
@@ -43,7 +43,7 @@ pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
     // waits out RCU grace periods in the kernel: together, about as long as the tap alone).
     run::close_spare();
     let exit = session.finish();
-    drop(guard);
+    teardown::close_together(vec![Box::new(guard)]);
     run::wait_closing();
     exit
 }

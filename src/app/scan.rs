@@ -18,7 +18,7 @@ use tcpshake_io::guard::MARK;
 use tcpshake_io::resolve::{Family, resolve_name};
 use tcpshake_io::run;
 use tcpshake_io::scan::{self, Progress, ScanPlan};
-use tcpshake_io::{is_environment_error, random, signals};
+use tcpshake_io::{is_environment_error, random, signals, teardown};
 use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{HostRecord, HostState, Legs, PortState, Reason};
 use tcpshake_proto::probe::scan::neighbours::HostLink;
@@ -266,7 +266,7 @@ fn complete_open(answers: &mut Answers, stop: &AtomicBool) -> Result<()> {
     // The connections' shared tap closes while the guard's table goes (each waits for the
     // kernel's RCU grace periods: together, about as long as the tap alone).
     run::close_spare();
-    drop(guard);
+    teardown::close_together(vec![Box::new(guard)]);
     run::wait_closing();
     Ok(())
 }

@@ -24,8 +24,8 @@ use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
 use tcpshake_io::resolve::{Family, resolve};
 use tcpshake_io::run::{Captured, Outcome};
-use tcpshake_io::signals;
 use tcpshake_io::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
+use tcpshake_io::{signals, teardown};
 use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{Leg, ProbeResult};
 use tcpshake_proto::probe::shard::Shard;
@@ -566,7 +566,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     // so let it happen beside the table printing. The process does not exit before this
     // thread ends.
     let _ = guard.remove();
-    let closing = std::thread::spawn(move || drop(guard));
+    // A one-shot survey's socket closes after it exits (teardown.rs).
+    let closing = teardown::keep(Box::new(guard)).map(|g| std::thread::spawn(move || drop(g)));
     let losses = run?;
     handed?;
     if losses.dropped > 0 || losses.truncated > 0 {
@@ -609,7 +610,9 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         err.flush()?;
     }
     let breached = judge(&c.slos, &stats);
-    let _ = closing.join();
+    if let Some(c) = closing {
+        let _ = c.join();
+    }
     Ok(if breached {
         Exit::SloBreached
     } else if failed > 0 || stream.failed() > 0 {

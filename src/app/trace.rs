@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use tcpshake_io::guard::{Guard, MARK};
 use tcpshake_io::resolve::resolve;
 use tcpshake_io::run::Path;
-use tcpshake_io::{random, signals};
+use tcpshake_io::{random, signals, teardown};
 use tcpshake_proto::trace::{self, record::TraceMode};
 
 pub(super) fn run(c: &TraceConfig) -> Result<Exit> {
@@ -82,7 +82,7 @@ pub(super) fn run(c: &TraceConfig) -> Result<Exit> {
     };
     // The table goes while the tap is still closing (each waits for the kernel's RCU
     // grace periods: together, about as long as the longer one).
-    drop(guard);
+    teardown::close_together(vec![Box::new(guard)]);
     tcpshake_io::run::wait_closing();
     Ok(exit)
 }

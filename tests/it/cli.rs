@@ -480,3 +480,68 @@ fn a_closed_pipe_ends_every_command_quietly() {
     }
 }
 }
+
+lab_test! {
+/// A one-shot command hands its last sockets to the kernel to close after it exits
+/// (teardown.rs): when it has exited, its guard table is already gone, no process of it is
+/// left, and its capture sockets are closed within a moment — in every such command.
+fn every_command_leaves_nothing_behind() {
+    use std::os::unix::process::CommandExt;
+    let mut lab = Lab::new("cli_teardown");
+    lab.start_python_http(false, 80);
+    let target = lab.target(false, 80);
+    let server = lab.server_v4.to_string();
+    let packet_sockets = || {
+        let run = run_bounded(
+            in_ns(&lab.client_ns, "ss").args(["-H0a"]),
+            Duration::from_secs(5),
+        );
+        run.stdout.lines().count()
+    };
+    let before = packet_sockets();
+    for args in [
+        format!("probe {target}"),
+        format!("probe {target} -c 4 -j 2 --json"),
+        format!("scan {server} -p 79-81 --wait 200ms"),
+        format!("trace {target} --max-ttl 2"),
+    ] {
+        // Its own process group, whose number is its PID (bash execs it): what is left of
+        // it afterwards is found by that number.
+        let pid_file = lab.dir().join("pid");
+        let script = format!(
+            "echo $$ > {}; exec ip netns exec {} {} {args}",
+            pid_file.display(),
+            lab.client_ns,
+            tcpshake_bin()
+        );
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script]).process_group(0);
+        let run = run_bounded(&mut cmd, Duration::from_secs(30));
+        let group: u32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{args}: no pid file\n{run}"));
+        assert_eq!(run.code, Some(0), "{args}\n{run}");
+        assert!(
+            lab.client_nft_tables().is_empty(),
+            "{args}: guard table left at exit: {:?}",
+            lab.client_nft_tables()
+        );
+        let closed = lab::poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+            packet_sockets() <= before
+        });
+        assert!(closed, "{args}: capture sockets still open 3 s after exit");
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+                fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(group)
+            })
+            .collect();
+        assert!(left.is_empty(), "{args}: processes left: {left:?}");
+    }
+}
+}

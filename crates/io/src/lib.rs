@@ -27,6 +27,7 @@ pub mod signals;
 pub mod survey;
 pub mod tap;
 mod tapqueue;
+pub mod teardown;
 pub mod trace;
 
 use std::fmt;

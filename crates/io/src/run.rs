@@ -407,6 +407,10 @@ static CLOSING: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 /// most one close is pending: the next waits for it, so threads never pile up behind a
 /// slow kernel.
 pub(crate) fn close_later(tap: Tap) {
+    // A one-shot command's taps close after it exits (teardown.rs).
+    let Some(tap) = super::teardown::keep(Box::new(tap)) else {
+        return;
+    };
     let mut slot = CLOSING.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(previous) = slot.take() {
         let _ = previous.join();

@@ -654,7 +654,8 @@ pub fn run(
             .flatten()
             .map(|r| Box::new(r) as Box<dyn Send>),
     );
-    close_together(closing);
+    // The guard's table goes with them (its deletion commits through RCU too).
+    super::teardown::close_together(closing);
     outcome.map(|mut o| {
         o.neighbours = neighbours;
         o
@@ -743,18 +744,6 @@ fn frame_path(
         }),
         Some((routes, r.oif, r.ifname.clone())),
     ))
-}
-
-/// Close sockets together. Closing an AF_PACKET socket waits for an RCU grace period
-/// (`packet_release`: `synchronize_net`), and one with a ring for another per ring: one
-/// after the other, a scan's four or five took 75 ms here; at once, they wait for about
-/// one. The guard's table goes with them (its deletion commits through RCU too).
-fn close_together(items: Vec<Box<dyn Send>>) {
-    std::thread::scope(|s| {
-        for item in items {
-            s.spawn(move || drop(item));
-        }
-    });
 }
 
 /// The sender's state while the schedule runs.

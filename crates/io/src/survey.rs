@@ -321,7 +321,10 @@ pub fn survey_feed(
         // work, which closing the guard's socket waits for). Started together they share
         // one grace period; a tap closed before the table was deleted cost the two of them
         // one and a half. Process exit still waits for this thread.
-        std::thread::spawn(move || drop(taps));
+        // A one-shot survey's close after it exits (teardown.rs).
+        if let Some(taps) = super::teardown::keep(Box::new(taps)) {
+            std::thread::spawn(move || drop(taps));
+        }
         let losses = result?;
         finished?;
         Ok(losses)
