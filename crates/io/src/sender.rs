@@ -10,8 +10,33 @@ use super::privilege_error;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+
+/// At most this many packets go in one [`RawSender::send_batch`].
+pub const MAX_BATCH: usize = 64;
+
+/// `dst` as the kernel reads a destination (port 0: raw sockets ignore it).
+fn sockaddr(dst: IpAddr) -> libc::sockaddr_in6 {
+    // SAFETY: sockaddr_in6 is plain data; zeroed is a valid initial value.
+    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    match dst {
+        IpAddr::V4(a) => {
+            // SAFETY: sockaddr_in fits in sockaddr_in6 (16 ≤ 28 bytes), and both are plain
+            // data with at most 4-byte alignment.
+            let v4 =
+                unsafe { &mut *(&mut sa as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+        }
+        IpAddr::V6(a) => {
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_addr.s6_addr = a.octets();
+        }
+    }
+    sa
+}
 
 pub struct RawSender {
     socket: Socket,
@@ -90,41 +115,47 @@ impl RawSender {
     }
 
     /// Send many packets with one `sendmmsg(2)`: for IPv4 whole IP datagrams, for IPv6 TCP
-    /// segments. Returns how many the kernel took (fewer than asked on a full queue: the
-    /// caller sends the rest again).
+    /// segments. Returns how many the kernel took (fewer than asked on a full queue, and at
+    /// most [`MAX_BATCH`]: the caller sends the rest again). Nothing is allocated: this is
+    /// on the way from a SYN-ACK to our ACK.
     pub fn send_batch(&self, packets: &[(&[u8], IpAddr)]) -> io::Result<usize> {
+        let packets = &packets[..packets.len().min(MAX_BATCH)];
         if packets.is_empty() {
             return Ok(0);
         }
-        let addrs: Vec<SockAddr> = packets
-            .iter()
-            .map(|&(_, dst)| SockAddr::from(SocketAddr::new(dst, 0)))
-            .collect();
-        let mut iovs: Vec<libc::iovec> = packets
-            .iter()
-            .map(|&(p, _)| libc::iovec {
+        // sockaddr_in6 has room for a sockaddr_in too.
+        let mut addrs = [MaybeUninit::<libc::sockaddr_in6>::uninit(); MAX_BATCH];
+        let mut iovs = [MaybeUninit::<libc::iovec>::uninit(); MAX_BATCH];
+        let mut msgs = [MaybeUninit::<libc::mmsghdr>::uninit(); MAX_BATCH];
+        for (i, &(p, dst)) in packets.iter().enumerate() {
+            let addr = addrs[i].write(sockaddr(dst));
+            let iov = iovs[i].write(libc::iovec {
                 iov_base: p.as_ptr() as *mut libc::c_void,
                 iov_len: p.len(),
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .zip(&addrs)
-            .map(|(iov, addr)| {
-                // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-                m.msg_hdr.msg_namelen = addr.len();
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        let n = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
-        // SAFETY: `msgs` holds `n` initialised mmsghdrs whose name and iovec pointers point
-        // into `addrs`, `iovs` and the caller's packets, all alive for the call; the kernel
-        // only reads them (it writes msg_len).
-        let rc = unsafe { libc::sendmmsg(self.socket.as_raw_fd(), msgs.as_mut_ptr(), n, 0) };
+            });
+            // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in6).cast();
+            m.msg_hdr.msg_namelen = match dst {
+                IpAddr::V4(_) => std::mem::size_of::<libc::sockaddr_in>(),
+                IpAddr::V6(_) => std::mem::size_of::<libc::sockaddr_in6>(),
+            } as libc::socklen_t;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            msgs[i].write(m);
+        }
+        let n = packets.len() as u32;
+        // SAFETY: the first `n` entries of `msgs` were written above, and their name and
+        // iovec pointers point into `addrs`, `iovs` (entries written above) and the caller's
+        // packets, all alive for the call; the kernel only reads them (it writes msg_len).
+        let rc = unsafe {
+            libc::sendmmsg(
+                self.socket.as_raw_fd(),
+                msgs.as_mut_ptr().cast::<libc::mmsghdr>(),
+                n,
+                0,
+            )
+        };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }

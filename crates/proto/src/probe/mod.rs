@@ -168,6 +168,9 @@ struct Handled {
 
 pub struct Probe {
     cfg: ProbeConfig,
+    /// The cleartext HTTP request, sent once connected (None without HTTP, or with TLS,
+    /// whose request goes inside its session).
+    request: Option<Vec<u8>>,
     conn: Connection,
     phase: Phase,
     deadline: Option<Instant>,
@@ -185,7 +188,7 @@ pub struct Probe {
     http: Option<HttpRecord>,
     state: Option<Verdict>,
     reply_ttl: Option<u8>,
-    reply_from: Option<String>,
+    reply_from: Option<std::net::IpAddr>,
     peer_options: Option<tcp::PeerOptions>,
     irs: Option<u32>,
     close_initiator: Option<CloseInitiator>,
@@ -227,7 +230,13 @@ impl Probe {
     /// A probe whose segment log keeps at most `bounds` records (tests use small ones).
     pub fn with_log_bounds(cfg: ProbeConfig, bounds: Bounds) -> Probe {
         let conn = Connection::new(cfg.tcp.clone());
+        // Made now, not when the SYN-ACK comes: that moment's work delays our ACK.
+        let request = cfg.http.as_ref().filter(|_| cfg.tls.is_none()).map(|req| {
+            let ua = concat!("tcpshake/", env!("CARGO_PKG_VERSION"));
+            head_request(&req.path, &req.host, ua)
+        });
         Probe {
+            request,
             cfg,
             conn,
             phase: Phase::Connecting,
@@ -513,10 +522,7 @@ impl Probe {
         // damage them); the peer's do, unless the kernel left the sum to hardware.
         let bad_checksum = dir == Dir::In
             && !checksum_offloaded
-            && matches!(
-                TcpRepr::parse(pkt.payload, pkt.ip.src, pkt.ip.dst),
-                Err(wire::Error::BadChecksum)
-            );
+            && !wire::checksum::verify_upper_layer(pkt.ip.src, pkt.ip.dst, PROTO_TCP, pkt.payload);
         let base = self.log.first().map(|r| r.ts_ns).unwrap_or(at.as_nanos());
         let mut rec = SegmentRecord {
             dir,
@@ -594,7 +600,7 @@ impl Probe {
                 }
                 if self.state.is_none() && (hdr.flags.syn() || hdr.flags.rst()) {
                     self.reply_ttl = Some(pkt.ip.ttl);
-                    self.reply_from = Some(pkt.ip.src.to_string());
+                    self.reply_from = Some(pkt.ip.src);
                 }
                 let (una, rcv) = (self.conn.snd_una(), self.conn.rcv_nxt());
                 self.conn.handle_segment(at, &hdr);
@@ -681,7 +687,7 @@ impl Probe {
                 if self.state.is_none() {
                     self.state = Some(verdict);
                     self.reply_ttl = Some(pkt.ip.ttl);
-                    self.reply_from = Some(from.to_string());
+                    self.reply_from = Some(from);
                 }
                 self.timer(TimerRecord {
                     t_ns: t,
@@ -873,10 +879,9 @@ impl Probe {
                     self.tls_start(now);
                     return;
                 }
-                match self.cfg.http.clone() {
-                    Some(req) => {
-                        let ua = concat!("tcpshake/", env!("CARGO_PKG_VERSION"));
-                        self.conn.send(&head_request(&req.path, &req.host, ua));
+                match self.request.take() {
+                    Some(request) => {
+                        self.conn.send(&request);
                         self.phase = Phase::AwaitingResponse;
                         self.deadline = Some(now + self.cfg.timeout);
                     }
@@ -1276,7 +1281,7 @@ impl Probe {
             state,
             reason,
             reply_ttl: self.reply_ttl,
-            reply_from: self.reply_from.clone(),
+            reply_from: self.reply_from.map(|a| a.to_string()),
             legs_ns: legs,
             leg_notes,
             retransmissions: self.retransmissions,
