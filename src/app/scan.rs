@@ -322,13 +322,13 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
     let mut names = Names::new();
     let mut targets = resolve_specs(&args.targets, args.family, &mut skipped, &mut names);
     if let Some(p) = &args.list {
-        let specs = read_list(p, args.family, &mut skipped)?;
+        let specs = read_list(p, args.family, &mut skipped, args.targets.is_empty())?;
         targets.extend(resolve_specs(&specs, args.family, &mut skipped, &mut names));
     }
     let mut exclude = Vec::new();
     let mut exclude_specs = args.exclude.clone();
     if let Some(p) = &args.exclude_list {
-        exclude_specs.extend(read_list(p, Family::Any, &mut skipped)?);
+        exclude_specs.extend(read_list(p, Family::Any, &mut skipped, false)?);
     }
     // An excluded name is excluded at every address it has.
     for spec in exclude_specs {
@@ -411,9 +411,19 @@ fn resolve_specs(
     out
 }
 
-/// A target list's specs; its bad lines and bad specs are reported and skipped.
-fn read_list(path: &Path, family: Family, skipped: &mut bool) -> Result<Vec<TargetSpec>> {
+/// A target list's specs; its bad lines and bad specs are reported and skipped. `needed`:
+/// the list is the only source of targets, so an empty one is refused (an empty
+/// `--excludefile` is fine).
+fn read_list(
+    path: &Path,
+    family: Family,
+    skipped: &mut bool,
+    needed: bool,
+) -> Result<Vec<TargetSpec>> {
     let mut list = TargetList::open(path)?;
+    if needed {
+        list.refuse_if_empty()?;
+    }
     let mut out = Vec::new();
     while let Some((origin, specs)) = list.next_line() {
         for text in specs {

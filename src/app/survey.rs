@@ -473,7 +473,10 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     if c.exchange.tls.force || c.exchange.tls.cacert.is_some() {
         tls.preload(&c.exchange.tls)?;
     }
-    let list = c.list.as_deref().map(TargetList::open).transpose()?;
+    let mut list = c.list.as_deref().map(TargetList::open).transpose()?;
+    if let Some(l) = list.as_mut().filter(|_| c.targets.is_empty()) {
+        l.refuse_if_empty()?;
+    }
     let format = c.format;
     let mut stream = TargetStream {
         pending: c

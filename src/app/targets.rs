@@ -19,6 +19,8 @@ pub struct TargetList {
     done: bool,
     /// Lines skipped (bad text, bad targets, a read error): the command exits 1.
     pub skipped: u64,
+    /// The first line with targets, read ahead by [`TargetList::refuse_if_empty`].
+    peeked: Option<(String, Vec<String>)>,
 }
 
 impl TargetList {
@@ -37,7 +39,27 @@ impl TargetList {
             buf: Vec::new(),
             done: false,
             skipped: 0,
+            peeked: None,
         })
+    }
+
+    /// A list with no target on any line — empty, blank lines and comments only — is a
+    /// mistake (a generated list that came out empty, the wrong file): refused, exit 2,
+    /// rather than a run over nothing that looks like a success. Reads ahead to the first
+    /// line with targets (kept for [`TargetList::next_line`]); a list whose every line was
+    /// bad is left to the command (those lines were reported; exit 1).
+    pub fn refuse_if_empty(&mut self) -> Result<()> {
+        if self.peeked.is_none() {
+            self.peeked = self.read_line();
+        }
+        if self.peeked.is_none() && self.skipped == 0 {
+            return Err(super::exit::UsageError(format!(
+                "{} holds no target (only blank lines and comments): nothing to do",
+                self.name
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     /// Report a bad line (or a bad target on it) and count it as skipped.
@@ -56,6 +78,10 @@ impl TargetList {
     /// The targets of the next line that has any, with where they come from
     /// (`fleet.txt, line 3`); `None` at the end of the list.
     pub fn next_line(&mut self) -> Option<(String, Vec<String>)> {
+        self.peeked.take().or_else(|| self.read_line())
+    }
+
+    fn read_line(&mut self) -> Option<(String, Vec<String>)> {
         // Bounded by the file: each pass consumes one line.
         while !self.done {
             self.buf.clear();
@@ -125,7 +151,35 @@ mod tests {
             buf: Vec::new(),
             done: false,
             skipped: 0,
+            peeked: None,
         }
+    }
+
+    #[test]
+    fn a_list_is_empty_only_when_no_line_has_a_target() {
+        for empty in [&b""[..], b"\n", b"# a comment\n  \n#another\n"] {
+            let mut l = list(empty);
+            let e = l.refuse_if_empty().expect_err("refused");
+            assert!(e.to_string().contains("fleet.txt holds no target"), "{e}");
+        }
+        // Read ahead, the first line is still the first.
+        let mut l = list(b"# head\n198.18.0.1\n198.18.0.2\n");
+        l.refuse_if_empty().expect("not empty");
+        assert_eq!(
+            l.next_line().map(|(_, s)| s),
+            Some(vec!["198.18.0.1".to_string()])
+        );
+        assert_eq!(
+            l.next_line().map(|(_, s)| s),
+            Some(vec!["198.18.0.2".to_string()])
+        );
+        assert_eq!(l.next_line(), None);
+        // Only bad lines (not text): reported, and left to the command (exit 1), not
+        // called empty.
+        let mut l = list(b"\x7fELF\x00\x01\n");
+        l.refuse_if_empty()
+            .expect("bad lines are not an empty list");
+        assert_eq!(l.skipped, 1);
     }
 
     #[test]

@@ -183,6 +183,32 @@ fn report_of_a_file_that_is_not_json_lines() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_target_list_without_targets_is_refused_by_every_command() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-emptylist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").expect("write");
+    let comments = dir.join("comments.txt");
+    std::fs::write(&comments, "# fleet, generated\n\n   \n# nothing today\n").expect("write");
+    for file in [&empty, &comments] {
+        let path = file.to_str().expect("utf-8");
+        for args in [
+            vec!["probe", "-iL", path, "-p", "80"],
+            vec!["scan", "-iL", path, "-p", "80"],
+        ] {
+            let run = tcpshake(&args);
+            assert_eq!(run.code, Some(2), "{args:?}\n{run}");
+            assert!(
+                run.stderr.contains(&format!("{path} holds no target")),
+                "{args:?}\n{run}"
+            );
+            assert!(run.stdout.is_empty(), "{args:?}\n{run}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `--help` lists every exit code; `generate` writes the man pages and completions a
 /// package installs.
 #[test]
