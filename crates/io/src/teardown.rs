@@ -75,21 +75,13 @@ pub fn finish() {
         .filter(|&fd| slow_to_close(fd))
         .collect();
     if slow.is_empty() || !hand_over(&slow) {
-        // Closed here, then, together (their grace periods overlap).
-        close_now(kept);
+        // Closed here, then, together (no longer armed: nothing is kept).
+        close_together(kept);
         return;
     }
     // The ring holds the slow sockets: these drops only delete the guard's table and
     // release our references.
     drop(kept);
-}
-
-fn close_now(items: Vec<Box<dyn Send>>) {
-    std::thread::scope(|s| {
-        for item in items {
-            s.spawn(move || drop(item));
-        }
-    });
 }
 
 /// Register `slow` as the fixed files of a new io_uring that is never used otherwise and
@@ -134,8 +126,8 @@ const IORING_REGISTER_FILES: libc::c_uint = 2;
 /// The descriptors open in this process.
 fn open_fds() -> Vec<RawFd> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        // Without /proc: the standard ones, so the child at least lets go of our output.
-        return vec![0, 1, 2];
+        // Without /proc nothing is handed over: everything closes here.
+        return Vec::new();
     };
     let mut fds: Vec<RawFd> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
