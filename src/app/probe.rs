@@ -40,7 +40,8 @@ pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
         session.probe(t, remote, &mut guard, stop)?;
     }
     // The last tap closes while the record is written and the guard's table goes (each
-    // waits out RCU grace periods in the kernel: together, about as long as the tap alone).
+    // waits out RCU grace periods in the kernel: together, about as long as the tap alone);
+    // in a one-shot command both are kept and closed after it exits (teardown.rs).
     run::close_spare();
     let exit = session.finish();
     teardown::close_together(vec![Box::new(guard)]);

@@ -320,8 +320,8 @@ pub fn survey_feed(
         // packet_release), 10–20 ms here, and so does the table just deleted (its destroy
         // work, which closing the guard's socket waits for). Started together they share
         // one grace period; a tap closed before the table was deleted cost the two of them
-        // one and a half. Process exit still waits for this thread.
-        // A one-shot survey's close after it exits (teardown.rs).
+        // one and a half. A one-shot survey keeps them until after it exits (teardown.rs);
+        // the exporter's close on a thread, which process exit still waits for.
         if let Some(taps) = super::teardown::keep(Box::new(taps)) {
             std::thread::spawn(move || drop(taps));
         }
