@@ -59,16 +59,15 @@ const RTN_BROADCAST: u8 = 3;
 const RTN_MULTICAST: u8 = 5;
 
 impl Route {
-    /// `Err` when the destination is an address no connection can be made to: a
-    /// broadcast address (a subnet's, which the kernel's local table names, or
-    /// 255.255.255.255) or a multicast group (RFC 1122 §4.2.3.10: a SYN to one must be
-    /// ignored; the kernel refuses to send it to a broadcast address without
-    /// SO_BROADCAST, EACCES). Said before anything is sent, as what it is.
+    /// `Err` when the route says the destination is one no connection can be made to: a
+    /// subnet's broadcast address (the kernel's local table names it) or a multicast group
+    /// (RFC 1122 §4.2.3.10: a SYN to one must be ignored; the kernel refuses to send to a
+    /// broadcast address without SO_BROADCAST, EACCES). Said before anything is sent, as
+    /// what it is; what the address alone shows is [`connectable_address`]'s, asked first.
     pub fn connectable(&self, dst: IpAddr) -> anyhow::Result<()> {
         let what = match self.rtm_type {
             RTN_BROADCAST => "a broadcast address",
             RTN_MULTICAST => "a multicast address",
-            _ if dst.is_multicast() => "a multicast address",
             _ => return Ok(()),
         };
         anyhow::bail!(

@@ -316,7 +316,7 @@ fn run_guarded(
 /// When none of the probe's segments was seen leaving (rare: an on-link target that is
 /// down), ask the kernel whether its next hop went unresolved (the packets wait behind
 /// ARP / ND and are dropped when it fails), and tell the probe, which says so in the
-/// record. One neighbour-table dump per such probe; nothing for the others.
+/// record. One neighbour entry asked per such probe; nothing for the others.
 pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAddr) {
     if !probe.nothing_seen_leaving() || route.is_loopback {
         return;

@@ -17,27 +17,6 @@ use std::os::fd::AsRawFd;
 /// At most this many packets go in one [`RawSender::send_batch`].
 pub const MAX_BATCH: usize = 64;
 
-/// `dst` as the kernel reads a destination (port 0: raw sockets ignore it).
-fn sockaddr(dst: IpAddr) -> libc::sockaddr_in6 {
-    // SAFETY: sockaddr_in6 is plain data; zeroed is a valid initial value.
-    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    match dst {
-        IpAddr::V4(a) => {
-            // SAFETY: sockaddr_in fits in sockaddr_in6 (16 ≤ 28 bytes), and both are plain
-            // data with at most 4-byte alignment.
-            let v4 =
-                unsafe { &mut *(&mut sa as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
-            v4.sin_family = libc::AF_INET as libc::sa_family_t;
-            v4.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-        }
-        IpAddr::V6(a) => {
-            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sa.sin6_addr.s6_addr = a.octets();
-        }
-    }
-    sa
-}
-
 pub struct RawSender {
     socket: Socket,
     v6: bool,
@@ -123,23 +102,20 @@ impl RawSender {
         if packets.is_empty() {
             return Ok(0);
         }
-        // sockaddr_in6 has room for a sockaddr_in too.
-        let mut addrs = [MaybeUninit::<libc::sockaddr_in6>::uninit(); MAX_BATCH];
+        let mut addrs: [MaybeUninit<SockAddr>; MAX_BATCH] =
+            [const { MaybeUninit::uninit() }; MAX_BATCH];
         let mut iovs = [MaybeUninit::<libc::iovec>::uninit(); MAX_BATCH];
         let mut msgs = [MaybeUninit::<libc::mmsghdr>::uninit(); MAX_BATCH];
         for (i, &(p, dst)) in packets.iter().enumerate() {
-            let addr = addrs[i].write(sockaddr(dst));
+            let addr = addrs[i].write(SockAddr::from(SocketAddr::new(dst, 0)));
             let iov = iovs[i].write(libc::iovec {
                 iov_base: p.as_ptr() as *mut libc::c_void,
                 iov_len: p.len(),
             });
             // SAFETY: mmsghdr is plain data; zeroed is a valid initial value.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in6).cast();
-            m.msg_hdr.msg_namelen = match dst {
-                IpAddr::V4(_) => std::mem::size_of::<libc::sockaddr_in>(),
-                IpAddr::V6(_) => std::mem::size_of::<libc::sockaddr_in6>(),
-            } as libc::socklen_t;
+            m.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = addr.len();
             m.msg_hdr.msg_iov = iov;
             m.msg_hdr.msg_iovlen = 1;
             msgs[i].write(m);

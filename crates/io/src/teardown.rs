@@ -173,19 +173,17 @@ mod tests {
         assert!(!slow_to_close(udp.as_raw_fd()));
         let file = std::fs::File::open("/proc/self/stat").expect("a file");
         assert!(!slow_to_close(file.as_raw_fd()));
-        let route = socket2::Socket::new(
-            socket2::Domain::from(libc::AF_NETLINK),
-            socket2::Type::RAW,
-            Some(socket2::Protocol::from(libc::NETLINK_ROUTE)),
-        )
-        .expect("a route netlink socket");
+        let netlink = |protocol| {
+            socket2::Socket::new(
+                socket2::Domain::from(libc::AF_NETLINK),
+                socket2::Type::RAW,
+                Some(socket2::Protocol::from(protocol)),
+            )
+            .expect("a netlink socket")
+        };
+        let route = netlink(libc::NETLINK_ROUTE);
         assert!(!slow_to_close(route.as_raw_fd()));
-        let netfilter = socket2::Socket::new(
-            socket2::Domain::from(libc::AF_NETLINK),
-            socket2::Type::RAW,
-            Some(socket2::Protocol::from(libc::NETLINK_NETFILTER)),
-        )
-        .expect("a netfilter netlink socket");
+        let netfilter = netlink(libc::NETLINK_NETFILTER);
         assert!(slow_to_close(netfilter.as_raw_fd()));
         let open = open_fds();
         assert!(open.contains(&udp.as_raw_fd()) && open.contains(&netfilter.as_raw_fd()));
