@@ -28,9 +28,14 @@ impl fmt::Display for Anomaly {
                 f,
                 "ACK {ack} acknowledges data we never sent: dropped and ACKed (RFC 9293 §3.10.7.4)"
             ),
-            Anomaly::BadSynAck { ack } => write!(
+            Anomaly::BadSynAck { ack, syn: true } => write!(
                 f,
                 "SYN-ACK with ack {ack} that does not acknowledge our SYN: answered with RST (RFC 9293 §3.10.7.3)"
+            ),
+            Anomaly::BadSynAck { ack, syn: false } => write!(
+                f,
+                "ACK {ack} in SYN-SENT that does not acknowledge our SYN (an earlier connection's, \
+                 e.g. the server's TIME-WAIT): answered with RST, SYN sent again (RFC 9293 §3.10.7.3)"
             ),
             Anomaly::OutOfWindow { seq, len } => write!(
                 f,

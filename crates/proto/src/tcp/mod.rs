@@ -185,8 +185,9 @@ pub enum Anomaly {
     SynChallenged { seq: SeqNumber },
     /// ACK for data we never sent (RFC 5961 §5 / RFC 9293 §3.10.7.4).
     AckOfUnsentData { ack: SeqNumber },
-    /// SYN-ACK whose ACK does not acknowledge our SYN: answered with RST.
-    BadSynAck { ack: SeqNumber },
+    /// An ACK (`syn`: on a SYN-ACK) in SYN-SENT that does not acknowledge our SYN:
+    /// answered with RST, the SYN sent again soon (RFC 9293 §3.10.7.3).
+    BadSynAck { ack: SeqNumber, syn: bool },
     /// Segment outside the receive window: dropped (and ACKed).
     OutOfWindow { seq: SeqNumber, len: u32 },
     /// Data beyond our advertised window was trimmed.
@@ -354,6 +355,15 @@ const BLACK_HOLE_AFTER: u32 = 2;
 /// Most segments one path MTU change sends again at once; the rest follow by the
 /// retransmission timer (the flight of a probe is a request or a TLS flight: a few).
 const MAX_RESEND: u32 = 64;
+/// How soon our SYN goes again after an ACK that does not acknowledge it, the first time:
+/// Linux's `TCP_TIMEOUT_MIN` (2 jiffies, 2 ms at HZ=1000) in `tcp_rcv_synsent_state_process`
+/// ("Previous FIN/ACK or RST/ACK might be ignored", since Linux 5.10). Such an ACK comes
+/// most often from a server still holding an earlier connection of the same address pair
+/// in TIME-WAIT that took our SYN for an old duplicate (RFC 6191: a SYN whose timestamp or
+/// sequence number is not newer): our RST ends that TIME-WAIT (RFC 9293 §3.10.7.4, Linux
+/// without `tcp_rfc1337`), and the SYN sent again gets a SYN-ACK. Waiting the full initial
+/// RTO instead added a second to the probe.
+const SYN_AGAIN_AFTER_BAD_ACK: Duration = Duration::from_millis(2);
 
 /// Where the path MTU black hole search stands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -848,7 +858,25 @@ impl Connection {
             } else {
                 let rst = self.bare_segment(seg.ack, SeqNumber(0), TcpFlags::RST);
                 self.tx.push_back(rst);
-                self.anomaly(rx_at, Anomaly::BadSynAck { ack: seg.ack });
+                self.anomaly(
+                    rx_at,
+                    Anomaly::BadSynAck {
+                        ack: seg.ack,
+                        syn: flags.syn(),
+                    },
+                );
+            }
+            // An old connection's segment got in the way (most often a server's TIME-WAIT
+            // answering our SYN with its ACK): the SYN goes again soon, as Linux's does,
+            // once, before any retransmission (`icsk_retransmits == 0`); later ones keep
+            // the backed-off timer, so a peer that keeps answering so cannot make us send
+            // SYNs faster than the RTO. Not when no retransmission is allowed: the timer
+            // would end the wait for a SYN-ACK early.
+            if self.retries == 0 && self.cfg.syn_retries > 0 && self.snd_nxt != self.snd_una {
+                let at = rx_at + SYN_AGAIN_AFTER_BAD_ACK;
+                if self.timers.get(Timer::Retransmit).is_none_or(|t| t > at) {
+                    self.timers.set(Timer::Retransmit, at);
+                }
             }
             return;
         }

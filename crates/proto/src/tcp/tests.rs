@@ -504,6 +504,10 @@ fn syn_sent_rst_with_bad_ack_is_ignored() {
     );
     assert_eq!(h.state(), State::SynSent);
     assert!(h.sent().is_empty());
+    // As Linux: the SYN goes again in 2 ms (an old segment may have been in the way).
+    let received = h.now;
+    assert_eq!(h.fire() - received, ms(2));
+    assert_eq!(h.sent_one().flags, SYN);
 }
 
 #[test]
@@ -513,7 +517,8 @@ fn syn_sent_synack_with_bad_ack_sends_rst_and_stays() {
     assert_eq!(
         h.anomalies(),
         vec![Anomaly::BadSynAck {
-            ack: SeqNumber(999_999)
+            ack: SeqNumber(999_999),
+            syn: true
         }]
     );
     let rst = h.sent_one();
@@ -522,6 +527,42 @@ fn syn_sent_synack_with_bad_ack_sends_rst_and_stays() {
     assert_eq!(h.state(), State::SynSent);
     // The real SYN-ACK still works.
     h.recv(seg(5000, 1001, SYN | ACK, &[]));
+    assert_eq!(h.state(), State::Established);
+}
+
+/// A server's TIME-WAIT that takes our SYN for an old duplicate answers with a bare ACK
+/// (Linux `tcp_timewait_state_process`, TCP_TW_ACK). As Linux's client: RST, and the SYN
+/// again 2 ms later rather than after the initial RTO — once; a second such ACK waits for
+/// the backed-off timer.
+#[test]
+fn syn_sent_bare_ack_from_time_wait_gets_rst_and_syn_again_soon() {
+    let (mut h, _) = conn_syn_sent();
+    h.advance(ms(1));
+    h.recv(seg(5000, 777, ACK, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::BadSynAck {
+            ack: SeqNumber(777),
+            syn: false
+        }]
+    );
+    let rst = h.sent_one();
+    assert_eq!((rst.flags, rst.seq), (RST, SeqNumber(777)));
+    let received = h.now;
+    assert_eq!(h.fire() - received, ms(2));
+    let again = h.sent_one();
+    assert_eq!(
+        (again.flags, again.seq, again.retransmission),
+        (SYN, SeqNumber(1000), true)
+    );
+    assert_eq!(h.conn.retransmissions(), 1);
+    // The next one waits for the timer, backed off from the initial 1 s.
+    h.recv(seg(5000, 777, ACK, &[]));
+    assert_eq!(h.sent_one().flags, RST);
+    let at = h.now;
+    assert_eq!(h.fire() - at, ms(2000));
+    assert_eq!(h.sent_one().flags, SYN);
+    h.recv(seg(9000, 1001, SYN | ACK, &[]));
     assert_eq!(h.state(), State::Established);
 }
 
@@ -2814,7 +2855,8 @@ fn wrap_syn_sent_with_isn_max_refused_and_bad_ack() {
     assert_eq!(
         h.anomalies(),
         vec![Anomaly::BadSynAck {
-            ack: SeqNumber(u32::MAX)
+            ack: SeqNumber(u32::MAX),
+            syn: true
         }]
     );
     h.sent();

@@ -33,6 +33,10 @@ impl TimerTable {
         self.deadlines[timer as usize] = None;
     }
 
+    pub(super) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer as usize]
+    }
+
     pub(super) fn is_set(&self, timer: Timer) -> bool {
         self.deadlines[timer as usize].is_some()
     }
