@@ -72,6 +72,21 @@ pub struct SegmentLog {
 }
 
 impl SegmentLog {
+    /// A log that keeps nothing yet and holds no memory: what is left behind when a
+    /// probe's log is taken for its record.
+    pub fn taken() -> SegmentLog {
+        SegmentLog {
+            bounds: Bounds::DEFAULT,
+            head: Vec::new(),
+            kept: Vec::new(),
+            tail: VecDeque::new(),
+            total: 0,
+            last_usable: None,
+            pinned_dropped: 0,
+            watch: Watch::default(),
+        }
+    }
+
     pub fn new(bounds: Bounds) -> SegmentLog {
         SegmentLog {
             bounds: Bounds {
@@ -216,6 +231,20 @@ impl SegmentLog {
 
     /// [`SegmentLog::kept`], moving the records out.
     pub fn into_kept(self) -> Kept<'static> {
+        // The usual probe's records all fit the head: its ids are their positions and
+        // nothing was left out, so the head is the record as it is (no copy, no id list).
+        if self.kept.is_empty() && self.tail.is_empty() {
+            let mut records = self.head;
+            for rec in &mut records {
+                rec.omitted_before = 0;
+            }
+            return Kept {
+                records: Cow::Owned(records),
+                ids: None,
+                omitted: 0,
+                pinned_dropped: self.pinned_dropped,
+            };
+        }
         Kept::build(
             self.pinned_dropped,
             self.head.into_iter().enumerate(),
@@ -246,6 +275,8 @@ impl Kept<'_> {
         rest: impl Iterator<Item = (usize, SegmentRecord)>,
     ) -> Kept<'static> {
         let (mut records, mut ids, mut omitted) = (Vec::new(), Vec::new(), 0);
+        records.reserve(head.size_hint().0 + rest.size_hint().0);
+        ids.reserve(records.capacity());
         let mut next = 0;
         for (id, mut rec) in head.chain(rest) {
             rec.omitted_before = (id - next) as u64;
@@ -321,6 +352,47 @@ mod tests {
         assert_eq!(gaps, [0, 0, 0, 0, 93, 0, 0]);
         assert_eq!(k.position(97), Some(4));
         assert_eq!(k.position(50), None);
+    }
+
+    /// Taking the log for a record keeps what looking at it shows, whether every record
+    /// fit the head (handed over as it is) or some were left out.
+    #[test]
+    fn into_kept_keeps_what_kept_shows() {
+        for n in [0, 3, 4, 5, 100] {
+            let mut log = SegmentLog::new(SMALL);
+            for i in 0..n {
+                log.push(rec(Dir::In, i, TcpFlags::ACK, 0));
+            }
+            let seen = log.kept();
+            let (seqs, gaps, omitted) = (
+                seen.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                seen.records
+                    .iter()
+                    .map(|r| r.omitted_before)
+                    .collect::<Vec<_>>(),
+                seen.omitted,
+            );
+            let positions: Vec<_> = (0..n as usize + 1).map(|id| seen.position(id)).collect();
+            let taken = log.into_kept();
+            assert_eq!(
+                taken.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                seqs,
+                "{n} records"
+            );
+            assert_eq!(
+                taken
+                    .records
+                    .iter()
+                    .map(|r| r.omitted_before)
+                    .collect::<Vec<_>>(),
+                gaps,
+                "{n} records"
+            );
+            assert_eq!(taken.omitted, omitted, "{n} records");
+            let taken_positions: Vec<_> =
+                (0..n as usize + 1).map(|id| taken.position(id)).collect();
+            assert_eq!(taken_positions, positions, "{n} records");
+        }
     }
 
     #[test]

@@ -1226,7 +1226,7 @@ impl Probe {
     /// [`Probe::result`] for a probe that is over: its records move, not copied (a survey
     /// makes one per probe, thousands a second).
     pub fn into_result(mut self) -> ProbeResult {
-        let log = std::mem::replace(&mut self.log, SegmentLog::new(Bounds::DEFAULT));
+        let log = std::mem::replace(&mut self.log, SegmentLog::taken());
         let http = self.http.take();
         let anomalies = std::mem::take(&mut self.anomalies);
         let timers = std::mem::take(&mut self.timers);
