@@ -35,7 +35,7 @@ impl fmt::Display for Anomaly {
             Anomaly::BadSynAck { ack, syn: false } => write!(
                 f,
                 "ACK {ack} in SYN-SENT that does not acknowledge our SYN (an earlier connection's, \
-                 e.g. the server's TIME-WAIT): answered with RST, SYN sent again (RFC 9293 §3.10.7.3)"
+                 e.g. the server's TIME-WAIT): answered with RST (RFC 9293 §3.10.7.3)"
             ),
             Anomaly::OutOfWindow { seq, len } => write!(
                 f,

@@ -186,7 +186,8 @@ pub enum Anomaly {
     /// ACK for data we never sent (RFC 5961 §5 / RFC 9293 §3.10.7.4).
     AckOfUnsentData { ack: SeqNumber },
     /// An ACK (`syn`: on a SYN-ACK) in SYN-SENT that does not acknowledge our SYN:
-    /// answered with RST, the SYN sent again soon (RFC 9293 §3.10.7.3).
+    /// answered with RST (RFC 9293 §3.10.7.3); the first one also brings the SYN's
+    /// retransmission forward to 2 ms after it, as Linux does.
     BadSynAck { ack: SeqNumber, syn: bool },
     /// Segment outside the receive window: dropped (and ACKed).
     OutOfWindow { seq: SeqNumber, len: u32 },
