@@ -96,12 +96,7 @@ impl SegmentLog {
             },
             // A probe that goes well logs 8–10 segments: no regrowing on the way.
             head: Vec::with_capacity(12.min(bounds.head.max(1))),
-            kept: Vec::new(),
-            tail: VecDeque::new(),
-            total: 0,
-            last_usable: None,
-            pinned_dropped: 0,
-            watch: Watch::default(),
+            ..SegmentLog::taken()
         }
     }
 
@@ -211,13 +206,8 @@ impl SegmentLog {
     /// Every kept record, in order, each after a gap saying how many were left out there:
     /// borrowed while every record is in the head (ids are then positions), a copy after.
     pub fn kept(&self) -> Kept<'_> {
-        if self.total == self.head.len() {
-            return Kept {
-                records: Cow::Borrowed(&self.head),
-                ids: None,
-                omitted: 0,
-                pinned_dropped: 0,
-            };
+        if self.all_in_head() {
+            return Kept::whole(Cow::Borrowed(&self.head));
         }
         Kept::build(
             self.pinned_dropped,
@@ -229,21 +219,17 @@ impl SegmentLog {
         )
     }
 
+    /// Every record logged is in the head: ids are positions and nothing was left out.
+    fn all_in_head(&self) -> bool {
+        self.total == self.head.len()
+    }
+
     /// [`SegmentLog::kept`], moving the records out.
     pub fn into_kept(self) -> Kept<'static> {
-        // The usual probe's records all fit the head: its ids are their positions and
-        // nothing was left out, so the head is the record as it is (no copy, no id list).
-        if self.kept.is_empty() && self.tail.is_empty() {
-            let mut records = self.head;
-            for rec in &mut records {
-                rec.omitted_before = 0;
-            }
-            return Kept {
-                records: Cow::Owned(records),
-                ids: None,
-                omitted: 0,
-                pinned_dropped: self.pinned_dropped,
-            };
+        // The usual probe's records all fit the head: the head is the record as it is (no
+        // copy, no id list).
+        if self.all_in_head() {
+            return Kept::whole(Cow::Owned(self.head));
         }
         Kept::build(
             self.pinned_dropped,
@@ -268,7 +254,17 @@ pub struct Kept<'a> {
     pub pinned_dropped: usize,
 }
 
-impl Kept<'_> {
+impl<'a> Kept<'a> {
+    /// All of a log's records, ids their positions (see [`SegmentLog::all_in_head`]).
+    fn whole(records: Cow<'a, [SegmentRecord]>) -> Kept<'a> {
+        Kept {
+            records,
+            ids: None,
+            omitted: 0,
+            pinned_dropped: 0,
+        }
+    }
+
     fn build(
         pinned_dropped: usize,
         head: impl Iterator<Item = (usize, SegmentRecord)>,
