@@ -440,3 +440,45 @@ lab_test! {
         );
     }
 }
+
+lab_test! {
+    /// nmap's habit of sweeping one's own subnet from .1: the first target is this host's
+    /// own address. The scan must still go out the interface the others are behind (its
+    /// own address answered through the loopback): it used the first target's route, the
+    /// loopback, and called every other host's open port filtered.
+    fn a_sweep_that_starts_at_our_own_address_still_reaches_the_others() {
+        let lab = link_lab("own_first", &[3], &[80]);
+        let [a, b, c, _] = lab.client_v4.octets();
+        let v4 = format!("{a}.{b}.{c}.1-4");
+        let (us6, them6) = (host_v6(&lab, 1).to_string(), host_v6(&lab, 2).to_string());
+        for args in [
+            vec![v4.as_str(), us6.as_str(), them6.as_str()],
+            vec![v4.as_str(), us6.as_str(), them6.as_str(), "--send-ip"],
+        ] {
+            let mut args = args.clone();
+            args.extend(["-p", "80", "--rate", "2000", "--all", "--json"]);
+            let run = scan(&lab, &args);
+            assert_eq!(run.code, Some(0), "{run}");
+            let (ports, hosts) = lines(&run);
+            let mut want = BTreeMap::new();
+            for h in [host_v4(&lab, 2), host_v4(&lab, 3), host_v6(&lab, 2)] {
+                want.insert((h, 80), ("open".to_string(), "syn-ack".to_string()));
+            }
+            for us in [host_v4(&lab, 1), host_v6(&lab, 1)] {
+                want.insert((us, 80), ("closed".to_string(), "reset".to_string()));
+            }
+            if args.contains(&"--send-ip") {
+                // The kernel resolves: the dead address is scanned, and silent.
+                want.insert(
+                    (host_v4(&lab, 4), 80),
+                    ("filtered".to_string(), "no-response".to_string()),
+                );
+                assert!(hosts.is_empty(), "hosts: {hosts:#?}\n{run}");
+            } else {
+                let down = BTreeMap::from([(host_v4(&lab, 4), "no-arp".to_string())]);
+                assert!(hosts == down, "hosts: {hosts:#?}\n{run}");
+            }
+            assert!(ports == want, "{args:?}: ports: {ports:#?}\n{}", run.stderr);
+        }
+    }
+}

@@ -36,9 +36,10 @@
 //! answer RST): the guard's prerouting rule keeps them from its TCP, as before — frames
 //! skip the OUTPUT hook, but no rule there was needed for our own packets.
 //!
-//! Each family uses the route (interface, source address) of its first target; on the
-//! kernel's path, targets that route elsewhere are still sent to, but their replies arrive
-//! on an interface we do not tap.
+//! Each family uses the route (interface, source address) of its first target that is not
+//! one of this host's own addresses (those are answered over the loopback, tapped too);
+//! on the kernel's path, targets that route elsewhere are still sent to, but their replies
+//! arrive on an interface we do not tap.
 
 use super::guard::Guard;
 use super::guard::MARK;
@@ -57,7 +58,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 use tcpshake_proto::probe::scan::neighbours::{
-    Class, Neighbours, NextHop, ResolvePlan, ResolveTotals,
+    Class, Neighbours, NextHop, Prefix, ResolvePlan, ResolveTotals,
 };
 use tcpshake_proto::probe::scan::pairhash::PairMap;
 use tcpshake_proto::probe::scan::rate::{self, SendLog};
@@ -395,7 +396,13 @@ pub fn run(
     let mut families: [Option<Family>; 2] = [None, None];
     let mut locals = Locals::default();
     for v6 in [false, true] {
-        let Some(first) = plan.targets.first_of_family(v6) else {
+        // This host's own addresses and prefixes (the local table): the family's route is
+        // that of its first target that is not one of them (`TargetSet::route_by`).
+        let own = neighbour::local_prefixes(v6).unwrap_or_default();
+        let Some(first) = plan
+            .targets
+            .route_by(v6, |a| own.iter().any(|p| p.contains(a)))
+        else {
             continue;
         };
         // The lookup's errors name the address and say what to check.
@@ -430,7 +437,7 @@ pub fn run(
         // A target that is this host's own address is answered over the loopback
         // interface, which the tap above does not see: tap that too (nmap scans such a
         // target through lo as well).
-        let loopback_tap = match own_target(plan, v6) {
+        let loopback_tap = match own_target(plan, v6, &own) {
             Some(own) if !r.is_loopback => {
                 let lo = route::lookup(own)?;
                 Some(Tap::open_queue(
@@ -664,8 +671,7 @@ pub fn run(
 
 /// A target of family `v6` that is one of this host's own addresses, if any (by the
 /// targets' bounds: a spec that reaches into a local prefix).
-fn own_target(plan: &ScanPlan, v6: bool) -> Option<IpAddr> {
-    let local = neighbour::local_prefixes(v6).ok()?;
+fn own_target(plan: &ScanPlan, v6: bool, local: &[Prefix]) -> Option<IpAddr> {
     plan.targets
         .bounds()
         .filter(|b| b.2 == v6)

@@ -18,6 +18,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// rate (RFC 7707 §2); give the addresses instead.
 pub const MAX_V6_PREFIX_BITS: u32 = 16;
 
+/// Addresses [`TargetSet::route_by`] looks at before it settles for the first.
+pub const ROUTE_BY_LOOKS: u64 = 4096;
+
 /// One parsed spec that denotes addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Spec {
@@ -433,6 +436,35 @@ impl TargetSet {
             .filter(|s| matches!(s, Spec::Range { v6: true, .. }) == v6)
             .find_map(|s| s.get(0))
     }
+
+    /// The address whose route a family's scan goes by: its first address that is neither
+    /// excluded nor one of this host's own (`own`), else its first. A scan of
+    /// `198.18.0.1-10` run on 198.18.0.1 must take the interface the other nine are behind,
+    /// not the loopback its own address routes through (its replies to the others would
+    /// never be seen); its own address is still scanned, through the loopback. At most
+    /// [`ROUTE_BY_LOOKS`] addresses are looked at: own addresses are few, and a list that
+    /// is all of them (`127.0.0.0/8`) falls back to the first.
+    pub fn route_by(&self, v6: bool, own: impl Fn(IpAddr) -> bool) -> Option<IpAddr> {
+        let mut looks = 0;
+        for spec in self
+            .specs
+            .iter()
+            .filter(|s| matches!(s, Spec::Range { v6: true, .. }) == v6)
+        {
+            // Bounded by ROUTE_BY_LOOKS over all specs.
+            for i in 0..spec.len() {
+                if looks >= ROUTE_BY_LOOKS {
+                    return self.first_of_family(v6);
+                }
+                looks += 1;
+                let Some(a) = spec.get(i) else { break };
+                if !self.is_excluded(a) && !own(a) {
+                    return Some(a);
+                }
+            }
+        }
+        self.first_of_family(v6)
+    }
 }
 
 /// Where [`TargetSet::next_within`] stands: a spec and an offset in it.
@@ -509,6 +541,41 @@ mod tests {
         };
         assert_eq!(s.len(), 1 << 24);
         assert_eq!(s.get((1 << 24) - 1).unwrap().to_string(), "10.255.255.255");
+    }
+
+    #[test]
+    fn route_by_skips_own_and_excluded_addresses() {
+        let spec = |t: &str| match parse(t).unwrap() {
+            TargetSpec::Addrs(s) => s,
+            TargetSpec::Name { .. } => panic!(),
+        };
+        let own = |a: IpAddr| {
+            ["198.18.0.1", "fd00::", "fd00::1"].contains(&a.to_string().as_str()) || a.is_loopback()
+        };
+        // The host's own address first (nmap's habit: a subnet from .1): the route is the
+        // next one's, its own still in the set.
+        let set = TargetSet::new(vec![spec("198.18.0.1-10"), spec("fd00::/126")], vec![]).unwrap();
+        assert_eq!(set.route_by(false, own).unwrap().to_string(), "198.18.0.2");
+        assert_eq!(set.route_by(true, own).unwrap().to_string(), "fd00::2");
+        assert_eq!(
+            set.first_of_family(false).unwrap().to_string(),
+            "198.18.0.1"
+        );
+        // Excluded addresses are not sent to: their route does not count either.
+        let set = TargetSet::new(
+            vec![spec("198.18.0.1"), spec("198.18.0.2-5")],
+            vec![spec("198.18.0.2")],
+        )
+        .unwrap();
+        assert_eq!(set.route_by(false, own).unwrap().to_string(), "198.18.0.3");
+        // Nothing but own addresses, within the bound: the first.
+        let set = TargetSet::new(vec![spec("127.0.0.0/8")], vec![]).unwrap();
+        assert_eq!(set.route_by(false, own).unwrap().to_string(), "127.0.0.0");
+        // A family with no target has no route.
+        assert_eq!(set.route_by(true, own), None);
+        // Octet ranges count as IPv4.
+        let set = TargetSet::new(vec![spec("198.18.0.1,2")], vec![]).unwrap();
+        assert_eq!(set.route_by(false, own).unwrap().to_string(), "198.18.0.2");
     }
 
     #[test]
