@@ -306,8 +306,8 @@ pub struct ScanArgs {
     /// Targets to skip, read from FILE.
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
-    /// SYNs per second, retries included (ARP / ND requests too). [default: as fast as this
-    /// host sends; on shared networks, give a rate]
+    /// Packets per second on the wire: SYNs, retries with the RST before each, ARP / ND
+    /// requests. [default: as fast as this host sends; on shared networks, give a rate]
     #[arg(long, value_name = "PPS", value_parser = whole::<u64>(1, 100_000_000))]
     pub rate: Option<u64>,
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).

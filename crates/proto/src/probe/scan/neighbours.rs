@@ -24,7 +24,7 @@
 //! the same wait after each round (adaptive from the reply times, rtt.rs, or `--wait`),
 //! and no further round once every asked address has answered.
 
-use super::rtt::{RttEstimator, Wait};
+use super::rtt::{self, RttEstimator, Wait};
 use super::schedule::TokenBucket;
 use super::targets::{TargetSet, WithinCursor};
 use crate::probe::record::Reason;
@@ -527,6 +527,18 @@ impl<'a> Resolver<'a> {
     // --- outputs ---
 
     /// What to do at `now`; `stop`: the user asked to stop.
+    /// How long a round waits for answers after its last request: the scan's wait, but a
+    /// `--wait` of at least [`rtt::FLOOR`]. `--wait` is about the SYNs' replies (a scan
+    /// may even ask for none, like masscan's `--wait 0`); a round of ARP / ND requests
+    /// that waited less than any neighbour takes to answer would call every live host
+    /// down and scan nothing — what `--wait 0s` did. A LAN answers well within the floor.
+    fn round_wait(&self) -> Duration {
+        match self.plan.wait {
+            Wait::Fixed(d) => d.max(rtt::FLOOR),
+            Wait::Adaptive => self.rtt.wait(Wait::Adaptive),
+        }
+    }
+
     #[must_use]
     pub fn poll(&mut self, now: Instant, stop: bool) -> ResolveStep {
         // Bounded: each pass changes the phase or hands out a request; the walk is bounded
@@ -538,7 +550,7 @@ impl<'a> Resolver<'a> {
                     // From the last request as the driver reported it (the round's last
                     // batch may leave after its walk ended).
                     let from = self.last_send.unwrap_or(self.started);
-                    let until = from + self.rtt.wait(self.plan.wait);
+                    let until = from + self.round_wait();
                     if now >= until || self.all_answered() {
                         self.phase = Phase::Done;
                         return ResolveStep::Done;
@@ -547,7 +559,7 @@ impl<'a> Resolver<'a> {
                 }
                 Phase::Between { next } => {
                     let from = self.last_send.unwrap_or(self.started);
-                    let until = from + self.rtt.wait(self.plan.wait);
+                    let until = from + self.round_wait();
                     if stop {
                         self.interrupted = true;
                         self.phase = Phase::Draining;
@@ -971,6 +983,42 @@ mod tests {
         let n = r.finish();
         assert!(!n.is_down(ip("198.18.77.200")));
         assert_eq!(n.host(ip("198.18.77.200")), None);
+    }
+
+    #[test]
+    fn a_wait_too_short_for_any_answer_still_waits_the_floor_for_neighbours() {
+        // `scan --wait 0s` (masscan's "do not wait"): the SYNs' affair. Its ARP round
+        // waited nothing, the answers 30 µs later found it over, and the live host was
+        // called down, nothing scanned.
+        let t = targets(&["198.18.77.0/24"]);
+        for wait in [
+            Duration::ZERO,
+            Duration::from_micros(1),
+            Duration::from_millis(20),
+        ] {
+            let mut r = Resolver::new(
+                &t,
+                links(),
+                HashMap::new(),
+                ResolvePlan {
+                    rate: 1_000_000,
+                    retries: 0,
+                    wait: Wait::Fixed(wait),
+                },
+                at_us(0),
+            );
+            let (asked, end) = run(
+                &mut r,
+                |a, _| (a == ip("198.18.77.7")).then(|| mac_of(a)),
+                None,
+            );
+            assert_eq!(asked.len(), 255);
+            let floor = u64::try_from(rtt::FLOOR.as_micros()).unwrap();
+            assert_eq!(end, asked.last().unwrap().0 + floor, "{wait:?}");
+            let n = r.finish();
+            assert!(!n.is_down(ip("198.18.77.7")), "{wait:?}");
+            assert!(n.is_down(ip("198.18.77.8")), "{wait:?}");
+        }
     }
 
     #[test]

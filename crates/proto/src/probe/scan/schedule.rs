@@ -14,8 +14,10 @@
 //!
 //! Rules:
 //! - The rate is a token bucket: tokens arrive at `rate` per second up to a 5 ms burst; each
-//!   packet takes one (RFC 2697's idea with one rate). A retry's RST and SYN go together on
-//!   one token, as nmap counts a probe.
+//!   packet takes one (RFC 2697's idea with one rate), a retry's RST too: it goes out with
+//!   its SYN and takes the next token in advance, so `--rate` holds on the wire in a retry
+//!   round as in the first (`nmap --max-rate` counts every packet too). Nothing is banked
+//!   across the wait between rounds: a round starts with one token, not a burst.
 //! - The wait after a round is adaptive (rtt.rs: SRTT + 4·RTTVAR of this scan's reply
 //!   times, at least 50 ms, 1 s before any reply) unless `--wait` was given; it is
 //!   measured from the round's last SYN and follows the estimate as replies come in.
@@ -121,9 +123,28 @@ impl TokenBucket {
 
     /// Takes a token at `now`, or says how long until one is there.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.take_n(now, 1)
+    }
+
+    /// Takes `n` tokens at `now` once one is there: the rest are owed (the count goes
+    /// below zero) and the next take waits for them. For packets that must leave
+    /// together (a RST and its SYN); the rate over time is held all the same.
+    pub fn take_n(&mut self, now: Instant, n: u32) -> Result<(), Duration> {
         self.ready(now)?;
-        self.tokens -= 1.0;
+        self.tokens -= f64::from(n.max(1));
         Ok(())
+    }
+
+    /// No banked burst: at most one token from `now` on (a new round after an idle wait
+    /// starts at the rate, not with 5 ms of packets at once).
+    pub fn settle(&mut self, now: Instant) {
+        let _ = self.ready(now);
+        self.tokens = self.tokens.min(1.0);
+    }
+
+    /// The time one token takes to come.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate)
     }
 }
 
@@ -362,6 +383,7 @@ impl<'p> Schedule<'p> {
                         self.round = next;
                         self.next_position = self.plan.shard.index - 1;
                         self.done_in_round = 0;
+                        self.bucket.settle(now);
                         self.phase = Phase::Sending;
                     }
                 }
@@ -376,7 +398,8 @@ impl<'p> Schedule<'p> {
                     }
                     match self.next_pair() {
                         Some(remote) => {
-                            let _ = self.bucket.take(now);
+                            // A retry's RST goes first, on a token of its own.
+                            let _ = self.bucket.take_n(now, if self.round > 0 { 2 } else { 1 });
                             if self.round == 0 {
                                 self.totals.scanned += 1;
                             }
@@ -458,7 +481,9 @@ impl<'p> Schedule<'p> {
     fn end_round(&mut self, now: Instant) {
         if let (Some(a), Some(b)) = (self.round_first.take(), self.round_last.take()) {
             let last = now.max(b);
-            self.send_time += last.saturating_since(a);
+            // n packets at the rate span n − 1 intervals: the round had the time of one
+            // more (else a round of 10 packets at 500 pps would show 556 achieved).
+            self.send_time += last.saturating_since(a) + self.bucket.interval();
         }
     }
 
@@ -782,6 +807,45 @@ mod tests {
         // 10 000 pps: 256 SYNs take ~25.5 ms, less the 50-token burst (5 ms) at most.
         let span = sent.last().unwrap().0 - sent[0].0;
         assert!((20_000..=25_600).contains(&span), "{span} µs");
+    }
+
+    #[test]
+    fn the_rate_holds_on_the_wire_in_retry_rounds_too() {
+        // Nothing answers: a second round of RST + SYN to every pair. Each packet takes a
+        // token, the RST too, and the wait between rounds banks no burst: at 1000 pps no
+        // 100 ms window holds more than ~100 packets (the RST and SYN went out on one
+        // token before: 1000 pps of RST + SYN pairs, twice the rate), and the summary's
+        // "achieved" does not claim more than was asked.
+        let rate = 1_000;
+        let p = plan("198.18.0.0/26", &[80], rate, 1, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (sent, _) = run(&mut s, |_| None, None);
+        assert_eq!(sent.len(), 128, "64 SYNs, then 64 RST + SYN");
+        let mut wire = Vec::new();
+        for (t, p) in &sent {
+            wire.extend(std::iter::repeat_n(*t, 1 + usize::from(p.reset_previous)));
+        }
+        assert_eq!(wire.len(), 192);
+        for (i, &t0) in wire.iter().enumerate() {
+            let n = wire[i..].iter().take_while(|&&t| t < t0 + 100_000).count();
+            assert!(n <= 102, "{n} packets in the 100 ms from {t0} µs");
+        }
+        let retry: Vec<u64> = sent
+            .iter()
+            .filter(|(_, p)| p.attempt == 1)
+            .map(|(t, _)| *t)
+            .collect();
+        let span = retry.last().unwrap() - retry[0];
+        assert!(
+            (125_000..=128_100).contains(&span),
+            "{span} µs for 128 packets"
+        );
+        let achieved = s.totals().sent as f64 / s.send_time().as_secs_f64();
+        assert_eq!(s.totals().sent, 192);
+        assert!(
+            (rate as f64 * 0.97..=rate as f64 * 1.01).contains(&achieved),
+            "{achieved} pps achieved at --rate {rate}"
+        );
     }
 
     #[test]
