@@ -479,6 +479,14 @@ lab_test! {
                 assert!(hosts == down, "hosts: {hosts:#?}\n{run}");
             }
             assert!(ports == want, "{args:?}: ports: {ports:#?}\n{}", run.stderr);
+            // Every answer timed, our own address's (through lo) too: its SYN's copy
+            // arrives on the loopback tap, which hands out arriving copies only.
+            for line in run.stdout.lines().filter(|l| l.contains("\"port\"")) {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if v["state"] != "filtered" {
+                    assert!(v["rtt_ns"].as_u64().is_some_and(|n| n > 0), "{args:?}: {line}");
+                }
+            }
         }
     }
 }

@@ -1065,8 +1065,11 @@ fn receive(
                 match scan::inspect(bytes, offloaded, locals, cookie, retries) {
                     // Only a copy leaving this host is our SYN: a frame from the link with
                     // our address as its source is someone else's, and must not set (or
-                    // flood) the table of send times.
-                    Seen::OurSyn { remote, seq } if meta.outgoing => {
+                    // flood) the table of send times. On the loopback, whose tap hands out
+                    // the arriving copy only (tap.rs), a packet from our reserved port is
+                    // ours: nothing off this host reaches lo. (Stamped on arrival, as a
+                    // probe on lo times its SYN: within a µs of its leaving.)
+                    Seen::OurSyn { remote, seq } if meta.outgoing || tap.is_loopback() => {
                         tx_times.insert((remote.ip(), remote.port(), seq.0), meta.at);
                     }
                     Seen::OurSyn { .. } => {}

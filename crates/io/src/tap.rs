@@ -315,6 +315,12 @@ impl Tap {
         })
     }
 
+    /// Whether this taps a loopback interface, where only arriving copies are handed out:
+    /// a packet from our own address is then ours, on its way in.
+    pub fn is_loopback(&self) -> bool {
+        self.loopback
+    }
+
     /// Read one packet without waiting. `Ok(None)` when nothing is there.
     pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<TapMeta>> {
         // Bounded: a loopback tap skips at most one lap of the ring.
