@@ -25,11 +25,14 @@ pub fn median(sorted: &[u64]) -> u64 {
     }
 }
 
-/// min / median / max of the answered probes, in ms.
-fn rtt_columns(rtts: &[u64]) -> String {
-    let mut v = rtts.to_vec();
+/// min / median / max of the answered probes, in ms; for a hop that answered with no
+/// round trip (the copy of its probe leaving was not seen: a note says so), `not timed`
+/// rather than columns left empty.
+fn rtt_columns(h: &HopRecord) -> String {
+    let mut v = h.rtt_ns.clone();
     v.sort_unstable();
     match v.len() {
+        0 if h.addr.is_some() => format!("{:>9}", "not timed"),
         0 => String::new(),
         n => format!("{:>9} {:>9} {:>9}", ms(v[0]), ms(median(&v)), ms(v[n - 1])),
     }
@@ -60,11 +63,14 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
         "tcpshake trace {} ({mode} from {}, {} hops max, {} probes per hop)",
         r.target, r.local, r.max_ttl, r.probes
     );
-    let _ = writeln!(
-        s,
-        "{:>4}  {:<26} {:<17} {:>5} {:>9} {:>9} {:>9}  quote",
-        "hop", "address", "reply", "loss", "min ms", "med ms", "max ms"
-    );
+    // No rows, no header (nothing left this host, or an in-session handshake failed).
+    if !r.hops.is_empty() {
+        let _ = writeln!(
+            s,
+            "{:>4}  {:<26} {:<17} {:>5} {:>9} {:>9} {:>9}  quote",
+            "hop", "address", "reply", "loss", "min ms", "med ms", "max ms"
+        );
+    }
     for h in &r.hops {
         let addr = h.addr.map_or_else(|| "*".to_string(), |a| a.to_string());
         let loss = if h.sent == 0 {
@@ -79,7 +85,7 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
             addr,
             reply,
             loss,
-            rtt_columns(&h.rtt_ns),
+            rtt_columns(h),
             quote_text(h)
         );
         let _ = writeln!(s, "{}", line.trim_end());
@@ -124,6 +130,8 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
         let mut v = d.rtt_ns.clone();
         v.sort_unstable();
         let _ = write!(s, "  rtt {}", human_ns(median(&v)));
+    } else if d.ttl.is_some() {
+        let _ = write!(s, "  rtt not timed");
     }
     if let Some(h) = d.handshake_rtt_ns {
         let _ = write!(s, "  handshake {}", human_ns(h));
@@ -293,6 +301,58 @@ mod tests {
         r.destination.reason = Reason::SynAck;
         let text = render(&r, Style { color: false });
         assert!(text.contains("\ninterrupted\n"), "{text}");
+    }
+
+    /// A hop that answered without a round trip says so; it is not left blank.
+    #[test]
+    fn an_answer_without_a_round_trip_says_it_was_not_timed() {
+        let mut r = record();
+        r.hops[0].rtt_ns.clear();
+        r.destination = DestinationRecord {
+            state: PortState::Open,
+            reason: Reason::SynAck,
+            addr: Some("198.18.0.78".parse().unwrap()),
+            ttl: Some(4),
+            rtt_ns: Vec::new(),
+            handshake_rtt_ns: None,
+            close: None,
+        };
+        r.lost_after_ttl = None;
+        let text = render(&r, Style { color: false });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].contains("198.18.0.14") && lines[2].contains("not timed"));
+        assert!(
+            text.contains("destination: open (syn-ack) at hop 4 (198.18.0.78)  rtt not timed\n"),
+            "{text}"
+        );
+    }
+
+    /// Nothing left this host (an unresolved next hop): no table, no router blamed, the
+    /// error and the count of what left.
+    #[test]
+    fn nothing_sent_shows_the_error_and_no_table() {
+        let mut r = record();
+        r.hops.clear();
+        r.lost_after_ttl = None;
+        r.notes.clear();
+        r.unmatched = 0;
+        r.packets_sent = 0;
+        r.duration_ns = 300_000_000;
+        r.error = Some(
+            "none of our SYNs left this host: 198.18.0.78 had not answered ARP on eth0 (down, \
+             or not on this link), so the kernel held our SYNs"
+                .into(),
+        );
+        let text = render(&r, Style { color: false });
+        assert!(!text.contains("min ms"), "{text}");
+        assert!(!text.contains("no reply"), "{text}");
+        assert!(
+            text.contains(
+                "\nerror: none of our SYNs left this host: 198.18.0.78 had not answered ARP on eth0"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("0 packets sent in 300.000 ms\n"), "{text}");
     }
 
     #[test]

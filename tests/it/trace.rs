@@ -11,7 +11,7 @@ use lab::capture::{ACK, L4, Packet, SYN};
 use lab::peers::ListenerMode;
 use lab::{Lab, Run, in_ns, run_ok};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tcpshake_proto::trace::record::{HopRecord, TraceRecord};
 use tcpshake_proto::wire::IpPacket;
@@ -628,6 +628,10 @@ fn round_trips_match_tcpdump_and_only_the_target_is_touched() {
                 .any(|c| c.starts_with("tcpshake: syn-ack from the destination: TTL 4")),
             "{comments:?}"
         );
+        assert_rsts_named(&png);
+        // What counts as sent is what left: tcpdump's count of our packets.
+        let left = packets.iter().filter(|p| p.src == client).count();
+        assert_eq!(r.packets_sent as usize, left, "{run}");
         // Kernel timestamps: each packet in our pcap at tcpdump's time (outgoing exactly).
         for p in ours.iter().filter(|p| p.src == client) {
             assert!(
@@ -767,6 +771,20 @@ fn hops_agree_with_traceroute_and_mtr() {
 }
 }
 
+/// Every RST of ours in a trace's pcapng says why it was sent, the last one too (its copy
+/// is read after the trace is done).
+fn assert_rsts_named(png: &std::path::Path) {
+    let rsts = lab::capture::tshark_fields(png, "tcp.flags.reset == 1", &["frame.comment"]);
+    assert!(!rsts.is_empty(), "no RST in {png:?}");
+    for c in &rsts {
+        assert_eq!(
+            c.join(" "),
+            "tcpshake: sent: RST, so the destination keeps nothing half-open",
+            "{rsts:?}"
+        );
+    }
+}
+
 /// One destination `routers + 1` hops away, as near as the window of TTLs in flight: the
 /// SYNs of the TTLs beyond it reach it too. Checks what README's "How fast" promises:
 /// at most `d − 1` SYNs beyond the destination's TTL `d` (none when it is the neighbour:
@@ -786,6 +804,10 @@ fn near_destination(lab: &mut Lab, v6: bool, routers: usize) {
     assert_eq!(run.code, Some(0), "{run}");
     let client = lab.client_addr(v6);
     let server = lab.server_addr(v6);
+    assert_rsts_named(&png);
+    // What counts as sent is what left: tcpdump's count of our packets.
+    let left = packets.iter().filter(|p| p.src == client).count();
+    assert_eq!(r.packets_sent as usize, left, "{run}");
     // tcpdump's view: our SYNs (TTL as they left) and the destination's answers.
     let syns: Vec<(u8, u32, u64)> = packets
         .iter()
@@ -919,6 +941,137 @@ fn a_destination_behind_three_routers_gets_at_most_three_extra_syns() {
     lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
     for v6 in [false, true] {
         near_destination(&mut lab, v6, 3);
+    }
+}
+}
+
+lab_test! {
+/// An on-link address nothing answers ARP / ND for: the kernel holds the probes behind the
+/// resolution and drops them, so none reaches the wire. The trace says so as a probe does
+/// (same error, same exit code 1), counts nothing as sent, shows no hop and blames no
+/// router; its pcap is empty, as tcpdump's view of the link is (no SYN on it).
+fn an_on_link_address_without_a_neighbour_is_named_and_nothing_counts_as_sent() {
+    let mut lab = Lab::new("trace_noneigh");
+    let (v4, v6) = (lab.server_v4.octets(), lab.server_v6.segments());
+    let dead4 = format!("{}.{}.{}.{}:80", v4[0], v4[1], v4[2], v4[3].wrapping_add(50));
+    let dead6 = format!(
+        "[{}]:80",
+        std::net::Ipv6Addr::new(v6[0], v6[1], v6[2], v6[3], v6[4], v6[5], v6[6], v6[7] + 50)
+    );
+    for (target, by) in [(dead4, "ARP"), (dead6, "Neighbor Discovery")] {
+        let pcap = lab.dir().join("noneigh.pcap");
+        let cap = lab.start_capture("noneigh");
+        let run = lab.run_client([
+            "trace",
+            &target,
+            "-w",
+            "200ms",
+            "--json",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ]);
+        let seen = lab.stop_capture(&cap);
+        assert_eq!(run.code, Some(1), "{run}");
+        let r: TraceRecord = serde_json::from_str(run.stdout.trim())
+            .unwrap_or_else(|e| panic!("not a trace record ({e}):\n{run}"));
+        let e = r.error.as_deref().unwrap_or_default();
+        assert!(
+            e.starts_with("none of our SYNs left this host: ")
+                && (e.contains(&format!("did not answer {by}"))
+                    || e.contains(&format!("had not answered {by}"))),
+            "{run}"
+        );
+        assert_eq!(r.packets_sent, 0, "{run}");
+        assert!(r.hops.is_empty(), "{run}");
+        assert_eq!(r.lost_after_ttl, None, "{run}");
+        assert!(
+            !seen.iter().any(|p| p.tcp().is_some()),
+            "a segment left: {seen:?}"
+        );
+        assert!(lab::capture::read_pcap(&pcap).unwrap().is_empty(), "{run}");
+        // The table says the same, and nothing about routers.
+        let text = lab.run_client(["trace", &target, "-w", "200ms"]);
+        assert_eq!(text.code, Some(1), "{text}");
+        assert!(
+            text.stdout
+                .contains("\nerror: none of our SYNs left this host: ")
+                && text.stdout.contains("0 packets sent in ")
+                && !text.stdout.contains("no reply"),
+            "{text}"
+        );
+    }
+}
+}
+
+lab_test! {
+/// A trace to this host (loopback, or an address of its own: the route is through `lo`,
+/// where the tap keeps only the arriving copy of each packet) times every probe, counts
+/// what it sent (each SYN and its RST), and names every packet in the pcapng.
+fn a_trace_to_this_host_is_timed() {
+    let mut lab = Lab::new("trace_lo");
+    let port = 45_801;
+    let listener = format!(
+        "import socket,time\n\
+         ls=[]\n\
+         for fam,a in ((socket.AF_INET,'0.0.0.0'),(socket.AF_INET6,'::')):\n\
+         \x20s=socket.socket(fam,socket.SOCK_STREAM)\n\
+         \x20if fam==socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\n\
+         \x20s.bind((a,{port})); s.listen(16); ls.append(s)\n\
+         time.sleep(60)\n"
+    );
+    lab.spawn_owned(
+        "a listener on the client",
+        in_ns(&lab.client_ns, "python3").args(["-c", &listener]),
+    );
+    let up = lab::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let ss = lab::run_bounded(
+            in_ns(&lab.client_ns, "ss").args(["-Htln", &format!("sport = :{port}")]),
+            Duration::from_secs(5),
+        );
+        ss.stdout.lines().count() >= 2
+    });
+    assert!(up, "the listener did not come up");
+    let own = SocketAddr::new(lab.client_addr(false), port).to_string();
+    for target in [format!("127.0.0.1:{port}"), format!("[::1]:{port}"), own] {
+        let png = lab.dir().join("lo.pcapng");
+        let run = lab.run_client([
+            "trace",
+            &target,
+            "--json",
+            "--pcapng",
+            png.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, Some(0), "{run}");
+        let r: TraceRecord = serde_json::from_str(run.stdout.trim())
+            .unwrap_or_else(|e| panic!("not a trace record ({e}):\n{run}"));
+        assert_eq!(r.hops.len(), 1, "{run}");
+        assert_eq!(r.hops[0].rtt_ns.len(), 3, "{run}");
+        assert!(r.hops[0].rtt_ns.iter().all(|&n| n > 0), "{run}");
+        assert_eq!(r.destination.rtt_ns, r.hops[0].rtt_ns, "{run}");
+        assert_eq!(r.packets_sent, 6, "three SYNs, three RSTs: {run}");
+        let comments: Vec<String> = lab::capture::tshark_fields(&png, "", &["frame.comment"])
+            .into_iter()
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(comments.len(), 9, "{comments:?}");
+        assert_eq!(
+            comments
+                .iter()
+                .filter(|c| *c == "tcpshake: sent: RST, so the destination keeps nothing half-open")
+                .count(),
+            3,
+            "{comments:?}"
+        );
+        assert_eq!(
+            comments
+                .iter()
+                .filter(|c| c.starts_with("tcpshake: probe: TTL 1, attempt "))
+                .count(),
+            3,
+            "{comments:?}"
+        );
+        let text = lab.run_client(["trace", &target]);
+        assert!(text.stdout.contains("  rtt "), "{text}");
     }
 }
 }

@@ -318,12 +318,26 @@ fn run_guarded(
 /// ARP / ND and are dropped when it fails), and tell the probe, which says so in the
 /// record. One neighbour entry asked per such probe; nothing for the others.
 pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAddr) {
-    if !probe.nothing_seen_leaving() || route.is_loopback {
+    if !probe.nothing_seen_leaving() {
         return;
+    }
+    if let Some(what) = unresolved_next_hop(route, dst) {
+        probe.next_hop_unresolved(what);
+    }
+}
+
+/// Why nothing we sent to `dst` left this host, if the kernel's neighbour table says: the
+/// next hop (the gateway, or `dst` itself on link) did not answer ARP / Neighbor
+/// Discovery, in words (`198.18.0.9 did not answer ARP on eth0 (down, or not on this
+/// link), so the kernel never sent our SYNs`). Every command that finds none of its
+/// packets on the tap asks this, so all of them say it alike.
+pub(crate) fn unresolved_next_hop(route: &route::Route, dst: IpAddr) -> Option<String> {
+    if route.is_loopback {
+        return None;
     }
     let hop = route.gateway.unwrap_or(dst);
     let Ok(Some(failed)) = super::neighbour::kernel_unresolved(route.oif, hop) else {
-        return;
+        return None;
     };
     // INCOMPLETE: resolution still running (ARP gives up after ~3 s); the kernel may yet
     // send what it holds. FAILED: it gave up and dropped it.
@@ -337,7 +351,7 @@ pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAdd
     } else {
         "ARP"
     };
-    let what = if route.gateway.is_some() {
+    Some(if route.gateway.is_some() {
         format!(
             "the gateway {hop} {answer} {by} on {}, {sent}",
             route.ifname
@@ -347,8 +361,7 @@ pub(super) fn explain_unsent(probe: &mut Probe, route: &route::Route, dst: IpAdd
             "{hop} {answer} {by} on {} (down, or not on this link), {sent}",
             route.ifname
         )
-    };
-    probe.next_hop_unresolved(what);
+    })
 }
 
 /// A probe's tap, kept once the probe is over for the next probe through the same

@@ -2,8 +2,10 @@
 //! sender, then shuttle between the sans-IO [`Trace`] and the wire until it is done.
 //!
 //! The tap is the one a probe uses (bpf.rs): TCP to and from our port — our probes on
-//! their way out, with the kernel's timestamp of their departure, and the destination's
-//! answers — and every ICMP/ICMPv6 packet, which the trace matches against what it sent.
+//! their way out, with the kernel's timestamp of their departure (on loopback, their
+//! arriving copy), and the destination's answers — and every ICMP/ICMPv6 packet, which
+//! the trace matches against what it sent. What the tap saw leave is what counts as sent:
+//! the kernel may hold a packet it was handed (behind ARP / ND) and drop it.
 //! It reads a ring of small frames (a burst of probes and their answers at once).
 //! The guard keeps the kernel's TCP away from our port, so a SYN-ACK is answered by our
 //! RST, not the kernel's, and an in-session connection is ours alone.
@@ -11,6 +13,7 @@
 use super::guard::{Guard, MARK};
 use super::run::{
     Capture, Captured, Fed, MAX_SLEEP, Path, close_later, deliver, drain_tap, send_error,
+    unresolved_next_hop,
 };
 use super::sender::RawSender;
 use super::tap::Tap;
@@ -21,9 +24,7 @@ use tcpshake_proto::probe::PacketNote;
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::trace::record::TraceRecord;
 use tcpshake_proto::trace::{Trace, TraceConfig};
-use tcpshake_proto::wire::IpPacket;
 use tcpshake_proto::wire::defrag::Defrag;
-use tcpshake_proto::wire::ip::PROTO_TCP;
 
 /// The tap's queue (kernel memory, about a kilobyte per packet as the kernel counts it):
 /// room for thousands of replies, where a trace draws a few per hop.
@@ -132,26 +133,29 @@ fn run_guarded(
         flush(&mut trace, &sender, &mut hop_limit)?;
     }
 
-    // The copies of our last packets may still be on their way to the tap.
+    // The copies of our last packets may still be on their way to the tap: the trace,
+    // done, takes those alone (they count as sent and are named in the capture, like the
+    // RSTs before them), and nothing else.
     drain_tap(&mut tap, &mut rx[0], |meta, bytes| {
-        // Only our own segments leave through the filter here (ICMP we never send).
-        let ours = IpPacket::parse(bytes).is_ok_and(|p| p.ip.protocol == PROTO_TCP);
-        if meta.outgoing
-            && capture.is_on()
-            && !meta.truncated
-            && ours
-            && packets.len() < MAX_CAPTURED
-        {
-            packets.push(Captured {
-                at: meta.at,
-                bytes: bytes.to_vec(),
-                note: (capture == Capture::Annotated).then(|| text_note(Some("sent"))),
-            });
+        let keep = if packets.len() < MAX_CAPTURED {
+            capture
+        } else {
+            Capture::Off
+        };
+        if !meta.truncated {
+            deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
         }
     })?;
     let losses = tap.losses();
     // It closes beside the output and the guard's teardown (run::wait_closing).
     close_later(tap);
+    // None of our packets on the tap: ask the kernel whether the next hop went unresolved
+    // (ARP / ND), as a probe does, so the record says why rather than blame the routers.
+    if trace.nothing_seen_leaving()
+        && let Some(what) = unresolved_next_hop(&path.route, trace.remote().ip())
+    {
+        trace.next_hop_unresolved(what);
+    }
     let mut record = trace.into_record();
     if losses.dropped > 0 {
         record.notes.push(format!(

@@ -297,7 +297,15 @@ pub struct Trace {
     challenge_acks: u32,
     close_outcome: Option<String>,
     max_rtt: Duration,
+    /// Packets handed to the driver to send.
+    handed: u32,
+    /// Packets of ours seen leaving (their copies on the tap): what was really sent. The
+    /// kernel may hold what it was handed (an unresolved next hop) and drop it.
     packets_sent: u32,
+    /// The driver's word that the next hop's link-layer address went unresolved.
+    unresolved: Option<String>,
+    /// Anything of ours came back (an answer, an error quoting us, a stray segment).
+    heard: bool,
     unmatched: u32,
     notes: Vec<String>,
     interrupted: bool,
@@ -356,7 +364,10 @@ impl Trace {
             challenge_acks: 0,
             close_outcome: None,
             max_rtt: Duration::ZERO,
+            handed: 0,
             packets_sent: 0,
+            unresolved: None,
+            heard: false,
             unmatched: 0,
             notes: Vec::new(),
             interrupted: false,
@@ -386,6 +397,22 @@ impl Trace {
             self.phase = Phase::Handshake;
             conn.connect(now);
         }
+    }
+
+    /// Whether packets were handed to the driver and nothing shows that any left: no copy
+    /// on the tap, and nothing came back (an answer proves its probe left, whatever the
+    /// tap missed).
+    pub fn nothing_seen_leaving(&self) -> bool {
+        self.handed > 0 && self.packets_sent == 0 && !self.heard
+    }
+
+    /// The driver asked the kernel why nothing left: the next hop's link-layer address
+    /// went unresolved (`what`: which address, on which interface, by ARP or ND). The
+    /// kernel holds packets for an unresolved neighbour and drops them when resolution
+    /// fails, so no probe reached the wire and no router could answer: the record says
+    /// so (as a probe's does) instead of blaming the first hop.
+    pub fn next_hop_unresolved(&mut self, what: String) {
+        self.unresolved = Some(what);
     }
 
     /// The user stopped us: no more probes; in-session, close the connection.
@@ -497,7 +524,8 @@ impl Trace {
 
     /// A packet the tap saw at `at`: `outgoing` copies of what left this host, or
     /// arrivals (whole datagrams: the driver reassembles fragments). Returns whether it
-    /// belonged to this trace.
+    /// belonged to this trace. Once the trace is done, only the copies of our own last
+    /// packets are still taken (they count as sent, and a capture names them).
     pub fn handle_packet(
         &mut self,
         at: Instant,
@@ -506,23 +534,42 @@ impl Trace {
         checksum_offloaded: bool,
     ) -> bool {
         self.note = None;
-        if self.phase == Phase::Done {
-            return false;
-        }
         let Ok(pkt) = IpPacket::parse(bytes) else {
             return false;
         };
         if pkt.fragment.is_some() {
             return false;
         }
+        // Ours by its addresses and ports, not by the tap's direction: on loopback the tap
+        // keeps only the arriving copy of each packet (ours too, as an arrival), and a
+        // trace to this host's own address has the same address at both ends.
+        let own = pkt.ip.protocol == PROTO_TCP && (outgoing || self.sent_by_us(&pkt));
+        if self.phase == Phase::Done && !own {
+            return false;
+        }
         let ours = match pkt.ip.protocol {
-            PROTO_TCP if outgoing => self.on_own_segment(at, &pkt, bytes),
+            PROTO_TCP if own => self.on_own_segment(at, &pkt, bytes),
             PROTO_TCP => self.on_segment(at, &pkt, checksum_offloaded),
             PROTO_ICMP | PROTO_ICMPV6 if !outgoing => self.on_icmp(at, &pkt),
             _ => false,
         };
+        self.heard |= ours && !own;
         self.step(at);
         ours
+    }
+
+    /// A TCP segment from our address and port to the target's.
+    fn sent_by_us(&self, pkt: &IpPacket<'_>) -> bool {
+        let (local, remote) = (self.local(), self.remote());
+        let port = |at: usize| {
+            pkt.payload
+                .get(at..at + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        pkt.ip.src == local.ip()
+            && pkt.ip.dst == remote.ip()
+            && port(0) == Some(local.port())
+            && port(2) == Some(remote.port())
     }
 
     /// What the packet last handed to [`Trace::handle_packet`] was to the trace, in words
@@ -561,8 +608,9 @@ impl Trace {
         i
     }
 
+    /// A packet handed to the driver (counted as sent once its copy is seen leaving).
     fn count(&mut self, now: Instant, t: Transmit) -> Transmit {
-        self.packets_sent = self.packets_sent.saturating_add(1);
+        self.handed = self.handed.saturating_add(1);
         self.first_sent.get_or_insert(now);
         t
     }
@@ -709,6 +757,7 @@ impl Trace {
         if pkt.ip.src != local.ip() || seg.src_port != local.port() || pkt.ip.dst != remote.ip() {
             return false;
         }
+        self.packets_sent = self.packets_sent.saturating_add(1);
         let v6 = pkt.ip.src.is_ipv6();
         let tsval = seg.options.timestamps.map(|t| t.0);
         let octet = seg.payload.first().copied();

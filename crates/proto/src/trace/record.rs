@@ -81,7 +81,9 @@ pub struct HopRecord {
     pub icmp: Option<IcmpRecord>,
     /// Probe → answer, kernel timestamps, one per answered probe in the order sent.
     pub rtt_ns: Vec<u64>,
+    /// Probes of this TTL that left (seen on the tap, or answered).
     pub sent: u8,
+    /// Of those, the unanswered.
     pub lost: u8,
     /// Bytes of our packet the ICMP error quoted (IP header included).
     pub quote_len: Option<usize>,
@@ -135,7 +137,9 @@ pub struct TraceRecord {
     /// The last TTL that answered when nothing answered beyond it (the likely place the
     /// probes are dropped); `null` when the far end answered.
     pub lost_after_ttl: Option<u8>,
-    /// Packets we sent: probes, RSTs, the in-session connection's segments.
+    /// Packets we sent that were seen leaving (their copies on the tap): probes, RSTs, the
+    /// in-session connection's segments. What the kernel was handed but held and dropped
+    /// (behind an unresolved next hop) is not counted.
     pub packets_sent: u32,
     /// Packets to our port, or ICMP errors quoting it, that answered no probe.
     pub unmatched: u32,

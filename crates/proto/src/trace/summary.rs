@@ -39,7 +39,9 @@ impl Trace {
         }
         let last_answered = self.last_answered();
         let reached = self.end.is_some() || self.untied_acks > 0;
-        let lost_after_ttl = if reached {
+        // Nothing left this host: no router was asked, so none is blamed.
+        let unsent = self.nothing_seen_leaving();
+        let lost_after_ttl = if reached || unsent {
             None
         } else if self.gap_reached() || self.all_silent_to_max() {
             Some(last_answered.unwrap_or(self.cfg.first_ttl.saturating_sub(1)))
@@ -47,6 +49,30 @@ impl Trace {
             None
         };
         let mut notes = self.notes.clone();
+        let error = match &self.unresolved {
+            // The cause of everything else (an in-session handshake's timeout included),
+            // in a probe's words.
+            Some(what) if unsent => Some(format!("none of our SYNs left this host: {what}")),
+            _ => self.error.clone(),
+        };
+        if unsent && error.is_none() && !self.interrupted {
+            notes.push(format!(
+                "none of the {} packets handed to the kernel was seen leaving this host (no \
+                 copy of them on the tap): no hop was probed",
+                self.handed
+            ));
+        }
+        let untimed = self
+            .slots
+            .iter()
+            .filter(|s| s.answer.is_some() && s.sent_at.is_none())
+            .count();
+        if untimed > 0 {
+            notes.push(format!(
+                "{untimed} answer(s) not timed: the copy of their probe leaving was not seen \
+                 on the tap"
+            ));
+        }
         if self.end.is_none() && self.untied_acks > 0 {
             notes.push(format!(
                 "the server answered {} probes, beyond hop {}; without timestamps its answers \
@@ -63,7 +89,7 @@ impl Trace {
                 self.challenge_acks
             ));
         }
-        if !reached && lost_after_ttl.is_none() && !self.interrupted && self.error.is_none() {
+        if !reached && !unsent && lost_after_ttl.is_none() && !self.interrupted && error.is_none() {
             notes.push(format!(
                 "the destination was not reached within {} hops",
                 self.cfg.max_ttl
@@ -90,7 +116,7 @@ impl Trace {
             unmatched: self.unmatched,
             notes,
             interrupted: self.interrupted,
-            error: self.error.clone(),
+            error,
         }
     }
 
@@ -98,6 +124,10 @@ impl Trace {
 
     /// The TTLs shown: up to the end, or to the last probed TTL.
     pub(super) fn rows(&self) -> Vec<u8> {
+        if self.nothing_seen_leaving() {
+            // No probe left: there is no hop to show.
+            return Vec::new();
+        }
         let last = match self.end {
             Some(e) if e.ttl >= self.cfg.first_ttl => e.ttl,
             Some(_) => return Vec::new(),
@@ -127,7 +157,12 @@ impl Trace {
     }
 
     pub(super) fn hop_record(&self, ttl: u8) -> (HopRecord, Option<Vec<Observation>>) {
-        let slots: Vec<&Slot> = self.slots_at(ttl).filter(|s| s.queued.is_some()).collect();
+        // The probes that left (their copy seen on the tap, or answered): one the kernel
+        // was handed but never sent is neither sent nor lost.
+        let slots: Vec<&Slot> = self
+            .slots_at(ttl)
+            .filter(|s| s.sent_at.is_some() || s.answer.is_some())
+            .collect();
         let answered: Vec<&Slot> = slots
             .iter()
             .copied()

@@ -264,6 +264,14 @@ struct Net {
     rsts_received: u32,
     /// The destination does not do timestamps (Windows' default).
     no_timestamps: bool,
+    /// The kernel holds every packet (an on-link next hop that never answers ARP / ND):
+    /// nothing reaches the tap or the wire.
+    held: bool,
+    /// Loopback: the destination is this host (same address at both ends, no routers),
+    /// and the tap keeps only the arriving copy of each packet, ours included.
+    loopback: bool,
+    /// The tap misses the copies of our packets (a full queue), which still go out.
+    untapped: bool,
 }
 
 impl Net {
@@ -292,15 +300,27 @@ impl Net {
             syns_at_dest: Vec::new(),
             rsts_received: 0,
             no_timestamps: false,
+            held: false,
+            loopback: false,
+            untapped: false,
         }
     }
 
     fn local(&self) -> IpAddr {
-        if self.v6 { C6 } else { C4 }
+        match (self.loopback, self.v6) {
+            (true, false) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (true, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            (false, true) => C6,
+            (false, false) => C4,
+        }
     }
 
     fn remote(&self) -> IpAddr {
-        if self.v6 { S6 } else { S4 }
+        match (self.loopback, self.v6) {
+            (true, _) => self.local(),
+            (false, true) => S6,
+            (false, false) => S4,
+        }
     }
 
     fn rtt(&self, hop: usize) -> Duration {
@@ -355,7 +375,13 @@ impl Net {
     fn send(&mut self, now: Instant, t: &Transmit) {
         let mut pkt = self.datagram(t);
         self.sent.push((now, t.dst, ttl_of(&pkt), pkt.clone()));
-        self.tap(now + Duration::from_micros(1), true, pkt.clone());
+        if self.held {
+            return;
+        }
+        // On loopback the copy the tap keeps is the arriving one (tap.rs).
+        if !self.untapped {
+            self.tap(now + Duration::from_micros(1), !self.loopback, pkt.clone());
+        }
         for i in 0..self.routers.len() {
             let hop = i + 1;
             if let Some(m) = &self.routers[i].pre {
@@ -561,6 +587,11 @@ fn run(trace: &mut Trace, net: &mut Net) -> Instant {
             net.send(now, &t);
         }
         if trace.is_done() {
+            // The driver's drain: what is still on its way to the tap (the copies of our
+            // last packets; a done trace takes nothing else).
+            for e in net.take_due(now + Duration::from_millis(20)) {
+                trace.handle_packet(e.at, e.outgoing, &e.bytes, false);
+            }
             return now;
         }
         let next = match (net.next_at(), trace.poll_timeout()) {
@@ -593,6 +624,14 @@ fn trace_with(c: TraceConfig, net: &mut Net) -> (TraceRecord, Duration) {
     for (_, dst, _, _) in &net.sent {
         assert_eq!(*dst, net.remote());
     }
+    // What is counted as sent is what was seen leaving: all of it, unless the kernel
+    // held it.
+    let left = if net.held || net.untapped {
+        0
+    } else {
+        net.sent.len()
+    };
+    assert_eq!(r.packets_sent as usize, left, "{r:#?}");
     (r, end.saturating_since(at0()))
 }
 
@@ -1162,6 +1201,135 @@ fn nothing_answers_at_all() {
     assert_eq!(r.lost_after_ttl, Some(0));
     assert_eq!(r.hops.len(), 5);
     assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+/// An on-link next hop that never answers ARP / ND: the kernel holds every packet and
+/// drops it, so the tap sees none leave. Nothing counts as sent, no hop is shown, no
+/// router is blamed; with the driver's word on the neighbour the error says it as a
+/// probe's does (an in-session trace's failed handshake included); without it, a note.
+#[test]
+fn packets_the_kernel_never_sent_are_not_counted_and_blame_no_router() {
+    let what = "198.18.9.2 had not answered ARP on eth0 (down, or not on this link), so the \
+                kernel held our SYNs";
+    for (v6, mode, explained) in [
+        (false, TraceMode::Syn, true),
+        (true, TraceMode::Syn, true),
+        (false, TraceMode::InSession, true),
+        (false, TraceMode::Syn, false),
+    ] {
+        let mut net = Net::new(v6, 3, Dest::Silent);
+        net.held = true;
+        let mut c = cfg(v6, mode);
+        c.timeout = Duration::from_millis(200);
+        let mut t = Trace::new(c);
+        run(&mut t, &mut net);
+        assert!(!net.sent.is_empty());
+        assert!(t.nothing_seen_leaving());
+        if explained {
+            t.next_hop_unresolved(what.into());
+        }
+        let r = t.into_record();
+        assert_eq!(r.packets_sent, 0, "{r:#?}");
+        assert!(r.hops.is_empty(), "{r:#?}");
+        assert_eq!(r.lost_after_ttl, None, "{r:#?}");
+        assert_eq!(r.destination.state, PortState::Filtered);
+        assert!(!r.notes.iter().any(|n| n.contains("not reached")), "{r:#?}");
+        if explained {
+            assert_eq!(
+                r.error.as_deref(),
+                Some(format!("none of our SYNs left this host: {what}").as_str()),
+                "{r:#?}"
+            );
+            assert!(r.notes.is_empty(), "{r:#?}");
+        } else {
+            assert_eq!(r.error, None);
+            let handed = net.sent.len();
+            assert!(
+                r.notes.iter().any(|n| n.contains(&format!(
+                    "none of the {handed} packets handed to the kernel was seen leaving"
+                ))),
+                "{r:#?}"
+            );
+        }
+    }
+}
+
+/// A trace to this host (loopback, or its own address): one address at both ends, and
+/// the tap keeps only the arriving copy of each packet, ours included. Our packets are
+/// still ours (by address and port), so every probe is timed and counted.
+#[test]
+fn loopback_probes_are_timed_from_their_arriving_copies() {
+    for (v6, mode) in [
+        (false, TraceMode::Syn),
+        (true, TraceMode::Syn),
+        (false, TraceMode::InSession),
+    ] {
+        let mut net = Net::new(v6, 0, Dest::Open);
+        net.loopback = true;
+        let mut c = cfg(v6, mode);
+        c.tcp.local = SocketAddr::new(net.local(), 40000);
+        c.tcp.remote = SocketAddr::new(net.remote(), 80);
+        c.target = c.tcp.remote.to_string();
+        let (r, _) = trace_with(c, &mut net);
+        assert_eq!(r.hops.len(), 1, "{r:#?}");
+        let rtt = nanos(net.rtt(1)) - 1000;
+        let answered = if mode == TraceMode::Syn { 3 } else { 1 };
+        assert!(r.hops[0].rtt_ns.len() >= answered, "{r:#?}");
+        assert!(r.hops[0].rtt_ns.iter().all(|&n| n == rtt), "{r:#?}");
+        assert_eq!(r.destination.rtt_ns, r.hops[0].rtt_ns, "{r:#?}");
+        assert_eq!(r.destination.state, PortState::Open);
+        if mode == TraceMode::InSession {
+            assert_eq!(r.destination.handshake_rtt_ns, Some(rtt), "{r:#?}");
+        }
+        assert!(r.notes.is_empty(), "{r:#?}");
+    }
+}
+
+/// Answers to probes whose copy leaving the tap missed cannot be timed: the record says so
+/// in a note (and the table `not timed`), never with a round trip from another clock.
+#[test]
+fn answers_to_probes_not_seen_leaving_are_said_to_be_untimed() {
+    let mut net = Net::new(false, 2, Dest::Open);
+    net.untapped = true;
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.hops.len(), 3, "{r:#?}");
+    for h in &r.hops {
+        assert!(h.addr.is_some() && h.rtt_ns.is_empty(), "{r:#?}");
+        assert_eq!((h.sent, h.lost), (3, 0), "answered, so sent: {r:#?}");
+    }
+    assert!(
+        r.notes.iter().any(|n| n
+            == "9 answer(s) not timed: the copy of their probe leaving was not \
+                            seen on the tap"),
+        "{r:#?}"
+    );
+}
+
+/// The trace is done as the last SYN-ACK's RST goes out: that RST's copy is read after
+/// (the driver's drain), and is counted and named like every other RST.
+#[test]
+fn the_last_rst_is_counted_and_named_after_the_trace_is_done() {
+    for loopback in [false, true] {
+        let mut net = Net::new(false, 0, Dest::Open);
+        net.loopback = loopback;
+        let mut c = cfg(false, TraceMode::Syn);
+        c.tcp.local = SocketAddr::new(net.local(), 40000);
+        c.tcp.remote = SocketAddr::new(net.remote(), 80);
+        let mut t = Trace::new(c);
+        let end = run(&mut t, &mut net);
+        let (at, _, _, last) = net.sent.last().unwrap();
+        let flags = last[tcp_at(last) + 13];
+        assert_eq!(
+            (*at, flags),
+            (end, 0x04),
+            "the last packet is a RST sent at the end"
+        );
+        assert_eq!(
+            t.packet_note(),
+            Some("sent: RST, so the destination keeps nothing half-open")
+        );
+        assert_eq!(t.into_record().packets_sent as usize, net.sent.len());
+    }
 }
 
 #[test]
