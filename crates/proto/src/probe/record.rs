@@ -291,6 +291,19 @@ pub struct HttpRecord {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The request we sent, whether or not a response came: `http` is null without one, and
+/// a request that went unanswered is the first thing to know about such a probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Our request line, e.g. `HEAD / HTTP/1.1` (as `http.request`).
+    pub line: String,
+    /// The sequence number of its first byte, absolute as in `segments` (with TLS, of the
+    /// first byte of the TLS record carrying it).
+    pub seq: u32,
+    /// ns since our first SYN: when the first segment carrying that byte left.
+    pub t_ns: i64,
+}
+
 /// One segment as the tap saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRecord {
@@ -422,6 +435,11 @@ pub struct ProbeResult {
     pub retransmissions: u32,
     pub peer_options: Option<PeerOptions>,
     pub http: Option<HttpRecord>,
+    /// The request, once a segment of ours carrying its first byte left; absent when none
+    /// did (no HTTP, no connection, or the TLS handshake failed first). Added to schema 1
+    /// compatibly: a reader that does not know it is unaffected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_sent: Option<RequestRecord>,
     pub close_initiator: Option<CloseInitiator>,
     #[serde(default)]
     pub isn: u32,
