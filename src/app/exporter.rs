@@ -519,10 +519,13 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let mut tls: HashMap<String, TlsShared> = HashMap::new();
     for m in modules.values().filter(|m| m.prober == Prober::Https) {
         let ex = exchange_of(m);
+        let at = m
+            .cacert_line
+            .map_or(String::new(), |n| format!(", line {n}"));
         tls.entry(m.name.clone())
             .or_default()
-            .preload(&ex.tls)
-            .map_err(|e| UsageError(format!("{file}: module `{}`: {e:#}", m.name)))?;
+            .preload(&ex.tls, "cacert")
+            .map_err(|e| UsageError(format!("{file}{at}: module `{}`: {e:#}", m.name)))?;
     }
     let entries = entries(&file, &cfg, &modules, &mut tls)?;
     if c.check_only {

@@ -652,6 +652,12 @@ fn a_bad_configuration_is_refused_with_its_line() {
             3,
             "leading zero",
         ),
+        // A file read at start: the key, not a command-line option.
+        (
+            "[modules.x]\nprober = \"https\"\ncacert = \"/nonexistent/ca.pem\"\n",
+            3,
+            "module `x`: cannot read cacert /nonexistent/ca.pem: no such file",
+        ),
     ] {
         std::fs::write(&cfg, text).unwrap();
         let out = check_config();
@@ -661,6 +667,7 @@ fn a_bad_configuration_is_refused_with_its_line() {
             out.stderr.contains(&at) && out.stderr.contains(words),
             "{text}\n{out}"
         );
+        assert!(!out.stderr.contains("--"), "the file has no options: {out}");
     }
     let out = run_bounded(
         Command::new(lab::tcpshake_bin()).args(["exporter", "--config", "/nonexistent/x.toml"]),

@@ -152,6 +152,9 @@ pub struct Module {
     pub host_header: Option<String>,
     pub sni: Option<String>,
     pub cacert: Option<PathBuf>,
+    /// The line of its `cacert` setting: the file is read at start, and a refusal of it
+    /// names the key and the line, as every refusal of the configuration does.
+    pub cacert_line: Option<usize>,
     pub insecure: bool,
     pub timeout: Duration,
     pub retries: u32,
@@ -447,6 +450,7 @@ fn builtin_modules(d: &Defaults) -> BTreeMap<String, Module> {
                     host_header: None,
                     sni: None,
                     cacert: None,
+                    cacert_line: None,
                     insecure: false,
                     timeout: d.timeout,
                     retries: d.retries,
@@ -612,6 +616,10 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
         path,
         host_header: m.host_header.map(Spanned::into_inner),
         sni: m.sni.map(Spanned::into_inner),
+        cacert_line: m
+            .cacert
+            .as_ref()
+            .and_then(|c| at(c.span(), String::new()).line),
         cacert: m.cacert.map(|c| PathBuf::from(c.into_inner())),
         insecure: m.insecure.is_some_and(|i| *i.get_ref()),
         timeout,

@@ -98,6 +98,9 @@ fn a_full_configuration_is_read() {
     assert_eq!(web.retries, 1);
     assert_eq!(web.rto, Duration::from_millis(500));
     assert!(web.insecure);
+    assert_eq!(web.cacert, Some(PathBuf::from("/etc/ca.pem")));
+    // Where it was set, for a refusal of the file when it is read at start.
+    assert_eq!(web.cacert_line, Some(22));
     assert_eq!(c.modules["syn"].prober, Prober::Tcp);
     // The built-in modules stay.
     assert_eq!(c.modules["http"].prober, Prober::Http);
