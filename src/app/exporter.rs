@@ -564,6 +564,15 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         None => None,
     };
     let metrics = ExporterMetrics::new(&cfg.histograms.buckets);
+    // Every series the configuration implies is there, at 0, from the first scrape.
+    for e in &entries {
+        metrics.target_configured(&e.labels);
+    }
+    for s in &cfg.surveys {
+        for slo in &s.slos {
+            metrics.slo_configured(&s.name, &slo.text);
+        }
+    }
 
     // Each survey's entries start spread over its interval.
     let mut schedule = Schedule::new();

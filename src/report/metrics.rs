@@ -30,7 +30,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use tcpshake_proto::monitor::samples;
-use tcpshake_proto::probe::record::ProbeResult;
+use tcpshake_proto::probe::record::{ProbeResult, Verdict};
 
 use super::leg_histograms::LegHistograms;
 
@@ -71,6 +71,25 @@ struct SloLabels {
 struct ResultLabels {
     result: &'static str,
 }
+
+/// How `/probe` requests are answered: every value of `result`, each series there (at 0)
+/// from the start.
+pub const REQUEST_RESULTS: [&str; 8] = [
+    "probed",
+    "bad-request",
+    "denied",
+    "unresolved",
+    "busy",
+    "rate-limited",
+    "stopping",
+    "error",
+];
+
+/// The verdicts each configured target's `tcpshake_survey_probes_total` starts with, at 0:
+/// one per nmap state that every port can end in. The rarer reasons (the ICMP errors, the
+/// split handshake) appear when first seen; thirteen series per target × module more
+/// would cost every scrape for what most targets never show.
+const INITIAL_VERDICTS: [Verdict; 3] = [Verdict::OPEN, Verdict::CLOSED, Verdict::NO_RESPONSE];
 
 /// Buckets of the loop lag: 100 µs to 10 s.
 const LAG_BUCKETS: [f64; 6] = [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0];
@@ -152,6 +171,9 @@ impl ExporterMetrics {
             loop_lag.clone(),
         );
         let requests = Family::<ResultLabels, Counter>::default();
+        for result in REQUEST_RESULTS {
+            let _ = requests.get_or_create(&ResultLabels { result });
+        }
         r.register(
             "tcpshake_exporter_probe_requests",
             "Requests to /probe, by how they were answered",
@@ -178,6 +200,34 @@ impl ExporterMetrics {
             requests,
             capture_missed,
         }
+    }
+
+    /// A target × module of a survey is configured: its counters exist from now on, at 0
+    /// (client_golang's advice: initialise the label sets you know of). A counter that
+    /// appears only at its first increment loses that increment to `rate()` and
+    /// `increase()`, which need two samples, and an alert on it sees no data meanwhile.
+    pub fn target_configured(&self, who: &TargetLabels) {
+        let _ = self.failures.get_or_create(who);
+        let _ = self.retransmissions.get_or_create(who);
+        for v in INITIAL_VERDICTS {
+            let _ = self.probes.get_or_create(&StateLabels {
+                survey: who.survey.clone(),
+                target: who.target.clone(),
+                module: who.module.clone(),
+                state: v.state.as_str(),
+                reason: v.reason.as_str(),
+            });
+        }
+    }
+
+    /// A survey's SLO is configured: its windows and breaches exist from now on, at 0.
+    pub fn slo_configured(&self, survey: &str, slo: &str) {
+        let l = SloLabels {
+            survey: survey.to_string(),
+            slo: slo.to_string(),
+        };
+        let _ = self.slo_windows.get_or_create(&l);
+        let _ = self.slo_breaches.get_or_create(&l);
     }
 
     /// A survey probe ended. A probe the exporter's own stop interrupted counts as a probe
@@ -251,6 +301,7 @@ impl ExporterMetrics {
     }
 
     pub fn request(&self, result: &'static str) {
+        debug_assert!(REQUEST_RESULTS.contains(&result), "{result}");
         self.requests.get_or_create(&ResultLabels { result }).inc();
     }
 
@@ -364,6 +415,51 @@ mod tests {
         let mut plain = Vec::new();
         m.encode(false, &mut plain).unwrap();
         assert!(!String::from_utf8(plain).unwrap().contains("# EOF"));
+    }
+
+    /// A configured target's counters are there at 0 before its first probe, failure or
+    /// SLO window, and every `/probe` result before its first request: `rate()` has a
+    /// series to work on, and the first increment is an increase, not a new series.
+    #[test]
+    fn configured_series_start_at_zero() {
+        let m = ExporterMetrics::new(&[1e-3]);
+        let who = TargetLabels {
+            survey: "fleet".into(),
+            target: "198.18.0.2:80".into(),
+            module: "http".into(),
+        };
+        m.target_configured(&who);
+        m.slo_configured("fleet", "connect.loss<1%");
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let l = "survey=\"fleet\",target=\"198.18.0.2:80\",module=\"http\"";
+        for want in [
+            format!("tcpshake_survey_failures_total{{{l}}} 0"),
+            format!("tcpshake_survey_retransmissions_total{{{l}}} 0"),
+            format!("tcpshake_survey_probes_total{{{l},state=\"open\",reason=\"syn-ack\"}} 0"),
+            format!("tcpshake_survey_probes_total{{{l},state=\"closed\",reason=\"reset\"}} 0"),
+            format!(
+                "tcpshake_survey_probes_total{{{l},state=\"filtered\",reason=\"no-response\"}} 0"
+            ),
+            "tcpshake_survey_slo_windows_total{survey=\"fleet\",slo=\"connect.loss<1%\"} 0".into(),
+            "tcpshake_survey_slo_breaches_total{survey=\"fleet\",slo=\"connect.loss<1%\"} 0".into(),
+        ] {
+            assert!(text.contains(&want), "no `{want}` in\n{text}");
+        }
+        for result in REQUEST_RESULTS {
+            let want = format!("tcpshake_exporter_probe_requests_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&want), "no `{want}` in\n{text}");
+        }
+        // A failure is then an increase of the series that was there.
+        m.failed(&who);
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(&format!("tcpshake_survey_failures_total{{{l}}} 1")),
+            "{text}"
+        );
     }
 
     /// The dashboard in contrib/grafana queries only metrics the exporter serves.

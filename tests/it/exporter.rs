@@ -152,6 +152,15 @@ fn scalar(v: &Value) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The value of the sample `series` (name and labels, as written) in an exposition; NaN
+/// when it is not there.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// Index of the bucket (upper bounds `bounds`, `+Inf` last) a value in seconds falls in.
 fn bucket(bounds: &[f64], v: f64) -> usize {
     bounds
@@ -528,22 +537,25 @@ fn a_broadcast_target_costs_only_itself() {
     std::thread::sleep(Duration::from_millis(2500));
     let (status, metrics) = get(&lab, "/metrics");
     assert_eq!(status, 200, "{}", exporter_log(&lab));
-    let probes = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("tcpshake_survey_probes_total{")
-                && l.contains(&format!("{}:80", lab.server_v4))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let real = format!("survey=\"lan\",target=\"{}:80\",module=\"http\"", lab.server_v4);
+    let probes = value(
+        &metrics,
+        &format!("tcpshake_survey_probes_total{{{real},state=\"open\",reason=\"syn-ack\"}}"),
+    );
     assert!(probes >= 2.0, "{metrics}\n{}", exporter_log(&lab));
-    assert!(
-        metrics.contains(&format!(
-            "tcpshake_survey_failures_total{{survey=\"lan\",target=\"{broadcast}:80\""
-        )),
+    let failures = value(
+        &metrics,
+        &format!("tcpshake_survey_failures_total{{survey=\"lan\",target=\"{broadcast}:80\",module=\"http\"}}"),
+    );
+    assert!(failures >= 1.0, "{metrics}");
+    // The target that never failed has its failure counter all the same, at 0: `rate()`
+    // of it has data from the first scrape (client_golang's advice).
+    assert_eq!(
+        value(&metrics, &format!("tcpshake_survey_failures_total{{{real}}}")),
+        0.0,
         "{metrics}"
     );
+    assert!(promtool(&metrics).0, "{}", promtool(&metrics).1);
     assert!(exporter_log(&lab).contains("is a broadcast address"), "{}", exporter_log(&lab));
 }
 }
