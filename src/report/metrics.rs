@@ -33,6 +33,8 @@ use tcpshake_proto::monitor::samples;
 use tcpshake_proto::probe::record::{ProbeResult, Verdict};
 
 use super::leg_histograms::LegHistograms;
+use super::text::{self, human_ns};
+use tcpshake_proto::monitor::config::Module;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -370,6 +372,40 @@ pub fn probe_body(
     Ok(out)
 }
 
+/// `/probe?debug=true`'s answer (blackbox_exporter's convention): a plain-text account of
+/// the probe — whether it succeeded and why not, the exchange as `tcpshake probe` shows it
+/// (every segment, the legs, the notes, the error), the metrics the request would have
+/// returned, and the module's settings.
+pub fn probe_debug(
+    r: &ProbeResult,
+    took: std::time::Duration,
+    module: &Module,
+) -> io::Result<String> {
+    let verdict = match r.failure() {
+        None => "tcpshake_probe_success 1".to_string(),
+        Some(why) => format!("tcpshake_probe_success 0: {why}"),
+    };
+    let metrics = probe_body(r, took, false)?;
+    // A name's address, which the target as written does not show.
+    let addr = if r.target.contains(&r.addr) {
+        String::new()
+    } else {
+        format!(" ({})", r.addr)
+    };
+    Ok(format!(
+        "/probe of {}{addr} with module `{}`, {}: {verdict}\n\n\
+         The probe, as `tcpshake probe` shows it:\n{}\n\
+         Metrics that would have been returned:\n{}\n\
+         Module configuration:\n{}",
+        r.target,
+        module.name,
+        human_ns(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)),
+        text::render(r, text::Style { color: false }),
+        String::from_utf8_lossy(&metrics),
+        module.settings().trim_end(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +531,45 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 10, "{checked}");
+    }
+
+    /// `debug=true`: why it failed first, then the exchange, the metrics it would have
+    /// answered and the module.
+    #[test]
+    fn a_debug_answer_says_why_then_shows_the_probe_and_its_metrics() {
+        let golden =
+            include_str!("../../crates/proto/src/probe/golden/open_http_server_closes.json");
+        let mut r = ProbeResult::from_json_line(golden.trim()).unwrap();
+        r.http = None;
+        r.error = Some("no complete HTTP response within 5s".into());
+        let m = tcpshake_proto::monitor::config::parse("", &crate::config::monitor_defaults())
+            .unwrap()
+            .modules["http"]
+            .clone();
+        let text = probe_debug(&r, std::time::Duration::from_millis(3), &m).unwrap();
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "/probe of 198.18.0.2:80 with module `http`, 3.000 ms: tcpshake_probe_success 0: \
+             no complete HTTP response within 5s"
+        );
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("no `{needle}` in\n{text}"))
+        };
+        let order = [
+            at("The probe, as `tcpshake probe` shows it:"),
+            at("HEAD / HTTP/1.1"),
+            at("error: no complete HTTP response"),
+            at("Metrics that would have been returned:"),
+            at("\ntcpshake_probe_success 0"),
+            at("Module configuration:\n[modules.http]\nprober = \"http\""),
+        ];
+        assert!(order.is_sorted(), "{order:?}\n{text}");
+        r.http = record().http;
+        r.error = None;
+        let ok = probe_debug(&r, std::time::Duration::from_millis(3), &m).unwrap();
+        assert!(ok.lines().next().unwrap().ends_with(": tcpshake_probe_success 1"), "{ok}");
     }
 
     #[test]

@@ -430,7 +430,8 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
         "/probe?target=198.18.0.2:80&target=198.18.0.2:80",
         "/probe?target=198.18.0.2:80&module=nope",
         "/probe?target=http://198.18.0.2/",
-        "/probe?debug=true&target=198.18.0.2:80",
+        "/probe?debug=yes&target=198.18.0.2:80",
+        "/probe?verbose=true&target=198.18.0.2:80",
         "/probe?target=%C0%AF:80",
         "/probe?target=[fd00::2:80",
     ] {
@@ -776,6 +777,52 @@ fn https_probes_report_tls_facts_and_tls_legs() {
     let (status, body) = get(&lab, &format!("/probe?target={server}:443&module=https"));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("tcpshake_probe_success 0"), "{body}");
+    // Why, on stderr: the target, the module and the reason, one line.
+    let why = "TLS: certificate verification failed";
+    let logged = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        exporter_log(&lab).lines().any(|l| {
+            l.starts_with(&format!("tcpshake: /probe target={server}:443 module=https: {why}"))
+        })
+    });
+    assert!(logged, "{}", exporter_log(&lab));
+    // And with debug=true (blackbox_exporter's convention), in the answer: why first,
+    // then the exchange, then the metrics the request would have returned.
+    let (status, text) = get(
+        &lab,
+        &format!("/probe?target={server}:443&module=https&debug=true"),
+    );
+    assert_eq!(status, 200, "{text}");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("/probe of {server}:443 with module `https`"))
+            && first.contains(&format!("tcpshake_probe_success 0: {why}")),
+        "{text}"
+    );
+    for want in [
+        "TLS ClientHello",
+        "NOT VERIFIED",
+        "Metrics that would have been returned:",
+        "\ntcpshake_tls_cert_expiry_timestamp_seconds 4070908800",
+        "Module configuration:\n[modules.https]",
+    ] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    // A successful probe's account says so, and its metrics are the usual answer's.
+    let (status, text) = get(
+        &lab,
+        &format!("/probe?target={server}:443&module=web&debug=1"),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.lines().next().unwrap_or_default().ends_with("tcpshake_probe_success 1"),
+        "{text}"
+    );
+    assert!(text.contains("HEAD / HTTP/1.1 in TLS"), "{text}");
+    let (_, metrics) = get(&lab, "/metrics");
+    assert!(
+        metrics.contains("tcpshake_exporter_probe_requests_total{result=\"probed\"} 4"),
+        "{metrics}"
+    );
     // The survey keeps the TLS legs as histograms too.
     let seen = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
         get(&lab, "/metrics")

@@ -330,3 +330,21 @@ fn a_module_may_replace_a_builtin() {
     let c = ok("[modules.http]\nprober = \"http\"\npath = \"/health\"\n");
     assert_eq!(c.modules["http"].path, "/health");
 }
+
+/// A module's settings, as `/probe?debug=true` shows them, read back as the same module.
+#[test]
+fn module_settings_read_back_as_the_same_module() {
+    let c = ok(FULL);
+    for name in ["web", "syn", "http", "https", "tcp"] {
+        let m = &c.modules[name];
+        let text = m.settings();
+        assert!(text.starts_with(&format!("[modules.{name}]\n")), "{text}");
+        let back = ok(&text);
+        let mut again = back.modules[name].clone();
+        // Only where the settings were written differs.
+        again.family_line = m.family_line;
+        again.cacert_line = m.cacert_line;
+        assert_eq!(&again, m, "{text}");
+    }
+    assert!(c.modules["https"].settings().contains("system's trust store"));
+}
