@@ -314,7 +314,10 @@ fn tls_setup(c: &TlsOptions, t: &Target, shared: &mut TlsShared) -> Result<TlsSe
 
 /// Trust anchors: the certificates of a PEM file, or the system's store (what curl and
 /// openssl use here: /etc/ssl/certs, or SSL_CERT_FILE / SSL_CERT_DIR).
-fn load_roots(cacert: Option<&std::path::Path>, option: &str) -> Result<(Arc<RootCertStore>, String)> {
+fn load_roots(
+    cacert: Option<&std::path::Path>,
+    option: &str,
+) -> Result<(Arc<RootCertStore>, String)> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = RootCertStore::empty();

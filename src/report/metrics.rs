@@ -569,7 +569,13 @@ mod tests {
         r.http = record().http;
         r.error = None;
         let ok = probe_debug(&r, std::time::Duration::from_millis(3), &m).unwrap();
-        assert!(ok.lines().next().unwrap().ends_with(": tcpshake_probe_success 1"), "{ok}");
+        assert!(
+            ok.lines()
+                .next()
+                .unwrap()
+                .ends_with(": tcpshake_probe_success 1"),
+            "{ok}"
+        );
     }
 
     #[test]

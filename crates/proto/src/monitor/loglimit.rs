@@ -22,7 +22,11 @@ impl LogLimit {
         let burst = f64::from(burst.max(1));
         let secs = every.as_secs_f64();
         LogLimit {
-            rate: if secs > 0.0 { 1.0 / secs } else { f64::INFINITY },
+            rate: if secs > 0.0 {
+                1.0 / secs
+            } else {
+                f64::INFINITY
+            },
             burst,
             tokens: burst,
             last: None,

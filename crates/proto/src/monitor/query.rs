@@ -297,7 +297,11 @@ X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
                 .contains("unknown parameter")
         );
         assert!(err("target=a:80&debug=yes").message.contains("debug=true"));
-        assert!(err("target=a:80&debug=true&debug=1").message.contains("twice"));
+        assert!(
+            err("target=a:80&debug=true&debug=1")
+                .message
+                .contains("twice")
+        );
         assert!(err("target=%zz").message.contains("hex"));
         assert!(err("target=a%0a:80").message.contains("control"));
         assert!(err("target=%ff%fe:80").message.contains("UTF-8"));

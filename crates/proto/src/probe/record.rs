@@ -780,15 +780,22 @@ mod tests {
     /// both when there are both, nothing for a success.
     #[test]
     fn a_failure_says_why_in_one_line() {
-        assert_eq!(record("open", "syn-ack", "198.18.0.2", None).failure(), None);
+        assert_eq!(
+            record("open", "syn-ack", "198.18.0.2", None).failure(),
+            None
+        );
         let tls = "TLS: certificate verification failed for 198.18.0.2: invalid peer \
                    certificate: UnknownIssuer";
         assert_eq!(
-            record("open", "syn-ack", "198.18.0.2", Some(tls)).failure().as_deref(),
+            record("open", "syn-ack", "198.18.0.2", Some(tls))
+                .failure()
+                .as_deref(),
             Some(tls)
         );
         assert_eq!(
-            record("closed", "reset", "198.18.0.2", None).failure().as_deref(),
+            record("closed", "reset", "198.18.0.2", None)
+                .failure()
+                .as_deref(),
             Some("port closed (reset)")
         );
         assert_eq!(
@@ -798,15 +805,25 @@ mod tests {
             Some("port filtered (host-unreach from 198.18.0.254)")
         );
         assert_eq!(
-            record("filtered", "no-response", "198.18.0.2", Some("none of our SYNs left"))
-                .failure()
-                .as_deref(),
+            record(
+                "filtered",
+                "no-response",
+                "198.18.0.2",
+                Some("none of our SYNs left")
+            )
+            .failure()
+            .as_deref(),
             Some("port filtered (no-response): none of our SYNs left")
         );
         assert_eq!(
-            record("interrupted", "interrupted", "198.18.0.2", Some("interrupted"))
-                .failure()
-                .as_deref(),
+            record(
+                "interrupted",
+                "interrupted",
+                "198.18.0.2",
+                Some("interrupted")
+            )
+            .failure()
+            .as_deref(),
             Some("stopped before any answer")
         );
         let odd = record("open", "syn-ack", "198.18.0.2", Some("a\nb\tc")).failure();

@@ -1002,7 +1002,10 @@ fn an_unanswered_request_is_recorded_as_sent() {
         .unwrap();
     assert_eq!((carrier.seq, carrier.t_ns), (q.seq, q.t_ns));
     let line = serde_json::to_string(&r).unwrap();
-    assert!(line.contains("\"request_sent\":{\"line\":\"HEAD / HTTP/1.1\""), "{line}");
+    assert!(
+        line.contains("\"request_sent\":{\"line\":\"HEAD / HTTP/1.1\""),
+        "{line}"
+    );
     assert_eq!(ProbeResult::from_json_line(&line).unwrap(), r);
 }
 

@@ -346,5 +346,9 @@ fn module_settings_read_back_as_the_same_module() {
         again.cacert_line = m.cacert_line;
         assert_eq!(&again, m, "{text}");
     }
-    assert!(c.modules["https"].settings().contains("system's trust store"));
+    assert!(
+        c.modules["https"]
+            .settings()
+            .contains("system's trust store")
+    );
 }
