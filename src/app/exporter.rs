@@ -40,6 +40,7 @@ use tcpshake_io::{clock, resolve, signals};
 use tcpshake_proto::monitor::admission::{Admission, Refusal};
 use tcpshake_proto::monitor::allow::{self, AllowList};
 use tcpshake_proto::monitor::config::{self as mconfig, HistogramKind, Module, Prober};
+use tcpshake_proto::monitor::loglimit::LogLimit;
 use tcpshake_proto::monitor::query::{self, Head};
 use tcpshake_proto::monitor::schedule::{Schedule, spread};
 use tcpshake_proto::probe::record::ProbeResult;
@@ -56,6 +57,12 @@ const JOB_POLL: Duration = Duration::from_millis(5);
 /// targets every 10 s are 25 probes every 250 ms, not one every 10 ms — one by one, each
 /// probe made the loop spin for its replies (tcpshake-io's SPIN), a third of a CPU.
 const BATCH_TICK: Duration = Duration::from_millis(250);
+/// Failed `/probe` requests are logged on stderr, at most this many at once …
+const LOG_BURST: u32 = 10;
+/// … then one this often; the lines held back are counted on the next one (an outage
+/// seen by every scrape, or a flood of requests for a dead target, costs the log a few
+/// lines a minute).
+const LOG_EVERY: Duration = Duration::from_secs(6);
 /// A `/probe` waits at most this long for its probe (the loop's own limit on each probe,
 /// derived from the module, ends it well before).
 const JOB_WAIT: Duration = Duration::from_secs(300);
@@ -265,6 +272,8 @@ struct Shared {
     default_module: String,
     tls: Mutex<HashMap<String, TlsShared>>,
     next_job: AtomicU64,
+    /// How many failed `/probe` lines stderr takes.
+    log: Mutex<LogLimit>,
 }
 
 /// A place taken in the admission, given back however the request ends.
@@ -294,10 +303,31 @@ impl Shared {
             "/probe" => self.probe(head),
             "/" => Reply::text(
                 200,
-                "tcpshake exporter\n\n/metrics  the continuous surveys (histograms per target and leg) and the exporter's health\n/probe?target=HOST:PORT[&module=NAME]  one probe now, its legs as gauges",
+                "tcpshake exporter\n\n/metrics  the continuous surveys (histograms per target and leg) and the exporter's health\n/probe?target=HOST:PORT[&module=NAME]  one probe now, its legs as gauges\n/probe?target=HOST:PORT[&module=NAME]&debug=true  the same probe told in plain text: why it failed, its segments, its metrics",
             ),
             _ => Reply::text(404, "not found; try /metrics or /probe?target=HOST:PORT"),
         }
+    }
+
+    /// A failed `/probe` on stderr, one line with the target, the module and why, within
+    /// the log's limit (blackbox_exporter logs its failed probes too: a 200 with
+    /// `tcpshake_probe_success 0` says nothing of why).
+    fn log_failure(&self, target: &str, module: &str, why: &str) {
+        let Ok(mut log) = self.log.lock() else {
+            return;
+        };
+        let Some(held) = log.allow(clock::now()) else {
+            return;
+        };
+        let also = match held {
+            0 => String::new(),
+            n => format!(
+                " ({} held back before this one: at most {LOG_BURST} at once, then one every {})",
+                count(n, "failed /probe line", "failed /probe lines"),
+                tcpshake_proto::time::format_duration(LOG_EVERY)
+            ),
+        };
+        eprintln!("tcpshake: /probe target={target} module={module}: {why}{also}");
     }
 
     fn refuse(&self, result: &'static str, status: u16, msg: String) -> Reply<'static> {
@@ -374,6 +404,12 @@ impl Shared {
         };
         let started = std::time::Instant::now();
         let port = q.target.port;
+        // The address beside a name: the one probed, resolved once (allow.rs).
+        let spec = match &q.target.host {
+            Host::Name(_) => format!("{} ({ip})", q.target.spec),
+            Host::Ip(_) => q.target.spec.clone(),
+        };
+        let debug = q.debug;
         let tag = JOB | self.next_job.fetch_add(1, Ordering::Relaxed);
         let target = {
             let mut tls = match self.tls.lock() {
@@ -389,7 +425,7 @@ impl Shared {
         let (tx, rx) = mpsc::sync_channel(1);
         let job = Job {
             target,
-            module,
+            module: Arc::clone(&module),
             reply: tx,
         };
         let sent = match self.jobs.lock() {
@@ -401,11 +437,28 @@ impl Shared {
         }
         let outcome = match rx.recv_timeout(JOB_WAIT) {
             Ok(Ok(o)) => o,
-            Ok(Err(e)) => return self.refuse("error", 502, e),
+            Ok(Err(e)) => {
+                self.log_failure(&spec, &name, &format!("could not start: {e}"));
+                return self.refuse("error", 502, e);
+            }
             Err(_) => return self.refuse("stopping", 503, "the exporter is stopping".into()),
         };
+        let r = &outcome.result;
+        let took = started.elapsed();
+        if let Some(why) = r.failure() {
+            self.log_failure(&spec, &name, &why);
+        }
+        if debug {
+            return match metrics::probe_debug(r, took, &module) {
+                Ok(text) => {
+                    self.metrics.request("probed");
+                    Reply::text(200, text)
+                }
+                Err(e) => self.refuse("error", 500, format!("encoding: {e}")),
+            };
+        }
         let om = metrics::wants_openmetrics(head.accept.as_deref());
-        match metrics::probe_body(&outcome.result, started.elapsed(), om) {
+        match metrics::probe_body(r, took, om) {
             Ok(body) => {
                 self.metrics.request("probed");
                 Reply {
@@ -519,10 +572,13 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let mut tls: HashMap<String, TlsShared> = HashMap::new();
     for m in modules.values().filter(|m| m.prober == Prober::Https) {
         let ex = exchange_of(m);
+        let at = m
+            .cacert_line
+            .map_or(String::new(), |n| format!(", line {n}"));
         tls.entry(m.name.clone())
             .or_default()
-            .preload(&ex.tls)
-            .map_err(|e| UsageError(format!("{file}: module `{}`: {e:#}", m.name)))?;
+            .preload(&ex.tls, "cacert")
+            .map_err(|e| UsageError(format!("{file}{at}: module `{}`: {e:#}", m.name)))?;
     }
     let entries = entries(&file, &cfg, &modules, &mut tls)?;
     if c.check_only {
@@ -561,6 +617,15 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         None => None,
     };
     let metrics = ExporterMetrics::new(&cfg.histograms.buckets);
+    // Every series the configuration implies is there, at 0, from the first scrape.
+    for e in &entries {
+        metrics.target_configured(&e.labels);
+    }
+    for s in &cfg.surveys {
+        for slo in &s.slos {
+            metrics.slo_configured(&s.name, &slo.text);
+        }
+    }
 
     // Each survey's entries start spread over its interval.
     let mut schedule = Schedule::new();
@@ -616,6 +681,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         default_module: cfg.probe.default_module.clone(),
         tls: Mutex::new(tls),
         next_job: AtomicU64::new(0),
+        log: Mutex::new(LogLimit::new(LOG_BURST, LOG_EVERY)),
     };
     eprintln!(
         "tcpshake: exporter listening on http://{} ({} every interval; /probe {})",
@@ -699,6 +765,14 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         run
     });
     let _ = guard.remove();
+    if let Ok(log) = shared.log.lock()
+        && log.held() > 0
+    {
+        eprintln!(
+            "tcpshake: {} held back since the last one",
+            count(log.held(), "failed /probe line", "failed /probe lines")
+        );
+    }
     let losses = result?;
     if losses.dropped > 0 || losses.truncated > 0 {
         eprintln!(

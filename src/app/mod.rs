@@ -252,9 +252,11 @@ fn capture_mode(files: &Option<CaptureFiles>) -> Capture {
 
 impl TlsShared {
     /// Load the trust anchors now (a bad `--cacert` is then an error before any probe).
-    fn preload(&mut self, c: &TlsOptions) -> Result<()> {
+    /// `option` names where the file was given (`--cacert`, or the exporter's `cacert`
+    /// key), for the messages.
+    fn preload(&mut self, c: &TlsOptions, option: &str) -> Result<()> {
         if self.roots.is_none() {
-            self.roots = Some(load_roots(c.cacert.as_deref())?);
+            self.roots = Some(load_roots(c.cacert.as_deref(), option)?);
         }
         Ok(())
     }
@@ -278,7 +280,7 @@ fn tls_setup(c: &TlsOptions, t: &Target, shared: &mut TlsShared) -> Result<TlsSe
         Some(r) => r.clone(),
         None => shared
             .roots
-            .insert(load_roots(c.cacert.as_deref())?)
+            .insert(load_roots(c.cacert.as_deref(), "--cacert")?)
             .clone(),
     };
     // Like curl: secrets for tshark only when SSLKEYLOGFILE names a file; and for the
@@ -312,27 +314,30 @@ fn tls_setup(c: &TlsOptions, t: &Target, shared: &mut TlsShared) -> Result<TlsSe
 
 /// Trust anchors: the certificates of a PEM file, or the system's store (what curl and
 /// openssl use here: /etc/ssl/certs, or SSL_CERT_FILE / SSL_CERT_DIR).
-fn load_roots(cacert: Option<&std::path::Path>) -> Result<(Arc<RootCertStore>, String)> {
+fn load_roots(
+    cacert: Option<&std::path::Path>,
+    option: &str,
+) -> Result<(Arc<RootCertStore>, String)> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = RootCertStore::empty();
     match cacert {
         Some(p) => {
             let mut pem = Vec::new();
-            io::Read::read_to_end(&mut open_input(p, "--cacert")?, &mut pem)
-                .with_context(|| format!("--cacert: reading {}", p.display()))?;
+            io::Read::read_to_end(&mut open_input(p, option)?, &mut pem)
+                .with_context(|| format!("{option}: reading {}", p.display()))?;
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
                     UsageError(format!(
-                        "--cacert {}: not PEM certificates: {e}",
+                        "{option} {}: not PEM certificates: {e}",
                         p.display()
                     ))
                 })?;
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
                 return Err(UsageError(format!(
-                    "--cacert {}: no usable CA certificate in it",
+                    "{option} {}: no usable CA certificate in it",
                     p.display()
                 ))
                 .into());

@@ -471,7 +471,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     let capture = open_captures(c.pcap.as_deref(), c.pcapng.as_deref(), &mut tls)?;
     let capture_as = capture_mode(&capture);
     if c.exchange.tls.force || c.exchange.tls.cacert.is_some() {
-        tls.preload(&c.exchange.tls)?;
+        tls.preload(&c.exchange.tls, "--cacert")?;
     }
     let mut list = c.list.as_deref().map(TargetList::open).transpose()?;
     if let Some(l) = list.as_mut().filter(|_| c.targets.is_empty()) {

@@ -30,9 +30,11 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use tcpshake_proto::monitor::samples;
-use tcpshake_proto::probe::record::ProbeResult;
+use tcpshake_proto::probe::record::{ProbeResult, Verdict};
 
 use super::leg_histograms::LegHistograms;
+use super::text::{self, human_ns};
+use tcpshake_proto::monitor::config::Module;
 
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -71,6 +73,25 @@ struct SloLabels {
 struct ResultLabels {
     result: &'static str,
 }
+
+/// How `/probe` requests are answered: every value of `result`, each series there (at 0)
+/// from the start.
+pub const REQUEST_RESULTS: [&str; 8] = [
+    "probed",
+    "bad-request",
+    "denied",
+    "unresolved",
+    "busy",
+    "rate-limited",
+    "stopping",
+    "error",
+];
+
+/// The verdicts each configured target's `tcpshake_survey_probes_total` starts with, at 0:
+/// one per nmap state that every port can end in. The rarer reasons (the ICMP errors, the
+/// split handshake) appear when first seen; thirteen series per target × module more
+/// would cost every scrape for what most targets never show.
+const INITIAL_VERDICTS: [Verdict; 3] = [Verdict::OPEN, Verdict::CLOSED, Verdict::NO_RESPONSE];
 
 /// Buckets of the loop lag: 100 µs to 10 s.
 const LAG_BUCKETS: [f64; 6] = [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0];
@@ -152,6 +173,9 @@ impl ExporterMetrics {
             loop_lag.clone(),
         );
         let requests = Family::<ResultLabels, Counter>::default();
+        for result in REQUEST_RESULTS {
+            let _ = requests.get_or_create(&ResultLabels { result });
+        }
         r.register(
             "tcpshake_exporter_probe_requests",
             "Requests to /probe, by how they were answered",
@@ -178,6 +202,34 @@ impl ExporterMetrics {
             requests,
             capture_missed,
         }
+    }
+
+    /// A target × module of a survey is configured: its counters exist from now on, at 0
+    /// (client_golang's advice: initialise the label sets you know of). A counter that
+    /// appears only at its first increment loses that increment to `rate()` and
+    /// `increase()`, which need two samples, and an alert on it sees no data meanwhile.
+    pub fn target_configured(&self, who: &TargetLabels) {
+        let _ = self.failures.get_or_create(who);
+        let _ = self.retransmissions.get_or_create(who);
+        for v in INITIAL_VERDICTS {
+            let _ = self.probes.get_or_create(&StateLabels {
+                survey: who.survey.clone(),
+                target: who.target.clone(),
+                module: who.module.clone(),
+                state: v.state.as_str(),
+                reason: v.reason.as_str(),
+            });
+        }
+    }
+
+    /// A survey's SLO is configured: its windows and breaches exist from now on, at 0.
+    pub fn slo_configured(&self, survey: &str, slo: &str) {
+        let l = SloLabels {
+            survey: survey.to_string(),
+            slo: slo.to_string(),
+        };
+        let _ = self.slo_windows.get_or_create(&l);
+        let _ = self.slo_breaches.get_or_create(&l);
     }
 
     /// A survey probe ended. A probe the exporter's own stop interrupted counts as a probe
@@ -251,6 +303,7 @@ impl ExporterMetrics {
     }
 
     pub fn request(&self, result: &'static str) {
+        debug_assert!(REQUEST_RESULTS.contains(&result), "{result}");
         self.requests.get_or_create(&ResultLabels { result }).inc();
     }
 
@@ -319,6 +372,40 @@ pub fn probe_body(
     Ok(out)
 }
 
+/// `/probe?debug=true`'s answer (blackbox_exporter's convention): a plain-text account of
+/// the probe — whether it succeeded and why not, the exchange as `tcpshake probe` shows it
+/// (every segment, the legs, the notes, the error), the metrics the request would have
+/// returned, and the module's settings.
+pub fn probe_debug(
+    r: &ProbeResult,
+    took: std::time::Duration,
+    module: &Module,
+) -> io::Result<String> {
+    let verdict = match r.failure() {
+        None => "tcpshake_probe_success 1".to_string(),
+        Some(why) => format!("tcpshake_probe_success 0: {why}"),
+    };
+    let metrics = probe_body(r, took, false)?;
+    // A name's address, which the target as written does not show.
+    let addr = if r.target.contains(&r.addr) {
+        String::new()
+    } else {
+        format!(" ({})", r.addr)
+    };
+    Ok(format!(
+        "/probe of {}{addr} with module `{}`, {}: {verdict}\n\n\
+         The probe, as `tcpshake probe` shows it:\n{}\n\
+         Metrics that would have been returned:\n{}\n\
+         Module configuration:\n{}",
+        r.target,
+        module.name,
+        human_ns(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)),
+        text::render(r, text::Style { color: false }),
+        String::from_utf8_lossy(&metrics),
+        module.settings().trim_end(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +453,51 @@ mod tests {
         assert!(!String::from_utf8(plain).unwrap().contains("# EOF"));
     }
 
+    /// A configured target's counters are there at 0 before its first probe, failure or
+    /// SLO window, and every `/probe` result before its first request: `rate()` has a
+    /// series to work on, and the first increment is an increase, not a new series.
+    #[test]
+    fn configured_series_start_at_zero() {
+        let m = ExporterMetrics::new(&[1e-3]);
+        let who = TargetLabels {
+            survey: "fleet".into(),
+            target: "198.18.0.2:80".into(),
+            module: "http".into(),
+        };
+        m.target_configured(&who);
+        m.slo_configured("fleet", "connect.loss<1%");
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let l = "survey=\"fleet\",target=\"198.18.0.2:80\",module=\"http\"";
+        for want in [
+            format!("tcpshake_survey_failures_total{{{l}}} 0"),
+            format!("tcpshake_survey_retransmissions_total{{{l}}} 0"),
+            format!("tcpshake_survey_probes_total{{{l},state=\"open\",reason=\"syn-ack\"}} 0"),
+            format!("tcpshake_survey_probes_total{{{l},state=\"closed\",reason=\"reset\"}} 0"),
+            format!(
+                "tcpshake_survey_probes_total{{{l},state=\"filtered\",reason=\"no-response\"}} 0"
+            ),
+            "tcpshake_survey_slo_windows_total{survey=\"fleet\",slo=\"connect.loss<1%\"} 0".into(),
+            "tcpshake_survey_slo_breaches_total{survey=\"fleet\",slo=\"connect.loss<1%\"} 0".into(),
+        ] {
+            assert!(text.contains(&want), "no `{want}` in\n{text}");
+        }
+        for result in REQUEST_RESULTS {
+            let want = format!("tcpshake_exporter_probe_requests_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&want), "no `{want}` in\n{text}");
+        }
+        // A failure is then an increase of the series that was there.
+        m.failed(&who);
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(&format!("tcpshake_survey_failures_total{{{l}}} 1")),
+            "{text}"
+        );
+    }
+
     /// The dashboard in contrib/grafana queries only metrics the exporter serves.
     #[test]
     fn the_grafana_dashboard_names_served_metrics() {
@@ -399,6 +531,51 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 10, "{checked}");
+    }
+
+    /// `debug=true`: why it failed first, then the exchange, the metrics it would have
+    /// answered and the module.
+    #[test]
+    fn a_debug_answer_says_why_then_shows_the_probe_and_its_metrics() {
+        let golden =
+            include_str!("../../crates/proto/src/probe/golden/open_http_server_closes.json");
+        let mut r = ProbeResult::from_json_line(golden.trim()).unwrap();
+        r.http = None;
+        r.error = Some("no complete HTTP response within 5s".into());
+        let m = tcpshake_proto::monitor::config::parse("", &crate::config::monitor_defaults())
+            .unwrap()
+            .modules["http"]
+            .clone();
+        let text = probe_debug(&r, std::time::Duration::from_millis(3), &m).unwrap();
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "/probe of 198.18.0.2:80 with module `http`, 3.000 ms: tcpshake_probe_success 0: \
+             no complete HTTP response within 5s"
+        );
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("no `{needle}` in\n{text}"))
+        };
+        let order = [
+            at("The probe, as `tcpshake probe` shows it:"),
+            at("HEAD / HTTP/1.1"),
+            at("error: no complete HTTP response"),
+            at("Metrics that would have been returned:"),
+            at("\ntcpshake_probe_success 0"),
+            at("Module configuration:\n[modules.http]\nprober = \"http\""),
+        ];
+        assert!(order.is_sorted(), "{order:?}\n{text}");
+        r.http = record().http;
+        r.error = None;
+        let ok = probe_debug(&r, std::time::Duration::from_millis(3), &m).unwrap();
+        assert!(
+            ok.lines()
+                .next()
+                .unwrap()
+                .ends_with(": tcpshake_probe_success 1"),
+            "{ok}"
+        );
     }
 
     #[test]

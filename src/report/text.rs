@@ -352,13 +352,24 @@ fn segment_labels(r: &ProbeResult) -> Vec<Option<String>> {
                 .position(|s| s.dir == Dir::In && usable(s)),
         )
     };
+    let encrypted = if r.tls.is_some() { " in TLS" } else { "" };
+    // The request the record says left, beside the segment that carried its first byte,
+    // answered or not; a record without `request_sent` (older) has it only in `http`.
+    match &r.request_sent {
+        Some(q) => {
+            if let Some(i) = carrying(&r.segments, q.seq) {
+                labels[i] = Some(format!("{}{encrypted}", q.line));
+            }
+        }
+        None => {
+            if let (Some(i), Some(h)) = (request, &r.http) {
+                labels[i] = Some(format!("{}{encrypted}", h.request));
+            }
+        }
+    }
     let Some(h) = &r.http else {
         return labels;
     };
-    let encrypted = if r.tls.is_some() { " in TLS" } else { "" };
-    if let Some(i) = request {
-        labels[i] = Some(format!("{}{encrypted}", h.request));
-    }
     if let Some(i) = response {
         let shown: Vec<String> = ["server", "content-length", "content-type"]
             .iter()
@@ -373,6 +384,19 @@ fn segment_labels(r: &ProbeResult) -> Vec<Option<String>> {
         ));
     }
     labels
+}
+
+/// The first segment of ours (not a retransmission) whose payload holds sequence number
+/// `seq`.
+fn carrying(segments: &[SegmentRecord], seq: u32) -> Option<usize> {
+    segments.iter().position(|s| {
+        s.dir == Dir::Out
+            && !s.foreign
+            && !s.retransmission
+            && s.len > 0
+            && !s.flags.syn()
+            && seq.wrapping_sub(s.seq) < s.len
+    })
 }
 
 /// Where the TLS handshake and the encrypted HTTP exchange are in the segments.
@@ -703,6 +727,22 @@ mod tests {
             text.contains("capture: the capture dropped 58 packets: legs may be wrong"),
             "{text}"
         );
+    }
+
+    /// The request is shown beside the segment that carried it whether or not a response
+    /// came (README: "The request and response lines go beside the segments that carry
+    /// them"); a record from before `request_sent` shows it only with a response.
+    #[test]
+    fn an_unanswered_request_is_shown_beside_its_segment() {
+        let mut r = golden("open_http_server_closes");
+        assert!(r.request_sent.is_some());
+        r.http = None;
+        let text = render(&r, Style { color: false });
+        let line = line_of(&text, "HEAD / HTTP/1.1");
+        assert!(line.contains(">  PA") && line.contains("len=97 "), "{text}");
+        assert_eq!(text.matches("HEAD /").count(), 1, "{text}");
+        r.request_sent = None;
+        assert!(!render(&r, Style { color: false }).contains("HEAD /"));
     }
 
     #[test]

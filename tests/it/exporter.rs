@@ -152,6 +152,15 @@ fn scalar(v: &Value) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The value of the sample `series` (name and labels, as written) in an exposition; NaN
+/// when it is not there.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// Index of the bucket (upper bounds `bounds`, `+Inf` last) a value in seconds falls in.
 fn bucket(bounds: &[f64], v: f64) -> usize {
     bounds
@@ -421,7 +430,8 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
         "/probe?target=198.18.0.2:80&target=198.18.0.2:80",
         "/probe?target=198.18.0.2:80&module=nope",
         "/probe?target=http://198.18.0.2/",
-        "/probe?debug=true&target=198.18.0.2:80",
+        "/probe?debug=yes&target=198.18.0.2:80",
+        "/probe?verbose=true&target=198.18.0.2:80",
         "/probe?target=%C0%AF:80",
         "/probe?target=[fd00::2:80",
     ] {
@@ -528,22 +538,25 @@ fn a_broadcast_target_costs_only_itself() {
     std::thread::sleep(Duration::from_millis(2500));
     let (status, metrics) = get(&lab, "/metrics");
     assert_eq!(status, 200, "{}", exporter_log(&lab));
-    let probes = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("tcpshake_survey_probes_total{")
-                && l.contains(&format!("{}:80", lab.server_v4))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let real = format!("survey=\"lan\",target=\"{}:80\",module=\"http\"", lab.server_v4);
+    let probes = value(
+        &metrics,
+        &format!("tcpshake_survey_probes_total{{{real},state=\"open\",reason=\"syn-ack\"}}"),
+    );
     assert!(probes >= 2.0, "{metrics}\n{}", exporter_log(&lab));
-    assert!(
-        metrics.contains(&format!(
-            "tcpshake_survey_failures_total{{survey=\"lan\",target=\"{broadcast}:80\""
-        )),
+    let failures = value(
+        &metrics,
+        &format!("tcpshake_survey_failures_total{{survey=\"lan\",target=\"{broadcast}:80\",module=\"http\"}}"),
+    );
+    assert!(failures >= 1.0, "{metrics}");
+    // The target that never failed has its failure counter all the same, at 0: `rate()`
+    // of it has data from the first scrape (client_golang's advice).
+    assert_eq!(
+        value(&metrics, &format!("tcpshake_survey_failures_total{{{real}}}")),
+        0.0,
         "{metrics}"
     );
+    assert!(promtool(&metrics).0, "{}", promtool(&metrics).1);
     assert!(exporter_log(&lab).contains("is a broadcast address"), "{}", exporter_log(&lab));
 }
 }
@@ -652,6 +665,12 @@ fn a_bad_configuration_is_refused_with_its_line() {
             3,
             "leading zero",
         ),
+        // A file read at start: the key, not a command-line option.
+        (
+            "[modules.x]\nprober = \"https\"\ncacert = \"/nonexistent/ca.pem\"\n",
+            3,
+            "module `x`: cannot read cacert /nonexistent/ca.pem: no such file",
+        ),
     ] {
         std::fs::write(&cfg, text).unwrap();
         let out = check_config();
@@ -661,6 +680,7 @@ fn a_bad_configuration_is_refused_with_its_line() {
             out.stderr.contains(&at) && out.stderr.contains(words),
             "{text}\n{out}"
         );
+        assert!(!out.stderr.contains("--"), "the file has no options: {out}");
     }
     let out = run_bounded(
         Command::new(lab::tcpshake_bin()).args(["exporter", "--config", "/nonexistent/x.toml"]),
@@ -757,6 +777,52 @@ fn https_probes_report_tls_facts_and_tls_legs() {
     let (status, body) = get(&lab, &format!("/probe?target={server}:443&module=https"));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("tcpshake_probe_success 0"), "{body}");
+    // Why, on stderr: the target, the module and the reason, one line.
+    let why = "TLS: certificate verification failed";
+    let logged = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        exporter_log(&lab).lines().any(|l| {
+            l.starts_with(&format!("tcpshake: /probe target={server}:443 module=https: {why}"))
+        })
+    });
+    assert!(logged, "{}", exporter_log(&lab));
+    // And with debug=true (blackbox_exporter's convention), in the answer: why first,
+    // then the exchange, then the metrics the request would have returned.
+    let (status, text) = get(
+        &lab,
+        &format!("/probe?target={server}:443&module=https&debug=true"),
+    );
+    assert_eq!(status, 200, "{text}");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("/probe of {server}:443 with module `https`"))
+            && first.contains(&format!("tcpshake_probe_success 0: {why}")),
+        "{text}"
+    );
+    for want in [
+        "TLS ClientHello",
+        "NOT VERIFIED",
+        "Metrics that would have been returned:",
+        "\ntcpshake_tls_cert_expiry_timestamp_seconds 4070908800",
+        "Module configuration:\n[modules.https]",
+    ] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    // A successful probe's account says so, and its metrics are the usual answer's.
+    let (status, text) = get(
+        &lab,
+        &format!("/probe?target={server}:443&module=web&debug=1"),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.lines().next().unwrap_or_default().ends_with("tcpshake_probe_success 1"),
+        "{text}"
+    );
+    assert!(text.contains("HEAD / HTTP/1.1 in TLS"), "{text}");
+    let (_, metrics) = get(&lab, "/metrics");
+    assert!(
+        metrics.contains("tcpshake_exporter_probe_requests_total{result=\"probed\"} 4"),
+        "{metrics}"
+    );
     // The survey keeps the TLS legs as histograms too.
     let seen = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
         get(&lab, "/metrics")

@@ -452,6 +452,42 @@ fn no_http_against_kernel_listener_client_closes_with_fin_legs() {
 }
 
 lab_test! {
+/// A listener that accepts and never answers: no response, but the request that left is
+/// recorded (`request_sent`) and the view labels the segment that carried it.
+fn an_unanswered_request_is_recorded_and_labelled() {
+    let mut lab = Lab::new("unanswered");
+    lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
+    let target = lab.target(false, 9000);
+    let run = lab.run_client(probe_args(&target, &["--timeout", "500ms"]));
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(1), "{ctx}");
+    let rec: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect(&ctx);
+    assert!(rec["http"].is_null(), "{ctx}");
+    assert!(
+        rec["error"].as_str().unwrap_or("").contains("no complete HTTP response"),
+        "{ctx}"
+    );
+    let sent = &rec["request_sent"];
+    assert_eq!(sent["line"], "HEAD / HTTP/1.1", "{ctx}");
+    let carrier = rec["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["dir"] == "out" && s["len"].as_u64() > Some(0))
+        .expect(&ctx);
+    assert_eq!(carrier["seq"], sent["seq"], "{ctx}");
+    assert_eq!(carrier["t_ns"], sent["t_ns"], "{ctx}");
+    let view = lab.run_client(["probe", target.as_str(), "--timeout", "500ms"]);
+    let line = view
+        .stdout
+        .lines()
+        .find(|l| l.contains(">  PA"))
+        .unwrap_or_else(|| panic!("{view}"));
+    assert!(line.ends_with("HEAD / HTTP/1.1"), "{view}");
+}
+}
+
+lab_test! {
 fn closed_port_is_closed_reset_exit_1() {
     let lab = Lab::new("closed");
     let run = lab.run_client(probe_args(&lab.target(false, 81), &["--timeout", "3s"]));

@@ -478,6 +478,68 @@ fn silent_server_is_a_handshake_timeout() {
         "{run}"
     );
     assert_eq!(rec["tls"]["version"], Value::Null, "{run}");
+    // No handshake, no request: nothing is said to have left.
+    assert!(rec.get("request_sent").is_none(), "{run}");
+}
+}
+
+lab_test! {
+/// A server that completes the handshake, reads the request and never answers: `http` is
+/// null, but the encrypted request is recorded (`request_sent`) and labelled in the view.
+fn an_unanswered_request_in_tls_is_recorded_and_labelled() {
+    let mut lab = Lab::new("tls_mute");
+    let pki = lab.make_pki("mute", VALID);
+    let script = format!(
+        "import socket,ssl\n\
+         ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+         ctx.load_cert_chain({chain:?},{key:?})\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(({v4:?},443)); s.listen(16)\n\
+         held=[]\n\
+         for _ in range(16):\n\
+         \x20c,_=s.accept(); c.settimeout(10)\n\
+         \x20try:\n\
+         \x20\x20t=ctx.wrap_socket(c,server_side=True); t.recv(65536); held.append(t)\n\
+         \x20except OSError: c.close()\n",
+        chain = pki.chain.display().to_string(),
+        key = pki.key.display().to_string(),
+        v4 = lab.server_v4.to_string(),
+    );
+    let mut cmd = lab::in_ns(&lab.server_ns, "python3");
+    cmd.args(["-c", &script]);
+    lab.spawn_owned("mute TLS peer", &mut cmd);
+    let addr = std::net::SocketAddr::new(lab.server_v4.into(), 443);
+    assert!(lab.wait_listening(addr, Duration::from_secs(10)), "{}", lab.describe());
+    let url = https_url(&lab, false);
+    let ca = pki.ca.display().to_string();
+    let mut cmd = lab.client_cmd(["probe", &url, "--cacert", &ca, "--json", "--timeout", "1s"]);
+    let run = run_bounded(&mut cmd, Duration::from_secs(30));
+    let rec: Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(rec["tls"]["verified"], true, "{run}");
+    assert!(rec["http"].is_null(), "{run}");
+    assert!(err(&rec).contains("no complete HTTP response"), "{run}");
+    let sent = &rec["request_sent"];
+    assert_eq!(sent["line"], "HEAD / HTTP/1.1", "{run}");
+    // The segment that carried it came after the ClientHello, from us, at that time.
+    let carrier = rec["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["dir"] == "out" && s["t_ns"] == sent["t_ns"] && s["len"].as_u64() > Some(0))
+        .unwrap_or_else(|| panic!("no segment of ours at request_sent.t_ns: {run}"));
+    let (seq, len) = (carrier["seq"].as_u64().unwrap(), carrier["len"].as_u64().unwrap());
+    let first = sent["seq"].as_u64().unwrap();
+    assert!(first.wrapping_sub(seq) % (1 << 32) < len, "{run}");
+    let mut cmd = lab.client_cmd(["probe", &url, "--cacert", &ca, "--timeout", "1s"]);
+    let view = run_bounded(&mut cmd, Duration::from_secs(30));
+    let line = view
+        .stdout
+        .lines()
+        .find(|l| l.contains("HEAD / HTTP/1.1"))
+        .unwrap_or_else(|| panic!("{view}"));
+    assert!(line.contains(">  PA") && line.ends_with("in TLS"), "{view}");
 }
 }
 

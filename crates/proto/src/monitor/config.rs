@@ -152,6 +152,9 @@ pub struct Module {
     pub host_header: Option<String>,
     pub sni: Option<String>,
     pub cacert: Option<PathBuf>,
+    /// The line of its `cacert` setting: the file is read at start, and a refusal of it
+    /// names the key and the line, as every refusal of the configuration does.
+    pub cacert_line: Option<usize>,
     pub insecure: bool,
     pub timeout: Duration,
     pub retries: u32,
@@ -164,6 +167,49 @@ pub struct Module {
 }
 
 impl Module {
+    /// The module as a `[modules.NAME]` table would write it, every setting with the value
+    /// in force (defaults included): the end of `/probe?debug=true`'s account, as
+    /// blackbox_exporter ends its own with the module's configuration.
+    pub fn settings(&self) -> String {
+        let q = |v: &str| format!("\"{}\"", v.escape_debug());
+        let mut lines = vec![
+            format!("[modules.{}]", self.name),
+            format!("prober = {}", q(self.prober.name())),
+        ];
+        if self.prober != Prober::Tcp {
+            lines.push(format!("path = {}", q(&self.path)));
+            if let Some(h) = &self.host_header {
+                lines.push(format!("host_header = {}", q(h)));
+            }
+        }
+        if self.prober == Prober::Https {
+            if let Some(n) = &self.sni {
+                lines.push(format!("sni = {}", q(n)));
+            }
+            lines.push(match &self.cacert {
+                Some(c) => format!("cacert = {}", q(&c.display().to_string())),
+                None => "# cacert: none, the system's trust store".into(),
+            });
+            lines.push(format!("insecure = {}", self.insecure));
+        }
+        for (key, d) in [
+            ("timeout", self.timeout),
+            ("rto", self.rto),
+            ("time_wait", self.time_wait),
+            ("linger", self.linger),
+        ] {
+            lines.push(format!("{key} = {}", q(&format_duration(d))));
+        }
+        lines.push(format!("retries = {}", self.retries));
+        let family = match self.family {
+            Family::Any => "any",
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        };
+        lines.push(format!("family = {}", q(family)));
+        lines.join("\n") + "\n"
+    }
+
     /// A literal address of the other family than the module's `family` is a mistake in
     /// the configuration (or the /probe request): the message names the module, its
     /// setting and where it is. (The exporter has no `-4`/`-6`; `family` is its word.)
@@ -447,6 +493,7 @@ fn builtin_modules(d: &Defaults) -> BTreeMap<String, Module> {
                     host_header: None,
                     sni: None,
                     cacert: None,
+                    cacert_line: None,
                     insecure: false,
                     timeout: d.timeout,
                     retries: d.retries,
@@ -612,6 +659,10 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
         path,
         host_header: m.host_header.map(Spanned::into_inner),
         sni: m.sni.map(Spanned::into_inner),
+        cacert_line: m
+            .cacert
+            .as_ref()
+            .and_then(|c| at(c.span(), String::new()).line),
         cacert: m.cacert.map(|c| PathBuf::from(c.into_inner())),
         insecure: m.insecure.is_some_and(|i| *i.get_ref()),
         timeout,

@@ -8,6 +8,7 @@
 //! - [`schedule`]: the continuous surveys: which target is due when, never two probes of
 //!   one target at once.
 //! - [`admission`]: bounded concurrency and request rate for `/probe`.
+//! - [`loglimit`]: how many lines failed `/probe` requests may write on stderr.
 //! - [`query`]: the HTTP request head and `/probe`'s query string: anything malformed is a
 //!   400 with a reason, never a panic.
 //! - [`samples`]: one probe's record as metric samples (`/probe`'s answer, the InfluxDB
@@ -19,6 +20,7 @@
 pub mod admission;
 pub mod allow;
 pub mod config;
+pub mod loglimit;
 pub mod query;
 pub mod samples;
 pub mod schedule;

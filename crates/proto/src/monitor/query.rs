@@ -111,6 +111,9 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, HttpError> {
 pub struct ProbeQuery {
     pub target: Target,
     pub module: Option<String>,
+    /// `debug=true`: answer a plain-text account of the probe (what happened, then the
+    /// metrics it would have returned), as blackbox_exporter's `debug=true` does.
+    pub debug: bool,
 }
 
 /// Decode `%XX` and `+` (application/x-www-form-urlencoded); the result must be UTF-8
@@ -147,12 +150,13 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
     Ok(text)
 }
 
-/// `target=HOST:PORT[&module=NAME]`, each once, nothing else.
+/// `target=HOST:PORT[&module=NAME][&debug=true]`, each once, nothing else.
 pub fn probe_query(query: Option<&str>) -> Result<ProbeQuery, HttpError> {
     let bad = |m: String| HttpError::new(400, m);
     let q = query.unwrap_or("");
     let mut target: Option<String> = None;
     let mut module: Option<String> = None;
+    let mut debug: Option<String> = None;
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = percent_decode(k).map_err(|e| bad(format!("query: {e}")))?;
@@ -160,9 +164,11 @@ pub fn probe_query(query: Option<&str>) -> Result<ProbeQuery, HttpError> {
         let slot = match k.as_str() {
             "target" => &mut target,
             "module" => &mut module,
+            "debug" => &mut debug,
             other => {
                 return Err(bad(format!(
-                    "unknown parameter `{}`; /probe takes target=HOST:PORT and module=NAME",
+                    "unknown parameter `{}`; /probe takes target=HOST:PORT, module=NAME and \
+                     debug=true",
                     other.escape_debug()
                 )));
             }
@@ -186,7 +192,22 @@ pub fn probe_query(query: Option<&str>) -> Result<ProbeQuery, HttpError> {
     {
         return Err(bad("module: give a module's name".into()));
     }
-    Ok(ProbeQuery { target, module })
+    // blackbox_exporter reads `true`; `1` is what people try first, and means the same.
+    let debug = match debug.as_deref() {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "debug: `{}`: give debug=true (or leave it out)",
+                other.escape_debug()
+            )));
+        }
+    };
+    Ok(ProbeQuery {
+        target,
+        module,
+        debug,
+    })
 }
 
 #[cfg(test)]
@@ -271,9 +292,15 @@ X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
         assert!(!no_port.contains("-p"), "/probe has no -p: {no_port}");
         assert!(err("target=a:80&target=b:80").message.contains("twice"));
         assert!(
-            err("target=a:80&debug=true")
+            err("target=a:80&verbose=true")
                 .message
                 .contains("unknown parameter")
+        );
+        assert!(err("target=a:80&debug=yes").message.contains("debug=true"));
+        assert!(
+            err("target=a:80&debug=true&debug=1")
+                .message
+                .contains("twice")
         );
         assert!(err("target=%zz").message.contains("hex"));
         assert!(err("target=a%0a:80").message.contains("control"));
@@ -284,6 +311,12 @@ X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
         assert_eq!(q.target.port, 443);
         assert_eq!(q.module.as_deref(), Some("tcp"));
         assert_eq!(percent_decode("a+b%20c").unwrap(), "a b c");
+        assert!(!q.debug);
+        // blackbox_exporter's debug=true, and the 1 people try first.
+        for (v, want) in [("true", true), ("1", true), ("false", false), ("0", false)] {
+            let q = probe_query(Some(&format!("target=198.18.0.2:80&debug={v}"))).unwrap();
+            assert_eq!(q.debug, want, "{v}");
+        }
     }
 
     proptest! {

@@ -28,8 +28,8 @@ use crate::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::wire::{self, IcmpError, IcmpKind, IpPacket, SeqNumber, TcpRepr};
 use log::{Bounds, Kept, SegmentLog};
 use record::{
-    CloseInitiator, Dir, HttpRecord, Leg, ProbeResult, SCHEMA, SegmentRecord, TimerRecord,
-    Transition,
+    CloseInitiator, Dir, HttpRecord, Leg, ProbeResult, RequestRecord, SCHEMA, SegmentRecord,
+    TimerRecord, Transition,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -1061,9 +1061,8 @@ impl Probe {
                         })
                         .or_insert(v);
                 }
-                let path = self.cfg.http.as_ref().map_or("/", |h| h.path.as_str());
                 self.http = Some(HttpRecord {
-                    request: format!("HEAD {path} HTTP/1.1"),
+                    request: self.request_line().unwrap_or_default(),
                     status: resp.status,
                     reason: resp.reason,
                     version: format!("HTTP/1.{}", resp.version),
@@ -1286,6 +1285,7 @@ impl Probe {
             leg_notes,
             retransmissions: self.retransmissions,
             peer_options: self.peer_options,
+            request_sent: self.request_sent(&kept.records),
             http,
             close_initiator: self.close_initiator,
             isn: self.cfg.tcp.isn.0,
@@ -1309,6 +1309,31 @@ impl Probe {
             },
             interrupted: self.interrupted,
         }
+    }
+
+    /// `HEAD /path HTTP/1.1`: the request line of the request this probe makes, if any.
+    fn request_line(&self) -> Option<String> {
+        let http = self.cfg.http.as_ref()?;
+        Some(format!("HEAD {} HTTP/1.1", http.path))
+    }
+
+    /// The request, when a segment of ours carrying its first byte is in the log: the
+    /// record of a request that went unanswered (`http` is null then).
+    fn request_sent(&self, log: &[SegmentRecord]) -> Option<RequestRecord> {
+        let line = self.request_line()?;
+        // Where its first byte is in our stream: the first data with plain HTTP; with TLS,
+        // where the session put the record carrying it (after the handshake's flights).
+        let offset = match &self.tls {
+            Some(t) => t.request_offset()?,
+            None => 0,
+        };
+        let i = tls::out_segment(log, self.cfg.tcp.isn.0, offset)?;
+        let first = self.cfg.tcp.isn.0.wrapping_add(1);
+        Some(RequestRecord {
+            line,
+            seq: first.wrapping_add(offset as u32),
+            t_ns: log[i].t_ns,
+        })
     }
 
     fn legs(&self, kept: &Kept<'_>) -> (record::Legs, legs::LegNotes) {

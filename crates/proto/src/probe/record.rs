@@ -9,6 +9,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 pub const SCHEMA: u32 = 1;
@@ -291,6 +292,19 @@ pub struct HttpRecord {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The request we sent, whether or not a response came: `http` is null without one, and
+/// a request that went unanswered is the first thing to know about such a probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Our request line, e.g. `HEAD / HTTP/1.1` (as `http.request`).
+    pub line: String,
+    /// The sequence number of its first byte, absolute as in `segments` (with TLS, of the
+    /// first byte of the TLS record carrying it).
+    pub seq: u32,
+    /// ns since our first SYN: when the first segment carrying that byte left.
+    pub t_ns: i64,
+}
+
 /// One segment as the tap saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRecord {
@@ -422,6 +436,11 @@ pub struct ProbeResult {
     pub retransmissions: u32,
     pub peer_options: Option<PeerOptions>,
     pub http: Option<HttpRecord>,
+    /// The request, once a segment of ours carrying its first byte left; absent when none
+    /// did (no HTTP, no connection, or the TLS handshake failed first). Added to schema 1
+    /// compatibly: a reader that does not know it is unaffected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_sent: Option<RequestRecord>,
     pub close_initiator: Option<CloseInitiator>,
     #[serde(default)]
     pub isn: u32,
@@ -526,6 +545,46 @@ impl ProbeResult {
     /// Did the exchange do everything that was asked (for the exit code)?
     pub fn succeeded(&self) -> bool {
         self.state == PortState::Open && self.error.is_none()
+    }
+
+    /// Why the probe did not succeed, in one line: the port's state and nmap's reason when
+    /// it was not open (and who said so, when a router did), then the exchange's error.
+    /// None when it succeeded. What the exporter logs for a failed `/probe`, and the first
+    /// line of its `debug=true` account.
+    pub fn failure(&self) -> Option<String> {
+        if self.succeeded() {
+            return None;
+        }
+        let mut why = match self.state {
+            PortState::Open => String::new(),
+            PortState::Interrupted => "stopped before any answer".to_string(),
+            state => {
+                let mut w = format!("port {} ({}", state.as_str(), self.reason.as_str());
+                if let Some(from) = self.reply_from.as_deref().filter(|f| *f != self.addr) {
+                    let _ = write!(w, " from {from}");
+                }
+                w.push(')');
+                w
+            }
+        };
+        if let Some(e) = &self.error
+            && !(self.state == PortState::Interrupted && e == "interrupted")
+        {
+            if !why.is_empty() {
+                why.push_str(": ");
+            }
+            why.push_str(e);
+        }
+        if why.is_empty() {
+            why.push_str("failed");
+        }
+        // One line whatever an error quoted (a server's bytes are escaped before they get
+        // here; this is the last guard of a log line).
+        Some(
+            why.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        )
     }
 }
 
@@ -706,6 +765,70 @@ pub fn options_text(o: &TcpOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(state: &str, reason: &str, from: &str, error: Option<&str>) -> ProbeResult {
+        let json = serde_json::json!({
+            "schema": 1, "target": "198.18.0.2:443", "addr": "198.18.0.2", "port": 443,
+            "state": state, "reason": reason, "reply_ttl": 64, "reply_from": from,
+            "legs_ns": {}, "peer_options": null, "http": null, "close_initiator": null,
+            "irs": null, "error": error, "tls": null,
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// The one line a failed `/probe` is logged with: the state when not open, the error,
+    /// both when there are both, nothing for a success.
+    #[test]
+    fn a_failure_says_why_in_one_line() {
+        assert_eq!(
+            record("open", "syn-ack", "198.18.0.2", None).failure(),
+            None
+        );
+        let tls = "TLS: certificate verification failed for 198.18.0.2: invalid peer \
+                   certificate: UnknownIssuer";
+        assert_eq!(
+            record("open", "syn-ack", "198.18.0.2", Some(tls))
+                .failure()
+                .as_deref(),
+            Some(tls)
+        );
+        assert_eq!(
+            record("closed", "reset", "198.18.0.2", None)
+                .failure()
+                .as_deref(),
+            Some("port closed (reset)")
+        );
+        assert_eq!(
+            record("filtered", "host-unreach", "198.18.0.254", None)
+                .failure()
+                .as_deref(),
+            Some("port filtered (host-unreach from 198.18.0.254)")
+        );
+        assert_eq!(
+            record(
+                "filtered",
+                "no-response",
+                "198.18.0.2",
+                Some("none of our SYNs left")
+            )
+            .failure()
+            .as_deref(),
+            Some("port filtered (no-response): none of our SYNs left")
+        );
+        assert_eq!(
+            record(
+                "interrupted",
+                "interrupted",
+                "198.18.0.2",
+                Some("interrupted")
+            )
+            .failure()
+            .as_deref(),
+            Some("stopped before any answer")
+        );
+        let odd = record("open", "syn-ack", "198.18.0.2", Some("a\nb\tc")).failure();
+        assert_eq!(odd.as_deref(), Some("a b c"));
+    }
 
     #[test]
     fn leg_table_is_in_declaration_order() {

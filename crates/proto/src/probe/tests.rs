@@ -975,6 +975,58 @@ fn feed(p: &mut Probe, mut seq: u32, ack: u32, data: &[u8], chunk: usize, t_us: 
     seq
 }
 
+/// A request the server never answered is in the record all the same: `http` is null
+/// (no response), `request_sent` says what left and where, and it reads back.
+#[test]
+fn an_unanswered_request_is_recorded_as_sent() {
+    let isn = u32::MAX - 20; // its first byte's seq wraps like any other
+    let (mut p, _, _) = requested(isn, 9_000);
+    let now = run_timers(&mut p, 600_000_000);
+    assert!(p.is_done(), "ended at {now} µs");
+    let r = p.result();
+    assert_eq!(r.http, None);
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no complete HTTP response")),
+        "{:?}",
+        r.error
+    );
+    let q = r.request_sent.clone().expect("the request left");
+    assert_eq!(q.line, "HEAD / HTTP/1.1");
+    assert_eq!(q.seq, isn.wrapping_add(1));
+    let carrier = r
+        .segments
+        .iter()
+        .find(|s| s.dir == Dir::Out && s.len > 0)
+        .unwrap();
+    assert_eq!((carrier.seq, carrier.t_ns), (q.seq, q.t_ns));
+    let line = serde_json::to_string(&r).unwrap();
+    assert!(
+        line.contains("\"request_sent\":{\"line\":\"HEAD / HTTP/1.1\""),
+        "{line}"
+    );
+    assert_eq!(ProbeResult::from_json_line(&line).unwrap(), r);
+}
+
+/// No request without a connection: a closed port's record has no `request_sent` (nor
+/// the key: records without a request are as before).
+#[test]
+fn no_connection_no_request_sent() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(0, 1001, TcpFlags::RST | TcpFlags::ACK, &[]),
+        false,
+    );
+    let r = p.result();
+    assert_eq!(r.request_sent, None);
+    assert!(!serde_json::to_string(&r).unwrap().contains("request_sent"));
+}
+
 #[test]
 fn awaiting_response_any_number_of_headers_in_many_segments_is_read() {
     let (mut p, seq, ack) = requested(1_000, 9_000);

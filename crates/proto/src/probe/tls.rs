@@ -560,6 +560,12 @@ impl TlsSession {
         )
     }
 
+    /// Where the first byte of the encrypted request is in our stream (0 is the first
+    /// byte after the SYN), once the request was handed to the session.
+    pub fn request_offset(&self) -> Option<u64> {
+        self.marks.request_at
+    }
+
     /// The segment carrying the first byte of the encrypted request.
     pub fn request_segment(&self, log: &[SegmentRecord], isn: u32) -> Option<usize> {
         self.marks.request_at.and_then(|o| out_segment(log, isn, o))
@@ -648,7 +654,7 @@ fn close_notify_out_segment(marks: &Marks, log: &[SegmentRecord], isn: u32) -> O
 
 /// The first outgoing segment (as first sent) whose payload holds byte `offset` of our
 /// stream (offset 0 is ISN+1, RFC 9293 §3.4).
-fn out_segment(log: &[SegmentRecord], isn: u32, offset: u64) -> Option<usize> {
+pub(super) fn out_segment(log: &[SegmentRecord], isn: u32, offset: u64) -> Option<usize> {
     let first = isn.wrapping_add(1);
     log.iter().position(|r| {
         let start = u64::from(r.seq.wrapping_sub(first));

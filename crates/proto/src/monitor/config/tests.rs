@@ -98,6 +98,9 @@ fn a_full_configuration_is_read() {
     assert_eq!(web.retries, 1);
     assert_eq!(web.rto, Duration::from_millis(500));
     assert!(web.insecure);
+    assert_eq!(web.cacert, Some(PathBuf::from("/etc/ca.pem")));
+    // Where it was set, for a refusal of the file when it is read at start.
+    assert_eq!(web.cacert_line, Some(22));
     assert_eq!(c.modules["syn"].prober, Prober::Tcp);
     // The built-in modules stay.
     assert_eq!(c.modules["http"].prober, Prober::Http);
@@ -326,4 +329,26 @@ fn every_refusal_names_its_line() {
 fn a_module_may_replace_a_builtin() {
     let c = ok("[modules.http]\nprober = \"http\"\npath = \"/health\"\n");
     assert_eq!(c.modules["http"].path, "/health");
+}
+
+/// A module's settings, as `/probe?debug=true` shows them, read back as the same module.
+#[test]
+fn module_settings_read_back_as_the_same_module() {
+    let c = ok(FULL);
+    for name in ["web", "syn", "http", "https", "tcp"] {
+        let m = &c.modules[name];
+        let text = m.settings();
+        assert!(text.starts_with(&format!("[modules.{name}]\n")), "{text}");
+        let back = ok(&text);
+        let mut again = back.modules[name].clone();
+        // Only where the settings were written differs.
+        again.family_line = m.family_line;
+        again.cacert_line = m.cacert_line;
+        assert_eq!(&again, m, "{text}");
+    }
+    assert!(
+        c.modules["https"]
+            .settings()
+            .contains("system's trust store")
+    );
 }
