@@ -278,9 +278,13 @@ pub enum PlotKind {
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "nmap's -iL, -oG and -oX spellings are accepted; so are -sS, -Pn and -n, which \
-                  ask for what tcpshake scan always does (a SYN scan, no host discovery, no \
-                  reverse lookups). Other scan types and -T timing templates are refused."
+    after_help = "nmap's -iL, -oN, -oG, -oX and -oA spellings are accepted (-oA BASE writes \
+                  BASE.nmap, BASE.gnmap and BASE.xml), and --max-rate is --rate. So are -sS, \
+                  -Pn, -n and --open, which ask for what tcpshake scan always does (a SYN scan, \
+                  no host discovery, no reverse lookups, only open ports in the table; --open is \
+                  refused beside --all, --json, -oG and -oX, which list the other ports too). \
+                  Other scan types, -T timing templates, -O, -A and -v are refused with what to \
+                  use instead."
 )]
 pub struct ScanArgs {
     /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
@@ -307,9 +311,13 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
     /// Packets per second on the wire: SYNs, retries with the RST before each, ARP / ND
-    /// requests. [default: as fast as this host sends; on shared networks, give a rate]
+    /// requests; a ceiling, nmap's --max-rate. [default: as fast as this host sends; on
+    /// shared networks, give a rate]
     #[arg(long, value_name = "PPS", value_parser = whole::<u64>(1, 100_000_000))]
     pub rate: Option<u64>,
+    /// nmap's name for --rate, which is a ceiling as nmap's is (a token bucket).
+    #[arg(long, value_name = "PPS", hide = true, conflicts_with = "rate", value_parser = whole::<u64>(1, 100_000_000))]
+    pub max_rate: Option<u64>,
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
     #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10))]
     pub retries: u8,
@@ -331,9 +339,19 @@ pub struct ScanArgs {
     /// --json, a line for each silent port as well.
     #[arg(long)]
     pub all: bool,
+    /// nmap's --open: only open ports in the table, which is what it shows anyway.
+    #[arg(long, hide = true)]
+    pub open: bool,
     /// One JSON object per answered port on stdout (JSON Lines).
     #[arg(long)]
     pub json: bool,
+    /// Also write the table (nmap's normal output) to FILE (`-` for stdout); nmap's -oN.
+    #[arg(long = "output-normal", value_name = "FILE")]
+    pub output_normal: Option<PathBuf>,
+    /// Write the table, the greppable and the XML formats to BASE.nmap, BASE.gnmap and
+    /// BASE.xml; nmap's -oA.
+    #[arg(long = "output-all", value_name = "BASE")]
+    pub output_all: Option<PathBuf>,
     /// Also write nmap's greppable format to FILE (`-` for stdout); nmap's -oG.
     #[arg(long = "output-greppable", value_name = "FILE")]
     pub output_greppable: Option<PathBuf>,
@@ -483,8 +501,9 @@ pub enum Generate {
     },
 }
 
-/// nmap spells some options as one dash and two letters (`-iL`, `-oG`, `-oX`); clap reads
-/// those as a short flag with a value, so they are renamed before parsing.
+/// nmap spells some options as one dash and two letters (`-iL`, `-oN`, `-oG`, `-oX`,
+/// `-oA`); clap reads those as a short flag with a value, so they are renamed before
+/// parsing.
 ///
 /// `scan` also meets nmap's habits: `-sS`, `-Pn` and `-n` ask for what it always does (a
 /// SYN scan, no host discovery, no reverse lookups), so they are dropped; other scan types
@@ -516,6 +535,14 @@ pub fn nmap_spellings(
                 out.push("--output-xml".into());
                 continue;
             }
+            "-oN" => {
+                out.push("--output-normal".into());
+                continue;
+            }
+            "-oA" => {
+                out.push("--output-all".into());
+                continue;
+            }
             _ if scan && nmap_no_op(text)? => continue,
             _ => {}
         }
@@ -542,6 +569,23 @@ fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
         )),
         _ if text.starts_with("-T") && text.len() > 2 => refuse(format!(
             "{text}: tcpshake scan has no timing templates: use --rate PPS (and --wait/--retries)"
+        )),
+        "-O" => refuse(
+            "-O: tcpshake scan does no OS detection; drop -O (the table's TTL column hints at \
+             it: replies start at 64 from Linux, 128 from Windows, 255 from much network gear)"
+                .into(),
+        ),
+        "-A" => refuse(
+            "-A: tcpshake scan does no OS or version detection, scripts or traceroute; drop -A \
+             (`tcpshake trace HOST:PORT` finds the path to a port, `tcpshake probe` times an \
+             exchange with it)"
+                .into(),
+        ),
+        // nmap's verbosity (-v, -vv…): the output is the same whatever the level.
+        _ if text.len() > 1 && text[1..].bytes().all(|b| b == b'v') => refuse(format!(
+            "{text}: tcpshake scan has no verbosity levels: drop {text} (the table shows open \
+             ports, --all every port sent to with its reason, TTL and RTT; a progress bar is \
+             drawn on a terminal)"
         )),
         _ => Ok(false),
     }

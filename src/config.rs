@@ -254,9 +254,31 @@ pub struct ScanConfig {
     pub family: Family,
     pub all: bool,
     pub json: bool,
+    /// `-oN`: the table, to a file as well (`-`: stdout, where it goes anyway).
+    pub output_normal: Option<PathBuf>,
     pub output_greppable: Option<PathBuf>,
     pub output_xml: Option<PathBuf>,
+    /// The options that named the -oN, -oG and -oX files, for messages about them (`-oA`
+    /// for all three when it named them).
+    pub output_flags: [&'static str; 3],
     pub complete: bool,
+}
+
+/// The file nmap's `-oA BASE` writes a format to: `BASE.nmap`, `BASE.gnmap`, `BASE.xml`
+/// (appended, as nmap does: `-oA scan.v2` writes `scan.v2.xml`).
+fn with_suffix(base: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(".");
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn nmap_suffix(flag: &str) -> &'static str {
+    match flag {
+        "-oN" => "nmap",
+        "-oG" => "gnmap",
+        _ => "xml",
+    }
 }
 
 #[derive(Debug)]
@@ -480,8 +502,51 @@ fn probe_ports(given: &[String]) -> Result<Vec<u16>> {
     Ok(out)
 }
 
+/// `-p` is the port of targets that do not name one (and of `-iL` lines): when every
+/// target on the command line names its own and no list is read, it would be ignored, so
+/// it is refused. `given`: `-p` as written.
+fn check_port_used(given: &str, specs: &[String], list: bool) -> Result<()> {
+    if given.is_empty() || list || specs.is_empty() || !specs.iter().all(|s| target::names_port(s))
+    {
+        return Ok(());
+    }
+    let instead = match target::parse(&specs[0], None) {
+        Ok(t) if !target::is_url(&specs[0]) => format!(" (`{} -p {given}`)", t.host),
+        _ => String::new(),
+    };
+    if let [spec] = specs {
+        refuse(format!(
+            "-p {given} would be ignored: `{spec}` names its own port, and a target's port wins; \
+             drop -p, or drop the port from the target{instead}"
+        ))
+    } else {
+        refuse(format!(
+            "-p {given} would be ignored: every target names its own port, and a target's port \
+             wins; drop -p, or drop the ports from the targets"
+        ))
+    }
+}
+
+/// A URL's path is its request's: `--path` beside a URL on the command line would be
+/// ignored for it, so it is refused. (In an `-iL` list, `--path` is for the lines that are
+/// not URLs.)
+fn check_path_used(path: Option<&str>, specs: &[String]) -> Result<()> {
+    let (Some(path), Some(url)) = (path, specs.iter().find(|s| target::is_url(s))) else {
+        return Ok(());
+    };
+    // The URL with --path in it: scheme and authority, then the path.
+    let (scheme, rest) = url.trim().split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    refuse(format!(
+        "--path {path} would be ignored: `{url}` is a URL, and a URL's path is the one sent; \
+         drop --path, or put the path in the URL (`{scheme}://{authority}{path}`)"
+    ))
+}
+
 fn probe(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
+    check_port_used(&a.port.join(","), &a.targets, false)?;
+    check_path_used(a.exchange.path.as_deref(), &a.targets)?;
     let exchange = exchange(&a.exchange, &a.tls)?;
     let targets = probe_targets(&a.targets, &ports, family)?;
     check_tls_used(&exchange, &targets)?;
@@ -498,6 +563,8 @@ fn probe(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
 
 fn survey(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
+    check_port_used(&a.port.join(","), &a.targets, a.survey.input_list.is_some())?;
+    check_path_used(a.exchange.path.as_deref(), &a.targets)?;
     let exchange = exchange(&a.exchange, &a.tls)?;
     let targets = probe_targets(&a.targets, &ports, family)?;
     let sv = &a.survey;
@@ -594,8 +661,36 @@ pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, 
         if !fits {
             return Err(target::family_mismatch(text, v6, family));
         }
+        not_a_peer_spec(text, s)?;
     }
     Ok(spec)
+}
+
+/// A spec of one address no TCP connection can be made to (`target::not_a_peer`), or a
+/// block of multicast addresses only (`224.0.0.0/24`), is refused: no SYN to it can be
+/// answered. A block that merely includes one (`0.0.0.0/8`, a subnet's broadcast address)
+/// is scanned as nmap scans it.
+fn not_a_peer_spec(text: &str, s: &Spec) -> std::result::Result<(), String> {
+    let (Some(first), Some(last)) = (s.get(0), s.len().checked_sub(1).and_then(|i| s.get(i)))
+    else {
+        return Ok(());
+    };
+    if s.len() == 1 {
+        return target::connectable_address(first).map_err(|e| {
+            match text.trim() == first.to_string() {
+                true => e,
+                false => format!("`{text}`: {e}"),
+            }
+        });
+    }
+    // Multicast is one block per family (224.0.0.0/4, ff00::/8): both ends in it, all in it.
+    if first.is_multicast() && last.is_multicast() {
+        return Err(format!(
+            "`{text}`: every address in it is a multicast address: no TCP connection can be \
+             made to them; give unicast addresses"
+        ));
+    }
+    Ok(())
 }
 
 fn scan(a: ScanArgs) -> Result<Config> {
@@ -621,19 +716,67 @@ fn scan(a: ScanArgs) -> Result<Config> {
         (None, None) => ports::top(defaults::TOP_PORTS),
     }
     .map_err(UsageError)?;
+    // nmap's -oA BASE: the three formats, each to its own file.
+    let (mut output_normal, mut output_greppable, mut output_xml) =
+        (a.output_normal, a.output_greppable, a.output_xml);
+    if let Some(base) = &a.output_all {
+        if base.as_os_str() == "-" {
+            return refuse(
+                "-oA - would send three formats to stdout; give a base name (-oA scan writes \
+                 scan.nmap, scan.gnmap and scan.xml), or one format with -oN/-oG/-oX -",
+            );
+        }
+        for (given, flag) in [
+            (output_normal.is_some(), "-oN"),
+            (output_greppable.is_some(), "-oG"),
+            (output_xml.is_some(), "-oX"),
+        ] {
+            if given {
+                return refuse(format!(
+                    "-oA {} already writes {flag}'s format (to {}); drop {flag} or -oA",
+                    base.display(),
+                    with_suffix(base, nmap_suffix(flag)).display()
+                ));
+            }
+        }
+        output_normal = Some(with_suffix(base, "nmap"));
+        output_greppable = Some(with_suffix(base, "gnmap"));
+        output_xml = Some(with_suffix(base, "xml"));
+    }
     // Only one format can own stdout, as with nmap's `-oX -`: a parser reading it must
-    // find nothing else there.
+    // find nothing else there. (`-oN -` is the table, which stdout has anyway.)
     let stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    let clash = match (a.json, stdout(&a.output_xml), stdout(&a.output_greppable)) {
-        (true, true, _) => Some("--json and -oX -"),
-        (true, _, true) => Some("--json and -oG -"),
-        (_, true, true) => Some("-oX - and -oG -"),
-        _ => None,
-    };
-    if let Some(both) = clash {
+    let on_stdout: Vec<&str> = [
+        (a.json, "--json"),
+        (stdout(&output_normal), "-oN -"),
+        (stdout(&output_xml), "-oX -"),
+        (stdout(&output_greppable), "-oG -"),
+    ]
+    .into_iter()
+    .filter_map(|(given, name)| given.then_some(name))
+    .collect();
+    if let [one, two, ..] = on_stdout.as_slice() {
         return refuse(format!(
-            "{both} both write to stdout; send one of them to a file (e.g. -oX scan.xml)"
+            "{one} and {two} both write to stdout; send one of them to a file (e.g. -oX scan.xml)"
         ));
+    }
+    // nmap's --open: only open ports. The table shows no other without --all; the other
+    // formats list every port answered (or sent to), which --open would not change.
+    if a.open {
+        for (given, name) in [
+            (a.all, "--all"),
+            (a.json, "--json"),
+            (output_greppable.is_some(), "-oG"),
+            (output_xml.is_some(), "-oX"),
+        ] {
+            if given {
+                return refuse(format!(
+                    "--open would be ignored by {name}, which lists closed and filtered ports \
+                     too (the table shows only open ones without --open); drop --open, or pick \
+                     the open ports from it (--json: `jq 'select(.state==\"open\")'`)"
+                ));
+            }
+        }
     }
     let shard = match a.shard {
         Some(s) if a.seed.is_none() => {
@@ -653,7 +796,7 @@ fn scan(a: ScanArgs) -> Result<Config> {
         ports,
         seed: a.seed,
         shard,
-        rate: a.rate,
+        rate: a.rate.or(a.max_rate),
         retries: a.retries,
         wait: a.wait.map_or(defaults::SCAN_WAIT, |d| Wait::Fixed(d.0)),
         send_ip: a.send_ip,
@@ -661,8 +804,14 @@ fn scan(a: ScanArgs) -> Result<Config> {
         family,
         all: a.all,
         json: a.json,
-        output_greppable: a.output_greppable,
-        output_xml: a.output_xml,
+        output_normal,
+        output_greppable,
+        output_xml,
+        output_flags: if a.output_all.is_some() {
+            ["-oA"; 3]
+        } else {
+            ["-oN", "-oG", "-oX"]
+        },
         complete: a.complete,
     }))
 }
@@ -702,6 +851,9 @@ fn report(a: ReportArgs) -> Result<Config> {
 
 fn trace(a: TraceArgs) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
+    if let Some(p) = &a.port {
+        check_port_used(p, std::slice::from_ref(&a.target), false)?;
+    }
     let ports = match &a.port {
         Some(p) => {
             vec![target::port_number(p, 1).map_err(|e| UsageError(format!("-p `{p}`: {e}")))?]
@@ -722,7 +874,7 @@ fn trace(a: TraceArgs) -> Result<Config> {
     let probes = (usize::from(a.max_ttl - a.first_ttl) + 1) * usize::from(a.probes);
     if probes > tcpshake_proto::trace::MAX_PROBES {
         return refuse(format!(
-            "{probes} probes (TTLs {}..={} × --probes {}); at most {}: lower --max-ttl or --probes",
+            "{probes} probes (TTLs {} to {} × --probes {}); at most {}: lower --max-ttl or --probes",
             a.first_ttl,
             a.max_ttl,
             a.probes,

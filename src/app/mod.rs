@@ -22,7 +22,7 @@ use exit::{Exit, UsageError};
 use rustls::RootCertStore;
 use rustls::pki_types::ServerName;
 use std::io::{self, IsTerminal};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tcpshake_io::run::Capture;
@@ -161,6 +161,49 @@ fn tcp_config(exchange: &Exchange, local: SocketAddr, remote: SocketAddr, mss: u
     }
 }
 
+/// Command-line addresses that the route calls a broadcast (or multicast) destination — a
+/// subnet's broadcast address, which the address alone does not show (`config` refused
+/// the rest) — refused before anything is sent to any target: a usage error, exit 2, as
+/// for 224.0.0.1 or 0.0.0.0. An address without a route is left to its probe, which says
+/// so (exit 1): that is the host's state, not the command line's. `targets`: each
+/// target as written, with its address.
+pub(crate) fn refuse_broadcast_targets<'a>(
+    targets: impl IntoIterator<Item = (&'a str, IpAddr)>,
+) -> Result<()> {
+    let mut router: Option<tcpshake_io::route::Router> = None;
+    for (spec, ip) in targets {
+        if router.is_none() {
+            match tcpshake_io::route::Router::new() {
+                Ok(r) => router = Some(r),
+                // No rtnetlink socket: each probe meets the same and says why.
+                Err(_) => return Ok(()),
+            }
+        }
+        if let Some(r) = router.as_mut()
+            && let Ok(route) = r.lookup(ip)
+            && let Err(e) = route.connectable(ip)
+        {
+            // The spec is named when it says more than the address, as `config` does.
+            let bare = spec.trim().trim_start_matches('[').trim_end_matches(']');
+            return Err(match bare == ip.to_string() {
+                true => UsageError(e.to_string()),
+                false => UsageError(format!("`{spec}`: {e}")),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The literal addresses among command-line targets (names are looked up later), with
+/// the targets as written.
+fn literal_addrs(targets: &[Target]) -> impl Iterator<Item = (&str, IpAddr)> + '_ {
+    targets.iter().filter_map(|t| match t.host {
+        Host::Ip(ip) => Some((t.spec.as_str(), ip)),
+        Host::Name(_) => None,
+    })
+}
+
 /// What every HTTPS probe of a run shares: the trust anchors, loaded once, and the key log.
 #[derive(Default)]
 struct TlsShared {
@@ -194,13 +237,41 @@ pub(crate) fn open_input(path: &std::path::Path, what: &str) -> Result<std::fs::
 /// `flag` names the option.
 pub(crate) fn create_output(path: &std::path::Path, flag: &str) -> Result<std::fs::File> {
     std::fs::File::create(path).map_err(|e| {
+        // One reason, one hint: a directory needs a file name in it, anything else
+        // another place.
+        let (why, hint) = match e.kind() {
+            io::ErrorKind::IsADirectory => (
+                "it is a directory".to_string(),
+                format!(
+                    "give a file's path (e.g. {})",
+                    path.join(example_name(flag)).display()
+                ),
+            ),
+            _ => (
+                io_reason(&e),
+                "give a path in a directory you can write to".to_string(),
+            ),
+        };
         UsageError(format!(
-            "{flag}: cannot create {}: {}; give a path in a directory you can write to",
-            path.display(),
-            io_reason(&e)
+            "{flag}: cannot create {}: {why}; {hint}",
+            path.display()
         ))
         .into()
     })
+}
+
+/// A file name for an output option's example.
+fn example_name(flag: &str) -> &'static str {
+    match flag {
+        "--pcap" => "capture.pcap",
+        "--pcapng" => "capture.pcapng",
+        "--svg" => "plot.svg",
+        "--records" => "records.jsonl",
+        "-oX" => "scan.xml",
+        "-oG" => "scan.gnmap",
+        "-oN" => "scan.nmap",
+        _ => "out",
+    }
 }
 
 /// An I/O error in words, without Rust's `(os error N)`.

@@ -22,6 +22,7 @@ use tcpshake_proto::probe;
 use tcpshake_proto::probe::target::Target;
 
 pub(super) fn run(c: &ProbeConfig) -> Result<Exit> {
+    super::refuse_broadcast_targets(super::literal_addrs(&c.targets))?;
     let stop = signals::stop_flag();
     let mut guard = Guard::install(MARK)?;
     let mut session = Session::new(&c.exchange, c.json, c.pcap.as_deref(), c.pcapng.as_deref())?;

@@ -3,7 +3,7 @@
 use super::exit::{Exit, UsageError};
 use super::targets::TargetList;
 use crate::config::{Exchange, ScanConfig, defaults, scan_spec};
-use crate::report::scan_nmap::{Greppable, RunEnd, RunInfo, Xml};
+use crate::report::scan_nmap::{Greppable, Normal, RunEnd, RunInfo, Xml};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -35,7 +35,7 @@ type Names = BTreeMap<IpAddr, Vec<String>>;
 const XSL_LOCAL: &str = "/usr/share/nmap/nmap.xsl";
 const XSL_WEB: &str = "https://svn.nmap.org/nmap/docs/nmap.xsl";
 
-/// Where -oX / -oG go: a file, created before the scan so a bad path fails at once, or
+/// Where -oN / -oX / -oG go: a file, created before the scan so a bad path fails at once, or
 /// stdout (`-`), which that format then has to itself (the configuration checked that no
 /// two outputs claim it).
 type Sink = BufWriter<Box<dyn Write>>;
@@ -57,20 +57,29 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     let Some(plan) = plan else {
         return Ok(Exit::Failed);
     };
+    let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
     let mut xml = args
         .output_xml
         .as_deref()
-        .map(|p| open_sink(p, "-oX"))
+        .map(|p| open_sink(p, xml_flag))
         .transpose()?;
     let mut greppable = args
         .output_greppable
         .as_deref()
-        .map(|p| open_sink(p, "-oG"))
+        .map(|p| open_sink(p, greppable_flag))
+        .transpose()?;
+    // -oN FILE: the table to a file as well (-oN - is the table on stdout, as without it).
+    let mut normal = args
+        .output_normal
+        .as_deref()
+        .filter(|p| p.as_os_str() != "-")
+        .map(|p| open_sink(p, normal_flag))
         .transpose()?;
     // The table goes to stdout unless stdout carries a format (JSON Lines, XML, -oG).
     let table = !args.json && !is_stdout(&args.output_xml) && !is_stdout(&args.output_greppable);
-    // The reports after the scan need every silent port: walk the scanned pairs.
-    let walk = xml.is_some() || greppable.is_some() || args.all;
+    // The reports after the scan need every silent port, and -oN's last line the hosts
+    // up: walk the scanned pairs.
+    let walk = xml.is_some() || greppable.is_some() || normal.is_some() || args.all;
     // Kept for after the scan: the walk needs every answered port; the table without
     // --all and --complete need the open ones only.
     let keep = |r: &ScanRecord| walk || ((table || args.complete) && r.state == PortState::Open);
@@ -142,6 +151,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         .take()
         .map(|w| Greppable::start(w, &info))
         .transpose()?;
+    let mut normal = normal.take().map(|w| Normal::start(w, &info)).transpose()?;
     let no_names = Vec::new();
     let names_of = |a: IpAddr| names.get(&a).unwrap_or(&no_names);
     // A silent port's line is dated when the scan stopped waiting for it.
@@ -166,6 +176,9 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
             }
             if table {
                 scan_text::host(&mut out, &h, names_of(h.addr), args.all)?;
+            }
+            if let Some(n) = &mut normal {
+                scan_text::host(n.out(), &h, names_of(h.addr), args.all)?;
             }
             if args.json && args.all {
                 if let Some(HostLink::Unresolved(how)) = h.link {
@@ -199,6 +212,9 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     if table {
         writeln!(out, "{summary}")?;
     }
+    if let Some(n) = &mut normal {
+        writeln!(n.out(), "{summary}")?;
+    }
     out.flush()?;
     let error = "interrupted by a signal: only the pairs sent before it are reported";
     let end = RunEnd {
@@ -209,10 +225,16 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         error: outcome.interrupted.then_some(error),
     };
     if let Some(x) = xml {
-        x.finish(&end).context("writing -oX")?;
+        x.finish(&end)
+            .with_context(|| format!("writing {xml_flag}"))?;
     }
     if let Some(g) = greppable {
-        g.finish(&end).context("writing -oG")?;
+        g.finish(&end)
+            .with_context(|| format!("writing {greppable_flag}"))?;
+    }
+    if let Some(n) = normal {
+        n.finish(&end)
+            .with_context(|| format!("writing {normal_flag}"))?;
     }
     if !table {
         eprintln!("{summary}");
@@ -318,6 +340,18 @@ fn unix_now() -> u64 {
 /// resolve), which the exit code says; the host names typed, by the address each stands
 /// for (for -oX).
 fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
+    // A command-line address that is a subnet's broadcast address (its route says so) is
+    // refused before anything is sent, as `config` refused 224.0.0.1 or 0.0.0.0.
+    let singles: Vec<(String, IpAddr)> = args
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            TargetSpec::Addrs(s) if s.len() == 1 => s.get(0),
+            _ => None,
+        })
+        .map(|a| (a.to_string(), a))
+        .collect();
+    super::refuse_broadcast_targets(singles.iter().map(|(s, a)| (s.as_str(), *a)))?;
     let mut skipped = false;
     let mut names = Names::new();
     let mut targets = resolve_specs(&args.targets, args.family, &mut skipped, &mut names);
@@ -352,6 +386,20 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         return Ok((None, true, names));
     }
     let targets = TargetSet::new(targets, exclude).map_err(|e| UsageError(e.to_string()))?;
+    // Exclusions that leave nothing would make a scan of nothing that looks like a success
+    // (`scanned 0 ports`, exit 0): refused as an empty target list is.
+    if targets.first_included().is_none() {
+        let by = match (args.exclude.is_empty(), &args.exclude_list) {
+            (false, Some(f)) => format!("--exclude and --excludefile {}", f.display()),
+            (true, Some(f)) => format!("--excludefile {}", f.display()),
+            _ => "--exclude".to_string(),
+        };
+        return Err(UsageError(format!(
+            "{by} excludes every target: nothing to scan; narrow the exclusions or give other \
+             targets"
+        ))
+        .into());
+    }
     let total = targets.len().checked_mul(args.ports.len() as u64);
     if total.is_none_or(|t| t >= 1 << 62) {
         return Err(UsageError("too many (address, port) pairs for one scan".into()).into());
@@ -388,6 +436,9 @@ fn resolve_specs(
             TargetSpec::Addrs(s) => out.push(s.clone()),
             TargetSpec::Name { name, prefix } => {
                 let cidr = resolve_name(name, family).and_then(|a| {
+                    // A name for 0.0.0.0 (what DNS blocklists answer) or a multicast group.
+                    tcpshake_io::route::connectable_address(a[0])
+                        .map_err(|e| e.context(format!("`{name}` resolved to {}", a[0])))?;
                     Spec::cidr(a[0], *prefix, name)
                         .map(|s| (a[0], s))
                         .map_err(anyhow::Error::msg)

@@ -473,6 +473,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     if c.exchange.tls.force || c.exchange.tls.cacert.is_some() {
         tls.preload(&c.exchange.tls, "--cacert")?;
     }
+    super::refuse_broadcast_targets(super::literal_addrs(&c.targets))?;
     let mut list = c.list.as_deref().map(TargetList::open).transpose()?;
     if let Some(l) = list.as_mut().filter(|_| c.targets.is_empty()) {
         l.refuse_if_empty()?;

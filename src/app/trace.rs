@@ -15,6 +15,7 @@ use tcpshake_io::{random, signals, teardown};
 use tcpshake_proto::trace::{self, record::TraceMode};
 
 pub(super) fn run(c: &TraceConfig) -> Result<Exit> {
+    super::refuse_broadcast_targets(super::literal_addrs(std::slice::from_ref(&c.target)))?;
     let remote = resolve(&c.target, c.family)?;
     let stop = signals::stop_flag();
     let mut guard = Guard::install(MARK)?;

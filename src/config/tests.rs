@@ -370,7 +370,7 @@ fn trace_defaults_and_refusals() {
     );
     refused(
         &["trace", "h:80", "--max-ttl", "255", "--probes", "5"],
-        &["1275 probes", "at most 1024"],
+        &["1275 probes (TTLs 1 to 255 × --probes 5)", "at most 1024"],
     );
     refused(
         &["trace", "h:80", "--timeout", "0s"],
@@ -470,4 +470,171 @@ fn nmap_habits_in_scan() {
     refused(&["scan", "198.18.0.2", "-sT"], &["-sT", "--complete"]);
     let (msg, _) = refusal(&["scan", "198.18.0.2", "-sA"]);
     assert!(!msg.contains("-- -s"), "{msg}");
+}
+
+/// `-p` is for targets without a port (and for -iL lines); where every target names its
+/// own it would be ignored, so it is refused — in probe, its surveys and trace.
+#[test]
+fn a_port_option_that_would_be_ignored_is_refused() {
+    let own = "-p 81 would be ignored: `198.18.0.2:80` names its own port, and a target's \
+               port wins; drop -p, or drop the port from the target (`198.18.0.2 -p 81`)";
+    refused(&["probe", "198.18.0.2:80", "-p", "81"], &[own]);
+    refused(&["trace", "198.18.0.2:80", "-p", "81"], &[own]);
+    refused(
+        &["probe", "198.18.0.2:80", "-p", "81,8080"],
+        &["-p 81,8080 would be ignored"],
+    );
+    refused(
+        &[
+            "probe",
+            "198.18.0.2:80",
+            "[fd00::2]:80",
+            "-p",
+            "81",
+            "-c",
+            "2",
+        ],
+        &["every target names its own port"],
+    );
+    refused(
+        &["probe", "http://h.test:8080/", "-p", "81"],
+        &["`http://h.test:8080/` names its own port"],
+    );
+    // Where -p is used: a target without a port, beside one with; an -iL list's lines; a
+    // URL without a port (-p instead of the scheme's).
+    let c = survey(&["probe", "198.18.0.2:80", "198.18.0.3", "-p", "81,82"]);
+    let ports: Vec<u16> = c.targets.iter().map(|t| t.port).collect();
+    assert_eq!(ports, [80, 81, 82]);
+    let c = survey(&["probe", "198.18.0.2:80", "-iL", "l.txt", "-p", "81"]);
+    assert_eq!(c.ports, [81]);
+    assert_eq!(
+        probe(&["probe", "http://h.test/", "-p", "81"]).targets[0].port,
+        81
+    );
+    assert_eq!(trace(&["trace", "198.18.0.2", "-p", "81"]).target.port, 81);
+}
+
+/// A URL's path is the one sent: `--path` beside a URL on the command line is refused,
+/// with the URL to write instead; for an -iL list it is the other lines' path.
+#[test]
+fn a_path_option_beside_a_url_is_refused() {
+    refused(
+        &["probe", "http://198.18.0.2:8080/", "--path", "/foo"],
+        &[
+            "--path /foo would be ignored: `http://198.18.0.2:8080/` is a URL",
+            "drop --path, or put the path in the URL (`http://198.18.0.2:8080/foo`)",
+        ],
+    );
+    refused(
+        &[
+            "probe",
+            "h.test:80",
+            "HTTPS://h.test/a?b",
+            "--path",
+            "/x",
+            "-c",
+            "2",
+        ],
+        &["(`HTTPS://h.test/x`)"],
+    );
+    let c = survey(&["probe", "-iL", "l.txt", "-p", "80", "--path", "/x"]);
+    assert_eq!(c.exchange.http.map(|h| h.path), Some("/x".to_string()));
+    assert!(
+        probe(&["probe", "h.test:80", "--path", "/x"])
+            .exchange
+            .http
+            .is_some()
+    );
+}
+
+/// Addresses no TCP peer can be at are refused from the command line in every command
+/// (a subnet's broadcast address needs the route: `app`, tests/it/cli.rs).
+#[test]
+fn addresses_no_connection_can_be_made_to_are_refused_everywhere() {
+    for (target, what) in [
+        ("224.0.0.1", "a multicast address"),
+        ("0.0.0.0", "the unspecified address"),
+        ("::", "the unspecified address"),
+        ("255.255.255.255", "the limited broadcast address"),
+    ] {
+        let msg = format!("{target} is {what}: no TCP connection can be made to it; give");
+        refused(&["probe", target, "-p", "80"], &[&msg]);
+        refused(&["probe", target, "-p", "80", "-c", "2"], &[&msg]);
+        refused(&["trace", target, "-p", "80"], &[&msg]);
+        refused(&["scan", target, "-p", "80"], &[&msg]);
+    }
+    refused(
+        &["scan", "ff02::/120", "-p", "80"],
+        &["`ff02::/120`: every address in it is a multicast address"],
+    );
+    // A block that includes such an address is scanned as nmap scans it.
+    scan(&["scan", "0.0.0.0/30", "-p", "80"]);
+    scan(&["scan", "223.255.255.255-224.0.0.1", "-p", "80"]);
+}
+
+/// nmap's output options and habits beyond -oG/-oX: -oN, -oA BASE, --max-rate, --open.
+#[test]
+fn nmap_outputs_and_rate_in_scan() {
+    let c = scan(&["scan", "198.18.0.2", "-oA", "out/s"]);
+    assert_eq!(c.output_normal, Some(PathBuf::from("out/s.nmap")));
+    assert_eq!(c.output_greppable, Some(PathBuf::from("out/s.gnmap")));
+    assert_eq!(c.output_xml, Some(PathBuf::from("out/s.xml")));
+    assert_eq!(c.output_flags, ["-oA"; 3]);
+    let c = scan(&["scan", "198.18.0.2", "-oN", "s.txt", "-oX", "s.xml"]);
+    assert_eq!(c.output_normal, Some(PathBuf::from("s.txt")));
+    assert_eq!(c.output_flags, ["-oN", "-oG", "-oX"]);
+    refused(
+        &["scan", "198.18.0.2", "-oA", "-"],
+        &["-oA - would send three formats"],
+    );
+    refused(
+        &["scan", "198.18.0.2", "-oA", "s", "-oN", "x"],
+        &["-oA s already writes -oN's format (to s.nmap); drop -oN or -oA"],
+    );
+    refused(
+        &["scan", "198.18.0.2", "-oN", "-", "-oX", "-"],
+        &["-oN - and -oX - both write to stdout"],
+    );
+    assert_eq!(
+        scan(&["scan", "198.18.0.2", "--max-rate", "500"]).rate,
+        Some(500)
+    );
+    refused(
+        &["scan", "198.18.0.2", "--max-rate", "5", "--rate", "5"],
+        &["--max-rate", "cannot be used with", "--rate"],
+    );
+    scan(&["scan", "198.18.0.2", "--open", "-oN", "s.txt"]);
+    for (extra, name) in [
+        (&["--all"][..], "--all"),
+        (&["--json"], "--json"),
+        (&["-oG", "s.gnmap"], "-oG"),
+        (&["-oA", "s"], "-oG"),
+    ] {
+        let mut args = vec!["scan", "198.18.0.2", "--open"];
+        args.extend_from_slice(extra);
+        refused(&args, &[&format!("--open would be ignored by {name}")]);
+    }
+    for (flag, want) in [
+        ("-O", "no OS detection"),
+        ("-A", "no OS or version detection"),
+        ("-v", "no verbosity levels: drop -v"),
+        ("-vvv", "drop -vvv"),
+    ] {
+        refused(&["scan", "198.18.0.2", flag], &[want]);
+    }
+}
+
+/// Durations in minutes and hours are read everywhere a duration is: the out-of-range
+/// message's own bound (24h) is one a user can type.
+#[test]
+fn durations_take_minutes_and_hours() {
+    let c = probe(&["probe", "h:80", "--timeout", "1h"]);
+    assert_eq!(c.exchange.timeout, Duration::from_secs(3600));
+    let c = survey(&["probe", "h:80", "-i", "2min"]);
+    assert_eq!(c.interval, Duration::from_secs(120));
+    refused(
+        &["probe", "h:80", "--timeout", "25h"],
+        &["out of range (0 to 24h)"],
+    );
+    assert!(parse(&["probe", "h:80", "--timeout", "24h"]).is_ok());
 }

@@ -1,4 +1,5 @@
-//! nmap's file formats for a scan, so nmap's tools read ours: `-oG` (greppable) and `-oX`
+//! nmap's file formats for a scan, so nmap's tools read ours: `-oN` (the table, between
+//! nmap's comment lines), `-oG` (greppable) and `-oX`
 //! (XML valid against nmap's `nmap.dtd`, xmloutputversion 1.05, so `xmllint --dtdvalid`,
 //! `ndiff`, `xsltproc` and the parsers written for nmap take it).
 //!
@@ -135,6 +136,51 @@ fn addresses_phrase(total: u64, up: u64) -> String {
     )
 }
 
+/// The first line of nmap's -oN and -oG files.
+fn initiated(w: &mut impl Write, info: &RunInfo<'_>) -> io::Result<()> {
+    writeln!(
+        w,
+        "# tcpshake {} scan initiated {} as: {}",
+        env!("CARGO_PKG_VERSION"),
+        ctime(info.start_secs),
+        info.args
+    )
+}
+
+/// The last line of nmap's -oN and -oG files.
+fn done(w: &mut impl Write, end: &RunEnd<'_>) -> io::Result<()> {
+    writeln!(
+        w,
+        "# tcpshake done at {} -- {} scanned in {:.2} seconds",
+        ctime(end.end_secs),
+        addresses_phrase(end.up + end.down, end.up),
+        end.elapsed.as_secs_f64()
+    )
+}
+
+/// nmap's `-oN` format: what the terminal shows (the tables and the summary, written by
+/// the caller into [`Normal::out`]) between nmap's first and last comment lines.
+pub struct Normal<W: Write> {
+    w: W,
+}
+
+impl<W: Write> Normal<W> {
+    pub fn start(mut w: W, info: &RunInfo<'_>) -> io::Result<Normal<W>> {
+        initiated(&mut w, info)?;
+        Ok(Normal { w })
+    }
+
+    pub fn out(&mut self) -> &mut W {
+        &mut self.w
+    }
+
+    pub fn finish(mut self, end: &RunEnd<'_>) -> io::Result<W> {
+        done(&mut self.w, end)?;
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}
+
 /// nmap's `-oG` format, written host by host.
 pub struct Greppable<W: Write> {
     w: W,
@@ -142,13 +188,7 @@ pub struct Greppable<W: Write> {
 
 impl<W: Write> Greppable<W> {
     pub fn start(mut w: W, info: &RunInfo<'_>) -> io::Result<Greppable<W>> {
-        writeln!(
-            w,
-            "# tcpshake {} scan initiated {} as: {}",
-            env!("CARGO_PKG_VERSION"),
-            ctime(info.start_secs),
-            info.args
-        )?;
+        initiated(&mut w, info)?;
         Ok(Greppable { w })
     }
 
@@ -186,13 +226,7 @@ impl<W: Write> Greppable<W> {
     }
 
     pub fn finish(mut self, end: &RunEnd<'_>) -> io::Result<W> {
-        writeln!(
-            self.w,
-            "# tcpshake done at {} -- {} scanned in {:.2} seconds",
-            ctime(end.end_secs),
-            addresses_phrase(end.up + end.down, end.up),
-            end.elapsed.as_secs_f64()
-        )?;
+        done(&mut self.w, end)?;
         self.w.flush()?;
         Ok(self.w)
     }

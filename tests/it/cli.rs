@@ -145,6 +145,72 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
         (&["scan", "198.18.0.2:80"], "scan takes ports with -p"),
         (&["scan", "198.18.0.2", "-T4"], "no timing templates"),
         (&["scan", "198.18.0.2", "--rate", "10k"], "write 10000"),
+        // No TCP peer can be at these, in any command: refused, not sent to (0.0.0.0 would
+        // reach this host over loopback).
+        (
+            &["probe", "224.0.0.1:80"],
+            "224.0.0.1 is a multicast address",
+        ),
+        (
+            &["probe", "[ff02::1]:80", "-c", "2"],
+            "ff02::1 is a multicast",
+        ),
+        (
+            &["probe", "0.0.0.0:80"],
+            "0.0.0.0 is the unspecified address",
+        ),
+        (&["probe", "[::]:80"], ":: is the unspecified address"),
+        (&["probe", "255.255.255.255:80"], "the limited broadcast"),
+        (&["scan", "0.0.0.0", "-p", "80"], "the unspecified address"),
+        (&["scan", "224.0.0.0/24", "-p", "80"], "multicast"),
+        (&["trace", "0.0.0.0:80"], "the unspecified address"),
+        (&["trace", "224.0.0.1:80"], "a multicast address"),
+        // Options that would be ignored.
+        (
+            &["probe", "198.18.0.2:80", "-p", "81"],
+            "-p 81 would be ignored: `198.18.0.2:80` names its own port",
+        ),
+        (
+            &["probe", "198.18.0.2:80", "-p", "81,8080"],
+            "-p 81,8080 would be ignored",
+        ),
+        (&["trace", "198.18.0.2:80", "-p", "81"], "-p 81 would be"),
+        (
+            &["probe", "http://198.18.0.2:8080/", "--path", "/foo"],
+            "`http://198.18.0.2:8080/foo`",
+        ),
+        (
+            &["trace", "198.18.0.2:80", "-m", "255", "-q", "10"],
+            "TTLs 1 to 255",
+        ),
+        (
+            &["probe", "198.18.0.2:80", "--pcap", "/tmp"],
+            "--pcap: cannot create /tmp: it is a directory; give a file's path",
+        ),
+        // nmap's habits that tcpshake scan does not share.
+        (&["scan", "198.18.0.2", "-O"], "no OS detection"),
+        (&["scan", "198.18.0.2", "-v"], "no verbosity levels"),
+        (&["scan", "198.18.0.2", "-oA", "-"], "-oA -"),
+        (&["scan", "198.18.0.2", "--open", "--all"], "--open"),
+        (
+            &["scan", "198.18.0.2", "--rate", "10", "--max-rate", "10"],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "scan",
+                "198.18.0.0/24",
+                "-p",
+                "80",
+                "--exclude",
+                "198.18.0.0/23",
+            ],
+            "--exclude excludes every target: nothing to scan",
+        ),
+        (
+            &["generate", "man", "/nonexistent/dir"],
+            "cannot write the man pages into /nonexistent/dir",
+        ),
     ];
     for (args, want) in cases {
         let run = tcpshake(args);
@@ -347,6 +413,59 @@ fn an_unresolvable_name_is_one_message_and_exit_1_everywhere() {
         messages.iter().all(|m| *m == messages[0]),
         "different messages: {messages:#?}"
     );
+}
+}
+
+lab_test! {
+/// A subnet's broadcast address — which only the route shows — is refused like a
+/// multicast one, exit 2, by every command that takes targets, before anything is sent to
+/// any target (the server beside it on the command line is not probed either). In a
+/// target list it is a bad line, skipped (exit 1), and so are 224.0.0.1 and 0.0.0.0.
+fn a_broadcast_address_is_refused_before_anything_is_sent() {
+    let lab = Lab::new("cli_broadcast");
+    let [a, b, c, _] = match lab.server_addr(false) {
+        std::net::IpAddr::V4(v4) => v4.octets(),
+        other => panic!("{other}"),
+    };
+    let bcast = format!("{a}.{b}.{c}.255");
+    let server = lab.target(false, 80);
+    let with_port = format!("{bcast}:80");
+    for args in [
+        vec!["probe", server.as_str(), with_port.as_str()],
+        vec!["probe", with_port.as_str(), "-c", "2"],
+        vec!["probe", bcast.as_str(), "-p", "80,443"],
+        vec!["scan", bcast.as_str(), "-p", "80"],
+        vec!["trace", with_port.as_str()],
+    ] {
+        let run = lab.run_client_bounded(&args, Duration::from_secs(20));
+        assert_eq!(run.code, Some(2), "{args:?}\n{run}");
+        assert!(
+            run.stderr
+                .contains(&format!("{bcast} is a broadcast address (on ")),
+            "{args:?}\n{run}"
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: sent something\n{run}");
+        assert_one_clean_message(&run, &args);
+    }
+    let list = lab.dir().join("list.txt");
+    std::fs::write(
+        &list,
+        format!("224.0.0.1:80\n0.0.0.0:80\n{with_port}\n{server}\n"),
+    )
+    .expect("write the list");
+    let args = ["probe", "-iL", list.to_str().expect("utf-8"), "-q"];
+    let run = lab.run_client_bounded(args, Duration::from_secs(20));
+    assert_eq!(run.code, Some(1), "{run}");
+    for skipped in ["line 1: `224.0.0.1:80`", "line 2: `0.0.0.0:80`"] {
+        assert!(run.stderr.contains(skipped), "{skipped}\n{run}");
+    }
+    assert!(
+        run.stderr.contains(&format!("{bcast}:80: {bcast} is a broadcast address")),
+        "{run}"
+    );
+    // The server's line is probed (its port is closed: no listener in this lab).
+    assert!(run.stdout.contains("all 1 target"), "{run}");
+    assert!(run.stdout.contains("probes 1"), "{run}");
 }
 }
 

@@ -703,6 +703,65 @@ fn two_percent_loss_with_two_retries_finds_every_open_port() {
 }
 }
 
+lab_test! {
+/// nmap's -oN FILE (the table, between nmap's comment lines, as stdout shows it) and -oA
+/// BASE (BASE.nmap, BASE.gnmap and BASE.xml, each as its own option writes it); -oN -
+/// is the table on stdout; --max-rate is --rate, --open changes nothing in the table.
+fn normal_output_and_all_formats_as_nmap_writes_them() {
+    let s = ScanLab::new("scan_oa", &[80]);
+    let dir = s.lab.dir();
+    let target = s.v4(1).to_string();
+    let normal = dir.join("scan.txt");
+    let base = dir.join("all");
+    let run = s.scan(&[
+        &target,
+        "-p",
+        "80,81",
+        "-oN",
+        normal.to_str().unwrap(),
+        "--max-rate",
+        "1000",
+        "--open",
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let text = std::fs::read_to_string(&normal).expect("-oN wrote its file");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("# tcpshake ") && lines[0].contains(" scan initiated "),
+        "{text}"
+    );
+    assert!(
+        lines[lines.len() - 1].starts_with("# tcpshake done at ")
+            && lines[lines.len() - 1].contains("1 IP address (1 host up)"),
+        "{text}"
+    );
+    // Between them, what stdout showed (its RTTs, and so its text, are the same run's).
+    let body = lines[1..lines.len() - 1].join("\n");
+    assert_eq!(body, run.stdout.trim_end(), "{text}\n{run}");
+    assert!(body.contains(&format!("scan report for {target}")), "{text}");
+    assert!(body.contains("80/tcp") && !body.contains("81/tcp"), "{text}");
+    assert!(body.contains("scanned 2 ports: 1 open, 1 closed"), "{text}");
+
+    let run = s.scan(&[&target, "-p", "80,81", "-oA", base.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let file = |suffix: &str| {
+        let p = dir.join(format!("all.{suffix}"));
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}\n{run}", p.display()))
+    };
+    assert!(file("nmap").contains("80/tcp      open"), "{}", file("nmap"));
+    let ports = greppable_ports(&file("gnmap"));
+    assert_eq!(ports.get(&(s.v4(1), 81)).map(String::as_str), Some("closed"));
+    assert_valid_nmap_xml(&dir.join("all.xml"));
+    // The table still goes to stdout, as with -oN FILE.
+    assert!(run.stdout.contains("scanned 2 ports"), "{run}");
+
+    let run = s.scan(&[&target, "-p", "80", "-oN", "-"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains("scanned 1 port"), "{run}");
+    assert!(!run.stdout.contains("# tcpshake"), "{run}");
+}
+}
+
 #[test]
 fn bad_specs_are_usage_errors_that_name_the_bad_part() {
     let bin = lab::tcpshake_bin();
@@ -726,6 +785,49 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
         (
             vec!["scan", "198.18.0.1", "-p", "22", "-oX", "-", "-oG", "-"],
             "-oX - and -oG - both write to stdout",
+        ),
+        (
+            vec!["scan", "198.18.0.1", "-p", "22", "-oN", "-", "--json"],
+            "--json and -oN - both write to stdout",
+        ),
+        (
+            vec!["scan", "198.18.0.1", "-p", "22", "-oA", "b", "-oG", "x"],
+            "-oA b already writes -oG's format (to b.gnmap)",
+        ),
+        (
+            vec![
+                "scan",
+                "198.18.0.1",
+                "-p",
+                "22",
+                "-oA",
+                "/nonexistent/dir/b",
+            ],
+            "-oA: cannot create /nonexistent/dir/b.",
+        ),
+        (
+            vec!["scan", "198.18.0.1", "-p", "22", "--open", "-oX", "x.xml"],
+            "--open would be ignored by -oX",
+        ),
+        (
+            vec![
+                "scan",
+                "198.18.0.1",
+                "-p",
+                "22",
+                "--exclude",
+                "198.18.0.0/24",
+            ],
+            "--exclude excludes every target",
+        ),
+        (vec!["scan", "198.18.0.1", "-vv"], "no verbosity levels"),
+        (
+            vec!["scan", "198.18.0.1", "-A"],
+            "`tcpshake trace HOST:PORT`",
+        ),
+        (
+            vec!["scan", "224.0.0.1"],
+            "224.0.0.1 is a multicast address",
         ),
         (
             vec![

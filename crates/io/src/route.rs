@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use anyhow::{Context, anyhow};
+use tcpshake_proto::probe::target::{self, not_a_peer_message};
 use tcpshake_proto::wire::ethernet::MacAddr;
 
 use super::netlink::{MsgBuf, NLM_F_ACK, NlSocket, errno_of, find_attr, read_str, read_u32_ne};
@@ -70,24 +71,21 @@ impl Route {
             RTN_MULTICAST => "a multicast address",
             _ => return Ok(()),
         };
-        anyhow::bail!(
-            "{dst} is {what} (on {}): no TCP connection can be made to it",
-            self.ifname
-        )
+        anyhow::bail!(not_a_peer_message(
+            dst,
+            &format!("{what} (on {})", self.ifname)
+        ))
     }
 }
 
-/// Whether `dst` can be a TCP peer at all, before any route is asked: a multicast group or
-/// IPv4's limited broadcast never can (RFC 1122 §4.2.3.10), and saying so beats the "no
-/// route" a host without a default route would give for them. A subnet's broadcast
-/// address needs its route to be known ([`Route::connectable`]).
+/// Whether `dst` can be a TCP peer at all, before any route is asked: the unspecified
+/// address, a multicast group or IPv4's limited broadcast never can (the policy and its
+/// words: `target::not_a_peer`), and saying so beats the "no route" a host without a
+/// default route would give for them — or, for 0.0.0.0, a SYN the kernel carries over
+/// loopback. Asked for addresses a name resolved to and target-list lines too; a subnet's
+/// broadcast address needs its route to be known ([`Route::connectable`]).
 pub fn connectable_address(dst: IpAddr) -> anyhow::Result<()> {
-    let what = match dst {
-        IpAddr::V4(a) if a.is_broadcast() => "the limited broadcast address",
-        _ if dst.is_multicast() => "a multicast address",
-        _ => return Ok(()),
-    };
-    anyhow::bail!("{dst} is {what}: no TCP connection can be made to it")
+    target::connectable_address(dst).map_err(anyhow::Error::msg)
 }
 
 /// Looks up the route to `dst` in the calling thread's network namespace.

@@ -64,8 +64,9 @@ impl fmt::Debug for Instant {
 }
 
 /// A duration as every option writes it: a number and a unit, `250ms`, `2s`, `1.5s`,
-/// `500us`, `800ns`, `1m` (0 to 24 h). The unit is required everywhere: a bare `5` could
-/// mean seconds to one reader and milliseconds to another.
+/// `500us`, `800ns`, `1m` or `1min` (a minute: `m` alone is never milli, which is `ms`),
+/// `1h` (0 to 24h). The unit is required everywhere: a bare `5` could mean seconds to one
+/// reader and milliseconds to another.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -80,9 +81,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "us" | "µs" => 1e-6,
         "ms" => 1e-3,
         "s" => 1.0,
-        "m" => 60.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
         "" => return Err(format!("`{s}` has no unit; write e.g. {s}s or {s}ms")),
-        _ => return Err(format!("`{unit}` is not a unit; use ns, us, ms, s or m")),
+        _ => {
+            return Err(format!(
+                "`{unit}` is not a unit; use ns, us, ms, s, m (or min) or h"
+            ));
+        }
     };
     let secs = value * scale;
     if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
@@ -96,6 +102,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
     for (unit, size) in [
+        ("h", 3_600_000_000_000),
         ("m", 60_000_000_000),
         ("s", 1_000_000_000),
         ("ms", 1_000_000),
@@ -151,6 +158,23 @@ mod tests {
         assert!(parse_duration("1e9s").is_err());
     }
 
+    /// Minutes and hours, as `--timeout 1h` or `-i 1min` read; `m` is a minute, never a
+    /// millisecond; the range's own bound (`24h`) is accepted as written.
+    #[test]
+    fn minutes_and_hours() {
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2ms"), Ok(Duration::from_millis(2)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        let e = parse_duration("25h").unwrap_err();
+        assert_eq!(e, "`25h` is out of range (0 to 24h)");
+        let e = parse_duration("1d").unwrap_err();
+        assert!(e.contains("ms, s, m (or min) or h"), "{e}");
+        assert!(parse_duration("1M").is_err() && parse_duration("1mins").is_err());
+    }
+
     #[test]
     fn formatted_durations_parse_back() {
         for (d, text) in [
@@ -160,6 +184,7 @@ mod tests {
             (Duration::from_nanos(7), "7ns"),
             (Duration::ZERO, "0s"),
             (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(7200), "2h"),
         ] {
             assert_eq!(format_duration(d), text);
             assert_eq!(parse_duration(text), Ok(d));

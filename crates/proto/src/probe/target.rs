@@ -232,6 +232,14 @@ pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, 
         .host
         .check_family(family)
         .map_err(|e| in_spec(spec, "", e))?;
+    if let Host::Ip(ip) = first.host {
+        // The message starts with the address: the spec is named only when it says more.
+        let bare = spec.trim().trim_start_matches('[').trim_end_matches(']');
+        connectable_address(ip).map_err(|e| match bare == ip.to_string() {
+            true => e,
+            false => format!("`{spec}`: {e}"),
+        })?;
+    }
     if ports.is_empty() {
         return Ok(vec![first]);
     }
@@ -248,6 +256,59 @@ pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, 
         out.push(t);
     }
     Ok(out)
+}
+
+/// What `ip` is when no TCP peer can be there, from the address alone: the unspecified
+/// address (a socket's "any": Linux would carry a SYN to it over loopback, RFC 1122
+/// §3.2.1.3 allows it only as a source), a multicast group or IPv4's limited broadcast
+/// (RFC 1122 §4.2.3.10: a SYN to either must be ignored). An IPv4-mapped IPv6 address is
+/// the IPv4 address it carries. A subnet's broadcast address needs the route to be known
+/// (the I/O layer asks it).
+pub fn not_a_peer(ip: IpAddr) -> Option<&'static str> {
+    match ip.to_canonical() {
+        a if a.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V4(a) if a.is_broadcast() => Some("the limited broadcast address"),
+        a if a.is_multicast() => Some("a multicast address"),
+        _ => None,
+    }
+}
+
+/// The one refusal of an address no TCP connection can be made to, in every command:
+/// what it is (`what`, from [`not_a_peer`] or the route) and what to give instead.
+pub fn not_a_peer_message(ip: IpAddr, what: &str) -> String {
+    let hint = match ip.to_canonical() {
+        IpAddr::V4(a) if a.is_unspecified() => {
+            "give the server's address (127.0.0.1 for this host)"
+        }
+        IpAddr::V6(a) if a.is_unspecified() => "give the server's address (::1 for this host)",
+        _ => "give a host's own (unicast) address",
+    };
+    format!("{ip} is {what}: no TCP connection can be made to it; {hint}")
+}
+
+/// `Err` with [`not_a_peer_message`] when `ip` is [`not_a_peer`].
+pub fn connectable_address(ip: IpAddr) -> Result<(), String> {
+    match not_a_peer(ip) {
+        Some(what) => Err(not_a_peer_message(ip, what)),
+        None => Ok(()),
+    }
+}
+
+/// Whether `spec` writes its own port (`host:80`, `[fd00::2]:80`, `http://host:8080/`):
+/// then `-p` does not apply to it. A URL without one (`http://host/`) takes `-p`'s port
+/// instead of its scheme's.
+pub fn names_port(spec: &str) -> bool {
+    let s = spec.trim();
+    let authority = match s.split_once("://") {
+        Some((_, rest)) => rest.split(['/', '?', '#']).next().unwrap_or(""),
+        None => s,
+    };
+    matches!(split_host_port(authority), Ok((_, Some(_))))
+}
+
+/// Whether `spec` is a URL (`http://…`, `https://…`): its path is the request's.
+pub fn is_url(spec: &str) -> bool {
+    spec.trim().contains("://")
 }
 
 /// What to write instead of a target without a port (`has_p`: the command has `-p`).
@@ -584,6 +645,64 @@ mod tests {
         );
         let e = expand("198.18.0.2", &[80, 443], Family::V6).unwrap_err();
         assert!(e.starts_with("`198.18.0.2` is IPv4 but -6"), "{e}");
+    }
+
+    #[test]
+    fn addresses_no_connection_can_be_made_to_are_refused() {
+        for (spec, what) in [
+            ("224.0.0.1:80", "a multicast address"),
+            ("[ff02::1]:80", "a multicast address"),
+            ("255.255.255.255:80", "the limited broadcast address"),
+            ("0.0.0.0:80", "the unspecified address"),
+            ("[::]:80", "the unspecified address"),
+            ("[::ffff:0.0.0.0]:80", "the unspecified address"),
+            ("http://224.0.0.1/", "a multicast address"),
+        ] {
+            let e = expand(spec, &[], Family::Any).unwrap_err();
+            assert!(e.starts_with(&format!("`{spec}`: ")), "{e}");
+            assert!(
+                e.contains(&format!(
+                    "is {what}: no TCP connection can be made to it; give"
+                )),
+                "{e}"
+            );
+        }
+        // Written alone, the address is not named twice.
+        let e = expand("0.0.0.0", &[80], Family::Any).unwrap_err();
+        assert_eq!(
+            e,
+            "0.0.0.0 is the unspecified address: no TCP connection can be made to it; give \
+             the server's address (127.0.0.1 for this host)"
+        );
+        let e = expand("::", &[80], Family::Any).unwrap_err();
+        assert!(e.ends_with("(::1 for this host)"), "{e}");
+        assert!(expand("198.18.0.255:80", &[], Family::Any).is_ok());
+        assert!(expand("lab.test:80", &[], Family::Any).is_ok());
+        assert_eq!(not_a_peer("198.18.0.2".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_spec_names_its_port_only_when_written() {
+        for spec in [
+            "198.18.0.2:80",
+            "[fd00::2]:80",
+            "lab.test:81",
+            "http://lab.test:8080/x",
+            "https://[fd00::2]:8443",
+        ] {
+            assert!(names_port(spec), "{spec}");
+        }
+        for spec in [
+            "198.18.0.2",
+            "fd00::2",
+            "[fd00::2]",
+            "lab.test",
+            "http://lab.test/",
+            "https://lab.test/a:b",
+        ] {
+            assert!(!names_port(spec), "{spec}");
+        }
+        assert!(is_url("HTTP://lab.test/") && !is_url("lab.test:80"));
     }
 
     #[test]

@@ -174,6 +174,36 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// When `at` (of family `v6`) is one of this spec's addresses: the last address of the
+    /// run of consecutive ones it is in (a range's end; for octet ranges, the end of the
+    /// last octet's range in that /24).
+    fn run_end(&self, at: u128, v6: bool) -> Option<u128> {
+        match self {
+            Spec::Range {
+                v6: sv6,
+                first,
+                count,
+            } if *sv6 == v6 && *count > 0 => {
+                let last = first.saturating_add(u128::from(*count) - 1);
+                (at >= *first && at <= last).then_some(last)
+            }
+            Spec::Octets(o) if !v6 => {
+                let b = u32::try_from(at).ok()?.to_be_bytes();
+                fn within(r: &[(u8, u8)], x: u8) -> Option<(u8, u8)> {
+                    r.iter().copied().find(|&(lo, hi)| lo <= x && x <= hi)
+                }
+                for (r, x) in o.iter().zip(b).take(3) {
+                    within(r, x)?;
+                }
+                let (_, hi) = within(&o[3], b[3])?;
+                Some(u128::from(u32::from_be_bytes([b[0], b[1], b[2], hi])))
+            }
+            _ => None,
+        }
+    }
+}
+
 fn ranges_len(r: &[(u8, u8)]) -> u64 {
     r.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum()
 }
@@ -429,6 +459,69 @@ impl TargetSet {
         None
     }
 
+    /// The first address the exclusions leave in, in the specs' order; `None` when they
+    /// leave none (`scan 198.18.0.0/24 --exclude 198.18.0.0/23`): a scan of nothing, which
+    /// the command refuses. Walks runs of consecutive addresses, jumping over each
+    /// exclusion's run at once, so a /8 excluded whole costs one step, not 2^24.
+    pub fn first_included(&self) -> Option<IpAddr> {
+        let ip = |at: u128, v6: bool| {
+            if v6 {
+                Some(IpAddr::V6(Ipv6Addr::from(at)))
+            } else {
+                u32::try_from(at)
+                    .ok()
+                    .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+            }
+        };
+        // The first address of lo..=hi no exclusion holds. Each turn moves `at` past one
+        // exclusion's run: bounded by the interval's length.
+        let first_in = |lo: u128, hi: u128, v6: bool| {
+            let mut at = lo;
+            loop {
+                match self.exclude.iter().find_map(|e| e.run_end(at, v6)) {
+                    None => return ip(at, v6),
+                    Some(end) if end >= hi => return None,
+                    Some(end) => at = end + 1,
+                }
+            }
+        };
+        for spec in &self.specs {
+            match spec {
+                Spec::Range { v6, first, count } if *count > 0 => {
+                    let last = first.saturating_add(u128::from(*count) - 1);
+                    if let Some(a) = first_in(*first, last, *v6) {
+                        return Some(a);
+                    }
+                }
+                Spec::Range { .. } => {}
+                Spec::Octets(o) => {
+                    // Runs in the last octet, one /24 at a time (at most 2^24 of them).
+                    for &(a0, a1) in &o[0] {
+                        for x in a0..=a1 {
+                            for &(b0, b1) in &o[1] {
+                                for y in b0..=b1 {
+                                    for &(c0, c1) in &o[2] {
+                                        for z in c0..=c1 {
+                                            for &(d0, d1) in &o[3] {
+                                                let at = |d| {
+                                                    u128::from(u32::from_be_bytes([x, y, z, d]))
+                                                };
+                                                if let Some(a) = first_in(at(d0), at(d1), false) {
+                                                    return Some(a);
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// The first address of each family, for route lookups.
     pub fn first_of_family(&self, v6: bool) -> Option<IpAddr> {
         self.specs
@@ -512,6 +605,49 @@ impl Iterator for Ascending<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set(specs: &[&str], exclude: &[&str]) -> TargetSet {
+        let spec = |t: &&str| match parse(t).unwrap() {
+            TargetSpec::Addrs(s) => s,
+            TargetSpec::Name { .. } => panic!("{t} parsed as a name"),
+        };
+        TargetSet::new(
+            specs.iter().map(spec).collect(),
+            exclude.iter().map(spec).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn exclusions_that_leave_nothing_are_seen() {
+        let first = |specs: &[&str], exclude: &[&str]| {
+            set(specs, exclude).first_included().map(|a| a.to_string())
+        };
+        assert_eq!(first(&["198.18.0.1"], &["198.18.0.1"]), None);
+        assert_eq!(first(&["198.18.0.0/24"], &["198.18.0.0/23"]), None);
+        assert_eq!(
+            first(&["198.18.0.0/24"], &["198.18.0.0/25", "198.18.0.128/26"]),
+            Some("198.18.0.192".into())
+        );
+        assert_eq!(
+            first(&["198.18.0.0/24"], &["198.18.0.0-254"]),
+            Some("198.18.0.255".into())
+        );
+        assert_eq!(first(&["198.18.0.0/24"], &["198.18.0.*"]), None);
+        assert_eq!(first(&["198.18.0-3.1,5"], &["198.18.0.0/22"]), None);
+        assert_eq!(
+            first(&["198.18.0-3.1,5"], &["198.18.0.0/23", "198.18.2.1"]),
+            Some("198.18.2.5".into())
+        );
+        // A /8 excluded whole: one jump, not 2^24 steps; other families untouched.
+        assert_eq!(first(&["10.0.0.0/8"], &["10.0.0.0/8"]), None);
+        assert_eq!(
+            first(&["10.0.0.0/8", "fd00::/120"], &["10.0.0.0/8"]),
+            Some("fd00::".into())
+        );
+        assert_eq!(first(&["fd00::7"], &["fd00::/112"]), None);
+        assert_eq!(first(&["198.18.0.1"], &[]), Some("198.18.0.1".into()));
+    }
 
     fn addrs(text: &str) -> Vec<String> {
         let TargetSpec::Addrs(s) = parse(text).unwrap() else {
