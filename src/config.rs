@@ -170,6 +170,9 @@ pub struct TlsOptions {
     pub sni: Option<String>,
     pub cacert: Option<PathBuf>,
     pub insecure: bool,
+    /// What a failed verification's message tells the user to set to go on anyway: the
+    /// option (`--insecure`), or an exporter module's key. `None`: `--insecure`.
+    pub insecure_hint: Option<&'static str>,
 }
 
 impl Default for Exchange {
@@ -439,6 +442,7 @@ fn exchange(a: &ExchangeArgs, tls: &TlsArgs) -> Result<Exchange> {
             sni: tls.sni.clone(),
             cacert: tls.cacert.clone(),
             insecure: tls.insecure,
+            insecure_hint: None,
         },
     })
 }

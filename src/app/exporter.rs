@@ -95,6 +95,8 @@ fn exchange_of(m: &Module) -> Exchange {
             sni: m.sni.clone(),
             cacert: m.cacert.clone(),
             insecure: m.insecure,
+            // The exporter has no --insecure: the module's key is what to set.
+            insecure_hint: Some("`insecure = true` in the module"),
         },
     }
 }

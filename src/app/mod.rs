@@ -379,6 +379,7 @@ fn tls_setup(c: &TlsOptions, t: &Target, shared: &mut TlsShared) -> Result<TlsSe
         roots,
         roots_from,
         insecure: c.insecure,
+        insecure_hint: c.insecure_hint.unwrap_or("--insecure"),
         key_log,
     })
 }

@@ -798,6 +798,12 @@ fn https_probes_report_tls_facts_and_tls_legs() {
             && first.contains(&format!("tcpshake_probe_success 0: {why}")),
         "{text}"
     );
+    // What to set to go on anyway is the module's key: the exporter has no --insecure.
+    assert!(
+        first.contains("`insecure = true` in the module to go on anyway")
+            && !first.contains("--insecure"),
+        "{first}"
+    );
     for want in [
         "TLS ClientHello",
         "NOT VERIFIED",

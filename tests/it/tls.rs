@@ -338,7 +338,8 @@ fn expired_certificate_fails_unless_insecure() {
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(rec["state"], "open", "the port is open; TLS failed: {run}");
     assert!(
-        err(&rec).contains("certificate verification failed"),
+        err(&rec).contains("certificate verification failed")
+            && err(&rec).contains("--insecure to go on anyway"),
         "{run}"
     );
     assert!(err(&rec).to_lowercase().contains("expired"), "{run}");

@@ -54,6 +54,9 @@ pub struct TlsSetup {
     pub roots_from: String,
     /// Report a failed verification but finish the exchange anyway.
     pub insecure: bool,
+    /// How the messages name that setting where this setup came from: `--insecure` on
+    /// the command line, a module's `insecure = true` in the exporter's configuration.
+    pub insecure_hint: &'static str,
     /// Where to write the session's secrets in NSS key log format, so tshark can decrypt
     /// a capture (`SSLKEYLOGFILE`, as curl and browsers do); None: nowhere.
     pub key_log: Option<Arc<dyn rustls::KeyLog>>,
@@ -377,9 +380,10 @@ impl TlsSession {
             .is_some_and(|v| v.is_err());
         if verify_failed {
             return format!(
-                "TLS: certificate verification failed for {}: {e} (trust: {}; --insecure to go on anyway)",
+                "TLS: certificate verification failed for {}: {e} (trust: {}; {} to go on anyway)",
                 name_text(&self.setup.server_name),
-                self.setup.roots_from
+                self.setup.roots_from,
+                self.setup.insecure_hint
             );
         }
         // A server that answers a ClientHello in cleartext sends what no TLS record starts
@@ -781,8 +785,13 @@ impl super::Probe {
         if step.handshake_done {
             let verdict = session.seen.lock().ok().and_then(|s| s.verdict.clone());
             if let Some(Err(why)) = verdict {
+                let setting = self
+                    .cfg
+                    .tls
+                    .as_ref()
+                    .map_or("--insecure", |t| t.insecure_hint);
                 self.note(format!(
-                    "certificate verification failed, going on because of --insecure: {why}"
+                    "certificate verification failed, going on because of {setting}: {why}"
                 ));
             }
             match self.cfg.http.clone() {

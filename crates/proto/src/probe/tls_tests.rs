@@ -67,6 +67,7 @@ fn setup(pki: &Pki, name: &str, insecure: bool) -> TlsSetup {
         roots: Arc::new(roots),
         roots_from: "unit CA".into(),
         insecure,
+        insecure_hint: "--insecure",
         key_log: None,
     }
 }
