@@ -202,6 +202,8 @@ pub struct Schedule<'p> {
     last_send: Instant,
     round_first: Option<Instant>,
     round_last: Option<Instant>,
+    /// The rate made this round wait for a token at least once.
+    round_paced: bool,
     send_time: Duration,
     interrupted: bool,
     rtt: RttEstimator,
@@ -235,6 +237,7 @@ impl<'p> Schedule<'p> {
             last_send: now,
             round_first: None,
             round_last: None,
+            round_paced: false,
             send_time: Duration::ZERO,
             interrupted: false,
             rtt: RttEstimator::new(),
@@ -394,6 +397,7 @@ impl<'p> Schedule<'p> {
                         continue;
                     }
                     if let Err(wait) = self.bucket.ready(now) {
+                        self.round_paced = true;
                         return Step::Wait(now + wait);
                     }
                     match self.next_pair() {
@@ -478,16 +482,23 @@ impl<'p> Schedule<'p> {
         self.answered.len() as u64 >= self.totals.scanned
     }
 
-    fn end_round(&mut self, _now: Instant) {
+    fn end_round(&mut self, now: Instant) {
         if let (Some(a), Some(b)) = (self.round_first.take(), self.round_last.take()) {
-            // From the round's first send to its last, and the interval after the last:
-            // n packets at the rate span n − 1 intervals (a round of 10 packets at 500 pps
-            // would read 556 achieved), and `now` is later still, by the wait for the
-            // token that found the walk over (it read 455). A retry's last send was two
-            // packets, two intervals.
-            let last = if self.round > 0 { 2 } else { 1 };
-            self.send_time += b.saturating_since(a) + self.bucket.interval() * last;
+            // Held to the rate: from the round's first send to its last, and the interval
+            // after the last — n packets at the rate span n − 1 intervals (a round of 10
+            // packets at 500 pps would read 556 achieved), and `now` is later still, by
+            // the wait for the token that found the walk over. A retry's last send was two
+            // packets, two intervals. Never held (as fast as the host sends): until now,
+            // when the walk was found over.
+            let end = if self.round_paced {
+                let last = if self.round > 0 { 2 } else { 1 };
+                b + self.bucket.interval() * last
+            } else {
+                now.max(b)
+            };
+            self.send_time += end.saturating_since(a);
         }
+        self.round_paced = false;
     }
 
     fn interrupt(&mut self) {
