@@ -74,7 +74,8 @@ pub struct ProbeArgs {
     /// Port for targets that do not name one; a list (80,443) probes each of them.
     // Read as text: `config` gives the one port message (`target::port_number`), and says
     // that ranges are `scan`'s.
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    // `--ports` too: scan's spelling, and this takes a list as well.
+    #[arg(short = 'p', long = "port", alias = "ports", value_name = "PORT")]
     pub port: Vec<String>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -297,6 +298,8 @@ pub struct ScanArgs {
     #[arg(
         short = 'p',
         long = "ports",
+        // `--port` too: probe's and trace's spelling.
+        alias = "port",
         value_name = "PORTS",
         allow_hyphen_values = true
     )]
@@ -390,7 +393,7 @@ pub struct TraceArgs {
     )]
     pub target: String,
     /// Port, for a target that does not name one.
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    #[arg(short = 'p', long = "port", alias = "ports", value_name = "PORT")]
     pub port: Option<String>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -429,8 +432,9 @@ pub struct TraceArgs {
     /// ECT(0), so a hop that clears ECN shows.
     #[arg(short = 't', long, value_name = "BYTE", default_value = "0", value_parser = parse_byte)]
     pub tos: u8,
-    /// Send from this source port instead of a reserved ephemeral one.
-    #[arg(long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
+    /// Send from this source port instead of a reserved ephemeral one (-g as in scan and
+    /// nmap).
+    #[arg(short = 'g', long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
     pub source_port: Option<u16>,
     /// Our first ISN, for tests. Hidden: a fixed ISN is for labs only.
     #[arg(long, hide = true, value_name = "N")]

@@ -36,14 +36,16 @@ use tcpshake_proto::wire::SeqNumber;
 pub fn main() -> ExitCode {
     let config = match Config::parse_from(std::env::args_os()) {
         Ok(c) => c,
+        Err(Refused::Clap(e)) if e.use_stderr() => {
+            // A mistake on the command line: said like every other refusal, after our name
+            // (clap says `error:`), its usage line and hint kept.
+            eprint!("{}", tcpshake_prefixed(&e.render().to_string()));
+            return ExitCode::from(Exit::Usage.code());
+        }
         Err(Refused::Clap(e)) => {
+            // --help, --version: what was asked for, on stdout.
             let _ = e.print();
-            let exit = if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Ok
-            };
-            return ExitCode::from(exit.code());
+            return ExitCode::from(Exit::Ok.code());
         }
         Err(Refused::Usage(e)) => {
             eprintln!("tcpshake: {e}");
@@ -158,6 +160,15 @@ fn tcp_config(exchange: &Exchange, local: SocketAddr, remote: SocketAddr, mss: u
         rto_max: defaults::RTO_MAX,
         time_wait: exchange.time_wait,
         ack_with_data: false,
+    }
+}
+
+/// clap's rendering of a command-line mistake with `tcpshake:` where it says `error:`, so
+/// that every refusal, the parser's and ours, starts the same way.
+fn tcpshake_prefixed(rendered: &str) -> String {
+    match rendered.strip_prefix("error: ") {
+        Some(rest) => format!("tcpshake: {rest}"),
+        None => rendered.to_string(),
     }
 }
 

@@ -28,6 +28,11 @@ fn assert_one_clean_message(run: &Run, args: &[&str]) {
         .filter(|l| l.starts_with("tcpshake:") || l.starts_with("error:"))
         .collect();
     assert!(!lines.is_empty(), "{args:?}: no message\n{run}");
+    // Every refusal starts the same way, the argument parser's too.
+    assert!(
+        lines.iter().all(|l| l.starts_with("tcpshake:")),
+        "{args:?}: a message not after our name\n{run}"
+    );
     for (i, l) in lines.iter().enumerate() {
         assert!(!lines[..i].contains(l), "{args:?}: said twice: {l}\n{run}");
         for debug in ["Error(", "Some(", "DnsName(", "BackendError", "Os {"] {
