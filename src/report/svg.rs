@@ -27,6 +27,12 @@ const PANELS: [(Leg, &str); 2] = [
 const MAX_LABEL: usize = 64;
 /// Height of one target's row in the box plot, in px.
 const ROW: u32 = 20;
+/// Width of the CDF's two stacked panels, in px; the legend column comes after.
+const CDF_PLOTS: u32 = 1000;
+/// Height of one legend line, in px (12 px text).
+const LEGEND_LINE: u32 = 18;
+/// The legend's colour swatch and the gaps around it, in px.
+const LEGEND_SWATCH: u32 = 40;
 /// Width of one panel's plotting area in the box plot, in px.
 const PANEL: u32 = 440;
 /// What a character of the 12 px sans-serif labels takes, in tenths of a px: DejaVu Sans
@@ -53,7 +59,13 @@ pub fn write_svg(survey: &Survey, path: &Path, cdf: bool) -> Result<()> {
     // of the row (never rotated, never over a box), both panels sharing the rows.
     let label_room = label_width(shown.iter().map(|(n, _)| n.as_str()));
     let (width, height) = if cdf {
-        (1000, 900)
+        // The legend is a column of its own at the right, one line per target: it grows
+        // with the targets instead of covering the curves (a corner legend of 54 targets
+        // ran off the panel).
+        (
+            CDF_PLOTS + label_room + LEGEND_SWATCH,
+            900.max(shown.len() as u32 * LEGEND_LINE + 120),
+        )
     } else {
         (
             label_room + 2 * PANEL + 60,
@@ -64,12 +76,14 @@ pub fn write_svg(survey: &Survey, path: &Path, cdf: bool) -> Result<()> {
     root.fill(&WHITE).map_err(plot_err)?;
     let root = root.titled(&title, ("sans-serif", 22)).map_err(plot_err)?;
     if cdf {
-        let panels = root.split_evenly((2, 1));
+        let (plots, legend) = root.split_horizontally(CDF_PLOTS);
+        let panels = plots.split_evenly((2, 1));
         for (p, area) in panels.iter().enumerate() {
             let series: Vec<(&str, &[u64])> =
                 shown.iter().map(|(n, v)| (n.as_str(), &v[p][..])).collect();
             draw_cdf(area, PANELS[p].1, &series)?;
         }
+        draw_legend(&legend, shown.iter().map(|(n, _)| n.as_str()))?;
     } else {
         let (left, right) = root.split_horizontally(label_room + PANEL + 30);
         for (p, (area, labels)) in [(&left, label_room), (&right, 0)].into_iter().enumerate() {
@@ -219,7 +233,7 @@ fn draw_cdf(
         .y_desc("share of probes")
         .draw()
         .map_err(plot_err)?;
-    for (i, (name, v)) in series.iter().enumerate() {
+    for (i, (_, v)) in series.iter().enumerate() {
         if v.is_empty() {
             continue;
         }
@@ -233,17 +247,32 @@ fn draw_cdf(
         }
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(name.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            .map_err(plot_err)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
+    Ok(())
+}
+
+/// The CDF's legend, shared by both panels (a target has the same colour in each): one
+/// line per target from the top of its column, a swatch then the name.
+fn draw_legend<'a>(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<()> {
+    for (i, name) in names.enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let y = 60 + i as i32 * LEGEND_LINE as i32;
+        area.draw(&PathElement::new(
+            vec![(8, y), (8 + 20, y)],
+            color.stroke_width(2),
+        ))
         .map_err(plot_err)?;
+        area.draw(&Text::new(
+            name.to_string(),
+            (34, y - 6),
+            ("sans-serif", 12).into_font(),
+        ))
+        .map_err(plot_err)?;
+    }
     Ok(())
 }
 
@@ -338,6 +367,82 @@ mod tests {
                 x - width >= 0.0,
                 "{text} is cut at the left ({x} - {width})"
             );
+        }
+    }
+
+    #[test]
+    fn a_cdf_of_54_targets_keeps_its_legend_inside_the_picture() {
+        // Its corner legend ran off the 450 px panel at ~25 targets.
+        let names: Vec<String> = (0..54)
+            .map(|i| format!("svc-{i:02}.eu-west-{}.internal.example.com:443", i % 3))
+            .collect();
+        let mut survey = Survey::default();
+        for (i, n) in names.iter().enumerate() {
+            survey.declare(n);
+            for k in 0..5u64 {
+                let mut legs = [None; Leg::COUNT];
+                legs[Leg::SynToSynack.index()] = Some(20_000 + 1_000 * (i as u64 + k));
+                legs[Leg::RequestToFirstByte.index()] = Some(90_000 + 7_000 * k);
+                let s = Sample {
+                    legs,
+                    state: PortState::Open,
+                    retransmitted: false,
+                    tls: false,
+                    start_ns: None,
+                    capture_lost: false,
+                };
+                survey.add(n, &s);
+            }
+        }
+        let path =
+            std::env::temp_dir().join(format!("tcpshake-svg-cdf-{}.svg", std::process::id()));
+        write_svg(&survey, &path, true).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let size = |name: &str| -> f64 {
+            let key = format!(" {name}=\"");
+            svg.split(&key)
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (width, height) = (size("width"), size("height"));
+        // Every name once, as a legend line: inside the picture, lines apart.
+        let mut legend: Vec<(f64, f64, f64, String)> = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let (tag, rest) = t.split_once('>')?;
+                let text = rest.split("</text>").next()?.trim().to_string();
+                let attr = |name: &str| -> f64 {
+                    let key = format!(" {name}=\"");
+                    tag.split(&key)
+                        .nth(1)
+                        .and_then(|v| v.split('"').next())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN)
+                };
+                names
+                    .contains(&text)
+                    .then(|| (attr("x"), attr("y"), attr("font-size"), text))
+            })
+            .collect();
+        legend.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let texts: Vec<&str> = legend.iter().map(|l| l.3.as_str()).collect();
+        assert_eq!(texts, names, "every target once, in input order");
+        for (x, y, size, text) in &legend {
+            let w = text.chars().count() as f64 * size * 0.65;
+            assert!(
+                *x >= 0.0 && x + w <= width && *y > 0.0 && *y <= height,
+                "{text} at ({x}, {y}) is outside {width}×{height}"
+            );
+        }
+        for pair in legend.windows(2) {
+            assert!(pair[1].1 - pair[0].1 >= pair[0].2 * 1.2, "{pair:?} overlap");
         }
     }
 
