@@ -586,11 +586,17 @@ fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
                 .into(),
         ),
         // nmap's verbosity (-v, -vv…): the output is the same whatever the level.
-        _ if text.len() > 1 && text[1..].bytes().all(|b| b == b'v') => refuse(format!(
-            "{text}: tcpshake scan has no verbosity levels: drop {text} (the table shows open \
+        // Only an option: a target or a value may be made of v's too (a host `tv`, `é`).
+        _ if text
+            .strip_prefix('-')
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b == b'v')) =>
+        {
+            refuse(format!(
+                "{text}: tcpshake scan has no verbosity levels: drop {text} (the table shows open \
              ports, --all every port sent to with its reason, TTL and RTT; a progress bar is \
              drawn on a terminal)"
-        )),
+            ))
+        }
         _ => Ok(false),
     }
 }
@@ -603,6 +609,21 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn only_options_are_taken_for_nmap_verbosity() {
+        for refused in ["-v", "-vv", "-vvv"] {
+            assert!(nmap_no_op(refused).is_err(), "{refused}");
+        }
+        // A host named `tv`, a first character of two bytes (it panicked), an option value.
+        for target in ["tv", "vv", "é", "éé", "-", "v"] {
+            assert!(matches!(nmap_no_op(target), Ok(false)), "{target}");
+        }
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-p", "80"])).is_ok());
+        assert!(nmap_spellings(args(&["tcpshake", "scan", "é", "-p", "80"])).is_ok());
+        assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-vv"])).is_err());
     }
 
     /// Defaults clap cannot show (the options are optional) are written in the help text;

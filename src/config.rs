@@ -534,8 +534,13 @@ fn check_port_used(given: &str, specs: &[String], list: bool) -> Result<()> {
 /// A URL's path is its request's: `--path` beside a URL on the command line would be
 /// ignored for it, so it is refused. (In an `-iL` list, `--path` is for the lines that are
 /// not URLs.)
-fn check_path_used(path: Option<&str>, specs: &[String]) -> Result<()> {
-    let (Some(path), Some(url)) = (path, specs.iter().find(|s| target::is_url(s))) else {
+fn check_path_used(path: Option<&str>, specs: &[String], list: bool) -> Result<()> {
+    // As for -p: refused when it would be ignored for every target; beside a target that is
+    // not a URL, or a list whose lines may not be, it has its use.
+    if list || !specs.iter().all(|s| target::is_url(s)) {
+        return Ok(());
+    }
+    let (Some(path), Some(url)) = (path, specs.first()) else {
         return Ok(());
     };
     // The URL with --path in it: scheme and authority, then the path.
@@ -550,7 +555,7 @@ fn check_path_used(path: Option<&str>, specs: &[String]) -> Result<()> {
 fn probe(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
     check_port_used(&a.port.join(","), &a.targets, false)?;
-    check_path_used(a.exchange.path.as_deref(), &a.targets)?;
+    check_path_used(a.exchange.path.as_deref(), &a.targets, false)?;
     let exchange = exchange(&a.exchange, &a.tls)?;
     let targets = probe_targets(&a.targets, &ports, family)?;
     check_tls_used(&exchange, &targets)?;
@@ -568,7 +573,11 @@ fn probe(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
 fn survey(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
     let family = Family::from_flags(a.ipv4, a.ipv6);
     check_port_used(&a.port.join(","), &a.targets, a.survey.input_list.is_some())?;
-    check_path_used(a.exchange.path.as_deref(), &a.targets)?;
+    check_path_used(
+        a.exchange.path.as_deref(),
+        &a.targets,
+        a.survey.input_list.is_some(),
+    )?;
     let exchange = exchange(&a.exchange, &a.tls)?;
     let targets = probe_targets(&a.targets, &ports, family)?;
     let sv = &a.survey;
@@ -639,8 +648,20 @@ fn check_captures(o: &OutputArgs) -> Result<()> {
     }
 }
 
-/// A scan target spec, checked against `-4`/`-6` when it is made of addresses.
+/// A scan target spec, checked against `-4`/`-6` when it is made of addresses; one no TCP
+/// peer can be at is refused (`not_a_peer_spec`).
 pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
+    let spec = exclude_spec(text, family)?;
+    if let TargetSpec::Addrs(s) = &spec {
+        not_a_peer_spec(text, s)?;
+    }
+    Ok(spec)
+}
+
+/// A spec of addresses to leave out (`--exclude`, `--excludefile`): as a target's, but
+/// multicast, broadcast and unspecified addresses are welcome — bogon lists (masscan's
+/// exclude.conf) name exactly those, and refusing or skipping them would scan them.
+pub fn exclude_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
     // nmap's habit is addresses and -p; a HOST:PORT (or a URL) is said the scan's way.
     if text.parse::<std::net::IpAddr>().is_err()
         && let Ok(t) = target::parse(text, None)
@@ -665,7 +686,6 @@ pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, 
         if !fits {
             return Err(target::family_mismatch(text, v6, family));
         }
-        not_a_peer_spec(text, s)?;
     }
     Ok(spec)
 }
@@ -711,7 +731,7 @@ fn scan(a: ScanArgs) -> Result<Config> {
     let exclude = a
         .exclude
         .iter()
-        .map(|t| scan_spec(t, Family::Any).map_err(|e| format!("--exclude: {e}")))
+        .map(|t| exclude_spec(t, Family::Any).map_err(|e| format!("--exclude: {e}")))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(UsageError)?;
     let ports = match (&a.ports, a.top_ports) {

@@ -2,7 +2,7 @@
 
 use super::exit::{Exit, UsageError};
 use super::targets::TargetList;
-use crate::config::{Exchange, ScanConfig, defaults, scan_spec};
+use crate::config::{Exchange, ScanConfig, defaults, exclude_spec, scan_spec};
 use crate::report::scan_nmap::{Greppable, Normal, RunEnd, RunInfo, Xml};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
@@ -356,13 +356,25 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
     let mut names = Names::new();
     let mut targets = resolve_specs(&args.targets, args.family, &mut skipped, &mut names);
     if let Some(p) = &args.list {
-        let specs = read_list(p, args.family, &mut skipped, args.targets.is_empty())?;
+        let specs = read_list(
+            p,
+            args.family,
+            &mut skipped,
+            args.targets.is_empty(),
+            scan_spec,
+        )?;
         targets.extend(resolve_specs(&specs, args.family, &mut skipped, &mut names));
     }
     let mut exclude = Vec::new();
     let mut exclude_specs = args.exclude.clone();
     if let Some(p) = &args.exclude_list {
-        exclude_specs.extend(read_list(p, Family::Any, &mut skipped, false)?);
+        exclude_specs.extend(read_list(
+            p,
+            Family::Any,
+            &mut skipped,
+            false,
+            exclude_spec,
+        )?);
     }
     // An excluded name is excluded at every address it has.
     for spec in exclude_specs {
@@ -465,11 +477,13 @@ fn resolve_specs(
 /// A target list's specs; its bad lines and bad specs are reported and skipped. `needed`:
 /// the list is the only source of targets, so an empty one is refused (an empty
 /// `--excludefile` is fine).
+/// The specs of a list file (`-iL`, `--excludefile`), each line read with `parse`.
 fn read_list(
     path: &Path,
     family: Family,
     skipped: &mut bool,
     needed: bool,
+    parse: fn(&str, Family) -> std::result::Result<TargetSpec, String>,
 ) -> Result<Vec<TargetSpec>> {
     let mut list = TargetList::open(path)?;
     if needed {
@@ -478,7 +492,7 @@ fn read_list(
     let mut out = Vec::new();
     while let Some((origin, specs)) = list.next_line() {
         for text in specs {
-            match scan_spec(&text, family) {
+            match parse(&text, family) {
                 Ok(s) => out.push(s),
                 Err(e) => list.skip(&origin, e),
             }

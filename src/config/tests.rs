@@ -528,8 +528,8 @@ fn a_path_option_beside_a_url_is_refused() {
     refused(
         &[
             "probe",
-            "h.test:80",
             "HTTPS://h.test/a?b",
+            "http://g.test/",
             "--path",
             "/x",
             "-c",
@@ -537,6 +537,10 @@ fn a_path_option_beside_a_url_is_refused() {
         ],
         &["(`HTTPS://h.test/x`)"],
     );
+    // Beside a target that is not a URL it has its use, as -p beside a target without a
+    // port: that one gets it, the URL keeps its own path.
+    let c = probe(&["probe", "h.test:80", "HTTPS://h.test/a?b", "--path", "/x"]);
+    assert_eq!(c.exchange.http.map(|h| h.path), Some("/x".to_string()));
     let c = survey(&["probe", "-iL", "l.txt", "-p", "80", "--path", "/x"]);
     assert_eq!(c.exchange.http.map(|h| h.path), Some("/x".to_string()));
     assert!(
@@ -570,6 +574,22 @@ fn addresses_no_connection_can_be_made_to_are_refused_everywhere() {
     // A block that includes such an address is scanned as nmap scans it.
     scan(&["scan", "0.0.0.0/30", "-p", "80"]);
     scan(&["scan", "223.255.255.255-224.0.0.1", "-p", "80"]);
+    // Exclusions name exactly these (bogon lists): welcome, never refused — a refused or
+    // skipped exclusion would scan what it was meant to keep out.
+    for bogon in [
+        "224.0.0.0/4",
+        "0.0.0.0",
+        "0.0.0.0/8",
+        "255.255.255.255",
+        "ff02::1",
+        "::",
+    ] {
+        let c = scan(&["scan", "198.18.0.0/24", "-p", "80", "--exclude", bogon]);
+        assert_eq!(c.exclude.len(), 1, "{bogon}");
+        // The same reader takes --excludefile's lines.
+        assert!(exclude_spec(bogon, Family::Any).is_ok(), "{bogon}");
+    }
+    assert!(scan_spec("224.0.0.0/4", Family::Any).is_err());
 }
 
 /// nmap's output options and habits beyond -oG/-oX: -oN, -oA BASE, --max-rate, --open.
