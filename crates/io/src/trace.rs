@@ -82,6 +82,7 @@ fn run_guarded(
         .set_traffic_class(cfg.tos)
         .context("setting IPV6_TCLASS")?;
     let mut trace = Trace::new(cfg);
+    trace.over_loopback(path.route.is_loopback);
     let mut defrag = Defrag::new(capture.is_on());
     let mut packets = Vec::new();
     let mut rx = vec![vec![0u8; 2048]; BATCH];

@@ -306,6 +306,9 @@ pub struct Trace {
     unresolved: Option<String>,
     /// Anything of ours came back (an answer, an error quoting us, a stray segment).
     heard: bool,
+    /// The tap is on a loopback interface, which hands out arriving copies only: a packet
+    /// from our address and port arriving there is ours ([`Trace::over_loopback`]).
+    loopback: bool,
     unmatched: u32,
     notes: Vec<String>,
     interrupted: bool,
@@ -368,6 +371,7 @@ impl Trace {
             packets_sent: 0,
             unresolved: None,
             heard: false,
+            loopback: false,
             unmatched: 0,
             notes: Vec::new(),
             interrupted: false,
@@ -540,10 +544,11 @@ impl Trace {
         if pkt.fragment.is_some() {
             return false;
         }
-        // Ours by its addresses and ports, not by the tap's direction: on loopback the tap
-        // keeps only the arriving copy of each packet (ours too, as an arrival), and a
-        // trace to this host's own address has the same address at both ends.
-        let own = pkt.ip.protocol == PROTO_TCP && (outgoing || self.sent_by_us(&pkt));
+        // Ours: a copy leaving, or on loopback — whose tap keeps only the arriving copy of
+        // each packet, ours too — an arrival from our address and port. Elsewhere such an
+        // arrival is someone else's (a spoof, a reflection), and must not count as sent.
+        let own =
+            pkt.ip.protocol == PROTO_TCP && (outgoing || (self.loopback && self.sent_by_us(&pkt)));
         if self.phase == Phase::Done && !own {
             return false;
         }
@@ -556,6 +561,12 @@ impl Trace {
         self.heard |= ours && !own;
         self.step(at);
         ours
+    }
+
+    /// The driver's word that its tap is on a loopback interface (a trace to 127.0.0.1 or
+    /// to this host's own address): our packets are seen there as arrivals only.
+    pub fn over_loopback(&mut self, yes: bool) {
+        self.loopback = yes;
     }
 
     /// A TCP segment from our address and port to the target's.

@@ -581,6 +581,8 @@ fn refresh_icmp(m: &mut [u8]) {
 /// Run the trace to the end (bounded), in virtual time.
 fn run(trace: &mut Trace, net: &mut Net) -> Instant {
     let mut now = at0();
+    // As the driver does: it knows its tap's interface.
+    trace.over_loopback(net.loopback);
     trace.start(now);
     for _ in 0..200_000 {
         while let Some(t) = trace.poll_transmit(now) {
@@ -1283,6 +1285,28 @@ fn loopback_probes_are_timed_from_their_arriving_copies() {
         }
         assert!(r.notes.is_empty(), "{r:#?}");
     }
+}
+
+/// On a real interface an arriving packet from our address and port is someone else's (a
+/// spoof, a reflection): it does not count as sent, nor hide that nothing of ours left.
+#[test]
+fn an_arrival_from_our_address_off_loopback_is_not_ours() {
+    let c = cfg(false, TraceMode::Syn);
+    let (local, remote) = (c.tcp.local, c.tcp.remote);
+    let mut t = Trace::new(c);
+    t.over_loopback(false);
+    t.start(at0());
+    let syn = t.poll_transmit(at0()).expect("a first probe");
+    // The very SYN, arriving from the link rather than leaving.
+    assert!(!t.handle_packet(at0() + Duration::from_micros(5), false, &syn.bytes, false));
+    assert!(t.nothing_seen_leaving(), "{local} → {remote}");
+    // On loopback the same arrival is our SYN's copy.
+    let mut t = Trace::new(cfg(false, TraceMode::Syn));
+    t.over_loopback(true);
+    t.start(at0());
+    let syn = t.poll_transmit(at0()).expect("a first probe");
+    assert!(t.handle_packet(at0() + Duration::from_micros(5), false, &syn.bytes, false));
+    assert!(!t.nothing_seen_leaving());
 }
 
 /// Answers to probes whose copy leaving the tap missed cannot be timed: the record says so
