@@ -399,10 +399,8 @@ pub fn run(
         // This host's own addresses and prefixes (the local table): the family's route is
         // that of its first target that is not one of them (`TargetSet::route_by`).
         let own = neighbour::local_prefixes(v6).unwrap_or_default();
-        let Some(first) = plan
-            .targets
-            .route_by(v6, |a| own.iter().any(|p| p.contains(a)))
-        else {
+        let own_runs: Vec<(u128, u128)> = own.iter().map(Prefix::bounds).collect();
+        let Some(first) = plan.targets.route_by(v6, &own_runs) else {
             continue;
         };
         // The lookup's errors name the address and say what to check.

@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// rate (RFC 7707 §2); give the addresses instead.
 pub const MAX_V6_PREFIX_BITS: u32 = 16;
 
-/// Addresses [`TargetSet::route_by`] looks at before it settles for the first.
+/// Addresses of octet ranges [`TargetSet::route_by`] looks at before it settles for the first.
 pub const ROUTE_BY_LOOKS: u64 = 4096;
 
 /// One parsed spec that denotes addresses.
@@ -464,27 +464,7 @@ impl TargetSet {
     /// the command refuses. Walks runs of consecutive addresses, jumping over each
     /// exclusion's run at once, so a /8 excluded whole costs one step, not 2^24.
     pub fn first_included(&self) -> Option<IpAddr> {
-        let ip = |at: u128, v6: bool| {
-            if v6 {
-                Some(IpAddr::V6(Ipv6Addr::from(at)))
-            } else {
-                u32::try_from(at)
-                    .ok()
-                    .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
-            }
-        };
-        // The first address of lo..=hi no exclusion holds. Each turn moves `at` past one
-        // exclusion's run: bounded by the interval's length.
-        let first_in = |lo: u128, hi: u128, v6: bool| {
-            let mut at = lo;
-            loop {
-                match self.exclude.iter().find_map(|e| e.run_end(at, v6)) {
-                    None => return ip(at, v6),
-                    Some(end) if end >= hi => return None,
-                    Some(end) => at = end + 1,
-                }
-            }
-        };
+        let first_in = |lo: u128, hi: u128, v6: bool| self.first_outside(lo, hi, v6, &[]);
         for spec in &self.specs {
             match spec {
                 Spec::Range { v6, first, count } if *count > 0 => {
@@ -530,29 +510,70 @@ impl TargetSet {
             .find_map(|s| s.get(0))
     }
 
+    /// The first address of `lo..=hi` (family `v6`) that no exclusion holds and that lies
+    /// in none of the runs `skip` (inclusive bounds), or `None`. Each turn jumps past one
+    /// exclusion's run or one of `skip`, so a /8 excluded whole costs one step, not 2^24;
+    /// `at` only grows: bounded by the interval.
+    fn first_outside(&self, lo: u128, hi: u128, v6: bool, skip: &[(u128, u128)]) -> Option<IpAddr> {
+        let mut at = lo;
+        loop {
+            let end = self
+                .exclude
+                .iter()
+                .find_map(|e| e.run_end(at, v6))
+                .or_else(|| skip.iter().find(|r| r.0 <= at && at <= r.1).map(|r| r.1));
+            match end {
+                None if v6 => return Some(IpAddr::V6(Ipv6Addr::from(at))),
+                None => {
+                    return u32::try_from(at)
+                        .ok()
+                        .map(|a| IpAddr::V4(Ipv4Addr::from(a)));
+                }
+                Some(end) if end >= hi => return None,
+                Some(end) => at = end + 1,
+            }
+        }
+    }
+
     /// The address whose route a family's scan goes by: its first address that is neither
-    /// excluded nor one of this host's own (`own`), else its first. A scan of
-    /// `198.18.0.1-10` run on 198.18.0.1 must take the interface the other nine are behind,
-    /// not the loopback its own address routes through (its replies to the others would
-    /// never be seen); its own address is still scanned, through the loopback. At most
-    /// [`ROUTE_BY_LOOKS`] addresses are looked at: own addresses are few, and a list that
-    /// is all of them (`127.0.0.0/8`) falls back to the first.
-    pub fn route_by(&self, v6: bool, own: impl Fn(IpAddr) -> bool) -> Option<IpAddr> {
+    /// excluded nor one of this host's own (in `own`, the local table's prefixes as
+    /// inclusive bounds), else its first. A scan of `198.18.0.1-10` run on 198.18.0.1 must
+    /// take the interface the other nine are behind, not the loopback its own address
+    /// routes through (its replies to the others would never be seen); its own address is
+    /// still scanned, through the loopback. Ranges jump over own prefixes and exclusions
+    /// whole (`127.0.0.0/8 198.18.0.2` goes by 198.18.0.2); an octet range is looked at
+    /// address by address, at most [`ROUTE_BY_LOOKS`] of them.
+    pub fn route_by(&self, v6: bool, own: &[(u128, u128)]) -> Option<IpAddr> {
         let mut looks = 0;
         for spec in self
             .specs
             .iter()
             .filter(|s| matches!(s, Spec::Range { v6: true, .. }) == v6)
         {
-            // Bounded by ROUTE_BY_LOOKS over all specs.
-            for i in 0..spec.len() {
-                if looks >= ROUTE_BY_LOOKS {
-                    return self.first_of_family(v6);
+            match spec {
+                Spec::Range { first, count, .. } if *count > 0 => {
+                    let last = first.saturating_add(u128::from(*count) - 1);
+                    if let Some(a) = self.first_outside(*first, last, v6, own) {
+                        return Some(a);
+                    }
                 }
-                looks += 1;
-                let Some(a) = spec.get(i) else { break };
-                if !self.is_excluded(a) && !own(a) {
-                    return Some(a);
+                Spec::Range { .. } => {}
+                Spec::Octets(_) => {
+                    // Bounded by ROUTE_BY_LOOKS over all octet specs.
+                    for i in 0..spec.len() {
+                        if looks >= ROUTE_BY_LOOKS {
+                            break;
+                        }
+                        looks += 1;
+                        let Some(a) = spec.get(i) else { break };
+                        let v = match a {
+                            IpAddr::V4(x) => u128::from(u32::from(x)),
+                            IpAddr::V6(x) => u128::from(x),
+                        };
+                        if !self.is_excluded(a) && !own.iter().any(|r| r.0 <= v && v <= r.1) {
+                            return Some(a);
+                        }
+                    }
                 }
             }
         }
@@ -685,14 +706,24 @@ mod tests {
             TargetSpec::Addrs(s) => s,
             TargetSpec::Name { .. } => panic!(),
         };
-        let own = |a: IpAddr| {
-            ["198.18.0.1", "fd00::", "fd00::1"].contains(&a.to_string().as_str()) || a.is_loopback()
+        let v = |a: &str| match a.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(x) => u128::from(u32::from(x)),
+            IpAddr::V6(x) => u128::from(x),
         };
+        // This host's own, as the local table has them: 127.0.0.0/8 and 198.18.0.1; fd00::1.
+        let own4 = [
+            (v("127.0.0.0"), v("127.255.255.255")),
+            (v("198.18.0.1"), v("198.18.0.1")),
+        ];
+        let own6 = [(v("fd00::"), v("fd00::1"))];
         // The host's own address first (nmap's habit: a subnet from .1): the route is the
         // next one's, its own still in the set.
         let set = TargetSet::new(vec![spec("198.18.0.1-10"), spec("fd00::/126")], vec![]).unwrap();
-        assert_eq!(set.route_by(false, own).unwrap().to_string(), "198.18.0.2");
-        assert_eq!(set.route_by(true, own).unwrap().to_string(), "fd00::2");
+        assert_eq!(
+            set.route_by(false, &own4).unwrap().to_string(),
+            "198.18.0.2"
+        );
+        assert_eq!(set.route_by(true, &own6).unwrap().to_string(), "fd00::2");
         assert_eq!(
             set.first_of_family(false).unwrap().to_string(),
             "198.18.0.1"
@@ -703,15 +734,27 @@ mod tests {
             vec![spec("198.18.0.2")],
         )
         .unwrap();
-        assert_eq!(set.route_by(false, own).unwrap().to_string(), "198.18.0.3");
-        // Nothing but own addresses, within the bound: the first.
+        assert_eq!(
+            set.route_by(false, &own4).unwrap().to_string(),
+            "198.18.0.3"
+        );
+        // A whole own prefix first is jumped over at once, not walked (2^24 addresses).
+        let set = TargetSet::new(vec![spec("127.0.0.0/8"), spec("198.18.0.2")], vec![]).unwrap();
+        assert_eq!(
+            set.route_by(false, &own4).unwrap().to_string(),
+            "198.18.0.2"
+        );
+        // Nothing but own addresses: the first.
         let set = TargetSet::new(vec![spec("127.0.0.0/8")], vec![]).unwrap();
-        assert_eq!(set.route_by(false, own).unwrap().to_string(), "127.0.0.0");
+        assert_eq!(set.route_by(false, &own4).unwrap().to_string(), "127.0.0.0");
         // A family with no target has no route.
-        assert_eq!(set.route_by(true, own), None);
+        assert_eq!(set.route_by(true, &own6), None);
         // Octet ranges count as IPv4.
         let set = TargetSet::new(vec![spec("198.18.0.1,2")], vec![]).unwrap();
-        assert_eq!(set.route_by(false, own).unwrap().to_string(), "198.18.0.2");
+        assert_eq!(
+            set.route_by(false, &own4).unwrap().to_string(),
+            "198.18.0.2"
+        );
     }
 
     #[test]
