@@ -171,9 +171,20 @@ impl Module {
     /// in force (defaults included): the end of `/probe?debug=true`'s account, as
     /// blackbox_exporter ends its own with the module's configuration.
     pub fn settings(&self) -> String {
-        let q = |v: &str| format!("\"{}\"", v.escape_debug());
+        let q = |v: &str| toml_string(v);
+        // A bare key when it can be one (TOML: A-Z a-z 0-9 _ -), else quoted.
+        let bare = !self.name.is_empty()
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let name = if bare {
+            self.name.clone()
+        } else {
+            q(&self.name)
+        };
         let mut lines = vec![
-            format!("[modules.{}]", self.name),
+            format!("[modules.{name}]"),
             format!("prober = {}", q(self.prober.name())),
         ];
         if self.prober != Prober::Tcp {
@@ -951,6 +962,23 @@ pub fn survey_target(spec: &str) -> Result<Target, String> {
     }
     // The exporter has no -p: a target names its own port.
     target::parse_host_port(spec)
+}
+
+/// `v` as a TOML basic string: `\` and `"` escaped, control characters as `\uXXXX` (Rust's
+/// `escape_debug` writes `\'` and `\u{7f}`, which TOML does not read).
+fn toml_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]

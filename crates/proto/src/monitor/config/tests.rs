@@ -351,4 +351,11 @@ fn module_settings_read_back_as_the_same_module() {
             .settings()
             .contains("system's trust store")
     );
+    // What Rust's escape_debug wrote and TOML does not read (`\'`): written as TOML.
+    let text = "[modules.odd]\nprober = \"http\"\npath = \"/it's\\\"x\\\\y\"\n";
+    let c = ok(text);
+    let m = &c.modules["odd"];
+    assert_eq!(m.path, "/it's\"x\\y");
+    let back = ok(&m.settings());
+    assert_eq!(back.modules["odd"].path, m.path, "{}", m.settings());
 }
