@@ -787,11 +787,16 @@ fn scan(a: ScanArgs) -> Result<Config> {
     // nmap's --open: only open ports. The table shows no other without --all; the other
     // formats list every port answered (or sent to), which --open would not change.
     if a.open {
+        // Named as the user wrote it: -oA brought -oG and -oX.
+        let (greppable, xml) = match a.output_all.is_some() {
+            true => ("-oA", "-oA"),
+            false => ("-oG", "-oX"),
+        };
         for (given, name) in [
             (a.all, "--all"),
             (a.json, "--json"),
-            (output_greppable.is_some(), "-oG"),
-            (output_xml.is_some(), "-oX"),
+            (output_greppable.is_some(), greppable),
+            (output_xml.is_some(), xml),
         ] {
             if given {
                 return refuse(format!(

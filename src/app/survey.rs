@@ -467,9 +467,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     survey::grow_file_table(jobs);
     // An unreadable --cacert is a usage error before anything is sent: load the trust
     // anchors now when they will be needed.
+    // Every refusal before the capture files are made: a refused run leaves no empty file.
     let mut tls = TlsShared::default();
-    let capture = open_captures(c.pcap.as_deref(), c.pcapng.as_deref(), &mut tls)?;
-    let capture_as = capture_mode(&capture);
     if c.exchange.tls.force || c.exchange.tls.cacert.is_some() {
         tls.preload(&c.exchange.tls, "--cacert")?;
     }
@@ -478,6 +477,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     if let Some(l) = list.as_mut().filter(|_| c.targets.is_empty()) {
         l.refuse_if_empty()?;
     }
+    let capture = open_captures(c.pcap.as_deref(), c.pcapng.as_deref(), &mut tls)?;
+    let capture_as = capture_mode(&capture);
     let format = c.format;
     let mut stream = TargetStream {
         pending: c

@@ -628,7 +628,7 @@ fn nmap_outputs_and_rate_in_scan() {
         (&["--all"][..], "--all"),
         (&["--json"], "--json"),
         (&["-oG", "s.gnmap"], "-oG"),
-        (&["-oA", "s"], "-oG"),
+        (&["-oA", "s"], "-oA"),
     ] {
         let mut args = vec!["scan", "198.18.0.2", "--open"];
         args.extend_from_slice(extra);
