@@ -16,7 +16,7 @@ use super::run::{
     unresolved_next_hop,
 };
 use super::sender::RawSender;
-use super::tap::Tap;
+use super::tap::{Tap, TapMeta};
 use super::{EnvironmentError, clock};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,19 +99,13 @@ fn run_guarded(
             .context("reading the AF_PACKET tap")?;
         for &(slot, meta) in &batch {
             let bytes = &rx[slot][..meta.len];
-            let keep = if packets.len() < MAX_CAPTURED {
-                capture
-            } else {
-                Capture::Off
-            };
-            if !meta.truncated {
-                deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
-                // An answer may have queued a RST (a SYN-ACK's): out before the rest of the
-                // batch is read, so the destination's half-open connection lives one round
-                // trip, not a batch of reading and formatting longer.
-                if !meta.outgoing {
-                    flush(&mut trace, &sender, &mut hop_limit)?;
-                }
+            // An answer may have queued a RST (a SYN-ACK's): out before the rest of the
+            // batch is read, so the destination's half-open connection lives one round
+            // trip, not a batch of reading and formatting longer.
+            if hand_in(&mut trace, &mut defrag, meta, bytes, capture, &mut packets)
+                && !meta.outgoing
+            {
+                flush(&mut trace, &sender, &mut hop_limit)?;
             }
         }
         flush(&mut trace, &sender, &mut hop_limit)?;
@@ -138,14 +132,7 @@ fn run_guarded(
     // done, takes those alone (they count as sent and are named in the capture, like the
     // RSTs before them), and nothing else.
     drain_tap(&mut tap, &mut rx[0], |meta, bytes| {
-        let keep = if packets.len() < MAX_CAPTURED {
-            capture
-        } else {
-            Capture::Off
-        };
-        if !meta.truncated {
-            deliver(&mut trace, &mut defrag, meta, bytes, keep, &mut packets);
-        }
+        hand_in(&mut trace, &mut defrag, meta, bytes, capture, &mut packets);
     })?;
     let losses = tap.losses();
     // It closes beside the output and the guard's teardown (run::wait_closing).
@@ -171,6 +158,28 @@ fn run_guarded(
     }
     packets.sort_by_key(|p| p.at);
     Ok(TraceOutcome { record, packets })
+}
+
+/// One packet off the tap to the trace, kept for the capture while there is room (at most
+/// [`MAX_CAPTURED`]); a truncated copy is left out. Whether it was handed in.
+fn hand_in(
+    trace: &mut Trace,
+    defrag: &mut Defrag,
+    meta: TapMeta,
+    bytes: &[u8],
+    capture: Capture,
+    packets: &mut Vec<Captured>,
+) -> bool {
+    if meta.truncated {
+        return false;
+    }
+    let keep = if packets.len() < MAX_CAPTURED {
+        capture
+    } else {
+        Capture::Off
+    };
+    deliver(trace, defrag, meta, bytes, keep, packets);
+    true
 }
 
 /// The trace as the tap's machine: a datagram's fragment count does not matter to it, and
