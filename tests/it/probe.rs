@@ -1095,3 +1095,50 @@ fn consecutive_probes_keep_their_packets_apart() {
     );
 }
 }
+
+lab_test! {
+/// A route whose path MTU is below the IPv4 floor our SYN's MSS assumes (Linux's min_pmtu,
+/// 552: what a frag-needed reporting less leaves in the route cache for ten minutes, or
+/// `ip route … mtu lock 552`): the kernel refuses our larger segments (EMSGSIZE). As
+/// Linux's own TCP, the probe takes the route's MTU and cuts again; it ended with
+/// "Message too long", no record, and the server holding an established connection.
+fn a_path_mtu_the_kernel_holds_below_ours_is_taken_not_fatal() {
+    let mut lab = Lab::new("mtu_lock");
+    lab.start_nginx(80);
+    lab::run_ok(std::process::Command::new("ip").args([
+        "-n",
+        &lab.client_ns,
+        "route",
+        "replace",
+        &format!("{}/32", lab.server_v4),
+        "dev",
+        lab::CLIENT_IF,
+        "mtu",
+        "lock",
+        "552",
+    ]));
+    let path = format!("/{}", "a".repeat(1400));
+    let run = lab.run_client(probe_args(
+        &lab.target(false, 80),
+        &["--path", &path, "--timeout", "3s"],
+    ));
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(0), "{ctx}");
+    let rec: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect(&ctx);
+    assert_eq!(rec["path_mtu"], 552, "{ctx}");
+    assert!(rec["http"]["status"].as_u64().is_some(), "{ctx}");
+    assert!(
+        rec["timers"].as_array().unwrap().iter().any(|t| t["what"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("this host would not send a")),
+        "{ctx}"
+    );
+    // Every segment that left fits the path.
+    for s in rec["segments"].as_array().unwrap() {
+        if s["dir"] == "out" {
+            assert!(s["len"].as_u64().unwrap() + 52 <= 552, "{s}\n{ctx}");
+        }
+    }
+}
+}

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tcpshake_proto::probe::record::ProbeResult;
 use tcpshake_proto::probe::spin::{SpinPolicy, Spinner, Wait};
-use tcpshake_proto::probe::{PacketNote, Probe, ProbeConfig};
+use tcpshake_proto::probe::{LocalRefusal, PacketNote, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::IpRepr;
 use tcpshake_proto::wire::defrag::{Defrag, Defragged};
@@ -577,12 +577,32 @@ pub(crate) fn flush(
             break;
         };
         let len = build_segment(&seg, sender.is_v6(), buf, ident, local, remote)?;
-        sender
-            .send(&buf[..len], remote.ip())
-            .map_err(|e| send_error(e, remote))?;
-        last = Some(now);
+        match sender.send(&buf[..len], remote.ip()) {
+            Ok(()) => last = Some(now),
+            // This host would not send it: lost, not the probe's end (what the probe does
+            // about it may queue the flight again, smaller: this loop sends it).
+            Err(e) => match local_refusal(&e, remote.ip()) {
+                Some(why) => probe.send_refused(clock::now(), why, len),
+                None => return Err(send_error(e, remote)),
+            },
+        }
     }
     Ok(last)
+}
+
+/// A send error that is this host declining the segment — too big for the path MTU its
+/// route holds (EMSGSIZE; the MTU read from the route, where a cached PMTU or an `ip route
+/// … mtu lock` lives), or dropped on the way out (ENOBUFS: a full queue, a peer device
+/// that would not take it) — which Linux's TCP takes as a loss, not a failure; `None` for
+/// any other error.
+pub(crate) fn local_refusal(e: &io::Error, remote: std::net::IpAddr) -> Option<LocalRefusal> {
+    match e.raw_os_error() {
+        Some(libc::EMSGSIZE) => Some(LocalRefusal::TooBig {
+            mtu: super::route::lookup(remote).ok().and_then(|r| r.mtu),
+        }),
+        Some(libc::ENOBUFS) => Some(LocalRefusal::Dropped),
+        _ => None,
+    }
 }
 
 pub(crate) fn send_error(e: io::Error, remote: SocketAddr) -> anyhow::Error {

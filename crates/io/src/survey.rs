@@ -36,7 +36,8 @@ use super::ports::PortKeeper;
 use super::ports::PortReservation;
 use super::route::{Route, Router};
 use super::run::{
-    Capture, Captured, DRAIN_MAX, DRAIN_QUIET, MAX_SLEEP, Outcome, build_segment, send_error,
+    Capture, Captured, DRAIN_MAX, DRAIN_QUIET, MAX_SLEEP, Outcome, build_segment, local_refusal,
+    send_error,
 };
 use super::sender::RawSender;
 use super::tap::{Tap, TapLosses};
@@ -51,7 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcpshake_proto::probe::survey::{Admit, Idle, Pass, RecentPairs, Schedule};
 use tcpshake_proto::probe::tls::TlsSetup;
-use tcpshake_proto::probe::{HttpRequest, Probe, ProbeConfig};
+use tcpshake_proto::probe::{HttpRequest, LocalRefusal, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::defrag::{Defrag, Defragged};
 use tcpshake_proto::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
@@ -1082,6 +1083,12 @@ impl Loop<'_, '_> {
                 // refuses (EPERM) — cost the whole survey, the exporter with it). Only
                 // when nothing has gone out yet is a refusal the host's, not the
                 // target's: a missing capability, a firewall closed to everything.
+                // This host declined the segment (too big for its path MTU, dropped on the
+                // way out): lost, as Linux's TCP takes it; the probe goes on.
+                Err(e) if let Some(why) = local_refusal(&e, first.remote.ip()) => {
+                    self.send_refused(first.slot, why, first.len);
+                    1
+                }
                 Err(e) => {
                     let error = send_error(e, first.remote);
                     if is_environment_error(&error) && self.segments_sent == 0 {
@@ -1099,6 +1106,20 @@ impl Loop<'_, '_> {
         self.segments_sent += packets_sent;
         self.last_tx = clock::now();
         Ok(())
+    }
+
+    /// This host declined a segment of the probe in `slot` (`run::local_refusal`): the
+    /// probe takes it as lost, and `settle` sends what it queues again (the flight at a
+    /// smaller size, after a lower path MTU) and arms its timer.
+    fn send_refused(&mut self, (i, generation): (usize, u64), why: LocalRefusal, len: usize) {
+        let Some(s) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        if s.generation != generation {
+            return;
+        }
+        s.probe.send_refused(clock::now(), why, len);
+        self.mark_due(i);
     }
 
     /// A segment of the probe in `slot` could not be sent: the probe ends with the error

@@ -240,6 +240,9 @@ fn flush(
                 ))
                 .into());
             }
+            // Dropped on its way out (a full queue): lost, as on the wire; the trace
+            // counts what its tap saw leave, and a probe unanswered is given up.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
             Err(e) => return Err(send_error(e, remote)),
         }
     }

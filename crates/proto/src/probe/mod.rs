@@ -166,6 +166,16 @@ struct Handled {
     timers_from: usize,
 }
 
+/// Why this host's kernel did not send a segment it was handed ([`Probe::send_refused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalRefusal {
+    /// EMSGSIZE: larger than the path MTU the kernel holds for the destination — `mtu`,
+    /// as its route says, when it could be read.
+    TooBig { mtu: Option<u32> },
+    /// ENOBUFS: dropped on the way out.
+    Dropped,
+}
+
 pub struct Probe {
     cfg: ProbeConfig,
     /// The cleartext HTTP request, sent once connected (None without HTTP, or with TLS,
@@ -1146,6 +1156,55 @@ impl Probe {
             self.interrupted = true;
             self.abort(now, "interrupted");
         }
+    }
+
+    /// This host's kernel would not send a segment of `len` bytes we handed it: too big for
+    /// its path MTU to the peer (EMSGSIZE, with that MTU when the route could tell it), or
+    /// dropped on the way out (ENOBUFS: a full queue, a device that would not take it).
+    /// Not the end of the probe, as for Linux's own TCP: the segment stays in flight, lost;
+    /// a smaller path MTU sends the flight again at once at the new size, and anything
+    /// else is sent again by the retransmission timer.
+    pub fn send_refused(&mut self, now: Instant, refusal: LocalRefusal, len: usize) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let t = self.rel(now);
+        let change = match refusal {
+            LocalRefusal::TooBig { mtu: Some(mtu) } => self.conn.handle_local_too_big(now, mtu),
+            _ => None,
+        };
+        match change {
+            Some(c) if c.lowered => {
+                let mut what = format!(
+                    "this host would not send a {len}-byte segment (EMSGSIZE): its path MTU to \
+                     the server is {}",
+                    c.path_mtu
+                );
+                if c.mss_after < c.mss_before {
+                    let _ = write!(
+                        what,
+                        ", MSS {} → {}, {} segment{} sent again",
+                        c.mss_before,
+                        c.mss_after,
+                        c.resent,
+                        if c.resent == 1 { "" } else { "s" }
+                    );
+                }
+                self.timer(TimerRecord { t_ns: t, what });
+            }
+            _ => {
+                let why = match refusal {
+                    LocalRefusal::TooBig { .. } => "too big for this host's path MTU (EMSGSIZE)",
+                    LocalRefusal::Dropped => "dropped by this host on its way out (ENOBUFS)",
+                };
+                self.note(format!(
+                    "a {len}-byte segment at {} µs was {why}: counted as lost, sent again by \
+                     the retransmission timer",
+                    t / 1000
+                ));
+            }
+        }
+        self.drain_events(now, Cause::Ours);
     }
 
     /// Stop now (the caller's own limit, a failure of the I/O around us): reset the

@@ -524,6 +524,68 @@ fn frag_needed_after_the_handshake_resegments_the_request() {
     assert!(total > 3000);
 }
 
+/// This host's kernel declining a segment (EMSGSIZE below a cached or locked path MTU,
+/// ENOBUFS on the way out) is a loss, as Linux's TCP takes it: the probe went on. It ended
+/// with "Message too long" and no record, leaving the server an established connection.
+#[test]
+fn a_segment_this_host_would_not_send_is_lost_not_the_end() {
+    let mut cfg = config(1000, true);
+    if let Some(h) = cfg.http.as_mut() {
+        h.path = format!("/{}", "a".repeat(1400));
+    }
+    let mut p = Probe::new(cfg);
+    p.start(at(0));
+    pump(&mut p, 0);
+    // A SYN-ACK with room for the whole request (its window is not scaled).
+    let mut synack = server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    synack[20 + 14..20 + 16].copy_from_slice(&65535u16.to_be_bytes());
+    synack[20 + 16..20 + 18].copy_from_slice(&[0, 0]);
+    let sum = crate::wire::checksum::upper_layer_checksum(SERVER, CLIENT, PROTO_TCP, &synack[20..]);
+    synack[20 + 16..20 + 18].copy_from_slice(&sum.to_be_bytes());
+    p.handle_packet(at(50), false, &synack, false);
+    let out = pump(&mut p, 60);
+    let big: Vec<&tcp::Segment> = out.iter().filter(|s| !s.payload.is_empty()).collect();
+    assert!(big[0].payload.len() > 1000, "{}", big[0].payload.len());
+    // EMSGSIZE, the route saying 552: cut again at once, below it.
+    p.send_refused(at(61), LocalRefusal::TooBig { mtu: Some(552) }, 1500);
+    assert!(!p.is_done());
+    let again = pump(&mut p, 62);
+    assert!(!again.is_empty());
+    assert!(
+        again
+            .iter()
+            .all(|s| s.payload.len() <= 552 - 40 && s.retransmission),
+        "{:?}",
+        again.iter().map(|s| s.payload.len()).collect::<Vec<_>>()
+    );
+    let r = p.result();
+    assert_eq!(r.path_mtu, Some(552));
+    assert!(
+        r.timers.iter().any(|t| t.what.starts_with(
+            "this host would not send a 1500-byte segment (EMSGSIZE): its path MTU to the server is 552, MSS"
+        )),
+        "{:?}",
+        r.timers
+    );
+    // ENOBUFS: lost, said once, sent again by the retransmission timer.
+    p.send_refused(at(63), LocalRefusal::Dropped, 552);
+    assert!(!p.is_done());
+    assert!(pump(&mut p, 64).is_empty(), "nothing at once");
+    let rto = p.poll_timeout().expect("the retransmission timer runs");
+    p.handle_timeout(rto);
+    let t = rto.as_nanos() / 1000 - at(0).as_nanos() / 1000;
+    assert!(pump(&mut p, t).iter().any(|s| s.retransmission));
+    let r = p.result();
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|a| a.contains("dropped by this host on its way out (ENOBUFS): counted as lost")),
+        "{:?}",
+        r.anomalies
+    );
+}
+
 #[test]
 fn soft_icmp_after_the_handshake_is_noted_and_named_on_timeout() {
     let mut p = Probe::new(config(1000, true));

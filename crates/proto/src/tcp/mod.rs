@@ -739,6 +739,22 @@ impl Connection {
         IcmpOutcome::Soft
     }
 
+    /// This host's own kernel would not send one of our segments (EMSGSIZE) because its
+    /// path MTU to the peer is `mtu` — what Linux's TCP learns from the same route (a
+    /// cached PMTU, `ip route … mtu lock`) without a message on the wire. Handled as a
+    /// fragmentation needed that needs no proof (it comes from this host, not the
+    /// network): the path MTU goes down and the flight is sent again at the new size.
+    /// `None` when the connection is over.
+    pub fn handle_local_too_big(&mut self, now: Instant, mtu: u32) -> Option<PmtuChange> {
+        if matches!(self.state, State::Closed | State::TimeWait) {
+            return None;
+        }
+        match self.on_packet_too_big(now, mtu) {
+            IcmpOutcome::PathMtu(change) => Some(change),
+            _ => None,
+        }
+    }
+
     /// Timers that are due at `now` fire.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in Timer::ALL {
