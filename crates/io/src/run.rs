@@ -90,6 +90,11 @@ pub(crate) trait Fed {
         fragments: u16,
     ) -> bool;
     fn note(&self) -> PacketNote;
+    /// Whether fragments from `src` may be part of what this machine hears (a probe hears
+    /// only its server); the others never take a reassembly slot.
+    fn fragments_from(&self, _src: std::net::IpAddr) -> bool {
+        true
+    }
 }
 
 impl Fed for Probe {
@@ -106,6 +111,10 @@ impl Fed for Probe {
 
     fn note(&self) -> PacketNote {
         self.packet_note()
+    }
+
+    fn fragments_from(&self, src: std::net::IpAddr) -> bool {
+        src == self.remote().ip()
     }
 }
 
@@ -510,7 +519,9 @@ pub(crate) fn deliver(
     let whole = if meta.outgoing {
         Defragged::Whole
     } else {
-        defrag.push(meta.at, bytes, meta.checksum_offloaded)
+        defrag.push_from(meta.at, bytes, meta.checksum_offloaded, |src| {
+            fed.fragments_from(src)
+        })
     };
     match whole {
         Defragged::Whole => {

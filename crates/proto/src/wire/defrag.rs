@@ -124,6 +124,10 @@ pub enum Discard {
     /// than the last whose length is not a multiple of 8, or an IPv6 first fragment without
     /// the whole header chain (fragment dropped).
     Malformed,
+    /// From a source the caller hears nothing from ([`Defrag::push_from`]: a probe hears
+    /// only its server): dropped before it can take a slot — else anyone who knows our
+    /// address could evict the server's datagram with 16 junk fragments.
+    Foreign,
 }
 
 /// What happened so far, for diagnostics and tests.
@@ -135,6 +139,7 @@ pub struct DefragStats {
     pub too_big: u64,
     pub too_many_fragments: u64,
     pub malformed: u64,
+    pub foreign: u64,
     /// Datagrams forgotten after [`TIMEOUT`].
     pub timed_out: u64,
     /// Datagrams forgotten to make room for a new one.
@@ -215,6 +220,18 @@ impl Defrag {
     /// the tap said its transport checksum is not filled in. Never panics, whatever the
     /// bytes.
     pub fn push(&mut self, at: Instant, bytes: &[u8], checksum_offloaded: bool) -> Defragged {
+        self.push_from(at, bytes, checksum_offloaded, |_| true)
+    }
+
+    /// [`Defrag::push`], taking fragments only from the sources `wanted` names: the others
+    /// are dropped ([`Discard::Foreign`]) before they can take a slot.
+    pub fn push_from(
+        &mut self,
+        at: Instant,
+        bytes: &[u8],
+        checksum_offloaded: bool,
+        wanted: impl Fn(IpAddr) -> bool,
+    ) -> Defragged {
         // Nearly every packet is whole: decide that from a byte or two, before any parse
         // (this runs on the way from a SYN-ACK to our ACK).
         if !may_be_fragment(bytes) {
@@ -224,6 +241,9 @@ impl Defrag {
         let Some(piece) = locate(bytes) else {
             return Defragged::Whole;
         };
+        if !wanted(piece.key.src) {
+            return self.drop_fragment(Discard::Foreign);
+        }
         let start = piece.offset;
         let mut end = start + piece.data.len();
         if piece.more && end % 8 != 0 {
@@ -368,6 +388,7 @@ impl Defrag {
             Discard::TooBig => s.too_big += 1,
             Discard::TooManyFragments => s.too_many_fragments += 1,
             Discard::Malformed => s.malformed += 1,
+            Discard::Foreign => s.foreign += 1,
         }
     }
 }

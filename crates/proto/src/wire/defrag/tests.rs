@@ -475,6 +475,31 @@ fn oldest_datagram_is_evicted_when_full() {
     complete(dg.push(t(100), &frag4(&originals[2], 32, 64, false), false));
 }
 
+/// A probe hears only its server: junk fragments from anywhere else cannot evict the
+/// server's datagram (20 of them did, and the response waited for a retransmission).
+#[test]
+fn fragments_from_unwanted_sources_take_no_slot() {
+    let data = payload(64);
+    let real = datagram4(A4, PROTO_TCP, 7, &data);
+    let mut dg = Defrag::new(false);
+    let only_a = |src: IpAddr| src == A4;
+    assert_eq!(
+        dg.push_from(t(0), &frag4(&real, 0, 32, true), false, only_a),
+        Defragged::Held
+    );
+    for i in 0..(MAX_DATAGRAMS as u16 + 4) {
+        let junk = datagram4(C4, PROTO_TCP, 1000 + i, &data);
+        assert_eq!(
+            dg.push_from(t(1), &frag4(&junk, 0, 32, true), false, only_a),
+            Defragged::Dropped(Discard::Foreign)
+        );
+    }
+    assert_eq!((dg.pending(), dg.stats().evicted), (1, 0));
+    assert_eq!(dg.stats().foreign, u64::from(MAX_DATAGRAMS as u16 + 4));
+    let r = complete(dg.push_from(t(2), &frag4(&real, 32, 64, false), false, only_a));
+    assert_eq!(r.bytes, real);
+}
+
 #[test]
 fn keys_keep_datagrams_apart() {
     let data = payload(64);
