@@ -24,6 +24,7 @@ const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
 const RTA_METRICS: u16 = 8;
 const RTAX_MTU: u16 = 2;
+const RTAX_ADVMSS: u16 = 8;
 // linux/if_link.h
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -45,6 +46,8 @@ pub struct Route {
     pub gateway: Option<IpAddr>,
     /// Route MTU if the route has one, else the interface MTU.
     pub mtu: Option<u32>,
+    /// The route's `advmss`, when set (`ip route … advmss 1200`): the MSS to advertise.
+    pub advmss: Option<u32>,
     /// The route leaves through a loopback interface (destination is on this host).
     pub is_loopback: bool,
     /// The interface's MAC address, when it is an Ethernet interface (ARPHRD_ETHER):
@@ -60,6 +63,18 @@ const RTN_BROADCAST: u8 = 3;
 const RTN_MULTICAST: u8 = 5;
 
 impl Route {
+    /// The MSS our SYN advertises (RFC 9293 §3.7.1): the route's `advmss` when it has one
+    /// (as Linux's `dst_metric_advmss`), else its MTU less the IP and TCP headers; never
+    /// below 536, the default every host takes.
+    pub fn mss(&self, v6: bool) -> u16 {
+        let headers = if v6 { 60 } else { 40 };
+        let mss = match self.advmss {
+            Some(a) => a,
+            None => self.mtu.unwrap_or(1500).saturating_sub(headers),
+        };
+        u16::try_from(mss.clamp(536, 65495)).unwrap_or(1460)
+    }
+
     /// `Err` when the route says the destination is one no connection can be made to: a
     /// subnet's broadcast address (the kernel's local table names it) or a multicast group
     /// (RFC 1122 §4.2.3.10: a SYN to one must be ignored; the kernel refuses to send to a
@@ -174,10 +189,14 @@ fn lookup_with(
         .and_then(read_u32_ne)
         .ok_or_else(|| anyhow!("route to {dst} has no outgoing interface (blackhole or prohibit route?): check `ip route get {dst}`"))?;
     let gateway = find_attr(rta, RTA_GATEWAY).and_then(|b| parse_ip(b, dst));
-    let route_mtu = find_attr(rta, RTA_METRICS)
-        .and_then(|metrics| find_attr(metrics, RTAX_MTU))
-        .and_then(read_u32_ne)
-        .filter(|&m| m != 0);
+    let metric = |which: u16| {
+        find_attr(rta, RTA_METRICS)
+            .and_then(|metrics| find_attr(metrics, which))
+            .and_then(read_u32_ne)
+            .filter(|&m| m != 0)
+    };
+    let route_mtu = metric(RTAX_MTU);
+    let advmss = metric(RTAX_ADVMSS);
     let src = match src.or_else(|| find_attr(rta, RTA_PREFSRC).and_then(|b| parse_ip(b, dst))) {
         Some(s) => s,
         None => source_by_connect(dst)?,
@@ -195,6 +214,7 @@ fn lookup_with(
         ifname: link.name.clone(),
         gateway,
         mtu: route_mtu.or(link.mtu),
+        advmss,
         is_loopback: link.is_loopback,
         mac: link.mac,
         rtm_type: reply.payload.get(7).copied().unwrap_or(0),
@@ -312,6 +332,34 @@ mod tests {
             let err = lookup_from("127.0.0.1".parse().unwrap(), Some("::1".parse().unwrap()))
                 .unwrap_err();
             assert!(format!("{err}").contains("different IP versions"));
+            // The route's metrics as `ip route` sets them: mtu, and advmss for the SYN.
+            assert_eq!((r.advmss, r.mss(false)), (None, 65495));
+            let ip = |args: &[&str]| {
+                let ok = std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .unwrap();
+                assert!(ok.success(), "ip {args:?}");
+            };
+            ip(&[
+                "route",
+                "add",
+                "198.18.7.0/24",
+                "dev",
+                "lo",
+                "mtu",
+                "1400",
+                "advmss",
+                "1200",
+            ]);
+            ip(&["route", "add", "198.18.8.0/24", "dev", "lo", "mtu", "1400"]);
+            let r = lookup("198.18.7.9".parse().unwrap()).unwrap();
+            assert_eq!(
+                (r.mtu, r.advmss, r.mss(false)),
+                (Some(1400), Some(1200), 1200)
+            );
+            let r = lookup("198.18.8.9".parse().unwrap()).unwrap();
+            assert_eq!((r.advmss, r.mss(false), r.mss(true)), (None, 1360, 1340));
         })
         .unwrap();
     }

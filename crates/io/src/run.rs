@@ -170,11 +170,9 @@ impl Path {
         drop(self.reservation);
     }
 
-    /// MSS to advertise: the route's MTU less the IP and TCP headers (RFC 9293 §3.7.1).
+    /// MSS to advertise ([`Route::mss`]).
     pub fn mss(&self) -> u16 {
-        let mtu = self.route.mtu.unwrap_or(1500);
-        let headers = if self.local.is_ipv6() { 60 } else { 40 };
-        u16::try_from(mtu.saturating_sub(headers).clamp(536, 65495)).unwrap_or(1460)
+        self.route.mss(self.local.is_ipv6())
     }
 }
 

@@ -768,10 +768,7 @@ impl Loop<'_, '_> {
         let local = SocketAddr::new(route.src, reservation.port);
         let tap = self.tap_for(&route)?;
         let sender = self.sender_for(route.src)?;
-        let mtu = route.mtu.unwrap_or(1500);
-        let headers = if local.is_ipv6() { 60 } else { 40 };
-        let mss = u16::try_from(mtu.saturating_sub(headers).clamp(536, 65495)).unwrap_or(1460);
-        let cfg = make_cfg(target, local, mss);
+        let cfg = make_cfg(target, local, route.mss(local.is_ipv6()));
         let give_up_at = now + cfg.hard_limit();
         let probe = Probe::new(cfg);
         self.generation += 1;
