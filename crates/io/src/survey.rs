@@ -1074,18 +1074,19 @@ impl Loop<'_, '_> {
                     interrupted += 1;
                     0
                 }
-                // `sendmmsg` fails only when its first segment does: that segment's probe
-                // ends with the error, and the rest go on (one target the kernel will not
-                // send to — a broadcast address, a destination a local firewall rule
-                // refuses (EPERM) — cost the whole survey, the exporter with it). Only
-                // when nothing has gone out yet is a refusal the host's, not the
-                // target's: a missing capability, a firewall closed to everything.
-                // This host declined the segment (too big for its path MTU, dropped on the
-                // way out): lost, as Linux's TCP takes it; the probe goes on.
+                // `sendmmsg` fails only when its first segment does. This host declined
+                // it (too big for its path MTU, dropped on the way out): lost, as Linux's
+                // TCP takes it; the probe goes on.
                 Err(e) if let Some(why) = local_refusal(&e, first.remote.ip()) => {
                     self.send_refused(first.slot, why, first.len);
                     1
                 }
+                // Any other refusal: that segment's probe ends with the error, and the
+                // rest go on (one target the kernel will not send to — a broadcast
+                // address, a destination a local firewall rule refuses (EPERM) — cost the
+                // whole survey, the exporter with it). Only when nothing has gone out yet
+                // is a refusal the host's, not the target's: a missing capability, a
+                // firewall closed to everything.
                 Err(e) => {
                     let error = send_error(e, first.remote);
                     if is_environment_error(&error) && self.segments_sent == 0 {
