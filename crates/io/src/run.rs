@@ -170,7 +170,7 @@ impl Path {
         drop(self.reservation);
     }
 
-    /// MSS to advertise ([`Route::mss`]).
+    /// MSS to advertise ([`Route::mss`](super::route::Route::mss)).
     pub fn mss(&self) -> u16 {
         self.route.mss(self.local.is_ipv6())
     }
