@@ -19,7 +19,7 @@ use tcpshake_proto::probe::spin::{SpinPolicy, Spinner, Wait};
 use tcpshake_proto::probe::{LocalRefusal, PacketNote, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::IpRepr;
-use tcpshake_proto::wire::defrag::{Defrag, Defragged};
+use tcpshake_proto::wire::defrag::{Defrag, Defragged, Discard};
 use tcpshake_proto::wire::ip::PROTO_TCP;
 
 /// Longest single sleep, so Ctrl-C is noticed promptly.
@@ -95,6 +95,8 @@ pub(crate) trait Fed {
     fn fragments_from(&self, _src: std::net::IpAddr) -> bool {
         true
     }
+    /// The reassembler dropped a fragment this machine hears, at `at`.
+    fn fragment_dropped(&mut self, _at: Instant, _why: Discard) {}
 }
 
 impl Fed for Probe {
@@ -115,6 +117,10 @@ impl Fed for Probe {
 
     fn fragments_from(&self, src: std::net::IpAddr) -> bool {
         src == self.remote().ip()
+    }
+
+    fn fragment_dropped(&mut self, at: Instant, why: Discard) {
+        Probe::fragment_dropped(self, at, why);
     }
 }
 
@@ -540,7 +546,11 @@ pub(crate) fn deliver(
             }
             ours
         }
-        Defragged::Held | Defragged::Dropped(_) => false,
+        Defragged::Dropped(why) => {
+            fed.fragment_dropped(meta.at, why);
+            false
+        }
+        Defragged::Held => false,
     }
 }
 

@@ -1158,6 +1158,19 @@ impl Probe {
         }
     }
 
+    /// A fragment from the server was dropped by the reassembler (`wire::defrag`): the
+    /// record says why, in a note (bounded), as a Linux receiver counts it in its
+    /// statistics — else a segment lost that way would leave no trace but a retransmission.
+    pub fn fragment_dropped(&mut self, at: Instant, why: crate::wire::defrag::Discard) {
+        if let Some(what) = why.describe() {
+            let t = self.rel(at);
+            self.note(format!(
+                "a fragment from the server at {} µs was dropped: {what}",
+                t / 1000
+            ));
+        }
+    }
+
     /// This host's kernel would not send a segment of `len` bytes we handed it: too big for
     /// its path MTU to the peer (EMSGSIZE, with that MTU when the route could tell it), or
     /// dropped on the way out (ENOBUFS: a full queue, a device that would not take it).

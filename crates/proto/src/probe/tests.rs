@@ -1153,6 +1153,19 @@ fn awaiting_response_not_http_without_fin_is_our_reset() {
     assert_eq!(r.close_initiator, Some(CloseInitiator::Reset));
 }
 
+#[test]
+fn a_dropped_fragment_is_noted_unless_it_changes_nothing() {
+    use crate::wire::defrag::Discard;
+    let (mut p, _, _) = requested(1_000, 9_000);
+    p.fragment_dropped(at(300), Discard::Duplicate);
+    p.fragment_dropped(at(300), Discard::Foreign);
+    assert!(p.result().anomalies.is_empty());
+    p.fragment_dropped(at(310), Discard::Overlap);
+    let r = p.result();
+    assert_eq!(r.anomalies.len(), 1, "{:?}", r.anomalies);
+    assert!(r.anomalies[0].contains("was dropped: it overlapped fragments"));
+}
+
 /// `datagram` cut into IPv4 fragments of `piece` data bytes each (a multiple of 8).
 fn fragments_of(datagram: &[u8], piece: usize) -> Vec<Vec<u8>> {
     let data = &datagram[20..];

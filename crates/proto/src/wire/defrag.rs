@@ -130,6 +130,26 @@ pub enum Discard {
     Foreign,
 }
 
+impl Discard {
+    /// In words, for a record's note; `None` for what needs no word (a duplicate, which
+    /// changes nothing; a fragment from a source nobody listens to).
+    pub fn describe(self) -> Option<&'static str> {
+        match self {
+            Discard::Duplicate | Discard::Foreign => None,
+            Discard::Overlap => Some(
+                "it overlapped fragments that had arrived: the whole datagram was discarded \
+                 (RFC 5722; Linux discards it too)",
+            ),
+            Discard::TooBig => Some("it would have made a datagram of more than 65 535 bytes"),
+            Discard::TooManyFragments => Some("the datagram came in too many fragments"),
+            Discard::Malformed => Some(
+                "it was malformed (empty, an end other than the last fragment's, a length not \
+                 a multiple of 8, or an IPv6 first fragment without the whole TCP header)",
+            ),
+        }
+    }
+}
+
 /// What happened so far, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DefragStats {
