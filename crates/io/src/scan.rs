@@ -396,6 +396,9 @@ pub fn run(
     let mut families: [Option<Family>; 2] = [None, None];
     let mut locals = Locals::default();
     for v6 in [false, true] {
+        if plan.targets.first_of_family(v6).is_none() {
+            continue;
+        }
         // This host's own addresses and prefixes (the local table): the family's route is
         // that of its first target that is not one of them (`TargetSet::route_by`).
         let own = neighbour::local_prefixes(v6).unwrap_or_default();
