@@ -694,7 +694,7 @@ pub fn exclude_spec(text: &str, family: Family) -> std::result::Result<TargetSpe
 /// block of multicast addresses only (`224.0.0.0/24`), is refused: no SYN to it can be
 /// answered. A block that merely includes one (`0.0.0.0/8`, a subnet's broadcast address)
 /// is scanned as nmap scans it.
-fn not_a_peer_spec(text: &str, s: &Spec) -> std::result::Result<(), String> {
+pub(crate) fn not_a_peer_spec(text: &str, s: &Spec) -> std::result::Result<(), String> {
     let (Some(first), Some(last)) = (s.get(0), s.len().checked_sub(1).and_then(|i| s.get(i)))
     else {
         return Ok(());

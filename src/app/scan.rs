@@ -448,12 +448,17 @@ fn resolve_specs(
             TargetSpec::Addrs(s) => out.push(s.clone()),
             TargetSpec::Name { name, prefix } => {
                 let cidr = resolve_name(name, family).and_then(|a| {
-                    // A name for 0.0.0.0 (what DNS blocklists answer) or a multicast group.
-                    tcpshake_io::route::connectable_address(a[0])
-                        .map_err(|e| e.context(format!("`{name}` resolved to {}", a[0])))?;
-                    Spec::cidr(a[0], *prefix, name)
-                        .map(|s| (a[0], s))
-                        .map_err(anyhow::Error::msg)
+                    // A name for 0.0.0.0 (what DNS blocklists answer) or a multicast group,
+                    // alone; with a prefix (`name/24`) it is a block, scanned as the
+                    // literal block would be.
+                    if prefix.is_none() {
+                        tcpshake_io::route::connectable_address(a[0])
+                            .map_err(|e| e.context(format!("`{name}` resolved to {}", a[0])))?;
+                    }
+                    let s = Spec::cidr(a[0], *prefix, name).map_err(anyhow::Error::msg)?;
+                    crate::config::not_a_peer_spec(name, &s)
+                        .map_err(|e| anyhow::anyhow!("`{name}` resolved to {}: {e}", a[0]))?;
+                    Ok((a[0], s))
                 });
                 match cidr {
                     Ok((addr, s)) => {

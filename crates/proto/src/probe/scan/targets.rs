@@ -18,6 +18,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// rate (RFC 7707 §2); give the addresses instead.
 pub const MAX_V6_PREFIX_BITS: u32 = 16;
 
+/// Blocks no TCP peer is in, as inclusive bounds: IPv4's "this network" 0.0.0.0/8 (RFC
+/// 1122 §3.2.1.3) and everything from 224.0.0.0 up (multicast, the reserved 240/4, the
+/// limited broadcast); IPv6's unspecified `::` and multicast ff00::/8.
+fn no_peer_runs(v6: bool) -> &'static [(u128, u128)] {
+    const V4: [(u128, u128); 2] = [(0, 0x00ff_ffff), (0xe000_0000, 0xffff_ffff)];
+    const V6: [(u128, u128); 2] = [(0, 0), (0xff00 << 112, u128::MAX)];
+    if v6 { &V6 } else { &V4 }
+}
+
 /// Addresses of octet ranges [`TargetSet::route_by`] looks at before it settles for the first.
 pub const ROUTE_BY_LOOKS: u64 = 4096;
 
@@ -544,6 +553,11 @@ impl TargetSet {
     /// whole (`127.0.0.0/8 198.18.0.2` goes by 198.18.0.2); an octet range is looked at
     /// address by address, at most [`ROUTE_BY_LOOKS`] of them.
     pub fn route_by(&self, v6: bool, own: &[(u128, u128)]) -> Option<IpAddr> {
+        // Nor an address no peer can be at: the kernel routes 0.0.0.0 as this host (over
+        // lo) and multicast elsewhere, so `0.0.0.0/30 198.18.0.2` went by the loopback.
+        let mut own = own.to_vec();
+        own.extend_from_slice(no_peer_runs(v6));
+        let own = &own[..];
         let mut looks = 0;
         for spec in self
             .specs
@@ -744,6 +758,19 @@ mod tests {
             set.route_by(false, &own4).unwrap().to_string(),
             "198.18.0.2"
         );
+        // Nor by addresses no peer is at (0.0.0.0 routes over lo like our own).
+        let set = TargetSet::new(
+            vec![spec("0.0.0.0/30"), spec("224.0.0.1"), spec("198.18.0.2")],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            set.route_by(false, &own4).unwrap().to_string(),
+            "198.18.0.2"
+        );
+        let set =
+            TargetSet::new(vec![spec("::"), spec("ff02::1"), spec("fd00::9")], vec![]).unwrap();
+        assert_eq!(set.route_by(true, &own6).unwrap().to_string(), "fd00::9");
         // Nothing but own addresses: the first.
         let set = TargetSet::new(vec![spec("127.0.0.0/8")], vec![]).unwrap();
         assert_eq!(set.route_by(false, &own4).unwrap().to_string(), "127.0.0.0");
