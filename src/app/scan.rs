@@ -57,6 +57,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     let Some(plan) = plan else {
         return Ok(Exit::Failed);
     };
+    warn_other_interfaces(&plan);
     let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
     let mut xml = args
         .output_xml
@@ -431,6 +432,74 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         send_ip: args.send_ip,
     };
     Ok((Some(plan), skipped, names))
+}
+
+/// Targets whose route leaves through another interface than the one their family's scan
+/// listens on (its first target's route, `TargetSet::route_by`): their replies arrive
+/// where no tap is, and they would come out `filtered` without a word. Said before the
+/// scan, once per interface, from one route lookup per target spec (the first 256).
+fn warn_other_interfaces(plan: &ScanPlan) {
+    use tcpshake_io::{neighbour, route::Router};
+    let Ok(mut router) = Router::new() else {
+        return;
+    };
+    for v6 in [false, true] {
+        if plan.targets.first_of_family(v6).is_none() {
+            continue;
+        }
+        let own: Vec<(u128, u128)> = neighbour::local_prefixes(v6)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.bounds())
+            .collect();
+        let Some(first) = plan.targets.route_by(v6, &own) else {
+            continue;
+        };
+        let Ok(main) = router.lookup(first) else {
+            continue;
+        };
+        let mut elsewhere: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (lo, _, _) in plan.targets.bounds().filter(|b| b.2 == v6).take(256) {
+            let addr = if v6 {
+                IpAddr::V6(std::net::Ipv6Addr::from(lo))
+            } else {
+                match u32::try_from(lo) {
+                    Ok(a) => IpAddr::V4(std::net::Ipv4Addr::from(a)),
+                    Err(_) => continue,
+                }
+            };
+            if own.iter().any(|r| r.0 <= lo && lo <= r.1) {
+                continue;
+            }
+            if let Ok(r) = router.lookup(addr)
+                && r.oif != main.oif
+                && !r.is_loopback
+                && tcpshake_proto::probe::target::connectable_address(addr).is_ok()
+            {
+                elsewhere
+                    .entry(r.ifname.clone())
+                    .or_default()
+                    .push(addr.to_string());
+            }
+        }
+        for (ifname, addrs) in elsewhere {
+            let shown: Vec<&str> = addrs.iter().take(3).map(String::as_str).collect();
+            let more = addrs.len().saturating_sub(3);
+            eprintln!(
+                "tcpshake: warning: {}{} route{} through {ifname}, but this scan listens on {} \
+                 (the route of {first}): replies from there are not seen, and those ports will \
+                 read filtered; scan them in a run of their own",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                },
+                if addrs.len() == 1 { "s" } else { "" },
+                main.ifname
+            );
+        }
+    }
 }
 
 /// Address specs as they are; a name at its first address of the wanted family (as nmap

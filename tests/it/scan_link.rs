@@ -490,3 +490,41 @@ lab_test! {
         }
     }
 }
+
+lab_test! {
+    /// Targets behind another interface than the one the scan listens on (its first
+    /// target's route): their replies are never seen, so the scan says so before it starts
+    /// instead of calling their ports filtered without a word.
+    fn targets_behind_another_interface_are_warned_about() {
+        let lab = link_lab("other_if", &[], &[80]);
+        let ns = lab.client_ns.clone();
+        for args in [
+            vec!["link", "add", "tsoi0", "type", "veth", "peer", "name", "tsoi1"],
+            vec!["link", "set", "tsoi0", "up"],
+            vec!["link", "set", "tsoi1", "up"],
+            vec!["addr", "add", "198.18.222.1/24", "dev", "tsoi0"],
+        ] {
+            lab::run_ok(Command::new("ip").args(["-n", &ns]).args(&args));
+        }
+        let server = host_v4(&lab, 2).to_string();
+        let run = scan(
+            &lab,
+            &[&server, "198.18.222.5", "198.18.222.9", "-p", "80", "--rate", "2000"],
+        );
+        assert_eq!(run.code, Some(0), "{run}");
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("tcpshake: warning: "))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{run}");
+        assert!(
+            warnings[0].contains("198.18.222.5, 198.18.222.9 route through tsoi0")
+                && warnings[0].contains(&format!("listens on {}", lab::CLIENT_IF)),
+            "{run}"
+        );
+        // One interface: not a word.
+        let run = scan(&lab, &[&server, "-p", "80", "--rate", "2000"]);
+        assert!(!run.stderr.contains("warning"), "{run}");
+    }
+}
