@@ -662,6 +662,20 @@ pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, 
 /// multicast, broadcast and unspecified addresses are welcome — bogon lists (masscan's
 /// exclude.conf) name exactly those, and refusing or skipping them would scan them.
 pub fn exclude_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
+    // A scan's IPv6 targets are /112 blocks at most, and so are the exclusions it keeps
+    // (a wider block does not fit its ranges): say so in an exclusion's words.
+    if let Some((addr, bits)) = text.trim().split_once('/')
+        && addr.contains(':')
+        && let Ok(bits) = bits.parse::<u32>()
+        && bits < 128 - scan_targets::MAX_V6_PREFIX_BITS
+    {
+        return Err(format!(
+            "`{text}`: IPv6 exclusions wider than a /{} are not supported (the widest IPv6 \
+             block a scan takes): exclude the /{} blocks of it that you scan",
+            128 - scan_targets::MAX_V6_PREFIX_BITS,
+            128 - scan_targets::MAX_V6_PREFIX_BITS
+        ));
+    }
     // nmap's habit is addresses and -p; a HOST:PORT (or a URL) is said the scan's way.
     if text.parse::<std::net::IpAddr>().is_err()
         && let Ok(t) = target::parse(text, None)

@@ -357,25 +357,13 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
     let mut names = Names::new();
     let mut targets = resolve_specs(&args.targets, args.family, &mut skipped, &mut names);
     if let Some(p) = &args.list {
-        let specs = read_list(
-            p,
-            args.family,
-            &mut skipped,
-            args.targets.is_empty(),
-            scan_spec,
-        )?;
+        let specs = read_list(p, args.family, &mut skipped, args.targets.is_empty(), false)?;
         targets.extend(resolve_specs(&specs, args.family, &mut skipped, &mut names));
     }
     let mut exclude = Vec::new();
     let mut exclude_specs = args.exclude.clone();
     if let Some(p) = &args.exclude_list {
-        exclude_specs.extend(read_list(
-            p,
-            Family::Any,
-            &mut skipped,
-            false,
-            exclude_spec,
-        )?);
+        exclude_specs.extend(read_list(p, Family::Any, &mut skipped, false, true)?);
     }
     // An excluded name is excluded at every address it has.
     for spec in exclude_specs {
@@ -552,13 +540,18 @@ fn resolve_specs(
 /// the list is the only source of targets, so an empty one is refused (an empty
 /// `--excludefile` is fine).
 /// The specs of a list file (`-iL`, `--excludefile`), each line read with `parse`.
+///
+/// A target line that cannot be read is skipped (exit 1 at the end); an exclusion line
+/// (`exclusions`) refuses the scan (exit 2): skipped, it would leave in what it was meant
+/// to keep out, and the scan would send there.
 fn read_list(
     path: &Path,
     family: Family,
     skipped: &mut bool,
     needed: bool,
-    parse: fn(&str, Family) -> std::result::Result<TargetSpec, String>,
+    exclusions: bool,
 ) -> Result<Vec<TargetSpec>> {
+    let parse = if exclusions { exclude_spec } else { scan_spec };
     let mut list = TargetList::open(path)?;
     if needed {
         list.refuse_if_empty()?;
@@ -568,9 +561,25 @@ fn read_list(
         for text in specs {
             match parse(&text, family) {
                 Ok(s) => out.push(s),
+                Err(e) if exclusions => {
+                    return Err(UsageError(format!(
+                        "{origin}: {e}; an exclusion that cannot be read would leave in what \
+                         it was meant to keep out: fix or remove the line"
+                    ))
+                    .into());
+                }
                 Err(e) => list.skip(&origin, e),
             }
         }
+    }
+    if exclusions && list.skipped > 0 {
+        return Err(UsageError(format!(
+            "{}: {} could not be read; an exclusion left out would leave in what it was meant \
+             to keep out: fix the file",
+            path.display(),
+            if list.skipped == 1 { "a line" } else { "lines" }
+        ))
+        .into());
     }
     *skipped |= list.skipped > 0;
     Ok(out)

@@ -695,3 +695,49 @@ fn every_command_leaves_nothing_behind() {
     }
 }
 }
+
+/// An exclusion file line that cannot be read refuses the scan (exit 2) before anything is
+/// sent: skipped, as a target line is, it would leave in what it was meant to keep out.
+/// Bogons (multicast, broadcast, 0.0.0.0) are welcome there; an IPv6 block wider than the
+/// widest a scan takes is said in an exclusion's words.
+#[test]
+fn an_exclusion_that_cannot_be_read_refuses_the_scan() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-excl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("exclude.txt");
+    for (lines, want) in [
+        ("198.18.0.9\nbad$line\n", "exclude.txt, line 2: `bad$line`"),
+        (
+            "fc00::/7\n",
+            "IPv6 exclusions wider than a /112 are not supported",
+        ),
+    ] {
+        std::fs::write(&file, lines).unwrap();
+        let args = [
+            "scan",
+            "198.18.0.2",
+            "-p",
+            "80",
+            "--excludefile",
+            file.to_str().unwrap(),
+        ];
+        let run = tcpshake(&args);
+        assert_eq!(run.code, Some(2), "{run}");
+        assert_one_clean_message(&run, &args);
+        assert!(run.stderr.contains(want), "{run}");
+        assert!(
+            run.stderr
+                .contains("would leave in what it was meant to keep out"),
+            "{run}"
+        );
+        assert!(run.stdout.is_empty(), "{run}");
+    }
+    let run = tcpshake(&["scan", "198.18.0.2", "-p", "80", "--exclude", "fc00::/7"]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert!(
+        run.stderr
+            .contains("exclude the /112 blocks of it that you scan"),
+        "{run}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
