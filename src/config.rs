@@ -651,7 +651,7 @@ fn check_captures(o: &OutputArgs) -> Result<()> {
 /// A scan target spec, checked against `-4`/`-6` when it is made of addresses; one no TCP
 /// peer can be at is refused (`not_a_peer_spec`).
 pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
-    let spec = exclude_spec(text, family)?;
+    let spec = addr_spec(text, family)?;
     if let TargetSpec::Addrs(s) = &spec {
         not_a_peer_spec(text, s)?;
     }
@@ -676,6 +676,12 @@ pub fn exclude_spec(text: &str, family: Family) -> std::result::Result<TargetSpe
             128 - scan_targets::MAX_V6_PREFIX_BITS
         ));
     }
+    addr_spec(text, family)
+}
+
+/// What target and exclusion specs share: one spec in nmap's syntax, checked against
+/// `-4`/`-6` when it is made of addresses.
+fn addr_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
     // nmap's habit is addresses and -p; a HOST:PORT (or a URL) is said the scan's way.
     if text.parse::<std::net::IpAddr>().is_err()
         && let Ok(t) = target::parse(text, None)
