@@ -470,7 +470,12 @@ impl Trace {
         };
         at(self.conn.as_ref().and_then(|c| c.poll_timeout()));
         at(self.drain_until);
-        at(self.close_deadline);
+        // Only while closing, where `handle_timeout` acts on it: a close that ended by
+        // itself leaves the deadline set, and a deadline nobody clears is one the driver
+        // would wake for again at once, forever (a busy loop until the drain ends).
+        if self.phase == Phase::Closing {
+            at(self.close_deadline);
+        }
         if self.phase == Phase::Tracing {
             at(self.schedule(Instant::from_nanos(0)).1);
             at(self
