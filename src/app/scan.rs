@@ -536,14 +536,11 @@ fn resolve_specs(
     out
 }
 
-/// A target list's specs; its bad lines and bad specs are reported and skipped. `needed`:
-/// the list is the only source of targets, so an empty one is refused (an empty
-/// `--excludefile` is fine).
-/// The specs of a list file (`-iL`, `--excludefile`), each line read with `parse`.
-///
-/// A target line that cannot be read is skipped (exit 1 at the end); an exclusion line
-/// (`exclusions`) refuses the scan (exit 2): skipped, it would leave in what it was meant
-/// to keep out, and the scan would send there.
+/// The specs of a list file: targets (`-iL`) or, with `exclusions`, `--excludefile`'s.
+/// `needed`: the list is the only source of targets, so an empty one is refused (an empty
+/// `--excludefile` is fine). A target line that cannot be read is reported and skipped
+/// (exit 1 at the end); an exclusion line refuses the scan (exit 2): skipped, it would
+/// leave in what it was meant to keep out, and the scan would send there.
 fn read_list(
     path: &Path,
     family: Family,
