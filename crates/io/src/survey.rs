@@ -1109,27 +1109,26 @@ impl Loop<'_, '_> {
     /// This host declined a segment of the probe in `slot` (`run::local_refusal`): the
     /// probe takes it as lost, and `settle` sends what it queues again (the flight at a
     /// smaller size, after a lower path MTU) and arms its timer.
-    fn send_refused(&mut self, (i, generation): (usize, u64), why: LocalRefusal, len: usize) {
-        let Some(s) = self.slots.get_mut(i).and_then(Option::as_mut) else {
-            return;
-        };
-        if s.generation != generation {
-            return;
-        }
-        s.probe.send_refused(clock::now(), why, len);
-        self.mark_due(i);
+    fn send_refused(&mut self, slot: (usize, u64), why: LocalRefusal, len: usize) {
+        self.with_probe_of(slot, |p| p.send_refused(clock::now(), why, len));
     }
 
     /// A segment of the probe in `slot` could not be sent: the probe ends with the error
     /// (its record says it), and `settle` finishes it.
-    fn send_failed(&mut self, (i, generation): (usize, u64), error: &anyhow::Error) {
+    fn send_failed(&mut self, slot: (usize, u64), error: &anyhow::Error) {
+        self.with_probe_of(slot, |p| p.abort(clock::now(), &format!("{error:#}")));
+    }
+
+    /// `f` to the probe a queued segment came from, if its slot still holds that probe
+    /// (same generation), which then waits in `due` for `settle`.
+    fn with_probe_of(&mut self, (i, generation): (usize, u64), f: impl FnOnce(&mut Probe)) {
         let Some(s) = self.slots.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
         if s.generation != generation {
             return;
         }
-        s.probe.abort(clock::now(), &format!("{error:#}"));
+        f(&mut s.probe);
         self.mark_due(i);
     }
 
