@@ -476,13 +476,13 @@ impl TargetSet {
         let first_in = |lo: u128, hi: u128, v6: bool| self.first_outside(lo, hi, v6, &[]);
         for spec in &self.specs {
             match spec {
-                Spec::Range { v6, first, count } if *count > 0 => {
-                    let last = first.saturating_add(u128::from(*count) - 1);
-                    if let Some(a) = first_in(*first, last, *v6) {
+                Spec::Range { .. } => {
+                    if let Some((lo, hi, v6)) = spec.bounds()
+                        && let Some(a) = first_in(lo, hi, v6)
+                    {
                         return Some(a);
                     }
                 }
-                Spec::Range { .. } => {}
                 Spec::Octets(o) => {
                     // Runs in the last octet, one /24 at a time (at most 2^24 of them).
                     for &(a0, a1) in &o[0] {
@@ -565,13 +565,13 @@ impl TargetSet {
             .filter(|s| matches!(s, Spec::Range { v6: true, .. }) == v6)
         {
             match spec {
-                Spec::Range { first, count, .. } if *count > 0 => {
-                    let last = first.saturating_add(u128::from(*count) - 1);
-                    if let Some(a) = self.first_outside(*first, last, v6, own) {
+                Spec::Range { .. } => {
+                    if let Some((lo, hi, _)) = spec.bounds()
+                        && let Some(a) = self.first_outside(lo, hi, v6, own)
+                    {
                         return Some(a);
                     }
                 }
-                Spec::Range { .. } => {}
                 Spec::Octets(_) => {
                     // Bounded by ROUTE_BY_LOOKS over all octet specs.
                     for i in 0..spec.len() {
