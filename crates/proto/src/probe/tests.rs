@@ -460,6 +460,17 @@ fn icmp_quoting_our_isn_filters_the_port_but_frag_needed_does_not() {
     );
 }
 
+/// The server's SYN-ACK to ISN 1000 with room for a whole long request: its window
+/// 65535, not scaled.
+fn roomy_synack() -> Vec<u8> {
+    let mut synack = server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    synack[20 + 14..20 + 16].copy_from_slice(&65535u16.to_be_bytes());
+    synack[20 + 16..20 + 18].copy_from_slice(&[0, 0]);
+    let sum = crate::wire::checksum::upper_layer_checksum(SERVER, CLIENT, PROTO_TCP, &synack[20..]);
+    synack[20 + 16..20 + 18].copy_from_slice(&sum.to_be_bytes());
+    synack
+}
+
 #[test]
 fn frag_needed_after_the_handshake_resegments_the_request() {
     let mut cfg = config(1000, true);
@@ -469,13 +480,7 @@ fn frag_needed_after_the_handshake_resegments_the_request() {
     let mut p = Probe::new(cfg);
     p.start(at(0));
     pump(&mut p, 0);
-    // A SYN-ACK with room for the whole request (its window is not scaled).
-    let mut synack = server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
-    synack[20 + 14..20 + 16].copy_from_slice(&65535u16.to_be_bytes());
-    synack[20 + 16..20 + 18].copy_from_slice(&[0, 0]);
-    let sum = crate::wire::checksum::upper_layer_checksum(SERVER, CLIENT, PROTO_TCP, &synack[20..]);
-    synack[20 + 16..20 + 18].copy_from_slice(&sum.to_be_bytes());
-    p.handle_packet(at(50), false, &synack, false);
+    p.handle_packet(at(50), false, &roomy_synack(), false);
     let out = pump(&mut p, 60);
     let request: Vec<&tcp::Segment> = out.iter().filter(|s| !s.payload.is_empty()).collect();
     assert_eq!(request[0].payload.len(), 1460);
@@ -536,13 +541,7 @@ fn a_segment_this_host_would_not_send_is_lost_not_the_end() {
     let mut p = Probe::new(cfg);
     p.start(at(0));
     pump(&mut p, 0);
-    // A SYN-ACK with room for the whole request (its window is not scaled).
-    let mut synack = server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
-    synack[20 + 14..20 + 16].copy_from_slice(&65535u16.to_be_bytes());
-    synack[20 + 16..20 + 18].copy_from_slice(&[0, 0]);
-    let sum = crate::wire::checksum::upper_layer_checksum(SERVER, CLIENT, PROTO_TCP, &synack[20..]);
-    synack[20 + 16..20 + 18].copy_from_slice(&sum.to_be_bytes());
-    p.handle_packet(at(50), false, &synack, false);
+    p.handle_packet(at(50), false, &roomy_synack(), false);
     let out = pump(&mut p, 60);
     let big: Vec<&tcp::Segment> = out.iter().filter(|s| !s.payload.is_empty()).collect();
     assert!(big[0].payload.len() > 1000, "{}", big[0].payload.len());
