@@ -282,6 +282,22 @@ mod tests {
     use tcpshake_proto::probe::record::PortState;
     use tcpshake_proto::probe::stats::Sample;
 
+    /// Target `i`'s `k`-th probe: SYN→SYN-ACK 20 µs and up with `i + k`, TTFB 90 µs and up
+    /// with `k`.
+    fn sample(i: u64, k: u64) -> Sample {
+        let mut legs = [None; Leg::COUNT];
+        legs[Leg::SynToSynack.index()] = Some(20_000 + 1_000 * (i + k));
+        legs[Leg::RequestToFirstByte.index()] = Some(90_000 + 7_000 * k);
+        Sample {
+            legs,
+            state: PortState::Open,
+            retransmitted: false,
+            tls: false,
+            start_ns: None,
+            capture_lost: false,
+        }
+    }
+
     /// (x, y, font size, text) of every `<text text-anchor="end">`: the row labels.
     fn row_labels(svg: &str) -> Vec<(f64, f64, f64, String)> {
         let attr = |tag: &str, name: &str| -> f64 {
@@ -323,18 +339,7 @@ mod tests {
         // Probes end in reverse order; the plot keeps the order the targets were given.
         for (i, n) in names.iter().enumerate().rev() {
             for k in 0..5u64 {
-                let mut legs = [None; Leg::COUNT];
-                legs[Leg::SynToSynack.index()] = Some(20_000 + 1_000 * (i as u64 + k));
-                legs[Leg::RequestToFirstByte.index()] = Some(90_000 + 7_000 * k);
-                let s = Sample {
-                    legs,
-                    state: PortState::Open,
-                    retransmitted: false,
-                    tls: false,
-                    start_ns: None,
-                    capture_lost: false,
-                };
-                survey.add(n, &s);
+                survey.add(n, &sample(i as u64, k));
             }
         }
         let path = std::env::temp_dir().join(format!("tcpshake-svg-{}.svg", std::process::id()));
@@ -380,18 +385,7 @@ mod tests {
         for (i, n) in names.iter().enumerate() {
             survey.declare(n);
             for k in 0..5u64 {
-                let mut legs = [None; Leg::COUNT];
-                legs[Leg::SynToSynack.index()] = Some(20_000 + 1_000 * (i as u64 + k));
-                legs[Leg::RequestToFirstByte.index()] = Some(90_000 + 7_000 * k);
-                let s = Sample {
-                    legs,
-                    state: PortState::Open,
-                    retransmitted: false,
-                    tls: false,
-                    start_ns: None,
-                    capture_lost: false,
-                };
-                survey.add(n, &s);
+                survey.add(n, &sample(i as u64, k));
             }
         }
         let path =
