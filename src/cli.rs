@@ -120,6 +120,11 @@ pub struct ExchangeArgs {
     /// After the response, how long to wait for the server to close first.
     #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::LINGER))]
     pub linger: Dur,
+    /// The most MSS our SYN advertises (the route's when lower): asks the server for
+    /// smaller segments, e.g. to tell a path MTU black hole on the way back from a server
+    /// that hangs (536 passes every IPv4 path, 1220 every IPv6 one).
+    #[arg(long, value_name = "BYTES", value_parser = whole::<u16>(88, 65495))]
+    pub mss: Option<u16>,
     /// Our initial sequence number, for tests (e.g. near 2^32 to cross the wrap); random
     /// otherwise (RFC 6528). Hidden: a fixed ISN is for labs only.
     #[arg(long, hide = true, value_name = "N")]

@@ -153,6 +153,11 @@ pub struct Exchange {
     /// A fixed ISN (hidden `--isn`, for labs); random otherwise.
     pub isn: Option<u32>,
     pub tls: TlsOptions,
+    /// `--mss`: the most our SYN advertises (the route's MSS when lower).
+    pub mss: Option<u16>,
+    /// How a message tells the user to set it (`{}`: the value): see
+    /// `probe::ProbeConfig::mss_hint`.
+    pub mss_hint: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,6 +192,8 @@ impl Default for Exchange {
             time_wait: defaults::TIME_WAIT,
             isn: None,
             tls: TlsOptions::default(),
+            mss: None,
+            mss_hint: "`--mss {}`",
         }
     }
 }
@@ -444,6 +451,8 @@ fn exchange(a: &ExchangeArgs, tls: &TlsArgs) -> Result<Exchange> {
             insecure: tls.insecure,
             insecure_hint: None,
         },
+        mss: a.mss,
+        mss_hint: "`--mss {}`",
     })
 }
 

@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         timeout: Duration::from_secs(5),
         linger: Duration::from_millis(200),
         tls: None,
+        mss_hint: "`--mss {}`",
     });
     let mut now = Instant::from_nanos(T0);
     probe.start(now);

@@ -98,6 +98,8 @@ fn exchange_of(m: &Module) -> Exchange {
             // The exporter has no --insecure: the module's key is what to set.
             insecure_hint: Some("`insecure = true` in the module"),
         },
+        mss: m.mss,
+        mss_hint: "`mss = {}` in the module",
     }
 }
 

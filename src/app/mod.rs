@@ -146,7 +146,9 @@ fn tcp_config(exchange: &Exchange, local: SocketAddr, remote: SocketAddr, mss: u
         local,
         remote,
         isn: SeqNumber(exchange.isn.unwrap_or_else(random::random_u32)),
-        mss,
+        // `--mss` lowers what the route says; it never raises it (a segment bigger than
+        // the route's MTU would not leave this host whole).
+        mss: exchange.mss.map_or(mss, |m| m.min(mss)),
         syn_window: 64240,
         rcv_buf: 128 * 1024,
         wscale: 7,

@@ -106,6 +106,7 @@ impl<'a> Session<'a> {
                 true => Some(tls_setup(&ex.tls, t, &mut self.tls)?),
                 false => None,
             },
+            mss_hint: ex.mss_hint,
         };
         // Packets go to the capture files as the tap shows them, through the files' reorder
         // window: a flood costs the files their size, not our memory. The window is

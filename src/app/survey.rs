@@ -663,6 +663,7 @@ pub(super) fn probe_config(
         timeout: ex.timeout,
         linger: ex.linger,
         tls: t.tls.clone(),
+        mss_hint: ex.mss_hint,
     }
 }
 

@@ -1541,6 +1541,64 @@ fn server_answering_without_acking_is_not_called_silent() {
 }
 }
 
+/// Reads the request, answers with a head of ~1.9 KB (a full-sized segment and a short
+/// last one), and closes when the client does (or resets), at most 5 s later.
+const BIG_HEAD: &str = " c.recv(4096)\n \
+c.sendall(b'HTTP/1.1 200 OK\\r\\nX-Pad: '+b'a'*1800+b'\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n')\n \
+c.settimeout(5)\n \
+try: c.recv(1)\n \
+except OSError: pass\n \
+c.close()";
+
+lab_test! {
+/// A path MTU black hole on the way back (RFC 2923 §2.1): the router drops, with no ICMP
+/// error, every packet over 1000 bytes (IPv6: 1400), so of the server's response only the
+/// short last segment arrives and the full-sized one before it never does. Linux's
+/// client, on the same wire, just waits (no byte arrives; curl says nothing more than a
+/// timeout). tcpshake ends at `--timeout`, names the missing bytes and the black hole,
+/// and with the MSS it suggests the same probe completes.
+fn a_black_hole_on_the_way_back_is_named_and_the_suggested_mss_gets_through() {
+    let mut lab = Lab::with_router("bhback");
+    start_python_peer(&mut lab, 7020, "bighead", BIG_HEAD);
+    lab.router_black_hole(1000, 1400);
+    for (v6, mss) in [(false, "536"), (true, "1220")] {
+        let p = probe_allowing(
+            &lab,
+            v6,
+            7020,
+            &["--timeout", "1s"],
+            &["Duplicate ACK", "Dup ACK"],
+        );
+        assert_eq!(p.run.code, Some(1), "{}", p.ctx());
+        let err = p.rec.error.clone().unwrap_or_default();
+        assert!(
+            err.starts_with("no complete HTTP response within 1s: bytes 1–")
+                && err.contains("from the server never arrived, though")
+                && err.contains("(a path MTU black hole, RFC 2923 §2.1)")
+                && err.contains(&format!("`--mss {mss}` asks the server")),
+            "{err}\n{}",
+            p.ctx()
+        );
+        let p = probe(&lab, v6, 7020, &["--mss", mss]);
+        assert_eq!(p.rec.http_status(), Some(200), "--mss {mss}\n{}", p.ctx());
+        assert_eq!(p.rec.error, None, "{}", p.ctx());
+        let syn = &p.json["segments"][0]["options"];
+        assert_eq!(syn["mss"].as_u64(), mss.parse().ok(), "{syn}\n{}", p.ctx());
+    }
+    // Linux's client on the same wire: the request goes out, nothing comes back.
+    let script = format!(
+        "import socket\n\
+         s=socket.create_connection(({:?},7020),timeout=3)\n\
+         s.sendall(b'HEAD / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); s.settimeout(1.5)\n\
+         try: print('got', len(s.recv(65536)))\n\
+         except socket.timeout: print('timeout')\n",
+        lab.server_v4.to_string()
+    );
+    let out = lab::run_ok(lab::in_ns(&lab.client_ns, "python3").args(["-c", &script]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "timeout");
+}
+}
+
 lab_test! {
 /// The `scan --complete` flake, made deterministic: the server's ACK of our FIN arrives
 /// behind its FIN+ACK, after we entered TIME-WAIT. We ACK it again (RFC 9293 §3.10.7.4; Linux's

@@ -164,6 +164,8 @@ pub struct Module {
     pub family: Family,
     /// The line of its `family` setting, for messages about it.
     pub family_line: Option<usize>,
+    /// The most MSS its SYNs advertise (`probe --mss`); `None`: the route's.
+    pub mss: Option<u16>,
 }
 
 impl Module {
@@ -212,6 +214,10 @@ impl Module {
             lines.push(format!("{key} = {}", q(&format_duration(d))));
         }
         lines.push(format!("retries = {}", self.retries));
+        lines.push(match self.mss {
+            Some(m) => format!("mss = {m}"),
+            None => "# mss: the route's".into(),
+        });
         let family = match self.family {
             Family::Any => "any",
             Family::V4 => "ipv4",
@@ -352,6 +358,7 @@ struct RawModule {
     time_wait: Option<Spanned<String>>,
     linger: Option<Spanned<String>>,
     family: Option<Spanned<String>>,
+    mss: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -513,6 +520,7 @@ fn builtin_modules(d: &Defaults) -> BTreeMap<String, Module> {
                     linger: d.linger,
                     family: Family::Any,
                     family_line: None,
+                    mss: None,
                 },
             )
         })
@@ -650,6 +658,19 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
         Some(t) => duration(t, "linger", at)?,
         None => d.linger,
     };
+    // As `probe --mss`: 88 (Linux's TCP_MIN_MSS) to 65495 (IPv4's largest datagram).
+    let mss = match &m.mss {
+        Some(v) => {
+            let n = *v.get_ref();
+            Some(
+                u16::try_from(n)
+                    .ok()
+                    .filter(|n| (88..=65495).contains(n))
+                    .ok_or_else(|| at(v.span(), format!("mss = {n}: give 88 to 65495")))?,
+            )
+        }
+        None => None,
+    };
     let family = match &m.family {
         Some(f) => match f.get_ref().as_str() {
             "any" => Family::Any,
@@ -686,6 +707,7 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
             .family
             .as_ref()
             .and_then(|f| at(f.span(), String::new()).line),
+        mss,
     })
 }
 

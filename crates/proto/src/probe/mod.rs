@@ -83,6 +83,10 @@ pub struct ProbeConfig {
     pub linger: Duration,
     /// HTTPS: a TLS handshake before the request (see [`tls`]).
     pub tls: Option<tls::TlsSetup>,
+    /// How the user sets the MSS we advertise, for messages that suggest a smaller one,
+    /// with `{}` where the value goes: "`--mss {}`" on the command line, an exporter
+    /// module's key.
+    pub mss_hint: &'static str,
 }
 
 impl ProbeConfig {
@@ -416,16 +420,20 @@ impl Probe {
                 Phase::AwaitingResponse
                     if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) =>
                 {
+                    let why = self.return_path_note("our ClientHello");
                     self.fail(
                         now,
                         format!(
-                            "TLS: the handshake did not finish within {:?}; connection reset",
+                            "TLS: the handshake did not finish within {:?}{why}; connection reset",
                             self.cfg.timeout
                         ),
                     );
                 }
                 Phase::AwaitingResponse => {
-                    let why = self.unacknowledged_note();
+                    let mut why = self.unacknowledged_note();
+                    if why.is_empty() {
+                        why = self.return_path_note("the request");
+                    }
                     self.fail(
                         now,
                         format!(
@@ -1113,6 +1121,70 @@ impl Probe {
                 self.conn.retries() + 1
             ),
         }
+    }
+
+    /// What the server's data that did arrive says about the rest, when it never came
+    /// (`what`: what we sent it, acknowledged). A hole that never filled while later bytes
+    /// came, with none of the segments that came as big as a full-sized one, is the mark
+    /// of a path MTU black hole on the way back (RFC 2923 §2.1): a link with a smaller MTU
+    /// drops the server's big segments and no ICMP error reaches the server, while its
+    /// small last segment passes. Nothing at all after the acknowledgment may be the same
+    /// thing or a server that hangs; an MSS every path carries tells the two apart (Linux's
+    /// client just waits, as curl does, with no word of either).
+    fn return_path_note(&self, what: &str) -> String {
+        if self.conn.snd_una() != self.conn.snd_nxt() {
+            return String::new(); // the note on our unacknowledged segments says more
+        }
+        let gap = self.conn.receive_gap();
+        let cfg = self.conn.config();
+        let (family, floor) = if cfg.remote.is_ipv6() {
+            // RFC 8200 §5: every IPv6 link carries 1280 bytes; less 40 + 20 of headers.
+            ("IPv6", 1220u16)
+        } else {
+            // RFC 1122 §3.3.3 / RFC 9293 §3.7.1: 576-byte datagrams; less 20 + 20.
+            ("IPv4", 536)
+        };
+        // A full-sized segment from the server: the smaller of the two MSSes, less the
+        // timestamps option every segment then carries (RFC 7323 §3.2).
+        let peer = self.conn.peer_options();
+        let options = if peer.timestamps { 12 } else { 0 };
+        let full = u32::from(cfg.mss.min(peer.mss.unwrap_or(536))).saturating_sub(options);
+        let smaller_helps = cfg.mss > floor;
+        let suggest = format!(
+            "{} asks the server for segments every {family} path carries",
+            self.cfg.mss_hint.replace("{}", &floor.to_string())
+        );
+        if gap.hole > 0 && (gap.beyond > 0 || gap.fin_beyond) {
+            let after = match (gap.beyond, gap.fin_beyond) {
+                (0, _) => "its FIN did".to_string(),
+                (b, true) => format!("{b} bytes after them and its FIN did"),
+                (b, false) => format!("{b} bytes after them did"),
+            };
+            let first = u64::from(gap.in_order) + 1;
+            let mut note = format!(
+                ": bytes {first}–{} from the server never arrived, though {after}",
+                first + u64::from(gap.hole) - 1
+            );
+            if gap.largest_segment < full && smaller_helps {
+                let _ = write!(
+                    note,
+                    " — no segment that came carried more than {} bytes where a full-sized one carries {full}: the path back to us seems to drop bigger packets, and no ICMP error reaches the server (a path MTU black hole, RFC 2923 §2.1); {suggest}",
+                    gap.largest_segment
+                );
+            }
+            return note;
+        }
+        if gap.in_order == 0 && gap.beyond == 0 && !gap.fin_beyond {
+            let mut note = format!(": the server acknowledged {what} but sent nothing back");
+            if smaller_helps {
+                let _ = write!(
+                    note,
+                    " — a server that hangs does this, and so does a path that drops the server's full-sized segments without an ICMP error reaching it (a path MTU black hole, RFC 2923 §2.1); {suggest}: if the probe then completes, it was the path"
+                );
+            }
+            return note;
+        }
+        String::new()
     }
 
     fn begin_close(&mut self, now: Instant) {

@@ -41,6 +41,7 @@ fn config(isn: u32, http: bool) -> ProbeConfig {
         timeout: Duration::from_secs(5),
         linger: Duration::from_millis(200),
         tls: None,
+        mss_hint: "`--mss {}`",
     }
 }
 
@@ -1072,6 +1073,98 @@ fn an_unanswered_request_is_recorded_as_sent() {
 
 /// No request without a connection: a closed port's record has no `request_sent` (nor
 /// the key: records without a request are as before).
+/// The server's request ACK, then its response as a path that drops big packets leaves
+/// it: the short last segment and the FIN, never the full-sized one before them.
+fn black_holed_response(p: &mut Probe, seq: u32, ack: u32, first: &[u8], tail: usize) {
+    p.handle_packet(
+        at(200),
+        false,
+        &server_seg(seq, ack, TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(p, 200);
+    let seq = feed(p, seq, ack, first, first.len().max(1), 250);
+    let fin = TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN;
+    let tail = vec![b'h'; tail];
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(seq + 1460, ack, fin, &tail),
+        false,
+    );
+    pump(p, 300);
+}
+
+/// Only the server's short last segment and its FIN come; the full-sized one before them
+/// never does, however often the server sends it again. At `--timeout` the error says
+/// which bytes are missing and calls it what it looks like — a path MTU black hole on the
+/// way back (RFC 2923 §2.1) — with the MSS every IPv4 path carries to check it.
+#[test]
+fn a_hole_that_only_small_segments_pass_is_called_a_black_hole_on_the_way_back() {
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    black_holed_response(&mut p, seq, ack, &[], 649);
+    let now = run_timers(&mut p, 60_000_000);
+    assert!(p.is_done(), "ended at {now} µs");
+    let err = p.result().error.expect("no response");
+    assert!(
+        err.starts_with(
+            "no complete HTTP response within 5s: bytes 1–1460 from the server never arrived, \
+             though 649 bytes after them and its FIN did — no segment that came carried more \
+             than 649 bytes where a full-sized one carries 1460"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("(a path MTU black hole, RFC 2923 §2.1); `--mss 536` asks the server"),
+        "{err}"
+    );
+}
+
+/// A hole after full-sized segments came is loss, not the path's size limit: the bytes
+/// are named, no black hole is.
+#[test]
+fn a_hole_after_full_sized_segments_is_named_without_blaming_the_path_mtu() {
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    head.resize(1460, b'a');
+    black_holed_response(&mut p, seq, ack, &head, 1460);
+    run_timers(&mut p, 60_000_000);
+    let err = p.result().error.expect("no response");
+    assert!(
+        err.contains(": bytes 1461–2920 from the server never arrived, though 1460 bytes after them and its FIN did; connection reset"),
+        "{err}"
+    );
+}
+
+/// The server acknowledges the request and says nothing more: a hung server or a black
+/// hole that drops its every segment; the error names both and how to tell them apart,
+/// unless our MSS is already one every path carries.
+#[test]
+fn silence_after_the_request_is_acknowledged_names_both_causes() {
+    for (mss, hint) in [(1460, true), (536, false)] {
+        let mut cfg = config(1000, true);
+        cfg.tcp.mss = mss;
+        let mut p = Probe::new(cfg);
+        p.start(at(0));
+        pump(&mut p, 0);
+        let synack = server_seg(9_000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+        p.handle_packet(at(50), false, &synack, false);
+        let out = pump(&mut p, 60);
+        let req: u32 = out.iter().map(|s| s.payload.len() as u32).sum();
+        let ack = server_seg(9_001, 1001 + req, TcpFlags::ACK, &[]);
+        p.handle_packet(at(200), false, &ack, false);
+        pump(&mut p, 200);
+        run_timers(&mut p, 60_000_000);
+        let err = p.result().error.expect("no response");
+        assert!(
+            err.contains("within 5s: the server acknowledged the request but sent nothing back"),
+            "{err}"
+        );
+        assert_eq!(err.contains("a server that hangs does this"), hint, "{err}");
+        assert_eq!(err.contains("`--mss 536`"), hint, "{err}");
+    }
+}
+
 #[test]
 fn no_connection_no_request_sent() {
     let mut p = Probe::new(config(1000, true));

@@ -162,6 +162,21 @@ pub struct Config {
     pub ack_with_data: bool,
 }
 
+/// The peer's data as received so far ([`Connection::receive_gap`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ReceiveGap {
+    /// Bytes taken in order (the FIN not counted; after an in-order FIN, one more).
+    pub in_order: u32,
+    /// Bytes missing between those and the first out-of-order bytes held (0: no hole).
+    pub hole: u32,
+    /// Bytes held beyond the hole.
+    pub beyond: u32,
+    /// The peer's FIN came beyond the hole.
+    pub fin_beyond: bool,
+    /// The most payload one segment from the peer carried.
+    pub largest_segment: u32,
+}
+
 /// The peer's SYN-ACK options, as negotiated.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PeerOptions {
@@ -421,6 +436,9 @@ pub struct Connection {
     reassembly: Reassembly,
     /// Sequence number of a FIN seen out of order, processed once `rcv_nxt` reaches it.
     peer_fin: Option<SeqNumber>,
+    /// The most payload any one segment from the peer carried: what the path back to us
+    /// has shown it passes (see [`Connection::receive_gap`]).
+    largest_rcv_payload: u32,
 
     // --- options ---
     peer: PeerOptions,
@@ -486,6 +504,7 @@ impl Connection {
             rcv_wscale: 0,
             reassembly: Reassembly::default(),
             peer_fin: None,
+            largest_rcv_payload: 0,
             peer: PeerOptions::default(),
             ts_recent: 0,
             ts_recent_valid: false,
@@ -589,6 +608,24 @@ impl Connection {
     /// Bytes held in the out-of-order queue (never more than `rcv_wnd`).
     pub fn reassembly_buffered(&self) -> usize {
         self.reassembly.buffered()
+    }
+    /// The peer's data as it stands: what was taken in order, and the first hole with what
+    /// arrived beyond it. A hole that never fills while later bytes keep arriving is what a
+    /// path that drops the peer's bigger segments looks like from this end.
+    pub fn receive_gap(&self) -> ReceiveGap {
+        let (hole, beyond) = self.reassembly.first_hole();
+        // A FIN beyond a hole with no data beyond it: the hole runs up to the FIN.
+        let hole = match self.peer_fin {
+            Some(fin) if beyond == 0 => fin.diff(self.rcv_nxt).max(0) as u32,
+            _ => hole,
+        };
+        ReceiveGap {
+            in_order: self.rcv_nxt.diff(self.irs.add(1)).max(0) as u32,
+            hole,
+            beyond,
+            fin_beyond: self.peer_fin.is_some(),
+            largest_segment: self.largest_rcv_payload,
+        }
     }
 
     // --- inputs ---
@@ -1509,6 +1546,7 @@ impl Connection {
     /// Seventh and eighth steps: trim to the window, reassemble, deliver, take an
     /// in-order FIN, and ACK at once.
     fn process_text(&mut self, rx_at: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+        self.largest_rcv_payload = self.largest_rcv_payload.max(payload.len() as u32);
         let wnd = self.rcv_wnd();
         let mut seq = seq;
         let mut data = payload;

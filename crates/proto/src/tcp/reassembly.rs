@@ -134,6 +134,14 @@ impl Reassembly {
         rs.into_iter().map(|r| (r.start, r.end)).collect()
     }
 
+    /// The hole before the first bytes held (its length, 0 when nothing is held) and how
+    /// many bytes are held in all.
+    pub(super) fn first_hole(&self) -> (u32, u32) {
+        let hole = self.ranges.first().map_or(0, |r| r.start);
+        let held = self.ranges.iter().map(|r| r.end - r.start).sum();
+        (hole, held)
+    }
+
     /// Bytes of memory held (received data plus holes between it).
     pub(super) fn buffered(&self) -> usize {
         self.buf.len()

@@ -60,6 +60,7 @@ timeout = "2s"
 retries = 1
 rto = "500ms"
 family = "ipv6"
+mss = 1220
 
 [modules.syn]
 prober = "tcp"
@@ -97,6 +98,8 @@ fn a_full_configuration_is_read() {
     assert_eq!(web.family, Family::V6);
     assert_eq!(web.retries, 1);
     assert_eq!(web.rto, Duration::from_millis(500));
+    assert_eq!(web.mss, Some(1220));
+    assert_eq!(c.modules["syn"].mss, None);
     assert!(web.insecure);
     assert_eq!(web.cacert, Some(PathBuf::from("/etc/ca.pem")));
     // Where it was set, for a refusal of the file when it is read at start.
@@ -107,8 +110,8 @@ fn a_full_configuration_is_read() {
     assert_eq!(c.surveys.len(), 2);
     let s = &c.surveys[0];
     assert_eq!(s.targets.len(), 3);
-    assert_eq!(s.targets[0].1, 34);
-    assert_eq!(s.target_files, vec![(PathBuf::from("fleet.txt"), 35)]);
+    assert_eq!(s.targets[0].1, 35);
+    assert_eq!(s.target_files, vec![(PathBuf::from("fleet.txt"), 36)]);
     assert_eq!(s.interval, Duration::from_secs(2));
     assert_eq!(s.modules, vec!["http", "syn"]);
     assert_eq!(s.slos.len(), 2);
@@ -252,6 +255,11 @@ fn every_refusal_names_its_line() {
         "[modules.x]\nprober = \"http\"\nrto = \"100ms\"\n",
         3,
         "rto",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\nmss = 40\n",
+        3,
+        "mss = 40: give 88 to 65495",
     );
     refused(
         "[modules.x]\nprober = \"http\"\nfamily = \"ipx\"\n",
