@@ -23,6 +23,9 @@ const PORT: u16 = 7000;
 ///   with segments left 0 and an atomic fragment (RFC 6946); the response behind
 ///   hop-by-hop and a segment routing header (RFC 8754, segments left 0), fragmented in
 ///   three; the FIN's ACK behind destination options.
+/// - `v6longext`: every segment behind twelve destination options headers (the response
+///   behind eleven and a Fragment header, in three fragments): more than the tap's BPF
+///   walks in the kernel (8). RFC 8200 §4.1 has receivers process any chain; Linux does.
 /// - `v4overlap`: the SYN-ACK in IPv4 fragments 0–16, 8–24, 24–28: the second overlaps
 ///   the first without repeating it (RFC 5722's case; Linux discards such datagrams).
 /// - `v6tiny`: the SYN-ACK in IPv6 fragments of 8 bytes: the first does not hold the TCP
@@ -149,6 +152,10 @@ while time.time() < end:
             send(v6frag(dst, src, [HOP, SRH], seg, 552), True, mac)
         elif MODE == "v6ext":
             send([v6(dst, src, [DEST], 6, seg)], True, mac)
+        elif MODE == "v6longext" and kind == "data":
+            send(v6frag(dst, src, [DEST] * 11, seg, 552), True, mac)
+        elif MODE == "v6longext":
+            send([v6(dst, src, [DEST] * 12, 6, seg)], True, mac)
         else:
             send([v6(dst, src, [], 6, seg)], True, mac)
     if flags & 0x04:
@@ -297,6 +304,17 @@ fn v6_extension_headers_on_synack_and_response() {
 }
 
 lab_test! {
+/// A chain of extension headers longer than the tap's kernel walk is read like any other,
+/// as the Linux client reads it (it was `filtered/no-response`: the filter dropped it).
+fn v6_longer_extension_chains_than_the_kernel_filter_walks() {
+    let mut lab = Lab::new("longext6");
+    start_peer(&mut lab, "v6longext");
+    probe_checks(&lab, true, 1, 3);
+    curl_checks(&lab, true);
+}
+}
+
+lab_test! {
 /// Fragments that Linux refuses, tcpshake refuses too: an IPv4 SYN-ACK whose fragments
 /// overlap (RFC 5722; Linux since 4.19 for IPv4 as well) and an IPv6 one whose first
 /// fragment stops inside the TCP header (RFC 8200 §4.5). Neither client connects; both
@@ -390,9 +408,14 @@ fn survey_sees_fragmented_responses() {
 
 lab_test! {
 /// `tcpshake scan` reads a fragmented SYN-ACK (IPv4) and one behind extension headers and
-/// a fragment header (IPv6) as open ports.
+/// a fragment header (IPv6), however many, as open ports.
 fn scan_sees_fragmented_synacks() {
-    for (mode, v6) in [("v4frag", false), ("v6frag", true), ("v6ext", true)] {
+    for (mode, v6) in [
+        ("v4frag", false),
+        ("v6frag", true),
+        ("v6ext", true),
+        ("v6longext", true),
+    ] {
         let mut lab = Lab::new(&format!("fragscan-{mode}"));
         start_peer(&mut lab, mode);
         let addr = lab.server_addr(v6).to_string();

@@ -8,10 +8,11 @@
 //!   matched in user space);
 //! - IPv6 TCP with such a port after a walk of the extension-header chain (RFC 8200 §4):
 //!   hop-by-hop, routing, destination options, atomic fragments (RFC 6946) and AH are
-//!   stepped over, at most [`MAX_IPV6_EXTENSIONS`] of them — the bound the parser uses
-//!   (wire/ip.rs), so both agree on which chains are too long: those are dropped here and
-//!   `Unsupported` there. Every ICMPv6 packet, after the same walk. An unknown next
-//!   header (UDP, ESP, No Next Header…) ends the walk: dropped.
+//!   stepped over, [`MAX_IPV6_EXTENSIONS`] of them; a chain longer than that passes
+//!   whatever its ports, and the parser (wire/ip.rs) walks it whole — such packets are
+//!   rare, and a SYN-ACK behind nine headers is still ours to read (Linux reads it). Every
+//!   ICMPv6 packet, after the same walk. An unknown next header (UDP, ESP, No Next
+//!   Header…) ends the walk: dropped.
 //! - **Fragments** of TCP datagrams, arriving (not leaving). A later fragment carries no
 //!   ports and a tiny first fragment may not carry them whole (RFC 1858), so a fragment
 //!   cannot be matched to our port range here; it goes to user space, where `wire::defrag`
@@ -230,9 +231,19 @@ pub fn range_filter(lo: u16, hi: u16) -> Result<Vec<Insn>, String> {
         a.stmt(LD | B | IND, 0);
         a.stmt(LDX | MEM, 0);
     }
-    // After the bound, as in the parser: the upper layer, or a chain too long (dropped).
+    // After the unrolled walk: the upper layer, or a longer chain, which the parser walks.
     a.cond(JMP | JEQ | K, PROTO_TCP.into(), l("tcp6"), To::Next);
-    a.cond(JMP | JEQ | K, PROTO_ICMPV6.into(), l("accept"), l("drop"));
+    a.cond(JMP | JEQ | K, PROTO_ICMPV6.into(), l("accept"), To::Next);
+    for ext in [
+        IPV6_HOP_BY_HOP,
+        IPV6_ROUTING,
+        IPV6_DEST_OPTS,
+        IPV6_FRAGMENT,
+        IPV6_AUTH,
+    ] {
+        a.cond(JMP | JEQ | K, ext.into(), l("accept"), To::Next);
+    }
+    a.ja("drop");
 
     a.label("tcp6");
     ports(&mut a, "v6");

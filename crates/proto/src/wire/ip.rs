@@ -26,8 +26,11 @@ pub const IPV6_DEST_OPTS: u8 = 60;
 pub const IPV4_HEADER_LEN: usize = 20;
 pub const IPV6_HEADER_LEN: usize = 40;
 
-/// At most this many extension headers are skipped. RFC 8200 §4.1 allows each kind once
-/// (destination options twice); a longer chain is not a packet we sent or asked for.
+/// The tap's BPF filter walks at most this many extension headers in the kernel (classic
+/// BPF has no loops: each one is unrolled); a longer chain goes to user space whatever its
+/// ports, where [`skip_ipv6_extensions`] walks it whole. RFC 8200 §4.1 recommends each
+/// kind once (destination options twice) but has receivers process any chain, and Linux
+/// does: a SYN-ACK behind nine headers is a SYN-ACK.
 pub const MAX_IPV6_EXTENSIONS: usize = 8;
 
 // The IPv4 flags as pnet's 3-bit field holds them (RFC 791 §3.1: reserved, DF, MF).
@@ -110,9 +113,9 @@ pub struct FragmentHeaderAt {
 
 /// Walk the IPv6 extension headers in `bytes` (everything after the fixed header),
 /// starting with `next_header` from the fixed header (RFC 8200 §4). `Truncated` if a
-/// header runs past `bytes`; `Unsupported` if the chain is longer than
-/// [`MAX_IPV6_EXTENSIONS`]. The tap's BPF filter (net/bpf.rs) walks the same chain with
-/// the same bound, so what the filter lets through is what this walk can read.
+/// header runs past `bytes`. Any number of headers: each is at least 8 bytes, so the walk
+/// ends within `bytes.len() / 8` steps. The tap's BPF filter (net/bpf.rs) walks the first
+/// [`MAX_IPV6_EXTENSIONS`] in the kernel and hands longer chains to this walk.
 pub fn skip_ipv6_extensions(mut next_header: u8, bytes: &[u8]) -> Result<Ipv6Upper> {
     let mut offset = 0usize;
     let mut previous: Option<usize> = None;
@@ -123,7 +126,7 @@ pub fn skip_ipv6_extensions(mut next_header: u8, bytes: &[u8]) -> Result<Ipv6Upp
         fragment_header: None,
         later_fragment: false,
     };
-    for _ in 0..MAX_IPV6_EXTENSIONS {
+    for _ in 0..=bytes.len() / 8 {
         let len = match next_header {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
                 // RFC 8200 §4.3–4.6: Hdr Ext Len in 8-octet units, not counting the first 8.
@@ -173,7 +176,8 @@ pub fn skip_ipv6_extensions(mut next_header: u8, bytes: &[u8]) -> Result<Ipv6Upp
         offset += len;
     }
     if is_ipv6_extension(next_header) {
-        return Err(Error::Unsupported);
+        // More headers than bytes to hold them.
+        return Err(Error::Truncated);
     }
     upper.protocol = next_header;
     upper.offset = offset;
@@ -694,12 +698,15 @@ mod tests {
         // Truncated inside a chain: the second header's length byte is missing.
         let bytes = v6_with_extensions(&[(IPV6_HOP_BY_HOP, vec![0, 1, 4, 0, 0, 0, 0])], 60, &[]);
         assert_eq!(IpPacket::parse(&bytes), Err(Error::Truncated));
-        // A chain longer than the bound: nine destination-options headers.
-        let chain: Vec<_> = (0..9).map(|_| (IPV6_DEST_OPTS, vec![0; 7])).collect();
-        let bytes = v6_with_extensions(&chain, 6, &[]);
-        assert_eq!(IpPacket::parse(&bytes), Err(Error::Unsupported));
-        // Eight are fine.
-        let bytes = v6_with_extensions(&chain[..8], 6, &[]);
-        assert_eq!(IpPacket::parse(&bytes).unwrap().ip.protocol, 6);
+        // Any number of headers is walked (RFC 8200 §4.1, as Linux): nine, or forty.
+        let chain: Vec<_> = (0..40).map(|_| (IPV6_DEST_OPTS, vec![0; 7])).collect();
+        for n in [8, 9, 40] {
+            let bytes = v6_with_extensions(&chain[..n], 6, &[]);
+            let p = IpPacket::parse(&bytes).unwrap();
+            assert_eq!((p.ip.protocol, p.payload.len()), (6, 0), "{n} headers");
+        }
+        // A chain that claims more than the packet holds is truncated, however long.
+        let bytes = v6_with_extensions(&chain, 60, &[]);
+        assert_eq!(IpPacket::parse(&bytes), Err(Error::Truncated));
     }
 }
