@@ -192,7 +192,7 @@ impl LoopState {
         }
     }
 
-    fn done(&mut self, tag: u64, outcome: Box<Outcome>) -> Result<()> {
+    fn done(&mut self, tag: u64, mut outcome: Box<Outcome>) -> Result<()> {
         if tag & JOB != 0 {
             if let Some((_, reply)) = self.pending.remove(&tag) {
                 // The requester may have gone (its client hung up): nothing to do.
@@ -204,6 +204,9 @@ impl LoopState {
         let Some(e) = self.entries.get(i) else {
             return Ok(());
         };
+        // Which module made it: two modules' probes of one target are different exchanges
+        // (a handshake alone, or HTTPS), and `report` keeps them apart in the records.
+        outcome.result.module = Some(e.module.name.clone());
         let r = &outcome.result;
         self.metrics.record(&e.labels, r);
         let survey = e.survey;

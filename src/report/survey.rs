@@ -202,7 +202,13 @@ pub fn stats_json(survey: &Survey) -> serde_json::Value {
 pub fn parse_record(line: &str) -> Result<(String, Option<Sample>), String> {
     let r = ProbeResult::from_json_line(line)?;
     let sample = Sample::of(&r);
-    Ok((r.target, sample))
+    // An exporter's records: one target probed by two modules is two series, as the
+    // exporter's own metrics keep them (its `module` label).
+    let target = match r.module {
+        Some(m) => format!("{} module={m}", r.target),
+        None => r.target,
+    };
+    Ok((target, sample))
 }
 
 #[cfg(test)]
@@ -217,6 +223,11 @@ mod tests {
         let s = s.unwrap();
         assert_eq!(t, "198.18.0.2:80");
         assert_eq!(s.legs[Leg::SynToSynack.index()], Some(41_000));
+        // An exporter's record names its module: a series of its own.
+        let (t, _) =
+            parse_record(&LINE.replace(",\"tls\":null", ",\"tls\":null,\"module\":\"tcp\""))
+                .unwrap();
+        assert_eq!(t, "198.18.0.2:80 module=tcp");
         assert_eq!(s.legs[Leg::RequestToFirstByte.index()], None);
         assert_eq!(s.legs[Leg::Total.index()], Some(90_000));
         assert!(s.retransmitted);

@@ -1430,6 +1430,7 @@ impl Probe {
             retransmissions: self.retransmissions,
             peer_options: self.peer_options,
             request_sent: self.request_sent(&kept.records),
+            module: None,
             http,
             close_initiator: self.close_initiator,
             isn: self.cfg.tcp.isn.0,

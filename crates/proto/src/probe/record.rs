@@ -441,6 +441,11 @@ pub struct ProbeResult {
     /// compatibly: a reader that does not know it is unaffected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_sent: Option<RequestRecord>,
+    /// The exporter's module that made the probe (`records` files); absent elsewhere.
+    /// Added to schema 1 compatibly. `tcpshake report` keeps one module's probes of a
+    /// target apart from another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
     pub close_initiator: Option<CloseInitiator>,
     #[serde(default)]
     pub isn: u32,
