@@ -317,7 +317,7 @@ fn complete_one(remote: SocketAddr, guard: &mut Guard, stop: &AtomicBool) -> Res
         timeout: ex.timeout,
         linger: ex.linger,
         tls: None,
-        mss_hint: "`--mss {}`",
+        mss_hint: ex.mss_hint,
     };
     match run::run(path, cfg, guard, run::Capture::Off, &mut |_| {}, stop) {
         Ok(o) => Ok(Completion {

@@ -8,11 +8,12 @@
 //!   matched in user space);
 //! - IPv6 TCP with such a port after a walk of the extension-header chain (RFC 8200 §4):
 //!   hop-by-hop, routing, destination options, atomic fragments (RFC 6946) and AH are
-//!   stepped over, [`MAX_IPV6_EXTENSIONS`] of them; a chain longer than that passes
-//!   whatever its ports, and the parser (wire/ip.rs) walks it whole — such packets are
-//!   rare, and a SYN-ACK behind nine headers is still ours to read (Linux reads it). Every
-//!   ICMPv6 packet, after the same walk. An unknown next header (UDP, ESP, No Next
-//!   Header…) ends the walk: dropped.
+//!   stepped over, [`MAX_IPV6_EXTENSIONS`] of them; a packet whose chain is longer than
+//!   that passes whatever follows it, and the parser (wire/ip.rs) walks it whole and
+//!   drops what is not ours — such packets are rare (no more exposure than every ICMPv6
+//!   packet's), and a SYN-ACK behind nine headers is still ours to read (Linux reads it).
+//!   Every ICMPv6 packet, after the same walk. An unknown next header (UDP, ESP, No Next
+//!   Header…) within the walk ends it: dropped.
 //! - **Fragments** of TCP datagrams, arriving (not leaving). A later fragment carries no
 //!   ports and a tiny first fragment may not carry them whole (RFC 1858), so a fragment
 //!   cannot be matched to our port range here; it goes to user space, where `wire::defrag`

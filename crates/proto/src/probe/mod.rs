@@ -1144,11 +1144,12 @@ impl Probe {
             // RFC 1122 §3.3.3 / RFC 9293 §3.7.1: 576-byte datagrams; less 20 + 20.
             ("IPv4", 536)
         };
-        // A full-sized segment from the server: the smaller of the two MSSes, less the
-        // timestamps option every segment then carries (RFC 7323 §3.2).
+        // A full-sized segment from the server: our MSS, or the server's own when smaller
+        // (its link's), less the timestamps option every segment then carries (RFC 7323
+        // §3.2).
         let peer = self.conn.peer_options();
         let options = if peer.timestamps { 12 } else { 0 };
-        let full = u32::from(cfg.mss.min(peer.mss.unwrap_or(536))).saturating_sub(options);
+        let full = u32::from(cfg.mss.min(peer.mss.unwrap_or(cfg.mss))).saturating_sub(options);
         let smaller_helps = cfg.mss > floor;
         let suggest = format!(
             "{} asks the server for segments every {family} path carries",
@@ -1165,12 +1166,28 @@ impl Probe {
                 ": bytes {first}–{} from the server never arrived, though {after}",
                 first + u64::from(gap.hole) - 1
             );
-            if gap.largest_segment < full && smaller_helps {
+            // The path's size limit explains the hole only if what is missing is more than
+            // any segment that came carried (a lost small segment is loss), that was less
+            // than a full-sized one, and the hole is more than the smallest segments every
+            // path carries (below that it is no MTU but loss or a filter).
+            let largest = gap.largest_segment;
+            if largest < full && gap.hole > largest && gap.hole > u32::from(floor) {
+                let came = match largest {
+                    0 => "no data segment came".to_string(),
+                    l => format!("no segment that came carried more than {l} bytes"),
+                };
                 let _ = write!(
                     note,
-                    " — no segment that came carried more than {} bytes where a full-sized one carries {full}: the path back to us seems to drop bigger packets, and no ICMP error reaches the server (a path MTU black hole, RFC 2923 §2.1); {suggest}",
-                    gap.largest_segment
+                    " — {came} where a full-sized one carries {full}: the path back to us seems to drop bigger packets, and no ICMP error reaches the server (a path MTU black hole, RFC 2923 §2.1); "
                 );
+                if smaller_helps {
+                    note += &suggest;
+                } else {
+                    let _ = write!(
+                        note,
+                        "even at an MSS of {floor}, what every {family} path must carry: a link with a smaller MTU, or a filter dropping packets by size"
+                    );
+                }
             }
             return note;
         }

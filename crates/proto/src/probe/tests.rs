@@ -1071,8 +1071,6 @@ fn an_unanswered_request_is_recorded_as_sent() {
     assert_eq!(ProbeResult::from_json_line(&line).unwrap(), r);
 }
 
-/// No request without a connection: a closed port's record has no `request_sent` (nor
-/// the key: records without a request are as before).
 /// The server's request ACK, then its response as a path that drops big packets leaves
 /// it: the short last segment and the FIN, never the full-sized one before them.
 fn black_holed_response(p: &mut Probe, seq: u32, ack: u32, first: &[u8], tail: usize) {
@@ -1084,12 +1082,18 @@ fn black_holed_response(p: &mut Probe, seq: u32, ack: u32, first: &[u8], tail: u
     );
     pump(p, 200);
     let seq = feed(p, seq, ack, first, first.len().max(1), 250);
+    black_holed_response_after(p, seq, ack, 1460, tail);
+}
+
+/// The tail of a black-holed response: `hole` bytes from `seq` missing, then `tail` bytes
+/// and the FIN.
+fn black_holed_response_after(p: &mut Probe, seq: u32, ack: u32, hole: u32, tail: usize) {
     let fin = TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN;
     let tail = vec![b'h'; tail];
     p.handle_packet(
         at(300),
         false,
-        &server_seg(seq + 1460, ack, fin, &tail),
+        &server_seg(seq + hole, ack, fin, &tail),
         false,
     );
     pump(p, 300);
@@ -1136,6 +1140,155 @@ fn a_hole_after_full_sized_segments_is_named_without_blaming_the_path_mtu() {
     );
 }
 
+/// Holes the path's size limit cannot explain are named without blaming it: a small one
+/// after a bigger segment came (loss), and a small one before a bare FIN (below what every
+/// path carries).
+#[test]
+fn holes_no_black_hole_explains_are_named_without_blaming_the_path() {
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    head.resize(1000, b'a');
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    // 1000 bytes came, then 100 are missing before the last 460 and the FIN.
+    p.handle_packet(
+        at(200),
+        false,
+        &server_seg(seq, ack, TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 200);
+    let next = feed(&mut p, seq, ack, &head, 1000, 250);
+    let fin = TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN;
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(next + 100, ack, fin, &[b'h'; 460]),
+        false,
+    );
+    pump(&mut p, 300);
+    run_timers(&mut p, 60_000_000);
+    let err = p.result().error.expect("no response");
+    assert!(
+        err.contains(": bytes 1001–1100 from the server never arrived, though 460 bytes after them and its FIN did; connection reset"),
+        "{err}"
+    );
+    // 50 bytes lost, then a bare FIN: no data segment came at all, but 50 bytes is less
+    // than any path carries.
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    p.handle_packet(
+        at(200),
+        false,
+        &server_seg(seq, ack, TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 200);
+    let fin = TcpFlags::ACK | TcpFlags::FIN;
+    p.handle_packet(at(300), false, &server_seg(seq + 50, ack, fin, &[]), false);
+    pump(&mut p, 300);
+    run_timers(&mut p, 60_000_000);
+    let err = p.result().error.expect("no response");
+    assert!(
+        err.contains(
+            ": bytes 1–50 from the server never arrived, though its FIN did; connection reset"
+        ),
+        "{err}"
+    );
+}
+
+/// With timestamps on, every segment carries 12 bytes of option: a full-sized one from a
+/// server whose MSS and ours are 1460 carries 1448 bytes. Segments of 1448 came, so a hole
+/// after them is loss, not the path's size limit.
+#[test]
+fn with_timestamps_a_segment_of_mss_less_12_is_full_sized() {
+    let mut cfg = config(1000, true);
+    cfg.tcp.timestamps = true;
+    let mut p = Probe::new(cfg);
+    p.start(at(0));
+    let syn = pump(&mut p, 0);
+    let tsval = syn[0].options.timestamps.expect("our SYN's timestamps").0;
+    let ts = TcpOptions {
+        timestamps: Some((5_000, tsval)),
+        ..Default::default()
+    };
+    let seg = |seq: u32, ack: u32, flags: TcpFlags, payload: &[u8], o: TcpOptions| {
+        let repr = TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq: SeqNumber(seq),
+            ack: SeqNumber(ack),
+            flags,
+            window: 509,
+            urgent: 0,
+            options: o,
+            payload,
+        };
+        packet(SERVER, CLIENT, &repr, 64)
+    };
+    let synack = TcpOptions {
+        mss: Some(1460),
+        wscale: Some(7),
+        sack_permitted: true,
+        ..ts
+    };
+    let flags = TcpFlags::SYN | TcpFlags::ACK;
+    p.handle_packet(at(50), false, &seg(9_000, 1001, flags, &[], synack), false);
+    let out = pump(&mut p, 60);
+    let ack = 1001 + out.iter().map(|s| s.payload.len() as u32).sum::<u32>();
+    p.handle_packet(
+        at(200),
+        false,
+        &seg(9_001, ack, TcpFlags::ACK, &[], ts),
+        false,
+    );
+    pump(&mut p, 200);
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    head.resize(1448, b'a');
+    p.handle_packet(
+        at(250),
+        false,
+        &seg(9_001, ack, TcpFlags::ACK, &head, ts),
+        false,
+    );
+    pump(&mut p, 250);
+    // Two full-sized segments missing, then the last one with the FIN.
+    let fin = TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN;
+    let tail = seg(9_001 + 3 * 1448, ack, fin, &[b'h'; 1448], ts);
+    p.handle_packet(at(300), false, &tail, false);
+    pump(&mut p, 300);
+    run_timers(&mut p, 60_000_000);
+    let err = p.result().error.expect("no response");
+    assert!(
+        err.contains(": bytes 1449–4344 from the server never arrived, though 1448 bytes after them and its FIN did; connection reset"),
+        "{err}"
+    );
+}
+
+/// Already at the MSS every IPv4 path carries, a black hole is still named, without the
+/// suggestion to go lower.
+#[test]
+fn a_black_hole_at_the_floor_mss_is_named_without_a_suggestion() {
+    let mut cfg = config(1000, true);
+    cfg.tcp.mss = 536;
+    let mut p = Probe::new(cfg);
+    p.start(at(0));
+    pump(&mut p, 0);
+    let synack = server_seg(9_000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+    p.handle_packet(at(50), false, &synack, false);
+    let out = pump(&mut p, 60);
+    let ack = 1001 + out.iter().map(|s| s.payload.len() as u32).sum::<u32>();
+    black_holed_response_after(&mut p, 9_001, ack, 2 * 536, 200);
+    run_timers(&mut p, 60_000_000);
+    let err = p.result().error.expect("no response");
+    assert!(
+        err.contains("bytes 1–1072 from the server never arrived, though 200 bytes after them and its FIN did — no segment that came carried more than 200 bytes where a full-sized one carries 536"),
+        "{err}"
+    );
+    assert!(
+        err.contains("even at an MSS of 536, what every IPv4 path must carry")
+            && !err.contains("--mss"),
+        "{err}"
+    );
+}
+
 /// The server acknowledges the request and says nothing more: a hung server or a black
 /// hole that drops its every segment; the error names both and how to tell them apart,
 /// unless our MSS is already one every path carries.
@@ -1165,6 +1318,8 @@ fn silence_after_the_request_is_acknowledged_names_both_causes() {
     }
 }
 
+/// No request without a connection: a closed port's record has no `request_sent` (nor
+/// the key: records without a request are as before).
 #[test]
 fn no_connection_no_request_sent() {
     let mut p = Probe::new(config(1000, true));
