@@ -110,9 +110,16 @@ fn our_data(r: &SegmentRecord) -> bool {
     r.dir == Dir::Out && r.len > 0 && usable(r)
 }
 
-/// The server's first byte, when it is the first such segment.
+/// A segment of the server's carrying data.
 fn peer_data(r: &SegmentRecord) -> bool {
     r.dir == Dir::In && r.len > 0 && !r.flags.rst() && usable(r)
+}
+
+/// A segment of the server's whose data holds sequence number `byte` (its data starts after
+/// its SYN, if it carries one).
+fn carries(r: &SegmentRecord, byte: SeqNumber) -> bool {
+    let start = SeqNumber(r.seq).add(u32::from(r.flags.syn()));
+    peer_data(r) && byte.diff(start) >= 0 && (byte.diff(start) as u32) < r.len
 }
 
 /// A FIN that may open the close.
@@ -140,6 +147,9 @@ pub struct Watch {
     synack_marked: bool,
     request_seen: bool,
     first_byte_seen: bool,
+    /// The server's ISN, from its latest SYN seen: the response's first byte is the next.
+    irs: Option<SeqNumber>,
+    response_start_seen: bool,
     /// The first FIN: its side and what acknowledges it.
     fin1: Option<(Dir, SeqNumber)>,
     fin1_acked: bool,
@@ -165,8 +175,18 @@ impl Watch {
             self.request_seen = true;
             needed = true;
         }
+        if r.dir == Dir::In && r.flags.syn() && usable(r) {
+            self.irs = Some(SeqNumber(r.seq));
+        }
         if !self.first_byte_seen && peer_data(r) {
             self.first_byte_seen = true;
+            needed = true;
+        }
+        if !self.response_start_seen
+            && let Some(irs) = self.irs
+            && carries(r, irs.add(1))
+        {
+            self.response_start_seen = true;
             needed = true;
         }
         // Each ACK search starts after its FIN, so a record is looked at as an ACK before
@@ -251,13 +271,27 @@ pub fn compute(log: &[SegmentRecord], marks: Marks) -> (Measured, LegNotes) {
 
     let request = log.iter().position(our_data);
     if let Some(rq) = request {
-        let first_byte = log.iter().position(peer_data);
+        // The response's first byte: the one after the server's ISN, whenever it came (a
+        // reordered or lost first segment is not the response's start because later bytes
+        // came first; curl's time_starttransfer also waits for it). Without a SYN-ACK to
+        // name the ISN, the first segment with data.
+        let first_byte = match marks.synack {
+            Some(sa) => {
+                let byte = SeqNumber(log[sa].seq).add(1);
+                log.iter().position(|r| carries(r, byte))
+            }
+            None => log.iter().position(peer_data),
+        };
         match first_byte {
             Some(fb) if fb < rq => note(
                 Leg::RequestToFirstByte,
                 "the server sent data before our request (in its SYN-ACK or right after it)",
             ),
             Some(fb) => legs.between(log, Leg::RequestToFirstByte, Some(rq), Some(fb)),
+            None if log.iter().skip(rq).any(peer_data) => note(
+                Leg::RequestToFirstByte,
+                "the response's first byte never arrived, though later bytes of it did",
+            ),
             None => {}
         }
         match marks.response_complete {

@@ -1194,6 +1194,63 @@ fn holes_no_black_hole_explains_are_named_without_blaming_the_path() {
     );
 }
 
+/// request→first byte ends at the response's first byte, not at whatever data came first:
+/// reordered, it is the later-arriving first segment; lost for good, the leg is null and
+/// says why (the record's view and every output read the leg).
+#[test]
+fn the_first_byte_is_the_responses_first_byte() {
+    let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_vec();
+    let tail = b"Connection: close\r\n\r\n".to_vec();
+    // Reordered: the tail at 300 µs, the head at 400 µs.
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    let req_at = p.result().request_sent.expect("sent").t_ns;
+    let late = seq + head.len() as u32;
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(late, ack, TcpFlags::ACK, &tail),
+        false,
+    );
+    pump(&mut p, 300);
+    p.handle_packet(
+        at(400),
+        false,
+        &server_seg(seq, ack, TcpFlags::ACK, &head),
+        false,
+    );
+    pump(&mut p, 400);
+    let r = p.result();
+    assert_eq!(r.http.as_ref().map(|h| h.status), Some(200));
+    // From the request to the head's segment (the later one), not the tail's.
+    let head_at = r
+        .segments
+        .iter()
+        .find(|s| s.dir == Dir::In && s.len as usize == head.len())
+        .expect("the head")
+        .t_ns;
+    let want = u64::try_from(head_at - req_at).expect("after the request");
+    assert_eq!(r.legs_ns.get(Leg::RequestToFirstByte), Some(want));
+    // 100 µs after the tail's arrival, which the old leg ended at.
+    let tail_at = r
+        .segments
+        .iter()
+        .find(|s| s.dir == Dir::In && s.len as usize == tail.len())
+        .expect("the tail")
+        .t_ns;
+    assert_eq!(head_at - tail_at, 100_000);
+    // Lost for good: only the tail came.
+    head.clear();
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    black_holed_response(&mut p, seq, ack, &head, 649);
+    run_timers(&mut p, 60_000_000);
+    let r = p.result();
+    assert_eq!(r.legs_ns.get(Leg::RequestToFirstByte), None);
+    assert_eq!(
+        r.leg_notes.get("request_to_first_byte").map(String::as_str),
+        Some("the response's first byte never arrived, though later bytes of it did")
+    );
+}
+
 /// With timestamps on, every segment carries 12 bytes of option: a full-sized one from a
 /// server whose MSS and ours are 1460 carries 1448 bytes. Segments of 1448 came, so a hole
 /// after them is loss, not the path's size limit.
