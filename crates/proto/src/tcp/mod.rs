@@ -1851,10 +1851,17 @@ impl Connection {
     }
 
     /// The earliest unacknowledged segment again: up to one MSS of data from
-    /// `snd_una`, plus our FIN if it follows directly.
+    /// `snd_una`, plus our FIN if it follows directly. Never beyond the peer's window
+    /// when it has one: a window the peer shrank since the data first left ends the
+    /// retransmission there (RFC 9293 §3.8.6, SHLD-16; Linux's `tcp_retransmit_skb`
+    /// trims to `tcp_wnd_end` the same way, and sends the head whole only into a zero
+    /// window).
     fn earliest_unacked(&self, now: Instant) -> Segment {
         let outstanding = self.sent_data();
-        let len = outstanding.min(usize::from(self.send_mss));
+        let mut len = outstanding.min(usize::from(self.send_mss));
+        if self.snd_wnd > 0 {
+            len = len.min(self.snd_wnd as usize);
+        }
         let fin = self.fin_sent && len == self.send_buf.len();
         let mut seg = self.data_segment(self.snd_una, len, fin, now, true);
         if len > 0 && len == outstanding {

@@ -1010,6 +1010,34 @@ fn established_send_stops_at_peer_window() {
     );
 }
 
+/// The peer shrinks its window below data already sent (its right edge moves back): the
+/// retransmission stays inside the window it has now (RFC 9293 §3.8.6, SHLD-16), as
+/// Linux's does, and the rest goes once the window opens again.
+#[test]
+fn a_retransmission_stays_inside_a_window_the_peer_shrank() {
+    let mut c = cfg(1000);
+    c.timestamps = false;
+    let mut h = conn_established_with(c, 5000, opts_mss(1000), 400);
+    h.conn.send(&[7u8; 400]);
+    assert_eq!(h.sent().iter().map(|s| s.payload.len()).sum::<usize>(), 400);
+    // 100 bytes taken, window 100: the right edge goes from 1401 back to 1201.
+    let mut a = ack_seg(5001, 1101);
+    a.window = 100;
+    h.recv(a);
+    assert!(h.sent().is_empty());
+    h.fire();
+    let r = h.sent_one();
+    assert!(r.retransmission);
+    assert_eq!((r.seq.0, r.payload.len()), (1101, 100), "{r:?}");
+    // The window opens: the retransmission timer sends the rest from snd_una.
+    let mut a = ack_seg(5001, 1201);
+    a.window = 4000;
+    h.recv(a);
+    h.fire();
+    let r = h.sent_one();
+    assert_eq!((r.seq.0, r.payload.len()), (1201, 200), "{r:?}");
+}
+
 #[test]
 fn established_window_is_scaled_by_peer_shift() {
     let mut c = cfg(1000);
