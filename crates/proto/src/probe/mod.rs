@@ -911,7 +911,10 @@ impl Probe {
                 self.finish();
             }
             Event::Reset {
-                state, at_peer_fin, ..
+                state,
+                at_peer_fin,
+                text,
+                ..
             } => {
                 // A RST at the server's FIN's sequence number answers a segment of ours that
                 // did not yet acknowledge that FIN (it crossed it): the server had begun the
@@ -932,14 +935,18 @@ impl Probe {
                     self.close_initiator = Some(CloseInitiator::Reset);
                     ""
                 };
+                // RFC 9293 §3.5.3: a RST may say why; show what it said.
+                let said = text
+                    .map(|t| format!("; its RST said \"{t}\""))
+                    .unwrap_or_default();
                 if self.phase == Phase::AwaitingResponse || self.phase == Phase::Connecting {
                     self.error = Some(format!(
-                        "connection reset by the server in {}{late}",
+                        "connection reset by the server in {}{late}{said}",
                         state.name()
                     ));
                 } else if self.phase == Phase::Lingering || self.phase == Phase::Closing {
                     self.note(format!(
-                        "the server reset the connection in {}{late}",
+                        "the server reset the connection in {}{late}{said}",
                         state.name()
                     ));
                 }

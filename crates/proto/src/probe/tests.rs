@@ -1251,6 +1251,26 @@ fn the_first_byte_is_the_responses_first_byte() {
     );
 }
 
+/// A RST that says why (RFC 9293 §3.5.3) is quoted in the error.
+#[test]
+fn a_rst_that_says_why_is_quoted() {
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    let rst = server_seg(
+        seq,
+        ack,
+        TcpFlags::RST | TcpFlags::ACK,
+        b"blocked by policy 42\r\n",
+    );
+    p.handle_packet(at(200), false, &rst, false);
+    pump(&mut p, 200);
+    assert_eq!(
+        p.result().error.as_deref(),
+        Some(
+            "connection reset by the server in ESTABLISHED; its RST said \"blocked by policy 42\\r\\n\""
+        )
+    );
+}
+
 /// With timestamps on, every segment carries 12 bytes of option: a full-sized one from a
 /// server whose MSS and ours are 1460 carries 1448 bytes. Segments of 1448 came, so a hole
 /// after them is loss, not the path's size limit.

@@ -56,6 +56,23 @@ mod flight;
 pub mod icmp;
 mod reassembly;
 pub(crate) mod rto;
+/// The most of a RST's data shown ([`Event::Reset`]'s `text`).
+pub const RST_TEXT_MAX: usize = 200;
+
+/// A RST's data as text: printable ASCII kept, the rest escaped (`\n`, `\xNN`), cut at
+/// [`RST_TEXT_MAX`] bytes (`…` then); `None` when it carried none.
+fn rst_text(payload: &[u8]) -> Option<String> {
+    if payload.is_empty() {
+        return None;
+    }
+    let shown = &payload[..payload.len().min(RST_TEXT_MAX)];
+    let mut text = shown.escape_ascii().to_string();
+    if payload.len() > RST_TEXT_MAX {
+        text.push('…');
+    }
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests;
 mod timer;
@@ -265,6 +282,10 @@ pub enum Event {
         at: Instant,
         state: State,
         at_peer_fin: bool,
+        /// What the RST carried, if anything, as printable ASCII (others escaped, at most
+        /// [`RST_TEXT_MAX`] bytes): RFC 9293 §3.5.3 lets a RST carry data explaining why
+        /// (SHLD-2), and a diagnostic tool shows it where Linux drops it.
+        text: Option<String>,
     },
     /// In-order bytes newly delivered.
     Data {
@@ -1293,6 +1314,7 @@ impl Connection {
                     at: rx_at,
                     state: self.state,
                     at_peer_fin: seg.seq != self.rcv_nxt,
+                    text: rst_text(seg.payload),
                 });
                 self.set_state(State::Closed, rx_at);
             } else if seg.seq.in_window(self.rcv_nxt, self.rcv_wnd()) {

@@ -745,6 +745,28 @@ fn syn_received_rst_resets() {
     assert_eq!(h.state(), State::Closed);
 }
 
+/// A RST may carry data saying why (RFC 9293 §3.5.3, SHLD-2): it is handed on as text,
+/// printable ASCII kept, the rest escaped, bounded.
+#[test]
+fn established_rst_text_is_handed_on_bounded_and_escaped() {
+    for (payload, want) in [
+        (
+            b"Connection reset by policy 42\n".to_vec(),
+            "Connection reset by policy 42\\n".to_string(),
+        ),
+        (vec![0xff, b'a', 0], "\\xffa\\x00".to_string()),
+        (vec![b'x'; 500], format!("{}…", "x".repeat(RST_TEXT_MAX))),
+    ] {
+        let mut h = conn_established();
+        h.recv(seg(5001, 1001, RST | ACK, &payload));
+        let text = h.events().into_iter().find_map(|e| match e {
+            Event::Reset { text, .. } => text,
+            _ => None,
+        });
+        assert_eq!(text.as_deref(), Some(want.as_str()));
+    }
+}
+
 #[test]
 fn syn_received_abort_sends_acceptable_rst() {
     let (mut h, _) = conn_syn_received();
@@ -1198,6 +1220,7 @@ fn reset_to_closed(at: Instant, state: State, at_peer_fin: bool) -> Vec<Event> {
             at,
             state,
             at_peer_fin,
+            text: None,
         },
         Event::StateChanged {
             from: state,
