@@ -1600,6 +1600,82 @@ fn a_black_hole_on_the_way_back_is_named_and_the_suggested_mss_gets_through() {
 }
 
 lab_test! {
+/// Asymmetric routing: the client's requests leave by one link, the router sends every
+/// reply back over another (a multi-homed host, policy routing, ECMP). Linux's client
+/// takes a segment whatever interface it came in on (RFC 1122 §3.3.4.2); so do probe,
+/// surveys and scan — each reply once (the SYN-ACK came on the tap it was not bound to:
+/// `filtered/no-response` before).
+fn replies_that_come_back_on_another_link_are_taken_once() {
+    let mut lab = Lab::with_router("asym");
+    lab.start_nginx(80);
+    lab.return_by_second_link();
+    for v6 in [false, true] {
+        let (code, status) = lab.curl(&lab.url(v6, 80, "/"), Duration::from_secs(5));
+        assert_eq!((code, status), (0, 200), "Linux's client (v6: {v6})");
+        let p = probe(&lab, v6, 80, &[]);
+        assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+        assert_eq!(p.rec.error, None, "{}", p.ctx());
+        // Once each: no copy of a reply seen twice (a duplicate would be noted).
+        assert_eq!(p.anomalies(), Vec::<String>::new(), "{}", p.ctx());
+        assert_eq!(p.find("in", "S.").len(), 1, "{}", p.ctx());
+    }
+    let (t4, t6) = (lab.target(false, 80), lab.target(true, 80));
+    let run = lab.run_client(["probe", &t4, &t6, "-c", "2", "-o", "jsonl"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let recs: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 4, "{run}");
+    for r in &recs {
+        assert_eq!(r["http"]["status"], 200, "{r}");
+        assert_eq!(r["anomalies"], serde_json::json!([]), "{r}");
+    }
+    for v6 in [false, true] {
+        let addr = lab.server_addr(v6).to_string();
+        let run = lab.run_client(["scan", &addr, "-p", "80,81", "--json", "--all"]);
+        assert_eq!(run.code, Some(0), "{run}");
+        let mut states: Vec<(u64, String)> = run
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|r| Some((r["port"].as_u64()?, r["state"].as_str()?.to_string())))
+            .collect();
+        states.sort();
+        assert_eq!(
+            states,
+            [(80, "open".to_string()), (81, "closed".to_string())],
+            "{run}"
+        );
+    }
+}
+}
+
+lab_test! {
+/// The client's link is a bridge's port and the bridge runs the IP hooks for what it
+/// carries (br_netfilter, as on Docker and hypervisor hosts): the guard's drop must not
+/// run in the bridge, where it dropped every reply before the bridge device — whose tap
+/// listens — saw it (probe, survey and scan all said `filtered`; Linux's client worked).
+fn a_bridged_uplink_with_bridge_netfilter_still_gets_replies() {
+    let mut lab = Lab::new("bridged");
+    lab.start_nginx(80);
+    let netfilter = lab.bridge_client_link();
+    eprintln!("br_netfilter on the bridge: {netfilter}");
+    for v6 in [false, true] {
+        let (code, status) = lab.curl(&lab.url(v6, 80, "/"), Duration::from_secs(5));
+        assert_eq!((code, status), (0, 200), "Linux's client (v6: {v6})");
+        let p = probe(&lab, v6, 80, &[]);
+        assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+        assert_eq!(p.anomalies(), Vec::<String>::new(), "{}", p.ctx());
+        let addr = lab.server_addr(v6).to_string();
+        let run = lab.run_client(["scan", &addr, "-p", "80", "--json"]);
+        assert!(run.stdout.contains("\"state\":\"open\""), "{run}");
+    }
+}
+}
+
+lab_test! {
 /// The `scan --complete` flake, made deterministic: the server's ACK of our FIN arrives
 /// behind its FIN+ACK, after we entered TIME-WAIT. We ACK it again (RFC 9293 §3.10.7.4; Linux's
 /// TIME-WAIT does the same, checked on the wire), the server, closed by our last ACK, answers

@@ -301,6 +301,148 @@ impl Lab {
         Ipv6Addr::new(s[0], s[1], u16::from(!client_side), 0, 0, 0, 0, 0xff)
     }
 
+    /// A second link between client and router, and the router sending everything for the
+    /// client back over it: asymmetric routing. The client's route to the server still
+    /// leaves by the first link (its default); replies arrive on the second, whose
+    /// interface has addresses of its own (`.64/32`, `…:64/128`, on-link routes only). The
+    /// router reaches the client's first-link addresses there by static neighbour entries
+    /// (the client would not answer Neighbor Discovery for them on another link), and
+    /// reverse-path filtering is off on both ends, as such hosts have it.
+    pub fn return_by_second_link(&self) {
+        let middle = self.middle_ns.as_deref().expect("router lab");
+        let (cif, mif) = ("tsk2", "tskm2");
+        run_ok(Command::new("ip").args([
+            "link",
+            "add",
+            cif,
+            "netns",
+            &self.client_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            mif,
+            "netns",
+            middle,
+        ]));
+        let o = self.client_v4.octets();
+        let c4 = Ipv4Addr::new(o[0], o[1], o[2], 64);
+        let s = self.client_v6.segments();
+        let c6 = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0x64);
+        for (ns, ifname) in [(self.client_ns.as_str(), cif), (middle, mif)] {
+            run_ok(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]));
+            quiet_ethtool(ns, ifname);
+            run_ok(in_ns(ns, "sysctl").args([
+                "-qw",
+                "net.ipv4.conf.all.rp_filter=0",
+                &format!("net.ipv4.conf.{ifname}.rp_filter=0"),
+            ]));
+        }
+        let ip = |args: &[&str]| {
+            run_ok(Command::new("ip").args(args));
+        };
+        ip(&[
+            "-n",
+            &self.client_ns,
+            "addr",
+            "add",
+            &format!("{c4}/32"),
+            "dev",
+            cif,
+        ]);
+        run_ok(
+            Command::new("ip")
+                .args([
+                    "-n",
+                    &self.client_ns,
+                    "addr",
+                    "add",
+                    &format!("{c6}/128"),
+                    "dev",
+                    cif,
+                ])
+                .arg("nodad"),
+        );
+        let mac = String::from_utf8_lossy(
+            &run_ok(in_ns(&self.client_ns, "cat").arg(format!("/sys/class/net/{cif}/address")))
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        for (addr, plen) in [
+            (self.client_v4.to_string(), 32),
+            (self.client_v6.to_string(), 128),
+        ] {
+            ip(&[
+                "-n",
+                middle,
+                "neigh",
+                "replace",
+                &addr,
+                "lladdr",
+                &mac,
+                "dev",
+                mif,
+                "nud",
+                "permanent",
+            ]);
+            ip(&[
+                "-n",
+                middle,
+                "route",
+                "replace",
+                &format!("{addr}/{plen}"),
+                "dev",
+                mif,
+            ]);
+        }
+    }
+
+    /// The client's link becomes a bridge's port, its addresses the bridge's (a
+    /// hypervisor's or container host's uplink), with the bridge running the IP hooks for
+    /// what it carries (`br_netfilter`'s `bridge-nf-call-iptables`, as Docker sets it) when
+    /// this kernel has it. Returns whether it does.
+    pub fn bridge_client_link(&self) -> bool {
+        let ns = self.client_ns.as_str();
+        let ip = |args: &[&str]| {
+            run_ok(Command::new("ip").arg("-n").arg(ns).args(args));
+        };
+        ip(&["link", "add", "tskbr0", "type", "bridge"]);
+        ip(&["addr", "flush", "dev", super::CLIENT_IF]);
+        ip(&["link", "set", super::CLIENT_IF, "master", "tskbr0"]);
+        ip(&["link", "set", "tskbr0", "up"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", self.client_v4),
+            "dev",
+            "tskbr0",
+        ]);
+        run_ok(
+            Command::new("ip")
+                .args(["-n", ns, "addr", "add", &format!("{}/64", self.client_v6)])
+                .args(["dev", "tskbr0", "nodad"]),
+        );
+        // The module is the host's: load it if it can be (it stays loaded; harmless).
+        let _ = Command::new("modprobe")
+            .arg("br_netfilter")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let netfilter = in_ns(ns, "sysctl")
+            .args([
+                "-qw",
+                "net.bridge.bridge-nf-call-iptables=1",
+                "net.bridge.bridge-nf-call-ip6tables=1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        self.wait_reachable();
+        netfilter
+    }
+
     /// An IPv4 address whose probes the router answers with `fault`.
     pub fn router_fault_target(&self, fault: RouterFault) -> Ipv4Addr {
         let o = self.client_v4.octets();

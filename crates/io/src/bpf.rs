@@ -75,6 +75,12 @@ const X: u16 = 0x08;
 const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
 pub const SKF_AD_PROTOCOL: u32 = SKF_AD_OFF;
 pub const SKF_AD_PKTTYPE: u32 = SKF_AD_OFF + 4;
+/// The interface the packet is seen on.
+pub const SKF_AD_IFINDEX: u32 = SKF_AD_OFF + 8;
+/// 1 when the packet still carries a VLAN tag (taken off by the device, kept in the skb).
+pub const SKF_AD_VLAN_TAG_PRESENT: u32 = SKF_AD_OFF + 48;
+/// `sll_pkttype` of a packet addressed to this host.
+pub const PACKET_HOST: u32 = 0;
 /// `sll_pkttype` of a packet leaving this host.
 pub const PACKET_OUTGOING: u32 = 4;
 pub const ETH_P_IP: u32 = 0x0800;
@@ -167,8 +173,46 @@ fn l(name: impl Into<String>) -> To {
 
 /// The filter for TCP ports `lo..=hi` (one port: `lo == hi`). See the module doc.
 pub fn range_filter(lo: u16, hi: u16) -> Result<Vec<Insn>, String> {
-    let (lo, hi) = (u32::from(lo), u32::from(hi));
     let mut a = Asm::default();
+    range_body(&mut a, lo, hi);
+    a.assemble()
+}
+
+/// [`range_filter`] for a tap bound to every interface: what leaves is taken on `oif` alone
+/// (where our packets go out: one copy of each), what arrives on `oif` or on one of
+/// `others` — there only when addressed to this host (`PACKET_HOST`: not a frame a
+/// promiscuous lower device sees for a macvlan above it) and without a VLAN tag still on
+/// it (the VLAN device hands a tagged frame up again). A reply that comes back on another
+/// link than its request left by (asymmetric routing) is then seen, once.
+pub fn range_filter_on(lo: u16, hi: u16, oif: u32, others: &[u32]) -> Result<Vec<Insn>, String> {
+    let mut a = Asm::default();
+    a.stmt(LD | W | ABS, SKF_AD_PKTTYPE);
+    a.cond(JMP | JEQ | K, PACKET_OUTGOING, To::Next, l("arriving"));
+    a.stmt(LD | W | ABS, SKF_AD_IFINDEX);
+    a.cond(JMP | JEQ | K, oif, l("body"), l("not_here"));
+    a.label("arriving");
+    a.stmt(LD | W | ABS, SKF_AD_IFINDEX);
+    a.cond(JMP | JEQ | K, oif, l("body"), To::Next);
+    for &x in others {
+        a.cond(JMP | JEQ | K, x, l("other"), To::Next);
+    }
+    a.ja("not_here");
+    a.label("other");
+    a.stmt(LD | W | ABS, SKF_AD_PKTTYPE);
+    a.cond(JMP | JEQ | K, PACKET_HOST, To::Next, l("not_here"));
+    a.stmt(LD | W | ABS, SKF_AD_VLAN_TAG_PRESENT);
+    a.cond(JMP | JEQ | K, 0, l("body"), l("not_here"));
+    // Here, not at the body's end: a jump reaches at most 255 instructions.
+    a.label("not_here");
+    a.stmt(RET | K, 0);
+    a.label("body");
+    range_body(&mut a, lo, hi);
+    a.assemble()
+}
+
+/// The port filter's instructions, ending in its `accept` and `drop`.
+fn range_body(a: &mut Asm, lo: u16, hi: u16) {
+    let (lo, hi) = (u32::from(lo), u32::from(hi));
     // Source port in range → accept; else destination port in range → accept; else drop.
     // X holds the offset of the TCP header.
     let ports = |a: &mut Asm, prefix: &str| {
@@ -192,7 +236,7 @@ pub fn range_filter(lo: u16, hi: u16) -> Result<Vec<Insn>, String> {
     // MF or a fragment offset: a fragment (RFC 791 §3.2).
     a.cond(JMP | JSET | K, 0x3fff, l("fragment"), To::Next);
     a.stmt(LDX | B | MSH, 0); // X = 4 * IHL
-    ports(&mut a, "v4");
+    ports(a, "v4");
 
     // IPv6 (RFC 8200 §3–4): A = next header, X = where that header starts.
     a.label("v6");
@@ -247,7 +291,7 @@ pub fn range_filter(lo: u16, hi: u16) -> Result<Vec<Insn>, String> {
     a.ja("drop");
 
     a.label("tcp6");
-    ports(&mut a, "v6");
+    ports(a, "v6");
 
     // X at the Fragment header: its Next Header opens the fragmentable part.
     a.label("fragment6");
@@ -270,7 +314,6 @@ pub fn range_filter(lo: u16, hi: u16) -> Result<Vec<Insn>, String> {
     a.stmt(RET | K, ACCEPT);
     a.label("drop");
     a.stmt(RET | K, 0);
-    a.assemble()
 }
 
 #[cfg(test)]

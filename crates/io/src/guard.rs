@@ -21,7 +21,11 @@
 //!
 //! Segments for a protected port are read by tcpshake's AF_PACKET tap, which sees them
 //! before the IP layer; the prerouting rule then keeps them from the kernel's TCP, which
-//! would only answer with RST. Should one get through anyway (another path in, a kernel
+//! would only answer with RST. On a host whose bridges run the IP hooks for the frames
+//! they carry (`br_netfilter` with `bridge-nf-call-iptables`, as Docker sets it) and that
+//! has a bridge port, that chain hooks input instead (still named `prerouting`): in the
+//! bridge, on the port, prerouting would drop a reply before the bridge device, where the
+//! tap listens, had it. Should one get through anyway (another path in, a kernel
 //! that hooks differently), the output rule drops the kernel's RST: our own raw packets
 //! carry SO_MARK `<mark>` and pass.
 //!
@@ -94,6 +98,7 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_LOCAL_IN: u32 = 1;
 /// NF_IP_PRI_RAW: before conntrack (-200) and every usual filter.
 const NF_IP_PRI_RAW: i32 = -300;
 const NF_DROP: u32 = 0;
@@ -501,9 +506,17 @@ fn create_table(
         .attr_be32(NFTA_SET_KEY_LEN, 2)
         .attr_be32(NFTA_SET_ID, SET_ID)
         .end();
+    // Where our segments are kept from the kernel's TCP: in prerouting, before anything
+    // else looks at them — unless bridged frames run that hook inside the bridge
+    // (br_netfilter), where it would drop a reply before the bridge device's tap saw it;
+    // then in input, which only what is delivered to this host reaches.
+    let keep_out = match super::route::bridge_netfilter() {
+        true => NF_INET_LOCAL_IN,
+        false => NF_INET_PRE_ROUTING,
+    };
     for (chain, hook, priority) in [
         (CHAIN_NAME, NF_INET_LOCAL_OUT, 0),
-        (PREROUTING_CHAIN_NAME, NF_INET_PRE_ROUTING, NF_IP_PRI_RAW),
+        (PREROUTING_CHAIN_NAME, keep_out, NF_IP_PRI_RAW),
     ] {
         b.msg(sock, NFT_MSG_NEWCHAIN, excl)
             .attr_str(NFTA_CHAIN_TABLE, table)

@@ -10,7 +10,9 @@ use anyhow::{Context, anyhow};
 use tcpshake_proto::probe::target::{self, not_a_peer_message};
 use tcpshake_proto::wire::ethernet::MacAddr;
 
-use super::netlink::{MsgBuf, NLM_F_ACK, NlSocket, errno_of, find_attr, read_str, read_u32_ne};
+use super::netlink::{
+    MsgBuf, NLM_F_ACK, NLM_F_DUMP, NlSocket, errno_of, find_attr, read_str, read_u32_ne,
+};
 
 // linux/rtnetlink.h
 const RTM_NEWLINK: u16 = 16;
@@ -29,7 +31,14 @@ const RTAX_ADVMSS: u16 = 8;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+/// At most this many other interfaces are listened on for replies (each costs the tap's
+/// filter two instructions).
+pub const MAX_OTHER_INTERFACES: usize = 64;
 // linux/if_arp.h
 const ARPHRD_ETHER: u16 = 1;
 
@@ -253,6 +262,92 @@ fn source_by_connect(dst: IpAddr) -> anyhow::Result<IpAddr> {
     sock.connect((dst, 9))
         .with_context(|| format!("no source address for {dst}: check `ip route get {dst}`"))?;
     Ok(sock.local_addr()?.ip())
+}
+
+/// The interfaces other than `oif` on which a reply to a packet we sent through `oif` could
+/// arrive: a host with several links may get its answers back on another one (asymmetric
+/// routing; Linux's TCP takes a segment whatever interface it came in on, RFC 1122
+/// §3.3.4.2's weak host model). Those that are up, not the loopback, with an address of
+/// their own, and not enslaved to another device (a bridge port, a bond or VRF member:
+/// their master hands the packet up again, and it would be seen twice). At most
+/// [`MAX_OTHER_INTERFACES`], the lowest indexes.
+pub fn other_receiving_interfaces(oif: u32) -> anyhow::Result<Vec<u32>> {
+    let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("opening rtnetlink")?;
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    m.begin(RTM_GETLINK, NLM_F_DUMP, seq)
+        .header(&ifinfomsg(0, 0, 0))
+        .end();
+    let mut candidates: Vec<u32> = sock
+        .request(&m, seq)
+        .context("listing interfaces")?
+        .iter()
+        .filter(|r| r.ty == RTM_NEWLINK)
+        .filter_map(|r| {
+            let index = r.payload.get(4..).and_then(read_u32_ne)?;
+            let flags = r.payload.get(8..).and_then(read_u32_ne)?;
+            let rta = r.payload.get(16..).unwrap_or(&[]);
+            let enslaved = find_attr(rta, IFLA_MASTER)
+                .and_then(read_u32_ne)
+                .is_some_and(|m| m != 0);
+            (index != oif && flags & IFF_UP != 0 && flags & IFF_LOOPBACK == 0 && !enslaved)
+                .then_some(index)
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    // struct ifaddrmsg: family AF_UNSPEC, every address of every family.
+    m.begin(RTM_GETADDR, NLM_F_DUMP, seq)
+        .header(&[0u8; 8])
+        .end();
+    let addressed: std::collections::BTreeSet<u32> = sock
+        .request(&m, seq)
+        .context("listing addresses")?
+        .iter()
+        .filter(|r| r.ty == RTM_NEWADDR)
+        .filter_map(|r| r.payload.get(4..).and_then(read_u32_ne))
+        .collect();
+    candidates.retain(|i| addressed.contains(i));
+    candidates.sort_unstable();
+    candidates.truncate(MAX_OTHER_INTERFACES);
+    Ok(candidates)
+}
+
+/// Whether some interface here is a bridge's port. With `br_netfilter` loaded (Docker
+/// loads it) and `net.bridge.bridge-nf-call-iptables` (or `-ip6tables`) at its default of
+/// 1, a frame crossing a bridge runs the IP prerouting hooks already in the bridge, on the
+/// port: a prerouting drop there would drop a reply before the bridge device (the
+/// route's interface, where the tap listens) ever sees it. The guard then drops in input.
+pub fn bridge_netfilter() -> bool {
+    let calls = ["iptables", "ip6tables"].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{f}"))
+            .is_ok_and(|v| v.trim() == "1")
+    });
+    calls && has_bridge_ports().unwrap_or(true)
+}
+
+/// Whether an interface in this namespace is enslaved to a bridge (its link info names
+/// `bridge` as the slave kind).
+fn has_bridge_ports() -> anyhow::Result<bool> {
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_SLAVE_KIND: u16 = 4;
+    let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("opening rtnetlink")?;
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    m.begin(RTM_GETLINK, NLM_F_DUMP, seq)
+        .header(&ifinfomsg(0, 0, 0))
+        .end();
+    Ok(sock
+        .request(&m, seq)
+        .context("listing interfaces")?
+        .iter()
+        .filter(|r| r.ty == RTM_NEWLINK)
+        .filter_map(|r| find_attr(r.payload.get(16..)?, IFLA_LINKINFO))
+        .filter_map(|info| find_attr(info, IFLA_INFO_SLAVE_KIND))
+        .any(|kind| read_str(kind) == "bridge"))
 }
 
 struct LinkInfo {

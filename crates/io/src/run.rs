@@ -389,8 +389,15 @@ struct Spare {
 }
 
 /// A tap for one probe on `port`: the spare one if it taps this interface with this
-/// ring's shape, else a new one (the spare then closes).
+/// ring's shape, else a new one (the spare then closes). It also listens on this host's
+/// other links, where a reply may come back (asymmetric routing); a host with one link
+/// gets a tap bound to it alone, as before.
 fn open_tap(ifindex: u32, ifname: &str, port: u16, loopback: bool, rcv_buf: u32) -> Result<Tap> {
+    // Not knowing the other links costs only replies that come back by them.
+    let others = match loopback {
+        true => Vec::new(),
+        false => super::route::other_receiving_interfaces(ifindex).unwrap_or_default(),
+    };
     let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(Spare {
         ifindex: i,
@@ -399,13 +406,17 @@ fn open_tap(ifindex: u32, ifname: &str, port: u16, loopback: bool, rcv_buf: u32)
     }) = spare
     {
         let shape = Some(super::tap::RingShape::for_window(rcv_buf));
-        if i == ifindex && l == loopback && tap.ring_shape() == shape && tap.retarget(port).is_ok()
+        if i == ifindex
+            && l == loopback
+            && tap.ring_shape() == shape
+            && tap.others() == others.as_slice()
+            && tap.retarget(port).is_ok()
         {
             return Ok(tap);
         }
         close_later(tap);
     }
-    Tap::open(ifindex, ifname, port, loopback, rcv_buf)
+    Tap::open(ifindex, ifname, port, loopback, rcv_buf, &others)
 }
 
 /// Keep a probe's tap for the next probe.

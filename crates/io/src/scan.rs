@@ -433,7 +433,20 @@ pub fn run(
                 v6: None,
             }
         };
-        let tap = Tap::open_queue(r.oif, &r.ifname, port, r.is_loopback, SCAN_QUEUE_BYTES)?;
+        // Replies may come back on another of this host's links (asymmetric routing): the
+        // tap takes those too, as Linux's TCP would.
+        let others = match r.is_loopback {
+            true => Vec::new(),
+            false => route::other_receiving_interfaces(r.oif).unwrap_or_default(),
+        };
+        let tap = Tap::open_queue(
+            r.oif,
+            &r.ifname,
+            port,
+            r.is_loopback,
+            SCAN_QUEUE_BYTES,
+            &others,
+        )?;
         let (frames, link) = frame_path(plan, &r, first)?;
         // A target that is this host's own address is answered over the loopback
         // interface, which the tap above does not see: tap that too (nmap scans such a
@@ -447,6 +460,7 @@ pub fn run(
                     port,
                     lo.is_loopback,
                     SCAN_QUEUE_BYTES,
+                    &[],
                 )?)
             }
             _ => None,

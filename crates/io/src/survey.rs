@@ -938,12 +938,35 @@ impl Loop<'_, '_> {
         }
     }
 
+    /// The tap for `route`'s interface. The first one off the loopback also takes what
+    /// arrives on this host's other links, where a reply may come back (asymmetric
+    /// routing) — but not on a link that has a tap of its own: each packet is seen once.
     fn tap_for(&mut self, route: &Route) -> Result<usize> {
         if let Some(&t) = self.tap_by_oif.get(&route.oif) {
             return Ok(t);
         }
-        let (lo, hi) = self.port_range;
-        let tap = Tap::open_range(route.oif, &route.ifname, lo, hi, route.is_loopback)?;
+        let range = self.port_range;
+        let collector = self.taps.iter().position(|t| !t.others().is_empty());
+        let others: Vec<u32> = match (route.is_loopback, collector) {
+            (false, None) => super::route::other_receiving_interfaces(route.oif)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| !self.tap_by_oif.contains_key(i))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let tap = Tap::open_range(route.oif, &route.ifname, range, route.is_loopback, &others)?;
+        if let Some(c) = collector
+            && self.taps[c].others().contains(&route.oif)
+        {
+            let rest: Vec<u32> = self.taps[c]
+                .others()
+                .iter()
+                .copied()
+                .filter(|&i| i != route.oif)
+                .collect();
+            self.taps[c].listen_also(range, &rest)?;
+        }
         self.taps.push(tap);
         self.tap_lost.push(0);
         self.tap_read.push(false);

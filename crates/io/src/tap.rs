@@ -168,59 +168,102 @@ pub struct Tap {
     /// On a loopback interface each packet is seen twice (leaving and arriving);
     /// we keep only the arriving copy.
     loopback: bool,
+    /// Bound to every interface: the route's (`oif`) and the others replies may come back
+    /// on ([`Tap::listen_also`]); `None` when bound to one.
+    also: Option<(u32, Vec<u32>)>,
     losses: TapLosses,
 }
 
 impl Tap {
     /// Open a tap on interface `ifindex` that passes TCP to/from `port` and ICMP errors,
-    /// its ring sized for a connection that advertises `rcv_buf` bytes of window.
+    /// its ring sized for a connection that advertises `rcv_buf` bytes of window. With
+    /// `others` (interfaces other than `ifindex`: route.rs `other_receiving_interfaces`)
+    /// it also takes what arrives there: a reply that comes back on another link than its
+    /// request left by (asymmetric routing), as Linux's TCP takes it.
     pub fn open(
         ifindex: u32,
         ifname: &str,
         port: u16,
         loopback: bool,
         rcv_buf: u32,
+        others: &[u32],
     ) -> Result<Tap> {
+        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.to_vec()));
         Tap::open_with(
             ifindex,
             ifname,
-            &range_filter(port, port)?,
+            &port_filter(port, port, also.as_ref())?,
             loopback,
             Reading::Ring(RingShape::for_window(rcv_buf)),
+            also,
         )
     }
 
     /// [`Tap::open`] reading the socket's queue, not a ring (tapqueue.rs), which holds up
     /// to `queue_bytes` (as the kernel counts them: about a kilobyte per small packet).
+    /// `others`: as [`Tap::open`]'s.
     pub fn open_queue(
         ifindex: u32,
         ifname: &str,
         port: u16,
         loopback: bool,
         queue_bytes: usize,
+        others: &[u32],
     ) -> Result<Tap> {
-        let filter = range_filter(port, port)?;
+        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.to_vec()));
+        let filter = port_filter(port, port, also.as_ref())?;
         Tap::open_with(
             ifindex,
             ifname,
             &filter,
             loopback,
             Reading::Queue(queue_bytes),
+            also,
         )
     }
 
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
     /// serves every probe of a survey that leaves through this interface. It reads the
     /// socket's queue, not a ring (tapqueue.rs says why).
-    pub fn open_range(ifindex: u32, ifname: &str, lo: u16, hi: u16, loopback: bool) -> Result<Tap> {
-        let filter = range_filter(lo, hi)?;
+    /// `others`: as [`Tap::open`]'s.
+    pub fn open_range(
+        ifindex: u32,
+        ifname: &str,
+        (lo, hi): (u16, u16),
+        loopback: bool,
+        others: &[u32],
+    ) -> Result<Tap> {
+        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.to_vec()));
+        let filter = port_filter(lo, hi, also.as_ref())?;
         Tap::open_with(
             ifindex,
             ifname,
             &filter,
             loopback,
             Reading::Queue(QUEUE_BYTES),
+            also,
         )
+    }
+
+    /// A tap bound to every interface ([`Tap::open`]'s `others`) listens on `others` from
+    /// now on, for replies to ports `lo..=hi`: a survey that opened a tap of its own for
+    /// one of them takes it out of here, so nothing is seen twice. Nothing for a tap bound
+    /// to one interface.
+    pub fn listen_also(&mut self, (lo, hi): (u16, u16), others: &[u32]) -> Result<()> {
+        let Some((oif, _)) = self.also else {
+            return Ok(());
+        };
+        let also = (oif, others.to_vec());
+        self.socket
+            .attach_filter(&port_filter(lo, hi, Some(&also))?)
+            .context("attaching the BPF filter to the AF_PACKET socket")?;
+        self.also = Some(also);
+        Ok(())
+    }
+
+    /// The other interfaces this tap takes replies on (empty: only its own).
+    pub fn others(&self) -> &[u32] {
+        self.also.as_ref().map_or(&[], |(_, o)| o.as_slice())
     }
 
     fn open_with(
@@ -229,6 +272,7 @@ impl Tap {
         filter: &[SockFilter],
         loopback: bool,
         reading: Reading,
+        also: Option<(u32, Vec<u32>)>,
     ) -> Result<Tap> {
         // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
         // packet reaches the ring before the filter is in place.
@@ -294,7 +338,10 @@ impl Tap {
                 (None, Some(Box::new(QueueReader::new())))
             }
         };
-        bind_to_interface(&socket, ifindex, ETH_P_ALL)
+        // Every interface (index 0) when replies may come back on another: the filter
+        // then says which interfaces count (bpf.rs `range_filter_on`).
+        let bound = if also.is_some() { 0 } else { ifindex };
+        bind_to_interface(&socket, bound, ETH_P_ALL)
             .with_context(|| format!("binding the AF_PACKET socket to interface {ifname}"))?;
         socket.set_nonblocking(true)?;
         Ok(Tap {
@@ -311,6 +358,7 @@ impl Tap {
             },
             next: 0,
             loopback,
+            also,
             losses: TapLosses::default(),
         })
     }
@@ -423,7 +471,7 @@ impl Tap {
     /// probe's (other port), and the probe's machine ignores it.
     pub fn retarget(&mut self, port: u16) -> Result<()> {
         self.socket
-            .attach_filter(&range_filter(port, port)?)
+            .attach_filter(&port_filter(port, port, self.also.as_ref())?)
             .context("attaching the BPF filter to the AF_PACKET socket")?;
         let mut buf = vec![0u8; PACKET_ROOM];
         // Bounded: at most one lap of the ring, or one queue's worth.
@@ -520,10 +568,14 @@ impl AsFd for Tap {
     }
 }
 
-/// The tap's BPF filter for TCP ports `lo..=hi` (bpf.rs says what it passes and why).
-fn range_filter(lo: u16, hi: u16) -> Result<Vec<SockFilter>> {
-    let prog = super::bpf::range_filter(lo, hi)
-        .map_err(|e| anyhow::anyhow!("building the tap's BPF filter: {e}"))?;
+/// The tap's BPF filter for TCP ports `lo..=hi` (bpf.rs says what it passes and why); for
+/// a tap bound to every interface when `also` names the route's interface and the others.
+fn port_filter(lo: u16, hi: u16, also: Option<&(u32, Vec<u32>)>) -> Result<Vec<SockFilter>> {
+    let prog = match also {
+        Some((oif, others)) => super::bpf::range_filter_on(lo, hi, *oif, others),
+        None => super::bpf::range_filter(lo, hi),
+    }
+    .map_err(|e| anyhow::anyhow!("building the tap's BPF filter: {e}"))?;
     Ok(prog
         .into_iter()
         .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
@@ -567,7 +619,7 @@ mod tests {
     /// A tap as a probe opens it, on loopback in a namespace of its own, and a sender.
     fn lab() -> (Tap, RawSender) {
         crate::netns::set_link_up_by_name("lo").unwrap();
-        let tap = Tap::open(1, "lo", PORT, true, 128 * 1024).unwrap();
+        let tap = Tap::open(1, "lo", PORT, true, 128 * 1024, &[]).unwrap();
         (tap, RawSender::new(LO, 0).unwrap())
     }
 

@@ -70,12 +70,19 @@ fn run_guarded(
     let local = path.local;
     // The socket's queue, not a ring: a trace is short, and a ring costs RCU grace
     // periods to set up and close (~10 ms each here) — most of a one-hop trace's time.
+    // Answers (a hop's ICMP error, the destination's) may come back on another of this
+    // host's links (asymmetric routing): the tap takes those too.
+    let others = match path.route.is_loopback {
+        true => Vec::new(),
+        false => super::route::other_receiving_interfaces(path.route.oif).unwrap_or_default(),
+    };
     let mut tap = Tap::open_queue(
         path.route.oif,
         &path.route.ifname,
         local.port(),
         path.route.is_loopback,
         TRACE_QUEUE_BYTES,
+        &others,
     )?;
     let sender = RawSender::new(local.ip(), MARK)?;
     sender

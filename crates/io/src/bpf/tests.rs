@@ -10,6 +10,11 @@ use tcpshake_proto::wire::ip::{IpPacket, IpRepr};
 /// packet type `pkttype`. Returns the filter's verdict (bytes to keep; 0 drops). A load
 /// past the packet's end returns 0, as in the kernel.
 fn run(prog: &[Insn], proto: u32, pkttype: u32, pkt: &[u8]) -> u32 {
+    run_seen(prog, proto, pkttype, (0, false), pkt)
+}
+
+/// [`run`] for a packet seen on interface `seen.0`, with a VLAN tag still on it or not.
+fn run_seen(prog: &[Insn], proto: u32, pkttype: u32, seen: (u32, bool), pkt: &[u8]) -> u32 {
     let (mut a, mut x) = (0u32, 0u32);
     let mut mem = [0u32; 16];
     let mut pc = 0usize;
@@ -17,6 +22,8 @@ fn run(prog: &[Insn], proto: u32, pkttype: u32, pkt: &[u8]) -> u32 {
         match off {
             SKF_AD_PROTOCOL => return Some(proto),
             SKF_AD_PKTTYPE => return Some(pkttype),
+            SKF_AD_IFINDEX => return Some(seen.0),
+            SKF_AD_VLAN_TAG_PRESENT => return Some(u32::from(seen.1)),
             _ => {}
         }
         let off = usize::try_from(off).ok()?;
@@ -90,7 +97,6 @@ const A6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 const B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const LO: u16 = 32768;
 const HI: u16 = 60999;
-const PACKET_HOST: u32 = 0;
 
 fn filter() -> Vec<Insn> {
     range_filter(LO, HI).unwrap()
@@ -354,6 +360,50 @@ proptest! {
             }
         }
     }
+}
+
+/// Bound to every interface: what leaves is ours only on the route's interface (one copy
+/// of each, not a bridge port's too); what arrives on it, or on another interface with an
+/// address (asymmetric routing), when addressed to this host and untagged; anything else
+/// is not ours to see again.
+#[test]
+fn every_interface_takes_replies_on_others_once() {
+    const OIF: u32 = 3;
+    let prog = range_filter_on(LO, HI, OIF, &[5, 7]).unwrap();
+    let reply = v4(PROTO_TCP, &[], &tcp(443, 50000));
+    let ours = v4(PROTO_TCP, &[], &tcp(50000, 443));
+    let seen = |pkt: &[u8], pkttype: u32, ifindex: u32, vlan: bool| {
+        run_seen(&prog, ETH_P_IP, pkttype, (ifindex, vlan), pkt) != 0
+    };
+    assert!(seen(&ours, PACKET_OUTGOING, OIF, false));
+    assert!(!seen(&ours, PACKET_OUTGOING, 5, false), "leaving elsewhere");
+    assert!(seen(&reply, PACKET_HOST, OIF, false));
+    assert!(
+        seen(&reply, PACKET_HOST, 7, false),
+        "arriving on another link"
+    );
+    assert!(
+        !seen(&reply, PACKET_HOST, 9, false),
+        "an interface not listed"
+    );
+    assert!(
+        !seen(&reply, 3, 5, false),
+        "another host's frame (PACKET_OTHERHOST)"
+    );
+    assert!(
+        !seen(&reply, PACKET_HOST, 5, true),
+        "still tagged: its VLAN device hands it up"
+    );
+    // The port filter still applies after it.
+    assert!(!seen(
+        &v4(PROTO_TCP, &[], &tcp(443, 22)),
+        PACKET_HOST,
+        7,
+        false
+    ));
+    // Sixty-four others still assemble (every jump within reach).
+    let many: Vec<u32> = (10..10 + crate::route::MAX_OTHER_INTERFACES as u32).collect();
+    assert!(range_filter_on(LO, HI, OIF, &many).is_ok());
 }
 
 #[test]
