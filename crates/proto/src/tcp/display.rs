@@ -95,6 +95,14 @@ impl fmt::Display for Anomaly {
                 f,
                 "URG set (seq {seq}, urgent pointer {pointer}): reported, not acted on"
             ),
+            Anomaly::TimestampsMissing { seq } => write!(
+                f,
+                "segment seq {seq} without the timestamps option both sides negotiated: taken, as Linux takes it (RFC 7323 §3.2 would drop it); a middlebox stripping TCP options? (noted once)"
+            ),
+            Anomaly::TimestampsUnnegotiated { seq } => write!(
+                f,
+                "segment seq {seq} carries a timestamps option the connection did not negotiate: ignored (RFC 7323 §3.2), as Linux ignores it; a middlebox adding or stripping TCP options? (noted once)"
+            ),
         }
     }
 }

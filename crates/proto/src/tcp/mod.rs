@@ -253,6 +253,13 @@ pub enum Anomaly {
     SynAckBadTsecr { tsecr: u32 },
     /// The urgent pointer was set (URG): reported, not acted on (RFC 6093 discourages it).
     Urgent { seq: SeqNumber, pointer: u16 },
+    /// A segment without the timestamps option both sides negotiated (RFC 7323 §3.2 says
+    /// drop it; Linux takes it, and so do we, or a middlebox that strips options would
+    /// hang the exchange). Noted once per connection.
+    TimestampsMissing { seq: SeqNumber },
+    /// A timestamps option on a connection that did not negotiate them: ignored (RFC 7323
+    /// §3.2), as Linux ignores it. Noted once per connection.
+    TimestampsUnnegotiated { seq: SeqNumber },
 }
 
 /// What happened, for the layers above. Every event carries the time of the input that
@@ -488,6 +495,9 @@ pub struct Connection {
     persist_unanswered: u32,
     /// Segments from the peer since `snd_una` last advanced.
     rx_since_progress: u32,
+    /// A timestamps-option oddity was noted ([`Anomaly::TimestampsMissing`],
+    /// [`Anomaly::TimestampsUnnegotiated`]): once per connection is enough.
+    ts_oddity_noted: bool,
     retransmissions: u32,
     timers: TimerTable,
 
@@ -539,6 +549,7 @@ impl Connection {
             persist_probe_out: false,
             persist_unanswered: 0,
             rx_since_progress: 0,
+            ts_oddity_noted: false,
             retransmissions: 0,
             timers: TimerTable::default(),
             tx: VecDeque::new(),
@@ -1274,6 +1285,22 @@ impl Connection {
             self.queue_ack(rx_at);
             self.timers.set(Timer::TimeWait, rx_at + self.cfg.time_wait);
             return;
+        }
+
+        // RFC 7323 §3.2: after timestamps were negotiated every segment but a RST carries
+        // them, and only then may one. A middlebox stripping or adding options breaks
+        // that; we take the segment, as Linux does, and say so once.
+        if !flags.rst() && !self.ts_oddity_noted {
+            let has = seg.options.timestamps.is_some();
+            let odd = match (self.peer.timestamps, has) {
+                (true, false) => Some(Anomaly::TimestampsMissing { seq: seg.seq }),
+                (false, true) => Some(Anomaly::TimestampsUnnegotiated { seq: seg.seq }),
+                _ => None,
+            };
+            if let Some(a) = odd {
+                self.ts_oddity_noted = true;
+                self.anomaly(rx_at, a);
+            }
         }
 
         // RFC 7323 §5.3 R1 (PAWS), before the sequence check as there; RSTs are exempt

@@ -1060,6 +1060,48 @@ fn a_retransmission_stays_inside_a_window_the_peer_shrank() {
     assert_eq!((r.seq.0, r.payload.len()), (1201, 200), "{r:?}");
 }
 
+/// A middlebox that strips or adds the timestamps option (RFC 7323 §3.2): the segment is
+/// taken as Linux takes it, and the oddity is noted once per connection.
+#[test]
+fn timestamps_oddities_are_taken_and_noted_once() {
+    // Negotiated (the SYN-ACK echoes ours), then a segment without them.
+    let (mut h, syn) = conn_syn_sent();
+    let tsval = syn.options.timestamps.expect("our SYN's").0;
+    let mut synack = seg(5000, 1001, SYN | ACK, &[]);
+    synack.options = TcpOptions {
+        mss: Some(1460),
+        timestamps: Some((700, tsval)),
+        ..TcpOptions::default()
+    };
+    h.recv(synack);
+    h.sent();
+    h.anomalies();
+    h.recv(seg(5001, 1001, ACK | PSH, b"ab"));
+    h.recv(seg(5003, 1001, ACK | PSH, b"cd"));
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5005), "taken");
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::TimestampsMissing {
+            seq: SeqNumber(5001)
+        }]
+    );
+    // Not negotiated, then segments carrying them.
+    let mut h = conn_established();
+    let mut s = seg(5001, 1001, ACK | PSH, b"ab");
+    s.options.timestamps = Some((9, 9));
+    h.recv(s);
+    let mut s = seg(5003, 1001, ACK | PSH, b"cd");
+    s.options.timestamps = Some((10, 9));
+    h.recv(s);
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(5005), "taken");
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::TimestampsUnnegotiated {
+            seq: SeqNumber(5001)
+        }]
+    );
+}
+
 #[test]
 fn established_window_is_scaled_by_peer_shift() {
     let mut c = cfg(1000);
