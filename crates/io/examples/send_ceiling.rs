@@ -48,7 +48,14 @@ fn main() -> anyhow::Result<()> {
     // As a scan has it: the guard's table (its OUTPUT chain is on the raw socket's path).
     let mut guard = tcpshake_io::guard::Guard::install(MARK)?;
     guard.protect_port(local.port())?;
-    let mut tap = Tap::open_queue(r.oif, &r.ifname, local.port(), false, 32 << 20, &[])?;
+    let mut tap = Tap::open_queue(
+        r.oif,
+        &r.ifname,
+        local.port(),
+        false,
+        32 << 20,
+        &Default::default(),
+    )?;
     let (sent, enobufs, took, stamped) = std::thread::scope(|s| {
         s.spawn(|| {
             let mut buf = vec![0u8; 2048];

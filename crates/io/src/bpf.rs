@@ -32,6 +32,7 @@
 //! cannot be built.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use tcpshake_proto::wire::ip::{
     IPV6_AUTH, IPV6_DEST_OPTS, IPV6_FRAGMENT, IPV6_HEADER_LEN, IPV6_HOP_BY_HOP, IPV6_ROUTING,
     MAX_IPV6_EXTENSIONS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
@@ -63,6 +64,7 @@ const MEM: u16 = 0x60;
 const MSH: u16 = 0xa0;
 const ADD: u16 = 0x00;
 const LSH: u16 = 0x60;
+const AND: u16 = 0x50;
 const JA: u16 = 0x00;
 const JEQ: u16 = 0x10;
 const JGT: u16 = 0x20;
@@ -79,8 +81,10 @@ pub const SKF_AD_PKTTYPE: u32 = SKF_AD_OFF + 4;
 pub const SKF_AD_IFINDEX: u32 = SKF_AD_OFF + 8;
 /// 1 when the packet still carries a VLAN tag (taken off by the device, kept in the skb).
 pub const SKF_AD_VLAN_TAG_PRESENT: u32 = SKF_AD_OFF + 48;
-/// `sll_pkttype` of a packet addressed to this host.
-pub const PACKET_HOST: u32 = 0;
+/// The VLAN tag (TCI) a device took off the packet.
+pub const SKF_AD_VLAN_TAG: u32 = SKF_AD_OFF + 44;
+/// `sll_pkttype` of a packet addressed to another host (seen by a promiscuous device).
+pub const PACKET_OTHERHOST: u32 = 3;
 /// `sll_pkttype` of a packet leaving this host.
 pub const PACKET_OUTGOING: u32 = 4;
 pub const ETH_P_IP: u32 = 0x0800;
@@ -179,32 +183,74 @@ pub fn range_filter(lo: u16, hi: u16) -> Result<Vec<Insn>, String> {
 }
 
 /// [`range_filter`] for a tap bound to every interface: what leaves is taken on `oif` alone
-/// (where our packets go out: one copy of each), what arrives on `oif` or on one of
-/// `others` — there only when addressed to this host (`PACKET_HOST`: not a frame a
-/// promiscuous lower device sees for a macvlan above it) and without a VLAN tag still on
-/// it (the VLAN device hands a tagged frame up again). A reply that comes back on another
-/// link than its request left by (asymmetric routing) is then seen, once.
-pub fn range_filter_on(lo: u16, hi: u16, oif: u32, others: &[u32]) -> Result<Vec<Insn>, String> {
+/// (where our packets go out: one copy of each); what arrives, only as Linux's IP layer
+/// would take it — not another host's frame (`PACKET_OTHERHOST`: a macvlan's on its lower
+/// device), not one still tagged for a VLAN (its VLAN device hands it up again) — and on
+/// `oif`, or on one of `others` when it is for one of this host's `addrs` (not traffic the
+/// host forwards). A reply that comes back on another link than its request left by
+/// (asymmetric routing) is then seen, once.
+pub fn range_filter_on(
+    lo: u16,
+    hi: u16,
+    oif: u32,
+    others: &[u32],
+    addrs: &[IpAddr],
+) -> Result<Vec<Insn>, String> {
+    // Conditional jumps reach 255 instructions: each part ends in its own drop and a
+    // trampoline to the body (an unconditional jump reaches anywhere).
     let mut a = Asm::default();
     a.stmt(LD | W | ABS, SKF_AD_PKTTYPE);
     a.cond(JMP | JEQ | K, PACKET_OUTGOING, To::Next, l("arriving"));
     a.stmt(LD | W | ABS, SKF_AD_IFINDEX);
-    a.cond(JMP | JEQ | K, oif, l("body"), l("not_here"));
+    a.cond(JMP | JEQ | K, oif, l("to_body"), l("drop_here"));
     a.label("arriving");
+    a.cond(JMP | JEQ | K, PACKET_OTHERHOST, l("drop_here"), To::Next);
+    // A VLAN tag still on: ours only with VLAN id 0 (a priority tag).
+    a.stmt(LD | W | ABS, SKF_AD_VLAN_TAG_PRESENT);
+    a.cond(JMP | JEQ | K, 0, l("untagged"), To::Next);
+    a.stmt(LD | W | ABS, SKF_AD_VLAN_TAG);
+    a.stmt(ALU | AND | K, 0x0fff);
+    a.cond(JMP | JEQ | K, 0, To::Next, l("drop_here"));
+    a.label("untagged");
     a.stmt(LD | W | ABS, SKF_AD_IFINDEX);
-    a.cond(JMP | JEQ | K, oif, l("body"), To::Next);
+    a.cond(JMP | JEQ | K, oif, l("to_body"), To::Next);
     for &x in others {
         a.cond(JMP | JEQ | K, x, l("other"), To::Next);
     }
-    a.ja("not_here");
-    a.label("other");
-    a.stmt(LD | W | ABS, SKF_AD_PKTTYPE);
-    a.cond(JMP | JEQ | K, PACKET_HOST, To::Next, l("not_here"));
-    a.stmt(LD | W | ABS, SKF_AD_VLAN_TAG_PRESENT);
-    a.cond(JMP | JEQ | K, 0, l("body"), l("not_here"));
-    // Here, not at the body's end: a jump reaches at most 255 instructions.
-    a.label("not_here");
+    a.label("drop_here");
     a.stmt(RET | K, 0);
+    a.label("to_body");
+    a.ja("body");
+    // On another link: for one of our addresses (IPv4 destination at 16, IPv6 at 24).
+    a.label("other");
+    a.stmt(LD | W | ABS, SKF_AD_PROTOCOL);
+    a.cond(JMP | JEQ | K, ETH_P_IP, To::Next, l("other6"));
+    a.stmt(LD | W | ABS, 16);
+    for addr in addrs {
+        if let IpAddr::V4(v4) = addr {
+            a.cond(JMP | JEQ | K, u32::from(*v4), l("to_body4"), To::Next);
+        }
+    }
+    a.stmt(RET | K, 0);
+    a.label("to_body4");
+    a.ja("body");
+    a.label("other6");
+    for (n, addr) in addrs.iter().enumerate() {
+        if let IpAddr::V6(v6) = addr {
+            let next = format!("other6_{n}");
+            let o = v6.octets();
+            for w in 0..4 {
+                let word = u32::from_be_bytes([o[4 * w], o[4 * w + 1], o[4 * w + 2], o[4 * w + 3]]);
+                a.stmt(LD | W | ABS, 24 + 4 * w as u32);
+                let hit = if w == 3 { l("to_body6") } else { To::Next };
+                a.cond(JMP | JEQ | K, word, hit, l(&next));
+            }
+            a.label(&next);
+        }
+    }
+    a.stmt(RET | K, 0);
+    a.label("to_body6");
+    a.ja("body");
     a.label("body");
     range_body(&mut a, lo, hi);
     a.assemble()

@@ -37,8 +37,14 @@ const IFF_LOOPBACK: u32 = 0x8;
 const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
 /// At most this many other interfaces are listened on for replies (each costs the tap's
-/// filter two instructions).
+/// filter one instruction).
 pub const MAX_OTHER_INTERFACES: usize = 64;
+/// At most this many of this host's addresses are matched by the tap's filter (an IPv6
+/// address costs eight instructions; jumps reach 255).
+pub const MAX_OWN_ADDRESSES: usize = 24;
+// linux/if_addr.h
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
 // linux/if_arp.h
 const ARPHRD_ETHER: u16 = 1;
 
@@ -264,21 +270,46 @@ fn source_by_connect(dst: IpAddr) -> anyhow::Result<IpAddr> {
     Ok(sock.local_addr()?.ip())
 }
 
+/// Where else a reply to a packet we sent through one interface may arrive, and which
+/// addresses it may be for ([`other_receiving_interfaces`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OtherLinks {
+    /// Interfaces other than the route's, lowest indexes first.
+    pub ifaces: Vec<u32>,
+    /// This host's addresses: a reply on another link is ours only if it is for one of
+    /// them (not traffic the host forwards, as a container host's bridge carries).
+    pub addrs: Vec<IpAddr>,
+}
+
+impl OtherLinks {
+    pub fn is_empty(&self) -> bool {
+        self.ifaces.is_empty()
+    }
+}
+
 /// The interfaces other than `oif` on which a reply to a packet we sent through `oif` could
 /// arrive: a host with several links may get its answers back on another one (asymmetric
 /// routing; Linux's TCP takes a segment whatever interface it came in on, RFC 1122
 /// §3.3.4.2's weak host model). Those that are up, not the loopback, with an address of
-/// their own, and not enslaved to another device (a bridge port, a bond or VRF member:
-/// their master hands the packet up again, and it would be seen twice). At most
-/// [`MAX_OTHER_INTERFACES`], the lowest indexes.
-pub fn other_receiving_interfaces(oif: u32) -> anyhow::Result<Vec<u32>> {
+/// their own, and none that would hand us a packet the route's interface shows already:
+/// not enslaved to another device (a bridge port, a bond or VRF member: the master hands
+/// the packet up again), not an ipvlan on `oif` (it shares `oif`'s MAC: `oif` sees its
+/// packets as its own). An interface where Linux's IPv4 strict reverse-path filter
+/// (`rp_filter` 1) drops what comes back by another way than it left is left out too:
+/// Linux would not take that reply, so neither do we. At most [`MAX_OTHER_INTERFACES`]
+/// interfaces and [`MAX_OWN_ADDRESSES`] addresses.
+pub fn other_receiving_interfaces(oif: u32) -> anyhow::Result<OtherLinks> {
+    const IFLA_LINK: u16 = 5;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
     let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("opening rtnetlink")?;
     let seq = sock.next_seq();
     let mut m = MsgBuf::new();
     m.begin(RTM_GETLINK, NLM_F_DUMP, seq)
         .header(&ifinfomsg(0, 0, 0))
         .end();
-    let mut candidates: Vec<u32> = sock
+    let strict_all = rp_filter("all") == Some(1);
+    let mut ifaces: Vec<u32> = sock
         .request(&m, seq)
         .context("listing interfaces")?
         .iter()
@@ -290,12 +321,26 @@ pub fn other_receiving_interfaces(oif: u32) -> anyhow::Result<Vec<u32>> {
             let enslaved = find_attr(rta, IFLA_MASTER)
                 .and_then(read_u32_ne)
                 .is_some_and(|m| m != 0);
-            (index != oif && flags & IFF_UP != 0 && flags & IFF_LOOPBACK == 0 && !enslaved)
+            let ipvlan_on_oif = find_attr(rta, IFLA_LINK).and_then(read_u32_ne) == Some(oif)
+                && find_attr(rta, IFLA_LINKINFO)
+                    .and_then(|info| find_attr(info, IFLA_INFO_KIND))
+                    .is_some_and(|k| read_str(k) == "ipvlan");
+            let name = find_attr(rta, IFLA_IFNAME)
+                .map(read_str)
+                .unwrap_or_default();
+            // The effective value is the larger of `all` and the interface's own.
+            let strict = strict_all || rp_filter(&name) == Some(1);
+            (index != oif
+                && flags & IFF_UP != 0
+                && flags & IFF_LOOPBACK == 0
+                && !enslaved
+                && !ipvlan_on_oif
+                && !strict)
                 .then_some(index)
         })
         .collect();
-    if candidates.is_empty() {
-        return Ok(candidates);
+    if ifaces.is_empty() {
+        return Ok(OtherLinks::default());
     }
     let seq = sock.next_seq();
     let mut m = MsgBuf::new();
@@ -303,17 +348,48 @@ pub fn other_receiving_interfaces(oif: u32) -> anyhow::Result<Vec<u32>> {
     m.begin(RTM_GETADDR, NLM_F_DUMP, seq)
         .header(&[0u8; 8])
         .end();
-    let addressed: std::collections::BTreeSet<u32> = sock
-        .request(&m, seq)
-        .context("listing addresses")?
-        .iter()
-        .filter(|r| r.ty == RTM_NEWADDR)
-        .filter_map(|r| r.payload.get(4..).and_then(read_u32_ne))
-        .collect();
-    candidates.retain(|i| addressed.contains(i));
-    candidates.sort_unstable();
-    candidates.truncate(MAX_OTHER_INTERFACES);
-    Ok(candidates)
+    let mut addressed = std::collections::BTreeSet::new();
+    let mut addrs = Vec::new();
+    for r in sock.request(&m, seq).context("listing addresses")? {
+        if r.ty != RTM_NEWADDR {
+            continue;
+        }
+        let Some(index) = r.payload.get(4..).and_then(read_u32_ne) else {
+            continue;
+        };
+        addressed.insert(index);
+        let rta = r.payload.get(8..).unwrap_or(&[]);
+        // IPv4: IFA_LOCAL is the address (IFA_ADDRESS the peer's on a point-to-point link).
+        let addr = find_attr(rta, IFA_LOCAL)
+            .or_else(|| find_attr(rta, IFA_ADDRESS))
+            .and_then(|b| match b.len() {
+                4 => Some(IpAddr::from(<[u8; 4]>::try_from(b).ok()?)),
+                16 => Some(IpAddr::from(<[u8; 16]>::try_from(b).ok()?)),
+                _ => None,
+            });
+        if let Some(a) = addr.filter(|a| !a.is_loopback())
+            && !addrs.contains(&a)
+        {
+            addrs.push(a);
+        }
+    }
+    ifaces.retain(|i| addressed.contains(i));
+    ifaces.sort_unstable();
+    ifaces.truncate(MAX_OTHER_INTERFACES);
+    addrs.truncate(MAX_OWN_ADDRESSES);
+    Ok(OtherLinks { ifaces, addrs })
+}
+
+/// `net.ipv4.conf.<name>.rp_filter` of this thread's namespace (0 off, 1 strict, 2 loose).
+fn rp_filter(name: &str) -> Option<u8> {
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Whether some interface here is a bridge's port. With `br_netfilter` loaded (Docker

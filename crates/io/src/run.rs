@@ -4,6 +4,7 @@
 use super::guard::{Guard, MARK};
 use super::ports::PortReservation;
 use super::route;
+use super::route::OtherLinks;
 use super::sender::RawSender;
 use super::tap::{PACKET_ROOM, Tap, TapMeta};
 use super::{EnvironmentError, clock};
@@ -395,7 +396,7 @@ struct Spare {
 fn open_tap(ifindex: u32, ifname: &str, port: u16, loopback: bool, rcv_buf: u32) -> Result<Tap> {
     // Not knowing the other links costs only replies that come back by them.
     let others = match loopback {
-        true => Vec::new(),
+        true => OtherLinks::default(),
         false => super::route::other_receiving_interfaces(ifindex).unwrap_or_default(),
     };
     let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -409,7 +410,7 @@ fn open_tap(ifindex: u32, ifname: &str, port: u16, loopback: bool, rcv_buf: u32)
         if i == ifindex
             && l == loopback
             && tap.ring_shape() == shape
-            && tap.others() == others.as_slice()
+            && tap.others().cloned().unwrap_or_default() == others
             && tap.retarget(port).is_ok()
         {
             return Ok(tap);

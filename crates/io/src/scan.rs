@@ -436,7 +436,7 @@ pub fn run(
         // Replies may come back on another of this host's links (asymmetric routing): the
         // tap takes those too, as Linux's TCP would.
         let others = match r.is_loopback {
-            true => Vec::new(),
+            true => route::OtherLinks::default(),
             false => route::other_receiving_interfaces(r.oif).unwrap_or_default(),
         };
         let tap = Tap::open_queue(
@@ -460,7 +460,7 @@ pub fn run(
                     port,
                     lo.is_loopback,
                     SCAN_QUEUE_BYTES,
-                    &[],
+                    &route::OtherLinks::default(),
                 )?)
             }
             _ => None,

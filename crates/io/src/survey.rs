@@ -946,27 +946,27 @@ impl Loop<'_, '_> {
             return Ok(t);
         }
         let range = self.port_range;
-        let collector = self.taps.iter().position(|t| !t.others().is_empty());
-        let others: Vec<u32> = match (route.is_loopback, collector) {
-            (false, None) => super::route::other_receiving_interfaces(route.oif)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|i| !self.tap_by_oif.contains_key(i))
-                .collect(),
-            _ => Vec::new(),
+        let collector = self.taps.iter().position(|t| t.others().is_some());
+        let others = match (route.is_loopback, collector) {
+            (false, None) => {
+                let mut o = super::route::other_receiving_interfaces(route.oif).unwrap_or_default();
+                o.ifaces.retain(|i| !self.tap_by_oif.contains_key(i));
+                o
+            }
+            _ => super::route::OtherLinks::default(),
         };
-        let tap = Tap::open_range(route.oif, &route.ifname, range, route.is_loopback, &others)?;
+        // The collector stops listening on this interface first: nothing of ours arrives
+        // there before the probe this tap is for sends its SYN, so nothing is missed and
+        // nothing is seen twice.
         if let Some(c) = collector
-            && self.taps[c].others().contains(&route.oif)
+            && let Some(o) = self.taps[c].others()
+            && o.ifaces.contains(&route.oif)
         {
-            let rest: Vec<u32> = self.taps[c]
-                .others()
-                .iter()
-                .copied()
-                .filter(|&i| i != route.oif)
-                .collect();
+            let mut rest = o.clone();
+            rest.ifaces.retain(|&i| i != route.oif);
             self.taps[c].listen_also(range, &rest)?;
         }
+        let tap = Tap::open_range(route.oif, &route.ifname, range, route.is_loopback, &others)?;
         self.taps.push(tap);
         self.tap_lost.push(0);
         self.tap_read.push(false);

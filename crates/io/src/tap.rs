@@ -31,6 +31,7 @@ use super::packet::{
     ETH_P_ALL, MappedRing, PACKET_OUTGOING, RingKind, bind_to_interface, map_ring,
 };
 pub use super::packet::{PACKET_ROOM, TapMeta};
+use super::route::OtherLinks;
 use super::tapqueue::QueueReader;
 use anyhow::{Context, Result};
 use socket2::{Domain, SockFilter, Socket, Type};
@@ -170,7 +171,7 @@ pub struct Tap {
     loopback: bool,
     /// Bound to every interface: the route's (`oif`) and the others replies may come back
     /// on ([`Tap::listen_also`]); `None` when bound to one.
-    also: Option<(u32, Vec<u32>)>,
+    also: Option<(u32, OtherLinks)>,
     losses: TapLosses,
 }
 
@@ -186,9 +187,9 @@ impl Tap {
         port: u16,
         loopback: bool,
         rcv_buf: u32,
-        others: &[u32],
+        others: &OtherLinks,
     ) -> Result<Tap> {
-        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.to_vec()));
+        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.clone()));
         Tap::open_with(
             ifindex,
             ifname,
@@ -208,9 +209,9 @@ impl Tap {
         port: u16,
         loopback: bool,
         queue_bytes: usize,
-        others: &[u32],
+        others: &OtherLinks,
     ) -> Result<Tap> {
-        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.to_vec()));
+        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.clone()));
         let filter = port_filter(port, port, also.as_ref())?;
         Tap::open_with(
             ifindex,
@@ -231,9 +232,9 @@ impl Tap {
         ifname: &str,
         (lo, hi): (u16, u16),
         loopback: bool,
-        others: &[u32],
+        others: &OtherLinks,
     ) -> Result<Tap> {
-        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.to_vec()));
+        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.clone()));
         let filter = port_filter(lo, hi, also.as_ref())?;
         Tap::open_with(
             ifindex,
@@ -249,11 +250,11 @@ impl Tap {
     /// now on, for replies to ports `lo..=hi`: a survey that opened a tap of its own for
     /// one of them takes it out of here, so nothing is seen twice. Nothing for a tap bound
     /// to one interface.
-    pub fn listen_also(&mut self, (lo, hi): (u16, u16), others: &[u32]) -> Result<()> {
+    pub fn listen_also(&mut self, (lo, hi): (u16, u16), others: &OtherLinks) -> Result<()> {
         let Some((oif, _)) = self.also else {
             return Ok(());
         };
-        let also = (oif, others.to_vec());
+        let also = (oif, others.clone());
         self.socket
             .attach_filter(&port_filter(lo, hi, Some(&also))?)
             .context("attaching the BPF filter to the AF_PACKET socket")?;
@@ -261,9 +262,10 @@ impl Tap {
         Ok(())
     }
 
-    /// The other interfaces this tap takes replies on (empty: only its own).
-    pub fn others(&self) -> &[u32] {
-        self.also.as_ref().map_or(&[], |(_, o)| o.as_slice())
+    /// The other interfaces this tap takes replies on, and for which addresses (empty: only
+    /// its own interface).
+    pub fn others(&self) -> Option<&OtherLinks> {
+        self.also.as_ref().map(|(_, o)| o)
     }
 
     fn open_with(
@@ -272,7 +274,7 @@ impl Tap {
         filter: &[SockFilter],
         loopback: bool,
         reading: Reading,
-        also: Option<(u32, Vec<u32>)>,
+        also: Option<(u32, OtherLinks)>,
     ) -> Result<Tap> {
         // Protocol 0: the socket receives nothing until `bind` names the protocol, so no
         // packet reaches the ring before the filter is in place.
@@ -570,9 +572,9 @@ impl AsFd for Tap {
 
 /// The tap's BPF filter for TCP ports `lo..=hi` (bpf.rs says what it passes and why); for
 /// a tap bound to every interface when `also` names the route's interface and the others.
-fn port_filter(lo: u16, hi: u16, also: Option<&(u32, Vec<u32>)>) -> Result<Vec<SockFilter>> {
+fn port_filter(lo: u16, hi: u16, also: Option<&(u32, OtherLinks)>) -> Result<Vec<SockFilter>> {
     let prog = match also {
-        Some((oif, others)) => super::bpf::range_filter_on(lo, hi, *oif, others),
+        Some((oif, o)) => super::bpf::range_filter_on(lo, hi, *oif, &o.ifaces, &o.addrs),
         None => super::bpf::range_filter(lo, hi),
     }
     .map_err(|e| anyhow::anyhow!("building the tap's BPF filter: {e}"))?;
@@ -619,7 +621,7 @@ mod tests {
     /// A tap as a probe opens it, on loopback in a namespace of its own, and a sender.
     fn lab() -> (Tap, RawSender) {
         crate::netns::set_link_up_by_name("lo").unwrap();
-        let tap = Tap::open(1, "lo", PORT, true, 128 * 1024, &[]).unwrap();
+        let tap = Tap::open(1, "lo", PORT, true, 128 * 1024, &OtherLinks::default()).unwrap();
         (tap, RawSender::new(LO, 0).unwrap())
     }
 

@@ -73,7 +73,7 @@ fn run_guarded(
     // Answers (a hop's ICMP error, the destination's) may come back on another of this
     // host's links (asymmetric routing): the tap takes those too.
     let others = match path.route.is_loopback {
-        true => Vec::new(),
+        true => super::route::OtherLinks::default(),
         false => super::route::other_receiving_interfaces(path.route.oif).unwrap_or_default(),
     };
     let mut tap = Tap::open_queue(

@@ -10,11 +10,11 @@ use tcpshake_proto::wire::ip::{IpPacket, IpRepr};
 /// packet type `pkttype`. Returns the filter's verdict (bytes to keep; 0 drops). A load
 /// past the packet's end returns 0, as in the kernel.
 fn run(prog: &[Insn], proto: u32, pkttype: u32, pkt: &[u8]) -> u32 {
-    run_seen(prog, proto, pkttype, (0, false), pkt)
+    run_seen(prog, proto, pkttype, (0, None), pkt)
 }
 
-/// [`run`] for a packet seen on interface `seen.0`, with a VLAN tag still on it or not.
-fn run_seen(prog: &[Insn], proto: u32, pkttype: u32, seen: (u32, bool), pkt: &[u8]) -> u32 {
+/// [`run`] for a packet seen on interface `seen.0`, with a VLAN tag (TCI) still on it or not.
+fn run_seen(prog: &[Insn], proto: u32, pkttype: u32, seen: (u32, Option<u32>), pkt: &[u8]) -> u32 {
     let (mut a, mut x) = (0u32, 0u32);
     let mut mem = [0u32; 16];
     let mut pc = 0usize;
@@ -23,7 +23,8 @@ fn run_seen(prog: &[Insn], proto: u32, pkttype: u32, seen: (u32, bool), pkt: &[u
             SKF_AD_PROTOCOL => return Some(proto),
             SKF_AD_PKTTYPE => return Some(pkttype),
             SKF_AD_IFINDEX => return Some(seen.0),
-            SKF_AD_VLAN_TAG_PRESENT => return Some(u32::from(seen.1)),
+            SKF_AD_VLAN_TAG_PRESENT => return Some(u32::from(seen.1.is_some())),
+            SKF_AD_VLAN_TAG => return Some(seen.1.unwrap_or(0)),
             _ => {}
         }
         let off = usize::try_from(off).ok()?;
@@ -66,6 +67,7 @@ fn run_seen(prog: &[Insn], proto: u32, pkttype: u32, seen: (u32, bool), pkt: &[u
                 let operand = if i.code & X != 0 { x } else { i.k };
                 match i.code & 0xf0 {
                     ADD => a = a.wrapping_add(operand),
+                    AND => a &= operand,
                     LSH => a = a.wrapping_shl(operand),
                     other => panic!("ALU op {other:#x}"),
                 }
@@ -97,6 +99,7 @@ const A6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 const B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const LO: u16 = 32768;
 const HI: u16 = 60999;
+const PACKET_HOST: u32 = 0;
 
 fn filter() -> Vec<Insn> {
     range_filter(LO, HI).unwrap()
@@ -363,47 +366,97 @@ proptest! {
 }
 
 /// Bound to every interface: what leaves is ours only on the route's interface (one copy
-/// of each, not a bridge port's too); what arrives on it, or on another interface with an
-/// address (asymmetric routing), when addressed to this host and untagged; anything else
-/// is not ours to see again.
+/// of each, not a bridge port's too); what arrives, only as Linux's IP layer would take it
+/// (not another host's frame, not one still tagged for a VLAN) — on the route's
+/// interface, or on another with an address (asymmetric routing) when it is for one of
+/// ours (not traffic the host forwards). Anything else is not ours to see again.
 #[test]
 fn every_interface_takes_replies_on_others_once() {
     const OIF: u32 = 3;
-    let prog = range_filter_on(LO, HI, OIF, &[5, 7]).unwrap();
+    let ours4 = IpAddr::V4(B4);
+    let ours6 = IpAddr::V6(B6);
+    let prog = range_filter_on(LO, HI, OIF, &[5, 7], &[ours4, ours6]).unwrap();
     let reply = v4(PROTO_TCP, &[], &tcp(443, 50000));
-    let ours = v4(PROTO_TCP, &[], &tcp(50000, 443));
-    let seen = |pkt: &[u8], pkttype: u32, ifindex: u32, vlan: bool| {
-        run_seen(&prog, ETH_P_IP, pkttype, (ifindex, vlan), pkt) != 0
+    let leaving = v4(PROTO_TCP, &[], &tcp(50000, 443));
+    let seen = |pkt: &[u8], pkttype: u32, ifindex: u32, vlan: Option<u32>| {
+        let proto = if pkt[0] >> 4 == 6 {
+            ETH_P_IPV6
+        } else {
+            ETH_P_IP
+        };
+        run_seen(&prog, proto, pkttype, (ifindex, vlan), pkt) != 0
     };
-    assert!(seen(&ours, PACKET_OUTGOING, OIF, false));
-    assert!(!seen(&ours, PACKET_OUTGOING, 5, false), "leaving elsewhere");
-    assert!(seen(&reply, PACKET_HOST, OIF, false));
+    assert!(seen(&leaving, PACKET_OUTGOING, OIF, None));
     assert!(
-        seen(&reply, PACKET_HOST, 7, false),
+        !seen(&leaving, PACKET_OUTGOING, 5, None),
+        "leaving elsewhere"
+    );
+    assert!(seen(&reply, PACKET_HOST, OIF, None));
+    assert!(
+        seen(&reply, PACKET_HOST, 7, None),
         "arriving on another link"
     );
     assert!(
-        !seen(&reply, PACKET_HOST, 9, false),
+        !seen(&reply, PACKET_HOST, 9, None),
         "an interface not listed"
     );
     assert!(
-        !seen(&reply, 3, 5, false),
-        "another host's frame (PACKET_OTHERHOST)"
+        !seen(&reply, PACKET_OTHERHOST, 5, None),
+        "another host's frame"
     );
     assert!(
-        !seen(&reply, PACKET_HOST, 5, true),
-        "still tagged: its VLAN device hands it up"
+        !seen(&reply, PACKET_OTHERHOST, OIF, None),
+        "… on the route's link too"
     );
+    assert!(
+        !seen(&reply, PACKET_HOST, OIF, Some(100)),
+        "tagged: its VLAN device hands it up"
+    );
+    assert!(
+        seen(&reply, PACKET_HOST, OIF, Some(0x2000)),
+        "a priority tag (VLAN 0)"
+    );
+    // On another link, only for our addresses: not what the host forwards.
+    let forwarded = {
+        let mut ip = IpRepr::new(
+            B4.into(),
+            Ipv4Addr::new(198, 18, 9, 9).into(),
+            PROTO_TCP,
+            64,
+            20,
+        );
+        ip.dont_frag = true;
+        let mut p = vec![0u8; 20];
+        ip.emit(&mut p).unwrap();
+        p.extend_from_slice(&tcp(443, 50000));
+        p
+    };
+    assert!(!seen(&forwarded, PACKET_HOST, 7, None), "forwarded");
+    assert!(
+        seen(&forwarded, PACKET_HOST, OIF, None),
+        "the route's link: as before"
+    );
+    let reply6 = v6(&[], PROTO_TCP, &tcp(443, 50000));
+    assert!(seen(&reply6, PACKET_HOST, 5, None), "IPv6, for our address");
+    let other6 = {
+        let mut p = reply6.clone();
+        p[39] ^= 1; // another destination
+        p
+    };
+    assert!(!seen(&other6, PACKET_HOST, 5, None), "IPv6, forwarded");
     // The port filter still applies after it.
     assert!(!seen(
         &v4(PROTO_TCP, &[], &tcp(443, 22)),
         PACKET_HOST,
         7,
-        false
+        None
     ));
-    // Sixty-four others still assemble (every jump within reach).
+    // The most interfaces and addresses still assemble (every jump within reach).
     let many: Vec<u32> = (10..10 + crate::route::MAX_OTHER_INTERFACES as u32).collect();
-    assert!(range_filter_on(LO, HI, OIF, &many).is_ok());
+    let addrs: Vec<IpAddr> = (0..crate::route::MAX_OWN_ADDRESSES as u16)
+        .map(|i| IpAddr::V6(Ipv6Addr::new(0xfd00, i, 0, 0, 0, 0, 0, 1)))
+        .collect();
+    assert!(range_filter_on(LO, HI, OIF, &many, &addrs).is_ok());
 }
 
 #[test]
