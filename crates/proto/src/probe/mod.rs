@@ -1520,7 +1520,7 @@ impl Probe {
             response_complete: pos(self.marks.response_complete),
             ..self.marks
         };
-        let (mut m, notes) = legs::compute(&kept.records, marks);
+        let (mut m, mut notes) = legs::compute(&kept.records, marks);
         if let Some(t) = &self.tls {
             t.legs(
                 &kept.records,
@@ -1529,6 +1529,11 @@ impl Probe {
                 &mut m,
                 &|i| kept.position(i),
             );
+            // TLS measures request→first byte its own way (to the first plaintext): a note
+            // about the plain-TCP measure no longer applies.
+            if m.legs.get(record::Leg::RequestToFirstByte).is_some() {
+                notes.remove(record::Leg::RequestToFirstByte.name());
+            }
         }
         (m, notes)
     }

@@ -101,7 +101,7 @@ impl fmt::Display for Anomaly {
             ),
             Anomaly::TimestampsUnnegotiated { seq } => write!(
                 f,
-                "segment seq {seq} carries a timestamps option the connection did not negotiate: ignored (RFC 7323 §3.2), as Linux ignores it; a middlebox adding or stripping TCP options? (noted once)"
+                "segment seq {seq} carries a timestamps option the connection did not negotiate: ignored (RFC 7323 §3.2), as Linux ignores it; a server that sends them anyway, or a middlebox adding or stripping TCP options? (noted once)"
             ),
         }
     }

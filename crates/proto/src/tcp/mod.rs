@@ -1204,12 +1204,22 @@ impl Connection {
         }
         let mss = u32::from(self.send_mss);
         let data_end = self.snd_una.add(self.send_buf.len() as u32);
+        // Never past the peer's window (RFC 9293 §3.8.6 SHLD-16, as in `earliest_unacked`):
+        // only the head goes into a zero window.
+        let wnd_end = self.snd_una.add(self.snd_wnd);
         let mut queued = 0;
         for (start, len) in self.flight.runs_longer_than(mss) {
             let mut offset = 0;
             while offset < len && queued < MAX_RESEND {
-                let n = (len - offset).min(mss);
                 let seq = start.add(offset);
+                let room = match self.snd_wnd {
+                    0 if seq == self.snd_una => u32::MAX,
+                    _ => wnd_end.diff(seq).max(0) as u32,
+                };
+                if room == 0 {
+                    break;
+                }
+                let n = (len - offset).min(mss).min(room);
                 let last = offset + n == len;
                 let fin = self.fin_sent && seq.add(n) == data_end;
                 let mut seg = self.data_segment(seq, n as usize, fin, now, true);
@@ -1247,7 +1257,12 @@ impl Connection {
         } else {
             icmp::IPV4_SAFE_MTU
         };
-        let head = self.sent_data().min(usize::from(self.send_mss));
+        // What the timeouts were of: the head as `earliest_unacked` sends it (a shrunk
+        // window's small segments are no sign of a black hole).
+        let mut head = self.sent_data().min(usize::from(self.send_mss));
+        if self.snd_wnd > 0 {
+            head = head.min(self.snd_wnd as usize);
+        }
         if self.retries != BLACK_HOLE_AFTER
             || self.black_hole != BlackHole::No
             || self.persist_probe_out

@@ -2372,6 +2372,33 @@ fn conn_established_ts(cfg: Config) -> Harness {
     conn_established_with(cfg, 5000, opts, 65535)
 }
 
+/// A smaller path MTU resends the flight cut at the new size — inside the peer's window:
+/// one it shrank below what was sent ends the resending there (RFC 9293 §3.8.6).
+#[test]
+fn a_path_mtu_resend_stays_inside_a_window_the_peer_shrank() {
+    let mut c = cfg(1000);
+    c.timestamps = false;
+    let mut h = conn_established_with(c, 5000, opts_mss(1000), 4000);
+    h.conn.send(&[7u8; 3000]);
+    assert_eq!(h.sent().len(), 3);
+    // 1000 bytes taken, window 500: the right edge goes from 5001 back to 2501.
+    let mut a = ack_seg(5001, 2001);
+    a.window = 500;
+    h.recv(a);
+    h.sent();
+    icmp(&mut h, too_big(576), 2001);
+    let resent: Vec<(u32, usize)> = h
+        .sent()
+        .iter()
+        .map(|s| (s.seq.0, s.payload.len()))
+        .collect();
+    assert_eq!(
+        resent,
+        [(2001, 500)],
+        "only what the window holds, cut at MSS 536"
+    );
+}
+
 #[test]
 fn syn_sent_icmp_quoting_another_sequence_number_is_ignored() {
     // Anyone who knows the 4-tuple can send these; only the ISN proves it saw our SYN.
