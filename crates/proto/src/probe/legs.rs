@@ -147,7 +147,7 @@ pub struct Watch {
     synack_marked: bool,
     request_seen: bool,
     first_byte_seen: bool,
-    /// The server's ISN, from its latest SYN seen: the response's first byte is the next.
+    /// The server's ISN, from the SYN-ACK marked (as `compute` takes it).
     irs: Option<SeqNumber>,
     response_start_seen: bool,
     /// The first FIN: its side and what acknowledges it.
@@ -159,9 +159,13 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// The SYN-ACK (or the bare SYN of a simultaneous open) was just marked.
-    pub fn synack_marked(&mut self) {
+    /// The SYN-ACK (or the bare SYN of a simultaneous open), whose sequence number is the
+    /// server's ISN `irs`, was just marked: the response's first byte is the next.
+    pub fn synack_marked(&mut self, irs: Option<SeqNumber>) {
         self.synack_marked = true;
+        if irs.is_some() {
+            self.irs = irs;
+        }
     }
 
     /// Record `r` was just logged (after every earlier one): may a leg need it?
@@ -174,9 +178,6 @@ impl Watch {
         if !self.request_seen && our_data(r) {
             self.request_seen = true;
             needed = true;
-        }
-        if r.dir == Dir::In && r.flags.syn() && usable(r) {
-            self.irs = Some(SeqNumber(r.seq));
         }
         if !self.first_byte_seen && peer_data(r) {
             self.first_byte_seen = true;

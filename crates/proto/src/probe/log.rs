@@ -17,6 +17,7 @@
 
 use super::legs::{self, Watch};
 use super::record::SegmentRecord;
+use crate::wire::SeqNumber;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
@@ -136,7 +137,8 @@ impl SegmentLog {
     /// The SYN-ACK was just marked (the newest record): our next ACK is a leg's end.
     pub fn synack_marked(&mut self, id: usize) {
         self.pin(id);
-        self.watch.synack_marked();
+        let irs = self.get(id).map(|r| SeqNumber(r.seq));
+        self.watch.synack_marked(irs);
     }
 
     fn tail_entry(&mut self, id: usize) -> Option<&mut Entry> {
