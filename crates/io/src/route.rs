@@ -303,15 +303,8 @@ pub fn other_receiving_interfaces(oif: u32) -> anyhow::Result<OtherLinks> {
     const IFLA_LINKINFO: u16 = 18;
     const IFLA_INFO_KIND: u16 = 1;
     let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("opening rtnetlink")?;
-    let seq = sock.next_seq();
-    let mut m = MsgBuf::new();
-    m.begin(RTM_GETLINK, NLM_F_DUMP, seq)
-        .header(&ifinfomsg(0, 0, 0))
-        .end();
     let strict_all = rp_filter("all") == Some(1);
-    let mut ifaces: Vec<u32> = sock
-        .request(&m, seq)
-        .context("listing interfaces")?
+    let mut ifaces: Vec<u32> = dump_links(&mut sock)?
         .iter()
         .filter(|r| r.ty == RTM_NEWLINK)
         .filter_map(|r| {
@@ -380,6 +373,16 @@ pub fn other_receiving_interfaces(oif: u32) -> anyhow::Result<OtherLinks> {
     Ok(OtherLinks { ifaces, addrs })
 }
 
+/// Every interface of this namespace (RTM_GETLINK dump): the replies, RTM_NEWLINK among them.
+fn dump_links(sock: &mut NlSocket) -> anyhow::Result<Vec<super::netlink::Message>> {
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    m.begin(RTM_GETLINK, NLM_F_DUMP, seq)
+        .header(&ifinfomsg(0, 0, 0))
+        .end();
+    sock.request(&m, seq).context("listing interfaces")
+}
+
 /// `net.ipv4.conf.<name>.rp_filter` of this thread's namespace (0 off, 1 strict, 2 loose).
 fn rp_filter(name: &str) -> Option<u8> {
     if name.is_empty() || name.contains('/') {
@@ -411,14 +414,7 @@ fn has_bridge_ports() -> anyhow::Result<bool> {
     const IFLA_LINKINFO: u16 = 18;
     const IFLA_INFO_SLAVE_KIND: u16 = 4;
     let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("opening rtnetlink")?;
-    let seq = sock.next_seq();
-    let mut m = MsgBuf::new();
-    m.begin(RTM_GETLINK, NLM_F_DUMP, seq)
-        .header(&ifinfomsg(0, 0, 0))
-        .end();
-    Ok(sock
-        .request(&m, seq)
-        .context("listing interfaces")?
+    Ok(dump_links(&mut sock)?
         .iter()
         .filter(|r| r.ty == RTM_NEWLINK)
         .filter_map(|r| find_attr(r.payload.get(16..)?, IFLA_LINKINFO))

@@ -139,6 +139,16 @@ fn v4(protocol: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// An IPv4 TCP packet from `src` to `dst` (DF, no options) carrying `tcp`.
+fn v4_between(src: Ipv4Addr, dst: Ipv4Addr, tcp: &[u8]) -> Vec<u8> {
+    let mut ip = IpRepr::new(src.into(), dst.into(), PROTO_TCP, 64, tcp.len());
+    ip.dont_frag = true;
+    let mut p = vec![0u8; 20];
+    ip.emit(&mut p).unwrap();
+    p.extend_from_slice(tcp);
+    p
+}
+
 /// An IPv6 packet with extension headers `chain` (kind, body after the Next Header byte).
 fn v6(chain: &[(u8, Vec<u8>)], upper: u8, payload: &[u8]) -> Vec<u8> {
     let mut after = Vec::new();
@@ -417,20 +427,7 @@ fn every_interface_takes_replies_on_others_once() {
         "a priority tag (VLAN 0)"
     );
     // On another link, only for our addresses: not what the host forwards.
-    let forwarded = {
-        let mut ip = IpRepr::new(
-            B4.into(),
-            Ipv4Addr::new(198, 18, 9, 9).into(),
-            PROTO_TCP,
-            64,
-            20,
-        );
-        ip.dont_frag = true;
-        let mut p = vec![0u8; 20];
-        ip.emit(&mut p).unwrap();
-        p.extend_from_slice(&tcp(443, 50000));
-        p
-    };
+    let forwarded = v4_between(B4, Ipv4Addr::new(198, 18, 9, 9), &tcp(443, 50000));
     assert!(!seen(&forwarded, PACKET_HOST, 7, None), "forwarded");
     assert!(
         seen(&forwarded, PACKET_HOST, OIF, None),
@@ -462,16 +459,6 @@ fn every_interface_takes_replies_on_others_once() {
 #[test]
 fn addresses_do_not_matter() {
     // One tap serves every peer: a packet from any address with our port passes.
-    let mut ip = IpRepr::new(
-        IpAddr::V4(Ipv4Addr::new(198, 19, 7, 7)),
-        B4.into(),
-        PROTO_TCP,
-        64,
-        20,
-    );
-    ip.dont_frag = true;
-    let mut p = vec![0u8; 20];
-    ip.emit(&mut p).unwrap();
-    p.extend_from_slice(&tcp(80, 40000));
+    let p = v4_between(Ipv4Addr::new(198, 19, 7, 7), B4, &tcp(80, 40000));
     assert!(accepts(&p, false));
 }
