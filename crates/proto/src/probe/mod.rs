@@ -906,8 +906,12 @@ impl Probe {
                     None => self.begin_close(now),
                 }
             }
-            Event::Refused { .. } => {
+            Event::Refused { text, .. } => {
                 self.state = Some(Verdict::CLOSED);
+                // RFC 9293 §3.5.3: a RST may say why (a firewall's reason, say).
+                if let Some(t) = text {
+                    self.note(format!("the RST that refused our SYN said \"{t}\""));
+                }
                 self.finish();
             }
             Event::Reset {

@@ -1271,6 +1271,31 @@ fn a_rst_that_says_why_is_quoted() {
     );
 }
 
+/// A RST that refuses our SYN and says why is quoted in the record's notes (the port is
+/// closed; the reason is the server's or a firewall's).
+#[test]
+fn a_refusing_rst_that_says_why_is_noted() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let rst = server_seg(
+        0,
+        1001,
+        TcpFlags::RST | TcpFlags::ACK,
+        b"port closed by policy",
+    );
+    p.handle_packet(at(50), false, &rst, false);
+    pump(&mut p, 50);
+    let r = p.result();
+    assert_eq!(r.state, PortState::Closed);
+    assert!(
+        r.anomalies
+            .contains(&"the RST that refused our SYN said \"port closed by policy\"".to_string()),
+        "{:?}",
+        r.anomalies
+    );
+}
+
 /// With timestamps on, every segment carries 12 bytes of option: a full-sized one from a
 /// server whose MSS and ours are 1460 carries 1448 bytes. Segments of 1448 came, so a hole
 /// after them is loss, not the path's size limit.

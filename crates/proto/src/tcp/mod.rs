@@ -276,9 +276,11 @@ pub enum Event {
         at: Instant,
         peer: PeerOptions,
     },
-    /// RST in SYN-SENT acknowledging our SYN: the port is closed.
+    /// RST in SYN-SENT acknowledging our SYN: the port is closed. `text`: what the RST
+    /// carried, as [`Event::Reset`]'s.
     Refused {
         at: Instant,
+        text: Option<String>,
     },
     /// RST accepted in a synchronized state, TIME-WAIT excepted (there the close had
     /// completed: [`Anomaly::RstInTimeWait`] and [`Event::Closed`]).
@@ -971,7 +973,10 @@ impl Connection {
         // CLOSED"; RFC 5961 §3.2's exact-sequence rule is for synchronized states only).
         if flags.rst() {
             if ack_ok {
-                self.events.push_back(Event::Refused { at: rx_at });
+                self.events.push_back(Event::Refused {
+                    at: rx_at,
+                    text: rst_text(seg.payload),
+                });
                 self.set_state(State::Closed, rx_at);
             } else {
                 self.anomaly(rx_at, Anomaly::RstIgnored { seq: seg.seq });

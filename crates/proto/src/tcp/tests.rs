@@ -471,7 +471,7 @@ fn syn_sent_rst_ack_is_refused() {
     assert_eq!(
         h.events(),
         vec![
-            Event::Refused { at },
+            Event::Refused { at, text: None },
             Event::StateChanged {
                 from: State::SynSent,
                 to: State::Closed,

@@ -992,7 +992,7 @@ impl Trace {
                         self.phase = Phase::Tracing;
                     }
                 }
-                Event::Refused { at } => {
+                Event::Refused { at, .. } => {
                     self.handshake_synack_at = Some(at);
                     self.handshake_failed(now, Verdict::CLOSED);
                 }
