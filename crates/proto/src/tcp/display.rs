@@ -12,7 +12,7 @@ impl fmt::Display for Anomaly {
             }
             Anomaly::RstChallenged { seq } => write!(
                 f,
-                "RST with seq {seq} inside the window but not at rcv_nxt: answered with a challenge ACK (RFC 5961 §3.2)"
+                "RST with seq {seq} inside the window but not at rcv_nxt: answered with a challenge ACK (RFC 5961 §3.2), alone or on the segment we sent next"
             ),
             Anomaly::RstIgnored { seq } => {
                 write!(
@@ -22,7 +22,7 @@ impl fmt::Display for Anomaly {
             }
             Anomaly::SynChallenged { seq } => write!(
                 f,
-                "SYN (seq {seq}) on a synchronized connection: answered with a challenge ACK (RFC 5961 §4)"
+                "SYN (seq {seq}) on a synchronized connection: answered with a challenge ACK (RFC 5961 §4), alone or on the segment we sent next"
             ),
             Anomaly::AckOfUnsentData { ack } => write!(
                 f,
