@@ -443,6 +443,24 @@ impl Probe {
                         ),
                     );
                 }
+                // The exchange is over (the response is whole, or no request was asked
+                // for) and the server took our FIN, but keeps its own side open: it
+                // ignored `Connection: close`. Linux's client has returned by then (its
+                // FIN-WAIT-2 lingers, orphaned, for `tcp_fin_timeout`); the probe did
+                // what it was asked, so this is a note, and our RST ends the server's
+                // half-open connection.
+                Phase::Closing
+                    if self.conn.state() == State::FinWait2
+                        && (self.http.is_some() || self.cfg.http.is_none()) =>
+                {
+                    self.note(format!(
+                        "the server acknowledged our FIN but kept its side of the connection open for {:?} (it did not close after the response, `Connection: close` notwithstanding): reset",
+                        self.cfg.timeout
+                    ));
+                    self.close_initiator.get_or_insert(CloseInitiator::Client);
+                    self.conn.abort(now);
+                    self.finish();
+                }
                 Phase::Closing => {
                     let st = self.conn.state();
                     self.fail(

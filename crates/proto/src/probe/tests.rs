@@ -1296,6 +1296,40 @@ fn a_refusing_rst_that_says_why_is_noted() {
     );
 }
 
+/// A server that takes our FIN after a complete response but never closes its own side
+/// (it ignored `Connection: close`): the probe did what it was asked — exit 0, a note,
+/// the client's close, and a RST ends the server's half-open connection (curl returns at
+/// once; its kernel's FIN-WAIT-2 lingers orphaned).
+#[test]
+fn a_server_that_keeps_its_side_open_after_the_response_is_a_note_not_a_failure() {
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let next = feed(&mut p, seq, ack, head, head.len(), 200);
+    // `--linger` passes: our FIN.
+    let d = p.poll_timeout().expect("the linger deadline");
+    p.handle_timeout(d);
+    let out = pump(&mut p, 300_000);
+    let fin = out.iter().find(|s| s.flags.fin()).expect("our FIN");
+    let fin_ack = server_seg(next, fin.seq.0.wrapping_add(1), TcpFlags::ACK, &[]);
+    p.handle_packet(at(300_100), false, &fin_ack, false);
+    pump(&mut p, 300_100);
+    run_timers(&mut p, 60_000_000);
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!(r.error, None);
+    assert_eq!(r.http.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Client));
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|a| a.starts_with("the server acknowledged our FIN but kept its side")),
+        "{:?}",
+        r.anomalies
+    );
+    let last = r.segments.last().expect("segments");
+    assert!(last.dir == Dir::Out && last.flags.rst(), "{last:?}");
+}
+
 /// With timestamps on, every segment carries 12 bytes of option: a full-sized one from a
 /// server whose MSS and ours are 1460 carries 1448 bytes. Segments of 1448 came, so a hole
 /// after them is loss, not the path's size limit.
