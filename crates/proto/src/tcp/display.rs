@@ -20,7 +20,11 @@ impl fmt::Display for Anomaly {
                     "RST with seq {seq} outside the window: ignored (RFC 5961 §3.2)"
                 )
             }
-            Anomaly::SynChallenged { seq } => write!(
+            Anomaly::SynChallenged { seq, again: true } => write!(
+                f,
+                "the server's SYN-ACK again (seq {seq}), our ACK of it lost on the way most likely: answered with an ACK (RFC 5961 §4), alone or on the segment we sent next"
+            ),
+            Anomaly::SynChallenged { seq, again: false } => write!(
                 f,
                 "SYN (seq {seq}) on a synchronized connection: answered with a challenge ACK (RFC 5961 §4), alone or on the segment we sent next"
             ),

@@ -213,8 +213,9 @@ pub enum Anomaly {
     RstChallenged { seq: SeqNumber },
     /// RST outside the window: ignored.
     RstIgnored { seq: SeqNumber },
-    /// SYN in a synchronized state (RFC 5961 §4): challenge ACK.
-    SynChallenged { seq: SeqNumber },
+    /// SYN in a synchronized state (RFC 5961 §4): challenge ACK. `again`: the peer's own
+    /// SYN-ACK once more (its ISN: our ACK of it was lost, most likely).
+    SynChallenged { seq: SeqNumber, again: bool },
     /// ACK for data we never sent (RFC 5961 §5 / RFC 9293 §3.10.7.4).
     AckOfUnsentData { ack: SeqNumber },
     /// An ACK (`syn`: on a SYN-ACK) in SYN-SENT that does not acknowledge our SYN:
@@ -1392,7 +1393,14 @@ impl Connection {
         // Fourth step, RFC 5961 §4: any SYN gets a challenge ACK, whatever its sequence.
         if flags.syn() {
             self.queue_ack(rx_at);
-            self.anomaly(rx_at, Anomaly::SynChallenged { seq: seg.seq });
+            let again = flags.ack() && seg.seq == self.irs;
+            self.anomaly(
+                rx_at,
+                Anomaly::SynChallenged {
+                    seq: seg.seq,
+                    again,
+                },
+            );
             return;
         }
 

@@ -1318,11 +1318,15 @@ fn established_rst_out_of_window_is_ignored() {
 #[test]
 fn established_syn_is_challenged() {
     let mut h = conn_established();
-    // A retransmitted SYN-ACK (our ACK was lost) and a SYN out of nowhere alike.
-    for s in [seg(5000, 1001, SYN | ACK, &[]), seg(99, 0, SYN, &[])] {
+    // A retransmitted SYN-ACK (our ACK was lost) and a SYN out of nowhere alike; the note
+    // says which it was.
+    for (s, again) in [
+        (seg(5000, 1001, SYN | ACK, &[]), true),
+        (seg(99, 0, SYN, &[]), false),
+    ] {
         let seq = s.seq;
         h.recv(s);
-        assert_eq!(h.anomalies(), vec![Anomaly::SynChallenged { seq }]);
+        assert_eq!(h.anomalies(), vec![Anomaly::SynChallenged { seq, again }]);
         let a = h.sent_one();
         assert_eq!((a.flags, a.ack), (ACK, SeqNumber(5001)));
     }
