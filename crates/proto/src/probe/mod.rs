@@ -1049,9 +1049,15 @@ impl Probe {
             }
             Event::BlackHoleConfirmed { at, mtu } => {
                 let t = self.rel(at);
+                // ICMP errors that came but could not be believed (see the notes on each)
+                // did not tell us the size either.
+                let icmp = match self.icmp_ignored {
+                    0 => "without an ICMP error",
+                    _ => "without an ICMP error we could use",
+                };
                 self.note(format!(
-                    "path MTU black hole: full-sized segments vanished without an ICMP error, \
-                     segments for a path MTU of {mtu} got through (at {} µs; RFC 2923 §2.1)",
+                    "path MTU black hole: full-sized segments vanished {icmp}, segments for a \
+                     path MTU of {mtu} got through (at {} µs; RFC 2923 §2.1)",
                     t / 1000
                 ));
             }
