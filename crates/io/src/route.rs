@@ -383,6 +383,16 @@ fn dump_links(sock: &mut NlSocket) -> anyhow::Result<Vec<super::netlink::Message
     sock.request(&m, seq).context("listing interfaces")
 }
 
+/// [`other_receiving_interfaces`] for a tap on `oif`: none for the loopback (a packet to
+/// this host never comes back by another link), and none when the kernel cannot be asked
+/// (that costs only replies that come back by another link).
+pub fn other_links(oif: u32, loopback: bool) -> OtherLinks {
+    match loopback {
+        true => OtherLinks::default(),
+        false => other_receiving_interfaces(oif).unwrap_or_default(),
+    }
+}
+
 /// `net.ipv4.conf.<name>.rp_filter` of this thread's namespace (0 off, 1 strict, 2 loose).
 fn rp_filter(name: &str) -> Option<u8> {
     if name.is_empty() || name.contains('/') {

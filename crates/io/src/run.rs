@@ -4,7 +4,6 @@
 use super::guard::{Guard, MARK};
 use super::ports::PortReservation;
 use super::route;
-use super::route::OtherLinks;
 use super::sender::RawSender;
 use super::tap::{PACKET_ROOM, Tap, TapMeta};
 use super::{EnvironmentError, clock};
@@ -394,11 +393,7 @@ struct Spare {
 /// other links, where a reply may come back (asymmetric routing); a host with one link
 /// gets a tap bound to it alone, as before.
 fn open_tap(ifindex: u32, ifname: &str, port: u16, loopback: bool, rcv_buf: u32) -> Result<Tap> {
-    // Not knowing the other links costs only replies that come back by them.
-    let others = match loopback {
-        true => OtherLinks::default(),
-        false => super::route::other_receiving_interfaces(ifindex).unwrap_or_default(),
-    };
+    let others = route::other_links(ifindex, loopback);
     let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(Spare {
         ifindex: i,

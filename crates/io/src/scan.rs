@@ -435,10 +435,7 @@ pub fn run(
         };
         // Replies may come back on another of this host's links (asymmetric routing): the
         // tap takes those too, as Linux's TCP would.
-        let others = match r.is_loopback {
-            true => route::OtherLinks::default(),
-            false => route::other_receiving_interfaces(r.oif).unwrap_or_default(),
-        };
+        let others = route::other_links(r.oif, r.is_loopback);
         let tap = Tap::open_queue(
             r.oif,
             &r.ifname,

@@ -947,13 +947,13 @@ impl Loop<'_, '_> {
         }
         let range = self.port_range;
         let collector = self.taps.iter().position(|t| t.others().is_some());
-        let others = match (route.is_loopback, collector) {
-            (false, None) => {
-                let mut o = super::route::other_receiving_interfaces(route.oif).unwrap_or_default();
+        let others = match collector {
+            None => {
+                let mut o = super::route::other_links(route.oif, route.is_loopback);
                 o.ifaces.retain(|i| !self.tap_by_oif.contains_key(i));
                 o
             }
-            _ => super::route::OtherLinks::default(),
+            Some(_) => super::route::OtherLinks::default(),
         };
         // The collector stops listening on this interface first: nothing of ours arrives
         // there before the probe this tap is for sends its SYN, so nothing is missed and

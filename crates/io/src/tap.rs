@@ -189,7 +189,7 @@ impl Tap {
         rcv_buf: u32,
         others: &OtherLinks,
     ) -> Result<Tap> {
-        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.clone()));
+        let also = listening_also(ifindex, loopback, others);
         Tap::open_with(
             ifindex,
             ifname,
@@ -211,7 +211,7 @@ impl Tap {
         queue_bytes: usize,
         others: &OtherLinks,
     ) -> Result<Tap> {
-        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.clone()));
+        let also = listening_also(ifindex, loopback, others);
         let filter = port_filter(port, port, also.as_ref())?;
         Tap::open_with(
             ifindex,
@@ -234,7 +234,7 @@ impl Tap {
         loopback: bool,
         others: &OtherLinks,
     ) -> Result<Tap> {
-        let also = (!others.is_empty() && !loopback).then(|| (ifindex, others.clone()));
+        let also = listening_also(ifindex, loopback, others);
         let filter = port_filter(lo, hi, also.as_ref())?;
         Tap::open_with(
             ifindex,
@@ -568,6 +568,12 @@ impl AsFd for Tap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
     }
+}
+
+/// What a tap on `ifindex` listens on besides it: `others`, unless there are none or the
+/// tap is on the loopback (bound to its interface alone then).
+fn listening_also(ifindex: u32, loopback: bool, others: &OtherLinks) -> Option<(u32, OtherLinks)> {
+    (!others.is_empty() && !loopback).then(|| (ifindex, others.clone()))
 }
 
 /// The tap's BPF filter for TCP ports `lo..=hi` (bpf.rs says what it passes and why); for

@@ -72,10 +72,7 @@ fn run_guarded(
     // periods to set up and close (~10 ms each here) — most of a one-hop trace's time.
     // Answers (a hop's ICMP error, the destination's) may come back on another of this
     // host's links (asymmetric routing): the tap takes those too.
-    let others = match path.route.is_loopback {
-        true => super::route::OtherLinks::default(),
-        false => super::route::other_receiving_interfaces(path.route.oif).unwrap_or_default(),
-    };
+    let others = super::route::other_links(path.route.oif, path.route.is_loopback);
     let mut tap = Tap::open_queue(
         path.route.oif,
         &path.route.ifname,
