@@ -189,13 +189,9 @@ impl Spec {
     /// last octet's range in that /24).
     fn run_end(&self, at: u128, v6: bool) -> Option<u128> {
         match self {
-            Spec::Range {
-                v6: sv6,
-                first,
-                count,
-            } if *sv6 == v6 && *count > 0 => {
-                let last = first.saturating_add(u128::from(*count) - 1);
-                (at >= *first && at <= last).then_some(last)
+            Spec::Range { v6: sv6, .. } if *sv6 == v6 => {
+                let (first, last, _) = self.bounds()?;
+                (first..=last).contains(&at).then_some(last)
             }
             Spec::Octets(o) if !v6 => {
                 let b = u32::try_from(at).ok()?.to_be_bytes();
