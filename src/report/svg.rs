@@ -298,16 +298,18 @@ mod tests {
         }
     }
 
+    /// The number in attribute `name` of an element's opening `tag` (NaN when absent).
+    fn attr(tag: &str, name: &str) -> f64 {
+        let key = format!(" {name}=\"");
+        tag.split(&key)
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
     /// (x, y, font size, text) of every `<text text-anchor="end">`: the row labels.
     fn row_labels(svg: &str) -> Vec<(f64, f64, f64, String)> {
-        let attr = |tag: &str, name: &str| -> f64 {
-            let key = format!(" {name}=\"");
-            tag.split(&key)
-                .nth(1)
-                .and_then(|v| v.split('"').next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(f64::NAN)
-        };
         svg.split("<text")
             .skip(1)
             .filter_map(|t| {
@@ -412,17 +414,9 @@ mod tests {
             .filter_map(|t| {
                 let (tag, rest) = t.split_once('>')?;
                 let text = rest.split("</text>").next()?.trim().to_string();
-                let attr = |name: &str| -> f64 {
-                    let key = format!(" {name}=\"");
-                    tag.split(&key)
-                        .nth(1)
-                        .and_then(|v| v.split('"').next())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(f64::NAN)
-                };
                 names
                     .contains(&text)
-                    .then(|| (attr("x"), attr("y"), attr("font-size"), text))
+                    .then(|| (attr(tag, "x"), attr(tag, "y"), attr(tag, "font-size"), text))
             })
             .collect();
         legend.sort_by(|a, b| a.1.total_cmp(&b.1));
