@@ -1126,7 +1126,7 @@ def rx():
 HEAD=b'HTTP/1.1 200 OK\r\nServer: raw-peer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
 IRS=1000000
 ts=lambda: int(time.monotonic()*1000)&0xffffffff
-tso=lambda v,e: bytes([1,1,8,10])+struct.pack('!II',v,e)
+tso=lambda v,e: bytes([1,1,8,10])+struct.pack('!II',v&0xffffffff,e&0xffffffff)
 mss=lambda m: bytes([2,4])+struct.pack('!H',m)
 nsyn=0; rcv=0; snd=IRS+1; req=b''; fin_sent=False; answered=False; client=None; closed=False
 for src,sport,seq,ack,flags,data,tsv in rx():

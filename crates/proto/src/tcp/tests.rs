@@ -803,6 +803,33 @@ fn syn_sent_synack_with_foreign_tsecr_gets_rst_and_syn_again() {
     assert_eq!(h.state(), State::Established);
 }
 
+/// The same judgement across the timestamp clock's wrap (the lab's CI run met it: a TSval
+/// of 4294782392): our first SYN's TSval just below 2^32, an echo of a value sent after the
+/// wrap is ours, one far after it is not.
+#[test]
+fn syn_sent_synack_tsecr_is_judged_across_the_wrap() {
+    let mut c = cfg(1000);
+    let (_, probe_syn) = conn_syn_sent_with(c.clone());
+    let clock = probe_syn.options.timestamps.unwrap().0.wrapping_sub(c.ts_offset);
+    c.ts_offset = (u32::MAX - 20).wrapping_sub(clock);
+    let (mut h, syn) = conn_syn_sent_with(c.clone());
+    let (syn_tsval, _) = syn.options.timestamps.unwrap();
+    h.advance(ms(40));
+    let mut bad = seg(5000, 1001, SYN | ACK, &[]);
+    bad.options = TcpOptions::default().with_timestamps(40, syn_tsval.wrapping_add(5_000_000));
+    h.recv(bad);
+    assert_eq!(h.sent_one().flags, RST);
+    assert_eq!(h.state(), State::SynSent);
+    let (mut h, syn) = conn_syn_sent_with(c);
+    let (syn_tsval, _) = syn.options.timestamps.unwrap();
+    h.advance(ms(40));
+    let mut good = seg(5000, 1001, SYN | ACK, &[]);
+    good.options = TcpOptions::default().with_timestamps(40, syn_tsval.wrapping_add(30));
+    assert!(syn_tsval.wrapping_add(30) < syn_tsval, "the echo is past the wrap");
+    h.recv(good);
+    assert_eq!(h.state(), State::Established);
+}
+
 #[test]
 fn syn_sent_synack_with_tsecr_zero_or_ours_is_accepted() {
     for echo in [Some(0), None] {
