@@ -394,8 +394,16 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
         "tcpshake_http_status_code 200",
         "tcpshake_peer_mss_bytes",
         "tcpshake_retransmissions 0",
+        "tcpshake_capture_missed_packets 0",
     ] {
-        assert!(body.contains(want), "no `{want}` in\n{body}");
+        // Rare full-suite failures here had the legs of our request absent: say what the
+        // exporter saw then, not only the answer.
+        assert!(
+            body.contains(want),
+            "no `{want}` in\n{body}\nexporter log:\n{}\n/metrics:\n{}",
+            exporter_log(&lab),
+            get(&lab, "/metrics").1
+        );
     }
     // The tcp module: handshake and close, no HTTP legs.
     let (status, body) = get(

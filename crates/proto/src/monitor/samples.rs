@@ -8,6 +8,7 @@
 //! | `tcpshake_leg_seconds` | `leg` | each leg the record has (kernel timestamps); absent when it did not happen |
 //! | `tcpshake_port_state` | `state`, `reason` | 1 (nmap's state and reason words) |
 //! | `tcpshake_retransmissions` | | segments we sent again |
+//! | `tcpshake_capture_missed_packets` | | packets the capture missed while the probe ran: its legs may be absent or wrong |
 //! | `tcpshake_reply_ttl` | | TTL / hop limit of the reply that decided the state |
 //! | `tcpshake_peer_mss_bytes`, `tcpshake_peer_window_scale`, `tcpshake_peer_sack_permitted`, `tcpshake_peer_timestamps` | | the SYN-ACK's options |
 //! | `tcpshake_http_status_code` | | the response's status |
@@ -77,6 +78,13 @@ pub fn probe_samples(r: &ProbeResult, duration: Duration) -> Vec<Family> {
         "tcpshake_retransmissions",
         "Segments tcpshake sent again during the probe",
         f64::from(r.retransmissions),
+    ));
+    // A leg is measured between two captured segments: without this, a leg absent because
+    // its segment was not captured reads the same as one that did not happen.
+    out.push(one(
+        "tcpshake_capture_missed_packets",
+        "Packets the capture missed while the probe ran (its legs may be absent or wrong)",
+        r.capture_lost as f64,
     ));
     if let Some(ttl) = r.reply_ttl {
         out.push(one(
@@ -234,6 +242,17 @@ mod tests {
             10.0
         );
         assert!(find(&f, "tcpshake_tls_version_info").is_none());
+        assert_eq!(
+            find(&f, "tcpshake_capture_missed_packets").unwrap().samples[0].1,
+            0.0
+        );
+        let mut lossy = record();
+        lossy.capture_lost = 3;
+        let f = probe_samples(&lossy, Duration::ZERO);
+        assert_eq!(
+            find(&f, "tcpshake_capture_missed_packets").unwrap().samples[0].1,
+            3.0
+        );
     }
 
     #[test]

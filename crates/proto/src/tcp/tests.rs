@@ -810,7 +810,12 @@ fn syn_sent_synack_with_foreign_tsecr_gets_rst_and_syn_again() {
 fn syn_sent_synack_tsecr_is_judged_across_the_wrap() {
     let mut c = cfg(1000);
     let (_, probe_syn) = conn_syn_sent_with(c.clone());
-    let clock = probe_syn.options.timestamps.unwrap().0.wrapping_sub(c.ts_offset);
+    let clock = probe_syn
+        .options
+        .timestamps
+        .unwrap()
+        .0
+        .wrapping_sub(c.ts_offset);
     c.ts_offset = (u32::MAX - 20).wrapping_sub(clock);
     let (mut h, syn) = conn_syn_sent_with(c.clone());
     let (syn_tsval, _) = syn.options.timestamps.unwrap();
@@ -825,7 +830,10 @@ fn syn_sent_synack_tsecr_is_judged_across_the_wrap() {
     h.advance(ms(40));
     let mut good = seg(5000, 1001, SYN | ACK, &[]);
     good.options = TcpOptions::default().with_timestamps(40, syn_tsval.wrapping_add(30));
-    assert!(syn_tsval.wrapping_add(30) < syn_tsval, "the echo is past the wrap");
+    assert!(
+        syn_tsval.wrapping_add(30) < syn_tsval,
+        "the echo is past the wrap"
+    );
     h.recv(good);
     assert_eq!(h.state(), State::Established);
 }
