@@ -23,7 +23,7 @@ use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{HostRecord, HostState, Legs, PortState, Reason};
 use tcpshake_proto::probe::scan::neighbours::HostLink;
 use tcpshake_proto::probe::scan::rate;
-use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Walk};
+use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Walk, tally_add};
 use tcpshake_proto::probe::scan::targets::{Spec, TargetSet, TargetSpec};
 use tcpshake_proto::probe::scan::{Completion, ScanRecord};
 
@@ -101,6 +101,9 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
             }
             if keep(r) {
                 answers.insert(r);
+            } else if table {
+                // The table's `Not shown:` line counts what it does not list.
+                answers.tally(r);
             }
             Ok(())
         },
@@ -169,6 +172,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         .with_neighbours(&outcome.neighbours);
         let mut hosts = Walk::new(&coverage, &answers, args.all);
         for h in hosts.by_ref() {
+            let left_out = (!args.all).then(|| h.not_open());
             if let Some(x) = &mut xml {
                 x.host(&h, names_of(h.addr))?;
             }
@@ -176,10 +180,16 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                 g.host(&h)?;
             }
             if table {
-                scan_text::host(&mut out, &h, names_of(h.addr), args.all)?;
+                scan_text::host(
+                    &mut out,
+                    &h,
+                    names_of(h.addr),
+                    args.all,
+                    left_out.as_deref(),
+                )?;
             }
             if let Some(n) = &mut normal {
-                scan_text::host(n.out(), &h, names_of(h.addr), args.all)?;
+                scan_text::host(n.out(), &h, names_of(h.addr), args.all, left_out.as_deref())?;
             }
             if args.json && args.all {
                 if let Some(HostLink::Unresolved(how)) = h.link {
@@ -200,6 +210,16 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         }
         (up, down) = (hosts.up_hosts(), hosts.silent_hosts() + hosts.down_hosts());
     } else if table {
+        // Only the open ports were kept, the other answers counted: the ports left out are
+        // those, and the ones sent to that never answered.
+        let coverage = Coverage::new(
+            &plan.targets,
+            &plan.ports,
+            plan.seed,
+            plan.shard,
+            outcome.walked,
+        )
+        .with_neighbours(&outcome.neighbours);
         for (addr, answered) in answers.iter() {
             let h = HostPorts {
                 addr,
@@ -207,7 +227,14 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                 silent: Vec::new(),
                 link: outcome.neighbours.host(addr),
             };
-            scan_text::host(&mut out, &h, names_of(addr), false)?;
+            let left_out = answers.tallied(addr).map(|counted| {
+                let mut t = counted.to_vec();
+                let heard = answered.len() as u64 + t.iter().map(|x| x.2).sum::<u64>();
+                let silent = coverage.sent_to(addr).saturating_sub(heard);
+                tally_add(&mut t, PortState::Filtered, Reason::NoResponse, silent);
+                t
+            });
+            scan_text::host(&mut out, &h, names_of(addr), false, left_out.as_deref())?;
         }
     }
     if table {

@@ -87,7 +87,7 @@ struct Folded {
 }
 
 /// nmap's state numbers (portlist.h), which break ties between folded states.
-fn nmap_state_number(s: PortState) -> u8 {
+pub(super) fn nmap_state_number(s: PortState) -> u8 {
     match s {
         PortState::Closed => 1,
         PortState::Open => 2,

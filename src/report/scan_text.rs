@@ -2,10 +2,12 @@
 //! sent to, silent ones included), and the summary line.
 
 use super::count;
+use super::scan_nmap::nmap_state_number;
+use std::cmp::Reverse;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
-use tcpshake_proto::probe::record::{CloseInitiator, Leg, PortState};
+use tcpshake_proto::probe::record::{CloseInitiator, Leg, PortState, Reason};
 use tcpshake_proto::probe::scan::neighbours::{HostLink, ResolveTotals};
 use tcpshake_proto::probe::scan::rate::Shortfall;
 use tcpshake_proto::probe::scan::results::HostPorts;
@@ -14,12 +16,15 @@ use tcpshake_proto::time::human_ns;
 
 /// One host's table: its open ports, or with `all` every port with its verdict (silent
 /// ones as filtered/no-response, TTL and RTT `-`). Nothing for a host with nothing to show.
-/// `names`: the host names typed for this address.
+/// `names`: the host names typed for this address. `left_out`: without `all`, the host's
+/// ports that are not open, counted — nmap's `Not shown:` line under the title (`None`:
+/// not known, no line).
 pub fn host(
     out: &mut impl Write,
     h: &HostPorts<'_>,
     names: &[String],
     all: bool,
+    left_out: Option<&[(PortState, Reason, u64)]>,
 ) -> io::Result<()> {
     if h.is_down() {
         if all && let Some(HostLink::Unresolved(how)) = h.link {
@@ -47,6 +52,9 @@ pub fn host(
         names => {
             let _ = writeln!(s, "scan report for {} ({})", names.join(", "), h.addr);
         }
+    }
+    if let Some(line) = left_out.filter(|_| !all).and_then(not_shown) {
+        let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(
         s,
@@ -83,6 +91,30 @@ pub fn host(
     }
     s.push('\n');
     out.write_all(s.as_bytes())
+}
+
+/// `Not shown: 65532 closed tcp ports (reset), 1 filtered tcp port (no-response)`, as nmap
+/// words it: states by how many ports they hold (ties in nmap's state order), each state's
+/// reasons by count. `None` when nothing was left out.
+fn not_shown(t: &[(PortState, Reason, u64)]) -> Option<String> {
+    let mut states: Vec<(PortState, u64)> = Vec::new();
+    for &(state, _, n) in t {
+        match states.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, total)) => *total += n,
+            None => states.push((state, n)),
+        }
+    }
+    states.sort_by_key(|&(s, n)| (Reverse(n), nmap_state_number(s)));
+    let mut parts = Vec::new();
+    for (state, _) in states {
+        let mut reasons: Vec<_> = t.iter().filter(|x| x.0 == state && x.2 > 0).collect();
+        reasons.sort_by_key(|x| (Reverse(x.2), x.1.as_str()));
+        for &&(_, reason, n) in &reasons {
+            let noun = if n == 1 { "port" } else { "ports" };
+            parts.push(format!("{n} {} tcp {noun} ({reason})", state.as_str()));
+        }
+    }
+    (!parts.is_empty()).then(|| format!("Not shown: {}", parts.join(", ")))
 }
 
 /// What the summary says about a scan.
@@ -230,7 +262,7 @@ mod tests {
                 silent: silent.to_vec(),
                 link: None,
             };
-            host(&mut out, &h, &[], all).unwrap();
+            host(&mut out, &h, &[], all, None).unwrap();
         }
         String::from_utf8(out).unwrap()
     }
@@ -247,6 +279,55 @@ mod tests {
         assert!(!t.contains("23/tcp") && !t.contains("81/tcp"), "{t}");
     }
 
+    /// nmap 7.93 on the same host (`nmap -sS -p 1-1000`, 22 open, the rest closed, dropped
+    /// or refused by an admin filter) wrote `Not shown: 937 closed tcp ports (reset), 55
+    /// filtered tcp ports (no-response), 7 filtered tcp ports (admin-prohibited)` under the
+    /// title: states by count, reasons by count within each.
+    #[test]
+    fn the_ports_left_out_are_counted_as_nmap_words_them() {
+        let a = sample();
+        let addr = "198.18.0.9".parse().unwrap();
+        let h = HostPorts {
+            addr,
+            answered: a.host(addr),
+            silent: vec![],
+            link: None,
+        };
+        let left_out = [
+            (PortState::Filtered, Reason::AdminProhibited, 7),
+            (PortState::Closed, Reason::Reset, 937),
+            (PortState::Filtered, Reason::NoResponse, 55),
+        ];
+        let text = |all: bool, left: &[(PortState, Reason, u64)]| {
+            let mut out = Vec::new();
+            host(&mut out, &h, &[], all, Some(left)).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let t = text(false, &left_out);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[1],
+            "Not shown: 937 closed tcp ports (reset), 55 filtered tcp ports (no-response), 7 filtered tcp ports (admin-prohibited)",
+            "{t}"
+        );
+        assert!(lines[2].starts_with("PORT "), "{t}");
+        // One of a kind is singular; a tie between states puts closed first, as nmap.
+        let t = text(
+            false,
+            &[
+                (PortState::Filtered, Reason::NoResponse, 1),
+                (PortState::Closed, Reason::Reset, 1),
+            ],
+        );
+        assert!(
+            t.contains("Not shown: 1 closed tcp port (reset), 1 filtered tcp port (no-response)\n"),
+            "{t}"
+        );
+        // Nothing left out, or every port listed: no line.
+        assert!(!text(false, &[]).contains("Not shown"));
+        assert!(!text(true, &left_out).contains("Not shown"));
+    }
+
     #[test]
     fn the_names_typed_head_the_table() {
         let a = sample();
@@ -258,7 +339,7 @@ mod tests {
             link: None,
         };
         let mut out = Vec::new();
-        host(&mut out, &h, &["srv.lab.test".into()], false).unwrap();
+        host(&mut out, &h, &["srv.lab.test".into()], false, None).unwrap();
         let t = String::from_utf8(out).unwrap();
         assert!(
             t.starts_with("scan report for srv.lab.test (198.18.0.9)\n"),
@@ -388,7 +469,7 @@ mod tests {
             link: Some(HostLink::Resolved(mac, Resolution::Arp)),
         };
         let mut out = Vec::new();
-        host(&mut out, &h, &[], false).unwrap();
+        host(&mut out, &h, &[], false, None).unwrap();
         let t = String::from_utf8(out).unwrap();
         assert!(t.ends_with("MAC Address: 9A:86:31:63:91:AC\n\n"), "{t}");
         let down = HostPorts {
@@ -398,9 +479,9 @@ mod tests {
             link: Some(HostLink::Unresolved(Resolution::Nd)),
         };
         let mut out = Vec::new();
-        host(&mut out, &down, &[], false).unwrap();
+        host(&mut out, &down, &[], false, None).unwrap();
         assert!(out.is_empty());
-        host(&mut out, &down, &[], true).unwrap();
+        host(&mut out, &down, &[], true, None).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "scan report for fd00::4 [host down, no-nd]\n\n"

@@ -741,6 +741,13 @@ fn normal_output_and_all_formats_as_nmap_writes_them() {
     assert!(body.contains(&format!("scan report for {target}")), "{text}");
     assert!(body.contains("80/tcp") && !body.contains("81/tcp"), "{text}");
     assert!(body.contains("scanned 2 ports: 1 open, 1 closed"), "{text}");
+    // What the table leaves out, as nmap says it under the title.
+    assert!(
+        body.contains(&format!(
+            "scan report for {target}\nNot shown: 1 closed tcp port (reset)\nPORT "
+        )),
+        "{text}"
+    );
 
     let run = s.scan(&[&target, "-p", "80,81", "-oA", base.to_str().unwrap()]);
     assert_eq!(run.code, Some(0), "{run}");
@@ -759,6 +766,15 @@ fn normal_output_and_all_formats_as_nmap_writes_them() {
     assert_eq!(run.code, Some(0), "{run}");
     assert!(run.stdout.contains("scanned 1 port"), "{run}");
     assert!(!run.stdout.contains("# tcpshake"), "{run}");
+    assert!(!run.stdout.contains("Not shown"), "nothing left out: {run}");
+
+    // The table alone keeps only the open ports and counts the rest.
+    let run = s.scan(&[&target, "-p", "79-90"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout.contains("\nNot shown: 11 closed tcp ports (reset)\nPORT "),
+        "{run}"
+    );
 }
 }
 

@@ -105,6 +105,13 @@ impl<'a> Coverage<'a> {
             .map(|p| self.ports[p])
     }
 
+    /// How many ports were sent to `addr` (0 for an address outside the set, excluded, or
+    /// another shard's).
+    pub fn sent_to(&self, addr: IpAddr) -> u64 {
+        let indices = self.targets.indices_of(addr);
+        self.ports_of(&indices).count() as u64
+    }
+
     /// Whether any port was sent to that address.
     pub fn any_port(&self, indices: &[u64]) -> bool {
         self.ports_of(indices).next().is_some()
@@ -158,11 +165,36 @@ impl PortAnswer {
     }
 }
 
+/// A host's ports counted by state and reason, in the order first met: what a table that
+/// lists the open ports only says it left out (nmap's `Not shown:` line).
+pub type Tally = Vec<(PortState, Reason, u64)>;
+
+/// Add `n` ports in `state` for `reason` to `t`.
+pub fn tally_add(t: &mut Tally, state: PortState, reason: Reason, n: u64) {
+    if n == 0 {
+        return;
+    }
+    match t.iter_mut().find(|(s, r, _)| *s == state && *r == reason) {
+        Some((_, _, c)) => *c += n,
+        None => t.push((state, reason, n)),
+    }
+}
+
+/// Hosts whose answers not kept are still counted ([`Answers::tally`]), at most: a sweep of
+/// a /8 on one port that every host answers with a RST would otherwise hold a count per
+/// host. The first 65 536 hosts (a /16) are counted; the others' tables say nothing of
+/// what they left out.
+const TALLIED_HOSTS: usize = 1 << 16;
+
 /// The answered ports of a scan, by host (ascending), ports ascending within each host.
 #[derive(Clone, Debug, Default)]
 pub struct Answers {
     hosts: BTreeMap<IpAddr, Vec<PortAnswer>>,
     sorted: bool,
+    /// Answers not kept, counted per host.
+    tallies: BTreeMap<IpAddr, Tally>,
+    /// A host's answers went uncounted (more than [`TALLIED_HOSTS`] hosts).
+    tallies_full: bool,
 }
 
 impl Answers {
@@ -173,6 +205,28 @@ impl Answers {
             .or_default()
             .push(PortAnswer::of(r));
         self.sorted = false;
+    }
+
+    /// Count an answered port that is not kept (for a table of open ports only, the closed
+    /// and filtered ones): [`Answers::tallied`] gives the counts.
+    pub fn tally(&mut self, r: &ScanRecord) {
+        // One lookup for a host already counted: a full-port scan comes here per port.
+        if let Some(t) = self.tallies.get_mut(&r.addr) {
+            tally_add(t, r.state, r.reason, 1);
+        } else if self.tallies.len() < TALLIED_HOSTS {
+            self.tallies.insert(r.addr, vec![(r.state, r.reason, 1)]);
+        } else {
+            self.tallies_full = true;
+        }
+    }
+
+    /// The answers of `addr` that were counted, not kept; `None` when they went uncounted.
+    pub fn tallied(&self, addr: IpAddr) -> Option<&[(PortState, Reason, u64)]> {
+        match self.tallies.get(&addr) {
+            Some(t) => Some(t),
+            None if self.tallies_full => None,
+            None => Some(&[]),
+        }
     }
 
     /// Put every host's ports in order; call once the scan is over.
@@ -228,6 +282,15 @@ impl HostPorts<'_> {
     /// An on-link host that never answered ARP / ND: down, not scanned.
     pub fn is_down(&self) -> bool {
         matches!(self.link, Some(HostLink::Unresolved(_)))
+    }
+
+    /// Its ports that are not open, counted by state and reason.
+    pub fn not_open(&self) -> Tally {
+        let mut t = Tally::new();
+        for (_, state, reason) in self.verdicts().filter(|v| v.1 != PortState::Open) {
+            tally_add(&mut t, state, reason, 1);
+        }
+        t
     }
 
     /// Every port with its state and reason, ascending: the answered ones as answered,
@@ -627,6 +690,74 @@ mod tests {
         let want = sent(&set, &ports, 5, Shard { index: 1, count: 2 }, 2);
         let want: Vec<String> = want.iter().map(|(a, _)| a.to_string()).collect();
         assert_eq!(addrs, want);
+    }
+
+    /// What a host's table leaves out, computed without the walk (open ports kept, the rest
+    /// counted, the silent ones the pairs sent less the answered), is what the walk says.
+    #[test]
+    fn counted_and_sent_ports_agree_with_the_walk() {
+        let set = TargetSet::new(
+            vec![spec("198.18.0.0/29"), spec("198.18.0.2-3")],
+            vec![spec("198.18.0.5")],
+        )
+        .unwrap();
+        let ports = [21, 22, 80, 443, 8080];
+        for (shard, walked) in [
+            (Shard::WHOLE, 50),
+            (Shard { index: 2, count: 2 }, 11),
+            (Shard::WHOLE, 17),
+        ] {
+            let c = Coverage::new(&set, &ports, 9, shard, walked);
+            let pairs = sent(&set, &ports, 9, shard, walked);
+            let (mut all, mut open_only) = (Answers::default(), Answers::default());
+            for (i, &(a, p)) in pairs.iter().enumerate() {
+                let (state, reason) = match i % 3 {
+                    0 => (PortState::Open, Reason::SynAck),
+                    1 => (PortState::Closed, Reason::Reset),
+                    _ => continue, // silent
+                };
+                let r = record(&a.to_string(), p, state, reason);
+                all.insert(&r);
+                if state == PortState::Open {
+                    open_only.insert(&r);
+                } else {
+                    open_only.tally(&r);
+                }
+            }
+            all.sort();
+            open_only.sort();
+            for h in Walk::new(&c, &all, true) {
+                let mut t = open_only.tallied(h.addr).unwrap().to_vec();
+                let answered =
+                    open_only.host(h.addr).len() as u64 + t.iter().map(|x| x.2).sum::<u64>();
+                let silent = c.sent_to(h.addr) - answered;
+                tally_add(&mut t, PortState::Filtered, Reason::NoResponse, silent);
+                let mut want = h.not_open();
+                want.sort_by_key(|x| (x.0.as_str(), x.1.as_str()));
+                t.sort_by_key(|x| (x.0.as_str(), x.1.as_str()));
+                assert_eq!(t, want, "{} {shard:?} {walked}", h.addr);
+            }
+        }
+        assert_eq!(
+            Coverage::new(&set, &ports, 9, Shard::WHOLE, 50).sent_to("198.18.0.5".parse().unwrap()),
+            0
+        );
+    }
+
+    #[test]
+    fn tallies_stop_at_their_bound_and_say_so() {
+        let mut a = Answers::default();
+        for i in 0..TALLIED_HOSTS as u32 + 1 {
+            let addr = std::net::Ipv4Addr::from(0xc612_0000 + i).to_string();
+            a.tally(&record(&addr, 80, PortState::Closed, Reason::Reset));
+        }
+        a.tally(&record("198.18.0.0", 81, PortState::Closed, Reason::Reset));
+        assert_eq!(
+            a.tallied("198.18.0.0".parse().unwrap()),
+            Some(&[(PortState::Closed, Reason::Reset, 2)][..])
+        );
+        let last = std::net::Ipv4Addr::from(0xc612_0000 + TALLIED_HOSTS as u32);
+        assert_eq!(a.tallied(last.into()), None);
     }
 
     #[test]

@@ -184,6 +184,29 @@ impl Spec {
 }
 
 impl Spec {
+    /// The inverse of [`Spec::get`]: `addr`'s number in this spec, when the spec names it.
+    pub fn index_of(&self, addr: IpAddr) -> Option<u64> {
+        match (self, addr) {
+            (Spec::Range { v6, first, count }, a) if *v6 == a.is_ipv6() => {
+                let a = match a {
+                    IpAddr::V4(x) => u128::from(u32::from(x)),
+                    IpAddr::V6(x) => u128::from(x),
+                };
+                let i = u64::try_from(a.checked_sub(*first)?).ok()?;
+                (i < *count).then_some(i)
+            }
+            // Mixed radix as `get` counts, last octet fastest.
+            (Spec::Octets(o), IpAddr::V4(a)) => a
+                .octets()
+                .iter()
+                .zip(o.iter())
+                .try_fold(0u64, |i, (&b, r)| {
+                    Some(i * ranges_len(r) + ranges_rank(r, b)?)
+                }),
+            _ => None,
+        }
+    }
+
     /// When `at` (of family `v6`) is one of this spec's addresses: the last address of the
     /// run of consecutive ones it is in (a range's end; for octet ranges, the end of the
     /// last octet's range in that /24).
@@ -211,6 +234,18 @@ impl Spec {
 
 fn ranges_len(r: &[(u8, u8)]) -> u64 {
     r.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum()
+}
+
+/// Where `x` stands among the octets of `r`, counting from 0.
+fn ranges_rank(r: &[(u8, u8)], x: u8) -> Option<u64> {
+    let mut n = 0;
+    for &(lo, hi) in r {
+        if (lo..=hi).contains(&x) {
+            return Some(n + u64::from(x - lo));
+        }
+        n += u64::from(hi - lo) + 1;
+    }
+    None
 }
 
 fn ranges_nth(r: &[(u8, u8)], mut n: u64) -> Option<u8> {
@@ -363,6 +398,20 @@ impl TargetSet {
         let start = if k == 0 { 0 } else { self.ends[k - 1] };
         let addr = self.specs.get(k)?.get(i - start)?;
         (!self.is_excluded(addr)).then_some(addr)
+    }
+
+    /// Every index of `addr` in the set (one per spec that names it, ascending); none when
+    /// an exclusion removes it.
+    pub fn indices_of(&self, addr: IpAddr) -> Vec<u64> {
+        if self.is_excluded(addr) {
+            return Vec::new();
+        }
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.specs
+            .iter()
+            .zip(starts)
+            .filter_map(|(s, start)| Some(start + s.index_of(addr)?))
+            .collect()
     }
 
     /// Each spec's [`Spec::bounds`].
@@ -678,6 +727,32 @@ mod tests {
         );
         assert_eq!(first(&["fd00::7"], &["fd00::/112"]), None);
         assert_eq!(first(&["198.18.0.1"], &[]), Some("198.18.0.1".into()));
+    }
+
+    /// `indices_of` undoes `get` for every kind of spec; an address two specs name has
+    /// both indices, an excluded one none.
+    #[test]
+    fn indices_of_is_the_inverse_of_get() {
+        let t = set(
+            &[
+                "198.18.0-2.1,5-7",
+                "198.18.1.0/29",
+                "fd00::/126",
+                "198.18.3.9",
+            ],
+            &["198.18.1.6"],
+        );
+        for i in 0..t.len() {
+            match t.get(i) {
+                Some(a) => assert!(t.indices_of(a).contains(&i), "{a} #{i}"),
+                None => assert!(t.indices_of("198.18.1.6".parse().unwrap()).is_empty()),
+            }
+        }
+        assert_eq!(t.indices_of("198.18.1.5".parse().unwrap()), [5, 17]);
+        assert_eq!(t.indices_of("fd00::3".parse().unwrap()), [23]);
+        assert_eq!(t.indices_of("198.18.3.9".parse().unwrap()), [24]);
+        assert!(t.indices_of("198.18.0.2".parse().unwrap()).is_empty());
+        assert!(t.indices_of("fd00::4".parse().unwrap()).is_empty());
     }
 
     fn addrs(text: &str) -> Vec<String> {
