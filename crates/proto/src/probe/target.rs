@@ -81,6 +81,12 @@ impl Host {
         if bare.contains(':') {
             return Err(format!("`{bare}` is not an IPv6 address"));
         }
+        if octet_ranges(bare) {
+            return Err(format!(
+                "`{bare}` is a range of addresses (nmap's octet ranges): ranges and blocks are \
+                 for `tcpshake scan`; give one address or name per target"
+            ));
+        }
         if numeric_form(bare) {
             return Err(not_ipv4(bare));
         }
@@ -225,7 +231,9 @@ fn parse_with(spec: &str, default_port: Option<u16>, has_p: bool) -> Result<Targ
 /// One spec over the `-p` ports (none: the spec must name its own), its address checked
 /// against `-4`/`-6`. A spec that names its own port is probed once; one that does not is
 /// probed on each port, labelled `host:port` when there are several, so that statistics
-/// keep them apart.
+/// keep them apart. A URL without a port takes `-p`'s ports too, labelled with the port
+/// written into it (`http://host:81/x`) whenever that is not its scheme's port: its label
+/// alone would read as port 80 (or 443).
 pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, String> {
     let first = parse(spec, ports.first().copied())?;
     first
@@ -243,19 +251,44 @@ pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, 
     if ports.is_empty() {
         return Ok(vec![first]);
     }
-    let own_port = parse(spec, None).is_ok();
+    let own_port = names_port(spec);
     let mut out: Vec<Target> = Vec::with_capacity(ports.len());
     for &p in ports {
         let mut t = parse(spec, Some(p))?;
         if out.iter().any(|o| o.port == t.port) {
             continue; // the spec names its own port: once is enough
         }
-        if ports.len() > 1 && !own_port {
-            t.spec = format!("{}:{}", t.host, t.port);
+        match (own_port, is_url(spec)) {
+            (true, _) => {}
+            (false, true) => {
+                if let Some(labelled) = url_with_port(spec, t.port) {
+                    t.spec = labelled;
+                }
+            }
+            (false, false) if ports.len() > 1 => t.spec = format!("{}:{}", t.host, t.port),
+            (false, false) => {}
         }
         out.push(t);
     }
     Ok(out)
+}
+
+/// A URL that writes no port, with `port` written into it, when that is not the port its
+/// scheme means (`http://host/x`, 81 → `http://host:81/x`); `None` for anything else.
+fn url_with_port(spec: &str, port: u16) -> Option<String> {
+    let s = spec.trim();
+    let (scheme, rest) = s.split_once("://")?;
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    if port == default {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    Some(format!("{scheme}://{authority}:{port}{tail}"))
 }
 
 /// What `ip` is when no TCP peer can be there, from the address alone: the unspecified
@@ -402,6 +435,21 @@ pub fn family_mismatch(text: &str, v6: bool, family: Family) -> String {
 /// alphabetic), and the resolver would read it as one of inet_aton's old forms — `010` as
 /// octal 8, `198.18.200` as 198.18.0.200, `3323119618` as one 32-bit number — an address
 /// the user did not write.
+/// nmap's octet ranges (`198.18.0.1-20`, `198.18.0-3.1,5`, `198.18.*.1`): four parts of
+/// digits, `-`, `,` and `*`, one at least with a range in it. A host name could be written
+/// so (its labels may hold `-`), but no name ends in a label of digits and hyphens alone
+/// that a resolver would be asked about on purpose.
+fn octet_ranges(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '-' | ',' | '*'))
+        })
+        && parts.iter().any(|p| p.contains(['-', ',', '*']))
+}
+
 fn numeric_form(s: &str) -> bool {
     let last = s
         .strip_suffix('.')
@@ -596,6 +644,11 @@ mod tests {
             let e = parse(bad, None).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        // nmap's octet ranges are scan's.
+        for range in ["198.18.0.1-2", "198.18.0-3.1,5", "198.18.*.1"] {
+            let e = parse(range, Some(80)).unwrap_err();
+            assert!(e.contains("`tcpshake scan`"), "{range}: {e}");
+        }
         // Names with digits are names; 0 alone is an octet.
         for good in [
             "web-1.lab:80",
@@ -637,6 +690,31 @@ mod tests {
         assert_eq!(labels("lab.test:81", &[80, 443]), ["lab.test:81"]);
         assert_eq!(labels("lab.test", &[80]), ["lab.test"]);
         assert_eq!(labels("[fd00::2]:80", &[]), ["[fd00::2]:80"]);
+        assert_eq!(
+            labels("fd00::2", &[80, 81]),
+            ["[fd00::2]:80", "[fd00::2]:81"]
+        );
+        // A URL without a port: each port written into it where its scheme's is not meant
+        // (the label alone would say port 80), so statistics keep them apart.
+        assert_eq!(
+            labels("http://lab.test/a?x=1", &[80, 81, 443]),
+            [
+                "http://lab.test/a?x=1",
+                "http://lab.test:81/a?x=1",
+                "http://lab.test:443/a?x=1"
+            ]
+        );
+        assert_eq!(
+            labels("https://[fd00::2]", &[8443]),
+            ["https://[fd00::2]:8443"]
+        );
+        assert_eq!(labels("https://lab.test/", &[443]), ["https://lab.test/"]);
+        assert_eq!(
+            labels("http://lab.test:8080/", &[80, 81]),
+            ["http://lab.test:8080/"]
+        );
+        let t = expand("http://lab.test/", &[443], Family::Any).unwrap();
+        assert!(!t[0].tls, "the scheme says plain HTTP, on whatever port");
         assert!(expand("lab.test", &[], Family::Any).is_err());
         assert!(
             expand("lab.test", &[0], Family::Any)
