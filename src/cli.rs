@@ -106,28 +106,28 @@ pub struct ExchangeArgs {
     #[arg(long)]
     pub no_http: bool,
     /// How long to wait for the server after the handshake (response, each close step).
-    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIMEOUT))]
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIMEOUT), allow_hyphen_values = true)]
     pub timeout: Dur,
     /// SYN retransmissions before calling the port filtered.
-    #[arg(long, value_name = "N", default_value_t = defaults::SYN_RETRIES, value_parser = whole::<u32>(0, u32::MAX))]
+    #[arg(long, value_name = "N", default_value_t = defaults::SYN_RETRIES, value_parser = whole::<u32>(0, u32::MAX), allow_hyphen_values = true)]
     pub retries: u32,
     /// Initial retransmission timeout (RFC 6298 §2.1), doubled on each retry.
-    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::RTO))]
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::RTO), allow_hyphen_values = true)]
     pub rto: Dur,
     /// How long TIME-WAIT lasts (a retransmitted FIN is ACKed again meanwhile).
-    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIME_WAIT))]
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIME_WAIT), allow_hyphen_values = true)]
     pub time_wait: Dur,
     /// After the response, how long to wait for the server to close first.
-    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::LINGER))]
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::LINGER), allow_hyphen_values = true)]
     pub linger: Dur,
     /// The most MSS our SYN advertises (the route's when lower): asks the server for
     /// smaller segments, e.g. to tell a path MTU black hole on the way back from a server
     /// that hangs (536 passes every IPv4 path, 1220 every IPv6 one).
-    #[arg(long, value_name = "BYTES", value_parser = whole::<u16>(88, 65495))]
+    #[arg(long, value_name = "BYTES", value_parser = whole::<u16>(88, 65495), allow_hyphen_values = true)]
     pub mss: Option<u16>,
     /// Our initial sequence number, for tests (e.g. near 2^32 to cross the wrap); random
     /// otherwise (RFC 6528). Hidden: a fixed ISN is for labs only.
-    #[arg(long, hide = true, value_name = "N")]
+    #[arg(long, hide = true, value_name = "N", allow_hyphen_values = true)]
     pub isn: Option<u32>,
 }
 
@@ -184,13 +184,18 @@ pub struct SurveyArgs {
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
     /// Probes per target. [default: 1]
-    #[arg(short = 'c', long = "count", value_name = "N", value_parser = whole::<u32>(1, u32::MAX))]
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = whole::<u32>(1, u32::MAX), allow_hyphen_values = true)]
     pub count: Option<u32>,
     /// Between the starts of two probes of one target (never overlapping). [default: 0s]
-    #[arg(short = 'i', long = "interval", value_name = "DUR")]
+    #[arg(
+        short = 'i',
+        long = "interval",
+        value_name = "DUR",
+        allow_hyphen_values = true
+    )]
     pub interval: Option<Dur>,
     /// Probes in flight at once (one thread drives them all). [default: 16]
-    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = whole::<u32>(1, 20000))]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = whole::<u32>(1, 20000), allow_hyphen_values = true)]
     pub jobs: Option<u32>,
     /// Per-probe output: text lines, JSON Lines (same as --json), CSV (one column per leg) or
     /// InfluxDB line protocol.
@@ -310,7 +315,7 @@ pub struct ScanArgs {
     )]
     pub ports: Option<String>,
     /// The N ports nmap finds open most often.
-    #[arg(long, value_name = "N", conflicts_with = "ports", value_parser = whole::<usize>(0, usize::MAX))]
+    #[arg(long, value_name = "N", conflicts_with = "ports", value_parser = whole::<usize>(0, usize::MAX), allow_hyphen_values = true)]
     pub top_ports: Option<usize>,
     /// Targets to skip (comma-separated, same syntax as targets).
     #[arg(long, value_name = "SPECS", value_delimiter = ',')]
@@ -321,24 +326,24 @@ pub struct ScanArgs {
     /// Packets per second on the wire: SYNs, retries with the RST before each, ARP / ND
     /// requests; a ceiling, nmap's --max-rate. [default: as fast as this host sends; on
     /// shared networks, give a rate]
-    #[arg(long, value_name = "PPS", value_parser = whole::<u64>(1, 100_000_000))]
+    #[arg(long, value_name = "PPS", value_parser = whole::<u64>(1, 100_000_000), allow_hyphen_values = true)]
     pub rate: Option<u64>,
     /// nmap's name for --rate, which is a ceiling as nmap's is (a token bucket).
-    #[arg(long, value_name = "PPS", hide = true, conflicts_with = "rate", value_parser = whole::<u64>(1, 100_000_000))]
+    #[arg(long, value_name = "PPS", hide = true, conflicts_with = "rate", value_parser = whole::<u64>(1, 100_000_000), allow_hyphen_values = true)]
     pub max_rate: Option<u64>,
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
-    #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10))]
+    #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10), allow_hyphen_values = true)]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the
     /// replies' times: SRTT + 4·RTTVAR, at least 50 ms; 1 s until a reply is timed]
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     pub wait: Option<Dur>,
     /// Send IP packets through the kernel (raw sockets) instead of Ethernet frames of our
     /// own: no ARP / Neighbor Discovery of our own either (nmap's --send-ip).
     #[arg(long = "send-ip")]
     pub send_ip: bool,
     /// Key of the scan order; shards of one scan must share it.
-    #[arg(long, value_name = "N", value_parser = whole::<u64>(0, u64::MAX))]
+    #[arg(long, value_name = "N", value_parser = whole::<u64>(0, u64::MAX), allow_hyphen_values = true)]
     pub seed: Option<u64>,
     /// Scan slice K of N (1-based) of the permuted (address, port) sequence.
     #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
@@ -368,7 +373,7 @@ pub struct ScanArgs {
     pub output_xml: Option<PathBuf>,
     /// Send from this source port instead of a reserved ephemeral one (nmap's -g); refused
     /// when another socket on this host holds it.
-    #[arg(short = 'g', long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
+    #[arg(short = 'g', long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX), allow_hyphen_values = true)]
     pub source_port: Option<u16>,
     /// Resolve host names to IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -413,36 +418,36 @@ pub struct TraceArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Highest TTL / hop limit probed.
-    #[arg(short = 'm', long, value_name = "N", default_value_t = defaults::TRACE_MAX_TTL, value_parser = whole::<u8>(1, u8::MAX))]
+    #[arg(short = 'm', long, value_name = "N", default_value_t = defaults::TRACE_MAX_TTL, value_parser = whole::<u8>(1, u8::MAX), allow_hyphen_values = true)]
     pub max_ttl: u8,
     /// First TTL probed.
-    #[arg(short = 'f', long, value_name = "N", default_value_t = 1, value_parser = whole::<u8>(1, u8::MAX))]
+    #[arg(short = 'f', long, value_name = "N", default_value_t = 1, value_parser = whole::<u8>(1, u8::MAX), allow_hyphen_values = true)]
     pub first_ttl: u8,
     /// Probes per TTL.
-    #[arg(short = 'q', long, value_name = "N", default_value_t = defaults::TRACE_PROBES, value_parser = whole::<u8>(1, 10))]
+    #[arg(short = 'q', long, value_name = "N", default_value_t = defaults::TRACE_PROBES, value_parser = whole::<u8>(1, 10), allow_hyphen_values = true)]
     pub probes: u8,
     /// TTLs probed at once, ahead of the highest whose first probe was answered or lost.
-    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_PARALLEL, value_parser = whole::<u8>(1, 64))]
+    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_PARALLEL, value_parser = whole::<u8>(1, 64), allow_hyphen_values = true)]
     pub parallel: u8,
     /// How long a probe is waited for.
-    #[arg(short = 'w', long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_TIMEOUT))]
+    #[arg(short = 'w', long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_TIMEOUT), allow_hyphen_values = true)]
     pub timeout: Dur,
     /// Between the probes of one TTL.
-    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_INTERVAL))]
+    #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TRACE_INTERVAL), allow_hyphen_values = true)]
     pub interval: Dur,
     /// Silent TTLs in a row that end the trace.
-    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_GAP, value_parser = whole::<u8>(1, u8::MAX))]
+    #[arg(long, value_name = "N", default_value_t = defaults::TRACE_GAP, value_parser = whole::<u8>(1, u8::MAX), allow_hyphen_values = true)]
     pub gap: u8,
     /// TOS byte / IPv6 traffic class of every packet (DSCP << 2 | ECN), e.g. 0x02 for
     /// ECT(0), so a hop that clears ECN shows.
-    #[arg(short = 't', long, value_name = "BYTE", default_value = "0", value_parser = parse_byte)]
+    #[arg(short = 't', long, value_name = "BYTE", default_value = "0", value_parser = parse_byte, allow_hyphen_values = true)]
     pub tos: u8,
     /// Send from this source port instead of a reserved ephemeral one (-g as in scan and
     /// nmap).
-    #[arg(short = 'g', long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX))]
+    #[arg(short = 'g', long, value_name = "PORT", value_parser = whole::<u16>(1, u16::MAX), allow_hyphen_values = true)]
     pub source_port: Option<u16>,
     /// Our first ISN, for tests. Hidden: a fixed ISN is for labs only.
-    #[arg(long, hide = true, value_name = "N")]
+    #[arg(long, hide = true, value_name = "N", allow_hyphen_values = true)]
     pub isn: Option<u32>,
 }
 

@@ -952,6 +952,37 @@ fn bad_usage_exits_2_with_message() {
         assert_eq!(run.code, Some(2), "args {args:?}\n{run}");
         assert!(!run.stderr.trim().is_empty(), "no message for {args:?}");
     }
+    // A negative value is the option's mistake, not an unknown flag `-1` (clap's reading
+    // without allow_hyphen_values); nmap's octet ranges are scan's, never a name to look up.
+    for (args, says) in [
+        (
+            vec!["probe", "198.18.0.2:80", "--timeout", "-1s"],
+            "`-1s` is not a duration",
+        ),
+        (
+            vec!["probe", "198.18.0.2:80", "-c", "-1"],
+            "`-1` is not a whole number",
+        ),
+        (
+            vec!["scan", "198.18.0.2", "-p", "80", "--wait", "-1s"],
+            "`-1s` is not a duration",
+        ),
+        (
+            vec!["trace", "198.18.0.2:80", "-w", "-1s"],
+            "`-1s` is not a duration",
+        ),
+        (
+            vec!["probe", "198.18.0.1-2", "-p", "80"],
+            "are for `tcpshake scan`",
+        ),
+    ] {
+        let run = lab::run_bounded(
+            std::process::Command::new(lab::tcpshake_bin()).args(&args),
+            Duration::from_secs(10),
+        );
+        assert_eq!(run.code, Some(2), "args {args:?}\n{run}");
+        assert!(run.stderr.contains(says), "args {args:?}\n{run}");
+    }
 }
 
 lab_test! {
