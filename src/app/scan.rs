@@ -411,7 +411,10 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         }
     }
     if targets.is_empty() {
-        eprintln!("tcpshake: no target left to scan");
+        // One mistake, one message: the targets left out were each reported already.
+        if !skipped {
+            eprintln!("tcpshake: no target left to scan");
+        }
         return Ok((None, true, names));
     }
     let targets = TargetSet::new(targets, exclude).map_err(|e| UsageError(e.to_string()))?;
@@ -577,7 +580,12 @@ fn read_list(
     exclusions: bool,
 ) -> Result<Vec<TargetSpec>> {
     let parse = if exclusions { exclude_spec } else { scan_spec };
-    let mut list = TargetList::open(path)?;
+    let what = if exclusions {
+        "the exclusion list (--excludefile)"
+    } else {
+        "the target list"
+    };
+    let mut list = TargetList::open_as(path, what)?;
     if needed {
         list.refuse_if_empty()?;
     }

@@ -26,10 +26,16 @@ pub struct TargetList {
 impl TargetList {
     /// `-` is stdin. A list that cannot be opened is a mistake on the command line.
     pub fn open(path: &Path) -> Result<TargetList> {
+        TargetList::open_as(path, "the target list")
+    }
+
+    /// [`TargetList::open`] for a list that is `what` (`the exclusion list`): what an error
+    /// opening it calls it.
+    pub fn open_as(path: &Path, what: &str) -> Result<TargetList> {
         let (name, reader): (String, Box<dyn BufRead>) = if path == Path::new("-") {
             ("stdin".into(), Box::new(io::BufReader::new(io::stdin())))
         } else {
-            let f = super::open_input(path, "the target list")?;
+            let f = super::open_input(path, what)?;
             (path.display().to_string(), Box::new(io::BufReader::new(f)))
         };
         Ok(TargetList {
