@@ -866,3 +866,37 @@ fn https_probes_report_tls_facts_and_tls_legs() {
     assert!(seen, "{}", get(&lab, "/metrics").1);
 }
 }
+
+lab_test! {
+/// An address to listen on that the system refuses is the environment's answer (exit 3),
+/// with what to do: the port another program holds, an address this host does not have.
+fn a_listen_address_the_system_refuses_says_why_and_exits_3() {
+    let lab = Lab::new("exporter-listen");
+    let config = write_config(
+        &lab,
+        &format!("[probe]\nallow = [\"{}/32\"]\n", lab.server_v4),
+    );
+    let config = config.to_str().unwrap();
+    // A kernel listener holds the port; the exporter is started beside it.
+    let script = format!(
+        "import socket,subprocess,sys\n\
+         s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n\
+         port=s.getsockname()[1]\n\
+         r=subprocess.run([sys.argv[1],'exporter','--config',sys.argv[2],'--listen',f'127.0.0.1:{{port}}'],\
+         capture_output=True,text=True,timeout=20)\n\
+         print(r.returncode); print(r.stderr)\n"
+    );
+    let run = run_bounded(
+        in_ns(&lab.client_ns, "python3").args(["-c", &script, lab::tcpshake_bin(), config]),
+        Duration::from_secs(30),
+    );
+    assert!(run.stdout.starts_with("3\n"), "{run}");
+    assert!(run.stdout.contains("another program listens there"), "{run}");
+    let run = lab.run_client_bounded(
+        ["exporter", "--config", config, "--listen", &format!("{}:9917", lab.server_v4)],
+        Duration::from_secs(20),
+    );
+    assert_eq!(run.code, Some(3), "{run}");
+    assert!(run.stderr.contains("is not an address of this host"), "{run}");
+}
+}

@@ -78,9 +78,28 @@ pub struct Server {
 }
 
 impl Server {
+    /// A listening socket the system refuses is the environment's answer (exit 3), with
+    /// what to do about it.
     pub fn bind(addr: SocketAddr) -> Result<Server> {
-        let listener =
-            TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            let hint = match e.raw_os_error() {
+                Some(libc::EADDRINUSE) => format!(
+                    "another program listens there (`ss -ltnp 'sport = :{}'` names it); \
+                     stop it or give --listen another port",
+                    addr.port()
+                ),
+                Some(libc::EADDRNOTAVAIL) => format!(
+                    "{} is not an address of this host (`ip -br addr` lists them); give \
+                     --listen one of them, or 127.0.0.1",
+                    addr.ip()
+                ),
+                Some(libc::EACCES) => "ports below 1024 need CAP_NET_BIND_SERVICE (or root); \
+                     give --listen a port from 1024 up"
+                    .to_string(),
+                _ => return anyhow::Error::new(e).context(format!("cannot listen on {addr}")),
+            };
+            crate::EnvironmentError(format!("cannot listen on {addr}: {e}; {hint}")).into()
+        })?;
         listener
             .set_nonblocking(true)
             .context("making the listening socket non-blocking")?;
