@@ -139,10 +139,16 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
     {
         let _ = write!(out, "  from={from}");
     }
+    // An IPv6 address with a port goes in brackets, as every other place writes it.
+    let endpoint = |addr: &str, port: u16| match addr.contains(':') {
+        true => format!("[{addr}]:{port}"),
+        false => format!("{addr}:{port}"),
+    };
     let _ = writeln!(
         out,
-        "\n  {}:{} → {}:{}",
-        r.src_addr, r.src_port, r.addr, r.port
+        "\n  {} → {}",
+        endpoint(&r.src_addr, r.src_port),
+        endpoint(&r.addr, r.port)
     );
 
     // Segments and timer events, in time order; the request and response lines beside
