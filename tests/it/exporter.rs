@@ -878,16 +878,14 @@ fn a_listen_address_the_system_refuses_says_why_and_exits_3() {
     );
     let config = config.to_str().unwrap();
     // A kernel listener holds the port; the exporter is started beside it.
-    let script = format!(
-        "import socket,subprocess,sys\n\
+    let script = "import socket,subprocess,sys\n\
          s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n\
          port=s.getsockname()[1]\n\
-         r=subprocess.run([sys.argv[1],'exporter','--config',sys.argv[2],'--listen',f'127.0.0.1:{{port}}'],\
+         r=subprocess.run([sys.argv[1],'exporter','--config',sys.argv[2],'--listen',f'127.0.0.1:{port}'],\
          capture_output=True,text=True,timeout=20)\n\
-         print(r.returncode); print(r.stderr)\n"
-    );
+         print(r.returncode); print(r.stderr)\n";
     let run = run_bounded(
-        in_ns(&lab.client_ns, "python3").args(["-c", &script, lab::tcpshake_bin(), config]),
+        in_ns(&lab.client_ns, "python3").args(["-c", script, lab::tcpshake_bin(), config]),
         Duration::from_secs(30),
     );
     assert!(run.stdout.starts_with("3\n"), "{run}");
