@@ -10,6 +10,7 @@
 //! | `tcpshake_survey_probes_total` | counter | `survey`, `target`, `module`, `state`, `reason` |
 //! | `tcpshake_survey_retransmissions_total` | counter | `survey`, `target`, `module` |
 //! | `tcpshake_survey_failures_total` | counter | `survey`, `target`, `module` (a probe that could not start: no route, no port) |
+//! | `tcpshake_survey_exchange_failures_total` | counter | `survey`, `target`, `module` (the port was open, the exchange failed: TLS, HTTP, the close) |
 //! | `tcpshake_survey_slo_windows_total`, `tcpshake_survey_slo_breaches_total` | counter | `survey`, `slo` |
 //! | `tcpshake_survey_rounds_skipped_total` | counter | (a target still busy, or the exporter behind) |
 //! | `tcpshake_exporter_probes_in_flight` | gauge | |
@@ -30,7 +31,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use tcpshake_proto::monitor::samples;
-use tcpshake_proto::probe::record::{ProbeResult, Verdict};
+use tcpshake_proto::probe::record::{PortState, ProbeResult, Verdict};
 
 use super::leg_histograms::LegHistograms;
 use super::text::{self, human_ns};
@@ -106,6 +107,7 @@ pub struct ExporterMetrics {
     probes: Family<StateLabels, Counter>,
     retransmissions: Family<TargetLabels, Counter>,
     failures: Family<TargetLabels, Counter>,
+    exchange_failures: Family<TargetLabels, Counter>,
     slo_windows: Family<SloLabels, Counter>,
     slo_breaches: Family<SloLabels, Counter>,
     skipped: Counter,
@@ -140,6 +142,13 @@ impl ExporterMetrics {
             "tcpshake_survey_failures",
             "Survey probes that could not start (no route, no source port)",
             failures.clone(),
+        );
+        let exchange_failures = Family::<TargetLabels, Counter>::default();
+        r.register(
+            "tcpshake_survey_exchange_failures",
+            "Survey probes that found the port open but whose exchange failed (TLS, HTTP, \
+             the close); the records' error says why",
+            exchange_failures.clone(),
         );
         let slo_windows = Family::<SloLabels, Counter>::default();
         r.register(
@@ -194,6 +203,7 @@ impl ExporterMetrics {
             probes,
             retransmissions,
             failures,
+            exchange_failures,
             slo_windows,
             slo_breaches,
             skipped,
@@ -210,6 +220,7 @@ impl ExporterMetrics {
     /// `increase()`, which need two samples, and an alert on it sees no data meanwhile.
     pub fn target_configured(&self, who: &TargetLabels) {
         let _ = self.failures.get_or_create(who);
+        let _ = self.exchange_failures.get_or_create(who);
         let _ = self.retransmissions.get_or_create(who);
         for v in INITIAL_VERDICTS {
             let _ = self.probes.get_or_create(&StateLabels {
@@ -260,6 +271,9 @@ impl ExporterMetrics {
         self.retransmissions
             .get_or_create(who)
             .inc_by(u64::from(r.retransmissions));
+        if r.state == PortState::Open && !r.succeeded() && !r.interrupted {
+            self.exchange_failures.get_or_create(who).inc();
+        }
     }
 
     pub fn failed(&self, who: &TargetLabels) {
@@ -496,6 +510,25 @@ mod tests {
             text.contains(&format!("tcpshake_survey_failures_total{{{l}}} 1")),
             "{text}"
         );
+        assert!(
+            text.contains(&format!("tcpshake_survey_exchange_failures_total{{{l}}} 0")),
+            "{text}"
+        );
+        // An open port whose exchange failed counts as open and as a failed exchange; one
+        // that worked only as open.
+        m.record(&who, &record());
+        let mut failed = record();
+        failed.error = Some("TLS: the server does not speak TLS on this port".into());
+        m.record(&who, &failed);
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for want in [
+            format!("tcpshake_survey_exchange_failures_total{{{l}}} 1"),
+            format!("tcpshake_survey_probes_total{{{l},state=\"open\",reason=\"syn-ack\"}} 2"),
+        ] {
+            assert!(text.contains(&want), "no `{want}` in\n{text}");
+        }
     }
 
     /// The dashboard in contrib/grafana queries only metrics the exporter serves.

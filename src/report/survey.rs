@@ -98,6 +98,14 @@ fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<(
         "{title}   probes {}   open {open}   closed {closed}   filtered {filtered}",
         acc.probes()
     )?;
+    let failed = acc.failed();
+    if failed > 0 {
+        writeln!(
+            out,
+            "  {failed} of the open ones failed their exchange (TLS, HTTP or the close): each \
+             record's `error` says why"
+        )?;
+    }
     let lost = acc.capture_lost();
     if lost > 0 {
         writeln!(
@@ -176,8 +184,9 @@ pub fn table(survey: &Survey, overall_only: bool) -> String {
 }
 
 /// The statistics as JSON, exact: `{"targets": [{"target", "probes", "open", "closed",
-/// "filtered", "capture_lost", "legs": [LegStats…]}…], "overall": {…}}` (`capture_lost`:
-/// probes whose capture dropped packets).
+/// "filtered", "failed", "capture_lost", "legs": [LegStats…]}…], "overall": {…}}`
+/// (`failed`: open, but the exchange failed; `capture_lost`: probes whose capture dropped
+/// packets).
 pub fn stats_json(survey: &Survey) -> serde_json::Value {
     fn one(name: &str, acc: &dyn Group) -> serde_json::Value {
         let (open, closed, filtered) = acc.states();
@@ -187,6 +196,7 @@ pub fn stats_json(survey: &Survey) -> serde_json::Value {
             "open": open,
             "closed": closed,
             "filtered": filtered,
+            "failed": acc.failed(),
             "capture_lost": acc.capture_lost(),
             "legs": acc.summary(),
         })
@@ -294,6 +304,31 @@ mod tests {
             "{table}"
         );
         assert_eq!(stats_json(&sv)["overall"]["capture_lost"], 1);
+    }
+
+    /// An open port whose exchange failed is not a working server: counted apart, in the
+    /// table and the JSON, as report and the survey's own table show them.
+    #[test]
+    fn open_probes_whose_exchange_failed_are_counted() {
+        let mut sv = Survey::default();
+        for line in [
+            LINE.to_string(),
+            LINE.replace(
+                r#""error":null"#,
+                r#""error":"TLS: the server does not speak TLS on this port""#,
+            ),
+        ] {
+            let (t, s) = parse_record(&line).unwrap();
+            sv.add(&t, &s.unwrap());
+        }
+        let table = table(&sv, false);
+        assert!(table.contains("probes 2   open 2"), "{table}");
+        assert!(
+            table.contains("1 of the open ones failed their exchange"),
+            "{table}"
+        );
+        assert_eq!(stats_json(&sv)["overall"]["failed"], 1);
+        assert_eq!(stats_json(&sv)["targets"][0]["failed"], 1);
     }
 
     #[test]

@@ -295,6 +295,7 @@ mod tests {
             tls: false,
             start_ns: None,
             capture_lost: false,
+            failed: false,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Sample {
     pub start_ns: Option<u64>,
     /// The capture dropped packets while it ran (`capture_lost`): its legs may be wrong.
     pub capture_lost: bool,
+    /// The port was open but the exchange failed (TLS, HTTP, the close): the record's
+    /// `error` says why. Counted apart, or an open port would read as a working server.
+    pub failed: bool,
 }
 
 impl Sample {
@@ -43,6 +46,7 @@ impl Sample {
         (!r.interrupted).then(|| Sample {
             start_ns: r.segments.first().map(|s| s.ts_ns),
             capture_lost: r.capture_lost > 0,
+            failed: r.state == PortState::Open && !r.succeeded(),
             ..Sample::new(&r.legs_ns, r.state, r.retransmissions)
         })
     }
@@ -55,6 +59,7 @@ impl Sample {
             tls: legs.has_tls(),
             start_ns: None,
             capture_lost: false,
+            failed: false,
         }
     }
 }
@@ -78,6 +83,8 @@ pub trait Group {
     /// Probes whose capture dropped packets (their legs may be wrong; they are counted in
     /// the statistics all the same).
     fn capture_lost(&self) -> u64;
+    /// Probes that found the port open but whose exchange failed.
+    fn failed(&self) -> u64;
     /// Calls `f(value, retransmitted)` for every probe in which leg `leg` happened.
     fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool));
 
@@ -123,6 +130,7 @@ pub struct Accumulator {
     filtered: u32,
     first_start_ns: Option<u64>,
     capture_lost: u32,
+    failed: u32,
 }
 
 impl Accumulator {
@@ -147,6 +155,7 @@ impl Accumulator {
             self.first_start_ns = Some(self.first_start_ns.map_or(t, |f| f.min(t)));
         }
         self.capture_lost = self.capture_lost.saturating_add(u32::from(s.capture_lost));
+        self.failed = self.failed.saturating_add(u32::from(s.failed));
         let n = match s.state {
             PortState::Open => &mut self.open,
             PortState::Closed => &mut self.closed,
@@ -173,6 +182,10 @@ impl Group for Accumulator {
         self.capture_lost.into()
     }
 
+    fn failed(&self) -> u64 {
+        self.failed.into()
+    }
+
     fn each(&self, leg: Leg, f: &mut dyn FnMut(u64, bool)) {
         for r in &self.rows {
             let v = r.legs[leg.index()];
@@ -197,6 +210,10 @@ impl Group for Overall<'_> {
 
     fn capture_lost(&self) -> u64 {
         self.0.accs.iter().map(Group::capture_lost).sum()
+    }
+
+    fn failed(&self) -> u64 {
+        self.0.accs.iter().map(Group::failed).sum()
     }
 
     fn states(&self) -> (u64, u64, u64) {
@@ -619,6 +636,7 @@ mod tests {
             retransmitted: retx,
             start_ns: None,
             capture_lost: false,
+            failed: false,
         }
     }
 
