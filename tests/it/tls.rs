@@ -380,7 +380,7 @@ fn wrong_name_fails_right_name_verifies() {
         &[],
     );
     assert_eq!(run.code, Some(1), "{run}");
-    assert!(err(&rec).contains("not valid for name"), "{run}");
+    assert!(err(&rec).contains(", not for wrong.test"), "{run}");
     assert_eq!(rec["tls"]["sni"], "wrong.test", "{run}");
     assert_eq!(rec["tls"]["verified"], false, "{run}");
 

@@ -114,7 +114,12 @@ impl ServerCertVerifier for RecordingVerifier {
                 .chain(intermediates)
                 .map(|c| c.clone().into_owned())
                 .collect();
-            seen.verdict = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            seen.verdict = Some(result.as_ref().map(|_| ()).map_err(|e| match e {
+                rustls::Error::InvalidCertificate(ce) => {
+                    certificate_words(ce, &name_text(server_name))
+                }
+                other => other.to_string(),
+            }));
         }
         match result {
             Ok(()) => Ok(ServerCertVerified::assertion()),
@@ -372,15 +377,10 @@ impl TlsSession {
     }
 
     fn describe_error(&self, e: &rustls::Error) -> String {
-        let verify_failed = self
-            .seen
-            .lock()
-            .ok()
-            .and_then(|s| s.verdict.clone())
-            .is_some_and(|v| v.is_err());
-        if verify_failed {
+        let verdict = self.seen.lock().ok().and_then(|s| s.verdict.clone());
+        if let Some(Err(why)) = verdict {
             return format!(
-                "TLS: certificate verification failed for {}: {e} (trust: {}; {} to go on anyway)",
+                "TLS: certificate verification failed for {}: {why} (trust: {}; {} to go on anyway)",
                 name_text(&self.setup.server_name),
                 self.setup.roots_from,
                 self.setup.insecure_hint
@@ -630,6 +630,56 @@ impl TlsSession {
             close_notify_sent: self.close_notify_sent,
             error: self.error.clone(),
         }
+    }
+}
+
+/// Why the server's certificate was refused, in words a user acts on (as curl and openssl
+/// say it: "self-signed certificate", "certificate has expired"), where rustls writes
+/// some of its reasons as Rust's debug text (`Other(OtherError(CaUsedAsEndEntity))`,
+/// `DnsName("…")`). `name`: the name or address we verified against.
+fn certificate_words(e: &rustls::CertificateError, name: &str) -> String {
+    use rustls::CertificateError as C;
+    // webpki names a certificate's subjectAltNames `DnsName("a.test")`, `IpAddress(198.18.0.2)`.
+    let bare = |n: &String| {
+        let inner = n
+            .split_once('(')
+            .and_then(|(_, rest)| rest.strip_suffix(')'))
+            .unwrap_or(n);
+        inner.trim_matches('"').to_string()
+    };
+    match e {
+        C::UnknownIssuer => "its issuer is not trusted: a self-signed certificate, or one \
+             signed by a CA the trust store does not hold"
+            .into(),
+        C::BadSignature => "its signature does not verify".into(),
+        C::Expired => "it has expired".into(),
+        C::ExpiredContext { not_after, .. } => format!(
+            "it expired at {}",
+            rfc3339(i64::try_from(not_after.as_secs()).unwrap_or(i64::MAX))
+        ),
+        C::NotValidYet => "it is not valid yet".into(),
+        C::NotValidYetContext { not_before, .. } => format!(
+            "it is not valid before {}",
+            rfc3339(i64::try_from(not_before.as_secs()).unwrap_or(i64::MAX))
+        ),
+        C::Revoked => "it has been revoked".into(),
+        C::NotValidForName => format!("it is not for {name}"),
+        C::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
+            let names: Vec<String> = presented.iter().map(bare).collect();
+            format!("it is for {}, not for {name}", names.join(", "))
+        }
+        C::NotValidForNameContext { .. } => {
+            format!("it names no host (no subjectAltName), so not {name}")
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "its extended key usage does not allow a TLS server".into()
+        }
+        C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
+            "the server sent a CA's certificate as its own (a CA certificate used as the \
+             server's; give that CA with --cacert and use a server certificate it signed)"
+                .into()
+        }
+        other => other.to_string(),
     }
 }
 
