@@ -15,6 +15,7 @@ pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
     if let Some(svg) = &args.svg {
         super::create_output(svg, "--svg")?;
     }
+    refuse_repeated_files(&args.files)?;
     let mut stats = Survey::default();
     let read = args
         .files
@@ -40,7 +41,14 @@ pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
     stats.order_by_first_start();
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &stats_json(&stats))?;
+        let mut j = stats_json(&stats);
+        // -q: the overall statistics only, in JSON as in the table.
+        if args.quiet
+            && let Some(o) = j.as_object_mut()
+        {
+            o.remove("targets");
+        }
+        serde_json::to_writer_pretty(&mut out, &j)?;
         writeln!(out)?;
     } else {
         write_table(&mut io::BufWriter::new(&mut out), &stats, args.quiet)?;
@@ -55,6 +63,36 @@ pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
     } else {
         Exit::Ok
     })
+}
+
+/// A file given twice (by any path; stdin `-` twice) would count each of its probes twice:
+/// refused before anything is read.
+fn refuse_repeated_files(files: &[std::path::PathBuf]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen: Vec<(Option<(u64, u64)>, &Path)> = Vec::new();
+    for f in files {
+        let id = match f.as_os_str() == "-" {
+            true => None,
+            // One that cannot be read is reported when it is read.
+            false => match std::fs::metadata(f) {
+                Ok(m) => Some((m.dev(), m.ino())),
+                Err(_) => continue,
+            },
+        };
+        if let Some((_, first)) = seen.iter().find(|(other, _)| *other == id) {
+            let same = if first == f {
+                format!("{} is given twice", f.display())
+            } else {
+                format!("{} and {} are the same file", first.display(), f.display())
+            };
+            return Err(UsageError(format!(
+                "{same}: its probes would count twice; give each file once"
+            ))
+            .into());
+        }
+        seen.push((id, f));
+    }
+    Ok(())
 }
 
 /// Add every record of one JSON Lines file. A last line cut short (a survey killed while

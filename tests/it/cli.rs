@@ -254,6 +254,37 @@ fn report_of_a_file_that_is_not_json_lines() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `report` of the same file twice (by one path or two) would count every probe twice:
+/// refused, exit 2; `-q` keeps `--json` to the overall statistics as it keeps the table.
+#[test]
+fn report_counts_each_file_once_and_quiet_json_is_the_overall() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-twice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("a.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"schema":1,"target":"198.18.0.2:80","addr":"198.18.0.2","port":80,"state":"open","reason":"syn-ack","src_addr":"198.18.0.1","src_port":40000,"reply_ttl":64,"reply_from":"198.18.0.2","legs_ns":{"syn_to_synack":41000,"synack_to_ack":9000,"request_to_first_byte":null,"request_to_complete":null,"fin_to_ack":null,"fin_to_peer_fin":null,"peer_fin_to_last_ack":null,"total":90000},"retransmissions":0,"peer_options":null,"http":null,"close_initiator":null,"isn":1,"irs":null,"segments":[],"timers":[],"anomalies":[],"error":null,"tls":null}
+"#,
+    )
+    .expect("write");
+    let link = dir.join("b.jsonl");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&file, &link).expect("symlink");
+    let (a, b) = (file.to_str().unwrap(), link.to_str().unwrap());
+    for args in [["report", a, a], ["report", a, b]] {
+        let run = tcpshake(&args);
+        assert_eq!(run.code, Some(2), "{run}");
+        assert!(run.stderr.contains("its probes would count twice"), "{run}");
+        assert_one_clean_message(&run, &args);
+    }
+    let run = tcpshake(&["report", "--json", "-q", a]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let j: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(j["overall"]["probes"], 1, "{run}");
+    assert!(j.get("targets").is_none(), "{run}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_target_list_without_targets_is_refused_by_every_command() {
     let dir = std::env::temp_dir().join(format!("tcpshake-emptylist-{}", std::process::id()));
