@@ -383,15 +383,18 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
     super::refuse_broadcast_targets(singles.iter().map(|(s, a)| (s.as_str(), *a)))?;
     let mut skipped = false;
     let mut names = Names::new();
-    let mut targets = resolve_specs(&args.targets, args.family, &mut skipped, &mut names);
+    let typed = args.targets.iter().map(|s| (None, s));
+    let mut targets = resolve_specs(typed, args.family, &mut skipped, &mut names);
     if let Some(p) = &args.list {
         let specs = read_list(p, args.family, &mut skipped, args.targets.is_empty(), false)?;
-        targets.extend(resolve_specs(&specs, args.family, &mut skipped, &mut names));
+        let listed = specs.iter().map(|(origin, s)| (Some(origin.as_str()), s));
+        targets.extend(resolve_specs(listed, args.family, &mut skipped, &mut names));
     }
     let mut exclude = Vec::new();
     let mut exclude_specs = args.exclude.clone();
     if let Some(p) = &args.exclude_list {
-        exclude_specs.extend(read_list(p, Family::Any, &mut skipped, false, true)?);
+        let listed = read_list(p, Family::Any, &mut skipped, false, true)?;
+        exclude_specs.extend(listed.into_iter().map(|(_, s)| s));
     }
     // An excluded name is excluded at every address it has.
     for spec in exclude_specs {
@@ -524,14 +527,16 @@ fn warn_other_interfaces(plan: &ScanPlan) {
 /// Address specs as they are; a name at its first address of the wanted family (as nmap
 /// does), or reported and skipped. A name is kept for the address it resolved to, not its
 /// whole block (nmap names only that one in `name/24`).
-fn resolve_specs(
-    specs: &[TargetSpec],
+/// Each spec's addresses, its names resolved; `origin` (`FILE, line N`) says where a
+/// listed one came from when it cannot be resolved.
+fn resolve_specs<'a>(
+    specs: impl IntoIterator<Item = (Option<&'a str>, &'a TargetSpec)>,
     family: Family,
     skipped: &mut bool,
     names: &mut Names,
 ) -> Vec<Spec> {
-    let mut out = Vec::with_capacity(specs.len());
-    for spec in specs {
+    let mut out = Vec::new();
+    for (origin, spec) in specs {
         match spec {
             TargetSpec::Addrs(s) => out.push(s.clone()),
             TargetSpec::Name { name, prefix } => {
@@ -557,7 +562,10 @@ fn resolve_specs(
                         }
                     }
                     Err(e) => {
-                        eprintln!("tcpshake: {e:#}");
+                        match origin {
+                            Some(o) => eprintln!("tcpshake: {o}: {e:#}"),
+                            None => eprintln!("tcpshake: {e:#}"),
+                        }
                         *skipped = true;
                     }
                 }
@@ -578,7 +586,7 @@ fn read_list(
     skipped: &mut bool,
     needed: bool,
     exclusions: bool,
-) -> Result<Vec<TargetSpec>> {
+) -> Result<Vec<(String, TargetSpec)>> {
     let parse = if exclusions { exclude_spec } else { scan_spec };
     let what = if exclusions {
         "the exclusion list (--excludefile)"
@@ -593,7 +601,7 @@ fn read_list(
     while let Some((origin, specs)) = list.next_line() {
         for text in specs {
             match parse(&text, family) {
-                Ok(s) => out.push(s),
+                Ok(s) => out.push((origin.to_string(), s)),
                 Err(e) if exclusions => {
                     return Err(UsageError(format!(
                         "{origin}: {e}; an exclusion that cannot be read would leave in what \

@@ -154,6 +154,11 @@ pub fn write_table(
     survey: &Survey,
     overall_only: bool,
 ) -> io::Result<()> {
+    // No probe finished (every target failed to resolve or to start, each said so on
+    // stderr): a table of zeros would say nothing more.
+    if survey.probes() == 0 {
+        return Ok(());
+    }
     if !overall_only {
         for (name, acc) in survey.targets() {
             group(out, name, acc)?;

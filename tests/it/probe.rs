@@ -999,6 +999,22 @@ fn unresolvable_name_is_reported_by_name() {
         format!("{}{}", run.stdout, run.stderr).contains("nosuchhost.invalid"),
         "the message must name the host:\n{run}"
     );
+    // From a list, every command names the file and line, once, with no table of zeros
+    // after it.
+    let list = lab.dir().join("names.txt");
+    std::fs::write(&list, "# fleet\nnosuchhost.invalid\n").unwrap();
+    let list = list.to_str().unwrap();
+    for args in [
+        vec!["probe", "-iL", list, "-p", "80", "--timeout", "1s"],
+        vec!["scan", "-iL", list, "-p", "80"],
+    ] {
+        let run = lab.run_client_bounded(args.clone(), Duration::from_secs(30));
+        assert_eq!(run.code, Some(1), "{args:?}\n{run}");
+        let said = format!("{list}, line 2: cannot resolve `nosuchhost.invalid`");
+        assert!(run.stderr.contains(&said), "{args:?}\n{run}");
+        assert_eq!(run.stderr.lines().count(), 1, "one message: {args:?}\n{run}");
+        assert!(run.stdout.trim().is_empty(), "{args:?}\n{run}");
+    }
 }
 }
 
