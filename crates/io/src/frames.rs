@@ -58,6 +58,8 @@ impl FramePort {
             &1 as &libc::c_int,
         )
         .context("SO_TIMESTAMPNS")?;
+        // Read with recvmsg: stamped at the read until the kernel stamps (stamps.rs).
+        super::stamps::await_receive_timestamps();
         set_sockopt(
             &socket,
             libc::SOL_PACKET,

@@ -24,6 +24,7 @@ pub mod run;
 pub mod scan;
 pub mod sender;
 pub mod signals;
+mod stamps;
 pub mod survey;
 pub mod tap;
 mod tapqueue;

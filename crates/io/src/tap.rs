@@ -327,6 +327,9 @@ impl Tap {
                 )
             }
             Reading::Queue(queue_bytes) => {
+                // Read with recvmsg, a packet the kernel did not stamp gets the time of the
+                // read: wait until it stamps them (stamps.rs).
+                super::stamps::await_receive_timestamps();
                 super::set_sockopt(
                     &socket,
                     libc::SOL_PACKET,
