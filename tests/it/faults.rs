@@ -259,11 +259,15 @@ lab_test! {
 /// §3.10.7.4: an unacceptable segment is answered with an ACK), which completes the
 /// server's handshake.
 fn lost_ack_server_retransmits_synack_and_we_reack() {
-    // Client→server TCP segments: 1 SYN, 2 FIN (our ACK rides on it), 3 and 4 its
-    // retransmissions (RTO 200 ms, then 400 ms) all lost; the server's SYN-ACK
+    // Client→server TCP segments: 1 SYN, 2 our ACK, 3 our FIN right behind it, 4 and 5
+    // the FIN's retransmissions (RTO 200 ms, then 400 ms), all lost; the server's SYN-ACK
     // retransmission comes at ~1 s, before our third FIN retransmission at 1.4 s.
-    let mut lab =
-        Lab::with_link_emulator("lostack", "port=9000,script=2:drop;3:drop;4:drop", "", 1);
+    let mut lab = Lab::with_link_emulator(
+        "lostack",
+        "port=9000,script=2:drop;3:drop;4:drop;5:drop",
+        "",
+        1,
+    );
     lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
     let p = probe(
         &lab,
@@ -627,8 +631,8 @@ lab_test! {
 /// Our last ACK is lost: the server retransmits its FIN and we, in TIME-WAIT, ACK it again
 /// (RFC 9293 §3.10.7.4); the server ends with no socket in LAST-ACK.
 fn time_wait_reacks_retransmitted_fin() {
-    // Client→server on 9000: 1 SYN, 2 FIN (with the handshake ACK), 3 the last ACK.
-    let mut lab = Lab::with_link_emulator("timewait", "port=9000,script=3:drop", "", 1);
+    // Client→server on 9000: 1 SYN, 2 the handshake's ACK, 3 our FIN, 4 the last ACK.
+    let mut lab = Lab::with_link_emulator("timewait", "port=9000,script=4:drop", "", 1);
     lab.start_kernel_listener(9000, ListenerMode::ReadUntilEof);
     let p = probe(&lab, false, 9000, &["--no-http", "--time-wait", "2s"]);
     assert_eq!(p.run.code, Some(0), "{}", p.ctx());
@@ -1692,8 +1696,9 @@ fn rst_in_time_wait_after_a_reordered_ack_is_still_a_client_close() {
     for leg in ["fin_to_ack", "fin_to_peer_fin", "peer_fin_to_last_ack"] {
         assert!(p.json["legs_ns"][leg].is_u64(), "{leg}: {}", p.ctx());
     }
-    // Our last ACK and our ACK of the stale one, then the server's RST, which ended it.
-    assert_eq!(p.find("out", ".").len(), 2, "{}", p.ctx());
+    // The handshake's ACK (alone, before our FIN), our last ACK and our ACK of the stale
+    // one, then the server's RST, which ended it.
+    assert_eq!(p.find("out", ".").len(), 3, "{}", p.ctx());
     let rst = p.find("in", "R");
     assert_eq!(rst.len(), 1, "{}", p.ctx());
     assert_eq!(rst[0], p.rec.segments.len() - 1, "{}", p.ctx());

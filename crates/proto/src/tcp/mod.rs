@@ -445,6 +445,9 @@ pub struct Connection {
     send_buf: VecDeque<u8>,
     /// `close` was called: a FIN follows `send_buf`.
     fin_queued: bool,
+    /// The ACK of the SYN-ACK is queued and has not left: it leaves alone, never folded
+    /// into our FIN (see `next_transmit`).
+    handshake_ack_queued: bool,
     /// The FIN has been sent (it then sits at `snd_una + send_buf.len()`).
     fin_sent: bool,
     /// The send MSS: payload bytes per segment (RFC 9293 §3.7.1: the peer's MSS, ours,
@@ -527,6 +530,7 @@ impl Connection {
             snd_wscale: 0,
             send_buf: VecDeque::new(),
             fin_queued: false,
+            handshake_ack_queued: false,
             fin_sent: false,
             send_mss: DEFAULT_MSS,
             mss_limit: DEFAULT_MSS,
@@ -859,9 +863,15 @@ impl Connection {
         if let Some(seg) = self.tx.pop_front() {
             // A pure ACK with our FIN right behind it (we close as soon as the peer's FIN
             // arrives): the FIN carries the same acknowledgment, so it goes alone, as
-            // Linux's does.
+            // Linux's does. Not the handshake's ACK: Linux acknowledges the SYN-ACK as it
+            // arrives, before the application can close, and a SYN proxy (nftables'
+            // synproxy, iptables' SYNPROXY) takes the third segment for its cookie's ACK
+            // and drops what rides on it — a FIN there came again only at the RTO, 200 ms
+            // into the close (fault walk, `probe --no-http` through nft synproxy).
             let pure_ack = seg.flags == TcpFlags::ACK && seg.payload.is_empty();
+            let handshake_ack = pure_ack && std::mem::take(&mut self.handshake_ack_queued);
             if pure_ack
+                && !handshake_ack
                 && self.tx.is_empty()
                 && self.fin_queued
                 && self.unsent_data() == 0
@@ -1017,6 +1027,7 @@ impl Connection {
         }
         self.establish(rx_at);
         self.queue_ack(rx_at);
+        self.handshake_ack_queued = true;
         // RFC 9293 §3.10.7.3: "other controls or text" continue at the sixth step.
         if !seg.payload.is_empty() || flags.fin() {
             self.process_text(rx_at, seg.seq.add(1), seg.payload, flags.fin());

@@ -982,6 +982,22 @@ fn syn_sent_retransmitted_syn_echoed_by_tsecr_gives_an_rtt_sample() {
     );
 }
 
+/// Closing as soon as the SYN-ACK is in (`--no-http`, `scan --complete`): the handshake's
+/// ACK leaves alone, then the FIN, as Linux's connect() then close() — a SYN proxy takes
+/// the third segment for its cookie's ACK and drops a FIN riding on it. A FIN that
+/// answers the peer's FIN still carries the ACK (see the close tests).
+#[test]
+fn syn_sent_close_right_after_the_synack_sends_the_ack_alone_first() {
+    let (mut h, _) = conn_syn_sent();
+    h.advance(ms(10));
+    h.recv(seg(5000, 1001, SYN | ACK, &[]));
+    h.conn.close(h.now);
+    let sent = h.sent();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert_eq!((sent[0].flags, sent[0].seq), (ACK, SeqNumber(1001)));
+    assert_eq!((sent[1].flags, sent[1].seq), (FIN | ACK, SeqNumber(1001)));
+}
+
 #[test]
 fn syn_sent_close_goes_closed_silently() {
     let (mut h, _) = conn_syn_sent();
