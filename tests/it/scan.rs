@@ -415,6 +415,152 @@ fn three_shards_equal_the_whole_scan() {
 }
 }
 
+/// (addr, port) → state from -oX `<port>` elements (no host here has enough ports of a
+/// kind to be folded into `<extraports>`).
+fn xml_ports(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
+    let script = format!(
+        "import xml.etree.ElementTree as ET\n\
+         for h in ET.parse({:?}).getroot().findall('host'):\n\
+         \x20a=h.find('address').get('addr')\n\
+         \x20assert h.find('ports').find('extraports') is None\n\
+         \x20for p in h.find('ports').findall('port'):\n\
+         \x20 print(a, p.get('portid'), p.find('state').get('state'))\n",
+        path.to_str().unwrap()
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    let mut m = BTreeMap::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let key = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        assert!(
+            m.insert(key, f[2].to_string()).is_none(),
+            "listed twice: {l}"
+        );
+    }
+    m
+}
+
+lab_test! {
+/// An address named more than once — twice on the command line, by a name and by itself,
+/// in a list and inside a block the list also holds — is one host scanned once per port:
+/// the summary counts distinct pairs, `--all --json` has one line per pair with its real
+/// RTT, and -oX, -oG and the table's `Not shown:` line agree with it. Two shards share
+/// the distinct pairs between them.
+fn an_address_named_several_times_is_one_host_scanned_once_per_port() {
+    let s = ScanLab::new("scan_dup", &[80]);
+    s.lab.fault_reject(81, Reject::Drop);
+    let want_of = |hosts: &[IpAddr]| {
+        let mut m = BTreeMap::new();
+        for &h in hosts {
+            for p in 80..=84u16 {
+                let v = match p {
+                    80 => ("open", "syn-ack"),
+                    81 => ("filtered", "no-response"),
+                    _ => ("closed", "reset"),
+                };
+                m.insert((h, p), (v.0.to_string(), v.1.to_string()));
+            }
+        }
+        m
+    };
+    let states = |m: &BTreeMap<(IpAddr, u16), (String, String)>| -> BTreeMap<(IpAddr, u16), String> {
+        m.iter().map(|(k, v)| (*k, v.0.clone())).collect()
+    };
+    let dir = s.lab.dir().to_path_buf();
+    let (xml, grep) = (dir.join("dup.xml"), dir.join("dup.gnmap"));
+    let a = s.v4(2).to_string();
+    let common = ["-p", "80-84", "--wait", "300ms", "--all", "--json"];
+
+    // The same address twice, as the new-user walk typed it; --complete connects once.
+    let run = s.scan(
+        &[
+            &[a.as_str(), a.as_str()][..],
+            &common[..],
+            &["--complete", "-oX", xml.to_str().unwrap()],
+            &["-oG", grep.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let got = verdicts(&run);
+    assert_eq!(got, want_of(&[s.v4(2)]), "{run}");
+    assert!(
+        run.stderr
+            .contains("scanned 5 ports: 1 open, 3 closed, 1 filtered"),
+        "{run}"
+    );
+    let completed: Vec<&str> = run.stdout.lines().filter(|l| l.contains("legs_ns")).collect();
+    assert_eq!(completed.len(), 1, "{run}");
+    assert!(completed[0].contains("\"complete_error\":null"), "{run}");
+    assert_valid_nmap_xml(&xml);
+    assert_eq!(xml_ports(&xml), states(&got));
+    assert_eq!(greppable_ports(&std::fs::read_to_string(&grep).unwrap()), states(&got));
+    // The table: the open port, what it leaves out, the same summary.
+    let run = s.scan(&[a.as_str(), a.as_str(), "-p", "80-84", "--wait", "300ms"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout.contains(
+            "\nNot shown: 3 closed tcp ports (reset), 1 filtered tcp port (no-response)\nPORT "
+        ),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("scanned 5 ports: 1 open, 3 closed, 1 filtered"),
+        "{run}"
+    );
+
+    // A name on the command line; in the list its address, twice, another address and a
+    // block holding all three.
+    let name = "dup.scan.test";
+    let _hosts = NetnsHosts::new(&s.lab.client_ns, &[(s.v4(2), name)]);
+    let list = dir.join("dup.txt");
+    std::fs::write(
+        &list,
+        format!("{a}\n# again\n{a} {}\n{}/29\n", s.v4(5), s.v4(0)),
+    )
+    .unwrap();
+    let hosts: Vec<IpAddr> = (0..8).map(|h| s.v4(h)).collect();
+    let want = want_of(&hosts);
+    let args = [&[name, "-iL", list.to_str().unwrap()][..], &common[..]].concat();
+    let run = s.scan(
+        &[
+            &args[..],
+            &["-oX", xml.to_str().unwrap(), "-oG", grep.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let got = verdicts(&run);
+    assert!(got == want, "{}\n{}", diff(&got, &want), run.stderr);
+    assert!(
+        run.stderr
+            .contains("scanned 40 ports: 8 open, 24 closed, 8 filtered"),
+        "{run}"
+    );
+    assert_valid_nmap_xml(&xml);
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(x.contains(&format!("<hostname name=\"{name}\" type=\"user\"/>")), "{x}");
+    assert!(x.contains("<hosts up=\"8\" down=\"0\" total=\"8\"/>"), "{x}");
+    assert_eq!(xml_ports(&xml), states(&got));
+    assert_eq!(greppable_ports(&std::fs::read_to_string(&grep).unwrap()), states(&got));
+
+    // Two shards: each distinct pair in exactly one.
+    let mut union = BTreeMap::new();
+    for k in 1..=2 {
+        let shard = format!("{k}/2");
+        let run = s.scan(&[&args[..], &["--seed", "5", "--shard", shard.as_str()]].concat());
+        assert_eq!(run.code, Some(0), "{run}");
+        let part = verdicts(&run);
+        assert!(!part.is_empty() && part.len() < want.len(), "{run}");
+        for (key, v) in part {
+            assert!(union.insert(key, v).is_none(), "both shards sent {key:?}");
+        }
+    }
+    assert!(union == want, "{}", diff(&union, &want));
+}
+}
+
 lab_test! {
 /// nmap's own tools read our files as nmap's: `ndiff` against `nmap -sS -oX` of the same
 /// ports finds no difference (states, service names, folded counts, host names), the XML

@@ -864,6 +864,25 @@ mod tests {
         assert_eq!(n.next_hop(ip("198.51.100.7")), NextHop::Kernel);
     }
 
+    /// An address several specs name is one neighbour: asked once a round, counted once
+    /// (the summary's "N of M on-link addresses"), and no retry round for it once it
+    /// answered.
+    #[test]
+    fn an_address_named_twice_is_asked_about_once() {
+        let t = targets(&["198.18.77.9", "198.18.77.8/30", "198.18.77.9", "fd00:77::5"]);
+        let live = [ip("198.18.77.9"), ip("fd00:77::5")];
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(1), at_us(0));
+        let (asked, _) = run(&mut r, |a, _| live.contains(&a).then(|| mac_of(a)), None);
+        let first: Vec<IpAddr> = asked.iter().map(|x| x.1).take(5).collect();
+        let mut unique = first.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 5, "{first:?}");
+        assert_eq!((r.totals().asked, r.totals().resolved), (5, 2));
+        // The retry round asks the three silent ones of the /30, each once.
+        assert_eq!(asked.len(), 5 + 3);
+    }
+
     #[test]
     fn a_late_answer_is_caught_by_the_retry() {
         let t = targets(&["fd00:77::/120"]);

@@ -71,20 +71,27 @@ impl<'a> Coverage<'a> {
     }
 
     /// Whether the first round sent a SYN to address number `a` of the target set and
-    /// port number `p` of the port list.
+    /// port number `p` of the port list. Never for a later copy of an address several
+    /// specs name: the scan sends to its first index only.
     pub fn covers(&self, a: u64, p: usize) -> bool {
+        self.targets.is_first_index(a) && self.reached(a, p)
+    }
+
+    /// [`Coverage::covers`] for address number `a` known to be its address's first copy.
+    fn reached(&self, a: u64, p: usize) -> bool {
         if let Some(n) = self.neighbours
             && let Some(addr) = self.targets.get(a)
             && n.is_down(addr)
         {
             return false;
         }
-        self.would_cover(a, p)
+        self.walk_reached(a, p)
     }
 
-    /// [`Coverage::covers`] for a host resolution did not find: whether this shard's walk
-    /// reached the pair (so the host is this shard's to report down).
-    fn would_cover(&self, a: u64, p: usize) -> bool {
+    /// Whether this shard's walk reached the position of address number `a` with port
+    /// number `p` (sent or not: a host resolution did not find is this shard's to report
+    /// down when it reached one of its pairs).
+    fn walk_reached(&self, a: u64, p: usize) -> bool {
         let n_ports = self.ports.len() as u64;
         let v = a.saturating_mul(n_ports).saturating_add(p as u64);
         if p >= self.ports.len() || v >= self.perm.len() {
@@ -98,11 +105,20 @@ impl<'a> Coverage<'a> {
     }
 
     /// The ports (ascending) sent to the address whose indices in the target set are
-    /// `indices` (one, or more when specs overlap).
+    /// `indices` (one, or more when specs overlap: then its first copy's pairs).
     pub fn ports_of<'s>(&'s self, indices: &'s [u64]) -> impl Iterator<Item = u16> + 's {
+        let first = self.first_copy(indices);
         (0..self.ports.len())
-            .filter(move |&p| indices.iter().any(|&a| self.covers(a, p)))
+            .filter(move |&p| first.is_some_and(|a| self.reached(a, p)))
             .map(|p| self.ports[p])
+    }
+
+    /// Of an address's indices, the one the scan sends to.
+    fn first_copy(&self, indices: &[u64]) -> Option<u64> {
+        indices
+            .iter()
+            .copied()
+            .find(|&a| self.targets.is_first_index(a))
     }
 
     /// How many ports were sent to `addr` (0 for an address outside the set, excluded, or
@@ -121,7 +137,8 @@ impl<'a> Coverage<'a> {
     /// the host's pair with the first port (sent or not). One pair, so that of N shards
     /// exactly one reports the host.
     fn reports_down(&self, indices: &[u64]) -> bool {
-        indices.iter().any(|&a| self.would_cover(a, 0))
+        self.first_copy(indices)
+            .is_some_and(|a| self.walk_reached(a, 0))
     }
 }
 
@@ -445,7 +462,7 @@ mod tests {
     }
 
     /// The pairs a scan sends, as the driver walks them: this shard's positions in order,
-    /// the first `walked` of them.
+    /// the first `walked` of them, an address's later copies walked past. Each once.
     fn sent(
         set: &TargetSet,
         ports: &[u16],
@@ -460,12 +477,15 @@ mod tests {
             .take(walked as usize)
             .filter_map(|i| {
                 let x = perm.at(i);
-                let a = set.get(x / ports.len() as u64)?;
-                Some((a, ports[(x % ports.len() as u64) as usize]))
+                let a = x / ports.len() as u64;
+                let addr = set.get(a).filter(|_| set.is_first_index(a))?;
+                Some((addr, ports[(x % ports.len() as u64) as usize]))
             })
             .collect();
         v.sort();
+        let n = v.len();
         v.dedup();
+        assert_eq!(v.len(), n, "a pair sent twice");
         v
     }
 
@@ -513,9 +533,10 @@ mod tests {
                     }
                 }
             }
+            // Each distinct pair in exactly one shard (.6 and .7 are named twice).
             union.sort();
-            union.dedup();
             assert_eq!(union, sent(&set, &ports, 42, Shard::WHOLE, n));
+            assert_eq!(union.len(), 10 * ports.len());
         }
     }
 
@@ -676,6 +697,49 @@ mod tests {
         let c = Coverage::new(&set, &ports, 3, Shard::WHOLE, 10);
         let pairs = walked_pairs(&c, &none);
         assert_eq!(pairs.len(), 10);
+    }
+
+    /// A down host named by two specs is reported by one shard, once.
+    #[test]
+    fn a_down_host_named_twice_is_reported_once() {
+        let set = TargetSet::new(
+            vec![
+                spec("198.18.0.4/30"),
+                spec("198.18.0.0/29"),
+                spec("198.18.0.6"),
+            ],
+            vec![],
+        )
+        .unwrap();
+        let ports = [22, 80];
+        let n = resolved(&set, &["198.18.0.3"]);
+        let none = Answers::default();
+        // .1 is us (the kernel's), .3 answered.
+        let down = [
+            "198.18.0.0",
+            "198.18.0.2",
+            "198.18.0.4",
+            "198.18.0.5",
+            "198.18.0.6",
+            "198.18.0.7",
+        ];
+        for seed in 0..8 {
+            for count in [1, 2, 3] {
+                let mut reported = Vec::new();
+                for index in 1..=count {
+                    let shard = Shard { index, count };
+                    let c = Coverage::new(&set, &ports, seed, shard, shard.len(set.len() * 2))
+                        .with_neighbours(&n);
+                    reported.extend(
+                        Walk::new(&c, &none, true)
+                            .filter(|h| h.is_down())
+                            .map(|h| h.addr.to_string()),
+                    );
+                }
+                reported.sort();
+                assert_eq!(reported, down, "seed {seed}, {count} shards");
+            }
+        }
     }
 
     #[test]

@@ -27,6 +27,11 @@
 //!   nothing), so the scan ends with its last answer.
 //! - Hosts that neighbour resolution found down (neighbours.rs) get no SYN: their pairs
 //!   are walked past, neither sent nor counted as scanned.
+//! - An address several specs name (the same address twice, overlapping blocks, a name and
+//!   its address) is one host, sent one SYN per port: its pairs at its first index in the
+//!   target set; the positions of its other copies are walked past, neither sent nor
+//!   counted ([`TargetSet::is_first_index`], asked only when specs overlap). Two SYNs with
+//!   the same cookie to one pair would be answered twice and timed from the wrong one.
 //! - Before a retry's SYN goes a RST at the previous attempt's cookie + 1: a target whose
 //!   SYN-ACK was lost sits in SYN-RECEIVED with rcv_nxt = that cookie + 1 and would answer
 //!   the new SYN (same 4-tuple, another sequence number) with a rate-limited ACK only. The
@@ -70,9 +75,13 @@ pub struct ScanPlan {
 const ANSWERED_RESERVE: u64 = 1 << 16;
 
 impl ScanPlan {
-    /// (address, port) pairs this shard covers, excluded addresses included.
+    /// Distinct (address, port) pairs this shard covers, excluded addresses included: an
+    /// address several specs name counts once ([`TargetSet::distinct_len`]). Exact for the
+    /// whole scan; a shard of a scan whose specs overlap gets its share (which of the
+    /// shard's positions hold a first copy is known only by walking them).
     pub fn planned(&self) -> u64 {
-        self.shard.len(self.targets.len() * self.ports.len() as u64)
+        self.shard
+            .len(self.targets.distinct_len() * self.ports.len() as u64)
     }
 }
 
@@ -80,7 +89,8 @@ impl ScanPlan {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Progress {
     pub totals: ScanTotals,
-    /// Positions of the permutation walked in the current round.
+    /// Positions of the permutation walked in the current round, an address's later
+    /// copies left out (as [`ScanPlan::planned`] leaves them out).
     pub done: u64,
     pub planned: u64,
     pub round: u8,
@@ -186,8 +196,10 @@ pub struct Schedule<'p> {
     /// Which families have a sender (an address we can send from).
     families: [bool; 2],
     perm: Permutation,
-    /// (address, port) pairs in all shards.
+    /// Positions of the permutation: (address index, port) pairs in all shards.
     pairs: u64,
+    /// Some address has several indices: only its first gets SYNs.
+    dedup: bool,
     bucket: TokenBucket,
     phase: Phase,
     round: u8,
@@ -222,6 +234,7 @@ impl<'p> Schedule<'p> {
             families,
             perm: Permutation::new(pairs, plan.seed),
             pairs,
+            dedup: plan.targets.overlaps(),
             bucket: TokenBucket::new(plan.rate, now),
             phase: Phase::Sending,
             round: 0,
@@ -274,7 +287,7 @@ impl<'p> Schedule<'p> {
     }
 
     /// Positions of this shard the first round got through (each sent, or skipped as
-    /// excluded): the shard's length unless interrupted. With the plan it says which pairs
+    /// excluded, down or a later copy of an address): the shard's length unless interrupted. With the plan it says which pairs
     /// were sent (`results::Coverage`).
     pub fn walked(&self) -> u64 {
         self.walked
@@ -441,12 +454,19 @@ impl<'p> Schedule<'p> {
         while self.next_position < self.pairs {
             let i = self.next_position;
             self.next_position += step;
-            self.done_in_round += 1;
             if self.round == 0 {
                 self.walked += 1;
             }
             let v = self.perm.at(i);
-            let Some(addr) = self.plan.targets.get(v / n_ports) else {
+            let a = v / n_ports;
+            // An address several specs name is one host: its pairs go to its first index,
+            // the other copies' positions are walked past and neither sent nor counted
+            // (so one shard has each distinct pair). Asked only when specs overlap.
+            if self.dedup && !self.plan.targets.is_first_index(a) {
+                continue;
+            }
+            self.done_in_round += 1;
+            let Some(addr) = self.plan.targets.get(a) else {
                 continue; // excluded
             };
             let port = self.plan.ports[(v % n_ports) as usize];
@@ -521,11 +541,19 @@ mod tests {
     }
 
     fn plan(spec: &str, ports: &[u16], rate: u64, retries: u8, shard: Shard) -> ScanPlan {
-        let TargetSpec::Addrs(s) = targets::parse(spec).unwrap() else {
-            panic!()
-        };
+        plan_of(&[spec], ports, rate, retries, shard)
+    }
+
+    fn plan_of(specs: &[&str], ports: &[u16], rate: u64, retries: u8, shard: Shard) -> ScanPlan {
+        let specs = specs
+            .iter()
+            .map(|t| match targets::parse(t).unwrap() {
+                TargetSpec::Addrs(s) => s,
+                TargetSpec::Name { .. } => panic!("{t} is a name"),
+            })
+            .collect();
         ScanPlan {
-            targets: TargetSet::new(vec![s], vec![]).unwrap(),
+            targets: TargetSet::new(specs, vec![]).unwrap(),
             ports: ports.to_vec(),
             seed: 7,
             shard,
@@ -893,6 +921,119 @@ mod tests {
         let (sent, _) = run(&mut s, |_| None, None);
         assert!(sent.is_empty(), "no IPv6 sender: nothing to send");
         assert_eq!(s.walked(), 4, "but the walk went through");
+    }
+
+    /// An address named twice, and again inside a block, is one host: one SYN per port and
+    /// attempt, the totals and the progress in distinct pairs, and the scan over once each
+    /// distinct pair has answered.
+    #[test]
+    fn an_address_named_several_times_is_sent_one_syn_per_port() {
+        let p = plan_of(
+            &["198.18.0.1", "198.18.0.1", "198.18.0.0/30"],
+            &[80, 81, 82],
+            1_000_000,
+            1,
+            Shard::WHOLE,
+        );
+        assert_eq!(p.planned(), 12, "4 hosts × 3 ports");
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (sent, _) = run(
+            &mut s,
+            |p| (p.remote.port() == 80).then_some(PortState::Closed),
+            None,
+        );
+        let mut first: Vec<SocketAddr> = sent
+            .iter()
+            .filter(|x| x.1.attempt == 0)
+            .map(|x| x.1.remote)
+            .collect();
+        first.sort();
+        let n = first.len();
+        first.dedup();
+        assert_eq!((n, first.len()), (12, 12), "one SYN per distinct pair");
+        let retried = sent.iter().filter(|x| x.1.attempt == 1).count();
+        assert_eq!(
+            retried, 8,
+            "the silent ports 81 and 82 of 4 hosts, once each"
+        );
+        let t = s.totals();
+        assert_eq!(
+            (t.scanned, t.closed, t.filtered(), t.duplicates),
+            (12, 4, 8, 0)
+        );
+        assert_eq!(s.walked(), 18, "every position walked, the copies' too");
+        let pr = s.progress();
+        assert_eq!(
+            (pr.done, pr.planned),
+            (12, 12),
+            "the last round's walk, in distinct pairs"
+        );
+
+        // Everything answers: no wait after the last answer (a copy counted as scanned
+        // would wait for an answer that cannot come).
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (sent, end) = run(&mut s, |_| Some(PortState::Closed), None);
+        assert_eq!(sent.len(), 12);
+        let last = sent.last().unwrap().0;
+        assert!(end <= last + 2, "{last} {end}");
+    }
+
+    /// Shards and interruptions of a scan whose specs overlap: each distinct pair is sent by
+    /// exactly one shard, and the report walk (`results::Coverage`) recomputes exactly the
+    /// pairs each sent, silent ones included.
+    #[test]
+    fn overlapping_specs_are_sent_and_reported_once_across_shards() {
+        use crate::probe::scan::results::{Answers, Coverage, Walk};
+        let specs = [
+            "198.18.0.6-198.18.0.9",
+            "198.18.0.0/29",
+            "198.18.0.2",
+            "198.18.0.7",
+        ];
+        let ports = [22, 80, 443];
+        let distinct = 10 * 3;
+        let walk = |p: &ScanPlan, walked: u64| -> Vec<(IpAddr, u16)> {
+            let c = Coverage::new(&p.targets, &p.ports, p.seed, p.shard, walked);
+            let none = Answers::default();
+            let mut v: Vec<(IpAddr, u16)> = Walk::new(&c, &none, true)
+                .flat_map(|h| h.silent.into_iter().map(move |port| (h.addr, port)))
+                .collect();
+            v.sort();
+            v
+        };
+        let sent_pairs = |sent: &[(u64, SendSyn)]| -> Vec<(IpAddr, u16)> {
+            let mut v: Vec<(IpAddr, u16)> = sent
+                .iter()
+                .map(|x| (x.1.remote.ip(), x.1.remote.port()))
+                .collect();
+            v.sort();
+            v
+        };
+        for count in 1..=3 {
+            let mut union = Vec::new();
+            let mut planned = 0;
+            for index in 1..=count {
+                let p = plan_of(&specs, &ports, 1_000_000, 0, Shard { index, count });
+                planned += p.planned();
+                let mut s = Schedule::new(&p, [true, false], at_us(0));
+                let (sent, _) = run(&mut s, |_| None, None);
+                let pairs = sent_pairs(&sent);
+                assert_eq!(pairs, walk(&p, s.walked()), "shard {index}/{count}");
+                assert_eq!(s.totals().scanned, pairs.len() as u64);
+                union.extend(pairs);
+            }
+            assert_eq!(planned, distinct);
+            let n = union.len();
+            union.sort();
+            union.dedup();
+            assert_eq!((n, union.len()), (distinct as usize, distinct as usize));
+        }
+        // Interrupted after 12 µs at a SYN per µs: the walk reports what was sent.
+        let p = plan_of(&specs, &ports, 1_000_000, 0, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (sent, _) = run(&mut s, |_| None, Some(12));
+        assert!(s.interrupted() && !sent.is_empty() && sent.len() < distinct as usize);
+        assert_eq!(sent_pairs(&sent), walk(&p, s.walked()));
     }
 
     #[test]

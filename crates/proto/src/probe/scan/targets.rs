@@ -11,7 +11,7 @@
 
 use crate::probe::target::{Host, in_spec};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Largest IPv6 block we sweep: 2^16 addresses (a /112). Sweeping a /64 is hopeless at any
@@ -357,12 +357,185 @@ fn parse_octets(body: &str, whole: &str) -> Result<Spec, String> {
 }
 
 /// The addresses to scan, indexable, with exclusions applied at lookup.
+///
+/// An address that several specs name (`198.18.0.7 198.18.0.7`, overlapping blocks, a name
+/// and its address, a list naming a host inside a range it also holds) has one index per
+/// spec; a scan sends to its first copy only ([`TargetSet::is_first_index`]), so it is one
+/// host scanned once per port (nmap's `--unique`), as the reports list it.
 #[derive(Clone, Debug, Default)]
 pub struct TargetSet {
     specs: Vec<Spec>,
     /// `ends[i]` = number of addresses in specs `0..=i`.
     ends: Vec<u64>,
     exclude: Vec<Spec>,
+    /// Which spec names each address first; `None` when no two specs share an address
+    /// (the common case, which then pays nothing per pair).
+    overlap: Option<Box<Overlap>>,
+}
+
+/// Octet-range runs (one /24's stretch of the last octet each) [`Overlap`] cuts specs into
+/// at most, before merging adjacent ones: 2^20 (`198.18.*.*` is 2^16). An octet range with
+/// more is stood for by its bounds, and its addresses are then tested one by one.
+const OVERLAP_RUNS: u64 = 1 << 20;
+
+/// An address as a sortable key: its family (IPv4 first, as `IpAddr` orders them), then its
+/// value.
+type Key = (bool, u128);
+
+fn key_of(a: IpAddr) -> Key {
+    match a {
+        IpAddr::V4(x) => (false, u128::from(u32::from(x))),
+        IpAddr::V6(x) => (true, u128::from(x)),
+    }
+}
+
+/// Where specs overlap: the address space cut into stretches, each with the lowest-numbered
+/// spec whose runs cover it. Built once per scan by a sweep over the specs' runs
+/// (O(r log r) for r runs); asked by a binary search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Overlap {
+    /// Ascending: `owners[j]` covers the addresses from `starts[j]` up to the next start
+    /// (`None`: a gap, no spec).
+    starts: Vec<Key>,
+    owners: Vec<Option<usize>>,
+    /// Specs stood for by their bounds (an octet range too large to cut into runs): their
+    /// stretches may hold addresses they do not name.
+    loose: Vec<bool>,
+    /// Distinct addresses, excluded ones counted (an upper bound when a spec is loose).
+    distinct: u64,
+}
+
+impl Overlap {
+    /// `None` when no two specs can share an address.
+    fn of(specs: &[Spec], total: u64) -> Option<Box<Overlap>> {
+        // The cheap test first: specs whose bounds are disjoint share nothing.
+        let mut bounds: Vec<(Key, Key)> = specs
+            .iter()
+            .filter_map(Spec::bounds)
+            .map(|(lo, hi, v6)| ((v6, lo), (v6, hi)))
+            .collect();
+        bounds.sort_unstable();
+        let mut reach: Option<Key> = None;
+        let touching = bounds.iter().any(|&(lo, hi)| {
+            let hit = reach.is_some_and(|r| lo <= r);
+            reach = Some(reach.map_or(hi, |r| r.max(hi)));
+            hit
+        });
+        if !touching {
+            return None;
+        }
+        // Every spec as runs of consecutive addresses (inclusive), each with its spec.
+        let mut runs: Vec<(Key, Key, usize)> = Vec::new();
+        let mut loose = vec![false; specs.len()];
+        let mut budget = OVERLAP_RUNS;
+        for (k, spec) in specs.iter().enumerate() {
+            let Some((lo, hi, v6)) = spec.bounds() else {
+                continue;
+            };
+            let Spec::Octets(o) = spec else {
+                runs.push(((v6, lo), (v6, hi), k));
+                continue;
+            };
+            let n = ranges_len(&o[0])
+                .saturating_mul(ranges_len(&o[1]))
+                .saturating_mul(ranges_len(&o[2]))
+                .saturating_mul(o[3].len() as u64);
+            if n > budget {
+                loose[k] = true;
+                runs.push(((false, lo), (false, hi), k));
+                continue;
+            }
+            budget -= n;
+            let values =
+                |r: &[(u8, u8)]| -> Vec<u8> { r.iter().flat_map(|&(a, b)| a..=b).collect() };
+            let (o0, o1, o2) = (values(&o[0]), values(&o[1]), values(&o[2]));
+            // Bounded by the budget: n runs at most.
+            for &a in &o0 {
+                for &b in &o1 {
+                    for &c in &o2 {
+                        for &(d0, d1) in &o[3] {
+                            let at = |d| u128::from(u32::from_be_bytes([a, b, c, d]));
+                            let (lo, hi) = (at(d0), at(d1));
+                            // Adjacent runs merge (`198.18.*.*` is one run).
+                            match runs.last_mut() {
+                                Some(last) if last.2 == k && last.1.1 + 1 == lo => last.1.1 = hi,
+                                _ => runs.push(((false, lo), (false, hi), k)),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The sweep: at each run's start its spec becomes active, after its end inactive;
+        // each stretch between two events belongs to the lowest active spec.
+        let mut events: Vec<(Key, bool, usize)> = Vec::with_capacity(2 * runs.len());
+        for &(lo, (v6, hi), k) in &runs {
+            events.push((lo, true, k));
+            // The last IPv6 address ends no run before the end of the space.
+            if let Some(after) = hi.checked_add(1) {
+                events.push(((v6, after), false, k));
+            }
+        }
+        events.sort_unstable();
+        let mut active: BTreeMap<usize, u32> = BTreeMap::new();
+        let (mut starts, mut owners) = (Vec::new(), Vec::new());
+        let mut shared = false;
+        let mut distinct: u128 = 0;
+        let mut i = 0;
+        // Each turn consumes at least one event.
+        while let Some(&(at, ..)) = events.get(i) {
+            while let Some(&(_, start, k)) = events.get(i).filter(|e| e.0 == at) {
+                if start {
+                    *active.entry(k).or_default() += 1;
+                } else if let Some(c) = active.get_mut(&k) {
+                    *c -= 1;
+                    if *c == 0 {
+                        active.remove(&k);
+                    }
+                }
+                i += 1;
+            }
+            shared |= active.len() >= 2;
+            let owner = active.keys().next().copied();
+            if owner.is_some() {
+                let len = match events.get(i) {
+                    Some(&((v6, next), ..)) if v6 == at.0 => next - at.1,
+                    _ => (u128::MAX - at.1).saturating_add(1),
+                };
+                distinct = distinct.saturating_add(len);
+            }
+            if owners.last() != Some(&owner) {
+                starts.push(at);
+                owners.push(owner);
+            }
+        }
+        if !shared {
+            return None;
+        }
+        let distinct = u64::try_from(distinct).unwrap_or(u64::MAX).min(total);
+        Some(Box::new(Overlap {
+            starts,
+            owners,
+            loose,
+            distinct,
+        }))
+    }
+
+    /// Whether spec `k`, which names `addr`, is the first spec that does.
+    fn is_first(&self, specs: &[Spec], k: usize, addr: IpAddr) -> bool {
+        let at = key_of(addr);
+        let j = self.starts.partition_point(|s| *s <= at);
+        let Some(Some(o)) = j.checked_sub(1).map(|j| self.owners[j]) else {
+            return true;
+        };
+        if o >= k {
+            return true;
+        }
+        if !self.loose[o] {
+            return false; // spec o's runs are its addresses: it names addr
+        }
+        !specs[o..k].iter().any(|s| s.contains(addr))
+    }
 }
 
 impl TargetSet {
@@ -376,11 +549,49 @@ impl TargetSet {
                 .ok_or("too many target addresses (at most 2^48 in one scan)")?;
             ends.push(total);
         }
+        let overlap = Overlap::of(&specs, total);
         Ok(TargetSet {
             specs,
             ends,
             exclude,
+            overlap,
         })
+    }
+
+    /// Whether some address is named by two specs or more: only then is
+    /// [`TargetSet::is_first_index`] ever false, and worth asking per pair.
+    pub fn overlaps(&self) -> bool {
+        self.overlap.is_some()
+    }
+
+    /// Whether index `i` is the first of its address's indices ([`TargetSet::indices_of`]):
+    /// the copy a scan sends to. Always true when no specs overlap; said of excluded
+    /// addresses too, as if they were not.
+    pub fn is_first_index(&self, i: u64) -> bool {
+        let Some(o) = &self.overlap else {
+            return true;
+        };
+        let k = self.ends.partition_point(|&end| end <= i);
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        match self.specs.get(k).and_then(|s| s.get(i - start)) {
+            Some(addr) => o.is_first(&self.specs, k, addr),
+            None => false,
+        }
+    }
+
+    /// Whether spec `k`, which names `addr`, is the first spec that does.
+    fn is_first_in(&self, k: usize, addr: IpAddr) -> bool {
+        self.overlap
+            .as_ref()
+            .is_none_or(|o| o.is_first(&self.specs, k, addr))
+    }
+
+    /// Number of distinct addresses, excluded ones counted (as [`TargetSet::len`] counts
+    /// them): `len` less the later copies of addresses several specs name. Exact, but when
+    /// overlapping octet ranges are too large to cut into runs (more than 2^20): then at
+    /// most `len`, and at least the truth.
+    pub fn distinct_len(&self) -> u64 {
+        self.overlap.as_ref().map_or(self.len(), |o| o.distinct)
     }
 
     /// Number of addresses, counting excluded ones (they are skipped at lookup).
@@ -458,7 +669,7 @@ impl TargetSet {
     /// `lo..=hi` of family `v6`, after the one `cursor` stands at; `None` at the end. Range
     /// specs are cut to the interval arithmetically, so walking the on-link part of a
     /// large off-link scan costs nothing; an octet-range spec (small, IPv4) is filtered.
-    /// An address named by two specs comes twice.
+    /// An address named by two specs comes once, from the first.
     pub fn next_within(
         &self,
         lo: u128,
@@ -491,7 +702,7 @@ impl TargetSet {
                     } else {
                         IpAddr::V4(Ipv4Addr::from(u32::try_from(at).ok()?))
                     };
-                    if !self.is_excluded(addr) {
+                    if !self.is_excluded(addr) && self.is_first_in(cursor.spec, addr) {
                         return Some(addr);
                     }
                 }
@@ -503,7 +714,10 @@ impl TargetSet {
                     cursor.offset += 1;
                     let IpAddr::V4(a) = addr else { continue };
                     let value = u128::from(u32::from(a));
-                    if (lo..=hi).contains(&value) && !self.is_excluded(addr) {
+                    if (lo..=hi).contains(&value)
+                        && !self.is_excluded(addr)
+                        && self.is_first_in(cursor.spec, addr)
+                    {
                         return Some(addr);
                     }
                 }
@@ -753,6 +967,115 @@ mod tests {
         assert_eq!(t.indices_of("198.18.3.9".parse().unwrap()), [24]);
         assert!(t.indices_of("198.18.0.2".parse().unwrap()).is_empty());
         assert!(t.indices_of("fd00::4".parse().unwrap()).is_empty());
+    }
+
+    /// What `is_first_index`, `distinct_len` and `overlaps` must say, by brute force.
+    fn check_first_copies(t: &TargetSet) {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..t.len() {
+            let a = t.get(i).expect("no exclusions here");
+            let first = t.indices_of(a)[0];
+            assert_eq!(t.is_first_index(i), i == first, "{a} #{i}");
+            seen.insert(a);
+        }
+        assert_eq!(t.distinct_len(), seen.len() as u64);
+        assert_eq!(t.overlaps(), t.distinct_len() < t.len());
+        // The resolver's walk asks about each address once.
+        let mut asked = Vec::new();
+        for v6 in [false, true] {
+            let mut c = WithinCursor::default();
+            while let Some(a) = t.next_within(0, u128::MAX, v6, &mut c) {
+                asked.push(a);
+            }
+        }
+        let n = asked.len();
+        asked.sort();
+        asked.dedup();
+        assert_eq!((n, asked.len()), (seen.len(), seen.len()));
+    }
+
+    /// An address several specs name has one first index, the lowest: the copy a scan
+    /// sends to. Specs that cannot share an address cost nothing (no overlap kept).
+    #[test]
+    fn each_address_has_one_first_index() {
+        for specs in [
+            &["198.18.0.0/24"][..],
+            &["198.18.0.1", "198.18.0.2", "fd00::1"],
+            // Bounds that interleave, addresses that do not.
+            &["198.18.0.1,5", "198.18.0.3", "198.18.0-1.7"],
+        ] {
+            let t = set(specs, &[]);
+            assert!(!t.overlaps(), "{specs:?}");
+            check_first_copies(&t);
+        }
+        for specs in [
+            &["198.18.0.7", "198.18.0.7"][..],
+            &[
+                "198.18.0.0/29",
+                "198.18.0.6-9",
+                "198.18.0.2",
+                "198.18.0.0/30",
+            ],
+            &["198.18.0-1.1-3", "198.18.1.0/30", "198.18.0-9.2"],
+            &["198.18.*.*", "198.18.7.0/24"],
+            &["fd00::/126", "fd00::2", "198.18.0.2", "fd00::2/127"],
+            &["198.18.0.0-198.18.1.255", "198.18.0.255-198.18.1.0"],
+        ] {
+            let t = set(specs, &[]);
+            assert!(t.overlaps(), "{specs:?}");
+            check_first_copies(&t);
+        }
+        let t = set(&["198.18.0.7", "198.18.0.0/29", "198.18.0.7"], &[]);
+        assert_eq!(t.len(), 10);
+        assert_eq!(t.distinct_len(), 8);
+        assert_eq!(t.indices_of("198.18.0.7".parse().unwrap()), [0, 8, 9]);
+        let firsts: Vec<u64> = (0..t.len()).filter(|&i| t.is_first_index(i)).collect();
+        assert_eq!(firsts, [0, 1, 2, 3, 4, 5, 6, 7]);
+        // Excluded or not, the first copy is the first: exclusion is another matter.
+        let t = set(&["198.18.0.0/30", "198.18.0.1"], &["198.18.0.1"]);
+        assert!(t.is_first_index(1) && !t.is_first_index(4));
+        assert_eq!(t.distinct_len(), 4);
+    }
+
+    /// An octet range too large to cut into runs stands for its bounds: an address inside
+    /// them that it does not name is still the other spec's first.
+    #[test]
+    fn a_large_octet_range_is_tested_address_by_address() {
+        let t = set(&["*.*.*.1,3", "198.18.0.0/30"], &[]);
+        assert!(t.overlaps());
+        let base = 1u64 << 25;
+        let firsts: Vec<bool> = (base..base + 4).map(|i| t.is_first_index(i)).collect();
+        // 198.18.0.1 and .3 are the octet range's; .0 and .2 are not.
+        assert_eq!(firsts, [true, false, true, false]);
+        let one = t.indices_of("198.18.0.1".parse().unwrap());
+        assert_eq!(one.len(), 2);
+        assert!(t.is_first_index(one[0]));
+        let d = t.distinct_len();
+        assert!((base + 2..=t.len()).contains(&d), "{d}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn first_copies_match_brute_force(
+            specs in proptest::collection::vec((0u8..3, 0u8..40, 1u8..24), 1..6)
+        ) {
+            // Small ranges and octet ranges in 198.18.0.0/22, blocks in fd00::/120.
+            let texts: Vec<String> = specs
+                .iter()
+                .map(|&(kind, at, n)| match kind {
+                    // A full range, across a /24 boundary when it starts high.
+                    0 => {
+                        let lo = 0xc612_0000 + u32::from(at) * 6;
+                        let hi = lo + u32::from(n) * 4;
+                        format!("{}-{}", Ipv4Addr::from(lo), Ipv4Addr::from(hi))
+                    }
+                    1 => format!("198.18.{}-{}.{},{}-{}", at % 2, at % 4, at, at + n, at + 2 * n),
+                    _ => format!("fd00::{:x}/{}", at, 128 - n % 5),
+                })
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            check_first_copies(&set(&refs, &[]));
+        }
     }
 
     fn addrs(text: &str) -> Vec<String> {
