@@ -22,9 +22,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tcpshake_io::guard::Guard;
 use tcpshake_io::guard::MARK;
-use tcpshake_io::resolve::{Family, resolve};
+use tcpshake_io::resolve::{Answer, Family, Lookups, Ticket, resolve};
 use tcpshake_io::run::{Captured, Outcome};
-use tcpshake_io::survey::{self, Progress, Report, SurveyOptions, SurveyTarget};
+use tcpshake_io::survey::{self, Feed, Next, Progress, Report, SurveyOptions, SurveyTarget};
 use tcpshake_io::{signals, teardown};
 use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{Leg, ProbeResult};
@@ -38,13 +38,41 @@ const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 /// The live percentiles cover this many recent probes.
 const LIVE_WINDOW: usize = 1000;
 
+/// Targets read ahead of the loop at most, when reading ahead cannot block (see
+/// [`TargetStream`]); the names among them are looked up meanwhile.
+const LOOKAHEAD: usize = 256;
+/// Threads looking names up at once, at most.
+const RESOLVER_THREADS: usize = 4;
+/// While the next target's name is being looked up, the loop asks again this often.
+const LOOKUP_POLL: Duration = Duration::from_millis(1);
+
 /// Targets as they come: the command line's first (checked already), then the input
-/// list's, line by line, each expanded over the `-p` ports and resolved. Never holds more
-/// than one line's.
+/// list's, line by line, each expanded over the `-p` ports and resolved — host names on
+/// other threads ([`Lookups`]), so a lookup never holds up the probes in flight (a
+/// resolver that does not answer took seconds, during which no probe was answered).
+///
+/// Targets start in input order: one whose name is still being looked up holds back
+/// itself and the targets behind it, not the loop (the feed says [`Next::Later`]); a name
+/// that does not resolve is said when its turn comes, as before. The names among the
+/// targets read are looked up ahead ([`LOOKAHEAD`] targets, [`RESOLVER_THREADS`] at once,
+/// a name's ports by one lookup). The list is read ahead only when it is a regular file:
+/// from a pipe or a terminal a line is read when the loop needs a target, as before (a
+/// read ahead there would wait for lines the loop does not need yet). So memory stays
+/// bounded by the lookahead and one line's targets, whatever the list's length. A literal
+/// address is no lookup: it is checked here, when its turn comes.
 struct TargetStream<'a> {
-    /// Targets to resolve, each with the list line it came from (none: the command line).
-    pending: VecDeque<(Target, Option<Rc<str>>)>,
+    /// Targets in input order, each with the list line it came from (none: the command
+    /// line) and where its address stands.
+    pending: VecDeque<Pending>,
+    /// How many of `pending`, from the front, had their names asked for (or need none).
+    looked: usize,
+    /// The host last asked for, and its lookup: the next target of the same host (its
+    /// next port) shares it.
+    last_asked: Option<(Host, Addr)>,
     list: Option<TargetList>,
+    /// The list is a regular file: reading ahead never waits.
+    read_ahead: bool,
+    lookups: Lookups,
     ports: &'a [u16],
     family: Family,
     exchange: &'a Exchange,
@@ -56,7 +84,60 @@ struct TargetStream<'a> {
     tls: TlsShared,
 }
 
+/// A target on its way to the loop.
+struct Pending {
+    target: Target,
+    from: Option<Rc<str>>,
+    addr: Addr,
+}
+
+/// Where a pending target's address stands.
+#[derive(Clone, Debug)]
+enum Addr {
+    /// An address already: checked when its turn comes.
+    Literal,
+    /// A name not asked for yet.
+    Unasked,
+    /// A name being looked up.
+    Asked(Ticket),
+    /// A name's lookup, answered.
+    Known(Answer),
+}
+
+impl Pending {
+    fn new(target: Target, from: Option<Rc<str>>) -> Pending {
+        let addr = match target.host {
+            Host::Ip(_) => Addr::Literal,
+            Host::Name(_) => Addr::Unasked,
+        };
+        Pending { target, from, addr }
+    }
+}
+
 impl TargetStream<'_> {
+    fn new<'a>(c: &'a SurveyConfig, list: Option<TargetList>, tls: TlsShared) -> TargetStream<'a> {
+        TargetStream {
+            pending: c
+                .targets
+                .iter()
+                .filter(|t| c.shard.is_none_or(|s| s.owns(&t.spec)))
+                .map(|t| Pending::new(t.clone(), None))
+                .collect(),
+            looked: 0,
+            last_asked: None,
+            read_ahead: list.as_ref().is_some_and(TargetList::is_regular_file),
+            list,
+            lookups: Lookups::new(RESOLVER_THREADS),
+            ports: &c.ports,
+            family: c.family,
+            exchange: &c.exchange,
+            shard: c.shard,
+            failed: 0,
+            last_failed: None,
+            tls,
+        }
+    }
+
     /// The next list line's targets into `pending`; false at the end of the list.
     fn read_line(&mut self) -> bool {
         let Some(list) = self.list.as_mut() else {
@@ -72,12 +153,64 @@ impl TargetStream<'_> {
                 Ok(ts) => self.pending.extend(
                     ts.into_iter()
                         .filter(|t| self.shard.is_none_or(|s| s.owns(&t.spec)))
-                        .map(|t| (t, Some(Rc::clone(&from)))),
+                        .map(|t| Pending::new(t, Some(Rc::clone(&from)))),
                 ),
                 Err(e) => list.skip(&origin, e),
             }
         }
         true
+    }
+
+    /// Ask for the names of the targets within the lookahead that were not asked for yet.
+    fn ask_ahead(&mut self) {
+        // Bounded by the lookahead.
+        while self.looked < self.pending.len().min(LOOKAHEAD) {
+            let p = &mut self.pending[self.looked];
+            self.looked += 1;
+            let Host::Name(name) = &p.target.host else {
+                continue;
+            };
+            if !matches!(p.addr, Addr::Unasked) {
+                continue;
+            }
+            p.addr = match &self.last_asked {
+                Some((host, addr)) if *host == p.target.host => addr.clone(),
+                _ => {
+                    let addr = Addr::Asked(self.lookups.ask(name, self.family));
+                    self.last_asked = Some((p.target.host.clone(), addr.clone()));
+                    addr
+                }
+            };
+        }
+    }
+
+    /// The lookups answered since last time, to the targets waiting for them.
+    fn collect_answers(&mut self) {
+        if self.lookups.outstanding() == 0 {
+            return;
+        }
+        let answers: Vec<(Ticket, Answer)> = self.lookups.answers().collect();
+        for (ticket, answer) in answers {
+            let asked = |a: &Addr| matches!(a, Addr::Asked(t) if *t == ticket);
+            // Only the looked-at targets were asked for.
+            for p in self.pending.iter_mut().take(self.looked) {
+                if asked(&p.addr) {
+                    p.addr = Addr::Known(answer.clone());
+                }
+            }
+            if let Some((_, a)) = self.last_asked.as_mut()
+                && asked(a)
+            {
+                *a = Addr::Known(answer);
+            }
+        }
+    }
+
+    /// The front target, taken.
+    fn take_front(&mut self) -> Option<Pending> {
+        let p = self.pending.pop_front()?;
+        self.looked = self.looked.saturating_sub(1);
+        Some(p)
     }
 
     /// A resolved target made ready to probe, or why not.
@@ -102,41 +235,69 @@ impl TargetStream<'_> {
     }
 }
 
-impl Iterator for TargetStream<'_> {
-    type Item = SurveyTarget;
-
-    fn next(&mut self) -> Option<SurveyTarget> {
+impl Feed for TargetStream<'_> {
+    /// Never waits for a lookup; reading the list from a pipe waits for its next line when
+    /// no target is left, as before.
+    fn next_target(&mut self, now: tcpshake_proto::time::Instant) -> Next {
+        self.collect_answers();
+        // One line more each time, up to the lookahead: no wait for a long read before the
+        // first probes, and names are found before their turn.
+        if self.read_ahead && self.pending.len() < LOOKAHEAD {
+            self.read_line();
+        }
         // Bounded by the input: each pass consumes a pending target or a line.
         loop {
-            if let Some((t, from)) = self.pending.pop_front() {
-                if self.last_failed.as_ref() == Some(&t.host) {
+            self.ask_ahead();
+            let Some(front) = self.pending.front() else {
+                if self.read_line() {
+                    continue;
+                }
+                return Next::End;
+            };
+            if self.last_failed.as_ref() == Some(&front.target.host) {
+                self.take_front();
+                self.failed += 1;
+                continue;
+            }
+            if let Addr::Asked(_) | Addr::Unasked = front.addr {
+                // Its turn, not its address: what can be looked up meanwhile is.
+                while self.read_ahead && self.pending.len() < LOOKAHEAD && self.read_line() {}
+                self.ask_ahead();
+                return Next::Later(Some(now + LOOKUP_POLL));
+            }
+            let Some(Pending {
+                target: t,
+                from,
+                addr,
+            }) = self.take_front()
+            else {
+                continue;
+            };
+            // A list's target is named by its line, as a bad line is.
+            let at = || from.as_ref().map_or(String::new(), |f| format!("{f}: "));
+            let remote = match addr {
+                Addr::Known(Ok(ip)) => Ok(SocketAddr::new(ip, t.port)),
+                Addr::Known(Err(e)) => Err(e),
+                _ => resolve(&t, self.family).map_err(|e| format!("{e:#}")),
+            };
+            let remote = match remote {
+                Ok(a) => a,
+                Err(e) => {
+                    // As `probe` says it; the host's other ports fail alike, silently.
+                    eprintln!("tcpshake: {}{e}", at());
+                    self.failed += 1;
+                    self.last_failed = Some(t.host);
+                    continue;
+                }
+            };
+            let label = t.spec.clone();
+            match self.prepare(t, remote) {
+                Ok(st) => return Next::Target(st),
+                Err(e) => {
+                    eprintln!("tcpshake: {}{label}: {e:#}", at());
                     self.failed += 1;
                     continue;
                 }
-                // A list's target is named by its line, as a bad line is.
-                let at = from.map_or(String::new(), |f| format!("{f}: "));
-                let remote = match resolve(&t, self.family) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // As `probe` says it; the host's other ports fail alike, silently.
-                        eprintln!("tcpshake: {at}{e:#}");
-                        self.failed += 1;
-                        self.last_failed = Some(t.host);
-                        continue;
-                    }
-                };
-                let label = t.spec.clone();
-                match self.prepare(t, remote) {
-                    Ok(st) => return Some(st),
-                    Err(e) => {
-                        eprintln!("tcpshake: {at}{label}: {e:#}");
-                        self.failed += 1;
-                        continue;
-                    }
-                }
-            }
-            if !self.read_line() {
-                return None;
             }
         }
     }
@@ -480,22 +641,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     let capture = open_captures(c.pcap.as_deref(), c.pcapng.as_deref(), &mut tls)?;
     let capture_as = capture_mode(&capture);
     let format = c.format;
-    let mut stream = TargetStream {
-        pending: c
-            .targets
-            .iter()
-            .filter(|t| c.shard.is_none_or(|s| s.owns(&t.spec)))
-            .map(|t| (t.clone(), None))
-            .collect(),
-        list,
-        ports: &c.ports,
-        family: c.family,
-        exchange: &c.exchange,
-        shard: c.shard,
-        failed: 0,
-        last_failed: None,
-        tls,
-    };
+    let mut stream = TargetStream::new(c, list, tls);
     let stop = signals::stop_flag();
     let mut guard = Guard::install_for_survey(MARK)?;
     let mut out = io::BufWriter::new(io::stdout());
@@ -555,7 +701,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
             }
         }
     };
-    let run = survey::survey(
+    let run = survey::survey_feed(
         &mut stream,
         opts,
         &mut make_cfg,
@@ -688,5 +834,94 @@ impl PairSecret {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (&self.0, local.ip(), remote.ip(), what).hash(&mut h);
         h.finish() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn survey(args: &[&str]) -> SurveyConfig {
+        let argv = std::iter::once("tcpshake").chain(args.iter().copied());
+        match Config::parse_from(argv) {
+            Ok(Config::Survey(c)) => c,
+            _ => panic!("{args:?}: not a survey"),
+        }
+    }
+
+    /// What the stream hands the loop, asked as the loop asks (bounded), in order.
+    fn drain(s: &mut TargetStream<'_>) -> Vec<(String, SocketAddr)> {
+        let mut got = Vec::new();
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            match s.next_target(tcpshake_io::clock::now()) {
+                Next::Target(t) => got.push((t.label, t.remote)),
+                Next::Later(_) => std::thread::sleep(LOOKUP_POLL),
+                Next::End => return got,
+            }
+        }
+        panic!("the stream did not end: {got:?}");
+    }
+
+    /// A directory removed on drop (a failing test's too).
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Names are looked up on the resolver's threads (`localhost`: /etc/hosts, no
+    /// resolver asked), one lookup for a name's ports; the targets come in input order,
+    /// the list's after the command line's, a name's after the addresses before it.
+    #[test]
+    fn targets_come_in_input_order_with_names_looked_up_aside() {
+        let dir =
+            TempDir(std::env::temp_dir().join(format!("tcpshake-stream-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let file = dir.0.join("list.txt");
+        std::fs::write(&file, "198.18.0.3\nlocalhost 198.18.0.4\n").unwrap();
+        let list_arg = file.to_string_lossy().into_owned();
+        let c = survey(&[
+            "probe",
+            "198.18.0.1:80",
+            "localhost",
+            "198.18.0.2",
+            "-p",
+            "80,8080",
+            "-4",
+            "-iL",
+            &list_arg,
+        ]);
+        let lo = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let at = |a: [u8; 4], p| SocketAddr::from((a, p));
+        let want = [
+            ("198.18.0.1:80", at([198, 18, 0, 1], 80)),
+            ("localhost:80", lo(80)),
+            ("localhost:8080", lo(8080)),
+            ("198.18.0.2:80", at([198, 18, 0, 2], 80)),
+            ("198.18.0.2:8080", at([198, 18, 0, 2], 8080)),
+            ("198.18.0.3:80", at([198, 18, 0, 3], 80)),
+            ("198.18.0.3:8080", at([198, 18, 0, 3], 8080)),
+            ("localhost:80", lo(80)),
+            ("localhost:8080", lo(8080)),
+            ("198.18.0.4:80", at([198, 18, 0, 4], 80)),
+            ("198.18.0.4:8080", at([198, 18, 0, 4], 8080)),
+        ];
+        let want: Vec<(String, SocketAddr)> =
+            want.iter().map(|(l, a)| (l.to_string(), *a)).collect();
+        // Read ahead (a file) or line by line (as from a pipe): the same targets.
+        for read_ahead in [true, false] {
+            let list = c.list.as_deref().map(TargetList::open).transpose().unwrap();
+            assert!(list.as_ref().is_some_and(TargetList::is_regular_file));
+            let mut stream = TargetStream::new(&c, list, TlsShared::default());
+            stream.read_ahead = read_ahead;
+            let got = drain(&mut stream);
+            assert_eq!(got, want, "read ahead: {read_ahead}");
+            assert_eq!(stream.failed(), 0);
+            assert_eq!(stream.lookups.outstanding(), 0);
+        }
     }
 }

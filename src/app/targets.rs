@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use std::io::{self, BufRead, Read};
+use std::os::fd::AsFd;
 use std::path::Path;
 use tcpshake_proto::probe::list::{self, BadLine};
 
@@ -21,6 +22,9 @@ pub struct TargetList {
     pub skipped: u64,
     /// The first line with targets, read ahead by [`TargetList::refuse_if_empty`].
     peeked: Option<(String, Vec<String>)>,
+    /// The list is a regular file (stdin too, when it is one): a read never waits for a
+    /// writer, so the list may be read ahead of need.
+    regular: bool,
 }
 
 impl TargetList {
@@ -32,11 +36,20 @@ impl TargetList {
     /// [`TargetList::open`] for a list that is `what` (`the exclusion list`): what an error
     /// opening it calls it.
     pub fn open_as(path: &Path, what: &str) -> Result<TargetList> {
-        let (name, reader): (String, Box<dyn BufRead>) = if path == Path::new("-") {
-            ("stdin".into(), Box::new(io::BufReader::new(io::stdin())))
+        let regular = |f: &std::fs::File| f.metadata().is_ok_and(|m| m.is_file());
+        let (name, reader, regular): (String, Box<dyn BufRead>, bool) = if path == Path::new("-") {
+            let stdin = io::stdin();
+            let file = stdin.as_fd().try_clone_to_owned().map(std::fs::File::from);
+            let is_file = file.as_ref().is_ok_and(regular);
+            ("stdin".into(), Box::new(io::BufReader::new(stdin)), is_file)
         } else {
             let f = super::open_input(path, what)?;
-            (path.display().to_string(), Box::new(io::BufReader::new(f)))
+            let is_file = regular(&f);
+            (
+                path.display().to_string(),
+                Box::new(io::BufReader::new(f)),
+                is_file,
+            )
         };
         Ok(TargetList {
             name,
@@ -46,7 +59,14 @@ impl TargetList {
             done: false,
             skipped: 0,
             peeked: None,
+            regular,
         })
+    }
+
+    /// Whether the list is a regular file, whose reads never wait for a writer (those of a
+    /// pipe or a terminal do).
+    pub fn is_regular_file(&self) -> bool {
+        self.regular
     }
 
     /// A list with no target on any line — empty, blank lines and comments only — is a
@@ -158,6 +178,7 @@ mod tests {
             done: false,
             skipped: 0,
             peeked: None,
+            regular: true,
         }
     }
 

@@ -772,3 +772,152 @@ fn failures_are_said_once_each_with_their_line() {
     assert!(run.stdout.contains("all 1 target (and 1 target without a finished probe)"), "{run}");
 }
 }
+
+/// A resolver that never answers, for the client namespace: `/etc/netns/<ns>/resolv.conf`
+/// (which `ip netns exec` mounts over /etc/resolv.conf) names 127.0.0.53, where a UDP
+/// socket inside that namespace reads the queries, logs their names and answers none.
+/// glibc gives up after `timeout` seconds (one attempt). The directory goes on drop (with
+/// /etc/netns when it made it and nothing else is in it); the socket's process is the
+/// lab's.
+struct DeafResolver {
+    dir: std::path::PathBuf,
+    made_etc_netns: bool,
+    log: std::path::PathBuf,
+}
+
+impl DeafResolver {
+    fn start(lab: &mut Lab, timeout: u32) -> DeafResolver {
+        let etc_netns = Path::new("/etc/netns");
+        let made_etc_netns = !etc_netns.exists();
+        // The guard first: whatever fails next, the directory goes.
+        let resolver = DeafResolver {
+            dir: etc_netns.join(&lab.client_ns),
+            made_etc_netns,
+            log: lab.dir().join("queries.log"),
+        };
+        std::fs::create_dir_all(&resolver.dir).expect("mkdir /etc/netns/<ns>");
+        std::fs::write(
+            resolver.dir.join("resolv.conf"),
+            format!("nameserver 127.0.0.53\noptions timeout:{timeout} attempts:1\n"),
+        )
+        .expect("write resolv.conf");
+        let script = r#"
+import os, socket, sys
+log = open(sys.argv[1], "a", buffering=1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.53", 53))
+open(os.environ["READY_FILE"], "w").close()
+while True:
+    q, _ = s.recvfrom(4096)
+    i, labels = 12, []
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+        i += 1 + q[i]
+    log.write(".".join(labels) + "\n")
+"#;
+        let mut cmd = in_ns(&lab.client_ns, "python3");
+        cmd.args(["-c", script]).arg(&resolver.log);
+        lab.spawn_ready("deaf resolver", &mut cmd);
+        resolver
+    }
+
+    /// Whether a query for `name` reached it.
+    fn asked_for(&self, name: &str) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == name)
+    }
+}
+
+impl Drop for DeafResolver {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_etc_netns {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
+    }
+}
+
+lab_test! {
+/// A name whose lookup takes seconds (a resolver that never answers) holds up no probe in
+/// flight: the survey loop does not wait in getaddrinfo. Before, the loop sat there 2 s
+/// while nginx's answer waited for our ACK and FIN (fin_to_ack of seconds, the server
+/// retransmitting). The name fails as it always did, with its list line, exit 1.
+fn a_slow_lookup_holds_up_no_probe_in_flight() {
+    let mut lab = Lab::new("survey-slowdns");
+    lab.start_nginx(80);
+    let resolver = DeafResolver::start(&mut lab, 2);
+    let list = lab.dir().join("slow.txt");
+    std::fs::write(&list, format!("{}\nslow.invalid\n", lab.server_v4)).unwrap();
+    let list = list.to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let run = lab.run_client_bounded(
+        ["probe", "-iL", &list, "-p", "80", "-c", "3", "-i", "200ms", "--json"],
+        Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    // The lookup did hang (this test tests something): the resolver was asked, and the
+    // survey ended only when glibc gave up.
+    assert!(resolver.asked_for("slow.invalid"), "no query reached the resolver\n{run}");
+    assert!(took >= Duration::from_millis(1500), "the lookup was not slow ({took:?})\n{run}");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr.contains(&format!("tcpshake: {list}, line 2: cannot resolve `slow.invalid`")),
+        "{run}"
+    );
+    let records = run.records();
+    assert_eq!(records.len(), 3, "{run}");
+    for r in &records {
+        assert_eq!(r.error, None, "{run}");
+        assert_eq!(r.state(), "open", "{run}");
+        let legs = r.legs_ns.as_ref().expect("legs");
+        let fin_to_ack = legs.fin_to_ack.expect("fin_to_ack");
+        assert!(fin_to_ack < 100_000_000, "fin_to_ack {fin_to_ack} ns\n{run}");
+        for (leg, v) in legs.all() {
+            assert!(v.is_none_or(|v| v < 500_000_000), "{leg} {v:?} ns\n{run}");
+        }
+    }
+}
+}
+
+lab_test! {
+/// Ctrl-C ends a survey at once even while a lookup is stuck in getaddrinfo (which
+/// cannot be cancelled: nothing waits for it). Before, the loop sat in it until the
+/// resolver's timeout, 20 s here.
+fn ctrl_c_ends_a_survey_waiting_for_a_lookup() {
+    let mut lab = Lab::new("survey-slowdns-int");
+    lab.start_nginx(80);
+    let resolver = DeafResolver::start(&mut lab, 20);
+    let out_path = lab.dir().join("out.jsonl");
+    let err_path = lab.dir().join("err.txt");
+    let target = lab.target(false, 80);
+    let mut cmd = lab.client_cmd([
+        "probe", &target, "slow.invalid:80", "-c", "2", "-i", "100ms", "--json",
+    ]);
+    cmd.stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()));
+    let pid = lab.spawn_owned("tcpshake survey", &mut cmd);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let waiting = lab::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        resolver.asked_for("slow.invalid") && read(&out_path).lines().count() == 2
+    });
+    assert!(waiting, "no record or no query\n{}\n{}", read(&out_path), read(&err_path));
+    lab::signal(pid, "INT");
+    let ended = lab::poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        !lab.owned_alive(pid)
+    });
+    assert!(ended, "still running 3 s after SIGINT\n{}", read(&err_path));
+    assert_eq!(lab.owned_exit_code(pid), Some(130), "{}", read(&err_path));
+    let err = read(&err_path);
+    assert!(err.contains("tcpshake: interrupted"), "{err}");
+    let records = lab::report::parse_lines(&read(&out_path));
+    assert!(
+        records.len() == 2
+            && records
+                .iter()
+                .all(|r| r.error.is_none() && r.state() == "open"),
+        "{records:?}"
+    );
+}
+}
