@@ -405,13 +405,21 @@ impl Probe {
                     } else {
                         "the request"
                     };
-                    self.fail(
-                        now,
+                    let why = if self.conn.zero_window_probes_answered() {
                         format!(
                             "the server's receive window stayed closed for {:?}: {what} could not be sent (RFC 9293 §3.8.6.1 zero-window probes were answered, the window never opened); connection reset",
                             self.cfg.timeout
-                        ),
-                    );
+                        )
+                    } else {
+                        // Nothing came back at all: not a full server, a silent one — or a
+                        // SYN proxy (its SYN-ACK offers window 0 until the server behind
+                        // it answers) whose server never did.
+                        format!(
+                            "the server's receive window was closed and nothing answered our zero-window probes (RFC 9293 §3.8.6.1) for {:?}: {what} could not be sent; the server went silent — or, with window 0 in its SYN-ACK, a SYN proxy answered for a server that never did; connection reset",
+                            self.cfg.timeout
+                        )
+                    };
+                    self.fail(now, why);
                 }
                 Phase::Lingering => {
                     // The server kept the connection open despite `Connection: close`.

@@ -838,6 +838,26 @@ fn response_in_the_synack_leaves_request_legs_null_with_a_note() {
 /// SND.UNA, not past the probe byte it never took), and an error that says so.
 #[test]
 fn zero_window_forever_ends_at_timeout_with_an_acceptable_rst() {
+    let err = zero_window_forever(true);
+    assert!(err.contains("window stayed closed"), "{err}");
+}
+
+/// The window 0 came (a SYN proxy's SYN-ACK) and then nothing at all: the probes were
+/// never answered, and the error does not say they were (a fault walk through nft
+/// synproxy to a server that drops the SYN read "zero-window probes were answered").
+#[test]
+fn a_closed_window_nobody_answers_for_is_called_silence() {
+    let err = zero_window_forever(false);
+    assert!(
+        err.contains("nothing answered our zero-window probes") && err.contains("SYN proxy"),
+        "{err}"
+    );
+    assert!(!err.contains("were answered"), "{err}");
+}
+
+/// A SYN-ACK with window 0, then each zero-window probe answered "still zero" (`answer`)
+/// or by nothing, until `--timeout`: the probe's error.
+fn zero_window_forever(answer: bool) -> String {
     let mut p = Probe::new(config(1000, true));
     p.start(at(0));
     pump(&mut p, 0);
@@ -858,7 +878,7 @@ fn zero_window_forever_ends_at_timeout_with_an_acceptable_rst() {
         if p.is_done() {
             break;
         }
-        if out.iter().any(|s| s.payload.len() == 1) {
+        if answer && out.iter().any(|s| s.payload.len() == 1) {
             let mut zero = server_seg(7001, 1001, TcpFlags::ACK, &[]);
             zero[34..36].copy_from_slice(&[0, 0]);
             let fixed = crate::wire::TcpRepr::parse_unchecked(&zero[20..]).unwrap();
@@ -882,8 +902,7 @@ fn zero_window_forever_ends_at_timeout_with_an_acceptable_rst() {
         .find(|s| s.flags.rst())
         .expect("a RST");
     assert_eq!(rst.seq, 1001, "{:?}", r.segments);
-    let err = r.error.unwrap_or_default();
-    assert!(err.contains("window stayed closed"), "{err}");
+    r.error.unwrap_or_default()
 }
 
 /// Unanswered retransmissions while the server keeps talking: not "stopped answering".

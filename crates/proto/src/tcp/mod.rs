@@ -499,6 +499,9 @@ pub struct Connection {
     persist_probe_out: bool,
     /// Zero-window probes the peer has not answered (any acceptable ACK answers them).
     persist_unanswered: u32,
+    /// Some zero-window probe was answered since the window last closed: the peer is
+    /// there and keeps its window shut, as opposed to gone silent.
+    persist_answered: bool,
     /// Segments from the peer since `snd_una` last advanced.
     rx_since_progress: u32,
     /// A timestamps-option oddity was noted ([`Anomaly::TimestampsMissing`],
@@ -555,6 +558,7 @@ impl Connection {
             persist_probes: 0,
             persist_probe_out: false,
             persist_unanswered: 0,
+            persist_answered: false,
             rx_since_progress: 0,
             ts_oddity_noted: false,
             retransmissions: 0,
@@ -643,6 +647,11 @@ impl Connection {
     /// wait for is the peer's window, not an acknowledgment of something lost.
     pub fn zero_window_probing(&self) -> bool {
         self.snd_wnd == 0 && (self.persist_probe_out || self.timers.is_set(Timer::Persist))
+    }
+    /// Whether the peer answered some zero-window probe since its window last closed: it
+    /// is there, holding its window shut; `false` while probing means nothing came back.
+    pub fn zero_window_probes_answered(&self) -> bool {
+        self.persist_answered
     }
     /// Bytes held in the out-of-order queue (never more than `rcv_wnd`).
     pub fn reassembly_buffered(&self) -> usize {
@@ -1582,6 +1591,7 @@ impl Connection {
         // Any acceptable ACK answers a zero-window probe (Linux resets `icsk_probes_out`
         // on every ACK): the peer is alive, and RFC 9293 §3.8.6.1 (MUST-36) keeps the
         // connection open for as long as it answers.
+        self.persist_answered |= self.persist_unanswered > 0;
         self.persist_unanswered = 0;
         if ack.gt(self.snd_una) {
             let acked = ack.diff(self.snd_una) as u32;
@@ -1623,6 +1633,7 @@ impl Connection {
                 self.timers.stop(Timer::Persist);
                 self.persist_probes = 0;
                 self.persist_unanswered = 0;
+                self.persist_answered = false;
                 self.persist_probe_out = false;
                 if self.snd_una != self.snd_nxt && !self.timers.is_set(Timer::Retransmit) {
                     self.timers.set(Timer::Retransmit, rx_at + self.rtt.rto());
