@@ -203,6 +203,11 @@ pub struct Probe {
     state: Option<Verdict>,
     reply_ttl: Option<u8>,
     reply_from: Option<std::net::IpAddr>,
+    /// The TTL (hop limit) the server's segments other than RSTs came with, while it was
+    /// one and the same; `Some(None)` once two differed (a path that changes).
+    server_ttl: Option<Option<u8>>,
+    /// The TTL of the segment being handled (a RST's, when it ends the connection).
+    last_in_ttl: u8,
     peer_options: Option<tcp::PeerOptions>,
     irs: Option<u32>,
     close_initiator: Option<CloseInitiator>,
@@ -266,6 +271,8 @@ impl Probe {
             state: None,
             reply_ttl: None,
             reply_from: None,
+            server_ttl: None,
+            last_in_ttl: 0,
             peer_options: None,
             irs: None,
             close_initiator: None,
@@ -646,6 +653,14 @@ impl Probe {
                     self.reply_ttl = Some(pkt.ip.ttl);
                     self.reply_from = Some(pkt.ip.src);
                 }
+                self.last_in_ttl = pkt.ip.ttl;
+                if !hdr.flags.rst() {
+                    self.server_ttl = match self.server_ttl {
+                        None => Some(Some(pkt.ip.ttl)),
+                        Some(Some(t)) if t != pkt.ip.ttl => Some(None),
+                        same => same,
+                    };
+                }
                 let (una, rcv) = (self.conn.snd_una(), self.conn.rcv_nxt());
                 self.conn.handle_segment(at, &hdr);
                 if self.conn.snd_una() != una || self.conn.rcv_nxt() != rcv {
@@ -966,9 +981,27 @@ impl Probe {
                     ""
                 };
                 // RFC 9293 §3.5.3: a RST may say why; show what it said.
-                let said = text
+                let mut said = text
                     .map(|t| format!("; its RST said \"{t}\""))
                     .unwrap_or_default();
+                // A RST that comes with another TTL than every segment the server sent was
+                // made nearer to us or farther: a firewall or load balancer resetting the
+                // connection in the server's name (curl says "reset by peer" alike).
+                if let Some(Some(ttl)) = self.server_ttl
+                    && self.last_in_ttl != ttl
+                {
+                    let from = if self.last_in_ttl > ttl {
+                        "from fewer hops away than the server"
+                    } else {
+                        "by something other than the server"
+                    };
+                    said.push_str(&format!(
+                        "; the RST came with TTL {} where every segment of the server's came \
+                         with {ttl}: it was sent {from} — most likely a firewall or load \
+                         balancer resetting the connection in its name",
+                        self.last_in_ttl
+                    ));
+                }
                 if self.phase == Phase::AwaitingResponse || self.phase == Phase::Connecting {
                     self.error = Some(format!(
                         "connection reset by the server in {}{late}{said}",

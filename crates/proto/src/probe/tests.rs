@@ -1296,6 +1296,32 @@ fn a_rst_that_says_why_is_quoted() {
     );
 }
 
+/// A RST with another TTL than every segment the server sent (a firewall resetting the
+/// connection a hop nearer: 65 where the server's came with 64) is said not to be the
+/// server's (fault walk: `reject with tcp reset` on a router read "reset by the server");
+/// one with the server's TTL is the server's.
+#[test]
+fn a_rst_with_another_ttl_than_the_servers_is_not_blamed_on_it() {
+    for (rst_ttl, blamed) in [(65, false), (64, true)] {
+        let (mut p, seq, ack) = requested(1000, 9_000);
+        let mut rst = server_seg(seq, ack, TcpFlags::RST | TcpFlags::ACK, &[]);
+        let fixed = crate::wire::TcpRepr::parse_unchecked(&rst[20..]).unwrap();
+        rst = packet(SERVER, CLIENT, &fixed, rst_ttl);
+        p.handle_packet(at(200), false, &rst, false);
+        pump(&mut p, 200);
+        let err = p.result().error.unwrap_or_default();
+        assert!(
+            err.starts_with("connection reset by the server in ESTABLISHED"),
+            "{err}"
+        );
+        assert_eq!(
+            !err.contains("the RST came with TTL 65 where every segment of the server's came with 64: it was sent from fewer hops away than the server"),
+            blamed,
+            "{err}"
+        );
+    }
+}
+
 /// A RST that refuses our SYN and says why is quoted in the record's notes (the port is
 /// closed; the reason is the server's or a firewall's).
 #[test]
