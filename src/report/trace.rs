@@ -144,6 +144,14 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
         let line = if n == 0 {
             "no reply from any hop: the probes are dropped before the first router answers"
                 .to_string()
+        } else if r.mode == TraceMode::InSession {
+            // The connection's ACKs passed (it opened); its probes did not: a stateful box
+            // that takes them for invalid (a SYN proxy's conntrack, a strict firewall).
+            format!(
+                "no reply beyond TTL {n}: the in-session probes are likely dropped after hop \
+                 {n} (a stateful firewall or SYN proxy there or at the next hop that takes \
+                 them for invalid; without --in-session the probes are SYNs)"
+            )
         } else {
             format!(
                 "no reply beyond TTL {n}: the SYN is likely dropped after hop {n} (a firewall \

@@ -283,6 +283,10 @@ pub struct Trace {
     give_up_at: Option<Instant>,
     other_ident: u16,
     last_probe_at: Option<Instant>,
+    /// In-session: the end of the millisecond in which the connection last sent a segment
+    /// with a timestamp. A probe before it would carry the same TSval (the clock counts
+    /// milliseconds), and an ACK of that segment would read as the probe's answer.
+    conn_tsval_until: Option<Instant>,
     /// What the last packet handed in was, for a capture's comment.
     note: Option<String>,
     /// In-session: the window our probes carry (their TSecr is the connection's TS.Recent).
@@ -358,6 +362,7 @@ impl Trace {
             close_deadline: None,
             give_up_at: None,
             last_probe_at: None,
+            conn_tsval_until: None,
             note: None,
             window: 0,
             timestamps: false,
@@ -442,6 +447,10 @@ impl Trace {
             if seg.flags.ack() && !seg.flags.rst() {
                 self.window = seg.window;
             }
+            if seg.options.timestamps.is_some() {
+                let next_ms = (now.as_nanos() / 1_000_000 + 1) * 1_000_000;
+                self.conn_tsval_until = Some(Instant::from_nanos(next_ms));
+            }
             let repr = seg.repr(self.local().port(), self.remote().port());
             let ident = self.next_other_ident();
             let t = self.emit(&repr, self.cfg.hop_limit, ident).0;
@@ -450,6 +459,14 @@ impl Trace {
         self.step(now);
         if self.phase != Phase::Tracing {
             return None;
+        }
+        // A probe in the millisecond of the connection's last segment would share its
+        // TSval: a SYN proxy's window update echoing the handshake's ACK read as the
+        // destination's answer at hop 1, RTT 0 (fault walk, nft synproxy). Wait it out.
+        match self.conn_tsval_until {
+            Some(until) if now < until && self.timestamps => return None,
+            Some(_) => self.conn_tsval_until = None,
+            None => {}
         }
         let (ready, _) = self.schedule(now);
         let p = ready?;
@@ -477,6 +494,7 @@ impl Trace {
             at(self.close_deadline);
         }
         if self.phase == Phase::Tracing {
+            at(self.conn_tsval_until.filter(|_| self.timestamps));
             at(self.schedule(Instant::from_nanos(0)).1);
             at(self
                 .slots

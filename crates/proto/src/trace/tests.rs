@@ -1039,6 +1039,22 @@ fn in_session_trace() {
         tsvals.sort_unstable();
         tsvals.dedup();
         assert_eq!(tsvals.len(), 12);
+        // Nor does a probe share a TSval with the connection's segments before it (the
+        // handshake's ACK, in the same millisecond): an ACK of that one would read as the
+        // probe's answer (the close comes after every probe is answered or lost).
+        let first_probe = net.sent.iter().find(|s| s.2 < 64).unwrap().0;
+        let conn_tsvals: Vec<u32> = net
+            .sent
+            .iter()
+            .filter(|s| s.2 >= 64 && s.0 < first_probe)
+            .filter_map(|s| QuotedDatagram::parse(&s.3).ok()?.tcp?.options()?.timestamps)
+            .map(|t| t.0)
+            .collect();
+        assert!(!conn_tsvals.is_empty());
+        assert!(
+            tsvals.iter().all(|v| !conn_tsvals.contains(v)),
+            "{tsvals:?} {conn_tsvals:?}"
+        );
         assert!(net.server_fin_sent);
     }
 }
