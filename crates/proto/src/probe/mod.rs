@@ -1275,6 +1275,10 @@ impl Probe {
                     " — a server that hangs does this, and so does a path that drops the server's full-sized segments without an ICMP error reaching it (a path MTU black hole, RFC 2923 §2.1); {suggest}: if the probe then completes, it was the path"
                 );
             }
+            // A fault walk: a firewall with a 2 s idle timeout forgot the connection while
+            // the server took 4 s, and dropped its answer as invalid; the notes above (or,
+            // at the floor MSS, nothing) named only the server and the MTU.
+            note += "; a stateful firewall or NAT on the path whose idle timeout is shorter than the server's time to answer drops the answer the same way (a longer --timeout does not help then; the firewall's counters of invalid packets show it)";
             return note;
         }
         String::new()
