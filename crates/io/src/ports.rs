@@ -414,7 +414,16 @@ impl PortReservation {
 
     /// A port the kernel picks from its ephemeral range, free on every address.
     pub fn new() -> anyhow::Result<PortReservation> {
-        let mut r = PortReservation::at(0).context("reserving a source port")?;
+        // EADDRINUSE from a bind to port 0: the kernel found no free ephemeral port (the
+        // survey's own search says the same in these words).
+        let mut r = match PortReservation::at(0) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => anyhow::bail!(
+                "no free source port: every one of the kernel's ephemeral range is in use; \
+                 widen net.ipv4.ip_local_port_range (or wait for connections to end)"
+            ),
+            Err(e) => return Err(anyhow::Error::new(e).context("reserving a source port")),
+        };
         r.port = r
             .socket
             .local_addr()?
