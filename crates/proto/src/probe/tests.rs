@@ -1503,7 +1503,10 @@ fn silence_after_the_request_is_acknowledged_names_both_causes() {
         assert_eq!(err.contains("a server that hangs does this"), hint, "{err}");
         assert_eq!(err.contains("`--mss 536`"), hint, "{err}");
         // At any MSS: a stateful box that forgot the connection drops the answer too.
-        assert!(err.contains("a stateful firewall or NAT on the path"), "{err}");
+        assert!(
+            err.contains("a stateful firewall or NAT on the path"),
+            "{err}"
+        );
     }
 }
 
