@@ -207,6 +207,7 @@ impl LoopState {
         // Which module made it: two modules' probes of one target are different exchanges
         // (a handshake alone, or HTTPS), and `report` keeps them apart in the records.
         outcome.result.module = Some(e.module.name.clone());
+        e.module.judge_status(&mut outcome.result);
         let r = &outcome.result;
         self.metrics.record(&e.labels, r);
         let survey = e.survey;
@@ -442,7 +443,7 @@ impl Shared {
         if !sent {
             return self.refuse("stopping", 503, "the exporter is stopping".into());
         }
-        let outcome = match rx.recv_timeout(JOB_WAIT) {
+        let mut outcome = match rx.recv_timeout(JOB_WAIT) {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
                 self.log_failure(&spec, &name, &format!("could not start: {e}"));
@@ -450,6 +451,7 @@ impl Shared {
             }
             Err(_) => return self.refuse("stopping", 503, "the exporter is stopping".into()),
         };
+        module.judge_status(&mut outcome.result);
         let r = &outcome.result;
         let took = started.elapsed();
         if let Some(why) = r.failure() {

@@ -368,7 +368,8 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
         &lab,
         &format!(
             "[probe]\nallow = [\"{server}/32\", \"{}/128\"]\nallow_names = [\"localhost\"]\n\
-             rate = 0.2\nburst = 4\n\n[modules.syn]\nprober = \"tcp\"\n",
+             rate = 0.2\nburst = 5\n\n[modules.syn]\nprober = \"tcp\"\n\n\
+             [modules.only204]\nprober = \"http\"\nvalid_status_codes = [204]\n",
             lab.server_v6
         ),
     );
@@ -416,6 +417,17 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
         "{body}"
     );
     assert!(!body.contains("request_to_first_byte"), "{body}");
+    // A status outside the module's valid_status_codes fails the probe, as blackbox's
+    // http prober: the gauge says 0, the status is still there, debug says why.
+    let (status, body) = get(&lab, &format!("/probe?target={server}:80&module=only204"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tcpshake_probe_success 0"), "{body}");
+    assert!(body.contains("tcpshake_http_status_code 200"), "{body}");
+    let log = exporter_log(&lab);
+    assert!(
+        log.contains("HTTP status 200 is not one of module `only204`'s valid_status_codes (204)"),
+        "{log}"
+    );
     // A closed port is an answer, not an error.
     let (status, body) = get(&lab, &format!("/probe?target={server}:81&module=syn"));
     assert_eq!(status, 200, "{body}");
@@ -480,7 +492,7 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
     assert!(
         raw(&lab, b"GET /probe?target=\xff\xfe:80 HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400")
     );
-    // The rate: the burst of 4 was spent by the 3 probes above and this one; then 429.
+    // The rate: the burst of 5 was spent by the 4 probes above and this one; then 429.
     let (status, _) = get(&lab, &format!("/probe?target={server}:80&module=syn"));
     assert_eq!(status, 200);
     let (status, body) = get(&lab, &format!("/probe?target={server}:80&module=syn"));
@@ -491,7 +503,7 @@ fn probe_answers_allowed_targets_and_refuses_the_rest() {
     for want in [
         "result=\"denied\"} 5",
         "result=\"rate-limited\"} 1",
-        "result=\"probed\"} 4",
+        "result=\"probed\"} 5",
     ] {
         assert!(m.contains(want), "no `{want}` in\n{m}");
     }

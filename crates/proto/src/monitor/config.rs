@@ -43,6 +43,7 @@
 //! ```
 
 use crate::monitor::allow::{AllowList, Cidr, NamePattern};
+use crate::probe::record::ProbeResult;
 use crate::probe::stats::{Slo, parse_slo};
 use crate::probe::target::{self, Family, Host, Target};
 use crate::time::{format_duration, parse_duration};
@@ -166,9 +167,45 @@ pub struct Module {
     pub family_line: Option<usize>,
     /// The most MSS its SYNs advertise (`probe --mss`); `None`: the route's.
     pub mss: Option<u16>,
+    /// HTTP statuses that count as success (blackbox_exporter's `valid_status_codes`);
+    /// empty: any 2xx, blackbox's default.
+    pub valid_status_codes: Vec<u16>,
 }
 
 impl Module {
+    /// Whether an HTTP response with `status` is a success for this module.
+    pub fn accepts_status(&self, status: u16) -> bool {
+        match self.valid_status_codes.as_slice() {
+            [] => (200..=299).contains(&status),
+            codes => codes.contains(&status),
+        }
+    }
+
+    /// Judges a finished probe's HTTP status as blackbox_exporter's http prober does: a
+    /// response outside the valid statuses fails the probe (its record's `error` says so),
+    /// so `tcpshake_probe_success` and the surveys' exchange failures count it.
+    pub fn judge_status(&self, r: &mut ProbeResult) {
+        if self.prober == Prober::Tcp || r.error.is_some() {
+            return;
+        }
+        if let Some(h) = &r.http
+            && !self.accepts_status(h.status)
+        {
+            let valid = match self.valid_status_codes.as_slice() {
+                [] => "any 2xx, blackbox_exporter's default".to_string(),
+                codes => codes
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            r.error = Some(format!(
+                "HTTP status {} is not one of module `{}`'s valid_status_codes ({valid})",
+                h.status, self.name
+            ));
+        }
+    }
+
     /// The module as a `[modules.NAME]` table would write it, every setting with the value
     /// in force (defaults included): the end of `/probe?debug=true`'s account, as
     /// blackbox_exporter ends its own with the module's configuration.
@@ -214,6 +251,19 @@ impl Module {
             lines.push(format!("{key} = {}", q(&format_duration(d))));
         }
         lines.push(format!("retries = {}", self.retries));
+        if self.prober != Prober::Tcp {
+            lines.push(match self.valid_status_codes.as_slice() {
+                [] => "# valid_status_codes: any 2xx".into(),
+                codes => format!(
+                    "valid_status_codes = [{}]",
+                    codes
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         lines.push(match self.mss {
             Some(m) => format!("mss = {m}"),
             None => "# mss: the route's".into(),
@@ -359,6 +409,7 @@ struct RawModule {
     linger: Option<Spanned<String>>,
     family: Option<Spanned<String>>,
     mss: Option<Spanned<i64>>,
+    valid_status_codes: Option<Spanned<Vec<i64>>>,
 }
 
 #[derive(Deserialize)]
@@ -521,6 +572,7 @@ fn builtin_modules(d: &Defaults) -> BTreeMap<String, Module> {
                     family: Family::Any,
                     family_line: None,
                     mss: None,
+                    valid_status_codes: Vec::new(),
                 },
             )
         })
@@ -555,7 +607,42 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
                 ));
             }
         }
+        if let Some(v) = &m.valid_status_codes {
+            return Err(at(
+                v.span(),
+                "valid_status_codes judges the HTTP response, which prober \"tcp\" never \
+                 asks for; drop it or use prober \"http\""
+                    .into(),
+            ));
+        }
     }
+    // blackbox_exporter's `valid_status_codes`: a list of statuses; none given, any 2xx.
+    let valid_status_codes = match &m.valid_status_codes {
+        Some(v) if v.get_ref().is_empty() => {
+            return Err(at(
+                v.span(),
+                "valid_status_codes = []: no status would count as success; give e.g. \
+                 [200, 301], or drop the key for any 2xx"
+                    .into(),
+            ));
+        }
+        Some(v) => v
+            .get_ref()
+            .iter()
+            .map(|&c| {
+                u16::try_from(c)
+                    .ok()
+                    .filter(|c| (100..=599).contains(c))
+                    .ok_or_else(|| {
+                        at(
+                            v.span(),
+                            format!("valid_status_codes: {c} is no HTTP status; give 100 to 599"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<u16>, ConfigError>>()?,
+        None => Vec::new(),
+    };
     if prober != Prober::Https {
         let tls_only = [
             m.sni.as_ref().map(|v| (v.span(), "sni")),
@@ -708,6 +795,7 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
             .as_ref()
             .and_then(|f| at(f.span(), String::new()).line),
         mss,
+        valid_status_codes,
     })
 }
 

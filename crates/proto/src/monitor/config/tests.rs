@@ -61,6 +61,7 @@ retries = 1
 rto = "500ms"
 family = "ipv6"
 mss = 1220
+valid_status_codes = [200, 301]
 
 [modules.syn]
 prober = "tcp"
@@ -99,6 +100,8 @@ fn a_full_configuration_is_read() {
     assert_eq!(web.retries, 1);
     assert_eq!(web.rto, Duration::from_millis(500));
     assert_eq!(web.mss, Some(1220));
+    assert_eq!(web.valid_status_codes, [200, 301]);
+    assert!(c.modules["http"].valid_status_codes.is_empty());
     assert_eq!(c.modules["syn"].mss, None);
     assert!(web.insecure);
     assert_eq!(web.cacert, Some(PathBuf::from("/etc/ca.pem")));
@@ -110,8 +113,8 @@ fn a_full_configuration_is_read() {
     assert_eq!(c.surveys.len(), 2);
     let s = &c.surveys[0];
     assert_eq!(s.targets.len(), 3);
-    assert_eq!(s.targets[0].1, 35);
-    assert_eq!(s.target_files, vec![(PathBuf::from("fleet.txt"), 36)]);
+    assert_eq!(s.targets[0].1, 36);
+    assert_eq!(s.target_files, vec![(PathBuf::from("fleet.txt"), 37)]);
     assert_eq!(s.interval, Duration::from_secs(2));
     assert_eq!(s.modules, vec!["http", "syn"]);
     assert_eq!(s.slos.len(), 2);
@@ -262,6 +265,21 @@ fn every_refusal_names_its_line() {
         "mss = 40: give 88 to 65495",
     );
     refused(
+        "[modules.x]\nprober = \"http\"\nvalid_status_codes = [200, 2000]\n",
+        3,
+        "valid_status_codes: 2000 is no HTTP status",
+    );
+    refused(
+        "[modules.x]\nprober = \"http\"\nvalid_status_codes = []\n",
+        3,
+        "no status would count as success",
+    );
+    refused(
+        "[modules.x]\nprober = \"tcp\"\nvalid_status_codes = [200]\n",
+        3,
+        "prober \"tcp\" never asks for",
+    );
+    refused(
         "[modules.x]\nprober = \"http\"\nfamily = \"ipx\"\n",
         3,
         "family",
@@ -330,6 +348,36 @@ fn every_refusal_names_its_line() {
         "[[survey]]\nname = \"a b\"\ntargets = [\"a.test:80\"]\n",
         2,
         "survey `a b`",
+    );
+}
+
+/// blackbox_exporter's http prober: a status outside `valid_status_codes` (any 2xx by
+/// default) fails the probe, and the record says why; a tcp module has no status.
+#[test]
+fn a_status_outside_the_valid_ones_fails_the_probe() {
+    let c = ok(FULL);
+    let line = |status: u16| {
+        format!(
+            r#"{{"schema":1,"target":"198.18.0.2:80","addr":"198.18.0.2","port":80,"state":"open","reason":"syn-ack","legs_ns":{{}},"http":{{"request":"HEAD / HTTP/1.1","status":{status},"reason":"X","version":"HTTP/1.1","headers":{{}}}},"error":null,"tls":null}}"#
+        )
+    };
+    let judged = |module: &str, status: u16| {
+        let mut r = ProbeResult::from_json_line(&line(status)).unwrap();
+        c.modules[module].judge_status(&mut r);
+        r.error
+    };
+    assert_eq!(judged("http", 204), None);
+    let e = judged("http", 400).unwrap();
+    assert_eq!(
+        e,
+        "HTTP status 400 is not one of module `http`'s valid_status_codes (any 2xx, blackbox_exporter's default)"
+    );
+    assert_eq!(judged("web", 301), None);
+    assert!(judged("web", 204).unwrap().contains("(200, 301)"));
+    assert_eq!(
+        judged("syn", 500),
+        None,
+        "a tcp module has no status to judge"
     );
 }
 
