@@ -32,6 +32,8 @@ const LIMIT: Duration = Duration::from_secs(1);
 /// this namespace).
 pub fn await_receive_timestamps() -> bool {
     let Some((socket, to)) = loopback_socket() else {
+        // No loopback to check with: give the kernel's worker the time it usually needs.
+        std::thread::sleep(Duration::from_millis(20));
         return false;
     };
     let start = std::time::Instant::now();
@@ -79,13 +81,33 @@ fn stamped_on_arrival(socket: &Socket, to: &SocketAddr) -> Option<bool> {
     stamped_by(socket, sent)
 }
 
-/// Reads one datagram: was its stamp taken by `sent` (on arrival), not at the read?
+/// Reads one datagram: was its stamp taken by `sent` (on arrival), not at the read? The
+/// loopback usually delivers within `sendto`, but not always (RPS on `lo`, softirqs left
+/// to a busy ksoftirqd): a datagram not there yet is waited for, up to 10 ms. With the
+/// key on it was stamped in `netif_rx`, inside `sendto`, wherever it was delivered.
 fn stamped_by(socket: &Socket, sent: tcpshake_proto::time::Instant) -> Option<bool> {
-    Some(recv_stamp(socket)? <= sent)
+    use std::os::fd::AsRawFd;
+    // Bounded: 10 waits of at most 1 ms.
+    for _ in 0..10 {
+        match recv_stamp(socket) {
+            Ok(at) => return Some(at? <= sent),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut pfd = libc::pollfd {
+                    fd: socket.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the call.
+                unsafe { libc::poll(&mut pfd, 1, 1) };
+            }
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
-/// Reads one datagram and its `SCM_TIMESTAMPNS`.
-fn recv_stamp(socket: &Socket) -> Option<tcpshake_proto::time::Instant> {
+/// Reads one datagram and its `SCM_TIMESTAMPNS` (`None`: it came without one).
+fn recv_stamp(socket: &Socket) -> std::io::Result<Option<tcpshake_proto::time::Instant>> {
     let mut data = [0u8; 16];
     let mut control = [0u64; CONTROL_WORDS];
     let mut iov = libc::iovec {
@@ -102,10 +124,10 @@ fn recv_stamp(socket: &Socket) -> Option<tcpshake_proto::time::Instant> {
     // SAFETY: `msg` points at `iov`, `data` and `control`, all alive for the call.
     let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
     if n < 0 {
-        return None;
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: recvmsg filled `msg`'s control buffer, which is still alive.
-    unsafe { cmsg::decode(&msg) }.at
+    Ok(unsafe { cmsg::decode(&msg) }.at)
 }
 
 /// Reads whatever is queued (the first datagram, sent before timestamps may have been on).
@@ -159,7 +181,7 @@ mod tests {
         socket.send_to(b"t", &to.into()).unwrap();
         let sent = clock::now();
         std::thread::sleep(Duration::from_millis(5));
-        let at = recv_stamp(&socket).expect("a stamp");
+        let at = recv_stamp(&socket).unwrap().expect("a stamp");
         assert!(at <= sent, "stamped at the read: {at:?} after {sent:?}");
     }
 }

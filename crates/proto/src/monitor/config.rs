@@ -168,7 +168,8 @@ pub struct Module {
     /// The most MSS its SYNs advertise (`probe --mss`); `None`: the route's.
     pub mss: Option<u16>,
     /// HTTP statuses that count as success (blackbox_exporter's `valid_status_codes`);
-    /// empty: any 2xx, blackbox's default.
+    /// empty: any 2xx or 3xx. blackbox's default is 2xx of the status it ends at after
+    /// following redirects; tcpshake follows none, so a redirect is the status it judges.
     pub valid_status_codes: Vec<u16>,
 }
 
@@ -176,7 +177,7 @@ impl Module {
     /// Whether an HTTP response with `status` is a success for this module.
     pub fn accepts_status(&self, status: u16) -> bool {
         match self.valid_status_codes.as_slice() {
-            [] => (200..=299).contains(&status),
+            [] => (200..=399).contains(&status),
             codes => codes.contains(&status),
         }
     }
@@ -192,7 +193,7 @@ impl Module {
             && !self.accepts_status(h.status)
         {
             let valid = match self.valid_status_codes.as_slice() {
-                [] => "any 2xx, blackbox_exporter's default".to_string(),
+                [] => "by default any 2xx or 3xx".to_string(),
                 codes => codes
                     .iter()
                     .map(u16::to_string)
@@ -253,7 +254,7 @@ impl Module {
         lines.push(format!("retries = {}", self.retries));
         if self.prober != Prober::Tcp {
             lines.push(match self.valid_status_codes.as_slice() {
-                [] => "# valid_status_codes: any 2xx".into(),
+                [] => "# valid_status_codes: any 2xx or 3xx".into(),
                 codes => format!(
                     "valid_status_codes = [{}]",
                     codes
@@ -616,13 +617,14 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
             ));
         }
     }
-    // blackbox_exporter's `valid_status_codes`: a list of statuses; none given, any 2xx.
+    // blackbox_exporter's `valid_status_codes`: a list of statuses; none given, any 2xx or
+    // 3xx (blackbox judges 2xx after following redirects; we follow none).
     let valid_status_codes = match &m.valid_status_codes {
         Some(v) if v.get_ref().is_empty() => {
             return Err(at(
                 v.span(),
                 "valid_status_codes = []: no status would count as success; give e.g. \
-                 [200, 301], or drop the key for any 2xx"
+                 [200, 301], or drop the key for any 2xx or 3xx"
                     .into(),
             ));
         }

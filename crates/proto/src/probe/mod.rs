@@ -204,8 +204,9 @@ pub struct Probe {
     reply_ttl: Option<u8>,
     reply_from: Option<std::net::IpAddr>,
     /// The TTL (hop limit) the server's segments other than RSTs came with, while it was
-    /// one and the same; `Some(None)` once two differed (a path that changes).
-    server_ttl: Option<Option<u8>>,
+    /// one and the same; `Some(None)` once two differed (a path that changes). `.0`: those
+    /// with data or a FIN (the server's own, past any SYN proxy); `.1`: any.
+    server_ttl: (Option<Option<u8>>, Option<Option<u8>>),
     /// The TTL of the segment being handled (a RST's, when it ends the connection).
     last_in_ttl: u8,
     peer_options: Option<tcp::PeerOptions>,
@@ -271,7 +272,7 @@ impl Probe {
             state: None,
             reply_ttl: None,
             reply_from: None,
-            server_ttl: None,
+            server_ttl: (None, None),
             last_in_ttl: 0,
             peer_options: None,
             irs: None,
@@ -655,11 +656,15 @@ impl Probe {
                 }
                 self.last_in_ttl = pkt.ip.ttl;
                 if !hdr.flags.rst() {
-                    self.server_ttl = match self.server_ttl {
+                    let seen = |was: Option<Option<u8>>| match was {
                         None => Some(Some(pkt.ip.ttl)),
                         Some(Some(t)) if t != pkt.ip.ttl => Some(None),
                         same => same,
                     };
+                    if !hdr.payload.is_empty() || hdr.flags.fin() {
+                        self.server_ttl.0 = seen(self.server_ttl.0);
+                    }
+                    self.server_ttl.1 = seen(self.server_ttl.1);
                 }
                 let (una, rcv) = (self.conn.snd_una(), self.conn.rcv_nxt());
                 self.conn.handle_segment(at, &hdr);
@@ -986,21 +991,31 @@ impl Probe {
                     .unwrap_or_default();
                 // A RST that comes with another TTL than every segment the server sent was
                 // made nearer to us or farther: a firewall or load balancer resetting the
-                // connection in the server's name (curl says "reset by peer" alike).
-                if let Some(Some(ttl)) = self.server_ttl
-                    && self.last_in_ttl != ttl
-                {
-                    let from = if self.last_in_ttl > ttl {
-                        "from fewer hops away than the server"
-                    } else {
-                        "by something other than the server"
-                    };
-                    said.push_str(&format!(
-                        "; the RST came with TTL {} where every segment of the server's came \
-                         with {ttl}: it was sent {from} — most likely a firewall or load \
-                         balancer resetting the connection in its name",
-                        self.last_in_ttl
-                    ));
+                // connection in the server's name (curl says "reset by peer" alike). With
+                // only the handshake to compare, a SYN proxy may have made that instead.
+                let rst_ttl = self.last_in_ttl;
+                match self.server_ttl {
+                    (Some(Some(ttl)), _) if rst_ttl != ttl => {
+                        let from = if rst_ttl > ttl {
+                            "from fewer hops away than the server"
+                        } else {
+                            "by something other than the server"
+                        };
+                        said.push_str(&format!(
+                            "; the RST came with TTL {rst_ttl} where every segment of the \
+                             server's came with {ttl}: it was sent {from} — most likely a \
+                             firewall or load balancer resetting the connection in its name"
+                        ));
+                    }
+                    (None, Some(Some(ttl))) if rst_ttl != ttl => {
+                        said.push_str(&format!(
+                            "; the RST came with TTL {rst_ttl} where the server's handshake \
+                             came with {ttl}: the two came from different hops — a firewall \
+                             resetting the connection, or a SYN proxy that answered the \
+                             handshake for the server"
+                        ));
+                    }
+                    _ => {}
                 }
                 if self.phase == Phase::AwaitingResponse || self.phase == Phase::Connecting {
                     self.error = Some(format!(

@@ -945,18 +945,16 @@ impl Trace {
         if let Some((_, tsecr)) = seg.options.timestamps
             && in_order
         {
-            // The server's answer to a probe echoes its TSval, and comes after the probe
-            // left: a probe sent in the millisecond of an earlier segment of ours carries
-            // the same TSval, and an ACK of that earlier one (a SYN proxy's window update
-            // echoing the handshake's ACK, 3 µs before the probe's copy was on the tap)
-            // read as the destination's answer at hop 1, RTT 0 (fault walk).
+            // The server's answer to a probe echoes its TSval (no probe shares one with the
+            // connection's segments: `conn_tsval_until`), and comes after the probe left
+            // (when the tap saw it leave: an answer proves its probe left).
             let pure_ack = seg.flags == TcpFlags::ACK && seg.payload.is_empty();
             if pure_ack
                 && self.phase != Phase::Handshake
                 && let Some(p) = self.slots.iter().position(|s| {
                     s.queued.is_some()
                         && s.tsval == Some(tsecr)
-                        && s.sent_at.is_some_and(|left| left <= at)
+                        && s.sent_at.is_none_or(|left| left <= at)
                 })
             {
                 if !self.slots[p].lost {

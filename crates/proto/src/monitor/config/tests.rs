@@ -351,8 +351,8 @@ fn every_refusal_names_its_line() {
     );
 }
 
-/// blackbox_exporter's http prober: a status outside `valid_status_codes` (any 2xx by
-/// default) fails the probe, and the record says why; a tcp module has no status.
+/// As blackbox_exporter's http prober: a status outside `valid_status_codes` (any 2xx or
+/// 3xx by default: tcpshake follows no redirect) fails the probe, and the record says why; a tcp module has no status.
 #[test]
 fn a_status_outside_the_valid_ones_fails_the_probe() {
     let c = ok(FULL);
@@ -367,10 +367,12 @@ fn a_status_outside_the_valid_ones_fails_the_probe() {
         r.error
     };
     assert_eq!(judged("http", 204), None);
+    // A redirect is not followed, so it is what is judged: a success by default.
+    assert_eq!(judged("http", 301), None);
     let e = judged("http", 400).unwrap();
     assert_eq!(
         e,
-        "HTTP status 400 is not one of module `http`'s valid_status_codes (any 2xx, blackbox_exporter's default)"
+        "HTTP status 400 is not one of module `http`'s valid_status_codes (by default any 2xx or 3xx)"
     );
     assert_eq!(judged("web", 301), None);
     assert!(judged("web", 204).unwrap().contains("(200, 301)"));
