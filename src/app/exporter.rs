@@ -516,6 +516,20 @@ fn entries(
                 .into());
             }
         }
+        // A target listed twice in one survey (in `targets` and a file, or twice in a
+        // file) would be probed twice per interval into the same series: refused, naming
+        // both places, as every mistake in the configuration is.
+        let mut first_at: HashMap<&str, &str> = HashMap::new();
+        for (t, origin) in &targets {
+            if let Some(first) = first_at.insert(t.spec.as_str(), origin.as_str()) {
+                return Err(UsageError(format!(
+                    "{origin}: survey {}: target {} is listed already ({first}): its series \
+                     would be probed twice each interval; list it once",
+                    s.name, t.spec
+                ))
+                .into());
+            }
+        }
         for (t, origin) in targets {
             for mname in &s.modules {
                 let m = &modules[mname];

@@ -781,6 +781,26 @@ fn a_bad_configuration_is_refused_with_its_line() {
     let out = check_config();
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("2 probes every interval"), "{out}");
+    // A target in `targets` and in the file too: its series would be sampled twice an
+    // interval. Refused, naming both places.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[survey]]\nname = \"x\"\ntargets = [\"198.18.0.3:80\"]\ntarget_files = [\"{}\"]\n",
+            list.display()
+        ),
+    )
+    .unwrap();
+    let out = check_config();
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}, line 1: survey x: target 198.18.0.3:80 is listed already ({}, line 3)",
+            list.display(),
+            cfg.display()
+        )),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
