@@ -612,6 +612,19 @@ fn survey(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
         Some(s) => parse_slos(s).map_err(UsageError)?,
         None => Vec::new(),
     };
+    // What would be ignored is refused: -i spaces the probes of one target, of which one
+    // probe has none to space.
+    if let Some(i) = sv.interval
+        && sv.count.unwrap_or(defaults::COUNT) == 1
+        && !i.0.is_zero()
+    {
+        return refuse(format!(
+            "-i {} spaces the probes of each target, and each gets one (-c {}): give -c 2 or \
+             more, or drop -i",
+            format_duration(i.0),
+            sv.count.unwrap_or(defaults::COUNT)
+        ));
+    }
     check_captures(&a.output)?;
     Ok(Config::Survey(SurveyConfig {
         targets,
@@ -923,6 +936,14 @@ fn trace(a: TraceArgs) -> Result<Config> {
         .into_iter()
         .next()
         .ok_or_else(|| UsageError(format!("`{}`: no target", a.target)))?;
+    // What would be ignored is refused: a trace sends no HTTP request.
+    if let Some(path) = target.path.as_deref().filter(|p| *p != "/") {
+        return refuse(format!(
+            "`{}`: a trace sends no HTTP request, so the path `{path}` would go unused; give \
+             the URL without it, or {}:{}",
+            a.target, target.host, target.port
+        ));
+    }
     if a.first_ttl > a.max_ttl {
         return refuse(format!(
             "--first-ttl {} is above --max-ttl {}; give a first TTL at or below the last",

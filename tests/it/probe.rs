@@ -975,6 +975,14 @@ fn bad_usage_exits_2_with_message() {
             vec!["probe", "198.18.0.1-2", "-p", "80"],
             "are for `tcpshake scan`",
         ),
+        (
+            vec!["trace", "https://198.18.0.2/x"],
+            "the path `/x` would go unused",
+        ),
+        (
+            vec!["probe", "198.18.0.2:80", "198.18.0.3:80", "-i", "1s"],
+            "give -c 2 or more, or drop -i",
+        ),
     ] {
         let run = lab::run_bounded(
             std::process::Command::new(lab::tcpshake_bin()).args(&args),
