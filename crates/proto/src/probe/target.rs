@@ -79,7 +79,9 @@ impl Host {
             return Ok(Host::Ip(ip));
         }
         if bare.contains(':') {
-            return Err(format!("`{bare}` is not an IPv6 address"));
+            return Err(
+                zone_refusal(bare).unwrap_or_else(|| format!("`{bare}` is not an IPv6 address"))
+            );
         }
         if octet_ranges(bare) {
             return Err(format!(
@@ -367,12 +369,24 @@ fn no_port(host: &Host, written: &str, has_p: bool) -> String {
     }
 }
 
+/// RFC 6874's zone index (`fe80::1%eth0`): a link-local address needs its link named,
+/// which tcpshake's route lookup and taps do not take. The refusal, when `s` is one.
+fn zone_refusal(s: &str) -> Option<String> {
+    let (addr, zone) = s.split_once('%')?;
+    addr.parse::<Ipv6Addr>().ok()?;
+    Some(format!(
+        "`{s}`: an address with a zone index (`%{zone}`, a link-local scope) is not \
+         supported; give a global or unique-local (fd00::/8) address of the host"
+    ))
+}
+
 fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
     if let Some(inner) = s.strip_prefix('[') {
         let close = inner.find(']').ok_or("`[` without a closing `]`")?;
         let host = &inner[..close];
         if host.parse::<Ipv6Addr>().is_err() {
-            return Err(format!("`{host}` inside brackets is not an IPv6 address"));
+            return Err(zone_refusal(host)
+                .unwrap_or_else(|| format!("`{host}` inside brackets is not an IPv6 address")));
         }
         let after = &inner[close + 1..];
         return match after.strip_prefix(':') {
@@ -644,6 +658,9 @@ mod tests {
             let e = parse(bad, None).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        // A zone index is named as such.
+        let e = parse("[fe80::1%eth0]:80", None).unwrap_err();
+        assert!(e.contains("zone index (`%eth0`"), "{e}");
         // nmap's octet ranges are scan's.
         for range in ["198.18.0.1-2", "198.18.0-3.1,5", "198.18.*.1"] {
             let e = parse(range, Some(80)).unwrap_err();
