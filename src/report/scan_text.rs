@@ -139,10 +139,17 @@ pub struct Summary {
 /// it ran, and warnings: a rate not met, packets the capture dropped.
 pub fn summary(x: &Summary) -> String {
     let t = &x.totals;
-    let pps = if x.send_time.is_zero() {
+    // The rate while sending; a send too short to time (one packet, or a few within a
+    // millisecond: "1 packet sent, 155183 pps" once) counts over the whole run instead.
+    let over = if x.send_time >= Duration::from_millis(1) {
+        x.send_time
+    } else {
+        x.duration
+    };
+    let pps = if over.is_zero() {
         t.sent as f64
     } else {
-        t.sent as f64 / x.send_time.as_secs_f64()
+        t.sent as f64 / over.as_secs_f64()
     };
     let mut s = format!(
         "scanned {}: {} open, {} closed, {} filtered in {:.2} s ({}, {:.0} pps achieved, {} dropped by the capture)",
@@ -454,6 +461,15 @@ mod tests {
         assert!(
             lines[2].starts_with("warning: the capture dropped 3 packets"),
             "{s}"
+        );
+        // One packet (an interrupted scan): too short a send to time, so over the run.
+        x.totals.sent = 1;
+        x.send_time = Duration::from_micros(6);
+        x.duration = Duration::from_secs(5);
+        assert!(
+            summary(&x).contains("(1 packet sent, 0 pps achieved,"),
+            "{}",
+            summary(&x)
         );
     }
 
