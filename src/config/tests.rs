@@ -650,8 +650,16 @@ fn nmap_outputs_and_rate_in_scan() {
 fn durations_take_minutes_and_hours() {
     let c = probe(&["probe", "h:80", "--timeout", "1h"]);
     assert_eq!(c.exchange.timeout, Duration::from_secs(3600));
-    let c = survey(&["probe", "h:80", "-i", "2min"]);
+    let c = survey(&["probe", "h:80", "-c", "2", "-i", "2min"]);
     assert_eq!(c.interval, Duration::from_secs(120));
+    // One probe per target has nothing to space: -i would be ignored, so it is refused.
+    refused(
+        &["probe", "h:80", "-i", "2min"],
+        &[
+            "-i 2m spaces the probes of each target",
+            "give -c 2 or more, or drop -i",
+        ],
+    );
     refused(
         &["probe", "h:80", "--timeout", "25h"],
         &["out of range (0 to 24h)"],
