@@ -107,6 +107,13 @@ impl fmt::Display for Anomaly {
                 f,
                 "segment seq {seq} carries a timestamps option the connection did not negotiate: ignored (RFC 7323 §3.2), as Linux ignores it; a server that sends them anyway, or a middlebox adding or stripping TCP options? (noted once)"
             ),
+            Anomaly::WindowScaleStripped {
+                synack_window,
+                window,
+            } => write!(
+                f,
+                "the server's window fell from {synack_window} in its SYN-ACK to {window} in its next segment, and no window scaling was agreed: a middlebox may have stripped the window scale option from the SYN-ACK (the server, which saw ours, then scales the windows it advertises and we read them unscaled: sends crawl)"
+            ),
         }
     }
 }

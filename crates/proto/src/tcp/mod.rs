@@ -261,6 +261,10 @@ pub enum Anomaly {
     /// A timestamps option on a connection that did not negotiate them: ignored (RFC 7323
     /// §3.2), as Linux ignores it. Noted once per connection.
     TimestampsUnnegotiated { seq: SeqNumber },
+    /// No window scaling was agreed, and the peer's first window after its SYN-ACK's is a
+    /// sixteenth of it or less: the sign of a window scale option stripped from the SYN-ACK
+    /// alone (the peer, which saw ours, scales what it advertises; we read it unscaled).
+    WindowScaleStripped { synack_window: u16, window: u16 },
 }
 
 /// What happened, for the layers above. Every event carries the time of the input that
@@ -507,6 +511,10 @@ pub struct Connection {
     /// A timestamps-option oddity was noted ([`Anomaly::TimestampsMissing`],
     /// [`Anomaly::TimestampsUnnegotiated`]): once per connection is enough.
     ts_oddity_noted: bool,
+    /// The window of the peer's SYN (-ACK), and whether its next segment's was looked at
+    /// for [`Anomaly::WindowScaleStripped`].
+    synack_window: u16,
+    wscale_checked: bool,
     retransmissions: u32,
     timers: TimerTable,
 
@@ -561,6 +569,8 @@ impl Connection {
             persist_answered: false,
             rx_since_progress: 0,
             ts_oddity_noted: false,
+            synack_window: 0,
+            wscale_checked: false,
             retransmissions: 0,
             timers: TimerTable::default(),
             tx: VecDeque::new(),
@@ -1046,6 +1056,7 @@ impl Connection {
     /// What a SYN (with or without ACK) tells us: the peer's ISN, options and window.
     fn take_peer_syn(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
         self.irs = seg.seq;
+        self.synack_window = seg.window;
         self.rcv_nxt = seg.seq.add(1);
         self.negotiate(rx_at, &seg.options);
         // RFC 7323 §2.2: the window of a SYN segment is never scaled.
@@ -1341,6 +1352,29 @@ impl Connection {
             if let Some(a) = odd {
                 self.ts_oddity_noted = true;
                 self.anomaly(rx_at, a);
+            }
+        }
+
+        // RFC 7323 §2.2: a window scale option is honoured only when both SYNs carried one.
+        // A middlebox that strips it from the SYN-ACK alone leaves the peer scaling what it
+        // advertises and us reading it unscaled: a window of 65160 in the SYN-ACK, then 64
+        // (a fault walk's nft `reset tcp option window` did that; Linux is as blind). Said
+        // once, at the peer's first segment after the handshake.
+        if !self.wscale_checked && !flags.syn() && !flags.rst() && self.state != State::SynSent {
+            self.wscale_checked = true;
+            let (was, now) = (self.synack_window, seg.window);
+            if self.snd_wscale == 0
+                && self.cfg.wscale > 0
+                && was >= 1024
+                && u32::from(now) * 16 <= u32::from(was)
+            {
+                self.anomaly(
+                    rx_at,
+                    Anomaly::WindowScaleStripped {
+                        synack_window: was,
+                        window: now,
+                    },
+                );
             }
         }
 

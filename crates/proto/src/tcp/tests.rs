@@ -1111,6 +1111,37 @@ fn a_retransmission_stays_inside_a_window_the_peer_shrank() {
     assert_eq!((r.seq.0, r.payload.len()), (1201, 200), "{r:?}");
 }
 
+/// A window scale option stripped from the SYN-ACK alone (the server saw ours and scales):
+/// its next window reads a sixteenth or less of the SYN-ACK's, noted once; a window that
+/// merely moves, or one scaled by agreement, is not.
+#[test]
+fn a_window_scale_stripped_from_the_synack_is_noted() {
+    let after = |opts: TcpOptions, window: u16| {
+        let mut h = conn_established_with(cfg(1000), 5000, opts, 65160);
+        h.anomalies();
+        let mut a = ack_seg(5001, 1001);
+        a.window = window;
+        h.recv(a);
+        let mut b = ack_seg(5001, 1001);
+        b.window = 1;
+        h.recv(b);
+        h.anomalies()
+    };
+    assert_eq!(
+        after(opts_mss(1460), 64),
+        vec![Anomaly::WindowScaleStripped {
+            synack_window: 65160,
+            window: 64
+        }]
+    );
+    assert!(after(opts_mss(1460), 60_000).is_empty());
+    let scaled = TcpOptions {
+        wscale: Some(10),
+        ..opts_mss(1460)
+    };
+    assert!(after(scaled, 64).is_empty());
+}
+
 /// A middlebox that strips or adds the timestamps option (RFC 7323 §3.2): the segment is
 /// taken as Linux takes it, and the oddity is noted once per connection.
 #[test]
