@@ -123,6 +123,9 @@ fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing the SVG: {e}")
 }
 
+/// Ticks the log axes are offered (a few decades of 1…9): `log_tick` labels 1, 2 and 5.
+const LOG_TICKS: usize = 60;
+
 /// A log-scale range in µs that holds every sample.
 fn y_range(series: &[(&str, &[u64])]) -> (f64, f64) {
     let all = series.iter().flat_map(|(_, v)| v.iter().copied());
@@ -132,11 +135,34 @@ fn y_range(series: &[(&str, &[u64])]) -> (f64, f64) {
     }
     let lo = (lo.max(1) as f64 / 1e3 / 1.5).max(0.01);
     let hi = (hi as f64 / 1e3 * 1.5).max(lo * 10.0);
-    (lo, hi)
+    // Whole decades: the axis ticks from the first power of ten in its range on, so a
+    // range from 2 µs had no tick below 10 (where most SYN→SYN-ACK boxes sit).
+    let decade_below = |x: f64| 10f64.powf(x.log10().floor());
+    let decade_above = |x: f64| 10f64.powf(x.log10().ceil());
+    (decade_below(lo), decade_above(hi))
 }
 
 fn us(ns: u64) -> f64 {
     ns as f64 / 1e3
+}
+
+/// A log axis's tick label: only at 1, 2 and 5 of each decade (the axis offers a tick at
+/// every step, and ten to a decade ran together: `6007008009001000.0`), in µs as whole
+/// numbers, below 1 µs as decimals.
+fn log_tick(v: &f64) -> String {
+    if !v.is_finite() || *v <= 0.0 {
+        return String::new();
+    }
+    let decade = 10f64.powf(v.log10().floor());
+    let mantissa = v / decade;
+    let on = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|m| (mantissa - m).abs() < 0.01 * m);
+    match (on, *v >= 1.0) {
+        (false, _) => String::new(),
+        (true, true) => format!("{v:.0}"),
+        (true, false) => format!("{}", (v * 1000.0).round() / 1000.0),
+    }
 }
 
 /// One panel of level box plots: the first target in the top row. `labels`: the width of
@@ -171,6 +197,9 @@ fn draw_boxes(
             _ => String::new(),
         })
         .y_label_style(("sans-serif", 12))
+        .x_labels(LOG_TICKS)
+        .x_label_formatter(&log_tick)
+        .x_max_light_lines(0)
         .x_desc("µs (log scale)")
         .draw()
         .map_err(plot_err)?;
@@ -229,6 +258,9 @@ fn draw_cdf(
         .map_err(plot_err)?;
     chart
         .configure_mesh()
+        .x_labels(LOG_TICKS)
+        .x_label_formatter(&log_tick)
+        .x_max_light_lines(0)
         .x_desc("µs (log scale)")
         .y_desc("share of probes")
         .draw()
@@ -327,6 +359,26 @@ mod tests {
             })
             .filter(|l| !l.3.is_empty() && l.3.parse::<f64>().is_err())
             .collect()
+    }
+
+    /// The log axes span whole decades and label 1, 2 and 5 of each, never the run-together
+    /// 600…900 the axis offered by itself; a range from 2 µs starts at 1.
+    #[test]
+    fn log_axes_are_whole_decades_labelled_1_2_5() {
+        let v = [2_000u64, 180_000];
+        assert_eq!(y_range(&[("a", &v[..])]), (1.0, 1000.0));
+        let v = [130_000u64, 7_500_000];
+        assert_eq!(y_range(&[("a", &v[..])]), (10.0, 100_000.0));
+        let shown: Vec<String> = [
+            1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 10.0, 20.0, 500.0, 900.0, 0.05, 0.3,
+        ]
+        .iter()
+        .map(log_tick)
+        .collect();
+        assert_eq!(
+            shown,
+            ["1", "2", "", "5", "", "", "10", "20", "500", "", "0.05", ""]
+        );
     }
 
     #[test]
