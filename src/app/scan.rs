@@ -23,7 +23,7 @@ use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{HostRecord, HostState, Legs, PortState, Reason};
 use tcpshake_proto::probe::scan::neighbours::HostLink;
 use tcpshake_proto::probe::scan::rate;
-use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Walk, tally_add};
+use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Walk};
 use tcpshake_proto::probe::scan::targets::{Spec, TargetSet, TargetSpec};
 use tcpshake_proto::probe::scan::{Completion, ScanRecord};
 
@@ -161,15 +161,16 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     // A silent port's line is dated when the scan stopped waiting for it.
     let gave_up_ns = (outcome.started + outcome.duration).as_nanos();
     let (mut up, mut down) = (0, 0);
+    // Which pairs the scan sent: what the walk and the table's left-out counts rebuild.
+    let coverage = Coverage::new(
+        &plan.targets,
+        &plan.ports,
+        plan.seed,
+        plan.shard,
+        outcome.walked,
+    )
+    .with_neighbours(&outcome.neighbours);
     if walk {
-        let coverage = Coverage::new(
-            &plan.targets,
-            &plan.ports,
-            plan.seed,
-            plan.shard,
-            outcome.walked,
-        )
-        .with_neighbours(&outcome.neighbours);
         let mut hosts = Walk::new(&coverage, &answers, args.all);
         for h in hosts.by_ref() {
             let left_out = (!args.all).then(|| h.not_open());
@@ -210,16 +211,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         }
         (up, down) = (hosts.up_hosts(), hosts.silent_hosts() + hosts.down_hosts());
     } else if table {
-        // Only the open ports were kept, the other answers counted: the ports left out are
-        // those, and the ones sent to that never answered.
-        let coverage = Coverage::new(
-            &plan.targets,
-            &plan.ports,
-            plan.seed,
-            plan.shard,
-            outcome.walked,
-        )
-        .with_neighbours(&outcome.neighbours);
+        // Only the open ports were kept, the other answers counted.
         for (addr, answered) in answers.iter() {
             let h = HostPorts {
                 addr,
@@ -227,13 +219,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                 silent: Vec::new(),
                 link: outcome.neighbours.host(addr),
             };
-            let left_out = answers.tallied(addr).map(|counted| {
-                let mut t = counted.to_vec();
-                let heard = answered.len() as u64 + t.iter().map(|x| x.2).sum::<u64>();
-                let silent = coverage.sent_to(addr).saturating_sub(heard);
-                tally_add(&mut t, PortState::Filtered, Reason::NoResponse, silent);
-                t
-            });
+            let left_out = answers.left_out(addr, &coverage);
             scan_text::host(&mut out, &h, names_of(addr), false, left_out.as_deref())?;
         }
     }

@@ -260,6 +260,18 @@ impl Answers {
         }
     }
 
+    /// What a table of `addr`'s kept ports leaves out, without the walk: the answers
+    /// counted and not kept, and as filtered/no-response the ports `coverage` says were
+    /// sent to it less every one that answered ([`HostPorts::not_open`] for the walk).
+    /// `None` when its answers went uncounted.
+    pub fn left_out(&self, addr: IpAddr, coverage: &Coverage<'_>) -> Option<Tally> {
+        let mut t = self.tallied(addr)?.to_vec();
+        let heard = self.host(addr).len() as u64 + t.iter().map(|x| x.2).sum::<u64>();
+        let silent = coverage.sent_to(addr).saturating_sub(heard);
+        tally_add(&mut t, PortState::Filtered, Reason::NoResponse, silent);
+        Some(t)
+    }
+
     /// Put every host's ports in order; call once the scan is over.
     pub fn sort(&mut self) {
         for v in self.hosts.values_mut() {
@@ -805,11 +817,14 @@ mod tests {
             all.sort();
             open_only.sort();
             for h in Walk::new(&c, &all, true) {
-                let mut t = open_only.tallied(h.addr).unwrap().to_vec();
-                let answered =
-                    open_only.host(h.addr).len() as u64 + t.iter().map(|x| x.2).sum::<u64>();
-                let silent = c.sent_to(h.addr) - answered;
-                tally_add(&mut t, PortState::Filtered, Reason::NoResponse, silent);
+                let counted: u64 = open_only.tallied(h.addr).unwrap().iter().map(|x| x.2).sum();
+                let answered = open_only.host(h.addr).len() as u64 + counted;
+                assert!(
+                    c.sent_to(h.addr) >= answered,
+                    "{} answered more than sent",
+                    h.addr
+                );
+                let mut t = open_only.left_out(h.addr, &c).unwrap();
                 let mut want = h.not_open();
                 want.sort_by_key(|x| (x.0.as_str(), x.1.as_str()));
                 t.sort_by_key(|x| (x.0.as_str(), x.1.as_str()));
