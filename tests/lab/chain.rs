@@ -57,10 +57,7 @@ impl Lab {
             } else {
                 UP_IF
             };
-            run_ok(Command::new("ip").args([
-                "link", "add", lif, "netns", left, "type", "veth", "peer", "name", rif, "netns",
-                right,
-            ]));
+            super::veth_pair(lif, left, rif, right);
             for (ns, ifname, left_end) in [(left, lif, true), (right, rif, false)] {
                 let v4 = format!("{}/28", lab.link_v4(i, left_end));
                 let v6 = format!("{}/64", lab.link_v6(i, left_end));

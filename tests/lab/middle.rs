@@ -19,7 +19,7 @@
 //! The middle namespace and the emulator thread are owned like everything else: `Drop`
 //! stops the thread (bounded) before it deletes the namespaces.
 
-use super::{Lab, in_ns, run_ok};
+use super::{Lab, in_ns, run_ok, veth_pair};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
@@ -311,20 +311,7 @@ impl Lab {
     pub fn return_by_second_link(&self) {
         let middle = self.middle_ns.as_deref().expect("router lab");
         let (cif, mif) = ("tsk2", "tskm2");
-        run_ok(Command::new("ip").args([
-            "link",
-            "add",
-            cif,
-            "netns",
-            &self.client_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            mif,
-            "netns",
-            middle,
-        ]));
+        veth_pair(cif, &self.client_ns, mif, middle);
         let o = self.client_v4.octets();
         let c4 = Ipv4Addr::new(o[0], o[1], o[2], 64);
         let s = self.client_v6.segments();
@@ -568,10 +555,7 @@ impl Lab {
             (&self.client_ns, super::CLIENT_IF, MIDDLE_CLIENT_IF),
             (&self.server_ns, super::SERVER_IF, MIDDLE_SERVER_IF),
         ] {
-            run_ok(Command::new("ip").args([
-                "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", mid_if,
-                "netns", middle,
-            ]));
+            veth_pair(ifname, ns, mid_if, middle);
             quiet_ethtool(middle, mid_if);
         }
     }

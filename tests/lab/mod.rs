@@ -67,6 +67,14 @@ pub fn require_root() {
     );
 }
 
+/// A veth pair created with each end already inside its namespace (`a` in `ns_a`, `b` in
+/// `ns_b`): nothing touches the host's namespace.
+pub fn veth_pair(a: &str, ns_a: &str, b: &str, ns_b: &str) {
+    run_ok(Command::new("ip").args([
+        "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b,
+    ]));
+}
+
 /// Runs `cmd`, panicking with its stderr when it fails. For setup steps only.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd
@@ -352,21 +360,7 @@ impl Lab {
             self.namespaces.push(ns.clone());
             run_ok(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]));
         }
-        // Create both ends inside their namespaces at once: nothing touches the host's.
-        run_ok(Command::new("ip").args([
-            "link",
-            "add",
-            CLIENT_IF,
-            "netns",
-            &self.client_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            SERVER_IF,
-            "netns",
-            &self.server_ns,
-        ]));
+        veth_pair(CLIENT_IF, &self.client_ns, SERVER_IF, &self.server_ns);
         let sides = [
             (
                 self.client_ns.clone(),
