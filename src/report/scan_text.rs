@@ -260,6 +260,16 @@ mod tests {
         a
     }
 
+    /// `addr`'s answered ports in `a`, no silent ones, not on the link.
+    fn answered_host(a: &Answers, addr: std::net::IpAddr) -> HostPorts<'_> {
+        HostPorts {
+            addr,
+            answered: a.host(addr),
+            silent: vec![],
+            link: None,
+        }
+    }
+
     fn render(a: &Answers, silent: &[u16], all: bool) -> String {
         let mut out = Vec::new();
         for (addr, answered) in a.iter() {
@@ -294,12 +304,7 @@ mod tests {
     fn the_ports_left_out_are_counted_as_nmap_words_them() {
         let a = sample();
         let addr = "198.18.0.9".parse().unwrap();
-        let h = HostPorts {
-            addr,
-            answered: a.host(addr),
-            silent: vec![],
-            link: None,
-        };
+        let h = answered_host(&a, addr);
         let left_out = [
             (PortState::Filtered, Reason::AdminProhibited, 7),
             (PortState::Closed, Reason::Reset, 937),
@@ -339,12 +344,7 @@ mod tests {
     fn the_names_typed_head_the_table() {
         let a = sample();
         let addr = "198.18.0.9".parse().unwrap();
-        let h = HostPorts {
-            addr,
-            answered: a.host(addr),
-            silent: vec![],
-            link: None,
-        };
+        let h = answered_host(&a, addr);
         let mut out = Vec::new();
         host(&mut out, &h, &["srv.lab.test".into()], false, None).unwrap();
         let t = String::from_utf8(out).unwrap();
