@@ -612,17 +612,17 @@ fn survey(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
         Some(s) => parse_slos(s).map_err(UsageError)?,
         None => Vec::new(),
     };
+    let count = sv.count.unwrap_or(defaults::COUNT);
     // What would be ignored is refused: -i spaces the probes of one target, of which one
     // probe has none to space.
     if let Some(i) = sv.interval
-        && sv.count.unwrap_or(defaults::COUNT) == 1
+        && count == 1
         && !i.0.is_zero()
     {
         return refuse(format!(
-            "-i {} spaces the probes of each target, and each gets one (-c {}): give -c 2 or \
-             more, or drop -i",
-            format_duration(i.0),
-            sv.count.unwrap_or(defaults::COUNT)
+            "-i {} spaces the probes of each target, and each gets one (-c {count}): give -c 2 \
+             or more, or drop -i",
+            format_duration(i.0)
         ));
     }
     check_captures(&a.output)?;
@@ -636,7 +636,7 @@ fn survey(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
         quiet: sv.quiet,
         slos,
         shard: sv.shard,
-        count: sv.count.unwrap_or(defaults::COUNT),
+        count,
         interval: sv.interval.map_or(defaults::INTERVAL, |d| d.0),
         jobs: sv.jobs.unwrap_or(defaults::JOBS),
         separate_ack: sv.separate_ack,
