@@ -180,6 +180,25 @@ pub enum LocalRefusal {
     Dropped,
 }
 
+/// The TTL (hop limit) a run of segments came with, while it was one and the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OneTtl {
+    Unseen,
+    Same(u8),
+    /// Two differed: a path that changes.
+    Varied,
+}
+
+impl OneTtl {
+    fn seen(self, ttl: u8) -> OneTtl {
+        match self {
+            OneTtl::Unseen => OneTtl::Same(ttl),
+            OneTtl::Same(t) if t != ttl => OneTtl::Varied,
+            same => same,
+        }
+    }
+}
+
 pub struct Probe {
     cfg: ProbeConfig,
     /// The cleartext HTTP request, sent once connected (None without HTTP, or with TLS,
@@ -203,10 +222,10 @@ pub struct Probe {
     state: Option<Verdict>,
     reply_ttl: Option<u8>,
     reply_from: Option<std::net::IpAddr>,
-    /// The TTL (hop limit) the server's segments other than RSTs came with, while it was
-    /// one and the same; `Some(None)` once two differed (a path that changes). `.0`: those
-    /// with data or a FIN (the server's own, past any SYN proxy); `.1`: any.
-    server_ttl: (Option<Option<u8>>, Option<Option<u8>>),
+    /// The TTL (hop limit) the server's segments with data or a FIN came with (the
+    /// server's own, past any SYN proxy), and that of all its segments but RSTs.
+    server_ttl_data: OneTtl,
+    server_ttl_any: OneTtl,
     /// The TTL of the segment being handled (a RST's, when it ends the connection).
     last_in_ttl: u8,
     peer_options: Option<tcp::PeerOptions>,
@@ -272,7 +291,8 @@ impl Probe {
             state: None,
             reply_ttl: None,
             reply_from: None,
-            server_ttl: (None, None),
+            server_ttl_data: OneTtl::Unseen,
+            server_ttl_any: OneTtl::Unseen,
             last_in_ttl: 0,
             peer_options: None,
             irs: None,
@@ -656,15 +676,10 @@ impl Probe {
                 }
                 self.last_in_ttl = pkt.ip.ttl;
                 if !hdr.flags.rst() {
-                    let seen = |was: Option<Option<u8>>| match was {
-                        None => Some(Some(pkt.ip.ttl)),
-                        Some(Some(t)) if t != pkt.ip.ttl => Some(None),
-                        same => same,
-                    };
                     if !hdr.payload.is_empty() || hdr.flags.fin() {
-                        self.server_ttl.0 = seen(self.server_ttl.0);
+                        self.server_ttl_data = self.server_ttl_data.seen(pkt.ip.ttl);
                     }
-                    self.server_ttl.1 = seen(self.server_ttl.1);
+                    self.server_ttl_any = self.server_ttl_any.seen(pkt.ip.ttl);
                 }
                 let (una, rcv) = (self.conn.snd_una(), self.conn.rcv_nxt());
                 self.conn.handle_segment(at, &hdr);
@@ -994,8 +1009,8 @@ impl Probe {
                 // connection in the server's name (curl says "reset by peer" alike). With
                 // only the handshake to compare, a SYN proxy may have made that instead.
                 let rst_ttl = self.last_in_ttl;
-                match self.server_ttl {
-                    (Some(Some(ttl)), _) if rst_ttl != ttl => {
+                match (self.server_ttl_data, self.server_ttl_any) {
+                    (OneTtl::Same(ttl), _) if rst_ttl != ttl => {
                         let from = if rst_ttl > ttl {
                             "from fewer hops away than the server"
                         } else {
@@ -1007,7 +1022,7 @@ impl Probe {
                              firewall or load balancer resetting the connection in its name"
                         ));
                     }
-                    (None, Some(Some(ttl))) if rst_ttl != ttl => {
+                    (OneTtl::Unseen, OneTtl::Same(ttl)) if rst_ttl != ttl => {
                         said.push_str(&format!(
                             "; the RST came with TTL {rst_ttl} where the server's handshake \
                              came with {ttl}: the two came from different hops — a firewall \
