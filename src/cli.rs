@@ -151,7 +151,8 @@ pub struct TlsArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct OutputArgs {
-    /// One JSON object per probe on stdout (schema in README.md).
+    /// One JSON object per probe on stdout (fields: JSON OUTPUT in tcpshake-probe(1), or
+    /// README.md).
     #[arg(long)]
     pub json: bool,
     /// Write every segment sent and received, with kernel timestamps, to a pcap file.
@@ -246,7 +247,8 @@ pub struct ExporterArgs {
     /// Where to serve /metrics and /probe over HTTP (a non-loopback address exposes them).
     #[arg(long, value_name = "ADDR:PORT", default_value = defaults::EXPORTER_LISTEN)]
     pub listen: String,
-    /// The configuration (TOML): modules, surveys, the /probe allow-list (README.md).
+    /// The configuration (TOML): modules, surveys, the /probe allow-list (CONFIGURATION AND
+    /// METRICS in tcpshake-exporter(1), or README.md).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Also write every survey probe's record to FILE (JSON Lines, as `probe --json`).
@@ -390,7 +392,10 @@ pub struct ScanArgs {
 #[derive(Args, Debug, Clone)]
 // A trace is not a probe: the shared output options' help says what they write here.
 #[command(
-    mut_arg("json", |a| a.help("One JSON object per trace on stdout (every hop and probe in it)")),
+    mut_arg("json", |a| a.help(
+        "One JSON object per trace on stdout, every hop and probe in it (fields: DETAILS in \
+         tcpshake-trace(1), or README.md)"
+    )),
     mut_arg("pcapng", |a| a.help(
         "The same as pcapng, each packet with a comment (the TTL and attempt it belongs to, its round trip)"
     ))

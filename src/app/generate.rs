@@ -146,8 +146,43 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
+/// README's sections a page carries (page, its section's title, README's `##` heading):
+/// what `--help` points to (`--json`'s schema, the exporter's configuration) and the rest
+/// of what README says of each command.
+const README_SECTIONS: &[(&str, &str, &str)] = &[
+    (
+        "tcpshake-probe",
+        "SURVEYS",
+        "Surveys: many targets, repeated probes, statistics",
+    ),
+    (
+        "tcpshake-probe",
+        "ICMP ERRORS AND THE PATH MTU",
+        "ICMP errors and the path MTU",
+    ),
+    ("tcpshake-probe", "JSON OUTPUT", "JSON output (schema 1)"),
+    (
+        "tcpshake-report",
+        "SURVEYS",
+        "Surveys: many targets, repeated probes, statistics",
+    ),
+    ("tcpshake-scan", "DETAILS", "Scanning: `tcpshake scan`"),
+    (
+        "tcpshake-trace",
+        "DETAILS",
+        "Finding the hop: `tcpshake trace`",
+    ),
+    (
+        "tcpshake-exporter",
+        "CONFIGURATION AND METRICS",
+        "Monitoring: `tcpshake exporter`",
+    ),
+];
+const README: &str = include_str!("../../README.md");
+
 /// clap_mangen's pages (its `generate_to`: this command's and every visible
-/// subcommand's), each followed by its EXAMPLES section.
+/// subcommand's), each followed by the README sections
+/// it carries and its EXAMPLES.
 fn write_man_pages(cmd: clap::Command, dir: &Path) -> io::Result<()> {
     fn write(cmd: clap::Command, dir: &Path) -> io::Result<()> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
@@ -158,6 +193,15 @@ fn write_man_pages(cmd: clap::Command, dir: &Path) -> io::Result<()> {
         let mut page = Vec::new();
         man.render(&mut page)?;
         let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+        for (page_stem, title, heading) in README_SECTIONS {
+            if *page_stem == stem {
+                let md = super::manmd::section(README, heading).ok_or_else(|| {
+                    io::Error::other(format!("README.md has no section `## {heading}`"))
+                })?;
+                page.extend_from_slice(format!(".SH {title}\n").as_bytes());
+                page.extend_from_slice(super::manmd::to_roff(md).as_bytes());
+            }
+        }
         if let Some((_, examples)) = EXAMPLES.iter().find(|(p, _)| *p == stem) {
             page.extend_from_slice(b".SH EXAMPLES\n");
             for (command, what) in examples.iter() {

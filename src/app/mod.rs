@@ -6,6 +6,7 @@ pub mod exit;
 mod exporter;
 mod generate;
 mod lab;
+mod manmd;
 mod probe;
 mod report;
 mod scan;

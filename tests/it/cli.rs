@@ -339,6 +339,27 @@ fn help_man_pages_and_completions() {
             .unwrap_or_else(|e| panic!("{page}.1: {e}"));
         assert!(text.contains(".TH"), "{page}.1 is not roff");
     }
+    // What `--help` points to is in the pages: a machine with the binary and not README.
+    for (page, section, inside) in [
+        ("tcpshake-probe", ".SH JSON OUTPUT", "capture_lost"),
+        ("tcpshake-probe", ".SH SURVEYS", "\\-\\-slo"),
+        (
+            "tcpshake-exporter",
+            ".SH CONFIGURATION AND METRICS",
+            "allow_names",
+        ),
+        ("tcpshake-trace", ".SH DETAILS", "in\\-session"),
+        ("tcpshake-scan", ".SH DETAILS", "\\-\\-excludefile"),
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{page}.1"))).expect(page);
+        let at = text
+            .find(section)
+            .unwrap_or_else(|| panic!("{page}.1 lacks {section}"));
+        assert!(
+            text[at..].contains(inside),
+            "{page}.1's {section} lacks {inside}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     for shell in ["bash", "zsh", "fish"] {
         let c = tcpshake(&["generate", "completions", shell]);
