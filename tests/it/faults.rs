@@ -1603,6 +1603,40 @@ fn a_black_hole_on_the_way_back_is_named_and_the_suggested_mss_gets_through() {
 }
 }
 
+/// What a record says was taken twice: its notes, less those about duplicates that were the
+/// server's own retransmissions (a later TSval: on a loaded machine our ACK of its FIN can
+/// be late enough for its tail-loss probe), and every incoming segment that is a copy of an
+/// earlier one — the same flags, numbers, length and TSval.
+fn taken_twice(rec: &serde_json::Value) -> Vec<String> {
+    let segs = rec["segments"].as_array().cloned().unwrap_or_default();
+    let key = |s: &serde_json::Value| {
+        let f = |k: &str| s[k].to_string();
+        [
+            f("dir"),
+            f("flags"),
+            f("seq"),
+            f("ack"),
+            f("len"),
+            s["options"]["ts"][0].to_string(),
+        ]
+    };
+    let incoming: Vec<_> = segs.iter().filter(|s| s["dir"] == "in").map(key).collect();
+    let mut found: Vec<String> = incoming
+        .iter()
+        .enumerate()
+        .filter(|(i, k)| incoming[..*i].contains(k))
+        .map(|(_, k)| format!("a copy: {k:?}"))
+        .collect();
+    let copies = !found.is_empty();
+    for note in rec["anomalies"].as_array().into_iter().flatten() {
+        let note = note.as_str().unwrap_or_default();
+        if copies || !note.contains("is a duplicate of bytes already received") {
+            found.push(note.to_string());
+        }
+    }
+    found
+}
+
 lab_test! {
 /// Asymmetric routing: the client's requests leave by one link, the router sends every
 /// reply back over another (a multi-homed host, policy routing, ECMP). Linux's client
@@ -1620,7 +1654,7 @@ fn replies_that_come_back_on_another_link_are_taken_once() {
         assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
         assert_eq!(p.rec.error, None, "{}", p.ctx());
         // Once each: no copy of a reply seen twice (a duplicate would be noted).
-        assert_eq!(p.anomalies(), Vec::<String>::new(), "{}", p.ctx());
+        assert_eq!(taken_twice(&p.json), Vec::<String>::new(), "{}", p.ctx());
         assert_eq!(p.find("in", "S.").len(), 1, "{}", p.ctx());
     }
     let (t4, t6) = (lab.target(false, 80), lab.target(true, 80));
@@ -1634,7 +1668,7 @@ fn replies_that_come_back_on_another_link_are_taken_once() {
     assert_eq!(recs.len(), 4, "{run}");
     for r in &recs {
         assert_eq!(r["http"]["status"], 200, "{r}");
-        assert_eq!(r["anomalies"], serde_json::json!([]), "{r}");
+        assert_eq!(taken_twice(r), Vec::<String>::new(), "{r}");
     }
     for v6 in [false, true] {
         let addr = lab.server_addr(v6).to_string();
