@@ -489,8 +489,16 @@ impl Probe {
                     if self.conn.state() == State::FinWait2
                         && (self.http.is_some() || self.cfg.http.is_none()) =>
                 {
+                    // Without a request (`--no-http`) there was no response and no
+                    // `Connection: close` to ignore: a server that takes the handshake
+                    // and never reads (a listener that does not accept) does this.
+                    let why = if self.cfg.http.is_some() {
+                        " (it did not close after the response, `Connection: close` notwithstanding)"
+                    } else {
+                        ""
+                    };
                     self.note(format!(
-                        "the server acknowledged our FIN but kept its side of the connection open for {:?} (it did not close after the response, `Connection: close` notwithstanding): reset",
+                        "the server acknowledged our FIN but kept its side of the connection open for {:?}{why}: reset",
                         self.cfg.timeout
                     ));
                     self.close_initiator.get_or_insert(CloseInitiator::Client);
