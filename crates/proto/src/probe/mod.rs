@@ -505,6 +505,20 @@ impl Probe {
                     self.conn.abort(now);
                     self.finish();
                 }
+                // Both FINs are acknowledged: the close is complete, and only TIME-WAIT
+                // goes on, restarted by each FIN the server sends again (RFC 9293
+                // §3.10.7.4) — our ACKs of it lost on the way back, or a server that
+                // ignores them. Linux's client has returned long before (its TIME-WAIT
+                // lives on in the kernel); the probe did what it was asked, so this is a
+                // note, and TIME-WAIT ends without a word, as Linux's does.
+                Phase::Closing if self.conn.state() == State::TimeWait => {
+                    self.note(format!(
+                        "the server kept sending its FIN again in TIME-WAIT for {:?} (our ACKs of it lost on the way back, or ignored): TIME-WAIT cut short",
+                        self.cfg.timeout
+                    ));
+                    self.conn.abort(now);
+                    self.finish();
+                }
                 Phase::Closing => {
                     let st = self.conn.state();
                     self.fail(
