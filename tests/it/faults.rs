@@ -310,6 +310,42 @@ fn lost_ack_server_retransmits_synack_and_we_reack() {
         p.ctx()
     );
     assert_eq!(p.rec.error, None, "{}", p.ctx());
+    // A second later: the server's own retransmission, and the note says why it came.
+    assert!(
+        p.anomalies()
+            .iter()
+            .any(|a| a.contains("our ACK of it lost on the way most likely")),
+        "{:?}\n{}",
+        p.anomalies(),
+        p.ctx()
+    );
+}
+}
+
+lab_test! {
+/// The path duplicates the SYN-ACK: the copy comes microseconds after the first, sooner
+/// than any server sends one again, and the note calls it a copy — not our ACK lost,
+/// which it said before (a fault walk with every packet duplicated).
+fn duplicated_synack_is_called_a_copy() {
+    let mut lab = Lab::with_link_emulator("dupsynack", "", "port=80,script=1:dup", 1);
+    lab.start_nginx(80);
+    let p = probe(&lab, false, 80, &[]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.find("in", "S.").len(), 2, "{}", p.ctx());
+    let notes = p.anomalies();
+    assert!(
+        notes.iter().any(|a| a.starts_with("the server's SYN-ACK again (seq ")
+            && a.contains("so a copy (the path duplicated it")),
+        "{notes:?}\n{}",
+        p.ctx()
+    );
+    assert!(
+        !notes.iter().any(|a| a.contains("our ACK of it lost")),
+        "{notes:?}\n{}",
+        p.ctx()
+    );
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    assert_eq!(lab.stop_link_emulator().ba.duplicated, 1);
 }
 }
 
