@@ -1177,9 +1177,11 @@ impl Probe {
         // of 1 MiB in 1448-byte segments would otherwise be parsed 700 times).
         let from = before.saturating_sub(3);
         let tail = self.response.get(from..).unwrap_or(&[]);
-        let ended = tail.windows(2).any(|w| w == b"\n\n")
-            || tail.windows(4).any(|w| w == b"\r\n\r\n")
-            || tail.windows(3).any(|w| w == b"\n\r\n");
+        // A line feed followed by an empty line: `\n\n` or `\n\r\n` (which `\r\n\r\n`
+        // contains). One pass over the new bytes, looking at line feeds only.
+        let ended = tail.iter().enumerate().any(|(i, &b)| {
+            b == b'\n' && matches!(tail.get(i + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..]))
+        });
         // The first bytes are parsed at once, so a reply that is not HTTP is named at once.
         let early = before < 64;
         if !ended && !early && self.response.len() < MAX_HEAD {
