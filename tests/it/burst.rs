@@ -25,6 +25,10 @@ const PORT: u16 = 7000;
 /// - `flood`: acknowledges the request and never answers it; instead sends `rate`
 ///   segments a second for `flood seconds`: duplicate ACKs, data with a bad checksum, and
 ///   data acknowledged long ago (which a client answers with an ACK each).
+/// - `finloop`: as `burst`, but keeps its side open after the response; when the client's
+///   FIN comes, acknowledges it with its own FIN, then sends that FIN again every 150 ms for
+///   `flood seconds`, whatever the client answers (as a server whose client's last ACKs are
+///   all lost on the way back sees it).
 const PEER: &str = r#"
 import os, socket, struct, sys, time
 IF, PORT, MODE, LIMIT = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
@@ -69,7 +73,7 @@ def pump(c):
         last = c.nxt + n == len(c.data)
         pkts.append(tcp(c, ISS + 1 + c.nxt, 0x18 if last else 0x10, c.data[c.nxt:c.nxt + n]))
         c.nxt += n
-    if c.nxt == len(c.data) and not c.fin:
+    if c.nxt == len(c.data) and not c.fin and MODE != "finloop":
         pkts.append(tcp(c, ISS + 1 + c.nxt, 0x11))
         c.fin = True
     send(c, pkts)
@@ -148,9 +152,15 @@ while time.time() < end:
         continue
     if flags & 0x01:
         c.rcv = seq + n + 1
+        if MODE == "finloop":
+            t0 = time.time()
+            while time.time() < t0 + FLOOD:
+                send(c, [tcp(c, ISS + 1 + len(c.data), 0x11)])
+                time.sleep(0.15)
+            continue
         send(c, [tcp(c, ISS + 2 + len(c.data), 0x10)])
         continue
-    if MODE == "burst":
+    if MODE in ("burst", "finloop"):
         pump(c)
 "#;
 
@@ -435,5 +445,61 @@ fn super_packets_larger_than_a_frame_are_read_whole() {
         data.iter().any(|&(_, n)| n > 1968),
         "some segment larger than a ring frame: {data:?}\n{ctx}"
     );
+}
+}
+
+lab_test! {
+/// Our close completes — the server acknowledges our FIN with its own, we ACK it and wait
+/// out TIME-WAIT — but the server sends that FIN again every 150 ms, sooner than TIME-WAIT
+/// (250 ms) ends, for longer than `--timeout` (our ACKs lost on the way back, as it sees
+/// it). Each is ACKed again; at `--timeout` TIME-WAIT is cut short with a note, no RST
+/// and exit 0, as curl's exchange is over when its kernel takes the last FIN. (Before:
+/// "close did not finish within 1s (stuck in TIME-WAIT); connection reset", exit 1, and
+/// no RST sent.)
+fn fins_again_in_time_wait_past_the_timeout_end_it_with_a_note() {
+    let mut lab = Lab::new("finloop");
+    start_peer(&mut lab, "finloop", &["finloop", "60", "2", "0", "4"]);
+    let cap = lab.start_capture("finloop");
+    let run = lab.run_client(["probe", &lab.target(false, PORT), "--json", "--timeout", "1s"]);
+    let packets = lab.stop_capture(&cap);
+    let ctx = format!("{run}\n{}", lab.describe());
+    assert_eq!(run.code, Some(0), "{ctx}");
+    let json: serde_json::Value = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("one JSON record ({e}):\n{ctx}"));
+    assert_eq!(json["http"]["status"], 200, "{ctx}");
+    assert_eq!(json["error"], serde_json::Value::Null, "{ctx}");
+    assert_eq!(json["close_initiator"], "client", "{ctx}");
+    let notes: Vec<&str> = json["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with(
+            "the server kept sending its FIN again in TIME-WAIT for 1s"
+        )),
+        "{notes:?}\n{ctx}"
+    );
+    assert!(
+        notes.iter().filter(|n| n.starts_with("FIN retransmitted in TIME-WAIT")).count() >= 3,
+        "{notes:?}\n{ctx}"
+    );
+    // No RST from us on the wire: TIME-WAIT ends without a word. (Once tcpshake has gone,
+    // the kernel answers the next FIN with a RST of its own, as it does any segment for a
+    // port nothing holds: only what left until just after TIME-WAIT ended counts.)
+    let ended = json["timers"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|t| t["t_ns"].as_u64())
+        .unwrap_or_else(|| panic!("TIME-WAIT's end among the timers\n{ctx}"));
+    let port = json["src_port"].as_u64().expect("src_port") as u16;
+    let ours_rst = packets
+        .iter()
+        .filter(|p| p.ts_ns <= ended + 100_000)
+        .filter_map(Packet::tcp)
+        .filter(|t| t.sport == port && t.dport == PORT && t.flags & 0x04 != 0)
+        .count();
+    assert_eq!(ours_rst, 0, "{ctx}");
 }
 }

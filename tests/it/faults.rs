@@ -310,6 +310,42 @@ fn lost_ack_server_retransmits_synack_and_we_reack() {
         p.ctx()
     );
     assert_eq!(p.rec.error, None, "{}", p.ctx());
+    // A second later: the server's own retransmission, and the note says why it came.
+    assert!(
+        p.anomalies()
+            .iter()
+            .any(|a| a.contains("our ACK of it lost on the way most likely")),
+        "{:?}\n{}",
+        p.anomalies(),
+        p.ctx()
+    );
+}
+}
+
+lab_test! {
+/// The path duplicates the SYN-ACK: the copy comes microseconds after the first, sooner
+/// than any server sends one again, and the note calls it a copy — not our ACK lost,
+/// which it said before (a fault walk with every packet duplicated).
+fn duplicated_synack_is_called_a_copy() {
+    let mut lab = Lab::with_link_emulator("dupsynack", "", "port=80,script=1:dup", 1);
+    lab.start_nginx(80);
+    let p = probe(&lab, false, 80, &[]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.find("in", "S.").len(), 2, "{}", p.ctx());
+    let notes = p.anomalies();
+    assert!(
+        notes.iter().any(|a| a.starts_with("the server's SYN-ACK again (seq ")
+            && a.contains("so a copy (the path duplicated it")),
+        "{notes:?}\n{}",
+        p.ctx()
+    );
+    assert!(
+        !notes.iter().any(|a| a.contains("our ACK of it lost")),
+        "{notes:?}\n{}",
+        p.ctx()
+    );
+    assert_eq!(p.rec.http_status(), Some(200), "{}", p.ctx());
+    assert_eq!(lab.stop_link_emulator().ba.duplicated, 1);
 }
 }
 
@@ -1777,5 +1813,41 @@ fn pcapng_comments_name_the_retransmitted_syn() {
     );
     let syn_to_synack = rec.legs_ns.as_ref().and_then(|l| l.all()[0].1);
     assert!(syn_to_synack.is_some(), "{run}");
+}
+}
+
+lab_test! {
+/// `--no-http` against a listener that never accepts: its kernel completes the handshake
+/// and takes our FIN, and nothing ever closes its side. No request went, so the note names
+/// no response and no `Connection: close` (it named both: a fault walk's survey of 2 000
+/// such ports).
+fn no_http_to_a_listener_that_never_accepts_is_not_said_to_ignore_a_request() {
+    let mut lab = Lab::new("noaccept");
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(({:?}, 9001)); s.listen(8)\n\
+         time.sleep(120)\n",
+        lab.server_v4.to_string()
+    );
+    let mut cmd = lab::in_ns(&lab.server_ns, "python3");
+    cmd.args(["-c", &script]);
+    lab.spawn_owned("listener that never accepts", &mut cmd);
+    let addr = std::net::SocketAddr::new(lab.server_addr(false), 9001);
+    assert!(
+        lab.wait_listening(addr, Duration::from_secs(10)),
+        "{}",
+        lab.describe()
+    );
+    let p = probe(&lab, false, 9001, &["--no-http", "--timeout", "300ms"]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    assert_eq!(p.rec.close_initiator.as_deref(), Some("client"), "{}", p.ctx());
+    assert!(
+        p.anomalies().iter().any(|a| a
+            == "the server acknowledged our FIN but kept its side of the connection open for 300ms: reset"),
+        "{:?}\n{}",
+        p.anomalies(),
+        p.ctx()
+    );
 }
 }

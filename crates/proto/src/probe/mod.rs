@@ -489,11 +489,33 @@ impl Probe {
                     if self.conn.state() == State::FinWait2
                         && (self.http.is_some() || self.cfg.http.is_none()) =>
                 {
+                    // Without a request (`--no-http`) there was no response and no
+                    // `Connection: close` to ignore: a server that takes the handshake
+                    // and never reads (a listener that does not accept) does this.
+                    let why = if self.cfg.http.is_some() {
+                        " (it did not close after the response, `Connection: close` notwithstanding)"
+                    } else {
+                        ""
+                    };
                     self.note(format!(
-                        "the server acknowledged our FIN but kept its side of the connection open for {:?} (it did not close after the response, `Connection: close` notwithstanding): reset",
+                        "the server acknowledged our FIN but kept its side of the connection open for {:?}{why}: reset",
                         self.cfg.timeout
                     ));
                     self.close_initiator.get_or_insert(CloseInitiator::Client);
+                    self.conn.abort(now);
+                    self.finish();
+                }
+                // Both FINs are acknowledged: the close is complete, and only TIME-WAIT
+                // goes on, restarted by each FIN the server sends again (RFC 9293
+                // §3.10.7.4) — our ACKs of it lost on the way back, or a server that
+                // ignores them. Linux's client has returned long before (its TIME-WAIT
+                // lives on in the kernel); the probe did what it was asked, so this is a
+                // note, and TIME-WAIT ends without a word, as Linux's does.
+                Phase::Closing if self.conn.state() == State::TimeWait => {
+                    self.note(format!(
+                        "the server kept sending its FIN again in TIME-WAIT for {:?} (our ACKs of it lost on the way back, or ignored): TIME-WAIT cut short",
+                        self.cfg.timeout
+                    ));
                     self.conn.abort(now);
                     self.finish();
                 }
@@ -1155,9 +1177,11 @@ impl Probe {
         // of 1 MiB in 1448-byte segments would otherwise be parsed 700 times).
         let from = before.saturating_sub(3);
         let tail = self.response.get(from..).unwrap_or(&[]);
-        let ended = tail.windows(2).any(|w| w == b"\n\n")
-            || tail.windows(4).any(|w| w == b"\r\n\r\n")
-            || tail.windows(3).any(|w| w == b"\n\r\n");
+        // A line feed followed by an empty line: `\n\n` or `\n\r\n` (which `\r\n\r\n`
+        // contains). One pass over the new bytes, looking at line feeds only.
+        let ended = tail.iter().enumerate().any(|(i, &b)| {
+            b == b'\n' && matches!(tail.get(i + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..]))
+        });
         // The first bytes are parsed at once, so a reply that is not HTTP is named at once.
         let early = before < 64;
         if !ended && !early && self.response.len() < MAX_HEAD {

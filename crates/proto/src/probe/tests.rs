@@ -1392,6 +1392,104 @@ fn a_server_that_keeps_its_side_open_after_the_response_is_a_note_not_a_failure(
     assert!(last.dir == Dir::Out && last.flags.rst(), "{last:?}");
 }
 
+/// Our close completed (both FINs acknowledged), but the server sends its FIN again every
+/// 150 ms, sooner than TIME-WAIT (250 ms) ends, for longer than `--timeout`: our ACKs of it
+/// are lost on the way back. The exchange was complete; Linux's client returned long
+/// before. A note, no error, and no RST (TIME-WAIT ends without a word). A fault walk's
+/// scripted server had "close did not finish within 1s (stuck in TIME-WAIT); connection
+/// reset" and exit 1 for it, with no RST sent.
+#[test]
+fn fins_again_in_time_wait_past_the_timeout_are_a_note_not_a_failure() {
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let next = feed(&mut p, seq, ack, head, head.len(), 200);
+    // `--linger` passes: our FIN.
+    let d = p.poll_timeout().expect("the linger deadline");
+    p.handle_timeout(d);
+    let t0 = (d.as_nanos() - T0) / 1000;
+    let out = pump(&mut p, t0);
+    let fin = out.iter().find(|s| s.flags.fin()).expect("our FIN");
+    let fin_ack = server_seg(
+        next,
+        fin.seq.0.wrapping_add(1),
+        TcpFlags::FIN | TcpFlags::ACK,
+        &[],
+    );
+    let mut sent_after = Vec::new();
+    let mut t = t0 + 100;
+    // Bounded: 60 s of FINs every 150 ms; the probe must end long before.
+    for _ in 0..400 {
+        while let Some(d) = p.poll_timeout() {
+            let due = (d.as_nanos() - T0) / 1000;
+            if due > t {
+                break;
+            }
+            p.handle_timeout(d);
+            sent_after.extend(pump(&mut p, due));
+        }
+        if p.is_done() {
+            break;
+        }
+        p.handle_packet(at(t), false, &fin_ack, false);
+        sent_after.extend(pump(&mut p, t));
+        t += 150_000;
+    }
+    assert!(p.is_done(), "still running at {t} µs");
+    // --timeout (5 s) after the close began, not the hard limit.
+    assert!(t < t0 + 6_000_000, "ended at {t} µs");
+    let r = p.result();
+    assert_eq!(r.error, None);
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Client));
+    assert!(
+        r.anomalies.iter().any(|a| a
+            == "the server kept sending its FIN again in TIME-WAIT for 5s (our ACKs of it lost on the way back, or ignored): TIME-WAIT cut short"),
+        "{:?}",
+        r.anomalies
+    );
+    assert!(
+        sent_after.iter().all(|s| !s.flags.rst()),
+        "no RST from TIME-WAIT: {sent_after:?}"
+    );
+}
+
+/// The same without a request (`--no-http`): a listener that never accepts takes our FIN
+/// and keeps its side open. There was no response and no `Connection: close` to ignore,
+/// so the note names neither (a fault walk's survey of 2 000 such ports said both).
+#[test]
+fn a_server_that_keeps_its_side_open_without_a_request_is_not_said_to_ignore_one() {
+    let mut p = Probe::new(config(1_000, false));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(9_000, 1_001, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 60);
+    let fin = out
+        .iter()
+        .find(|s| s.flags.fin())
+        .expect("--no-http closes at once");
+    let fin_ack = server_seg(9_001, fin.seq.0.wrapping_add(1), TcpFlags::ACK, &[]);
+    p.handle_packet(at(7_000), false, &fin_ack, false);
+    pump(&mut p, 7_000);
+    run_timers(&mut p, 60_000_000);
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!(r.error, None);
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Client));
+    let note = r
+        .anomalies
+        .iter()
+        .find(|a| a.starts_with("the server acknowledged our FIN but kept its side"))
+        .unwrap_or_else(|| panic!("{:?}", r.anomalies));
+    assert_eq!(
+        note,
+        "the server acknowledged our FIN but kept its side of the connection open for 5s: reset"
+    );
+}
+
 /// With timestamps on, every segment carries 12 bytes of option: a full-sized one from a
 /// server whose MSS and ours are 1460 carries 1448 bytes. Segments of 1448 came, so a hole
 /// after them is loss, not the path's size limit.

@@ -24,6 +24,11 @@ impl fmt::Display for Anomaly {
                 f,
                 "the server's SYN-ACK again (seq {seq}), our ACK of it lost on the way most likely: answered with an ACK (RFC 5961 §4), alone or on the segment we sent next"
             ),
+            Anomaly::SynAckCopy { seq, after } => write!(
+                f,
+                "the server's SYN-ACK again (seq {seq}), {} µs after the first: sooner than any retransmission timer (200 ms, Linux's TCP_RTO_MIN), so a copy (the path duplicated it, or the server answered a second copy of our SYN), not a lost ACK of ours: answered with an ACK (RFC 5961 §4), alone or on the segment we sent next",
+                after.as_micros()
+            ),
             Anomaly::SynChallenged { seq, again: false } => write!(
                 f,
                 "SYN (seq {seq}) on a synchronized connection: answered with a challenge ACK (RFC 5961 §4), alone or on the segment we sent next"

@@ -216,6 +216,10 @@ pub enum Anomaly {
     /// SYN in a synchronized state (RFC 5961 §4): challenge ACK. `again`: the peer's own
     /// SYN-ACK once more (its ISN: our ACK of it was lost, most likely).
     SynChallenged { seq: SeqNumber, again: bool },
+    /// The peer's SYN-ACK again, `after` the one we took: sooner than any retransmission
+    /// timer runs (200 ms), so a copy (the path duplicated it, or the server answered a
+    /// second copy of our SYN), not our ACK lost. Challenge-ACKed like any SYN (RFC 5961 §4).
+    SynAckCopy { seq: SeqNumber, after: Duration },
     /// ACK for data we never sent (RFC 5961 §5 / RFC 9293 §3.10.7.4).
     AckOfUnsentData { ack: SeqNumber },
     /// An ACK (`syn`: on a SYN-ACK) in SYN-SENT that does not acknowledge our SYN:
@@ -416,6 +420,12 @@ const MAX_RESEND: u32 = 64;
 /// RTO instead added a second to the probe.
 const SYN_AGAIN_AFTER_BAD_ACK: Duration = Duration::from_millis(2);
 
+/// Sooner than this, a SYN-ACK again is not the server's timer: a server sends it again
+/// after its initial RTO (1 s: RFC 6298 §2.1, Linux's `TCP_TIMEOUT_INIT`), and no
+/// retransmission timer runs shorter than Linux's floor, 200 ms (`TCP_RTO_MIN`). A copy
+/// sooner than that is no sign that our ACK was lost.
+const SYNACK_RETRANSMIT_FLOOR: Duration = Duration::from_millis(200);
+
 /// Where the path MTU black hole search stands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum BlackHole {
@@ -514,6 +524,9 @@ pub struct Connection {
     /// The window of the peer's SYN (-ACK), and whether its next segment's was looked at
     /// for [`Anomaly::WindowScaleStripped`].
     synack_window: u16,
+    /// When the peer's SYN (-ACK) we took arrived: a copy of it soon after is
+    /// [`Anomaly::SynAckCopy`].
+    synack_at: Option<Instant>,
     wscale_checked: bool,
     retransmissions: u32,
     timers: TimerTable,
@@ -570,6 +583,7 @@ impl Connection {
             rx_since_progress: 0,
             ts_oddity_noted: false,
             synack_window: 0,
+            synack_at: None,
             wscale_checked: false,
             retransmissions: 0,
             timers: TimerTable::default(),
@@ -1057,6 +1071,7 @@ impl Connection {
     fn take_peer_syn(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
         self.irs = seg.seq;
         self.synack_window = seg.window;
+        self.synack_at = Some(rx_at);
         self.rcv_nxt = seg.seq.add(1);
         self.negotiate(rx_at, &seg.options);
         // RFC 7323 §2.2: the window of a SYN segment is never scaled.
@@ -1448,13 +1463,18 @@ impl Connection {
         if flags.syn() {
             self.queue_ack(rx_at);
             let again = flags.ack() && seg.seq == self.irs;
-            self.anomaly(
-                rx_at,
-                Anomaly::SynChallenged {
+            let after = self.synack_at.map(|first| rx_at.saturating_since(first));
+            let anomaly = match after {
+                Some(after) if again && after < SYNACK_RETRANSMIT_FLOOR => Anomaly::SynAckCopy {
+                    seq: seg.seq,
+                    after,
+                },
+                _ => Anomaly::SynChallenged {
                     seq: seg.seq,
                     again,
                 },
-            );
+            };
+            self.anomaly(rx_at, anomaly);
             return;
         }
 

@@ -1400,6 +1400,8 @@ fn established_rst_out_of_window_is_ignored() {
 #[test]
 fn established_syn_is_challenged() {
     let mut h = conn_established();
+    // A second later, when a server's timer sends its SYN-ACK again (RFC 6298 §2.1).
+    h.advance(Duration::from_secs(1));
     // A retransmitted SYN-ACK (our ACK was lost) and a SYN out of nowhere alike; the note
     // says which it was.
     for (s, again) in [
@@ -1412,6 +1414,40 @@ fn established_syn_is_challenged() {
         let a = h.sent_one();
         assert_eq!((a.flags, a.ack), (ACK, SeqNumber(5001)));
     }
+    assert_eq!(h.state(), State::Established);
+}
+
+/// The SYN-ACK again sooner than any retransmission timer (200 ms): a copy
+/// (the path duplicated it, or the server answered a copy of our SYN; a fault walk with
+/// every packet duplicated got two such, 2 and 3 µs after the first, before our ACK had
+/// even left), not our ACK lost. ACKed the same; the note says which.
+#[test]
+fn established_synack_copy_is_called_a_copy_not_a_lost_ack() {
+    let mut h = conn_established();
+    h.advance(Duration::from_micros(3));
+    let s = seg(5000, 1001, SYN | ACK, &[]);
+    let seq = s.seq;
+    h.recv(s);
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::SynAckCopy {
+            seq,
+            after: Duration::from_micros(3)
+        }]
+    );
+    let a = h.sent_one();
+    assert_eq!((a.flags, a.ack), (ACK, SeqNumber(5001)));
+    // Just under the floor: still a copy; at it, the server's own retransmission.
+    h.advance(Duration::from_millis(199));
+    h.recv(seg(5000, 1001, SYN | ACK, &[]));
+    assert!(matches!(h.anomalies()[..], [Anomaly::SynAckCopy { .. }]));
+    h.sent_one();
+    h.advance(Duration::from_millis(1));
+    h.recv(seg(5000, 1001, SYN | ACK, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::SynChallenged { seq, again: true }]
+    );
     assert_eq!(h.state(), State::Established);
 }
 

@@ -97,6 +97,18 @@ pub fn parse_response(bytes: &[u8]) -> HttpParse {
 /// character left (a bare CR, DEL, …) is escaped, so a value never ends or starts a line of
 /// what we print. httparse lets through only what its lenient response mode allows.
 fn header_value(raw: &[u8]) -> String {
+    // Nearly every value is printable ASCII (tabs allowed): nothing to fold or escape, so it
+    // is copied as it is. Char by char, a head of 500 such headers (97 KB) cost ~300 µs of
+    // CPU, all of it between the server's FIN and our ACK of it (a fault walk measured that
+    // leg at a median 489 µs, 342 µs with this and the probe's blank-line scan; Linux's
+    // client took 50–67 µs).
+    if raw
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        && let Ok(ascii) = std::str::from_utf8(raw)
+    {
+        return ascii.to_owned();
+    }
     let text = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -338,6 +350,28 @@ mod tests {
         assert_eq!(r.headers[1], ("X-Fold".to_owned(), "a b".to_owned()));
         let r = complete(b"HTTP/1.1 200 OK\r\nServer: fw\r\n  error: forged\r\n\tmore\r\n\r\n");
         assert_eq!(r.headers[0].1, "fw error: forged more");
+    }
+
+    /// Printable ASCII takes the fast path; every other value the slow one. Both give what
+    /// the slow one gives.
+    #[test]
+    fn values_of_printable_ascii_are_copied_as_they_are() {
+        let slow = |raw: &[u8]| {
+            let mut v = b"\x01".to_vec(); // not printable: the slow path, then drop it
+            v.extend_from_slice(raw);
+            header_value(&v).trim_start_matches("\\u{1}").to_owned()
+        };
+        for raw in [
+            &b""[..],
+            b"nginx/1.22.1",
+            b"a\tb  c",
+            b"~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}",
+        ] {
+            assert_eq!(header_value(raw), slow(raw), "{raw:?}");
+            assert_eq!(header_value(raw).as_bytes(), raw);
+        }
+        assert_eq!(header_value(b"a\x7fb"), "a\\u{7f}b");
+        assert_eq!(header_value(b"a\r\n b"), "a b");
     }
 
     #[test]

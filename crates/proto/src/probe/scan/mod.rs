@@ -400,12 +400,21 @@ pub struct ScanTotals {
     pub unmatched: u64,
     /// Duplicate replies to a port already answered.
     pub duplicates: u64,
+    /// Pairs whose first answer came to a retry: silent to the first SYN, so that SYN or
+    /// its answer was lost on the way (or came later than the wait). Evidence that the
+    /// pairs still silent may be loss rather than filtering.
+    pub answered_on_retry: u64,
 }
 
 impl ScanTotals {
     /// Filtered = every probed port that was neither open nor closed (ICMP or silence).
     pub fn filtered(&self) -> u64 {
         self.scanned.saturating_sub(self.open + self.closed)
+    }
+
+    /// Pairs that never answered (filtered with no reply at all).
+    pub fn silent(&self) -> u64 {
+        self.filtered().saturating_sub(self.filtered_icmp)
     }
 }
 

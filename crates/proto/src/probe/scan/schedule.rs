@@ -348,6 +348,9 @@ impl<'p> Schedule<'p> {
             self.totals.duplicates += 1;
             return None;
         }
+        if reply.attempt > 0 {
+            self.totals.answered_on_retry += 1;
+        }
         match reply.state {
             PortState::Open => self.totals.open += 1,
             PortState::Closed => self.totals.closed += 1,
@@ -1048,6 +1051,30 @@ mod tests {
         assert!(s.answer(&r, at_us(6), None).is_none());
         let t = s.totals();
         assert_eq!((t.open, t.duplicates), (1, 1));
+    }
+
+    /// A pair's first answer to a retry is counted apart (the first SYN or its answer was
+    /// lost); a later copy of it, or an answer to the first SYN, is not.
+    #[test]
+    fn first_answers_to_a_retry_are_counted_apart() {
+        let p = plan("198.18.0.1", &[80, 81], 1_000, 1, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let first = reply("198.18.0.1:80".parse().unwrap(), PortState::Open);
+        let retried = Reply {
+            attempt: 1,
+            ..reply("198.18.0.1:81".parse().unwrap(), PortState::Closed)
+        };
+        assert!(s.answer(&first, at_us(5), None).is_some());
+        assert!(s.answer(&retried, at_us(9), None).is_some());
+        assert!(s.answer(&retried, at_us(10), None).is_none());
+        let late_copy = Reply {
+            attempt: 1,
+            ..first
+        };
+        assert!(s.answer(&late_copy, at_us(11), None).is_none());
+        let t = s.totals();
+        assert_eq!((t.open, t.closed, t.duplicates), (1, 1, 2));
+        assert_eq!(t.answered_on_retry, 1);
     }
 
     #[test]
