@@ -333,7 +333,8 @@ pub struct ScanArgs {
     /// nmap's name for --rate, which is a ceiling as nmap's is (a token bucket).
     #[arg(long, value_name = "PPS", hide = true, conflicts_with = "rate", value_parser = whole::<u64>(1, 100_000_000), allow_hyphen_values = true)]
     pub max_rate: Option<u64>,
-    /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
+    /// At most N extra SYNs for a port that stays silent (nmap's --max-retries): one retry
+    /// round, and another while the last one got answers (packets were lost), as nmap.
     #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10), allow_hyphen_values = true)]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the

@@ -62,8 +62,10 @@ pub mod defaults {
     /// host's ceiling), so the send path is the limit, as with nmap -T5 or masscan's
     /// highest rates; the rate check has nothing to hold it to.
     pub const SCAN_RATE_UNLIMITED: u64 = 100_000_000;
-    /// `scan --retries`.
-    pub const SCAN_RETRIES: u8 = 1;
+    /// `scan --retries`: a ceiling, as nmap's `--max-retries` (10 by default too); the
+    /// rounds themselves follow the answers (one retry round, another while the last one
+    /// got first answers).
+    pub const SCAN_RETRIES: u8 = 10;
     /// `scan --wait`: adaptive (tcpshake_proto::probe::scan::rtt).
     pub const SCAN_WAIT: Wait = Wait::Adaptive;
     /// `scan` without `-p`: nmap's most frequently open ports.

@@ -187,15 +187,17 @@ pub fn summary(x: &Summary) -> String {
         let _ = write!(s, "\nwarning: {f}");
     }
     // Ports that answered a retry but not the first SYN: the path lost packets (a burst
-    // faster than a link or a middlebox takes drops them together). nmap sees the same
-    // and slows down and retries more; we keep the rate we were given, so the ports still
-    // silent may be lost the same way, not filtered: say so, and what to do.
-    if t.answered_on_retry > 0 && t.silent() > 0 {
+    // faster than a link or a middlebox takes drops them together). Retry rounds go on
+    // while they get such answers, as nmap's do; when `--retries` ran out with the last
+    // round still answered, the ports still silent may be lost the same way, not
+    // filtered: say so, and what to do (nmap would also slow down; we keep the rate we
+    // were given).
+    if t.retries_ran_out && t.silent() > 0 {
         let _ = write!(
             s,
             "\nwarning: {} only to a retry (the first SYN or its answer was lost on the way), \
-             so the {} still silent may be lost too rather than filtered: scan again with a \
-             lower --rate or more --retries",
+             the last retry round too, so the {} still silent may be lost too rather than \
+             filtered: scan again with a lower --rate or more --retries",
             count(t.answered_on_retry, "port answered", "ports answered"),
             t.silent()
         );
@@ -437,8 +439,8 @@ mod tests {
         assert!(s.contains("1 unmatched reply ignored"), "{s}");
     }
 
-    /// Ports silent to the first SYN that answered a retry: the path lost packets, so the
-    /// ones still silent may be lost too (a fault walk: a full-port scan through a link
+    /// Ports silent to the first SYN that answered a retry, the last round allowed too: the
+    /// path lost packets, so the ones still silent may be lost too (a fault walk: a full-port scan through a link
     /// that drops what comes faster than it forwards called 15 390 of 65 535 ports
     /// filtered; nmap on the same wire, slowing down, none).
     #[test]
@@ -450,6 +452,7 @@ mod tests {
             filtered_icmp: 2,
             sent: 120,
             answered_on_retry: 7,
+            retries_ran_out: true,
             ..ScanTotals::default()
         };
         let x = Summary {
@@ -463,18 +466,18 @@ mod tests {
         assert_eq!(
             warning,
             "warning: 7 ports answered only to a retry (the first SYN or its answer was lost on \
-             the way), so the 8 still silent may be lost too rather than filtered: scan again \
-             with a lower --rate or more --retries"
+             the way), the last retry round too, so the 8 still silent may be lost too rather \
+             than filtered: scan again with a lower --rate or more --retries"
         );
-        // Nothing still silent (ICMP answers are not silence), or no retry answered:
-        // nothing to say.
+        // Nothing still silent (ICMP answers are not silence), or the retries ended by a
+        // round that broke no silence (what is silent then is filtered): nothing to say.
         for t in [
             ScanTotals {
                 filtered_icmp: 10,
                 ..t
             },
             ScanTotals {
-                answered_on_retry: 0,
+                retries_ran_out: false,
                 ..t
             },
         ] {

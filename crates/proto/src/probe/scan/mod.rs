@@ -404,6 +404,10 @@ pub struct ScanTotals {
     /// its answer was lost on the way (or came later than the wait). Evidence that the
     /// pairs still silent may be loss rather than filtering.
     pub answered_on_retry: u64,
+    /// The last retry round `--retries` allowed still got first answers: the pairs silent
+    /// after it may be lost too, not filtered (a round that breaks no silence ends the
+    /// retries before `--retries` runs out, and then silence is filtering).
+    pub retries_ran_out: bool,
 }
 
 impl ScanTotals {

@@ -5,7 +5,8 @@
 //! - an **on-link** target (its longest matching route has no gateway): the MAC it
 //!   answers ARP (RFC 826) or Neighbor Discovery (RFC 4861 §7.2) with, which the
 //!   [`Resolver`] asks for before the scan — every on-link target, at the scan's rate,
-//!   with `--retries` more rounds for the silent ones. A target that never answers is
+//!   with more rounds for the silent ones as the scan's SYNs get them (one, and another
+//!   while the last one resolved someone new, up to `--retries`). A target that never answers is
 //!   **down** (`no-arp` / `no-nd`) and gets no SYN: the kernel would have queued its
 //!   packets behind its own resolution (three probes a second apart, then a drop) and
 //!   filled its neighbour table with INCOMPLETE entries — the crawl of issue 15;
@@ -25,7 +26,7 @@
 //! and no further round once every asked address has answered.
 
 use super::rtt::{self, RttEstimator, Wait};
-use super::schedule::TokenBucket;
+use super::schedule::{TokenBucket, retry_rounds_allowed};
 use super::targets::{TargetSet, WithinCursor};
 use crate::probe::record::Reason;
 use crate::time::Instant;
@@ -390,6 +391,10 @@ pub struct Resolver<'a> {
     rtt: RttEstimator,
     phase: Phase,
     round: u8,
+    /// The highest round that resolved some address (for [`retry_rounds_allowed`]).
+    answered_round: u8,
+    /// When the last request was asked for (sent later, with the driver's batch).
+    last_ask: Option<Instant>,
     range_at: usize,
     cursor: WithinCursor,
     gateway_at: usize,
@@ -444,6 +449,8 @@ impl<'a> Resolver<'a> {
             rtt: RttEstimator::new(),
             phase: Phase::Sending,
             round: 0,
+            answered_round: 0,
+            last_ask: None,
             range_at: 0,
             cursor: WithinCursor::default(),
             gateway_at: 0,
@@ -507,6 +514,8 @@ impl<'a> Resolver<'a> {
         }
         self.macs.insert(addr, mac);
         self.totals.resolved += 1;
+        // Answers come within µs: this round's requests got it.
+        self.answered_round = self.answered_round.max(self.round);
         if let Some(t) = self.sent_at.remove(&addr) {
             self.rtt.sample(at.saturating_since(t));
         }
@@ -567,6 +576,9 @@ impl<'a> Resolver<'a> {
                         self.phase = Phase::Done;
                     } else if now < until {
                         return ResolveStep::Wait(until);
+                    } else if next > retry_rounds_allowed(self.plan.retries, self.answered_round) {
+                        // The last round resolved nobody new: the silent are down.
+                        self.phase = Phase::Done;
                     } else {
                         self.round = next;
                         self.range_at = 0;
@@ -593,10 +605,17 @@ impl<'a> Resolver<'a> {
                                 self.totals.asked += 1;
                             }
                             self.round_first.get_or_insert(now);
+                            self.last_ask = Some(now);
                             return ResolveStep::Ask(a);
                         }
                         None => {
                             let asked_any = self.round_first.is_some();
+                            if let Some(t) = self.last_ask.filter(|_| asked_any) {
+                                // This round's last requests may still wait in the driver's
+                                // batch (reported in `sent` when it flushes): its wait
+                                // counts from them, not from the previous round's.
+                                self.last_send = Some(self.last_send.map_or(t, |l| l.max(t)));
+                            }
                             self.end_round(now);
                             self.phase = if !asked_any {
                                 // Nothing to ask this round (nothing on-link): done.
@@ -808,6 +827,40 @@ mod tests {
         assert_eq!(prefix("0.0.0.0/0").bounds(), (0, u128::from(u32::MAX)));
         assert_eq!(prefix("::/0").bounds(), (0, u128::MAX));
         assert!(Prefix::new(ip("::"), 129).is_none());
+    }
+
+    /// As the scan's SYN rounds: another round only while the last one resolved someone new
+    /// (a request or its answer lost), up to `--retries`; else one retry round.
+    #[test]
+    fn rounds_go_on_while_they_resolve_someone_new() {
+        let t = targets(&["198.18.77.0/24"]);
+        // .99 answers its first request, .2 its second, .3 its third.
+        let answers = |a: IpAddr, n: u8| {
+            let first = match a {
+                a if a == ip("198.18.77.99") => 0,
+                a if a == ip("198.18.77.2") => 1,
+                a if a == ip("198.18.77.3") => 2,
+                _ => return None,
+            };
+            (n == first).then(|| mac_of(a))
+        };
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(10), at_us(0));
+        let (asked, _) = run(&mut r, answers, None);
+        // Round 3 resolves nobody: the last.
+        assert_eq!(asked.len(), 255 + 254 + 253 + 252);
+        assert_eq!((r.totals().resolved, r.totals().rounds), (3, 4));
+        // Only first answers: one retry round, whatever --retries allows.
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(10), at_us(0));
+        let (asked, _) = run(
+            &mut r,
+            |a, n| (n == 0 && a == ip("198.18.77.9")).then(|| mac_of(a)),
+            None,
+        );
+        assert_eq!(asked.len(), 255 + 254);
+        // --retries 1 caps it.
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(1), at_us(0));
+        let (asked, _) = run(&mut r, answers, None);
+        assert_eq!(asked.len(), 255 + 254);
     }
 
     #[test]
