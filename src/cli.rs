@@ -294,8 +294,10 @@ pub enum PlotKind {
                   -Pn, -n and --open, which ask for what tcpshake scan always does (a SYN scan, \
                   no host discovery, no reverse lookups, only open ports in the table; --open is \
                   refused beside --all, --json, -oG and -oX, which list the other ports too). \
-                  Other scan types, -T timing templates, -O, -A and -v are refused with what to \
-                  use instead."
+                  -F is --top-ports 100, --max-retries is --retries, and --reason is always on \
+                  (the REASON column). Other scan types, -T timing templates, --min-rate, \
+                  nmap's RTT timeouts and delays, scripts, -O, -A and -v are refused with what \
+                  to use instead."
 )]
 pub struct ScanArgs {
     /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
@@ -332,7 +334,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "PPS", hide = true, conflicts_with = "rate", value_parser = whole::<u64>(1, 100_000_000), allow_hyphen_values = true)]
     pub max_rate: Option<u64>,
     /// Extra SYNs for ports that stayed silent (nmap's --max-retries).
-    #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10), allow_hyphen_values = true)]
+    #[arg(long, alias = "max-retries", value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10), allow_hyphen_values = true)]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the
     /// replies' times: SRTT + 4·RTTVAR, at least 50 ms; 1 s until a reply is timed]
@@ -557,6 +559,12 @@ pub fn nmap_spellings(
                 out.push("--output-all".into());
                 continue;
             }
+            // nmap's fast mode is its 100 most common ports: `--top-ports 100` here.
+            "-F" if scan => {
+                out.push("--top-ports".into());
+                out.push("100".into());
+                continue;
+            }
             _ if scan && nmap_no_op(text)? => continue,
             _ => {}
         }
@@ -569,9 +577,51 @@ pub fn nmap_spellings(
 /// for one that asks for what tcpshake does not do.
 fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
     let refuse = |m: String| Err(exit::UsageError(m));
-    match text {
-        // Always so: a SYN scan, no ping first, no reverse DNS.
-        "-sS" | "-Pn" | "-n" => Ok(true),
+    // A long option may carry its value after `=` (`--script=http-title`).
+    let name = match text.strip_prefix("--") {
+        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
+        None => text,
+    };
+    match name {
+        // Always so: a SYN scan, no ping first, no reverse DNS, every port's reason shown
+        // (the table's REASON column, the XML's `reason` attribute).
+        "-sS" | "-Pn" | "-n" | "--reason" => Ok(true),
+        // nmap's rate floor: clap would suggest --max-rate, its opposite.
+        "--min-rate" => refuse(
+            "--min-rate: tcpshake scan has no rate floor: it sends as fast as this host can \
+             unless --rate PPS (nmap's --max-rate) caps it; drop --min-rate"
+                .into(),
+        ),
+        // nmap's adaptive timing knobs: here one wait after each round, from the replies'
+        // round trips (clap would suggest --max-rate for --max-rtt-timeout).
+        "--min-rtt-timeout"
+        | "--max-rtt-timeout"
+        | "--initial-rtt-timeout"
+        | "--host-timeout"
+        | "--scan-delay"
+        | "--max-scan-delay"
+        | "--min-hostgroup"
+        | "--max-hostgroup"
+        | "--min-parallelism"
+        | "--max-parallelism" => refuse(format!(
+            "{text}: tcpshake scan has no per-probe timeouts or delays: it waits once after \
+             each round (--wait DUR; by default from the replies' round trips), sends again \
+             to silent ports (--retries N) and paces with --rate PPS; drop {text}"
+        )),
+        "--script" | "-sC" | "--traceroute" => refuse(format!(
+            "{text}: tcpshake scan runs no scripts and no traceroute; drop {text} \
+             (`tcpshake trace HOST:PORT` finds the path to a port, `tcpshake probe` times an \
+             HTTP exchange with it)"
+        )),
+        "--append-output" => refuse(
+            "--append-output: tcpshake scan writes its output files anew; drop \
+             --append-output and append yourself (-oN - >> FILE)"
+                .into(),
+        ),
+        "-oS" | "-oM" => refuse(format!(
+            "{text}: tcpshake scan writes nmap's normal (-oN), greppable (-oG) and XML (-oX) \
+             formats; drop {text}"
+        )),
         "-sT" => refuse(
             "-sT: tcpshake scan is a SYN scan (nmap's -sS) and has no connect scan; drop -sT \
              (add --complete to connect to each open port after the scan)"
