@@ -35,7 +35,9 @@ use std::time::Duration;
 use tcpshake_io::guard::{Guard, MARK};
 use tcpshake_io::httpd::{Body, Reply, Server};
 use tcpshake_io::run::Outcome;
-use tcpshake_io::survey::{self, Feed, Next, Progress, Report, SurveyOptions, SurveyTarget};
+use tcpshake_io::survey::{
+    self, Budget, Feed, Next, Progress, Report, SurveyOptions, SurveyTarget,
+};
 use tcpshake_io::{clock, resolve, signals};
 use tcpshake_proto::monitor::admission::{Admission, Refusal};
 use tcpshake_proto::monitor::allow::{self, AllowList};
@@ -123,6 +125,7 @@ fn prepare(
         remote,
         tls,
         tag,
+        budget: None,
     })
 }
 
@@ -166,12 +169,12 @@ impl Feed for ExporterFeed {
         if let Ok(job) = st.jobs.try_recv() {
             let tag = job.target.tag;
             st.pending.insert(tag, (job.module, job.reply));
-            return Next::Target(job.target);
+            return Next::Target(Box::new(job.target));
         }
         if let Some(due) = st.schedule.poll(now) {
             st.metrics.lag(due.lag.as_secs_f64());
             st.metrics.set_skipped(st.schedule.skipped());
-            return Next::Target(st.entries[due.entry].target.clone());
+            return Next::Target(Box::new(st.entries[due.entry].target.clone()));
         }
         st.metrics.set_skipped(st.schedule.skipped());
         let mut at = st.schedule.next_due();
@@ -429,6 +432,16 @@ impl Shared {
                 Ok(t) => t,
                 Err(e) => return self.refuse("bad-request", 400, format!("{e:#}")),
             }
+        };
+        // Prometheus gives up on the request at its scrape_timeout: the probe ends before,
+        // so the scrape gets `tcpshake_probe_success 0` rather than nothing, and the probe
+        // does not hold its place after the scraper has gone (blackbox_exporter does the same).
+        let target = SurveyTarget {
+            budget: head.scrape_timeout.map(|t| Budget {
+                within: query::probe_budget(t),
+                why: "gave up: the scrape's timeout ran out (X-Prometheus-Scrape-Timeout-Seconds, less 0.5 s for the answer)",
+            }),
+            ..target
         };
         let (tx, rx) = mpsc::sync_channel(1);
         let job = Job {

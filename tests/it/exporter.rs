@@ -930,3 +930,63 @@ fn a_listen_address_the_system_refuses_says_why_and_exits_3() {
     assert!(run.stderr.contains("is not an address of this host"), "{run}");
 }
 }
+
+lab_test! {
+/// Prometheus says how long it waits (`X-Prometheus-Scrape-Timeout-Seconds`): a `/probe`
+/// of a port that never answers ends half a second before that, as blackbox_exporter's
+/// does, and answers `tcpshake_probe_success 0` with why — rather than running its SYN
+/// retries out (63 s with `retries = 5`) after Prometheus gave up with "context deadline
+/// exceeded", holding a `max_in_flight` place meanwhile, so that the next scrapes of every
+/// other target got 429.
+fn a_probe_ends_before_the_scrape_timeout() {
+    let mut lab = Lab::new("exporter-scrape-timeout");
+    let server = lab.server_v4;
+    lab::middle::nft_script(
+        &lab.server_ns,
+        "table inet scrape_timeout_drop {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 82 drop\n }\n}\n",
+    );
+    let config = write_config(
+        &lab,
+        &format!(
+            "[probe]\nallow = [\"{server}/32\"]\nmax_in_flight = 1\n\n\
+             [modules.patient]\nprober = \"tcp\"\nretries = 5\n"
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+    let header = "X-Prometheus-Scrape-Timeout-Seconds: 2";
+    let started = std::time::Instant::now();
+    let (status, body) = get_with(
+        &lab,
+        &format!("/probe?target={server}:82&module=patient"),
+        &[header],
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}\n{}", exporter_log(&lab));
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(1900),
+        "answered after {took:?}, not 1.5 s (the scrape's 2 s less 0.5 s):\n{body}"
+    );
+    assert_eq!(value(&body, "tcpshake_probe_success"), 0.0, "{body}");
+    assert_eq!(
+        value(&body, "tcpshake_port_state{state=\"filtered\",reason=\"no-response\"}"),
+        1.0,
+        "{body}"
+    );
+    // Its place is free at once: the next request is probed, not refused with 429.
+    let (status, body) = get_with(
+        &lab,
+        &format!("/probe?target={server}:82&module=patient&debug=true"),
+        &[header],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("the scrape's timeout ran out"), "{body}");
+    // A header that is not a number of seconds is refused, not taken as no limit.
+    let (status, body) = get_with(
+        &lab,
+        &format!("/probe?target={server}:82"),
+        &["X-Prometheus-Scrape-Timeout-Seconds: soon"],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is not a number of seconds"), "{body}");
+}
+}
