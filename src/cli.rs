@@ -249,7 +249,8 @@ pub struct ExporterArgs {
     /// The configuration (TOML): modules, surveys, the /probe allow-list (README.md).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Also write every survey probe's record to FILE (JSON Lines, as `probe --json`).
+    /// Also write every survey probe's record to FILE (JSON Lines, as `probe --json`), appended
+    /// to what FILE holds (a restart keeps the earlier runs' records).
     #[arg(long, value_name = "FILE")]
     pub records: Option<PathBuf>,
     /// Check the configuration (and the target files it names), print a summary, exit.

@@ -646,7 +646,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let server = Server::bind(c.listen)?;
     let mut guard = Guard::install_for_survey(MARK)?;
     let records = match &c.records {
-        Some(p) => Some(std::io::BufWriter::new(super::create_output(
+        Some(p) => Some(std::io::BufWriter::new(super::append_output(
             p,
             "--records",
         )?)),

@@ -990,3 +990,53 @@ fn a_probe_ends_before_the_scrape_timeout() {
     assert!(body.contains("is not a number of seconds"), "{body}");
 }
 }
+
+lab_test! {
+/// `--records` is appended to: a restarted exporter (systemd, a new configuration) keeps the
+/// records of the runs before — it used to truncate the file, losing them. A last line a
+/// killed run left unfinished is ended first, so each new record is a line of its own.
+fn records_are_appended_across_restarts() {
+    let mut lab = Lab::new("exporter-append");
+    lab.start_nginx(80);
+    let server = lab.server_v4;
+    let config = write_config(
+        &lab,
+        &format!(
+            "[[survey]]\nname = \"again\"\ninterval = \"200ms\"\ntargets = [\"{server}:80\"]\n"
+        ),
+    );
+    let records = lab.dir().join("records.jsonl");
+    let earlier = "{\"schema\":1,\"target\":\"earlier run\"}\n{\"schema\":1,\"target\":\"cut";
+    std::fs::write(&records, earlier).unwrap();
+    for run in 1..=2 {
+        let exporter = start_exporter(&mut lab, &config, Some(&records));
+        let written = |n: usize| {
+            std::fs::read_to_string(&records)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("\"module\":\"http\""))
+                .count()
+                >= n
+        };
+        assert!(
+            poll_until(Duration::from_secs(10), Duration::from_millis(50), || written(run * 2)),
+            "run {run}: no records:\n{}",
+            exporter_log(&lab)
+        );
+        signal(exporter, "TERM");
+        assert!(poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            !lab.owned_alive(exporter)
+        }));
+    }
+    let text = std::fs::read_to_string(&records).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "{\"schema\":1,\"target\":\"earlier run\"}", "{text}");
+    assert_eq!(lines[1], "{\"schema\":1,\"target\":\"cut", "{text}");
+    assert!(text.ends_with('\n'), "{text}");
+    for l in &lines[2..] {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert_eq!(v["module"], "http", "{l}");
+    }
+    assert!(lines.len() >= 2 + 4, "{text}");
+}
+}
