@@ -543,6 +543,38 @@ fn bad_list_lines_are_named_and_skipped_alike() {
 }
 
 lab_test! {
+/// A list with more bad lines than are named one by one (10) says at its end how many were
+/// skipped in all — in surveys and scans alike: "more bad lines; skipped without a
+/// message" left a user of a 10 000-line list without the count.
+fn a_list_with_many_bad_lines_says_how_many_in_all() {
+    let mut lab = Lab::new("cli_many_bad");
+    lab.start_python_http(false, 80);
+    let list = lab.dir().join("fleet.txt");
+    let mut text = format!("{}\n", lab.server_v4);
+    for i in 0..13 {
+        text.push_str(&format!("bad..host{i}\n"));
+    }
+    std::fs::write(&list, text).expect("write list");
+    let list = list.to_str().expect("utf-8 path").to_string();
+    for args in [
+        vec!["probe", "-iL", &list, "-p", "80", "-q"],
+        vec!["scan", "-iL", &list, "-p", "80"],
+    ] {
+        let run = lab.run_client_bounded(&args, Duration::from_secs(20));
+        assert_eq!(run.code, Some(1), "{args:?}\n{run}");
+        assert_one_clean_message(&run, &args);
+        assert!(
+            run.stderr.contains(&format!(
+                "tcpshake: {list}: 13 bad lines skipped in all (the first 10 named above)"
+            )),
+            "{args:?}\n{run}"
+        );
+        assert_eq!(run.stderr.matches("bad lines skipped in all").count(), 1, "{run}");
+    }
+}
+}
+
+lab_test! {
 /// Ctrl-C stops a single probe as it stops a survey: the probe in flight is reset and
 /// reported, one line says it was interrupted, and the exit code is 130 (143: SIGTERM).
 fn ctrl_c_stops_probes_and_surveys_alike() {
