@@ -65,7 +65,7 @@ pub fn main() -> ExitCode {
         Ok(exit) => exit,
         Err(e) if exit::is_broken_pipe(&e) => Exit::Ok,
         Err(e) => {
-            eprintln!("tcpshake: {e:#}");
+            eprintln!("tcpshake: {}", exit::describe(&e));
             exit::classify(&e)
         }
     };

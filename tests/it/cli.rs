@@ -226,6 +226,43 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
     }
 }
 
+/// A full disk under stdout (`/dev/full`) is said in words with what was being written,
+/// exit 1 — not "No space left on device (os error 28)" alone, which named no file.
+#[test]
+fn a_full_disk_under_stdout_is_said_in_words() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-devfull-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let record: serde_json::Value =
+        serde_json::from_str(include_str!("../../src/report/testdata/https_tls13.json"))
+            .expect("testdata");
+    let file = dir.join("one.jsonl");
+    std::fs::write(&file, format!("{record}\n")).expect("write");
+    let file = file.to_str().expect("utf-8");
+    // The table was lost with exit 0 (its writer's drop swallowed the error); completions
+    // panicked (clap_complete unwraps its write).
+    for args in [
+        &["report", file][..],
+        &["report", file, "--json"],
+        &["generate", "completions", "bash"],
+    ] {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let out = Command::new(tcpshake_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .expect("run tcpshake");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("tcpshake: writing the output to stdout: no space left on the device"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("os error"), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `report` of a file that is not tcpshake's JSON Lines says so and which line, exit 2
 /// (never serde's or std's words).
 #[test]
