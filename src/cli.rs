@@ -297,8 +297,8 @@ pub enum PlotKind {
                   refused beside --all, --json, -oG and -oX, which list the other ports too). \
                   -F is --top-ports 100, --max-retries is --retries, and --reason is always on \
                   (the REASON column). Other scan types, -T timing templates, --min-rate, \
-                  nmap's RTT timeouts and delays, scripts, -O, -A and -v are refused with what \
-                  to use instead."
+                  nmap's RTT timeouts and delays, scripts, discovery probes, -e, -S, -f, --ttl, \
+                  -iR, -O, -A and -v are refused with what to use instead."
 )]
 pub struct ScanArgs {
     /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
@@ -619,6 +619,40 @@ fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
              --append-output and append yourself (-oN - >> FILE)"
                 .into(),
         ),
+        "-e" => refuse(
+            "-e: tcpshake scan sends each SYN out of the interface the route to its target \
+             names; drop -e (`ip route get ADDR` shows which)"
+                .into(),
+        ),
+        "-S" | "-D" | "--spoof-mac" => refuse(format!(
+            "{text}: tcpshake scan sends from this host's own address and MAC (the route's \
+             source), never a spoofed or decoy one; drop {text}"
+        )),
+        "-f" | "--mtu" | "--ttl" | "--badsum" | "--data-length" | "--data" | "--data-string"
+        | "--ip-options" => refuse(format!(
+            "{text}: tcpshake scan sends only well-formed SYNs as Linux would (whole, \
+             checksummed, the system's TTL); drop {text}"
+        )),
+        "-iR" => refuse(
+            "-iR: tcpshake scan sends only to the targets it is given; drop -iR and list \
+             them (-iL FILE)"
+                .into(),
+        ),
+        "--exclude-ports" => refuse(
+            "--exclude-ports: give the ports to scan with -p (e.g. -p 1-79,81-1024); drop \
+             --exclude-ports"
+                .into(),
+        ),
+        "-R" | "--dns-servers" | "--system-dns" => refuse(format!(
+            "{text}: tcpshake scan never resolves addresses back to names, and names go \
+             through the system resolver; drop {text}"
+        )),
+        // nmap's discovery probes (-PS80, -PE…): tcpshake scan never pings first (-Pn).
+        _ if name.starts_with("-P") && name.len() > 2 => refuse(format!(
+            "{text}: tcpshake scan does no host discovery: every target is scanned, as with \
+             nmap's -Pn (on a local link, a host that does not answer ARP / ND is down); \
+             drop {text}"
+        )),
         "-oS" | "-oM" => refuse(format!(
             "{text}: tcpshake scan writes nmap's normal (-oN), greppable (-oG) and XML (-oX) \
              formats; drop {text}"

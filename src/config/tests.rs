@@ -511,6 +511,30 @@ fn nmap_fast_retries_reason_and_timing_options_in_scan() {
         &["-oN - >> FILE"],
     );
     refused(&["scan", "198.18.0.2", "-oS", "x"], &["drop -oS"]);
+    for (args, want) in [
+        (
+            &["-e", "eth0"][..],
+            "the interface the route to its target names",
+        ),
+        (&["-S", "198.18.0.9"], "never a spoofed or decoy one"),
+        (&["-f"], "only well-formed SYNs"),
+        (&["--ttl", "3"], "only well-formed SYNs"),
+        (&["--badsum"], "only well-formed SYNs"),
+        (&["-iR", "10"], "only to the targets it is given"),
+        (&["--exclude-ports", "80"], "-p 1-79,81-1024"),
+        (&["-PS80"], "no host discovery"),
+    ] {
+        let mut all = vec!["scan", "198.18.0.2", "-p", "80"];
+        all.extend_from_slice(args);
+        let (msg, code) = refusal(&all);
+        assert_eq!(code, 2, "{all:?}: {msg}");
+        assert!(
+            msg.contains(want) && !msg.contains("-- -"),
+            "{all:?}: {msg}"
+        );
+    }
+    // `-Pn` is still accepted: only the other discovery probes are refused.
+    scan(&["scan", "198.18.0.2", "-Pn", "-p", "80"]);
     // Only scan speaks nmap: `-F` elsewhere stays clap's refusal.
     let (_, code) = refusal(&["probe", "198.18.0.2:80", "-F"]);
     assert_eq!(code, 2);
