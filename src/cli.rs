@@ -241,7 +241,51 @@ pub enum OutputFormat {
     Influx,
 }
 
+/// `exporter --help`'s and tcpshake-exporter(1)'s account of the configuration file and the
+/// endpoints: a packaged install has the man page, not README.md, and the file's keys were
+/// nowhere in it.
+fn exporter_help() -> String {
+    format!(
+        "Configuration (TOML; a key not given takes its default; a mistake is refused with \
+its file and line, exit 2):
+  [exporter]      jobs = {jobs}  (probes in flight at once, surveys and /probe together)
+  [probe]         allow = [\"198.18.0.0/15\", …]  (the addresses /probe may reach; none: \
+every target refused, 403)
+                  allow_names = [\"*.lab.test\"]  (names it may resolve; their address must \
+be allowed too)
+                  max_in_flight = {mif}, rate = {rate}, burst = {burst}  (more get 429)
+                  default_module = \"http\"
+  [histograms]    buckets = {{ start = \"10us\", factor = 2, count = 21 }} or [\"100us\", \
+\"1ms\", …]  (default: 10us to 10s, 1-2-5)
+  [modules.NAME]  prober = \"http\" | \"https\" | \"tcp\"  (http, https and tcp exist already)
+                  path, host_header, sni, cacert, insecure, timeout, retries, rto, time_wait, \
+linger, mss  (as probe's options)
+                  family = \"any\" | \"ipv4\" | \"ipv6\";  valid_status_codes = [200, …]  \
+(default: any 2xx or 3xx)
+  [[survey]]      name = \"fleet\"  (required; a label of every series)
+                  targets = [\"198.18.0.2:80\", …];  target_files = [\"FILE\"]  (-iL's syntax)
+                  interval = \"{interval}\";  modules = [\"http\"];  slo = [\"syn_to_synack.p99<5ms\"]
+
+Endpoints:
+  /metrics                                   the surveys' histograms and counters, the \
+exporter's health
+  /probe?target=HOST:PORT[&module=NAME]      one probe now, as gauges \
+(tcpshake_probe_success, tcpshake_leg_seconds{{leg}}, …)
+  /probe?…&debug=true                        the same probe told in plain text: why it failed
+
+A /probe ends before Prometheus gives up on it: its scrape timeout \
+(X-Prometheus-Scrape-Timeout-Seconds) less 0.5 s bounds the probe, as in blackbox_exporter. A \
+module's `timeout` is how long each step after the handshake may wait, not the whole probe.",
+        jobs = defaults::EXPORTER_JOBS,
+        mif = defaults::PROBE_MAX_IN_FLIGHT,
+        rate = defaults::PROBE_RATE,
+        burst = defaults::PROBE_BURST,
+        interval = Dur(defaults::EXPORTER_INTERVAL),
+    )
+}
+
 #[derive(Args, Debug, Clone)]
+#[command(after_long_help = exporter_help())]
 pub struct ExporterArgs {
     /// Where to serve /metrics and /probe over HTTP (a non-loopback address exposes them).
     #[arg(long, value_name = "ADDR:PORT", default_value = defaults::EXPORTER_LISTEN)]
@@ -719,6 +763,60 @@ mod tests {
         assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-p", "80"])).is_ok());
         assert!(nmap_spellings(args(&["tcpshake", "scan", "é", "-p", "80"])).is_ok());
         assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-vv"])).is_err());
+    }
+
+    /// `exporter --help` (and so tcpshake-exporter(1)) names every section and key of the
+    /// configuration and the endpoints: the man page said only "(README.md)", which a
+    /// packaged install does not have.
+    #[test]
+    fn exporter_help_names_every_configuration_key() {
+        let mut cmd = Cli::command();
+        let text = cmd
+            .find_subcommand_mut("exporter")
+            .expect("exporter")
+            .render_long_help()
+            .to_string();
+        for key in [
+            "[exporter]",
+            "jobs",
+            "[probe]",
+            "allow =",
+            "allow_names",
+            "max_in_flight",
+            "rate",
+            "burst",
+            "default_module",
+            "[histograms]",
+            "buckets",
+            "[modules.NAME]",
+            "prober",
+            "path",
+            "host_header",
+            "sni",
+            "cacert",
+            "insecure",
+            "timeout",
+            "retries",
+            "rto",
+            "time_wait",
+            "linger",
+            "mss",
+            "family",
+            "valid_status_codes",
+            "[[survey]]",
+            "name =",
+            "targets",
+            "target_files",
+            "interval",
+            "modules =",
+            "slo =",
+            "/metrics",
+            "/probe?target=HOST:PORT",
+            "debug=true",
+            "X-Prometheus-Scrape-Timeout-Seconds",
+        ] {
+            assert!(text.contains(key), "exporter --help lacks {key}:\n{text}");
+        }
     }
 
     /// Defaults clap cannot show (the options are optional) are written in the help text;
