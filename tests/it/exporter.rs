@@ -569,8 +569,12 @@ fn a_broadcast_target_costs_only_itself() {
         ),
     );
     start_exporter(&mut lab, &config, None);
+    // A failed probe (as blackbox answers a connection it cannot make), with why.
     let (status, body) = get(&lab, &format!("/probe?target={broadcast}:80"));
-    assert!(status >= 400, "{status} {body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&body, "tcpshake_probe_success"), 0.0, "{body}");
+    let (status, body) = get(&lab, &format!("/probe?target={broadcast}:80&debug=true"));
+    assert_eq!(status, 200, "{body}");
     assert!(body.contains("is a broadcast address"), "{body}");
     // Still serving, and still surveying the real target.
     let (status, body) = get(&lab, &format!("/probe?target={}:80", lab.server_v4));
@@ -1038,5 +1042,33 @@ fn records_are_appended_across_restarts() {
         assert_eq!(v["module"], "http", "{l}");
     }
     assert!(lines.len() >= 2 + 4, "{text}");
+}
+}
+
+lab_test! {
+/// A `/probe` that cannot be made — no route to the address — is a failed probe, 200 with
+/// `tcpshake_probe_success 0` (blackbox_exporter answers a connection or DNS failure so),
+/// not a 502: Prometheus took that for a failed scrape (`up 0`, no success gauge), so the
+/// alert on the gauge never fired. `debug=true` says why; the log line and the request's
+/// `result` count stay.
+fn a_probe_that_cannot_be_made_is_a_failed_probe() {
+    let mut lab = Lab::new("exporter-unmade");
+    let config = write_config(&lab, "[probe]\nallow = [\"198.19.254.0/24\"]\n");
+    start_exporter(&mut lab, &config, None);
+    let (status, body) = get(&lab, "/probe?target=198.19.254.9:80");
+    assert_eq!(status, 200, "{body}\n{}", exporter_log(&lab));
+    assert_eq!(value(&body, "tcpshake_probe_success"), 0.0, "{body}");
+    assert!(value(&body, "tcpshake_probe_duration_seconds") >= 0.0, "{body}");
+    assert!(promtool(&body).0, "{}", promtool(&body).1);
+    let (status, body) = get(&lab, "/probe?target=198.19.254.9:80&debug=true");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tcpshake_probe_success 0: could not start: no route to 198.19.254.9"), "{body}");
+    assert!(exporter_log(&lab).contains("/probe target=198.19.254.9:80 module=http: could not start: no route"), "{}", exporter_log(&lab));
+    let (_, metrics) = get(&lab, "/metrics");
+    assert_eq!(
+        value(&metrics, "tcpshake_exporter_probe_requests_total{result=\"error\"}"),
+        2.0,
+        "{metrics}"
+    );
 }
 }
