@@ -492,7 +492,7 @@ impl Shared {
         let target = SurveyTarget {
             budget: head.scrape_timeout.map(|t| Budget {
                 within: query::probe_budget(t),
-                why: "gave up: the scrape's timeout ran out (X-Prometheus-Scrape-Timeout-Seconds, less 0.5 s for the answer)",
+                why: "the scrape's timeout ran out (X-Prometheus-Scrape-Timeout-Seconds, less 0.5 s for the answer)",
             }),
             ..target
         };

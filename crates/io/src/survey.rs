@@ -72,7 +72,8 @@ pub struct SurveyTarget {
     /// exporter matches a `/probe` request to its result by it); the loop ignores it.
     pub tag: u64,
     /// A limit of the caller's on the probe's whole run, shorter than its own (the
-    /// exporter's: the scrape's timeout), and the error a probe that reaches it gets.
+    /// exporter's: the scrape's timeout), and why a probe that reaches it ends (its error
+    /// `gave up: WHY`, or a note when it was only waiting out TIME-WAIT).
     pub budget: Option<Budget>,
 }
 
@@ -173,7 +174,7 @@ const SEND_BATCH: usize = 64;
 /// How often the taps' loss counters are read for [`Progress::capture_missed`].
 const LOSSES_EVERY: Duration = Duration::from_secs(1);
 /// The error of a probe that reached its own limit (`ProbeConfig::hard_limit`).
-const GAVE_UP: &str = "gave up: the exchange exceeded its time budget";
+const GAVE_UP: &str = "the exchange exceeded its time budget";
 
 /// A segment built and waiting for this pass's `sendmmsg`.
 struct Queued {
@@ -1206,7 +1207,7 @@ impl Loop<'_, '_> {
         };
         if !slot.probe.is_done() {
             if now >= slot.give_up_at {
-                slot.probe.abort(now, slot.give_up_why);
+                slot.probe.out_of_time(now, slot.give_up_why);
             } else if slot.probe.poll_timeout().is_some_and(|d| now >= d) {
                 slot.probe.handle_timeout(now);
             }
