@@ -44,7 +44,12 @@ pub fn host(
         .filter(|&(_, state, _)| all || state == PortState::Open)
         .peekable();
     let not_shown_line = left_out.filter(|_| !all).and_then(not_shown);
-    if shown.peek().is_none() && !(h.is_up() && not_shown_line.is_some()) {
+    // Up: it answered a port (kept, or only counted in `left_out`) or ARP / ND.
+    let answered = left_out.is_some_and(|t| {
+        t.iter()
+            .any(|&(_, reason, n)| reason != Reason::NoResponse && n > 0)
+    });
+    if shown.peek().is_none() && !((h.is_up() || answered) && not_shown_line.is_some()) {
         return Ok(());
     }
     let mut s = String::new();
