@@ -1189,6 +1189,12 @@ fn a_host_with_no_open_port_is_listed_with_what_was_not_shown() {
     let up = s.v4(7);
     let normal = s.lab.dir().join("closed.nmap");
     let target_up = up.to_string();
+    let want = format!("scan report for {up}\nNot shown: 1 closed tcp port (reset)\n");
+    // The table alone (open ports kept, the others only counted) …
+    let run = s.scan(&[&target_up, "-p", "81"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains(&want), "{run}");
+    // … and beside -oN (every answer walked).
     let run = s.scan(&[
         &target_up,
         "-p",
@@ -1197,7 +1203,6 @@ fn a_host_with_no_open_port_is_listed_with_what_was_not_shown() {
         normal.to_str().expect("utf-8"),
     ]);
     assert_eq!(run.code, Some(0), "{run}");
-    let want = format!("scan report for {up}\nNot shown: 1 closed tcp port (reset)\n");
     assert!(run.stdout.contains(&want), "{run}");
     assert!(!run.stdout.contains("PORT "), "no header over no rows\n{run}");
     let file = std::fs::read_to_string(&normal).expect("-oN file");
