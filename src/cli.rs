@@ -242,7 +242,51 @@ pub enum OutputFormat {
     Influx,
 }
 
+/// `exporter --help`'s and tcpshake-exporter(1)'s account of the configuration file and the
+/// endpoints: a packaged install has the man page, not README.md, and the file's keys were
+/// nowhere in it.
+fn exporter_help() -> String {
+    format!(
+        "Configuration (TOML; a key not given takes its default; a mistake is refused with \
+its file and line, exit 2):
+  [exporter]      jobs = {jobs}  (probes in flight at once, surveys and /probe together)
+  [probe]         allow = [\"198.18.0.0/15\", …]  (the addresses /probe may reach; none: \
+every target refused, 403)
+                  allow_names = [\"*.lab.test\"]  (names it may resolve; their address must \
+be allowed too)
+                  max_in_flight = {mif}, rate = {rate}, burst = {burst}  (more get 429)
+                  default_module = \"http\"
+  [histograms]    buckets = {{ start = \"10us\", factor = 2, count = 21 }} or [\"100us\", \
+\"1ms\", …]  (default: 10us to 10s, 1-2-5)
+  [modules.NAME]  prober = \"http\" | \"https\" | \"tcp\"  (http, https and tcp exist already)
+                  path, host_header, sni, cacert, insecure, timeout, retries, rto, time_wait, \
+linger, mss  (as probe's options)
+                  family = \"any\" | \"ipv4\" | \"ipv6\";  valid_status_codes = [200, …]  \
+(default: any 2xx or 3xx)
+  [[survey]]      name = \"fleet\"  (required; a label of every series)
+                  targets = [\"198.18.0.2:80\", …];  target_files = [\"FILE\"]  (-iL's syntax)
+                  interval = \"{interval}\";  modules = [\"http\"];  slo = [\"syn_to_synack.p99<5ms\"]
+
+Endpoints:
+  /metrics                                   the surveys' histograms and counters, the \
+exporter's health
+  /probe?target=HOST:PORT[&module=NAME]      one probe now, as gauges \
+(tcpshake_probe_success, tcpshake_leg_seconds{{leg}}, …)
+  /probe?…&debug=true                        the same probe told in plain text: why it failed
+
+A /probe ends before Prometheus gives up on it: its scrape timeout \
+(X-Prometheus-Scrape-Timeout-Seconds) less 0.5 s bounds the probe, as in blackbox_exporter. A \
+module's `timeout` is how long each step after the handshake may wait, not the whole probe.",
+        jobs = defaults::EXPORTER_JOBS,
+        mif = defaults::PROBE_MAX_IN_FLIGHT,
+        rate = defaults::PROBE_RATE,
+        burst = defaults::PROBE_BURST,
+        interval = Dur(defaults::EXPORTER_INTERVAL),
+    )
+}
+
 #[derive(Args, Debug, Clone)]
+#[command(after_long_help = exporter_help())]
 pub struct ExporterArgs {
     /// Where to serve /metrics and /probe over HTTP (a non-loopback address exposes them).
     #[arg(long, value_name = "ADDR:PORT", default_value = defaults::EXPORTER_LISTEN)]
@@ -251,7 +295,8 @@ pub struct ExporterArgs {
     /// METRICS in tcpshake-exporter(1), or README.md).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Also write every survey probe's record to FILE (JSON Lines, as `probe --json`).
+    /// Also write every survey probe's record to FILE (JSON Lines, as `probe --json`), appended
+    /// to what FILE holds (a restart keeps the earlier runs' records).
     #[arg(long, value_name = "FILE")]
     pub records: Option<PathBuf>,
     /// Check the configuration (and the target files it names), print a summary, exit.
@@ -296,8 +341,10 @@ pub enum PlotKind {
                   -Pn, -n and --open, which ask for what tcpshake scan always does (a SYN scan, \
                   no host discovery, no reverse lookups, only open ports in the table; --open is \
                   refused beside --all, --json, -oG and -oX, which list the other ports too). \
-                  Other scan types, -T timing templates, -O, -A and -v are refused with what to \
-                  use instead."
+                  -F is --top-ports 100, --max-retries is --retries, and --reason is always on \
+                  (the REASON column). Other scan types, -T timing templates, --min-rate, \
+                  nmap's RTT timeouts and delays, scripts, discovery probes, -e, -S, -f, --ttl, \
+                  -iR, -O, -A and -v are refused with what to use instead."
 )]
 pub struct ScanArgs {
     /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
@@ -335,7 +382,7 @@ pub struct ScanArgs {
     pub max_rate: Option<u64>,
     /// At most N extra SYNs for a port that stays silent (nmap's --max-retries): one retry
     /// round, and another while the last one got answers (packets were lost), as nmap.
-    #[arg(long, value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10), allow_hyphen_values = true)]
+    #[arg(long, alias = "max-retries", value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10), allow_hyphen_values = true)]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the
     /// replies' times: SRTT + 4·RTTVAR, at least 50 ms; 1 s until a reply is timed]
@@ -563,6 +610,12 @@ pub fn nmap_spellings(
                 out.push("--output-all".into());
                 continue;
             }
+            // nmap's fast mode is its 100 most common ports: `--top-ports 100` here.
+            "-F" if scan => {
+                out.push("--top-ports".into());
+                out.push("100".into());
+                continue;
+            }
             _ if scan && nmap_no_op(text)? => continue,
             _ => {}
         }
@@ -575,9 +628,85 @@ pub fn nmap_spellings(
 /// for one that asks for what tcpshake does not do.
 fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
     let refuse = |m: String| Err(exit::UsageError(m));
-    match text {
-        // Always so: a SYN scan, no ping first, no reverse DNS.
-        "-sS" | "-Pn" | "-n" => Ok(true),
+    // A long option may carry its value after `=` (`--script=http-title`).
+    let name = match text.strip_prefix("--") {
+        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
+        None => text,
+    };
+    match name {
+        // Always so: a SYN scan, no ping first, no reverse DNS, every port's reason shown
+        // (the table's REASON column, the XML's `reason` attribute).
+        "-sS" | "-Pn" | "-n" | "--reason" => Ok(true),
+        // nmap's rate floor: clap would suggest --max-rate, its opposite.
+        "--min-rate" => refuse(
+            "--min-rate: tcpshake scan has no rate floor: it sends as fast as this host can \
+             unless --rate PPS (nmap's --max-rate) caps it; drop --min-rate"
+                .into(),
+        ),
+        // nmap's adaptive timing knobs: here one wait after each round, from the replies'
+        // round trips (clap would suggest --max-rate for --max-rtt-timeout).
+        "--min-rtt-timeout"
+        | "--max-rtt-timeout"
+        | "--initial-rtt-timeout"
+        | "--host-timeout"
+        | "--scan-delay"
+        | "--max-scan-delay"
+        | "--min-hostgroup"
+        | "--max-hostgroup"
+        | "--min-parallelism"
+        | "--max-parallelism" => refuse(format!(
+            "{text}: tcpshake scan has no per-probe timeouts or delays: it waits once after \
+             each round (--wait DUR; by default from the replies' round trips), sends again \
+             to silent ports (--retries N) and paces with --rate PPS; drop {text}"
+        )),
+        "--script" | "-sC" | "--traceroute" => refuse(format!(
+            "{text}: tcpshake scan runs no scripts and no traceroute; drop {text} \
+             (`tcpshake trace HOST:PORT` finds the path to a port, `tcpshake probe` times an \
+             HTTP exchange with it)"
+        )),
+        "--append-output" => refuse(
+            "--append-output: tcpshake scan writes its output files anew; drop \
+             --append-output and append yourself (-oN - >> FILE)"
+                .into(),
+        ),
+        "-e" => refuse(
+            "-e: tcpshake scan sends each SYN out of the interface the route to its target \
+             names; drop -e (`ip route get ADDR` shows which)"
+                .into(),
+        ),
+        "-S" | "-D" | "--spoof-mac" => refuse(format!(
+            "{text}: tcpshake scan sends from this host's own address and MAC (the route's \
+             source), never a spoofed or decoy one; drop {text}"
+        )),
+        "-f" | "--mtu" | "--ttl" | "--badsum" | "--data-length" | "--data" | "--data-string"
+        | "--ip-options" => refuse(format!(
+            "{text}: tcpshake scan sends only well-formed SYNs as Linux would (whole, \
+             checksummed, the system's TTL); drop {text}"
+        )),
+        "-iR" => refuse(
+            "-iR: tcpshake scan sends only to the targets it is given; drop -iR and list \
+             them (-iL FILE)"
+                .into(),
+        ),
+        "--exclude-ports" => refuse(
+            "--exclude-ports: give the ports to scan with -p (e.g. -p 1-79,81-1024); drop \
+             --exclude-ports"
+                .into(),
+        ),
+        "-R" | "--dns-servers" | "--system-dns" => refuse(format!(
+            "{text}: tcpshake scan never resolves addresses back to names, and names go \
+             through the system resolver; drop {text}"
+        )),
+        // nmap's discovery probes (-PS80, -PE…): tcpshake scan never pings first (-Pn).
+        _ if name.starts_with("-P") && name.len() > 2 => refuse(format!(
+            "{text}: tcpshake scan does no host discovery: every target is scanned, as with \
+             nmap's -Pn (on a local link, a host that does not answer ARP / ND is down); \
+             drop {text}"
+        )),
+        "-oS" | "-oM" => refuse(format!(
+            "{text}: tcpshake scan writes nmap's normal (-oN), greppable (-oG) and XML (-oX) \
+             formats; drop {text}"
+        )),
         "-sT" => refuse(
             "-sT: tcpshake scan is a SYN scan (nmap's -sS) and has no connect scan; drop -sT \
              (add --complete to connect to each open port after the scan)"
@@ -640,6 +769,60 @@ mod tests {
         assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-p", "80"])).is_ok());
         assert!(nmap_spellings(args(&["tcpshake", "scan", "é", "-p", "80"])).is_ok());
         assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-vv"])).is_err());
+    }
+
+    /// `exporter --help` (and so tcpshake-exporter(1)) names every section and key of the
+    /// configuration and the endpoints: the man page said only "(README.md)", which a
+    /// packaged install does not have.
+    #[test]
+    fn exporter_help_names_every_configuration_key() {
+        let mut cmd = Cli::command();
+        let text = cmd
+            .find_subcommand_mut("exporter")
+            .expect("exporter")
+            .render_long_help()
+            .to_string();
+        for key in [
+            "[exporter]",
+            "jobs",
+            "[probe]",
+            "allow =",
+            "allow_names",
+            "max_in_flight",
+            "rate",
+            "burst",
+            "default_module",
+            "[histograms]",
+            "buckets",
+            "[modules.NAME]",
+            "prober",
+            "path",
+            "host_header",
+            "sni",
+            "cacert",
+            "insecure",
+            "timeout",
+            "retries",
+            "rto",
+            "time_wait",
+            "linger",
+            "mss",
+            "family",
+            "valid_status_codes",
+            "[[survey]]",
+            "name =",
+            "targets",
+            "target_files",
+            "interval",
+            "modules =",
+            "slo =",
+            "/metrics",
+            "/probe?target=HOST:PORT",
+            "debug=true",
+            "X-Prometheus-Scrape-Timeout-Seconds",
+        ] {
+            assert!(text.contains(key), "exporter --help lacks {key}:\n{text}");
+        }
     }
 
     /// Defaults clap cannot show (the options are optional) are written in the help text;

@@ -129,6 +129,35 @@ pub fn classify(e: &anyhow::Error) -> Exit {
     }
 }
 
+/// How a run-time error is said on stderr. A write error with nothing said around it —
+/// what a full disk, a file-size limit or a quota does to stdout (`> out.jsonl` on a full
+/// disk, `> /dev/full`), every other output having its file named in its message — says
+/// what was being written, in words: "No space left on device (os error 28)" alone told
+/// no one which file (curl: "Failure writing output to destination").
+pub fn describe(e: &anyhow::Error) -> String {
+    let kind = e
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+        .or_else(|| {
+            e.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+        });
+    let why = match kind {
+        _ if e.chain().count() > 1 => None,
+        Some(std::io::ErrorKind::StorageFull) => Some("no space left on the device"),
+        Some(std::io::ErrorKind::QuotaExceeded) => Some("the disk quota is exceeded"),
+        Some(std::io::ErrorKind::FileTooLarge) => Some("the file is larger than the system allows"),
+        _ => None,
+    };
+    match why {
+        Some(why) => format!(
+            "writing the output to stdout: {why}; what was written before is whole up to its \
+             last complete line: free space, or send the output elsewhere"
+        ),
+        None => format!("{e:#}"),
+    }
+}
+
 /// Whether `e` is a write to a closed pipe (`tcpshake … | head`): the reader has all it
 /// wants, so every command stops quietly and exits 0, as ripgrep does.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -191,6 +220,35 @@ mod tests {
         assert!(is_broken_pipe(&anyhow::Error::new(json).context("writing")));
         let not = serde_json::from_str::<u8>("x").unwrap_err();
         assert!(!is_broken_pipe(&anyhow::Error::new(not)));
+    }
+
+    /// A full disk under stdout is said as such, in words, whoever wrote (a plain write or
+    /// serde_json's); an error with a context keeps its own words.
+    #[test]
+    fn a_full_disk_under_stdout_says_what_was_written() {
+        struct Full;
+        impl std::io::Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::StorageFull.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let plain = anyhow::Error::new(std::io::Error::from_raw_os_error(28) /* ENOSPC */);
+        let json = anyhow::Error::new(serde_json::to_writer(Full, &[1]).unwrap_err());
+        for e in [plain, json] {
+            let said = describe(&e);
+            assert!(
+                said.starts_with("writing the output to stdout: no space left on the device"),
+                "{said}"
+            );
+            assert!(!said.contains("os error"), "{said}");
+        }
+        let named = anyhow::Error::new(std::io::Error::from_raw_os_error(28) /* ENOSPC */)
+            .context("writing the capture file");
+        assert!(describe(&named).starts_with("writing the capture file: "));
+        assert_eq!(describe(&anyhow::anyhow!("other")), "other");
     }
 
     /// README's exit-code table is this table: every code, once, with its meaning.

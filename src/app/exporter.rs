@@ -35,7 +35,9 @@ use std::time::Duration;
 use tcpshake_io::guard::{Guard, MARK};
 use tcpshake_io::httpd::{Body, Reply, Server};
 use tcpshake_io::run::Outcome;
-use tcpshake_io::survey::{self, Feed, Next, Progress, Report, SurveyOptions, SurveyTarget};
+use tcpshake_io::survey::{
+    self, Budget, Feed, Next, Progress, Report, SurveyOptions, SurveyTarget,
+};
 use tcpshake_io::{clock, resolve, signals};
 use tcpshake_proto::monitor::admission::{Admission, Refusal};
 use tcpshake_proto::monitor::allow::{self, AllowList};
@@ -123,6 +125,7 @@ fn prepare(
         remote,
         tls,
         tag,
+        budget: None,
     })
 }
 
@@ -143,6 +146,15 @@ struct Job {
     target: SurveyTarget,
     module: Arc<Module>,
     reply: ReplyTo,
+}
+
+/// A `/probe` whose probe could not be made, and what the answer says of it.
+struct Unmade<'a> {
+    target: &'a str,
+    module: &'a str,
+    why: String,
+    started: std::time::Instant,
+    debug: bool,
 }
 
 /// The loop's side: the schedule, the entries, the jobs in flight.
@@ -166,12 +178,12 @@ impl Feed for ExporterFeed {
         if let Ok(job) = st.jobs.try_recv() {
             let tag = job.target.tag;
             st.pending.insert(tag, (job.module, job.reply));
-            return Next::Target(job.target);
+            return Next::Target(Box::new(job.target));
         }
         if let Some(due) = st.schedule.poll(now) {
             st.metrics.lag(due.lag.as_secs_f64());
             st.metrics.set_skipped(st.schedule.skipped());
-            return Next::Target(st.entries[due.entry].target.clone());
+            return Next::Target(Box::new(st.entries[due.entry].target.clone()));
         }
         st.metrics.set_skipped(st.schedule.skipped());
         let mut at = st.schedule.next_due();
@@ -343,7 +355,43 @@ impl Shared {
         Reply::text(status, msg)
     }
 
+    /// A probe that could not be made (the name did not resolve, no route to the address):
+    /// answered as a failed probe — 200, `tcpshake_probe_success 0`, or with `debug` why —
+    /// as blackbox_exporter answers a DNS or connection failure. A 502 made Prometheus
+    /// record the scrape as failed (`up 0`) with no success gauge at all, so an alert on
+    /// it never fired for a name that stopped resolving. Logged and counted (`result`).
+    fn unmade(&self, result: &'static str, failed: Unmade<'_>, head: &Head) -> Reply<'static> {
+        self.metrics.request(result);
+        self.log_failure(failed.target, failed.module, &failed.why);
+        let took = failed.started.elapsed();
+        if failed.debug {
+            return Reply::text(
+                200,
+                format!(
+                    "/probe of {} with module `{}`, {}: tcpshake_probe_success 0: {}\n",
+                    failed.target,
+                    failed.module,
+                    tcpshake_proto::time::human_ns(
+                        u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
+                    ),
+                    failed.why
+                ),
+            );
+        }
+        let om = metrics::wants_openmetrics(head.accept.as_deref());
+        match metrics::unmade_probe_body(took, om) {
+            Ok(body) => Reply {
+                status: 200,
+                content_type: metrics::content_type(om).into(),
+                headers: Vec::new(),
+                body: Body::Bytes(body),
+            },
+            Err(e) => self.refuse("error", 500, format!("encoding: {e}")),
+        }
+    }
+
     fn probe(&self, head: &Head) -> Reply<'static> {
+        let started = std::time::Instant::now();
         let q = match query::probe_query(head.query.as_deref()) {
             Ok(q) => q,
             Err(e) => return self.refuse("bad-request", e.status, e.message),
@@ -378,7 +426,16 @@ impl Shared {
                 // checked and probed (allow.rs).
                 let ip = match resolve::resolve_name(n, module.family) {
                     Ok(a) => allow::canonical(a[0]),
-                    Err(e) => return self.refuse("unresolved", 502, format!("{e:#}")),
+                    Err(e) => {
+                        let failed = Unmade {
+                            target: &q.target.spec,
+                            module: &name,
+                            why: format!("{e:#}"),
+                            started,
+                            debug: q.debug,
+                        };
+                        return self.unmade("unresolved", failed, head);
+                    }
                 };
                 if let Err(d) = self.allow.check_resolved(n, ip) {
                     return self.refuse("denied", 403, d.to_string());
@@ -410,7 +467,6 @@ impl Shared {
                 return r;
             }
         };
-        let started = std::time::Instant::now();
         let port = q.target.port;
         // The address beside a name: the one probed, resolved once (allow.rs).
         let spec = match &q.target.host {
@@ -430,6 +486,16 @@ impl Shared {
                 Err(e) => return self.refuse("bad-request", 400, format!("{e:#}")),
             }
         };
+        // Prometheus gives up on the request at its scrape_timeout: the probe ends before,
+        // so the scrape gets `tcpshake_probe_success 0` rather than nothing, and the probe
+        // does not hold its place after the scraper has gone (blackbox_exporter does the same).
+        let target = SurveyTarget {
+            budget: head.scrape_timeout.map(|t| Budget {
+                within: query::probe_budget(t),
+                why: "the scrape's timeout ran out (X-Prometheus-Scrape-Timeout-Seconds, less 0.5 s for the answer)",
+            }),
+            ..target
+        };
         let (tx, rx) = mpsc::sync_channel(1);
         let job = Job {
             target,
@@ -446,8 +512,14 @@ impl Shared {
         let mut outcome = match rx.recv_timeout(JOB_WAIT) {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
-                self.log_failure(&spec, &name, &format!("could not start: {e}"));
-                return self.refuse("error", 502, e);
+                let failed = Unmade {
+                    target: &spec,
+                    module: &name,
+                    why: format!("could not start: {e}"),
+                    started,
+                    debug,
+                };
+                return self.unmade("error", failed, head);
             }
             Err(_) => return self.refuse("stopping", 503, "the exporter is stopping".into()),
         };
@@ -633,7 +705,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
     let server = Server::bind(c.listen)?;
     let mut guard = Guard::install_for_survey(MARK)?;
     let records = match &c.records {
-        Some(p) => Some(std::io::BufWriter::new(super::create_output(
+        Some(p) => Some(std::io::BufWriter::new(super::append_output(
             p,
             "--records",
         )?)),

@@ -32,7 +32,11 @@ pub(super) fn run(what: &Generate) -> Result<Exit> {
             })?;
         }
         Generate::Completions { shell } => {
-            clap_complete::generate(*shell, &mut cmd, "tcpshake", &mut out);
+            // Into memory first: clap_complete panics on a write error (a full disk), and
+            // ours is said as every command's is.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "tcpshake", &mut script);
+            out.write_all(&script)?;
         }
     }
     out.flush()?;

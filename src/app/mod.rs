@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
         Ok(exit) => exit,
         Err(e) if exit::is_broken_pipe(&e) => Exit::Ok,
         Err(e) => {
-            eprintln!("tcpshake: {e:#}");
+            eprintln!("tcpshake: {}", exit::describe(&e));
             exit::classify(&e)
         }
     };
@@ -250,7 +250,57 @@ pub(crate) fn open_input(path: &std::path::Path, what: &str) -> Result<std::fs::
 /// anything is probed: one that cannot be is a usage error (exit 2) in every command.
 /// `flag` names the option.
 pub(crate) fn create_output(path: &std::path::Path, flag: &str) -> Result<std::fs::File> {
-    std::fs::File::create(path).map_err(|e| {
+    open_output(
+        path,
+        flag,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )
+}
+
+/// An output file that keeps what it holds and is written at its end (`exporter
+/// --records`: a restart must not erase the records of the runs before), refused as
+/// [`create_output`]'s. A last line left unfinished (a run killed mid-write, a full disk) is
+/// ended first, so the records appended start on a line of their own and every complete
+/// line stays one JSON record.
+pub(crate) fn append_output(path: &std::path::Path, flag: &str) -> Result<std::fs::File> {
+    let mut f = open_output(
+        path,
+        flag,
+        std::fs::OpenOptions::new().append(true).create(true),
+    )?;
+    let unfinished = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        let mut r = std::fs::File::open(path);
+        match &mut r {
+            Ok(r) if r.metadata().is_ok_and(|m| m.len() > 0) => {
+                r.seek(SeekFrom::End(-1)).is_ok()
+                    && r.read_exact(&mut last).is_ok()
+                    && last[0] != b'\n'
+            }
+            _ => false,
+        }
+    };
+    if unfinished {
+        io::Write::write_all(&mut f, b"\n").with_context(|| {
+            format!(
+                "{flag}: ending the unfinished last line of {}",
+                path.display()
+            )
+        })?;
+    }
+    Ok(f)
+}
+
+fn open_output(
+    path: &std::path::Path,
+    flag: &str,
+    how: &std::fs::OpenOptions,
+) -> Result<std::fs::File> {
+    how.open(path).map_err(|e| {
         // One reason, one hint: a directory needs a file name in it, anything else
         // another place.
         let (why, hint) = match e.kind() {

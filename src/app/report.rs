@@ -51,7 +51,11 @@ pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
         serde_json::to_writer_pretty(&mut out, &j)?;
         writeln!(out)?;
     } else {
-        write_table(&mut io::BufWriter::new(&mut out), &stats, args.quiet)?;
+        // Flushed here, not by the drop, which would swallow a write error (a full disk:
+        // the table lost, exit 0).
+        let mut table = io::BufWriter::new(&mut out);
+        write_table(&mut table, &stats, args.quiet)?;
+        table.flush()?;
     }
     out.flush()?;
     if let Some(svg) = &args.svg {

@@ -212,10 +212,11 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         (up, down) = (hosts.up_hosts(), hosts.silent_hosts() + hosts.down_hosts());
     } else if table {
         // Only the open ports were kept, the other answers counted.
-        for (addr, answered) in answers.iter() {
+        // Hosts whose answers were only counted (every port closed) too: up, so listed.
+        for addr in answers.answering_hosts() {
             let h = HostPorts {
                 addr,
-                answered,
+                answered: answers.host(addr),
                 silent: Vec::new(),
                 link: outcome.neighbours.host(addr),
             };

@@ -226,6 +226,7 @@ impl TargetStream<'_> {
             remote,
             tls,
             tag: 0,
+            budget: None,
         })
     }
 
@@ -292,7 +293,7 @@ impl Feed for TargetStream<'_> {
             };
             let label = t.spec.clone();
             match self.prepare(t, remote) {
-                Ok(st) => return Next::Target(st),
+                Ok(st) => return Next::Target(Box::new(st)),
                 Err(e) => {
                     eprintln!("tcpshake: {}{label}: {e:#}", at());
                     self.failed += 1;

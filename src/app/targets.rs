@@ -101,6 +101,17 @@ impl TargetList {
         }
     }
 
+    /// At the end of a list with more bad lines than were named one by one, how many there
+    /// were in all: "more bad lines; skipped without a message" left the count untold.
+    fn total_skipped(&self) -> Option<String> {
+        (self.skipped > REPORTED_BAD_LINES).then(|| {
+            format!(
+                "{}: {} bad lines skipped in all (the first {REPORTED_BAD_LINES} named above)",
+                self.name, self.skipped
+            )
+        })
+    }
+
     /// The targets of the next line that has any, with where they come from
     /// (`fleet.txt, line 3`); `None` at the end of the list.
     pub fn next_line(&mut self) -> Option<(String, Vec<String>)> {
@@ -115,7 +126,12 @@ impl TargetList {
                 .take(list::MAX_LINE as u64 + 1)
                 .read_until(b'\n', &mut self.buf);
             match read {
-                Ok(0) => self.done = true,
+                Ok(0) => {
+                    self.done = true;
+                    if let Some(total) = self.total_skipped() {
+                        eprintln!("tcpshake: {total}");
+                    }
+                }
                 Ok(_) => {
                     self.line_no += 1;
                     let origin = format!("{}, line {}", self.name, self.line_no);

@@ -472,6 +472,74 @@ fn nmap_habits_in_scan() {
     assert!(!msg.contains("-- -s"), "{msg}");
 }
 
+/// More of nmap's everyday options: `-F`, `--max-retries` and `--reason` mean what they
+/// mean in nmap; the ones it cannot honour are refused with what to use — never clap's
+/// "use '-- -F'" (a target) or its guess `--max-rate` for `--min-rate` (the opposite).
+#[test]
+fn nmap_fast_retries_reason_and_timing_options_in_scan() {
+    assert_eq!(
+        scan(&["scan", "198.18.0.2", "-F"]).ports,
+        scan(&["scan", "198.18.0.2", "--top-ports", "100"]).ports
+    );
+    assert_eq!(scan(&["scan", "198.18.0.2", "-F"]).ports.len(), 100);
+    assert_eq!(
+        scan(&["scan", "198.18.0.2", "-p", "80", "--max-retries", "3"]).retries,
+        3
+    );
+    let c = scan(&["scan", "198.18.0.2", "-p", "80", "--reason"]);
+    assert_eq!((c.ports, c.targets.len()), (vec![80], 1));
+    refused(
+        &["scan", "198.18.0.2", "-p", "80", "--min-rate", "100"],
+        &["--min-rate: tcpshake scan has no rate floor", "--rate PPS"],
+    );
+    for flag in ["--max-rtt-timeout", "--host-timeout", "--scan-delay"] {
+        let (msg, code) = refusal(&["scan", "198.18.0.2", "-p", "80", flag, "1s"]);
+        assert_eq!(code, 2, "{flag}: {msg}");
+        assert!(msg.contains(&format!("drop {flag}")), "{flag}: {msg}");
+        assert!(
+            msg.contains("--wait DUR") && !msg.contains("--max-rate"),
+            "{msg}"
+        );
+    }
+    refused(
+        &["scan", "198.18.0.2", "-p", "80", "--script=http-title"],
+        &["runs no scripts", "drop --script=http-title"],
+    );
+    refused(&["scan", "198.18.0.2", "-sC"], &["runs no scripts"]);
+    refused(
+        &["scan", "198.18.0.2", "--append-output", "-oN", "x"],
+        &["-oN - >> FILE"],
+    );
+    refused(&["scan", "198.18.0.2", "-oS", "x"], &["drop -oS"]);
+    for (args, want) in [
+        (
+            &["-e", "eth0"][..],
+            "the interface the route to its target names",
+        ),
+        (&["-S", "198.18.0.9"], "never a spoofed or decoy one"),
+        (&["-f"], "only well-formed SYNs"),
+        (&["--ttl", "3"], "only well-formed SYNs"),
+        (&["--badsum"], "only well-formed SYNs"),
+        (&["-iR", "10"], "only to the targets it is given"),
+        (&["--exclude-ports", "80"], "-p 1-79,81-1024"),
+        (&["-PS80"], "no host discovery"),
+    ] {
+        let mut all = vec!["scan", "198.18.0.2", "-p", "80"];
+        all.extend_from_slice(args);
+        let (msg, code) = refusal(&all);
+        assert_eq!(code, 2, "{all:?}: {msg}");
+        assert!(
+            msg.contains(want) && !msg.contains("-- -"),
+            "{all:?}: {msg}"
+        );
+    }
+    // `-Pn` is still accepted: only the other discovery probes are refused.
+    scan(&["scan", "198.18.0.2", "-Pn", "-p", "80"]);
+    // Only scan speaks nmap: `-F` elsewhere stays clap's refusal.
+    let (_, code) = refusal(&["probe", "198.18.0.2:80", "-F"]);
+    assert_eq!(code, 2);
+}
+
 /// `-p` is for targets without a port (and for -iL lines); where every target names its
 /// own it would be ignored, so it is refused — in probe, its surveys and trace.
 #[test]

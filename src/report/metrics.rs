@@ -373,8 +373,18 @@ pub fn probe_body(
     took: std::time::Duration,
     openmetrics: bool,
 ) -> io::Result<Vec<u8>> {
+    families_body(samples::probe_samples(r, took), openmetrics)
+}
+
+/// `/probe`'s answer for a probe that could not be made (a name that did not resolve, no
+/// route): `tcpshake_probe_success 0` and its duration.
+pub fn unmade_probe_body(took: std::time::Duration, openmetrics: bool) -> io::Result<Vec<u8>> {
+    families_body(samples::unmade_probe_samples(took), openmetrics)
+}
+
+fn families_body(families: Vec<samples::Family>, openmetrics: bool) -> io::Result<Vec<u8>> {
     let mut reg = Registry::default();
-    for fam in samples::probe_samples(r, took) {
+    for fam in families {
         let family = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
         for (labels, v) in &fam.samples {
             family.get_or_create(labels).set(*v);

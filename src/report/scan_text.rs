@@ -15,7 +15,9 @@ use tcpshake_proto::probe::scan::{Completion, ScanTotals};
 use tcpshake_proto::time::human_ns;
 
 /// One host's table: its open ports, or with `all` every port with its verdict (silent
-/// ones as filtered/no-response, TTL and RTT `-`). Nothing for a host with nothing to show.
+/// ones as filtered/no-response, TTL and RTT `-`). A host that is up (it answered) with no
+/// open port gets its title and `Not shown:` line, as nmap writes it, and as the XML and
+/// greppable formats list it; nothing for a host with nothing to show.
 /// `names`: the host names typed for this address. `left_out`: without `all`, the host's
 /// ports that are not open, counted — nmap's `Not shown:` line under the title (`None`:
 /// not known, no line).
@@ -41,7 +43,13 @@ pub fn host(
         .verdicts()
         .filter(|&(_, state, _)| all || state == PortState::Open)
         .peekable();
-    if shown.peek().is_none() {
+    let not_shown_line = left_out.filter(|_| !all).and_then(not_shown);
+    // Up: it answered a port (kept, or only counted in `left_out`) or ARP / ND.
+    let answered = left_out.is_some_and(|t| {
+        t.iter()
+            .any(|&(_, reason, n)| reason != Reason::NoResponse && n > 0)
+    });
+    if shown.peek().is_none() && !((h.is_up() || answered) && not_shown_line.is_some()) {
         return Ok(());
     }
     let mut s = String::new();
@@ -53,14 +61,16 @@ pub fn host(
             let _ = writeln!(s, "scan report for {} ({})", names.join(", "), h.addr);
         }
     }
-    if let Some(line) = left_out.filter(|_| !all).and_then(not_shown) {
+    if let Some(line) = not_shown_line {
         let _ = writeln!(s, "{line}");
     }
-    let _ = writeln!(
-        s,
-        "{:<11} {:<9} {:<17} {:>4}  RTT",
-        "PORT", "STATE", "REASON", "TTL"
-    );
+    if shown.peek().is_some() {
+        let _ = writeln!(
+            s,
+            "{:<11} {:<9} {:<17} {:>4}  RTT",
+            "PORT", "STATE", "REASON", "TTL"
+        );
+    }
     let mut answered = h.answered.iter().peekable();
     for (port, state, reason) in shown {
         while answered.next_if(|a| a.port < port).is_some() {}
@@ -354,6 +364,35 @@ mod tests {
         // Nothing left out, or every port listed: no line.
         assert!(!text(false, &[]).contains("Not shown"));
         assert!(!text(true, &left_out).contains("Not shown"));
+    }
+
+    /// A host that answered with no open port is not left out of the table (it was from
+    /// `-oN` while `-oX` and `-oG` listed it): its title, the ports not shown, no header.
+    /// nmap 7.93 (`nmap -sS -Pn -p 81`, closed) wrote the host with its port; with more
+    /// ports it writes `Not shown:`.
+    #[test]
+    fn a_host_up_with_no_open_port_shows_what_was_not_shown() {
+        let a = sample();
+        let addr = "198.18.0.3".parse().unwrap();
+        let h = answered_host(&a, addr);
+        let mut out = Vec::new();
+        let left = [(PortState::Filtered, Reason::PortUnreach, 1)];
+        host(&mut out, &h, &[], false, Some(&left)).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "scan report for 198.18.0.3\nNot shown: 1 filtered tcp port (port-unreach)\n\n"
+        );
+        // A host nothing came from, not on the link: nothing to say.
+        let silent = HostPorts {
+            addr: "198.18.0.4".parse().unwrap(),
+            answered: &[],
+            silent: vec![81],
+            link: None,
+        };
+        let mut out = Vec::new();
+        let left = [(PortState::Filtered, Reason::NoResponse, 1)];
+        host(&mut out, &silent, &[], false, Some(&left)).unwrap();
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
     }
 
     #[test]

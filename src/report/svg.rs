@@ -165,6 +165,41 @@ fn log_tick(v: &f64) -> String {
     }
 }
 
+/// Decades an axis may label at 1, 2 and 5 before the labels run together (a panel is
+/// ~450 px wide): past them, only each decade is labelled, in its unit.
+const DECADES_AT_1_2_5: f64 = 3.0;
+
+/// The tick labeller and the axis title for a log axis from `lo` to `hi` µs: up to
+/// [`DECADES_AT_1_2_5`] decades, `log_tick`'s 1, 2, 5 in µs; wider (a survey with a 600 ms
+/// outlier beside 2 µs handshakes), one label a decade with its unit (`1 µs`, `10 ms`,
+/// `1 s`): 1-2-5 over seven decades ran together into `1000020000500001000002000005…`.
+fn log_axis(lo: f64, hi: f64) -> (fn(&f64) -> String, &'static str) {
+    if (hi / lo).log10() > DECADES_AT_1_2_5 {
+        (decade_tick, "log scale")
+    } else {
+        (log_tick, "µs (log scale)")
+    }
+}
+
+/// A decade's label with its unit (`100 µs`, `1 ms`, `10 s`); nothing between decades.
+fn decade_tick(v: &f64) -> String {
+    if !v.is_finite() || *v <= 0.0 {
+        return String::new();
+    }
+    let e = v.log10().round();
+    if (v.log10() - e).abs() > 0.004 {
+        return String::new();
+    }
+    let e = e as i32;
+    let (value, unit) = match e {
+        i32::MIN..=-1 => (10f64.powi(e + 3), "ns"),
+        0..=2 => (10f64.powi(e), "µs"),
+        3..=5 => (10f64.powi(e - 3), "ms"),
+        _ => (10f64.powi(e - 6), "s"),
+    };
+    format!("{value} {unit}")
+}
+
 /// One panel of level box plots: the first target in the top row. `labels`: the width of
 /// the name column, 0 for a panel beside another that already names the rows.
 fn draw_boxes(
@@ -177,6 +212,7 @@ fn draw_boxes(
     // Row of series i, counted from the bottom as the y axis is.
     let row = |i: usize| n - 1 - i;
     let (lo, hi) = y_range(series);
+    let (tick, axis_title) = log_axis(lo, hi);
     let names: Vec<String> = series.iter().map(|(n, _)| n.to_string()).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
@@ -198,9 +234,9 @@ fn draw_boxes(
         })
         .y_label_style(("sans-serif", 12))
         .x_labels(LOG_TICKS)
-        .x_label_formatter(&log_tick)
+        .x_label_formatter(&tick)
         .x_max_light_lines(0)
-        .x_desc("µs (log scale)")
+        .x_desc(axis_title)
         .draw()
         .map_err(plot_err)?;
     for (i, (_, v)) in series.iter().enumerate() {
@@ -249,6 +285,7 @@ fn draw_cdf(
     series: &[(&str, &[u64])],
 ) -> Result<()> {
     let (lo, hi) = y_range(series);
+    let (tick, axis_title) = log_axis(lo, hi);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -259,9 +296,9 @@ fn draw_cdf(
     chart
         .configure_mesh()
         .x_labels(LOG_TICKS)
-        .x_label_formatter(&log_tick)
+        .x_label_formatter(&tick)
         .x_max_light_lines(0)
-        .x_desc("µs (log scale)")
+        .x_desc(axis_title)
         .y_desc("share of probes")
         .draw()
         .map_err(plot_err)?;
@@ -378,6 +415,57 @@ mod tests {
         assert_eq!(
             shown,
             ["1", "2", "", "5", "", "", "10", "20", "500", "", "0.05", ""]
+        );
+    }
+
+    /// A wide axis (2 µs handshakes beside a 600 ms response: seven decades) labels each
+    /// decade once, with its unit, so the labels stay apart; a narrow one keeps 1-2-5 in µs.
+    #[test]
+    fn a_wide_log_axis_labels_decades_with_their_units() {
+        let v = [1_200u64, 601_334_000];
+        let (lo, hi) = y_range(&[("a", &v[..])]);
+        assert_eq!((lo, hi), (0.1, 1_000_000.0));
+        let (tick, title) = log_axis(lo, hi);
+        assert_eq!(title, "log scale");
+        let shown: Vec<String> = [
+            0.1, 1.0, 2.0, 10.0, 100.0, 1000.0, 5000.0, 10_000.0, 1e5, 1e6,
+        ]
+        .iter()
+        .map(tick)
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "100 ns", "1 µs", "", "10 µs", "100 µs", "1 ms", "", "10 ms", "100 ms", "1 s"
+            ]
+        );
+        let (tick, title) = log_axis(1.0, 1000.0);
+        assert_eq!((tick(&2.0), title), ("2".to_string(), "µs (log scale)"));
+        // In the picture: no two x labels closer than a label's own width allows.
+        let mut sv = Survey::default();
+        for (i, ttfb) in [6_600u64, 200_000, 1_300_000, 601_334_000]
+            .iter()
+            .enumerate()
+        {
+            let mut s = sample(i as u64, 0);
+            s.legs[Leg::SynToSynack.index()] = Some(1_200 + i as u64 * 500);
+            s.legs[Leg::RequestToFirstByte.index()] = Some(*ttfb);
+            sv.add("198.18.0.2:80", &s);
+        }
+        let dir = std::env::temp_dir().join(format!("tcpshake-svg-wide-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wide.svg");
+        write_svg(&sv, &path, false).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let texts: Vec<&str> = svg.lines().map(str::trim).collect();
+        assert!(
+            texts.contains(&"1 ms") && texts.contains(&"100 ms"),
+            "{svg}"
+        );
+        assert!(
+            !texts.contains(&"100000") && !texts.contains(&"20000"),
+            "{svg}"
         );
     }
 

@@ -226,6 +226,43 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
     }
 }
 
+/// A full disk under stdout (`/dev/full`) is said in words with what was being written,
+/// exit 1 — not "No space left on device (os error 28)" alone, which named no file.
+#[test]
+fn a_full_disk_under_stdout_is_said_in_words() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-devfull-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let record: serde_json::Value =
+        serde_json::from_str(include_str!("../../src/report/testdata/https_tls13.json"))
+            .expect("testdata");
+    let file = dir.join("one.jsonl");
+    std::fs::write(&file, format!("{record}\n")).expect("write");
+    let file = file.to_str().expect("utf-8");
+    // The table was lost with exit 0 (its writer's drop swallowed the error); completions
+    // panicked (clap_complete unwraps its write).
+    for args in [
+        &["report", file][..],
+        &["report", file, "--json"],
+        &["generate", "completions", "bash"],
+    ] {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let out = Command::new(tcpshake_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .expect("run tcpshake");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("tcpshake: writing the output to stdout: no space left on the device"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("os error"), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `report` of a file that is not tcpshake's JSON Lines says so and which line, exit 2
 /// (never serde's or std's words).
 #[test]
@@ -559,6 +596,38 @@ fn bad_list_lines_are_named_and_skipped_alike() {
             run.stdout.contains("open"),
             "the good line was not done\n{run}"
         );
+    }
+}
+}
+
+lab_test! {
+/// A list with more bad lines than are named one by one (10) says at its end how many were
+/// skipped in all — in surveys and scans alike: "more bad lines; skipped without a
+/// message" left a user of a 10 000-line list without the count.
+fn a_list_with_many_bad_lines_says_how_many_in_all() {
+    let mut lab = Lab::new("cli_many_bad");
+    lab.start_python_http(false, 80);
+    let list = lab.dir().join("fleet.txt");
+    let mut text = format!("{}\n", lab.server_v4);
+    for i in 0..13 {
+        text.push_str(&format!("bad..host{i}\n"));
+    }
+    std::fs::write(&list, text).expect("write list");
+    let list = list.to_str().expect("utf-8 path").to_string();
+    for args in [
+        vec!["probe", "-iL", &list, "-p", "80", "-q"],
+        vec!["scan", "-iL", &list, "-p", "80"],
+    ] {
+        let run = lab.run_client_bounded(&args, Duration::from_secs(20));
+        assert_eq!(run.code, Some(1), "{args:?}\n{run}");
+        assert_one_clean_message(&run, &args);
+        assert!(
+            run.stderr.contains(&format!(
+                "tcpshake: {list}: 13 bad lines skipped in all (the first 10 named above)"
+            )),
+            "{args:?}\n{run}"
+        );
+        assert_eq!(run.stderr.matches("bad lines skipped in all").count(), 1, "{run}");
     }
 }
 }

@@ -569,8 +569,12 @@ fn a_broadcast_target_costs_only_itself() {
         ),
     );
     start_exporter(&mut lab, &config, None);
+    // A failed probe (as blackbox answers a connection it cannot make), with why.
     let (status, body) = get(&lab, &format!("/probe?target={broadcast}:80"));
-    assert!(status >= 400, "{status} {body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&body, "tcpshake_probe_success"), 0.0, "{body}");
+    let (status, body) = get(&lab, &format!("/probe?target={broadcast}:80&debug=true"));
+    assert_eq!(status, 200, "{body}");
     assert!(body.contains("is a broadcast address"), "{body}");
     // Still serving, and still surveying the real target.
     let (status, body) = get(&lab, &format!("/probe?target={}:80", lab.server_v4));
@@ -928,5 +932,143 @@ fn a_listen_address_the_system_refuses_says_why_and_exits_3() {
     );
     assert_eq!(run.code, Some(3), "{run}");
     assert!(run.stderr.contains("is not an address of this host"), "{run}");
+}
+}
+
+lab_test! {
+/// Prometheus says how long it waits (`X-Prometheus-Scrape-Timeout-Seconds`): a `/probe`
+/// of a port that never answers ends half a second before that, as blackbox_exporter's
+/// does, and answers `tcpshake_probe_success 0` with why — rather than running its SYN
+/// retries out (63 s with `retries = 5`) after Prometheus gave up with "context deadline
+/// exceeded", holding a `max_in_flight` place meanwhile, so that the next scrapes of every
+/// other target got 429.
+fn a_probe_ends_before_the_scrape_timeout() {
+    let mut lab = Lab::new("exporter-scrape-timeout");
+    let server = lab.server_v4;
+    lab::middle::nft_script(
+        &lab.server_ns,
+        "table inet scrape_timeout_drop {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 82 drop\n }\n}\n",
+    );
+    let config = write_config(
+        &lab,
+        &format!(
+            "[probe]\nallow = [\"{server}/32\"]\nmax_in_flight = 1\n\n\
+             [modules.patient]\nprober = \"tcp\"\nretries = 5\n"
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+    let header = "X-Prometheus-Scrape-Timeout-Seconds: 2";
+    let started = std::time::Instant::now();
+    let (status, body) = get_with(
+        &lab,
+        &format!("/probe?target={server}:82&module=patient"),
+        &[header],
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}\n{}", exporter_log(&lab));
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(1900),
+        "answered after {took:?}, not 1.5 s (the scrape's 2 s less 0.5 s):\n{body}"
+    );
+    assert_eq!(value(&body, "tcpshake_probe_success"), 0.0, "{body}");
+    assert_eq!(
+        value(&body, "tcpshake_port_state{state=\"filtered\",reason=\"no-response\"}"),
+        1.0,
+        "{body}"
+    );
+    // Its place is free at once: the next request is probed, not refused with 429.
+    let (status, body) = get_with(
+        &lab,
+        &format!("/probe?target={server}:82&module=patient&debug=true"),
+        &[header],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("the scrape's timeout ran out"), "{body}");
+    // A header that is not a number of seconds is refused, not taken as no limit.
+    let (status, body) = get_with(
+        &lab,
+        &format!("/probe?target={server}:82"),
+        &["X-Prometheus-Scrape-Timeout-Seconds: soon"],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is not a number of seconds"), "{body}");
+}
+}
+
+lab_test! {
+/// `--records` is appended to: a restarted exporter (systemd, a new configuration) keeps the
+/// records of the runs before — it used to truncate the file, losing them. A last line a
+/// killed run left unfinished is ended first, so each new record is a line of its own.
+fn records_are_appended_across_restarts() {
+    let mut lab = Lab::new("exporter-append");
+    lab.start_nginx(80);
+    let server = lab.server_v4;
+    let config = write_config(
+        &lab,
+        &format!(
+            "[[survey]]\nname = \"again\"\ninterval = \"200ms\"\ntargets = [\"{server}:80\"]\n"
+        ),
+    );
+    let records = lab.dir().join("records.jsonl");
+    let earlier = "{\"schema\":1,\"target\":\"earlier run\"}\n{\"schema\":1,\"target\":\"cut";
+    std::fs::write(&records, earlier).unwrap();
+    for run in 1..=2 {
+        let exporter = start_exporter(&mut lab, &config, Some(&records));
+        let written = |n: usize| {
+            std::fs::read_to_string(&records)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("\"module\":\"http\""))
+                .count()
+                >= n
+        };
+        assert!(
+            poll_until(Duration::from_secs(10), Duration::from_millis(50), || written(run * 2)),
+            "run {run}: no records:\n{}",
+            exporter_log(&lab)
+        );
+        signal(exporter, "TERM");
+        assert!(poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            !lab.owned_alive(exporter)
+        }));
+    }
+    let text = std::fs::read_to_string(&records).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "{\"schema\":1,\"target\":\"earlier run\"}", "{text}");
+    assert_eq!(lines[1], "{\"schema\":1,\"target\":\"cut", "{text}");
+    assert!(text.ends_with('\n'), "{text}");
+    for l in &lines[2..] {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert_eq!(v["module"], "http", "{l}");
+    }
+    assert!(lines.len() >= 2 + 4, "{text}");
+}
+}
+
+lab_test! {
+/// A `/probe` that cannot be made — no route to the address — is a failed probe, 200 with
+/// `tcpshake_probe_success 0` (blackbox_exporter answers a connection or DNS failure so),
+/// not a 502: Prometheus took that for a failed scrape (`up 0`, no success gauge), so the
+/// alert on the gauge never fired. `debug=true` says why; the log line and the request's
+/// `result` count stay.
+fn a_probe_that_cannot_be_made_is_a_failed_probe() {
+    let mut lab = Lab::new("exporter-unmade");
+    let config = write_config(&lab, "[probe]\nallow = [\"198.19.254.0/24\"]\n");
+    start_exporter(&mut lab, &config, None);
+    let (status, body) = get(&lab, "/probe?target=198.19.254.9:80");
+    assert_eq!(status, 200, "{body}\n{}", exporter_log(&lab));
+    assert_eq!(value(&body, "tcpshake_probe_success"), 0.0, "{body}");
+    assert!(value(&body, "tcpshake_probe_duration_seconds") >= 0.0, "{body}");
+    assert!(promtool(&body).0, "{}", promtool(&body).1);
+    let (status, body) = get(&lab, "/probe?target=198.19.254.9:80&debug=true");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tcpshake_probe_success 0: could not start: no route to 198.19.254.9"), "{body}");
+    assert!(exporter_log(&lab).contains("/probe target=198.19.254.9:80 module=http: could not start: no route"), "{}", exporter_log(&lab));
+    let (_, metrics) = get(&lab, "/metrics");
+    assert_eq!(
+        value(&metrics, "tcpshake_exporter_probe_requests_total{result=\"error\"}"),
+        2.0,
+        "{metrics}"
+    );
 }
 }

@@ -1179,3 +1179,33 @@ fn a_source_port_another_socket_holds_is_refused() {
     assert!(run.stdout.contains("1 closed"), "{run}");
 }
 }
+
+lab_test! {
+/// A host that answered but has no open port is in the table and in -oN, with what was not
+/// shown, as nmap prints it (and as -oX and -oG list it up); it vanished from both, so a
+/// closed-only host read like one that was not there.
+fn a_host_with_no_open_port_is_listed_with_what_was_not_shown() {
+    let s = ScanLab::new("scan-closed-only", &[80]);
+    let up = s.v4(7);
+    let normal = s.lab.dir().join("closed.nmap");
+    let target_up = up.to_string();
+    let want = format!("scan report for {up}\nNot shown: 1 closed tcp port (reset)\n");
+    // The table alone (open ports kept, the others only counted) …
+    let run = s.scan(&[&target_up, "-p", "81"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains(&want), "{run}");
+    // … and beside -oN (every answer walked).
+    let run = s.scan(&[
+        &target_up,
+        "-p",
+        "81",
+        "-oN",
+        normal.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains(&want), "{run}");
+    assert!(!run.stdout.contains("PORT "), "no header over no rows\n{run}");
+    let file = std::fs::read_to_string(&normal).expect("-oN file");
+    assert!(file.contains(&want), "{file}");
+}
+}

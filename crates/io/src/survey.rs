@@ -71,12 +71,23 @@ pub struct SurveyTarget {
     /// The caller's own number for this target, handed back with it in every report (the
     /// exporter matches a `/probe` request to its result by it); the loop ignores it.
     pub tag: u64,
+    /// A limit of the caller's on the probe's whole run, shorter than its own (the
+    /// exporter's: the scrape's timeout), and why a probe that reaches it ends (its error
+    /// `gave up: WHY`, or a note when it was only waiting out TIME-WAIT).
+    pub budget: Option<Budget>,
+}
+
+/// How long a probe may run at most, and why (the error it gets when it ran out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub within: Duration,
+    pub why: &'static str,
 }
 
 /// What a [`Feed`] has for the loop.
 pub enum Next {
-    /// Start this target now.
-    Target(SurveyTarget),
+    /// Start this target now (boxed: a target is large beside the other answers).
+    Target(Box<SurveyTarget>),
     /// Nothing to start now: ask again at this time at the latest (or at the next loop
     /// pass, whichever comes first); `None`: whenever.
     Later(Option<Instant>),
@@ -96,7 +107,7 @@ pub trait Feed {
 impl<I: Iterator<Item = SurveyTarget>> Feed for I {
     fn next_target(&mut self, _now: Instant) -> Next {
         match self.next() {
-            Some(t) => Next::Target(t),
+            Some(t) => Next::Target(Box::new(t)),
             None => Next::End,
         }
     }
@@ -162,6 +173,8 @@ const PORT_BATCH: usize = 64;
 const SEND_BATCH: usize = 64;
 /// How often the taps' loss counters are read for [`Progress::capture_missed`].
 const LOSSES_EVERY: Duration = Duration::from_secs(1);
+/// The error of a probe that reached its own limit (`ProbeConfig::hard_limit`).
+const GAVE_UP: &str = "the exchange exceeded its time budget";
 
 /// A segment built and waiting for this pass's `sendmmsg`.
 struct Queued {
@@ -194,6 +207,8 @@ struct Slot {
     guarded: bool,
     started: Instant,
     give_up_at: Instant,
+    /// The error a probe still running at `give_up_at` gets.
+    give_up_why: &'static str,
     drain_until: Option<Instant>,
     done_at: Option<Instant>,
     /// The earliest deadline this slot has in the timer heap.
@@ -455,7 +470,7 @@ impl Loop<'_, '_> {
                         Admit::Start(a) => self.start(a, now, make_cfg, report)?,
                         Admit::AskFeed => match targets.next_target(now) {
                             Next::Target(t) => {
-                                let a = self.schedule.add(Rc::new(t));
+                                let a = self.schedule.add(Rc::from(t));
                                 self.start(a, now, make_cfg, report)?;
                             }
                             Next::Later(at) => {
@@ -769,7 +784,13 @@ impl Loop<'_, '_> {
         let tap = self.tap_for(&route)?;
         let sender = self.sender_for(route.src)?;
         let cfg = make_cfg(target, local, route.mss(local.is_ipv6()));
-        let give_up_at = now + cfg.hard_limit();
+        // The caller's budget, when it is shorter than the probe's own limit.
+        let budget = target
+            .budget
+            .as_ref()
+            .filter(|b| b.within < cfg.hard_limit());
+        let give_up_at = now + budget.map_or(cfg.hard_limit(), |b| b.within);
+        let give_up_why = budget.map_or(GAVE_UP, |b| b.why);
         let probe = Probe::new(cfg);
         self.generation += 1;
         let slot = Slot {
@@ -782,6 +803,7 @@ impl Loop<'_, '_> {
             guarded: !fresh,
             started: now,
             give_up_at,
+            give_up_why,
             drain_until: None,
             done_at: None,
             armed: None,
@@ -1185,8 +1207,7 @@ impl Loop<'_, '_> {
         };
         if !slot.probe.is_done() {
             if now >= slot.give_up_at {
-                slot.probe
-                    .abort(now, "gave up: the exchange exceeded its time budget");
+                slot.probe.out_of_time(now, slot.give_up_why);
             } else if slot.probe.poll_timeout().is_some_and(|d| now >= d) {
                 slot.probe.handle_timeout(now);
             }

@@ -448,11 +448,35 @@ fn round_bound(v: f64) -> f64 {
     format!("{v:.11e}").parse().unwrap_or(v)
 }
 
+/// The parser's message in the words of the file's format: serde says "sequence" for
+/// TOML's array and "a string" where a duration is written quoted with its unit; and a
+/// file in blackbox_exporter's YAML (`modules:`) is told it must be TOML.
+fn in_toml_words(message: &str, text: &str) -> String {
+    let mut m = message
+        .replace("expected a sequence", "expected an array: [\"…\", …]")
+        .replace(
+            "expected a string",
+            "expected a string in quotes (e.g. \"http\", or a duration with its unit: \"5s\")",
+        );
+    let yaml = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .is_some_and(|l| l.ends_with(':') || (l.contains(": ") && !l.contains('=')));
+    if yaml {
+        m.push_str(
+            "; the configuration is TOML (`key = value`, `[modules.NAME]`), not \
+             blackbox_exporter's YAML: `exporter --help` shows its keys",
+        );
+    }
+    m
+}
+
 /// Validate a configuration file's text.
 pub fn parse(text: &str, d: &Defaults) -> Result<ExporterConfig, ConfigError> {
     let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError {
         line: e.span().map(|s| line_of(text, s.start)),
-        message: e.message().trim().to_string(),
+        message: in_toml_words(e.message().trim(), text),
     })?;
     let at = |span: std::ops::Range<usize>, message: String| ConfigError {
         line: Some(line_of(text, span.start)),

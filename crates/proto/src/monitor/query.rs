@@ -6,11 +6,27 @@
 use super::config::survey_target;
 use crate::probe::target::Target;
 use std::fmt;
+use std::time::Duration;
 
 /// The longest request head read (request line and headers): Prometheus sends ~300 bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Headers kept from one request; more is a 431.
 const MAX_HEADERS: usize = 32;
+/// The header in which Prometheus says how long it waits for a scrape (its
+/// `scrape_timeout`).
+pub const SCRAPE_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
+/// What a `/probe` leaves of the scrape's timeout for the answer to travel back:
+/// blackbox_exporter's default `--timeout-offset`.
+pub const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// How long a `/probe` may run when the scraper waits `scrape` for its answer: the scrape's
+/// timeout less [`SCRAPE_TIMEOUT_OFFSET`], as blackbox_exporter takes it, so a probe that
+/// gets no answer (a filtered port) ends, and is answered as a failure, before the scraper
+/// gives up on the request (Prometheus would then record `up 0` and nothing else, while
+/// the probe kept its `max_in_flight` place). Never less than half the scrape's timeout.
+pub fn probe_budget(scrape: Duration) -> Duration {
+    scrape.saturating_sub(SCRAPE_TIMEOUT_OFFSET).max(scrape / 2)
+}
 
 /// A refusal: the status and the text sent with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +65,8 @@ pub struct Head {
     pub query: Option<String>,
     /// `Accept`, for the exposition format.
     pub accept: Option<String>,
+    /// [`SCRAPE_TIMEOUT_HEADER`]: how long the scraper waits for the answer.
+    pub scrape_timeout: Option<Duration>,
     /// Bytes of the head, so the caller knows where a body would start.
     pub len: usize,
 }
@@ -92,9 +110,20 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, HttpError> {
         None => (target, None),
     };
     let mut accept = None;
+    let mut scrape_timeout = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("accept") {
             accept = std::str::from_utf8(h.value).ok().map(str::to_string);
+        } else if h.name.eq_ignore_ascii_case(SCRAPE_TIMEOUT_HEADER) {
+            scrape_timeout = Some(seconds(h.value).ok_or_else(|| {
+                HttpError::new(
+                    400,
+                    format!(
+                        "{SCRAPE_TIMEOUT_HEADER}: `{}` is not a number of seconds above 0",
+                        String::from_utf8_lossy(h.value).escape_debug()
+                    ),
+                )
+            })?);
         }
     }
     Ok(Some(Head {
@@ -102,8 +131,16 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, HttpError> {
         path: path.to_string(),
         query,
         accept,
+        scrape_timeout,
         len,
     }))
+}
+
+/// Prometheus' decimal seconds (`10`, `4.5`), above 0 and at most a day.
+fn seconds(v: &[u8]) -> Option<Duration> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let f: f64 = s.parse().ok()?;
+    (f.is_finite() && f > 0.0 && f <= 86_400.0).then(|| Duration::from_secs_f64(f))
 }
 
 /// `/probe`'s parameters.
@@ -231,10 +268,50 @@ X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
                 .unwrap()
                 .starts_with("application/openmetrics-text")
         );
+        assert_eq!(h.scrape_timeout, Some(Duration::from_secs(10)));
         let q = probe_query(h.query.as_deref()).unwrap();
         assert_eq!(q.target.port, 80);
         assert_eq!(q.target.host, Host::Ip("198.18.0.2".parse().unwrap()));
         assert_eq!(q.module.as_deref(), Some("http"));
+    }
+
+    /// A probe ends half a second before the scraper gives up (blackbox's offset), and a
+    /// header that is not a number of seconds is refused, not taken as no limit.
+    #[test]
+    fn the_scrape_timeout_bounds_the_probe() {
+        let head = |v: &str| {
+            parse_head(
+                format!("GET /probe HTTP/1.1\r\n{SCRAPE_TIMEOUT_HEADER}: {v}\r\n\r\n").as_bytes(),
+            )
+        };
+        assert_eq!(
+            head("4.5").unwrap().unwrap().scrape_timeout,
+            Some(Duration::from_millis(4500))
+        );
+        assert_eq!(
+            parse_head(b"GET /probe HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .scrape_timeout,
+            None
+        );
+        for bad in ["abc", "0", "-1", "NaN", "inf", "1e9"] {
+            let e = head(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.contains(SCRAPE_TIMEOUT_HEADER), "{}", e.message);
+        }
+        assert_eq!(
+            probe_budget(Duration::from_secs(4)),
+            Duration::from_millis(3500)
+        );
+        assert_eq!(
+            probe_budget(Duration::from_secs(10)),
+            Duration::from_millis(9500)
+        );
+        assert_eq!(
+            probe_budget(Duration::from_millis(600)),
+            Duration::from_millis(300)
+        );
     }
 
     #[test]

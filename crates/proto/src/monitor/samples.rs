@@ -39,20 +39,34 @@ fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
-/// The samples of one probe. `duration`: from the request to the record.
-pub fn probe_samples(r: &ProbeResult, duration: Duration) -> Vec<Family> {
-    let mut out = vec![
+/// `tcpshake_probe_success` and `tcpshake_probe_duration_seconds`, which every answer has.
+fn verdict(success: bool, duration: Duration) -> Vec<Family> {
+    vec![
         one(
             "tcpshake_probe_success",
             "Whether the port was open and the exchange (HTTP, TLS, close) worked",
-            flag(r.succeeded()),
+            flag(success),
         ),
         one(
             "tcpshake_probe_duration_seconds",
             "How long the probe took, from the request to its record",
             duration.as_secs_f64(),
         ),
-    ];
+    ]
+}
+
+/// The samples of a probe that could not be made — its name did not resolve, or no route
+/// leads to its address: a failed probe (`tcpshake_probe_success 0`), as blackbox_exporter
+/// answers a DNS or connection failure, so the alert on the success gauge fires for it
+/// rather than the scrape failing (`up 0`, no series) as when the exporter is down.
+/// `duration`: from the request to the failure.
+pub fn unmade_probe_samples(duration: Duration) -> Vec<Family> {
+    verdict(false, duration)
+}
+
+/// The samples of one probe. `duration`: from the request to the record.
+pub fn probe_samples(r: &ProbeResult, duration: Duration) -> Vec<Family> {
+    let mut out = verdict(r.succeeded(), duration);
     let legs: Vec<_> = r
         .legs_ns
         .iter()

@@ -1445,6 +1445,24 @@ impl Probe {
 
     /// Stop now (the caller's own limit, a failure of the I/O around us): reset the
     /// connection if it is open.
+    /// The caller's own deadline came (the exporter's: the scrape's timeout): a probe still
+    /// exchanging is aborted as by [`Probe::abort`], its error `gave up: {why}`; one waiting
+    /// out TIME-WAIT had completed its exchange, so TIME-WAIT just ends early, with a note,
+    /// and the exchange stays a success.
+    pub fn out_of_time(&mut self, now: Instant, why: &str) {
+        if self.phase != Phase::Done && self.conn.state() == State::TimeWait {
+            let t = self.rel(now);
+            self.note(format!(
+                "TIME-WAIT ended early at {:.3} ms: {why}",
+                t as f64 / 1e6
+            ));
+            self.conn.end_time_wait(now);
+            self.drain_events(now, Cause::Ours);
+            return;
+        }
+        self.abort(now, &format!("gave up: {why}"));
+    }
+
     pub fn abort(&mut self, now: Instant, why: &str) {
         if self.phase != Phase::Done {
             self.fail(now, why.to_string());

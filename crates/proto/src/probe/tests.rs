@@ -2121,6 +2121,57 @@ fn time_wait_interrupt_keeps_the_close() {
     assert_eq!(p.result().close_initiator, Some(CloseInitiator::Client));
 }
 
+/// The caller's deadline (the exporter's scrape timeout) in TIME-WAIT: the exchange had
+/// completed, so TIME-WAIT ends early with a note, no error, nothing sent; in SYN-SENT it
+/// is the probe's error (`gave up: …`), the port filtered.
+#[test]
+fn out_of_time_in_time_wait_keeps_the_exchange_a_success() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let head = b"HTTP/1.1 204 No Content\r\n\r\n";
+    feed(&mut p, seq, ack, head, 1448, 300);
+    let d = p.poll_timeout().expect("the linger deadline");
+    p.handle_timeout(d);
+    pump(&mut p, 200_300);
+    let srv = seq + head.len() as u32;
+    p.handle_packet(
+        at(200_400),
+        false,
+        &server_seg(srv, ack + 1, TcpFlags::FIN | TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 200_400);
+    assert_eq!(p.conn.state(), State::TimeWait);
+    p.out_of_time(at(200_500), "the scrape's timeout ran out");
+    assert!(
+        pump(&mut p, 200_500).is_empty(),
+        "nothing sent from TIME-WAIT"
+    );
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!(r.error, None, "{:?}", r.error);
+    assert!(r.succeeded(), "{r:?}");
+    assert_eq!(r.close_initiator, Some(CloseInitiator::Client));
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|n| n.starts_with("TIME-WAIT ended early at")
+                && n.ends_with("the scrape's timeout ran out")),
+        "{:?}",
+        r.anomalies
+    );
+
+    let mut p = Probe::new(config(1_000, true));
+    p.start(at(0));
+    pump(&mut p, 0);
+    p.out_of_time(at(500_000), "the scrape's timeout ran out");
+    let r = p.result();
+    assert_eq!(
+        r.error.as_deref(),
+        Some("gave up: the scrape's timeout ran out")
+    );
+    assert_eq!(r.state.as_str(), "filtered");
+}
+
 /// A capture's comments say, packet by packet, what the probe made of each segment when
 /// it handled it: the state changes, the legs it ended (with the values the record then
 /// has), the request and the completed response.

@@ -1765,6 +1765,13 @@ impl Connection {
 
     // --- timers ---
 
+    /// End TIME-WAIT now, as its timer would: the caller has no more time to give it (the
+    /// close had completed; RFC 9293 §3.6.1's 2·MSL guards the next incarnation of the
+    /// 4-tuple, which the survey keeps from being reused soon anyway).
+    pub fn end_time_wait(&mut self, now: Instant) {
+        self.on_time_wait_timeout(now);
+    }
+
     fn on_time_wait_timeout(&mut self, now: Instant) {
         if self.state == State::TimeWait {
             self.set_state(State::Closed, now);

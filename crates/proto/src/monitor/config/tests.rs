@@ -156,6 +156,29 @@ fn syntax_errors_name_their_line() {
     refused("[modules.x]\npath = \"/\"\n", 1, "prober");
 }
 
+/// serde's words ("a sequence") are said in TOML's, and a blackbox YAML file is told
+/// what the format is.
+#[test]
+fn type_mistakes_are_said_in_tomls_words() {
+    refused(
+        "[probe]\nallow = \"198.18.0.0/15\"\n",
+        2,
+        "expected an array: [\"…\", …]",
+    );
+    refused(
+        "[modules.x]\nprober = \"tcp\"\ntimeout = 5\n",
+        3,
+        "a duration with its unit: \"5s\"",
+    );
+    refused(
+        "modules:\n  http_2xx:\n    prober: http\n",
+        1,
+        "the configuration is TOML (`key = value`, `[modules.NAME]`), not blackbox_exporter's YAML",
+    );
+    let e = parse("[exporter]\njbos = 3\n", &defaults()).expect_err("refused");
+    assert!(!e.message.contains("YAML"), "{e}");
+}
+
 #[test]
 fn every_refusal_names_its_line() {
     refused("[exporter]\njobs = 0\n", 2, "jobs = 0");

@@ -286,6 +286,18 @@ impl Answers {
         self.hosts.get(&addr).map_or(&[], Vec::as_slice)
     }
 
+    /// Every host that answered, whether a port of it was kept or only counted, ascending
+    /// by address: the hosts a table of open ports has something to say of.
+    pub fn answering_hosts(&self) -> Vec<IpAddr> {
+        let all: std::collections::BTreeSet<IpAddr> = self
+            .hosts
+            .keys()
+            .chain(self.tallies.keys())
+            .copied()
+            .collect();
+        all.into_iter().collect()
+    }
+
     /// The answered ports of every host that answered, ascending by address.
     pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &[PortAnswer])> {
         self.hosts.iter().map(|(a, v)| (*a, v.as_slice()))
