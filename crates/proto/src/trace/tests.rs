@@ -1588,3 +1588,41 @@ fn syn_silent_first_hop_holds_the_window_for_patience_not_timeout() {
     // exceeded proves TTL 1 is no destination): the trace waits for them, no longer.
     assert!(took < Duration::from_millis(1100), "{took:?}");
 }
+
+/// Fault walk: a probe at TTL 1 drew its router's time-exceeded, then an
+/// admin-prohibited quoting the same SYN from an address off the path (someone who saw
+/// it go by; `scapy` on the first router). The probe died at hop 1, so the second error
+/// cannot be the destination's verdict: the trace went on, as traceroute -T,
+/// tcptraceroute and mtr --tcp did on the same wire. It used to end at hop 1,
+/// "filtered (admin-prohibited) at hop 1 (198.18.99.99)".
+#[test]
+fn a_later_contradicting_error_for_an_answered_probe_does_not_end_the_trace() {
+    for v6 in [false, true] {
+        let mut t = Trace::new(cfg(v6, TraceMode::Syn));
+        let net = Net::new(v6, 2, Dest::Open);
+        t.start(at0());
+        let x = t.poll_transmit(at0()).unwrap();
+        let p = net.datagram(&x);
+        assert_eq!(ttl_of(&p), 1);
+        let (te, unreach) = if v6 {
+            ((3, 0), (1, 1))
+        } else {
+            ((11, 0), (3, 13))
+        };
+        let icmp = net.icmp(net.routers[0].addr, te.0, te.1, &p);
+        assert!(t.handle_packet(at0(), false, &icmp, false));
+        let stranger = if v6 {
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x99))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(198, 18, 99, 99))
+        };
+        let icmp = net.icmp(stranger, unreach.0, unreach.1, &p);
+        assert!(t.handle_packet(at0() + Duration::from_millis(5), false, &icmp, false));
+        assert!(t.end.is_none(), "v6 {v6}: ended by a second answer");
+        assert_eq!(t.slots[0].others, vec![stranger]);
+        assert_eq!(
+            t.slots[0].answer.as_ref().map(|a| a.from),
+            Some(net.routers[0].addr)
+        );
+    }
+}
