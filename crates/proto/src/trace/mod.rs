@@ -1115,7 +1115,6 @@ impl Trace {
         }
         self.note = Some(format!("{what}: {}", self.describe(p, at)));
         let ttl = self.slots[p].ttl;
-        let kept = body.datagram.get(..MAX_KEPT).unwrap_or(body.datagram);
         // What was quoted of our packet: an RFC 4884 original-datagram field is padded to
         // 128 bytes, which our packet may not fill.
         let declared = if quote.ip.v6 {
@@ -1124,6 +1123,9 @@ impl Trace {
             usize::from(quote.ip.length)
         };
         let quote_len = body.datagram.len().min(declared.max(quote.ip.header_len));
+        // Only our packet is kept: the padding after it is nothing the hop did to it (it
+        // used to read as `tcp.payload none → 0000…`, 68 zero bytes the hop "added").
+        let kept = &body.datagram[..quote_len.min(MAX_KEPT)];
         let first = self.record_answer(
             p,
             Answer {

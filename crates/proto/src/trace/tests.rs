@@ -796,6 +796,12 @@ fn rfc4884_quotes_are_read_to_their_length() {
         );
         assert_eq!(h.quote, Some(QuoteKind::Full));
         assert!(fields(&r, 2).contains(&"tcp.mss".to_string()), "{r:#?}");
+        // The padding after our SYN is no payload the hop added (fault walk: a scripted
+        // hop's RFC 4884 time-exceeded with an MPLS label stack).
+        assert!(
+            !fields(&r, 2).contains(&"tcp.payload".to_string()),
+            "{r:#?}"
+        );
     }
 }
 
