@@ -601,6 +601,10 @@ pub struct ScanRecord {
     pub state: PortState,
     pub reason: Reason,
     pub reply_ttl: u8,
+    /// Who sent the reply, when not the target: the router or firewall whose ICMP error
+    /// decided the port (nmap's `reason_ip`, its `--reason` "from …"). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_from: Option<IpAddr>,
     /// SYN (kernel TX timestamp) → reply (kernel RX timestamp); null when the SYN's
     /// timestamp was no longer remembered.
     pub rtt_ns: Option<u64>,
