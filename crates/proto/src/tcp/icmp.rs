@@ -104,6 +104,9 @@ pub struct PmtuChange {
     /// Segments queued again at once at the new size (RFC 1191 §6.4: the dropped segment
     /// is retransmitted without waiting for the timer; Linux's `tcp_simple_retransmit`).
     pub resent: u32,
+    /// Segments an earlier error had queued again that were taken back unsent, too big
+    /// for this one's path MTU (two errors read at once): their bytes are among `resent`.
+    pub withdrawn: u32,
 }
 
 /// What an ICMP error did to the connection.

@@ -2644,6 +2644,7 @@ fn established_frag_needed_resegments_and_resends_at_once() {
             mss_before: 1448,
             mss_after: 948,
             resent: 4,
+            withdrawn: 0,
         })
     );
     let again = h.sent();
@@ -2842,6 +2843,7 @@ fn frag_needed_below_a_smaller_peer_mss_resends_nothing() {
             mss_before: 500,
             mss_after: 500,
             resent: 0,
+            withdrawn: 0,
         })
     );
     assert!(h.sent().is_empty());
