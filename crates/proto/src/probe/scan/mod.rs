@@ -373,7 +373,11 @@ fn inspect_icmp(
         return Seen::Unmatched;
     };
     // Too-big is advice about size, not a verdict on the port (a SYN is never that big).
-    if matches!(err.kind, IcmpKind::PacketTooBig { .. }) {
+    // A parameter problem is no verdict either: nmap -sS ignores it, and so do we.
+    if matches!(
+        err.kind,
+        IcmpKind::PacketTooBig { .. } | IcmpKind::ParameterProblem { .. }
+    ) {
         return Seen::Other;
     }
     let Verdict { state, reason } = Verdict::of_icmp(err.kind);
