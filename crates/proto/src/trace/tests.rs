@@ -1632,3 +1632,37 @@ fn a_later_contradicting_error_for_an_answered_probe_does_not_end_the_trace() {
         );
     }
 }
+
+/// Fault walk: a hop answered time-exceeded from the destination's own address (a
+/// scripted hop; a middlebox that answers in a server's name does the same). The trace
+/// showed the destination at hop 2 and again at hop 3 without a word; mtr --tcp stopped
+/// at hop 2, taking it for the destination. Now a note says why it cannot be.
+#[test]
+fn time_exceeded_in_the_destinations_name_is_noted() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 2, Dest::Open);
+        net.routers[1].addr = net.remote();
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.hops[1].addr, Some(net.remote()), "{r:#?}");
+        assert_eq!(r.destination.ttl, Some(3), "{r:#?}");
+        let note = format!(
+            "hop 2: time-exceeded from the destination's own address ({})",
+            net.remote()
+        );
+        assert!(
+            r.notes.iter().any(|n| n.starts_with(&note)),
+            "{:?}",
+            r.notes
+        );
+        // An ordinary path says nothing of the kind.
+        let mut net = Net::new(v6, 2, Dest::Open);
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert!(
+            !r.notes
+                .iter()
+                .any(|n| n.contains("destination's own address")),
+            "{:?}",
+            r.notes
+        );
+    }
+}
