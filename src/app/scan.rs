@@ -23,7 +23,7 @@ use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{HostRecord, HostState, Legs, PortState, Reason};
 use tcpshake_proto::probe::scan::neighbours::HostLink;
 use tcpshake_proto::probe::scan::rate;
-use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Walk};
+use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Rare, Walk};
 use tcpshake_proto::probe::scan::targets::{Spec, TargetSet, TargetSpec};
 use tcpshake_proto::probe::scan::{Completion, ScanRecord};
 
@@ -271,6 +271,7 @@ fn silent_record(addr: IpAddr, port: u16, gave_up_ns: u64) -> ScanRecord {
         state: PortState::Filtered,
         reason: Reason::NoResponse,
         reply_ttl: 0,
+        reply_from: None,
         rtt_ns: None,
         t_ns: gave_up_ns,
         complete: None,
@@ -298,7 +299,8 @@ fn complete_open(answers: &mut Answers, stop: &AtomicBool) -> Result<()> {
             break;
         }
         let remote = SocketAddr::new(addr, p.port);
-        p.complete = Some(Box::new(complete_one(remote, &mut guard, stop)?));
+        let c = complete_one(remote, &mut guard, stop)?;
+        p.rare = Some(Box::new(Rare::Complete(Box::new(c))));
     }
     // The connections' shared tap closes while the guard's table goes (each waits for the
     // kernel's RCU grace periods: together, about as long as the tap alone).

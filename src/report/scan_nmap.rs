@@ -341,9 +341,14 @@ impl<W: Write> Xml<W> {
             out += "</extraports>\n";
         }
         for r in rows(h).filter(|r| !folded.iter().any(|f| f.state == r.state)) {
+            // nmap's reason_ip: only when the answer came from another address.
+            let reason_ip = r
+                .answer
+                .and_then(|a| a.reply_from())
+                .map_or_else(String::new, |ip| format!(" reason_ip=\"{ip}\""));
             let _ = write!(
                 out,
-                "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/>",
+                "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"{reason_ip}/>",
                 r.port,
                 r.state,
                 r.reason,
@@ -484,6 +489,7 @@ mod tests {
             state,
             reason: Reason::from_word(reason).unwrap(),
             reply_ttl: 64,
+            reply_from: None,
             rtt_ns: Some(50_000),
             t_ns: 1_700_000_000_000_000_000,
             complete: None,
@@ -536,6 +542,28 @@ mod tests {
         let mut g = Greppable::start(Vec::new(), &info(&[22, 25])).unwrap();
         g.host(h).unwrap();
         String::from_utf8(g.finish(&end(None)).unwrap()).unwrap()
+    }
+
+    /// Fault walk: an admin-prohibited from a router is nmap's `reason_ip`; the target's
+    /// own answers carry none (nmap 7.93 on the same wire).
+    #[test]
+    fn an_icmp_error_from_another_address_is_its_reason_ip() {
+        let mut a = answers([]);
+        a.insert(&ScanRecord {
+            addr: ADDR.parse().unwrap(),
+            port: 84,
+            state: PortState::Filtered,
+            reason: Reason::AdminProhibited,
+            reply_ttl: 64,
+            reply_from: Some("198.18.99.99".parse().unwrap()),
+            rtt_ns: None,
+            t_ns: 1_700_000_000_000_000_000,
+            complete: None,
+        });
+        a.sort();
+        let x = xml(&host(&a, []), &[], None);
+        assert!(x.contains("portid=\"84\"><state state=\"filtered\" reason=\"admin-prohibited\" reason_ttl=\"64\" reason_ip=\"198.18.99.99\"/>"), "{x}");
+        assert!(x.contains("portid=\"25\"><state state=\"filtered\" reason=\"admin-prohibited\" reason_ttl=\"64\"/>"), "{x}");
     }
 
     #[test]

@@ -79,15 +79,20 @@ pub fn host(
         let rtt = answer
             .and_then(|a| a.rtt_ns)
             .map_or_else(|| "-".into(), human_ns);
+        // An ICMP error from someone other than the target (a router, a firewall, or a
+        // forger who saw the SYN): who, as nmap's `--reason` says "from …".
+        let from = answer
+            .and_then(|a| a.reply_from())
+            .map_or_else(String::new, |f| format!("  from {f}"));
         let _ = writeln!(
             s,
-            "{:<11} {:<9} {:<17} {:>4}  {rtt}",
+            "{:<11} {:<9} {:<17} {:>4}  {rtt}{from}",
             format!("{port}/tcp"),
             state.as_str(),
             reason,
             ttl
         );
-        if let Some(c) = answer.and_then(|a| a.complete.as_deref()) {
+        if let Some(c) = answer.and_then(|a| a.complete()) {
             let _ = writeln!(s, "{:<11} {}", "", completion(c));
         }
         // A host of 65535 ports is written as it goes, not held.
@@ -259,7 +264,7 @@ mod tests {
     use tcpshake_proto::probe::record::Reason;
     use tcpshake_proto::probe::scan::ScanRecord;
     use tcpshake_proto::probe::scan::neighbours::Resolution;
-    use tcpshake_proto::probe::scan::results::Answers;
+    use tcpshake_proto::probe::scan::results::{Answers, Rare};
     use tcpshake_proto::wire::ethernet::MacAddr;
 
     fn sample() -> Answers {
@@ -269,6 +274,7 @@ mod tests {
             state,
             reason: Reason::from_word(reason).unwrap(),
             reply_ttl: 64,
+            reply_from: None,
             rtt_ns: Some(41_500),
             t_ns: 1_700_000_000_000_000_000,
             complete: None,
@@ -308,6 +314,31 @@ mod tests {
             host(&mut out, &h, &[], all, None).unwrap();
         }
         String::from_utf8(out).unwrap()
+    }
+
+    /// Fault walk: a filtered port decided by someone else's ICMP error says who, as
+    /// nmap's `--reason` ("admin-prohibited from 198.18.99.99"); the target's own answers
+    /// say nothing more.
+    #[test]
+    fn an_icmp_error_from_another_address_says_from_whom() {
+        let mut a = sample();
+        a.insert(&ScanRecord {
+            addr: "198.18.0.9".parse().unwrap(),
+            port: 84,
+            state: PortState::Filtered,
+            reason: Reason::AdminProhibited,
+            reply_ttl: 64,
+            reply_from: Some("198.18.99.99".parse().unwrap()),
+            rtt_ns: Some(33_237_000),
+            t_ns: 1_700_000_000_000_000_000,
+            complete: None,
+        });
+        a.sort();
+        let t = render(&a, &[], true);
+        let line = t.lines().find(|l| l.starts_with("84/tcp")).unwrap();
+        assert!(line.ends_with("33.237 ms  from 198.18.99.99"), "{t}");
+        let line = t.lines().find(|l| l.starts_with("23/tcp")).unwrap();
+        assert!(!line.contains("from"), "{t}");
     }
 
     #[test]
@@ -414,7 +445,7 @@ mod tests {
         let mut a = sample();
         for (addr, p) in a.iter_mut() {
             if addr.to_string() == "198.18.0.9" && p.port == 22 {
-                p.complete = Some(Box::new(Completion {
+                p.rare = Some(Box::new(Rare::Complete(Box::new(Completion {
                     legs_ns: {
                         let mut l = tcpshake_proto::probe::record::Legs::default();
                         l.set(Leg::SynToSynack, Some(48_000));
@@ -426,7 +457,7 @@ mod tests {
                     },
                     close_initiator: Some(CloseInitiator::Client),
                     complete_error: None,
-                }));
+                }))));
             }
         }
         let t = render(&a, &[], false);

@@ -57,15 +57,18 @@ fn segment_line(
 ) -> String {
     let isn = r.isn;
     let irs = r.irs.unwrap_or(s.seq);
-    let (seq, ack, arrow) = match s.dir {
+    // SACK blocks name the bytes the acknowledgment counts: relative to the same base.
+    let (seq, ack, ack_base, arrow) = match s.dir {
         Dir::Out => (
             s.seq.wrapping_sub(isn),
             s.ack.wrapping_sub(irs),
+            irs,
             style.paint("36", ">"),
         ),
         Dir::In => (
             s.seq.wrapping_sub(irs),
             s.ack.wrapping_sub(isn),
+            isn,
             style.paint("35", "<"),
         ),
     };
@@ -85,7 +88,7 @@ fn segment_line(
     if let Some(urg) = s.urgent {
         let _ = write!(line, " urg={urg}");
     }
-    let opts = options_text(&s.options);
+    let opts = options_text(&s.options, ack_base);
     if !opts.is_empty() {
         let _ = write!(line, " <{opts}>");
     }
@@ -553,6 +556,7 @@ fn title_case(k: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpshake_proto::wire::SeqNumber;
 
     #[test]
     fn durations_read_naturally() {
@@ -576,6 +580,35 @@ mod tests {
             .unwrap_or_default();
         assert!(line.contains(" SA "), "{text}");
         assert_eq!(text.matches("fragments]").count(), 1, "{text}");
+    }
+
+    /// Fault walk (two frag-needed in a row): the server's SACK of our re-cut request
+    /// read `sack 3287841087:3287841287` beside `seq=1 ack=1`; tcpdump shows blocks
+    /// relative, as the acknowledgment beside them.
+    #[test]
+    fn sack_blocks_are_relative_like_seq_and_ack() {
+        let mut r = golden("open_http_server_closes");
+        let (isn, irs) = (r.isn, r.irs.unwrap());
+        let inc = r
+            .segments
+            .iter()
+            .position(|s| s.dir == Dir::In && s.len > 0)
+            .unwrap();
+        r.segments[inc].options.sack_blocks[0] = Some((
+            SeqNumber(isn.wrapping_add(50)),
+            SeqNumber(isn.wrapping_add(96)),
+        ));
+        let out = r.segments.iter().rposition(|s| s.dir == Dir::Out).unwrap();
+        r.segments[out].options.sack_blocks[0] = Some((
+            SeqNumber(irs.wrapping_add(100)),
+            SeqNumber(irs.wrapping_add(200)),
+        ));
+        let text = render(&r, Style { color: false });
+        assert!(line_of(&text, "len=60").contains("<sack 50:96>"), "{text}");
+        assert!(
+            line_of(&text, "FA    seq=98").contains("<sack 100:200>"),
+            "{text}"
+        );
     }
 
     fn golden(name: &str) -> ProbeResult {

@@ -811,6 +811,87 @@ fn router_icmp_errors_classify_the_port() {
 }
 }
 
+lab_test! {
+/// A scan whose ports a router answers with ICMP errors (a third host, not the target)
+/// says who did, as nmap does: `reply_from` in `--json`, `from …` in the table,
+/// `reason_ip` in `-oX` — nmap's `--reason` words and XML on the same wire. The target's
+/// own answer (a RST) names no one. Fault walk: a forged admin-prohibited from an
+/// address off the path read as the target's own.
+fn scan_names_the_router_whose_icmp_error_decided_a_port() {
+    let lab = Lab::with_router("scanfrom");
+    let router = lab.router_v4(true).to_string();
+    let unreach = lab.router_fault_target(RouterFault::HostUnreach).to_string();
+    let prohibited = lab.router_fault_target(RouterFault::AdminProhibited).to_string();
+    let server = lab.server_v4.to_string();
+    let xml = lab.dir().join("scan.xml");
+    let run = lab.run_client([
+        "scan",
+        &unreach,
+        &prohibited,
+        &server,
+        "-p",
+        "81",
+        "--retries",
+        "0",
+        "--json",
+        "-oX",
+        xml.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "a scan that ran to its end: {run}");
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let of = |addr: &str| {
+        lines
+            .iter()
+            .find(|l| l["addr"] == addr)
+            .unwrap_or_else(|| panic!("no line for {addr}\n{run}"))
+    };
+    assert_eq!(of(&unreach)["reason"], "host-unreach", "{run}");
+    assert_eq!(of(&unreach)["reply_from"], router.as_str(), "{run}");
+    assert_eq!(of(&prohibited)["reason"], "admin-prohibited", "{run}");
+    assert_eq!(of(&prohibited)["reply_from"], router.as_str(), "{run}");
+    assert_eq!(of(&server)["reason"], "reset", "{run}");
+    assert!(of(&server).get("reply_from").is_none(), "{run}");
+    let x = std::fs::read_to_string(&xml).unwrap();
+    let ours: Vec<&str> = x.lines().filter(|l| l.contains("<port ")).collect();
+    assert_eq!(ours.len(), 3, "{x}");
+    let want = format!("reason_ip=\"{router}\"");
+    for l in &ours {
+        let from_router = !l.contains("reason=\"reset\"");
+        assert_eq!(l.contains(&want), from_router, "{l}");
+        assert_eq!(l.contains("reason_ip="), from_router, "{l}");
+    }
+    // nmap on the same wire: the same reason_ip on the same ports.
+    let nm_xml = lab.dir().join("nmap.xml");
+    let mut cmd = lab::in_ns(&lab.client_ns, "nmap");
+    cmd.args(["-n", "-Pn", "-sS", "--max-retries", "0", "-p", "81", "-oX"])
+        .arg(&nm_xml)
+        .args([&unreach, &prohibited, &server]);
+    let nm = lab::run_bounded(&mut cmd, Duration::from_secs(60));
+    assert_eq!(nm.code, Some(0), "{nm}");
+    let n = std::fs::read_to_string(&nm_xml).unwrap();
+    let theirs: Vec<&str> = n.lines().filter(|l| l.contains("<port ")).collect();
+    // (reason, reason_ip) of each port, in address order.
+    let pairs = |lines: &[&str]| {
+        let attr = |l: &str, name: &str| {
+            l.split(&format!(" {name}=\""))
+                .nth(1)
+                .map(|r| r.split('"').next().unwrap_or("").to_string())
+        };
+        let mut v: Vec<_> = lines
+            .iter()
+            .map(|l| (attr(l, "reason"), attr(l, "reason_ip")))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(pairs(&ours), pairs(&theirs), "ours:\n{x}\nnmap's:\n{n}");
+}
+}
+
 /// Python helpers for hand-made segments from the server namespace: a raw TCP socket
 /// (the kernel writes the IP header) and the RFC 1071 checksum over the pseudo-header.
 const RAW_TCP: &str = "import os,socket,struct,time,select\n\

@@ -8,6 +8,7 @@
 //! | `tcpshake_leg_seconds` | `leg` | each leg the record has (kernel timestamps); absent when it did not happen |
 //! | `tcpshake_port_state` | `state`, `reason` | 1 (nmap's state and reason words) |
 //! | `tcpshake_retransmissions` | | segments we sent again |
+//! | `tcpshake_path_mtu_bytes` | | the path MTU a frag-needed / Packet Too Big (or a black hole) lowered; absent while it was the route's |
 //! | `tcpshake_capture_missed_packets` | | packets the capture missed while the probe ran: its legs may be absent or wrong |
 //! | `tcpshake_reply_ttl` | | TTL / hop limit of the reply that decided the state |
 //! | `tcpshake_peer_mss_bytes`, `tcpshake_peer_window_scale`, `tcpshake_peer_sack_permitted`, `tcpshake_peer_timestamps` | | the SYN-ACK's options |
@@ -93,6 +94,15 @@ pub fn probe_samples(r: &ProbeResult, duration: Duration) -> Vec<Family> {
         "Segments tcpshake sent again during the probe",
         f64::from(r.retransmissions),
     ));
+    // Segments re-cut for a smaller path are retransmissions too: without this, a path
+    // whose MTU a router announced reads as a lossy one.
+    if let Some(mtu) = r.path_mtu {
+        out.push(one(
+            "tcpshake_path_mtu_bytes",
+            "The path MTU an ICMP frag-needed / Packet Too Big (or a black hole) lowered during the probe",
+            f64::from(mtu),
+        ));
+    }
     // A leg is measured between two captured segments: without this, a leg absent because
     // its segment was not captured reads the same as one that did not happen.
     out.push(one(
@@ -256,9 +266,20 @@ mod tests {
             10.0
         );
         assert!(find(&f, "tcpshake_tls_version_info").is_none());
+        assert!(find(&f, "tcpshake_path_mtu_bytes").is_none());
         assert_eq!(
             find(&f, "tcpshake_capture_missed_packets").unwrap().samples[0].1,
             0.0
+        );
+        // Fault walk: two routers' frag-needed (1400, then 1200) re-cut the request five
+        // times; /probe said only `tcpshake_retransmissions 5`, which reads as loss.
+        let mut cut = record();
+        cut.path_mtu = Some(1200);
+        cut.retransmissions = 5;
+        let f = probe_samples(&cut, Duration::ZERO);
+        assert_eq!(
+            find(&f, "tcpshake_path_mtu_bytes").unwrap().samples[0].1,
+            1200.0
         );
         let mut lossy = record();
         lossy.capture_lost = 3;

@@ -824,6 +824,11 @@ impl Probe {
                         c.resent,
                         if c.resent == 1 { "" } else { "s" }
                     );
+                    if c.withdrawn > 0 {
+                        // Read with an earlier error: its cut, queued, never left.
+                        let _ =
+                            write!(line, " ({} of the last cut taken back unsent)", c.withdrawn);
+                    }
                 } else {
                     let _ = write!(line, "path MTU {}, MSS stays {}", c.path_mtu, c.mss_after);
                 }

@@ -601,6 +601,10 @@ pub struct ScanRecord {
     pub state: PortState,
     pub reason: Reason,
     pub reply_ttl: u8,
+    /// Who sent the reply, when not the target: the router or firewall whose ICMP error
+    /// decided the port (nmap's `reason_ip`, its `--reason` "from …"). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_from: Option<IpAddr>,
     /// SYN (kernel TX timestamp) → reply (kernel RX timestamp); null when the SYN's
     /// timestamp was no longer remembered.
     pub rtt_ns: Option<u64>,
@@ -740,8 +744,10 @@ impl Serialize for UnknownKinds<'_> {
 }
 
 /// Options the way tcpdump shows them: `mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7`
-/// (we leave out NOPs, which we do not keep).
-pub fn options_text(o: &TcpOptions) -> String {
+/// (we leave out NOPs, which we do not keep). SACK blocks are relative to `sack_base`,
+/// the initial sequence number the segment's acknowledgment is shown relative to, as
+/// tcpdump shows them beside relative `seq`/`ack` (0 for absolute numbers).
+pub fn options_text(o: &TcpOptions, sack_base: u32) -> String {
     let mut parts = Vec::new();
     if let Some(mss) = o.mss {
         parts.push(format!("mss {mss}"));
@@ -756,7 +762,11 @@ pub fn options_text(o: &TcpOptions) -> String {
         parts.push(format!("wscale {ws}"));
     }
     for (l, r) in o.sack_blocks.iter().flatten() {
-        parts.push(format!("sack {}:{}", l.0, r.0));
+        parts.push(format!(
+            "sack {}:{}",
+            l.0.wrapping_sub(sack_base),
+            r.0.wrapping_sub(sack_base)
+        ));
     }
     for k in o.unknown.iter().flatten() {
         parts.push(format!("opt-{k}"));
@@ -898,6 +908,9 @@ mod tests {
             v,
             serde_json::json!({"mss":1460,"sack_permitted":true,"ts":[5,0],"wscale":7})
         );
-        assert_eq!(options_text(&o), "mss 1460,sackOK,TS val 5 ecr 0,wscale 7");
+        assert_eq!(
+            options_text(&o, 0),
+            "mss 1460,sackOK,TS val 5 ecr 0,wscale 7"
+        );
     }
 }

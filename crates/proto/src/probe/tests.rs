@@ -592,6 +592,44 @@ fn a_segment_this_host_would_not_send_is_lost_not_the_end() {
     );
 }
 
+/// Fault walk: a router answered each of our SYNs with a parameter problem (IPv4 type 12;
+/// ICMPv6 type 4 likewise). It was not even read as an ICMP error: the record said
+/// filtered/no-response with no word of it. Linux's connect() fails at once with EPROTO;
+/// we keep to RFC 1122 §4.2.3.9 (a soft error, conformance `icmp-parameter-problem-soft`)
+/// and keep waiting, but now say so, as for any soft error.
+#[test]
+fn a_parameter_problem_in_syn_sent_is_a_soft_error_and_noted() {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    let syn = pump(&mut p, 0).remove(0);
+    assert!(p.handle_packet(
+        at(20),
+        false,
+        &icmp_quoting(ROUTER, 12, 0, 0, &syn, 1000),
+        false
+    ));
+    assert!(!p.is_done(), "a soft error: the SYN-ACK is still awaited");
+    let r = p.result();
+    assert_eq!(r.icmp_ignored, 0);
+    assert!(
+        r.anomalies
+            .iter()
+            .any(|a| a.starts_with("ICMP param-problem from 198.19.0.254")
+                && a.contains("soft error in SYN-SENT")),
+        "{:?}",
+        r.anomalies
+    );
+    // The SYN-ACK still opens the port.
+    p.handle_packet(
+        at(50),
+        false,
+        &server_seg(7000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 60);
+    assert_eq!(p.result().state, PortState::Open);
+}
+
 #[test]
 fn soft_icmp_after_the_handshake_is_noted_and_named_on_timeout() {
     let mut p = Probe::new(config(1000, true));

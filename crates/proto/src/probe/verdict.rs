@@ -63,6 +63,8 @@ pub enum Reason {
     TimeExceeded,
     /// Any other destination-unreachable code.
     Unreach,
+    /// An ICMP parameter problem (nmap's `param-problem`; only a trace ends on one).
+    ParamProblem,
     /// The user stopped the probe before any verdict.
     Interrupted,
     /// A host's: it answered our ARP request (nmap's `arp-response`).
@@ -75,7 +77,7 @@ pub enum Reason {
     NoNd,
 }
 
-const REASON_WORDS: [(Reason, &str); 19] = [
+const REASON_WORDS: [(Reason, &str); 20] = [
     (Reason::SynAck, "syn-ack"),
     (Reason::SplitHandshakeSyn, "split-handshake-syn"),
     (Reason::Reset, "reset"),
@@ -90,6 +92,7 @@ const REASON_WORDS: [(Reason, &str); 19] = [
     (Reason::AdminProhibited, "admin-prohibited"),
     (Reason::TimeExceeded, "time-exceeded"),
     (Reason::Unreach, "unreach"),
+    (Reason::ParamProblem, "param-problem"),
     (Reason::Interrupted, "interrupted"),
     (Reason::ArpResponse, "arp-response"),
     (Reason::NdResponse, "nd-response"),
@@ -123,6 +126,7 @@ impl Reason {
             IcmpKind::AdminProhibited => Reason::AdminProhibited,
             IcmpKind::TimeExceeded => Reason::TimeExceeded,
             IcmpKind::OtherUnreachable { .. } => Reason::Unreach,
+            IcmpKind::ParameterProblem { .. } => Reason::ParamProblem,
         }
     }
 }

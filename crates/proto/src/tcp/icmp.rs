@@ -104,6 +104,9 @@ pub struct PmtuChange {
     /// Segments queued again at once at the new size (RFC 1191 §6.4: the dropped segment
     /// is retransmitted without waiting for the timer; Linux's `tcp_simple_retransmit`).
     pub resent: u32,
+    /// Segments an earlier error had queued again that were taken back unsent, too big
+    /// for this one's path MTU (two errors read at once): their bytes are among `resent`.
+    pub withdrawn: u32,
 }
 
 /// What an ICMP error did to the connection.
@@ -121,10 +124,12 @@ pub enum IcmpOutcome {
 
 /// Would Linux abort a connecting socket for this (validated) error? `tcp_v4_err` does for
 /// time exceeded and every destination-unreachable code up to 15 but frag-needed;
-/// `tcp_v6_err` for every ICMPv6 error but Packet Too Big.
+/// `tcp_v6_err` for every ICMPv6 error but Packet Too Big. One exception of ours: a
+/// parameter problem, which Linux also aborts on (EPROTO), is the soft error RFC 1122
+/// §4.2.3.9 and RFC 9293 §3.9.2.2 call it (conformance `icmp-parameter-problem-soft`).
 pub(super) fn aborts_syn_sent(err: &IcmpError) -> bool {
     match err.kind {
-        IcmpKind::PacketTooBig { .. } => false,
+        IcmpKind::PacketTooBig { .. } | IcmpKind::ParameterProblem { .. } => false,
         IcmpKind::OtherUnreachable { code } => {
             err.quoted_src.is_ipv6() || code <= MAX_UNREACH_CODE_V4
         }
@@ -225,6 +230,9 @@ mod tests {
         let big = IcmpKind::PacketTooBig { mtu: 1000 };
         assert!(!aborts_syn_sent(&err(big, false)));
         assert!(!aborts_syn_sent(&err(big, true)));
+        let pp = IcmpKind::ParameterProblem { pointer: 9 };
+        assert!(!aborts_syn_sent(&err(pp, false)));
+        assert!(!aborts_syn_sent(&err(pp, true)));
         let odd = IcmpKind::OtherUnreachable { code: 16 };
         assert!(!aborts_syn_sent(&err(odd, false)));
         assert_eq!(unknown_code(&err(odd, false)), Some(16));

@@ -1224,6 +1224,7 @@ impl Connection {
             mss_before,
             mss_after: mss_before,
             resent: 0,
+            withdrawn: 0,
         };
         if mtu >= self.current_mtu() {
             return IcmpOutcome::PathMtu(change);
@@ -1238,9 +1239,31 @@ impl Connection {
         self.update_send_mss();
         change.mss_after = self.send_mss;
         if self.send_mss < mss_before {
+            change.withdrawn = self.unqueue_too_big();
             change.resent = self.resend_flight(now);
         }
         IcmpOutcome::PathMtu(change)
+    }
+
+    /// Take back the segments still queued that no longer fit the path: retransmissions
+    /// an earlier, larger path MTU cut (two errors read in one batch, 1400 then 1200 from
+    /// routers one behind the other) would only draw another error each. Their bytes are
+    /// in the flight at that size, so [`Self::resend_flight`] cuts them again; Linux's
+    /// `tcp_simple_retransmit` likewise cuts its queue at the current MSS as it sends.
+    /// They never left, so they are not counted as sent again. Returns how many.
+    fn unqueue_too_big(&mut self) -> u32 {
+        let mss = usize::from(self.send_mss);
+        let before = self.tx.len();
+        let mut taken = 0u32;
+        self.tx.retain(|seg| {
+            let keep = seg.payload.len() <= mss;
+            taken += u32::from(!keep && seg.retransmission);
+            keep
+        });
+        if self.tx.len() < before {
+            self.retransmissions = self.retransmissions.saturating_sub(taken);
+        }
+        (before - self.tx.len()) as u32
     }
 
     /// Send again, now, the bytes in flight that went out in segments longer than the

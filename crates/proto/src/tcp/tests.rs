@@ -2680,6 +2680,7 @@ fn established_frag_needed_resegments_and_resends_at_once() {
             mss_before: 1448,
             mss_after: 948,
             resent: 4,
+            withdrawn: 0,
         })
     );
     let again = h.sent();
@@ -2750,6 +2751,55 @@ fn frag_needed_with_our_fin_in_flight_resends_the_fin_last() {
         spans,
         [(1001, 960, false), (1961, 960, false), (2921, 940, true)]
     );
+}
+
+/// Fault walk: two routers one behind the other, links of 1400 and then 1200 bytes. Their
+/// errors came in one read (frag-needed 1400 from the first, 1200 from the second), so
+/// the segments the first had cut at 1360 were still queued when the second said 1200:
+/// they went out anyway, each drawing another frag-needed. Only segments that fit the
+/// newest path MTU leave, and only they count as sent again.
+#[test]
+fn a_second_smaller_frag_needed_before_sending_unqueues_the_first_cut() {
+    let mut h = conn_established(); // MSS 1460, no timestamps
+    h.conn.send(&[1u8; 4000]);
+    let first: Vec<usize> = h.sent().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(first, [1460, 1460, 1080]);
+    let out = icmp(&mut h, too_big(1400), 1001);
+    assert!(matches!(
+        out,
+        IcmpOutcome::PathMtu(PmtuChange {
+            mss_after: 1360,
+            resent: 3,
+            ..
+        })
+    ));
+    // Not polled: the second error is read in the same batch.
+    let out = icmp(&mut h, too_big(1200), 1001);
+    assert!(
+        matches!(
+            out,
+            IcmpOutcome::PathMtu(PmtuChange {
+                mss_before: 1360,
+                mss_after: 1160,
+                resent: 3,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    let again: Vec<(u32, usize)> = h
+        .sent()
+        .iter()
+        .map(|s| (s.seq.0, s.payload.len()))
+        .collect();
+    // The first two (1460 bytes each) were cut 1360 + 1360 + 200: the 200 still fit and
+    // stays queued; the 1360s are cut again, 1160 + 1160 + 400. The third (1080 bytes)
+    // fits both paths.
+    assert_eq!(
+        again,
+        [(3721, 200), (1001, 1160), (2161, 1160), (3321, 400)]
+    );
+    assert_eq!(h.conn.retransmissions(), 4);
 }
 
 #[test]
@@ -2829,6 +2879,7 @@ fn frag_needed_below_a_smaller_peer_mss_resends_nothing() {
             mss_before: 500,
             mss_after: 500,
             resent: 0,
+            withdrawn: 0,
         })
     );
     assert!(h.sent().is_empty());

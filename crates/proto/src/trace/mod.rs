@@ -881,7 +881,7 @@ impl Trace {
                     "{word} from the destination: {}",
                     self.describe(p, at)
                 ));
-                self.record_answer(
+                let first = self.record_answer(
                     p,
                     Answer {
                         at,
@@ -890,7 +890,9 @@ impl Trace {
                         kind: AnswerKind::Tcp { flags: seg.flags },
                     },
                 );
-                self.set_end(ttl, v, pkt.ip.src);
+                if first {
+                    self.set_end(ttl, v, pkt.ip.src);
+                }
             }
             _ => {
                 self.unmatched = self.unmatched.saturating_add(1);
@@ -963,7 +965,7 @@ impl Trace {
                         "ACK from the destination, its TSecr names {}",
                         self.describe(p, at)
                     ));
-                    self.record_answer(
+                    let first = self.record_answer(
                         p,
                         Answer {
                             at,
@@ -972,7 +974,9 @@ impl Trace {
                             kind: AnswerKind::Tcp { flags: seg.flags },
                         },
                     );
-                    self.set_end(ttl, Verdict::OPEN, self.remote().ip());
+                    if first {
+                        self.set_end(ttl, Verdict::OPEN, self.remote().ip());
+                    }
                 } else {
                     self.unmatched = self.unmatched.saturating_add(1);
                 }
@@ -1111,7 +1115,6 @@ impl Trace {
         }
         self.note = Some(format!("{what}: {}", self.describe(p, at)));
         let ttl = self.slots[p].ttl;
-        let kept = body.datagram.get(..MAX_KEPT).unwrap_or(body.datagram);
         // What was quoted of our packet: an RFC 4884 original-datagram field is padded to
         // 128 bytes, which our packet may not fill.
         let declared = if quote.ip.v6 {
@@ -1120,7 +1123,10 @@ impl Trace {
             usize::from(quote.ip.length)
         };
         let quote_len = body.datagram.len().min(declared.max(quote.ip.header_len));
-        self.record_answer(
+        // Only our packet is kept: the padding after it is nothing the hop did to it (it
+        // used to read as `tcp.payload none → 0000…`, 68 zero bytes the hop "added").
+        let kept = &body.datagram[..quote_len.min(MAX_KEPT)];
+        let first = self.record_answer(
             p,
             Answer {
                 at,
@@ -1136,7 +1142,7 @@ impl Trace {
                 },
             },
         );
-        if err.kind != IcmpKind::TimeExceeded {
+        if first && err.kind != IcmpKind::TimeExceeded {
             self.set_end(ttl, Verdict::of_icmp(err.kind), pkt.ip.src);
         }
         true
@@ -1178,7 +1184,12 @@ impl Trace {
         if tie { None } else { best }
     }
 
-    fn record_answer(&mut self, p: usize, answer: Answer) {
+    /// Keep `answer` for probe `p`. Returns whether it is the probe's first: a probe is
+    /// one packet with one fate, so only its first answer may end the trace (traceroute,
+    /// tcptraceroute and mtr take the first too). A later one that contradicts it — an
+    /// unreachable after the probe's own hop said time-exceeded, from a duplicate or from
+    /// someone who saw the SYN go by — is only listed among the hop's other addresses.
+    fn record_answer(&mut self, p: usize, answer: Answer) -> bool {
         let s = &mut self.slots[p];
         match &s.answer {
             None => {
@@ -1186,6 +1197,7 @@ impl Trace {
                     self.max_rtt = self.max_rtt.max(answer.at.saturating_since(sent));
                 }
                 s.answer = Some(answer);
+                true
             }
             Some(first) => {
                 if first.from != answer.from
@@ -1194,6 +1206,7 @@ impl Trace {
                 {
                     s.others.push(answer.from);
                 }
+                false
             }
         }
     }

@@ -49,6 +49,21 @@ impl Trace {
             None
         };
         let mut notes = self.notes.clone();
+        // A host does not forward what is addressed to it, so no TTL runs out there
+        // (RFC 1812 §5.3.1 is a router's, forwarding): a time-exceeded in the
+        // destination's name comes from a middlebox that answers for it, or a forger. mtr
+        // --tcp takes it for the destination and stops there; traceroute shows it as a hop.
+        let remote = self.remote().ip();
+        for hop in &hops {
+            if hop.addr == Some(remote) && hop.reply.as_deref() == Some("time-exceeded") {
+                notes.push(format!(
+                    "hop {}: time-exceeded from the destination's own address ({remote}), \
+                     which forwards nothing addressed to it: a middlebox answering in its \
+                     name, or a forged error",
+                    hop.ttl
+                ));
+            }
+        }
         let error = match &self.unresolved {
             // The cause of everything else (an in-session handshake's timeout included),
             // in a probe's words.

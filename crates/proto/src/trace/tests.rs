@@ -796,6 +796,12 @@ fn rfc4884_quotes_are_read_to_their_length() {
         );
         assert_eq!(h.quote, Some(QuoteKind::Full));
         assert!(fields(&r, 2).contains(&"tcp.mss".to_string()), "{r:#?}");
+        // The padding after our SYN is no payload the hop added (fault walk: a scripted
+        // hop's RFC 4884 time-exceeded with an MPLS label stack).
+        assert!(
+            !fields(&r, 2).contains(&"tcp.payload".to_string()),
+            "{r:#?}"
+        );
     }
 }
 
@@ -1587,4 +1593,76 @@ fn syn_silent_first_hop_holds_the_window_for_patience_not_timeout() {
     // TTL 1's three attempts are given up after 1 s each, 10 ms apart (hop 2's time
     // exceeded proves TTL 1 is no destination): the trace waits for them, no longer.
     assert!(took < Duration::from_millis(1100), "{took:?}");
+}
+
+/// Fault walk: a probe at TTL 1 drew its router's time-exceeded, then an
+/// admin-prohibited quoting the same SYN from an address off the path (someone who saw
+/// it go by; `scapy` on the first router). The probe died at hop 1, so the second error
+/// cannot be the destination's verdict: the trace went on, as traceroute -T,
+/// tcptraceroute and mtr --tcp did on the same wire. It used to end at hop 1,
+/// "filtered (admin-prohibited) at hop 1 (198.18.99.99)".
+#[test]
+fn a_later_contradicting_error_for_an_answered_probe_does_not_end_the_trace() {
+    for v6 in [false, true] {
+        let mut t = Trace::new(cfg(v6, TraceMode::Syn));
+        let net = Net::new(v6, 2, Dest::Open);
+        t.start(at0());
+        let x = t.poll_transmit(at0()).unwrap();
+        let p = net.datagram(&x);
+        assert_eq!(ttl_of(&p), 1);
+        let (te, unreach) = if v6 {
+            ((3, 0), (1, 1))
+        } else {
+            ((11, 0), (3, 13))
+        };
+        let icmp = net.icmp(net.routers[0].addr, te.0, te.1, &p);
+        assert!(t.handle_packet(at0(), false, &icmp, false));
+        let stranger = if v6 {
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x99))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(198, 18, 99, 99))
+        };
+        let icmp = net.icmp(stranger, unreach.0, unreach.1, &p);
+        assert!(t.handle_packet(at0() + Duration::from_millis(5), false, &icmp, false));
+        assert!(t.end.is_none(), "v6 {v6}: ended by a second answer");
+        assert_eq!(t.slots[0].others, vec![stranger]);
+        assert_eq!(
+            t.slots[0].answer.as_ref().map(|a| a.from),
+            Some(net.routers[0].addr)
+        );
+    }
+}
+
+/// Fault walk: a hop answered time-exceeded from the destination's own address (a
+/// scripted hop; a middlebox that answers in a server's name does the same). The trace
+/// showed the destination at hop 2 and again at hop 3 without a word; mtr --tcp stopped
+/// at hop 2, taking it for the destination. Now a note says why it cannot be.
+#[test]
+fn time_exceeded_in_the_destinations_name_is_noted() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 2, Dest::Open);
+        net.routers[1].addr = net.remote();
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.hops[1].addr, Some(net.remote()), "{r:#?}");
+        assert_eq!(r.destination.ttl, Some(3), "{r:#?}");
+        let note = format!(
+            "hop 2: time-exceeded from the destination's own address ({})",
+            net.remote()
+        );
+        assert!(
+            r.notes.iter().any(|n| n.starts_with(&note)),
+            "{:?}",
+            r.notes
+        );
+        // An ordinary path says nothing of the kind.
+        let mut net = Net::new(v6, 2, Dest::Open);
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert!(
+            !r.notes
+                .iter()
+                .any(|n| n.contains("destination's own address")),
+            "{:?}",
+            r.notes
+        );
+    }
 }

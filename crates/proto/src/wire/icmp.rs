@@ -10,10 +10,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// ICMP types (RFC 792).
 pub const ICMP_DEST_UNREACHABLE: u8 = 3;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 /// ICMPv6 error types (RFC 4443 §3).
 pub const ICMPV6_DEST_UNREACHABLE: u8 = 1;
 pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
+pub const ICMPV6_PARAMETER_PROBLEM: u8 = 4;
 
 /// Type, code, checksum and the 4-byte field before the quoted packet.
 pub const ICMP_HEADER_LEN: usize = 8;
@@ -41,6 +43,12 @@ pub enum IcmpKind {
     OtherUnreachable {
         code: u8,
     },
+    /// Parameter problem (RFC 792 type 12; RFC 4443 §3.4): a host or router could not
+    /// read a header field at `pointer` (an octet offset into the quoted packet) and
+    /// discarded the packet.
+    ParameterProblem {
+        pointer: u32,
+    },
 }
 
 impl IcmpKind {
@@ -57,6 +65,7 @@ impl IcmpKind {
             IcmpKind::AdminProhibited => "admin-prohibited",
             IcmpKind::TimeExceeded => "time-exceeded",
             IcmpKind::OtherUnreachable { .. } => "unreach",
+            IcmpKind::ParameterProblem { .. } => "param-problem",
         }
     }
 }
@@ -145,6 +154,10 @@ fn kind_v4(icmp_type: u8, code: u8, rest: [u8; 4]) -> Option<IcmpKind> {
         (ICMP_DEST_UNREACHABLE, 13) => IcmpKind::AdminProhibited,
         (ICMP_DEST_UNREACHABLE, code) => IcmpKind::OtherUnreachable { code },
         (ICMP_TIME_EXCEEDED, _) => IcmpKind::TimeExceeded,
+        // RFC 792: the pointer is the first octet of the 4-byte field.
+        (ICMP_PARAMETER_PROBLEM, _) => IcmpKind::ParameterProblem {
+            pointer: u32::from(rest[0]),
+        },
         _ => return None,
     })
 }
@@ -163,6 +176,9 @@ fn kind_v6(icmp_type: u8, code: u8, rest: [u8; 4]) -> Option<IcmpKind> {
             mtu: u32::from_be_bytes(rest),
         },
         (ICMPV6_TIME_EXCEEDED, _) => IcmpKind::TimeExceeded,
+        (ICMPV6_PARAMETER_PROBLEM, _) => IcmpKind::ParameterProblem {
+            pointer: u32::from_be_bytes(rest),
+        },
         _ => return None,
     })
 }
@@ -345,6 +361,9 @@ mod tests {
             (3, 15, IcmpKind::OtherUnreachable { code: 15 }),
             (11, 0, IcmpKind::TimeExceeded),
             (11, 1, IcmpKind::TimeExceeded),
+            // RFC 792: the pointer is the first octet (0 here).
+            (12, 0, IcmpKind::ParameterProblem { pointer: 0 }),
+            (12, 1, IcmpKind::ParameterProblem { pointer: 0 }),
         ];
         for (t, c, kind) in cases {
             // RFC 1191: the MTU sits in the low 16 bits; only code 4 reads it.
@@ -372,6 +391,21 @@ mod tests {
             (2, 0, IcmpKind::PacketTooBig { mtu: 0x0001_0500 }),
             (3, 0, IcmpKind::TimeExceeded),
             (3, 1, IcmpKind::TimeExceeded),
+            // RFC 4443 §3.4: a 32-bit pointer.
+            (
+                4,
+                0,
+                IcmpKind::ParameterProblem {
+                    pointer: 0x0001_0500,
+                },
+            ),
+            (
+                4,
+                1,
+                IcmpKind::ParameterProblem {
+                    pointer: 0x0001_0500,
+                },
+            ),
         ];
         for (t, c, kind) in cases {
             let m = icmp(true, t, c, [0, 1, 0x05, 0x00], &quote);
@@ -392,8 +426,8 @@ mod tests {
     #[test]
     fn not_errors_or_not_tcp_are_none() {
         let quote = our_syn(A4, B4);
-        // Echo reply, echo request, redirect, parameter problem.
-        for t in [0u8, 8, 5, 12] {
+        // Echo reply, echo request, redirect, source quench (RFC 6633: deprecated).
+        for t in [0u8, 8, 5, 4] {
             assert_eq!(
                 parse4(&icmp(false, t, 0, [0; 4], &quote)),
                 Ok(None),
@@ -409,8 +443,8 @@ mod tests {
         assert_eq!(parse4(&icmp(false, 3, 3, [0; 4], &frag)), Ok(None));
 
         let quote6 = our_syn(A6, B6);
-        // Echo request/reply, neighbour solicitation, parameter problem.
-        for t in [128u8, 129, 135, 4] {
+        // Echo request/reply, neighbour solicitation, redirect.
+        for t in [128u8, 129, 135, 137] {
             assert_eq!(
                 parse6(&icmp(true, t, 0, [0; 4], &quote6)),
                 Ok(None),

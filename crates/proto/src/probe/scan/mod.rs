@@ -248,6 +248,8 @@ pub struct Reply {
     pub reason: Reason,
     /// TTL (hop limit) of the reply as it arrived.
     pub ttl: u8,
+    /// Who sent it: the target, or for an ICMP error the router (or anyone) that did.
+    pub from: IpAddr,
     /// The sequence number of the SYN it answers (the key of its send time).
     pub syn_seq: SeqNumber,
     pub attempt: u8,
@@ -343,6 +345,7 @@ fn inspect_tcp(
         state,
         reason,
         ttl: pkt.ip.ttl,
+        from: pkt.ip.src,
         syn_seq,
         attempt,
         rst_seq,
@@ -370,7 +373,11 @@ fn inspect_icmp(
         return Seen::Unmatched;
     };
     // Too-big is advice about size, not a verdict on the port (a SYN is never that big).
-    if matches!(err.kind, IcmpKind::PacketTooBig { .. }) {
+    // A parameter problem is no verdict either: nmap -sS ignores it, and so do we.
+    if matches!(
+        err.kind,
+        IcmpKind::PacketTooBig { .. } | IcmpKind::ParameterProblem { .. }
+    ) {
         return Seen::Other;
     }
     let Verdict { state, reason } = Verdict::of_icmp(err.kind);
@@ -379,6 +386,7 @@ fn inspect_icmp(
         state,
         reason,
         ttl: pkt.ip.ttl,
+        from: pkt.ip.src,
         syn_seq: err.quoted_seq,
         attempt,
         rst_seq: None,

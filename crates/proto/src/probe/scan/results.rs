@@ -157,7 +157,8 @@ impl<'a> Coverage<'a> {
 }
 
 /// One answered port as the reports keep it: the record without its address (about 40
-/// bytes; a `--complete` connection is boxed, as only open ports have one).
+/// bytes; what only some ports have is boxed: a `--complete` connection, open ports only,
+/// or who sent an ICMP error that was not the target, filtered ports only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortAnswer {
     pub port: u16,
@@ -166,7 +167,16 @@ pub struct PortAnswer {
     pub reply_ttl: u8,
     pub rtt_ns: Option<u64>,
     pub t_ns: u64,
-    pub complete: Option<Box<Completion>>,
+    pub rare: Option<Box<Rare>>,
+}
+
+/// The rarely present parts of a [`PortAnswer`] (never both: a port that answered with
+/// an ICMP error is not open, and only open ports are completed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rare {
+    /// Boxed again: a router's address need not take a connection's room.
+    Complete(Box<Completion>),
+    From(IpAddr),
 }
 
 impl PortAnswer {
@@ -178,7 +188,27 @@ impl PortAnswer {
             reply_ttl: r.reply_ttl,
             rtt_ns: r.rtt_ns,
             t_ns: r.t_ns,
-            complete: r.complete.clone().map(Box::new),
+            rare: match (&r.complete, r.reply_from) {
+                (Some(c), _) => Some(Box::new(Rare::Complete(Box::new(c.clone())))),
+                (None, Some(ip)) => Some(Box::new(Rare::From(ip))),
+                (None, None) => None,
+            },
+        }
+    }
+
+    /// The `--complete` connection to this (open) port.
+    pub fn complete(&self) -> Option<&Completion> {
+        match self.rare.as_deref() {
+            Some(Rare::Complete(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Who sent the answer, when not the target (nmap's `reason_ip`).
+    pub fn reply_from(&self) -> Option<IpAddr> {
+        match self.rare.as_deref() {
+            Some(Rare::From(ip)) => Some(*ip),
+            _ => None,
         }
     }
 
@@ -189,9 +219,10 @@ impl PortAnswer {
             state: self.state,
             reason: self.reason,
             reply_ttl: self.reply_ttl,
+            reply_from: self.reply_from(),
             rtt_ns: self.rtt_ns,
             t_ns: self.t_ns,
-            complete: self.complete.as_deref().cloned(),
+            complete: self.complete().cloned(),
         }
     }
 }
@@ -493,6 +524,7 @@ mod tests {
             state,
             reason,
             reply_ttl: 64,
+            reply_from: None,
             rtt_ns: Some(1000),
             t_ns: 7,
             complete: None,

@@ -391,6 +391,7 @@ impl<'p> Schedule<'p> {
             state: reply.state,
             reason: reply.reason,
             reply_ttl: reply.ttl,
+            reply_from: (reply.from != key.0).then_some(reply.from),
             rtt_ns: rtt.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             t_ns: at.as_nanos(),
             complete: None,
@@ -622,6 +623,7 @@ mod tests {
                 Reason::Reset
             },
             ttl: 64,
+            from: remote.ip(),
             syn_seq: SeqNumber(0),
             attempt: 0,
             rst_seq: None,
@@ -1222,6 +1224,34 @@ mod tests {
         let t = s.totals();
         assert_eq!((t.open, t.closed, t.duplicates), (1, 1, 2));
         assert_eq!(t.answered_on_retry, 1);
+    }
+
+    /// Fault walk: an admin-prohibited from a router (or from anyone who saw the SYN) is
+    /// said to come from there, as nmap's `reason_ip`; the target's own answers name no
+    /// one.
+    #[test]
+    fn an_answer_from_another_address_names_it() {
+        let p = plan("198.18.0.1", &[80, 81], 1_000, 0, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let own = s
+            .answer(
+                &reply("198.18.0.1:80".parse().unwrap(), PortState::Open),
+                at_us(5),
+                None,
+            )
+            .unwrap();
+        assert_eq!(own.reply_from, None);
+        let mut icmp = reply("198.18.0.1:81".parse().unwrap(), PortState::Filtered);
+        icmp.reason = Reason::AdminProhibited;
+        icmp.from = "198.18.99.99".parse().unwrap();
+        let rec = s.answer(&icmp, at_us(6), None).unwrap();
+        assert_eq!(rec.reply_from, Some(icmp.from));
+        let line = serde_json::to_string(&rec).unwrap();
+        assert!(
+            line.contains(r#""reply_ttl":64,"reply_from":"198.18.99.99","#),
+            "{line}"
+        );
+        assert!(!serde_json::to_string(&own).unwrap().contains("reply_from"));
     }
 
     #[test]

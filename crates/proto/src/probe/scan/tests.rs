@@ -220,6 +220,8 @@ fn icmp_errors_quoting_our_cookie_are_filtered_with_nmaps_reasons() {
             (PortState::Filtered, reason, 250)
         );
         assert_eq!(rep.remote, r);
+        // Who said so: the router, not the target (nmap's reason_ip).
+        assert_eq!(rep.from, "198.18.0.254".parse::<IpAddr>().unwrap());
     }
     let te = icmp_quoting("198.18.0.254", 11, 0, l, r, seq);
     assert!(matches!(
@@ -325,6 +327,7 @@ fn completion_is_flattened_into_the_record_only_when_present() {
         state: PortState::Open,
         reason: Reason::SynAck,
         reply_ttl: 64,
+        reply_from: None,
         rtt_ns: Some(41_500),
         t_ns: 7,
         complete: None,
