@@ -1448,8 +1448,6 @@ impl Probe {
         self.drain_events(now, Cause::Ours);
     }
 
-    /// Stop now (the caller's own limit, a failure of the I/O around us): reset the
-    /// connection if it is open.
     /// The caller's own deadline came (the exporter's: the scrape's timeout): a probe still
     /// exchanging is aborted as by [`Probe::abort`], its error `gave up: {why}`; one waiting
     /// out TIME-WAIT had completed its exchange, so TIME-WAIT just ends early, with a note,
@@ -1468,6 +1466,8 @@ impl Probe {
         self.abort(now, &format!("gave up: {why}"));
     }
 
+    /// Stop now (the caller's own limit, a failure of the I/O around us): reset the
+    /// connection if it is open.
     pub fn abort(&mut self, now: Instant, why: &str) {
         if self.phase != Phase::Done {
             self.fail(now, why.to_string());
