@@ -14,6 +14,25 @@ impl fmt::Display for Anomaly {
                 f,
                 "RST with seq {seq} inside the window but not at rcv_nxt: answered with a challenge ACK (RFC 5961 §3.2), alone or on the segment we sent next"
             ),
+            Anomaly::ResetBeforeSent { acks, data, fin } => {
+                let mut what = Vec::new();
+                if *fin {
+                    what.push("our FIN".to_string());
+                }
+                if *data > 0 {
+                    what.push(format!("{data} bytes of our data"));
+                }
+                match acks {
+                    0 => {}
+                    1 => what.push("an ACK".to_string()),
+                    n => what.push(format!("{n} ACKs")),
+                };
+                write!(
+                    f,
+                    "the RST came in the same read as the segments before it and ended the connection before our answer to them left: {} never left",
+                    what.join(", ")
+                )
+            }
             Anomaly::RstIgnored { seq } => {
                 write!(
                     f,

@@ -213,6 +213,12 @@ pub enum Anomaly {
     RstChallenged { seq: SeqNumber },
     /// RST outside the window: ignored.
     RstIgnored { seq: SeqNumber },
+    /// A RST at `rcv_nxt` ended the connection while what we had queued in answer to the
+    /// segments before it, read together with it, had not left: `acks` bare ACKs (the
+    /// challenge ACKs of the notes before), `data` bytes, `fin` our FIN. None is sent: the
+    /// connection is gone. (Linux, handling each segment as it comes, would have sent them
+    /// before the RST arrived; its notes here would be wrong, not its wire.)
+    ResetBeforeSent { acks: u16, data: u32, fin: bool },
     /// SYN in a synchronized state (RFC 5961 §4): challenge ACK. `again`: the peer's own
     /// SYN-ACK once more (its ISN: our ACK of it was lost, most likely).
     SynChallenged { seq: SeqNumber, again: bool },
@@ -1450,6 +1456,7 @@ impl Connection {
                 self.set_state(State::Closed, rx_at);
                 self.events.push_back(Event::Closed { at: rx_at });
             } else if seg.seq == self.rcv_nxt || self.rst_at_peer_fin(seg.seq) {
+                self.note_unsent_at_reset(rx_at);
                 self.events.push_back(Event::Reset {
                     at: rx_at,
                     state: self.state,
@@ -2226,6 +2233,23 @@ impl Connection {
 
     fn our_fin_acked(&self) -> bool {
         self.fin_sent && self.snd_una == self.snd_nxt
+    }
+
+    /// Before a RST clears it: what of ours was queued and never left (see
+    /// [`Anomaly::ResetBeforeSent`]), so no note claims an answer that was not sent.
+    fn note_unsent_at_reset(&mut self, at: Instant) {
+        // A FIN we queued (close) goes out with the next new data, never put in `tx`.
+        let (mut acks, mut data, mut fin) = (0u16, 0u32, self.fin_queued && !self.fin_sent);
+        for s in &self.tx {
+            fin |= s.flags.fin();
+            data = data.saturating_add(u32::try_from(s.payload.len()).unwrap_or(u32::MAX));
+            if s.payload.is_empty() && !s.flags.fin() && !s.flags.syn() && !s.flags.rst() {
+                acks = acks.saturating_add(1);
+            }
+        }
+        if acks > 0 || data > 0 || fin {
+            self.anomaly(at, Anomaly::ResetBeforeSent { acks, data, fin });
+        }
     }
 
     fn anomaly(&mut self, at: Instant, anomaly: Anomaly) {

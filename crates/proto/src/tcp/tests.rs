@@ -1381,6 +1381,62 @@ fn established_rst_in_window_is_challenged() {
     assert_eq!(h.state(), State::Established);
 }
 
+/// A RST inside the window, then the exact one, read together (a fault walk's burst: both
+/// came in one batch): the challenge ACK the first earned never leaves, and a note says
+/// so — the note before it says "answered with a challenge ACK".
+#[test]
+fn a_reset_read_with_the_segments_it_follows_notes_what_never_left() {
+    let mut h = conn_established();
+    h.recv(seg(5100, 0, RST, &[]));
+    h.recv(seg(5001, 0, RST, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![
+            Anomaly::RstChallenged {
+                seq: SeqNumber(5100)
+            },
+            Anomaly::ResetBeforeSent {
+                acks: 1,
+                data: 0,
+                fin: false
+            }
+        ]
+    );
+    assert!(h.sent().is_empty());
+    // The server's FIN, our close (FIN queued: LAST-ACK), then its RST in the same read:
+    // our FIN never left.
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, FIN | ACK, &[]));
+    h.conn.close(h.now);
+    assert_eq!(h.state(), State::LastAck);
+    h.recv(seg(5002, 0, RST, &[]));
+    let unsent = h.anomalies();
+    assert!(
+        matches!(
+            unsent[..],
+            [Anomaly::ResetBeforeSent {
+                fin: true,
+                data: 0,
+                ..
+            }]
+        ),
+        "{unsent:?}"
+    );
+    assert!(unsent[0].to_string().contains("our FIN"), "{}", unsent[0]);
+    assert!(h.sent().is_empty());
+    // What had left is not named: nothing queued, no note.
+    let mut h = conn_established();
+    h.recv(seg(5100, 0, RST, &[]));
+    h.sent_one();
+    h.recv(seg(5001, 0, RST, &[]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::RstChallenged {
+            seq: SeqNumber(5100)
+        }]
+    );
+}
+
 #[test]
 fn established_rst_out_of_window_is_ignored() {
     let mut h = conn_established();
