@@ -676,6 +676,21 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
             .map_err(|e| UsageError(format!("{file}{at}: module `{}`: {e:#}", m.name)))?;
     }
     let entries = entries(&file, &cfg, &modules, &mut tls)?;
+    for wide in cfg.probe.allow.too_wide() {
+        eprintln!(
+            "tcpshake: warning: {file}: [probe] allow `{wide}` lets /probe reach {}: whoever \
+             can send the exporter a request can have it probe any host there (`allow` is what \
+             keeps the exporter from being a scanner); allow the blocks your targets are in",
+            if wide.prefix == 0 {
+                format!(
+                    "every {} address",
+                    if wide.addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                )
+            } else {
+                "a large part of the Internet".to_string()
+            }
+        );
+    }
     if c.check_only {
         println!(
             "{file}: OK: {}, {} every interval (targets × modules), {}; /probe {}",

@@ -684,6 +684,22 @@ fn a_bad_configuration_is_refused_with_its_line() {
             Duration::from_secs(10),
         )
     };
+    // An allow-list wide open: a warning, exit 0 (a lab may want it).
+    std::fs::write(
+        &cfg,
+        "[probe]\nallow = [\"0.0.0.0/0\", \"198.18.0.0/15\"]\n",
+    )
+    .unwrap();
+    let out = check_config();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr.contains("warning:")
+            && out
+                .stderr
+                .contains("allow `0.0.0.0/0` lets /probe reach every IPv4 address")
+            && !out.stderr.contains("198.18.0.0/15"),
+        "{out}"
+    );
     std::fs::write(&cfg, "[probe]\nallow = [\"198.18.0.0/15\"]\n\n[[survey]]\nname = \"x\"\ntargets = [\"198.18.0.2\"]\n").unwrap();
     let out = check_config();
     assert_eq!(out.code, Some(2), "{out}");

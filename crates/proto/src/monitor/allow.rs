@@ -216,6 +216,16 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl AllowList {
+    /// Blocks wider than an operator's: shorter than /8 (IPv4) or /32 (IPv6, a regional
+    /// registry's allocation to an ISP). With one, whoever reaches the exporter can have it
+    /// probe most of the Internet — the scanner `allow` is there to prevent: worth a
+    /// warning, not a refusal (a lab may want it).
+    pub fn too_wide(&self) -> impl Iterator<Item = &Cidr> {
+        self.cidrs
+            .iter()
+            .filter(|c| c.prefix < if c.addr.is_ipv4() { 8 } else { 32 })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.cidrs.is_empty()
     }
@@ -276,6 +286,24 @@ mod tests {
                 .map(|n| NamePattern::parse(n).unwrap())
                 .collect(),
         }
+    }
+
+    #[test]
+    fn blocks_wider_than_an_operators_are_too_wide() {
+        let l = list(
+            &[
+                "198.18.0.0/15",
+                "10.0.0.0/8",
+                "0.0.0.0/0",
+                "128.0.0.0/1",
+                "2001:db8::/32",
+                "2000::/3",
+                "::/0",
+            ],
+            &[],
+        );
+        let wide: Vec<String> = l.too_wide().map(|c| c.to_string()).collect();
+        assert_eq!(wide, ["0.0.0.0/0", "128.0.0.0/1", "2000::/3", "::/0"]);
     }
 
     #[test]
