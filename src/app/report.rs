@@ -11,10 +11,22 @@ use std::path::Path;
 use tcpshake_proto::probe::stats::{Slo, Survey};
 
 pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
-    // The plot's path is checked first, not after the whole table was printed.
-    if let Some(svg) = &args.svg {
-        super::create_output(svg, "--svg")?;
-    }
+    // The plot's path is checked first, not after the whole table was printed: opened for
+    // writing, not truncated (a report refused below leaves an existing file as it was).
+    // Removed on refusal only when this run created it — as root, `--svg /dev/null` once
+    // removed /dev/null.
+    let created_svg = match &args.svg {
+        Some(svg) => {
+            let existed = svg.symlink_metadata().is_ok();
+            super::open_output(
+                svg,
+                "--svg",
+                std::fs::OpenOptions::new().write(true).create(true),
+            )?;
+            !existed
+        }
+        None => false,
+    };
     refuse_repeated_files(&args.files)?;
     let mut stats = Survey::default();
     let read = args
@@ -32,7 +44,7 @@ pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
         Ok(())
     });
     if let Err(e) = read {
-        if let Some(svg) = &args.svg {
+        if let Some(svg) = args.svg.as_ref().filter(|_| created_svg) {
             let _ = std::fs::remove_file(svg);
         }
         return Err(e);

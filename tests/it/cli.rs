@@ -862,3 +862,32 @@ fn an_exclusion_that_cannot_be_read_refuses_the_scan() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A refused report leaves what `--svg` names as it was when it existed (as root, `--svg
+/// /dev/null` once truncated and then removed /dev/null), and removes only a file it made.
+#[test]
+fn a_refused_report_leaves_an_existing_svg_path_alone() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-svgkeep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let kept = dir.join("kept.svg");
+    std::fs::write(&kept, "keep me").unwrap();
+    let fresh = dir.join("fresh.svg");
+    for svg in [&kept, &fresh] {
+        let run = tcpshake(&[
+            "report",
+            empty.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, Some(2), "{run}");
+    }
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "keep me");
+    assert!(
+        !fresh.exists(),
+        "a file the refused run made is not left behind"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
