@@ -505,6 +505,16 @@ impl Probe {
                     self.conn.abort(now);
                     self.finish();
                 }
+                // Both FINs are acknowledged and no FIN came again: TIME-WAIT is merely
+                // longer (`--time-wait`) than what `--timeout` left of the close. It is
+                // waited out as asked; its own timer ends it, at the latest one
+                // `--time-wait` from now unless FINs come again and restart it.
+                Phase::Closing
+                    if self.conn.state() == State::TimeWait
+                        && self.conn.fins_in_time_wait() == 0 =>
+                {
+                    self.deadline = Some(now + self.cfg.tcp.time_wait);
+                }
                 // Both FINs are acknowledged: the close is complete, and only TIME-WAIT
                 // goes on, restarted by each FIN the server sends again (RFC 9293
                 // §3.10.7.4) — our ACKs of it lost on the way back, or a server that
@@ -513,7 +523,8 @@ impl Probe {
                 // note, and TIME-WAIT ends without a word, as Linux's does.
                 Phase::Closing if self.conn.state() == State::TimeWait => {
                     self.note(format!(
-                        "the server kept sending its FIN again in TIME-WAIT for {:?} (our ACKs of it lost on the way back, or ignored): TIME-WAIT cut short",
+                        "the server kept sending its FIN again in TIME-WAIT ({} times; our ACKs of it lost on the way back, or ignored), past --timeout ({:?}) after our close began: TIME-WAIT cut short",
+                        self.conn.fins_in_time_wait(),
                         self.cfg.timeout
                     ));
                     self.conn.abort(now);

@@ -533,6 +533,8 @@ pub struct Connection {
     /// When the peer's SYN (-ACK) we took arrived: a copy of it soon after is
     /// [`Anomaly::SynAckCopy`].
     synack_at: Option<Instant>,
+    /// The peer's FINs taken again in TIME-WAIT ([`Anomaly::FinInTimeWait`]).
+    fins_in_time_wait: u32,
     wscale_checked: bool,
     retransmissions: u32,
     timers: TimerTable,
@@ -590,6 +592,7 @@ impl Connection {
             ts_oddity_noted: false,
             synack_window: 0,
             synack_at: None,
+            fins_in_time_wait: 0,
             wscale_checked: false,
             retransmissions: 0,
             timers: TimerTable::default(),
@@ -1378,6 +1381,7 @@ impl Connection {
             && seg.seq.add(seg_len) == self.rcv_nxt
         {
             self.anomaly(rx_at, Anomaly::FinInTimeWait);
+            self.fins_in_time_wait = self.fins_in_time_wait.saturating_add(1);
             self.queue_ack(rx_at);
             self.timers.set(Timer::TimeWait, rx_at + self.cfg.time_wait);
             return;
@@ -1791,6 +1795,11 @@ impl Connection {
             }
         }
         self.queue_ack(rx_at);
+    }
+
+    /// How many times the peer sent its FIN again in TIME-WAIT (each restarted it).
+    pub fn fins_in_time_wait(&self) -> u32 {
+        self.fins_in_time_wait
     }
 
     // --- timers ---
