@@ -382,7 +382,7 @@ pub struct ScanArgs {
     pub max_rate: Option<u64>,
     /// At most N extra SYNs for a port that stays silent (nmap's --max-retries): one retry
     /// round, and another while the last one got answers (packets were lost), as nmap.
-    #[arg(long, alias = "max-retries", value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, 10), allow_hyphen_values = true)]
+    #[arg(long, alias = "max-retries", value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, defaults::SCAN_RETRIES_MAX), allow_hyphen_values = true)]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the
     /// replies' times: SRTT + 4·RTTVAR, at least 50 ms; 1 s until a reply is timed]

@@ -66,6 +66,9 @@ pub mod defaults {
     /// rounds themselves follow the answers (one retry round, another while the last one
     /// got first answers).
     pub const SCAN_RETRIES: u8 = 10;
+    /// The most `scan --retries` takes (nmap's default ceiling; more rounds than this only
+    /// repeat what a lower `--rate` does better).
+    pub const SCAN_RETRIES_MAX: u8 = 10;
     /// `scan --wait`: adaptive (tcpshake_proto::probe::scan::rtt).
     pub const SCAN_WAIT: Wait = Wait::Adaptive;
     /// `scan` without `-p`: nmap's most frequently open ports.

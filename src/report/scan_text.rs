@@ -212,9 +212,15 @@ pub fn summary(x: &Summary) -> String {
             s,
             "\nwarning: {} only to a retry (the first SYN or its answer was lost on the way), \
              the last retry round too, so the {} still silent may be lost too rather than \
-             filtered: scan again with a lower --rate or more --retries",
+             filtered: scan again with a lower --rate{}",
             count(t.answered_on_retry, "port answered", "ports answered"),
-            t.silent()
+            t.silent(),
+            // At the most --retries takes, only the rate is left to change.
+            if t.retries < crate::config::defaults::SCAN_RETRIES_MAX {
+                " or more --retries"
+            } else {
+                ""
+            }
         );
     }
     if x.tap_drops > 0 {
@@ -523,6 +529,7 @@ mod tests {
             sent: 120,
             answered_on_retry: 7,
             retries_ran_out: true,
+            retries: 3,
             ..ScanTotals::default()
         };
         let x = Summary {
@@ -538,6 +545,16 @@ mod tests {
             "warning: 7 ports answered only to a retry (the first SYN or its answer was lost on \
              the way), the last retry round too, so the 8 still silent may be lost too rather \
              than filtered: scan again with a lower --rate or more --retries"
+        );
+        // At the most --retries takes (the default), only the rate is left to change.
+        let s = summary(&Summary {
+            totals: ScanTotals { retries: 10, ..t },
+            ..x
+        });
+        let warning = s.lines().nth(1).unwrap_or_else(|| panic!("{s}"));
+        assert!(
+            warning.ends_with("filtered: scan again with a lower --rate"),
+            "{warning}"
         );
         // Nothing still silent (ICMP answers are not silence), or the retries ended by a
         // round that broke no silence (what is silent then is filtered): nothing to say.

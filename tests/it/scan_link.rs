@@ -549,7 +549,17 @@ fn ports_answered_only_to_a_retry_get_more_rounds_or_a_warning() {
         .map(|(p, s)| (p, s.to_string()))
         .collect();
     for retries in [None, Some("1")] {
-        let mut args = vec![target.as_str(), "-p", "81,82,83", "--all", "--json"];
+        // A fixed wait: a reply the user-space link emulator holds past the adaptive 50 ms
+        // on a loaded machine would add a round and change the counts below.
+        let mut args = vec![
+            target.as_str(),
+            "-p",
+            "81,82,83",
+            "--all",
+            "--json",
+            "--wait",
+            "300ms",
+        ];
         args.extend(retries.map(|r| ["--retries", r]).into_iter().flatten());
         let run = scan(&lab, &args);
         let ctx = format!("{run}\n{}", lab.describe());

@@ -836,9 +836,14 @@ impl Probe {
                         if c.resent == 1 { "" } else { "s" }
                     );
                     if c.withdrawn > 0 {
-                        // Read with an earlier error: its cut, queued, never left.
-                        let _ =
-                            write!(line, " ({} of the last cut taken back unsent)", c.withdrawn);
+                        // Queued, too big for this path, never left (an earlier error's
+                        // cut, read with this one; or segments queued with it).
+                        let _ = write!(
+                            line,
+                            " ({} queued segment{} too big for it taken back unsent)",
+                            c.withdrawn,
+                            if c.withdrawn == 1 { "" } else { "s" }
+                        );
                     }
                 } else {
                     let _ = write!(line, "path MTU {}, MSS stays {}", c.path_mtu, c.mss_after);

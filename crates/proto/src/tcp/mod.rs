@@ -2249,7 +2249,8 @@ impl Connection {
     fn note_unsent_at_reset(&mut self, at: Instant) {
         // A FIN we queued (close) goes out with the next new data, never put in `tx`.
         let (mut acks, mut data, mut fin) = (0u16, 0u32, self.fin_queued && !self.fin_sent);
-        for s in &self.tx {
+        // Retransmissions waiting here had left once: not what "never left" means.
+        for s in self.tx.iter().filter(|s| !s.retransmission) {
             fin |= s.flags.fin();
             data = data.saturating_add(u32::try_from(s.payload.len()).unwrap_or(u32::MAX));
             if s.payload.is_empty() && !s.flags.fin() && !s.flags.syn() && !s.flags.rst() {

@@ -51,15 +51,17 @@ impl Trace {
         let mut notes = self.notes.clone();
         // A host does not forward what is addressed to it, so no TTL runs out there
         // (RFC 1812 §5.3.1 is a router's, forwarding): a time-exceeded in the
-        // destination's name comes from a middlebox that answers for it, or a forger. mtr
+        // destination's name comes from a NAT (conntrack rewrites the source of an ICMP
+        // error from behind it), a middlebox that answers for it, or a forger. mtr
         // --tcp takes it for the destination and stops there; traceroute shows it as a hop.
         let remote = self.remote().ip();
         for hop in &hops {
             if hop.addr == Some(remote) && hop.reply.as_deref() == Some("time-exceeded") {
                 notes.push(format!(
                     "hop {}: time-exceeded from the destination's own address ({remote}), \
-                     which forwards nothing addressed to it: a middlebox answering in its \
-                     name, or a forged error",
+                     which forwards nothing addressed to it: a NAT or port forward in front \
+                     of it (the hops behind it answer in its name), a middlebox answering \
+                     for it, or a forged error",
                     hop.ttl
                 ));
             }

@@ -416,6 +416,8 @@ pub struct ScanTotals {
     /// after it may be lost too, not filtered (a round that breaks no silence ends the
     /// retries before `--retries` runs out, and then silence is filtering).
     pub retries_ran_out: bool,
+    /// `--retries`, the ceiling of the retry rounds.
+    pub retries: u8,
 }
 
 impl ScanTotals {

@@ -514,9 +514,17 @@ impl<'a> Resolver<'a> {
         }
         self.macs.insert(addr, mac);
         self.totals.resolved += 1;
-        // Answers come within µs: this round's requests got it.
-        self.answered_round = self.answered_round.max(self.round);
-        if let Some(t) = self.sent_at.remove(&addr) {
+        // The round whose request it answers: this one's when this round asked (its send
+        // time is kept), else an earlier one's, late — which earns no further round (it
+        // would, credited to this round: 11 rounds of broadcasts over an on-link /16).
+        let asked = self.sent_at.remove(&addr);
+        let round = if asked.is_some() {
+            self.round
+        } else {
+            self.round.saturating_sub(1)
+        };
+        self.answered_round = self.answered_round.max(round);
+        if let Some(t) = asked {
             self.rtt.sample(at.saturating_since(t));
         }
         true
@@ -610,12 +618,6 @@ impl<'a> Resolver<'a> {
                         }
                         None => {
                             let asked_any = self.round_first.is_some();
-                            if let Some(t) = self.last_ask.filter(|_| asked_any) {
-                                // This round's last requests may still wait in the driver's
-                                // batch (reported in `sent` when it flushes): its wait
-                                // counts from them, not from the previous round's.
-                                self.last_send = Some(self.last_send.map_or(t, |l| l.max(t)));
-                            }
                             self.end_round(now);
                             self.phase = if !asked_any {
                                 // Nothing to ask this round (nothing on-link): done.
@@ -676,6 +678,12 @@ impl<'a> Resolver<'a> {
     }
 
     fn end_round(&mut self, now: Instant) {
+        // This round's last requests may still wait in the driver's batch (reported in
+        // `sent` when it flushes): its wait, and a Ctrl-C's drain, count from them, not
+        // from the previous round's.
+        if let Some(t) = self.last_ask {
+            self.last_send = Some(self.last_send.map_or(t, |l| l.max(t)));
+        }
         if let Some(first) = self.round_first.take() {
             let last = self.last_send.unwrap_or(now).max(first);
             self.send_time += last.saturating_since(first);
@@ -861,6 +869,41 @@ mod tests {
         let mut r = Resolver::new(&t, links(), HashMap::new(), plan(1), at_us(0));
         let (asked, _) = run(&mut r, answers, None);
         assert_eq!(asked.len(), 255 + 254);
+    }
+
+    /// A late answer to an earlier round's request earns no further round: it is not this
+    /// round's request that got through.
+    #[test]
+    fn a_late_answer_to_an_earlier_round_earns_no_round() {
+        let t = targets(&["198.18.77.8/30"]);
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(10), at_us(0));
+        let (mut now, mut late_sent, mut asked) = (0u64, false, Vec::new());
+        for _ in 0..10_000 {
+            match r.poll(at_us(now), false) {
+                ResolveStep::Ask(a) => {
+                    r.sent(a, at_us(now));
+                    asked.push((r.totals().rounds, a));
+                    // Round 1 has begun: .11's round-0 request is answered now, before
+                    // round 1 asks it again.
+                    if !late_sent && asked.len() > 4 {
+                        late_sent = true;
+                        assert!(r.answer(
+                            ip("198.18.77.11"),
+                            mac_of(ip("198.18.77.11")),
+                            at_us(now)
+                        ));
+                    }
+                    now += 1;
+                }
+                ResolveStep::Wait(w) => {
+                    now = now.max((w.as_nanos() - T0).div_ceil(1000)).max(now + 1);
+                }
+                ResolveStep::Done => break,
+            }
+        }
+        assert!(late_sent);
+        // Round 0 asked 4, round 1 the 3 silent ones; no round 2.
+        assert_eq!(asked.len(), 4 + 3, "{asked:?}");
     }
 
     #[test]

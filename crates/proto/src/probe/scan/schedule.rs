@@ -299,6 +299,7 @@ impl<'p> Schedule<'p> {
             retries_ran_out: self.round > 0
                 && self.round == self.plan.retries
                 && self.answered_round == self.round,
+            retries: self.plan.retries,
             ..self.totals
         }
     }
@@ -464,14 +465,6 @@ impl<'p> Schedule<'p> {
                             });
                         }
                         None => {
-                            // The round's last SYNs may still wait in the driver's batch,
-                            // reported sent (`sent`) only when it flushes: the wait after
-                            // the round counts from them, not from the previous round's
-                            // last send. (A retry round smaller than a batch was never
-                            // waited for: the next round, or the end, came at once.)
-                            if let Some(t) = self.round_last {
-                                self.last_send = self.last_send.max(t);
-                            }
                             self.end_round(now);
                             self.phase = if self.round < self.plan.retries && !self.all_answered() {
                                 Phase::Between {
@@ -551,6 +544,13 @@ impl<'p> Schedule<'p> {
     }
 
     fn end_round(&mut self, now: Instant) {
+        // The round's last SYNs may still wait in the driver's batch, reported sent
+        // (`sent`) only when it flushes: the wait after the round — and a Ctrl-C's drain —
+        // counts from them, not from the previous round's last send. (A retry round smaller
+        // than a batch was never waited for: the next round, or the end, came at once.)
+        if let Some(t) = self.round_last {
+            self.last_send = self.last_send.max(t);
+        }
         if let (Some(a), Some(b)) = (self.round_first.take(), self.round_last.take()) {
             // Held to the rate: from the round's first send to its last, and the interval
             // after the last — n packets at the rate span n − 1 intervals (a round of 10
@@ -819,6 +819,35 @@ mod tests {
         assert_eq!(syns.iter().map(|s| s.1).collect::<Vec<_>>(), [0, 1]);
         assert!(syns[1].0 >= syns[0].0 + 100_000, "{syns:?}");
         assert!(end >= syns[1].0 + 100_000, "{syns:?} {end}");
+
+        // Ctrl-C right after the retry's SYN was handed over: the drain still waits for it.
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (mut now, mut batch, mut stop, mut retry_at, mut end) = (0u64, 0, false, None, None);
+        for _ in 0..10_000 {
+            match s.poll(at_us(now), stop) {
+                Step::Send(p) => {
+                    batch += 1 + u64::from(p.reset_previous);
+                    if p.remote.port() == 22 {
+                        let r = reply(p.remote, PortState::Closed);
+                        s.answer(&r, at_us(now + 1), Some(Duration::from_micros(1)));
+                    } else if p.attempt == 1 {
+                        retry_at = Some(now);
+                        stop = true;
+                    }
+                    now += 1;
+                }
+                Step::Wait(t) => {
+                    s.sent(std::mem::take(&mut batch), at_us(now));
+                    now = now.max((t.as_nanos() - T0).div_ceil(1000)).max(now + 1);
+                }
+                Step::Done => {
+                    end = Some(now);
+                    break;
+                }
+            }
+        }
+        let (retry_at, end) = (retry_at.expect("a retry"), end.expect("the end"));
+        assert!(end >= retry_at + 100_000, "retry at {retry_at}, end {end}");
     }
 
     #[test]
