@@ -68,6 +68,9 @@ const LOG_EVERY: Duration = Duration::from_secs(6);
 /// A `/probe` waits at most this long for its probe (the loop's own limit on each probe,
 /// derived from the module, ends it well before).
 const JOB_WAIT: Duration = Duration::from_secs(300);
+/// Beyond a probe's deadline, how long a `/probe` waits for the loop to hand its result
+/// over (the loop ends a probe at its deadline, then reports it within a pass).
+const JOB_HANDOVER: Duration = Duration::from_millis(200);
 
 /// One (survey, target, module), probed every interval.
 struct Entry {
@@ -489,9 +492,10 @@ impl Shared {
         // Prometheus gives up on the request at its scrape_timeout: the probe ends before,
         // so the scrape gets `tcpshake_probe_success 0` rather than nothing, and the probe
         // does not hold its place after the scraper has gone (blackbox_exporter does the same).
+        let budget = head.scrape_timeout.map(query::probe_budget);
         let target = SurveyTarget {
-            budget: head.scrape_timeout.map(|t| Budget {
-                within: query::probe_budget(t),
+            budget: budget.map(|b| Budget {
+                until: clock::now() + b,
                 why: "the scrape's timeout ran out (X-Prometheus-Scrape-Timeout-Seconds, less 0.5 s for the answer)",
             }),
             ..target
@@ -509,8 +513,24 @@ impl Shared {
         if !sent {
             return self.refuse("stopping", 503, "the exporter is stopping".into());
         }
-        let mut outcome = match rx.recv_timeout(JOB_WAIT) {
+        // Waited for no longer than the scrape allows, with a little for the loop to hand
+        // over a probe that ran to its deadline: a job that waits for a free place (every
+        // one of `jobs` busy) past it is answered now, and the loop drops it unstarted.
+        let wait = budget.map_or(JOB_WAIT, |b| (b + JOB_HANDOVER).min(JOB_WAIT));
+        let mut outcome = match rx.recv_timeout(wait) {
             Ok(Ok(o)) => o,
+            Err(mpsc::RecvTimeoutError::Timeout) if budget.is_some() => {
+                let failed = Unmade {
+                    target: &spec,
+                    module: &name,
+                    why: "the scrape's timeout ran out before a probe place was free (every \
+                          one of [exporter] jobs was busy)"
+                        .into(),
+                    started,
+                    debug,
+                };
+                return self.unmade("busy", failed, head);
+            }
             Ok(Err(e)) => {
                 let failed = Unmade {
                     target: &spec,

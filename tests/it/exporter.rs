@@ -1012,6 +1012,54 @@ fn a_probe_ends_before_the_scrape_timeout() {
 }
 
 lab_test! {
+/// A `/probe` that waits for a free place — every one of `[exporter] jobs` taken by a
+/// survey probe that will not end soon — is answered by the scrape's timeout too, and never
+/// started after it (a review's repro: `jobs = 1`, answered after 12–14 s to a 2 s scrape).
+fn a_probe_waiting_for_a_place_is_answered_by_the_scrape_timeout() {
+    let mut lab = Lab::new("exporter-scrape-queue");
+    let server = lab.server_v4;
+    lab::middle::nft_script(
+        &lab.server_ns,
+        "table inet scrape_queue_drop {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 82 drop\n }\n}\n",
+    );
+    let config = write_config(
+        &lab,
+        &format!(
+            "[exporter]\njobs = 1\n\n[probe]\nallow = [\"{server}/32\"]\n\n\
+             [modules.patient]\nprober = \"tcp\"\nretries = 5\n\n\
+             [[survey]]\nname = \"hog\"\ninterval = \"1s\"\nmodules = [\"patient\"]\n\
+             targets = [\"{server}:82\"]\n"
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+    // The survey's probe has its place (it starts within its interval, then retries for a
+    // minute), and the gauge says so while it runs.
+    let busy = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let (_, m) = get_with(&lab, "/metrics", &[]);
+        m.lines().any(|l| l == "tcpshake_exporter_probes_in_flight 1")
+    });
+    assert!(busy, "{}", exporter_log(&lab));
+    let started = std::time::Instant::now();
+    let (status, body) = get_with(
+        &lab,
+        &format!("/probe?target={server}:82&module=tcp&debug=true"),
+        &["X-Prometheus-Scrape-Timeout-Seconds: 2"],
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}\n{}", exporter_log(&lab));
+    assert!(
+        took < Duration::from_millis(1950),
+        "answered after {took:?}, past the scrape's 2 s:\n{body}"
+    );
+    assert!(
+        body.contains("tcpshake_probe_success 0")
+            && body.contains("before a probe place was free"),
+        "{body}"
+    );
+}
+}
+
+lab_test! {
 /// `--records` is appended to: a restarted exporter (systemd, a new configuration) keeps the
 /// records of the runs before — it used to truncate the file, losing them. A last line a
 /// killed run left unfinished is ended first, so each new record is a line of its own.

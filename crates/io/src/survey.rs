@@ -77,10 +77,12 @@ pub struct SurveyTarget {
     pub budget: Option<Budget>,
 }
 
-/// How long a probe may run at most, and why (the error it gets when it ran out).
+/// When a probe must have ended at the latest, and why (the error it gets when it ran
+/// out). A deadline, not a length: a probe that waited for a free place (`jobs`) past it
+/// is not started at all.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Budget {
-    pub within: Duration,
+    pub until: Instant,
     pub why: &'static str,
 }
 
@@ -425,6 +427,7 @@ impl Loop<'_, '_> {
         let mut exhausted = false;
         let mut stopping = false;
         let mut reported = 0;
+        let mut reported_in_flight = 0;
         // Bounded by the work: every pass either starts, advances or finishes probes, or
         // sleeps until the next deadline; targets are finite.
         //
@@ -510,8 +513,12 @@ impl Loop<'_, '_> {
                 }
             }
             self.hand_over_captured(report)?;
-            if self.finished != reported {
+            // Also when only the probes in flight changed (they started): a caller's gauge
+            // of them (the exporter's) said 0 for a minute-long probe until something ended.
+            let in_flight = self.schedule.in_flight();
+            if self.finished != reported || in_flight != reported_in_flight {
                 reported = self.finished;
+                reported_in_flight = in_flight;
                 self.refresh_losses(clock::now());
                 report(Report::PassDone, self.progress())?;
             }
@@ -776,6 +783,14 @@ impl Loop<'_, '_> {
         make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
     ) -> Result<()> {
         let remote = target.remote;
+        if let Some(b) = target.budget.as_ref().filter(|b| b.until <= now) {
+            // Its caller gave up waiting (the scrape's timeout passed while every place
+            // was taken): no SYN for an answer nobody waits for.
+            anyhow::bail!(
+                "{} before a free place came (every one of `jobs` was busy)",
+                b.why
+            );
+        }
         super::route::connectable_address(remote.ip())?;
         let route = self.route(remote.ip())?;
         route.connectable(remote.ip())?;
@@ -784,12 +799,12 @@ impl Loop<'_, '_> {
         let tap = self.tap_for(&route)?;
         let sender = self.sender_for(route.src)?;
         let cfg = make_cfg(target, local, route.mss(local.is_ipv6()));
-        // The caller's budget, when it is shorter than the probe's own limit.
+        // The caller's deadline, when it comes before the probe's own limit.
         let budget = target
             .budget
             .as_ref()
-            .filter(|b| b.within < cfg.hard_limit());
-        let give_up_at = now + budget.map_or(cfg.hard_limit(), |b| b.within);
+            .filter(|b| b.until < now + cfg.hard_limit());
+        let give_up_at = budget.map_or(now + cfg.hard_limit(), |b| b.until);
         let give_up_why = budget.map_or(GAVE_UP, |b| b.why);
         let probe = Probe::new(cfg);
         self.generation += 1;
