@@ -581,6 +581,30 @@ pub fn nmap_spellings(
 ) -> Result<Vec<std::ffi::OsString>, exit::UsageError> {
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
     let scan = args.get(1).is_some_and(|a| a == "scan");
+    // nmap's fast mode names the ports too: beside another port selection it is refused
+    // in its own name, as nmap refuses it (clap would name the --top-ports it stands for).
+    if scan {
+        let opts = args
+            .iter()
+            .take_while(|a| *a != "--")
+            .filter_map(|a| a.to_str());
+        let (mut fast, mut ports) = (false, None);
+        for a in opts {
+            if a == "-F" {
+                fast = true;
+            } else if a == "-p" || a.starts_with("--ports") || a.starts_with("--top-ports") {
+                ports = Some(a.split('=').next().unwrap_or(a).to_string());
+            } else if a.starts_with("-p") && a.len() > 2 {
+                ports = Some("-p".to_string());
+            }
+        }
+        if let (true, Some(p)) = (fast, ports) {
+            return Err(exit::UsageError(format!(
+                "-F is nmap's fast mode, the 100 most common ports (--top-ports 100): it \
+                 cannot go with {p}, which names the ports too; drop one of them"
+            )));
+        }
+    }
     let mut out = Vec::with_capacity(args.len());
     let mut after_dashes = false;
     for a in args {
@@ -636,7 +660,8 @@ fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
     match name {
         // Always so: a SYN scan, no ping first, no reverse DNS, every port's reason shown
         // (the table's REASON column, the XML's `reason` attribute).
-        "-sS" | "-Pn" | "-n" | "--reason" => Ok(true),
+        // (`-P0` and `-PN` are nmap's older names of -Pn.)
+        "-sS" | "-Pn" | "-P0" | "-PN" | "-n" | "--reason" => Ok(true),
         // nmap's rate floor: clap would suggest --max-rate, its opposite.
         "--min-rate" => refuse(
             "--min-rate: tcpshake scan has no rate floor: it sends as fast as this host can \

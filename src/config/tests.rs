@@ -482,6 +482,25 @@ fn nmap_fast_retries_reason_and_timing_options_in_scan() {
         scan(&["scan", "198.18.0.2", "--top-ports", "100"]).ports
     );
     assert_eq!(scan(&["scan", "198.18.0.2", "-F"]).ports.len(), 100);
+    // Beside another port selection, refused in -F's own name (clap named the
+    // `--top-ports` it stands for, or said it was given twice).
+    for other in [
+        &["-p", "80"][..],
+        &["-p80"],
+        &["-p-"],
+        &["--top-ports", "200"],
+    ] {
+        let mut all = vec!["scan", "198.18.0.2", "-F"];
+        all.extend_from_slice(other);
+        refused(&all, &["-F is nmap's fast mode", "drop one of them"]);
+    }
+    // nmap's older names of -Pn change nothing, as -Pn.
+    for old in ["-P0", "-PN"] {
+        assert_eq!(
+            scan(&["scan", "198.18.0.2", "-p", "80", old]).ports,
+            vec![80]
+        );
+    }
     assert_eq!(
         scan(&["scan", "198.18.0.2", "-p", "80", "--max-retries", "3"]).retries,
         3
