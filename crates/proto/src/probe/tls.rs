@@ -178,7 +178,12 @@ struct Marks {
     request_at: Option<u64>,
     first_byte: Option<usize>,
     close_notify_out: Option<u64>,
+    /// The segment whose bytes, once in order, let rustls read the server's close_notify.
     close_notify_in: Option<usize>,
+    /// One past the last byte of the server's stream read when its close_notify was (the
+    /// close_notify's end): finds the segment that carried it, which may have come before
+    /// the one that delivered it (a hole before it filled later).
+    close_notify_in_end: Option<u64>,
 }
 
 pub struct TlsSession {
@@ -195,6 +200,8 @@ pub struct TlsSession {
     close_notify_sent: bool,
     /// First bytes from the server, to say what it spoke when it was not TLS.
     first_rx: Vec<u8>,
+    /// Bytes of the server's stream handed to rustls so far (offset 0: IRS+1).
+    rx_offset: u64,
     marks: Marks,
     error: Option<String>,
     /// When the handshake ended, for `days_to_expiry`.
@@ -253,6 +260,7 @@ impl TlsSession {
             failed: false,
             close_notify_sent: false,
             first_rx: Vec::new(),
+            rx_offset: 0,
             marks: Marks::default(),
             error: None,
             handshake_at: None,
@@ -299,6 +307,8 @@ impl TlsSession {
             let take = (16 - self.first_rx.len()).min(bytes.len());
             self.first_rx.extend_from_slice(&bytes[..take]);
         }
+        let base = self.rx_offset;
+        self.rx_offset += bytes.len() as u64;
         let mut rest = bytes;
         // Bounded: every round consumes bytes or ends.
         for _ in 0..(bytes.len() + 2) {
@@ -320,6 +330,8 @@ impl TlsSession {
                 Ok(io) => {
                     if io.peer_has_closed() && self.marks.close_notify_in.is_none() {
                         self.marks.close_notify_in = seg;
+                        let read = (bytes.len() - rest.len()) as u64;
+                        self.marks.close_notify_in_end = Some(base + read);
                     }
                 }
                 Err(e) => {
@@ -534,7 +546,7 @@ impl TlsSession {
         legs.between(log, Leg::TlsSynToAppconnect, first_syn, appconnect);
         let first_notify = match (
             close_notify_out_segment(&marks, log, isn),
-            marks.close_notify_in,
+            close_notify_in_segment(&marks, log),
         ) {
             (Some(a), Some(b)) => Some(if later(a, b) == a { b } else { a }),
             (a, b) => a.or(b),
@@ -595,7 +607,7 @@ impl TlsSession {
         let done = !self.handshaking;
         let close_notify_first = match (
             close_notify_out_segment(&marks, log, isn),
-            marks.close_notify_in,
+            close_notify_in_segment(&marks, log),
         ) {
             (Some(a), Some(b)) if log[a].ts_ns <= log[b].ts_ns => Some("client"),
             (Some(_), Some(_)) | (None, Some(_)) => Some("server"),
@@ -697,6 +709,42 @@ fn version_text(v: rustls::ProtocolVersion) -> String {
         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
         other => format!("{other:?}"),
     }
+}
+
+/// The server's segment that carried the last byte of its close_notify as it first came
+/// (RFC 9293 §3.10.7.4: a segment past a hole is queued, and read when the hole fills): with
+/// the segment before it lost, the close_notify and the FIN after it are on the wire long
+/// before the retransmission delivers them, and `tls_close_notify_to_fin` is from the
+/// wire, as `fin_to_ack` is from the FIN as it came, in order or not. Falls back to the
+/// segment that delivered it.
+fn close_notify_in_segment(marks: &Marks, log: &[SegmentRecord]) -> Option<usize> {
+    let carried = marks
+        .close_notify_in_end
+        .filter(|&e| e > 0)
+        .and_then(|end| {
+            let irs = log
+                .iter()
+                .find(|r| r.dir == Dir::In && r.flags.syn() && r.flags.ack() && !r.foreign)?
+                .seq;
+            in_segment(log, irs, end - 1)
+        });
+    carried.or(marks.close_notify_in)
+}
+
+/// The first incoming segment (in the order they came) whose payload holds byte `offset` of
+/// the server's stream (offset 0 is IRS+1).
+fn in_segment(log: &[SegmentRecord], irs: u32, offset: u64) -> Option<usize> {
+    let first = irs.wrapping_add(1);
+    log.iter().position(|r| {
+        let start = u64::from(r.seq.wrapping_sub(first));
+        r.dir == Dir::In
+            && !r.foreign
+            && !r.bad_checksum
+            && r.len > 0
+            && !r.flags.syn()
+            && start <= offset
+            && offset < start + u64::from(r.len)
+    })
 }
 
 /// Our segment that carried the first byte of our close_notify.

@@ -511,6 +511,8 @@ pub struct Connection {
     /// TSvals of segments in flight that occupy sequence space, with when the first of
     /// them left and whether it was a retransmission (RFC 7323 §4.1), oldest first, bounded.
     ts_sent: VecDeque<(u32, Instant, bool)>,
+    /// The highest TSval sent so far: TSvals never go back (RFC 7323 §5.4).
+    tsval_sent: Option<u32>,
     /// Consecutive expiries of the retransmission timer for the current `snd_una`.
     retries: u32,
     /// Zero-window probes sent since the window closed or data was last acked.
@@ -583,6 +585,7 @@ impl Connection {
             rtt,
             rtt_probe: None,
             ts_sent: VecDeque::new(),
+            tsval_sent: None,
             retries: 0,
             persist_probes: 0,
             persist_probe_out: false,
@@ -896,9 +899,27 @@ impl Connection {
     /// `Some` is bounded by the queued control segments plus the peer's window / MSS.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
-        let seg = self.next_transmit(now)?;
+        let mut seg = self.next_transmit(now)?;
+        self.monotone_tsval(&mut seg);
         self.note_ts_sent(&seg, now);
         Some(seg)
+    }
+
+    /// RFC 7323 §5.4: TSval comes from a clock that is "monotone non-decreasing". Ours is
+    /// the time each segment was made, and an ACK is made at the kernel's stamp of the
+    /// segment it answers, which can be older than when our last segment left: across a
+    /// millisecond boundary the ACK's TSval was one below the one before it (HTTPS walk: 20
+    /// of 4001 segments of a survey through a lossy link). Linux tolerates one tick
+    /// (TCP_PAWS_WINDOW); a stricter PAWS (RFC 7323 §5.3, FreeBSD's) drops the segment.
+    fn monotone_tsval(&mut self, seg: &mut Segment) {
+        if let Some((tsval, tsecr)) = seg.options.timestamps {
+            let tsval = match self.tsval_sent {
+                Some(last) if (tsval.wrapping_sub(last) as i32) < 0 => last,
+                _ => tsval,
+            };
+            seg.options.timestamps = Some((tsval, tsecr));
+            self.tsval_sent = Some(tsval);
+        }
     }
 
     fn next_transmit(&mut self, now: Instant) -> Option<Segment> {

@@ -3436,3 +3436,44 @@ proptest! {
         run_inputs(h, inputs);
     }
 }
+
+/// RFC 7323 §5.4: an ACK made at the (older) kernel stamp of the segment it answers does
+/// not carry a TSval below the one our last segment left with.
+#[test]
+fn tsval_never_goes_back_when_an_ack_is_made_at_an_older_stamp() {
+    let peer = TcpOptions {
+        mss: Some(1460),
+        timestamps: Some((777, 0)),
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, peer, 65535);
+    // Just past a millisecond boundary, our request leaves.
+    h.now = Instant::from_nanos((h.now.as_nanos() / MS + 5) * MS + 100_000);
+    let req = b"HEAD / HTTP/1.1\r\n\r\n";
+    h.conn.send(req);
+    let data = h.sent_one();
+    let sent_tsval = data.options.timestamps.expect("timestamps").0;
+    // The answer was stamped by the kernel just before that boundary.
+    let later = h.now;
+    h.now = Instant::from_nanos(later.as_nanos() - 200_000);
+    let mut resp = seg(
+        5001,
+        1001 + req.len() as u32,
+        ACK | PSH,
+        b"HTTP/1.1 200 OK\r\n",
+    );
+    resp.options.timestamps = Some((778, sent_tsval));
+    h.recv(resp);
+    h.now = later;
+    let mut out = h.sent();
+    if out.is_empty() {
+        h.fire();
+        out = h.sent();
+    }
+    let ack = out.last().expect("an ACK of the response");
+    let tsval = ack.options.timestamps.expect("timestamps").0;
+    assert!(
+        tsval.wrapping_sub(sent_tsval) as i32 >= 0,
+        "TSval went back: {sent_tsval} then {tsval}"
+    );
+}
