@@ -50,7 +50,9 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tcpshake_proto::probe::survey::{Admit, Idle, Pass, RecentPairs, Schedule};
+use tcpshake_proto::probe::survey::{
+    Admit, GiveUp, Idle, Pass, RecentPairs, Schedule, deadline_passed, give_up_at,
+};
 use tcpshake_proto::probe::tls::TlsSetup;
 use tcpshake_proto::probe::{HttpRequest, LocalRefusal, Probe, ProbeConfig};
 use tcpshake_proto::time::Instant;
@@ -783,7 +785,12 @@ impl Loop<'_, '_> {
         make_cfg: &mut dyn FnMut(&SurveyTarget, SocketAddr, u16) -> ProbeConfig,
     ) -> Result<()> {
         let remote = target.remote;
-        if let Some(b) = target.budget.as_ref().filter(|b| b.until <= now) {
+        let deadline = target.budget.as_ref().map(|b| b.until);
+        if let Some(b) = target
+            .budget
+            .as_ref()
+            .filter(|_| deadline_passed(now, deadline))
+        {
             // Its caller gave up waiting (the scrape's timeout passed while every place
             // was taken): no SYN for an answer nobody waits for.
             anyhow::bail!(
@@ -800,12 +807,17 @@ impl Loop<'_, '_> {
         let sender = self.sender_for(route.src)?;
         let cfg = make_cfg(target, local, route.mss(local.is_ipv6()));
         // The caller's deadline, when it comes before the probe's own limit.
-        let budget = target
-            .budget
-            .as_ref()
-            .filter(|b| b.until < now + cfg.hard_limit());
-        let give_up_at = budget.map_or(now + cfg.hard_limit(), |b| b.until);
-        let give_up_why = budget.map_or(GAVE_UP, |b| b.why);
+        let (give_up_at, give_up_why) = match give_up_at(now, cfg.hard_limit(), deadline) {
+            GiveUp::At { at, callers } => (
+                at,
+                match &target.budget {
+                    Some(b) if callers => b.why,
+                    _ => GAVE_UP,
+                },
+            ),
+            // Refused above, before a port was reserved.
+            GiveUp::Passed => (now, GAVE_UP),
+        };
         let probe = Probe::new(cfg);
         self.generation += 1;
         let slot = Slot {

@@ -318,6 +318,39 @@ impl RecentPairs {
     }
 }
 
+/// When a probe that starts `now` is given up: at its own `hard_limit` from now, or at the
+/// caller's `deadline` when that comes first (the exporter's: the scrape's timeout, from
+/// the request). `Deadline::Passed` when the deadline came while the probe waited for a
+/// place: it is not started — no SYN for an answer nobody waits for.
+pub fn give_up_at(now: Instant, hard_limit: Duration, deadline: Option<Instant>) -> GiveUp {
+    match deadline {
+        _ if deadline_passed(now, deadline) => GiveUp::Passed,
+        Some(d) if d < now + hard_limit => GiveUp::At {
+            at: d,
+            callers: true,
+        },
+        _ => GiveUp::At {
+            at: now + hard_limit,
+            callers: false,
+        },
+    }
+}
+
+/// The caller's deadline has come: a probe not started yet is not started (asked before
+/// its port is reserved; [`give_up_at`] says the same).
+pub fn deadline_passed(now: Instant, deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| d <= now)
+}
+
+/// See [`give_up_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Give up at `at`; `callers`: it is the caller's deadline, not the probe's own limit.
+    At { at: Instant, callers: bool },
+    /// The caller's deadline has passed: do not start.
+    Passed,
+}
+
 fn key(remote: SocketAddr, port: u16) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (remote, port).hash(&mut h);
@@ -327,6 +360,32 @@ fn key(remote: SocketAddr, port: u16) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_gives_up_at_its_own_limit_or_the_callers_deadline_whichever_first() {
+        let now = Instant::from_nanos(1_000_000_000);
+        let limit = Duration::from_secs(10);
+        let own = GiveUp::At {
+            at: now + limit,
+            callers: false,
+        };
+        assert_eq!(give_up_at(now, limit, None), own);
+        let soon = now + Duration::from_millis(1500);
+        assert_eq!(
+            give_up_at(now, limit, Some(soon)),
+            GiveUp::At {
+                at: soon,
+                callers: true
+            }
+        );
+        assert_eq!(
+            give_up_at(now, limit, Some(now + Duration::from_secs(60))),
+            own
+        );
+        // Past, or due now: a queued /probe whose scrape has gone is not started.
+        assert_eq!(give_up_at(now, limit, Some(now)), GiveUp::Passed);
+        assert_eq!(give_up_at(soon, limit, Some(now)), GiveUp::Passed);
+    }
 
     const T0: u64 = 1_700_000_000_000_000_000;
 
