@@ -523,8 +523,8 @@ impl Shared {
                 let failed = Unmade {
                     target: &spec,
                     module: &name,
-                    why: "the scrape's timeout ran out before a probe place was free (every \
-                          one of [exporter] jobs was busy)"
+                    why: "the scrape's timeout ran out before the probe's answer (it waited \
+                          for a free place: every one of [exporter] jobs was busy)"
                         .into(),
                     started,
                     debug,

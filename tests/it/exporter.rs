@@ -1053,7 +1053,7 @@ fn a_probe_waiting_for_a_place_is_answered_by_the_scrape_timeout() {
     );
     assert!(
         body.contains("tcpshake_probe_success 0")
-            && body.contains("before a probe place was free"),
+            && body.contains("it waited for a free place"),
         "{body}"
     );
 }
