@@ -786,34 +786,36 @@ mod tests {
     fn a_round_reported_sent_after_its_walk_still_gets_its_wait() {
         // No --rate (as fast as the host sends): the bucket never makes the walk wait.
         let p = plan("198.18.0.1", &[22, 80], 100_000_000, 2, Shard::WHOLE);
-        let mut s = Schedule::new(&p, [true, false], at_us(0));
-        let mut now = 0u64;
-        let mut batch = 0;
-        let mut syns = Vec::new();
-        let mut end = None;
-        for _ in 0..10_000 {
-            match s.poll(at_us(now), false) {
-                Step::Send(p) => {
-                    batch += 1 + u64::from(p.reset_previous);
-                    if p.remote.port() == 22 {
-                        let r = reply(p.remote, PortState::Closed);
-                        s.answer(&r, at_us(now + 1), Some(Duration::from_micros(1)));
-                    } else {
-                        syns.push((now, p.attempt));
+        // As the driver does: what a Send asks for is batched, and reported sent only at
+        // the next Wait. Port 22 answers at once; port 80 never. Returns port 80's SYNs
+        // (time, attempt) and when the scan ended; `stop_at_retry`: Ctrl-C right after the
+        // retry's SYN was handed over.
+        let run_batched = |stop_at_retry: bool| {
+            let mut s = Schedule::new(&p, [true, false], at_us(0));
+            let (mut now, mut batch, mut stop, mut syns) = (0u64, 0, false, Vec::new());
+            for _ in 0..10_000 {
+                match s.poll(at_us(now), stop) {
+                    Step::Send(p) => {
+                        batch += 1 + u64::from(p.reset_previous);
+                        if p.remote.port() == 22 {
+                            let r = reply(p.remote, PortState::Closed);
+                            s.answer(&r, at_us(now + 1), Some(Duration::from_micros(1)));
+                        } else {
+                            syns.push((now, p.attempt));
+                            stop = stop_at_retry && p.attempt == 1;
+                        }
+                        now += 1;
                     }
-                    now += 1;
-                }
-                Step::Wait(t) => {
-                    s.sent(std::mem::take(&mut batch), at_us(now));
-                    now = now.max((t.as_nanos() - T0).div_ceil(1000)).max(now + 1);
-                }
-                Step::Done => {
-                    end = Some(now);
-                    break;
+                    Step::Wait(t) => {
+                        s.sent(std::mem::take(&mut batch), at_us(now));
+                        now = now.max((t.as_nanos() - T0).div_ceil(1000)).max(now + 1);
+                    }
+                    Step::Done => return (syns, now),
                 }
             }
-        }
-        let end = end.expect("the scan ended");
+            panic!("the scan never ended");
+        };
+        let (syns, end) = run_batched(false);
         // Port 80: its first SYN and one retry (nothing answered a retry), each retry and
         // the end a full --wait (100 ms) after the SYN before.
         assert_eq!(syns.iter().map(|s| s.1).collect::<Vec<_>>(), [0, 1]);
@@ -821,32 +823,12 @@ mod tests {
         assert!(end >= syns[1].0 + 100_000, "{syns:?} {end}");
 
         // Ctrl-C right after the retry's SYN was handed over: the drain still waits for it.
-        let mut s = Schedule::new(&p, [true, false], at_us(0));
-        let (mut now, mut batch, mut stop, mut retry_at, mut end) = (0u64, 0, false, None, None);
-        for _ in 0..10_000 {
-            match s.poll(at_us(now), stop) {
-                Step::Send(p) => {
-                    batch += 1 + u64::from(p.reset_previous);
-                    if p.remote.port() == 22 {
-                        let r = reply(p.remote, PortState::Closed);
-                        s.answer(&r, at_us(now + 1), Some(Duration::from_micros(1)));
-                    } else if p.attempt == 1 {
-                        retry_at = Some(now);
-                        stop = true;
-                    }
-                    now += 1;
-                }
-                Step::Wait(t) => {
-                    s.sent(std::mem::take(&mut batch), at_us(now));
-                    now = now.max((t.as_nanos() - T0).div_ceil(1000)).max(now + 1);
-                }
-                Step::Done => {
-                    end = Some(now);
-                    break;
-                }
-            }
-        }
-        let (retry_at, end) = (retry_at.expect("a retry"), end.expect("the end"));
+        let (syns, end) = run_batched(true);
+        let retry_at = syns
+            .iter()
+            .find(|s| s.1 == 1)
+            .map(|s| s.0)
+            .expect("a retry");
         assert!(end >= retry_at + 100_000, "retry at {retry_at}, end {end}");
     }
 
