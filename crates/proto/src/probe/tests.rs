@@ -1075,7 +1075,11 @@ fn requested(isn: u32, irs: u32) -> (Probe, u32, u32) {
 
 /// [`requested`] with a segment log that keeps `bounds`.
 fn requested_with(bounds: crate::probe::log::Bounds, isn: u32, irs: u32) -> (Probe, u32, u32) {
-    let mut p = Probe::with_log_bounds(config(isn, true), bounds);
+    requested_from(Probe::with_log_bounds(config(isn, true), bounds), isn, irs)
+}
+
+/// [`requested`] for a probe made with a configuration of the test's own (ISN `isn`).
+fn requested_from(mut p: Probe, isn: u32, irs: u32) -> (Probe, u32, u32) {
     p.start(at(0));
     pump(&mut p, 0);
     p.handle_packet(
@@ -1499,30 +1503,8 @@ fn a_time_wait_longer_than_the_timeout_is_waited_out_without_a_note() {
     let mut cfg = config(1000, true);
     cfg.tcp.time_wait = Duration::from_secs(3);
     cfg.timeout = Duration::from_secs(1);
-    let mut p = Probe::new(cfg);
-    p.start(at(0));
-    pump(&mut p, 0);
-    let syn_ack = server_seg(9_000, 1_001, TcpFlags::SYN | TcpFlags::ACK, &[]);
-    p.handle_packet(at(50), false, &syn_ack, false);
-    let out = pump(&mut p, 60);
-    let req_len: u32 = out.iter().map(|s| s.payload.len() as u32).sum();
-    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    let next = feed(&mut p, 9_001, 1_001 + req_len, head, head.len(), 200);
-    let d = p.poll_timeout().expect("the linger deadline");
-    p.handle_timeout(d);
-    let t0 = (d.as_nanos() - T0) / 1000;
-    let fin = pump(&mut p, t0)
-        .into_iter()
-        .find(|s| s.flags.fin())
-        .expect("our FIN");
-    let fin_ack = server_seg(
-        next,
-        fin.seq.0.wrapping_add(1),
-        TcpFlags::FIN | TcpFlags::ACK,
-        &[],
-    );
-    p.handle_packet(at(t0 + 100), false, &fin_ack, false);
-    pump(&mut p, t0 + 100);
+    let mut p = in_time_wait(requested_from(Probe::new(cfg), 1000, 9_000));
+    let t0 = 200_400;
     run_timers(&mut p, 60_000_000);
     assert!(p.is_done());
     let r = p.result();
@@ -2184,11 +2166,9 @@ fn established_interrupt_is_our_reset() {
     assert_eq!(p.result().close_initiator, Some(CloseInitiator::Reset));
 }
 
-/// Ctrl-C in TIME-WAIT: the close had completed; nothing is sent and it keeps its
-/// initiator.
-#[test]
-fn time_wait_interrupt_keeps_the_close() {
-    let (mut p, seq, ack) = requested(1_000, 9_000);
+/// A [`requested`] probe taken to TIME-WAIT at 200.4 ms: a 204 at 0.3 ms, our FIN when
+/// `--linger` ran out, the server's FIN+ACK of it.
+fn in_time_wait((mut p, seq, ack): (Probe, u32, u32)) -> Probe {
     let head = b"HTTP/1.1 204 No Content\r\n\r\n";
     feed(&mut p, seq, ack, head, 1448, 300);
     let d = p.poll_timeout().expect("the linger deadline");
@@ -2203,6 +2183,14 @@ fn time_wait_interrupt_keeps_the_close() {
     );
     pump(&mut p, 200_400);
     assert_eq!(p.conn.state(), State::TimeWait);
+    p
+}
+
+/// Ctrl-C in TIME-WAIT: the close had completed; nothing is sent and it keeps its
+/// initiator.
+#[test]
+fn time_wait_interrupt_keeps_the_close() {
+    let mut p = in_time_wait(requested(1_000, 9_000));
     p.interrupt(at(200_500));
     assert!(pump(&mut p, 200_500).is_empty(), "no RST from TIME-WAIT");
     assert_eq!(p.result().close_initiator, Some(CloseInitiator::Client));
@@ -2213,21 +2201,7 @@ fn time_wait_interrupt_keeps_the_close() {
 /// is the probe's error (`gave up: …`), the port filtered.
 #[test]
 fn out_of_time_in_time_wait_keeps_the_exchange_a_success() {
-    let (mut p, seq, ack) = requested(1_000, 9_000);
-    let head = b"HTTP/1.1 204 No Content\r\n\r\n";
-    feed(&mut p, seq, ack, head, 1448, 300);
-    let d = p.poll_timeout().expect("the linger deadline");
-    p.handle_timeout(d);
-    pump(&mut p, 200_300);
-    let srv = seq + head.len() as u32;
-    p.handle_packet(
-        at(200_400),
-        false,
-        &server_seg(srv, ack + 1, TcpFlags::FIN | TcpFlags::ACK, &[]),
-        false,
-    );
-    pump(&mut p, 200_400);
-    assert_eq!(p.conn.state(), State::TimeWait);
+    let mut p = in_time_wait(requested(1_000, 9_000));
     p.out_of_time(at(200_500), "the scrape's timeout ran out");
     assert!(
         pump(&mut p, 200_500).is_empty(),
