@@ -6,6 +6,7 @@
 
 use crate::lab;
 
+use lab::faults::Reject;
 use lab::peers::ListenerMode;
 use lab::{Lab, in_ns, poll_until, run_bounded, signal};
 use serde_json::Value;
@@ -961,10 +962,7 @@ lab_test! {
 fn a_probe_ends_before_the_scrape_timeout() {
     let mut lab = Lab::new("exporter-scrape-timeout");
     let server = lab.server_v4;
-    lab::middle::nft_script(
-        &lab.server_ns,
-        "table inet scrape_timeout_drop {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 82 drop\n }\n}\n",
-    );
+    lab.fault_reject(82, Reject::Drop);
     let config = write_config(
         &lab,
         &format!(
@@ -1018,10 +1016,7 @@ lab_test! {
 fn a_probe_waiting_for_a_place_is_answered_by_the_scrape_timeout() {
     let mut lab = Lab::new("exporter-scrape-queue");
     let server = lab.server_v4;
-    lab::middle::nft_script(
-        &lab.server_ns,
-        "table inet scrape_queue_drop {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 82 drop\n }\n}\n",
-    );
+    lab.fault_reject(82, Reject::Drop);
     let config = write_config(
         &lab,
         &format!(
