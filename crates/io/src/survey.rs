@@ -19,7 +19,8 @@
 //! probe leaves nothing here: memory is bounded by `jobs`, not by the number of targets.
 //!
 //! A pass answers first and keeps its books after (`probe::survey::Pass`): packets are read
-//! and answered a `recvmmsg` batch at a time, each probe's answer (the ACK of a SYN-ACK)
+//! from the tap's memory-mapped ring (tap.rs) and answered a run at a time — what the ring
+//! held filled, or at once after a SYN-ACK —, each probe's answer (the ACK of a SYN-ACK)
 //! sent ahead of everything else; ended probes are settled and new ones started one at a
 //! time, with the taps read in between. Before, a pass read everything, then answered,
 //! then kept its books and sent a train of 64 SYNs at once: at `-j 64` a SYN-ACK waited
@@ -565,10 +566,10 @@ impl Loop<'_, '_> {
         }
     }
 
-    /// Read everything the taps hold and answer it: after each batch read from a tap (one
-    /// `recvmmsg`), the probes it touched queue their answers (one answer to all of a
-    /// probe's packets in it: a FIN right behind the data is ACKed once) and the answers
-    /// go out before the next read. A probe that ended waits in `due` for
+    /// Read everything the taps hold and answer it: after each run of packets a tap's ring
+    /// held, the probes it touched queue their answers (one answer to all of a probe's
+    /// packets in it: a FIN right behind the data is ACKed once) and the answers go out
+    /// before the ring is looked at again; after a SYN-ACK, at once. A probe that ended waits in `due` for
     /// [`Loop::settle`].
     fn react(&mut self) -> Result<()> {
         self.last_read = clock::now();
@@ -585,14 +586,9 @@ impl Loop<'_, '_> {
                 read = true;
                 let synack = self.deliver(t, meta);
                 if self.pass.answer_now(synack, self.taps[t].buffered()) {
-                    let sent = self.segments_sent;
+                    // Then read on: over veth what we send is answered inside the call,
+                    // and a look at an empty ring costs no system call.
                     self.answer()?;
-                    // The read emptied the queue and nothing went out since (over veth
-                    // what we send is answered inside the call: read again then): a
-                    // second read would be an `EAGAIN`, two reads in five before.
-                    if sent == self.segments_sent && self.taps[t].drained() {
-                        break;
-                    }
                 }
             }
             self.answer()?;
@@ -1015,7 +1011,14 @@ impl Loop<'_, '_> {
             rest.ifaces.retain(|&i| i != route.oif);
             self.taps[c].listen_also(range, &rest)?;
         }
-        let tap = Tap::open_range(route.oif, &route.ifname, range, route.is_loopback, &others)?;
+        let tap = Tap::open_range(
+            route.oif,
+            &route.ifname,
+            range,
+            route.is_loopback,
+            self.opts.jobs,
+            &others,
+        )?;
         self.taps.push(tap);
         self.tap_lost.push(0);
         self.tap_read.push(false);

@@ -91,6 +91,24 @@ impl RingShape {
         }
     }
 
+    /// For a survey's tap, shared by `jobs` probes in flight on one interface: 64 frames a
+    /// probe, from 1 024 (2 MiB) to 4 096 (8 MiB). A probe's exchange is a handful of
+    /// packets each way, and the loop reads the ring between every few probes it starts
+    /// or settles; what a server sends beyond that (a body, a TLS flight) is a window at
+    /// most, for the few probes whose data comes at once. A frame the ring had no room for
+    /// is counted (`capture_lost`), as a queue's overflow was.
+    pub fn for_survey(jobs: usize) -> RingShape {
+        RingShape {
+            frame_size: CONNECTION_FRAME,
+            frames: jobs
+                .min(SURVEY_FRAMES_MAX)
+                .saturating_mul(64)
+                .next_power_of_two()
+                .clamp(SURVEY_FRAMES_MIN, SURVEY_FRAMES_MAX),
+            copy_large: true,
+        }
+    }
+
     /// The largest packet a frame holds whole.
     pub fn frame_room(self) -> usize {
         self.frame_size.saturating_sub(FRAME_OVERHEAD)
@@ -102,9 +120,9 @@ impl RingShape {
         self.frame_size.max(1 << 16)
     }
 }
-/// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
-/// costs about a kilobyte of it).
-const QUEUE_BYTES: usize = 16 << 20;
+/// A survey's ring: at least this many frames, at most that many (2 and 8 MiB).
+const SURVEY_FRAMES_MIN: usize = 1024;
+const SURVEY_FRAMES_MAX: usize = 4096;
 /// How a tap is read: a ring of this shape, or its socket's queue with a receive buffer of
 /// this many bytes.
 #[derive(Clone, Copy)]
@@ -224,14 +242,18 @@ impl Tap {
     }
 
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
-    /// serves every probe of a survey that leaves through this interface. It reads the
-    /// socket's queue, not a ring (tapqueue.rs says why).
-    /// `others`: as [`Tap::open`]'s.
+    /// serves every probe of a survey that leaves through this interface, up to `jobs` at
+    /// once. It reads a ring, as a probe's tap does: a SYN-ACK is answered sooner when
+    /// finding it costs no system call (a `recvmmsg` took ~1 µs of the ~3 µs between a
+    /// SYN-ACK and our ACK, README's "Reaction time"). The ring's set-up waits out an RCU
+    /// grace period (~8 ms here), once per interface a survey uses; its close waits after
+    /// our exit (teardown.rs). `others`: as [`Tap::open`]'s.
     pub fn open_range(
         ifindex: u32,
         ifname: &str,
         (lo, hi): (u16, u16),
         loopback: bool,
+        jobs: usize,
         others: &OtherLinks,
     ) -> Result<Tap> {
         let also = listening_also(ifindex, loopback, others);
@@ -241,7 +263,7 @@ impl Tap {
             ifname,
             &filter,
             loopback,
-            Reading::Queue(QUEUE_BYTES),
+            Reading::Ring(RingShape::for_survey(jobs)),
             also,
         )
     }
@@ -493,17 +515,23 @@ impl Tap {
         self.ring.as_ref().map(|_| self.shape)
     }
 
-    /// Whether packets already read from the socket's queue wait here (the next [`Tap::recv`]
-    /// makes no system call): a survey answers what it read once this is false, before it
-    /// reads the queue again. Always false for a ring, whose every packet is its own read.
+    /// Whether another packet is there to be read without a system call: the next frame
+    /// of a ring, filled, or packets already read from the socket's queue. A survey answers
+    /// what it read once this is false — one send for a run of packets that came together
+    /// (each send over veth also carries the server's handling of it, 5–20 µs) — and at
+    /// once after a SYN-ACK.
     pub fn buffered(&self) -> bool {
-        self.queue.as_ref().is_some_and(|q| q.buffered())
-    }
-
-    /// A queue reader's last read emptied the socket's queue and all of it was handed out
-    /// (a ring is never "drained": reading it costs no system call).
-    pub fn drained(&self) -> bool {
-        self.queue.as_ref().is_some_and(|q| q.drained())
+        match &self.ring {
+            Some(ring) => {
+                // SAFETY: `next < frames`: the frame and its first u32 (tp_status, 4-aligned
+                // in a page-aligned frame) lie inside the mapping; atomic as in `take`.
+                let status = unsafe {
+                    &*(ring.base.add(self.next * self.shape.frame_size) as *const AtomicU32)
+                };
+                status.load(Ordering::Acquire) & TP_STATUS_USER != 0
+            }
+            None => self.queue.as_ref().is_some_and(|q| q.buffered()),
+        }
     }
 
     /// Wait until a packet is there or `timeout` passes (`None`: wait forever).
@@ -664,6 +692,54 @@ mod tests {
         assert!(shape.frames >= 2 * 245 + 64);
         assert_eq!(RingShape::for_window(16 * 1024).frames, 256);
         assert_eq!(RingShape::for_window(16 << 20).frames, 8192);
+    }
+
+    #[test]
+    fn a_survey_ring_grows_with_its_probes_within_two_to_eight_mebibytes() {
+        let frames = |jobs| RingShape::for_survey(jobs).frames;
+        assert_eq!(
+            [frames(1), frames(16), frames(32), frames(64)],
+            [1024, 1024, 2048, 4096]
+        );
+        assert_eq!(frames(100_000), 4096);
+        assert_eq!(frames(usize::MAX), 4096, "no overflow");
+        let shape = RingShape::for_survey(64);
+        assert_eq!(shape.frame_size, 2048, "Ethernet-sized packets whole");
+        assert!(shape.copy_large, "larger ones whole from the queue");
+    }
+
+    #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+    fn a_survey_tap_says_whether_another_packet_waits_in_its_ring() {
+        require_root("a_survey_tap_says_whether_another_packet_waits_in_its_ring");
+        in_fresh_netns(|| {
+            crate::netns::set_link_up_by_name("lo").unwrap();
+            let mut tap =
+                Tap::open_range(1, "lo", (PORT, PORT), true, 64, &OtherLinks::default()).unwrap();
+            assert_eq!(tap.ring_shape(), Some(RingShape::for_survey(64)));
+            let tx = RawSender::new(LO, 0).unwrap();
+            let mut buf = vec![0u8; PACKET_ROOM];
+            assert!(!tap.buffered(), "nothing sent yet");
+            tx.send(&segment(1, 10), LO).unwrap();
+            tx.send(&segment(2, 10), LO).unwrap();
+            // Bounded: the loopback delivers inside the send; a second at most.
+            for _ in 0..20 {
+                if tap.buffered() {
+                    break;
+                }
+                tap.wait(Some(Duration::from_millis(50))).unwrap();
+            }
+            assert!(tap.buffered(), "two packets wait");
+            let seq = |buf: &[u8]| u32::from_be_bytes(buf[24..28].try_into().unwrap());
+            assert!(tap.recv(&mut buf).unwrap().is_some());
+            assert_eq!(seq(&buf), 1);
+            assert!(tap.buffered(), "the second still waits");
+            assert!(tap.recv(&mut buf).unwrap().is_some());
+            assert_eq!(seq(&buf), 2);
+            assert!(!tap.buffered(), "both read");
+            assert!(tap.recv(&mut buf).unwrap().is_none());
+        })
+        .unwrap();
     }
 
     #[test]

@@ -19,9 +19,10 @@
 //! A loop pass ([`Pass`]) answers first and keeps its books after. A reply a probe must
 //! answer at once — above all a SYN-ACK, whose ACK the server times as our reaction — is
 //! read and answered before anything else is done, and never waits behind book-keeping:
-//! - Packets are read from a tap a batch at a time (one `recvmmsg`), and what the probes
-//!   they touched have to send goes out before the next batch is read — at once, before
-//!   the rest of the batch, when a packet was a probe's SYN-ACK ([`Pass::answer_now`]).
+//! - Packets are read from a tap a run at a time (what its ring holds filled), and what the
+//!   probes they touched have to send goes out before the ring is looked at again — at
+//!   once, before the rest of the run, when a packet was a probe's SYN-ACK
+//!   ([`Pass::answer_now`]).
 //! - In what goes out together, each probe's answer (its first segment: the ACK) goes
 //!   ahead of everything else (requests, SYNs, retransmissions), and the answer to a
 //!   SYN-ACK ahead of all ([`Pass::send_rank`]): a FIN's ACK sent before it cost it the
@@ -233,10 +234,10 @@ impl Pass {
         self.start_group.max(1)
     }
 
-    /// Whether the answers queued so far go out before the rest of a batch read from a tap
-    /// is handed in: when the batch is used up (`batch_left`: packets of it still to hand
-    /// in), or at once when a packet just ended a probe's wait for its SYN-ACK — the
-    /// server times our ACK, and the rest of a batch of 16 took up to ~1 µs a packet.
+    /// Whether the answers queued so far go out before the rest of what a tap holds is
+    /// handed in: when nothing more is there (`batch_left`: packets still to hand in), or
+    /// at once when a packet just ended a probe's wait for its SYN-ACK — the server times
+    /// our ACK, and the rest of a run took up to ~1 µs a packet.
     pub fn answer_now(&self, synack: bool, batch_left: bool) -> bool {
         synack || !batch_left
     }
