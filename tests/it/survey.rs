@@ -540,6 +540,49 @@ fn probe_slo_breach_exits_4() {
 }
 
 lab_test! {
+/// Targets that leave by two interfaces: the veth's tap opens (a ring) before any probe;
+/// the loopback's opens while the first target's probes are in flight, and reads its queue
+/// so that the loop does not stop for a ring's set-up. Every probe through either is
+/// whole: its handshake, our ACK timed, the response, the close.
+fn targets_on_two_interfaces_in_one_survey() {
+    let mut lab = Lab::new("survey-2if");
+    lab.start_nginx(80);
+    // A listener on the client's own loopback: answers each request, then closes.
+    let script = "import os,socket\n\
+        s=socket.socket()\n\
+        s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+        s.bind(('127.0.0.1',8080)); s.listen(512)\n\
+        open(os.environ['READY_FILE'],'w').close()\n\
+        while True:\n\
+        \x20c,_=s.accept(); c.recv(4096)\n\
+        \x20c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n'); c.close()\n";
+    let mut cmd = in_ns(&lab.client_ns, "python3");
+    cmd.args(["-c", script]).stdout(Stdio::null()).stderr(Stdio::null());
+    lab.spawn_ready("a loopback listener", &mut cmd);
+    let v4 = lab.target(false, 80);
+    let lo = "127.0.0.1:8080".to_string();
+    let run = lab.run_client(["probe", &v4, &lo, "-c", "10", "-j", "8", "--json"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 20, "{run}");
+    for t in [&v4, &lo] {
+        let mine: Vec<&ProbeRecord> = records.iter().filter(|r| &r.target == t).collect();
+        assert_eq!(mine.len(), 10, "{t}\n{run}");
+        for r in mine {
+            assert_eq!(r.http_status(), Some(200), "{t}\n{run}");
+            let legs = r.legs_ns.as_ref().expect("legs");
+            for (leg, v) in legs.all() {
+                if ["syn_to_synack", "synack_to_ack", "total"].contains(&leg) {
+                    assert!(v.is_some(), "{t}: no {leg}\n{run}");
+                }
+            }
+        }
+    }
+    assert!(!run.stdout.contains("capture_lost"), "{run}");
+}
+}
+
+lab_test! {
 /// IPv4 and IPv6 targets in one survey: one tap serves both, one raw sender per family.
 fn v4_and_v6_targets_in_one_survey() {
     let mut lab = Lab::new("survey-v6");

@@ -120,6 +120,9 @@ impl RingShape {
         self.frame_size.max(1 << 16)
     }
 }
+/// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
+/// costs about a kilobyte of it).
+const QUEUE_BYTES: usize = 16 << 20;
 /// A survey's ring: at least this many frames, at most that many (2 and 8 MiB).
 const SURVEY_FRAMES_MIN: usize = 1024;
 const SURVEY_FRAMES_MAX: usize = 4096;
@@ -242,18 +245,19 @@ impl Tap {
     }
 
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
-    /// serves every probe of a survey that leaves through this interface, up to `jobs` at
-    /// once. It reads a ring, as a probe's tap does: a SYN-ACK is answered sooner when
-    /// finding it costs no system call (a `recvmmsg` took ~1 µs of the ~3 µs between a
-    /// SYN-ACK and our ACK, README's "Reaction time"). The ring's set-up waits out an RCU
-    /// grace period (~8 ms here), once per interface a survey uses; its close waits after
-    /// our exit (teardown.rs). `others`: as [`Tap::open`]'s.
+    /// serves every probe of a survey that leaves through this interface. With
+    /// `ring_for: Some(jobs)` it reads a ring sized for `jobs` probes at once, as a probe's
+    /// tap does: a SYN-ACK is answered sooner when finding it costs no system call (a
+    /// `recvmmsg` took ~1 µs of the ~3 µs between a SYN-ACK and our ACK, README's
+    /// "Reaction time"). The ring's set-up waits out an RCU grace period (~8 ms here), and
+    /// its close two (after our exit: teardown.rs). With `None` it reads its socket's queue
+    /// (tapqueue.rs) and opens without a wait. `others`: as [`Tap::open`]'s.
     pub fn open_range(
         ifindex: u32,
         ifname: &str,
         (lo, hi): (u16, u16),
         loopback: bool,
-        jobs: usize,
+        ring_for: Option<usize>,
         others: &OtherLinks,
     ) -> Result<Tap> {
         let also = listening_also(ifindex, loopback, others);
@@ -263,7 +267,10 @@ impl Tap {
             ifname,
             &filter,
             loopback,
-            Reading::Ring(RingShape::for_survey(jobs)),
+            match ring_for {
+                Some(jobs) => Reading::Ring(RingShape::for_survey(jobs)),
+                None => Reading::Queue(QUEUE_BYTES),
+            },
             also,
         )
     }
@@ -515,6 +522,12 @@ impl Tap {
         self.ring.as_ref().map(|_| self.shape)
     }
 
+    /// A queue reader's last read emptied the socket's queue and all of it was handed out
+    /// (a ring is never "drained": reading it costs no system call).
+    pub fn drained(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.drained())
+    }
+
     /// Whether another packet is there to be read without a system call: the next frame
     /// of a ring, filled, or packets already read from the socket's queue. A survey answers
     /// what it read once this is false — one send for a run of packets that came together
@@ -714,8 +727,15 @@ mod tests {
         require_root("a_survey_tap_says_whether_another_packet_waits_in_its_ring");
         in_fresh_netns(|| {
             crate::netns::set_link_up_by_name("lo").unwrap();
-            let mut tap =
-                Tap::open_range(1, "lo", (PORT, PORT), true, 64, &OtherLinks::default()).unwrap();
+            let mut tap = Tap::open_range(
+                1,
+                "lo",
+                (PORT, PORT),
+                true,
+                Some(64),
+                &OtherLinks::default(),
+            )
+            .unwrap();
             assert_eq!(tap.ring_shape(), Some(RingShape::for_survey(64)));
             let tx = RawSender::new(LO, 0).unwrap();
             let mut buf = vec![0u8; PACKET_ROOM];

@@ -2,13 +2,14 @@
 //! `recvmmsg(2)`, each with the kernel's timestamp (SCM_TIMESTAMPNS, the same stamp the
 //! ring shows) and its status (PACKET_AUXDATA: whether the checksum is left to hardware).
 //!
-//! Scans and traces read their tap this way. A ring costs an RCU grace period when it is
-//! set up (~8 ms here) and two when it is torn down (the kernel unhooks the socket, waits,
-//! and again on close), and neither a scan nor a trace answers what it reads, so a system
-//! call per batch costs them nothing a ring would give back. Probes and surveys read a
-//! ring: finding a SYN-ACK without a system call is part of answering it quickly (a
-//! survey's SYN-ACK → ACK at `-j 64` went from 2.2× the kernel's to 1.5–1.75× when its
-//! tap moved from this queue to a ring).
+//! Scans and traces read their tap this way, and so does a survey's tap opened while probes
+//! are in flight. A ring costs an RCU grace period when it is set up (~8 ms here) and two
+//! when it is torn down (the kernel unhooks the socket, waits, and again on close); neither
+//! a scan nor a trace answers what it reads, so a system call per batch costs them nothing
+//! a ring would give back, and a survey's loop must not stop 8 ms while its probes wait
+//! for answers. Probes and a survey's first tap read a ring: finding a SYN-ACK without a
+//! system call is part of answering it quickly (a survey's SYN-ACK → ACK at `-j 64` went
+//! from 2.26× the kernel's to 1.60× when its tap moved from this queue to a ring).
 
 use super::cmsg::{self, CONTROL_WORDS};
 use super::packet::{PACKET_OUTGOING, PACKET_ROOM, TapMeta};
@@ -27,6 +28,8 @@ pub(super) struct QueueReader {
     names: Vec<libc::sockaddr_ll>,
     metas: Vec<TapMeta>,
     next: usize,
+    /// The last `recvmmsg` found the queue empty or emptied it (fewer than a batch).
+    short: bool,
 }
 
 impl QueueReader {
@@ -38,6 +41,7 @@ impl QueueReader {
             names: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             metas: Vec::with_capacity(BATCH),
             next: 0,
+            short: false,
         }
     }
 
@@ -58,6 +62,12 @@ impl QueueReader {
     /// Packets of the last batch not handed out yet.
     pub(super) fn buffered(&self) -> bool {
         self.next < self.metas.len()
+    }
+
+    /// Everything read was handed out, and the last read left the queue empty: another
+    /// read now would find only what came since (most often nothing: an `EAGAIN`).
+    pub(super) fn drained(&self) -> bool {
+        self.short && !self.buffered()
     }
 
     fn refill(&mut self, socket: &Socket) {
@@ -96,8 +106,10 @@ impl QueueReader {
         // Nothing there (EAGAIN) or an error: no packets this time; a real error shows up
         // again on the next read and in poll.
         let Ok(n) = usize::try_from(n) else {
+            self.short = true;
             return;
         };
+        self.short = n < BATCH;
         for (i, m) in msgs.iter().enumerate().take(n) {
             let len = m.msg_len as usize;
             // SAFETY: recvmmsg filled this message's control buffer (`self.controls[i]`,

@@ -19,10 +19,10 @@
 //! A loop pass ([`Pass`]) answers first and keeps its books after. A reply a probe must
 //! answer at once — above all a SYN-ACK, whose ACK the server times as our reaction — is
 //! read and answered before anything else is done, and never waits behind book-keeping:
-//! - Packets are read from a tap a run at a time (what its ring holds filled), and what the
-//!   probes they touched have to send goes out before the ring is looked at again — at
-//!   once, before the rest of the run, when a packet was a probe's SYN-ACK
-//!   ([`Pass::answer_now`]).
+//! - Packets are read from a tap a run at a time (what its ring holds filled, or one
+//!   `recvmmsg` batch of its queue), and what the probes they touched have to send goes
+//!   out before the tap is read again — at once, before the rest of the run, when a
+//!   packet was a probe's SYN-ACK ([`Pass::answer_now`]).
 //! - In what goes out together, each probe's answer (its first segment: the ACK) goes
 //!   ahead of everything else (requests, SYNs, retransmissions), and the answer to a
 //!   SYN-ACK ahead of all ([`Pass::send_rank`]): a FIN's ACK sent before it cost it the
