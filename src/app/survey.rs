@@ -724,7 +724,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     handed?;
     if losses.dropped > 0 || losses.truncated > 0 {
         eprintln!(
-            "tcpshake: warning: the capture socket missed {} ({} dropped with its queue full, \
+            "tcpshake: warning: the capture socket missed {} ({} dropped for want of room, \
              {} too long): the records of some probes lack segments and their timings may \
              include the server's retransmissions; lower -j",
             crate::report::count(losses.dropped + losses.truncated, "packet", "packets"),

@@ -193,7 +193,7 @@ impl ExporterMetrics {
         let capture_missed = Counter::default();
         r.register(
             "tcpshake_exporter_capture_missed_packets",
-            "Packets the capture sockets missed (queue full or too long): those probes' \
+            "Packets the capture sockets missed (ring or queue full, or too long): those probes' \
              records lack segments",
             capture_missed.clone(),
         );

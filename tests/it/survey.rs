@@ -540,10 +540,10 @@ fn probe_slo_breach_exits_4() {
 }
 
 lab_test! {
-/// Targets that leave by two interfaces: the veth's tap opens (a ring) before any probe;
-/// the loopback's opens while the first target's probes are in flight, and reads its queue
-/// so that the loop does not stop for a ring's set-up. Every probe through either is
-/// whole: its handshake, our ACK timed, the response, the close.
+/// Targets that leave by two interfaces, each with a tap of its own (the veth's a ring, the
+/// loopback's, opened with the first probes under way, its queue — which of the two only
+/// changes how fast an answer leaves): every probe through either is whole, its
+/// handshake and our ACK timed, the response and the close.
 fn targets_on_two_interfaces_in_one_survey() {
     let mut lab = Lab::new("survey-2if");
     lab.start_nginx(80);

@@ -6,7 +6,7 @@
 //! CONFIG_JUMP_LABEL), not at once. Until that work has run, packets carry no stamp, and
 //! a socket read with `recvmsg` is handed the time of the read instead
 //! (`__sock_recv_timestamp` calls `__net_timestamp` when `skb->tstamp` is 0). A tap read
-//! that way — surveys, scans, traces — then timed a SYN-ACK by when it was read: a fault
+//! that way — scans, traces, surveys then — timed a SYN-ACK by when it was read: a fault
 //! walk saw SYN→SYN-ACK 0.8 µs where tcpdump measured 26 µs, and a SYN stamped 54–89 µs
 //! after tcpdump's, in 4 of about 12 surveys on a busy 2-CPU host (the worker waits
 //! behind our probes; with another program holding timestamps on, 5 of 5 were right). A

@@ -159,7 +159,7 @@ pub enum Report<'a> {
 pub struct Progress {
     pub in_flight: usize,
     pub finished: u64,
-    /// Packets the taps missed so far (queue full, or too long), read at most once a
+    /// Packets the taps missed so far (ring or queue full, or too long), read at most once a
     /// second: a long-running caller (the exporter) shows them as they happen.
     pub capture_missed: u64,
 }
@@ -577,6 +577,8 @@ impl Loop<'_, '_> {
         self.last_read = clock::now();
         for t in 0..self.taps.len() {
             let mut read = false;
+            // Packets read since the last answer went out.
+            let mut run = 0;
             // Bounded: at most this many packets per call, then timers get their turn.
             for _ in 0..4096 {
                 let Some(meta) = self.taps[t]
@@ -586,8 +588,10 @@ impl Loop<'_, '_> {
                     break;
                 };
                 read = true;
+                run += 1;
                 let synack = self.deliver(t, meta);
-                if self.pass.answer_now(synack, self.taps[t].buffered()) {
+                if self.pass.answer_now(synack, self.taps[t].buffered(), run) {
+                    run = 0;
                     let sent = self.segments_sent;
                     self.answer()?;
                     // Then read on: over veth what we send is answered inside the call,
@@ -1019,10 +1023,15 @@ impl Loop<'_, '_> {
             rest.ifaces.retain(|&i| i != route.oif);
             self.taps[c].listen_also(range, &rest)?;
         }
-        // A ring's set-up stops the loop for an RCU grace period (~8 ms): before the first
-        // probe that is start-up, but with probes in flight their answers would wait for
-        // it, so a tap opened then reads its queue (about 1 µs slower to answer from).
-        let idle = self.slots.iter().all(Option::is_none);
+        // A ring's set-up stops the loop for an RCU grace period (~8 ms): while nothing is
+        // on the wire that is start-up, but with probes in flight their answers would wait
+        // for it, so a tap opened then reads its queue (about 1 µs slower to answer from).
+        // Slots made this pass whose SYN has not left yet (`starting`) wait for nothing.
+        let idle = self
+            .slots
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.is_none() || self.starting.contains(&i));
         let tap = Tap::open_range(
             route.oif,
             &route.ifname,

@@ -251,7 +251,10 @@ impl Tap {
     /// `recvmmsg` took ~1 µs of the ~3 µs between a SYN-ACK and our ACK, README's
     /// "Reaction time"). The ring's set-up waits out an RCU grace period (~8 ms here), and
     /// its close two (after our exit: teardown.rs). With `None` it reads its socket's queue
-    /// (tapqueue.rs) and opens without a wait. `others`: as [`Tap::open`]'s.
+    /// (tapqueue.rs), without that wait; it only checks that the kernel stamps packets on
+    /// arrival, which another tap asking for stamps has turned on already (stamps.rs: a
+    /// datagram to ourselves, microseconds; until then 1 ms steps). `others`: as
+    /// [`Tap::open`]'s.
     pub fn open_range(
         ifindex: u32,
         ifname: &str,
@@ -449,10 +452,9 @@ impl Tap {
         let frame_size = self.shape.frame_size;
         // SAFETY: `next < frames`, so the frame lies inside the mapping.
         let frame = unsafe { ring.base.add(self.next * frame_size) };
-        // SAFETY: tp_status is the frame's first u32, 4-aligned (frames are page-aligned);
-        // the kernel writes it concurrently, hence an atomic. Acquire: the frame's other
-        // bytes, written before the kernel set TP_STATUS_USER, are visible after it.
-        let status = unsafe { &*(frame as *const AtomicU32) };
+        // Acquire: the frame's other bytes, written before the kernel set TP_STATUS_USER,
+        // are visible after it.
+        let status = frame_status(ring, self.next, frame_size);
         let st = status.load(Ordering::Acquire);
         if st & TP_STATUS_USER == 0 {
             return None;
@@ -536,12 +538,9 @@ impl Tap {
     pub fn buffered(&self) -> bool {
         match &self.ring {
             Some(ring) => {
-                // SAFETY: `next < frames`: the frame and its first u32 (tp_status, 4-aligned
-                // in a page-aligned frame) lie inside the mapping; atomic as in `take`.
-                let status = unsafe {
-                    &*(ring.base.add(self.next * self.shape.frame_size) as *const AtomicU32)
-                };
-                status.load(Ordering::Acquire) & TP_STATUS_USER != 0
+                frame_status(ring, self.next, self.shape.frame_size).load(Ordering::Acquire)
+                    & TP_STATUS_USER
+                    != 0
             }
             None => self.queue.as_ref().is_some_and(|q| q.buffered()),
         }
@@ -551,6 +550,15 @@ impl Tap {
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         super::poll::wait_readable(&[self.socket.as_fd()], timeout).map(|n| n > 0)
     }
+}
+
+/// Frame `i`'s status word (`tp_status`), which the kernel writes concurrently: hence an
+/// atomic. `i` must be below the ring's frame count.
+fn frame_status(ring: &MappedRing, i: usize, frame_size: usize) -> &AtomicU32 {
+    // SAFETY: frame `i` lies inside the mapping (`i < frames`, the callers' `next`), and
+    // its first u32 is 4-aligned: the mapping is page-aligned and frames are a multiple of
+    // 16 bytes (TPACKET_ALIGNMENT) long, as the kernel demands of a ring. The mapping lives as long as `ring`.
+    unsafe { &*(ring.base.add(i * frame_size) as *const AtomicU32) }
 }
 
 /// The receive buffer: FORCE goes past `rmem_max` (we hold CAP_NET_ADMIN for the guard
@@ -604,8 +612,10 @@ impl Tap {
 /// How many packets one `recv_batch` reads at most.
 pub const BATCH: usize = 16;
 
-// SAFETY: the ring's mapping belongs to this Tap alone and is only touched through
-// `&mut self` (reads) or on drop, so the Tap may move to another thread.
+// SAFETY: the ring's mapping belongs to this Tap alone; frames are read through `&mut
+// self`, their status words also through `&self` (`buffered`, atomic loads), and it is
+// unmapped on drop. A Tap is not Sync (MappedRing holds a raw pointer), so no two threads
+// use one at once; it may move to another thread.
 unsafe impl Send for Tap {}
 
 impl AsFd for Tap {
@@ -753,6 +763,8 @@ mod tests {
             let seq = |buf: &[u8]| u32::from_be_bytes(buf[24..28].try_into().unwrap());
             assert!(tap.recv(&mut buf).unwrap().is_some());
             assert_eq!(seq(&buf), 1);
+            // (On the loopback the next frame is packet 2's leaving copy, which `recv`
+            // skips: a filled frame either way.)
             assert!(tap.buffered(), "the second still waits");
             assert!(tap.recv(&mut buf).unwrap().is_some());
             assert_eq!(seq(&buf), 2);

@@ -215,11 +215,18 @@ pub struct Pass {
     /// anyway, and empty polls would only take the CPU from the work (and, on a small
     /// machine, from a local server).
     pub spin_max_in_flight: usize,
+    /// Answer at least once every this many packets read, even while more wait: a ring
+    /// that a burst keeps filled would otherwise hold every ACK (of data, of a FIN) and TLS
+    /// flight back until it is empty — up to thousands of packets, ~1 µs each.
+    pub answer_every: usize,
 }
 
 impl Default for Pass {
     fn default() -> Self {
         Pass {
+            // The batch a queue-read tap hands in per `recvmmsg`: answers went out that
+            // often before taps read rings.
+            answer_every: 16,
             start_group: 1,
             reread_after: Duration::from_micros(20),
             spin: Duration::from_millis(3),
@@ -235,11 +242,12 @@ impl Pass {
     }
 
     /// Whether the answers queued so far go out before the rest of what a tap holds is
-    /// handed in: when nothing more is there (`batch_left`: packets still to hand in), or
-    /// at once when a packet just ended a probe's wait for its SYN-ACK — the server times
-    /// our ACK, and the rest of a run took up to ~1 µs a packet.
-    pub fn answer_now(&self, synack: bool, batch_left: bool) -> bool {
-        synack || !batch_left
+    /// handed in: when nothing more is there (`batch_left`: packets still to hand in), when
+    /// `run` packets were read since the last answer and that is [`Pass::answer_every`],
+    /// or at once when a packet just ended a probe's wait for its SYN-ACK — the server
+    /// times our ACK, and the rest of a run took up to ~1 µs a packet.
+    pub fn answer_now(&self, synack: bool, batch_left: bool, run: usize) -> bool {
+        synack || !batch_left || run >= self.answer_every.max(1)
     }
 
     /// The order in which segments queued together go out (lowest first; equals keep the
@@ -571,14 +579,26 @@ mod tests {
         );
         assert!(p.send_rank(true, false) < p.send_rank(false, false));
         assert_eq!(p.send_rank(false, true), p.send_rank(false, false));
-        assert!(p.answer_now(false, false), "the batch is used up");
+        assert!(p.answer_now(false, false, 1), "the batch is used up");
         assert!(
-            p.answer_now(true, true),
+            p.answer_now(true, true, 1),
             "a SYN-ACK is answered before the rest"
         );
         assert!(
-            !p.answer_now(false, true),
+            !p.answer_now(false, true, 15),
             "other answers wait for the batch's end"
+        );
+        assert!(
+            p.answer_now(false, true, 16),
+            "but not past 16 packets while a burst keeps the ring filled"
+        );
+        assert!(
+            Pass {
+                answer_every: 0,
+                ..p
+            }
+            .answer_now(false, true, 1),
+            "never zero"
         );
         let read = at_ms(20);
         assert!(!p.reread(read, read + Duration::from_micros(19)));
