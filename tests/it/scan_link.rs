@@ -337,7 +337,10 @@ lab_test! {
             warning.contains("of --rate 20000: the kernel held the packets back"),
             "{warning}"
         );
-        // Our own resolution sends no frame through the kernel: at the same rate, no warning.
+        // Our own resolution sends no frame through the kernel: at the same rate, the kernel
+        // holds nothing back. (A host busy with other work may still keep the sender from
+        // a CPU, and that is said: "the sender waited for a CPU …", seen once in a full
+        // parallel suite beside other work on a 2-CPU VM.)
         let run = scan(
             &lab,
             &[
@@ -352,7 +355,10 @@ lab_test! {
             ],
         );
         assert_eq!(run.code, Some(0), "{run}");
-        assert!(!run.stderr.contains("warning"), "{run}");
+        assert!(!run.stderr.contains("held the packets back"), "{run}");
+        for warning in run.stderr.lines().filter(|l| l.contains("warning")) {
+            assert!(warning.contains("waited for a CPU"), "{run}");
+        }
         // A rate far above any machine's: reported too, whatever held it (busy or preempted).
         let run = scan(
             &lab,
