@@ -60,8 +60,9 @@ pub struct RingShape {
     pub frame_size: usize,
     pub frames: usize,
     /// A packet larger than a frame is also queued whole on the socket (and read from
-    /// there); without it, only its start is seen.
-    pub copy_large: bool,
+    /// there), in a receive buffer of this many bytes (kernel memory, not ours); with 0,
+    /// only its start is seen.
+    pub copy_queue: usize,
 }
 
 /// The smallest segment a server sending a full window is expected to use: RFC 9293's
@@ -72,6 +73,9 @@ const SMALLEST_FULL_SEGMENT: usize = 536;
 const FRAME_OVERHEAD: usize = 80;
 /// Frames of 2 KiB: every packet of a 1500-byte MTU fits whole.
 const CONNECTION_FRAME: usize = 2048;
+/// A survey's frames: 432 bytes of packet, which hold a SYN-ACK, an ACK, a FIN, a RST, most
+/// ICMP errors and a short HTTP response whole; data segments take the copy path.
+const SURVEY_FRAME: usize = 512;
 /// The socket buffer for packets larger than a frame (kernel memory, not ours): a
 /// window's worth of 64 KiB super-packets many times over.
 const COPY_QUEUE_BYTES: usize = 4 << 20;
@@ -87,25 +91,29 @@ impl RingShape {
         RingShape {
             frame_size: CONNECTION_FRAME,
             frames: (2 * segments + 64).next_power_of_two().clamp(256, 8192),
-            copy_large: true,
+            copy_queue: COPY_QUEUE_BYTES,
         }
     }
 
-    /// For a survey's tap, shared by `jobs` probes in flight on one interface: 64 frames a
-    /// probe, from 1 024 (2 MiB) to 4 096 (8 MiB). A probe's exchange is a handful of
-    /// packets each way, and the loop reads the ring between every few probes it starts
-    /// or settles; what a server sends beyond that (a body, a TLS flight) is a window at
-    /// most, for the few probes whose data comes at once. A frame the ring had no room for
-    /// is counted (`capture_lost`), as a queue's overflow was.
+    /// For a survey's tap, shared by `jobs` probes in flight on one interface: 256 frames a
+    /// probe (a window of full-sized segments and our ACKs of them), from 4 096 to 16 384
+    /// frames of 512 bytes (2 to 8 MiB). Over veth each ACK we send makes the server send
+    /// the next flight of its window inside our call, so one pass's ACKs can put a window
+    /// per probe in the ring before the loop looks again. Small packets — the ones a probe
+    /// answers at once — lie whole in the ring; a data segment leaves its start there and
+    /// the whole of it in the socket's queue (16 MiB, as the queue-read tap had), read in
+    /// ring order. With 2 KiB frames and 64 a probe, big responses at `-j 16` and `-j 128`
+    /// overflowed the ring in every run where that queue had not. A frame the ring or the
+    /// queue had no room for is counted (`capture_lost`).
     pub fn for_survey(jobs: usize) -> RingShape {
         RingShape {
-            frame_size: CONNECTION_FRAME,
+            frame_size: SURVEY_FRAME,
             frames: jobs
                 .min(SURVEY_FRAMES_MAX)
-                .saturating_mul(64)
+                .saturating_mul(256)
                 .next_power_of_two()
                 .clamp(SURVEY_FRAMES_MIN, SURVEY_FRAMES_MAX),
-            copy_large: true,
+            copy_queue: QUEUE_BYTES,
         }
     }
 
@@ -124,8 +132,8 @@ impl RingShape {
 /// costs about a kilobyte of it).
 const QUEUE_BYTES: usize = 16 << 20;
 /// A survey's ring: at least this many frames, at most that many (2 and 8 MiB).
-const SURVEY_FRAMES_MIN: usize = 1024;
-const SURVEY_FRAMES_MAX: usize = 4096;
+const SURVEY_FRAMES_MIN: usize = 4096;
+const SURVEY_FRAMES_MAX: usize = 16_384;
 /// How a tap is read: a ring of this shape, or its socket's queue with a receive buffer of
 /// this many bytes.
 #[derive(Clone, Copy)]
@@ -337,7 +345,7 @@ impl Tap {
         .context("PACKET_TIMESTAMP")?;
         let (ring, queue) = match reading {
             Reading::Ring(shape) => {
-                if shape.copy_large {
+                if shape.copy_queue > 0 {
                     super::set_sockopt(
                         &socket,
                         libc::SOL_PACKET,
@@ -345,7 +353,7 @@ impl Tap {
                         &1 as &libc::c_int,
                     )
                     .context("PACKET_COPY_THRESH")?;
-                    force_recv_buffer(&socket, COPY_QUEUE_BYTES);
+                    force_recv_buffer(&socket, shape.copy_queue);
                 }
                 (
                     Some(map_ring(
@@ -390,7 +398,7 @@ impl Tap {
                 Reading::Queue(_) => RingShape {
                     frame_size: 0,
                     frames: QUEUE_BOUND,
-                    copy_large: false,
+                    copy_queue: 0,
                 },
             },
             next: 0,
@@ -720,15 +728,27 @@ mod tests {
     #[test]
     fn a_survey_ring_grows_with_its_probes_within_two_to_eight_mebibytes() {
         let frames = |jobs| RingShape::for_survey(jobs).frames;
+        let bytes = |jobs| frames(jobs) * RingShape::for_survey(jobs).frame_size;
+        assert_eq!(
+            (bytes(1), bytes(64), bytes(1000)),
+            (2 << 20, 8 << 20, 8 << 20)
+        );
         assert_eq!(
             [frames(1), frames(16), frames(32), frames(64)],
-            [1024, 1024, 2048, 4096]
+            [4096, 4096, 8192, 16_384]
         );
-        assert_eq!(frames(100_000), 4096);
-        assert_eq!(frames(usize::MAX), 4096, "no overflow");
+        assert_eq!(frames(100_000), 16_384);
+        assert_eq!(frames(usize::MAX), 16_384, "no overflow");
         let shape = RingShape::for_survey(64);
-        assert_eq!(shape.frame_size, 2048, "Ethernet-sized packets whole");
-        assert!(shape.copy_large, "larger ones whole from the queue");
+        assert!(
+            shape.frames >= 64 * (2 * 90),
+            "a window of full segments and an ACK each, for every probe"
+        );
+        assert!(
+            shape.frame_room() >= 60 + 40,
+            "a SYN-ACK whole, options and all"
+        );
+        assert_eq!(shape.copy_queue, 16 << 20, "data whole from the queue");
     }
 
     #[test]
@@ -770,6 +790,12 @@ mod tests {
             assert_eq!(seq(&buf), 2);
             assert!(!tap.buffered(), "both read");
             assert!(tap.recv(&mut buf).unwrap().is_none());
+            // A data segment larger than a frame: read whole, from the queue.
+            tx.send(&segment(3, 1400), LO).unwrap();
+            tap.wait(Some(Duration::from_secs(1))).unwrap();
+            let meta = tap.recv(&mut buf).unwrap().expect("the segment");
+            assert_eq!((seq(&buf), meta.len, meta.truncated), (3, 1440, false));
+            assert_eq!(tap.losses(), TapLosses::default());
         })
         .unwrap();
     }
