@@ -128,8 +128,8 @@ impl RingShape {
         self.frame_size.max(1 << 16)
     }
 }
-/// A queue-read tap's receive buffer (bytes, as the kernel counts them: each small packet
-/// costs about a kilobyte of it).
+/// A survey tap's receive buffer — its whole queue, or what its ring's copy path holds
+/// (bytes, as the kernel counts them: each small packet costs about a kilobyte of it).
 const QUEUE_BYTES: usize = 16 << 20;
 /// A survey's ring: at least this many frames, at most that many (2 and 8 MiB).
 const SURVEY_FRAMES_MIN: usize = 4096;
