@@ -617,13 +617,14 @@ pub fn nmap_spellings(
         };
         let after = prev.replace(text.to_string());
         // hping3's interval in microseconds (`-i u1000`): our durations carry a unit.
-        if probe && matches!(after.as_deref(), Some("-i" | "--interval")) {
-            if let Some(us) = text.strip_prefix('u').filter(|n| n.parse::<u64>().is_ok()) {
-                return Err(exit::UsageError(format!(
-                    "-i {text}: hping3's microseconds; here every duration names its unit: \
-                     write -i {us}us (-i is between the starts of two probes of one target)"
-                )));
-            }
+        if probe
+            && matches!(after.as_deref(), Some("-i" | "--interval"))
+            && let Some(us) = text.strip_prefix('u').filter(|n| n.parse::<u64>().is_ok())
+        {
+            return Err(exit::UsageError(format!(
+                "-i {text}: hping3's microseconds; here every duration names its unit: write \
+                 -i {us}us (-i is between the starts of two probes of one target)"
+            )));
         }
         match text {
             "--" => after_dashes = true,
