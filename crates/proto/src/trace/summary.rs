@@ -374,12 +374,25 @@ pub(super) fn distance_note(
             routers(out),
         ))
     } else if back > out {
+        // A router that sets the TTL as packets leave (forward, postrouting) forwarded our
+        // TTL-1 probe: the last hop shown; one that sets it as they arrive (prerouting)
+        // never expires one: the next.
+        let before = ttl - 1;
+        let who = match hops
+            .iter()
+            .find(|h| h.ttl == before && h.reply.as_deref() == Some("time-exceeded"))
+            .and_then(|h| h.addr)
+        {
+            Some(a) => format!("hop {before} ({a}) or the router after it"),
+            None if before == 0 => "likely the first router".to_string(),
+            None => format!("the router at hop {before} or {ttl}"),
+        };
         Some(format!(
             "hop {ttl}: {host} answered our probe sent with TTL {ttl} ({} on the way), but \
              its {reply} came back through {} (TTL {reply_ttl}, likely sent as {init}): a \
-             router on the way likely sets the TTL of what it forwards (nftables `ip ttl \
-             set`, some load balancers and tunnels), which hides the hops behind it, so the \
-             path is longer than shown; or the way back is longer than the way out",
+             router on the way, {who}, likely sets the TTL of what it forwards (nftables \
+             `ip ttl set`, some load balancers and tunnels), which hides the hops behind it, \
+             so the path is longer than shown; or the way back is longer than the way out",
             routers(out),
             routers(back),
         ))
@@ -411,12 +424,22 @@ pub(super) fn icmp_limit_note(hops: &[HopRecord]) -> Option<String> {
     if lossy.is_empty() {
         return None;
     }
-    let which = if lossy.len() == 1 { "hop" } else { "hops" };
+    let (which, who) = if lossy.len() == 1 {
+        (
+            "hop",
+            "that router limits the ICMP errors it sends, or sends none",
+        )
+    } else {
+        (
+            "hops",
+            "those routers limit the ICMP errors they send, or send none",
+        )
+    };
     Some(format!(
-        "{which} {}: unanswered, but hop {} beyond lost none, so our probes passed: the \
-         router limits the ICMP errors it sends (RFC 1812 §4.3.2.8; Linux: 6 at once, then \
-         1 a second per peer) or sends none; not loss on the path (Linux's limit lets -q 6 or \
-         fewer through, or --interval 1s, with a pause between runs)",
+        "{which} {}: unanswered, but hop {} beyond lost none, so our probes passed: {who} \
+         (RFC 1812 §4.3.2.8; Linux: 6 at once, then 1 a second per peer); not loss on \
+         the path (Linux's limit lets -q 6 or fewer through, or --interval 1s, with \
+         a pause between runs)",
         lossy.join(", "),
         clean.ttl
     ))

@@ -1007,7 +1007,11 @@ fn a_router_that_sets_the_ttl_is_said_to_hide_hops() {
         let notes = notes_with(&r, "sets the TTL");
         assert_eq!(notes.len(), 1, "{:#?}", r.notes);
         assert!(
-            notes[0].contains("(1 router on the way), but its syn-ack came back through 3 routers"),
+            notes[0].contains("(1 router on the way), but its syn-ack came back through 3 routers")
+                && notes[0].contains(&format!(
+                    "hop 1 ({}) or the router after it",
+                    net.routers[0].addr
+                )),
             "{}",
             notes[0]
         );
