@@ -690,12 +690,16 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
         )),
         "-a" | "--spoof" | "--rand-source" => refuse(format!(
             "{text}: tcpshake probe sends from this host's own address (the route's source), \
-             never a spoofed one; drop {text}"
+             never a spoofed one; drop {text} and its address"
         )),
-        "-s" | "--baseport" | "--keep" | "-k" => refuse(format!(
+        "-k" | "--keep" => refuse(format!(
             "{text}: tcpshake probe takes a fresh ephemeral source port for every probe (one \
-             reused could meet the server's TIME-WAIT); drop {text} (`tcpshake trace -g PORT` \
-             traces from a chosen port)"
+             reused could meet the server's TIME-WAIT); drop {text}"
+        )),
+        "-s" | "--baseport" => refuse(format!(
+            "{text}: tcpshake probe takes a fresh ephemeral source port for every probe (one \
+             reused could meet the server's TIME-WAIT); drop {text} and its port (`tcpshake \
+             trace -g PORT` traces from a chosen port)"
         )),
         "-F" | "--fin" | "-R" | "--rst" | "-P" | "--push" | "-A" | "--ack" | "-U" | "--urg"
         | "-X" | "--xmas" | "-Y" | "--ymas" | "-0" | "--rawip" | "-1" | "--icmp" | "-2"
