@@ -349,6 +349,34 @@ pub(super) fn distance_note(
             format!("{n} routers")
         }
     };
+    // A router's time-exceeded that came back through as many routers fewer (or more)
+    // than it is away says the way back differs (asymmetric routing, which every
+    // traceroute sees only through TTLs): that explains the destination's too, and no
+    // middlebox or rewrite need be guessed.
+    let skew = i16::from(back) - i16::from(out);
+    let asymmetric = hops.iter().find(|h| {
+        let (Some(t), Some("time-exceeded")) = (h.reply_ttl, h.reply.as_deref()) else {
+            return false;
+        };
+        if h.ttl >= ttl {
+            return false;
+        }
+        let k = i16::from(routers_passed(t).1) - i16::from(h.ttl - 1);
+        skew != 0 && k.signum() == skew.signum() && k.abs() >= skew.abs()
+    });
+    if let Some(h) = asymmetric {
+        let k_back = h.reply_ttl.map_or(0, |t| routers_passed(t).1);
+        return Some(format!(
+            "hop {ttl}: the {reply} from {host} came back through {} but our probe passed {}; \
+             hop {}'s time-exceeded did likewise ({} back, {} on the way out): the way back \
+             differs from the way out (asymmetric routing), which explains it",
+            routers(back),
+            routers(out),
+            h.ttl,
+            routers(k_back),
+            routers(h.ttl - 1),
+        ));
+    }
     if back < out {
         // The hop that sends its ICMP errors from the same distance.
         let twin = hops.iter().find(|h| {

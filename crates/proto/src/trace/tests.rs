@@ -1027,6 +1027,32 @@ fn a_router_that_sets_the_ttl_is_said_to_hide_hops() {
     assert!(notes_with(&r, "RFC 1812").is_empty(), "{:#?}", r.notes);
 }
 
+/// The way back one router shorter than the way out (a second link from router 2 to us):
+/// router 2's time-exceeded shows it too, so the note says asymmetric routing and blames
+/// no middlebox; without router 2's witness it is the middlebox note.
+#[test]
+fn a_shorter_way_back_is_told_from_a_middlebox() {
+    let mut net = Net::new(false, 3, Dest::Open);
+    let (mut r, _) = trace(false, TraceMode::Syn, &mut net);
+    let remote = SocketAddr::new(net.remote(), 80);
+    assert_eq!(summary::distance_note(&r.hops, 4, remote), None);
+    // Routers 2 and 3 and the server answer through one router fewer.
+    for h in r.hops.iter_mut().skip(1) {
+        h.reply_ttl = h.reply_ttl.map(|t| t + 1);
+    }
+    let n = summary::distance_note(&r.hops, 4, remote).expect("a note");
+    assert!(
+        n.contains("hop 2's time-exceeded did likewise (0 routers back, 1 router on the way out)")
+            && n.contains("asymmetric routing"),
+        "{n}"
+    );
+    // Only the server's answer is short: something before it answered.
+    r.hops[1].reply_ttl = r.hops[1].reply_ttl.map(|t| t - 1);
+    r.hops[2].reply_ttl = r.hops[2].reply_ttl.map(|t| t - 1);
+    let n = summary::distance_note(&r.hops, 4, remote).expect("a note");
+    assert!(n.contains("firewall or SYN proxy"), "{n}");
+}
+
 /// A router that sends no time-exceeded shows 100% loss, but the hops beyond it answer:
 /// the note says our SYNs passed it (mtr shows `???  100.0`).
 #[test]
