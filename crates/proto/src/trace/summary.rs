@@ -69,6 +69,9 @@ impl Trace {
         if let Some(end) = self.end.filter(|e| e.addr == remote) {
             notes.extend(distance_note(&hops, end.ttl, self.remote()));
         }
+        if let Some(end) = self.end.filter(|e| e.addr != remote) {
+            notes.extend(refused_note(&hops, end.ttl, end.addr, self.remote()));
+        }
         notes.extend(icmp_limit_note(&hops));
         let error = match &self.unresolved {
             // The cause of everything else (an in-session handshake's timeout included),
@@ -427,6 +430,33 @@ pub(super) fn distance_note(
     } else {
         None
     }
+}
+
+/// An unreachable that ended the trace, from a router that also answered a lower TTL's
+/// time-exceeded: the row of the TTL it refused shows that router's address again. A
+/// router checks the TTL before it forwards (RFC 1812 §5.3.1), so TTL k expires there and
+/// TTL k+1 meets its filter: the refusing router is hop k, not k+1, which the row alone
+/// seems to say.
+pub(super) fn refused_note(
+    hops: &[HopRecord],
+    ttl: u8,
+    from: std::net::IpAddr,
+    remote: std::net::SocketAddr,
+) -> Option<String> {
+    let reason = hops.iter().find(|h| h.ttl == ttl)?.reply.clone()?;
+    let k = hops
+        .iter()
+        .find(|h| {
+            h.ttl < ttl && h.addr == Some(from) && h.reply.as_deref() == Some("time-exceeded")
+        })?
+        .ttl;
+    Some(format!(
+        "hop {ttl}: {reason} from {from}, which is hop {k}: that router refuses what it would \
+         forward to {remote} (its filter for port {}), so {} never saw these probes; \
+         check hop {k}'s rules",
+        remote.port(),
+        remote.ip()
+    ))
 }
 
 /// Hops that lost probes while a hop beyond them lost none: our probes passed them, so

@@ -954,6 +954,16 @@ fn closed_port_and_router_unreachable() {
             code: 13
         })
     );
+    // Row 4 shows router 3's address: the note says it is hop 3 that refuses.
+    let want = format!(
+        "hop 4: admin-prohibited from {}, which is hop 3: that router refuses",
+        net.routers[2].addr
+    );
+    assert!(
+        r.notes.iter().any(|n| n.starts_with(&want)),
+        "{:#?}",
+        r.notes
+    );
 }
 
 /// The hops as tcpshake's text shows them, for a failing assertion.
