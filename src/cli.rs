@@ -708,6 +708,10 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
              connection's own segments); drop {text} (`tcpshake scan HOST -p PORTS` is a SYN \
              scan)"
         )),
+        "-I" | "--interface" => refuse(format!(
+            "{text}: tcpshake probe sends out of the interface the route names (`ip route get \
+             ADDR` shows which); drop {text} and its name"
+        )),
         "-t" | "--ttl" | "-T" | "--traceroute" | "--tr-keep-ttl" => refuse(format!(
             "{text}: tcpshake probe sends with the system's TTL; to find the hop, `tcpshake trace \
              HOST:PORT` sends the probe's SYN with increasing TTL; drop {text}"
@@ -735,7 +739,14 @@ fn traceroute_no_op(text: &str) -> Result<bool, exit::UsageError> {
             "{text}: mtr's cycles are -q N here, probes per TTL (at most 10); each hop's loss \
              and min/median/max are over them"
         )),
-        "-I" | "--icmp" | "-U" | "--udp" | "-u" | "-M" => refuse(format!(
+        // traceroute's -I is ICMP, mtr's is an interface: neither is ours.
+        "-I" => refuse(
+            "-I: tcpshake trace sends TCP SYNs only (traceroute -T), out of the interface \
+             the route names (`ip route get ADDR` shows which); drop -I (and, for mtr's \
+             interface, its name)"
+                .into(),
+        ),
+        "--icmp" | "-U" | "--udp" | "-u" | "-M" => refuse(format!(
             "{text}: tcpshake trace sends TCP SYNs only (traceroute -T); drop {text}"
         )),
         "-N" | "--sim-queries" => refuse(format!(
@@ -931,6 +942,10 @@ mod tests {
             (&["tcpshake", "trace", "h", "-P", "80"], "-p"),
             (&["tcpshake", "trace", "h:80", "-c", "5"], "-q N"),
             (&["tcpshake", "trace", "h:80", "-I"], "TCP SYNs only"),
+            (
+                &["tcpshake", "probe", "h:80", "-I", "eth0"],
+                "drop -I and its name",
+            ),
         ] {
             let m = refused(v);
             assert!(m.contains(says), "{v:?}: {m}");
