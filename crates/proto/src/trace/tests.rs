@@ -1257,7 +1257,12 @@ fn in_session_on_a_closed_port_says_so() {
     let mut net = Net::new(false, 2, Dest::Closed);
     let (r, _) = trace(false, TraceMode::InSession, &mut net);
     assert_eq!(r.destination.state, PortState::Closed);
-    assert!(r.error.as_deref().unwrap().contains("needs an open port"));
+    let e = r.error.as_deref().unwrap();
+    assert!(e.contains("needs an open port"), "{e}");
+    assert!(
+        e.contains("without --in-session shows which hop answers"),
+        "{e}"
+    );
     assert!(r.hops.is_empty());
 }
 
