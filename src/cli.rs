@@ -605,13 +605,27 @@ pub fn nmap_spellings(
             )));
         }
     }
+    let probe = args.get(1).is_some_and(|a| a == "probe");
+    let trace = args.get(1).is_some_and(|a| a == "trace");
     let mut out = Vec::with_capacity(args.len());
     let mut after_dashes = false;
+    let mut prev: Option<String> = None;
     for a in args {
         let Some(text) = a.to_str().filter(|_| !after_dashes) else {
             out.push(a);
             continue;
         };
+        let after = prev.replace(text.to_string());
+        // hping3's interval in microseconds (`-i u1000`): our durations carry a unit.
+        if probe
+            && matches!(after.as_deref(), Some("-i" | "--interval"))
+            && let Some(us) = text.strip_prefix('u').filter(|n| n.parse::<u64>().is_ok())
+        {
+            return Err(exit::UsageError(format!(
+                "-i {text}: hping3's microseconds; here every duration names its unit: write \
+                 -i {us}us (-i is between the starts of two probes of one target)"
+            )));
+        }
         match text {
             "--" => after_dashes = true,
             "-iL" => {
@@ -641,11 +655,109 @@ pub fn nmap_spellings(
                 continue;
             }
             _ if scan && nmap_no_op(text)? => continue,
+            _ if probe && hping_no_op(text, after.as_deref())? => continue,
+            _ if trace && traceroute_no_op(text)? => continue,
             _ => {}
         }
         out.push(a);
     }
     Ok(out)
+}
+
+/// Whether `text` is one of hping3's options that `probe` does anyway (to drop); a refusal,
+/// naming what to use, for one that asks for what `probe` does not do. clap would say
+/// "unexpected argument '-S'" and suggest `-- -S`, which makes it a target.
+fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError> {
+    let refuse = |m: String| Err(exit::UsageError(m));
+    // hping3's modes `-0`, `-1`, `-2`, `-8` look like a negative value: after an option
+    // (`--retries -1`) they are its value, for its own parser to refuse.
+    let numeric = text.len() == 2 && text.as_bytes()[1].is_ascii_digit();
+    if numeric && after.is_some_and(|a| a.starts_with('-')) {
+        return Ok(false);
+    }
+    let name = match text.strip_prefix("--") {
+        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
+        None => text,
+    };
+    match name {
+        // Always so: our first segment is a SYN; addresses are never resolved back.
+        "-S" | "--syn" | "-n" | "--numeric" => Ok(true),
+        "--flood" | "--faster" | "--fast" => refuse(format!(
+            "{text}: tcpshake probe times whole exchanges (handshake, HEAD, close), one after \
+             another per target; for more, give -c N (probes) and -i DUR (e.g. -i 1ms) and -j N \
+             in flight; for a rate of bare SYNs, `tcpshake scan HOST -p PORT --rate PPS`; drop \
+             {text}"
+        )),
+        "-a" | "--spoof" | "--rand-source" => refuse(format!(
+            "{text}: tcpshake probe sends from this host's own address (the route's source), \
+             never a spoofed one; drop {text} and its address"
+        )),
+        "-k" | "--keep" => refuse(format!(
+            "{text}: tcpshake probe takes a fresh ephemeral source port for every probe (one \
+             reused could meet the server's TIME-WAIT); drop {text}"
+        )),
+        "-s" | "--baseport" => refuse(format!(
+            "{text}: tcpshake probe takes a fresh ephemeral source port for every probe (one \
+             reused could meet the server's TIME-WAIT); drop {text} and its port (`tcpshake \
+             trace -g PORT` traces from a chosen port)"
+        )),
+        "-F" | "--fin" | "-R" | "--rst" | "-P" | "--push" | "-A" | "--ack" | "-U" | "--urg"
+        | "-X" | "--xmas" | "-Y" | "--ymas" | "-0" | "--rawip" | "-1" | "--icmp" | "-2"
+        | "--udp" | "-8" | "--scan" => refuse(format!(
+            "{text}: tcpshake probe sends only what a TCP client does (a SYN, then the \
+             connection's own segments); drop {text} (`tcpshake scan HOST -p PORTS` is a SYN \
+             scan)"
+        )),
+        "-I" | "--interface" => refuse(format!(
+            "{text}: tcpshake probe sends out of the interface the route names (`ip route get \
+             ADDR` shows which); drop {text} and its name"
+        )),
+        "-t" | "--ttl" | "-T" | "--traceroute" | "--tr-keep-ttl" => refuse(format!(
+            "{text}: tcpshake probe sends with the system's TTL; to find the hop, `tcpshake trace \
+             HOST:PORT` sends the probe's SYN with increasing TTL; drop {text}"
+        )),
+        _ => Ok(false),
+    }
+}
+
+/// Whether `text` is one of traceroute's or mtr's options that `trace` does anyway (to
+/// drop); a refusal naming our option for one that is spelled differently here.
+fn traceroute_no_op(text: &str) -> Result<bool, exit::UsageError> {
+    let refuse = |m: String| Err(exit::UsageError(m));
+    let name = match text.strip_prefix("--") {
+        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
+        None => text,
+    };
+    match name {
+        // Always so: TCP SYNs (traceroute -T, mtr -T), one report at the end (mtr -r),
+        // no reverse lookups (-n).
+        "-T" | "--tcp" | "-r" | "--report" | "-n" | "--no-dns" => Ok(true),
+        "-P" => refuse(
+            "-P: mtr's port is -p here (or HOST:PORT), e.g. `tcpshake trace HOST -p 80`".into(),
+        ),
+        "-c" | "--report-cycles" => refuse(format!(
+            "{text}: mtr's cycles are -q N here, probes per TTL (at most 10); each hop's loss \
+             and min/median/max are over them"
+        )),
+        // traceroute's -I is ICMP, mtr's is an interface: neither is ours.
+        "-I" => refuse(
+            "-I: tcpshake trace sends TCP SYNs only (traceroute -T), out of the interface \
+             the route names (`ip route get ADDR` shows which); drop -I (and, for mtr's \
+             interface, its name)"
+                .into(),
+        ),
+        "--icmp" | "-U" | "--udp" | "-u" | "-M" => refuse(format!(
+            "{text}: tcpshake trace sends TCP SYNs only (traceroute -T); drop {text}"
+        )),
+        "-N" | "--sim-queries" => refuse(format!(
+            "{text}: TTLs in flight at once are --parallel N here; drop {text}"
+        )),
+        "-z" | "--sendwait" => refuse(format!(
+            "{text}: the wait between the probes of one TTL is --interval DUR here (e.g. \
+             --interval 100ms)"
+        )),
+        _ => Ok(false),
+    }
 }
 
 /// Whether `text` is one of nmap's options that `scan` does anyway (to drop); a refusal
@@ -794,6 +906,56 @@ mod tests {
         assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-p", "80"])).is_ok());
         assert!(nmap_spellings(args(&["tcpshake", "scan", "é", "-p", "80"])).is_ok());
         assert!(nmap_spellings(args(&["tcpshake", "scan", "tv", "-vv"])).is_err());
+    }
+
+    /// hping3's, traceroute's and mtr's habits: what `probe` and `trace` do anyway is
+    /// dropped, the rest refused naming what to use (clap said "use '-- -S'", which makes
+    /// the flag a target).
+    #[test]
+    fn hping_and_traceroute_spellings() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let ok = |v: &[&str]| nmap_spellings(args(v)).expect("accepted");
+        let refused = |v: &[&str]| match nmap_spellings(args(v)) {
+            Err(exit::UsageError(m)) => m,
+            Ok(a) => panic!("{v:?} accepted as {a:?}"),
+        };
+        assert_eq!(
+            ok(&["tcpshake", "probe", "-S", "-p", "80", "h", "-c", "5"]),
+            args(&["tcpshake", "probe", "-p", "80", "h", "-c", "5"])
+        );
+        assert_eq!(
+            ok(&["tcpshake", "trace", "-T", "h:80", "-r", "-n"]),
+            args(&["tcpshake", "trace", "h:80"])
+        );
+        for (v, says) in [
+            (&["tcpshake", "probe", "h:80", "--flood"][..], "-i DUR"),
+            (
+                &["tcpshake", "probe", "h:80", "-a", "198.18.0.9"],
+                "own address",
+            ),
+            (&["tcpshake", "probe", "h:80", "-i", "u1000"], "-i 1000us"),
+            (&["tcpshake", "probe", "h:80", "-1"], "drop -1"),
+            (
+                &["tcpshake", "probe", "h:80", "--ttl", "3"],
+                "tcpshake trace",
+            ),
+            (&["tcpshake", "trace", "h", "-P", "80"], "-p"),
+            (&["tcpshake", "trace", "h:80", "-c", "5"], "-q N"),
+            (&["tcpshake", "trace", "h:80", "-I"], "TCP SYNs only"),
+            (
+                &["tcpshake", "probe", "h:80", "-I", "eth0"],
+                "drop -I and its name",
+            ),
+        ] {
+            let m = refused(v);
+            assert!(m.contains(says), "{v:?}: {m}");
+        }
+        // A negative value after an option is that option's, and a scan's -S stays nmap's.
+        assert!(nmap_spellings(args(&["tcpshake", "probe", "h:80", "--retries", "-1"])).is_ok());
+        assert!(nmap_spellings(args(&["tcpshake", "probe", "h:80", "-i", "1ms"])).is_ok());
+        assert!(nmap_spellings(args(&["tcpshake", "scan", "h", "-S", "x"])).is_err());
+        // trace's own -q, -p and probe's -c, -i, -p pass as they are.
+        assert!(nmap_spellings(args(&["tcpshake", "trace", "h", "-p", "80", "-q", "5"])).is_ok());
     }
 
     /// `exporter --help` (and so tcpshake-exporter(1)) names every section and key of the

@@ -212,6 +212,15 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
             ],
             "--exclude excludes every target: nothing to scan",
         ),
+        // hping3's, traceroute's and mtr's habits (clap's tip was `-- -S`: a target).
+        (&["probe", "198.18.0.2:80", "--flood"], "-i DUR"),
+        (&["probe", "198.18.0.2:80", "-i", "u1000"], "-i 1000us"),
+        (
+            &["probe", "198.18.0.2:80", "-a", "198.18.0.3"],
+            "own address",
+        ),
+        (&["trace", "198.18.0.2", "-T", "-P", "80"], "-p"),
+        (&["trace", "198.18.0.2:80", "-r", "-c", "5"], "-q N"),
         (
             &["generate", "man", "/nonexistent/dir"],
             "cannot write the man pages into /nonexistent/dir",

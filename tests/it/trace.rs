@@ -1075,3 +1075,78 @@ fn a_trace_to_this_host_is_timed() {
     }
 }
 }
+
+lab_test! {
+fn a_reset_from_a_middlebox_and_a_ttl_rewrite_are_told_from_the_destination() {
+    // mtr -T, traceroute -T and hping3 take router 2's RST for the server's (closed, 3
+    // hops), and stop at hop 2 when router 1 sets the TTL; the SYN-ACK's or RST's TTL on
+    // arrival says how far away it was sent from.
+    let routers = 3;
+    let mut lab = Lab::with_chain("trace_fake_end", routers);
+    lab.start_kernel_listener(PORT, ListenerMode::ReadUntilEof);
+    lab.start_kernel_listener(PORT + 1, ListenerMode::ReadUntilEof);
+    lab.chain_nft(
+        2,
+        &format!(
+            "table inet tsk_rst {{ chain fw {{ type filter hook forward priority 0; policy accept;\n\
+             tcp dport {} tcp flags & (syn | ack) == syn reject with tcp reset\n }}\n}}\n",
+            PORT + 1
+        ),
+    );
+    for v6 in [false, true] {
+        let (run, r) = trace(&lab, v6, PORT + 1, &[]);
+        assert_eq!(run.code, Some(1), "{run}");
+        assert_eq!(r.destination.reason.as_str(), "reset", "{run}");
+        assert_eq!(r.destination.ttl, Some(3), "{run}");
+        let want = format!("hop 2 ({})", lab.hop_addr(2, v6));
+        assert!(
+            r.notes.iter().any(|n| n.starts_with("hop 3: the reset in")
+                && n.contains(&want)
+                && n.contains(&format!("port {}", PORT + 1))),
+            "{run}"
+        );
+        // The server's own answer: no such note.
+        let (run, r) = trace(&lab, v6, PORT, &[]);
+        assert_eq!(r.destination.ttl, Some(routers as u8 + 1), "{run}");
+        assert!(!r.notes.iter().any(|n| n.contains("came back through")), "{run}");
+    }
+    // Router 1 sets the TTL of everything it forwards: the SYN-ACK leaves it with 64 as
+    // its own time-exceeded does, so it is named.
+    lab.chain_nft(
+        1,
+        "table inet tsk_ttl { chain f { type filter hook forward priority 0; policy accept;\n\
+         ip ttl set 64\n ip6 hoplimit set 64\n }\n}\n",
+    );
+    for v6 in [false, true] {
+        let (run, r) = trace(&lab, v6, PORT, &[]);
+        assert_eq!(r.destination.ttl, Some(2), "{run}");
+        let want = format!("hop 1 ({})", lab.hop_addr(1, v6));
+        assert!(
+            r.notes.iter().any(|n| n.starts_with("hop 2: the syn-ack in")
+                && n.contains(&want)
+                && n.contains("sets the TTL")),
+            "{run}"
+        );
+    }
+    // Only toward the server: the SYN-ACK came back through all 3.
+    lab.chain_nft(
+        1,
+        &format!(
+            "flush table inet tsk_ttl\n\
+             table inet tsk_ttl {{ chain f {{ type filter hook forward priority 0; policy accept;\n\
+             iifname {up} ip ttl set 64\n iifname {up} ip6 hoplimit set 64\n }}\n}}\n",
+            up = lab::chain::UP_IF
+        ),
+    );
+    for v6 in [false, true] {
+        let (run, r) = trace(&lab, v6, PORT, &[]);
+        assert_eq!(r.destination.ttl, Some(2), "{run}");
+        assert!(
+            r.notes.iter().any(|n| n.starts_with("hop 2: ")
+                && n.contains("likely sets the TTL")
+                && n.contains("came back through 3 routers")),
+            "{run}"
+        );
+    }
+}
+}

@@ -1059,8 +1059,12 @@ impl Trace {
                 addr: self.remote().ip(),
             });
         }
+        // The handshake's answer may not be the server's (a firewall's RST in its name, a
+        // router's unreachable): only a SYN trace, TTL by TTL, shows which hop sent it.
+        let remote = self.remote();
         self.error = Some(format!(
-            "the port is {} ({}): an in-session trace needs an open port",
+            "{remote}: the port is {} ({}): an in-session trace needs an open port; \
+             `tcpshake trace {remote}` without --in-session shows which hop answers",
             verdict.state, verdict.reason
         ));
         self.finished_at.get_or_insert(now);

@@ -66,6 +66,13 @@ impl Trace {
                 ));
             }
         }
+        if let Some(end) = self.end.filter(|e| e.addr == remote) {
+            notes.extend(distance_note(&hops, end.ttl, self.remote()));
+        }
+        if let Some(end) = self.end.filter(|e| e.addr != remote) {
+            notes.extend(refused_note(&hops, end.ttl, end.addr, self.remote()));
+        }
+        notes.extend(icmp_limit_note(&hops));
         let error = match &self.unresolved {
             // The cause of everything else (an in-session handshake's timeout included),
             // in a probe's words.
@@ -294,6 +301,206 @@ impl Trace {
             }
         }
     }
+}
+
+/// The initial TTL a packet most likely left with, and so how many routers it passed: the
+/// next of the usual initial values at or above what arrived (64: Linux, the BSDs, macOS,
+/// RFC 1700's default; 128: Windows; 255: much network gear).
+pub(super) fn routers_passed(ttl: u8) -> (u8, u8) {
+    let init = [64, 128, 255]
+        .into_iter()
+        .find(|&i| i >= ttl)
+        .unwrap_or(255);
+    (init, init - ttl)
+}
+
+/// The destination's answer says how far away it was sent from (its TTL on arrival); our
+/// probe says how far the destination is (the smallest TTL that reached it). When the two
+/// disagree the row that looks like the destination is not, or not all of, the path:
+///
+/// - fewer routers on the way back than on the way out: something before the destination
+///   answered in its name — typically a firewall that rejects SYNs with a RST (nftables
+///   `reject with tcp reset`), or a SYN proxy — or a router sets the TTL of what it
+///   forwards in both directions (the answer leaves it with 64 again); the hop whose
+///   time-exceeded came back with the same TTL is likely it either way;
+/// - more on the way back: a router on the way out sets the TTL of what it forwards
+///   toward the destination only
+///   (nftables `ip ttl set`, some load balancers and tunnels), so the SYN that left it
+///   reached the destination whatever TTL we gave it and the routers behind it never
+///   showed; mtr and `traceroute -T` show the same short path, without saying so.
+///
+/// Either can also be an asymmetric path (RFC 1812 §2.2.8 puts no rule on the way back),
+/// so the note says "likely". Returns nothing when they agree or the TTL says nothing.
+pub(super) fn distance_note(
+    hops: &[HopRecord],
+    ttl: u8,
+    remote: std::net::SocketAddr,
+) -> Option<String> {
+    let row = hops.iter().find(|h| h.ttl == ttl)?;
+    let reply = row.reply.as_deref()?;
+    if !matches!(reply, "syn-ack" | "reset" | "ack") || row.addr != Some(remote.ip()) {
+        return None;
+    }
+    let reply_ttl = row.reply_ttl?;
+    let (init, back) = routers_passed(reply_ttl);
+    let out = ttl.saturating_sub(1);
+    let (host, port) = (remote.ip(), remote.port());
+    let routers = |n: u8| {
+        if n == 1 {
+            "1 router".to_string()
+        } else {
+            format!("{n} routers")
+        }
+    };
+    // A router's time-exceeded that came back through as many routers fewer (or more)
+    // than it is away says the way back differs (asymmetric routing, which every
+    // traceroute sees only through TTLs): that explains the destination's too, and no
+    // middlebox or rewrite need be guessed.
+    let skew = i16::from(back) - i16::from(out);
+    let asymmetric = hops.iter().find(|h| {
+        let (Some(t), Some("time-exceeded")) = (h.reply_ttl, h.reply.as_deref()) else {
+            return false;
+        };
+        if h.ttl >= ttl {
+            return false;
+        }
+        let k = i16::from(routers_passed(t).1) - i16::from(h.ttl - 1);
+        skew != 0 && k.signum() == skew.signum() && k.abs() >= skew.abs()
+    });
+    if let Some(h) = asymmetric {
+        let k_back = h.reply_ttl.map_or(0, |t| routers_passed(t).1);
+        return Some(format!(
+            "hop {ttl}: the {reply} from {host} came back through {} but our probe passed {}; \
+             hop {}'s time-exceeded did likewise ({} back, {} on the way out): the way back \
+             differs from the way out (asymmetric routing), which explains it",
+            routers(back),
+            routers(out),
+            h.ttl,
+            routers(k_back),
+            routers(h.ttl - 1),
+        ));
+    }
+    if back < out {
+        // The hop that sends its ICMP errors from the same distance.
+        let twin = hops.iter().find(|h| {
+            h.ttl < ttl
+                && h.reply.as_deref() == Some("time-exceeded")
+                && h.reply_ttl == Some(reply_ttl)
+        });
+        let who = match twin.and_then(|h| Some((h.ttl, h.addr?))) {
+            Some((t, a)) => format!(
+                "hop {t} ({a}), whose time-exceeded came back with the same TTL, or a device \
+                 beside it"
+            ),
+            None => format!("a device {} hop(s) from here", back + 1),
+        };
+        Some(format!(
+            "hop {ttl}: the {reply} in {host}'s name came back through {} (TTL {reply_ttl}, \
+             likely sent as {init}), but our probe passed {} to reach {host}: it was likely \
+             sent, or its TTL set, by {who} — a firewall or SYN proxy answering for port \
+             {port}, or a router that sets the TTL of what it forwards both ways (which hides \
+             the hops behind it); check that device's rules for port {port} (or the way back \
+             is shorter than the way out)",
+            routers(back),
+            routers(out),
+        ))
+    } else if back > out {
+        // A router that sets the TTL as packets leave (forward, postrouting) forwarded our
+        // TTL-1 probe: the last hop shown; one that sets it as they arrive (prerouting)
+        // never expires one: the next.
+        let before = ttl - 1;
+        let who = match hops
+            .iter()
+            .find(|h| h.ttl == before && h.reply.as_deref() == Some("time-exceeded"))
+            .and_then(|h| h.addr)
+        {
+            Some(a) => format!("hop {before} ({a}) or the router after it"),
+            None if before == 0 => "likely the first router".to_string(),
+            None => format!("the router at hop {before} or {ttl}"),
+        };
+        Some(format!(
+            "hop {ttl}: {host} answered our probe sent with TTL {ttl} ({} on the way), but \
+             its {reply} came back through {} (TTL {reply_ttl}, likely sent as {init}): a \
+             router on the way, {who}, likely sets the TTL of what it forwards (nftables \
+             `ip ttl set`, some load balancers and tunnels), which hides the hops behind it, \
+             so the path is longer than shown; or the way back is longer than the way out",
+            routers(out),
+            routers(back),
+        ))
+    } else {
+        None
+    }
+}
+
+/// An unreachable that ended the trace, from a router that also answered a lower TTL's
+/// time-exceeded: the row of the TTL it refused shows that router's address again. A
+/// router checks the TTL before it forwards (RFC 1812 §5.3.1), so TTL k expires there and
+/// TTL k+1 meets its filter: the refusing router is hop k, not k+1, which the row alone
+/// seems to say.
+pub(super) fn refused_note(
+    hops: &[HopRecord],
+    ttl: u8,
+    from: std::net::IpAddr,
+    remote: std::net::SocketAddr,
+) -> Option<String> {
+    let reason = hops.iter().find(|h| h.ttl == ttl)?.reply.clone()?;
+    let k = hops
+        .iter()
+        .find(|h| {
+            h.ttl < ttl && h.addr == Some(from) && h.reply.as_deref() == Some("time-exceeded")
+        })?
+        .ttl;
+    Some(format!(
+        "hop {ttl}: {reason} from {from}, which is hop {k}: that router refuses what it would \
+         forward to {remote} (its filter for port {}), so {} never saw these probes; \
+         check hop {k}'s rules",
+        remote.port(),
+        remote.ip()
+    ))
+}
+
+/// Hops that lost probes while a hop beyond them lost none: our probes passed them, so
+/// what they did not answer is ICMP they did not send — a router may limit its ICMP errors
+/// (RFC 1812 §4.3.2.8; Linux sends 6 to a peer at once, then one a second,
+/// `net.ipv4.icmp_ratelimit`) or send none at all — not loss on the path. mtr shows the
+/// same loss column and leaves the reading to its user.
+pub(super) fn icmp_limit_note(hops: &[HopRecord]) -> Option<String> {
+    let clean = hops
+        .iter()
+        .rev()
+        .find(|h| h.sent > 0 && h.lost == 0 && h.addr.is_some())?;
+    let lossy: Vec<String> = hops
+        .iter()
+        .filter(|h| h.ttl < clean.ttl && h.sent > 0 && h.lost > 0)
+        .map(|h| {
+            let who = h
+                .addr
+                .map_or_else(|| "no answer".to_string(), |a| a.to_string());
+            format!("{} ({who}, {} of {} lost)", h.ttl, h.lost, h.sent)
+        })
+        .collect();
+    if lossy.is_empty() {
+        return None;
+    }
+    let (which, who) = if lossy.len() == 1 {
+        (
+            "hop",
+            "that router limits the ICMP errors it sends, or sends none",
+        )
+    } else {
+        (
+            "hops",
+            "those routers limit the ICMP errors they send, or send none",
+        )
+    };
+    Some(format!(
+        "{which} {}: unanswered, but hop {} beyond lost none, so our probes passed: {who} \
+         (RFC 1812 §4.3.2.8; Linux: 6 at once, then 1 a second per peer); not loss on \
+         the path (Linux's limit lets -q 6 or fewer through, or --interval 1s, with \
+         a pause between runs)",
+        lossy.join(", "),
+        clean.ttl
+    ))
 }
 
 pub(super) fn nanos(d: Duration) -> u64 {

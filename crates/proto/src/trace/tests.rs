@@ -198,6 +198,9 @@ enum Action {
     DropSyn,
     /// Forwarding fails: this ICMP error instead (type, code).
     Unreach(u8, u8),
+    /// A firewall that answers the SYNs it would forward with a RST in the destination's
+    /// name (nftables `reject with tcp reset`), sent with TTL 64 from where it stands.
+    ResetSyn,
 }
 
 struct Router {
@@ -416,6 +419,20 @@ impl Net {
                 Action::Forward => {}
                 Action::DropSyn if is_syn(&pkt) => return,
                 Action::DropSyn => {}
+                Action::ResetSyn if is_syn(&pkt) => {
+                    let ip = IpPacket::parse(&pkt).expect("valid");
+                    let seg = TcpRepr::parse(ip.payload, ip.ip.src, ip.ip.dst).expect("valid");
+                    let mut rst = self.segment(
+                        0,
+                        seg.seq.0.wrapping_add(1),
+                        TcpFlags::RST | TcpFlags::ACK,
+                        TcpOptions::default(),
+                    );
+                    set_ttl(&mut rst, 64 - i as u8);
+                    self.tap(now + self.rtt(hop), false, rst);
+                    return;
+                }
+                Action::ResetSyn => {}
                 Action::Unreach(ty, code) => {
                     let q = pkt[..pkt.len().min(576)].to_vec();
                     let icmp = self.icmp(self.routers[i].addr, ty, code, &q);
@@ -447,7 +464,13 @@ impl Net {
             checksum::internet_checksum(0, &m)
         };
         m[2..4].copy_from_slice(&sum.to_be_bytes());
-        let ip = IpRepr::new(from, self.local(), proto, 60, m.len());
+        // Sent with Linux's 64, less one for each router on the way back (a router
+        // that is not on the path: 60).
+        let ttl = match self.routers.iter().position(|r| r.addr == from) {
+            Some(i) => 64 - i as u8,
+            None => 60,
+        };
+        let ip = IpRepr::new(from, self.local(), proto, ttl, m.len());
         let mut out = vec![0u8; ip.header_len()];
         ip.emit(&mut out).unwrap();
         out.extend_from_slice(&m);
@@ -466,7 +489,14 @@ impl Net {
             options,
             payload: &[],
         };
-        let ip = IpRepr::new(self.remote(), self.local(), PROTO_TCP, 61, seg.buffer_len());
+        let ttl = 64 - self.routers.len() as u8;
+        let ip = IpRepr::new(
+            self.remote(),
+            self.local(),
+            PROTO_TCP,
+            ttl,
+            seg.buffer_len(),
+        );
         let mut out = vec![0u8; ip.header_len() + seg.buffer_len()];
         let n = ip.emit(&mut out).unwrap();
         seg.emit(self.remote(), self.local(), &mut out[n..])
@@ -924,6 +954,141 @@ fn closed_port_and_router_unreachable() {
             code: 13
         })
     );
+    // Row 4 shows router 3's address: the note says it is hop 3 that refuses.
+    let want = format!(
+        "hop 4: admin-prohibited from {}, which is hop 3: that router refuses",
+        net.routers[2].addr
+    );
+    assert!(
+        r.notes.iter().any(|n| n.starts_with(&want)),
+        "{:#?}",
+        r.notes
+    );
+}
+
+/// The hops as tcpshake's text shows them, for a failing assertion.
+fn notes_with(r: &TraceRecord, word: &str) -> Vec<String> {
+    r.notes
+        .iter()
+        .filter(|n| n.contains(word))
+        .cloned()
+        .collect()
+}
+
+/// A firewall at router 2 of 3 rejects SYNs with a RST in the server's name: every tool
+/// shows "closed at hop 4", but the RST came back through one router, not three, as
+/// router 2's time-exceeded did. The note names router 2 and the port.
+#[test]
+fn a_reset_from_a_middlebox_is_told_from_the_destination() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        net.routers[1].action = Action::ResetSyn;
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.destination.reason, Reason::Reset);
+        assert_eq!(r.destination.ttl, Some(3), "{r:#?}");
+        let notes = notes_with(&r, "came back through 1 router");
+        assert_eq!(notes.len(), 1, "{:#?}", r.notes);
+        let n = &notes[0];
+        let want = format!("hop 2 ({})", net.routers[1].addr);
+        assert!(n.starts_with("hop 3: the reset in"), "{n}");
+        assert!(n.contains(&want) && n.contains("port 80"), "{n}");
+        assert!(n.contains("passed 2 routers"), "{n}");
+    }
+    // The real destination, closed: no such note.
+    let mut net = Net::new(false, 3, Dest::Closed);
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.destination.reason, Reason::Reset);
+    assert!(
+        notes_with(&r, "came back through").is_empty(),
+        "{:#?}",
+        r.notes
+    );
+}
+
+/// Router 1 of 3 sets the TTL of what it forwards to 64: TTL 2 reaches the server, as mtr
+/// and `traceroute -T` show it, but the SYN-ACK came back through 3 routers.
+#[test]
+fn a_router_that_sets_the_ttl_is_said_to_hide_hops() {
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        net.routers[0].post = Some(Box::new(|p: &mut Vec<u8>| set_ttl(p, 65)));
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.destination.ttl, Some(2), "{r:#?}");
+        let notes = notes_with(&r, "sets the TTL");
+        assert_eq!(notes.len(), 1, "{:#?}", r.notes);
+        assert!(
+            notes[0].contains("(1 router on the way), but its syn-ack came back through 3 routers")
+                && notes[0].contains(&format!(
+                    "hop 1 ({}) or the router after it",
+                    net.routers[0].addr
+                )),
+            "{}",
+            notes[0]
+        );
+    }
+    // A path without one says nothing of distances or ICMP limits.
+    let mut net = Net::new(false, 3, Dest::Open);
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert!(
+        notes_with(&r, "came back through").is_empty(),
+        "{:#?}",
+        r.notes
+    );
+    assert!(notes_with(&r, "RFC 1812").is_empty(), "{:#?}", r.notes);
+}
+
+/// The way back one router shorter than the way out (a second link from router 2 to us):
+/// router 2's time-exceeded shows it too, so the note says asymmetric routing and blames
+/// no middlebox; without router 2's witness it is the middlebox note.
+#[test]
+fn a_shorter_way_back_is_told_from_a_middlebox() {
+    let mut net = Net::new(false, 3, Dest::Open);
+    let (mut r, _) = trace(false, TraceMode::Syn, &mut net);
+    let remote = SocketAddr::new(net.remote(), 80);
+    assert_eq!(summary::distance_note(&r.hops, 4, remote), None);
+    // Routers 2 and 3 and the server answer through one router fewer.
+    for h in r.hops.iter_mut().skip(1) {
+        h.reply_ttl = h.reply_ttl.map(|t| t + 1);
+    }
+    let n = summary::distance_note(&r.hops, 4, remote).expect("a note");
+    assert!(
+        n.contains("hop 2's time-exceeded did likewise (0 routers back, 1 router on the way out)")
+            && n.contains("asymmetric routing"),
+        "{n}"
+    );
+    // Only the server's answer is short: something before it answered.
+    r.hops[1].reply_ttl = r.hops[1].reply_ttl.map(|t| t - 1);
+    r.hops[2].reply_ttl = r.hops[2].reply_ttl.map(|t| t - 1);
+    let n = summary::distance_note(&r.hops, 4, remote).expect("a note");
+    assert!(n.contains("firewall or SYN proxy"), "{n}");
+}
+
+/// A router that sends no time-exceeded shows 100% loss, but the hops beyond it answer:
+/// the note says our SYNs passed it (mtr shows `???  100.0`).
+#[test]
+fn a_hop_that_sends_no_icmp_is_not_loss_on_the_path() {
+    let mut net = Net::new(false, 3, Dest::Open);
+    net.routers[1].quote = None;
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    assert_eq!(r.destination.state, PortState::Open);
+    assert_eq!((r.hops[1].addr, r.hops[1].lost), (None, 3));
+    let notes = notes_with(&r, "RFC 1812 §4.3.2.8");
+    assert_eq!(notes.len(), 1, "{:#?}", r.notes);
+    assert!(
+        notes[0]
+            .starts_with("hop 2 (no answer, 3 of 3 lost): unanswered, but hop 4 beyond lost none"),
+        "{}",
+        notes[0]
+    );
+    // Silent at the end (a firewall dropping SYNs): nothing beyond answered, no such note.
+    let mut net = Net::new(false, 3, Dest::Open);
+    net.routers[1].action = Action::DropSyn;
+    let c = TraceConfig {
+        timeout: Duration::from_millis(200),
+        ..cfg(false, TraceMode::Syn)
+    };
+    let (r, _) = trace_with(c, &mut net);
+    assert!(notes_with(&r, "RFC 1812").is_empty(), "{:#?}", r.notes);
 }
 
 #[test]
@@ -1092,7 +1257,12 @@ fn in_session_on_a_closed_port_says_so() {
     let mut net = Net::new(false, 2, Dest::Closed);
     let (r, _) = trace(false, TraceMode::InSession, &mut net);
     assert_eq!(r.destination.state, PortState::Closed);
-    assert!(r.error.as_deref().unwrap().contains("needs an open port"));
+    let e = r.error.as_deref().unwrap();
+    assert!(e.contains("needs an open port"), "{e}");
+    assert!(
+        e.contains("without --in-session shows which hop answers"),
+        "{e}"
+    );
     assert!(r.hops.is_empty());
 }
 
