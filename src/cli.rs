@@ -692,11 +692,24 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
             "{text}: tcpshake probe sends from this host's own address (the route's source), \
              never a spoofed one; drop {text} and its address"
         )),
-        "-k" | "--keep" => refuse(format!(
+        // curl's -k, -s and -I mean something else than hping3's: say both.
+        "-k" => refuse(
+            "-k: curl's --insecure is --insecure here (an https:// target's certificate not \
+             checked); hping3's --keep (one source port) is not offered: every probe takes a \
+             fresh ephemeral port (one reused could meet the server's TIME-WAIT)"
+                .into(),
+        ),
+        "--keep" => refuse(format!(
             "{text}: tcpshake probe takes a fresh ephemeral source port for every probe (one \
              reused could meet the server's TIME-WAIT); drop {text}"
         )),
-        "-s" | "--baseport" => refuse(format!(
+        "-s" => refuse(
+            "-s: curl's --silent is -q here (no table on stderr; records still as asked); \
+             hping3's -s PORT is not offered: every probe takes a fresh ephemeral source port \
+             (`tcpshake trace -g PORT` traces from a chosen one); drop -s (and hping3's port)"
+                .into(),
+        ),
+        "--baseport" => refuse(format!(
             "{text}: tcpshake probe takes a fresh ephemeral source port for every probe (one \
              reused could meet the server's TIME-WAIT); drop {text} and its port (`tcpshake \
              trace -g PORT` traces from a chosen port)"
@@ -708,7 +721,13 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
              connection's own segments); drop {text} (`tcpshake scan HOST -p PORTS` is a SYN \
              scan)"
         )),
-        "-I" | "--interface" => refuse(format!(
+        "-I" => refuse(
+            "-I: curl's HEAD request is what tcpshake probe sends already; hping3's interface \
+             is the one the route names (`ip route get ADDR` shows which); drop -I (and \
+             hping3's interface name)"
+                .into(),
+        ),
+        "--interface" => refuse(format!(
             "{text}: tcpshake probe sends out of the interface the route names (`ip route get \
              ADDR` shows which); drop {text} and its name"
         )),
@@ -944,7 +963,15 @@ mod tests {
             (&["tcpshake", "trace", "h:80", "-I"], "TCP SYNs only"),
             (
                 &["tcpshake", "probe", "h:80", "-I", "eth0"],
-                "drop -I and its name",
+                "hping3's interface name",
+            ),
+            (
+                &["tcpshake", "probe", "-k", "https://h/"],
+                "--insecure here",
+            ),
+            (
+                &["tcpshake", "probe", "-s", "h:80"],
+                "curl's --silent is -q",
             ),
         ] {
             let m = refused(v);

@@ -220,6 +220,10 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
             "own address",
         ),
         (&["trace", "198.18.0.2", "-T", "-P", "80"], "-p"),
+        // curl's -k, -s and -I, which hping3 spells alike for other things: both said.
+        (&["probe", "-k", "https://198.18.0.2/"], "--insecure"),
+        (&["probe", "-s", "198.18.0.2:80"], "-q here"),
+        (&["probe", "-I", "198.18.0.2:80"], "HEAD"),
         (&["trace", "198.18.0.2:80", "-r", "-c", "5"], "-q N"),
         (
             &["generate", "man", "/nonexistent/dir"],
