@@ -134,7 +134,14 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
         let _ = write!(s, "  rtt not timed");
     }
     if let Some(h) = d.handshake_rtt_ns {
-        let _ = write!(s, "  handshake {}", human_ns(h));
+        // A refused in-session handshake timed our SYN to the RST: no handshake took
+        // place, and "handshake 27 µs" beside "closed" read as if one had.
+        let what = if d.state == PortState::Closed {
+            "SYN→RST"
+        } else {
+            "handshake"
+        };
+        let _ = write!(s, "  {what} {}", human_ns(h));
     }
     if let Some(c) = &d.close {
         let _ = write!(s, "  connection {c}");
@@ -309,6 +316,31 @@ mod tests {
         r.destination.reason = Reason::SynAck;
         let text = render(&r, Style { color: false });
         assert!(text.contains("\ninterrupted\n"), "{text}");
+    }
+
+    /// An in-session handshake refused with a RST times SYN → RST, and says so: not a
+    /// "handshake" beside "closed".
+    #[test]
+    fn a_refused_handshake_is_timed_as_syn_to_rst() {
+        let mut r = record();
+        r.mode = TraceMode::InSession;
+        r.destination = DestinationRecord {
+            state: PortState::Closed,
+            reason: Reason::Reset,
+            addr: Some("198.18.0.78".parse().unwrap()),
+            ttl: None,
+            rtt_ns: Vec::new(),
+            handshake_rtt_ns: Some(27_300),
+            close: None,
+        };
+        let text = render(&r, Style { color: false });
+        assert!(text.contains("closed (reset)"), "{text}");
+        assert!(text.contains("SYN→RST 27.3 µs"), "{text}");
+        assert!(!text.contains("handshake 27"), "{text}");
+        r.destination.state = PortState::Open;
+        r.destination.reason = Reason::SynAck;
+        let text = render(&r, Style { color: false });
+        assert!(text.contains("handshake 27.3 µs"), "{text}");
     }
 
     /// A hop that answered without a round trip says so; it is not left blank.

@@ -109,7 +109,7 @@ pub struct DestinationRecord {
     pub ttl: Option<u8>,
     /// Probe → answer for the probes at that TTL.
     pub rtt_ns: Vec<u64>,
-    /// In-session: SYN → SYN-ACK of the handshake.
+    /// In-session: SYN → SYN-ACK of the handshake (SYN → RST when it was refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_rtt_ns: Option<u64>,
     /// In-session: how the connection ended (`closed`, `reset`, `timed out`).
