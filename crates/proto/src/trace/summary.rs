@@ -107,10 +107,17 @@ impl Trace {
         }
         if self.challenge_acks > 0 {
             notes.push(format!(
-                "the destination sent {} challenge ACK(s): a SYN met the half-open connection \
-                 of an earlier probe (not an answer; the verdict and round trip are the first \
-                 SYN-ACK's)",
-                self.challenge_acks
+                "the destination sent {n} challenge ACK(s), as expected when SYNs with higher \
+                 TTLs are on their way before its first answer is back: such a SYN met the \
+                 half-open connection of an earlier probe (RFC 5961 §4). Not an answer: the \
+                 verdict and round trip are the first SYN-ACK's; {these} among the answers \
+                 that matched no probe",
+                n = self.challenge_acks,
+                these = if self.challenge_acks == 1 {
+                    "it is counted"
+                } else {
+                    "they are counted"
+                },
             ));
         }
         if !reached && !unsent && lost_after_ttl.is_none() && !self.interrupted && error.is_none() {
