@@ -256,7 +256,7 @@ impl Tap {
     /// serves every probe of a survey that leaves through this interface. With
     /// `ring_for: Some(jobs)` it reads a ring sized for `jobs` probes at once, as a probe's
     /// tap does: a SYN-ACK is answered sooner when finding it costs no system call (a
-    /// `recvmmsg` took ~1 µs of the ~3 µs between a SYN-ACK and our ACK, README's
+    /// `recvmmsg` took ~1 µs between a SYN-ACK and our ACK, about a third of it, README's
     /// "Reaction time"). The ring's set-up waits out an RCU grace period (~8 ms here), and
     /// its close two (after our exit: teardown.rs). With `None` it reads its socket's queue
     /// (tapqueue.rs), without that wait; it only checks that the kernel stamps packets on

@@ -9,8 +9,8 @@
 //! a ring would give back, and a survey's loop must not stop 8 ms while its probes wait
 //! for answers. Probes, and a survey's taps opened while nothing is on the wire, read a
 //! ring: finding a SYN-ACK without a system call is part of answering it quickly (a
-//! survey's SYN-ACK → ACK at `-j 64` went from 2.26× the kernel's to 1.60× when its tap
-//! moved from this queue to a ring).
+//! survey's SYN-ACK → ACK at `-j 64` went from 2.1× the kernel's to 1.5× when its tap
+//! moved from this queue to a ring; README's "Reaction time").
 
 use super::cmsg::{self, CONTROL_WORDS};
 use super::packet::{PACKET_OUTGOING, PACKET_ROOM, TapMeta};
