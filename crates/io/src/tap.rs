@@ -255,9 +255,9 @@ impl Tap {
     /// Open a tap that passes TCP to/from any port in `lo..=hi` and ICMP errors: one tap
     /// serves every probe of a survey that leaves through this interface. With
     /// `ring_for: Some(jobs)` it reads a ring sized for `jobs` probes at once, as a probe's
-    /// tap does: a SYN-ACK is answered sooner when finding it costs no system call (a
-    /// `recvmmsg` took ~1 µs between a SYN-ACK and our ACK, about a third of it, README's
-    /// "Reaction time"). The ring's set-up waits out an RCU grace period (~8 ms here), and
+    /// tap does: a SYN-ACK is answered sooner when finding it costs no system call (at
+    /// `-j 64` 2.1× the kernel's reaction with the queue's `recvmmsg`, 1.5× with the ring:
+    /// README's "Reaction time"). The ring's set-up waits out an RCU grace period (~8 ms here), and
     /// its close two (after our exit: teardown.rs). With `None` it reads its socket's queue
     /// (tapqueue.rs), without that wait; it only checks that the kernel stamps packets on
     /// arrival, which another tap asking for stamps has turned on already (stamps.rs: a
