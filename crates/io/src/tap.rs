@@ -257,12 +257,12 @@ impl Tap {
     /// `ring_for: Some(jobs)` it reads a ring sized for `jobs` probes at once, as a probe's
     /// tap does: a SYN-ACK is answered sooner when finding it costs no system call (at
     /// `-j 64` 2.1× the kernel's reaction with the queue's `recvmmsg`, 1.5× with the ring:
-    /// README's "Reaction time"). The ring's set-up waits out an RCU grace period (~8 ms here), and
-    /// its close two (after our exit: teardown.rs). With `None` it reads its socket's queue
-    /// (tapqueue.rs), without that wait; it only checks that the kernel stamps packets on
-    /// arrival, which another tap asking for stamps has turned on already (stamps.rs: a
-    /// datagram to ourselves, microseconds; until then 1 ms steps). `others`: as
-    /// [`Tap::open`]'s.
+    /// README's "Reaction time"). The ring's set-up waits out an RCU grace period (~8 ms
+    /// here), and its close two (after our exit: teardown.rs). With `None` it reads its
+    /// socket's queue (tapqueue.rs), without that wait; it only checks that the kernel
+    /// stamps packets on arrival, which another tap asking for stamps has turned on already
+    /// (stamps.rs: a datagram to ourselves, microseconds; until then 1 ms steps).
+    /// `others`: as [`Tap::open`]'s.
     pub fn open_range(
         ifindex: u32,
         ifname: &str,
@@ -565,7 +565,8 @@ impl Tap {
 fn frame_status(ring: &MappedRing, i: usize, frame_size: usize) -> &AtomicU32 {
     // SAFETY: frame `i` lies inside the mapping (`i < frames`, the callers' `next`), and
     // its first u32 is 4-aligned: the mapping is page-aligned and frames are a multiple of
-    // 16 bytes (TPACKET_ALIGNMENT) long, as the kernel demands of a ring. The mapping lives as long as `ring`.
+    // 16 bytes (TPACKET_ALIGNMENT) long, as the kernel demands of a ring. The mapping lives
+    // as long as `ring`.
     unsafe { &*(ring.base.add(i * frame_size) as *const AtomicU32) }
 }
 
