@@ -675,10 +675,7 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
     if numeric && after.is_some_and(|a| a.starts_with('-')) {
         return Ok(false);
     }
-    let name = match text.strip_prefix("--") {
-        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
-        None => text,
-    };
+    let name = option_name(text);
     match name {
         // Always so: our first segment is a SYN; addresses are never resolved back.
         "-S" | "--syn" | "-n" | "--numeric" => Ok(true),
@@ -743,10 +740,7 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
 /// drop); a refusal naming our option for one that is spelled differently here.
 fn traceroute_no_op(text: &str) -> Result<bool, exit::UsageError> {
     let refuse = |m: String| Err(exit::UsageError(m));
-    let name = match text.strip_prefix("--") {
-        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
-        None => text,
-    };
+    let name = option_name(text);
     match name {
         // Always so: TCP SYNs (traceroute -T, mtr -T), one report at the end (mtr -r),
         // no reverse lookups (-n).
@@ -779,15 +773,19 @@ fn traceroute_no_op(text: &str) -> Result<bool, exit::UsageError> {
     }
 }
 
+/// An option's name: a long option may carry its value after `=` (`--script=http-title`).
+fn option_name(text: &str) -> &str {
+    match text.strip_prefix("--") {
+        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
+        None => text,
+    }
+}
+
 /// Whether `text` is one of nmap's options that `scan` does anyway (to drop); a refusal
 /// for one that asks for what tcpshake does not do.
 fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
     let refuse = |m: String| Err(exit::UsageError(m));
-    // A long option may carry its value after `=` (`--script=http-title`).
-    let name = match text.strip_prefix("--") {
-        Some(_) => text.split_once('=').map_or(text, |(n, _)| n),
-        None => text,
-    };
+    let name = option_name(text);
     match name {
         // Always so: a SYN scan, no ping first, no reverse DNS, every port's reason shown
         // (the table's REASON column, the XML's `reason` attribute).
