@@ -382,6 +382,19 @@ fn seg(dir: Dir, t_us: u64, seq: u32, len: u32, flags: crate::wire::TcpFlags) ->
     }
 }
 
+/// The legs `s` takes from `log` (our ISN `isn`; the response complete in segment
+/// `complete`), the log's positions as the record's.
+fn measured(
+    s: &TlsSession,
+    log: &[SegmentRecord],
+    isn: u32,
+    complete: usize,
+) -> crate::probe::legs::Measured {
+    let mut m = crate::probe::legs::Measured::default();
+    s.legs(log, isn, Some(complete), &mut m, &Some);
+    m
+}
+
 /// Offsets of our stream map to the segments that carried them, across the 2^32 wrap;
 /// a retransmission does not move a leg (the first transmission is when it left).
 #[test]
@@ -414,8 +427,7 @@ fn legs_come_from_the_segments_that_carried_each_message() {
         close_notify_in: Some(8),
         close_notify_in_end: None,
     };
-    let mut m = crate::probe::legs::Measured::default();
-    s.legs(&log, isn, Some(7), &mut m, &Some);
+    let m = measured(&s, &log, isn, 7);
     let legs = m.legs;
     assert!(legs.has_tls());
     let t = legs;
@@ -505,8 +517,7 @@ fn close_notify_to_fin_is_from_the_segment_that_carried_the_close_notify() {
         close_notify_in: Some(9),
         close_notify_in_end: Some(986 - 8),
     };
-    let mut m = crate::probe::legs::Measured::default();
-    s.legs(&log, isn, Some(9), &mut m, &Some);
+    let m = measured(&s, &log, isn, 9);
     assert_eq!(m.span(Leg::TlsCloseNotifyToFin), Some((6, 7)));
     assert_eq!(m.legs.get(Leg::TlsCloseNotifyToFin), Some(50_000));
     assert_eq!(
@@ -515,7 +526,6 @@ fn close_notify_to_fin_is_from_the_segment_that_carried_the_close_notify() {
     );
     // No segment holds that byte (the log lost it): the delivering segment, as before.
     s.marks.close_notify_in_end = Some(5000);
-    let mut m = crate::probe::legs::Measured::default();
-    s.legs(&log, isn, Some(9), &mut m, &Some);
+    let m = measured(&s, &log, isn, 9);
     assert_eq!(m.legs.get(Leg::TlsCloseNotifyToFin), None);
 }
