@@ -356,6 +356,14 @@ fn silence_is_filtered_no_response_after_retries() {
 
 const ROUTER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 254));
 
+/// A probe (ISN 1000, no HTTP) started at 0, and the SYN it sent.
+fn syn_sent() -> (Probe, tcp::Segment) {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    let syn = pump(&mut p, 0).remove(0);
+    (p, syn)
+}
+
 /// An ICMPv4 error from `from` (type, code, MTU) quoting our segment `seg` with its
 /// sequence number replaced by `quoted_seq`.
 fn icmp_quoting(
@@ -383,9 +391,7 @@ fn icmp_quoting(
 
 #[test]
 fn icmp_in_syn_sent_must_quote_our_isn() {
-    let mut p = Probe::new(config(1000, false));
-    p.start(at(0));
-    let syn = pump(&mut p, 0).remove(0);
+    let (mut p, syn) = syn_sent();
     // Someone who knows the 4-tuple but not our ISN: port-unreach from the target,
     // host-unreach and frag-needed from a "router", the sequence number one past and far.
     let spoofs = [
@@ -432,9 +438,7 @@ fn icmp_in_syn_sent_must_quote_our_isn() {
 
 #[test]
 fn icmp_quoting_our_isn_filters_the_port_but_frag_needed_does_not() {
-    let mut p = Probe::new(config(1000, false));
-    p.start(at(0));
-    let syn = pump(&mut p, 0).remove(0);
+    let (mut p, syn) = syn_sent();
     assert!(p.handle_packet(
         at(20),
         false,
@@ -599,9 +603,7 @@ fn a_segment_this_host_would_not_send_is_lost_not_the_end() {
 /// and keep waiting, but now say so, as for any soft error.
 #[test]
 fn a_parameter_problem_in_syn_sent_is_a_soft_error_and_noted() {
-    let mut p = Probe::new(config(1000, false));
-    p.start(at(0));
-    let syn = pump(&mut p, 0).remove(0);
+    let (mut p, syn) = syn_sent();
     assert!(p.handle_packet(
         at(20),
         false,
@@ -2374,9 +2376,7 @@ fn packet_notes_carry_what_a_packet_added_to_the_notes() {
 /// An ICMP error is no segment: its capture comment is what the probe made of it.
 #[test]
 fn packet_notes_of_icmp_errors_say_what_they_did() {
-    let mut p = Probe::new(config(1000, false));
-    p.start(at(0));
-    let syn = pump(&mut p, 0).remove(0);
+    let (mut p, syn) = syn_sent();
     // A forged one (wrong sequence number): ignored, and the note says why.
     assert!(p.handle_packet(
         at(10),
