@@ -619,11 +619,16 @@ fn survey_speaks_https_on_443_and_http_on_80() {
     assert_eq!((on_443("HEAD"), on_443("200")), (3, 3), "{http:?}");
     assert_eq!(http.len(), 12, "{http:?}");
     let info = capture::capinfos(&png);
-    // One block per batch of keys written (sessions that end together share one).
+    // One block per batch of keys written, ahead of the packets they open: keys logged in
+    // one loop pass share a block. A TLS 1.3 session logs its handshake secrets at the
+    // ServerHello and its traffic secrets at the server's Finished, and when the flight
+    // came in two segments read in two passes, they are two blocks (4 for three sessions
+    // once in CI, since the survey reads its tap from a ring as packets come): at most two
+    // a session. tshark read all six exchanges above either way.
     let blocks: u32 = capture::capinfo(&info, "Number of decryption secrets in file")
         .parse()
         .unwrap_or(0);
-    assert!((1..=3).contains(&blocks), "{info}");
+    assert!((1..=6).contains(&blocks), "{info}");
 }
 }
 
