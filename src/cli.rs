@@ -75,7 +75,14 @@ pub struct ProbeArgs {
     // Read as text: `config` gives the one port message (`target::port_number`), and says
     // that ranges are `scan`'s.
     // `--ports` too: scan's spelling, and this takes a list as well.
-    #[arg(short = 'p', long = "port", alias = "ports", value_name = "PORT")]
+    // Hyphen values: nmap's `-p -1024` is a range, said as such (clap would read `-1`).
+    #[arg(
+        short = 'p',
+        long = "port",
+        alias = "ports",
+        value_name = "PORT",
+        allow_hyphen_values = true
+    )]
     pub port: Vec<String>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -456,7 +463,14 @@ pub struct TraceArgs {
     )]
     pub target: String,
     /// Port, for a target that does not name one.
-    #[arg(short = 'p', long = "port", alias = "ports", value_name = "PORT")]
+    // Hyphen values: nmap's `-p -1024` is a range, said as such (clap would read `-1`).
+    #[arg(
+        short = 'p',
+        long = "port",
+        alias = "ports",
+        value_name = "PORT",
+        allow_hyphen_values = true
+    )]
     pub port: Option<String>,
     /// Use IPv4 only (for host names).
     #[arg(short = '4', conflicts_with = "ipv6")]

@@ -499,16 +499,11 @@ fn probe_ports(given: &[String]) -> Result<Vec<u16>> {
     let mut out = Vec::new();
     for list in given {
         for item in list.split(',') {
-            if let Some((a, b)) = item.split_once('-')
-                && let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>())
-            {
-                let example = (a..=b.min(a.saturating_add(2)))
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",");
+            if let Some(range) = port_range(item) {
+                let (example, scan) = range_instead(range);
                 return refuse(format!(
                     "-p `{list}`: probe takes single ports, not ranges; list them \
-                     (-p {example}) or scan the range: `tcpshake scan HOST -p {a}-{b}`"
+                     (-p {example}) or scan the range: {scan}"
                 ));
             }
             out.push(
@@ -518,6 +513,32 @@ fn probe_ports(given: &[String]) -> Result<Vec<u16>> {
         }
     }
     Ok(out)
+}
+
+/// A port range as `scan -p` writes them (`80-82`, nmap's open ends `80-`, `-1024`, and
+/// `-` for all): its two ends, each `None` when left open. Where a command takes single
+/// ports, a range is said as a range, not as "not a port" — and `80-`, which clap would
+/// take for a port followed by nothing, gets the same answer as `80-82`.
+fn port_range(item: &str) -> Option<(Option<u16>, Option<u16>)> {
+    let (a, b) = item.trim().split_once('-')?;
+    let end = |e: &str| match e.trim() {
+        "" => Ok(None),
+        e => e.parse::<u16>().map(Some),
+    };
+    Some((end(a).ok()?, end(b).ok()?))
+}
+
+/// What to type instead of a range where single ports are taken: the first ports of it
+/// listed, and the scan that takes the range (ends swapped when given backwards, which
+/// `scan` would refuse).
+fn range_instead((a, b): (Option<u16>, Option<u16>)) -> (String, String) {
+    let (a, b) = (a.unwrap_or(1), b.unwrap_or(u16::MAX));
+    let (a, b) = (a.min(b).max(1), a.max(b));
+    let example = (a..=b.min(a.saturating_add(2)))
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    (example, format!("`tcpshake scan HOST -p {a}-{b}`"))
 }
 
 /// `-p` is the port of targets that do not name one (and of `-iL` lines): when every
@@ -931,6 +952,19 @@ fn trace(a: TraceArgs) -> Result<Config> {
         check_port_used(p, std::slice::from_ref(&a.target), false)?;
     }
     let ports = match &a.port {
+        // One port: a list or a range is said as such, not as "not a port".
+        Some(p) if p.contains(',') => {
+            return refuse(format!(
+                "-p `{p}`: trace follows one port; trace each port in a run of its own"
+            ));
+        }
+        Some(p) if port_range(p).is_some() => {
+            let (_, scan) = range_instead(port_range(p).unwrap_or_default());
+            return refuse(format!(
+                "-p `{p}`: trace follows one port, not a range; give one, or scan the \
+                 range: {scan}"
+            ));
+        }
         Some(p) => {
             vec![target::port_number(p, 1).map_err(|e| UsageError(format!("-p `{p}`: {e}")))?]
         }

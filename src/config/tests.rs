@@ -409,6 +409,34 @@ fn a_new_users_mistakes_are_said_the_same_in_every_command() {
             "tcpshake scan",
         ],
     );
+    // nmap's open-ended ranges and a range written backwards are ranges too: the same
+    // answer, never "not a port" (or clap's `-1` for `-p -1024`), and a scan that runs.
+    for (range, list, scan) in [
+        ("80-", "-p 80,81,82", "-p 80-65535"),
+        ("-1024", "-p 1,2,3", "-p 1-1024"),
+        ("-", "-p 1,2,3", "-p 1-65535"),
+        ("82-80", "-p 80,81,82", "-p 80-82"),
+    ] {
+        refused(
+            &["probe", "198.18.0.2", "-p", range],
+            &["probe takes single ports, not ranges", list, scan],
+        );
+    }
+    refused(
+        &["trace", "198.18.0.2", "-p", "80-82"],
+        &[
+            "trace follows one port, not a range",
+            "tcpshake scan HOST -p 80-82",
+        ],
+    );
+    refused(
+        &["trace", "198.18.0.2", "-p", "-1024"],
+        &["trace follows one port, not a range"],
+    );
+    refused(
+        &["trace", "198.18.0.2", "-p", "80,443"],
+        &["trace follows one port; trace each port in a run of its own"],
+    );
     refused(
         &["probe", "198.18.0.2", "-p", "0"],
         &["port 0 cannot be connected to"],
