@@ -743,6 +743,18 @@ fn addr_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, Stri
             t.port
         ));
     }
+    // HOST:SOMETHING that is no port (`198.18.0.2:8o`, `198.18.0.2:`): one colon is no
+    // IPv6 address, and "not an IPv6 address" would send the user the wrong way.
+    if let Some((host, _)) = text.split_once(':')
+        && !text[host.len() + 1..].contains(':')
+        && !text.contains("://")
+        && target::Host::parse(host).is_ok()
+    {
+        return Err(format!(
+            "`{text}`: scan takes ports with -p, not after the address: \
+             `tcpshake scan {host} -p PORTS`"
+        ));
+    }
     let spec = scan_targets::parse(text)?;
     if let TargetSpec::Addrs(s) = &spec {
         let v6 = matches!(s, Spec::Range { v6: true, .. });

@@ -456,6 +456,14 @@ fn a_new_users_mistakes_are_said_the_same_in_every_command() {
         &["scan", "198.18.77.2:80"],
         &["scan takes ports with -p: `tcpshake scan 198.18.77.2 -p 80`"],
     );
+    // A port that is not one after the address: still the -p way, not "not an IPv6
+    // address".
+    for bad in ["198.18.77.2:8o", "198.18.77.2:", "host.example:99999"] {
+        refused(
+            &["scan", bad],
+            &["scan takes ports with -p", "`tcpshake scan "],
+        );
+    }
     refused(
         &["scan", "[fd00::2]:80"],
         &["`tcpshake scan fd00::2 -p 80`"],
