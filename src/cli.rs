@@ -710,6 +710,39 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
              fresh ephemeral port (one reused could meet the server's TIME-WAIT)"
                 .into(),
         ),
+        // curl's timing and verbosity, which a curl user reaches for first; clap would
+        // say "unexpected argument" and suggest `-- -w`, which makes it a target.
+        "-w" => refuse(
+            "-w: curl's --write-out is --json here: one JSON object per probe, every leg in \
+             ns (`tcpshake probe URL --json | jq .legs_ns`); hping3's -w (the SYN's window) is \
+             not offered: the SYN advertises Linux's 64240; drop -w and its value"
+                .into(),
+        ),
+        "--write-out" => refuse(format!(
+            "{text}: curl's --write-out is --json here: one JSON object per probe, every leg \
+             in ns (`tcpshake probe URL --json | jq .legs_ns`); drop {text} and its format"
+        )),
+        "-m" => refuse(
+            "-m: curl's --max-time: here --timeout DUR bounds each wait after the handshake, \
+             and the SYN's wait is --rto DUR and --retries N; hping3's -m (MTU, fragments) is \
+             not offered: segments fit the path MTU; drop -m and its value"
+                .into(),
+        ),
+        "--max-time" => refuse(format!(
+            "{text}: here --timeout DUR bounds each wait after the handshake (the response, \
+             each step of the close), and the SYN's wait is --rto DUR and --retries N (7s with \
+             the defaults); drop {text} and its value"
+        )),
+        "--connect-timeout" => refuse(format!(
+            "{text}: the handshake's wait is --rto DUR and --retries N here: the SYN is sent \
+             1+N times, the wait doubling from --rto (7s with the defaults; e.g. --rto 500ms \
+             --retries 1 gives up after 1.5s); drop {text} and its value"
+        )),
+        "-v" | "-vv" | "-vvv" | "--verbose" => refuse(format!(
+            "{text}: tcpshake probe always shows every segment, its timestamp and the state \
+             it led to (a survey: one line per probe; --json or --pcapng has every segment); \
+             drop {text}"
+        )),
         "--keep" => refuse(format!(
             "{text}: tcpshake probe takes a fresh ephemeral source port for every probe (one \
              reused could meet the server's TIME-WAIT); drop {text}"
@@ -985,6 +1018,24 @@ mod tests {
                 &["tcpshake", "probe", "-s", "h:80"],
                 "curl's --silent is -q",
             ),
+            (
+                &["tcpshake", "probe", "-w", "%{time_connect}", "h:80"],
+                "--json here",
+            ),
+            (
+                &["tcpshake", "probe", "h:80", "--write-out=%{time_total}"],
+                "--json here",
+            ),
+            (&["tcpshake", "probe", "h:80", "-m", "3"], "--timeout DUR"),
+            (
+                &["tcpshake", "probe", "h:80", "--max-time", "3"],
+                "--timeout DUR",
+            ),
+            (
+                &["tcpshake", "probe", "h:80", "--connect-timeout", "2"],
+                "--rto DUR and --retries N",
+            ),
+            (&["tcpshake", "probe", "-v", "h:80"], "every segment"),
         ] {
             let m = refused(v);
             assert!(m.contains(says), "{v:?}: {m}");
