@@ -349,7 +349,11 @@ impl Config {
     {
         let argv =
             crate::cli::nmap_spellings(argv.into_iter().map(Into::into)).map_err(Refused::Usage)?;
-        let cli = Cli::try_parse_from(argv).map_err(Refused::Clap)?;
+        let lab = argv.get(1).is_some_and(|a| a == "lab");
+        let cli = Cli::try_parse_from(argv).map_err(|e| match lab_refusal(lab, &e) {
+            Some(m) => Refused::Usage(UsageError(m)),
+            None => Refused::Clap(e),
+        })?;
         Config::from_args(cli).map_err(Refused::Usage)
     }
 
@@ -683,6 +687,45 @@ fn lab(a: LabArgs) -> Result<Config> {
         pcap,
         pcapng,
     }))
+}
+
+/// `lab` probes its own server and takes no target, nor `probe`'s survey and TLS options: a
+/// newcomer who tries `tcpshake lab 198.18.0.2:80` or `lab -c 5` is told where those go, not
+/// only clap's "unexpected argument".
+fn lab_refusal(lab: bool, e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !lab || e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+    Some(if name.starts_with('-') {
+        // Only `probe`'s own options are sent there; anything else stays clap's.
+        let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+        let probe = cmd.find_subcommand("probe")?;
+        let known = probe
+            .get_arguments()
+            .any(|a| match name.strip_prefix("--") {
+                Some(long) => a
+                    .get_long_and_visible_aliases()
+                    .is_some_and(|l| l.contains(&long)),
+                None => a.get_short().is_some_and(|c| name == format!("-{c}")),
+            });
+        if !known {
+            return None;
+        }
+        format!(
+            "{name}: tcpshake lab takes only the options of its one exchange per family \
+             (`tcpshake lab --help`); {name} is for `tcpshake probe TARGET…`"
+        )
+    } else {
+        format!(
+            "`{arg}`: tcpshake lab takes no target: it builds its own namespaces and probes \
+             its server, 198.18.0.2 and fd00::2; to probe `{arg}`, `tcpshake probe {arg}`"
+        )
+    })
 }
 
 /// `--pcap F --pcapng F`: two formats cannot share one file.

@@ -789,3 +789,33 @@ fn durations_take_minutes_and_hours() {
     );
     assert!(parse(&["probe", "h:80", "--timeout", "24h"]).is_ok());
 }
+
+/// `lab` takes no target and none of `probe`'s survey or TLS options: each is refused
+/// saying where it goes; an option no command has stays clap's word.
+#[test]
+fn lab_says_where_targets_and_probe_options_go() {
+    refused(
+        &["lab", "198.18.0.2:80"],
+        &[
+            "tcpshake lab takes no target",
+            "`tcpshake probe 198.18.0.2:80`",
+        ],
+    );
+    for opt in [
+        &["-c", "5"][..],
+        &["--tls"],
+        &["-j", "4"],
+        &["--cacert=x.pem"],
+    ] {
+        let mut args = vec!["lab"];
+        args.extend_from_slice(opt);
+        refused(
+            &args,
+            &[
+                "tcpshake lab takes only the options",
+                "tcpshake probe TARGET",
+            ],
+        );
+    }
+    refused(&["lab", "--bogus"], &["unexpected argument '--bogus'"]);
+}
