@@ -728,8 +728,20 @@ fn lab_refusal(lab: bool, e: &clap::Error) -> Option<String> {
     })
 }
 
-/// `--pcap F --pcapng F`: two formats cannot share one file.
+/// `--pcap F --pcapng F`: two formats cannot share one file. `-` is refused: tcpdump's
+/// `-w -` and `-iL -`/`-oX -` here mean stdout or stdin, but stdout carries the view or
+/// the records, and a file named `-` would appear in the working directory unasked.
 fn check_captures(o: &OutputArgs) -> Result<()> {
+    for (flag, path) in [("--pcap", &o.pcap), ("--pcapng", &o.pcapng)] {
+        if path.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+            return refuse(format!(
+                "{flag} -: a capture is written to a file, not to stdout (which carries the \
+                 probes' output); give a file (e.g. {flag} x.pcap{}), then read it with \
+                 `tshark -r FILE`, or write ./- for a file named -",
+                if flag == "--pcapng" { "ng" } else { "" }
+            ));
+        }
+    }
     match (&o.pcap, &o.pcapng) {
         (Some(a), Some(b)) if a == b => refuse(format!(
             "--pcap and --pcapng both name {}; give each its own file",

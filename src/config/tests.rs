@@ -819,3 +819,23 @@ fn lab_says_where_targets_and_probe_options_go() {
     }
     refused(&["lab", "--bogus"], &["unexpected argument '--bogus'"]);
 }
+
+/// `--pcap -` is refused in every command that writes captures, naming a file instead:
+/// tcpdump's `-w -` is stdout, but here stdout carries the output, and a file named `-`
+/// would appear unasked.
+#[test]
+fn a_capture_to_stdout_is_refused() {
+    for cmd in [
+        &["probe", "198.18.0.2:80"][..],
+        &["probe", "198.18.0.2:80", "-c", "2"],
+        &["trace", "198.18.0.2:80"],
+        &["lab"],
+    ] {
+        for flag in ["--pcap", "--pcapng"] {
+            let mut args = cmd.to_vec();
+            args.extend_from_slice(&[flag, "-"]);
+            refused(&args, &["a capture is written to a file", "./-"]);
+        }
+    }
+    assert!(parse(&["probe", "198.18.0.2:80", "--pcap", "./-"]).is_ok());
+}
