@@ -728,20 +728,29 @@ fn lab_refusal(lab: bool, e: &clap::Error) -> Option<String> {
     })
 }
 
-/// `--pcap F --pcapng F`: two formats cannot share one file. `-` is refused: tcpdump's
-/// `-w -` and `-iL -`/`-oX -` here mean stdout or stdin, but stdout carries the view or
-/// the records, and a file named `-` would appear in the working directory unasked.
-fn check_captures(o: &OutputArgs) -> Result<()> {
-    for (flag, path) in [("--pcap", &o.pcap), ("--pcapng", &o.pcapng)] {
-        if path.as_deref().is_some_and(|p| p.as_os_str() == "-") {
-            return refuse(format!(
-                "{flag} -: a capture is written to a file, not to stdout (which carries the \
-                 probes' output); give a file (e.g. {flag} x.pcap{}), then read it with \
-                 `tshark -r FILE`, or write ./- for a file named -",
-                if flag == "--pcapng" { "ng" } else { "" }
-            ));
-        }
+/// An output file given as `-` is refused: tcpdump's `-w -` and `-iL -`/`-oX -` here mean
+/// stdout or stdin, but where stdout carries the command's output the file would be one
+/// named `-`, made in the working directory unasked.
+fn not_stdout(flag: &str, path: Option<&std::path::Path>, example: &str, read: &str) -> Result<()> {
+    if path.is_some_and(|p| p.as_os_str() == "-") {
+        return refuse(format!(
+            "{flag} -: this is written to a file, not to stdout (which carries the command's \
+             output); give a file (e.g. {flag} {example}), then read it with {read}, or write \
+             ./- for a file named -"
+        ));
     }
+    Ok(())
+}
+
+/// `--pcap F --pcapng F`: two formats cannot share one file; neither may be `-`.
+fn check_captures(o: &OutputArgs) -> Result<()> {
+    not_stdout("--pcap", o.pcap.as_deref(), "x.pcap", "`tshark -r FILE`")?;
+    not_stdout(
+        "--pcapng",
+        o.pcapng.as_deref(),
+        "x.pcapng",
+        "`tshark -r FILE`",
+    )?;
     match (&o.pcap, &o.pcapng) {
         (Some(a), Some(b)) if a == b => refuse(format!(
             "--pcap and --pcapng both name {}; give each its own file",
@@ -996,6 +1005,7 @@ fn exporter(a: crate::cli::ExporterArgs) -> Result<Config> {
 }
 
 fn report(a: ReportArgs) -> Result<Config> {
+    not_stdout("--svg", a.svg.as_deref(), "plot.svg", "a browser")?;
     if a.plot.is_some() && a.svg.is_none() {
         return refuse("--plot chooses the kind of --svg plot; give --svg FILE too");
     }

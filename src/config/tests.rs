@@ -820,7 +820,8 @@ fn lab_says_where_targets_and_probe_options_go() {
     refused(&["lab", "--bogus"], &["unexpected argument '--bogus'"]);
 }
 
-/// `--pcap -` is refused in every command that writes captures, naming a file instead:
+/// `--pcap -` is refused in every command that writes captures (and `report --svg -`),
+/// naming a file instead:
 /// tcpdump's `-w -` is stdout, but here stdout carries the output, and a file named `-`
 /// would appear unasked.
 #[test]
@@ -834,8 +835,12 @@ fn a_capture_to_stdout_is_refused() {
         for flag in ["--pcap", "--pcapng"] {
             let mut args = cmd.to_vec();
             args.extend_from_slice(&[flag, "-"]);
-            refused(&args, &["a capture is written to a file", "./-"]);
+            refused(&args, &["is written to a file, not to stdout", "./-"]);
         }
     }
+    refused(
+        &["report", "x.jsonl", "--svg", "-"],
+        &["--svg -: this is written to a file", "--svg plot.svg"],
+    );
     assert!(parse(&["probe", "198.18.0.2:80", "--pcap", "./-"]).is_ok());
 }
