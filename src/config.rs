@@ -503,6 +503,12 @@ fn probe_ports(given: &[String]) -> Result<Vec<u16>> {
     let mut out = Vec::new();
     for list in given {
         for item in list.split(',') {
+            // As `scan -p` says it: the same mistake, the same words in every command.
+            if item.trim().is_empty() && list.contains(',') {
+                return refuse(format!(
+                    "-p `{list}`: an empty item between commas; write e.g. -p 80,443"
+                ));
+            }
             if let Some(range) = port_range(item) {
                 let (example, scan) = range_instead(range);
                 return refuse(format!(

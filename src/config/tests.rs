@@ -399,7 +399,12 @@ fn a_new_users_mistakes_are_said_the_same_in_every_command() {
     );
     refused(
         &["probe", "198.18.0.2", "-p", "80,"],
-        &["-p `80,`: a port is missing"],
+        &["-p `80,`: an empty item between commas"],
+    );
+    // The same words as scan's, for the same mistake.
+    refused(
+        &["scan", "198.18.0.2", "-p", "80,"],
+        &["-p `80,`: an empty item between commas"],
     );
     refused(
         &["probe", "198.18.0.2", "-p", "80-82"],

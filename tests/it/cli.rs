@@ -145,7 +145,7 @@ fn mistakes_exit_2_with_a_message_that_says_what_to_type() {
         ),
         (
             &["probe", "198.18.0.2", "-p", "80,"],
-            "-p `80,`: a port is missing",
+            "-p `80,`: an empty item between commas",
         ),
         (&["scan", "198.18.0.2:80"], "scan takes ports with -p"),
         (&["scan", "198.18.0.2", "-T4"], "no timing templates"),
