@@ -1087,12 +1087,23 @@ fn survey(
     })
 }
 
-/// A survey target: `HOST:PORT` or `[V6]:PORT`. The module says the protocol and the
-/// request, so a URL (`https://h/path`) is refused rather than half-used.
+/// A survey's or a /probe's target: `HOST:PORT` or `[V6]:PORT`. The module says the
+/// protocol and the request, so a URL (`https://h/path`) is refused rather than half-used;
+/// the message shows the HOST:PORT and module a blackbox user's URL stands for (this is
+/// also /probe's answer, where "the survey's modules" named none).
 pub fn survey_target(spec: &str) -> Result<Target, String> {
     if spec.contains("://") {
+        let instead = match target::parse(spec, None) {
+            Ok(t) => format!(
+                " (`{}:{}` and a module whose prober is {})",
+                t.host,
+                t.port,
+                if t.tls { "https" } else { "http" }
+            ),
+            Err(_) => String::new(),
+        };
         return Err(format!(
-            "`{spec}`: give HOST:PORT; the survey's modules say the protocol, path and \
+            "`{spec}`: give HOST:PORT{instead}; the module says the protocol, path and \
              Host header"
         ));
     }

@@ -383,6 +383,13 @@ X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
         assert!(err("target=a%0a:80").message.contains("control"));
         assert!(err("target=%ff%fe:80").message.contains("UTF-8"));
         assert!(err("target=http://a/x").message.contains("HOST:PORT"));
+        // blackbox's URL target: the HOST:PORT and prober it stands for, and no "survey".
+        let m = err("target=https://a.test/x").message;
+        assert!(
+            m.contains("`a.test:443` and a module whose prober is https"),
+            "{m}"
+        );
+        assert!(!m.contains("survey"), "{m}");
         assert!(err("target=a:80&module=").message.contains("module"));
         let q = probe_query(Some("module=tcp&target=%5Bfd00%3A%3A2%5D%3A443")).unwrap();
         assert_eq!(q.target.port, 443);
