@@ -146,7 +146,10 @@ fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
         }
         match parse_record(text) {
             Ok((target, Some(sample))) => stats.add(&target, &sample),
-            Ok((_, None)) => {}
+            // An interrupted probe is in no statistic, but its target was asked for: the
+            // title counts it ("and 1 target without a finished probe"), as the survey's
+            // own table did for the same records.
+            Ok((target, None)) => stats.declare(&target),
             Err(_) if !line.ends_with('\n') => {
                 eprintln!(
                     "tcpshake: {name}, line {n}: the last line is cut short (a run still writing, or stopped mid-line); skipped"

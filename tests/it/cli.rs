@@ -332,6 +332,20 @@ fn report_counts_each_file_once_and_quiet_json_is_the_overall() {
     let j: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(j["overall"]["probes"], 1, "{run}");
     assert!(j.get("targets").is_none(), "{run}");
+    // A target whose only probe was interrupted: counted in the title, as the survey that
+    // wrote these records counted it ("all 1 target (and 1 target without a finished
+    // probe)"), and still out of the statistics.
+    let stopped = dir.join("stopped.jsonl");
+    let interrupted = r#"{"schema":1,"target":"198.18.0.2:9999","addr":"198.18.0.2","port":9999,"state":"interrupted","reason":"interrupted","src_addr":"198.18.0.1","src_port":40001,"reply_ttl":null,"reply_from":null,"legs_ns":{"syn_to_synack":null,"synack_to_ack":null,"request_to_first_byte":null,"request_to_complete":null,"fin_to_ack":null,"fin_to_peer_fin":null,"peer_fin_to_last_ack":null,"total":null},"retransmissions":0,"peer_options":null,"http":null,"close_initiator":null,"isn":1,"irs":null,"segments":[],"timers":[],"anomalies":[],"error":"interrupted","interrupted":true,"tls":null}"#;
+    let first = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&stopped, format!("{first}{interrupted}\n")).expect("write");
+    let run = tcpshake(&["report", stopped.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout
+            .contains("all 1 target (and 1 target without a finished probe)   probes 1"),
+        "{run}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
