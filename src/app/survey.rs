@@ -88,6 +88,10 @@ struct TargetStream<'a> {
 struct Pending {
     target: Target,
     from: Option<Rc<str>>,
+    /// Its `-iL` line's number (0: the command line), handed to the loop as the target's
+    /// tag, so that a probe that cannot start (a broadcast address, no route) is named by
+    /// its line, as a bad line is.
+    line: u64,
     addr: Addr,
 }
 
@@ -105,12 +109,17 @@ enum Addr {
 }
 
 impl Pending {
-    fn new(target: Target, from: Option<Rc<str>>) -> Pending {
+    fn new(target: Target, from: Option<Rc<str>>, line: u64) -> Pending {
         let addr = match target.host {
             Host::Ip(_) => Addr::Literal,
             Host::Name(_) => Addr::Unasked,
         };
-        Pending { target, from, addr }
+        Pending {
+            target,
+            from,
+            line,
+            addr,
+        }
     }
 }
 
@@ -121,7 +130,7 @@ impl TargetStream<'_> {
                 .targets
                 .iter()
                 .filter(|t| c.shard.is_none_or(|s| s.owns(&t.spec)))
-                .map(|t| Pending::new(t.clone(), None))
+                .map(|t| Pending::new(t.clone(), None, 0))
                 .collect(),
             looked: 0,
             last_asked: None,
@@ -147,13 +156,14 @@ impl TargetStream<'_> {
             return false;
         };
         let from: Rc<str> = Rc::from(origin.as_str());
+        let line = list.line_no() as u64;
         for spec in specs {
             let checked = target::expand(&spec, self.ports, self.family);
             match checked {
                 Ok(ts) => self.pending.extend(
                     ts.into_iter()
                         .filter(|t| self.shard.is_none_or(|s| s.owns(&t.spec)))
-                        .map(|t| Pending::new(t, Some(Rc::clone(&from)))),
+                        .map(|t| Pending::new(t, Some(Rc::clone(&from)), line)),
                 ),
                 Err(e) => list.skip(&origin, e),
             }
@@ -214,7 +224,7 @@ impl TargetStream<'_> {
     }
 
     /// A resolved target made ready to probe, or why not.
-    fn prepare(&mut self, t: Target, remote: SocketAddr) -> Result<SurveyTarget> {
+    fn prepare(&mut self, t: Target, remote: SocketAddr, line: u64) -> Result<SurveyTarget> {
         let ex = self.exchange;
         let tls = match ex.is_https(&t) {
             true => Some(tls_setup(&ex.tls, &t, &mut self.tls)?),
@@ -225,7 +235,7 @@ impl TargetStream<'_> {
             label: t.spec,
             remote,
             tls,
-            tag: 0,
+            tag: line,
             budget: None,
         })
     }
@@ -269,6 +279,7 @@ impl Feed for TargetStream<'_> {
             let Some(Pending {
                 target: t,
                 from,
+                line,
                 addr,
             }) = self.take_front()
             else {
@@ -292,7 +303,7 @@ impl Feed for TargetStream<'_> {
                 }
             };
             let label = t.spec.clone();
-            match self.prepare(t, remote) {
+            match self.prepare(t, remote, line) {
                 Ok(st) => return Next::Target(Box::new(st)),
                 Err(e) => {
                     eprintln!("tcpshake: {}{label}: {e:#}", at());
@@ -642,6 +653,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     let capture = open_captures(c.pcap.as_deref(), c.pcapng.as_deref(), &mut tls)?;
     let capture_as = capture_mode(&capture);
     let format = c.format;
+    // A list's target that cannot start is named by its line (its tag), as a bad line is.
+    let list_name = list.as_ref().map(|l| l.name().to_string());
     let mut stream = TargetStream::new(c, list, tls);
     let stop = signals::stop_flag();
     let mut guard = Guard::install_for_survey(MARK)?;
@@ -692,8 +705,12 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
                 // finished probe)" says it was asked for.
                 declared.borrow_mut().push(target.label.clone());
                 if sink.failures_said.insert(target.label.clone()) {
+                    let at = match &list_name {
+                        Some(name) if target.tag > 0 => format!("{name}, line {}: ", target.tag),
+                        _ => String::new(),
+                    };
                     sink.live
-                        .suspend(|| eprintln!("tcpshake: {}: {error:#}", target.label));
+                        .suspend(|| eprintln!("tcpshake: {at}`{}`: {error:#}", target.label));
                 } else {
                     sink.failed_again += 1;
                 }

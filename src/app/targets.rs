@@ -63,6 +63,16 @@ impl TargetList {
         })
     }
 
+    /// The list as messages name it: its path, or `stdin`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of the line [`TargetList::next_line`] gave last.
+    pub fn line_no(&self) -> usize {
+        self.line_no
+    }
+
     /// Whether the list is a regular file, whose reads never wait for a writer (those of a
     /// pipe or a terminal do).
     pub fn is_regular_file(&self) -> bool {

@@ -580,8 +580,11 @@ fn a_broadcast_address_is_refused_before_anything_is_sent() {
     for skipped in ["line 1: `224.0.0.1:80`", "line 2: `0.0.0.0:80`"] {
         assert!(run.stderr.contains(skipped), "{skipped}\n{run}");
     }
+    // Found by the route when its probe would start, and named by its line all the same.
     assert!(
-        run.stderr.contains(&format!("{bcast}:80: {bcast} is a broadcast address")),
+        run.stderr.contains(&format!(
+            "list.txt, line 3: `{bcast}:80`: {bcast} is a broadcast address"
+        )),
         "{run}"
     );
     // The server's line is probed (its port is closed: no listener in this lab).
