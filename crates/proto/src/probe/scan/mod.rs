@@ -412,7 +412,8 @@ pub struct ScanTotals {
     pub closed: u64,
     /// Answered with an ICMP error.
     pub filtered_icmp: u64,
-    /// Packets sent: SYNs, retries and the RSTs that clear a retried tuple.
+    /// Packets sent: SYNs, retries and the RSTs that clear a retried tuple, and the RSTs
+    /// that answer SYN-ACKs.
     pub sent: u64,
     /// Replies to our port that matched no cookie.
     pub unmatched: u64,
