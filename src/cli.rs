@@ -379,8 +379,8 @@ pub struct ScanArgs {
     /// Targets to skip, read from FILE.
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
-    /// Packets per second on the wire: SYNs, retries with the RST before each, ARP / ND
-    /// requests; a ceiling, nmap's --max-rate. [default: as fast as this host sends; on
+    /// Packets per second on the wire: SYNs, retries with the RST before each, the RST to
+    /// each SYN-ACK, ARP / ND requests; a ceiling, nmap's --max-rate. [default: as fast as this host sends; on
     /// shared networks, give a rate]
     #[arg(long, value_name = "PPS", value_parser = whole::<u64>(1, 100_000_000), allow_hyphen_values = true)]
     pub rate: Option<u64>,

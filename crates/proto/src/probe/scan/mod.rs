@@ -370,6 +370,16 @@ fn inspect_icmp(
     // sequence number must be in SND.UNA..SND.NXT, which for a SYN alone in flight is its
     // cookie exactly.
     let Some(attempt) = cookie.attempt_of(local, remote, err.quoted_seq, max_attempt) else {
+        // An error about one of our RSTs (the one before a retry, or the one answering a
+        // SYN-ACK: both carry the cookie + 1) is an error about a packet of ours, not a
+        // reply matching none: a firewall that rejects every segment to a port rejects
+        // the RST before a retry too. Neither a verdict nor a stranger's packet.
+        if cookie
+            .attempt_of(local, remote, err.quoted_seq.sub(1), max_attempt)
+            .is_some()
+        {
+            return Seen::Other;
+        }
         return Seen::Unmatched;
     };
     // Too-big is advice about size, not a verdict on the port (a SYN is never that big).
@@ -402,7 +412,8 @@ pub struct ScanTotals {
     pub closed: u64,
     /// Answered with an ICMP error.
     pub filtered_icmp: u64,
-    /// Packets sent: SYNs, retries and the RSTs that clear a retried tuple.
+    /// Packets sent: SYNs, retries and the RSTs that clear a retried tuple, and the RSTs
+    /// that answer SYN-ACKs.
     pub sent: u64,
     /// Replies to our port that matched no cookie.
     pub unmatched: u64,

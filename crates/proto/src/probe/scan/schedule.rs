@@ -15,7 +15,8 @@
 //!
 //! Rules:
 //! - The rate is a token bucket: tokens arrive at `rate` per second up to a 5 ms burst; each
-//!   packet takes one (RFC 2697's idea with one rate), a retry's RST too: it goes out with
+//!   packet takes one (RFC 2697's idea with one rate), the RST the receiver sends at once
+//!   to a SYN-ACK too (owed: the walk's next packet waits for it), a retry's RST too: it goes out with
 //!   its SYN and takes the next token in advance, so `--rate` holds on the wire in a retry
 //!   round as in the first (`nmap --max-rate` counts every packet too). Nothing is banked
 //!   across the wait between rounds: a round starts with one token, not a burst.
@@ -160,6 +161,13 @@ impl TokenBucket {
         self.ready(now)?;
         self.tokens -= f64::from(n.max(1));
         Ok(())
+    }
+
+    /// Owes `n` tokens for packets that left at `at` without asking (the receiver's RST
+    /// to a SYN-ACK): the count goes below zero and the next take waits for them.
+    pub fn owe(&mut self, at: Instant, n: u32) {
+        let _ = self.ready(at);
+        self.tokens -= f64::from(n);
     }
 
     /// No banked burst: at most one token from `now` on (a new round after an idle wait
@@ -369,6 +377,14 @@ impl<'p> Schedule<'p> {
     ) -> Option<ScanRecord> {
         if let Some(r) = rtt {
             self.rtt.sample(r);
+        }
+        // The receiver has answered this SYN-ACK (a duplicate too) with a RST at once
+        // (`Reply::rst_seq`): a packet on the wire like the SYNs, so it is counted and paid
+        // for, and the walk's next packets wait for its token. Without it a scan of open
+        // ports at --rate R put 2R packets a second on the wire.
+        if reply.rst_seq.is_some() {
+            self.bucket.owe(at, 1);
+            self.totals.sent += 1;
         }
         let key = (reply.remote.ip(), reply.remote.port());
         if !self.answered.insert(key) {
@@ -1263,6 +1279,39 @@ mod tests {
             "{line}"
         );
         assert!(!serde_json::to_string(&own).unwrap().contains("reply_from"));
+    }
+
+    /// The RST the receiver sends to each SYN-ACK is a packet on the wire like the SYNs:
+    /// at --rate 100, 100 open ports take 2 s (200 packets), not 1 s with 200 on the wire.
+    #[test]
+    fn the_rst_answering_each_syn_ack_is_paid_for_at_the_rate() {
+        let ports: Vec<u16> = (1..=100).collect();
+        let p = plan("198.18.0.1", &ports, 100, 0, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (mut now, mut syns, mut last_syn) = (0u64, 0u64, 0u64);
+        for _ in 0..100_000 {
+            match s.poll(at_us(now), false) {
+                Step::Send(q) => {
+                    s.sent(1, at_us(now));
+                    (syns, last_syn) = (syns + 1, now);
+                    // A SYN-ACK 10 µs later, which the receiver answers with a RST.
+                    let r = Reply {
+                        rst_seq: Some(SeqNumber(1)),
+                        ..reply(q.remote, PortState::Open)
+                    };
+                    let _ = s.answer(&r, at_us(now + 10), Some(Duration::from_micros(10)));
+                }
+                Step::Wait(t) => now = ((t.as_nanos() - T0) / 1000).max(now + 1),
+                Step::Done => break,
+            }
+        }
+        let t = s.totals();
+        assert_eq!((syns, t.open, t.sent), (100, 100, 200));
+        // 200 packets at 100 a second: the last SYN near 1.98 s (the RST after it is owed).
+        assert!(
+            (1_950_000..=2_000_000).contains(&last_syn),
+            "last SYN at {last_syn} µs"
+        );
     }
 
     #[test]

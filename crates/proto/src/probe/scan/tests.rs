@@ -232,8 +232,9 @@ fn icmp_errors_quoting_our_cookie_are_filtered_with_nmaps_reasons() {
         })
     ));
     // RFC 5927 §4.1, the connection's rule: only the SYN's own sequence number counts;
-    // the one just past it (which Linux's inclusive check would take) does not.
-    for wrong in [seq.add(7), seq.add(1), seq.sub(1)] {
+    // the one just past it (which Linux's inclusive check would take) does not: it is
+    // our RST's (an error about it decides nothing, see the next test).
+    for wrong in [seq.add(7), seq.sub(1)] {
         let forged = icmp_quoting("198.18.0.254", 3, 3, l, r, wrong);
         assert_eq!(
             inspect(&forged, false, &locals(), &COOKIE, 0),
@@ -241,12 +242,69 @@ fn icmp_errors_quoting_our_cookie_are_filtered_with_nmaps_reasons() {
             "{wrong}"
         );
     }
+    let past = icmp_quoting("198.18.0.254", 3, 3, l, r, seq.add(1));
+    assert!(!matches!(
+        inspect(&past, false, &locals(), &COOKIE, 0),
+        Seen::Reply(_)
+    ));
     // Frag-needed about our SYN is a hint about size, never a verdict on the port.
     let big = icmp_quoting("198.18.0.254", 3, 4, l, r, seq);
     assert_eq!(inspect(&big, false, &locals(), &COOKIE, 0), Seen::Other);
     // Quoting someone else's flow is none of our business.
     let other = icmp_quoting("198.18.0.254", 3, 3, v4("198.18.0.1:5555"), r, seq);
     assert_eq!(inspect(&other, false, &locals(), &COOKIE, 0), Seen::Other);
+}
+
+/// An ICMP error from `router` quoting the first `keep` bytes of `quoted` (an IPv4 packet).
+fn icmp_quoting_bytes(
+    router: &str,
+    icmp_type: u8,
+    code: u8,
+    quoted: &[u8],
+    keep: usize,
+) -> Vec<u8> {
+    let mut icmp = vec![icmp_type, code, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..keep.min(quoted.len())]);
+    let sum = checksum::internet_checksum(0, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let router: IpAddr = router.parse().unwrap();
+    let dst = match quoted[12..16] {
+        [a, b, c, d] => IpAddr::from([a, b, c, d]),
+        _ => unreachable!(),
+    };
+    let ip = IpRepr::new(router, dst, PROTO_ICMP, 250, icmp.len());
+    let mut buf = vec![0u8; ip.buffer_len()];
+    let h = ip.emit(&mut buf).unwrap();
+    buf[h..].copy_from_slice(&icmp);
+    buf
+}
+
+#[test]
+fn an_icmp_error_about_our_own_rst_is_not_an_unmatched_reply() {
+    // A firewall that rejects every segment to a port (`nft ... reject with icmp
+    // admin-prohibited`) rejects the RST a retry sends first too, and the RST that answers
+    // a SYN-ACK: their sequence number is the cookie + 1. Such an error is about a packet
+    // of ours, not a stale or forged reply: not counted as unmatched, and no verdict.
+    let l = locals().v4.unwrap();
+    let r = v4("198.18.0.9:3000");
+    for attempt in [0u8, 3] {
+        let mut rst = [0u8; 80];
+        let n = build_rst(l, r, COOKIE.seq(l, r, attempt).add(1), 9, &mut rst).unwrap();
+        // The whole RST, and RFC 792's minimum: its IP header and 8 bytes of TCP.
+        for keep in [n, 28] {
+            let pkt = icmp_quoting_bytes("198.18.0.254", 3, 13, &rst[..n], keep);
+            assert_eq!(
+                inspect(&pkt, false, &locals(), &COOKIE, 3),
+                Seen::Other,
+                "attempt {attempt}, {keep} bytes quoted"
+            );
+        }
+    }
+    // A sequence number near the cookie but not ours is still unmatched.
+    let mut rst = [0u8; 80];
+    let n = build_rst(l, r, COOKIE.seq(l, r, 0).add(2), 9, &mut rst).unwrap();
+    let pkt = icmp_quoting_bytes("198.18.0.254", 3, 13, &rst[..n], n);
+    assert_eq!(inspect(&pkt, false, &locals(), &COOKIE, 3), Seen::Unmatched);
 }
 
 #[test]
