@@ -379,15 +379,21 @@ impl<'p> Schedule<'p> {
             self.rtt.sample(r);
         }
         // The receiver has answered this SYN-ACK (a duplicate too) with a RST at once
-        // (`Reply::rst_seq`): a packet on the wire like the SYNs, so it is counted and paid
-        // for, and the walk's next packets wait for its token. Without it a scan of open
-        // ports at --rate R put 2R packets a second on the wire.
+        // (`Reply::rst_seq`): a packet on the wire like the SYNs, so it is counted, and the
+        // first answer's is paid for: the walk's next packets wait for its token. Without it
+        // a scan of open ports at --rate R put 2R packets a second on the wire. A
+        // duplicate's RST is counted but not paid for: a peer (or a forger) repeating
+        // SYN-ACKs would otherwise hold the walk back for as long as it kept on, so the debt
+        // is at most one token per pair scanned — the scan takes at most twice as long.
+        let key = (reply.remote.ip(), reply.remote.port());
+        let first = self.answered.insert(key);
         if reply.rst_seq.is_some() {
-            self.bucket.owe(at, 1);
+            if first {
+                self.bucket.owe(at, 1);
+            }
             self.totals.sent += 1;
         }
-        let key = (reply.remote.ip(), reply.remote.port());
-        if !self.answered.insert(key) {
+        if !first {
             self.totals.duplicates += 1;
             return None;
         }
@@ -1312,6 +1318,38 @@ mod tests {
             (1_950_000..=2_000_000).contains(&last_syn),
             "last SYN at {last_syn} µs"
         );
+    }
+
+    /// A duplicate SYN-ACK's RST is counted but not paid for: 1 000 copies of one port's
+    /// SYN-ACK (a forger, a looping path) do not hold the walk back for 10 s at --rate 100.
+    #[test]
+    fn duplicate_syn_acks_do_not_stall_the_walk() {
+        let ports: Vec<u16> = (1..=10).collect();
+        let p = plan("198.18.0.1", &ports, 100, 0, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (mut now, mut syns, mut last_syn) = (0u64, 0u64, 0u64);
+        for _ in 0..100_000 {
+            match s.poll(at_us(now), false) {
+                Step::Send(q) => {
+                    s.sent(1, at_us(now));
+                    (syns, last_syn) = (syns + 1, now);
+                    let r = Reply {
+                        rst_seq: Some(SeqNumber(1)),
+                        ..reply(q.remote, PortState::Open)
+                    };
+                    let copies = if syns == 1 { 1_000 } else { 1 };
+                    for _ in 0..copies {
+                        let _ = s.answer(&r, at_us(now + 10), Some(Duration::from_micros(10)));
+                    }
+                }
+                Step::Wait(t) => now = ((t.as_nanos() - T0) / 1000).max(now + 1),
+                Step::Done => break,
+            }
+        }
+        let t = s.totals();
+        assert_eq!((syns, t.open, t.duplicates, t.sent), (10, 10, 999, 1_019));
+        // 10 SYNs and their 10 first RSTs at 100 a second: the last SYN near 0.18 s.
+        assert!(last_syn < 250_000, "last SYN at {last_syn} µs");
     }
 
     #[test]
