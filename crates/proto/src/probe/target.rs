@@ -428,7 +428,23 @@ pub fn port_number(text: &str, lowest: u16) -> Result<u16, String> {
         )),
         Ok(p) => Ok(p),
         Err(_) if t.is_empty() => Err(format!("a port is missing; {give}")),
-        Err(_) => Err(format!("`{}` is not a port; {give}", t.escape_debug())),
+        Err(_) => {
+            // A service name (`http`), as nmap's -p takes it: say its number.
+            let named: Vec<String> = crate::probe::scan::nmap_services::SERVICES
+                .iter()
+                .filter(|(_, n)| n.eq_ignore_ascii_case(t))
+                .map(|(p, _)| p.to_string())
+                .collect();
+            let hint = match named.as_slice() {
+                [] => String::new(),
+                [p] => format!(" ({t} is port {p} in nmap's services list)"),
+                ps => format!(" ({t} is ports {} in nmap's services list)", ps.join(", ")),
+            };
+            Err(format!(
+                "`{}` is not a port; {give}{hint}",
+                t.escape_debug()
+            ))
+        }
     }
 }
 
@@ -689,6 +705,24 @@ mod tests {
         );
         assert!(parse("a b:80", None).unwrap_err().contains("space"));
         assert!(parse("198.18.0.0/24", None).unwrap_err().contains("scan"));
+    }
+
+    #[test]
+    fn a_service_name_where_a_port_goes_is_told_its_number() {
+        assert_eq!(
+            port_number("https", 1).unwrap_err(),
+            "`https` is not a port; give a number from 1 to 65535 (https is port 443 in \
+             nmap's services list)"
+        );
+        assert!(
+            port_number("http", 1)
+                .unwrap_err()
+                .ends_with("(http is ports 80, 8008 in nmap's services list)")
+        );
+        assert_eq!(
+            port_number("htp", 1).unwrap_err(),
+            "`htp` is not a port; give a number from 1 to 65535"
+        );
     }
 
     #[test]

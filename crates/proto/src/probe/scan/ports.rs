@@ -1,6 +1,6 @@
 //! Port specs in nmap's syntax: `-p 22,80,8000-8100`, `-p-` (1–65535), `-p -1024`,
-//! `-p 60000-`, an optional `T:` prefix; `--top-ports N` from nmap's frequency list; and the
-//! service name nmap prints for a port.
+//! `-p 60000-`, service names (`-p http,ssh`, `-p 'http*'`), an optional `T:` prefix;
+//! `--top-ports N` from nmap's frequency list; and the service name nmap prints for a port.
 
 use super::nmap_services::{SERVICES, TOP_PORTS};
 
@@ -24,6 +24,27 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
             }
             None => item,
         };
+        // A name, as nmap takes them: every TCP port its services file gives that name
+        // (`http` is 80 and 8008), `*` and `?` as wildcards. A range or a number has no
+        // letter in it, so `8o` is looked up as a name and said to be neither.
+        if body
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic() || b == b'*' || b == b'?')
+        {
+            let mut any = false;
+            for &(p, _) in SERVICES.iter().filter(|(_, n)| wildcard_match(body, n)) {
+                seen[usize::from(p)] = true;
+                any = true;
+            }
+            if !any {
+                return Err(format!(
+                    "`{item}` is neither a port number nor a TCP service in nmap's services \
+                     list; write a number, or a name such as http, https, ssh (wildcards * \
+                     and ? as nmap takes them: 'http*')"
+                ));
+            }
+            continue;
+        }
         // The one port message every command gives (`target::port_number`).
         let num = |t: &str, dflt: u16| -> Result<u16, String> {
             if t.is_empty() {
@@ -51,6 +72,33 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
         }
     }
     Ok((0..=u16::MAX).filter(|&p| seen[usize::from(p)]).collect())
+}
+
+/// Whether service `name` matches `pattern`, nmap's way: ASCII case ignored, `*` any run
+/// of characters, `?` any one. Iterative, with one point to go back to: linear in the
+/// pattern times the name, whatever the pattern (no blow-up on `*a*a*a*…`).
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    // After the last `*`: where it was in the pattern, and where the name stood then.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == b'?' || p[i].eq_ignore_ascii_case(&n[j])) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            // The `*` takes one more character of the name.
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 /// The `n` ports nmap finds open most often, most frequent first.
@@ -118,9 +166,42 @@ mod tests {
     }
 
     #[test]
+    fn service_names_are_taken_as_nmap_takes_them() {
+        // nmap -p http scans 80 and 8008: every port its services file names so.
+        assert_eq!(parse("http").unwrap(), [80, 8008]);
+        assert_eq!(parse("ssh,T:https,22").unwrap(), [22, 443]);
+        assert_eq!(parse("HTTPS").unwrap(), [443]);
+        let http = parse("http*").unwrap();
+        assert!(
+            [80, 443, 8008, 8080].iter().all(|p| http.contains(p)),
+            "{http:?}"
+        );
+        assert!(!http.contains(&22));
+        let ss = parse("ss?").unwrap();
+        assert!(ss.contains(&22) && !ss.contains(&443), "{ss:?}");
+        assert!(
+            ss.iter()
+                .all(|&p| service_name(p).is_some_and(|n| n.len() == 3))
+        );
+        let e = parse("22,htp").unwrap_err();
+        assert!(
+            e.contains("`htp` is neither a port number nor a TCP service"),
+            "{e}"
+        );
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match("h*p", "http"));
+        assert!(!wildcard_match("h*p", "https"));
+        assert!(wildcard_match("*-alt", "http-alt"));
+        assert!(!wildcard_match(
+            "a*a*a*a*a*a*a*a*b",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        ));
+    }
+
+    #[test]
     fn bad_port_specs_point_at_the_bad_part() {
         let e = parse("22,8o").unwrap_err();
-        assert!(e.contains("`8o`"), "{e}");
+        assert!(e.contains("`8o` is neither a port number"), "{e}");
         let e = parse("22,70000").unwrap_err();
         assert!(e.contains("`70000`"), "{e}");
         let e = parse("90-80").unwrap_err();
