@@ -74,8 +74,8 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
     Ok((0..=u16::MAX).filter(|&p| seen[usize::from(p)]).collect())
 }
 
-/// Whether service `name` matches `pattern`, nmap's way: ASCII case ignored, `*` any run
-/// of characters, `?` any one. Iterative, with one point to go back to: linear in the
+/// Whether service `name` matches `pattern`, nmap's way (`*` any run of characters, `?`
+/// any one), ASCII case ignored: nmap refuses `-p HTTP`, which can only mean `http`. Iterative, with one point to go back to: linear in the
 /// pattern times the name, whatever the pattern (no blow-up on `*a*a*a*…`).
 fn wildcard_match(pattern: &str, name: &str) -> bool {
     let (p, n) = (pattern.as_bytes(), name.as_bytes());
