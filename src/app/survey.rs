@@ -81,6 +81,10 @@ struct TargetStream<'a> {
     failed: u64,
     /// The host whose target failed last: its other ports fail alike, said once.
     last_failed: Option<Host>,
+    /// Where the targets that could not be probed are declared, in input order, beside
+    /// those the loop started (`run`'s `declared`): the table's title counts them among
+    /// the targets without a finished probe, as it counts a target with no route.
+    declared: Rc<RefCell<Vec<String>>>,
     tls: TlsShared,
 }
 
@@ -143,8 +147,15 @@ impl TargetStream<'_> {
             shard: c.shard,
             failed: 0,
             last_failed: None,
+            declared: Rc::default(),
             tls,
         }
+    }
+
+    /// A target that could not be probed: counted, and declared to the statistics.
+    fn failed_target(&mut self, label: &str) {
+        self.failed += 1;
+        self.declared.borrow_mut().push(label.to_string());
     }
 
     /// The next list line's targets into `pending`; false at the end of the list.
@@ -266,8 +277,9 @@ impl Feed for TargetStream<'_> {
                 return Next::End;
             };
             if self.last_failed.as_ref() == Some(&front.target.host) {
-                self.take_front();
-                self.failed += 1;
+                if let Some(p) = self.take_front() {
+                    self.failed_target(&p.target.spec);
+                }
                 continue;
             }
             if let Addr::Asked(_) | Addr::Unasked = front.addr {
@@ -297,7 +309,7 @@ impl Feed for TargetStream<'_> {
                 Err(e) => {
                     // As `probe` says it; the host's other ports fail alike, silently.
                     eprintln!("tcpshake: {}{e}", at());
-                    self.failed += 1;
+                    self.failed_target(&t.spec);
                     self.last_failed = Some(t.host);
                     continue;
                 }
@@ -307,7 +319,7 @@ impl Feed for TargetStream<'_> {
                 Ok(st) => return Next::Target(Box::new(st)),
                 Err(e) => {
                     eprintln!("tcpshake: {}{label}: {e:#}", at());
-                    self.failed += 1;
+                    self.failed_target(&label);
                     continue;
                 }
             }
@@ -689,7 +701,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     let pair_secret = PairSecret::new();
     // Labels of the probes started since the last record: a target's first probe starts
     // as it is taken from the input, so this is the input order (see Sink::record).
-    let declared = RefCell::new(Vec::new());
+    let declared = Rc::clone(&stream.declared);
     let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| {
         declared.borrow_mut().push(t.label.clone());
         probe_config(ex, t, local, mss, &pair_secret, c.separate_ack)
