@@ -429,16 +429,26 @@ pub fn port_number(text: &str, lowest: u16) -> Result<u16, String> {
         Ok(p) => Ok(p),
         Err(_) if t.is_empty() => Err(format!("a port is missing; {give}")),
         Err(_) => {
-            // A service name (`http`), as nmap's -p takes it: say its number.
-            let named: Vec<String> = crate::probe::scan::nmap_services::SERVICES
-                .iter()
-                .filter(|(_, n)| n.eq_ignore_ascii_case(t))
-                .map(|(p, _)| p.to_string())
-                .collect();
+            // A service name (`http`), as scan's -p takes it: say its number — or, for a
+            // name many ports share (`unknown`: 1 912), how many and where it works.
+            let named: Vec<String> = if t.contains(['*', '?']) {
+                Vec::new()
+            } else {
+                crate::probe::scan::ports::named(t)
+                    .map(|p| p.to_string())
+                    .collect()
+            };
             let hint = match named.as_slice() {
                 [] => String::new(),
                 [p] => format!(" ({t} is port {p} in nmap's services list)"),
-                ps => format!(" ({t} is ports {} in nmap's services list)", ps.join(", ")),
+                ps if ps.len() <= 3 => {
+                    format!(" ({t} is ports {} in nmap's services list)", ps.join(", "))
+                }
+                ps => format!(
+                    " ({t} is {} ports in nmap's services list: `tcpshake scan HOST -p {t}` \
+                     scans them)",
+                    ps.len()
+                ),
             };
             Err(format!(
                 "`{}` is not a port; {give}{hint}",
@@ -723,6 +733,16 @@ mod tests {
             port_number("htp", 1).unwrap_err(),
             "`htp` is not a port; give a number from 1 to 65535"
         );
+        // A name many ports share is counted, not listed (`unknown` is ~1 900 of them).
+        let many = port_number("unknown", 1).unwrap_err();
+        assert!(
+            many.ends_with(
+                "ports in nmap's services list: `tcpshake scan HOST -p unknown` scans them)"
+            ),
+            "{many}"
+        );
+        assert!(many.len() < 200, "{many}");
+        assert!(!port_number("http*", 1).unwrap_err().contains("services"));
     }
 
     #[test]

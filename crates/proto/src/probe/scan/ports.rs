@@ -32,7 +32,7 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
             .any(|b| b.is_ascii_alphabetic() || b == b'*' || b == b'?')
         {
             let mut any = false;
-            for &(p, _) in SERVICES.iter().filter(|(_, n)| wildcard_match(body, n)) {
+            for p in named(body) {
                 seen[usize::from(p)] = true;
                 any = true;
             }
@@ -74,9 +74,19 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
     Ok((0..=u16::MAX).filter(|&p| seen[usize::from(p)]).collect())
 }
 
+/// The TCP ports nmap's services list gives a name matching `pattern` (see
+/// [`wildcard_match`]), in port order: `http` is 80 and 8008.
+pub fn named(pattern: &str) -> impl Iterator<Item = u16> + '_ {
+    SERVICES
+        .iter()
+        .filter(move |(_, n)| wildcard_match(pattern, n))
+        .map(|&(p, _)| p)
+}
+
 /// Whether service `name` matches `pattern`, nmap's way (`*` any run of characters, `?`
-/// any one), ASCII case ignored: nmap refuses `-p HTTP`, which can only mean `http`. Iterative, with one point to go back to: linear in the
-/// pattern times the name, whatever the pattern (no blow-up on `*a*a*a*…`).
+/// any one), ASCII case ignored: nmap refuses `-p HTTP`, which can only mean `http`.
+/// Iterative, with one point to go back to: at most pattern × name steps, whatever the
+/// pattern (no exponential blow-up on `*a*a*a*…`).
 fn wildcard_match(pattern: &str, name: &str) -> bool {
     let (p, n) = (pattern.as_bytes(), name.as_bytes());
     let (mut i, mut j) = (0, 0);
