@@ -15,11 +15,13 @@
 //!
 //! Rules:
 //! - The rate is a token bucket: tokens arrive at `rate` per second up to a 5 ms burst; each
-//!   packet takes one (RFC 2697's idea with one rate), the RST the receiver sends at once
-//!   to a SYN-ACK too (owed: the walk's next packet waits for it), a retry's RST too: it goes out with
-//!   its SYN and takes the next token in advance, so `--rate` holds on the wire in a retry
-//!   round as in the first (`nmap --max-rate` counts every packet too). Nothing is banked
-//!   across the wait between rounds: a round starts with one token, not a burst.
+//!   packet takes one (RFC 2697's idea with one rate). The RST the receiver sends at once
+//!   to a pair's first SYN-ACK takes one too, owed: the walk's next packet waits for it (a
+//!   repeated SYN-ACK's RST is counted, not paid for: a peer repeating them would hold the
+//!   walk back for as long as it kept on). A retry's RST goes out with its SYN and takes
+//!   the next token in advance, so `--rate` holds on the wire in a retry round as in the
+//!   first (`nmap --max-rate` counts every packet too). Nothing is banked across the wait
+//!   between rounds: a round starts with one token, not a burst.
 //! - The wait after a round is adaptive (rtt.rs: SRTT + 4·RTTVAR of this scan's reply
 //!   times, at least 50 ms, 1 s before any reply) unless `--wait` was given; it is
 //!   measured from the round's last SYN and follows the estimate as replies come in.
@@ -1287,11 +1289,11 @@ mod tests {
         assert!(!serde_json::to_string(&own).unwrap().contains("reply_from"));
     }
 
-    /// The RST the receiver sends to each SYN-ACK is a packet on the wire like the SYNs:
-    /// at --rate 100, 100 open ports take 2 s (200 packets), not 1 s with 200 on the wire.
-    #[test]
-    fn the_rst_answering_each_syn_ack_is_paid_for_at_the_rate() {
-        let ports: Vec<u16> = (1..=100).collect();
+    /// Scans ports 1..=`ports` of one host at --rate 100, every port open: each SYN answered
+    /// 10 µs later by a SYN-ACK (the first one `first_copies` times), which the receiver
+    /// answers with a RST. The SYNs sent, when the last one left (µs), and the totals.
+    fn all_open_at_100pps(ports: u16, first_copies: u32) -> (u64, u64, ScanTotals) {
+        let ports: Vec<u16> = (1..=ports).collect();
         let p = plan("198.18.0.1", &ports, 100, 0, Shard::WHOLE);
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let (mut now, mut syns, mut last_syn) = (0u64, 0u64, 0u64);
@@ -1300,18 +1302,27 @@ mod tests {
                 Step::Send(q) => {
                     s.sent(1, at_us(now));
                     (syns, last_syn) = (syns + 1, now);
-                    // A SYN-ACK 10 µs later, which the receiver answers with a RST.
                     let r = Reply {
                         rst_seq: Some(SeqNumber(1)),
                         ..reply(q.remote, PortState::Open)
                     };
-                    let _ = s.answer(&r, at_us(now + 10), Some(Duration::from_micros(10)));
+                    let copies = if syns == 1 { first_copies } else { 1 };
+                    for _ in 0..copies {
+                        let _ = s.answer(&r, at_us(now + 10), Some(Duration::from_micros(10)));
+                    }
                 }
                 Step::Wait(t) => now = ((t.as_nanos() - T0) / 1000).max(now + 1),
                 Step::Done => break,
             }
         }
-        let t = s.totals();
+        (syns, last_syn, s.totals())
+    }
+
+    /// The RST the receiver sends to each SYN-ACK is a packet on the wire like the SYNs:
+    /// at --rate 100, 100 open ports take 2 s (200 packets), not 1 s with 200 on the wire.
+    #[test]
+    fn the_rst_answering_each_syn_ack_is_paid_for_at_the_rate() {
+        let (syns, last_syn, t) = all_open_at_100pps(100, 1);
         assert_eq!((syns, t.open, t.sent), (100, 100, 200));
         // 200 packets at 100 a second: the last SYN near 1.98 s (the RST after it is owed).
         assert!(
@@ -1324,29 +1335,7 @@ mod tests {
     /// SYN-ACK (a forger, a looping path) do not hold the walk back for 10 s at --rate 100.
     #[test]
     fn duplicate_syn_acks_do_not_stall_the_walk() {
-        let ports: Vec<u16> = (1..=10).collect();
-        let p = plan("198.18.0.1", &ports, 100, 0, Shard::WHOLE);
-        let mut s = Schedule::new(&p, [true, false], at_us(0));
-        let (mut now, mut syns, mut last_syn) = (0u64, 0u64, 0u64);
-        for _ in 0..100_000 {
-            match s.poll(at_us(now), false) {
-                Step::Send(q) => {
-                    s.sent(1, at_us(now));
-                    (syns, last_syn) = (syns + 1, now);
-                    let r = Reply {
-                        rst_seq: Some(SeqNumber(1)),
-                        ..reply(q.remote, PortState::Open)
-                    };
-                    let copies = if syns == 1 { 1_000 } else { 1 };
-                    for _ in 0..copies {
-                        let _ = s.answer(&r, at_us(now + 10), Some(Duration::from_micros(10)));
-                    }
-                }
-                Step::Wait(t) => now = ((t.as_nanos() - T0) / 1000).max(now + 1),
-                Step::Done => break,
-            }
-        }
-        let t = s.totals();
+        let (syns, last_syn, t) = all_open_at_100pps(10, 1_000);
         assert_eq!((syns, t.open, t.duplicates, t.sent), (10, 10, 999, 1_019));
         // 10 SYNs and their 10 first RSTs at 100 a second: the last SYN near 0.18 s.
         assert!(last_syn < 250_000, "last SYN at {last_syn} µs");

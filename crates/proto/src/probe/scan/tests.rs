@@ -178,7 +178,7 @@ fn our_own_syn_is_recognised_on_its_way_out() {
     assert_eq!(ip.ip.ttl, SYN_TTL);
 }
 
-/// An ICMP error from `router` quoting our SYN to `r`.
+/// An ICMP error from `router` quoting our SYN to `r` (IPv4).
 fn icmp_quoting(
     router: &str,
     icmp_type: u8,
@@ -189,16 +189,7 @@ fn icmp_quoting(
 ) -> Vec<u8> {
     let mut syn = [0u8; 80];
     let n = build_syn(l, r, seq, 1, &mut syn).unwrap();
-    let mut icmp = vec![icmp_type, code, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&syn[..n]);
-    let sum = checksum::internet_checksum(0, &icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let router: IpAddr = router.parse().unwrap();
-    let ip = IpRepr::new(router, l.ip(), PROTO_ICMP, 250, icmp.len());
-    let mut buf = vec![0u8; ip.buffer_len()];
-    let h = ip.emit(&mut buf).unwrap();
-    buf[h..].copy_from_slice(&icmp);
-    buf
+    icmp_quoting_bytes(router, icmp_type, code, &syn[..n], n)
 }
 
 #[test]
