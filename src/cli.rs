@@ -380,8 +380,8 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
     /// Packets per second on the wire: SYNs, retries with the RST before each, the RST to
-    /// each SYN-ACK, ARP / ND requests; a ceiling, nmap's --max-rate. [default: as fast as this host sends; on
-    /// shared networks, give a rate]
+    /// each SYN-ACK, ARP / ND requests; a ceiling, nmap's --max-rate. [default: as fast as
+    /// this host sends; on shared networks, give a rate]
     #[arg(long, value_name = "PPS", value_parser = whole::<u64>(1, 100_000_000), allow_hyphen_values = true)]
     pub rate: Option<u64>,
     /// nmap's name for --rate, which is a ceiling as nmap's is (a token bucket).
@@ -690,6 +690,11 @@ fn hping_no_op(text: &str, after: Option<&str>) -> Result<bool, exit::UsageError
         return Ok(false);
     }
     let name = option_name(text);
+    // curl's attached spellings (`-w%{time_total}`, `-m5`) are its -w and -m.
+    let name = match name.get(..2) {
+        Some(short @ ("-w" | "-m")) if name.len() > 2 => short,
+        _ => name,
+    };
     match name {
         // Always so: our first segment is a SYN; addresses are never resolved back.
         "-S" | "--syn" | "-n" | "--numeric" => Ok(true),
@@ -1027,6 +1032,11 @@ mod tests {
                 "--json here",
             ),
             (&["tcpshake", "probe", "h:80", "-m", "3"], "--timeout DUR"),
+            (&["tcpshake", "probe", "h:80", "-m5"], "--timeout DUR"),
+            (
+                &["tcpshake", "probe", "-w%{time_total}", "h:80"],
+                "--json here",
+            ),
             (
                 &["tcpshake", "probe", "h:80", "--max-time", "3"],
                 "--timeout DUR",

@@ -510,7 +510,9 @@ fn probe_ports(given: &[String]) -> Result<Vec<u16>> {
                 ));
             }
             if let Some(range) = port_range(item) {
-                let (example, scan) = range_instead(range);
+                let Some((example, scan)) = range_instead(range) else {
+                    return Err(only_port_zero(list));
+                };
                 return refuse(format!(
                     "-p `{list}`: probe takes single ports, not ranges; list them \
                      (-p {example}) or scan the range: {scan}"
@@ -538,17 +540,30 @@ fn port_range(item: &str) -> Option<(Option<u16>, Option<u16>)> {
     Some((end(a).ok()?, end(b).ok()?))
 }
 
+/// A range that holds no port but 0 (`0-0`, `-0`): port 0's own message.
+fn only_port_zero(given: &str) -> UsageError {
+    let why = target::port_number("0", 1).err().unwrap_or_default();
+    UsageError(format!("-p `{given}`: {why}"))
+}
+
 /// What to type instead of a range where single ports are taken: the first ports of it
-/// listed, and the scan that takes the range (ends swapped when given backwards, which
-/// `scan` would refuse).
-fn range_instead((a, b): (Option<u16>, Option<u16>)) -> (String, String) {
-    let (a, b) = (a.unwrap_or(1), b.unwrap_or(u16::MAX));
-    let (a, b) = (a.min(b).max(1), a.max(b));
-    let example = (a..=b.min(a.saturating_add(2)))
+/// listed, and the scan that takes the range (ends swapped when both are given backwards,
+/// which `scan` would refuse). `None` when it holds no port but 0 (`0-0`, `-0`): that is
+/// port 0's mistake, and its message says so.
+fn range_instead((a, b): (Option<u16>, Option<u16>)) -> Option<(String, String)> {
+    let (lo, hi) = match (a, b) {
+        (Some(a), Some(b)) => (a.min(b), a.max(b)),
+        (a, b) => (a.unwrap_or(1), b.unwrap_or(u16::MAX)),
+    };
+    let lo = lo.max(1);
+    if hi < lo {
+        return None;
+    }
+    let example = (lo..=hi.min(lo.saturating_add(2)))
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    (example, format!("`tcpshake scan HOST -p {a}-{b}`"))
+    Some((example, format!("`tcpshake scan HOST -p {lo}-{hi}`")))
 }
 
 /// `-p` is the port of targets that do not name one (and of `-iL` lines): when every
@@ -714,9 +729,11 @@ fn lab_refusal(lab: bool, e: &clap::Error) -> Option<String> {
         let known = probe
             .get_arguments()
             .any(|a| match name.strip_prefix("--") {
-                Some(long) => a
-                    .get_long_and_visible_aliases()
-                    .is_some_and(|l| l.contains(&long)),
+                // Hidden aliases too (`--ports`, scan's spelling of `-p`).
+                Some(long) => {
+                    a.get_long() == Some(long)
+                        || a.get_all_aliases().is_some_and(|l| l.contains(&long))
+                }
                 None => a.get_short().is_some_and(|c| name == format!("-{c}")),
             });
         if !known {
@@ -813,12 +830,18 @@ fn addr_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, Stri
             t.port
         ));
     }
-    // HOST:SOMETHING that is no port (`198.18.0.2:8o`, `198.18.0.2:`): one colon is no
-    // IPv6 address, and "not an IPv6 address" would send the user the wrong way.
-    if let Some((host, _)) = text.split_once(':')
-        && !text[host.len() + 1..].contains(':')
-        && !text.contains("://")
-        && target::Host::parse(host).is_ok()
+    // SPEC:SOMETHING that is no port (`198.18.0.2:8o`, `198.18.0.2:`, `198.18.0.1-5:80`,
+    // `198.18.0.0/24:80`, `[fd00::2]:8o`): "not an IPv6 address" or "not a prefix length"
+    // would send the user the wrong way. One colon is no IPv6 address; brackets end one.
+    let host = match text.strip_prefix('[').and_then(|t| t.split_once("]:")) {
+        Some((v6, _)) => Some(v6),
+        None => text
+            .split_once(':')
+            .filter(|(_, rest)| !rest.contains(':') && !text.contains("://"))
+            .map(|(host, _)| host),
+    };
+    if let Some(host) = host
+        && (target::Host::parse(host).is_ok() || scan_targets::parse(host).is_ok())
     {
         return Err(format!(
             "`{text}`: scan takes ports with -p, not after the address: \
@@ -1035,14 +1058,23 @@ fn trace(a: TraceArgs) -> Result<Config> {
         check_port_used(p, std::slice::from_ref(&a.target), false)?;
     }
     let ports = match &a.port {
-        // One port: a list or a range is said as such, not as "not a port".
+        // One port: a list or a range is said as such, not as "not a port"; a stray comma
+        // as probe and scan say it.
+        Some(p) if p.contains(',') && p.split(',').any(|i| i.trim().is_empty()) => {
+            return refuse(format!(
+                "-p `{p}`: an empty item between commas; trace follows one port: write e.g. \
+                 -p 80"
+            ));
+        }
         Some(p) if p.contains(',') => {
             return refuse(format!(
                 "-p `{p}`: trace follows one port; trace each port in a run of its own"
             ));
         }
-        Some(p) if port_range(p).is_some() => {
-            let (_, scan) = range_instead(port_range(p).unwrap_or_default());
+        Some(p) if let Some(range) = port_range(p) => {
+            let Some((_, scan)) = range_instead(range) else {
+                return Err(only_port_zero(p));
+            };
             return refuse(format!(
                 "-p `{p}`: trace follows one port, not a range; give one, or scan the \
                  range: {scan}"

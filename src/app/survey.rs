@@ -318,7 +318,8 @@ impl Feed for TargetStream<'_> {
             match self.prepare(t, remote, line) {
                 Ok(st) => return Next::Target(Box::new(st)),
                 Err(e) => {
-                    eprintln!("tcpshake: {}{label}: {e:#}", at());
+                    // As the loop's failures are said (`FILE, line N: `label`: …`).
+                    eprintln!("tcpshake: {}`{label}`: {e:#}", at());
                     self.failed_target(&label);
                     continue;
                 }

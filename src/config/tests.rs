@@ -442,6 +442,20 @@ fn a_new_users_mistakes_are_said_the_same_in_every_command() {
         &["trace", "198.18.0.2", "-p", "80,443"],
         &["trace follows one port; trace each port in a run of its own"],
     );
+    // A stray comma is a stray comma, in trace too; a "range" of port 0 alone is port 0's
+    // mistake (it suggested `-p ` and a scan of 1-0).
+    for p in ["80,", ","] {
+        refused(
+            &["trace", "198.18.0.2", "-p", p],
+            &["an empty item between commas"],
+        );
+    }
+    for (cmd, p) in [("probe", "0-0"), ("probe", "-0"), ("trace", "0-0")] {
+        refused(
+            &[cmd, "198.18.0.2", "-p", p],
+            &["port 0 cannot be connected to"],
+        );
+    }
     refused(
         &["probe", "198.18.0.2", "-p", "0"],
         &["port 0 cannot be connected to"],
@@ -463,7 +477,14 @@ fn a_new_users_mistakes_are_said_the_same_in_every_command() {
     );
     // A port that is not one after the address: still the -p way, not "not an IPv6
     // address".
-    for bad in ["198.18.77.2:8o", "198.18.77.2:", "host.example:99999"] {
+    for bad in [
+        "198.18.77.2:8o",
+        "198.18.77.2:",
+        "host.example:99999",
+        "198.18.77.1-5:80",
+        "198.18.77.0/24:80",
+        "[fd00::2]:8o",
+    ] {
         refused(
             &["scan", bad],
             &["scan takes ports with -p", "`tcpshake scan "],
@@ -808,6 +829,7 @@ fn lab_says_where_targets_and_probe_options_go() {
     );
     for opt in [
         &["-c", "5"][..],
+        &["--ports", "80"],
         &["--tls"],
         &["-j", "4"],
         &["--cacert=x.pem"],
