@@ -74,8 +74,8 @@ pub fn parse(spec: &str) -> Result<Vec<u16>, String> {
     Ok((0..=u16::MAX).filter(|&p| seen[usize::from(p)]).collect())
 }
 
-/// The TCP ports nmap's services list gives a name matching `pattern` (see
-/// [`wildcard_match`]), in port order: `http` is 80 and 8008.
+/// The TCP ports nmap's services list gives a name matching `pattern` (`*` and `?` as
+/// wildcards, ASCII case ignored), in port order: `http` is 80 and 8008.
 pub fn named(pattern: &str) -> impl Iterator<Item = u16> + '_ {
     SERVICES
         .iter()
