@@ -235,16 +235,22 @@ fn run_guarded(
     // Until the SYN-ACK is answered, nothing of the peer's needs a CPU (its kernel
     // answers a SYN in softirq), so we may hold one at real-time priority; afterwards its
     // application (nginx reading our request) may need ours, and we spin politely.
-    let mut realtime = Some(super::Realtime::enter());
-    let held_since = clock::now();
-    // Last before the SYN: locking memory and taking real-time priority walked through
-    // enough to push the handshake's code out of the caches.
+    // Last before the SYN: locking memory walked through enough to push the handshake's
+    // code out of the caches.
     Probe::rehearse(&cfg, |seg| {
         let _ = build_segment(seg, sender.is_v6(), &mut tx, &mut ident, local, remote);
     });
     tap.recv_batch(&mut rx, &mut batch)
         .context("reading the AF_PACKET tap")?;
     drop(cfg);
+    // Taken after the rehearsal, just before the SYN: the CPU is held for the exchange,
+    // not for the warm-up. Taken before it, the rehearsal counted into every real-time
+    // hold: beside a pinned sleeper (`bench-probe --wakeup-only`, open
+    // port) the holds it waited on went from median 97-113 µs (>100 µs: 475-546 of
+    // ~950) to 73-88 µs (158-378), max 269-469 → 206-292 µs; SYN-ACK → ACK 7.7 µs before,
+    // 8.4 µs after, one run each (runs differ by more).
+    let mut realtime = Some(super::Realtime::enter());
+    let held_since = clock::now();
     let start = clock::now();
     let give_up_at = start + hard_limit;
     probe.start(start);

@@ -13,8 +13,10 @@
 //! `need_resched()`, after at most `busy_poll` µs):
 //! - at real-time priority (held only while awaiting the SYN-ACK) the loop spins for at
 //!   most [`SpinPolicy::slice`] (100 µs) after each transmit, and never longer than that
-//!   since it took the priority ([`Spinner::held_since`]: the rehearsal and the SYN that
-//!   come first, ~45 µs, count too), then sleeps until a packet or a deadline. Asleep it takes no CPU; a packet wakes it at once, ahead of any
+//!   since it took the priority ([`Spinner::held_since`]: the SYN's send, over veth with
+//!   the server's handling of it inside, counts too; the rehearsal before it runs at
+//!   ordinary priority), then sleeps until a packet or a deadline. Asleep it takes no
+//!   CPU; a packet wakes it at once, ahead of any
 //!   ordinary task (a real-time wake-up preempts), and it answers and sleeps again. No
 //!   task waits longer than a slice for us per segment we send (SYNs are RTO apart);
 //! - at ordinary priority (after the handshake, or without the privilege) it spins
@@ -167,7 +169,7 @@ mod tests {
 
     #[test]
     fn the_time_before_the_transmit_at_realtime_priority_counts_against_the_slice() {
-        // Priority taken 45 µs before the SYN (rehearsal, building, sending): the spin
+        // Priority taken 45 µs before the SYN left (building, sending): the spin
         // after it ends 55 µs after the SYN, so the CPU is held 100 µs in all.
         let mut s = Spinner::new(SpinPolicy::default());
         s.held_since(at_us(0));
