@@ -811,13 +811,23 @@ pub fn exclude_spec(text: &str, family: Family) -> std::result::Result<TargetSpe
             128 - scan_targets::MAX_V6_PREFIX_BITS
         ));
     }
+    // An exclusion leaves addresses out, never ports: "scan it with -p" would be the
+    // opposite of what was asked.
+    if let Some((host, _)) = with_port(text) {
+        return Err(format!(
+            "`{text}`: an exclusion is addresses only, every port of them left out; write \
+             `{host}` (the ports scanned are -p's)"
+        ));
+    }
     addr_spec(text, family)
 }
 
-/// What target and exclusion specs share: one spec in nmap's syntax, checked against
-/// `-4`/`-6` when it is made of addresses.
-fn addr_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
-    // nmap's habit is addresses and -p; a HOST:PORT (or a URL) is said the scan's way.
+/// A spec written with a port after it: its host part, and the port when it is one.
+/// HOST:PORT and URLs (`target::parse`), and SPEC:SOMETHING that is no port
+/// (`198.18.0.2:8o`, `198.18.0.2:`, `198.18.0.1-5:80`, `198.18.0.0/24:80`, `[fd00::2]:8o`),
+/// for which "not an IPv6 address" or "not a prefix length" would send the user the wrong
+/// way. One colon is no IPv6 address; brackets end one.
+fn with_port(text: &str) -> Option<(String, Option<u16>)> {
     if text.parse::<std::net::IpAddr>().is_err()
         && let Ok(t) = target::parse(text, None)
     {
@@ -825,28 +835,36 @@ fn addr_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, Stri
             target::Host::Ip(ip) => ip.to_string(),
             target::Host::Name(n) => n.clone(),
         };
-        return Err(format!(
-            "`{text}`: scan takes ports with -p: `tcpshake scan {host} -p {}`",
-            t.port
-        ));
+        return Some((host, Some(t.port)));
     }
-    // SPEC:SOMETHING that is no port (`198.18.0.2:8o`, `198.18.0.2:`, `198.18.0.1-5:80`,
-    // `198.18.0.0/24:80`, `[fd00::2]:8o`): "not an IPv6 address" or "not a prefix length"
-    // would send the user the wrong way. One colon is no IPv6 address; brackets end one.
     let host = match text.strip_prefix('[').and_then(|t| t.split_once("]:")) {
         Some((v6, _)) => Some(v6),
         None => text
             .split_once(':')
             .filter(|(_, rest)| !rest.contains(':') && !text.contains("://"))
             .map(|(host, _)| host),
-    };
-    if let Some(host) = host
-        && (target::Host::parse(host).is_ok() || scan_targets::parse(host).is_ok())
-    {
-        return Err(format!(
-            "`{text}`: scan takes ports with -p, not after the address: \
-             `tcpshake scan {host} -p PORTS`"
-        ));
+    }?;
+    (target::Host::parse(host).is_ok() || scan_targets::parse(host).is_ok())
+        .then(|| (host.to_string(), None))
+}
+
+/// What target and exclusion specs share: one spec in nmap's syntax, checked against
+/// `-4`/`-6` when it is made of addresses.
+fn addr_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, String> {
+    // nmap's habit is addresses and -p; a HOST:PORT (or a URL) is said the scan's way.
+    match with_port(text) {
+        Some((host, Some(port))) => {
+            return Err(format!(
+                "`{text}`: scan takes ports with -p: `tcpshake scan {host} -p {port}`"
+            ));
+        }
+        Some((host, None)) => {
+            return Err(format!(
+                "`{text}`: scan takes ports with -p, not after the address: \
+                 `tcpshake scan {host} -p PORTS`"
+            ));
+        }
+        None => {}
     }
     let spec = scan_targets::parse(text)?;
     if let TargetSpec::Addrs(s) = &spec {

@@ -224,6 +224,13 @@ fn targets_and_families() {
     refused(&["scan"], &["no targets"]);
     refused(&["scan", "h", "-p", "70000"], &["70000"]);
     refused(&["scan", "h", "--exclude", "x$y"], &["--exclude", "`$`"]);
+    // An exclusion with a port is told to drop the port, not to scan the host with -p.
+    for ex in ["198.18.0.3:80", "198.18.0.3:x", "[fd00::3]:80"] {
+        refused(
+            &["scan", "198.18.0.0/24", "-p", "80", "--exclude", ex],
+            &["--exclude", "an exclusion is addresses only"],
+        );
+    }
     // The same bad host gives the same words in probe and scan.
     let (p, _) = refusal(&["probe", "bad$host", "-p", "80"]);
     let (s, _) = refusal(&["scan", "bad$host"]);
