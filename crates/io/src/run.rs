@@ -250,7 +250,6 @@ fn run_guarded(
     // ~950) to 73-88 µs (158-378), max 269-469 → 206-292 µs; SYN-ACK → ACK 7.7 µs before,
     // 8.4 µs after, one run each (runs differ by more).
     let mut realtime = Some(super::Realtime::enter());
-    let held_since = clock::now();
     let start = clock::now();
     let give_up_at = start + hard_limit;
     probe.start(start);
@@ -258,8 +257,9 @@ fn run_guarded(
         flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.unwrap_or(start);
     let mut interrupted = false;
     let mut spinner = Spinner::new(SpinPolicy::default());
-    // The CPU has been held since the priority was taken (rehearsal, SYN): that counts.
-    spinner.held_since(held_since);
+    // The CPU has been held since the priority was taken, just before the SYN: the SYN's
+    // send counts.
+    spinner.held_since(start);
 
     while !probe.is_done() {
         // Everything the tap holds (one recvmmsg), then one answer to all of it: a FIN that
