@@ -719,7 +719,9 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
                 declared.borrow_mut().push(target.label.clone());
                 if sink.failures_said.insert(target.label.clone()) {
                     let at = match &list_name {
-                        Some(name) if target.tag > 0 => format!("{name}, line {}: ", target.tag),
+                        Some(name) if target.tag > 0 => {
+                            format!("{}: ", TargetList::origin(name, target.tag))
+                        }
                         _ => String::new(),
                     };
                     sink.live

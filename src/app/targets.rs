@@ -68,6 +68,11 @@ impl TargetList {
         &self.name
     }
 
+    /// How messages name line `line` of list `name`: `FILE, line N`.
+    pub fn origin(name: &str, line: impl std::fmt::Display) -> String {
+        format!("{name}, line {line}")
+    }
+
     /// The number of the line [`TargetList::next_line`] gave last.
     pub fn line_no(&self) -> usize {
         self.line_no
@@ -144,7 +149,7 @@ impl TargetList {
                 }
                 Ok(_) => {
                     self.line_no += 1;
-                    let origin = format!("{}, line {}", self.name, self.line_no);
+                    let origin = Self::origin(&self.name, self.line_no);
                     let complete = self.buf.last() == Some(&b'\n');
                     if !complete && self.buf.len() > list::MAX_LINE {
                         self.discard_rest_of_line();
@@ -164,8 +169,8 @@ impl TargetList {
                     }
                 }
                 Err(e) => {
-                    let name = self.name.clone();
-                    self.skip(&format!("{name}, line {}", self.line_no + 1), e);
+                    let origin = Self::origin(&self.name, self.line_no + 1);
+                    self.skip(&origin, e);
                     self.done = true;
                 }
             }
