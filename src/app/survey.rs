@@ -391,11 +391,11 @@ impl Output {
     }
 
     /// Packets the loop saw (in its order): to the capture files, in time order.
-    fn packets(&mut self, packets: Vec<Captured>) -> Result<()> {
-        if let Some(c) = &mut self.capture {
-            c.seen(packets).context("writing the capture file")?;
+    fn packets(&mut self, packets: Vec<Captured>) -> Result<Vec<Captured>> {
+        match &mut self.capture {
+            Some(c) => c.seen(packets).context("writing the capture file"),
+            None => Ok(packets),
         }
-        Ok(())
     }
 
     fn write_batch(&mut self, batch: Batch) -> Result<()> {
@@ -404,15 +404,15 @@ impl Output {
     }
 
     /// A batch's records staged (see [`Output::emit`]), its packets to the capture files.
-    /// The records, staged, are given back: see [`Records::Writer`]'s `spent`.
-    fn stage_batch(&mut self, batch: Batch) -> Result<Option<Vec<Outcome>>> {
-        match batch {
+    /// What is done with is given back: see [`Records::Writer`]'s `spent`.
+    fn stage_batch(&mut self, batch: Batch) -> Result<Batch> {
+        Ok(match batch {
             Batch::Records(outcomes) => {
                 outcomes.iter().try_for_each(|o| self.stage(o))?;
-                Ok(Some(outcomes))
+                Batch::Records(outcomes)
             }
-            Batch::Packets(packets) => self.packets(packets).map(|()| None),
-        }
+            Batch::Packets(packets) => Batch::Packets(self.packets(packets)?),
+        })
     }
 
     fn finish(mut self) -> Result<()> {
@@ -444,14 +444,15 @@ enum Records {
     Inline(Output),
     Writer {
         to_writer: std::sync::mpsc::SyncSender<Batch>,
-        /// Records the writer has written, handed back for the loop to free. The loop
-        /// allocated them, so glibc's malloc keeps their memory in the loop's arena, and a
+        /// Records and packets the writer has written, handed back for the loop to free.
+        /// The loop allocated them, so glibc's malloc keeps their memory in the loop's arena, and a
         /// `free` on another thread takes that arena's lock: the writer freeing them held
         /// it against the loop's own `malloc`, and the loop blocked in `futex` about 1 000
         /// times in a 40 960-probe survey at `-j 64` (`perf record -e
         /// syscalls:sys_enter_futex`: `__lll_lock_wait_private`), asleep with SYN-ACKs
-        /// waiting. Freed by their owner, they take the lock uncontended.
-        spent: std::sync::mpsc::Receiver<Vec<Outcome>>,
+        /// waiting (with `--pcap`, its packets the same). Freed by their owner, they take
+        /// the lock uncontended.
+        spent: std::sync::mpsc::Receiver<Batch>,
         writer: std::thread::JoinHandle<Result<Output>>,
     },
 }
@@ -475,12 +476,10 @@ impl Records {
         // Bounded: a writer that falls behind (a slow pipe) slows the survey down rather
         // than holding its records in memory.
         let (to_writer, from_loop) = std::sync::mpsc::sync_channel::<Batch>(64);
-        let (to_loop, spent) = std::sync::mpsc::sync_channel::<Vec<Outcome>>(SPENT_MAX);
+        let (to_loop, spent) = std::sync::mpsc::sync_channel::<Batch>(SPENT_MAX);
         // Full or gone: freed here after all.
-        let give_back = move |done: Option<Vec<Outcome>>| {
-            if let Some(done) = done {
-                let _ = to_loop.try_send(done);
-            }
+        let give_back = move |done: Batch| {
+            let _ = to_loop.try_send(done);
         };
         let writer = std::thread::Builder::new()
             .name("record writer".into())
@@ -577,7 +576,7 @@ impl Sink {
     /// Packets the loop saw: to the capture files (by the writer, when there is one).
     fn captured(&mut self, packets: Vec<Captured>) -> Result<()> {
         match &mut self.records {
-            Records::Inline(output) => output.packets(packets),
+            Records::Inline(output) => output.packets(packets).map(drop),
             Records::Writer { .. } => self.hand(Batch::Packets(packets)),
         }
     }
@@ -958,7 +957,9 @@ mod tests {
         let batch: Vec<Outcome> = Vec::with_capacity(1000);
         let at = batch.as_ptr();
         to_writer.send(Batch::Records(batch)).unwrap();
-        let back = spent.recv_timeout(Duration::from_secs(10)).unwrap();
+        let Batch::Records(back) = spent.recv_timeout(Duration::from_secs(10)).unwrap() else {
+            panic!("records handed over, something else handed back");
+        };
         assert_eq!((back.as_ptr(), back.capacity()), (at, 1000));
         records.finish().unwrap();
     }

@@ -221,12 +221,16 @@ impl CaptureFiles {
         self.pcapng.is_some()
     }
 
-    /// Packets handed over as they were seen (a survey): written once in order.
-    pub fn seen(&mut self, packets: Vec<Captured>) -> io::Result<()> {
-        for p in packets {
+    /// Packets handed over as they were seen (a survey): written once in order. Gives back
+    /// the packets written meanwhile (this batch's and earlier ones'), in the batch's own
+    /// `Vec` (grown when more went out than it held), for the thread that allocated them
+    /// to free (a survey's loop: see `Records::Writer` in app/survey.rs).
+    pub fn seen(&mut self, mut packets: Vec<Captured>) -> io::Result<Vec<Captured>> {
+        for p in packets.drain(..) {
             self.window.push(p);
         }
-        self.release(false)
+        self.release_into(false, &mut packets)?;
+        Ok(packets)
     }
 
     /// One run's packets at once (a trace: nothing else runs meanwhile). Its tap gives them
@@ -257,6 +261,11 @@ impl CaptureFiles {
     }
 
     fn release(&mut self, all: bool) -> io::Result<()> {
+        self.release_into(all, &mut Vec::new())
+    }
+
+    /// What may go out of the window (all of it with `all`) written, and put in `written`.
+    fn release_into(&mut self, all: bool, written: &mut Vec<Captured>) -> io::Result<()> {
         if self.window.is_empty() {
             return Ok(());
         }
@@ -265,6 +274,7 @@ impl CaptureFiles {
         self.secrets()?;
         while let Some(p) = self.window.pop(all) {
             self.write(&p)?;
+            written.push(p);
         }
         Ok(())
     }
@@ -342,6 +352,28 @@ mod tests {
         w.push(captured(ms));
         assert!(w.pop(true).is_some());
         assert_eq!(w.late, 1);
+    }
+
+    /// A survey's batches give back what was written, in the batch's own `Vec` (for the
+    /// loop that allocated them to free: app/survey.rs `Records::Writer`).
+    #[test]
+    fn seen_gives_back_the_packets_written() {
+        let path = std::env::temp_dir().join(format!("tcpshake-back-{}.pcap", std::process::id()));
+        let file = BufWriter::new(File::create(&path).unwrap());
+        let mut c = CaptureFiles::new(Some(PcapWriter::new(file).unwrap()), None, None);
+        let ms = 1_000_000;
+        let held = c.seen(vec![captured(10 * ms), captured(12 * ms)]).unwrap();
+        assert!(held.is_empty(), "nothing is 100 ms old yet");
+        // Room for what comes back: the batch's own allocation is reused.
+        let mut batch = Vec::with_capacity(4);
+        batch.push(captured(112 * ms));
+        let at = batch.as_ptr();
+        let back = c.seen(batch).unwrap();
+        assert_eq!(back.as_ptr(), at);
+        let stamps: Vec<u64> = back.iter().map(|p| p.at.as_nanos()).collect();
+        assert_eq!(stamps, [10 * ms, 12 * ms]);
+        assert_eq!(c.finish().unwrap(), 0);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
