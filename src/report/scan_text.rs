@@ -208,11 +208,26 @@ pub fn summary(x: &Summary) -> String {
     // filtered: say so, and what to do (nmap would also slow down; we keep the rate we
     // were given).
     if t.retries_ran_out && t.silent() > 0 {
+        // The answers to the last round came at a rate of the path's, well under ours: a
+        // host or middlebox that rate-limits its answers (FreeBSD limits RSTs to 200 a
+        // second by default) passes that many whatever we send; sent at that rate, every
+        // port gets its answer. Said as a number to use, rounded down.
+        let limited = t
+            .last_round_answer_rate
+            .filter(|&r| r > 0 && (r as f64) * 2.0 <= pps);
+        let lower = match limited {
+            Some(r) => format!(
+                "answers to the last round came back at only {r} a second (a rate limit at the \
+                 host or on the way?): scan again with --rate {} or lower",
+                round_down(r)
+            ),
+            None => "scan again with a lower --rate".to_string(),
+        };
         let _ = write!(
             s,
             "\nwarning: {} only to a retry (the first SYN or its answer was lost on the way), \
              the last retry round too, so the {} still silent may be lost too rather than \
-             filtered: scan again with a lower --rate{}",
+             filtered: {lower}{}",
             count(t.answered_on_retry, "port answered", "ports answered"),
             t.silent(),
             // At the most --retries takes, only the rate is left to change.
@@ -232,6 +247,16 @@ pub fn summary(x: &Summary) -> String {
         );
     }
     s
+}
+
+/// `n` rounded down to two significant digits (4987 → 4900, 173 → 170, 52 → 52): a rate
+/// to give, a little under the one measured.
+fn round_down(n: u64) -> u64 {
+    let mut unit = 1;
+    while n / unit >= 100 {
+        unit *= 10;
+    }
+    (n / unit * unit).max(1)
 }
 
 /// `--complete`'s line under an open port: the handshake's legs, then the close's, named
@@ -555,6 +580,40 @@ mod tests {
         assert!(
             warning.ends_with("filtered: scan again with a lower --rate"),
             "{warning}"
+        );
+        // The last round's answers came at a rate of the path's, well under the scan's
+        // (here 120 pps): the rate to give is said, rounded down.
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                last_round_answer_rate: Some(57),
+                ..t
+            },
+            ..x
+        });
+        let warning = s.lines().nth(1).unwrap_or_else(|| panic!("{s}"));
+        assert!(
+            warning.ends_with(
+                "filtered: answers to the last round came back at only 57 a second (a rate \
+                 limit at the host or on the way?): scan again with --rate 57 or lower or more \
+                 --retries"
+            ),
+            "{warning}"
+        );
+        // Answers as fast as half the scan's rate or faster: no limit to name.
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                last_round_answer_rate: Some(61),
+                ..t
+            },
+            ..x
+        });
+        assert!(
+            s.ends_with("scan again with a lower --rate or more --retries"),
+            "{s}"
+        );
+        assert_eq!(
+            [4987, 173, 52, 100, 99_999, 1, 0].map(round_down),
+            [4900, 170, 52, 100, 99_000, 1, 1]
         );
         // Nothing still silent (ICMP answers are not silence), or the retries ended by a
         // round that broke no silence (what is silent then is filtered): nothing to say.

@@ -429,7 +429,15 @@ pub struct ScanTotals {
     pub retries_ran_out: bool,
     /// `--retries`, the ceiling of the retry rounds.
     pub retries: u8,
+    /// How fast the first answers to the last answered round's SYNs came back, a second
+    /// (from at least [`ANSWER_RATE_MIN`] of them): with `retries_ran_out`, what the path
+    /// let through — a host or middlebox that rate-limits its answers (FreeBSD's RSTs, a
+    /// policer) passes them at its limit whatever we send.
+    pub last_round_answer_rate: Option<u64>,
 }
+
+/// First answers a round needs before their rate is measured.
+pub const ANSWER_RATE_MIN: u64 = 10;
 
 impl ScanTotals {
     /// Filtered = every probed port that was neither open nor closed (ICMP or silence).

@@ -254,6 +254,26 @@ pub struct Schedule<'p> {
     /// The last address looked up there, and whether it was down (a host's ports come
     /// one after another in a full-port scan).
     last_down: Option<(IpAddr, bool)>,
+    /// The first answers to the highest round that got any: how fast they came.
+    answers: Option<AnswerSpan>,
+}
+
+/// First answers to one round's SYNs: how many, the first and the last one's stamps.
+#[derive(Clone, Copy, Debug)]
+struct AnswerSpan {
+    attempt: u8,
+    count: u64,
+    first: Instant,
+    last: Instant,
+}
+
+impl AnswerSpan {
+    /// Answers a second, n answers spanning n − 1 intervals; `None` for too few or no span.
+    fn rate(&self) -> Option<u64> {
+        let span = self.last.saturating_since(self.first).as_secs_f64();
+        (self.count >= super::ANSWER_RATE_MIN && span > 0.0)
+            .then(|| ((self.count - 1) as f64 / span).round() as u64)
+    }
 }
 
 impl<'p> Schedule<'p> {
@@ -287,6 +307,7 @@ impl<'p> Schedule<'p> {
             rtt: RttEstimator::new(),
             neighbours: None,
             last_down: None,
+            answers: None,
         }
     }
 
@@ -310,6 +331,7 @@ impl<'p> Schedule<'p> {
                 && self.round == self.plan.retries
                 && self.answered_round == self.round,
             retries: self.plan.retries,
+            last_round_answer_rate: self.answers.and_then(|a| a.rate()),
             ..self.totals
         }
     }
@@ -403,6 +425,22 @@ impl<'p> Schedule<'p> {
             self.totals.answered_on_retry += 1;
         }
         self.answered_round = self.answered_round.max(reply.attempt);
+        match &mut self.answers {
+            Some(a) if a.attempt == reply.attempt => {
+                a.count += 1;
+                a.first = a.first.min(at);
+                a.last = a.last.max(at);
+            }
+            Some(a) if a.attempt > reply.attempt => {}
+            _ => {
+                self.answers = Some(AnswerSpan {
+                    attempt: reply.attempt,
+                    count: 1,
+                    first: at,
+                    last: at,
+                })
+            }
+        }
         match reply.state {
             PortState::Open => self.totals.open += 1,
             PortState::Closed => self.totals.closed += 1,
@@ -800,6 +838,51 @@ mod tests {
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let (sent, _) = run(&mut s, |_| None, None);
         assert_eq!(sent.len(), 4, "{sent:?}");
+    }
+
+    /// A host that rate-limits its answers passes one SYN's answer in a hundred at this
+    /// scan's rate: every round gets first answers, the retries run out, and the rate the
+    /// last round's answers came at is the host's limit (what the summary tells the user
+    /// to scan at).
+    #[test]
+    fn the_last_rounds_answer_rate_is_the_paths_limit() {
+        let ports: Vec<u16> = (1..=5000).collect();
+        // 100 000 packets a second: a first SYN every 10 µs, a retry (RST + SYN) every 20.
+        let p = plan("198.18.0.1", &ports, 100_000, 2, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let mut n = 0u64;
+        let (sent, _) = run(
+            &mut s,
+            |_| {
+                n += 1;
+                (n % 100 == 0).then_some(PortState::Closed)
+            },
+            None,
+        );
+        assert_eq!(
+            sent.iter().filter(|(_, p)| p.attempt == 2).count(),
+            5000 - 50 - 49
+        );
+        let t = s.totals();
+        assert!(t.retries_ran_out);
+        // One answer each 100 retries, 20 µs apart: 500 a second.
+        let rate = t.last_round_answer_rate.unwrap();
+        assert!((495..=505).contains(&rate), "{rate}");
+
+        // Too few answers to time: no rate.
+        let p = plan("198.18.0.1", &ports[..500], 100_000, 2, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let mut n = 0u64;
+        let _ = run(
+            &mut s,
+            |_| {
+                n += 1;
+                (n % 100 == 0).then_some(PortState::Closed)
+            },
+            None,
+        );
+        let t = s.totals();
+        assert_eq!((t.retries_ran_out, t.last_round_answer_rate), (true, None));
     }
 
     /// The driver reports a batch sent when it flushes, at a Wait: a retry round smaller
