@@ -445,10 +445,10 @@ enum Records {
     Writer {
         to_writer: std::sync::mpsc::SyncSender<Batch>,
         /// Records and packets the writer has written, handed back for the loop to free.
-        /// The loop allocated them, so glibc's malloc keeps their memory in the loop's arena, and a
-        /// `free` on another thread takes that arena's lock: the writer freeing them held
-        /// it against the loop's own `malloc`, and the loop blocked in `futex` about 1 000
-        /// times in a 40 960-probe survey at `-j 64` (`perf record -e
+        /// The loop allocated them, so glibc's malloc keeps their memory in the loop's
+        /// arena, and a `free` on another thread takes that arena's lock: the writer
+        /// freeing them held it against the loop's own `malloc`, and the loop blocked in
+        /// `futex` 1 000-5 000 times in a 40 960-probe survey at `-j 64` (`perf record -e
         /// syscalls:sys_enter_futex`: `__lll_lock_wait_private`), asleep with SYN-ACKs
         /// waiting (with `--pcap`, its packets the same). Freed by their owner, they take
         /// the lock uncontended.
@@ -457,9 +457,9 @@ enum Records {
     },
 }
 
-/// Batches of written records in the hand-back at most; past that the writer frees them
-/// itself (a loop that does not take them back must not block the writer, which it may be
-/// waiting on).
+/// Written batches (records or packets) in the hand-back at most; past that the writer
+/// frees them itself (a loop that does not take them back must not block the writer, which
+/// it may be waiting on).
 const SPENT_MAX: usize = 128;
 
 /// What the loop hands the writer: the records of a pass, or packets it saw.
@@ -561,7 +561,7 @@ impl Sink {
     /// the writer.
     fn pass_done(&mut self) -> Result<()> {
         if let Records::Writer { spent, .. } = &self.records {
-            // Bounded: the hand-back holds SPENT_MAX batches at most.
+            // Bounded: the writer gives back only what the loop handed it.
             while let Ok(done) = spent.try_recv() {
                 drop(done);
             }
