@@ -430,6 +430,7 @@ impl Shared {
                 let ip = match resolve::resolve_name(n, module.family) {
                     Ok(a) => allow::canonical(a[0]),
                     Err(e) => {
+                        let e = in_module_words(e, &module);
                         let failed = Unmade {
                             target: &q.target.spec,
                             module: &name,
@@ -629,6 +630,7 @@ fn entries(
                 m.check_family(&t.host)
                     .map_err(|e| UsageError(format!("{origin}: survey {}: {e}", s.name)))?;
                 let remote = resolve::resolve(&t, m.family)
+                    .map_err(|e| in_module_words(e, m))
                     .with_context(|| format!("{origin}: survey {}", s.name))?;
                 let shared = tls.entry(m.name.clone()).or_default();
                 let tag = out.len() as u64;
@@ -911,4 +913,52 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// A name with no address of a module's family, in the exporter's words: it has no `-4` /
+/// `-6` to drop, a module's `family` is what to change (as for a literal address,
+/// `Module::check_family`). Any other error as it is.
+fn in_module_words(e: anyhow::Error, m: &Module) -> anyhow::Error {
+    match e.downcast_ref::<resolve::NoAddressOfFamily>() {
+        Some(n) => anyhow::anyhow!(
+            "`{}` has no {} address (it has {}), but module `{}` has family = \"{}\"; give a \
+             name or address that has one, or use a module with family = \"any\"",
+            n.name,
+            n.family.name(),
+            n.addresses(),
+            m.name,
+            n.family.name().to_ascii_lowercase()
+        ),
+        None => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exporter has no `-6` to drop: a name without the module's family names the
+    /// module and its `family`; other errors pass as they are.
+    #[test]
+    fn a_name_without_the_modules_family_is_said_in_module_words() {
+        let cfg = mconfig::parse(
+            "[modules.v6]\nprober = \"tcp\"\nfamily = \"ipv6\"\n",
+            &monitor_defaults(),
+        )
+        .unwrap();
+        let m = &cfg.modules["v6"];
+        let e = anyhow::Error::new(resolve::NoAddressOfFamily {
+            name: "web.lab.test".into(),
+            family: m.family,
+            has: vec![std::net::IpAddr::from([198, 18, 0, 2])],
+        });
+        assert_eq!(
+            format!("{:#}", in_module_words(e, m)),
+            "`web.lab.test` has no IPv6 address (it has 198.18.0.2), but module `v6` has family \
+             = \"ipv6\"; give a name or address that has one, or use a module with family = \
+             \"any\""
+        );
+        let other = in_module_words(anyhow::anyhow!("cannot resolve `x`"), m);
+        assert_eq!(other.to_string(), "cannot resolve `x`");
+    }
 }

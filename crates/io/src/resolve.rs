@@ -39,15 +39,46 @@ pub fn resolve_name(name: &str, family: Family) -> Result<Vec<IpAddr>> {
     if all.is_empty() {
         bail!("`{name}` resolves to no address");
     }
-    bail!(
-        "`{name}` has no {} address (it has {})",
-        family.name(),
-        all.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    Err(NoAddressOfFamily {
+        name: name.to_string(),
+        family,
+        has: all,
+    }
+    .into())
 }
+
+/// `name` resolved, but to no address of the family asked for. Said as the command line
+/// asks for a family (`-6`); the exporter, whose word is a module's `family`, words it
+/// its own way from these fields.
+#[derive(Debug)]
+pub struct NoAddressOfFamily {
+    pub name: String,
+    pub family: Family,
+    /// What it resolved to.
+    pub has: Vec<IpAddr>,
+}
+
+impl NoAddressOfFamily {
+    /// `198.18.0.2, fd00::2`.
+    pub fn addresses(&self) -> String {
+        let has: Vec<String> = self.has.iter().map(ToString::to_string).collect();
+        has.join(", ")
+    }
+}
+
+impl std::fmt::Display for NoAddressOfFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, fam, flag) = (&self.name, self.family.name(), self.family.flag());
+        write!(
+            f,
+            "`{name}` has no {fam} address (it has {}); drop {flag}, or give a name or \
+             address that has one",
+            self.addresses()
+        )
+    }
+}
+
+impl std::error::Error for NoAddressOfFamily {}
 
 /// A lookup asked of [`Lookups`]: its answer comes back with this number.
 pub type Ticket = u64;
@@ -182,6 +213,32 @@ mod tests {
         }
         got.sort_by_key(|a| a.0);
         got
+    }
+
+    /// A name of the other family than `-6`/`-4` asked for: what it has, and what to
+    /// change (as for an address of the other family, `target::family_mismatch`).
+    #[test]
+    fn a_name_without_the_family_says_what_it_has_and_what_to_drop() {
+        let e = NoAddressOfFamily {
+            name: "web.lab.test".into(),
+            family: Family::V6,
+            has: vec![IpAddr::from([198, 18, 0, 2]), IpAddr::from([198, 18, 0, 3])],
+        };
+        assert_eq!(
+            e.to_string(),
+            "`web.lab.test` has no IPv6 address (it has 198.18.0.2, 198.18.0.3); drop -6, or \
+             give a name or address that has one"
+        );
+        let e = NoAddressOfFamily {
+            family: Family::V4,
+            has: vec!["fd00::2".parse().unwrap()],
+            ..e
+        };
+        assert!(
+            e.to_string()
+                .ends_with("(it has fd00::2); drop -4, or give a name or address that has one"),
+            "{e}"
+        );
     }
 
     /// `localhost` comes from /etc/hosts: no resolver is asked.

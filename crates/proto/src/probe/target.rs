@@ -59,7 +59,8 @@ impl Family {
         }
     }
 
-    fn flag(self) -> &'static str {
+    /// The command-line flag that asks for this family: `-6`, `-4`.
+    pub fn flag(self) -> &'static str {
         match self {
             Family::V6 => "-6",
             _ => "-4",
