@@ -198,6 +198,26 @@ pub fn summary(x: &Summary) -> String {
             r.asked.saturating_sub(r.resolved)
         );
     }
+    if let Some(d) = &t.slowed {
+        let _ = if d.undone {
+            write!(
+                s,
+                "\nnote: retry round {} sent {} SYNs a second, as the first answers to the round \
+                 before came back at only {} a second; its own answers did not come at that \
+                 rate (the path loses packets, it does not limit them), so the rounds after \
+                 it went at the scan's rate",
+                d.round, d.syns, d.answers
+            )
+        } else {
+            write!(
+                s,
+                "\nnote: retry rounds from round {} sent {} SYNs a second: the first answers to \
+                 the round before came back at only {} a second (a rate limit at the host or on \
+                 the way?), and SYNs beyond it lose their answers",
+                d.round, d.syns, d.answers
+            )
+        };
+    }
     if let Some(f) = &x.shortfall {
         let _ = write!(s, "\nwarning: {f}");
     }
@@ -205,13 +225,14 @@ pub fn summary(x: &Summary) -> String {
     // faster than a link or a middlebox takes drops them together). Retry rounds go on
     // while they get such answers, as nmap's do; when `--retries` ran out with the last
     // round still answered, the ports still silent may be lost the same way, not
-    // filtered: say so, and what to do (nmap would also slow down; we keep the rate we
-    // were given).
+    // filtered: say so, and what to do (the schedule slows retry rounds down by itself
+    // only as far as SLOWED_ROUND_MAX allows: a stricter limit is the user's to choose).
     if t.retries_ran_out && t.silent() > 0 {
         // The answers to the last round came at a rate of the path's, well under ours: a
         // host or middlebox that rate-limits its answers (FreeBSD limits RSTs to 200 a
-        // second by default) passes that many whatever we send; sent at that rate, every
-        // port gets its answer. Said as a number to use, rounded down.
+        // second by default) passes that many whatever we send; sent a little under that
+        // rate, every port gets its answer. Said as a number to use: 9/10 of it (as the
+        // schedule's own slowed rounds send), rounded down.
         let limited = t
             .last_round_answer_rate
             .filter(|&r| r > 0 && (r as f64) * 2.0 <= pps);
@@ -219,7 +240,7 @@ pub fn summary(x: &Summary) -> String {
             Some(r) => format!(
                 "answers to the last round came back at only {r} a second (a rate limit at the \
                  host or on the way?): scan again with --rate {} or lower",
-                round_down(r)
+                round_down(r * 9 / 10)
             ),
             None => "scan again with a lower --rate".to_string(),
         };
@@ -594,7 +615,7 @@ mod tests {
         assert!(
             warning.ends_with(
                 "filtered: answers to the last round came back at only 57 a second (a rate \
-                 limit at the host or on the way?): scan again with --rate 57 or lower or more \
+                 limit at the host or on the way?): scan again with --rate 51 or lower or more \
                  --retries"
             ),
             "{warning}"
@@ -614,6 +635,30 @@ mod tests {
         assert_eq!(
             [4987, 173, 52, 100, 99_999, 1, 0].map(round_down),
             [4900, 170, 52, 100, 99_000, 1, 1]
+        );
+        // Retry rounds slowed to the path's rate: a note before any warning.
+        let slowed = tcpshake_proto::probe::scan::schedule::Slowdown {
+            round: 2,
+            answers: 5014,
+            syns: 4513,
+            undone: false,
+        };
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                slowed: Some(slowed),
+                retries_ran_out: false,
+                ..t
+            },
+            ..x
+        });
+        assert_eq!(
+            s.lines().nth(1),
+            Some(
+                "note: retry rounds from round 2 sent 4513 SYNs a second: the first answers to \
+                 the round before came back at only 5014 a second (a rate limit at the host or \
+                 on the way?), and SYNs beyond it lose their answers"
+            ),
+            "{s}"
         );
         // Nothing still silent (ICMP answers are not silence), or the retries ended by a
         // round that broke no silence (what is silent then is filtered): nothing to say.

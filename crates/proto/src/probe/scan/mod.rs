@@ -434,6 +434,8 @@ pub struct ScanTotals {
     /// let through — a host or middlebox that rate-limits its answers (FreeBSD's RSTs, a
     /// policer) passes them at its limit whatever we send.
     pub last_round_answer_rate: Option<u64>,
+    /// Retry rounds were slowed to a rate-limited path's answer rate.
+    pub slowed: Option<schedule::Slowdown>,
 }
 
 /// First answers a round needs before their rate is measured.

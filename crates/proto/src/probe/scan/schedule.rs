@@ -37,6 +37,10 @@
 //!   lost too; silence that retries do not break is filtering. A path that dropped a
 //!   fifth of a full-port scan's SYN-ACKs had 15 390 ports called filtered with one
 //!   retry; nmap found none on that wire.
+//! - A retry round whose first answers came back at half its SYN rate or less (a host or
+//!   middlebox limiting its answers) slows the next round to 9/10 of that rate, within
+//!   [`SLOWED_ROUND_MAX`]; a slowed round whose answers do not come at its rate undoes it
+//!   (`Schedule::pace_retries`).
 //! - Hosts that neighbour resolution found down (neighbours.rs) get no SYN: their pairs
 //!   are walked past, neither sent nor counted as scanned.
 //! - An address several specs name (the same address twice, overlapping blocks, a name and
@@ -183,6 +187,37 @@ impl TokenBucket {
     pub fn interval(&self) -> Duration {
         Duration::from_secs_f64(1.0 / self.rate)
     }
+
+    /// Tokens a second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// From `now` on, `rate` tokens a second (its own 5 ms burst), none banked.
+    pub fn set_rate(&mut self, rate: u64, now: Instant) {
+        self.settle(now);
+        self.rate = rate.max(1) as f64;
+        self.burst = (self.rate / 200.0).max(1.0);
+    }
+}
+
+/// A slowed retry round: the longest it may be planned to take. Past it the scan keeps its
+/// rate and the summary says what rate to scan at (a host limiting its answers to 200 a
+/// second — FreeBSD's RSTs — would take five minutes for a full-port scan).
+pub const SLOWED_ROUND_MAX: Duration = Duration::from_secs(30);
+
+/// Retry rounds slowed to the rate at which a rate-limited round's answers came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slowdown {
+    /// The first round sent slower.
+    pub round: u8,
+    /// First answers a second to the round before it.
+    pub answers: u64,
+    /// SYNs a second from then on (each retry is a RST and a SYN: twice the packets).
+    pub syns: u64,
+    /// The slowed round's answers did not come at its rate (not a limit, random loss):
+    /// the rounds after it went at the scan's rate again.
+    pub undone: bool,
 }
 
 /// One SYN to send (after a RST, for a retry).
@@ -256,6 +291,11 @@ pub struct Schedule<'p> {
     last_down: Option<(IpAddr, bool)>,
     /// The first answers to the highest round that got any: how fast they came.
     answers: Option<AnswerSpan>,
+    /// SYNs of the current round.
+    round_syns: u64,
+    /// The last round that ended: its number, SYNs, and first SYN to last.
+    ended: Option<(u8, u64, Duration)>,
+    slowed: Option<Slowdown>,
 }
 
 /// First answers to one round's SYNs: how many, the first and the last one's stamps.
@@ -308,6 +348,9 @@ impl<'p> Schedule<'p> {
             neighbours: None,
             last_down: None,
             answers: None,
+            round_syns: 0,
+            ended: None,
+            slowed: None,
         }
     }
 
@@ -332,6 +375,7 @@ impl<'p> Schedule<'p> {
                 && self.answered_round == self.round,
             retries: self.plan.retries,
             last_round_answer_rate: self.answers.and_then(|a| a.rate()),
+            slowed: self.slowed,
             ..self.totals
         }
     }
@@ -368,6 +412,11 @@ impl<'p> Schedule<'p> {
     /// The reply times measured (SRTT, RTTVAR), for the summary.
     pub fn rtt(&self) -> RttEstimator {
         self.rtt
+    }
+
+    /// Whether retry rounds were slowed, and to what (see the module doc).
+    pub fn slowed(&self) -> Option<Slowdown> {
+        self.slowed
     }
 
     /// The wait after a round, as it stands now.
@@ -498,6 +547,7 @@ impl<'p> Schedule<'p> {
                         self.next_position = self.plan.shard.index - 1;
                         self.done_in_round = 0;
                         self.bucket.settle(now);
+                        self.pace_retries(now);
                         self.phase = Phase::Sending;
                     }
                 }
@@ -520,6 +570,7 @@ impl<'p> Schedule<'p> {
                             }
                             self.round_first.get_or_insert(now);
                             self.round_last = Some(now);
+                            self.round_syns += 1;
                             return Step::Send(SendSyn {
                                 remote,
                                 attempt: self.round,
@@ -613,6 +664,10 @@ impl<'p> Schedule<'p> {
         if let Some(t) = self.round_last {
             self.last_send = self.last_send.max(t);
         }
+        if let (Some(a), Some(b)) = (self.round_first, self.round_last) {
+            self.ended = Some((self.round, self.round_syns, b.saturating_since(a)));
+        }
+        self.round_syns = 0;
         if let (Some(a), Some(b)) = (self.round_first.take(), self.round_last.take()) {
             // Held to the rate: from the round's first send to its last, and the interval
             // after the last — n packets at the rate span n − 1 intervals (a round of 10
@@ -634,6 +689,64 @@ impl<'p> Schedule<'p> {
     fn interrupt(&mut self) {
         self.interrupted = true;
         self.phase = Phase::Draining;
+    }
+
+    /// Before a retry round: when the round that just ended was itself a retry (its first
+    /// answers are evidence of loss) and those answers came back at half its SYN rate or
+    /// less, the path may pass answers at a rate of its own — a host or middlebox that
+    /// rate-limits its RSTs or ICMP errors, or a policer — and every SYN beyond it loses
+    /// its answer. The next round sends its SYNs at 9/10 of that rate, as long as the
+    /// ports still silent take no longer than [`SLOWED_ROUND_MAX`] at it (never faster
+    /// than before). At least 10 answers, timed by their kernel stamps
+    /// ([`AnswerSpan::rate`]).
+    ///
+    /// A slowed round tests the guess: behind a limit its answers come at its own SYN
+    /// rate, and the rounds after it keep that rate. Few answers, or slow ones, say the
+    /// loss was not a limit (random loss on a host whose ports are mostly filtered also
+    /// answers retries slowly: few of them can answer at all); the rounds after it go at
+    /// the scan's rate again, and no round is slowed twice. nmap slows down on loss too
+    /// (its congestion control), with no bound and no way back.
+    fn pace_retries(&mut self, now: Instant) {
+        let Some((round, syns, span)) = self.ended else {
+            return;
+        };
+        let answered = self
+            .answers
+            .filter(|a| a.attempt == round && a.attempt > 0 && !span.is_zero())
+            .and_then(|a| a.rate());
+        let syn_rate = syns as f64 / span.as_secs_f64();
+        let limited = answered.filter(|&r| r as f64 * 2.0 <= syn_rate);
+        if let Some(d) = &mut self.slowed {
+            if !d.undone && round >= d.round && answered.is_none_or(|r| limited == Some(r)) {
+                // The slowed round's answers did not come at its rate: not a limit.
+                d.undone = true;
+                self.bucket.set_rate(self.plan.rate, now);
+            }
+            return;
+        }
+        let Some(answers) = limited else {
+            return;
+        };
+        let syns = (answers as f64 * 0.9).max(1.0);
+        let silent = self
+            .totals
+            .scanned
+            .saturating_sub(self.answered.len() as u64);
+        if silent as f64 / syns > SLOWED_ROUND_MAX.as_secs_f64() {
+            return;
+        }
+        // Each retry takes two tokens: its RST and its SYN.
+        let packets = 2.0 * syns;
+        if packets >= self.bucket.rate() {
+            return;
+        }
+        self.bucket.set_rate(packets.round() as u64, now);
+        self.slowed = Some(Slowdown {
+            round: self.round,
+            answers,
+            syns: syns.round() as u64,
+            undone: false,
+        });
     }
 }
 
@@ -708,6 +821,16 @@ mod tests {
         mut answers: impl FnMut(&SendSyn) -> Option<(PortState, u64)>,
         stop_at_us: Option<u64>,
     ) -> (Vec<(u64, SendSyn)>, u64) {
+        run_timed(s, |p, _| answers(p), stop_at_us)
+    }
+
+    /// [`run_delayed`] with the send's time (µs) given to `answers` too (a peer that
+    /// answers by the clock).
+    fn run_timed(
+        s: &mut Schedule<'_>,
+        mut answers: impl FnMut(&SendSyn, u64) -> Option<(PortState, u64)>,
+        stop_at_us: Option<u64>,
+    ) -> (Vec<(u64, SendSyn)>, u64) {
         let mut now = 0u64;
         let mut sent = Vec::new();
         let mut pending: Vec<(u64, u64, SocketAddr, PortState, u8)> = Vec::new();
@@ -729,7 +852,7 @@ mod tests {
             match s.poll(at_us(now), stop) {
                 Step::Send(p) => {
                     s.sent(1 + u64::from(p.reset_previous), at_us(now));
-                    if let Some((state, delay)) = answers(&p) {
+                    if let Some((state, delay)) = answers(&p, now) {
                         pending.push((now + delay, delay, p.remote, state, p.attempt));
                     }
                     sent.push((now, p));
@@ -840,49 +963,104 @@ mod tests {
         assert_eq!(sent.len(), 4, "{sent:?}");
     }
 
-    /// A host that rate-limits its answers passes one SYN's answer in a hundred at this
-    /// scan's rate: every round gets first answers, the retries run out, and the rate the
-    /// last round's answers came at is the host's limit (what the summary tells the user
-    /// to scan at).
-    #[test]
-    fn the_last_rounds_answer_rate_is_the_paths_limit() {
-        let ports: Vec<u16> = (1..=5000).collect();
-        // 100 000 packets a second: a first SYN every 10 µs, a retry (RST + SYN) every 20.
-        let p = plan("198.18.0.1", &ports, 100_000, 2, Shard::WHOLE);
-        let mut s = Schedule::new(&p, [true, false], at_us(0));
-        let mut n = 0u64;
-        let (sent, _) = run(
-            &mut s,
-            |_| {
-                n += 1;
-                (n % 100 == 0).then_some(PortState::Closed)
-            },
-            None,
-        );
-        assert_eq!(
-            sent.iter().filter(|(_, p)| p.attempt == 2).count(),
-            5000 - 50 - 49
-        );
-        let t = s.totals();
-        assert!(t.retries_ran_out);
-        // One answer each 100 retries, 20 µs apart: 500 a second.
-        let rate = t.last_round_answer_rate.unwrap();
-        assert!((495..=505).contains(&rate), "{rate}");
+    /// A host answering at most `per_sec` SYNs a second (a token bucket, burst 5, as
+    /// nftables' `limit rate`): every port closed, the rest of the answers dropped.
+    fn limiter(per_sec: u64) -> impl FnMut(&SendSyn, u64) -> Option<(PortState, u64)> {
+        let (mut tokens, mut last) = (5.0f64, 0u64);
+        move |_, now| {
+            tokens = (tokens + (now - last) as f64 * per_sec as f64 / 1e6).min(5.0);
+            last = now;
+            (tokens >= 1.0).then(|| {
+                tokens -= 1.0;
+                (PortState::Closed, 50)
+            })
+        }
+    }
 
-        // Too few answers to time: no rate.
-        let p = plan("198.18.0.1", &ports[..500], 100_000, 2, Shard::WHOLE);
+    /// A host that rate-limits its answers to 5 000 a second, scanned at 100 000 packets a
+    /// second: rounds 0 and 1 get a twentieth of their answers; round 1's came back at the
+    /// host's rate, under half the SYNs', so round 2 sends at 9/10 of it and every port
+    /// answers — exact, as with `--rate` at the limit.
+    #[test]
+    fn retries_slow_to_the_rate_a_limited_path_answers_at() {
+        let ports: Vec<u16> = (1..=20_000).collect();
+        let p = plan("198.18.0.1", &ports, 100_000, 10, Shard::WHOLE);
         let mut s = Schedule::new(&p, [true, false], at_us(0));
-        let mut n = 0u64;
-        let _ = run(
-            &mut s,
-            |_| {
-                n += 1;
-                (n % 100 == 0).then_some(PortState::Closed)
-            },
-            None,
-        );
+        let (sent, end) = run_timed(&mut s, limiter(5_000), None);
         let t = s.totals();
-        assert_eq!((t.retries_ran_out, t.last_round_answer_rate), (true, None));
+        assert_eq!((t.closed, t.silent()), (20_000, 0), "{t:?}");
+        let slowed = s.slowed().unwrap();
+        assert_eq!(slowed.round, 2);
+        assert!((4_900..=5_100).contains(&slowed.answers), "{slowed:?}");
+        assert_eq!(slowed.syns, (slowed.answers as f64 * 0.9).round() as u64);
+        // Round 2's SYNs go no faster than that.
+        let r2: Vec<u64> = sent
+            .iter()
+            .filter(|(_, p)| p.attempt == 2)
+            .map(|(t, _)| *t)
+            .collect();
+        let span = (r2[r2.len() - 1] - r2[0]) as f64 / 1e6;
+        assert!((r2.len() - 1) as f64 / span <= slowed.syns as f64 * 1.01);
+        assert!(end < 5_000_000, "{end} µs");
+        assert!(
+            !sent.iter().any(|(_, p)| p.attempt > 2),
+            "round 2 answered everything"
+        );
+
+        // Where the silent ports would take longer than SLOWED_ROUND_MAX at the host's
+        // rate (200 a second, FreeBSD's RST limit: 100 s), the rate stays and the
+        // retries run out, with that rate measured for the warning.
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let _ = run_timed(&mut s, limiter(200), None);
+        let t = s.totals();
+        assert_eq!(s.slowed(), None);
+        assert!(t.retries_ran_out && t.silent() > 0, "{t:?}");
+        // (A little over 200: the host's burst of 5 is in it, over a 0.4 s round.)
+        let rate = t.last_round_answer_rate.unwrap();
+        assert!((190..=215).contains(&rate), "{rate}");
+
+        // Random loss, not a limit: a host with a tenth of its ports closed and the rest
+        // filtered, a fifth of the packets lost either way. Round 1's answers (the lost
+        // ones' second chance) come slowly, few as they are, so round 2 is slowed; its
+        // answers do not come at its rate, so round 3 goes at the scan's rate again.
+        let mut seed = 12345u64;
+        let mut lossy = |p: &SendSyn, _| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let lost = (seed >> 33) % 5 == 0;
+            (p.remote.port() % 10 == 0 && !lost).then_some((PortState::Closed, 50))
+        };
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let (sent, end) = run_timed(&mut s, &mut lossy, None);
+        let d = s.slowed().unwrap();
+        assert!(d.undone, "{d:?}");
+        let t = s.totals();
+        assert_eq!(t.closed, 2_000, "{t:?}");
+        let syn_rate = |round: u8| {
+            let r: Vec<u64> = sent
+                .iter()
+                .filter(|(_, p)| p.attempt == round)
+                .map(|(t, _)| *t)
+                .collect();
+            (r.len() - 1) as f64 / ((r[r.len() - 1] - r[0]) as f64 / 1e6)
+        };
+        assert!(syn_rate(2) <= d.syns as f64 * 1.01);
+        assert!(
+            syn_rate(3) > 40_000.0,
+            "round 3 at the scan's rate: {}",
+            syn_rate(3)
+        );
+        assert!(end < 2 * SLOWED_ROUND_MAX.as_micros() as u64, "{end} µs");
+
+        // Too few answers to time (the first SYNs of a small scan, all at once): no rate.
+        let p = plan("198.18.0.1", &ports[..20], 100_000, 2, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let _ = run_timed(&mut s, limiter(5_000), None);
+        assert_eq!(
+            (s.slowed(), s.totals().last_round_answer_rate),
+            (None, None)
+        );
     }
 
     /// The driver reports a batch sent when it flushes, at a Wait: a retry round smaller
