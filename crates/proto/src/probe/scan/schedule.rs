@@ -717,8 +717,10 @@ impl<'p> Schedule<'p> {
         let syn_rate = syns as f64 / span.as_secs_f64();
         let limited = answered.filter(|&r| r as f64 * 2.0 <= syn_rate);
         if let Some(d) = &mut self.slowed {
-            if !d.undone && round >= d.round && answered.is_none_or(|r| limited == Some(r)) {
-                // The slowed round's answers did not come at its rate: not a limit.
+            // Only the slowed round itself tests the guess (later rounds, a few stragglers
+            // each, keep its rate). Its answers did not keep pace with its SYNs: not a limit.
+            let kept_pace = answered.is_some() && limited.is_none();
+            if round == d.round && !kept_pace {
                 d.undone = true;
                 self.bucket.set_rate(self.plan.rate, now);
             }
