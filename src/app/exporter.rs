@@ -921,13 +921,15 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
 fn in_module_words(e: anyhow::Error, m: &Module) -> anyhow::Error {
     match e.downcast_ref::<resolve::NoAddressOfFamily>() {
         Some(n) => anyhow::anyhow!(
-            "`{}` has no {} address (it has {}), but module `{}` has family = \"{}\"; give a \
-             name or address that has one, or use a module with family = \"any\"",
+            "`{}` has no {} address (it has {}), but module `{}` has family = \"{}\"{}; give \
+             a name or address that has one, or use a module with family = \"any\"",
             n.name,
             n.family.name(),
             n.addresses(),
             m.name,
-            n.family.name().to_ascii_lowercase()
+            n.family.name().to_ascii_lowercase(),
+            m.family_line
+                .map_or(String::new(), |l| format!(" (line {l})"))
         ),
         None => e,
     }
@@ -955,8 +957,8 @@ mod tests {
         assert_eq!(
             format!("{:#}", in_module_words(e, m)),
             "`web.lab.test` has no IPv6 address (it has 198.18.0.2), but module `v6` has family \
-             = \"ipv6\"; give a name or address that has one, or use a module with family = \
-             \"any\""
+             = \"ipv6\" (line 3); give a name or address that has one, or use a module with \
+             family = \"any\""
         );
         let other = in_module_words(anyhow::anyhow!("cannot resolve `x`"), m);
         assert_eq!(other.to_string(), "cannot resolve `x`");

@@ -459,7 +459,8 @@ enum Records {
 
 /// Written batches (records or packets) in the hand-back at most; past that the writer
 /// frees them itself (a loop that does not take them back must not block the writer, which
-/// it may be waiting on).
+/// it may be waiting on). With the 64 on their way to the writer, at most 192 batches are
+/// held at once.
 const SPENT_MAX: usize = 128;
 
 /// What the loop hands the writer: the records of a pass, or packets it saw.
@@ -962,6 +963,34 @@ mod tests {
         };
         assert_eq!((back.as_ptr(), back.capacity()), (at, 1000));
         records.finish().unwrap();
+    }
+
+    /// A loop that never takes written batches back does not hold the writer up: past
+    /// SPENT_MAX the writer frees them itself, and finishing still ends.
+    #[test]
+    fn a_full_hand_back_does_not_block_the_writer() {
+        let records = Records::new(Output {
+            format: OutputFormat::Jsonl,
+            out: io::BufWriter::new(io::stdout()),
+            line: Vec::new(),
+            capture: None,
+        })
+        .unwrap();
+        assert!(matches!(records, Records::Writer { .. }));
+        // On a thread of its own: a writer that blocked on the hand-back would block these
+        // sends too, and the test would wait on it below, not hang.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Records::Writer { to_writer, .. } = &records {
+                for _ in 0..SPENT_MAX * 3 {
+                    if to_writer.send(Batch::Records(Vec::new())).is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = done_tx.send(records.finish().is_ok());
+        });
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)), Ok(true));
     }
 
     /// A directory removed on drop (a failing test's too).

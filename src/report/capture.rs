@@ -199,6 +199,9 @@ pub struct CaptureFiles {
     pcapng: Option<PcapngWriter<BufWriter<File>>>,
     keys: Option<std::sync::Arc<SessionKeys>>,
     window: Reorder,
+    /// Written packets not given back yet: more went out than the last batch's `Vec` had
+    /// room for (see [`CaptureFiles::seen`]). At most what the window held.
+    written: Vec<Captured>,
 }
 
 impl CaptureFiles {
@@ -213,6 +216,7 @@ impl CaptureFiles {
             pcapng,
             keys,
             window: Reorder::default(),
+            written: Vec::new(),
         }
     }
 
@@ -222,14 +226,20 @@ impl CaptureFiles {
     }
 
     /// Packets handed over as they were seen (a survey): written once in order. Gives back
-    /// the packets written meanwhile (this batch's and earlier ones'), in the batch's own
-    /// `Vec` (grown when more went out than it held), for the thread that allocated them
-    /// to free (a survey's loop: see `Records::Writer` in app/survey.rs).
+    /// packets written meanwhile (this batch's and earlier ones'), in the batch's own `Vec`
+    /// and never more than it has room for — growing it here would reallocate it on this
+    /// thread, in its owner's malloc arena, the lock this hand-back exists to spare — for
+    /// the thread that allocated them to free (a survey's loop: see `Records::Writer` in
+    /// app/survey.rs). The rest goes back with the next batches.
     pub fn seen(&mut self, mut packets: Vec<Captured>) -> io::Result<Vec<Captured>> {
         for p in packets.drain(..) {
             self.window.push(p);
         }
-        self.release_into(false, &mut packets)?;
+        let mut written = std::mem::take(&mut self.written);
+        self.release_into(false, Some(&mut written))?;
+        let room = packets.capacity().min(written.len());
+        packets.extend(written.drain(..room));
+        self.written = written;
         Ok(packets)
     }
 
@@ -261,11 +271,16 @@ impl CaptureFiles {
     }
 
     fn release(&mut self, all: bool) -> io::Result<()> {
-        self.release_into(all, &mut Vec::new())
+        self.release_into(all, None)
     }
 
-    /// What may go out of the window (all of it with `all`) written, and put in `written`.
-    fn release_into(&mut self, all: bool, written: &mut Vec<Captured>) -> io::Result<()> {
+    /// What may go out of the window (all of it with `all`) written, and put in `written`
+    /// when given (dropped otherwise).
+    fn release_into(
+        &mut self,
+        all: bool,
+        mut written: Option<&mut Vec<Captured>>,
+    ) -> io::Result<()> {
         if self.window.is_empty() {
             return Ok(());
         }
@@ -274,7 +289,9 @@ impl CaptureFiles {
         self.secrets()?;
         while let Some(p) = self.window.pop(all) {
             self.write(&p)?;
-            written.push(p);
+            if let Some(w) = written.as_mut() {
+                w.push(p);
+            }
         }
         Ok(())
     }
@@ -365,13 +382,29 @@ mod tests {
         let held = c.seen(vec![captured(10 * ms), captured(12 * ms)]).unwrap();
         assert!(held.is_empty(), "nothing is 100 ms old yet");
         // Room for what comes back: the batch's own allocation is reused.
-        let mut batch = Vec::with_capacity(4);
-        batch.push(captured(112 * ms));
+        let mut batch = vec![captured(112 * ms)];
+        batch.reserve_exact(3);
         let at = batch.as_ptr();
         let back = c.seen(batch).unwrap();
         assert_eq!(back.as_ptr(), at);
         let stamps: Vec<u64> = back.iter().map(|p| p.at.as_nanos()).collect();
         assert_eq!(stamps, [10 * ms, 12 * ms]);
+        // More written than the batch has room for: the rest comes back with the next
+        // one, and the batch's Vec is never grown (reallocated) here.
+        c.seen(vec![
+            captured(113 * ms),
+            captured(114 * ms),
+            captured(115 * ms),
+        ])
+        .unwrap();
+        let mut small = vec![captured(300 * ms)];
+        small.shrink_to_fit();
+        let at = small.as_ptr();
+        let back = c.seen(small).unwrap();
+        assert_eq!((back.as_ptr(), back.len()), (at, 1));
+        let next = c.seen(Vec::with_capacity(8)).unwrap();
+        let stamps: Vec<u64> = back.iter().chain(&next).map(|p| p.at.as_nanos()).collect();
+        assert_eq!(stamps, [112 * ms, 113 * ms, 114 * ms, 115 * ms]);
         assert_eq!(c.finish().unwrap(), 0);
         let _ = std::fs::remove_file(&path);
     }

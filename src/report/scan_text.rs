@@ -202,18 +202,18 @@ pub fn summary(x: &Summary) -> String {
         let _ = if d.undone {
             write!(
                 s,
-                "\nnote: retry round {} sent {} SYNs a second, as the first answers to the round \
-                 before came back at only {} a second; its own answers did not come at that \
-                 rate (the path loses packets, it does not limit them), so the rounds after \
-                 it went at the scan's rate",
+                "\nnote: retry round {} sent {} SYNs a second, as the rounds before it passed a \
+                 steady {} answers a second; it answered no larger share of its SYNs than the \
+                 round before (the path seems to lose packets, not to limit them), so the \
+                 rounds after it went at the scan's rate",
                 d.round, d.syns, d.answers
             )
         } else {
             write!(
                 s,
-                "\nnote: retry rounds from round {} sent {} SYNs a second: the first answers to \
-                 the round before came back at only {} a second (a rate limit at the host or on \
-                 the way?), and SYNs beyond it lose their answers",
+                "\nnote: retry rounds from round {} sent {} SYNs a second: the rounds before \
+                 passed a steady {} answers a second, whatever was sent (a rate limit at the \
+                 host or on the way?), and SYNs beyond it lose their answers",
                 d.round, d.syns, d.answers
             )
         };
@@ -228,18 +228,16 @@ pub fn summary(x: &Summary) -> String {
     // filtered: say so, and what to do (the schedule slows retry rounds down by itself
     // only as far as SLOWED_ROUND_MAX allows: a stricter limit is the user's to choose).
     if t.retries_ran_out && t.silent() > 0 {
-        // The answers to the last round came at a rate of the path's, well under ours: a
-        // host or middlebox that rate-limits its answers (FreeBSD limits RSTs to 200 a
-        // second by default) passes that many whatever we send; sent a little under that
-        // rate, every port gets its answer. Said as a number to use: 9/10 of it (as the
-        // schedule's own slowed rounds send), rounded down.
-        let limited = t
-            .last_round_answer_rate
-            .filter(|&r| r > 0 && (r as f64) * 2.0 <= pps);
-        let lower = match limited {
+        // The last rounds' answers came at a steady rate of the path's, well under their
+        // SYNs' (a host or middlebox that rate-limits its answers: limit.rs): sent a
+        // little under it, every port gets its answer. Said as a number to use: 9/10 of
+        // it (as the schedule's own slowed rounds send), rounded down. Named only when
+        // the schedule could read it (`ScanTotals::path_limit`).
+        let lower = match t.path_limit.filter(|&r| r > 0) {
             Some(r) => format!(
-                "answers to the last round came back at only {r} a second (a rate limit at the \
-                 host or on the way?): scan again with --rate {} or lower",
+                "the last rounds' answers came back at a steady {r} a second, whatever was \
+                 sent (a rate limit at the host or on the way?): scan again with --rate {} or \
+                 lower",
                 round_down(r * 9 / 10)
             ),
             None => "scan again with a lower --rate".to_string(),
@@ -602,11 +600,11 @@ mod tests {
             warning.ends_with("filtered: scan again with a lower --rate"),
             "{warning}"
         );
-        // The last round's answers came at a rate of the path's, well under the scan's
-        // (here 120 pps): the rate to give is said, rounded down.
+        // The schedule read the path's limit from the last rounds: the rate to give is
+        // said, 9/10 of it rounded down.
         let s = summary(&Summary {
             totals: ScanTotals {
-                last_round_answer_rate: Some(57),
+                path_limit: Some(57),
                 ..t
             },
             ..x
@@ -614,23 +612,11 @@ mod tests {
         let warning = s.lines().nth(1).unwrap_or_else(|| panic!("{s}"));
         assert!(
             warning.ends_with(
-                "filtered: answers to the last round came back at only 57 a second (a rate \
-                 limit at the host or on the way?): scan again with --rate 51 or lower or more \
-                 --retries"
+                "filtered: the last rounds' answers came back at a steady 57 a second, \
+                 whatever was sent (a rate limit at the host or on the way?): scan again with \
+                 --rate 51 or lower or more --retries"
             ),
             "{warning}"
-        );
-        // Answers as fast as half the scan's rate or faster: no limit to name.
-        let s = summary(&Summary {
-            totals: ScanTotals {
-                last_round_answer_rate: Some(61),
-                ..t
-            },
-            ..x
-        });
-        assert!(
-            s.ends_with("scan again with a lower --rate or more --retries"),
-            "{s}"
         );
         assert_eq!(
             [4987, 173, 52, 100, 99_999, 1, 0].map(round_down),
@@ -654,9 +640,9 @@ mod tests {
         assert_eq!(
             s.lines().nth(1),
             Some(
-                "note: retry rounds from round 2 sent 4513 SYNs a second: the first answers to \
-                 the round before came back at only 5014 a second (a rate limit at the host or \
-                 on the way?), and SYNs beyond it lose their answers"
+                "note: retry rounds from round 2 sent 4513 SYNs a second: the rounds before \
+                 passed a steady 5014 answers a second, whatever was sent (a rate limit at the \
+                 host or on the way?), and SYNs beyond it lose their answers"
             ),
             "{s}"
         );

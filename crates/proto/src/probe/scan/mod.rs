@@ -15,6 +15,7 @@
 //! as its outgoing copy passes the tap, keyed by (address, port, sequence number); a reply
 //! names that key, so SYN→reply times are differences of two kernel timestamps.
 
+pub mod limit;
 pub mod neighbours;
 pub mod nmap_services;
 pub mod pairhash;
@@ -429,17 +430,14 @@ pub struct ScanTotals {
     pub retries_ran_out: bool,
     /// `--retries`, the ceiling of the retry rounds.
     pub retries: u8,
-    /// How fast the first answers to the last answered round's SYNs came back, a second
-    /// (from at least [`ANSWER_RATE_MIN`] of them): with `retries_ran_out`, what the path
-    /// let through — a host or middlebox that rate-limits its answers (FreeBSD's RSTs, a
-    /// policer) passes them at its limit whatever we send.
-    pub last_round_answer_rate: Option<u64>,
+    /// The rate the path passed answers at in the last round, a second, when it and the
+    /// round before say the path limits them and the round lasted long enough to read it
+    /// (limit.rs: [`limit::Rounds::named_limit`]): with `retries_ran_out`, the rate to
+    /// scan at.
+    pub path_limit: Option<u64>,
     /// Retry rounds were slowed to a rate-limited path's answer rate.
     pub slowed: Option<schedule::Slowdown>,
 }
-
-/// First answers a round needs before their rate is measured.
-pub const ANSWER_RATE_MIN: u64 = 10;
 
 impl ScanTotals {
     /// Filtered = every probed port that was neither open nor closed (ICMP or silence).

@@ -37,10 +37,10 @@
 //!   lost too; silence that retries do not break is filtering. A path that dropped a
 //!   fifth of a full-port scan's SYN-ACKs had 15 390 ports called filtered with one
 //!   retry; nmap found none on that wire.
-//! - A retry round whose first answers came back at half its SYN rate or less (a host or
-//!   middlebox limiting its answers) slows the next round to 9/10 of that rate, within
-//!   [`SLOWED_ROUND_MAX`]; a slowed round whose answers do not come at its rate undoes it
-//!   (`Schedule::pace_retries`).
+//! - Two retry rounds whose answers came at the same pass rate, at most half their SYN
+//!   rate (a host or middlebox limiting its answers: limit.rs), slow the next round to
+//!   9/10 of it, within [`SLOWED_ROUND_MAX`]; a slowed round that answers no larger share
+//!   of its SYNs undoes it (`Schedule::pace_retries`).
 //! - Hosts that neighbour resolution found down (neighbours.rs) get no SYN: their pairs
 //!   are walked past, neither sent nor counted as scanned.
 //! - An address several specs name (the same address twice, overlapping blocks, a name and
@@ -56,6 +56,7 @@
 //! - An answer is counted once per pair, whatever else arrives for it later (duplicates
 //!   are counted as such).
 
+use super::limit::Rounds;
 use super::neighbours::Neighbours;
 use super::pairhash::PairSet;
 use super::permute::{Permutation, Shard};
@@ -202,21 +203,21 @@ impl TokenBucket {
 }
 
 /// A slowed retry round: the longest it may be planned to take. Past it the scan keeps its
-/// rate and the summary says what rate to scan at (a host limiting its answers to 200 a
-/// second — FreeBSD's RSTs — would take five minutes for a full-port scan).
+/// rate, and the summary names the rate to scan at when it could measure it (a host
+/// passing 200 answers a second would take five minutes over a full-port scan).
 pub const SLOWED_ROUND_MAX: Duration = Duration::from_secs(30);
 
-/// Retry rounds slowed to the rate at which a rate-limited round's answers came back.
+/// Retry rounds slowed to a rate-limited path's pass rate (limit.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slowdown {
     /// The first round sent slower.
     pub round: u8,
-    /// First answers a second to the round before it.
+    /// First answers a second the path passed in the rounds before it.
     pub answers: u64,
     /// SYNs a second from then on (each retry is a RST and a SYN: twice the packets).
     pub syns: u64,
-    /// The slowed round's answers did not come at its rate (not a limit, random loss):
-    /// the rounds after it went at the scan's rate again.
+    /// The slowed round answered no larger share of its SYNs than the round before it
+    /// (not a limit after all): the rounds after it went at the scan's rate again.
     pub undone: bool,
 }
 
@@ -289,31 +290,9 @@ pub struct Schedule<'p> {
     /// The last address looked up there, and whether it was down (a host's ports come
     /// one after another in a full-port scan).
     last_down: Option<(IpAddr, bool)>,
-    /// The first answers to the highest round that got any: how fast they came.
-    answers: Option<AnswerSpan>,
-    /// SYNs of the current round.
-    round_syns: u64,
-    /// The last round that ended: its number, SYNs, and first SYN to last.
-    ended: Option<(u8, u64, Duration)>,
+    /// Each round's SYNs and first answers: does the path limit them (limit.rs)?
+    rounds: Rounds,
     slowed: Option<Slowdown>,
-}
-
-/// First answers to one round's SYNs: how many, the first and the last one's stamps.
-#[derive(Clone, Copy, Debug)]
-struct AnswerSpan {
-    attempt: u8,
-    count: u64,
-    first: Instant,
-    last: Instant,
-}
-
-impl AnswerSpan {
-    /// Answers a second, n answers spanning n − 1 intervals; `None` for too few or no span.
-    fn rate(&self) -> Option<u64> {
-        let span = self.last.saturating_since(self.first).as_secs_f64();
-        (self.count >= super::ANSWER_RATE_MIN && span > 0.0)
-            .then(|| ((self.count - 1) as f64 / span).round() as u64)
-    }
 }
 
 impl<'p> Schedule<'p> {
@@ -347,9 +326,7 @@ impl<'p> Schedule<'p> {
             rtt: RttEstimator::new(),
             neighbours: None,
             last_down: None,
-            answers: None,
-            round_syns: 0,
-            ended: None,
+            rounds: Rounds::default(),
             slowed: None,
         }
     }
@@ -374,7 +351,7 @@ impl<'p> Schedule<'p> {
                 && self.round == self.plan.retries
                 && self.answered_round == self.round,
             retries: self.plan.retries,
-            last_round_answer_rate: self.answers.and_then(|a| a.rate()),
+            path_limit: self.rounds.named_limit(self.round),
             slowed: self.slowed,
             ..self.totals
         }
@@ -474,22 +451,7 @@ impl<'p> Schedule<'p> {
             self.totals.answered_on_retry += 1;
         }
         self.answered_round = self.answered_round.max(reply.attempt);
-        match &mut self.answers {
-            Some(a) if a.attempt == reply.attempt => {
-                a.count += 1;
-                a.first = a.first.min(at);
-                a.last = a.last.max(at);
-            }
-            Some(a) if a.attempt > reply.attempt => {}
-            _ => {
-                self.answers = Some(AnswerSpan {
-                    attempt: reply.attempt,
-                    count: 1,
-                    first: at,
-                    last: at,
-                })
-            }
-        }
+        self.rounds.answer(reply.attempt);
         match reply.state {
             PortState::Open => self.totals.open += 1,
             PortState::Closed => self.totals.closed += 1,
@@ -570,7 +532,7 @@ impl<'p> Schedule<'p> {
                             }
                             self.round_first.get_or_insert(now);
                             self.round_last = Some(now);
-                            self.round_syns += 1;
+                            self.rounds.syn(self.round, now);
                             return Step::Send(SendSyn {
                                 remote,
                                 attempt: self.round,
@@ -664,10 +626,6 @@ impl<'p> Schedule<'p> {
         if let Some(t) = self.round_last {
             self.last_send = self.last_send.max(t);
         }
-        if let (Some(a), Some(b)) = (self.round_first, self.round_last) {
-            self.ended = Some((self.round, self.round_syns, b.saturating_since(a)));
-        }
-        self.round_syns = 0;
         if let (Some(a), Some(b)) = (self.round_first.take(), self.round_last.take()) {
             // Held to the rate: from the round's first send to its last, and the interval
             // after the last — n packets at the rate span n − 1 intervals (a round of 10
@@ -691,45 +649,32 @@ impl<'p> Schedule<'p> {
         self.phase = Phase::Draining;
     }
 
-    /// Before a retry round: when the round that just ended was itself a retry (its first
-    /// answers are evidence of loss) and those answers came back at half its SYN rate or
-    /// less, the path may pass answers at a rate of its own — a host or middlebox that
-    /// rate-limits its RSTs or ICMP errors, or a policer — and every SYN beyond it loses
-    /// its answer. The next round sends its SYNs at 9/10 of that rate, as long as the
-    /// ports still silent take no longer than [`SLOWED_ROUND_MAX`] at it (never faster
-    /// than before). At least 10 answers, timed by their kernel stamps
-    /// ([`AnswerSpan::rate`]).
-    ///
-    /// A slowed round tests the guess: behind a limit its answers come at its own SYN
-    /// rate, and the rounds after it keep that rate. Few answers, or slow ones, say the
-    /// loss was not a limit (random loss on a host whose ports are mostly filtered also
-    /// answers retries slowly: few of them can answer at all); the rounds after it go at
-    /// the scan's rate again, and no round is slowed twice. nmap slows down on loss too
-    /// (its congestion control), with no bound and no way back.
+    /// Before retry round `self.round`: when the round that just ended and the one before
+    /// it say the path limits its answers (limit.rs: a steady pass rate, at most half the
+    /// SYN rate — so round 2 is the first that can be slowed, and `--retries` under 2
+    /// never is), this round sends its SYNs at 9/10 of that rate, as long as the ports
+    /// still silent take no longer than [`SLOWED_ROUND_MAX`] at it (never faster than
+    /// before). The slowed round tests the guess: behind a limit it answers a larger share
+    /// of its SYNs than the round before; if it does not, the rounds after it go at the
+    /// scan's rate again. No round is slowed twice. nmap slows down on loss too (its
+    /// congestion control), with no bound and no way back.
     fn pace_retries(&mut self, now: Instant) {
-        let Some((round, syns, span)) = self.ended else {
+        let Some(ended) = self.round.checked_sub(1) else {
             return;
         };
-        let answered = self
-            .answers
-            .filter(|a| a.attempt == round && a.attempt > 0 && !span.is_zero())
-            .and_then(|a| a.rate());
-        let syn_rate = syns as f64 / span.as_secs_f64();
-        let limited = answered.filter(|&r| r as f64 * 2.0 <= syn_rate);
         if let Some(d) = &mut self.slowed {
             // Only the slowed round itself tests the guess (later rounds, a few stragglers
-            // each, keep its rate). Its answers did not keep pace with its SYNs: not a limit.
-            let kept_pace = answered.is_some() && limited.is_none();
-            if round == d.round && !kept_pace {
+            // each, keep its rate).
+            if ended == d.round && !self.rounds.slower_helped(ended) {
                 d.undone = true;
                 self.bucket.set_rate(self.plan.rate, now);
             }
             return;
         }
-        let Some(answers) = limited else {
+        let Some(limit) = self.rounds.limit(ended) else {
             return;
         };
-        let syns = (answers as f64 * 0.9).max(1.0);
+        let syns = (limit * 0.9).max(1.0);
         let silent = self
             .totals
             .scanned
@@ -745,7 +690,7 @@ impl<'p> Schedule<'p> {
         self.bucket.set_rate(packets.round() as u64, now);
         self.slowed = Some(Slowdown {
             round: self.round,
-            answers,
+            answers: limit.round() as u64,
             syns: syns.round() as u64,
             undone: false,
         });
@@ -1034,21 +979,45 @@ mod tests {
         assert_eq!(s.totals().closed, 19_999);
 
         // Where the silent ports would take longer than SLOWED_ROUND_MAX at the host's
-        // rate (200 a second, FreeBSD's RST limit: 100 s), the rate stays and the
-        // retries run out, with that rate measured for the warning.
+        // rate (200 a second: 100 s), the rate stays and the retries run out. Rounds of
+        // 0.4 s are too short to name the rate (a limiter that passes a second's
+        // allowance at once reads high over them: below); rounds of 2 s name it.
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let _ = run_timed(&mut s, limiter(200), None);
         let t = s.totals();
         assert_eq!(s.slowed(), None);
         assert!(t.retries_ran_out && t.silent() > 0, "{t:?}");
-        // (A little over 200: the host's burst of 5 is in it, over a 0.4 s round.)
-        let rate = t.last_round_answer_rate.unwrap();
-        assert!((190..=215).contains(&rate), "{rate}");
+        assert_eq!(t.path_limit, None);
+        let slow = plan("198.18.0.1", &ports, 20_000, 3, Shard::WHOLE);
+        let mut s = Schedule::new(&slow, [true, false], at_us(0));
+        let _ = run_timed(&mut s, limiter(200), None);
+        let t = s.totals();
+        assert!(t.retries_ran_out, "{t:?}");
+        let named = t.path_limit.unwrap();
+        assert!((195..=205).contains(&named), "{named}");
+
+        // A limiter that passes its whole second's allowance at once (FreeBSD's
+        // ppsratecheck: 200 a second): never named higher than it passes.
+        let mut window = (0u64, 0u64);
+        let mut s = Schedule::new(&slow, [true, false], at_us(0));
+        let _ = run_timed(
+            &mut s,
+            |_, now| {
+                if now / 1_000_000 != window.0 {
+                    window = (now / 1_000_000, 0);
+                }
+                window.1 += 1;
+                (window.1 <= 200).then_some((PortState::Closed, 50))
+            },
+            None,
+        );
+        let t = s.totals();
+        assert!(t.path_limit.is_none_or(|r| r <= 220), "{t:?}");
 
         // Random loss, not a limit: a host with a tenth of its ports closed and the rest
-        // filtered, a fifth of the packets lost either way. Round 1's answers (the lost
-        // ones' second chance) come slowly, few as they are, so round 2 is slowed; its
-        // answers do not come at its rate, so round 3 goes at the scan's rate again.
+        // filtered, a fifth of the packets lost either way. Each round's answers are a
+        // smaller share than the last's (fewer of the silent ports can answer): nothing
+        // is slowed, and the scan takes what it took before.
         let mut seed = 12345u64;
         let mut lossy = |p: &SendSyn, _| {
             seed = seed
@@ -1058,35 +1027,30 @@ mod tests {
             (p.remote.port() % 10 == 0 && !lost).then_some((PortState::Closed, 50))
         };
         let mut s = Schedule::new(&p, [true, false], at_us(0));
-        let (sent, end) = run_timed(&mut s, &mut lossy, None);
-        let d = s.slowed().unwrap();
-        assert!(d.undone, "{d:?}");
-        let t = s.totals();
-        assert_eq!(t.closed, 2_000, "{t:?}");
-        let syn_rate = |round: u8| {
-            let r: Vec<u64> = sent
-                .iter()
-                .filter(|(_, p)| p.attempt == round)
-                .map(|(t, _)| *t)
-                .collect();
-            (r.len() - 1) as f64 / ((r[r.len() - 1] - r[0]) as f64 / 1e6)
-        };
-        assert!(syn_rate(2) <= d.syns as f64 * 1.01);
-        assert!(
-            syn_rate(3) > 40_000.0,
-            "round 3 at the scan's rate: {}",
-            syn_rate(3)
+        let (_, end) = run_timed(&mut s, &mut lossy, None);
+        assert_eq!(s.slowed(), None);
+        assert_eq!(s.totals().closed, 2_000, "{:?}", s.totals());
+        assert!(end < 3_000_000, "{end} µs");
+
+        // A limited host whose ports are mostly filtered (2 000 answers a second, a
+        // quarter of its ports closed): slowed, and the slowed round, answering a larger
+        // share, keeps it; every closed port is found.
+        let mut limit = limiter(2_000);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let _ = run_timed(
+            &mut s,
+            |q, now| (q.remote.port() % 4 == 0).then(|| limit(q, now)).flatten(),
+            None,
         );
-        assert!(end < 2 * SLOWED_ROUND_MAX.as_micros() as u64, "{end} µs");
+        let d = s.slowed().unwrap();
+        assert!(!d.undone, "{d:?}");
+        assert_eq!(s.totals().closed, 5_000, "{:?}", s.totals());
 
         // Too few answers to time (the first SYNs of a small scan, all at once): no rate.
         let p = plan("198.18.0.1", &ports[..20], 100_000, 2, Shard::WHOLE);
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let _ = run_timed(&mut s, limiter(5_000), None);
-        assert_eq!(
-            (s.slowed(), s.totals().last_round_answer_rate),
-            (None, None)
-        );
+        assert_eq!((s.slowed(), s.totals().path_limit), (None, None));
     }
 
     /// The driver reports a batch sent when it flushes, at a Wait: a retry round smaller
