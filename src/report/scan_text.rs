@@ -235,9 +235,12 @@ pub fn summary(x: &Summary) -> String {
         // the schedule could read it (`ScanTotals::path_limit`).
         let lower = match t.path_limit.filter(|&r| r > 0) {
             Some(r) => format!(
-                "the last rounds' answers came back at a steady {r} a second, whatever was \
-                 sent (a rate limit at the host or on the way?): scan again with --rate {} or \
-                 lower",
+                "the last rounds' answers came back at a steady {r} a second{}, whatever was \
+                 sent (a rate limit at the host or on the way?): scan {}again with --rate {} \
+                 or lower",
+                t.path_limit_host
+                    .map_or(String::new(), |h| format!(", all from {h}")),
+                t.path_limit_host.map_or(String::new(), |h| format!("{h} ")),
                 round_down(r * 9 / 10)
             ),
             None => "scan again with a lower --rate".to_string(),
@@ -621,6 +624,23 @@ mod tests {
         assert_eq!(
             [4987, 173, 52, 100, 99_999, 1, 0].map(round_down),
             [4900, 170, 52, 100, 99_000, 1, 1]
+        );
+        // In a sweep, the one host the last rounds' answers came from is named.
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                path_limit: Some(200),
+                path_limit_host: Some("198.18.0.7".parse().unwrap()),
+                ..t
+            },
+            ..x
+        });
+        assert!(
+            s.contains(
+                "came back at a steady 200 a second, all from 198.18.0.7, whatever was sent \
+                 (a rate limit at the host or on the way?): scan 198.18.0.7 again with --rate \
+                 180 or lower"
+            ),
+            "{s}"
         );
         // Retry rounds slowed to the path's rate: a note before any warning.
         let slowed = tcpshake_proto::probe::scan::schedule::Slowdown {

@@ -17,6 +17,7 @@
 //! Pure: counts in, rates out; the schedule decides what to do with them.
 
 use crate::time::Instant;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// First answers a round needs before its pass rate is read.
@@ -33,6 +34,9 @@ struct Round {
     first: Option<Instant>,
     last: Option<Instant>,
     answers: u64,
+    /// Who the first answers came from: one address, or several (`None` then).
+    from: Option<IpAddr>,
+    several: bool,
 }
 
 /// Every round's counts, by round number (at most `--retries` + 1 of them).
@@ -62,9 +66,22 @@ impl Rounds {
         r.last = Some(at);
     }
 
-    /// A pair's first answer came, to its SYN of round `attempt`.
-    pub fn answer(&mut self, attempt: u8) {
-        self.at(attempt).answers += 1;
+    /// A pair of address `addr` got its first answer, to its SYN of round `attempt`.
+    pub fn answer(&mut self, attempt: u8, addr: IpAddr) {
+        let r = self.at(attempt);
+        r.answers += 1;
+        match r.from {
+            None => r.from = Some(addr),
+            Some(a) if a != addr => r.several = true,
+            Some(_) => {}
+        }
+    }
+
+    /// The one address every first answer to `round` came from (a sweep in which one host
+    /// limits its answers: the others answered at once).
+    pub fn sole_answerer(&self, round: u8) -> Option<IpAddr> {
+        let r = self.get(round)?;
+        if r.several { None } else { r.from }
     }
 
     /// First SYN to last of `round`; none for a round of one SYN.
@@ -135,7 +152,7 @@ mod tests {
             r.syn(n, at_us(from + k * gap));
         }
         for _ in 0..answers {
-            r.answer(n);
+            r.answer(n, IpAddr::from([198, 18, 0, 7]));
         }
     }
 
@@ -174,6 +191,10 @@ mod tests {
         round(&mut r, 0, 0, 4_000, 500, 400);
         round(&mut r, 1, 3_000_000, 3_600, 500, 360);
         assert_eq!(r.named_limit(1), Some(200));
+        assert_eq!(r.sole_answerer(1), Some(IpAddr::from([198, 18, 0, 7])));
+        r.answer(1, IpAddr::from([198, 18, 0, 8]));
+        assert_eq!(r.sole_answerer(1), None);
+        assert_eq!(r.sole_answerer(5), None);
     }
 
     #[test]

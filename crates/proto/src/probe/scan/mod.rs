@@ -435,6 +435,9 @@ pub struct ScanTotals {
     /// (limit.rs: [`limit::Rounds::named_limit`]): with `retries_ran_out`, the rate to
     /// scan at.
     pub path_limit: Option<u64>,
+    /// In a scan of several hosts, the one address the last round's first answers all
+    /// came from: the host (or the way to it) that limits.
+    pub path_limit_host: Option<std::net::IpAddr>,
     /// Retry rounds were slowed to a rate-limited path's answer rate.
     pub slowed: Option<schedule::Slowdown>,
 }

@@ -352,6 +352,11 @@ impl<'p> Schedule<'p> {
                 && self.answered_round == self.round,
             retries: self.plan.retries,
             path_limit: self.rounds.named_limit(self.round),
+            // Named only in a scan of several hosts (of one, it goes without saying).
+            path_limit_host: self
+                .rounds
+                .sole_answerer(self.round)
+                .filter(|_| self.plan.targets.distinct_len() > 1),
             slowed: self.slowed,
             ..self.totals
         }
@@ -451,7 +456,7 @@ impl<'p> Schedule<'p> {
             self.totals.answered_on_retry += 1;
         }
         self.answered_round = self.answered_round.max(reply.attempt);
-        self.rounds.answer(reply.attempt);
+        self.rounds.answer(reply.attempt, key.0);
         match reply.state {
             PortState::Open => self.totals.open += 1,
             PortState::Closed => self.totals.closed += 1,
@@ -1045,6 +1050,31 @@ mod tests {
         let d = s.slowed().unwrap();
         assert!(!d.undone, "{d:?}");
         assert_eq!(s.totals().closed, 5_000, "{:?}", s.totals());
+
+        // A sweep of four hosts in which one limits (198.18.0.2, 200 a second) and the
+        // others answer at once: the last rounds' answers all come from it, and the
+        // summary is given its address.
+        let sweep = plan("198.18.0.0/30", &ports[..3_000], 4_000, 2, Shard::WHOLE);
+        let mut limit = limiter(200);
+        let mut s = Schedule::new(&sweep, [true, false], at_us(0));
+        let _ = run_timed(
+            &mut s,
+            |q, now| {
+                if q.remote.ip() == IpAddr::from([198, 18, 0, 2]) {
+                    limit(q, now)
+                } else {
+                    Some((PortState::Closed, 50))
+                }
+            },
+            None,
+        );
+        let t = s.totals();
+        assert!(t.retries_ran_out, "{t:?}");
+        assert!(
+            t.path_limit.is_some_and(|r| (190..=210).contains(&r)),
+            "{t:?}"
+        );
+        assert_eq!(t.path_limit_host, Some(IpAddr::from([198, 18, 0, 2])));
 
         // Too few answers to time (the first SYNs of a small scan, all at once): no rate.
         let p = plan("198.18.0.1", &ports[..20], 100_000, 2, Shard::WHOLE);
