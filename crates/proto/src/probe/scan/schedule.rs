@@ -971,7 +971,7 @@ mod tests {
                 n += 1;
                 // Port 1 is filtered: a round after the stragglers' comes for it.
                 let filtered = q.remote.port() == 1;
-                limit(q, now).filter(|_| n % 4_000 != 0 && !filtered)
+                limit(q, now).filter(|_| !n.is_multiple_of(4_000) && !filtered)
             },
             None,
         );
@@ -1028,8 +1028,8 @@ mod tests {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let lost = (seed >> 33) % 5 == 0;
-            (p.remote.port() % 10 == 0 && !lost).then_some((PortState::Closed, 50))
+            let lost = (seed >> 33).is_multiple_of(5);
+            (p.remote.port().is_multiple_of(10) && !lost).then_some((PortState::Closed, 50))
         };
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let (_, end) = run_timed(&mut s, &mut lossy, None);
