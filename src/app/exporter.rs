@@ -703,14 +703,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
             "tcpshake: warning: {file}: [probe] allow `{wide}` lets /probe reach {}: whoever \
              can send the exporter a request can have it probe any host there (`allow` is what \
              keeps the exporter from being a scanner); allow the blocks your targets are in",
-            if wide.prefix == 0 {
-                format!(
-                    "every {} address",
-                    if wide.addr.is_ipv4() { "IPv4" } else { "IPv6" }
-                )
-            } else {
-                "a large part of the Internet".to_string()
-            }
+            wide.reach()
         );
     }
     if c.check_only {

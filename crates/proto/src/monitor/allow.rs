@@ -75,6 +75,25 @@ impl Cidr {
         }
     }
 
+    /// What a block [`AllowList::too_wide`] names reaches, for its warning. Unique local
+    /// addresses (fc00::/7, RFC 4193) are no part of the Internet: `fd00::/8` reaches every
+    /// private IPv6 network this host is routed to (the warning called it "a large part of
+    /// the Internet", in a lab whose addresses are all ULAs).
+    pub fn reach(&self) -> &'static str {
+        let ula = Cidr {
+            addr: IpAddr::V6(std::net::Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)),
+            prefix: 7,
+        };
+        match self.addr {
+            _ if self.prefix == 0 && self.addr.is_ipv4() => "every IPv4 address",
+            _ if self.prefix == 0 => "every IPv6 address",
+            IpAddr::V6(_) if self.prefix >= ula.prefix && ula.contains(self.addr) => {
+                "the unique local addresses (RFC 4193) of every private network this host reaches"
+            }
+            _ => "a large part of the Internet",
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
@@ -304,6 +323,21 @@ mod tests {
         );
         let wide: Vec<String> = l.too_wide().map(|c| c.to_string()).collect();
         assert_eq!(wide, ["0.0.0.0/0", "128.0.0.0/1", "2000::/3", "::/0"]);
+    }
+
+    #[test]
+    fn a_wide_block_says_what_it_reaches() {
+        let reach = |c: &str| Cidr::parse(c).unwrap().reach();
+        assert_eq!(reach("0.0.0.0/0"), "every IPv4 address");
+        assert_eq!(reach("::/0"), "every IPv6 address");
+        assert_eq!(reach("128.0.0.0/1"), "a large part of the Internet");
+        assert_eq!(reach("2000::/3"), "a large part of the Internet");
+        // fc00::/7 and the blocks inside it are private: unique local addresses.
+        for ula in ["fd00::/8", "fc00::/7", "fd12::/16"] {
+            assert!(reach(ula).contains("unique local addresses"), "{ula}");
+        }
+        // A block wider than fc00::/7 that holds it is more than private addresses.
+        assert_eq!(reach("fc00::/6"), "a large part of the Internet");
     }
 
     #[test]

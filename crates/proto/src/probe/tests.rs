@@ -1690,6 +1690,82 @@ fn silence_after_the_request_is_acknowledged_names_both_causes() {
     }
 }
 
+/// Runs the probe's timers up to `until_us`, sending what they queue; returns what went.
+fn advance(p: &mut Probe, until_us: u64) -> Vec<tcp::Segment> {
+    let mut sent = Vec::new();
+    for _ in 0..1000 {
+        let Some(d) = p.poll_timeout() else { break };
+        let now = (d.as_nanos() - T0) / 1000;
+        if now > until_us || p.is_done() {
+            break;
+        }
+        p.handle_timeout(d);
+        sent.extend(pump(p, now));
+    }
+    sent
+}
+
+/// A request lost once and acknowledged when it came again, 3 s after it first left: the
+/// server has had it only since then, so `--timeout` (5 s) counts from that
+/// acknowledgment, not from the first send — seen on the wire as a survey through 10%
+/// loss giving up 1.5 s after the acknowledgment, while the server's answer was still to
+/// be retransmitted. A server silent after such an acknowledgment still ends the probe
+/// at acknowledgment + `--timeout`.
+#[test]
+fn timeout_counts_from_the_acknowledgment_of_a_repeated_request() {
+    for answers in [true, false] {
+        let mut p = Probe::new(config(1000, true));
+        p.start(at(0));
+        pump(&mut p, 0);
+        let synack = server_seg(9_000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+        p.handle_packet(at(50_000), false, &synack, false);
+        let out = pump(&mut p, 50_000);
+        let req: u32 = out.iter().map(|s| s.payload.len() as u32).sum();
+        assert!(req > 0, "the request left: {out:?}");
+        // Lost: the retransmission timer sends it again (1 s RTO).
+        let again = advance(&mut p, 3_000_000);
+        assert!(
+            again.iter().any(|s| !s.payload.is_empty()),
+            "the request went again: {again:?}"
+        );
+        let ack = server_seg(9_001, 1001 + req, TcpFlags::ACK, &[]);
+        p.handle_packet(at(3_000_000), false, &ack, false);
+        pump(&mut p, 3_000_000);
+        // Past the first send + 5 s: still waiting.
+        advance(&mut p, 7_900_000);
+        assert!(
+            !p.is_done(),
+            "gave up before ack + timeout: {:?}",
+            p.result().error
+        );
+        if answers {
+            let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+            let fin = TcpFlags::PSH | TcpFlags::ACK | TcpFlags::FIN;
+            p.handle_packet(
+                at(7_900_000),
+                false,
+                &server_seg(9_001, 1001 + req, fin, response),
+                false,
+            );
+            pump(&mut p, 7_900_000);
+            // Our FIN (the server closed first) is acknowledged: the close completes.
+            let last = 9_001 + response.len() as u32 + 1;
+            let fin_ack = server_seg(last, 1001 + req + 1, TcpFlags::ACK, &[]);
+            p.handle_packet(at(7_950_000), false, &fin_ack, false);
+            pump(&mut p, 7_950_000);
+            run_timers(&mut p, 60_000_000);
+            let r = p.result();
+            assert_eq!(r.error, None);
+            assert_eq!(r.http.map(|h| h.status), Some(200));
+        } else {
+            advance(&mut p, 8_000_000);
+            assert!(p.is_done(), "still waiting past ack + timeout");
+            let err = p.result().error.expect("no response");
+            assert!(err.contains("no complete HTTP response within 5s"), "{err}");
+        }
+    }
+}
+
 /// No request without a connection: a closed port's record has no `request_sent` (nor
 /// the key: records without a request are as before).
 #[test]

@@ -1786,9 +1786,6 @@ impl Connection {
             data = &data[..room];
             fin = false;
         }
-        if fin {
-            self.peer_fin = Some(seq.add(data.len() as u32));
-        }
         if self.reassembly.insert(offset, data) {
             self.anomaly(
                 rx_at,
@@ -1797,6 +1794,11 @@ impl Connection {
                     len: data.len() as u32,
                 },
             );
+        }
+        // After the data, so a FIN with data is the most recent arrival of its block.
+        if fin {
+            self.peer_fin = Some(seq.add(data.len() as u32));
+            self.reassembly.fin_arrived();
         }
         let bytes = self.reassembly.take_in_order();
         if !bytes.is_empty() {
@@ -2155,6 +2157,12 @@ impl Connection {
             opts.timestamps = Some((self.ts_now(now), self.ts_recent));
         }
         if self.peer.sack_permitted {
+            // The peer's FIN, while it waits above a hole (its offset from RCV.NXT).
+            let fin = self
+                .peer_fin
+                .map(|f| f.diff(self.rcv_nxt))
+                .filter(|&d| d > 0)
+                .map(|d| d as u32);
             // 40 option bytes: 4 blocks alone, 3 next to timestamps (RFC 2018 §3).
             let max = if self.peer.timestamps {
                 3
@@ -2164,7 +2172,7 @@ impl Connection {
             for (slot, (start, end)) in opts
                 .sack_blocks
                 .iter_mut()
-                .zip(self.reassembly.blocks().into_iter().take(max))
+                .zip(self.reassembly.blocks(fin).into_iter().take(max))
             {
                 *slot = Some((self.rcv_nxt.add(start), self.rcv_nxt.add(end)));
             }

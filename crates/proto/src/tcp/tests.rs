@@ -1669,6 +1669,81 @@ fn established_sack_blocks_describe_out_of_order_data_most_recent_first() {
     assert_eq!(blocks, vec![5051, 5041, 5031, 5021]);
 }
 
+/// A FIN held above a hole is SACKed, as Linux does (`tcp_data_queue_ofo` SACKs up to a
+/// segment's end_seq, the FIN included): curl's ACK of a FIN whose response was lost said
+/// `sack {58:59}` on the wire, and the server sent the response again 20 ms later (RACK);
+/// without the block it waited for its retransmission timer (240 ms more here).
+#[test]
+fn established_out_of_order_fin_is_sacked() {
+    let mut c = cfg(1000);
+    c.timestamps = false;
+    let mut o = opts_mss(1460);
+    o.sack_permitted = true;
+    // The response (5001..5058) lost; the FIN alone at 5058.
+    let mut h = conn_established_with(c.clone(), 5000, o, 65535);
+    h.recv(seg(5058, 1001, ACK | FIN, b""));
+    let a = h.sent_one();
+    assert_eq!(a.ack, SeqNumber(5001));
+    assert_eq!(
+        a.options.sack_blocks[0],
+        Some((SeqNumber(5058), SeqNumber(5059)))
+    );
+    // The response comes again: everything in order, no block left.
+    h.recv(seg(5001, 1001, ACK | PSH, &[b'x'; 57]));
+    let a = h.sent().pop().unwrap();
+    assert_eq!(a.ack, SeqNumber(5059));
+    assert!(a.options.sack_blocks.iter().all(Option::is_none));
+
+    // Data and FIN above a hole: one block, the FIN's sequence number included.
+    let mut h = conn_established_with(c.clone(), 5000, o, 65535);
+    h.recv(seg(5011, 1001, ACK | FIN, b"tail"));
+    let a = h.sent_one();
+    assert_eq!(
+        a.options.sack_blocks[0],
+        Some((SeqNumber(5011), SeqNumber(5016)))
+    );
+    assert!(a.options.sack_blocks[1].is_none());
+
+    // A FIN not adjacent to the data held: its own block, first while it is the most
+    // recent arrival, after data that came later.
+    let mut h = conn_established_with(c, 5000, o, 65535);
+    h.recv(seg(5011, 1001, ACK, b"b"));
+    h.sent_one();
+    h.recv(seg(5031, 1001, ACK | FIN, b""));
+    let blocks: Vec<_> = h
+        .sent_one()
+        .options
+        .sack_blocks
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(
+        blocks,
+        vec![
+            (SeqNumber(5031), SeqNumber(5032)),
+            (SeqNumber(5011), SeqNumber(5012))
+        ]
+    );
+    h.recv(seg(5021, 1001, ACK, b"c"));
+    let blocks: Vec<_> = h
+        .sent_one()
+        .options
+        .sack_blocks
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(
+        blocks,
+        vec![
+            (SeqNumber(5021), SeqNumber(5022)),
+            (SeqNumber(5031), SeqNumber(5032)),
+            (SeqNumber(5011), SeqNumber(5012))
+        ]
+    );
+}
+
 #[test]
 fn established_sack_with_timestamps_has_at_most_three_blocks() {
     let mut o = opts_mss(1460);
