@@ -515,7 +515,10 @@ lab_test! {
 /// The exporter's ports never take one a kernel connection holds, whatever its address:
 /// the guard drops by port, and a `/probe` request's own connection (curl on 127.0.0.1)
 /// once lost its answer to a port the exporter had reserved on the lab's address. A
-/// range of eight ports makes that nearly certain within a few requests.
+/// range of eight ports makes that nearly certain within a few requests. Six of them:
+/// each request's connection may leave its port in TIME-WAIT (when the client closes
+/// first), so an eighth request found all eight held — five, and the one in use, leave
+/// two free (3 runs in 15 failed so, "no free source port in 40000-40007").
 fn probe_requests_keep_their_connections_in_a_narrow_port_range() {
     let mut lab = Lab::new("exporter-narrow");
     lab.start_nginx(80);
@@ -532,7 +535,7 @@ fn probe_requests_keep_their_connections_in_a_narrow_port_range() {
         ),
     );
     start_exporter(&mut lab, &config, None);
-    for k in 0..8 {
+    for k in 0..6 {
         let target = if k % 2 == 0 {
             format!("{}:80", lab.server_v4)
         } else {
