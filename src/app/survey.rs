@@ -939,15 +939,21 @@ mod tests {
 
     /// Records the writer has staged come back to the loop's side to be freed there (see
     /// `Records::Writer`'s `spent`): the very allocation handed over, not a copy.
-    #[test]
-    fn the_writer_hands_written_records_back() {
-        let records = Records::new(Output {
+    /// A JSON Lines output's records, through the writer thread; the tests hand it no
+    /// record, so nothing reaches stdout.
+    fn json_writer() -> Records {
+        Records::new(Output {
             format: OutputFormat::Jsonl,
             out: io::BufWriter::new(io::stdout()),
             line: Vec::new(),
             capture: None,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_writer_hands_written_records_back() {
+        let records = json_writer();
         let Records::Writer {
             to_writer, spent, ..
         } = &records
@@ -969,13 +975,7 @@ mod tests {
     /// SPENT_MAX the writer frees them itself, and finishing still ends.
     #[test]
     fn a_full_hand_back_does_not_block_the_writer() {
-        let records = Records::new(Output {
-            format: OutputFormat::Jsonl,
-            out: io::BufWriter::new(io::stdout()),
-            line: Vec::new(),
-            capture: None,
-        })
-        .unwrap();
+        let records = json_writer();
         assert!(matches!(records, Records::Writer { .. }));
         // On a thread of its own: a writer that blocked on the hand-back would block these
         // sends too, and the test would wait on it below, not hang.

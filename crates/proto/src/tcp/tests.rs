@@ -1669,6 +1669,11 @@ fn established_sack_blocks_describe_out_of_order_data_most_recent_first() {
     assert_eq!(blocks, vec![5051, 5041, 5031, 5021]);
 }
 
+/// The SACK blocks a segment carries, in its order.
+fn sack_blocks(s: &Segment) -> Vec<(SeqNumber, SeqNumber)> {
+    s.options.sack_blocks.iter().flatten().copied().collect()
+}
+
 /// A FIN held above a hole is SACKed, as Linux does (`tcp_data_queue_ofo` SACKs up to a
 /// segment's end_seq, the FIN included): curl's ACK of a FIN whose response was lost said
 /// `sack {58:59}` on the wire, and the server sent the response again 20 ms later (RACK);
@@ -1710,14 +1715,7 @@ fn established_out_of_order_fin_is_sacked() {
     h.recv(seg(5011, 1001, ACK, b"b"));
     h.sent_one();
     h.recv(seg(5031, 1001, ACK | FIN, b""));
-    let blocks: Vec<_> = h
-        .sent_one()
-        .options
-        .sack_blocks
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
+    let blocks = sack_blocks(&h.sent_one());
     assert_eq!(
         blocks,
         vec![
@@ -1726,14 +1724,7 @@ fn established_out_of_order_fin_is_sacked() {
         ]
     );
     h.recv(seg(5021, 1001, ACK, b"c"));
-    let blocks: Vec<_> = h
-        .sent_one()
-        .options
-        .sack_blocks
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
+    let blocks = sack_blocks(&h.sent_one());
     assert_eq!(
         blocks,
         vec![
