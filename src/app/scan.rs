@@ -136,12 +136,9 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         interrupted: outcome.interrupted,
         tap_drops: outcome.tap_drops,
         resolution: outcome.resolution,
-        // Retry rounds slowed on purpose (schedule::Slowdown, said in the summary) are no
-        // shortfall of --rate; a kernel holding packets back still is.
-        shortfall: rate::check(
-            args.rate.filter(|_| outcome.totals.slowed.is_none()),
-            &outcome.send_log,
-        ),
+        // The send log leaves out retry rounds slowed on purpose (schedule::Slowdown, said
+        // in the summary): they are no shortfall of --rate.
+        shortfall: rate::check(args.rate, &outcome.send_log),
     });
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
     let stylesheet = if Path::new(XSL_LOCAL).exists() {

@@ -632,12 +632,16 @@ pub fn run(
         }
         let s = &mut run.schedule;
         s.set_unmatched(unmatched.load(Ordering::Relaxed));
+        // Rounds slowed on purpose (a path that limits its answers) are left out: the
+        // check asks whether this host sent at --rate when it was asked to.
+        let (slowed_sent, slowed_time) = s.slowed_send();
+        let send_time = s.send_time().saturating_sub(slowed_time);
         send_log.add(&SendLog {
-            sent: s.totals().sent,
-            send_time: s.send_time(),
-            busy: run.cpu.min(s.send_time()),
-            preempted: run.preempted.min(s.send_time()),
-            blocked: run.acc.blocked,
+            sent: s.totals().sent.saturating_sub(slowed_sent),
+            send_time,
+            busy: run.cpu.min(send_time),
+            preempted: run.preempted.min(send_time),
+            blocked: run.acc.blocked.min(send_time),
             full: run.acc.full,
         });
         Ok(ScanOutcome {

@@ -293,6 +293,14 @@ pub struct Schedule<'p> {
     /// Each round's SYNs and first answers: does the path limit them (limit.rs)?
     rounds: Rounds,
     slowed: Option<Slowdown>,
+    /// The current round goes slower than the plan's rate, on purpose; the packets sent
+    /// before it began.
+    round_slowed: bool,
+    sent_before_round: u64,
+    /// What the slowed rounds sent and their send time: kept out of the `--rate`
+    /// shortfall check (rate.rs), which asks whether the host could send at the rate.
+    slowed_sent: u64,
+    slowed_time: Duration,
 }
 
 impl<'p> Schedule<'p> {
@@ -328,6 +336,10 @@ impl<'p> Schedule<'p> {
             last_down: None,
             rounds: Rounds::default(),
             slowed: None,
+            round_slowed: false,
+            sent_before_round: 0,
+            slowed_sent: 0,
+            slowed_time: Duration::ZERO,
         }
     }
 
@@ -399,6 +411,12 @@ impl<'p> Schedule<'p> {
     /// Whether retry rounds were slowed, and to what (see the module doc).
     pub fn slowed(&self) -> Option<Slowdown> {
         self.slowed
+    }
+
+    /// Packets the rounds slowed on purpose sent, and their send time (part of
+    /// [`Schedule::send_time`]): not a shortfall of the host's.
+    pub fn slowed_send(&self) -> (u64, Duration) {
+        (self.slowed_sent, self.slowed_time)
     }
 
     /// The wait after a round, as it stands now.
@@ -515,6 +533,8 @@ impl<'p> Schedule<'p> {
                         self.done_in_round = 0;
                         self.bucket.settle(now);
                         self.pace_retries(now);
+                        self.round_slowed = self.bucket.rate() < self.plan.rate as f64;
+                        self.sent_before_round = self.totals.sent;
                         self.phase = Phase::Sending;
                     }
                 }
@@ -645,8 +665,13 @@ impl<'p> Schedule<'p> {
                 now.max(b)
             };
             self.send_time += end.saturating_since(a);
+            if self.round_slowed {
+                self.slowed_time += end.saturating_since(a);
+                self.slowed_sent += self.totals.sent.saturating_sub(self.sent_before_round);
+            }
         }
         self.round_paced = false;
+        self.round_slowed = false;
     }
 
     fn interrupt(&mut self) {
@@ -957,6 +982,21 @@ mod tests {
         assert!(
             !sent.iter().any(|(_, p)| p.attempt > 2),
             "round 2 answered everything"
+        );
+        // The slowed round is kept out of the --rate shortfall check: the rest went at
+        // the plan's rate, no shortfall.
+        let (slowed_sent, slowed_time) = s.slowed_send();
+        assert_eq!(slowed_sent, 2 * r2.len() as u64, "a RST and a SYN each");
+        assert!(slowed_time.as_secs_f64() >= span, "{slowed_time:?} {span}");
+        let log = super::super::rate::SendLog {
+            sent: t.sent - slowed_sent,
+            send_time: s.send_time() - slowed_time,
+            ..Default::default()
+        };
+        assert_eq!(
+            super::super::rate::check(Some(100_000), &log),
+            None,
+            "{log:?}"
         );
 
         // The same host behind a path that also loses one packet in 4 000: the slowed
