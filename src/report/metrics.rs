@@ -11,6 +11,7 @@
 //! | `tcpshake_survey_retransmissions_total` | counter | `survey`, `target`, `module` |
 //! | `tcpshake_survey_failures_total` | counter | `survey`, `target`, `module` (a probe that could not start: no route, no port) |
 //! | `tcpshake_survey_exchange_failures_total` | counter | `survey`, `target`, `module` (the port was open, the exchange failed: TLS, HTTP, the close) |
+//! | `tcpshake_survey_icmp_ignored_total` | counter | `survey`, `target`, `module` (ICMP errors about a probe's connection not believed: forged or stale) |
 //! | `tcpshake_survey_slo_windows_total`, `tcpshake_survey_slo_breaches_total` | counter | `survey`, `slo` |
 //! | `tcpshake_survey_rounds_skipped_total` | counter | (a target still busy, or the exporter behind) |
 //! | `tcpshake_exporter_probes_in_flight` | gauge | |
@@ -108,6 +109,7 @@ pub struct ExporterMetrics {
     retransmissions: Family<TargetLabels, Counter>,
     failures: Family<TargetLabels, Counter>,
     exchange_failures: Family<TargetLabels, Counter>,
+    icmp_ignored: Family<TargetLabels, Counter>,
     slo_windows: Family<SloLabels, Counter>,
     slo_breaches: Family<SloLabels, Counter>,
     skipped: Counter,
@@ -149,6 +151,16 @@ impl ExporterMetrics {
             "Survey probes that found the port open but whose exchange failed (TLS, HTTP, \
              the close); the records' error says why",
             exchange_failures.clone(),
+        );
+        // Forged ICMP errors (a blind attack on the connections, RFC 5927) change no
+        // verdict — the records say so in `anomalies` — and counted here an alert sees them.
+        let icmp_ignored = Family::<TargetLabels, Counter>::default();
+        r.register(
+            "tcpshake_survey_icmp_ignored",
+            "ICMP errors quoting a survey probe's connection that were not believed (the \
+             quoted sequence number was not in flight, RFC 5927 §4.1: forged or stale); the \
+             records' anomalies say why",
+            icmp_ignored.clone(),
         );
         let slo_windows = Family::<SloLabels, Counter>::default();
         r.register(
@@ -204,6 +216,7 @@ impl ExporterMetrics {
             retransmissions,
             failures,
             exchange_failures,
+            icmp_ignored,
             slo_windows,
             slo_breaches,
             skipped,
@@ -221,6 +234,7 @@ impl ExporterMetrics {
     pub fn target_configured(&self, who: &TargetLabels) {
         let _ = self.failures.get_or_create(who);
         let _ = self.exchange_failures.get_or_create(who);
+        let _ = self.icmp_ignored.get_or_create(who);
         let _ = self.retransmissions.get_or_create(who);
         for v in INITIAL_VERDICTS {
             let _ = self.probes.get_or_create(&StateLabels {
@@ -274,6 +288,9 @@ impl ExporterMetrics {
         if r.state == PortState::Open && !r.succeeded() && !r.interrupted {
             self.exchange_failures.get_or_create(who).inc();
         }
+        self.icmp_ignored
+            .get_or_create(who)
+            .inc_by(u64::from(r.icmp_ignored));
     }
 
     pub fn failed(&self, who: &TargetLabels) {
@@ -497,6 +514,7 @@ mod tests {
         for want in [
             format!("tcpshake_survey_failures_total{{{l}}} 0"),
             format!("tcpshake_survey_retransmissions_total{{{l}}} 0"),
+            format!("tcpshake_survey_icmp_ignored_total{{{l}}} 0"),
             format!("tcpshake_survey_probes_total{{{l},state=\"open\",reason=\"syn-ack\"}} 0"),
             format!("tcpshake_survey_probes_total{{{l},state=\"closed\",reason=\"reset\"}} 0"),
             format!(
@@ -529,12 +547,15 @@ mod tests {
         m.record(&who, &record());
         let mut failed = record();
         failed.error = Some("TLS: the server does not speak TLS on this port".into());
+        // Two forged ICMP errors about it, not believed.
+        failed.icmp_ignored = 2;
         m.record(&who, &failed);
         let mut out = Vec::new();
         m.encode(false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         for want in [
             format!("tcpshake_survey_exchange_failures_total{{{l}}} 1"),
+            format!("tcpshake_survey_icmp_ignored_total{{{l}}} 2"),
             format!("tcpshake_survey_probes_total{{{l},state=\"open\",reason=\"syn-ack\"}} 2"),
         ] {
             assert!(text.contains(&want), "no `{want}` in\n{text}");
