@@ -627,12 +627,11 @@ impl Connection {
     pub fn ts_recent(&self) -> Option<u32> {
         self.ts_recent_valid.then_some(self.ts_recent)
     }
-    /// Retransmitted segments so far.
     /// Retransmissions of the current `snd_una` so far (0 once it is acknowledged).
     pub fn retries(&self) -> u32 {
         self.retries
     }
-
+    /// Retransmitted segments so far.
     pub fn retransmissions(&self) -> u32 {
         self.retransmissions
     }
