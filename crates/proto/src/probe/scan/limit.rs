@@ -84,10 +84,16 @@ impl Rounds {
         if r.several { None } else { r.from }
     }
 
+    /// When `round`'s first and last SYN left; none for a round that sent nothing.
+    pub fn sent(&self, round: u8) -> Option<(Instant, Instant)> {
+        let r = self.get(round)?;
+        Some((r.first?, r.last?))
+    }
+
     /// First SYN to last of `round`; none for a round of one SYN.
     fn span(&self, round: u8) -> Option<Duration> {
-        let r = self.get(round)?;
-        let span = r.last?.saturating_since(r.first?);
+        let (first, last) = self.sent(round)?;
+        let span = last.saturating_since(first);
         (!span.is_zero()).then_some(span)
     }
 

@@ -278,8 +278,6 @@ pub struct Schedule<'p> {
     done_in_round: u64,
     started: Instant,
     last_send: Instant,
-    round_first: Option<Instant>,
-    round_last: Option<Instant>,
     /// The rate made this round wait for a token at least once.
     round_paced: bool,
     send_time: Duration,
@@ -293,9 +291,7 @@ pub struct Schedule<'p> {
     /// Each round's SYNs and first answers: does the path limit them (limit.rs)?
     rounds: Rounds,
     slowed: Option<Slowdown>,
-    /// The current round goes slower than the plan's rate, on purpose; the packets sent
-    /// before it began.
-    round_slowed: bool,
+    /// The packets sent before the current round began.
     sent_before_round: u64,
     /// What the slowed rounds sent and their send time: kept out of the `--rate`
     /// shortfall check (rate.rs), which asks whether the host could send at the rate.
@@ -326,8 +322,6 @@ impl<'p> Schedule<'p> {
             done_in_round: 0,
             started: now,
             last_send: now,
-            round_first: None,
-            round_last: None,
             round_paced: false,
             send_time: Duration::ZERO,
             interrupted: false,
@@ -336,7 +330,6 @@ impl<'p> Schedule<'p> {
             last_down: None,
             rounds: Rounds::default(),
             slowed: None,
-            round_slowed: false,
             sent_before_round: 0,
             slowed_sent: 0,
             slowed_time: Duration::ZERO,
@@ -533,7 +526,6 @@ impl<'p> Schedule<'p> {
                         self.done_in_round = 0;
                         self.bucket.settle(now);
                         self.pace_retries(now);
-                        self.round_slowed = self.bucket.rate() < self.plan.rate as f64;
                         self.sent_before_round = self.totals.sent;
                         self.phase = Phase::Sending;
                     }
@@ -555,8 +547,6 @@ impl<'p> Schedule<'p> {
                             if self.round == 0 {
                                 self.totals.scanned += 1;
                             }
-                            self.round_first.get_or_insert(now);
-                            self.round_last = Some(now);
                             self.rounds.syn(self.round, now);
                             return Step::Send(SendSyn {
                                 remote,
@@ -648,10 +638,9 @@ impl<'p> Schedule<'p> {
         // (`sent`) only when it flushes: the wait after the round — and a Ctrl-C's drain —
         // counts from them, not from the previous round's last send. (A retry round smaller
         // than a batch was never waited for: the next round, or the end, came at once.)
-        if let Some(t) = self.round_last {
-            self.last_send = self.last_send.max(t);
-        }
-        if let (Some(a), Some(b)) = (self.round_first.take(), self.round_last.take()) {
+        // (Once per round: its walk ended, or Ctrl-C ended it.)
+        if let Some((a, b)) = self.rounds.sent(self.round) {
+            self.last_send = self.last_send.max(b);
             // Held to the rate: from the round's first send to its last, and the interval
             // after the last — n packets at the rate span n − 1 intervals (a round of 10
             // packets at 500 pps would read 556 achieved), and `now` is later still, by
@@ -665,13 +654,13 @@ impl<'p> Schedule<'p> {
                 now.max(b)
             };
             self.send_time += end.saturating_since(a);
-            if self.round_slowed {
+            // Slowed on purpose: the bucket's rate changes only between rounds.
+            if self.bucket.rate() < self.plan.rate as f64 {
                 self.slowed_time += end.saturating_since(a);
                 self.slowed_sent += self.totals.sent.saturating_sub(self.sent_before_round);
             }
         }
         self.round_paced = false;
-        self.round_slowed = false;
     }
 
     fn interrupt(&mut self) {
