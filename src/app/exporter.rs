@@ -914,15 +914,12 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
 fn in_module_words(e: anyhow::Error, m: &Module) -> anyhow::Error {
     match e.downcast_ref::<resolve::NoAddressOfFamily>() {
         Some(n) => anyhow::anyhow!(
-            "`{}` has no {} address (it has {}), but module `{}` has family = \"{}\"{}; give \
-             a name or address that has one, or use a module with family = \"any\"",
+            "`{}` has no {} address (it has {}), but {}; give a name or address that has one, \
+             or use a module with family = \"any\"",
             n.name,
             n.family.name(),
             n.addresses(),
-            m.name,
-            n.family.name().to_ascii_lowercase(),
-            m.family_line
-                .map_or(String::new(), |l| format!(" (line {l})"))
+            m.family_setting()
         ),
         None => e,
     }

@@ -284,22 +284,30 @@ impl Module {
     pub fn check_family(&self, host: &Host) -> Result<(), String> {
         match host {
             Host::Ip(ip) if !self.family.admits(*ip) => {
-                let (is, setting) = match self.family {
-                    Family::V6 => ("IPv4", "ipv6"),
-                    _ => ("IPv6", "ipv4"),
-                };
-                let at = self
-                    .family_line
-                    .map_or(String::new(), |l| format!(" (line {l})"));
+                let is = if ip.is_ipv6() { "IPv6" } else { "IPv4" };
                 Err(format!(
-                    "{ip} is an {is} address, but module `{}` has family = \"{setting}\"{at}; \
-                     give an {} address or use a module with family = \"any\"",
-                    self.name,
+                    "{ip} is an {is} address, but {}; give an {} address or use a module with \
+                     family = \"any\"",
+                    self.family_setting(),
                     self.family.name()
                 ))
             }
             _ => Ok(()),
         }
+    }
+
+    /// "module `v6` has family = "ipv6" (line 3)": what a message about an address of the
+    /// wrong family says is in the way (the line when the file gave it).
+    pub fn family_setting(&self) -> String {
+        let setting = match self.family {
+            Family::V6 => "ipv6",
+            Family::V4 => "ipv4",
+            Family::Any => "any",
+        };
+        let at = self
+            .family_line
+            .map_or(String::new(), |l| format!(" (line {l})"));
+        format!("module `{}` has family = \"{setting}\"{at}", self.name)
     }
 }
 
