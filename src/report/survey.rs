@@ -2,10 +2,11 @@
 //! form, and reading JSON Lines back for `tcpshake report`.
 
 use crate::report::text::human_ns;
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::io;
 use tcpshake_proto::probe::record::{Leg, ProbeResult};
 use tcpshake_proto::probe::stats::{Group, LegStats, Sample, Survey};
+use tcpshake_proto::time::HumanNs;
 
 /// `198.18.0.2:80  open  syn-ack  SYN→SYN-ACK 41.2 µs  req→1st byte 180.4 µs  total 1.204 ms`
 pub fn probe_line(r: &ProbeResult) -> String {
@@ -82,13 +83,25 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn cell(v: Option<u64>) -> String {
-    v.map(human_ns).unwrap_or_else(|| "-".into())
+/// A table cell: the duration, or `-` when the leg never happened. Written straight into
+/// the table, padded, without a `String` each (2.6 million cells for 40 960 targets).
+struct Cell(Option<HumanNs>);
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => v.fmt(f),
+            None => f.pad("-"),
+        }
+    }
 }
 
-fn cell_f(v: Option<f64>) -> String {
-    v.map(|x| human_ns(x.round() as u64))
-        .unwrap_or_else(|| "-".into())
+fn cell(v: Option<u64>) -> Cell {
+    Cell(v.map(HumanNs))
+}
+
+fn cell_f(v: Option<f64>) -> Cell {
+    Cell(v.map(|x| HumanNs(x.round() as u64)))
 }
 
 fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<()> {
