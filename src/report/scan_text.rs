@@ -218,6 +218,20 @@ pub fn summary(x: &Summary) -> String {
             )
         };
     }
+    if t.allowance_answers > 0 {
+        let _ = write!(
+            s,
+            "\nnote: {} a second after the last round that got answers, as the round \
+             between got none, and got {}: the host passes its answers a second's allowance \
+             at a time (FreeBSD and macOS limit their RSTs to 200 and 250 a second)",
+            count(
+                u64::from(t.allowance_rounds),
+                "retry round went",
+                "retry rounds went"
+            ),
+            count(t.allowance_answers, "answer", "answers"),
+        );
+    }
     if let Some(f) = &x.shortfall {
         let _ = write!(s, "\nwarning: {f}");
     }
@@ -648,6 +662,7 @@ mod tests {
             answers: 5014,
             syns: 4513,
             undone: false,
+            refined: false,
         };
         let s = summary(&Summary {
             totals: ScanTotals {
@@ -666,6 +681,36 @@ mod tests {
             ),
             "{s}"
         );
+        // Rounds that waited for a host's next second got answers: said, as a note.
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                allowance_rounds: 3,
+                allowance_answers: 600,
+                retries_ran_out: false,
+                ..t
+            },
+            ..x
+        });
+        assert_eq!(
+            s.lines().nth(1),
+            Some(
+                "note: 3 retry rounds went a second after the last round that got answers, as \
+                 the round between got none, and got 600 answers: the host passes its answers \
+                 a second's allowance at a time (FreeBSD and macOS limit their RSTs to 200 and \
+                 250 a second)"
+            ),
+            "{s}"
+        );
+        // One that got nothing (silence, confirmed a second on): nothing to say.
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                allowance_rounds: 1,
+                retries_ran_out: false,
+                ..t
+            },
+            ..x
+        });
+        assert_eq!(s.lines().count(), 1, "{s}");
         // Nothing still silent (ICMP answers are not silence), or the retries ended by a
         // round that broke no silence (what is silent then is filtered): nothing to say.
         for t in [

@@ -440,6 +440,11 @@ pub struct ScanTotals {
     pub path_limit_host: Option<std::net::IpAddr>,
     /// Retry rounds were slowed to a rate-limited path's answer rate.
     pub slowed: Option<schedule::Slowdown>,
+    /// Retry rounds sent a second after the last answered round because the round
+    /// between got no answer (a limiter's next allowance: `schedule::ALLOWANCE`).
+    pub allowance_rounds: u8,
+    /// First answers those rounds got.
+    pub allowance_answers: u64,
 }
 
 impl ScanTotals {
