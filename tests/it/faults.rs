@@ -521,9 +521,17 @@ fn rst_in_established_fails_the_exchange() {
     assert_eq!(p.rec.state(), "open", "{}", p.ctx());
     let err = p.rec.error.clone().unwrap_or_default();
     assert!(
-        err.contains("reset by the server in ESTABLISHED"),
+        err.contains("reset by the server in ESTABLISHED before any byte of the response"),
         "{}",
         p.ctx()
+    );
+    // The same peer to HTTPS: it reset on our ClientHello.
+    let t = probe(&lab, false, 8080, &["--timeout", "3s", "--tls", "--insecure"]);
+    let err = t.rec.error.clone().unwrap_or_default();
+    assert!(
+        err.contains("reset by the server in ESTABLISHED during the TLS handshake"),
+        "{}",
+        t.ctx()
     );
     assert_eq!(
         p.rec.close_initiator.as_deref(),

@@ -1104,8 +1104,28 @@ impl Probe {
                     _ => {}
                 }
                 if self.phase == Phase::AwaitingResponse || self.phase == Phase::Connecting {
+                    // How far the response got: a server that resets on the request (a
+                    // policy, a WAF) from one that fell over while answering (curl's
+                    // "Recv failure: Connection reset by peer" says neither).
+                    let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
+                    let progress = match (self.phase, self.cfg.http.is_some(), self.response.len())
+                    {
+                        (Phase::AwaitingResponse, _, _) if handshaking => {
+                            " during the TLS handshake".to_string()
+                        }
+                        (Phase::AwaitingResponse, true, 0) => {
+                            " before any byte of the response".to_string()
+                        }
+                        (Phase::AwaitingResponse, true, 1) => {
+                            " after 1 byte of the response head, before its end".to_string()
+                        }
+                        (Phase::AwaitingResponse, true, n) => {
+                            format!(" after {n} bytes of the response head, before its end")
+                        }
+                        _ => String::new(),
+                    };
                     self.error = Some(format!(
-                        "connection reset by the server in {}{late}{said}",
+                        "connection reset by the server in {}{progress}{late}{said}",
                         state.name()
                     ));
                 } else if self.phase == Phase::Lingering || self.phase == Phase::Closing {
