@@ -388,7 +388,9 @@ pub struct ScanArgs {
     #[arg(long, value_name = "PPS", hide = true, conflicts_with = "rate", value_parser = whole::<u64>(1, 100_000_000), allow_hyphen_values = true)]
     pub max_rate: Option<u64>,
     /// At most N extra SYNs for a port that stays silent (nmap's --max-retries): one retry
-    /// round, and another while the last one got answers (packets were lost), as nmap.
+    /// round, and another while the last one got answers (packets were lost), as nmap;
+    /// after a round that got none, one more a second after the last that got 10 or more
+    /// (a host passing a second's allowance of answers at once, as FreeBSD and macOS do).
     #[arg(long, alias = "max-retries", value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, defaults::SCAN_RETRIES_MAX), allow_hyphen_values = true)]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the
