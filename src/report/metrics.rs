@@ -12,6 +12,7 @@
 //! | `tcpshake_survey_failures_total` | counter | `survey`, `target`, `module` (a probe that could not start: no route, no port) |
 //! | `tcpshake_survey_exchange_failures_total` | counter | `survey`, `target`, `module` (the port was open, the exchange failed: TLS, HTTP, the close) |
 //! | `tcpshake_survey_icmp_ignored_total` | counter | `survey`, `target`, `module` (ICMP errors about a probe's connection not believed: forged or stale) |
+//! | `tcpshake_survey_path_mtu_bytes` | gauge | `survey`, `target`, `module` (the path MTU the last probe lowered its segments to; absent when none) |
 //! | `tcpshake_survey_slo_windows_total`, `tcpshake_survey_slo_breaches_total` | counter | `survey`, `slo` |
 //! | `tcpshake_survey_rounds_skipped_total` | counter | (a target still busy, or the exporter behind) |
 //! | `tcpshake_exporter_probes_in_flight` | gauge | |
@@ -110,6 +111,7 @@ pub struct ExporterMetrics {
     failures: Family<TargetLabels, Counter>,
     exchange_failures: Family<TargetLabels, Counter>,
     icmp_ignored: Family<TargetLabels, Counter>,
+    path_mtu: Family<TargetLabels, Gauge>,
     slo_windows: Family<SloLabels, Counter>,
     slo_breaches: Family<SloLabels, Counter>,
     skipped: Counter,
@@ -161,6 +163,16 @@ impl ExporterMetrics {
              quoted sequence number was not in flight, RFC 5927 §4.1: forged or stale); the \
              records' anomalies say why",
             icmp_ignored.clone(),
+        );
+        // What `/probe` answers as `tcpshake_path_mtu_bytes`: a path that shrinks its MTU
+        // (a tunnel, a VPN) makes a fleet's large responses re-cut, or hang on a black
+        // hole, and the legs alone do not say why.
+        let path_mtu = Family::<TargetLabels, Gauge>::default();
+        r.register(
+            "tcpshake_survey_path_mtu_bytes",
+            "The path MTU the target's last probe lowered its segments to (an ICMP frag-needed \
+             / Packet Too Big, or a black hole found); absent when it needed none",
+            path_mtu.clone(),
         );
         let slo_windows = Family::<SloLabels, Counter>::default();
         r.register(
@@ -217,6 +229,7 @@ impl ExporterMetrics {
             failures,
             exchange_failures,
             icmp_ignored,
+            path_mtu,
             slo_windows,
             slo_breaches,
             skipped,
@@ -291,6 +304,18 @@ impl ExporterMetrics {
         self.icmp_ignored
             .get_or_create(who)
             .inc_by(u64::from(r.icmp_ignored));
+        // The last finished probe's: a path whose MTU came back drops the series (an
+        // interrupted probe may not have got as far as a large segment).
+        if !r.interrupted {
+            match r.path_mtu {
+                Some(mtu) => {
+                    self.path_mtu.get_or_create(who).set(i64::from(mtu));
+                }
+                None => {
+                    self.path_mtu.remove(who);
+                }
+            }
+        }
     }
 
     pub fn failed(&self, who: &TargetLabels) {
@@ -560,6 +585,22 @@ mod tests {
         ] {
             assert!(text.contains(&want), "no `{want}` in\n{text}");
         }
+        assert!(!text.contains("tcpshake_survey_path_mtu_bytes{"), "{text}");
+        // A probe whose segments a frag-needed lowered to a 1280-byte path: its gauge; the
+        // next one at the full MTU drops it.
+        let mut lowered = record();
+        lowered.path_mtu = Some(1280);
+        m.record(&who, &lowered);
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let want = format!("tcpshake_survey_path_mtu_bytes{{{l}}} 1280");
+        assert!(text.contains(&want), "no `{want}` in\n{text}");
+        m.record(&who, &record());
+        let mut out = Vec::new();
+        m.encode(false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("tcpshake_survey_path_mtu_bytes{"), "{text}");
     }
 
     /// The dashboard in contrib/grafana queries only metrics the exporter serves.
