@@ -216,14 +216,27 @@ pub fn summary(x: &Summary) -> String {
                  host or on the way?), and SYNs beyond it lose their answers",
                 d.round, d.syns, d.answers
             )
+            .and_then(|()| match d.again {
+                Some(a) => write!(
+                    s,
+                    "; rounds {} and {} still passed a steady {} a second, at most half their \
+                     SYNs, so the rounds from round {} sent {} SYNs a second",
+                    d.round,
+                    d.round + 1,
+                    a.answers,
+                    a.round,
+                    a.syns
+                ),
+                None => Ok(()),
+            })
         };
     }
     if t.allowance_answers > 0 {
         let _ = write!(
             s,
             "\nnote: {} a second after the last round that got answers, as the round \
-             between got none, and got {}: the host passes its answers a second's allowance \
-             at a time (FreeBSD and macOS limit their RSTs to 200 and 250 a second)",
+             between got none, and got {}: answers came a second's allowance at a time \
+             (FreeBSD and macOS limit their RSTs so, to 200 and 250 a second)",
             count(
                 u64::from(t.allowance_rounds),
                 "retry round went",
@@ -662,7 +675,7 @@ mod tests {
             answers: 5014,
             syns: 4513,
             undone: false,
-            refined: false,
+            again: None,
         };
         let s = summary(&Summary {
             totals: ScanTotals {
@@ -681,6 +694,33 @@ mod tests {
             ),
             "{s}"
         );
+        // Slowed again: both said.
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                slowed: Some(tcpshake_proto::probe::scan::schedule::Slowdown {
+                    round: 3,
+                    answers: 2094,
+                    syns: 1885,
+                    undone: false,
+                    again: Some(tcpshake_proto::probe::scan::schedule::SlowedAgain {
+                        round: 5,
+                        answers: 201,
+                        syns: 181,
+                    }),
+                }),
+                retries_ran_out: false,
+                ..t
+            },
+            ..x
+        });
+        assert!(
+            s.contains(
+                "SYNs beyond it lose their answers; rounds 3 and 4 still passed a steady 201 a \
+                 second, at most half their SYNs, so the rounds from round 5 sent 181 SYNs a \
+                 second"
+            ),
+            "{s}"
+        );
         // Rounds that waited for a host's next second got answers: said, as a note.
         let s = summary(&Summary {
             totals: ScanTotals {
@@ -695,9 +735,9 @@ mod tests {
             s.lines().nth(1),
             Some(
                 "note: 3 retry rounds went a second after the last round that got answers, as \
-                 the round between got none, and got 600 answers: the host passes its answers \
-                 a second's allowance at a time (FreeBSD and macOS limit their RSTs to 200 and \
-                 250 a second)"
+                 the round between got none, and got 600 answers: answers came a second's \
+                 allowance at a time (FreeBSD and macOS limit their RSTs so, to 200 and 250 a \
+                 second)"
             ),
             "{s}"
         );
