@@ -229,6 +229,15 @@ pub fn summary(x: &Summary) -> String {
                 ),
                 None => Ok(()),
             })
+            .and_then(|()| match d.released {
+                Some(r) => write!(
+                    s,
+                    "; round {} passed under a quarter of that (few ports left to answer), so \
+                     the rounds from round {r} went at the scan's rate",
+                    r - 1
+                ),
+                None => Ok(()),
+            })
         };
     }
     if t.allowance_answers > 0 {
@@ -676,6 +685,7 @@ mod tests {
             syns: 4513,
             undone: false,
             again: None,
+            released: None,
         };
         let s = summary(&Summary {
             totals: ScanTotals {
@@ -707,6 +717,7 @@ mod tests {
                         answers: 201,
                         syns: 181,
                     }),
+                    released: Some(7),
                 }),
                 retries_ran_out: false,
                 ..t
@@ -717,7 +728,8 @@ mod tests {
             s.contains(
                 "SYNs beyond it lose their answers; rounds 3 and 4 still passed a steady 201 a \
                  second, at most half their SYNs, so the rounds from round 5 sent 181 SYNs a \
-                 second"
+                 second; round 6 passed under a quarter of that (few ports left to answer), so \
+                 the rounds from round 7 went at the scan's rate"
             ),
             "{s}"
         );

@@ -31,14 +31,16 @@
 //! A round sent slower to a limit answers a larger share of its SYNs than the round
 //! before it; behind random loss the share stays where it was.
 //!
-//! Each round also keeps when the last of its answered SYNs left: a round that outran a
-//! limiter's allowance has its answers stop part-way through its SYNs
+//! Each round also keeps, per answering address and kind of answer (a limiter counts one
+//! kind from one host), when the last SYN it answered left: a round that outran a
+//! limiter's allowance has that source's answers stop part-way through its SYNs
 //! ([`Rounds::stopped_early`]); closed ports among filtered ones, in the scan's random
-//! order, answer to the end.
+//! order, answer to the end, and so do open ports and other hosts beside a limiter.
 //!
 //! Pure: counts in, rates out; the schedule decides what to do with them.
 
 use crate::time::Instant;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -49,15 +51,37 @@ pub const MIN_ANSWERS: u64 = 10;
 /// reads high over a shorter one.
 pub const NAMED_SPAN: Duration = Duration::from_secs(1);
 
-/// One round's SYNs and the first answers to them.
+/// What kind of answer: a limiter counts one kind (FreeBSD limits RSTs, not SYN-ACKs; a
+/// router limits its ICMP errors), so each is looked at apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    SynAck,
+    Rst,
+    Icmp,
+}
+
+/// Answering (address, kind)s a round keeps apart for [`Rounds::stopped_early`]: past
+/// this a sweep's later addresses are not looked at one by one (bounded memory: rounds ×
+/// this).
+const SOURCES_MAX: usize = 4096;
+
+/// One source's first answers in a round: how many, and when the last SYN it answered
+/// left.
 #[derive(Clone, Copy, Debug, Default)]
+struct Source {
+    answers: u64,
+    last_answered: Option<Instant>,
+}
+
+/// One round's SYNs and the first answers to them.
+#[derive(Clone, Debug, Default)]
 struct Round {
     syns: u64,
     first: Option<Instant>,
     last: Option<Instant>,
     answers: u64,
-    /// When the last SYN of this round that got a first answer left.
-    last_answered: Option<Instant>,
+    /// By answering address and kind (at most [`SOURCES_MAX`]).
+    sources: HashMap<(IpAddr, Kind), Source>,
     /// Who the first answers came from: one address, or several (`None` then).
     from: Option<IpAddr>,
     several: bool,
@@ -105,13 +129,22 @@ impl Rounds {
         r.last = Some(at);
     }
 
-    /// A pair of address `addr` got its first answer, to its SYN of round `attempt`, which
-    /// left at `syn_at` (the answer's time less its RTT) when known.
-    pub fn answer(&mut self, attempt: u8, addr: IpAddr, syn_at: Option<Instant>) {
+    /// A pair of address `addr` got its first answer, of kind `kind`, to its SYN of round
+    /// `attempt`, which left at `syn_at` (the answer's time less its RTT) when known.
+    pub fn answer(&mut self, attempt: u8, addr: IpAddr, kind: Kind, syn_at: Option<Instant>) {
         let r = self.at(attempt);
         r.answers += 1;
-        if let Some(t) = syn_at {
-            r.last_answered = Some(r.last_answered.map_or(t, |l| l.max(t)));
+        let room = r.sources.len() < SOURCES_MAX;
+        let source = match r.sources.get_mut(&(addr, kind)) {
+            Some(s) => Some(s),
+            None if room => Some(r.sources.entry((addr, kind)).or_default()),
+            None => None,
+        };
+        if let Some(src) = source {
+            src.answers += 1;
+            if let Some(t) = syn_at {
+                src.last_answered = Some(src.last_answered.map_or(t, |l| l.max(t)));
+            }
         }
         match r.from {
             None => r.from = Some(addr),
@@ -120,22 +153,31 @@ impl Rounds {
         }
     }
 
-    /// Whether `round`'s answers stopped part-way through its SYNs: [`MIN_ANSWERS`] or
-    /// more, and none to a tail of its span longer than k answers spread over it leave
-    /// empty but once in a hundred rounds (1 − 0.01^(1/k) of it: 37 % at 10 answers, 9 %
-    /// at 50, 2.3 % at 200). Closed ports in the scan's random order answer to the end; a
-    /// limiter's spent allowance leaves the round's tail silent.
+    /// Whether some source's answers in `round` stopped part-way through the round's SYNs:
+    /// an (address, kind) with [`MIN_ANSWERS`] or more, none to a tail of the span longer
+    /// than k answers spread over it leave empty but once in a hundred rounds (1 −
+    /// 0.01^(1/k) of it: 37 % at 10 answers, 9 % at 50, 2.3 % at 200; with m such sources,
+    /// once in a hundred for any of them: 0.01/m). A host's closed ports, in the scan's
+    /// random order, answer to the end; a limiter's spent allowance leaves the tail
+    /// silent — of its kind, from its host: open ports' SYN-ACKs and other hosts go on.
     pub fn stopped_early(&self, round: u8) -> bool {
         let (Some(r), Some((first, last))) = (self.get(round), self.sent(round)) else {
             return false;
         };
-        let (Some(answered), false) = (r.last_answered, r.answers < MIN_ANSWERS) else {
-            return false;
-        };
         let span = last.saturating_since(first).as_secs_f64();
-        let tail = last.saturating_since(answered).as_secs_f64();
-        let rare = 1.0 - 0.01f64.powf(1.0 / r.answers as f64);
-        span > 0.0 && tail > span * rare
+        let read: Vec<&Source> = r
+            .sources
+            .values()
+            .filter(|s| s.answers >= MIN_ANSWERS)
+            .collect();
+        let chance = 0.01 / read.len().max(1) as f64;
+        span > 0.0
+            && read.iter().any(|s| {
+                s.last_answered.is_some_and(|t| {
+                    let tail = last.saturating_since(t).as_secs_f64();
+                    tail > span * (1.0 - chance.powf(1.0 / s.answers as f64))
+                })
+            })
     }
 
     /// The one address every first answer to `round` came from (a sweep in which one host
@@ -251,16 +293,22 @@ impl Rounds {
     }
 
     /// Rounds `slowed` and `next`, both sent at one slowed rate, each with [`MIN_ANSWERS`]
-    /// answers or more, passed the same rate over time (within a quarter), at most half
-    /// `next`'s SYN rate: still limited — the reading they were slowed to was too high (a
+    /// answers or more, passed the same rate over time (within a quarter, of each other
+    /// and of the rounds before the slowdown), at most half `next`'s SYN rate: still limited — the reading they were slowed to was too high (a
     /// limiter that banks its allowance, read while sending) — at `next`'s rate. A round
     /// slowed under the limit gets every answer it can, and the round after it, the same
     /// ports less those, gets none.
     pub fn steady_while_slowed(&self, slowed: u8, next: u8) -> Option<f64> {
         let a = self.stretch(slowed).filter(|s| s.first == slowed)?;
         let b = self.stretch(next).filter(|s| s.first == next)?;
+        // And the rate over time before the slowdown agrees: a limit passes the same
+        // whatever is sent. Behind random loss too, two slowed rounds can pass a few
+        // answers each at one low rate (a bucket of 200 with half the packets lost: 69 and
+        // 55 a second, against ~200 before: slowed again to 50 SYNs a second, 3 → 72 s).
+        let before = self.pass_rate(slowed.checked_sub(1)?)?;
         let rate = b.rate();
-        self.limited(next, rate, a.rate()).then_some(rate)
+        let agrees = (rate - before).abs() <= before / 4.0;
+        (agrees && self.limited(next, rate, a.rate())).then_some(rate)
     }
 
     /// The limit for the summary to name (as [`Rounds::first_limit`] reads it): only from
@@ -274,6 +322,15 @@ impl Rounds {
             self.limit_while_sending(round)?
         };
         Some(rate.round() as u64)
+    }
+
+    /// Round `round`'s first answers a second over its own time: from the last SYN of
+    /// the round before it to its own last (any number of answers, none included).
+    pub fn rate_over_round(&self, round: u8) -> Option<f64> {
+        let (_, last) = self.sent(round)?;
+        let (_, before) = self.sent(round.checked_sub(1)?)?;
+        let time = last.saturating_since(before).as_secs_f64();
+        (time > 0.0).then(|| self.answers(round) as f64 / time)
     }
 
     /// Round `round`'s first answers.
@@ -308,7 +365,7 @@ mod tests {
             r.syn(n, at_us(from + k * gap));
         }
         for _ in 0..answers {
-            r.answer(n, IpAddr::from([198, 18, 0, 7]), None);
+            r.answer(n, IpAddr::from([198, 18, 0, 7]), Kind::Rst, None);
         }
     }
 
@@ -391,7 +448,7 @@ mod tests {
             r.syn(0, at_us(k * 10));
         }
         for k in 0..200 {
-            r.answer(0, addr, Some(at_us(k * 10)));
+            r.answer(0, addr, Kind::Rst, Some(at_us(k * 10)));
         }
         assert!(r.stopped_early(0));
         // Every fifth port closed, all of them answered: to the end.
@@ -399,16 +456,29 @@ mod tests {
         for k in 0..1_000 {
             r.syn(0, at_us(k * 10));
             if k % 5 == 3 {
-                r.answer(0, addr, Some(at_us(k * 10)));
+                r.answer(0, addr, Kind::Rst, Some(at_us(k * 10)));
             }
         }
         assert!(!r.stopped_early(0));
+        // The same allowance spent, and an open port's SYN-ACKs (not limited) to the end:
+        // the RSTs, looked at apart, still stopped.
+        let mut r = Rounds::default();
+        for k in 0..1_000 {
+            r.syn(0, at_us(k * 10));
+            if k % 10 == 0 {
+                r.answer(0, addr, Kind::SynAck, Some(at_us(k * 10)));
+            }
+        }
+        for k in 0..200 {
+            r.answer(0, addr, Kind::Rst, Some(at_us(k * 10)));
+        }
+        assert!(r.stopped_early(0));
         // Too few answers to tell; no RTT to place them.
         let mut r = Rounds::default();
         round(&mut r, 0, 0, 1_000, 10, 200);
         assert!(!r.stopped_early(0));
         for k in 0..9 {
-            r.answer(1, addr, Some(at_us(k)));
+            r.answer(1, addr, Kind::Rst, Some(at_us(k)));
         }
         assert!(!r.stopped_early(1));
     }
@@ -418,18 +488,24 @@ mod tests {
     /// gets nothing (the first got every answer there was).
     #[test]
     fn slowed_rounds_that_still_pass_one_rate_are_limited() {
-        let slowed = |answers3: u64, answers4: u64| {
+        // Rounds 1 and 2 (800 SYNs in 8 ms, 58 ms apart) got 12 each: ~200 a second over
+        // time before the slowdown.
+        let slowed = |before: u64, answers3: u64, answers4: u64| {
             let mut r = Rounds::default();
-            round(&mut r, 2, 0, 800, 10, 5);
-            round(&mut r, 3, 100_000, 800, 714, answers3);
-            round(&mut r, 4, 720_000, 680, 714, answers4);
+            round(&mut r, 1, 0, 800, 10, before);
+            round(&mut r, 2, 58_000, 800, 10, before);
+            round(&mut r, 3, 120_000, 800, 714, answers3);
+            round(&mut r, 4, 740_000, 680, 714, answers4);
             r
         };
-        let l = slowed(120, 104).steady_while_slowed(3, 4).unwrap();
+        let l = slowed(12, 120, 104).steady_while_slowed(3, 4).unwrap();
         assert!((180.0..=215.0).contains(&l), "{l}");
-        assert_eq!(slowed(240, 0).steady_while_slowed(3, 4), None);
+        assert_eq!(slowed(12, 240, 0).steady_while_slowed(3, 4), None);
         // Too few answers in the second to read it alone.
-        assert_eq!(slowed(120, 9).steady_while_slowed(3, 4), None);
+        assert_eq!(slowed(12, 120, 9).steady_while_slowed(3, 4), None);
+        // The two slowed rounds agree with each other but not with the rate before them
+        // (~200 a second then, ~50 now): random loss thinning what is left, not a limit.
+        assert_eq!(slowed(12, 30, 26).steady_while_slowed(3, 4), None);
     }
 
     #[test]
@@ -442,7 +518,7 @@ mod tests {
         // While sending (380 over round 1's 1.8 s), as for a limiter that banks little.
         assert_eq!(r.named_limit(1, false), Some(211));
         assert_eq!(r.sole_answerer(1), Some(IpAddr::from([198, 18, 0, 7])));
-        r.answer(1, IpAddr::from([198, 18, 0, 8]), None);
+        r.answer(1, IpAddr::from([198, 18, 0, 8]), Kind::Rst, None);
         assert_eq!(r.sole_answerer(1), None);
         assert_eq!(r.sole_answerer(5), None);
     }
