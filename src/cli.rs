@@ -389,8 +389,9 @@ pub struct ScanArgs {
     pub max_rate: Option<u64>,
     /// At most N extra SYNs for a port that stays silent (nmap's --max-retries): one retry
     /// round, and another while the last one got answers (packets were lost), as nmap;
-    /// after a round that got none, one more a second after the last that got 10 or more
-    /// (a host passing a second's allowance of answers at once, as FreeBSD and macOS do).
+    /// after a short round that got none, one more a second after the last that got some,
+    /// if those stopped part-way through its SYNs (a host passing a second's allowance of
+    /// answers at once, as FreeBSD and macOS do).
     #[arg(long, alias = "max-retries", value_name = "N", default_value_t = defaults::SCAN_RETRIES, value_parser = whole::<u8>(0, defaults::SCAN_RETRIES_MAX), allow_hyphen_values = true)]
     pub retries: u8,
     /// After the last SYN of a round, how long replies are awaited. [default: from the
