@@ -845,8 +845,11 @@ fn near_destination(lab: &mut Lab, v6: bool, routers: usize) {
     assert_eq!(r.destination.reason.as_str(), "syn-ack");
     let tcpdump_rtt = first_synack.ts_ns.saturating_sub(answered.2) as i64;
     let ours = r.destination.rtt_ns[0] as i64;
+    // One RTT, its incoming stamp from another tap than tcpdump's: on a busy 2-CPU VM
+    // two taps' stamps of one packet differ by tens of µs (a fresh-clone CI run: 42.5
+    // against 66.1 µs). The same bound as the hops' worst case above.
     assert!(
-        (ours - tcpdump_rtt).abs() <= 20_000,
+        (ours - tcpdump_rtt).abs() <= 50_000,
         "rtt {ours} ns, tcpdump's {tcpdump_rtt} ns\n{run}"
     );
     // Every answer of the destination, as our pcapng labels it.
