@@ -144,7 +144,8 @@ impl fmt::Display for HumanNs {
         let q = ns / step + u64::from(ns % step >= step / 2);
         let scale = 10u64.pow(decimals);
         let mut buf = Text::default();
-        // Writing to `Text` fails only past its 32 bytes; the longest is 17 bytes (`18446744073.710 s`).
+        // Writing to `Text` fails only past its 32 bytes; the longest is 17 bytes
+        // (`18446744073.710 s`).
         fmt::write(
             &mut buf,
             format_args!(

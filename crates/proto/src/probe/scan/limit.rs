@@ -294,10 +294,11 @@ impl Rounds {
 
     /// Rounds `slowed` and `next`, both sent at one slowed rate, each with [`MIN_ANSWERS`]
     /// answers or more, passed the same rate over time (within a quarter, of each other
-    /// and of the rounds before the slowdown), at most half `next`'s SYN rate: still limited — the reading they were slowed to was too high (a
-    /// limiter that banks its allowance, read while sending) — at `next`'s rate. A round
-    /// slowed under the limit gets every answer it can, and the round after it, the same
-    /// ports less those, gets none.
+    /// and of the rounds before the slowdown), at most half `next`'s SYN rate: still
+    /// limited — the reading they were slowed to was too high (a limiter that banks its
+    /// allowance, read while sending) — at `next`'s rate. A round slowed under the limit
+    /// gets every answer it can, and the round after it, the same ports less those, gets
+    /// none.
     pub fn steady_while_slowed(&self, slowed: u8, next: u8) -> Option<f64> {
         let a = self.stretch(slowed).filter(|s| s.first == slowed)?;
         let b = self.stretch(next).filter(|s| s.first == next)?;
