@@ -207,7 +207,7 @@ impl Rounds {
         let mut answers = 0;
         // Bounded: at most `end` + 1 rounds.
         for mut first in (0..=end).rev() {
-            answers += self.get(first).map_or(0, |r| r.answers);
+            answers += self.answers(first);
             if answers < MIN_ANSWERS {
                 continue;
             }

@@ -430,10 +430,10 @@ pub struct ScanTotals {
     pub retries_ran_out: bool,
     /// `--retries`, the ceiling of the retry rounds.
     pub retries: u8,
-    /// The rate the path passed answers at in the last round, a second, when it and the
-    /// round before say the path limits them and the round lasted long enough to read it
-    /// (limit.rs: [`limit::Rounds::named_limit`]): with `retries_ran_out`, the rate to
-    /// scan at.
+    /// The rate the path passed answers at, a second, when the last rounds say the path
+    /// limits them and they lasted long enough to read it (limit.rs:
+    /// [`limit::Rounds::named_limit`]: read while sending, or over time once an allowance
+    /// round got answers): with `retries_ran_out`, the rate to scan at.
     pub path_limit: Option<u64>,
     /// In a scan of several hosts, the one address the last round's first answers all
     /// came from: the host (or the way to it) that limits.

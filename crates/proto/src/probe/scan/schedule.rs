@@ -1215,19 +1215,8 @@ mod tests {
 
         // A limiter that passes its whole second's allowance at once (FreeBSD's
         // ppsratecheck: 200 a second): never named higher than it passes.
-        let mut window = (0u64, 0u64);
         let mut s = Schedule::new(&slow, [true, false], at_us(0));
-        let _ = run_timed(
-            &mut s,
-            |_, now| {
-                if now / 1_000_000 != window.0 {
-                    window = (now / 1_000_000, 0);
-                }
-                window.1 += 1;
-                (window.1 <= 200).then_some((PortState::Closed, 50))
-            },
-            None,
-        );
+        let _ = run_timed(&mut s, window_limiter(200, |_| false), None);
         let t = s.totals();
         assert!(t.path_limit.is_none_or(|r| r <= 220), "{t:?}");
 
@@ -1295,21 +1284,23 @@ mod tests {
         assert_eq!((s.slowed(), s.totals().path_limit), (None, None));
     }
 
-    /// A host that answers `per_window` SYNs at the start of each second and none after
-    /// (FreeBSD's `ppsratecheck` for its RSTs: 200; macOS: 250), every port but 80 closed.
-    fn window_limiter(per_window: u64) -> impl FnMut(&SendSyn, u64) -> Option<(PortState, u64)> {
+    /// A host that answers `per_window` closed ports' SYNs at the start of each second and
+    /// none after (FreeBSD's `ppsratecheck` for its RSTs: 200; macOS: 250); the ports
+    /// `open` names answer a SYN-ACK each, unlimited, as FreeBSD's do.
+    fn window_limiter(
+        per_window: u64,
+        open: impl Fn(u16) -> bool,
+    ) -> impl FnMut(&SendSyn, u64) -> Option<(PortState, u64)> {
         let mut window = (0u64, 0u64);
         move |p, now| {
+            if open(p.remote.port()) {
+                return Some((PortState::Open, 50));
+            }
             if now / 1_000_000 != window.0 {
                 window = (now / 1_000_000, 0);
             }
             window.1 += 1;
-            let state = if p.remote.port() == 80 {
-                PortState::Open
-            } else {
-                PortState::Closed
-            };
-            (window.1 <= per_window).then_some((state, 50))
+            (window.1 <= per_window).then_some((PortState::Closed, 50))
         }
     }
 
@@ -1325,7 +1316,7 @@ mod tests {
         let p = plan("198.18.0.1", &ports, 300_000, 10, Shard::WHOLE);
         for per_window in [200, 250] {
             let mut s = Schedule::new(&p, [true, false], at_us(0));
-            let (_, end) = run_timed(&mut s, window_limiter(per_window), None);
+            let (_, end) = run_timed(&mut s, window_limiter(per_window, |port| port == 80), None);
             let t = s.totals();
             assert_eq!((t.open, t.closed, t.silent()), (1, 999, 0), "{t:?}");
             assert!(t.allowance_rounds >= 1 && t.allowance_answers > 0, "{t:?}");
@@ -1337,22 +1328,8 @@ mod tests {
 
         // A tenth of its ports open: their SYN-ACKs are not limited (FreeBSD limits RSTs)
         // and come to the end of each round; the RSTs, looked at apart, stopped. Exact.
-        let mut window = (0u64, 0u64);
         let mut s = Schedule::new(&p, [true, false], at_us(0));
-        let _ = run_timed(
-            &mut s,
-            |q, now| {
-                if q.remote.port() % 10 == 0 {
-                    return Some((PortState::Open, 50));
-                }
-                if now / 1_000_000 != window.0 {
-                    window = (now / 1_000_000, 0);
-                }
-                window.1 += 1;
-                (window.1 <= 200).then_some((PortState::Closed, 50))
-            },
-            None,
-        );
+        let _ = run_timed(&mut s, window_limiter(200, |port| port % 10 == 0), None);
         let t = s.totals();
         assert_eq!((t.open, t.closed, t.silent()), (100, 900, 0), "{t:?}");
 
