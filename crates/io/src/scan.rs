@@ -1024,6 +1024,10 @@ fn wait_draining(
 /// empty tap instead of waiting in poll (see `receive`).
 const BUSY: Duration = Duration::from_millis(5);
 const NAP: Duration = Duration::from_micros(200);
+/// After the sender is done, how long the receiver goes on reading taps that are never
+/// empty: what the rings held then takes a few ms at most (~100 ms of replies at 300 kpps
+/// fill one); packets that keep coming past it (a flood, a replay) are the scan's no more.
+const LAST_READ_MAX: Duration = Duration::from_millis(200);
 
 /// The receiver's ways to send a RST, per family.
 type RstSenders = [Option<(RawSender, Option<FrameSender>)>; 2];
@@ -1054,7 +1058,10 @@ fn receive(
     let mut buf = vec![0u8; 65536];
     let mut pkt = [0u8; FRAME_ROOM];
     let mut rst_ident: u16 = random::random_u32() as u16;
-    let mut last_round = false;
+    // Set when the sender is done: the taps are read until a pass finds them empty, or
+    // until this time at the latest (a flood that never lets up must not hold the scan's
+    // end, nor Ctrl-C, without end).
+    let mut last_round: Option<Instant> = None;
     let mut last_packet = clock::now();
     // One reassembler per tap: a fragmented SYN-ACK is matched once whole (defrag.rs).
     let mut defrags: Vec<Defrag> = taps.iter().map(|_| Defrag::new(false)).collect();
@@ -1144,11 +1151,16 @@ fn receive(
             }
         }
         tx_times.expire(clock::now());
-        if last_round && got == 0 {
+        if let Some(until) = last_round
+            && (got == 0 || clock::now() >= until)
+        {
             return Ok(drops(taps));
         }
-        if !receiving.load(Ordering::Relaxed) {
-            last_round = true;
+        if last_round.is_none() && !receiving.load(Ordering::Relaxed) {
+            last_round = Some(clock::now() + LAST_READ_MAX);
+            continue;
+        }
+        if last_round.is_some() {
             continue;
         }
         if got > 0 {

@@ -18,7 +18,8 @@ pub(crate) struct Smoothed {
 
 impl Smoothed {
     /// One measurement (§2.2 for the first, §2.3 after; α = 1/8, β = 1/4). Each term is
-    /// divided before the sum, so no sample, however absurd, overflows a `Duration`.
+    /// divided before the sum, which saturates: no sample, however absurd, overflows a
+    /// `Duration`.
     pub(crate) fn sample(&mut self, r: Duration) {
         match self.srtt {
             None => {
@@ -28,9 +29,10 @@ impl Smoothed {
             Some(srtt) => {
                 let delta = srtt.abs_diff(r);
                 // RTTVAR <- (1 - 1/4) * RTTVAR + 1/4 * |SRTT - R'|
-                self.rttvar = self.rttvar * 3 / 4 + delta / 4;
+                // (Written as a difference: `rttvar * 3` overflows near `Duration::MAX`.)
+                self.rttvar = (self.rttvar - self.rttvar / 4).saturating_add(delta / 4);
                 // SRTT <- (1 - 1/8) * SRTT + 1/8 * R'
-                self.srtt = Some(srtt * 7 / 8 + r / 8);
+                self.srtt = Some((srtt - srtt / 8).saturating_add(r / 8));
             }
         }
     }

@@ -386,6 +386,8 @@ pub struct Resolver<'a> {
     /// Gateways to ask about (those the kernel did not know).
     gateways: Vec<IpAddr>,
     macs: HashMap<IpAddr, MacAddr>,
+    /// The gateways the kernel knew at the start (in `macs`, never asked nor counted).
+    preknown: Vec<IpAddr>,
     plan: ResolvePlan,
     bucket: TokenBucket,
     rtt: RttEstimator,
@@ -443,6 +445,7 @@ impl<'a> Resolver<'a> {
             links,
             ranges,
             gateways,
+            preknown: known.keys().copied().collect(),
             macs: known,
             plan,
             bucket: TokenBucket::new(plan.rate, now),
@@ -472,7 +475,7 @@ impl<'a> Resolver<'a> {
 
     pub fn totals(&self) -> ResolveTotals {
         ResolveTotals {
-            rounds: self.round + u8::from(self.totals.sent > 0),
+            rounds: self.round.saturating_add(u8::from(self.totals.sent > 0)),
             ..self.totals
         }
     }
@@ -663,14 +666,28 @@ impl<'a> Resolver<'a> {
             if on_link && !self.macs.contains_key(&a) {
                 return Some(a);
             }
+            if on_link {
+                self.walked_past_answered(a);
+            }
         }
         while let Some(&g) = self.gateways.get(self.gateway_at) {
             self.gateway_at += 1;
             if !self.macs.contains_key(&g) {
                 return Some(g);
             }
+            self.walked_past_answered(g);
         }
         None
+    }
+
+    /// Round 0's walk found `addr` answered before it was asked (a reply to the kernel's
+    /// own ARP / ND refresh, or one nobody asked for): it counts as asked, as its answer
+    /// counted as resolved. Else `all_answered` held one address early — with another's
+    /// answer lost, resolution ended after round 0 and called a live host down.
+    fn walked_past_answered(&mut self, addr: IpAddr) {
+        if self.round == 0 && !self.preknown.contains(&addr) {
+            self.totals.asked += 1;
+        }
     }
 
     fn all_answered(&self) -> bool {
@@ -1258,5 +1275,87 @@ mod tests {
             prop_assert!(per.values().all(|&n| n <= 1 + u32::from(retries)));
             prop_assert!(!per.contains_key(&ip("198.18.77.1")) && !per.contains_key(&ip("fd00:77::1")));
         }
+    }
+
+    /// A reply that comes before its address is asked (to the kernel's own ARP / ND
+    /// refresh for a host it talks to, or sent unasked) resolves it, and round 0's walk
+    /// then passes it by: it counts as asked too. Counted as resolved only, it made round
+    /// 0's last lost answer look answered — no retry round, and the host that lost it was
+    /// called down and got no SYN.
+    #[test]
+    fn a_reply_before_its_request_does_not_end_resolution_early() {
+        let t = targets(&["198.18.77.8/30"]);
+        // .10 loses its first answer; .11 is not there.
+        let answers = |a: IpAddr, n: u8| match a {
+            a if a == ip("198.18.77.10") => (n >= 1).then(|| mac_of(a)),
+            a if a == ip("198.18.77.11") => None,
+            a => Some(mac_of(a)),
+        };
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(2), at_us(0));
+        run(&mut r, answers, None);
+        assert!(!r.finish().is_down(ip("198.18.77.10")), "round 1 finds it");
+        // The same, with a reply for .11 before anything is asked.
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(2), at_us(0));
+        assert!(r.answer(ip("198.18.77.11"), MacAddr([2, 0, 0, 0, 9, 9]), at_us(0)));
+        let (asked, _) = run(&mut r, answers, None);
+        assert_eq!(
+            asked
+                .iter()
+                .filter(|&&(_, a)| a == ip("198.18.77.10"))
+                .count(),
+            2,
+            "asked again in round 1: {asked:?}"
+        );
+        assert_eq!((r.totals().asked, r.totals().resolved), (4, 4));
+        assert!(!r.finish().is_down(ip("198.18.77.10")));
+    }
+
+    /// A gateway the kernel knew is in `macs` from the start and never asked: walking past
+    /// it (it is also a target) counts nothing, so a resolution that found everyone ends
+    /// without a round more.
+    #[test]
+    fn a_known_gateway_among_the_targets_is_not_counted_as_asked() {
+        let t = targets(&["198.18.77.1/32"]);
+        let known = HashMap::from([(ip("198.18.77.1"), MacAddr([2, 0, 0, 0, 0, 1]))]);
+        let mut r = Resolver::new(&t, links(), known, plan(2), at_us(0));
+        let (asked, _) = run(&mut r, |a, _| Some(mac_of(a)), None);
+        assert!(asked.is_empty(), "{asked:?}");
+        assert_eq!((r.totals().asked, r.totals().resolved), (0, 0));
+    }
+
+    /// `retries` 255 (the `u8` a `ResolvePlan` allows; the CLI caps it at 10) with every
+    /// round resolving someone new: 256 rounds, counted without overflow.
+    #[test]
+    fn two_hundred_fifty_six_rounds_are_counted() {
+        let t = targets(&["198.18.77.0/24"]);
+        // .0 never answers; .k (k ≥ 2) answers its (k − 1)-th request: rounds 1 to 254
+        // each resolve one address, so round 255 comes too.
+        let answers = |a: IpAddr, n: u8| {
+            let v = value(a) as u8;
+            (v >= 2 && n == v - 1).then(|| mac_of(a))
+        };
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(255), at_us(0));
+        // `run`'s per-address request count is a u8 (.0 is asked 256 times): driven here.
+        let (mut now, mut asks) = (0u64, HashMap::<IpAddr, u32>::new());
+        // Bounded: 256 rounds of at most 256 requests, and their waits.
+        for _ in 0..1_000_000 {
+            match r.poll(at_us(now), false) {
+                ResolveStep::Ask(a) => {
+                    r.sent(a, at_us(now));
+                    let n = asks.entry(a).or_insert(0);
+                    if let Ok(k) = u8::try_from(*n)
+                        && let Some(m) = answers(a, k)
+                    {
+                        r.answer(a, m, at_us(now + 1));
+                    }
+                    *n += 1;
+                    now += 1;
+                }
+                ResolveStep::Wait(w) => now = now.max((w.as_nanos() - T0).div_ceil(1000)),
+                ResolveStep::Done => break,
+            }
+        }
+        assert_eq!(asks[&ip("198.18.77.0")], 256, "rounds 0 to 255");
+        assert_eq!(r.totals().rounds, 255, "saturated");
     }
 }

@@ -150,4 +150,15 @@ mod tests {
             }
         }
     }
+
+    /// No sample overflows the estimator, however absurd (`Duration::MAX` twice: the
+    /// smoothing multiplied before it divided and panicked, in release too).
+    #[test]
+    fn absurd_samples_do_not_overflow() {
+        let mut e = RttEstimator::new();
+        e.sample(Duration::MAX);
+        e.sample(Duration::MAX);
+        e.sample(Duration::ZERO);
+        assert!(e.wait(Wait::Adaptive) <= CEILING);
+    }
 }

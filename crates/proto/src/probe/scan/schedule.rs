@@ -481,9 +481,6 @@ impl<'p> Schedule<'p> {
         at: Instant,
         rtt: Option<Duration>,
     ) -> Option<ScanRecord> {
-        if let Some(r) = rtt {
-            self.rtt.sample(r);
-        }
         // The receiver has answered this SYN-ACK (a duplicate too) with a RST at once
         // (`Reply::rst_seq`): a packet on the wire like the SYNs, so it is counted, and the
         // first answer's is paid for: the walk's next packets wait for its token. Without it
@@ -502,6 +499,13 @@ impl<'p> Schedule<'p> {
         if !first {
             self.totals.duplicates += 1;
             return None;
+        }
+        // First answers only: a duplicate is timed from the same SYN, and one the target
+        // sent again (Linux repeats a SYN-ACK at ~1 s and ~3 s when our RST is lost) or a
+        // replay would read as a round trip of seconds and stretch every wait after it
+        // (the TCP side refuses such samples too: `ts_rtt_sample`).
+        if let Some(r) = rtt {
+            self.rtt.sample(r);
         }
         if reply.attempt > 0 {
             self.totals.answered_on_retry += 1;
@@ -834,7 +838,7 @@ impl<'p> Schedule<'p> {
                 });
                 self.bucket.set_rate(self.plan.rate, now);
             } else if d.again.is_none()
-                && ended == d.round + 1
+                && d.round.checked_add(1) == Some(ended)
                 && let Some(limit) = self.rounds.steady_while_slowed(d.round, ended)
                 && let Some(syns) = self.slowed_syns(limit, silent)
             {
@@ -1943,5 +1947,232 @@ mod tests {
             assert!(b.take(t).is_ok());
         }
         assert!(b.take(t).is_err());
+    }
+
+    // --- answers from a hostile or broken peer ---
+
+    /// A duplicate answer (a SYN-ACK the target sends again because our RST was lost or
+    /// filtered, or anyone replaying it) is timed from the same SYN stamp: it gives the
+    /// RTT estimator no sample (the wait jumped from the 50 ms floor to seconds).
+    #[test]
+    fn duplicate_answers_do_not_stretch_the_wait() {
+        let mut p = plan("198.18.0.1", &[80, 81], 1_000_000, 2, Shard::WHOLE);
+        p.wait = Wait::Adaptive;
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let a: SocketAddr = "198.18.0.1:80".parse().unwrap();
+        let r = Reply {
+            rst_seq: Some(SeqNumber(1)),
+            ..reply(a, PortState::Open)
+        };
+        let us = Duration::from_micros;
+        assert!(s.answer(&r, at_us(40), Some(us(40))).is_some());
+        assert_eq!(s.wait(), crate::probe::scan::rtt::FLOOR);
+        // Linux sends an un-ACKed SYN-ACK again at ~1 s and ~3 s.
+        assert!(
+            s.answer(&r, at_us(1_000_040), Some(us(1_000_040)))
+                .is_none()
+        );
+        assert!(
+            s.answer(&r, at_us(3_000_040), Some(us(3_000_040)))
+                .is_none()
+        );
+        assert_eq!(s.totals().duplicates, 2);
+        assert_eq!(s.wait(), crate::probe::scan::rtt::FLOOR);
+    }
+
+    use proptest::prelude::*;
+
+    /// Any answers at all — late, early (stamped before their SYN), repeated, absurd RTTs,
+    /// claimed attempts the scan has not reached — never panic the schedule, and it ends
+    /// within a bounded virtual time with a bounded number of SYNs.
+    fn adversarial(
+        n_ports: usize,
+        retries: u8,
+        adaptive: bool,
+        rate: u64,
+        script: &[(u8, u64, u8, u8, bool)],
+        strays: &[(u16, u8, u64)],
+    ) -> (usize, u64) {
+        let ports: Vec<u16> = (0..n_ports as u16).map(|p| 80 + p).collect();
+        let mut p = plan("198.18.0.0/31", &ports, rate, retries, Shard::WHOLE);
+        if adaptive {
+            p.wait = Wait::Adaptive;
+        }
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        // (due µs, at ns, rtt, remote, state, attempt)
+        let mut pending: Vec<(u64, u64, Option<Duration>, SocketAddr, PortState, u8)> = Vec::new();
+        for (i, &(port, attempt, t)) in strays.iter().enumerate() {
+            let remote = SocketAddr::new(IpAddr::from([198, 18, 0, (i % 2) as u8]), 80 + port % 8);
+            pending.push((
+                t % 5_000_000,
+                T0 + t % 5_000_000_000,
+                None,
+                remote,
+                PortState::Closed,
+                attempt,
+            ));
+        }
+        let (mut now, mut sends, mut k) = (0u64, 0usize, 0usize);
+        for _ in 0..2_000_000 {
+            let due: Vec<_> = pending.iter().copied().filter(|x| x.0 <= now).collect();
+            pending.retain(|x| x.0 > now);
+            for (_, at, rtt, remote, state, attempt) in due {
+                let r = Reply {
+                    attempt,
+                    rst_seq: (state == PortState::Open).then_some(SeqNumber(1)),
+                    ..reply(remote, state)
+                };
+                let _ = s.answer(&r, Instant::from_nanos(at), rtt);
+            }
+            match s.poll(at_us(now), false) {
+                Step::Send(syn) => {
+                    sends += 1;
+                    s.sent(1 + u64::from(syn.reset_previous), at_us(now));
+                    let (ans, delay, rtt_kind, dups, before) = script[k % script.len()];
+                    k += 1;
+                    let state = match ans {
+                        1 => PortState::Open,
+                        2 => PortState::Closed,
+                        3 => PortState::Filtered,
+                        _ => continue,
+                    };
+                    let delay = delay % 20_000_000;
+                    for d in 0..=u64::from(dups) {
+                        let due = now + delay + d * 1_000_000;
+                        let at = if before {
+                            (T0 + now * 1000).saturating_sub(1_000_000_000)
+                        } else {
+                            T0 + due * 1000
+                        };
+                        let rtt = match rtt_kind {
+                            0 => None,
+                            1 => Some(Duration::from_micros(delay + d * 1_000_000)),
+                            // The largest the driver can hand in: a difference of two
+                            // u64 ns stamps (rtt.rs's `Duration::MAX` case is separate).
+                            2 => Some(Duration::from_nanos(u64::MAX)),
+                            _ => Some(Duration::from_nanos(delay.wrapping_mul(1_000_000_007))),
+                        };
+                        pending.push((due, at, rtt, syn.remote, state, syn.attempt));
+                    }
+                }
+                Step::Wait(t) => {
+                    let t = (t.as_nanos() - T0).div_ceil(1000);
+                    assert!(t >= now, "a wait goes forward");
+                    let next = pending.iter().map(|p| p.0).min().unwrap_or(u64::MAX);
+                    now = t.min(next).max(now + 1);
+                }
+                Step::Done => return (sends, now),
+            }
+        }
+        panic!("the schedule never ended (now {now} µs, {sends} sends)");
+    }
+
+    /// The whole-scan effect: 2 hosts × 1 000 ports at 1 000 pps (round 0 lasts 2 s), one
+    /// port open whose SYN-ACK comes again 1 s and 2 s later (our RST lost), the rest
+    /// silent, two retries allowed: as long as with one SYN-ACK (it was 12.0 s, not 6.1).
+    #[test]
+    fn a_repeated_synack_does_not_make_the_scan_longer() {
+        let mut script = vec![(0u8, 0u64, 0u8, 0u8, false); 100_000];
+        script[0] = (1, 40, 1, 0, false);
+        let (_, once) = adversarial(1000, 2, true, 1_000, &script, &[]);
+        script[0] = (1, 40, 1, 2, false);
+        let (_, repeated) = adversarial(1000, 2, true, 1_000, &script, &[]);
+        assert_eq!(repeated, once, "once {once} µs, repeated {repeated} µs");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn adversarial_answers_never_panic_and_end(
+            n_ports in 1usize..6,
+            retries in 0u8..=10,
+            adaptive in any::<bool>(),
+            rate in prop_oneof![Just(1_000_000u64), Just(1_000), Just(50)],
+            script in proptest::collection::vec((0u8..4, any::<u64>(), 0u8..4, 0u8..3, any::<bool>()), 1..32),
+            strays in proptest::collection::vec((any::<u16>(), 0u8..=10, any::<u64>()), 0..4),
+        ) {
+            let (sends, end_us) = adversarial(n_ports, retries, adaptive, rate, &script, &strays);
+            let pairs = 2 * n_ports;
+            prop_assert!(sends <= pairs * (usize::from(retries) + 1), "{sends}");
+            // Each round: its SYNs, a wait of at most 10 s, an allowance of 1 s.
+            let bound = (u64::from(retries) + 1) * 12_000_000 + 2 * pairs as u64 * 20_000 * (u64::from(retries) + 1) + 5_000_000;
+            prop_assert!(end_us <= bound, "ended at {end_us} µs, bound {bound}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Larger scans, so the limit readings (≥ 10 answers a round) and the slowdowns
+        /// engage: a peer whose answers follow a token bucket of its choosing, with
+        /// duplicates and junk RTTs on top.
+        #[test]
+        fn a_steering_peer_never_panics_and_ends(
+            n_ports in 50usize..600,
+            retries in 0u8..=10,
+            rate in prop_oneof![Just(1_000_000u64), Just(20_000), Just(2_000)],
+            bucket_rate in 10u64..2_000,
+            burst in 1u64..300,
+            window in any::<bool>(),
+            script in proptest::collection::vec((0u8..4, any::<u64>(), 0u8..4, 0u8..2, any::<bool>()), 1..16),
+        ) {
+            let ports: Vec<u16> = (0..n_ports as u16).map(|p| 1 + p).collect();
+            let mut p = plan("198.18.0.1", &ports, rate, retries, Shard::WHOLE);
+            p.wait = Wait::Adaptive;
+            let mut s = Schedule::new(&p, [true, false], at_us(0));
+            let mut pending: Vec<(u64, Option<Duration>, SocketAddr, PortState, u8)> = Vec::new();
+            let (mut now, mut sends, mut k) = (0u64, 0usize, 0usize);
+            let (mut tokens, mut last) = (burst as f64, 0u64);
+            let mut done = false;
+            for _ in 0..5_000_000 {
+                let due: Vec<_> = pending.iter().copied().filter(|x| x.0 <= now).collect();
+                pending.retain(|x| x.0 > now);
+                for (t, rtt, remote, state, attempt) in due {
+                    let r = Reply { attempt, rst_seq: (state == PortState::Open).then_some(SeqNumber(1)), ..reply(remote, state) };
+                    let _ = s.answer(&r, at_us(t), rtt);
+                }
+                match s.poll(at_us(now), false) {
+                    Step::Send(syn) => {
+                        sends += 1;
+                        s.sent(1 + u64::from(syn.reset_previous), at_us(now));
+                        // The peer's limiter: a bucket, or a window renewed each second.
+                        if window {
+                            if now / 1_000_000 != last / 1_000_000 { tokens = burst as f64; }
+                        } else {
+                            tokens = (tokens + (now - last) as f64 * bucket_rate as f64 / 1e6).min(burst as f64);
+                        }
+                        last = now;
+                        let (ans, delay, rtt_kind, dups, closed) = script[k % script.len()];
+                        k += 1;
+                        if ans == 0 || tokens < 1.0 { continue; }
+                        tokens -= 1.0;
+                        let state = if closed { PortState::Closed } else { PortState::Open };
+                        let delay = delay % 3_000_000;
+                        for d in 0..=u64::from(dups) {
+                            let due = now + delay + d * 1_000_000;
+                            let rtt = match rtt_kind {
+                                0 => None,
+                                1 => Some(Duration::from_micros(delay + d * 1_000_000)),
+                                2 => Some(Duration::ZERO),
+                                _ => Some(Duration::from_nanos(u64::MAX)),
+                            };
+                            pending.push((due, rtt, syn.remote, state, syn.attempt));
+                        }
+                    }
+                    Step::Wait(t) => {
+                        let t = (t.as_nanos() - T0).div_ceil(1000);
+                        prop_assert!(t >= now);
+                        let next = pending.iter().map(|p| p.0).min().unwrap_or(u64::MAX);
+                        now = t.min(next).max(now + 1);
+                    }
+                    Step::Done => { done = true; break; }
+                }
+            }
+            prop_assert!(done, "never ended: now {} µs, {} sends", now, sends);
+            prop_assert!(sends <= n_ports * (usize::from(retries) + 1));
+            // Sending at --rate, slowed rounds at most 30 s each (planned), waits ≤ 10 s,
+            // allowances 1 s: a generous bound.
+            let bound = (u64::from(retries) + 1) * 45_000_000 + (2 * n_ports as u64 * 1_000_000 / rate) * (u64::from(retries) + 1) * 2;
+            prop_assert!(now <= bound, "ended at {} µs > {}; slowed {:?}", now, bound, s.slowed());
+        }
     }
 }
