@@ -925,7 +925,7 @@ impl Connection {
         if let Some(seg) = self.tx.pop_front() {
             // A pure ACK with our FIN right behind it (we close as soon as the peer's FIN
             // arrives): the FIN carries the same acknowledgment, so it goes alone, as
-            // Linux's does. Not the handshake's ACK: Linux acknowledges the SYN-ACK as it
+            // Linux's does (in CLOSING with the data queued before it: `fin_fits`). Not the handshake's ACK: Linux acknowledges the SYN-ACK as it
             // arrives, before the application can close, and a SYN proxy (nftables'
             // synproxy, iptables' SYNPROXY) takes the third segment for its cookie's ACK
             // and drops what rides on it — a FIN there came again only at the RTO, 200 ms
@@ -936,7 +936,7 @@ impl Connection {
                 && !handshake_ack
                 && self.tx.is_empty()
                 && self.fin_queued
-                && self.unsent_data() == 0
+                && self.fin_fits()
                 && let Some(fin) = self.new_data(now)
             {
                 self.on_transmit(&fin);
@@ -960,9 +960,14 @@ impl Connection {
         }
         let seg = match self.state {
             State::SynSent if self.snd_nxt == self.cfg.isn => Some(self.new_syn(now)),
-            State::Established | State::CloseWait | State::FinWait1 | State::LastAck => {
-                self.new_data(now)
-            }
+            // CLOSING too: the peer's FIN can come after our close queued the FIN but
+            // before it (or data queued ahead of it, a TLS alert) left; both still go
+            // (RFC 9293 §3.10.4: the FIN follows what was queued; so does Linux's).
+            State::Established
+            | State::CloseWait
+            | State::FinWait1
+            | State::Closing
+            | State::LastAck => self.new_data(now),
             _ => None,
         };
         match &seg {
@@ -1889,7 +1894,11 @@ impl Connection {
     fn on_persist_timeout(&mut self, now: Instant) {
         if !matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         ) || self.snd_wnd != 0
         {
             return;
@@ -1934,7 +1943,11 @@ impl Connection {
     fn maybe_arm_persist(&mut self, now: Instant) {
         let sending = matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         );
         if sending
             && self.snd_wnd == 0
@@ -2046,6 +2059,19 @@ impl Connection {
 
     fn unsent_data(&self) -> usize {
         self.send_buf.len() - self.sent_data()
+    }
+
+    /// Whether the FIN can take a pure ACK's place: nothing unsent before it — or, in
+    /// CLOSING (the peer's FIN came in before our queued FIN left), what is unsent fits
+    /// one segment with it (an MSS, the peer's window). Elsewhere an ACK of data goes as
+    /// it comes, as Linux's does, before what we send next.
+    fn fin_fits(&self) -> bool {
+        let usable = self.snd_una.add(self.snd_wnd).diff(self.snd_nxt).max(0) as usize;
+        let unsent = self.unsent_data();
+        unsent == 0
+            || (self.state == State::Closing
+                && unsent <= usize::from(self.send_mss)
+                && unsent <= usable)
     }
 
     /// New data (and the FIN after the last byte) within the peer's window.

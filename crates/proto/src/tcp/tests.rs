@@ -3543,3 +3543,33 @@ fn tsval_never_goes_back_when_an_ack_is_made_at_an_older_stamp() {
         "TSval went back: {sent_tsval} then {tsval}"
     );
 }
+
+/// Closed (FIN-WAIT-1, our FIN queued behind data, neither sent yet) and the peer's FIN
+/// in before our next send — a TLS probe whose server answered in plain HTTP and closed:
+/// the TLS alert and the close came from the response, the peer's FIN in the same read
+/// of the tap. CLOSING still sends the data and our FIN after it (RFC 9293 §3.10.4: the
+/// FIN follows what was queued; Linux's CLOSING sends its write queue too). Neither went
+/// out: the probe waited out its timeout in CLOSING and reset.
+#[test]
+fn the_peers_fin_before_our_queued_fin_left_still_sends_ours() {
+    for alert in [&b""[..], &[21, 3, 3, 0, 2, 2, 50][..]] {
+        let mut h = conn_established();
+        h.recv(seg(5001, 1001, ACK | PSH, b"HTTP/1.1 400 Bad Request\r\n"));
+        h.conn.send(alert);
+        h.conn.close(h.now);
+        h.recv(seg(5027, 1001, ACK | FIN, &[]));
+        assert_eq!(h.state(), State::Closing);
+        let sent = h.sent();
+        let fin = sent.iter().find(|s| s.flags.fin()).expect("our FIN");
+        let fin_seq = 1001 + alert.len() as u32;
+        // The FIN rides on the data's last segment, or goes alone after none.
+        let end = fin.seq.add(fin.payload.len() as u32);
+        assert_eq!((end, fin.ack), (SeqNumber(fin_seq), SeqNumber(5028)));
+        let data: usize = sent.iter().map(|s| s.payload.len()).sum();
+        assert_eq!(data, alert.len(), "{sent:?}");
+        // One segment: the data and the FIN carry the ACK of the peer's FIN.
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        h.recv(ack_seg(5028, fin_seq + 1));
+        assert_eq!(h.state(), State::TimeWait);
+    }
+}
