@@ -112,7 +112,8 @@ fn refuse_repeated_files(files: &[std::path::PathBuf]) -> Result<()> {
 }
 
 /// Add every record of one JSON Lines file. A last line cut short (a survey killed while
-/// writing it) is skipped with a warning; any other bad line is an error naming it.
+/// writing it) is skipped with a warning, and so is a record cut short anywhere (the next
+/// run appended after it); any other bad line is an error naming it.
 fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
     let (name, mut reader) = if path.as_os_str() == "-" {
         (
@@ -155,6 +156,14 @@ fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
                     "tcpshake: {name}, line {n}: the last line is cut short (a run still writing, or stopped mid-line); skipped"
                 );
             }
+            // A record cut short and ended by the next run that appended to the file (the
+            // exporter's `--records` ends a killed run's last line before it writes; so
+            // does a shell's `>>` of the next survey): skipped the same way, wherever it is.
+            Err(_) if text.starts_with(RECORD_START) => {
+                eprintln!(
+                    "tcpshake: {name}, line {n}: a record cut short (a run killed while writing it, the file appended to after); skipped"
+                );
+            }
             // Not JSON, or JSON but not an object: some other file.
             Err(_)
                 if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
@@ -173,6 +182,9 @@ fn read_jsonl(path: &Path, stats: &mut Survey) -> Result<()> {
         }
     }
 }
+
+/// How every probe record's line begins (`"schema"` is its first field).
+const RECORD_START: &str = "{\"schema\":";
 
 /// A file that is not tcpshake's JSON Lines at all: which, where, what to give instead.
 fn not_ours(name: &str, line: usize, what: &str) -> UsageError {

@@ -349,6 +349,30 @@ fn report_counts_each_file_once_and_quiet_json_is_the_overall() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A record cut short mid-file — a killed run's last line, ended by the next run that
+/// appended to the file (the exporter's `--records` after a restart, a shell's `>>`) — is
+/// skipped with a note naming its line, as a cut last line is; the records around it
+/// count. A line that is no record at all still refuses the file.
+#[test]
+fn report_skips_a_record_cut_short_mid_file() {
+    let dir = std::env::temp_dir().join(format!("tcpshake-cutmid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let record = r#"{"schema":1,"target":"198.18.0.2:80","addr":"198.18.0.2","port":80,"state":"open","reason":"syn-ack","src_addr":"198.18.0.1","src_port":40000,"reply_ttl":64,"reply_from":"198.18.0.2","legs_ns":{"syn_to_synack":41000,"synack_to_ack":9000,"request_to_first_byte":null,"request_to_complete":null,"fin_to_ack":null,"fin_to_peer_fin":null,"peer_fin_to_last_ack":null,"total":90000},"retransmissions":0,"peer_options":null,"http":null,"close_initiator":null,"isn":1,"irs":null,"segments":[],"timers":[],"anomalies":[],"error":null,"tls":null}"#;
+    let file = dir.join("restarted.jsonl");
+    let cut = &record[..120];
+    std::fs::write(&file, format!("{record}\n{cut}\n{record}\n")).expect("write");
+    let run = tcpshake(&["report", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stderr.contains("line 2: a record cut short"), "{run}");
+    assert!(run.stdout.contains("probes 2"), "{run}");
+    let other = dir.join("other.jsonl");
+    std::fs::write(&other, format!("{record}\n{{\"name\": \n{record}\n")).expect("write");
+    let run = tcpshake(&["report", other.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert!(run.stderr.contains("line 2 is not a JSON object"), "{run}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_target_list_without_targets_is_refused_by_every_command() {
     let dir = std::env::temp_dir().join(format!("tcpshake-emptylist-{}", std::process::id()));
