@@ -337,7 +337,9 @@ pub(super) fn routers_passed(ttl: u8) -> (u8, u8) {
 ///   showed; mtr and `traceroute -T` show the same short path, without saying so.
 ///
 /// Either can also be an asymmetric path (RFC 1812 §2.2.8 puts no rule on the way back),
-/// so the note says "likely". Returns nothing when they agree or the TTL says nothing.
+/// so the note says "likely". When no TTL below the answered one was tried (`--first-ttl`),
+/// the destination may be nearer: fewer routers on the way back say only that. Returns
+/// nothing when they agree or the TTL says nothing.
 pub(super) fn distance_note(
     hops: &[HopRecord],
     ttl: u8,
@@ -385,6 +387,22 @@ pub(super) fn distance_note(
             h.ttl,
             routers(k_back),
             routers(h.ttl - 1),
+        ));
+    }
+    if back < out && !hops.iter().any(|h| h.ttl == ttl - 1) {
+        // No probe below this TTL (`--first-ttl`): how far the destination is, we do not
+        // know — only that it is no farther. Its answer's TTL says nearer: no device need
+        // be guessed.
+        return Some(format!(
+            "hop {ttl}: {host} answered the first TTL tried, and its {reply} came back through \
+             {} (TTL {reply_ttl}, likely sent as {init}): it is likely {} away, nearer than \
+             --first-ttl {ttl}; trace from a lower --first-ttl to see the hops",
+            routers(back),
+            if back == 0 {
+                "1 hop".to_string()
+            } else {
+                format!("{} hops", back + 1)
+            },
         ));
     }
     if back < out {

@@ -1063,6 +1063,30 @@ fn a_shorter_way_back_is_told_from_a_middlebox() {
     assert!(n.contains("firewall or SYN proxy"), "{n}");
 }
 
+/// `--first-ttl` past the destination (it answers the first TTL tried): how far it is,
+/// the trace does not know — its answer's TTL says nearer, and the note says that, not
+/// that a device answered in its name (README walk: `trace -f 5` of a host 2 hops away).
+#[test]
+fn a_first_ttl_past_the_destination_blames_no_device() {
+    let mut net = Net::new(false, 1, Dest::Open);
+    let (r, _) = trace(false, TraceMode::Syn, &mut net);
+    let remote = SocketAddr::new(net.remote(), 80);
+    let dest = r
+        .hops
+        .iter()
+        .find(|h| h.ttl == 2)
+        .expect("the server at hop 2")
+        .clone();
+    let hops = vec![super::record::HopRecord { ttl: 5, ..dest }];
+    let n = summary::distance_note(&hops, 5, remote).expect("a note");
+    assert!(
+        n.contains("answered the first TTL tried")
+            && n.contains("likely 2 hops away, nearer than --first-ttl 5")
+            && !n.contains("firewall"),
+        "{n}"
+    );
+}
+
 /// A router that sends no time-exceeded shows 100% loss, but the hops beyond it answer:
 /// the note says our SYNs passed it (mtr shows `???  100.0`).
 #[test]
