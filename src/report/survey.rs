@@ -132,8 +132,10 @@ fn group(out: &mut impl io::Write, title: &str, acc: &dyn Group) -> io::Result<(
         "leg", "count", "loss%", "min", "median", "mean", "p90", "p99", "max", "stddev", "retx"
     )?;
     for st in acc.summary() {
-        // SYN→SYN-ACK always (its loss is the survey's loss); others when they happened.
-        if st.leg != Leg::SynToSynack && st.count == 0 {
+        // SYN→SYN-ACK always (its loss is the survey's loss), and the TLS legs of a group
+        // with HTTPS probes (a handshake that never got that far is 100 % loss there, as
+        // `--json` says); others when they happened (`--no-http` asks no request).
+        if st.leg != Leg::SynToSynack && !st.leg.is_tls() && st.count == 0 {
             continue;
         }
         row(out, st.leg.label(), &st)?;
@@ -322,6 +324,29 @@ mod tests {
             "{table}"
         );
         assert_eq!(stats_json(&sv)["overall"]["capture_lost"], 1);
+    }
+
+    /// HTTPS probes whose handshakes never got far: the TLS rows are there with their
+    /// 100 % loss (as `--json` has them), not left out as legs that did not apply; the
+    /// request legs, which no probe had, are left out as for `--no-http`.
+    #[test]
+    fn tls_rows_show_a_handshake_that_never_got_far() {
+        let mut sv = Survey::default();
+        let (t, s) = parse_record(LINE).unwrap();
+        let mut s = s.unwrap();
+        s.tls = true;
+        s.legs[Leg::TlsClienthelloToServerhello.index()] = Some(120_000);
+        sv.add(&t, &s);
+        let table = table(&sv, false);
+        assert!(table.contains("CH→SH"), "{table}");
+        for label in ["CH→srv Fin", "CH→our Fin", "SYN→appconn", "notify→FIN"] {
+            let row = table
+                .lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .unwrap_or_else(|| panic!("no {label} row: {table}"));
+            assert!(row.contains("      0  100.0"), "{row}");
+        }
+        assert!(!table.contains("req→1st byte"), "{table}");
     }
 
     /// An open port whose exchange failed is not a working server: counted apart, in the
