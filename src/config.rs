@@ -1037,6 +1037,12 @@ fn scan(a: ScanArgs) -> Result<Config> {
 }
 
 fn exporter(a: crate::cli::ExporterArgs) -> Result<Config> {
+    not_stdout(
+        "--records",
+        a.records.as_deref(),
+        "records.jsonl",
+        "`tcpshake report FILE` or `tail -f FILE`",
+    )?;
     let listen = a.listen.parse().or_else(|_| {
         refuse(format!(
             "--listen `{}` is not ADDR:PORT; write e.g. 127.0.0.1:9917 or [::1]:9917",

@@ -876,5 +876,9 @@ fn a_capture_to_stdout_is_refused() {
         &["report", "x.jsonl", "--svg", "-"],
         &["--svg -: this is written to a file", "--svg plot.svg"],
     );
+    refused(
+        &["exporter", "--config", "x.toml", "--records", "-"],
+        &["--records -: this is written to a file", "--records records.jsonl"],
+    );
     assert!(parse(&["probe", "198.18.0.2:80", "--pcap", "./-"]).is_ok());
 }
