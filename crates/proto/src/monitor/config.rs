@@ -1116,7 +1116,14 @@ pub fn survey_target(spec: &str) -> Result<Target, String> {
         ));
     }
     // The exporter has no -p: a target names its own port.
-    target::parse_host_port(spec)
+    let t = target::parse_host_port(spec)?;
+    // An address no TCP connection can be made to is refused here, with its line, as
+    // `probe` refuses it — not found out once the surveys run (`--check-config` passed
+    // it). A subnet's broadcast address needs the route: the survey says that one.
+    if let target::Host::Ip(ip) = t.host {
+        target::connectable_address(ip).map_err(|e| format!("`{spec}`: {e}"))?;
+    }
+    Ok(t)
 }
 
 /// `v` as a TOML basic string: `\` and `"` escaped, control characters as `\uXXXX` (Rust's

@@ -320,6 +320,20 @@ fn every_refusal_names_its_line() {
         "HOST:PORT",
     );
     refused(survey, 2, "no targets");
+    // Addresses no TCP connection can be made to: refused with their line, as `probe`
+    // refuses them (`--check-config` passed them; the surveys found out).
+    for (bad, what) in [
+        ("224.0.0.5:80", "a multicast address"),
+        ("0.0.0.0:80", "the unspecified address"),
+        ("255.255.255.255:80", "the limited broadcast address"),
+        ("[ff02::1]:80", "a multicast address"),
+    ] {
+        refused(
+            &format!("{survey}targets = [\"198.18.0.2:80\",\n  \"{bad}\"]\n"),
+            4,
+            what,
+        );
+    }
     // The exporter has no -p and no -4: its own words, not probe's.
     let e = parse(
         &format!("{survey}targets = [\"198.18.0.2\"]\n"),
