@@ -878,7 +878,10 @@ fn a_capture_to_stdout_is_refused() {
     );
     refused(
         &["exporter", "--config", "x.toml", "--records", "-"],
-        &["--records -: this is written to a file", "--records records.jsonl"],
+        &[
+            "--records -: this is written to a file",
+            "--records records.jsonl",
+        ],
     );
     assert!(parse(&["probe", "198.18.0.2:80", "--pcap", "./-"]).is_ok());
 }

@@ -924,7 +924,22 @@ fn lab_subcommand_exits_0_with_open_result() {
     let segments: usize = records.iter().map(|r| r.segments.len()).sum();
     let info = capture::capinfos(&png);
     let comments = capture::tshark_fields(&png, "", &["frame.comment"]);
+    // Every segment's checksum whole, the server kernel's too: the lab's veths send with
+    // no checksum offload (a partial checksum was every server segment's, on capture).
+    let checked = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&png)
+        .args(["-n", "-o", "tcp.check_checksum:TRUE", "-T", "fields"])
+        .args(["-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.checksum.status"])
+        .output()
+        .expect("tshark");
+    let checked = String::from_utf8_lossy(&checked.stdout).into_owned();
     let _ = std::fs::remove_file(&png);
+    assert!(
+        checked.lines().count() == segments
+            && checked.lines().all(|l| l.trim_end().ends_with("\t1")),
+        "checksum status per segment (1: good):\n{checked}"
+    );
     assert_eq!(
         capture::capinfo(&info, "Strict time order"),
         "True",

@@ -788,6 +788,44 @@ struct EthtoolTsInfo {
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GET_TS_INFO: u32 = 0x41;
+/// linux/ethtool.h: set the transmit checksum offload (`ethtool -K IF tx on|off`).
+const ETHTOOL_STXCSUM: u32 = 0x17;
+
+/// `struct ethtool_value`: a command and one value.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// Turn off transmit checksum offload on `ifname` in this thread's namespace (`ethtool -K
+/// IF tx off`): over a veth the kernel leaves a partial checksum (CHECKSUM_PARTIAL) in
+/// what it sends, which a capture (ours, tcpdump's) shows as a bad checksum — a real NIC
+/// fills it in on the way out; a veth never does.
+pub fn tx_checksum_off(ifname: &str) -> std::io::Result<()> {
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    // SAFETY: ifreq is plain data; zeroed is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL reads the NUL-terminated name and the ethtool_value at
+    // ifru_data: `value` is one, alive for the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// Whether interface `ifname`'s driver stamps the frames it transmits in software
 /// (`ethtool -T`: "software-transmit"), which [`FrameSender::enable_tx_stamps`] needs.

@@ -51,6 +51,18 @@ pub struct LabNet {
     server_if: u32,
 }
 
+/// `ethtool -K IFNAME tx off` inside namespace `ns` (on a thread of its own there).
+fn tx_checksum_off_in(ns: &Arc<OwnedFd>, ifname: &'static str) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let h = spawn_in(Arc::clone(ns), move || {
+        let _ = tx.send(tcpshake_io::link::tx_checksum_off(ifname));
+    })?;
+    let _ = h.join();
+    rx.recv()
+        .map_err(|_| anyhow!("the thread turning off {ifname}'s checksum offload died"))?
+        .with_context(|| format!("turning off {ifname}'s transmit checksum offload"))
+}
+
 impl LabNet {
     /// Creates both namespaces, the veth pair, the addresses, and brings every link up.
     /// Call [`LabNet::wait_ready`] before sending over IPv6.
@@ -71,9 +83,16 @@ impl LabNet {
             .with_context(|| format!("bringing {CLIENT_IF} up"))?;
         set_link_up(&mut server_rt, server_if)
             .with_context(|| format!("bringing {SERVER_IF} up"))?;
+        let (client, server) = (Arc::new(client), Arc::new(server));
+        // The server's kernel sends over the veth with partial checksums, which `--pcap`
+        // (and tcpdump) showed as bad on every one of its segments: off, as the lab tests'
+        // `ethtool -K IF tx off`.
+        for (ns, ifname) in [(&client, CLIENT_IF), (&server, SERVER_IF)] {
+            tx_checksum_off_in(ns, ifname)?;
+        }
         Ok(LabNet {
-            client: Arc::new(client),
-            server: Arc::new(server),
+            client,
+            server,
             client_rt: Mutex::new(client_rt),
             server_rt: Mutex::new(server_rt),
             client_if,
