@@ -1072,6 +1072,14 @@ fn a_target_with_no_route_does_not_stop_the_others() {
     let records = run.records();
     assert_eq!(records.len(), 1, "the good target is still probed\n{run}");
     assert_eq!(records[0].state(), "open", "{run}");
+    // A blackhole route: the kernel's "Invalid argument" said as what it is.
+    lab::run_ok(lab::in_ns(&lab.client_ns, "ip").args(["route", "add", "blackhole", "198.19.253.0/24"]));
+    let run = lab.run_client_bounded(["probe", "198.19.253.9:80"], Duration::from_secs(20));
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr.contains("the route to 198.19.253.9 is a blackhole") && !run.stderr.contains("os error"),
+        "{run}"
+    );
 }
 }
 

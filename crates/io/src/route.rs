@@ -192,6 +192,12 @@ fn lookup_with(
             "looking up the route to {dst} from {}: is that address configured here? (`ip addr`)",
             src.unwrap_or(dst)
         )),
+        // What the kernel answers for a blackhole route (`ip route add blackhole …`):
+        // `ip route get` says "Invalid argument" too.
+        Some(libc::EINVAL) => anyhow!(
+            "the route to {dst} is a blackhole (this host drops what is sent to it): check \
+             `ip route get {dst}`"
+        ),
         _ => e.context(format!("looking up the route to {dst}")),
     })?;
     let reply = replies
