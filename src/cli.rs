@@ -116,7 +116,7 @@ pub struct ExchangeArgs {
     #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::TIMEOUT), allow_hyphen_values = true)]
     pub timeout: Dur,
     /// SYN retransmissions before calling the port filtered.
-    #[arg(long, value_name = "N", default_value_t = defaults::SYN_RETRIES, value_parser = whole::<u32>(0, u32::MAX), allow_hyphen_values = true)]
+    #[arg(long, value_name = "N", default_value_t = defaults::SYN_RETRIES, value_parser = whole::<u32>(0, defaults::MAX_SYN_RETRIES), allow_hyphen_values = true)]
     pub retries: u32,
     /// Initial retransmission timeout (RFC 6298 §2.1), doubled on each retry.
     #[arg(long, value_name = "DUR", default_value_t = Dur(defaults::RTO), allow_hyphen_values = true)]

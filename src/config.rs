@@ -404,14 +404,6 @@ fn exchange(a: &ExchangeArgs, tls: &TlsArgs) -> Result<Exchange> {
             format_duration(defaults::RTO_MAX)
         ));
     }
-    if a.retries > defaults::MAX_SYN_RETRIES {
-        return refuse(format!(
-            "--retries {}: at most {} (each retry doubles the wait, up to {} per SYN)",
-            a.retries,
-            defaults::MAX_SYN_RETRIES,
-            format_duration(defaults::RTO_MAX)
-        ));
-    }
     let http = if a.no_http {
         for (given, name) in [
             (a.path.is_some(), "--path"),

@@ -126,10 +126,13 @@ fn timers_are_refused_not_changed() {
         &["--rto 50ms", "floor of 200ms", "--rto 200ms"],
     );
     refused(&["probe", "h:80", "--rto", "2m"], &["ceiling of 1m"]);
-    refused(
-        &["probe", "h:80", "--retries", "11"],
-        &["--retries 11", "at most 10"],
-    );
+    // The range the option takes, for a number past it or below it alike.
+    for n in ["11", "-1"] {
+        refused(
+            &["probe", "h:80", "--retries", n],
+            &["--retries", "is not a whole number from 0 to 10"],
+        );
+    }
     refused(&["lab", "--timeout", "0s"], &["--timeout 0s"]);
     // A unit everywhere: a bare number is refused by every duration option.
     for opt in ["--timeout", "--rto", "--time-wait", "--linger", "-i"] {

@@ -214,7 +214,13 @@ pub fn render(r: &ProbeResult, style: Style) -> String {
         None => "",
     };
     if !close.is_empty() || !who.is_empty() {
-        let _ = writeln!(out, "  close     {}   {who}", close.join("   "));
+        // No legs (a reset): the initiator alone, with no gap before it.
+        let gap = if close.is_empty() || who.is_empty() {
+            ""
+        } else {
+            "   "
+        };
+        let _ = writeln!(out, "  close     {}{gap}{who}", close.join("   "));
     }
     if let Some(t) = l.get(Leg::Total) {
         let _ = write!(out, "  total     {}", human_ns(t));
@@ -384,12 +390,15 @@ fn segment_labels(r: &ProbeResult) -> Vec<Option<String>> {
             .iter()
             .filter_map(|k| h.headers.get(*k).map(|v| format!("{}: {v}", title_case(k))))
             .collect();
+        // No Server / Content-* header: nothing in brackets, not an empty `()`.
+        let shown = if shown.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", shown.join(", "))
+        };
         labels[i] = Some(format!(
-            "{} {} {} ({}){encrypted}",
-            h.version,
-            h.status,
-            h.reason,
-            shown.join(", ")
+            "{} {} {}{shown}{encrypted}",
+            h.version, h.status, h.reason,
         ));
     }
     labels

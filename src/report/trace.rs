@@ -60,8 +60,11 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
     };
     let _ = writeln!(
         s,
-        "tcpshake trace {} ({mode} from {}, {} hops max, {} probes per hop)",
-        r.target, r.local, r.max_ttl, r.probes
+        "tcpshake trace {} ({mode} from {}, {} max, {} per hop)",
+        r.target,
+        r.local,
+        super::count(u64::from(r.max_ttl), "hop", "hops"),
+        super::count(u64::from(r.probes), "probe", "probes")
     );
     // No rows, no header (nothing left this host, or an in-session handshake failed).
     if !r.hops.is_empty() {

@@ -1298,7 +1298,24 @@ impl Probe {
                 }
             }
             HttpParse::Invalid(why) => {
-                self.fail(at, format!("the reply is not HTTP: {why}"));
+                // What came, as the TLS error quotes a cleartext answer: an SSH or SMTP
+                // banner says at once what listens there.
+                let shown: String = self
+                    .response
+                    .iter()
+                    .take(16)
+                    .map(|&b| {
+                        if b.is_ascii_graphic() || b == b' ' {
+                            b as char
+                        } else {
+                            '.'
+                        }
+                    })
+                    .collect();
+                self.fail(
+                    at,
+                    format!("the reply is not HTTP: {why} (it began \"{shown}…\")"),
+                );
             }
         }
     }

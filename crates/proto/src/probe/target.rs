@@ -563,11 +563,22 @@ fn validate_name(name: &str) -> Result<(), String> {
         ));
     }
     for label in bare.split('.') {
-        if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
-            return Err(format!(
-                "`{name}` is neither an address nor a host name (label `{label}`)"
-            ));
-        }
+        // Which rule the label breaks (RFC 1035 §2.3.4, RFC 1123 §2.1).
+        let why = if label.is_empty() {
+            "an empty label (two dots in a row, or a leading dot)".to_string()
+        } else if label.len() > 63 {
+            format!(
+                "label `{label}` is {} characters long; a label holds at most 63",
+                label.len()
+            )
+        } else if label.starts_with('-') || label.ends_with('-') {
+            format!("label `{label}` starts or ends with a hyphen")
+        } else {
+            continue;
+        };
+        return Err(format!(
+            "`{name}` is neither an address nor a host name ({why})"
+        ));
     }
     Ok(())
 }
@@ -715,6 +726,16 @@ mod tests {
             "`bad$host:80`: `bad$host` is neither an address nor a host name (character `$`)"
         );
         assert!(parse("a b:80", None).unwrap_err().contains("space"));
+        // Which rule a label breaks, not only which label.
+        let long = format!("{}.lab.test", "a".repeat(64));
+        assert!(
+            parse(&long, Some(80))
+                .unwrap_err()
+                .contains("is 64 characters long; a label holds at most 63"),
+            "{long}"
+        );
+        assert!(parse("-x.lab.test", Some(80)).unwrap_err().contains("hyphen"));
+        assert!(parse("a..b", Some(80)).unwrap_err().contains("empty label"));
         assert!(parse("198.18.0.0/24", None).unwrap_err().contains("scan"));
     }
 

@@ -1847,7 +1847,16 @@ fn awaiting_response_not_http_without_fin_is_our_reset() {
     let (mut p, seq, ack) = requested(1_000, 9_000);
     feed(&mut p, seq, ack, b"SSH-2.0-OpenSSH_9.6\r\n", 1448, 300);
     let r = p.result();
-    assert!(r.error.as_deref().unwrap_or("").contains("not HTTP"));
+    // And what came, so the banner names what listens there.
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("not HTTP")
+            && r.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("(it began \"SSH-2.0-OpenSSH_…\")"),
+        "{:?}",
+        r.error
+    );
     assert_eq!(r.close_initiator, Some(CloseInitiator::Reset));
 }
 

@@ -121,9 +121,10 @@ impl Trace {
             ));
         }
         if !reached && !unsent && lost_after_ttl.is_none() && !self.interrupted && error.is_none() {
+            let n = self.cfg.max_ttl;
             notes.push(format!(
-                "the destination was not reached within {} hops",
-                self.cfg.max_ttl
+                "the destination was not reached within {n} {}",
+                if n == 1 { "hop" } else { "hops" }
             ));
         }
         let started = self.first_sent.or(self.started).unwrap_or_default();
