@@ -147,6 +147,15 @@ fn default_buckets_are_a_clean_1_2_5_series() {
 fn syntax_errors_name_their_line() {
     refused("[probe]\nallow = [\"198.18.0.0/15\"\n", 2, "");
     refused("\n\n[exporter]\njobs = \"many\"\n", 4, "invalid type");
+    // In a configuration's words, not Rust's type names.
+    for (text, words) in [
+        ("[exporter]\njobs = \"many\"\n", "expected a whole number (without quotes)"),
+        ("[probe]\nrate = \"ten\"\n", "expected a number (e.g. 10 or 2.5, without quotes)"),
+    ] {
+        let e = parse(text, &defaults()).expect_err(text);
+        assert!(e.message.contains(words), "{e}");
+        assert!(!e.message.contains("f64") && !e.message.contains("u64"), "{e}");
+    }
     refused("[exporter]\njbos = 3\n", 2, "unknown field `jbos`");
     refused(
         "[[survey]]\nname = \"a\"\ntargets = [\"198.18.0.2:80\"]\nfoo = 1\n",
