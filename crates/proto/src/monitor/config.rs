@@ -467,11 +467,17 @@ fn in_toml_words(message: &str, text: &str) -> String {
             "expected a string in quotes (e.g. \"http\", or a duration with its unit: \"5s\")",
         )
         // serde's names of Rust types, in words a configuration's reader uses.
-        .replace("expected f64", "expected a number (e.g. 10 or 2.5, without quotes)")
+        .replace(
+            "expected f64",
+            "expected a number (e.g. 10 or 2.5, without quotes)",
+        )
         .replace("expected u64", "expected a whole number (without quotes)")
         .replace("expected i64", "expected a whole number (without quotes)")
         .replace("expected u32", "expected a whole number (without quotes)")
-        .replace("expected a boolean", "expected true or false (without quotes)");
+        .replace(
+            "expected a boolean",
+            "expected true or false (without quotes)",
+        );
     let yaml = text
         .lines()
         .map(str::trim)

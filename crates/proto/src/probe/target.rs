@@ -734,7 +734,11 @@ mod tests {
                 .contains("is 64 characters long; a label holds at most 63"),
             "{long}"
         );
-        assert!(parse("-x.lab.test", Some(80)).unwrap_err().contains("hyphen"));
+        assert!(
+            parse("-x.lab.test", Some(80))
+                .unwrap_err()
+                .contains("hyphen")
+        );
         assert!(parse("a..b", Some(80)).unwrap_err().contains("empty label"));
         assert!(parse("198.18.0.0/24", None).unwrap_err().contains("scan"));
     }

@@ -1019,13 +1019,13 @@ impl Trace {
                 }
                 Event::Refused { at, .. } => {
                     self.handshake_synack_at = Some(at);
-                    self.handshake_failed(now, Verdict::CLOSED);
+                    self.handshake_failed(now, Verdict::CLOSED, None);
                 }
                 Event::TimedOut {
                     state: State::SynSent,
                     ..
                 } => {
-                    self.handshake_failed(now, Verdict::NO_RESPONSE);
+                    self.handshake_failed(now, Verdict::NO_RESPONSE, None);
                 }
                 Event::TimedOut { state, .. } => {
                     self.close_outcome = Some(format!("timed out in {}", state.name()));
@@ -1051,19 +1051,25 @@ impl Trace {
         }
     }
 
-    fn handshake_failed(&mut self, now: Instant, verdict: Verdict) {
+    /// `from`: who answered in the destination's place (a router's ICMP error); the
+    /// destination's own answer (a RST) or none otherwise.
+    fn handshake_failed(&mut self, now: Instant, verdict: Verdict, from: Option<IpAddr>) {
         if self.end.is_none() {
             self.end = Some(End {
                 ttl: 0,
                 verdict,
-                addr: self.remote().ip(),
+                addr: from.unwrap_or(self.remote().ip()),
             });
         }
         // The handshake's answer may not be the server's (a firewall's RST in its name, a
         // router's unreachable): only a SYN trace, TTL by TTL, shows which hop sent it.
         let remote = self.remote();
+        let by = match from.filter(|&a| a != remote.ip()) {
+            Some(a) => format!(", from {a}"),
+            None => String::new(),
+        };
         self.error = Some(format!(
-            "{remote}: the port is {} ({}): an in-session trace needs an open port; \
+            "{remote}: the port is {} ({}{by}): an in-session trace needs an open port; \
              `tcpshake trace {remote}` without --in-session shows which hop answers",
             verdict.state, verdict.reason
         ));
@@ -1096,7 +1102,7 @@ impl Trace {
             // The connection's own segments (in-session): the handshake SYN, our FIN.
             if let Some(conn) = &mut self.conn {
                 if conn.handle_icmp(at, &err) == IcmpOutcome::Aborted {
-                    self.handshake_failed(at, Verdict::of_icmp(err.kind));
+                    self.handshake_failed(at, Verdict::of_icmp(err.kind), Some(pkt.ip.src));
                 }
                 self.drain_events(at);
             } else {

@@ -1290,6 +1290,23 @@ fn in_session_on_a_closed_port_says_so() {
     assert!(r.hops.is_empty());
 }
 
+/// In-session, a router refusing the handshake's SYN (admin-prohibited): the verdict is
+/// the router's, and the destination line and the error name it, not the destination.
+#[test]
+fn in_session_refused_by_a_router_names_the_router() {
+    let mut net = Net::new(false, 4, Dest::Open);
+    net.routers[2].action = Action::Unreach(3, 13);
+    let (r, _) = trace(false, TraceMode::InSession, &mut net);
+    assert_eq!(r.destination.state, PortState::Filtered);
+    assert_eq!(r.destination.reason, Reason::AdminProhibited);
+    assert_eq!(r.destination.addr, Some(net.routers[2].addr));
+    let e = r.error.as_deref().unwrap();
+    assert!(
+        e.contains(&format!("(admin-prohibited, from {})", net.routers[2].addr)),
+        "{e}"
+    );
+}
+
 #[test]
 fn interrupted_in_session_closes() {
     // The handshake takes 28 ms; the user stops the trace 12 ms into its probes.

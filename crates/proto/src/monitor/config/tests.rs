@@ -149,12 +149,21 @@ fn syntax_errors_name_their_line() {
     refused("\n\n[exporter]\njobs = \"many\"\n", 4, "invalid type");
     // In a configuration's words, not Rust's type names.
     for (text, words) in [
-        ("[exporter]\njobs = \"many\"\n", "expected a whole number (without quotes)"),
-        ("[probe]\nrate = \"ten\"\n", "expected a number (e.g. 10 or 2.5, without quotes)"),
+        (
+            "[exporter]\njobs = \"many\"\n",
+            "expected a whole number (without quotes)",
+        ),
+        (
+            "[probe]\nrate = \"ten\"\n",
+            "expected a number (e.g. 10 or 2.5, without quotes)",
+        ),
     ] {
         let e = parse(text, &defaults()).expect_err(text);
         assert!(e.message.contains(words), "{e}");
-        assert!(!e.message.contains("f64") && !e.message.contains("u64"), "{e}");
+        assert!(
+            !e.message.contains("f64") && !e.message.contains("u64"),
+            "{e}"
+        );
     }
     refused("[exporter]\njbos = 3\n", 2, "unknown field `jbos`");
     refused(
