@@ -604,7 +604,6 @@ impl TlsSession {
             .handshake_at
             .map(|i| (i.as_nanos() / 1_000_000_000) as i64)
             .unwrap_or_else(|| (self.time.0.load(Ordering::Relaxed) / 1_000_000_000) as i64);
-        let done = !self.handshaking;
         let close_notify_first = match (
             close_notify_out_segment(&marks, log, isn),
             close_notify_in_segment(&marks, log),
@@ -624,9 +623,12 @@ impl TlsSession {
                 .conn
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
-            key_exchange_group: done
-                .then(|| self.conn.negotiated_key_exchange_group())
-                .flatten()
+            // Known once the key exchange completed (rustls' `KxState::Complete`: TLS
+            // 1.3's ServerHello, 1.2's ServerKeyExchange), so also when the handshake
+            // failed after it — a certificate refused — as the version and suite are.
+            key_exchange_group: self
+                .conn
+                .negotiated_key_exchange_group()
                 .map(|g| format!("{:?}", g.name())),
             sni: match &self.setup.server_name {
                 ServerName::DnsName(n) => Some(n.as_ref().to_string()),
