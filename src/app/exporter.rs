@@ -833,12 +833,13 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         let cfg_state = Rc::clone(&state);
         let mut make_cfg = |t: &SurveyTarget, local: SocketAddr, mss: u16| {
             let st = cfg_state.borrow();
-            let ex = st
-                .module_of(t.tag)
+            let module = st.module_of(t.tag);
+            let ex = module
                 .and_then(|m| st.exchanges.get(&m.name))
                 .cloned()
                 .unwrap_or_default();
-            probe_config(&ex, t, local, mss, &secret, false)
+            let separate_ack = module.is_some_and(|m| m.separate_ack);
+            probe_config(&ex, t, local, mss, &secret, separate_ack)
         };
         let report_state = Rc::clone(&state);
         let mut on_report = |r: Report<'_>, p: Progress| -> Result<()> {

@@ -1134,3 +1134,48 @@ fn a_probe_that_cannot_be_made_is_a_failed_probe() {
     );
 }
 }
+
+lab_test! {
+/// A module's `separate_ack = true` is `probe --separate-ack`: the handshake's ACK goes
+/// alone and the request after it (for servers behind a SYN proxy); without it the
+/// request rides on that ACK, as every survey's does.
+fn a_module_with_separate_ack_sends_the_handshakes_ack_alone() {
+    let mut lab = Lab::new("exporter-sepack");
+    lab.start_nginx(80);
+    let server = lab.server_v4;
+    let config = write_config(
+        &lab,
+        &format!(
+            "[probe]\nallow = [\"{server}/32\"]\n\n[modules.proxied]\nprober = \"http\"\n\
+             separate_ack = true\n"
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+    // Our segments' flags, in order, from the debug view's segment lines (`>` is ours).
+    let ours = |module: &str| {
+        let (status, text) = get(
+            &lab,
+            &format!("/probe?target={server}:80&module={module}&debug=true"),
+        );
+        assert_eq!(status, 200, "{text}");
+        let flags: Vec<String> = text
+            .lines()
+            .filter_map(|l| {
+                let t: Vec<&str> = l.split_whitespace().collect();
+                (t.len() > 3 && t[1] == "ms" && t[2] == ">").then(|| t[3].to_string())
+            })
+            .collect();
+        (flags, text)
+    };
+    let (flags, text) = ours("proxied");
+    assert!(
+        flags.len() >= 3 && flags[0] == "S" && flags[1] == "A" && flags[2] == "PA",
+        "{flags:?}\n{text}"
+    );
+    let (flags, text) = ours("http");
+    assert!(
+        flags.len() >= 2 && flags[0] == "S" && flags[1] == "PA",
+        "{flags:?}\n{text}"
+    );
+}
+}

@@ -171,6 +171,9 @@ pub struct Module {
     /// empty: any 2xx or 3xx. blackbox's default is 2xx of the status it ends at after
     /// following redirects; tcpshake follows none, so a redirect is the status it judges.
     pub valid_status_codes: Vec<u16>,
+    /// `probe --separate-ack`: the handshake's ACK goes alone, the request after it (a SYN
+    /// proxy in front of the server drops what rides on the ACK it takes for its cookie's).
+    pub separate_ack: bool,
 }
 
 impl Module {
@@ -264,6 +267,9 @@ impl Module {
                         .join(", ")
                 ),
             });
+        }
+        if self.prober != Prober::Tcp {
+            lines.push(format!("separate_ack = {}", self.separate_ack));
         }
         lines.push(match self.mss {
             Some(m) => format!("mss = {m}"),
@@ -419,6 +425,7 @@ struct RawModule {
     family: Option<Spanned<String>>,
     mss: Option<Spanned<i64>>,
     valid_status_codes: Option<Spanned<Vec<i64>>>,
+    separate_ack: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -618,6 +625,7 @@ fn builtin_modules(d: &Defaults) -> BTreeMap<String, Module> {
                     family_line: None,
                     mss: None,
                     valid_status_codes: Vec::new(),
+                    separate_ack: false,
                 },
             )
         })
@@ -657,6 +665,14 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
                 v.span(),
                 "valid_status_codes judges the HTTP response, which prober \"tcp\" never \
                  asks for; drop it or use prober \"http\""
+                    .into(),
+            ));
+        }
+        if let Some(v) = &m.separate_ack {
+            return Err(at(
+                v.span(),
+                "separate_ack keeps the request off the handshake's ACK; prober \"tcp\" \
+                 sends no request (and nothing rides on that ACK): drop it"
                     .into(),
             ));
         }
@@ -842,6 +858,7 @@ fn module(name: &str, m: RawModule, d: &Defaults, at: &At<'_>) -> Result<Module,
             .and_then(|f| at(f.span(), String::new()).line),
         mss,
         valid_status_codes,
+        separate_ack: m.separate_ack.is_some_and(|v| *v.get_ref()),
     })
 }
 

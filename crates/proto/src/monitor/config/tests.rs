@@ -102,6 +102,9 @@ fn a_full_configuration_is_read() {
     assert_eq!(web.mss, Some(1220));
     assert_eq!(web.valid_status_codes, [200, 301]);
     assert!(c.modules["http"].valid_status_codes.is_empty());
+    assert!(!web.separate_ack && !c.modules["http"].separate_ack);
+    let proxied = ok("[modules.proxied]\nprober = \"https\"\nseparate_ack = true\n");
+    assert!(proxied.modules["proxied"].separate_ack);
     assert_eq!(c.modules["syn"].mss, None);
     assert!(web.insecure);
     assert_eq!(web.cacert, Some(PathBuf::from("/etc/ca.pem")));
@@ -319,6 +322,11 @@ fn every_refusal_names_its_line() {
         "[modules.x]\nprober = \"tcp\"\nvalid_status_codes = [200]\n",
         3,
         "prober \"tcp\" never asks for",
+    );
+    refused(
+        "[modules.x]\nprober = \"tcp\"\nseparate_ack = true\n",
+        3,
+        "prober \"tcp\" sends no request",
     );
     refused(
         "[modules.x]\nprober = \"http\"\nfamily = \"ipx\"\n",
