@@ -284,8 +284,8 @@ pub fn summary(x: &Summary) -> String {
         let _ = write!(
             s,
             "\nwarning: {} only to a retry (the first SYN or its answer was lost on the way), \
-             the last retry round too, so the {} still silent may be lost too rather than \
-             filtered: {lower}{}",
+             and --retries ran out before that loss was ruled out, so the {} still silent may \
+             be lost too rather than filtered: {lower}{}",
             count(t.answered_on_retry, "port answered", "ports answered"),
             t.silent(),
             // At the most --retries takes, only the rate is left to change.
@@ -626,8 +626,9 @@ mod tests {
         assert_eq!(
             warning,
             "warning: 7 ports answered only to a retry (the first SYN or its answer was lost on \
-             the way), the last retry round too, so the 8 still silent may be lost too rather \
-             than filtered: scan again with a lower --rate or more --retries"
+             the way), and --retries ran out before that loss was ruled out, so the 8 still \
+             silent may be lost too rather than filtered: scan again with a lower --rate or more \
+             --retries"
         );
         // At the most --retries takes (the default), only the rate is left to change.
         let s = summary(&Summary {

@@ -41,7 +41,11 @@
 //!   than [`ALLOWANCE`] after the last round that got answers, whose answers stopped
 //!   part-way through its SYNs, earns one round more at that round's last SYN +
 //!   [`ALLOWANCE`] (`Schedule::allowance_at`): a host passing a second's allowance of
-//!   answers at once answers nothing until its next second.
+//!   answers at once answers nothing until its next second. And except: while the loss
+//!   measured leaves a live pair likely silent ([`LOSS_MISS`]), the hosts that answered
+//!   get rounds more (`Schedule::loss_rounds`), the loss measured on their answers'
+//!   retries and, where the retries would end, on a few SYNs to pairs that answered
+//!   (`Schedule::ping`).
 //! - Readings that say the path passes answers at a steady rate, at most half the SYN
 //!   rate (a host or middlebox limiting its answers: limit.rs), slow the next round to
 //!   9/10 of it, within [`SLOWED_ROUND_MAX`] (after a fresh allowance, for a limiter known
@@ -209,6 +213,17 @@ impl TokenBucket {
     }
 }
 
+/// An answered pair sent SYNs again in retry rounds to measure the path's loss: which
+/// attempt numbers (cookies) it used, was pinged with, and got answers to (bit k: attempt
+/// k).
+#[derive(Clone, Copy, Debug)]
+struct Ping {
+    remote: SocketAddr,
+    used: u16,
+    sent: u16,
+    answered: u16,
+}
+
 /// A slowed retry round: the longest it may be planned to take. Past it the scan keeps its
 /// rate, and the summary names the rate to scan at when it could measure it (a host
 /// passing 200 answers a second would take five minutes over a full-port scan).
@@ -217,6 +232,19 @@ pub const SLOWED_ROUND_MAX: Duration = Duration::from_secs(30);
 /// A limiter's allowance renews within this (FreeBSD's and macOS's per-second windows;
 /// a token bucket refills its rate in it): see `Schedule::allowance_at`.
 pub const ALLOWANCE: Duration = Duration::from_secs(1);
+
+/// Retry rounds go on while the path's loss, as the answers measured it, leaves this many
+/// live pairs or more expected still silent (`Schedule::expected_missed`): about one scan
+/// in fifty misses a port it would find with `--retries` more.
+pub const LOSS_MISS: f64 = 0.005;
+
+/// Pairs that answered from their host, kept to be sent a SYN again in retry rounds
+/// (`Ping`), and how many such SYNs a round sends: what share of them comes back measures
+/// the path's loss where few live pairs are left silent among filtered ones, which their
+/// own answers cannot (nmap sends its timing pings to a port that answered, and raises its
+/// retry count on their losses too).
+const PING_PAIRS: usize = 8;
+const PINGS: usize = 8;
 
 /// Retry rounds slowed to a rate-limited path's pass rate (limit.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +287,8 @@ pub struct SendSyn {
     pub attempt: u8,
     /// Send a RST at attempt − 1's cookie + 1 first (a retry; see the module doc).
     pub reset_previous: bool,
+    /// A SYN to a pair that answered already, to measure the loss (`Schedule::ping`).
+    pub ping: bool,
 }
 
 /// What the driver does next.
@@ -275,6 +305,12 @@ enum Phase {
     Sending,
     /// The wait after a round (from its last SYN), before round `next`.
     Between {
+        next: u8,
+    },
+    /// Where round `next` would not come (nmap's rule and the loss seen say stop): a
+    /// few SYNs to pairs that answered, to measure the loss first (`Schedule::ping`);
+    /// then Between again, their wait counted from them.
+    Pinging {
         next: u8,
     },
     /// The wait for the last replies (from the last SYN).
@@ -330,6 +366,21 @@ pub struct Schedule<'p> {
     /// Rounds sent a second after the last answered one (`allowance_at`); at most
     /// `--retries`.
     allowance_rounds: Vec<u8>,
+    /// Hosts that answered themselves (a SYN-ACK, a RST, their own ICMP error): the
+    /// rounds the loss calls for go to their silent pairs only (`live_only`).
+    live_hosts: std::collections::HashSet<IpAddr>,
+    /// First answers from the hosts themselves, and the tries they took beyond the first.
+    live_answers: u64,
+    live_retried: u64,
+    /// Answered pairs sent a SYN again to measure the loss (at most [`PING_PAIRS`]).
+    pings: Vec<Ping>,
+    /// The pings still to send: (pair, attempt).
+    ping_queue: Vec<(SocketAddr, u8)>,
+    /// The pings went (once a scan).
+    pinged: bool,
+    /// This round is one nmap's rule would not send (`loss_rounds` earned it): it goes to
+    /// hosts that answered, not to ones never heard from (a down host loses nothing).
+    live_only: bool,
 }
 
 impl<'p> Schedule<'p> {
@@ -367,6 +418,13 @@ impl<'p> Schedule<'p> {
             slowed_sent: 0,
             slowed_time: Duration::ZERO,
             allowance_rounds: Vec::new(),
+            live_hosts: std::collections::HashSet::new(),
+            live_answers: 0,
+            live_retried: 0,
+            pings: Vec::new(),
+            ping_queue: Vec::new(),
+            pinged: false,
+            live_only: false,
         }
     }
 
@@ -388,7 +446,8 @@ impl<'p> Schedule<'p> {
         ScanTotals {
             retries_ran_out: self.round > 0
                 && self.round == self.plan.retries
-                && self.answered_round == self.round,
+                && (self.answered_round == self.round
+                    || self.expected_missed(self.round.saturating_add(1)) >= LOSS_MISS),
             retries: self.plan.retries,
             path_limit: self.rounds.named_limit(self.round, self.banks()),
             // Named only in a scan of several hosts (of one, it goes without saying).
@@ -497,7 +556,13 @@ impl<'p> Schedule<'p> {
             self.totals.sent += 1;
         }
         if !first {
-            self.totals.duplicates += 1;
+            // An answer to a ping (an attempt this pair was sent only as one) is no
+            // duplicate: it measures the loss.
+            let bit = 1u16.checked_shl(u32::from(reply.attempt)).unwrap_or(0);
+            match self.pings.iter_mut().find(|p| p.remote == reply.remote) {
+                Some(p) if p.sent & bit != 0 => p.answered |= bit,
+                _ => self.totals.duplicates += 1,
+            }
             return None;
         }
         // First answers only: a duplicate is timed from the same SYN, and one the target
@@ -509,6 +574,19 @@ impl<'p> Schedule<'p> {
         }
         if reply.attempt > 0 {
             self.totals.answered_on_retry += 1;
+        }
+        if reply.from == key.0 {
+            self.live_hosts.insert(key.0);
+            self.live_answers += 1;
+            self.live_retried += u64::from(reply.attempt);
+            if self.pings.len() < PING_PAIRS && reply.attempt < 16 {
+                self.pings.push(Ping {
+                    remote: reply.remote,
+                    used: 1 << reply.attempt,
+                    sent: 0,
+                    answered: 0,
+                });
+            }
         }
         self.answered_round = self.answered_round.max(reply.attempt);
         // When its SYN left: the answer's time less its round trip.
@@ -570,9 +648,16 @@ impl<'p> Schedule<'p> {
                         self.phase = Phase::Done;
                     } else if now < until {
                         return Step::Wait(until);
+                    } else if next > self.rounds_allowed()
+                        && self.allowance_at().is_none()
+                        && self.ping()
+                    {
+                        // The loss is measured first: see Phase::Pinging.
+                        self.phase = Phase::Pinging { next };
                     } else if next > self.rounds_allowed() && self.allowance_at().is_none() {
-                        // The last round's SYNs got no first answer: what is silent now
-                        // is filtered, not lost. Its wait is over: done.
+                        // The last round's SYNs got no first answer, and the loss seen
+                        // leaves no live pair likely silent: what is silent now is
+                        // filtered, not lost. Its wait is over: done.
                         self.phase = Phase::Done;
                     } else if let Some(at) = self
                         .allowance_at()
@@ -584,6 +669,10 @@ impl<'p> Schedule<'p> {
                         // one that banks its allowance.
                         return Step::Wait(at);
                     } else {
+                        // A round only the loss earned goes to the hosts that answered.
+                        self.live_only = next
+                            > retry_rounds_allowed(self.plan.retries, self.answered_round)
+                            && next <= self.loss_rounds();
                         if next > self.rounds_allowed() {
                             self.allowance_rounds.push(next);
                         }
@@ -594,6 +683,34 @@ impl<'p> Schedule<'p> {
                         self.pace_retries(now);
                         self.sent_before_round = self.totals.sent;
                         self.phase = Phase::Sending;
+                    }
+                }
+                Phase::Pinging { next } => {
+                    if stop {
+                        self.interrupt();
+                        continue;
+                    }
+                    if let Err(wait) = self.bucket.ready(now) {
+                        return Step::Wait(now + wait);
+                    }
+                    // Not the round's SYNs (no round counts them): the limit readings are
+                    // about the pairs still silent.
+                    match self.ping_queue.pop() {
+                        Some((remote, attempt)) => {
+                            let _ = self.bucket.take(now);
+                            self.last_send = self.last_send.max(now);
+                            // The RST first: the pair's previous attempt (its answered one, or
+                            // the ping just before) may have left the target half-open, and a
+                            // SYN meeting that gets an ACK, not a SYN-ACK (the lab: every
+                            // second ping to a pair was "lost" so).
+                            return Step::Send(SendSyn {
+                                remote,
+                                attempt,
+                                reset_previous: true,
+                                ping: true,
+                            });
+                        }
+                        None => self.phase = Phase::Between { next },
                     }
                 }
                 Phase::Sending => {
@@ -618,17 +735,23 @@ impl<'p> Schedule<'p> {
                                 remote,
                                 attempt: self.round,
                                 reset_previous: self.round > 0,
+                                ping: false,
                             });
                         }
                         None => {
+                            // A round for the hosts that answered found none of their
+                            // pairs silent: no later one would either.
+                            let empty = self.live_only && self.rounds.sent(self.round).is_none();
                             self.end_round(now);
-                            self.phase = if self.round < self.plan.retries && !self.all_answered() {
-                                Phase::Between {
-                                    next: self.round + 1,
-                                }
-                            } else {
-                                Phase::Draining
-                            };
+                            self.phase =
+                                if self.round < self.plan.retries && !self.all_answered() && !empty
+                                {
+                                    Phase::Between {
+                                        next: self.round + 1,
+                                    }
+                                } else {
+                                    Phase::Draining
+                                };
                         }
                     }
                 }
@@ -638,9 +761,109 @@ impl<'p> Schedule<'p> {
 
     // --- the policy's parts ---
 
-    /// Retry rounds allowed as the answers stand: see [`retry_rounds_allowed`].
+    /// Retry rounds allowed as the answers stand: nmap's (see [`retry_rounds_allowed`]),
+    /// or as many as the path's loss needs ([`Schedule::loss_rounds`]), whichever is more.
     fn rounds_allowed(&self) -> u8 {
-        retry_rounds_allowed(self.plan.retries, self.answered_round)
+        retry_rounds_allowed(self.plan.retries, self.answered_round).max(self.loss_rounds())
+    }
+
+    /// The live pairs expected still silent after `tries` SYNs each, from the loss
+    /// measured. A live pair's SYN and answer both come through with probability 1 − q:
+    /// its first answer comes at try k with probability (1 − q)·q^k. Over the n first
+    /// answers from the hosts themselves, whose tries beyond the first sum to s, and the
+    /// pings, a answered and l lost, q's estimate is (s + l) / (s + n + l + a) (the
+    /// maximum likelihood); of the live pairs, n / (1 − q^t) after t tries, n answered
+    /// and n·q^t / (1 − q^t) not yet. Zero without loss seen.
+    fn expected_missed(&self, tries: u8) -> f64 {
+        let (answered, lost) = self.pings.iter().fold((0u32, 0u32), |(a, l), p| {
+            (
+                a + p.answered.count_ones(),
+                l + (p.sent & !p.answered).count_ones(),
+            )
+        });
+        let n = self.live_answers as f64;
+        let failures = (self.live_retried + u64::from(lost)) as f64;
+        let successes = n + f64::from(answered);
+        if failures == 0.0 || n == 0.0 {
+            return 0.0;
+        }
+        let q = failures / (failures + successes);
+        let q_t = q.powi(i32::from(tries));
+        n * q_t / (1.0 - q_t)
+    }
+
+    /// Whether to ping before ending the retries, and if so the pings queued: [`PINGS`]
+    /// SYNs to the answered pairs kept, in turn, each at an attempt number that pair has
+    /// not used (a pair that answered gets no retry, so its other cookies are free, and an
+    /// answer says which ping it was). Where a round broke no silence on hosts that
+    /// answered, nmap's rule ends the retries; but with few live pairs among filtered
+    /// ones, the answers could not show the path losing packets, and a live pair may be
+    /// silent for that (`loss_rounds`). What comes back of the pings measures it: none
+    /// lost, the retries end (one wait later); some lost, they go on as that loss calls
+    /// for. Once a scan; not where a limiter is read (its drops are not loss, and pings
+    /// spend its allowance), nor when nothing answered (a down host loses nothing).
+    fn ping(&mut self) -> bool {
+        if self.pinged
+            || self.pings.is_empty()
+            || self.all_answered()
+            || self.slowed.is_some()
+            || !self.allowance_rounds.is_empty()
+            || self.rounds.stopped_early(self.answered_round)
+        {
+            return false;
+        }
+        self.pinged = true;
+        let attempts = self.plan.retries.min(15);
+        // Bounded: PINGS × PING_PAIRS turns at most.
+        for _ in 0..PINGS {
+            let mut queued = false;
+            for p in &mut self.pings {
+                if self.ping_queue.len() >= PINGS {
+                    break;
+                }
+                // Consecutive after the answered attempt, so each ping's RST (at attempt −
+                // 1) resets the one before it.
+                let Some(a) = (1..=attempts)
+                    .find(|&a| p.used & (1 << a) == 0 && p.used & (1 << (a - 1)) != 0)
+                else {
+                    continue;
+                };
+                p.used |= 1 << a;
+                p.sent |= 1 << a;
+                self.ping_queue.push((p.remote, a));
+                queued = true;
+            }
+            if !queued || self.ping_queue.len() >= PINGS {
+                break;
+            }
+        }
+        // Sent from the end: in the order queued.
+        self.ping_queue.reverse();
+        !self.ping_queue.is_empty()
+    }
+
+    /// Rounds the path's random loss calls for: the fewest after which fewer than
+    /// [`LOSS_MISS`] live pairs are expected still silent, at most `--retries`. nmap's rule
+    /// alone (a round that breaks no silence is the last) stops early under loss when few
+    /// live pairs are left among silent ones — three open ports among 997 filtered behind
+    /// a fifth lost each way: one missed in half the scans (walk, tcpshake-linkem), each
+    /// in 0.2 s; nmap, whose timing pings to an open port keep raising its retry count,
+    /// found all three in 5–11 s. A round costs its wait and the silent pairs' SYNs.
+    /// None while the rounds are slowed or wait for allowances: a limiter's drops are not
+    /// random loss, and its own rules end those rounds.
+    fn loss_rounds(&self) -> u8 {
+        if self.slowed.is_some() || !self.allowance_rounds.is_empty() {
+            return 0;
+        }
+        // A round that got nothing after one whose answers stopped part-way is a limiter's
+        // spent allowance, not loss: `allowance_at` decides what comes after it.
+        if self.live_hosts.is_empty() || self.rounds.stopped_early(self.answered_round) {
+            return 0;
+        }
+        // Bounded: at most --retries + 1 steps.
+        (0..=self.plan.retries)
+            .find(|&r| self.expected_missed(r.saturating_add(1)) < LOSS_MISS)
+            .unwrap_or(self.plan.retries)
     }
 
     /// The next pair of this round's walk that is to get a SYN; `None` at the walk's end.
@@ -669,6 +892,9 @@ impl<'p> Schedule<'p> {
             let port = self.plan.ports[(v % n_ports) as usize];
             if self.round > 0 && self.answered.contains(&(addr, port)) {
                 continue;
+            }
+            if self.live_only && !self.live_hosts.contains(&addr) {
+                continue; // never heard from: nmap's rounds only
             }
             if !self.families[usize::from(addr.is_ipv6())] {
                 continue; // no route for this family
@@ -907,6 +1133,11 @@ mod tests {
         Instant::from_nanos(T0 + us * 1000)
     }
 
+    /// A SYN of the scan's rounds (its first, or a retry), not a ping.
+    fn scan_syn(p: &SendSyn) -> bool {
+        !p.ping
+    }
+
     fn plan(spec: &str, ports: &[u16], rate: u64, retries: u8, shard: Shard) -> ScanPlan {
         plan_of(&[spec], ports, rate, retries, shard)
     }
@@ -1033,9 +1264,18 @@ mod tests {
         assert_eq!(first.len(), 8, "4 addresses × 2 ports");
         assert!(first.iter().all(|(_, p)| !p.reset_previous));
         // Round 1: the 4 silent port-80 pairs, each after a RST; round 2: the 3 still silent.
-        let r1: Vec<_> = sent.iter().filter(|(_, p)| p.attempt == 1).collect();
-        let r2: Vec<_> = sent.iter().filter(|(_, p)| p.attempt == 2).collect();
+        let r1: Vec<_> = sent
+            .iter()
+            .filter(|(_, p)| scan_syn(p) && p.attempt == 1)
+            .collect();
+        let r2: Vec<_> = sent
+            .iter()
+            .filter(|(_, p)| scan_syn(p) && p.attempt == 2)
+            .collect();
         assert_eq!((r1.len(), r2.len()), (4, 3));
+        // No pings: they come only where the retries would end before --retries.
+        let pings: Vec<_> = sent.iter().filter(|(_, p)| !scan_syn(p)).collect();
+        assert!(pings.is_empty(), "{pings:?}");
         assert!(
             r1.iter()
                 .chain(&r2)
@@ -1048,17 +1288,22 @@ mod tests {
         assert!(first1 >= last0 + 100_000, "{last0} {first1}");
         let t = s.totals();
         assert_eq!((t.scanned, t.closed, t.open), (8, 4, 1));
-        assert_eq!(t.sent, 8 + 2 * 4 + 2 * 3);
+        assert_eq!(t.sent, 8 + 2 * 4 + 2 * 3 + pings.len() as u64);
+        assert_eq!(t.duplicates, 0, "ping answers are no duplicates");
     }
 
     /// nmap's rule for retry rounds (`allowedTryno`): one past the highest round that got a
     /// first answer, at least one, at most `--retries`. A pair that answers only a retry
     /// (its first SYN or the answer lost) earns the silent pairs another round; a round
-    /// that breaks no silence is the last.
+    /// that breaks no silence is the last — unless the loss the answers measured says a
+    /// live pair may still be silent (`loss_rounds`): here three answers took three
+    /// retries among them (half the SYNs lost), so port 80, silent after four SYNs, may
+    /// be a live port losing them (6 % at that loss) and gets the rest.
     #[test]
     fn retry_rounds_go_on_while_retries_are_answered() {
         let p = plan("198.18.0.1", &[21, 22, 23, 80], 1_000_000, 10, Shard::WHOLE);
-        // Port 21 answers its third SYN, 22 its second, 23 its first; 80 never.
+        // Port 21 answers from its third SYN on, 22 from its second, 23 from its first (a
+        // ping to them is answered); 80 never.
         let first_answered = |port: u16| match port {
             21 => Some(2),
             22 => Some(1),
@@ -1068,14 +1313,27 @@ mod tests {
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let (sent, _) = run(
             &mut s,
-            |p| (first_answered(p.remote.port()) == Some(p.attempt)).then_some(PortState::Closed),
+            |p| {
+                first_answered(p.remote.port())
+                    .is_some_and(|a| p.attempt >= a)
+                    .then_some(PortState::Closed)
+            },
             None,
         );
         let rounds: Vec<usize> = (0..=10)
-            .map(|a| sent.iter().filter(|(_, p)| p.attempt == a).count())
+            .map(|a| {
+                sent.iter()
+                    .filter(|(_, p)| scan_syn(p) && p.attempt == a)
+                    .count()
+            })
             .collect();
-        // Round 2 answered 21, so round 3 comes (80 alone, unanswered) and is the last.
-        assert_eq!(rounds, [4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0]);
+        // Round 2 answered 21, so round 3 comes (80 alone, unanswered); the loss measured
+        // (3 retries over 3 answers: q = 1/2) leaves 3·q^t / (1 − q^t) live ports expected
+        // silent after t SYNs, not under LOSS_MISS (0.005) before t = 10: rounds to 9.
+        // Then eight pings to the ports that answered, all answered, put the loss lower,
+        // and the retries end.
+        assert_eq!(rounds, [4, 3, 2, 1, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!(sent.iter().filter(|(_, p)| !scan_syn(p)).count(), PINGS);
         let t = s.totals();
         assert_eq!((t.closed, t.answered_on_retry), (3, 2));
         assert!(
@@ -1093,7 +1351,11 @@ mod tests {
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let (sent, _) = run(
             &mut s,
-            |p| (first_answered(p.remote.port()) == Some(p.attempt)).then_some(PortState::Closed),
+            |p| {
+                first_answered(p.remote.port())
+                    .is_some_and(|a| p.attempt >= a)
+                    .then_some(PortState::Closed)
+            },
             None,
         );
         assert_eq!(sent.len(), 4 + 3, "{sent:?}");
@@ -1119,6 +1381,47 @@ mod tests {
                 (PortState::Closed, 50)
             })
         }
+    }
+
+    /// A host with 3 open ports among 1 000, the rest filtered, behind a path losing a
+    /// fifth of the packets each way (36 % of the exchanges), as the walk's linkem lab:
+    /// nmap's rule alone (a round that breaks no silence is the last) missed an open
+    /// port in half the scans there, with no warning. With the rounds the loss calls for
+    /// (`loss_rounds`), over 300 seeds: at most 3 % of the scans miss one, and those say so.
+    #[test]
+    fn few_live_ports_among_filtered_ones_behind_loss_are_found() {
+        let ports: Vec<u16> = (1..=1_000).collect();
+        let p = plan("198.18.0.1", &ports, 250_000, 10, Shard::WHOLE);
+        let (mut missed, mut unwarned, mut longest) = (0, 0, 0);
+        for seed in 0..300u64 {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut lost = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % 100 < 20
+            };
+            let open = |port: u16| matches!(port, 22 | 80 | 443);
+            let mut s = Schedule::new(&p, [true, false], at_us(0));
+            let (_, end) = run_timed(
+                &mut s,
+                |q, _| {
+                    let (out, back) = (lost(), lost());
+                    (open(q.remote.port()) && !out && !back).then_some((PortState::Open, 5_000))
+                },
+                None,
+            );
+            let t = s.totals();
+            longest = longest.max(end);
+            if t.open < 3 {
+                missed += 1;
+                unwarned += u32::from(!t.retries_ran_out);
+            }
+        }
+        assert!(missed <= 9, "{missed} of 300 scans missed an open port");
+        assert!(unwarned <= missed, "{unwarned}");
+        // Each round: 1 000 SYNs at 250 kpps and the adaptive wait (≥ 50 ms).
+        assert!(longest < 1_500_000, "{longest} µs");
     }
 
     /// A host that rate-limits its answers to 5 000 a second, scanned at 100 000 packets a
@@ -1227,7 +1530,9 @@ mod tests {
         // Random loss, not a limit: a host with a tenth of its ports closed and the rest
         // filtered, a fifth of the packets lost either way. Each round's answers are a
         // smaller share than the last's (fewer of the silent ports can answer): nothing
-        // is slowed, and the scan takes what it took before.
+        // is slowed; the rounds go on until the loss they measured leaves no closed port
+        // likely unanswered (`loss_rounds`: 3.6 s here; nmap's rule alone stopped at
+        // 2.8 s, at the first round that broke no silence).
         let mut seed = 12345u64;
         let mut lossy = |p: &SendSyn, _| {
             seed = seed
@@ -1240,7 +1545,7 @@ mod tests {
         let (_, end) = run_timed(&mut s, &mut lossy, None);
         assert_eq!(s.slowed(), None);
         assert_eq!(s.totals().closed, 2_000, "{:?}", s.totals());
-        assert!(end < 3_000_000, "{end} µs");
+        assert!(end < 4_000_000, "{end} µs");
 
         // A limited host whose ports are mostly filtered (2 000 answers a second, a
         // quarter of its ports closed): slowed, and the slowed round, answering a larger
@@ -1376,8 +1681,9 @@ mod tests {
 
         // No limit: a host with its first `closed` ports closed and the rest filtered. Its
         // closed ports, in the scan's random order, answered to the end of round 0: no
-        // allowance was spent, and the silent round 1 is the last. With fewer than ten (a
-        // firewall's few holes) there is nothing to read either way.
+        // allowance was spent, and the silent round 1 is the last — after eight pings to
+        // closed ports, all answered (no loss: the silent ports are filtered). With fewer
+        // than ten (a firewall's few holes) there is nothing to read either way.
         for closed in [20, 5] {
             let mut s = Schedule::new(&p, [true, false], at_us(0));
             let (sent, end) = run_timed(
@@ -1392,8 +1698,8 @@ mod tests {
                 (u64::from(closed), silent, 0),
                 "{t:?}"
             );
-            assert_eq!(sent.len() as u64, 1_000 + silent);
-            assert!(end < 300_000, "{end} µs");
+            assert_eq!(sent.len() as u64, 1_000 + silent + PINGS as u64);
+            assert!(end < 400_000, "{end} µs");
         }
     }
 
@@ -1417,7 +1723,10 @@ mod tests {
                     Step::Send(p) => {
                         batch += 1 + u64::from(p.reset_previous);
                         if p.remote.port() == 22 {
-                            let r = reply(p.remote, PortState::Closed);
+                            let r = Reply {
+                                attempt: p.attempt,
+                                ..reply(p.remote, PortState::Closed)
+                            };
                             s.answer(&r, at_us(now + 1), Some(Duration::from_micros(1)));
                         } else {
                             syns.push((now, p.attempt));
@@ -2093,7 +2402,9 @@ mod tests {
         ) {
             let (sends, end_us) = adversarial(n_ports, retries, adaptive, rate, &script, &strays);
             let pairs = 2 * n_ports;
-            prop_assert!(sends <= pairs * (usize::from(retries) + 1), "{sends}");
+            // Each pair its SYN and retries; the pings, each kept pair its unused attempts.
+            let pings = PING_PAIRS * usize::from(retries);
+            prop_assert!(sends <= pairs * (usize::from(retries) + 1) + pings, "{sends}");
             // Each round: its SYNs, a wait of at most 10 s, an allowance of 1 s.
             let bound = (u64::from(retries) + 1) * 12_000_000 + 2 * pairs as u64 * 20_000 * (u64::from(retries) + 1) + 5_000_000;
             prop_assert!(end_us <= bound, "ended at {end_us} µs, bound {bound}");
@@ -2168,7 +2479,7 @@ mod tests {
                 }
             }
             prop_assert!(done, "never ended: now {} µs, {} sends", now, sends);
-            prop_assert!(sends <= n_ports * (usize::from(retries) + 1));
+            prop_assert!(sends <= n_ports * (usize::from(retries) + 1) + PING_PAIRS * usize::from(retries));
             // Sending at --rate, slowed rounds at most 30 s each (planned), waits ≤ 10 s,
             // allowances 1 s: a generous bound.
             let bound = (u64::from(retries) + 1) * 45_000_000 + (2 * n_ports as u64 * 1_000_000 / rate) * (u64::from(retries) + 1) * 2;
