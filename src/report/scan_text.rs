@@ -199,6 +199,19 @@ pub fn summary(x: &Summary) -> String {
         );
     }
     if let Some(d) = &t.slowed {
+        // A trial (the rounds before got a few answers each, all early in their SYNs): said
+        // first, then what came of it.
+        if let Some(n) = d.trial {
+            let _ = write!(
+                s,
+                "\nnote: rounds {} and {} got a steady few answers (a limit that passes a few \
+                 at a time?): retry round {} sent {n} of its SYNs at {} a second as a trial",
+                d.round.saturating_sub(2),
+                d.round.saturating_sub(1),
+                d.round,
+                d.syns
+            );
+        }
         let _ = if d.undone {
             write!(
                 s,
@@ -687,6 +700,7 @@ mod tests {
             undone: false,
             again: None,
             released: None,
+            trial: None,
         };
         let s = summary(&Summary {
             totals: ScanTotals {
@@ -705,6 +719,28 @@ mod tests {
             ),
             "{s}"
         );
+        // A trial first: said before the slowdown it kept.
+        let s = summary(&Summary {
+            totals: ScanTotals {
+                slowed: Some(tcpshake_proto::probe::scan::schedule::Slowdown {
+                    trial: Some(116),
+                    syns: 116,
+                    answers: 129,
+                    ..slowed
+                }),
+                retries_ran_out: false,
+                ..t
+            },
+            ..x
+        });
+        assert_eq!(
+            s.lines().nth(1),
+            Some(
+                "note: rounds 0 and 1 got a steady few answers (a limit that passes a few at a \
+                 time?): retry round 2 sent 116 of its SYNs at 116 a second as a trial"
+            ),
+            "{s}"
+        );
         // Slowed again: both said.
         let s = summary(&Summary {
             totals: ScanTotals {
@@ -719,6 +755,7 @@ mod tests {
                         syns: 181,
                     }),
                     released: Some(7),
+                    trial: None,
                 }),
                 retries_ran_out: false,
                 ..t
