@@ -48,6 +48,20 @@ fn open_sink(path: &Path, flag: &str) -> Result<Sink> {
     Ok(BufWriter::new(Box::new(f)))
 }
 
+/// Output files this run made (none was there before), to remove if the scan could not
+/// start — each only while it is still empty.
+struct EmptyOutputs(Vec<std::path::PathBuf>);
+
+impl EmptyOutputs {
+    fn remove_empty(&self) {
+        for p in &self.0 {
+            if std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
 fn is_stdout(p: &Option<std::path::PathBuf>) -> bool {
     p.as_ref().is_some_and(|p| p.as_os_str() == "-")
 }
@@ -58,6 +72,21 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         return Ok(Exit::Failed);
     };
     warn_other_interfaces(&plan);
+    // The output files are made before anything else, so a bad path fails at once; a scan
+    // that then cannot start (no privileges, no nftables) leaves none it made behind,
+    // empty (nmap makes none). One that was there is left (emptied, as nmap would).
+    let made = EmptyOutputs(
+        [
+            &args.output_xml,
+            &args.output_greppable,
+            &args.output_normal,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.as_os_str() != "-" && !p.exists())
+        .cloned()
+        .collect(),
+    );
     let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
     let mut xml = args
         .output_xml
@@ -116,7 +145,14 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let outcome = outcome?;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            drop((xml.take(), greppable.take(), normal.take()));
+            made.remove_empty();
+            return Err(e);
+        }
+    };
     answers.sort();
     if args.complete {
         complete_open(&mut answers, stop)?;
