@@ -1544,7 +1544,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (q.remote.port() % 25 == 0 && x % 10 >= 6).then_some((PortState::Closed, 50))
+            (q.remote.port().is_multiple_of(25) && x % 10 >= 6).then_some((PortState::Closed, 50))
         };
         let mut s = Schedule::new(&p, [true, false], at_us(0));
         let (_, end) = run_timed(&mut s, &mut lossy, None);
