@@ -214,13 +214,15 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         (up, down) = (hosts.up_hosts(), hosts.silent_hosts() + hosts.down_hosts());
     } else if table {
         // Only the open ports were kept, the other answers counted.
-        // Hosts whose answers were only counted (every port closed) too: up, so listed.
-        for addr in answers.answering_hosts() {
+        // Hosts whose answers of their own were only counted (every port closed) too: up,
+        // so listed; not those only a router's ICMP errors spoke for.
+        for addr in answers.hosts_up() {
             let h = HostPorts {
                 addr,
                 answered: answers.host(addr),
                 silent: Vec::new(),
                 link: outcome.neighbours.host(addr),
+                counted_up: answers.answered_itself(addr),
             };
             let left_out = answers.left_out(addr, &coverage);
             scan_text::host(&mut out, &h, names_of(addr), false, left_out.as_deref())?;

@@ -299,9 +299,15 @@ impl<W: Write> Xml<W> {
             secs(last)
         );
         // The host is up because it answered ARP / ND (nmap's `arp-response`,
-        // `nd-response`, TTL 0), or because of its first reply (nmap's `--reason` for a
-        // host found by a port's reply: `syn-ack`, `reset`, ...).
-        let (reason, ttl) = match (h.link, first) {
+        // `nd-response`, TTL 0), or because of its first reply of its own (nmap's
+        // `--reason` for a host found by a port's reply: `syn-ack`, `reset`, ...; a
+        // router's ICMP error before it said nothing of the host).
+        let first_own = h
+            .answered
+            .iter()
+            .filter(|a| a.from_target())
+            .min_by_key(|a| a.t_ns);
+        let (reason, ttl) = match (h.link, first_own) {
             (Some(HostLink::Resolved(_, how)), _) => (how.up_reason().as_str(), 0),
             (_, Some(a)) => (a.reason.as_str(), a.reply_ttl),
             (_, None) => ("user-set", 0),
@@ -510,6 +516,7 @@ mod tests {
             answered: a.host(addr),
             silent: silent.into_iter().collect(),
             link: None,
+            counted_up: false,
         }
     }
 
@@ -681,9 +688,70 @@ mod tests {
             answered: &[],
             silent: vec![22, 25],
             link: None,
+            counted_up: false,
         };
         assert!(!xml(&h, &[], None).contains("<host "));
         assert!(!greppable(&h).contains("Host:"));
+    }
+
+    /// Walk 14: a host whose every answer was a router's ICMP error (no such host behind
+    /// it) was listed `Status: Up` / `<status state="up" reason="host-unreach">`; nmap
+    /// -sS calls it down. A host that did answer is up by its own first answer, not by a
+    /// router's error that came before it.
+    #[test]
+    fn a_host_only_a_router_answered_for_is_not_listed() {
+        let router = "198.18.1.254".parse().unwrap();
+        let rec = |port, state, reason, from, t_ns| ScanRecord {
+            addr: ADDR.parse().unwrap(),
+            port,
+            state,
+            reason,
+            reply_ttl: 63,
+            reply_from: from,
+            rtt_ns: Some(50_000),
+            t_ns,
+            complete: None,
+        };
+        let t = 1_700_000_000_000_000_000;
+        let mut a = Answers::default();
+        a.insert(&rec(
+            22,
+            PortState::Filtered,
+            Reason::HostUnreach,
+            Some(router),
+            t,
+        ));
+        a.insert(&rec(
+            25,
+            PortState::Filtered,
+            Reason::HostUnreach,
+            Some(router),
+            t,
+        ));
+        a.sort();
+        let h = host(&a, []);
+        assert!(!h.is_up());
+        let x = xml(&h, &[], None);
+        assert!(!x.contains("<host ") && !x.contains("<host>"), "{x}");
+        assert!(!greppable(&h).contains("Host:"));
+        // The host's own RST, after the router's error about another port.
+        let mut a = Answers::default();
+        a.insert(&rec(
+            22,
+            PortState::Filtered,
+            Reason::AdminProhibited,
+            Some(router),
+            t,
+        ));
+        a.insert(&rec(25, PortState::Closed, Reason::Reset, None, t + 1));
+        a.sort();
+        let h = host(&a, []);
+        let x = xml(&h, &[], None);
+        assert!(
+            x.contains("<status state=\"up\" reason=\"reset\" reason_ttl=\"63\"/>"),
+            "{x}"
+        );
+        assert!(greppable(&h).contains("Host: 198.18.0.9 ()\tStatus: Up\n"));
     }
 
     #[test]
@@ -697,6 +765,7 @@ mod tests {
             answered: &[],
             silent: vec![22, 25],
             link: Some(HostLink::Resolved(mac, Resolution::Arp)),
+            counted_up: false,
         };
         let x = xml(&up, &[], None);
         assert!(x.contains("<status state=\"up\" reason=\"arp-response\" reason_ttl=\"0\"/>\n<address addr=\"198.18.0.9\" addrtype=\"ipv4\"/>\n<address addr=\"9A:86:31:63:91:AC\" addrtype=\"mac\"/>"), "{x}");
@@ -714,6 +783,7 @@ mod tests {
             answered: &[],
             silent: vec![],
             link: Some(HostLink::Unresolved(Resolution::Arp)),
+            counted_up: false,
         };
         let x = xml(&down, &[], None);
         assert!(x.contains("<host><status state=\"down\" reason=\"no-response\" reason_ttl=\"0\"/>\n<address addr=\"198.18.0.4\" addrtype=\"ipv4\"/>\n</host>\n"), "{x}");
