@@ -440,6 +440,76 @@ fn xml_ports(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
     m
 }
 
+/// (addr, port) → `state/reason` from -oX `<port>` elements (none folded).
+fn xml_reasons(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
+    let script = format!(
+        "import xml.etree.ElementTree as ET\n\
+         for h in ET.parse({:?}).getroot().findall('host'):\n\
+         \x20a=h.find('address').get('addr')\n\
+         \x20assert h.find('ports').find('extraports') is None\n\
+         \x20for p in h.find('ports').findall('port'):\n\
+         \x20 s=p.find('state')\n\
+         \x20 print(a, p.get('portid'), s.get('state') + '/' + s.get('reason'))\n",
+        path.to_str().unwrap()
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                (f[0].parse().unwrap(), f[1].parse().unwrap()),
+                f[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+lab_test! {
+/// Walk 14: ICMPv6 destination unreachable code 0 read `net-unreach` and code 6
+/// `admin-prohibited`, where nmap says `no-route` and `reject-route`. On the same wire,
+/// nmap -sS --reason and our -oX give every port the same state and reason word: IPv6's
+/// codes 0, 1, 4, 5 and 6, and IPv4's net-unreach beside them.
+fn icmp_unreachable_codes_have_nmaps_reason_words_v4_and_v6() {
+    let s = ScanLab::new("scan_icmp6_words", &[]);
+    s.icmp_unlimited();
+    s.lab.fault_reject(82, Reject::AdminProhibited);
+    s.lab.fault_reject(83, Reject::PortUnreachable);
+    s.lab.fault_reject(86, Reject::NoRoute);
+    s.lab.fault_reject(87, Reject::RouteRejected);
+    s.lab.fault_reject(88, Reject::PolicyFail);
+    let ports = "82,83,86-88";
+    // The server's own addresses, not the AnyIP ones: Linux sends an ICMPv6 error from
+    // the address the packet was for only when that address is configured (icmp6_send),
+    // else from another of its own — a stranger's error, which says nothing of the host.
+    let (v4, v6) = (s.lab.server_v4, s.lab.server_v6);
+    for (family, addr) in [(None, IpAddr::V4(v4)), (Some("-6"), IpAddr::V6(v6))] {
+        let a = addr.to_string();
+        let dir = s.lab.dir();
+        let (ours, theirs) = (dir.join(format!("ts-{a}.xml")), dir.join(format!("nm-{a}.xml")));
+        let run = s.scan(&[&a, "-p", ports, "-oX", ours.to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_valid_nmap_xml(&ours);
+        let mut nmap = vec!["-sS", "-Pn", "-n", "--reason", "--max-retries", "1", "-p", ports];
+        nmap.extend(family);
+        nmap.extend(["-oX", theirs.to_str().unwrap(), a.as_str()]);
+        let nm = s.nmap(&nmap);
+        assert_eq!(nm.code, Some(0), "{nm}");
+        let (got, want) = (xml_reasons(&ours), xml_reasons(&theirs));
+        assert!(got == want, "{a}: {}", diff(&got, &want));
+        let reason = |p: u16| got.get(&(addr, p)).map(String::as_str);
+        if addr.is_ipv6() {
+            assert_eq!(reason(86), Some("filtered/no-route"), "{got:?}");
+            assert_eq!(reason(87), Some("filtered/reject-route"), "{got:?}");
+            assert_eq!(reason(88), Some("filtered/admin-prohibited"), "{got:?}");
+        } else {
+            assert_eq!(reason(86), Some("filtered/net-unreach"), "{got:?}");
+            assert_eq!(reason(87), Some("closed/reset"), "{got:?}");
+        }
+    }
+}
+}
+
 lab_test! {
 /// An address named more than once — twice on the command line, by a name and by itself,
 /// in a list and inside a block the list also holds — is one host scanned once per port:
