@@ -917,6 +917,15 @@ fn scan(a: ScanArgs) -> Result<Config> {
         .map(|t| exclude_spec(t, Family::Any).map_err(|e| format!("--exclude: {e}")))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(UsageError)?;
+    // One stdin: both would read it, the first to get there taking everything, and the
+    // exclusions came back empty without a word — a scan of what was to be kept out.
+    let stdin = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if stdin(&a.input_list) && stdin(&a.excludefile) {
+        return refuse(
+            "-iL - and --excludefile - both read stdin, which only one of them can: put the \
+             exclusions (or the targets) in a file, e.g. --excludefile exclude.txt",
+        );
+    }
     let ports = match (&a.ports, a.top_ports) {
         (Some(p), _) => ports::parse(p).map_err(|e| format!("-p `{p}`: {e}")),
         (None, Some(n)) => ports::top(n),

@@ -751,6 +751,22 @@ fn addresses_no_connection_can_be_made_to_are_refused_everywhere() {
     assert!(scan_spec("224.0.0.0/4", Family::Any).is_err());
 }
 
+/// Walk 14: `-iL - --excludefile -` read stdin twice; the targets took it all and the
+/// exclusions came back empty, without a word. Only one may read stdin.
+#[test]
+fn only_one_list_may_read_stdin() {
+    refused(
+        &["scan", "-iL", "-", "--excludefile", "-", "-p", "80"],
+        &[
+            "-iL - and --excludefile - both read stdin",
+            "put the exclusions (or the targets) in a file",
+        ],
+    );
+    let c = scan(&["scan", "-iL", "-", "--excludefile", "excl.txt", "-p", "80"]);
+    assert_eq!(c.exclude_list, Some(PathBuf::from("excl.txt")));
+    scan(&["scan", "198.18.0.0/24", "--excludefile", "-", "-p", "80"]);
+}
+
 /// nmap's output options and habits beyond -oG/-oX: -oN, -oA BASE, --max-rate, --open.
 #[test]
 fn nmap_outputs_and_rate_in_scan() {

@@ -33,6 +33,15 @@ impl NetnsHosts {
         std::fs::write(guard.0.join("hosts"), text).unwrap();
         guard
     }
+
+    /// As [`NetnsHosts::new`], and a `resolv.conf` naming 127.0.0.1, where nothing in the
+    /// namespace listens: a name not in the hosts file fails at once, and no query can
+    /// leave the lab.
+    fn without_dns(ns: &str, entries: &[(IpAddr, &str)]) -> NetnsHosts {
+        let guard = NetnsHosts::new(ns, entries);
+        std::fs::write(guard.0.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+        guard
+    }
 }
 
 impl Drop for NetnsHosts {
@@ -506,6 +515,39 @@ fn icmp_unreachable_codes_have_nmaps_reason_words_v4_and_v6() {
             assert_eq!(reason(86), Some("filtered/net-unreach"), "{got:?}");
             assert_eq!(reason(87), Some("closed/reset"), "{got:?}");
         }
+    }
+}
+}
+
+lab_test! {
+/// Walk 14: an exclusion name that did not resolve was warned about, and the scan went on
+/// without it (exit 1) — sending to what it was meant to keep out; from --excludefile it
+/// said `--exclude:` with no file or line. Now a refusal (exit 2), one message naming the
+/// option, the file and line, before anything is sent. The namespace's resolver is
+/// 127.0.0.1, where nothing listens: no query leaves the lab.
+fn an_exclusion_name_that_does_not_resolve_refuses_the_scan() {
+    let s = ScanLab::new("scan_excl_name", &[80]);
+    let _dns = NetnsHosts::without_dns(&s.lab.client_ns, &[]);
+    let target = s.v4(2).to_string();
+    let list = s.lab.dir().join("excl.txt");
+    std::fs::write(&list, format!("{}\nnosuch.invalid\n", s.v4(3))).unwrap();
+    let list = list.to_str().unwrap();
+    for (extra, says) in [
+        (
+            ["--exclude", "nosuch.invalid"],
+            "tcpshake: --exclude: cannot resolve `nosuch.invalid`".to_string(),
+        ),
+        (
+            ["--excludefile", list],
+            format!("tcpshake: --excludefile {list}, line 2: cannot resolve `nosuch.invalid`"),
+        ),
+    ] {
+        let run = s.scan(&[&[target.as_str(), "-p", "80"][..], &extra[..]].concat());
+        assert_eq!(run.code, Some(2), "{extra:?}\n{run}");
+        assert!(run.stderr.starts_with(&says), "{extra:?}\n{run}");
+        assert!(run.stderr.contains("nothing was scanned"), "{extra:?}\n{run}");
+        assert_eq!(run.stderr.lines().count(), 1, "one message: {extra:?}\n{run}");
+        assert!(run.stdout.is_empty(), "{extra:?}: scanned\n{run}");
     }
 }
 }
