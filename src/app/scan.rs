@@ -3,7 +3,7 @@
 use super::exit::{Exit, UsageError};
 use super::targets::TargetList;
 use crate::config::{Exchange, ScanConfig, defaults, exclude_spec, scan_spec};
-use crate::report::scan_nmap::{Greppable, Normal, RunEnd, RunInfo, Xml};
+use crate::report::scan_nmap::{Greppable, Normal, RunEnd, RunInfo, Xml, has_open_port};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -151,6 +151,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         start_secs,
         ports: &plan.ports,
         stylesheet: &stylesheet,
+        open_only: args.open,
     };
     let mut xml = xml.take().map(|w| Xml::start(w, &info)).transpose()?;
     let mut greppable = greppable
@@ -176,13 +177,15 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         let mut hosts = Walk::new(&coverage, &answers, args.all);
         for h in hosts.by_ref() {
             let left_out = (!args.all).then(|| h.not_open());
+            // nmap's --open: a host with no open port is in no report (still counted up).
+            let shown = !args.open || has_open_port(&h);
             if let Some(x) = &mut xml {
                 x.host(&h, names_of(h.addr))?;
             }
             if let Some(g) = &mut greppable {
                 g.host(&h)?;
             }
-            if table {
+            if table && shown {
                 scan_text::host(
                     &mut out,
                     &h,
@@ -191,7 +194,9 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                     left_out.as_deref(),
                 )?;
             }
-            if let Some(n) = &mut normal {
+            if let Some(n) = &mut normal
+                && shown
+            {
                 scan_text::host(n.out(), &h, names_of(h.addr), args.all, left_out.as_deref())?;
             }
             if args.json && args.all {
@@ -224,6 +229,9 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                 link: outcome.neighbours.host(addr),
                 counted_up: answers.answered_itself(addr),
             };
+            if args.open && !has_open_port(&h) {
+                continue; // nmap's --open
+            }
             let left_out = answers.left_out(addr, &coverage);
             scan_text::host(&mut out, &h, names_of(addr), false, left_out.as_deref())?;
         }

@@ -798,13 +798,15 @@ fn nmap_outputs_and_rate_in_scan() {
         &["scan", "198.18.0.2", "--max-rate", "5", "--rate", "5"],
         &["--max-rate", "cannot be used with", "--rate"],
     );
-    scan(&["scan", "198.18.0.2", "--open", "-oN", "s.txt"]);
-    for (extra, name) in [
-        (&["--all"][..], "--all"),
-        (&["--json"], "--json"),
-        (&["-oG", "s.gnmap"], "-oG"),
-        (&["-oA", "s"], "-oA"),
-    ] {
+    assert!(scan(&["scan", "198.18.0.2", "--open", "-oN", "s.txt"]).open);
+    assert!(!scan(&["scan", "198.18.0.2", "-oN", "s.txt"]).open);
+    // Walk 14: `nmap --open -oG -` is a habit; the formats show the open ports only.
+    for extra in [&["-oG", "-"][..], &["-oX", "s.xml"], &["-oA", "s"]] {
+        let mut args = vec!["scan", "198.18.0.2", "--open"];
+        args.extend_from_slice(extra);
+        assert!(scan(&args).open, "{args:?}");
+    }
+    for (extra, name) in [(&["--all"][..], "--all"), (&["--json"], "--json")] {
         let mut args = vec!["scan", "198.18.0.2", "--open"];
         args.extend_from_slice(extra);
         refused(&args, &[&format!("--open would be ignored by {name}")]);

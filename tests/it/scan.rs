@@ -800,6 +800,89 @@ fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
 }
 
 lab_test! {
+/// Walk 14: `--open` beside -oG / -oX was refused (exit 2), though `nmap --open -oG -` is
+/// a habit. Now, as nmap's: only the host with an open port is listed, with its open
+/// ports, the rest folded — -oG's host lines byte for byte as nmap's, -oX equal to
+/// nmap's for ndiff and valid, and the table and -oN without the host that has none.
+fn open_shows_only_hosts_with_open_ports_as_nmap_does() {
+    let s = ScanLab::new("scan_open", &[22, 80]);
+    s.lab.fault_reject(81, Reject::Drop);
+    let (a, b) = (s.v4(2).to_string(), s.v4(3).to_string());
+    // b: its listening ports reset too, so it is up with none open.
+    let dir = s.lab.dir();
+    let rules = dir.join("open.nft");
+    std::fs::write(
+        &rules,
+        format!(
+            "table inet tsk_open {{\n chain input {{\n  type filter hook input priority -10; \
+             policy accept;\n  ip daddr {b} tcp dport {{ 22, 80 }} reject with tcp reset\n \
+             }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    run_ok(in_ns(&s.lab.server_ns, "nft").arg("-f").arg(&rules));
+    let (ts_xml, ts_grep, ts_norm) = (
+        dir.join("ts-open.xml"),
+        dir.join("ts-open.gnmap"),
+        dir.join("ts-open.nmap"),
+    );
+    let (nm_xml, nm_grep) = (dir.join("nm-open.xml"), dir.join("nm-open.gnmap"));
+    let ports = "22,23,80,81";
+    let run = s.scan(&[
+        &a,
+        &b,
+        "-p",
+        ports,
+        "--open",
+        "-oX",
+        ts_xml.to_str().unwrap(),
+        "-oG",
+        ts_grep.to_str().unwrap(),
+        "-oN",
+        ts_norm.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains(&format!("scan report for {a}\n")), "{run}");
+    assert!(!run.stdout.contains(&b), "a host with no open port: {run}");
+    let normal = std::fs::read_to_string(&ts_norm).unwrap();
+    assert!(normal.contains(&format!("scan report for {a}\n")), "{normal}");
+    assert!(!normal.contains(&format!("scan report for {b}")), "{normal}");
+    assert!(normal.contains("(2 hosts up)"), "{normal}");
+    let nm = s.nmap(&[
+        "-n", "-sS", "-Pn", "--open", "-p", ports, "-oX", nm_xml.to_str().unwrap(), "-oG",
+        nm_grep.to_str().unwrap(), &a, &b,
+    ]);
+    assert_eq!(nm.code, Some(0), "{nm}");
+    assert_valid_nmap_xml(&ts_xml);
+    let ours = std::fs::read_to_string(&ts_grep).unwrap();
+    let theirs = std::fs::read_to_string(&nm_grep).unwrap();
+    assert_eq!(
+        greppable_hosts(&ours),
+        greppable_hosts(&theirs),
+        "-oG differs\n--- tcpshake ---\n{ours}\n--- nmap ---\n{theirs}"
+    );
+    assert_eq!(greppable_hosts(&ours).len(), 2, "{ours}");
+    let x = std::fs::read_to_string(&ts_xml).unwrap();
+    let diff = Command::new("ndiff")
+        .arg(&nm_xml)
+        .arg(&ts_xml)
+        .output()
+        .expect("cannot run ndiff");
+    assert!(
+        diff.status.code() == Some(0),
+        "ndiff finds differences:\n{}{}\n--- nmap ---\n{}\n--- tcpshake ---\n{x}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr),
+        std::fs::read_to_string(&nm_xml).unwrap_or_default()
+    );
+    assert_eq!(x.matches("<host ").count(), 1, "{x}");
+    assert_eq!(x.matches("<port ").count(), 2, "{x}");
+    assert!(x.contains("<extraports state=\"closed\" count=\"1\">"), "{x}");
+    assert!(x.contains("<hosts up=\"2\" down=\"0\" total=\"2\"/>"), "{x}");
+}
+}
+
+lab_test! {
 /// Ctrl-C mid-scan: the sending stops, the replies on their way are still taken, and every
 /// file is complete — XML valid, saying `exit="error"` — listing exactly the pairs that
 /// were sent, each with its true verdict.
@@ -1080,8 +1163,8 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
             "-oA: cannot create /nonexistent/dir/b.",
         ),
         (
-            vec!["scan", "198.18.0.1", "-p", "22", "--open", "-oX", "x.xml"],
-            "--open would be ignored by -oX",
+            vec!["scan", "198.18.0.1", "-p", "22", "--open", "--json"],
+            "--open would be ignored by --json",
         ),
         (
             vec![
