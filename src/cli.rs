@@ -345,9 +345,10 @@ pub enum PlotKind {
 #[command(
     after_help = "nmap's -iL, -oN, -oG, -oX and -oA spellings are accepted (-oA BASE writes \
                   BASE.nmap, BASE.gnmap and BASE.xml), and --max-rate is --rate. So are -sS, \
-                  -Pn, -n and --open, which ask for what tcpshake scan always does (a SYN scan, \
-                  no host discovery, no reverse lookups, only open ports in the table; --open is \
-                  refused beside --all, --json, -oG and -oX, which list the other ports too). \
+                  -Pn and -n, which ask for what tcpshake scan always does (a SYN scan, no \
+                  host discovery, no reverse lookups). --open shows only hosts with an open \
+                  port, and only their open ports, in the table, -oN, -oG and -oX, as nmap's \
+                  does (refused beside --all and --json, which list every port). \
                   -F is --top-ports 100, --max-retries is --retries, and --reason is always on \
                   (the REASON column). Other scan types, -T timing templates, --min-rate, \
                   nmap's RTT timeouts and delays, scripts, discovery probes, -e, -S, -f, --ttl, \
@@ -412,7 +413,8 @@ pub struct ScanArgs {
     /// --json, a line for each silent port as well.
     #[arg(long)]
     pub all: bool,
-    /// nmap's --open: only open ports in the table, which is what it shows anyway.
+    /// nmap's --open: only hosts with an open port, and only their open ports, in the
+    /// table and in -oN, -oG and -oX (the others counted, as nmap folds them).
     #[arg(long, hide = true)]
     pub open: bool,
     /// One JSON object per answered port on stdout (JSON Lines).

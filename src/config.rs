@@ -277,6 +277,9 @@ pub struct ScanConfig {
     /// for all three when it named them).
     pub output_flags: [&'static str; 3],
     pub complete: bool,
+    /// nmap's `--open`: the table, -oN, -oG and -oX show only hosts with an open port, and
+    /// of them only the open ports.
+    pub open: bool,
 }
 
 /// The file nmap's `-oA BASE` writes a format to: `BASE.nmap`, `BASE.gnmap`, `BASE.xml`
@@ -917,6 +920,15 @@ fn scan(a: ScanArgs) -> Result<Config> {
         .map(|t| exclude_spec(t, Family::Any).map_err(|e| format!("--exclude: {e}")))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(UsageError)?;
+    // One stdin: both would read it, the first to get there taking everything, and the
+    // exclusions came back empty without a word — a scan of what was to be kept out.
+    let stdin = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if stdin(&a.input_list) && stdin(&a.excludefile) {
+        return refuse(
+            "-iL - and --excludefile - both read stdin, which only one of them can: put the \
+             exclusions (or the targets) in a file, e.g. --excludefile exclude.txt",
+        );
+    }
     let ports = match (&a.ports, a.top_ports) {
         (Some(p), _) => ports::parse(p).map_err(|e| format!("-p `{p}`: {e}")),
         (None, Some(n)) => ports::top(n),
@@ -967,25 +979,17 @@ fn scan(a: ScanArgs) -> Result<Config> {
             "{one} and {two} both write to stdout; send one of them to a file (e.g. -oX scan.xml)"
         ));
     }
-    // nmap's --open: only open ports. The table shows no other without --all; the other
-    // formats list every port answered (or sent to), which --open would not change.
+    // nmap's --open: only hosts with an open port, and only their open ports, in the table
+    // and in nmap's formats, which fold the rest as nmap does (`report::scan_nmap`).
+    // --all asks for every port and --json is a line per answer, not nmap's: either would
+    // ignore it.
     if a.open {
-        // Named as the user wrote it: -oA brought -oG and -oX.
-        let (greppable, xml) = match a.output_all.is_some() {
-            true => ("-oA", "-oA"),
-            false => ("-oG", "-oX"),
-        };
-        for (given, name) in [
-            (a.all, "--all"),
-            (a.json, "--json"),
-            (output_greppable.is_some(), greppable),
-            (output_xml.is_some(), xml),
-        ] {
+        for (given, name) in [(a.all, "--all"), (a.json, "--json")] {
             if given {
                 return refuse(format!(
                     "--open would be ignored by {name}, which lists closed and filtered ports \
-                     too (the table shows only open ones without --open); drop --open, or pick \
-                     the open ports from it (--json: `jq 'select(.state==\"open\")'`)"
+                     too; drop --open, or pick the open ports from it (--json: \
+                     `jq 'select(.state==\"open\")'`)"
                 ));
             }
         }
@@ -1025,6 +1029,7 @@ fn scan(a: ScanArgs) -> Result<Config> {
             ["-oN", "-oG", "-oX"]
         },
         complete: a.complete,
+        open: a.open,
     }))
 }
 

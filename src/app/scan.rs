@@ -3,7 +3,7 @@
 use super::exit::{Exit, UsageError};
 use super::targets::TargetList;
 use crate::config::{Exchange, ScanConfig, defaults, exclude_spec, scan_spec};
-use crate::report::scan_nmap::{Greppable, Normal, RunEnd, RunInfo, Xml};
+use crate::report::scan_nmap::{Greppable, Normal, RunEnd, RunInfo, Xml, has_open_port};
 use crate::report::scan_text;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -187,6 +187,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         start_secs,
         ports: &plan.ports,
         stylesheet: &stylesheet,
+        open_only: args.open,
     };
     let mut xml = xml.take().map(|w| Xml::start(w, &info)).transpose()?;
     let mut greppable = greppable
@@ -212,13 +213,15 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         let mut hosts = Walk::new(&coverage, &answers, args.all);
         for h in hosts.by_ref() {
             let left_out = (!args.all).then(|| h.not_open());
+            // nmap's --open: a host with no open port is in no report (still counted up).
+            let shown = !args.open || has_open_port(&h);
             if let Some(x) = &mut xml {
                 x.host(&h, names_of(h.addr))?;
             }
             if let Some(g) = &mut greppable {
                 g.host(&h)?;
             }
-            if table {
+            if table && shown {
                 scan_text::host(
                     &mut out,
                     &h,
@@ -227,7 +230,9 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                     left_out.as_deref(),
                 )?;
             }
-            if let Some(n) = &mut normal {
+            if let Some(n) = &mut normal
+                && shown
+            {
                 scan_text::host(n.out(), &h, names_of(h.addr), args.all, left_out.as_deref())?;
             }
             if args.json && args.all {
@@ -250,14 +255,19 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         (up, down) = (hosts.up_hosts(), hosts.silent_hosts() + hosts.down_hosts());
     } else if table {
         // Only the open ports were kept, the other answers counted.
-        // Hosts whose answers were only counted (every port closed) too: up, so listed.
-        for addr in answers.answering_hosts() {
+        // Hosts whose answers of their own were only counted (every port closed) too: up,
+        // so listed; not those only a router's ICMP errors spoke for.
+        for addr in answers.hosts_up() {
             let h = HostPorts {
                 addr,
                 answered: answers.host(addr),
                 silent: Vec::new(),
                 link: outcome.neighbours.host(addr),
+                counted_up: answers.answered_itself(addr),
             };
+            if args.open && !has_open_port(&h) {
+                continue; // nmap's --open
+            }
             let left_out = answers.left_out(addr, &coverage);
             scan_text::host(&mut out, &h, names_of(addr), false, left_out.as_deref())?;
         }
@@ -409,6 +419,17 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         .collect();
     super::refuse_broadcast_targets(singles.iter().map(|(s, a)| (s.as_str(), *a)))?;
     let mut skipped = false;
+    // Exclusions first: one that cannot be read or resolved refuses the scan (exit 2), as
+    // nmap QUITs — skipped, it would leave in what it was meant to keep out, and the scan
+    // would send there. Before any target name is looked up, so the refusal is the one
+    // message.
+    let mut exclude_specs: Vec<(Option<String>, TargetSpec)> =
+        args.exclude.iter().map(|s| (None, s.clone())).collect();
+    if let Some(p) = &args.exclude_list {
+        let listed = read_list(p, Family::Any, &mut skipped, false, true)?;
+        exclude_specs.extend(listed.into_iter().map(|(origin, s)| (Some(origin), s)));
+    }
+    let exclude = resolve_exclusions(exclude_specs, |name| resolve_name(name, Family::Any))?;
     let mut names = Names::new();
     let typed = args.targets.iter().map(|s| (None, s));
     let mut targets = resolve_specs(typed, args.family, &mut skipped, &mut names);
@@ -416,29 +437,6 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         let specs = read_list(p, args.family, &mut skipped, args.targets.is_empty(), false)?;
         let listed = specs.iter().map(|(origin, s)| (Some(origin.as_str()), s));
         targets.extend(resolve_specs(listed, args.family, &mut skipped, &mut names));
-    }
-    let mut exclude = Vec::new();
-    let mut exclude_specs = args.exclude.clone();
-    if let Some(p) = &args.exclude_list {
-        let listed = read_list(p, Family::Any, &mut skipped, false, true)?;
-        exclude_specs.extend(listed.into_iter().map(|(_, s)| s));
-    }
-    // An excluded name is excluded at every address it has.
-    for spec in exclude_specs {
-        match spec {
-            TargetSpec::Addrs(s) => exclude.push(s),
-            TargetSpec::Name { name, prefix } => match resolve_name(&name, Family::Any) {
-                Ok(addrs) => {
-                    for a in addrs {
-                        exclude.push(Spec::cidr(a, prefix, &name).map_err(UsageError)?);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("tcpshake: --exclude: {e:#}");
-                    skipped = true;
-                }
-            },
-        }
     }
     if targets.is_empty() {
         // One mistake, one message: the targets left out were each reported already.
@@ -481,6 +479,38 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         send_ip: args.send_ip,
     };
     Ok((Some(plan), skipped, names))
+}
+
+/// The addresses the exclusions stand for, an excluded name at every address `resolve`
+/// gives it. `origin`: `FILE, line N` for an `--excludefile` line, `None` for
+/// `--exclude`. A name that does not resolve is a usage error naming the option (and the
+/// file and line): an exclusion left out would leave in what it was meant to keep out.
+fn resolve_exclusions(
+    specs: Vec<(Option<String>, TargetSpec)>,
+    resolve: impl Fn(&str) -> Result<Vec<IpAddr>>,
+) -> Result<Vec<Spec>> {
+    let mut out = Vec::new();
+    for (origin, spec) in specs {
+        match spec {
+            TargetSpec::Addrs(s) => out.push(s),
+            TargetSpec::Name { name, prefix } => {
+                let addrs = resolve(&name).map_err(|e| {
+                    let at = match &origin {
+                        Some(o) => format!("--excludefile {o}"),
+                        None => "--exclude".to_string(),
+                    };
+                    UsageError(format!(
+                        "{at}: {e:#} (an exclusion that cannot be resolved would leave in \
+                         what it was meant to keep out: nothing was scanned)"
+                    ))
+                })?;
+                for a in addrs {
+                    out.push(Spec::cidr(a, prefix, &name).map_err(UsageError)?);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Targets whose route leaves through another interface than the one their family's scan
@@ -631,8 +661,8 @@ fn read_list(
                 Ok(s) => out.push((origin.to_string(), s)),
                 Err(e) if exclusions => {
                     return Err(UsageError(format!(
-                        "{origin}: {e}; an exclusion that cannot be read would leave in what \
-                         it was meant to keep out: fix or remove the line"
+                        "--excludefile {origin}: {e}; an exclusion that cannot be read would \
+                         leave in what it was meant to keep out: fix or remove the line"
                     ))
                     .into());
                 }
@@ -642,8 +672,8 @@ fn read_list(
     }
     if exclusions && list.skipped > 0 {
         return Err(UsageError(format!(
-            "{}: {} could not be read; an exclusion left out would leave in what it was meant \
-             to keep out: fix the file",
+            "--excludefile {}: {} could not be read; an exclusion left out would leave in what \
+             it was meant to keep out: fix the file",
             path.display(),
             if list.skipped == 1 { "a line" } else { "lines" }
         ))
@@ -677,4 +707,77 @@ fn update_bar(bar: &ProgressBar, p: &Progress) {
         t.open,
         bar.per_sec()
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcpshake_proto::probe::scan::targets;
+
+    fn spec(t: &str) -> TargetSpec {
+        targets::parse(t).unwrap()
+    }
+
+    /// No lookup leaves this host: the resolver is the test's.
+    fn resolver(name: &str) -> Result<Vec<IpAddr>> {
+        match name {
+            "gw.lab.test" => Ok(vec![
+                "198.18.0.1".parse().unwrap(),
+                "fd00::1".parse().unwrap(),
+            ]),
+            _ => Err(anyhow::anyhow!(
+                "cannot resolve `{name}`: no such name; check the name, or give an address \
+                 instead"
+            )),
+        }
+    }
+
+    /// Walk 14: `--exclude nosuch.invalid` warned and scanned everything (exit 1), and a
+    /// name in `--excludefile` that did not resolve said `--exclude:` with no file or
+    /// line. Each is now a usage error before anything is sent, naming the option, the
+    /// file and line, and what to do.
+    #[test]
+    fn an_exclusion_that_does_not_resolve_refuses_the_scan() {
+        let usage = |r: Result<Vec<Spec>>| -> String {
+            let e = r.expect_err("refused");
+            assert!(e.downcast_ref::<UsageError>().is_some(), "exit 2: {e:#}");
+            format!("{e:#}")
+        };
+        let msg = usage(resolve_exclusions(
+            vec![(None, spec("nosuch.invalid"))],
+            resolver,
+        ));
+        assert!(
+            msg.starts_with("--exclude: cannot resolve `nosuch.invalid`"),
+            "{msg}"
+        );
+        assert!(msg.contains("check the name, or give an address"), "{msg}");
+        assert!(msg.contains("nothing was scanned"), "{msg}");
+        let msg = usage(resolve_exclusions(
+            vec![
+                (Some("excl.txt, line 1".into()), spec("198.18.0.3")),
+                (Some("excl.txt, line 2".into()), spec("nosuch.invalid")),
+            ],
+            resolver,
+        ));
+        assert!(
+            msg.starts_with("--excludefile excl.txt, line 2: cannot resolve `nosuch.invalid`"),
+            "{msg}"
+        );
+        // A name that resolves is excluded at every address it has.
+        let got = resolve_exclusions(
+            vec![(None, spec("198.18.0.9")), (None, spec("gw.lab.test"))],
+            resolver,
+        )
+        .unwrap();
+        let firsts: Vec<_> = got.iter().map(|s| (s.get(0), s.len())).collect();
+        assert_eq!(
+            firsts,
+            [
+                (Some("198.18.0.9".parse().unwrap()), 1),
+                (Some("198.18.0.1".parse().unwrap()), 1),
+                (Some("fd00::1".parse().unwrap()), 1),
+            ]
+        );
+    }
 }

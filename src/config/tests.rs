@@ -751,6 +751,22 @@ fn addresses_no_connection_can_be_made_to_are_refused_everywhere() {
     assert!(scan_spec("224.0.0.0/4", Family::Any).is_err());
 }
 
+/// Walk 14: `-iL - --excludefile -` read stdin twice; the targets took it all and the
+/// exclusions came back empty, without a word. Only one may read stdin.
+#[test]
+fn only_one_list_may_read_stdin() {
+    refused(
+        &["scan", "-iL", "-", "--excludefile", "-", "-p", "80"],
+        &[
+            "-iL - and --excludefile - both read stdin",
+            "put the exclusions (or the targets) in a file",
+        ],
+    );
+    let c = scan(&["scan", "-iL", "-", "--excludefile", "excl.txt", "-p", "80"]);
+    assert_eq!(c.exclude_list, Some(PathBuf::from("excl.txt")));
+    scan(&["scan", "198.18.0.0/24", "--excludefile", "-", "-p", "80"]);
+}
+
 /// nmap's output options and habits beyond -oG/-oX: -oN, -oA BASE, --max-rate, --open.
 #[test]
 fn nmap_outputs_and_rate_in_scan() {
@@ -782,13 +798,15 @@ fn nmap_outputs_and_rate_in_scan() {
         &["scan", "198.18.0.2", "--max-rate", "5", "--rate", "5"],
         &["--max-rate", "cannot be used with", "--rate"],
     );
-    scan(&["scan", "198.18.0.2", "--open", "-oN", "s.txt"]);
-    for (extra, name) in [
-        (&["--all"][..], "--all"),
-        (&["--json"], "--json"),
-        (&["-oG", "s.gnmap"], "-oG"),
-        (&["-oA", "s"], "-oA"),
-    ] {
+    assert!(scan(&["scan", "198.18.0.2", "--open", "-oN", "s.txt"]).open);
+    assert!(!scan(&["scan", "198.18.0.2", "-oN", "s.txt"]).open);
+    // Walk 14: `nmap --open -oG -` is a habit; the formats show the open ports only.
+    for extra in [&["-oG", "-"][..], &["-oX", "s.xml"], &["-oA", "s"]] {
+        let mut args = vec!["scan", "198.18.0.2", "--open"];
+        args.extend_from_slice(extra);
+        assert!(scan(&args).open, "{args:?}");
+    }
+    for (extra, name) in [(&["--all"][..], "--all"), (&["--json"], "--json")] {
         let mut args = vec!["scan", "198.18.0.2", "--open"];
         args.extend_from_slice(extra);
         refused(&args, &[&format!("--open would be ignored by {name}")]);

@@ -11,7 +11,10 @@
 //! State`, only when exactly one state is folded), the most common first, ties in nmap's
 //! state order (closed before filtered); each with `<extrareasons>` per reason, the most
 //! common first, naming its ports. Hosts that answered nothing are not listed (nmap lists
-//! a host only once it found it up) but are counted as down.
+//! a host only once it found it up) but are counted as down. With nmap's `--open`
+//! ([`RunInfo::open_only`]), as nmap's `isIgnoredState` and `--open` do: a host with no open
+//! port is not listed (still counted up), and every non-open state is folded, whatever
+//! its count.
 //!
 //! Deliberate differences from nmap's own files: `scanner="nmap"` because the DTD allows
 //! no other value, with tcpshake's version in `version` and the command line (which starts
@@ -40,6 +43,8 @@ pub struct RunInfo<'a> {
     pub ports: &'a [u16],
     /// `href` of the `xml-stylesheet` processing instruction.
     pub stylesheet: &'a str,
+    /// nmap's `--open`: hosts with an open port only, their other ports folded.
+    pub open_only: bool,
 }
 
 /// What the footers say.
@@ -97,8 +102,14 @@ pub(super) fn nmap_state_number(s: PortState) -> u8 {
     }
 }
 
-/// The states of a host that nmap would fold, in the order it prints them.
-fn fold(h: &HostPorts<'_>) -> Vec<Folded> {
+/// Whether a host has an open port: with `--open`, the only hosts shown.
+pub fn has_open_port(h: &HostPorts<'_>) -> bool {
+    h.answered.iter().any(|a| a.state == PortState::Open)
+}
+
+/// The states of a host that nmap would fold, in the order it prints them: those with
+/// more than 25 ports, or with `open_only` (nmap's `--open`) every state but open.
+fn fold(h: &HostPorts<'_>, open_only: bool) -> Vec<Folded> {
     let mut by_state: Vec<Folded> = Vec::new();
     for r in rows(h).filter(|r| r.state != PortState::Open) {
         let f = match by_state.iter_mut().position(|f| f.state == r.state) {
@@ -118,7 +129,7 @@ fn fold(h: &HostPorts<'_>) -> Vec<Folded> {
             None => f.reasons.push((r.reason, vec![r.port])),
         }
     }
-    by_state.retain(|f| f.count > EXTRAPORTS_THRESHOLD);
+    by_state.retain(|f| open_only || f.count > EXTRAPORTS_THRESHOLD);
     by_state.sort_by_key(|f| (std::cmp::Reverse(f.count), nmap_state_number(f.state)));
     for f in &mut by_state {
         f.reasons
@@ -184,12 +195,16 @@ impl<W: Write> Normal<W> {
 /// nmap's `-oG` format, written host by host.
 pub struct Greppable<W: Write> {
     w: W,
+    open_only: bool,
 }
 
 impl<W: Write> Greppable<W> {
     pub fn start(mut w: W, info: &RunInfo<'_>) -> io::Result<Greppable<W>> {
         initiated(&mut w, info)?;
-        Ok(Greppable { w })
+        Ok(Greppable {
+            w,
+            open_only: info.open_only,
+        })
     }
 
     /// One host that answered (others are not listed, as nmap lists only hosts up); with
@@ -199,13 +214,13 @@ impl<W: Write> Greppable<W> {
         if h.is_down() {
             return writeln!(self.w, "Host: {} ()\tStatus: Down", h.addr);
         }
-        if !h.is_up() {
+        if !h.is_up() || (self.open_only && !has_open_port(h)) {
             return Ok(());
         }
         let addr = h.addr;
         // The parentheses hold a reverse-DNS name in nmap's file; we look none up.
         writeln!(self.w, "Host: {addr} ()\tStatus: Up")?;
-        let folded = fold(h);
+        let folded = fold(h, self.open_only);
         let fields: Vec<String> = rows(h)
             .filter(|r| !folded.iter().any(|f| f.state == r.state))
             .map(|r| {
@@ -235,6 +250,7 @@ impl<W: Write> Greppable<W> {
 /// nmap's `-oX` format, written host by host.
 pub struct Xml<W: Write> {
     w: W,
+    open_only: bool,
 }
 
 impl<W: Write> Xml<W> {
@@ -266,7 +282,10 @@ impl<W: Write> Xml<W> {
             ports::compact(info.ports)
         )?;
         writeln!(w, "<verbose level=\"0\"/>\n<debugging level=\"0\"/>")?;
-        Ok(Xml { w })
+        Ok(Xml {
+            w,
+            open_only: info.open_only,
+        })
     }
 
     /// One host that answered, with the names typed for it (others are not listed). An
@@ -285,7 +304,7 @@ impl<W: Write> Xml<W> {
                 h.addr
             );
         }
-        if !h.is_up() {
+        if !h.is_up() || (self.open_only && !has_open_port(h)) {
             return Ok(());
         }
         let mut out = String::new();
@@ -299,9 +318,15 @@ impl<W: Write> Xml<W> {
             secs(last)
         );
         // The host is up because it answered ARP / ND (nmap's `arp-response`,
-        // `nd-response`, TTL 0), or because of its first reply (nmap's `--reason` for a
-        // host found by a port's reply: `syn-ack`, `reset`, ...).
-        let (reason, ttl) = match (h.link, first) {
+        // `nd-response`, TTL 0), or because of its first reply of its own (nmap's
+        // `--reason` for a host found by a port's reply: `syn-ack`, `reset`, ...; a
+        // router's ICMP error before it said nothing of the host).
+        let first_own = h
+            .answered
+            .iter()
+            .filter(|a| a.from_target())
+            .min_by_key(|a| a.t_ns);
+        let (reason, ttl) = match (h.link, first_own) {
             (Some(HostLink::Resolved(_, how)), _) => (how.up_reason().as_str(), 0),
             (_, Some(a)) => (a.reason.as_str(), a.reply_ttl),
             (_, None) => ("user-set", 0),
@@ -323,7 +348,7 @@ impl<W: Write> Xml<W> {
             let _ = writeln!(out, "<hostname name=\"{}\" type=\"user\"/>", escape(n));
         }
         out += "</hostnames>\n<ports>";
-        let folded = fold(h);
+        let folded = fold(h, self.open_only);
         for f in &folded {
             let _ = writeln!(
                 out,
@@ -510,6 +535,7 @@ mod tests {
             answered: a.host(addr),
             silent: silent.into_iter().collect(),
             link: None,
+            counted_up: false,
         }
     }
 
@@ -519,6 +545,7 @@ mod tests {
             start_secs: 1_700_000_000,
             ports,
             stylesheet: "https://svn.nmap.org/nmap/docs/nmap.xsl",
+            open_only: false,
         }
     }
 
@@ -647,6 +674,73 @@ mod tests {
         );
     }
 
+    /// Walk 14: `--open` beside -oG / -oX was refused, though `nmap --open -oG -` is a
+    /// habit. As nmap's (`isIgnoredState` with --open): every state but open folds,
+    /// however few its ports, and a host with no open port is not listed.
+    #[test]
+    fn open_only_folds_every_other_state_and_skips_hosts_without_an_open_port() {
+        let open_only = |h: &HostPorts<'_>| {
+            let info = RunInfo {
+                open_only: true,
+                ..info(&[22, 23, 25, 81])
+            };
+            let mut x = Xml::start(Vec::new(), &info).unwrap();
+            x.host(h, &[]).unwrap();
+            let x = String::from_utf8(x.finish(&end(None)).unwrap()).unwrap();
+            let mut g = Greppable::start(Vec::new(), &info).unwrap();
+            g.host(h).unwrap();
+            let g = String::from_utf8(g.finish(&end(None)).unwrap()).unwrap();
+            (x, g)
+        };
+        // 22 open, 23 closed, 25 admin-prohibited, 81 silent.
+        let a = answers([(23, PortState::Closed, "reset")]);
+        let h = host(&a, [81]);
+        let (x, g) = open_only(&h);
+        assert!(x.contains("<ports><extraports state=\"filtered\" count=\"2\">\n<extrareasons reason=\"admin-prohibited\" count=\"1\" proto=\"tcp\" ports=\"25\"/>\n<extrareasons reason=\"no-response\" count=\"1\" proto=\"tcp\" ports=\"81\"/>\n</extraports>\n<extraports state=\"closed\" count=\"1\">\n<extrareasons reason=\"reset\" count=\"1\" proto=\"tcp\" ports=\"23\"/>\n</extraports>\n<port protocol=\"tcp\" portid=\"22\">"), "{x}");
+        assert_eq!(x.matches("<port ").count(), 1, "{x}");
+        // Two states folded: -oG names neither (nmap's rule), and lists the open port.
+        assert!(
+            g.contains("Host: 198.18.0.9 ()\tPorts: 22/open/tcp//ssh///\n"),
+            "{g}"
+        );
+        // One state folded: named.
+        let a = answers([]);
+        let (_, g) = open_only(&host(&a, []));
+        assert!(
+            g.contains("Ports: 22/open/tcp//ssh///\tIgnored State: filtered (1)\n"),
+            "{g}"
+        );
+        // Without --open the same host lists every port.
+        let g = greppable(&host(&a, []));
+        assert!(
+            g.contains("Ports: 22/open/tcp//ssh///, 25/filtered/tcp//smtp///\n"),
+            "{g}"
+        );
+        // Up, but no open port: not listed (the counts still say it was up).
+        let mut a = Answers::default();
+        a.insert(&ScanRecord {
+            addr: ADDR.parse().unwrap(),
+            port: 23,
+            state: PortState::Closed,
+            reason: Reason::Reset,
+            reply_ttl: 64,
+            reply_from: None,
+            rtt_ns: Some(50_000),
+            t_ns: 1_700_000_000_000_000_000,
+            complete: None,
+        });
+        a.sort();
+        let h = host(&a, [81]);
+        assert!(h.is_up() && !has_open_port(&h));
+        let (x, g) = open_only(&h);
+        assert!(
+            !x.contains("<host ") && x.contains("<hosts up=\"1\""),
+            "{x}"
+        );
+        assert!(!g.contains("Host:") && g.contains("(1 host up)"), "{g}");
+        assert!(xml(&h, &[], None).contains("<host "));
+    }
+
     #[test]
     fn xml_names_the_host_as_typed_escapes_and_says_how_it_ended() {
         let a = answers([]);
@@ -681,9 +775,70 @@ mod tests {
             answered: &[],
             silent: vec![22, 25],
             link: None,
+            counted_up: false,
         };
         assert!(!xml(&h, &[], None).contains("<host "));
         assert!(!greppable(&h).contains("Host:"));
+    }
+
+    /// Walk 14: a host whose every answer was a router's ICMP error (no such host behind
+    /// it) was listed `Status: Up` / `<status state="up" reason="host-unreach">`; nmap
+    /// -sS calls it down. A host that did answer is up by its own first answer, not by a
+    /// router's error that came before it.
+    #[test]
+    fn a_host_only_a_router_answered_for_is_not_listed() {
+        let router = "198.18.1.254".parse().unwrap();
+        let rec = |port, state, reason, from, t_ns| ScanRecord {
+            addr: ADDR.parse().unwrap(),
+            port,
+            state,
+            reason,
+            reply_ttl: 63,
+            reply_from: from,
+            rtt_ns: Some(50_000),
+            t_ns,
+            complete: None,
+        };
+        let t = 1_700_000_000_000_000_000;
+        let mut a = Answers::default();
+        a.insert(&rec(
+            22,
+            PortState::Filtered,
+            Reason::HostUnreach,
+            Some(router),
+            t,
+        ));
+        a.insert(&rec(
+            25,
+            PortState::Filtered,
+            Reason::HostUnreach,
+            Some(router),
+            t,
+        ));
+        a.sort();
+        let h = host(&a, []);
+        assert!(!h.is_up());
+        let x = xml(&h, &[], None);
+        assert!(!x.contains("<host ") && !x.contains("<host>"), "{x}");
+        assert!(!greppable(&h).contains("Host:"));
+        // The host's own RST, after the router's error about another port.
+        let mut a = Answers::default();
+        a.insert(&rec(
+            22,
+            PortState::Filtered,
+            Reason::AdminProhibited,
+            Some(router),
+            t,
+        ));
+        a.insert(&rec(25, PortState::Closed, Reason::Reset, None, t + 1));
+        a.sort();
+        let h = host(&a, []);
+        let x = xml(&h, &[], None);
+        assert!(
+            x.contains("<status state=\"up\" reason=\"reset\" reason_ttl=\"63\"/>"),
+            "{x}"
+        );
+        assert!(greppable(&h).contains("Host: 198.18.0.9 ()\tStatus: Up\n"));
     }
 
     #[test]
@@ -697,6 +852,7 @@ mod tests {
             answered: &[],
             silent: vec![22, 25],
             link: Some(HostLink::Resolved(mac, Resolution::Arp)),
+            counted_up: false,
         };
         let x = xml(&up, &[], None);
         assert!(x.contains("<status state=\"up\" reason=\"arp-response\" reason_ttl=\"0\"/>\n<address addr=\"198.18.0.9\" addrtype=\"ipv4\"/>\n<address addr=\"9A:86:31:63:91:AC\" addrtype=\"mac\"/>"), "{x}");
@@ -714,6 +870,7 @@ mod tests {
             answered: &[],
             silent: vec![],
             link: Some(HostLink::Unresolved(Resolution::Arp)),
+            counted_up: false,
         };
         let x = xml(&down, &[], None);
         assert!(x.contains("<host><status state=\"down\" reason=\"no-response\" reason_ttl=\"0\"/>\n<address addr=\"198.18.0.4\" addrtype=\"ipv4\"/>\n</host>\n"), "{x}");

@@ -44,12 +44,10 @@ pub fn host(
         .filter(|&(_, state, _)| all || state == PortState::Open)
         .peekable();
     let not_shown_line = left_out.filter(|_| !all).and_then(not_shown);
-    // Up: it answered a port (kept, or only counted in `left_out`) or ARP / ND.
-    let answered = left_out.is_some_and(|t| {
-        t.iter()
-            .any(|&(_, reason, n)| reason != Reason::NoResponse && n > 0)
-    });
-    if shown.peek().is_none() && !((h.is_up() || answered) && not_shown_line.is_some()) {
+    // Up: it answered itself (a port, kept or only counted, or ARP / ND). Counted answers
+    // are no sign of that: a router's ICMP errors about a host that is not there are
+    // counted too.
+    if shown.peek().is_none() && !(h.is_up() && not_shown_line.is_some()) {
         return Ok(());
     }
     let mut s = String::new();
@@ -401,6 +399,7 @@ mod tests {
             answered: a.host(addr),
             silent: vec![],
             link: None,
+            counted_up: false,
         }
     }
 
@@ -412,6 +411,7 @@ mod tests {
                 answered,
                 silent: silent.to_vec(),
                 link: None,
+                counted_up: false,
             };
             host(&mut out, &h, &[], all, None).unwrap();
         }
@@ -521,11 +521,51 @@ mod tests {
             answered: &[],
             silent: vec![81],
             link: None,
+            counted_up: false,
         };
         let mut out = Vec::new();
         let left = [(PortState::Filtered, Reason::NoResponse, 1)];
         host(&mut out, &silent, &[], false, Some(&left)).unwrap();
         assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    }
+
+    /// Walk 14: the router's errors about a host that is not there are counted as what
+    /// the table leaves out, but say nothing of the host: no title for it.
+    #[test]
+    fn a_host_only_a_router_answered_for_has_no_table() {
+        let addr = "198.18.4.1".parse().unwrap();
+        let mut a = Answers::default();
+        a.insert(&ScanRecord {
+            addr,
+            port: 22,
+            state: PortState::Filtered,
+            reason: Reason::HostUnreach,
+            reply_ttl: 64,
+            reply_from: Some("198.18.1.254".parse().unwrap()),
+            rtt_ns: Some(3_000_000),
+            t_ns: 1_700_000_000_000_000_000,
+            complete: None,
+        });
+        a.sort();
+        let h = answered_host(&a, addr);
+        let left = [(PortState::Filtered, Reason::HostUnreach, 1)];
+        let mut out = Vec::new();
+        host(&mut out, &h, &[], false, Some(&left)).unwrap();
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        // The table without the walk keeps no closed port: its count says the host
+        // answered itself.
+        let counted = HostPorts {
+            answered: &[],
+            counted_up: true,
+            ..h.clone()
+        };
+        let left = [(PortState::Closed, Reason::Reset, 1)];
+        let mut out = Vec::new();
+        host(&mut out, &counted, &[], false, Some(&left)).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "scan report for 198.18.4.1\nNot shown: 1 closed tcp port (reset)\n\n"
+        );
     }
 
     #[test]
@@ -878,6 +918,7 @@ mod tests {
             answered: a.host(addr),
             silent: vec![],
             link: Some(HostLink::Resolved(mac, Resolution::Arp)),
+            counted_up: false,
         };
         let mut out = Vec::new();
         host(&mut out, &h, &[], false, None).unwrap();
@@ -888,6 +929,7 @@ mod tests {
             answered: &[],
             silent: vec![],
             link: Some(HostLink::Unresolved(Resolution::Nd)),
+            counted_up: false,
         };
         let mut out = Vec::new();
         host(&mut out, &down, &[], false, None).unwrap();

@@ -914,6 +914,16 @@ fn an_exclusion_that_cannot_be_read_refuses_the_scan() {
             .contains("exclude the /112 blocks of it that you scan"),
         "{run}"
     );
+    // Walk 14: both read stdin, the exclusions came back empty. Only one may.
+    let args = ["scan", "-iL", "-", "--excludefile", "-", "-p", "80"];
+    let run = tcpshake(&args);
+    assert_eq!(run.code, Some(2), "{run}");
+    assert_one_clean_message(&run, &args);
+    assert!(
+        run.stderr
+            .contains("-iL - and --excludefile - both read stdin"),
+        "{run}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

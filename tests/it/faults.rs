@@ -826,26 +826,35 @@ lab_test! {
 /// says who did, as nmap does: `reply_from` in `--json`, `from …` in the table,
 /// `reason_ip` in `-oX` — nmap's `--reason` words and XML on the same wire. The target's
 /// own answer (a RST) names no one. Fault walk: a forged admin-prohibited from an
-/// address off the path read as the target's own.
+/// address off the path read as the target's own. Walk 14: a host whose every answer was
+/// the router's error (an `unreachable` or `prohibit` route: no such host behind it) was
+/// listed up in -oX and -oG; nmap -sS, whose ping gets the same errors, calls it down.
+/// Only the host that answered itself is listed, with the router's error on its port
+/// named as nmap names it.
 fn scan_names_the_router_whose_icmp_error_decided_a_port() {
     let lab = Lab::with_router("scanfrom");
+    // Port 80 of the server: time-exceeded from the router; 81: the server's RST.
+    lab.router_ttl_one(80);
     let router = lab.router_v4(true).to_string();
     let unreach = lab.router_fault_target(RouterFault::HostUnreach).to_string();
     let prohibited = lab.router_fault_target(RouterFault::AdminProhibited).to_string();
     let server = lab.server_v4.to_string();
     let xml = lab.dir().join("scan.xml");
+    let grep = lab.dir().join("scan.gnmap");
     let run = lab.run_client([
         "scan",
         &unreach,
         &prohibited,
         &server,
         "-p",
-        "81",
+        "80,81",
         "--retries",
         "0",
         "--json",
         "-oX",
         xml.to_str().unwrap(),
+        "-oG",
+        grep.to_str().unwrap(),
     ]);
     assert_eq!(run.code, Some(0), "a scan that ran to its end: {run}");
     let lines: Vec<serde_json::Value> = run
@@ -853,36 +862,51 @@ fn scan_names_the_router_whose_icmp_error_decided_a_port() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
-    let of = |addr: &str| {
+    let of = |addr: &str, port: u16| {
         lines
             .iter()
-            .find(|l| l["addr"] == addr)
-            .unwrap_or_else(|| panic!("no line for {addr}\n{run}"))
+            .find(|l| l["addr"] == addr && l["port"] == port)
+            .unwrap_or_else(|| panic!("no line for {addr} port {port}\n{run}"))
     };
-    assert_eq!(of(&unreach)["reason"], "host-unreach", "{run}");
-    assert_eq!(of(&unreach)["reply_from"], router.as_str(), "{run}");
-    assert_eq!(of(&prohibited)["reason"], "admin-prohibited", "{run}");
-    assert_eq!(of(&prohibited)["reply_from"], router.as_str(), "{run}");
-    assert_eq!(of(&server)["reason"], "reset", "{run}");
-    assert!(of(&server).get("reply_from").is_none(), "{run}");
+    for port in [80, 81] {
+        assert_eq!(of(&unreach, port)["reason"], "host-unreach", "{run}");
+        assert_eq!(of(&unreach, port)["reply_from"], router.as_str(), "{run}");
+        assert_eq!(of(&prohibited, port)["reason"], "admin-prohibited", "{run}");
+        assert_eq!(of(&prohibited, port)["reply_from"], router.as_str(), "{run}");
+    }
+    assert_eq!(of(&server, 80)["reason"], "time-exceeded", "{run}");
+    assert_eq!(of(&server, 80)["reply_from"], router.as_str(), "{run}");
+    assert_eq!(of(&server, 81)["reason"], "reset", "{run}");
+    assert!(of(&server, 81).get("reply_from").is_none(), "{run}");
     let x = std::fs::read_to_string(&xml).unwrap();
+    assert_eq!(x.matches("<host ").count(), 1, "{x}");
+    assert!(x.contains(&format!("<address addr=\"{server}\"")), "{x}");
+    // Up by its own RST, not by the router's error that may have come first.
+    assert!(x.contains("<status state=\"up\" reason=\"reset\""), "{x}");
+    assert!(x.contains("<hosts up=\"1\" down=\"2\" total=\"3\"/>"), "{x}");
     let ours: Vec<&str> = x.lines().filter(|l| l.contains("<port ")).collect();
-    assert_eq!(ours.len(), 3, "{x}");
+    assert_eq!(ours.len(), 2, "{x}");
     let want = format!("reason_ip=\"{router}\"");
     for l in &ours {
         let from_router = !l.contains("reason=\"reset\"");
         assert_eq!(l.contains(&want), from_router, "{l}");
         assert_eq!(l.contains("reason_ip="), from_router, "{l}");
     }
-    // nmap on the same wire: the same reason_ip on the same ports.
+    let g = std::fs::read_to_string(&grep).unwrap();
+    let listed: Vec<&str> = g.lines().filter(|l| l.contains("Status:")).collect();
+    assert_eq!(listed, [format!("Host: {server} ()\tStatus: Up")], "{g}");
+    assert!(g.contains("(1 host up)"), "{g}");
+    // nmap on the same wire, with its host discovery: the same hosts up, the same
+    // reason_ip on the same ports.
     let nm_xml = lab.dir().join("nmap.xml");
     let mut cmd = lab::in_ns(&lab.client_ns, "nmap");
-    cmd.args(["-n", "-Pn", "-sS", "--max-retries", "0", "-p", "81", "-oX"])
+    cmd.args(["-n", "-sS", "--max-retries", "0", "-p", "80,81", "-oX"])
         .arg(&nm_xml)
         .args([&unreach, &prohibited, &server]);
     let nm = lab::run_bounded(&mut cmd, Duration::from_secs(60));
     assert_eq!(nm.code, Some(0), "{nm}");
     let n = std::fs::read_to_string(&nm_xml).unwrap();
+    assert!(n.contains("<hosts up=\"1\" down=\"2\" total=\"3\"/>"), "{n}");
     let theirs: Vec<&str> = n.lines().filter(|l| l.contains("<port ")).collect();
     // (reason, reason_ip) of each port, in address order.
     let pairs = |lines: &[&str]| {

@@ -33,6 +33,15 @@ impl NetnsHosts {
         std::fs::write(guard.0.join("hosts"), text).unwrap();
         guard
     }
+
+    /// As [`NetnsHosts::new`], and a `resolv.conf` naming 127.0.0.1, where nothing in the
+    /// namespace listens: a name not in the hosts file fails at once, and no query can
+    /// leave the lab.
+    fn without_dns(ns: &str, entries: &[(IpAddr, &str)]) -> NetnsHosts {
+        let guard = NetnsHosts::new(ns, entries);
+        std::fs::write(guard.0.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+        guard
+    }
 }
 
 impl Drop for NetnsHosts {
@@ -440,6 +449,109 @@ fn xml_ports(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
     m
 }
 
+/// (addr, port) → `state/reason` from -oX `<port>` elements (none folded).
+fn xml_reasons(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
+    let script = format!(
+        "import xml.etree.ElementTree as ET\n\
+         for h in ET.parse({:?}).getroot().findall('host'):\n\
+         \x20a=h.find('address').get('addr')\n\
+         \x20assert h.find('ports').find('extraports') is None\n\
+         \x20for p in h.find('ports').findall('port'):\n\
+         \x20 s=p.find('state')\n\
+         \x20 print(a, p.get('portid'), s.get('state') + '/' + s.get('reason'))\n",
+        path.to_str().unwrap()
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                (f[0].parse().unwrap(), f[1].parse().unwrap()),
+                f[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+lab_test! {
+/// Walk 14: ICMPv6 destination unreachable code 0 read `net-unreach` and code 6
+/// `admin-prohibited`, where nmap says `no-route` and `reject-route`. On the same wire,
+/// nmap -sS --reason and our -oX give every port the same state and reason word: IPv6's
+/// codes 0, 1, 4, 5 and 6, and IPv4's net-unreach beside them.
+fn icmp_unreachable_codes_have_nmaps_reason_words_v4_and_v6() {
+    let s = ScanLab::new("scan_icmp6_words", &[]);
+    s.icmp_unlimited();
+    s.lab.fault_reject(82, Reject::AdminProhibited);
+    s.lab.fault_reject(83, Reject::PortUnreachable);
+    s.lab.fault_reject(86, Reject::NoRoute);
+    s.lab.fault_reject(87, Reject::RouteRejected);
+    s.lab.fault_reject(88, Reject::PolicyFail);
+    let ports = "82,83,86-88";
+    // The server's own addresses, not the AnyIP ones: Linux sends an ICMPv6 error from
+    // the address the packet was for only when that address is configured (icmp6_send),
+    // else from another of its own — a stranger's error, which says nothing of the host.
+    let (v4, v6) = (s.lab.server_v4, s.lab.server_v6);
+    for (family, addr) in [(None, IpAddr::V4(v4)), (Some("-6"), IpAddr::V6(v6))] {
+        let a = addr.to_string();
+        let dir = s.lab.dir();
+        let (ours, theirs) = (dir.join(format!("ts-{a}.xml")), dir.join(format!("nm-{a}.xml")));
+        let run = s.scan(&[&a, "-p", ports, "-oX", ours.to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{run}");
+        assert_valid_nmap_xml(&ours);
+        let mut nmap = vec!["-sS", "-Pn", "-n", "--reason", "--max-retries", "1", "-p", ports];
+        nmap.extend(family);
+        nmap.extend(["-oX", theirs.to_str().unwrap(), a.as_str()]);
+        let nm = s.nmap(&nmap);
+        assert_eq!(nm.code, Some(0), "{nm}");
+        let (got, want) = (xml_reasons(&ours), xml_reasons(&theirs));
+        assert!(got == want, "{a}: {}", diff(&got, &want));
+        let reason = |p: u16| got.get(&(addr, p)).map(String::as_str);
+        if addr.is_ipv6() {
+            assert_eq!(reason(86), Some("filtered/no-route"), "{got:?}");
+            assert_eq!(reason(87), Some("filtered/reject-route"), "{got:?}");
+            assert_eq!(reason(88), Some("filtered/admin-prohibited"), "{got:?}");
+        } else {
+            assert_eq!(reason(86), Some("filtered/net-unreach"), "{got:?}");
+            assert_eq!(reason(87), Some("closed/reset"), "{got:?}");
+        }
+    }
+}
+}
+
+lab_test! {
+/// Walk 14: an exclusion name that did not resolve was warned about, and the scan went on
+/// without it (exit 1) — sending to what it was meant to keep out; from --excludefile it
+/// said `--exclude:` with no file or line. Now a refusal (exit 2), one message naming the
+/// option, the file and line, before anything is sent. The namespace's resolver is
+/// 127.0.0.1, where nothing listens: no query leaves the lab.
+fn an_exclusion_name_that_does_not_resolve_refuses_the_scan() {
+    let s = ScanLab::new("scan_excl_name", &[80]);
+    let _dns = NetnsHosts::without_dns(&s.lab.client_ns, &[]);
+    let target = s.v4(2).to_string();
+    let list = s.lab.dir().join("excl.txt");
+    std::fs::write(&list, format!("{}\nnosuch.invalid\n", s.v4(3))).unwrap();
+    let list = list.to_str().unwrap();
+    for (extra, says) in [
+        (
+            ["--exclude", "nosuch.invalid"],
+            "tcpshake: --exclude: cannot resolve `nosuch.invalid`".to_string(),
+        ),
+        (
+            ["--excludefile", list],
+            format!("tcpshake: --excludefile {list}, line 2: cannot resolve `nosuch.invalid`"),
+        ),
+    ] {
+        let run = s.scan(&[&[target.as_str(), "-p", "80"][..], &extra[..]].concat());
+        assert_eq!(run.code, Some(2), "{extra:?}\n{run}");
+        assert!(run.stderr.starts_with(&says), "{extra:?}\n{run}");
+        assert!(run.stderr.contains("nothing was scanned"), "{extra:?}\n{run}");
+        assert_eq!(run.stderr.lines().count(), 1, "one message: {extra:?}\n{run}");
+        assert!(run.stdout.is_empty(), "{extra:?}: scanned\n{run}");
+    }
+}
+}
+
 lab_test! {
 /// An address named more than once — twice on the command line, by a name and by itself,
 /// in a list and inside a block the list also holds — is one host scanned once per port:
@@ -684,6 +796,89 @@ fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
         );
         assert_eq!(greppable_hosts(&ours).len(), 4, "{label}: {ours}");
     }
+}
+}
+
+lab_test! {
+/// Walk 14: `--open` beside -oG / -oX was refused (exit 2), though `nmap --open -oG -` is
+/// a habit. Now, as nmap's: only the host with an open port is listed, with its open
+/// ports, the rest folded — -oG's host lines byte for byte as nmap's, -oX equal to
+/// nmap's for ndiff and valid, and the table and -oN without the host that has none.
+fn open_shows_only_hosts_with_open_ports_as_nmap_does() {
+    let s = ScanLab::new("scan_open", &[22, 80]);
+    s.lab.fault_reject(81, Reject::Drop);
+    let (a, b) = (s.v4(2).to_string(), s.v4(3).to_string());
+    // b: its listening ports reset too, so it is up with none open.
+    let dir = s.lab.dir();
+    let rules = dir.join("open.nft");
+    std::fs::write(
+        &rules,
+        format!(
+            "table inet tsk_open {{\n chain input {{\n  type filter hook input priority -10; \
+             policy accept;\n  ip daddr {b} tcp dport {{ 22, 80 }} reject with tcp reset\n \
+             }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    run_ok(in_ns(&s.lab.server_ns, "nft").arg("-f").arg(&rules));
+    let (ts_xml, ts_grep, ts_norm) = (
+        dir.join("ts-open.xml"),
+        dir.join("ts-open.gnmap"),
+        dir.join("ts-open.nmap"),
+    );
+    let (nm_xml, nm_grep) = (dir.join("nm-open.xml"), dir.join("nm-open.gnmap"));
+    let ports = "22,23,80,81";
+    let run = s.scan(&[
+        &a,
+        &b,
+        "-p",
+        ports,
+        "--open",
+        "-oX",
+        ts_xml.to_str().unwrap(),
+        "-oG",
+        ts_grep.to_str().unwrap(),
+        "-oN",
+        ts_norm.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains(&format!("scan report for {a}\n")), "{run}");
+    assert!(!run.stdout.contains(&b), "a host with no open port: {run}");
+    let normal = std::fs::read_to_string(&ts_norm).unwrap();
+    assert!(normal.contains(&format!("scan report for {a}\n")), "{normal}");
+    assert!(!normal.contains(&format!("scan report for {b}")), "{normal}");
+    assert!(normal.contains("(2 hosts up)"), "{normal}");
+    let nm = s.nmap(&[
+        "-n", "-sS", "-Pn", "--open", "-p", ports, "-oX", nm_xml.to_str().unwrap(), "-oG",
+        nm_grep.to_str().unwrap(), &a, &b,
+    ]);
+    assert_eq!(nm.code, Some(0), "{nm}");
+    assert_valid_nmap_xml(&ts_xml);
+    let ours = std::fs::read_to_string(&ts_grep).unwrap();
+    let theirs = std::fs::read_to_string(&nm_grep).unwrap();
+    assert_eq!(
+        greppable_hosts(&ours),
+        greppable_hosts(&theirs),
+        "-oG differs\n--- tcpshake ---\n{ours}\n--- nmap ---\n{theirs}"
+    );
+    assert_eq!(greppable_hosts(&ours).len(), 2, "{ours}");
+    let x = std::fs::read_to_string(&ts_xml).unwrap();
+    let diff = Command::new("ndiff")
+        .arg(&nm_xml)
+        .arg(&ts_xml)
+        .output()
+        .expect("cannot run ndiff");
+    assert!(
+        diff.status.code() == Some(0),
+        "ndiff finds differences:\n{}{}\n--- nmap ---\n{}\n--- tcpshake ---\n{x}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr),
+        std::fs::read_to_string(&nm_xml).unwrap_or_default()
+    );
+    assert_eq!(x.matches("<host ").count(), 1, "{x}");
+    assert_eq!(x.matches("<port ").count(), 2, "{x}");
+    assert!(x.contains("<extraports state=\"closed\" count=\"1\">"), "{x}");
+    assert!(x.contains("<hosts up=\"2\" down=\"0\" total=\"2\"/>"), "{x}");
 }
 }
 
@@ -968,8 +1163,8 @@ fn bad_specs_are_usage_errors_that_name_the_bad_part() {
             "-oA: cannot create /nonexistent/dir/b.",
         ),
         (
-            vec!["scan", "198.18.0.1", "-p", "22", "--open", "-oX", "x.xml"],
-            "--open would be ignored by -oX",
+            vec!["scan", "198.18.0.1", "-p", "22", "--open", "--json"],
+            "--open would be ignored by --json",
         ),
         (
             vec![

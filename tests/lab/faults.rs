@@ -22,6 +22,15 @@ pub enum Reject {
     /// ICMP(v6) administratively prohibited (nmap: filtered / admin-prohibited):
     /// ICMP type 3 code 13 (RFC 1812 §5.2.7.1) or ICMPv6 type 1 code 1 (RFC 4443 §3.1).
     AdminProhibited,
+    /// ICMP net unreachable / ICMPv6 no route to destination, type 1 code 0 (nmap:
+    /// filtered / net-unreach, and no-route over IPv6).
+    NoRoute,
+    /// ICMPv6 only: reject route to destination, type 1 code 6 (nmap: filtered /
+    /// reject-route); IPv4 segments pass.
+    RouteRejected,
+    /// ICMPv6 only: source address failed ingress/egress policy, type 1 code 5 (nmap:
+    /// filtered / admin-prohibited); IPv4 segments pass.
+    PolicyFail,
 }
 
 impl Reject {
@@ -32,6 +41,10 @@ impl Reject {
             // icmpx picks ICMP for v4 packets and ICMPv6 for v6 packets in an inet table.
             Reject::PortUnreachable => "reject with icmpx type port-unreachable",
             Reject::AdminProhibited => "reject with icmpx type admin-prohibited",
+            Reject::NoRoute => "reject with icmpx type no-route",
+            // nft matches an ICMPv6 reject to IPv6 packets alone in an inet table.
+            Reject::RouteRejected => "reject with icmpv6 type reject-route",
+            Reject::PolicyFail => "reject with icmpv6 type policy-fail",
         }
     }
 }

@@ -60,9 +60,15 @@ pub enum Reason {
     NetProhibited,
     HostProhibited,
     AdminProhibited,
+    /// ICMPv6's "no route to destination" (nmap's `no-route`).
+    NoRoute,
+    /// ICMPv6's "beyond scope of source address" (nmap's `beyond-scope`).
+    BeyondScope,
+    /// ICMPv6's "reject route to destination" (nmap's `reject-route`).
+    RejectRoute,
     TimeExceeded,
-    /// Any other destination-unreachable code.
-    Unreach,
+    /// Any other destination-unreachable code (nmap's `dest-unreach`).
+    DestUnreach,
     /// An ICMP parameter problem (nmap's `param-problem`; only a trace ends on one).
     ParamProblem,
     /// The user stopped the probe before any verdict.
@@ -77,7 +83,7 @@ pub enum Reason {
     NoNd,
 }
 
-const REASON_WORDS: [(Reason, &str); 20] = [
+const REASON_WORDS: [(Reason, &str); 23] = [
     (Reason::SynAck, "syn-ack"),
     (Reason::SplitHandshakeSyn, "split-handshake-syn"),
     (Reason::Reset, "reset"),
@@ -90,8 +96,11 @@ const REASON_WORDS: [(Reason, &str); 20] = [
     (Reason::NetProhibited, "net-prohibited"),
     (Reason::HostProhibited, "host-prohibited"),
     (Reason::AdminProhibited, "admin-prohibited"),
+    (Reason::NoRoute, "no-route"),
+    (Reason::BeyondScope, "beyond-scope"),
+    (Reason::RejectRoute, "reject-route"),
     (Reason::TimeExceeded, "time-exceeded"),
-    (Reason::Unreach, "unreach"),
+    (Reason::DestUnreach, "dest-unreach"),
     (Reason::ParamProblem, "param-problem"),
     (Reason::Interrupted, "interrupted"),
     (Reason::ArpResponse, "arp-response"),
@@ -106,10 +115,14 @@ impl Reason {
         REASON_WORDS
             .iter()
             .find(|e| e.0 == self)
-            .map_or("unreach", |e| e.1)
+            .map_or("dest-unreach", |e| e.1)
     }
 
     pub fn from_word(word: &str) -> Option<Reason> {
+        // Records written before the word was nmap's (`report` reads them) said `unreach`.
+        if word == "unreach" {
+            return Some(Reason::DestUnreach);
+        }
         REASON_WORDS.iter().find(|e| e.1 == word).map(|e| e.0)
     }
 
@@ -124,8 +137,11 @@ impl Reason {
             IcmpKind::NetProhibited => Reason::NetProhibited,
             IcmpKind::HostProhibited => Reason::HostProhibited,
             IcmpKind::AdminProhibited => Reason::AdminProhibited,
+            IcmpKind::NoRoute => Reason::NoRoute,
+            IcmpKind::BeyondScope => Reason::BeyondScope,
+            IcmpKind::RejectRoute => Reason::RejectRoute,
             IcmpKind::TimeExceeded => Reason::TimeExceeded,
-            IcmpKind::OtherUnreachable { .. } => Reason::Unreach,
+            IcmpKind::OtherUnreachable { .. } => Reason::DestUnreach,
             IcmpKind::ParameterProblem { .. } => Reason::ParamProblem,
         }
     }
@@ -226,6 +242,34 @@ mod tests {
             assert_eq!(serde_json::from_str::<Reason>(&json).unwrap(), r);
         }
         assert!(serde_json::from_str::<Reason>("\"bogus\"").is_err());
+        // The word older records used for another unreachable code still reads.
+        assert_eq!(
+            serde_json::from_str::<Reason>("\"unreach\"").unwrap(),
+            Reason::DestUnreach
+        );
+    }
+
+    /// Every ICMP kind's reason is the word the wire module gives it: one table.
+    #[test]
+    fn icmp_reasons_are_the_wire_words() {
+        for kind in [
+            IcmpKind::NetUnreachable,
+            IcmpKind::HostUnreachable,
+            IcmpKind::ProtocolUnreachable,
+            IcmpKind::PortUnreachable,
+            IcmpKind::PacketTooBig { mtu: 1280 },
+            IcmpKind::NetProhibited,
+            IcmpKind::HostProhibited,
+            IcmpKind::AdminProhibited,
+            IcmpKind::NoRoute,
+            IcmpKind::BeyondScope,
+            IcmpKind::RejectRoute,
+            IcmpKind::TimeExceeded,
+            IcmpKind::OtherUnreachable { code: 7 },
+            IcmpKind::ParameterProblem { pointer: 0 },
+        ] {
+            assert_eq!(Reason::of_icmp(kind).as_str(), kind.reason(), "{kind:?}");
+        }
     }
 
     #[test]

@@ -36,8 +36,16 @@ pub enum IcmpKind {
     },
     NetProhibited,
     HostProhibited,
-    /// Communication administratively prohibited (ICMP 3/13, ICMPv6 1/1 and 1/5, 1/6).
+    /// Communication administratively prohibited (ICMP 3/13, ICMPv6 1/1), or a source
+    /// address that failed an ingress/egress policy (ICMPv6 1/5), as nmap reads both.
     AdminProhibited,
+    /// ICMPv6 1/0, no route to destination (RFC 4443 §3.1).
+    NoRoute,
+    /// ICMPv6 1/2, beyond scope of source address.
+    BeyondScope,
+    /// ICMPv6 1/6, reject route to destination (a `prohibit`/`reject` route, nftables'
+    /// `reject-route`).
+    RejectRoute,
     TimeExceeded,
     /// Any other destination-unreachable code.
     OtherUnreachable {
@@ -52,7 +60,9 @@ pub enum IcmpKind {
 }
 
 impl IcmpKind {
-    /// nmap's `--reason` word for this error.
+    /// nmap's `--reason` word for this error (nmap's `icmp_to_reason`, portreasons.cc:
+    /// ICMPv6's codes have words of their own, and a code it does not name is
+    /// `dest-unreach` in either family).
     pub fn reason(self) -> &'static str {
         match self {
             IcmpKind::NetUnreachable => "net-unreach",
@@ -63,8 +73,11 @@ impl IcmpKind {
             IcmpKind::NetProhibited => "net-prohibited",
             IcmpKind::HostProhibited => "host-prohibited",
             IcmpKind::AdminProhibited => "admin-prohibited",
+            IcmpKind::NoRoute => "no-route",
+            IcmpKind::BeyondScope => "beyond-scope",
+            IcmpKind::RejectRoute => "reject-route",
             IcmpKind::TimeExceeded => "time-exceeded",
-            IcmpKind::OtherUnreachable { .. } => "unreach",
+            IcmpKind::OtherUnreachable { .. } => "dest-unreach",
             IcmpKind::ParameterProblem { .. } => "param-problem",
         }
     }
@@ -162,15 +175,21 @@ fn kind_v4(icmp_type: u8, code: u8, rest: [u8; 4]) -> Option<IcmpKind> {
     })
 }
 
-/// RFC 4443 §3.1–3.3.
+/// RFC 4443 §3.1–3.3. Destination-unreachable codes are read as nmap reads them
+/// (`icmpv6_to_reason`, portreasons.cc), so each has nmap's reason word: 0 `no-route`, 1
+/// and 5 `admin-prohibited`, 2 `beyond-scope`, 3 `host-unreach`, 4 `port-unreach`, 6
+/// `reject-route`, any other `dest-unreach`. ICMPv6 has no "network unreachable": code 0
+/// is a router's missing route, which is not IPv4's net-unreach word to nmap's tools.
 fn kind_v6(icmp_type: u8, code: u8, rest: [u8; 4]) -> Option<IcmpKind> {
     Some(match (icmp_type, code) {
-        (ICMPV6_DEST_UNREACHABLE, 0) => IcmpKind::NetUnreachable, // no route to destination
+        (ICMPV6_DEST_UNREACHABLE, 0) => IcmpKind::NoRoute,
         (ICMPV6_DEST_UNREACHABLE, 1) => IcmpKind::AdminProhibited,
+        (ICMPV6_DEST_UNREACHABLE, 2) => IcmpKind::BeyondScope,
         (ICMPV6_DEST_UNREACHABLE, 3) => IcmpKind::HostUnreachable, // address unreachable
         (ICMPV6_DEST_UNREACHABLE, 4) => IcmpKind::PortUnreachable,
-        // 5: source address failed ingress/egress policy; 6: reject route to destination.
-        (ICMPV6_DEST_UNREACHABLE, 5 | 6) => IcmpKind::AdminProhibited,
+        // Source address failed ingress/egress policy: nmap's admin-prohibited too.
+        (ICMPV6_DEST_UNREACHABLE, 5) => IcmpKind::AdminProhibited,
+        (ICMPV6_DEST_UNREACHABLE, 6) => IcmpKind::RejectRoute,
         (ICMPV6_DEST_UNREACHABLE, code) => IcmpKind::OtherUnreachable { code },
         (ICMPV6_PACKET_TOO_BIG, _) => IcmpKind::PacketTooBig {
             mtu: u32::from_be_bytes(rest),
@@ -380,13 +399,13 @@ mod tests {
     fn v6_codes() {
         let quote = our_syn(A6, B6);
         let cases = [
-            (1, 0, IcmpKind::NetUnreachable),
+            (1, 0, IcmpKind::NoRoute),
             (1, 1, IcmpKind::AdminProhibited),
-            (1, 2, IcmpKind::OtherUnreachable { code: 2 }),
+            (1, 2, IcmpKind::BeyondScope),
             (1, 3, IcmpKind::HostUnreachable),
             (1, 4, IcmpKind::PortUnreachable),
             (1, 5, IcmpKind::AdminProhibited),
-            (1, 6, IcmpKind::AdminProhibited),
+            (1, 6, IcmpKind::RejectRoute),
             (1, 7, IcmpKind::OtherUnreachable { code: 7 }),
             (2, 0, IcmpKind::PacketTooBig { mtu: 0x0001_0500 }),
             (3, 0, IcmpKind::TimeExceeded),
@@ -413,6 +432,46 @@ mod tests {
             assert_eq!(e.kind, kind, "type {t} code {c}");
             assert_eq!((e.quoted_src, e.quoted_dst), (A6, B6));
             assert_eq!(e.quoted_seq, SeqNumber(0xa1b2_c3d4));
+        }
+    }
+
+    /// Walk 14: ICMPv6 codes 0 and 6 read `net-unreach` and `admin-prohibited` where nmap
+    /// says `no-route` and `reject-route`. Every destination-unreachable code with nmap's
+    /// word (nmap's `icmp_to_reason`, portreasons.cc), and IPv4's beside them.
+    #[test]
+    fn reason_words_are_nmaps_for_every_unreachable_code() {
+        let v6 = [
+            "no-route",
+            "admin-prohibited",
+            "beyond-scope",
+            "host-unreach",
+            "port-unreach",
+            "admin-prohibited",
+            "reject-route",
+            "dest-unreach",
+        ];
+        let quote = our_syn(A6, B6);
+        for (code, word) in v6.into_iter().enumerate() {
+            let m = icmp(true, 1, code as u8, [0; 4], &quote);
+            let e = parse6(&m).unwrap().unwrap();
+            assert_eq!(e.kind.reason(), word, "ICMPv6 1/{code}");
+        }
+        let v4 = [
+            (0, "net-unreach"),
+            (1, "host-unreach"),
+            (2, "proto-unreach"),
+            (3, "port-unreach"),
+            (9, "net-prohibited"),
+            (10, "host-prohibited"),
+            (13, "admin-prohibited"),
+            (5, "dest-unreach"),
+            (15, "dest-unreach"),
+        ];
+        let quote = our_syn(A4, B4);
+        for (code, word) in v4 {
+            let m = icmp(false, 3, code, [0; 4], &quote);
+            let e = parse4(&m).unwrap().unwrap();
+            assert_eq!(e.kind.reason(), word, "ICMP 3/{code}");
         }
     }
 

@@ -212,6 +212,14 @@ impl PortAnswer {
         }
     }
 
+    /// Whether the target itself sent this answer: a SYN-ACK, a RST, or an ICMP error
+    /// from its own address. A router's or a firewall's ICMP error about the SYN decides
+    /// the port (filtered, `reply_from` naming who) but says nothing of the host: the
+    /// address may not exist at all (a router's host-unreach after its ARP failed).
+    pub fn from_target(&self) -> bool {
+        self.reply_from().is_none()
+    }
+
     pub fn record(&self, addr: IpAddr) -> ScanRecord {
         ScanRecord {
             addr,
@@ -248,13 +256,21 @@ pub fn tally_add(t: &mut Tally, state: PortState, reason: Reason, n: u64) {
 /// what they left out.
 const TALLIED_HOSTS: usize = 1 << 16;
 
+/// A host's answers that were counted, not kept.
+#[derive(Clone, Debug, Default)]
+struct Counted {
+    tally: Tally,
+    /// One of them came from the host itself ([`PortAnswer::from_target`]): it is up.
+    from_target: bool,
+}
+
 /// The answered ports of a scan, by host (ascending), ports ascending within each host.
 #[derive(Clone, Debug, Default)]
 pub struct Answers {
     hosts: BTreeMap<IpAddr, Vec<PortAnswer>>,
     sorted: bool,
     /// Answers not kept, counted per host.
-    tallies: BTreeMap<IpAddr, Tally>,
+    tallies: BTreeMap<IpAddr, Counted>,
     /// A host's answers went uncounted (more than [`TALLIED_HOSTS`] hosts).
     tallies_full: bool,
 }
@@ -273,10 +289,13 @@ impl Answers {
     /// and filtered ones): [`Answers::tallied`] gives the counts.
     pub fn tally(&mut self, r: &ScanRecord) {
         // One lookup for a host already counted: a full-port scan comes here per port.
-        if let Some(t) = self.tallies.get_mut(&r.addr) {
-            tally_add(t, r.state, r.reason, 1);
+        let from_target = r.reply_from.is_none();
+        if let Some(c) = self.tallies.get_mut(&r.addr) {
+            tally_add(&mut c.tally, r.state, r.reason, 1);
+            c.from_target |= from_target;
         } else if self.tallies.len() < TALLIED_HOSTS {
-            self.tallies.insert(r.addr, vec![(r.state, r.reason, 1)]);
+            let tally = vec![(r.state, r.reason, 1)];
+            self.tallies.insert(r.addr, Counted { tally, from_target });
         } else {
             self.tallies_full = true;
         }
@@ -285,7 +304,7 @@ impl Answers {
     /// The answers of `addr` that were counted, not kept; `None` when they went uncounted.
     pub fn tallied(&self, addr: IpAddr) -> Option<&[(PortState, Reason, u64)]> {
         match self.tallies.get(&addr) {
-            Some(t) => Some(t),
+            Some(c) => Some(&c.tally),
             None if self.tallies_full => None,
             None => Some(&[]),
         }
@@ -317,14 +336,24 @@ impl Answers {
         self.hosts.get(&addr).map_or(&[], Vec::as_slice)
     }
 
-    /// Every host that answered, whether a port of it was kept or only counted, ascending
-    /// by address: the hosts a table of open ports has something to say of.
-    pub fn answering_hosts(&self) -> Vec<IpAddr> {
+    /// Whether an answer of `addr`'s, kept or only counted, came from `addr` itself
+    /// ([`PortAnswer::from_target`]).
+    pub fn answered_itself(&self, addr: IpAddr) -> bool {
+        self.host(addr).iter().any(PortAnswer::from_target)
+            || self.tallies.get(&addr).is_some_and(|c| c.from_target)
+    }
+
+    /// Every host that answered itself ([`Answers::answered_itself`]), whether a port of
+    /// it was kept or only counted, ascending by address: the hosts up, which a table of
+    /// open ports has something to say of. A host only a router's ICMP errors spoke for
+    /// is not among them.
+    pub fn hosts_up(&self) -> Vec<IpAddr> {
         let all: std::collections::BTreeSet<IpAddr> = self
             .hosts
             .keys()
             .chain(self.tallies.keys())
             .copied()
+            .filter(|&a| self.answered_itself(a))
             .collect();
         all.into_iter().collect()
     }
@@ -356,13 +385,24 @@ pub struct HostPorts<'a> {
     pub silent: Vec<u16>,
     /// An on-link host: what neighbour resolution found (its MAC, or nothing: down).
     pub link: Option<HostLink>,
+    /// Answers of the host itself were counted, not kept in `answered` (the table
+    /// without the walk keeps the open ports only: [`Answers::tally`]).
+    pub counted_up: bool,
 }
 
 impl HostPorts<'_> {
-    /// Whether the host answered anything, a port or our ARP / ND request (nmap would
-    /// call it up).
+    /// Whether the host answered itself — a port (SYN-ACK, RST, or an ICMP error from its
+    /// own address) or our ARP / ND request — which nmap's host discovery would call up.
+    /// A router's ICMP errors about it do not count: they are all a host that does not
+    /// exist gets (a router's host-unreach once its ARP failed, a prohibit route), and
+    /// nmap -sS reports such a host down. tcpshake sends no ping, but it is not nmap -Pn
+    /// either, which lists every target up (`user-set`): a host that answered nothing is
+    /// not listed (README, "nmap's formats"), and one only a router answered for has
+    /// answered nothing itself.
     pub fn is_up(&self) -> bool {
-        !self.answered.is_empty() || matches!(self.link, Some(HostLink::Resolved(..)))
+        self.counted_up
+            || self.answered.iter().any(PortAnswer::from_target)
+            || matches!(self.link, Some(HostLink::Resolved(..)))
     }
 
     /// An on-link host that never answered ARP / ND: down, not scanned.
@@ -399,9 +439,10 @@ impl HostPorts<'_> {
 }
 
 /// Every scanned host in ascending address order, each once, with its silent ports
-/// computed. Hosts that answered nothing, and on-link hosts that never answered ARP / ND
-/// (down, not scanned), are skipped unless asked for (`silent_hosts`); either way they
-/// are counted ([`Walk::silent_hosts`], [`Walk::down_hosts`]). A host that answered
+/// computed. Hosts that answered nothing themselves (silent, or answered for only by a
+/// router's ICMP errors: [`HostPorts::is_up`]), and on-link hosts that never answered
+/// ARP / ND (down, not scanned), are skipped unless asked for (`silent_hosts`); either way
+/// they are counted ([`Walk::silent_hosts`], [`Walk::down_hosts`]). A host that answered
 /// ARP / ND is up whatever its ports did.
 pub struct Walk<'a> {
     coverage: &'a Coverage<'a>,
@@ -469,13 +510,16 @@ impl<'a> Iterator for Walk<'a> {
                     answered,
                     silent: Vec::new(),
                     link,
+                    counted_up: false,
                 });
             }
             let resolved = matches!(link, Some(HostLink::Resolved(..)));
-            if answered.is_empty() && !resolved {
-                if !self.coverage.any_port(&indices) {
+            let itself = answered.iter().any(PortAnswer::from_target);
+            if !itself && !resolved {
+                if answered.is_empty() && !self.coverage.any_port(&indices) {
                     continue; // another shard's, or after the interruption
                 }
+                // Silent, or only a router spoke for it: not up.
                 self.silent_hosts += 1;
                 if !self.include_silent {
                     continue;
@@ -499,6 +543,7 @@ impl<'a> Iterator for Walk<'a> {
                 answered,
                 silent,
                 link,
+                counted_up: false,
             });
         }
         None
@@ -753,6 +798,64 @@ mod tests {
         assert_eq!(all[0].addr.to_string(), "198.18.0.1");
         assert!(!all[0].is_up());
         assert_eq!(all[0].silent, ports);
+    }
+
+    /// Walk 14: behind a router with unreachable / prohibit routes, and for the absent
+    /// addresses of an on-link /28 behind one, every SYN got the router's ICMP error, and
+    /// every such host was listed up. A host is up only when it answered itself; the
+    /// router's errors still decide its ports (filtered, from the router).
+    #[test]
+    fn a_routers_icmp_errors_do_not_make_a_host_up() {
+        let set = TargetSet::new(vec![spec("198.18.4.1-3")], vec![]).unwrap();
+        let ports = [22, 80];
+        let c = Coverage::new(&set, &ports, 1, Shard::WHOLE, 6);
+        let router: IpAddr = "198.18.1.254".parse().unwrap();
+        let from = |addr: &str, port, reason, who: Option<IpAddr>| ScanRecord {
+            reply_from: who,
+            ..record(addr, port, PortState::Filtered, reason)
+        };
+        let records = [
+            // .1: the router's host-unreach for both ports.
+            from("198.18.4.1", 22, Reason::HostUnreach, Some(router)),
+            from("198.18.4.1", 80, Reason::HostUnreach, Some(router)),
+            // .2: the router's admin-prohibited for one, its own port-unreach for the other.
+            from("198.18.4.2", 22, Reason::AdminProhibited, Some(router)),
+            from("198.18.4.2", 80, Reason::PortUnreach, None),
+            // .3: silent.
+        ];
+        let mut answers = Answers::default();
+        for r in &records {
+            answers.insert(r);
+        }
+        answers.sort();
+        let mut walk = Walk::new(&c, &answers, false);
+        let shown: Vec<String> = walk.by_ref().map(|h| h.addr.to_string()).collect();
+        assert_eq!(shown, ["198.18.4.2"]);
+        assert_eq!((walk.up_hosts(), walk.silent_hosts()), (1, 2));
+        // With every host walked (--all), .1 is there with its ports, not up.
+        let all: Vec<HostPorts<'_>> = Walk::new(&c, &answers, true).collect();
+        assert_eq!(all.len(), 3);
+        assert!(!all[0].is_up() && all[1].is_up() && !all[2].is_up());
+        let v: Vec<_> = all[0].verdicts().collect();
+        assert_eq!(
+            v,
+            [
+                (22, PortState::Filtered, Reason::HostUnreach),
+                (80, PortState::Filtered, Reason::HostUnreach)
+            ]
+        );
+        assert_eq!(all[0].answered[0].reply_from(), Some(router));
+        // The table without the walk counts what it does not keep: the same hosts up.
+        let mut counted = Answers::default();
+        for r in &records {
+            counted.tally(r);
+        }
+        counted.sort();
+        assert_eq!(
+            counted.hosts_up(),
+            ["198.18.4.2".parse::<IpAddr>().unwrap()]
+        );
+        assert!(!counted.answered_itself("198.18.4.1".parse().unwrap()));
     }
 
     #[test]
