@@ -152,6 +152,23 @@ fn assert_valid_nmap_xml(path: &Path) {
 }
 
 /// The `Host:` lines of an -oG file (the comments carry dates and command lines).
+/// `ndiff NMAP_XML OURS` finds no difference (exit 0); else the failure shows both files.
+fn assert_ndiff_same(nm_xml: &std::path::Path, ts_xml: &std::path::Path, label: &str) {
+    let diff = Command::new("ndiff")
+        .arg(nm_xml)
+        .arg(ts_xml)
+        .output()
+        .expect("cannot run ndiff");
+    assert!(
+        diff.status.code() == Some(0),
+        "{label}: ndiff finds differences:\n{}{}\n--- nmap ---\n{}\n--- tcpshake ---\n{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr),
+        std::fs::read_to_string(nm_xml).unwrap_or_default(),
+        std::fs::read_to_string(ts_xml).unwrap_or_default()
+    );
+}
+
 fn greppable_hosts(text: &str) -> Vec<&str> {
     text.lines().filter(|l| l.starts_with("Host: ")).collect()
 }
@@ -760,18 +777,7 @@ fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
             "{label}: {x}"
         );
         assert!(x.contains("exit=\"success\""), "{label}: {x}");
-        let diff = Command::new("ndiff")
-            .arg(&nm_xml)
-            .arg(&ts_xml)
-            .output()
-            .expect("cannot run ndiff");
-        assert!(
-            diff.status.code() == Some(0),
-            "{label}: ndiff finds differences:\n{}{}\n--- nmap ---\n{}\n--- tcpshake ---\n{x}",
-            String::from_utf8_lossy(&diff.stdout),
-            String::from_utf8_lossy(&diff.stderr),
-            std::fs::read_to_string(&nm_xml).unwrap_or_default()
-        );
+        assert_ndiff_same(&nm_xml, &ts_xml, &label);
         // What ndiff compared is really there: both folded states, or every port listed.
         if ports == folded {
             assert!(
@@ -863,18 +869,7 @@ fn open_shows_only_hosts_with_open_ports_as_nmap_does() {
     );
     assert_eq!(greppable_hosts(&ours).len(), 2, "{ours}");
     let x = std::fs::read_to_string(&ts_xml).unwrap();
-    let diff = Command::new("ndiff")
-        .arg(&nm_xml)
-        .arg(&ts_xml)
-        .output()
-        .expect("cannot run ndiff");
-    assert!(
-        diff.status.code() == Some(0),
-        "ndiff finds differences:\n{}{}\n--- nmap ---\n{}\n--- tcpshake ---\n{x}",
-        String::from_utf8_lossy(&diff.stdout),
-        String::from_utf8_lossy(&diff.stderr),
-        std::fs::read_to_string(&nm_xml).unwrap_or_default()
-    );
+    assert_ndiff_same(&nm_xml, &ts_xml, "--open");
     assert_eq!(x.matches("<host ").count(), 1, "{x}");
     assert_eq!(x.matches("<port ").count(), 2, "{x}");
     assert!(x.contains("<extraports state=\"closed\" count=\"1\">"), "{x}");

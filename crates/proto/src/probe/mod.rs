@@ -1300,18 +1300,7 @@ impl Probe {
             HttpParse::Invalid(why) => {
                 // What came, as the TLS error quotes a cleartext answer: an SSH or SMTP
                 // banner says at once what listens there.
-                let shown: String = self
-                    .response
-                    .iter()
-                    .take(16)
-                    .map(|&b| {
-                        if b.is_ascii_graphic() || b == b' ' {
-                            b as char
-                        } else {
-                            '.'
-                        }
-                    })
-                    .collect();
+                let shown = printable(&self.response[..self.response.len().min(16)]);
                 self.fail(
                     at,
                     format!("the reply is not HTTP: {why} (it began \"{shown}…\")"),
@@ -1856,6 +1845,21 @@ impl Probe {
             .chain(notes.iter().cloned())
             .collect()
     }
+}
+
+/// Bytes a server sent, shown as text in a message: printable ASCII as it is, anything
+/// else as `.` (a banner or an HTML page reads; binary cannot reach the terminal).
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -407,17 +407,7 @@ impl TlsSession {
             [] => false,
         };
         if not_tls {
-            let shown: String = self
-                .first_rx
-                .iter()
-                .map(|&b| {
-                    if b.is_ascii_graphic() || b == b' ' {
-                        b as char
-                    } else {
-                        '.'
-                    }
-                })
-                .collect();
+            let shown = super::printable(&self.first_rx);
             let what = if self.first_rx.starts_with(b"HTTP/") {
                 "in plain HTTP"
             } else {

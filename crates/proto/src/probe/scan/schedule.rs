@@ -316,9 +316,9 @@ enum Phase {
     Between {
         next: u8,
     },
-    /// Where round `next` would not come (nmap's rule and the loss seen say stop): a
-    /// few SYNs to pairs that answered, to measure the loss first (`Schedule::ping`);
-    /// then Between again, their wait counted from them.
+    /// Where nmap's rule would not send round `next`: a few SYNs to pairs that answered,
+    /// to measure the loss first (`Schedule::ping`); then Between again, their wait
+    /// counted from them.
     Pinging {
         next: u8,
     },
@@ -385,8 +385,10 @@ pub struct Schedule<'p> {
     pings: Vec<Ping>,
     /// The pings still to send: (pair, attempt).
     ping_queue: Vec<(SocketAddr, u8)>,
-    /// The pings went (once a scan).
-    pinged: bool,
+    /// The pings went before this round (at most twice a scan: where nmap's rule would
+    /// end the retries, and where the rounds the loss called for end).
+    pinged_before: Option<u8>,
+    ping_phases: u8,
     /// This round's walk ends after this many SYNs (a trial slowdown's round).
     round_cap: Option<u64>,
     /// This round is one nmap's rule would not send (`loss_rounds` earned it): it goes to
@@ -434,7 +436,8 @@ impl<'p> Schedule<'p> {
             live_retried: 0,
             pings: Vec::new(),
             ping_queue: Vec::new(),
-            pinged: false,
+            pinged_before: None,
+            ping_phases: 0,
             round_cap: None,
             live_only: false,
         }
@@ -660,11 +663,16 @@ impl<'p> Schedule<'p> {
                         self.phase = Phase::Done;
                     } else if now < until {
                         return Step::Wait(until);
-                    } else if next > self.rounds_allowed()
-                        && self.allowance_at().is_none()
-                        && self.ping()
+                    } else if self.allowance_at().is_none()
+                        && (next > retry_rounds_allowed(self.plan.retries, self.answered_round)
+                            && self.pinged_before.is_none()
+                            || next > self.rounds_allowed()
+                                && self.pinged_before.is_some_and(|r| r < next))
+                        && self.ping(next)
                     {
-                        // The loss is measured first: see Phase::Pinging.
+                        // Where nmap's rule would end the retries, the loss is measured
+                        // first (Phase::Pinging): the rounds it calls for, or none, follow;
+                        // and again where those end, if any did.
                         self.phase = Phase::Pinging { next };
                     } else if next > self.rounds_allowed() && self.allowance_at().is_none() {
                         // The last round's SYNs got no first answer, and the loss seen
@@ -815,8 +823,8 @@ impl<'p> Schedule<'p> {
     /// lost, the retries end (one wait later); some lost, they go on as that loss calls
     /// for. Once a scan; not where a limiter is read (its drops are not loss, and pings
     /// spend its allowance), nor when nothing answered (a down host loses nothing).
-    fn ping(&mut self) -> bool {
-        if self.pinged
+    fn ping(&mut self, next: u8) -> bool {
+        if self.ping_phases >= 2
             || self.pings.is_empty()
             || self.all_answered()
             || self.slowed.is_some()
@@ -825,7 +833,8 @@ impl<'p> Schedule<'p> {
         {
             return false;
         }
-        self.pinged = true;
+        self.ping_phases += 1;
+        self.pinged_before = Some(next);
         let attempts = self.plan.retries.min(15);
         // Bounded: PINGS × PING_PAIRS turns at most.
         for _ in 0..PINGS {
@@ -1367,10 +1376,9 @@ mod tests {
     /// nmap's rule for retry rounds (`allowedTryno`): one past the highest round that got a
     /// first answer, at least one, at most `--retries`. A pair that answers only a retry
     /// (its first SYN or the answer lost) earns the silent pairs another round; a round
-    /// that breaks no silence is the last — unless the loss the answers measured says a
-    /// live pair may still be silent (`loss_rounds`): here three answers took three
-    /// retries among them (half the SYNs lost), so port 80, silent after four SYNs, may
-    /// be a live port losing them (6 % at that loss) and gets the rest.
+    /// that breaks no silence is the last — unless the loss measured says a live pair may
+    /// still be silent (`loss_rounds`): here three answers took three retries among them,
+    /// so port 80, silent after four SYNs, may be a live port losing them.
     #[test]
     fn retry_rounds_go_on_while_retries_are_answered() {
         let p = plan("198.18.0.1", &[21, 22, 23, 80], 1_000_000, 10, Shard::WHOLE);
@@ -1399,13 +1407,13 @@ mod tests {
                     .count()
             })
             .collect();
-        // Round 2 answered 21, so round 3 comes (80 alone, unanswered); the loss measured
-        // (3 retries over 3 answers: q = 1/2) leaves 3·q^t / (1 − q^t) live ports expected
-        // silent after t SYNs, not under LOSS_MISS (0.005) before t = 10: rounds to 9.
-        // Then eight pings to the ports that answered, all answered, put the loss lower,
-        // and the retries end.
-        assert_eq!(rounds, [4, 3, 2, 1, 1, 1, 1, 1, 1, 1, 0]);
-        assert_eq!(sent.iter().filter(|(_, p)| !scan_syn(p)).count(), PINGS);
+        // Round 2 answered 21, so round 3 comes (80 alone, unanswered) and nmap's rule
+        // would end there. Eight pings to the ports that answered, all answered, put the
+        // loss at 3 in 14 (3 retries over 3 answers, 8 pings), which leaves
+        // 3·q^t / (1 − q^t) live ports expected silent after t SYNs: under LOSS_MISS
+        // (0.005) from t = 5, so round 4 comes for port 80; eight pings more there.
+        assert_eq!(rounds, [4, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(sent.iter().filter(|(_, p)| !scan_syn(p)).count(), 2 * PINGS);
         let t = s.totals();
         assert_eq!((t.closed, t.answered_on_retry), (3, 2));
         assert!(
