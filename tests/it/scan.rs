@@ -777,7 +777,7 @@ fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
             "{label}: {x}"
         );
         assert!(x.contains("exit=\"success\""), "{label}: {x}");
-        assert_ndiff_same(&nm_xml, &ts_xml, &label);
+        assert_ndiff_same(&nm_xml, &ts_xml, label);
         // What ndiff compared is really there: both folded states, or every port listed.
         if ports == folded {
             assert!(
