@@ -238,9 +238,10 @@ const TRIAL_MIN_ANSWERS: u64 = 3;
 /// a token bucket refills its rate in it): see `Schedule::allowance_at`.
 pub const ALLOWANCE: Duration = Duration::from_secs(1);
 
-/// Retry rounds go on while the path's loss, as the answers measured it, leaves this many
-/// live pairs or more expected still silent (`Schedule::expected_missed`): about one scan
-/// in fifty misses a port it would find with `--retries` more.
+/// Retry rounds go on while the path's loss, as measured, leaves this many live pairs or
+/// more expected still silent (`Schedule::expected_missed`): about one scan in two hundred
+/// ends with a live port it would find with more rounds, as far as the loss is measured
+/// right (with few answers it is not: virtual time, the walk's case, 0 of 300 missed).
 pub const LOSS_MISS: f64 = 0.005;
 
 /// Pairs that answered from their host, kept to be sent a SYN again in retry rounds
@@ -272,8 +273,8 @@ pub struct Slowdown {
     /// ports only take time).
     pub released: Option<u8>,
     /// The first slowed round was a trial of this many SYNs (the rest of its pairs went in
-    /// the next round): the rounds before it got too few answers to read a rate while
-    /// sending, all early in their SYNs (`Schedule::trial_slowdown`).
+    /// the next round): the two rounds before it got a steady few answers, too few to read
+    /// a rate while sending (`Schedule::trial_slowdown`).
     pub trial: Option<u64>,
 }
 
@@ -718,7 +719,8 @@ impl<'p> Schedule<'p> {
                     // about the pairs still silent.
                     match self.ping_queue.pop() {
                         Some((remote, attempt)) => {
-                            let _ = self.bucket.take(now);
+                            // Two tokens, as a retry: its RST and its SYN.
+                            let _ = self.bucket.take_n(now, 2);
                             self.last_send = self.last_send.max(now);
                             // The RST first: the pair's previous attempt (its answered one, or
                             // the ping just before) may have left the target half-open, and a
@@ -821,8 +823,10 @@ impl<'p> Schedule<'p> {
     /// ones, the answers could not show the path losing packets, and a live pair may be
     /// silent for that (`loss_rounds`). What comes back of the pings measures it: none
     /// lost, the retries end (one wait later); some lost, they go on as that loss calls
-    /// for. Once a scan; not where a limiter is read (its drops are not loss, and pings
-    /// spend its allowance), nor when nothing answered (a down host loses nothing).
+    /// for. At most twice a scan (where nmap's rule would end the retries, and where the
+    /// rounds the loss called for end); not where a limiter is read (its drops are not
+    /// loss, and pings spend its allowance), nor when nothing answered (a down host loses
+    /// nothing).
     fn ping(&mut self, next: u8) -> bool {
         if self.ping_phases >= 2
             || self.pings.is_empty()
