@@ -596,3 +596,30 @@ fn ports_answered_only_to_a_retry_get_more_rounds_or_a_warning() {
     }
 }
 }
+
+lab_test! {
+    /// An on-link sweep of 32 768 addresses (a /113): its neighbour requests' transmit
+    /// stamps filled the sender's error queue, and every SYN's stamp after was dropped —
+    /// no RTT for any host (walk 14: fd00::/113, a /17). The requests' stamps are read
+    /// and dropped before the first SYN: every answer is timed.
+    fn a_wide_on_link_sweep_still_times_every_answer() {
+        let lab = link_lab("wide_sweep_rtt", &[3], &[80]);
+        let block = format!("{}/113", host_v6(&lab, 0));
+        let run = scan(&lab, &[block.as_str(), "-p", "80", "--json", "--retries", "1"]);
+        assert_eq!(run.code, Some(0), "{run}");
+        let timed: Vec<(String, Option<u64>)> = run
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| (v["addr"].as_str().unwrap_or("").to_string(), v["rtt_ns"].as_u64()))
+            .collect();
+        let live = [host_v6(&lab, 2).to_string(), host_v6(&lab, 3).to_string()];
+        for h in &live {
+            assert!(
+                timed.iter().any(|(a, rtt)| a == h && rtt.is_some_and(|n| n > 0)),
+                "{h} untimed: {timed:?}\n{}",
+                run.stderr
+            );
+        }
+    }
+}

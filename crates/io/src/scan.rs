@@ -531,6 +531,16 @@ pub fn run(
         for p in r.reply_sockets {
             closing.push(Box::new(p));
         }
+        // The requests' transmit stamps wait on the senders' error queues, which are
+        // bounded (RCVBUF): a sweep of 32 768 on-link addresses filled them, and every SYN
+        // stamp after was dropped — no RTT for any host (walk: fd00::/113, a /17). None
+        // of them names a SYN: read and drop them all before the first SYN goes.
+        for f in families.iter_mut().flatten() {
+            if let Some(fs) = f.side.frames.as_mut().filter(|fs| fs.stamps) {
+                // Bounded: what the queues hold, 8 MiB of stamps at most.
+                let _ = fs.sender.read_stamps(1 << 20, |_, _| {});
+            }
+        }
         resolution = Some(r.totals);
         seed = r.rtt;
         resolve_interrupted = r.interrupted;
