@@ -352,7 +352,9 @@ pub enum PlotKind {
                   -F is --top-ports 100, --max-retries is --retries, and --reason is always on \
                   (the REASON column). Other scan types, -T timing templates, --min-rate, \
                   nmap's RTT timeouts and delays, scripts, discovery probes, -e, -S, -f, --ttl, \
-                  -iR, -O, -A and -v are refused with what to use instead."
+                  -iR, -O, -A, -v, -d, -r, --packet-trace, --stats-every, \
+                  --defeat-rst-ratelimit, the stylesheet options and --resume are refused \
+                  with what to use instead."
 )]
 pub struct ScanArgs {
     /// Addresses, CIDR blocks (198.18.0.0/24), ranges (198.18.0.1-20), host names.
@@ -930,6 +932,46 @@ fn nmap_no_op(text: &str) -> Result<bool, exit::UsageError> {
         _ if text.starts_with("-T") && text.len() > 2 => refuse(format!(
             "{text}: tcpshake scan has no timing templates: use --rate PPS (and --wait/--retries)"
         )),
+        "-r" => refuse(
+            "-r: tcpshake scan sends in a random order, a permutation of every (address, port) \
+             keyed by --seed N, which reproduces it; drop -r"
+                .into(),
+        ),
+        "--stats-every" => refuse(
+            "--stats-every: tcpshake scan draws a progress bar on a terminal, with the rate and \
+             what is left; drop --stats-every"
+                .into(),
+        ),
+        "--packet-trace" => refuse(
+            "--packet-trace: tcpshake scan prints no packet trace; capture with tcpdump on the \
+             interface the route names (`ip route get ADDR`), or take one port with \
+             `tcpshake probe HOST:PORT --pcap FILE`; drop --packet-trace"
+                .into(),
+        ),
+        "--defeat-rst-ratelimit" => refuse(
+            "--defeat-rst-ratelimit: tcpshake scan reads a host's RST rate limit and slows its \
+             retries to it, exact (its notes say so); drop --defeat-rst-ratelimit"
+                .into(),
+        ),
+        "--no-stylesheet" | "--stylesheet" | "--webxml" => refuse(format!(
+            "{text}: tcpshake scan's -oX names nmap's stylesheet: /usr/share/nmap/nmap.xsl \
+             when nmap is installed, else the copy --webxml names; drop {text}"
+        )),
+        "--resume" => refuse(
+            "--resume: tcpshake scan cannot resume a scan; split a long one with --shard K/N \
+             (the same --seed N in each) and run the shards one by one"
+                .into(),
+        ),
+        // nmap's debug levels (-d, -dd, -d3): the output is the same whatever the level.
+        _ if text.strip_prefix("-d").is_some_and(|r| {
+            r.bytes().all(|b| b == b'd') || r.bytes().all(|b| b.is_ascii_digit())
+        }) =>
+        {
+            refuse(format!(
+                "{text}: tcpshake scan has no debug levels: drop {text} (--all shows every port \
+                 sent to with its reason, TTL and RTT)"
+            ))
+        }
         "-O" => refuse(
             "-O: tcpshake scan does no OS detection; drop -O (the table's TTL column hints at \
              it: replies start at 64 from Linux, 128 from Windows, 255 from much network gear)"

@@ -816,9 +816,25 @@ fn nmap_outputs_and_rate_in_scan() {
         ("-A", "no OS or version detection"),
         ("-v", "no verbosity levels: drop -v"),
         ("-vvv", "drop -vvv"),
+        // Walk 14: these got clap's tip to write `-- -r`, which makes the flag a target.
+        (
+            "-r",
+            "a permutation of every (address, port) keyed by --seed N",
+        ),
+        ("-d", "no debug levels: drop -d"),
+        ("-dd", "drop -dd"),
+        ("--packet-trace", "prints no packet trace"),
+        ("--defeat-rst-ratelimit", "slows its retries to it"),
+        ("--webxml", "names nmap's stylesheet"),
+        ("--no-stylesheet", "drop --no-stylesheet"),
     ] {
         refused(&["scan", "198.18.0.2", flag], &[want]);
     }
+    refused(
+        &["scan", "198.18.0.2", "--stats-every", "5s"],
+        &["draws a progress bar"],
+    );
+    refused(&["scan", "198.18.0.2", "--resume", "f"], &["--shard K/N"]);
 }
 
 /// Durations in minutes and hours are read everywhere a duration is: the out-of-range
