@@ -279,7 +279,14 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         writeln!(n.out(), "{summary}")?;
     }
     out.flush()?;
-    let error = "interrupted by a signal: only the pairs sent before it are reported";
+    // Whether every pair had its first SYN: if so, only retries were cut short, and what
+    // is silent may be a retry's loss rather than filtering.
+    let error = if outcome.interrupted_in_retries {
+        "interrupted by a signal during the retry rounds: every pair got its first SYN; \
+         silent ones reported filtered may have answered a retry"
+    } else {
+        "interrupted by a signal: only the pairs sent before it are reported"
+    };
     let end = RunEnd {
         end_secs: unix_now(),
         elapsed: outcome.duration,

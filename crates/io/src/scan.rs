@@ -108,6 +108,8 @@ pub struct ScanOutcome {
     /// Whole scan, resolution and drain included.
     pub duration: Duration,
     pub interrupted: bool,
+    /// Interrupted in a retry round: every pair had its first SYN.
+    pub interrupted_in_retries: bool,
     pub locals: Locals,
     /// Positions of this shard the first round got through (each sent, or skipped as
     /// excluded): the shard's length unless interrupted. With the plan, it says which
@@ -626,6 +628,7 @@ pub fn run(
                 send_time: Duration::ZERO,
                 duration: clock::now().saturating_since(started),
                 interrupted: true,
+                interrupted_in_retries: false,
                 locals,
                 walked: 0,
                 neighbours: Neighbours::kernel_only(),
@@ -660,6 +663,7 @@ pub fn run(
             send_time: s.send_time(),
             duration: clock::now().saturating_since(started),
             interrupted: s.interrupted(),
+            interrupted_in_retries: s.interrupted_in_retries(),
             locals,
             walked: s.walked(),
             neighbours: Neighbours::kernel_only(),

@@ -392,6 +392,8 @@ pub struct Schedule<'p> {
     ping_phases: u8,
     /// This round's walk ends after this many SYNs (a trial slowdown's round).
     round_cap: Option<u64>,
+    /// Round 0's walk ended: every pair had its first SYN (or was walked past).
+    first_walk_done: bool,
     /// This round is one nmap's rule would not send (`loss_rounds` earned it): it goes to
     /// hosts that answered, not to ones never heard from (a down host loses nothing).
     live_only: bool,
@@ -440,6 +442,7 @@ impl<'p> Schedule<'p> {
             pinged_before: None,
             ping_phases: 0,
             round_cap: None,
+            first_walk_done: false,
             live_only: false,
         }
     }
@@ -509,6 +512,11 @@ impl<'p> Schedule<'p> {
 
     pub fn interrupted(&self) -> bool {
         self.interrupted
+    }
+
+    /// Interrupted after round 0's walk: every pair had its first SYN.
+    pub fn interrupted_in_retries(&self) -> bool {
+        self.interrupted && self.first_walk_done
     }
 
     /// The reply times measured (SRTT, RTTVAR), for the summary.
@@ -765,6 +773,7 @@ impl<'p> Schedule<'p> {
                             // A round for the hosts that answered found none of their
                             // pairs silent: no later one would either.
                             let empty = self.live_only && self.rounds.sent(self.round).is_none();
+                            self.first_walk_done = true;
                             self.end_round(now);
                             self.phase =
                                 if self.round < self.plan.retries && !self.all_answered() && !empty
