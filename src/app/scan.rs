@@ -24,6 +24,7 @@ use tcpshake_proto::probe::record::{HostRecord, HostState, Legs, PortState, Reas
 use tcpshake_proto::probe::scan::neighbours::HostLink;
 use tcpshake_proto::probe::scan::rate;
 use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Rare, Walk};
+use tcpshake_proto::probe::scan::rtt::Wait;
 use tcpshake_proto::probe::scan::targets::{Spec, TargetSet, TargetSpec};
 use tcpshake_proto::probe::scan::{Completion, ScanRecord};
 
@@ -175,6 +176,10 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         // The send log leaves out retry rounds slowed on purpose (schedule::Slowdown, said
         // in the summary): they are no shortfall of --rate.
         shortfall: rate::check(args.rate, &outcome.send_log),
+        short_wait: match plan.wait {
+            Wait::Fixed(w) => outcome.rtt.srtt().filter(|&r| r > w).map(|r| (w, r)),
+            Wait::Adaptive => None,
+        },
     });
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
     let stylesheet = if Path::new(XSL_LOCAL).exists() {

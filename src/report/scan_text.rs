@@ -12,7 +12,7 @@ use tcpshake_proto::probe::scan::neighbours::{HostLink, ResolveTotals};
 use tcpshake_proto::probe::scan::rate::Shortfall;
 use tcpshake_proto::probe::scan::results::HostPorts;
 use tcpshake_proto::probe::scan::{Completion, ScanTotals};
-use tcpshake_proto::time::human_ns;
+use tcpshake_proto::time::{format_duration, human_ns};
 
 /// One host's table: its open ports, or with `all` every port with its verdict (silent
 /// ones as filtered/no-response, TTL and RTT `-`). A host that is up (it answered) with no
@@ -145,6 +145,9 @@ pub struct Summary {
     pub resolution: Option<ResolveTotals>,
     /// The rate not met, and why.
     pub shortfall: Option<Shortfall>,
+    /// `--wait` given shorter than the round trip this scan measured (ARP / ND and the
+    /// answers): (the wait, the smoothed round trip).
+    pub short_wait: Option<(Duration, Duration)>,
 }
 
 /// `scanned 4096 ports: 12 open, 4000 closed, 84 filtered in 1.52 s (4100 packets sent,
@@ -315,7 +318,30 @@ pub fn summary(x: &Summary) -> String {
             x.tap_drops
         );
     }
+    // Answers slower than the wait came after the scan had moved on or ended: the ports
+    // still silent may have answered (walk 14: `--wait 10ms` on a 60 ms link called
+    // every port filtered, and said nothing).
+    if let Some((wait, rtt)) = x.short_wait.filter(|_| t.silent() > 0) {
+        let _ = write!(
+            s,
+            "\nwarning: --wait {} is shorter than the round trip measured here ({}): answers \
+             after it were not waited for, so the {} still silent may have answered; scan \
+             again without --wait (it then waits from the round trips measured) or with \
+             --wait {} or more",
+            format_duration(wait),
+            human_ns(duration_ns(rtt)),
+            t.silent(),
+            // Twice the round trip, in whole milliseconds (what one types).
+            format_duration(Duration::from_millis(
+                u64::try_from(rtt.saturating_mul(2).as_micros().div_ceil(1000)).unwrap_or(u64::MAX)
+            ))
+        );
+    }
     s
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// `n` rounded down to two significant digits (4987 → 4900, 173 → 170, 52 → 52): a rate
@@ -649,6 +675,38 @@ mod tests {
         assert!(s.starts_with("scanned 1 port: "), "{s}");
         assert!(s.contains("(1 packet sent, "), "{s}");
         assert!(s.contains("1 unmatched reply ignored"), "{s}");
+    }
+
+    /// `--wait` shorter than the round trip measured (ARP / ND, answers): the silent ports
+    /// may have answered after it, and the warning says which wait would do.
+    #[test]
+    fn summary_warns_when_the_wait_is_shorter_than_the_round_trip() {
+        let t = ScanTotals {
+            scanned: 100,
+            closed: 10,
+            sent: 200,
+            ..ScanTotals::default()
+        };
+        let x = Summary {
+            totals: t,
+            duration: Duration::from_secs(1),
+            send_time: Duration::from_millis(10),
+            short_wait: Some((Duration::from_millis(10), Duration::from_millis(60))),
+            ..Summary::default()
+        };
+        let s = summary(&x);
+        assert!(
+            s.contains(
+                "warning: --wait 10ms is shorter than the round trip measured here (60.000 \
+                 ms): answers after it were not waited for, so the 90 still silent may have \
+                 answered; scan again without --wait (it then waits from the round trips \
+                 measured) or with --wait 120ms or more"
+            ),
+            "{s}"
+        );
+        // Nothing silent: nothing to say.
+        let all = ScanTotals { closed: 100, ..t };
+        assert!(!summary(&Summary { totals: all, ..x }).contains("--wait"));
     }
 
     /// Ports silent to the first SYN that answered a retry, the last round allowed too: the
