@@ -317,6 +317,27 @@ fn run_guarded(
     // A probe that ended without a SYN-ACK (filtered) still holds real-time priority: the
     // drain below needs none.
     drop(realtime);
+    // Reset with data in flight: the server may answer with a challenge ACK, which the
+    // closed connection answers with a RST at its ACK (`Probe::challenge_wait`).
+    if let Some(w) = probe.challenge_wait() {
+        let until = clock::now() + w;
+        // Bounded by `until`.
+        while clock::now() < until {
+            tap.recv_batch(&mut rx, &mut batch)
+                .context("reading the AF_PACKET tap")?;
+            let mut received = false;
+            for &(slot, meta) in &batch {
+                let bytes = &rx[slot][..meta.len];
+                received |= deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
+            }
+            packets.drain(..).for_each(&mut *sink);
+            if received && flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.is_some()
+            {
+                break; // answered: the server's side is closed
+            }
+            tap.wait(Some(until.saturating_since(clock::now())))?;
+        }
+    }
     // Our last segment's copy (and a loopback's arrival copy) may still be on its way.
     drain_tap(&mut tap, &mut rx[0], |meta, bytes| {
         deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);

@@ -217,6 +217,9 @@ struct Slot {
     give_up_why: &'static str,
     drain_until: Option<Instant>,
     done_at: Option<Instant>,
+    /// Reset with data in flight: the slot stays until this time to answer the server's
+    /// challenge ACK with a RST (`Probe::challenge_wait`).
+    challenge_until: Option<Instant>,
     /// The earliest deadline this slot has in the timer heap.
     armed: Option<Instant>,
     generation: u64,
@@ -664,8 +667,11 @@ impl Loop<'_, '_> {
             }
         }
         if let Some(d) = slot.done_at {
-            // Still draining: wait for quiet again, within the cap.
-            let until = (clock::now() + DRAIN_QUIET).min(d + DRAIN_MAX);
+            // Still draining: wait for quiet again, within the cap (and for a challenge
+            // ACK's time, when one may come).
+            let until = (clock::now() + DRAIN_QUIET)
+                .min(d + DRAIN_MAX)
+                .max(slot.challenge_until.unwrap_or(d));
             slot.drain_until = Some(until);
         }
         if !slot.touched {
@@ -841,6 +847,7 @@ impl Loop<'_, '_> {
             give_up_why,
             drain_until: None,
             done_at: None,
+            challenge_until: None,
             armed: None,
             generation: self.generation,
             tap,
@@ -1269,9 +1276,15 @@ impl Loop<'_, '_> {
         };
         if slot.probe.is_done() && slot.done_at.is_none() {
             slot.done_at = Some(now);
-            slot.drain_until = Some(now + DRAIN_QUIET);
+            slot.challenge_until = slot.probe.challenge_wait().map(|w| now + w);
+            slot.drain_until = Some((now + DRAIN_QUIET).max(slot.challenge_until.unwrap_or(now)));
         }
-        let copies_in = slot.done_at.is_some() && !slot.probe.awaiting_own_copies();
+        // A challenge ACK may still come: the copies being in is not the end then.
+        let copies_in = slot.done_at.is_some()
+            && !slot.probe.awaiting_own_copies()
+            && slot
+                .challenge_until
+                .is_none_or(|c| now >= c || slot.probe.answered_challenge());
         if copies_in || slot.drain_until.is_some_and(|d| now >= d) {
             self.finish(i, now, report)?;
             return Ok(true);

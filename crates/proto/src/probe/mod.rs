@@ -333,6 +333,34 @@ impl Probe {
         self.phase == Phase::Done
     }
 
+    /// After our RST with data still unacknowledged, how long to keep listening for the
+    /// server's challenge ACK: our RST carried SND.NXT (RFC 9293 §3.10.5, as Linux's),
+    /// but a server that never got that data has its RCV.NXT lower, and RFC 5961 §3.2
+    /// has it answer such a RST with an ACK, not close. Linux, its socket gone, answers
+    /// that ACK with a RST at its ACK number, which closes the server's side; our kernel is
+    /// kept from doing so, so the closed connection does (RFC 9293 §3.10.7.1): two round
+    /// trips and 10 ms, at most a second. None otherwise (walk 14: a probe whose request
+    /// was dropped left the server's connection ESTABLISHED for good).
+    /// Whether the closed connection answered something with a RST after ours (the
+    /// challenge ACK, most likely): the wait of [`Probe::challenge_wait`] is over.
+    pub fn answered_challenge(&self) -> bool {
+        self.conn.rsts_sent() > 1
+    }
+
+    pub fn challenge_wait(&self) -> Option<Duration> {
+        if self.close_initiator != Some(CloseInitiator::Reset)
+            || self.conn.snd_una() == self.conn.snd_nxt()
+        {
+            return None;
+        }
+        let rtt = self.conn.srtt().unwrap_or(Duration::from_millis(200));
+        Some(
+            rtt.saturating_mul(2)
+                .saturating_add(Duration::from_millis(10))
+                .min(Duration::from_secs(1)),
+        )
+    }
+
     /// Some segment we sent has not been seen on the tap yet (its copy carries the time it
     /// left): a finished probe waits for these before its record is final.
     pub fn awaiting_own_copies(&self) -> bool {

@@ -2514,3 +2514,51 @@ fn every_exchange_ends_before_the_hard_limit() {
     );
     assert!(p.result().error.is_some());
 }
+
+/// Reset with the request unacknowledged (it never reached the server): our RST carries
+/// SND.NXT, the server's RCV.NXT is SND.UNA, and it answers with a challenge ACK (RFC 5961
+/// §3.2) instead of closing. The probe waits for it and the closed connection answers it
+/// with a RST at its ACK number, as Linux's stack does once its socket is gone; without
+/// that the server's side stayed ESTABLISHED (walk 14).
+#[test]
+fn a_challenge_ack_to_our_reset_is_answered_with_a_reset_at_its_ack() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let una = 1_001; // the request's first byte: never acknowledged
+    assert_ne!(ack, una);
+    p.abort(at(5_000_000), "gave up");
+    let out = pump(&mut p, 5_000_000);
+    assert!(out.iter().any(|s| s.flags.rst()), "{out:?}");
+    let wait = p.challenge_wait().expect("data in flight at the reset");
+    assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    assert!(!p.answered_challenge());
+    p.handle_packet(
+        at(5_000_100),
+        false,
+        &server_seg(seq, una, TcpFlags::ACK, &[]),
+        false,
+    );
+    let out = pump(&mut p, 5_000_110);
+    let rst = out
+        .iter()
+        .find(|s| s.flags.rst())
+        .expect("a RST answering the challenge");
+    assert_eq!(rst.seq.0, una, "at the challenge ACK's ACK number");
+    assert!(p.answered_challenge());
+}
+
+/// Nothing in flight at a reset (the server had acknowledged everything): nothing to wait
+/// for.
+#[test]
+fn a_reset_with_nothing_in_flight_waits_for_no_challenge() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    p.handle_packet(
+        at(100),
+        false,
+        &server_seg(seq, ack, TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 110);
+    p.abort(at(200), "gave up");
+    pump(&mut p, 200);
+    assert_eq!(p.challenge_wait(), None);
+}

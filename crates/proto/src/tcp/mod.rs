@@ -465,6 +465,8 @@ pub struct Connection {
     send_buf: VecDeque<u8>,
     /// `close` was called: a FIN follows `send_buf`.
     fin_queued: bool,
+    /// RSTs sent (`rsts_sent`).
+    rsts_sent: u32,
     /// The ACK of the SYN-ACK is queued and has not left: it leaves alone, never folded
     /// into our FIN (see `next_transmit`).
     handshake_ack_queued: bool,
@@ -564,6 +566,7 @@ impl Connection {
             snd_wscale: 0,
             send_buf: VecDeque::new(),
             fin_queued: false,
+            rsts_sent: 0,
             handshake_ack_queued: false,
             fin_sent: false,
             send_mss: DEFAULT_MSS,
@@ -616,6 +619,11 @@ impl Connection {
     pub fn snd_una(&self) -> SeqNumber {
         self.snd_una
     }
+    /// RSTs sent so far (an abort's, and the closed connection's answers).
+    pub fn rsts_sent(&self) -> u32 {
+        self.rsts_sent
+    }
+
     pub fn snd_nxt(&self) -> SeqNumber {
         self.snd_nxt
     }
@@ -2221,6 +2229,9 @@ impl Connection {
     fn on_transmit(&mut self, seg: &Segment) {
         if seg.flags.ack() && !seg.flags.rst() && self.state != State::Closed {
             self.last_ack_sent = seg.ack;
+        }
+        if seg.flags.rst() {
+            self.rsts_sent = self.rsts_sent.saturating_add(1);
         }
     }
 
