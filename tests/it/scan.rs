@@ -169,6 +169,22 @@ fn assert_ndiff_same(nm_xml: &std::path::Path, ts_xml: &std::path::Path, label: 
     );
 }
 
+/// Our `-oG` file's host lines equal nmap's; returns ours.
+fn assert_greppable_same(
+    ts_grep: &std::path::Path,
+    nm_grep: &std::path::Path,
+    label: &str,
+) -> String {
+    let ours = std::fs::read_to_string(ts_grep).unwrap();
+    let theirs = std::fs::read_to_string(nm_grep).unwrap();
+    assert_eq!(
+        greppable_hosts(&ours),
+        greppable_hosts(&theirs),
+        "{label}: -oG differs\n--- tcpshake ---\n{ours}\n--- nmap ---\n{theirs}"
+    );
+    ours
+}
+
 fn greppable_hosts(text: &str) -> Vec<&str> {
     text.lines().filter(|l| l.starts_with("Host: ")).collect()
 }
@@ -793,13 +809,7 @@ fn xml_and_greppable_match_nmaps_own_for_the_same_ports() {
             assert!(x.contains("<port protocol=\"tcp\" portid=\"81\"><state state=\"filtered\" reason=\"no-response\" reason_ttl=\"0\"/><service name=\"hosts2-ns\""), "{label}: {x}");
             assert!(x.contains("reason=\"admin-prohibited\""), "{label}: {x}");
         }
-        let ours = std::fs::read_to_string(&ts_grep).unwrap();
-        let theirs = std::fs::read_to_string(&nm_grep).unwrap();
-        assert_eq!(
-            greppable_hosts(&ours),
-            greppable_hosts(&theirs),
-            "{label}: -oG differs\n--- tcpshake ---\n{ours}\n--- nmap ---\n{theirs}"
-        );
+        let ours = assert_greppable_same(&ts_grep, &nm_grep, label);
         assert_eq!(greppable_hosts(&ours).len(), 4, "{label}: {ours}");
     }
 }
@@ -860,13 +870,7 @@ fn open_shows_only_hosts_with_open_ports_as_nmap_does() {
     ]);
     assert_eq!(nm.code, Some(0), "{nm}");
     assert_valid_nmap_xml(&ts_xml);
-    let ours = std::fs::read_to_string(&ts_grep).unwrap();
-    let theirs = std::fs::read_to_string(&nm_grep).unwrap();
-    assert_eq!(
-        greppable_hosts(&ours),
-        greppable_hosts(&theirs),
-        "-oG differs\n--- tcpshake ---\n{ours}\n--- nmap ---\n{theirs}"
-    );
+    let ours = assert_greppable_same(&ts_grep, &nm_grep, "--open");
     assert_eq!(greppable_hosts(&ours).len(), 2, "{ours}");
     let x = std::fs::read_to_string(&ts_xml).unwrap();
     assert_ndiff_same(&nm_xml, &ts_xml, "--open");

@@ -264,13 +264,9 @@ fn run_guarded(
     while !probe.is_done() {
         // Everything the tap holds (one recvmmsg), then one answer to all of it: a FIN that
         // arrived right behind the data is ACKed once, not twice.
-        tap.recv_batch(&mut rx, &mut batch)
-            .context("reading the AF_PACKET tap")?;
-        let mut received = false;
-        for &(slot, meta) in &batch {
-            let bytes = &rx[slot][..meta.len];
-            received |= deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
-        }
+        let received = read_batch(&mut tap, &mut rx, &mut batch, |meta, bytes| {
+            deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets)
+        })?;
         if received && let Some(t) = flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?
         {
             last_tx = t;
@@ -323,13 +319,9 @@ fn run_guarded(
         let until = clock::now() + w;
         // Bounded by `until`.
         while clock::now() < until {
-            tap.recv_batch(&mut rx, &mut batch)
-                .context("reading the AF_PACKET tap")?;
-            let mut received = false;
-            for &(slot, meta) in &batch {
-                let bytes = &rx[slot][..meta.len];
-                received |= deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets);
-            }
+            let received = read_batch(&mut tap, &mut rx, &mut batch, |meta, bytes| {
+                deliver(&mut probe, &mut defrag, meta, bytes, capture, &mut packets)
+            })?;
             packets.drain(..).for_each(&mut *sink);
             if received && flush(&mut probe, &sender, &mut tx, &mut ident, local, remote)?.is_some()
             {
@@ -503,6 +495,23 @@ pub fn wait_closing() {
     {
         let _ = h.join();
     }
+}
+
+/// Everything the tap holds (one `recvmmsg`), each packet to `each`; whether any was the
+/// probe's.
+fn read_batch(
+    tap: &mut Tap,
+    rx: &mut [Vec<u8>],
+    batch: &mut Vec<(usize, TapMeta)>,
+    mut each: impl FnMut(TapMeta, &[u8]) -> bool,
+) -> Result<bool> {
+    tap.recv_batch(rx, batch)
+        .context("reading the AF_PACKET tap")?;
+    let mut received = false;
+    for &(slot, meta) in batch.iter() {
+        received |= each(meta, &rx[slot][..meta.len]);
+    }
+    Ok(received)
 }
 
 /// How long the tap must be quiet after a probe's last segment before its copy is taken as
