@@ -846,8 +846,11 @@ fn scan_names_the_router_whose_icmp_error_decided_a_port() {
         &unreach,
         &prohibited,
         &server,
+        // One port: each SYN to an `unreachable` / `prohibit` route costs the router's
+        // `ip_error` limiter a token (net.ipv4.route.error_cost, global, not a lab's to
+        // change); with two ports each its burst dropped one of the four errors in five runs.
         "-p",
-        "80,81",
+        "81",
         "--retries",
         "0",
         "--json",
@@ -868,14 +871,10 @@ fn scan_names_the_router_whose_icmp_error_decided_a_port() {
             .find(|l| l["addr"] == addr && l["port"] == port)
             .unwrap_or_else(|| panic!("no line for {addr} port {port}\n{run}"))
     };
-    for port in [80, 81] {
-        assert_eq!(of(&unreach, port)["reason"], "host-unreach", "{run}");
-        assert_eq!(of(&unreach, port)["reply_from"], router.as_str(), "{run}");
-        assert_eq!(of(&prohibited, port)["reason"], "admin-prohibited", "{run}");
-        assert_eq!(of(&prohibited, port)["reply_from"], router.as_str(), "{run}");
-    }
-    assert_eq!(of(&server, 80)["reason"], "time-exceeded", "{run}");
-    assert_eq!(of(&server, 80)["reply_from"], router.as_str(), "{run}");
+    assert_eq!(of(&unreach, 81)["reason"], "host-unreach", "{run}");
+    assert_eq!(of(&unreach, 81)["reply_from"], router.as_str(), "{run}");
+    assert_eq!(of(&prohibited, 81)["reason"], "admin-prohibited", "{run}");
+    assert_eq!(of(&prohibited, 81)["reply_from"], router.as_str(), "{run}");
     assert_eq!(of(&server, 81)["reason"], "reset", "{run}");
     assert!(of(&server, 81).get("reply_from").is_none(), "{run}");
     let x = std::fs::read_to_string(&xml).unwrap();
@@ -885,7 +884,7 @@ fn scan_names_the_router_whose_icmp_error_decided_a_port() {
     assert!(x.contains("<status state=\"up\" reason=\"reset\""), "{x}");
     assert!(x.contains("<hosts up=\"1\" down=\"2\" total=\"3\"/>"), "{x}");
     let ours: Vec<&str> = x.lines().filter(|l| l.contains("<port ")).collect();
-    assert_eq!(ours.len(), 2, "{x}");
+    assert_eq!(ours.len(), 1, "{x}");
     let want = format!("reason_ip=\"{router}\"");
     for l in &ours {
         let from_router = !l.contains("reason=\"reset\"");
@@ -900,7 +899,7 @@ fn scan_names_the_router_whose_icmp_error_decided_a_port() {
     // reason_ip on the same ports.
     let nm_xml = lab.dir().join("nmap.xml");
     let mut cmd = lab::in_ns(&lab.client_ns, "nmap");
-    cmd.args(["-n", "-sS", "--max-retries", "0", "-p", "80,81", "-oX"])
+    cmd.args(["-n", "-sS", "--max-retries", "0", "-p", "81", "-oX"])
         .arg(&nm_xml)
         .args([&unreach, &prohibited, &server]);
     let nm = lab::run_bounded(&mut cmd, Duration::from_secs(60));
@@ -923,6 +922,20 @@ fn scan_names_the_router_whose_icmp_error_decided_a_port() {
         v
     };
     assert_eq!(pairs(&ours), pairs(&theirs), "ours:\n{x}\nnmap's:\n{n}");
+    // A router's error on a port of a host that answered itself: time-exceeded on 80
+    // (the router sets its TTL to 1), named from the router; the host up by its RST.
+    let run = lab.run_client([
+        "scan", &server, "-p", "80,81", "--retries", "0", "--json",
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let line = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["port"] == 80)
+        .unwrap_or_else(|| panic!("no line for port 80\n{run}"));
+    assert_eq!(line["reason"], "time-exceeded", "{run}");
+    assert_eq!(line["reply_from"], router.as_str(), "{run}");
 }
 }
 

@@ -207,6 +207,10 @@ pub struct Probe {
     conn: Connection,
     phase: Phase,
     deadline: Option<Instant>,
+    /// When the wait the deadline ends began (a request sent, a close begun): the deadline
+    /// may be pushed on while our segments are still being sent again, and a failure says
+    /// how long it waited in all.
+    wait_began: Option<Instant>,
     started_at: Option<Instant>,
     /// When the server last made progress: acknowledged something new of ours, or gave us
     /// new bytes or its FIN. A server that only repeats itself is not progress.
@@ -284,6 +288,7 @@ impl Probe {
             conn,
             phase: Phase::Connecting,
             deadline: None,
+            wait_began: None,
             started_at: None,
             last_progress: None,
             acked_after_repeat: None,
@@ -331,6 +336,28 @@ impl Probe {
 
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done
+    }
+
+    /// A new wait for the server, begun at `began`, ending at `until` (`--timeout`, the
+    /// linger, TIME-WAIT).
+    pub(super) fn wait_from(&mut self, began: Instant, until: Instant) {
+        self.deadline = Some(until);
+        self.wait_began = Some(began);
+    }
+
+    /// `--timeout` as a failure says it: `5s`, or, when the wait was pushed on while what
+    /// we sent was still being sent again, also how long it lasted in all (`5s of the
+    /// server's silence (15.3 s in all, while what we sent was being sent again)`).
+    fn waited(&self, now: Instant) -> String {
+        let timeout = self.cfg.timeout;
+        match self.wait_began.map(|b| now.saturating_since(b)) {
+            Some(all) if all > timeout + Duration::from_millis(10) => format!(
+                "{timeout:?} of the server's silence ({} in all, while what we sent was being \
+                 sent again)",
+                crate::time::human_ns(u64::try_from(all.as_nanos()).unwrap_or(u64::MAX))
+            ),
+            _ => format!("{timeout:?}"),
+        }
     }
 
     /// After our RST with data still unacknowledged, how long to keep listening for the
@@ -509,8 +536,8 @@ impl Probe {
                     self.fail(
                         now,
                         format!(
-                            "TLS: the handshake did not finish within {:?}{why}; connection reset",
-                            self.cfg.timeout
+                            "TLS: the handshake did not finish within {}{why}; connection reset",
+                            self.waited(now)
                         ),
                     );
                 }
@@ -522,8 +549,8 @@ impl Probe {
                     self.fail(
                         now,
                         format!(
-                            "no complete HTTP response within {:?}{why}{}; connection reset",
-                            self.cfg.timeout,
+                            "no complete HTTP response within {}{why}{}; connection reset",
+                            self.waited(now),
                             self.soft_icmp_hint()
                         ),
                     );
@@ -562,7 +589,7 @@ impl Probe {
                     if self.conn.state() == State::TimeWait
                         && self.conn.fins_in_time_wait() == 0 =>
                 {
-                    self.deadline = Some(now + self.cfg.tcp.time_wait);
+                    self.wait_from(now, now + self.cfg.tcp.time_wait);
                 }
                 // Both FINs are acknowledged: the close is complete, and only TIME-WAIT
                 // goes on, restarted by each FIN the server sends again (RFC 9293
@@ -584,8 +611,8 @@ impl Probe {
                     self.fail(
                         now,
                         format!(
-                            "close did not finish within {:?} (stuck in {}); connection reset",
-                            self.cfg.timeout,
+                            "close did not finish within {} (stuck in {}); connection reset",
+                            self.waited(now),
                             st.name()
                         ),
                     );
@@ -1061,7 +1088,7 @@ impl Probe {
                     Some(request) => {
                         self.conn.send(&request);
                         self.phase = Phase::AwaitingResponse;
-                        self.deadline = Some(now + self.cfg.timeout);
+                        self.wait_from(now, now + self.cfg.timeout);
                     }
                     None => self.begin_close(now),
                 }
@@ -1322,7 +1349,7 @@ impl Probe {
                     self.phase = Phase::Closing;
                 } else {
                     self.phase = Phase::Lingering;
-                    self.deadline = Some(at + self.cfg.linger);
+                    self.wait_from(at, at + self.cfg.linger);
                 }
             }
             HttpParse::Invalid(why) => {
@@ -1443,7 +1470,7 @@ impl Probe {
 
     fn begin_close(&mut self, now: Instant) {
         self.phase = Phase::Closing;
-        self.deadline = Some(now + self.cfg.timeout);
+        self.wait_from(now, now + self.cfg.timeout);
         // RFC 8446 §6.1: close_notify before the FIN, so the server knows nothing was cut.
         if let Some(t) = self.tls.as_mut() {
             let notify = t.close_notify(self.conn.state() == State::CloseWait);

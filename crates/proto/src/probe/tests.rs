@@ -2562,3 +2562,33 @@ fn a_reset_with_nothing_in_flight_waits_for_no_challenge() {
     pump(&mut p, 200);
     assert_eq!(p.challenge_wait(), None);
 }
+
+/// The request never acknowledged: the wait is pushed on while it is still being sent
+/// again (at least three times), so it lasts longer than `--timeout`; the error says how
+/// long in all (the fault walk: "within 5s" after 25 s).
+#[test]
+fn an_extended_wait_says_how_long_it_lasted() {
+    // A 2 s RTO floor: by the first deadline the request went only twice.
+    let mut cfg = config(1_000, true);
+    cfg.tcp.rto_min = Duration::from_secs(2);
+    let (mut p, _, _) = requested_from(Probe::new(cfg), 1_000, 9_000);
+    // Bounded: each turn fires the probe's next deadline.
+    for _ in 0..100 {
+        let Some(t) = p.poll_timeout() else { break };
+        p.handle_timeout(t);
+        let now_us = (t.as_nanos() - at(0).as_nanos()) / 1000;
+        pump(&mut p, now_us);
+        if p.is_done() {
+            break;
+        }
+    }
+    let r = p.result();
+    let e = r.error.as_deref().unwrap_or("");
+    let timeout = format!("{:?}", config(1_000, true).timeout);
+    assert!(
+        e.starts_with(&format!(
+            "no complete HTTP response within {timeout} of the server's silence ("
+        )) && e.contains(" in all, while what we sent was being sent again)"),
+        "{e}"
+    );
+}

@@ -843,7 +843,7 @@ impl super::Probe {
                 let hello = session.client_hello();
                 self.conn.send(&hello);
                 self.phase = Phase::AwaitingResponse;
-                self.deadline = Some(now + self.cfg.timeout);
+                self.wait_from(now, now + self.cfg.timeout);
             }
             None => {
                 let why = self.tls_setup_error.take();
@@ -892,7 +892,7 @@ impl super::Probe {
                     let ua = concat!("tcpshake/", env!("CARGO_PKG_VERSION"));
                     let records = session.send_plaintext(&head_request(&req.path, &req.host, ua));
                     self.conn.send(&records);
-                    self.deadline = Some(at + self.cfg.timeout);
+                    self.wait_from(at, at + self.cfg.timeout);
                 }
                 None => self.begin_close(at),
             }
