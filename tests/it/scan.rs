@@ -460,13 +460,22 @@ fn three_shards_equal_the_whole_scan() {
 /// (addr, port) → state from -oX `<port>` elements (no host here has enough ports of a
 /// kind to be folded into `<extraports>`).
 fn xml_ports(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
+    xml_reasons(path)
+        .into_iter()
+        .map(|(k, v)| (k, v.split('/').next().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// (addr, port) → `state/reason` from -oX `<port>` elements (none folded, none twice).
+fn xml_reasons(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
     let script = format!(
         "import xml.etree.ElementTree as ET\n\
          for h in ET.parse({:?}).getroot().findall('host'):\n\
          \x20a=h.find('address').get('addr')\n\
          \x20assert h.find('ports').find('extraports') is None\n\
          \x20for p in h.find('ports').findall('port'):\n\
-         \x20 print(a, p.get('portid'), p.find('state').get('state'))\n",
+         \x20 s=p.find('state')\n\
+         \x20 print(a, p.get('portid'), s.get('state') + '/' + s.get('reason'))\n",
         path.to_str().unwrap()
     );
     let out = run_ok(Command::new("python3").args(["-c", &script]));
@@ -480,31 +489,6 @@ fn xml_ports(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
         );
     }
     m
-}
-
-/// (addr, port) → `state/reason` from -oX `<port>` elements (none folded).
-fn xml_reasons(path: &Path) -> BTreeMap<(IpAddr, u16), String> {
-    let script = format!(
-        "import xml.etree.ElementTree as ET\n\
-         for h in ET.parse({:?}).getroot().findall('host'):\n\
-         \x20a=h.find('address').get('addr')\n\
-         \x20assert h.find('ports').find('extraports') is None\n\
-         \x20for p in h.find('ports').findall('port'):\n\
-         \x20 s=p.find('state')\n\
-         \x20 print(a, p.get('portid'), s.get('state') + '/' + s.get('reason'))\n",
-        path.to_str().unwrap()
-    );
-    let out = run_ok(Command::new("python3").args(["-c", &script]));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (
-                (f[0].parse().unwrap(), f[1].parse().unwrap()),
-                f[2].to_string(),
-            )
-        })
-        .collect()
 }
 
 lab_test! {

@@ -161,12 +161,6 @@ impl Rounds {
     /// random order, answer to the end; a limiter's spent allowance leaves the tail
     /// silent — of its kind, from its host: open ports' SYN-ACKs and other hosts go on.
     pub fn stopped_early(&self, round: u8) -> bool {
-        self.stopped_early_from(round, MIN_ANSWERS)
-    }
-
-    /// [`Rounds::stopped_early`] for sources with `min` answers or more (the tail's bar
-    /// rises as they get fewer: with 3, the last 78 % of the span empty).
-    pub fn stopped_early_from(&self, round: u8, min: u64) -> bool {
         let (Some(r), Some((first, last))) = (self.get(round), self.sent(round)) else {
             return false;
         };
@@ -174,7 +168,7 @@ impl Rounds {
         let read: Vec<&Source> = r
             .sources
             .values()
-            .filter(|s| s.answers >= min.max(1))
+            .filter(|s| s.answers >= MIN_ANSWERS)
             .collect();
         let chance = 0.01 / read.len().max(1) as f64;
         span > 0.0
