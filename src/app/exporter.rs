@@ -374,9 +374,7 @@ impl Shared {
                     "/probe of {} with module `{}`, {}: tcpshake_probe_success 0: {}\n",
                     failed.target,
                     failed.module,
-                    tcpshake_proto::time::human_ns(
-                        u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
-                    ),
+                    tcpshake_proto::time::human_ns(tcpshake_proto::time::nanos(took)),
                     failed.why
                 ),
             );

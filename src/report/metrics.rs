@@ -465,7 +465,7 @@ pub fn probe_debug(
          Module configuration:\n{}",
         r.target,
         module.name,
-        human_ns(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)),
+        human_ns(tcpshake_proto::time::nanos(took)),
         text::render(r, text::Style { color: false }),
         String::from_utf8_lossy(&metrics),
         module.settings().trim_end(),

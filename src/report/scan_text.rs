@@ -12,7 +12,7 @@ use tcpshake_proto::probe::scan::neighbours::{HostLink, ResolveTotals};
 use tcpshake_proto::probe::scan::rate::Shortfall;
 use tcpshake_proto::probe::scan::results::HostPorts;
 use tcpshake_proto::probe::scan::{Completion, ScanTotals};
-use tcpshake_proto::time::{format_duration, human_ns};
+use tcpshake_proto::time::{format_duration, human_ns, nanos};
 
 /// One host's table: its open ports, or with `all` every port with its verdict (silent
 /// ones as filtered/no-response, TTL and RTT `-`). A host that is up (it answered) with no
@@ -329,7 +329,7 @@ pub fn summary(x: &Summary) -> String {
              again without --wait (it then waits from the round trips measured) or with \
              --wait {} or more",
             format_duration(wait),
-            human_ns(duration_ns(rtt)),
+            human_ns(nanos(rtt)),
             t.silent(),
             // Twice the round trip, in whole milliseconds (what one types).
             format_duration(Duration::from_millis(
@@ -338,10 +338,6 @@ pub fn summary(x: &Summary) -> String {
         );
     }
     s
-}
-
-fn duration_ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// `n` rounded down to two significant digits (4987 → 4900, 173 → 170, 52 → 52): a rate

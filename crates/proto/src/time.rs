@@ -31,11 +31,15 @@ impl Instant {
     }
 }
 
+/// A duration in whole nanoseconds, saturating at `u64::MAX` (584 years).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        Instant(self.0.saturating_add(ns))
+        Instant(self.0.saturating_add(nanos(d)))
     }
 }
 

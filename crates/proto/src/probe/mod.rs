@@ -354,7 +354,7 @@ impl Probe {
             Some(all) if all > timeout + Duration::from_millis(10) => format!(
                 "{timeout:?} of the server's silence ({} in all, while what we sent was being \
                  sent again)",
-                crate::time::human_ns(u64::try_from(all.as_nanos()).unwrap_or(u64::MAX))
+                crate::time::human_ns(crate::time::nanos(all))
             ),
             _ => format!("{timeout:?}"),
         }

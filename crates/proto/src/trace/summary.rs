@@ -8,7 +8,6 @@ use super::record::{
 use super::{AnswerKind, Slot, Trace};
 use crate::probe::record::{PortState, Reason};
 use crate::wire::quote::QuotedDatagram;
-use std::time::Duration;
 
 impl Trace {
     // --- the record ---
@@ -529,9 +528,7 @@ pub(super) fn icmp_limit_note(hops: &[HopRecord]) -> Option<String> {
     ))
 }
 
-pub(super) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+pub(super) use crate::time::nanos;
 
 /// What answered, in a word: the ICMP error's reason, or the destination's segment.
 pub(super) fn reply_word(kind: &AnswerKind) -> String {

@@ -614,10 +614,8 @@ impl<'p> Schedule<'p> {
         }
         self.answered_round = self.answered_round.max(reply.attempt);
         // When its SYN left: the answer's time less its round trip.
-        let syn_at = rtt.map(|r| {
-            let r = u64::try_from(r.as_nanos()).unwrap_or(u64::MAX);
-            Instant::from_nanos(at.as_nanos().saturating_sub(r))
-        });
+        let syn_at =
+            rtt.map(|r| Instant::from_nanos(at.as_nanos().saturating_sub(crate::time::nanos(r))));
         let kind = match reply.state {
             PortState::Open => Kind::SynAck,
             PortState::Closed => Kind::Rst,
@@ -638,7 +636,7 @@ impl<'p> Schedule<'p> {
             reason: reply.reason,
             reply_ttl: reply.ttl,
             reply_from: (reply.from != key.0).then_some(reply.from),
-            rtt_ns: rtt.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            rtt_ns: rtt.map(crate::time::nanos),
             t_ns: at.as_nanos(),
             complete: None,
         })
