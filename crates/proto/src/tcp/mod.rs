@@ -2074,12 +2074,17 @@ impl Connection {
     /// one segment with it (an MSS, the peer's window). Elsewhere an ACK of data goes as
     /// it comes, as Linux's does, before what we send next.
     fn fin_fits(&self) -> bool {
-        let usable = self.snd_una.add(self.snd_wnd).diff(self.snd_nxt).max(0) as usize;
         let unsent = self.unsent_data();
         unsent == 0
             || (self.state == State::Closing
                 && unsent <= usize::from(self.send_mss)
-                && unsent <= usable)
+                && unsent <= self.usable_window())
+    }
+
+    /// What the peer's window still takes beyond what is in flight (RFC 9293 §3.8.6's
+    /// usable window).
+    fn usable_window(&self) -> usize {
+        self.snd_una.add(self.snd_wnd).diff(self.snd_nxt).max(0) as usize
     }
 
     /// New data (and the FIN after the last byte) within the peer's window.
@@ -2088,8 +2093,9 @@ impl Connection {
             return None;
         }
         let unsent = self.unsent_data();
-        let usable = self.snd_una.add(self.snd_wnd).diff(self.snd_nxt).max(0) as usize;
-        let len = unsent.min(usize::from(self.send_mss)).min(usable);
+        let len = unsent
+            .min(usize::from(self.send_mss))
+            .min(self.usable_window());
         let fin = self.fin_queued && len == unsent;
         if len == 0 && !fin {
             return None;
