@@ -968,14 +968,7 @@ impl Connection {
         }
         let seg = match self.state {
             State::SynSent if self.snd_nxt == self.cfg.isn => Some(self.new_syn(now)),
-            // CLOSING too: the peer's FIN can come after our close queued the FIN but
-            // before it (or data queued ahead of it, a TLS alert) left; both still go
-            // (RFC 9293 §3.10.4: the FIN follows what was queued; so does Linux's).
-            State::Established
-            | State::CloseWait
-            | State::FinWait1
-            | State::Closing
-            | State::LastAck => self.new_data(now),
+            _ if self.sends_data() => self.new_data(now),
             _ => None,
         };
         match &seg {
@@ -1900,15 +1893,7 @@ impl Connection {
     /// up after as many (RFC 9293 §3.8.3 R2; Linux's `tcp_probe_timer` gives up after
     /// `tcp_retries2` unanswered probes). The caller's own limit bounds the rest.
     fn on_persist_timeout(&mut self, now: Instant) {
-        if !matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        ) || self.snd_wnd != 0
-        {
+        if !self.sends_data() || self.snd_wnd != 0 {
             return;
         }
         if self.persist_unanswered >= self.cfg.data_retries {
@@ -1949,15 +1934,7 @@ impl Connection {
     /// Arm the persist timer when the window is closed and data waits with nothing in
     /// flight (otherwise the retransmission timer is what gets an ACK back).
     fn maybe_arm_persist(&mut self, now: Instant) {
-        let sending = matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        );
-        if sending
+        if self.sends_data()
             && self.snd_wnd == 0
             && self.unsent_data() > 0
             && self.snd_una == self.snd_nxt
@@ -2079,6 +2056,21 @@ impl Connection {
             || (self.state == State::Closing
                 && unsent <= usize::from(self.send_mss)
                 && unsent <= self.usable_window())
+    }
+
+    /// The states in which queued data (and the FIN behind it) may still go: CLOSING too,
+    /// as the peer's FIN can come after our close queued the FIN but before it (or data
+    /// queued ahead of it, a TLS alert) left; both still go (RFC 9293 §3.10.4: the FIN
+    /// follows what was queued; so does Linux's).
+    fn sends_data(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        )
     }
 
     /// What the peer's window still takes beyond what is in flight (RFC 9293 §3.8.6's
