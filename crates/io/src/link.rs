@@ -803,11 +803,34 @@ struct EthtoolValue {
 /// what it sends, which a capture (ours, tcpdump's) shows as a bad checksum — a real NIC
 /// fills it in on the way out; a veth never does.
 pub fn tx_checksum_off(ifname: &str) -> std::io::Result<()> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
     let mut value = EthtoolValue {
         cmd: ETHTOOL_STXCSUM,
         data: 0,
     };
+    // SAFETY: ETHTOOL_STXCSUM reads a `struct ethtool_value`, which `value` is.
+    unsafe { ethtool(ifname, &mut value) }
+}
+
+/// Whether interface `ifname`'s driver stamps the frames it transmits in software
+/// (`ethtool -T`: "software-transmit"), which [`FrameSender::enable_tx_stamps`] needs.
+pub fn tx_software_stamps(ifname: &str) -> bool {
+    let mut info = EthtoolTsInfo {
+        cmd: ETHTOOL_GET_TS_INFO,
+        ..EthtoolTsInfo::default()
+    };
+    // SAFETY: ETHTOOL_GET_TS_INFO writes a `struct ethtool_ts_info`, which `info` is.
+    let asked = unsafe { ethtool(ifname, &mut info) };
+    asked.is_ok() && info.so_timestamping & SOF_TIMESTAMPING_TX_SOFTWARE != 0
+}
+
+/// One `SIOCETHTOOL` request on interface `ifname` (in this thread's namespace): `cmd` is
+/// the command's own structure, its first field the command number.
+///
+/// # Safety
+/// `T` must be the `#[repr(C)]` structure the kernel reads (and writes) for the command in
+/// its first field, whole: the kernel copies that many bytes from and to it.
+unsafe fn ethtool<T>(ifname: &str, cmd: &mut T) -> std::io::Result<()> {
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
     // SAFETY: ifreq is plain data; zeroed is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     let name = ifname.as_bytes();
@@ -817,38 +840,12 @@ pub fn tx_checksum_off(ifname: &str) -> std::io::Result<()> {
     for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
         *d = *s as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-    // SAFETY: SIOCETHTOOL reads the NUL-terminated name and the ethtool_value at
-    // ifru_data: `value` is one, alive for the call.
+    ifr.ifr_ifru.ifru_data = (cmd as *mut T).cast();
+    // SAFETY: SIOCETHTOOL reads the NUL-terminated name and the command's structure at
+    // ifru_data, which the caller vouches for; `cmd` is alive for the call.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Whether interface `ifname`'s driver stamps the frames it transmits in software
-/// (`ethtool -T`: "software-transmit"), which [`FrameSender::enable_tx_stamps`] needs.
-pub fn tx_software_stamps(ifname: &str) -> bool {
-    let Ok(sock) = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None) else {
-        return false;
-    };
-    let mut info = EthtoolTsInfo {
-        cmd: ETHTOOL_GET_TS_INFO,
-        ..EthtoolTsInfo::default()
-    };
-    // SAFETY: ifreq is plain data; zeroed is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    let name = ifname.as_bytes();
-    if name.len() >= ifr.ifr_name.len() {
-        return false;
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_data = (&mut info as *mut EthtoolTsInfo).cast();
-    // SAFETY: SIOCETHTOOL reads the NUL-terminated name and the command at ifru_data,
-    // and writes an ethtool_ts_info there: `info` is one, alive for the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
-    rc == 0 && info.so_timestamping & SOF_TIMESTAMPING_TX_SOFTWARE != 0
 }
