@@ -106,6 +106,54 @@ fn run(config: Config) -> Result<Exit> {
     }
 }
 
+/// Standard output for a command that also writes files of its own (`scan -oX FILE`,
+/// `--pcap FILE`): when its reader goes (`tcpshake … | head`) the command would stop
+/// quietly with 0, as every command does, and its files were left empty or cut short
+/// (a walk: `scan … -oX out.xml | head -1` left no `out.xml`). With `outlive_reader`, a
+/// closed pipe ends only what goes to stdout: the rest of the output is dropped and the
+/// command runs to its end, so the files are whole. Without it, the write fails as before.
+pub(super) struct Stdout {
+    outlive_reader: bool,
+    closed: bool,
+}
+
+impl Stdout {
+    pub(super) fn new(outlive_reader: bool) -> Stdout {
+        Stdout {
+            outlive_reader,
+            closed: false,
+        }
+    }
+
+    fn closed_pipe<T>(&mut self, r: io::Result<T>, or: T) -> io::Result<T> {
+        match r {
+            Err(e) if self.outlive_reader && e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(or)
+            }
+            r => r,
+        }
+    }
+}
+
+impl io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = io::Write::write(&mut io::stdout(), buf);
+        self.closed_pipe(r, buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = io::Write::flush(&mut io::stdout());
+        self.closed_pipe(r, ())
+    }
+}
+
 /// Whether stdout may be coloured: a terminal that understands escapes (not `TERM=dumb`),
 /// and no `NO_COLOR` (no-color.org).
 fn colour_stdout() -> bool {

@@ -8,7 +8,7 @@ use crate::report::scan_text;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,9 +41,11 @@ const XSL_WEB: &str = "https://svn.nmap.org/nmap/docs/nmap.xsl";
 /// two outputs claim it).
 type Sink = BufWriter<Box<dyn Write>>;
 
-fn open_sink(path: &Path, flag: &str) -> Result<Sink> {
+/// `files`: whether other outputs go to files, which a closed stdout must not cut short
+/// (see [`super::Stdout`]).
+fn open_sink(path: &Path, flag: &str, files: bool) -> Result<Sink> {
     if path.as_os_str() == "-" {
-        return Ok(BufWriter::new(Box::new(io::stdout())));
+        return Ok(BufWriter::new(Box::new(super::Stdout::new(files))));
     }
     let f = super::create_output(path, flag)?;
     Ok(BufWriter::new(Box::new(f)))
@@ -89,22 +91,32 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         .collect(),
     );
     let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
+    // Reports to files are finished even when stdout's reader goes (`… -oX out.xml |
+    // head`): the scan runs to its end, what would go to stdout dropped.
+    let files = [
+        &args.output_xml,
+        &args.output_greppable,
+        &args.output_normal,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|p| p.as_os_str() != "-");
     let mut xml = args
         .output_xml
         .as_deref()
-        .map(|p| open_sink(p, xml_flag))
+        .map(|p| open_sink(p, xml_flag, files))
         .transpose()?;
     let mut greppable = args
         .output_greppable
         .as_deref()
-        .map(|p| open_sink(p, greppable_flag))
+        .map(|p| open_sink(p, greppable_flag, files))
         .transpose()?;
     // -oN FILE: the table to a file as well (-oN - is the table on stdout, as without it).
     let mut normal = args
         .output_normal
         .as_deref()
         .filter(|p| p.as_os_str() != "-")
-        .map(|p| open_sink(p, normal_flag))
+        .map(|p| open_sink(p, normal_flag, files))
         .transpose()?;
     // The table goes to stdout unless stdout carries a format (JSON Lines, XML, -oG).
     let table = !args.json && !is_stdout(&args.output_xml) && !is_stdout(&args.output_greppable);
@@ -118,7 +130,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     // With --complete an open port's line waits for its connection.
     let defer = |r: &ScanRecord| args.complete && r.state == PortState::Open;
     let mut answers = Answers::default();
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = BufWriter::new(super::Stdout::new(files));
     let bar = progress_bar(plan.planned());
     let start_secs = unix_now();
     let outcome = scan::run(

@@ -347,7 +347,8 @@ struct Sink {
 /// Where the records go, and the packets.
 struct Output {
     format: OutputFormat,
-    out: io::BufWriter<io::Stdout>,
+    /// Outlives its reader when there are capture files to finish (see [`super::Stdout`]).
+    out: io::BufWriter<super::Stdout>,
     /// Records made whole before they are written: whole lines in one `write(2)`, so a
     /// kill cannot leave half of one (a BufWriter alone would write a long record in
     /// pieces).
@@ -592,7 +593,7 @@ impl Sink {
                         &mut self.records,
                         Records::Inline(Output {
                             format: self.format,
-                            out: io::BufWriter::new(io::stdout()),
+                            out: io::BufWriter::new(super::Stdout::new(false)),
                             line: Vec::new(),
                             capture: None,
                         }),
@@ -711,7 +712,10 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     let mut stream = TargetStream::new(c, list, tls);
     let stop = signals::stop_flag();
     let mut guard = Guard::install_for_survey(MARK)?;
-    let mut out = io::BufWriter::new(io::stdout());
+    // A closed stdout (`| head`) must not leave the capture files empty: the survey then
+    // runs to its end, its records dropped.
+    let files = capture.is_some();
+    let mut out = io::BufWriter::new(super::Stdout::new(files));
     if format == OutputFormat::Csv {
         writeln!(out, "{}", csv_header())?;
         out.flush()?;
@@ -826,7 +830,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         // that was all (as `scan`'s; nmap: "No targets were specified").
         eprintln!("tcpshake: no target left to probe: every one was skipped, as said above");
     } else if format == OutputFormat::Text {
-        let mut out = io::BufWriter::new(io::stdout().lock());
+        let mut out = io::BufWriter::new(super::Stdout::new(files));
         if !c.quiet {
             writeln!(out)?;
         }
@@ -948,7 +952,7 @@ mod tests {
     fn json_writer() -> Records {
         Records::new(Output {
             format: OutputFormat::Jsonl,
-            out: io::BufWriter::new(io::stdout()),
+            out: io::BufWriter::new(crate::app::Stdout::new(false)),
             line: Vec::new(),
             capture: None,
         })

@@ -1387,3 +1387,56 @@ fn a_host_with_no_open_port_is_listed_with_what_was_not_shown() {
     assert!(file.contains(&want), "{file}");
 }
 }
+
+lab_test! {
+/// A closed stdout (`scan … --json -oX F -oG G -oN N | head -1`) ends only what goes to
+/// stdout: the scan runs to its end and its report files are whole (a walk: the three
+/// files were removed, as a scan that could not start removes what it made; with the table
+/// on stdout they were cut short). Exit 0, as for any closed pipe.
+fn a_closed_stdout_does_not_cut_the_report_files() {
+    let s = ScanLab::new("scan_closed_pipe", &[22, 80]);
+    let dir = s.lab.dir();
+    let (xml, grep, normal) = (dir.join("p.xml"), dir.join("p.gnmap"), dir.join("p.nmap"));
+    let range = format!("{}-4", s.v4(1));
+    for table in [false, true] {
+        let mut args = vec!["scan", &range, "-p", "1-1000", "--wait", "200ms"];
+        if !table {
+            args.push("--json");
+        }
+        args.extend([
+            "-oX",
+            xml.to_str().unwrap(),
+            "-oG",
+            grep.to_str().unwrap(),
+            "-oN",
+            normal.to_str().unwrap(),
+        ]);
+        let mut child = s
+            .lab
+            .client_cmd(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpshake");
+        // The reader is gone before the first line.
+        drop(child.stdout.take());
+        assert!(
+            lab::wait_bounded(&mut child, Duration::from_secs(30)),
+            "{args:?}: did not end"
+        );
+        let out = child.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}\n{stderr}");
+        assert_valid_nmap_xml(&xml);
+        let x = std::fs::read_to_string(&xml).unwrap();
+        assert!(x.contains("<runstats><finished"), "{x}");
+        assert_eq!(x.matches("<port protocol=\"tcp\" portid=\"80\">").count(), 4, "{x}");
+        let g = std::fs::read_to_string(&grep).unwrap();
+        assert!(g.contains("# tcpshake done at"), "{g}");
+        assert_eq!(g.matches("22/open/tcp").count(), 4, "{g}");
+        let n = std::fs::read_to_string(&normal).unwrap();
+        assert!(n.contains("scanned 4000 ports: 8 open, 3992 closed"), "{n}");
+    }
+}
+}

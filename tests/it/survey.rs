@@ -723,6 +723,53 @@ fn survey_captures_are_in_time_order() {
 }
 }
 
+lab_test! {
+/// A closed stdout (`probe -iL … --json --pcap F | head`) ends only what goes to stdout:
+/// the survey runs to its end and its capture files hold every probe's packets (a walk:
+/// both files were left with their headers only, exit 0). Without a capture file the
+/// survey stops at the closed pipe as before, exit 0.
+fn a_closed_stdout_does_not_cut_the_capture_files() {
+    let mut lab = Lab::new("survey-closed-pipe");
+    lab.start_nginx(80);
+    let (pcap, png) = (lab.dir().join("s.pcap"), lab.dir().join("s.pcapng"));
+    let target = lab.target(false, 80);
+    let files = [
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--pcapng",
+        png.to_str().unwrap(),
+    ];
+    for (format, with_files) in [("--json", true), ("-q", true), ("--json", false)] {
+        let mut args = vec!["probe", &target, "-c", "20", "-j", "4", format];
+        if with_files {
+            args.extend(files);
+        }
+        let mut child = lab
+            .client_cmd(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpshake");
+        drop(child.stdout.take());
+        assert!(
+            lab::wait_bounded(&mut child, Duration::from_secs(30)),
+            "{args:?}: did not end"
+        );
+        let out = child.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}\n{stderr}");
+        if !with_files {
+            continue;
+        }
+        for file in [&pcap, &png] {
+            let frames = lab::capture::tshark_fields(file, "tcp.flags.syn == 1 && tcp.flags.ack == 0", &["tcp.srcport"]);
+            assert_eq!(frames.len(), 20, "{args:?} {file:?}: a SYN per probe\n{stderr}");
+        }
+    }
+}
+}
+
 /// `frame.time_epoch` as tshark prints it for a nanosecond capture.
 fn epoch_ns(s: &str) -> u64 {
     let (sec, frac) = s.split_once('.').unwrap_or((s, "0"));
