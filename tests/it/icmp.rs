@@ -122,6 +122,37 @@ fn is_frag_needed(p: &Packet) -> bool {
 }
 
 lab_test! {
+/// A router whose link toward the server carries 500 bytes, below IPv4's path MTU floor
+/// (552, Linux's `min_pmtu`): segments of the floor's size with DF would be refused for
+/// good. As Linux does, the path MTU is locked at 552 and the segments go without DF, for
+/// the router to fragment; the exchange finishes in milliseconds (a walk: before, the
+/// request was refused at 552 until the timeout, where Linux's went through in 52 ms).
+fn frag_needed_below_the_floor_goes_on_without_df_like_linux() {
+    let mut lab = Lab::with_router("pmtu500");
+    lab.start_nginx(80);
+    lab.router_server_mtu(500);
+    let path = long_path();
+    let p = probe(&lab, false, "pmtu500", &["--path", &path]);
+    assert_eq!(p.rec.http_status(), Some(404), "{}", p.ctx());
+    assert_eq!(p.rec.error, None, "{}", p.ctx());
+    assert_eq!(p.json["path_mtu"], 552, "{}", p.ctx());
+    assert!(
+        p.timers()
+            .iter()
+            .any(|t| t.contains("(floor 552; it said 500); segments go without DF")),
+        "{:?}\n{}",
+        p.timers(),
+        p.ctx()
+    );
+    let total = p.total_ns();
+    assert!(total < 150_000_000, "total {total} ns\n{}", p.ctx());
+    // Linux's client through the same router gets there too.
+    let (code, status) = lab.curl(&lab.url(false, 80, &path), Duration::from_secs(5));
+    assert_eq!((code, status), (0, 404), "curl through the router");
+}
+}
+
+lab_test! {
 /// A router whose link toward the server carries 1000 bytes (IPv6: 1280) between ends
 /// that both say MSS 1460. The request's big segments draw frag-needed / Packet Too Big;
 /// tcpshake lowers its MSS and sends them again at once, re-cut, as Linux's curl does

@@ -612,6 +612,8 @@ pub(crate) fn build_segment(
         0
     } else {
         let mut ip = IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, 64, repr.buffer_len());
+        // DF unless the path MTU was locked at IPv4's floor (tcp::Segment::dont_frag).
+        ip.dont_frag = seg.dont_frag;
         ip.ident = *ident;
         *ident = ident.wrapping_add(1);
         ip.emit(buf).context("building the IPv4 header")?

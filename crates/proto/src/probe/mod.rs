@@ -931,9 +931,16 @@ impl Probe {
                 } else {
                     let _ = write!(line, "path MTU {}, MSS stays {}", c.path_mtu, c.mss_after);
                 }
-                if c.lowered && c.path_mtu != c.reported {
+                if c.path_mtu != c.reported && (c.lowered || c.locked) {
                     // IPv4's floor (Linux's min_pmtu) raised what the router said.
                     let _ = write!(line, " (floor {}; it said {})", c.path_mtu, c.reported);
+                }
+                if c.locked {
+                    let _ = write!(
+                        line,
+                        "; segments go without DF from now on, for routers to fragment (as \
+                         Linux's locked path MTU)"
+                    );
                 }
                 self.timer(TimerRecord {
                     t_ns: t,

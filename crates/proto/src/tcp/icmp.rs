@@ -98,6 +98,9 @@ pub struct PmtuChange {
     pub path_mtu: u32,
     /// Whether the path MTU went down.
     pub lowered: bool,
+    /// Whether this message (an IPv4 MTU below the floor) locked the path MTU at the
+    /// floor: segments go without DF from now on (`Connection::pmtu_locked`).
+    pub locked: bool,
     /// Payload bytes per segment before and after.
     pub mss_before: u16,
     pub mss_after: u16,

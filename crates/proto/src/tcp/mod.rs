@@ -373,6 +373,11 @@ pub struct Segment {
     pub options: TcpOptions,
     pub payload: Vec<u8>,
     pub retransmission: bool,
+    /// IPv4's Don't Fragment bit: set, as on every TCP segment that does path MTU
+    /// discovery (RFC 1191 §3), until a router reported an MTU below IPv4's floor; see
+    /// [`Connection::pmtu_locked`]. IPv6 segments are never fragmented by routers (RFC
+    /// 8200 §5), and the raw socket is told not to fragment them either.
+    pub dont_frag: bool,
 }
 
 impl Segment {
@@ -480,6 +485,14 @@ pub struct Connection {
     /// The path MTU once an ICMP error or a black hole lowered it below the route's
     /// (RFC 1191, RFC 8201); `None` while it is the route's.
     path_mtu: Option<u32>,
+    /// IPv4: a router reported an MTU below [`icmp::IPV4_MIN_PMTU`], the floor we do not
+    /// go under. Segments of the floor's size still do not pass it with DF set, so from
+    /// then on they go without DF and the router fragments them: Linux's answer (the
+    /// route's MTU is locked at `min_pmtu`, and `ip_dont_fragment()` clears DF for a locked
+    /// route). RFC 1191 §3 allows MTUs down to 68; a floor that kept DF would be a dead end
+    /// (a walk: MTU 500 on the path, the request refused at 552 until the timeout, where
+    /// Linux's went through fragmented in 52 ms).
+    pmtu_locked: bool,
     black_hole: BlackHole,
     /// The lengths our unacknowledged data went out in (what a path MTU change resends).
     flight: Flight,
@@ -572,6 +585,7 @@ impl Connection {
             send_mss: DEFAULT_MSS,
             mss_limit: DEFAULT_MSS,
             path_mtu: None,
+            pmtu_locked: false,
             black_hole: BlackHole::No,
             flight: Flight::default(),
             irs: SeqNumber(0),
@@ -670,6 +684,12 @@ impl Connection {
     /// below the route's; `None` until then.
     pub fn path_mtu(&self) -> Option<u32> {
         self.path_mtu
+    }
+
+    /// Whether a router reported an IPv4 MTU below our floor, so segments now go without
+    /// DF for routers to fragment (see the field).
+    pub fn pmtu_locked(&self) -> bool {
+        self.pmtu_locked
     }
     /// Big segments vanished without an ICMP error and smaller ones got through: the
     /// path is a PMTU black hole (RFC 2923 §2.1).
@@ -1249,19 +1269,25 @@ impl Connection {
             return IcmpOutcome::Ignored(IcmpIgnored::MtuBelowMinimum { mtu: reported });
         }
         // IPv4: Linux takes anything below its floor (0 from an old router included) as
-        // the floor itself.
+        // the floor itself, and locks the path MTU there: DF goes (see `pmtu_locked`).
         let mtu = reported.max(self.min_mtu());
+        let newly_locked = !self.cfg.local.is_ipv6() && reported < mtu && !self.pmtu_locked;
+        self.pmtu_locked |= newly_locked;
         let mss_before = self.send_mss;
         let mut change = PmtuChange {
             reported,
             path_mtu: self.current_mtu(),
             lowered: false,
+            locked: newly_locked,
             mss_before,
             mss_after: mss_before,
             resent: 0,
             withdrawn: 0,
         };
         if mtu >= self.current_mtu() {
+            // Already at the floor: nothing to cut. What the router refused goes again when
+            // its timer fires, without DF now (Linux: no `tcp_simple_retransmit` when the
+            // MTU did not go down).
             return IcmpOutcome::PathMtu(change);
         }
         self.path_mtu = Some(mtu);
@@ -2009,6 +2035,7 @@ impl Connection {
             options,
             payload: Vec::new(),
             retransmission: false,
+            dont_frag: !self.pmtu_locked,
         }
     }
 
@@ -2148,6 +2175,7 @@ impl Connection {
             options: self.options(now),
             payload,
             retransmission,
+            dont_frag: !self.pmtu_locked,
         }
     }
 
@@ -2161,6 +2189,7 @@ impl Connection {
             options: TcpOptions::default(),
             payload: Vec::new(),
             retransmission: false,
+            dont_frag: !self.pmtu_locked,
         }
     }
 

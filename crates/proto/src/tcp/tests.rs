@@ -2799,6 +2799,7 @@ fn established_frag_needed_resegments_and_resends_at_once() {
             reported: 1000,
             path_mtu: 1000,
             lowered: true,
+            locked: false,
             mss_before: 1448,
             mss_after: 948,
             resent: 4,
@@ -2924,6 +2925,102 @@ fn a_second_smaller_frag_needed_before_sending_unqueues_the_first_cut() {
     assert_eq!(h.conn.retransmissions(), 4);
 }
 
+/// A router reporting an IPv4 MTU below the floor (552) would refuse the floor's
+/// segments too while they carry DF: the path MTU is locked at the floor and segments go
+/// without DF, for the router to fragment (Linux: `__ip_rt_update_pmtu` locks the route's
+/// MTU at `min_pmtu`, and `ip_dont_fragment()` clears DF on a locked route). A walk: MTU
+/// 500 on the path, every resend at 552 refused again until the timeout; Linux's request
+/// went through fragmented in 52 ms.
+#[test]
+fn frag_needed_below_the_floor_clears_df() {
+    let mut h = conn_established();
+    h.conn.send(&[1u8; 1398]);
+    assert!(h.sent().iter().all(|s| s.dont_frag));
+    // Above the floor: lowered, DF kept.
+    let out = icmp(&mut h, too_big(1000), 1001);
+    assert!(
+        matches!(
+            out,
+            IcmpOutcome::PathMtu(PmtuChange {
+                lowered: true,
+                locked: false,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    assert!(!h.conn.pmtu_locked());
+    assert!(h.sent().iter().all(|s| s.dont_frag));
+    // Below it: the floor, locked; what is in flight goes again at once, without DF.
+    let out = icmp(&mut h, too_big(500), 1001);
+    assert!(
+        matches!(
+            out,
+            IcmpOutcome::PathMtu(PmtuChange {
+                reported: 500,
+                path_mtu: 552,
+                lowered: true,
+                locked: true,
+                mss_after: 512,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    assert!(h.conn.pmtu_locked());
+    let again = h.sent();
+    assert!(
+        !again.is_empty() && again.iter().all(|s| !s.dont_frag),
+        "{again:?}"
+    );
+    // Another such message: already locked, nothing new.
+    let out = icmp(&mut h, too_big(400), 1001);
+    assert!(
+        matches!(
+            out,
+            IcmpOutcome::PathMtu(PmtuChange {
+                lowered: false,
+                locked: false,
+                resent: 0,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    // The ACKs and the FIN that follow carry no DF either.
+    h.conn.close(h.now);
+    assert!(h.sent().iter().all(|s| !s.dont_frag));
+
+    // Already at the floor (552 reported first), then below it: locked, nothing to cut
+    // (as Linux, no resend at once); the retransmission the timer sends has no DF.
+    let mut h = conn_established();
+    h.conn.send(&[1u8; 1398]);
+    h.sent();
+    icmp(&mut h, too_big(552), 1001);
+    h.sent();
+    let out = icmp(&mut h, too_big(500), 1001);
+    let IcmpOutcome::PathMtu(c) = out else {
+        panic!("{out:?}")
+    };
+    assert!(c.locked && !c.lowered && c.resent == 0, "{c:?}");
+    assert!(h.sent().is_empty());
+    let rto = h.conn.poll_timeout().expect("the retransmission timer");
+    h.now = rto;
+    h.conn.handle_timeout(h.now);
+    let rtx = h.sent();
+    assert!(
+        !rtx.is_empty() && rtx.iter().all(|s| s.retransmission && !s.dont_frag),
+        "{rtx:?}"
+    );
+
+    // IPv6 never locks: below 1280 the message is ignored (RFC 8201 §4).
+    let mut h = conn_established_ts(cfg_v6(1000));
+    h.conn.send(&[1u8; 1398]);
+    h.sent();
+    icmp(&mut h, too_big(500), 1001);
+    assert!(!h.conn.pmtu_locked());
+}
+
 #[test]
 fn frag_needed_mtu_is_floored_and_never_raised() {
     let mut h = conn_established();
@@ -2998,6 +3095,7 @@ fn frag_needed_below_a_smaller_peer_mss_resends_nothing() {
             reported: 1000,
             path_mtu: 1000,
             lowered: true,
+            locked: false,
             mss_before: 500,
             mss_after: 500,
             resent: 0,

@@ -744,6 +744,7 @@ impl Trace {
                     options,
                     payload: vec![octet],
                     retransmission: false,
+                    dont_frag: true,
                 };
                 (seg, tsval)
             }
