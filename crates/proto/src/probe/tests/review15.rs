@@ -45,3 +45,63 @@ fn every_state_name_reads_back() {
         assert_eq!(State::from_name(s.name()), Some(s), "{}", s.name());
     }
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever a server sends, the record the probe writes is one tcpshake reads back
+        /// (`report` reads saved records): the same record, not an error.
+        #[test]
+        fn prop_review15_every_record_reads_back(
+            isn in any::<u32>(),
+            http in any::<bool>(),
+            inputs in proptest::collection::vec(
+                (0u8..5, any::<u32>(), any::<u32>(), 0u16..0x200, any::<u16>(),
+                 proptest::collection::vec(any::<u8>(), 0..80), any::<bool>()),
+                0..40,
+            ),
+        ) {
+            let mut p = Probe::new(config(isn, http));
+            p.start(at(0));
+            let mut t = 0;
+            let mut irs = 7000u32;
+            for (kind, seq, ack, flags, window, bytes, outgoing) in inputs {
+                pump(&mut p, t);
+                t += 1000;
+                match kind {
+                    0 => { let _ = p.handle_packet(at(t), outgoing, &bytes, false); }
+                    1 => {
+                        if let Some(d) = p.poll_timeout() {
+                            p.handle_timeout(d);
+                            t = t.max((d.as_nanos() - T0) / 1000);
+                        }
+                    }
+                    _ => {
+                        let flags = if kind == 4 { (flags & !0x2) | 0x12 } else { flags };
+                        if kind == 4 { irs = seq % 8 + 7000; }
+                        let seg = TcpRepr {
+                            src_port: 80,
+                            dst_port: 40000,
+                            seq: SeqNumber(if kind == 2 { seq } else { irs.wrapping_add(seq % 4) }),
+                            ack: SeqNumber(if kind == 2 { ack } else { isn.wrapping_add(ack % 3) }),
+                            flags: TcpFlags(flags),
+                            window,
+                            urgent: 0,
+                            options: TcpOptions::default(),
+                            payload: &bytes,
+                        };
+                        let _ = p.handle_packet(at(t), false, &packet(SERVER, CLIENT, &seg, 64), false);
+                    }
+                }
+            }
+            let r = p.result();
+            let json = serde_json::to_string(&r).unwrap();
+            let back = ProbeResult::from_json_line(&json);
+            prop_assert_eq!(back.as_ref().ok(), Some(&r), "{:?}\n{}", back.as_ref().err(), json);
+        }
+    }
+}
