@@ -105,3 +105,84 @@ mod prop {
         }
     }
 }
+
+mod tls_junk {
+    use super::*;
+    use crate::probe::tls::{TlsSession, TlsSetup};
+    use proptest::prelude::*;
+    use rustls::RootCertStore;
+    use rustls::pki_types::ServerName;
+    use std::sync::Arc;
+
+    fn setup() -> TlsSetup {
+        TlsSetup {
+            server_name: ServerName::try_from("lab.test".to_string()).unwrap(),
+            roots: Arc::new(RootCertStore::empty()),
+            roots_from: "none".into(),
+            insecure: false,
+            insecure_hint: "--insecure",
+            key_log: None,
+        }
+    }
+
+    /// A TLS record header of any type, version and length, then some bytes of body.
+    fn record() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![20u8..=24, any::<u8>()],
+            prop_oneof![Just(0x0303u16), Just(0x0301u16), any::<u16>()],
+            prop_oneof![
+                Just(0u16),
+                Just(0x4000u16),
+                Just(0x4001u16),
+                Just(0x4100u16),
+                Just(0x4800u16),
+                Just(0xffffu16),
+                any::<u16>()
+            ],
+            proptest::collection::vec(any::<u8>(), 0..600),
+        )
+            .prop_map(|(ty, ver, len, body)| {
+                let mut r = vec![ty];
+                r.extend_from_slice(&ver.to_be_bytes());
+                r.extend_from_slice(&len.to_be_bytes());
+                r.extend(body);
+                r
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Records of hostile sizes and kinds, in chunks of any size: the session never
+        /// panics, never hands back more than a few records to send, never plaintext
+        /// before a handshake, and once failed stays failed.
+        #[test]
+        fn prop_review15_tls_session_survives_hostile_records(
+            records in proptest::collection::vec(record(), 1..8),
+            cut in proptest::collection::vec(1usize..2000, 1..8),
+        ) {
+            let mut s = TlsSession::new(setup(), at(0)).unwrap();
+            let hello = s.client_hello();
+            prop_assert!(!hello.is_empty());
+            let stream: Vec<u8> = records.concat();
+            let mut off = 0;
+            let mut i = 0;
+            let mut failed = false;
+            while off < stream.len() {
+                let n = cut[i % cut.len()].min(stream.len() - off);
+                let step = s.handle_data(at(1 + i as u64), &stream[off..off + n], Some(i));
+                off += n;
+                i += 1;
+                prop_assert!(step.to_send.len() < 64 * 1024, "{} bytes to send", step.to_send.len());
+                prop_assert!(step.plaintext.is_empty(), "plaintext from junk");
+                prop_assert!(!step.handshake_done, "handshake done on junk");
+                if failed {
+                    prop_assert!(step.error.is_none() && step.to_send.is_empty());
+                }
+                failed |= step.error.is_some();
+            }
+            let _ = s.close_notify(true);
+            let _ = s.record(&[], 1000, &|i| Some(i));
+        }
+    }
+}
