@@ -186,3 +186,59 @@ mod tls_junk {
         }
     }
 }
+
+/// A server that acknowledges our request one byte at a time, each byte a little inside
+/// `--timeout` after the one before (a tarpit; a peer that wants to hold a survey's or the
+/// exporter's probe slots): every partial acknowledgment is "progress", so the wait for
+/// the response is pushed on again and again, and the connection's retries start over
+/// each time. The probe is held for as many `--timeout`s as the request has bytes (100 ×
+/// 5 s), past `hard_limit` — the driver's backstop, whose reaching "means a bug".
+#[test]
+#[ignore = "finding 3: partial ACKs a byte at a time hold a probe past its hard_limit"]
+fn a_server_acknowledging_a_byte_at_a_time_does_not_outlast_the_hard_limit() {
+    let cfg = config(1_000, true);
+    let limit_us = cfg.hard_limit().as_micros() as u64;
+    let timeout_us = cfg.timeout.as_micros() as u64;
+    let (mut p, seq, full_ack) = requested(1_000, 9_000);
+    let first = 1_001u32; // our request's first byte
+    let mut acked = first;
+    let mut next_ack_us = 100 + timeout_us - 100_000;
+    let mut now_us = 100;
+    // Bounded: each turn is a deadline of the probe's or one of the server's ACKs.
+    for _ in 0..100_000 {
+        if p.is_done() || now_us > 2 * limit_us {
+            break;
+        }
+        let deadline_us = p
+            .poll_timeout()
+            .map(|d| (d.as_nanos() - T0) / 1000)
+            .unwrap_or(u64::MAX);
+        if next_ack_us <= deadline_us && acked < full_ack {
+            now_us = next_ack_us;
+            acked += 1;
+            p.handle_packet(
+                at(now_us),
+                false,
+                &server_seg(seq, acked, TcpFlags::ACK, &[]),
+                false,
+            );
+            pump(&mut p, now_us);
+            next_ack_us = now_us + timeout_us - 100_000;
+        } else if deadline_us != u64::MAX {
+            now_us = now_us.max(deadline_us);
+            p.handle_timeout(at(now_us));
+            pump(&mut p, now_us);
+        } else {
+            break;
+        }
+    }
+    assert!(p.is_done(), "not done at {now_us} µs");
+    assert!(
+        now_us < limit_us,
+        "ended at {} s, hard_limit {} s ({} of {} bytes acknowledged)",
+        now_us / 1_000_000,
+        limit_us / 1_000_000,
+        acked - first,
+        full_ack - first
+    );
+}
