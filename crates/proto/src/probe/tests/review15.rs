@@ -46,6 +46,26 @@ fn every_state_name_reads_back() {
     }
 }
 
+/// An IPv4 packet from the server carrying a TCP header whose options are `opts` as they
+/// are (a multiple of 4 bytes, at most 40), no payload, checksum zero.
+fn raw_options_segment(seq: u32, ack: u32, flags: u16, opts: &[u8]) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+    let words = (20 + opts.len()) / 4;
+    tcp[12] = ((words as u8) << 4) | ((flags >> 8) as u8 & 1);
+    tcp[13] = flags as u8;
+    tcp[14..16].copy_from_slice(&1000u16.to_be_bytes());
+    tcp.extend_from_slice(opts);
+    let ip = IpRepr::new(SERVER, CLIENT, PROTO_TCP, 64, tcp.len());
+    let mut out = vec![0u8; ip.header_len()];
+    ip.emit(&mut out).unwrap();
+    out.extend_from_slice(&tcp);
+    out
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
@@ -60,7 +80,7 @@ mod prop {
             isn in any::<u32>(),
             http in any::<bool>(),
             inputs in proptest::collection::vec(
-                (0u8..5, any::<u32>(), any::<u32>(), 0u16..0x200, any::<u16>(),
+                (0u8..6, any::<u32>(), any::<u32>(), 0u16..0x200, any::<u16>(),
                  proptest::collection::vec(any::<u8>(), 0..80), any::<bool>()),
                 0..40,
             ),
@@ -74,6 +94,12 @@ mod prop {
                 t += 1000;
                 match kind {
                     0 => { let _ = p.handle_packet(at(t), outgoing, &bytes, false); }
+                    5 => {
+                        // The server's segment with these bytes as its options (any kinds,
+                        // lengths, counts), its checksum left to "hardware".
+                        let opts = &bytes[..bytes.len().min(40) / 4 * 4];
+                        let _ = p.handle_packet(at(t), false, &raw_options_segment(irs.wrapping_add(seq % 4), isn.wrapping_add(1 + ack % 3), flags, opts), true);
+                    }
                     1 => {
                         if let Some(d) = p.poll_timeout() {
                             p.handle_timeout(d);
@@ -240,5 +266,41 @@ fn a_server_acknowledging_a_byte_at_a_time_does_not_outlast_the_hard_limit() {
         limit_us / 1_000_000,
         acked - first,
         full_ack - first
+    );
+}
+
+/// A SYN-ACK with ten options of a kind nobody knows (`opt-99`, 2 bytes each) and five
+/// malformed ones: the record keeps eight and four of them, and its count of all of them
+/// (`unknown_count` 10, `malformed_count` 5) — but the JSON writes only the kept kinds,
+/// so the record read back says 8 and 4: not the record that was written.
+#[test]
+#[ignore = "finding 4: option counts past the kept kinds are lost in the JSON record"]
+fn a_segment_with_more_options_than_kept_reads_back_the_same() {
+    let mut p = Probe::new(config(1000, false));
+    p.start(at(0));
+    pump(&mut p, 0);
+    let mut opts = Vec::new();
+    for _ in 0..10 {
+        opts.extend_from_slice(&[99, 2]);
+    }
+    // MSS with length 3, five times: malformed.
+    for _ in 0..5 {
+        opts.extend_from_slice(&[2, 3, 0]);
+    }
+    opts.resize(40, 0);
+    let synack = raw_options_segment(7000, 1001, 0x12, &opts);
+    assert!(p.handle_packet(at(50), false, &synack, true));
+    pump(&mut p, 60);
+    let r = p.result();
+    let o = r.segments[1].options;
+    assert_eq!((o.unknown_count, o.malformed_count), (10, 5), "{o:?}");
+    let json = serde_json::to_string(&r).unwrap();
+    let back = ProbeResult::from_json_line(&json).unwrap();
+    let b = back.segments[1].options;
+    assert_eq!(
+        (b.unknown_count, b.malformed_count),
+        (10, 5),
+        "read back: {:?}",
+        (b.unknown_count, b.malformed_count)
     );
 }
