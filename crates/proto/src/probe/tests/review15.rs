@@ -304,3 +304,30 @@ fn a_segment_with_more_options_than_kept_reads_back_the_same() {
         (b.unknown_count, b.malformed_count)
     );
 }
+
+/// `--timeout 1ms` (accepted: any positive duration) with a request the server does not
+/// acknowledge: while the connection is still sending it again (fewer than three times),
+/// each deadline is pushed on by `--timeout` from now, so the driver is woken every
+/// millisecond until the third retransmission (RTO 200 ms after a fast handshake, backed
+/// off: 1.4 s) — 1 400 wake-ups where the connection's own timer has three; with `1us`,
+/// 1.4 million: a busy loop.
+#[test]
+#[ignore = "finding 6: a small --timeout wakes the driver every --timeout while the request is sent again"]
+fn a_short_timeout_does_not_wake_the_driver_between_retransmissions() {
+    let mut cfg = config(1_000, true);
+    cfg.timeout = Duration::from_millis(1);
+    let (mut p, _, _) = requested_from(Probe::new(cfg), 1_000, 9_000);
+    let mut wakeups = 0u32;
+    let mut now = 0;
+    while let Some(d) = p.poll_timeout() {
+        wakeups += 1;
+        now = (d.as_nanos() - T0) / 1000;
+        p.handle_timeout(d);
+        pump(&mut p, now);
+        if p.is_done() || wakeups > 100_000 {
+            break;
+        }
+    }
+    assert!(p.is_done());
+    assert!(wakeups < 100, "{wakeups} wake-ups in {} ms", now / 1000);
+}
