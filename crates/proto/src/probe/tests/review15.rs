@@ -331,3 +331,146 @@ fn a_short_timeout_does_not_wake_the_driver_between_retransmissions() {
     assert!(p.is_done());
     assert!(wakeups < 100, "{wakeups} wake-ups in {} ms", now / 1000);
 }
+
+mod icmp_and_http {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// An ICMP error quoting the `which`-th segment we sent, its sequence number moved by
+        /// `off`, any type/code, any MTU.
+        Icmp {
+            which: usize,
+            off: i32,
+            t: u8,
+            code: u8,
+            mtu: u16,
+        },
+        /// Bytes of a response head (any, or HTTP-shaped), acknowledging `ack` of ours.
+        Data {
+            bytes: Vec<u8>,
+            ack: u32,
+            gap: u32,
+        },
+        Ack(u32),
+        Fin,
+        Wait,
+    }
+
+    fn head_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            proptest::sample::select(vec![
+                &b"HTTP/1.1 200 OK\r\n"[..],
+                b"Content-Length: 99999999999999999999999999\r\n",
+                b"Transfer-Encoding: chunked\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b"X: \x00\x7f\xff\r\n",
+                b" folded\r\n",
+                b"\r\n",
+                b"\n\n",
+                b"HTTP/1.1 999999 x\r\n",
+                b"HTTP/9.9 200 OK\r\n",
+            ])
+            .prop_map(<[u8]>::to_vec),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            2 => (any::<usize>(), prop_oneof![Just(0i32), -3i32..3, any::<i32>()],
+                  prop_oneof![Just(3u8), Just(11u8), Just(12u8), any::<u8>()],
+                  prop_oneof![0u8..16, any::<u8>()], any::<u16>())
+                .prop_map(|(which, off, t, code, mtu)| Step::Icmp { which, off, t, code, mtu }),
+            4 => (head_bytes(), 0u32..200, prop_oneof![Just(0u32), 0u32..3000])
+                .prop_map(|(bytes, ack, gap)| Step::Data { bytes, ack, gap }),
+            1 => (0u32..200).prop_map(Step::Ack),
+            1 => Just(Step::Fin),
+            2 => Just(Step::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// After the handshake the server (or a router) does anything: the probe never
+        /// panics, ends by its own timers once the server is silent — within
+        /// `hard_limit` — and its record reads back.
+        #[test]
+        fn prop_review15_hostile_icmp_and_http_after_the_handshake(
+            isn in any::<u32>(),
+            steps in proptest::collection::vec(step(), 0..40),
+        ) {
+            let cfg = config(isn, true);
+            let limit_us = cfg.hard_limit().as_micros() as u64;
+            let mut p = Probe::new(cfg);
+            p.start(at(0));
+            let mut sent = pump(&mut p, 0);
+            p.handle_packet(
+                at(50),
+                false,
+                &server_seg(9_000, isn.wrapping_add(1), TcpFlags::SYN | TcpFlags::ACK, &[]),
+                false,
+            );
+            sent.extend(pump(&mut p, 60));
+            let mut seq = 9_001u32;
+            let mut now = 100u64;
+            for s in steps {
+                if p.is_done() {
+                    break;
+                }
+                now += 1_000;
+                match s {
+                    Step::Icmp { which, off, t, code, mtu } => {
+                        let seg = &sent[which % sent.len()];
+                        let quoted = seg.seq.0.wrapping_add(off as u32);
+                        let pkt = icmp_quoting(SERVER, t, code, mtu, seg, quoted);
+                        p.handle_packet(at(now), false, &pkt, false);
+                    }
+                    Step::Data { bytes, ack, gap } => {
+                        let a = isn.wrapping_add(1).wrapping_add(ack);
+                        let pkt = server_seg(seq.wrapping_add(gap), a, TcpFlags::ACK, &bytes);
+                        p.handle_packet(at(now), false, &pkt, false);
+                        if gap == 0 {
+                            seq = seq.wrapping_add(bytes.len() as u32);
+                        }
+                    }
+                    Step::Ack(ack) => {
+                        let a = isn.wrapping_add(1).wrapping_add(ack);
+                        p.handle_packet(at(now), false, &server_seg(seq, a, TcpFlags::ACK, &[]), false);
+                    }
+                    Step::Fin => {
+                        let a = p.conn.snd_nxt().0;
+                        p.handle_packet(at(now), false, &server_seg(seq, a, TcpFlags::ACK | TcpFlags::FIN, &[]), false);
+                        seq = seq.wrapping_add(1);
+                    }
+                    Step::Wait => {
+                        if let Some(d) = p.poll_timeout() {
+                            now = now.max((d.as_nanos() - T0) / 1000);
+                            p.handle_timeout(at(now));
+                        }
+                    }
+                }
+                sent.extend(pump(&mut p, now));
+            }
+            // Silence: the probe's own timers end it.
+            for _ in 0..10_000 {
+                if p.is_done() {
+                    break;
+                }
+                let Some(d) = p.poll_timeout() else { break };
+                now = now.max((d.as_nanos() - T0) / 1000);
+                p.handle_timeout(at(now));
+                pump(&mut p, now);
+            }
+            prop_assert!(p.is_done(), "not done at {} µs", now);
+            prop_assert!(now < limit_us, "ended at {} µs, hard_limit {} µs", now, limit_us);
+            let r = p.result();
+            prop_assert!(r.anomalies.len() <= 2 * MAX_NOTES + 3);
+            let json = serde_json::to_string(&r).unwrap();
+            let back = ProbeResult::from_json_line(&json);
+            prop_assert_eq!(back.as_ref().ok(), Some(&r), "{:?}", back.as_ref().err());
+        }
+    }
+}
