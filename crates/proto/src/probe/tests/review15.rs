@@ -449,6 +449,10 @@ mod icmp_and_http {
                         if let Some(d) = p.poll_timeout() {
                             now = now.max((d.as_nanos() - T0) / 1000);
                             p.handle_timeout(at(now));
+                            pump(&mut p, now);
+                            if let Some(next) = p.poll_timeout() {
+                                prop_assert!(next > at(now), "deadline {:?} still due at {:?}", next, at(now));
+                            }
                         }
                     }
                 }
@@ -463,11 +467,111 @@ mod icmp_and_http {
                 now = now.max((d.as_nanos() - T0) / 1000);
                 p.handle_timeout(at(now));
                 pump(&mut p, now);
+                // The driver's loop: a deadline still due after it was handled is a spin.
+                if let Some(next) = p.poll_timeout() {
+                    prop_assert!(next > at(now), "deadline {:?} still due at {:?}", next, at(now));
+                }
             }
             prop_assert!(p.is_done(), "not done at {} µs", now);
             prop_assert!(now < limit_us, "ended at {} µs, hard_limit {} µs", now, limit_us);
             let r = p.result();
             prop_assert!(r.anomalies.len() <= 2 * MAX_NOTES + 3);
+            let json = serde_json::to_string(&r).unwrap();
+            let back = ProbeResult::from_json_line(&json);
+            prop_assert_eq!(back.as_ref().ok(), Some(&r), "{:?}", back.as_ref().err());
+        }
+    }
+}
+
+mod tls_probe_junk {
+    use super::*;
+    use crate::probe::tls::TlsSetup;
+    use proptest::prelude::*;
+    use rustls::RootCertStore;
+    use rustls::pki_types::ServerName;
+    use std::sync::Arc;
+
+    fn tls_config(isn: u32) -> ProbeConfig {
+        let mut c = config(isn, true);
+        c.tls = Some(TlsSetup {
+            server_name: ServerName::try_from("lab.test".to_string()).unwrap(),
+            roots: Arc::new(RootCertStore::empty()),
+            roots_from: "none".into(),
+            insecure: true,
+            insecure_hint: "--insecure",
+            key_log: None,
+        });
+        c
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// An HTTPS probe whose server answers the ClientHello with anything — records of
+        /// any type and length, cleartext, a FIN, a RST — in any cuts: no panic, the probe
+        /// ends by its own timers within `hard_limit`, and its record reads back.
+        #[test]
+        fn prop_review15_https_probe_survives_junk(
+            isn in any::<u32>(),
+            chunks in proptest::collection::vec(
+                (prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                    (prop_oneof![20u8..=24, any::<u8>()], any::<u16>(), proptest::collection::vec(any::<u8>(), 0..100))
+                        .prop_map(|(t, l, b)| { let mut v = vec![t, 3, 3]; v.extend(l.to_be_bytes()); v.extend(b); v }),
+                ], 0u8..10),
+                0..12,
+            ),
+        ) {
+            let cfg = tls_config(isn);
+            let limit_us = cfg.hard_limit().as_micros() as u64;
+            let mut p = Probe::new(cfg);
+            p.start(at(0));
+            pump(&mut p, 0);
+            p.handle_packet(
+                at(50),
+                false,
+                &server_seg(9_000, isn.wrapping_add(1), TcpFlags::SYN | TcpFlags::ACK, &[]),
+                false,
+            );
+            let hello = pump(&mut p, 60);
+            prop_assert!(hello.iter().any(|s| s.payload.len() > 100), "no ClientHello: {:?}", hello);
+            let mut seq = 9_001u32;
+            let mut now = 100u64;
+            for (bytes, how) in chunks {
+                if p.is_done() {
+                    break;
+                }
+                now += 1_000;
+                let ack = p.conn.snd_nxt().0;
+                let flags = match how {
+                    0 => TcpFlags::ACK | TcpFlags::FIN,
+                    1 => TcpFlags::ACK | TcpFlags::RST,
+                    _ => TcpFlags::ACK | TcpFlags::PSH,
+                };
+                p.handle_packet(at(now), false, &server_seg(seq, ack, flags, &bytes), false);
+                seq = seq.wrapping_add(bytes.len() as u32 + u32::from(how == 0));
+                pump(&mut p, now);
+                if how == 2 && let Some(d) = p.poll_timeout() {
+                    now = now.max((d.as_nanos() - T0) / 1000);
+                    p.handle_timeout(at(now));
+                    pump(&mut p, now);
+                }
+            }
+            for _ in 0..10_000 {
+                if p.is_done() {
+                    break;
+                }
+                let Some(d) = p.poll_timeout() else { break };
+                now = now.max((d.as_nanos() - T0) / 1000);
+                p.handle_timeout(at(now));
+                pump(&mut p, now);
+                if let Some(next) = p.poll_timeout() {
+                    prop_assert!(next > at(now), "deadline {:?} still due at {:?}", next, at(now));
+                }
+            }
+            prop_assert!(p.is_done(), "not done at {} µs", now);
+            prop_assert!(now < limit_us, "ended at {} µs, hard_limit {} µs", now, limit_us);
+            let r = p.result();
             let json = serde_json::to_string(&r).unwrap();
             let back = ProbeResult::from_json_line(&json);
             prop_assert_eq!(back.as_ref().ok(), Some(&r), "{:?}", back.as_ref().err());
