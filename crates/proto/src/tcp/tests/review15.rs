@@ -26,6 +26,26 @@ enum Hostile {
     Send(usize),
     Close,
     Abort,
+    /// An ICMP error quoting SND.UNA + `off` (kind as in `icmp_kind`), or this host's own
+    /// EMSGSIZE with `mtu`.
+    Icmp {
+        kind: u8,
+        off: i32,
+        mtu: u32,
+    },
+    LocalTooBig(u32),
+}
+
+fn icmp_kind(kind: u8, mtu: u32) -> IcmpKind {
+    match kind % 6 {
+        0 => IcmpKind::PortUnreachable,
+        1 => IcmpKind::TimeExceeded,
+        2 | 3 => IcmpKind::PacketTooBig { mtu },
+        4 => IcmpKind::OtherUnreachable {
+            code: (mtu % 256) as u8,
+        },
+        _ => IcmpKind::HostUnreachable,
+    }
 }
 
 fn hostile_opts() -> impl Strategy<Value = TcpOptions> {
@@ -84,6 +104,10 @@ fn hostile() -> impl Strategy<Value = Hostile> {
         1 => (0usize..70_000).prop_map(Hostile::Send),
         1 => Just(Hostile::Close),
         1 => Just(Hostile::Abort),
+        2 => (any::<u8>(), prop_oneof![Just(0i32), -2000i32..2000, any::<i32>()],
+              prop_oneof![0u32..2000, 1200u32..1600, any::<u32>()])
+            .prop_map(|(kind, off, mtu)| Hostile::Icmp { kind, off, mtu }),
+        1 => prop_oneof![0u32..2000, any::<u32>()].prop_map(Hostile::LocalTooBig),
     ]
 }
 
@@ -158,6 +182,18 @@ fn run_hostile(mut h: Harness, inputs: Vec<Hostile>) {
             Hostile::Abort => {
                 h.conn.abort(h.now);
             }
+            Hostile::Icmp { kind, off, mtu } => {
+                let seq = h.conn.snd_una().add(off as u32);
+                let mss = h.conn.send_mss();
+                let err = icmp_about(&h, icmp_kind(kind, mtu), seq);
+                let _ = h.conn.handle_icmp(h.now, &err);
+                assert!(h.conn.send_mss() <= mss, "an ICMP error raised the MSS");
+                assert!(h.conn.send_mss() >= 1);
+            }
+            Hostile::LocalTooBig(mtu) => {
+                let _ = h.conn.handle_local_too_big(h.now, mtu);
+                assert!(h.conn.send_mss() >= 1);
+            }
         }
         assert!(
             h.conn.reassembly_buffered() <= h.conn.rcv_wnd() as usize,
@@ -202,9 +238,10 @@ proptest! {
     fn prop_review15_hostile_peer_from_syn_sent(
         isn in prop_oneof![any::<u32>(), Just(u32::MAX), Just(u32::MAX - 1), Just(1u32 << 31)],
         ts_offset in prop_oneof![any::<u32>(), Just(u32::MAX - 5)],
+        v6 in any::<bool>(),
         inputs in proptest::collection::vec(hostile(), 0..60),
     ) {
-        let mut c = cfg(isn);
+        let mut c = if v6 { cfg_v6(isn) } else { cfg(isn) };
         c.ts_offset = ts_offset;
         let (h, _) = conn_syn_sent_with(c);
         run_hostile(h, inputs);
@@ -219,9 +256,10 @@ proptest! {
         rcv_buf in prop_oneof![Just(0u32), 1u32..100, 100u32..2_000_000],
         our_wscale in 0u8..20,
         ack_with_data in any::<bool>(),
+        v6 in any::<bool>(),
         inputs in proptest::collection::vec(hostile(), 0..60),
     ) {
-        let mut c = cfg(isn);
+        let mut c = if v6 { cfg_v6(isn) } else { cfg(isn) };
         c.rcv_buf = rcv_buf;
         c.wscale = our_wscale;
         c.ack_with_data = ack_with_data;
