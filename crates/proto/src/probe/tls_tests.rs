@@ -539,3 +539,35 @@ fn close_notify_to_fin_is_from_the_segment_that_carried_the_close_notify() {
     let m = measured(&s, &log, isn, 9);
     assert_eq!(m.legs.get(Leg::TlsCloseNotifyToFin), None);
 }
+
+/// Review 15: a certificate is the server's text. Its subject, issuer and DNS names go
+/// into the record as they are, and the text report prints them: a server whose
+/// certificate's CN (or SAN) holds an escape sequence writes it to the user's terminal
+/// (`tcpshake probe https://…`), where every other text a server sends — a RST's data, a
+/// non-HTTP banner, a header value — is escaped first.
+#[test]
+#[ignore = "finding 7: certificate subject/issuer/SANs keep control characters (terminal escapes)"]
+fn certificate_text_has_no_control_characters() {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["evil\u{1b}]0;owned\u{7}.test".into()])
+        .unwrap_or_else(|_| CertificateParams::new(vec!["evil.test".into()]).unwrap());
+    params.distinguished_name.push(
+        DnType::CommonName,
+        "lab\u{1b}[2J\u{1b}[31mtest\r\nFAKE LINE",
+    );
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "\u{9b}31m");
+    let cert = params.self_signed(&key).unwrap();
+    let rec = cert_record(cert.der(), 1_700_000_000).expect("parses");
+    let texts: Vec<&String> = [&rec.subject, &rec.issuer]
+        .into_iter()
+        .chain(rec.sans.iter())
+        .collect();
+    for t in texts {
+        assert!(
+            !t.chars().any(char::is_control),
+            "control characters in {t:?}"
+        );
+    }
+}

@@ -578,3 +578,26 @@ mod tls_probe_junk {
         }
     }
 }
+
+/// The status line's reason phrase and header values are the server's text: UTF-8 of C1
+/// controls (U+009B is CSI, an escape sequence's start for terminals that honour 8-bit
+/// controls) is obs-text to httparse (RFC 9110 §15.1). Neither keeps a control character
+/// (sound: `header_value` escapes, the reason phrase comes back without it).
+#[test]
+fn the_reason_phrase_has_no_control_characters() {
+    let (mut p, seq, ack) = requested(1_000, 9_000);
+    let head = b"HTTP/1.1 200 O\xc2\x9b2J\xc2\x85K\r\nX: \xc2\x9b2J\r\n\r\n";
+    feed(&mut p, seq, ack, head, 1448, 100);
+    let r = p.result();
+    let h = r.http.as_ref().expect("a response");
+    assert!(
+        !h.headers["x"].chars().any(char::is_control),
+        "header: {:?}",
+        h.headers["x"]
+    );
+    assert!(
+        !h.reason.chars().any(char::is_control),
+        "reason: {:?}",
+        h.reason
+    );
+}
