@@ -297,7 +297,7 @@ proptest! {
         let mut h = conn_established_with(c, irs, opts, 65535);
         let first = irs.wrapping_add(1);
         let mut got: Vec<u8> = Vec::new();
-        let mut deliver = |h: &mut Harness, got: &mut Vec<u8>| {
+        let deliver = |h: &mut Harness, got: &mut Vec<u8>| {
             let _ = h.sent();
             for e in h.events() {
                 if let Event::Data { bytes, .. } = e {
