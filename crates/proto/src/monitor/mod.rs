@@ -24,3 +24,6 @@ pub mod loglimit;
 pub mod query;
 pub mod samples;
 pub mod schedule;
+
+#[cfg(test)]
+mod review15;

@@ -103,7 +103,12 @@ impl Schedule {
             let behind = now.saturating_since(due).as_nanos() / interval.as_nanos();
             let missed = u64::try_from(behind).unwrap_or(u64::MAX);
             self.skipped = self.skipped.saturating_add(missed);
-            let next = due + interval * u32::try_from(behind + 1).unwrap_or(u32::MAX);
+            // In ns, not `Duration * u32`: more than 2^32 intervals behind (a clock stepped
+            // by decades) must still land after `now`, not be due again at once.
+            let ahead = interval.as_nanos().saturating_mul(behind + 1);
+            let next = Instant::from_nanos(
+                u64::try_from(u128::from(due.as_nanos()).saturating_add(ahead)).unwrap_or(u64::MAX),
+            );
             self.heap.push(Reverse((next, i)));
             if self.entries[i].busy {
                 self.skipped = self.skipped.saturating_add(1);

@@ -2592,3 +2592,5 @@ fn an_extended_wait_says_how_long_it_lasted() {
         "{e}"
     );
 }
+
+mod review15;

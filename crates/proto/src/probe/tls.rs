@@ -114,11 +114,12 @@ impl ServerCertVerifier for RecordingVerifier {
                 .chain(intermediates)
                 .map(|c| c.clone().into_owned())
                 .collect();
+            // The words may quote the certificate's own names (webpki's, unescaped).
             seen.verdict = Some(result.as_ref().map(|_| ()).map_err(|e| match e {
                 rustls::Error::InvalidCertificate(ce) => {
-                    certificate_words(ce, &name_text(server_name))
+                    no_controls(&certificate_words(ce, &name_text(server_name)))
                 }
-                other => other.to_string(),
+                other => no_controls(&other.to_string()),
             }));
         }
         match result {
@@ -769,7 +770,7 @@ fn cert_record(der: &CertificateDer<'_>, now_unix: i64) -> Option<CertRecord> {
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
             match name {
-                GeneralName::DNSName(d) => sans.push((*d).to_string()),
+                GeneralName::DNSName(d) => sans.push(no_controls(d)),
                 GeneralName::IPAddress(b) => match b.len() {
                     4 => {
                         let a: [u8; 4] = (*b).try_into().ok()?;
@@ -791,13 +792,30 @@ fn cert_record(der: &CertificateDer<'_>, now_unix: i64) -> Option<CertRecord> {
         validity.not_after.timestamp(),
     );
     Some(CertRecord {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: no_controls(&cert.subject().to_string()),
+        issuer: no_controls(&cert.issuer().to_string()),
         sans,
         not_before: rfc3339(nb),
         not_after: rfc3339(na),
         days_to_expiry: (na - now_unix).div_euclid(86_400),
     })
+}
+
+/// A certificate's text as the server wrote it, control characters escaped (`\u{1b}`): a
+/// name is printed on the user's terminal, and an escape sequence in it must not act there.
+fn no_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339), proleptic Gregorian, UTC.

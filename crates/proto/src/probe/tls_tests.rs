@@ -539,3 +539,68 @@ fn close_notify_to_fin_is_from_the_segment_that_carried_the_close_notify() {
     let m = measured(&s, &log, isn, 9);
     assert_eq!(m.legs.get(Leg::TlsCloseNotifyToFin), None);
 }
+
+/// Review 15: a certificate is the server's text. Its subject, issuer and DNS names went
+/// into the record as they were, and the text report prints them: a server whose
+/// certificate's CN (or SAN) held an escape sequence wrote it to the user's terminal
+/// (`tcpshake probe https://…`), where every other text a server sends — a RST's data, a
+/// non-HTTP banner, a header value — is escaped first.
+#[test]
+fn certificate_text_has_no_control_characters() {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["evil\u{1b}]0;owned\u{7}.test".into()])
+        .unwrap_or_else(|_| CertificateParams::new(vec!["evil.test".into()]).unwrap());
+    params.distinguished_name.push(
+        DnType::CommonName,
+        "lab\u{1b}[2J\u{1b}[31mtest\r\nFAKE LINE",
+    );
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "\u{9b}31m");
+    let cert = params.self_signed(&key).unwrap();
+    let rec = cert_record(cert.der(), 1_700_000_000).expect("parses");
+    let texts: Vec<&String> = [&rec.subject, &rec.issuer]
+        .into_iter()
+        .chain(rec.sans.iter())
+        .collect();
+    for t in texts {
+        assert!(
+            !t.chars().any(char::is_control),
+            "control characters in {t:?}"
+        );
+    }
+}
+
+/// Review 15: the names a certificate presents come back in webpki's refusal
+/// (`NotValidForNameContext::presented`, made with `String::from_utf8_lossy`, not
+/// escaped), and `certificate_words` put them in the verification error — the probe's
+/// `error` and `tls.verify_error`, which the text report prints — as they were.
+#[test]
+fn a_name_mismatch_error_has_no_control_characters() {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_before = date_time_ymd(2020, 1, 1);
+    ca.not_after = date_time_ymd(2040, 1, 1);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["evil\u{1b}[2J.test".into()]).unwrap();
+    leaf.not_before = date_time_ymd(2020, 1, 1);
+    leaf.not_after = date_time_ymd(2030, 1, 1);
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let pki = Pki {
+        ca: ca_cert.der().clone(),
+        leaf: leaf_cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    };
+    let mut s = TlsSession::new(setup(&pki, "lab.test", false), at(0)).unwrap();
+    let mut srv = server(&pki, &rustls::version::TLS13);
+    let out = exchange(&mut s, &mut srv);
+    let (_, why) = out.error.expect("verification must fail");
+    assert!(!why.chars().any(char::is_control), "error: {why:?}");
+    let r = s.record(&[], 0, &Some);
+    let v = r.verify_error.unwrap_or_default();
+    assert!(!v.chars().any(char::is_control), "verify_error: {v:?}");
+}

@@ -112,6 +112,7 @@ impl State {
         [
             Closed,
             SynSent,
+            SynReceived,
             Established,
             FinWait1,
             FinWait2,

@@ -3671,3 +3671,5 @@ fn the_peers_fin_before_our_queued_fin_left_still_sends_ours() {
         assert_eq!(h.state(), State::TimeWait);
     }
 }
+
+mod review15;

@@ -1877,3 +1877,5 @@ fn time_exceeded_in_the_destinations_name_is_noted() {
         );
     }
 }
+
+mod review15;
