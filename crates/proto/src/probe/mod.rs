@@ -95,24 +95,34 @@ impl ProbeConfig {
     /// and the probe is aborted with a note saying so).
     pub fn hard_limit(&self) -> Duration {
         let t = &self.tcp;
-        let backoff = |first: Duration, retries: u32| {
-            let (mut total, mut rto) = (Duration::ZERO, first);
-            for _ in 0..=retries {
-                total += rto;
-                rto = (rto * 2).min(t.rto_max);
-            }
-            total
-        };
         // The SYN's backoff; then the request's and the FIN's, each at most as long as a
         // backoff that starts from four times the initial RTO (the RTO after a slow
         // handshake); then the waits for the server, TIME-WAIT and a margin.
-        let data = backoff(t.rto_initial * 4, t.data_retries);
-        backoff(t.rto_initial, t.syn_retries)
+        let data = self.data_backoff();
+        self.backoff(t.rto_initial, t.syn_retries)
             + data * 2
             + self.timeout * 3
             + self.linger
             + t.time_wait
             + Duration::from_secs(5)
+    }
+
+    /// `retries` + 1 timeouts from `first`, doubling up to the ceiling.
+    fn backoff(&self, first: Duration, retries: u32) -> Duration {
+        let (mut total, mut rto) = (Duration::ZERO, first);
+        // Bounded: the configuration caps the retries.
+        for _ in 0..=retries {
+            total += rto;
+            rto = (rto * 2).min(self.tcp.rto_max);
+        }
+        total
+    }
+
+    /// How long the connection may go on sending one thing again (the request, the
+    /// ClientHello, our FIN) before its retries run out, from an RTO four times the
+    /// initial one (a handshake through loss).
+    fn data_backoff(&self) -> Duration {
+        self.backoff(self.tcp.rto_initial * 4, self.tcp.data_retries)
     }
 }
 
@@ -482,8 +492,27 @@ impl Probe {
             let progressed_lately = self
                 .last_progress
                 .is_some_and(|h| now < h + self.cfg.timeout);
-            if retransmitting && (progressed_lately || self.conn.retries() < 3) {
-                self.deadline = Some(now + self.cfg.timeout);
+            // Pushed on for no longer than the connection would go on sending it again, plus
+            // `--timeout`: a server that acknowledges a byte at a time, each inside
+            // `--timeout`, is progress every time and starts the retries over (RFC 6298
+            // §5.3), and held a probe a `--timeout` per byte (a review: 480 s).
+            let cap = self
+                .wait_began
+                .map(|b| b + self.cfg.data_backoff() + self.cfg.timeout);
+            let within_cap = cap.is_none_or(|c| now < c);
+            if retransmitting && within_cap && (progressed_lately || self.conn.retries() < 3) {
+                // Looked at again when something can change: the next retransmission (the
+                // retries), the silence since the last progress reaching `--timeout`, the
+                // cap. Not every `--timeout`: `--timeout 1ms` woke the driver 1 400 times
+                // between three retransmissions (a review).
+                let mut next = self.conn.poll_timeout().unwrap_or(now + self.cfg.timeout);
+                if let Some(h) = self.last_progress.filter(|_| progressed_lately) {
+                    next = next.min(h + self.cfg.timeout);
+                }
+                if let Some(c) = cap {
+                    next = next.min(c);
+                }
+                self.deadline = Some(next.max(now + Duration::from_nanos(1)));
                 return;
             }
             // The same silence, once what we repeated got through: the server acknowledged
@@ -495,6 +524,7 @@ impl Probe {
             // acknowledges a request it got the first time is timed from the request, as
             // before.
             if !zero_window
+                && within_cap
                 && matches!(self.phase, Phase::AwaitingResponse | Phase::Closing)
                 && let Some(acked) = self.acked_after_repeat
                 && now < acked + self.cfg.timeout

@@ -220,7 +220,6 @@ mod tls_junk {
 /// each time. The probe is held for as many `--timeout`s as the request has bytes (100 ×
 /// 5 s), past `hard_limit` — the driver's backstop, whose reaching "means a bug".
 #[test]
-#[ignore = "finding 3: partial ACKs a byte at a time hold a probe past its hard_limit"]
 fn a_server_acknowledging_a_byte_at_a_time_does_not_outlast_the_hard_limit() {
     let cfg = config(1_000, true);
     let limit_us = cfg.hard_limit().as_micros() as u64;
@@ -312,7 +311,6 @@ fn a_segment_with_more_options_than_kept_reads_back_the_same() {
 /// off: 1.4 s) — 1 400 wake-ups where the connection's own timer has three; with `1us`,
 /// 1.4 million: a busy loop.
 #[test]
-#[ignore = "finding 6: a small --timeout wakes the driver every --timeout while the request is sent again"]
 fn a_short_timeout_does_not_wake_the_driver_between_retransmissions() {
     let mut cfg = config(1_000, true);
     cfg.timeout = Duration::from_millis(1);
