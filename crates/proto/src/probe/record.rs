@@ -677,10 +677,20 @@ fn ser_options<S: Serializer>(o: &TcpOptions, s: S) -> Result<S::Ok, S::Error> {
     }
     if o.unknown_count > 0 {
         m.serialize_entry("unknown", &UnknownKinds(o))?;
+        // More than the kinds kept: the count says how many there were (a review: read
+        // back, the record had said as many as it listed).
+        let kept = o.unknown.iter().flatten().count();
+        if usize::from(o.unknown_count) > kept {
+            m.serialize_entry("unknown_count", &o.unknown_count)?;
+        }
     }
     if o.malformed_count > 0 {
         let kinds: Vec<u8> = o.malformed_kinds().collect();
+        let kept = kinds.len();
         m.serialize_entry("malformed", &kinds)?;
+        if usize::from(o.malformed_count) > kept {
+            m.serialize_entry("malformed_count", &o.malformed_count)?;
+        }
     }
     m.end()
 }
@@ -706,6 +716,9 @@ struct OptionsIn {
     unknown: Vec<u8>,
     #[serde(default)]
     malformed: Vec<u8>,
+    /// Present when there were more than the kinds listed.
+    unknown_count: Option<u8>,
+    malformed_count: Option<u8>,
 }
 
 fn de_options<'de, D: Deserializer<'de>>(d: D) -> Result<TcpOptions, D::Error> {
@@ -723,11 +736,15 @@ fn de_options<'de, D: Deserializer<'de>>(d: D) -> Result<TcpOptions, D::Error> {
     for (slot, k) in out.unknown.iter_mut().zip(&o.unknown) {
         *slot = Some(*k);
     }
-    out.unknown_count = u8::try_from(o.unknown.len()).unwrap_or(u8::MAX);
+    out.unknown_count = o
+        .unknown_count
+        .unwrap_or(u8::try_from(o.unknown.len()).unwrap_or(u8::MAX));
     for (slot, k) in out.malformed.iter_mut().zip(&o.malformed) {
         *slot = Some(*k);
     }
-    out.malformed_count = u8::try_from(o.malformed.len()).unwrap_or(u8::MAX);
+    out.malformed_count = o
+        .malformed_count
+        .unwrap_or(u8::try_from(o.malformed.len()).unwrap_or(u8::MAX));
     Ok(out)
 }
 
