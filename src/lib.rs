@@ -6,6 +6,26 @@
 
 #![forbid(unsafe_code)]
 
+/// `std`'s `eprintln!` panics when stderr cannot be written (`2>/dev/full`): a scan then
+/// ended with exit 101 and no `-oX` (a walk). A message that cannot be said is lost; the
+/// command goes on and exits as it would have. Defined before the modules, so it is the
+/// `eprintln!` they see.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// As [`eprintln!`], without the newline.
+#[allow(unused_macros)]
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod app;
 pub mod cli;
 pub mod config;

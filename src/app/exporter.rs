@@ -705,7 +705,10 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         );
     }
     if c.check_only {
-        println!(
+        // Written, not println!'d: a full or closed stdout is an error said (or a closed
+        // pipe's quiet 0), not a panic.
+        writeln!(
+            std::io::stdout().lock(),
             "{file}: OK: {}, {} every interval (targets × modules), {}; /probe {}",
             count(cfg.surveys.len() as u64, "survey", "surveys"),
             count(entries.len() as u64, "probe", "probes"),
@@ -722,7 +725,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
                     .collect();
                 format!("allows {}", blocks.join(", "))
             }
-        );
+        )?;
         return Ok(Exit::Ok);
     }
 

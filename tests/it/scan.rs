@@ -1440,3 +1440,35 @@ fn a_closed_stdout_does_not_cut_the_report_files() {
     }
 }
 }
+
+lab_test! {
+/// stderr that cannot be written (`2>/dev/full`) loses the messages, not the scan: before,
+/// the first warning panicked ("failed printing to stderr"), exit 101, and no -oX.
+fn an_unwritable_stderr_loses_messages_not_the_scan() {
+    let s = ScanLab::new("scan_full_stderr", &[80]);
+    let xml = s.lab.dir().join("full.xml");
+    let range = format!("{}-2", s.v4(1));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    // The summary goes to stderr (the table's place taken by --json).
+    let args = ["scan", &range, "-p", "79-81", "--json", "-oX", xml.to_str().unwrap()];
+    let mut child = s
+        .lab
+        .client_cmd(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(full))
+        .spawn()
+        .expect("start tcpshake");
+    assert!(
+        lab::wait_bounded(&mut child, Duration::from_secs(30)),
+        "did not end"
+    );
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+    assert_valid_nmap_xml(&xml);
+}
+}
