@@ -1544,6 +1544,55 @@ fn established_out_of_order_segments_are_reassembled() {
     assert_eq!(h.conn.reassembly_buffered(), 0);
 }
 
+/// Segments read in one batch (the I/O hands a tap batch over before polling): each
+/// out-of-order one still draws its own duplicate ACK (RFC 5681 §4.2), as Linux's, so a
+/// sender without SACK counts three and retransmits at once (§3.2); in-order ones are
+/// still folded into one cumulative ACK. A walk: ten out-of-order segments drew one ACK,
+/// and the server waited 210 ms for its timer.
+#[test]
+fn out_of_order_segments_in_one_batch_each_draw_a_duplicate_ack() {
+    let mut h = conn_established();
+    h.recv(seg(5001, 1001, ACK, b"aaaa"));
+    h.recv(seg(5005, 1001, ACK, b"bbbb"));
+    // 5009..5013 lost; ten segments after it.
+    for i in 0..10u32 {
+        h.recv(seg(5013 + 4 * i, 1001, ACK, b"cccc"));
+    }
+    let acks = h.sent();
+    let numbers: Vec<u32> = acks.iter().map(|s| s.ack.0).collect();
+    // One cumulative ACK for the in-order bytes, then ten duplicates of it.
+    assert_eq!(numbers, vec![5009; 11], "{acks:?}");
+    // The hole filled: one ACK of everything.
+    h.recv(seg(5009, 1001, ACK, b"dddd"));
+    assert_eq!(h.sent_one().ack, SeqNumber(5053));
+    // Bounded: a flood of out-of-order segments between two polls queues at most
+    // MAX_QUEUED_ACKS pure ACKs.
+    for i in 0..200u32 {
+        h.recv(seg(6001 + 4 * i, 1001, ACK, b"eeee"));
+    }
+    let n = h.sent().len();
+    assert!((2..=32).contains(&n), "{n}");
+}
+
+/// With SACK, every duplicate ACK carries the blocks as they stood; an ACK after one that
+/// carried blocks does not supersede it.
+#[test]
+fn duplicate_acks_with_sack_blocks_are_each_sent() {
+    let mut opts = opts_mss(1460);
+    opts.sack_permitted = true;
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.recv(seg(5005, 1001, ACK, b"bbbb"));
+    h.recv(seg(5013, 1001, ACK, b"cccc"));
+    h.recv(seg(5001, 1001, ACK, b"aaaa"));
+    let acks = h.sent();
+    let got: Vec<(u32, usize)> = acks
+        .iter()
+        .map(|s| (s.ack.0, s.options.sack_blocks.iter().flatten().count()))
+        .collect();
+    // Two duplicates with one and two blocks, then the ACK the first hole's filling drew.
+    assert_eq!(got, vec![(5001, 1), (5001, 2), (5009, 1)], "{acks:?}");
+}
+
 #[test]
 fn established_overlapping_and_duplicate_segments_deliver_once() {
     let mut h = conn_established();
