@@ -463,11 +463,8 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
         targets.extend(resolve_specs(listed, args.family, &mut skipped, &mut names));
     }
     if targets.is_empty() {
-        // The targets left out were each reported already; the last line says that was
-        // all (nmap: "No targets were specified, so 0 hosts scanned"), not a silent exit 1.
-        if skipped {
-            eprintln!("tcpshake: no target left to scan: every one was skipped, as said above");
-        } else {
+        // One mistake, one message: the targets left out were each reported already.
+        if !skipped {
             eprintln!("tcpshake: no target left to scan");
         }
         return Ok((None, true, names));

@@ -826,9 +826,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
     }
     // The table goes where it does not mix with machine-readable records.
     if stats.target_count() + stats.unsampled_count() == 0 && stream.failed() > 0 {
-        // Every target was a bad line, each reported: no empty table, a last line that says
-        // that was all (as `scan`'s; nmap: "No targets were specified").
-        eprintln!("tcpshake: no target left to probe: every one was skipped, as said above");
+        // Every target was a bad line, each reported (one mistake, one message): no empty
+        // table after them (it printed a blank line on stdout), as `scan` prints nothing.
     } else if format == OutputFormat::Text {
         let mut out = io::BufWriter::new(super::Stdout::new(files));
         if !c.quiet {
