@@ -310,37 +310,57 @@ pub(crate) fn create_output(path: &std::path::Path, flag: &str) -> Result<std::f
 
 /// An output file that keeps what it holds and is written at its end (`exporter
 /// --records`: a restart must not erase the records of the runs before), refused as
-/// [`create_output`]'s. A last line left unfinished (a run killed mid-write, a full disk) is
-/// ended first, so the records appended start on a line of their own and every complete
-/// line stays one JSON record.
+/// [`create_output`]'s. A last line left unfinished (a run killed mid-write, a full disk)
+/// is cut off, with a warning: ended with a newline instead, it stayed in the file as a
+/// broken line among the records, which `report` skips but `jq` and pandas stop at (a
+/// walk: `jq` read 3 of 44 records).
 pub(crate) fn append_output(path: &std::path::Path, flag: &str) -> Result<std::fs::File> {
-    let mut f = open_output(
+    let f = open_output(
         path,
         flag,
         std::fs::OpenOptions::new().append(true).create(true),
     )?;
-    let unfinished = {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut last = [0u8; 1];
-        let mut r = std::fs::File::open(path);
-        match &mut r {
-            Ok(r) if r.metadata().is_ok_and(|m| m.len() > 0) => {
-                r.seek(SeekFrom::End(-1)).is_ok()
-                    && r.read_exact(&mut last).is_ok()
-                    && last[0] != b'\n'
-            }
-            _ => false,
-        }
-    };
-    if unfinished {
-        io::Write::write_all(&mut f, b"\n").with_context(|| {
+    if let Some((keep, cut)) = unfinished_tail(path) {
+        f.set_len(keep).with_context(|| {
             format!(
-                "{flag}: ending the unfinished last line of {}",
+                "{flag}: cutting the unfinished last line off {}",
                 path.display()
             )
         })?;
+        eprintln!(
+            "tcpshake: warning: {flag} {}: its last line was cut short ({cut} bytes without an \
+             end, a run stopped while writing it): removed, the records before it kept",
+            path.display()
+        );
     }
     Ok(f)
+}
+
+/// Where the complete lines of the file at `path` end and how many bytes follow them,
+/// when its last line has no newline; `None` when it ends with one (or is empty, or
+/// cannot be read).
+fn unfinished_tail(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut r = std::fs::File::open(path).ok()?;
+    let len = r.metadata().ok()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    // Bounded by the file: each pass reads an earlier chunk of it.
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        r.seek(SeekFrom::Start(start)).ok()?;
+        r.read_exact(chunk).ok()?;
+        if end == len && chunk.last() == Some(&b'\n') {
+            return None;
+        }
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            return Some((keep, len - keep));
+        }
+        end = start;
+    }
+    (len > 0).then_some((0, len))
 }
 
 fn open_output(
@@ -535,5 +555,32 @@ fn load_roots(
             roots.add_parsable_certificates(found.certs);
             Ok((Arc::new(roots), "system".to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfinished_tail;
+
+    /// The complete lines are kept, whatever the length of the cut one (longer than the
+    /// 64 KiB read back at a time too), and a file with no newline at all is all cut.
+    #[test]
+    fn an_unfinished_last_line_is_found_across_chunks() {
+        let dir = std::env::temp_dir().join(format!("tcpshake-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("records.jsonl");
+        let long = "x".repeat(200_000);
+        for (text, want) in [
+            (String::new(), None),
+            ("{}\n{}\n".to_string(), None),
+            ("{}\n{\"cut".to_string(), Some((3, 5))),
+            (format!("{{}}\n{long}"), Some((3, 200_000))),
+            (format!("{long}\n{long}"), Some((200_001, 200_000))),
+            (long.clone(), Some((0, 200_000))),
+        ] {
+            std::fs::write(&p, &text).unwrap();
+            assert_eq!(unfinished_tail(&p), want, "{} bytes", text.len());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
