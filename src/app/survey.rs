@@ -355,6 +355,8 @@ struct Output {
     line: Vec<u8>,
     /// `--pcap`, `--pcapng`: packets as the loop saw them, put in time order.
     capture: Option<CaptureFiles>,
+    /// `-o influx`: the timestamp last given a probe that sent nothing.
+    influx_ns: u64,
 }
 
 impl Output {
@@ -374,7 +376,16 @@ impl Output {
                 self.line.push(b'\n');
             }
             OutputFormat::Csv => writeln!(self.line, "{}", csv_row(r))?,
-            OutputFormat::Influx => writeln!(self.line, "{}", crate::report::influx::line(r))?,
+            OutputFormat::Influx => {
+                // Strictly later than the last line dated so, so no two such lines of a
+                // series share a timestamp (InfluxDB would keep only one).
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, tcpshake_proto::time::nanos);
+                self.influx_ns = now.max(self.influx_ns + 1);
+                let line = crate::report::influx::line(r, self.influx_ns);
+                writeln!(self.line, "{line}")?;
+            }
             OutputFormat::Text => {}
         }
         Ok(())
@@ -596,6 +607,7 @@ impl Sink {
                             out: io::BufWriter::new(super::Stdout::new(false)),
                             line: Vec::new(),
                             capture: None,
+                            influx_ns: 0,
                         }),
                     );
                     records.finish()?;
@@ -728,6 +740,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
             out,
             line: Vec::new(),
             capture,
+            influx_ns: 0,
         })?,
         pending: Vec::new(),
         stats: Survey::default(),
@@ -954,6 +967,7 @@ mod tests {
             out: io::BufWriter::new(crate::app::Stdout::new(false)),
             line: Vec::new(),
             capture: None,
+            influx_ns: 0,
         })
         .unwrap()
     }

@@ -8,8 +8,10 @@
 //! Tags: `target`, `addr`, `port`, `state`, `reason`. Fields: every leg the record has that
 //! happened, as integer ns (`<leg>_ns`), `retransmissions`, `http_status` (when there was a
 //! response), `success`, and `error` (a string) when the exchange failed. The timestamp is
-//! the kernel's of the probe's first SYN, in ns; a probe that sent nothing has none (the
-//! reader's clock then applies).
+//! the kernel's of the probe's first SYN, in ns; a probe that sent nothing (no route, no
+//! ARP answer) is dated when its line was written: left without a timestamp, such lines
+//! took the reader's clock, the same for a batch, and InfluxDB kept one point of each
+//! series (a walk: 1 of 4).
 
 use std::fmt::Write as _;
 use tcpshake_proto::probe::record::ProbeResult;
@@ -49,8 +51,9 @@ fn string_field(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// One record as one line (without the line break).
-pub fn line(r: &ProbeResult) -> String {
+/// One record as one line (without the line break); `written_ns`, the wall clock now,
+/// dates a probe that sent nothing.
+pub fn line(r: &ProbeResult, written_ns: u64) -> String {
     let mut out = String::with_capacity(256);
     measurement("tcpshake", &mut out);
     let port = r.port.to_string();
@@ -96,9 +99,8 @@ pub fn line(r: &ProbeResult) -> String {
         out.push_str("error=");
         string_field(e, &mut out);
     }
-    if let Some(s) = r.segments.first() {
-        let _ = write!(out, " {}", s.ts_ns);
-    }
+    let ts = r.segments.first().map_or(written_ns, |s| s.ts_ns);
+    let _ = write!(out, " {ts}");
     out
 }
 
@@ -120,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_record_is_one_escaped_line() {
-        let l = line(&record());
+        let l = line(&record(), 7);
         assert_eq!(
             l,
             "tcpshake,target=web\\ 1\\,a\\=b,addr=198.18.0.2,port=80,state=open,reason=syn-ack \
@@ -130,5 +132,9 @@ mod tests {
              error=\"the reply is not HTTP: \\\"x\\\\y\\\" more\" 1796379630123456789"
         );
         assert!(!l.contains('\n'));
+        // A probe that sent nothing is dated by the caller (when its line was written).
+        let mut none = record();
+        none.segments.clear();
+        assert!(line(&none, 1_796_379_631_000_000_000).ends_with("\" 1796379631000000000"));
     }
 }
