@@ -453,7 +453,7 @@ const STAGED_MAX: usize = 256 * 1024;
 /// and waking the writer for each one another 2%. Text lines stay with the loop (they share
 /// the terminal with the live display).
 enum Records {
-    Inline(Output),
+    Inline(Box<Output>),
     Writer {
         to_writer: std::sync::mpsc::SyncSender<Batch>,
         /// Records and packets the writer has written, handed back for the loop to free.
@@ -484,7 +484,7 @@ enum Batch {
 impl Records {
     fn new(output: Output) -> Result<Records> {
         if output.format == OutputFormat::Text {
-            return Ok(Records::Inline(output));
+            return Ok(Records::Inline(Box::new(output)));
         }
         // Bounded: a writer that falls behind (a slow pipe) slows the survey down rather
         // than holding its records in memory.
@@ -602,13 +602,13 @@ impl Sink {
                     // The writer stopped on an error; take it.
                     let records = std::mem::replace(
                         &mut self.records,
-                        Records::Inline(Output {
+                        Records::Inline(Box::new(Output {
                             format: self.format,
                             out: io::BufWriter::new(super::Stdout::new(false)),
                             line: Vec::new(),
                             capture: None,
                             influx_ns: 0,
-                        }),
+                        })),
                     );
                     records.finish()?;
                     anyhow::bail!("the record writer stopped");

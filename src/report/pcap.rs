@@ -11,6 +11,10 @@ const SNAPLEN: u32 = 262_144;
 
 pub struct PcapWriter<W: Write> {
     out: W,
+    /// One record, header and packet, handed over in one write: a buffered writer
+    /// underneath then never writes a header without its packet (a survey killed between
+    /// two writes left a file "cut short in the middle of a packet").
+    record: Vec<u8>,
 }
 
 impl<W: Write> PcapWriter<W> {
@@ -24,7 +28,10 @@ impl<W: Write> PcapWriter<W> {
         h.extend_from_slice(&SNAPLEN.to_le_bytes());
         h.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
         out.write_all(&h)?;
-        Ok(PcapWriter { out })
+        Ok(PcapWriter {
+            out,
+            record: Vec::new(),
+        })
     }
 
     /// One packet captured at `ts_ns` (ns since the epoch).
@@ -37,8 +44,10 @@ impl<W: Write> PcapWriter<W> {
         h[4..8].copy_from_slice(&nanos.to_le_bytes());
         h[8..12].copy_from_slice(&len.to_le_bytes());
         h[12..16].copy_from_slice(&(packet.len() as u32).to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(&packet[..len as usize])
+        self.record.clear();
+        self.record.extend_from_slice(&h);
+        self.record.extend_from_slice(&packet[..len as usize]);
+        self.out.write_all(&self.record)
     }
 
     /// Everything written so far, handed to the writer underneath.
