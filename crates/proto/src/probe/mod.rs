@@ -1413,10 +1413,26 @@ impl Probe {
                 ": the server stopped answering (our request sent {} times, unacknowledged)",
                 self.conn.retries() + 1
             ),
-            n => format!(
-                ": the server never acknowledged our request (sent {} times) though it sent {n} segments meanwhile",
-                self.conn.retries() + 1
-            ),
+            n => {
+                let dropped = self.conn.peer_segments_dropped_since_progress();
+                let unread = if dropped == n {
+                    // What it sent may well have acknowledged the request: we could not
+                    // read any of it (a middlebox rewriting sequence numbers or timestamps,
+                    // a SYN proxy that mismatched them: the notes say which).
+                    ", all dropped unread: outside our receive window or refused by PAWS                      (see the notes)"
+                        .to_string()
+                } else if dropped > 0 {
+                    format!(
+                        ", {dropped} of them dropped unread: outside our receive window or                          refused by PAWS (see the notes)"
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    ": the server never acknowledged our request (sent {} times) though it sent {n} segments meanwhile{unread}",
+                    self.conn.retries() + 1
+                )
+            }
         }
     }
 

@@ -2594,3 +2594,51 @@ fn an_extended_wait_says_how_long_it_lasted() {
 }
 
 mod review15;
+
+/// A server whose segments all arrive outside our receive window (a SYN proxy that handed
+/// over another ISN, a firewall rewriting sequence numbers one way only): they may well
+/// acknowledge the request, but none can be read. The error says so, rather than only that
+/// the server "never acknowledged our request though it sent N segments" (a walk).
+#[test]
+fn segments_all_dropped_unread_are_named_in_the_error() {
+    let (mut p, seq, full_ack) = requested(1_000, 9_000);
+    let far = seq.wrapping_add(1_000_000_000);
+    let mut now_us = 100;
+    // Bounded: each turn is a server segment or one of the probe's deadlines.
+    for i in 0..10_000u32 {
+        if p.is_done() {
+            break;
+        }
+        let deadline_us = p
+            .poll_timeout()
+            .map(|d| (d.as_nanos() - T0) / 1000)
+            .unwrap_or(u64::MAX);
+        // The server's segment every 300 ms, acknowledging the request.
+        let next_us = 100 + u64::from(i) * 300_000;
+        if next_us <= deadline_us {
+            now_us = next_us;
+            p.handle_packet(
+                at(now_us),
+                false,
+                &server_seg(
+                    far,
+                    full_ack,
+                    TcpFlags::ACK | TcpFlags::PSH,
+                    b"HTTP/1.1 200 OK\r\n",
+                ),
+                false,
+            );
+        } else {
+            now_us = deadline_us;
+            p.handle_timeout(at(now_us));
+        }
+        pump(&mut p, now_us);
+    }
+    assert!(p.is_done(), "not done at {now_us} µs");
+    let error = p.result().error.unwrap_or_default();
+    assert!(
+        error.contains("the server never acknowledged our request")
+            && error.contains("segments meanwhile, all dropped unread: outside our receive window"),
+        "{error}"
+    );
+}

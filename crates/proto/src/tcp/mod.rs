@@ -545,6 +545,9 @@ pub struct Connection {
     persist_answered: bool,
     /// Segments from the peer since `snd_una` last advanced.
     rx_since_progress: u32,
+    /// Of them, how many were dropped unread: outside our receive window, or refused by
+    /// PAWS (what a middlebox that rewrites sequence numbers or timestamps makes of all).
+    dropped_since_progress: u32,
     /// A timestamps-option oddity was noted ([`Anomaly::TimestampsMissing`],
     /// [`Anomaly::TimestampsUnnegotiated`]): once per connection is enough.
     ts_oddity_noted: bool,
@@ -613,6 +616,7 @@ impl Connection {
             persist_unanswered: 0,
             persist_answered: false,
             rx_since_progress: 0,
+            dropped_since_progress: 0,
             ts_oddity_noted: false,
             synack_window: 0,
             synack_at: None,
@@ -709,6 +713,12 @@ impl Connection {
     /// be talking without acknowledging).
     pub fn peer_segments_since_progress(&self) -> u32 {
         self.rx_since_progress
+    }
+
+    /// Of [`Self::peer_segments_since_progress`], those dropped unread: outside the receive
+    /// window or refused by PAWS (RFC 9293 §3.10.7.4, RFC 7323 §5.3).
+    pub fn peer_segments_dropped_since_progress(&self) -> u32 {
+        self.dropped_since_progress
     }
     /// The peer's window is closed and we are probing it (RFC 9293 §3.8.6.1): what we
     /// wait for is the peer's window, not an acknowledgment of something lost.
@@ -1154,6 +1164,7 @@ impl Connection {
         }
         self.retries = 0;
         self.rx_since_progress = 0;
+        self.dropped_since_progress = 0;
         self.timers.stop(Timer::Retransmit);
         self.set_state(State::Established, rx_at);
         self.events.push_back(Event::Connected {
@@ -1495,6 +1506,7 @@ impl Connection {
                     },
                 );
             }
+            self.dropped_since_progress = self.dropped_since_progress.saturating_add(1);
             self.queue_ack(rx_at);
             return;
         }
@@ -1580,6 +1592,7 @@ impl Connection {
                     len: seg_len,
                 }
             } else {
+                self.dropped_since_progress = self.dropped_since_progress.saturating_add(1);
                 Anomaly::OutOfWindow {
                     seq: seg.seq,
                     len: seg_len,
@@ -1757,6 +1770,7 @@ impl Connection {
             }
             self.retries = 0;
             self.rx_since_progress = 0;
+            self.dropped_since_progress = 0;
             self.persist_probes = 0;
             self.persist_probe_out = false;
             // RFC 6298 §5.2, §5.3.
