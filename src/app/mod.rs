@@ -211,6 +211,7 @@ fn tcp_config(exchange: &Exchange, local: SocketAddr, remote: SocketAddr, mss: u
         rto_max: defaults::RTO_MAX,
         time_wait: exchange.time_wait,
         ack_with_data: false,
+        known_path_mtu: None,
     }
 }
 

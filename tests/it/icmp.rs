@@ -122,6 +122,46 @@ fn is_frag_needed(p: &Packet) -> bool {
 }
 
 lab_test! {
+/// A survey's repeated probes through a router whose next link carries 1000 bytes: the
+/// first learns the path MTU from the frag-needed and sends again; the next ones start
+/// with it (RFC 1191 §5's cache, as Linux's route keeps it), so they pay neither the error
+/// nor the resend (a walk: every probe did, where only Linux's first connection did).
+fn a_survey_remembers_the_path_mtu_it_learned() {
+    let mut lab = Lab::with_router("pmtucache");
+    lab.start_nginx(80);
+    lab.router_server_mtu(1000);
+    let path = long_path();
+    let target = lab.target(false, 80);
+    let run = lab.run_client([
+        "probe", &target, "--path", &path, "-c", "3", "-j", "1", "-i", "100ms", "--json",
+    ]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let recs: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 3, "{run}");
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["http"]["status"], 404, "{r}");
+        assert_eq!(r["path_mtu"], 1000, "{r}");
+        let learned_before = r["anomalies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n.as_str().unwrap_or("").contains("learned by an earlier probe"));
+        let sent_again = r["retransmissions"].as_u64().unwrap_or(0) > 0;
+        if i == 0 {
+            assert!(sent_again && !learned_before, "{r}");
+        } else {
+            assert!(!sent_again && learned_before, "{r}");
+            assert_eq!(r["segments"][0]["options"]["mss"], 960, "{r}");
+        }
+    }
+}
+}
+
+lab_test! {
 /// A router whose link toward the server carries 500 bytes, below IPv4's path MTU floor
 /// (552, Linux's `min_pmtu`): segments of the floor's size with DF would be refused for
 /// good. As Linux does, the path MTU is locked at 552 and the segments go without DF, for

@@ -412,9 +412,22 @@ impl Probe {
 
     pub fn start(&mut self, now: Instant) {
         self.started_at = Some(now);
+        if let Some(mtu) = self.conn.path_mtu() {
+            // A survey's earlier probe to this address learned it (tcp::Config's
+            // known_path_mtu): said, so its lower MSS and `path_mtu` are not a mystery.
+            self.note(format!(
+                "path MTU {mtu}, learned by an earlier probe to this address from an ICMP                  error, used from the start (RFC 1191 §5)"
+            ));
+        }
         self.tls_prepare(now);
         self.conn.connect(now);
         self.drain_events(now, Cause::Ours);
+    }
+
+    /// A path MTU this probe learned from an ICMP error, for the next probe to the same
+    /// address (see `tcp::Config::known_path_mtu`).
+    pub fn learned_path_mtu(&self) -> Option<tcp::KnownPathMtu> {
+        self.conn.learned_path_mtu()
     }
 
     /// The next segment to put on the wire.

@@ -36,6 +36,7 @@ fn config(isn: u32, http: bool) -> ProbeConfig {
             rto_max: Duration::from_secs(60),
             time_wait: Duration::from_millis(250),
             ack_with_data: false,
+            known_path_mtu: None,
         },
         http: http.then(|| HttpRequest::new("/", "198.18.0.2").expect("a valid request")),
         timeout: Duration::from_secs(5),

@@ -178,6 +178,24 @@ pub struct Config {
     /// the application's write was waiting for the connection). Off: a bare ACK first,
     /// then the data, as curl's connections go.
     pub ack_with_data: bool,
+    /// The path MTU an earlier connection to this address learned from an ICMP error
+    /// (RFC 1191 §5, RFC 8201 §5.2: a host caches it per destination; Linux keeps it in
+    /// the route for 10 minutes): used from the start, so a survey pays the error and the
+    /// resend once, not on every probe.
+    pub known_path_mtu: Option<KnownPathMtu>,
+}
+
+/// A path MTU learned before ([`Config::known_path_mtu`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct KnownPathMtu {
+    pub mtu: u32,
+    /// IPv4, below the floor: segments go without DF (see `Connection::pmtu_locked`).
+    pub locked: bool,
+}
+
+/// IP and TCP headers without options: what the MSS leaves out of the MTU.
+fn ip_and_tcp_header_len(cfg: &Config) -> u32 {
+    (if cfg.local.is_ipv6() { 40 } else { 20 }) + TCP_HEADER_LEN
 }
 
 /// The peer's data as received so far ([`Connection::receive_gap`]).
@@ -497,6 +515,10 @@ pub struct Connection {
     /// (a walk: MTU 500 on the path, the request refused at 552 until the timeout, where
     /// Linux's went through fragmented in 52 ms).
     pmtu_locked: bool,
+    /// An ICMP error lowered (or locked) the path MTU during this connection: what
+    /// [`Connection::learned_path_mtu`] hands on. One known from before is not handed on
+    /// again, so it expires when the cache says (RFC 1191 §6.3: try larger after a while).
+    pmtu_learned: bool,
     black_hole: BlackHole,
     /// The lengths our unacknowledged data went out in (what a path MTU change resends).
     flight: Flight,
@@ -591,8 +613,13 @@ impl Connection {
             fin_sent: false,
             send_mss: DEFAULT_MSS,
             mss_limit: DEFAULT_MSS,
-            path_mtu: None,
-            pmtu_locked: false,
+            // Only ever below the route's (what the MSS came from).
+            path_mtu: cfg
+                .known_path_mtu
+                .map(|k| k.mtu)
+                .filter(|&m| m < u32::from(cfg.mss) + ip_and_tcp_header_len(&cfg)),
+            pmtu_locked: cfg.known_path_mtu.is_some_and(|k| k.locked),
+            pmtu_learned: false,
             black_hole: BlackHole::No,
             flight: Flight::default(),
             irs: SeqNumber(0),
@@ -1230,6 +1257,32 @@ impl Connection {
         if self.cfg.local.is_ipv6() { 40 } else { 20 }
     }
 
+    /// The MSS our SYN offers: the route's, or less when a path MTU known from before is
+    /// lower (Linux's advmss comes from the route's MTU, a learned one included).
+    fn advertised_mss(&self) -> u16 {
+        match self.path_mtu {
+            Some(mtu) => {
+                let fit = mtu.saturating_sub(self.ip_header_len() + TCP_HEADER_LEN);
+                self.cfg
+                    .mss
+                    .min(u16::try_from(fit).unwrap_or(u16::MAX).max(MIN_SND_MSS))
+            }
+            None => self.cfg.mss,
+        }
+    }
+
+    /// A path MTU an ICMP error taught this connection (not a black hole's guess), for the
+    /// next connection to the same address ([`Config::known_path_mtu`]).
+    pub fn learned_path_mtu(&self) -> Option<KnownPathMtu> {
+        if self.black_hole != BlackHole::No || !self.pmtu_learned {
+            return None;
+        }
+        self.path_mtu.map(|mtu| KnownPathMtu {
+            mtu,
+            locked: self.pmtu_locked,
+        })
+    }
+
     /// The route's MTU, as our own MSS was derived from it (RFC 9293 §3.7.1).
     fn route_mtu(&self) -> u32 {
         u32::from(self.cfg.mss) + self.ip_header_len() + TCP_HEADER_LEN
@@ -1288,6 +1341,7 @@ impl Connection {
         let mtu = reported.max(self.min_mtu());
         let newly_locked = !self.cfg.local.is_ipv6() && reported < mtu && !self.pmtu_locked;
         self.pmtu_locked |= newly_locked;
+        self.pmtu_learned |= newly_locked;
         let mss_before = self.send_mss;
         let mut change = PmtuChange {
             reported,
@@ -1306,6 +1360,7 @@ impl Connection {
             return IcmpOutcome::PathMtu(change);
         }
         self.path_mtu = Some(mtu);
+        self.pmtu_learned = true;
         change.path_mtu = mtu;
         change.lowered = true;
         if self.state == State::SynSent {
@@ -2039,7 +2094,7 @@ impl Connection {
     /// The SYN (RFC 9293 §3.5) with our options (RFC 7323, RFC 2018), TSecr 0.
     fn syn_segment(&self, now: Instant) -> Segment {
         let options = TcpOptions {
-            mss: Some(self.cfg.mss),
+            mss: Some(self.advertised_mss()),
             wscale: Some(self.cfg.wscale.min(MAX_WSCALE)),
             sack_permitted: self.cfg.sack_permitted,
             timestamps: self.cfg.timestamps.then(|| (self.ts_now(now), 0)),

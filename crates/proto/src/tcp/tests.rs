@@ -30,6 +30,7 @@ fn cfg(isn: u32) -> Config {
         rto_min: ms(200),
         rto_max: ms(60_000),
         ack_with_data: false,
+        known_path_mtu: None,
         time_wait: ms(2000),
     }
 }
@@ -384,6 +385,7 @@ fn synack_ack_rides_on_data_written_before_it_left_when_asked() {
 fn synack_ack_goes_alone_when_nothing_was_written() {
     let (mut h, _) = conn_syn_sent_with(Config {
         ack_with_data: true,
+        known_path_mtu: None,
         ..cfg(1000)
     });
     h.recv(seg(5000, 1001, SYN | ACK, &[]));
@@ -3068,6 +3070,60 @@ fn frag_needed_below_the_floor_clears_df() {
     h.sent();
     icmp(&mut h, too_big(500), 1001);
     assert!(!h.conn.pmtu_locked());
+}
+
+/// A path MTU an earlier connection learned (a survey hands it on, RFC 1191 §5): the SYN
+/// offers the MSS that fits it, as Linux's does from the route's learned MTU, segments are
+/// cut to it from the start, and it is not handed on again (only what an ICMP error taught
+/// this connection is, so the cache's entry expires).
+#[test]
+fn a_known_path_mtu_is_used_from_the_start() {
+    let mut c = cfg(1000);
+    c.known_path_mtu = Some(KnownPathMtu {
+        mtu: 1000,
+        locked: false,
+    });
+    let (mut h, syn) = conn_syn_sent_with(c);
+    assert_eq!(syn.options.mss, Some(960));
+    assert_eq!(h.conn.path_mtu(), Some(1000));
+    let mut synack = seg(5000, 1001, SYN | ACK, &[]);
+    synack.options = opts_mss(1460);
+    synack.window = 65535;
+    h.recv(synack);
+    h.sent();
+    assert_eq!(h.conn.send_mss(), 960);
+    h.conn.send(&[1u8; 3000]);
+    let sent = h.sent();
+    assert!(
+        sent.iter().all(|s| s.payload.len() <= 960 && s.dont_frag),
+        "{sent:?}"
+    );
+    assert_eq!(h.conn.learned_path_mtu(), None);
+    // A lower one learned now is handed on; a locked one clears DF from the start.
+    icmp(&mut h, too_big(800), 1001);
+    assert_eq!(
+        h.conn.learned_path_mtu(),
+        Some(KnownPathMtu {
+            mtu: 800,
+            locked: false
+        })
+    );
+    let mut c = cfg(1000);
+    c.known_path_mtu = Some(KnownPathMtu {
+        mtu: 552,
+        locked: true,
+    });
+    let (_, syn) = conn_syn_sent_with(c);
+    assert!(!syn.dont_frag);
+    assert_eq!(syn.options.mss, Some(512));
+    // One no lower than the route's changes nothing.
+    let mut c = cfg(1000);
+    c.known_path_mtu = Some(KnownPathMtu {
+        mtu: 1500,
+        locked: false,
+    });
+    let (h, syn) = conn_syn_sent_with(c);
+    assert_eq!((syn.options.mss, h.conn.path_mtu()), (Some(1460), None));
 }
 
 #[test]

@@ -48,6 +48,7 @@ fn cfg(v6: bool, mode: TraceMode) -> TraceConfig {
             rto_max: Duration::from_secs(60),
             time_wait: Duration::from_millis(100),
             ack_with_data: false,
+            known_path_mtu: None,
         },
         first_ttl: 1,
         max_ttl: 30,
