@@ -605,8 +605,11 @@ fn warn_other_interfaces(plan: &ScanPlan) {
     }
 }
 
-/// Address specs as they are; a name at its first address of the wanted family (as nmap
-/// does), or reported and skipped. A name is kept for the address it resolved to, not its
+/// Address specs as they are; a name at its first address of the wanted family, or
+/// reported and skipped. Without `-4`/`-6` that is its first IPv4 address, as nmap's
+/// (IPv4 unless `-6`), so `ndiff` against nmap's report of the same name compares the
+/// same host (a walk: the resolver listed the IPv6 address first, and ndiff saw one host
+/// removed and another added); its IPv6 address when it has no IPv4 one. A name is kept for the address it resolved to, not its
 /// whole block (nmap names only that one in `name/24`).
 /// Each spec's addresses, its names resolved; `origin` (`FILE, line N`) says where a
 /// listed one came from when it cannot be resolved.
@@ -621,7 +624,12 @@ fn resolve_specs<'a>(
         match spec {
             TargetSpec::Addrs(s) => out.push(s.clone()),
             TargetSpec::Name { name, prefix } => {
-                let cidr = resolve_name(name, family).and_then(|a| {
+                let cidr = resolve_name(name, family).and_then(|mut a| {
+                    if family == Family::Any
+                        && let Some(i) = a.iter().position(IpAddr::is_ipv4)
+                    {
+                        a.swap(0, i);
+                    }
                     // A name for 0.0.0.0 (what DNS blocklists answer) or a multicast group,
                     // alone; with a prefix (`name/24`) it is a block, scanned as the
                     // literal block would be.

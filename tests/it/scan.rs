@@ -1472,3 +1472,30 @@ fn an_unwritable_stderr_loses_messages_not_the_scan() {
     assert_valid_nmap_xml(&xml);
 }
 }
+
+lab_test! {
+/// A name with both addresses, its IPv6 one first in the resolver's answer: scanned at its
+/// IPv4 address, as nmap does without `-6` (so ndiff against nmap's report of the name
+/// compares the same host); `-6` scans the IPv6 one; a name with only an IPv6 address is
+/// scanned there.
+fn a_name_is_scanned_at_its_ipv4_address_as_nmap_does() {
+    let s = ScanLab::new("scan_name_v4", &[80]);
+    let (both, v6only) = ("both.scan.test", "six.scan.test");
+    let _hosts = NetnsHosts::new(
+        &s.lab.client_ns,
+        &[(s.v6(7), both), (s.v4(7), both), (s.v6(8), v6only)],
+    );
+    for (args, want) in [
+        (vec![both], s.v4(7)),
+        (vec![both, "-6"], s.v6(7)),
+        (vec![v6only], s.v6(8)),
+    ] {
+        let mut all = args.clone();
+        all.extend(["-p", "80", "--json"]);
+        let run = s.scan(&all);
+        assert_eq!(run.code, Some(0), "{args:?}\n{run}");
+        let got: Vec<IpAddr> = verdicts(&run).keys().map(|(a, _)| *a).collect();
+        assert_eq!(got, vec![want], "{args:?}\n{run}");
+    }
+}
+}
