@@ -1497,7 +1497,20 @@ impl Probe {
             // than a full-sized one, and the hole is more than the smallest segments every
             // path carries (below that it is no MTU but loss or a filter).
             let largest = gap.largest_segment;
-            if largest < full && gap.hole > largest && gap.hole > u32::from(floor) {
+            // Two segments or more of that size are the server's full-sized ones, and the
+            // path carried them: something on the path lowered the MSS our SYN offered
+            // (MSS clamping), and the hole is loss, not size (a walk: an MSS clamped to
+            // 1000 and two of the server's 988-byte segments lost read as a black hole,
+            // with advice to lower --mss that could not help).
+            if largest < full && gap.largest_count >= 2 {
+                let _ = write!(
+                    note,
+                    " — the server's segments carried at most {largest} bytes, where a \
+                     full-sized one carries {full}, and several of that size came: a \
+                     middlebox on the path seems to lower the MSS our SYN offered (MSS \
+                     clamping); the missing bytes were lost on the way, not too big for it"
+                );
+            } else if largest < full && gap.hole > largest && gap.hole > u32::from(floor) {
                 let came = match largest {
                     0 => "no data segment came".to_string(),
                     l => format!("no segment that came carried more than {l} bytes"),

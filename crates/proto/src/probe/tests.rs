@@ -1194,6 +1194,48 @@ fn a_hole_that_only_small_segments_pass_is_called_a_black_hole_on_the_way_back()
     );
 }
 
+/// A middlebox clamped the MSS our SYN offered (1460 → 1000): the server's segments carry
+/// 988 bytes, two of them arrive, two are lost, then one more and the FIN. Segments of
+/// that size passed, so the hole is loss: no black hole is blamed and no `--mss` advised;
+/// the error names the clamping (a walk: it was called a black hole).
+#[test]
+fn a_hole_behind_a_clamped_mss_is_loss_not_a_black_hole() {
+    let (mut p, seq, ack) = requested(1000, 9_000);
+    p.handle_packet(
+        at(200),
+        false,
+        &server_seg(seq, ack, TcpFlags::ACK, &[]),
+        false,
+    );
+    pump(&mut p, 200);
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    head.resize(2 * 988, b'a');
+    let next = feed(&mut p, seq, ack, &head, 988, 250);
+    let fin = TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN;
+    p.handle_packet(
+        at(300),
+        false,
+        &server_seg(next + 2 * 988, ack, fin, &[b'h'; 988]),
+        false,
+    );
+    pump(&mut p, 300);
+    run_timers(&mut p, 60_000_000);
+    let err = p.result().error.expect("no response");
+    assert!(
+        err.contains(
+            ": bytes 1977–3952 from the server never arrived, though 988 bytes after them and its \
+             FIN did — the server's segments carried at most 988 bytes, where a full-sized one \
+             carries 1460, and several of that size came: a middlebox on the path seems to lower \
+             the MSS our SYN offered (MSS clamping)"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("black hole") && !err.contains("--mss"),
+        "{err}"
+    );
+}
+
 /// A hole after full-sized segments came is loss, not the path's size limit: the bytes
 /// are named, no black hole is.
 #[test]

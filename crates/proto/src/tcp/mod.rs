@@ -211,6 +211,9 @@ pub struct ReceiveGap {
     pub fin_beyond: bool,
     /// The most payload one segment from the peer carried.
     pub largest_segment: u32,
+    /// How many segments carried that much: two or more are the peer's full-sized
+    /// segments, which the path does carry.
+    pub largest_count: u32,
 }
 
 /// The peer's SYN-ACK options, as negotiated.
@@ -534,6 +537,8 @@ pub struct Connection {
     /// The most payload any one segment from the peer carried: what the path back to us
     /// has shown it passes (see [`Connection::receive_gap`]).
     largest_rcv_payload: u32,
+    /// Segments from the peer that carried `largest_rcv_payload` bytes.
+    largest_rcv_count: u32,
 
     // --- options ---
     peer: PeerOptions,
@@ -628,6 +633,7 @@ impl Connection {
             reassembly: Reassembly::default(),
             peer_fin: None,
             largest_rcv_payload: 0,
+            largest_rcv_count: 0,
             peer: PeerOptions::default(),
             ts_recent: 0,
             ts_recent_valid: false,
@@ -777,6 +783,7 @@ impl Connection {
             beyond,
             fin_beyond: self.peer_fin.is_some(),
             largest_segment: self.largest_rcv_payload,
+            largest_count: self.largest_rcv_count,
         }
     }
 
@@ -1858,7 +1865,13 @@ impl Connection {
     /// Seventh and eighth steps: trim to the window, reassemble, deliver, take an
     /// in-order FIN, and ACK at once.
     fn process_text(&mut self, rx_at: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
-        self.largest_rcv_payload = self.largest_rcv_payload.max(payload.len() as u32);
+        let len = payload.len() as u32;
+        if len > self.largest_rcv_payload {
+            self.largest_rcv_payload = len;
+            self.largest_rcv_count = 1;
+        } else if len == self.largest_rcv_payload && len > 0 {
+            self.largest_rcv_count = self.largest_rcv_count.saturating_add(1);
+        }
         let wnd = self.rcv_wnd();
         let mut seq = seq;
         let mut data = payload;
