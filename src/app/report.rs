@@ -51,7 +51,8 @@ pub(super) fn run(args: &ReportConfig) -> Result<Exit> {
     }
     // Records come in the order probes ended; the table lists targets as they were given.
     stats.order_by_first_start();
-    let mut out = io::stdout().lock();
+    // A closed stdout (`report … --svg F | head`) must not leave the SVG unwritten.
+    let mut out = super::Stdout::new(args.svg.is_some());
     if args.json {
         let mut j = stats_json(&stats);
         // -q: the overall statistics only, in JSON as in the table.

@@ -488,6 +488,41 @@ fn report_svg_parses_and_names_targets() {
     let _ = std::fs::remove_file(&input);
 }
 
+/// A closed stdout (`report F --svg S | head`) does not cost the SVG, written after the
+/// table (the walk's closed-pipe finding, in `report`); the SLO's exit code stays.
+#[test]
+fn report_writes_its_svg_when_stdout_is_closed() {
+    let dir = std::env::temp_dir();
+    let input = synthetic(&dir);
+    let svg = dir.join(format!("closed-{}.svg", std::process::id()));
+    let mut child = Command::new(lab::tcpshake_bin())
+        .args([
+            "report",
+            input.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+        ])
+        .args(["--slo", "syn_to_synack.p99<=1us"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tcpshake");
+    drop(child.stdout.take());
+    assert!(lab::wait_bounded(&mut child, Duration::from_secs(10)));
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap_or_default();
+    assert!(text.trim_end().ends_with("</svg>"), "{text}");
+    let _ = std::fs::remove_file(&svg);
+    let _ = std::fs::remove_file(&input);
+}
+
 /// `--slo` exits 4 when breached, 0 when met, 2 when it cannot be parsed; the verdict names
 /// the measured value.
 #[test]
