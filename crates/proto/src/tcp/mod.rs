@@ -1569,7 +1569,7 @@ impl Connection {
                 );
             }
             self.dropped_since_progress = self.dropped_since_progress.saturating_add(1);
-            self.queue_ack(rx_at);
+            self.queue_dupack(rx_at, seg_len);
             return;
         }
 
@@ -1644,7 +1644,7 @@ impl Connection {
 
         // First step: the acceptability test.
         if !self.acceptable(seg.seq, seg_len) {
-            self.queue_ack(rx_at);
+            self.queue_dupack(rx_at, seg_len);
             // Entirely below RCV.NXT: bytes we already have, sent again (the peer missed
             // our ACK, or a path duplicated it). Not "outside the window" in any sense a
             // reader cares about.
@@ -2306,6 +2306,21 @@ impl Connection {
             self.tx.push_back(seg);
         } else {
             self.queue_ack_segment(seg);
+        }
+    }
+
+    /// The duplicate ACK an unacceptable segment draws (RFC 9293 §3.10.7.4 first step,
+    /// RFC 7323 §5.3 R1): one for each that carried data, as Linux sends them
+    /// (`tcp_send_dupack`; its rate limit, `tcp_oow_rate_limited`, spares data segments),
+    /// so a sender that overran our window — a window scale a middlebox stripped from the
+    /// SYN-ACK only — hears of every segment it must send again (a walk: 32 duplicate ACKs
+    /// where Linux sent 609–1 346, and the server waited for its timer); folded into one
+    /// when it carried none.
+    fn queue_dupack(&mut self, now: Instant, seg_len: u32) {
+        if seg_len > 0 {
+            self.queue_data_ack(now);
+        } else {
+            self.queue_ack(now);
         }
     }
 

@@ -1576,6 +1576,28 @@ fn out_of_order_segments_in_one_batch_each_draw_a_duplicate_ack() {
     assert!((2..=32).contains(&n), "{n}");
 }
 
+/// Data beyond our window (a sender that overran it: a window scale a middlebox stripped
+/// from the SYN-ACK only) draws a duplicate ACK per segment, as Linux's (its rate limit
+/// spares data segments); bare ACKs outside the window, one between them.
+#[test]
+fn segments_beyond_the_window_each_draw_a_duplicate_ack_when_they_carry_data() {
+    let mut h = conn_established();
+    let beyond = 5001 + 200_000; // past rcv_buf (128 KiB)
+    for i in 0..10u32 {
+        h.recv(seg(beyond + 100 * i, 1001, ACK, &[7u8; 100]));
+    }
+    let acks = h.sent();
+    assert_eq!(acks.len(), 10, "{acks:?}");
+    assert!(
+        acks.iter()
+            .all(|a| a.ack == SeqNumber(5001) && a.payload.is_empty())
+    );
+    for i in 0..10u32 {
+        h.recv(seg(beyond + 100 * i, 1001, ACK, &[]));
+    }
+    assert_eq!(h.sent().len(), 1);
+}
+
 /// With SACK, every duplicate ACK carries the blocks as they stood; an ACK after one that
 /// carried blocks does not supersede it.
 #[test]
