@@ -1411,23 +1411,9 @@ fn a_closed_stdout_does_not_cut_the_report_files() {
             "-oN",
             normal.to_str().unwrap(),
         ]);
-        let mut child = s
-            .lab
-            .client_cmd(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcpshake");
         // The reader is gone before the first line.
-        drop(child.stdout.take());
-        assert!(
-            lab::wait_bounded(&mut child, Duration::from_secs(30)),
-            "{args:?}: did not end"
-        );
-        let out = child.wait_with_output().expect("output");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{args:?}\n{stderr}");
+        let run = lab::run_stdout_closed(&mut s.lab.client_cmd(&args), Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "{args:?}\n{run}");
         assert_valid_nmap_xml(&xml);
         let x = std::fs::read_to_string(&xml).unwrap();
         assert!(x.contains("<runstats><finished"), "{x}");

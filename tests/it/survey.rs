@@ -495,28 +495,18 @@ fn report_writes_its_svg_when_stdout_is_closed() {
     let dir = std::env::temp_dir();
     let input = synthetic(&dir);
     let svg = dir.join(format!("closed-{}.svg", std::process::id()));
-    let mut child = Command::new(lab::tcpshake_bin())
-        .args([
-            "report",
-            input.to_str().unwrap(),
-            "--svg",
-            svg.to_str().unwrap(),
-        ])
-        .args(["--slo", "syn_to_synack.p99<=1us"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tcpshake");
-    drop(child.stdout.take());
-    assert!(lab::wait_bounded(&mut child, Duration::from_secs(10)));
-    let out = child.wait_with_output().expect("output");
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let run = lab::run_stdout_closed(
+        Command::new(lab::tcpshake_bin())
+            .args([
+                "report",
+                input.to_str().unwrap(),
+                "--svg",
+                svg.to_str().unwrap(),
+            ])
+            .args(["--slo", "syn_to_synack.p99<=1us"]),
+        Duration::from_secs(10),
     );
+    assert_eq!(run.code, Some(4), "{run}");
     let text = std::fs::read_to_string(&svg).unwrap_or_default();
     assert!(text.trim_end().ends_with("</svg>"), "{text}");
     let _ = std::fs::remove_file(&svg);
@@ -779,27 +769,14 @@ fn a_closed_stdout_does_not_cut_the_capture_files() {
         if with_files {
             args.extend(files);
         }
-        let mut child = lab
-            .client_cmd(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcpshake");
-        drop(child.stdout.take());
-        assert!(
-            lab::wait_bounded(&mut child, Duration::from_secs(30)),
-            "{args:?}: did not end"
-        );
-        let out = child.wait_with_output().expect("output");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{args:?}\n{stderr}");
+        let run = lab::run_stdout_closed(&mut lab.client_cmd(&args), Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "{args:?}\n{run}");
         if !with_files {
             continue;
         }
         for file in [&pcap, &png] {
             let frames = lab::capture::tshark_fields(file, "tcp.flags.syn == 1 && tcp.flags.ack == 0", &["tcp.srcport"]);
-            assert_eq!(frames.len(), 20, "{args:?} {file:?}: a SYN per probe\n{stderr}");
+            assert_eq!(frames.len(), 20, "{args:?} {file:?}: a SYN per probe\n{run}");
         }
     }
 }

@@ -183,6 +183,16 @@ impl std::fmt::Display for Run {
 
 /// Runs `cmd` with a hard time limit; a run that exceeds it is killed and the test fails.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
+    run_bounded_reading(cmd, limit, true)
+}
+
+/// [`run_bounded`] with stdout's reader gone before the child writes anything (`tcpshake …
+/// | head` at its most abrupt): `stdout` comes back empty.
+pub fn run_stdout_closed(cmd: &mut Command, limit: Duration) -> Run {
+    run_bounded_reading(cmd, limit, false)
+}
+
+fn run_bounded_reading(cmd: &mut Command, limit: Duration, read_stdout: bool) -> Run {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -192,6 +202,12 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
     // Read both pipes on threads so a chatty child cannot block on a full pipe.
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
+    if !read_stdout {
+        drop(out);
+        out = std::process::ChildStdout::from(std::os::fd::OwnedFd::from(
+            std::fs::File::open("/dev/null").expect("/dev/null"),
+        ));
+    }
     let out_t = std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = std::io::Read::read_to_end(&mut out, &mut s);
