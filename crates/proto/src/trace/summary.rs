@@ -105,17 +105,24 @@ impl Trace {
             ));
         }
         if self.challenge_acks > 0 {
+            let (n, named) = (self.challenge_acks, self.challenge_answers);
+            let rest = n - named.min(n);
             notes.push(format!(
-                "the destination sent {n} challenge ACK(s), as expected when SYNs with higher \
-                 TTLs are on their way before its first answer is back: such a SYN met the \
-                 half-open connection of an earlier probe (RFC 5961 §4). Not an answer: the \
-                 verdict and round trip are the first SYN-ACK's; {these} among the answers \
-                 that matched no probe",
-                n = self.challenge_acks,
-                these = if self.challenge_acks == 1 {
-                    "it is counted"
+                "the destination answered {n} SYN(s) with an ACK instead of a SYN-ACK: each \
+                 met the half-open connection of an earlier probe on our 4-tuple (RFC 5961 \
+                 §4; Linux sends one such ACK per 0.5 s and drops the other SYNs), which we \
+                 reset at once; the SYN reached the destination, so {named} of them {are} the \
+                 answer of the one probe that could have drawn {it}{rest}",
+                are = if named == 1 { "is" } else { "are" },
+                it = if named == 1 { "it" } else { "each" },
+                rest = if rest == 0 {
+                    String::new()
                 } else {
-                    "they are counted"
+                    format!(
+                        "; {rest} could be of several probes and {} counted among the \
+                         answers that matched no probe",
+                        if rest == 1 { "is" } else { "are" }
+                    )
                 },
             ));
         }
