@@ -413,18 +413,39 @@ pub(super) fn distance_note(
         ));
     }
     if back < out {
-        // The hop that sends its ICMP errors from the same distance.
-        let twin = hops.iter().find(|h| {
-            h.ttl < ttl
-                && h.reply.as_deref() == Some("time-exceeded")
-                && h.reply_ttl == Some(reply_ttl)
-        });
-        let who = match twin.and_then(|h| Some((h.ttl, h.addr?))) {
-            Some((t, a)) => format!(
+        // The hops that send their ICMP errors from the same distance. When the way back
+        // is shorter than the way out (asymmetric routing, RFC 1812 §2.2.8), several hops'
+        // errors may come back with one TTL: all are named, the nearest the destination
+        // first — never one of them as if it were the only one (walk 15: the firewall at
+        // hop 5 was blamed on hop 3, the lowest of three that matched).
+        let twins: Vec<(u8, std::net::IpAddr)> = hops
+            .iter()
+            .filter(|h| {
+                h.ttl < ttl
+                    && h.reply.as_deref() == Some("time-exceeded")
+                    && h.reply_ttl == Some(reply_ttl)
+            })
+            .filter_map(|h| Some((h.ttl, h.addr?)))
+            .rev()
+            .collect();
+        let who = match twins[..] {
+            [] => format!("a device {} hop(s) from here", back + 1),
+            [(t, a)] => format!(
                 "hop {t} ({a}), whose time-exceeded came back with the same TTL, or a device \
                  beside it"
             ),
-            None => format!("a device {} hop(s) from here", back + 1),
+            [(t, a), ref others @ ..] => {
+                let others: Vec<String> = others
+                    .iter()
+                    .map(|(t, a)| format!("hop {t} ({a})"))
+                    .collect();
+                format!(
+                    "hop {t} ({a}) or a device beside it — the nearest the destination of the \
+                     hops whose time-exceeded came back with the same TTL; {} did too (their \
+                     way back is as long: it may be any of them)",
+                    others.join(", ")
+                )
+            }
         };
         Some(format!(
             "hop {ttl}: the {reply} in {host}'s name came back through {} (TTL {reply_ttl}, \

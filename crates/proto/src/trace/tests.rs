@@ -216,6 +216,8 @@ struct Router {
     /// Quotes padded to 128 bytes with an RFC 4884 length and an extension after them.
     rfc4884: bool,
     action: Action,
+    /// The TTL its ICMP errors arrive with, when the way back is not the way out.
+    back_ttl: Option<u8>,
 }
 
 impl Router {
@@ -227,6 +229,7 @@ impl Router {
             quote: Some(576),
             rfc4884: false,
             action: Action::Forward,
+            back_ttl: None,
         }
     }
 }
@@ -479,7 +482,7 @@ impl Net {
         // Sent with Linux's 64, less one for each router on the way back (a router
         // that is not on the path: 60).
         let ttl = match self.routers.iter().position(|r| r.addr == from) {
-            Some(i) => 64 - i as u8,
+            Some(i) => self.routers[i].back_ttl.unwrap_or(64 - i as u8),
             None => 60,
         };
         let ip = IpRepr::new(from, self.local(), proto, ttl, m.len());
@@ -1020,6 +1023,37 @@ fn a_reset_from_a_middlebox_is_told_from_the_destination() {
         "{:#?}",
         r.notes
     );
+}
+
+#[test]
+fn a_reset_from_a_middlebox_names_every_hop_that_matches_its_ttl() {
+    // Walk 15: router 5 resets SYNs to the port (its RST arrives with TTL 60), and the way
+    // back from routers 3 and 4 is shorter than the way out, so their time-exceeded also
+    // arrive with TTL 60. Before the fix the note blamed hop 3 alone (the first match).
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 6, Dest::Open);
+        net.routers[4].action = Action::ResetSyn;
+        net.routers[2].back_ttl = Some(60);
+        net.routers[3].back_ttl = Some(60);
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.destination.ttl, Some(6), "{r:#?}");
+        let notes = notes_with(&r, "came back through 4 routers");
+        assert_eq!(notes.len(), 1, "{:#?}", r.notes);
+        let n = &notes[0];
+        let (h3, h4, h5) = (
+            net.routers[2].addr,
+            net.routers[3].addr,
+            net.routers[4].addr,
+        );
+        assert!(
+            n.contains(&format!(
+                "by hop 5 ({h5}) or a device beside it — the nearest the destination of the \
+                 hops whose time-exceeded came back with the same TTL; hop 4 ({h4}), hop 3 \
+                 ({h3}) did too"
+            )),
+            "{n}"
+        );
+    }
 }
 
 /// Router 1 of 3 sets the TTL of what it forwards to 64: TTL 2 reaches the server, as mtr
