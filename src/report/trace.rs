@@ -163,9 +163,14 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
                  them for invalid; without --in-session the probes are SYNs)"
             )
         } else {
+            // A router that cannot resolve the target on its last link answers host
+            // unreachable only after its ARP / ND gives up (Linux: ~3 s), beyond the
+            // default -w: the silence looks like a firewall's (walk 15).
             format!(
                 "no reply beyond TTL {n}: the SYN is likely dropped after hop {n} (a firewall \
-                 there or at the next hop)"
+                 there or at the next hop; or no host answers ARP / ND for the target on the \
+                 next hop's link, whose host unreachable Linux sends after ~3 s: -w 4s shows \
+                 it)"
             )
         };
         let _ = writeln!(s, "{}", style.paint("31", &line));

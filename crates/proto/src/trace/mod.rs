@@ -60,8 +60,8 @@
 //!
 //! Attempt k+1 at a TTL follows attempt k by `interval` (spreading what each router must
 //! answer: Linux lets a peer have 6 ICMP errors at once, then one per second); at a TTL
-//! that might be the destination it also waits for attempt k's answer (or timeout; once
-//! the destination answered, [`Trace::settle_patience`]), so that its SYN does not meet
+//! that might be the destination it also waits for attempt k's answer (or, SYN mode,
+//! [`Trace::settle_patience`], then a clearing RST goes first), so that its SYN does not meet
 //! the half-open connection of the one before. A TTL is known to lie before the
 //! destination once any TTL at or above it got a time exceeded — not because the
 //! destination answered a higher TTL: that TTL's SYNs may all have been lost.
@@ -600,7 +600,7 @@ impl Trace {
                 .filter_map(|s| s.queued)
                 .min()
                 .map(|q| q + self.patience()));
-            if self.end.is_some() && self.cfg.mode == TraceMode::Syn {
+            if self.cfg.mode == TraceMode::Syn {
                 at(self
                     .slots
                     .iter()
@@ -664,6 +664,13 @@ impl Trace {
         checksum_offloaded: bool,
     ) -> bool {
         self.note = None;
+        // A probe past its timeout is given up, whether or not a timeout was handled since
+        // (while draining none is): an answer after it is late, not the probe's.
+        for s in &mut self.slots {
+            if s.outstanding() && s.queued.is_some_and(|q| at >= q + self.cfg.timeout) {
+                s.lost = true;
+            }
+        }
         let Ok(pkt) = IpPacket::parse(bytes) else {
             return false;
         };

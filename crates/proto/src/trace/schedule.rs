@@ -167,15 +167,15 @@ impl Trace {
             .map(|r| r.order)
             .max()
             .unwrap_or(0);
-        self.cfg.mode == TraceMode::Syn
-            && s.order != 0
-            && (s.order < fresh || (s.stale && self.end.is_some()))
+        self.cfg.mode == TraceMode::Syn && s.order != 0 && (s.order < fresh || s.stale)
     }
 
-    /// How long, once the destination answered, an unanswered probe holds back the next
-    /// SYN that may reach it: twice the longest round trip seen (at least
-    /// [`RAMP_PATIENCE`], at most `timeout`). Past it, its SYN or its answer was likely
-    /// lost, and a clearing RST before the next SYN undoes what it may have opened.
+    /// How long an unanswered probe holds back the next SYN that may reach the
+    /// destination: twice the longest round trip seen (at least [`RAMP_PATIENCE`], at
+    /// most `timeout`). Past it, its SYN or its answer was likely lost, or its answer is
+    /// slow (a router's host unreachable comes after ~3 s of failed ARP); a clearing RST
+    /// before the next SYN undoes what it may have opened, and its answer is still taken
+    /// until `timeout` (walk 15: with -w 5s the three attempts at such a TTL took 9.2 s).
     pub(super) fn settle_patience(&self) -> Duration {
         (self.max_rtt * 2).max(RAMP_PATIENCE).min(self.cfg.timeout)
     }

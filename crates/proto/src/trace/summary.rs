@@ -488,8 +488,13 @@ pub(super) fn distance_note(
 /// An unreachable that ended the trace, from a router that also answered a lower TTL's
 /// time-exceeded: the row of the TTL it refused shows that router's address again. A
 /// router checks the TTL before it forwards (RFC 1812 §5.3.1), so TTL k expires there and
-/// TTL k+1 meets its filter: the refusing router is hop k, not k+1, which the row alone
-/// seems to say.
+/// TTL k+1 meets what stops it: the router is hop k, not k+1, which the row alone seems to
+/// say. What stopped it is the code's (RFC 1812 §5.2.7.1): only net/host/communication
+/// prohibited (IPv4 codes 9, 10, 13; ICMPv6 1/1, and its reject route 1/6) and a port
+/// unreachable from a router (nftables' and iptables' default `reject`) are a filter;
+/// host unreachable (IPv4 code 1, ICMPv6 address unreachable 1/3) is the last router's
+/// failed ARP / Neighbor Discovery for the address; net unreachable and no route, a
+/// missing route.
 pub(super) fn refused_note(
     hops: &[HopRecord],
     ttl: u8,
@@ -503,12 +508,34 @@ pub(super) fn refused_note(
             h.ttl < ttl && h.addr == Some(from) && h.reply.as_deref() == Some("time-exceeded")
         })?
         .ttl;
+    let (host, port) = (remote.ip(), remote.port());
+    let (resolution, rfc) = if host.is_ipv6() {
+        ("Neighbor Discovery", "RFC 4443 §3.1: address unreachable")
+    } else {
+        ("ARP", "RFC 1812 §5.2.7.1: host unreachable")
+    };
+    let what = match reason.as_str() {
+        "host-unreach" => format!(
+            "that router could not deliver to {host} on its link: {host} did not answer its \
+             {resolution} ({rfc}), so no host has that address there or it \
+             is down — not a filter; the SYNs went no further"
+        ),
+        "net-unreach" | "no-route" => format!(
+            "that router has no route to {host} ({reason}, RFC 1812 §5.2.7.1) — not a \
+             filter; {host} never saw these probes; check hop {k}'s routes"
+        ),
+        "admin-prohibited" | "net-prohibited" | "host-prohibited" | "reject-route"
+        | "port-unreach" => format!(
+            "that router refuses what it would forward to {remote} (its filter for port \
+             {port}), so {host} never saw these probes; check hop {k}'s rules"
+        ),
+        _ => format!(
+            "that router did not forward these probes to {remote} ({reason}), so {host} never \
+             saw them"
+        ),
+    };
     Some(format!(
-        "hop {ttl}: {reason} from {from}, which is hop {k}: that router refuses what it would \
-         forward to {remote} (its filter for port {}), so {} never saw these probes; \
-         check hop {k}'s rules",
-        remote.port(),
-        remote.ip()
+        "hop {ttl}: {reason} from {from}, which is hop {k}: {what}"
     ))
 }
 

@@ -218,6 +218,9 @@ struct Router {
     action: Action,
     /// The TTL its ICMP errors arrive with, when the way back is not the way out.
     back_ttl: Option<u8>,
+    /// How long its unreachables take (Linux: ~3 s of failed ARP / ND before a host
+    /// unreachable).
+    unreach_delay: Duration,
 }
 
 impl Router {
@@ -230,6 +233,7 @@ impl Router {
             rfc4884: false,
             action: Action::Forward,
             back_ttl: None,
+            unreach_delay: Duration::ZERO,
         }
     }
 }
@@ -445,7 +449,8 @@ impl Net {
                 Action::Unreach(ty, code) => {
                     let q = pkt[..pkt.len().min(576)].to_vec();
                     let icmp = self.icmp(self.routers[i].addr, ty, code, &q);
-                    self.tap(now + self.rtt(hop), false, icmp);
+                    let delay = self.routers[i].unreach_delay;
+                    self.tap(now + self.rtt(hop) + delay, false, icmp);
                     return;
                 }
             }
@@ -984,6 +989,58 @@ fn closed_port_and_router_unreachable() {
         "{:#?}",
         r.notes
     );
+}
+
+#[test]
+fn host_unreachable_from_the_last_router_is_no_filter() {
+    // Walk 15: the last router's ARP / ND for the address failed; it answers host
+    // unreachable (IPv4 code 1, ICMPv6 address unreachable 1/3). Before the fix the note
+    // said it "refuses what it would forward … its filter for port 80".
+    for v6 in [false, true] {
+        let mut net = Net::new(v6, 3, Dest::Open);
+        net.routers[2].action = if v6 {
+            Action::Unreach(1, 3)
+        } else {
+            Action::Unreach(3, 1)
+        };
+        let (r, _) = trace(v6, TraceMode::Syn, &mut net);
+        assert_eq!(r.destination.ttl, Some(4), "{r:#?}");
+        let notes = notes_with(&r, "host-unreach from");
+        assert_eq!(notes.len(), 1, "{:#?}", r.notes);
+        let n = &notes[0];
+        let (nd, host) = if v6 {
+            ("Neighbor Discovery", S6)
+        } else {
+            ("ARP", S4)
+        };
+        assert!(
+            n.contains(&format!(
+                "which is hop 3: that router could not deliver to {host} on its link: {host} \
+                 did not answer its {nd}"
+            )) && n.contains("not a filter"),
+            "{n}"
+        );
+        assert!(!n.contains("filter for port"), "{n}");
+    }
+}
+
+#[test]
+fn a_slow_unreachable_does_not_hold_each_attempt_back() {
+    // Walk 15: the last router answers host unreachable after 3 s of failed ARP. With -w
+    // 5s the attempts at that TTL went one after another, each waiting for the one
+    // before: 9.2 s (traceroute -T: 3.07 s). An attempt at a TTL that may be the
+    // destination waits for the one before only twice the longest round trip seen (a
+    // clearing RST before it resets what the earlier one may have opened there).
+    let mut net = Net::new(false, 3, Dest::Open);
+    net.routers[2].action = Action::Unreach(3, 1);
+    net.routers[2].unreach_delay = Duration::from_secs(3);
+    let mut c = cfg(false, TraceMode::Syn);
+    c.timeout = Duration::from_secs(5);
+    let (r, took) = trace_with(c, &mut net);
+    assert_eq!(r.destination.ttl, Some(4), "{r:#?}");
+    let h = &r.hops[3];
+    assert_eq!((h.sent, h.lost), (3, 0), "{h:#?}");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
 }
 
 /// The hops as tcpshake's text shows them, for a failing assertion.
