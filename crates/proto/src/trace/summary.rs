@@ -40,13 +40,18 @@ impl Trace {
         let reached = self.end.is_some() || self.untied_acks > 0;
         // Nothing left this host: no router was asked, so none is blamed.
         let unsent = self.nothing_seen_leaving();
-        let lost_after_ttl = if reached || unsent {
-            None
-        } else if self.gap_reached() || self.all_silent_to_max() {
-            Some(last_answered.unwrap_or(self.cfg.first_ttl.saturating_sub(1)))
-        } else {
-            None
+        let silent = !reached && !unsent && (self.gap_reached() || self.all_silent_to_max());
+        // Nothing answered: 0 says "not even the first hop" — only when TTL 1 was tried.
+        // From --first-ttl 3 on, TTL 2 was never sent, and nothing is known of the hops
+        // before: `null`, and a note (walk 15: "no reply beyond TTL 2 … dropped after hop
+        // 2" for a TTL never sent).
+        let lost_after_ttl = match last_answered {
+            _ if !silent => None,
+            Some(t) => Some(t),
+            None if self.cfg.first_ttl <= 1 => Some(0),
+            None => None,
         };
+        let silent_from_first = silent && last_answered.is_none() && self.cfg.first_ttl > 1;
         let mut notes = self.notes.clone();
         // A host does not forward what is addressed to it, so no TTL runs out there
         // (RFC 1812 §5.3.1 is a router's, forwarding): a time-exceeded in the
@@ -126,7 +131,21 @@ impl Trace {
                 },
             ));
         }
-        if !reached && !unsent && lost_after_ttl.is_none() && !self.interrupted && error.is_none() {
+        if silent_from_first {
+            let f = self.cfg.first_ttl;
+            notes.push(format!(
+                "no reply from any hop from TTL {f} on: the probes are dropped before the \
+                 first hop tried answers (TTLs below {f} were not probed: without \
+                 --first-ttl the trace shows the hops before)"
+            ));
+        }
+        if !reached
+            && !unsent
+            && lost_after_ttl.is_none()
+            && !silent_from_first
+            && !self.interrupted
+            && error.is_none()
+        {
             let n = self.cfg.max_ttl;
             notes.push(format!(
                 "the destination was not reached within {n} {}",

@@ -1546,6 +1546,31 @@ fn nothing_answers_at_all() {
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
+#[test]
+fn nothing_answers_from_the_first_ttl_on_blames_no_ttl_never_sent() {
+    // Walk 15: `-f 3`, router 3 drops the SYNs and sends no time-exceeded. Before the fix:
+    // "no reply beyond TTL 2 … dropped after hop 2", `lost_after_ttl: 2`, TTL 2 never sent.
+    let mut net = Net::new(false, 4, Dest::Open);
+    net.routers[2].quote = None;
+    net.routers[2].action = Action::DropSyn;
+    let mut c = cfg(false, TraceMode::Syn);
+    c.first_ttl = 3;
+    let (r, _) = trace_with(c, &mut net);
+    assert_eq!(r.lost_after_ttl, None, "{r:#?}");
+    assert!(r.hops.iter().all(|h| h.ttl >= 3 && h.addr.is_none()));
+    assert_eq!(
+        notes_with(&r, "no reply from any hop from TTL 3 on").len(),
+        1,
+        "{:#?}",
+        r.notes
+    );
+    assert!(
+        notes_with(&r, "not reached within").is_empty(),
+        "{:#?}",
+        r.notes
+    );
+}
+
 /// An on-link next hop that never answers ARP / ND: the kernel holds every packet and
 /// drops it, so the tap sees none leave. Nothing counts as sent, no hop is shown, no
 /// router is blamed; with the driver's word on the neighbour the error says it as a
