@@ -1571,6 +1571,26 @@ fn nothing_answers_from_the_first_ttl_on_blames_no_ttl_never_sent() {
     );
 }
 
+#[test]
+fn silent_ttls_up_to_a_short_max_ttl_take_one_timeout() {
+    // Walk 15: `-m 4` with TTLs 3 and 4 silent took 3.0 s (each attempt at TTL 3 and 4
+    // waited for the one before to time out: they may be the destination), the default
+    // -m 30 1.0 s; traceroute -T 1.0 s. Since an attempt waits for the one before at most
+    // twice the longest round trip seen, about one timeout.
+    let mut net = Net::new(false, 4, Dest::Open);
+    net.routers[2].quote = None;
+    net.routers[2].action = Action::DropSyn;
+    let mut c = cfg(false, TraceMode::Syn);
+    c.max_ttl = 4;
+    let (r, took) = trace_with(c, &mut net);
+    assert_eq!(r.hops.len(), 4, "{r:#?}");
+    assert!(
+        r.hops[2..].iter().all(|h| (h.sent, h.lost) == (3, 3)),
+        "{r:#?}"
+    );
+    assert!(took < Duration::from_millis(1200), "{took:?}");
+}
+
 /// An on-link next hop that never answers ARP / ND: the kernel holds every packet and
 /// drops it, so the tap sees none leave. Nothing counts as sent, no hop is shown, no
 /// router is blamed; with the driver's word on the neighbour the error says it as a
