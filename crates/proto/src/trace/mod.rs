@@ -543,6 +543,20 @@ impl Trace {
         }
     }
 
+    /// The destination answered something: a SYN-ACK, a RST, an ACK.
+    fn destination_heard(&self) -> bool {
+        self.challenge_acks > 0
+            || self.slots.iter().any(|s| {
+                matches!(
+                    s.answer,
+                    Some(Answer {
+                        kind: AnswerKind::Tcp { .. },
+                        ..
+                    })
+                )
+            })
+    }
+
     /// SYN mode: probe `q` left, may have reached the destination (nothing at or beyond
     /// its TTL expired: [`Trace::proven_intermediate`]), and its fate leaves a connection
     /// there: it was given up (its SYN, or the SYN-ACK, may have been lost on the way), or
@@ -555,7 +569,13 @@ impl Trace {
         s.queued.is_some()
             && !self.proven_intermediate(s.ttl)
             && match &s.answer {
-                None => s.lost || self.settled(q) || s.ttl > self.limit(),
+                // Unanswered: only once the destination answered anything (a listener is
+                // there). Until then a SYN that reached it and whose SYN-ACK was lost
+                // shows in the next SYN's ACK, which is answered with a RST (and a silent
+                // path, a firewall's drop, gets no RST per probe).
+                None => {
+                    self.destination_heard() && (s.lost || self.settled(q) || s.ttl > self.limit())
+                }
                 Some(Answer {
                     kind: AnswerKind::Tcp { flags },
                     ..

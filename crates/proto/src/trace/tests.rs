@@ -1544,6 +1544,8 @@ fn nothing_answers_at_all() {
     assert_eq!(r.lost_after_ttl, Some(0));
     assert_eq!(r.hops.len(), 5);
     assert!(took < Duration::from_secs(4), "{took:?}");
+    // Nothing says a listener is there: no RST to reset what a probe may have opened.
+    assert!(net.sent.iter().all(|s| !is_rst(&s.3)), "{:?}", net.sent);
 }
 
 #[test]
