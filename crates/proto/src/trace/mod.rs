@@ -1181,9 +1181,11 @@ impl Trace {
                     self.handshake_synack_at = Some(at);
                     self.timestamps = peer.timestamps;
                     if !peer.timestamps {
+                        // Or a middlebox stripped the option from the SYN or the SYN-ACK
+                        // (RFC 7323 §3.2: then neither side sends it).
                         self.note(
-                            "the server does not do timestamps: its answers cannot say which \
-                             probe reached it"
+                            "the server does not do timestamps, or a middlebox strips them: its \
+                             answers cannot say which probe reached it"
                                 .into(),
                         );
                     }

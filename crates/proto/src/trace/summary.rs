@@ -404,10 +404,15 @@ pub(super) fn distance_note(
     });
     if let Some(h) = asymmetric {
         let k_back = h.reply_ttl.map_or(0, |t| routers_passed(t).1);
+        // A router that does not decrement the TTL (MPLS without TTL propagation, RFC
+        // 3443; a transparent box) shows the same: every hop behind it one router fewer
+        // on the way back, and it never shows as a hop itself.
         return Some(format!(
             "hop {ttl}: the {reply} from {host} came back through {} but our probe passed {}; \
              hop {}'s time-exceeded did likewise ({} back, {} on the way out): the way back \
-             differs from the way out (asymmetric routing), which explains it",
+             differs from the way out (asymmetric routing), or a router on the way does not \
+             decrement the TTL (an MPLS tunnel, RFC 3443; a transparent box), which explains \
+             it",
             routers(back),
             routers(out),
             h.ttl,
@@ -592,12 +597,16 @@ pub(super) fn icmp_limit_note(hops: &[HopRecord]) -> Option<String> {
             "those routers limit the ICMP errors they send, or send none",
         )
     };
+    // From a few probes a lossy link before the hop looks the same: hop N's probes may
+    // just have been luckier (walk 15: 30 % loss on the link before hop 5, hop 6 clean).
     Some(format!(
-        "{which} {}: unanswered, but hop {} beyond lost none, so our probes passed: {who} \
-         (RFC 1812 §4.3.2.8; Linux: 6 at once, then 1 a second per peer); not loss on \
-         the path (Linux's limit lets -q 6 or fewer through, or --interval 1s, with \
-         a pause between runs)",
+        "{which} {}: unanswered, but hop {} beyond lost none, so our probes likely passed: \
+         {who} (RFC 1812 §4.3.2.8; Linux: 6 at once, then 1 a second per peer); or, from \
+         so few probes, loss on the path that hop {}'s probes escaped by chance (-q 10 tells \
+         them apart; Linux's limit lets -q 6 or fewer through, or --interval 1s, with a \
+         pause between runs)",
         lossy.join(", "),
+        clean.ttl,
         clean.ttl
     ))
 }
