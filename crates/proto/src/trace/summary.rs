@@ -112,24 +112,28 @@ impl Trace {
         if self.challenge_acks > 0 {
             let (n, named) = (self.challenge_acks, self.challenge_answers);
             let rest = n - named.min(n);
-            notes.push(format!(
+            let is = |k: u32| if k == 1 { "is" } else { "are" };
+            let mut note = format!(
                 "the destination answered {n} SYN(s) with an ACK instead of a SYN-ACK: each \
                  met the half-open connection of an earlier probe on our 4-tuple (RFC 5961 \
                  §4; Linux sends one such ACK per 0.5 s and drops the other SYNs), which we \
-                 reset at once; the SYN reached the destination, so {named} of them {are} the \
-                 answer of the one probe that could have drawn {it}{rest}",
-                are = if named == 1 { "is" } else { "are" },
-                it = if named == 1 { "it" } else { "each" },
-                rest = if rest == 0 {
-                    String::new()
-                } else {
-                    format!(
-                        "; {rest} could be of several probes and {} counted among the \
-                         answers that matched no probe",
-                        if rest == 1 { "is" } else { "are" }
-                    )
-                },
-            ));
+                 reset at once"
+            );
+            if named > 0 {
+                note.push_str(&format!(
+                    "; the SYN reached the destination: {named} {} taken as the answer of the \
+                     one probe that could have drawn it",
+                    is(named)
+                ));
+            }
+            if rest > 0 {
+                note.push_str(&format!(
+                    "; {rest} could be of several probes (SYNs beyond the destination's TTL \
+                     too) and {} counted among the answers that matched no probe",
+                    is(rest)
+                ));
+            }
+            notes.push(note);
         }
         if silent_from_first {
             let f = self.cfg.first_ttl;

@@ -2144,7 +2144,7 @@ fn syn_challenge_ack_is_the_answer_of_the_one_probe_that_drew_it() {
         assert!(
             r.notes
                 .iter()
-                .any(|n| n.contains("1 of them is the answer of the one probe")),
+                .any(|n| n.contains("1 is taken as the answer of the one probe")),
             "{:?}",
             r.notes
         );
