@@ -533,8 +533,16 @@ impl Trace {
         {
             return;
         }
+        // And, whatever was heard, an earlier attempt at this TTL that is unanswered: this
+        // one goes out because that one is stale ([`Trace::settled`]), and it may be a
+        // slow destination's SYN, half-open there until its SYN-ACK comes back.
+        let ttl = self.slots[p].ttl;
+        let same_ttl = |s: &Slot| s.ttl == ttl && s.answer.is_none() && s.queued.is_some();
         let dirty: Vec<usize> = (0..self.slots.len())
-            .filter(|&q| q != p && !self.slots[q].cleared && self.may_have_reached(q))
+            .filter(|&q| {
+                let s = &self.slots[q];
+                q != p && !s.cleared && (same_ttl(s) || self.may_have_reached(q))
+            })
             .collect();
         for q in dirty {
             let seq = self.slots[q].seq.add(1);
