@@ -801,9 +801,9 @@ fn traceroute_no_op(text: &str) -> Result<bool, exit::UsageError> {
     let refuse = |m: String| Err(exit::UsageError(m));
     let name = option_name(text);
     match name {
-        // Always so: TCP SYNs (traceroute -T, mtr -T), one report at the end (mtr -r),
-        // no reverse lookups (-n).
-        "-T" | "--tcp" | "-r" | "--report" | "-n" | "--no-dns" => Ok(true),
+        // Always so: TCP SYNs (traceroute -T, mtr -T, hping3 -S as `probe` takes it), one
+        // report at the end (mtr -r), no reverse lookups (-n).
+        "-T" | "--tcp" | "-S" | "--syn" | "-r" | "--report" | "-n" | "--no-dns" => Ok(true),
         "-P" => refuse(
             "-P: mtr's port is -p here (or HOST:PORT), e.g. `tcpshake trace HOST -p 80`".into(),
         ),
@@ -1041,6 +1041,11 @@ mod tests {
         );
         assert_eq!(
             ok(&["tcpshake", "trace", "-T", "h:80", "-r", "-n"]),
+            args(&["tcpshake", "trace", "h:80"])
+        );
+        // hping3's -S, dropped as probe drops it (clap said "unexpected argument").
+        assert_eq!(
+            ok(&["tcpshake", "trace", "-S", "h:80", "--syn"]),
             args(&["tcpshake", "trace", "h:80"])
         );
         for (v, says) in [

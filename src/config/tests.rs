@@ -390,6 +390,32 @@ fn trace_defaults_and_refusals() {
     refused(&["trace", "h:80", "--probes", "11"], &["11"]);
     refused(&["trace", "h:80", "--max-ttl", "0"], &["0"]);
     refused(&["trace", "198.18.0.2:80", "-6"], &["-6"]);
+    // Walk 15: an IPv4-mapped target was traced as native IPv6.
+    refused(
+        &["trace", "[::ffff:198.18.157.2]:80"],
+        &[
+            "`[::ffff:198.18.157.2]:80`: ::ffff:198.18.157.2 is an IPv4-mapped IPv6 address \
+             (RFC 4291 §2.5.5.2)",
+            "trace the IPv4 address: 198.18.157.2:80",
+        ],
+    );
+    refused(
+        &["trace", "::ffff:198.18.157.2", "-p", "443"],
+        &["198.18.157.2:443"],
+    );
+    // A port has no sign (Rust's parse took `+80`); `-w 0` suggests no zero that -w
+    // then refuses.
+    refused(
+        &["trace", "198.18.157.2:+80"],
+        &["`+80`: a port has no sign; write 80"],
+    );
+    refused(&["probe", "198.18.157.2:+80"], &["a port has no sign"]);
+    let (msg, code) = refusal(&["trace", "h:80", "-w", "0"]);
+    assert_eq!(code, 2, "{msg}");
+    assert!(
+        msg.contains("`0` has no unit; write e.g. 1s or 500ms"),
+        "{msg}"
+    );
 }
 
 /// A new user's mistakes, each refused in our words (never Rust's or serde's), naming the

@@ -76,8 +76,12 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
     }
     for h in &r.hops {
         let addr = h.addr.map_or_else(|| "*".to_string(), |a| a.to_string());
+        // Fewer probes than -q (a silent TTL beyond the last answer gets one, the window
+        // passing it): a percentage would read as -q sent (walk 15: "100%" of 1).
         let loss = if h.sent == 0 {
             String::new()
+        } else if h.sent < r.probes {
+            format!("{} of {} lost", h.lost, h.sent)
         } else {
             format!("{}%", u32::from(h.lost) * 100 / u32::from(h.sent))
         };
@@ -119,8 +123,17 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
         (None, Some(a)) => format!(" ({a})"),
         _ => String::new(),
     };
+    // -m stopped the trace before anything answered for the destination: it was not
+    // reached, which "filtered (no-response)" does not say (the exit code stays 1).
+    let stopped_by_max = d.state == PortState::Filtered
+        && d.ttl.is_none()
+        && d.addr.is_none()
+        && r.error.is_none()
+        && r.hops.last().is_some_and(|h| h.ttl == r.max_ttl);
     let verdict = if d.state == PortState::Interrupted {
         "interrupted before it answered".to_string()
+    } else if stopped_by_max {
+        format!("not reached (max TTL {})", r.max_ttl)
     } else {
         format!("{} ({})", d.state, d.reason)
     };
@@ -163,9 +176,14 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
                  them for invalid; without --in-session the probes are SYNs)"
             )
         } else {
+            // A router that cannot resolve the target on its last link answers host
+            // unreachable only after its ARP / ND gives up (Linux: ~3 s), beyond the
+            // default -w: the silence looks like a firewall's (walk 15).
             format!(
                 "no reply beyond TTL {n}: the SYN is likely dropped after hop {n} (a firewall \
-                 there or at the next hop)"
+                 there or at the next hop; or no host answers ARP / ND for the target on the \
+                 next hop's link, whose host unreachable Linux sends after ~3 s: -w 4s shows \
+                 it)"
             )
         };
         let _ = writeln!(s, "{}", style.paint("31", &line));
@@ -299,6 +317,23 @@ mod tests {
         assert!(text.contains("no reply beyond TTL 2"));
         assert!(text.contains("note: a note"));
         assert!(text.contains("9 packets sent in 1.200 s, 1 answer matched no probe"));
+    }
+
+    /// -m stopped the trace with no answer from the destination: "not reached", not
+    /// "filtered (no-response)"; a silent TTL sent fewer probes than -q says how many.
+    #[test]
+    fn max_ttl_reached_and_fewer_probes_are_said() {
+        let mut r = record();
+        r.max_ttl = 3;
+        r.hops[2].sent = 1;
+        r.hops[2].lost = 1;
+        let text = render(&r, Style { color: false });
+        assert!(
+            text.contains("destination: not reached (max TTL 3)\n"),
+            "{text}"
+        );
+        let row: Vec<&str> = text.lines().nth(6).unwrap().split_whitespace().collect();
+        assert_eq!(row, ["3", "*", "1", "of", "1", "lost"], "{text}");
     }
 
     /// Stopped before the destination answered: said once, on its line.

@@ -87,6 +87,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        // Zero is no example to give: where a wait must be positive (trace's -w) the
+        // suggested `0s` was refused next.
+        "" if value == 0.0 => {
+            return Err(format!(
+                "`{s}` has no unit; write e.g. 1s or 500ms (0s for none)"
+            ));
+        }
         "" => return Err(format!("`{s}` has no unit; write e.g. {s}s or {s}ms")),
         _ => {
             return Err(format!(

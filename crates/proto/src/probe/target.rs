@@ -422,6 +422,10 @@ fn parse_port(p: &str) -> Result<u16, String> {
 pub fn port_number(text: &str, lowest: u16) -> Result<u16, String> {
     let t = text.trim();
     let give = format!("give a number from {lowest} to 65535");
+    // Rust's parse takes a leading `+`: `host:+80` read as port 80. A port has no sign.
+    if let Some(n) = t.strip_prefix('+').filter(|n| n.parse::<u16>().is_ok()) {
+        return Err(format!("`{t}`: a port has no sign; write {n}"));
+    }
     match t.parse::<u16>() {
         Ok(0) if lowest > 0 => Err(format!(
             "port 0 cannot be connected to (no server can listen on it; `tcpshake scan -p 0` \

@@ -52,6 +52,22 @@ pub enum Field {
 }
 
 impl Field {
+    /// Whether the TCP checksum covers it: the segment, and the pseudo-header's addresses
+    /// and length (RFC 9293 §3.1).
+    fn covered_by_tcp_checksum(self) -> bool {
+        !matches!(
+            self,
+            Field::IpDscp
+                | Field::IpEcn
+                | Field::IpTtl
+                | Field::IpId
+                | Field::IpDf
+                | Field::IpFlowLabel
+                | Field::IpOptions
+                | Field::TcpChecksum
+        )
+    }
+
     /// The name in JSON and in the text table.
     pub fn name(self) -> &'static str {
         match self {
@@ -410,7 +426,17 @@ pub fn attribute(hops: &[Option<Vec<Observation>>]) -> Vec<Vec<Change>> {
                 ) => a == b && (va.is_none() || vb.is_none() || va == vb),
                 (a, b) => a == b,
             };
-            if !same {
+            // The checksum's view is "changed or not" (it differs from probe to probe), so
+            // a second rewrite further on looks like the first: it changed wherever a field
+            // it covers (the TCP header and options, the pseudo-header's addresses and
+            // length, RFC 9293 §3.1) is listed at this hop — walk 15: listed only at the
+            // first hop that clamped the MSS, not at the next that rewrote the window.
+            let recomputed = obs.field == Field::TcpChecksum
+                && obs.differs
+                && changes
+                    .iter()
+                    .any(|c: &Change| c.field.covered_by_tcp_checksum());
+            if !same || recomputed {
                 let note = if !obs.differs {
                     Some(format!("as sent again (was {prev_seen})"))
                 } else if obs.field == Field::TcpChecksum && obs.seen.ends_with("(invalid)") {
@@ -512,6 +538,22 @@ mod tests {
     }
 
     #[test]
+    fn the_checksum_is_listed_at_every_hop_that_rewrites_what_it_covers() {
+        // Hop 1 clamps the MSS, hop 2 also strips SACK-permitted; both recompute the
+        // checksum. Before: listed at hop 1 only (its view, "changed, valid", the same).
+        let s = syn(A4, B4, 7, 100, 1460, true);
+        let hop1 = obs(&s, &syn(A4, B4, 7, 100, 1200, true));
+        let hop2 = obs(&s, &syn(A4, B4, 7, 100, 1200, false));
+        let hop3 = hop2.clone();
+        let changes = attribute(&[Some(hop1), Some(hop2), Some(hop3)]);
+        let has_ck = |h: &[Change]| h.iter().any(|c| c.field == Field::TcpChecksum);
+        assert!(has_ck(&changes[0]), "{changes:?}");
+        assert!(has_ck(&changes[1]), "{changes:?}");
+        // Nothing new at hop 3: nothing listed.
+        assert!(changes[2].is_empty(), "{changes:?}");
+    }
+
+    #[test]
     fn mss_changed_without_checksum_is_invalid() {
         let s = syn(A4, B4, 7, 100, 1460, true);
         let mut q = s.clone();
@@ -602,10 +644,12 @@ mod tests {
         assert!(fields.contains(&Field::TcpChecksum));
         // Different identifications and sequence numbers per probe are no change.
         assert!(!fields.contains(&Field::IpId) && !fields.contains(&Field::TcpSeq));
+        // The MSS set back, and the checksum recomputed for it (SACK stays stripped).
         let back: Vec<&Change> = c[5].iter().collect();
-        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!(back.len(), 2, "{back:?}");
         assert_eq!(back[0].field, Field::TcpMss);
         assert_eq!(back[0].note.as_deref(), Some("as sent again (was 1200)"));
+        assert_eq!(back[1].field, Field::TcpChecksum);
     }
 
     #[test]

@@ -60,9 +60,20 @@
 //!
 //! Attempt k+1 at a TTL follows attempt k by `interval` (spreading what each router must
 //! answer: Linux lets a peer have 6 ICMP errors at once, then one per second); at a TTL
-//! that might be the destination it also waits for attempt k's answer (or timeout), so
-//! that its SYN does not meet the half-open connection of the one before. A TTL is known
-//! to lie before the destination once any TTL at or above it got a time exceeded.
+//! that might be the destination it also waits for attempt k's answer (or, SYN mode,
+//! [`Trace::settle_patience`], then a clearing RST goes first), so that its SYN does not meet
+//! the half-open connection of the one before. A TTL is known to lie before the
+//! destination once any TTL at or above it got a time exceeded — not because the
+//! destination answered a higher TTL: that TTL's SYNs may all have been lost.
+//!
+//! # One 4-tuple, one connection at the destination
+//! The destination keeps one connection per 4-tuple, and a SYN that meets another
+//! probe's half-open connection gets at most one ACK per `tcp_invalid_ratelimit` (RFC
+//! 5961 §4, RFC 9293 §3.10.7.4) or nothing. So, in SYN mode: once the destination
+//! answered, one SYN that may reach it is in flight at a time ([`Trace::settled`]);
+//! before each such SYN goes a RST for every earlier probe that may have left a
+//! connection there ([`Trace::clearing_rsts`]); and an ACK that only one probe can have
+//! drawn is that probe's answer (it reached the destination).
 //!
 //! The trace ends when
 //! - the destination answered (SYN-ACK, RST, or for in-session the echoing ACK), or a
@@ -246,6 +257,16 @@ struct Slot {
     lost: bool,
     /// Unanswered for [`RAMP_PATIENCE`] (first attempts only): the window may pass it.
     overdue: bool,
+    /// SYN mode: a clearing RST went out for the connection this SYN may have opened at
+    /// the destination ([`Trace::clearing_rsts`]).
+    cleared: bool,
+    /// Its place in the order probes were handed out (from 1; 0: not yet).
+    order: u32,
+    /// Unanswered for [`Trace::settle_patience`]: twice the longest round trip seen, so
+    /// its SYN was lost, or reached the destination and the SYN-ACK was lost (the clearing
+    /// RST before the next SYN resets that connection); it no longer holds the next SYN
+    /// back ([`Trace::settled`]). It is still waited for until `timeout`.
+    stale: bool,
 }
 
 impl Slot {
@@ -299,6 +320,10 @@ pub struct Trace {
     /// SYN mode: challenge ACKs, the destination's answers to SYNs that met the half-open
     /// connection of an earlier probe.
     challenge_acks: u32,
+    /// Those of them taken as the answer of the one probe that could have drawn them.
+    challenge_answers: u32,
+    /// Probes handed out so far (each slot's `order`).
+    probes_handed: u32,
     close_outcome: Option<String>,
     max_rtt: Duration,
     /// Packets handed to the driver to send.
@@ -343,6 +368,9 @@ impl Trace {
                     others: Vec::new(),
                     lost: false,
                     overdue: false,
+                    cleared: false,
+                    order: 0,
+                    stale: false,
                 });
             }
         }
@@ -370,6 +398,8 @@ impl Trace {
             handshake_synack_at: None,
             untied_acks: 0,
             challenge_acks: 0,
+            challenge_answers: 0,
+            probes_handed: 0,
             close_outcome: None,
             max_rtt: Duration::ZERO,
             handed: 0,
@@ -470,8 +500,96 @@ impl Trace {
         }
         let (ready, _) = self.schedule(now);
         let p = ready?;
+        self.clearing_rsts(p);
         let t = self.build_probe(p, now)?;
+        if self.tx.is_empty() {
+            return Some(self.count(now, t));
+        }
+        // The clearing RSTs first, then the probe: on one path they arrive in that order.
+        self.tx.push_back(t);
+        let t = self.tx.pop_front()?;
         Some(self.count(now, t))
+    }
+
+    /// SYN mode, before probe `p` if it may reach the destination: a RST for each earlier
+    /// probe that may have opened a connection there and got no clearing RST yet. All
+    /// probes share one 4-tuple (the module doc's flow identity), and the destination
+    /// keeps one connection per 4-tuple: a SYN that meets another probe's half-open
+    /// connection (SYN-RECEIVED) is not answered with a SYN-ACK but with at most one ACK
+    /// per `tcp_invalid_ratelimit` (RFC 9293 §3.10.7.4, RFC 5961 §4; Linux's
+    /// `tcp_check_req`), and read as lost. The RST we send on a SYN-ACK may be lost on
+    /// the way, a SYN-ACK may be, and a probe we gave up may have reached it: none of
+    /// these is known to have left nothing half-open. The RST's sequence number is that
+    /// probe's ISN + 1, the connection's RCV.NXT, in window (RFC 9293 §3.10.7.4, RFC 5961
+    /// §3.2: in SYN-RECEIVED Linux takes any in-window RST); to a connection of another
+    /// probe, or to none, it is out of window or finds no socket and is dropped unanswered
+    /// (a RST is never answered, RFC 9293 §3.10.7.1).
+    fn clearing_rsts(&mut self, p: usize) {
+        // A destination that answered with a RST has no listener: nothing is half-open.
+        let closed = self
+            .end
+            .is_some_and(|e| e.verdict.state == PortState::Closed && e.addr == self.remote().ip());
+        if self.cfg.mode != TraceMode::Syn || closed || self.proven_intermediate(self.slots[p].ttl)
+        {
+            return;
+        }
+        // And, whatever was heard, an earlier attempt at this TTL that is unanswered: this
+        // one goes out because that one is stale ([`Trace::settled`]), and it may be a
+        // slow destination's SYN, half-open there until its SYN-ACK comes back.
+        let ttl = self.slots[p].ttl;
+        let same_ttl = |s: &Slot| s.ttl == ttl && s.answer.is_none() && s.queued.is_some();
+        let dirty: Vec<usize> = (0..self.slots.len())
+            .filter(|&q| {
+                let s = &self.slots[q];
+                q != p && !s.cleared && (same_ttl(s) || self.may_have_reached(q))
+            })
+            .collect();
+        for q in dirty {
+            let seq = self.slots[q].seq.add(1);
+            self.queue_rst(seq);
+            self.slots[q].cleared = true;
+        }
+    }
+
+    /// The destination answered something: a SYN-ACK, a RST, an ACK.
+    fn destination_heard(&self) -> bool {
+        self.challenge_acks > 0
+            || self.slots.iter().any(|s| {
+                matches!(
+                    s.answer,
+                    Some(Answer {
+                        kind: AnswerKind::Tcp { .. },
+                        ..
+                    })
+                )
+            })
+    }
+
+    /// SYN mode: probe `q` left, may have reached the destination (nothing at or beyond
+    /// its TTL expired: [`Trace::proven_intermediate`]), and its fate leaves a connection
+    /// there: it was given up (its SYN, or the SYN-ACK, may have been lost on the way), or
+    /// answered with a SYN-ACK (our RST on it may have been lost) — not a RST, a router's
+    /// error, an ACK drawn by a connection that was there already. One still waited for
+    /// is only when it is settled ([`Trace::settled`]) or beyond the destination (it is
+    /// waited for no more); else its SYN-ACK, when it comes, gets its RST at once.
+    fn may_have_reached(&self, q: usize) -> bool {
+        let s = &self.slots[q];
+        s.queued.is_some()
+            && !self.proven_intermediate(s.ttl)
+            && match &s.answer {
+                // Unanswered: only once the destination answered anything (a listener is
+                // there). Until then a SYN that reached it and whose SYN-ACK was lost
+                // shows in the next SYN's ACK, which is answered with a RST (and a silent
+                // path, a firewall's drop, gets no RST per probe).
+                None => {
+                    self.destination_heard() && (s.lost || self.settled(q) || s.ttl > self.limit())
+                }
+                Some(Answer {
+                    kind: AnswerKind::Tcp { flags },
+                    ..
+                }) => flags.syn() && !flags.rst(),
+                Some(_) => false,
+            }
     }
 
     #[must_use]
@@ -510,6 +628,15 @@ impl Trace {
                 .filter_map(|s| s.queued)
                 .min()
                 .map(|q| q + self.patience()));
+            if self.cfg.mode == TraceMode::Syn {
+                at(self
+                    .slots
+                    .iter()
+                    .filter(|s| s.outstanding() && !s.stale)
+                    .filter_map(|s| s.queued)
+                    .min()
+                    .map(|q| q + self.settle_patience()));
+            }
         }
         next
     }
@@ -530,9 +657,13 @@ impl Trace {
             self.drain_events(now);
         }
         let patience = self.patience();
+        let settle = self.settle_patience();
         for s in &mut self.slots {
             if s.outstanding() && s.queued.is_some_and(|q| now >= q + self.cfg.timeout) {
                 s.lost = true;
+            }
+            if s.outstanding() && s.queued.is_some_and(|q| now >= q + settle) {
+                s.stale = true;
             }
             if s.k == 0 && s.outstanding() && s.queued.is_some_and(|q| now >= q + patience) {
                 s.overdue = true;
@@ -561,6 +692,13 @@ impl Trace {
         checksum_offloaded: bool,
     ) -> bool {
         self.note = None;
+        // A probe past its timeout is given up, whether or not a timeout was handled since
+        // (while draining none is): an answer after it is late, not the probe's.
+        for s in &mut self.slots {
+            if s.outstanding() && s.queued.is_some_and(|q| at >= q + self.cfg.timeout) {
+                s.lost = true;
+            }
+        }
         let Ok(pkt) = IpPacket::parse(bytes) else {
             return false;
         };
@@ -758,6 +896,8 @@ impl Trace {
         s.tsval = tsval;
         s.queued = Some(now);
         s.sent = sent;
+        self.probes_handed = self.probes_handed.saturating_add(1);
+        s.order = self.probes_handed;
         self.last_probe_at = Some(now);
         Some(t)
     }
@@ -866,7 +1006,7 @@ impl Trace {
             .then(|| self.slots.iter().position(|s| s.seq == seg.ack.sub(1)))
             .flatten();
         if seg.flags.ack() && !seg.flags.syn() && !seg.flags.rst() && !seg.flags.fin() {
-            self.on_challenge_ack(p, seg.ack);
+            self.on_challenge_ack(at, pkt.ip.src, pkt.ip.ttl, p, seg);
             return true;
         }
         // A half-open connection of ours (SYN-ACK, or a bare ACK from SYN-RECEIVED) is
@@ -906,36 +1046,78 @@ impl Trace {
         true
     }
 
-    /// A bare ACK in SYN mode answers no SYN: a SYN that reaches a listener gets a SYN-ACK
-    /// or a RST. It is the destination's answer to a later probe's SYN that met the
-    /// half-open connection an earlier one opened (RFC 9293 §3.10.7.4, RFC 5961 §4; Linux:
+    /// A bare ACK in SYN mode: the destination's answer to a SYN that met the half-open
+    /// connection of an earlier probe (RFC 9293 §3.10.7.4, RFC 5961 §4; Linux:
     /// `tcp_check_req` answers an out-of-window SYN with an ACK, at most one per
-    /// `tcp_invalid_ratelimit`). Its acknowledgment is that connection's RCV.NXT, the
-    /// earlier probe's ISN + 1, so it names the connection, never the probe that provoked
-    /// it: no answer is recorded and the verdict stays the first SYN-ACK's.
-    fn on_challenge_ack(&mut self, p: Option<usize>, ack: SeqNumber) {
+    /// `tcp_invalid_ratelimit`, 0.5 s). Its acknowledgment is that connection's RCV.NXT,
+    /// the earlier probe's ISN + 1 (`named`): it names the connection, not the SYN that
+    /// drew it. That SYN reached the destination all the same (traceroute -T takes any
+    /// TCP answer as reaching it): when only one probe can have drawn the ACK — one still
+    /// waited for, sent after the connection's SYN, at a TTL that may reach the
+    /// destination — the ACK is that probe's answer. Several: no answer is recorded. The
+    /// connection is reset either way (RST at the ACK's acknowledgment number: in window,
+    /// RFC 9293 §3.10.7.4), whether or not a SYN-ACK of it was answered already: that
+    /// RST may have been lost, which is why the connection is still there.
+    fn on_challenge_ack(
+        &mut self,
+        at: Instant,
+        from: IpAddr,
+        reply_ttl: u8,
+        named: Option<usize>,
+        seg: TcpRepr<'_>,
+    ) {
         self.challenge_acks = self.challenge_acks.saturating_add(1);
-        self.unmatched = self.unmatched.saturating_add(1);
-        // Reset the connection it speaks for, unless its SYN-ACK already was (same RST).
-        let reset = p.is_some_and(|p| {
-            matches!(
-                self.slots[p].answer,
-                Some(Answer { kind: AnswerKind::Tcp { flags }, .. }) if flags.syn()
-            )
-        });
-        if !reset {
-            self.queue_rst(ack);
+        self.queue_rst(seg.ack);
+        if let Some(n) = named {
+            // Its RSTs so far were lost (the connection is still there), and this one may
+            // be: one more before the next SYN that may reach the destination.
+            self.slots[n].cleared = false;
         }
-        self.note = Some(match p {
-            Some(p) => format!(
-                "challenge ACK from the destination to a SYN that met the half-open \
-                 connection of {}: not an answer",
-                self.describe_probe(p)
-            ),
-            None => "challenge ACK from the destination to a SYN that met a connection \
-                     it holds: not an answer"
-                .into(),
-        });
+        let since = named.and_then(|n| self.slots[n].queued);
+        let candidates: Vec<usize> = (0..self.slots.len())
+            .filter(|&c| {
+                let s = &self.slots[c];
+                Some(c) != named
+                    && s.outstanding()
+                    && s.queued.is_some_and(|q| since.is_none_or(|t| q >= t))
+                    && s.sent_at.is_none_or(|t| t <= at)
+                    && !self.proven_intermediate(s.ttl)
+            })
+            .collect();
+        let met = match named {
+            Some(n) => format!("the half-open connection of {}", self.describe_probe(n)),
+            None => "a connection it holds".into(),
+        };
+        let [c] = candidates[..] else {
+            self.unmatched = self.unmatched.saturating_add(1);
+            self.note = Some(format!(
+                "challenge ACK from the destination to a SYN that met {met}: {} probes may \
+                 have drawn it, none is named; reset",
+                candidates.len()
+            ));
+            return;
+        };
+        self.challenge_answers = self.challenge_answers.saturating_add(1);
+        self.note = Some(format!(
+            "challenge ACK from the destination to a SYN that met {met}: the answer of {}; \
+             reset",
+            self.describe(c, at)
+        ));
+        let ttl = self.slots[c].ttl;
+        let first = self.record_answer(
+            c,
+            Answer {
+                at,
+                from,
+                reply_ttl,
+                kind: AnswerKind::Tcp { flags: seg.flags },
+            },
+        );
+        if first {
+            // Only a listener's SYN-ACK opens a connection: the port is open.
+            let verdict = self.end.map_or(Verdict::OPEN, |e| e.verdict);
+            self.set_end(ttl, verdict, from);
+        }
     }
 
     fn on_session_segment(&mut self, at: Instant, reply_ttl: u8, seg: &TcpRepr<'_>) {
@@ -1008,9 +1190,11 @@ impl Trace {
                     self.handshake_synack_at = Some(at);
                     self.timestamps = peer.timestamps;
                     if !peer.timestamps {
+                        // Or a middlebox stripped the option from the SYN or the SYN-ACK
+                        // (RFC 7323 §3.2: then neither side sends it).
                         self.note(
-                            "the server does not do timestamps: its answers cannot say which \
-                             probe reached it"
+                            "the server does not do timestamps, or a middlebox strips them: its \
+                             answers cannot say which probe reached it"
                                 .into(),
                         );
                     }

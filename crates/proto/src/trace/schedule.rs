@@ -125,10 +125,12 @@ impl Trace {
     }
 
     /// TTL `ttl` lies before the destination: something at or above it expired there.
+    /// That the destination answered a higher TTL proves nothing: the SYNs at this one
+    /// may all have been lost on the way (loss on the last link), and the next one may
+    /// reach it — so it is still probed as a TTL that may be the destination, one SYN at
+    /// a time (walk 15: with 30 % loss on the last link the destination was put one or
+    /// two hops too far in 4 runs of 10).
     pub(super) fn proven_intermediate(&self, ttl: u8) -> bool {
-        if self.end.is_some_and(|e| ttl < e.ttl) {
-            return true;
-        }
         self.slots.iter().any(|s| {
             s.ttl >= ttl
                 && matches!(
@@ -141,6 +143,68 @@ impl Trace {
                         ..
                     })
                 )
+        })
+    }
+
+    /// SYN mode: probe `q` can no longer open a connection at the destination that a
+    /// probe sent now would meet (or, stale, likely did not, and the clearing RST before
+    /// the next SYN undoes it if it did): it is answered or given up, or a probe sent after it got
+    /// the destination's SYN-ACK or RST. Probes share one path, in order: had `q` left a
+    /// half-open connection there, that later SYN would have met it and drawn an ACK (or
+    /// nothing), not a fresh answer (RFC 9293 §3.10.7.4, RFC 5961 §4).
+    pub(super) fn settled(&self, q: usize) -> bool {
+        let s = &self.slots[q];
+        if s.resolved() {
+            return true;
+        }
+        let fresh = self
+            .slots
+            .iter()
+            .filter(|r| {
+                matches!(&r.answer, Some(Answer { kind: AnswerKind::Tcp { flags }, .. })
+                    if flags.syn() || flags.rst())
+            })
+            .map(|r| r.order)
+            .max()
+            .unwrap_or(0);
+        self.cfg.mode == TraceMode::Syn && s.order != 0 && (s.order < fresh || s.stale)
+    }
+
+    /// How long an unanswered probe holds back the next SYN that may reach the
+    /// destination: twice the longest round trip seen (at least [`RAMP_PATIENCE`], at
+    /// most `timeout`). Past it, its SYN or its answer was likely lost, or its answer is
+    /// slow (a router's host unreachable comes after ~3 s of failed ARP); a clearing RST
+    /// before the next SYN undoes what it may have opened, and its answer is still taken
+    /// until `timeout` (walk 15: with -w 5s the three attempts at such a TTL took 9.2 s).
+    pub(super) fn settle_patience(&self) -> Duration {
+        (self.max_rtt * 2).max(RAMP_PATIENCE).min(self.cfg.timeout)
+    }
+
+    /// SYN mode, once the destination answered: a probe that may reach it waits while
+    /// another that may (at a TTL up to the destination's, none at or above it expired)
+    /// is not settled. All probes share one 4-tuple, and the destination one connection
+    /// per 4-tuple: a SYN that arrives while another probe's connection is half-open (a
+    /// round trip, until our RST arrives) gets at most one ACK per 0.5 s (Linux's
+    /// `tcp_invalid_ratelimit`) or nothing, and would read as lost — walk 15, 30 % loss on
+    /// the last link: TTL 6's attempts went out 10 ms apart beside TTL 7's and all met
+    /// each other's connections. Before the destination answered, the window's slow start
+    /// bounds what may meet its first connection (the module doc's "Which TTLs when").
+    fn waits_for_another(&self, p: usize) -> bool {
+        if self.cfg.mode != TraceMode::Syn {
+            return false;
+        }
+        let Some(end) = self.end else { return false };
+        let limit = self.limit();
+        if self.slots[p].ttl > end.ttl || self.proven_intermediate(self.slots[p].ttl) {
+            return false;
+        }
+        (0..self.slots.len()).any(|q| {
+            let s = &self.slots[q];
+            q != p
+                && s.queued.is_some()
+                && s.ttl <= limit
+                && !self.proven_intermediate(s.ttl)
+                && !self.settled(q)
         })
     }
 
@@ -181,11 +245,13 @@ impl Trace {
                 if self.slots[p].queued.is_some() {
                     continue;
                 }
-                let due = if k == 0 {
+                let due = if self.waits_for_another(p) {
+                    None
+                } else if k == 0 {
                     Some(Instant::from_nanos(0))
                 } else {
                     let prev = &self.slots[p - 1];
-                    let gate = prev.resolved() || self.proven_intermediate(ttl);
+                    let gate = self.settled(p - 1) || self.proven_intermediate(ttl);
                     gate.then(|| prev.queued.unwrap_or_default() + self.cfg.interval)
                 };
                 if let Some(due) = due {

@@ -40,13 +40,18 @@ impl Trace {
         let reached = self.end.is_some() || self.untied_acks > 0;
         // Nothing left this host: no router was asked, so none is blamed.
         let unsent = self.nothing_seen_leaving();
-        let lost_after_ttl = if reached || unsent {
-            None
-        } else if self.gap_reached() || self.all_silent_to_max() {
-            Some(last_answered.unwrap_or(self.cfg.first_ttl.saturating_sub(1)))
-        } else {
-            None
+        let silent = !reached && !unsent && (self.gap_reached() || self.all_silent_to_max());
+        // Nothing answered: 0 says "not even the first hop" — only when TTL 1 was tried.
+        // From --first-ttl 3 on, TTL 2 was never sent, and nothing is known of the hops
+        // before: `null`, and a note (walk 15: "no reply beyond TTL 2 … dropped after hop
+        // 2" for a TTL never sent).
+        let lost_after_ttl = match last_answered {
+            _ if !silent => None,
+            Some(t) => Some(t),
+            None if self.cfg.first_ttl <= 1 => Some(0),
+            None => None,
         };
+        let silent_from_first = silent && last_answered.is_none() && self.cfg.first_ttl > 1;
         let mut notes = self.notes.clone();
         // A host does not forward what is addressed to it, so no TTL runs out there
         // (RFC 1812 §5.3.1 is a router's, forwarding): a time-exceeded in the
@@ -105,21 +110,46 @@ impl Trace {
             ));
         }
         if self.challenge_acks > 0 {
+            let (n, named) = (self.challenge_acks, self.challenge_answers);
+            let rest = n - named.min(n);
+            let is = |k: u32| if k == 1 { "is" } else { "are" };
+            let mut note = format!(
+                "the destination answered {n} SYN(s) with an ACK instead of a SYN-ACK: each \
+                 met the half-open connection of an earlier probe on our 4-tuple (RFC 5961 \
+                 §4; Linux sends one such ACK per 0.5 s and drops the other SYNs), which we \
+                 reset at once"
+            );
+            if named > 0 {
+                note.push_str(&format!(
+                    "; the SYN reached the destination: {named} {} taken as the answer of the \
+                     one probe that could have drawn it",
+                    is(named)
+                ));
+            }
+            if rest > 0 {
+                note.push_str(&format!(
+                    "; {rest} could be of several probes (SYNs beyond the destination's TTL \
+                     too) and {} counted among the answers that matched no probe",
+                    is(rest)
+                ));
+            }
+            notes.push(note);
+        }
+        if silent_from_first {
+            let f = self.cfg.first_ttl;
             notes.push(format!(
-                "the destination sent {n} challenge ACK(s), as expected when SYNs with higher \
-                 TTLs are on their way before its first answer is back: such a SYN met the \
-                 half-open connection of an earlier probe (RFC 5961 §4). Not an answer: the \
-                 verdict and round trip are the first SYN-ACK's; {these} among the answers \
-                 that matched no probe",
-                n = self.challenge_acks,
-                these = if self.challenge_acks == 1 {
-                    "it is counted"
-                } else {
-                    "they are counted"
-                },
+                "no reply from any hop from TTL {f} on: the probes are dropped before the \
+                 first hop tried answers (TTLs below {f} were not probed: without \
+                 --first-ttl the trace shows the hops before)"
             ));
         }
-        if !reached && !unsent && lost_after_ttl.is_none() && !self.interrupted && error.is_none() {
+        if !reached
+            && !unsent
+            && lost_after_ttl.is_none()
+            && !silent_from_first
+            && !self.interrupted
+            && error.is_none()
+        {
             let n = self.cfg.max_ttl;
             notes.push(format!(
                 "the destination was not reached within {n} {}",
@@ -378,10 +408,15 @@ pub(super) fn distance_note(
     });
     if let Some(h) = asymmetric {
         let k_back = h.reply_ttl.map_or(0, |t| routers_passed(t).1);
+        // A router that does not decrement the TTL (MPLS without TTL propagation, RFC
+        // 3443; a transparent box) shows the same: every hop behind it one router fewer
+        // on the way back, and it never shows as a hop itself.
         return Some(format!(
             "hop {ttl}: the {reply} from {host} came back through {} but our probe passed {}; \
              hop {}'s time-exceeded did likewise ({} back, {} on the way out): the way back \
-             differs from the way out (asymmetric routing), which explains it",
+             differs from the way out (asymmetric routing), or a router on the way does not \
+             decrement the TTL (an MPLS tunnel, RFC 3443; a transparent box), which explains \
+             it",
             routers(back),
             routers(out),
             h.ttl,
@@ -406,18 +441,39 @@ pub(super) fn distance_note(
         ));
     }
     if back < out {
-        // The hop that sends its ICMP errors from the same distance.
-        let twin = hops.iter().find(|h| {
-            h.ttl < ttl
-                && h.reply.as_deref() == Some("time-exceeded")
-                && h.reply_ttl == Some(reply_ttl)
-        });
-        let who = match twin.and_then(|h| Some((h.ttl, h.addr?))) {
-            Some((t, a)) => format!(
+        // The hops that send their ICMP errors from the same distance. When the way back
+        // is shorter than the way out (asymmetric routing, RFC 1812 §2.2.8), several hops'
+        // errors may come back with one TTL: all are named, the nearest the destination
+        // first — never one of them as if it were the only one (walk 15: the firewall at
+        // hop 5 was blamed on hop 3, the lowest of three that matched).
+        let twins: Vec<(u8, std::net::IpAddr)> = hops
+            .iter()
+            .filter(|h| {
+                h.ttl < ttl
+                    && h.reply.as_deref() == Some("time-exceeded")
+                    && h.reply_ttl == Some(reply_ttl)
+            })
+            .filter_map(|h| Some((h.ttl, h.addr?)))
+            .rev()
+            .collect();
+        let who = match twins[..] {
+            [] => format!("a device {} hop(s) from here", back + 1),
+            [(t, a)] => format!(
                 "hop {t} ({a}), whose time-exceeded came back with the same TTL, or a device \
                  beside it"
             ),
-            None => format!("a device {} hop(s) from here", back + 1),
+            [(t, a), ref others @ ..] => {
+                let others: Vec<String> = others
+                    .iter()
+                    .map(|(t, a)| format!("hop {t} ({a})"))
+                    .collect();
+                format!(
+                    "hop {t} ({a}) or a device beside it — the nearest the destination of the \
+                     hops whose time-exceeded came back with the same TTL; {} did too (their \
+                     way back is as long: it may be any of them)",
+                    others.join(", ")
+                )
+            }
         };
         Some(format!(
             "hop {ttl}: the {reply} in {host}'s name came back through {} (TTL {reply_ttl}, \
@@ -460,8 +516,13 @@ pub(super) fn distance_note(
 /// An unreachable that ended the trace, from a router that also answered a lower TTL's
 /// time-exceeded: the row of the TTL it refused shows that router's address again. A
 /// router checks the TTL before it forwards (RFC 1812 §5.3.1), so TTL k expires there and
-/// TTL k+1 meets its filter: the refusing router is hop k, not k+1, which the row alone
-/// seems to say.
+/// TTL k+1 meets what stops it: the router is hop k, not k+1, which the row alone seems to
+/// say. What stopped it is the code's (RFC 1812 §5.2.7.1): only net/host/communication
+/// prohibited (IPv4 codes 9, 10, 13; ICMPv6 1/1, and its reject route 1/6) and a port
+/// unreachable from a router (nftables' and iptables' default `reject`) are a filter;
+/// host unreachable (IPv4 code 1, ICMPv6 address unreachable 1/3) is the last router's
+/// failed ARP / Neighbor Discovery for the address; net unreachable and no route, a
+/// missing route.
 pub(super) fn refused_note(
     hops: &[HopRecord],
     ttl: u8,
@@ -475,12 +536,34 @@ pub(super) fn refused_note(
             h.ttl < ttl && h.addr == Some(from) && h.reply.as_deref() == Some("time-exceeded")
         })?
         .ttl;
+    let (host, port) = (remote.ip(), remote.port());
+    let (resolution, rfc) = if host.is_ipv6() {
+        ("Neighbor Discovery", "RFC 4443 §3.1: address unreachable")
+    } else {
+        ("ARP", "RFC 1812 §5.2.7.1: host unreachable")
+    };
+    let what = match reason.as_str() {
+        "host-unreach" => format!(
+            "that router could not deliver to {host} on its link: {host} did not answer its \
+             {resolution} ({rfc}), so no host has that address there or it \
+             is down — not a filter; the SYNs went no further"
+        ),
+        "net-unreach" | "no-route" => format!(
+            "that router has no route to {host} ({reason}, RFC 1812 §5.2.7.1) — not a \
+             filter; {host} never saw these probes; check hop {k}'s routes"
+        ),
+        "admin-prohibited" | "net-prohibited" | "host-prohibited" | "reject-route"
+        | "port-unreach" => format!(
+            "that router refuses what it would forward to {remote} (its filter for port \
+             {port}), so {host} never saw these probes; check hop {k}'s rules"
+        ),
+        _ => format!(
+            "that router did not forward these probes to {remote} ({reason}), so {host} never \
+             saw them"
+        ),
+    };
     Some(format!(
-        "hop {ttl}: {reason} from {from}, which is hop {k}: that router refuses what it would \
-         forward to {remote} (its filter for port {}), so {} never saw these probes; \
-         check hop {k}'s rules",
-        remote.port(),
-        remote.ip()
+        "hop {ttl}: {reason} from {from}, which is hop {k}: {what}"
     ))
 }
 
@@ -518,12 +601,16 @@ pub(super) fn icmp_limit_note(hops: &[HopRecord]) -> Option<String> {
             "those routers limit the ICMP errors they send, or send none",
         )
     };
+    // From a few probes a lossy link before the hop looks the same: hop N's probes may
+    // just have been luckier (walk 15: 30 % loss on the link before hop 5, hop 6 clean).
     Some(format!(
-        "{which} {}: unanswered, but hop {} beyond lost none, so our probes passed: {who} \
-         (RFC 1812 §4.3.2.8; Linux: 6 at once, then 1 a second per peer); not loss on \
-         the path (Linux's limit lets -q 6 or fewer through, or --interval 1s, with \
-         a pause between runs)",
+        "{which} {}: unanswered, but hop {} beyond lost none, so our probes likely passed: \
+         {who} (RFC 1812 §4.3.2.8; Linux: 6 at once, then 1 a second per peer); or, from \
+         so few probes, loss on the path that hop {}'s probes escaped by chance (-q 10 tells \
+         them apart; Linux's limit lets -q 6 or fewer through, or --interval 1s, with a \
+         pause between runs)",
         lossy.join(", "),
+        clean.ttl,
         clean.ttl
     ))
 }
