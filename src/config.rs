@@ -784,6 +784,15 @@ pub fn scan_spec(text: &str, family: Family) -> std::result::Result<TargetSpec, 
     let spec = addr_spec(text, family)?;
     if let TargetSpec::Addrs(s) = &spec {
         not_a_peer_spec(text, s)?;
+        // As every command refuses it (`target::mapped_message`).
+        if let Some(std::net::IpAddr::V6(first)) = s.get(0)
+            && let Some(v4) = first.to_ipv4_mapped()
+        {
+            return Err(format!(
+                "`{text}`: {}; give the IPv4 address: {v4}",
+                target::mapped_message(first)
+            ));
+        }
     }
     Ok(spec)
 }
@@ -1111,20 +1120,6 @@ fn trace(a: TraceArgs) -> Result<Config> {
         .into_iter()
         .next()
         .ok_or_else(|| UsageError(format!("`{}`: no target", a.target)))?;
-    // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) stands for an IPv4 node inside an IPv6
-    // socket and never appears on the wire (RFC 4291 §2.5.5.2): traced as IPv6 its SYNs
-    // follow an IPv6 route where no such host is (walk 15: hops of the IPv6 path, then
-    // silence). The IPv4 address it carries is what to trace.
-    if let target::Host::Ip(std::net::IpAddr::V6(ip)) = target.host
-        && let Some(v4) = ip.to_ipv4_mapped()
-    {
-        return refuse(format!(
-            "`{}`: {ip} is an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2), which stands for \
-             an IPv4 host inside an IPv6 socket and is never sent on the wire; trace the IPv4 \
-             address: {v4}:{}",
-            a.target, target.port
-        ));
-    }
     // What would be ignored is refused: a trace sends no HTTP request.
     if let Some(path) = target.path.as_deref().filter(|p| *p != "/") {
         return refuse(format!(

@@ -396,12 +396,27 @@ fn trace_defaults_and_refusals() {
         &[
             "`[::ffff:198.18.157.2]:80`: ::ffff:198.18.157.2 is an IPv4-mapped IPv6 address \
              (RFC 4291 §2.5.5.2)",
-            "trace the IPv4 address: 198.18.157.2:80",
+            "give the IPv4 address: 198.18.157.2:80",
         ],
     );
     refused(
         &["trace", "::ffff:198.18.157.2", "-p", "443"],
         &["198.18.157.2:443"],
+    );
+    // And in every command that takes targets, alike.
+    refused(
+        &["probe", "[::ffff:198.18.157.2]:80"],
+        &[
+            "is an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2)",
+            "198.18.157.2:80",
+        ],
+    );
+    refused(
+        &["scan", "::ffff:198.18.157.2", "-p", "80"],
+        &[
+            "is an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2)",
+            "give the IPv4 address: 198.18.157.2",
+        ],
     );
     // A port has no sign (Rust's parse took `+80`); `-w 0` suggests no zero that -w
     // then refuses.

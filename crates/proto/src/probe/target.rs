@@ -250,6 +250,15 @@ pub fn expand(spec: &str, ports: &[u16], family: Family) -> Result<Vec<Target>, 
             true => e,
             false => format!("`{spec}`: {e}"),
         })?;
+        if let IpAddr::V6(v6) = ip
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Err(format!(
+                "`{spec}`: {}; give the IPv4 address: {v4}:{}",
+                mapped_message(v6),
+                first.port
+            ));
+        }
     }
     if ports.is_empty() {
         return Ok(vec![first]);
@@ -320,6 +329,17 @@ pub fn not_a_peer_message(ip: IpAddr, what: &str) -> String {
         _ => "give a host's own (unicast) address",
     };
     format!("{ip} is {what}: no TCP connection can be made to it; {hint}")
+}
+
+/// Why an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is no target: it stands for an IPv4
+/// node inside an IPv6 socket and never appears on the wire (RFC 4291 §2.5.5.2); sent as
+/// IPv6, its SYNs follow an IPv6 route where no such host is (walk 15: hops of the IPv6
+/// path, then silence). The IPv4 address it carries is what to give.
+pub fn mapped_message(ip: std::net::Ipv6Addr) -> String {
+    format!(
+        "{ip} is an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2), which stands for an IPv4 \
+         host inside an IPv6 socket and is never sent on the wire"
+    )
 }
 
 /// `Err` with [`not_a_peer_message`] when `ip` is [`not_a_peer`].
