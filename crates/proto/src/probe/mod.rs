@@ -416,7 +416,8 @@ impl Probe {
             // A survey's earlier probe to this address learned it (tcp::Config's
             // known_path_mtu): said, so its lower MSS and `path_mtu` are not a mystery.
             self.note(format!(
-                "path MTU {mtu}, learned by an earlier probe to this address from an ICMP                  error, used from the start (RFC 1191 §5)"
+                "path MTU {mtu}, learned by an earlier probe to this address from an ICMP \
+                 error, used from the start (RFC 1191 §5)"
             ));
         }
         self.tls_prepare(now);
@@ -1432,11 +1433,13 @@ impl Probe {
                     // What it sent may well have acknowledged the request: we could not
                     // read any of it (a middlebox rewriting sequence numbers or timestamps,
                     // a SYN proxy that mismatched them: the notes say which).
-                    ", all dropped unread: outside our receive window or refused by PAWS                      (see the notes)"
+                    ", all dropped unread: outside our receive window or refused by PAWS \
+                     (see the notes)"
                         .to_string()
                 } else if dropped > 0 {
                     format!(
-                        ", {dropped} of them dropped unread: outside our receive window or                          refused by PAWS (see the notes)"
+                        ", {dropped} of them dropped unread: outside our receive window or \
+                         refused by PAWS (see the notes)"
                     )
                 } else {
                     String::new()

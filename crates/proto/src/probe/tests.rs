@@ -2681,7 +2681,10 @@ fn segments_all_dropped_unread_are_named_in_the_error() {
     let error = p.result().error.unwrap_or_default();
     assert!(
         error.contains("the server never acknowledged our request")
-            && error.contains("segments meanwhile, all dropped unread: outside our receive window"),
+            && error.contains(
+                "segments meanwhile, all dropped unread: outside our receive window or refused \
+                 by PAWS (see the notes)"
+            ),
         "{error}"
     );
 }

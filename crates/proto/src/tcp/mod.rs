@@ -2313,9 +2313,8 @@ impl Connection {
     /// RFC 7323 §5.3 R1): one for each that carried data, as Linux sends them
     /// (`tcp_send_dupack`; its rate limit, `tcp_oow_rate_limited`, spares data segments),
     /// so a sender that overran our window — a window scale a middlebox stripped from the
-    /// SYN-ACK only — hears of every segment it must send again (a walk: 32 duplicate ACKs
-    /// where Linux sent 609–1 346, and the server waited for its timer); folded into one
-    /// when it carried none.
+    /// SYN-ACK only — hears of every segment it must send again (a walk counted 32 where
+    /// Linux sent 609–1 346); folded into one when it carried none.
     fn queue_dupack(&mut self, now: Instant, seg_len: u32) {
         if seg_len > 0 {
             self.queue_data_ack(now);
