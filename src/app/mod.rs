@@ -322,6 +322,18 @@ pub(crate) fn append_output(path: &std::path::Path, flag: &str) -> Result<std::f
         std::fs::OpenOptions::new().append(true).create(true),
     )?;
     if let Some((keep, cut)) = unfinished_tail(path) {
+        if whole_record_at(path, keep, cut) {
+            // A whole record that lacks only its newline (written by hand, or by a writer
+            // that does not end its lines): kept, and ended.
+            let mut f = f;
+            io::Write::write_all(&mut f, b"\n").with_context(|| {
+                format!(
+                    "{flag}: ending the unfinished last line of {}",
+                    path.display()
+                )
+            })?;
+            return Ok(f);
+        }
         f.set_len(keep).with_context(|| {
             format!(
                 "{flag}: cutting the unfinished last line off {}",
@@ -335,6 +347,23 @@ pub(crate) fn append_output(path: &std::path::Path, flag: &str) -> Result<std::f
         );
     }
     Ok(f)
+}
+
+/// Whether the `len` bytes at `start` of the file at `path` are one whole JSON value (a
+/// record that lacks only its line's end), read when they are few enough to be a record.
+fn whole_record_at(path: &std::path::Path, start: u64, len: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    if len > 16 << 20 {
+        return false;
+    }
+    let mut bytes = vec![0u8; len as usize];
+    std::fs::File::open(path)
+        .and_then(|mut r| {
+            r.seek(SeekFrom::Start(start))?;
+            r.read_exact(&mut bytes)
+        })
+        .is_ok()
+        && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.is_object())
 }
 
 /// Where the complete lines of the file at `path` end and how many bytes follow them,
@@ -582,6 +611,11 @@ mod tests {
             std::fs::write(&p, &text).unwrap();
             assert_eq!(unfinished_tail(&p), want, "{} bytes", text.len());
         }
+        // A whole record that lacks only its newline is told from a cut one.
+        std::fs::write(&p, "{}\n{\"schema\":1}").unwrap();
+        assert!(super::whole_record_at(&p, 3, 12));
+        std::fs::write(&p, "{}\n{\"schema\":1").unwrap();
+        assert!(!super::whole_record_at(&p, 3, 11));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
