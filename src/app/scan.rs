@@ -609,8 +609,9 @@ fn warn_other_interfaces(plan: &ScanPlan) {
 /// reported and skipped. Without `-4`/`-6` that is its first IPv4 address, as nmap's
 /// (IPv4 unless `-6`), so `ndiff` against nmap's report of the same name compares the
 /// same host (a walk: the resolver listed the IPv6 address first, and ndiff saw one host
-/// removed and another added); its IPv6 address when it has no IPv4 one. A name is kept for the address it resolved to, not its
-/// whole block (nmap names only that one in `name/24`).
+/// removed and another added); its IPv6 address when it has no IPv4 one. A name is kept
+/// for the address it resolved to, not its whole block (nmap names only that one in
+/// `name/24`).
 /// Each spec's addresses, its names resolved; `origin` (`FILE, line N`) says where a
 /// listed one came from when it cannot be resolved.
 fn resolve_specs<'a>(
