@@ -53,11 +53,10 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tcpshake_proto::probe::survey::{
-    Admit, GiveUp, Idle, Pass, RecentPairs, Schedule, deadline_passed, give_up_at,
+    Admit, GiveUp, Idle, Pass, PathMtuCache, RecentPairs, Schedule, deadline_passed, give_up_at,
 };
 use tcpshake_proto::probe::tls::TlsSetup;
 use tcpshake_proto::probe::{HttpRequest, LocalRefusal, Probe, ProbeConfig};
-use tcpshake_proto::tcp::KnownPathMtu;
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::defrag::{Defrag, Defragged};
 use tcpshake_proto::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
@@ -172,12 +171,7 @@ pub struct Progress {
 
 /// Route lookups remembered (one netlink request each otherwise).
 const ROUTE_CACHE: usize = 4_096;
-/// Path MTUs learned from ICMP errors, by destination, kept at most (RFC 1191 §5's cache:
-/// full, it starts over, as the route cache does).
-const PMTU_CACHE: usize = 4_096;
-/// How long a learned path MTU is used: Linux's `net.ipv4.route.mtu_expires` (RFC 1191
-/// §6.3 suggests trying larger after 10 minutes); after it, a probe finds it anew.
-const PMTU_EXPIRES: Duration = Duration::from_secs(600);
+
 /// How many stocked ports a new probe looks at for one not used towards its remote lately.
 const STOCK_SCAN: usize = 64;
 /// Ports per source address the keeper keeps ready, and per guard transaction.
@@ -255,8 +249,8 @@ struct Loop<'k, 'g> {
     senders: Vec<RawSender>,
     sender_by_src: HashMap<IpAddr, usize>,
     routes: HashMap<IpAddr, Rc<Route>>,
-    /// Path MTUs the survey's probes learned (tcp::Config::known_path_mtu), when.
-    pmtu: HashMap<IpAddr, (KnownPathMtu, Instant)>,
+    /// Path MTUs the survey's probes learned (tcp::Config::known_path_mtu).
+    pmtu: PathMtuCache,
     router: Router,
     port_range: (u16, u16),
     slots: Vec<Option<Slot>>,
@@ -389,7 +383,7 @@ fn survey_with(
         senders: Vec::new(),
         sender_by_src: HashMap::new(),
         routes: HashMap::new(),
-        pmtu: HashMap::new(),
+        pmtu: PathMtuCache::default(),
         router,
         port_range,
         slots: Vec::new(),
@@ -830,11 +824,7 @@ impl Loop<'_, '_> {
         let tap = self.tap_for(&route)?;
         let sender = self.sender_for(route.src)?;
         let mut cfg = make_cfg(target, local, route.mss(local.is_ipv6()));
-        cfg.tcp.known_path_mtu = self
-            .pmtu
-            .get(&remote.ip())
-            .filter(|(_, at)| now.saturating_since(*at) < PMTU_EXPIRES)
-            .map(|&(k, _)| k);
+        cfg.tcp.known_path_mtu = self.pmtu.known(remote.ip(), now);
         // The caller's deadline, when it comes before the probe's own limit.
         let (give_up_at, give_up_why) = match give_up_at(now, cfg.hard_limit(), deadline) {
             GiveUp::At { at, callers } => (
@@ -1324,10 +1314,7 @@ impl Loop<'_, '_> {
         self.recent.remember(slot.remote, slot.local.port());
         let mut probe = slot.probe;
         if let Some(k) = probe.learned_path_mtu() {
-            if self.pmtu.len() >= PMTU_CACHE && !self.pmtu.contains_key(&slot.remote.ip()) {
-                self.pmtu.clear();
-            }
-            self.pmtu.insert(slot.remote.ip(), (k, now));
+            self.pmtu.learned(slot.remote.ip(), k, now);
         }
         if let Some(route) = self.routes.get(&slot.remote.ip()) {
             super::run::explain_unsent(&mut probe, route, slot.remote.ip());

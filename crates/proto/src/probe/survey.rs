@@ -37,11 +37,12 @@
 //!   something, while few probes are in flight ([`Pass::idle`]); otherwise it sleeps until
 //!   a packet or a deadline.
 
+use crate::tcp::KnownPathMtu;
 use crate::time::Instant;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// What to do with a free place in the loop.
@@ -327,6 +328,40 @@ impl RecentPairs {
     }
 }
 
+/// The path MTUs a survey's probes learned from ICMP errors, by destination (RFC 1191 §5:
+/// a host caches them per destination; Linux keeps one in the route for
+/// `net.ipv4.route.mtu_expires`, 10 minutes): the next probes to that address start with
+/// it ([`crate::tcp::Config::known_path_mtu`]) instead of each meeting the frag-needed and
+/// sending again. An entry is used for [`PathMtuCache::EXPIRES`] from when it was learned
+/// (RFC 1191 §6.3: try larger after a while); a probe that used it does not renew it, so
+/// the next one after that finds the path anew. Bounded: full, it starts over, as the
+/// route cache does.
+#[derive(Debug, Default)]
+pub struct PathMtuCache {
+    entries: HashMap<IpAddr, (KnownPathMtu, Instant)>,
+}
+
+impl PathMtuCache {
+    pub const EXPIRES: Duration = Duration::from_secs(600);
+    pub const CAP: usize = 4_096;
+
+    /// What a probe to `addr` starting `now` may take as known.
+    pub fn known(&self, addr: IpAddr, now: Instant) -> Option<KnownPathMtu> {
+        self.entries
+            .get(&addr)
+            .filter(|(_, at)| now.saturating_since(*at) < Self::EXPIRES)
+            .map(|&(k, _)| k)
+    }
+
+    /// A probe to `addr` learned `k` at `now`.
+    pub fn learned(&mut self, addr: IpAddr, k: KnownPathMtu, now: Instant) {
+        if self.entries.len() >= Self::CAP && !self.entries.contains_key(&addr) {
+            self.entries.clear();
+        }
+        self.entries.insert(addr, (k, now));
+    }
+}
+
 /// When a probe that starts `now` is given up: at its own `hard_limit` from now, or at the
 /// caller's `deadline` when that comes first (the exporter's: the scrape's timeout, from
 /// the request). `Deadline::Passed` when the deadline came while the probe waited for a
@@ -368,6 +403,29 @@ fn key(remote: SocketAddr, port: u16) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    /// A learned path MTU is known to the next probes for 10 minutes from when it was
+    /// learned, not renewed by using it; the cache stays bounded.
+    #[test]
+    fn a_path_mtu_is_known_for_ten_minutes() {
+        let t0 = Instant::from_nanos(1_000_000_000);
+        let a: IpAddr = "198.18.0.2".parse().unwrap();
+        let k = KnownPathMtu {
+            mtu: 1300,
+            locked: false,
+        };
+        let mut c = PathMtuCache::default();
+        assert_eq!(c.known(a, t0), None);
+        c.learned(a, k, t0);
+        assert_eq!(c.known(a, t0 + Duration::from_secs(599)), Some(k));
+        assert_eq!(c.known(a, t0 + Duration::from_secs(600)), None);
+        assert_eq!(c.known("198.18.0.3".parse().unwrap(), t0), None);
+        for i in 0..(PathMtuCache::CAP as u32 + 10) {
+            c.learned(IpAddr::from(i.to_be_bytes()), k, t0);
+        }
+        assert!(c.entries.len() <= PathMtuCache::CAP);
+    }
+
     use super::*;
 
     #[test]
