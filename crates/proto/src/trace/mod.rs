@@ -61,7 +61,7 @@
 //! Attempt k+1 at a TTL follows attempt k by `interval` (spreading what each router must
 //! answer: Linux lets a peer have 6 ICMP errors at once, then one per second); at a TTL
 //! that might be the destination it also waits for attempt k's answer (or, SYN mode,
-//! [`Trace::settle_patience`], then a clearing RST goes first), so that its SYN does not meet
+//! `Trace::settle_patience`, then a clearing RST goes first), so that its SYN does not meet
 //! the half-open connection of the one before. A TTL is known to lie before the
 //! destination once any TTL at or above it got a time exceeded — not because the
 //! destination answered a higher TTL: that TTL's SYNs may all have been lost.
@@ -70,9 +70,9 @@
 //! The destination keeps one connection per 4-tuple, and a SYN that meets another
 //! probe's half-open connection gets at most one ACK per `tcp_invalid_ratelimit` (RFC
 //! 5961 §4, RFC 9293 §3.10.7.4) or nothing. So, in SYN mode: once the destination
-//! answered, one SYN that may reach it is in flight at a time ([`Trace::settled`]);
+//! answered, one SYN that may reach it is in flight at a time (`Trace::settled`);
 //! before each such SYN goes a RST for every earlier probe that may have left a
-//! connection there ([`Trace::clearing_rsts`]); and an ACK that only one probe can have
+//! connection there (`Trace::clearing_rsts`); and an ACK that only one probe can have
 //! drawn is that probe's answer (it reached the destination).
 //!
 //! The trace ends when
