@@ -1015,61 +1015,6 @@ fn urgent_pointer_is_in_the_segment_record() {
     assert!(json["segments"][0].get("urgent").is_none());
 }
 
-mod prop {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
-        /// A probe fed arbitrary bytes and arbitrary segments on its own 4-tuple, in and
-        /// out, with timeouts between them: no panic, and its result always serialises.
-        #[test]
-        fn probe_survives_arbitrary_packets(
-            isn in any::<u32>(),
-            http in any::<bool>(),
-            inputs in proptest::collection::vec(
-                (0u8..4, any::<u32>(), any::<u32>(), 0u16..0x200, any::<u16>(),
-                 proptest::collection::vec(any::<u8>(), 0..80), any::<bool>()),
-                0..40,
-            ),
-        ) {
-            let mut p = Probe::new(config(isn, http));
-            p.start(at(0));
-            let mut t = 0;
-            for (kind, seq, ack, flags, window, bytes, outgoing) in inputs {
-                pump(&mut p, t);
-                t += 1000;
-                match kind {
-                    0 => { let _ = p.handle_packet(at(t), outgoing, &bytes, false); }
-                    1 => {
-                        if let Some(d) = p.poll_timeout() {
-                            p.handle_timeout(d);
-                            t = t.max((d.as_nanos() - T0) / 1000);
-                        }
-                    }
-                    _ => {
-                        let seg = TcpRepr {
-                            src_port: 80,
-                            dst_port: 40000,
-                            seq: SeqNumber(if kind == 2 { seq } else { seq % 4 + 7000 }),
-                            ack: SeqNumber(if kind == 2 { ack } else { isn.wrapping_add(1 + ack % 200) }),
-                            flags: TcpFlags(flags),
-                            window,
-                            urgent: 0,
-                            options: TcpOptions::default(),
-                            payload: &bytes,
-                        };
-                        let _ = p.handle_packet(at(t), false, &packet(SERVER, CLIENT, &seg, 64), false);
-                    }
-                }
-            }
-            let r = p.result();
-            prop_assert!(serde_json::to_string(&r).is_ok());
-        }
-    }
-}
-
 /// A probe past its handshake with the request sent: (probe, the server's next seq, the
 /// ack that covers our request).
 fn requested(isn: u32, irs: u32) -> (Probe, u32, u32) {
