@@ -890,7 +890,8 @@ impl Probe {
             kind => Verdict::of_icmp(kind).reason.to_string(),
         };
         let state = self.conn.state();
-        match self.conn.handle_icmp(at, &err) {
+        let outcome = self.conn.handle_icmp(at, &err);
+        match outcome {
             IcmpOutcome::Ignored(IcmpIgnored::OtherConnection) => return false,
             IcmpOutcome::Ignored(why) => {
                 self.icmp_ignored = self.icmp_ignored.saturating_add(1);
@@ -936,11 +937,19 @@ impl Probe {
                 self.drain_events(at, Cause::Ours);
                 self.finish();
             }
-            IcmpOutcome::Soft => {
+            IcmpOutcome::Soft | IcmpOutcome::SoftReverted => {
                 self.last_soft_icmp = Some(format!("{what} from {from}"));
+                // RFC 6069: the path said why our segment went unanswered, so the timer's
+                // last back-off was no congestion's; said, since it moves the next resend.
+                let reverted = match outcome {
+                    IcmpOutcome::SoftReverted => {
+                        "; the last back-off of the retransmission timer is undone (RFC 6069)"
+                    }
+                    _ => "",
+                };
                 self.note(format!(
                     "ICMP {what} from {from} at {} µs: a soft error in {}, the connection \
-                     goes on (RFC 1122 §4.2.3.9)",
+                     goes on (RFC 1122 §4.2.3.9){reverted}",
                     t / 1000,
                     state.name()
                 ));

@@ -121,6 +121,9 @@ pub enum IcmpOutcome {
     Aborted,
     /// A soft error (RFC 1122 §4.2.3.9, RFC 5461): the connection goes on.
     Soft,
+    /// A soft error that undid one back-off of the retransmission timer (RFC 6069): the
+    /// path itself said why our segment went unanswered, so it is no sign of congestion.
+    SoftReverted,
     /// Fragmentation needed / Packet Too Big.
     PathMtu(PmtuChange),
 }
@@ -137,6 +140,19 @@ pub(super) fn aborts_syn_sent(err: &IcmpError) -> bool {
             err.quoted_src.is_ipv6() || code <= MAX_UNREACH_CODE_V4
         }
         _ => true,
+    }
+}
+
+/// RFC 6069 §4: a net or host unreachable (ICMPv6: no route) about the segment being
+/// retransmitted says the path is down, not congested: one back-off step is undone, so
+/// the connection finds the path again soon after it comes back. Linux's
+/// `tcp_ld_RTO_revert`, for exactly these codes (`tcp_v4_err`: ICMP_NET_UNREACH,
+/// ICMP_HOST_UNREACH; `tcp_v6_err`: ICMPV6_NOROUTE).
+pub(super) fn reverts_backoff(err: &IcmpError) -> bool {
+    match err.kind {
+        IcmpKind::NetUnreachable | IcmpKind::HostUnreachable => err.quoted_src.is_ipv4(),
+        IcmpKind::NoRoute => err.quoted_src.is_ipv6(),
+        _ => false,
     }
 }
 

@@ -561,6 +561,14 @@ pub struct Connection {
     tsval_sent: Option<u32>,
     /// Consecutive expiries of the retransmission timer for the current `snd_una`.
     retries: u32,
+    /// The current run of retransmissions: when its first went, and the RTO it went
+    /// after. It gives up once `retries` reached the limit *and* as much time passed as
+    /// the back-off alone would have taken — a run whose back-off ICMP errors undid (RFC
+    /// 6069) counts more retransmissions in that time, as Linux's `retransmits_timed_out`
+    /// measures time, not count.
+    rtx_run: Option<(Instant, Duration)>,
+    /// When the last retransmission went (the timer an undone back-off re-arms from).
+    last_rtx_at: Option<Instant>,
     /// Zero-window probes sent since the window closed or data was last acked.
     persist_probes: u32,
     /// A one-byte zero-window probe is outstanding (it is in `snd_nxt` already).
@@ -644,6 +652,8 @@ impl Connection {
             ts_sent: VecDeque::new(),
             tsval_sent: None,
             retries: 0,
+            rtx_run: None,
+            last_rtx_at: None,
             persist_probes: 0,
             persist_probe_out: false,
             persist_unanswered: 0,
@@ -932,6 +942,23 @@ impl Connection {
             self.set_state(State::Closed, rx_at);
             return IcmpOutcome::Aborted;
         }
+        // RFC 6069 §4 (Linux's `tcp_ld_RTO_revert`): about the segment being sent again,
+        // with a back-off to undo. The timer then runs from the last retransmission with
+        // the smaller RTO, and fires at once if that time has passed.
+        if self.state != State::SynSent
+            && self.retries > 0
+            && err.quoted_seq == self.snd_una
+            && icmp::reverts_backoff(err)
+            && self.rtt.undo_back_off()
+        {
+            let due = self.last_rtx_at.map_or(rx_at, |t| t + self.rtt.rto());
+            if due <= rx_at {
+                self.on_retransmit_timeout(rx_at);
+            } else {
+                self.timers.set(Timer::Retransmit, due);
+            }
+            return IcmpOutcome::SoftReverted;
+        }
         IcmpOutcome::Soft
     }
 
@@ -1197,6 +1224,7 @@ impl Connection {
             self.rtt = RttEstimator::new(self.cfg.rto_initial, self.cfg.rto_min, self.cfg.rto_max);
         }
         self.retries = 0;
+        self.rtx_run = None;
         self.rx_since_progress = 0;
         self.dropped_since_progress = 0;
         self.timers.stop(Timer::Retransmit);
@@ -1831,6 +1859,7 @@ impl Connection {
                 self.take_rtt_sample(rx_at);
             }
             self.retries = 0;
+            self.rtx_run = None;
             self.rx_since_progress = 0;
             self.dropped_since_progress = 0;
             self.persist_probes = 0;
@@ -1969,11 +1998,13 @@ impl Connection {
         } else {
             self.cfg.data_retries
         };
-        if self.retries >= limit {
+        let run = *self.rtx_run.get_or_insert((now, self.rtt.rto()));
+        if self.retries >= limit && now >= run.0 + self.backoff_time(run.1, limit) {
             self.time_out(now, false);
             return;
         }
-        self.retries += 1;
+        self.retries = self.retries.saturating_add(1);
+        self.last_rtx_at = Some(now);
         self.rtt.back_off();
         // Karn: nothing sent before this retransmission may be timed.
         self.rtt_probe = None;
@@ -1996,6 +2027,20 @@ impl Connection {
         self.record_retransmit(&seg, now, self.retries);
         self.tx.push_back(seg);
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// How long `retries` retransmissions take from a first RTO of `rto`, each timeout
+    /// twice the one before up to the ceiling: when the last of them times out.
+    fn backoff_time(&self, rto: Duration, retries: u32) -> Duration {
+        let (mut total, mut next) = (Duration::ZERO, rto);
+        // Bounded: `retries` is the configuration's limit.
+        for _ in 0..retries {
+            next = next
+                .saturating_mul(2)
+                .min(self.cfg.rto_max.max(self.cfg.rto_min));
+            total = total.saturating_add(next);
+        }
+        total
     }
 
     /// RFC 9293 §3.8.6.1: while the peer's window is zero and data waits, send one byte

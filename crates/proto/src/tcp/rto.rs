@@ -50,6 +50,8 @@ impl Smoothed {
 pub(super) struct RttEstimator {
     smoothed: Smoothed,
     rto: Duration,
+    /// The RTO before any back-off (what [`RttEstimator::undo_back_off`] returns to).
+    base: Duration,
     rto_min: Duration,
     rto_max: Duration,
 }
@@ -59,9 +61,11 @@ impl RttEstimator {
     pub(super) fn new(initial: Duration, rto_min: Duration, rto_max: Duration) -> Self {
         // A misconfigured floor above the ceiling must not make `clamp` panic.
         let rto_max = rto_max.max(rto_min);
+        let rto = initial.clamp(rto_min, rto_max);
         RttEstimator {
             smoothed: Smoothed::default(),
-            rto: initial.clamp(rto_min, rto_max),
+            rto,
+            base: rto,
             rto_min,
             rto_max,
         }
@@ -82,11 +86,22 @@ impl RttEstimator {
         let srtt = self.smoothed.srtt().unwrap_or(r);
         let rto = srtt.saturating_add(self.smoothed.rttvar().saturating_mul(K).max(G));
         self.rto = rto.clamp(self.rto_min, self.rto_max);
+        self.base = self.rto;
     }
 
     /// RFC 6298 §5.5: back off the timer on expiry.
     pub(super) fn back_off(&mut self) {
         self.rto = self.rto.saturating_mul(2).min(self.rto_max);
+    }
+
+    /// RFC 6069 §4: undo one back-off step (never below the RTO before any); false when
+    /// there was none to undo.
+    pub(super) fn undo_back_off(&mut self) -> bool {
+        if self.rto <= self.base {
+            return false;
+        }
+        self.rto = (self.rto / 2).max(self.base);
+        true
     }
 }
 

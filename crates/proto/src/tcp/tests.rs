@@ -2754,6 +2754,98 @@ fn syn_sent_icmp_quoting_another_sequence_number_is_ignored() {
     }
 }
 
+/// RFC 6069 (Linux's `tcp_ld_RTO_revert`): a host or net unreachable about the segment
+/// being sent again undoes one back-off, the timer running on from the last
+/// retransmission; a path that stays down is retried at the RTO's floor, not at a doubling
+/// one, and the connection gives up when the back-off's time has passed, not after
+/// `data_retries` retransmissions (Linux measures time there too). A walk: Linux sent 24
+/// retransmissions ~204 ms apart where we sent 4, and after a 1.5 s route flap its answer
+/// came at 1.4 s, ours at 3.0 s. Other errors, or one quoting another sequence number,
+/// undo nothing.
+#[test]
+fn an_unreachable_during_retransmissions_undoes_a_back_off() {
+    let mut h = conn_established();
+    h.conn.send(&[1u8; 100]);
+    let first = h.sent_one();
+    // Three timeouts: RTO 200 → 400 → 800 → 1600 ms.
+    for _ in 0..3 {
+        h.fire();
+        h.sent();
+    }
+    assert_eq!(h.conn.retries(), 3);
+    let last_rtx = h.now;
+    assert_eq!(h.conn.poll_timeout(), Some(last_rtx + ms(1600)));
+    h.advance(ms(5));
+    // Not about what is being sent again, or not a path that is down: nothing undone.
+    assert_eq!(
+        icmp(&mut h, IcmpKind::HostUnreachable, first.seq.0 + 50),
+        IcmpOutcome::Soft
+    );
+    assert_eq!(
+        icmp(&mut h, IcmpKind::AdminProhibited, first.seq.0),
+        IcmpOutcome::Soft
+    );
+    assert_eq!(h.conn.poll_timeout(), Some(last_rtx + ms(1600)));
+    assert_eq!(
+        icmp(&mut h, IcmpKind::HostUnreachable, first.seq.0),
+        IcmpOutcome::SoftReverted
+    );
+    assert_eq!(h.conn.poll_timeout(), Some(last_rtx + ms(800)));
+    // A path down from the first retransmission on, each drawing the error: the RTO stays
+    // at its floor (200 ms apart, as Linux's in the walk), and the connection gives up
+    // when the back-off alone would have.
+    let mut h = conn_established();
+    h.conn.send(&[1u8; 100]);
+    let first = h.sent_one();
+    let sent_at = h.now;
+    let mut rtx = 0u32;
+    let mut gave_up = None;
+    for _ in 0..1000 {
+        h.fire();
+        if h.events()
+            .iter()
+            .any(|e| matches!(e, Event::TimedOut { .. }))
+        {
+            gave_up = Some(h.now);
+            break;
+        }
+        rtx += h.sent().len() as u32;
+        h.advance(ms(5));
+        icmp(&mut h, IcmpKind::HostUnreachable, first.seq.0);
+    }
+    let gave_up = gave_up.expect("gave up");
+    // The back-off's own time from the first retransmission (sent_at + 200 ms): 400 + 800
+    // + 1 600 + 3 200 ms, and many more retransmissions than data_retries (4) in it.
+    let first_rtx = sent_at + ms(200);
+    assert!(
+        gave_up >= first_rtx + ms(6000),
+        "{:?}",
+        gave_up.saturating_since(first_rtx)
+    );
+    assert!(
+        gave_up < first_rtx + ms(6300),
+        "{:?}",
+        gave_up.saturating_since(first_rtx)
+    );
+    assert!(rtx >= 29, "{rtx} retransmissions");
+
+    // IPv6: no route (1/0) undoes, address unreachable does not (Linux's tcp_v6_err).
+    let mut h = conn_established_ts(cfg_v6(1000));
+    h.conn.send(&[1u8; 100]);
+    let first = h.sent_one();
+    h.fire();
+    h.sent();
+    h.advance(ms(5));
+    assert_eq!(
+        icmp(&mut h, IcmpKind::HostUnreachable, first.seq.0),
+        IcmpOutcome::Soft
+    );
+    assert_eq!(
+        icmp(&mut h, IcmpKind::NoRoute, first.seq.0),
+        IcmpOutcome::SoftReverted
+    );
+}
+
 #[test]
 fn syn_sent_hard_icmp_quoting_the_isn_aborts_silently() {
     for kind in [
