@@ -1834,11 +1834,7 @@ fn replies_that_come_back_on_another_link_are_taken_once() {
     let (t4, t6) = (lab.target(false, 80), lab.target(true, 80));
     let run = lab.run_client(["probe", &t4, &t6, "-c", "2", "-o", "jsonl"]);
     assert_eq!(run.code, Some(0), "{run}");
-    let recs: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = run.json_lines();
     assert_eq!(recs.len(), 4, "{run}");
     for r in &recs {
         assert_eq!(r["http"]["status"], 200, "{r}");

@@ -136,11 +136,7 @@ fn a_survey_remembers_the_path_mtu_it_learned() {
         "probe", &target, "--path", &path, "-c", "3", "-j", "1", "-i", "100ms", "--json",
     ]);
     assert_eq!(run.code, Some(0), "{run}");
-    let recs: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = run.json_lines();
     assert_eq!(recs.len(), 3, "{run}");
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(r["http"]["status"], 404, "{r}");

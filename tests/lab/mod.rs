@@ -163,6 +163,14 @@ impl Run {
         report::parse_lines(&self.stdout)
     }
 
+    /// Each stdout line as JSON, untyped (panics with the run when one is not).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{self}")))
+            .collect()
+    }
+
     /// Exactly one record, or a panic that shows the whole run.
     pub fn record(&self) -> report::ProbeRecord {
         let mut records = self.records();

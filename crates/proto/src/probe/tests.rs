@@ -1086,16 +1086,22 @@ fn an_unanswered_request_is_recorded_as_sent() {
     assert_eq!(ProbeResult::from_json_line(&line).unwrap(), r);
 }
 
-/// The server's request ACK, then its response as a path that drops big packets leaves
-/// it: the short last segment and the FIN, never the full-sized one before them.
-fn black_holed_response(p: &mut Probe, seq: u32, ack: u32, first: &[u8], tail: usize) {
+/// The server acknowledges our request at `at_us` (`ack`, its sequence number `seq`); what
+/// the probe sends then goes out at `pump_us`.
+fn request_acked(p: &mut Probe, seq: u32, ack: u32, at_us: u64, pump_us: u64) {
     p.handle_packet(
-        at(200),
+        at(at_us),
         false,
         &server_seg(seq, ack, TcpFlags::ACK, &[]),
         false,
     );
-    pump(p, 200);
+    pump(p, pump_us);
+}
+
+/// The server's request ACK, then its response as a path that drops big packets leaves
+/// it: the short last segment and the FIN, never the full-sized one before them.
+fn black_holed_response(p: &mut Probe, seq: u32, ack: u32, first: &[u8], tail: usize) {
+    request_acked(p, seq, ack, 200, 200);
     let seq = feed(p, seq, ack, first, first.len().max(1), 250);
     black_holed_response_after(p, seq, ack, 1460, tail);
 }
@@ -1146,13 +1152,7 @@ fn a_hole_that_only_small_segments_pass_is_called_a_black_hole_on_the_way_back()
 #[test]
 fn a_hole_behind_a_clamped_mss_is_loss_not_a_black_hole() {
     let (mut p, seq, ack) = requested(1000, 9_000);
-    p.handle_packet(
-        at(200),
-        false,
-        &server_seg(seq, ack, TcpFlags::ACK, &[]),
-        false,
-    );
-    pump(&mut p, 200);
+    request_acked(&mut p, seq, ack, 200, 200);
     let mut head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
     head.resize(2 * 988, b'a');
     let next = feed(&mut p, seq, ack, &head, 988, 250);
@@ -1206,13 +1206,7 @@ fn holes_no_black_hole_explains_are_named_without_blaming_the_path() {
     head.resize(1000, b'a');
     let (mut p, seq, ack) = requested(1000, 9_000);
     // 1000 bytes came, then 100 are missing before the last 460 and the FIN.
-    p.handle_packet(
-        at(200),
-        false,
-        &server_seg(seq, ack, TcpFlags::ACK, &[]),
-        false,
-    );
-    pump(&mut p, 200);
+    request_acked(&mut p, seq, ack, 200, 200);
     let next = feed(&mut p, seq, ack, &head, 1000, 250);
     let fin = TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN;
     p.handle_packet(
@@ -1231,13 +1225,7 @@ fn holes_no_black_hole_explains_are_named_without_blaming_the_path() {
     // 50 bytes lost, then a bare FIN: no data segment came at all, but 50 bytes is less
     // than any path carries.
     let (mut p, seq, ack) = requested(1000, 9_000);
-    p.handle_packet(
-        at(200),
-        false,
-        &server_seg(seq, ack, TcpFlags::ACK, &[]),
-        false,
-    );
-    pump(&mut p, 200);
+    request_acked(&mut p, seq, ack, 200, 200);
     let fin = TcpFlags::ACK | TcpFlags::FIN;
     p.handle_packet(at(300), false, &server_seg(seq + 50, ack, fin, &[]), false);
     pump(&mut p, 300);
@@ -2539,13 +2527,7 @@ fn a_challenge_ack_to_our_reset_is_answered_with_a_reset_at_its_ack() {
 #[test]
 fn a_reset_with_nothing_in_flight_waits_for_no_challenge() {
     let (mut p, seq, ack) = requested(1_000, 9_000);
-    p.handle_packet(
-        at(100),
-        false,
-        &server_seg(seq, ack, TcpFlags::ACK, &[]),
-        false,
-    );
-    pump(&mut p, 110);
+    request_acked(&mut p, seq, ack, 100, 110);
     p.abort(at(200), "gave up");
     pump(&mut p, 200);
     assert_eq!(p.challenge_wait(), None);
