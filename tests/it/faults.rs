@@ -110,8 +110,9 @@ fn emulator_delay_is_accurate_at_10ms() {
         report.ba.late_mean_ns / 1000
     );
     assert!(q(0) >= 10_000.0, "a frame left early: {} µs", q(0));
-    // Within 100 µs for nine frames in ten (the emulator runs SCHED_FIFO, so a busy
-    // machine does not delay it); the worst frame is bounded loosely: one of 200 was
+    // Within 100 µs for nine frames in ten (the emulator runs SCHED_FIFO above the
+    // tcpshake runs of the tests beside it, so a busy machine does not delay it); the worst
+    // frame is bounded loosely: one of 200 was
     // 12.9 ms in a full parallel suite beside other work on the 2-CPU VM (a real-time
     // thread still waits for the kernel's own softirq work).
     let said = notes;

@@ -153,7 +153,21 @@ fn set_ordinary() {
 /// Puts the calling thread in `SCHED_FIFO` at the lowest real-time priority (1). False
 /// when the kernel refuses (no CAP_SYS_NICE, RT throttling).
 pub fn set_realtime() -> bool {
-    let param = libc::sched_param { sched_priority: 1 };
+    set_fifo(1)
+}
+
+/// Puts the calling thread in `SCHED_FIFO` one priority above [`set_realtime`]'s (2), for
+/// the lab's link emulator: a tool under test spinning at priority 1 (up to 100 µs per
+/// segment, see [`Realtime`]) must not hold back the frames it is being measured through,
+/// and `SCHED_FIFO` does not preempt within one priority. False when the kernel refuses.
+pub fn set_realtime_above_tool() -> bool {
+    set_fifo(2)
+}
+
+fn set_fifo(priority: libc::c_int) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
     // SAFETY: `param` is a valid sched_param for the call; pid 0 is the calling thread.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }
