@@ -371,6 +371,47 @@ fn lost_request_is_retransmitted() {
 }
 }
 
+lab_test! {
+/// RACK (RFC 8985): the first of a long request's two segments lost, the server SACKs the
+/// second, and the first goes again a fraction of a round trip later — not at the
+/// retransmission timer (200 ms at least), where it went before. Linux's client does the
+/// same (a walk: +7 ms, its timer's jiffies).
+fn lost_first_segment_of_a_long_request_goes_again_when_sacks_show_it() {
+    let mut lab = Lab::with_link_emulator("rackreq", "port=80,script=3:drop", "", 1);
+    lab.start_nginx(80);
+    let path = format!("/{}", "r".repeat(2000));
+    let p = probe(&lab, false, 80, &["--path", &path]);
+    assert_eq!(p.run.code, Some(0), "{}", p.ctx());
+    let segs = &p.rec.segments;
+    let first = segs
+        .iter()
+        .position(|s| s.dir == "out" && s.len > 0)
+        .unwrap_or_else(|| panic!("no request\n{}", p.ctx()));
+    let again = segs
+        .iter()
+        .enumerate()
+        .skip(first + 1)
+        .find(|(_, s)| s.dir == "out" && s.seq == segs[first].seq && s.len > 0)
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("the first segment never went again\n{}", p.ctx()));
+    assert_eq!(p.seg(again)["retransmission"], true, "{}", p.ctx());
+    let sacked = segs[first..again]
+        .iter()
+        .any(|s| s.dir == "in" && s.options.to_string().contains("sack"));
+    assert!(sacked, "no SACK before it went again\n{}", p.ctx());
+    let waited_ms = (segs[again].t_ns - segs[first].t_ns) as f64 / 1e6;
+    assert!(
+        waited_ms < 50.0,
+        "sent again {waited_ms:.1} ms after the first copy: the retransmission timer's, \
+         not RACK's\n{}",
+        p.ctx()
+    );
+    // nginx has no such file: its answer is what counts.
+    assert_eq!(p.rec.http_status(), Some(404), "{}", p.ctx());
+    assert_eq!(lab.stop_link_emulator().ab.dropped, 1);
+}
+}
+
 /// Starts a Python peer on `port` (v4 and v6) whose per-connection behaviour is `body`, a
 /// Python function body of `def serve(c):` (indented one space), run on a thread.
 fn start_python_peer(lab: &mut Lab, port: u16, what: &str, body: &str) -> u32 {

@@ -634,15 +634,20 @@ pub(crate) fn flush(
     remote: SocketAddr,
 ) -> Result<Option<Instant>> {
     let mut last = None;
+    // One time for all the segments that leave together, as Linux stamps a write's
+    // segments with one `tcp_mstamp`: RACK (RFC 8985 §6.2) orders segments sent at once by
+    // where they end. Stamped one by one, a request's first segment looked 25 µs older
+    // than its second (over veth each send carries the server's processing of it) and was
+    // called lost the moment the second was SACKed, before any reordering window.
+    let now = clock::now();
     // Bounded: a connection queues a handful of segments per input.
     for _ in 0..256 {
-        let now = clock::now();
         let Some(seg) = probe.poll_transmit(now) else {
             break;
         };
         let len = build_segment(&seg, sender.is_v6(), buf, ident, local, remote)?;
         match sender.send(&buf[..len], remote.ip()) {
-            Ok(()) => last = Some(now),
+            Ok(()) => last = Some(clock::now()),
             // This host would not send it: lost, not the probe's end (what the probe does
             // about it may queue the flight again, smaller: this loop sends it).
             Err(e) => match local_refusal(&e, remote.ip()) {

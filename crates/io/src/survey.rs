@@ -1115,9 +1115,11 @@ impl Loop<'_, '_> {
         let v6 = self.senders[slot.sender].is_v6();
         let mut first = answer;
         let synack = answer && std::mem::take(&mut slot.synack);
+        // One time for the segments that leave together (`run::flush` says why).
+        let now = clock::now();
         // Bounded: a connection queues a handful of segments per input.
         for _ in 0..256 {
-            let Some(seg) = slot.probe.poll_transmit(clock::now()) else {
+            let Some(seg) = slot.probe.poll_transmit(now) else {
                 break;
             };
             let len = build_segment(

@@ -1,12 +1,16 @@
-//! The sizes our data went out in, while it is unacknowledged.
+//! Our data while it is unacknowledged: the segments it went out in, when, and what the
+//! peer's SACK blocks say arrived.
 //!
-//! After a fragmentation-needed / Packet Too Big, only segments longer than the new MSS
-//! were dropped for their size; the shorter ones may well have arrived (the peer often
-//! SACKs them before the ICMP error is even read). Linux's `tcp_simple_retransmit` marks
-//! just the long ones lost and sends their bytes again, cut at the new size; this is what
-//! lets us do the same. Each byte in flight is remembered with the length of the last
-//! segment that carried it.
+//! Two uses. After a fragmentation-needed / Packet Too Big, only segments longer than the
+//! new MSS were dropped for their size; the shorter ones may well have arrived (the peer
+//! often SACKs them before the ICMP error is even read). Linux's `tcp_simple_retransmit`
+//! marks just the long ones lost and sends their bytes again, cut at the new size; the
+//! lengths let us do the same. And RACK (RFC 8985, [`super::rack`]) judges a segment lost
+//! when one sent after it was delivered: that needs each segment's send time and whether
+//! the peer SACKed it. Each byte in flight is remembered with the last segment that
+//! carried it.
 
+use crate::time::Instant;
 use crate::wire::SeqNumber;
 use std::collections::VecDeque;
 
@@ -14,67 +18,141 @@ use std::collections::VecDeque;
 /// the worst case is sending a short segment's bytes again, never leaving a long one out.
 const MAX_ENTRIES: usize = 256;
 
+/// One segment's worth of bytes in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Sent {
+    pub(super) seq: SeqNumber,
+    pub(super) len: u32,
+    /// When it (last) left.
+    pub(super) at: Instant,
+    /// It went out more than once: an ACK of it cannot say which copy arrived (Karn).
+    pub(super) again: bool,
+    /// A SACK block of the peer's covers it (RFC 2018).
+    pub(super) sacked: bool,
+}
+
+impl Sent {
+    pub(super) fn end(&self) -> SeqNumber {
+        self.seq.add(self.len)
+    }
+
+    /// The part of it from `from` on (or before `to`): the rest keeps its history.
+    fn cut(self, from: SeqNumber, to: SeqNumber) -> Sent {
+        Sent {
+            seq: from,
+            len: to.diff(from) as u32,
+            ..self
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub(super) struct Flight {
-    /// `(seq, len)` of each segment, in sequence order, not overlapping.
-    segs: VecDeque<(SeqNumber, u32)>,
+    /// In sequence order, not overlapping.
+    segs: VecDeque<Sent>,
 }
 
 impl Flight {
-    /// A segment carrying `[seq, seq + len)` left, new or again: it replaces what carried
-    /// those bytes before.
-    pub(super) fn sent(&mut self, seq: SeqNumber, len: u32) {
+    /// A segment carrying `[seq, seq + len)` left at `at` (`again`: those bytes had gone
+    /// before): it replaces what carried them before, and nothing of it is SACKed now.
+    pub(super) fn sent(&mut self, seq: SeqNumber, len: u32, at: Instant, again: bool) {
         if len == 0 {
             return;
         }
         let end = seq.add(len);
+        let new = Sent {
+            seq,
+            len,
+            at,
+            again,
+            sacked: false,
+        };
         let mut out = VecDeque::with_capacity(self.segs.len() + 2);
         let mut placed = false;
-        for &(s, l) in &self.segs {
-            let e = s.add(l);
-            if e.le(seq) {
-                out.push_back((s, l));
+        for &e in &self.segs {
+            if e.end().le(seq) {
+                out.push_back(e);
                 continue;
             }
-            if s.lt(seq) {
-                out.push_back((s, seq.diff(s) as u32));
+            if e.seq.lt(seq) {
+                out.push_back(e.cut(e.seq, seq));
             }
             if !placed {
-                out.push_back((seq, len));
+                out.push_back(new);
                 placed = true;
             }
-            if end.lt(e) {
-                if end.le(s) {
-                    out.push_back((s, l));
+            if end.lt(e.end()) {
+                if end.le(e.seq) {
+                    out.push_back(e);
                 } else {
-                    out.push_back((end, e.diff(end) as u32));
+                    out.push_back(e.cut(end, e.end()));
                 }
             }
         }
         if !placed {
-            out.push_back((seq, len));
+            out.push_back(new);
         }
         self.segs = out;
         while self.segs.len() > MAX_ENTRIES {
-            if let (Some((s, a)), Some((_, b))) = (self.segs.pop_front(), self.segs.pop_front()) {
-                self.segs.push_front((s, a.saturating_add(b)));
+            if let (Some(a), Some(b)) = (self.segs.pop_front(), self.segs.pop_front()) {
+                // The later send time and "sent again" if either was: RACK then waits
+                // longer before it calls the pair lost, never less; SACKed only if both.
+                self.segs.push_front(Sent {
+                    seq: a.seq,
+                    len: a.len.saturating_add(b.len),
+                    at: a.at.max(b.at),
+                    again: a.again || b.again,
+                    sacked: a.sacked && b.sacked,
+                });
             }
         }
     }
 
-    /// Everything before `una` is acknowledged.
-    pub(super) fn acked(&mut self, una: SeqNumber) {
-        while let Some(&(s, l)) = self.segs.front() {
-            let e = s.add(l);
-            if e.le(una) {
+    /// Everything before `una` is acknowledged. `each` sees the segments it takes off
+    /// whole (RACK learns from the newest of them).
+    pub(super) fn acked(&mut self, una: SeqNumber, mut each: impl FnMut(&Sent)) {
+        while let Some(&e) = self.segs.front() {
+            if e.end().le(una) {
                 self.segs.pop_front();
+                each(&e);
             } else {
-                if s.lt(una) {
-                    self.segs[0] = (una, e.diff(una) as u32);
+                if e.seq.lt(una) {
+                    self.segs[0] = e.cut(una, e.end());
                 }
                 break;
             }
         }
+    }
+
+    /// The peer's SACK blocks (`[left, right)`, RFC 2018 §3): marks the segments they
+    /// cover whole; `each` sees those newly marked. A block below the first byte in flight
+    /// (a D-SACK, RFC 2883) or reaching past what we sent marks nothing it does not cover.
+    pub(super) fn sack(
+        &mut self,
+        blocks: impl Iterator<Item = (SeqNumber, SeqNumber)>,
+        mut each: impl FnMut(&Sent),
+    ) {
+        for (left, right) in blocks {
+            if !left.lt(right) {
+                continue;
+            }
+            for e in self.segs.iter_mut() {
+                if !e.sacked && left.le(e.seq) && e.end().le(right) {
+                    e.sacked = true;
+                    each(e);
+                }
+            }
+        }
+    }
+
+    /// The segments not SACKed, oldest sequence first.
+    pub(super) fn unsacked(&self) -> impl Iterator<Item = &Sent> {
+        self.segs.iter().filter(|e| !e.sacked)
+    }
+
+    /// How many segments the peer SACKed.
+    pub(super) fn sacked_count(&self) -> usize {
+        self.segs.iter().filter(|e| e.sacked).count()
     }
 
     pub(super) fn clear(&mut self) {
@@ -86,13 +164,13 @@ impl Flight {
     /// them), oldest first.
     pub(super) fn runs_longer_than(&self, mss: u32) -> Vec<(SeqNumber, u32)> {
         let mut runs: Vec<(SeqNumber, u32)> = Vec::new();
-        for &(s, l) in &self.segs {
-            if l <= mss {
+        for e in &self.segs {
+            if e.len <= mss {
                 continue;
             }
             match runs.last_mut() {
-                Some((rs, rl)) if rs.add(*rl) == s => *rl = rl.saturating_add(l),
-                _ => runs.push((s, l)),
+                Some((rs, rl)) if rs.add(*rl) == e.seq => *rl = rl.saturating_add(e.len),
+                _ => runs.push((e.seq, e.len)),
             }
         }
         runs
@@ -100,7 +178,7 @@ impl Flight {
 
     #[cfg(test)]
     fn entries(&self) -> Vec<(u32, u32)> {
-        self.segs.iter().map(|&(s, l)| (s.0, l)).collect()
+        self.segs.iter().map(|e| (e.seq.0, e.len)).collect()
     }
 }
 
@@ -109,7 +187,12 @@ mod tests {
     use super::*;
 
     fn sent(f: &mut Flight, seq: u32, len: u32) {
-        f.sent(SeqNumber(seq), len);
+        f.sent(
+            SeqNumber(seq),
+            len,
+            Instant::from_nanos(u64::from(seq)),
+            false,
+        );
     }
 
     #[test]
@@ -124,9 +207,9 @@ mod tests {
             [(SeqNumber(1), 2896)],
             "adjacent long segments form one run; the short tail is left alone"
         );
-        f.acked(SeqNumber(1000));
+        f.acked(SeqNumber(1000), |_| {});
         assert_eq!(f.entries(), [(1000, 449), (1449, 1448), (2897, 104)]);
-        f.acked(SeqNumber(3001));
+        f.acked(SeqNumber(3001), |_| {});
         assert!(f.entries().is_empty());
     }
 
@@ -158,7 +241,7 @@ mod tests {
         sent(&mut f, u32::MAX - 99, 1000);
         sent(&mut f, 900, 1000);
         assert_eq!(f.runs_longer_than(948), [(SeqNumber(u32::MAX - 99), 2000)]);
-        f.acked(SeqNumber(400));
+        f.acked(SeqNumber(400), |_| {});
         assert_eq!(f.entries(), [(400, 500), (900, 1000)]);
     }
 
@@ -169,8 +252,53 @@ mod tests {
             sent(&mut f, 1 + i * 10, 10);
         }
         assert_eq!(f.segs.len(), MAX_ENTRIES);
-        let total: u32 = f.segs.iter().map(|&(_, l)| l).sum();
+        let total: u32 = f.segs.iter().map(|e| e.len).sum();
         assert_eq!(total, 10_000, "every byte still accounted for");
-        assert_eq!(f.segs[0].0, SeqNumber(1));
+        assert_eq!(f.segs[0].seq, SeqNumber(1));
+        assert_eq!(
+            f.segs[0].at,
+            Instant::from_nanos(1 + 10 * 744),
+            "a merged entry keeps the later send time of what it holds"
+        );
+    }
+
+    /// What one SACK block newly marks.
+    fn sack(f: &mut Flight, left: u32, right: u32) -> Vec<Sent> {
+        let mut newly = Vec::new();
+        f.sack([(SeqNumber(left), SeqNumber(right))].into_iter(), |e| {
+            newly.push(*e)
+        });
+        newly
+    }
+
+    fn acked(f: &mut Flight, una: u32) -> Vec<Sent> {
+        let mut gone = Vec::new();
+        f.acked(SeqNumber(una), |e| gone.push(*e));
+        gone
+    }
+
+    #[test]
+    fn sack_marks_whole_segments_and_acks_return_what_they_took() {
+        let mut f = Flight::default();
+        sent(&mut f, 1, 500);
+        sent(&mut f, 501, 500);
+        sent(&mut f, 1001, 398);
+        // A block covering the second and half the third: only the second is whole.
+        let newly = sack(&mut f, 501, 1200);
+        assert_eq!(newly.iter().map(|e| e.seq.0).collect::<Vec<_>>(), [501]);
+        assert_eq!(f.sacked_count(), 1);
+        // The same block again marks nothing new; a D-SACK below the flight, or a block
+        // the wrong way round, nothing.
+        assert!(sack(&mut f, 501, 1200).is_empty());
+        assert!(sack(&mut f, 0, 1).is_empty());
+        assert!(sack(&mut f, 900, 600).is_empty());
+        assert_eq!(f.unsacked().map(|e| e.seq.0).collect::<Vec<_>>(), [1, 1001]);
+        // Sent again: no longer SACKed (a reneging peer's data goes back in flight).
+        f.sent(SeqNumber(501), 500, Instant::from_nanos(9_000), true);
+        assert_eq!(f.sacked_count(), 0);
+        let gone = acked(&mut f, 1001);
+        assert_eq!(gone.len(), 2);
+        assert!(gone[1].again && gone[1].at == Instant::from_nanos(9_000));
+        assert_eq!(f.entries(), [(1001, 398)]);
     }
 }

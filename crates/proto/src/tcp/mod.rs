@@ -54,6 +54,7 @@
 mod display;
 mod flight;
 pub mod icmp;
+mod rack;
 mod reassembly;
 pub(crate) mod rto;
 /// The most of a RST's data shown ([`Event::Reset`]'s `text`).
@@ -82,6 +83,7 @@ use crate::wire::tcp::MAX_SACK_BLOCKS;
 use crate::wire::{IcmpError, IcmpKind, SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 use flight::Flight;
 pub use icmp::{IcmpIgnored, IcmpOutcome, PmtuChange};
+use rack::Rack;
 use reassembly::Reassembly;
 use rto::RttEstimator;
 use std::collections::VecDeque;
@@ -443,6 +445,13 @@ const BLACK_HOLE_AFTER: u32 = 2;
 /// Most segments one path MTU change sends again at once; the rest follow by the
 /// retransmission timer (the flight of a probe is a request or a TLS flight: a few).
 const MAX_RESEND: u32 = 64;
+
+/// Added to RACK's reordering timer (RFC 8985 §6.3), as Linux adds `TCP_TIMEOUT_MIN` (two
+/// jiffies: 2 ms at HZ=1000, 8 ms at HZ=250) in `tcp_rack_reo_timeout`'s arming. Without
+/// it, on a sub-millisecond path the segment went again 130 µs after the last one sent,
+/// and Wireshark's analysis, which calls a resend within the handshake's round trip of
+/// the highest segment out-of-order, warned about it.
+const REO_TIMER_SLACK: Duration = Duration::from_millis(2);
 /// Pure ACKs queued at most before a new one supersedes the last (see
 /// `Connection::queue_data_ack`): room for a tap batch's worth of duplicate ACKs.
 const MAX_QUEUED_ACKS: usize = 32;
@@ -523,8 +532,11 @@ pub struct Connection {
     /// again, so it expires when the cache says (RFC 1191 §6.3: try larger after a while).
     pmtu_learned: bool,
     black_hole: BlackHole,
-    /// The lengths our unacknowledged data went out in (what a path MTU change resends).
+    /// Our unacknowledged data as it went out (what a path MTU change resends, what RACK
+    /// judges).
     flight: Flight,
+    /// RFC 8985 loss detection: what the peer's ACKs and SACKs delivered last.
+    rack: Rack,
 
     // --- receive sequence space ---
     irs: SeqNumber,
@@ -635,6 +647,7 @@ impl Connection {
             pmtu_learned: false,
             black_hole: BlackHole::No,
             flight: Flight::default(),
+            rack: Rack::default(),
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale: 0,
@@ -988,6 +1001,7 @@ impl Connection {
                 match timer {
                     Timer::TimeWait => self.on_time_wait_timeout(now),
                     Timer::Retransmit => self.on_retransmit_timeout(now),
+                    Timer::Reorder => self.rack_detect(now),
                     Timer::Persist => self.on_persist_timeout(now),
                 }
             }
@@ -1444,45 +1458,53 @@ impl Connection {
             return 0;
         }
         let mss = u32::from(self.send_mss);
-        let data_end = self.snd_una.add(self.send_buf.len() as u32);
-        // Never past the peer's window (RFC 9293 §3.8.6 SHLD-16, as in `earliest_unacked`):
-        // only the head goes into a zero window.
-        let wnd_end = self.snd_una.add(self.snd_wnd);
         let mut queued = 0;
         for (start, len) in self.flight.runs_longer_than(mss) {
-            let mut offset = 0;
-            while offset < len && queued < MAX_RESEND {
-                let seq = start.add(offset);
-                let room = match self.snd_wnd {
-                    0 if seq == self.snd_una => u32::MAX,
-                    _ => wnd_end.diff(seq).max(0) as u32,
-                };
-                if room == 0 {
-                    break;
-                }
-                let n = (len - offset).min(mss).min(room);
-                let last = offset + n == len;
-                let fin = self.fin_sent && seq.add(n) == data_end;
-                let mut seg = self.data_segment(seq, n as usize, fin, now, true);
-                if last {
-                    seg.flags = seg.flags | TcpFlags::PSH;
-                }
-                self.flight.sent(seq, n);
-                self.retransmissions += 1;
-                self.events.push_back(Event::Retransmit {
-                    at: now,
-                    seq: seg.seq,
-                    flags: seg.flags,
-                    attempt: self.retries,
-                });
-                self.tx.push_back(seg);
-                queued += 1;
-                offset += n;
-            }
+            // PSH on the last of each run, as Linux's re-cut segments carry it.
+            queued += self.resend(now, start, len, true, MAX_RESEND.saturating_sub(queued));
         }
         if queued > 0 {
             self.rtt_probe = None;
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        queued
+    }
+
+    /// Queues `[start, start + len)` again, cut at the MSS, at most `budget` segments,
+    /// PSH on the last when `push`. Never past the peer's window (RFC 9293 §3.8.6 SHLD-16,
+    /// as in `earliest_unacked`): only the head goes into a zero window. Returns the
+    /// segments queued.
+    fn resend(&mut self, now: Instant, start: SeqNumber, len: u32, push: bool, budget: u32) -> u32 {
+        let mss = u32::from(self.send_mss).max(1);
+        let data_end = self.snd_una.add(self.send_buf.len() as u32);
+        let wnd_end = self.snd_una.add(self.snd_wnd);
+        let (mut offset, mut queued) = (0, 0);
+        while offset < len && queued < budget {
+            let seq = start.add(offset);
+            let room = match self.snd_wnd {
+                0 if seq == self.snd_una => u32::MAX,
+                _ => wnd_end.diff(seq).max(0) as u32,
+            };
+            if room == 0 {
+                break;
+            }
+            let n = (len - offset).min(mss).min(room);
+            let fin = self.fin_sent && seq.add(n) == data_end;
+            let mut seg = self.data_segment(seq, n as usize, fin, now, true);
+            if push && offset + n == len {
+                seg.flags = seg.flags | TcpFlags::PSH;
+            }
+            self.flight.sent(seq, n, now, true);
+            self.retransmissions += 1;
+            self.events.push_back(Event::Retransmit {
+                at: now,
+                seq: seg.seq,
+                flags: seg.flags,
+                attempt: self.retries,
+            });
+            self.tx.push_back(seg);
+            queued += 1;
+            offset += n;
         }
         queued
     }
@@ -1845,7 +1867,8 @@ impl Connection {
             let data = (acked as usize).min(self.send_buf.len());
             self.send_buf.drain(..data);
             self.snd_una = ack;
-            self.flight.acked(ack);
+            let rack = &mut self.rack;
+            self.flight.acked(ack, |s| rack.delivered(rx_at, s));
             if self.black_hole == BlackHole::Suspected {
                 // Acknowledged only after the fall back to the safe size: the smaller
                 // segments got through where the big ones had vanished, twice.
@@ -1887,6 +1910,48 @@ impl Connection {
                 if self.snd_una != self.snd_nxt && !self.timers.is_set(Timer::Retransmit) {
                     self.timers.set(Timer::Retransmit, rx_at + self.rtt.rto());
                 }
+            }
+        }
+        // RFC 8985 §6.2 steps 1–2: what this ACK delivered, cumulatively or in its SACK
+        // blocks (RFC 2018; taken only when SACK was agreed on), then step 5.
+        if self.peer.sack_permitted {
+            let rack = &mut self.rack;
+            self.flight
+                .sack(seg.options.sack(), |s| rack.delivered(rx_at, s));
+        }
+        self.rack_detect(rx_at);
+    }
+
+    /// RFC 8985 §6.2 step 5 (and §6.3's timer): sends again, at once, what RACK finds
+    /// lost, and sets the reordering timer for what it may find lost later. Not while a
+    /// zero window is probed (the probe's byte is the persist timer's).
+    fn rack_detect(&mut self, now: Instant) {
+        self.timers.stop(Timer::Reorder);
+        if self.snd_una == self.snd_nxt || self.persist_probe_out || !self.sends_data() {
+            return;
+        }
+        let found = self.rack.detect(now, &self.flight, self.rtt.srtt());
+        if let Some(at) = found.recheck {
+            self.timers.set(Timer::Reorder, at + REO_TIMER_SLACK);
+        }
+        let data_end = self.snd_una.add(self.send_buf.len() as u32);
+        let mut queued = 0;
+        for s in found.lost {
+            // PSH where it first was: on the last byte the caller gave (§3.9.1.2).
+            let push = s.end() == data_end;
+            queued += self.resend(now, s.seq, s.len, push, MAX_RESEND.saturating_sub(queued));
+        }
+        if queued > 0 {
+            // Karn: an ACK of these bytes no longer times one transmission.
+            self.rtt_probe = None;
+            // Linux's `tcp_retransmit_skb` restarts the timer for the head it sends again.
+            if self
+                .flight
+                .unsacked()
+                .next()
+                .is_some_and(|s| s.seq == self.snd_una && s.again)
+            {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
             }
         }
     }
@@ -2021,7 +2086,8 @@ impl Connection {
             self.synack_segment(now, true)
         } else {
             let seg = self.earliest_unacked(now);
-            self.flight.sent(seg.seq, seg.payload.len() as u32);
+            self.flight
+                .sent(seg.seq, seg.payload.len() as u32, now, true);
             seg
         };
         self.record_retransmit(&seg, now, self.retries);
@@ -2061,13 +2127,13 @@ impl Connection {
         self.rtt_probe = None;
         if self.persist_probe_out {
             let seg = self.data_segment(self.snd_una, 1, false, now, true);
-            self.flight.sent(seg.seq, 1);
+            self.flight.sent(seg.seq, 1, now, true);
             self.persist_probes += 1;
             self.record_retransmit(&seg, now, self.persist_probes);
             self.tx.push_back(seg);
         } else if self.unsent_data() > 0 && self.snd_una == self.snd_nxt {
             let seg = self.data_segment(self.snd_nxt, 1, false, now, false);
-            self.flight.sent(seg.seq, 1);
+            self.flight.sent(seg.seq, 1, now, false);
             self.snd_nxt = self.snd_nxt.add(1);
             self.persist_probe_out = true;
             self.persist_probes += 1;
@@ -2255,7 +2321,7 @@ impl Connection {
             // RFC 9293 §3.9.1.2: PSH on the last segment of what the caller gave us.
             seg.flags = seg.flags | TcpFlags::PSH;
         }
-        self.flight.sent(seg.seq, len as u32);
+        self.flight.sent(seg.seq, len as u32, now, false);
         self.snd_nxt = self.snd_nxt.add(len as u32 + u32::from(fin));
         self.fin_sent |= fin;
         Some(seg)

@@ -3892,3 +3892,102 @@ fn the_peers_fin_before_our_queued_fin_left_still_sends_ours() {
 }
 
 mod review15;
+
+// --- RACK (RFC 8985) ---
+
+/// ESTABLISHED with a peer that agreed to SACK, MSS 500; a 1 300-byte request sent (three
+/// segments at once, 10 ms after the handshake began). Returns the three segments.
+fn rack_request_sent(sack: bool) -> (Harness, Vec<Segment>) {
+    let opts = TcpOptions {
+        mss: Some(500),
+        sack_permitted: sack,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'a'; 1300]);
+    let out = h.sent();
+    assert_eq!(
+        out.iter()
+            .map(|s| (s.seq.0, s.payload.len()))
+            .collect::<Vec<_>>(),
+        [(1001, 500), (1501, 500), (2001, 300)]
+    );
+    (h, out)
+}
+
+/// The peer's duplicate ACK of 1001 with a SACK block for the second and third segment.
+fn sack_of_the_rest() -> TcpRepr<'static> {
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(2301)));
+    a
+}
+
+#[test]
+fn rack_sends_a_hole_behind_sacked_segments_again_after_a_quarter_round_trip() {
+    // The walk's case: the first of three segments lost, the others SACKed one round trip
+    // later. Before, it went again at the RTO (200 ms); Linux's client at +7 ms.
+    let (mut h, _) = rack_request_sent(true);
+    let sent_at = h.now;
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    assert!(h.sent().is_empty(), "within the reordering window: not yet");
+    // RACK.rtt 10 ms, min_RTT 10 ms: lost at send + 10 ms + 2.5 ms; the timer fires
+    // Linux's 2 ms later.
+    let at = h.fire();
+    assert_eq!(at, sent_at + ms(14) + Duration::from_micros(500));
+    let again = h.sent_one();
+    assert_eq!((again.seq.0, again.payload.len()), (1001, 500));
+    assert!(again.retransmission);
+    assert_eq!(
+        again.flags, ACK,
+        "no PSH: it was not the request's last segment"
+    );
+    assert_eq!(h.conn.retransmissions(), 1);
+    assert_eq!(h.conn.retries(), 0, "not a timeout: no back-off");
+    // The retransmission timer restarts for the head sent again.
+    assert_eq!(h.conn.poll_timeout(), Some(at + h.conn.rto()));
+    h.advance(ms(10));
+    h.recv(ack_seg(5001, 2301));
+    assert!(h.sent().is_empty());
+    assert_eq!(
+        h.conn.poll_timeout(),
+        None,
+        "all acknowledged: no timer left"
+    );
+}
+
+#[test]
+fn rack_waits_out_reordering_and_the_late_segment_stops_it() {
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    // The first segment was only late: the cumulative ACK within the window ends it.
+    h.advance(ms(1));
+    h.recv(ack_seg(5001, 2301));
+    assert!(h.sent().is_empty());
+    assert_eq!(h.conn.poll_timeout(), None);
+    assert_eq!(h.conn.retransmissions(), 0);
+}
+
+#[test]
+fn rack_needs_sack_and_each_delivery_judges_once() {
+    // Without SACK agreed on, SACK blocks teach nothing: the RTO sends it.
+    let (mut h, _) = rack_request_sent(false);
+    let sent_at = h.now;
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    assert_eq!(h.conn.poll_timeout(), Some(sent_at + h.conn.rto()));
+    // With SACK: once sent again, the same SACK blocks repeated do not send it again —
+    // the copy left after everything the peer has delivered.
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    h.fire();
+    assert_eq!(h.sent().len(), 1);
+    for _ in 0..5 {
+        h.advance(ms(1));
+        h.recv(sack_of_the_rest());
+        assert!(h.sent().is_empty());
+    }
+    assert_eq!(h.conn.retransmissions(), 1);
+}

@@ -12,16 +12,25 @@ pub(super) enum Timer {
     Persist = 1,
     /// RFC 9293 §3.6: TIME-WAIT (configured length instead of 2×MSL).
     TimeWait = 2,
+    /// RFC 8985 §6.2 step 5: a segment sent before a delivered one will be lost once its
+    /// reordering window has passed.
+    Reorder = 3,
 }
 
 impl Timer {
-    /// In the order they are fired when several are due at once.
-    pub(super) const ALL: [Timer; 3] = [Timer::TimeWait, Timer::Retransmit, Timer::Persist];
+    /// In the order they are fired when several are due at once (the retransmission
+    /// timer before RACK's: what it sends again is no longer judged by older deliveries).
+    pub(super) const ALL: [Timer; 4] = [
+        Timer::TimeWait,
+        Timer::Retransmit,
+        Timer::Reorder,
+        Timer::Persist,
+    ];
 }
 
 #[derive(Clone, Copy, Default, Debug)]
 pub(super) struct TimerTable {
-    deadlines: [Option<Instant>; 3],
+    deadlines: [Option<Instant>; 4],
 }
 
 impl TimerTable {
@@ -42,7 +51,7 @@ impl TimerTable {
     }
 
     pub(super) fn stop_all(&mut self) {
-        self.deadlines = [None; 3];
+        self.deadlines = [None; 4];
     }
 
     /// Whether `timer` is due at `now`; a due timer is cleared (the caller re-arms it).
