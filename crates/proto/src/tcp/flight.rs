@@ -150,6 +150,16 @@ impl Flight {
         self.segs.iter().filter(|e| !e.sacked)
     }
 
+    /// The segment sent last in sequence (the tail a loss probe sends again).
+    pub(super) fn last(&self) -> Option<&Sent> {
+        self.segs.back()
+    }
+
+    /// Segments in flight.
+    pub(super) fn len(&self) -> usize {
+        self.segs.len()
+    }
+
     /// How many segments the peer SACKed.
     pub(super) fn sacked_count(&self) -> usize {
         self.segs.iter().filter(|e| e.sacked).count()

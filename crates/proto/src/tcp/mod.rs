@@ -452,6 +452,14 @@ const MAX_RESEND: u32 = 64;
 /// and Wireshark's analysis, which calls a resend within the handshake's round trip of
 /// the highest segment out-of-order, warned about it.
 const REO_TIMER_SLACK: Duration = Duration::from_millis(2);
+
+/// The shortest tail loss probe timeout. RFC 8985 §7.2 has 2·SRTT alone, which on a
+/// sub-millisecond path is less than a busy server takes to acknowledge: a probe (and a
+/// retransmission counted) for nothing. Linux adds two jiffies (`TCP_TIMEOUT_MIN`: 8 ms
+/// at HZ=250, its probe went 9.2 ms after the request here); the TLP draft
+/// (draft-dukkipati-tcpm-tcp-loss-probe) had max(2·SRTT, 10 ms) for a flight of more
+/// than one segment, which this is.
+const TLP_MIN: Duration = Duration::from_millis(10);
 /// Pure ACKs queued at most before a new one supersedes the last (see
 /// `Connection::queue_data_ack`): room for a tap batch's worth of duplicate ACKs.
 const MAX_QUEUED_ACKS: usize = 32;
@@ -537,6 +545,9 @@ pub struct Connection {
     flight: Flight,
     /// RFC 8985 loss detection: what the peer's ACKs and SACKs delivered last.
     rack: Rack,
+    /// RFC 8985 §7: TLP.end_seq, SND.NXT when a tail loss probe went; no other probe goes
+    /// until an ACK covers it.
+    tlp_end: Option<SeqNumber>,
 
     // --- receive sequence space ---
     irs: SeqNumber,
@@ -648,6 +659,7 @@ impl Connection {
             black_hole: BlackHole::No,
             flight: Flight::default(),
             rack: Rack::default(),
+            tlp_end: None,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale: 0,
@@ -1001,7 +1013,8 @@ impl Connection {
                 match timer {
                     Timer::TimeWait => self.on_time_wait_timeout(now),
                     Timer::Retransmit => self.on_retransmit_timeout(now),
-                    Timer::Reorder => self.rack_detect(now),
+                    Timer::Reorder => self.rack_detect(now, 1),
+                    Timer::Probe => self.on_probe_timeout(now),
                     Timer::Persist => self.on_persist_timeout(now),
                 }
             }
@@ -1857,6 +1870,8 @@ impl Connection {
             // Old duplicate within MAX.SND.WND: nothing to learn.
             return;
         }
+        // Segments this ACK delivered, cumulatively or in SACK blocks (RACK's budget).
+        let mut delivered = 0u32;
         // Any acceptable ACK answers a zero-window probe (Linux resets `icsk_probes_out`
         // on every ACK): the peer is alive, and RFC 9293 §3.8.6.1 (MUST-36) keeps the
         // connection open for as long as it answers.
@@ -1868,7 +1883,10 @@ impl Connection {
             self.send_buf.drain(..data);
             self.snd_una = ack;
             let rack = &mut self.rack;
-            self.flight.acked(ack, |s| rack.delivered(rx_at, s));
+            self.flight.acked(ack, |s| {
+                delivered += 1;
+                rack.delivered(rx_at, s);
+            });
             if self.black_hole == BlackHole::Suspected {
                 // Acknowledged only after the fall back to the safe size: the smaller
                 // segments got through where the big ones had vanished, twice.
@@ -1916,16 +1934,81 @@ impl Connection {
         // blocks (RFC 2018; taken only when SACK was agreed on), then step 5.
         if self.peer.sack_permitted {
             let rack = &mut self.rack;
-            self.flight
-                .sack(seg.options.sack(), |s| rack.delivered(rx_at, s));
+            self.flight.sack(seg.options.sack(), |s| {
+                delivered += 1;
+                rack.delivered(rx_at, s);
+            });
         }
-        self.rack_detect(rx_at);
+        if self.tlp_end.is_some_and(|end| ack.ge(end)) {
+            self.tlp_end = None;
+        }
+        self.rack_detect(rx_at, delivered);
+        self.arm_loss_probe(rx_at);
     }
 
-    /// RFC 8985 §6.2 step 5 (and §6.3's timer): sends again, at once, what RACK finds
-    /// lost, and sets the reordering timer for what it may find lost later. Not while a
-    /// zero window is probed (the probe's byte is the persist timer's).
-    fn rack_detect(&mut self, now: Instant) {
+    /// RFC 8985 §7.2: while data is in flight and nothing else will find a lost tail (no
+    /// reordering timer, no probe out, not in timeout recovery), arm the tail loss probe:
+    /// 2·SRTT, at least [`TLP_MIN`], never past the RTO. Needs SACK (the probe's answer
+    /// tells what was lost, §7.4), as in Linux. Not for a flight of one segment: there the
+    /// probe waits for the peer's delayed ACK too (200 ms, §7.2's WCDelAckT) and would go
+    /// with the RTO.
+    fn arm_loss_probe(&mut self, now: Instant) {
+        self.timers.stop(Timer::Probe);
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        if !self.peer.sack_permitted
+            || self.tlp_end.is_some()
+            || self.retries > 0
+            || self.flight.len() < 2
+            || self.snd_wnd == 0
+            || self.persist_probe_out
+            || !self.sends_data()
+            || self.timers.is_set(Timer::Reorder)
+        {
+            return;
+        }
+        let mut at = now + srtt.saturating_mul(2).max(TLP_MIN);
+        if let Some(rto_at) = self.timers.get(Timer::Retransmit) {
+            if rto_at <= at {
+                return;
+            }
+            at = at.min(rto_at);
+        }
+        self.timers.set(Timer::Probe, at);
+    }
+
+    /// RFC 8985 §7.3: the tail went unanswered for a PTO. New data would have gone
+    /// already (only the peer's window holds ours back), so the last segment goes again:
+    /// if only the tail was lost, the peer's ACK of it now shows the rest (RACK then
+    /// finds what else is missing); no back-off, the RTO restarts.
+    fn on_probe_timeout(&mut self, now: Instant) {
+        if self.snd_una == self.snd_nxt || self.persist_probe_out || !self.sends_data() {
+            return;
+        }
+        let Some(&last) = self.flight.last() else {
+            return;
+        };
+        let data_end = self.snd_una.add(self.send_buf.len() as u32);
+        let mss = u32::from(self.send_mss).max(1);
+        // One segment's worth: the end of the last one sent.
+        let len = last.len.min(mss);
+        let start = last.end().sub(len);
+        if self.resend(now, start, len, last.end() == data_end, 1) == 0 {
+            return;
+        }
+        self.tlp_end = Some(self.snd_nxt);
+        self.rtt_probe = None;
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// RFC 8985 §6.2 step 5 (and §6.3's timer): sends again what RACK finds lost, at
+    /// most `budget` segments, and sets the reordering timer for what it may find lost
+    /// later. The budget is what the ACK delivered (one on the timer): what goes out in
+    /// recovery follows what arrives, as Linux's PRR (RFC 6937) lets one segment go for
+    /// each delivered — the rest stays lost and goes with the next ACKs (or the RTO).
+    /// Not while a zero window is probed (the probe's byte is the persist timer's).
+    fn rack_detect(&mut self, now: Instant, budget: u32) {
         self.timers.stop(Timer::Reorder);
         if self.snd_una == self.snd_nxt || self.persist_probe_out || !self.sends_data() {
             return;
@@ -1935,11 +2018,12 @@ impl Connection {
             self.timers.set(Timer::Reorder, at + REO_TIMER_SLACK);
         }
         let data_end = self.snd_una.add(self.send_buf.len() as u32);
+        let budget = budget.min(MAX_RESEND);
         let mut queued = 0;
         for s in found.lost {
             // PSH where it first was: on the last byte the caller gave (§3.9.1.2).
             let push = s.end() == data_end;
-            queued += self.resend(now, s.seq, s.len, push, MAX_RESEND.saturating_sub(queued));
+            queued += self.resend(now, s.seq, s.len, push, budget.saturating_sub(queued));
         }
         if queued > 0 {
             // Karn: an ACK of these bytes no longer times one transmission.
@@ -2071,6 +2155,9 @@ impl Connection {
         self.retries = self.retries.saturating_add(1);
         self.last_rtx_at = Some(now);
         self.rtt.back_off();
+        // Timeout recovery: no loss probe until new data is acknowledged (RFC 8985 §7.2).
+        self.timers.stop(Timer::Probe);
+        self.tlp_end = None;
         // Karn: nothing sent before this retransmission may be timed.
         self.rtt_probe = None;
         if self.state != State::SynSent && self.black_hole_fallback(now) {
@@ -2514,6 +2601,9 @@ impl Connection {
         if !self.timers.is_set(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
+        if !seg.flags.syn() {
+            self.arm_loss_probe(now);
+        }
     }
 
     /// Karn (RFC 6298 §3): after a retransmission of the current `snd_una`, nothing is
@@ -2558,6 +2648,7 @@ impl Connection {
         }
         self.rtt_probe = None;
         self.rtt.on_sample(rx_at.saturating_since(sent));
+        self.rack.rtt_sample(rx_at.saturating_since(sent));
         true
     }
 
@@ -2567,6 +2658,7 @@ impl Connection {
         {
             self.rtt_probe = None;
             self.rtt.on_sample(rx_at.saturating_since(sent));
+            self.rack.rtt_sample(rx_at.saturating_since(sent));
         }
     }
 

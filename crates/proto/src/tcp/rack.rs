@@ -8,9 +8,9 @@
 //! dropped, was sent again at 200.7 ms; Linux's client (RACK on by default,
 //! `tcp_recovery`) at 7 ms, its timer's jiffy granularity. This is the detection only:
 //! what we send is a request, not a stream, so there is no congestion window to reduce
-//! (RFC 8985 §3.4 leaves the response to the congestion control in use), and no tail
-//! loss probe (§7): for a one-segment flight its timeout adds the 200 ms worst-case
-//! delayed ACK, no sooner than the retransmission timer.
+//! (RFC 8985 §3.4 leaves the response to the congestion control in use). The tail loss
+//! probe (§7), which gives RACK something to go on when a flight's tail is lost, is the
+//! connection's (`Connection::arm_loss_probe`).
 
 use super::flight::{Flight, Sent};
 use crate::time::Instant;
@@ -45,14 +45,15 @@ pub(super) struct Detected {
 impl Rack {
     /// Step 2: learns from a segment an ACK received at `rx_at` delivered.
     pub(super) fn delivered(&mut self, rx_at: Instant, s: &Sent) {
-        // An ACK of a segment sent twice may answer either copy (Karn): RFC 8985 takes it
-        // only when the timestamps tell; we leave it out, which can only delay a verdict,
-        // never call a segment lost that was not.
-        if s.again {
+        let rtt = rx_at.saturating_since(s.at);
+        // An ACK of a segment sent twice may answer the first copy (Karn): step 2 leaves
+        // it out when it came sooner after the copy than any round trip seen (or when no
+        // round trip is known). RFC 8985 also asks the timestamps, which we do not keep
+        // per segment.
+        if s.again && self.min_rtt.is_none_or(|m| rtt < m) {
             return;
         }
-        let rtt = rx_at.saturating_since(s.at);
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        self.rtt_sample(rtt);
         if self
             .newest
             .is_none_or(|(at, end)| sent_after((s.at, s.end()), (at, end)))
@@ -60,6 +61,12 @@ impl Rack {
             self.newest = Some((s.at, s.end()));
             self.rtt = rtt;
         }
+    }
+
+    /// A round trip measured by the connection (the handshake's, an ACK's): RACK.min_RTT
+    /// is the smallest of every sample, as Linux's `tcp_min_rtt`.
+    pub(super) fn rtt_sample(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
     }
 
     /// Step 4: how long past the delivered segment's round trip an earlier one may still
@@ -170,7 +177,8 @@ mod tests {
         f.sent(SeqNumber(1), 500, ms(20), true);
         let d = r.detect(ms(100), &f, None);
         assert!(d.lost.is_empty() && d.recheck.is_none());
-        // An ACK of the copy teaches nothing (Karn), so it stays unjudged.
+        // An ACK 1 ms after the copy, sooner than any round trip (10 ms), may answer the
+        // first copy (Karn): it teaches nothing, so the copy stays unjudged.
         f.acked(SeqNumber(1501), |e| r.delivered(ms(21), e));
         assert_eq!(r.newest, Some((ms(0), SeqNumber(1501))));
     }

@@ -3991,3 +3991,63 @@ fn rack_needs_sack_and_each_delivery_judges_once() {
     }
     assert_eq!(h.conn.retransmissions(), 1);
 }
+
+#[test]
+fn tlp_sends_the_tail_again_and_rack_finds_the_rest() {
+    // The whole request lost: nothing comes back. The tail loss probe (RFC 8985 §7) sends
+    // the last segment again after 2·SRTT; the peer's ACK of it SACKs it, and RACK sends
+    // the other two at once — Linux's client on the same wire probes at ~9 ms.
+    let (mut h, _) = rack_request_sent(true);
+    let sent_at = h.now;
+    let at = h.fire();
+    assert_eq!(at, sent_at + ms(20), "SRTT 10 ms: 2·SRTT");
+    let probe = h.sent_one();
+    assert_eq!((probe.seq.0, probe.payload.len()), (2001, 300));
+    assert!(probe.retransmission && probe.flags.psh());
+    assert_eq!(h.conn.retries(), 0, "a probe is not a timeout: no back-off");
+    assert_eq!(h.conn.poll_timeout(), Some(at + h.conn.rto()));
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(2001), SeqNumber(2301)));
+    h.recv(a);
+    // One delivered, one sent (as Linux's PRR): the second waits for the next ACK.
+    let again = h.sent_one();
+    assert_eq!((again.seq.0, again.payload.len()), (1001, 500));
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1501);
+    a.options.sack_blocks[0] = Some((SeqNumber(2001), SeqNumber(2301)));
+    h.recv(a);
+    let again = h.sent_one();
+    assert_eq!((again.seq.0, again.payload.len()), (1501, 500));
+    h.advance(ms(10));
+    h.recv(ack_seg(5001, 2301));
+    assert_eq!(h.conn.poll_timeout(), None);
+    assert_eq!(h.conn.retransmissions(), 3);
+}
+
+#[test]
+fn tlp_goes_once_per_tail_and_not_for_one_segment_or_without_sack() {
+    // Unanswered, the probe is not repeated: the RTO comes next, and backs off.
+    let (mut h, _) = rack_request_sent(true);
+    let sent_at = h.now;
+    h.fire();
+    assert_eq!(h.sent().len(), 1);
+    let rto_at = h.fire();
+    assert_eq!(h.conn.retries(), 1, "the second silence is the RTO's");
+    assert_eq!(rto_at, sent_at + ms(20) + ms(200));
+    // A one-segment request: its probe would wait out a delayed ACK (200 ms) and go with
+    // the RTO, so there is none.
+    let opts = TcpOptions {
+        mss: Some(500),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(b"HEAD / HTTP/1.1\r\n\r\n");
+    let sent_at = h.now;
+    assert_eq!(h.sent().len(), 1);
+    assert_eq!(h.conn.poll_timeout(), Some(sent_at + h.conn.rto()));
+    // Without SACK the probe's answer could not tell what was lost: none either.
+    let (h, _) = rack_request_sent(false);
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + h.conn.rto()));
+}

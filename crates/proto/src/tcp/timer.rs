@@ -15,22 +15,25 @@ pub(super) enum Timer {
     /// RFC 8985 §6.2 step 5: a segment sent before a delivered one will be lost once its
     /// reordering window has passed.
     Reorder = 3,
+    /// RFC 8985 §7.2: the tail loss probe's timeout (PTO).
+    Probe = 4,
 }
 
 impl Timer {
     /// In the order they are fired when several are due at once (the retransmission
     /// timer before RACK's: what it sends again is no longer judged by older deliveries).
-    pub(super) const ALL: [Timer; 4] = [
+    pub(super) const ALL: [Timer; 5] = [
         Timer::TimeWait,
         Timer::Retransmit,
         Timer::Reorder,
+        Timer::Probe,
         Timer::Persist,
     ];
 }
 
 #[derive(Clone, Copy, Default, Debug)]
 pub(super) struct TimerTable {
-    deadlines: [Option<Instant>; 4],
+    deadlines: [Option<Instant>; 5],
 }
 
 impl TimerTable {
@@ -51,7 +54,7 @@ impl TimerTable {
     }
 
     pub(super) fn stop_all(&mut self) {
-        self.deadlines = [None; 4];
+        self.deadlines = [None; 5];
     }
 
     /// Whether `timer` is due at `now`; a due timer is cleared (the caller re-arms it).
