@@ -773,9 +773,30 @@ impl Connection {
         self.black_hole == BlackHole::Confirmed
     }
     /// Window (bytes) within which we accept data: `rcv_buf`, capped at what the
-    /// window field can say with our shift.
+    /// window field can say with the shift our SYN offered. The field we send says as
+    /// much of it as the shift agreed allows (`advertised_window`); the two
+    /// differ only when the SYN-ACK carried no window scale. A peer without one honours
+    /// our unscaled 65 535 and never sends past it. But a middlebox may have stripped the
+    /// option from the SYN-ACK alone (RFC 7323 §2.2 then has us not scale, while the
+    /// peer, which saw ours, reads our 65 535 as 8 MiB): such a peer sends far past the
+    /// 64 KiB. Data up to our buffer is within the window it was told and within what we
+    /// can hold, so we take it, as RFC 9293 §3.8.6 has the window say what the receiver is
+    /// "prepared to accept": a path that then reordered the peer's burst left the segments
+    /// above the hole held and SACKed (RFC 2018), and the peer's SACK-based recovery
+    /// resent the hole. Dropping all past 64 KiB left nothing to SACK; on a SACK
+    /// connection Linux's sender counts SACKed segments, not duplicate ACKs
+    /// (`tcp_dupack_heuristics`; RACK, RFC 8985, needs SACKs too), so our blockless
+    /// duplicate ACKs moved nothing; its tail loss probe (RFC 8985 §7) was past the
+    /// window too, and it waited for its RTO (a fault walk,
+    /// 900 KB through such a box, initcwnd 1000, `--mss 536`: 9 of 22 probes at ~230 ms;
+    /// 1 of 22 now; Linux's client 7 of 22). Linux's client takes such data too: its
+    /// receive buffer autotuning grows the window it accepts (`tcp_rcv_space_adjust`
+    /// raises `window_clamp`) past the 65 535 it can advertise; it SACKed 580 KB past
+    /// its ACK. Our buffer stays the bound, so the reassembly queue is bounded as before.
     pub fn rcv_wnd(&self) -> u32 {
-        self.cfg.rcv_buf.min(65_535u32 << self.rcv_wscale)
+        self.cfg
+            .rcv_buf
+            .min(65_535u32 << self.cfg.wscale.min(MAX_WSCALE))
     }
     /// Segments the peer sent since it last acknowledged something new of ours (it may
     /// be talking without acknowledging).
@@ -2565,7 +2586,9 @@ impl Connection {
         opts
     }
 
-    /// RFC 7323 §2.3: the window field is the window shifted by our scale.
+    /// RFC 7323 §2.3: the window field is the window shifted by our scale (the agreed
+    /// one: without an agreement the field is unscaled and says at most 65 535 of
+    /// [`Connection::rcv_wnd`]).
     fn advertised_window(&self) -> u16 {
         (self.rcv_wnd() >> self.rcv_wscale).min(65_535) as u16
     }

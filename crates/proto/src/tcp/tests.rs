@@ -1598,6 +1598,56 @@ fn segments_beyond_the_window_each_draw_a_duplicate_ack_when_they_carry_data() {
     assert_eq!(h.sent().len(), 1);
 }
 
+/// A window scale stripped from the SYN-ACK alone: the peer reads our unscaled 65 535 as
+/// 65 535 << 7 and sends past it; a path that reordered its burst brought segments far
+/// ahead of the in-order ones. Those within our buffer (128 KiB) are held and SACKed, so
+/// the peer's SACK recovery can resend the hole (dropped, they left it nothing but
+/// duplicate ACKs without blocks, and its RTO: a fault walk's O1); past the buffer they
+/// are still dropped, and the field we advertise stays the unscaled 65 535.
+#[test]
+fn data_past_an_unscaled_window_is_held_up_to_our_buffer_when_our_syn_offered_a_scale() {
+    let mut c = cfg(1000);
+    c.rcv_buf = 128 * 1024;
+    c.timestamps = false;
+    let mut opts = opts_mss(1460);
+    opts.sack_permitted = true;
+    let mut h = conn_established_with(c, 5000, opts, 65160);
+    let mut a = ack_seg(5001, 1001);
+    a.window = 64;
+    h.recv(a);
+    h.anomalies();
+    let ahead = 5001 + 100_000; // past 65 535, within 128 KiB
+    h.recv(seg(ahead, 1001, ACK, &[7u8; 524]));
+    let dup = h.sent_one();
+    assert_eq!(dup.ack, SeqNumber(5001));
+    assert_eq!(
+        dup.options.sack_blocks[0],
+        Some((SeqNumber(ahead), SeqNumber(ahead + 524))),
+        "{dup:?}"
+    );
+    assert_eq!(dup.window, 65_535, "the field is unscaled");
+    assert_eq!(h.conn.reassembly_buffered(), 100_000 + 524);
+    assert!(h.anomalies().is_empty(), "not outside the window");
+    // Past the buffer: dropped and ACKed, as before.
+    let past = 5001 + 140_000;
+    h.recv(seg(past, 1001, ACK, &[7u8; 524]));
+    assert_eq!(
+        h.anomalies(),
+        vec![Anomaly::OutOfWindow {
+            seq: SeqNumber(past),
+            len: 524
+        }]
+    );
+    assert_eq!(h.sent_one().ack, SeqNumber(5001));
+    // The hole filled: everything up to the held segment's end is delivered.
+    h.recv(seg(5001, 1001, ACK, &vec![1u8; 100_000]));
+    assert_eq!(data_of(&h.events()).len(), 100_000 + 524);
+    assert_eq!(h.conn.rcv_nxt(), SeqNumber(ahead + 524));
+    assert_eq!(h.conn.reassembly_buffered(), 0);
+    let ack = h.sent_one();
+    assert_eq!((ack.ack, ack.window), (SeqNumber(ahead + 524), 65_535));
+}
+
 /// With SACK, every duplicate ACK carries the blocks as they stood; an ACK after one that
 /// carried blocks does not supersede it.
 #[test]
