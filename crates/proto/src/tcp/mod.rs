@@ -14,8 +14,11 @@
 //! `poll_event`, then ask `poll_timeout` when to call `handle_timeout` next.
 //!
 //! Choices made because tcpshake is a measuring tool, not a bulk-transfer stack:
-//! - every segment that occupies sequence space is ACKed at once (no delayed ACK,
-//!   RFC 9293 §3.8.6.3 allows it), so the peer's timing is never skewed by ours;
+//! - data is ACKed at once (no delayed ACK, RFC 9293 §3.8.6.3 allows it), so the peer's
+//!   timing is never skewed by ours: each out-of-order or duplicate segment draws its own
+//!   ACK, and what one tap batch delivers in order draws one ACK of all of it (as a
+//!   GRO-merged packet draws one from Linux) — under a burst, fewer than RFC 5681 §4.2's
+//!   one per two full-sized segments;
 //! - no congestion control (RFC 5681): we send what the peer's window allows, which for a
 //!   HEAD request is one segment;
 //! - RTT samples come from the echoed timestamp when timestamps are on (RFC 7323 §4: the
