@@ -209,8 +209,9 @@ fn incoming(json: &serde_json::Value) -> Vec<(String, u64)> {
 }
 
 /// One probe against the peer: open/syn-ack, the HTTP response complete, and the
-/// fragment counts of the SYN-ACK and the response as `want` (flags → fragments).
-fn probe_checks(lab: &Lab, v6: bool, want_synack: u64, want_response: u64) {
+/// fragment counts of the SYN-ACK and the response as `want` (flags → fragments);
+/// `copies`: fragments the peer sent twice (in the capture, not in the counts).
+fn probe_checks(lab: &Lab, v6: bool, want_synack: u64, want_response: u64, copies: u64) {
     let target = lab.target(v6, PORT);
     let pcap = lab.dir().join(format!("probe-{v6}.pcap"));
     let run = lab.run_client([
@@ -248,11 +249,16 @@ fn probe_checks(lab: &Lab, v6: bool, want_synack: u64, want_response: u64) {
             .contains(&format!("[{want_response} fragments]")),
         "{text}"
     );
-    // --pcap keeps each fragment as it came (tcpdump's view): more packets than segments.
+    // --pcap keeps each fragment as it came (tcpdump's view): more packets than segments,
+    // the copy of a fragment too (reassembly ignores it, as Linux's), in arrival order.
     let packets = lab::capture::read_pcap(&pcap).expect("pcap");
     let segments = json["segments"].as_array().map_or(0, Vec::len) as u64;
-    let extra = (want_synack - 1) + (want_response - 1);
+    let extra = (want_synack - 1) + (want_response - 1) + copies;
     assert_eq!(packets.len() as u64, segments + extra, "{ctx}");
+    assert!(
+        packets.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns),
+        "{ctx}"
+    );
 }
 
 /// The Linux client against the same peer: curl completes the exchange too.
@@ -270,8 +276,9 @@ lab_test! {
 fn v4_fragmented_synack_and_response() {
     let mut lab = Lab::new("frag4");
     start_peer(&mut lab, "v4frag");
-    // 28 bytes of SYN-ACK in 8-byte pieces; 1 320 bytes of response in 552-byte pieces.
-    probe_checks(&lab, false, 4, 3);
+    // 28 bytes of SYN-ACK in 8-byte pieces; 1 320 bytes of response in 552-byte pieces,
+    // the second one sent twice.
+    probe_checks(&lab, false, 4, 3, 1);
     curl_checks(&lab, false);
 }
 }
@@ -280,7 +287,7 @@ lab_test! {
 fn v6_fragmented_synack_and_response() {
     let mut lab = Lab::new("frag6");
     start_peer(&mut lab, "v6frag");
-    probe_checks(&lab, true, 2, 3);
+    probe_checks(&lab, true, 2, 3, 0);
     curl_checks(&lab, true);
 }
 }
@@ -290,7 +297,7 @@ fn v6_extension_headers_on_synack_and_response() {
     let mut lab = Lab::new("ext6");
     start_peer(&mut lab, "v6ext");
     // The SYN-ACK's atomic fragment is a whole packet (RFC 6946): one "fragment".
-    probe_checks(&lab, true, 1, 3);
+    probe_checks(&lab, true, 1, 3, 0);
     // Linux accepts a segment routing header only where seg6 is enabled (ipv6_srh_rcv);
     // the type-0 routing header with segments left 0 it skips like RFC 8200 §4.4 says.
     for key in ["all", lab::CLIENT_IF] {
@@ -309,7 +316,7 @@ lab_test! {
 fn v6_longer_extension_chains_than_the_kernel_filter_walks() {
     let mut lab = Lab::new("longext6");
     start_peer(&mut lab, "v6longext");
-    probe_checks(&lab, true, 1, 3);
+    probe_checks(&lab, true, 1, 3, 0);
     curl_checks(&lab, true);
 }
 }
@@ -325,6 +332,7 @@ fn fragments_linux_refuses_are_refused() {
         start_peer(&mut lab, mode);
         let (code, status) = lab.curl(&lab.url(v6, PORT, "/"), Duration::from_secs(2));
         assert_eq!((code, status), (28, 0), "{mode}: curl should time out");
+        let pcap = lab.dir().join(format!("{mode}.pcap"));
         let run = lab.run_client([
             "probe",
             &lab.target(v6, PORT),
@@ -333,6 +341,8 @@ fn fragments_linux_refuses_are_refused() {
             "1",
             "--rto",
             "300ms",
+            "--pcap",
+            pcap.to_str().expect("utf-8 path"),
         ]);
         let json: serde_json::Value = serde_json::from_str(run.stdout.trim())
             .unwrap_or_else(|e| panic!("{mode}: one JSON record ({e}):\n{run}"));
@@ -357,6 +367,11 @@ fn fragments_linux_refuses_are_refused() {
                     && n.contains(&format!("was dropped: {why}"))),
             "{mode}: {notes:?}\n{run}"
         );
+        // The capture shows the answers as they came, as tcpdump would: our two SYNs
+        // and every fragment the peer sent back (it said nothing came back).
+        let packets = lab::capture::read_pcap(&pcap).expect("pcap");
+        let fragments = if v6 { 2 * 4 } else { 2 * 3 };
+        assert_eq!(packets.len(), 2 + fragments, "{mode}\n{run}");
     }
 }
 }

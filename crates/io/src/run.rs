@@ -97,6 +97,12 @@ pub(crate) trait Fed {
     }
     /// The reassembler dropped a fragment this machine hears, at `at`.
     fn fragment_dropped(&mut self, _at: Instant, _why: Discard) {}
+    /// Whether the fragments `fragments_from` takes go into the capture as they arrive —
+    /// also a copy, and those of a datagram that never completes — rather than with their
+    /// datagram once it is whole and found to be this machine's.
+    fn captures_fragments_as_they_come(&self) -> bool {
+        false
+    }
 }
 
 impl Fed for Probe {
@@ -121,6 +127,15 @@ impl Fed for Probe {
 
     fn fragment_dropped(&mut self, at: Instant, why: Discard) {
         Probe::fragment_dropped(self, at, why);
+    }
+
+    /// A probe hears fragments from its server only, and each is a packet of its exchange
+    /// as tcpdump shows it: a copy the path made, or the pieces of a datagram that never
+    /// completed (a lost fragment, an overlap Linux refuses) — which the capture left out
+    /// when it kept fragments only with a datagram that completed. In arrival order too:
+    /// kept with their datagram, they were written after packets that came between them.
+    fn captures_fragments_as_they_come(&self) -> bool {
+        true
     }
 }
 
@@ -226,8 +241,10 @@ fn run_guarded(
     let mut probe = Probe::new(cfg.clone());
     // The captured packets of one batch, handed to `sink` once it is answered.
     let mut packets = Vec::new();
-    // Arriving fragments wait here until their datagram is whole (wire/defrag.rs).
-    let mut defrag = Defrag::new(capture.is_on());
+    // Arriving fragments wait here until their datagram is whole (wire/defrag.rs); a
+    // capture takes them as they come (`Fed::captures_fragments_as_they_come`), so the
+    // reassembler need not keep them.
+    let mut defrag = Defrag::new(false);
     let mut rx = vec![vec![0u8; PACKET_ROOM]; super::tap::BATCH];
     let mut batch = Vec::with_capacity(super::tap::BATCH);
 
@@ -555,8 +572,8 @@ pub(crate) fn drain_tap(
 /// machine stamped with the completing fragment's arrival, and (for `--pcap`) each fragment
 /// is kept as it came, as tcpdump would show it. Returns whether the packet was the
 /// machine's.
-pub(crate) fn deliver(
-    fed: &mut impl Fed,
+pub(crate) fn deliver<F: Fed>(
+    fed: &mut F,
     defrag: &mut Defrag,
     meta: TapMeta,
     bytes: &[u8],
@@ -569,6 +586,15 @@ pub(crate) fn deliver(
         defrag.push_from(meta.at, bytes, meta.checksum_offloaded, |src| {
             fed.fragments_from(src)
         })
+    };
+    // A fragment the reassembler took (from a source the machine hears), as it came.
+    let as_they_come = capture.is_on() && !meta.outgoing && fed.captures_fragments_as_they_come();
+    let keep_fragment = |fed: &mut F, packets: &mut Vec<Captured>, note: bool| {
+        packets.push(Captured {
+            at: meta.at,
+            bytes: bytes.to_vec(),
+            note: (note && capture == Capture::Annotated).then(|| fed.note()),
+        });
     };
     match whole {
         Defragged::Whole => {
@@ -584,16 +610,27 @@ pub(crate) fn deliver(
         }
         Defragged::Complete(d) => {
             let ours = fed.packet(meta.at, false, &d.bytes, d.checksum_offloaded, d.fragments);
-            if capture.is_on() && ours {
+            if as_they_come {
+                // The others went in as they came; this one carries the note.
+                keep_fragment(fed, packets, ours);
+            } else if capture.is_on() && ours {
                 capture.fragments(fed, meta.at, d.originals, packets);
             }
             ours
         }
         Defragged::Dropped(why) => {
+            if as_they_come && why != Discard::Foreign {
+                keep_fragment(fed, packets, false);
+            }
             fed.fragment_dropped(meta.at, why);
             false
         }
-        Defragged::Held => false,
+        Defragged::Held => {
+            if as_they_come {
+                keep_fragment(fed, packets, false);
+            }
+            false
+        }
     }
 }
 
