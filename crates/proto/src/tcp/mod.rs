@@ -1971,7 +1971,8 @@ impl Connection {
     }
 
     /// RFC 8985 §7.2: while data is in flight and nothing else will find a lost tail (no
-    /// reordering timer, no probe out, not in timeout recovery), arm the tail loss probe:
+    /// reordering timer, no probe out, not in timeout recovery, nothing SACKed), arm the
+    /// tail loss probe:
     /// 2·SRTT, at least [`TLP_MIN`], never past the RTO. Needs SACK (the probe's answer
     /// tells what was lost, §7.4), as in Linux. Not for a flight of one segment: there the
     /// probe waits for the peer's delayed ACK too (200 ms, §7.2's WCDelAckT) and would go
@@ -1981,9 +1982,14 @@ impl Connection {
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
+        // §7.2: not "in fast recovery, RTO recovery, or [with] segments delivered but not
+        // yet ACKed" (Linux: only in TCP_CA_Open, which a SACK leaves). A SACK means RACK
+        // and its timer judge the flight; a probe then sent the SACKed tail again (a
+        // retransmission for nothing) 2·SRTT after each duplicate ACK.
         if !self.peer.sack_permitted
             || self.tlp_end.is_some()
             || self.retries > 0
+            || self.flight.sacked_count() > 0
             || self.flight.len() < 2
             || self.snd_wnd == 0
             || self.persist_probe_out

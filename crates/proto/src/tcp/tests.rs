@@ -4101,3 +4101,34 @@ fn tlp_goes_once_per_tail_and_not_for_one_segment_or_without_sack() {
     let (h, _) = rack_request_sent(false);
     assert_eq!(h.conn.poll_timeout(), Some(h.now + h.conn.rto()));
 }
+
+// --- Review 16: RACK / TLP ---
+
+#[test]
+fn review16_tlp_not_armed_while_segments_are_sacked() {
+    // RFC 8985 §7.2: no loss probe in recovery, nor while segments are SACKed but not
+    // acknowledged (Linux: not in TCP_CA_Open). RACK has sent the hole again; a duplicate
+    // ACK with the same SACK block (the peer's next segment) must not arm a probe that
+    // sends the SACKed tail again: the next timer is the RTO for the head.
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    let at = h.fire();
+    let again = h.sent_one();
+    assert_eq!(again.seq.0, 1001);
+    h.advance(ms(1));
+    h.recv(sack_of_the_rest());
+    assert!(h.sent().is_empty());
+    assert_eq!(
+        h.conn.poll_timeout(),
+        Some(at + h.conn.rto()),
+        "only the RTO is armed"
+    );
+    let fired = h.fire();
+    for s in h.sent() {
+        assert!(
+            !(s.seq.ge(SeqNumber(1501)) && s.seq.lt(SeqNumber(2301))),
+            "SACKed data sent again at {fired:?}: {s:?}"
+        );
+    }
+}
