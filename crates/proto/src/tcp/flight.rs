@@ -145,6 +145,20 @@ impl Flight {
         }
     }
 
+    /// RFC 2018 §8: the peer reneged (it may drop what it SACKed): every SACK mark goes,
+    /// and its next SACK blocks mark again what it still holds.
+    pub(super) fn forget_sacks(&mut self) {
+        for e in self.segs.iter_mut() {
+            e.sacked = false;
+        }
+    }
+
+    /// The first segment in flight (at SND.UNA) is marked SACKed: a peer that held it
+    /// would have acknowledged it, so it reneged (Linux's `FLAG_SACK_RENEGING`).
+    pub(super) fn head_sacked(&self) -> bool {
+        self.segs.front().is_some_and(|e| e.sacked)
+    }
+
     /// The segments not SACKed, oldest sequence first.
     pub(super) fn unsacked(&self) -> impl Iterator<Item = &Sent> {
         self.segs.iter().filter(|e| !e.sacked)

@@ -1911,6 +1911,14 @@ impl Connection {
                 delivered += 1;
                 rack.delivered(rx_at, s);
             });
+            if self.flight.head_sacked() {
+                // RFC 2018 §8: the ACK stops at data the peer SACKed, so it no longer
+                // holds it (reneged: Linux's receiver prunes its out-of-order queue under
+                // memory pressure). The marks go; this ACK's SACK blocks (below) mark
+                // again what it still holds, and RACK (RFC 8985 §6.2) judges the rest.
+                // Kept, each reneged segment waited for one more backed-off RTO.
+                self.flight.forget_sacks();
+            }
             if self.black_hole == BlackHole::Suspected {
                 // Acknowledged only after the fall back to the safe size: the smaller
                 // segments got through where the big ones had vanished, twice.
@@ -2202,6 +2210,14 @@ impl Connection {
             // goes again.
             self.synack_segment(now, true)
         } else {
+            // RFC 2018 §8: a timeout may mean the peer reneged. As Linux's
+            // `tcp_timeout_mark_lost`, the marks go when the head itself is marked (the
+            // ACKs' check, `process_ack`, catches the rest); not all at every timeout: a
+            // peer holding more ranges than its SACK option can list would then see
+            // what it holds but cannot list sent again.
+            if self.flight.head_sacked() {
+                self.flight.forget_sacks();
+            }
             let seg = self.earliest_unacked(now);
             self.flight
                 .sent(seg.seq, seg.payload.len() as u32, now, true);

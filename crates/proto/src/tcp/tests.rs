@@ -4132,3 +4132,46 @@ fn review16_tlp_not_armed_while_segments_are_sacked() {
         );
     }
 }
+
+#[test]
+fn review16_a_peer_that_reneges_on_its_sacks_costs_no_more_rtos() {
+    // RFC 2018 §8: the sender must be ready for a receiver that reneges on what it SACKed
+    // (Linux's receiver does, pruning its out-of-order queue under memory pressure). The
+    // peer SACKed the second and third segments, the first was lost twice (RACK's copy
+    // too), the RTO sent it again, and the peer's ACK of it carries no SACK block: it has
+    // dropped the rest. Sent before the copy it acknowledged, they are lost (RFC 8985
+    // §6.2), not held for one more (backed-off) RTO each.
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    h.fire();
+    assert_eq!(h.sent_one().seq.0, 1001, "RACK's copy");
+    h.fire();
+    assert_eq!(h.conn.retries(), 1);
+    assert_eq!(h.sent_one().seq.0, 1001, "the RTO's copy");
+    h.advance(ms(11));
+    h.recv(ack_seg(5001, 1501));
+    let again = h.sent();
+    assert_eq!(
+        again.iter().map(|s| s.seq.0).collect::<Vec<_>>(),
+        [1501],
+        "the reneged segment goes at once, not at the RTO"
+    );
+    // And the peer that still holds what it SACKed says so on the same ACK: nothing sent.
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    h.fire();
+    let _ = h.sent();
+    h.fire();
+    let _ = h.sent();
+    h.advance(ms(11));
+    let mut a = ack_seg(5001, 1501);
+    a.options.sack_blocks[0] = Some((SeqNumber(2001), SeqNumber(2301)));
+    h.recv(a);
+    assert_eq!(
+        h.sent().iter().map(|s| s.seq.0).collect::<Vec<_>>(),
+        [1501],
+        "only the hole, not the SACKed tail"
+    );
+}
