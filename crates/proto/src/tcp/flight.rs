@@ -185,11 +185,13 @@ impl Flight {
 
     /// The runs of bytes that went out in segments longer than `mss`, adjacent ones
     /// joined (cut again at `mss` they fill segments, as Linux's retransmit collapses
-    /// them), oldest first.
+    /// them), oldest first. Not the SACKed ones: those arrived whatever their size
+    /// (RFC 2018 §4: the sender need not send them again; Linux's `tcp_mark_skb_lost`
+    /// leaves them out of `tcp_simple_retransmit`).
     pub(super) fn runs_longer_than(&self, mss: u32) -> Vec<(SeqNumber, u32)> {
         let mut runs: Vec<(SeqNumber, u32)> = Vec::new();
         for e in &self.segs {
-            if e.len <= mss {
+            if e.len <= mss || e.sacked {
                 continue;
             }
             match runs.last_mut() {

@@ -4175,3 +4175,42 @@ fn review16_a_peer_that_reneges_on_its_sacks_costs_no_more_rtos() {
         "only the hole, not the SACKed tail"
     );
 }
+
+#[test]
+fn review16_path_mtu_resend_leaves_out_what_the_peer_sacked() {
+    // A frag-needed after the peer SACKed the second long segment: that one got through
+    // (the path shrank after it, or another way), so only the first goes again, cut —
+    // Linux's tcp_simple_retransmit marks lost only what is not SACKed
+    // (`tcp_mark_skb_lost`). Before, the SACKed segment went again too, counted as a
+    // retransmission (and so did it in the black-hole fall back after two RTOs).
+    let opts = TcpOptions {
+        mss: Some(1460),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'x'; 3000]);
+    assert_eq!(
+        h.sent()
+            .iter()
+            .map(|s| (s.seq.0, s.payload.len()))
+            .collect::<Vec<_>>(),
+        [(1001, 1460), (2461, 1460), (3921, 80)]
+    );
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(2461), SeqNumber(3921)));
+    h.recv(a);
+    let _ = h.sent();
+    let _ = icmp(&mut h, too_big(1000), 1001);
+    let again: Vec<(u32, usize)> = h
+        .sent()
+        .iter()
+        .map(|s| (s.seq.0, s.payload.len()))
+        .collect();
+    assert_eq!(
+        again,
+        [(1001, 960), (1961, 500)],
+        "only the unSACKed segment"
+    );
+}
