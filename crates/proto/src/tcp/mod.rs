@@ -1890,12 +1890,28 @@ impl Connection {
     /// management.
     fn process_ack(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
         let ack = seg.ack;
-        if ack.lt(self.snd_una) {
-            // Old duplicate within MAX.SND.WND: nothing to learn.
-            return;
-        }
         // Segments this ACK delivered, cumulatively or in SACK blocks (RACK's budget).
         let mut delivered = 0u32;
+        if ack.lt(self.snd_una) {
+            // Old duplicate within MAX.SND.WND: nothing to learn from its ACK field, but
+            // its SACK blocks still say what the peer holds (RFC 6675 §5: the scoreboard
+            // is updated by every ACK with SACK information; Linux's `tcp_ack` tags them
+            // at `old_ack`). ACKs overtaken by newer ones (a reordering return path) may
+            // carry blocks the newer ones dropped for want of room (three or four per
+            // ACK): left unread, RACK sent those segments again.
+            if self.peer.sack_permitted {
+                let rack = &mut self.rack;
+                self.flight.sack(seg.options.sack(), |s| {
+                    delivered += 1;
+                    rack.delivered(rx_at, s);
+                });
+                if delivered > 0 {
+                    self.rack_detect(rx_at, delivered);
+                    self.arm_loss_probe(rx_at);
+                }
+            }
+            return;
+        }
         // Any acceptable ACK answers a zero-window probe (Linux resets `icsk_probes_out`
         // on every ACK): the peer is alive, and RFC 9293 §3.8.6.1 (MUST-36) keeps the
         // connection open for as long as it answers.

@@ -3942,6 +3942,7 @@ fn the_peers_fin_before_our_queued_fin_left_still_sends_ours() {
 }
 
 mod review15;
+mod review16;
 
 // --- RACK (RFC 8985) ---
 
