@@ -1,5 +1,6 @@
 //! Review 16: RACK (RFC 8985 §6) and the tail loss probe (§7) against an honest peer over
-//! a lossy, reordering path — the peer holds what reaches it, never reneges, and SACKs
+//! a lossy, reordering path — the peer holds what reaches it (some cases renege: it drops
+//! its out-of-order queue now and then), and SACKs
 //! (RFC 2018: at most three blocks, the newest first) — with our sequence numbers
 //! anywhere on the 2^32 circle. Checked at every step: nothing is sent again that the
 //! peer has cumulatively acknowledged or that an ACK we read SACKed (only the RTO's copy
@@ -53,6 +54,7 @@ fn run_lossy(
     drop_data: u64,
     drop_ack: u64,
     jitter_us: u64,
+    renege: u64,
     seed: u64,
 ) {
     let opts = TcpOptions {
@@ -67,6 +69,7 @@ fn run_lossy(
     let mut held = vec![false; len];
     // What the ACKs we handed the connection said the peer holds (it never reneges).
     let mut reported = vec![false; len];
+    let mut reneged = false;
     // (arrival, offset, len) towards the peer; (arrival, ack offset, blocks) towards us.
     let mut to_peer: Vec<(Instant, usize, usize)> = Vec::new();
     let mut to_us: Vec<(Instant, usize, Blocks)> = Vec::new();
@@ -95,8 +98,10 @@ fn run_lossy(
             if s.retransmission {
                 again += 1;
                 let all_sacked = reported[off..off + n].iter().all(|&b| b);
+                // Once the peer has reneged, anything may go again (its stale ACKs still
+                // on the way SACK what it dropped): only the other properties hold.
                 assert!(
-                    !all_sacked || s.seq == una,
+                    !all_sacked || s.seq == una || reneged,
                     "{:?}+{n} sent again though SACKed (retries {})",
                     s.seq,
                     h.conn.retries()
@@ -129,7 +134,14 @@ fn run_lossy(
             let i = to_peer.iter().position(|e| e.0 == next).unwrap();
             let (_, off, n) = to_peer.swap_remove(i);
             held[off..off + n].iter_mut().for_each(|b| *b = true);
-            let ack = held.iter().position(|&b| !b).unwrap_or(len);
+            let mut ack = held.iter().position(|&b| !b).unwrap_or(len);
+            if rng.below(100) < renege {
+                // RFC 2018 §8: the peer drops its out-of-order queue (what it SACKed may
+                // now be sent again), keeping only what it acknowledges.
+                held[ack..].iter_mut().for_each(|b| *b = false);
+                reneged = true;
+                ack = held.iter().position(|&b| !b).unwrap_or(len);
+            }
             let mut blocks: Vec<(usize, usize)> =
                 ranges(&held).into_iter().filter(|r| r.0 > ack).collect();
             // The block of the segment just received first, then the highest.
@@ -188,9 +200,10 @@ proptest! {
         drop_data in prop_oneof![Just(0u64), 0u64..40],
         drop_ack in prop_oneof![Just(0u64), 0u64..30],
         jitter_us in prop_oneof![Just(0u64), 0u64..20_000],
+        renege in prop_oneof![3 => Just(0u64), 1 => 0u64..20],
         seed in any::<u64>(),
     ) {
-        run_lossy(isn, mss, len, drop_data, drop_ack, jitter_us, seed);
+        run_lossy(isn, mss, len, drop_data, drop_ack, jitter_us, renege, seed);
     }
 }
 
@@ -199,12 +212,12 @@ proptest! {
 /// blocks were dropped with their ACK field, so RACK sent SACKed segments again.
 #[test]
 fn review16_sack_blocks_of_overtaken_acks_are_read() {
-    run_lossy(0, 536, 9113, 33, 0, 0, 1_365_512_255_893_261_616);
+    run_lossy(0, 536, 9113, 33, 0, 0, 0, 1_365_512_255_893_261_616);
 }
 
 /// The proptest's find: two RTOs fall back to the black hole's safe MTU, and the path
 /// MTU resend sent the SACKed long segments again.
 #[test]
 fn review16_black_hole_resend_leaves_out_sacked_segments() {
-    run_lossy(0, 804, 3217, 21, 0, 10_179, 7_334_496_900_100_343_358);
+    run_lossy(0, 804, 3217, 21, 0, 10_179, 0, 7_334_496_900_100_343_358);
 }
