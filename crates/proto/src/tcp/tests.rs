@@ -4215,3 +4215,24 @@ fn review16_path_mtu_resend_leaves_out_what_the_peer_sacked() {
         "only the unSACKed segment"
     );
 }
+
+#[test]
+fn review16_one_ack_may_send_several_lost_segments_again() {
+    // Not a bug: RACK sends as many lost segments as the ACK delivered (Linux's PRR), so
+    // one ACK may queue more than review15's "two segments per input" — bounded by
+    // MAX_RESEND. This pins the number so the hostile proptest's bound is known stale.
+    let opts = TcpOptions {
+        mss: Some(100),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'x'; 1000]);
+    assert_eq!(h.sent().len(), 10);
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(2001)));
+    h.recv(a);
+    let again = h.conn.tx.len();
+    assert_eq!(again, 5, "five delivered, five lost sent again by one ACK");
+}
