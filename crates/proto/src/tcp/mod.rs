@@ -2006,10 +2006,10 @@ impl Connection {
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        // §7.2: not "in fast recovery, RTO recovery, or [with] segments delivered but not
-        // yet ACKed" (Linux: only in TCP_CA_Open, which a SACK leaves). A SACK means RACK
-        // and its timer judge the flight; a probe then sent the SACKed tail again (a
-        // retransmission for nothing) 2·SRTT after each duplicate ACK.
+        // §7.2: not "in fast recovery, RTO recovery, or [when] segments have been SACKed
+        // (i.e., RACK.segs_sacked is not zero)" (Linux: only in TCP_CA_Open). A SACK
+        // means RACK and its timer judge the flight; a probe then sent the SACKed tail
+        // again (a retransmission for nothing) 2·SRTT after each duplicate ACK.
         if !self.peer.sack_permitted
             || self.tlp_end.is_some()
             || self.retries > 0

@@ -4107,8 +4107,8 @@ fn tlp_goes_once_per_tail_and_not_for_one_segment_or_without_sack() {
 
 #[test]
 fn review16_tlp_not_armed_while_segments_are_sacked() {
-    // RFC 8985 §7.2: no loss probe in recovery, nor while segments are SACKed but not
-    // acknowledged (Linux: not in TCP_CA_Open). RACK has sent the hole again; a duplicate
+    // RFC 8985 §7.2: no loss probe in recovery, nor while "segments have been SACKed"
+    // (Linux: only in TCP_CA_Open). RACK has sent the hole again; a duplicate
     // ACK with the same SACK block (the peer's next segment) must not arm a probe that
     // sends the SACKed tail again: the next timer is the RTO for the head.
     let (mut h, _) = rack_request_sent(true);
