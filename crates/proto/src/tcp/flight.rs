@@ -145,6 +145,20 @@ impl Flight {
         }
     }
 
+    /// RFC 2018 §8: the peer reneged (it may drop what it SACKed): every SACK mark goes,
+    /// and its next SACK blocks mark again what it still holds.
+    pub(super) fn forget_sacks(&mut self) {
+        for e in self.segs.iter_mut() {
+            e.sacked = false;
+        }
+    }
+
+    /// The first segment in flight (at SND.UNA) is marked SACKed: a peer that held it
+    /// would have acknowledged it, so it reneged (Linux's `FLAG_SACK_RENEGING`).
+    pub(super) fn head_sacked(&self) -> bool {
+        self.segs.front().is_some_and(|e| e.sacked)
+    }
+
     /// The segments not SACKed, oldest sequence first.
     pub(super) fn unsacked(&self) -> impl Iterator<Item = &Sent> {
         self.segs.iter().filter(|e| !e.sacked)
@@ -171,11 +185,13 @@ impl Flight {
 
     /// The runs of bytes that went out in segments longer than `mss`, adjacent ones
     /// joined (cut again at `mss` they fill segments, as Linux's retransmit collapses
-    /// them), oldest first.
+    /// them), oldest first. Not the SACKed ones: those arrived whatever their size
+    /// (RFC 2018 §4: the sender need not send them again; Linux's `tcp_mark_skb_lost`
+    /// leaves them out of `tcp_simple_retransmit`).
     pub(super) fn runs_longer_than(&self, mss: u32) -> Vec<(SeqNumber, u32)> {
         let mut runs: Vec<(SeqNumber, u32)> = Vec::new();
         for e in &self.segs {
-            if e.len <= mss {
+            if e.len <= mss || e.sacked {
                 continue;
             }
             match runs.last_mut() {

@@ -1890,12 +1890,28 @@ impl Connection {
     /// management.
     fn process_ack(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
         let ack = seg.ack;
-        if ack.lt(self.snd_una) {
-            // Old duplicate within MAX.SND.WND: nothing to learn.
-            return;
-        }
         // Segments this ACK delivered, cumulatively or in SACK blocks (RACK's budget).
         let mut delivered = 0u32;
+        if ack.lt(self.snd_una) {
+            // Old duplicate within MAX.SND.WND: nothing to learn from its ACK field, but
+            // its SACK blocks still say what the peer holds (RFC 6675 §5: the scoreboard
+            // is updated by every ACK with SACK information; Linux's `tcp_ack` tags them
+            // at `old_ack`). ACKs overtaken by newer ones (a reordering return path) may
+            // carry blocks the newer ones dropped for want of room (three or four per
+            // ACK): left unread, RACK sent those segments again.
+            if self.peer.sack_permitted {
+                let rack = &mut self.rack;
+                self.flight.sack(seg.options.sack(), |s| {
+                    delivered += 1;
+                    rack.delivered(rx_at, s);
+                });
+                if delivered > 0 {
+                    self.rack_detect(rx_at, delivered);
+                    self.arm_loss_probe(rx_at);
+                }
+            }
+            return;
+        }
         // Any acceptable ACK answers a zero-window probe (Linux resets `icsk_probes_out`
         // on every ACK): the peer is alive, and RFC 9293 §3.8.6.1 (MUST-36) keeps the
         // connection open for as long as it answers.
@@ -1911,6 +1927,14 @@ impl Connection {
                 delivered += 1;
                 rack.delivered(rx_at, s);
             });
+            if self.flight.head_sacked() {
+                // RFC 2018 §8: the ACK stops at data the peer SACKed, so it no longer
+                // holds it (reneged: Linux's receiver prunes its out-of-order queue under
+                // memory pressure). The marks go; this ACK's SACK blocks (below) mark
+                // again what it still holds, and RACK (RFC 8985 §6.2) judges the rest.
+                // Kept, each reneged segment waited for one more backed-off RTO.
+                self.flight.forget_sacks();
+            }
             if self.black_hole == BlackHole::Suspected {
                 // Acknowledged only after the fall back to the safe size: the smaller
                 // segments got through where the big ones had vanished, twice.
@@ -1971,7 +1995,8 @@ impl Connection {
     }
 
     /// RFC 8985 §7.2: while data is in flight and nothing else will find a lost tail (no
-    /// reordering timer, no probe out, not in timeout recovery), arm the tail loss probe:
+    /// reordering timer, no probe out, not in timeout recovery, nothing SACKed), arm the
+    /// tail loss probe:
     /// 2·SRTT, at least [`TLP_MIN`], never past the RTO. Needs SACK (the probe's answer
     /// tells what was lost, §7.4), as in Linux. Not for a flight of one segment: there the
     /// probe waits for the peer's delayed ACK too (200 ms, §7.2's WCDelAckT) and would go
@@ -1981,9 +2006,14 @@ impl Connection {
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
+        // §7.2: not "in fast recovery, RTO recovery, or [when] segments have been SACKed
+        // (i.e., RACK.segs_sacked is not zero)" (Linux: only in TCP_CA_Open). A SACK
+        // means RACK and its timer judge the flight; a probe then sent the SACKed tail
+        // again (a retransmission for nothing) 2·SRTT after each duplicate ACK.
         if !self.peer.sack_permitted
             || self.tlp_end.is_some()
             || self.retries > 0
+            || self.flight.sacked_count() > 0
             || self.flight.len() < 2
             || self.snd_wnd == 0
             || self.persist_probe_out
@@ -2196,6 +2226,14 @@ impl Connection {
             // goes again.
             self.synack_segment(now, true)
         } else {
+            // RFC 2018 §8: a timeout may mean the peer reneged. As Linux's
+            // `tcp_timeout_mark_lost`, the marks go when the head itself is marked (the
+            // ACKs' check, `process_ack`, catches the rest); not all at every timeout: a
+            // peer holding more ranges than its SACK option can list would then see
+            // what it holds but cannot list sent again.
+            if self.flight.head_sacked() {
+                self.flight.forget_sacks();
+            }
             let seg = self.earliest_unacked(now);
             self.flight
                 .sent(seg.seq, seg.payload.len() as u32, now, true);

@@ -3942,6 +3942,7 @@ fn the_peers_fin_before_our_queued_fin_left_still_sends_ours() {
 }
 
 mod review15;
+mod review16;
 
 // --- RACK (RFC 8985) ---
 
@@ -4100,4 +4101,138 @@ fn tlp_goes_once_per_tail_and_not_for_one_segment_or_without_sack() {
     // Without SACK the probe's answer could not tell what was lost: none either.
     let (h, _) = rack_request_sent(false);
     assert_eq!(h.conn.poll_timeout(), Some(h.now + h.conn.rto()));
+}
+
+// --- Review 16: RACK / TLP ---
+
+#[test]
+fn review16_tlp_not_armed_while_segments_are_sacked() {
+    // RFC 8985 §7.2: no loss probe in recovery, nor while "segments have been SACKed"
+    // (Linux: only in TCP_CA_Open). RACK has sent the hole again; a duplicate
+    // ACK with the same SACK block (the peer's next segment) must not arm a probe that
+    // sends the SACKed tail again: the next timer is the RTO for the head.
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    let at = h.fire();
+    let again = h.sent_one();
+    assert_eq!(again.seq.0, 1001);
+    h.advance(ms(1));
+    h.recv(sack_of_the_rest());
+    assert!(h.sent().is_empty());
+    assert_eq!(
+        h.conn.poll_timeout(),
+        Some(at + h.conn.rto()),
+        "only the RTO is armed"
+    );
+    let fired = h.fire();
+    for s in h.sent() {
+        assert!(
+            !(s.seq.ge(SeqNumber(1501)) && s.seq.lt(SeqNumber(2301))),
+            "SACKed data sent again at {fired:?}: {s:?}"
+        );
+    }
+}
+
+#[test]
+fn review16_a_peer_that_reneges_on_its_sacks_costs_no_more_rtos() {
+    // RFC 2018 §8: the sender must be ready for a receiver that reneges on what it SACKed
+    // (Linux's receiver does, pruning its out-of-order queue under memory pressure). The
+    // peer SACKed the second and third segments, the first was lost twice (RACK's copy
+    // too), the RTO sent it again, and the peer's ACK of it carries no SACK block: it has
+    // dropped the rest. Sent before the copy it acknowledged, they are lost (RFC 8985
+    // §6.2), not held for one more (backed-off) RTO each.
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    h.fire();
+    assert_eq!(h.sent_one().seq.0, 1001, "RACK's copy");
+    h.fire();
+    assert_eq!(h.conn.retries(), 1);
+    assert_eq!(h.sent_one().seq.0, 1001, "the RTO's copy");
+    h.advance(ms(11));
+    h.recv(ack_seg(5001, 1501));
+    let again = h.sent();
+    assert_eq!(
+        again.iter().map(|s| s.seq.0).collect::<Vec<_>>(),
+        [1501],
+        "the reneged segment goes at once, not at the RTO"
+    );
+    // And the peer that still holds what it SACKed says so on the same ACK: nothing sent.
+    let (mut h, _) = rack_request_sent(true);
+    h.advance(ms(10));
+    h.recv(sack_of_the_rest());
+    h.fire();
+    let _ = h.sent();
+    h.fire();
+    let _ = h.sent();
+    h.advance(ms(11));
+    let mut a = ack_seg(5001, 1501);
+    a.options.sack_blocks[0] = Some((SeqNumber(2001), SeqNumber(2301)));
+    h.recv(a);
+    assert_eq!(
+        h.sent().iter().map(|s| s.seq.0).collect::<Vec<_>>(),
+        [1501],
+        "only the hole, not the SACKed tail"
+    );
+}
+
+#[test]
+fn review16_path_mtu_resend_leaves_out_what_the_peer_sacked() {
+    // A frag-needed after the peer SACKed the second long segment: that one got through
+    // (the path shrank after it, or another way), so only the first goes again, cut —
+    // Linux's tcp_simple_retransmit marks lost only what is not SACKed
+    // (`tcp_mark_skb_lost`). Before, the SACKed segment went again too, counted as a
+    // retransmission (and so did it in the black-hole fall back after two RTOs).
+    let opts = TcpOptions {
+        mss: Some(1460),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'x'; 3000]);
+    assert_eq!(
+        h.sent()
+            .iter()
+            .map(|s| (s.seq.0, s.payload.len()))
+            .collect::<Vec<_>>(),
+        [(1001, 1460), (2461, 1460), (3921, 80)]
+    );
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(2461), SeqNumber(3921)));
+    h.recv(a);
+    let _ = h.sent();
+    let _ = icmp(&mut h, too_big(1000), 1001);
+    let again: Vec<(u32, usize)> = h
+        .sent()
+        .iter()
+        .map(|s| (s.seq.0, s.payload.len()))
+        .collect();
+    assert_eq!(
+        again,
+        [(1001, 960), (1961, 500)],
+        "only the unSACKed segment"
+    );
+}
+
+#[test]
+fn review16_one_ack_may_send_several_lost_segments_again() {
+    // Not a bug: RACK sends as many lost segments as the ACK delivered (Linux's PRR), so
+    // one ACK may queue more than review15's "two segments per input" — bounded by
+    // MAX_RESEND. This pins the number so the hostile proptest's bound is known stale.
+    let opts = TcpOptions {
+        mss: Some(100),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'x'; 1000]);
+    assert_eq!(h.sent().len(), 10);
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(2001)));
+    h.recv(a);
+    let again = h.conn.tx.len();
+    assert_eq!(again, 5, "five delivered, five lost sent again by one ACK");
 }
