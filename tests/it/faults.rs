@@ -687,7 +687,9 @@ lab_test! {
 /// (RFC 9293 §3.6, simultaneous close).
 fn simultaneous_close() {
     // nginx, server→client: 1 SYN-ACK, 2 ACK, 3 response, 4 FIN (held 100 ms), 5 the ACK
-    // of our FIN (held 300 ms). We stop lingering after 20 ms and send our FIN.
+    // of our FIN (held 300 ms). We stop lingering after 60 ms and send our FIN: nginx must
+    // have sent its own by then (under CI's full parallel load it once took over 20 ms,
+    // so our FIN came first and the close was ours alone).
     let s2c = "port=80,script=4:hold=100ms;5:hold=300ms";
     let mut lab = Lab::with_link_emulator("simclose", "", s2c, 1);
     lab.start_nginx(80);
@@ -695,7 +697,7 @@ fn simultaneous_close() {
         &lab,
         false,
         80,
-        &["--linger", "20ms", "--time-wait", "100ms"],
+        &["--linger", "60ms", "--time-wait", "100ms"],
     );
     assert_eq!(p.run.code, Some(0), "{}", p.ctx());
     assert_eq!(
