@@ -1483,6 +1483,27 @@ impl Connection {
         (before - self.tx.len()) as u32
     }
 
+    /// Take back the retransmissions still queued whose bytes the ACK just read covers:
+    /// an earlier packet of the same tap read (RACK's loss call, a SACK) queued them, and
+    /// sent after this one they would carry only acknowledged data — a spurious
+    /// retransmission the peer D-SACKs (walk 16, `reorder=25%`: 5 of 12 probes sent
+    /// acknowledged bytes again; Linux, which sends as it reads, none). They never left,
+    /// so they are not counted as sent again. Segments with a FIN keep it.
+    fn unqueue_acked(&mut self) {
+        let una = self.snd_una;
+        let mut taken = 0u32;
+        self.tx.retain(|seg| {
+            let acked = seg.retransmission
+                && !seg.payload.is_empty()
+                && !seg.flags.syn()
+                && !seg.flags.fin()
+                && seg.seq.add(seg.payload.len() as u32).le(una);
+            taken += u32::from(acked);
+            !acked
+        });
+        self.retransmissions = self.retransmissions.saturating_sub(taken);
+    }
+
     /// Send again, now, the bytes in flight that went out in segments longer than the
     /// send MSS, cut at it (RFC 1191 §6.4; Linux's `tcp_simple_retransmit`, whose
     /// retransmissions also join adjacent lost bytes into full segments). Shorter segments
@@ -1923,6 +1944,7 @@ impl Connection {
             if !self.ts_rtt_sample(rx_at, seg) {
                 self.take_rtt_sample(rx_at);
             }
+            self.unqueue_acked();
             self.retries = 0;
             self.rtx_run = None;
             self.rx_since_progress = 0;

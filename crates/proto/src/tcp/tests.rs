@@ -4101,3 +4101,41 @@ fn tlp_goes_once_per_tail_and_not_for_one_segment_or_without_sack() {
     let (h, _) = rack_request_sent(false);
     assert_eq!(h.conn.poll_timeout(), Some(h.now + h.conn.rto()));
 }
+
+#[test]
+fn rack_resends_that_a_later_ack_of_the_same_read_covers_do_not_leave() {
+    // Walk 16 (reorder=25 %, gap=5 ms): the server's ACKs came in one tap read — a SACK
+    // that made RACK call the segments before it lost (three SACKed: no reordering
+    // window), then the cumulative ACK of everything, the late ones having arrived. The
+    // resends, queued at the first packet, still left after the second: sent for bytes
+    // already acknowledged (Wireshark: spurious retransmission; the server D-SACKed
+    // them), and counted. Linux sends as it reads, so never sends what is acknowledged.
+    let opts = TcpOptions {
+        mss: Some(500),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'a'; 2300]);
+    assert_eq!(h.sent().len(), 5);
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(3301)));
+    h.recv(a);
+    // Nothing polled yet (the same read): the first segment's late copy acknowledged.
+    h.recv(ack_seg(5001, 3301));
+    assert!(h.sent().is_empty(), "nothing left to send again");
+    assert_eq!(h.conn.retransmissions(), 0);
+    assert_eq!(h.conn.poll_timeout(), None);
+    // Polled between the two, the resend goes (RACK's call, as before).
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'a'; 2300]);
+    assert_eq!(h.sent().len(), 5);
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(3301)));
+    h.recv(a);
+    assert_eq!(h.sent_one().seq.0, 1001);
+    h.recv(ack_seg(5001, 3301));
+    assert_eq!(h.conn.retransmissions(), 1);
+}
