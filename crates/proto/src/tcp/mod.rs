@@ -1915,8 +1915,12 @@ impl Connection {
             // Old duplicate within MAX.SND.WND: nothing to learn.
             return;
         }
-        // Segments this ACK delivered, cumulatively or in SACK blocks (RACK's budget).
-        let mut delivered = 0u32;
+        // Segments this ACK delivered, cumulatively or in SACK blocks (RACK's budget),
+        // one more when it moves SND.UNA: RFC 6937 §3.1's PRR-SSRB adds an MSS while the
+        // pipe is below ssthresh, as Linux's `tcp_cwnd_reduction` does on such an ACK.
+        // Without it a request lost whole went back one segment per round trip (walk 16:
+        // 81 ms to the first byte, curl 59 ms on the same wire).
+        let mut delivered = u32::from(ack.gt(self.snd_una));
         // Any acceptable ACK answers a zero-window probe (Linux resets `icsk_probes_out`
         // on every ACK): the peer is alive, and RFC 9293 §3.8.6.1 (MUST-36) keeps the
         // connection open for as long as it answers.
@@ -2050,9 +2054,10 @@ impl Connection {
 
     /// RFC 8985 §6.2 step 5 (and §6.3's timer): sends again what RACK finds lost, at
     /// most `budget` segments, and sets the reordering timer for what it may find lost
-    /// later. The budget is what the ACK delivered (one on the timer): what goes out in
-    /// recovery follows what arrives, as Linux's PRR (RFC 6937) lets one segment go for
-    /// each delivered — the rest stays lost and goes with the next ACKs (or the RTO).
+    /// later. The budget is what the ACK delivered, one more when it moved SND.UNA (one
+    /// on the timer): what goes out in recovery follows what arrives, as Linux's PRR (RFC
+    /// 6937) lets one segment go for each delivered and one more on such an ACK — the
+    /// rest stays lost and goes with the next ACKs (or the RTO).
     /// Not while a zero window is probed (the probe's byte is the persist timer's).
     fn rack_detect(&mut self, now: Instant, budget: u32) {
         self.timers.stop(Timer::Reorder);
