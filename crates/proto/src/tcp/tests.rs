@@ -4155,8 +4155,9 @@ fn review16_a_peer_that_reneges_on_its_sacks_costs_no_more_rtos() {
     let again = h.sent();
     assert_eq!(
         again.iter().map(|s| s.seq.0).collect::<Vec<_>>(),
-        [1501],
-        "the reneged segment goes at once, not at the RTO"
+        [1501, 2001],
+        "the reneged segments go at once (one for the segment delivered, one more as the \
+         ACK moved SND.UNA: PRR-SSRB), not at the RTO"
     );
     // And the peer that still holds what it SACKed says so on the same ACK: nothing sent.
     let (mut h, _) = rack_request_sent(true);
@@ -4235,4 +4236,84 @@ fn review16_one_ack_may_send_several_lost_segments_again() {
     h.recv(a);
     let again = h.conn.tx.len();
     assert_eq!(again, 5, "five delivered, five lost sent again by one ACK");
+}
+
+#[test]
+fn rack_resends_that_a_later_ack_of_the_same_read_covers_do_not_leave() {
+    // Walk 16 (reorder=25 %, gap=5 ms): the server's ACKs came in one tap read — a SACK
+    // that made RACK call the segments before it lost (three SACKed: no reordering
+    // window), then the cumulative ACK of everything, the late ones having arrived. The
+    // resends, queued at the first packet, still left after the second: sent for bytes
+    // already acknowledged (Wireshark: spurious retransmission; the server D-SACKed
+    // them), and counted. Linux sends as it reads, so never sends what is acknowledged.
+    let opts = TcpOptions {
+        mss: Some(500),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'a'; 2300]);
+    assert_eq!(h.sent().len(), 5);
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(3301)));
+    h.recv(a);
+    // Nothing polled yet (the same read): the first segment's late copy acknowledged.
+    h.recv(ack_seg(5001, 3301));
+    assert!(h.sent().is_empty(), "nothing left to send again");
+    assert_eq!(h.conn.retransmissions(), 0);
+    assert_eq!(h.conn.poll_timeout(), None);
+    // Polled between the two, the resend goes (RACK's call, as before).
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'a'; 2300]);
+    assert_eq!(h.sent().len(), 5);
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(3301)));
+    h.recv(a);
+    assert_eq!(h.sent_one().seq.0, 1001);
+    h.recv(ack_seg(5001, 3301));
+    assert_eq!(h.conn.retransmissions(), 1);
+}
+
+#[test]
+fn rack_sends_one_more_when_the_ack_moves_snd_una() {
+    // Walk 16 (every segment of a six-segment request dropped once): after the tail
+    // probe's SACK, one lost segment went per ACK, so the rest took a round trip each —
+    // 81 ms to the first byte at 10 ms RTT; curl on the same wire 59 ms (Linux's PRR
+    // sent all four left on the first ACK that moved SND.UNA). An ACK that moves SND.UNA
+    // now lets one more go (RFC 6937 §3.1, PRR-SSRB's "+ MSS" while the pipe is below
+    // ssthresh, as Linux's `tcp_cwnd_reduction`); a SACK alone still lets one per segment
+    // it delivered.
+    let opts = TcpOptions {
+        mss: Some(500),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    h.conn.send(&[b'a'; 2300]);
+    assert_eq!(h.sent().len(), 5);
+    h.fire();
+    let probe = h.sent_one();
+    assert_eq!(probe.seq.0, 3001, "the tail loss probe");
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1001);
+    a.options.sack_blocks[0] = Some((SeqNumber(3001), SeqNumber(3301)));
+    h.recv(a);
+    let seqs = |s: Vec<Segment>| s.iter().map(|s| s.seq.0).collect::<Vec<_>>();
+    assert_eq!(seqs(h.sent()), [1001], "a SACK of one: one");
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 1501);
+    a.options.sack_blocks[0] = Some((SeqNumber(3001), SeqNumber(3301)));
+    h.recv(a);
+    assert_eq!(seqs(h.sent()), [1501, 2001], "SND.UNA moved: one more");
+    h.advance(ms(10));
+    let mut a = ack_seg(5001, 2501);
+    a.options.sack_blocks[0] = Some((SeqNumber(3001), SeqNumber(3301)));
+    h.recv(a);
+    assert_eq!(seqs(h.sent()), [2501]);
+    h.advance(ms(10));
+    h.recv(ack_seg(5001, 3301));
+    assert_eq!(h.conn.poll_timeout(), None);
+    assert_eq!(h.conn.retransmissions(), 5);
 }
