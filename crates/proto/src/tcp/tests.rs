@@ -3946,6 +3946,17 @@ mod review16;
 
 // --- RACK (RFC 8985) ---
 
+/// ESTABLISHED (ISS 1000, IRS 5000, window 65 535) with a peer that agreed to SACK and
+/// offered MSS `mss`.
+fn established_with_sack(mss: u16) -> Harness {
+    let opts = TcpOptions {
+        mss: Some(mss),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    conn_established_with(cfg(1000), 5000, opts, 65535)
+}
+
 /// ESTABLISHED with a peer that agreed to SACK, MSS 500; a 1 300-byte request sent (three
 /// segments at once, 10 ms after the handshake began). Returns the three segments.
 fn rack_request_sent(sack: bool) -> (Harness, Vec<Segment>) {
@@ -3966,11 +3977,16 @@ fn rack_request_sent(sack: bool) -> (Harness, Vec<Segment>) {
     (h, out)
 }
 
+/// The peer's ACK of `ack` (its seq 5001) with one SACK block, `[left, right)`.
+fn ack_with_sack(ack: u32, left: u32, right: u32) -> TcpRepr<'static> {
+    let mut a = ack_seg(5001, ack);
+    a.options.sack_blocks[0] = Some((SeqNumber(left), SeqNumber(right)));
+    a
+}
+
 /// The peer's duplicate ACK of 1001 with a SACK block for the second and third segment.
 fn sack_of_the_rest() -> TcpRepr<'static> {
-    let mut a = ack_seg(5001, 1001);
-    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(2301)));
-    a
+    ack_with_sack(1001, 1501, 2301)
 }
 
 #[test]
@@ -4058,16 +4074,12 @@ fn tlp_sends_the_tail_again_and_rack_finds_the_rest() {
     assert_eq!(h.conn.retries(), 0, "a probe is not a timeout: no back-off");
     assert_eq!(h.conn.poll_timeout(), Some(at + h.conn.rto()));
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1001);
-    a.options.sack_blocks[0] = Some((SeqNumber(2001), SeqNumber(2301)));
-    h.recv(a);
+    h.recv(ack_with_sack(1001, 2001, 2301));
     // One delivered, one sent (as Linux's PRR): the second waits for the next ACK.
     let again = h.sent_one();
     assert_eq!((again.seq.0, again.payload.len()), (1001, 500));
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1501);
-    a.options.sack_blocks[0] = Some((SeqNumber(2001), SeqNumber(2301)));
-    h.recv(a);
+    h.recv(ack_with_sack(1501, 2001, 2301));
     let again = h.sent_one();
     assert_eq!((again.seq.0, again.payload.len()), (1501, 500));
     h.advance(ms(10));
@@ -4088,12 +4100,7 @@ fn tlp_goes_once_per_tail_and_not_for_one_segment_or_without_sack() {
     assert_eq!(rto_at, sent_at + ms(20) + ms(200));
     // A one-segment request: its probe would wait out a delayed ACK (200 ms) and go with
     // the RTO, so there is none.
-    let opts = TcpOptions {
-        mss: Some(500),
-        sack_permitted: true,
-        ..TcpOptions::default()
-    };
-    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    let mut h = established_with_sack(500);
     h.conn.send(b"HEAD / HTTP/1.1\r\n\r\n");
     let sent_at = h.now;
     assert_eq!(h.sent().len(), 1);
@@ -4168,9 +4175,7 @@ fn review16_a_peer_that_reneges_on_its_sacks_costs_no_more_rtos() {
     h.fire();
     let _ = h.sent();
     h.advance(ms(11));
-    let mut a = ack_seg(5001, 1501);
-    a.options.sack_blocks[0] = Some((SeqNumber(2001), SeqNumber(2301)));
-    h.recv(a);
+    h.recv(ack_with_sack(1501, 2001, 2301));
     assert_eq!(
         h.sent().iter().map(|s| s.seq.0).collect::<Vec<_>>(),
         [1501],
@@ -4185,12 +4190,7 @@ fn review16_path_mtu_resend_leaves_out_what_the_peer_sacked() {
     // Linux's tcp_simple_retransmit marks lost only what is not SACKed
     // (`tcp_mark_skb_lost`). Before, the SACKed segment went again too, counted as a
     // retransmission (and so did it in the black-hole fall back after two RTOs).
-    let opts = TcpOptions {
-        mss: Some(1460),
-        sack_permitted: true,
-        ..TcpOptions::default()
-    };
-    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    let mut h = established_with_sack(1460);
     h.conn.send(&[b'x'; 3000]);
     assert_eq!(
         h.sent()
@@ -4200,9 +4200,7 @@ fn review16_path_mtu_resend_leaves_out_what_the_peer_sacked() {
         [(1001, 1460), (2461, 1460), (3921, 80)]
     );
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1001);
-    a.options.sack_blocks[0] = Some((SeqNumber(2461), SeqNumber(3921)));
-    h.recv(a);
+    h.recv(ack_with_sack(1001, 2461, 3921));
     let _ = h.sent();
     let _ = icmp(&mut h, too_big(1000), 1001);
     let again: Vec<(u32, usize)> = h
@@ -4222,18 +4220,11 @@ fn review16_one_ack_may_send_several_lost_segments_again() {
     // Not a bug: RACK sends as many lost segments as the ACK delivered (Linux's PRR), so
     // one ACK may queue more than review15's "two segments per input" — bounded by
     // MAX_RESEND. This pins the number so the hostile proptest's bound is known stale.
-    let opts = TcpOptions {
-        mss: Some(100),
-        sack_permitted: true,
-        ..TcpOptions::default()
-    };
-    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    let mut h = established_with_sack(100);
     h.conn.send(&[b'x'; 1000]);
     assert_eq!(h.sent().len(), 10);
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1001);
-    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(2001)));
-    h.recv(a);
+    h.recv(ack_with_sack(1001, 1501, 2001));
     let again = h.conn.tx.len();
     assert_eq!(again, 5, "five delivered, five lost sent again by one ACK");
 }
@@ -4246,31 +4237,22 @@ fn rack_resends_that_a_later_ack_of_the_same_read_covers_do_not_leave() {
     // resends, queued at the first packet, still left after the second: sent for bytes
     // already acknowledged (Wireshark: spurious retransmission; the server D-SACKed
     // them), and counted. Linux sends as it reads, so never sends what is acknowledged.
-    let opts = TcpOptions {
-        mss: Some(500),
-        sack_permitted: true,
-        ..TcpOptions::default()
-    };
-    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    let mut h = established_with_sack(500);
     h.conn.send(&[b'a'; 2300]);
     assert_eq!(h.sent().len(), 5);
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1001);
-    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(3301)));
-    h.recv(a);
+    h.recv(ack_with_sack(1001, 1501, 3301));
     // Nothing polled yet (the same read): the first segment's late copy acknowledged.
     h.recv(ack_seg(5001, 3301));
     assert!(h.sent().is_empty(), "nothing left to send again");
     assert_eq!(h.conn.retransmissions(), 0);
     assert_eq!(h.conn.poll_timeout(), None);
     // Polled between the two, the resend goes (RACK's call, as before).
-    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    let mut h = established_with_sack(500);
     h.conn.send(&[b'a'; 2300]);
     assert_eq!(h.sent().len(), 5);
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1001);
-    a.options.sack_blocks[0] = Some((SeqNumber(1501), SeqNumber(3301)));
-    h.recv(a);
+    h.recv(ack_with_sack(1001, 1501, 3301));
     assert_eq!(h.sent_one().seq.0, 1001);
     h.recv(ack_seg(5001, 3301));
     assert_eq!(h.conn.retransmissions(), 1);
@@ -4285,32 +4267,21 @@ fn rack_sends_one_more_when_the_ack_moves_snd_una() {
     // now lets one more go (RFC 6937 §3.1, PRR-SSRB's "+ MSS" while the pipe is below
     // ssthresh, as Linux's `tcp_cwnd_reduction`); a SACK alone still lets one per segment
     // it delivered.
-    let opts = TcpOptions {
-        mss: Some(500),
-        sack_permitted: true,
-        ..TcpOptions::default()
-    };
-    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    let mut h = established_with_sack(500);
     h.conn.send(&[b'a'; 2300]);
     assert_eq!(h.sent().len(), 5);
     h.fire();
     let probe = h.sent_one();
     assert_eq!(probe.seq.0, 3001, "the tail loss probe");
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1001);
-    a.options.sack_blocks[0] = Some((SeqNumber(3001), SeqNumber(3301)));
-    h.recv(a);
+    h.recv(ack_with_sack(1001, 3001, 3301));
     let seqs = |s: Vec<Segment>| s.iter().map(|s| s.seq.0).collect::<Vec<_>>();
     assert_eq!(seqs(h.sent()), [1001], "a SACK of one: one");
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 1501);
-    a.options.sack_blocks[0] = Some((SeqNumber(3001), SeqNumber(3301)));
-    h.recv(a);
+    h.recv(ack_with_sack(1501, 3001, 3301));
     assert_eq!(seqs(h.sent()), [1501, 2001], "SND.UNA moved: one more");
     h.advance(ms(10));
-    let mut a = ack_seg(5001, 2501);
-    a.options.sack_blocks[0] = Some((SeqNumber(3001), SeqNumber(3301)));
-    h.recv(a);
+    h.recv(ack_with_sack(2501, 3001, 3301));
     assert_eq!(seqs(h.sent()), [2501]);
     h.advance(ms(10));
     h.recv(ack_seg(5001, 3301));
