@@ -2023,11 +2023,10 @@ impl Connection {
 
     /// RFC 8985 §7.2: while data is in flight and nothing else will find a lost tail (no
     /// reordering timer, no probe out, not in timeout recovery, nothing SACKed), arm the
-    /// tail loss probe:
-    /// 2·SRTT, at least [`TLP_MIN`], never past the RTO. Needs SACK (the probe's answer
-    /// tells what was lost, §7.4), as in Linux. Not for a flight of one segment: there the
-    /// probe waits for the peer's delayed ACK too (200 ms, §7.2's WCDelAckT) and would go
-    /// with the RTO.
+    /// tail loss probe: 2·SRTT, at least [`TLP_MIN`], and only when that comes before the
+    /// RTO. Needs SACK (the probe's answer tells what was lost, §7.4), as in Linux. Not for
+    /// a flight of one segment: there the probe waits for the peer's delayed ACK too
+    /// (200 ms, §7.2's WCDelAckT) and would go with the RTO.
     fn arm_loss_probe(&mut self, now: Instant) {
         self.timers.stop(Timer::Probe);
         let Some(srtt) = self.rtt.srtt() else {
@@ -2049,12 +2048,15 @@ impl Connection {
         {
             return;
         }
-        let mut at = now + srtt.saturating_mul(2).max(TLP_MIN);
-        if let Some(rto_at) = self.timers.get(Timer::Retransmit) {
-            if rto_at <= at {
-                return;
-            }
-            at = at.min(rto_at);
+        let at = now + srtt.saturating_mul(2).max(TLP_MIN);
+        // A probe no sooner than the RTO is left to the RTO (RFC 8985 §7.2 would send the
+        // probe in its place, un-backed-off; Linux too).
+        if self
+            .timers
+            .get(Timer::Retransmit)
+            .is_some_and(|rto_at| rto_at <= at)
+        {
+            return;
         }
         self.timers.set(Timer::Probe, at);
     }
