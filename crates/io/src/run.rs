@@ -676,7 +676,7 @@ pub(crate) fn flush(
     // where they end. Stamped one by one, a request's first segment looked 25 µs older
     // than its second (over veth each send carries the server's processing of it) and was
     // called lost the moment the second was SACKed, before any reordering window.
-    let now = clock::now();
+    let mut now = clock::now();
     // Bounded: a connection queues a handful of segments per input.
     for _ in 0..256 {
         let Some(seg) = probe.poll_transmit(now) else {
@@ -686,9 +686,14 @@ pub(crate) fn flush(
         match sender.send(&buf[..len], remote.ip()) {
             Ok(()) => last = Some(clock::now()),
             // This host would not send it: lost, not the probe's end (what the probe does
-            // about it may queue the flight again, smaller: this loop sends it).
+            // about it may queue the flight again, smaller: this loop sends it — stamped
+            // from then on with the time of the refusal, so nothing sent after the re-cut
+            // looks older to RACK than the re-cut segments).
             Err(e) => match local_refusal(&e, remote.ip()) {
-                Some(why) => probe.send_refused(clock::now(), why, len),
+                Some(why) => {
+                    now = clock::now();
+                    probe.send_refused(now, why, len);
+                }
                 None => return Err(send_error(e, remote)),
             },
         }
