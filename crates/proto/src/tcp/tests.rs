@@ -3497,6 +3497,35 @@ fn black_hole_full_sized_segment_lost_twice_falls_back_to_536() {
 }
 
 #[test]
+fn black_hole_is_not_suspected_when_a_segment_as_big_got_through() {
+    // A walk's survey at 15 % loss: the first of three full-sized segments lost again and
+    // again while the peer SACKed the other two — a path that carries full-sized segments,
+    // so the losses are chance, not a black hole. Before, the second RTO fell back to the
+    // safe size and the record said "path MTU black hole".
+    let mut h = established_with_sack(1460);
+    h.conn.send(&[5u8; 3000]);
+    assert_eq!(
+        h.sent().iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        [1460, 1460, 80]
+    );
+    h.advance(ms(10));
+    h.recv(ack_with_sack(1001, 2461, 4001));
+    // RACK's copy, then the two RTOs' copies: all full-sized, all lost.
+    for _ in 0..3 {
+        h.fire();
+        let s = h.sent_one();
+        assert_eq!((s.seq.0, s.payload.len()), (1001, 1460));
+    }
+    assert_eq!(h.conn.retries(), 2);
+    assert_eq!(h.conn.path_mtu(), None, "no fall back to the safe size");
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::BlackHoleSuspected { .. })),
+    );
+}
+
+#[test]
 fn black_hole_ipv6_falls_back_to_1280() {
     let mut h = conn_established_ts(cfg_v6(1000));
     h.conn.send(&[3u8; 3000]);
