@@ -6,11 +6,12 @@
 //! timer (200 ms at least) even when the peer's SACKs showed the hole within a round
 //! trip: a 1 398-byte request cut in three by a router's MSS clamp, its first segment
 //! dropped, was sent again at 200.7 ms; Linux's client (RACK on by default,
-//! `tcp_recovery`) at 7 ms, its timer's jiffy granularity. This is the detection only:
-//! what we send is a request, not a stream, so there is no congestion window to reduce
-//! (RFC 8985 §3.4 leaves the response to the congestion control in use). The tail loss
-//! probe (§7), which gives RACK something to go on when a flight's tail is lost, is the
-//! connection's (`Connection::arm_loss_probe`).
+//! `tcp_recovery`) at 7 ms, its timer's jiffy granularity. This is the detection only
+//! (RFC 8985 §3.4 leaves the response to the congestion control in use): what we send is
+//! a request, not a stream, and has no congestion window; the connection sends what is
+//! found lost as the peer's ACKs deliver, as Linux's PRR does (`Connection::rack_detect`).
+//! The tail loss probe (§7), which gives RACK something to go on when a flight's tail is
+//! lost, is the connection's too (`Connection::arm_loss_probe`).
 
 use super::flight::{Flight, Sent};
 use crate::time::Instant;
@@ -37,8 +38,8 @@ pub(super) struct Rack {
 pub(super) struct Detected {
     /// Lost now, oldest sequence first.
     pub(super) lost: Vec<Sent>,
-    /// When the earliest segment sent before the newest delivered one, not yet lost, will
-    /// be (RFC 8985 §6.2 step 5's reordering timer).
+    /// When the first of the segments sent before the newest delivered one that are not
+    /// lost yet will be (RFC 8985 §6.2 step 5's reordering timer).
     pub(super) recheck: Option<Instant>,
 }
 
