@@ -1532,11 +1532,19 @@ impl Connection {
         queued
     }
 
-    /// Queues `[start, start + len)` again, cut at the MSS, at most `budget` segments,
-    /// PSH on the last when `push`. Never past the peer's window (RFC 9293 §3.8.6 SHLD-16,
-    /// as in `earliest_unacked`): only the head goes into a zero window. Returns the
-    /// segments queued.
-    fn resend(&mut self, now: Instant, start: SeqNumber, len: u32, push: bool, budget: u32) -> u32 {
+    /// Queues `[start, start + len)` again, cut at the MSS, at most `budget` segments.
+    /// PSH on the last of them where it first was, on the last byte the caller gave (RFC
+    /// 9293 §3.9.1.2) — or, with `push_run_end`, whatever it ends at. Never past the
+    /// peer's window (RFC 9293 §3.8.6 SHLD-16, as in `earliest_unacked`): only the head
+    /// goes into a zero window. Returns the segments queued.
+    fn resend(
+        &mut self,
+        now: Instant,
+        start: SeqNumber,
+        len: u32,
+        push_run_end: bool,
+        budget: u32,
+    ) -> u32 {
         let mss = u32::from(self.send_mss).max(1);
         let data_end = self.snd_una.add(self.send_buf.len() as u32);
         let wnd_end = self.snd_una.add(self.snd_wnd);
@@ -1553,7 +1561,7 @@ impl Connection {
             let n = (len - offset).min(mss).min(room);
             let fin = self.fin_sent && seq.add(n) == data_end;
             let mut seg = self.data_segment(seq, n as usize, fin, now, true);
-            if push && offset + n == len {
+            if offset + n == len && (push_run_end || seq.add(n) == data_end) {
                 seg.flags = seg.flags | TcpFlags::PSH;
             }
             self.flight.sent(seq, n, now, true);
@@ -1919,8 +1927,6 @@ impl Connection {
     /// management.
     fn process_ack(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) {
         let ack = seg.ack;
-        // Segments this ACK delivered, cumulatively or in SACK blocks (RACK's budget).
-        let mut delivered = 0u32;
         if ack.lt(self.snd_una) {
             // Old duplicate within MAX.SND.WND: nothing to learn from its ACK field, but
             // its SACK blocks still say what the peer holds (RFC 6675 §5: the scoreboard
@@ -1928,25 +1934,19 @@ impl Connection {
             // at `old_ack`). ACKs overtaken by newer ones (a reordering return path) may
             // carry blocks the newer ones dropped for want of room (three or four per
             // ACK): left unread, RACK sent those segments again.
-            if self.peer.sack_permitted {
-                let (rack, largest) = (&mut self.rack, &mut self.largest_delivered);
-                self.flight.sack(seg.options.sack(), |s| {
-                    delivered += 1;
-                    *largest = (*largest).max(s.len);
-                    rack.delivered(rx_at, s);
-                });
-                if delivered > 0 {
-                    self.rack_detect(rx_at, delivered);
-                    self.arm_loss_probe(rx_at);
-                }
+            let delivered = self.read_sack_blocks(rx_at, seg);
+            if delivered > 0 {
+                self.rack_detect(rx_at, delivered);
+                self.arm_loss_probe(rx_at);
             }
             return;
         }
-        // One more when it moves SND.UNA: RFC 6937 §3.1's PRR-SSRB adds an MSS while the
-        // pipe is below ssthresh, as Linux's `tcp_cwnd_reduction` does on such an ACK.
-        // Without it a request lost whole went back one segment per round trip (walk 16:
-        // 81 ms to the first byte, curl 59 ms on the same wire).
-        delivered += u32::from(ack.gt(self.snd_una));
+        // Segments this ACK delivered, cumulatively or in SACK blocks (RACK's budget), one
+        // more when it moves SND.UNA: RFC 6937 §3.1's PRR-SSRB adds an MSS while the pipe
+        // is below ssthresh, as Linux's `tcp_cwnd_reduction` does on such an ACK. Without
+        // it a request lost whole went back one segment per round trip (walk 16: 81 ms to
+        // the first byte, curl 59 ms on the same wire).
+        let mut delivered = u32::from(ack.gt(self.snd_una));
         // Any acceptable ACK answers a zero-window probe (Linux resets `icsk_probes_out`
         // on every ACK): the peer is alive, and RFC 9293 §3.8.6.1 (MUST-36) keeps the
         // connection open for as long as it answers.
@@ -2016,7 +2016,28 @@ impl Connection {
             }
         }
         // RFC 8985 §6.2 steps 1–2: what this ACK delivered, cumulatively or in its SACK
-        // blocks (RFC 2018; taken only when SACK was agreed on), then step 5.
+        // blocks, then step 5.
+        delivered += self.read_sack_blocks(rx_at, seg);
+        if self.tlp_end.is_some_and(|end| ack.ge(end)) {
+            self.tlp_end = None;
+        }
+        self.rack_detect(rx_at, delivered);
+        self.arm_loss_probe(rx_at);
+    }
+
+    /// Data of ours is unacknowledged and may be sent again by RACK or a loss probe: not
+    /// while a zero window is probed (the probe's byte is the persist timer's), nor in a
+    /// state that sends no data.
+    fn data_to_recover(&self) -> bool {
+        self.snd_una != self.snd_nxt && !self.persist_probe_out && self.sends_data()
+    }
+
+    /// The ACK's SACK blocks (RFC 2018; read only when SACK was agreed on) mark what they
+    /// cover in the flight; each segment newly marked teaches RACK (RFC 8985 §6.2 step 2)
+    /// and shows the path carries segments that big (`black_hole_fallback`). Returns how
+    /// many were newly marked.
+    fn read_sack_blocks(&mut self, rx_at: Instant, seg: &TcpRepr<'_>) -> u32 {
+        let mut delivered = 0;
         if self.peer.sack_permitted {
             let (rack, largest) = (&mut self.rack, &mut self.largest_delivered);
             self.flight.sack(seg.options.sack(), |s| {
@@ -2025,11 +2046,7 @@ impl Connection {
                 rack.delivered(rx_at, s);
             });
         }
-        if self.tlp_end.is_some_and(|end| ack.ge(end)) {
-            self.tlp_end = None;
-        }
-        self.rack_detect(rx_at, delivered);
-        self.arm_loss_probe(rx_at);
+        delivered
     }
 
     /// RFC 8985 §7.2: while data is in flight and nothing else will find a lost tail (no
@@ -2053,8 +2070,7 @@ impl Connection {
             || self.flight.sacked_count() > 0
             || self.flight.len() < 2
             || self.snd_wnd == 0
-            || self.persist_probe_out
-            || !self.sends_data()
+            || !self.data_to_recover()
             || self.timers.is_set(Timer::Reorder)
         {
             return;
@@ -2077,18 +2093,17 @@ impl Connection {
     /// if only the tail was lost, the peer's ACK of it now shows the rest (RACK then
     /// finds what else is missing); no back-off, the RTO restarts.
     fn on_probe_timeout(&mut self, now: Instant) {
-        if self.snd_una == self.snd_nxt || self.persist_probe_out || !self.sends_data() {
+        if !self.data_to_recover() {
             return;
         }
         let Some(&last) = self.flight.last() else {
             return;
         };
-        let data_end = self.snd_una.add(self.send_buf.len() as u32);
         let mss = u32::from(self.send_mss).max(1);
         // One segment's worth: the end of the last one sent.
         let len = last.len.min(mss);
         let start = last.end().sub(len);
-        if self.resend(now, start, len, last.end() == data_end, 1) == 0 {
+        if self.resend(now, start, len, false, 1) == 0 {
             return;
         }
         self.tlp_end = Some(self.snd_nxt);
@@ -2105,20 +2120,17 @@ impl Connection {
     /// Not while a zero window is probed (the probe's byte is the persist timer's).
     fn rack_detect(&mut self, now: Instant, budget: u32) {
         self.timers.stop(Timer::Reorder);
-        if self.snd_una == self.snd_nxt || self.persist_probe_out || !self.sends_data() {
+        if !self.data_to_recover() {
             return;
         }
         let found = self.rack.detect(now, &self.flight, self.rtt.srtt());
         if let Some(at) = found.recheck {
             self.timers.set(Timer::Reorder, at + REO_TIMER_SLACK);
         }
-        let data_end = self.snd_una.add(self.send_buf.len() as u32);
         let budget = budget.min(MAX_RESEND);
         let mut queued = 0;
         for s in found.lost {
-            // PSH where it first was: on the last byte the caller gave (§3.9.1.2).
-            let push = s.end() == data_end;
-            queued += self.resend(now, s.seq, s.len, push, budget.saturating_sub(queued));
+            queued += self.resend(now, s.seq, s.len, false, budget.saturating_sub(queued));
         }
         if queued > 0 {
             // Karn: an ACK of these bytes no longer times one transmission.

@@ -3502,7 +3502,7 @@ fn black_hole_is_not_suspected_when_a_segment_as_big_got_through() {
     // again while the peer SACKed the other two — a path that carries full-sized segments,
     // so the losses are chance, not a black hole. Before, the second RTO fell back to the
     // safe size and the record said "path MTU black hole".
-    let mut h = established_with_sack(1460);
+    let mut h = established_with_mss(1460, true);
     h.conn.send(&[5u8; 3000]);
     assert_eq!(
         h.sent().iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
@@ -3975,12 +3975,12 @@ mod review16;
 
 // --- RACK (RFC 8985) ---
 
-/// ESTABLISHED (ISS 1000, IRS 5000, window 65 535) with a peer that agreed to SACK and
-/// offered MSS `mss`.
-fn established_with_sack(mss: u16) -> Harness {
+/// ESTABLISHED (ISS 1000, IRS 5000, window 65 535) with a peer that offered MSS `mss`
+/// and agreed to SACK when `sack`.
+fn established_with_mss(mss: u16, sack: bool) -> Harness {
     let opts = TcpOptions {
         mss: Some(mss),
-        sack_permitted: true,
+        sack_permitted: sack,
         ..TcpOptions::default()
     };
     conn_established_with(cfg(1000), 5000, opts, 65535)
@@ -3989,12 +3989,7 @@ fn established_with_sack(mss: u16) -> Harness {
 /// ESTABLISHED with a peer that agreed to SACK, MSS 500; a 1 300-byte request sent (three
 /// segments at once, 10 ms after the handshake began). Returns the three segments.
 fn rack_request_sent(sack: bool) -> (Harness, Vec<Segment>) {
-    let opts = TcpOptions {
-        mss: Some(500),
-        sack_permitted: sack,
-        ..TcpOptions::default()
-    };
-    let mut h = conn_established_with(cfg(1000), 5000, opts, 65535);
+    let mut h = established_with_mss(500, sack);
     h.conn.send(&[b'a'; 1300]);
     let out = h.sent();
     assert_eq!(
@@ -4129,7 +4124,7 @@ fn tlp_goes_once_per_tail_and_not_for_one_segment_or_without_sack() {
     assert_eq!(rto_at, sent_at + ms(20) + ms(200));
     // A one-segment request: its probe would wait out a delayed ACK (200 ms) and go with
     // the RTO, so there is none.
-    let mut h = established_with_sack(500);
+    let mut h = established_with_mss(500, true);
     h.conn.send(b"HEAD / HTTP/1.1\r\n\r\n");
     let sent_at = h.now;
     assert_eq!(h.sent().len(), 1);
@@ -4219,7 +4214,7 @@ fn review16_path_mtu_resend_leaves_out_what_the_peer_sacked() {
     // Linux's tcp_simple_retransmit marks lost only what is not SACKed
     // (`tcp_mark_skb_lost`). Before, the SACKed segment went again too, counted as a
     // retransmission (and so did it in the black-hole fall back after two RTOs).
-    let mut h = established_with_sack(1460);
+    let mut h = established_with_mss(1460, true);
     h.conn.send(&[b'x'; 3000]);
     assert_eq!(
         h.sent()
@@ -4249,7 +4244,7 @@ fn review16_one_ack_may_send_several_lost_segments_again() {
     // Not a bug: RACK sends as many lost segments as the ACK delivered (Linux's PRR), so
     // one ACK may queue more than review15's "two segments per input" — bounded by
     // MAX_RESEND. This pins the number so the hostile proptest's bound is known stale.
-    let mut h = established_with_sack(100);
+    let mut h = established_with_mss(100, true);
     h.conn.send(&[b'x'; 1000]);
     assert_eq!(h.sent().len(), 10);
     h.advance(ms(10));
@@ -4266,7 +4261,7 @@ fn rack_resends_that_a_later_ack_of_the_same_read_covers_do_not_leave() {
     // resends, queued at the first packet, still left after the second: sent for bytes
     // already acknowledged (Wireshark: spurious retransmission; the server D-SACKed
     // them), and counted. Linux sends as it reads, so never sends what is acknowledged.
-    let mut h = established_with_sack(500);
+    let mut h = established_with_mss(500, true);
     h.conn.send(&[b'a'; 2300]);
     assert_eq!(h.sent().len(), 5);
     h.advance(ms(10));
@@ -4277,7 +4272,7 @@ fn rack_resends_that_a_later_ack_of_the_same_read_covers_do_not_leave() {
     assert_eq!(h.conn.retransmissions(), 0);
     assert_eq!(h.conn.poll_timeout(), None);
     // Polled between the two, the resend goes (RACK's call, as before).
-    let mut h = established_with_sack(500);
+    let mut h = established_with_mss(500, true);
     h.conn.send(&[b'a'; 2300]);
     assert_eq!(h.sent().len(), 5);
     h.advance(ms(10));
@@ -4296,7 +4291,7 @@ fn rack_sends_one_more_when_the_ack_moves_snd_una() {
     // now lets one more go (RFC 6937 §3.1, PRR-SSRB's "+ MSS" while the pipe is below
     // ssthresh, as Linux's `tcp_cwnd_reduction`); a SACK alone still lets one per segment
     // it delivered.
-    let mut h = established_with_sack(500);
+    let mut h = established_with_mss(500, true);
     h.conn.send(&[b'a'; 2300]);
     assert_eq!(h.sent().len(), 5);
     h.fire();
