@@ -171,7 +171,6 @@ pub struct Progress {
 
 /// Route lookups remembered (one netlink request each otherwise).
 const ROUTE_CACHE: usize = 4_096;
-
 /// How many stocked ports a new probe looks at for one not used towards its remote lately.
 const STOCK_SCAN: usize = 64;
 /// Ports per source address the keeper keeps ready, and per guard transaction.

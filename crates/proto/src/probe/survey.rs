@@ -403,6 +403,7 @@ fn key(remote: SocketAddr, port: u16) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// A learned path MTU is known to the next probes for 10 minutes from when it was
     /// learned, not renewed by using it; the cache stays bounded.
@@ -425,8 +426,6 @@ mod tests {
         }
         assert!(c.entries.len() <= PathMtuCache::CAP);
     }
-
-    use super::*;
 
     #[test]
     fn a_probe_gives_up_at_its_own_limit_or_the_callers_deadline_whichever_first() {

@@ -1343,16 +1343,12 @@ impl Connection {
 
     // --- path MTU (RFC 1191, RFC 8201, RFC 2923) ---
 
-    fn ip_header_len(&self) -> u32 {
-        if self.cfg.local.is_ipv6() { 40 } else { 20 }
-    }
-
     /// The MSS our SYN offers: the route's, or less when a path MTU known from before is
     /// lower (Linux's advmss comes from the route's MTU, a learned one included).
     fn advertised_mss(&self) -> u16 {
         match self.path_mtu {
             Some(mtu) => {
-                let fit = mtu.saturating_sub(self.ip_header_len() + TCP_HEADER_LEN);
+                let fit = mtu.saturating_sub(ip_and_tcp_header_len(&self.cfg));
                 self.cfg
                     .mss
                     .min(u16::try_from(fit).unwrap_or(u16::MAX).max(MIN_SND_MSS))
@@ -1375,7 +1371,7 @@ impl Connection {
 
     /// The route's MTU, as our own MSS was derived from it (RFC 9293 §3.7.1).
     fn route_mtu(&self) -> u32 {
-        u32::from(self.cfg.mss) + self.ip_header_len() + TCP_HEADER_LEN
+        u32::from(self.cfg.mss) + ip_and_tcp_header_len(&self.cfg)
     }
 
     /// The path MTU in use: the route's until something lowered it.
@@ -1394,8 +1390,7 @@ impl Connection {
 
     /// Payload bytes that fit a packet of `mtu` bytes (Linux's `tcp_mtu_to_mss`).
     fn mtu_to_mss(&self, mtu: u32) -> u16 {
-        let mss =
-            mtu.saturating_sub(self.ip_header_len() + TCP_HEADER_LEN + self.option_overhead());
+        let mss = mtu.saturating_sub(ip_and_tcp_header_len(&self.cfg) + self.option_overhead());
         u16::try_from(mss).unwrap_or(u16::MAX)
     }
 
