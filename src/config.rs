@@ -246,6 +246,7 @@ pub struct SurveyConfig {
     pub interval: Duration,
     pub jobs: u32,
     pub separate_ack: bool,
+    pub reflex: bool,
     pub pcap: Option<PathBuf>,
     pub pcapng: Option<PathBuf>,
 }
@@ -686,6 +687,7 @@ fn survey(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
         interval: sv.interval.map_or(defaults::INTERVAL, |d| d.0),
         jobs: sv.jobs.unwrap_or(defaults::JOBS),
         separate_ack: sv.separate_ack,
+        reflex: !sv.no_reflex,
         pcap: a.output.pcap.clone(),
         pcapng: a.output.pcapng.clone(),
     }))

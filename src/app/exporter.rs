@@ -866,6 +866,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
             count: 1,
             interval: Duration::ZERO,
             capture: tcpshake_io::run::Capture::Off,
+            reflex: true,
         };
         let run = survey::survey_feed(
             &mut feed,

@@ -754,6 +754,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         count: c.count,
         interval: c.interval,
         capture: capture_as,
+        reflex: c.reflex,
     };
     let ex = &c.exchange;
     let pair_secret = PairSecret::new();

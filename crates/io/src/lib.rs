@@ -7,6 +7,7 @@
 mod bpf;
 pub mod clock;
 mod cmsg;
+pub mod ebpf;
 pub mod frames;
 pub mod guard;
 pub mod httpd;
@@ -18,6 +19,7 @@ mod packet;
 pub mod poll;
 pub mod ports;
 pub mod random;
+pub mod reflex;
 pub mod resolve;
 pub mod route;
 pub mod run;

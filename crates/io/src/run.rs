@@ -636,6 +636,10 @@ pub(crate) fn deliver<F: Fed>(
 
 /// Write `seg` into `buf`: the whole IPv4 datagram (we write the header), or for IPv6 the
 /// TCP segment alone (the kernel writes the header). Returns its length.
+/// The IPv4 TTL of our segments (Linux's default, `net.ipv4.ip_default_ttl`; the IPv6
+/// sender's hop limit is the same).
+pub(crate) const IP_TTL: u8 = 64;
+
 pub(crate) fn build_segment(
     seg: &tcpshake_proto::tcp::Segment,
     v6: bool,
@@ -648,7 +652,13 @@ pub(crate) fn build_segment(
     let ip_len = if v6 {
         0
     } else {
-        let mut ip = IpRepr::new(local.ip(), remote.ip(), PROTO_TCP, 64, repr.buffer_len());
+        let mut ip = IpRepr::new(
+            local.ip(),
+            remote.ip(),
+            PROTO_TCP,
+            IP_TTL,
+            repr.buffer_len(),
+        );
         // DF unless the path MTU was locked at IPv4's floor (tcp::Segment::dont_frag).
         ip.dont_frag = seg.dont_frag;
         ip.ident = *ident;

@@ -36,10 +36,11 @@ use super::guard::Guard;
 use super::guard::MARK;
 use super::ports::PortKeeper;
 use super::ports::PortReservation;
+use super::reflex::{Claim, Ready, Reflex, Setup};
 use super::route::{Route, Router};
 use super::run::{
-    Capture, Captured, DRAIN_MAX, DRAIN_QUIET, MAX_SLEEP, Outcome, build_segment, local_refusal,
-    send_error,
+    Capture, Captured, DRAIN_MAX, DRAIN_QUIET, IP_TTL, MAX_SLEEP, Outcome, build_segment,
+    local_refusal, send_error,
 };
 use super::sender::RawSender;
 use super::tap::{Tap, TapLosses};
@@ -57,6 +58,7 @@ use tcpshake_proto::probe::survey::{
 };
 use tcpshake_proto::probe::tls::TlsSetup;
 use tcpshake_proto::probe::{HttpRequest, LocalRefusal, Probe, ProbeConfig};
+use tcpshake_proto::tcp::HandshakeAck;
 use tcpshake_proto::time::Instant;
 use tcpshake_proto::wire::defrag::{Defrag, Defragged};
 use tcpshake_proto::wire::ip::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
@@ -130,6 +132,8 @@ pub struct SurveyOptions {
     /// Keep the packets of the probes (for --pcap, --pcapng): they are handed to the caller
     /// as they are seen ([`Report::Captured`]), not held until their probe ends.
     pub capture: Capture,
+    /// Have the kernel answer each SYN-ACK with our ACK (reflex.rs) where it can.
+    pub reflex: bool,
 }
 
 /// What the loop tells its caller.
@@ -162,6 +166,10 @@ pub struct Progress {
     /// Packets the taps missed so far (ring or queue full, or too long), read at most once a
     /// second: a long-running caller (the exporter) shows them as they happen.
     pub capture_missed: u64,
+    /// Handshakes whose ACK the kernel program sent (reflex.rs).
+    pub reflex_acks: u64,
+    /// Why the kernel program is not answering (`SurveyOptions::reflex` on), once known.
+    pub reflex_unavailable: Option<&'static str>,
 }
 
 // A finished probe's record is final once the tap has shown every segment it sent (an
@@ -175,6 +183,21 @@ const ROUTE_CACHE: usize = 4_096;
 const STOCK_SCAN: usize = 64;
 /// Ports per source address the keeper keeps ready, and per guard transaction.
 const PORT_BATCH: usize = 64;
+/// Probes the kernel program can hold at once (slots past it answer from user space).
+const MAX_REFLEX_SLOTS: usize = 4_096;
+
+/// Why the kernel program could not be set up, in a word a user can act on.
+fn reflex_why(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => "not permitted (needs CAP_BPF and CAP_NET_ADMIN)",
+        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
+            "not supported by this kernel (needs Linux 6.6 or later: TCX)"
+        }
+        Some(libc::ENOMEM) => "out of locked memory (RLIMIT_MEMLOCK)",
+        _ => "could not be loaded",
+    }
+}
+
 /// Segments per `sendmmsg`.
 const SEND_BATCH: usize = 64;
 /// How often the taps' loss counters are read for [`Progress::capture_missed`].
@@ -229,6 +252,8 @@ struct Slot {
     touched: bool,
     /// Its SYN-ACK was among them: its answer goes out ahead of all others.
     synack: bool,
+    /// The handshake's ACK the kernel program may send (armed with its SYN).
+    reflex_plan: Option<HandshakeAck>,
     /// In `Loop::due`: it ended or a deadline of it came; `settle` will see to it.
     due: bool,
 }
@@ -288,6 +313,13 @@ struct Loop<'k, 'g> {
     due: Vec<usize>,
     /// Segments sent so far (`react` reads again after an answer that sent some).
     segments_sent: u64,
+    /// The kernel program answering SYN-ACKs (reflex.rs), once a tap is open; per tap,
+    /// whether it is attached to that tap's interface.
+    reflex: Option<Reflex>,
+    reflex_setup: Option<Setup>,
+    tap_reflex: Vec<bool>,
+    reflex_acks: u64,
+    reflex_unavailable: Option<&'static str>,
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
@@ -407,8 +439,20 @@ fn survey_with(
         touched: Vec::new(),
         due: Vec::new(),
         segments_sent: 0,
+        reflex: None,
+        reflex_setup: None,
+        tap_reflex: Vec::new(),
+        reflex_acks: 0,
+        reflex_unavailable: (!opts.reflex).then_some("off (--no-reflex)"),
     };
     let result = lp.run(targets, make_cfg, report, stop);
+    // Detaching the kernel program waits out an RCU grace period: not on this thread,
+    // which has records to hand over.
+    if let Some(r) = lp.reflex.take() {
+        let _ = std::thread::Builder::new()
+            .name("reflex-detach".into())
+            .spawn(move || drop(r));
+    }
     // Whatever happened, give every port back (the table itself dies with the guard).
     for slot in lp.slots.iter_mut().filter_map(Option::take) {
         if slot.guarded {
@@ -463,6 +507,7 @@ impl Loop<'_, '_> {
             self.react()?;
             self.expire()?;
             self.settle(report)?;
+            self.reflex_ready();
 
             // Start what is due, then new targets, while there is room: a few at a time,
             // each group's SYNs sent and the taps answered before the next. At most `jobs`
@@ -857,6 +902,7 @@ impl Loop<'_, '_> {
             tap,
             touched: false,
             synack: false,
+            reflex_plan: None,
             due: false,
         };
         let i = match self.free_slots.pop() {
@@ -931,6 +977,8 @@ impl Loop<'_, '_> {
             in_flight: self.schedule.in_flight(),
             finished: self.finished,
             capture_missed: self.capture_missed,
+            reflex_acks: self.reflex_acks,
+            reflex_unavailable: self.reflex_unavailable,
         }
     }
 
@@ -1056,7 +1104,48 @@ impl Loop<'_, '_> {
         self.tap_read.push(false);
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
+        self.tap_reflex.push(false);
+        self.reflex_on(route.oif);
         Ok(self.taps.len() - 1)
+    }
+
+    /// Ask for the kernel program on interface `oif` (loading it with the first tap, off
+    /// this thread: `reflex::Setup`). Until it is there — and without it (an old kernel,
+    /// no CAP_BPF) — the loop answers SYN-ACKs itself, as it always could; the reason is in
+    /// [`Progress::reflex_unavailable`].
+    fn reflex_on(&mut self, oif: u32) {
+        if self.reflex_unavailable.is_some() {
+            return;
+        }
+        let setup = self.reflex_setup.get_or_insert_with(|| {
+            let slots = self.opts.jobs.saturating_mul(2).clamp(16, MAX_REFLEX_SLOTS);
+            Setup::start(self.port_range, slots, MARK)
+        });
+        setup.attach(oif);
+    }
+
+    /// What the kernel program's setup finished since the last pass.
+    fn reflex_ready(&mut self) {
+        let Some(setup) = &self.reflex_setup else {
+            return;
+        };
+        // Bounded: one message per load and per interface asked for.
+        while let Some(ready) = setup.poll() {
+            match ready {
+                Ready::Loaded(r) => self.reflex = Some(r),
+                Ready::Attached(oif, link) => {
+                    if let Some(r) = self.reflex.as_mut() {
+                        r.add_link(oif, link);
+                        if let Some(&t) = self.tap_by_oif.get(&oif) {
+                            self.tap_reflex[t] = true;
+                        }
+                    }
+                }
+                Ready::Failed(e) => {
+                    self.reflex_unavailable.get_or_insert(reflex_why(&e));
+                }
+            }
+        }
     }
 
     /// IPv4 needs one IPPROTO_RAW socket for every source; IPv6 one per source address.
@@ -1129,6 +1218,37 @@ impl Loop<'_, '_> {
                 slot.local,
                 slot.remote,
             )?;
+            if let Some(r) = self.reflex.as_mut() {
+                if seg.flags.syn() && !seg.flags.ack() {
+                    if let Some(_plan) = slot.reflex_plan.take() {
+                        // The SYN again: the SYN-ACK to come may echo its newer TSval, and a
+                        // reflex ACK with the first SYN's would fail the server's PAWS check
+                        // (RFC 7323 §5.3). This handshake is answered from here.
+                        let _ = r.claim(i);
+                    } else if !seg.retransmission
+                        && self.tap_reflex.get(slot.tap).copied().unwrap_or(false)
+                        && let Some(plan) = slot.probe.handshake_ack()
+                    {
+                        let ident = self.ident;
+                        self.ident = self.ident.wrapping_add(1);
+                        if r.arm(i, slot.local, slot.remote, &plan, ident, IP_TTL) {
+                            slot.reflex_plan = Some(plan);
+                        }
+                    }
+                } else if let Some(plan) = slot.reflex_plan.take() {
+                    // The handshake's ACK (with the request, when it rides): sent already
+                    // if the kernel program claimed it — and the same segment as ours.
+                    let same = seg.seq.0 == plan.seq
+                        && seg.payload == plan.payload
+                        && !seg.flags.syn()
+                        && !seg.flags.fin()
+                        && !seg.flags.rst();
+                    if r.claim(i) == Claim::Kernel && same {
+                        self.reflex_acks += 1;
+                        continue;
+                    }
+                }
+            }
             let start = self.outbox.bytes.len();
             self.outbox.bytes.extend_from_slice(&self.tx[..len]);
             self.outbox.packets.push(Queued {
@@ -1308,6 +1428,9 @@ impl Loop<'_, '_> {
         let Some(slot) = self.slots[i].take() else {
             return Ok(());
         };
+        if let Some(r) = &self.reflex {
+            r.disarm(i, slot.local.port());
+        }
         self.free_slots.push(i);
         self.by_local.remove(&slot.local);
         self.finished += 1;

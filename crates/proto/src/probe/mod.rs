@@ -410,6 +410,24 @@ impl Probe {
         self.phase == Phase::Connecting
     }
 
+    /// Our ACK of the SYN-ACK as our TCP foresees it, while we wait for one
+    /// ([`crate::tcp::Connection::handshake_ack`]), with the request that rides on it.
+    /// `None` for TLS when data rides on the ACK: the ClientHello is made when the
+    /// connection opens (its random is not known before).
+    pub fn handshake_ack(&self) -> Option<crate::tcp::HandshakeAck> {
+        if !self.awaiting_synack() {
+            return None;
+        }
+        if self.cfg.tls.is_some() {
+            if self.conn.config().ack_with_data {
+                return None;
+            }
+            return self.conn.handshake_ack(&[]);
+        }
+        self.conn
+            .handshake_ack(self.request.as_deref().unwrap_or_default())
+    }
+
     pub fn start(&mut self, now: Instant) {
         self.started_at = Some(now);
         if let Some(mtu) = self.conn.path_mtu() {

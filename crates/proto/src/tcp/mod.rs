@@ -190,6 +190,31 @@ pub struct Config {
     pub known_path_mtu: Option<KnownPathMtu>,
 }
 
+/// The handshake's third segment as [`Connection::handshake_ack`] foresees it: all of it
+/// but what the SYN-ACK will say (its sequence number, its TSval to echo, whether it
+/// agreed to window scaling and timestamps). A driver may hand it to a faster path — the
+/// kernel program of io/reflex.rs sends it from the softirq that receives the SYN-ACK.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandshakeAck {
+    /// Its sequence number, ISS + 1: also the acknowledgment an acceptable SYN-ACK carries
+    /// (RFC 9293 §3.10.7.3).
+    pub seq: u32,
+    /// The window field when the SYN-ACK agreed to window scaling (RFC 7323 §2.2)…
+    pub window_scaled: u16,
+    /// …and when it did not.
+    pub window_unscaled: u16,
+    /// Our SYN offered window scaling.
+    pub wscale_offered: bool,
+    /// Our TSval, when our SYN offered timestamps: the SYN's own. RFC 7323 §5.4 lets the
+    /// clock tick as slowly as once a second; repeating the SYN's value keeps every later
+    /// TSval of ours at or above it, however another clock would round (a TSval below one
+    /// the server already holds would have our segment dropped by PAWS, §5.3).
+    pub tsval: Option<u32>,
+    /// The data that rides on it (`Config::ack_with_data`), all there is; empty for a
+    /// bare ACK. Sent with PSH, as the last of what we were given (RFC 9293 §3.9.1.2).
+    pub payload: Vec<u8>,
+}
+
 /// A path MTU learned before ([`Config::known_path_mtu`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct KnownPathMtu {
@@ -804,6 +829,44 @@ impl Connection {
         self.cfg
             .rcv_buf
             .min(65_535u32 << self.cfg.wscale.min(MAX_WSCALE))
+    }
+    /// What our ACK of an acceptable SYN-ACK will be, while we wait for one, given
+    /// `riding`: what the caller will have written by the time it is sent (a request
+    /// written when the connection opens). `None` when no SYN is out, when our segments
+    /// go without DF (the ACK's IP header is not ours to foresee then), or when data
+    /// would ride on it (`Config::ack_with_data`) that might not fit one segment. With
+    /// data, `payload` is all of it, and it fits one segment whatever the SYN-ACK says,
+    /// but for the peer's MSS and window, which whoever sends it must check:
+    /// `payload.len()` plus the options (12 bytes with timestamps) within the MSS (536
+    /// without the option, RFC 9293 §3.7.1), and within the window.
+    pub fn handshake_ack(&self, riding: &[u8]) -> Option<HandshakeAck> {
+        if self.state != State::SynSent || self.snd_nxt != self.cfg.isn.add(1) || self.pmtu_locked {
+            return None;
+        }
+        let payload: Vec<u8> = if self.cfg.ack_with_data {
+            self.send_buf.iter().chain(riding).copied().collect()
+        } else {
+            Vec::new()
+        };
+        // Our side's bound on one segment, with room for the timestamps either way.
+        let ours = u32::from(self.cfg.mss.max(MIN_SND_MSS))
+            .min(u32::from(self.mtu_to_mss(self.current_mtu())));
+        if payload.len() as u32 + u32::from(TS_OPTION_LEN) > ours || self.fin_queued {
+            return None;
+        }
+        let shift = self.cfg.wscale.min(MAX_WSCALE);
+        Some(HandshakeAck {
+            seq: self.snd_nxt.0,
+            window_scaled: (self.rcv_wnd() >> shift).min(65_535) as u16,
+            window_unscaled: self.rcv_wnd().min(65_535) as u16,
+            wscale_offered: true,
+            tsval: if self.cfg.timestamps {
+                self.syn_tsval
+            } else {
+                None
+            },
+            payload,
+        })
     }
     /// Segments the peer sent since it last acknowledged something new of ours (it may
     /// be talking without acknowledging).

@@ -1,0 +1,887 @@
+//! The handshake's ACK from the kernel: a program at the interface's ingress (TCX) that
+//! answers a survey probe's SYN-ACK with the ACK our TCP would send, in the softirq that
+//! received it — where Linux's own TCP answers from — instead of after our loop wakes up,
+//! reads its ring and sends.
+//!
+//! Why: a user-space loop on a busy machine loses its CPU now and then (timer ticks, the
+//! server, tcpdump); a SYN-ACK that comes meanwhile waits. Our median reaction was near
+//! the kernel's, its p99 ~10× the kernel's median, the same as a program that does nothing
+//! but answer (issue 15; README "Reaction time"). The kernel's answer waits for none of it.
+//!
+//! What stays ours: the policy. The pure TCP decides what the ACK is before the SYN goes
+//! out ([`tcpshake_proto::tcp::HandshakeAck`]: the sequence number it acknowledges, the
+//! window with and without an agreed scale, its TSval) and the survey loop writes that
+//! into this module's table, one entry per local port. The program only fills in what
+//! the SYN-ACK says (its sequence number + 1, its TSval to echo, whether it agreed to
+//! window scaling and timestamps) — after checking that the SYN-ACK is exactly the one
+//! expected: IPv4 without options or fragments, flags SYN|ACK and nothing else, no data,
+//! the 4-tuple of the entry, acknowledging our ISN + 1 (RFC 9293 §3.10.7.3: anything else
+//! needs a RST or a look by our TCP), its options well formed, its checksum right. Any
+//! doubt, and the packet goes on to user space untouched, which answers as before.
+//!
+//! Each entry is answered at most once: the program claims it (ARMED → FIRED) with a
+//! compare-and-exchange before it sends, and the loop, before it sends its own ACK,
+//! claims it the other way (ARMED → DISARMED): exactly one of the two sends. A
+//! generation count in the state word keeps an entry re-armed for the port's next probe
+//! from being mistaken for the one a late SYN-ACK was checked against.
+//!
+//! The ACK is the SYN-ACK rewritten in place (addresses, ports and MACs swapped, the
+//! tail trimmed) and sent out of the interface it came in (`bpf_redirect`), so it leaves
+//! as Linux's would: the same link, the next hop's MAC, our socket mark; the tap sees it
+//! leave with a kernel timestamp like any segment of ours. Its checksum is complete,
+//! except when the SYN-ACK itself came with the TCP checksum left to offload (a server
+//! on this host, over veth or loopback: the kernel marks such packets CHECKSUM_PARTIAL,
+//! and the mark stays on the buffer we rewrite), where it carries the pseudo-header sum
+//! as every kernel segment on that link does, so a forwarder that completes it gets it
+//! right.
+
+use super::ebpf::{
+    self, Alu, Asm, Insn, Jmp, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, SharedArray, Size,
+};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use tcpshake_proto::tcp::HandshakeAck;
+
+/// Most bytes of data that ride on the ACK (a request, a ClientHello); more goes from
+/// user space.
+pub const MAX_PAYLOAD: usize = 1024;
+/// Bytes per entry: the fields, then the payload (a multiple of 8, the array's stride).
+const ENTRY: usize = 72 + MAX_PAYLOAD;
+
+// An entry's state word: a generation above two bits of phase.
+const IDLE: u32 = 0;
+const ARMED: u32 = 1;
+const FIRED: u32 = 2;
+const DISARMED: u32 = 3;
+const PHASE: u32 = 3;
+
+// Entry layout (byte offsets; multi-byte fields in network order unless said).
+const E_STATE: i16 = 0;
+const E_FAMILY: i16 = 4;
+const E_FLAGS: i16 = 5;
+const E_TTL: i16 = 6;
+const E_REMOTE_PORT: i16 = 8;
+const E_IDENT: i16 = 10;
+const E_EXPECT_ACK: i16 = 12;
+const E_WIN_SCALED: i16 = 16;
+const E_WIN_UNSCALED: i16 = 18;
+const E_TSVAL: i16 = 20;
+/// Host order: the socket mark our other segments carry (the guard lets them pass).
+const E_MARK: i16 = 24;
+const E_LOCAL_PORT: i16 = 28;
+/// Host order: the payload's length.
+const E_PLEN: i16 = 30;
+const E_REMOTE: i16 = 32;
+const E_LOCAL: i16 = 48;
+/// Host order: the payload's one's-complement sum, folded to 16 bits as it lies in
+/// memory (so the program need not read the payload to checksum it).
+const E_PSUM: i16 = 64;
+const E_PAYLOAD: i32 = 72;
+
+const FLAG_TS: i32 = 1;
+const FLAG_WS: i32 = 2;
+
+// __sk_buff fields (include/uapi/linux/bpf.h).
+const SKB_PKT_TYPE: i16 = 4;
+const SKB_MARK: i16 = 8;
+const SKB_VLAN_PRESENT: i16 = 20;
+const SKB_IFINDEX: i16 = 40;
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+const SKB_TSTAMP: i16 = 152;
+
+// Helpers.
+const MAP_LOOKUP_ELEM: i32 = 1;
+const SKB_STORE_BYTES: i32 = 9;
+const REDIRECT: i32 = 23;
+const SKB_CHANGE_TAIL: i32 = 38;
+
+/// TCX verdicts: let the next program (or the stack) have it; dropped.
+const TCX_NEXT: i32 = -1;
+const TCX_DROP: i32 = 2;
+
+/// Options walked in the SYN-ACK before giving up on it (Linux's SYN-ACK has 5–9; a
+/// longer list goes to user space).
+const MAX_OPTIONS: usize = 16;
+/// RFC 9293 §3.7.1: the MSS assumed without the option. Below TCP_MIN_SND_MSS (48) our
+/// TCP notes an anomaly: user space's.
+const DEFAULT_MSS: i32 = 536;
+const MIN_MSS: i32 = 48;
+
+// Frame offsets (Ethernet, IPv4 without options, TCP).
+const IP: i16 = 14;
+const TCP: i16 = 34;
+const OPTS: i32 = 54;
+
+// Stack slots (below R10).
+const S_KEY: i16 = -4;
+const S_TS_AT: i16 = -8;
+const S_WS_SEEN: i16 = -12;
+const S_TSECR: i16 = -16;
+const S_WINDOW: i16 = -20;
+const S_PSEUDO: i16 = -24;
+const S_SEQ: i16 = -28;
+const S_ACK: i16 = -32;
+const S_PARTIAL: i16 = -36;
+const S_MSS: i16 = -40;
+/// The ACK's headers: 54 bytes, 66 with timestamps.
+const S_HDR: i16 = -48;
+const S_PLEN: i16 = -52;
+const S_STATE: i16 = -56;
+
+/// Fold a one's-complement sum of 32-bit words in `r` (64 bits wide, so no carry was
+/// lost) to 16 bits, as they lie in memory (`t` is clobbered).
+fn fold(a: &mut Asm, r: u8, t: u8) {
+    for _ in 0..2 {
+        a.mov(t, r);
+        a.alu_imm(Alu::Rsh, t, 32);
+        a.alu_imm(Alu::Lsh, r, 32);
+        a.alu_imm(Alu::Rsh, r, 32);
+        a.alu(Alu::Add, r, t);
+    }
+    for _ in 0..2 {
+        a.mov(t, r);
+        a.alu_imm(Alu::Rsh, t, 16);
+        a.alu_imm(Alu::And, r, 0xffff);
+        a.alu(Alu::Add, r, t);
+    }
+}
+
+/// `acc += *(u32 *)(ptr + off)` for each offset (`t` is clobbered).
+fn add_words(a: &mut Asm, acc: u8, ptr: u8, offs: impl IntoIterator<Item = i16>, t: u8) {
+    for off in offs {
+        a.load(Size::W, t, ptr, off);
+        a.alu(Alu::Add, acc, t);
+    }
+}
+
+/// Reload the frame's start and end into `data`/`end` from the context (R6) and check
+/// that it holds `need` bytes, or go to `fail`.
+fn frame(a: &mut Asm, data: u8, end: u8, need: i32, fail: &str) {
+    a.load(Size::W, data, R6, SKB_DATA);
+    a.load(Size::W, end, R6, SKB_DATA_END);
+    a.mov(R4, data);
+    a.alu_imm(Alu::Add, R4, need);
+    a.jump(Jmp::Gt, R4, end, fail);
+}
+
+/// `R0` = the value at index `*(u32 *)(R10 + S_KEY)` of map `fd` (or 0).
+fn lookup(a: &mut Asm, fd: i32) {
+    a.load_map(R1, fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, i32::from(S_KEY));
+    a.call(MAP_LOOKUP_ELEM);
+}
+
+/// The program, for local ports from `first_port` (`ports` maps each to its slot + 1 in
+/// `slots`, 0 for none).
+pub fn program(
+    ports_fd: i32,
+    slots_fd: i32,
+    first_port: u16,
+    entries: u32,
+    slot_count: u32,
+) -> Result<Vec<Insn>, String> {
+    let mut a = Asm::default();
+    a.mov(R6, R1);
+    // Only frames for this host, without a VLAN tag the stack took off.
+    a.load(Size::W, R4, R6, SKB_PKT_TYPE);
+    a.jump_imm(Jmp::Ne, R4, 0, "pass");
+    a.load(Size::W, R4, R6, SKB_VLAN_PRESENT);
+    a.jump_imm(Jmp::Ne, R4, 0, "pass");
+    frame(&mut a, R2, R3, OPTS, "pass");
+    // Loads are little-endian here: 0x0008 is EtherType 0x0800.
+    a.load(Size::H, R4, R2, 12);
+    a.jump_imm(Jmp::Ne, R4, 0x0008, "pass");
+    a.load(Size::B, R4, R2, IP);
+    a.jump_imm(Jmp::Ne, R4, 0x45, "pass");
+    a.load(Size::B, R4, R2, IP + 9);
+    a.jump_imm(Jmp::Ne, R4, 6, "pass");
+    // Neither MF nor a fragment offset.
+    a.load(Size::H, R4, R2, IP + 6);
+    a.alu_imm(Alu::And, R4, 0xff3f);
+    a.jump_imm(Jmp::Ne, R4, 0, "pass");
+    // SYN|ACK, nothing else (no ECE/CWR, URG, PSH, RST, FIN).
+    a.load(Size::B, R4, R2, TCP + 13);
+    a.jump_imm(Jmp::Ne, R4, 0x12, "pass");
+    // R7 = TCP header length; the datagram is the two headers, nothing more.
+    a.load(Size::B, R7, R2, TCP + 12);
+    a.alu_imm(Alu::Rsh, R7, 4);
+    a.alu_imm(Alu::Lsh, R7, 2);
+    a.jump_imm(Jmp::Lt, R7, 20, "pass");
+    a.load(Size::H, R4, R2, IP + 2);
+    a.to_be(R4, 16);
+    a.mov(R5, R7);
+    a.alu_imm(Alu::Add, R5, 20);
+    a.jump(Jmp::Ne, R4, R5, "pass");
+    // The slot of the destination port, then its entry.
+    a.load(Size::H, R4, R2, TCP + 2);
+    a.to_be(R4, 16);
+    a.alu_imm(Alu::Sub, R4, i32::from(first_port));
+    a.jump_imm(Jmp::Ge, R4, entries as i32, "pass");
+    a.store(Size::W, R10, S_KEY, R4);
+    lookup(&mut a, ports_fd);
+    a.jump_imm(Jmp::Eq, R0, 0, "pass");
+    a.load(Size::W, R4, R0, 0);
+    a.jump_imm(Jmp::Eq, R4, 0, "pass");
+    a.alu_imm(Alu::Sub, R4, 1);
+    a.jump_imm(Jmp::Ge, R4, slot_count as i32, "pass");
+    a.store(Size::W, R10, S_KEY, R4);
+    lookup(&mut a, slots_fd);
+    a.jump_imm(Jmp::Eq, R0, 0, "pass");
+    a.mov(R8, R0);
+    a.load(Size::W, R9, R8, E_STATE);
+    a.mov(R4, R9);
+    a.alu_imm(Alu::And, R4, PHASE as i32);
+    a.jump_imm(Jmp::Ne, R4, ARMED as i32, "pass");
+    a.load(Size::B, R4, R8, E_FAMILY);
+    a.jump_imm(Jmp::Ne, R4, 4, "pass");
+    // The calls took R2/R3: the frame again.
+    frame(&mut a, R2, R3, OPTS, "pass");
+    for (pkt, entry, size) in [
+        (IP + 12, E_REMOTE, Size::W),
+        (IP + 16, E_LOCAL, Size::W),
+        (TCP, E_REMOTE_PORT, Size::H),
+        (TCP + 2, E_LOCAL_PORT, Size::H),
+        (TCP + 8, E_EXPECT_ACK, Size::W),
+    ] {
+        a.load(size, R4, R2, pkt);
+        a.load(size, R5, R8, entry);
+        a.jump(Jmp::Ne, R4, R5, "pass");
+    }
+
+    // The options (RFC 9293 §3.2), as Linux's tcp_parse_options reads them: where a
+    // Timestamps option is (its offset + 1; 0: none), whether Window Scale came, the MSS.
+    // Anything malformed goes to user space. R1 = offset in the options, R0 = their
+    // length, R4 = the option, R5 = its length.
+    a.store_imm(Size::W, R10, S_TS_AT, 0);
+    a.store_imm(Size::W, R10, S_WS_SEEN, 0);
+    a.store_imm(Size::W, R10, S_MSS, DEFAULT_MSS);
+    a.mov_imm(R1, 0);
+    for i in 0..MAX_OPTIONS {
+        let next = format!("opt{}", i + 1);
+        a.mov(R0, R7);
+        a.alu_imm(Alu::Sub, R0, 20);
+        a.jump(Jmp::Ge, R1, R0, "options_done");
+        // The verifier walks every path through this unrolled loop; with the offset a
+        // known number on each, no two paths look alike and it walks them all the way
+        // down (150 ms to load). OR-ing in a zero it cannot know (the protocol byte,
+        // checked to be 6, less 6) leaves it a range, the same at every turn, and it
+        // prunes.
+        a.load(Size::B, R0, R2, IP + 9);
+        a.alu_imm(Alu::Xor, R0, 6);
+        a.alu(Alu::Or, R1, R0);
+        a.alu_imm(Alu::And, R1, 63);
+        a.mov(R4, R2);
+        a.alu_imm(Alu::Add, R4, OPTS);
+        a.alu(Alu::Add, R4, R1);
+        a.mov(R5, R4);
+        a.alu_imm(Alu::Add, R5, 1);
+        a.jump(Jmp::Gt, R5, R3, "pass");
+        a.load(Size::B, R5, R4, 0);
+        a.jump_imm(Jmp::Eq, R5, 0, "options_done");
+        let not_nop = format!("not_nop{i}");
+        a.jump_imm(Jmp::Ne, R5, 1, &not_nop);
+        a.alu_imm(Alu::Add, R1, 1);
+        a.goto(&next);
+        a.label(&not_nop);
+        a.mov(R0, R5);
+        a.mov(R5, R4);
+        a.alu_imm(Alu::Add, R5, 2);
+        a.jump(Jmp::Gt, R5, R3, "pass");
+        a.load(Size::B, R5, R4, 1);
+        a.jump_imm(Jmp::Lt, R5, 2, "pass");
+        let not_ts = format!("not_ts{i}");
+        let not_ws = format!("not_ws{i}");
+        let step = format!("step{i}");
+        a.jump_imm(Jmp::Ne, R0, 8, &not_ts);
+        a.jump_imm(Jmp::Ne, R5, 10, "pass");
+        a.mov(R0, R1);
+        a.alu_imm(Alu::Add, R0, 1);
+        a.store(Size::W, R10, S_TS_AT, R0);
+        a.goto(&step);
+        a.label(&not_ts);
+        a.jump_imm(Jmp::Ne, R0, 3, &not_ws);
+        a.jump_imm(Jmp::Ne, R5, 3, "pass");
+        a.store_imm(Size::W, R10, S_WS_SEEN, 1);
+        a.goto(&step);
+        a.label(&not_ws);
+        a.jump_imm(Jmp::Ne, R0, 2, &step);
+        a.jump_imm(Jmp::Ne, R5, 4, "pass");
+        a.mov(R0, R4);
+        a.alu_imm(Alu::Add, R0, 4);
+        a.jump(Jmp::Gt, R0, R3, "pass");
+        a.load(Size::H, R0, R4, 2);
+        a.to_be(R0, 16);
+        a.jump_imm(Jmp::Lt, R0, MIN_MSS, "pass");
+        a.store(Size::W, R10, S_MSS, R0);
+        a.label(&step);
+        a.alu(Alu::Add, R1, R5);
+        a.mov(R0, R7);
+        a.alu_imm(Alu::Sub, R0, 20);
+        a.jump(Jmp::Gt, R1, R0, "pass");
+        a.label(&next);
+    }
+    // Still options after MAX_OPTIONS: not for us.
+    a.mov(R0, R7);
+    a.alu_imm(Alu::Sub, R0, 20);
+    a.jump(Jmp::Lt, R1, R0, "pass");
+    a.label("options_done");
+
+    // Timestamps only when both sides offered them (RFC 7323 §3.2): then the peer's
+    // TSval is our TSecr; keep it before the frame is cut.
+    a.store_imm(Size::W, R10, S_HDR, OPTS);
+    a.load(Size::B, R4, R8, E_FLAGS);
+    a.alu_imm(Alu::And, R4, FLAG_TS);
+    a.jump_imm(Jmp::Eq, R4, 0, "no_ts");
+    a.load(Size::W, R1, R10, S_TS_AT);
+    a.jump_imm(Jmp::Eq, R1, 0, "no_ts");
+    a.alu_imm(Alu::Sub, R1, 1);
+    a.alu_imm(Alu::And, R1, 63);
+    a.mov(R4, R2);
+    a.alu_imm(Alu::Add, R4, OPTS);
+    a.alu(Alu::Add, R4, R1);
+    a.mov(R5, R4);
+    a.alu_imm(Alu::Add, R5, 10);
+    a.jump(Jmp::Gt, R5, R3, "pass");
+    a.load(Size::W, R5, R4, 2);
+    a.store(Size::W, R10, S_TSECR, R5);
+    a.store_imm(Size::W, R10, S_HDR, OPTS + 12);
+    a.label("no_ts");
+    // The window: scaled when both sides offered Window Scale (RFC 7323 §2.2).
+    a.load(Size::H, R5, R8, E_WIN_UNSCALED);
+    a.load(Size::B, R4, R8, E_FLAGS);
+    a.alu_imm(Alu::And, R4, FLAG_WS);
+    a.jump_imm(Jmp::Eq, R4, 0, "window_known");
+    a.load(Size::W, R4, R10, S_WS_SEEN);
+    a.jump_imm(Jmp::Eq, R4, 0, "window_known");
+    a.load(Size::H, R5, R8, E_WIN_SCALED);
+    a.label("window_known");
+    a.store(Size::W, R10, S_WINDOW, R5);
+    a.load(Size::W, R4, R2, TCP + 4);
+    a.store(Size::W, R10, S_SEQ, R4);
+    a.load(Size::W, R4, R2, TCP + 8);
+    a.store(Size::W, R10, S_ACK, R4);
+
+    // Data riding on the ACK must fit one segment as the SYN-ACK bounds it: its MSS less
+    // our options, and its window (a SYN's window is never scaled, RFC 7323 §2.2).
+    a.load(Size::H, R4, R8, E_PLEN);
+    a.jump_imm(Jmp::Gt, R4, MAX_PAYLOAD as i32, "pass");
+    a.store(Size::W, R10, S_PLEN, R4);
+    a.jump_imm(Jmp::Eq, R4, 0, "fits");
+    a.load(Size::W, R5, R10, S_HDR);
+    a.alu(Alu::Add, R5, R4);
+    a.alu_imm(Alu::Sub, R5, OPTS);
+    a.load(Size::W, R0, R10, S_MSS);
+    a.jump(Jmp::Gt, R5, R0, "pass");
+    a.load(Size::H, R5, R2, TCP + 14);
+    a.to_be(R5, 16);
+    a.jump(Jmp::Gt, R4, R5, "pass");
+    a.label("fits");
+
+    // Its checksum: complete and right, or the pseudo-header sum that a sender leaving
+    // the sum to offload writes (CHECKSUM_PARTIAL, a server on this host); else not ours.
+    // The pseudo header's zero, protocol and TCP length, as they lie in memory.
+    a.mov(R4, R7);
+    a.alu_imm(Alu::Lsh, R4, 24);
+    a.alu_imm(Alu::Add, R4, 0x0600);
+    a.store(Size::W, R10, S_PSEUDO, R4);
+    a.store_imm(Size::W, R10, S_PARTIAL, 0);
+    a.mov_imm(R0, 0);
+    add_words(&mut a, R0, R2, [IP + 12, IP + 16], R4);
+    add_words(&mut a, R0, R10, [S_PSEUDO], R4);
+    // R1: the pseudo header's sum, for the offload case.
+    a.mov(R1, R0);
+    add_words(&mut a, R0, R2, (0..5).map(|w| TCP + 4 * w), R4);
+    for w in 5..15i16 {
+        a.jump_imm(Jmp::Le, R7, i32::from(4 * w), "summed");
+        a.mov(R4, R2);
+        a.alu_imm(Alu::Add, R4, i32::from(TCP + 4 * w + 4));
+        a.jump(Jmp::Gt, R4, R3, "pass");
+        add_words(&mut a, R0, R2, [TCP + 4 * w], R4);
+    }
+    a.label("summed");
+    fold(&mut a, R0, R5);
+    a.jump_imm(Jmp::Eq, R0, 0xffff, "checksum_known");
+    fold(&mut a, R1, R5);
+    a.load(Size::H, R4, R2, TCP + 16);
+    a.jump(Jmp::Ne, R4, R1, "pass");
+    a.store_imm(Size::W, R10, S_PARTIAL, 1);
+    a.label("checksum_known");
+
+    // Claim the entry: from here the ACK is ours to send (or to lose, as a link would).
+    a.store(Size::W, R10, S_STATE, R9);
+    a.mov(R0, R9);
+    a.mov(R1, R9);
+    a.alu_imm(Alu::Add, R1, (FIRED - ARMED) as i32);
+    a.cmpxchg32(R8, E_STATE, R1);
+    a.jump(Jmp::Ne, R0, R9, "pass");
+
+    // The frame to the segment's length: headers and data.
+    a.load(Size::W, R2, R10, S_HDR);
+    a.load(Size::W, R4, R10, S_PLEN);
+    a.alu(Alu::Add, R2, R4);
+    a.mov(R1, R6);
+    a.mov_imm(R3, 0);
+    a.call(SKB_CHANGE_TAIL);
+    a.jump_imm(Jmp::Ne, R0, 0, "give_back");
+    a.load(Size::W, R4, R10, S_PLEN);
+    a.jump_imm(Jmp::Eq, R4, 0, "stored");
+    a.jump_imm(Jmp::Gt, R4, MAX_PAYLOAD as i32, "give_back");
+    a.load(Size::W, R2, R10, S_HDR);
+    a.mov(R1, R6);
+    a.mov(R3, R8);
+    a.alu_imm(Alu::Add, R3, E_PAYLOAD);
+    a.mov_imm(R5, 0);
+    a.call(SKB_STORE_BYTES);
+    a.jump_imm(Jmp::Ne, R0, 0, "give_back");
+    a.label("stored");
+    frame(&mut a, R7, R9, OPTS, "give_back");
+
+    // Ethernet: back to where it came from.
+    a.load(Size::W, R1, R7, 0);
+    a.load(Size::H, R2, R7, 4);
+    a.load(Size::W, R3, R7, 6);
+    a.load(Size::H, R4, R7, 10);
+    a.store(Size::W, R7, 0, R3);
+    a.store(Size::H, R7, 4, R4);
+    a.store(Size::W, R7, 6, R1);
+    a.store(Size::H, R7, 10, R2);
+    // IPv4 (RFC 791): version/IHL, TOS 0, length, our identification, DF, our TTL.
+    a.store_imm(Size::H, R7, IP, 0x0045);
+    a.load(Size::W, R4, R10, S_HDR);
+    a.load(Size::W, R5, R10, S_PLEN);
+    a.alu(Alu::Add, R4, R5);
+    a.alu_imm(Alu::Sub, R4, i32::from(IP));
+    a.to_be(R4, 16);
+    a.store(Size::H, R7, IP + 2, R4);
+    a.load(Size::H, R4, R8, E_IDENT);
+    a.store(Size::H, R7, IP + 4, R4);
+    a.store_imm(Size::H, R7, IP + 6, 0x0040);
+    a.load(Size::B, R4, R8, E_TTL);
+    a.store(Size::B, R7, IP + 8, R4);
+    a.store_imm(Size::B, R7, IP + 9, 6);
+    a.store_imm(Size::H, R7, IP + 10, 0);
+    a.load(Size::W, R1, R7, IP + 12);
+    a.load(Size::W, R2, R7, IP + 16);
+    a.store(Size::W, R7, IP + 12, R2);
+    a.store(Size::W, R7, IP + 16, R1);
+    // TCP: ports swapped, SEQ = its ACK, ACK = its SEQ + 1; ACK, and PSH with data.
+    a.load(Size::H, R1, R7, TCP);
+    a.load(Size::H, R2, R7, TCP + 2);
+    a.store(Size::H, R7, TCP, R2);
+    a.store(Size::H, R7, TCP + 2, R1);
+    a.load(Size::W, R4, R10, S_ACK);
+    a.store(Size::W, R7, TCP + 4, R4);
+    a.load(Size::W, R4, R10, S_SEQ);
+    a.to_be(R4, 32);
+    a.alu_imm(Alu::Add, R4, 1);
+    a.to_be(R4, 32);
+    a.store(Size::W, R7, TCP + 8, R4);
+    a.store_imm(Size::B, R7, TCP + 12, 0x50);
+    a.store_imm(Size::B, R7, TCP + 13, 0x10);
+    a.load(Size::W, R4, R10, S_PLEN);
+    a.jump_imm(Jmp::Eq, R4, 0, "flags_done");
+    a.store_imm(Size::B, R7, TCP + 13, 0x18);
+    a.label("flags_done");
+    a.load(Size::W, R4, R10, S_WINDOW);
+    a.store(Size::H, R7, TCP + 14, R4);
+    a.store_imm(Size::H, R7, TCP + 16, 0);
+    a.store_imm(Size::H, R7, TCP + 18, 0);
+    a.load(Size::W, R4, R10, S_HDR);
+    a.jump_imm(Jmp::Eq, R4, OPTS, "options_written");
+    // NOP, NOP, Timestamps: our TSval, the peer's as TSecr (RFC 7323 §3, Appendix A).
+    frame(&mut a, R7, R9, OPTS + 12, "give_back");
+    a.store_imm(Size::B, R7, TCP + 12, 0x80);
+    a.store_imm(Size::W, R7, TCP + 20, 0x0a08_0101);
+    a.load(Size::W, R4, R8, E_TSVAL);
+    a.store(Size::W, R7, TCP + 24, R4);
+    a.load(Size::W, R4, R10, S_TSECR);
+    a.store(Size::W, R7, TCP + 28, R4);
+    a.label("options_written");
+    // The pseudo header for the TCP length: headers less IP's, and the data.
+    a.load(Size::W, R4, R10, S_HDR);
+    a.load(Size::W, R5, R10, S_PLEN);
+    a.alu(Alu::Add, R4, R5);
+    a.alu_imm(Alu::Sub, R4, i32::from(TCP));
+    a.to_be(R4, 16);
+    a.alu_imm(Alu::Lsh, R4, 16);
+    a.alu_imm(Alu::Add, R4, 0x0600);
+    a.store(Size::W, R10, S_PSEUDO, R4);
+
+    // Checksums (RFC 1071). IPv4's header.
+    a.mov_imm(R0, 0);
+    add_words(&mut a, R0, R7, (0..5).map(|w| IP + 4 * w), R4);
+    fold(&mut a, R0, R1);
+    a.alu_imm(Alu::Xor, R0, 0xffff);
+    a.store(Size::H, R7, IP + 10, R0);
+    // TCP's, with its pseudo header (RFC 9293 §3.1).
+    a.mov_imm(R0, 0);
+    add_words(&mut a, R0, R7, [IP + 12, IP + 16], R4);
+    add_words(&mut a, R0, R10, [S_PSEUDO], R4);
+    a.load(Size::W, R4, R10, S_PARTIAL);
+    a.jump_imm(Jmp::Eq, R4, 0, "complete");
+    // Left to offload, as the SYN-ACK was: the pseudo header's sum, not inverted.
+    fold(&mut a, R0, R1);
+    a.store(Size::H, R7, TCP + 16, R0);
+    a.goto("send");
+    a.label("complete");
+    add_words(&mut a, R0, R7, (0..5).map(|w| TCP + 4 * w), R4);
+    a.load(Size::W, R4, R10, S_HDR);
+    a.jump_imm(Jmp::Eq, R4, OPTS, "header_summed");
+    frame(&mut a, R7, R9, OPTS + 12, "give_back");
+    add_words(&mut a, R0, R7, (5..8).map(|w| TCP + 4 * w), R4);
+    a.label("header_summed");
+    a.load(Size::W, R4, R8, E_PSUM);
+    a.alu(Alu::Add, R0, R4);
+    fold(&mut a, R0, R1);
+    a.alu_imm(Alu::Xor, R0, 0xffff);
+    a.store(Size::H, R7, TCP + 16, R0);
+
+    a.label("send");
+    a.load(Size::W, R4, R8, E_MARK);
+    a.store(Size::W, R6, SKB_MARK, R4);
+    // An arrival time is no departure time (fq would read it as one).
+    a.mov_imm(R4, 0);
+    a.store(Size::Dw, R6, SKB_TSTAMP, R4);
+    a.load(Size::W, R1, R6, SKB_IFINDEX);
+    a.mov_imm(R2, 0);
+    a.call(REDIRECT);
+    a.exit();
+
+    // Claimed, but the frame could not be made: the entry goes back to user space,
+    // which answers from the tap's copy, and this one (half rewritten) goes nowhere.
+    a.label("give_back");
+    a.load(Size::W, R4, R10, S_STATE);
+    a.store(Size::W, R8, E_STATE, R4);
+    a.mov_imm(R0, TCX_DROP);
+    a.exit();
+
+    a.label("pass");
+    a.mov_imm(R0, TCX_NEXT);
+    a.exit();
+    a.finish()
+}
+
+/// The program on the interfaces of a survey, and its tables: which slot each local port
+/// is (`ports`), and each slot's entry (`slots`).
+pub struct Reflex {
+    ports: SharedArray,
+    slots: SharedArray,
+    prog: OwnedFd,
+    links: Vec<(u32, OwnedFd)>,
+    first_port: u16,
+    mark: u32,
+    generation: u32,
+}
+
+/// Who sends the handshake's ACK.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The kernel program did: it is on the wire (the tap shows it).
+    Kernel,
+    /// Ours to send (the entry is disarmed; the program will not).
+    Ours,
+}
+
+impl Reflex {
+    /// Load the program for local ports `ports` (inclusive) and `slot_count` probes at
+    /// once. Fails on kernels without eBPF, without CAP_BPF, or when the verifier
+    /// refuses: the survey then answers from user space, as before.
+    pub fn new(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<Reflex> {
+        let entries = usize::from(ports.1.saturating_sub(ports.0)) + 1;
+        let port_table = SharedArray::new("tcpshake_rports", 8, entries)?;
+        let slots = SharedArray::new("tcpshake_rslots", ENTRY, slot_count.max(1))?;
+        let insns = program(
+            port_table.fd(),
+            slots.fd(),
+            ports.0,
+            entries as u32,
+            slots.entries() as u32,
+        )
+        .map_err(io::Error::other)?;
+        let prog = ebpf::load_sched_cls("tcpshake_reflex", &insns)?;
+        Ok(Reflex {
+            ports: port_table,
+            slots,
+            prog,
+            links: Vec::new(),
+            first_port: ports.0,
+            mark,
+            generation: 0,
+        })
+    }
+
+    /// Answer SYN-ACKs arriving on interface `ifindex` (of this network namespace) too;
+    /// needs Linux ≥ 6.6 (TCX).
+    pub fn attach(&mut self, ifindex: u32) -> io::Result<()> {
+        if self.attached(ifindex) {
+            return Ok(());
+        }
+        let link = ebpf::attach_tcx_ingress(&self.prog, ifindex)?;
+        self.links.push((ifindex, link));
+        Ok(())
+    }
+
+    /// An attachment [`Setup`] made.
+    pub fn add_link(&mut self, ifindex: u32, link: OwnedFd) {
+        if !self.attached(ifindex) {
+            self.links.push((ifindex, link));
+        }
+    }
+
+    /// The program's verdict on `frame` and the frame as it left it, nothing sent
+    /// ([`ebpf::test_run`]): how the tests see what it does.
+    pub fn test_run(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+        ebpf::test_run(&self.prog, frame)
+    }
+
+    /// The phase of slot `slot`'s entry: 0 idle, 1 armed, 2 sent by the program, 3
+    /// disarmed by user space.
+    pub fn phase(&self, slot: usize) -> u32 {
+        self.slots.words(slot)[0].load(Ordering::Acquire) & PHASE
+    }
+
+    /// Whether it answers on `ifindex`.
+    pub fn attached(&self, ifindex: u32) -> bool {
+        self.links.iter().any(|(i, _)| *i == ifindex)
+    }
+
+    fn port_index(&self, port: u16) -> Option<usize> {
+        let i = usize::from(port.checked_sub(self.first_port)?);
+        (i < self.ports.entries()).then_some(i)
+    }
+
+    /// Arm slot `slot` for a SYN-ACK from `remote` to `local` (IPv4 only: false when not
+    /// armed). `ident` and `ttl` are the IPv4 header's, as our own segments have them.
+    pub fn arm(
+        &mut self,
+        slot: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ack: &HandshakeAck,
+        ident: u16,
+        ttl: u8,
+    ) -> bool {
+        let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) else {
+            return false;
+        };
+        let Some(p) = self.port_index(local.port()) else {
+            return false;
+        };
+        if slot >= self.slots.entries() || ack.payload.len() > MAX_PAYLOAD {
+            return false;
+        }
+        let mut e = [0u8; ENTRY];
+        e[E_FAMILY as usize] = 4;
+        let mut flags = 0;
+        if ack.tsval.is_some() {
+            flags |= FLAG_TS;
+        }
+        if ack.wscale_offered {
+            flags |= FLAG_WS;
+        }
+        e[E_FLAGS as usize] = flags as u8;
+        e[E_TTL as usize] = ttl;
+        let put = |e: &mut [u8; ENTRY], at: i16, b: &[u8]| {
+            e[at as usize..at as usize + b.len()].copy_from_slice(b)
+        };
+        put(&mut e, E_REMOTE_PORT, &remote.port().to_be_bytes());
+        put(&mut e, E_IDENT, &ident.to_be_bytes());
+        put(&mut e, E_EXPECT_ACK, &ack.seq.to_be_bytes());
+        put(&mut e, E_WIN_SCALED, &ack.window_scaled.to_be_bytes());
+        put(&mut e, E_WIN_UNSCALED, &ack.window_unscaled.to_be_bytes());
+        put(&mut e, E_TSVAL, &ack.tsval.unwrap_or(0).to_be_bytes());
+        put(&mut e, E_MARK, &self.mark.to_ne_bytes());
+        put(&mut e, E_LOCAL_PORT, &local.port().to_be_bytes());
+        put(&mut e, E_PLEN, &(ack.payload.len() as u16).to_ne_bytes());
+        put(&mut e, E_REMOTE, &r.octets());
+        put(&mut e, E_LOCAL, &l.octets());
+        put(&mut e, E_PSUM, &payload_sum(&ack.payload).to_ne_bytes());
+        let at = E_PAYLOAD as usize;
+        e[at..at + ack.payload.len()].copy_from_slice(&ack.payload);
+        self.generation = self.generation.wrapping_add(1);
+        let words = self.slots.words(slot);
+        // Idle while the fields change: a program that read the old state fails its claim.
+        words[0].store(IDLE, Ordering::Release);
+        let used = (at + ack.payload.len()).div_ceil(4);
+        for (w, chunk) in words.iter().zip(e.chunks_exact(4)).take(used).skip(1) {
+            w.store(
+                u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
+                Ordering::Relaxed,
+            );
+        }
+        words[0].store((self.generation << 2) | ARMED, Ordering::Release);
+        self.ports.words(p)[0].store(slot as u32 + 1, Ordering::Release);
+        true
+    }
+
+    /// Who sends the handshake's ACK of slot `slot`: after this call the program will not.
+    pub fn claim(&self, slot: usize) -> Claim {
+        if slot >= self.slots.entries() {
+            return Claim::Ours;
+        }
+        let state = &self.slots.words(slot)[0];
+        let s = state.load(Ordering::Acquire);
+        match s & PHASE {
+            ARMED => match state.compare_exchange(
+                s,
+                (s & !PHASE) | DISARMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => Claim::Ours,
+                Err(now) if now & PHASE == FIRED => Claim::Kernel,
+                Err(_) => Claim::Ours,
+            },
+            FIRED => Claim::Kernel,
+            _ => Claim::Ours,
+        }
+    }
+
+    /// Slot `slot`'s probe (of local port `port`) ended: nothing more is answered for it.
+    pub fn disarm(&self, slot: usize, port: u16) {
+        if slot < self.slots.entries() {
+            self.slots.words(slot)[0].store(IDLE, Ordering::Release);
+        }
+        if let Some(p) = self.port_index(port) {
+            let _ = self.ports.words(p)[0].compare_exchange(
+                slot as u32 + 1,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// The program set up off the loop's thread: the verifier takes ~10 ms to load it and
+/// each attachment waits out an RCU grace period (5–20 ms here), which the probes in
+/// flight must not wait for. Probes started before it is ready answer from user space.
+pub struct Setup {
+    to_worker: mpsc::Sender<u32>,
+    from_worker: mpsc::Receiver<Ready>,
+}
+
+/// What [`Setup`] has done.
+pub enum Ready {
+    Loaded(Reflex),
+    Attached(u32, OwnedFd),
+    Failed(io::Error),
+}
+
+impl Setup {
+    /// Start loading the program for local ports `ports` and `slot_count` probes.
+    pub fn start(ports: (u16, u16), slot_count: usize, mark: u32) -> Setup {
+        let (to_worker, oifs) = mpsc::channel::<u32>();
+        let (done, from_worker) = mpsc::channel();
+        let worker = move || {
+            let reflex = match Reflex::new(ports, slot_count, mark) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = done.send(Ready::Failed(e));
+                    return;
+                }
+            };
+            let prog = match reflex.prog.try_clone() {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = done.send(Ready::Failed(e));
+                    return;
+                }
+            };
+            if done.send(Ready::Loaded(reflex)).is_err() {
+                return;
+            }
+            // Bounded by the loop's requests (one per interface it opens a tap on); ends
+            // when the loop drops its `Setup`.
+            for oif in oifs {
+                let ready = match ebpf::attach_tcx_ingress(&prog, oif) {
+                    Ok(link) => Ready::Attached(oif, link),
+                    Err(e) => Ready::Failed(e),
+                };
+                if done.send(ready).is_err() {
+                    return;
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("reflex-setup".into())
+            .spawn(worker)
+        {
+            let (fail, from_worker) = mpsc::channel();
+            let _ = fail.send(Ready::Failed(e));
+            return Setup {
+                to_worker,
+                from_worker,
+            };
+        }
+        Setup {
+            to_worker,
+            from_worker,
+        }
+    }
+
+    /// Ask for the program on interface `oif` too.
+    pub fn attach(&self, oif: u32) {
+        let _ = self.to_worker.send(oif);
+    }
+
+    /// What is ready since the last look (no system call).
+    pub fn poll(&self) -> Option<Ready> {
+        self.from_worker.try_recv().ok()
+    }
+}
+
+/// The one's-complement sum of `payload` (zero-padded to 4 bytes) as 32-bit words in
+/// memory order, folded to 16 bits: what the program adds for the data it does not read.
+pub fn payload_sum(payload: &[u8]) -> u32 {
+    let mut sum: u64 = 0;
+    for c in payload.chunks(4) {
+        let mut w = [0u8; 4];
+        w[..c.len()].copy_from_slice(c);
+        sum += u64::from(u32::from_ne_bytes(w));
+    }
+    for _ in 0..2 {
+        sum = (sum & 0xffff_ffff) + (sum >> 32);
+    }
+    for _ in 0..2 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_assembles_forward_only() {
+        let p = program(3, 4, 32768, 28232, 64).unwrap();
+        assert!(p.len() < 4096, "{} instructions", p.len());
+    }
+}
+
+#[cfg(test)]
+#[path = "reflex_tests.rs"]
+mod run_tests;
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    /// The kernel's verifier accepts the program (root: CAP_BPF), in well under the time a
+    /// survey's first probes take (it loads off the loop's thread, `Setup`).
+    #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+    fn the_verifier_accepts_the_program() {
+        crate::netns::testutil::require_root("the_verifier_accepts_the_program");
+        match Reflex::new((32768, 60999), 64, 0x7463) {
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
