@@ -822,6 +822,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
             losses.truncated
         );
     }
+    let progress = sink.live.progress;
     let Sink {
         records,
         mut stats,
@@ -854,6 +855,11 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         write_table(&mut err, &stats, false)?;
         err.flush()?;
     }
+    if !c.quiet
+        && let Some(line) = reflex_line(&progress, c.reflex)
+    {
+        eprintln!("{line}");
+    }
     let breached = judge(&c.slos, &stats);
     if let Some(c) = closing {
         let _ = c.join();
@@ -864,6 +870,28 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         Exit::Failed
     } else {
         Exit::Ok
+    })
+}
+
+/// Who answered the SYN-ACKs, when it is worth a line: how many handshakes the kernel
+/// program acknowledged (tcpshake_io::reflex), or why it could not.
+fn reflex_line(p: &Progress, wanted: bool) -> Option<String> {
+    if !wanted {
+        return None;
+    }
+    if p.reflex_acks > 0 {
+        return Some(format!(
+            "tcpshake: the kernel program sent the handshake's ACK of {} of {} probes \
+             (the segment tcpshake would send, from the softirq that took the SYN-ACK; \
+             `--no-reflex` sends them all from tcpshake)",
+            p.reflex_acks, p.finished
+        ));
+    }
+    p.reflex_unavailable.map(|why| {
+        format!(
+            "tcpshake: note: SYN-ACKs were answered from tcpshake itself: the kernel program \
+             that answers them as fast as the kernel's own TCP is {why}"
+        )
     })
 }
 

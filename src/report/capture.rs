@@ -516,6 +516,7 @@ mod tests {
             }],
             bad_checksum: false,
             foreign: false,
+            kernel: false,
             urgent: None,
             fragments: 3,
             omitted_before: 0,

@@ -1024,3 +1024,77 @@ fn ctrl_c_ends_a_survey_waiting_for_a_lookup() {
     );
 }
 }
+
+lab_test! {
+/// The kernel program (io/reflex.rs) answers a survey's SYN-ACKs: the records mark what it
+/// sent (`kernel`), each the handshake's ACK with the request riding on it, leaving
+/// within a millisecond of its SYN-ACK (microseconds, as the kernel's own); every
+/// probe gets its answer, no segment of ours is foreign, and tshark finds nothing to
+/// warn about in what we sent. The survey says how many it sent; `--no-reflex`, none.
+fn the_kernel_program_sends_the_handshakes_ack() {
+    let mut lab = Lab::new("reflex");
+    lab.start_nginx(80);
+    let server = lab.server_v4.to_string();
+    let pcap = lab.dir().join("reflex.pcap");
+    // Long enough (50 probes 10 ms apart) for the program to be loaded, which the survey
+    // does beside its first probes, not before them.
+    let run = lab.run_client_bounded(
+        [
+            "probe", &server, "-p", "80", "-c", "50", "--interval", "10ms", "--json",
+            "--pcap", pcap.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 50, "{run}");
+    let mut by_kernel = 0;
+    for r in &records {
+        assert_eq!(r.http_status(), Some(200), "{r:?}");
+        assert!(r.segments.iter().all(|s| !s.foreign), "{r:?}");
+        let kernel: Vec<_> = r.segments.iter().filter(|s| s.kernel).collect();
+        assert!(kernel.len() <= 1, "{r:?}");
+        let Some(k) = kernel.first() else { continue };
+        by_kernel += 1;
+        let synack = r
+            .segments
+            .iter()
+            .find(|s| s.dir == "in" && s.flags == "S.")
+            .unwrap_or_else(|| panic!("no SYN-ACK before the kernel's segment: {r:?}"));
+        assert_eq!((k.dir.as_str(), k.flags.as_str()), ("out", "P."), "{r:?}");
+        assert_eq!(k.ack, synack.seq.wrapping_add(1), "{r:?}");
+        assert_eq!(k.seq, synack.ack, "{r:?}");
+        assert!(k.len > 0, "the request rides on it: {r:?}");
+        assert!(
+            k.ts_ns >= synack.ts_ns && k.ts_ns - synack.ts_ns < 1_000_000,
+            "{r:?}"
+        );
+    }
+    assert!(by_kernel >= 40, "only {by_kernel} of 50 by the kernel program\n{run}");
+    assert!(
+        run.stderr.contains(&format!(
+            "the kernel program sent the handshake's ACK of {by_kernel} of 50 probes"
+        )),
+        "{run}"
+    );
+    let (report, problems) =
+        lab::capture::tshark_expert(&pcap, &format!("ip.src == {}", lab.client_v4));
+    assert_eq!(problems, 0, "tshark on our segments:\n{report}");
+
+    let run = lab.run_client_bounded(
+        [
+            "probe", &server, "-p", "80", "-c", "10", "--interval", "10ms", "--json",
+            "--no-reflex",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 10, "{run}");
+    assert!(
+        records.iter().all(|r| r.segments.iter().all(|s| !s.kernel && !s.foreign)),
+        "{run}"
+    );
+    assert!(!run.stderr.contains("kernel program"), "{run}");
+}
+}

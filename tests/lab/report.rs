@@ -70,6 +70,10 @@ pub struct Segment {
     pub win: u16,
     pub len: u32,
     pub options: serde_json::Value,
+    #[serde(default)]
+    pub foreign: bool,
+    #[serde(default)]
+    pub kernel: bool,
 }
 
 impl ProbeRecord {

@@ -1245,6 +1245,7 @@ impl Loop<'_, '_> {
                         && !seg.flags.rst();
                     if r.claim(i) == Claim::Kernel && same {
                         self.reflex_acks += 1;
+                        slot.probe.sent_by_kernel(seg.seq.0, seg.payload.len());
                         continue;
                     }
                 }

@@ -322,6 +322,7 @@ mod tests {
             transitions: Vec::new(),
             bad_checksum: false,
             foreign: false,
+            kernel: false,
             urgent: None,
             fragments: 1,
             omitted_before: 0,

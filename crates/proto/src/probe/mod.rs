@@ -214,6 +214,9 @@ pub struct Probe {
     /// The cleartext HTTP request, sent once connected (None without HTTP, or with TLS,
     /// whose request goes inside its session).
     request: Option<Vec<u8>>,
+    /// The segment (sequence number, length) the kernel program sent for us, until its
+    /// copy is seen ([`Probe::sent_by_kernel`]).
+    kernel_sent: Option<(u32, usize)>,
     conn: Connection,
     phase: Phase,
     deadline: Option<Instant>,
@@ -294,6 +297,7 @@ impl Probe {
         });
         Probe {
             request,
+            kernel_sent: None,
             cfg,
             conn,
             phase: Phase::Connecting,
@@ -408,6 +412,12 @@ impl Probe {
     /// no application of the peer's needing a CPU to make it.
     pub fn awaiting_synack(&self) -> bool {
         self.phase == Phase::Connecting
+    }
+
+    /// The driver did not send the segment of `seq` and `len` bytes just polled: the
+    /// kernel program had sent it (io/reflex.rs). Its copy on the tap is recorded so.
+    pub fn sent_by_kernel(&mut self, seq: u32, len: usize) {
+        self.kernel_sent = Some((seq, len));
     }
 
     /// Our ACK of the SYN-ACK as our TCP foresees it, while we wait for one
@@ -782,6 +792,7 @@ impl Probe {
             transitions: Vec::new(),
             bad_checksum,
             foreign: false,
+            kernel: false,
             urgent: hdr.flags.urg().then_some(hdr.urgent),
             fragments,
             omitted_before: 0,
@@ -817,6 +828,13 @@ impl Probe {
                     Some(i) => {
                         if let Some(sent) = self.sent.remove(i) {
                             rec.transitions = sent.transitions;
+                        }
+                        if self
+                            .kernel_sent
+                            .take_if(|&mut (seq, len)| seq == hdr.seq.0 && len == hdr.payload.len())
+                            .is_some()
+                        {
+                            rec.kernel = true;
                         }
                     }
                     None => {

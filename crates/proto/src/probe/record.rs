@@ -333,6 +333,10 @@ pub struct SegmentRecord {
     /// An outgoing segment tcpshake did not make (the kernel's, or another program's).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub foreign: bool,
+    /// Ours, but sent by tcpshake's program in the kernel (the handshake's ACK, and the
+    /// request riding on it, sent from the softirq that received the SYN-ACK: io/reflex.rs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kernel: bool,
     /// The urgent pointer, when URG is set (reported, not acted on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urgent: Option<u16>,

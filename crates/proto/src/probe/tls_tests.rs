@@ -386,6 +386,7 @@ fn seg(dir: Dir, t_us: u64, seq: u32, len: u32, flags: crate::wire::TcpFlags) ->
         transitions: Vec::new(),
         bad_checksum: false,
         foreign: false,
+        kernel: false,
         urgent: None,
         fragments: 1,
         omitted_before: 0,
