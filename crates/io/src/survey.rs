@@ -446,12 +446,20 @@ fn survey_with(
         reflex_unavailable: (!opts.reflex).then_some("off (--no-reflex)"),
     };
     let result = lp.run(targets, make_cfg, report, stop);
-    // Detaching the kernel program waits out an RCU grace period: not on this thread,
-    // which has records to hand over.
+    // The kernel program answers nothing more (no entry stays armed), and its detaching,
+    // which waits out an RCU grace period, is not this thread's wait: after our exit
+    // (teardown.rs), or on a thread of its own.
     if let Some(r) = lp.reflex.take() {
-        let _ = std::thread::Builder::new()
-            .name("reflex-detach".into())
-            .spawn(move || drop(r));
+        for (i, slot) in lp.slots.iter().enumerate() {
+            if let Some(slot) = slot {
+                r.disarm(i, slot.local.port());
+            }
+        }
+        if let Some(r) = super::teardown::keep(Box::new(r)) {
+            let _ = std::thread::Builder::new()
+                .name("reflex-detach".into())
+                .spawn(move || drop(r));
+        }
     }
     // Whatever happened, give every port back (the table itself dies with the guard).
     for slot in lp.slots.iter_mut().filter_map(Option::take) {

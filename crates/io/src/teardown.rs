@@ -137,8 +137,14 @@ fn open_fds() -> Vec<RawFd> {
 }
 
 /// An AF_PACKET socket, or a netfilter netlink socket (the guard's): the ones whose close
-/// waits for RCU.
+/// waits for RCU; and a BPF link (the survey's kernel program, reflex.rs: detaching it
+/// from an interface waits out a grace period too).
 fn slow_to_close(fd: RawFd) -> bool {
+    if std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|p| p.as_os_str() == "anon_inode:bpf_link")
+    {
+        return true;
+    }
     let get = |opt| {
         let mut v: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
