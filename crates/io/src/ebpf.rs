@@ -221,8 +221,9 @@ const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
-/// `BPF_TCX_INGRESS` in `enum bpf_attach_type` (Linux 6.6).
+/// `BPF_TCX_INGRESS`, `BPF_TCX_EGRESS` in `enum bpf_attach_type` (Linux 6.6).
 const BPF_TCX_INGRESS: u32 = 46;
+const BPF_TCX_EGRESS: u32 = 47;
 /// Bytes of `union bpf_attr` we pass (zeros past the fields we set; the kernel reads what
 /// it knows and checks that the rest is zero).
 const ATTR_LEN: usize = 128;
@@ -385,13 +386,14 @@ pub fn load_sched_cls(name: &str, insns: &[Insn]) -> io::Result<OwnedFd> {
     }
 }
 
-/// Attach `prog` to the ingress of interface `ifindex` (of this network namespace) by a
-/// TCX link; the returned descriptor is the attachment: closing it detaches.
-pub fn attach_tcx_ingress(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+/// Attach `prog` to the ingress (or egress) of interface `ifindex` (of this network
+/// namespace) by a TCX link; the returned descriptor is the attachment: closing it
+/// detaches.
+pub fn attach_tcx(prog: &OwnedFd, ifindex: u32, ingress: bool) -> io::Result<OwnedFd> {
     let mut attr = [0u8; ATTR_LEN];
     put32(&mut attr, 0, prog.as_raw_fd() as u32);
     put32(&mut attr, 4, ifindex);
-    put32(&mut attr, 8, BPF_TCX_INGRESS);
+    put32(&mut attr, 8, if ingress { BPF_TCX_INGRESS } else { BPF_TCX_EGRESS });
     bpf(BPF_LINK_CREATE, &mut attr)
 }
 

@@ -79,6 +79,8 @@ const E_LOCAL: i16 = 48;
 /// Host order: the payload's one's-complement sum, folded to 16 bits as it lies in
 /// memory (so the program need not read the payload to checksum it).
 const E_PSUM: i16 = 64;
+/// IPv6: the first word of our segments' header, learned from our SYN (0: not yet).
+const E_FLOW: i16 = 68;
 const E_PAYLOAD: i32 = 72;
 
 const FLAG_TS: i32 = 1;
@@ -109,12 +111,12 @@ const MAX_OPTIONS: usize = 16;
 /// RFC 9293 §3.7.1: the MSS assumed without the option. Below TCP_MIN_SND_MSS (48) our
 /// TCP notes an anomaly: user space's.
 const DEFAULT_MSS: i32 = 536;
+/// RFC 8200 §5's minimum MTU less the headers: what an IPv6 peer without the option takes.
+const DEFAULT_MSS_V6: i32 = 1220;
 const MIN_MSS: i32 = 48;
 
-// Frame offsets (Ethernet, IPv4 without options, TCP).
+/// Where the IP header starts in a frame (after Ethernet's).
 const IP: i16 = 14;
-const TCP: i16 = 34;
-const OPTS: i32 = 54;
 
 // Stack slots (below R10).
 const S_KEY: i16 = -4;
@@ -176,61 +178,33 @@ fn lookup(a: &mut Asm, fd: i32) {
     a.call(MAP_LOOKUP_ELEM);
 }
 
-/// The program, for local ports from `first_port` (`ports` maps each to its slot + 1 in
-/// `slots`, 0 for none).
-pub fn program(
-    ports_fd: i32,
-    slots_fd: i32,
-    first_port: u16,
-    entries: u32,
-    slot_count: u32,
-) -> Result<Vec<Insn>, String> {
-    let mut a = Asm::default();
-    a.mov(R6, R1);
-    // Only frames for this host, without a VLAN tag the stack took off.
-    a.load(Size::W, R4, R6, SKB_PKT_TYPE);
-    a.jump_imm(Jmp::Ne, R4, 0, "pass");
-    a.load(Size::W, R4, R6, SKB_VLAN_PRESENT);
-    a.jump_imm(Jmp::Ne, R4, 0, "pass");
-    frame(&mut a, R2, R3, OPTS, "pass");
-    // Loads are little-endian here: 0x0008 is EtherType 0x0800.
-    a.load(Size::H, R4, R2, 12);
-    a.jump_imm(Jmp::Ne, R4, 0x0008, "pass");
-    a.load(Size::B, R4, R2, IP);
-    a.jump_imm(Jmp::Ne, R4, 0x45, "pass");
-    a.load(Size::B, R4, R2, IP + 9);
-    a.jump_imm(Jmp::Ne, R4, 6, "pass");
-    // Neither MF nor a fragment offset.
-    a.load(Size::H, R4, R2, IP + 6);
-    a.alu_imm(Alu::And, R4, 0xff3f);
-    a.jump_imm(Jmp::Ne, R4, 0, "pass");
-    // SYN|ACK, nothing else (no ECE/CWR, URG, PSH, RST, FIN).
-    a.load(Size::B, R4, R2, TCP + 13);
-    a.jump_imm(Jmp::Ne, R4, 0x12, "pass");
-    // R7 = TCP header length; the datagram is the two headers, nothing more.
-    a.load(Size::B, R7, R2, TCP + 12);
-    a.alu_imm(Alu::Rsh, R7, 4);
-    a.alu_imm(Alu::Lsh, R7, 2);
-    a.jump_imm(Jmp::Lt, R7, 20, "pass");
-    a.load(Size::H, R4, R2, IP + 2);
+/// The tables the program reads: `ports` maps each local port from `first_port` on
+/// (`entries` of them) to its slot + 1 in `slots` (`slot_count` entries), 0 for none.
+#[derive(Clone, Copy)]
+pub struct Tables {
+    pub ports_fd: i32,
+    pub slots_fd: i32,
+    pub first_port: u16,
+    pub entries: u32,
+    pub slot_count: u32,
+}
+
+/// R8 = the entry of local port `*(u16 *)(R2 + port_at)` (network order) if it is
+/// armed for `family`, R9 its state word; else to "pass". Takes R0–R5.
+fn entry_of(a: &mut Asm, t: Tables, port_at: i16, family: i32) {
+    a.load(Size::H, R4, R2, port_at);
     a.to_be(R4, 16);
-    a.mov(R5, R7);
-    a.alu_imm(Alu::Add, R5, 20);
-    a.jump(Jmp::Ne, R4, R5, "pass");
-    // The slot of the destination port, then its entry.
-    a.load(Size::H, R4, R2, TCP + 2);
-    a.to_be(R4, 16);
-    a.alu_imm(Alu::Sub, R4, i32::from(first_port));
-    a.jump_imm(Jmp::Ge, R4, entries as i32, "pass");
+    a.alu_imm(Alu::Sub, R4, i32::from(t.first_port));
+    a.jump_imm(Jmp::Ge, R4, t.entries as i32, "pass");
     a.store(Size::W, R10, S_KEY, R4);
-    lookup(&mut a, ports_fd);
+    lookup(a, t.ports_fd);
     a.jump_imm(Jmp::Eq, R0, 0, "pass");
     a.load(Size::W, R4, R0, 0);
     a.jump_imm(Jmp::Eq, R4, 0, "pass");
     a.alu_imm(Alu::Sub, R4, 1);
-    a.jump_imm(Jmp::Ge, R4, slot_count as i32, "pass");
+    a.jump_imm(Jmp::Ge, R4, t.slot_count as i32, "pass");
     a.store(Size::W, R10, S_KEY, R4);
-    lookup(&mut a, slots_fd);
+    lookup(a, t.slots_fd);
     a.jump_imm(Jmp::Eq, R0, 0, "pass");
     a.mov(R8, R0);
     a.load(Size::W, R9, R8, E_STATE);
@@ -238,15 +212,147 @@ pub fn program(
     a.alu_imm(Alu::And, R4, PHASE as i32);
     a.jump_imm(Jmp::Ne, R4, ARMED as i32, "pass");
     a.load(Size::B, R4, R8, E_FAMILY);
-    a.jump_imm(Jmp::Ne, R4, 4, "pass");
+    a.jump_imm(Jmp::Ne, R4, family, "pass");
+}
+
+/// Where the IP header's fields are, by family.
+#[derive(Clone, Copy)]
+struct Family {
+    v6: bool,
+}
+
+impl Family {
+    fn ip_len(self) -> i16 {
+        if self.v6 { 40 } else { 20 }
+    }
+    fn tcp(self) -> i16 {
+        IP + self.ip_len()
+    }
+    fn opts(self) -> i32 {
+        i32::from(self.tcp()) + 20
+    }
+    /// Source and destination address: offset and length in 32-bit words.
+    fn addrs(self) -> (i16, i16, i16) {
+        if self.v6 { (IP + 8, IP + 24, 4) } else { (IP + 12, IP + 16, 1) }
+    }
+    fn label(self, name: &str) -> String {
+        format!("{}_{name}", if self.v6 { "v6" } else { "v4" })
+    }
+    /// The pseudo header's length and protocol word(s), as they lie in memory, for a
+    /// TCP length in R4 (host order, taken): into `S_PSEUDO`.
+    fn pseudo_word(self, a: &mut Asm) {
+        a.to_be(R4, 16);
+        a.alu_imm(Alu::Lsh, R4, 16);
+        // IPv4: zero, protocol, length (RFC 9293 §3.1); IPv6: the 32-bit length, then
+        // three zero bytes and the next header (RFC 8200 §8.1): summed, the same words.
+        a.alu_imm(Alu::Add, R4, if self.v6 { 0x0600_0000 } else { 0x0600 });
+        a.store(Size::W, R10, S_PSEUDO, R4);
+    }
+}
+
+/// The program, for `t`'s tables: IPv4 and IPv6 SYN-ACKs at an interface's ingress.
+pub fn program(t: Tables) -> Result<Vec<Insn>, String> {
+    let mut a = Asm::default();
+    a.mov(R6, R1);
+    // Only frames for this host, without a VLAN tag the stack took off.
+    a.load(Size::W, R4, R6, SKB_PKT_TYPE);
+    a.jump_imm(Jmp::Ne, R4, 0, "pass");
+    a.load(Size::W, R4, R6, SKB_VLAN_PRESENT);
+    a.jump_imm(Jmp::Ne, R4, 0, "pass");
+    frame(&mut a, R2, R3, i32::from(IP), "pass");
+    // Loads are little-endian here: 0x0008 is EtherType 0x0800, 0xdd86 0x86dd.
+    a.load(Size::H, R4, R2, 12);
+    a.jump_imm(Jmp::Eq, R4, 0x0008, "v4_start");
+    a.jump_imm(Jmp::Eq, R4, 0xdd86, "v6_start");
+    a.goto("pass");
+    for fam in [Family { v6: false }, Family { v6: true }] {
+        a.label(&fam.label("start"));
+        answer(&mut a, t, fam);
+    }
+
+    a.label("send");
+    a.load(Size::W, R4, R8, E_MARK);
+    a.store(Size::W, R6, SKB_MARK, R4);
+    // An arrival time is no departure time (fq would read it as one).
+    a.mov_imm(R4, 0);
+    a.store(Size::Dw, R6, SKB_TSTAMP, R4);
+    a.load(Size::W, R1, R6, SKB_IFINDEX);
+    a.mov_imm(R2, 0);
+    a.call(REDIRECT);
+    a.exit();
+
+    // Claimed, but the frame could not be made: the entry goes back to user space,
+    // which answers from the tap's copy, and this one (half rewritten) goes nowhere.
+    a.label("give_back");
+    a.load(Size::W, R4, R10, S_STATE);
+    a.store(Size::W, R8, E_STATE, R4);
+    a.mov_imm(R0, TCX_DROP);
+    a.exit();
+
+    a.label("pass");
+    a.mov_imm(R0, TCX_NEXT);
+    a.exit();
+    a.finish()
+}
+
+/// One family's way from its SYN-ACK to "send" (or "pass", "give_back").
+fn answer(a: &mut Asm, t: Tables, f: Family) {
+    let l = |name: &str| f.label(name);
+    let (tcp, opts) = (f.tcp(), f.opts());
+    frame(a, R2, R3, opts, "pass");
+    if f.v6 {
+        // Version 6, TCP right behind the header (no extension header).
+        a.load(Size::B, R4, R2, IP);
+        a.alu_imm(Alu::And, R4, 0xf0);
+        a.jump_imm(Jmp::Ne, R4, 0x60, "pass");
+        a.load(Size::B, R4, R2, IP + 6);
+        a.jump_imm(Jmp::Ne, R4, 6, "pass");
+    } else {
+        a.load(Size::B, R4, R2, IP);
+        a.jump_imm(Jmp::Ne, R4, 0x45, "pass");
+        a.load(Size::B, R4, R2, IP + 9);
+        a.jump_imm(Jmp::Ne, R4, 6, "pass");
+        // Neither MF nor a fragment offset.
+        a.load(Size::H, R4, R2, IP + 6);
+        a.alu_imm(Alu::And, R4, 0xff3f);
+        a.jump_imm(Jmp::Ne, R4, 0, "pass");
+    }
+    // SYN|ACK, nothing else (no ECE/CWR, URG, PSH, RST, FIN).
+    a.load(Size::B, R4, R2, tcp + 13);
+    a.jump_imm(Jmp::Ne, R4, 0x12, "pass");
+    // R7 = TCP header length; the datagram is the headers, nothing more.
+    a.load(Size::B, R7, R2, tcp + 12);
+    a.alu_imm(Alu::Rsh, R7, 4);
+    a.alu_imm(Alu::Lsh, R7, 2);
+    a.jump_imm(Jmp::Lt, R7, 20, "pass");
+    a.load(Size::H, R4, R2, IP + if f.v6 { 4 } else { 2 });
+    a.to_be(R4, 16);
+    a.mov(R5, R7);
+    if !f.v6 {
+        a.alu_imm(Alu::Add, R5, 20);
+    }
+    a.jump(Jmp::Ne, R4, R5, "pass");
+    entry_of(a, t, tcp + 2, if f.v6 { 6 } else { 4 });
+    if f.v6 {
+        // The first word of our segments' IPv6 header (their flow label), seen on our SYN
+        // as it left (`egress_program`): without it, not ours to answer.
+        a.load(Size::W, R4, R8, E_FLOW);
+        a.jump_imm(Jmp::Eq, R4, 0, "pass");
+    }
     // The calls took R2/R3: the frame again.
-    frame(&mut a, R2, R3, OPTS, "pass");
+    frame(a, R2, R3, opts, "pass");
+    let (src, dst, words) = f.addrs();
+    for w in 0..words {
+        for (pkt, entry) in [(src, E_REMOTE), (dst, E_LOCAL)] {
+            a.load(Size::W, R4, R2, pkt + 4 * w);
+            a.load(Size::W, R5, R8, entry + 4 * w);
+            a.jump(Jmp::Ne, R4, R5, "pass");
+        }
+    }
     for (pkt, entry, size) in [
-        (IP + 12, E_REMOTE, Size::W),
-        (IP + 16, E_LOCAL, Size::W),
-        (TCP, E_REMOTE_PORT, Size::H),
-        (TCP + 2, E_LOCAL_PORT, Size::H),
-        (TCP + 8, E_EXPECT_ACK, Size::W),
+        (tcp, E_REMOTE_PORT, Size::H),
+        (tcp + 2, E_LOCAL_PORT, Size::H),
+        (tcp + 8, E_EXPECT_ACK, Size::W),
     ] {
         a.load(size, R4, R2, pkt);
         a.load(size, R5, R8, entry);
@@ -259,31 +365,31 @@ pub fn program(
     // length, R4 = the option, R5 = its length.
     a.store_imm(Size::W, R10, S_TS_AT, 0);
     a.store_imm(Size::W, R10, S_WS_SEEN, 0);
-    a.store_imm(Size::W, R10, S_MSS, DEFAULT_MSS);
+    a.store_imm(Size::W, R10, S_MSS, if f.v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS });
     a.mov_imm(R1, 0);
     for i in 0..MAX_OPTIONS {
-        let next = format!("opt{}", i + 1);
+        let next = l(&format!("opt{}", i + 1));
         a.mov(R0, R7);
         a.alu_imm(Alu::Sub, R0, 20);
-        a.jump(Jmp::Ge, R1, R0, "options_done");
+        a.jump(Jmp::Ge, R1, R0, &l("options_done"));
         // The verifier walks every path through this unrolled loop; with the offset a
         // known number on each, no two paths look alike and it walks them all the way
         // down (150 ms to load). OR-ing in a zero it cannot know (the protocol byte,
         // checked to be 6, less 6) leaves it a range, the same at every turn, and it
         // prunes.
-        a.load(Size::B, R0, R2, IP + 9);
+        a.load(Size::B, R0, R2, IP + if f.v6 { 6 } else { 9 });
         a.alu_imm(Alu::Xor, R0, 6);
         a.alu(Alu::Or, R1, R0);
         a.alu_imm(Alu::And, R1, 63);
         a.mov(R4, R2);
-        a.alu_imm(Alu::Add, R4, OPTS);
+        a.alu_imm(Alu::Add, R4, opts);
         a.alu(Alu::Add, R4, R1);
         a.mov(R5, R4);
         a.alu_imm(Alu::Add, R5, 1);
         a.jump(Jmp::Gt, R5, R3, "pass");
         a.load(Size::B, R5, R4, 0);
-        a.jump_imm(Jmp::Eq, R5, 0, "options_done");
-        let not_nop = format!("not_nop{i}");
+        a.jump_imm(Jmp::Eq, R5, 0, &l("options_done"));
+        let not_nop = l(&format!("not_nop{i}"));
         a.jump_imm(Jmp::Ne, R5, 1, &not_nop);
         a.alu_imm(Alu::Add, R1, 1);
         a.goto(&next);
@@ -294,9 +400,9 @@ pub fn program(
         a.jump(Jmp::Gt, R5, R3, "pass");
         a.load(Size::B, R5, R4, 1);
         a.jump_imm(Jmp::Lt, R5, 2, "pass");
-        let not_ts = format!("not_ts{i}");
-        let not_ws = format!("not_ws{i}");
-        let step = format!("step{i}");
+        let not_ts = l(&format!("not_ts{i}"));
+        let not_ws = l(&format!("not_ws{i}"));
+        let step = l(&format!("step{i}"));
         a.jump_imm(Jmp::Ne, R0, 8, &not_ts);
         a.jump_imm(Jmp::Ne, R5, 10, "pass");
         a.mov(R0, R1);
@@ -329,41 +435,41 @@ pub fn program(
     a.mov(R0, R7);
     a.alu_imm(Alu::Sub, R0, 20);
     a.jump(Jmp::Lt, R1, R0, "pass");
-    a.label("options_done");
+    a.label(&l("options_done"));
 
     // Timestamps only when both sides offered them (RFC 7323 §3.2): then the peer's
     // TSval is our TSecr; keep it before the frame is cut.
-    a.store_imm(Size::W, R10, S_HDR, OPTS);
+    a.store_imm(Size::W, R10, S_HDR, opts);
     a.load(Size::B, R4, R8, E_FLAGS);
     a.alu_imm(Alu::And, R4, FLAG_TS);
-    a.jump_imm(Jmp::Eq, R4, 0, "no_ts");
+    a.jump_imm(Jmp::Eq, R4, 0, &l("no_ts"));
     a.load(Size::W, R1, R10, S_TS_AT);
-    a.jump_imm(Jmp::Eq, R1, 0, "no_ts");
+    a.jump_imm(Jmp::Eq, R1, 0, &l("no_ts"));
     a.alu_imm(Alu::Sub, R1, 1);
     a.alu_imm(Alu::And, R1, 63);
     a.mov(R4, R2);
-    a.alu_imm(Alu::Add, R4, OPTS);
+    a.alu_imm(Alu::Add, R4, opts);
     a.alu(Alu::Add, R4, R1);
     a.mov(R5, R4);
     a.alu_imm(Alu::Add, R5, 10);
     a.jump(Jmp::Gt, R5, R3, "pass");
     a.load(Size::W, R5, R4, 2);
     a.store(Size::W, R10, S_TSECR, R5);
-    a.store_imm(Size::W, R10, S_HDR, OPTS + 12);
-    a.label("no_ts");
+    a.store_imm(Size::W, R10, S_HDR, opts + 12);
+    a.label(&l("no_ts"));
     // The window: scaled when both sides offered Window Scale (RFC 7323 §2.2).
     a.load(Size::H, R5, R8, E_WIN_UNSCALED);
     a.load(Size::B, R4, R8, E_FLAGS);
     a.alu_imm(Alu::And, R4, FLAG_WS);
-    a.jump_imm(Jmp::Eq, R4, 0, "window_known");
+    a.jump_imm(Jmp::Eq, R4, 0, &l("window_known"));
     a.load(Size::W, R4, R10, S_WS_SEEN);
-    a.jump_imm(Jmp::Eq, R4, 0, "window_known");
+    a.jump_imm(Jmp::Eq, R4, 0, &l("window_known"));
     a.load(Size::H, R5, R8, E_WIN_SCALED);
-    a.label("window_known");
+    a.label(&l("window_known"));
     a.store(Size::W, R10, S_WINDOW, R5);
-    a.load(Size::W, R4, R2, TCP + 4);
+    a.load(Size::W, R4, R2, tcp + 4);
     a.store(Size::W, R10, S_SEQ, R4);
-    a.load(Size::W, R4, R2, TCP + 8);
+    a.load(Size::W, R4, R2, tcp + 8);
     a.store(Size::W, R10, S_ACK, R4);
 
     // Data riding on the ACK must fit one segment as the SYN-ACK bounds it: its MSS less
@@ -371,46 +477,43 @@ pub fn program(
     a.load(Size::H, R4, R8, E_PLEN);
     a.jump_imm(Jmp::Gt, R4, MAX_PAYLOAD as i32, "pass");
     a.store(Size::W, R10, S_PLEN, R4);
-    a.jump_imm(Jmp::Eq, R4, 0, "fits");
+    a.jump_imm(Jmp::Eq, R4, 0, &l("fits"));
     a.load(Size::W, R5, R10, S_HDR);
     a.alu(Alu::Add, R5, R4);
-    a.alu_imm(Alu::Sub, R5, OPTS);
+    a.alu_imm(Alu::Sub, R5, opts);
     a.load(Size::W, R0, R10, S_MSS);
     a.jump(Jmp::Gt, R5, R0, "pass");
-    a.load(Size::H, R5, R2, TCP + 14);
+    a.load(Size::H, R5, R2, tcp + 14);
     a.to_be(R5, 16);
     a.jump(Jmp::Gt, R4, R5, "pass");
-    a.label("fits");
+    a.label(&l("fits"));
 
     // Its checksum: complete and right, or the pseudo-header sum that a sender leaving
     // the sum to offload writes (CHECKSUM_PARTIAL, a server on this host); else not ours.
-    // The pseudo header's zero, protocol and TCP length, as they lie in memory.
     a.mov(R4, R7);
-    a.alu_imm(Alu::Lsh, R4, 24);
-    a.alu_imm(Alu::Add, R4, 0x0600);
-    a.store(Size::W, R10, S_PSEUDO, R4);
+    f.pseudo_word(a);
     a.store_imm(Size::W, R10, S_PARTIAL, 0);
     a.mov_imm(R0, 0);
-    add_words(&mut a, R0, R2, [IP + 12, IP + 16], R4);
-    add_words(&mut a, R0, R10, [S_PSEUDO], R4);
+    add_words(a, R0, R2, (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]), R4);
+    add_words(a, R0, R10, [S_PSEUDO], R4);
     // R1: the pseudo header's sum, for the offload case.
     a.mov(R1, R0);
-    add_words(&mut a, R0, R2, (0..5).map(|w| TCP + 4 * w), R4);
+    add_words(a, R0, R2, (0..5).map(|w| tcp + 4 * w), R4);
     for w in 5..15i16 {
-        a.jump_imm(Jmp::Le, R7, i32::from(4 * w), "summed");
+        a.jump_imm(Jmp::Le, R7, i32::from(4 * w), &l("summed"));
         a.mov(R4, R2);
-        a.alu_imm(Alu::Add, R4, i32::from(TCP + 4 * w + 4));
+        a.alu_imm(Alu::Add, R4, i32::from(tcp + 4 * w + 4));
         a.jump(Jmp::Gt, R4, R3, "pass");
-        add_words(&mut a, R0, R2, [TCP + 4 * w], R4);
+        add_words(a, R0, R2, [tcp + 4 * w], R4);
     }
-    a.label("summed");
-    fold(&mut a, R0, R5);
-    a.jump_imm(Jmp::Eq, R0, 0xffff, "checksum_known");
-    fold(&mut a, R1, R5);
-    a.load(Size::H, R4, R2, TCP + 16);
+    a.label(&l("summed"));
+    fold(a, R0, R5);
+    a.jump_imm(Jmp::Eq, R0, 0xffff, &l("checksum_known"));
+    fold(a, R1, R5);
+    a.load(Size::H, R4, R2, tcp + 16);
     a.jump(Jmp::Ne, R4, R1, "pass");
     a.store_imm(Size::W, R10, S_PARTIAL, 1);
-    a.label("checksum_known");
+    a.label(&l("checksum_known"));
 
     // Claim the entry: from here the ACK is ours to send (or to lose, as a link would).
     a.store(Size::W, R10, S_STATE, R9);
@@ -429,7 +532,7 @@ pub fn program(
     a.call(SKB_CHANGE_TAIL);
     a.jump_imm(Jmp::Ne, R0, 0, "give_back");
     a.load(Size::W, R4, R10, S_PLEN);
-    a.jump_imm(Jmp::Eq, R4, 0, "stored");
+    a.jump_imm(Jmp::Eq, R4, 0, &l("stored"));
     a.jump_imm(Jmp::Gt, R4, MAX_PAYLOAD as i32, "give_back");
     a.load(Size::W, R2, R10, S_HDR);
     a.mov(R1, R6);
@@ -438,8 +541,8 @@ pub fn program(
     a.mov_imm(R5, 0);
     a.call(SKB_STORE_BYTES);
     a.jump_imm(Jmp::Ne, R0, 0, "give_back");
-    a.label("stored");
-    frame(&mut a, R7, R9, OPTS, "give_back");
+    a.label(&l("stored"));
+    frame(a, R7, R9, opts, "give_back");
 
     // Ethernet: back to where it came from.
     a.load(Size::W, R1, R7, 0);
@@ -450,116 +553,147 @@ pub fn program(
     a.store(Size::H, R7, 4, R4);
     a.store(Size::W, R7, 6, R1);
     a.store(Size::H, R7, 10, R2);
-    // IPv4 (RFC 791): version/IHL, TOS 0, length, our identification, DF, our TTL.
-    a.store_imm(Size::H, R7, IP, 0x0045);
+    // R4 = the length after the IP header: TCP's header and data.
     a.load(Size::W, R4, R10, S_HDR);
     a.load(Size::W, R5, R10, S_PLEN);
     a.alu(Alu::Add, R4, R5);
-    a.alu_imm(Alu::Sub, R4, i32::from(IP));
-    a.to_be(R4, 16);
-    a.store(Size::H, R7, IP + 2, R4);
-    a.load(Size::H, R4, R8, E_IDENT);
-    a.store(Size::H, R7, IP + 4, R4);
-    a.store_imm(Size::H, R7, IP + 6, 0x0040);
-    a.load(Size::B, R4, R8, E_TTL);
-    a.store(Size::B, R7, IP + 8, R4);
-    a.store_imm(Size::B, R7, IP + 9, 6);
-    a.store_imm(Size::H, R7, IP + 10, 0);
-    a.load(Size::W, R1, R7, IP + 12);
-    a.load(Size::W, R2, R7, IP + 16);
-    a.store(Size::W, R7, IP + 12, R2);
-    a.store(Size::W, R7, IP + 16, R1);
+    a.alu_imm(Alu::Sub, R4, i32::from(tcp));
+    if f.v6 {
+        // IPv6 (RFC 8200): our segments' first word (version, traffic class, flow
+        // label), the payload length, TCP, our hop limit.
+        a.load(Size::W, R5, R8, E_FLOW);
+        a.store(Size::W, R7, IP, R5);
+        a.to_be(R4, 16);
+        a.store(Size::H, R7, IP + 4, R4);
+        a.store_imm(Size::B, R7, IP + 6, 6);
+        a.load(Size::B, R5, R8, E_TTL);
+        a.store(Size::B, R7, IP + 7, R5);
+    } else {
+        // IPv4 (RFC 791): version/IHL, TOS 0, length, our identification, DF, our TTL.
+        a.store_imm(Size::H, R7, IP, 0x0045);
+        a.alu_imm(Alu::Add, R4, 20);
+        a.to_be(R4, 16);
+        a.store(Size::H, R7, IP + 2, R4);
+        a.load(Size::H, R4, R8, E_IDENT);
+        a.store(Size::H, R7, IP + 4, R4);
+        a.store_imm(Size::H, R7, IP + 6, 0x0040);
+        a.load(Size::B, R4, R8, E_TTL);
+        a.store(Size::B, R7, IP + 8, R4);
+        a.store_imm(Size::B, R7, IP + 9, 6);
+        a.store_imm(Size::H, R7, IP + 10, 0);
+    }
+    for w in 0..words {
+        a.load(Size::W, R1, R7, src + 4 * w);
+        a.load(Size::W, R2, R7, dst + 4 * w);
+        a.store(Size::W, R7, src + 4 * w, R2);
+        a.store(Size::W, R7, dst + 4 * w, R1);
+    }
     // TCP: ports swapped, SEQ = its ACK, ACK = its SEQ + 1; ACK, and PSH with data.
-    a.load(Size::H, R1, R7, TCP);
-    a.load(Size::H, R2, R7, TCP + 2);
-    a.store(Size::H, R7, TCP, R2);
-    a.store(Size::H, R7, TCP + 2, R1);
+    a.load(Size::H, R1, R7, tcp);
+    a.load(Size::H, R2, R7, tcp + 2);
+    a.store(Size::H, R7, tcp, R2);
+    a.store(Size::H, R7, tcp + 2, R1);
     a.load(Size::W, R4, R10, S_ACK);
-    a.store(Size::W, R7, TCP + 4, R4);
+    a.store(Size::W, R7, tcp + 4, R4);
     a.load(Size::W, R4, R10, S_SEQ);
     a.to_be(R4, 32);
     a.alu_imm(Alu::Add, R4, 1);
     a.to_be(R4, 32);
-    a.store(Size::W, R7, TCP + 8, R4);
-    a.store_imm(Size::B, R7, TCP + 12, 0x50);
-    a.store_imm(Size::B, R7, TCP + 13, 0x10);
+    a.store(Size::W, R7, tcp + 8, R4);
+    a.store_imm(Size::B, R7, tcp + 12, 0x50);
+    a.store_imm(Size::B, R7, tcp + 13, 0x10);
     a.load(Size::W, R4, R10, S_PLEN);
-    a.jump_imm(Jmp::Eq, R4, 0, "flags_done");
-    a.store_imm(Size::B, R7, TCP + 13, 0x18);
-    a.label("flags_done");
+    a.jump_imm(Jmp::Eq, R4, 0, &l("flags_done"));
+    a.store_imm(Size::B, R7, tcp + 13, 0x18);
+    a.label(&l("flags_done"));
     a.load(Size::W, R4, R10, S_WINDOW);
-    a.store(Size::H, R7, TCP + 14, R4);
-    a.store_imm(Size::H, R7, TCP + 16, 0);
-    a.store_imm(Size::H, R7, TCP + 18, 0);
+    a.store(Size::H, R7, tcp + 14, R4);
+    a.store_imm(Size::H, R7, tcp + 16, 0);
+    a.store_imm(Size::H, R7, tcp + 18, 0);
     a.load(Size::W, R4, R10, S_HDR);
-    a.jump_imm(Jmp::Eq, R4, OPTS, "options_written");
+    a.jump_imm(Jmp::Eq, R4, opts, &l("options_written"));
     // NOP, NOP, Timestamps: our TSval, the peer's as TSecr (RFC 7323 §3, Appendix A).
-    frame(&mut a, R7, R9, OPTS + 12, "give_back");
-    a.store_imm(Size::B, R7, TCP + 12, 0x80);
-    a.store_imm(Size::W, R7, TCP + 20, 0x0a08_0101);
+    frame(a, R7, R9, opts + 12, "give_back");
+    a.store_imm(Size::B, R7, tcp + 12, 0x80);
+    a.store_imm(Size::W, R7, tcp + 20, 0x0a08_0101);
     a.load(Size::W, R4, R8, E_TSVAL);
-    a.store(Size::W, R7, TCP + 24, R4);
+    a.store(Size::W, R7, tcp + 24, R4);
     a.load(Size::W, R4, R10, S_TSECR);
-    a.store(Size::W, R7, TCP + 28, R4);
-    a.label("options_written");
+    a.store(Size::W, R7, tcp + 28, R4);
+    a.label(&l("options_written"));
     // The pseudo header for the TCP length: headers less IP's, and the data.
     a.load(Size::W, R4, R10, S_HDR);
     a.load(Size::W, R5, R10, S_PLEN);
     a.alu(Alu::Add, R4, R5);
-    a.alu_imm(Alu::Sub, R4, i32::from(TCP));
-    a.to_be(R4, 16);
-    a.alu_imm(Alu::Lsh, R4, 16);
-    a.alu_imm(Alu::Add, R4, 0x0600);
-    a.store(Size::W, R10, S_PSEUDO, R4);
+    a.alu_imm(Alu::Sub, R4, i32::from(tcp));
+    f.pseudo_word(a);
 
     // Checksums (RFC 1071). IPv4's header.
+    if !f.v6 {
+        a.mov_imm(R0, 0);
+        add_words(a, R0, R7, (0..5).map(|w| IP + 4 * w), R4);
+        fold(a, R0, R1);
+        a.alu_imm(Alu::Xor, R0, 0xffff);
+        a.store(Size::H, R7, IP + 10, R0);
+    }
+    // TCP's, with its pseudo header (RFC 9293 §3.1, RFC 8200 §8.1).
     a.mov_imm(R0, 0);
-    add_words(&mut a, R0, R7, (0..5).map(|w| IP + 4 * w), R4);
-    fold(&mut a, R0, R1);
-    a.alu_imm(Alu::Xor, R0, 0xffff);
-    a.store(Size::H, R7, IP + 10, R0);
-    // TCP's, with its pseudo header (RFC 9293 §3.1).
-    a.mov_imm(R0, 0);
-    add_words(&mut a, R0, R7, [IP + 12, IP + 16], R4);
-    add_words(&mut a, R0, R10, [S_PSEUDO], R4);
+    add_words(a, R0, R7, (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]), R4);
+    add_words(a, R0, R10, [S_PSEUDO], R4);
     a.load(Size::W, R4, R10, S_PARTIAL);
-    a.jump_imm(Jmp::Eq, R4, 0, "complete");
+    a.jump_imm(Jmp::Eq, R4, 0, &l("complete"));
     // Left to offload, as the SYN-ACK was: the pseudo header's sum, not inverted.
-    fold(&mut a, R0, R1);
-    a.store(Size::H, R7, TCP + 16, R0);
+    fold(a, R0, R1);
+    a.store(Size::H, R7, tcp + 16, R0);
     a.goto("send");
-    a.label("complete");
-    add_words(&mut a, R0, R7, (0..5).map(|w| TCP + 4 * w), R4);
+    a.label(&l("complete"));
+    add_words(a, R0, R7, (0..5).map(|w| tcp + 4 * w), R4);
     a.load(Size::W, R4, R10, S_HDR);
-    a.jump_imm(Jmp::Eq, R4, OPTS, "header_summed");
-    frame(&mut a, R7, R9, OPTS + 12, "give_back");
-    add_words(&mut a, R0, R7, (5..8).map(|w| TCP + 4 * w), R4);
-    a.label("header_summed");
+    a.jump_imm(Jmp::Eq, R4, opts, &l("header_summed"));
+    frame(a, R7, R9, opts + 12, "give_back");
+    add_words(a, R0, R7, (5..8).map(|w| tcp + 4 * w), R4);
+    a.label(&l("header_summed"));
     a.load(Size::W, R4, R8, E_PSUM);
     a.alu(Alu::Add, R0, R4);
-    fold(&mut a, R0, R1);
+    fold(a, R0, R1);
     a.alu_imm(Alu::Xor, R0, 0xffff);
-    a.store(Size::H, R7, TCP + 16, R0);
+    a.store(Size::H, R7, tcp + 16, R0);
+    a.goto("send");
+}
 
-    a.label("send");
-    a.load(Size::W, R4, R8, E_MARK);
-    a.store(Size::W, R6, SKB_MARK, R4);
-    // An arrival time is no departure time (fq would read it as one).
-    a.mov_imm(R4, 0);
-    a.store(Size::Dw, R6, SKB_TSTAMP, R4);
-    a.load(Size::W, R1, R6, SKB_IFINDEX);
-    a.mov_imm(R2, 0);
-    a.call(REDIRECT);
-    a.exit();
-
-    // Claimed, but the frame could not be made: the entry goes back to user space,
-    // which answers from the tap's copy, and this one (half rewritten) goes nowhere.
-    a.label("give_back");
-    a.load(Size::W, R4, R10, S_STATE);
-    a.store(Size::W, R8, E_STATE, R4);
-    a.mov_imm(R0, TCX_DROP);
-    a.exit();
-
+/// The program at the egress: an IPv6 SYN of an armed entry leaving tells it our
+/// segments' first header word (the flow label the kernel chose for our raw socket,
+/// which no system call tells), for the ACK the ingress program sends. Never changes
+/// or holds back a packet.
+pub fn egress_program(t: Tables) -> Result<Vec<Insn>, String> {
+    let f = Family { v6: true };
+    let tcp = f.tcp();
+    let mut a = Asm::default();
+    a.mov(R6, R1);
+    frame(&mut a, R2, R3, f.opts(), "pass");
+    a.load(Size::H, R4, R2, 12);
+    a.jump_imm(Jmp::Ne, R4, 0xdd86, "pass");
+    a.load(Size::B, R4, R2, IP + 6);
+    a.jump_imm(Jmp::Ne, R4, 6, "pass");
+    a.load(Size::B, R4, R2, tcp + 13);
+    a.jump_imm(Jmp::Ne, R4, 0x02, "pass");
+    entry_of(&mut a, t, tcp, 6);
+    frame(&mut a, R2, R3, f.opts(), "pass");
+    let (src, dst, words) = f.addrs();
+    for w in 0..words {
+        for (pkt, entry) in [(src, E_LOCAL), (dst, E_REMOTE)] {
+            a.load(Size::W, R4, R2, pkt + 4 * w);
+            a.load(Size::W, R5, R8, entry + 4 * w);
+            a.jump(Jmp::Ne, R4, R5, "pass");
+        }
+    }
+    for (pkt, entry) in [(tcp, E_LOCAL_PORT), (tcp + 2, E_REMOTE_PORT)] {
+        a.load(Size::H, R4, R2, pkt);
+        a.load(Size::H, R5, R8, entry);
+        a.jump(Jmp::Ne, R4, R5, "pass");
+    }
+    a.load(Size::W, R4, R2, IP);
+    a.store(Size::W, R8, E_FLOW, R4);
     a.label("pass");
     a.mov_imm(R0, TCX_NEXT);
     a.exit();
@@ -572,7 +706,10 @@ pub struct Reflex {
     ports: SharedArray,
     slots: SharedArray,
     prog: OwnedFd,
-    links: Vec<(u32, OwnedFd)>,
+    /// The egress program (IPv6: learns our flow label from our SYN).
+    egress: OwnedFd,
+    /// Per interface, its attachments (ingress, and egress when it could be).
+    links: Vec<(u32, Vec<OwnedFd>)>,
     first_port: u16,
     mark: u32,
     generation: u32,
@@ -595,19 +732,22 @@ impl Reflex {
         let entries = usize::from(ports.1.saturating_sub(ports.0)) + 1;
         let port_table = SharedArray::new("tcpshake_rports", 8, entries)?;
         let slots = SharedArray::new("tcpshake_rslots", ENTRY, slot_count.max(1))?;
-        let insns = program(
-            port_table.fd(),
-            slots.fd(),
-            ports.0,
-            entries as u32,
-            slots.entries() as u32,
-        )
-        .map_err(io::Error::other)?;
+        let tables = Tables {
+            ports_fd: port_table.fd(),
+            slots_fd: slots.fd(),
+            first_port: ports.0,
+            entries: entries as u32,
+            slot_count: slots.entries() as u32,
+        };
+        let insns = program(tables).map_err(io::Error::other)?;
         let prog = ebpf::load_sched_cls("tcpshake_reflex", &insns)?;
+        let insns = egress_program(tables).map_err(io::Error::other)?;
+        let egress = ebpf::load_sched_cls("tcpshake_rflx_eg", &insns)?;
         Ok(Reflex {
             ports: port_table,
             slots,
             prog,
+            egress,
             links: Vec::new(),
             first_port: ports.0,
             mark,
@@ -621,15 +761,15 @@ impl Reflex {
         if self.attached(ifindex) {
             return Ok(());
         }
-        let link = ebpf::attach_tcx_ingress(&self.prog, ifindex)?;
-        self.links.push((ifindex, link));
+        let links = attach_both(&self.prog, &self.egress, ifindex)?;
+        self.links.push((ifindex, links));
         Ok(())
     }
 
-    /// An attachment [`Setup`] made.
-    pub fn add_link(&mut self, ifindex: u32, link: OwnedFd) {
+    /// Attachments [`Setup`] made.
+    pub fn add_links(&mut self, ifindex: u32, links: Vec<OwnedFd>) {
         if !self.attached(ifindex) {
-            self.links.push((ifindex, link));
+            self.links.push((ifindex, links));
         }
     }
 
@@ -650,6 +790,11 @@ impl Reflex {
         self.links.iter().any(|(i, _)| *i == ifindex)
     }
 
+    /// The egress program's verdict on `frame` (tests).
+    pub fn test_run_egress(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+        ebpf::test_run(&self.egress, frame)
+    }
+
     fn port_index(&self, port: u16) -> Option<usize> {
         let i = usize::from(port.checked_sub(self.first_port)?);
         (i < self.ports.entries()).then_some(i)
@@ -666,8 +811,10 @@ impl Reflex {
         ident: u16,
         ttl: u8,
     ) -> bool {
-        let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) else {
-            return false;
+        let (family, l, r) = match (local.ip(), remote.ip()) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => (4, l.octets().to_vec(), r.octets().to_vec()),
+            (IpAddr::V6(l), IpAddr::V6(r)) => (6, l.octets().to_vec(), r.octets().to_vec()),
+            _ => return false,
         };
         let Some(p) = self.port_index(local.port()) else {
             return false;
@@ -676,7 +823,7 @@ impl Reflex {
             return false;
         }
         let mut e = [0u8; ENTRY];
-        e[E_FAMILY as usize] = 4;
+        e[E_FAMILY as usize] = family;
         let mut flags = 0;
         if ack.tsval.is_some() {
             flags |= FLAG_TS;
@@ -698,8 +845,8 @@ impl Reflex {
         put(&mut e, E_MARK, &self.mark.to_ne_bytes());
         put(&mut e, E_LOCAL_PORT, &local.port().to_be_bytes());
         put(&mut e, E_PLEN, &(ack.payload.len() as u16).to_ne_bytes());
-        put(&mut e, E_REMOTE, &r.octets());
-        put(&mut e, E_LOCAL, &l.octets());
+        put(&mut e, E_REMOTE, &r);
+        put(&mut e, E_LOCAL, &l);
         put(&mut e, E_PSUM, &payload_sum(&ack.payload).to_ne_bytes());
         let at = E_PAYLOAD as usize;
         e[at..at + ack.payload.len()].copy_from_slice(&ack.payload);
@@ -758,6 +905,17 @@ impl Reflex {
     }
 }
 
+/// The ingress program on `ifindex`, and the egress one when it can be (without it, no
+/// IPv6 entry ever learns its flow label, and IPv6 SYN-ACKs are all answered from user
+/// space).
+fn attach_both(ingress: &OwnedFd, egress: &OwnedFd, ifindex: u32) -> io::Result<Vec<OwnedFd>> {
+    let mut links = vec![ebpf::attach_tcx(ingress, ifindex, true)?];
+    if let Ok(l) = ebpf::attach_tcx(egress, ifindex, false) {
+        links.push(l);
+    }
+    Ok(links)
+}
+
 /// The program set up off the loop's thread: the verifier takes ~10 ms to load it and
 /// each attachment waits out an RCU grace period (5–20 ms here), which the probes in
 /// flight must not wait for. Probes started before it is ready answer from user space.
@@ -769,7 +927,7 @@ pub struct Setup {
 /// What [`Setup`] has done.
 pub enum Ready {
     Loaded(Reflex),
-    Attached(u32, OwnedFd),
+    Attached(u32, Vec<OwnedFd>),
     Failed(io::Error),
 }
 
@@ -786,7 +944,11 @@ impl Setup {
                     return;
                 }
             };
-            let prog = match reflex.prog.try_clone() {
+            let progs = reflex
+                .prog
+                .try_clone()
+                .and_then(|p| Ok((p, reflex.egress.try_clone()?)));
+            let (prog, egress) = match progs {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = done.send(Ready::Failed(e));
@@ -799,8 +961,8 @@ impl Setup {
             // Bounded by the loop's requests (one per interface it opens a tap on); ends
             // when the loop drops its `Setup`.
             for oif in oifs {
-                let ready = match ebpf::attach_tcx_ingress(&prog, oif) {
-                    Ok(link) => Ready::Attached(oif, link),
+                let ready = match attach_both(&prog, &egress, oif) {
+                    Ok(links) => Ready::Attached(oif, links),
                     Err(e) => Ready::Failed(e),
                 };
                 if done.send(ready).is_err() {
@@ -860,7 +1022,16 @@ mod tests {
 
     #[test]
     fn the_program_assembles_forward_only() {
-        let p = program(3, 4, 32768, 28232, 64).unwrap();
+        let t = Tables {
+            ports_fd: 3,
+            slots_fd: 4,
+            first_port: 32768,
+            entries: 28232,
+            slot_count: 64,
+        };
+        let p = program(t).unwrap();
+        assert!(p.len() < 4096, "{} instructions", p.len());
+        let p = egress_program(t).unwrap();
         assert!(p.len() < 4096, "{} instructions", p.len());
     }
 }

@@ -121,3 +121,66 @@ fn a_synack_gets_the_segment_our_tcp_would_send_byte_for_byte() {
     let n = build_segment(&seg, false, &mut buf, &mut ident, local, remote).unwrap();
     assert_eq!(&out[14..], &buf[..n], "the kernel's segment is our TCP's");
 }
+
+pub(super) const CLIENT6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 1));
+pub(super) const SERVER6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 2));
+
+/// An Ethernet frame carrying an IPv6 packet with `tcp` (the first word `word0`).
+fn frame6(src: IpAddr, dst: IpAddr, word0: u32, seg: &TcpRepr<'_>) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else {
+        unreachable!()
+    };
+    let mut f = vec![0u8; 14 + 40 + seg.buffer_len()];
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14..18].copy_from_slice(&word0.to_be_bytes());
+    f[18..20].copy_from_slice(&(seg.buffer_len() as u16).to_be_bytes());
+    f[20] = 6;
+    f[21] = 64;
+    f[22..38].copy_from_slice(&s.octets());
+    f[38..54].copy_from_slice(&d.octets());
+    seg.emit(src, dst, &mut f[54..]).unwrap();
+    f
+}
+
+#[test]
+#[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+fn an_ipv6_synack_gets_our_segment_with_the_flow_label_our_syn_carried() {
+    require_root("an_ipv6_synack_gets_our_segment_with_the_flow_label_our_syn_carried");
+    let mut reflex = Reflex::new((LOCAL_PORT - 10, LOCAL_PORT + 10), 4, 0x7463).unwrap();
+    let mut cfg = config(true);
+    cfg.tcp.local = SocketAddr::new(CLIENT6, LOCAL_PORT);
+    cfg.tcp.remote = SocketAddr::new(SERVER6, 80);
+    let mut probe = Probe::new(cfg);
+    probe.start(at(0));
+    let syn = probe.poll_transmit(at(0)).unwrap();
+    let tsval = syn.options.timestamps.unwrap().0;
+    let plan = probe.handshake_ack().expect("the request rides on the ACK");
+    let local = SocketAddr::new(CLIENT6, LOCAL_PORT);
+    let remote = SocketAddr::new(SERVER6, 80);
+    assert!(reflex.arm(1, local, remote, &plan, 0, 64));
+
+    let mut synack = synack(tsval);
+    // Before our SYN was seen leaving, its flow label is unknown: not answered.
+    let f = frame6(SERVER6, CLIENT6, 0x6000_0000 | 0xde4f, &synack);
+    assert_eq!(reflex.test_run(&f).unwrap().0, -1);
+    assert_eq!(reflex.phase(1), ARMED);
+    // Our SYN leaves (the kernel chose label 0x0b7b2b for it).
+    let repr = syn.repr(LOCAL_PORT, 80);
+    let out = frame6(CLIENT6, SERVER6, 0x600b_7b2b, &repr);
+    assert_eq!(reflex.test_run_egress(&out).unwrap().0, -1);
+    let (verdict, out) = reflex.test_run(&f).unwrap();
+    assert_eq!(verdict, 7, "TC_ACT_REDIRECT");
+    assert_eq!(reflex.phase(1), FIRED);
+    assert_eq!(&out[14..18], &0x600b_7b2bu32.to_be_bytes());
+    assert_eq!(&out[20..22], &[6, 64]);
+
+    // Our TCP's segment for the same SYN-ACK, with the same IPv6 header before it.
+    assert!(probe.handle_packet(at(100), false, &f[14..], false));
+    let seg = probe.poll_transmit(at(100)).unwrap();
+    let repr = seg.repr(LOCAL_PORT, 80);
+    let want = frame6(CLIENT6, SERVER6, 0x600b_7b2b, &repr);
+    assert_eq!(&out[14..], &want[14..], "the kernel's segment is our TCP's");
+    synack.ack = SeqNumber(ISN);
+    let _ = synack;
+}

@@ -1141,9 +1141,9 @@ impl Loop<'_, '_> {
         while let Some(ready) = setup.poll() {
             match ready {
                 Ready::Loaded(r) => self.reflex = Some(r),
-                Ready::Attached(oif, link) => {
+                Ready::Attached(oif, links) => {
                     if let Some(r) = self.reflex.as_mut() {
-                        r.add_link(oif, link);
+                        r.add_links(oif, links);
                         if let Some(&t) = self.tap_by_oif.get(&oif) {
                             self.tap_reflex[t] = true;
                         }
