@@ -1031,6 +1031,57 @@ fn claim_decides_who_sends_and_disarm_frees_the_port_for_another_slot() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Disagreements found: the program sends where our TCP does not. Each fails until
+// reflex.rs is fixed.
+
+/// Our TCP takes a SYN-ACK whose TSecr is neither 0 nor one of our TSvals since the SYN
+/// (`syn_sent_segment`: Linux's LINUX_MIB_PAWSACTIVEREJECTED) for a stale or forged one
+/// and answers it with a RST, staying in SYN-SENT; the program reads the TSval to echo
+/// (reflex.rs, the block after "Timestamps only when both sides offered them") but
+/// never looks at the TSecr, and sends an ACK that completes a handshake our TCP refused.
+#[test]
+#[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+fn a_synack_with_a_foreign_tsecr_is_left_to_user_space() {
+    require_root("a_synack_with_a_foreign_tsecr_is_left_to_user_space");
+    let mut reflex = reflex();
+    let mut armed = arm(&mut reflex, config(false));
+    let tsecr = armed.tsval.unwrap().wrapping_add(1000);
+    let f = SynAck::new([vec![NOP, NOP], ts(99_000, tsecr)].concat()).frame();
+    // Our TCP: a RST (SEG.SEQ = the SYN-ACK's ACK), no ACK.
+    let ours = ours(&mut armed.probe, &f[14..], false).expect("a RST");
+    assert_eq!(ours[33], RST, "our TCP answers with a RST");
+    let (verdict, out) = run(&reflex, &f);
+    assert_eq!(
+        verdict,
+        IGNORED,
+        "the program sent\n  {}\nwhere our TCP sends\n  {}",
+        hex(&out[14..]),
+        hex(&ours)
+    );
+    assert_eq!(reflex.phase(SLOT), ARMED);
+}
+
+/// Our TCP never sees a datagram whose IPv4 header checksum is wrong (`IpPacket::parse`
+/// refuses it, as Linux's `ip_rcv_core` drops it, after TCX ingress); the program checks
+/// version, IHL, protocol, fragments and length but not the header's checksum, and
+/// answers it.
+#[test]
+#[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+fn a_synack_with_a_bad_ipv4_header_checksum_is_left_to_user_space() {
+    require_root("a_synack_with_a_bad_ipv4_header_checksum_is_left_to_user_space");
+    let mut reflex = reflex();
+    let mut armed = arm(&mut reflex, config(true));
+    let mut f = SynAck::new(linux_options(true, armed.tsval, Some(7))).frame();
+    f[24] ^= 0x01;
+    assert_eq!(
+        ours(&mut armed.probe, &f[14..], false),
+        None,
+        "our TCP does not take it"
+    );
+    assert_passes_armed(&reflex, &f, "a bad IPv4 header checksum");
+}
+
+// ---------------------------------------------------------------------------------------
 // 4. The property: whenever the program sends, it sends what our TCP sends.
 
 mod property {
