@@ -393,7 +393,15 @@ pub fn attach_tcx(prog: &OwnedFd, ifindex: u32, ingress: bool) -> io::Result<Own
     let mut attr = [0u8; ATTR_LEN];
     put32(&mut attr, 0, prog.as_raw_fd() as u32);
     put32(&mut attr, 4, ifindex);
-    put32(&mut attr, 8, if ingress { BPF_TCX_INGRESS } else { BPF_TCX_EGRESS });
+    put32(
+        &mut attr,
+        8,
+        if ingress {
+            BPF_TCX_INGRESS
+        } else {
+            BPF_TCX_EGRESS
+        },
+    );
     bpf(BPF_LINK_CREATE, &mut attr)
 }
 

@@ -85,6 +85,8 @@ const E_PAYLOAD: i32 = 72;
 
 const FLAG_TS: i32 = 1;
 const FLAG_WS: i32 = 2;
+/// The SYN-ACK may come with its checksum left to offload (a virtual interface).
+const FLAG_OFFLOAD: i32 = 4;
 
 // __sk_buff fields (include/uapi/linux/bpf.h).
 const SKB_PKT_TYPE: i16 = 4;
@@ -233,7 +235,11 @@ impl Family {
     }
     /// Source and destination address: offset and length in 32-bit words.
     fn addrs(self) -> (i16, i16, i16) {
-        if self.v6 { (IP + 8, IP + 24, 4) } else { (IP + 12, IP + 16, 1) }
+        if self.v6 {
+            (IP + 8, IP + 24, 4)
+        } else {
+            (IP + 12, IP + 16, 1)
+        }
     }
     fn label(self, name: &str) -> String {
         format!("{}_{name}", if self.v6 { "v6" } else { "v4" })
@@ -316,6 +322,12 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
         a.load(Size::H, R4, R2, IP + 6);
         a.alu_imm(Alu::And, R4, 0xff3f);
         a.jump_imm(Jmp::Ne, R4, 0, "pass");
+        // Its header checksum (RFC 791): the IP layer, after us, would drop it, and our
+        // TCP never sees it (wire/ip.rs).
+        a.mov_imm(R0, 0);
+        add_words(a, R0, R2, (0..5).map(|w| IP + 4 * w), R4);
+        fold(a, R0, R5);
+        a.jump_imm(Jmp::Ne, R0, 0xffff, "pass");
     }
     // SYN|ACK, nothing else (no ECE/CWR, URG, PSH, RST, FIN).
     a.load(Size::B, R4, R2, tcp + 13);
@@ -365,7 +377,12 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     // length, R4 = the option, R5 = its length.
     a.store_imm(Size::W, R10, S_TS_AT, 0);
     a.store_imm(Size::W, R10, S_WS_SEEN, 0);
-    a.store_imm(Size::W, R10, S_MSS, if f.v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS });
+    a.store_imm(
+        Size::W,
+        R10,
+        S_MSS,
+        if f.v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS },
+    );
     a.mov_imm(R1, 0);
     for i in 0..MAX_OPTIONS {
         let next = l(&format!("opt{}", i + 1));
@@ -453,6 +470,13 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.mov(R5, R4);
     a.alu_imm(Alu::Add, R5, 10);
     a.jump(Jmp::Gt, R5, R3, "pass");
+    // Its TSecr echoes our SYN's TSval, or is 0: our TCP refuses any other (Linux's
+    // PAWSACTIVEREJECTED: not within [our first TSval, now]) with a RST.
+    a.load(Size::W, R0, R4, 6);
+    a.jump_imm(Jmp::Eq, R0, 0, &l("tsecr_ok"));
+    a.load(Size::W, R1, R8, E_TSVAL);
+    a.jump(Jmp::Ne, R0, R1, "pass");
+    a.label(&l("tsecr_ok"));
     a.load(Size::W, R5, R4, 2);
     a.store(Size::W, R10, S_TSECR, R5);
     a.store_imm(Size::W, R10, S_HDR, opts + 12);
@@ -494,7 +518,13 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     f.pseudo_word(a);
     a.store_imm(Size::W, R10, S_PARTIAL, 0);
     a.mov_imm(R0, 0);
-    add_words(a, R0, R2, (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]), R4);
+    add_words(
+        a,
+        R0,
+        R2,
+        (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]),
+        R4,
+    );
     add_words(a, R0, R10, [S_PSEUDO], R4);
     // R1: the pseudo header's sum, for the offload case.
     a.mov(R1, R0);
@@ -509,6 +539,11 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.label(&l("summed"));
     fold(a, R0, R5);
     a.jump_imm(Jmp::Eq, R0, 0xffff, &l("checksum_known"));
+    // Only from an interface a sender on this host can be behind (veth, loopback): off
+    // the wire, that value is a bad checksum, which our TCP ignores.
+    a.load(Size::B, R4, R8, E_FLAGS);
+    a.alu_imm(Alu::And, R4, FLAG_OFFLOAD);
+    a.jump_imm(Jmp::Eq, R4, 0, "pass");
     fold(a, R1, R5);
     a.load(Size::H, R4, R2, tcp + 16);
     a.jump(Jmp::Ne, R4, R1, "pass");
@@ -638,7 +673,13 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     }
     // TCP's, with its pseudo header (RFC 9293 §3.1, RFC 8200 §8.1).
     a.mov_imm(R0, 0);
-    add_words(a, R0, R7, (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]), R4);
+    add_words(
+        a,
+        R0,
+        R7,
+        (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]),
+        R4,
+    );
     add_words(a, R0, R10, [S_PSEUDO], R4);
     a.load(Size::W, R4, R10, S_PARTIAL);
     a.jump_imm(Jmp::Eq, R4, 0, &l("complete"));
@@ -713,6 +754,19 @@ pub struct Reflex {
     first_port: u16,
     mark: u32,
     generation: u32,
+}
+
+/// What our segments' IP header has that the plan does not say.
+#[derive(Clone, Copy, Debug)]
+pub struct IpFields {
+    /// IPv4's identification for the ACK (ignored for IPv6).
+    pub ident: u16,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// The interface is one a sender on this host can be behind (veth, loopback), whose
+    /// SYN-ACKs may come with their TCP checksum left to offload: the ACK then leaves so
+    /// too (`FLAG_OFFLOAD`).
+    pub offload: bool,
 }
 
 /// Who sends the handshake's ACK.
@@ -808,8 +862,7 @@ impl Reflex {
         local: SocketAddr,
         remote: SocketAddr,
         ack: &HandshakeAck,
-        ident: u16,
-        ttl: u8,
+        ip: IpFields,
     ) -> bool {
         let (family, l, r) = match (local.ip(), remote.ip()) {
             (IpAddr::V4(l), IpAddr::V4(r)) => (4, l.octets().to_vec(), r.octets().to_vec()),
@@ -831,13 +884,16 @@ impl Reflex {
         if ack.wscale_offered {
             flags |= FLAG_WS;
         }
+        if ip.offload {
+            flags |= FLAG_OFFLOAD;
+        }
         e[E_FLAGS as usize] = flags as u8;
-        e[E_TTL as usize] = ttl;
+        e[E_TTL as usize] = ip.ttl;
         let put = |e: &mut [u8; ENTRY], at: i16, b: &[u8]| {
             e[at as usize..at as usize + b.len()].copy_from_slice(b)
         };
         put(&mut e, E_REMOTE_PORT, &remote.port().to_be_bytes());
-        put(&mut e, E_IDENT, &ident.to_be_bytes());
+        put(&mut e, E_IDENT, &ip.ident.to_be_bytes());
         put(&mut e, E_EXPECT_ACK, &ack.seq.to_be_bytes());
         put(&mut e, E_WIN_SCALED, &ack.window_scaled.to_be_bytes());
         put(&mut e, E_WIN_UNSCALED, &ack.window_unscaled.to_be_bytes());

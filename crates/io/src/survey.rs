@@ -36,7 +36,7 @@ use super::guard::Guard;
 use super::guard::MARK;
 use super::ports::PortKeeper;
 use super::ports::PortReservation;
-use super::reflex::{Claim, Ready, Reflex, Setup};
+use super::reflex::{Claim, IpFields, Ready, Reflex, Setup};
 use super::route::{Route, Router};
 use super::run::{
     Capture, Captured, DRAIN_MAX, DRAIN_QUIET, IP_TTL, MAX_SLEEP, Outcome, build_segment,
@@ -318,6 +318,8 @@ struct Loop<'k, 'g> {
     reflex: Option<Reflex>,
     reflex_setup: Option<Setup>,
     tap_reflex: Vec<bool>,
+    /// Per tap: its interface may bring SYN-ACKs whose checksum was left to offload.
+    tap_offload: Vec<bool>,
     reflex_acks: u64,
     reflex_unavailable: Option<&'static str>,
 }
@@ -442,6 +444,7 @@ fn survey_with(
         reflex: None,
         reflex_setup: None,
         tap_reflex: Vec::new(),
+        tap_offload: Vec::new(),
         reflex_acks: 0,
         reflex_unavailable: (!opts.reflex).then_some("off (--no-reflex)"),
     };
@@ -1113,6 +1116,16 @@ impl Loop<'_, '_> {
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         self.tap_reflex.push(false);
+        // A SYN-ACK with its TCP checksum left to offload comes only from a sender on this
+        // host: through loopback or a virtual interface (veth, tun, a bridge), which
+        // sysfs shows without a device behind it.
+        self.tap_offload.push(
+            route.is_loopback
+                || !std::path::Path::new("/sys/class/net")
+                    .join(&route.ifname)
+                    .join("device")
+                    .exists(),
+        );
         self.reflex_on(route.oif);
         Ok(self.taps.len() - 1)
     }
@@ -1239,7 +1252,12 @@ impl Loop<'_, '_> {
                     {
                         let ident = self.ident;
                         self.ident = self.ident.wrapping_add(1);
-                        if r.arm(i, slot.local, slot.remote, &plan, ident, IP_TTL) {
+                        let ip = IpFields {
+                            ident,
+                            ttl: IP_TTL,
+                            offload: self.tap_offload.get(slot.tap).copied().unwrap_or(false),
+                        };
+                        if r.arm(i, slot.local, slot.remote, &plan, ip) {
                             slot.reflex_plan = Some(plan);
                         }
                     }
