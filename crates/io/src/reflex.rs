@@ -1,39 +1,46 @@
 //! The handshake's ACK from the kernel: a program at the interface's ingress (TCX) that
-//! answers a survey probe's SYN-ACK with the ACK our TCP would send, in the softirq that
-//! received it — where Linux's own TCP answers from — instead of after our loop wakes up,
-//! reads its ring and sends.
+//! answers a survey probe's SYN-ACK with the segment our TCP would send (the ACK, with the
+//! request when it rides on it), in the softirq that received it — where Linux's own TCP
+//! answers from — instead of after our loop wakes up, reads its ring and sends.
 //!
 //! Why: a user-space loop on a busy machine loses its CPU now and then (timer ticks, the
 //! server, tcpdump); a SYN-ACK that comes meanwhile waits. Our median reaction was near
 //! the kernel's, its p99 ~10× the kernel's median, the same as a program that does nothing
 //! but answer (issue 15; README "Reaction time"). The kernel's answer waits for none of it.
 //!
-//! What stays ours: the policy. The pure TCP decides what the ACK is before the SYN goes
-//! out ([`tcpshake_proto::tcp::HandshakeAck`]: the sequence number it acknowledges, the
-//! window with and without an agreed scale, its TSval) and the survey loop writes that
-//! into this module's table, one entry per local port. The program only fills in what
-//! the SYN-ACK says (its sequence number + 1, its TSval to echo, whether it agreed to
-//! window scaling and timestamps) — after checking that the SYN-ACK is exactly the one
-//! expected: IPv4 without options or fragments, flags SYN|ACK and nothing else, no data,
-//! the 4-tuple of the entry, acknowledging our ISN + 1 (RFC 9293 §3.10.7.3: anything else
-//! needs a RST or a look by our TCP), its options well formed, its checksum right. Any
-//! doubt, and the packet goes on to user space untouched, which answers as before.
+//! What stays ours: the policy. The pure TCP decides the segment before the SYN goes out
+//! ([`tcpshake_proto::tcp::HandshakeAck`]: the sequence number, the window with and
+//! without an agreed scale, its TSval, the request) and the survey loop writes that into
+//! this module's tables: each local port's slot, each slot's entry. The program only fills
+//! in what the SYN-ACK says (its sequence number + 1, its TSval to echo, whether it agreed
+//! to window scaling and timestamps) — after checking that the SYN-ACK is exactly the one
+//! our TCP would accept and answer so: IPv4 without options or fragments (header checksum
+//! right) or IPv6 without extension headers, flags SYN|ACK and nothing else, no data, the
+//! entry's 4-tuple, acknowledging our ISN + 1 (RFC 9293 §3.10.7.3: anything else needs a
+//! RST or a look by our TCP), a TSecr of 0 or our SYN's TSval (our TCP refuses others,
+//! RFC 7323 §5.3 as Linux reads it), its options well formed, its checksum right, the
+//! request within its MSS and window. Any doubt, and the packet goes on to user space
+//! untouched, which answers as before. reflex_tests.rs holds it to that: its output
+//! equals our TCP's, byte for byte, or it passes.
 //!
 //! Each entry is answered at most once: the program claims it (ARMED → FIRED) with a
-//! compare-and-exchange before it sends, and the loop, before it sends its own ACK,
+//! compare-and-exchange before it sends, and the loop, before it sends its own segment,
 //! claims it the other way (ARMED → DISARMED): exactly one of the two sends. A
 //! generation count in the state word keeps an entry re-armed for the port's next probe
 //! from being mistaken for the one a late SYN-ACK was checked against.
 //!
 //! The ACK is the SYN-ACK rewritten in place (addresses, ports and MACs swapped, the
-//! tail trimmed) and sent out of the interface it came in (`bpf_redirect`), so it leaves
-//! as Linux's would: the same link, the next hop's MAC, our socket mark; the tap sees it
-//! leave with a kernel timestamp like any segment of ours. Its checksum is complete,
-//! except when the SYN-ACK itself came with the TCP checksum left to offload (a server
-//! on this host, over veth or loopback: the kernel marks such packets CHECKSUM_PARTIAL,
-//! and the mark stays on the buffer we rewrite), where it carries the pseudo-header sum
-//! as every kernel segment on that link does, so a forwarder that completes it gets it
-//! right.
+//! length changed) and sent out of the interface it came in (`bpf_redirect`), so it
+//! leaves as Linux's would: the same link, the next hop's MAC, our socket mark; the tap
+//! sees it leave with a kernel timestamp like any segment of ours. IPv6 needs one thing
+//! no system call tells: the flow label the kernel put on our raw socket's segments; a
+//! second program, at the egress, reads it off our SYN as it leaves. Its checksum is
+//! complete, except when the SYN-ACK itself came with the TCP checksum left to offload
+//! (a server on this host, over veth or loopback: the kernel marks such packets
+//! CHECKSUM_PARTIAL, and the mark stays on the buffer we rewrite), where it carries the
+//! pseudo-header sum as every kernel segment on that link does, so a forwarder that
+//! completes it gets it right — read so only on interfaces a local sender can be behind
+//! ([`IpFields::offload`]).
 
 use super::ebpf::{
     self, Alu, Asm, Insn, Jmp, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, SharedArray, Size,
