@@ -829,8 +829,9 @@ impl Reflex {
 
     /// Attachments [`Setup`] made.
     pub fn add_links(&mut self, ifindex: u32, links: Vec<OwnedFd>) {
-        if !self.attached(ifindex) {
-            self.links.push((ifindex, links));
+        match self.links.iter_mut().find(|(i, _)| *i == ifindex) {
+            Some((_, have)) => have.extend(links),
+            None => self.links.push((ifindex, links)),
         }
     }
 
@@ -1023,12 +1024,19 @@ impl Setup {
             }
             // Bounded by the loop's requests (one per interface it opens a tap on); ends
             // when the loop drops its `Setup`.
+            // The ingress first, told at once (each attachment waits out an RCU grace
+            // period): IPv4 needs nothing more.
             for oif in oifs {
-                let ready = match attach_both(&prog, &egress, oif) {
-                    Ok(links) => Ready::Attached(oif, links),
+                let ready = match ebpf::attach_tcx(&prog, oif, true) {
+                    Ok(link) => Ready::Attached(oif, vec![link]),
                     Err(e) => Ready::Failed(e),
                 };
                 if done.send(ready).is_err() {
+                    return;
+                }
+                if let Ok(link) = ebpf::attach_tcx(&egress, oif, false)
+                    && done.send(Ready::Attached(oif, vec![link])).is_err()
+                {
                     return;
                 }
             }
