@@ -263,8 +263,9 @@ impl Family {
     }
 }
 
-/// The program, for `t`'s tables: IPv4 and IPv6 SYN-ACKs at an interface's ingress.
-pub fn program(t: Tables) -> Result<Vec<Insn>, String> {
+/// The program, for `t`'s tables: IPv4 (or, `v6`, IPv6) SYN-ACKs at an interface's
+/// ingress. One per family: each is verified (~10 ms) beside the other.
+pub fn program(t: Tables, v6: bool) -> Result<Vec<Insn>, String> {
     let mut a = Asm::default();
     a.mov(R6, R1);
     // Only frames for this host, without a VLAN tag the stack took off.
@@ -275,13 +276,8 @@ pub fn program(t: Tables) -> Result<Vec<Insn>, String> {
     frame(&mut a, R2, R3, i32::from(IP), "pass");
     // Loads are little-endian here: 0x0008 is EtherType 0x0800, 0xdd86 0x86dd.
     a.load(Size::H, R4, R2, 12);
-    a.jump_imm(Jmp::Eq, R4, 0x0008, "v4_start");
-    a.jump_imm(Jmp::Eq, R4, 0xdd86, "v6_start");
-    a.goto("pass");
-    for fam in [Family { v6: false }, Family { v6: true }] {
-        a.label(&fam.label("start"));
-        answer(&mut a, t, fam);
-    }
+    a.jump_imm(Jmp::Ne, R4, if v6 { 0xdd86 } else { 0x0008 }, "pass");
+    answer(&mut a, t, Family { v6 });
 
     a.label("send");
     a.load(Size::W, R4, R8, E_MARK);
@@ -460,6 +456,16 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.alu_imm(Alu::Sub, R0, 20);
     a.jump(Jmp::Lt, R1, R0, "pass");
     a.label(&l("options_done"));
+    // What the walk found, made ranges as above: the paths through it (timestamps or
+    // not, window scale or not, an MSS or the default) then look alike to the verifier
+    // from here on, and it walks the rest once, not once per combination.
+    a.load(Size::B, R0, R2, IP + if f.v6 { 6 } else { 9 });
+    a.alu_imm(Alu::Xor, R0, 6);
+    for slot in [S_TS_AT, S_WS_SEEN, S_MSS] {
+        a.load(Size::W, R4, R10, slot);
+        a.alu(Alu::Or, R4, R0);
+        a.store(Size::W, R10, slot, R4);
+    }
 
     // Timestamps only when both sides offered them (RFC 7323 §3.2): then the peer's
     // TSval is our TSecr; keep it before the frame is cut.
@@ -753,7 +759,8 @@ pub fn egress_program(t: Tables) -> Result<Vec<Insn>, String> {
 pub struct Reflex {
     ports: SharedArray,
     slots: SharedArray,
-    prog: OwnedFd,
+    /// The ingress programs: IPv4's, IPv6's.
+    prog: [OwnedFd; 2],
     /// The egress program (IPv6: learns our flow label from our SYN).
     egress: OwnedFd,
     /// Per interface, its attachments (ingress, and egress when it could be).
@@ -800,10 +807,22 @@ impl Reflex {
             entries: entries as u32,
             slot_count: slots.entries() as u32,
         };
-        let insns = program(tables).map_err(io::Error::other)?;
-        let prog = ebpf::load_sched_cls("tcpshake_reflex", &insns)?;
-        let insns = egress_program(tables).map_err(io::Error::other)?;
-        let egress = ebpf::load_sched_cls("tcpshake_rflx_eg", &insns)?;
+        let load = |name: &str, insns: Result<Vec<Insn>, String>| {
+            ebpf::load_sched_cls(name, &insns.map_err(io::Error::other)?)
+        };
+        // The verifier takes ~10 ms a program here: the three side by side.
+        let (v4, v6, egress) = std::thread::scope(|s| {
+            let v6 = s.spawn(|| load("tcpshake_rflx6", program(tables, true)));
+            let egress = s.spawn(|| load("tcpshake_rflx_eg", egress_program(tables)));
+            let v4 = load("tcpshake_rflx4", program(tables, false));
+            let join = |h: std::thread::ScopedJoinHandle<'_, io::Result<OwnedFd>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the verifier's thread panicked")))
+            };
+            (v4, join(v6), join(egress))
+        });
+        let prog = [v4?, v6?];
+        let egress = egress?;
         Ok(Reflex {
             ports: port_table,
             slots,
@@ -822,7 +841,7 @@ impl Reflex {
         if self.attached(ifindex) {
             return Ok(());
         }
-        let links = attach_both(&self.prog, &self.egress, ifindex)?;
+        let links = attach_all(&self.prog, &self.egress, ifindex)?;
         self.links.push((ifindex, links));
         Ok(())
     }
@@ -838,7 +857,12 @@ impl Reflex {
     /// The program's verdict on `frame` and the frame as it left it, nothing sent
     /// ([`ebpf::test_run`]): how the tests see what it does.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
-        ebpf::test_run(&self.prog, frame)
+        // As at the hook: IPv4's program, then IPv6's for what it passed on.
+        let (verdict, out) = ebpf::test_run(&self.prog[0], frame)?;
+        if verdict != TCX_NEXT {
+            return Ok((verdict, out));
+        }
+        ebpf::test_run(&self.prog[1], frame)
     }
 
     /// The phase of slot `slot`'s entry: 0 idle, 1 armed, 2 sent by the program, 3
@@ -969,15 +993,23 @@ impl Reflex {
     }
 }
 
-/// The ingress program on `ifindex`, and the egress one when it can be (without it, no
+/// The ingress programs on `ifindex`, and the egress one when it can be (without it, no
 /// IPv6 entry ever learns its flow label, and IPv6 SYN-ACKs are all answered from user
 /// space).
-fn attach_both(ingress: &OwnedFd, egress: &OwnedFd, ifindex: u32) -> io::Result<Vec<OwnedFd>> {
-    let mut links = vec![ebpf::attach_tcx(ingress, ifindex, true)?];
-    if let Ok(l) = ebpf::attach_tcx(egress, ifindex, false) {
-        links.push(l);
-    }
+fn attach_all(ingress: &[OwnedFd; 2], egress: &OwnedFd, ifindex: u32) -> io::Result<Vec<OwnedFd>> {
+    let mut links = vec![ebpf::attach_tcx(&ingress[0], ifindex, true)?];
+    links.extend(attach_ipv6(&ingress[1], egress, ifindex));
     Ok(links)
+}
+
+/// IPv6's two programs on `ifindex`, side by side, as far as they go (IPv4's works alone).
+fn attach_ipv6(ingress: &OwnedFd, egress: &OwnedFd, ifindex: u32) -> Vec<OwnedFd> {
+    let (i, e) = std::thread::scope(|s| {
+        let e = s.spawn(|| ebpf::attach_tcx(egress, ifindex, false));
+        let i = ebpf::attach_tcx(ingress, ifindex, true);
+        (i.ok(), e.join().ok().and_then(Result::ok))
+    });
+    i.into_iter().chain(e).collect()
 }
 
 /// The program set up off the loop's thread: the verifier takes ~10 ms to load it and
@@ -1008,10 +1040,12 @@ impl Setup {
                     return;
                 }
             };
-            let progs = reflex
-                .prog
-                .try_clone()
-                .and_then(|p| Ok((p, reflex.egress.try_clone()?)));
+            let progs = (|| {
+                Ok::<_, io::Error>((
+                    [reflex.prog[0].try_clone()?, reflex.prog[1].try_clone()?],
+                    reflex.egress.try_clone()?,
+                ))
+            })();
             let (prog, egress) = match progs {
                 Ok(p) => p,
                 Err(e) => {
@@ -1024,19 +1058,19 @@ impl Setup {
             }
             // Bounded by the loop's requests (one per interface it opens a tap on); ends
             // when the loop drops its `Setup`.
-            // The ingress first, told at once (each attachment waits out an RCU grace
-            // period): IPv4 needs nothing more.
+            // Each attachment waits out an RCU grace period (5–20 ms here), and those
+            // to one hook one after the other: IPv4's ingress program first, told at
+            // once, then the others.
             for oif in oifs {
-                let ready = match ebpf::attach_tcx(&prog, oif, true) {
+                let ready = match ebpf::attach_tcx(&prog[0], oif, true) {
                     Ok(link) => Ready::Attached(oif, vec![link]),
                     Err(e) => Ready::Failed(e),
                 };
                 if done.send(ready).is_err() {
                     return;
                 }
-                if let Ok(link) = ebpf::attach_tcx(&egress, oif, false)
-                    && done.send(Ready::Attached(oif, vec![link])).is_err()
-                {
+                let rest = attach_ipv6(&prog[1], &egress, oif);
+                if !rest.is_empty() && done.send(Ready::Attached(oif, rest)).is_err() {
                     return;
                 }
             }
@@ -1066,6 +1100,11 @@ impl Setup {
     /// What is ready since the last look (no system call).
     pub fn poll(&self) -> Option<Ready> {
         self.from_worker.try_recv().ok()
+    }
+
+    /// What is ready next, waiting until `timeout` for it.
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<Ready> {
+        self.from_worker.recv_timeout(timeout).ok()
     }
 }
 
@@ -1100,8 +1139,10 @@ mod tests {
             entries: 28232,
             slot_count: 64,
         };
-        let p = program(t).unwrap();
-        assert!(p.len() < 4096, "{} instructions", p.len());
+        for v6 in [false, true] {
+            let p = program(t, v6).unwrap();
+            assert!(p.len() < 4096, "{} instructions", p.len());
+        }
         let p = egress_program(t).unwrap();
         assert!(p.len() < 4096, "{} instructions", p.len());
     }

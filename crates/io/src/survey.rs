@@ -183,6 +183,9 @@ const ROUTE_CACHE: usize = 4_096;
 const STOCK_SCAN: usize = 64;
 /// Ports per source address the keeper keeps ready, and per guard transaction.
 const PORT_BATCH: usize = 64;
+/// How long a survey's first SYNs wait for the kernel program (reflex.rs) at most.
+const REFLEX_WAIT: Duration = Duration::from_millis(250);
+
 /// Probes the kernel program can hold at once (slots past it answer from user space).
 const MAX_REFLEX_SLOTS: usize = 4_096;
 
@@ -442,7 +445,12 @@ fn survey_with(
         due: Vec::new(),
         segments_sent: 0,
         reflex: None,
-        reflex_setup: None,
+        // Loading starts now, beside the rest of the set-up (the verifier takes ~10–25 ms);
+        // attaching waits for the first tap's interface.
+        reflex_setup: opts.reflex.then(|| {
+            let slots = opts.jobs.saturating_mul(2).clamp(16, MAX_REFLEX_SLOTS);
+            Setup::start(port_range, slots, MARK)
+        }),
         tap_reflex: Vec::new(),
         tap_offload: Vec::new(),
         reflex_acks: 0,
@@ -1138,33 +1146,58 @@ impl Loop<'_, '_> {
         if self.reflex_unavailable.is_some() {
             return;
         }
-        let setup = self.reflex_setup.get_or_insert_with(|| {
-            let slots = self.opts.jobs.saturating_mul(2).clamp(16, MAX_REFLEX_SLOTS);
-            Setup::start(self.port_range, slots, MARK)
-        });
+        let Some(setup) = &self.reflex_setup else {
+            return;
+        };
         setup.attach(oif);
+        if self.taps.len() == 1 {
+            // The first SYNs wait for it (loading and attaching take ~20–60 ms here): a
+            // survey whose first probes were answered from here and the rest from the
+            // kernel would time its SYN-ACK → ACK two ways. Nothing is in flight yet.
+            let until = clock::now() + REFLEX_WAIT;
+            // Bounded: by REFLEX_WAIT, and by the worker's messages (a load, then two
+            // per interface).
+            while self.reflex_unavailable.is_none()
+                && !self.tap_reflex.last().copied().unwrap_or(true)
+            {
+                let now = clock::now();
+                let Some(ready) = self
+                    .reflex_setup
+                    .as_ref()
+                    .and_then(|s| s.wait(until.saturating_since(now)))
+                else {
+                    break;
+                };
+                self.take_ready(ready);
+                if clock::now() >= until {
+                    break;
+                }
+            }
+        }
     }
 
     /// What the kernel program's setup finished since the last pass.
     fn reflex_ready(&mut self) {
-        let Some(setup) = &self.reflex_setup else {
-            return;
-        };
         // Bounded: one message per load and per interface asked for.
-        while let Some(ready) = setup.poll() {
-            match ready {
-                Ready::Loaded(r) => self.reflex = Some(r),
-                Ready::Attached(oif, links) => {
-                    if let Some(r) = self.reflex.as_mut() {
-                        r.add_links(oif, links);
-                        if let Some(&t) = self.tap_by_oif.get(&oif) {
-                            self.tap_reflex[t] = true;
-                        }
+        while let Some(ready) = self.reflex_setup.as_ref().and_then(Setup::poll) {
+            self.take_ready(ready);
+        }
+    }
+
+    /// One thing the kernel program's setup finished.
+    fn take_ready(&mut self, ready: Ready) {
+        match ready {
+            Ready::Loaded(r) => self.reflex = Some(r),
+            Ready::Attached(oif, links) => {
+                if let Some(r) = self.reflex.as_mut() {
+                    r.add_links(oif, links);
+                    if let Some(&t) = self.tap_by_oif.get(&oif) {
+                        self.tap_reflex[t] = true;
                     }
                 }
-                Ready::Failed(e) => {
-                    self.reflex_unavailable.get_or_insert(reflex_why(&e));
-                }
+            }
+            Ready::Failed(e) => {
+                self.reflex_unavailable.get_or_insert(reflex_why(&e));
             }
         }
     }
