@@ -599,6 +599,15 @@ fn survey_speaks_https_on_443_and_http_on_80() {
         }
     }
     assert_eq!(records.iter().filter(|r| r["port"] == 443).count(), 3);
+    // The ClientHello is made before the SYN, so the kernel program sent it with the
+    // handshake's ACK as it did the plain request (the first SYNs wait for the program).
+    let by_kernel = |port: u16| {
+        records
+            .iter()
+            .filter(|r| r["port"] == port && r["segments"][2]["kernel"] == true)
+            .count()
+    };
+    assert!(by_kernel(443) >= 1 && by_kernel(80) >= 1, "{run}");
     // The survey's pcapng carries the three sessions' keys ahead of their packets:
     // tshark, told nothing, reads all six requests and responses, HTTPS ones included.
     let http = capture::tshark_fields(

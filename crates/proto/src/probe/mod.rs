@@ -217,6 +217,8 @@ pub struct Probe {
     /// The segment (sequence number, length) the kernel program sent for us, until its
     /// copy is seen ([`Probe::sent_by_kernel`]).
     kernel_sent: Option<(u32, usize)>,
+    /// TLS: the ClientHello, made before the SYN, until the connection opens.
+    tls_hello: Option<Vec<u8>>,
     conn: Connection,
     phase: Phase,
     deadline: Option<Instant>,
@@ -298,6 +300,7 @@ impl Probe {
         Probe {
             request,
             kernel_sent: None,
+            tls_hello: None,
             cfg,
             conn,
             phase: Phase::Connecting,
@@ -421,21 +424,19 @@ impl Probe {
     }
 
     /// Our ACK of the SYN-ACK as our TCP foresees it, while we wait for one
-    /// ([`crate::tcp::Connection::handshake_ack`]), with the request that rides on it.
-    /// `None` for TLS when data rides on the ACK: the ClientHello is made when the
-    /// connection opens (its random is not known before).
+    /// ([`crate::tcp::Connection::handshake_ack`]), with what rides on it: the request,
+    /// or the ClientHello (made before the SYN, `tls_prepare`).
     pub fn handshake_ack(&self) -> Option<crate::tcp::HandshakeAck> {
         if !self.awaiting_synack() {
             return None;
         }
-        if self.cfg.tls.is_some() {
-            if self.conn.config().ack_with_data {
-                return None;
-            }
-            return self.conn.handshake_ack(&[]);
-        }
-        self.conn
-            .handshake_ack(self.request.as_deref().unwrap_or_default())
+        let riding = if self.cfg.tls.is_some() {
+            // No session (a setup error): the probe fails when the connection opens.
+            self.tls_hello.as_deref()?
+        } else {
+            self.request.as_deref().unwrap_or_default()
+        };
+        self.conn.handshake_ack(riding)
     }
 
     pub fn start(&mut self, now: Instant) {

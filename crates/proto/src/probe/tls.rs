@@ -843,12 +843,16 @@ pub fn rfc3339(unix: i64) -> String {
 /// The probe's side of TLS: where the plain-HTTP probe sends its request and takes
 /// response bytes, a TLS probe runs the session first.
 impl super::Probe {
-    /// Before the SYN: build the session (rustls writes its ClientHello, key shares
-    /// included, right away), so none of that work delays our ACK of the SYN-ACK.
+    /// Before the SYN: build the session and its ClientHello (rustls writes it, key
+    /// shares included, right away), so none of that work delays our ACK of the SYN-ACK —
+    /// and the ACK it rides on is known before the SYN leaves (`Probe::handshake_ack`).
     pub(super) fn tls_prepare(&mut self, now: Instant) {
         if let Some(setup) = self.cfg.tls.clone() {
             match TlsSession::new(setup, now) {
-                Ok(session) => self.tls = Some(session),
+                Ok(mut session) => {
+                    self.tls_hello = Some(session.client_hello());
+                    self.tls = Some(session);
+                }
                 Err(why) => self.tls_setup_error = Some(why),
             }
         }
@@ -858,7 +862,10 @@ impl super::Probe {
     pub(super) fn tls_start(&mut self, now: Instant) {
         match self.tls.as_mut() {
             Some(session) => {
-                let hello = session.client_hello();
+                let hello = self
+                    .tls_hello
+                    .take()
+                    .unwrap_or_else(|| session.client_hello());
                 self.conn.send(&hello);
                 self.phase = Phase::AwaitingResponse;
                 self.wait_from(now, now + self.cfg.timeout);
