@@ -171,6 +171,8 @@ struct LoopState {
     metrics: ExporterMetrics,
     records: Option<std::io::BufWriter<std::fs::File>>,
     exchanges: HashMap<String, Exchange>,
+    /// Why the kernel program is not answering SYN-ACKs was logged (once).
+    reflex_said: bool,
 }
 
 struct ExporterFeed(Rc<RefCell<LoopState>>);
@@ -793,6 +795,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         metrics: metrics.clone(),
         records,
         exchanges,
+        reflex_said: false,
     }));
     let shared = Shared {
         metrics: metrics.clone(),
@@ -847,6 +850,16 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
             let mut st = report_state.borrow_mut();
             st.metrics.set_in_flight(p.in_flight);
             st.metrics.set_capture_missed(p.capture_missed);
+            st.metrics.set_kernel_acks(p.reflex_acks);
+            if let Some(why) = p.reflex_unavailable
+                && !st.reflex_said
+            {
+                st.reflex_said = true;
+                eprintln!(
+                    "tcpshake: note: SYN-ACKs are answered from the exporter's loop: the kernel \
+                     program that answers them as fast as the kernel's own TCP is {why}"
+                );
+            }
             match r {
                 Report::Done { target, outcome } => st.done(target.tag, outcome),
                 Report::Failed { target, error } => {

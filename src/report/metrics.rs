@@ -19,6 +19,7 @@
 //! | `tcpshake_exporter_loop_lag_seconds` | histogram | (how late a due probe started) |
 //! | `tcpshake_exporter_probe_requests_total` | counter | `result` (`/probe` answers) |
 //! | `tcpshake_exporter_capture_missed_packets_total` | counter | |
+//! | `tcpshake_exporter_kernel_acks_total` | counter | (handshakes whose ACK tcpshake's kernel program sent) |
 //!
 //! `/probe` answers the gauges of [`tcpshake_proto::monitor::samples`].
 
@@ -119,6 +120,7 @@ pub struct ExporterMetrics {
     loop_lag: Histogram,
     requests: Family<ResultLabels, Counter>,
     capture_missed: Counter,
+    kernel_acks: Counter,
 }
 
 impl ExporterMetrics {
@@ -221,6 +223,14 @@ impl ExporterMetrics {
              records lack segments",
             capture_missed.clone(),
         );
+        let kernel_acks = Counter::default();
+        r.register(
+            "tcpshake_exporter_kernel_acks",
+            "Handshakes whose ACK (with the request riding on it) tcpshake's program in the \
+             kernel sent, from the softirq that received the SYN-ACK; the others were \
+             answered from the exporter's loop",
+            kernel_acks.clone(),
+        );
         ExporterMetrics {
             registry: Arc::new(r),
             legs,
@@ -237,6 +247,7 @@ impl ExporterMetrics {
             loop_lag,
             requests,
             capture_missed,
+            kernel_acks,
         }
     }
 
@@ -347,6 +358,14 @@ impl ExporterMetrics {
         let now = self.capture_missed.get();
         if total > now {
             self.capture_missed.inc_by(total - now);
+        }
+    }
+
+    /// The survey loop's running total of handshakes the kernel program answered.
+    pub fn set_kernel_acks(&self, total: u64) {
+        let now = self.kernel_acks.get();
+        if total > now {
+            self.kernel_acks.inc_by(total - now);
         }
     }
 

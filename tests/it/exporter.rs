@@ -219,6 +219,14 @@ fn prometheus_scrapes_histograms_that_agree_with_report() {
         text.contains("tcpshake_exporter_capture_missed_packets_total 0"),
         "{text}"
     );
+    // The exporter's loop waited for its kernel program before its first SYNs: it sent
+    // the handshakes' ACKs.
+    let kernel_acks: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tcpshake_exporter_kernel_acks_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no tcpshake_exporter_kernel_acks_total\n{text}"));
+    assert!(kernel_acks > 0, "{text}");
     assert!(
         text.contains(
             "tcpshake_survey_slo_windows_total{survey=\"lab\",slo=\"syn_to_synack.p99<1s\"}"
