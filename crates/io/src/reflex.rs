@@ -783,7 +783,9 @@ pub enum Claim {
 impl Reflex {
     /// Load the program for local ports `ports` (inclusive) and `slot_count` probes at
     /// once. Fails on kernels without eBPF, without CAP_BPF, or when the verifier
-    /// refuses: the survey then answers from user space, as before.
+    /// refuses (as it does with CAP_BPF alone, without CAP_PERFMON or CAP_SYS_ADMIN: "pointer
+    /// arithmetic … prohibited for !root" in the option walk): the survey then answers from
+    /// user space, as before.
     pub fn new(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<Reflex> {
         let entries = usize::from(ports.1.saturating_sub(ports.0)) + 1;
         let port_table = SharedArray::new("tcpshake_rports", 8, entries)?;
