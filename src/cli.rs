@@ -225,7 +225,7 @@ pub struct SurveyArgs {
     #[arg(long = "separate-ack")]
     pub separate_ack: bool,
     /// Surveys: answer every SYN-ACK from this program, never from the kernel program that
-    /// otherwise sends our ACK (Linux ≥ 6.6 with CAP_BPF) in the softirq that
+    /// otherwise sends our ACK (Linux ≥ 6.6 with CAP_BPF and CAP_PERFMON) in the softirq that
     /// received the SYN-ACK, as Linux's own TCP answers.
     #[arg(long = "no-reflex")]
     pub no_reflex: bool,

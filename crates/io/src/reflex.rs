@@ -117,11 +117,11 @@ const TCX_DROP: i32 = 2;
 /// Options walked in the SYN-ACK before giving up on it (Linux's SYN-ACK has 5–9; a
 /// longer list goes to user space).
 const MAX_OPTIONS: usize = 16;
-/// RFC 9293 §3.7.1: the MSS assumed without the option. Below TCP_MIN_SND_MSS (48) our
-/// TCP notes an anomaly: user space's.
+/// The MSS our TCP assumes without the option, for IPv4 and IPv6 alike (tcp/mod.rs
+/// `DEFAULT_MSS`: 536, RFC 9293 §3.7.1). Not Linux's 1220 for IPv6 (RFC 9293 MUST-15):
+/// what the program sends is what our TCP would, and ours would cut a longer request.
+/// Below TCP_MIN_SND_MSS (48) our TCP notes an anomaly: user space's.
 const DEFAULT_MSS: i32 = 536;
-/// RFC 8200 §5's minimum MTU less the headers: what an IPv6 peer without the option takes.
-const DEFAULT_MSS_V6: i32 = 1220;
 const MIN_MSS: i32 = 48;
 
 /// Where the IP header starts in a frame (after Ethernet's).
@@ -380,12 +380,7 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     // length, R4 = the option, R5 = its length.
     a.store_imm(Size::W, R10, S_TS_AT, 0);
     a.store_imm(Size::W, R10, S_WS_SEEN, 0);
-    a.store_imm(
-        Size::W,
-        R10,
-        S_MSS,
-        if f.v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS },
-    );
+    a.store_imm(Size::W, R10, S_MSS, DEFAULT_MSS);
     a.mov_imm(R1, 0);
     for i in 0..MAX_OPTIONS {
         let next = l(&format!("opt{}", i + 1));
@@ -795,7 +790,9 @@ pub enum Claim {
 impl Reflex {
     /// Load the program for local ports `ports` (inclusive) and `slot_count` probes at
     /// once. Fails on kernels without eBPF, without CAP_BPF, or when the verifier
-    /// refuses: the survey then answers from user space, as before.
+    /// refuses (as it does with CAP_BPF alone, without CAP_PERFMON or CAP_SYS_ADMIN: "pointer
+    /// arithmetic … prohibited for !root" in the option walk): the survey then answers from
+    /// user space, as before.
     pub fn new(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<Reflex> {
         let entries = usize::from(ports.1.saturating_sub(ports.0)) + 1;
         let port_table = SharedArray::new("tcpshake_rports", 8, entries)?;

@@ -189,17 +189,25 @@ const REFLEX_WAIT: Duration = Duration::from_millis(250);
 /// Probes the kernel program can hold at once (slots past it answer from user space).
 const MAX_REFLEX_SLOTS: usize = 4_096;
 
-/// Why the kernel program could not be set up, in a word a user can act on.
+/// Why the kernel program could not be set up, in a word a user can act on: it completes
+/// "the kernel program … is {why}" (the survey's closing note).
 fn reflex_why(e: &std::io::Error) -> &'static str {
+    // A verifier's refusal comes back with its log (`ebpf::load_sched_cls`), no errno but
+    // its kind: with CAP_BPF but neither CAP_PERFMON nor CAP_SYS_ADMIN the verifier
+    // refuses the program's pointer arithmetic on the packet ("prohibited for !root").
+    let permission = e.kind() == std::io::ErrorKind::PermissionDenied;
     match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => "not permitted (needs CAP_BPF and CAP_NET_ADMIN)",
+        Some(libc::EPERM) | Some(libc::EACCES) => REFLEX_NOT_PERMITTED,
+        _ if permission => REFLEX_NOT_PERMITTED,
         Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
             "not supported by this kernel (needs Linux 6.6 or later: TCX)"
         }
         Some(libc::ENOMEM) => "out of locked memory (RLIMIT_MEMLOCK)",
-        _ => "could not be loaded",
+        _ => "unavailable (the kernel would not load or attach it)",
     }
 }
+
+const REFLEX_NOT_PERMITTED: &str = "not permitted (needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)";
 
 /// Segments per `sendmmsg`.
 const SEND_BATCH: usize = 64;
@@ -1615,4 +1623,76 @@ fn fd_budget() -> usize {
         .unwrap_or(usize::MAX)
         .saturating_sub(64)
         .max(1)
+}
+
+#[cfg(test)]
+mod reflex_why_tests {
+    use super::*;
+
+    /// Each reason completes the survey's closing note, "… the kernel program that answers
+    /// them as fast as the kernel's own TCP is {why}" (src/app/survey.rs), a verifier's
+    /// refusal included, whose error carries its log and no errno (it read "is could not
+    /// be loaded").
+    #[test]
+    fn every_reason_completes_the_note() {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "Permission denied (os error 13); the verifier said:\nR4 has pointer with \
+             unsupported alu operation, pointer arithmetic with it prohibited for !root",
+        );
+        assert_eq!(reflex_why(&refused), REFLEX_NOT_PERMITTED);
+        let odd = std::io::Error::new(std::io::ErrorKind::InvalidInput, "E2BIG, say");
+        for e in [
+            std::io::Error::from_raw_os_error(libc::EPERM),
+            std::io::Error::from_raw_os_error(libc::EACCES),
+            std::io::Error::from_raw_os_error(libc::EINVAL),
+            std::io::Error::from_raw_os_error(libc::ENOMEM),
+            std::io::Error::from_raw_os_error(libc::E2BIG),
+            odd,
+        ] {
+            let why = reflex_why(&e);
+            assert!(
+                ["not ", "out of ", "unavailable "]
+                    .iter()
+                    .any(|p| why.starts_with(p)),
+                "\"… is {why}\" ({e})"
+            );
+        }
+    }
+
+    /// With CAP_BPF and CAP_NET_ADMIN but neither CAP_PERFMON nor CAP_SYS_ADMIN (root's
+    /// other capabilities dropped from this thread's effective set: capabilities are per
+    /// thread), the program is refused, and the survey says what it needs.
+    #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+    fn without_cap_perfmon_the_survey_says_what_the_program_needs() {
+        crate::netns::testutil::require_root(
+            "without_cap_perfmon_the_survey_says_what_the_program_needs",
+        );
+        let got = std::thread::spawn(|| {
+            drop_effective(&[21, 38]); // CAP_SYS_ADMIN, CAP_PERFMON
+            Reflex::new((32768, 60999), 64, MARK).map(|_| ())
+        })
+        .join()
+        .unwrap();
+        let e = got.expect_err("the verifier refuses it without CAP_PERFMON");
+        assert_eq!(reflex_why(&e), REFLEX_NOT_PERMITTED, "{e}");
+    }
+
+    /// Clear `caps` from the calling thread's effective set (capset(2), version 3).
+    fn drop_effective(caps: &[u32]) {
+        const VERSION_3: u32 = 0x2008_0522;
+        let mut header = [VERSION_3, 0];
+        let mut data = [0u32; 6];
+        // SAFETY: capget(2) reads the header and writes two `__user_cap_data_struct`s
+        // (effective, permitted, inheritable: 6 words), which `data` holds.
+        let rc = unsafe { libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()) };
+        assert_eq!(rc, 0, "capget: {}", std::io::Error::last_os_error());
+        for &c in caps {
+            data[3 * (c as usize / 32)] &= !(1 << (c % 32));
+        }
+        // SAFETY: capset(2) reads the same header and data; it changes this thread only.
+        let rc = unsafe { libc::syscall(libc::SYS_capset, header.as_mut_ptr(), data.as_ptr()) };
+        assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+    }
 }
