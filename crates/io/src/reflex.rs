@@ -279,7 +279,15 @@ pub fn program(t: Tables, v6: bool) -> Result<Vec<Insn>, String> {
     a.jump_imm(Jmp::Ne, R4, if v6 { 0xdd86 } else { 0x0008 }, "pass");
     answer(&mut a, t, Family { v6 });
 
+    // Claim the entry (one compare-and-exchange: the loop claims it the other way before
+    // it sends its own segment), only now that the segment is made: a claim is a send.
     a.label("send");
+    a.load(Size::W, R9, R10, S_STATE);
+    a.mov(R0, R9);
+    a.mov(R1, R9);
+    a.alu_imm(Alu::Add, R1, (FIRED - ARMED) as i32);
+    a.cmpxchg32(R8, E_STATE, R1);
+    a.jump(Jmp::Ne, R0, R9, "unsent");
     a.load(Size::W, R4, R8, E_MARK);
     a.store(Size::W, R6, SKB_MARK, R4);
     // An arrival time is no departure time (fq would read it as one).
@@ -290,11 +298,11 @@ pub fn program(t: Tables, v6: bool) -> Result<Vec<Insn>, String> {
     a.call(REDIRECT);
     a.exit();
 
-    // Claimed, but the frame could not be made: the entry goes back to user space,
-    // which answers from the tap's copy, and this one (half rewritten) goes nowhere.
-    a.label("give_back");
-    a.load(Size::W, R4, R10, S_STATE);
-    a.store(Size::W, R8, E_STATE, R4);
+    // The frame could not be made, or the loop claimed the entry meanwhile: the entry is
+    // the loop's, which answers from the tap's copy of the SYN-ACK (taken before this
+    // hook), and this half-rewritten one goes nowhere (our TCP's segments never reach the
+    // kernel's TCP anyway: the guard keeps them from it).
+    a.label("unsent");
     a.mov_imm(R0, TCX_DROP);
     a.exit();
 
@@ -304,7 +312,7 @@ pub fn program(t: Tables, v6: bool) -> Result<Vec<Insn>, String> {
     a.finish()
 }
 
-/// One family's way from its SYN-ACK to "send" (or "pass", "give_back").
+/// One family's way from its SYN-ACK to "send" (or "pass", "unsent").
 fn answer(a: &mut Asm, t: Tables, f: Family) {
     let l = |name: &str| f.label(name);
     let (tcp, opts) = (f.tcp(), f.opts());
@@ -558,13 +566,8 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.store_imm(Size::W, R10, S_PARTIAL, 1);
     a.label(&l("checksum_known"));
 
-    // Claim the entry: from here the ACK is ours to send (or to lose, as a link would).
+    // The state the entry was armed with, for the claim when the segment is made.
     a.store(Size::W, R10, S_STATE, R9);
-    a.mov(R0, R9);
-    a.mov(R1, R9);
-    a.alu_imm(Alu::Add, R1, (FIRED - ARMED) as i32);
-    a.cmpxchg32(R8, E_STATE, R1);
-    a.jump(Jmp::Ne, R0, R9, "pass");
 
     // The frame to the segment's length: headers and data.
     a.load(Size::W, R2, R10, S_HDR);
@@ -573,19 +576,19 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.mov(R1, R6);
     a.mov_imm(R3, 0);
     a.call(SKB_CHANGE_TAIL);
-    a.jump_imm(Jmp::Ne, R0, 0, "give_back");
+    a.jump_imm(Jmp::Ne, R0, 0, "unsent");
     a.load(Size::W, R4, R10, S_PLEN);
     a.jump_imm(Jmp::Eq, R4, 0, &l("stored"));
-    a.jump_imm(Jmp::Gt, R4, MAX_PAYLOAD as i32, "give_back");
+    a.jump_imm(Jmp::Gt, R4, MAX_PAYLOAD as i32, "unsent");
     a.load(Size::W, R2, R10, S_HDR);
     a.mov(R1, R6);
     a.mov(R3, R8);
     a.alu_imm(Alu::Add, R3, E_PAYLOAD);
     a.mov_imm(R5, 0);
     a.call(SKB_STORE_BYTES);
-    a.jump_imm(Jmp::Ne, R0, 0, "give_back");
+    a.jump_imm(Jmp::Ne, R0, 0, "unsent");
     a.label(&l("stored"));
-    frame(a, R7, R9, opts, "give_back");
+    frame(a, R7, R9, opts, "unsent");
 
     // Ethernet: back to where it came from.
     a.load(Size::W, R1, R7, 0);
@@ -656,7 +659,7 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.load(Size::W, R4, R10, S_HDR);
     a.jump_imm(Jmp::Eq, R4, opts, &l("options_written"));
     // NOP, NOP, Timestamps: our TSval, the peer's as TSecr (RFC 7323 §3, Appendix A).
-    frame(a, R7, R9, opts + 12, "give_back");
+    frame(a, R7, R9, opts + 12, "unsent");
     a.store_imm(Size::B, R7, tcp + 12, 0x80);
     a.store_imm(Size::W, R7, tcp + 20, 0x0a08_0101);
     a.load(Size::W, R4, R8, E_TSVAL);
@@ -699,7 +702,7 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     add_words(a, R0, R7, (0..5).map(|w| tcp + 4 * w), R4);
     a.load(Size::W, R4, R10, S_HDR);
     a.jump_imm(Jmp::Eq, R4, opts, &l("header_summed"));
-    frame(a, R7, R9, opts + 12, "give_back");
+    frame(a, R7, R9, opts + 12, "unsent");
     add_words(a, R0, R7, (5..8).map(|w| tcp + 4 * w), R4);
     a.label(&l("header_summed"));
     a.load(Size::W, R4, R8, E_PSUM);
@@ -938,7 +941,10 @@ impl Reflex {
         self.generation = self.generation.wrapping_add(1);
         let words = self.slots.words(slot);
         // Idle while the fields change: a program that read the old state fails its claim.
+        // The fence keeps the new fields from being seen before IDLE (on a CPU that
+        // reorders stores; x86 does not).
         words[0].store(IDLE, Ordering::Release);
+        std::sync::atomic::fence(Ordering::SeqCst);
         let used = (at + ack.payload.len()).div_ceil(4);
         for (w, chunk) in words.iter().zip(e.chunks_exact(4)).take(used).skip(1) {
             w.store(

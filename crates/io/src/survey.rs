@@ -468,6 +468,8 @@ fn survey_with(
     // The kernel program answers nothing more (no entry stays armed), and its detaching,
     // which waits out an RCU grace period, is not this thread's wait: after our exit
     // (teardown.rs), or on a thread of its own.
+    // Attachments still on their way are the reflex's too (closed with it, not here).
+    lp.reflex_ready();
     if let Some(r) = lp.reflex.take() {
         for (i, slot) in lp.slots.iter().enumerate() {
             if let Some(slot) = slot {
@@ -522,6 +524,10 @@ impl Loop<'_, '_> {
             if !stopping && stop.load(Ordering::Relaxed) {
                 stopping = true;
                 exhausted = true;
+                // What the taps hold first: a SYN-ACK the kernel program answered (our
+                // request is with the server) brings its probe to ESTABLISHED, so the
+                // reset below is one the server takes, not a SYN-SENT probe's silence.
+                self.react()?;
                 for i in 0..self.slots.len() {
                     if let Some(s) = self.slots[i].as_mut() {
                         s.probe.interrupt(now);
