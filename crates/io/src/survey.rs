@@ -1152,10 +1152,10 @@ impl Loop<'_, '_> {
         Ok(self.taps.len() - 1)
     }
 
-    /// Ask for the kernel program on interface `oif` (loading it with the first tap, off
-    /// this thread: `reflex::Setup`). Until it is there — and without it (an old kernel,
-    /// no CAP_BPF) — the loop answers SYN-ACKs itself, as it always could; the reason is in
-    /// [`Progress::reflex_unavailable`].
+    /// Ask for the kernel program on interface `oif` (loading since the loop began, off
+    /// this thread: `reflex::Setup`); the first tap's waits for it. Without it (an old
+    /// kernel, no CAP_BPF) the loop answers SYN-ACKs itself, as it always could; the
+    /// reason is in [`Progress::reflex_unavailable`].
     fn reflex_on(&mut self, oif: u32) {
         if self.reflex_unavailable.is_some() {
             return;
@@ -1165,7 +1165,7 @@ impl Loop<'_, '_> {
         };
         setup.attach(oif);
         if self.taps.len() == 1 {
-            // The first SYNs wait for it (loading and attaching take ~20–60 ms here): a
+            // The first SYNs wait for it (loading and attaching take ~30 ms here): a
             // survey whose first probes were answered from here and the rest from the
             // kernel would time its SYN-ACK → ACK two ways. Nothing is in flight yet.
             let until = clock::now() + REFLEX_WAIT;
