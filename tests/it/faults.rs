@@ -1276,6 +1276,53 @@ fn seeded_random_faults_still_complete() {
 }
 }
 
+lab_test! {
+/// The same seeded faults under a survey whose handshakes the kernel program answers
+/// (reflex.rs): lost, duplicated, reordered and corrupted SYN-ACKs and ACKs are what the
+/// program leaves to the loop or what our TCP recovers from — every probe ends with
+/// 200 OK, no segment of ours is foreign (the program never sends what our TCP did not
+/// plan), and the program did answer some.
+fn seeded_random_faults_under_the_kernel_program() {
+    let spec = "port=80,delay=2ms,jitter=1ms,loss=8%,dup=5%,reorder=5%,gap=3ms,corrupt=3%";
+    let mut lab = Lab::with_link_emulator("rflxfault", spec, spec, 7);
+    lab.start_nginx(80);
+    let run = lab.run_client_bounded(
+        [
+            "probe",
+            &lab.target(false, 80),
+            &lab.target(true, 80),
+            "-c",
+            "30",
+            "-i",
+            "5ms",
+            "-j",
+            "8",
+            "--json",
+            "--rto",
+            "200ms",
+            "--retries",
+            "6",
+            "--timeout",
+            "5s",
+        ],
+        Duration::from_secs(120),
+    );
+    let records = run.records();
+    assert_eq!(records.len(), 60, "{run}");
+    let mut by_kernel = 0;
+    for r in &records {
+        assert_eq!(r.http_status(), Some(200), "{r:?}");
+        assert!(r.segments.iter().all(|s| !s.foreign), "{r:?}");
+        by_kernel += usize::from(r.segments.iter().any(|s| s.kernel));
+    }
+    assert!(by_kernel >= 20, "only {by_kernel} of 60 by the kernel program\n{run}");
+    let r = lab.stop_link_emulator();
+    let faults =
+        |s: &lab::middle::LinkemStats| s.dropped + s.duplicated + s.reordered + s.corrupted;
+    assert!(faults(&r.ab) + faults(&r.ba) > 0, "{r:?}");
+}
+}
+
 // --- Peers that misbehave (issue 12): a scripted server on a raw socket ---
 
 /// A one-connection TCP server in Python on a raw socket in the server namespace (the
