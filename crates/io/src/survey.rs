@@ -731,6 +731,17 @@ impl Loop<'_, '_> {
         }
         let synack = connecting && !slot.probe.awaiting_synack();
         slot.synack |= synack;
+        // Still waiting, and what came changed what our ACK will be (a frag-needed that
+        // lowered the path MTU): the kernel program must not send the old one.
+        if slot.reflex_plan.is_some()
+            && !meta.outgoing
+            && slot.probe.awaiting_synack()
+            && slot.probe.handshake_ack() != slot.reflex_plan
+            && let Some(r) = &self.reflex
+            && r.claim(i) == Claim::Ours
+        {
+            slot.reflex_plan = None;
+        }
         let capture = self.opts.capture;
         if capture.is_on() {
             match originals {

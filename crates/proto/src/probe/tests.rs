@@ -472,6 +472,29 @@ fn icmp_quoting_our_isn_filters_the_port_but_frag_needed_does_not() {
     );
 }
 
+/// The handshake's ACK foreseen while we wait for the SYN-ACK (`Probe::handshake_ack`,
+/// which a driver may hand to the kernel, io/reflex.rs) is what we would send now: a
+/// frag-needed in SYN-SENT that lowers the path MTU changes it, so a driver holding the
+/// old one knows to take it back.
+#[test]
+fn a_frag_needed_in_syn_sent_changes_the_foreseen_ack() {
+    let mut cfg = config(1000, true);
+    cfg.tcp.ack_with_data = true;
+    let mut p = Probe::new(cfg);
+    p.start(at(0));
+    let syn = pump(&mut p, 0).remove(0);
+    let before = p.handshake_ack().expect("a plan with the request");
+    assert!(!before.payload.is_empty());
+    assert!(p.handle_packet(
+        at(20),
+        false,
+        &icmp_quoting(ROUTER, 3, 4, 100, &syn, 1000),
+        false
+    ));
+    assert!(p.awaiting_synack());
+    assert_ne!(p.handshake_ack(), Some(before));
+}
+
 /// The server's SYN-ACK to ISN 1000 with room for a whole long request: its window
 /// 65535, not scaled.
 fn roomy_synack() -> Vec<u8> {
