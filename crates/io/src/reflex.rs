@@ -758,7 +758,9 @@ pub struct Reflex {
     ports: SharedArray,
     slots: SharedArray,
     /// The ingress programs: IPv4's, IPv6's.
-    prog: [OwnedFd; 2],
+    prog4: OwnedFd,
+    /// IPv6's, once loaded (`Setup` attaches IPv4's first, without waiting for it).
+    prog6: Option<OwnedFd>,
     /// The egress program (IPv6: learns our flow label from our SYN).
     egress: OwnedFd,
     /// Per interface, its attachments (ingress, and egress when it could be).
@@ -797,6 +799,21 @@ impl Reflex {
     /// arithmetic … prohibited for !root" in the option walk): the survey then answers from
     /// user space, as before.
     pub fn new(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<Reflex> {
+        let (mut r, v6) = Reflex::load_first(ports, slot_count, mark)?;
+        r.prog6 = Some(
+            v6.join()
+                .unwrap_or_else(|_| Err(io::Error::other("the verifier's thread panicked")))?,
+        );
+        Ok(r)
+    }
+
+    /// The tables, IPv4's program and the egress one; IPv6's program is still being
+    /// verified on the thread returned (the verifier takes ~10 ms a program here).
+    fn load_first(
+        ports: (u16, u16),
+        slot_count: usize,
+        mark: u32,
+    ) -> io::Result<(Reflex, std::thread::JoinHandle<io::Result<OwnedFd>>)> {
         let entries = usize::from(ports.1.saturating_sub(ports.0)) + 1;
         let port_table = SharedArray::new("tcpshake_rports", 8, entries)?;
         let slots = SharedArray::new("tcpshake_rslots", ENTRY, slot_count.max(1))?;
@@ -807,32 +824,29 @@ impl Reflex {
             entries: entries as u32,
             slot_count: slots.entries() as u32,
         };
-        let load = |name: &str, insns: Result<Vec<Insn>, String>| {
+        fn load(name: &str, insns: Result<Vec<Insn>, String>) -> io::Result<OwnedFd> {
             ebpf::load_sched_cls(name, &insns.map_err(io::Error::other)?)
-        };
-        // The verifier takes ~10 ms a program here: the three side by side.
-        let (v4, v6, egress) = std::thread::scope(|s| {
-            let v6 = s.spawn(|| load("tcpshake_rflx6", program(tables, true)));
-            let egress = s.spawn(|| load("tcpshake_rflx_eg", egress_program(tables)));
-            let v4 = load("tcpshake_rflx4", program(tables, false));
-            let join = |h: std::thread::ScopedJoinHandle<'_, io::Result<OwnedFd>>| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("the verifier's thread panicked")))
-            };
-            (v4, join(v6), join(egress))
-        });
-        let prog = [v4?, v6?];
-        let egress = egress?;
-        Ok(Reflex {
+        }
+        let egress = load("tcpshake_rflx_eg", egress_program(tables))?;
+        let prog4 = load("tcpshake_rflx4", program(tables, false))?;
+        // IPv6's after IPv4's, not beside it: on two CPUs both took longer side by side
+        // (18 ms for IPv4's against 10 alone), and IPv4's attachment, which follows, mostly
+        // sleeps (an RCU grace period) while IPv6's is verified.
+        let v6 = std::thread::Builder::new()
+            .name("reflex-verify".into())
+            .spawn(move || load("tcpshake_rflx6", program(tables, true)))?;
+        let r = Reflex {
             ports: port_table,
             slots,
-            prog,
+            prog4,
+            prog6: None,
             egress,
             links: Vec::new(),
             first_port: ports.0,
             mark,
             generation: 0,
-        })
+        };
+        Ok((r, v6))
     }
 
     /// Answer SYN-ACKs arriving on interface `ifindex` (of this network namespace) too;
@@ -841,9 +855,17 @@ impl Reflex {
         if self.attached(ifindex) {
             return Ok(());
         }
-        let links = attach_all(&self.prog, &self.egress, ifindex)?;
+        let mut links = vec![ebpf::attach_tcx(&self.prog4, ifindex, true)?];
+        if let Some(p6) = &self.prog6 {
+            links.extend(attach_ipv6(p6, &self.egress, ifindex));
+        }
         self.links.push((ifindex, links));
         Ok(())
+    }
+
+    /// IPv6's program, which [`Setup`] verified after the rest.
+    pub fn set_ipv6(&mut self, prog: OwnedFd) {
+        self.prog6 = Some(prog);
     }
 
     /// Attachments [`Setup`] made.
@@ -858,11 +880,11 @@ impl Reflex {
     /// ([`ebpf::test_run`]): how the tests see what it does.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
         // As at the hook: IPv4's program, then IPv6's for what it passed on.
-        let (verdict, out) = ebpf::test_run(&self.prog[0], frame)?;
-        if verdict != TCX_NEXT {
-            return Ok((verdict, out));
+        let (verdict, out) = ebpf::test_run(&self.prog4, frame)?;
+        match &self.prog6 {
+            Some(p6) if verdict == TCX_NEXT => ebpf::test_run(p6, frame),
+            _ => Ok((verdict, out)),
         }
-        ebpf::test_run(&self.prog[1], frame)
     }
 
     /// The phase of slot `slot`'s entry: 0 idle, 1 armed, 2 sent by the program, 3
@@ -996,15 +1018,6 @@ impl Reflex {
     }
 }
 
-/// The ingress programs on `ifindex`, and the egress one when it can be (without it, no
-/// IPv6 entry ever learns its flow label, and IPv6 SYN-ACKs are all answered from user
-/// space).
-fn attach_all(ingress: &[OwnedFd; 2], egress: &OwnedFd, ifindex: u32) -> io::Result<Vec<OwnedFd>> {
-    let mut links = vec![ebpf::attach_tcx(&ingress[0], ifindex, true)?];
-    links.extend(attach_ipv6(&ingress[1], egress, ifindex));
-    Ok(links)
-}
-
 /// IPv6's two programs on `ifindex`, side by side, as far as they go (IPv4's works alone).
 fn attach_ipv6(ingress: &OwnedFd, egress: &OwnedFd, ifindex: u32) -> Vec<OwnedFd> {
     let (i, e) = std::thread::scope(|s| {
@@ -1026,6 +1039,8 @@ pub struct Setup {
 /// What [`Setup`] has done.
 pub enum Ready {
     Loaded(Reflex),
+    /// IPv6's program, verified after the rest (`Reflex::set_ipv6`).
+    Ipv6Loaded(OwnedFd),
     Attached(u32, Vec<OwnedFd>),
     Failed(io::Error),
 }
@@ -1036,20 +1051,18 @@ impl Setup {
         let (to_worker, oifs) = mpsc::channel::<u32>();
         let (done, from_worker) = mpsc::channel();
         let worker = move || {
-            let reflex = match Reflex::new(ports, slot_count, mark) {
+            let (reflex, v6) = match Reflex::load_first(ports, slot_count, mark) {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = done.send(Ready::Failed(e));
                     return;
                 }
             };
-            let progs = (|| {
-                Ok::<_, io::Error>((
-                    [reflex.prog[0].try_clone()?, reflex.prog[1].try_clone()?],
-                    reflex.egress.try_clone()?,
-                ))
-            })();
-            let (prog, egress) = match progs {
+            let progs = reflex
+                .prog4
+                .try_clone()
+                .and_then(|p| Ok((p, reflex.egress.try_clone()?)));
+            let (prog4, egress) = match progs {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = done.send(Ready::Failed(e));
@@ -1059,20 +1072,34 @@ impl Setup {
             if done.send(Ready::Loaded(reflex)).is_err() {
                 return;
             }
+            let mut v6 = Some(v6);
+            let mut prog6: Option<OwnedFd> = None;
             // Bounded by the loop's requests (one per interface it opens a tap on); ends
-            // when the loop drops its `Setup`.
-            // Each attachment waits out an RCU grace period (5–20 ms here), and those
-            // to one hook one after the other: IPv4's ingress program first, told at
-            // once, then the others.
+            // when the loop drops its `Setup`. Each attachment waits out an RCU grace
+            // period (5–20 ms here), and those to one hook one after the other: IPv4's
+            // ingress program first, told at once (the first SYNs wait for it), then
+            // IPv6's two, its ingress one once verified (without it IPv6 SYN-ACKs are the
+            // loop's, as before).
             for oif in oifs {
-                let ready = match ebpf::attach_tcx(&prog[0], oif, true) {
+                let ready = match ebpf::attach_tcx(&prog4, oif, true) {
                     Ok(link) => Ready::Attached(oif, vec![link]),
                     Err(e) => Ready::Failed(e),
                 };
                 if done.send(ready).is_err() {
                     return;
                 }
-                let rest = attach_ipv6(&prog[1], &egress, oif);
+                if let Some(Ok(Ok(p6))) = v6.take().map(std::thread::JoinHandle::join) {
+                    if let Ok(copy) = p6.try_clone()
+                        && done.send(Ready::Ipv6Loaded(copy)).is_err()
+                    {
+                        return;
+                    }
+                    prog6 = Some(p6);
+                }
+                let rest = match &prog6 {
+                    Some(p6) => attach_ipv6(p6, &egress, oif),
+                    None => Vec::new(),
+                };
                 if !rest.is_empty() && done.send(Ready::Attached(oif, rest)).is_err() {
                     return;
                 }

@@ -1213,6 +1213,11 @@ impl Loop<'_, '_> {
     fn take_ready(&mut self, ready: Ready) {
         match ready {
             Ready::Loaded(r) => self.reflex = Some(r),
+            Ready::Ipv6Loaded(p) => {
+                if let Some(r) = self.reflex.as_mut() {
+                    r.set_ipv6(p);
+                }
+            }
             Ready::Attached(oif, links) => {
                 if let Some(r) = self.reflex.as_mut() {
                     r.add_links(oif, links);
