@@ -823,6 +823,48 @@ pub fn tx_software_stamps(ifname: &str) -> bool {
     asked.is_ok() && info.so_timestamping & SOF_TIMESTAMPING_TX_SOFTWARE != 0
 }
 
+/// `struct ethtool_drvinfo` (linux/ethtool.h): the driver's name and more.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+
+/// The name of interface `ifname`'s driver (`ethtool -i`: "veth", "tun", "e1000e", …), in
+/// this thread's namespace; `None` when it has none to say (loopback) or is not there.
+pub fn driver(ifname: &str) -> Option<String> {
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    // SAFETY: ETHTOOL_GDRVINFO writes a `struct ethtool_drvinfo`, which `info` is.
+    unsafe { ethtool(ifname, &mut info) }.ok()?;
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
 /// One `SIOCETHTOOL` request on interface `ifname` (in this thread's namespace): `cmd` is
 /// the command's own structure, its first field the command number.
 ///
@@ -848,4 +890,32 @@ unsafe fn ethtool<T>(ifname: &str, cmd: &mut T) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod driver_tests {
+    use super::driver;
+    use crate::netns::testutil::{in_fresh_netns, require_root};
+
+    /// A veth says so (the survey lets its SYN-ACKs carry a checksum left to offload:
+    /// survey.rs `tap_for`); loopback has no driver to name.
+    #[test]
+    #[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+    fn a_veth_names_its_driver_and_loopback_none() {
+        require_root("a_veth_names_its_driver_and_loopback_none");
+        in_fresh_netns(|| {
+            // A child of this thread is in its namespace, which takes the pair with it.
+            let made = std::process::Command::new("ip")
+                .args([
+                    "link", "add", "drv0", "type", "veth", "peer", "name", "drv1",
+                ])
+                .status()
+                .expect("ip");
+            assert!(made.success());
+            assert_eq!(driver("drv0").as_deref(), Some("veth"));
+            assert_eq!(driver("lo"), None);
+            assert_eq!(driver("nosuch0"), None);
+        })
+        .unwrap();
+    }
 }

@@ -1150,14 +1150,15 @@ impl Loop<'_, '_> {
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         self.tap_reflex.push(false);
         // A SYN-ACK with its TCP checksum left to offload comes only from a sender on this
-        // host: through loopback or a virtual interface (veth, tun, a bridge), which
-        // sysfs shows without a device behind it.
+        // host: through loopback, or a veth (or tun, netkit) pair whose other end is in
+        // another namespace. Not a VLAN, bond or bridge: those carry the wire's packets
+        // too, where that checksum would be a bad one.
         self.tap_offload.push(
             route.is_loopback
-                || !std::path::Path::new("/sys/class/net")
-                    .join(&route.ifname)
-                    .join("device")
-                    .exists(),
+                || matches!(
+                    super::link::driver(&route.ifname).as_deref(),
+                    Some("veth" | "tun" | "netkit")
+                ),
         );
         self.reflex_on(route.oif);
         Ok(self.taps.len() - 1)
