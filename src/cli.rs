@@ -270,11 +270,13 @@ be allowed too)
                   default_module = \"http\"
   [histograms]    buckets = {{ start = \"10us\", factor = 2, count = 21 }} or [\"100us\", \
 \"1ms\", …]  (default: 10us to 10s, 1-2-5)
+                  type = \"classic\"  (\"native\" and \"both\" are refused: this build serves text)
   [modules.NAME]  prober = \"http\" | \"https\" | \"tcp\"  (http, https and tcp exist already)
                   path, host_header, sni, cacert, insecure, timeout, retries, rto, time_wait, \
 linger, mss  (as probe's options)
                   family = \"any\" | \"ipv4\" | \"ipv6\";  valid_status_codes = [200, …]  \
 (default: any 2xx or 3xx)
+                  separate_ack = true  (http/https: as probe --separate-ack, behind a SYN proxy)
   [[survey]]      name = \"fleet\"  (required; a label of every series)
                   targets = [\"198.18.0.2:80\", …];  target_files = [\"FILE\"]  (-iL's syntax)
                   interval = \"{interval}\";  modules = [\"http\"];  slo = [\"syn_to_synack.p99<5ms\"]
@@ -1153,6 +1155,8 @@ mod tests {
             "mss",
             "family",
             "valid_status_codes",
+            "separate_ack",
+            "type = \"classic\"",
             "[[survey]]",
             "name =",
             "targets",

@@ -855,9 +855,7 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         write_table(&mut err, &stats, false)?;
         err.flush()?;
     }
-    if !c.quiet
-        && let Some(line) = reflex_line(&progress, c.reflex)
-    {
+    if let Some(line) = reflex_line(&progress, c.reflex, c.quiet) {
         eprintln!("{line}");
     }
     let breached = judge(&c.slos, &stats);
@@ -874,12 +872,17 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
 }
 
 /// Who answered the SYN-ACKs, when it is worth a line: how many handshakes the kernel
-/// program acknowledged (tcpshake_io::reflex), or why it could not.
-fn reflex_line(p: &Progress, wanted: bool) -> Option<String> {
+/// program acknowledged (tcpshake_io::reflex), or why it could not. `-q` keeps the
+/// count to itself, not the reason: that one says why the SYN-ACK→ACK row is a
+/// user-space loop's.
+fn reflex_line(p: &Progress, wanted: bool, quiet: bool) -> Option<String> {
     if !wanted {
         return None;
     }
     if p.reflex_acks > 0 {
+        if quiet {
+            return None;
+        }
         return Some(format!(
             "tcpshake: the kernel program sent the handshake's ACK of {} of {} probes \
              (the segment tcpshake would send, from the softirq that took the SYN-ACK; \
@@ -984,6 +987,44 @@ mod tests {
             }
         }
         panic!("the stream did not end: {got:?}");
+    }
+
+    /// `-q` (statistics only) still says why the kernel program did not answer — the
+    /// SYN-ACK→ACK row is then a user-space loop's — but not how many it answered;
+    /// `--no-reflex` says neither.
+    #[test]
+    fn quiet_keeps_the_kernel_programs_absence_said() {
+        let missing = Progress {
+            reflex_unavailable: Some(
+                "not permitted (needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)",
+            ),
+            finished: 5,
+            ..Default::default()
+        };
+        for quiet in [false, true] {
+            let line = reflex_line(&missing, true, quiet).unwrap_or_default();
+            assert!(
+                line.starts_with("tcpshake: note: SYN-ACKs were answered from tcpshake itself")
+                    && line.ends_with(
+                        "is not permitted (needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)"
+                    ),
+                "{line:?}"
+            );
+            assert_eq!(reflex_line(&missing, false, quiet), None);
+        }
+        let answered = Progress {
+            reflex_acks: 4,
+            finished: 5,
+            ..Default::default()
+        };
+        let line = reflex_line(&answered, true, false).unwrap_or_default();
+        assert!(
+            line.starts_with(
+                "tcpshake: the kernel program sent the handshake's ACK of 4 of 5 probes"
+            ),
+            "{line:?}"
+        );
+        assert_eq!(reflex_line(&answered, true, true), None);
     }
 
     /// Records the writer has staged come back to the loop's side to be freed there (see

@@ -50,6 +50,9 @@ pub fn comment(note: &PacketNote) -> String {
             if s.foreign {
                 parts.push("not sent by tcpshake".into());
             }
+            if s.kernel {
+                parts.push("by tcpshake's kernel program".into());
+            }
             if s.fragments > 1 {
                 parts.push(format!("reassembled from {} IP fragments", s.fragments));
             }
@@ -537,5 +540,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(comment(&icmp), "tcpshake: ICMP frag-needed mtu 1000");
+    }
+
+    /// A survey's handshake ACK sent by the kernel program (io/reflex.rs) says so, as the
+    /// record's `kernel` does: its timing (and, with tx offload, its checksum left to the
+    /// device) is the kernel's.
+    #[test]
+    fn a_comment_says_the_kernel_program_sent_the_segment() {
+        let seg = SegmentRecord {
+            dir: Dir::Out,
+            t_ns: 45_000,
+            ts_ns: 1,
+            flags: TcpFlags::PSH | TcpFlags::ACK,
+            seq: 1,
+            ack: 1,
+            win: 1024,
+            len: 98,
+            options: TcpOptions::default(),
+            ttl: 64,
+            retransmission: false,
+            transitions: Vec::new(),
+            bad_checksum: false,
+            foreign: false,
+            kernel: true,
+            urgent: None,
+            fragments: 1,
+            omitted_before: 0,
+        };
+        let note = PacketNote {
+            segment: Some(seg),
+            legs: vec![(Leg::SynackToAck, 1_500)],
+            label: Some("HEAD / HTTP/1.1".into()),
+            notes: Vec::new(),
+        };
+        assert_eq!(
+            comment(&note),
+            "tcpshake: sent; by tcpshake's kernel program; HEAD / HTTP/1.1; synack_to_ack 1.5 µs"
+        );
     }
 }

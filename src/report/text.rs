@@ -101,6 +101,13 @@ fn segment_line(
     if s.foreign {
         let _ = write!(line, "  {}", style.paint("31", "[not sent by tcpshake]"));
     }
+    if s.kernel {
+        let _ = write!(
+            line,
+            "  {}",
+            style.paint("36", "[by tcpshake's kernel program]")
+        );
+    }
     if s.fragments > 1 {
         let _ = write!(
             line,
@@ -589,6 +596,24 @@ mod tests {
             .unwrap_or_default();
         assert!(line.contains(" SA "), "{text}");
         assert_eq!(text.matches("fragments]").count(), 1, "{text}");
+    }
+
+    /// The exporter's `debug=true` shows a survey probe this way: the segment the kernel
+    /// program sent (the record's `kernel`) says so, as `[not sent by tcpshake]` does.
+    #[test]
+    fn the_kernel_programs_segment_says_so() {
+        let mut r = golden("open_http_server_closes");
+        assert!(!render(&r, Style { color: false }).contains("kernel program"));
+        let req = r
+            .segments
+            .iter()
+            .position(|s| s.dir == Dir::Out && s.len > 0)
+            .unwrap();
+        r.segments[req].kernel = true;
+        let text = render(&r, Style { color: false });
+        let line = line_of(&text, "[by tcpshake's kernel program]");
+        assert!(line.contains(">  PA"), "{text}");
+        assert_eq!(text.matches("kernel program").count(), 1, "{text}");
     }
 
     /// Fault walk (two frag-needed in a row): the server's SACK of our re-cut request
