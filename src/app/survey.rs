@@ -890,12 +890,23 @@ fn reflex_line(p: &Progress, wanted: bool, quiet: bool) -> Option<String> {
             p.reflex_acks, p.finished
         ));
     }
-    p.reflex_unavailable.map(|why| {
-        format!(
+    match p.reflex_unavailable {
+        Some(why) => Some(format!(
             "tcpshake: note: SYN-ACKs were answered from tcpshake itself: the kernel program \
              that answers them as fast as the kernel's own TCP is {why}"
-        )
-    })
+        )),
+        // There, and none was for it: it answers only a SYN-ACK our TCP would answer with
+        // the segment it planned (README "Surveys" says which), and the first SYNs waited
+        // for it.
+        None if p.finished > 0 && !quiet => Some(format!(
+            "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (none \
+             of their SYN-ACKs was one it answers: a path MTU, MSS or window too small for \
+             the request, an option it does not read, a SYN sent again; tcpshake answered \
+             them)",
+            p.finished
+        )),
+        None => None,
+    }
 }
 
 /// The targets started since the last record, into the statistics in that order.
@@ -1025,6 +1036,19 @@ mod tests {
             "{line:?}"
         );
         assert_eq!(reflex_line(&answered, true, true), None);
+        // Available, and none was for it: said, not left out.
+        let none = Progress {
+            finished: 5,
+            ..Default::default()
+        };
+        let line = reflex_line(&none, true, false).unwrap_or_default();
+        assert!(
+            line.starts_with(
+                "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes (none"
+            ),
+            "{line:?}"
+        );
+        assert_eq!(reflex_line(&none, true, true), None);
     }
 
     /// Records the writer has staged come back to the loop's side to be freed there (see

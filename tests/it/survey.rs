@@ -1037,9 +1037,9 @@ fn the_kernel_program_sends_the_handshakes_ack() {
     let server = lab.server_v4.to_string();
     let (t4, t6) = (lab.target(false, 80), lab.target(true, 80));
     let pcap = lab.dir().join("reflex.pcap");
-    // Long enough (40 probes of each target, 10 ms apart) for the program to be loaded
-    // and attached (tens of ms: RCU grace periods), which the survey does beside its
-    // first probes, not before them.
+    // The first SYNs wait for the programs (tens of ms: the verifier, RCU grace periods;
+    // 250 ms at most), so every probe should be the kernel's; the margin below is for a
+    // machine so loaded that the wait ran out (40 probes of each target, 10 ms apart).
     let run = lab.run_client_bounded(
         [
             "probe", &t4, &t6, "-c", "40", "--interval", "10ms", "--json", "--pcap",

@@ -1041,7 +1041,9 @@ pub enum Ready {
     Loaded(Reflex),
     /// IPv6's program, verified after the rest (`Reflex::set_ipv6`).
     Ipv6Loaded(OwnedFd),
-    Attached(u32, Vec<OwnedFd>),
+    /// Attachments on an interface; `true`: all there will be on it (IPv6's follow
+    /// IPv4's in a second message, which may hold none when IPv6's could not be made).
+    Attached(u32, Vec<OwnedFd>, bool),
     Failed(io::Error),
 }
 
@@ -1082,7 +1084,7 @@ impl Setup {
             // loop's, as before).
             for oif in oifs {
                 let ready = match ebpf::attach_tcx(&prog4, oif, true) {
-                    Ok(link) => Ready::Attached(oif, vec![link]),
+                    Ok(link) => Ready::Attached(oif, vec![link], false),
                     Err(e) => Ready::Failed(e),
                 };
                 if done.send(ready).is_err() {
@@ -1100,7 +1102,7 @@ impl Setup {
                     Some(p6) => attach_ipv6(p6, &egress, oif),
                     None => Vec::new(),
                 };
-                if !rest.is_empty() && done.send(Ready::Attached(oif, rest)).is_err() {
+                if done.send(Ready::Attached(oif, rest, true)).is_err() {
                     return;
                 }
             }

@@ -329,6 +329,8 @@ struct Loop<'k, 'g> {
     reflex: Option<Reflex>,
     reflex_setup: Option<Setup>,
     tap_reflex: Vec<bool>,
+    /// Per tap: IPv6's programs are attached too (or could not be).
+    tap_reflex_all: Vec<bool>,
     /// Per tap: its interface may bring SYN-ACKs whose checksum was left to offload.
     tap_offload: Vec<bool>,
     reflex_acks: u64,
@@ -460,6 +462,7 @@ fn survey_with(
             Setup::start(port_range, slots, MARK)
         }),
         tap_reflex: Vec::new(),
+        tap_reflex_all: Vec::new(),
         tap_offload: Vec::new(),
         reflex_acks: 0,
         reflex_unavailable: (!opts.reflex).then_some("off (--no-reflex)"),
@@ -1149,6 +1152,7 @@ impl Loop<'_, '_> {
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
         self.tap_reflex.push(false);
+        self.tap_reflex_all.push(false);
         // A SYN-ACK with its TCP checksum left to offload comes only from a sender on this
         // host: through loopback, or a veth (or tun, netkit) pair whose other end is in
         // another namespace. Not a VLAN, bond or bridge: those carry the wire's packets
@@ -1177,14 +1181,16 @@ impl Loop<'_, '_> {
         };
         setup.attach(oif);
         if self.taps.len() == 1 {
-            // The first SYNs wait for it (loading and attaching take ~30 ms here): a
-            // survey whose first probes were answered from here and the rest from the
-            // kernel would time its SYN-ACK → ACK two ways. Nothing is in flight yet.
+            // The first SYNs wait for it, IPv4's and IPv6's programs both (loading and
+            // attaching them take ~30 ms here): a survey whose first probes were answered
+            // from here and the rest from the kernel would time its SYN-ACK → ACK two ways.
+            // Nothing is in flight yet. (An interface first needed later is not waited
+            // for: probes are in flight then.)
             let until = clock::now() + REFLEX_WAIT;
             // Bounded: by REFLEX_WAIT, and by the worker's messages (a load, then two
             // per interface).
             while self.reflex_unavailable.is_none()
-                && !self.tap_reflex.last().copied().unwrap_or(true)
+                && !self.tap_reflex_all.last().copied().unwrap_or(true)
             {
                 let now = clock::now();
                 let Some(ready) = self
@@ -1219,11 +1225,12 @@ impl Loop<'_, '_> {
                     r.set_ipv6(p);
                 }
             }
-            Ready::Attached(oif, links) => {
+            Ready::Attached(oif, links, all) => {
                 if let Some(r) = self.reflex.as_mut() {
                     r.add_links(oif, links);
                     if let Some(&t) = self.tap_by_oif.get(&oif) {
                         self.tap_reflex[t] = true;
+                        self.tap_reflex_all[t] |= all;
                     }
                 }
             }
