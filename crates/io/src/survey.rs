@@ -1164,7 +1164,7 @@ impl Loop<'_, '_> {
                     Some("veth" | "tun" | "netkit")
                 ),
         );
-        self.reflex_on(route.oif);
+        self.reflex_on(route.oif, route.src.is_ipv6());
         Ok(self.taps.len() - 1)
     }
 
@@ -1172,7 +1172,7 @@ impl Loop<'_, '_> {
     /// this thread: `reflex::Setup`); the first tap's waits for it. Without it (an old
     /// kernel, no CAP_BPF) the loop answers SYN-ACKs itself, as it always could; the
     /// reason is in [`Progress::reflex_unavailable`].
-    fn reflex_on(&mut self, oif: u32) {
+    fn reflex_on(&mut self, oif: u32, v6: bool) {
         if self.reflex_unavailable.is_some() {
             return;
         }
@@ -1181,17 +1181,25 @@ impl Loop<'_, '_> {
         };
         setup.attach(oif);
         if self.taps.len() == 1 {
-            // The first SYNs wait for it, IPv4's and IPv6's programs both (loading and
-            // attaching them take ~30 ms here): a survey whose first probes were answered
-            // from here and the rest from the kernel would time its SYN-ACK → ACK two ways.
-            // Nothing is in flight yet. (An interface first needed later is not waited
-            // for: probes are in flight then.)
+            // The first SYNs wait for it — the program of their family: IPv4's (~20 ms
+            // here: its verifier, then an RCU grace period) or, an IPv6 probe first,
+            // IPv6's too (~20 ms more: the attachments to one hook go one after the
+            // other). A survey whose first probes were answered from here and the rest
+            // from the kernel would time its SYN-ACK → ACK two ways. Nothing is in flight
+            // yet. (An interface first needed later is not waited for, probes being in
+            // flight then; nor, in a list that starts with IPv4, are IPv6's programs.)
             let until = clock::now() + REFLEX_WAIT;
+            let ready = |lp: &Loop<'_, '_>| {
+                let on = if v6 {
+                    &lp.tap_reflex_all
+                } else {
+                    &lp.tap_reflex
+                };
+                on.last().copied().unwrap_or(true)
+            };
             // Bounded: by REFLEX_WAIT, and by the worker's messages (a load, then two
             // per interface).
-            while self.reflex_unavailable.is_none()
-                && !self.tap_reflex_all.last().copied().unwrap_or(true)
-            {
+            while self.reflex_unavailable.is_none() && !ready(self) {
                 let now = clock::now();
                 let Some(ready) = self
                     .reflex_setup
