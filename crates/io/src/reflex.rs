@@ -757,7 +757,7 @@ pub fn egress_program(t: Tables) -> Result<Vec<Insn>, String> {
 pub struct Reflex {
     ports: SharedArray,
     slots: SharedArray,
-    /// The ingress programs: IPv4's, IPv6's.
+    /// IPv4's ingress program.
     prog4: OwnedFd,
     /// IPv6's, once loaded (`Setup` attaches IPv4's first, without waiting for it).
     prog6: Option<OwnedFd>,
@@ -908,8 +908,10 @@ impl Reflex {
         (i < self.ports.entries()).then_some(i)
     }
 
-    /// Arm slot `slot` for a SYN-ACK from `remote` to `local` (IPv4 only: false when not
-    /// armed). `ident` and `ttl` are the IPv4 header's, as our own segments have them.
+    /// Arm slot `slot` for a SYN-ACK from `remote` to `local` with the segment `ack` our
+    /// TCP planned (false when not armed: mixed families, a port outside the table, a
+    /// slot past it, data longer than [`MAX_PAYLOAD`]). `ip`: what our own segments'
+    /// IP header has.
     pub fn arm(
         &mut self,
         slot: usize,
@@ -1028,9 +1030,10 @@ fn attach_ipv6(ingress: &OwnedFd, egress: &OwnedFd, ifindex: u32) -> Vec<OwnedFd
     i.into_iter().chain(e).collect()
 }
 
-/// The program set up off the loop's thread: the verifier takes ~10 ms to load it and
-/// each attachment waits out an RCU grace period (5–20 ms here), which the probes in
-/// flight must not wait for. Probes started before it is ready answer from user space.
+/// The programs set up off the loop's thread: the verifier takes ~10 ms a program and
+/// each attachment waits out an RCU grace period (5–20 ms here), which probes in flight
+/// must not wait for (the survey's first SYNs do, survey.rs `reflex_on`; probes through an
+/// interface attached later are answered from user space meanwhile).
 pub struct Setup {
     to_worker: mpsc::Sender<u32>,
     from_worker: mpsc::Receiver<Ready>,
