@@ -849,20 +849,6 @@ impl Reflex {
         Ok((r, v6))
     }
 
-    /// Answer SYN-ACKs arriving on interface `ifindex` (of this network namespace) too;
-    /// needs Linux ≥ 6.6 (TCX).
-    pub fn attach(&mut self, ifindex: u32) -> io::Result<()> {
-        if self.attached(ifindex) {
-            return Ok(());
-        }
-        let mut links = vec![ebpf::attach_tcx(&self.prog4, ifindex, true)?];
-        if let Some(p6) = &self.prog6 {
-            links.extend(attach_ipv6(p6, &self.egress, ifindex));
-        }
-        self.links.push((ifindex, links));
-        Ok(())
-    }
-
     /// IPv6's program, which [`Setup`] verified after the rest.
     pub fn set_ipv6(&mut self, prog: OwnedFd) {
         self.prog6 = Some(prog);
@@ -891,11 +877,6 @@ impl Reflex {
     /// disarmed by user space.
     pub fn phase(&self, slot: usize) -> u32 {
         self.slots.words(slot)[0].load(Ordering::Acquire) & PHASE
-    }
-
-    /// Whether it answers on `ifindex`.
-    pub fn attached(&self, ifindex: u32) -> bool {
-        self.links.iter().any(|(i, _)| *i == ifindex)
     }
 
     /// The egress program's verdict on `frame` (tests).
@@ -1110,17 +1091,17 @@ impl Setup {
                 }
             }
         };
-        if let Err(e) = std::thread::Builder::new()
+        let from_worker = match std::thread::Builder::new()
             .name("reflex-setup".into())
             .spawn(worker)
         {
-            let (fail, from_worker) = mpsc::channel();
-            let _ = fail.send(Ready::Failed(e));
-            return Setup {
-                to_worker,
-                from_worker,
-            };
-        }
+            Ok(_) => from_worker,
+            Err(e) => {
+                let (fail, failed) = mpsc::channel();
+                let _ = fail.send(Ready::Failed(e));
+                failed
+            }
+        };
         Setup {
             to_worker,
             from_worker,

@@ -465,7 +465,7 @@ fn survey_with(
         tap_reflex_all: Vec::new(),
         tap_offload: Vec::new(),
         reflex_acks: 0,
-        reflex_unavailable: (!opts.reflex).then_some("off (--no-reflex)"),
+        reflex_unavailable: None,
     };
     let result = lp.run(targets, make_cfg, report, stop);
     // The kernel program answers nothing more (no entry stays armed), and its detaching,
