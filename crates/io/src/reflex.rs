@@ -51,6 +51,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use tcpshake_proto::tcp::HandshakeAck;
+use tcpshake_proto::wire::checksum;
 
 /// Most bytes of data that ride on the ACK (a request, a ClientHello); more goes from
 /// user space.
@@ -1124,22 +1125,12 @@ impl Setup {
     }
 }
 
-/// The one's-complement sum of `payload` (zero-padded to 4 bytes) as 32-bit words in
-/// memory order, folded to 16 bits: what the program adds for the data it does not read.
+/// The one's-complement sum of `payload` (RFC 1071), folded to 16 bits and not
+/// inverted, as its two bytes lie in memory read as a host-order number: what the
+/// program, which sums words as they lie, adds for the data it does not read.
 pub fn payload_sum(payload: &[u8]) -> u32 {
-    let mut sum: u64 = 0;
-    for c in payload.chunks(4) {
-        let mut w = [0u8; 4];
-        w[..c.len()].copy_from_slice(c);
-        sum += u64::from(u32::from_ne_bytes(w));
-    }
-    for _ in 0..2 {
-        sum = (sum & 0xffff_ffff) + (sum >> 32);
-    }
-    for _ in 0..2 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u32
+    let sum = checksum::fold(checksum::sum_words(payload));
+    u32::from(u16::from_ne_bytes(sum.to_be_bytes()))
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ use std::time::Duration;
 use tcpshake_proto::probe::{HttpRequest, Probe, ProbeConfig};
 use tcpshake_proto::tcp;
 use tcpshake_proto::time::Instant;
+use tcpshake_proto::wire::checksum::{
+    fold, internet_checksum, pseudo_header_sum, sum_words, upper_layer_checksum,
+};
 use tcpshake_proto::wire::ip::{IpRepr, PROTO_TCP};
 use tcpshake_proto::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 
@@ -208,23 +211,14 @@ fn ours(probe: &mut Probe, ip: &[u8], offloaded: bool) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// RFC 1071 sum of big-endian 16-bit words (odd length padded with zero), unfolded.
-fn sum16(data: &[u8]) -> u64 {
-    data.chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
-fn fold16(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
 /// The IPv4 pseudo header's sum (RFC 9293 §3.1) for `src`, `dst`, TCP, `len`, folded.
 fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u16 {
-    fold16(sum16(&src.octets()) + sum16(&dst.octets()) + 6 + len as u64)
+    fold(u64::from(pseudo_header_sum(
+        src.into(),
+        dst.into(),
+        PROTO_TCP,
+        len as u32,
+    )))
 }
 
 /// Make the IPv4 header checksum and the TCP checksum of Ethernet frame `f` right (after
@@ -233,13 +227,13 @@ fn fix_checksums(f: &mut [u8]) {
     let ihl = usize::from(f[14] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
     f[24..26].fill(0);
-    let c = !fold16(sum16(&f[14..14 + ihl]));
+    let c = internet_checksum(0, &f[14..14 + ihl]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
     let t = 14 + ihl;
     f[t + 16..t + 18].fill(0);
     let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
     let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
-    let c = !fold16(u64::from(pseudo_sum(src, dst, total - ihl)) + sum16(&f[t..14 + total]));
+    let c = upper_layer_checksum(src.into(), dst.into(), PROTO_TCP, &f[t..14 + total]);
     f[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -558,7 +552,7 @@ fn a_synack_with_its_checksum_left_to_offload_gets_the_pseudo_header_sum() {
         let want = pseudo_sum(v4(CLIENT), v4(SERVER), out.len() - 34);
         assert_eq!(u16::from_be_bytes([out[50], out[51]]), want);
         // And the IP header's checksum is complete.
-        assert_eq!(fold16(sum16(&out[14..34])), 0xffff);
+        assert_eq!(fold(sum_words(&out[14..34])), 0xffff);
     }
 }
 
