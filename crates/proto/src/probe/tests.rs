@@ -15,7 +15,7 @@ fn at(us: u64) -> Instant {
     Instant::from_nanos(T0 + us * 1000)
 }
 
-fn config(isn: u32, http: bool) -> ProbeConfig {
+pub(super) fn config(isn: u32, http: bool) -> ProbeConfig {
     ProbeConfig {
         target: "198.18.0.2:80".into(),
         tcp: tcp::Config {
@@ -55,7 +55,7 @@ fn packet(src: IpAddr, dst: IpAddr, seg: &TcpRepr<'_>, ttl: u8) -> Vec<u8> {
     buf
 }
 
-fn server_seg(seq: u32, ack: u32, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
+pub(super) fn server_seg(seq: u32, ack: u32, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
     let options = if flags.syn() {
         TcpOptions {
             mss: Some(1460),

@@ -611,48 +611,18 @@ fn a_name_mismatch_error_has_no_control_characters() {
 /// plan is the segment the probe sends when the SYN-ACK comes, byte for byte.
 #[test]
 fn the_clienthello_riding_on_the_ack_is_known_before_the_syn() {
-    use crate::probe::{HttpRequest, Probe, ProbeConfig};
-    use crate::tcp;
-    use crate::wire::ip::{IpRepr, PROTO_TCP};
-    use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use crate::probe::tests::{config, server_seg};
+    use crate::probe::{HttpRequest, Probe};
+    use crate::wire::TcpFlags;
     let pki = pki(2020, 2040);
-    let (client, server) = (
-        IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-        IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
-    );
     for ack_with_data in [true, false] {
-        let cfg = ProbeConfig {
-            target: "https://lab.test/".into(),
-            tcp: tcp::Config {
-                local: SocketAddr::new(client, 40000),
-                remote: SocketAddr::new(server, 443),
-                isn: SeqNumber(1000),
-                mss: 1460,
-                syn_window: 64240,
-                rcv_buf: 128 * 1024,
-                wscale: 7,
-                sack_permitted: true,
-                timestamps: true,
-                ts_offset: 0,
-                syn_retries: 2,
-                data_retries: 4,
-                rto_initial: Duration::from_secs(1),
-                rto_min: Duration::from_millis(200),
-                rto_max: Duration::from_secs(60),
-                time_wait: Duration::from_millis(250),
-                ack_with_data,
-                known_path_mtu: None,
-            },
-            http: Some(HttpRequest::new("/", "lab.test").unwrap()),
-            timeout: Duration::from_secs(5),
-            linger: Duration::from_millis(200),
-            tls: Some(setup(&pki, "lab.test", false)),
-            mss_hint: "`--mss {}`",
-        };
+        let mut cfg = config(1000, false);
+        cfg.tcp.ack_with_data = ack_with_data;
+        cfg.http = Some(HttpRequest::new("/", "lab.test").unwrap());
+        cfg.tls = Some(setup(&pki, "lab.test", false));
         let mut probe = Probe::new(cfg);
         probe.start(at(0));
-        let syn = probe.poll_transmit(at(0)).unwrap();
+        probe.poll_transmit(at(0)).unwrap();
         let plan = probe.handshake_ack().expect("a plan");
         if ack_with_data {
             // A TLS handshake record (RFC 8446 §5.1), the ClientHello.
@@ -665,30 +635,8 @@ fn the_clienthello_riding_on_the_ack_is_known_before_the_syn() {
         } else {
             assert!(plan.payload.is_empty());
         }
-        let tsval = syn.options.timestamps.unwrap().0;
-        let synack = TcpRepr {
-            src_port: 443,
-            dst_port: 40000,
-            seq: SeqNumber(5000),
-            ack: SeqNumber(1001),
-            flags: TcpFlags::SYN | TcpFlags::ACK,
-            window: 65160,
-            urgent: 0,
-            options: TcpOptions {
-                mss: Some(1460),
-                wscale: Some(7),
-                sack_permitted: true,
-                timestamps: Some((77, tsval)),
-                ..Default::default()
-            },
-            payload: &[],
-        };
-        let mut buf = vec![0u8; 20 + synack.buffer_len()];
-        let n = IpRepr::new(server, client, PROTO_TCP, 64, synack.buffer_len())
-            .emit(&mut buf)
-            .unwrap();
-        synack.emit(server, client, &mut buf[n..]).unwrap();
-        assert!(probe.handle_packet(at(0), false, &buf, false));
+        let synack = server_seg(5000, 1001, TcpFlags::SYN | TcpFlags::ACK, &[]);
+        assert!(probe.handle_packet(at(0), false, &synack, false));
         let seg = probe.poll_transmit(at(0)).unwrap();
         assert_eq!(seg.seq.0, plan.seq);
         assert_eq!(seg.payload, plan.payload, "ack_with_data {ack_with_data}");
