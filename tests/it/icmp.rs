@@ -84,6 +84,22 @@ impl Probed {
 /// `tcpshake probe` from the client to the server's port 80 with `extra` options, as JSON
 /// and pcap; every packet tcpshake made must decode in tshark without a warning.
 fn probe(lab: &Lab, v6: bool, tag: &str, extra: &[&str]) -> Probed {
+    probe_tolerating(lab, v6, tag, extra, &[])
+}
+
+/// What tshark says of a request re-cut after a frag-needed, on Linux's client's capture of
+/// the same path as on ours: the originals are in the capture (the router dropped them
+/// beyond it), so a re-cut piece that follows them sooner than the handshake's round trip
+/// reads as "out-of-order", and its bytes as overlapping the originals' in the HTTP
+/// reassembly. Linux's curl drew both in 4 of 4 runs here; ours, when our handshake ACK was
+/// slow enough to stretch tshark's round trip past the re-cut's delay (3 of 20).
+const RECUT: &[&str] = &[
+    "(suspected) out-of-order segment",
+    "New fragment overlaps old data (retransmission?)",
+];
+
+/// [`probe`], with tshark's items containing one of `tolerated` allowed.
+fn probe_tolerating(lab: &Lab, v6: bool, tag: &str, extra: &[&str], tolerated: &[&str]) -> Probed {
     let pcap = lab.dir().join(format!("{tag}.pcap"));
     let mut args = vec![
         "probe".to_string(),
@@ -101,7 +117,7 @@ fn probe(lab: &Lab, v6: bool, tag: &str, extra: &[&str]) -> Probed {
         "ip.src == {} || ipv6.src == {}",
         lab.client_v4, lab.client_v6
     );
-    let (report, problems) = lab::capture::tshark_expert(&pcap, &filter);
+    let (report, problems) = lab::capture::tshark_expert_tolerating(&pcap, &filter, tolerated);
     assert_eq!(problems, 0, "tshark on our segments:\n{report}\n{run}");
     Probed { run, rec, json }
 }
@@ -173,7 +189,7 @@ fn frag_needed_below_the_floor_goes_on_without_df_like_linux() {
     lab.start_nginx(80);
     lab.router_server_mtu(500);
     let path = long_path();
-    let p = probe(&lab, false, "pmtu500", &["--path", &path]);
+    let p = probe_tolerating(&lab, false, "pmtu500", &["--path", &path], RECUT);
     assert_eq!(p.rec.http_status(), Some(404), "{}", p.ctx());
     assert_eq!(p.rec.error, None, "{}", p.ctx());
     assert_eq!(p.json["path_mtu"], 552, "{}", p.ctx());
@@ -205,7 +221,7 @@ fn frag_needed_mid_path_resegments_at_once_like_linux() {
     let path = long_path();
     let router = lab.router_v4(true).to_string();
 
-    let p = probe(&lab, false, "pmtu4", &["--path", &path]);
+    let p = probe_tolerating(&lab, false, "pmtu4", &["--path", &path], RECUT);
     assert_eq!(p.rec.state(), "open", "{}", p.ctx());
     assert_eq!(p.rec.http_status(), Some(404), "{}", p.ctx());
     assert_eq!(p.rec.error, None, "{}", p.ctx());
@@ -237,6 +253,9 @@ fn frag_needed_mid_path_resegments_at_once_like_linux() {
     let took = t0.elapsed();
     let pkts = lab.stop_capture(&cap);
     assert_eq!((code, status), (0, 404), "curl through the router");
+    // What tshark says of Linux's re-cut: see RECUT.
+    let (linux_report, _) = lab::capture::tshark_expert(&lab.dir().join("curl4.pcap"), "");
+    eprintln!("tshark on Linux's exchange:\n{linux_report}");
     let icmp_at = pkts
         .iter()
         .find(|p| is_frag_needed(p))
@@ -266,7 +285,7 @@ fn frag_needed_mid_path_resegments_at_once_like_linux() {
 
     // IPv6: the link carries 1280, the minimum (RFC 8200 §5).
     lab.router_server_mtu(1280);
-    let p = probe(&lab, true, "pmtu6", &["--path", &path]);
+    let p = probe_tolerating(&lab, true, "pmtu6", &["--path", &path], RECUT);
     assert_eq!(p.rec.http_status(), Some(404), "{}", p.ctx());
     assert_eq!(p.json["path_mtu"], 1280, "{}", p.ctx());
     let line = format!(
