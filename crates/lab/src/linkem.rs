@@ -16,7 +16,9 @@
 //! - `port=N` narrows all faults to TCP segments from or to port N.
 //! - A *script* names TCP segments by their 1-based index in that direction and what to
 //!   do with them (`3:drop`, `2:dup`, `4:hold=5ms`, `5:corrupt`): deterministic faults for
-//!   tests that must never flake.
+//!   tests that must never flake. `fin` names the direction's first segment with FIN, and
+//!   `fin+K` the K-th segment after it: a close can be scripted whatever came before it
+//!   (a window update or a retransmission under load shifts every index).
 //! - Reordering holds a frame back by `gap` beyond its normal due time, so the frames
 //!   behind it overtake it.
 
@@ -63,6 +65,15 @@ pub enum ScriptAction {
     Hold(Duration),
 }
 
+/// Which TCP segment a script step names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptTarget {
+    /// The N-th (1-based) in this direction.
+    Nth(u64),
+    /// The K-th after this direction's first segment with FIN (0: that segment).
+    AfterFin(u64),
+}
+
 /// One direction's settings.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LinkParams {
@@ -75,8 +86,8 @@ pub struct LinkParams {
     pub corrupt: f64,
     /// How long a reordered frame is held back beyond its due time.
     pub gap: Duration,
-    /// (1-based TCP segment index in this direction, action).
-    pub script: Vec<(u64, ScriptAction)>,
+    /// (which TCP segment in this direction, action).
+    pub script: Vec<(ScriptTarget, ScriptAction)>,
     /// When set, faults (random and scripted) apply only to TCP segments from or to this
     /// port, and only they are counted: a lab's own reachability checks stay untouched.
     pub port: Option<u16>,
@@ -84,7 +95,8 @@ pub struct LinkParams {
 
 impl LinkParams {
     /// Parses `delay=10ms,jitter=1ms,loss=5%,dup=1%,reorder=2%,gap=5ms,corrupt=1%,
-    /// script=3:drop;4:dup;5:hold=5ms;6:corrupt`. Empty string: a plain wire.
+    /// script=3:drop;4:dup;5:hold=5ms;6:corrupt;fin:hold=9ms;fin+1:drop`. Empty string: a
+    /// plain wire.
     pub fn parse(spec: &str) -> Result<LinkParams, String> {
         let mut p = LinkParams {
             gap: Duration::from_millis(5),
@@ -128,18 +140,27 @@ fn percent(s: &str) -> Result<f64, String> {
     Ok(n / 100.0)
 }
 
-fn parse_script(s: &str) -> Result<Vec<(u64, ScriptAction)>, String> {
+fn parse_script(s: &str) -> Result<Vec<(ScriptTarget, ScriptAction)>, String> {
     let mut out = Vec::new();
     for step in s.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         let (n, action) = step
             .split_once(':')
             .ok_or_else(|| format!("script step `{step}`: expected N:action"))?;
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("script step `{step}`: `{n}` is not a segment number"))?;
-        if n == 0 {
-            return Err("script segments are numbered from 1".into());
-        }
+        let number = |n: &str| {
+            n.parse::<u64>()
+                .map_err(|_| format!("script step `{step}`: `{n}` is not a segment number"))
+        };
+        let target = match n.strip_prefix("fin") {
+            Some("") => ScriptTarget::AfterFin(0),
+            Some(k) => match k.strip_prefix('+') {
+                Some(k) => ScriptTarget::AfterFin(number(k)?),
+                None => return Err(format!("script step `{step}`: expected fin or fin+K")),
+            },
+            None => match number(n)? {
+                0 => return Err("script segments are numbered from 1".into()),
+                n => ScriptTarget::Nth(n),
+            },
+        };
         let action = match action {
             "drop" => ScriptAction::Drop,
             "dup" => ScriptAction::Duplicate,
@@ -149,7 +170,7 @@ fn parse_script(s: &str) -> Result<Vec<(u64, ScriptAction)>, String> {
                 None => return Err(format!("script step `{step}`: unknown action `{a}`")),
             },
         };
-        out.push((n, action));
+        out.push((target, action));
     }
     Ok(out)
 }
@@ -188,6 +209,8 @@ pub struct Link {
     /// Due time of the last in-order frame: jitter never lets a frame pass it.
     last_due: Option<Instant>,
     tcp_index: u64,
+    /// `tcp_index` of this direction's first segment with FIN.
+    fin_index: Option<u64>,
     pub stats: LinkStats,
 }
 
@@ -205,6 +228,7 @@ impl Link {
             order: 0,
             last_due: None,
             tcp_index: 0,
+            fin_index: None,
             stats: LinkStats::default(),
         }
     }
@@ -254,8 +278,19 @@ impl Link {
             if reorder {
                 hold = Some(p.gap);
             }
-            for &(n, action) in &p.script {
-                if n == self.tcp_index {
+            // Byte 13 of the TCP header holds the flags; FIN is bit 0.
+            let fin = frame.get(off + 13).is_some_and(|f| f & 0x01 != 0);
+            if fin && self.fin_index.is_none() {
+                self.fin_index = Some(self.tcp_index);
+            }
+            for &(target, action) in &p.script {
+                let named = match target {
+                    ScriptTarget::Nth(n) => n == self.tcp_index,
+                    ScriptTarget::AfterFin(k) => {
+                        self.fin_index.map(|f| f + k) == Some(self.tcp_index)
+                    }
+                };
+                if named {
                     match action {
                         ScriptAction::Drop => copies = 0,
                         ScriptAction::Duplicate => copies = 2,
@@ -468,8 +503,11 @@ mod tests {
         assert_eq!(
             p.script,
             vec![
-                (3, ScriptAction::Drop),
-                (4, ScriptAction::Hold(Duration::from_millis(2)))
+                (ScriptTarget::Nth(3), ScriptAction::Drop),
+                (
+                    ScriptTarget::Nth(4),
+                    ScriptAction::Hold(Duration::from_millis(2))
+                )
             ]
         );
         assert_eq!(LinkParams::parse("").unwrap().delay, Duration::ZERO);
@@ -524,6 +562,35 @@ mod tests {
         assert_eq!(link.stats.duplicated, 1);
         assert_eq!(link.stats.reordered, 1);
         assert_eq!(link.stats.corrupted, 1);
+    }
+
+    #[test]
+    fn fin_names_the_first_segment_with_fin_and_what_follows_it() {
+        let spec = "script=fin:hold=5ms;fin+2:drop";
+        let mut link = Link::new(LinkParams::parse(spec).unwrap(), 1);
+        // (first byte, flags): 1 ACK, 2 data, 3 FIN, 4 ACK, 5 ACK, 6 a second FIN.
+        for (i, flags) in [
+            (1u8, 0x10u8),
+            (2, 0x18),
+            (3, 0x11),
+            (4, 0x10),
+            (5, 0x10),
+            (6, 0x11),
+        ] {
+            let mut f = vec![i; 24];
+            f[13] = flags;
+            link.push(t(u64::from(i)), f, TCP);
+        }
+        let firsts: Vec<u8> = drain(&mut link, t(100)).iter().map(|(_, f)| f[0]).collect();
+        // The first FIN (3) held past the rest, the second after it (5) dropped; the
+        // second FIN is no new anchor.
+        assert_eq!(firsts, vec![1, 2, 4, 6, 3]);
+        for bad in ["fin-1:drop", "fin+x:drop", "finn:drop", "0:drop"] {
+            assert!(
+                LinkParams::parse(&format!("script={bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
