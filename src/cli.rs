@@ -262,6 +262,8 @@ fn exporter_help() -> String {
         "Configuration (TOML; a key not given takes its default; a mistake is refused with \
 its file and line, exit 2):
   [exporter]      jobs = {jobs}  (probes in flight at once, surveys and /probe together)
+                  reflex = true  (the kernel program answers SYN-ACKs; false: as probe \
+--no-reflex)
   [probe]         allow = [\"198.18.0.0/15\", …]  (the addresses /probe may reach; none: \
 every target refused, 403)
                   allow_names = [\"*.lab.test\"]  (names it may resolve; their address must \

@@ -879,7 +879,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
             count: 1,
             interval: Duration::ZERO,
             capture: tcpshake_io::run::Capture::Off,
-            reflex: true,
+            reflex: cfg.reflex,
         };
         let run = survey::survey_feed(
             &mut feed,

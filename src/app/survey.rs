@@ -895,9 +895,17 @@ fn reflex_line(p: &Progress, wanted: bool, quiet: bool) -> Option<String> {
             "tcpshake: note: SYN-ACKs were answered from tcpshake itself: the kernel program \
              that answers them as fast as the kernel's own TCP is {why}"
         )),
-        // There, and none was for it: it answers only a SYN-ACK our TCP would answer with
-        // the segment it planned (README "Surveys" says which), and the first SYNs waited
-        // for it.
+        // Loaded, but not in place when any of their SYNs left: the first SYNs wait for it
+        // for REFLEX_WAIT (tcpshake_io::survey) at most, and a short survey can end before a
+        // slow verifier or attachment does.
+        None if p.finished > 0 && !quiet && p.reflex_armed == 0 => Some(format!(
+            "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (it was \
+             not in place yet when their SYNs left: loading and attaching it took longer than \
+             the 250 ms the first SYNs wait for it; tcpshake answered them)",
+            p.finished
+        )),
+        // In place, and none was for it: it answers only a SYN-ACK our TCP would answer
+        // with the segment it planned (README "Surveys" says which).
         None if p.finished > 0 && !quiet => Some(format!(
             "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (none \
              of their SYN-ACKs was one it answers: a path MTU, MSS or window too small for \
@@ -1025,6 +1033,7 @@ mod tests {
         }
         let answered = Progress {
             reflex_acks: 4,
+            reflex_armed: 5,
             finished: 5,
             ..Default::default()
         };
@@ -1036,9 +1045,10 @@ mod tests {
             "{line:?}"
         );
         assert_eq!(reflex_line(&answered, true, true), None);
-        // Available, and none was for it: said, not left out.
+        // In place, and none was for it: said, not left out.
         let none = Progress {
             finished: 5,
+            reflex_armed: 5,
             ..Default::default()
         };
         let line = reflex_line(&none, true, false).unwrap_or_default();
@@ -1049,6 +1059,20 @@ mod tests {
             "{line:?}"
         );
         assert_eq!(reflex_line(&none, true, true), None);
+        // Loaded, but never in place while a SYN left: that reason, not the other.
+        let late = Progress {
+            finished: 5,
+            ..Default::default()
+        };
+        let line = reflex_line(&late, true, false).unwrap_or_default();
+        assert!(
+            line.starts_with(
+                "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes (it \
+                 was not in place yet"
+            ),
+            "{line:?}"
+        );
+        assert_eq!(reflex_line(&late, true, true), None);
     }
 
     /// Records the writer has staged come back to the loop's side to be freed there (see

@@ -2,12 +2,13 @@
 //! `execd` inputs (data_format = "influx") take a survey's output as it comes:
 //!
 //! ```text
-//! tcpshake,target=198.18.0.2:80,addr=198.18.0.2,port=80,state=open,reason=syn-ack syn_to_synack_ns=21800i,…,retransmissions=0i,http_status=200i,success=true 1796379630123456789
+//! tcpshake,target=198.18.0.2:80,addr=198.18.0.2,port=80,state=open,reason=syn-ack syn_to_synack_ns=21800i,…,retransmissions=0i,kernel_ack=true,http_status=200i,success=true 1796379630123456789
 //! ```
 //!
 //! Tags: `target`, `addr`, `port`, `state`, `reason`. Fields: every leg the record has that
-//! happened, as integer ns (`<leg>_ns`), `retransmissions`, `http_status` (when there was a
-//! response), `success`, and `error` (a string) when the exchange failed. The timestamp is
+//! happened, as integer ns (`<leg>_ns`), `retransmissions`, `kernel_ack` (the handshake's
+//! ACK came from tcpshake's kernel program), `http_status` (when there was a response),
+//! `success`, and `error` (a string) when the exchange failed. The timestamp is
 //! the kernel's of the probe's first SYN, in ns; a probe that sent nothing (no route, no
 //! ARP answer) is dated when its line was written: left without a timestamp, such lines
 //! took the reader's clock, the same for a batch, and InfluxDB kept one point of each
@@ -88,6 +89,8 @@ pub fn line(r: &ProbeResult, written_ns: u64) -> String {
     }
     sep(&mut out);
     let _ = write!(out, "retransmissions={}i", r.retransmissions);
+    sep(&mut out);
+    let _ = write!(out, "kernel_ack={}", r.segments.iter().any(|s| s.kernel));
     if let Some(h) = &r.http {
         sep(&mut out);
         let _ = write!(out, "http_status={}i", h.status);
@@ -128,7 +131,7 @@ mod tests {
             "tcpshake,target=web\\ 1\\,a\\=b,addr=198.18.0.2,port=80,state=open,reason=syn-ack \
              syn_to_synack_ns=21800i,synack_to_ack_ns=20500i,fin_to_ack_ns=17500i,\
              fin_to_peer_fin_ns=17500i,peer_fin_to_last_ack_ns=22900i,total_ns=378200i,\
-             retransmissions=0i,success=false,\
+             retransmissions=0i,kernel_ack=false,success=false,\
              error=\"the reply is not HTTP: \\\"x\\\\y\\\" more\" 1796379630123456789"
         );
         assert!(!l.contains('\n'));

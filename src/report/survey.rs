@@ -29,7 +29,9 @@ pub fn probe_line(r: &ProbeResult) -> String {
 }
 
 /// The CSV header: one row per probe, one column per leg (ns, empty when it did not happen;
-/// the `tls_*` legs and columns are empty for plain HTTP).
+/// the `tls_*` legs and columns are empty for plain HTTP). `kernel_ack`: the handshake's
+/// ACK was sent by tcpshake's kernel program (a segment `"kernel": true` in the record),
+/// last so the columns before it keep their places.
 pub fn csv_header() -> String {
     let mut h = String::from(
         "target,addr,port,src_addr,src_port,start_ns,state,reason,retransmissions,http_status",
@@ -37,7 +39,7 @@ pub fn csv_header() -> String {
     for l in Leg::ALL {
         let _ = write!(h, ",{}_ns", l.name());
     }
-    h.push_str(",tls_version,tls_verified,error");
+    h.push_str(",tls_version,tls_verified,error,kernel_ack");
     h
 }
 
@@ -71,6 +73,7 @@ pub fn csv_row(r: &ProbeResult) -> String {
             .unwrap_or_default(),
     );
     row.push(csv_field(r.error.as_deref().unwrap_or("")));
+    row.push(r.segments.iter().any(|s| s.kernel).to_string());
     row.join(",")
 }
 
@@ -379,6 +382,6 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_header().split(',').count(), 10 + Leg::COUNT + 3);
+        assert_eq!(csv_header().split(',').count(), 10 + Leg::COUNT + 4);
     }
 }

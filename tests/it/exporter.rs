@@ -1190,3 +1190,42 @@ fn a_module_with_separate_ack_sends_the_handshakes_ack_alone() {
     );
 }
 }
+
+lab_test! {
+/// `[exporter] reflex = false` is `probe --no-reflex`: every SYN-ACK of the surveys is
+/// answered from the exporter's loop, the counter of the kernel program's ACKs stays at 0,
+/// and the log says nothing of a program it was told not to load.
+fn reflex_false_answers_every_synack_from_the_loop() {
+    let mut lab = Lab::new("exporter-noreflex");
+    lab.start_nginx(80);
+    let server = lab.server_v4;
+    let config = write_config(
+        &lab,
+        &format!(
+            "[exporter]\nreflex = false\n\n[[survey]]\nname = \"lab\"\n\
+             targets = [\"{server}:80\"]\ninterval = \"100ms\"\nmodules = [\"http\"]\n"
+        ),
+    );
+    start_exporter(&mut lab, &config, None);
+    let series = format!(
+        "tcpshake_survey_probes_total{{survey=\"lab\",target=\"{server}:80\",module=\"http\",\
+         state=\"open\",reason=\"syn-ack\"}}"
+    );
+    let mut text = String::new();
+    let enough = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        text = get(&lab, "/metrics").1;
+        value(&text, &series) >= 10.0
+    });
+    assert!(enough, "10 probes did not finish:\n{text}\n{}", exporter_log(&lab));
+    assert_eq!(
+        value(&text, "tcpshake_exporter_kernel_acks_total"),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        !exporter_log(&lab).contains("kernel program"),
+        "{}",
+        exporter_log(&lab)
+    );
+}
+}

@@ -1088,6 +1088,32 @@ fn the_kernel_program_sends_the_handshakes_ack() {
     );
     assert_eq!(problems, 0, "tshark on our segments:\n{report}");
 
+    // CSV's last column says which rows' ACK the program sent, as many as the survey's
+    // line counts.
+    let run = lab.run_client_bounded(
+        [
+            "probe", &server, "-p", "80", "-c", "10", "--interval", "10ms", "-o", "csv",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let mut lines = run.stdout.lines();
+    assert!(
+        lines.next().is_some_and(|h| h.ends_with(",error,kernel_ack")),
+        "{run}"
+    );
+    let last: Vec<&str> = lines.map(|l| l.rsplit(',').next().unwrap_or("")).collect();
+    assert_eq!(last.len(), 10, "{run}");
+    assert!(last.iter().all(|v| *v == "true" || *v == "false"), "{run}");
+    let trues = last.iter().filter(|v| **v == "true").count();
+    assert!(trues >= 5, "only {trues} of 10 by the kernel program\n{run}");
+    assert!(
+        run.stderr.contains(&format!(
+            "the kernel program sent the handshake's ACK of {trues} of 10 probes"
+        )),
+        "{run}"
+    );
+
     let run = lab.run_client_bounded(
         [
             "probe", &server, "-p", "80", "-c", "10", "--interval", "10ms", "--json",

@@ -168,6 +168,9 @@ pub struct Progress {
     pub capture_missed: u64,
     /// Handshakes whose ACK the kernel program sent (reflex.rs).
     pub reflex_acks: u64,
+    /// Handshakes whose ACK was handed to the kernel program when the SYN left (the rest
+    /// left while it was still being loaded or attached, or it had no room).
+    pub reflex_armed: u64,
     /// Why the kernel program is not answering (`SurveyOptions::reflex` on), once known.
     pub reflex_unavailable: Option<&'static str>,
 }
@@ -334,6 +337,7 @@ struct Loop<'k, 'g> {
     /// Per tap: its interface may bring SYN-ACKs whose checksum was left to offload.
     tap_offload: Vec<bool>,
     reflex_acks: u64,
+    reflex_armed: u64,
     reflex_unavailable: Option<&'static str>,
 }
 
@@ -465,6 +469,7 @@ fn survey_with(
         tap_reflex_all: Vec::new(),
         tap_offload: Vec::new(),
         reflex_acks: 0,
+        reflex_armed: 0,
         reflex_unavailable: None,
     };
     let result = lp.run(targets, make_cfg, report, stop);
@@ -1025,6 +1030,7 @@ impl Loop<'_, '_> {
             finished: self.finished,
             capture_missed: self.capture_missed,
             reflex_acks: self.reflex_acks,
+            reflex_armed: self.reflex_armed,
             reflex_unavailable: self.reflex_unavailable,
         }
     }
@@ -1338,6 +1344,7 @@ impl Loop<'_, '_> {
                         };
                         if r.arm(i, slot.local, slot.remote, &plan, ip) {
                             slot.reflex_plan = Some(plan);
+                            self.reflex_armed += 1;
                         }
                     }
                 } else if let Some(plan) = slot.reflex_plan.take() {

@@ -11,6 +11,7 @@
 //! ```toml
 //! [exporter]
 //! jobs = 64                     # probes in flight at once, surveys and /probe together
+//! reflex = true                 # the kernel program answers SYN-ACKs; false: as --no-reflex
 //!
 //! [probe]                       # GET /probe?target=HOST:PORT&module=NAME
 //! allow = ["198.18.0.0/15"]     # addresses /probe may reach (none: /probe refuses all)
@@ -86,6 +87,9 @@ pub const MAX_JOBS: usize = 20_000;
 #[derive(Clone, Debug)]
 pub struct ExporterConfig {
     pub jobs: usize,
+    /// The kernel program answers the surveys' SYN-ACKs (`[exporter] reflex`; `probe
+    /// --no-reflex` turns it off the same way).
+    pub reflex: bool,
     pub probe: ProbeEndpoint,
     pub histograms: Histograms,
     /// By name; the built-in `http`, `https` and `tcp` unless the file redefines them.
@@ -367,6 +371,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawExporter {
     jobs: Option<Spanned<i64>>,
+    reflex: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -510,6 +515,7 @@ pub fn parse(text: &str, d: &Defaults) -> Result<ExporterConfig, ConfigError> {
         message,
     };
 
+    let reflex = raw.exporter.as_ref().and_then(|e| e.reflex).unwrap_or(true);
     let jobs = match raw.exporter.and_then(|e| e.jobs) {
         Some(j) => {
             let v = *j.get_ref();
@@ -568,6 +574,7 @@ pub fn parse(text: &str, d: &Defaults) -> Result<ExporterConfig, ConfigError> {
 
     Ok(ExporterConfig {
         jobs,
+        reflex,
         probe,
         histograms,
         modules,

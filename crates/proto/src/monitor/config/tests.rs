@@ -132,6 +132,17 @@ fn an_empty_file_is_a_quiet_exporter() {
     assert!(c.probe.allow.is_empty());
     assert_eq!(c.histograms.buckets, default_buckets());
     assert_eq!(c.modules.len(), 3);
+    assert!(
+        c.reflex,
+        "the kernel program is on unless the file says otherwise"
+    );
+}
+
+#[test]
+fn reflex_false_turns_the_kernel_program_off() {
+    assert!(!ok("[exporter]\nreflex = false\n").reflex);
+    assert!(ok("[exporter]\nreflex = true\njobs = 8\n").reflex);
+    refused("[exporter]\nreflex = \"no\"\n", 2, "invalid type");
 }
 
 #[test]
