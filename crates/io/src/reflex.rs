@@ -118,11 +118,10 @@ const TCX_DROP: i32 = 2;
 /// Options walked in the SYN-ACK before giving up on it (Linux's SYN-ACK has 5–9; a
 /// longer list goes to user space).
 const MAX_OPTIONS: usize = 16;
-/// The MSS our TCP assumes without the option, for IPv4 and IPv6 alike (tcp/mod.rs
-/// `DEFAULT_MSS`: 536, RFC 9293 §3.7.1). Not Linux's 1220 for IPv6 (RFC 9293 MUST-15):
-/// what the program sends is what our TCP would, and ours would cut a longer request.
-/// Below TCP_MIN_SND_MSS (48) our TCP notes an anomaly: user space's.
-const DEFAULT_MSS: i32 = 536;
+/// Without the option the MSS is our TCP's default for the family (`tcp::default_mss`:
+/// 536, IPv6 1220, RFC 9293 §3.7.1 MUST-15): what the program sends is what our TCP
+/// would, and ours would cut a longer request. Below TCP_MIN_SND_MSS (48) our TCP notes an
+/// anomaly: user space's.
 const MIN_MSS: i32 = 48;
 
 /// Where the IP header starts in a frame (after Ethernet's).
@@ -389,7 +388,12 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     // length, R4 = the option, R5 = its length.
     a.store_imm(Size::W, R10, S_TS_AT, 0);
     a.store_imm(Size::W, R10, S_WS_SEEN, 0);
-    a.store_imm(Size::W, R10, S_MSS, DEFAULT_MSS);
+    a.store_imm(
+        Size::W,
+        R10,
+        S_MSS,
+        i32::from(tcpshake_proto::tcp::default_mss(f.v6)),
+    );
     a.mov_imm(R1, 0);
     for i in 0..MAX_OPTIONS {
         let next = l(&format!("opt{}", i + 1));

@@ -301,8 +301,8 @@ pub enum Anomaly {
     /// An option whose length is wrong for its kind (or cannot be framed): that option was
     /// ignored, the segment kept (RFC 9293 §3.1 MUST-7).
     MalformedOption { kind: u8 },
-    /// The peer's MSS was unusable: 0 (taken as no option, so 536) or below Linux's floor
-    /// of 48 (raised to 48).
+    /// The peer's MSS was unusable: 0 (taken as no option, so 536; IPv6: 1220) or below
+    /// Linux's floor of 48 (raised to 48).
     MssAdjusted { offered: u16, used: u16 },
     /// Out-of-order bytes that overlap bytes already queued but differ from them (the copy
     /// that starts lower in sequence was kept, as Linux keeps it).
@@ -449,8 +449,18 @@ impl Segment {
     }
 }
 
-/// RFC 9293 §3.7.1: the send MSS when the peer sends no MSS option.
+/// RFC 9293 §3.7.1 (MUST-15): the send MSS when the peer sends no MSS option, IPv4's
+/// (576 − 20 − 20).
 const DEFAULT_MSS: u16 = 536;
+/// The same for IPv6: 1280 − 40 − 20 (RFC 8200 §5's minimum link MTU). Linux takes it too
+/// (`tcp_v6_connect` clamps to IPV6_MIN_MTU's); conformance script
+/// `syn_sent__synack_ipv6_no_mss__default_1220`.
+const DEFAULT_MSS_V6: u16 = 1220;
+
+/// [`DEFAULT_MSS`] or [`DEFAULT_MSS_V6`], by the peer's family.
+pub fn default_mss(v6: bool) -> u16 {
+    if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS }
+}
 /// RFC 7323 §2.3: larger shifts are treated as 14.
 const MAX_WSCALE: u8 = 14;
 /// Bytes of the timestamps option as Linux lays it out (NOP, NOP, kind, len, 8 bytes):
@@ -678,8 +688,8 @@ impl Connection {
             rsts_sent: 0,
             handshake_ack_queued: false,
             fin_sent: false,
-            send_mss: DEFAULT_MSS,
-            mss_limit: DEFAULT_MSS,
+            send_mss: default_mss(cfg.remote.is_ipv6()),
+            mss_limit: default_mss(cfg.remote.is_ipv6()),
             // Only ever below the route's (what the MSS came from).
             path_mtu: cfg
                 .known_path_mtu
@@ -1383,14 +1393,15 @@ impl Connection {
         // Linux's `tcp_parse_options`: "if (in_mss)": an MSS of 0 sets nothing, and the
         // default of RFC 9293 §3.7.1 stands, as if there were no option.
         let offered = opts.mss.filter(|&m| m != 0);
-        let peer_mss = offered.unwrap_or(DEFAULT_MSS);
+        let default = default_mss(self.cfg.remote.is_ipv6());
+        let peer_mss = offered.unwrap_or(default);
         // Linux's `__tcp_mtu_to_mss`: never below TCP_MIN_SND_MSS (48), before options
         // come out; a peer asking for less would get 1-byte segments otherwise.
         let floored = peer_mss.max(MIN_SND_MSS);
         if let Some(m) = opts.mss
             && (m == 0 || m < MIN_SND_MSS)
         {
-            let used = if m == 0 { DEFAULT_MSS } else { floored };
+            let used = if m == 0 { default } else { floored };
             self.anomaly(rx_at, Anomaly::MssAdjusted { offered: m, used });
         }
         self.mss_limit = floored.min(self.cfg.mss.max(MIN_SND_MSS));

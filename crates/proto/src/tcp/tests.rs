@@ -441,6 +441,19 @@ fn syn_sent_synack_without_mss_uses_536() {
     assert_eq!(h.conn.send_mss(), 536);
 }
 
+/// RFC 9293 §3.7.1 MUST-15: IPv6's default is 1220 (1280 − 40 − 20), as Linux's
+/// `tcp_v6_connect` clamps; MSS 0 is no option there too.
+#[test]
+fn syn_sent_ipv6_synack_without_mss_uses_1220() {
+    for opts in [no_opts(), opts_mss(0)] {
+        let mut c = cfg(1000);
+        c.local = "[fd00::1]:40000".parse().unwrap();
+        c.remote = "[fd00::2]:80".parse().unwrap();
+        let h = conn_established_with(c, 5000, opts, 65535);
+        assert_eq!(h.conn.send_mss(), 1220);
+    }
+}
+
 #[test]
 fn syn_sent_synack_with_data_and_fin_delivers_then_close_wait() {
     let (mut h, _) = conn_syn_sent();
