@@ -34,6 +34,8 @@ const BPF_EXIT: u8 = 0x90;
 const BPF_JA: u8 = 0x00;
 /// `BPF_CMPXCHG`: compare R0 with the memory word, write src if equal; R0 gets the old.
 const BPF_CMPXCHG: i32 = 0xf0 | 0x01;
+/// `BPF_OR | BPF_FETCH`: or src into the memory word; src gets the old value.
+const BPF_FETCH_OR: i32 = 0x40 | 0x01;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 
 /// Register numbers: R0 return value, R1–R5 arguments (clobbered by calls), R6–R9 kept
@@ -165,6 +167,18 @@ impl Asm {
             src,
             off,
             BPF_CMPXCHG,
+        );
+    }
+    /// 32-bit fetch-and-or at `dst + off`: `src` is or-ed in and gets what the word held.
+    /// Fully ordered, as every `BPF_FETCH` atomic (x86: `lock xadd`/`cmpxchg`, arm64:
+    /// the `…al` forms): an or of 0 is a load that later loads cannot pass.
+    pub fn fetch_or32(&mut self, dst: u8, off: i16, src: u8) {
+        self.push(
+            BPF_STX | BPF_ATOMIC | Size::W as u8,
+            dst,
+            src,
+            off,
+            BPF_FETCH_OR,
         );
     }
     /// `dst` = the map `fd` (two instruction slots).

@@ -216,7 +216,13 @@ fn entry_of(a: &mut Asm, t: Tables, port_at: i16, family: i32) {
     lookup(a, t.slots_fd);
     a.jump_imm(Jmp::Eq, R0, 0, "pass");
     a.mov(R8, R0);
-    a.load(Size::W, R9, R8, E_STATE);
+    // The state word read as an acquire: the loop writes the fields, then ARMED with a
+    // release store (`Reflex::arm`), and a plain load here would let a CPU that reorders
+    // loads (arm64; x86 does not) read fields older than the state it saw — another
+    // probe's, which the claim's compare-and-exchange would not catch (same state).
+    // BPF's load-acquire needs Linux 6.15; a fetch-or of 0 is ordered on every JIT.
+    a.mov_imm(R9, 0);
+    a.fetch_or32(R8, E_STATE, R9);
     a.mov(R4, R9);
     a.alu_imm(Alu::And, R4, PHASE as i32);
     a.jump_imm(Jmp::Ne, R4, ARMED as i32, "pass");
