@@ -898,7 +898,7 @@ fn reflex_line(p: &Progress, wanted: bool, quiet: bool) -> Option<String> {
         // Loaded, but not in place when any of their SYNs left: the first SYNs wait for it
         // for REFLEX_WAIT (tcpshake_io::survey) at most, and a short survey can end before a
         // slow verifier or attachment does.
-        None if p.finished > 0 && !quiet && p.reflex_armed == 0 => Some(format!(
+        None if p.finished > 0 && !quiet && p.reflex_in_place == 0 => Some(format!(
             "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (it was \
              not in place yet when their SYNs left: loading and attaching it took longer than \
              the 250 ms the first SYNs wait for it; tcpshake answered them)",
@@ -1033,7 +1033,7 @@ mod tests {
         }
         let answered = Progress {
             reflex_acks: 4,
-            reflex_armed: 5,
+            reflex_in_place: 5,
             finished: 5,
             ..Default::default()
         };
@@ -1048,7 +1048,7 @@ mod tests {
         // In place, and none was for it: said, not left out.
         let none = Progress {
             finished: 5,
-            reflex_armed: 5,
+            reflex_in_place: 5,
             ..Default::default()
         };
         let line = reflex_line(&none, true, false).unwrap_or_default();
