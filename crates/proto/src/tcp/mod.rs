@@ -457,7 +457,7 @@ const DEFAULT_MSS: u16 = 536;
 /// `syn_sent__synack_ipv6_no_mss__default_1220`.
 const DEFAULT_MSS_V6: u16 = 1220;
 
-/// [`DEFAULT_MSS`] or [`DEFAULT_MSS_V6`], by the peer's family.
+/// `DEFAULT_MSS` or `DEFAULT_MSS_V6`, by the peer's family.
 pub fn default_mss(v6: bool) -> u16 {
     if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS }
 }
