@@ -1133,6 +1133,7 @@ mod tests {
         for key in [
             "[exporter]",
             "jobs",
+            "reflex =",
             "[probe]",
             "allow =",
             "allow_names",

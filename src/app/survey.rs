@@ -29,7 +29,7 @@ use tcpshake_io::{signals, teardown};
 use tcpshake_proto::probe::ProbeConfig;
 use tcpshake_proto::probe::record::{Leg, ProbeResult};
 use tcpshake_proto::probe::shard::Shard;
-use tcpshake_proto::probe::stats::{Sample, Survey};
+use tcpshake_proto::probe::stats::{Group, Sample, Survey};
 use tcpshake_proto::probe::target::{self, Host, Target};
 use tcpshake_proto::wire::SeqNumber;
 
@@ -855,7 +855,8 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
         write_table(&mut err, &stats, false)?;
         err.flush()?;
     }
-    if let Some(line) = reflex_line(&progress, c.reflex, c.quiet) {
+    let synacks = stats.overall().states().0;
+    if let Some(line) = reflex_line(&progress, synacks, c.reflex, c.quiet) {
         eprintln!("{line}");
     }
     let breached = judge(&c.slos, &stats);
@@ -874,8 +875,9 @@ pub(super) fn run(c: &SurveyConfig) -> Result<Exit> {
 /// Who answered the SYN-ACKs, when it is worth a line: how many handshakes the kernel
 /// program acknowledged (tcpshake_io::reflex), or why it could not. `-q` keeps the
 /// count to itself, not the reason: that one says why the SYN-ACK→ACK row is a
-/// user-space loop's.
-fn reflex_line(p: &Progress, wanted: bool, quiet: bool) -> Option<String> {
+/// user-space loop's. `synacks`: the probes that found the port open (a survey of closed
+/// or filtered ports had no SYN-ACK for it to answer, and gets no count).
+fn reflex_line(p: &Progress, synacks: u64, wanted: bool, quiet: bool) -> Option<String> {
     if !wanted {
         return None;
     }
@@ -898,7 +900,7 @@ fn reflex_line(p: &Progress, wanted: bool, quiet: bool) -> Option<String> {
         // Loaded, but not in place when any of their SYNs left: the first SYNs wait for it
         // for REFLEX_WAIT (tcpshake_io::survey) at most, and a short survey can end before a
         // slow verifier or attachment does.
-        None if p.finished > 0 && !quiet && p.reflex_armed == 0 => Some(format!(
+        None if synacks > 0 && !quiet && p.reflex_in_place == 0 => Some(format!(
             "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (it was \
              not in place yet when their SYNs left: loading and attaching it took longer than \
              the 250 ms the first SYNs wait for it; tcpshake answered them)",
@@ -906,7 +908,7 @@ fn reflex_line(p: &Progress, wanted: bool, quiet: bool) -> Option<String> {
         )),
         // In place, and none was for it: it answers only a SYN-ACK our TCP would answer
         // with the segment it planned (README "Surveys" says which).
-        None if p.finished > 0 && !quiet => Some(format!(
+        None if synacks > 0 && !quiet => Some(format!(
             "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (none \
              of their SYN-ACKs was one it answers: a path MTU, MSS or window too small for \
              the request, an option it does not read, a SYN sent again; tcpshake answered \
@@ -1021,7 +1023,7 @@ mod tests {
             ..Default::default()
         };
         for quiet in [false, true] {
-            let line = reflex_line(&missing, true, quiet).unwrap_or_default();
+            let line = reflex_line(&missing, 5, true, quiet).unwrap_or_default();
             assert!(
                 line.starts_with("tcpshake: note: SYN-ACKs were answered from tcpshake itself")
                     && line.ends_with(
@@ -1029,42 +1031,42 @@ mod tests {
                     ),
                 "{line:?}"
             );
-            assert_eq!(reflex_line(&missing, false, quiet), None);
+            assert_eq!(reflex_line(&missing, 5, false, quiet), None);
         }
         let answered = Progress {
             reflex_acks: 4,
-            reflex_armed: 5,
+            reflex_in_place: 5,
             finished: 5,
             ..Default::default()
         };
-        let line = reflex_line(&answered, true, false).unwrap_or_default();
+        let line = reflex_line(&answered, 5, true, false).unwrap_or_default();
         assert!(
             line.starts_with(
                 "tcpshake: the kernel program sent the handshake's ACK of 4 of 5 probes"
             ),
             "{line:?}"
         );
-        assert_eq!(reflex_line(&answered, true, true), None);
+        assert_eq!(reflex_line(&answered, 5, true, true), None);
         // In place, and none was for it: said, not left out.
         let none = Progress {
             finished: 5,
-            reflex_armed: 5,
+            reflex_in_place: 5,
             ..Default::default()
         };
-        let line = reflex_line(&none, true, false).unwrap_or_default();
+        let line = reflex_line(&none, 5, true, false).unwrap_or_default();
         assert!(
             line.starts_with(
                 "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes (none"
             ),
             "{line:?}"
         );
-        assert_eq!(reflex_line(&none, true, true), None);
+        assert_eq!(reflex_line(&none, 5, true, true), None);
         // Loaded, but never in place while a SYN left: that reason, not the other.
         let late = Progress {
             finished: 5,
             ..Default::default()
         };
-        let line = reflex_line(&late, true, false).unwrap_or_default();
+        let line = reflex_line(&late, 5, true, false).unwrap_or_default();
         assert!(
             line.starts_with(
                 "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes (it \
@@ -1072,7 +1074,12 @@ mod tests {
             ),
             "{line:?}"
         );
-        assert_eq!(reflex_line(&late, true, true), None);
+        assert_eq!(reflex_line(&late, 5, true, true), None);
+        // No SYN-ACK at all (every port closed or filtered): nothing it could have
+        // answered, no count; why it is missing is still said.
+        assert_eq!(reflex_line(&none, 0, true, false), None);
+        assert_eq!(reflex_line(&late, 0, true, false), None);
+        assert!(reflex_line(&missing, 0, true, false).is_some());
     }
 
     /// Records the writer has staged come back to the loop's side to be freed there (see

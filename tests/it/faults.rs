@@ -688,9 +688,10 @@ lab_test! {
 fn simultaneous_close() {
     // nginx, server→client: its FIN (held 100 ms), then the ACK of our FIN (held 300 ms),
     // named from the FIN, not by index: under CI's full parallel load the ACK once came
-    // through at 61 ms, unheld, when the script named it as the 5th segment. We stop lingering after 60 ms and send our FIN: nginx must have sent its own by
-    // then (under that load it once took over 20 ms, so our FIN came first and the close
-    // was ours alone).
+    // through at 61 ms, unheld, when the script named it as the 5th segment. We stop
+    // lingering after 60 ms and send our FIN: nginx must have sent its own by then (under
+    // that load it once took over 20 ms, so our FIN came first and the close was ours
+    // alone).
     let s2c = "port=80,script=fin:hold=100ms;fin+1:hold=300ms";
     let mut lab = Lab::with_link_emulator("simclose", "", s2c, 1);
     lab.start_nginx(80);

@@ -168,9 +168,9 @@ pub struct Progress {
     pub capture_missed: u64,
     /// Handshakes whose ACK the kernel program sent (reflex.rs).
     pub reflex_acks: u64,
-    /// Handshakes whose ACK was handed to the kernel program when the SYN left (the rest
-    /// left while it was still being loaded or attached, or it had no room).
-    pub reflex_armed: u64,
+    /// Probes whose SYN left with the kernel program in place for its family (the rest left
+    /// while it was still being loaded or attached), whether or not it could answer them.
+    pub reflex_in_place: u64,
     /// Why the kernel program is not answering (`SurveyOptions::reflex` on), once known.
     pub reflex_unavailable: Option<&'static str>,
 }
@@ -337,7 +337,7 @@ struct Loop<'k, 'g> {
     /// Per tap: its interface may bring SYN-ACKs whose checksum was left to offload.
     tap_offload: Vec<bool>,
     reflex_acks: u64,
-    reflex_armed: u64,
+    reflex_in_place: u64,
     reflex_unavailable: Option<&'static str>,
 }
 
@@ -469,7 +469,7 @@ fn survey_with(
         tap_reflex_all: Vec::new(),
         tap_offload: Vec::new(),
         reflex_acks: 0,
-        reflex_armed: 0,
+        reflex_in_place: 0,
         reflex_unavailable: None,
     };
     let result = lp.run(targets, make_cfg, report, stop);
@@ -1030,7 +1030,7 @@ impl Loop<'_, '_> {
             finished: self.finished,
             capture_missed: self.capture_missed,
             reflex_acks: self.reflex_acks,
-            reflex_armed: self.reflex_armed,
+            reflex_in_place: self.reflex_in_place,
             reflex_unavailable: self.reflex_unavailable,
         }
     }
@@ -1326,6 +1326,17 @@ impl Loop<'_, '_> {
             )?;
             if let Some(r) = self.reflex.as_mut() {
                 if seg.flags.syn() && !seg.flags.ack() {
+                    // The program was in place for this SYN's family when it left, whether
+                    // or not it can answer this handshake (a request too long for it, or
+                    // for our MSS, is left to us): the survey's line tells the two apart.
+                    let on = if v6 {
+                        &self.tap_reflex_all
+                    } else {
+                        &self.tap_reflex
+                    };
+                    if !seg.retransmission && on.get(slot.tap).copied().unwrap_or(false) {
+                        self.reflex_in_place += 1;
+                    }
                     if let Some(_plan) = slot.reflex_plan.take() {
                         // The SYN again: the SYN-ACK to come may echo its newer TSval, and a
                         // reflex ACK with the first SYN's would fail the server's PAWS check
@@ -1344,7 +1355,6 @@ impl Loop<'_, '_> {
                         };
                         if r.arm(i, slot.local, slot.remote, &plan, ip) {
                             slot.reflex_plan = Some(plan);
-                            self.reflex_armed += 1;
                         }
                     }
                 } else if let Some(plan) = slot.reflex_plan.take() {

@@ -146,9 +146,13 @@ fn parse_script(s: &str) -> Result<Vec<(ScriptTarget, ScriptAction)>, String> {
         let (n, action) = step
             .split_once(':')
             .ok_or_else(|| format!("script step `{step}`: expected N:action"))?;
+        // Digits only: `parse` would take a sign too (`fin++1`, `+3`).
         let number = |n: &str| {
-            n.parse::<u64>()
-                .map_err(|_| format!("script step `{step}`: `{n}` is not a segment number"))
+            n.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| n.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| format!("script step `{step}`: `{n}` is not a segment number"))
         };
         let target = match n.strip_prefix("fin") {
             Some("") => ScriptTarget::AfterFin(0),
@@ -585,7 +589,15 @@ mod tests {
         // The first FIN (3) held past the rest, the second after it (5) dropped; the
         // second FIN is no new anchor.
         assert_eq!(firsts, vec![1, 2, 4, 6, 3]);
-        for bad in ["fin-1:drop", "fin+x:drop", "finn:drop", "0:drop"] {
+        for bad in [
+            "fin-1:drop",
+            "fin+x:drop",
+            "finn:drop",
+            "0:drop",
+            "fin+:drop",
+            "fin++1:drop",
+            "+3:drop",
+        ] {
             assert!(
                 LinkParams::parse(&format!("script={bad}")).is_err(),
                 "{bad}"

@@ -457,7 +457,7 @@ const DEFAULT_MSS: u16 = 536;
 /// `syn_sent__synack_ipv6_no_mss__default_1220`.
 const DEFAULT_MSS_V6: u16 = 1220;
 
-/// [`DEFAULT_MSS`] or [`DEFAULT_MSS_V6`], by the peer's family.
+/// `DEFAULT_MSS` or `DEFAULT_MSS_V6`, by the peer's family.
 pub fn default_mss(v6: bool) -> u16 {
     if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS }
 }
@@ -560,7 +560,8 @@ pub struct Connection {
     /// The send MSS: payload bytes per segment (RFC 9293 §3.7.1: the peer's MSS, ours,
     /// the path MTU, less the options every segment carries).
     send_mss: u16,
-    /// The peer's MSS (or 536) and ours, the smaller: the ceiling of `send_mss`.
+    /// The peer's MSS (or [`default_mss`]: 536, IPv6 1220) and ours, the smaller: the
+    /// ceiling of `send_mss`.
     mss_limit: u16,
     /// The path MTU once an ICMP error or a black hole lowered it below the route's
     /// (RFC 1191, RFC 8201); `None` while it is the route's.
@@ -847,8 +848,8 @@ impl Connection {
     /// would ride on it (`Config::ack_with_data`) that might not fit one segment. With
     /// data, `payload` is all of it, and it fits one segment whatever the SYN-ACK says,
     /// but for the peer's MSS and window, which whoever sends it must check:
-    /// `payload.len()` plus the options (12 bytes with timestamps) within the MSS (536
-    /// without the option, RFC 9293 §3.7.1), and within the window.
+    /// `payload.len()` plus the options (12 bytes with timestamps) within the MSS (without
+    /// the option 536, IPv6 1220: [`default_mss`]), and within the window.
     pub fn handshake_ack(&self, riding: &[u8]) -> Option<HandshakeAck> {
         if self.state != State::SynSent || self.snd_nxt != self.cfg.isn.add(1) || self.pmtu_locked {
             return None;
