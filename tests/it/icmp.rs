@@ -117,7 +117,15 @@ fn probe_tolerating(lab: &Lab, v6: bool, tag: &str, extra: &[&str], tolerated: &
         "ip.src == {} || ipv6.src == {}",
         lab.client_v4, lab.client_v6
     );
-    let (report, problems) = lab::capture::tshark_expert_tolerating(&pcap, &filter, tolerated);
+    // Each re-cut piece may be called out of order once and overlap once, no more.
+    let recut = json["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["dir"] == "out" && s["retransmission"] == true && s["len"] != 0)
+        .count();
+    let (report, problems) =
+        lab::capture::tshark_expert_tolerating(&pcap, &filter, tolerated, 2 * recut);
     assert_eq!(problems, 0, "tshark on our segments:\n{report}\n{run}");
     Probed { run, rec, json }
 }

@@ -376,11 +376,17 @@ pub fn tshark_expert(path: &Path, filter: &str) -> (String, usize) {
     (text, count)
 }
 
-/// [`tshark_expert`], less the items whose summary contains one of `tolerated`: for an
-/// exchange where Linux's own client draws the same heuristics from tshark on the same
-/// wire (a re-cut retransmission reads as "out-of-order" when it follows the original
-/// sooner than the handshake's round trip).
-pub fn tshark_expert_tolerating(path: &Path, filter: &str, tolerated: &[&str]) -> (String, usize) {
+/// [`tshark_expert`], less the items whose summary contains one of `tolerated`, `cap` of
+/// them at most: for an exchange where Linux's own client draws the same heuristics from
+/// tshark on the same wire (a re-cut retransmission reads as "out-of-order" when it follows
+/// the original sooner than the handshake's round trip), as many as the exchange can
+/// explain — more would be something else under the same words.
+pub fn tshark_expert_tolerating(
+    path: &Path,
+    filter: &str,
+    tolerated: &[&str],
+    cap: usize,
+) -> (String, usize) {
     let (text, count) = tshark_expert(path, filter);
     // Item lines: "<frequency>  <group>  <protocol>  <summary>".
     let forgiven: usize = text
@@ -388,7 +394,7 @@ pub fn tshark_expert_tolerating(path: &Path, filter: &str, tolerated: &[&str]) -
         .filter(|l| tolerated.iter().any(|t| l.contains(t)))
         .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
         .sum();
-    (text, count.saturating_sub(forgiven))
+    (text, count.saturating_sub(forgiven.min(cap)))
 }
 
 /// `tshark -r FILE [-Y FILTER] -T fields -e F…`: one row per frame, one string per field.
