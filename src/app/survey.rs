@@ -903,8 +903,9 @@ fn reflex_line(p: &Progress, synacks: u64, wanted: bool, quiet: bool) -> Option<
         None if synacks > 0 && !quiet && p.reflex_in_place == 0 => Some(format!(
             "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (it was \
              not in place yet when their SYNs left: loading and attaching it took longer than \
-             the 250 ms the first SYNs wait for it; tcpshake answered them)",
-            p.finished
+             the {} ms the first SYNs wait for it; tcpshake answered them)",
+            p.finished,
+            survey::REFLEX_WAIT.as_millis()
         )),
         // In place, and none was for it: it answers only a SYN-ACK our TCP would answer
         // with the segment it planned (README "Surveys" says which).

@@ -187,7 +187,7 @@ const STOCK_SCAN: usize = 64;
 /// Ports per source address the keeper keeps ready, and per guard transaction.
 const PORT_BATCH: usize = 64;
 /// How long a survey's first SYNs wait for the kernel program (reflex.rs) at most.
-const REFLEX_WAIT: Duration = Duration::from_millis(250);
+pub const REFLEX_WAIT: Duration = Duration::from_millis(250);
 
 /// Probes the kernel program can hold at once (slots past it answer from user space).
 const MAX_REFLEX_SLOTS: usize = 4_096;
