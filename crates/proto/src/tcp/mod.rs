@@ -461,6 +461,7 @@ const DEFAULT_MSS_V6: u16 = 1220;
 pub fn default_mss(v6: bool) -> u16 {
     if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS }
 }
+
 /// RFC 7323 §2.3: larger shifts are treated as 14.
 const MAX_WSCALE: u8 = 14;
 /// Bytes of the timestamps option as Linux lays it out (NOP, NOP, kind, len, 8 bytes):
