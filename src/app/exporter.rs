@@ -711,7 +711,7 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
         // pipe's quiet 0), not a panic.
         writeln!(
             std::io::stdout().lock(),
-            "{file}: OK: {}, {} every interval (targets × modules), {}; /probe {}",
+            "{file}: OK: {}, {} every interval (targets × modules), {}; /probe {}{}",
             count(cfg.surveys.len() as u64, "survey", "surveys"),
             count(entries.len() as u64, "probe", "probes"),
             count(modules.len() as u64, "module", "modules"),
@@ -726,6 +726,12 @@ pub(super) fn run(c: &ExporterConfig) -> Result<Exit> {
                     .map(|c| c.to_string())
                     .collect();
                 format!("allows {}", blocks.join(", "))
+            },
+            if cfg.reflex {
+                ""
+            } else {
+                "; SYN-ACKs answered from the exporter's loop, not its kernel program \
+                 (reflex = false)"
             }
         )?;
         return Ok(Exit::Ok);

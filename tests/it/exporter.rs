@@ -696,6 +696,14 @@ fn a_bad_configuration_is_refused_with_its_line() {
             Duration::from_secs(10),
         )
     };
+    // The kernel program turned off: said, as the rest of what the file decides.
+    std::fs::write(&cfg, "[exporter]\nreflex = false\n").unwrap();
+    let out = check_config();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout.contains("OK:") && out.stdout.contains("(reflex = false)"),
+        "{out}"
+    );
     // An allow-list wide open: a warning, exit 0 (a lab may want it).
     std::fs::write(
         &cfg,
