@@ -267,6 +267,21 @@ impl Family {
         a.alu_imm(Alu::Add, R4, if self.v6 { 0x0600_0000 } else { 0x0600 });
         a.store(Size::W, R10, S_PSEUDO, R4);
     }
+    /// R0 = the pseudo header's sum, unfolded, for the frame at `pkt` (its addresses and
+    /// `S_PSEUDO`), R4 taken: the SYN-ACK's check and our segment's checksum add the same
+    /// words (the addresses swapped between them, which the sum does not see).
+    fn pseudo_sum(self, a: &mut Asm, pkt: u8) {
+        let (src, dst, words) = self.addrs();
+        a.mov_imm(R0, 0);
+        add_words(
+            a,
+            R0,
+            pkt,
+            (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]),
+            R4,
+        );
+        add_words(a, R0, R10, [S_PSEUDO], R4);
+    }
 }
 
 /// The program, for `t`'s tables: IPv4 (or, `v6`, IPv6) SYN-ACKs at an interface's
@@ -544,15 +559,7 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.mov(R4, R7);
     f.pseudo_word(a);
     a.store_imm(Size::W, R10, S_PARTIAL, 0);
-    a.mov_imm(R0, 0);
-    add_words(
-        a,
-        R0,
-        R2,
-        (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]),
-        R4,
-    );
-    add_words(a, R0, R10, [S_PSEUDO], R4);
+    f.pseudo_sum(a, R2);
     // R1: the pseudo header's sum, for the offload case.
     a.mov(R1, R0);
     add_words(a, R0, R2, (0..5).map(|w| tcp + 4 * w), R4);
@@ -694,15 +701,7 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
         a.store(Size::H, R7, IP + 10, R0);
     }
     // TCP's, with its pseudo header (RFC 9293 §3.1, RFC 8200 §8.1).
-    a.mov_imm(R0, 0);
-    add_words(
-        a,
-        R0,
-        R7,
-        (0..words).flat_map(|w| [src + 4 * w, dst + 4 * w]),
-        R4,
-    );
-    add_words(a, R0, R10, [S_PSEUDO], R4);
+    f.pseudo_sum(a, R7);
     a.load(Size::W, R4, R10, S_PARTIAL);
     a.jump_imm(Jmp::Eq, R4, 0, &l("complete"));
     // Left to offload, as the SYN-ACK was: the pseudo header's sum, not inverted.
