@@ -90,7 +90,7 @@ pub fn line(r: &ProbeResult, written_ns: u64) -> String {
     sep(&mut out);
     let _ = write!(out, "retransmissions={}i", r.retransmissions);
     sep(&mut out);
-    let _ = write!(out, "kernel_ack={}", r.segments.iter().any(|s| s.kernel));
+    let _ = write!(out, "kernel_ack={}", r.kernel_ack());
     if let Some(h) = &r.http {
         sep(&mut out);
         let _ = write!(out, "http_status={}i", h.status);

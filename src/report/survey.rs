@@ -73,7 +73,7 @@ pub fn csv_row(r: &ProbeResult) -> String {
             .unwrap_or_default(),
     );
     row.push(csv_field(r.error.as_deref().unwrap_or("")));
-    row.push(r.segments.iter().any(|s| s.kernel).to_string());
+    row.push(r.kernel_ack().to_string());
     row.join(",")
 }
 

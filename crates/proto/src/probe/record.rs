@@ -551,6 +551,12 @@ impl ProbeResult {
         serde_json::from_str(line).map_err(|e| e.to_string())
     }
 
+    /// The handshake's ACK was sent by tcpshake's kernel program (a segment marked
+    /// `kernel`): CSV's and Influx's `kernel_ack`.
+    pub fn kernel_ack(&self) -> bool {
+        self.segments.iter().any(|s| s.kernel)
+    }
+
     /// Did the exchange do everything that was asked (for the exit code)?
     pub fn succeeded(&self) -> bool {
         self.state == PortState::Open && self.error.is_none()
