@@ -230,9 +230,11 @@ impl Asm {
 
 // bpf(2) commands and types.
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// `BPF_TCX_INGRESS`, `BPF_TCX_EGRESS` in `enum bpf_attach_type` (Linux 6.6).
@@ -242,7 +244,8 @@ const BPF_TCX_EGRESS: u32 = 47;
 /// it knows and checks that the rest is zero).
 const ATTR_LEN: usize = 128;
 
-fn bpf(cmd: libc::c_long, attr: &mut [u8; ATTR_LEN]) -> io::Result<OwnedFd> {
+/// bpf(2): its return value.
+fn bpf_rc(cmd: libc::c_long, attr: &mut [u8; ATTR_LEN]) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, writable buffer of ATTR_LEN bytes laid out as the
     // command's part of `union bpf_attr`; every pointer in it points at memory that
     // outlives the call.
@@ -250,6 +253,12 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8; ATTR_LEN]) -> io::Result<OwnedFd> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(rc)
+}
+
+/// bpf(2) for a command that returns a new descriptor.
+fn bpf(cmd: libc::c_long, attr: &mut [u8; ATTR_LEN]) -> io::Result<OwnedFd> {
+    let rc = bpf_rc(cmd, attr)?;
     let fd = i32::try_from(rc).map_err(|_| io::Error::other("bpf(2) returned no descriptor"))?;
     // SAFETY: these commands return a new file descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -317,6 +326,11 @@ impl SharedArray {
         self.fd.as_raw_fd()
     }
 
+    /// A descriptor of the map of one's own (the map lives while any is open).
+    pub fn clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     pub fn entries(&self) -> usize {
         self.entries
     }
@@ -347,6 +361,34 @@ impl Drop for SharedArray {
         // outlives `self`.
         unsafe { libc::munmap(self.base.cast(), self.len) };
     }
+}
+
+/// A program array of `entries` slots, for `bpf_tail_call`: a program jumps to the one in
+/// a slot, or goes on when the slot is empty. The kernel empties it when the last
+/// descriptor of it closes (the programs that jump through it then go on at every jump).
+pub fn prog_array(name: &str, entries: u32) -> io::Result<OwnedFd> {
+    let mut attr = [0u8; ATTR_LEN];
+    put32(&mut attr, 0, BPF_MAP_TYPE_PROG_ARRAY);
+    put32(&mut attr, 4, 4);
+    put32(&mut attr, 8, 4);
+    put32(&mut attr, 12, entries);
+    let name = name.as_bytes();
+    let n = name.len().min(15);
+    attr[28..28 + n].copy_from_slice(&name[..n]);
+    bpf(BPF_MAP_CREATE, &mut attr)
+}
+
+/// Put `prog` in slot `index` of the program array `array` (a program jumping there from
+/// now on runs it; one that already jumped finishes in the one it found).
+pub fn set_prog(array: &OwnedFd, index: u32, prog: &OwnedFd) -> io::Result<()> {
+    let key = index.to_ne_bytes();
+    let value = (prog.as_raw_fd() as u32).to_ne_bytes();
+    let mut attr = [0u8; ATTR_LEN];
+    put32(&mut attr, 0, array.as_raw_fd() as u32);
+    put64(&mut attr, 8, key.as_ptr() as u64);
+    put64(&mut attr, 16, value.as_ptr() as u64);
+    // BPF_ANY (0): made or replaced.
+    bpf_rc(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
 
 /// Load a `SCHED_CLS` program; on the verifier's refusal the error carries its log.
@@ -432,20 +474,9 @@ pub fn test_run(prog: &OwnedFd, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
     put64(&mut attr, 16, frame.as_ptr() as u64);
     put64(&mut attr, 24, out.as_mut_ptr() as u64);
     put32(&mut attr, 32, 1);
-    // SAFETY: as in `bpf`: the attr buffer is live and laid out as BPF_PROG_TEST_RUN's
-    // part of `union bpf_attr`; `frame` and `out` outlive the call, `out` is writable for
-    // the size given. It returns 0, not a descriptor.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            attr.as_mut_ptr(),
-            ATTR_LEN,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // It returns 0, not a descriptor; `frame` and `out` outlive the call, `out` is
+    // writable for the size given.
+    bpf_rc(BPF_PROG_TEST_RUN, &mut attr)?;
     let retval = i32::from_ne_bytes([attr[4], attr[5], attr[6], attr[7]]);
     let len = u32::from_ne_bytes([attr[12], attr[13], attr[14], attr[15]]) as usize;
     out.truncate(len.min(out.len()));
