@@ -41,13 +41,19 @@
 //! pseudo-header sum as every kernel segment on that link does, so a forwarder that
 //! completes it gets it right — read so only on interfaces a local sender can be behind
 //! ([`IpFields::offload`]).
+//!
+//! What the ingress runs is a [`dispatcher`] that jumps to its family's program, each
+//! verified only when a probe of that family first needs it ([`Setup`]): attaching waits
+//! out an RCU grace period, and so the attachment sleeps through it while the program is
+//! verified, and the other family's program needs no second attachment to the hook.
 
 use super::ebpf::{
     self, Alu, Asm, Insn, Jmp, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, SharedArray, Size,
 };
+use super::teardown;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use tcpshake_proto::tcp::HandshakeAck;
@@ -99,6 +105,7 @@ const FLAG_OFFLOAD: i32 = 4;
 // __sk_buff fields (include/uapi/linux/bpf.h).
 const SKB_PKT_TYPE: i16 = 4;
 const SKB_MARK: i16 = 8;
+const SKB_PROTOCOL: i16 = 16;
 const SKB_VLAN_PRESENT: i16 = 20;
 const SKB_IFINDEX: i16 = 40;
 const SKB_DATA: i16 = 76;
@@ -108,8 +115,13 @@ const SKB_TSTAMP: i16 = 152;
 // Helpers.
 const MAP_LOOKUP_ELEM: i32 = 1;
 const SKB_STORE_BYTES: i32 = 9;
+const TAIL_CALL: i32 = 12;
 const REDIRECT: i32 = 23;
 const SKB_CHANGE_TAIL: i32 = 38;
+
+/// The dispatcher's program array: IPv4's program, IPv6's.
+const JUMP_V4: u32 = 0;
+const JUMP_V6: u32 = 1;
 
 /// TCX verdicts: let the next program (or the stack) have it; dropped.
 const TCX_NEXT: i32 = -1;
@@ -723,6 +735,36 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
     a.goto("send");
 }
 
+/// The program attached at each interface's ingress: it jumps (`bpf_tail_call`) to its
+/// family's program in the program array `jump` (IPv4's at 0, IPv6's at 1), or lets the
+/// packet go on while that slot is empty. Why not the two programs themselves: attaching
+/// waits out an RCU grace period (TCX, `tcx_entry_sync`: 5–20 ms here), and verifying
+/// IPv4's program takes ~10 ms. This one is verified at once and attached while IPv4's is
+/// verified, which then only goes in the array; and IPv6's, when an IPv6 probe first needs
+/// it, goes in the array too, without a second attachment to the hook — one more grace
+/// period, and one that a survey's end had to wait for when it was still under way.
+pub fn dispatcher(jump: i32) -> Result<Vec<Insn>, String> {
+    let mut a = Asm::default();
+    // R1 (the packet's context) is what the jump hands on: nothing here writes it.
+    a.load(Size::W, R4, R1, SKB_PROTOCOL);
+    // Loads are little-endian here: 0x0008 is EtherType 0x0800, 0xdd86 0x86dd. Each
+    // program checks the frame itself; this only picks which one looks.
+    a.jump_imm(Jmp::Eq, R4, 0xdd86, "v6");
+    a.jump_imm(Jmp::Ne, R4, 0x0008, "pass");
+    a.load_map(R2, jump);
+    a.mov_imm(R3, JUMP_V4 as i32);
+    a.call(TAIL_CALL);
+    a.goto("pass");
+    a.label("v6");
+    a.load_map(R2, jump);
+    a.mov_imm(R3, JUMP_V6 as i32);
+    a.call(TAIL_CALL);
+    a.label("pass");
+    a.mov_imm(R0, TCX_NEXT);
+    a.exit();
+    a.finish()
+}
+
 /// The program at the egress: an IPv6 SYN of an armed entry leaving tells it our
 /// segments' first header word (the flow label the kernel chose for our raw socket,
 /// which no system call tells), for the ACK the ingress program sends. Never changes
@@ -767,13 +809,14 @@ pub fn egress_program(t: Tables) -> Result<Vec<Insn>, String> {
 pub struct Reflex {
     ports: SharedArray,
     slots: SharedArray,
-    /// IPv4's ingress program.
-    prog4: OwnedFd,
-    /// IPv6's, once loaded (`Setup` attaches IPv4's first, without waiting for it).
-    prog6: Option<OwnedFd>,
-    /// The egress program (IPv6: learns our flow label from our SYN).
-    egress: OwnedFd,
-    /// Per interface, its attachments (ingress, and egress when it could be).
+    /// The dispatcher's program array: each family's program once verified. Held open for
+    /// as long as they answer (the kernel empties the array when its last descriptor goes).
+    jump: OwnedFd,
+    /// What each interface's ingress runs ([`dispatcher`]).
+    dispatch: OwnedFd,
+    /// The egress program (IPv6: learns our flow label from our SYN), once IPv6 is asked for.
+    egress: Option<OwnedFd>,
+    /// Per interface, its attachments (ingress, and egress when IPv6 was asked for).
     links: Vec<(u32, Vec<OwnedFd>)>,
     first_port: u16,
     mark: u32,
@@ -803,65 +846,56 @@ pub enum Claim {
 }
 
 impl Reflex {
-    /// Load the program for local ports `ports` (inclusive) and `slot_count` probes at
-    /// once. Fails on kernels without eBPF, without CAP_BPF, or when the verifier
-    /// refuses (as it does with CAP_BPF alone, without CAP_PERFMON or CAP_SYS_ADMIN: "pointer
-    /// arithmetic … prohibited for !root" in the option walk): the survey then answers from
-    /// user space, as before.
-    pub fn new(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<Reflex> {
-        let (mut r, v6) = Reflex::load_first(ports, slot_count, mark)?;
-        r.prog6 = Some(
-            v6.join()
-                .unwrap_or_else(|_| Err(io::Error::other("the verifier's thread panicked")))?,
-        );
-        Ok(r)
-    }
-
-    /// The tables, IPv4's program and the egress one; IPv6's program is still being
-    /// verified on the thread returned (the verifier takes ~10 ms a program here).
-    fn load_first(
-        ports: (u16, u16),
-        slot_count: usize,
-        mark: u32,
-    ) -> io::Result<(Reflex, std::thread::JoinHandle<io::Result<OwnedFd>>)> {
+    /// The tables and the dispatcher, no family's program yet ([`Setup`] verifies those
+    /// off the loop's thread). Fails on kernels without eBPF, without CAP_BPF, or when
+    /// the verifier refuses.
+    fn empty(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<Reflex> {
         let entries = usize::from(ports.1.saturating_sub(ports.0)) + 1;
         let port_table = SharedArray::new("tcpshake_rports", 8, entries)?;
         let slots = SharedArray::new("tcpshake_rslots", ENTRY, slot_count.max(1))?;
-        let tables = Tables {
-            ports_fd: port_table.fd(),
-            slots_fd: slots.fd(),
-            first_port: ports.0,
-            entries: entries as u32,
-            slot_count: slots.entries() as u32,
-        };
-        fn load(name: &str, insns: Result<Vec<Insn>, String>) -> io::Result<OwnedFd> {
-            ebpf::load_sched_cls(name, &insns.map_err(io::Error::other)?)
-        }
-        let egress = load("tcpshake_rflx_eg", egress_program(tables))?;
-        let prog4 = load("tcpshake_rflx4", program(tables, false))?;
-        // IPv6's after IPv4's, not beside it: on two CPUs both took longer side by side
-        // (18 ms for IPv4's against 10 alone), and IPv4's attachment, which follows, mostly
-        // sleeps (an RCU grace period) while IPv6's is verified.
-        let v6 = std::thread::Builder::new()
-            .name("reflex-verify".into())
-            .spawn(move || load("tcpshake_rflx6", program(tables, true)))?;
-        let r = Reflex {
+        let jump = ebpf::prog_array("tcpshake_rjump", 2)?;
+        let dispatch = load("tcpshake_rflx", dispatcher(jump.as_raw_fd()))?;
+        Ok(Reflex {
             ports: port_table,
             slots,
-            prog4,
-            prog6: None,
-            egress,
+            jump,
+            dispatch,
+            egress: None,
             links: Vec::new(),
             first_port: ports.0,
             mark,
             generation: 0,
-        };
-        Ok((r, v6))
+        })
     }
 
-    /// IPv6's program, which [`Setup`] verified after the rest.
-    pub fn set_ipv6(&mut self, prog: OwnedFd) {
-        self.prog6 = Some(prog);
+    /// Load everything for local ports `ports` (inclusive) and `slot_count` probes at
+    /// once, both families (the tests; a survey's [`Setup`] loads as it goes). Fails on
+    /// kernels without eBPF, without CAP_BPF, or when the verifier refuses (as it does with
+    /// CAP_BPF alone, without CAP_PERFMON or CAP_SYS_ADMIN: "pointer arithmetic …
+    /// prohibited for !root" in the option walk): the survey then answers from user space,
+    /// as before.
+    pub fn new(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<Reflex> {
+        let mut r = Reflex::empty(ports, slot_count, mark)?;
+        let t = r.tables();
+        ebpf::set_prog(
+            &r.jump,
+            JUMP_V4,
+            &load("tcpshake_rflx4", program(t, false))?,
+        )?;
+        ebpf::set_prog(&r.jump, JUMP_V6, &load("tcpshake_rflx6", program(t, true))?)?;
+        r.egress = Some(load("tcpshake_rflx_eg", egress_program(t))?);
+        Ok(r)
+    }
+
+    /// What the programs are built for: the tables' descriptors (valid while `self` is).
+    fn tables(&self) -> Tables {
+        Tables {
+            ports_fd: self.ports.fd(),
+            slots_fd: self.slots.fd(),
+            first_port: self.first_port,
+            entries: self.ports.entries() as u32,
+            slot_count: self.slots.entries() as u32,
+        }
     }
 
     /// Attachments [`Setup`] made.
@@ -872,15 +906,10 @@ impl Reflex {
         }
     }
 
-    /// The program's verdict on `frame` and the frame as it left it, nothing sent
-    /// ([`ebpf::test_run`]): how the tests see what it does.
+    /// What the interface's ingress does with `frame` (the dispatcher, and the program
+    /// it jumps to), nothing sent ([`ebpf::test_run`]): how the tests see what it does.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
-        // As at the hook: IPv4's program, then IPv6's for what it passed on.
-        let (verdict, out) = ebpf::test_run(&self.prog4, frame)?;
-        match &self.prog6 {
-            Some(p6) if verdict == TCX_NEXT => ebpf::test_run(p6, frame),
-            _ => Ok((verdict, out)),
-        }
+        ebpf::test_run(&self.dispatch, frame)
     }
 
     /// The phase of slot `slot`'s entry: 0 idle, 1 armed, 2 sent by the program, 3
@@ -891,7 +920,10 @@ impl Reflex {
 
     /// The egress program's verdict on `frame` (tests).
     pub fn test_run_egress(&self, frame: &[u8]) -> io::Result<(i32, Vec<u8>)> {
-        ebpf::test_run(&self.egress, frame)
+        match &self.egress {
+            Some(e) => ebpf::test_run(e, frame),
+            None => Err(io::Error::other("no egress program loaded")),
+        }
     }
 
     fn port_index(&self, port: u16) -> Option<usize> {
@@ -1011,55 +1043,184 @@ impl Reflex {
     }
 }
 
-/// IPv6's two programs on `ifindex`, side by side, as far as they go (IPv4's works alone).
-fn attach_ipv6(ingress: &OwnedFd, egress: &OwnedFd, ifindex: u32) -> Vec<OwnedFd> {
-    let (i, e) = std::thread::scope(|s| {
-        let e = s.spawn(|| ebpf::attach_tcx(egress, ifindex, false));
-        let i = ebpf::attach_tcx(ingress, ifindex, true);
-        (i.ok(), e.join().ok().and_then(Result::ok))
-    });
-    i.into_iter().chain(e).collect()
+/// Load a program the assembler made (its error, as text, when it could not).
+fn load(name: &str, insns: Result<Vec<Insn>, String>) -> io::Result<OwnedFd> {
+    ebpf::load_sched_cls(name, &insns.map_err(io::Error::other)?)
+}
+
+/// What the survey loop asks [`Setup`] for, per interface (its index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// IPv4's program answering at the interface's ingress.
+    Ipv4(u32),
+    /// IPv6's: at the ingress, and the egress program beside it.
+    Ipv6(u32),
 }
 
 /// The programs set up off the loop's thread: the verifier takes ~10 ms a program and
 /// each attachment waits out an RCU grace period (5–20 ms here), which probes in flight
-/// must not wait for (the survey's first SYNs do, survey.rs `reflex_on`; probes through an
-/// interface attached later are answered from user space meanwhile).
+/// must not wait for (the survey's first SYNs do, survey.rs `reflex_ask`; probes through an
+/// interface, or of a family, asked for later are answered from user space meanwhile).
 pub struct Setup {
-    to_worker: mpsc::Sender<u32>,
+    to_worker: mpsc::Sender<Ask>,
     from_worker: mpsc::Receiver<Ready>,
 }
 
 /// What [`Setup`] has done.
 pub enum Ready {
+    /// The tables and the dispatcher: nothing answers yet.
     Loaded(Reflex),
-    /// IPv6's program, verified after the rest (`Reflex::set_ipv6`).
-    Ipv6Loaded(OwnedFd),
-    /// Attachments on an interface; `true`: all there will be on it (IPv6's follow
-    /// IPv4's in a second message, which may hold none when IPv6's could not be made).
-    Attached(u32, Vec<OwnedFd>, bool),
+    /// What an [`Ask`] made: its attachments, and whether its family's program answers on
+    /// that interface now (false only for IPv6, whose program or egress attachment could
+    /// not be made; IPv4's answers once made, or the whole is `Failed`).
+    Attached {
+        ask: Ask,
+        links: Vec<OwnedFd>,
+        answers: bool,
+    },
     Failed(io::Error),
+}
+
+/// [`Setup`]'s thread, and what it has made so far.
+struct Worker {
+    /// What the programs are built for, naming `_tables`: descriptors of its own, for the
+    /// loop may drop its [`Reflex`] (and its descriptors) first.
+    tables: Tables,
+    _tables: [OwnedFd; 2],
+    jump: OwnedFd,
+    dispatch: OwnedFd,
+    egress: Option<OwnedFd>,
+    /// Whether each family's program is in the array (None: not asked for yet).
+    in_jump: [Option<bool>; 2],
+    /// Interfaces whose ingress (egress) has our program.
+    ingress_on: Vec<u32>,
+    egress_on: Vec<u32>,
+}
+
+impl Worker {
+    /// The tables and the dispatcher (for the loop); no family's program yet.
+    fn new(ports: (u16, u16), slot_count: usize, mark: u32) -> io::Result<(Worker, Reflex)> {
+        let r = Reflex::empty(ports, slot_count, mark)?;
+        let fds = [r.ports.clone_fd()?, r.slots.clone_fd()?];
+        let tables = Tables {
+            ports_fd: fds[0].as_raw_fd(),
+            slots_fd: fds[1].as_raw_fd(),
+            ..r.tables()
+        };
+        let w = Worker {
+            tables,
+            _tables: fds,
+            jump: r.jump.try_clone()?,
+            dispatch: r.dispatch.try_clone()?,
+            egress: None,
+            in_jump: [None, None],
+            ingress_on: Vec::new(),
+            egress_on: Vec::new(),
+        };
+        Ok((w, r))
+    }
+
+    /// The family's program answering on `oif`: verified on a thread of its own (~10 ms
+    /// here) while the attachments this needs sleep through their grace periods (the
+    /// dispatcher at the ingress, unless there already; for IPv6 the egress program too),
+    /// all side by side. An error while nothing of ours answers anywhere is the whole
+    /// program's (`Failed`: no CAP_BPF, a kernel without TCX, the verifier's refusal);
+    /// after that, only this ask's.
+    fn serve(&mut self, ask: Ask) -> Ready {
+        let (oif, v6) = match ask {
+            Ask::Ipv4(oif) => (oif, false),
+            Ask::Ipv6(oif) => (oif, true),
+        };
+        let family = usize::from(v6);
+        let mut links = Vec::new();
+        let made = self.make(oif, v6, &mut links);
+        if let Err(e) = made {
+            if self.in_jump.iter().all(|j| *j != Some(true)) {
+                // Attachments made so far detach with the rest, after our exit
+                // (teardown.rs), not in a grace period waited for here.
+                if let Some(links) = teardown::keep(Box::new(links)) {
+                    drop(links);
+                }
+                return Ready::Failed(e);
+            }
+            return Ready::Attached {
+                ask,
+                links,
+                answers: false,
+            };
+        }
+        Ready::Attached {
+            ask,
+            links,
+            answers: self.in_jump[family] == Some(true),
+        }
+    }
+
+    fn make(&mut self, oif: u32, v6: bool, links: &mut Vec<OwnedFd>) -> io::Result<()> {
+        let family = usize::from(v6);
+        if self.in_jump[family] == Some(false) {
+            return Err(io::Error::other("this family's program could not be made"));
+        }
+        if v6 && self.egress.is_none() {
+            // 81 instructions: verified in well under a millisecond.
+            self.egress = Some(load("tcpshake_rflx_eg", egress_program(self.tables))?);
+        }
+        let t = self.tables;
+        let verify = self.in_jump[family].is_none();
+        let ingress = !self.ingress_on.contains(&oif);
+        let egress = self
+            .egress
+            .as_ref()
+            .filter(|_| v6 && !self.egress_on.contains(&oif));
+        let dispatch = &self.dispatch;
+        let (program, i, e) = std::thread::scope(|s| {
+            let name = if v6 {
+                "tcpshake_rflx6"
+            } else {
+                "tcpshake_rflx4"
+            };
+            let p = verify.then(|| s.spawn(move || load(name, program(t, v6))));
+            let e = egress.map(|eg| s.spawn(move || ebpf::attach_tcx(eg, oif, false)));
+            let i = ingress.then(|| ebpf::attach_tcx(dispatch, oif, true));
+            let join = |h: std::thread::ScopedJoinHandle<'_, io::Result<OwnedFd>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a set-up thread panicked")))
+            };
+            (p.map(join), i, e.map(join))
+        });
+        let mut first_error = None;
+        for (made, on) in [(i, &mut self.ingress_on), (e, &mut self.egress_on)] {
+            match made {
+                Some(Ok(link)) => {
+                    links.push(link);
+                    on.push(oif);
+                }
+                Some(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        if let Some(p) = program {
+            let index = if v6 { JUMP_V6 } else { JUMP_V4 };
+            let set = p.and_then(|p| ebpf::set_prog(&self.jump, index, &p));
+            self.in_jump[family] = Some(set.is_ok());
+            if let Err(e) = set {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 impl Setup {
     /// Start loading the program for local ports `ports` and `slot_count` probes.
     pub fn start(ports: (u16, u16), slot_count: usize, mark: u32) -> Setup {
-        let (to_worker, oifs) = mpsc::channel::<u32>();
+        let (to_worker, asks) = mpsc::channel::<Ask>();
         let (done, from_worker) = mpsc::channel();
         let worker = move || {
-            let (reflex, v6) = match Reflex::load_first(ports, slot_count, mark) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = done.send(Ready::Failed(e));
-                    return;
-                }
-            };
-            let progs = reflex
-                .prog4
-                .try_clone()
-                .and_then(|p| Ok((p, reflex.egress.try_clone()?)));
-            let (prog4, egress) = match progs {
-                Ok(p) => p,
+            let (mut w, reflex) = match Worker::new(ports, slot_count, mark) {
+                Ok(made) => made,
                 Err(e) => {
                     let _ = done.send(Ready::Failed(e));
                     return;
@@ -1068,35 +1229,16 @@ impl Setup {
             if done.send(Ready::Loaded(reflex)).is_err() {
                 return;
             }
-            let mut v6 = Some(v6);
-            let mut prog6: Option<OwnedFd> = None;
-            // Bounded by the loop's requests (one per interface it opens a tap on); ends
-            // when the loop drops its `Setup`. Each attachment waits out an RCU grace
-            // period (5–20 ms here), and those to one hook one after the other: IPv4's
-            // ingress program first, told at once (the first SYNs wait for it), then
-            // IPv6's two, its ingress one once verified (without it IPv6 SYN-ACKs are the
-            // loop's, as before).
-            for oif in oifs {
-                let ready = match ebpf::attach_tcx(&prog4, oif, true) {
-                    Ok(link) => Ready::Attached(oif, vec![link], false),
-                    Err(e) => Ready::Failed(e),
-                };
-                if done.send(ready).is_err() {
-                    return;
-                }
-                if let Some(Ok(Ok(p6))) = v6.take().map(std::thread::JoinHandle::join) {
-                    if let Ok(copy) = p6.try_clone()
-                        && done.send(Ready::Ipv6Loaded(copy)).is_err()
-                    {
-                        return;
+            // Bounded by the loop's asks (two per interface at most); ends when the loop
+            // drops its `Setup`.
+            for ask in asks {
+                if let Err(mpsc::SendError(late)) = done.send(w.serve(ask)) {
+                    // The loop is over: what was attached for it detaches with the rest,
+                    // after our exit (teardown.rs), not in a grace period here that the
+                    // process's exit would wait for.
+                    if let Some(late) = teardown::keep(Box::new(late)) {
+                        drop(late);
                     }
-                    prog6 = Some(p6);
-                }
-                let rest = match &prog6 {
-                    Some(p6) => attach_ipv6(p6, &egress, oif),
-                    None => Vec::new(),
-                };
-                if done.send(Ready::Attached(oif, rest, true)).is_err() {
                     return;
                 }
             }
@@ -1118,9 +1260,9 @@ impl Setup {
         }
     }
 
-    /// Ask for the program on interface `oif` too.
-    pub fn attach(&self, oif: u32) {
-        let _ = self.to_worker.send(oif);
+    /// Ask for a family's program on an interface.
+    pub fn ask(&self, ask: Ask) {
+        let _ = self.to_worker.send(ask);
     }
 
     /// What is ready since the last look (no system call).
@@ -1161,6 +1303,9 @@ mod tests {
         }
         let p = egress_program(t).unwrap();
         assert!(p.len() < 4096, "{} instructions", p.len());
+        // The dispatcher is verified at once: a handful of instructions, no loop.
+        let p = dispatcher(5).unwrap();
+        assert!(p.len() < 32, "{} instructions", p.len());
     }
 }
 

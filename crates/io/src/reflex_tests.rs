@@ -125,6 +125,34 @@ fn a_synack_gets_the_segment_our_tcp_would_send_byte_for_byte() {
     assert_eq!(&out[14..], &buf[..n], "the kernel's segment is our TCP's");
 }
 
+/// The interface's ingress runs the dispatcher, which jumps to its family's program once
+/// that is verified and in the array (`Setup` attaches the dispatcher meanwhile): before,
+/// every packet goes on untouched and an armed entry stays armed for the loop to claim.
+#[test]
+#[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+fn until_its_familys_program_is_in_the_dispatcher_lets_every_packet_go_on() {
+    require_root("until_its_familys_program_is_in_the_dispatcher_lets_every_packet_go_on");
+    let mut reflex = Reflex::empty((LOCAL_PORT - 10, LOCAL_PORT + 10), 4, MARK).unwrap();
+    let armed = arm(&mut reflex, config(true));
+    let f = frame(&synack(armed.tsval.expect("our SYN's TSval")));
+    assert_eq!(reflex.test_run(&f).unwrap(), (IGNORED, f.clone()));
+    assert_eq!(reflex.phase(SLOT), ARMED);
+
+    // IPv6's program alone: an IPv4 SYN-ACK still goes on.
+    let t = reflex.tables();
+    let p6 = load("tcpshake_rflx6", program(t, true)).unwrap();
+    ebpf::set_prog(&reflex.jump, JUMP_V6, &p6).unwrap();
+    assert_eq!(reflex.test_run(&f).unwrap(), (IGNORED, f.clone()));
+    assert_eq!(reflex.phase(SLOT), ARMED);
+
+    // IPv4's in the array: the next SYN-ACK is answered.
+    let p4 = load("tcpshake_rflx4", program(t, false)).unwrap();
+    ebpf::set_prog(&reflex.jump, JUMP_V4, &p4).unwrap();
+    let (verdict, _) = reflex.test_run(&f).unwrap();
+    assert_eq!(verdict, SENT);
+    assert_eq!(reflex.phase(SLOT), FIRED);
+}
+
 // ---------------------------------------------------------------------------------------
 // The lab: one program, a probe armed in slot SLOT, SYN-ACKs written byte by byte.
 

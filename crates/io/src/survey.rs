@@ -36,7 +36,7 @@ use super::guard::Guard;
 use super::guard::MARK;
 use super::ports::PortKeeper;
 use super::ports::PortReservation;
-use super::reflex::{Claim, IpFields, Ready, Reflex, Setup};
+use super::reflex::{Ask, Claim, IpFields, Ready, Reflex, Setup};
 use super::route::{Route, Router};
 use super::run::{
     Capture, Captured, DRAIN_MAX, DRAIN_QUIET, IP_TTL, MAX_SLEEP, Outcome, build_segment,
@@ -331,14 +331,23 @@ struct Loop<'k, 'g> {
     /// whether it is attached to that tap's interface.
     reflex: Option<Reflex>,
     reflex_setup: Option<Setup>,
-    tap_reflex: Vec<bool>,
-    /// Per tap: IPv6's programs are attached too (or could not be).
-    tap_reflex_all: Vec<bool>,
+    tap_reflex: Vec<TapReflex>,
+    /// The survey's first SYNs waited for the kernel program (`reflex_ask`).
+    reflex_waited: bool,
     /// Per tap: its interface may bring SYN-ACKs whose checksum was left to offload.
     tap_offload: Vec<bool>,
     reflex_acks: u64,
     reflex_in_place: u64,
     reflex_unavailable: Option<&'static str>,
+}
+
+/// Per tap, the kernel program of each family (index `usize::from(v6)`): asked for of
+/// `reflex::Setup`, its answer come, answering SYN-ACKs there.
+#[derive(Clone, Copy, Debug, Default)]
+struct TapReflex {
+    asked: [bool; 2],
+    done: [bool; 2],
+    on: [bool; 2],
 }
 
 /// Run a survey over `targets`; `report` is called as each probe ends (in the order they
@@ -466,7 +475,7 @@ fn survey_with(
             Setup::start(port_range, slots, MARK)
         }),
         tap_reflex: Vec::new(),
-        tap_reflex_all: Vec::new(),
+        reflex_waited: false,
         tap_offload: Vec::new(),
         reflex_acks: 0,
         reflex_in_place: 0,
@@ -918,6 +927,7 @@ impl Loop<'_, '_> {
         let (reservation, fresh) = self.reserve(route.src, remote)?;
         let local = SocketAddr::new(route.src, reservation.port);
         let tap = self.tap_for(&route)?;
+        self.reflex_ask(tap, route.oif, local.is_ipv6());
         let sender = self.sender_for(route.src)?;
         let mut cfg = make_cfg(target, local, route.mss(local.is_ipv6()));
         cfg.tcp.known_path_mtu = self.pmtu.known(remote.ip(), now);
@@ -1144,6 +1154,10 @@ impl Loop<'_, '_> {
             .iter()
             .enumerate()
             .all(|(i, s)| s.is_none() || self.starting.contains(&i));
+        // The kernel program's attachment sleeps through a grace period as the ring's
+        // set-up does: asked for first, the two overlap.
+        let v6 = route.src.is_ipv6();
+        let asked = self.reflex_request(route.oif, v6);
         let tap = Tap::open_range(
             route.oif,
             &route.ifname,
@@ -1157,8 +1171,9 @@ impl Loop<'_, '_> {
         self.tap_read.push(false);
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
-        self.tap_reflex.push(false);
-        self.tap_reflex_all.push(false);
+        let mut reflex = TapReflex::default();
+        reflex.asked[usize::from(v6)] = asked;
+        self.tap_reflex.push(reflex);
         // A SYN-ACK with its TCP checksum left to offload comes only from a sender on this
         // host: through loopback, or a veth (or tun, netkit) pair whose other end is in
         // another namespace. Not a VLAN, bond or bridge: those carry the wire's packets
@@ -1170,42 +1185,29 @@ impl Loop<'_, '_> {
                     Some("veth" | "tun" | "netkit")
                 ),
         );
-        self.reflex_on(route.oif, route.src.is_ipv6());
         Ok(self.taps.len() - 1)
     }
 
-    /// Ask for the kernel program on interface `oif` (loading since the loop began, off
-    /// this thread: `reflex::Setup`); the first tap's waits for it. Without it (an old
-    /// kernel, no CAP_BPF) the loop answers SYN-ACKs itself, as it always could; the
-    /// reason is in [`Progress::reflex_unavailable`].
-    fn reflex_on(&mut self, oif: u32, v6: bool) {
-        if self.reflex_unavailable.is_some() {
-            return;
+    /// Ask for the kernel program of `v6`'s family on tap `t`'s interface `oif`, once
+    /// (loading since the loop began, off this thread: `reflex::Setup`); the survey's first
+    /// ask waits for it. Without it (an old kernel, no CAP_BPF) the loop answers SYN-ACKs
+    /// itself, as it always could; the reason is in [`Progress::reflex_unavailable`].
+    fn reflex_ask(&mut self, t: usize, oif: u32, v6: bool) {
+        let family = usize::from(v6);
+        if !self.tap_reflex[t].asked[family] {
+            self.tap_reflex[t].asked[family] = self.reflex_request(oif, v6);
         }
-        let Some(setup) = &self.reflex_setup else {
-            return;
-        };
-        setup.attach(oif);
-        if self.taps.len() == 1 {
-            // The first SYNs wait for it — the program of their family: IPv4's (~20 ms
-            // here: its verifier, then an RCU grace period) or, an IPv6 probe first,
-            // IPv6's too (~20 ms more: the attachments to one hook go one after the
-            // other). A survey whose first probes were answered from here and the rest
-            // from the kernel would time its SYN-ACK → ACK two ways. Nothing is in flight
-            // yet. (An interface first needed later is not waited for, probes being in
-            // flight then; nor, in a list that starts with IPv4, are IPv6's programs.)
+        if self.tap_reflex[t].asked[family] && !std::mem::replace(&mut self.reflex_waited, true) {
+            // The first SYNs wait for it — their family's program (~10 ms here: its
+            // verifier, while the dispatcher's attachment sleeps through an RCU grace
+            // period beside it). A survey whose first probes were answered from here and
+            // the rest from the kernel would time its SYN-ACK → ACK two ways. Nothing is
+            // in flight yet. (An interface or a family first needed later is not waited
+            // for, probes being in flight then: those are answered from here meanwhile.)
             let until = clock::now() + REFLEX_WAIT;
-            let ready = |lp: &Loop<'_, '_>| {
-                let on = if v6 {
-                    &lp.tap_reflex_all
-                } else {
-                    &lp.tap_reflex
-                };
-                on.last().copied().unwrap_or(true)
-            };
-            // Bounded: by REFLEX_WAIT, and by the worker's messages (a load, then two
-            // per interface).
-            while self.reflex_unavailable.is_none() && !ready(self) {
+            // Bounded: by REFLEX_WAIT, and by the worker's messages (a load, then one per
+            // ask).
+            while self.reflex_unavailable.is_none() && !self.tap_reflex[t].done[family] {
                 let now = clock::now();
                 let Some(ready) = self
                     .reflex_setup
@@ -1222,6 +1224,18 @@ impl Loop<'_, '_> {
         }
     }
 
+    /// Send `reflex::Setup` the ask for `v6`'s family on interface `oif`; false when
+    /// there is no one to ask (no kernel program for this survey).
+    fn reflex_request(&self, oif: u32, v6: bool) -> bool {
+        match &self.reflex_setup {
+            Some(setup) if self.reflex_unavailable.is_none() => {
+                setup.ask(if v6 { Ask::Ipv6(oif) } else { Ask::Ipv4(oif) });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// What the kernel program's setup finished since the last pass.
     fn reflex_ready(&mut self) {
         // Bounded: one message per load and per interface asked for.
@@ -1234,18 +1248,21 @@ impl Loop<'_, '_> {
     fn take_ready(&mut self, ready: Ready) {
         match ready {
             Ready::Loaded(r) => self.reflex = Some(r),
-            Ready::Ipv6Loaded(p) => {
-                if let Some(r) = self.reflex.as_mut() {
-                    r.set_ipv6(p);
-                }
-            }
-            Ready::Attached(oif, links, all) => {
+            Ready::Attached {
+                ask,
+                links,
+                answers,
+            } => {
+                let (oif, family) = match ask {
+                    Ask::Ipv4(oif) => (oif, 0),
+                    Ask::Ipv6(oif) => (oif, 1),
+                };
                 if let Some(r) = self.reflex.as_mut() {
                     r.add_links(oif, links);
-                    if let Some(&t) = self.tap_by_oif.get(&oif) {
-                        self.tap_reflex[t] = true;
-                        self.tap_reflex_all[t] |= all;
-                    }
+                }
+                if let Some(&t) = self.tap_by_oif.get(&oif) {
+                    self.tap_reflex[t].done[family] = true;
+                    self.tap_reflex[t].on[family] = answers;
                 }
             }
             Ready::Failed(e) => {
@@ -1329,12 +1346,11 @@ impl Loop<'_, '_> {
                     // The program was in place for this SYN's family when it left, whether
                     // or not it can answer this handshake (a request too long for it, or
                     // for our MSS, is left to us): the survey's line tells the two apart.
-                    let on = if v6 {
-                        &self.tap_reflex_all
-                    } else {
-                        &self.tap_reflex
-                    };
-                    if !seg.retransmission && on.get(slot.tap).copied().unwrap_or(false) {
+                    let on = self
+                        .tap_reflex
+                        .get(slot.tap)
+                        .is_some_and(|r| r.on[usize::from(v6)]);
+                    if !seg.retransmission && on {
                         self.reflex_in_place += 1;
                     }
                     if let Some(_plan) = slot.reflex_plan.take() {
@@ -1343,7 +1359,7 @@ impl Loop<'_, '_> {
                         // (RFC 7323 §5.3). This handshake is answered from here.
                         let _ = r.claim(i);
                     } else if !seg.retransmission
-                        && self.tap_reflex.get(slot.tap).copied().unwrap_or(false)
+                        && on
                         && let Some(plan) = slot.probe.handshake_ack()
                     {
                         let ident = self.ident;
