@@ -1133,6 +1133,35 @@ fn the_kernel_program_sends_the_handshakes_ack() {
         "{run}"
     );
 
+    // A list that begins with IPv6: the first SYNs wait for IPv6's program (verified only
+    // now) and its egress program, which learns our flow label; then an IPv4 target, whose
+    // program is made while probes are in flight, and whose later probes it answers.
+    let run = lab.run_client_bounded(
+        [
+            "probe", &t6, &t4, "-c", "20", "--interval", "10ms", "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let records = run.records();
+    assert_eq!(records.len(), 40, "{run}");
+    let by_kernel = |v6: bool| {
+        let t = if v6 { &t6 } else { &t4 };
+        records
+            .iter()
+            .filter(|r| &r.target == t && r.segments.iter().any(|s| s.kernel))
+            .count()
+    };
+    assert!(by_kernel(true) >= 10, "only {} of 20 IPv6 ones\n{run}", by_kernel(true));
+    assert!(by_kernel(false) >= 10, "only {} of 20 IPv4 ones\n{run}", by_kernel(false));
+    assert!(
+        run.stderr.contains(&format!(
+            "the kernel program sent the handshake's ACK of {} of 40 probes",
+            by_kernel(true) + by_kernel(false)
+        )),
+        "{run}"
+    );
+
     let run = lab.run_client_bounded(
         [
             "probe", &server, "-p", "80", "-c", "10", "--interval", "10ms", "--json",
