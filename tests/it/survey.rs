@@ -1133,9 +1133,21 @@ fn the_kernel_program_sends_the_handshakes_ack() {
         "{run}"
     );
 
-    // A list that begins with IPv6: the first SYNs wait for IPv6's program (verified only
-    // now) and its egress program, which learns our flow label; then an IPv4 target, whose
-    // program is made while probes are in flight, and whose later probes it answers.
+    // IPv6 alone, five probes at once: their SYNs wait for IPv6's program (verified only
+    // now) and its egress program, which learns our flow label. Without that wait none
+    // would be the program's (it takes tens of ms to be ready, the probes about one); all
+    // five are, unless a machine so loaded that the wait (250 ms) ran out.
+    let run = lab.run_client_bounded(["probe", &t6, "-c", "5", "--json"], Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{run}");
+    let v6_alone = run
+        .records()
+        .iter()
+        .filter(|r| r.segments.iter().any(|s| s.kernel))
+        .count();
+    assert!(v6_alone >= 1, "none of 5 IPv6 probes by the kernel program\n{run}");
+
+    // A list that begins with IPv6, then an IPv4 target, whose program is made while
+    // probes are in flight, and which answers its later probes.
     let run = lab.run_client_bounded(
         [
             "probe", &t6, &t4, "-c", "20", "--interval", "10ms", "--json",

@@ -44,8 +44,9 @@
 //!
 //! What the ingress runs is a [`dispatcher`] that jumps to its family's program, each
 //! verified only when a probe of that family first needs it ([`Setup`]): attaching waits
-//! out an RCU grace period, and so the attachment sleeps through it while the program is
-//! verified, and the other family's program needs no second attachment to the hook.
+//! out an RCU grace period, so the attachment sleeps through it while the program is
+//! verified, and the other family's program needs no second attachment to the ingress
+//! (IPv6's egress program still needs its own, one more grace period).
 
 use super::ebpf::{
     self, Alu, Asm, Insn, Jmp, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, SharedArray, Size,
@@ -135,6 +136,11 @@ const MAX_OPTIONS: usize = 16;
 /// would, and ours would cut a longer request. Below TCP_MIN_SND_MSS (48) our TCP notes an
 /// anomaly: user space's.
 const MIN_MSS: i32 = 48;
+
+/// EtherTypes as a halfword load from the packet reads them (the packet's bytes are in
+/// network order, the load is the host's: 0x0008 for IPv4 on x86).
+const ETH_IPV4: i32 = u16::from_ne_bytes(0x0800u16.to_be_bytes()) as i32;
+const ETH_IPV6: i32 = u16::from_ne_bytes(0x86ddu16.to_be_bytes()) as i32;
 
 /// Where the IP header starts in a frame (after Ethernet's).
 const IP: i16 = 14;
@@ -307,9 +313,8 @@ pub fn program(t: Tables, v6: bool) -> Result<Vec<Insn>, String> {
     a.load(Size::W, R4, R6, SKB_VLAN_PRESENT);
     a.jump_imm(Jmp::Ne, R4, 0, "pass");
     frame(&mut a, R2, R3, i32::from(IP), "pass");
-    // Loads are little-endian here: 0x0008 is EtherType 0x0800, 0xdd86 0x86dd.
     a.load(Size::H, R4, R2, 12);
-    a.jump_imm(Jmp::Ne, R4, if v6 { 0xdd86 } else { 0x0008 }, "pass");
+    a.jump_imm(Jmp::Ne, R4, if v6 { ETH_IPV6 } else { ETH_IPV4 }, "pass");
     answer(&mut a, t, Family { v6 });
 
     // Claim the entry (one compare-and-exchange: the loop claims it the other way before
@@ -743,14 +748,16 @@ fn answer(a: &mut Asm, t: Tables, f: Family) {
 /// verified, which then only goes in the array; and IPv6's, when an IPv6 probe first needs
 /// it, goes in the array too, without a second attachment to the hook — one more grace
 /// period, and one that a survey's end had to wait for when it was still under way.
+/// (A program array takes only programs like the first that uses it: the same type, both
+/// JIT-compiled or not, the same attach type — all three are `load_sched_cls`'s, alike.)
 pub fn dispatcher(jump: i32) -> Result<Vec<Insn>, String> {
     let mut a = Asm::default();
     // R1 (the packet's context) is what the jump hands on: nothing here writes it.
+    // `protocol` holds the EtherType as the packet does (network order); each program
+    // checks the frame itself, this only picks which one looks.
     a.load(Size::W, R4, R1, SKB_PROTOCOL);
-    // Loads are little-endian here: 0x0008 is EtherType 0x0800, 0xdd86 0x86dd. Each
-    // program checks the frame itself; this only picks which one looks.
-    a.jump_imm(Jmp::Eq, R4, 0xdd86, "v6");
-    a.jump_imm(Jmp::Ne, R4, 0x0008, "pass");
+    a.jump_imm(Jmp::Eq, R4, ETH_IPV6, "v6");
+    a.jump_imm(Jmp::Ne, R4, ETH_IPV4, "pass");
     a.load_map(R2, jump);
     a.mov_imm(R3, JUMP_V4 as i32);
     a.call(TAIL_CALL);
@@ -776,7 +783,7 @@ pub fn egress_program(t: Tables) -> Result<Vec<Insn>, String> {
     a.mov(R6, R1);
     frame(&mut a, R2, R3, f.opts(), "pass");
     a.load(Size::H, R4, R2, 12);
-    a.jump_imm(Jmp::Ne, R4, 0xdd86, "pass");
+    a.jump_imm(Jmp::Ne, R4, ETH_IPV6, "pass");
     a.load(Size::B, R4, R2, IP + 6);
     a.jump_imm(Jmp::Ne, R4, 6, "pass");
     a.load(Size::B, R4, R2, tcp + 13);
@@ -1061,9 +1068,14 @@ pub enum Ask {
 /// each attachment waits out an RCU grace period (5–20 ms here), which probes in flight
 /// must not wait for (the survey's first SYNs do, survey.rs `reflex_ask`; probes through an
 /// interface, or of a family, asked for later are answered from user space meanwhile).
+/// One thread serves the asks in turn: an ask waits behind the one before it.
 pub struct Setup {
     to_worker: mpsc::Sender<Ask>,
     from_worker: mpsc::Receiver<Ready>,
+    /// Set by [`Setup::over`]: asks not yet begun are dropped.
+    over: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The worker's end was told (`poll`, `wait`): once.
+    gone: std::cell::Cell<bool>,
 }
 
 /// What [`Setup`] has done.
@@ -1071,8 +1083,8 @@ pub enum Ready {
     /// The tables and the dispatcher: nothing answers yet.
     Loaded(Reflex),
     /// What an [`Ask`] made: its attachments, and whether its family's program answers on
-    /// that interface now (false only for IPv6, whose program or egress attachment could
-    /// not be made; IPv4's answers once made, or the whole is `Failed`).
+    /// that interface now (false when this ask failed while the program answers elsewhere:
+    /// an error while it answers nowhere is `Failed`).
     Attached {
         ask: Ask,
         links: Vec<OwnedFd>,
@@ -1122,37 +1134,37 @@ impl Worker {
 
     /// The family's program answering on `oif`: verified on a thread of its own (~10 ms
     /// here) while the attachments this needs sleep through their grace periods (the
-    /// dispatcher at the ingress, unless there already; for IPv6 the egress program too),
-    /// all side by side. An error while nothing of ours answers anywhere is the whole
-    /// program's (`Failed`: no CAP_BPF, a kernel without TCX, the verifier's refusal);
-    /// after that, only this ask's.
+    /// dispatcher at the ingress, unless there already; for IPv6 the egress program too:
+    /// the two one after the other, each holding the kernel's rtnl lock through its grace
+    /// period). An error while nothing of ours answers anywhere yet is the whole
+    /// program's (`Failed`, with the reason the survey gives: no CAP_BPF, a kernel without
+    /// TCX, the verifier's refusal); after that, only this ask's.
     fn serve(&mut self, ask: Ask) -> Ready {
         let (oif, v6) = match ask {
             Ask::Ipv4(oif) => (oif, false),
             Ask::Ipv6(oif) => (oif, true),
         };
-        let family = usize::from(v6);
+        let answering = !self.ingress_on.is_empty() && self.in_jump.contains(&Some(true));
         let mut links = Vec::new();
-        let made = self.make(oif, v6, &mut links);
-        if let Err(e) = made {
-            if self.in_jump.iter().all(|j| *j != Some(true)) {
+        match self.make(oif, v6, &mut links) {
+            Ok(()) => Ready::Attached {
+                ask,
+                links,
+                answers: self.in_jump[usize::from(v6)] == Some(true),
+            },
+            Err(e) if !answering => {
                 // Attachments made so far detach with the rest, after our exit
                 // (teardown.rs), not in a grace period waited for here.
                 if let Some(links) = teardown::keep(Box::new(links)) {
                     drop(links);
                 }
-                return Ready::Failed(e);
+                Ready::Failed(e)
             }
-            return Ready::Attached {
+            Err(_) => Ready::Attached {
                 ask,
                 links,
                 answers: false,
-            };
-        }
-        Ready::Attached {
-            ask,
-            links,
-            answers: self.in_jump[family] == Some(true),
+            },
         }
     }
 
@@ -1167,38 +1179,49 @@ impl Worker {
         }
         let t = self.tables;
         let verify = self.in_jump[family].is_none();
-        let ingress = !self.ingress_on.contains(&oif);
-        let egress = self
+        let mut attach = Vec::new();
+        if !self.ingress_on.contains(&oif) {
+            attach.push((&self.dispatch, true));
+        }
+        if let Some(eg) = self
             .egress
             .as_ref()
-            .filter(|_| v6 && !self.egress_on.contains(&oif));
-        let dispatch = &self.dispatch;
-        let (program, i, e) = std::thread::scope(|s| {
+            .filter(|_| v6 && !self.egress_on.contains(&oif))
+        {
+            attach.push((eg, false));
+        }
+        let (program, attached) = std::thread::scope(|s| {
             let name = if v6 {
                 "tcpshake_rflx6"
             } else {
                 "tcpshake_rflx4"
             };
             let p = verify.then(|| s.spawn(move || load(name, program(t, v6))));
-            let e = egress.map(|eg| s.spawn(move || ebpf::attach_tcx(eg, oif, false)));
-            let i = ingress.then(|| ebpf::attach_tcx(dispatch, oif, true));
-            let join = |h: std::thread::ScopedJoinHandle<'_, io::Result<OwnedFd>>| {
+            let attached: Vec<_> = attach
+                .iter()
+                .map(|&(prog, ingress)| (ingress, ebpf::attach_tcx(prog, oif, ingress)))
+                .collect();
+            let p = p.map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a set-up thread panicked")))
-            };
-            (p.map(join), i, e.map(join))
+                    .unwrap_or_else(|_| Err(io::Error::other("the verifier's thread panicked")))
+            });
+            (p, attached)
         });
         let mut first_error = None;
-        for (made, on) in [(i, &mut self.ingress_on), (e, &mut self.egress_on)] {
+        for (ingress, made) in attached {
             match made {
-                Some(Ok(link)) => {
+                Ok(link) => {
                     links.push(link);
+                    let on = if ingress {
+                        &mut self.ingress_on
+                    } else {
+                        &mut self.egress_on
+                    };
                     on.push(oif);
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     first_error.get_or_insert(e);
                 }
-                None => {}
             }
         }
         if let Some(p) = program {
@@ -1218,6 +1241,8 @@ impl Setup {
     pub fn start(ports: (u16, u16), slot_count: usize, mark: u32) -> Setup {
         let (to_worker, asks) = mpsc::channel::<Ask>();
         let (done, from_worker) = mpsc::channel();
+        let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = over.clone();
         let worker = move || {
             let (mut w, reflex) = match Worker::new(ports, slot_count, mark) {
                 Ok(made) => made,
@@ -1230,8 +1255,12 @@ impl Setup {
                 return;
             }
             // Bounded by the loop's asks (two per interface at most); ends when the loop
-            // drops its `Setup`.
+            // drops its `Setup`, or says it is over: an attachment begun cannot be called
+            // off (nor can the process exit before it ends), so none begins then.
             for ask in asks {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
                 if let Err(mpsc::SendError(late)) = done.send(w.serve(ask)) {
                     // The loop is over: what was attached for it detaches with the rest,
                     // after our exit (teardown.rs), not in a grace period here that the
@@ -1257,7 +1286,14 @@ impl Setup {
         Setup {
             to_worker,
             from_worker,
+            over,
+            gone: std::cell::Cell::new(false),
         }
+    }
+
+    /// The survey is over: asks not yet begun attach nothing.
+    pub fn over(&self) {
+        self.over.store(true, Ordering::Release);
     }
 
     /// Ask for a family's program on an interface.
@@ -1267,12 +1303,31 @@ impl Setup {
 
     /// What is ready since the last look (no system call).
     pub fn poll(&self) -> Option<Ready> {
-        self.from_worker.try_recv().ok()
+        match self.from_worker.try_recv() {
+            Ok(ready) => Some(ready),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => self.ended(),
+        }
     }
 
     /// What is ready next, waiting until `timeout` for it.
     pub fn wait(&self, timeout: std::time::Duration) -> Option<Ready> {
-        self.from_worker.recv_timeout(timeout).ok()
+        match self.from_worker.recv_timeout(timeout) {
+            Ok(ready) => Some(ready),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => self.ended(),
+        }
+    }
+
+    /// The worker is gone while the loop still asks (it panicked): said once, as a
+    /// failure, so the survey names a reason rather than a slow load.
+    fn ended(&self) -> Option<Ready> {
+        if self.gone.replace(true) || self.over.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(Ready::Failed(io::Error::other(
+            "the kernel program's set-up thread ended",
+        )))
     }
 }
 

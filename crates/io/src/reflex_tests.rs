@@ -145,12 +145,35 @@ fn until_its_familys_program_is_in_the_dispatcher_lets_every_packet_go_on() {
     assert_eq!(reflex.test_run(&f).unwrap(), (IGNORED, f.clone()));
     assert_eq!(reflex.phase(SLOT), ARMED);
 
+    // What is neither IPv4 nor IPv6 (an ARP frame, say) goes on at every stage.
+    let mut arp = f.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(reflex.test_run(&arp).unwrap(), (IGNORED, arp.clone()));
+
     // IPv4's in the array: the next SYN-ACK is answered.
     let p4 = load("tcpshake_rflx4", program(t, false)).unwrap();
     ebpf::set_prog(&reflex.jump, JUMP_V4, &p4).unwrap();
     let (verdict, _) = reflex.test_run(&f).unwrap();
     assert_eq!(verdict, SENT);
     assert_eq!(reflex.phase(SLOT), FIRED);
+}
+
+/// The first ask that cannot be met — here an interface that does not exist, where the
+/// program verifies and the attachment fails — is the whole program's failure, with the
+/// kernel's error (the survey names it: "not supported by this kernel" for a kernel
+/// without TCX), not an ask that merely does not answer.
+#[test]
+#[ignore = "needs root: run with `cargo nextest run --run-ignored all` (scripts/test does)"]
+fn a_first_ask_that_cannot_be_attached_fails_the_whole_with_its_reason() {
+    require_root("a_first_ask_that_cannot_be_attached_fails_the_whole_with_its_reason");
+    let (mut worker, _reflex) = Worker::new((LOCAL_PORT - 10, LOCAL_PORT + 10), 4, MARK).unwrap();
+    for ask in [Ask::Ipv4(u32::MAX - 7), Ask::Ipv6(u32::MAX - 7)] {
+        match worker.serve(ask) {
+            Ready::Failed(e) => assert!(e.raw_os_error().is_some(), "{ask:?}: {e}"),
+            Ready::Attached { answers, .. } => panic!("{ask:?}: attached, answers {answers}"),
+            Ready::Loaded(_) => panic!("{ask:?}: loaded"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -327,8 +327,7 @@ struct Loop<'k, 'g> {
     due: Vec<usize>,
     /// Segments sent so far (`react` reads again after an answer that sent some).
     segments_sent: u64,
-    /// The kernel program answering SYN-ACKs (reflex.rs), once a tap is open; per tap,
-    /// whether it is attached to that tap's interface.
+    /// The kernel program's tables (reflex.rs), once loaded.
     reflex: Option<Reflex>,
     reflex_setup: Option<Setup>,
     tap_reflex: Vec<TapReflex>,
@@ -341,12 +340,14 @@ struct Loop<'k, 'g> {
     reflex_unavailable: Option<&'static str>,
 }
 
-/// Per tap, the kernel program of each family (index `usize::from(v6)`): asked for of
-/// `reflex::Setup`, its answer come, answering SYN-ACKs there.
+/// Per tap, the kernel program of each family (indexed by `usize::from(v6)`).
 #[derive(Clone, Copy, Debug, Default)]
 struct TapReflex {
+    /// Asked of `reflex::Setup` for this tap's interface.
     asked: [bool; 2],
+    /// Its answer came (`Ready::Attached`).
     done: [bool; 2],
+    /// It answers SYN-ACKs there.
     on: [bool; 2],
 }
 
@@ -468,8 +469,8 @@ fn survey_with(
         due: Vec::new(),
         segments_sent: 0,
         reflex: None,
-        // Loading starts now, beside the rest of the set-up (the verifier takes ~10–25 ms);
-        // attaching waits for the first tap's interface.
+        // The tables and the dispatcher load now; each family's program is verified (~10
+        // ms) and the dispatcher attached when a tap's first probe of that family asks.
         reflex_setup: opts.reflex.then(|| {
             let slots = opts.jobs.saturating_mul(2).clamp(16, MAX_REFLEX_SLOTS);
             Setup::start(port_range, slots, MARK)
@@ -485,7 +486,11 @@ fn survey_with(
     // The kernel program answers nothing more (no entry stays armed), and its detaching,
     // which waits out an RCU grace period, is not this thread's wait: after our exit
     // (teardown.rs), or on a thread of its own.
-    // Attachments still on their way are the reflex's too (closed with it, not here).
+    // Attachments still on their way are the reflex's too (closed with it, not here); an
+    // ask not yet begun attaches nothing now (one begun cannot be called off).
+    if let Some(setup) = &lp.reflex_setup {
+        setup.over();
+    }
     lp.reflex_ready();
     if let Some(r) = lp.reflex.take() {
         for (i, slot) in lp.slots.iter().enumerate() {
@@ -498,6 +503,15 @@ fn survey_with(
                 .name("reflex-detach".into())
                 .spawn(move || drop(r));
         }
+    }
+    // What the worker still sends (an attachment that was under way) stays in its channel,
+    // kept as the rest is: dropped here, its links would detach on this thread.
+    if let Some(setup) = lp.reflex_setup.take()
+        && let Some(setup) = super::teardown::keep(Box::new(setup))
+    {
+        let _ = std::thread::Builder::new()
+            .name("reflex-detach".into())
+            .spawn(move || drop(setup));
     }
     // Whatever happened, give every port back (the table itself dies with the guard).
     for slot in lp.slots.iter_mut().filter_map(Option::take) {
@@ -1154,6 +1168,17 @@ impl Loop<'_, '_> {
             .iter()
             .enumerate()
             .all(|(i, s)| s.is_none() || self.starting.contains(&i));
+        // A SYN-ACK with its TCP checksum left to offload comes only from a sender on this
+        // host: through loopback, or a veth (or tun, netkit) pair whose other end is in
+        // another namespace. Not a VLAN, bond or bridge: those carry the wire's packets
+        // too, where that checksum would be a bad one. Asked before the kernel program's
+        // attachment is: the driver's name takes the rtnl lock, which an attachment holds
+        // through its grace period.
+        let offload = route.is_loopback
+            || matches!(
+                super::link::driver(&route.ifname).as_deref(),
+                Some("veth" | "tun" | "netkit")
+            );
         // The kernel program's attachment sleeps through a grace period as the ring's
         // set-up does: asked for first, the two overlap.
         let v6 = route.src.is_ipv6();
@@ -1174,17 +1199,7 @@ impl Loop<'_, '_> {
         let mut reflex = TapReflex::default();
         reflex.asked[usize::from(v6)] = asked;
         self.tap_reflex.push(reflex);
-        // A SYN-ACK with its TCP checksum left to offload comes only from a sender on this
-        // host: through loopback, or a veth (or tun, netkit) pair whose other end is in
-        // another namespace. Not a VLAN, bond or bridge: those carry the wire's packets
-        // too, where that checksum would be a bad one.
-        self.tap_offload.push(
-            route.is_loopback
-                || matches!(
-                    super::link::driver(&route.ifname).as_deref(),
-                    Some("veth" | "tun" | "netkit")
-                ),
-        );
+        self.tap_offload.push(offload);
         Ok(self.taps.len() - 1)
     }
 
