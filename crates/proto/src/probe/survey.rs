@@ -186,6 +186,13 @@ impl<T> Schedule<T> {
         self.due.peek().map(|Reverse((at, _, _))| *at)
     }
 
+    /// Whether a probe may still start: the feed may give targets (`feed_open`), or a
+    /// target has a probe to come after the one in flight, or one is waiting for its
+    /// next.
+    pub fn more_to_start(&self, feed_open: bool) -> bool {
+        feed_open || !self.due.is_empty() || self.actives.iter().flatten().any(|a| a.remaining > 1)
+    }
+
     /// Nothing in flight and nothing left to start (`stopping`: waiting targets are given
     /// up).
     pub fn finished(&self, feed_open: bool, stopping: bool) -> bool {
@@ -547,6 +554,27 @@ mod tests {
             }
         }
         assert_eq!(s.next_due(), Some(at_ms(60_000)));
+    }
+
+    #[test]
+    fn more_to_start_while_the_feed_is_open_or_a_target_has_probes_left() {
+        let mut s: Schedule<u32> = Schedule::new(4, 2, Duration::from_millis(10));
+        assert!(s.more_to_start(true));
+        assert!(!s.more_to_start(false), "nothing added, the feed closed");
+        let a = s.add(1);
+        assert!(s.more_to_start(false), "its second probe is to come");
+        s.over(a, at_ms(0), at_ms(1));
+        assert!(s.more_to_start(false), "waiting for its second");
+        assert_eq!(s.admit(at_ms(10), false), Admit::Start(a));
+        assert!(!s.more_to_start(false), "its last probe is in flight");
+        let mut one: Schedule<u32> = Schedule::new(4, 1, Duration::ZERO);
+        one.add(1);
+        one.add(2);
+        assert!(
+            !one.more_to_start(false),
+            "-c 1: both in flight, none to come"
+        );
+        assert!(one.more_to_start(true));
     }
 
     #[test]
