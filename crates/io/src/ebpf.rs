@@ -286,16 +286,13 @@ impl SharedArray {
         if !value_size.is_multiple_of(8) || entries == 0 {
             return Err(io::Error::other("eBPF array: bad shape"));
         }
-        let mut attr = [0u8; ATTR_LEN];
-        put32(&mut attr, 0, BPF_MAP_TYPE_ARRAY);
-        put32(&mut attr, 4, 4);
-        put32(&mut attr, 8, value_size as u32);
-        put32(&mut attr, 12, entries as u32);
-        put32(&mut attr, 16, BPF_F_MMAPABLE);
-        let name = name.as_bytes();
-        let n = name.len().min(15);
-        attr[28..28 + n].copy_from_slice(&name[..n]);
-        let fd = bpf(BPF_MAP_CREATE, &mut attr)?;
+        let fd = map_create(
+            name,
+            BPF_MAP_TYPE_ARRAY,
+            value_size as u32,
+            entries as u32,
+            BPF_F_MMAPABLE,
+        )?;
         let page = 4096;
         let len = (value_size * entries).div_ceil(page) * page;
         // SAFETY: a new shared mapping of the map's values, which the kernel sized to at
@@ -367,11 +364,24 @@ impl Drop for SharedArray {
 /// a slot, or goes on when the slot is empty. The kernel empties it when the last
 /// descriptor of it closes (the programs that jump through it then go on at every jump).
 pub fn prog_array(name: &str, entries: u32) -> io::Result<OwnedFd> {
+    // Its values are program descriptors: 4 bytes.
+    map_create(name, BPF_MAP_TYPE_PROG_ARRAY, 4, entries, 0)
+}
+
+/// A new map keyed by a 4-byte index, named `name` (15 bytes of it kept).
+fn map_create(
+    name: &str,
+    map_type: u32,
+    value_size: u32,
+    entries: u32,
+    flags: u32,
+) -> io::Result<OwnedFd> {
     let mut attr = [0u8; ATTR_LEN];
-    put32(&mut attr, 0, BPF_MAP_TYPE_PROG_ARRAY);
+    put32(&mut attr, 0, map_type);
     put32(&mut attr, 4, 4);
-    put32(&mut attr, 8, 4);
+    put32(&mut attr, 8, value_size);
     put32(&mut attr, 12, entries);
+    put32(&mut attr, 16, flags);
     let name = name.as_bytes();
     let n = name.len().min(15);
     attr[28..28 + n].copy_from_slice(&name[..n]);
