@@ -756,16 +756,14 @@ pub fn dispatcher(jump: i32) -> Result<Vec<Insn>, String> {
     // `protocol` holds the EtherType as the packet does (network order); each program
     // checks the frame itself, this only picks which one looks.
     a.load(Size::W, R4, R1, SKB_PROTOCOL);
-    a.jump_imm(Jmp::Eq, R4, ETH_IPV6, "v6");
-    a.jump_imm(Jmp::Ne, R4, ETH_IPV4, "pass");
-    a.load_map(R2, jump);
-    a.mov_imm(R3, JUMP_V4 as i32);
-    a.call(TAIL_CALL);
-    a.goto("pass");
-    a.label("v6");
-    a.load_map(R2, jump);
     a.mov_imm(R3, JUMP_V6 as i32);
+    a.jump_imm(Jmp::Eq, R4, ETH_IPV6, "jump");
+    a.mov_imm(R3, JUMP_V4 as i32);
+    a.jump_imm(Jmp::Ne, R4, ETH_IPV4, "pass");
+    a.label("jump");
+    a.load_map(R2, jump);
     a.call(TAIL_CALL);
+    // Back here only when the slot is empty.
     a.label("pass");
     a.mov_imm(R0, TCX_NEXT);
     a.exit();
