@@ -343,7 +343,9 @@ struct Loop<'k, 'g> {
 /// Per tap, the kernel program of each family (indexed by `usize::from(v6)`).
 #[derive(Clone, Copy, Debug, Default)]
 struct TapReflex {
-    /// Asked of `reflex::Setup` for this tap's interface.
+    /// The tap's interface.
+    oif: u32,
+    /// Asked of `reflex::Setup` for the interface.
     asked: [bool; 2],
     /// A probe of the family started here, the ask is held to the pass's end
     /// (`Loop::reflex_asks`).
@@ -495,26 +497,22 @@ fn survey_with(
         setup.over();
     }
     lp.reflex_ready();
-    if let Some(r) = lp.reflex.take() {
+    if let Some(r) = &lp.reflex {
         for (i, slot) in lp.slots.iter().enumerate() {
             if let Some(slot) = slot {
                 r.disarm(i, slot.local.port());
             }
         }
-        if let Some(r) = super::teardown::keep(Box::new(r)) {
-            let _ = std::thread::Builder::new()
-                .name("reflex-detach".into())
-                .spawn(move || drop(r));
-        }
     }
-    // What the worker still sends (an attachment that was under way) stays in its channel,
-    // kept as the rest is: dropped here, its links would detach on this thread.
-    if let Some(setup) = lp.reflex_setup.take()
-        && let Some(setup) = super::teardown::keep(Box::new(setup))
+    // The set-up goes with it: what its worker still sends (an attachment that was under
+    // way) stays in the channel, whose links would detach on this thread if dropped here.
+    let reflex = (lp.reflex.take(), lp.reflex_setup.take());
+    if (reflex.0.is_some() || reflex.1.is_some())
+        && let Some(reflex) = super::teardown::keep(Box::new(reflex))
     {
         let _ = std::thread::Builder::new()
             .name("reflex-detach".into())
-            .spawn(move || drop(setup));
+            .spawn(move || drop(reflex));
     }
     // Whatever happened, give every port back (the table itself dies with the guard).
     for slot in lp.slots.iter_mut().filter_map(Option::take) {
@@ -948,7 +946,7 @@ impl Loop<'_, '_> {
         let (reservation, fresh) = self.reserve(route.src, remote)?;
         let local = SocketAddr::new(route.src, reservation.port);
         let tap = self.tap_for(&route)?;
-        self.reflex_ask(tap, route.oif, local.is_ipv6());
+        self.reflex_ask(tap, local.is_ipv6());
         let sender = self.sender_for(route.src)?;
         let mut cfg = make_cfg(target, local, route.mss(local.is_ipv6()));
         cfg.tcp.known_path_mtu = self.pmtu.known(remote.ip(), now);
@@ -1205,18 +1203,20 @@ impl Loop<'_, '_> {
         self.tap_read.push(false);
         self.defrags.push(Defrag::new(self.opts.capture.is_on()));
         self.tap_by_oif.insert(route.oif, self.taps.len() - 1);
-        let mut reflex = TapReflex::default();
+        let mut reflex = TapReflex {
+            oif: route.oif,
+            ..TapReflex::default()
+        };
         reflex.asked[usize::from(v6)] = asked;
         self.tap_reflex.push(reflex);
         self.tap_offload.push(offload);
         Ok(self.taps.len() - 1)
     }
 
-    /// Ask for the kernel program of `v6`'s family on tap `t`'s interface `oif`, once
-    /// (loading since the loop began, off this thread: `reflex::Setup`); the survey's first
-    /// ask waits for it. Without it (an old kernel, no CAP_BPF) the loop answers SYN-ACKs
+    /// Ask for the kernel program of `v6`'s family on tap `t`'s interface, once (made off
+    /// this thread: `reflex::Setup`); the survey's first ask waits for it. Without it (an old kernel, no CAP_BPF) the loop answers SYN-ACKs
     /// itself, as it always could; the reason is in [`Progress::reflex_unavailable`].
-    fn reflex_ask(&mut self, t: usize, oif: u32, v6: bool) {
+    fn reflex_ask(&mut self, t: usize, v6: bool) {
         let family = usize::from(v6);
         if !self.tap_reflex[t].asked[family] {
             if self.reflex_waited {
@@ -1224,7 +1224,7 @@ impl Loop<'_, '_> {
                 self.tap_reflex[t].wanted[family] = true;
                 return;
             }
-            self.tap_reflex[t].asked[family] = self.reflex_request(oif, v6);
+            self.tap_reflex[t].asked[family] = self.reflex_request(self.tap_reflex[t].oif, v6);
         }
         if self.tap_reflex[t].asked[family] && !std::mem::replace(&mut self.reflex_waited, true) {
             // The first SYNs wait for it — their family's program (~10 ms here: its
@@ -1267,13 +1267,7 @@ impl Loop<'_, '_> {
                 {
                     continue;
                 }
-                let Some(&oif) = self
-                    .tap_by_oif
-                    .iter()
-                    .find_map(|(oif, &i)| (i == t).then_some(oif))
-                else {
-                    continue;
-                };
+                let oif = self.tap_reflex[t].oif;
                 self.tap_reflex[t].asked[family] = self.reflex_request(oif, family == 1);
             }
         }
