@@ -1134,17 +1134,18 @@ lab_test! {
 /// `result` count stay.
 fn a_probe_that_cannot_be_made_is_a_failed_probe() {
     let mut lab = Lab::new("exporter-unmade");
-    let config = write_config(&lab, "[probe]\nallow = [\"198.19.254.0/24\"]\n");
+    let unrouted = lab.elsewhere_v4(0);
+    let config = write_config(&lab, &format!("[probe]\nallow = [\"{unrouted}/32\"]\n"));
     start_exporter(&mut lab, &config, None);
-    let (status, body) = get(&lab, "/probe?target=198.19.254.9:80");
+    let (status, body) = get(&lab, &format!("/probe?target={unrouted}:80"));
     assert_eq!(status, 200, "{body}\n{}", exporter_log(&lab));
     assert_eq!(value(&body, "tcpshake_probe_success"), 0.0, "{body}");
     assert!(value(&body, "tcpshake_probe_duration_seconds") >= 0.0, "{body}");
     assert!(promtool(&body).0, "{}", promtool(&body).1);
-    let (status, body) = get(&lab, "/probe?target=198.19.254.9:80&debug=true");
+    let (status, body) = get(&lab, &format!("/probe?target={unrouted}:80&debug=true"));
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("tcpshake_probe_success 0: could not start: no route to 198.19.254.9"), "{body}");
-    assert!(exporter_log(&lab).contains("/probe target=198.19.254.9:80 module=http: could not start: no route"), "{}", exporter_log(&lab));
+    assert!(body.contains(&format!("tcpshake_probe_success 0: could not start: no route to {unrouted}")), "{body}");
+    assert!(exporter_log(&lab).contains(&format!("/probe target={unrouted}:80 module=http: could not start: no route")), "{}", exporter_log(&lab));
     let (_, metrics) = get(&lab, "/metrics");
     assert_eq!(
         value(&metrics, "tcpshake_exporter_probe_requests_total{result=\"error\"}"),

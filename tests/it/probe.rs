@@ -1065,26 +1065,27 @@ fn a_target_with_no_route_does_not_stop_the_others() {
     lab.start_python_http(false, 80);
     // Inside the lab's ranges, on no link of the client namespace, and it has no default
     // route: the route lookup fails before any packet.
-    let unrouted = "198.19.254.9:80";
+    let unrouted = lab.elsewhere_v4(0);
     let good = lab.target(false, 80);
     let run = lab.run_client_bounded(
-        ["probe", unrouted, &good, "--json"],
+        ["probe", &format!("{unrouted}:80"), &good, "--json"],
         Duration::from_secs(20),
     );
     assert_eq!(run.code, Some(1), "{run}");
     assert!(
-        run.stderr.contains("no route to 198.19.254.9"),
+        run.stderr.contains(&format!("no route to {unrouted}")),
         "the message names the target\n{run}"
     );
     let records = run.records();
     assert_eq!(records.len(), 1, "the good target is still probed\n{run}");
     assert_eq!(records[0].state(), "open", "{run}");
     // A blackhole route: the kernel's "Invalid argument" said as what it is.
-    lab::run_ok(lab::in_ns(&lab.client_ns, "ip").args(["route", "add", "blackhole", "198.19.253.0/24"]));
-    let run = lab.run_client_bounded(["probe", "198.19.253.9:80"], Duration::from_secs(20));
+    let holed = lab.elsewhere_v4(1);
+    lab::run_ok(lab::in_ns(&lab.client_ns, "ip").args(["route", "add", "blackhole", &format!("{holed}/32")]));
+    let run = lab.run_client_bounded(["probe", &format!("{holed}:80")], Duration::from_secs(20));
     assert_eq!(run.code, Some(1), "{run}");
     assert!(
-        run.stderr.contains("the route to 198.19.253.9 is a blackhole") && !run.stderr.contains("os error"),
+        run.stderr.contains(&format!("the route to {holed} is a blackhole")) && !run.stderr.contains("os error"),
         "{run}"
     );
 }

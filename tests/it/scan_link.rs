@@ -504,18 +504,22 @@ lab_test! {
     fn targets_behind_another_interface_are_warned_about() {
         let lab = link_lab("other_if", &[], &[80]);
         let ns = lab.client_ns.clone();
+        // A /24 other than the lab's, whichever it drew.
+        let [a, b, c, _] = lab.elsewhere_v4(0).octets();
+        let other = |h: u8| Ipv4Addr::new(a, b, c, h).to_string();
+        let mine = format!("{}/24", other(1));
         for args in [
             vec!["link", "add", "tsoi0", "type", "veth", "peer", "name", "tsoi1"],
             vec!["link", "set", "tsoi0", "up"],
             vec!["link", "set", "tsoi1", "up"],
-            vec!["addr", "add", "198.18.222.1/24", "dev", "tsoi0"],
+            vec!["addr", "add", &mine, "dev", "tsoi0"],
         ] {
             lab::run_ok(Command::new("ip").args(["-n", &ns]).args(&args));
         }
         let server = host_v4(&lab, 2).to_string();
         let run = scan(
             &lab,
-            &[&server, "198.18.222.5", "198.18.222.9", "-p", "80", "--rate", "2000"],
+            &[&server, &other(5), &other(9), "-p", "80", "--rate", "2000"],
         );
         assert_eq!(run.code, Some(0), "{run}");
         let warnings: Vec<&str> = run
@@ -525,7 +529,7 @@ lab_test! {
             .collect();
         assert_eq!(warnings.len(), 1, "{run}");
         assert!(
-            warnings[0].contains("198.18.222.5, 198.18.222.9 route through tsoi0")
+            warnings[0].contains(&format!("{}, {} route through tsoi0", other(5), other(9)))
                 && warnings[0].contains(&format!("listens on {}", lab::CLIENT_IF)),
             "{run}"
         );

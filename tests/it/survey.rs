@@ -855,9 +855,10 @@ fn failures_are_said_once_each_with_their_line() {
     )
     .unwrap();
     let list = list.to_string_lossy().into_owned();
+    let unrouted = lab.elsewhere_v4(0);
     let run = lab.run_client_bounded(
         [
-            "probe", "-iL", &list, "198.19.254.9:80", "-c", "3", "-i", "10ms", "-q",
+            "probe", "-iL", &list, &format!("{unrouted}:80"), "-c", "3", "-i", "10ms", "-q",
         ],
         Duration::from_secs(30),
     );
@@ -867,7 +868,7 @@ fn failures_are_said_once_each_with_their_line() {
         "{run}"
     );
     assert!(!run.stderr.contains("line 1"), "the BOM line is a target:\n{run}");
-    assert_eq!(run.stderr.matches("no route to 198.19.254.9").count(), 1, "{run}");
+    assert_eq!(run.stderr.matches(&format!("no route to {unrouted}")).count(), 1, "{run}");
     assert!(run.stderr.contains("and 2 more probes of those targets failed"), "{run}");
     assert!(run.stdout.contains(&format!("{}   probes 3", lab.target(false, 80))), "{run}");
     // The targets that never started (no route; a name that did not resolve) are ones

@@ -464,6 +464,16 @@ impl Lab {
         }
     }
 
+    /// Host 9 of the `n`-th /24 of 198.18.0.0/15 after the lab's own, half the range away
+    /// (`n` < 256): on no link of the lab, whichever /24 it drew. A fixed address there
+    /// was the lab's own one time in 512 (`subnet_index`), on its link.
+    pub fn elsewhere_v4(&self, n: u8) -> Ipv4Addr {
+        let [_, o2, o3, _] = self.client_v4.octets();
+        let own = (u16::from(o2 - 18) << 8) | u16::from(o3);
+        let k = (own + 256 + u16::from(n)) % 512;
+        Ipv4Addr::new(198, 18 + (k >> 8) as u8, (k & 0xff) as u8, 9)
+    }
+
     /// `198.18.K.2:PORT` or `[fd00:K::2]:PORT`, the form the binary takes.
     pub fn target(&self, v6: bool, port: u16) -> String {
         SocketAddr::new(self.server_addr(v6), port).to_string()
