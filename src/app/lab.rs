@@ -5,7 +5,6 @@ use super::exit::{Exit, UsageError};
 use super::probe::Session;
 use crate::config::LabConfig;
 use anyhow::{Context, Result};
-use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -31,21 +30,19 @@ pub(super) fn run(c: &LabConfig) -> Result<Exit> {
         SocketAddr::new(lab.server_v4().into(), 80),
         SocketAddr::new(lab.server_v6().into(), 80),
     ];
-    // Written, not println!: a closed stdout is an error to stop on, not a panic.
-    let say = |text: String| -> Result<()> {
-        let mut out = io::stdout().lock();
-        writeln!(out, "{text}")?;
-        out.flush()?;
-        Ok(())
-    };
+    // Written through the session, not println!: a closed stdout is an error to stop on
+    // (not a panic), or with capture files to finish, the rest of the output dropped.
     if !c.json {
-        say(format!(
-            "lab: client {} / {} ⇄ server {} / {} (a kernel listener serving HTTP on port 80)\n",
-            lab.client_v4(),
-            lab.client_v6(),
-            lab.server_v4(),
-            lab.server_v6()
-        ))?;
+        session.say(
+            format!(
+                "lab: client {} / {} ⇄ server {} / {} (a kernel listener serving HTTP on port 80)\n\n",
+                lab.client_v4(),
+                lab.client_v6(),
+                lab.server_v4(),
+                lab.server_v6()
+            )
+            .as_bytes(),
+        )?;
     }
     for remote in targets {
         if stop.load(Ordering::Relaxed) {
@@ -54,7 +51,7 @@ pub(super) fn run(c: &LabConfig) -> Result<Exit> {
         let t = target::parse(&remote.to_string(), None).map_err(UsageError)?;
         session.probe(&t, remote, &mut guard, stop)?;
         if !c.json {
-            say(String::new())?;
+            session.say(b"\n")?;
         }
     }
     drop(peer);

@@ -56,6 +56,9 @@ pub(super) struct Session<'a> {
     json: bool,
     capture: Option<CaptureFiles>,
     style: Style,
+    /// Outlives its reader when there are capture files to finish (see [`super::Stdout`]):
+    /// `probe A B --pcap f | head -1` probed A only and left f with A's packets.
+    out: super::Stdout,
     all_ok: bool,
     /// What HTTPS probes share: trust anchors (loaded at the first), the key log.
     tls: TlsShared,
@@ -73,6 +76,7 @@ impl<'a> Session<'a> {
         Ok(Session {
             exchange,
             json,
+            out: super::Stdout::new(capture.is_some()),
             capture,
             style: Style {
                 color: colour_stdout(),
@@ -152,14 +156,21 @@ impl<'a> Session<'a> {
     fn emit(&mut self, outcome: &Outcome) -> Result<()> {
         let r = &outcome.result;
         self.all_ok &= r.succeeded();
-        let mut out = io::stdout().lock();
+        let mut text = match self.json {
+            true => serde_json::to_vec(r)?,
+            false => text::render(r, self.style).into_bytes(),
+        };
         if self.json {
-            serde_json::to_writer(&mut out, r)?;
-            writeln!(out)?;
-        } else {
-            write!(out, "{}", text::render(r, self.style))?;
+            text.push(b'\n');
         }
-        out.flush()?;
+        self.say(&text)
+    }
+
+    /// Output to stdout, at once (a closed stdout ends the command, unless there are
+    /// capture files to finish).
+    pub(super) fn say(&mut self, text: &[u8]) -> Result<()> {
+        self.out.write_all(text)?;
+        self.out.flush()?;
         Ok(())
     }
 

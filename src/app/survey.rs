@@ -559,7 +559,13 @@ impl Sink {
                 if !self.quiet {
                     let line = probe_line(r);
                     let out = &mut output.out;
-                    self.live.suspend(|| writeln!(out, "{line}"))?;
+                    // Flushed line by line, as ping and hping3 print theirs: block-buffered
+                    // into a pipe, a text survey's lines came only at its end (`| head -1`
+                    // did not stop it, `| grep` showed nothing live, a kill lost them all).
+                    self.live.suspend(|| {
+                        writeln!(out, "{line}")?;
+                        out.flush()
+                    })?;
                 }
                 output.write(&outcome)
             }

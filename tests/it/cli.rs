@@ -825,6 +825,79 @@ fn a_closed_pipe_ends_every_command_quietly() {
 }
 
 lab_test! {
+/// Single probes (and `lab`, the same code) with capture files outlive a closed stdout as
+/// surveys and scans do: `probe A B C --pcap F | head -1` probed A only and left F with A's
+/// packets (a walk), against README's promise that the files are whole. Exit 0, as for any
+/// closed pipe.
+fn a_closed_stdout_does_not_cut_a_single_probes_capture_files() {
+    let mut lab = Lab::new("cli_pipe_files");
+    lab.start_nginx(80);
+    let (v4, v6) = (lab.target(false, 80), lab.target(true, 80));
+    let pcap = lab.dir().join("p.pcap");
+    for json in [true, false] {
+        let mut args = vec!["probe", &v4, &v6, &v4, "--pcap", pcap.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let run = lab::run_stdout_closed(&mut lab.client_cmd(&args), Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "{args:?}\n{run}");
+        let syns = lab::capture::tshark_fields(
+            &pcap,
+            "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+            &["ip.dst", "ipv6.dst"],
+        );
+        assert_eq!(syns.len(), 3, "{args:?}: a SYN per target: {syns:?}\n{run}");
+    }
+    let png = lab.dir().join("lab.pcapng");
+    let run = lab::run_stdout_closed(
+        Command::new(tcpshake_bin()).args(["lab", "--pcapng", png.to_str().unwrap()]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, Some(0), "lab\n{run}");
+    let syns = lab::capture::tshark_fields(&png, "tcp.flags.syn == 1 && tcp.flags.ack == 0", &["ip.dst", "ipv6.dst"]);
+    assert_eq!(syns.len(), 2, "lab: its IPv4 and IPv6 probes: {syns:?}\n{run}");
+}
+}
+
+lab_test! {
+/// A text survey's lines reach a pipe as each probe ends, as ping's and hping3's do:
+/// block-buffered, they came only at the survey's end, so `| head -1` did not stop a
+/// 3-second survey and a kill lost every line (a walk).
+fn a_text_surveys_lines_reach_a_pipe_as_probes_end() {
+    use std::io::BufRead;
+    let mut lab = Lab::new("cli_pipe_lines");
+    lab.start_nginx(80);
+    let target = lab.target(false, 80);
+    let started = std::time::Instant::now();
+    let mut child = lab
+        .client_cmd(["probe", &target, "-c", "30", "-i", "100ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpshake");
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let _ = out.read_line(&mut first);
+    let first_at = started.elapsed();
+    // The reader goes, as `head -1` does: the next line's write fails and the survey ends.
+    drop(out);
+    let finished = lab::wait_bounded(&mut child, Duration::from_secs(20));
+    let ended_at = started.elapsed();
+    let code = child.wait().ok().and_then(|s| s.code());
+    assert!(finished, "still running after 20 s");
+    assert!(first.contains(" open "), "first line: {first:?}");
+    // 30 probes 100 ms apart take ~2.9 s: the first line comes with the first probe, and
+    // the survey ends at the second.
+    assert!(
+        first_at < Duration::from_millis(1500) && ended_at < Duration::from_millis(2000),
+        "first line after {first_at:?}, exit after {ended_at:?}"
+    );
+    assert_eq!(code, Some(0));
+}
+}
+
+lab_test! {
 /// A one-shot command hands its last sockets to the kernel to close after it exits
 /// (teardown.rs): when it has exited, its guard table is already gone, no process of it is
 /// left, and its capture sockets are closed within a moment — in every such command.
