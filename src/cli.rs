@@ -221,12 +221,13 @@ pub struct SurveyArgs {
     pub shard: Option<Shard>,
     /// Surveys: acknowledge the SYN-ACK with a segment of its own, then send the request
     /// (as curl does). By default a survey's request rides on that ACK (RFC 9293 §3.5): one
-    /// segment less per probe. A single probe always sends the ACK alone.
+    /// segment less per probe. A single probe always sends the ACK alone (refused there).
     #[arg(long = "separate-ack")]
     pub separate_ack: bool,
     /// Surveys: answer every SYN-ACK from this program, never from the kernel program that
     /// otherwise sends our ACK (Linux ≥ 6.6 with CAP_BPF and CAP_PERFMON) in the softirq that
-    /// received the SYN-ACK, as Linux's own TCP answers.
+    /// received the SYN-ACK, as Linux's own TCP answers. A single probe always does (refused
+    /// there).
     #[arg(long = "no-reflex")]
     pub no_reflex: bool,
 }

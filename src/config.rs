@@ -609,6 +609,27 @@ fn check_path_used(path: Option<&str>, specs: &[String], list: bool) -> Result<(
 }
 
 fn probe(a: ProbeArgs, ports: Vec<u16>) -> Result<Config> {
+    // What would be ignored is refused: a single probe always sends the handshake's ACK
+    // alone, from this program (the kernel program is a survey's).
+    for (given, name, why) in [
+        (
+            a.survey.separate_ack,
+            "--separate-ack",
+            "always sends the handshake's ACK alone",
+        ),
+        (
+            a.survey.no_reflex,
+            "--no-reflex",
+            "always sends its ACK from this program",
+        ),
+    ] {
+        if given {
+            return refuse(format!(
+                "{name} is for surveys, and a single probe {why}: drop it, or make this a \
+                 survey (-c 1 probes each target once)"
+            ));
+        }
+    }
     let family = Family::from_flags(a.ipv4, a.ipv6);
     check_port_used(&a.port.join(","), &a.targets, false)?;
     check_path_used(a.exchange.path.as_deref(), &a.targets, false)?;

@@ -963,3 +963,28 @@ fn a_capture_to_stdout_is_refused() {
     );
     assert!(parse(&["probe", "198.18.0.2:80", "--pcap", "./-"]).is_ok());
 }
+
+/// Survey-only options a single probe would ignore are refused, saying how to make a
+/// survey (a walk: `probe HOST --no-reflex` exited 0 with no word); in a survey they are
+/// taken.
+#[test]
+fn a_single_probe_refuses_the_survey_only_ack_options() {
+    for (flag, why) in [
+        ("--separate-ack", "always sends the handshake's ACK alone"),
+        ("--no-reflex", "always sends its ACK from this program"),
+    ] {
+        refused(
+            &["probe", "198.18.0.2:80", flag],
+            &[flag, why, "make this a survey (-c 1"],
+        );
+    }
+    let c = survey(&[
+        "probe",
+        "198.18.0.2:80",
+        "-c",
+        "1",
+        "--separate-ack",
+        "--no-reflex",
+    ]);
+    assert!(c.separate_ack && !c.reflex);
+}
