@@ -887,15 +887,19 @@ fn reflex_line(p: &Progress, synacks: u64, wanted: bool, quiet: bool) -> Option<
     if !wanted {
         return None;
     }
+    // Out of the probes it could answer: counted out of all probes, a survey of an open
+    // and a closed port read as if the program had missed half (a walk).
+    let answered = |n: u64| crate::report::count(n, "probe", "probes") + " answered with a SYN-ACK";
     if p.reflex_acks > 0 {
         if quiet {
             return None;
         }
         return Some(format!(
-            "tcpshake: the kernel program sent the handshake's ACK of {} of {} probes \
+            "tcpshake: the kernel program sent the handshake's ACK of {} of {} \
              (the segment tcpshake would send, from the softirq that took the SYN-ACK; \
              `--no-reflex` sends them all from tcpshake)",
-            p.reflex_acks, p.finished
+            p.reflex_acks,
+            answered(synacks.max(p.reflex_acks))
         ));
     }
     match p.reflex_unavailable {
@@ -907,20 +911,19 @@ fn reflex_line(p: &Progress, synacks: u64, wanted: bool, quiet: bool) -> Option<
         // for REFLEX_WAIT (tcpshake_io::survey) at most, and a short survey can end before a
         // slow verifier or attachment does.
         None if synacks > 0 && !quiet && p.reflex_in_place == 0 => Some(format!(
-            "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (it was \
-             not in place yet when their SYNs left: loading and attaching it took longer than \
-             the {} ms the first SYNs wait for it; tcpshake answered them)",
-            p.finished,
+            "tcpshake: the kernel program sent the handshake's ACK of 0 of {} (it was not in \
+             place yet when their SYNs left: loading and attaching it took longer than the {} \
+             ms the first SYNs wait for it; tcpshake answered them)",
+            answered(synacks),
             survey::REFLEX_WAIT.as_millis()
         )),
         // In place, and none was for it: it answers only a SYN-ACK our TCP would answer
         // with the segment it planned (README "Surveys" says which).
         None if synacks > 0 && !quiet => Some(format!(
-            "tcpshake: the kernel program sent the handshake's ACK of 0 of {} probes (none \
-             of their SYN-ACKs was one it answers: a path MTU, MSS or window too small for \
-             the request, an option it does not read, a SYN sent again; tcpshake answered \
-             them)",
-            p.finished
+            "tcpshake: the kernel program sent the handshake's ACK of 0 of {} (none of their \
+             SYN-ACKs was one it answers: a path MTU, MSS or window too small for the \
+             request, an option it does not read, a SYN sent again; tcpshake answered them)",
+            answered(synacks)
         )),
         None => None,
     }
@@ -1049,11 +1052,22 @@ mod tests {
         let line = reflex_line(&answered, 5, true, false).unwrap_or_default();
         assert!(
             line.starts_with(
-                "tcpshake: the kernel program sent the handshake's ACK of 4 of 5 probes"
+                "tcpshake: the kernel program sent the handshake's ACK of 4 of 5 probes \
+                 answered with a SYN-ACK"
             ),
             "{line:?}"
         );
         assert_eq!(reflex_line(&answered, 5, true, true), None);
+        // Out of those it could answer: a closed port's probes are not counted.
+        let half_closed = Progress {
+            finished: 12,
+            ..answered
+        };
+        let line = reflex_line(&half_closed, 6, true, false).unwrap_or_default();
+        assert!(
+            line.contains("ACK of 4 of 6 probes answered with a SYN-ACK ("),
+            "{line:?}"
+        );
         // In place, and none was for it: said, not left out.
         let none = Progress {
             finished: 5,
@@ -1063,7 +1077,8 @@ mod tests {
         let line = reflex_line(&none, 5, true, false).unwrap_or_default();
         assert!(
             line.starts_with(
-                "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes (none"
+                "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes \
+                 answered with a SYN-ACK (none"
             ),
             "{line:?}"
         );
@@ -1076,8 +1091,8 @@ mod tests {
         let line = reflex_line(&late, 5, true, false).unwrap_or_default();
         assert!(
             line.starts_with(
-                "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes (it \
-                 was not in place yet"
+                "tcpshake: the kernel program sent the handshake's ACK of 0 of 5 probes \
+                 answered with a SYN-ACK (it was not in place yet"
             ),
             "{line:?}"
         );

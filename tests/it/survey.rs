@@ -1128,8 +1128,8 @@ fn the_kernel_program_sends_the_handshakes_ack() {
     assert_eq!(run.code, Some(0), "{run}");
     assert!(
         run.stderr.contains(
-            "the kernel program sent the handshake's ACK of 0 of 10 probes (none of their \
-             SYN-ACKs was one it answers"
+            "the kernel program sent the handshake's ACK of 0 of 10 probes answered with a \
+             SYN-ACK (none of their SYN-ACKs was one it answers"
         ),
         "{run}"
     );
