@@ -23,16 +23,18 @@
 //!
 //! `/probe` answers the gauges of [`tcpshake_proto::monitor::samples`].
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use tcpshake_proto::monitor::samples;
 use tcpshake_proto::probe::record::{PortState, ProbeResult, Verdict};
 
@@ -445,16 +447,30 @@ pub fn unmade_probe_body(took: std::time::Duration, openmetrics: bool) -> io::Re
 
 fn families_body(families: Vec<samples::Family>, openmetrics: bool) -> io::Result<Vec<u8>> {
     let mut reg = Registry::default();
-    for fam in families {
-        let family = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
-        for (labels, v) in &fam.samples {
-            family.get_or_create(labels).set(*v);
-        }
-        reg.register(fam.name, fam.help, family);
-    }
+    reg.register_collector(Box::new(InOrder(families)));
     let mut out = Vec::new();
     encode_registry(&reg, openmetrics, &mut out)?;
     Ok(out)
+}
+
+/// One probe's gauges, each family's samples in the order they were made: registered as a
+/// `Family` (a hash map), `tcpshake_leg_seconds`'s legs came in another order on each
+/// request (a walk: diffs of two answers, and reading one, were harder than need be);
+/// blackbox_exporter's answer keeps one order.
+#[derive(Debug)]
+struct InOrder(Vec<samples::Family>);
+
+impl Collector for InOrder {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        for fam in &self.0 {
+            let mut family =
+                encoder.encode_descriptor(fam.name, fam.help, None, MetricType::Gauge)?;
+            for (labels, v) in &fam.samples {
+                ConstGauge::new(*v).encode(family.encode_family(labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `/probe?debug=true`'s answer (blackbox_exporter's convention): a plain-text account of
@@ -716,5 +732,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tcpshake_http_status_code 200.0"), "{text}");
+    }
+
+    /// The legs come in the record's order on every answer (they came from a hash map).
+    #[test]
+    fn a_probe_answer_keeps_one_order() {
+        let legs = |body: Vec<u8>| -> Vec<String> {
+            String::from_utf8(body)
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("tcpshake_leg_seconds{"))
+                .map(String::from)
+                .collect()
+        };
+        let took = std::time::Duration::from_millis(2);
+        let first = legs(probe_body(&record(), took, false).unwrap());
+        let want: Vec<String> = record()
+            .legs_ns
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(leg, _)| format!("tcpshake_leg_seconds{{leg=\"{}\"}}", leg.name()))
+            .collect();
+        let got: Vec<&str> = first.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(got, want);
+        for _ in 0..20 {
+            assert_eq!(legs(probe_body(&record(), took, false).unwrap()), first);
+        }
     }
 }

@@ -1590,7 +1590,7 @@ impl Probe {
             // A fault walk: a firewall with a 2 s idle timeout forgot the connection while
             // the server took 4 s, and dropped its answer as invalid; the notes above (or,
             // at the floor MSS, nothing) named only the server and the MTU.
-            note += "; a stateful firewall or NAT on the path whose idle timeout is shorter than the server's time to answer drops the answer the same way (a longer --timeout does not help then; the firewall's counters of invalid packets show it)";
+            note += "; a stateful firewall or NAT on the path whose idle timeout is shorter than the server's time to answer drops the answer the same way (a longer timeout does not help then; the firewall's counters of invalid packets show it)";
             return note;
         }
         String::new()
