@@ -1320,11 +1320,18 @@ impl Probe {
                     t_ns: t,
                     what: {
                         let n = self.conn.retransmissions();
-                        format!(
+                        let mut what = format!(
                             "gave up in {} after {n} retransmission{}",
                             state.name(),
                             if n == 1 { "" } else { "s" }
-                        )
+                        );
+                        // Sent by our TCP, but none seen on the wire (the record's
+                        // `retransmissions` counts those): said, or the line contradicts
+                        // the record's 0 (a walk: a neighbour that never answered ARP).
+                        if self.nothing_seen_leaving() {
+                            what += ", none of which left this host";
+                        }
+                        what
                     },
                 });
                 if state == State::SynSent {

@@ -355,6 +355,43 @@ fn silence_is_filtered_no_response_after_retries() {
     assert_eq!(p.into_result(), r);
 }
 
+/// SYNs our TCP sent that never left this host (a neighbour that never answered ARP: the
+/// kernel dropped them): the give-up line says so, beside the record's 0 retransmissions,
+/// and the error names the neighbour (it read "gave up after 2 retransmissions" beside
+/// `"retransmissions": 0`).
+#[test]
+fn syns_that_never_left_are_said_so_where_the_probe_gives_up() {
+    let mut p = Probe::new(config(1000, true));
+    p.start(at(0));
+    // Bounded: three SYNs, then the give-up.
+    for _ in 0..10 {
+        while p.poll_transmit(at(0)).is_some() {}
+        let Some(d) = p.poll_timeout() else { break };
+        p.handle_timeout(d);
+        if p.is_done() {
+            break;
+        }
+    }
+    p.next_hop_unresolved("198.18.0.2 did not answer ARP on veth0".into());
+    assert!(p.is_done());
+    let r = p.result();
+    assert_eq!(r.retransmissions, 0);
+    let gave_up: Vec<&str> = r
+        .timers
+        .iter()
+        .map(|t| t.what.as_str())
+        .filter(|w| w.starts_with("gave up"))
+        .collect();
+    assert_eq!(
+        gave_up,
+        ["gave up in SYN-SENT after 2 retransmissions, none of which left this host"]
+    );
+    assert_eq!(
+        r.error.as_deref(),
+        Some("none of our SYNs left this host: 198.18.0.2 did not answer ARP on veth0")
+    );
+}
+
 const ROUTER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 254));
 
 /// A probe (ISN 1000, no HTTP) started at 0, and the SYN it sent.
