@@ -129,7 +129,9 @@ pub fn render(r: &TraceRecord, style: Style) -> String {
         && d.ttl.is_none()
         && d.addr.is_none()
         && r.error.is_none()
-        && r.hops.last().is_some_and(|h| h.ttl == r.max_ttl);
+        && r.hops.last().is_some_and(|h| h.ttl == r.max_ttl)
+        // On the target's link every TTL reached it: its silence is the verdict.
+        && !r.on_link;
     let verdict = if d.state == PortState::Interrupted {
         "interrupted before it answered".to_string()
     } else if stopped_by_max {
@@ -281,12 +283,33 @@ mod tests {
                 close: None,
             },
             lost_after_ttl: Some(2),
+            on_link: false,
             packets_sent: 9,
             unmatched: 1,
             notes: vec!["a note".into()],
             interrupted: false,
             error: None,
         }
+    }
+
+    /// A silent target on the link is not "not reached": every TTL reached it.
+    #[test]
+    fn a_silent_target_on_the_link_is_filtered_not_unreached() {
+        let mut r = record();
+        r.hops.truncate(0);
+        r.hops.push(hop(30, None, &[]));
+        r.lost_after_ttl = None;
+        let unreached = render(&r, Style { color: false });
+        assert!(
+            unreached.contains("destination: not reached (max TTL 30)"),
+            "{unreached}"
+        );
+        r.on_link = true;
+        let text = render(&r, Style { color: false });
+        assert!(
+            text.contains("destination: filtered (no-response)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -87,6 +87,7 @@ fn run_guarded(
         .context("setting IPV6_TCLASS")?;
     let mut trace = Trace::new(cfg);
     trace.over_loopback(path.route.is_loopback);
+    trace.on_link(path.route.gateway.is_none() && !path.route.is_loopback);
     let mut defrag = Defrag::new(capture.is_on());
     let mut packets = Vec::new();
     let mut rx = vec![vec![0u8; 2048]; BATCH];

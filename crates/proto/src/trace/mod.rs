@@ -338,6 +338,8 @@ pub struct Trace {
     /// The tap is on a loopback interface, which hands out arriving copies only: a packet
     /// from our address and port arriving there is ours ([`Trace::over_loopback`]).
     loopback: bool,
+    /// The driver's word that the target is on a link of this host: no router between.
+    on_link: bool,
     unmatched: u32,
     notes: Vec<String>,
     interrupted: bool,
@@ -407,6 +409,7 @@ impl Trace {
             unresolved: None,
             heard: false,
             loopback: false,
+            on_link: false,
             unmatched: 0,
             notes: Vec::new(),
             interrupted: false,
@@ -728,6 +731,12 @@ impl Trace {
     /// to this host's own address): our packets are seen there as arrivals only.
     pub fn over_loopback(&mut self, yes: bool) {
         self.loopback = yes;
+    }
+
+    /// The driver's word that the route to the target has no gateway: the target is on
+    /// this host's link, so a silence is its own (or a filter's on the link), no router's.
+    pub fn on_link(&mut self, yes: bool) {
+        self.on_link = yes;
     }
 
     /// A TCP segment from our address and port to the target's.

@@ -137,6 +137,10 @@ pub struct TraceRecord {
     /// The last TTL that answered when nothing answered beyond it (the likely place the
     /// probes are dropped); `null` when the far end answered.
     pub lost_after_ttl: Option<u8>,
+    /// The target is on a link of this host (its route has no gateway): every TTL reaches
+    /// it, so a silence is its own, not a router's, and no hop count "does not reach" it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_link: bool,
     /// Packets we sent that were seen leaving (their copies on the tap): probes, RSTs, the
     /// in-session connection's segments. What the kernel was handed but held and dropped
     /// (behind an unresolved next hop) is not counted.

@@ -45,13 +45,18 @@ impl Trace {
         // From --first-ttl 3 on, TTL 2 was never sent, and nothing is known of the hops
         // before: `null`, and a note (walk 15: "no reply beyond TTL 2 … dropped after hop
         // 2" for a TTL never sent).
+        // On the target's own link no router is there to be silent: the target took every
+        // probe and answered none (a walk: "dropped before the first router answers" of
+        // a host on the link with its port filtered). Said as a note, and no TTL is blamed.
+        let silent_on_link = silent && last_answered.is_none() && self.on_link;
         let lost_after_ttl = match last_answered {
-            _ if !silent => None,
+            _ if !silent || silent_on_link => None,
             Some(t) => Some(t),
             None if self.cfg.first_ttl <= 1 => Some(0),
             None => None,
         };
-        let silent_from_first = silent && last_answered.is_none() && self.cfg.first_ttl > 1;
+        let silent_from_first =
+            silent && last_answered.is_none() && self.cfg.first_ttl > 1 && !silent_on_link;
         let mut notes = self.notes.clone();
         // A host does not forward what is addressed to it, so no TTL runs out there
         // (RFC 1812 §5.3.1 is a router's, forwarding): a time-exceeded in the
@@ -143,10 +148,18 @@ impl Trace {
                  --first-ttl the trace shows the hops before)"
             ));
         }
+        if silent_on_link {
+            notes.push(format!(
+                "no reply: {remote} is on this host's link (no router in between) and \
+                 answered none of the probes, though its link-layer address resolved: a \
+                 firewall on it, or on the link, drops them"
+            ));
+        }
         if !reached
             && !unsent
             && lost_after_ttl.is_none()
             && !silent_from_first
+            && !silent_on_link
             && !self.interrupted
             && error.is_none()
         {
@@ -173,6 +186,7 @@ impl Trace {
             hops,
             destination: self.destination_record(),
             lost_after_ttl,
+            on_link: self.on_link && !self.loopback,
             packets_sent: self.packets_sent,
             unmatched: self.unmatched,
             notes,

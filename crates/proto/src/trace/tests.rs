@@ -1570,6 +1570,39 @@ fn path_longer_than_max_ttl() {
     );
 }
 
+/// A target on this host's link (no router) that answers no probe: its silence is said
+/// as its own — no "first router" blamed, no "not reached within N hops" (a walk: a host
+/// on the link with its port filtered read as dropped before the first router).
+#[test]
+fn a_silent_target_on_the_link_is_not_blamed_on_routers() {
+    let mut net = Net::new(false, 0, Dest::Silent);
+    let mut c = cfg(false, TraceMode::Syn);
+    c.max_ttl = 3;
+    let mut t = Trace::new(c);
+    t.on_link(true);
+    run(&mut t, &mut net);
+    let r = t.into_record();
+    assert!(r.on_link);
+    assert_eq!(r.lost_after_ttl, None, "{r:#?}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("is on this host's link (no router in between)")),
+        "{r:#?}"
+    );
+    assert!(
+        !r.notes.iter().any(|n| n.contains("not reached within")),
+        "{r:#?}"
+    );
+    // Off the link, the same silence is the routers' to explain.
+    let mut net = Net::new(false, 0, Dest::Silent);
+    let mut c = cfg(false, TraceMode::Syn);
+    c.max_ttl = 3;
+    let (r, _) = trace_with(c, &mut net);
+    assert!(!r.on_link);
+    assert_eq!(r.lost_after_ttl, Some(0));
+}
+
 #[test]
 fn nothing_answers_at_all() {
     let mut net = Net::new(false, 3, Dest::Silent);
