@@ -69,39 +69,59 @@ impl fmt::Debug for Instant {
 
 /// A duration as every option writes it: a number and a unit, `250ms`, `2s`, `1.5s`,
 /// `500us`, `800ns`, `1m` or `1min` (a minute: `m` alone is never milli, which is `ms`),
-/// `1h` (0 to 24h). The unit is required everywhere: a bare `5` could mean seconds to one
-/// reader and milliseconds to another.
+/// `1h` (0 to 24h); or several, added up, as Prometheus and Go write them: `1h30m`,
+/// `1m30s`. The unit is required everywhere: a bare `5` could mean seconds to one reader
+/// and milliseconds to another.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write e.g. 250ms, 2s, 1.5s"))?;
-    let scale = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        // Zero is no example to give: where a wait must be positive (trace's -w) the
-        // suggested `0s` was refused next.
-        "" if value == 0.0 => {
-            return Err(format!(
-                "`{s}` has no unit; write e.g. 1s or 500ms (0s for none)"
-            ));
-        }
-        "" => return Err(format!("`{s}` has no unit; write e.g. {s}s or {s}ms")),
-        _ => {
-            return Err(format!(
-                "`{unit}` is not a unit; use ns, us, ms, s, m (or min) or h"
-            ));
-        }
-    };
-    let secs = value * scale;
+    let not_a_duration = || format!("`{s}` is not a duration; write e.g. 250ms, 2s, 1.5s");
+    if s.is_empty() {
+        return Err(not_a_duration());
+    }
+    let mut rest = s;
+    let mut secs = 0.0;
+    let mut first = true;
+    // Bounded: each turn takes a number and a unit off `rest`, or returns.
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(split);
+        let value: f64 = num.parse().map_err(|_| not_a_duration())?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            // Zero is no example to give: where a wait must be positive (trace's -w) the
+            // suggested `0s` was refused next.
+            "" if first && value == 0.0 => {
+                return Err(format!(
+                    "`{s}` has no unit; write e.g. 1s or 500ms (0s for none)"
+                ));
+            }
+            "" if first => return Err(format!("`{s}` has no unit; write e.g. {s}s or {s}ms")),
+            "" => {
+                return Err(format!(
+                    "`{s}` has no unit after its {num}; write e.g. {s}s"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "`{unit}` is not a unit; use ns, us, ms, s, m (or min) or h"
+                ));
+            }
+        };
+        secs += value * scale;
+        first = false;
+        rest = next;
+    }
     if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
         return Err(format!("`{s}` is out of range (0 to 24h)"));
     }
@@ -292,6 +312,39 @@ mod tests {
         let e = parse_duration("1d").unwrap_err();
         assert!(e.contains("ms, s, m (or min) or h"), "{e}");
         assert!(parse_duration("1M").is_err() && parse_duration("1mins").is_err());
+    }
+
+    /// Several terms add up, as Prometheus and Go write durations (`--timeout 1h30m` was
+    /// refused with "`h30m` is not a unit"); each term still needs its unit.
+    #[test]
+    fn compound_durations_add_up() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("23h60m"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_duration("24h1s").unwrap_err(),
+            "`24h1s` is out of range (0 to 24h)"
+        );
+        assert_eq!(
+            parse_duration("1h30").unwrap_err(),
+            "`1h30` has no unit after its 30; write e.g. 1h30s"
+        );
+        assert!(
+            parse_duration("1h 30m")
+                .unwrap_err()
+                .contains("is not a unit")
+        );
+        assert!(
+            parse_duration("")
+                .unwrap_err()
+                .contains("is not a duration")
+        );
+        assert!(
+            parse_duration("h")
+                .unwrap_err()
+                .contains("is not a duration")
+        );
     }
 
     #[test]
