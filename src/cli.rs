@@ -63,6 +63,11 @@ impl fmt::Display for Dur {
 }
 
 #[derive(Args, Debug, Clone)]
+// Targets on the command line, or a list (-iL) instead: clap's own usage showed only the
+// first, so `tcpshake probe` alone read as if a target were the only way (a walk).
+#[command(
+    override_usage = "tcpshake probe [OPTIONS] <TARGET>...\n       tcpshake probe [OPTIONS] -iL FILE"
+)]
 pub struct ProbeArgs {
     // The help is an attribute, not a doc comment: rustdoc would read its brackets as links.
     #[arg(
@@ -209,6 +214,12 @@ pub struct SurveyArgs {
     /// InfluxDB line protocol.
     #[arg(short = 'o', long = "output", value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
+    /// `--csv`, `--influx`: a natural guess beside `--json`, refused saying `-o FORMAT`
+    /// (clap's own word was a tip to pass it as a target).
+    #[arg(long = "csv", hide = true)]
+    pub csv_guess: bool,
+    #[arg(long = "influx", hide = true)]
+    pub influx_guess: bool,
     /// Statistics only: no per-probe lines (records asked for with --json or -o are still written).
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,

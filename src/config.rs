@@ -365,6 +365,17 @@ impl Config {
     pub fn from_args(cli: Cli) -> Result<Config> {
         match cli.command {
             Command::Probe(a) => {
+                for (given, format) in [
+                    (a.survey.csv_guess, "csv"),
+                    (a.survey.influx_guess, "influx"),
+                ] {
+                    if given {
+                        return refuse(format!(
+                            "--{format} is not an option; write -o {format} (a survey's \
+                             per-probe output format: text, jsonl, csv or influx)"
+                        ));
+                    }
+                }
                 let ports = probe_ports(&a.port)?;
                 if a.survey.wanted() || ports.len() > 1 {
                     survey(a, ports)

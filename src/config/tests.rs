@@ -988,3 +988,17 @@ fn a_single_probe_refuses_the_survey_only_ack_options() {
     ]);
     assert!(c.separate_ack && !c.reflex);
 }
+
+/// `--csv` and `--influx`, guessed beside `--json`, are refused naming `-o FORMAT` (clap's
+/// tip was to pass them as a target); `probe` alone shows both ways to give targets.
+#[test]
+fn format_guesses_point_to_the_output_option() {
+    refused(
+        &["probe", "198.18.0.2:80", "--csv"],
+        &["--csv is not an option; write -o csv"],
+    );
+    refused(
+        &["probe", "198.18.0.2:80", "--influx"],
+        &["write -o influx"],
+    );
+}
