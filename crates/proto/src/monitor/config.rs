@@ -558,7 +558,8 @@ pub fn parse(text: &str, d: &Defaults) -> Result<ExporterConfig, ConfigError> {
 
     let mut surveys: Vec<SurveySpec> = Vec::new();
     for s in raw.survey {
-        let span = s.span();
+        // The second `name = …`'s line, not its `[[survey]]` header's.
+        let span = s.get_ref().name.span();
         let s = survey(s.into_inner(), &modules, d, text, &at)?;
         if surveys.iter().any(|o| o.name == s.name) {
             return Err(at(

@@ -415,7 +415,8 @@ fn every_refusal_names_its_line() {
         &format!(
             "{survey}targets = [\"a.test:80\"]\n\n[[survey]]\nname = \"s\"\ntargets = [\"b.test:80\"]\n"
         ),
-        5,
+        // The second name's line (was its `[[survey]]` header's, line 5).
+        6,
         "second survey named `s`",
     );
     refused(
