@@ -26,6 +26,7 @@ pub mod results;
 pub mod rtt;
 pub mod schedule;
 pub mod targets;
+pub mod unroutable;
 
 pub use crate::probe::record::{Completion, ScanRecord};
 use crate::probe::record::{PortState, Reason, Verdict};

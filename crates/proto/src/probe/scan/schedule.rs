@@ -397,7 +397,14 @@ pub struct Schedule<'p> {
     /// This round is one nmap's rule would not send (`loss_rounds` earned it): it goes to
     /// hosts that answered, not to ones never heard from (a down host loses nothing).
     live_only: bool,
+    /// Hosts the kernel refused to send to (no route, [`Schedule::refused`]): sent nothing
+    /// more. At most [`REFUSED_CAP`].
+    refused: std::collections::HashSet<IpAddr>,
 }
+
+/// Hosts [`Schedule::refused`] remembers at most (≈ 50 bytes each); the ones past it are
+/// sent to as before, and their ports read filtered.
+pub const REFUSED_CAP: usize = 1 << 16;
 
 impl<'p> Schedule<'p> {
     pub fn new(plan: &'p ScanPlan, families: [bool; 2], now: Instant) -> Schedule<'p> {
@@ -444,6 +451,7 @@ impl<'p> Schedule<'p> {
             round_cap: None,
             first_walk_done: false,
             live_only: false,
+            refused: std::collections::HashSet::new(),
         }
     }
 
@@ -549,6 +557,22 @@ impl<'p> Schedule<'p> {
         if n > 0 {
             self.last_send = self.last_send.max(now);
         }
+    }
+
+    /// The kernel refused a packet to `remote` (ENETUNREACH / EHOSTUNREACH: no route, which
+    /// the check before the scan did not see — a route gone since, policy routing): the
+    /// host gets nothing more, and a refused first SYN (`first`) was no pair scanned, so
+    /// it is not counted (else it would read filtered). True the first time for a host,
+    /// for the caller to leave it out of the reports and say so.
+    pub fn refused(&mut self, remote: SocketAddr, first: bool) -> bool {
+        let ip = remote.ip();
+        let new = !self.refused.contains(&ip)
+            && self.refused.len() < REFUSED_CAP
+            && self.refused.insert(ip);
+        if first && self.refused.contains(&ip) {
+            self.totals.scanned = self.totals.scanned.saturating_sub(1);
+        }
+        new
     }
 
     /// Replies to our port that matched no cookie (counted by the receiver).
@@ -940,6 +964,9 @@ impl<'p> Schedule<'p> {
             }
             if self.is_down(addr) {
                 continue; // did not answer ARP / ND: not scanned
+            }
+            if !self.refused.is_empty() && self.refused.contains(&addr) {
+                continue; // no route: not scanned
             }
             return Some(SocketAddr::new(addr, port));
         }
@@ -1334,6 +1361,40 @@ mod tests {
             }
         }
         panic!("the schedule never ended");
+    }
+
+    /// A host the kernel refuses to send to (no route, found only at the send) gets no
+    /// SYN after the refused one, no retry round waits for it, and its pairs are not
+    /// counted as scanned (else they would read filtered, the walk's bug: `filtered /
+    /// no-response` for a target nothing was ever sent to).
+    #[test]
+    fn a_host_the_kernel_refuses_gets_nothing_more_and_is_not_counted() {
+        let p = plan("198.18.0.0/31", &[22, 80, 443], 1_000_000, 2, Shard::WHOLE);
+        let mut s = Schedule::new(&p, [true, false], at_us(0));
+        let dead: IpAddr = "198.18.0.1".parse().unwrap();
+        let mut now = 0u64;
+        let (mut to_dead, mut new_refusals) = (0, 0);
+        for _ in 0..10_000 {
+            match s.poll(at_us(now), false) {
+                Step::Send(p) if p.remote.ip() == dead => {
+                    to_dead += 1;
+                    new_refusals += u32::from(s.refused(p.remote, p.attempt == 0 && !p.ping));
+                }
+                Step::Send(p) => {
+                    s.sent(1, at_us(now));
+                    let _ = s.answer(&reply(p.remote, PortState::Closed), at_us(now + 1), None);
+                }
+                Step::Wait(t) => now = ((t.as_nanos() - T0).div_ceil(1000)).max(now + 1),
+                Step::Done => break,
+            }
+        }
+        assert_eq!((to_dead, new_refusals), (1, 1));
+        let t = s.totals();
+        assert_eq!((t.scanned, t.closed, t.filtered()), (3, 3, 0));
+        assert!(
+            now < 10_000,
+            "no retry round waited for the refused host: {now} µs"
+        );
     }
 
     #[test]

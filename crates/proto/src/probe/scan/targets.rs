@@ -236,6 +236,51 @@ fn ranges_len(r: &[(u8, u8)]) -> u64 {
     r.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum()
 }
 
+/// How many addresses of octet ranges `o` lie within `lo..=hi`: each octet's values whose
+/// block (a /8, /16, /24 under the octets before) misses the interval are skipped whole,
+/// so the work is the /24 stretches inside it.
+fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
+    let value = |b: [u8; 4]| u128::from(u32::from_be_bytes(b));
+    // The block of `prefix` (the octets fixed so far) spans `value` with the rest 0..255.
+    let meets = |b: [u8; 4], fixed: usize| {
+        let mut top = b;
+        for x in top.iter_mut().skip(fixed) {
+            *x = 255;
+        }
+        value(b) <= hi && lo <= value(top)
+    };
+    let mut n: u64 = 0;
+    // Bounded by the octet ranges: at most 2^24 stretches, fewer the narrower the interval.
+    for &(a0, a1) in &o[0] {
+        for a in a0..=a1 {
+            if !meets([a, 0, 0, 0], 1) {
+                continue;
+            }
+            for &(b0, b1) in &o[1] {
+                for b in b0..=b1 {
+                    if !meets([a, b, 0, 0], 2) {
+                        continue;
+                    }
+                    for &(c0, c1) in &o[2] {
+                        for c in c0..=c1 {
+                            if !meets([a, b, c, 0], 3) {
+                                continue;
+                            }
+                            for &(d0, d1) in &o[3] {
+                                let (x, y) = (value([a, b, c, d0]), value([a, b, c, d1]));
+                                if x <= hi && lo <= y {
+                                    n += (y.min(hi) - x.max(lo) + 1) as u64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
 /// Where `x` stands among the octets of `r`, counting from 0.
 fn ranges_rank(r: &[(u8, u8)], x: u8) -> Option<u64> {
     let mut n = 0;
@@ -368,6 +413,10 @@ pub struct TargetSet {
     /// `ends[i]` = number of addresses in specs `0..=i`.
     ends: Vec<u64>,
     exclude: Vec<Spec>,
+    /// Stretches left out after the plan was made ([`TargetSet::leave_out`]: no route
+    /// leads there), ascending, disjoint: treated as excluded everywhere, found by a
+    /// binary search (empty, they cost one comparison per lookup).
+    left_out: Vec<(Key, Key)>,
     /// Which spec names each address first; `None` when no two specs share an address
     /// (the common case, which then pays nothing per pair).
     overlap: Option<Box<Overlap>>,
@@ -554,8 +603,107 @@ impl TargetSet {
             specs,
             ends,
             exclude,
+            left_out: Vec::new(),
             overlap,
         })
+    }
+
+    /// Leave out the addresses of these stretches (inclusive bounds, family `v6`): from
+    /// now on they are excluded as `--exclude` would exclude them — never sent to, walked
+    /// past, in no report — though counted in [`TargetSet::len`] as excluded ones are (the
+    /// permutation, and the pairs it stands for, stay the same). A scan leaves out the
+    /// targets nothing can be sent to (no route: `tcpshake_io::scan::unroutable`).
+    pub fn leave_out(&mut self, runs: impl IntoIterator<Item = (u128, u128, bool)>) {
+        let mut all = std::mem::take(&mut self.left_out);
+        all.extend(
+            runs.into_iter()
+                .filter(|r| r.0 <= r.1)
+                .map(|(lo, hi, v6)| ((v6, lo), (v6, hi))),
+        );
+        all.sort_unstable();
+        let mut merged: Vec<(Key, Key)> = Vec::with_capacity(all.len());
+        for (lo, hi) in all {
+            match merged.last_mut() {
+                // Overlapping or adjacent (same family): one stretch.
+                Some(last) if last.1.0 == lo.0 && last.1.1.saturating_add(1) >= lo.1 => {
+                    last.1 = last.1.max(hi);
+                }
+                _ => merged.push((lo, hi)),
+            }
+        }
+        self.left_out = merged;
+    }
+
+    /// The end of the left-out stretch holding `at` (family `v6`), if one does.
+    fn left_out_end(&self, at: u128, v6: bool) -> Option<u128> {
+        if self.left_out.is_empty() {
+            return None;
+        }
+        let k = (v6, at);
+        let j = self.left_out.partition_point(|r| r.0 <= k);
+        let (_, hi) = *self.left_out.get(j.checked_sub(1)?)?;
+        (k <= hi).then_some(hi.1)
+    }
+
+    /// How many addresses the specs of family `v6` name within `lo..=hi`: a range spec's
+    /// by arithmetic, an octet range's one /24 stretch at a time (those outside skipped
+    /// whole). An address several specs name counts once per spec; exclusions are not
+    /// subtracted. For messages (how many targets have no route), not for the scan.
+    pub fn count_within(&self, lo: u128, hi: u128, v6: bool) -> u64 {
+        let mut n: u64 = 0;
+        for spec in &self.specs {
+            let Some((slo, shi, sv6)) = spec.bounds() else {
+                continue;
+            };
+            if sv6 != v6 || shi < lo || hi < slo {
+                continue;
+            }
+            let c = match spec {
+                Spec::Range { .. } => u64::try_from(hi.min(shi) - lo.max(slo))
+                    .map_or(u64::MAX, |c| c.saturating_add(1)),
+                Spec::Octets(o) => octets_within(o, lo, hi),
+            };
+            n = n.saturating_add(c);
+        }
+        n
+    }
+
+    /// The first address, in the specs' order, that no exclusion removes and that lies in
+    /// one of `runs` (ascending inclusive bounds, family `v6`): what a message names as
+    /// the first of the targets those stretches hold. Ranges by arithmetic; an octet range
+    /// looked at address by address, at most [`ROUTE_BY_LOOKS`] of them.
+    pub fn first_in_runs(&self, runs: &[(u128, u128)], v6: bool) -> Option<IpAddr> {
+        for spec in &self.specs {
+            let Some((slo, shi, sv6)) = spec.bounds() else {
+                continue;
+            };
+            if sv6 != v6 {
+                continue;
+            }
+            match spec {
+                Spec::Range { .. } => {
+                    let found = runs
+                        .iter()
+                        .filter(|r| r.0 <= shi && slo <= r.1)
+                        .find_map(|r| self.first_outside(r.0.max(slo), r.1.min(shi), v6, &[]));
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+                Spec::Octets(_) => {
+                    for i in 0..spec.len().min(ROUTE_BY_LOOKS) {
+                        let Some(a @ IpAddr::V4(x)) = spec.get(i) else {
+                            break;
+                        };
+                        let v = u128::from(u32::from(x));
+                        if runs.iter().any(|r| r.0 <= v && v <= r.1) && !self.is_excluded(a) {
+                            return Some(a);
+                        }
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Whether some address is named by two specs or more: only then is
@@ -635,8 +783,12 @@ impl TargetSet {
         self.specs.iter().any(|s| s.contains(addr)) && !self.is_excluded(addr)
     }
 
+    /// Whether an exclusion, or a stretch left out ([`TargetSet::leave_out`]), removes `addr`.
     pub fn is_excluded(&self, addr: IpAddr) -> bool {
-        self.exclude.iter().any(|e| e.contains(addr))
+        self.exclude.iter().any(|e| e.contains(addr)) || {
+            let (v6, v) = key_of(addr);
+            self.left_out_end(v, v6).is_some()
+        }
     }
 
     pub fn has_v4(&self) -> bool {
@@ -732,8 +884,21 @@ impl TargetSet {
     /// the command refuses. Walks runs of consecutive addresses, jumping over each
     /// exclusion's run at once, so a /8 excluded whole costs one step, not 2^24.
     pub fn first_included(&self) -> Option<IpAddr> {
+        self.first_included_where(None)
+    }
+
+    /// [`TargetSet::first_included`] among the addresses of one family.
+    pub fn first_included_of(&self, v6: bool) -> Option<IpAddr> {
+        self.first_included_where(Some(v6))
+    }
+
+    fn first_included_where(&self, family: Option<bool>) -> Option<IpAddr> {
         let first_in = |lo: u128, hi: u128, v6: bool| self.first_outside(lo, hi, v6, &[]);
         for spec in &self.specs {
+            let spec_v6 = matches!(spec, Spec::Range { v6: true, .. });
+            if family.is_some_and(|f| f != spec_v6) {
+                continue;
+            }
             match spec {
                 Spec::Range { .. } => {
                     if let Some((lo, hi, v6)) = spec.bounds()
@@ -789,6 +954,7 @@ impl TargetSet {
                 .exclude
                 .iter()
                 .find_map(|e| e.run_end(at, v6))
+                .or_else(|| self.left_out_end(at, v6))
                 .or_else(|| skip.iter().find(|r| r.0 <= at && at <= r.1).map(|r| r.1));
             match end {
                 None if v6 => return Some(IpAddr::V6(Ipv6Addr::from(at))),
@@ -805,7 +971,8 @@ impl TargetSet {
 
     /// The address whose route a family's scan goes by: its first address that is neither
     /// excluded nor one of this host's own (in `own`, the local table's prefixes as
-    /// inclusive bounds), else its first. A scan of `198.18.0.1-10` run on 198.18.0.1 must
+    /// inclusive bounds), else its first included one (one of its own); `None` when
+    /// exclusions leave the family nothing (a family whose targets have no route). A scan of `198.18.0.1-10` run on 198.18.0.1 must
     /// take the interface the other nine are behind, not the loopback its own address
     /// routes through (its replies to the others would never be seen); its own address is
     /// still scanned, through the loopback. Ranges jump over own prefixes and exclusions
@@ -850,7 +1017,7 @@ impl TargetSet {
                 }
             }
         }
-        self.first_of_family(v6)
+        self.first_included_of(v6)
     }
 }
 
