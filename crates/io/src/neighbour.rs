@@ -120,6 +120,36 @@ pub fn link_routes(oif: u32, us: IpAddr, mac: MacAddr) -> Result<LinkRoutes> {
     Ok(LinkRoutes::new(us, mac, local, routes))
 }
 
+/// The bounds of every route prefix of family `v6` in every table (any type: unicast,
+/// local, broadcast, unreachable, blackhole…): within the stretches between them every
+/// address is routed alike (`probe::scan::unroutable::cells`).
+pub fn route_prefixes(v6: bool) -> Result<Vec<(u128, u128)>> {
+    let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("reading routes needs rtnetlink")?;
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
+    let seq = sock.next_seq();
+    let mut m = MsgBuf::new();
+    m.begin(RTM_GETROUTE, NLM_F_DUMP, seq)
+        .header(&[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        .end();
+    let replies = sock
+        .request(&m, seq)
+        .context("dumping the routing tables")?;
+    Ok(replies
+        .iter()
+        .filter(|r| r.ty == RTM_NEWROUTE)
+        .filter_map(|r| {
+            let dst_len = *r.payload.get(1)?;
+            let rta = r.payload.get(12..)?;
+            let dst = match find_attr(rta, RTA_DST).and_then(|b| parse_ip(b, v6)) {
+                Some(d) => d,
+                None if v6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            };
+            Some(Prefix::new(dst, dst_len)?.bounds())
+        })
+        .collect())
+}
+
 /// One entry of the kernel's neighbour table.
 struct KernelNeighbour {
     dst: IpAddr,

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use anyhow::{Context, anyhow};
+use tcpshake_proto::probe::scan::unroutable::NoPath;
 use tcpshake_proto::probe::target::{self, not_a_peer_message};
 use tcpshake_proto::wire::ethernet::MacAddr;
 
@@ -47,6 +48,23 @@ const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 // linux/if_arp.h
 const ARPHRD_ETHER: u16 = 1;
+
+/// The kernel's route lookup says nothing can be sent to `dst`: no route, a prohibit or a
+/// blackhole route. A type of its own so that a scan can tell it from other failures
+/// (`downcast_ref`) and skip that target alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoPathTo {
+    pub dst: IpAddr,
+    pub why: NoPath,
+}
+
+impl std::fmt::Display for NoPathTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why.message(&self.dst.to_string(), self.dst))
+    }
+}
+
+impl std::error::Error for NoPathTo {}
 
 /// Where the kernel would send a packet to some destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,23 +199,17 @@ fn lookup_with(
         m.attr(RTA_SRC, &ip_bytes(s));
     }
     m.end();
+    let no_path = |why| anyhow::Error::new(NoPathTo { dst, why });
     let replies = sock.request(&m, seq).map_err(|e| match errno_of(&e) {
-        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ESRCH) => {
-            anyhow!("no route to {dst}: check `ip route get {dst}`")
-        }
-        Some(libc::EACCES) => {
-            anyhow!("route to {dst} is prohibited by a policy route: check `ip route get {dst}`")
-        }
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ESRCH) => no_path(NoPath::NoRoute),
+        Some(libc::EACCES) => no_path(NoPath::Prohibited),
         Some(libc::EINVAL) if src.is_some() => e.context(format!(
             "looking up the route to {dst} from {}: is that address configured here? (`ip addr`)",
             src.unwrap_or(dst)
         )),
         // What the kernel answers for a blackhole route (`ip route add blackhole …`):
         // `ip route get` says "Invalid argument" too.
-        Some(libc::EINVAL) => anyhow!(
-            "the route to {dst} is a blackhole (this host drops what is sent to it): check \
-             `ip route get {dst}`"
-        ),
+        Some(libc::EINVAL) => no_path(NoPath::Blackhole),
         _ => e.context(format!("looking up the route to {dst}")),
     })?;
     let reply = replies

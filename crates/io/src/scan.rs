@@ -65,6 +65,7 @@ use tcpshake_proto::probe::scan::rate::{self, SendLog};
 use tcpshake_proto::probe::scan::rtt::{self, RttEstimator, Wait};
 pub use tcpshake_proto::probe::scan::schedule::{Progress, ScanPlan};
 use tcpshake_proto::probe::scan::schedule::{Schedule, Step};
+use tcpshake_proto::probe::scan::unroutable::{self, Unroutable};
 use tcpshake_proto::probe::scan::{
     self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_rst_frame,
     build_syn, build_syn_frame, syn_of_frame,
@@ -127,13 +128,18 @@ pub struct ScanOutcome {
     pub rtt: RttEstimator,
     /// Per family (IPv4, IPv6), when it was scanned.
     pub paths: [Option<SendPath>; 2],
+    /// Hosts the kernel had no route for when their SYN went (ENETUNREACH /
+    /// EHOSTUNREACH): not scanned, to be left out of the reports and named.
+    pub refused: Vec<IpAddr>,
 }
 
 /// A batch of built packets for one sender.
 struct Batch {
     bufs: Vec<[u8; FRAME_ROOM]>,
     lens: Vec<usize>,
-    dsts: Vec<IpAddr>,
+    /// Each packet's pair, and whether it is the pair's first SYN (what a refusal of it
+    /// uncounts, `Schedule::refused`).
+    dsts: Vec<(SocketAddr, bool)>,
 }
 
 impl Batch {
@@ -151,7 +157,7 @@ impl Batch {
 
     fn push(
         &mut self,
-        dst: IpAddr,
+        dst: (SocketAddr, bool),
         build: impl FnOnce(&mut [u8]) -> tcpshake_proto::wire::Result<usize>,
     ) -> tcpshake_proto::wire::Result<()> {
         let slot = self.lens.len();
@@ -182,6 +188,9 @@ struct Side {
     raw_batch: Batch,
     frames: Option<FrameSide>,
     ident: u16,
+    /// Packets the kernel refused for want of a route since the last look (the pair, and
+    /// whether it was the pair's first SYN): the raw path's only.
+    refused: Vec<(SocketAddr, bool)>,
 }
 
 /// Where the driver's sending time went (rate.rs judges it).
@@ -193,13 +202,15 @@ struct Accounting {
 
 impl Side {
     /// Queue a packet for `remote` (a SYN, or a RST at `seq`) on the path its next hop
-    /// says. Returns false when it has no path (a down host).
+    /// says; `first`: the pair's first SYN. Returns false when it has no path (a down
+    /// host).
     fn push(
         &mut self,
         hop: NextHop,
         remote: SocketAddr,
         seq: tcpshake_proto::wire::SeqNumber,
         syn: bool,
+        first: bool,
     ) -> Result<bool> {
         let (local, ident) = (self.local, self.ident);
         self.ident = self.ident.wrapping_add(1);
@@ -207,7 +218,7 @@ impl Side {
             (NextHop::Mac(dst), Some(f)) => {
                 let macs = (f.mac, dst);
                 f.batch
-                    .push(remote.ip(), |b| {
+                    .push((remote, first), |b| {
                         if syn {
                             build_syn_frame(macs, local, remote, seq, ident, b)
                         } else {
@@ -219,7 +230,7 @@ impl Side {
             (NextHop::Down, _) => return Ok(false),
             _ => {
                 self.raw_batch
-                    .push(remote.ip(), |b| {
+                    .push((remote, first), |b| {
                         if syn {
                             build_syn(local, remote, seq, ident, b)
                         } else {
@@ -242,35 +253,51 @@ impl Side {
         let mut sent = 0;
         if let Some(f) = &mut self.frames {
             let b = &mut f.batch;
-            sent += send_all(self.local, acc, b.lens.len(), |from| {
-                let v: Vec<&[u8]> = (from..b.lens.len())
-                    .map(|i| &b.bufs[i][..b.lens[i]])
-                    .collect();
-                f.sender.send_batch(&v)
-            })?;
+            sent += send_all(
+                self.local,
+                acc,
+                b.lens.len(),
+                |from| {
+                    let v: Vec<&[u8]> = (from..b.lens.len())
+                        .map(|i| &b.bufs[i][..b.lens[i]])
+                        .collect();
+                    f.sender.send_batch(&v)
+                },
+                |_| {},
+            )?;
             b.clear();
         }
         let b = &mut self.raw_batch;
         let raw = &self.raw;
-        sent += send_all(self.local, acc, b.lens.len(), |from| {
-            let v: Vec<(&[u8], IpAddr)> = (from..b.lens.len())
-                .map(|i| (&b.bufs[i][..b.lens[i]], b.dsts[i]))
-                .collect();
-            raw.send_batch(&v)
-        })?;
+        let refused = &mut self.refused;
+        sent += send_all(
+            self.local,
+            acc,
+            b.lens.len(),
+            |from| {
+                let v: Vec<(&[u8], IpAddr)> = (from..b.lens.len())
+                    .map(|i| (&b.bufs[i][..b.lens[i]], b.dsts[i].0.ip()))
+                    .collect();
+                raw.send_batch(&v)
+            },
+            |i| refused.extend(b.dsts.get(i).copied()),
+        )?;
         b.clear();
         Ok(sent)
     }
 }
 
-/// Hand `n` packets to the kernel through `send(first_unsent)`, waiting out a full queue.
+/// Hand `n` packets to the kernel through `send(first_unsent)`, waiting out a full queue;
+/// `refused(i)` for packet `i` when the kernel has no route for it. Returns how many left.
 fn send_all(
     local: SocketAddr,
     acc: &mut Accounting,
     n: usize,
     mut send: impl FnMut(usize) -> std::io::Result<usize>,
+    mut refused: impl FnMut(usize),
 ) -> Result<u64> {
     let mut done = 0;
+    let mut skipped = 0;
     // Bounded: a full socket queue (ENOBUFS) is waited out at most ~1 s per batch.
     for _ in 0..10_000 {
         if done >= n {
@@ -291,19 +318,27 @@ fn send_all(
                 ))
                 .into());
             }
-            // One unreachable destination must not stop the scan: skip it.
+            // One destination with no route must not stop the scan: the caller skips that
+            // host (`sendmmsg` returned the packets before it; this call failed on it).
             Err(e)
                 if matches!(
                     e.raw_os_error(),
-                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES)
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
                 ) =>
             {
+                refused(done);
                 done += 1;
+                skipped += 1;
+            }
+            // A subnet's broadcast address inside a range (no SO_BROADCAST): that one packet.
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                done += 1;
+                skipped += 1;
             }
             Err(e) => return Err(anyhow::Error::new(e).context("sending SYNs")),
         }
     }
-    Ok(done.min(n) as u64)
+    Ok(done.min(n).saturating_sub(skipped) as u64)
 }
 
 /// SYN send times by (address, port, sequence number), bounded in count and age.
@@ -480,6 +515,7 @@ pub fn run(
                 raw_batch: Batch::new(),
                 frames,
                 ident: random::random_u32() as u16,
+                refused: Vec::new(),
             },
             tap,
             loopback_tap,
@@ -637,6 +673,7 @@ pub fn run(
                 tap_drops,
                 rtt: seed,
                 paths,
+                refused: Vec::new(),
             });
         };
         // Whatever the receiver passed on before it stopped.
@@ -672,6 +709,7 @@ pub fn run(
             tap_drops,
             rtt: s.rtt(),
             paths,
+            refused: std::mem::take(&mut run.refused),
         })
     });
     for p in guarded {
@@ -697,6 +735,47 @@ pub fn run(
         o.neighbours = neighbours;
         o
     })
+}
+
+/// The targets nothing can be sent to (no route, a prohibit or blackhole route), for the
+/// caller to name and leave out before [`run`] (`TargetSet::leave_out`): nmap skips such a
+/// host (`failed to determine route`) and scans the others; stopping at the first (which
+/// also chose each family's route) lost them all, and one further on read filtered.
+///
+/// One `ip route get` per stretch of address space every route prefix leaves alike
+/// (`unroutable::cells`), not per address: a /16 with no route costs one lookup and a dump
+/// of the routes, a single address one lookup. Lookups that fail otherwise (no source
+/// address…) are left to the scan's own, as before.
+pub fn unroutable(targets: &tcpshake_proto::probe::scan::targets::TargetSet) -> Result<Unroutable> {
+    let mut out = Unroutable::default();
+    let mut router = route::Router::new()?;
+    for v6 in [false, true] {
+        let one = targets
+            .bounds()
+            .filter(|b| b.2 == v6)
+            .take(2)
+            .collect::<Vec<_>>();
+        let prefixes = match one.as_slice() {
+            [] => continue,
+            // One address: its own lookup is all it needs.
+            [(lo, hi, _)] if lo == hi => Vec::new(),
+            _ => neighbour::route_prefixes(v6)?,
+        };
+        let Some(cells) = unroutable::cells(targets, v6, &prefixes, unroutable::MAX_CELLS) else {
+            continue; // too many to look up: the kernel's refusals find them
+        };
+        for (lo, hi, at) in cells {
+            let Some(addr) = unroutable::addr_of(at, v6) else {
+                continue;
+            };
+            if let Err(e) = router.lookup(addr)
+                && let Some(n) = e.downcast_ref::<route::NoPathTo>()
+            {
+                out.add(lo, hi, v6, n.why);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A target of family `v6` that is one of this host's own addresses, if any (by the
@@ -790,6 +869,8 @@ struct SendRun<'p> {
     /// The thread's time on a CPU, and waiting for one, while sending.
     cpu: Duration,
     preempted: Duration,
+    /// Hosts the kernel refused to send to (no route), each once.
+    refused: Vec<IpAddr>,
 }
 
 impl SendRun<'_> {
@@ -840,6 +921,7 @@ fn send_all_syns<'p>(
         acc: Accounting::default(),
         cpu: Duration::ZERO,
         preempted: Duration::ZERO,
+        refused: Vec::new(),
     };
     let sched0 = clock::thread_sched();
     let mut next_progress = run.schedule.started();
@@ -871,10 +953,10 @@ fn send_all_syns<'p>(
                 };
                 if p.reset_previous {
                     let prev = cookie.seq(side.local, p.remote, p.attempt - 1).add(1);
-                    side.push(hop, p.remote, prev, false)?;
+                    side.push(hop, p.remote, prev, false, false)?;
                 }
                 let seq = cookie.seq(side.local, p.remote, p.attempt);
-                side.push(hop, p.remote, seq, true)?;
+                side.push(hop, p.remote, seq, true, p.attempt == 0 && !p.ping)?;
                 if side.room() < 2 {
                     flush_side(side, &mut run, locals)?;
                     drain(rx, &mut run, sides, locals, on_record)?;
@@ -921,6 +1003,11 @@ fn flush_side(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result
     // queues, a slow device), which the rate check must see.
     let (wall0, cpu0, sw0) = (clock::now(), clock::thread_cpu(), voluntary_switches());
     let n = side.flush(&mut run.acc)?;
+    for (remote, first) in side.refused.drain(..) {
+        if run.schedule.refused(remote, first) {
+            run.refused.push(remote.ip());
+        }
+    }
     // Only a call that slept (a voluntary context switch) was held back: the rest of the
     // wall time beyond our CPU time is the kernel's softirq work done in our send calls —
     // on a veth, the peer's whole receive path — which is the send path's own cost.
