@@ -26,6 +26,7 @@ use tcpshake_proto::probe::scan::rate;
 use tcpshake_proto::probe::scan::results::{Answers, Coverage, HostPorts, Rare, Walk};
 use tcpshake_proto::probe::scan::rtt::Wait;
 use tcpshake_proto::probe::scan::targets::{Spec, TargetSet, TargetSpec};
+use tcpshake_proto::probe::scan::unroutable::NoPath;
 use tcpshake_proto::probe::scan::{Completion, ScanRecord};
 
 /// The host names typed on the command line (or in -iL), by the address each resolved to.
@@ -70,10 +71,30 @@ fn is_stdout(p: &Option<std::path::PathBuf>) -> bool {
 }
 
 pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
-    let (plan, skipped, names) = plan(args)?;
-    let Some(plan) = plan else {
+    let (plan, mut skipped, names) = plan(args)?;
+    let Some(mut plan) = plan else {
         return Ok(Exit::Failed);
     };
+    // Targets nothing can be sent to are named and skipped, as nmap skips a host it cannot
+    // route; the others are scanned. The exit code is 1, as for every skipped target (a
+    // name that did not resolve, a bad -iL line). All of them: the scan fails with those
+    // words alone.
+    let unroutable = scan::unroutable(&plan.targets)?;
+    if !unroutable.is_empty() {
+        let notes = unroutable.notes(&plan.targets);
+        plan.targets.leave_out(unroutable.runs());
+        let others = plan.targets.first_included().is_some();
+        for n in &notes {
+            eprintln!("tcpshake: {}", n.text(others));
+        }
+        if !others {
+            if notes.is_empty() {
+                eprintln!("tcpshake: no target left to scan");
+            }
+            return Ok(Exit::Failed);
+        }
+        skipped |= !notes.is_empty();
+    }
     warn_other_interfaces(&plan);
     // The output files are made before anything else, so a bad path fails at once; a scan
     // that then cannot start (no privileges, no nftables) leaves none it made behind,
@@ -167,6 +188,26 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         }
     };
     answers.sort();
+    // Hosts the kernel refused to send to (a route gone since the check above, policy
+    // routing): left out of the reports as the ones found before, and named.
+    if let Some(&first) = outcome.refused.first() {
+        plan.targets.leave_out(outcome.refused.iter().map(|&a| {
+            let v = match a {
+                IpAddr::V4(x) => u128::from(u32::from(x)),
+                IpAddr::V6(x) => u128::from(x),
+            };
+            (v, v, a.is_ipv6())
+        }));
+        let what = match outcome.refused.len() {
+            1 => first.to_string(),
+            n => format!("{n} target addresses ({first} the first)"),
+        };
+        eprintln!(
+            "tcpshake: {} (the kernel refused the SYN); skipped",
+            NoPath::NoRoute.message(&what, first)
+        );
+        skipped = true;
+    }
     if args.complete {
         complete_open(&mut answers, stop)?;
         if args.json {

@@ -1488,3 +1488,163 @@ fn a_name_is_scanned_at_its_ipv4_address_as_nmap_does() {
     }
 }
 }
+
+/// The JSON lines of a run, by address: (port, state, reason) each.
+fn json_by_addr(run: &Run) -> BTreeMap<String, Vec<(u64, String, String)>> {
+    let mut out: BTreeMap<String, Vec<(u64, String, String)>> = BTreeMap::new();
+    for v in run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let addr = v["addr"].as_str().unwrap_or_default().to_string();
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        out.entry(addr).or_default().push((
+            v["port"].as_u64().unwrap_or(0),
+            s("state"),
+            s("reason"),
+        ));
+    }
+    out
+}
+
+lab_test! {
+/// A target with no route beside one that has (walk 20): before, `scan X R` stopped at X's
+/// route lookup (`no route to X`, exit 1, R never scanned) and `scan R X` called X:80
+/// `filtered / no-response` without a word, though nothing could be sent there. Now, in
+/// either order, in each family and from `-iL`, X is named once on stderr and skipped —
+/// in no output format, not in -oX's hosts (nmap's `failed to determine route`) — R is
+/// scanned, and the exit code is 1, as for any skipped target. X alone fails with the
+/// route lookup's words, as before.
+fn a_target_with_no_route_is_named_and_skipped_wherever_it_is_in_the_list() {
+    let s = ScanLab::new("scan_no_route", &[80]);
+    let dir = s.lab.dir();
+    let (xml, grep, normal) = (dir.join("nr.xml"), dir.join("nr.gnmap"), dir.join("nr.nmap"));
+    for v6 in [false, true] {
+        let (x, r) = if v6 {
+            (IpAddr::from(s.lab.elsewhere_v6(0)), s.v6(7))
+        } else {
+            // (elsewhere_v4(0) is the ScanLab's routed /24.)
+            (IpAddr::from(s.lab.elsewhere_v4(1)), s.v4(7))
+        };
+        let (xs, rs) = (x.to_string(), r.to_string());
+        let said = format!("tcpshake: no route to {x}: check `ip route get {x}`");
+        let list = dir.join("nr.txt");
+        std::fs::write(&list, format!("{x}\n{r}\n")).unwrap();
+        let lists = ["-iL", list.to_str().unwrap()];
+        for targets in [vec![xs.as_str(), rs.as_str()], vec![&rs, &xs], lists.to_vec()] {
+            let mut args = targets.clone();
+            args.extend(["-p", "80", "--all", "--json", "--wait", "200ms"]);
+            args.extend(["-oX", xml.to_str().unwrap(), "-oG", grep.to_str().unwrap()]);
+            args.extend(["-oN", normal.to_str().unwrap()]);
+            let run = s.scan(&args);
+            let ctx = format!("{targets:?}\n{run}");
+            assert_eq!(run.code, Some(1), "{ctx}");
+            let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains(&xs)).collect();
+            assert_eq!(lines, [format!("{said}; skipped")], "{ctx}");
+            let json = json_by_addr(&run);
+            assert_eq!(
+                json.get(&rs),
+                Some(&vec![(80, "open".into(), "syn-ack".into())]),
+                "{ctx}"
+            );
+            assert!(!json.contains_key(&xs), "{ctx}");
+            assert_valid_nmap_xml(&xml);
+            let x_xml = std::fs::read_to_string(&xml).unwrap();
+            assert!(!x_xml.contains(&format!("\"{xs}\"")), "{ctx}\n{x_xml}");
+            assert!(x_xml.contains(&format!("addr=\"{rs}\"")), "{ctx}\n{x_xml}");
+            assert!(x_xml.contains("<hosts up=\"1\" down=\"0\" total=\"1\""), "{x_xml}");
+            // (The `#` lines quote the command line.)
+            for f in [&grep, &normal] {
+                let text = std::fs::read_to_string(f).unwrap();
+                let named = |l: &&str| {
+                    !l.starts_with('#')
+                        && l.split(|c: char| !(c.is_ascii_hexdigit() || ".:".contains(c)))
+                            .any(|w| w == xs)
+                };
+                assert!(!text.lines().any(|l| named(&l)), "{ctx}\n{text}");
+                assert!(text.lines().any(|l| l.contains(&rs)), "{ctx}\n{text}");
+            }
+            let n = std::fs::read_to_string(&normal).unwrap();
+            assert!(n.contains("scanned 1 port: 1 open, 0 closed, 0 filtered"), "{n}");
+        }
+        // Alone: nothing to scan, and the lookup's own words, once.
+        let run = s.scan(&[&xs, "-p", "80"]);
+        assert_eq!(run.code, Some(1), "{run}");
+        assert_eq!(run.stderr.trim_end(), said, "{run}");
+        assert_eq!(run.stdout, "", "{run}");
+    }
+}
+}
+
+lab_test! {
+/// A wide range mostly without a route is one line (a count and the first address), not
+/// one per address, and its routed part is scanned: the /16 around the lab's routed /24.
+/// An IPv6 /112 with no route at all fails with that one line.
+fn a_range_without_a_route_is_one_line_and_its_routed_part_is_scanned() {
+    let s = ScanLab::new("scan_no_route_range", &[80]);
+    let [a, b, _, _] = s.v4_net.octets();
+    let wide = format!("{a}.{b}.0.0/16");
+    let run = s.scan(&[&wide, "-p", "80", "--wait", "300ms"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let first = Ipv4Addr::new(a, b, 0, 0);
+    assert_eq!(
+        run.stderr.lines().filter(|l| l.starts_with("tcpshake: ")).collect::<Vec<_>>(),
+        [format!(
+            "tcpshake: no route to 65280 target addresses ({first} the first): check \
+             `ip route get {first}`; skipped"
+        )],
+        "{run}"
+    );
+    assert!(run.stdout.contains("scanned 256 ports: 256 open, 0 closed, 0 filtered"), "{run}");
+    let mut seg = s.lab.elsewhere_v6(1).segments();
+    seg[7] = 0;
+    let none = Ipv6Addr::from(seg);
+    let run = s.scan(&[&format!("{none}/112"), "-p", "80"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!(
+            "tcpshake: no route to 65536 target addresses ({none} the first): check \
+             `ip route get {none}`"
+        ),
+        "{run}"
+    );
+}
+}
+
+lab_test! {
+/// A target the check before the scan finds routed but the kernel refuses when the SYN
+/// goes (EHOSTUNREACH: here policy routing by tcpshake's socket mark sends it to an
+/// `unreachable` route; a route removed mid-scan does the same) is named and skipped as
+/// one with no route, not reported `filtered`, and not sent to again.
+fn a_target_the_kernel_refuses_at_the_send_is_skipped_not_filtered() {
+    let s = ScanLab::new("scan_refused", &[80]);
+    let ns = &s.lab.client_ns;
+    let (x, r) = (s.v4(9), s.v4(7));
+    let mark = format!("{:#x}", tcpshake_io::guard::MARK);
+    for args in [
+        vec!["route", "add", "unreachable", &format!("{x}/32"), "table", "120"],
+        vec!["rule", "add", "fwmark", &mark, "lookup", "120", "pref", "120"],
+    ] {
+        lab::run_ok(Command::new("ip").args(["-n", ns]).args(&args));
+    }
+    let (xs, rs) = (x.to_string(), r.to_string());
+    // The kernel's path: frames go by no route at all.
+    let run = s.scan(&[&xs, &rs, "-p", "80,81", "--send-ip", "--all", "--json", "--wait", "200ms"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let json = json_by_addr(&run);
+    assert!(!json.contains_key(&xs), "{run}");
+    assert_eq!(json.get(&rs).map(Vec::len), Some(2), "{run}");
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains(&xs)).collect();
+    assert_eq!(
+        lines,
+        [format!(
+            "tcpshake: no route to {xs}: check `ip route get {xs}` (the kernel refused the SYN); \
+             skipped"
+        )],
+        "{run}"
+    );
+    assert!(run.stderr.contains("scanned 2 ports: 1 open, 1 closed, 0 filtered"), "{run}");
+}
+}

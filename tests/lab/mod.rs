@@ -474,6 +474,15 @@ impl Lab {
         Ipv4Addr::new(198, 18 + (k >> 8) as u8, (k & 0xff) as u8, 9)
     }
 
+    /// [`Lab::elsewhere_v4`]'s IPv6 twin: host 9 of `fd00:K::/64`, K half the lab range
+    /// (512 /64s, `subnet_index`) away from the lab's own: on no link and no route of the
+    /// lab.
+    pub fn elsewhere_v6(&self, n: u8) -> Ipv6Addr {
+        let own = self.client_v6.segments()[1];
+        let k = (own + 256 + u16::from(n)) % 512;
+        Ipv6Addr::new(0xfd00, k, 0, 0, 0, 0, 0, 9)
+    }
+
     /// `198.18.K.2:PORT` or `[fd00:K::2]:PORT`, the form the binary takes.
     pub fn target(&self, v6: bool, port: u16) -> String {
         SocketAddr::new(self.server_addr(v6), port).to_string()
