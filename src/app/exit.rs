@@ -56,7 +56,7 @@ impl Exit {
                 "every probe reached `open` and its exchange (HTTP, TLS, close) worked; a scan ran to its end"
             }
             Exit::Failed => {
-                "some port not open (closed, filtered), a name did not resolve, a target-list line was skipped, or an exchange or run-time error"
+                "some port not open (closed, filtered), a name did not resolve, a target had no route or a target-list line was skipped, or an exchange or run-time error"
             }
             Exit::Usage => {
                 "usage: a bad option, option value or target, refused before anything was sent"
