@@ -33,6 +33,8 @@ const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
+const RTM_NEWRULE: u16 = 32;
+const RTM_GETRULE: u16 = 34;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
@@ -121,23 +123,27 @@ pub fn link_routes(oif: u32, us: IpAddr, mac: MacAddr) -> Result<LinkRoutes> {
 }
 
 /// The bounds of every route prefix of family `v6` in every table (any type: unicast,
-/// local, broadcast, unreachable, blackhole…): within the stretches between them every
-/// address is routed alike (`probe::scan::unroutable::cells`).
+/// local, broadcast, unreachable, blackhole…), and of every policy rule's destination
+/// (`ip rule add to 198.18.0.3 prohibit`): within the stretches between them every
+/// address is routed alike (`probe::scan::unroutable::cells`). A rule's other selectors
+/// (source, mark, interface) are the same for every packet of a scan.
 pub fn route_prefixes(v6: bool) -> Result<Vec<(u128, u128)>> {
     let mut sock = NlSocket::open(libc::NETLINK_ROUTE).context("reading routes needs rtnetlink")?;
-    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
-    let seq = sock.next_seq();
-    let mut m = MsgBuf::new();
-    m.begin(RTM_GETROUTE, NLM_F_DUMP, seq)
-        .header(&[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-        .end();
-    let replies = sock
-        .request(&m, seq)
-        .context("dumping the routing tables")?;
-    Ok(replies
-        .iter()
-        .filter(|r| r.ty == RTM_NEWROUTE)
-        .filter_map(|r| {
+    let mut prefixes = Vec::new();
+    // `rtmsg` and `fib_rule_hdr` are both 12 bytes with the destination's prefix length
+    // second, and both give the destination as attribute 1 (RTA_DST, FRA_DST).
+    for (get, new, what) in [
+        (RTM_GETROUTE, RTM_NEWROUTE, "dumping the routing tables"),
+        (RTM_GETRULE, RTM_NEWRULE, "dumping the routing policy rules"),
+    ] {
+        let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
+        let seq = sock.next_seq();
+        let mut m = MsgBuf::new();
+        m.begin(get, NLM_F_DUMP, seq)
+            .header(&[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .end();
+        let replies = sock.request(&m, seq).context(what)?;
+        prefixes.extend(replies.iter().filter(|r| r.ty == new).filter_map(|r| {
             let dst_len = *r.payload.get(1)?;
             let rta = r.payload.get(12..)?;
             let dst = match find_attr(rta, RTA_DST).and_then(|b| parse_ip(b, v6)) {
@@ -146,8 +152,9 @@ pub fn route_prefixes(v6: bool) -> Result<Vec<(u128, u128)>> {
                 None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             };
             Some(Prefix::new(dst, dst_len)?.bounds())
-        })
-        .collect())
+        }));
+    }
+    Ok(prefixes)
 }
 
 /// One entry of the kernel's neighbour table.
