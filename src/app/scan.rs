@@ -70,6 +70,9 @@ fn is_stdout(p: &Option<std::path::PathBuf>) -> bool {
     p.as_ref().is_some_and(|p| p.as_os_str() == "-")
 }
 
+/// Targets with no route said one line each at most: the rest in one line.
+const NO_PATH_LINES: usize = 20;
+
 pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     let (plan, mut skipped, names) = plan(args)?;
     let Some(mut plan) = plan else {
@@ -84,8 +87,21 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         let notes = unroutable.notes(&plan.targets);
         plan.targets.leave_out(unroutable.runs());
         let others = plan.targets.first_included().is_some();
-        for n in &notes {
+        // A line per target as written, as nmap says each host it cannot route; a list of
+        // thousands is not thousands of lines.
+        for n in notes.iter().take(NO_PATH_LINES) {
             eprintln!("tcpshake: {}", n.text(others));
+        }
+        if let Some(rest) = notes.get(NO_PATH_LINES..).filter(|r| !r.is_empty()) {
+            let addrs = rest.iter().map(|n| n.count).fold(0u64, u64::saturating_add);
+            eprintln!(
+                "tcpshake: and {} more {} nothing can be sent to ({}: no route, or a blackhole \
+                 or prohibit route){}",
+                rest.len(),
+                if rest.len() == 1 { "target" } else { "targets" },
+                crate::report::count(addrs, "address", "addresses"),
+                if others { "; skipped" } else { "" }
+            );
         }
         if !others {
             if notes.is_empty() {

@@ -1578,8 +1578,8 @@ fn a_target_with_no_route_is_named_and_skipped_wherever_it_is_in_the_list() {
 }
 
 lab_test! {
-/// A wide range mostly without a route is one line (a count and the first address), not
-/// one per address, and its routed part is scanned: the /16 around the lab's routed /24.
+/// A wide range mostly without a route is one line (the range, a count and the first
+/// address), not one per address, and its routed part is scanned: the /16 around the lab's routed /24.
 /// An IPv6 /112 with no route at all fails with that one line.
 fn a_range_without_a_route_is_one_line_and_its_routed_part_is_scanned() {
     let s = ScanLab::new("scan_no_route_range", &[80]);
@@ -1591,7 +1591,7 @@ fn a_range_without_a_route_is_one_line_and_its_routed_part_is_scanned() {
     assert_eq!(
         run.stderr.lines().filter(|l| l.starts_with("tcpshake: ")).collect::<Vec<_>>(),
         [format!(
-            "tcpshake: no route to 65280 target addresses ({first} the first): check \
+            "tcpshake: no route to 65280 addresses of {wide} ({first} the first): check \
              `ip route get {first}`; skipped"
         )],
         "{run}"
@@ -1605,7 +1605,7 @@ fn a_range_without_a_route_is_one_line_and_its_routed_part_is_scanned() {
     assert_eq!(
         run.stderr.trim_end(),
         format!(
-            "tcpshake: no route to 65536 target addresses ({none} the first): check \
+            "tcpshake: no route to 65536 addresses of {none}/112 ({none} the first): check \
              `ip route get {none}`"
         ),
         "{run}"
@@ -1646,5 +1646,34 @@ fn a_target_the_kernel_refuses_at_the_send_is_skipped_not_filtered() {
         "{run}"
     );
     assert!(run.stderr.contains("scanned 2 ports: 1 open, 1 closed, 0 filtered"), "{run}");
+}
+}
+
+lab_test! {
+/// An address a policy rule forbids (`ip rule add to X prohibit`) inside a range with
+/// routed neighbours is named and skipped as nmap does, not sent to: the routes' prefixes
+/// alone left it in the same stretch as its routed neighbours, and the frames went out
+/// (a walk: `filtered / no-response`, exit 0, its SYNs on the wire).
+fn an_address_a_policy_rule_forbids_is_skipped_inside_a_range() {
+    let s = ScanLab::new("scan_rule", &[80]);
+    let ns = &s.lab.client_ns;
+    let x = s.v4(9);
+    lab::run_ok(Command::new("ip").args(["-n", ns, "rule", "add", "to", &format!("{x}/32"), "prohibit"]));
+    let range = format!("{}-{}", s.v4(8), s.v4(11));
+    let xs = x.to_string();
+    let run = s.scan(&[&range, "-p", "80", "--all", "--json", "--wait", "200ms"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let json = json_by_addr(&run);
+    assert!(!json.contains_key(&xs), "{run}");
+    assert_eq!(json.len(), 3, "the other three: {run}");
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains(&xs)).collect();
+    assert_eq!(
+        lines,
+        [format!(
+            "tcpshake: route to {xs} is prohibited by a policy route: check `ip route get {xs}`; \
+             skipped"
+        )],
+        "{run}"
+    );
 }
 }

@@ -84,6 +84,47 @@ impl Spec {
         })
     }
 
+    /// The spec as a user would write it: an address, a CIDR block when it is one
+    /// (`198.18.3.0/24`), else `FIRST-LAST`; an octet pattern octet by octet
+    /// (`198.18.1-2,5.*`).
+    pub fn describe(&self) -> String {
+        let addr = |v: u128, v6: bool| -> String {
+            match (v6, u32::try_from(v)) {
+                (false, Ok(a)) => Ipv4Addr::from(a).to_string(),
+                _ => Ipv6Addr::from(v).to_string(),
+            }
+        };
+        match self {
+            Spec::Range { v6, first, count } => {
+                let width = if *v6 { 128 } else { 32 };
+                let last = first.saturating_add(u128::from(count.saturating_sub(1)));
+                if *count <= 1 {
+                    return addr(*first, *v6);
+                }
+                let c = u128::from(*count);
+                if c.is_power_of_two() && first % c == 0 {
+                    return format!("{}/{}", addr(*first, *v6), width - c.trailing_zeros());
+                }
+                format!("{}-{}", addr(*first, *v6), addr(last, *v6))
+            }
+            Spec::Octets(o) => o
+                .iter()
+                .map(|r| match r.as_slice() {
+                    [(0, 255)] => "*".to_string(),
+                    _ => r
+                        .iter()
+                        .map(|&(a, b)| match a == b {
+                            true => a.to_string(),
+                            false => format!("{a}-{b}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                })
+                .collect::<Vec<_>>()
+                .join("."),
+        }
+    }
+
     /// The lowest and highest address (as numbers) and the family: every address of the
     /// spec lies between them. `None` for an empty spec.
     pub fn bounds(&self) -> Option<(u128, u128, bool)> {
@@ -279,6 +320,24 @@ fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
         }
     }
     n
+}
+
+/// The octet ranges both `a` and `b` name, octet by octet (an octet pattern is a product
+/// of per-octet sets, so their intersection is the product of the per-octet ones).
+fn octets_intersect(a: &[Vec<(u8, u8)>; 4], b: &[Vec<(u8, u8)>; 4]) -> [Vec<(u8, u8)>; 4] {
+    std::array::from_fn(|k| {
+        let mut out = Vec::new();
+        for &(a0, a1) in &a[k] {
+            for &(b0, b1) in &b[k] {
+                let (lo, hi) = (a0.max(b0), a1.min(b1));
+                if lo <= hi {
+                    out.push((lo, hi));
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    })
 }
 
 /// Where `x` stands among the octets of `r`, counting from 0.
@@ -645,65 +704,90 @@ impl TargetSet {
         (k <= hi).then_some(hi.1)
     }
 
-    /// How many addresses the specs of family `v6` name within `lo..=hi`: a range spec's
-    /// by arithmetic, an octet range's one /24 stretch at a time (those outside skipped
-    /// whole). An address several specs name counts once per spec; exclusions are not
-    /// subtracted. For messages (how many targets have no route), not for the scan.
-    pub fn count_within(&self, lo: u128, hi: u128, v6: bool) -> u64 {
-        let mut n: u64 = 0;
-        for spec in &self.specs {
-            let Some((slo, shi, sv6)) = spec.bounds() else {
-                continue;
-            };
-            if sv6 != v6 || shi < lo || hi < slo {
+    /// The specs, in the order given.
+    pub fn specs(&self) -> &[Spec] {
+        &self.specs
+    }
+
+    /// How many addresses of spec `i` lie within `lo..=hi` and no `--exclude` removes: a
+    /// range's by arithmetic, an octet range's one /24 stretch at a time (those outside
+    /// skipped whole). Exclusions that overlap one another are subtracted once each where
+    /// they are ranges (merged first), per exclusion where octet patterns are involved.
+    /// For messages (how many targets have no route), not for the scan.
+    pub fn spec_count_within(&self, i: usize, lo: u128, hi: u128) -> u64 {
+        let Some(spec) = self.specs.get(i) else {
+            return 0;
+        };
+        let Some((slo, shi, v6)) = spec.bounds() else {
+            return 0;
+        };
+        let (lo, hi) = (lo.max(slo), hi.min(shi));
+        if lo > hi {
+            return 0;
+        }
+        let within = |a: u128, b: u128| -> u64 {
+            match spec {
+                Spec::Range { .. } => {
+                    u64::try_from(b - a).map_or(u64::MAX, |c| c.saturating_add(1))
+                }
+                Spec::Octets(o) => octets_within(o, a, b),
+            }
+        };
+        let mut n = within(lo, hi);
+        // Range exclusions, merged, then clipped to the interval.
+        let mut ranges: Vec<(u128, u128)> = self
+            .exclude
+            .iter()
+            .filter(|e| matches!(e, Spec::Range { .. }))
+            .filter_map(Spec::bounds)
+            .filter(|e| e.2 == v6 && e.0 <= hi && lo <= e.1)
+            .map(|e| (e.0.max(lo), e.1.min(hi)))
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some(last) if last.1.saturating_add(1) >= a => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        for (a, b) in merged {
+            n = n.saturating_sub(within(a, b));
+        }
+        // Octet-pattern exclusions (IPv4 only): what they share with the spec.
+        for e in &self.exclude {
+            let Spec::Octets(eo) = e else { continue };
+            if v6 {
                 continue;
             }
-            let c = match spec {
-                Spec::Range { .. } => u64::try_from(hi.min(shi) - lo.max(slo))
-                    .map_or(u64::MAX, |c| c.saturating_add(1)),
-                Spec::Octets(o) => octets_within(o, lo, hi),
+            let shared = match spec {
+                Spec::Octets(o) => octets_intersect(o, eo),
+                Spec::Range { .. } => (**eo).clone(),
             };
-            n = n.saturating_add(c);
+            n = n.saturating_sub(octets_within(&shared, lo, hi));
         }
         n
     }
 
-    /// The first address, in the specs' order, that no exclusion removes and that lies in
-    /// one of `runs` (ascending inclusive bounds, family `v6`): what a message names as
-    /// the first of the targets those stretches hold. Ranges by arithmetic; an octet range
-    /// looked at address by address, at most [`ROUTE_BY_LOOKS`] of them.
-    pub fn first_in_runs(&self, runs: &[(u128, u128)], v6: bool) -> Option<IpAddr> {
-        for spec in &self.specs {
-            let Some((slo, shi, sv6)) = spec.bounds() else {
-                continue;
-            };
-            if sv6 != v6 {
-                continue;
-            }
-            match spec {
-                Spec::Range { .. } => {
-                    let found = runs
-                        .iter()
-                        .filter(|r| r.0 <= shi && slo <= r.1)
-                        .find_map(|r| self.first_outside(r.0.max(slo), r.1.min(shi), v6, &[]));
-                    if found.is_some() {
-                        return found;
-                    }
-                }
-                Spec::Octets(_) => {
-                    for i in 0..spec.len().min(ROUTE_BY_LOOKS) {
-                        let Some(a @ IpAddr::V4(x)) = spec.get(i) else {
-                            break;
-                        };
-                        let v = u128::from(u32::from(x));
-                        if runs.iter().any(|r| r.0 <= v && v <= r.1) && !self.is_excluded(a) {
-                            return Some(a);
-                        }
-                    }
-                }
-            }
+    /// The first address of spec `i` that no `--exclude` removes and that lies in one of
+    /// `runs` (ascending inclusive bounds, the spec's family): what a message names first.
+    /// Ranges by arithmetic; an octet range looked at address by address, at most
+    /// [`ROUTE_BY_LOOKS`] of them.
+    pub fn spec_first_in_runs(&self, i: usize, runs: &[(u128, u128)]) -> Option<IpAddr> {
+        let spec = self.specs.get(i)?;
+        let (slo, shi, v6) = spec.bounds()?;
+        match spec {
+            Spec::Range { .. } => runs
+                .iter()
+                .filter(|r| r.0 <= shi && slo <= r.1)
+                .find_map(|r| self.first_outside(r.0.max(slo), r.1.min(shi), v6, &[])),
+            Spec::Octets(_) => (0..spec.len().min(ROUTE_BY_LOOKS))
+                .map_while(|k| spec.get(k))
+                .find(|&a| {
+                    let v = key_of(a).1;
+                    runs.iter().any(|r| r.0 <= v && v <= r.1) && !self.is_excluded(a)
+                }),
         }
-        None
     }
 
     /// Whether some address is named by two specs or more: only then is

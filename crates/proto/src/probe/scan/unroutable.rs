@@ -126,25 +126,30 @@ pub struct Unroutable {
     runs: Vec<(u128, u128, bool, NoPath)>,
 }
 
-/// One message: the targets with no route of one kind.
+/// One message: a target spec's addresses with no route of one kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
     pub why: NoPath,
-    /// Target addresses in those stretches (as [`TargetSet::count_within`] counts them).
+    /// The spec as the user wrote it (`198.19.0.0/16`), for a spec of more than one address.
+    pub spec: Option<String>,
+    /// Its addresses in those stretches that no `--exclude` removes.
     pub count: u64,
-    /// The first of them in the targets' order (what the user wrote first).
+    /// The first of them.
     pub first: IpAddr,
 }
 
 impl Note {
-    /// `no route to 198.18.231.5: check `ip route get 198.18.231.5``, or for many
-    /// `no route to 65536 target addresses (198.19.0.0 the first): check …`: one line
-    /// however many (a /16 with no route is not 65 536 lines). `others`: other targets
+    /// `no route to 198.18.231.5: check `ip route get 198.18.231.5``, or for a range
+    /// `no route to 256 addresses of 198.19.3.0/24 (198.19.3.0 the first): check …`: one
+    /// line per target as written (a /16 with no route is not 65 536 lines, and three
+    /// addresses are not folded into one line naming the first). `others`: other targets
     /// are scanned, which the line says, as a skipped `-iL` line says `skipped`.
     pub fn text(&self, others: bool) -> String {
-        let what = match self.count {
-            0 | 1 => self.first.to_string(),
-            n => format!("{n} target addresses ({} the first)", self.first),
+        let what = match (&self.spec, self.count) {
+            (Some(spec), n) if n > 1 => {
+                format!("{n} addresses of {spec} ({} the first)", self.first)
+            }
+            _ => self.first.to_string(),
         };
         let mut s = self.why.message(&what, self.first);
         if others {
@@ -169,16 +174,20 @@ impl Unroutable {
         self.runs.iter().map(|&(lo, hi, v6, _)| (lo, hi, v6))
     }
 
-    /// One note per kind of failure that holds a target (before the stretches are left
-    /// out of `targets`: a stretch only user exclusions fill says nothing), the kinds in
-    /// the order of their first target, IPv4 first.
+    /// One note per target spec (in the order given) and kind of failure that holds some of
+    /// its addresses (before the stretches are left out of `targets`: a stretch only user
+    /// exclusions fill says nothing); a single address named twice, once.
     pub fn notes(&self, targets: &TargetSet) -> Vec<Note> {
         let mut notes = Vec::new();
-        for v6 in [false, true] {
+        let mut named: std::collections::HashSet<IpAddr> = std::collections::HashSet::new();
+        for (i, spec) in targets.specs().iter().enumerate() {
+            let Some((slo, shi, v6)) = spec.bounds() else {
+                continue;
+            };
             let mut whys: Vec<NoPath> = self
                 .runs
                 .iter()
-                .filter(|r| r.2 == v6)
+                .filter(|r| r.2 == v6 && r.0 <= shi && slo <= r.1)
                 .map(|r| r.3)
                 .collect();
             whys.sort_unstable();
@@ -187,18 +196,27 @@ impl Unroutable {
                 let mut runs: Vec<(u128, u128)> = self
                     .runs
                     .iter()
-                    .filter(|r| r.2 == v6 && r.3 == why)
+                    .filter(|r| r.2 == v6 && r.3 == why && r.0 <= shi && slo <= r.1)
                     .map(|r| (r.0, r.1))
                     .collect();
                 runs.sort_unstable();
-                let Some(first) = targets.first_in_runs(&runs, v6) else {
-                    continue;
-                };
                 let count = runs
                     .iter()
-                    .map(|r| targets.count_within(r.0, r.1, v6))
+                    .map(|r| targets.spec_count_within(i, r.0, r.1))
                     .fold(0u64, u64::saturating_add);
-                notes.push(Note { why, count, first });
+                let Some(first) = targets.spec_first_in_runs(i, &runs) else {
+                    continue;
+                };
+                // A single address named by an earlier spec already: said once.
+                if count == 0 || (spec.len() == 1 && !named.insert(first)) {
+                    continue;
+                }
+                notes.push(Note {
+                    why,
+                    spec: (spec.len() > 1).then(|| spec.describe()),
+                    count,
+                    first,
+                });
             }
         }
         notes
@@ -288,14 +306,16 @@ mod tests {
             NoPath::NoRoute,
         );
         let notes = u.notes(&t);
-        assert_eq!(notes.len(), 1);
-        // 7 /24s, 248 /24s, and the octet range's 6.
-        assert_eq!(notes[0].count, 7 * 256 + 248 * 256 + 6);
-        assert_eq!(notes[0].first, "198.19.0.0".parse::<IpAddr>().unwrap());
+        // One line per target as written: the /16's 7 + 248 /24s, the octet range's 6.
+        let texts: Vec<String> = notes.iter().map(|n| n.text(true)).collect();
         assert_eq!(
-            notes[0].text(true),
-            "no route to 65286 target addresses (198.19.0.0 the first): check \
-             `ip route get 198.19.0.0`; skipped"
+            texts,
+            [
+                "no route to 65280 addresses of 198.19.0.0/16 (198.19.0.0 the first): check \
+                 `ip route get 198.19.0.0`; skipped",
+                "no route to 6 addresses of 198.20.1-2.1-3 (198.20.1.1 the first): check \
+                 `ip route get 198.20.1.1`; skipped",
+            ]
         );
         t.leave_out(u.runs());
         assert!(t.is_excluded("198.19.0.9".parse().unwrap()));
@@ -319,6 +339,42 @@ mod tests {
         // A stretch only exclusions fill says nothing.
         let t = set(&["198.19.9.9", "198.18.5.2"], &["198.19.9.9"]);
         assert!(u.notes(&t).is_empty());
+    }
+
+    /// A walk's cases: three addresses are three lines, in the order given, a duplicate
+    /// said once; `--exclude` is taken off a range's count.
+    #[test]
+    fn each_target_is_its_own_line_and_exclusions_are_not_counted() {
+        let mut u = Unroutable::default();
+        u.add(v4("198.19.8.0"), v4("198.19.8.255"), false, NoPath::NoRoute);
+        let t = set(
+            &[
+                "198.19.8.9",
+                "198.18.5.2",
+                "198.19.8.10",
+                "198.19.8.9",
+                "198.19.8.8-9",
+            ],
+            &[],
+        );
+        let texts: Vec<String> = u.notes(&t).iter().map(|n| n.text(false)).collect();
+        assert_eq!(
+            texts,
+            [
+                "no route to 198.19.8.9: check `ip route get 198.19.8.9`",
+                "no route to 198.19.8.10: check `ip route get 198.19.8.10`",
+                "no route to 2 addresses of 198.19.8.8-9 (198.19.8.8 the first): \
+                 check `ip route get 198.19.8.8`",
+            ]
+        );
+        let t = set(
+            &["198.19.8.0/24"],
+            &["198.19.8.0/25", "198.19.8.100", "198.19.8.200"],
+        );
+        let n = &u.notes(&t)[0];
+        assert_eq!((n.count, n.first), (127, "198.19.8.128".parse().unwrap()));
+        let t = set(&["198.19.8.0/24"], &["198.19.8.1-10"]);
+        assert_eq!(u.notes(&t)[0].count, 246);
     }
 
     #[test]
