@@ -81,6 +81,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut rest = s;
     let mut secs = 0.0;
     let mut first = true;
+    let mut last_scale = f64::INFINITY;
     // Bounded: each turn takes a number and a unit off `rest`, or returns.
     while !rest.is_empty() {
         let split = rest
@@ -88,8 +89,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let (num, after) = rest.split_at(split);
         let value: f64 = num.parse().map_err(|_| not_a_duration())?;
+        // A unit is letters (µ is one): `1h-30m` is not a duration, not a unit `h-`.
         let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .find(|c: char| !c.is_alphabetic())
             .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         let scale = match unit {
@@ -99,6 +101,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" | "min" => 60.0,
             "h" => 3600.0,
+            // Something that is no unit follows (`5 parsecs`, `1h-30m`).
+            "" if !after.is_empty() => return Err(not_a_duration()),
             // Zero is no example to give: where a wait must be positive (trace's -w) the
             // suggested `0s` was refused next.
             "" if first && value == 0.0 => {
@@ -118,6 +122,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 ));
             }
         };
+        // Largest unit first, each once, as Prometheus reads them: `30m1h` and `1h1h` are
+        // more likely slips than sums.
+        if scale >= last_scale {
+            return Err(format!(
+                "`{s}`: write its units from the largest down, each once (e.g. 1h30m)"
+            ));
+        }
+        last_scale = scale;
         secs += value * scale;
         first = false;
         rest = next;
@@ -314,10 +326,18 @@ mod tests {
         assert!(parse_duration("1M").is_err() && parse_duration("1mins").is_err());
     }
 
-    /// Several terms add up, as Prometheus and Go write durations (`--timeout 1h30m` was
-    /// refused with "`h30m` is not a unit"); each term still needs its unit.
+    /// Several terms add up, as Prometheus writes durations (`--timeout 1h30m` was refused
+    /// with "`h30m` is not a unit"); each term needs its unit, largest first, each once.
     #[test]
     fn compound_durations_add_up() {
+        for (text, want) in [
+            ("30m1h", "write its units from the largest down, each once"),
+            ("1h1h", "write its units from the largest down, each once"),
+            ("1h-30m", "is not a duration"),
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
@@ -333,7 +353,7 @@ mod tests {
         assert!(
             parse_duration("1h 30m")
                 .unwrap_err()
-                .contains("is not a unit")
+                .contains("is not a duration")
         );
         assert!(
             parse_duration("")
