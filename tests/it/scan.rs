@@ -1670,7 +1670,7 @@ fn an_address_a_policy_rule_forbids_is_skipped_inside_a_range() {
     assert_eq!(
         lines,
         [format!(
-            "tcpshake: route to {xs} is prohibited by a policy route: check `ip route get {xs}`; \
+            "tcpshake: the route to {xs} is prohibited (a `prohibit` route or rule): check `ip route get {xs}`; \
              skipped"
         )],
         "{run}"

@@ -39,7 +39,7 @@ impl NoPath {
         let is = match self {
             NoPath::NoRoute => format!("no route to {what}"),
             NoPath::Prohibited => {
-                format!("route to {what} is prohibited by a policy route")
+                format!("the route to {what} is prohibited (a `prohibit` route or rule)")
             }
             NoPath::Blackhole => {
                 format!("the route to {what} is a blackhole (this host drops what is sent to it)")
