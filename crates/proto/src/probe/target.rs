@@ -201,12 +201,24 @@ fn parse_with(spec: &str, default_port: Option<u16>, has_p: bool) -> Result<Targ
             (authority, Some(port), Some(path), tls)
         }
         None => {
-            if s.contains('/') {
-                return Err(at(
+            if let Some((before, after)) = s.split_once('/') {
+                // `198.18.0.0/30:80`: an address block, not a host with a path (a walk: its
+                // message began with paths and URLs).
+                let addr = before
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .is_ok();
+                let bits = after.starts_with(|c: char| c.is_ascii_digit());
+                return Err(at(if addr && bits {
+                    "an address block is for `tcpshake scan`; a probe takes one host \
+                     (HOST:PORT, [V6ADDR]:PORT)"
+                        .into()
+                } else {
                     "a path needs a URL (http://HOST[:PORT]/PATH) or --path; \
                      address blocks are for `tcpshake scan`"
-                        .into(),
-                ));
+                        .into()
+                }));
             }
             (s, None, None, false)
         }
@@ -610,6 +622,22 @@ fn validate_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An address block is said as one (it is `scan`'s), not as a host with a path.
+    #[test]
+    fn an_address_block_is_not_read_as_a_path() {
+        for t in ["198.18.222.0/30:80", "[fd00::]/120:80", "fd00::/120"] {
+            let e = parse(t, None).unwrap_err().to_string();
+            assert!(
+                e.contains("an address block is for `tcpshake scan`"),
+                "{t}: {e}"
+            );
+        }
+        let e = parse("198.18.0.2/index.html", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a path needs a URL"), "{e}");
+    }
 
     #[test]
     fn forms_parse() {
