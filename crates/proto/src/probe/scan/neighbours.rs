@@ -672,6 +672,16 @@ impl<'a> Resolver<'a> {
         }
         while let Some(&g) = self.gateways.get(self.gateway_at) {
             self.gateway_at += 1;
+            // A gateway that is an on-link target too was asked in the walk above: asked
+            // again here (its answer not back yet) it was counted twice, and the summary
+            // called the copy down (a walk: "1 of 2 answered; 1 down" of two live hosts).
+            let is_target = self.targets.contains(g)
+                && self.links[usize::from(g.is_ipv6())]
+                    .as_ref()
+                    .is_some_and(|l| l.classify(g) == Class::OnLink);
+            if is_target {
+                continue;
+            }
             if !self.macs.contains_key(&g) {
                 return Some(g);
             }
@@ -1321,6 +1331,21 @@ mod tests {
         let (asked, _) = run(&mut r, |a, _| Some(mac_of(a)), None);
         assert!(asked.is_empty(), "{asked:?}");
         assert_eq!((r.totals().asked, r.totals().resolved), (0, 0));
+    }
+
+    /// A gateway that is a target too is asked about once and counted once: both live,
+    /// nobody down.
+    #[test]
+    fn a_gateway_among_the_targets_is_asked_and_counted_once() {
+        let gw = ip("198.18.77.254");
+        let t = targets(&["198.18.77.254", "198.51.100.2"]);
+        let mut r = Resolver::new(&t, links(), HashMap::new(), plan(2), at_us(0));
+        let (asked, _) = run(&mut r, |a, _| Some(mac_of(a)), None);
+        assert_eq!(asked.iter().map(|x| x.1).collect::<Vec<_>>(), [gw]);
+        assert_eq!((r.totals().asked, r.totals().resolved), (1, 1));
+        let n = r.finish();
+        assert_eq!(n.next_hop(ip("198.51.100.2")), NextHop::Mac(mac_of(gw)));
+        assert!(!n.is_down(gw));
     }
 
     /// `retries` 255 (the `u8` a `ResolvePlan` allows; the CLI caps it at 10) with every
