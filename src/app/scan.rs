@@ -75,6 +75,8 @@ const NO_PATH_LINES: usize = 20;
 
 pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     let (plan, mut skipped, names) = plan(args)?;
+    // Targets skipped for want of a route, as written: -oX lists them as nmap does.
+    let mut skipped_specs: Vec<String> = Vec::new();
     let Some(mut plan) = plan else {
         return Ok(Exit::Failed);
     };
@@ -110,6 +112,11 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
             return Ok(Exit::Failed);
         }
         skipped |= !notes.is_empty();
+        skipped_specs.extend(
+            notes
+                .iter()
+                .map(|n| n.spec.clone().unwrap_or_else(|| n.first.to_string())),
+        );
     }
     warn_other_interfaces(&plan);
     // The output files are made before anything else, so a bad path fails at once; a scan
@@ -223,6 +230,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
             NoPath::NoRoute.message(&what, first)
         );
         skipped = true;
+        skipped_specs.extend(outcome.refused.iter().map(IpAddr::to_string));
     }
     if args.complete {
         complete_open(&mut answers, stop)?;
@@ -262,6 +270,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         ports: &plan.ports,
         stylesheet: &stylesheet,
         open_only: args.open,
+        skipped: &skipped_specs,
     };
     let mut xml = xml.take().map(|w| Xml::start(w, &info)).transpose()?;
     let mut greppable = greppable

@@ -45,6 +45,9 @@ pub struct RunInfo<'a> {
     pub stylesheet: &'a str,
     /// nmap's `--open`: hosts with an open port only, their other ports folded.
     pub open_only: bool,
+    /// Targets as written that were skipped (no route): -oX lists each as nmap does a host
+    /// it "failed to determine route to", `<target status="skipped" reason="invalid">`.
+    pub skipped: &'a [String],
 }
 
 /// What the footers say.
@@ -282,6 +285,13 @@ impl<W: Write> Xml<W> {
             ports::compact(info.ports)
         )?;
         writeln!(w, "<verbose level=\"0\"/>\n<debugging level=\"0\"/>")?;
+        for t in info.skipped {
+            writeln!(
+                w,
+                "<target specification=\"{}\" status=\"skipped\" reason=\"invalid\"/>",
+                escape(t)
+            )?;
+        }
         Ok(Xml {
             w,
             open_only: info.open_only,
@@ -546,6 +556,7 @@ mod tests {
             ports,
             stylesheet: "https://svn.nmap.org/nmap/docs/nmap.xsl",
             open_only: false,
+            skipped: &[],
         }
     }
 
@@ -682,6 +693,7 @@ mod tests {
         let open_only = |h: &HostPorts<'_>| {
             let info = RunInfo {
                 open_only: true,
+                skipped: &[],
                 ..info(&[22, 23, 25, 81])
             };
             let mut x = Xml::start(Vec::new(), &info).unwrap();
