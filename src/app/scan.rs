@@ -52,6 +52,60 @@ fn open_sink(path: &Path, flag: &str, files: bool) -> Result<Sink> {
     Ok(BufWriter::new(Box::new(f)))
 }
 
+/// The reports of a scan every target of which was skipped for want of a route: written,
+/// as nmap writes them (its `-oX` with a `<target status="skipped">` per target and 0
+/// hosts), so a script that compares today's report with yesterday's (`ndiff`) finds
+/// today's, not yesterday's left in place.
+fn empty_reports(args: &ScanConfig, ports: &[u16], skipped: &[String]) -> Result<()> {
+    let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
+    let files = [
+        &args.output_xml,
+        &args.output_greppable,
+        &args.output_normal,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|p| p.as_os_str() != "-");
+    let args_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let stylesheet = if Path::new(XSL_LOCAL).exists() {
+        format!("file://{XSL_LOCAL}")
+    } else {
+        XSL_WEB.to_string()
+    };
+    let now = unix_now();
+    let info = RunInfo {
+        args: &args_line,
+        start_secs: now,
+        ports,
+        stylesheet: &stylesheet,
+        open_only: args.open,
+        skipped,
+    };
+    let end = RunEnd {
+        end_secs: now,
+        elapsed: std::time::Duration::ZERO,
+        up: 0,
+        down: 0,
+        error: None,
+    };
+    if let Some(p) = &args.output_xml {
+        Xml::start(open_sink(p, xml_flag, files)?, &info)
+            .and_then(|x| x.finish(&end))
+            .with_context(|| format!("writing {xml_flag}"))?;
+    }
+    if let Some(p) = &args.output_greppable {
+        Greppable::start(open_sink(p, greppable_flag, files)?, &info)
+            .and_then(|g| g.finish(&end))
+            .with_context(|| format!("writing {greppable_flag}"))?;
+    }
+    if let Some(p) = args.output_normal.as_ref().filter(|p| p.as_os_str() != "-") {
+        Normal::start(open_sink(p, normal_flag, files)?, &info)
+            .and_then(|n| n.finish(&end))
+            .with_context(|| format!("writing {normal_flag}"))?;
+    }
+    Ok(())
+}
+
 /// Output files this run made (none was there before), to remove if the scan could not
 /// start — each only while it is still empty.
 struct EmptyOutputs(Vec<std::path::PathBuf>);
@@ -105,18 +159,19 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
                 if others { "; skipped" } else { "" }
             );
         }
-        if !others {
-            if notes.is_empty() {
-                eprintln!("tcpshake: no target left to scan");
-            }
-            return Ok(Exit::Failed);
-        }
         skipped |= !notes.is_empty();
         skipped_specs.extend(
             notes
                 .iter()
                 .map(|n| n.spec.clone().unwrap_or_else(|| n.first.to_string())),
         );
+        if !others {
+            if notes.is_empty() {
+                eprintln!("tcpshake: no target left to scan");
+            }
+            empty_reports(args, &plan.ports, &skipped_specs)?;
+            return Ok(Exit::Failed);
+        }
     }
     warn_other_interfaces(&plan);
     // The output files are made before anything else, so a bad path fails at once; a scan
