@@ -189,15 +189,41 @@ pub fn summary(x: &Summary) -> String {
         s += "; interrupted: partial results";
     }
     if let Some(r) = x.resolution.filter(|r| r.asked > 0) {
-        let _ = write!(
-            s,
-            "\nneighbours: {} of {} answered ARP / ND ({}, {}); {} down, not scanned",
-            r.resolved,
-            count(r.asked, "on-link address", "on-link addresses"),
-            count(r.sent, "request", "requests"),
-            count(r.rounds as u64, "round", "rounds"),
-            r.asked.saturating_sub(r.resolved)
+        // Hosts are the on-link targets; a gateway asked about is no host "down, not
+        // scanned" (a walk: a silent gateway was counted as one, and its targets then read
+        // `filtered` with nothing said of it).
+        let (asked, resolved) = (
+            r.asked.saturating_sub(r.gateways_asked),
+            r.resolved.saturating_sub(r.gateways_resolved),
         );
+        let how = format!(
+            "{}, {}",
+            count(r.sent, "request", "requests"),
+            count(r.rounds as u64, "round", "rounds")
+        );
+        if asked > 0 {
+            let _ = write!(
+                s,
+                "\nneighbours: {resolved} of {} answered ARP / ND ({how}); {} down, not scanned",
+                count(asked, "on-link address", "on-link addresses"),
+                asked.saturating_sub(resolved)
+            );
+        } else {
+            let _ = write!(
+                s,
+                "\nneighbours: {resolved_gw} of {} answered ARP / ND ({how})",
+                count(r.gateways_asked, "gateway", "gateways"),
+                resolved_gw = r.gateways_resolved
+            );
+        }
+        if let Some(g) = r.silent_gateway {
+            let _ = write!(
+                s,
+                "\nwarning: gateway {g} did not answer ARP / ND: what goes through it was left \
+                 to the kernel, which cannot deliver it either (its targets are reported \
+                 filtered); check `ip neigh show {g}`"
+            );
+        }
     }
     if let Some(d) = &t.slowed {
         // A trial (the rounds before got a few answers each, all early in their SYNs): said
@@ -938,6 +964,7 @@ mod tests {
             resolved: 3,
             sent: 507,
             rounds: 2,
+            ..ResolveTotals::default()
         });
         let s = summary(&x);
         let lines: Vec<&str> = s.lines().collect();
@@ -949,6 +976,28 @@ mod tests {
         );
         assert!(
             lines[2].starts_with("warning: the capture dropped 3 packets"),
+            "{s}"
+        );
+        // A gateway asked about is no host down; a silent one is said.
+        let mut g = x;
+        g.tap_drops = 0;
+        g.resolution = Some(ResolveTotals {
+            asked: 3,
+            resolved: 1,
+            sent: 5,
+            rounds: 2,
+            gateways_asked: 1,
+            gateways_resolved: 0,
+            silent_gateway: Some("198.18.77.99".parse().unwrap()),
+        });
+        let s = summary(&g);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(
+            lines[1],
+            "neighbours: 1 of 2 on-link addresses answered ARP / ND (5 requests, 2 rounds); 1 down, not scanned"
+        );
+        assert!(
+            lines[2].starts_with("warning: gateway 198.18.77.99 did not answer ARP / ND"),
             "{s}"
         );
         // One packet (an interrupted scan): too short a send to time, so over the run.

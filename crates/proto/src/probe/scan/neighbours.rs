@@ -373,6 +373,13 @@ pub struct ResolveTotals {
     /// Requests sent, retries included.
     pub sent: u64,
     pub rounds: u8,
+    /// Of `asked` and `resolved`, the gateways that are no target (asked so that what goes
+    /// through them is sent as frames): not hosts "down, not scanned" when silent.
+    pub gateways_asked: u64,
+    pub gateways_resolved: u64,
+    /// A gateway asked about that never answered (what goes through it was left to the
+    /// kernel, which cannot deliver it either: its targets are reported filtered).
+    pub silent_gateway: Option<IpAddr>,
 }
 
 /// The resolution machine: asks every on-link target (and every gateway the kernel does
@@ -474,10 +481,29 @@ impl<'a> Resolver<'a> {
     }
 
     pub fn totals(&self) -> ResolveTotals {
+        let silent_gateway = match self.phase {
+            // Every gateway listed was asked about in round 0 (listed only when a target
+            // may need it).
+            Phase::Done if !self.interrupted => self
+                .gateways
+                .iter()
+                .find(|g| !self.macs.contains_key(g) && !self.is_on_link_target(**g))
+                .copied(),
+            _ => None,
+        };
         ResolveTotals {
             rounds: self.round.saturating_add(u8::from(self.totals.sent > 0)),
+            silent_gateway,
             ..self.totals
         }
+    }
+
+    /// An on-link address among the targets (asked about in the targets' walk).
+    fn is_on_link_target(&self, a: IpAddr) -> bool {
+        self.targets.contains(a)
+            && self.links[usize::from(a.is_ipv6())]
+                .as_ref()
+                .is_some_and(|l| l.classify(a) == Class::OnLink)
     }
 
     /// The reply times measured (for the scan to start from).
@@ -517,6 +543,9 @@ impl<'a> Resolver<'a> {
         }
         self.macs.insert(addr, mac);
         self.totals.resolved += 1;
+        if !self.is_on_link_target(addr) {
+            self.totals.gateways_resolved += 1;
+        }
         // The round whose request it answers: this one's when this round asked (its send
         // time is kept), else an earlier one's, late — which earns no further round (it
         // would, credited to this round: 11 rounds of broadcasts over an on-link /16).
@@ -614,6 +643,9 @@ impl<'a> Resolver<'a> {
                             let _ = self.bucket.take(now);
                             if self.round == 0 {
                                 self.totals.asked += 1;
+                                if !self.is_on_link_target(a) {
+                                    self.totals.gateways_asked += 1;
+                                }
                             }
                             self.round_first.get_or_insert(now);
                             self.last_ask = Some(now);
@@ -675,11 +707,7 @@ impl<'a> Resolver<'a> {
             // A gateway that is an on-link target too was asked in the walk above: asked
             // again here (its answer not back yet) it was counted twice, and the summary
             // called the copy down (a walk: "1 of 2 answered; 1 down" of two live hosts).
-            let is_target = self.targets.contains(g)
-                && self.links[usize::from(g.is_ipv6())]
-                    .as_ref()
-                    .is_some_and(|l| l.classify(g) == Class::OnLink);
-            if is_target {
+            if self.is_on_link_target(g) {
                 continue;
             }
             if !self.macs.contains_key(&g) {
@@ -697,6 +725,9 @@ impl<'a> Resolver<'a> {
     fn walked_past_answered(&mut self, addr: IpAddr) {
         if self.round == 0 && !self.preknown.contains(&addr) {
             self.totals.asked += 1;
+            if !self.is_on_link_target(addr) {
+                self.totals.gateways_asked += 1;
+            }
         }
     }
 
@@ -1069,6 +1100,13 @@ mod tests {
         assert_eq!(asked.len(), 2);
         // No reply at all: the initial wait (1 s) after each round.
         assert!(end >= 2_000_000, "{end}");
+        // Counted as a gateway, not a host, and named for the summary's warning.
+        let totals = r.totals();
+        assert_eq!(
+            (totals.asked, totals.gateways_asked, totals.resolved),
+            (1, 1, 0)
+        );
+        assert_eq!(totals.silent_gateway, Some(gw));
         let n = r.finish();
         assert_eq!(n.next_hop(ip("198.51.100.1")), NextHop::Kernel);
         assert!(!n.is_down(ip("198.51.100.1")));
@@ -1343,6 +1381,7 @@ mod tests {
         let (asked, _) = run(&mut r, |a, _| Some(mac_of(a)), None);
         assert_eq!(asked.iter().map(|x| x.1).collect::<Vec<_>>(), [gw]);
         assert_eq!((r.totals().asked, r.totals().resolved), (1, 1));
+        assert_eq!(r.totals().gateways_asked, 0, "a target, not a gateway only");
         let n = r.finish();
         assert_eq!(n.next_hop(ip("198.51.100.2")), NextHop::Mac(mac_of(gw)));
         assert!(!n.is_down(gw));
