@@ -52,10 +52,10 @@ fn open_sink(path: &Path, flag: &str, files: bool) -> Result<Sink> {
     Ok(BufWriter::new(Box::new(f)))
 }
 
-/// The reports of a scan every target of which was skipped for want of a route: written,
-/// as nmap writes them (its `-oX` with a `<target status="skipped">` per target and 0
-/// hosts), so a script that compares today's report with yesterday's (`ndiff`) finds
-/// today's, not yesterday's left in place.
+/// The reports of a scan every target of which was skipped (a name that did not resolve,
+/// a list entry that could not be read, no route): written, as nmap writes them (its `-oX`
+/// with a `<target status="skipped">` per target and 0 hosts), so a script that compares
+/// today's report with yesterday's (`ndiff`) finds today's, not yesterday's left in place.
 fn empty_reports(args: &ScanConfig, ports: &[u16], skipped: &[String]) -> Result<()> {
     let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
     let files = [
@@ -128,10 +128,12 @@ fn is_stdout(p: &Option<std::path::PathBuf>) -> bool {
 const NO_PATH_LINES: usize = 20;
 
 pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
-    let (plan, mut skipped, names) = plan(args)?;
-    // Targets skipped for want of a route, as written: -oX lists them as nmap does.
+    // Targets skipped (a name that did not resolve, a list entry that could not be read,
+    // later no route), as written: -oX lists them as nmap does (`log_bogus_target`).
     let mut skipped_specs: Vec<String> = Vec::new();
+    let (plan, mut skipped, names) = plan(args, &mut skipped_specs)?;
     let Some(mut plan) = plan else {
+        empty_reports(args, &args.ports, &skipped_specs)?;
         return Ok(Exit::Failed);
     };
     // Targets nothing can be sent to are named and skipped, as nmap skips a host it cannot
@@ -550,7 +552,7 @@ fn unix_now() -> u64 {
 /// left; `true` when something was skipped (a bad list line, a name that did not
 /// resolve), which the exit code says; the host names typed, by the address each stands
 /// for (for -oX).
-fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
+fn plan(args: &ScanConfig, bogus: &mut Vec<String>) -> Result<(Option<ScanPlan>, bool, Names)> {
     // A command-line address that is a subnet's broadcast address (its route says so) is
     // refused before anything is sent, as `config` refused 224.0.0.1 or 0.0.0.0.
     let singles: Vec<(String, IpAddr)> = args
@@ -571,17 +573,30 @@ fn plan(args: &ScanConfig) -> Result<(Option<ScanPlan>, bool, Names)> {
     let mut exclude_specs: Vec<(Option<String>, TargetSpec)> =
         args.exclude.iter().map(|s| (None, s.clone())).collect();
     if let Some(p) = &args.exclude_list {
-        let listed = read_list(p, Family::Any, &mut skipped, false, true)?;
+        let listed = read_list(p, Family::Any, &mut skipped, false, true, &mut Vec::new())?;
         exclude_specs.extend(listed.into_iter().map(|(origin, s)| (Some(origin), s)));
     }
     let exclude = resolve_exclusions(exclude_specs, |name| resolve_name(name, Family::Any))?;
     let mut names = Names::new();
     let typed = args.targets.iter().map(|s| (None, s));
-    let mut targets = resolve_specs(typed, args.family, &mut skipped, &mut names);
+    let mut targets = resolve_specs(typed, args.family, &mut skipped, &mut names, bogus);
     if let Some(p) = &args.list {
-        let specs = read_list(p, args.family, &mut skipped, args.targets.is_empty(), false)?;
+        let specs = read_list(
+            p,
+            args.family,
+            &mut skipped,
+            args.targets.is_empty(),
+            false,
+            bogus,
+        )?;
         let listed = specs.iter().map(|(origin, s)| (Some(origin.as_str()), s));
-        targets.extend(resolve_specs(listed, args.family, &mut skipped, &mut names));
+        targets.extend(resolve_specs(
+            listed,
+            args.family,
+            &mut skipped,
+            &mut names,
+            bogus,
+        ));
     }
     if targets.is_empty() {
         // One mistake, one message: the targets left out were each reported already.
@@ -740,6 +755,7 @@ fn resolve_specs<'a>(
     family: Family,
     skipped: &mut bool,
     names: &mut Names,
+    bogus: &mut Vec<String>,
 ) -> Vec<Spec> {
     let mut out = Vec::new();
     for (origin, spec) in specs {
@@ -778,6 +794,7 @@ fn resolve_specs<'a>(
                             None => eprintln!("tcpshake: {e:#}"),
                         }
                         *skipped = true;
+                        bogus.push(name.clone());
                     }
                 }
             }
@@ -797,6 +814,7 @@ fn read_list(
     skipped: &mut bool,
     needed: bool,
     exclusions: bool,
+    bogus: &mut Vec<String>,
 ) -> Result<Vec<(String, TargetSpec)>> {
     let parse = if exclusions { exclude_spec } else { scan_spec };
     let what = if exclusions {
@@ -820,7 +838,10 @@ fn read_list(
                     ))
                     .into());
                 }
-                Err(e) => list.skip(&origin, e),
+                Err(e) => {
+                    list.skip(&origin, e);
+                    bogus.push(text.to_string());
+                }
             }
         }
     }

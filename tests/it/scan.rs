@@ -1693,3 +1693,31 @@ fn an_address_a_policy_rule_forbids_is_skipped_inside_a_range() {
     );
 }
 }
+
+lab_test! {
+/// A list entry that cannot be read is a `<target status="skipped">` element in -oX, as
+/// nmap writes one for a target it cannot use; a list of nothing but such entries still
+/// writes its report, with 0 hosts, as nmap's (a script comparing reports found the last
+/// run's left in place).
+fn skipped_list_entries_are_in_the_xml_and_an_all_skipped_scan_still_writes_it() {
+    let s = ScanLab::new("scan_bogus", &[80]);
+    let dir = s.lab.dir();
+    let (list, xml) = (dir.join("b.txt"), dir.join("b.xml"));
+    let r = s.v4(7).to_string();
+    std::fs::write(&list, format!("198.18.0.0/99\n{r}\n")).unwrap();
+    let run = s.scan(&["-iL", list.to_str().unwrap(), "-p", "80", "-oX", xml.to_str().unwrap()]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_valid_nmap_xml(&xml);
+    let text = std::fs::read_to_string(&xml).unwrap();
+    let element = "<target specification=\"198.18.0.0/99\" status=\"skipped\" reason=\"invalid\"/>";
+    assert!(text.contains(element), "{text}");
+    assert!(text.contains(&format!("addr=\"{r}\"")), "{text}");
+    std::fs::write(&list, "198.18.0.0/99\n").unwrap();
+    std::fs::remove_file(&xml).unwrap();
+    let run = s.scan(&["-iL", list.to_str().unwrap(), "-p", "80", "-oX", xml.to_str().unwrap()]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_valid_nmap_xml(&xml);
+    let text = std::fs::read_to_string(&xml).unwrap();
+    assert!(text.contains(element) && text.contains("<hosts up=\"0\" down=\"0\" total=\"0\""), "{text}");
+}
+}
