@@ -498,6 +498,13 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// A gateway to ask about that is no on-link target: the short gateway list first, so
+    /// the targets (a linear search of the specs) are searched for gateways only — per
+    /// address asked, it made a 60 000-line list's resolution ten times slower (review).
+    fn is_gateway_only(&self, a: IpAddr) -> bool {
+        self.gateways.contains(&a) && !self.is_on_link_target(a)
+    }
+
     /// An on-link address among the targets (asked about in the targets' walk).
     fn is_on_link_target(&self, a: IpAddr) -> bool {
         self.targets.contains(a)
@@ -543,7 +550,7 @@ impl<'a> Resolver<'a> {
         }
         self.macs.insert(addr, mac);
         self.totals.resolved += 1;
-        if !self.is_on_link_target(addr) {
+        if self.is_gateway_only(addr) {
             self.totals.gateways_resolved += 1;
         }
         // The round whose request it answers: this one's when this round asked (its send
@@ -643,7 +650,7 @@ impl<'a> Resolver<'a> {
                             let _ = self.bucket.take(now);
                             if self.round == 0 {
                                 self.totals.asked += 1;
-                                if !self.is_on_link_target(a) {
+                                if self.is_gateway_only(a) {
                                     self.totals.gateways_asked += 1;
                                 }
                             }
@@ -725,7 +732,7 @@ impl<'a> Resolver<'a> {
     fn walked_past_answered(&mut self, addr: IpAddr) {
         if self.round == 0 && !self.preknown.contains(&addr) {
             self.totals.asked += 1;
-            if !self.is_on_link_target(addr) {
+            if self.is_gateway_only(addr) {
                 self.totals.gateways_asked += 1;
             }
         }
