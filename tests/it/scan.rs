@@ -1721,3 +1721,29 @@ fn skipped_list_entries_are_in_the_xml_and_an_all_skipped_scan_still_writes_it()
     assert!(text.contains(element) && text.contains("<hosts up=\"0\" down=\"0\" total=\"0\""), "{text}");
 }
 }
+
+lab_test! {
+/// A routing table too big to dump whole (past the netlink reader's 100 000 replies: a full
+/// BGP table) does not stop the scan: the check before it is skipped for ranges, and the
+/// scan runs as before it existed (a review: every scan of two addresses or more failed
+/// there, blaming a timeout).
+fn a_routing_table_too_big_to_dump_does_not_stop_the_scan() {
+    let s = ScanLab::new("scan_big_table", &[80]);
+    let batch = s.lab.dir().join("routes.batch");
+    let mut text = String::with_capacity(100_100 * 48);
+    // Documentation addresses, never sent to: only the table's size matters.
+    for i in 0..100_100u32 {
+        text.push_str(&format!(
+            "route add blackhole 2001:db8:ffff::{:x}:{:x}/128\n",
+            i >> 16,
+            i & 0xffff
+        ));
+    }
+    std::fs::write(&batch, text).unwrap();
+    lab::run_ok(Command::new("ip").args(["-n", &s.lab.client_ns, "-6", "-batch"]).arg(&batch));
+    let (a, b) = (s.v6(7).to_string(), s.v6(8).to_string());
+    let run = s.scan(&[&a, &b, "-p", "80", "--wait", "300ms"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains("2 open"), "{run}");
+}
+}

@@ -759,7 +759,28 @@ pub fn unroutable(targets: &tcpshake_proto::probe::scan::targets::TargetSet) -> 
             [] => continue,
             // One address: its own lookup is all it needs.
             [(lo, hi, _)] if lo == hi => Vec::new(),
-            _ => neighbour::route_prefixes(v6)?,
+            _ => match neighbour::route_prefixes(v6) {
+                Ok(p) => p,
+                // A table too big to read whole (a full BGP table is past the netlink
+                // reader's bound; the check must not cost the scan: review): single
+                // addresses are looked up one by one, ranges left to the kernel's
+                // refusals at the send.
+                Err(_) => {
+                    let singles = targets
+                        .bounds()
+                        .filter(|b| b.2 == v6 && b.0 == b.1)
+                        .take(unroutable::MAX_CELLS);
+                    for (at, _, _) in singles {
+                        if let Some(addr) = unroutable::addr_of(at, v6)
+                            && let Err(e) = router.lookup(addr)
+                            && let Some(n) = e.downcast_ref::<route::NoPathTo>()
+                        {
+                            out.add(at, at, v6, n.why);
+                        }
+                    }
+                    continue;
+                }
+            },
         };
         let Some(cells) = unroutable::cells(targets, v6, &prefixes, unroutable::MAX_CELLS) else {
             continue; // too many to look up: the kernel's refusals find them
