@@ -270,24 +270,37 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     answers.sort();
     // Hosts the kernel refused to send to (a route gone since the check above, policy
     // routing): left out of the reports as the ones found before, and named.
-    if let Some(&first) = outcome.refused.first() {
-        plan.targets.leave_out(outcome.refused.iter().map(|&a| {
-            let v = match a {
-                IpAddr::V4(x) => u128::from(u32::from(x)),
-                IpAddr::V6(x) => u128::from(x),
+    if !outcome.refused.is_empty() {
+        plan.targets
+            .leave_out(outcome.refused.iter().map(|&(a, _)| {
+                let v = match a {
+                    IpAddr::V4(x) => u128::from(u32::from(x)),
+                    IpAddr::V6(x) => u128::from(x),
+                };
+                (v, v, a.is_ipv6())
+            }));
+        // One line per kind of refusal, as the check before the scan words it.
+        for why in [NoPath::NoRoute, NoPath::Prohibited, NoPath::Blackhole] {
+            let hosts: Vec<IpAddr> = outcome
+                .refused
+                .iter()
+                .filter(|r| r.1 == why)
+                .map(|r| r.0)
+                .collect();
+            let Some(&first) = hosts.first() else {
+                continue;
             };
-            (v, v, a.is_ipv6())
-        }));
-        let what = match outcome.refused.len() {
-            1 => first.to_string(),
-            n => format!("{n} target addresses ({first} the first)"),
-        };
-        eprintln!(
-            "tcpshake: {} (the kernel refused the SYN); skipped",
-            NoPath::NoRoute.message(&what, first)
-        );
+            let what = match hosts.len() {
+                1 => first.to_string(),
+                n => format!("{n} target addresses ({first} the first)"),
+            };
+            eprintln!(
+                "tcpshake: {} (the kernel refused the SYN); skipped",
+                why.message(&what, first)
+            );
+        }
         skipped = true;
-        skipped_specs.extend(outcome.refused.iter().map(IpAddr::to_string));
+        skipped_specs.extend(outcome.refused.iter().map(|r| r.0.to_string()));
     }
     if args.complete {
         complete_open(&mut answers, stop)?;

@@ -1638,29 +1638,42 @@ fn a_target_the_kernel_refuses_at_the_send_is_skipped_not_filtered() {
     let s = ScanLab::new("scan_refused", &[80]);
     let ns = &s.lab.client_ns;
     let (x, r) = (s.v4(9), s.v4(7));
+    // A prohibit route (EACCES) and a blackhole route (EINVAL) too: one read `filtered`,
+    // the other stopped the whole scan (a review).
+    let (p, b) = (s.v4(10), s.v4(11));
     let mark = format!("{:#x}", tcpshake_io::guard::MARK);
     for args in [
         vec!["route", "add", "unreachable", &format!("{x}/32"), "table", "120"],
+        vec!["route", "add", "prohibit", &format!("{p}/32"), "table", "120"],
+        vec!["route", "add", "blackhole", &format!("{b}/32"), "table", "120"],
         vec!["rule", "add", "fwmark", &mark, "lookup", "120", "pref", "120"],
     ] {
         lab::run_ok(Command::new("ip").args(["-n", ns]).args(&args));
     }
-    let (xs, rs) = (x.to_string(), r.to_string());
+    let (xs, rs, ps, bs) = (x.to_string(), r.to_string(), p.to_string(), b.to_string());
     // The kernel's path: frames go by no route at all.
-    let run = s.scan(&[&xs, &rs, "-p", "80,81", "--send-ip", "--all", "--json", "--wait", "200ms"]);
+    let run = s.scan(&[
+        &xs, &rs, &ps, &bs, "-p", "80,81", "--send-ip", "--all", "--json", "--wait", "200ms",
+    ]);
     assert_eq!(run.code, Some(1), "{run}");
     let json = json_by_addr(&run);
-    assert!(!json.contains_key(&xs), "{run}");
+    for gone in [&xs, &ps, &bs] {
+        assert!(!json.contains_key(gone), "{gone}: {run}");
+    }
     assert_eq!(json.get(&rs).map(Vec::len), Some(2), "{run}");
-    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains(&xs)).collect();
-    assert_eq!(
-        lines,
-        [format!(
-            "tcpshake: no route to {xs}: check `ip route get {xs}` (the kernel refused the SYN); \
-             skipped"
-        )],
-        "{run}"
-    );
+    for (addr, said) in [
+        (&xs, format!("no route to {xs}: check `ip route get {xs}`")),
+        (&ps, format!("the route to {ps} is prohibited (a `prohibit` route or rule)")),
+        (&bs, format!("the route to {bs} is a blackhole")),
+    ] {
+        let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains(addr.as_str())).collect();
+        assert!(
+            lines.len() == 1
+                && lines[0].starts_with(&format!("tcpshake: {said}"))
+                && lines[0].ends_with("(the kernel refused the SYN); skipped"),
+            "{addr}: {lines:?}\n{run}"
+        );
+    }
     assert!(run.stderr.contains("scanned 2 ports: 1 open, 1 closed, 0 filtered"), "{run}");
 }
 }

@@ -96,6 +96,11 @@ const RTN_BROADCAST: u8 = 3;
 const RTN_MULTICAST: u8 = 5;
 
 impl Route {
+    /// The destination is a subnet's broadcast address (the kernel's local table says so).
+    pub fn is_broadcast(&self) -> bool {
+        self.rtm_type == RTN_BROADCAST
+    }
+
     /// The MSS our SYN advertises (RFC 9293 §3.7.1): the route's `advmss` when it has one
     /// (as Linux's `dst_metric_advmss`), else its MTU less the IP and TCP headers; never
     /// below 536, the default every host takes.

@@ -65,7 +65,7 @@ use tcpshake_proto::probe::scan::rate::{self, SendLog};
 use tcpshake_proto::probe::scan::rtt::{self, RttEstimator, Wait};
 pub use tcpshake_proto::probe::scan::schedule::{Progress, ScanPlan};
 use tcpshake_proto::probe::scan::schedule::{Schedule, Step};
-use tcpshake_proto::probe::scan::unroutable::{self, Unroutable};
+use tcpshake_proto::probe::scan::unroutable::{self, NoPath, Unroutable};
 use tcpshake_proto::probe::scan::{
     self, Cookie, Locals, Reply, ScanRecord, ScanTotals, Seen, build_rst, build_rst_frame,
     build_syn, build_syn_frame, syn_of_frame,
@@ -128,9 +128,10 @@ pub struct ScanOutcome {
     pub rtt: RttEstimator,
     /// Per family (IPv4, IPv6), when it was scanned.
     pub paths: [Option<SendPath>; 2],
-    /// Hosts the kernel had no route for when their SYN went (ENETUNREACH /
-    /// EHOSTUNREACH): not scanned, to be left out of the reports and named.
-    pub refused: Vec<IpAddr>,
+    /// Hosts the kernel refused to send to when their SYN went (no route, a prohibit or
+    /// blackhole route or rule), and why: not scanned, to be left out of the reports and
+    /// named.
+    pub refused: Vec<(IpAddr, NoPath)>,
 }
 
 /// A batch of built packets for one sender.
@@ -188,9 +189,9 @@ struct Side {
     raw_batch: Batch,
     frames: Option<FrameSide>,
     ident: u16,
-    /// Packets the kernel refused for want of a route since the last look (the pair, and
-    /// whether it was the pair's first SYN): the raw path's only.
-    refused: Vec<(SocketAddr, bool)>,
+    /// Packets the kernel refused since the last look (the pair, whether it was the pair's
+    /// first SYN, the errno): the raw path's only.
+    refused: Vec<(SocketAddr, bool, i32)>,
 }
 
 /// Where the driver's sending time went (rate.rs judges it).
@@ -263,7 +264,7 @@ impl Side {
                         .collect();
                     f.sender.send_batch(&v)
                 },
-                |_| {},
+                |_, _| {},
             )?;
             b.clear();
         }
@@ -280,7 +281,7 @@ impl Side {
                     .collect();
                 raw.send_batch(&v)
             },
-            |i| refused.extend(b.dsts.get(i).copied()),
+            |i, errno| refused.extend(b.dsts.get(i).map(|&(d, first)| (d, first, errno))),
         )?;
         b.clear();
         Ok(sent)
@@ -288,13 +289,14 @@ impl Side {
 }
 
 /// Hand `n` packets to the kernel through `send(first_unsent)`, waiting out a full queue;
-/// `refused(i)` for packet `i` when the kernel has no route for it. Returns how many left.
+/// `refused(i, errno)` for packet `i` when the kernel would not route it. Returns how many
+/// left.
 fn send_all(
     local: SocketAddr,
     acc: &mut Accounting,
     n: usize,
     mut send: impl FnMut(usize) -> std::io::Result<usize>,
-    mut refused: impl FnMut(usize),
+    mut refused: impl FnMut(usize, i32),
 ) -> Result<u64> {
     let mut done = 0;
     let mut skipped = 0;
@@ -318,20 +320,17 @@ fn send_all(
                 ))
                 .into());
             }
-            // One destination with no route must not stop the scan: the caller skips that
-            // host (`sendmmsg` returned the packets before it; this call failed on it).
+            // One destination the kernel will not route must not stop the scan: the caller
+            // skips that host (`sendmmsg` returned the packets before it; this call failed
+            // on it). No route (ENETUNREACH / EHOSTUNREACH), a blackhole route (EINVAL), a
+            // prohibit route or rule — or a subnet's broadcast address (no SO_BROADCAST) —
+            // (EACCES): the caller tells which (`no_path_of`).
             Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
-                ) =>
+                if let Some(
+                    errno @ (libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EINVAL | libc::EACCES),
+                ) = e.raw_os_error() =>
             {
-                refused(done);
-                done += 1;
-                skipped += 1;
-            }
-            // A subnet's broadcast address inside a range (no SO_BROADCAST): that one packet.
-            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                refused(done, errno);
                 done += 1;
                 skipped += 1;
             }
@@ -890,8 +889,8 @@ struct SendRun<'p> {
     /// The thread's time on a CPU, and waiting for one, while sending.
     cpu: Duration,
     preempted: Duration,
-    /// Hosts the kernel refused to send to (no route), each once.
-    refused: Vec<IpAddr>,
+    /// Hosts the kernel refused to send to, each once, and why.
+    refused: Vec<(IpAddr, NoPath)>,
 }
 
 impl SendRun<'_> {
@@ -1017,6 +1016,26 @@ fn send_all_syns<'p>(
     Ok(run)
 }
 
+/// Why the kernel refused a packet to `dst` with `errno`, as the check before the scan
+/// would have said it (a review: a prohibit route's EACCES read `filtered`, a blackhole's
+/// EINVAL stopped the whole scan); `None` for a subnet's broadcast address (EACCES without
+/// SO_BROADCAST), which is that packet's alone, as before.
+fn no_path_of(errno: i32, dst: IpAddr) -> Option<NoPath> {
+    match errno {
+        libc::ENETUNREACH | libc::EHOSTUNREACH => Some(NoPath::NoRoute),
+        libc::EINVAL => Some(NoPath::Blackhole),
+        // Rare (a refusal), so a route lookup to tell the two apart costs nothing.
+        _ => match route::lookup(dst) {
+            Err(e) => Some(
+                e.downcast_ref::<route::NoPathTo>()
+                    .map_or(NoPath::Prohibited, |n| n.why),
+            ),
+            Ok(r) if r.is_broadcast() => None,
+            Ok(_) => Some(NoPath::Prohibited),
+        },
+    }
+}
+
 /// Send a side's batches, tell the schedule, and read the transmit stamps they made.
 fn flush_side(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result<()> {
     // Wall time in the send calls beyond the CPU they used is time the kernel made us
@@ -1024,9 +1043,12 @@ fn flush_side(side: &mut Side, run: &mut SendRun<'_>, locals: &Locals) -> Result
     // queues, a slow device), which the rate check must see.
     let (wall0, cpu0, sw0) = (clock::now(), clock::thread_cpu(), voluntary_switches());
     let n = side.flush(&mut run.acc)?;
-    for (remote, first) in side.refused.drain(..) {
+    for (remote, first, errno) in side.refused.drain(..) {
+        let Some(why) = no_path_of(errno, remote.ip()) else {
+            continue;
+        };
         if run.schedule.refused(remote, first) {
-            run.refused.push(remote.ip());
+            run.refused.push((remote.ip(), why));
         }
     }
     // Only a call that slept (a voluntary context switch) was held back: the rest of the
