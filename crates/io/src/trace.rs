@@ -87,7 +87,12 @@ fn run_guarded(
         .context("setting IPV6_TCLASS")?;
     let mut trace = Trace::new(cfg);
     trace.over_loopback(path.route.is_loopback);
-    trace.on_link(path.route.gateway.is_none() && !path.route.is_loopback);
+    // On the target's own link: no gateway, on a link with neighbours (Ethernet: a MAC).
+    // A point-to-point device (`default dev wg0`, ppp, tun) has no gateway either, and
+    // routers beyond it (review).
+    trace.on_link(
+        path.route.gateway.is_none() && !path.route.is_loopback && path.route.mac.is_some(),
+    );
     let mut defrag = Defrag::new(capture.is_on());
     let mut packets = Vec::new();
     let mut rx = vec![vec![0u8; 2048]; BATCH];
