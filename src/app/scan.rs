@@ -162,11 +162,15 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
             );
         }
         skipped |= !notes.is_empty();
-        skipped_specs.extend(
-            notes
-                .iter()
-                .map(|n| n.spec.clone().unwrap_or_else(|| n.first.to_string())),
-        );
+        // Targets skipped whole, each once (a range with two kinds of failure is two
+        // lines but one target; a range scanned in part is no skipped target).
+        let mut listed = std::collections::HashSet::new();
+        for n in notes.iter().filter(|n| n.whole) {
+            let spec = n.spec.clone().unwrap_or_else(|| n.first.to_string());
+            if listed.insert(spec.clone()) {
+                skipped_specs.push(spec);
+            }
+        }
         if !others {
             if notes.is_empty() {
                 eprintln!("tcpshake: no target left to scan");

@@ -322,6 +322,102 @@ fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
     n
 }
 
+/// Runs an octet-pattern exclusion is cut into at most to be merged with the others.
+const EXCLUDE_RUNS: usize = 1 << 16;
+
+/// The runs of consecutive addresses of octet ranges `o` within `lo..=hi` (clipped), if
+/// there are at most `cap`.
+fn octets_runs_within(
+    o: &[Vec<(u8, u8)>; 4],
+    lo: u128,
+    hi: u128,
+    cap: usize,
+) -> Option<Vec<(u128, u128)>> {
+    let value = |b: [u8; 4]| u128::from(u32::from_be_bytes(b));
+    let meets = |b: [u8; 4], fixed: usize| {
+        let mut top = b;
+        for x in top.iter_mut().skip(fixed) {
+            *x = 255;
+        }
+        value(b) <= hi && lo <= value(top)
+    };
+    let mut out = Vec::new();
+    // Bounded by `cap` runs, and blocks outside the interval skipped whole.
+    for &(a0, a1) in &o[0] {
+        for a in a0..=a1 {
+            if !meets([a, 0, 0, 0], 1) {
+                continue;
+            }
+            for &(b0, b1) in &o[1] {
+                for b in b0..=b1 {
+                    if !meets([a, b, 0, 0], 2) {
+                        continue;
+                    }
+                    for &(c0, c1) in &o[2] {
+                        for c in c0..=c1 {
+                            if !meets([a, b, c, 0], 3) {
+                                continue;
+                            }
+                            for &(d0, d1) in &o[3] {
+                                let (x, y) = (value([a, b, c, d0]), value([a, b, c, d1]));
+                                if x <= hi && lo <= y {
+                                    if out.len() >= cap {
+                                        return None;
+                                    }
+                                    out.push((x.max(lo), y.min(hi)));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The lowest address of octet ranges `o` within `lo..=hi`, if any: blocks outside the
+/// interval skipped whole, as [`octets_within`] does.
+fn octets_first_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> Option<u128> {
+    let value = |b: [u8; 4]| u128::from(u32::from_be_bytes(b));
+    let meets = |b: [u8; 4], fixed: usize| {
+        let mut top = b;
+        for x in top.iter_mut().skip(fixed) {
+            *x = 255;
+        }
+        value(b) <= hi && lo <= value(top)
+    };
+    // Bounded by the octet ranges; the first block that meets the interval holds it.
+    for &(a0, a1) in &o[0] {
+        for a in a0..=a1 {
+            if !meets([a, 0, 0, 0], 1) {
+                continue;
+            }
+            for &(b0, b1) in &o[1] {
+                for b in b0..=b1 {
+                    if !meets([a, b, 0, 0], 2) {
+                        continue;
+                    }
+                    for &(c0, c1) in &o[2] {
+                        for c in c0..=c1 {
+                            if !meets([a, b, c, 0], 3) {
+                                continue;
+                            }
+                            for &(d0, d1) in &o[3] {
+                                let (x, y) = (value([a, b, c, d0]), value([a, b, c, d1]));
+                                if x <= hi && lo <= y {
+                                    return Some(x.max(lo));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The octet ranges both `a` and `b` name, octet by octet (an octet pattern is a product
 /// of per-octet sets, so their intersection is the product of the per-octet ones).
 fn octets_intersect(a: &[Vec<(u8, u8)>; 4], b: &[Vec<(u8, u8)>; 4]) -> [Vec<(u8, u8)>; 4] {
@@ -743,6 +839,20 @@ impl TargetSet {
             .filter(|e| e.2 == v6 && e.0 <= hi && lo <= e.1)
             .map(|e| (e.0.max(lo), e.1.min(hi)))
             .collect();
+        // Octet-pattern exclusions (IPv4 only) as their runs within the interval, merged
+        // with the ranges (`198.19.8.0/25` and `198.19.8.0-127` were subtracted twice: a
+        // review); one with too many runs is subtracted on its own below.
+        let mut big: Vec<&[Vec<(u8, u8)>; 4]> = Vec::new();
+        for e in &self.exclude {
+            let Spec::Octets(eo) = e else { continue };
+            if v6 {
+                continue;
+            }
+            match octets_runs_within(eo, lo, hi, EXCLUDE_RUNS) {
+                Some(runs) => ranges.extend(runs),
+                None => big.push(eo),
+            }
+        }
         ranges.sort_unstable();
         let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
         for (a, b) in ranges {
@@ -754,15 +864,11 @@ impl TargetSet {
         for (a, b) in merged {
             n = n.saturating_sub(within(a, b));
         }
-        // Octet-pattern exclusions (IPv4 only): what they share with the spec.
-        for e in &self.exclude {
-            let Spec::Octets(eo) = e else { continue };
-            if v6 {
-                continue;
-            }
+        // The rest: what each shares with the spec (twice where they overlap: rare).
+        for eo in big {
             let shared = match spec {
                 Spec::Octets(o) => octets_intersect(o, eo),
-                Spec::Range { .. } => (**eo).clone(),
+                Spec::Range { .. } => eo.clone(),
             };
             n = n.saturating_sub(octets_within(&shared, lo, hi));
         }
@@ -781,11 +887,21 @@ impl TargetSet {
                 .iter()
                 .filter(|r| r.0 <= shi && slo <= r.1)
                 .find_map(|r| self.first_outside(r.0.max(slo), r.1.min(shi), v6, &[])),
-            Spec::Octets(_) => (0..spec.len().min(ROUTE_BY_LOOKS))
+            Spec::Octets(o) => (0..spec.len().min(ROUTE_BY_LOOKS))
                 .map_while(|k| spec.get(k))
                 .find(|&a| {
                     let v = key_of(a).1;
                     runs.iter().any(|r| r.0 <= v && v <= r.1) && !self.is_excluded(a)
+                })
+                // Past the addresses looked at one by one (`198.18-19.*.*` with 198.19/16
+                // unroutable): the pattern's first address in a run, exclusions aside —
+                // a message's example, which must not be lost (review).
+                .or_else(|| {
+                    runs.iter().find_map(|r| {
+                        octets_first_within(o, r.0, r.1)
+                            .and_then(|v| u32::try_from(v).ok())
+                            .map(|v| IpAddr::V4(Ipv4Addr::from(v)))
+                    })
                 }),
         }
     }

@@ -2,8 +2,8 @@
 //! a route lookup per address; said once, and left out of the scan and its reports.
 //!
 //! nmap does the same with a host it cannot route (`setup_target: failed to determine route
-//! to X`): the host is skipped, the others scanned, and the skipped one is in no report —
-//! not in `-oX` either. A silent `filtered` would be wrong (no SYN ever left), and stopping
+//! to X`): the host is skipped, the others scanned, and the skipped one is in no report's
+//! hosts (`-oX` lists it as a `<target status="skipped">`). A silent `filtered` would be wrong (no SYN ever left), and stopping
 //! the scan would lose the other targets.
 //!
 //! The address space is cut at the bounds of every route prefix the kernel holds (all
@@ -136,6 +136,10 @@ pub struct Note {
     pub count: u64,
     /// The first of them.
     pub first: IpAddr,
+    /// Every address of the spec that no `--exclude` removes is unroutable (of some kind):
+    /// the target as written is skipped whole (what -oX lists as skipped; a range scanned
+    /// in part is no skipped target).
+    pub whole: bool,
 }
 
 impl Note {
@@ -184,6 +188,7 @@ impl Unroutable {
             let Some((slo, shi, v6)) = spec.bounds() else {
                 continue;
             };
+            let from = notes.len();
             let mut whys: Vec<NoPath> = self
                 .runs
                 .iter()
@@ -216,7 +221,17 @@ impl Unroutable {
                     spec: (spec.len() > 1).then(|| spec.describe()),
                     count,
                     first,
+                    whole: false,
                 });
+            }
+            let of_spec = &mut notes[from..];
+            let unroutable = of_spec
+                .iter()
+                .map(|n| n.count)
+                .fold(0u64, u64::saturating_add);
+            let whole = unroutable >= targets.spec_count_within(i, slo, shi);
+            for n in of_spec {
+                n.whole = whole;
             }
         }
         notes
@@ -317,6 +332,9 @@ mod tests {
                  `ip route get 198.20.1.1`; skipped",
             ]
         );
+        // The /16 is scanned in part (its 198.19.7.0/24 routes): no skipped target in
+        // -oX; the octet range is skipped whole.
+        assert_eq!((notes[0].whole, notes[1].whole), (false, true));
         t.leave_out(u.runs());
         assert!(t.is_excluded("198.19.0.9".parse().unwrap()));
         assert!(t.is_excluded("198.20.2.3".parse().unwrap()));
@@ -375,6 +393,21 @@ mod tests {
         assert_eq!((n.count, n.first), (127, "198.19.8.128".parse().unwrap()));
         let t = set(&["198.19.8.0/24"], &["198.19.8.1-10"]);
         assert_eq!(u.notes(&t)[0].count, 246);
+        // Overlapping exclusions, a range and an octet pattern, are taken off once.
+        let t = set(&["198.19.8.0/24"], &["198.19.8.0/25", "198.19.8.0-127"]);
+        assert_eq!(u.notes(&t)[0].count, 128);
+        // An octet pattern wider than what is looked at one by one still has its line.
+        let mut w = Unroutable::default();
+        w.add(
+            v4("198.19.0.0"),
+            v4("198.19.255.255"),
+            false,
+            NoPath::NoRoute,
+        );
+        let t = set(&["198.18-19.*.*"], &[]);
+        let n = &w.notes(&t)[0];
+        assert_eq!((n.count, n.first), (65536, "198.19.0.0".parse().unwrap()));
+        assert!(!n.whole);
     }
 
     #[test]
