@@ -112,8 +112,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             }
             "" if first => return Err(format!("`{s}` has no unit; write e.g. {s}s or {s}ms")),
             "" => {
+                // The next unit down from the one before (`1h30` → `1h30m`).
+                let next = match last_scale {
+                    x if x >= 3600.0 => "m",
+                    x if x >= 60.0 => "s",
+                    x if x >= 1.0 => "ms",
+                    x if x >= 1e-3 => "us",
+                    _ => "ns",
+                };
                 return Err(format!(
-                    "`{s}` has no unit after its {num}; write e.g. {s}s"
+                    "`{s}` has no unit after its {num}; write e.g. {s}{next}"
                 ));
             }
             _ => {
@@ -348,7 +356,7 @@ mod tests {
         );
         assert_eq!(
             parse_duration("1h30").unwrap_err(),
-            "`1h30` has no unit after its 30; write e.g. 1h30s"
+            "`1h30` has no unit after its 30; write e.g. 1h30m"
         );
         assert!(
             parse_duration("1h 30m")
