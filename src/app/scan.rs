@@ -52,26 +52,36 @@ fn open_sink(path: &Path, flag: &str, files: bool) -> Result<Sink> {
     Ok(BufWriter::new(Box::new(f)))
 }
 
-/// The reports of a scan every target of which was skipped (a name that did not resolve,
-/// a list entry that could not be read, no route): written, as nmap writes them (its `-oX`
-/// with a `<target status="skipped">` per target and 0 hosts), so a script that compares
-/// today's report with yesterday's (`ndiff`) finds today's, not yesterday's left in place.
-fn empty_reports(args: &ScanConfig, ports: &[u16], skipped: &[String]) -> Result<()> {
-    let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
-    let files = [
+/// Some report goes to a file (not stdout): the scan then outlives stdout's reader.
+fn report_files(args: &ScanConfig) -> bool {
+    [
         &args.output_xml,
         &args.output_greppable,
         &args.output_normal,
     ]
     .into_iter()
     .flatten()
-    .any(|p| p.as_os_str() != "-");
-    let args_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let stylesheet = if Path::new(XSL_LOCAL).exists() {
+    .any(|p| p.as_os_str() != "-")
+}
+
+/// `href` of -oX's stylesheet: nmap's own file when installed, else its web copy.
+fn stylesheet() -> String {
+    if Path::new(XSL_LOCAL).exists() {
         format!("file://{XSL_LOCAL}")
     } else {
         XSL_WEB.to_string()
-    };
+    }
+}
+
+/// The reports of a scan every target of which was skipped (a name that did not resolve,
+/// a list entry that could not be read, no route): written, as nmap writes them (its `-oX`
+/// with a `<target status="skipped">` per target and 0 hosts), so a script that compares
+/// today's report with yesterday's (`ndiff`) finds today's, not yesterday's left in place.
+fn empty_reports(args: &ScanConfig, ports: &[u16], skipped: &[String]) -> Result<()> {
+    let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
+    let files = report_files(args);
+    let args_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let stylesheet = stylesheet();
     let now = unix_now();
     let info = RunInfo {
         args: &args_line,
@@ -198,14 +208,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     let [normal_flag, greppable_flag, xml_flag] = args.output_flags;
     // Reports to files are finished even when stdout's reader goes (`… -oX out.xml |
     // head`): the scan runs to its end, what would go to stdout dropped.
-    let files = [
-        &args.output_xml,
-        &args.output_greppable,
-        &args.output_normal,
-    ]
-    .into_iter()
-    .flatten()
-    .any(|p| p.as_os_str() != "-");
+    let files = report_files(args);
     let mut xml = args
         .output_xml
         .as_deref()
@@ -333,11 +336,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
         },
     });
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let stylesheet = if Path::new(XSL_LOCAL).exists() {
-        format!("file://{XSL_LOCAL}")
-    } else {
-        XSL_WEB.to_string()
-    };
+    let stylesheet = stylesheet();
     let info = RunInfo {
         args: &args_line,
         start_secs,

@@ -277,12 +277,18 @@ fn ranges_len(r: &[(u8, u8)]) -> u64 {
     r.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum()
 }
 
-/// How many addresses of octet ranges `o` lie within `lo..=hi`: each octet's values whose
-/// block (a /8, /16, /24 under the octets before) misses the interval are skipped whole,
-/// so the work is the /24 stretches inside it.
-fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
+/// Each run of consecutive addresses of octet ranges `o` that meets `lo..=hi`, ascending,
+/// clipped to it, to `f` until it returns false: each octet's values whose block (a /8,
+/// /16, /24 under the octets before) misses the interval are skipped whole, so the work
+/// is the /24 stretches inside it.
+fn octet_runs_within(
+    o: &[Vec<(u8, u8)>; 4],
+    lo: u128,
+    hi: u128,
+    mut f: impl FnMut(u128, u128) -> bool,
+) {
     let value = |b: [u8; 4]| u128::from(u32::from_be_bytes(b));
-    // The block of `prefix` (the octets fixed so far) spans `value` with the rest 0..255.
+    // The block of the octets fixed so far spans `value` with the rest 0..255.
     let meets = |b: [u8; 4], fixed: usize| {
         let mut top = b;
         for x in top.iter_mut().skip(fixed) {
@@ -290,7 +296,6 @@ fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
         }
         value(b) <= hi && lo <= value(top)
     };
-    let mut n: u64 = 0;
     // Bounded by the octet ranges: at most 2^24 stretches, fewer the narrower the interval.
     for &(a0, a1) in &o[0] {
         for a in a0..=a1 {
@@ -309,8 +314,8 @@ fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
                             }
                             for &(d0, d1) in &o[3] {
                                 let (x, y) = (value([a, b, c, d0]), value([a, b, c, d1]));
-                                if x <= hi && lo <= y {
-                                    n += (y.min(hi) - x.max(lo) + 1) as u64;
+                                if x <= hi && lo <= y && !f(x.max(lo), y.min(hi)) {
+                                    return;
                                 }
                             }
                         }
@@ -319,6 +324,15 @@ fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
             }
         }
     }
+}
+
+/// How many addresses of octet ranges `o` lie within `lo..=hi`.
+fn octets_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> u64 {
+    let mut n: u64 = 0;
+    octet_runs_within(o, lo, hi, |x, y| {
+        n = n.saturating_add((y - x + 1) as u64);
+        true
+    });
     n
 }
 
@@ -333,89 +347,26 @@ fn octets_runs_within(
     hi: u128,
     cap: usize,
 ) -> Option<Vec<(u128, u128)>> {
-    let value = |b: [u8; 4]| u128::from(u32::from_be_bytes(b));
-    let meets = |b: [u8; 4], fixed: usize| {
-        let mut top = b;
-        for x in top.iter_mut().skip(fixed) {
-            *x = 255;
-        }
-        value(b) <= hi && lo <= value(top)
-    };
     let mut out = Vec::new();
-    // Bounded by `cap` runs, and blocks outside the interval skipped whole.
-    for &(a0, a1) in &o[0] {
-        for a in a0..=a1 {
-            if !meets([a, 0, 0, 0], 1) {
-                continue;
-            }
-            for &(b0, b1) in &o[1] {
-                for b in b0..=b1 {
-                    if !meets([a, b, 0, 0], 2) {
-                        continue;
-                    }
-                    for &(c0, c1) in &o[2] {
-                        for c in c0..=c1 {
-                            if !meets([a, b, c, 0], 3) {
-                                continue;
-                            }
-                            for &(d0, d1) in &o[3] {
-                                let (x, y) = (value([a, b, c, d0]), value([a, b, c, d1]));
-                                if x <= hi && lo <= y {
-                                    if out.len() >= cap {
-                                        return None;
-                                    }
-                                    out.push((x.max(lo), y.min(hi)));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+    let mut over = false;
+    octet_runs_within(o, lo, hi, |x, y| {
+        over = out.len() >= cap;
+        if !over {
+            out.push((x, y));
         }
-    }
-    Some(out)
+        !over
+    });
+    (!over).then_some(out)
 }
 
-/// The lowest address of octet ranges `o` within `lo..=hi`, if any: blocks outside the
-/// interval skipped whole, as [`octets_within`] does.
+/// The lowest address of octet ranges `o` within `lo..=hi`, if any.
 fn octets_first_within(o: &[Vec<(u8, u8)>; 4], lo: u128, hi: u128) -> Option<u128> {
-    let value = |b: [u8; 4]| u128::from(u32::from_be_bytes(b));
-    let meets = |b: [u8; 4], fixed: usize| {
-        let mut top = b;
-        for x in top.iter_mut().skip(fixed) {
-            *x = 255;
-        }
-        value(b) <= hi && lo <= value(top)
-    };
-    // Bounded by the octet ranges; the first block that meets the interval holds it.
-    for &(a0, a1) in &o[0] {
-        for a in a0..=a1 {
-            if !meets([a, 0, 0, 0], 1) {
-                continue;
-            }
-            for &(b0, b1) in &o[1] {
-                for b in b0..=b1 {
-                    if !meets([a, b, 0, 0], 2) {
-                        continue;
-                    }
-                    for &(c0, c1) in &o[2] {
-                        for c in c0..=c1 {
-                            if !meets([a, b, c, 0], 3) {
-                                continue;
-                            }
-                            for &(d0, d1) in &o[3] {
-                                let (x, y) = (value([a, b, c, d0]), value([a, b, c, d1]));
-                                if x <= hi && lo <= y {
-                                    return Some(x.max(lo));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    None
+    let mut first = None;
+    octet_runs_within(o, lo, hi, |x, _| {
+        first = Some(x);
+        false
+    });
+    first
 }
 
 /// The octet ranges both `a` and `b` name, octet by octet (an octet pattern is a product
