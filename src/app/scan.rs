@@ -279,13 +279,7 @@ pub(super) fn run(args: &ScanConfig) -> Result<Exit> {
     // routing): left out of the reports as the ones found before, and named.
     if !outcome.refused.is_empty() {
         plan.targets
-            .leave_out(outcome.refused.iter().map(|&(a, _)| {
-                let v = match a {
-                    IpAddr::V4(x) => u128::from(u32::from(x)),
-                    IpAddr::V6(x) => u128::from(x),
-                };
-                (v, v, a.is_ipv6())
-            }));
+            .leave_out_hosts(outcome.refused.iter().map(|r| r.0));
         // One line per kind of refusal, as the check before the scan words it.
         for why in [NoPath::NoRoute, NoPath::Prohibited, NoPath::Blackhole] {
             let hosts: Vec<IpAddr> = outcome

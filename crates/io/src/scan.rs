@@ -754,34 +754,27 @@ pub fn unroutable(targets: &tcpshake_proto::probe::scan::targets::TargetSet) -> 
             .filter(|b| b.2 == v6)
             .take(2)
             .collect::<Vec<_>>();
-        let prefixes = match one.as_slice() {
+        let cells = match one.as_slice() {
             [] => continue,
-            // One address: its own lookup is all it needs.
-            [(lo, hi, _)] if lo == hi => Vec::new(),
+            // One address: its own lookup is all it needs (no dump: the spec its own cell).
+            [(lo, hi, _)] if lo == hi => unroutable::cells(targets, v6, &[], unroutable::MAX_CELLS),
             _ => match neighbour::route_prefixes(v6) {
-                Ok(p) => p,
+                Ok(p) => unroutable::cells(targets, v6, &p, unroutable::MAX_CELLS),
                 // A table too big to read whole (a full BGP table is past the netlink
                 // reader's bound; the check must not cost the scan: review): single
                 // addresses are looked up one by one, ranges left to the kernel's
                 // refusals at the send.
-                Err(_) => {
-                    let singles = targets
+                Err(_) => Some(
+                    targets
                         .bounds()
                         .filter(|b| b.2 == v6 && b.0 == b.1)
-                        .take(unroutable::MAX_CELLS);
-                    for (at, _, _) in singles {
-                        if let Some(addr) = unroutable::addr_of(at, v6)
-                            && let Err(e) = router.lookup(addr)
-                            && let Some(n) = e.downcast_ref::<route::NoPathTo>()
-                        {
-                            out.add(at, at, v6, n.why);
-                        }
-                    }
-                    continue;
-                }
+                        .take(unroutable::MAX_CELLS)
+                        .map(|(at, _, _)| (at, at, at))
+                        .collect(),
+                ),
             },
         };
-        let Some(cells) = unroutable::cells(targets, v6, &prefixes, unroutable::MAX_CELLS) else {
+        let Some(cells) = cells else {
             continue; // too many to look up: the kernel's refusals find them
         };
         for (lo, hi, at) in cells {

@@ -740,6 +740,14 @@ impl TargetSet {
         self.left_out = merged;
     }
 
+    /// [`TargetSet::leave_out`] of single hosts (the ones the kernel refused at the send).
+    pub fn leave_out_hosts(&mut self, hosts: impl IntoIterator<Item = IpAddr>) {
+        self.leave_out(hosts.into_iter().map(|a| {
+            let (v6, v) = key_of(a);
+            (v, v, v6)
+        }));
+    }
+
     /// The end of the left-out stretch holding `at` (family `v6`), if one does.
     fn left_out_end(&self, at: u128, v6: bool) -> Option<u128> {
         if self.left_out.is_empty() {
