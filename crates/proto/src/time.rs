@@ -80,7 +80,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     let mut rest = s;
     let mut secs = 0.0;
-    let mut first = true;
+    // The unit of the term before (none yet: infinite).
     let mut last_scale = f64::INFINITY;
     // Bounded: each turn takes a number and a unit off `rest`, or returns.
     while !rest.is_empty() {
@@ -94,6 +94,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_alphabetic())
             .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
+        let first = last_scale.is_infinite();
         let scale = match unit {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -139,7 +140,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         last_scale = scale;
         secs += value * scale;
-        first = false;
         rest = next;
     }
     if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
